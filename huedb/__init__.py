@@ -1,0 +1,34 @@
+"""huedb: a vector database with Chroma's API, safe for many processes on one directory."""
+
+__version__ = "0.1.0"
+
+from huedb import errors  # noqa: E402
+from huedb.api.client import Client, EphemeralClient, PersistentClient  # noqa: E402
+from huedb.api.collection import Collection  # noqa: E402
+from huedb.api.types import (  # noqa: E402
+    EmbeddingFunction,
+    GetResult,
+    Include,
+    QueryResult,
+    Where,
+    WhereDocument,
+)
+from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings  # noqa: E402
+
+__all__ = [
+    "DEFAULT_DATABASE",
+    "DEFAULT_TENANT",
+    "Client",
+    "Collection",
+    "EmbeddingFunction",
+    "EphemeralClient",
+    "GetResult",
+    "Include",
+    "PersistentClient",
+    "QueryResult",
+    "Settings",
+    "Where",
+    "WhereDocument",
+    "__version__",
+    "errors",
+]

@@ -1,0 +1,162 @@
+"""`ServerAPI`: the one interface every mode implements (in-process engine or HTTP).
+
+`Client` and `Collection` only talk to a `ServerAPI`, so embedded, persistent and HTTP
+clients behave the same by construction. Collections are addressed by UUID here, by name
+only where Chroma's wire protocol does so.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from huedb.api.types import CollectionModel, GetResult, QueryResult
+
+
+class ServerAPI(ABC):
+    """Operations of a huedb store, addressed by tenant, database and collection id."""
+
+    @abstractmethod
+    def heartbeat(self) -> int: ...
+
+    @abstractmethod
+    def get_version(self) -> str: ...
+
+    @abstractmethod
+    def reset(self) -> bool: ...
+
+    @abstractmethod
+    def get_max_batch_size(self) -> int: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def create_tenant(self, name: str) -> None: ...
+
+    @abstractmethod
+    def get_tenant(self, name: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def create_database(self, name: str, tenant: str) -> None: ...
+
+    @abstractmethod
+    def get_database(self, name: str, tenant: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def delete_database(self, name: str, tenant: str) -> None: ...
+
+    @abstractmethod
+    def list_databases(
+        self, limit: int | None, offset: int | None, tenant: str
+    ) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def list_collections(
+        self, limit: int | None, offset: int | None, tenant: str, database: str
+    ) -> list[CollectionModel]: ...
+
+    @abstractmethod
+    def count_collections(self, tenant: str, database: str) -> int: ...
+
+    @abstractmethod
+    def create_collection(
+        self,
+        name: str,
+        metadata: dict[str, Any] | None,
+        configuration: dict[str, Any] | None,
+        get_or_create: bool,
+        tenant: str,
+        database: str,
+    ) -> CollectionModel: ...
+
+    @abstractmethod
+    def get_collection(self, name: str, tenant: str, database: str) -> CollectionModel: ...
+
+    @abstractmethod
+    def get_collection_by_id(self, collection_id: str) -> CollectionModel: ...
+
+    @abstractmethod
+    def modify_collection(
+        self,
+        collection_id: str,
+        new_name: str | None,
+        new_metadata: dict[str, Any] | None,
+        new_configuration: dict[str, Any] | None,
+    ) -> None: ...
+
+    @abstractmethod
+    def delete_collection(self, name: str, tenant: str, database: str) -> None: ...
+
+    @abstractmethod
+    def add(
+        self,
+        collection_id: str,
+        ids: list[str],
+        embeddings: np.ndarray,
+        metadatas: Sequence[Any] | None,
+        documents: Sequence[Any] | None,
+        uris: Sequence[Any] | None,
+    ) -> None: ...
+
+    @abstractmethod
+    def update(
+        self,
+        collection_id: str,
+        ids: list[str],
+        embeddings: np.ndarray | None,
+        metadatas: Sequence[Any] | None,
+        documents: Sequence[Any] | None,
+        uris: Sequence[Any] | None,
+    ) -> None: ...
+
+    @abstractmethod
+    def upsert(
+        self,
+        collection_id: str,
+        ids: list[str],
+        embeddings: np.ndarray,
+        metadatas: Sequence[Any] | None,
+        documents: Sequence[Any] | None,
+        uris: Sequence[Any] | None,
+    ) -> None: ...
+
+    @abstractmethod
+    def delete(
+        self,
+        collection_id: str,
+        ids: list[str] | None,
+        where: Any,
+        where_document: Any,
+        limit: int | None,
+    ) -> int: ...
+
+    @abstractmethod
+    def count(self, collection_id: str) -> int: ...
+
+    @abstractmethod
+    def get(
+        self,
+        collection_id: str,
+        ids: list[str] | None,
+        where: Any,
+        where_document: Any,
+        limit: int | None,
+        offset: int | None,
+        include: list[str],
+    ) -> GetResult: ...
+
+    @abstractmethod
+    def query(
+        self,
+        collection_id: str,
+        query_embeddings: np.ndarray,
+        n_results: int,
+        ids: list[str] | None,
+        where: Any,
+        where_document: Any,
+        include: list[str],
+    ) -> QueryResult: ...

@@ -1,0 +1,269 @@
+"""`Client`: Chroma's client API (collections, tenants, databases) over any `ServerAPI`."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from huedb.api.base import ServerAPI
+from huedb.api.collection import Collection
+from huedb.api.types import CollectionModel
+from huedb.api.validation import validate_collection_metadata
+from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
+from huedb.engine.engine import Engine
+from huedb.engine.index import Thresholds
+from huedb.errors import NotFoundError
+
+_registry_lock = threading.Lock()
+_engines: dict[str, tuple[Engine, Settings, int]] = {}
+
+
+def _acquire_engine(settings: Settings) -> Engine:
+    """The process-wide engine for these settings (shared like Chroma's system cache)."""
+    if settings.is_persistent:
+        path = Path(settings.persist_directory).expanduser().resolve()
+        key = str(path)
+    else:
+        path = None
+        key = ":ephemeral:"
+    with _registry_lock:
+        entry = _engines.get(key)
+        if entry is not None:
+            engine, known, refs = entry
+            if _engine_settings(known) != _engine_settings(settings):
+                raise ValueError(
+                    f"An instance of Chroma already exists for {key} with different settings"
+                )
+            _engines[key] = (engine, known, refs + 1)
+            return engine
+        engine = Engine(
+            path,
+            sync=settings.huedb_sync,
+            thresholds=Thresholds(
+                settings.huedb_exact_max_floats, settings.huedb_filtered_exact_max_floats
+            ),
+            snapshot_every=settings.huedb_snapshot_every,
+        )
+        _engines[key] = (engine, settings, 1)
+        return engine
+
+
+def _engine_settings(settings: Settings) -> tuple:
+    return (
+        settings.huedb_sync,
+        settings.huedb_exact_max_floats,
+        settings.huedb_filtered_exact_max_floats,
+        settings.huedb_snapshot_every,
+        settings.allow_reset,
+    )
+
+
+def _release_engine(engine: Engine) -> None:
+    with _registry_lock:
+        for key, (known, settings, refs) in list(_engines.items()):
+            if known is engine:
+                if refs <= 1:
+                    del _engines[key]
+                    engine.close()
+                else:
+                    _engines[key] = (known, settings, refs - 1)
+                return
+
+
+def clear_system_cache() -> None:
+    """Close every shared engine of this process (Chroma's `Client.clear_system_cache`)."""
+    with _registry_lock:
+        entries = list(_engines.values())
+        _engines.clear()
+    for engine, _, _ in entries:
+        engine.close()
+
+
+class Client:
+    """Chroma's `ClientAPI`: one tenant and database at a time over a `ServerAPI`."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        tenant: str = DEFAULT_TENANT,
+        database: str = DEFAULT_DATABASE,
+        server: ServerAPI | None = None,
+    ) -> None:
+        self._settings = settings or Settings()
+        self._owns_engine = server is None
+        if server is None:
+            from huedb.api.local import LocalAPI
+
+            server = LocalAPI(_acquire_engine(self._settings), self._settings)
+        self._server = server
+        self._closed = False
+        self.tenant = tenant
+        self.database = database
+        try:
+            self._server.get_tenant(tenant)
+            self._server.get_database(database, tenant)
+        except NotFoundError:
+            self.close()
+            raise
+
+    clear_system_cache = staticmethod(clear_system_cache)
+
+    # -- system ------------------------------------------------------------------------
+
+    def heartbeat(self) -> int:
+        """Nanoseconds since the epoch, from the server."""
+        return self._server.heartbeat()
+
+    def get_version(self) -> str:
+        return self._server.get_version()
+
+    def get_settings(self) -> Settings:
+        return self._settings
+
+    def get_max_batch_size(self) -> int:
+        return self._server.get_max_batch_size()
+
+    def reset(self) -> bool:
+        """Delete everything (only with Settings(allow_reset=True))."""
+        return self._server.reset()
+
+    def close(self) -> None:
+        """Release this client's hold on the store (snapshots are written when the last closes)."""
+        if self._closed:
+            return
+        self._closed = True
+        from huedb.api.local import LocalAPI
+
+        if self._owns_engine and isinstance(self._server, LocalAPI):
+            _release_engine(self._server.engine)
+        else:
+            self._server.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- tenants and databases ---------------------------------------------------------
+
+    def set_tenant(self, tenant: str, database: str = DEFAULT_DATABASE) -> None:
+        self._server.get_tenant(tenant)
+        self._server.get_database(database, tenant)
+        self.tenant, self.database = tenant, database
+
+    def set_database(self, database: str) -> None:
+        self._server.get_database(database, self.tenant)
+        self.database = database
+
+    def create_tenant(self, name: str) -> None:
+        self._server.create_tenant(name)
+
+    def get_tenant(self, name: str) -> dict[str, Any]:
+        return self._server.get_tenant(name)
+
+    def create_database(self, name: str, tenant: str | None = None) -> None:
+        self._server.create_database(name, tenant or self.tenant)
+
+    def get_database(self, name: str, tenant: str | None = None) -> dict[str, Any]:
+        return self._server.get_database(name, tenant or self.tenant)
+
+    def delete_database(self, name: str, tenant: str | None = None) -> None:
+        self._server.delete_database(name, tenant or self.tenant)
+
+    def list_databases(
+        self, limit: int | None = None, offset: int | None = None, tenant: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self._server.list_databases(limit, offset, tenant or self.tenant)
+
+    # -- collections -------------------------------------------------------------------
+
+    def _wrap(self, model: CollectionModel, ef: Any, data_loader: Any = None) -> Collection:
+        return Collection(self._server, model, embedding_function=ef, data_loader=data_loader)
+
+    def list_collections(
+        self, limit: int | None = None, offset: int | None = None
+    ) -> list[Collection]:
+        models = self._server.list_collections(limit, offset, self.tenant, self.database)
+        return [self._wrap(m, None) for m in models]
+
+    def count_collections(self) -> int:
+        return self._server.count_collections(self.tenant, self.database)
+
+    def create_collection(
+        self,
+        name: str,
+        schema: Any = None,
+        configuration: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        embedding_function: Any = None,
+        data_loader: Any = None,
+        get_or_create: bool = False,
+    ) -> Collection:
+        """Create a collection (InternalError if the name exists, unless get_or_create)."""
+        validate_collection_metadata(metadata)
+        model = self._server.create_collection(
+            name, metadata, configuration, get_or_create, self.tenant, self.database
+        )
+        return self._wrap(model, embedding_function, data_loader)
+
+    def get_collection(
+        self, name: str, embedding_function: Any = None, data_loader: Any = None
+    ) -> Collection:
+        """An existing collection by name (NotFoundError if missing)."""
+        model = self._server.get_collection(name, self.tenant, self.database)
+        return self._wrap(model, embedding_function, data_loader)
+
+    def get_collection_by_id(
+        self, id: Any, embedding_function: Any = None, data_loader: Any = None
+    ) -> Collection:
+        model = self._server.get_collection_by_id(str(id))
+        return self._wrap(model, embedding_function, data_loader)
+
+    def get_or_create_collection(
+        self,
+        name: str,
+        schema: Any = None,
+        configuration: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+        embedding_function: Any = None,
+        data_loader: Any = None,
+    ) -> Collection:
+        """The named collection, created if missing (arguments ignored when it exists)."""
+        return self.create_collection(
+            name,
+            configuration=configuration,
+            metadata=metadata,
+            embedding_function=embedding_function,
+            data_loader=data_loader,
+            get_or_create=True,
+        )
+
+    def delete_collection(self, name: str) -> None:
+        """Delete a collection and all its records (NotFoundError if missing)."""
+        self._server.delete_collection(name, self.tenant, self.database)
+
+
+def EphemeralClient(  # noqa: N802 - chromadb's factory name
+    settings: Settings | None = None,
+    tenant: str = DEFAULT_TENANT,
+    database: str = DEFAULT_DATABASE,
+) -> Client:
+    """An in-memory store shared by every EphemeralClient of this process."""
+    settings = settings or Settings()
+    settings.is_persistent = False
+    return Client(settings, tenant, database)
+
+
+def PersistentClient(  # noqa: N802 - chromadb's factory name
+    path: str | Path = "./chroma",
+    settings: Settings | None = None,
+    tenant: str = DEFAULT_TENANT,
+    database: str = DEFAULT_DATABASE,
+) -> Client:
+    """A store in a directory, safe to open from any number of processes at once."""
+    settings = settings or Settings()
+    settings.is_persistent = True
+    settings.persist_directory = str(path)
+    return Client(settings, tenant, database)

@@ -1,0 +1,315 @@
+"""`Collection`: Chroma's collection object, a thin handle over a `ServerAPI`."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from huedb.api import validation as v
+from huedb.api.types import (
+    DEFAULT_GET_INCLUDE,
+    DEFAULT_QUERY_INCLUDE,
+    CollectionModel,
+    DeleteResult,
+    GetResult,
+    QueryResult,
+)
+
+if TYPE_CHECKING:
+    from huedb.api.base import ServerAPI
+
+
+class Collection:
+    """A named set of records with embeddings, documents, metadata and uris."""
+
+    def __init__(
+        self,
+        client: ServerAPI,
+        model: CollectionModel,
+        embedding_function: Any = None,
+        data_loader: Any = None,
+    ) -> None:
+        self._client = client
+        self._model = model
+        self._embedding_function = embedding_function
+        self._data_loader = data_loader
+
+    # -- properties --------------------------------------------------------------------
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self._model.id
+
+    @property
+    def name(self) -> str:
+        return self._model.name
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        return self._model.metadata
+
+    @property
+    def tenant(self) -> str:
+        return self._model.tenant
+
+    @property
+    def database(self) -> str:
+        return self._model.database
+
+    @property
+    def configuration_json(self) -> dict[str, Any]:
+        return self._model.configuration_json
+
+    @property
+    def configuration(self) -> dict[str, Any]:
+        config = dict(self._model.configuration_json)
+        config["embedding_function"] = self._embedding_function
+        return config
+
+    @property
+    def embedding_function(self) -> Any:
+        return self._embedding_function
+
+    def get_model(self) -> CollectionModel:
+        """The collection as stored."""
+        return self._model
+
+    def __repr__(self) -> str:
+        return f"Collection(name={self.name})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Collection) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    # -- writes ------------------------------------------------------------------------
+
+    def add(
+        self,
+        ids: Any,
+        embeddings: Any = None,
+        metadatas: Any = None,
+        documents: Any = None,
+        images: Any = None,
+        uris: Any = None,
+    ) -> None:
+        """Add records; ids that already exist are left unchanged."""
+        batch = self._prepare(ids, embeddings, metadatas, documents, images, uris, "add", True)
+        self._client.add(str(self.id), *batch)
+
+    def upsert(
+        self,
+        ids: Any,
+        embeddings: Any = None,
+        metadatas: Any = None,
+        documents: Any = None,
+        images: Any = None,
+        uris: Any = None,
+    ) -> None:
+        """Insert new ids and update existing ones (metadata merged key by key)."""
+        batch = self._prepare(ids, embeddings, metadatas, documents, images, uris, "upsert", True)
+        self._client.upsert(str(self.id), *batch)
+
+    def update(
+        self,
+        ids: Any,
+        embeddings: Any = None,
+        metadatas: Any = None,
+        documents: Any = None,
+        images: Any = None,
+        uris: Any = None,
+    ) -> None:
+        """Update existing records; missing ids are ignored."""
+        batch = self._prepare(ids, embeddings, metadatas, documents, images, uris, "update", False)
+        self._client.update(str(self.id), *batch)
+
+    def delete(
+        self,
+        ids: Any = None,
+        where: Any = None,
+        where_document: Any = None,
+        limit: int | None = None,
+    ) -> DeleteResult:
+        """Delete records by id and/or filter; returns {"deleted": n}."""
+        id_list = None if ids is None else v.normalize_ids(ids, "delete")
+        if id_list is None and where is None and where_document is None:
+            raise ValueError(
+                "At least one of ids, where, or where_document must be provided in delete."
+            )
+        if limit is not None and where is None and where_document is None:
+            raise ValueError("limit can only be specified when a where clause is provided")
+        self._check_filters(where, where_document)
+        v.validate_limit_offset(limit, "limit")
+        deleted = self._client.delete(str(self.id), id_list, where, where_document, limit)
+        return DeleteResult(deleted=deleted)
+
+    # -- reads -------------------------------------------------------------------------
+
+    def count(self, read_level: Any = None) -> int:
+        """Number of records."""
+        return self._client.count(str(self.id))
+
+    def get(
+        self,
+        ids: Any = None,
+        where: Any = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        where_document: Any = None,
+        include: Any = None,
+    ) -> GetResult:
+        """Records by id and/or filter, in storage order."""
+        include = v.validate_include(
+            DEFAULT_GET_INCLUDE if include is None else include, allow_distances=False
+        )
+        id_list = None if ids is None else v.normalize_ids_for_read(ids, "get")
+        self._check_filters(where, where_document)
+        limit = v.validate_limit_offset(limit, "limit")
+        offset = v.validate_limit_offset(offset, "offset")
+        wire_include = [i for i in include if i != "data"]
+        if "data" in include and "uris" not in wire_include:
+            wire_include.append("uris")
+        result = self._client.get(
+            str(self.id), id_list, where, where_document, limit, offset, wire_include
+        )
+        return self._finish(result, include)
+
+    def peek(self, limit: int = 10) -> GetResult:
+        """The first records with embeddings, metadatas and documents."""
+        return self.get(limit=limit, include=["embeddings", "metadatas", "documents"])
+
+    def query(
+        self,
+        query_embeddings: Any = None,
+        query_texts: Any = None,
+        query_images: Any = None,
+        query_uris: Any = None,
+        ids: Any = None,
+        n_results: int = 10,
+        where: Any = None,
+        where_document: Any = None,
+        include: Any = None,
+    ) -> QueryResult:
+        """The n_results nearest records to each query, among those matching the filters."""
+        given = [
+            x for x in (query_embeddings, query_texts, query_images, query_uris) if x is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "You must provide exactly one of query_embeddings, query_texts, query_images, "
+                "or query_uris."
+            )
+        include = v.validate_include(
+            DEFAULT_QUERY_INCLUDE if include is None else include, allow_distances=True
+        )
+        n_results = v.validate_n_results(n_results)
+        id_list = None if ids is None else v.normalize_ids_for_read(ids, "query")
+        self._check_filters(where, where_document)
+        if query_embeddings is None:
+            if query_texts is None:
+                raise ValueError("Images and URIs need an embedding function with a data loader")
+            query_embeddings = self._embed(v.maybe_list(query_texts), query=True)
+        matrix = v.normalize_embeddings(query_embeddings)
+        assert matrix is not None
+        v.finite_or_error(matrix)
+        wire_include = [i for i in include if i != "data"]
+        result = self._client.query(
+            str(self.id), matrix, n_results, id_list, where, where_document, wire_include
+        )
+        return self._finish(result, include)
+
+    # -- collection changes ------------------------------------------------------------
+
+    def modify(
+        self,
+        name: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        configuration: dict[str, Any] | None = None,
+    ) -> None:
+        """Rename, replace metadata, or change mutable configuration."""
+        if metadata is not None:
+            v.validate_collection_metadata(metadata)
+            if "hnsw:space" in metadata:
+                raise ValueError(
+                    "Changing the distance function of a collection once it is created is not "
+                    "supported currently."
+                )
+        self._client.modify_collection(str(self.id), name, metadata, configuration)
+        self._model = self._client.get_collection_by_id(str(self.id))
+
+    # -- helpers -----------------------------------------------------------------------
+
+    @staticmethod
+    def _check_filters(where: Any, where_document: Any) -> None:
+        if where is not None:
+            v.validate_where(where)
+        if where_document is not None:
+            v.validate_where_document(where_document)
+
+    def _finish(self, result: Any, include: list[str]) -> Any:
+        result["included"] = list(include)
+        if "uris" not in include:
+            result["uris"] = None
+        if "data" in include and self._data_loader is not None and result.get("uris"):
+            uris = result["uris"]
+            result["data"] = (
+                [self._data_loader(u) for u in uris]
+                if uris and isinstance(uris[0], list)
+                else self._data_loader(uris)
+            )
+        return result
+
+    def _embed(self, inputs: list[Any] | None, query: bool = False) -> np.ndarray:
+        ef = self._embedding_function
+        if ef is None:
+            raise ValueError(
+                "You must provide an embedding function to compute embeddings. "
+                "Pass embeddings= explicitly or create the collection with an embedding_function."
+            )
+        fn = getattr(ef, "embed_query", None) if query else None
+        vectors = fn(inputs) if callable(fn) else ef(inputs)
+        return np.asarray([np.asarray(x, dtype=np.float32) for x in vectors], dtype=np.float32)
+
+    def _prepare(
+        self,
+        ids: Any,
+        embeddings: Any,
+        metadatas: Any,
+        documents: Any,
+        images: Any,
+        uris: Any,
+        op: str,
+        require_embeddings: bool,
+    ) -> tuple[list[str], np.ndarray | None, Any, Any, Any]:
+        id_list = v.normalize_ids(ids, op)
+        metas = metadatas if metadatas is None else v.maybe_list_of_dicts(metadatas)
+        docs = v.maybe_list(documents)
+        uri_list = v.maybe_list(uris)
+        imgs = v.maybe_list(images)
+        matrix = v.normalize_embeddings(embeddings)
+        v.check_lengths(
+            id_list, embeddings=matrix, metadatas=metas, documents=docs, images=imgs, uris=uri_list
+        )
+        if metas is not None:
+            for m in metas:
+                if m is not None:
+                    v.validate_metadata(m)
+        if docs is not None:
+            for d in docs:
+                if d is not None and not isinstance(d, str):
+                    raise ValueError(f"Expected document to be a str, got {d!r} in {op}.")
+        if matrix is None and (require_embeddings or docs is not None or imgs is not None):
+            if docs is not None:
+                matrix = self._embed(docs)
+            elif imgs is not None:
+                matrix = self._embed(imgs)
+            elif require_embeddings:
+                raise ValueError(
+                    f"You must provide embeddings, documents, images, or uris in {op}."
+                )
+        if matrix is not None:
+            v.finite_or_error(matrix)
+        return id_list, matrix, metas, docs, uri_list

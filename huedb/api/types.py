@@ -1,0 +1,94 @@
+"""Public data types: results, includes, metadata and the embedding-function protocol."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+ID = str
+IDs = list[ID]
+MetadataValue = str | int | float | bool | list[str] | list[int] | list[float] | list[bool]
+Metadata = dict[str, MetadataValue]
+Document = str
+Embedding = NDArray[np.float32]
+Embeddings = list[Embedding]
+Where = dict[str, Any]
+WhereDocument = dict[str, Any]
+IncludeItem = Literal["documents", "embeddings", "metadatas", "distances", "uris", "data"]
+Include = list[IncludeItem]
+
+INCLUDE_ITEMS: tuple[str, ...] = (
+    "documents",
+    "embeddings",
+    "metadatas",
+    "distances",
+    "uris",
+    "data",
+)
+DEFAULT_GET_INCLUDE: list[str] = ["metadatas", "documents"]
+DEFAULT_QUERY_INCLUDE: list[str] = ["metadatas", "documents", "distances"]
+SPACES: tuple[str, ...] = ("l2", "ip", "cosine")
+
+
+class GetResult(TypedDict):
+    ids: list[ID]
+    embeddings: Any
+    documents: list[Document | None] | None
+    uris: list[str | None] | None
+    data: Any
+    metadatas: list[Metadata | None] | None
+    included: list[str]
+
+
+class QueryResult(TypedDict):
+    ids: list[list[ID]]
+    embeddings: Any
+    documents: list[list[Document | None]] | None
+    uris: list[list[str | None]] | None
+    data: Any
+    metadatas: list[list[Metadata | None]] | None
+    distances: list[list[float]] | None
+    included: list[str]
+
+
+class DeleteResult(TypedDict):
+    deleted: int
+
+
+@runtime_checkable
+class EmbeddingFunction(Protocol):
+    """Anything callable on a list of documents that returns one vector per document."""
+
+    def __call__(self, input: list[str]) -> Any: ...
+
+
+@dataclass
+class CollectionModel:
+    """A collection as the engine and the wire describe it."""
+
+    id: uuid.UUID
+    name: str
+    tenant: str
+    database: str
+    metadata: dict[str, Any] | None = None
+    configuration_json: dict[str, Any] = field(default_factory=dict)
+    dimension: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The collection object of Chroma's v2 HTTP API."""
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "configuration_json": self.configuration_json,
+            "schema": None,
+            "metadata": self.metadata,
+            "dimension": self.dimension,
+            "tenant": self.tenant,
+            "database": self.database,
+            "log_position": 0,
+            "version": 0,
+        }

@@ -1,0 +1,329 @@
+"""Client-side argument normalisation and validation, with chromadb's error classes.
+
+These checks run in the caller's process before anything is sent to the engine or the
+server, exactly where chromadb runs them, so the same bad call raises the same exception
+class (mostly `ValueError` / `TypeError`) in every mode.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from huedb.api.types import INCLUDE_ITEMS
+from huedb.errors import DuplicateIDError, InvalidArgumentError
+
+SCALAR_TYPES = (str, int, float, bool)
+COMPARISON_OPS = ("$gt", "$gte", "$lt", "$lte")
+EQUALITY_OPS = ("$eq", "$ne")
+LIST_OPS = ("$in", "$nin")
+MEMBER_OPS = ("$contains", "$not_contains")
+DOCUMENT_OPS = ("$contains", "$not_contains", "$regex", "$not_regex")
+LOGICAL_OPS = ("$and", "$or")
+RESERVED_METADATA_KEYS = ("chroma:document", "chroma:uri")
+
+
+def maybe_list(value: Any) -> list[Any] | None:
+    """Wrap a single item into a list; keep lists and None as they are."""
+    if value is None:
+        return None
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [value]
+
+
+def normalize_ids(ids: Any, op: str) -> list[str]:
+    """Check ids: a non-empty list of unique strings."""
+    if isinstance(ids, str):
+        ids = [ids]
+    if not isinstance(ids, list | tuple):
+        raise ValueError(f"Expected IDs to be a list, got {type(ids).__name__} as IDs in {op}.")
+    if len(ids) == 0:
+        raise ValueError(f"Expected IDs to be a non-empty list, got 0 IDs in {op}.")
+    for item in ids:
+        if not isinstance(item, str):
+            raise ValueError(f"Expected ID to be a str, got {item!r} in {op}.")
+    if len(set(ids)) != len(ids):
+        dups = sorted(i for i, n in Counter(ids).items() if n > 1)
+        shown = ", ".join(dups[:10]) + (f", ...({len(dups)} total)" if len(dups) > 10 else "")
+        raise DuplicateIDError(f"Expected IDs to be unique, found duplicates of: {shown} in {op}.")
+    return list(ids)
+
+
+def normalize_embeddings(embeddings: Any) -> np.ndarray | None:
+    """Turn any accepted embedding input into a contiguous float32 matrix (n x d)."""
+    if embeddings is None:
+        return None
+    if isinstance(embeddings, np.ndarray):
+        arr = embeddings
+        if arr.ndim == 1:
+            arr = arr.reshape(1, -1)
+    else:
+        if not isinstance(embeddings, list | tuple):
+            raise ValueError(
+                f"Expected embeddings to be a list or numpy array, got {type(embeddings).__name__}"
+            )
+        if len(embeddings) == 0:
+            raise ValueError("Expected embeddings to be a non-empty list, got empty list")
+        first = embeddings[0]
+        if isinstance(first, int | float | np.number) and not isinstance(first, bool):
+            embeddings = [embeddings]
+        rows = []
+        dim = None
+        for row in embeddings:
+            if isinstance(row, np.ndarray):
+                row_arr = row.reshape(-1) if row.ndim > 1 and row.shape[0] == 1 else row
+            elif isinstance(row, list | tuple):
+                row_arr = row
+            else:
+                raise ValueError(f"Expected each embedding to be a list or array, got {row!r}")
+            n = len(row_arr)
+            if dim is None:
+                dim = n
+            elif n != dim:
+                raise InvalidArgumentError(
+                    f"Inconsistent dimensions in provided embeddings: got {dim} and {n}"
+                )
+            rows.append(row_arr)
+        if dim == 0:
+            raise IndexError("list index out of range")
+        try:
+            arr = np.asarray(rows, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"Expected embeddings to contain only numbers: {exc}") from None
+    if arr.ndim != 2:
+        raise ValueError(f"Expected embeddings to be a 2-D array, got {arr.ndim}-D")
+    if arr.shape[1] == 0:
+        raise IndexError("list index out of range")
+    if arr.dtype.kind not in "fiub":
+        raise ValueError(f"Expected embeddings to contain only numbers, got dtype {arr.dtype}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def validate_metadata(metadata: Any, allow_none_values: bool = False) -> None:
+    """Check one record metadata dict (values: scalars or homogeneous non-empty lists)."""
+    if not isinstance(metadata, dict):
+        raise ValueError(f"Expected metadata to be a dict or None, got {metadata!r}")
+    if len(metadata) == 0:
+        raise ValueError(f"Expected metadata to be a non-empty dict, got {metadata}")
+    for key, value in metadata.items():
+        if key in RESERVED_METADATA_KEYS:
+            raise ValueError(f"Expected metadata to not contain the reserved key {key}")
+        if not isinstance(key, str):
+            raise TypeError(f"Expected metadata key to be a str, got {key!r}")
+        if value is None:
+            continue
+        if isinstance(value, list):
+            if len(value) == 0:
+                raise ValueError(
+                    f"Expected metadata list value for key '{key}' to be non-empty, got {value}"
+                )
+            kinds = {_scalar_kind(v) for v in value}
+            if None in kinds or len(kinds) != 1:
+                raise ValueError(
+                    f"Expected metadata list value for key '{key}' to contain only one of "
+                    f"str, int, float or bool, got {value}"
+                )
+            continue
+        if not isinstance(value, SCALAR_TYPES):
+            raise ValueError(
+                f"Expected metadata value to be a str, int, float, bool, list or None, got "
+                f"{value!r} which is a {type(value).__name__}"
+            )
+
+
+def _scalar_kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    return None
+
+
+def validate_collection_metadata(metadata: Any) -> None:
+    """Check collection metadata: a non-empty dict of scalar values."""
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise ValueError(f"Expected metadata to be a dict or None, got {metadata!r}")
+    if len(metadata) == 0:
+        raise ValueError(f"Expected metadata to be a non-empty dict, got {metadata}")
+    for key, value in metadata.items():
+        if not isinstance(key, str):
+            raise TypeError(f"Expected metadata key to be a str, got {key!r}")
+        if value is None or isinstance(value, dict):
+            raise TypeError(f"Expected collection metadata value to be a scalar, got {value!r}")
+        if not isinstance(value, SCALAR_TYPES):
+            raise ValueError(
+                f"Expected collection metadata value to be a str, int, float or bool, got {value!r}"
+            )
+
+
+def validate_include(include: Any, allow_distances: bool) -> list[str]:
+    """Check an include list."""
+    if not isinstance(include, list | tuple):
+        raise ValueError(f"Expected include to be a list, got {include!r}")
+    for item in include:
+        if not isinstance(item, str):
+            raise ValueError(f"Expected include item to be a str, got {item!r}")
+        if item not in INCLUDE_ITEMS:
+            raise ValueError(
+                f"Expected include item to be one of {', '.join(INCLUDE_ITEMS)}, got {item}"
+            )
+        if item == "distances" and not allow_distances:
+            raise ValueError("Include item cannot be one of distances in get")
+    return list(include)
+
+
+def validate_n_results(n_results: Any) -> int:
+    """Check n_results: a positive int (chroma raises TypeError for <= 0)."""
+    if isinstance(n_results, bool) or not isinstance(n_results, int | np.integer):
+        raise ValueError(f"Expected requested number of results to be a int, got {n_results}")
+    if n_results <= 0:
+        raise TypeError(f"Number of requested results {n_results}, cannot be negative, or zero.")
+    return int(n_results)
+
+
+def validate_limit_offset(value: Any, name: str) -> int | None:
+    """Check limit / offset: None or a non-negative int."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(f"Expected {name} to be an int, got {value!r}")
+    if value < 0:
+        raise OverflowError(f"can't convert negative int to unsigned ({name}={value})")
+    return int(value)
+
+
+def validate_where(where: Any) -> None:
+    """Client-side structural check of a `where` filter (ValueError on malformed input)."""
+    if not isinstance(where, dict):
+        raise ValueError(f"Expected where to be a dict, got {where}")
+    if len(where) != 1:
+        raise ValueError(f"Expected where to have exactly one operator, got {where}")
+    key, value = next(iter(where.items()))
+    if not isinstance(key, str):
+        raise ValueError(f"Expected where key to be a str, got {key}")
+    if key in LOGICAL_OPS:
+        if not isinstance(value, list):
+            raise ValueError(f"Expected where value for {key} to be a list, got {value}")
+        if len(value) <= 1:
+            raise ValueError(
+                f"Expected where value for {key} to be a list with at least two where "
+                f"expressions, got {value}"
+            )
+        for sub in value:
+            validate_where(sub)
+        return
+    if key == "#document":
+        validate_where_document(value)
+        return
+    if isinstance(value, SCALAR_TYPES):
+        return
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"Expected where value to be a str, int, float, or operator expression, got {value}"
+        )
+    if len(value) != 1:
+        raise ValueError(f"Expected operator expression to have exactly one operator, got {value}")
+    op, operand = next(iter(value.items()))
+    if op in COMPARISON_OPS:
+        if not isinstance(operand, int | float):
+            raise ValueError(
+                f"Expected operand value to be an int or a float for operator {op}, got {operand}"
+            )
+    elif op in LIST_OPS:
+        if not isinstance(operand, list) or len(operand) == 0:
+            raise ValueError(
+                f"Expected where value for {op} to be a non-empty list of str, int, float or "
+                f"bool, got {operand}"
+            )
+        kinds = {_scalar_kind(v) for v in operand}
+        if None in kinds or len(kinds) != 1:
+            raise ValueError(
+                f"Expected where operand value to be a non-empty list of one type, got {operand}"
+            )
+    elif op in EQUALITY_OPS or op in MEMBER_OPS:
+        if operand is None or isinstance(operand, dict):
+            raise ValueError(
+                f"Expected where operand value to be a str, int, float or bool, got {operand}"
+            )
+    else:
+        raise ValueError(f"Expected where operator to be one of the supported operators, got {op}")
+
+
+def validate_where_document(where_document: Any) -> None:
+    """Client-side structural check of a `where_document` filter."""
+    if not isinstance(where_document, dict):
+        raise ValueError(f"Expected where document to be a dict, got {where_document}")
+    if len(where_document) != 1:
+        raise ValueError(
+            f"Expected where document to have exactly one operator, got {where_document}"
+        )
+    op, operand = next(iter(where_document.items()))
+    if op in LOGICAL_OPS:
+        if not isinstance(operand, list) or len(operand) <= 1:
+            raise ValueError(
+                f"Expected document value for {op} to be a list with at least two where "
+                f"document expressions, got {operand}"
+            )
+        for sub in operand:
+            validate_where_document(sub)
+        return
+    if op not in DOCUMENT_OPS:
+        raise ValueError(
+            f"Expected where document operator to be one of {', '.join(DOCUMENT_OPS)}, got {op}"
+        )
+    if not isinstance(operand, str):
+        raise ValueError(f"Expected where document operand value for operator {op} to be a str")
+    if len(operand) == 0:
+        raise ValueError(
+            "Expected where document operand value for operator $contains to be a non-empty str"
+        )
+
+
+def check_lengths(ids: Sequence[str], **fields: Sequence[Any] | np.ndarray | None) -> None:
+    """All given per-record fields must have one entry per id."""
+    lengths = {"ids": len(ids)}
+    for name, value in fields.items():
+        if value is not None:
+            lengths[name] = len(value)
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"{k}: {v}" for k, v in lengths.items())
+        raise ValueError(f"Unequal lengths for fields: {detail}")
+
+
+def finite_or_error(matrix: np.ndarray) -> None:
+    """Reject NaN and infinite values (chroma: InvalidArgumentError)."""
+    if not np.isfinite(matrix).all():
+        raise InvalidArgumentError(
+            "Validation error: embeddings: Embeddings must not contain NaN or Infinity values"
+        )
+
+
+def is_finite_number(value: Any) -> bool:
+    """True for ints, bools and finite floats."""
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+def normalize_ids_for_read(ids: Any, op: str) -> list[str]:
+    """Ids given to get / query: like writes, but an empty list is allowed."""
+    if isinstance(ids, list | tuple) and len(ids) == 0:
+        return []
+    return normalize_ids(ids, op)
+
+
+def maybe_list_of_dicts(metadatas: Any) -> list[Any]:
+    """One metadata dict or a list of them (None entries allowed)."""
+    if isinstance(metadatas, dict):
+        return [metadatas]
+    if not isinstance(metadatas, list | tuple):
+        raise ValueError(f"Expected metadatas to be a list, got {metadatas!r}")
+    return list(metadatas)

@@ -1,0 +1,168 @@
+"""Compile Chroma `where` / `where_document` filters into SQL over the records table.
+
+The result is a boolean SQL expression on the alias `r` (a row of `records`) plus its
+parameters. Metadata predicates select keys from the typed `record_meta` side table through
+its (cid, name, kind, value) index; negations are the exact complement of their positive
+form, which gives Chroma's semantics for missing keys and type mismatches for free.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from typing import Any
+
+from huedb.engine.schema import KIND_BOOL, KIND_NUMBER, KIND_STR
+from huedb.errors import InvalidArgumentError
+
+_COMPARE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+_UNSUPPORTED_REGEX = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=|\\k<")
+MAX_FILTER_DEPTH = 64
+
+
+def _invalid(detail: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"Invalid where clause: {detail}")
+
+
+def value_kind(value: Any) -> int:
+    """The record_meta kind of a scalar value."""
+    if isinstance(value, bool):
+        return KIND_BOOL
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _invalid(f"non-finite number {value}")
+        return KIND_NUMBER
+    if isinstance(value, str):
+        return KIND_STR
+    raise _invalid(f"expected a str, int, float or bool operand, got {value!r}")
+
+
+def sql_value(value: Any) -> Any:
+    """The value stored in record_meta for a scalar (bools as 0/1)."""
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+@functools.lru_cache(maxsize=256)
+def compile_regex(pattern: str) -> re.Pattern[str]:
+    """Compile a document regex, rejecting what Rust's regex crate does not support."""
+    if _UNSUPPORTED_REGEX.search(pattern):
+        raise InvalidArgumentError(
+            f"Invalid regex pattern {pattern!r}: look-around and backreferences are not supported"
+        )
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise InvalidArgumentError(f"Invalid regex pattern {pattern!r}: {exc}") from None
+
+
+def regexp_match(pattern: str, text: str | None) -> int:
+    """SQLite function: does the pattern occur in text (find semantics)."""
+    if text is None:
+        return 0
+    return 1 if compile_regex(pattern).search(text) else 0
+
+
+class FilterCompiler:
+    """Turns filters for one collection into (sql, params)."""
+
+    def __init__(self, cid: int) -> None:
+        self.cid = cid
+        self.params: list[Any] = []
+
+    def compile(self, where: Any, where_document: Any) -> tuple[str, list[Any]]:
+        """SQL condition for both filters (either may be None)."""
+        parts = []
+        if where is not None:
+            parts.append(self._where(where, 0))
+        if where_document is not None:
+            parts.append(self._document(where_document, 0))
+        return (" AND ".join(parts) if parts else "1"), self.params
+
+    def _meta_subquery(self, name: str, kind: int, is_array: int, cond: str, *vals: Any) -> str:
+        self.params.extend((self.cid, name, kind, is_array, *vals))
+        return (
+            "r.key IN (SELECT key FROM record_meta WHERE cid = ? AND name = ? AND kind = ? "
+            f"AND is_array = ? AND {cond})"
+        )
+
+    def _where(self, where: Any, depth: int) -> str:
+        if depth > MAX_FILTER_DEPTH:
+            raise _invalid("nested too deeply")
+        if not isinstance(where, dict) or len(where) != 1:
+            raise _invalid(f"expected a dict with exactly one key, got {where!r}")
+        key, value = next(iter(where.items()))
+        if key in ("$and", "$or"):
+            if not isinstance(value, list) or not value:
+                raise _invalid(f"{key} expects a non-empty list")
+            joiner = " AND " if key == "$and" else " OR "
+            return "(" + joiner.join(self._where(w, depth + 1) for w in value) + ")"
+        if not isinstance(key, str) or key == "" or key.startswith("$"):
+            raise _invalid(f"bad key {key!r}")
+        if key == "#document":
+            return self._document(value, depth + 1)
+        if isinstance(value, dict):
+            if len(value) != 1:
+                raise _invalid(f"expected exactly one operator for {key!r}, got {value!r}")
+            op, operand = next(iter(value.items()))
+        else:
+            op, operand = "$eq", value
+        return self._predicate(key, op, operand)
+
+    def _predicate(self, key: str, op: str, operand: Any) -> str:
+        if op in ("$eq", "$ne"):
+            kind = value_kind(operand)
+            sql = self._meta_subquery(key, kind, 0, "value = ?", sql_value(operand))
+            return sql if op == "$eq" else f"NOT {sql}"
+        if op in _COMPARE_SQL:
+            if isinstance(operand, bool) or value_kind(operand) != KIND_NUMBER:
+                raise _invalid(f"{op} expects a number, got {operand!r}")
+            return self._meta_subquery(key, KIND_NUMBER, 0, f"value {_COMPARE_SQL[op]} ?", operand)
+        if op in ("$in", "$nin"):
+            if not isinstance(operand, list) or not operand:
+                raise _invalid(f"{op} expects a non-empty list")
+            kinds = {value_kind(v) for v in operand}
+            if len(kinds) != 1:
+                raise _invalid(f"{op} expects values of one type, got {operand!r}")
+            marks = ", ".join("?" for _ in operand)
+            sql = self._meta_subquery(
+                key, kinds.pop(), 0, f"value IN ({marks})", *(sql_value(v) for v in operand)
+            )
+            return sql if op == "$in" else f"NOT {sql}"
+        if op in ("$contains", "$not_contains"):
+            kind = value_kind(operand)
+            sql = self._meta_subquery(key, kind, 1, "value = ?", sql_value(operand))
+            return sql if op == "$contains" else f"NOT {sql}"
+        raise _invalid(f"unknown operator {op!r}")
+
+    def _document(self, where_document: Any, depth: int) -> str:
+        if depth > MAX_FILTER_DEPTH:
+            raise InvalidArgumentError("Invalid where document clause: nested too deeply")
+        if not isinstance(where_document, dict) or len(where_document) != 1:
+            raise InvalidArgumentError(
+                f"Invalid where document clause: expected one operator, got {where_document!r}"
+            )
+        op, operand = next(iter(where_document.items()))
+        if op in ("$and", "$or"):
+            if not isinstance(operand, list) or not operand:
+                raise InvalidArgumentError(
+                    f"Invalid where document clause: {op} expects a non-empty list"
+                )
+            joiner = " AND " if op == "$and" else " OR "
+            return "(" + joiner.join(self._document(w, depth + 1) for w in operand) + ")"
+        if not isinstance(operand, str) or operand == "":
+            raise InvalidArgumentError(
+                f"Invalid where document clause: {op} expects a non-empty string"
+            )
+        if op in ("$contains", "$not_contains"):
+            self.params.append(operand)
+            sql = "coalesce(instr(r.document, ?), 0) > 0"
+            return sql if op == "$contains" else f"NOT ({sql})"
+        if op in ("$regex", "$not_regex"):
+            compile_regex(operand)
+            self.params.append(operand)
+            sql = "huedb_regexp(?, r.document)"
+            return sql if op == "$regex" else f"NOT ({sql})"
+        raise InvalidArgumentError(f"Invalid where document clause: unknown operator {op!r}")

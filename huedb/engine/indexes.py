@@ -1,0 +1,203 @@
+"""Per-process cache of collection indexes, caught up from the oplog before every search.
+
+Each process (or server worker) keeps one `VectorIndex` per collection it has searched,
+with the oplog `watermark` it reflects. Before a search, inside the query's read
+transaction, the cache applies every oplog entry after the watermark, so a search always
+sees exactly the acknowledged writes of all processes as of that transaction's snapshot.
+Snapshots are written after the read transaction ends, never inside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from huedb.engine import snapshot
+from huedb.engine.catalog import CollectionRow
+from huedb.engine.index import HnswParams, Thresholds, VectorIndex
+
+logger = logging.getLogger(__name__)
+
+REBUILD_CHUNK = 20_000
+
+
+@dataclass
+class _State:
+    col: CollectionRow
+    index: VectorIndex
+    watermark: int
+    unsnapshotted: int = 0
+
+
+def oplog_head(conn: sqlite3.Connection) -> int:
+    """The highest oplog sequence number ever assigned."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'oplog'").fetchone()
+    return row[0] if row else 0
+
+
+def hnsw_params(col: CollectionRow) -> HnswParams:
+    """The graph parameters recorded in a collection's configuration."""
+    hnsw = col.configuration.get("hnsw") or {}
+    return HnswParams(
+        space=hnsw.get("space", "l2"),
+        max_neighbors=int(hnsw.get("max_neighbors", 16)),
+        ef_construction=int(hnsw.get("ef_construction", 100)),
+        ef_search=int(hnsw.get("ef_search", 100)),
+    )
+
+
+class IndexCache:
+    """The indexes of one process, keyed by collection."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        snapshot_dir: Path | None,
+        thresholds: Thresholds,
+        snapshot_every: int,
+    ) -> None:
+        self._conn = conn
+        self._dir = snapshot_dir
+        self._thresholds = thresholds
+        self._snapshot_every = snapshot_every
+        self._states: dict[int, _State] = {}
+        self._pending: dict[int, CollectionRow] = {}
+
+    def ready(self, col: CollectionRow) -> VectorIndex | None:
+        """The collection's index, caught up to the current transaction's snapshot."""
+        if col.dimension is None:
+            return None
+        state = self._states.get(col.cid)
+        params = hnsw_params(col)
+        if (
+            state is None
+            or state.watermark < col.pruned_seq
+            or state.index.dim != col.dimension
+            or state.index.params != params
+        ):
+            state = self._load(col, params)
+            self._states[col.cid] = state
+        state.col = col
+        self._catch_up(col, state)
+        if state.unsnapshotted >= self._snapshot_every:
+            self._pending[col.cid] = col
+        return state.index
+
+    def forget(self, cid: int) -> None:
+        """Drop a collection's in-memory index (after it was deleted)."""
+        self._states.pop(cid, None)
+        self._pending.pop(cid, None)
+
+    def pending_maintenance(self) -> list[CollectionRow]:
+        """Collections whose index should be snapshotted and oplog pruned."""
+        pending = list(self._pending.values())
+        self._pending.clear()
+        return pending
+
+    def dirty(self) -> list[CollectionRow]:
+        """Collections with index changes not yet snapshotted (checkpointed at close)."""
+        return [s.col for s in self._states.values() if s.unsnapshotted > 0]
+
+    def checkpoint(self, col: CollectionRow) -> int | None:
+        """Write a snapshot if this process's index is a graph; returns the prunable seq."""
+        state = self._states.get(col.cid)
+        if state is None:
+            return None
+        if not state.index.uses_graph:
+            state.unsnapshotted = 0
+            return state.watermark
+        if self._dir is None:
+            return None
+        path = snapshot.snapshot_path(self._dir, col.uuid)
+        with snapshot.exclusive_lock(self._dir, col.uuid, blocking=False) as locked:
+            if not locked:
+                return None
+            header = snapshot.read_header(path)
+            if header is None or int(header.get("watermark", -1)) < state.watermark:
+                payload = state.index.serialize()
+                assert payload is not None
+                snapshot.write_snapshot(
+                    path, state.watermark, state.index.dim, state.index.params.space, payload
+                )
+                logger.debug("snapshot of %s at seq %d", col.uuid, state.watermark)
+        state.unsnapshotted = 0
+        return state.watermark
+
+    def _load(self, col: CollectionRow, params: HnswParams) -> _State:
+        assert col.dimension is not None
+        if self._dir is not None:
+            path = snapshot.snapshot_path(self._dir, col.uuid)
+            snap = snapshot.read_snapshot(path)
+            if snap is not None:
+                if snap.watermark < col.pruned_seq or snap.dim != col.dimension:
+                    logger.warning(
+                        "index snapshot %s is older than the oplog floor; rebuilding", path
+                    )
+                elif snap.space != params.space:
+                    logger.warning("index snapshot %s has another space; rebuilding", path)
+                else:
+                    try:
+                        index = VectorIndex.from_serialized(
+                            col.dimension, params, self._thresholds, snap.payload
+                        )
+                        return _State(col, index, snap.watermark)
+                    except (ValueError, RuntimeError) as exc:
+                        logger.warning("cannot load index snapshot %s (%s); rebuilding", path, exc)
+            elif self._has_graph_size(col):
+                logger.warning(
+                    "no usable index snapshot for collection %s; rebuilding from SQLite", col.uuid
+                )
+        return self._rebuild(col, params)
+
+    def _has_graph_size(self, col: CollectionRow) -> bool:
+        count = self._conn.execute("SELECT count(*) FROM records WHERE cid = ?", (col.cid,))
+        n = count.fetchone()[0]
+        return n * (col.dimension or 0) > self._thresholds.exact_max_floats
+
+    def _rebuild(self, col: CollectionRow, params: HnswParams) -> _State:
+        assert col.dimension is not None
+        index = VectorIndex(col.dimension, params, self._thresholds)
+        watermark = oplog_head(self._conn)
+        cursor = self._conn.execute(
+            "SELECT r.key, e.vector FROM records r JOIN embeddings e ON e.key = r.key "
+            "WHERE r.cid = ? ORDER BY r.key",
+            (col.cid,),
+        )
+        total = 0
+        while rows := cursor.fetchmany(REBUILD_CHUNK):
+            keys = np.fromiter((r[0] for r in rows), dtype=np.uint64, count=len(rows))
+            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+            index.upsert(keys, vectors.reshape(len(rows), col.dimension))
+            total += len(rows)
+        if total > 0:
+            logger.info("built index of collection %s from SQLite: %d vectors", col.uuid, total)
+        return _State(col, index, watermark, unsnapshotted=total if index.uses_graph else 0)
+
+    def _catch_up(self, col: CollectionRow, state: _State) -> None:
+        head = oplog_head(self._conn)
+        if head <= state.watermark:
+            return
+        rows = self._conn.execute(
+            "SELECT o.key, e.vector FROM oplog o LEFT JOIN embeddings e ON e.key = o.key "
+            "WHERE o.cid = ? AND o.seq > ? ORDER BY o.seq",
+            (col.cid, state.watermark),
+        ).fetchall()
+        state.watermark = head
+        if not rows:
+            return
+        latest: dict[int, bytes | None] = {}
+        for key, vector in rows:
+            latest[key] = vector
+        removed = [k for k, v in latest.items() if v is None]
+        present = [(k, v) for k, v in latest.items() if v is not None]
+        if removed:
+            state.index.remove(np.asarray(removed, dtype=np.uint64))
+        if present:
+            keys = np.fromiter((k for k, _ in present), dtype=np.uint64, count=len(present))
+            vectors = np.frombuffer(b"".join(v for _, v in present), dtype=np.float32)
+            state.index.upsert(keys, vectors.reshape(len(present), state.index.dim))
+        state.unsnapshotted += len(latest)

@@ -1,0 +1,275 @@
+"""Record rows in SQLite: writes (add, update, delete) and reads (get, fetch by key).
+
+Every function runs inside the caller's transaction. A record's integer `key` is allocated
+once and never reused; every change to a record's vector (insert, replace, delete) appends
+`(cid, key)` to the oplog in the same transaction, which is all an index needs to catch up.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from huedb.engine.filters import sql_value, value_kind
+from huedb.errors import InvalidArgumentError
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def json_list(values: Iterable[Any]) -> str:
+    """A JSON array parameter for `json_each(?)`."""
+    return json.dumps(list(values), ensure_ascii=False)
+
+
+def clean_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Normalise one stored metadata dict: ints beyond int64 become floats; {} becomes None."""
+    if not metadata:
+        return None
+    out: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if isinstance(value, list):
+            out[key] = [_fit_int(v) for v in value]
+        else:
+            out[key] = _fit_int(value)
+        _check_finite(key, out[key])
+    return out
+
+
+def _fit_int(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not INT64_MIN <= value <= INT64_MAX:
+            return float(value)
+    return value
+
+
+def _check_finite(key: str, value: Any) -> None:
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise InvalidArgumentError(
+                f"Invalid metadata value for key '{key}': {v} (NaN and infinity are not allowed)"
+            )
+
+
+def _meta_rows(cid: int, key: int, metadata: dict[str, Any] | None) -> list[tuple]:
+    if not metadata:
+        return []
+    rows = []
+    for name, value in metadata.items():
+        if isinstance(value, list):
+            rows.extend((key, cid, name, value_kind(v), 1, sql_value(v)) for v in value)
+        else:
+            rows.append((key, cid, name, value_kind(value), 0, sql_value(value)))
+    return rows
+
+
+def existing_keys(conn: sqlite3.Connection, cid: int, ids: Sequence[str]) -> dict[str, int]:
+    """Map the given ids that exist in the collection to their keys."""
+    rows = conn.execute(
+        "SELECT id, key FROM records WHERE cid = ? AND id IN (SELECT value FROM json_each(?))",
+        (cid, json_list(ids)),
+    )
+    return dict(rows)
+
+
+def insert_records(
+    conn: sqlite3.Connection,
+    cid: int,
+    ids: Sequence[str],
+    vectors: np.ndarray,
+    metadatas: Sequence[dict[str, Any] | None],
+    documents: Sequence[str | None],
+    uris: Sequence[str | None],
+) -> None:
+    """Insert new records (ids known to be absent) in the given order."""
+    if not ids:
+        return
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+    first = (row[0] if row else 0) + 1
+    keys = range(first, first + len(ids))
+    conn.executemany(
+        "INSERT INTO records (key, cid, id, document, uri, metadata) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (k, cid, i, d, u, _dump(m))
+            for k, i, d, u, m in zip(keys, ids, documents, uris, metadatas, strict=True)
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO embeddings (key, vector) VALUES (?, ?)",
+        [(k, vectors[n].tobytes()) for n, k in enumerate(keys)],
+    )
+    meta_rows = [r for k, m in zip(keys, metadatas, strict=True) for r in _meta_rows(cid, k, m)]
+    if meta_rows:
+        conn.executemany(
+            "INSERT INTO record_meta (key, cid, name, kind, is_array, value) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            meta_rows,
+        )
+    conn.executemany("INSERT INTO oplog (cid, key) VALUES (?, ?)", [(cid, k) for k in keys])
+
+
+def update_records(
+    conn: sqlite3.Connection,
+    cid: int,
+    keys: Sequence[int],
+    vectors: np.ndarray | None,
+    metadatas: Sequence[dict[str, Any] | None] | None,
+    documents: Sequence[str | None] | None,
+    uris: Sequence[str | None] | None,
+) -> None:
+    """Update existing records: replace vector/document/uri when given, merge metadata."""
+    if not keys:
+        return
+    if vectors is not None:
+        conn.executemany(
+            "UPDATE embeddings SET vector = ? WHERE key = ?",
+            [(vectors[n].tobytes(), k) for n, k in enumerate(keys)],
+        )
+        conn.executemany("INSERT INTO oplog (cid, key) VALUES (?, ?)", [(cid, k) for k in keys])
+    if documents is not None:
+        conn.executemany(
+            "UPDATE records SET document = ? WHERE key = ?",
+            [(d, k) for d, k in zip(documents, keys, strict=True) if d is not None],
+        )
+    if uris is not None:
+        conn.executemany(
+            "UPDATE records SET uri = ? WHERE key = ?",
+            [(u, k) for u, k in zip(uris, keys, strict=True) if u is not None],
+        )
+    if metadatas is not None:
+        _merge_metadata(conn, cid, keys, metadatas)
+
+
+def _merge_metadata(
+    conn: sqlite3.Connection,
+    cid: int,
+    keys: Sequence[int],
+    metadatas: Sequence[dict[str, Any] | None],
+) -> None:
+    changes = [(k, m) for k, m in zip(keys, metadatas, strict=True) if m is not None]
+    if not changes:
+        return
+    current = dict(
+        conn.execute(
+            "SELECT key, metadata FROM records WHERE key IN (SELECT value FROM json_each(?))",
+            (json_list(k for k, _ in changes),),
+        )
+    )
+    updates = []
+    for key, patch in changes:
+        merged = json.loads(current[key]) if current.get(key) else {}
+        for name, value in patch.items():
+            if value is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = value
+        updates.append((key, clean_metadata(merged)))
+    conn.executemany(
+        "UPDATE records SET metadata = ? WHERE key = ?", [(_dump(m), k) for k, m in updates]
+    )
+    conn.execute(
+        "DELETE FROM record_meta WHERE key IN (SELECT value FROM json_each(?))",
+        (json_list(k for k, _ in updates),),
+    )
+    rows = [r for k, m in updates for r in _meta_rows(cid, k, m)]
+    if rows:
+        conn.executemany(
+            "INSERT INTO record_meta (key, cid, name, kind, is_array, value) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+
+def delete_keys(conn: sqlite3.Connection, cid: int, keys: Sequence[int]) -> None:
+    """Delete records by key, with their vectors and metadata rows."""
+    if not keys:
+        return
+    param = json_list(keys)
+    for table in ("records", "embeddings", "record_meta"):
+        conn.execute(f"DELETE FROM {table} WHERE key IN (SELECT value FROM json_each(?))", (param,))
+    conn.executemany("INSERT INTO oplog (cid, key) VALUES (?, ?)", [(cid, k) for k in keys])
+
+
+def delete_collection_records(conn: sqlite3.Connection, cid: int) -> None:
+    """Remove every record of a collection and its oplog entries."""
+    conn.execute(
+        "DELETE FROM embeddings WHERE key IN (SELECT key FROM records WHERE cid = ?)", (cid,)
+    )
+    for table in ("records", "record_meta", "oplog"):
+        conn.execute(f"DELETE FROM {table} WHERE cid = ?", (cid,))
+
+
+def select_keys(
+    conn: sqlite3.Connection,
+    cid: int,
+    ids: Sequence[str] | None,
+    filter_sql: str,
+    filter_params: Sequence[Any],
+    limit: int | None = None,
+    offset: int | None = None,
+) -> list[int]:
+    """Keys of matching records in storage order."""
+    sql, params = _matching(cid, ids, filter_sql, filter_params)
+    sql = f"SELECT r.key FROM records r WHERE {sql} ORDER BY r.key LIMIT ? OFFSET ?"
+    params += [-1 if limit is None else limit, offset or 0]
+    return [r[0] for r in conn.execute(sql, params)]
+
+
+def _matching(
+    cid: int, ids: Sequence[str] | None, filter_sql: str, filter_params: Sequence[Any]
+) -> tuple[str, list[Any]]:
+    sql = "r.cid = ?"
+    params: list[Any] = [cid]
+    if ids is not None:
+        sql += " AND r.id IN (SELECT value FROM json_each(?))"
+        params.append(json_list(ids))
+    if filter_sql != "1":
+        sql += f" AND {filter_sql}"
+        params.extend(filter_params)
+    return sql, params
+
+
+def fetch_rows(
+    conn: sqlite3.Connection,
+    cid: int,
+    ids: Sequence[str] | None,
+    filter_sql: str,
+    filter_params: Sequence[Any],
+    limit: int | None,
+    offset: int | None,
+    with_vectors: bool,
+) -> list[tuple]:
+    """Rows (key, id, document, uri, metadata_json[, vector]) in storage order."""
+    where, params = _matching(cid, ids, filter_sql, filter_params)
+    vector_col = ", (SELECT vector FROM embeddings e WHERE e.key = r.key)" if with_vectors else ""
+    sql = (
+        f"SELECT r.key, r.id, r.document, r.uri, r.metadata{vector_col} FROM records r "
+        f"WHERE {where} ORDER BY r.key LIMIT ? OFFSET ?"
+    )
+    params += [-1 if limit is None else limit, offset or 0]
+    return conn.execute(sql, params).fetchall()
+
+
+def fetch_by_keys(
+    conn: sqlite3.Connection, keys: Sequence[int], with_vectors: bool
+) -> dict[int, tuple]:
+    """Rows (key, id, document, uri, metadata_json[, vector]) for the given keys."""
+    vector_col = ", (SELECT vector FROM embeddings e WHERE e.key = r.key)" if with_vectors else ""
+    sql = (
+        f"SELECT r.key, r.id, r.document, r.uri, r.metadata{vector_col} FROM records r "
+        "WHERE r.key IN (SELECT value FROM json_each(?))"
+    )
+    return {row[0]: row for row in conn.execute(sql, (json_list(keys),))}
+
+
+def count_records(conn: sqlite3.Connection, cid: int) -> int:
+    return conn.execute("SELECT count(*) FROM records WHERE cid = ?", (cid,)).fetchone()[0]
+
+
+def _dump(metadata: dict[str, Any] | None) -> str | None:
+    return None if not metadata else json.dumps(metadata, ensure_ascii=False)

@@ -1,0 +1,67 @@
+"""The SQLite schema: the single source of truth of a huedb store."""
+
+from __future__ import annotations
+
+FORMAT_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS huedb_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tenants (
+    name TEXT PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS databases (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    UNIQUE (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS collections (
+    cid INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    database_id TEXT NOT NULL,
+    metadata TEXT,
+    configuration TEXT NOT NULL,
+    dimension INTEGER,
+    pruned_seq INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (database_id, name)
+);
+CREATE TABLE IF NOT EXISTS records (
+    key INTEGER PRIMARY KEY AUTOINCREMENT,
+    cid INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    document TEXT,
+    uri TEXT,
+    metadata TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS records_by_id ON records (cid, id);
+CREATE INDEX IF NOT EXISTS records_by_collection ON records (cid);
+CREATE TABLE IF NOT EXISTS embeddings (
+    key INTEGER PRIMARY KEY,
+    vector BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS record_meta (
+    key INTEGER NOT NULL,
+    cid INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    is_array INTEGER NOT NULL,
+    value
+);
+CREATE INDEX IF NOT EXISTS record_meta_lookup ON record_meta (cid, name, kind, value);
+CREATE INDEX IF NOT EXISTS record_meta_by_key ON record_meta (key);
+CREATE TABLE IF NOT EXISTS oplog (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    cid INTEGER NOT NULL,
+    key INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS oplog_by_collection ON oplog (cid, seq);
+"""
+
+# Kinds of values in record_meta: numbers share one kind so 2 == 2.0, bools stay apart.
+KIND_STR = 0
+KIND_NUMBER = 1
+KIND_BOOL = 2

@@ -1,0 +1,132 @@
+"""Index snapshots: a cache of a collection's HNSW graph with the oplog watermark it reflects.
+
+One file per collection, `<data>/index/<collection-uuid>.hnsw`: a magic line, a JSON header
+(watermark, dimension, space, library version, payload length and CRC-32) and the payload.
+Files are written to a temporary name, fsynced, renamed over the old one and the directory
+fsynced, while holding an inter-process lock, so a reader sees either the old or the new
+snapshot. Any file that fails a check is treated as absent: the caller rebuilds from SQLite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from usearch import __version__ as library_version
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"HUEDB-SNAPSHOT-1\n"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A snapshot read from disk."""
+
+    watermark: int
+    dim: int
+    space: str
+    payload: bytes
+
+
+def snapshot_path(directory: Path, collection_uuid: str) -> Path:
+    """Where a collection's snapshot lives."""
+    return directory / f"{collection_uuid}.hnsw"
+
+
+@contextlib.contextmanager
+def exclusive_lock(directory: Path, collection_uuid: str, blocking: bool) -> Iterator[bool]:
+    """Hold the collection's inter-process snapshot lock; yields False if not acquired."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / f"{collection_uuid}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def read_header(path: Path) -> dict | None:
+    """The header of a snapshot file, or None when missing or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            if f.readline() != MAGIC:
+                return None
+            return json.loads(f.readline())
+    except (OSError, ValueError):
+        return None
+
+
+def read_snapshot(path: Path) -> Snapshot | None:
+    """Load and check a snapshot; None (with a warning) when missing, torn or foreign."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        logger.warning("cannot read index snapshot %s (%s); rebuilding from SQLite", path, exc)
+        return None
+    problem = None
+    try:
+        if not data.startswith(MAGIC):
+            raise ValueError("bad magic")
+        header_end = data.index(b"\n", len(MAGIC))
+        header = json.loads(data[len(MAGIC) : header_end])
+        payload = data[header_end + 1 :]
+        if len(payload) != header["length"]:
+            raise ValueError("truncated payload")
+        if zlib.crc32(payload) != header["crc32"]:
+            raise ValueError("checksum mismatch")
+        if header.get("library") != library_version:
+            raise ValueError(f"written by usearch {header.get('library')}")
+        return Snapshot(int(header["watermark"]), int(header["dim"]), header["space"], payload)
+    except (ValueError, KeyError, TypeError) as exc:
+        problem = str(exc)
+    logger.warning("index snapshot %s is unusable (%s); rebuilding from SQLite", path, problem)
+    return None
+
+
+def write_snapshot(path: Path, watermark: int, dim: int, space: str, payload: bytes) -> None:
+    """Atomically replace the snapshot at `path` (caller holds the lock)."""
+    header = {
+        "watermark": watermark,
+        "dim": dim,
+        "space": space,
+        "library": library_version,
+        "length": len(payload),
+        "crc32": zlib.crc32(payload),
+    }
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(MAGIC)
+        f.write(json.dumps(header).encode() + b"\n")
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def remove_snapshot(directory: Path, collection_uuid: str) -> None:
+    """Delete a collection's snapshot and lock files, if any."""
+    for suffix in (".hnsw", ".lock"):
+        with contextlib.suppress(FileNotFoundError):
+            (directory / f"{collection_uuid}{suffix}").unlink()

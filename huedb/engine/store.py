@@ -1,0 +1,94 @@
+"""The SQLite connection: opening, pragmas, schema, format version and transactions.
+
+One connection per engine, guarded by the engine's lock. Writes run in `BEGIN IMMEDIATE`
+transactions so two processes never deadlock on a lock upgrade; reads run in a deferred
+transaction so every read sees one consistent snapshot of the database (WAL mode).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from huedb.engine.filters import regexp_match
+from huedb.engine.schema import FORMAT_VERSION, SCHEMA
+from huedb.errors import FormatVersionError, StorageFullError
+
+logger = logging.getLogger(__name__)
+
+DB_FILENAME = "huedb.sqlite3"
+BUSY_TIMEOUT_MS = 120_000
+
+
+def open_connection(path: Path | None, sync: str) -> sqlite3.Connection:
+    """Open (and create if needed) the store; None opens a private in-memory database."""
+    target = ":memory:" if path is None else str(path / DB_FILENAME)
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=120)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if path is not None:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise RuntimeError(f"cannot enable WAL mode on {target} (got {mode})")
+    conn.execute(f"PRAGMA synchronous = {sync.upper()}")
+    conn.execute("PRAGMA cache_size = -65536")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.create_function("huedb_regexp", 2, regexp_match, deterministic=True)
+    _ensure_schema(conn, target)
+    return conn
+
+
+def _ensure_schema(conn: sqlite3.Connection, target: str) -> None:
+    with write_transaction(conn):
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        row = conn.execute("SELECT value FROM huedb_meta WHERE key = 'format_version'").fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO huedb_meta (key, value) VALUES ('format_version', ?)",
+                (str(FORMAT_VERSION),),
+            )
+        elif int(row[0]) > FORMAT_VERSION:
+            raise FormatVersionError(
+                f"{target} was written by a newer huedb (format {row[0]}); this huedb reads "
+                f"format {FORMAT_VERSION} and older. Upgrade huedb to open it."
+            )
+
+
+@contextlib.contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run a block in one IMMEDIATE transaction; commit on success, roll back on error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise _storage_error(exc) from exc
+
+
+@contextlib.contextmanager
+def read_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run a block in one deferred transaction: a consistent snapshot for all its reads."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
+def _storage_error(exc: sqlite3.OperationalError) -> Exception:
+    text = str(exc).lower()
+    if "full" in text:
+        return StorageFullError(f"Storage is full, the write was not applied: {exc}")
+    return exc
