@@ -9,7 +9,6 @@ from typing import Any
 from huedb.api.base import ServerAPI
 from huedb.api.collection import Collection
 from huedb.api.types import CollectionModel
-from huedb.api.validation import validate_collection_metadata
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
 from huedb.engine.engine import Engine
 from huedb.engine.index import Thresholds
@@ -202,7 +201,6 @@ class Client:
         get_or_create: bool = False,
     ) -> Collection:
         """Create a collection (InternalError if the name exists, unless get_or_create)."""
-        validate_collection_metadata(metadata)
         model = self._server.create_collection(
             name, metadata, configuration, get_or_create, self.tenant, self.database
         )

@@ -97,7 +97,8 @@ class Collection:
         uris: Any = None,
     ) -> None:
         """Add records; ids that already exist are left unchanged."""
-        batch = self._prepare(ids, embeddings, metadatas, documents, images, uris, "add", True)
+        with v.validation_context("add"):
+            batch = self._prepare(ids, embeddings, metadatas, documents, images, uris, "add", True)
         self._client.add(str(self.id), *batch)
 
     def upsert(
@@ -110,7 +111,10 @@ class Collection:
         uris: Any = None,
     ) -> None:
         """Insert new ids and update existing ones (metadata merged key by key)."""
-        batch = self._prepare(ids, embeddings, metadatas, documents, images, uris, "upsert", True)
+        with v.validation_context("upsert"):
+            batch = self._prepare(
+                ids, embeddings, metadatas, documents, images, uris, "upsert", True
+            )
         self._client.upsert(str(self.id), *batch)
 
     def update(
@@ -123,7 +127,10 @@ class Collection:
         uris: Any = None,
     ) -> None:
         """Update existing records; missing ids are ignored."""
-        batch = self._prepare(ids, embeddings, metadatas, documents, images, uris, "update", False)
+        with v.validation_context("update"):
+            batch = self._prepare(
+                ids, embeddings, metadatas, documents, images, uris, "update", False
+            )
         self._client.update(str(self.id), *batch)
 
     def delete(
@@ -134,15 +141,14 @@ class Collection:
         limit: int | None = None,
     ) -> DeleteResult:
         """Delete records by id and/or filter; returns {"deleted": n}."""
-        id_list = None if ids is None else v.normalize_ids(ids, "delete")
-        if id_list is None and where is None and where_document is None:
-            raise ValueError(
-                "At least one of ids, where, or where_document must be provided in delete."
-            )
-        if limit is not None and where is None and where_document is None:
-            raise ValueError("limit can only be specified when a where clause is provided")
-        self._check_filters(where, where_document)
-        v.validate_limit_offset(limit, "limit")
+        with v.validation_context("delete"):
+            id_list = None if ids is None else v.normalize_ids(ids)
+            if id_list is None and where is None and where_document is None:
+                raise ValueError("At least one of ids, where, or where_document must be provided")
+            v.validate_limit_offset(limit, "limit")
+            if limit is not None and where is None and where_document is None:
+                raise ValueError("limit can only be specified when a where clause is provided")
+            self._check_filters(where, where_document)
         deleted = self._client.delete(str(self.id), id_list, where, where_document, limit)
         return DeleteResult(deleted=deleted)
 
@@ -162,11 +168,16 @@ class Collection:
         include: Any = None,
     ) -> GetResult:
         """Records by id and/or filter, in storage order."""
-        include = v.validate_include(
-            DEFAULT_GET_INCLUDE if include is None else include, allow_distances=False
-        )
-        id_list = None if ids is None else v.normalize_ids_for_read(ids, "get")
-        self._check_filters(where, where_document)
+        with v.validation_context("get"):
+            include = v.validate_include(
+                DEFAULT_GET_INCLUDE if include is None else include, allow_distances=False
+            )
+            if "data" in include and self._data_loader is None:
+                raise ValueError(
+                    "You must set a data loader on the collection if loading from URIs."
+                )
+            id_list = None if ids is None else v.normalize_ids(ids)
+            self._check_filters(where, where_document)
         limit = v.validate_limit_offset(limit, "limit")
         offset = v.validate_limit_offset(offset, "offset")
         wire_include = [i for i in include if i != "data"]
@@ -194,26 +205,28 @@ class Collection:
         include: Any = None,
     ) -> QueryResult:
         """The n_results nearest records to each query, among those matching the filters."""
-        given = [
-            x for x in (query_embeddings, query_texts, query_images, query_uris) if x is not None
-        ]
-        if len(given) != 1:
-            raise ValueError(
-                "You must provide exactly one of query_embeddings, query_texts, query_images, "
-                "or query_uris."
+        with v.validation_context("query"):
+            given = [
+                x
+                for x in (query_embeddings, query_texts, query_images, query_uris)
+                if x is not None
+            ]
+            if not given:
+                raise ValueError(
+                    "At least one of one of embeddings, documents, images, uris must be provided"
+                )
+            include = v.validate_include(
+                DEFAULT_QUERY_INCLUDE if include is None else include, allow_distances=True
             )
-        include = v.validate_include(
-            DEFAULT_QUERY_INCLUDE if include is None else include, allow_distances=True
-        )
-        n_results = v.validate_n_results(n_results)
-        id_list = None if ids is None else v.normalize_ids_for_read(ids, "query")
-        self._check_filters(where, where_document)
-        if query_embeddings is None:
-            if query_texts is None:
-                raise ValueError("Images and URIs need an embedding function with a data loader")
-            query_embeddings = self._embed(v.maybe_list(query_texts), query=True)
-        matrix = v.normalize_embeddings(query_embeddings)
-        assert matrix is not None
+            n_results = v.validate_n_results(n_results)
+            id_list = None if ids is None else v.normalize_query_ids(ids)
+            self._check_filters(where, where_document)
+            if query_embeddings is None:
+                if query_texts is None:
+                    raise ValueError("Images and URIs need an embedding function and data loader")
+                query_embeddings = self._embed(v.maybe_list(query_texts), query=True)
+            matrix = v.normalize_embeddings(query_embeddings)
+            assert matrix is not None
         v.finite_or_error(matrix)
         wire_include = [i for i in include if i != "data"]
         result = self._client.query(
@@ -284,7 +297,7 @@ class Collection:
         op: str,
         require_embeddings: bool,
     ) -> tuple[list[str], np.ndarray | None, Any, Any, Any]:
-        id_list = v.normalize_ids(ids, op)
+        id_list = v.normalize_ids(ids)
         metas = metadatas if metadatas is None else v.maybe_list_of_dicts(metadatas)
         docs = v.maybe_list(documents)
         uri_list = v.maybe_list(uris)
@@ -300,16 +313,14 @@ class Collection:
         if docs is not None:
             for d in docs:
                 if d is not None and not isinstance(d, str):
-                    raise ValueError(f"Expected document to be a str, got {d!r} in {op}.")
+                    raise ValueError(f"Expected document to be a str, got {d!r}")
         if matrix is None and (require_embeddings or docs is not None or imgs is not None):
             if docs is not None:
                 matrix = self._embed(docs)
             elif imgs is not None:
                 matrix = self._embed(imgs)
             elif require_embeddings:
-                raise ValueError(
-                    f"You must provide embeddings, documents, images, or uris in {op}."
-                )
+                raise ValueError("Exactly one of documents, images, uris must be provided")
         if matrix is not None:
             v.finite_or_error(matrix)
         return id_list, matrix, metas, docs, uri_list

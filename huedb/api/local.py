@@ -141,7 +141,8 @@ class LocalAPI(ServerAPI):
             check_collection_metadata(new_metadata)
             if "hnsw:space" in new_metadata:
                 raise InvalidArgumentError(
-                    "Changing the distance function of a collection once it is created is not supported currently."
+                    "Changing the distance function of a collection once it is created is not "
+                    "supported currently."
                 )
         config = None
         if new_configuration is not None:
@@ -216,7 +217,7 @@ class LocalAPI(ServerAPI):
         limit: int | None,
     ) -> int:
         if ids is not None:
-            check_ids(ids)
+            check_ids(ids, for_write=False)
         deleted = self.engine.delete(collection_id, ids, where, where_document, limit)
         if ids is not None and where is None and where_document is None:
             return len(ids)
@@ -236,7 +237,7 @@ class LocalAPI(ServerAPI):
         include: list[str],
     ) -> GetResult:
         if ids is not None:
-            check_ids(ids, allow_duplicates=True)
+            check_ids(ids, allow_duplicates=True, for_write=False)
         _, rows = self.engine.get(
             collection_id,
             ids,
@@ -268,7 +269,7 @@ class LocalAPI(ServerAPI):
         include: list[str],
     ) -> QueryResult:
         if ids is not None:
-            check_ids(ids, allow_duplicates=True)
+            check_ids(ids, allow_duplicates=True, for_write=False)
         finite_or_error(query_embeddings)
         hits = self.engine.query(
             collection_id,
@@ -318,14 +319,14 @@ def _fields(rows: list[tuple], include: list[str]) -> dict[str, Any]:
     return out
 
 
-def check_ids(ids: Any, allow_duplicates: bool = False) -> None:
-    """Server-side id checks: strings, non-empty, unique within a write."""
+def check_ids(ids: Any, allow_duplicates: bool = False, for_write: bool = True) -> None:
+    """Server-side id checks: strings, non-empty in writes, unique within a write."""
     if not isinstance(ids, list):
         raise InvalidArgumentError("Expected ids to be a list of strings")
     for item in ids:
         if not isinstance(item, str):
             raise InvalidArgumentError(f"Expected ID to be a str, got {item!r}")
-        if item == "":
+        if item == "" and for_write:
             raise InvalidArgumentError("Empty ID, ID must have at least one character")
     if not allow_duplicates and len(set(ids)) != len(ids):
         seen: set[str] = set()
@@ -337,14 +338,12 @@ def check_record_metadata(metadata: Any, index: int) -> None:
     """Server-side metadata checks: keys non-empty, not starting with '#' or '$'."""
     if metadata is None:
         return
+    bad = f"Validation error: metadatas: Invalid metadata at index {index}"
     if not isinstance(metadata, dict):
-        raise InvalidArgumentError(f"Invalid metadata at index {index}: expected an object")
+        raise InvalidArgumentError(f"{bad}: expected an object")
     for key, value in metadata.items():
         if not isinstance(key, str) or key == "" or key[0] in "#$":
-            raise InvalidArgumentError(
-                f"Invalid metadata at index {index}: key {key!r} must be non-empty and must "
-                "not start with '#' or '$'"
-            )
+            raise InvalidArgumentError(bad)
         values = value if isinstance(value, list) else [value]
         if isinstance(value, list) and value:
             kinds = {
@@ -369,14 +368,18 @@ def check_collection_metadata(metadata: Any) -> None:
     if not isinstance(metadata, dict):
         raise InvalidArgumentError("Collection metadata must be an object")
     if not metadata:
-        raise InvalidArgumentError("Metadata cannot be empty")
+        raise InvalidArgumentError("Validation error: metadata: Metadata cannot be empty")
     for key, value in metadata.items():
         if not isinstance(key, str) or not key:
-            raise InvalidArgumentError(f"Invalid collection metadata key {key!r}")
-        if value is None or not isinstance(value, str | int | float | bool):
+            raise InvalidArgumentError("Validation error: metadata: Metadata key cannot be empty")
+        if key[0] in "#$":
             raise InvalidArgumentError(
-                f"Invalid collection metadata value for key {key!r}: expected a str, int, "
-                "float or bool"
+                f"Validation error: metadata: Metadata key cannot start with '#' or '$': {key}"
+            )
+        if value is None or not isinstance(value, str | int | float | bool):
+            raise TypeError(
+                f"argument 'metadata': Cannot convert Python object to MetadataValue "
+                f"(key {key!r}: only str, int, float and bool values are allowed)"
             )
 
 

@@ -7,9 +7,10 @@ class (mostly `ValueError` / `TypeError`) in every mode.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,21 +37,21 @@ def maybe_list(value: Any) -> list[Any] | None:
     return [value]
 
 
-def normalize_ids(ids: Any, op: str) -> list[str]:
+def normalize_ids(ids: Any) -> list[str]:
     """Check ids: a non-empty list of unique strings."""
     if isinstance(ids, str):
         ids = [ids]
     if not isinstance(ids, list | tuple):
-        raise ValueError(f"Expected IDs to be a list, got {type(ids).__name__} as IDs in {op}.")
+        raise ValueError(f"Expected IDs to be a list, got {type(ids).__name__} as IDs")
     if len(ids) == 0:
-        raise ValueError(f"Expected IDs to be a non-empty list, got 0 IDs in {op}.")
+        raise ValueError("Expected IDs to be a non-empty list, got 0 IDs")
     for item in ids:
         if not isinstance(item, str):
-            raise ValueError(f"Expected ID to be a str, got {item!r} in {op}.")
+            raise ValueError(f"Expected ID to be a str, got {item!r}")
     if len(set(ids)) != len(ids):
         dups = sorted(i for i, n in Counter(ids).items() if n > 1)
         shown = ", ".join(dups[:10]) + (f", ...({len(dups)} total)" if len(dups) > 10 else "")
-        raise DuplicateIDError(f"Expected IDs to be unique, found duplicates of: {shown} in {op}.")
+        raise DuplicateIDError(f"Expected IDs to be unique, found duplicates of: {shown}")
     return list(ids)
 
 
@@ -184,7 +185,7 @@ def validate_include(include: Any, allow_distances: bool) -> list[str]:
 
 def validate_n_results(n_results: Any) -> int:
     """Check n_results: a positive int (chroma raises TypeError for <= 0)."""
-    if isinstance(n_results, bool) or not isinstance(n_results, int | np.integer):
+    if not isinstance(n_results, int | np.integer):
         raise ValueError(f"Expected requested number of results to be a int, got {n_results}")
     if n_results <= 0:
         raise TypeError(f"Number of requested results {n_results}, cannot be negative, or zero.")
@@ -195,10 +196,13 @@ def validate_limit_offset(value: Any, name: str) -> int | None:
     """Check limit / offset: None or a non-negative int."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"Expected {name} to be an int, got {value!r}")
+    if not isinstance(value, int | np.integer):
+        raise TypeError(
+            f"argument '{name}': '{type(value).__name__}' object cannot be interpreted as "
+            "an integer"
+        )
     if value < 0:
-        raise OverflowError(f"can't convert negative int to unsigned ({name}={value})")
+        raise OverflowError("out of range integral type conversion attempted")
     return int(value)
 
 
@@ -313,11 +317,24 @@ def is_finite_number(value: Any) -> bool:
     return not isinstance(value, float) or math.isfinite(value)
 
 
-def normalize_ids_for_read(ids: Any, op: str) -> list[str]:
-    """Ids given to get / query: like writes, but an empty list is allowed."""
-    if isinstance(ids, list | tuple) and len(ids) == 0:
-        return []
-    return normalize_ids(ids, op)
+def normalize_query_ids(ids: Any) -> list[str]:
+    """Ids that restrict a query's candidates: strings; duplicates collapse."""
+    if isinstance(ids, str):
+        ids = [ids]
+    if not isinstance(ids, list | tuple) or not all(isinstance(i, str) for i in ids):
+        raise ValueError(f"Expected IDs to be a list of str, got {ids!r}")
+    return list(ids)
+
+
+@contextlib.contextmanager
+def validation_context(op: str) -> Iterator[None]:
+    """Append chroma's ` in <op>.` to messages of errors raised while preparing a call."""
+    try:
+        yield
+    except (ValueError, TypeError, IndexError, AttributeError, DuplicateIDError) as exc:
+        if exc.args and isinstance(exc.args[0], str):
+            exc.args = (f"{exc.args[0]} in {op}.", *exc.args[1:])
+        raise
 
 
 def maybe_list_of_dicts(metadatas: Any) -> list[Any]:

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from huedb.engine.filters import sql_value, value_kind
-from huedb.errors import InvalidArgumentError
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -27,33 +26,27 @@ def json_list(values: Iterable[Any]) -> str:
 
 
 def clean_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Normalise one stored metadata dict: ints beyond int64 become floats; {} becomes None."""
+    """Normalise one stored metadata dict as Chroma does.
+
+    Ints beyond int64 become floats; keys whose value is NaN or infinite are dropped (a
+    missing value, as pandas writes it); an empty result is stored as no metadata.
+    """
     if not metadata:
         return None
     out: dict[str, Any] = {}
     for key, value in metadata.items():
-        if isinstance(value, list):
-            out[key] = [_fit_int(v) for v in value]
-        else:
-            out[key] = _fit_int(value)
-        _check_finite(key, out[key])
-    return out
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            continue
+        out[key] = [_fit_int(v) for v in value] if isinstance(value, list) else _fit_int(value)
+    return out or None
 
 
 def _fit_int(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not INT64_MIN <= value <= INT64_MAX:
-            return float(value)
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if is_int and not INT64_MIN <= value <= INT64_MAX:
+        return float(value)
     return value
-
-
-def _check_finite(key: str, value: Any) -> None:
-    values = value if isinstance(value, list) else [value]
-    for v in values:
-        if isinstance(v, float) and not math.isfinite(v):
-            raise InvalidArgumentError(
-                f"Invalid metadata value for key '{key}': {v} (NaN and infinity are not allowed)"
-            )
 
 
 def _meta_rows(cid: int, key: int, metadata: dict[str, Any] | None) -> list[tuple]:
