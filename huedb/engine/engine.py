@@ -232,6 +232,7 @@ class Engine:
                 documents = [documents[i] for i in fresh]
                 uris = [uris[i] for i in fresh]
             records.insert_records(self._conn, col.cid, ids, vectors, metadatas, documents, uris)
+            self._fix_dimension(col, vectors, len(ids))
 
     def update(
         self,
@@ -256,6 +257,7 @@ class Engine:
                 _take(documents, pick),
                 _take(uris, pick),
             )
+            self._fix_dimension(col, vectors, len(pick))
 
     def upsert(
         self,
@@ -290,6 +292,7 @@ class Engine:
                 [documents[i] for i in new],
                 [uris[i] for i in new],
             )
+            self._fix_dimension(col, vectors, len(ids))
 
     def delete(
         self,
@@ -308,18 +311,21 @@ class Engine:
             return len(keys)
 
     def _writable(self, collection_uuid: str, vectors: np.ndarray | None) -> CollectionRow:
+        """The collection, after checking the batch's dimension against the fixed one."""
         col = catalog.collection_by_uuid(self._conn, collection_uuid)
-        if vectors is None or len(vectors) == 0:
+        if vectors is None or len(vectors) == 0 or col.dimension is None:
             return col
         dim = int(vectors.shape[1])
-        if col.dimension is None:
-            catalog.set_dimension(self._conn, col.cid, dim)
-            col.dimension = dim
-        elif col.dimension != dim:
+        if col.dimension != dim:
             raise InvalidArgumentError(
                 f"Collection expecting embedding with dimension of {col.dimension}, got {dim}"
             )
         return col
+
+    def _fix_dimension(self, col: CollectionRow, vectors: np.ndarray | None, written: int) -> None:
+        """The first write that stores vectors fixes the collection's dimension."""
+        if col.dimension is None and vectors is not None and written > 0:
+            catalog.set_dimension(self._conn, col.cid, int(vectors.shape[1]))
 
     # -- reads -----------------------------------------------------------------------
 
