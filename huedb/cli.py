@@ -1,0 +1,138 @@
+"""The `huedb` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from huedb import __version__
+from huedb.server.config import (
+    ENV_CONFIG,
+    ConfigError,
+    ServerConfig,
+    is_loopback,
+    load_config_file,
+    parse_token_file,
+    tokens_from_environment,
+)
+
+logger = logging.getLogger("huedb")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="huedb", description="huedb vector database")
+    parser.add_argument("--version", action="version", version=f"huedb {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="serve Chroma's v2 HTTP API over a data directory")
+    run.add_argument("--path", help="data directory (default ./data)")
+    run.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port (default 8000)")
+    run.add_argument("--workers", type=int, help="worker processes sharing the directory")
+    run.add_argument("--config", help="TOML or JSON file with server settings and [auth] tokens")
+    run.add_argument("--auth-tokens-file", help="file with one 'token [admin|read-only]' per line")
+    run.add_argument("--ssl-certfile", help="TLS certificate (PEM)")
+    run.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
+    run.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        default=None,
+        help="serve a non-loopback address without tokens (not recommended)",
+    )
+    run.add_argument(
+        "--allow-reset",
+        action="store_true",
+        default=None,
+        help="allow POST /reset to delete everything",
+    )
+    run.add_argument("--max-body-bytes", type=int, help="largest accepted request body")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def server_config(args: argparse.Namespace, env: dict[str, str]) -> ServerConfig:
+    """Merge defaults < config file < environment < flags."""
+    values: dict = {}
+    if args.config:
+        values.update(load_config_file(args.config))
+    tokens = list(values.pop("tokens", []))
+    tokens += tokens_from_environment(env)
+    if args.auth_tokens_file:
+        tokens += parse_token_file(args.auth_tokens_file)
+    if env.get("HUEDB_ALLOW_RESET", "").lower() in ("1", "true", "yes"):
+        values["allow_reset"] = True
+    flags = {
+        "path": args.path,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "ssl_certfile": args.ssl_certfile,
+        "ssl_keyfile": args.ssl_keyfile,
+        "allow_unauthenticated": args.allow_unauthenticated,
+        "allow_reset": args.allow_reset,
+        "max_body_bytes": args.max_body_bytes,
+    }
+    values.update({k: v for k, v in flags.items() if v is not None})
+    config = ServerConfig(**values, tokens=tokens)
+    config.check()
+    return config
+
+
+def run_server(config: ServerConfig, log_level: str) -> int:
+    """Start uvicorn with `config.workers` processes over one data directory."""
+    import uvicorn
+
+    os.makedirs(config.path, exist_ok=True)
+    roles = sorted({t.role for t in config.tokens})
+    if config.tokens:
+        logger.info("auth: token auth with %d token(s), roles %s", len(config.tokens), roles)
+    elif is_loopback(config.host):
+        logger.warning("auth: NONE (no tokens configured; serving loopback %s only)", config.host)
+    else:
+        logger.warning(
+            "auth: NONE on %s (--allow-unauthenticated): anyone can connect", config.host
+        )
+    scheme = "https" if config.ssl_certfile else "http"
+    logger.info(
+        "serving %s on %s://%s:%d with %d worker(s)",
+        config.path,
+        scheme,
+        config.host,
+        config.port,
+        config.workers,
+    )
+    os.environ[ENV_CONFIG] = config.to_json()
+    uvicorn.run(
+        "huedb.server.app:app_from_environment",
+        factory=True,
+        host=config.host,
+        port=config.port,
+        workers=config.workers,
+        ssl_certfile=config.ssl_certfile,
+        ssl_keyfile=config.ssl_keyfile,
+        log_level=log_level,
+        timeout_keep_alive=30,
+        access_log=False,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "run":
+        try:
+            config = server_config(args, dict(os.environ))
+        except ConfigError as exc:
+            logger.error("cannot start: %s", exc)
+            return 2
+        return run_server(config, args.log_level)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""The ASGI app: routes, Chroma-shaped errors, auth and size limits around one `LocalAPI`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException
+
+from huedb import __version__
+from huedb.api.local import LocalAPI
+from huedb.config import Settings
+from huedb.engine.engine import Engine
+from huedb.errors import ChromaError
+from huedb.server.auth import TokenAuthMiddleware
+from huedb.server.config import ENV_CONFIG, ServerConfig
+from huedb.server.limits import BodySizeLimitMiddleware
+from huedb.server.routes import router
+
+logger = logging.getLogger(__name__)
+TRACE_HEADERS = {"chroma-trace-id": "0" * 32}
+
+
+def error_response(status: int, error: str, message: str) -> ORJSONResponse:
+    """Chroma's error body."""
+    return ORJSONResponse(
+        {"error": error, "message": message}, status_code=status, headers=TRACE_HEADERS
+    )
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """A server over the data directory in `config.path`."""
+    settings = Settings(
+        is_persistent=True,
+        persist_directory=config.path,
+        allow_reset=config.allow_reset,
+        huedb_sync=config.sync,
+    )
+    engine = Engine(Path(config.path), sync=config.sync)
+    app = FastAPI(
+        title="huedb",
+        version=__version__,
+        description="Chroma's v2 HTTP API, served by huedb.",
+        default_response_class=ORJSONResponse,
+    )
+    app.state.api = LocalAPI(engine, settings)
+    app.state.config = config
+    app.include_router(router)
+    _install_error_handlers(app)
+
+    @app.api_route("/api/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
+    def v1_gone(rest: str) -> ORJSONResponse:
+        return error_response(410, "Unimplemented", "The v1 API is deprecated. Please use /v2 apis")
+
+    @app.on_event("shutdown")
+    def close_engine() -> None:
+        engine.close()
+
+    if config.tokens:
+        app.add_middleware(TokenAuthMiddleware, entries=config.tokens)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ChromaError)
+    async def chroma_error(request: Request, exc: ChromaError) -> ORJSONResponse:
+        return error_response(exc.code(), exc.name(), str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_body(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
+        return error_response(
+            422,
+            "ChromaError",
+            f"Failed to deserialize the JSON body into the target type: {detail}",
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> ORJSONResponse:
+        name = "NotFoundError" if exc.status_code == 404 else "ChromaError"
+        return error_response(exc.status_code, name, str(exc.detail))
+
+    @app.exception_handler(ValueError)
+    @app.exception_handler(TypeError)
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(IndexError)
+    async def invalid(request: Request, exc: Exception) -> ORJSONResponse:
+        return error_response(400, "InvalidArgumentError", str(exc))
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> ORJSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "InternalError", f"{type(exc).__name__}: {exc}")
+
+
+def app_from_environment() -> FastAPI:
+    """Factory used by uvicorn workers: the config travels in an environment variable."""
+    raw = os.environ.get(ENV_CONFIG)
+    if not raw:
+        raise RuntimeError(f"{ENV_CONFIG} is not set; start the server with `huedb run`")
+    return create_app(ServerConfig.from_json(raw))

@@ -1,0 +1,194 @@
+"""Server configuration: CLI flags, an optional TOML/JSON file, and environment variables."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROLES = ("admin", "read-only")
+DEFAULT_MAX_BODY_BYTES = 40 * 1024 * 1024
+ENV_CONFIG = "HUEDB_SERVER_CONFIG_JSON"
+
+
+class ConfigError(ValueError):
+    """The server configuration is invalid; the server refuses to start."""
+
+
+@dataclass
+class TokenEntry:
+    """One accepted token, kept only as its SHA-256 digest."""
+
+    digest: str
+    role: str
+    name: str = ""
+
+
+@dataclass
+class ServerConfig:
+    """Everything a server worker needs; serialisable so `--workers N` can pass it on."""
+
+    path: str = "./data"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    allow_unauthenticated: bool = False
+    allow_reset: bool = False
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    request_timeout_s: float = 60.0
+    sync: str = "full"
+    tokens: list[TokenEntry] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str) -> ServerConfig:
+        data = json.loads(raw)
+        data["tokens"] = [TokenEntry(**t) for t in data.get("tokens", [])]
+        return cls(**data)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.tokens)
+
+    def check(self) -> None:
+        """Refuse configurations that would be unsafe or cannot work."""
+        if self.workers < 1:
+            raise ConfigError("--workers must be at least 1")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ConfigError("--ssl-certfile and --ssl-keyfile must be given together")
+        for f in (self.ssl_certfile, self.ssl_keyfile):
+            if f and not Path(f).is_file():
+                raise ConfigError(f"TLS file not found: {f}")
+        if self.max_body_bytes < 1024:
+            raise ConfigError("max_body_bytes must be at least 1024")
+        if not self.tokens and not self.allow_unauthenticated and not is_loopback(self.host):
+            raise ConfigError(
+                f"refusing to serve {self.host} without authentication: set tokens "
+                "(HUEDB_AUTH_TOKENS, --auth-tokens-file or [auth] in --config) or pass "
+                "--allow-unauthenticated"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach."""
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def digest(token: str) -> str:
+    """The stored form of a token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def make_token(token: Any, role: Any, name: str = "") -> TokenEntry:
+    """Check one token and its role."""
+    if not isinstance(token, str) or len(token) < 8 or not token.isprintable() or " " in token:
+        raise ConfigError(
+            f"invalid token{' ' + name if name else ''}: tokens must be printable ASCII without "
+            "spaces and at least 8 characters long"
+        )
+    if role not in ROLES:
+        raise ConfigError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
+    return TokenEntry(digest(token), role, name)
+
+
+def parse_token_list(raw: str, source: str) -> list[TokenEntry]:
+    """`token[:role],token[:role]` (role defaults to admin), as in HUEDB_AUTH_TOKENS."""
+    entries = []
+    for n, item in enumerate(p.strip() for p in raw.split(",")):
+        if not item:
+            continue
+        token, _, role = item.partition(":")
+        entries.append(make_token(token, role or "admin", f"#{n + 1} from {source}"))
+    if not entries:
+        raise ConfigError(f"{source} is set but holds no token")
+    return entries
+
+
+def parse_token_file(path: str) -> list[TokenEntry]:
+    """A file with one `token [role]` per line; `#` starts a comment."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read token file {path}: {exc}") from None
+    entries = []
+    for n, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) > 2:
+            raise ConfigError(f"{path}:{n}: expected 'token [role]'")
+        entries.append(
+            make_token(parts[0], parts[1] if len(parts) == 2 else "admin", f"{path}:{n}")
+        )
+    if not entries:
+        raise ConfigError(f"token file {path} holds no token")
+    return entries
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """Read a TOML or JSON config file into a dict of ServerConfig fields."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = json.loads(raw) if path.endswith(".json") else tomllib.loads(raw.decode())
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a table/object")
+    known = set(ServerConfig.__dataclass_fields__) - {"tokens"}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "auth":
+            out["tokens"] = _tokens_from_table(value, path)
+        elif key.replace("-", "_") in known:
+            out[key.replace("-", "_")] = value
+        else:
+            raise ConfigError(f"unknown setting {key!r} in {path}")
+    return out
+
+
+def _tokens_from_table(value: Any, path: str) -> list[TokenEntry]:
+    if not isinstance(value, dict) or set(value) - {"tokens"}:
+        raise ConfigError(f"[auth] in {path} must hold only 'tokens'")
+    tokens = value.get("tokens", [])
+    if not isinstance(tokens, list):
+        raise ConfigError(f"auth.tokens in {path} must be a list")
+    entries = []
+    for n, item in enumerate(tokens, 1):
+        if not isinstance(item, dict) or set(item) - {"token", "role", "name"}:
+            raise ConfigError(f"auth.tokens[{n}] in {path} must be {{token, role[, name]}}")
+        entries.append(
+            make_token(item.get("token"), item.get("role", "admin"), item.get("name", f"#{n}"))
+        )
+    return entries
+
+
+def tokens_from_environment(env: dict[str, str] | None = None) -> list[TokenEntry]:
+    """Tokens from HUEDB_AUTH_TOKENS, HUEDB_AUTH_TOKENS_FILE and CHROMA_SERVER_AUTH_CREDENTIALS."""
+    env = dict(os.environ) if env is None else env
+    entries: list[TokenEntry] = []
+    if env.get("HUEDB_AUTH_TOKENS"):
+        entries += parse_token_list(env["HUEDB_AUTH_TOKENS"], "HUEDB_AUTH_TOKENS")
+    if env.get("HUEDB_AUTH_TOKENS_FILE"):
+        entries += parse_token_file(env["HUEDB_AUTH_TOKENS_FILE"])
+    for name in ("CHROMA_SERVER_AUTHN_CREDENTIALS", "CHROMA_SERVER_AUTH_CREDENTIALS"):
+        if env.get(name):
+            entries.append(make_token(env[name].strip(), "admin", name))
+    return entries

@@ -1,0 +1,289 @@
+"""Chroma's v2 routes. Each one parses its body and calls `LocalAPI`; no logic lives here."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import ORJSONResponse
+
+from huedb import __version__
+from huedb.api.local import MAX_BATCH_SIZE, LocalAPI
+from huedb.errors import ChromaError, InvalidArgumentError
+from huedb.server import wire
+
+router = APIRouter(prefix="/api/v2", default_response_class=ORJSONResponse)
+DB = "/tenants/{tenant}/databases/{database}"
+COL = DB + "/collections/{collection_id}"
+
+
+def api(request: Request) -> LocalAPI:
+    """The worker's `LocalAPI`."""
+    return request.app.state.api
+
+
+def collection_uuid(collection_id: str) -> str:
+    """Check a collection id from the path."""
+    try:
+        return str(uuid.UUID(collection_id))
+    except ValueError:
+        raise InvalidArgumentError("Collection ID is not a valid UUIDv4") from None
+
+
+class NotImplementedOnSingleNode(ChromaError):
+    def code(self) -> int:
+        return 501
+
+
+@router.get("", include_in_schema=False)
+@router.get("/heartbeat")
+def heartbeat() -> dict[str, int]:
+    return {"nanosecond heartbeat": time.time_ns()}
+
+
+@router.get("/version")
+def version() -> str:
+    return __version__
+
+
+@router.get("/healthcheck")
+def healthcheck(request: Request) -> dict[str, bool]:
+    api(request).heartbeat()
+    return {"is_executor_ready": True, "is_log_client_ready": True}
+
+
+@router.get("/pre-flight-checks")
+def pre_flight_checks() -> dict[str, Any]:
+    return {"max_batch_size": MAX_BATCH_SIZE, "supports_base64_encoding": True}
+
+
+@router.get("/auth/identity")
+def identity() -> dict[str, Any]:
+    return {"user_id": "", "tenant": "default_tenant", "databases": ["default_database"]}
+
+
+@router.post("/reset")
+def reset(request: Request) -> bool:
+    return api(request).reset()
+
+
+@router.post("/tenants")
+def create_tenant(request: Request, body: wire.CreateTenant) -> dict[str, Any]:
+    api(request).create_tenant(body.name)
+    return {}
+
+
+@router.get("/tenants/{tenant}")
+def get_tenant(request: Request, tenant: str) -> dict[str, Any]:
+    return {**api(request).get_tenant(tenant), "resource_name": None}
+
+
+@router.post("/tenants/{tenant}/databases")
+def create_database(request: Request, tenant: str, body: wire.CreateDatabase) -> dict[str, Any]:
+    api(request).create_database(body.name, tenant)
+    return {}
+
+
+@router.get("/tenants/{tenant}/databases")
+def list_databases(
+    request: Request, tenant: str, limit: int | None = None, offset: int | None = None
+) -> list[dict[str, Any]]:
+    _check_page(limit, offset)
+    return api(request).list_databases(limit, offset, tenant)
+
+
+@router.get(DB)
+def get_database(request: Request, tenant: str, database: str) -> dict[str, Any]:
+    return api(request).get_database(database, tenant)
+
+
+@router.delete(DB)
+def delete_database(request: Request, tenant: str, database: str) -> dict[str, Any]:
+    api(request).delete_database(database, tenant)
+    return {}
+
+
+@router.get(DB + "/collections")
+def list_collections(
+    request: Request,
+    tenant: str,
+    database: str,
+    limit: int | None = None,
+    offset: int | None = None,
+) -> list[dict[str, Any]]:
+    _check_page(limit, offset)
+    models = api(request).list_collections(limit, offset, tenant, database)
+    return [m.to_json() for m in models]
+
+
+@router.get(DB + "/collections_count")
+def count_collections(request: Request, tenant: str, database: str) -> int:
+    return api(request).count_collections(tenant, database)
+
+
+@router.post(DB + "/collections")
+def create_collection(
+    request: Request, tenant: str, database: str, body: wire.CreateCollection
+) -> dict[str, Any]:
+    model = api(request).create_collection(
+        body.name, body.metadata, body.configuration, body.get_or_create, tenant, database
+    )
+    return model.to_json()
+
+
+@router.get(DB + "/collections/by-id/{collection_id}")
+def get_collection_by_id(
+    request: Request, tenant: str, database: str, collection_id: str
+) -> dict[str, Any]:
+    return api(request).get_collection_by_id(collection_uuid(collection_id)).to_json()
+
+
+@router.get(DB + "/collections/{name}")
+def get_collection(request: Request, tenant: str, database: str, name: str) -> dict[str, Any]:
+    return api(request).get_collection(name, tenant, database).to_json()
+
+
+@router.put(COL)
+def update_collection(
+    request: Request, tenant: str, database: str, collection_id: str, body: wire.UpdateCollection
+) -> dict[str, Any]:
+    api(request).modify_collection(
+        collection_uuid(collection_id), body.new_name, body.new_metadata, body.new_configuration
+    )
+    return {}
+
+
+@router.delete(DB + "/collections/{name}")
+def delete_collection(request: Request, tenant: str, database: str, name: str) -> dict[str, Any]:
+    api(request).delete_collection(name, tenant, database)
+    return {}
+
+
+@router.post(COL + "/add", status_code=201)
+def add(
+    request: Request, tenant: str, database: str, collection_id: str, body: wire.AddRecords
+) -> dict[str, Any]:
+    api(request).add(
+        collection_uuid(collection_id),
+        body.ids,
+        wire.embeddings_matrix(body.embeddings),
+        body.metadatas,
+        body.documents,
+        body.uris,
+    )
+    return {}
+
+
+@router.post(COL + "/update")
+def update(
+    request: Request, tenant: str, database: str, collection_id: str, body: wire.UpdateRecords
+) -> dict[str, Any]:
+    api(request).update(
+        collection_uuid(collection_id),
+        body.ids,
+        wire.embeddings_matrix(body.embeddings),
+        body.metadatas,
+        body.documents,
+        body.uris,
+    )
+    return {}
+
+
+@router.post(COL + "/upsert")
+def upsert(
+    request: Request, tenant: str, database: str, collection_id: str, body: wire.AddRecords
+) -> dict[str, Any]:
+    api(request).upsert(
+        collection_uuid(collection_id),
+        body.ids,
+        wire.embeddings_matrix(body.embeddings),
+        body.metadatas,
+        body.documents,
+        body.uris,
+    )
+    return {}
+
+
+@router.post(COL + "/get")
+def get(
+    request: Request, tenant: str, database: str, collection_id: str, body: wire.GetRecords
+) -> dict[str, Any]:
+    if "distances" in body.include:
+        raise InvalidArgumentError("Include item cannot be one of distances in get")
+    result = api(request).get(
+        collection_uuid(collection_id),
+        body.ids,
+        body.where,
+        body.where_document,
+        body.limit,
+        body.offset,
+        list(body.include),
+    )
+    return _result_body(result, body.include)
+
+
+@router.post(COL + "/query")
+def query(
+    request: Request, tenant: str, database: str, collection_id: str, body: wire.QueryRecords
+) -> dict[str, Any]:
+    result = api(request).query(
+        collection_uuid(collection_id),
+        wire.query_matrix(body.query_embeddings),
+        body.n_results,
+        body.ids,
+        body.where,
+        body.where_document,
+        list(body.include),
+    )
+    out = _result_body(result, body.include)
+    out["distances"] = result["distances"]
+    return out
+
+
+@router.post(COL + "/delete")
+def delete(
+    request: Request, tenant: str, database: str, collection_id: str, body: wire.DeleteRecords
+) -> dict[str, Any]:
+    if body.ids is None and body.where is None and body.where_document is None:
+        raise InvalidArgumentError("At least one of ids, where, or where_document is required")
+    deleted = api(request).delete(
+        collection_uuid(collection_id), body.ids, body.where, body.where_document, body.limit
+    )
+    return {"deleted": deleted}
+
+
+@router.get(COL + "/count")
+def count(request: Request, tenant: str, database: str, collection_id: str) -> int:
+    return api(request).count(collection_uuid(collection_id))
+
+
+@router.post(COL + "/fork", include_in_schema=False)
+@router.get(COL + "/fork_count", include_in_schema=False)
+@router.post(COL + "/search", include_in_schema=False)
+@router.get(COL + "/indexing_status", include_in_schema=False)
+def unsupported(tenant: str, database: str, collection_id: str) -> None:
+    raise NotImplementedOnSingleNode("This operation is not supported by huedb")
+
+
+def _check_page(limit: int | None, offset: int | None) -> None:
+    if (limit is not None and limit < 0) or (offset is not None and offset < 0):
+        raise InvalidArgumentError("limit and offset must not be negative")
+
+
+def _result_body(result: dict[str, Any], include: list[str]) -> dict[str, Any]:
+    embeddings = result["embeddings"]
+    if embeddings is not None:
+        if isinstance(embeddings, list):
+            embeddings = [e.tolist() for e in embeddings]
+        else:
+            embeddings = embeddings.tolist() if embeddings.size else []
+    return {
+        "ids": result["ids"],
+        "embeddings": embeddings,
+        "documents": result["documents"],
+        "uris": result["uris"],
+        "metadatas": result["metadatas"],
+        "include": list(include),
+    }

@@ -1,0 +1,128 @@
+"""Request bodies of Chroma's v2 API and their conversion to `LocalAPI` arguments."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from huedb.errors import InvalidArgumentError
+
+IncludeName = Literal["documents", "embeddings", "metadatas", "distances", "uris"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class CreateTenant(_Body):
+    name: str
+
+
+class CreateDatabase(_Body):
+    name: str
+
+
+class CreateCollection(_Body):
+    name: str
+    metadata: dict[str, Any] | None = None
+    configuration: dict[str, Any] | None = None
+    collection_schema: dict[str, Any] | None = Field(default=None, alias="schema")
+    get_or_create: bool = False
+
+
+class UpdateCollection(_Body):
+    new_name: str | None = None
+    new_metadata: dict[str, Any] | None = None
+    new_configuration: dict[str, Any] | None = None
+
+
+class AddRecords(_Body):
+    ids: list[str]
+    embeddings: list[list[float] | str]
+    metadatas: list[dict[str, Any] | None] | None = None
+    documents: list[str | None] | None = None
+    uris: list[str | None] | None = None
+
+
+class UpdateRecords(_Body):
+    ids: list[str]
+    embeddings: list[list[float] | str | None] | None = None
+    metadatas: list[dict[str, Any] | None] | None = None
+    documents: list[str | None] | None = None
+    uris: list[str | None] | None = None
+
+
+class GetRecords(_Body):
+    ids: list[str] | None = None
+    where: dict[str, Any] | None = None
+    where_document: dict[str, Any] | None = None
+    limit: int | None = Field(default=None, ge=0)
+    offset: int | None = Field(default=None, ge=0)
+    include: list[IncludeName] = Field(default_factory=lambda: ["documents", "metadatas"])
+
+
+class QueryRecords(_Body):
+    ids: list[str] | None = None
+    query_embeddings: list[list[float]]
+    n_results: int = Field(default=10, ge=1)
+    where: dict[str, Any] | None = None
+    where_document: dict[str, Any] | None = None
+    include: list[IncludeName] = Field(
+        default_factory=lambda: ["documents", "metadatas", "distances"]
+    )
+
+
+class DeleteRecords(_Body):
+    ids: list[str] | None = None
+    where: dict[str, Any] | None = None
+    where_document: dict[str, Any] | None = None
+    limit: int | None = Field(default=None, ge=0)
+
+
+def embeddings_matrix(values: list[Any] | None) -> np.ndarray | None:
+    """Decode a list of JSON float arrays or base64 float32 strings into an n x d matrix."""
+    if values is None:
+        return None
+    if any(v is None for v in values):
+        if all(v is None for v in values):
+            return None
+        raise InvalidArgumentError("Embeddings must be all given or all null in one request")
+    if not values:
+        return np.empty((0, 0), dtype=np.float32)
+    strings = [isinstance(v, str) for v in values]
+    if all(strings):
+        rows = [_decode_base64(v) for v in values]
+    elif not any(strings):
+        rows = [np.asarray(v, dtype=np.float32) for v in values]
+    else:
+        raise InvalidArgumentError("Embeddings must be all base64 strings or all float arrays")
+    dims = {len(r) for r in rows}
+    if len(dims) != 1:
+        raise InvalidArgumentError("Inconsistent dimensions in provided embeddings")
+    if 0 in dims:
+        raise InvalidArgumentError("Embeddings must have at least one dimension")
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(np.vstack(rows), dtype=np.float32)
+
+
+def _decode_base64(text: str) -> np.ndarray:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidArgumentError("Embedding is not valid base64") from None
+    if len(raw) % 4:
+        raise InvalidArgumentError("Base64 embedding length is not a multiple of 4 bytes")
+    return np.frombuffer(raw, dtype="<f4")
+
+
+def query_matrix(values: list[list[float]]) -> np.ndarray:
+    """Query vectors as an n x d float32 matrix."""
+    if not values:
+        raise InvalidArgumentError("query_embeddings must not be empty")
+    matrix = embeddings_matrix(values)
+    assert matrix is not None
+    return matrix
