@@ -3,7 +3,12 @@
 __version__ = "0.1.0"
 
 from huedb import errors  # noqa: E402
-from huedb.api.client import Client, EphemeralClient, PersistentClient  # noqa: E402
+from huedb.api.client import (  # noqa: E402
+    Client,
+    EphemeralClient,
+    HttpClient,
+    PersistentClient,
+)
 from huedb.api.collection import Collection  # noqa: E402
 from huedb.api.types import (  # noqa: E402
     EmbeddingFunction,
@@ -23,6 +28,7 @@ __all__ = [
     "EmbeddingFunction",
     "EphemeralClient",
     "GetResult",
+    "HttpClient",
     "Include",
     "PersistentClient",
     "QueryResult",

@@ -265,3 +265,41 @@ def PersistentClient(  # noqa: N802 - chromadb's factory name
     settings.is_persistent = True
     settings.persist_directory = str(path)
     return Client(settings, tenant, database)
+
+
+def HttpClient(  # noqa: N802 - chromadb's factory name
+    host: str = "localhost",
+    port: int = 8000,
+    ssl: bool = False,
+    headers: dict[str, str] | None = None,
+    settings: Settings | None = None,
+    tenant: str = DEFAULT_TENANT,
+    database: str = DEFAULT_DATABASE,
+) -> Client:
+    """A client of a huedb (or Chroma) server; `host` may also be a full URL."""
+    from huedb.client.http import HttpServerAPI
+
+    settings = settings or Settings()
+    if "://" in host:
+        base_url = host.rstrip("/")
+        base_url = base_url.removesuffix("/api/v2")
+    else:
+        base_url = f"{'https' if ssl else 'http'}://{host}:{port}"
+    all_headers = dict(settings.chroma_server_headers or {})
+    all_headers.update(headers or {})
+    token = settings.chroma_client_auth_credentials
+    if token:
+        header = (settings.chroma_auth_token_transport_header or "Authorization").strip()
+        if header.lower() == "x-chroma-token":
+            all_headers["X-Chroma-Token"] = token
+        else:
+            all_headers["Authorization"] = f"Bearer {token}"
+    verify = settings.chroma_server_ssl_verify
+    server = HttpServerAPI(
+        base_url,
+        headers=all_headers,
+        verify=True if verify is None else verify,
+        keepalive_s=settings.chroma_http_keepalive_secs,
+        max_connections=settings.chroma_http_max_connections,
+    )
+    return Client(settings, tenant, database, server=server)

@@ -1,0 +1,1 @@
+"""Clients that reach a huedb (or Chroma) server over HTTP."""

@@ -1,0 +1,362 @@
+"""`HttpServerAPI`: the `ServerAPI` over Chroma's v2 HTTP API, with one pooled connection."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import numpy as np
+import orjson
+
+from huedb.api.base import ServerAPI
+from huedb.api.types import CollectionModel, GetResult, QueryResult
+from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
+from huedb.errors import ChromaError, error_types
+
+
+class HttpServerAPI(ServerAPI):
+    """Speaks to `<base_url>/api/v2`; errors come back as huedb.errors classes."""
+
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str] | None = None,
+        verify: bool | str = True,
+        timeout: float = 60.0,
+        keepalive_s: float = 40.0,
+        max_connections: int | None = None,
+    ) -> None:
+        self._base = base_url.rstrip("/") + "/api/v2"
+        self._http = httpx.Client(
+            headers={"Content-Type": "application/json", **(headers or {})},
+            verify=verify,
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=max_connections, keepalive_expiry=keepalive_s),
+        )
+        self._max_batch_size: int | None = None
+        self._base64 = False
+        self._owners: dict[str, tuple[str, str]] = {}
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, body: Any = None, params: Any = None) -> Any:
+        content = None if body is None else orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+        try:
+            resp = self._http.request(method, self._base + path, content=content, params=params)
+        except httpx.ConnectError as exc:
+            raise ValueError(
+                f"Could not connect to a huedb server at {self._base}: {exc}"
+            ) from None
+        if resp.status_code >= 400:
+            raise _error_from(resp)
+        return orjson.loads(resp.content) if resp.content else None
+
+    def _ensure_preflight(self) -> None:
+        if self._max_batch_size is None:
+            checks = self._request("GET", "/pre-flight-checks")
+            self._max_batch_size = int(checks.get("max_batch_size", -1))
+            self._base64 = bool(checks.get("supports_base64_encoding", False))
+
+    def _collection_path(self, tenant: str, database: str) -> str:
+        return f"/tenants/{quote(tenant, safe='')}/databases/{quote(database, safe='')}"
+
+    def _data_path(self, collection_id: str) -> str:
+        tenant, database = self._owners.get(collection_id, (DEFAULT_TENANT, DEFAULT_DATABASE))
+        return f"{self._collection_path(tenant, database)}/collections/{collection_id}"
+
+    def _model(self, data: dict[str, Any]) -> CollectionModel:
+        model = CollectionModel(
+            id=uuid.UUID(data["id"]),
+            name=data["name"],
+            tenant=data["tenant"],
+            database=data["database"],
+            metadata=data.get("metadata"),
+            configuration_json=data.get("configuration_json") or {},
+            dimension=data.get("dimension"),
+        )
+        self._owners[str(model.id)] = (model.tenant, model.database)
+        return model
+
+    def _encode(self, embeddings: np.ndarray | None) -> Any:
+        if embeddings is None:
+            return None
+        self._ensure_preflight()
+        if self._base64:
+            le = np.ascontiguousarray(embeddings, dtype="<f4")
+            return [base64.b64encode(row.tobytes()).decode() for row in le]
+        return embeddings.astype(np.float32).tolist()
+
+    def _check_batch(self, ids: Sequence[str]) -> None:
+        self._ensure_preflight()
+        limit = self._max_batch_size or -1
+        if len(ids) > limit:
+            raise ValueError(f"Batch size {len(ids)} exceeds maximum batch size {limit}")
+
+    # -- system ------------------------------------------------------------------------
+
+    def heartbeat(self) -> int:
+        return int(self._request("GET", "/heartbeat")["nanosecond heartbeat"])
+
+    def get_version(self) -> str:
+        return str(self._request("GET", "/version"))
+
+    def reset(self) -> bool:
+        return bool(self._request("POST", "/reset"))
+
+    def get_max_batch_size(self) -> int:
+        self._ensure_preflight()
+        return int(self._max_batch_size or -1)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def identity(self) -> dict[str, Any]:
+        return self._request("GET", "/auth/identity")
+
+    # -- tenants and databases ---------------------------------------------------------
+
+    def create_tenant(self, name: str) -> None:
+        self._request("POST", "/tenants", {"name": name})
+
+    def get_tenant(self, name: str) -> dict[str, Any]:
+        return {"name": self._request("GET", f"/tenants/{quote(name, safe='')}")["name"]}
+
+    def create_database(self, name: str, tenant: str) -> None:
+        self._request("POST", f"/tenants/{quote(tenant, safe='')}/databases", {"name": name})
+
+    def get_database(self, name: str, tenant: str) -> dict[str, Any]:
+        return self._request("GET", self._collection_path(tenant, name))
+
+    def delete_database(self, name: str, tenant: str) -> None:
+        self._request("DELETE", self._collection_path(tenant, name))
+
+    def list_databases(
+        self, limit: int | None, offset: int | None, tenant: str
+    ) -> list[dict[str, Any]]:
+        params = _page(limit, offset)
+        return self._request("GET", f"/tenants/{quote(tenant, safe='')}/databases", params=params)
+
+    # -- collections -------------------------------------------------------------------
+
+    def list_collections(
+        self, limit: int | None, offset: int | None, tenant: str, database: str
+    ) -> list[CollectionModel]:
+        rows = self._request(
+            "GET",
+            self._collection_path(tenant, database) + "/collections",
+            params=_page(limit, offset),
+        )
+        return [self._model(r) for r in rows]
+
+    def count_collections(self, tenant: str, database: str) -> int:
+        return int(
+            self._request("GET", self._collection_path(tenant, database) + "/collections_count")
+        )
+
+    def create_collection(
+        self,
+        name: str,
+        metadata: dict[str, Any] | None,
+        configuration: dict[str, Any] | None,
+        get_or_create: bool,
+        tenant: str,
+        database: str,
+    ) -> CollectionModel:
+        body = {
+            "name": name,
+            "metadata": metadata,
+            "configuration": configuration,
+            "get_or_create": get_or_create,
+        }
+        path = self._collection_path(tenant, database) + "/collections"
+        return self._model(self._request("POST", path, body))
+
+    def get_collection(self, name: str, tenant: str, database: str) -> CollectionModel:
+        path = f"{self._collection_path(tenant, database)}/collections/{quote(name, safe='')}"
+        return self._model(self._request("GET", path))
+
+    def get_collection_by_id(self, collection_id: str) -> CollectionModel:
+        tenant, database = self._owners.get(collection_id, (DEFAULT_TENANT, DEFAULT_DATABASE))
+        path = f"{self._collection_path(tenant, database)}/collections/by-id/{collection_id}"
+        return self._model(self._request("GET", path))
+
+    def modify_collection(
+        self,
+        collection_id: str,
+        new_name: str | None,
+        new_metadata: dict[str, Any] | None,
+        new_configuration: dict[str, Any] | None,
+    ) -> None:
+        body = {
+            "new_name": new_name,
+            "new_metadata": new_metadata,
+            "new_configuration": new_configuration,
+        }
+        self._request("PUT", self._data_path(collection_id), body)
+
+    def delete_collection(self, name: str, tenant: str, database: str) -> None:
+        path = f"{self._collection_path(tenant, database)}/collections/{quote(name, safe='')}"
+        self._request("DELETE", path)
+
+    # -- records -----------------------------------------------------------------------
+
+    def _write(
+        self,
+        op: str,
+        collection_id: str,
+        ids: list[str],
+        embeddings: np.ndarray | None,
+        metadatas: Sequence[Any] | None,
+        documents: Sequence[Any] | None,
+        uris: Sequence[Any] | None,
+    ) -> None:
+        self._check_batch(ids)
+        body = {
+            "ids": ids,
+            "embeddings": self._encode(embeddings),
+            "metadatas": None if metadatas is None else list(metadatas),
+            "documents": None if documents is None else list(documents),
+            "uris": None if uris is None else list(uris),
+        }
+        self._request("POST", f"{self._data_path(collection_id)}/{op}", body)
+
+    def add(
+        self,
+        collection_id: str,
+        ids: list[str],
+        embeddings: np.ndarray,
+        metadatas: Sequence[Any] | None,
+        documents: Sequence[Any] | None,
+        uris: Sequence[Any] | None,
+    ) -> None:
+        self._write("add", collection_id, ids, embeddings, metadatas, documents, uris)
+
+    def update(
+        self,
+        collection_id: str,
+        ids: list[str],
+        embeddings: np.ndarray | None,
+        metadatas: Sequence[Any] | None,
+        documents: Sequence[Any] | None,
+        uris: Sequence[Any] | None,
+    ) -> None:
+        self._write("update", collection_id, ids, embeddings, metadatas, documents, uris)
+
+    def upsert(
+        self,
+        collection_id: str,
+        ids: list[str],
+        embeddings: np.ndarray,
+        metadatas: Sequence[Any] | None,
+        documents: Sequence[Any] | None,
+        uris: Sequence[Any] | None,
+    ) -> None:
+        self._write("upsert", collection_id, ids, embeddings, metadatas, documents, uris)
+
+    def delete(
+        self,
+        collection_id: str,
+        ids: list[str] | None,
+        where: Any,
+        where_document: Any,
+        limit: int | None,
+    ) -> int:
+        body: dict[str, Any] = {"ids": ids, "where": where, "where_document": where_document}
+        if limit is not None:
+            body["limit"] = limit
+        return int(
+            self._request("POST", f"{self._data_path(collection_id)}/delete", body)["deleted"]
+        )
+
+    def count(self, collection_id: str) -> int:
+        return int(self._request("GET", f"{self._data_path(collection_id)}/count"))
+
+    def get(
+        self,
+        collection_id: str,
+        ids: list[str] | None,
+        where: Any,
+        where_document: Any,
+        limit: int | None,
+        offset: int | None,
+        include: list[str],
+    ) -> GetResult:
+        body = {
+            "ids": ids,
+            "where": where,
+            "where_document": where_document,
+            "limit": limit,
+            "offset": offset,
+            "include": include,
+        }
+        data = self._request("POST", f"{self._data_path(collection_id)}/get", body)
+        embeddings = data.get("embeddings")
+        return GetResult(
+            ids=data["ids"],
+            embeddings=None if embeddings is None else _matrix(embeddings),
+            documents=data.get("documents"),
+            uris=data.get("uris"),
+            data=None,
+            metadatas=data.get("metadatas"),
+            included=include,
+        )
+
+    def query(
+        self,
+        collection_id: str,
+        query_embeddings: np.ndarray,
+        n_results: int,
+        ids: list[str] | None,
+        where: Any,
+        where_document: Any,
+        include: list[str],
+    ) -> QueryResult:
+        body = {
+            "ids": ids,
+            "query_embeddings": query_embeddings.astype(np.float32).tolist(),
+            "n_results": n_results,
+            "where": where,
+            "where_document": where_document,
+            "include": include,
+        }
+        data = self._request("POST", f"{self._data_path(collection_id)}/query", body)
+        embeddings = data.get("embeddings")
+        return QueryResult(
+            ids=data["ids"],
+            embeddings=None if embeddings is None else [_matrix(e) for e in embeddings],
+            documents=data.get("documents"),
+            uris=data.get("uris"),
+            data=None,
+            metadatas=data.get("metadatas"),
+            distances=data.get("distances"),
+            included=include,
+        )
+
+
+def _matrix(rows: list[list[float]]) -> np.ndarray:
+    return np.asarray(rows, dtype=np.float32) if rows else np.array([])
+
+
+def _page(limit: int | None, offset: int | None) -> dict[str, int]:
+    params = {}
+    if limit is not None:
+        params["limit"] = limit
+    if offset is not None:
+        params["offset"] = offset
+    return params
+
+
+def _error_from(resp: httpx.Response) -> Exception:
+    try:
+        body = orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        body = None
+    if isinstance(body, dict) and body.get("error") in error_types:
+        exc: ChromaError = error_types[body["error"]](body.get("message", ""))
+        exc.trace_id = resp.headers.get("chroma-trace-id")
+        return exc
+    return Exception(resp.text)
