@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m huedb.quickstart --path ./data
+	$(VENV)/bin/huedb run --path ./data --host 127.0.0.1 --port 8000
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
