@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow POST /reset to delete everything",
     )
     run.add_argument("--max-body-bytes", type=int, help="largest accepted request body")
+    run.add_argument(
+        "--request-timeout", type=float, help="seconds a client may take to send a request body"
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -72,6 +75,7 @@ def server_config(args: argparse.Namespace, env: dict[str, str]) -> ServerConfig
         "allow_unauthenticated": args.allow_unauthenticated,
         "allow_reset": args.allow_reset,
         "max_body_bytes": args.max_body_bytes,
+        "request_timeout_s": args.request_timeout,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
     config = ServerConfig(**values, tokens=tokens)

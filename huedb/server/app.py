@@ -18,7 +18,7 @@ from huedb.engine.engine import Engine
 from huedb.errors import ChromaError
 from huedb.server.auth import TokenAuthMiddleware
 from huedb.server.config import ENV_CONFIG, ServerConfig
-from huedb.server.limits import BodySizeLimitMiddleware
+from huedb.server.limits import BodySizeLimitMiddleware, ReceiveTimeoutMiddleware
 from huedb.server.routes import router
 
 logger = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     if config.tokens:
         app.add_middleware(TokenAuthMiddleware, entries=config.tokens)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
+    app.add_middleware(ReceiveTimeoutMiddleware, timeout_s=config.request_timeout_s)
     return app
 
 

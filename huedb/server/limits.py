@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from huedb.server.auth import ASGIApp, Scope, send_json_error
@@ -62,3 +63,41 @@ class BodySizeLimitMiddleware:
             "ChromaError",
             f"Request body too large: the limit is {self.max_bytes} bytes",
         )
+
+
+class _SlowClient(Exception):
+    pass
+
+
+class ReceiveTimeoutMiddleware:
+    """Answer 408 when a client takes longer than `timeout_s` to send its request body."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def timed_receive() -> dict:
+            try:
+                return await asyncio.wait_for(receive(), self.timeout_s)
+            except TimeoutError:
+                raise _SlowClient from None
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, tracking_send)
+        except _SlowClient:
+            if not started:
+                await send_json_error(
+                    send, 408, "ChromaError", f"Request body not received within {self.timeout_s}s"
+                )

@@ -11,7 +11,7 @@ from fastapi.responses import ORJSONResponse
 
 from huedb import __version__
 from huedb.api.local import MAX_BATCH_SIZE, LocalAPI
-from huedb.errors import ChromaError, InvalidArgumentError
+from huedb.errors import BatchSizeExceededError, ChromaError, InvalidArgumentError
 from huedb.server import wire
 
 router = APIRouter(prefix="/api/v2", default_response_class=ORJSONResponse)
@@ -167,7 +167,7 @@ def add(
 ) -> dict[str, Any]:
     api(request).add(
         collection_uuid(collection_id),
-        body.ids,
+        _check_batch(body.ids),
         wire.embeddings_matrix(body.embeddings),
         body.metadatas,
         body.documents,
@@ -182,7 +182,7 @@ def update(
 ) -> dict[str, Any]:
     api(request).update(
         collection_uuid(collection_id),
-        body.ids,
+        _check_batch(body.ids),
         wire.embeddings_matrix(body.embeddings),
         body.metadatas,
         body.documents,
@@ -197,7 +197,7 @@ def upsert(
 ) -> dict[str, Any]:
     api(request).upsert(
         collection_uuid(collection_id),
-        body.ids,
+        _check_batch(body.ids),
         wire.embeddings_matrix(body.embeddings),
         body.metadatas,
         body.documents,
@@ -265,6 +265,14 @@ def count(request: Request, tenant: str, database: str, collection_id: str) -> i
 @router.get(COL + "/indexing_status", include_in_schema=False)
 def unsupported(tenant: str, database: str, collection_id: str) -> None:
     raise NotImplementedOnSingleNode("This operation is not supported by huedb")
+
+
+def _check_batch(ids: list[str]) -> list[str]:
+    if len(ids) > MAX_BATCH_SIZE:
+        raise BatchSizeExceededError(
+            f"Batch size {len(ids)} exceeds maximum batch size {MAX_BATCH_SIZE}"
+        )
+    return ids
 
 
 def _check_page(limit: int | None, offset: int | None) -> None:
