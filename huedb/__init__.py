@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from huedb import errors  # noqa: E402
+from huedb.api.async_client import AsyncHttpClient  # noqa: E402
 from huedb.api.client import (  # noqa: E402
     Client,
     EphemeralClient,
@@ -21,6 +22,7 @@ from huedb.api.types import (  # noqa: E402
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings  # noqa: E402
 
 __all__ = [
+    "AsyncHttpClient",
     "DEFAULT_DATABASE",
     "DEFAULT_TENANT",
     "Client",
