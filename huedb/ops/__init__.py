@@ -1,0 +1,1 @@
+"""Operations: backup and restore, Parquet export and import, Chroma import, stats, verify."""
