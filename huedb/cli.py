@@ -51,7 +51,48 @@ def build_parser() -> argparse.ArgumentParser:
         "--request-timeout", type=float, help="seconds a client may take to send a request body"
     )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _add_ops_commands(sub)
     return parser
+
+
+def _remote_args(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--url", help="server URL instead of --path, e.g. https://db:8000")
+    cmd.add_argument("--token", default=os.environ.get("HUEDB_TOKEN"), help="token for --url")
+
+
+def _add_ops_commands(sub: argparse._SubParsersAction) -> None:
+    backup = sub.add_parser("backup", help="online backup to one file (while serving)")
+    backup.add_argument("--path", help="data directory")
+    _remote_args(backup)
+    backup.add_argument("--out", required=True, help="backup file to write")
+    restore = sub.add_parser("restore", help="restore a backup into a data directory")
+    restore.add_argument("file", help="backup file")
+    restore.add_argument("--path", required=True, help="data directory to restore into")
+    restore.add_argument("--force", action="store_true", help="replace a non-empty directory")
+    export = sub.add_parser("export", help="stream a collection to a Parquet file")
+    export.add_argument("--path", help="data directory")
+    _remote_args(export)
+    export.add_argument("--collection", required=True)
+    export.add_argument("--out", required=True, help="Parquet file to write")
+    export.add_argument("--batch-size", type=int, default=5000)
+    imp = sub.add_parser("import", help="load a Parquet file into a collection (upsert)")
+    imp.add_argument("file", help="Parquet file (huedb export or the pandas export of Chroma)")
+    imp.add_argument("--path", help="data directory")
+    _remote_args(imp)
+    imp.add_argument("--collection", help="target collection (default: from the file)")
+    imp.add_argument("--batch-size", type=int, default=5000)
+    migrate = sub.add_parser("migrate-chroma", help="import every collection of a Chroma dir")
+    migrate.add_argument("--from", dest="source", required=True, help="Chroma persist directory")
+    migrate.add_argument("--path", required=True, help="huedb data directory")
+    stats = sub.add_parser("stats", help="sizes, memory, latency and scale warnings")
+    stats.add_argument("--path", help="data directory")
+    _remote_args(stats)
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    verify = sub.add_parser("verify", help="check integrity and index/record agreement")
+    verify.add_argument("--path", required=True, help="data directory")
+    verify.add_argument("--repair", action="store_true", help="rebuild indexes that disagree")
+    compact = sub.add_parser("compact", help="return space freed by deletes to the disk")
+    compact.add_argument("--path", required=True, help="data directory")
 
 
 def server_config(args: argparse.Namespace, env: dict[str, str]) -> ServerConfig:
@@ -125,7 +166,7 @@ def run_server(config: ServerConfig, log_level: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        level=getattr(logging, getattr(args, "log_level", "info").upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.command == "run":
@@ -135,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             logger.error("cannot start: %s", exc)
             return 2
         return run_server(config, args.log_level)
-    return 2
+    from huedb.ops.commands import run_command
+
+    return run_command(args)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from huedb.errors import InvalidArgumentError
 logger = logging.getLogger(__name__)
 
 INDEX_DIRNAME = "index"
+LATENCY_WINDOW = 1000
 
 
 @dataclass
@@ -58,6 +61,7 @@ class Engine:
             self._conn, self._index_dir, thresholds or Thresholds(), snapshot_every
         )
         self._closed = False
+        self._latencies: dict[str, deque[float]] = {}
         with self._lock, write_transaction(self._conn):
             catalog.ensure_defaults(self._conn, DEFAULT_TENANT, DEFAULT_DATABASE)
 
@@ -364,13 +368,21 @@ class Engine:
         with_vectors: bool,
     ) -> QueryHits:
         """Nearest records to each query vector among those matching the filters."""
+        started = time.perf_counter()
         with self._lock:
             with read_transaction(self._conn):
                 hits = self._query_in_snapshot(
                     collection_uuid, queries, n_results, ids, where, where_document, with_vectors
                 )
             self._maintain(self._indexes.pending_maintenance())
+            window = self._latencies.setdefault(collection_uuid, deque(maxlen=LATENCY_WINDOW))
+            window.append(time.perf_counter() - started)
             return hits
+
+    def recent_latencies(self, collection_uuid: str) -> list[float]:
+        """Durations in seconds of this process's recent queries on a collection."""
+        with self._lock:
+            return list(self._latencies.get(collection_uuid, ()))
 
     def _query_in_snapshot(
         self,
@@ -409,6 +421,140 @@ class Engine:
         rows = records.fetch_by_keys(self._conn, wanted, with_vectors) if wanted else {}
         return QueryHits(all_keys, all_dists, rows)
 
+    # -- maintenance -------------------------------------------------------------------
+
+    def collections(self) -> list[CollectionRow]:
+        """Every collection of every tenant and database."""
+        with self._lock, read_transaction(self._conn):
+            rows = self._conn.execute("SELECT uuid FROM collections ORDER BY cid").fetchall()
+            return [catalog.collection_by_uuid(self._conn, r[0]) for r in rows]
+
+    def integrity_problems(self) -> list[str]:
+        """SQLite's integrity check plus huedb's own cross-table invariants."""
+        problems: list[str] = []
+        with self._lock, read_transaction(self._conn):
+            result = [r[0] for r in self._conn.execute("PRAGMA integrity_check")]
+            if result != ["ok"]:
+                problems += [f"sqlite: {r}" for r in result]
+            checks = {
+                "records without a vector": "SELECT count(*) FROM records r WHERE NOT EXISTS "
+                "(SELECT 1 FROM embeddings e WHERE e.key = r.key)",
+                "vectors without a record": "SELECT count(*) FROM embeddings e WHERE NOT EXISTS "
+                "(SELECT 1 FROM records r WHERE r.key = e.key)",
+                "metadata rows without a record": "SELECT count(*) FROM record_meta m WHERE NOT "
+                "EXISTS (SELECT 1 FROM records r WHERE r.key = m.key)",
+                "records of missing collections": "SELECT count(*) FROM records r WHERE NOT "
+                "EXISTS (SELECT 1 FROM collections c WHERE c.cid = r.cid)",
+                "vectors of the wrong size": "SELECT count(*) FROM records r JOIN collections c "
+                "ON c.cid = r.cid JOIN embeddings e ON e.key = r.key "
+                "WHERE length(e.vector) != 4 * c.dimension",
+            }
+            for label, sql in checks.items():
+                n = self._conn.execute(sql).fetchone()[0]
+                if n:
+                    problems.append(f"{n} {label}")
+        return problems
+
+    def check_index(self, collection_uuid: str, sample: int = 1000) -> IndexCheck:
+        """Compare the collection's index (snapshot + catch-up) with SQLite."""
+        with self._lock, read_transaction(self._conn):
+            col = catalog.collection_by_uuid(self._conn, collection_uuid)
+            self._indexes.forget(col.cid)
+            snap = "none"
+            if self._index_dir is not None:
+                path = snapshot.snapshot_path(self._index_dir, col.uuid)
+                if path.exists():
+                    snap = "ok" if snapshot.read_snapshot(path) is not None else "unusable"
+            index = self._indexes.ready(col)
+            keys = [
+                r[0]
+                for r in self._conn.execute("SELECT key FROM records WHERE cid = ?", (col.cid,))
+            ]
+            indexed = set() if index is None else set(index.keys().tolist())
+            stored = set(keys)
+            wrong: list[int] = []
+            probe = sorted(stored & indexed)[:: max(1, len(stored) // max(sample, 1))]
+            if index is not None and probe:
+                rows = records.fetch_by_keys(self._conn, probe, with_vectors=True)
+                got = index.vectors_of(np.asarray(probe, dtype=np.uint64))
+                for i, key in enumerate(probe):
+                    want = np.frombuffer(rows[key][5], dtype=np.float32)
+                    if not np.array_equal(got[i], want):
+                        wrong.append(key)
+            return IndexCheck(
+                collection=col.uuid,
+                name=col.name,
+                records=len(stored),
+                indexed=len(indexed),
+                missing=sorted(stored - indexed),
+                extra=sorted(indexed - stored),
+                wrong_vectors=wrong,
+                snapshot=snap,
+            )
+
+    def rebuild_index(self, collection_uuid: str) -> None:
+        """Rebuild a collection's index from SQLite and replace its snapshot."""
+        with self._lock:
+            with read_transaction(self._conn):
+                col = catalog.collection_by_uuid(self._conn, collection_uuid)
+                index = self._indexes.rebuild(col)
+            if index is not None and self._index_dir is not None:
+                if index.uses_graph:
+                    self._indexes.checkpoint(col, force=True)
+                else:
+                    snapshot.remove_snapshot(self._index_dir, col.uuid)
+
+    def compact_index(self, collection_uuid: str) -> bool:
+        """Rebuild a graph index without the tombstones of deleted vectors; True if done."""
+        with self._lock:
+            with read_transaction(self._conn):
+                index = self._indexes.ready(catalog.collection_by_uuid(self._conn, collection_uuid))
+            if index is None or not index.uses_graph:
+                return False
+            self.rebuild_index(collection_uuid)
+            return True
+
+    def reclaim_space(self) -> int:
+        """Return free pages to the file system; returns the bytes reclaimed."""
+        with self._lock:
+            page = self._conn.execute("PRAGMA page_size").fetchone()[0]
+            before = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+            self._conn.execute("PRAGMA incremental_vacuum")
+            after = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+            if self.path is not None:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return (before - after) * page
+
+    def storage_figures(self) -> dict[str, Any]:
+        """Database-level sizes: pages, free pages, file sizes."""
+        with self._lock:
+            page = self._conn.execute("PRAGMA page_size").fetchone()[0]
+            pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+            free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return {"page_size": page, "bytes": page * pages, "reclaimable_bytes": page * free}
+
+    def collection_figures(self, col: CollectionRow) -> dict[str, Any]:
+        """Per-collection sizes: rows, bytes of vectors, documents and metadata, oplog rows."""
+        with self._lock, read_transaction(self._conn):
+            count, doc_bytes, meta_bytes = self._conn.execute(
+                "SELECT count(*), coalesce(sum(length(document)), 0), "
+                "coalesce(sum(length(metadata)), 0) FROM records WHERE cid = ?",
+                (col.cid,),
+            ).fetchone()
+            oplog_rows = self._conn.execute(
+                "SELECT count(*) FROM oplog WHERE cid = ?", (col.cid,)
+            ).fetchone()[0]
+        index = self._indexes.loaded(col.cid)
+        return {
+            "count": count,
+            "vector_bytes": count * 4 * (col.dimension or 0),
+            "document_bytes": doc_bytes,
+            "metadata_bytes": meta_bytes,
+            "oplog_rows": oplog_rows,
+            "index_loaded": index is not None,
+            "index_kind": None if index is None else ("hnsw" if index.uses_graph else "exact"),
+        }
+
     def _maintain(self, cols: list[CollectionRow]) -> None:
         """Snapshot indexes and prune the oplog entries they cover (outside reads)."""
         for col in cols:
@@ -433,3 +579,21 @@ def _drop_nones(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
     if metadata is None:
         return None
     return {k: v for k, v in metadata.items() if v is not None}
+
+
+@dataclass
+class IndexCheck:
+    """How a collection's index agrees with SQLite."""
+
+    collection: str
+    name: str
+    records: int
+    indexed: int
+    missing: list[int]
+    extra: list[int]
+    wrong_vectors: list[int]
+    snapshot: str
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.extra or self.wrong_vectors)

@@ -87,6 +87,20 @@ class IndexCache:
             self._pending[col.cid] = col
         return state.index
 
+    def rebuild(self, col: CollectionRow) -> VectorIndex | None:
+        """Rebuild a collection's index from SQLite, ignoring any snapshot (inside a read)."""
+        if col.dimension is None:
+            return None
+        state = self._rebuild(col, hnsw_params(col))
+        state.unsnapshotted = max(state.unsnapshotted, 1)
+        self._states[col.cid] = state
+        return state.index
+
+    def loaded(self, cid: int) -> VectorIndex | None:
+        """The index this process holds for a collection, if any."""
+        state = self._states.get(cid)
+        return None if state is None else state.index
+
     def forget(self, cid: int) -> None:
         """Drop a collection's in-memory index (after it was deleted)."""
         self._states.pop(cid, None)
@@ -102,8 +116,12 @@ class IndexCache:
         """Collections with index changes not yet snapshotted (checkpointed at close)."""
         return [s.col for s in self._states.values() if s.unsnapshotted > 0]
 
-    def checkpoint(self, col: CollectionRow) -> int | None:
-        """Write a snapshot if this process's index is a graph; returns the prunable seq."""
+    def checkpoint(self, col: CollectionRow, force: bool = False) -> int | None:
+        """Write a snapshot if this process's index is a graph; returns the prunable seq.
+
+        `force` replaces the snapshot even when the one on disk claims a newer watermark
+        (used by repair, when that snapshot is known to be wrong).
+        """
         state = self._states.get(col.cid)
         if state is None:
             return None
@@ -117,7 +135,7 @@ class IndexCache:
             if not locked:
                 return None
             header = snapshot.read_header(path)
-            if header is None or int(header.get("watermark", -1)) < state.watermark:
+            if force or header is None or int(header.get("watermark", -1)) < state.watermark:
                 payload = state.index.serialize()
                 assert payload is not None
                 snapshot.write_snapshot(

@@ -30,6 +30,7 @@ def open_connection(path: Path | None, sync: str) -> sqlite3.Connection:
         path.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=120)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     if path is not None:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":

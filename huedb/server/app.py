@@ -16,6 +16,7 @@ from huedb.api.local import LocalAPI
 from huedb.config import Settings
 from huedb.engine.engine import Engine
 from huedb.errors import ChromaError
+from huedb.server import admin
 from huedb.server.auth import TokenAuthMiddleware
 from huedb.server.config import ENV_CONFIG, ServerConfig
 from huedb.server.limits import BodySizeLimitMiddleware, ReceiveTimeoutMiddleware
@@ -50,6 +51,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.api = LocalAPI(engine, settings)
     app.state.config = config
     app.include_router(router)
+    app.include_router(admin.router)
     _install_error_handlers(app)
 
     @app.api_route("/api/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])

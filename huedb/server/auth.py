@@ -36,7 +36,9 @@ _READ_POST = re.compile(r"^/api/v2/tenants/[^/]+/databases/[^/]+/collections/[^/
 
 
 def is_read(method: str, path: str) -> bool:
-    """Requests a read-only token may make: every GET, and POST get/query on a collection."""
+    """Requests a read-only token may make: GETs outside /admin, and POST get/query."""
+    if path.startswith("/api/v2/admin"):
+        return False
     return method in ("GET", "HEAD") or (method == "POST" and bool(_READ_POST.match(path)))
 
 

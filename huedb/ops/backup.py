@@ -1,0 +1,198 @@
+"""Online backup and restore.
+
+A backup is one uncompressed tar file holding `manifest.json` and `huedb.sqlite3`. The
+database is copied with `VACUUM INTO` from a read transaction, so it is one consistent
+snapshot while readers and writers keep going (WAL). Index snapshots are not included: they
+are derived and are rebuilt on first use. Restore checks the SHA-256 in the manifest before
+anything is put in place, and refuses a non-empty target unless forced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import sqlite3
+import tarfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from huedb import __version__
+from huedb.engine.schema import FORMAT_VERSION
+from huedb.engine.store import DB_FILENAME, open_connection
+from huedb.ops.progress import progress
+
+MANIFEST = "manifest.json"
+CHUNK = 1 << 20
+
+
+class BackupError(RuntimeError):
+    """A backup could not be taken or restored; nothing was changed."""
+
+
+@dataclass
+class Manifest:
+    """What a backup holds."""
+
+    huedb_version: str
+    format_version: int
+    created_at: str
+    sqlite_sha256: str
+    sqlite_bytes: int
+    collections: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _collection_counts(db_file: Path) -> list[dict[str, Any]]:
+    conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT d.tenant, d.name, c.name, c.uuid, c.dimension, "
+            "(SELECT count(*) FROM records r WHERE r.cid = c.cid) "
+            "FROM collections c JOIN databases d ON d.id = c.database_id ORDER BY c.cid"
+        ).fetchall()
+    finally:
+        conn.close()
+    keys = ("tenant", "database", "name", "id", "dimension", "count")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def _watch_growth(path: Path, total: int, desc: str, show: bool | None) -> tuple[Any, Any]:
+    bar = progress(total, desc, unit="B", enabled=show)
+    stop = threading.Event()
+
+    def poll() -> None:
+        last = 0
+        while not stop.wait(0.2):
+            with contextlib.suppress(OSError):
+                size = path.stat().st_size
+                bar.update(max(0, size - last))
+                last = size
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+
+    def finish() -> None:
+        stop.set()
+        thread.join()
+        bar.close()
+
+    return bar, finish
+
+
+def backup(data: Path, out: Path, show_progress: bool | None = None) -> Manifest:
+    """Write a consistent backup of the store in `data` to the tar file `out`."""
+    source = data / DB_FILENAME
+    if not source.exists():
+        raise BackupError(f"{data} holds no huedb database ({DB_FILENAME} is missing)")
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    work.mkdir(exist_ok=True)
+    copy = work / DB_FILENAME
+    try:
+        conn = open_connection(data, "full")
+        try:
+            size = (
+                conn.execute("PRAGMA page_count").fetchone()[0]
+                * conn.execute("PRAGMA page_size").fetchone()[0]
+            )
+            _, finish = _watch_growth(copy, size, "backup", show_progress)
+            try:
+                conn.execute("VACUUM INTO ?", (str(copy),))
+            finally:
+                finish()
+        finally:
+            conn.close()
+        manifest = Manifest(
+            huedb_version=__version__,
+            format_version=FORMAT_VERSION,
+            created_at=datetime.now(UTC).isoformat(),
+            sqlite_sha256=_sha256(copy),
+            sqlite_bytes=copy.stat().st_size,
+            collections=_collection_counts(copy),
+        )
+        partial = work / out.name
+        with tarfile.open(partial, "w") as tar:
+            body = json.dumps(asdict(manifest), indent=2).encode()
+            info = tarfile.TarInfo(MANIFEST)
+            info.size = len(body)
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(body))
+            tar.add(copy, arcname=DB_FILENAME)
+        with open(partial, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(partial, out)
+        return manifest
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def read_manifest(archive: Path) -> Manifest:
+    """The manifest of a backup file."""
+    try:
+        with tarfile.open(archive, "r") as tar:
+            member = tar.extractfile(MANIFEST)
+            if member is None:
+                raise BackupError(f"{archive} has no {MANIFEST}")
+            return Manifest(**json.loads(member.read()))
+    except (tarfile.TarError, KeyError, ValueError, TypeError, OSError) as exc:
+        raise BackupError(f"{archive} is not a huedb backup: {exc}") from None
+
+
+def restore(
+    archive: Path, data: Path, force: bool = False, show_progress: bool | None = None
+) -> Manifest:
+    """Restore a backup into `data` after checking its checksum."""
+    manifest = read_manifest(archive)
+    if manifest.format_version > FORMAT_VERSION:
+        raise BackupError(
+            f"{archive} has format {manifest.format_version}; this huedb reads up to "
+            f"{FORMAT_VERSION}. Upgrade huedb to restore it."
+        )
+    if data.exists() and any(data.iterdir()) and not force:
+        raise BackupError(f"{data} is not empty; pass --force to replace its contents")
+    data.mkdir(parents=True, exist_ok=True)
+    staged = data / f".restore-{os.getpid()}.sqlite3"
+    digest = hashlib.sha256()
+    bar = progress(manifest.sqlite_bytes, "restore", unit="B", enabled=show_progress)
+    try:
+        with tarfile.open(archive, "r") as tar:
+            member = tar.extractfile(DB_FILENAME)
+            if member is None:
+                raise BackupError(f"{archive} has no {DB_FILENAME}")
+            with open(staged, "wb") as f:
+                while chunk := member.read(CHUNK):
+                    digest.update(chunk)
+                    f.write(chunk)
+                    bar.update(len(chunk))
+                f.flush()
+                os.fsync(f.fileno())
+        if digest.hexdigest() != manifest.sqlite_sha256:
+            raise BackupError(f"{archive} is corrupt: checksum mismatch; nothing was restored")
+        for name in (DB_FILENAME, f"{DB_FILENAME}-wal", f"{DB_FILENAME}-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                (data / name).unlink()
+        shutil.rmtree(data / "index", ignore_errors=True)
+        os.replace(staged, data / DB_FILENAME)
+    except (tarfile.TarError, KeyError) as exc:
+        raise BackupError(f"{archive} is not a huedb backup: {exc}") from None
+    finally:
+        bar.close()
+        with contextlib.suppress(FileNotFoundError):
+            staged.unlink()
+    return manifest

@@ -1,0 +1,105 @@
+"""`huedb stats`: sizes, memory, latency and the warnings that say it is time to scale.
+
+Thresholds (documented in docs/operations.md):
+- index memory above 50 % of physical RAM: the machine will swap under load;
+- an estimated full index rebuild above 10 minutes (about 0.54 ms of CPU per vector for HNSW
+  at 384 dimensions, scaled by dimension): cold starts without a snapshot, `verify --repair`
+  and restores become long;
+- reclaimable bytes above 25 % of the database: run `huedb compact`;
+- free disk below 10 % (or below twice the database size): backups and compaction may fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from huedb.engine.engine import Engine
+from huedb.engine.indexes import hnsw_params
+from huedb.engine.snapshot import snapshot_path
+
+INDEX_RAM_SHARE = 0.5
+REBUILD_WARN_SECONDS = 600
+BUILD_SECONDS_PER_VECTOR_384 = 0.00054
+RECLAIM_SHARE = 0.25
+FREE_DISK_SHARE = 0.10
+
+
+def physical_memory() -> int:
+    """Bytes of RAM on this machine."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def index_memory_estimate(count: int, dim: int, max_neighbors: int) -> int:
+    """Bytes an HNSW graph of this collection needs in RAM (vectors + links + keys)."""
+    return int(count * (4 * dim + 2 * max_neighbors * 4 + 16) * 1.1)
+
+
+def gather_stats(engine: Engine, data: Path | None) -> dict[str, Any]:
+    """Stats of every collection and of the store, with warnings."""
+    storage = engine.storage_figures()
+    ram = physical_memory()
+    cores = os.cpu_count() or 1
+    collections = []
+    warnings: list[str] = []
+    total_index = 0
+    for col in engine.collections():
+        figures = engine.collection_figures(col)
+        dim = col.dimension or 0
+        params = hnsw_params(col)
+        index_bytes = index_memory_estimate(figures["count"], dim, params.max_neighbors)
+        total_index += index_bytes
+        snap = None if data is None else snapshot_path(data / "index", col.uuid)
+        latencies = np.array(engine.recent_latencies(col.uuid)) * 1000
+        rebuild_s = figures["count"] * BUILD_SECONDS_PER_VECTOR_384 * max(dim, 1) / 384 / cores
+        entry = {
+            "name": col.name,
+            "id": col.uuid,
+            "dimension": col.dimension,
+            "space": params.space,
+            **figures,
+            "disk_bytes": figures["vector_bytes"]
+            + figures["document_bytes"]
+            + figures["metadata_bytes"],
+            "snapshot_bytes": snap.stat().st_size if snap is not None and snap.exists() else 0,
+            "index_memory_bytes": index_bytes,
+            "estimated_rebuild_seconds": round(rebuild_s, 1),
+            "query_p50_ms": float(np.percentile(latencies, 50)) if latencies.size else None,
+            "query_p99_ms": float(np.percentile(latencies, 99)) if latencies.size else None,
+            "recent_queries": int(latencies.size),
+        }
+        if rebuild_s > REBUILD_WARN_SECONDS:
+            warnings.append(
+                f"{col.name}: a full index rebuild would take about {rebuild_s / 60:.0f} min "
+                f"({figures['count']} vectors); keep snapshots healthy and plan to shard"
+            )
+        collections.append(entry)
+    if total_index > INDEX_RAM_SHARE * ram:
+        warnings.append(
+            f"indexes need about {total_index / 2**30:.1f} GiB, over "
+            f"{INDEX_RAM_SHARE:.0%} of RAM ({ram / 2**30:.1f} GiB): add memory or shard"
+        )
+    if storage["bytes"] and storage["reclaimable_bytes"] > RECLAIM_SHARE * storage["bytes"]:
+        warnings.append(
+            f"{storage['reclaimable_bytes'] / 2**20:.0f} MiB reclaimable after deletes: "
+            "run `huedb compact`"
+        )
+    if data is not None:
+        disk = shutil.disk_usage(data)
+        if disk.free < FREE_DISK_SHARE * disk.total or disk.free < 2 * storage["bytes"]:
+            warnings.append(
+                f"only {disk.free / 2**30:.1f} GiB free on the data disk: backups and "
+                "compaction need room for a copy of the database"
+            )
+    return {
+        "database_bytes": storage["bytes"],
+        "reclaimable_bytes": storage["reclaimable_bytes"],
+        "index_memory_bytes": total_index,
+        "ram_bytes": ram,
+        "collections": collections,
+        "warnings": warnings,
+    }

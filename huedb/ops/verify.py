@@ -1,0 +1,65 @@
+"""`huedb verify`: check SQLite integrity and that every index agrees with SQLite; repair."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from huedb.engine.engine import Engine, IndexCheck
+from huedb.ops.progress import progress
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class VerifyReport:
+    """What verify found and what repair did."""
+
+    integrity_problems: list[str] = field(default_factory=list)
+    indexes: list[IndexCheck] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.integrity_problems and all(c.ok for c in self.indexes)
+
+    def lines(self) -> list[str]:
+        """A human-readable summary."""
+        out = [f"sqlite integrity: {'ok' if not self.integrity_problems else 'PROBLEMS'}"]
+        out += [f"  {p}" for p in self.integrity_problems]
+        for c in self.indexes:
+            state = "ok" if c.ok else "MISMATCH"
+            out.append(
+                f"collection {c.name} ({c.collection}): {c.records} records, {c.indexed} indexed, "
+                f"snapshot {c.snapshot}: {state}"
+            )
+            if not c.ok:
+                out.append(
+                    f"  missing {len(c.missing)}, extra {len(c.extra)}, "
+                    f"wrong vectors {len(c.wrong_vectors)} (of a sample)"
+                )
+        out += [f"repaired: rebuilt index of {name}" for name in self.repaired]
+        return out
+
+
+def verify(data: Path, repair: bool = False, show_progress: bool | None = None) -> VerifyReport:
+    """Check the store in `data`; with `repair`, rebuild every index that disagrees."""
+    engine = Engine(data)
+    try:
+        report = VerifyReport(integrity_problems=engine.integrity_problems())
+        cols = engine.collections()
+        bar = progress(len(cols), "verify", unit="col", enabled=show_progress)
+        for col in cols:
+            check = engine.check_index(col.uuid)
+            if not check.ok and repair:
+                logger.warning("rebuilding the index of %s: it disagrees with SQLite", col.name)
+                engine.rebuild_index(col.uuid)
+                report.repaired.append(col.name)
+                check = engine.check_index(col.uuid)
+            report.indexes.append(check)
+            bar.update(1)
+        bar.close()
+        return report
+    finally:
+        engine.close()

@@ -1,0 +1,39 @@
+"""Admin-only routes: online backup (streamed as a file) and stats."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, ORJSONResponse
+from starlette.background import BackgroundTask
+
+from huedb.ops.backup import backup
+from huedb.ops.stats import gather_stats
+
+router = APIRouter(prefix="/api/v2/admin", default_response_class=ORJSONResponse)
+
+
+@router.post("/backup")
+def backup_now(request: Request) -> FileResponse:
+    """A consistent backup of the live database, as a tar file download."""
+    data = Path(request.app.state.config.path)
+    work = Path(tempfile.mkdtemp(prefix="huedb-backup-"))
+    out = work / "huedb-backup.tar"
+    backup(data, out, show_progress=False)
+    return FileResponse(
+        out,
+        media_type="application/x-tar",
+        filename="huedb-backup.tar",
+        background=BackgroundTask(shutil.rmtree, work, ignore_errors=True),
+    )
+
+
+@router.get("/stats")
+def stats(request: Request) -> dict[str, Any]:
+    """Sizes, memory, this worker's recent query latency, and scale warnings."""
+    api = request.app.state.api
+    return gather_stats(api.engine, Path(request.app.state.config.path))
