@@ -1,0 +1,601 @@
+"""Parquet export and import of one collection, streamed in batches with bounded memory.
+
+File layout written by `export_collection` (one row group per batch):
+
+- ``id``: string, not null.
+- ``document``: string, nullable.
+- ``metadata``: string, nullable; each record's metadata as a JSON object. JSON rather than a
+  Parquet struct because a struct unions keys across rows and coerces types (an int key that is
+  a float in another row becomes a double; a bool and a str cannot share a field), while JSON keeps
+  every value exactly: int (any size, e.g. 2**53 + 1) vs float vs bool vs str vs list, and they
+  are read back exactly as written.
+- ``embedding``: fixed_size_list<float32>[dimension]; the stored float32 values bit for bit.
+- ``uri``: string, nullable.
+
+File key-value metadata: ``huedb.format``, ``huedb.version``, ``huedb.collection``,
+``huedb.space``, ``huedb.dimension``, ``huedb.rows``, ``huedb.configuration`` (JSON),
+``huedb.embedding_function`` (JSON), ``huedb.collection_metadata`` (JSON).
+
+`import_collection` also reads the files of the common pandas export loop of a Chroma collection
+(``pandas.DataFrame({"id", "document", "metadata", "embedding"}).to_parquet``): ``metadata`` may
+be a JSON string, a struct (null fields dropped per row; an all-null row is None) or a map;
+``embedding`` may be a list, large_list or fixed_size_list of float32 or float64; ``document`` and
+``uri`` are optional. Plural column names (``ids``, ``documents``...) are accepted too. Records are
+written with `upsert`, so importing a file twice leaves the collection as after the first import
+(like Chroma, upsert merges metadata key by key into a record that already exists).
+
+Export pages with ``get(limit, offset)`` over the public Collection API: a collection written to
+while it is exported may yield a file that is not one consistent snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+import huedb
+from huedb.errors import NotFoundError
+from huedb.ops.progress import progress
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = "1"
+KEY_FORMAT = "huedb.format"
+KEY_VERSION = "huedb.version"
+KEY_COLLECTION = "huedb.collection"
+KEY_SPACE = "huedb.space"
+KEY_DIMENSION = "huedb.dimension"
+KEY_ROWS = "huedb.rows"
+KEY_CONFIGURATION = "huedb.configuration"
+KEY_EMBEDDING_FUNCTION = "huedb.embedding_function"
+KEY_COLLECTION_METADATA = "huedb.collection_metadata"
+
+EXPORT_INCLUDE = ["documents", "metadatas", "embeddings", "uris"]
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "id": ("id", "ids"),
+    "document": ("document", "documents"),
+    "metadata": ("metadata", "metadatas"),
+    "embedding": ("embedding", "embeddings"),
+    "uri": ("uri", "uris"),
+}
+
+
+@dataclass
+class ExportReport:
+    """What `export_collection` wrote."""
+
+    path: Path
+    collection: str
+    rows: int
+    dimension: int | None
+    space: str | None
+    row_groups: int
+    bytes: int
+    seconds: float
+
+
+@dataclass
+class ImportReport:
+    """What `import_collection` read and upserted."""
+
+    path: Path
+    collection: str
+    rows: int
+    dimension: int | None
+    space: str | None
+    created: bool
+    batches: int
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+# -- export ----------------------------------------------------------------------------
+
+
+def export_collection(
+    collection: huedb.Collection,
+    out: Path,
+    batch_size: int = 5000,
+    show_progress: bool | None = None,
+) -> ExportReport:
+    """Stream a collection into a Parquet file (row group per batch), written atomically."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    started = time.monotonic()
+    out = Path(out)
+    model = collection.get_model()
+    configuration = dict(collection.configuration_json or {})
+    space = collection_space(configuration, collection.metadata)
+    dimension = model.dimension
+    total = collection.count()
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    writer: pq.ParquetWriter | None = None
+    rows = row_groups = 0
+    bar = progress(total, f"export {collection.name}", enabled=show_progress)
+    try:
+        offset = 0
+        while True:
+            page = collection.get(limit=batch_size, offset=offset, include=EXPORT_INCLUDE)
+            n = len(page["ids"])
+            matrix = _page_matrix(page["embeddings"], n)
+            if n:
+                if dimension is None:
+                    dimension = matrix.shape[1]
+                elif matrix.shape[1] != dimension:
+                    raise ValueError(
+                        f"collection {collection.name!r} changed dimension during export: "
+                        f"{dimension} then {matrix.shape[1]}"
+                    )
+            if writer is None:
+                meta = _file_metadata(collection, configuration, space, dimension)
+                writer = pq.ParquetWriter(
+                    tmp,
+                    export_schema(dimension, meta),
+                    compression="zstd",
+                    use_dictionary=False,
+                )
+            if n:
+                writer.write_table(_page_table(page, matrix, writer.schema), row_group_size=n)
+                rows += n
+                row_groups += 1
+                offset += n
+                bar.update(n)
+            del page, matrix  # free this page before the next one is fetched
+            if n < batch_size:
+                break
+        writer.add_key_value_metadata({KEY_ROWS: str(rows)})
+        writer.close()
+        writer = None
+        os.replace(tmp, out)
+    except BaseException:
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
+    if rows != total:
+        log.warning("exported %d rows of %r, which counted %d at start", rows, model.name, total)
+    report = ExportReport(
+        path=out,
+        collection=collection.name,
+        rows=rows,
+        dimension=dimension,
+        space=space,
+        row_groups=row_groups,
+        bytes=out.stat().st_size,
+        seconds=time.monotonic() - started,
+    )
+    log.info("exported %d rows of %r to %s", rows, collection.name, out)
+    return report
+
+
+def export_schema(dimension: int | None, metadata: dict[str, str] | None = None) -> pa.Schema:
+    """The Arrow schema of an exported file (a variable list when the dimension is unknown)."""
+    embedding = (
+        pa.list_(pa.float32()) if dimension is None else pa.list_(pa.float32(), int(dimension))
+    )
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("document", pa.string()),
+            pa.field("metadata", pa.string()),
+            pa.field("embedding", embedding),
+            pa.field("uri", pa.string()),
+        ],
+        metadata=metadata,
+    )
+
+
+def collection_space(configuration: dict[str, Any] | None, metadata: dict[str, Any] | None) -> str:
+    """The distance space of a collection: configuration first, then `hnsw:space`, then l2."""
+    for section in ("hnsw", "spann"):
+        block = (configuration or {}).get(section)
+        if isinstance(block, dict) and block.get("space"):
+            return str(block["space"])
+    if metadata and metadata.get("hnsw:space"):
+        return str(metadata["hnsw:space"])
+    return "l2"
+
+
+def _file_metadata(
+    collection: huedb.Collection,
+    configuration: dict[str, Any],
+    space: str,
+    dimension: int | None,
+) -> dict[str, str]:
+    return {
+        KEY_FORMAT: FORMAT_VERSION,
+        KEY_VERSION: huedb.__version__,
+        KEY_COLLECTION: collection.name,
+        KEY_SPACE: space,
+        KEY_DIMENSION: "" if dimension is None else str(dimension),
+        KEY_CONFIGURATION: json.dumps(configuration, default=str),
+        KEY_EMBEDDING_FUNCTION: json.dumps(_ef_identity(collection, configuration), default=str),
+        KEY_COLLECTION_METADATA: json.dumps(collection.metadata, default=str),
+    }
+
+
+def _ef_identity(collection: huedb.Collection, configuration: dict[str, Any]) -> Any:
+    """The embedding function as configured, else the name and class of the attached object."""
+    configured = configuration.get("embedding_function")
+    if configured is not None:
+        return configured
+    ef = collection.embedding_function
+    if ef is None:
+        return None
+    name = None
+    name_fn = getattr(ef, "name", None)
+    if callable(name_fn):
+        with contextlib.suppress(Exception):
+            name = name_fn()
+    return {"name": name, "class": f"{type(ef).__module__}.{type(ef).__qualname__}"}
+
+
+def _page_matrix(embeddings: Any, n: int) -> np.ndarray:
+    if n == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    matrix = np.asarray(embeddings, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[0] != n:
+        raise ValueError(f"expected {n} embeddings of one dimension, got shape {matrix.shape}")
+    return np.ascontiguousarray(matrix)
+
+
+def _page_table(page: Any, matrix: np.ndarray, schema: pa.Schema) -> pa.Table:
+    n, dim = matrix.shape
+    flat = pa.Array.from_buffers(pa.float32(), n * dim, [None, pa.py_buffer(matrix)])
+    if pa.types.is_fixed_size_list(schema.field("embedding").type):
+        embedding: pa.Array = pa.FixedSizeListArray.from_arrays(flat, dim)
+    else:
+        offsets = np.arange(0, (n + 1) * dim, dim, dtype=np.int32)
+        embedding = pa.ListArray.from_buffers(
+            pa.list_(pa.float32()), n, [None, pa.py_buffer(offsets)], children=[flat]
+        )
+    metadatas = page.get("metadatas") or [None] * n
+    columns = [
+        string_array(page["ids"]),
+        string_array(page.get("documents") or [None] * n),
+        string_array([None if m is None else json.dumps(m, ensure_ascii=False) for m in metadatas]),
+        embedding,
+        string_array(page.get("uris") or [None] * n),
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def string_array(values: list[str | None]) -> pa.Array:
+    """A pyarrow string array built from buffers.
+
+    `pa.array` on Python objects imports pandas lazily (about 50 MB of resident memory), which
+    matters for the bounded-memory export; building the buffers directly avoids it.
+    """
+    n = len(values)
+    encoded = [b"" if v is None else v.encode() for v in values]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=n), out=offsets[1:])
+    if offsets[-1] > np.iinfo(np.int32).max:
+        raise ValueError("more than 2 GiB of text in one batch: use a smaller batch size")
+    valid = np.fromiter((v is not None for v in values), dtype=bool, count=n)
+    null_count = n - int(valid.sum())
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if null_count else None
+    return pa.StringArray.from_buffers(
+        n,
+        pa.py_buffer(offsets.astype(np.int32)),
+        pa.py_buffer(b"".join(encoded)),
+        bitmap,
+        null_count,
+    )
+
+
+# -- import ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Layout:
+    """Which file columns hold which record field."""
+
+    id: str
+    embedding: str
+    document: str | None
+    metadata: str | None
+    uri: str | None
+
+    @classmethod
+    def of(cls, schema: pa.Schema, path: Path) -> _Layout:
+        names = set(schema.names)
+        found: dict[str, str | None] = {}
+        for key, aliases in COLUMN_ALIASES.items():
+            found[key] = next((a for a in aliases if a in names), None)
+        for required in ("id", "embedding"):
+            if found[required] is None:
+                raise ValueError(
+                    f"{path}: no {required!r} column (columns: {', '.join(schema.names)})"
+                )
+        return cls(
+            id=found["id"],  # type: ignore[arg-type]
+            embedding=found["embedding"],  # type: ignore[arg-type]
+            document=found["document"],
+            metadata=found["metadata"],
+            uri=found["uri"],
+        )
+
+    def columns(self) -> list[str]:
+        return [c for c in (self.id, self.document, self.metadata, self.embedding, self.uri) if c]
+
+
+def read_file_metadata(path: Path) -> dict[str, str]:
+    """The key-value metadata of a Parquet file, decoded (empty for foreign files)."""
+    raw = pq.read_metadata(path).metadata or {}
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
+
+
+def import_collection(
+    client: huedb.Client,
+    path: Path,
+    collection_name: str | None = None,
+    batch_size: int = 5000,
+    show_progress: bool | None = None,
+) -> ImportReport:
+    """Upsert the records of a Parquet file into a new or existing collection, in batches."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    started = time.monotonic()
+    path = Path(path)
+    parquet = pq.ParquetFile(path)
+    kv = read_file_metadata(path)
+    layout = _Layout.of(parquet.schema_arrow, path)
+    name = collection_name or kv.get(KEY_COLLECTION) or path.stem
+    file_space = kv.get(KEY_SPACE) or None
+    file_dim = _file_dimension(kv, parquet.schema_arrow.field(layout.embedding).type, path)
+    warnings: list[str] = []
+    declared_rows, num_rows = kv.get(KEY_ROWS), parquet.metadata.num_rows
+    if declared_rows and declared_rows.isdigit() and int(declared_rows) != num_rows:
+        msg = f"{path}: file metadata says {declared_rows} rows but it holds {num_rows}"
+        log.warning(msg)
+        warnings.append(msg)
+
+    try:
+        collection = client.get_collection(name)
+        created = False
+    except NotFoundError:
+        collection = None
+        created = True
+    if collection is not None:
+        target_dim = _check_compatible(collection, name, file_space, file_dim, path)
+    else:
+        collection = client.create_collection(
+            name,
+            configuration=_creation_config(kv, file_space),
+            metadata=_json_or_none(kv.get(KEY_COLLECTION_METADATA)) or None,
+        )
+        target_dim = None
+    space = collection_space(collection.configuration_json, collection.metadata)
+
+    with contextlib.suppress(Exception):
+        batch_size = min(batch_size, int(client.get_max_batch_size()))
+    rows = batches = 0
+    dimension = file_dim
+    bar = progress(parquet.metadata.num_rows, f"import {name}", enabled=show_progress)
+    try:
+        for batch in parquet.iter_batches(batch_size=batch_size, columns=layout.columns()):
+            records = _decode_batch(batch, layout, path, rows)
+            if records.n == 0:
+                continue
+            batch_dim = records.embeddings.shape[1]
+            if dimension is None:
+                dimension = batch_dim
+            elif batch_dim != dimension:
+                raise ValueError(
+                    f"{path}: embeddings of dimension {batch_dim} in a file of dimension "
+                    f"{dimension} (rows from {rows})"
+                )
+            if target_dim is not None and target_dim != batch_dim:
+                raise ValueError(_dimension_message(name, target_dim, batch_dim, path))
+            collection.upsert(
+                ids=records.ids,
+                embeddings=records.embeddings,
+                metadatas=records.metadatas,
+                documents=records.documents,
+                uris=records.uris,
+            )
+            target_dim = batch_dim
+            rows += records.n
+            batches += 1
+            bar.update(records.n)
+    finally:
+        bar.close()
+    log.info("imported %d rows from %s into %r", rows, path, name)
+    return ImportReport(
+        path=path,
+        collection=name,
+        rows=rows,
+        dimension=dimension,
+        space=space,
+        created=created,
+        batches=batches,
+        seconds=time.monotonic() - started,
+        warnings=warnings,
+    )
+
+
+def _file_dimension(kv: dict[str, str], embedding_type: pa.DataType, path: Path) -> int | None:
+    declared = kv.get(KEY_DIMENSION)
+    fixed = embedding_type.list_size if pa.types.is_fixed_size_list(embedding_type) else None
+    dim = int(declared) if declared and declared.isdigit() else None
+    if dim is not None and fixed is not None and dim != fixed:
+        raise ValueError(
+            f"{path}: file metadata says dimension {dim} but the embedding column has {fixed}"
+        )
+    return dim if dim is not None else fixed
+
+
+def _stored_dimension(collection: huedb.Collection) -> int | None:
+    """The dimension of a collection's records, looked up when the model does not say."""
+    page = collection.get(limit=1, include=["embeddings"])
+    if not page["ids"]:
+        return None
+    return int(np.asarray(page["embeddings"][0]).shape[-1])
+
+
+def _dimension_message(name: str, have: int, file_dim: int, path: Path) -> str:
+    return (
+        f"dimension mismatch: collection {name!r} has dimension {have} but {path} has "
+        f"dimension {file_dim}; import into a new collection (--collection NAME) instead"
+    )
+
+
+def _check_compatible(
+    collection: huedb.Collection,
+    name: str,
+    file_space: str | None,
+    file_dim: int | None,
+    path: Path,
+) -> int | None:
+    """Refuse a space or dimension mismatch; returns the collection's dimension if known."""
+    have_space = collection_space(collection.configuration_json, collection.metadata)
+    if file_space is not None and file_space != have_space:
+        raise ValueError(
+            f"space mismatch: collection {name!r} uses space {have_space!r} but {path} was "
+            f"exported with space {file_space!r}; import into a new collection instead"
+        )
+    have_dim = collection.get_model().dimension
+    if have_dim is None:
+        have_dim = _stored_dimension(collection)
+    if have_dim is not None and file_dim is not None and have_dim != file_dim:
+        raise ValueError(_dimension_message(name, have_dim, file_dim, path))
+    return have_dim
+
+
+def _json_or_none(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        log.warning("ignoring file metadata that is not JSON: %.80s", text)
+        return None
+
+
+def _creation_config(kv: dict[str, str], space: str | None) -> dict[str, Any] | None:
+    """The configuration for a new collection: the file's, else just its space."""
+    stored = _json_or_none(kv.get(KEY_CONFIGURATION))
+    config: dict[str, Any] = {}
+    if isinstance(stored, dict):
+        for key in ("hnsw", "spann", "embedding_function"):
+            if stored.get(key) is not None:
+                config[key] = stored[key]
+    if space is not None and not config.get("hnsw") and not config.get("spann"):
+        config["hnsw"] = {"space": space}
+    return config or None
+
+
+@dataclass
+class _Records:
+    n: int
+    ids: list[str]
+    embeddings: np.ndarray
+    documents: list[str | None] | None
+    metadatas: list[dict[str, Any] | None] | None
+    uris: list[str | None] | None
+
+
+def _decode_batch(batch: pa.RecordBatch, layout: _Layout, path: Path, start: int) -> _Records:
+    n = batch.num_rows
+    ids = batch.column(layout.id).to_pylist()
+    for i, value in enumerate(ids):
+        if not isinstance(value, str):
+            raise ValueError(f"{path}: row {start + i} has id {value!r}; ids must be strings")
+    embeddings = _embedding_matrix(batch.column(layout.embedding), ids, path)
+    documents = batch.column(layout.document).to_pylist() if layout.document else None
+    uris = batch.column(layout.uri).to_pylist() if layout.uri else None
+    metadatas = None
+    if layout.metadata:
+        metadatas = [
+            _metadata_value(v, ids[i], path)
+            for i, v in enumerate(batch.column(layout.metadata).to_pylist())
+        ]
+    return _Records(n, ids, embeddings, documents, metadatas, uris)
+
+
+def _embedding_matrix(column: pa.Array, ids: list[str], path: Path) -> np.ndarray:
+    """An (n, dim) float32 matrix from a list, large_list or fixed_size_list column."""
+    kind = column.type
+    if not (
+        pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+    ):
+        raise ValueError(f"{path}: embedding column has type {kind}; expected a list of floats")
+    if not pa.types.is_floating(kind.value_type):
+        raise ValueError(f"{path}: embedding values have type {kind.value_type}; expected floats")
+    if column.null_count:
+        row = column.is_null().to_pylist().index(True)
+        raise ValueError(f"{path}: record {ids[row]!r} has no embedding")
+    n = len(column)
+    if pa.types.is_fixed_size_list(kind):
+        dim = kind.list_size
+    else:
+        lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+        dim = int(lengths[0]) if n else 0
+        if n and (lengths != dim).any():
+            row = int(np.flatnonzero(lengths != dim)[0])
+            raise ValueError(
+                f"{path}: record {ids[row]!r} has an embedding of dimension {int(lengths[row])}, "
+                f"others {dim}"
+            )
+    values = column.flatten()
+    if values.null_count:
+        raise ValueError(f"{path}: an embedding holds a null value")
+    flat = values.to_numpy(zero_copy_only=False)
+    return np.ascontiguousarray(flat.astype(np.float32, copy=False).reshape(n, dim))
+
+
+def _metadata_value(value: Any, record_id: str, path: Path) -> dict[str, Any] | None:
+    """A record's metadata from a JSON string, a struct (a dict) or a map (key-value pairs)."""
+    if value is None:
+        return None
+    if isinstance(value, str | bytes):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: metadata of {record_id!r} is not JSON: {e}") from None
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ValueError(f"{path}: metadata of {record_id!r} is not a JSON object")
+        return value or None
+    if isinstance(value, list):
+        value = dict(value)
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: metadata of {record_id!r} has unsupported value {value!r}")
+    cleaned = {k: v for k, v in value.items() if v is not None}
+    return cleaned or None
+
+
+def iter_file_records(path: Path, batch_size: int = 5000) -> Iterator[dict[str, Any]]:
+    """Every record of a file as a dict (id, embedding, document, metadata, uri); for checks."""
+    path = Path(path)
+    parquet = pq.ParquetFile(path)
+    layout = _Layout.of(parquet.schema_arrow, path)
+    start = 0
+    for batch in parquet.iter_batches(batch_size=batch_size, columns=layout.columns()):
+        records = _decode_batch(batch, layout, path, start)
+        for i in range(records.n):
+            yield {
+                "id": records.ids[i],
+                "embedding": records.embeddings[i],
+                "document": None if records.documents is None else records.documents[i],
+                "metadata": None if records.metadatas is None else records.metadatas[i],
+                "uri": None if records.uris is None else records.uris[i],
+            }
+        start += records.n
