@@ -190,7 +190,7 @@ class Collection:
 
     def peek(self, limit: int = 10) -> GetResult:
         """The first records with embeddings, metadatas and documents."""
-        return self.get(limit=limit, include=["embeddings", "metadatas", "documents"])
+        return self.get(limit=limit, include=["metadatas", "documents", "embeddings"])
 
     def query(
         self,

@@ -309,7 +309,10 @@ def _fields(rows: list[tuple], include: list[str]) -> dict[str, Any]:
     if "uris" in include:
         out["uris"] = [r[3] for r in rows]
     if "metadatas" in include:
-        out["metadatas"] = [json.loads(r[4]) if r[4] else None for r in rows]
+        # Chroma returns {} rather than None for a record that has a uri but no metadata.
+        out["metadatas"] = [
+            json.loads(r[4]) if r[4] else ({} if r[3] is not None else None) for r in rows
+        ]
     if "embeddings" in include:
         if rows:
             blob = b"".join(r[5] for r in rows)

@@ -84,7 +84,7 @@ class CollectionModel:
             "id": str(self.id),
             "name": self.name,
             "configuration_json": self.configuration_json,
-            "schema": None,
+            "schema": schema_json(self.configuration_json),
             "metadata": self.metadata,
             "dimension": self.dimension,
             "tenant": self.tenant,
@@ -92,3 +92,46 @@ class CollectionModel:
             "log_position": 0,
             "version": 0,
         }
+
+
+def _index(enabled: bool, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"enabled": enabled, "config": config or {}}
+
+
+def schema_json(configuration: dict[str, Any]) -> dict[str, Any]:
+    """The `schema` object Chroma 1.5 clients expect next to a collection's configuration."""
+    hnsw = configuration.get("hnsw") or {}
+    ef = configuration.get("embedding_function") or {"type": "legacy"}
+    graph = {
+        "ef_construction": hnsw.get("ef_construction", 100),
+        "max_neighbors": hnsw.get("max_neighbors", 16),
+        "ef_search": hnsw.get("ef_search", 100),
+        "num_threads": hnsw.get("num_threads", 2),
+        "batch_size": hnsw.get("batch_size", 100),
+        "sync_threshold": hnsw.get("sync_threshold", 1000),
+        "resize_factor": hnsw.get("resize_factor", 1.2),
+    }
+    vector = {"embedding_function": ef, "space": hnsw.get("space", "l2"), "hnsw": graph}
+    return {
+        "defaults": {
+            "string": {
+                "fts_index": _index(False),
+                "string_inverted_index": _index(True),
+            },
+            "float_list": {"vector_index": _index(False, vector)},
+            "sparse_vector": {
+                "sparse_vector_index": _index(False, {"embedding_function": {"type": "unknown"}})
+            },
+            "int": {"int_inverted_index": _index(True)},
+            "float": {"float_inverted_index": _index(True)},
+            "bool": {"bool_inverted_index": _index(True)},
+        },
+        "keys": {
+            "#document": {
+                "string": {"fts_index": _index(True), "string_inverted_index": _index(False)}
+            },
+            "#embedding": {
+                "float_list": {"vector_index": _index(True, {**vector, "source_key": "#document"})}
+            },
+        },
+    }

@@ -90,8 +90,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         name = "NotFoundError" if exc.status_code == 404 else "ChromaError"
         return error_response(exc.status_code, name, str(exc.detail))
 
-    @app.exception_handler(ValueError)
     @app.exception_handler(TypeError)
+    async def unconvertible(request: Request, exc: TypeError) -> ORJSONResponse:
+        return error_response(422, "ChromaError", str(exc))
+
+    @app.exception_handler(ValueError)
     @app.exception_handler(OverflowError)
     @app.exception_handler(IndexError)
     async def invalid(request: Request, exc: Exception) -> ORJSONResponse:

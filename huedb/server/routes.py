@@ -9,12 +9,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import ORJSONResponse
 
-from huedb import __version__
 from huedb.api.local import MAX_BATCH_SIZE, LocalAPI
-from huedb.errors import BatchSizeExceededError, ChromaError, InvalidArgumentError
+from huedb.errors import (
+    AuthorizationError,
+    BatchSizeExceededError,
+    ChromaError,
+    InvalidArgumentError,
+)
 from huedb.server import wire
 
 router = APIRouter(prefix="/api/v2", default_response_class=ORJSONResponse)
+CHROMA_API_VERSION = "1.0.0"
 DB = "/tenants/{tenant}/databases/{database}"
 COL = DB + "/collections/{collection_id}"
 
@@ -37,6 +42,11 @@ class NotImplementedOnSingleNode(ChromaError):
         return 501
 
 
+class ResetDisabled(ChromaError):
+    def code(self) -> int:
+        return 403
+
+
 @router.get("", include_in_schema=False)
 @router.get("/heartbeat")
 def heartbeat() -> dict[str, int]:
@@ -45,7 +55,8 @@ def heartbeat() -> dict[str, int]:
 
 @router.get("/version")
 def version() -> str:
-    return __version__
+    """Chroma's server reports API version 1.0.0 here (`huedb --version` tells huedb's)."""
+    return CHROMA_API_VERSION
 
 
 @router.get("/healthcheck")
@@ -66,7 +77,10 @@ def identity() -> dict[str, Any]:
 
 @router.post("/reset")
 def reset(request: Request) -> bool:
-    return api(request).reset()
+    try:
+        return api(request).reset()
+    except AuthorizationError:
+        raise ResetDisabled("Reset is disabled by config") from None
 
 
 @router.post("/tenants")
