@@ -25,15 +25,19 @@ def _out(text: str) -> None:
     sys.stdout.write(text + "\n")
 
 
-def _client(args: argparse.Namespace) -> huedb.Client:
-    if args.url and args.path:
+def _check_target(args: argparse.Namespace) -> None:
+    if getattr(args, "url", None) and args.path:
         raise UsageError("give either --path or --url, not both")
+    if not getattr(args, "url", None) and not args.path:
+        raise UsageError("give --path DATA or --url URL")
+
+
+def _client(args: argparse.Namespace) -> huedb.Client:
+    _check_target(args)
     if args.url:
         settings = huedb.Settings(chroma_client_auth_credentials=args.token)
         return huedb.HttpClient(host=args.url, settings=settings)
-    if args.path:
-        return huedb.PersistentClient(path=args.path)
-    raise UsageError("give --path DATA or --url URL")
+    return huedb.PersistentClient(path=args.path)
 
 
 def _admin_request(args: argparse.Namespace, method: str, route: str) -> httpx.Response:
@@ -46,6 +50,7 @@ def _admin_request(args: argparse.Namespace, method: str, route: str) -> httpx.R
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
+    _check_target(args)
     if args.url:
         with httpx.stream(
             "POST",
@@ -60,8 +65,6 @@ def cmd_backup(args: argparse.Namespace) -> int:
                     f.write(chunk)
         _out(f"backup written to {args.out}")
         return 0
-    if not args.path:
-        raise UsageError("give --path DATA or --url URL")
     manifest = backup(Path(args.path), Path(args.out))
     total = sum(c["count"] for c in manifest.collections)
     _out(f"backup written to {args.out}: {len(manifest.collections)} collections, {total} records")
@@ -112,9 +115,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
+    _check_target(args)
     if args.url:
         stats: dict[str, Any] = _admin_request(args, "GET", "stats").json()
-    elif args.path:
+    else:
         from huedb.engine.engine import Engine
         from huedb.ops.stats import gather_stats
 
@@ -123,8 +127,6 @@ def cmd_stats(args: argparse.Namespace) -> int:
             stats = gather_stats(engine, Path(args.path))
         finally:
             engine.close()
-    else:
-        raise UsageError("give --path DATA or --url URL")
     if args.json:
         _out(json.dumps(stats, indent=2))
         return 0
@@ -187,6 +189,6 @@ def run_command(args: argparse.Namespace) -> int:
     """Run one operations command; user errors print a message and exit 2."""
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, BackupError, ValueError, huedb.errors.ChromaError) as exc:
+    except (UsageError, BackupError, ValueError, huedb.errors.ChromaError, httpx.HTTPError) as exc:
         logger.error("%s: %s", args.command, exc)
         return 2

@@ -1,0 +1,107 @@
+"""The operations commands end to end, as a user runs them (local path and through a server)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import huedb
+from huedb.api.client import clear_system_cache
+from tests.servers import huedb_server
+
+ADMIN = "admin-token-123456"
+READER = "reader-token-123456"
+
+
+def huedb_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the `huedb` command line."""
+    return subprocess.run(
+        [sys.executable, "-m", "huedb.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def _populate(path: Path, n: int = 300) -> np.ndarray:
+    client = huedb.PersistentClient(path=path)
+    col = client.create_collection("docs", metadata={"hnsw:space": "cosine"})
+    vectors = np.random.default_rng(5).standard_normal((n, 16)).astype(np.float32)
+    col.add(
+        ids=[f"d{i}" for i in range(n)],
+        embeddings=vectors,
+        documents=[f"doc {i}" for i in range(n)],
+        metadatas=[{"i": i, "even": i % 2 == 0} for i in range(n)],
+    )
+    client.close()
+    clear_system_cache()
+    return vectors
+
+
+def test_local_commands_round_trip(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    vectors = _populate(data)
+    out = tmp_path / "b.tar"
+    r = huedb_cli("backup", "--path", str(data), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "300 records" in r.stdout
+    r = huedb_cli("restore", str(out), "--path", str(tmp_path / "restored"))
+    assert r.returncode == 0, r.stderr
+    r = huedb_cli("restore", str(out), "--path", str(tmp_path / "restored"))
+    assert r.returncode == 2 and "not empty" in r.stderr
+    r = huedb_cli("verify", "--path", str(tmp_path / "restored"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    parquet = tmp_path / "docs.parquet"
+    r = huedb_cli("export", "--path", str(data), "--collection", "docs", "--out", str(parquet))
+    assert r.returncode == 0, r.stderr
+    r = huedb_cli("import", str(parquet), "--path", str(tmp_path / "imported"))
+    assert r.returncode == 0, r.stderr
+    client = huedb.PersistentClient(path=tmp_path / "imported")
+    col = client.get_collection("docs")
+    assert col.count() == 300
+    assert col.configuration_json["hnsw"]["space"] == "cosine"
+    got = col.get(ids=["d7"], include=["embeddings", "metadatas", "documents"])
+    assert got["metadatas"] == [{"i": 7, "even": False}] and got["documents"] == ["doc 7"]
+    assert np.array_equal(got["embeddings"][0], vectors[7])
+    client.close()
+    r = huedb_cli("stats", "--path", str(data), "--json")
+    assert r.returncode == 0, r.stderr
+    stats = json.loads(r.stdout)
+    assert stats["collections"][0]["count"] == 300
+    r = huedb_cli("compact", "--path", str(data))
+    assert r.returncode == 0 and "reclaimed" in r.stdout
+    r = huedb_cli("stats", "--path", str(data), "--url", "http://127.0.0.1:1")
+    assert r.returncode == 2 and "either --path or --url" in r.stderr
+
+
+def test_server_backup_and_stats_need_an_admin_token(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _populate(data)
+    env = {"HUEDB_AUTH_TOKENS": f"{ADMIN}:admin,{READER}:read-only"}
+    with huedb_server(data, env=env) as server:
+        out = tmp_path / "remote.tar"
+        r = huedb_cli("backup", "--url", server.url, "--token", READER, "--out", str(out))
+        assert r.returncode == 2 and "403" in r.stderr
+        r = huedb_cli("backup", "--url", server.url, "--out", str(out))
+        assert r.returncode == 2 and "401" in r.stderr
+        r = huedb_cli("backup", "--url", server.url, "--token", ADMIN, "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        client = huedb.HttpClient(
+            host=server.url, settings=huedb.Settings(chroma_client_auth_credentials=ADMIN)
+        )
+        client.get_collection("docs").query(query_embeddings=[[0.1] * 16], n_results=3)
+        r = huedb_cli("stats", "--url", server.url, "--token", ADMIN, "--json")
+        assert r.returncode == 0, r.stderr
+        remote = json.loads(r.stdout)
+        assert remote["collections"][0]["count"] == 300
+        client.close()
+    r = huedb_cli("restore", str(out), "--path", str(tmp_path / "from-server"))
+    assert r.returncode == 0, r.stderr
+    restored = huedb.PersistentClient(path=tmp_path / "from-server")
+    assert restored.get_collection("docs").count() == 300
+    restored.close()
