@@ -169,6 +169,8 @@ class Collection:
     ) -> GetResult:
         """Records by id and/or filter, in storage order."""
         with v.validation_context("get"):
+            id_list = None if ids is None else v.normalize_ids(ids)
+            self._check_filters(where, where_document)
             include = v.validate_include(
                 DEFAULT_GET_INCLUDE if include is None else include, allow_distances=False
             )
@@ -176,8 +178,6 @@ class Collection:
                 raise ValueError(
                     "You must set a data loader on the collection if loading from URIs."
                 )
-            id_list = None if ids is None else v.normalize_ids(ids)
-            self._check_filters(where, where_document)
         limit = v.validate_limit_offset(limit, "limit")
         offset = v.validate_limit_offset(offset, "offset")
         wire_include = [i for i in include if i != "data"]
@@ -215,12 +215,12 @@ class Collection:
                 raise ValueError(
                     "At least one of one of embeddings, documents, images, uris must be provided"
                 )
+            id_list = None if ids is None else v.normalize_query_ids(ids)
+            self._check_filters(where, where_document)
             include = v.validate_include(
                 DEFAULT_QUERY_INCLUDE if include is None else include, allow_distances=True
             )
             n_results = v.validate_n_results(n_results)
-            id_list = None if ids is None else v.normalize_query_ids(ids)
-            self._check_filters(where, where_document)
             if query_embeddings is None:
                 if query_texts is None:
                     raise ValueError("Images and URIs need an embedding function and data loader")
@@ -242,9 +242,12 @@ class Collection:
         metadata: dict[str, Any] | None = None,
         configuration: dict[str, Any] | None = None,
     ) -> None:
-        """Rename, replace metadata, or change mutable configuration."""
+        """Rename, replace metadata, or change mutable configuration.
+
+        As in Chroma, keys whose value is None are dropped from the new metadata.
+        """
         if metadata is not None:
-            v.validate_collection_metadata(metadata)
+            v.validate_collection_metadata(metadata, allow_none=True)
             if "hnsw:space" in metadata:
                 raise ValueError(
                     "Changing the distance function of a collection once it is created is not "
@@ -297,7 +300,7 @@ class Collection:
         op: str,
         require_embeddings: bool,
     ) -> tuple[list[str], np.ndarray | None, Any, Any, Any]:
-        id_list = v.normalize_ids(ids)
+        id_list = v.normalize_ids(ids, unique=False)
         metas = metadatas if metadatas is None else v.maybe_list_of_dicts(metadatas)
         docs = v.maybe_list(documents)
         uri_list = v.maybe_list(uris)
@@ -306,6 +309,7 @@ class Collection:
         v.check_lengths(
             id_list, embeddings=matrix, metadatas=metas, documents=docs, images=imgs, uris=uri_list
         )
+        v.check_unique(id_list)
         if metas is not None:
             for m in metas:
                 if m is not None:

@@ -21,6 +21,7 @@ from huedb.api.validation import finite_or_error
 from huedb.config import Settings
 from huedb.engine.catalog import CollectionRow, validate_name
 from huedb.engine.engine import Engine
+from huedb.engine.filters import check_filters
 from huedb.engine.records import clean_metadata
 from huedb.errors import (
     AuthorizationError,
@@ -116,6 +117,10 @@ class LocalAPI(ServerAPI):
         tenant: str,
         database: str,
     ) -> CollectionModel:
+        if isinstance(metadata, dict) and any(
+            v is None or not isinstance(v, str | int | float | bool) for v in metadata.values()
+        ):
+            check_collection_metadata(metadata)  # raises the TypeError, before the name check
         validate_name(name)
         check_collection_metadata(metadata)
         config = config_rules.build_configuration(metadata, configuration)
@@ -138,12 +143,14 @@ class LocalAPI(ServerAPI):
         if new_name is not None:
             validate_name(new_name)
         if new_metadata is not None:
-            check_collection_metadata(new_metadata)
             if "hnsw:space" in new_metadata:
                 raise InvalidArgumentError(
                     "Changing the distance function of a collection once it is created is not "
                     "supported currently."
                 )
+            check_collection_metadata(new_metadata, allow_none=True)
+            # As in Chroma, None values drop keys; {} (all dropped) clears the metadata.
+            new_metadata = {k: v for k, v in new_metadata.items() if v is not None}
         config = None
         if new_configuration is not None:
             current = self.engine.get_collection_by_uuid(collection_id).configuration
@@ -217,7 +224,8 @@ class LocalAPI(ServerAPI):
         limit: int | None,
     ) -> int:
         if ids is not None:
-            check_ids(ids, for_write=False)
+            check_ids(ids)
+        check_filters(where, where_document)
         deleted = self.engine.delete(collection_id, ids, where, where_document, limit)
         if ids is not None and where is None and where_document is None:
             return len(ids)
@@ -237,7 +245,8 @@ class LocalAPI(ServerAPI):
         include: list[str],
     ) -> GetResult:
         if ids is not None:
-            check_ids(ids, allow_duplicates=True, for_write=False)
+            check_ids(ids, allow_duplicates=True)
+        check_filters(where, where_document)
         _, rows = self.engine.get(
             collection_id,
             ids,
@@ -269,7 +278,8 @@ class LocalAPI(ServerAPI):
         include: list[str],
     ) -> QueryResult:
         if ids is not None:
-            check_ids(ids, allow_duplicates=True, for_write=False)
+            check_ids(ids, allow_duplicates=True)
+        check_filters(where, where_document)
         finite_or_error(query_embeddings)
         hits = self.engine.query(
             collection_id,
@@ -322,15 +332,13 @@ def _fields(rows: list[tuple], include: list[str]) -> dict[str, Any]:
     return out
 
 
-def check_ids(ids: Any, allow_duplicates: bool = False, for_write: bool = True) -> None:
-    """Server-side id checks: strings, non-empty in writes, unique within a write."""
+def check_ids(ids: Any, allow_duplicates: bool = False) -> None:
+    """Server-side id checks: strings, unique within a write (empty ids: in the engine)."""
     if not isinstance(ids, list):
         raise InvalidArgumentError("Expected ids to be a list of strings")
     for item in ids:
         if not isinstance(item, str):
             raise InvalidArgumentError(f"Expected ID to be a str, got {item!r}")
-        if item == "" and for_write:
-            raise InvalidArgumentError("Empty ID, ID must have at least one character")
     if not allow_duplicates and len(set(ids)) != len(ids):
         seen: set[str] = set()
         dups = sorted({i for i in ids if i in seen or seen.add(i)})
@@ -364,8 +372,8 @@ def check_record_metadata(metadata: Any, index: int) -> None:
                 )
 
 
-def check_collection_metadata(metadata: Any) -> None:
-    """Collection metadata: None or a non-empty object of scalars."""
+def check_collection_metadata(metadata: Any, allow_none: bool = False) -> None:
+    """Collection metadata: None or a non-empty object of scalars (or None values, if allowed)."""
     if metadata is None:
         return
     if not isinstance(metadata, dict):
@@ -379,6 +387,8 @@ def check_collection_metadata(metadata: Any) -> None:
             raise InvalidArgumentError(
                 f"Validation error: metadata: Metadata key cannot start with '#' or '$': {key}"
             )
+        if value is None and allow_none:
+            continue
         if value is None or not isinstance(value, str | int | float | bool):
             raise TypeError(
                 f"argument 'metadata': Cannot convert Python object to MetadataValue "

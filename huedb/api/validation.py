@@ -37,8 +37,8 @@ def maybe_list(value: Any) -> list[Any] | None:
     return [value]
 
 
-def normalize_ids(ids: Any) -> list[str]:
-    """Check ids: a non-empty list of unique strings."""
+def normalize_ids(ids: Any, unique: bool = True) -> list[str]:
+    """Check ids: a non-empty list of strings, unique unless the caller checks that later."""
     if isinstance(ids, str):
         ids = [ids]
     if not isinstance(ids, list | tuple):
@@ -48,11 +48,17 @@ def normalize_ids(ids: Any) -> list[str]:
     for item in ids:
         if not isinstance(item, str):
             raise ValueError(f"Expected ID to be a str, got {item!r}")
+    if unique:
+        check_unique(ids)
+    return list(ids)
+
+
+def check_unique(ids: Sequence[str]) -> None:
+    """Raise DuplicateIDError when an id appears twice."""
     if len(set(ids)) != len(ids):
         dups = sorted(i for i, n in Counter(ids).items() if n > 1)
         shown = ", ".join(dups[:10]) + (f", ...({len(dups)} total)" if len(dups) > 10 else "")
         raise DuplicateIDError(f"Expected IDs to be unique, found duplicates of: {shown}")
-    return list(ids)
 
 
 def normalize_embeddings(embeddings: Any) -> np.ndarray | None:
@@ -148,8 +154,8 @@ def _scalar_kind(value: Any) -> str | None:
     return None
 
 
-def validate_collection_metadata(metadata: Any) -> None:
-    """Check collection metadata: a non-empty dict of scalar values."""
+def validate_collection_metadata(metadata: Any, allow_none: bool = False) -> None:
+    """Check collection metadata: a non-empty dict of scalar values (or None, if allowed)."""
     if metadata is None:
         return
     if not isinstance(metadata, dict):
@@ -159,6 +165,8 @@ def validate_collection_metadata(metadata: Any) -> None:
     for key, value in metadata.items():
         if not isinstance(key, str):
             raise TypeError(f"Expected metadata key to be a str, got {key!r}")
+        if value is None and allow_none:
+            continue
         if value is None or isinstance(value, dict):
             raise TypeError(f"Expected collection metadata value to be a scalar, got {value!r}")
         if not isinstance(value, SCALAR_TYPES):
@@ -179,7 +187,7 @@ def validate_include(include: Any, allow_distances: bool) -> list[str]:
                 f"Expected include item to be one of {', '.join(INCLUDE_ITEMS)}, got {item}"
             )
         if item == "distances" and not allow_distances:
-            raise ValueError("Include item cannot be one of distances in get")
+            raise ValueError("Include item cannot be one of distances")
     return list(include)
 
 
@@ -226,6 +234,11 @@ def validate_where(where: Any) -> None:
         for sub in value:
             validate_where(sub)
         return
+    if key in MEMBER_OPS:
+        raise ValueError(
+            "Expected where key to be a metadata field name or a logical operator ($and, $or), "
+            f"got {key}"
+        )
     if key == "#document":
         validate_where_document(value)
         return

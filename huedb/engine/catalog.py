@@ -50,6 +50,7 @@ class CollectionRow:
     configuration: dict[str, Any]
     dimension: int | None
     pruned_seq: int
+    snapshot_seq: int
 
 
 def validate_name(name: Any, what: str = "name") -> str:
@@ -156,7 +157,9 @@ def delete_database(conn: sqlite3.Connection, name: str, tenant: str) -> list[Co
     return cols
 
 
-_COLUMNS = "cid, uuid, name, database_id, metadata, configuration, dimension, pruned_seq"
+_COLUMNS = (
+    "cid, uuid, name, database_id, metadata, configuration, dimension, pruned_seq, snapshot_seq"
+)
 
 
 def _row(r: tuple) -> CollectionRow:
@@ -169,6 +172,7 @@ def _row(r: tuple) -> CollectionRow:
         configuration=json.loads(r[5]),
         dimension=r[6],
         pruned_seq=r[7],
+        snapshot_seq=r[8],
     )
 
 
@@ -247,7 +251,8 @@ def update_collection(
         conn.execute("UPDATE collections SET name = ? WHERE cid = ?", (new_name, col.cid))
     if new_metadata is not None:
         conn.execute(
-            "UPDATE collections SET metadata = ? WHERE cid = ?", (_dump(new_metadata), col.cid)
+            "UPDATE collections SET metadata = ? WHERE cid = ?",
+            (_dump(new_metadata or None), col.cid),
         )
     if new_configuration is not None:
         conn.execute(

@@ -7,12 +7,13 @@ Argument shapes are checked by the API layer before they get here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,12 @@ from huedb.engine.catalog import CollectionRow
 from huedb.engine.filters import FilterCompiler
 from huedb.engine.index import Thresholds
 from huedb.engine.indexes import IndexCache
-from huedb.engine.store import open_connection, read_transaction, write_transaction
+from huedb.engine.store import (
+    open_connection,
+    read_transaction,
+    store_id,
+    write_transaction,
+)
 from huedb.errors import InvalidArgumentError
 
 logger = logging.getLogger(__name__)
@@ -57,8 +63,13 @@ class Engine:
         self._lock = threading.RLock()
         self._conn = open_connection(path, sync)
         self._index_dir = None if path is None else path / INDEX_DIRNAME
+        self._store_id = store_id(self._conn)
         self._indexes = IndexCache(
-            self._conn, self._index_dir, thresholds or Thresholds(), snapshot_every
+            self._conn,
+            self._index_dir,
+            thresholds or Thresholds(),
+            snapshot_every,
+            self._store_id,
         )
         self._closed = False
         self._latencies: dict[str, deque[float]] = {}
@@ -95,12 +106,7 @@ class Engine:
                 ):
                     self._conn.execute(f"DELETE FROM {table}")
                 catalog.ensure_defaults(self._conn, DEFAULT_TENANT, DEFAULT_DATABASE)
-            self._indexes = IndexCache(
-                self._conn,
-                self._index_dir,
-                self._indexes._thresholds,
-                self._indexes._snapshot_every,
-            )
+            self._indexes.clear()
             if self._index_dir is not None:
                 for u in uuids:
                     snapshot.remove_snapshot(self._index_dir, u)
@@ -225,8 +231,8 @@ class Engine:
         uris: Sequence[str | None],
     ) -> None:
         """Insert records whose ids are new; ids that exist are left unchanged."""
-        with self._lock, write_transaction(self._conn):
-            col = self._writable(collection_uuid, vectors)
+        with self._writing(collection_uuid):
+            col = self._writable(collection_uuid, ids, vectors)
             existing = records.existing_keys(self._conn, col.cid, ids)
             fresh = [i for i, rid in enumerate(ids) if rid not in existing]
             if len(fresh) != len(ids):
@@ -248,8 +254,8 @@ class Engine:
         uris: Sequence[str | None] | None,
     ) -> None:
         """Update records that exist; missing ids are ignored."""
-        with self._lock, write_transaction(self._conn):
-            col = self._writable(collection_uuid, vectors)
+        with self._writing(collection_uuid):
+            col = self._writable(collection_uuid, ids, vectors)
             existing = records.existing_keys(self._conn, col.cid, ids)
             pick = [i for i, rid in enumerate(ids) if rid in existing]
             records.update_records(
@@ -273,8 +279,8 @@ class Engine:
         uris: Sequence[str | None],
     ) -> None:
         """Update the ids that exist and insert the others, in one transaction."""
-        with self._lock, write_transaction(self._conn):
-            col = self._writable(collection_uuid, vectors)
+        with self._writing(collection_uuid):
+            col = self._writable(collection_uuid, ids, vectors)
             existing = records.existing_keys(self._conn, col.cid, ids)
             old = [i for i, rid in enumerate(ids) if rid in existing]
             new = [i for i, rid in enumerate(ids) if rid not in existing]
@@ -307,16 +313,28 @@ class Engine:
         limit: int | None,
     ) -> int:
         """Delete matching records; returns how many were deleted."""
-        with self._lock, write_transaction(self._conn):
+        with self._writing(collection_uuid):
             col = catalog.collection_by_uuid(self._conn, collection_uuid)
             sql, params = FilterCompiler(col.cid).compile(where, where_document)
             keys = records.select_keys(self._conn, col.cid, ids, sql, params, limit)
             records.delete_keys(self._conn, col.cid, keys)
             return len(keys)
 
-    def _writable(self, collection_uuid: str, vectors: np.ndarray | None) -> CollectionRow:
+    @contextlib.contextmanager
+    def _writing(self, collection_uuid: str) -> Iterator[None]:
+        """One write transaction on a collection, then this process's index catches up."""
+        with self._lock:
+            with write_transaction(self._conn):
+                yield
+            self._refresh_index(collection_uuid)
+
+    def _writable(
+        self, collection_uuid: str, ids: Sequence[str], vectors: np.ndarray | None
+    ) -> CollectionRow:
         """The collection, after checking the batch's dimension against the fixed one."""
         col = catalog.collection_by_uuid(self._conn, collection_uuid)
+        if any(i == "" for i in ids):
+            raise InvalidArgumentError("Empty ID, ID must have at least one character")
         if vectors is None or len(vectors) == 0 or col.dimension is None:
             return col
         dim = int(vectors.shape[1])
@@ -395,6 +413,7 @@ class Engine:
         with_vectors: bool,
     ) -> QueryHits:
         col = catalog.collection_by_uuid(self._conn, collection_uuid)
+        sql, params = FilterCompiler(col.cid).compile(where, where_document)
         empty = QueryHits([[] for _ in range(len(queries))], [[] for _ in range(len(queries))], {})
         if col.dimension is None:
             return empty
@@ -403,7 +422,6 @@ class Engine:
                 f"Collection expecting embedding with dimension of {col.dimension}, "
                 f"got {queries.shape[1]}"
             )
-        sql, params = FilterCompiler(col.cid).compile(where, where_document)
         allowed = None
         if ids is not None or sql != "1":
             keys = records.select_keys(self._conn, col.cid, ids, sql, params)
@@ -418,7 +436,7 @@ class Engine:
             all_keys.append([int(k) for k in keys_found])
             all_dists.append([float(d) for d in dists])
         wanted = sorted({k for ks in all_keys for k in ks})
-        rows = records.fetch_by_keys(self._conn, wanted, with_vectors) if wanted else {}
+        rows = records.fetch_by_keys(self._conn, col.cid, wanted, with_vectors) if wanted else {}
         return QueryHits(all_keys, all_dists, rows)
 
     # -- maintenance -------------------------------------------------------------------
@@ -464,7 +482,8 @@ class Engine:
             if self._index_dir is not None:
                 path = snapshot.snapshot_path(self._index_dir, col.uuid)
                 if path.exists():
-                    snap = "ok" if snapshot.read_snapshot(path) is not None else "unusable"
+                    usable = snapshot.read_snapshot(path, self._indexes.owner(col)) is not None
+                    snap = "ok" if usable else "unusable"
             index = self._indexes.ready(col)
             keys = [
                 r[0]
@@ -475,7 +494,7 @@ class Engine:
             wrong: list[int] = []
             probe = sorted(stored & indexed)[:: max(1, len(stored) // max(sample, 1))]
             if index is not None and probe:
-                rows = records.fetch_by_keys(self._conn, probe, with_vectors=True)
+                rows = records.fetch_by_keys(self._conn, col.cid, probe, with_vectors=True)
                 got = index.vectors_of(np.asarray(probe, dtype=np.uint64))
                 for i, key in enumerate(probe):
                     want = np.frombuffer(rows[key][5], dtype=np.float32)
@@ -558,7 +577,7 @@ class Engine:
     def _maintain(self, cols: list[CollectionRow]) -> None:
         """Snapshot indexes and prune the oplog entries they cover (outside reads)."""
         for col in cols:
-            prunable = self._indexes.checkpoint(col)
+            prunable, snapshotted = self._indexes.checkpoint(col)
             if not prunable:
                 continue
             with write_transaction(self._conn):
@@ -566,9 +585,24 @@ class Engine:
                     "DELETE FROM oplog WHERE cid = ? AND seq <= ?", (col.cid, prunable)
                 )
                 self._conn.execute(
-                    "UPDATE collections SET pruned_seq = max(pruned_seq, ?) WHERE cid = ?",
-                    (prunable, col.cid),
+                    "UPDATE collections SET pruned_seq = max(pruned_seq, ?), "
+                    "snapshot_seq = CASE WHEN ? THEN max(snapshot_seq, ?) ELSE snapshot_seq END "
+                    "WHERE cid = ?",
+                    (prunable, snapshotted, prunable, col.cid),
                 )
+
+    def _refresh_index(self, collection_uuid: str) -> None:
+        """Apply this process's own write to its index, if it holds one for the collection.
+
+        A process that queries a collection keeps its index warm this way, so the next
+        query has nothing to catch up. A process that only writes builds no index at all.
+        """
+        with read_transaction(self._conn):
+            col = catalog.collection_by_uuid(self._conn, collection_uuid)
+            if self._indexes.loaded(col.cid) is None:
+                return
+            self._indexes.ready(col)
+        self._maintain(self._indexes.pending_maintenance())
 
 
 def _take(values: Sequence[Any] | None, pick: list[int]) -> list[Any] | None:

@@ -166,3 +166,8 @@ class FilterCompiler:
             sql = "huedb_regexp(?, r.document)"
             return sql if op == "$regex" else f"NOT ({sql})"
         raise InvalidArgumentError(f"Invalid where document clause: unknown operator {op!r}")
+
+
+def check_filters(where: Any, where_document: Any) -> None:
+    """Raise InvalidArgumentError for a malformed filter, before any collection is looked up."""
+    FilterCompiler(0).compile(where, where_document)

@@ -59,8 +59,10 @@ class IndexCache:
         snapshot_dir: Path | None,
         thresholds: Thresholds,
         snapshot_every: int,
+        store_id: str = "",
     ) -> None:
         self._conn = conn
+        self._store_id = store_id
         self._dir = snapshot_dir
         self._thresholds = thresholds
         self._snapshot_every = snapshot_every
@@ -83,7 +85,7 @@ class IndexCache:
             self._states[col.cid] = state
         state.col = col
         self._catch_up(col, state)
-        if state.unsnapshotted >= self._snapshot_every:
+        if state.unsnapshotted >= max(self._snapshot_every, len(state.index) // 10):
             self._pending[col.cid] = col
         return state.index
 
@@ -101,6 +103,15 @@ class IndexCache:
         state = self._states.get(cid)
         return None if state is None else state.index
 
+    def owner(self, col: CollectionRow) -> str:
+        """The identity a snapshot of this collection must carry."""
+        return f"{self._store_id}/{col.uuid}"
+
+    def clear(self) -> None:
+        """Drop every in-memory index (after a reset)."""
+        self._states.clear()
+        self._pending.clear()
+
     def forget(self, cid: int) -> None:
         """Drop a collection's in-memory index (after it was deleted)."""
         self._states.pop(cid, None)
@@ -116,40 +127,46 @@ class IndexCache:
         """Collections with index changes not yet snapshotted (checkpointed at close)."""
         return [s.col for s in self._states.values() if s.unsnapshotted > 0]
 
-    def checkpoint(self, col: CollectionRow, force: bool = False) -> int | None:
-        """Write a snapshot if this process's index is a graph; returns the prunable seq.
+    def checkpoint(self, col: CollectionRow, force: bool = False) -> tuple[int | None, bool]:
+        """Snapshot the index if it is a graph.
 
-        `force` replaces the snapshot even when the one on disk claims a newer watermark
-        (used by repair, when that snapshot is known to be wrong).
+        Returns the oplog seq up to which entries may be pruned, and whether a graph snapshot
+        now covers it. `force` replaces the snapshot even when the one on disk claims a newer
+        watermark (used by repair, when that snapshot is known to be wrong).
         """
         state = self._states.get(col.cid)
         if state is None:
-            return None
+            return None, False
         if not state.index.uses_graph:
             state.unsnapshotted = 0
-            return state.watermark
+            return state.watermark, False
         if self._dir is None:
-            return None
+            return None, False
         path = snapshot.snapshot_path(self._dir, col.uuid)
         with snapshot.exclusive_lock(self._dir, col.uuid, blocking=False) as locked:
             if not locked:
-                return None
+                return None, False
             header = snapshot.read_header(path)
             if force or header is None or int(header.get("watermark", -1)) < state.watermark:
                 payload = state.index.serialize()
                 assert payload is not None
                 snapshot.write_snapshot(
-                    path, state.watermark, state.index.dim, state.index.params.space, payload
+                    path,
+                    self.owner(col),
+                    state.watermark,
+                    state.index.dim,
+                    state.index.params.space,
+                    payload,
                 )
                 logger.debug("snapshot of %s at seq %d", col.uuid, state.watermark)
         state.unsnapshotted = 0
-        return state.watermark
+        return state.watermark, True
 
     def _load(self, col: CollectionRow, params: HnswParams) -> _State:
         assert col.dimension is not None
         if self._dir is not None:
             path = snapshot.snapshot_path(self._dir, col.uuid)
-            snap = snapshot.read_snapshot(path)
+            snap = snapshot.read_snapshot(path, self.owner(col))
             if snap is not None:
                 if snap.watermark < col.pruned_seq or snap.dim != col.dimension:
                     logger.warning(
@@ -165,16 +182,13 @@ class IndexCache:
                         return _State(col, index, snap.watermark)
                     except (ValueError, RuntimeError) as exc:
                         logger.warning("cannot load index snapshot %s (%s); rebuilding", path, exc)
-            elif self._has_graph_size(col):
+            elif col.snapshot_seq > 0:
                 logger.warning(
-                    "no usable index snapshot for collection %s; rebuilding from SQLite", col.uuid
+                    "index snapshot %s of collection %s is missing; rebuilding from SQLite",
+                    path,
+                    col.uuid,
                 )
         return self._rebuild(col, params)
-
-    def _has_graph_size(self, col: CollectionRow) -> bool:
-        count = self._conn.execute("SELECT count(*) FROM records WHERE cid = ?", (col.cid,))
-        n = count.fetchone()[0]
-        return n * (col.dimension or 0) > self._thresholds.exact_max_floats
 
     def _rebuild(self, col: CollectionRow, params: HnswParams) -> _State:
         assert col.dimension is not None

@@ -249,15 +249,15 @@ def fetch_rows(
 
 
 def fetch_by_keys(
-    conn: sqlite3.Connection, keys: Sequence[int], with_vectors: bool
+    conn: sqlite3.Connection, cid: int, keys: Sequence[int], with_vectors: bool
 ) -> dict[int, tuple]:
-    """Rows (key, id, document, uri, metadata_json[, vector]) for the given keys."""
+    """Rows (key, id, document, uri, metadata_json[, vector]) of the collection's given keys."""
     vector_col = ", (SELECT vector FROM embeddings e WHERE e.key = r.key)" if with_vectors else ""
     sql = (
         f"SELECT r.key, r.id, r.document, r.uri, r.metadata{vector_col} FROM records r "
-        "WHERE r.key IN (SELECT value FROM json_each(?))"
+        "WHERE r.key IN (SELECT value FROM json_each(?)) AND r.cid = ?"
     )
-    return {row[0]: row for row in conn.execute(sql, (json_list(keys),))}
+    return {row[0]: row for row in conn.execute(sql, (json_list(keys), cid))}
 
 
 def count_records(conn: sqlite3.Connection, cid: int) -> int:

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS collections (
     configuration TEXT NOT NULL,
     dimension INTEGER,
     pruned_seq INTEGER NOT NULL DEFAULT 0,
+    snapshot_seq INTEGER NOT NULL DEFAULT 0,
     UNIQUE (database_id, name)
 );
 CREATE TABLE IF NOT EXISTS records (

@@ -71,8 +71,12 @@ def read_header(path: Path) -> dict | None:
         return None
 
 
-def read_snapshot(path: Path) -> Snapshot | None:
-    """Load and check a snapshot; None (with a warning) when missing, torn or foreign."""
+def read_snapshot(path: Path, owner: str) -> Snapshot | None:
+    """Load and check a snapshot; None (with a warning) when missing, torn or foreign.
+
+    `owner` names the store and collection the snapshot must belong to: a file copied from
+    another collection or another data directory is refused, never used.
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -93,6 +97,8 @@ def read_snapshot(path: Path) -> Snapshot | None:
             raise ValueError("checksum mismatch")
         if header.get("library") != library_version:
             raise ValueError(f"written by usearch {header.get('library')}")
+        if header.get("owner") != owner:
+            raise ValueError(f"it belongs to {header.get('owner')}, not {owner}")
         return Snapshot(int(header["watermark"]), int(header["dim"]), header["space"], payload)
     except (ValueError, KeyError, TypeError) as exc:
         problem = str(exc)
@@ -100,9 +106,12 @@ def read_snapshot(path: Path) -> Snapshot | None:
     return None
 
 
-def write_snapshot(path: Path, watermark: int, dim: int, space: str, payload: bytes) -> None:
+def write_snapshot(
+    path: Path, owner: str, watermark: int, dim: int, space: str, payload: bytes
+) -> None:
     """Atomically replace the snapshot at `path` (caller holds the lock)."""
     header = {
+        "owner": owner,
         "watermark": watermark,
         "dim": dim,
         "space": space,
@@ -111,6 +120,7 @@ def write_snapshot(path: Path, watermark: int, dim: int, space: str, payload: by
         "crc32": zlib.crc32(payload),
     }
     tmp = path.with_suffix(f".tmp{os.getpid()}")
+    remove_stale_temporaries(path.parent, path.stem)
     with open(tmp, "wb") as f:
         f.write(MAGIC)
         f.write(json.dumps(header).encode() + b"\n")
@@ -123,6 +133,13 @@ def write_snapshot(path: Path, watermark: int, dim: int, space: str, payload: by
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def remove_stale_temporaries(directory: Path, collection_uuid: str) -> None:
+    """Delete temporary files left by writers killed mid-snapshot (caller holds the lock)."""
+    for tmp in directory.glob(f"{collection_uuid}.tmp*"):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def remove_snapshot(directory: Path, collection_uuid: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +31,7 @@ def open_connection(path: Path | None, sync: str) -> sqlite3.Connection:
         path.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=120)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA page_size = 8192")
     conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     if path is not None:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -54,11 +56,20 @@ def _ensure_schema(conn: sqlite3.Connection, target: str) -> None:
                 "INSERT INTO huedb_meta (key, value) VALUES ('format_version', ?)",
                 (str(FORMAT_VERSION),),
             )
-        elif int(row[0]) > FORMAT_VERSION:
+        conn.execute(
+            "INSERT OR IGNORE INTO huedb_meta (key, value) VALUES ('store_id', ?)",
+            (str(uuid.uuid4()),),
+        )
+        if row is not None and int(row[0]) > FORMAT_VERSION:
             raise FormatVersionError(
                 f"{target} was written by a newer huedb (format {row[0]}); this huedb reads "
                 f"format {FORMAT_VERSION} and older. Upgrade huedb to open it."
             )
+
+
+def store_id(conn: sqlite3.Connection) -> str:
+    """The random identity of this store, fixed at creation."""
+    return conn.execute("SELECT value FROM huedb_meta WHERE key = 'store_id'").fetchone()[0]
 
 
 @contextlib.contextmanager
