@@ -171,8 +171,10 @@ class LocalAPI(ServerAPI):
         documents: Sequence[Any] | None,
         uris: Sequence[Any] | None,
     ) -> None:
+        for m in metadatas or ():
+            _reject_none_values(m)
         batch = _Batch.checked(ids, embeddings, metadatas, documents, uris, require_vectors=True)
-        metas = [_metadata_for_insert(m) for m in batch.metadatas_or_nones()]
+        metas = [clean_metadata(m) for m in batch.metadatas_or_nones()]
         self.engine.add(
             collection_id,
             ids,
@@ -396,16 +398,16 @@ def check_collection_metadata(metadata: Any, allow_none: bool = False) -> None:
             )
 
 
-def _metadata_for_insert(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
-    if metadata is None:
-        return None
+def _reject_none_values(metadata: Any) -> None:
+    """In add, a None metadata value is a type error (None deletes keys only in updates)."""
+    if not isinstance(metadata, dict):
+        return
     for key, value in metadata.items():
         if value is None:
             raise TypeError(
                 f"Cannot convert Python object to MetadataValue: key {key!r} is None "
                 "(None deletes a key only in update and upsert)"
             )
-    return clean_metadata(metadata)
 
 
 class _Batch:

@@ -433,6 +433,13 @@ class Engine:
         all_dists: list[list[float]] = []
         for q in queries:
             keys_found, dists = index.search(q, n_results, allowed)
+            if index.uses_graph:
+                same = records.keys_with_vector(self._conn, col.cid, q)
+                if same and allowed is not None:
+                    same = [k for k in same if np.isin(k, allowed)]
+                keys_found, dists = index.with_exact_matches(
+                    q, n_results, (keys_found, dists), same
+                )
             all_keys.append([int(k) for k in keys_found])
             all_dists.append([float(d) for d in dists])
         wanted = sorted({k for ks in all_keys for k in ks})

@@ -117,6 +117,25 @@ class VectorIndex:
             return self._exact_among(query, k, allowed)
         return self._filtered_graph_search(query, k, allowed)
 
+    def with_exact_matches(
+        self, query: np.ndarray, k: int, hits: SearchHits, keys: list[int]
+    ) -> SearchHits:
+        """Merge records known to hold the query vector itself into approximate hits.
+
+        HNSW can leave a few nodes unreachable (more after removals), so a graph search may
+        miss a record even when queried with its own vector; the caller finds such records
+        by an exact digest lookup and this puts them where they belong in the ranking.
+        """
+        found = set(hits[0].tolist())
+        missing = np.asarray([key for key in keys if key not in found], dtype=np.uint64)
+        if len(missing) == 0:
+            return hits
+        extra_keys, extra_dists = self._exact(self.vectors_of(missing), missing, query, k)
+        all_keys = np.concatenate([hits[0], extra_keys])
+        all_dists = np.concatenate([hits[1], extra_dists])
+        order = np.argsort(all_dists, kind="stable")[:k]
+        return all_keys[order], all_dists[order]
+
     def vectors_of(self, keys: np.ndarray) -> np.ndarray:
         """The stored vectors of present keys, as a matrix in the order given."""
         if self._graph is not None:

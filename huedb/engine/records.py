@@ -7,6 +7,7 @@ once and never reused; every change to a record's vector (insert, replace, delet
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sqlite3
@@ -18,6 +19,27 @@ import numpy as np
 from huedb.engine.filters import sql_value, value_kind
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def vector_digest(blob: bytes) -> int:
+    """A 64-bit digest of a stored vector's bytes, indexed to find exact duplicates."""
+    return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "little", signed=True)
+
+
+def _blob_and_digest(vector: np.ndarray) -> tuple[bytes, int]:
+    blob = vector.tobytes()
+    return blob, vector_digest(blob)
+
+
+def keys_with_vector(conn: sqlite3.Connection, cid: int, vector: np.ndarray) -> list[int]:
+    """Keys of the collection's records whose stored vector equals `vector` bit for bit."""
+    blob = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+    rows = conn.execute(
+        "SELECT e.key FROM embeddings e JOIN records r ON r.key = e.key "
+        "WHERE e.digest = ? AND e.vector = ? AND r.cid = ?",
+        (vector_digest(blob), blob, cid),
+    )
+    return [r[0] for r in rows]
 
 
 def json_list(values: Iterable[Any]) -> str:
@@ -93,8 +115,8 @@ def insert_records(
         ],
     )
     conn.executemany(
-        "INSERT INTO embeddings (key, vector) VALUES (?, ?)",
-        [(k, vectors[n].tobytes()) for n, k in enumerate(keys)],
+        "INSERT INTO embeddings (key, vector, digest) VALUES (?, ?, ?)",
+        [(k, *_blob_and_digest(vectors[n])) for n, k in enumerate(keys)],
     )
     meta_rows = [r for k, m in zip(keys, metadatas, strict=True) for r in _meta_rows(cid, k, m)]
     if meta_rows:
@@ -120,8 +142,8 @@ def update_records(
         return
     if vectors is not None:
         conn.executemany(
-            "UPDATE embeddings SET vector = ? WHERE key = ?",
-            [(vectors[n].tobytes(), k) for n, k in enumerate(keys)],
+            "UPDATE embeddings SET vector = ?, digest = ? WHERE key = ?",
+            [(*_blob_and_digest(vectors[n]), k) for n, k in enumerate(keys)],
         )
         conn.executemany("INSERT INTO oplog (cid, key) VALUES (?, ?)", [(cid, k) for k in keys])
     if documents is not None:

@@ -42,8 +42,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS records_by_id ON records (cid, id);
 CREATE INDEX IF NOT EXISTS records_by_collection ON records (cid);
 CREATE TABLE IF NOT EXISTS embeddings (
     key INTEGER PRIMARY KEY,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    digest INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS embeddings_by_digest ON embeddings (digest);
 CREATE TABLE IF NOT EXISTS record_meta (
     key INTEGER NOT NULL,
     cid INTEGER NOT NULL,
