@@ -557,11 +557,17 @@ class ModelCollection:
                 state.dimension = dim
         if any(i == "" for i in ids):
             raise InvalidArgumentError("Empty ID, ID must have at least one character")
-        if vectors is not None and state.dimension is None:
-            # Any successful write with embeddings fixes the dimension, even an update
-            # whose ids are all missing.
-            state.dimension = vectors[0].shape[0]
         return state, vectors
+
+    @staticmethod
+    def _fix_dimension(state: _CollectionState, vectors: list[np.ndarray] | None) -> None:
+        """The first write that stores a vector fixes the dimension.
+
+        Deliberate huedb difference: Chroma also fixes it on an update whose ids are all
+        missing, i.e. a write that stored nothing.
+        """
+        if vectors and state.dimension is None:
+            state.dimension = vectors[0].shape[0]
 
     def add(
         self,
@@ -582,6 +588,7 @@ class ModelCollection:
             metadata = metadatas[n] if metadatas is not None else None
             document = documents[n] if documents is not None else None
             state.records[rid] = _Record(vectors[n].copy(), _copy_meta(metadata), document)
+            self._fix_dimension(state, vectors)
 
     def upsert(
         self,
@@ -606,6 +613,7 @@ class ModelCollection:
                 state.records[rid] = _Record(
                     vectors[n].copy(), _copy_meta(merged) or None, document
                 )
+        self._fix_dimension(state, vectors)
 
     def update(
         self,
@@ -622,6 +630,7 @@ class ModelCollection:
         for n, rid in enumerate(ids):
             if rid not in state.records:
                 continue
+            self._fix_dimension(state, vectors)
             self._apply_update(
                 state.records[rid],
                 vectors[n] if vectors is not None else None,
