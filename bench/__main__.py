@@ -1,6 +1,7 @@
 """`python -m bench`: the core benchmark of huedb (and chromadb, when importable).
 
 Example: python -m bench --n 100000 --dim 384 --systems huedb,chromadb
+HTTP servers (huedb vs `chroma run`): python -m bench http --help
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ def log(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["http"]:
+        from bench.http import main as http_main
+
+        return http_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--n", type=int, default=10_000, help="records (default 10000)")
     parser.add_argument("--dim", type=int, default=384, help="dimension (default 384)")

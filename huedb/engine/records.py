@@ -35,8 +35,9 @@ def keys_with_vector(conn: sqlite3.Connection, cid: int, vector: np.ndarray) -> 
     """Keys of the collection's records whose stored vector equals `vector` bit for bit."""
     blob = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
     rows = conn.execute(
-        "SELECT e.key FROM embeddings e JOIN records r ON r.key = e.key "
-        "WHERE e.digest = ? AND e.vector = ? AND r.cid = ?",
+        "SELECT e.key FROM embeddings e INDEXED BY embeddings_by_digest "
+        "WHERE e.digest = ? AND e.vector = ? "
+        "AND EXISTS (SELECT 1 FROM records r WHERE r.key = e.key AND r.cid = ?)",
         (vector_digest(blob), blob, cid),
     )
     return [r[0] for r in rows]
