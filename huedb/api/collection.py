@@ -325,6 +325,4 @@ class Collection:
                 matrix = self._embed(imgs)
             elif require_embeddings:
                 raise ValueError("Exactly one of documents, images, uris must be provided")
-        if matrix is not None:
-            v.finite_or_error(matrix)
         return id_list, matrix, metas, docs, uri_list
