@@ -84,11 +84,22 @@ class Engine:
             if self._closed:
                 return
             try:
+                self._adopt_builds()
                 self._maintain(self._indexes.dirty())
             except (sqlite3.Error, OSError) as exc:
                 logger.warning("could not snapshot indexes at close: %s", exc)
             self._conn.close()
             self._closed = True
+
+    def _adopt_builds(self) -> None:
+        """Wait for background graph builds and swap them in, so close can snapshot them."""
+        while building := self._indexes.finish_builds():
+            with read_transaction(self._conn):
+                for col in building:
+                    try:
+                        self._indexes.ready(catalog.collection_by_uuid(self._conn, col.uuid))
+                    except catalog.NotFoundError:
+                        self._indexes.forget(col.cid)
 
     def reset(self) -> None:
         """Delete every tenant, database, collection and record."""
@@ -492,6 +503,7 @@ class Engine:
                     usable = snapshot.read_snapshot(path, self._indexes.owner(col)) is not None
                     snap = "ok" if usable else "unusable"
             index = self._indexes.ready(col)
+            self._indexes.forget(col.cid)  # a fresh process's view; not kept, nor built on
             keys = [
                 r[0]
                 for r in self._conn.execute("SELECT key FROM records WHERE cid = ?", (col.cid,))
@@ -523,19 +535,18 @@ class Engine:
         with self._lock:
             with read_transaction(self._conn):
                 col = catalog.collection_by_uuid(self._conn, collection_uuid)
-                index = self._indexes.rebuild(col)
-            if index is not None and self._index_dir is not None:
-                if index.uses_graph:
-                    self._indexes.checkpoint(col, force=True)
-                else:
-                    snapshot.remove_snapshot(self._index_dir, col.uuid)
+                self._indexes.rebuild(col)
+            if self._index_dir is not None:
+                snapshot.remove_snapshot(self._index_dir, col.uuid)
+            self._adopt_builds()
+            self._maintain(self._indexes.dirty())
 
     def compact_index(self, collection_uuid: str) -> bool:
         """Rebuild a graph index without the tombstones of deleted vectors; True if done."""
         with self._lock:
             with read_transaction(self._conn):
                 index = self._indexes.ready(catalog.collection_by_uuid(self._conn, collection_uuid))
-            if index is None or not index.uses_graph:
+            if index is None or not (index.uses_graph or index.wants_graph):
                 return False
             self.rebuild_index(collection_uuid)
             return True

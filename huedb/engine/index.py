@@ -3,20 +3,26 @@
 This is the only module that imports usearch. Keys are the records' integer keys (never
 reused), so an index entry can never point at the wrong record. Distances follow Chroma:
 l2 = squared L2, ip = 1 - dot, cosine = 1 - cosine similarity, all in float32.
+
+A `VectorIndex` starts exact (a numpy matrix). When it grows past the exact-search
+threshold, its owner builds a graph from a copy of its vectors (`build_graph`, which may run
+in another thread) and swaps it in with `VectorIndex.from_graph`; until then searches stay
+exact, so they are slower but never wrong.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 from usearch.index import Index
-from usearch.index import search as exact_search
 
 METRICS = {"l2": "l2sq", "ip": "ip", "cosine": "cos"}
-LIBRARY = "usearch"
+RERANK_MARGIN = 16
+BUILD_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,78 @@ SearchHits = tuple[np.ndarray, np.ndarray]  # (keys uint64, distances float32), 
 _EMPTY: SearchHits = (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.float32))
 
 
+def exact_distances(space: str, matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Chroma's distance from `query` to every row, computed directly in float32."""
+    if space == "l2":
+        diff = matrix - query
+        return np.einsum("ij,ij->i", diff, diff)
+    dots = matrix @ query
+    if space == "ip":
+        return (1.0 - dots).astype(np.float32)
+    norms = np.linalg.norm(matrix, axis=1) * np.float32(np.linalg.norm(query))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos = np.where(norms > 0, dots / norms, 0.0)
+    return (1.0 - cos).astype(np.float32)
+
+
+def top_k_exact(
+    space: str, matrix: np.ndarray, keys: np.ndarray, query: np.ndarray, k: int
+) -> SearchHits:
+    """The k nearest rows: a BLAS pass to shortlist, then direct distances to rank."""
+    n = len(keys)
+    k = min(k, n)
+    if k <= 0:
+        return _EMPTY
+    query = np.ascontiguousarray(query, dtype=np.float32)
+    shortlist = min(n, 2 * k + RERANK_MARGIN)
+    if shortlist < n:
+        if space == "l2":
+            rough = np.einsum("ij,ij->i", matrix, matrix) - 2.0 * (matrix @ query)
+        elif space == "ip":
+            rough = -(matrix @ query)
+        else:
+            norms = np.linalg.norm(matrix, axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rough = -np.where(norms > 0, (matrix @ query) / norms, 0.0)
+        rows = np.argpartition(rough, shortlist - 1)[:shortlist]
+    else:
+        rows = np.arange(n)
+    dists = exact_distances(space, matrix[rows], query)
+    order = np.argsort(dists, kind="stable")[:k]
+    return keys[rows[order]], dists[order].astype(np.float32)
+
+
+class BuildStopped(Exception):
+    """A background graph build was asked to stop (the process is exiting)."""
+
+
+def build_graph(
+    dim: int,
+    params: HnswParams,
+    keys: np.ndarray,
+    vectors: np.ndarray,
+    stop: threading.Event | None = None,
+) -> Index:
+    """An HNSW graph over the given vectors (multi-threaded; releases the GIL).
+
+    Vectors are added in chunks so that `stop` is honoured within one chunk's time.
+    """
+    graph = Index(
+        ndim=dim,
+        metric=METRICS[params.space],
+        dtype="f32",
+        connectivity=params.max_neighbors,
+        expansion_add=params.ef_construction,
+        expansion_search=params.ef_search,
+    )
+    for start in range(0, len(keys), BUILD_CHUNK):
+        if stop is not None and stop.is_set():
+            raise BuildStopped
+        end = start + BUILD_CHUNK
+        graph.add(keys[start:end], vectors[start:end], threads=_threads(end - start))
+    return graph
+
+
 class VectorIndex:
     """In-memory vectors of one collection, with exact and HNSW search."""
 
@@ -55,10 +133,37 @@ class VectorIndex:
         self._keys = np.empty(0, dtype=np.uint64)
         self._row_of: dict[int, int] = {}
 
+    @classmethod
+    def from_graph(
+        cls, dim: int, params: HnswParams, thresholds: Thresholds, graph: Index
+    ) -> VectorIndex:
+        """An index served by an existing graph."""
+        index = cls(dim, params, thresholds)
+        if graph.ndim != dim or str(graph.metric.name).lower() != index.metric:
+            raise ValueError("graph does not match the collection")
+        graph.expansion_search = params.ef_search
+        index._graph = graph
+        return index
+
+    @classmethod
+    def from_serialized(
+        cls, dim: int, params: HnswParams, thresholds: Thresholds, payload: bytes
+    ) -> VectorIndex:
+        """Restore an index from `serialize()` output; raises ValueError if it does not fit."""
+        graph = Index.restore(payload)
+        if graph is None:
+            raise ValueError("snapshot payload is not an index")
+        return cls.from_graph(dim, params, thresholds, graph)
+
     @property
     def uses_graph(self) -> bool:
-        """True once the collection is large enough to be served by HNSW."""
+        """True once searches are served by HNSW."""
         return self._graph is not None
+
+    @property
+    def wants_graph(self) -> bool:
+        """True when the index is exact but large enough to deserve a graph."""
+        return self._graph is None and len(self) * self.dim > self.thresholds.exact_max_floats
 
     def __len__(self) -> int:
         return len(self._graph) if self._graph is not None else len(self._row_of)
@@ -69,15 +174,13 @@ class VectorIndex:
             return
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if self._graph is not None:
-            present = self._graph.contains(keys)
-            if np.any(present):
-                self._graph.remove(keys[present])
-            self._graph.add(keys, vectors, threads=_threads(len(keys)))
+        if self._graph is None:
+            self._flat_upsert(keys, vectors)
             return
-        self._flat_upsert(keys, vectors)
-        if len(self._row_of) * self.dim > self.thresholds.exact_max_floats:
-            self._build_graph()
+        present = self._graph.contains(keys)
+        if np.any(present):
+            self._graph.remove(keys[present])
+        self._graph.add(keys, vectors, threads=_threads(len(keys)))
 
     def remove(self, keys: np.ndarray) -> None:
         """Remove keys that are present; absent keys are ignored."""
@@ -100,6 +203,11 @@ class VectorIndex:
                 self._keys[row] = moved
                 self._row_of[moved] = row
 
+    def contents(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the exact index's keys and vectors (to build a graph from)."""
+        n = len(self._row_of)
+        return self._keys[:n].copy(), self._matrix[:n].copy()
+
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> SearchHits:
         """The k nearest vectors to one query, optionally among `allowed` keys only."""
         n = len(self)
@@ -107,7 +215,7 @@ class VectorIndex:
             return _EMPTY
         if allowed is None:
             if self._graph is None:
-                return self._exact(self._matrix[:n], self._keys[:n], query, k)
+                return top_k_exact(self.params.space, self._matrix[:n], self._keys[:n], query, k)
             return self._graph_search(query, min(k, n))
         if len(allowed) == 0:
             return _EMPTY
@@ -130,7 +238,7 @@ class VectorIndex:
         missing = np.asarray([key for key in keys if key not in found], dtype=np.uint64)
         if len(missing) == 0:
             return hits
-        extra_keys, extra_dists = self._exact(self.vectors_of(missing), missing, query, k)
+        extra_keys, extra_dists = self._exact_among(query, k, missing)
         all_keys = np.concatenate([hits[0], extra_keys])
         all_dists = np.concatenate([hits[1], extra_dists])
         order = np.argsort(all_dists, kind="stable")[:k]
@@ -150,19 +258,6 @@ class VectorIndex:
         if self._graph is None:
             return None
         return bytes(self._graph.save())
-
-    @classmethod
-    def from_serialized(
-        cls, dim: int, params: HnswParams, thresholds: Thresholds, payload: bytes
-    ) -> VectorIndex:
-        """Restore an index from `serialize()` output; raises ValueError if it does not fit."""
-        graph = Index.restore(payload)
-        index = cls(dim, params, thresholds)
-        if graph is None or graph.ndim != dim or _metric_name(graph) != index.metric:
-            raise ValueError("snapshot does not match the collection")
-        graph.expansion_search = params.ef_search
-        index._graph = graph
-        return index
 
     def keys(self) -> np.ndarray:
         """All keys currently indexed."""
@@ -195,32 +290,9 @@ class VectorIndex:
         for offset, key in enumerate(keys[idx].tolist()):
             self._row_of[key] = start + offset
 
-    def _build_graph(self) -> None:
-        n = len(self._row_of)
-        graph = Index(
-            ndim=self.dim,
-            metric=self.metric,
-            dtype="f32",
-            connectivity=self.params.max_neighbors,
-            expansion_add=self.params.ef_construction,
-            expansion_search=self.params.ef_search,
-        )
-        graph.add(self._keys[:n], self._matrix[:n], threads=_threads(n))
-        self._graph = graph
-        self._matrix = np.empty((0, self.dim), dtype=np.float32)
-        self._keys = np.empty(0, dtype=np.uint64)
-        self._row_of = {}
-
-    def _exact(self, matrix: np.ndarray, keys: np.ndarray, query: np.ndarray, k: int) -> SearchHits:
-        k = min(k, len(keys))
-        found = exact_search(matrix, query, k, self.metric, exact=True, threads=1)
-        count = int(found.count) if hasattr(found, "count") else len(found.keys)
-        positions = np.asarray(found.keys[:count], dtype=np.int64)
-        return keys[positions], np.asarray(found.distances[:count], dtype=np.float32)
-
     def _exact_among(self, query: np.ndarray, k: int, allowed: np.ndarray) -> SearchHits:
         matrix = np.ascontiguousarray(self.vectors_of(allowed), dtype=np.float32)
-        return self._exact(matrix, allowed, query, k)
+        return top_k_exact(self.params.space, matrix, allowed, query, k)
 
     def _graph_search(self, query: np.ndarray, k: int, ef: int | None = None) -> SearchHits:
         graph = self._graph
@@ -245,10 +317,6 @@ class VectorIndex:
         if len(keys) < want:
             return self._exact_among(query, k, allowed)
         return keys, dists
-
-
-def _metric_name(graph: Index) -> str:
-    return str(graph.metric.name).lower()
 
 
 def _threads(batch: int) -> int:

@@ -5,24 +5,54 @@ with the oplog `watermark` it reflects. Before a search, inside the query's read
 transaction, the cache applies every oplog entry after the watermark, so a search always
 sees exactly the acknowledged writes of all processes as of that transaction's snapshot.
 Snapshots are written after the read transaction ends, never inside it.
+
+When an exact index grows past the exact-search threshold (or a large collection is loaded
+from SQLite), its HNSW graph is built in a background thread from a copy of the vectors.
+Searches stay exact (slower, never wrong) until the graph is adopted: swapped in at the
+watermark of the copy, then caught up from the oplog like a snapshot.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sqlite3
-from dataclasses import dataclass
+import threading
+import weakref
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from huedb.engine import snapshot
 from huedb.engine.catalog import CollectionRow
-from huedb.engine.index import HnswParams, Thresholds, VectorIndex
+from huedb.engine.index import HnswParams, Thresholds, VectorIndex, build_graph
 
 logger = logging.getLogger(__name__)
 
 REBUILD_CHUNK = 20_000
+
+
+@dataclass(eq=False)
+class _Build:
+    thread: threading.Thread
+    watermark: int
+    outcome: list[Any] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+_running_builds: weakref.WeakSet[_Build] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_running_builds() -> None:
+    """Stop background builds before the interpreter exits (native threads must not be cut)."""
+    builds = list(_running_builds)
+    for build in builds:
+        build.stop.set()
+    for build in builds:
+        build.thread.join()
 
 
 @dataclass
@@ -31,6 +61,8 @@ class _State:
     index: VectorIndex
     watermark: int
     unsnapshotted: int = 0
+    build: _Build | None = None
+    build_failed: bool = False
 
 
 def oplog_head(conn: sqlite3.Connection) -> int:
@@ -85,6 +117,8 @@ class IndexCache:
             self._states[col.cid] = state
         state.col = col
         self._catch_up(col, state)
+        self._adopt_finished_build(col, state)
+        self._start_build_if_needed(col, state)
         if state.unsnapshotted >= max(self._snapshot_every, len(state.index) // 10):
             self._pending[col.cid] = col
         return state.index
@@ -96,6 +130,7 @@ class IndexCache:
         state = self._rebuild(col, hnsw_params(col))
         state.unsnapshotted = max(state.unsnapshotted, 1)
         self._states[col.cid] = state
+        self._start_build_if_needed(col, state)
         return state.index
 
     def loaded(self, cid: int) -> VectorIndex | None:
@@ -123,23 +158,78 @@ class IndexCache:
         self._pending.clear()
         return pending
 
+    def finish_builds(self) -> list[CollectionRow]:
+        """Wait for background graph builds; their collections need a `ready()` to adopt."""
+        waiting = [s for s in self._states.values() if s.build is not None]
+        for state in waiting:
+            assert state.build is not None
+            state.build.thread.join()
+        return [s.col for s in waiting]
+
+    def _start_build_if_needed(self, col: CollectionRow, state: _State) -> None:
+        if state.build is not None or state.build_failed or not state.index.wants_graph:
+            return
+        index = state.index
+        keys, vectors = index.contents()
+        build = _Build(threading.Thread(daemon=True), state.watermark)
+
+        def work() -> None:
+            try:
+                graph = build_graph(index.dim, index.params, keys, vectors, build.stop)
+                build.outcome.append(graph)
+            except Exception as exc:  # reported when adopting, in the caller's thread
+                build.outcome.append(exc)
+
+        build.thread = threading.Thread(target=work, name=f"huedb-graph-{col.uuid}", daemon=True)
+        state.build = build
+        _running_builds.add(build)
+        logger.info(
+            "building the HNSW graph of collection %s (%d vectors) in the background; "
+            "queries use exact search until it is ready",
+            col.uuid,
+            len(keys),
+        )
+        build.thread.start()
+
+    def _adopt_finished_build(self, col: CollectionRow, state: _State) -> None:
+        build = state.build
+        if build is None or build.thread.is_alive():
+            return
+        state.build = None
+        outcome = build.outcome[0] if build.outcome else RuntimeError("no graph was produced")
+        if isinstance(outcome, Exception):
+            state.build_failed = True
+            logger.error("building the graph of %s failed: %s", col.uuid, outcome)
+            return
+        if build.watermark < col.pruned_seq:
+            logger.info("graph of %s is older than the oplog floor; building again", col.uuid)
+            return
+        state.index = VectorIndex.from_graph(
+            state.index.dim, state.index.params, self._thresholds, outcome
+        )
+        state.watermark = build.watermark
+        state.unsnapshotted = len(state.index)
+        self._catch_up(col, state)
+        logger.info("HNSW graph of collection %s is ready", col.uuid)
+
     def dirty(self) -> list[CollectionRow]:
         """Collections with index changes not yet snapshotted (checkpointed at close)."""
         return [s.col for s in self._states.values() if s.unsnapshotted > 0]
 
-    def checkpoint(self, col: CollectionRow, force: bool = False) -> tuple[int | None, bool]:
+    def checkpoint(self, col: CollectionRow) -> tuple[int | None, bool]:
         """Snapshot the index if it is a graph.
 
         Returns the oplog seq up to which entries may be pruned, and whether a graph snapshot
-        now covers it. `force` replaces the snapshot even when the one on disk claims a newer
-        watermark (used by repair, when that snapshot is known to be wrong).
+        now covers it. A snapshot on disk is never replaced by an older one.
         """
         state = self._states.get(col.cid)
         if state is None:
             return None, False
         if not state.index.uses_graph:
             state.unsnapshotted = 0
-            return state.watermark, False
+            # A graph being built will catch up from its own watermark: keep that oplog.
+            floor = state.build.watermark if state.build is not None else state.watermark
+            return floor, False
         if self._dir is None:
             return None, False
         path = snapshot.snapshot_path(self._dir, col.uuid)
@@ -147,7 +237,7 @@ class IndexCache:
             if not locked:
                 return None, False
             header = snapshot.read_header(path)
-            if force or header is None or int(header.get("watermark", -1)) < state.watermark:
+            if header is None or int(header.get("watermark", -1)) < state.watermark:
                 payload = state.index.serialize()
                 assert payload is not None
                 snapshot.write_snapshot(
@@ -206,8 +296,8 @@ class IndexCache:
             index.upsert(keys, vectors.reshape(len(rows), col.dimension))
             total += len(rows)
         if total > 0:
-            logger.info("built index of collection %s from SQLite: %d vectors", col.uuid, total)
-        return _State(col, index, watermark, unsnapshotted=total if index.uses_graph else 0)
+            logger.info("loaded %d vectors of collection %s from SQLite", total, col.uuid)
+        return _State(col, index, watermark)
 
     def _catch_up(self, col: CollectionRow, state: _State) -> None:
         head = oplog_head(self._conn)

@@ -38,7 +38,7 @@ def open_connection(path: Path | None, sync: str) -> sqlite3.Connection:
         if mode.lower() != "wal":
             raise RuntimeError(f"cannot enable WAL mode on {target} (got {mode})")
     conn.execute(f"PRAGMA synchronous = {sync.upper()}")
-    conn.execute("PRAGMA cache_size = -65536")
+    conn.execute("PRAGMA cache_size = -16384")
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.create_function("huedb_regexp", 2, regexp_match, deterministic=True)
     _ensure_schema(conn, target)
