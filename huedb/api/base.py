@@ -138,6 +138,9 @@ class ServerAPI(ABC):
     def count(self, collection_id: str) -> int: ...
 
     @abstractmethod
+    def indexing_status(self, collection_id: str) -> dict[str, Any]: ...
+
+    @abstractmethod
     def get(
         self,
         collection_id: str,

@@ -14,6 +14,7 @@ from huedb.api.types import (
     CollectionModel,
     DeleteResult,
     GetResult,
+    IndexingStatus,
     QueryResult,
 )
 
@@ -157,6 +158,10 @@ class Collection:
     def count(self, read_level: Any = None) -> int:
         """Number of records."""
         return self._client.count(str(self.id))
+
+    def get_indexing_status(self) -> IndexingStatus:
+        """Whether this process's index serves the collection by graph yet (Chroma's API)."""
+        return IndexingStatus(**self._client.indexing_status(str(self.id)))
 
     def get(
         self,

@@ -236,6 +236,9 @@ class LocalAPI(ServerAPI):
     def count(self, collection_id: str) -> int:
         return self.engine.count(collection_id)
 
+    def indexing_status(self, collection_id: str) -> dict[str, Any]:
+        return self.engine.indexing_status(collection_id)
+
     def get(
         self,
         collection_id: str,

@@ -59,6 +59,16 @@ class DeleteResult(TypedDict):
     deleted: int
 
 
+@dataclass(frozen=True)
+class IndexingStatus:
+    """Chroma's indexing status: how many records the ANN index serves."""
+
+    num_indexed_ops: int
+    num_unindexed_ops: int
+    total_ops: int
+    op_indexing_progress: float
+
+
 @runtime_checkable
 class EmbeddingFunction(Protocol):
     """Anything callable on a list of documents that returns one vector per document."""

@@ -275,6 +275,9 @@ class HttpServerAPI(ServerAPI):
     def count(self, collection_id: str) -> int:
         return int(self._request("GET", f"{self._data_path(collection_id)}/count"))
 
+    def indexing_status(self, collection_id: str) -> dict[str, Any]:
+        return self._request("GET", f"{self._data_path(collection_id)}/indexing_status")
+
     def get(
         self,
         collection_id: str,

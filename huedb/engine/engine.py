@@ -408,6 +408,26 @@ class Engine:
             window.append(time.perf_counter() - started)
             return hits
 
+    def indexing_status(self, collection_uuid: str) -> dict[str, Any]:
+        """How much of the collection this process's index serves through its graph.
+
+        Loading the index if needed (which starts a background graph build for a large
+        collection): `op_indexing_progress` is 1.0 once queries no longer need exact search.
+        """
+        with self._lock:
+            with read_transaction(self._conn):
+                col = catalog.collection_by_uuid(self._conn, collection_uuid)
+                total = records.count_records(self._conn, col.cid)
+                index = self._indexes.ready(col)
+            self._maintain(self._indexes.pending_maintenance())
+        pending = total if index is not None and index.wants_graph else 0
+        return {
+            "num_indexed_ops": total - pending,
+            "num_unindexed_ops": pending,
+            "total_ops": total,
+            "op_indexing_progress": 1.0 if total == 0 else (total - pending) / total,
+        }
+
     def recent_latencies(self, collection_uuid: str) -> list[float]:
         """Durations in seconds of this process's recent queries on a collection."""
         with self._lock:

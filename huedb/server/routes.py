@@ -273,10 +273,17 @@ def count(request: Request, tenant: str, database: str, collection_id: str) -> i
     return api(request).count(collection_uuid(collection_id))
 
 
+@router.get(COL + "/indexing_status")
+def indexing_status(
+    request: Request, tenant: str, database: str, collection_id: str
+) -> dict[str, Any]:
+    """This worker's index state; `op_indexing_progress` 1.0 means graph search is ready."""
+    return api(request).indexing_status(collection_uuid(collection_id))
+
+
 @router.post(COL + "/fork", include_in_schema=False)
 @router.get(COL + "/fork_count", include_in_schema=False)
 @router.post(COL + "/search", include_in_schema=False)
-@router.get(COL + "/indexing_status", include_in_schema=False)
 def unsupported(tenant: str, database: str, collection_id: str) -> None:
     raise NotImplementedOnSingleNode("This operation is not supported by huedb")
 
