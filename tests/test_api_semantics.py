@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -347,3 +348,29 @@ def test_embedding_function_embeds_documents_and_query_texts(client: huedb.Clien
     plain = client.create_collection("noef")
     with pytest.raises(ValueError, match="embedding function"):
         plain.add(ids=["x"], documents=["text"])
+
+
+def test_graph_is_built_in_background_and_results_stay_exact_meanwhile(tmp_path: Path) -> None:
+    settings = huedb.Settings(huedb_exact_max_floats=8 * 500)
+    client = huedb.PersistentClient(path=tmp_path / "bg", settings=settings)
+    col = client.create_collection("grows", metadata={"hnsw:space": "cosine"})
+    rng = np.random.default_rng(11)
+    vectors = rng.standard_normal((4000, 8)).astype(np.float32)
+    col.add(ids=[f"v{i}" for i in range(4000)], embeddings=vectors)
+    first = col.query(query_embeddings=vectors[:50], n_results=1)
+    assert first["ids"] == [[f"v{i}"] for i in range(50)]
+    deadline = time.monotonic() + 60
+    while col.get_indexing_status().op_indexing_progress < 1.0:
+        assert time.monotonic() < deadline, "graph build did not finish"
+        time.sleep(0.05)
+    status = col.get_indexing_status()
+    assert (status.num_indexed_ops, status.total_ops) == (4000, 4000)
+    col.update(ids=["v0"], embeddings=[vectors[1]])
+    col.delete(ids=["v2"])
+    after = col.query(query_embeddings=vectors[3:50], n_results=1)
+    assert after["ids"] == [[f"v{i}"] for i in range(3, 50)]
+    both = col.query(query_embeddings=vectors[1], n_results=2)
+    assert sorted(both["ids"][0]) == ["v0", "v1"]
+    client.close()
+    clear_system_cache()
+    assert (tmp_path / "bg" / "index" / f"{col.id}.hnsw").exists()
