@@ -92,6 +92,17 @@ class ServerAPI(ABC):
     def delete_collection(self, name: str, tenant: str, database: str) -> None: ...
 
     @abstractmethod
+    def set_alias(
+        self, alias: str, collection: str, create: bool, tenant: str, database: str
+    ) -> None: ...
+
+    @abstractmethod
+    def delete_alias(self, alias: str, tenant: str, database: str) -> None: ...
+
+    @abstractmethod
+    def list_aliases(self, tenant: str, database: str) -> list[dict[str, str]]: ...
+
+    @abstractmethod
     def add(
         self,
         collection_id: str,

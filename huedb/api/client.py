@@ -178,8 +178,13 @@ class Client:
 
     # -- collections -------------------------------------------------------------------
 
-    def _wrap(self, model: CollectionModel, ef: Any, data_loader: Any = None) -> Collection:
-        return Collection(self._server, model, embedding_function=ef, data_loader=data_loader)
+    def _wrap(
+        self, model: CollectionModel, ef: Any, data_loader: Any = None, alias: str | None = None
+    ) -> Collection:
+        check_embedding_function(model, ef)
+        return Collection(
+            self._server, model, embedding_function=ef, data_loader=data_loader, alias=alias
+        )
 
     def list_collections(
         self, limit: int | None = None, offset: int | None = None
@@ -200,18 +205,29 @@ class Client:
         data_loader: Any = None,
         get_or_create: bool = False,
     ) -> Collection:
-        """Create a collection (InternalError if the name exists, unless get_or_create)."""
+        """Create a collection (InternalError if the name exists, unless get_or_create).
+
+        The embedding function's identity (Chroma's `name()` / `get_config()`) is recorded
+        in the collection's configuration, so a later client with another one is refused.
+        """
+        configuration = with_embedding_function(configuration, embedding_function)
         model = self._server.create_collection(
             name, metadata, configuration, get_or_create, self.tenant, self.database
         )
-        return self._wrap(model, embedding_function, data_loader)
+        alias = name if model.name != name else None
+        return self._wrap(model, embedding_function, data_loader, alias)
 
     def get_collection(
         self, name: str, embedding_function: Any = None, data_loader: Any = None
     ) -> Collection:
-        """An existing collection by name (NotFoundError if missing)."""
+        """An existing collection by name or alias (NotFoundError if missing).
+
+        Through an alias, every later call on the returned collection follows the alias to
+        its current target.
+        """
         model = self._server.get_collection(name, self.tenant, self.database)
-        return self._wrap(model, embedding_function, data_loader)
+        alias = name if model.name != name else None
+        return self._wrap(model, embedding_function, data_loader, alias)
 
     def get_collection_by_id(
         self, id: Any, embedding_function: Any = None, data_loader: Any = None
@@ -241,6 +257,61 @@ class Client:
     def delete_collection(self, name: str) -> None:
         """Delete a collection and all its records (NotFoundError if missing)."""
         self._server.delete_collection(name, self.tenant, self.database)
+
+    # -- aliases (huedb) ---------------------------------------------------------------
+
+    def create_alias(self, alias: str, collection: str) -> None:
+        """Make `alias` a second name of `collection`: get_collection(alias) reaches it."""
+        self._server.set_alias(alias, collection, True, self.tenant, self.database)
+
+    def update_alias(self, alias: str, collection: str) -> None:
+        """Point `alias` at another collection, atomically for every process and worker."""
+        self._server.set_alias(alias, collection, False, self.tenant, self.database)
+
+    def delete_alias(self, alias: str) -> None:
+        """Remove an alias (the collection stays)."""
+        self._server.delete_alias(alias, self.tenant, self.database)
+
+    def list_aliases(self) -> dict[str, str]:
+        """Every alias of the current database and the collection it names."""
+        rows = self._server.list_aliases(self.tenant, self.database)
+        return {r["name"]: r["collection"] for r in rows}
+
+
+def embedding_function_identity(ef: Any) -> dict[str, Any] | None:
+    """How Chroma records an embedding function: known (name + config) or legacy."""
+    if ef is None:
+        return None
+    name, config = getattr(ef, "name", None), getattr(ef, "get_config", None)
+    if callable(name) and callable(config):
+        try:
+            return {"type": "known", "name": name(), "config": config()}
+        except (NotImplementedError, TypeError):
+            return {"type": "legacy"}
+    return {"type": "legacy"}
+
+
+def with_embedding_function(configuration: dict[str, Any] | None, ef: Any) -> dict[str, Any] | None:
+    """The create-time configuration with the embedding function's identity added."""
+    identity = embedding_function_identity(ef)
+    if identity is None or (configuration and configuration.get("embedding_function")):
+        return configuration
+    return {**(configuration or {}), "embedding_function": identity}
+
+
+def check_embedding_function(model: CollectionModel, ef: Any) -> None:
+    """Refuse a client whose embedding function differs from the collection's recorded one."""
+    recorded = (model.configuration_json or {}).get("embedding_function") or {}
+    given = embedding_function_identity(ef)
+    if not given or given.get("type") != "known" or recorded.get("type") != "known":
+        return
+    if given["name"] != recorded.get("name"):
+        raise ValueError(
+            f"Embedding function conflict: collection {model.name} was created with "
+            f"'{recorded.get('name')}' but this client uses '{given['name']}'. Open it with "
+            "the same embedding function, or build a new collection for the new model "
+            "(see docs/model-versions.md)."
+        )
 
 
 def EphemeralClient(  # noqa: N802 - chromadb's factory name

@@ -31,11 +31,21 @@ class Collection:
         model: CollectionModel,
         embedding_function: Any = None,
         data_loader: Any = None,
+        alias: str | None = None,
     ) -> None:
         self._client = client
         self._model = model
         self._embedding_function = embedding_function
         self._data_loader = data_loader
+        self._alias = alias
+
+    def _target_id(self) -> str:
+        """The collection every data call goes to: an alias is resolved again on each call."""
+        if self._alias is not None:
+            self._model = self._client.get_collection(
+                self._alias, self._model.tenant, self._model.database
+            )
+        return str(self._model.id)
 
     # -- properties --------------------------------------------------------------------
 
@@ -100,7 +110,7 @@ class Collection:
         """Add records; ids that already exist are left unchanged."""
         with v.validation_context("add"):
             batch = self._prepare(ids, embeddings, metadatas, documents, images, uris, "add", True)
-        self._client.add(str(self.id), *batch)
+        self._client.add(self._target_id(), *batch)
 
     def upsert(
         self,
@@ -116,7 +126,7 @@ class Collection:
             batch = self._prepare(
                 ids, embeddings, metadatas, documents, images, uris, "upsert", True
             )
-        self._client.upsert(str(self.id), *batch)
+        self._client.upsert(self._target_id(), *batch)
 
     def update(
         self,
@@ -132,7 +142,7 @@ class Collection:
             batch = self._prepare(
                 ids, embeddings, metadatas, documents, images, uris, "update", False
             )
-        self._client.update(str(self.id), *batch)
+        self._client.update(self._target_id(), *batch)
 
     def delete(
         self,
@@ -150,18 +160,18 @@ class Collection:
             if limit is not None and where is None and where_document is None:
                 raise ValueError("limit can only be specified when a where clause is provided")
             self._check_filters(where, where_document)
-        deleted = self._client.delete(str(self.id), id_list, where, where_document, limit)
+        deleted = self._client.delete(self._target_id(), id_list, where, where_document, limit)
         return DeleteResult(deleted=deleted)
 
     # -- reads -------------------------------------------------------------------------
 
     def count(self, read_level: Any = None) -> int:
         """Number of records."""
-        return self._client.count(str(self.id))
+        return self._client.count(self._target_id())
 
     def get_indexing_status(self) -> IndexingStatus:
         """Whether this process's index serves the collection by graph yet (Chroma's API)."""
-        return IndexingStatus(**self._client.indexing_status(str(self.id)))
+        return IndexingStatus(**self._client.indexing_status(self._target_id()))
 
     def get(
         self,
@@ -189,7 +199,7 @@ class Collection:
         if "data" in include and "uris" not in wire_include:
             wire_include.append("uris")
         result = self._client.get(
-            str(self.id), id_list, where, where_document, limit, offset, wire_include
+            self._target_id(), id_list, where, where_document, limit, offset, wire_include
         )
         return self._finish(result, include)
 
@@ -235,7 +245,7 @@ class Collection:
         v.finite_or_error(matrix)
         wire_include = [i for i in include if i != "data"]
         result = self._client.query(
-            str(self.id), matrix, n_results, id_list, where, where_document, wire_include
+            self._target_id(), matrix, n_results, id_list, where, where_document, wire_include
         )
         return self._finish(result, include)
 

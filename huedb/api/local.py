@@ -160,6 +160,17 @@ class LocalAPI(ServerAPI):
     def delete_collection(self, name: str, tenant: str, database: str) -> None:
         self.engine.delete_collection(name, tenant, database)
 
+    def set_alias(
+        self, alias: str, collection: str, create: bool, tenant: str, database: str
+    ) -> None:
+        self.engine.set_alias(alias, collection, create, tenant, database)
+
+    def delete_alias(self, alias: str, tenant: str, database: str) -> None:
+        self.engine.delete_alias(alias, tenant, database)
+
+    def list_aliases(self, tenant: str, database: str) -> list[dict[str, str]]:
+        return self.engine.list_aliases(tenant, database)
+
     # -- records -----------------------------------------------------------------------
 
     def add(

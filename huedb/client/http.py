@@ -198,6 +198,22 @@ class HttpServerAPI(ServerAPI):
         }
         self._request("PUT", self._data_path(collection_id), body)
 
+    def set_alias(
+        self, alias: str, collection: str, create: bool, tenant: str, database: str
+    ) -> None:
+        base = self._collection_path(tenant, database) + "/aliases"
+        if create:
+            self._request("POST", base, {"name": alias, "collection": collection})
+        else:
+            self._request("PUT", f"{base}/{quote(alias, safe='')}", {"collection": collection})
+
+    def delete_alias(self, alias: str, tenant: str, database: str) -> None:
+        path = f"{self._collection_path(tenant, database)}/aliases/{quote(alias, safe='')}"
+        self._request("DELETE", path)
+
+    def list_aliases(self, tenant: str, database: str) -> list[dict[str, str]]:
+        return self._request("GET", self._collection_path(tenant, database) + "/aliases")
+
     def delete_collection(self, name: str, tenant: str, database: str) -> None:
         path = f"{self._collection_path(tenant, database)}/collections/{quote(name, safe='')}"
         self._request("DELETE", path)

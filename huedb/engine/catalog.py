@@ -152,6 +152,7 @@ def delete_database(conn: sqlite3.Connection, name: str, tenant: str) -> list[Co
         _row(r)
         for r in conn.execute(f"SELECT {_COLUMNS} FROM collections WHERE database_id = ?", (db_id,))
     ]
+    conn.execute("DELETE FROM aliases WHERE database_id = ?", (db_id,))
     conn.execute("DELETE FROM collections WHERE database_id = ?", (db_id,))
     conn.execute("DELETE FROM databases WHERE id = ?", (db_id,))
     return cols
@@ -176,13 +177,73 @@ def _row(r: tuple) -> CollectionRow:
     )
 
 
-def collection_by_name(conn: sqlite3.Connection, db_id: str, name: str) -> CollectionRow:
+def collection_by_name(
+    conn: sqlite3.Connection, db_id: str, name: str, follow_alias: bool = True
+) -> CollectionRow:
+    """A collection by name, or by an alias naming it (unless `follow_alias` is False)."""
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM collections WHERE database_id = ? AND name = ?", (db_id, name)
     ).fetchone()
+    if row is None and follow_alias:
+        row = conn.execute(
+            f"SELECT {_COLUMNS} FROM collections WHERE cid = "
+            "(SELECT cid FROM aliases WHERE database_id = ? AND name = ?)",
+            (db_id, name),
+        ).fetchone()
     if row is None:
         raise NotFoundError(f"Collection [{name}] does not exist")
     return _row(row)
+
+
+def alias_target(conn: sqlite3.Connection, db_id: str, name: str) -> int | None:
+    """The collection id an alias points at, or None if `name` is no alias."""
+    row = conn.execute(
+        "SELECT cid FROM aliases WHERE database_id = ? AND name = ?", (db_id, name)
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def set_alias(conn: sqlite3.Connection, db_id: str, alias: str, target: str, create: bool) -> None:
+    """Create an alias, or point an existing one at another collection (one statement)."""
+    validate_name(alias)
+    if conn.execute(
+        "SELECT 1 FROM collections WHERE database_id = ? AND name = ?", (db_id, alias)
+    ).fetchone():
+        raise InvalidArgumentError(f"[{alias}] is a collection name; an alias needs its own name")
+    col = collection_by_name(conn, db_id, target, follow_alias=False)
+    exists = alias_target(conn, db_id, alias) is not None
+    if create and exists:
+        raise AlreadyExistsError(f"Alias [{alias}] already exists")
+    if not create and not exists:
+        raise NotFoundError(f"Alias [{alias}] does not exist")
+    conn.execute(
+        "INSERT INTO aliases (database_id, name, cid) VALUES (?, ?, ?) "
+        "ON CONFLICT (database_id, name) DO UPDATE SET cid = excluded.cid",
+        (db_id, alias, col.cid),
+    )
+
+
+def delete_alias(conn: sqlite3.Connection, db_id: str, alias: str) -> None:
+    if (
+        conn.execute(
+            "DELETE FROM aliases WHERE database_id = ? AND name = ?", (db_id, alias)
+        ).rowcount
+        == 0
+    ):
+        raise NotFoundError(f"Alias [{alias}] does not exist")
+
+
+def list_aliases(conn: sqlite3.Connection, db_id: str) -> list[dict[str, str]]:
+    rows = conn.execute(
+        "SELECT a.name, c.name, c.uuid FROM aliases a JOIN collections c ON c.cid = a.cid "
+        "WHERE a.database_id = ? ORDER BY a.name",
+        (db_id,),
+    )
+    return [{"name": r[0], "collection": r[1], "collection_id": r[2]} for r in rows]
+
+
+def aliases_of(conn: sqlite3.Connection, cid: int) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT name FROM aliases WHERE cid = ?", (cid,))]
 
 
 def collection_by_uuid(conn: sqlite3.Connection, collection_uuid: str) -> CollectionRow:
@@ -220,7 +281,7 @@ def insert_collection(
     exists = conn.execute(
         "SELECT 1 FROM collections WHERE database_id = ? AND name = ?", (db_id, name)
     ).fetchone()
-    if exists:
+    if exists or alias_target(conn, db_id, name) is not None:
         raise CollectionExistsError(f"Collection [{name}] already exists")
     new_uuid = str(uuid.uuid4())
     conn.execute(
@@ -243,7 +304,7 @@ def update_collection(
             "SELECT 1 FROM collections WHERE database_id = ? AND name = ?",
             (col.database_id, new_name),
         ).fetchone()
-        if clash:
+        if clash or alias_target(conn, col.database_id, new_name) is not None:
             raise CollectionExistsError(
                 f"UNIQUE constraint failed: collections.database_id, collections.name "
                 f"(Collection [{new_name}] already exists)"

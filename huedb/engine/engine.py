@@ -107,6 +107,7 @@ class Engine:
             with write_transaction(self._conn):
                 uuids = [r[0] for r in self._conn.execute("SELECT uuid FROM collections")]
                 for table in (
+                    "aliases",
                     "records",
                     "embeddings",
                     "record_meta",
@@ -220,10 +221,39 @@ class Engine:
         with self._lock:
             with write_transaction(self._conn):
                 db_id = catalog.database_id(self._conn, tenant, database)
+                if catalog.alias_target(self._conn, db_id, name) is not None:
+                    raise InvalidArgumentError(
+                        f"[{name}] is an alias: delete_alias() it, or delete the collection by "
+                        "its own name"
+                    )
                 col = catalog.collection_by_name(self._conn, db_id, name)
+                pointing = catalog.aliases_of(self._conn, col.cid)
+                if pointing:
+                    raise InvalidArgumentError(
+                        f"Collection [{name}] is the target of alias(es) {', '.join(pointing)}: "
+                        "point them elsewhere or delete them first"
+                    )
                 records.delete_collection_records(self._conn, col.cid)
                 catalog.delete_collection_row(self._conn, col.cid)
             self._drop_index(col)
+
+    def set_alias(self, alias: str, target: str, create: bool, tenant: str, database: str) -> None:
+        """Create an alias, or switch it to another collection atomically."""
+        with self._lock, write_transaction(self._conn):
+            db_id = catalog.database_id(self._conn, tenant, database)
+            catalog.set_alias(self._conn, db_id, alias, target, create)
+
+    def delete_alias(self, alias: str, tenant: str, database: str) -> None:
+        with self._lock, write_transaction(self._conn):
+            catalog.delete_alias(
+                self._conn, catalog.database_id(self._conn, tenant, database), alias
+            )
+
+    def list_aliases(self, tenant: str, database: str) -> list[dict[str, str]]:
+        with self._lock, read_transaction(self._conn):
+            return catalog.list_aliases(
+                self._conn, catalog.database_id(self._conn, tenant, database)
+            )
 
     def _drop_index(self, col: CollectionRow) -> None:
         self._indexes.forget(col.cid)

@@ -30,6 +30,12 @@ CREATE TABLE IF NOT EXISTS collections (
     snapshot_seq INTEGER NOT NULL DEFAULT 0,
     UNIQUE (database_id, name)
 );
+CREATE TABLE IF NOT EXISTS aliases (
+    database_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    cid INTEGER NOT NULL,
+    PRIMARY KEY (database_id, name)
+);
 CREATE TABLE IF NOT EXISTS records (
     key INTEGER PRIMARY KEY AUTOINCREMENT,
     cid INTEGER NOT NULL,

@@ -132,6 +132,37 @@ def list_collections(
     return [m.to_json() for m in models]
 
 
+@router.get(DB + "/aliases")
+def list_aliases(request: Request, tenant: str, database: str) -> list[dict[str, str]]:
+    """huedb: the aliases of a database and the collections they name."""
+    return api(request).list_aliases(tenant, database)
+
+
+@router.post(DB + "/aliases")
+def create_alias(
+    request: Request, tenant: str, database: str, body: wire.CreateAlias
+) -> dict[str, Any]:
+    """huedb: a second name for a collection."""
+    api(request).set_alias(body.name, body.collection, True, tenant, database)
+    return {}
+
+
+@router.put(DB + "/aliases/{alias}")
+def update_alias(
+    request: Request, tenant: str, database: str, alias: str, body: wire.UpdateAlias
+) -> dict[str, Any]:
+    """huedb: switch an alias to another collection in one transaction."""
+    api(request).set_alias(alias, body.collection, False, tenant, database)
+    return {}
+
+
+@router.delete(DB + "/aliases/{alias}")
+def delete_alias(request: Request, tenant: str, database: str, alias: str) -> dict[str, Any]:
+    """huedb: remove an alias."""
+    api(request).delete_alias(alias, tenant, database)
+    return {}
+
+
 @router.get(DB + "/collections_count")
 def count_collections(request: Request, tenant: str, database: str) -> int:
     return api(request).count_collections(tenant, database)

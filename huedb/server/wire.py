@@ -34,6 +34,15 @@ class CreateCollection(_Body):
     get_or_create: bool = False
 
 
+class CreateAlias(_Body):
+    name: str
+    collection: str
+
+
+class UpdateAlias(_Body):
+    collection: str
+
+
 class UpdateCollection(_Body):
     new_name: str | None = None
     new_metadata: dict[str, Any] | None = None
