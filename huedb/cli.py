@@ -93,6 +93,33 @@ def _add_ops_commands(sub: argparse._SubParsersAction) -> None:
     verify.add_argument("--repair", action="store_true", help="rebuild indexes that disagree")
     compact = sub.add_parser("compact", help="return space freed by deletes to the disk")
     compact.add_argument("--path", required=True, help="data directory")
+    reembed = sub.add_parser("reembed", help="build a collection from another's documents")
+    reembed.add_argument("--path", help="data directory")
+    _remote_args(reembed)
+    reembed.add_argument("--source", required=True, help="collection to read documents from")
+    reembed.add_argument("--target", required=True, help="collection to create or complete")
+    reembed.add_argument(
+        "--embedder", required=True, help="'default' (offline MiniLM) or 'module:factory'"
+    )
+    reembed.add_argument("--batch-size", type=int, default=256)
+    evaluate = sub.add_parser("eval", help="score a collection on queries; gate a model switch")
+    evaluate.add_argument("--path", help="data directory")
+    _remote_args(evaluate)
+    evaluate.add_argument("--collection", required=True, help="the candidate collection")
+    evaluate.add_argument("--baseline", help="the collection in service now")
+    evaluate.add_argument("--queries", required=True, help='JSON lines {"query", "relevant"}')
+    evaluate.add_argument("--embedder", default="default", help="embedder of the candidate")
+    evaluate.add_argument("--baseline-embedder", help="embedder of the baseline (default: same)")
+    evaluate.add_argument("--k", type=int, default=10)
+    evaluate.add_argument("--min-recall", type=float, help="fail below this recall@k")
+    evaluate.add_argument("--min-overlap", type=float, help="fail below this top-k overlap")
+    evaluate.add_argument(
+        "--max-recall-drop",
+        type=float,
+        default=0.02,
+        help="fail when recall@k is more than this below the baseline's (default 0.02)",
+    )
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
 
 
 def server_config(args: argparse.Namespace, env: dict[str, str]) -> ServerConfig:

@@ -173,6 +173,64 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reembed(args: argparse.Namespace) -> int:
+    from huedb.ops.model_versions import load_embedder, reembed
+
+    client = _client(args)
+    try:
+        report = reembed(
+            client, args.source, args.target, load_embedder(args.embedder), args.batch_size
+        )
+    finally:
+        client.close()
+    _out(str(report))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from huedb.ops.model_versions import evaluate, load_embedder, read_queries
+
+    queries = read_queries(Path(args.queries))
+    embedder = load_embedder(args.embedder)
+    baseline_embedder = load_embedder(args.baseline_embedder) if args.baseline_embedder else None
+    client = _client(args)
+    try:
+        report = evaluate(
+            client,
+            args.collection,
+            queries,
+            embedder,
+            baseline=args.baseline,
+            baseline_embedder=baseline_embedder,
+            k=args.k,
+            min_recall=args.min_recall,
+            min_overlap=args.min_overlap,
+            max_recall_drop=args.max_recall_drop,
+        )
+    finally:
+        client.close()
+    if args.json:
+        scores = [s for s in (report.candidate, report.baseline) if s is not None]
+        _out(
+            json.dumps(
+                {
+                    "k": report.k,
+                    "scores": {
+                        s.collection: {"recall_at_k": s.recall_at_k, "mrr": s.mrr} for s in scores
+                    },
+                    "overlap_at_k": report.overlap_at_k,
+                    "failures": report.failures,
+                    "passed": report.passed,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for line in report.lines():
+            _out(line)
+    return 0 if report.passed else 1
+
+
 COMMANDS = {
     "backup": cmd_backup,
     "restore": cmd_restore,
@@ -182,6 +240,8 @@ COMMANDS = {
     "stats": cmd_stats,
     "verify": cmd_verify,
     "compact": cmd_compact,
+    "reembed": cmd_reembed,
+    "eval": cmd_eval,
 }
 
 

@@ -1,0 +1,234 @@
+"""Embedding-model versions: `reembed` builds a new collection from stored documents with a
+new embedder (resumable), and `eval` compares collections on labelled or unlabelled queries.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import huedb
+from huedb.ops.progress import progress
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_RECALL_DROP = 0.02
+
+
+def load_embedder(spec: str) -> Any:
+    """`default` (the offline MiniLM) or `package.module:factory` returning an embedder."""
+    if spec == "default":
+        from huedb.embedding_functions import DefaultEmbeddingFunction
+
+        return DefaultEmbeddingFunction()
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"embedder must be 'default' or 'module:factory', got {spec!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot load embedder {spec!r}: {exc}") from None
+    return factory()
+
+
+@dataclass
+class ReembedReport:
+    """What a reembed run did."""
+
+    source: str
+    target: str
+    embedded: int = 0
+    already_present: int = 0
+    without_document: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.source} -> {self.target}: embedded {self.embedded}, already present "
+            f"{self.already_present}, skipped without document {self.without_document}"
+        )
+
+
+def reembed(
+    client: huedb.Client,
+    source: str,
+    target: str,
+    embedder: Any,
+    batch_size: int = 256,
+    show_progress: bool | None = None,
+) -> ReembedReport:
+    """Fill `target` with the documents of `source` embedded by `embedder`.
+
+    Safe to interrupt and run again: ids already in the target are not embedded again, and
+    ids are unique, so nothing is duplicated. Records without a document are skipped.
+    """
+    src = client.get_collection(source)
+    config = {"hnsw": {"space": src.configuration_json.get("hnsw", {}).get("space", "l2")}}
+    metadata = {k: v for k, v in (src.metadata or {}).items() if not k.startswith("hnsw:")}
+    dst = client.get_or_create_collection(
+        target, configuration=config, metadata=metadata or None, embedding_function=embedder
+    )
+    report = ReembedReport(source, target)
+    total = src.count()
+    bar = progress(total, f"reembed {source} -> {target}", enabled=show_progress)
+    offset = 0
+    while True:
+        page = src.get(limit=batch_size, offset=offset, include=["documents", "metadatas", "uris"])
+        ids = page["ids"]
+        if not ids:
+            break
+        offset += len(ids)
+        present = set(dst.get(ids=ids, include=[])["ids"])
+        todo = [
+            n
+            for n, rid in enumerate(ids)
+            if rid not in present and page["documents"][n] is not None
+        ]
+        report.already_present += len(present)
+        report.without_document += sum(
+            1 for n, rid in enumerate(ids) if rid not in present and page["documents"][n] is None
+        )
+        if todo:
+            docs = [page["documents"][n] for n in todo]
+            dst.add(
+                ids=[ids[n] for n in todo],
+                embeddings=np.asarray(embedder(docs), dtype=np.float32),
+                documents=docs,
+                metadatas=[page["metadatas"][n] for n in todo],
+                uris=[page["uris"][n] for n in todo],
+            )
+            report.embedded += len(todo)
+        bar.update(len(ids))
+    bar.close()
+    if report.without_document:
+        logger.warning("%d records of %s have no document", report.without_document, source)
+    return report
+
+
+@dataclass
+class Query:
+    """One evaluation query: its text and, when labelled, the ids that should come back."""
+
+    text: str
+    relevant: list[str] | None = None
+
+
+def read_queries(path: Path) -> list[Query]:
+    """JSON lines of {"query": str, "relevant": [ids]} ("relevant" optional)."""
+    queries = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            text, relevant = row["query"], row.get("relevant")
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f'{path}:{n}: expected {{"query": ..., "relevant": [...]}}') from None
+        if not isinstance(text, str) or (relevant is not None and not isinstance(relevant, list)):
+            raise ValueError(f"{path}:{n}: query must be a string and relevant a list of ids")
+        queries.append(Query(text, relevant))
+    if not queries:
+        raise ValueError(f"{path} holds no queries")
+    return queries
+
+
+@dataclass
+class CollectionScore:
+    """Retrieval quality of one collection."""
+
+    collection: str
+    recall_at_k: float | None = None
+    mrr: float | None = None
+    results: list[list[str]] = field(default_factory=list, repr=False)
+
+
+@dataclass
+class EvalReport:
+    """Scores per collection, the baseline/candidate overlap, and the verdict."""
+
+    k: int
+    candidate: CollectionScore
+    baseline: CollectionScore | None = None
+    overlap_at_k: float | None = None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def lines(self) -> list[str]:
+        out = []
+        for score in (self.candidate, self.baseline):
+            if score is None:
+                continue
+            if score.recall_at_k is not None:
+                out.append(
+                    f"{score.collection}: recall@{self.k} {score.recall_at_k:.4f}, "
+                    f"MRR {score.mrr:.4f}"
+                )
+        if self.overlap_at_k is not None:
+            out.append(f"top-{self.k} overlap candidate/baseline: {self.overlap_at_k:.4f}")
+        out += [f"FAIL: {f}" for f in self.failures]
+        out.append("PASS" if self.passed else "candidate below threshold")
+        return out
+
+
+def score(
+    collection: huedb.Collection, embedder: Any, queries: list[Query], k: int
+) -> CollectionScore:
+    """Run every query; recall@k and MRR when the queries are labelled."""
+    vectors = np.asarray(embedder([q.text for q in queries]), dtype=np.float32)
+    results = collection.query(query_embeddings=vectors, n_results=k, include=[])["ids"]
+    result = CollectionScore(collection.name, results=results)
+    labelled = [(q, r) for q, r in zip(queries, results, strict=True) if q.relevant]
+    if labelled:
+        recalls, ranks = [], []
+        for q, got in labelled:
+            relevant = set(q.relevant or [])
+            recalls.append(len(relevant & set(got[:k])) / len(relevant))
+            first = next((i for i, rid in enumerate(got[:k], 1) if rid in relevant), None)
+            ranks.append(0.0 if first is None else 1.0 / first)
+        result.recall_at_k = float(np.mean(recalls))
+        result.mrr = float(np.mean(ranks))
+    return result
+
+
+def evaluate(
+    client: huedb.Client,
+    candidate: str,
+    queries: list[Query],
+    embedder: Any,
+    baseline: str | None = None,
+    baseline_embedder: Any = None,
+    k: int = 10,
+    min_recall: float | None = None,
+    min_overlap: float | None = None,
+    max_recall_drop: float = DEFAULT_MAX_RECALL_DROP,
+) -> EvalReport:
+    """Score the candidate (and baseline); record a failure for every threshold missed."""
+    report = EvalReport(k, score(client.get_collection(candidate), embedder, queries, k))
+    cand = report.candidate
+    if min_recall is not None and (cand.recall_at_k is None or cand.recall_at_k < min_recall):
+        report.failures.append(f"recall@{k} {cand.recall_at_k} < {min_recall}")
+    if baseline is None:
+        return report
+    base = score(client.get_collection(baseline), baseline_embedder or embedder, queries, k)
+    report.baseline = base
+    overlaps = [
+        len(set(a[:k]) & set(b[:k])) / k for a, b in zip(cand.results, base.results, strict=True)
+    ]
+    report.overlap_at_k = float(np.mean(overlaps))
+    if min_overlap is not None and report.overlap_at_k < min_overlap:
+        report.failures.append(f"top-{k} overlap {report.overlap_at_k:.4f} < {min_overlap}")
+    both = cand.recall_at_k is not None and base.recall_at_k is not None
+    if both and cand.recall_at_k < base.recall_at_k - max_recall_drop:
+        report.failures.append(
+            f"recall@{k} {cand.recall_at_k:.4f} is more than {max_recall_drop} below the "
+            f"baseline's {base.recall_at_k:.4f}"
+        )
+    return report

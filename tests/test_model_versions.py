@@ -1,0 +1,139 @@
+"""`huedb reembed` (resumable) and `huedb eval` (recall@k, MRR, overlap, exit codes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import huedb
+from huedb.api.client import clear_system_cache
+from tests.embedders import v1, v2
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def huedb_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "huedb.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_reembed_killed_halfway_then_rerun_completes_without_duplicates(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    client = huedb.PersistentClient(path=data)
+    src = client.create_collection("docs_v1", embedding_function=v1())
+    docs = [f"document number {i} about topic {i % 17} and {i % 5}" for i in range(3000)]
+    src.add(ids=[f"d{i}" for i in range(3000)], documents=docs)
+    src.add(ids=["no-doc"], embeddings=[np.ones(16)])
+    client.close()
+    clear_system_cache()
+    args = ["reembed", "--path", str(data), "--source", "docs_v1", "--target", "docs_v2"]
+    args += ["--embedder", "tests.embedders:v2", "--batch-size", "100"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "huedb.cli", *args],
+        cwd=ROOT,
+        env={**os.environ, "EMBED_DELAY_S": "0.05"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    partial = 0
+    deadline = time.monotonic() + 120
+    while partial < 500 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        probe = huedb.PersistentClient(path=data)
+        try:
+            partial = probe.get_collection("docs_v2").count()
+        except huedb.errors.NotFoundError:
+            partial = 0
+        probe.close()
+        clear_system_cache()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 0 < partial < 3000, "the run was not interrupted halfway"
+    done = huedb_cli(*args)
+    assert done.returncode == 0, done.stderr
+    assert "already present" in done.stdout
+    client = huedb.PersistentClient(path=data)
+    target = client.get_collection("docs_v2", embedding_function=v2())
+    assert target.count() == 3000
+    got = target.get(include=["documents", "embeddings"])
+    assert sorted(got["ids"]) == sorted(f"d{i}" for i in range(3000))
+    by_id = dict(zip(got["ids"], got["embeddings"], strict=True))
+    for i in (0, 1234, 2999):
+        assert np.array_equal(by_id[f"d{i}"], v2()([docs[i]])[0])
+    assert target.configuration_json["embedding_function"]["name"] == "words-v2"
+    client.close()
+
+
+def _eval_store(path: Path) -> None:
+    client = huedb.PersistentClient(path=path)
+    eye = np.eye(4, dtype=np.float32)
+    cand = client.create_collection("cand")
+    cand.add(ids=["a", "b", "c", "d"], embeddings=eye)
+    base = client.create_collection("base")
+    base.add(ids=["a", "b", "c", "x"], embeddings=eye)
+    client.close()
+    clear_system_cache()
+
+
+def test_eval_recall_mrr_and_exit_codes(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _eval_store(data)
+    queries = tmp_path / "q.jsonl"
+    rows = [
+        {"query": "q1", "relevant": ["a"]},
+        {"query": "q2", "relevant": ["d", "b"]},
+        {"query": "q3", "relevant": ["c"]},
+    ]
+    queries.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    common = ["eval", "--path", str(data), "--queries", str(queries), "--k", "2"]
+    common += ["--embedder", "tests.embedders:lookup"]
+    # By hand, k=2: q1 -> a, b (recall 1, RR 1); q2 -> c, d (recall 1/2, RR 1/2);
+    # q3 -> b, a (recall 0, RR 0). recall@2 = 0.5, MRR = 0.5.
+    r = huedb_cli(*common, "--collection", "cand", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["scores"]["cand"] == {"recall_at_k": 0.5, "mrr": 0.5}
+    assert huedb_cli(*common, "--collection", "cand", "--min-recall", "0.6").returncode == 1
+    assert huedb_cli(*common, "--collection", "cand", "--min-recall", "0.4").returncode == 0
+    # Baseline lacks d: q2 -> c, x (recall 0, RR 0): baseline recall@2 = 1/3, MRR = 1/3.
+    r = huedb_cli(*common, "--collection", "cand", "--baseline", "base", "--json")
+    report = json.loads(r.stdout)
+    assert r.returncode == 0
+    assert abs(report["scores"]["base"]["recall_at_k"] - 1 / 3) < 1e-9
+    # Overlap: q1 {a,b}/{a,b}=1, q2 {c,d}/{c,x}=1/2, q3 {b,a}/{b,a}=1 -> 5/6.
+    assert abs(report["overlap_at_k"] - 5 / 6) < 1e-9
+    r = huedb_cli(*common, "--collection", "base", "--baseline", "cand")
+    assert r.returncode == 1 and "below the baseline" in r.stdout
+
+
+def test_eval_without_labels_gates_on_overlap(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _eval_store(data)
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"query": "q1"}\n{"query": "q2"}\n{"query": "q3"}\n')
+    args = ["eval", "--path", str(data), "--queries", str(queries), "--k", "2"]
+    args += ["--embedder", "tests.embedders:lookup", "--collection", "cand", "--baseline", "base"]
+    assert huedb_cli(*args, "--min-overlap", "0.8").returncode == 0
+    failed = huedb_cli(*args, "--min-overlap", "0.9")
+    assert failed.returncode == 1 and "overlap" in failed.stdout
+
+
+def test_unknown_embedder_is_a_clear_error(tmp_path: Path) -> None:
+    r = huedb_cli(
+        "reembed", "--path", str(tmp_path), "--source", "a", "--target", "b", "--embedder", "nope"
+    )
+    assert r.returncode == 2 and "module:factory" in r.stderr
+    assert v1()(["x"])[0].shape == (16,)
