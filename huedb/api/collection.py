@@ -296,13 +296,24 @@ class Collection:
     def _embed(self, inputs: list[Any] | None, query: bool = False) -> np.ndarray:
         ef = self._embedding_function
         if ef is None:
-            raise ValueError(
-                "You must provide an embedding function to compute embeddings. "
-                "Pass embeddings= explicitly or create the collection with an embedding_function."
-            )
+            ef = self._embedding_function = self._recorded_or_default_embedder()
         fn = getattr(ef, "embed_query", None) if query else None
         vectors = fn(inputs) if callable(fn) else ef(inputs)
         return np.asarray([np.asarray(x, dtype=np.float32) for x in vectors], dtype=np.float32)
+
+    def _recorded_or_default_embedder(self) -> Any:
+        """Chroma's fallback when no embedding function is given: the default one, unless
+        the collection was built with another model (then embedding would mix models)."""
+        recorded = (self._model.configuration_json or {}).get("embedding_function") or {}
+        if recorded.get("type") == "known" and recorded.get("name") != "default":
+            raise ValueError(
+                f"Collection {self.name} was built with the embedding function "
+                f"'{recorded.get('name')}': pass it as embedding_function= to embed documents "
+                "or query texts, or pass embeddings explicitly."
+            )
+        from huedb.embedding_functions import DefaultEmbeddingFunction
+
+        return DefaultEmbeddingFunction()
 
     def _prepare(
         self,
