@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from huedb.engine import migrations
 from huedb.engine.filters import regexp_match
 from huedb.engine.schema import FORMAT_VERSION, SCHEMA
 from huedb.errors import FormatVersionError, StorageFullError
@@ -41,11 +42,31 @@ def open_connection(path: Path | None, sync: str) -> sqlite3.Connection:
     conn.execute("PRAGMA cache_size = -16384")
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.create_function("huedb_regexp", 2, regexp_match, deterministic=True)
-    _ensure_schema(conn, target)
+    _upgrade_format(conn, path, target)
+    _ensure_schema(conn)
     return conn
 
 
-def _ensure_schema(conn: sqlite3.Connection, target: str) -> None:
+def _upgrade_format(conn: sqlite3.Connection, path: Path | None, target: str) -> None:
+    """Refuse a newer format; migrate an older one after backing it up."""
+    version = migrations.stored_version(conn)
+    if version is None or version == FORMAT_VERSION:
+        return
+    if version > FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{target} was written by a newer huedb (format {version}); this huedb reads "
+            f"format {FORMAT_VERSION} and older. Upgrade huedb to open it."
+        )
+    if path is not None:
+        copy = migrations.backup_before_migration(conn, path, version)
+        logger.warning("format %d store backed up to %s before migrating", version, copy)
+    with write_transaction(conn):
+        current = migrations.stored_version(conn)
+        if current is not None and current < FORMAT_VERSION:
+            migrations.migrate(conn, current, FORMAT_VERSION)
+
+
+def _ensure_schema(conn: sqlite3.Connection) -> None:
     with write_transaction(conn):
         for statement in SCHEMA.split(";"):
             if statement.strip():
@@ -60,11 +81,6 @@ def _ensure_schema(conn: sqlite3.Connection, target: str) -> None:
             "INSERT OR IGNORE INTO huedb_meta (key, value) VALUES ('store_id', ?)",
             (str(uuid.uuid4()),),
         )
-        if row is not None and int(row[0]) > FORMAT_VERSION:
-            raise FormatVersionError(
-                f"{target} was written by a newer huedb (format {row[0]}); this huedb reads "
-                f"format {FORMAT_VERSION} and older. Upgrade huedb to open it."
-            )
 
 
 def store_id(conn: sqlite3.Connection) -> str:

@@ -1,0 +1,71 @@
+"""On-disk format versions and the migrations between them.
+
+Format 1: the first release layout. Format 2 adds `embeddings.digest` (exact-duplicate
+lookups), `collections.snapshot_seq` (warnings for lost snapshots) and the `aliases` table.
+Before migrating, a copy of the database is written to `<data>/backups/`, so an upgrade can
+always be rolled back by putting that file back as `huedb.sqlite3` (with the old huedb).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from huedb.engine.records import vector_digest
+
+logger = logging.getLogger(__name__)
+
+BACKUP_DIRNAME = "backups"
+
+
+def stored_version(conn: sqlite3.Connection) -> int | None:
+    """The format version of an existing store, or None for a new, empty one."""
+    has_meta = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'huedb_meta'"
+    ).fetchone()
+    if not has_meta:
+        return None
+    row = conn.execute("SELECT value FROM huedb_meta WHERE key = 'format_version'").fetchone()
+    return None if row is None else int(row[0])
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _v1_to_v2(conn: sqlite3.Connection) -> None:
+    if "snapshot_seq" not in _columns(conn, "collections"):
+        conn.execute("ALTER TABLE collections ADD COLUMN snapshot_seq INTEGER NOT NULL DEFAULT 0")
+    if "digest" not in _columns(conn, "embeddings"):
+        conn.execute("ALTER TABLE embeddings ADD COLUMN digest INTEGER NOT NULL DEFAULT 0")
+        cursor = conn.execute("SELECT key, vector FROM embeddings")
+        while rows := cursor.fetchmany(10_000):
+            conn.executemany(
+                "UPDATE embeddings SET digest = ? WHERE key = ?",
+                [(vector_digest(blob), key) for key, blob in rows],
+            )
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
+
+
+def backup_before_migration(conn: sqlite3.Connection, data: Path, version: int) -> Path:
+    """A consistent copy of the database, taken before its format changes."""
+    folder = data / BACKUP_DIRNAME
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"huedb-format-{version}-{time.strftime('%Y%m%d-%H%M%S')}.sqlite3"
+    conn.execute("VACUUM INTO ?", (str(target),))
+    return target
+
+
+def migrate(conn: sqlite3.Connection, version: int, target_version: int) -> None:
+    """Apply every migration from `version` to `target_version` (caller holds a write lock)."""
+    for step in range(version, target_version):
+        logger.warning("migrating the store from format %d to %d", step, step + 1)
+        MIGRATIONS[step](conn)
+    conn.execute(
+        "UPDATE huedb_meta SET value = ? WHERE key = 'format_version'", (str(target_version),)
+    )

@@ -1,0 +1,88 @@
+"""On-disk format versions: newer formats are refused, older ones migrate after a backup."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import huedb
+from huedb.api.client import clear_system_cache
+from huedb.engine.records import vector_digest
+from huedb.engine.schema import FORMAT_VERSION
+from huedb.engine.store import DB_FILENAME
+from huedb.errors import FormatVersionError
+
+
+def _store(path: Path) -> np.ndarray:
+    client = huedb.PersistentClient(path=path)
+    col = client.create_collection("kept", metadata={"hnsw:space": "cosine"})
+    vectors = np.random.default_rng(4).standard_normal((200, 8)).astype(np.float32)
+    col.add(ids=[f"k{i}" for i in range(200)], embeddings=vectors, documents=["d"] * 200)
+    client.close()
+    clear_system_cache()
+    return vectors
+
+
+def _set_version(path: Path, version: int) -> None:
+    conn = sqlite3.connect(path / DB_FILENAME)
+    conn.execute("UPDATE huedb_meta SET value = ? WHERE key = 'format_version'", (str(version),))
+    conn.commit()
+    conn.close()
+
+
+def test_newer_format_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _store(data)
+    _set_version(data, FORMAT_VERSION + 1)
+    with pytest.raises(FormatVersionError, match="newer huedb"):
+        huedb.PersistentClient(path=data)
+    clear_system_cache()
+    r = subprocess.run(
+        [sys.executable, "-m", "huedb.cli", "verify", "--path", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "Upgrade huedb" in r.stderr
+
+
+def test_format_1_store_is_backed_up_then_migrated(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    vectors = _store(data)
+    conn = sqlite3.connect(data / DB_FILENAME)
+    conn.execute("DROP INDEX embeddings_by_digest")
+    conn.execute("ALTER TABLE embeddings DROP COLUMN digest")
+    conn.execute("ALTER TABLE collections DROP COLUMN snapshot_seq")
+    conn.execute("DROP TABLE aliases")
+    conn.commit()
+    conn.close()
+    _set_version(data, 1)
+
+    client = huedb.PersistentClient(path=data)
+    col = client.get_collection("kept")
+    assert col.count() == 200
+    got = col.query(query_embeddings=vectors[:20], n_results=1)
+    assert got["ids"] == [[f"k{i}"] for i in range(20)]
+    client.create_alias("kept-live", "kept")
+    client.close()
+    clear_system_cache()
+
+    backups = list((data / "backups").glob("huedb-format-1-*.sqlite3"))
+    assert len(backups) == 1
+    old = sqlite3.connect(backups[0])
+    assert (
+        old.execute("SELECT value FROM huedb_meta WHERE key='format_version'").fetchone()[0] == "1"
+    )
+    assert old.execute("SELECT count(*) FROM records").fetchone()[0] == 200
+    old.close()
+    conn = sqlite3.connect(data / DB_FILENAME)
+    version = conn.execute("SELECT value FROM huedb_meta WHERE key='format_version'").fetchone()
+    assert int(version[0]) == FORMAT_VERSION
+    for blob, digest in conn.execute("SELECT vector, digest FROM embeddings"):
+        assert digest == vector_digest(blob)
+    conn.close()
