@@ -162,6 +162,17 @@ class StorageFullError(ChromaError):
         return 507
 
 
+class StorageIOError(ChromaError):
+    """The disk failed a write: nothing was applied; the caller may retry."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "ChromaError"
+
+    def code(self) -> int:
+        return 503
+
+
 class FormatVersionError(ChromaError):
     """The data directory was written by a newer huedb format than this one can read."""
 

@@ -240,14 +240,20 @@ class IndexCache:
             if header is None or int(header.get("watermark", -1)) < state.watermark:
                 payload = state.index.serialize()
                 assert payload is not None
-                snapshot.write_snapshot(
-                    path,
-                    self.owner(col),
-                    state.watermark,
-                    state.index.dim,
-                    state.index.params.space,
-                    payload,
-                )
+                try:
+                    snapshot.write_snapshot(
+                        path,
+                        self.owner(col),
+                        state.watermark,
+                        state.index.dim,
+                        state.index.params.space,
+                        payload,
+                    )
+                except OSError as exc:
+                    # A snapshot is a cache: failing to write one (disk full, I/O error)
+                    # must not fail the query or write that triggered it.
+                    logger.warning("could not write index snapshot %s: %s", path, exc)
+                    return None, False
                 logger.debug("snapshot of %s at seq %d", col.uuid, state.watermark)
         state.unsnapshotted = 0
         return state.watermark, True

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from usearch import __version__ as library_version
 
+from huedb.engine import fileio
+
 logger = logging.getLogger(__name__)
 
 MAGIC = b"HUEDB-SNAPSHOT-1\n"
@@ -121,18 +123,9 @@ def write_snapshot(
     }
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     remove_stale_temporaries(path.parent, path.stem)
-    with open(tmp, "wb") as f:
-        f.write(MAGIC)
-        f.write(json.dumps(header).encode() + b"\n")
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fileio.write_atomically(
+        path, (MAGIC, json.dumps(header).encode() + b"\n", memoryview(payload)), tmp
+    )
 
 
 def remove_stale_temporaries(directory: Path, collection_uuid: str) -> None:

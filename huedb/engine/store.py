@@ -17,7 +17,7 @@ from pathlib import Path
 from huedb.engine import migrations
 from huedb.engine.filters import regexp_match
 from huedb.engine.schema import FORMAT_VERSION, SCHEMA
-from huedb.errors import FormatVersionError, StorageFullError
+from huedb.errors import FormatVersionError, StorageFullError, StorageIOError
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +94,13 @@ def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+    except sqlite3.OperationalError as exc:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise _storage_error(exc) from exc
     except BaseException:
-        conn.execute("ROLLBACK")
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
         raise
     try:
         conn.execute("COMMIT")
@@ -119,4 +124,6 @@ def _storage_error(exc: sqlite3.OperationalError) -> Exception:
     text = str(exc).lower()
     if "full" in text:
         return StorageFullError(f"Storage is full, the write was not applied: {exc}")
+    if "i/o error" in text:
+        return StorageIOError(f"Storage I/O error, the write was not applied: {exc}")
     return exc

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from huedb import __version__
+from huedb.engine import fileio
 from huedb.engine.schema import FORMAT_VERSION
 from huedb.engine.store import DB_FILENAME, open_connection
 from huedb.ops.progress import progress
@@ -126,18 +127,19 @@ def backup(data: Path, out: Path, show_progress: bool | None = None) -> Manifest
             sqlite_bytes=copy.stat().st_size,
             collections=_collection_counts(copy),
         )
-        partial = work / out.name
-        with tarfile.open(partial, "w") as tar:
+        with (
+            fileio.atomic_writer(out, work / out.name) as raw,
+            tarfile.open(fileobj=raw, mode="w") as tar,
+        ):
             body = json.dumps(asdict(manifest), indent=2).encode()
             info = tarfile.TarInfo(MANIFEST)
             info.size = len(body)
             info.mtime = int(time.time())
             tar.addfile(info, io.BytesIO(body))
             tar.add(copy, arcname=DB_FILENAME)
-        with open(partial, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(partial, out)
         return manifest
+    except OSError as exc:
+        raise BackupError(f"backup to {out} failed, nothing was written: {exc}") from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
