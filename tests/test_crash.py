@@ -10,7 +10,7 @@ and dumps every record, checking that each is found by its own vector (n_results
 parent asserts that the stored state equals the acknowledged history, plus possibly the
 one in-flight batch applied as a whole.
 
-`HUEDB_CRASH_TRIALS` sets the number of trials (default 25); `HUEDB_CRASH_SEED` fixes the
+`HUEDB_CRASH_TRIALS` sets the number of trials (default 50); `HUEDB_CRASH_SEED` fixes the
 random schedule (printed on failure).
 """
 
@@ -160,7 +160,7 @@ def test_sigkill_keeps_every_acknowledged_batch(tmp_path: Path, index: str) -> N
     returned by a query for its own vector.
     """
     settings = HNSW if index == "hnsw" else EXACT
-    trials = int(os.environ.get("HUEDB_CRASH_TRIALS", "25"))
+    trials = int(os.environ.get("HUEDB_CRASH_TRIALS", "50"))
     seed = int(os.environ.get("HUEDB_CRASH_SEED", str(random.randrange(2**31))))
     rng = random.Random(seed)
     data = tmp_path / "data"
