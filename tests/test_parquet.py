@@ -456,15 +456,39 @@ for start in range(0, n, 5000):
 client.close()
 """
 
+# The child samples its anonymous resident memory (RssAnon: what the process allocated) every
+# 5 ms, besides the kernel's max RSS. Max RSS also counts file-backed pages of mapped shared
+# libraries, which depend on the page cache (file huge pages): the same export measured
+# 214 MB alone and 627 MB in the middle of the full suite. The bound applies to RssAnon.
 EXPORT_SCRIPT = """
-import resource, sys
+import resource, sys, threading
 from pathlib import Path
+
+peak = [0]
+done = threading.Event()
+
+def anon_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+    return 0
+
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], anon_kb())
+        done.wait(0.005)
+
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
 import huedb
 from huedb.ops.parquet import export_collection
 client = huedb.PersistentClient(sys.argv[1])
 report = export_collection(client.get_collection("big"), Path(sys.argv[2]), show_progress=False)
 client.close()
-print(report.rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+done.set()
+sampler.join()
+peak[0] = max(peak[0], anon_kb())
+print(report.rows, peak[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
@@ -488,12 +512,12 @@ def test_export_of_200k_x_384_stays_under_300_mb(tmp_path: Path) -> None:
     started = time.monotonic()
     run_script(BUILD_SCRIPT, str(data), str(n), str(dim))
     built = time.monotonic()
-    rows, max_rss_kb = run_script(EXPORT_SCRIPT, str(data), str(out)).split()
+    rows, anon_kb, max_rss_kb = run_script(EXPORT_SCRIPT, str(data), str(out)).split()
     exported = time.monotonic()
-    peak_mb = int(max_rss_kb) / 1024
+    peak_mb = int(anon_kb) / 1024
     print(
         f"build {built - started:.1f}s, export {exported - built:.1f}s, "
-        f"export peak RSS {peak_mb:.0f} MB"
+        f"export peak anonymous RSS {peak_mb:.0f} MB (max RSS {int(max_rss_kb) / 1024:.0f} MB)"
     )
     assert int(rows) == n
     assert peak_mb < EXPORT_MEMORY_LIMIT_MB
