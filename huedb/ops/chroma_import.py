@@ -22,34 +22,16 @@ from typing import Any
 
 import numpy as np
 
+from huedb.api.configuration import HNSW_ACCEPTED, HNSW_DEFAULTS, LEGACY_KEYS
+from huedb.api.types import SPACES
+from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
+
 logger = logging.getLogger(__name__)
 
 SQLITE_FILE = "chroma.sqlite3"
-DEFAULT_TENANT = "default_tenant"
-DEFAULT_DATABASE = "default_database"
 DOCUMENT_KEY = "chroma:document"
 URI_KEY = "chroma:uri"
 ADD, UPDATE, UPSERT, DELETE = 0, 1, 2, 3
-SPACES = ("l2", "ip", "cosine")
-HNSW_DEFAULTS: dict[str, Any] = {
-    "space": "l2",
-    "ef_construction": 100,
-    "ef_search": 100,
-    "max_neighbors": 16,
-    "resize_factor": 1.2,
-    "sync_threshold": 1000,
-}
-HNSW_KEYS = (*HNSW_DEFAULTS, "num_threads", "batch_size")
-LEGACY_METADATA_KEYS = {
-    "hnsw:space": "space",
-    "hnsw:construction_ef": "ef_construction",
-    "hnsw:M": "max_neighbors",
-    "hnsw:search_ef": "ef_search",
-    "hnsw:num_threads": "num_threads",
-    "hnsw:batch_size": "batch_size",
-    "hnsw:sync_threshold": "sync_threshold",
-    "hnsw:resize_factor": "resize_factor",
-}
 # Keys of the 0.5/0.6 `hnsw_configuration` object that are named differently in 1.x.
 OLD_CONFIG_KEYS = {"M": "max_neighbors"}
 HEADER_FORMAT = "<iQQQQQQiIQQQdQ"
@@ -275,7 +257,7 @@ def parse_configuration(
 def _legacy_hnsw(metadata: dict[str, Any] | None) -> dict[str, Any]:
     if not metadata:
         return {}
-    return {key: metadata[old] for old, key in LEGACY_METADATA_KEYS.items() if old in metadata}
+    return {key: metadata[old] for old, key in LEGACY_KEYS.items() if old in metadata}
 
 
 def _stored_config(
@@ -287,7 +269,7 @@ def _stored_config(
         config = _schema_vector_config(schema)
         if config is not None:
             index = config.get("hnsw") or config.get("spann") or {}
-            values = {k: v for k, v in index.items() if k in HNSW_KEYS and v is not None}
+            values = {k: v for k, v in index.items() if k in HNSW_ACCEPTED and v is not None}
             if config.get("space"):
                 values["space"] = config["space"]
             return values, config.get("embedding_function"), False
@@ -297,10 +279,10 @@ def _stored_config(
     if "hnsw_configuration" in config:  # 0.5/0.6 internal form
         old = config.get("hnsw_configuration") or {}
         values = {OLD_CONFIG_KEYS.get(k, k): v for k, v in old.items() if not k.startswith("_")}
-        values = {k: v for k, v in values.items() if k in HNSW_KEYS and v is not None}
+        values = {k: v for k, v in values.items() if k in HNSW_ACCEPTED and v is not None}
         return values, config.get("embedding_function"), True
     index = config.get("hnsw") or config.get("spann") or {}
-    values = {k: v for k, v in index.items() if k in HNSW_KEYS and v is not None}
+    values = {k: v for k, v in index.items() if k in HNSW_ACCEPTED and v is not None}
     return values, config.get("embedding_function"), False
 
 

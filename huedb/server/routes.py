@@ -210,14 +210,7 @@ def delete_collection(request: Request, tenant: str, database: str, name: str) -
 def add(
     request: Request, tenant: str, database: str, collection_id: str, body: wire.AddRecords
 ) -> dict[str, Any]:
-    api(request).add(
-        collection_uuid(collection_id),
-        _check_batch(body.ids),
-        wire.embeddings_matrix(body.embeddings),
-        body.metadatas,
-        body.documents,
-        body.uris,
-    )
+    _write(api(request).add, collection_id, body)
     return {}
 
 
@@ -225,14 +218,7 @@ def add(
 def update(
     request: Request, tenant: str, database: str, collection_id: str, body: wire.UpdateRecords
 ) -> dict[str, Any]:
-    api(request).update(
-        collection_uuid(collection_id),
-        _check_batch(body.ids),
-        wire.embeddings_matrix(body.embeddings),
-        body.metadatas,
-        body.documents,
-        body.uris,
-    )
+    _write(api(request).update, collection_id, body)
     return {}
 
 
@@ -240,14 +226,7 @@ def update(
 def upsert(
     request: Request, tenant: str, database: str, collection_id: str, body: wire.AddRecords
 ) -> dict[str, Any]:
-    api(request).upsert(
-        collection_uuid(collection_id),
-        _check_batch(body.ids),
-        wire.embeddings_matrix(body.embeddings),
-        body.metadatas,
-        body.documents,
-        body.uris,
-    )
+    _write(api(request).upsert, collection_id, body)
     return {}
 
 
@@ -317,6 +296,18 @@ def indexing_status(
 @router.post(COL + "/search", include_in_schema=False)
 def unsupported(tenant: str, database: str, collection_id: str) -> None:
     raise NotImplementedOnSingleNode("This operation is not supported by huedb")
+
+
+def _write(operation: Any, collection_id: str, body: wire.AddRecords | wire.UpdateRecords) -> None:
+    """Call add, update or upsert of `LocalAPI` with a checked, decoded batch."""
+    operation(
+        collection_uuid(collection_id),
+        _check_batch(body.ids),
+        wire.embeddings_matrix(body.embeddings),
+        body.metadatas,
+        body.documents,
+        body.uris,
+    )
 
 
 def _check_batch(ids: list[str]) -> list[str]:
