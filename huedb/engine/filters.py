@@ -19,6 +19,15 @@ from huedb.errors import InvalidArgumentError
 _COMPARE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _UNSUPPORTED_REGEX = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=|\\k<")
 MAX_FILTER_DEPTH = 64
+MAX_FILTER_TERMS = 20_000
+
+
+def balanced(joiner: str, parts: list[str]) -> str:
+    """Join conditions as a balanced tree, so SQLite's expression depth stays logarithmic."""
+    if len(parts) == 1:
+        return parts[0]
+    middle = len(parts) // 2
+    return f"({balanced(joiner, parts[:middle])}{joiner}{balanced(joiner, parts[middle:])})"
 
 
 def _invalid(detail: str) -> InvalidArgumentError:
@@ -71,6 +80,7 @@ class FilterCompiler:
     def __init__(self, cid: int) -> None:
         self.cid = cid
         self.params: list[Any] = []
+        self.terms = 0
 
     def compile(self, where: Any, where_document: Any) -> tuple[str, list[Any]]:
         """SQL condition for both filters (either may be None)."""
@@ -81,7 +91,13 @@ class FilterCompiler:
             parts.append(self._document(where_document, 0))
         return (" AND ".join(parts) if parts else "1"), self.params
 
+    def _count_term(self) -> None:
+        self.terms += 1
+        if self.terms > MAX_FILTER_TERMS:
+            raise _invalid(f"more than {MAX_FILTER_TERMS} conditions")
+
     def _meta_subquery(self, name: str, kind: int, is_array: int, cond: str, *vals: Any) -> str:
+        self._count_term()
         self.params.extend((self.cid, name, kind, is_array, *vals))
         return (
             "r.key IN (SELECT key FROM record_meta WHERE cid = ? AND name = ? AND kind = ? "
@@ -98,7 +114,7 @@ class FilterCompiler:
             if not isinstance(value, list) or not value:
                 raise _invalid(f"{key} expects a non-empty list")
             joiner = " AND " if key == "$and" else " OR "
-            return "(" + joiner.join(self._where(w, depth + 1) for w in value) + ")"
+            return balanced(joiner, [self._where(w, depth + 1) for w in value])
         if not isinstance(key, str) or key == "" or key.startswith("$"):
             raise _invalid(f"bad key {key!r}")
         if key == "#document":
@@ -151,11 +167,12 @@ class FilterCompiler:
                     f"Invalid where document clause: {op} expects a non-empty list"
                 )
             joiner = " AND " if op == "$and" else " OR "
-            return "(" + joiner.join(self._document(w, depth + 1) for w in operand) + ")"
+            return balanced(joiner, [self._document(w, depth + 1) for w in operand])
         if not isinstance(operand, str) or operand == "":
             raise InvalidArgumentError(
                 f"Invalid where document clause: {op} expects a non-empty string"
             )
+        self._count_term()
         if op in ("$contains", "$not_contains"):
             self.params.append(operand)
             sql = "coalesce(instr(r.document, ?), 0) > 0"

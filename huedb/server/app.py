@@ -47,6 +47,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         version=__version__,
         description="Chroma's v2 HTTP API, served by huedb.",
         default_response_class=ORJSONResponse,
+        redirect_slashes=False,
     )
     app.state.api = LocalAPI(engine, settings)
     app.state.config = config
