@@ -176,3 +176,33 @@ def test_stats_reports_sizes_and_compact_reclaims_space(tmp_path: Path) -> None:
         assert gather_stats(engine, data)["reclaimable_bytes"] < stats["reclaimable_bytes"]
     finally:
         engine.close()
+
+
+def test_verify_finds_and_removes_index_files_of_deleted_collections(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    client = huedb.PersistentClient(path=data)
+    client.create_collection("live").add(ids=["a"], embeddings=[[1.0, 2.0]])
+    client.close()
+    clear_system_cache()
+    orphan = data / "index" / "0a6b7c8d-0000-4000-8000-000000000000.hnsw"
+    orphan.parent.mkdir(exist_ok=True)
+    orphan.write_bytes(b"left by a delete_collection killed before cleanup")
+    found = verify(data)
+    assert not found.ok and found.orphan_files == [orphan.name]
+    fixed = verify(data, repair=True)
+    assert fixed.ok and not orphan.exists()
+    assert verify(data).ok
+
+
+def test_backup_removes_temporaries_of_killed_backups(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    client = huedb.PersistentClient(path=data)
+    client.create_collection("small").add(ids=["a"], embeddings=[[1.0, 2.0]])
+    client.close()
+    clear_system_cache()
+    stale = tmp_path / ".b.tar.tmp-999999999"
+    stale.mkdir()
+    (stale / DB_FILENAME).write_bytes(b"partial copy")
+    backup(data, tmp_path / "b.tar", show_progress=False)
+    assert not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar", "data"]

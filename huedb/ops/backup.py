@@ -95,6 +95,11 @@ def _watch_growth(path: Path, total: int, desc: str, show: bool | None) -> tuple
     return bar, finish
 
 
+def _process_alive(pid: str) -> bool:
+    """Whether a process id (from a temporary directory's name) is still running."""
+    return pid.isdigit() and Path(f"/proc/{pid}").exists()
+
+
 def backup(data: Path, out: Path, show_progress: bool | None = None) -> Manifest:
     """Write a consistent backup of the store in `data` to the tar file `out`."""
     source = data / DB_FILENAME
@@ -102,6 +107,9 @@ def backup(data: Path, out: Path, show_progress: bool | None = None) -> Manifest
         raise BackupError(f"{data} holds no huedb database ({DB_FILENAME} is missing)")
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):
+        if not _process_alive(stale.name.rsplit("-", 1)[-1]):
+            shutil.rmtree(stale, ignore_errors=True)  # left by a backup that was killed
     work = out.parent / f".{out.name}.tmp-{os.getpid()}"
     work.mkdir(exist_ok=True)
     copy = work / DB_FILENAME

@@ -19,10 +19,16 @@ class VerifyReport:
     integrity_problems: list[str] = field(default_factory=list)
     indexes: list[IndexCheck] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    orphan_files: list[str] = field(default_factory=list)
+    repaired_orphans: bool = False
 
     @property
     def ok(self) -> bool:
-        return not self.integrity_problems and all(c.ok for c in self.indexes)
+        return (
+            not self.integrity_problems
+            and (not self.orphan_files or self.repaired_orphans)
+            and all(c.ok for c in self.indexes)
+        )
 
     def lines(self) -> list[str]:
         """A human-readable summary."""
@@ -39,8 +45,23 @@ class VerifyReport:
                     f"  missing {len(c.missing)}, extra {len(c.extra)}, "
                     f"wrong vectors {len(c.wrong_vectors)} (of a sample)"
                 )
+        verb = "removed" if self.repaired_orphans else "found"
+        out += [f"{verb} orphan index file {name}" for name in self.orphan_files]
         out += [f"repaired: rebuilt index of {name}" for name in self.repaired]
         return out
+
+
+def _check_orphans(data: Path, live: set[str], report: VerifyReport, repair: bool) -> None:
+    """Index files of collections that no longer exist (left by a killed delete)."""
+    index_dir = data / "index"
+    if not index_dir.is_dir():
+        return
+    for file in sorted(index_dir.iterdir()):
+        if file.name.split(".", 1)[0] not in live:
+            report.orphan_files.append(file.name)
+            if repair:
+                file.unlink(missing_ok=True)
+    report.repaired_orphans = repair and bool(report.orphan_files)
 
 
 def verify(data: Path, repair: bool = False, show_progress: bool | None = None) -> VerifyReport:
@@ -60,6 +81,7 @@ def verify(data: Path, repair: bool = False, show_progress: bool | None = None) 
             report.indexes.append(check)
             bar.update(1)
         bar.close()
+        _check_orphans(data, {c.uuid for c in cols}, report, repair)
         return report
     finally:
         engine.close()
