@@ -394,3 +394,26 @@ def test_graph_is_built_in_background_and_results_stay_exact_meanwhile(tmp_path:
     client.close()
     clear_system_cache()
     assert (tmp_path / "bg" / "index" / f"{col.id}.hnsw").exists()
+
+
+def test_contains_uses_the_trigram_index_with_exact_semantics(client: huedb.Client) -> None:
+    col = client.create_collection("fts")
+    col.add(
+        ids=["a", "b", "c"],
+        embeddings=[[1, 0], [0, 1], [1, 1]],
+        documents=['He said "100% sure_thing"', "HELLO there", None],
+    )
+
+    def ids(text: str) -> list[str]:
+        return col.get(where_document={"$contains": text})["ids"]
+
+    assert ids('"100% sure') == ["a"]
+    assert ids("sure_thing") == ["a"]
+    assert ids("HELLO") == ["b"] and ids("hello") == []
+    assert col.get(where_document={"$not_contains": "HELLO"})["ids"] == ["a", "c"]
+    col.update(ids=["b"], embeddings=[[0, 1]], documents=["goodbye there"])
+    assert ids("HELLO") == [] and ids("goodbye") == ["b"]
+    col.delete(ids=["a"])
+    assert ids("sure_thing") == []
+    col.upsert(ids=["a"], embeddings=[[2, 2]], documents=["sure_thing again"])
+    assert ids("sure_thing") == ["a"]

@@ -111,6 +111,7 @@ class Engine:
                     "records",
                     "embeddings",
                     "record_meta",
+                    "documents_fts",
                     "oplog",
                     "collections",
                     "databases",

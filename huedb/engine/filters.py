@@ -153,6 +153,17 @@ class FilterCompiler:
             return sql if op == "$contains" else f"NOT {sql}"
         raise _invalid(f"unknown operator {op!r}")
 
+    def _substring(self, text: str) -> str:
+        """Case-sensitive substring test; the trigram index narrows it from 3 characters on."""
+        self.params.append(text)
+        exact = "coalesce(instr(r.document, ?), 0) > 0"
+        if len(text) < 3:
+            return exact
+        self.params.insert(len(self.params) - 1, '"' + text.replace('"', '""') + '"')
+        return (
+            f"(r.key IN (SELECT rowid FROM documents_fts WHERE documents_fts MATCH ?) AND {exact})"
+        )
+
     def _document(self, where_document: Any, depth: int) -> str:
         if depth > MAX_FILTER_DEPTH:
             raise InvalidArgumentError("Invalid where document clause: nested too deeply")
@@ -174,8 +185,7 @@ class FilterCompiler:
             )
         self._count_term()
         if op in ("$contains", "$not_contains"):
-            self.params.append(operand)
-            sql = "coalesce(instr(r.document, ?), 0) > 0"
+            sql = self._substring(operand)
             return sql if op == "$contains" else f"NOT ({sql})"
         if op in ("$regex", "$not_regex"):
             compile_regex(operand)

@@ -2,6 +2,7 @@
 
 Format 1: the first release layout. Format 2 adds `embeddings.digest` (exact-duplicate
 lookups), `collections.snapshot_seq` (warnings for lost snapshots) and the `aliases` table.
+Format 3 adds `documents_fts`, a trigram index of documents for `$contains`.
 Before migrating, a copy of the database is written to `<data>/backups/`, so an upgrade can
 always be rolled back by putting that file back as `huedb.sqlite3` (with the old huedb).
 """
@@ -49,7 +50,19 @@ def _v1_to_v2(conn: sqlite3.Connection) -> None:
             )
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
+def _v2_to_v3(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS documents_fts USING fts5 "
+        "(document, tokenize = 'trigram case_sensitive 1')"
+    )
+    conn.execute("DELETE FROM documents_fts")
+    conn.execute(
+        "INSERT INTO documents_fts (rowid, document) "
+        "SELECT key, document FROM records WHERE document IS NOT NULL"
+    )
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def backup_before_migration(conn: sqlite3.Connection, data: Path, version: int) -> Path:

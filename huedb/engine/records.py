@@ -119,6 +119,10 @@ def insert_records(
         "INSERT INTO embeddings (key, vector, digest) VALUES (?, ?, ?)",
         [(k, *_blob_and_digest(vectors[n])) for n, k in enumerate(keys)],
     )
+    conn.executemany(
+        "INSERT INTO documents_fts (rowid, document) VALUES (?, ?)",
+        [(k, d) for k, d in zip(keys, documents, strict=True) if d is not None],
+    )
     meta_rows = [r for k, m in zip(keys, metadatas, strict=True) for r in _meta_rows(cid, k, m)]
     if meta_rows:
         conn.executemany(
@@ -148,9 +152,12 @@ def update_records(
         )
         conn.executemany("INSERT INTO oplog (cid, key) VALUES (?, ?)", [(cid, k) for k in keys])
     if documents is not None:
+        changed = [(d, k) for d, k in zip(documents, keys, strict=True) if d is not None]
+        conn.executemany("UPDATE records SET document = ? WHERE key = ?", changed)
+        conn.executemany("DELETE FROM documents_fts WHERE rowid = ?", [(k,) for _, k in changed])
         conn.executemany(
-            "UPDATE records SET document = ? WHERE key = ?",
-            [(d, k) for d, k in zip(documents, keys, strict=True) if d is not None],
+            "INSERT INTO documents_fts (rowid, document) VALUES (?, ?)",
+            [(k, d) for d, k in changed],
         )
     if uris is not None:
         conn.executemany(
@@ -208,14 +215,19 @@ def delete_keys(conn: sqlite3.Connection, cid: int, keys: Sequence[int]) -> None
     param = json_list(keys)
     for table in ("records", "embeddings", "record_meta"):
         conn.execute(f"DELETE FROM {table} WHERE key IN (SELECT value FROM json_each(?))", (param,))
+    conn.execute(
+        "DELETE FROM documents_fts WHERE rowid IN (SELECT value FROM json_each(?))", (param,)
+    )
     conn.executemany("INSERT INTO oplog (cid, key) VALUES (?, ?)", [(cid, k) for k in keys])
 
 
 def delete_collection_records(conn: sqlite3.Connection, cid: int) -> None:
     """Remove every record of a collection and its oplog entries."""
-    conn.execute(
-        "DELETE FROM embeddings WHERE key IN (SELECT key FROM records WHERE cid = ?)", (cid,)
-    )
+    for table in ("embeddings", "documents_fts"):
+        key = "rowid" if table == "documents_fts" else "key"
+        conn.execute(
+            f"DELETE FROM {table} WHERE {key} IN (SELECT key FROM records WHERE cid = ?)", (cid,)
+        )
     for table in ("records", "record_meta", "oplog"):
         conn.execute(f"DELETE FROM {table} WHERE cid = ?", (cid,))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS huedb_meta (
@@ -62,6 +62,9 @@ CREATE TABLE IF NOT EXISTS record_meta (
 );
 CREATE INDEX IF NOT EXISTS record_meta_lookup ON record_meta (cid, name, kind, value);
 CREATE INDEX IF NOT EXISTS record_meta_by_key ON record_meta (key);
+CREATE VIRTUAL TABLE IF NOT EXISTS documents_fts USING fts5 (
+    document, tokenize = 'trigram case_sensitive 1'
+);
 CREATE TABLE IF NOT EXISTS oplog (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     cid INTEGER NOT NULL,
