@@ -188,10 +188,11 @@ def test_verify_finds_and_removes_index_files_of_deleted_collections(tmp_path: P
     orphan.parent.mkdir(exist_ok=True)
     orphan.write_bytes(b"left by a delete_collection killed before cleanup")
     found = verify(data)
-    assert not found.ok and found.orphan_files == [orphan.name]
+    assert found.ok and found.orphan_files == [orphan.name] and orphan.exists()
+    assert any("orphan index file" in line for line in found.lines())
     fixed = verify(data, repair=True)
-    assert fixed.ok and not orphan.exists()
-    assert verify(data).ok
+    assert fixed.ok and fixed.repaired_orphans and not orphan.exists()
+    assert verify(data).orphan_files == []
 
 
 def test_backup_removes_temporaries_of_killed_backups(tmp_path: Path) -> None:

@@ -20,6 +20,9 @@ _COMPARE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _UNSUPPORTED_REGEX = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=|\\k<")
 MAX_FILTER_DEPTH = 64
 MAX_FILTER_TERMS = 20_000
+# The trigram index serves substrings of 3 to 256 characters; a longer one would expand into
+# thousands of trigram lookups (a 1 MB operand took minutes), so it is scanned with instr.
+MIN_INDEXED_SUBSTRING, MAX_INDEXED_SUBSTRING = 3, 256
 
 
 def balanced(joiner: str, parts: list[str]) -> str:
@@ -154,10 +157,10 @@ class FilterCompiler:
         raise _invalid(f"unknown operator {op!r}")
 
     def _substring(self, text: str) -> str:
-        """Case-sensitive substring test; the trigram index narrows it from 3 characters on."""
+        """Case-sensitive substring test, narrowed by the trigram index when it helps."""
         self.params.append(text)
         exact = "coalesce(instr(r.document, ?), 0) > 0"
-        if len(text) < 3:
+        if not MIN_INDEXED_SUBSTRING <= len(text) <= MAX_INDEXED_SUBSTRING:
             return exact
         self.params.insert(len(self.params) - 1, '"' + text.replace('"', '""') + '"')
         return (
