@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -87,8 +88,6 @@ class LocalAPI(ServerAPI):
 
     def _model(self, row: CollectionRow) -> CollectionModel:
         tenant, database = self.engine.database_of(row)
-        import uuid
-
         return CollectionModel(
             id=uuid.UUID(row.uuid),
             name=row.name,

@@ -8,7 +8,6 @@ class (mostly `ValueError` / `TypeError`) in every mode.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -323,11 +322,6 @@ def finite_or_error(matrix: np.ndarray) -> None:
         raise InvalidArgumentError(
             "Validation error: embeddings: Embeddings must not contain NaN or Infinity values"
         )
-
-
-def is_finite_number(value: Any) -> bool:
-    """True for ints, bools and finite floats."""
-    return not isinstance(value, float) or math.isfinite(value)
 
 
 def normalize_query_ids(ids: Any) -> list[str]:

@@ -55,10 +55,6 @@ class ServerConfig:
         data["tokens"] = [TokenEntry(**t) for t in data.get("tokens", [])]
         return cls(**data)
 
-    @property
-    def auth_enabled(self) -> bool:
-        return bool(self.tokens)
-
     def check(self) -> None:
         """Refuse configurations that would be unsafe or cannot work."""
         if self.workers < 1:
