@@ -30,7 +30,8 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 bench: $(STAMP)
-	$(PY) -m bench
+	$(PY) -m bench --sizes 10000,100000 --systems huedb,chromadb
+	$(PY) -m bench http
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,8 +1,13 @@
-"""Core benchmark: ingest, query latency/recall, filtered queries, reopen time and disk use.
+"""Core benchmark: data, system adapters, figures, the parent side of a run and its tables.
 
 Every system under test is wrapped in an adapter (`HuedbSystem`, `ChromaSystem`) with the same
 interface, so each figure is measured by the same code on the same seeded data in one run.
 The library of an adapter is imported lazily, so a fresh process can time its own import.
+
+The parent (`run`, `run_suite`) generates the seeded data only to compute the exact ground
+truth, writes it to a temporary file and starts one fresh child interpreter per system
+(`python -m bench.worker`, see `bench/worker.py`), which regenerates the same data and measures
+every figure; memory figures are therefore per system.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,6 +78,7 @@ class Dataset:
     buckets: np.ndarray  # (n,) int, uniform in 0..99
     rare: np.ndarray  # (n,) bool, documents that contain RARE_TOKEN
     documents: list[str]
+    centres: np.ndarray  # (clusters, dim) float32, the mixture (for new vectors in mutations)
 
     def ids(self, start: int, stop: int) -> list[str]:
         return [record_id(i) for i in range(start, stop)]
@@ -118,6 +123,7 @@ def make_dataset(spec: DataSpec) -> Dataset:
         buckets=buckets,
         rare=rare,
         documents=documents,
+        centres=centres,
     )
 
 
@@ -127,26 +133,45 @@ class GroundTruth:
     def __init__(self, data: Dataset) -> None:
         if data.spec.space != "cosine":
             raise ValueError("ground truth is implemented for cosine space only")
-        self._base = _normalize(data.vectors)
-        self._queries = _normalize(data.queries)
+        self._base = normalize(data.vectors)
+        self._queries = normalize(data.queries)
 
     def top_k(self, k: int, mask: np.ndarray | None = None) -> list[set[int]]:
         """The exact k nearest record indices of each measured query."""
-        rows = np.arange(len(self._base)) if mask is None else np.flatnonzero(mask)
-        out: list[set[int]] = []
-        for start in range(0, len(self._queries), 50):
-            sims = self._queries[start : start + 50] @ self._base[rows].T
-            kk = min(k, len(rows))
-            part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-            out.extend({int(rows[j]) for j in r} for r in part)
-        return out
+        return exact_top_k(self._base, self._queries, k, mask)
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
+def exact_top_k(
+    base: np.ndarray, queries: np.ndarray, k: int, mask: np.ndarray | None = None
+) -> list[set[int]]:
+    """Exact top-k row indices of `base` for each query by dot product (normalised inputs)."""
+    rows = np.arange(len(base)) if mask is None else np.flatnonzero(mask)
+    out: list[set[int]] = []
+    kk = min(k, len(rows))
+    if kk == 0:
+        return [set() for _ in range(len(queries))]
+    sub = base if mask is None else base[rows]
+    for start in range(0, len(queries), 50):
+        sims = queries[start : start + 50] @ sub.T
+        part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+        out.extend({int(rows[j]) for j in r} for r in part)
+    return out
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 # -- systems --------------------------------------------------------------------------------
+
+HUEDB_SETTINGS_ENV = "BENCH_HUEDB_SETTINGS"
+
+
+def huedb_overrides() -> dict[str, Any]:
+    """huedb `Settings` overrides for this run (JSON in $BENCH_HUEDB_SETTINGS), usually none."""
+    raw = os.environ.get(HUEDB_SETTINGS_ENV, "")
+    return dict(json.loads(raw)) if raw else {}
 
 
 class System(ABC):
@@ -193,6 +218,11 @@ class System(ABC):
     def get(self) -> None:
         self._collection = self._client.get_collection(COLLECTION, embedding_function=None)
 
+    @property
+    def collection_id(self) -> str:
+        """The collection's UUID as text."""
+        return str(self._collection.id)
+
     def add(
         self,
         ids: list[str],
@@ -201,6 +231,35 @@ class System(ABC):
         documents: list[str],
     ) -> None:
         self._collection.add(ids=ids, embeddings=vectors, metadatas=metadatas, documents=documents)
+
+    def update(self, ids: list[str], vectors: np.ndarray, metadatas: list[dict[str, Any]]) -> None:
+        self._collection.update(ids=ids, embeddings=vectors, metadatas=metadatas)
+
+    def upsert(
+        self,
+        ids: list[str],
+        vectors: np.ndarray,
+        metadatas: list[dict[str, Any]],
+        documents: list[str],
+    ) -> None:
+        self._collection.upsert(
+            ids=ids, embeddings=vectors, metadatas=metadatas, documents=documents
+        )
+
+    def delete(self, ids: list[str]) -> None:
+        self._collection.delete(ids=ids)
+
+    def get_page(self, offset: int, limit: int) -> dict[str, Any]:
+        """One page of every record with embeddings, metadatas and documents."""
+        return dict(
+            self._collection.get(
+                include=["embeddings", "metadatas", "documents"], limit=limit, offset=offset
+            )
+        )
+
+    def get_ids(self, ids: list[str]) -> dict[str, Any]:
+        """Records by id with embeddings, metadatas and documents."""
+        return dict(self._collection.get(ids=ids, include=["embeddings", "metadatas", "documents"]))
 
     def count(self) -> int:
         return int(self._collection.count())
@@ -235,20 +294,28 @@ class HuedbSystem(System):
     name = "huedb"
     module = "huedb"
 
+    def _settings(self) -> Any:
+        from huedb.config import Settings
+
+        return Settings(**huedb_overrides())
+
     def open(self, path: Path) -> None:
         if self._lib is None:
             self.load()
-        self._client = self._lib.PersistentClient(path=str(path))
+        overrides = huedb_overrides()
+        if overrides:
+            self._client = self._lib.PersistentClient(path=str(path), settings=self._settings())
+        else:
+            self._client = self._lib.PersistentClient(path=str(path))
 
     def settings(self) -> dict[str, Any]:
-        from huedb.config import Settings
-
-        s = Settings()
+        s = self._settings()
         return {
             "huedb_sync": s.huedb_sync,
             "huedb_exact_max_floats": s.huedb_exact_max_floats,
             "huedb_filtered_exact_max_floats": s.huedb_filtered_exact_max_floats,
             "huedb_snapshot_every": s.huedb_snapshot_every,
+            "overrides": huedb_overrides(),
             "hnsw": "defaults (M=16, ef_construction=100, ef_search=100)",
         }
 
@@ -256,6 +323,10 @@ class HuedbSystem(System):
         """huedb builds its graph in the background after the first query; wait for it."""
         while self._collection.get_indexing_status().op_indexing_progress < 1.0:
             time.sleep(0.05)
+
+    def exact_only(self, n: int, dim: int) -> bool:
+        """True when huedb serves `n` x `dim` vectors by exact search (no graph, no snapshot)."""
+        return n * dim <= int(self._settings().huedb_exact_max_floats)
 
 
 class ChromaSystem(System):
@@ -286,17 +357,21 @@ SYSTEMS: dict[str, type[System]] = {"huedb": HuedbSystem, "chromadb": ChromaSyst
 
 @dataclass(frozen=True)
 class Figure:
-    """One row of the result table."""
+    """One row of the result table; `only` names the one system that has it, if any."""
 
     key: str
     label: str
     unit: str
     higher_is_better: bool
+    only: str | None = None
 
 
 FIGURES: list[Figure] = [
     Figure("add_vps", "ingest: raw add throughput", "vec/s", True),
     Figure("ingest_s", "ingest: add time", "s", False),
+    Figure("ingest_first_vps", "ingest: first 10% of batches", "vec/s", True),
+    Figure("ingest_last_vps", "ingest: last 10% of batches", "vec/s", True),
+    Figure("ingest_growth", "ingest: end/start ratio", "", True),
     Figure("first_query_s", "ingest: first query after add", "s", False),
     Figure("ready_s", "ingest + index ready", "s", False),
     Figure("ready_vps", "ingest + index ready throughput", "vec/s", True),
@@ -309,11 +384,75 @@ FIGURES: list[Figure] = [
     Figure("filter1_recall", "where bucket==7 (~1%) recall@10", "", True),
     Figure("contains_p50_ms", "where_document $contains (~1%) p50", "ms", False),
     Figure("contains_recall", "where_document $contains recall@10", "", True),
+    Figure("peak_memory_mib", "peak memory (ingest, index, queries)", "MiB", False),
+    Figure("disk_bytes_per_vector", "disk bytes per vector", "B", False),
+    Figure("raw_p50_ms", "raw usearch search p50 (huedb's graph)", "ms", False, "huedb"),
+    Figure("query_over_raw", "query p50 / raw library p50", "", False, "huedb"),
     Figure("reopen_s", "reopen: open + first query (median of 3)", "s", False),
     Figure("reopen_import_s", "reopen: library import (median of 3)", "s", False),
     Figure("reopen_wall_s", "reopen: whole fresh process (median of 3)", "s", False),
-    Figure("disk_bytes_per_vector", "disk bytes per vector", "B", False),
+    Figure("export_ips", "export: get() pages of 1,000", "items/s", True),
+    Figure("parquet_ips", "export: huedb export to Parquet", "items/s", True, "huedb"),
+    Figure("update_rps", "update 10% (batches of 1,000)", "rec/s", True),
+    Figure("upsert_rps", "upsert 10% (batches of 1,000)", "rec/s", True),
+    Figure("delete_rps", "delete 10% (batches of 1,000)", "rec/s", True),
+    Figure("mutated_p50_ms", "query after mutations p50", "ms", False),
+    Figure("mutated_recall", "query after mutations recall@10", "", True),
 ]
+
+
+def figures_of(system: str) -> list[Figure]:
+    """The figures a system is expected to report."""
+    return [f for f in FIGURES if f.only in (None, system)]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal of the issue: a huedb/chromadb ratio (`ratio`) or a huedb figure, and a bound."""
+
+    key: str
+    label: str
+    op: str  # ">=" or "<="
+    bound: float
+    ratio: bool = True
+
+
+TARGETS: list[Target] = [
+    Target("add_vps", "ingest throughput (raw add) >= 5x", ">=", 5.0),
+    Target("ready_vps", "ingest throughput incl. index ready >= 5x", ">=", 5.0),
+    Target("query_p50_ms", "unfiltered query p50 <= 0.5x", "<=", 0.5),
+    Target("query_recall", "unfiltered recall@10 >= chromadb's", ">=", 1.0),
+    Target("filter10_p50_ms", "where ~10% p50 <= 0.1x", "<=", 0.1),
+    Target("filter10_recall", "where ~10% recall@10 = 1.0", ">=", 1.0, False),
+    Target("filter1_p50_ms", "where ~1% p50 <= 0.1x", "<=", 0.1),
+    Target("filter1_recall", "where ~1% recall@10 = 1.0", ">=", 1.0, False),
+    Target("contains_p50_ms", "$contains p50 <= 0.1x", "<=", 0.1),
+    Target("contains_recall", "$contains recall@10 = 1.0", ">=", 1.0, False),
+    Target("update_rps", "update throughput >= 5x", ">=", 5.0),
+    Target("upsert_rps", "upsert throughput >= 5x", ">=", 5.0),
+    Target("delete_rps", "delete throughput >= 5x", ">=", 5.0),
+    Target("export_ips", "export throughput >= 5x", ">=", 5.0),
+    Target("reopen_s", "cold open to first answer <= 0.3x", "<=", 0.3),
+    Target("disk_bytes_per_vector", "disk bytes per vector <= 1x", "<=", 1.0),
+    Target("peak_memory_mib", "peak memory <= 1x", "<=", 1.0),
+    Target("query_over_raw", "embedded query p50 <= 2x raw usearch p50", "<=", 2.0, False),
+    Target("ingest_growth", "ingest end/start >= 0.5 (meant for a 1M load)", ">=", 0.5, False),
+]
+TOLERANCE = 1e-9
+
+
+def evaluate_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with the measured value (None when it cannot be measured) and whether met."""
+    huedb = report["systems"].get("huedb", {}).get("figures", {})
+    ratios_ = report.get("ratios_huedb_over_chromadb", {})
+    out: list[dict[str, Any]] = []
+    for t in TARGETS:
+        value = ratios_.get(t.key) if t.ratio else huedb.get(t.key)
+        met = None
+        if value is not None:
+            met = value >= t.bound - TOLERANCE if t.op == ">=" else value <= t.bound + TOLERANCE
+        out.append(asdict(t) | {"value": value, "met": met})
+    return out
 
 
 @dataclass
@@ -344,119 +483,10 @@ class SystemResult:
     figures: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def run_system(
-    system: System,
-    data: Dataset,
-    truth: dict[str, list[set[int]]],
-    workdir: Path,
-    reopen_runs: int = 3,
-    log: Callable[[str], None] = lambda _: None,
-) -> SystemResult:
-    """Measure every figure for one system; a failing phase is recorded, not raised."""
-    result = SystemResult(system=system.name, version=system.version())
-    result.settings = system.settings()
-    path = Path(tempfile.mkdtemp(prefix=f"{system.name}-", dir=workdir))
-    n = data.spec.n
-    figs = result.figures
-    try:
-        system.open(path)
-        system.create(data.spec.space)
-        log(f"{system.name}: ingest {n} x {data.spec.dim} in batches of {BATCH}")
-        start = time.perf_counter()
-        for lo in range(0, n, BATCH):
-            hi = min(lo + BATCH, n)
-            meta, docs = data.metadatas(lo, hi), data.documents[lo:hi]
-            system.add(data.ids(lo, hi), data.vectors[lo:hi], meta, docs)
-        ingest = time.perf_counter() - start
-        start = time.perf_counter()
-        system.query(data.warmup[0], K)
-        first = time.perf_counter() - start
-        system.wait_until_indexed()
-        ready = time.perf_counter() - start
-        figs.update(
-            add_vps=n / ingest,
-            ingest_s=ingest,
-            first_query_s=first,
-            ready_s=ingest + ready,
-            ready_vps=n / (ingest + ready),
-        )
-        count = system.count()
-        result.details["count_after_ingest"] = count
-        if count != n:
-            result.errors.append(f"count() after ingest is {count}, expected {n}")
-    except Exception as exc:  # noqa: BLE001 - a crash is a result
-        result.errors.append(f"ingest: {type(exc).__name__}: {exc}")
-        system.close()
-        shutil.rmtree(path, ignore_errors=True)
-        return result
-
-    for case in QUERY_CASES:
-        log(f"{system.name}: {case.key} queries")
-        try:
-            _measure_queries(system, data, case, truth[case.key], result)
-        except Exception as exc:  # noqa: BLE001
-            result.errors.append(f"{case.key}: {type(exc).__name__}: {exc}")
-
-    try:
-        system.close()
-    except Exception as exc:  # noqa: BLE001
-        result.errors.append(f"close: {type(exc).__name__}: {exc}")
-    disk = disk_usage(path)
-    result.details["disk_bytes"] = disk
-    result.details["disk_apparent_bytes"] = apparent_size(path)
-    figs["disk_bytes_per_vector"] = disk / n
-
-    log(f"{system.name}: reopen x{reopen_runs} in fresh processes")
-    runs: list[dict[str, float]] = []
-    for _ in range(reopen_runs):
-        try:
-            runs.append(reopen_in_subprocess(system.name, path, data.warmup[1]))
-        except Exception as exc:  # noqa: BLE001
-            result.errors.append(f"reopen: {type(exc).__name__}: {exc}")
-            break
-    result.details["reopen_runs"] = runs
-    if runs:
-        figs["reopen_s"] = statistics.median(r["open_s"] + r["first_query_s"] for r in runs)
-        figs["reopen_import_s"] = statistics.median(r["import_s"] for r in runs)
-        figs["reopen_wall_s"] = statistics.median(r["wall_s"] for r in runs)
-        bad = [r["hits"] for r in runs if r["hits"] != K]
-        if bad:
-            result.errors.append(f"reopen: first query returned {bad} hits, expected {K}")
-    shutil.rmtree(path, ignore_errors=True)
-    return result
-
-
-def _measure_queries(
-    system: System,
-    data: Dataset,
-    case: QueryCase,
-    truth: list[set[int]],
-    result: SystemResult,
-) -> None:
-    for vec in data.warmup:
-        system.query(vec, K, case.where, case.where_document)
-    latencies: list[float] = []
-    recalls: list[float] = []
-    short = 0
-    for vec, exact in zip(data.queries, truth, strict=True):
-        start = time.perf_counter()
-        ids = system.query(vec, K, case.where, case.where_document)
-        latencies.append((time.perf_counter() - start) * 1000.0)
-        got = {record_index(i) for i in ids}
-        if len(ids) < len(exact):
-            short += 1
-        recalls.append(len(got & exact) / max(len(exact), 1))
-    lat = np.asarray(latencies)
-    figs = result.figures
-    figs[f"{case.key}_p50_ms"] = float(np.percentile(lat, 50))
-    figs[f"{case.key}_p99_ms"] = float(np.percentile(lat, 99))
-    figs[f"{case.key}_recall"] = float(np.mean(recalls))
-    result.details[f"{case.key}_min_recall"] = float(np.min(recalls))
-    result.details[f"{case.key}_mean_ms"] = float(np.mean(lat))
-    if short:
-        result.errors.append(f"{case.key}: {short} queries returned fewer than {K} hits")
+# -- fresh processes ------------------------------------------------------------------------
 
 
 def reopen_in_subprocess(system: str, path: Path, query: np.ndarray) -> dict[str, float]:
@@ -570,29 +600,86 @@ def ground_truth(data: Dataset) -> dict[str, list[set[int]]]:
     return {case.key: gt.top_k(K, case.mask(data)) for case in QUERY_CASES}
 
 
+def save_truth(truth: dict[str, list[set[int]]], path: Path) -> None:
+    """Ground truth as JSON (sorted index lists), for the worker processes."""
+    path.write_text(json.dumps({k: [sorted(s) for s in v] for k, v in truth.items()}))
+
+
+def load_truth(path: Path) -> dict[str, list[set[int]]]:
+    return {k: [set(r) for r in v] for k, v in json.loads(path.read_text()).items()}
+
+
+def run_worker(
+    name: str,
+    spec: DataSpec,
+    truth_path: Path,
+    base: Path,
+    huedb_settings: dict[str, Any],
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Measure one system in a fresh `python -m bench.worker`; its result as a dict."""
+    job_path = base / f"job-{name}.json"
+    out_path = base / f"result-{name}.json"
+    job = {
+        "system": name,
+        "spec": asdict(spec),
+        "truth": str(truth_path),
+        "workdir": str(base),
+        "out": str(out_path),
+    }
+    job_path.write_text(json.dumps(job))
+    env = dict(os.environ)
+    env.pop(HUEDB_SETTINGS_ENV, None)
+    if huedb_settings:
+        env[HUEDB_SETTINGS_ENV] = json.dumps(huedb_settings)
+    try:
+        stdout: Any = sys.stderr.fileno()  # the worker's stray prints must not reach the table
+    except (AttributeError, OSError, ValueError):
+        stdout = subprocess.DEVNULL
+    log(f"{name}: starting a fresh worker process")
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.worker", str(job_path)], cwd=REPO_ROOT, env=env, stdout=stdout
+    )
+    wall = time.perf_counter() - start
+    try:
+        result: dict[str, Any] = json.loads(out_path.read_text())
+    except (OSError, ValueError):
+        result = asdict(SystemResult(system=name))
+    result["details"]["worker_wall_s"] = wall
+    result["details"]["worker_exit_code"] = proc.returncode
+    if proc.returncode != 0:
+        result["errors"].append(f"worker process exited with code {proc.returncode}")
+    return result
+
+
 def run(
     spec: DataSpec,
     systems: list[str],
     workdir: Path | None = None,
     log: Callable[[str], None] = lambda _: None,
+    huedb_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the core benchmark for `systems` on one data set; returns the JSON-able report."""
     info = machine_info()
     started = time.time()
-    log(f"generating {spec.n} x {spec.dim} ({spec.clusters} clusters, seed {spec.seed})")
+    log(f"n={spec.n}: generating {spec.n} x {spec.dim} for the ground truth")
     data = make_dataset(spec)
     truth = ground_truth(data)
     selectivity = {
         case.key: float(np.mean(m)) if (m := case.mask(data)) is not None else 1.0
         for case in QUERY_CASES
     }
+    del data
     base = Path(tempfile.mkdtemp(prefix="huedb-bench-", dir=workdir))
     results: dict[str, Any] = {}
     try:
+        truth_path = base / "truth.json"
+        save_truth(truth, truth_path)
         for name in systems:
-            res = run_system(SYSTEMS[name](), data, truth, base, log=log)
-            results[name] = asdict(res)
-            for err in res.errors:
+            res = run_worker(name, spec, truth_path, base, huedb_settings or {}, log)
+            results[name] = res
+            for err in res["errors"]:
                 log(f"{name}: PROBLEM: {err}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -609,7 +696,33 @@ def run(
         report["ratios_huedb_over_chromadb"] = ratios(
             results["huedb"]["figures"], results["chromadb"]["figures"]
         )
+    report["targets"] = evaluate_targets(report)
     return report
+
+
+def run_suite(
+    specs: list[DataSpec],
+    systems: list[str],
+    workdir: Path | None = None,
+    log: Callable[[str], None] = lambda _: None,
+    huedb_settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`run` for each data size in turn; the reports plus the growth of each figure with n."""
+    info = machine_info()
+    started = time.time()
+    runs = [run(spec, systems, workdir, log, huedb_settings) for spec in specs]
+    return {
+        "benchmark": "core",
+        "started_unix": started,
+        "elapsed_s": time.time() - started,
+        "machine": info | {"loadavg_end": list(os.getloadavg())},
+        "sizes": [s.n for s in specs],
+        "systems": systems,
+        "huedb_settings_overrides": huedb_settings or {},
+        "figures": [asdict(f) for f in FIGURES],
+        "runs": runs,
+        "growth": growth(runs),
+    }
 
 
 def ratios(a: dict[str, float], b: dict[str, float]) -> dict[str, float | None]:
@@ -618,6 +731,23 @@ def ratios(a: dict[str, float], b: dict[str, float]) -> dict[str, float | None]:
         x, y = a.get(f.key), b.get(f.key)
         out[f.key] = x / y if x is not None and y not in (None, 0) else None
     return out
+
+
+def growth(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float | None]]]:
+    """figure key -> system -> n (as text) -> value, over the runs of a suite."""
+    out: dict[str, dict[str, dict[str, float | None]]] = {}
+    for f in FIGURES:
+        per: dict[str, dict[str, float | None]] = {}
+        for r in runs:
+            n = str(r["data"]["n"])
+            for name, res in r["systems"].items():
+                if f.only in (None, name):
+                    per.setdefault(name, {})[n] = res["figures"].get(f.key)
+        out[f.key] = per
+    return out
+
+
+# -- tables ---------------------------------------------------------------------------------
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -634,7 +764,57 @@ def format_table(report: dict[str, Any]) -> str:
             r = report["ratios_huedb_over_chromadb"].get(f.key)
             row.append("-" if r is None else f"{r:.2f}x")
         rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return _layout(rows)
+
+
+def format_targets(report: dict[str, Any]) -> str:
+    """One line per target of the issue: value and whether it is met at this size."""
+    lines = []
+    for t in report.get("targets", []):
+        value = t["value"]
+        if value is None:
+            shown, verdict = "-", "not measured"
+        else:
+            shown = f"{value:.3f}x" if t["ratio"] else f"{value:.3f}"
+            verdict = "met" if t["met"] else "NOT met"
+        lines.append(f"  {t['label']:<45} {shown:>10}  {verdict}")
+    return "\n".join(lines)
+
+
+def size_label(n: int) -> str:
+    """10000 -> "10k", 1000000 -> "1M"."""
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    if n >= 1_000 and n % 1_000 == 0:
+        return f"{n // 1_000}k"
+    return str(n)
+
+
+def format_growth(suite: dict[str, Any]) -> str:
+    """Each figure per size and system, with the last/first size factor per system."""
+    sizes = [str(n) for n in suite["sizes"]]
+    systems = [s for s in suite["systems"] if any(s in r["systems"] for r in suite["runs"])]
+    header = ["figure", "unit"]
+    for name in systems:
+        header += [f"{name} {size_label(int(n))}" for n in sizes]
+        if len(sizes) > 1:
+            header.append(f"{name} x{size_label(int(sizes[-1]))}/{size_label(int(sizes[0]))}")
+    rows = [header]
+    for f in FIGURES:
+        row = [f.label, f.unit]
+        per = suite["growth"].get(f.key, {})
+        for name in systems:
+            vals = [per.get(name, {}).get(n) for n in sizes]
+            row += [_fmt(v) for v in vals]
+            if len(sizes) > 1:
+                a, b = vals[0], vals[-1]
+                row.append("-" if a in (None, 0) or b is None else f"{b / a:.2f}x")
+        rows.append(row)
+    return _layout(rows)
+
+
+def _layout(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for j, r in enumerate(rows):
         rest = [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]

@@ -486,21 +486,27 @@ class Engine:
             )
         allowed = None
         if ids is not None or sql != "1":
-            keys = records.select_keys(self._conn, col.cid, ids, sql, params)
-            allowed = np.asarray(keys, dtype=np.uint64)
-        index = self._indexes.ready(col)
+            key_set = None
+            if where is not None and where_document is None:
+                key_set = FilterCompiler(col.cid).key_set(where)
+            allowed = records.allowed_keys(self._conn, col.cid, ids, sql, params, key_set)
+        index = self._indexes.ready(col, need_vectors=allowed is not None)
         if index is None:
             return empty
+
+        def fetch(keys: np.ndarray) -> np.ndarray:
+            return records.vectors_by_keys(self._conn, keys, col.dimension)
+
         all_keys: list[list[int]] = []
         all_dists: list[list[float]] = []
         for q in queries:
-            keys_found, dists = index.search(q, n_results, allowed)
+            keys_found, dists = index.search(q, n_results, allowed, fetch)
             if index.uses_graph:
                 same = records.keys_with_vector(self._conn, col.cid, q)
                 if same and allowed is not None:
                     same = [k for k in same if np.isin(k, allowed)]
                 keys_found, dists = index.with_exact_matches(
-                    q, n_results, (keys_found, dists), same
+                    q, n_results, (keys_found, dists), same, fetch
                 )
             all_keys.append([int(k) for k in keys_found])
             all_dists.append([float(d) for d in dists])
@@ -564,12 +570,8 @@ class Engine:
             wrong: list[int] = []
             probe = sorted(stored & indexed)[:: max(1, len(stored) // max(sample, 1))]
             if index is not None and probe:
-                rows = records.fetch_by_keys(self._conn, col.cid, probe, with_vectors=True)
-                got = index.vectors_of(np.asarray(probe, dtype=np.uint64))
-                for i, key in enumerate(probe):
-                    want = np.frombuffer(rows[key][5], dtype=np.float32)
-                    if not np.array_equal(got[i], want):
-                        wrong.append(key)
+                vectors = records.vectors_by_keys(self._conn, probe, col.dimension)
+                wrong = index.mismatched(np.asarray(probe, dtype=np.uint64), vectors)
             return IndexCheck(
                 collection=col.uuid,
                 name=col.name,

@@ -20,6 +20,8 @@ _COMPARE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _UNSUPPORTED_REGEX = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=|\\k<")
 MAX_FILTER_DEPTH = 64
 MAX_FILTER_TERMS = 20_000
+# Compound SELECTs are limited in SQLite (500 terms); larger filters use the predicate form.
+MAX_KEY_SET_TERMS = 64
 # The trigram index serves substrings of 3 to 256 characters; a longer one would expand into
 # thousands of trigram lookups (a 1 MB operand took minutes), so it is scanned with instr.
 MIN_INDEXED_SUBSTRING, MAX_INDEXED_SUBSTRING = 3, 256
@@ -31,6 +33,10 @@ def balanced(joiner: str, parts: list[str]) -> str:
         return parts[0]
     middle = len(parts) // 2
     return f"({balanced(joiner, parts[:middle])}{joiner}{balanced(joiner, parts[middle:])})"
+
+
+class _NotAKeySet(Exception):
+    """The filter cannot be written as a compound SELECT of keys."""
 
 
 def _invalid(detail: str) -> InvalidArgumentError:
@@ -99,13 +105,54 @@ class FilterCompiler:
         if self.terms > MAX_FILTER_TERMS:
             raise _invalid(f"more than {MAX_FILTER_TERMS} conditions")
 
-    def _meta_subquery(self, name: str, kind: int, is_array: int, cond: str, *vals: Any) -> str:
+    def key_set(self, where: Any) -> tuple[str, list[Any]] | None:
+        """A SELECT of the keys matching `where`, read from the covering metadata index alone.
+
+        Only for a `where` (already checked by `compile`) made of positive metadata
+        conditions joined by $and / $or, with at most MAX_KEY_SET_TERMS conditions: $and
+        becomes INTERSECT and $or UNION. Returns None for anything else (negations,
+        documents), which the predicate form of `compile` handles.
+        """
+        self.params = []
+        self.terms = 0
+        try:
+            sql = self._key_set(where)
+        except _NotAKeySet:
+            return None
+        return (sql, self.params) if self.terms <= MAX_KEY_SET_TERMS else None
+
+    def _key_set(self, where: dict[str, Any]) -> str:
+        key, value = next(iter(where.items()))
+        if key in ("$and", "$or"):
+            joiner = " INTERSECT " if key == "$and" else " UNION "
+            return joiner.join(f"SELECT key FROM ({self._key_set(w)})" for w in value)
+        if key == "#document":
+            raise _NotAKeySet
+        op, operand = next(iter(value.items())) if isinstance(value, dict) else ("$eq", value)
+        if op == "$eq":
+            return self._meta_select(key, value_kind(operand), 0, "value = ?", sql_value(operand))
+        if op in _COMPARE_SQL:
+            return self._meta_select(key, KIND_NUMBER, 0, f"value {_COMPARE_SQL[op]} ?", operand)
+        if op == "$in":
+            marks = ", ".join("?" for _ in operand)
+            vals = (sql_value(v) for v in operand)
+            return self._meta_select(key, value_kind(operand[0]), 0, f"value IN ({marks})", *vals)
+        if op == "$contains":
+            return self._meta_select(key, value_kind(operand), 1, "value = ?", sql_value(operand))
+        raise _NotAKeySet
+
+    def _meta_select(self, name: str, kind: int, is_array: int, cond: str, *vals: Any) -> str:
         self._count_term()
         self.params.extend((self.cid, name, kind, is_array, *vals))
+        # An array may hold a value twice: one key per record.
+        distinct = "DISTINCT " if is_array else ""
         return (
-            "r.key IN (SELECT key FROM record_meta WHERE cid = ? AND name = ? AND kind = ? "
-            f"AND is_array = ? AND {cond})"
+            f"SELECT {distinct}key FROM record_meta WHERE cid = ? AND name = ? AND kind = ? "
+            f"AND is_array = ? AND {cond}"
         )
+
+    def _meta_subquery(self, name: str, kind: int, is_array: int, cond: str, *vals: Any) -> str:
+        return f"r.key IN ({self._meta_select(name, kind, is_array, cond, *vals)})"
 
     def _where(self, where: Any, depth: int) -> str:
         if depth > MAX_FILTER_DEPTH:

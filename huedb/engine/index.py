@@ -4,10 +4,13 @@ This is the only module that imports usearch. Keys are the records' integer keys
 reused), so an index entry can never point at the wrong record. Distances follow Chroma:
 l2 = squared L2, ip = 1 - dot, cosine = 1 - cosine similarity, all in float32.
 
-A `VectorIndex` starts exact (a numpy matrix). When it grows past the exact-search
-threshold, its owner builds a graph from a copy of its vectors (`build_graph`, which may run
-in another thread) and swaps it in with `VectorIndex.from_graph`; until then searches stay
-exact, so they are slower but never wrong.
+A `VectorIndex` starts exact: a `FlatVectors` matrix of the float32 vectors. When it grows
+past the exact-search threshold, its owner builds a half-precision HNSW graph from a copy of
+those vectors (`build_graph`, which may run in another thread) and swaps it in with
+`VectorIndex.from_graph`; until then searches stay exact, so slower but never wrong. A graph
+only proposes candidates: their distances are always recomputed from the float32 vectors
+(the flat copy when the index holds one, else the caller's `fetch`), so results are ranked
+and reported at full precision.
 """
 
 from __future__ import annotations
@@ -15,14 +18,24 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from usearch.index import Index
 
 METRICS = {"l2": "l2sq", "ip": "ip", "cosine": "cos"}
+GRAPH_DTYPE = "f16"
 RERANK_MARGIN = 16
+FILTER_OVERSAMPLE = 2
+GATHER_BLOCK = 2048  # rows scored per block in filtered exact search (~3 MB at 384 dims)
 BUILD_CHUNK = 10_000
+
+SearchHits = tuple[np.ndarray, np.ndarray]  # (keys uint64, distances float32), best first
+VectorFetch = Callable[[np.ndarray], np.ndarray]  # keys -> float32 rows, in the order given
+
+_EMPTY: SearchHits = (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.float32))
 
 
 @dataclass(frozen=True)
@@ -40,12 +53,7 @@ class Thresholds:
     """Planner thresholds in floats (vectors x dimension), from ann-choice.md."""
 
     exact_max_floats: int = 2_000_000
-    filtered_exact_max_floats: int = 3_000_000
-
-
-SearchHits = tuple[np.ndarray, np.ndarray]  # (keys uint64, distances float32), best first
-
-_EMPTY: SearchHits = (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.float32))
+    filtered_exact_max_floats: int = 8_000_000
 
 
 def exact_distances(space: str, matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -62,10 +70,25 @@ def exact_distances(space: str, matrix: np.ndarray, query: np.ndarray) -> np.nda
     return (1.0 - cos).astype(np.float32)
 
 
+def rank_exact(space: str, matrix: np.ndarray, keys: np.ndarray, query: np.ndarray, k: int):
+    """The k best of the given rows by exact distance."""
+    dists = exact_distances(space, matrix, query)
+    order = np.argsort(dists, kind="stable")[:k]
+    return keys[order], dists[order].astype(np.float32)
+
+
 def top_k_exact(
-    space: str, matrix: np.ndarray, keys: np.ndarray, query: np.ndarray, k: int
+    space: str,
+    matrix: np.ndarray,
+    keys: np.ndarray,
+    query: np.ndarray,
+    k: int,
+    norms: np.ndarray | None = None,
 ) -> SearchHits:
-    """The k nearest rows: a BLAS pass to shortlist, then direct distances to rank."""
+    """The k nearest rows: a BLAS pass to shortlist, then direct distances to rank.
+
+    `norms` (the rows' L2 norms, if known) saves a pass over the matrix for cosine.
+    """
     n = len(keys)
     k = min(k, n)
     if k <= 0:
@@ -78,15 +101,14 @@ def top_k_exact(
         elif space == "ip":
             rough = -(matrix @ query)
         else:
-            norms = np.linalg.norm(matrix, axis=1)
+            if norms is None:
+                norms = np.linalg.norm(matrix, axis=1)
             with np.errstate(divide="ignore", invalid="ignore"):
                 rough = -np.where(norms > 0, (matrix @ query) / norms, 0.0)
         rows = np.argpartition(rough, shortlist - 1)[:shortlist]
     else:
         rows = np.arange(n)
-    dists = exact_distances(space, matrix[rows], query)
-    order = np.argsort(dists, kind="stable")[:k]
-    return keys[rows[order]], dists[order].astype(np.float32)
+    return rank_exact(space, matrix[rows], keys[rows], query, k)
 
 
 class BuildStopped(Exception):
@@ -107,7 +129,7 @@ def build_graph(
     graph = Index(
         ndim=dim,
         metric=METRICS[params.space],
-        dtype="f32",
+        dtype=GRAPH_DTYPE,
         connectivity=params.max_neighbors,
         expansion_add=params.ef_construction,
         expansion_search=params.ef_search,
@@ -120,8 +142,156 @@ def build_graph(
     return graph
 
 
+class FlatVectors:
+    """The float32 vectors of one collection in a matrix, with their norms and a key -> row map.
+
+    The map is a dense array indexed by key (keys are small, increasing integers), so
+    gathering the rows of 10,000 keys is one numpy operation.
+    """
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._count = 0
+        self._matrix = np.empty((0, dim), dtype=np.float32)
+        self._norms = np.empty(0, dtype=np.float32)
+        self._keys = np.empty(0, dtype=np.uint64)
+        self._row_by_key = np.full(0, -1, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held (including spare capacity)."""
+        arrays = (self._matrix, self._norms, self._keys, self._row_by_key)
+        return int(sum(a.nbytes for a in arrays))
+
+    def keys(self) -> np.ndarray:
+        """A copy of the keys held, in row order."""
+        return self._keys[: self._count].copy()
+
+    def contents(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of the keys and vectors (to build a graph from)."""
+        return self._keys[: self._count].copy(), self._matrix[: self._count].copy()
+
+    def rows(self, keys: np.ndarray) -> np.ndarray:
+        """Row numbers of the given keys (-1 for an absent key)."""
+        keys = np.asarray(keys, dtype=np.int64)
+        out = np.full(len(keys), -1, dtype=np.int64)
+        inside = keys < len(self._row_by_key)
+        out[inside] = self._row_by_key[keys[inside]]
+        return out
+
+    def gather(self, keys: np.ndarray) -> np.ndarray:
+        """The vectors of present keys, in the order given (KeyError for an absent one)."""
+        rows = self.rows(keys)
+        if np.any(rows < 0):
+            raise KeyError(int(np.asarray(keys)[np.argmin(rows)]))
+        return self._matrix[rows]
+
+    def search(self, space: str, query: np.ndarray, k: int) -> SearchHits:
+        """Exact k nearest over every vector."""
+        n = self._count
+        return top_k_exact(space, self._matrix[:n], self._keys[:n], query, k, self._norms[:n])
+
+    def search_among(self, space: str, query: np.ndarray, k: int, keys: np.ndarray) -> SearchHits:
+        """Exact k nearest among the given present keys.
+
+        Rough scores are computed a block of rows at a time straight from the matrix (the
+        gathered block stays in cache), then the shortlist is ranked by direct distances.
+        """
+        rows = self.rows(keys)
+        if np.any(rows < 0):
+            raise KeyError(int(np.asarray(keys)[np.argmin(rows)]))
+        k = min(k, len(rows))
+        if k <= 0:
+            return _EMPTY
+        query = np.ascontiguousarray(query, dtype=np.float32)
+        shortlist = min(len(rows), 2 * k + RERANK_MARGIN)
+        if shortlist < len(rows):
+            order = np.argsort(rows)  # ascending addresses: the hardware prefetches
+            rows, keys = rows[order], np.asarray(keys)[order]
+            dots = np.empty(len(rows), dtype=np.float32)
+            for start in range(0, len(rows), GATHER_BLOCK):
+                block = rows[start : start + GATHER_BLOCK]
+                np.dot(self._matrix[block], query, out=dots[start : start + GATHER_BLOCK])
+            norms = self._norms[rows]
+            if space == "l2":
+                rough = norms * norms - 2.0 * dots
+            elif space == "ip":
+                rough = -dots
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    rough = -np.where(norms > 0, dots / norms, 0.0)
+            picked = np.argpartition(rough, shortlist - 1)[:shortlist]
+            rows, keys = rows[picked], np.asarray(keys)[picked]
+        return rank_exact(space, self._matrix[rows], np.asarray(keys), query, k)
+
+    def upsert(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Insert or replace vectors under their keys."""
+        self._reserve_keys(int(keys.max()) + 1)
+        rows = self._row_by_key[keys.astype(np.int64)]
+        known = rows >= 0
+        self._matrix[rows[known]] = vectors[known]
+        self._norms[rows[known]] = np.linalg.norm(vectors[known], axis=1)
+        fresh = np.flatnonzero(~known)
+        if len(fresh) == 0:
+            return
+        # A key twice in one batch: the last vector wins, as in a replay of the oplog.
+        new_keys, last = np.unique(keys[fresh][::-1], return_index=True)
+        fresh = fresh[::-1][last]
+        start, end = self._count, self._count + len(fresh)
+        self._reserve_rows(end)
+        self._matrix[start:end] = vectors[fresh]
+        self._norms[start:end] = np.linalg.norm(vectors[fresh], axis=1)
+        self._keys[start:end] = new_keys
+        self._row_by_key[new_keys.astype(np.int64)] = np.arange(start, end)
+        self._count = end
+
+    def remove(self, keys: np.ndarray) -> None:
+        """Remove keys that are present (the last row moves into the hole)."""
+        for key in np.asarray(keys, dtype=np.int64).tolist():
+            if key >= len(self._row_by_key) or self._row_by_key[key] < 0:
+                continue
+            row = int(self._row_by_key[key])
+            self._row_by_key[key] = -1
+            self._count -= 1
+            last = self._count
+            if row != last:
+                moved = int(self._keys[last])
+                self._matrix[row] = self._matrix[last]
+                self._norms[row] = self._norms[last]
+                self._keys[row] = moved
+                self._row_by_key[moved] = row
+
+    def _reserve_rows(self, needed: int) -> None:
+        if needed <= len(self._matrix):
+            return
+        capacity = max(needed, len(self._matrix) + len(self._matrix) // 4, 64)
+        n = self._count
+        matrix = np.empty((capacity, self.dim), dtype=np.float32)
+        matrix[:n] = self._matrix[:n]
+        norms = np.empty(capacity, dtype=np.float32)
+        norms[:n] = self._norms[:n]
+        keys = np.empty(capacity, dtype=np.uint64)
+        keys[:n] = self._keys[:n]
+        self._matrix, self._norms, self._keys = matrix, norms, keys
+
+    def _reserve_keys(self, needed: int) -> None:
+        if needed <= len(self._row_by_key):
+            return
+        grown = np.full(max(needed, 2 * len(self._row_by_key)), -1, dtype=np.int64)
+        grown[: len(self._row_by_key)] = self._row_by_key
+        self._row_by_key = grown
+
+
 class VectorIndex:
-    """In-memory vectors of one collection, with exact and HNSW search."""
+    """The vectors of one collection, searched exactly or through an HNSW graph.
+
+    Exact mode holds a `FlatVectors`. Graph mode holds the graph and, once a caller needed
+    many vectors at once (filtered searches), a `FlatVectors` copy kept in step with it. A
+    graph may be a read-only view of a mapped snapshot; the first change copies it.
+    """
 
     def __init__(self, dim: int, params: HnswParams, thresholds: Thresholds) -> None:
         self.dim = dim
@@ -129,31 +299,42 @@ class VectorIndex:
         self.thresholds = thresholds
         self.metric = METRICS[params.space]
         self._graph: Index | None = None
-        self._matrix = np.empty((0, dim), dtype=np.float32)
-        self._keys = np.empty(0, dtype=np.uint64)
-        self._row_of: dict[int, int] = {}
+        self._mapping: Any = None  # keeps the mapped snapshot alive under a viewed graph
+        self._flat: FlatVectors | None = FlatVectors(dim)
 
     @classmethod
     def from_graph(
-        cls, dim: int, params: HnswParams, thresholds: Thresholds, graph: Index
+        cls,
+        dim: int,
+        params: HnswParams,
+        thresholds: Thresholds,
+        graph: Index,
+        flat: FlatVectors | None = None,
     ) -> VectorIndex:
-        """An index served by an existing graph."""
+        """An index served by an existing graph (and optionally its float32 vectors)."""
         index = cls(dim, params, thresholds)
         if graph.ndim != dim or str(graph.metric.name).lower() != index.metric:
             raise ValueError("graph does not match the collection")
         graph.expansion_search = params.ef_search
         index._graph = graph
+        index._flat = flat
         return index
 
     @classmethod
     def from_serialized(
-        cls, dim: int, params: HnswParams, thresholds: Thresholds, payload: bytes
+        cls, dim: int, params: HnswParams, thresholds: Thresholds, payload: Any, mapping: Any
     ) -> VectorIndex:
-        """Restore an index from `serialize()` output; raises ValueError if it does not fit."""
-        graph = Index.restore(payload)
+        """A read-only view of a serialized graph; raises ValueError if it does not fit.
+
+        `payload` is a buffer inside `mapping` (a memory-mapped snapshot), which the index
+        keeps alive for as long as the view is used.
+        """
+        graph = Index.restore(payload, view=True)
         if graph is None:
             raise ValueError("snapshot payload is not an index")
-        return cls.from_graph(dim, params, thresholds, graph)
+        index = cls.from_graph(dim, params, thresholds, graph)
+        index._mapping = mapping
+        return index
 
     @property
     def uses_graph(self) -> bool:
@@ -165,8 +346,25 @@ class VectorIndex:
         """True when the index is exact but large enough to deserve a graph."""
         return self._graph is None and len(self) * self.dim > self.thresholds.exact_max_floats
 
+    @property
+    def has_vectors(self) -> bool:
+        """True when every float32 vector is held in memory (always, in exact mode)."""
+        return self._flat is not None
+
+    @property
+    def flat(self) -> FlatVectors | None:
+        """The in-memory float32 vectors, if held."""
+        return self._flat
+
+    def attach_vectors(self, flat: FlatVectors) -> None:
+        """Hold these float32 vectors (read at the index's watermark) from now on."""
+        self._flat = flat
+
     def __len__(self) -> int:
-        return len(self._graph) if self._graph is not None else len(self._row_of)
+        if self._graph is not None:
+            return len(self._graph)
+        assert self._flat is not None
+        return len(self._flat)
 
     def upsert(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         """Insert or replace vectors under their keys."""
@@ -174,59 +372,71 @@ class VectorIndex:
             return
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if self._graph is None:
-            self._flat_upsert(keys, vectors)
-            return
-        present = self._graph.contains(keys)
-        if np.any(present):
-            self._graph.remove(keys[present])
-        self._graph.add(keys, vectors, threads=_threads(len(keys)))
+        if self._flat is not None:
+            self._flat.upsert(keys, vectors)
+        if self._graph is not None:
+            graph = self._mutable_graph()
+            present = graph.contains(keys)
+            if np.any(present):
+                graph.remove(keys[present])
+            graph.add(keys, vectors, threads=_threads(len(keys)))
 
     def remove(self, keys: np.ndarray) -> None:
         """Remove keys that are present; absent keys are ignored."""
         if len(keys) == 0:
             return
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        if self._flat is not None:
+            self._flat.remove(keys)
         if self._graph is not None:
             present = self._graph.contains(keys)
             if np.any(present):
-                self._graph.remove(keys[present])
-            return
-        for key in keys.tolist():
-            row = self._row_of.pop(key, None)
-            if row is None:
-                continue
-            last = len(self._row_of)
-            if row != last:
-                moved = int(self._keys[last])
-                self._matrix[row] = self._matrix[last]
-                self._keys[row] = moved
-                self._row_of[moved] = row
+                self._mutable_graph().remove(keys[present])
 
     def contents(self) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the exact index's keys and vectors (to build a graph from)."""
-        n = len(self._row_of)
-        return self._keys[:n].copy(), self._matrix[:n].copy()
+        assert self._flat is not None
+        return self._flat.contents()
 
-    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> SearchHits:
-        """The k nearest vectors to one query, optionally among `allowed` keys only."""
+    def search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None, fetch: VectorFetch
+    ) -> SearchHits:
+        """The k nearest vectors to one query, optionally among `allowed` keys only.
+
+        `fetch` returns float32 vectors by key; it is used to rank graph candidates when the
+        index does not hold the vectors itself.
+        """
         n = len(self)
         if n == 0 or k <= 0:
             return _EMPTY
+        query = np.ascontiguousarray(query, dtype=np.float32)
         if allowed is None:
             if self._graph is None:
-                return top_k_exact(self.params.space, self._matrix[:n], self._keys[:n], query, k)
-            return self._graph_search(query, min(k, n))
+                assert self._flat is not None
+                return self._flat.search(self.params.space, query, k)
+            k = min(k, n)
+            candidates = self._graph_candidates(query, min(n, k + k // 4 + 2))
+            return self._rank(query, k, candidates, fetch)
         if len(allowed) == 0:
             return _EMPTY
         allowed = np.ascontiguousarray(allowed, dtype=np.uint64)
         small = len(allowed) * self.dim <= self.thresholds.filtered_exact_max_floats
         if self._graph is None or small:
-            return self._exact_among(query, k, allowed)
-        return self._filtered_graph_search(query, k, allowed)
+            return self.exact_among(query, k, allowed, fetch)
+        return self._filtered_graph_search(query, k, allowed, fetch)
+
+    def exact_among(
+        self, query: np.ndarray, k: int, keys: np.ndarray, fetch: VectorFetch
+    ) -> SearchHits:
+        """Exact k nearest among the given (present) keys."""
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        if self._flat is not None:
+            return self._flat.search_among(self.params.space, query, k, keys)
+        matrix = np.ascontiguousarray(fetch(keys), dtype=np.float32)
+        return top_k_exact(self.params.space, matrix, keys, query, k)
 
     def with_exact_matches(
-        self, query: np.ndarray, k: int, hits: SearchHits, keys: list[int]
+        self, query: np.ndarray, k: int, hits: SearchHits, keys: list[int], fetch: VectorFetch
     ) -> SearchHits:
         """Merge records known to hold the query vector itself into approximate hits.
 
@@ -238,20 +448,32 @@ class VectorIndex:
         missing = np.asarray([key for key in keys if key not in found], dtype=np.uint64)
         if len(missing) == 0:
             return hits
-        extra_keys, extra_dists = self._exact_among(query, k, missing)
+        extra_keys, extra_dists = self.exact_among(query, k, missing, fetch)
         all_keys = np.concatenate([hits[0], extra_keys])
         all_dists = np.concatenate([hits[1], extra_dists])
         order = np.argsort(all_dists, kind="stable")[:k]
         return all_keys[order], all_dists[order]
 
-    def vectors_of(self, keys: np.ndarray) -> np.ndarray:
-        """The stored vectors of present keys, as a matrix in the order given."""
-        if self._graph is not None:
-            got = self._graph.get(np.ascontiguousarray(keys, dtype=np.uint64), dtype=np.float32)
-            rows = [got] if isinstance(got, np.ndarray) and got.ndim == 1 else list(got)
-            return np.vstack(rows) if rows else np.empty((0, self.dim), dtype=np.float32)
-        rows_idx = [self._row_of[k] for k in keys.tolist()]
-        return self._matrix[rows_idx]
+    def mismatched(self, keys: np.ndarray, stored: np.ndarray) -> list[int]:
+        """Keys whose indexed vector differs from the stored float32 one (at index precision)."""
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        if self._graph is None:
+            assert self._flat is not None
+            got = self._flat.gather(keys)
+            return [
+                int(k)
+                for k, a, b in zip(keys, got, stored, strict=True)
+                if not np.array_equal(a, b)
+            ]
+        dtype = np.float16 if GRAPH_DTYPE == "f16" else np.float32
+        got = self._graph.get(keys, dtype=dtype)
+        rows = [got] if isinstance(got, np.ndarray) and got.ndim == 1 else list(got)
+        want = stored.astype(dtype)
+        return [
+            int(k)
+            for k, a, b in zip(keys, rows, want, strict=True)
+            if a is None or not np.array_equal(a, b)
+        ]
 
     def serialize(self) -> bytes | None:
         """The HNSW graph as bytes for a snapshot; None while the index is exact-only."""
@@ -263,60 +485,55 @@ class VectorIndex:
         """All keys currently indexed."""
         if self._graph is not None:
             return np.asarray(self._graph.keys, dtype=np.uint64)
-        return self._keys[: len(self._row_of)].copy()
+        assert self._flat is not None
+        return self._flat.keys()
 
-    def _flat_upsert(self, keys: np.ndarray, vectors: np.ndarray) -> None:
-        new_rows = []
-        for i, key in enumerate(keys.tolist()):
-            row = self._row_of.get(key)
-            if row is None:
-                new_rows.append(i)
-            else:
-                self._matrix[row] = vectors[i]
-        if not new_rows:
-            return
-        start = len(self._row_of)
-        end = start + len(new_rows)
-        if end > len(self._matrix):
-            capacity = max(end, 2 * len(self._matrix), 64)
-            matrix = np.empty((capacity, self.dim), dtype=np.float32)
-            matrix[:start] = self._matrix[:start]
-            key_arr = np.empty(capacity, dtype=np.uint64)
-            key_arr[:start] = self._keys[:start]
-            self._matrix, self._keys = matrix, key_arr
-        idx = np.asarray(new_rows)
-        self._matrix[start:end] = vectors[idx]
-        self._keys[start:end] = keys[idx]
-        for offset, key in enumerate(keys[idx].tolist()):
-            self._row_of[key] = start + offset
+    def _mutable_graph(self) -> Index:
+        """The graph, copied out of its mapped snapshot first if it is a read-only view."""
+        assert self._graph is not None
+        if self._mapping is not None:
+            view = self._graph
+            self._graph = view.copy()
+            self._graph.expansion_search = self.params.ef_search
+            self._mapping = None
+        return self._graph
 
-    def _exact_among(self, query: np.ndarray, k: int, allowed: np.ndarray) -> SearchHits:
-        matrix = np.ascontiguousarray(self.vectors_of(allowed), dtype=np.float32)
-        return top_k_exact(self.params.space, matrix, allowed, query, k)
+    def _vectors(self, keys: np.ndarray, fetch: VectorFetch) -> np.ndarray:
+        if self._flat is not None:
+            return self._flat.gather(keys)
+        return fetch(keys)
 
-    def _graph_search(self, query: np.ndarray, k: int, ef: int | None = None) -> SearchHits:
+    def _rank(
+        self, query: np.ndarray, k: int, candidates: np.ndarray, fetch: VectorFetch
+    ) -> SearchHits:
+        """Exact distances for graph candidates, best k first."""
+        if len(candidates) == 0:
+            return _EMPTY
+        matrix = np.ascontiguousarray(self._vectors(candidates, fetch), dtype=np.float32)
+        return rank_exact(self.params.space, matrix, candidates, query, k)
+
+    def _graph_candidates(self, query: np.ndarray, count: int, ef: int | None = None) -> np.ndarray:
         graph = self._graph
         assert graph is not None
-        graph.expansion_search = max(self.params.ef_search, ef or 0)
-        found = graph.search(query, k, threads=1)
+        graph.expansion_search = max(self.params.ef_search, ef or 0, count)
+        found = graph.search(query, count, threads=1)
         keys = np.asarray(found.keys, dtype=np.uint64)
-        dists = np.asarray(found.distances, dtype=np.float32)
-        if len(keys) < k:
-            found = graph.search(query, k, threads=1, exact=True)
+        if len(keys) < count:
+            found = graph.search(query, count, threads=1, exact=True)
             keys = np.asarray(found.keys, dtype=np.uint64)
-            dists = np.asarray(found.distances, dtype=np.float32)
-        return keys, dists
+        return keys
 
-    def _filtered_graph_search(self, query: np.ndarray, k: int, allowed: np.ndarray) -> SearchHits:
+    def _filtered_graph_search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray, fetch: VectorFetch
+    ) -> SearchHits:
         n = len(self)
         want = min(k, len(allowed))
-        count = min(n, math.ceil(2 * k * n / len(allowed)))
-        keys, dists = self._graph_search(query, count, ef=count)
-        keep = np.isin(keys, allowed)
-        keys, dists = keys[keep][:want], dists[keep][:want]
-        if len(keys) < want:
-            return self._exact_among(query, k, allowed)
-        return keys, dists
+        count = min(n, math.ceil(FILTER_OVERSAMPLE * (k + RERANK_MARGIN) * n / len(allowed)))
+        candidates = self._graph_candidates(query, count, ef=count)
+        candidates = candidates[np.isin(candidates, allowed)][: want + RERANK_MARGIN]
+        if len(candidates) < want:
+            return self.exact_among(query, k, allowed, fetch)
+        return self._rank(query, want, candidates, fetch)
 
 
 def _threads(batch: int) -> int:

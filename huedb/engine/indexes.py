@@ -27,7 +27,7 @@ import numpy as np
 
 from huedb.engine import snapshot
 from huedb.engine.catalog import CollectionRow
-from huedb.engine.index import HnswParams, Thresholds, VectorIndex, build_graph
+from huedb.engine.index import FlatVectors, HnswParams, Thresholds, VectorIndex, build_graph
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +101,12 @@ class IndexCache:
         self._states: dict[int, _State] = {}
         self._pending: dict[int, CollectionRow] = {}
 
-    def ready(self, col: CollectionRow) -> VectorIndex | None:
-        """The collection's index, caught up to the current transaction's snapshot."""
+    def ready(self, col: CollectionRow, need_vectors: bool = False) -> VectorIndex | None:
+        """The collection's index, caught up to the current transaction's snapshot.
+
+        With `need_vectors` (filtered searches gather many vectors at once), a graph index
+        is given its float32 vectors, read from SQLite in the same snapshot.
+        """
         if col.dimension is None:
             return None
         state = self._states.get(col.cid)
@@ -119,6 +123,8 @@ class IndexCache:
         self._catch_up(col, state)
         self._adopt_finished_build(col, state)
         self._start_build_if_needed(col, state)
+        if need_vectors and not state.index.has_vectors:
+            state.index.attach_vectors(self._read_vectors(col))
         if state.unsnapshotted >= max(self._snapshot_every, len(state.index) // 10):
             self._pending[col.cid] = col
         return state.index
@@ -204,8 +210,9 @@ class IndexCache:
         if build.watermark < col.pruned_seq:
             logger.info("graph of %s is older than the oplog floor; building again", col.uuid)
             return
+        # The exact index's vectors were kept current while the graph was built: keep them.
         state.index = VectorIndex.from_graph(
-            state.index.dim, state.index.params, self._thresholds, outcome
+            state.index.dim, state.index.params, self._thresholds, outcome, state.index.flat
         )
         state.watermark = build.watermark
         state.unsnapshotted = len(state.index)
@@ -273,7 +280,7 @@ class IndexCache:
                 else:
                     try:
                         index = VectorIndex.from_serialized(
-                            col.dimension, params, self._thresholds, snap.payload
+                            col.dimension, params, self._thresholds, snap.payload, snap.mapping
                         )
                         return _State(col, index, snap.watermark)
                     except (ValueError, RuntimeError) as exc:
@@ -289,21 +296,25 @@ class IndexCache:
     def _rebuild(self, col: CollectionRow, params: HnswParams) -> _State:
         assert col.dimension is not None
         index = VectorIndex(col.dimension, params, self._thresholds)
-        watermark = oplog_head(self._conn)
+        index.attach_vectors(self._read_vectors(col))
+        return _State(col, index, oplog_head(self._conn))
+
+    def _read_vectors(self, col: CollectionRow) -> FlatVectors:
+        """Every float32 vector of a collection as of the current transaction."""
+        assert col.dimension is not None
+        flat = FlatVectors(col.dimension)
         cursor = self._conn.execute(
             "SELECT r.key, e.vector FROM records r JOIN embeddings e ON e.key = r.key "
             "WHERE r.cid = ? ORDER BY r.key",
             (col.cid,),
         )
-        total = 0
         while rows := cursor.fetchmany(REBUILD_CHUNK):
             keys = np.fromiter((r[0] for r in rows), dtype=np.uint64, count=len(rows))
             vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-            index.upsert(keys, vectors.reshape(len(rows), col.dimension))
-            total += len(rows)
-        if total > 0:
-            logger.info("loaded %d vectors of collection %s from SQLite", total, col.uuid)
-        return _State(col, index, watermark)
+            flat.upsert(keys, vectors.reshape(len(rows), col.dimension))
+        if len(flat):
+            logger.info("loaded %d vectors of collection %s from SQLite", len(flat), col.uuid)
+        return flat
 
     def _catch_up(self, col: CollectionRow, state: _State) -> None:
         head = oplog_head(self._conn)

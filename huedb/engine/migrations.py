@@ -62,7 +62,20 @@ def _v2_to_v3(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+def _v3_to_v4(conn: sqlite3.Connection) -> None:
+    # A covering index: metadata filters read matching keys without visiting the table.
+    conn.execute("DROP INDEX IF EXISTS record_meta_lookup")
+    conn.execute(
+        "CREATE INDEX IF NOT EXISTS record_meta_keys "
+        "ON record_meta (cid, name, kind, is_array, value, key)"
+    )
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _v1_to_v2,
+    2: _v2_to_v3,
+    3: _v3_to_v4,
+}
 
 
 def backup_before_migration(conn: sqlite3.Connection, data: Path, version: int) -> Path:

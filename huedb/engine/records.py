@@ -43,6 +43,24 @@ def keys_with_vector(conn: sqlite3.Connection, cid: int, vector: np.ndarray) -> 
     return [r[0] for r in rows]
 
 
+def vectors_by_keys(
+    conn: sqlite3.Connection, keys: Sequence[int] | np.ndarray, dim: int
+) -> np.ndarray:
+    """The stored float32 vectors of the given keys, as rows in the order given.
+
+    Raises KeyError if a key has no vector (the caller asks only for keys it knows exist).
+    """
+    wanted = [int(k) for k in keys]
+    found = dict(
+        conn.execute(
+            "SELECT key, vector FROM embeddings WHERE key IN (SELECT value FROM json_each(?))",
+            (json_list(wanted),),
+        ).fetchall()
+    )
+    blob = b"".join(found[k] for k in wanted)
+    return np.frombuffer(blob, dtype=np.float32).reshape(len(wanted), dim)
+
+
 def json_list(values: Iterable[Any]) -> str:
     """A JSON array parameter for `json_each(?)`."""
     return json.dumps(list(values), ensure_ascii=False)
@@ -246,6 +264,31 @@ def select_keys(
     sql = f"SELECT r.key FROM records r WHERE {sql} ORDER BY r.key LIMIT ? OFFSET ?"
     params += [-1 if limit is None else limit, offset or 0]
     return [r[0] for r in conn.execute(sql, params)]
+
+
+def allowed_keys(
+    conn: sqlite3.Connection,
+    cid: int,
+    ids: Sequence[str] | None,
+    filter_sql: str,
+    filter_params: Sequence[Any],
+    key_set: tuple[str, list[Any]] | None = None,
+) -> np.ndarray:
+    """Keys of the records a query may return (uint64, each once, in no particular order).
+
+    `key_set` (a SELECT of keys from `FilterCompiler.key_set`) is used when there are no
+    ids to match. Keys come back as one comma-separated string: a Python object per row
+    would cost more than the search itself for broad filters.
+    """
+    if key_set is not None and ids is None:
+        sql, params = key_set
+    else:
+        sql, params = _matching(cid, ids, filter_sql, filter_params)
+        sql = f"SELECT r.key FROM records r WHERE {sql}"
+    joined = conn.execute(f"SELECT group_concat(key) FROM ({sql})", params).fetchone()[0]
+    if not joined:
+        return np.empty(0, dtype=np.uint64)
+    return np.fromstring(joined, dtype=np.uint64, sep=",")
 
 
 def _matching(

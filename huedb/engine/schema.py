@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS huedb_meta (
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS record_meta (
     is_array INTEGER NOT NULL,
     value
 );
-CREATE INDEX IF NOT EXISTS record_meta_lookup ON record_meta (cid, name, kind, value);
+CREATE INDEX IF NOT EXISTS record_meta_keys ON record_meta (cid, name, kind, is_array, value, key);
 CREATE INDEX IF NOT EXISTS record_meta_by_key ON record_meta (key);
 CREATE VIRTUAL TABLE IF NOT EXISTS documents_fts USING fts5 (
     document, tokenize = 'trigram case_sensitive 1'

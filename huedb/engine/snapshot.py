@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import mmap
 import os
 import zlib
 from collections.abc import Iterator
@@ -35,7 +36,8 @@ class Snapshot:
     watermark: int
     dim: int
     space: str
-    payload: bytes
+    payload: memoryview  # the serialized graph, inside `mapping`
+    mapping: mmap.mmap  # the mapped file; must outlive every use of `payload`
 
 
 def snapshot_path(directory: Path, collection_uuid: str) -> Path:
@@ -74,25 +76,30 @@ def read_header(path: Path) -> dict | None:
 
 
 def read_snapshot(path: Path, owner: str) -> Snapshot | None:
-    """Load and check a snapshot; None (with a warning) when missing, torn or foreign.
+    """Map and check a snapshot; None (with a warning) when missing, torn or foreign.
 
-    `owner` names the store and collection the snapshot must belong to: a file copied from
-    another collection or another data directory is refused, never used.
+    The file is memory-mapped, not read: the graph is served from the page cache (shared by
+    every process on the data directory) until a change needs a private copy. `owner` names
+    the store and collection the snapshot must belong to: a file copied from another
+    collection or another data directory is refused, never used.
     """
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except FileNotFoundError:
         return None
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: an empty file cannot be mapped
         logger.warning("cannot read index snapshot %s (%s); rebuilding from SQLite", path, exc)
         return None
     problem = None
     try:
-        if not data.startswith(MAGIC):
+        if mapping[: len(MAGIC)] != MAGIC:
             raise ValueError("bad magic")
-        header_end = data.index(b"\n", len(MAGIC))
-        header = json.loads(data[len(MAGIC) : header_end])
-        payload = data[header_end + 1 :]
+        header_end = mapping.find(b"\n", len(MAGIC))
+        if header_end < 0:
+            raise ValueError("no header")
+        header = json.loads(mapping[len(MAGIC) : header_end])
+        payload = memoryview(mapping)[header_end + 1 :]
         if len(payload) != header["length"]:
             raise ValueError("truncated payload")
         if zlib.crc32(payload) != header["crc32"]:
@@ -101,7 +108,9 @@ def read_snapshot(path: Path, owner: str) -> Snapshot | None:
             raise ValueError(f"written by usearch {header.get('library')}")
         if header.get("owner") != owner:
             raise ValueError(f"it belongs to {header.get('owner')}, not {owner}")
-        return Snapshot(int(header["watermark"]), int(header["dim"]), header["space"], payload)
+        return Snapshot(
+            int(header["watermark"]), int(header["dim"]), header["space"], payload, mapping
+        )
     except (ValueError, KeyError, TypeError) as exc:
         problem = str(exc)
     logger.warning("index snapshot %s is unusable (%s); rebuilding from SQLite", path, problem)
