@@ -127,6 +127,9 @@ def make_dataset(spec: DataSpec) -> Dataset:
     )
 
 
+TIE_EPSILON = 1e-6
+
+
 class GroundTruth:
     """Exact top-k by cosine distance with numpy, over all records or an allowed subset."""
 
@@ -137,7 +140,8 @@ class GroundTruth:
         self._queries = normalize(data.queries)
 
     def top_k(self, k: int, mask: np.ndarray | None = None) -> list[set[int]]:
-        """The exact k nearest record indices of each measured query."""
+        """The exact k nearest record indices of each measured query, plus any row tied
+        with the k-th (so a system is not marked wrong for picking the other of a tie)."""
         return exact_top_k(self._base, self._queries, k, mask)
 
 
@@ -154,7 +158,11 @@ def exact_top_k(
     for start in range(0, len(queries), 50):
         sims = queries[start : start + 50] @ sub.T
         part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-        out.extend({int(rows[j]) for j in r} for r in part)
+        for row_sims, r in zip(sims, part, strict=True):
+            # Rows tied with the k-th best (within float32 noise) are equally correct.
+            kth = row_sims[r].min()
+            tied = np.flatnonzero(row_sims >= kth - TIE_EPSILON)
+            out.append({int(rows[j]) for j in tied})
     return out
 
 

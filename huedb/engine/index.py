@@ -156,9 +156,14 @@ class FlatVectors:
         self._norms = np.empty(0, dtype=np.float32)
         self._keys = np.empty(0, dtype=np.uint64)
         self._row_by_key = np.full(0, -1, dtype=np.int64)
+        self._lent = False
 
     def __len__(self) -> int:
         return self._count
+
+    def reserve(self, rows: int) -> None:
+        """Make room for `rows` vectors in total (avoids regrowth when the count is known)."""
+        self._reserve_rows(rows)
 
     @property
     def nbytes(self) -> int:
@@ -171,8 +176,21 @@ class FlatVectors:
         return self._keys[: self._count].copy()
 
     def contents(self) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of the keys and vectors (to build a graph from)."""
-        return self._keys[: self._count].copy(), self._matrix[: self._count].copy()
+        """The keys and vectors as they are now (to build a graph from, in another thread).
+
+        No copy is made: the arrays are lent, and the next change that would alter a lent
+        row copies them first (appending into spare rows alters nothing lent).
+        """
+        self._lent = True
+        return self._keys[: self._count], self._matrix[: self._count]
+
+    def _own_rows(self) -> None:
+        """Copy lent arrays before changing rows in place."""
+        if self._lent:
+            self._matrix = self._matrix.copy()
+            self._norms = self._norms.copy()
+            self._keys = self._keys.copy()
+            self._lent = False
 
     def rows(self, keys: np.ndarray) -> np.ndarray:
         """Row numbers of the given keys (-1 for an absent key)."""
@@ -232,6 +250,8 @@ class FlatVectors:
         self._reserve_keys(int(keys.max()) + 1)
         rows = self._row_by_key[keys.astype(np.int64)]
         known = rows >= 0
+        if np.any(known):
+            self._own_rows()
         self._matrix[rows[known]] = vectors[known]
         self._norms[rows[known]] = np.linalg.norm(vectors[known], axis=1)
         fresh = np.flatnonzero(~known)
@@ -253,6 +273,7 @@ class FlatVectors:
         for key in np.asarray(keys, dtype=np.int64).tolist():
             if key >= len(self._row_by_key) or self._row_by_key[key] < 0:
                 continue
+            self._own_rows()
             row = int(self._row_by_key[key])
             self._row_by_key[key] = -1
             self._count -= 1
@@ -276,6 +297,7 @@ class FlatVectors:
         keys = np.empty(capacity, dtype=np.uint64)
         keys[:n] = self._keys[:n]
         self._matrix, self._norms, self._keys = matrix, norms, keys
+        self._lent = False
 
     def _reserve_keys(self, needed: int) -> None:
         if needed <= len(self._row_by_key):
@@ -394,7 +416,7 @@ class VectorIndex:
                 self._mutable_graph().remove(keys[present])
 
     def contents(self) -> tuple[np.ndarray, np.ndarray]:
-        """Copies of the exact index's keys and vectors (to build a graph from)."""
+        """The exact index's keys and vectors, lent to a graph build (see FlatVectors)."""
         assert self._flat is not None
         return self._flat.contents()
 
@@ -475,11 +497,11 @@ class VectorIndex:
             if a is None or not np.array_equal(a, b)
         ]
 
-    def serialize(self) -> bytes | None:
-        """The HNSW graph as bytes for a snapshot; None while the index is exact-only."""
+    def serialize(self) -> bytearray | None:
+        """The HNSW graph serialized for a snapshot; None while the index is exact-only."""
         if self._graph is None:
             return None
-        return bytes(self._graph.save())
+        return self._graph.save()
 
     def keys(self) -> np.ndarray:
         """All keys currently indexed."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from huedb.engine import snapshot
+from huedb.engine import records, snapshot
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.index import FlatVectors, HnswParams, Thresholds, VectorIndex, build_graph
 
@@ -303,6 +303,7 @@ class IndexCache:
         """Every float32 vector of a collection as of the current transaction."""
         assert col.dimension is not None
         flat = FlatVectors(col.dimension)
+        flat.reserve(records.count_records(self._conn, col.cid))
         cursor = self._conn.execute(
             "SELECT r.key, e.vector FROM records r JOIN embeddings e ON e.key = r.key "
             "WHERE r.cid = ? ORDER BY r.key",

@@ -118,7 +118,7 @@ def read_snapshot(path: Path, owner: str) -> Snapshot | None:
 
 
 def write_snapshot(
-    path: Path, owner: str, watermark: int, dim: int, space: str, payload: bytes
+    path: Path, owner: str, watermark: int, dim: int, space: str, payload: bytes | bytearray
 ) -> None:
     """Atomically replace the snapshot at `path` (caller holds the lock)."""
     header = {

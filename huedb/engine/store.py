@@ -22,9 +22,6 @@ from huedb.errors import FormatVersionError, StorageFullError, StorageIOError
 logger = logging.getLogger(__name__)
 
 DB_FILENAME = "huedb.sqlite3"
-# Reads map the database file (page-cache pages are shared, not copied into each
-# connection's cache); writes still go through the WAL.
-MMAP_BYTES = 1 << 40
 BUSY_TIMEOUT_MS = 120_000
 
 
@@ -44,7 +41,6 @@ def open_connection(path: Path | None, sync: str) -> sqlite3.Connection:
     conn.execute(f"PRAGMA synchronous = {sync.upper()}")
     conn.execute("PRAGMA cache_size = -16384")
     conn.execute("PRAGMA temp_store = MEMORY")
-    conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
     conn.create_function("huedb_regexp", 2, regexp_match, deterministic=True)
     _upgrade_format(conn, path, target)
     _ensure_schema(conn)

@@ -19,6 +19,8 @@ from huedb.errors import ChromaError
 from huedb.server import admin
 from huedb.server.auth import TokenAuthMiddleware
 from huedb.server.config import ENV_CONFIG, ServerConfig
+from huedb.server.errors import body_error, error_fields
+from huedb.server.fastpath import FastPathMiddleware
 from huedb.server.limits import BodySizeLimitMiddleware, ReceiveTimeoutMiddleware
 from huedb.server.routes import router
 
@@ -63,6 +65,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     def close_engine() -> None:
         engine.close()
 
+    # Innermost first: the fast path runs after auth and the body limit, before routing.
+    app.add_middleware(FastPathMiddleware, api=app.state.api)
     if config.tokens:
         app.add_middleware(TokenAuthMiddleware, entries=config.tokens)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
@@ -71,40 +75,33 @@ def create_app(config: ServerConfig) -> FastAPI:
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ChromaError)
-    async def chroma_error(request: Request, exc: ChromaError) -> ORJSONResponse:
-        return error_response(exc.code(), exc.name(), str(exc))
+    # Each class is registered on its own: a handler found only through `Exception` would
+    # run in Starlette's outermost middleware, which logs and re-raises the error.
+    for handled in (
+        ChromaError,
+        RequestValidationError,
+        HTTPException,
+        TypeError,
+        ValueError,
+        OverflowError,
+        IndexError,
+    ):
+        app.add_exception_handler(handled, any_error)
+    app.add_exception_handler(Exception, any_error)
 
-    @app.exception_handler(RequestValidationError)
-    async def bad_body(request: Request, exc: RequestValidationError) -> ORJSONResponse:
-        detail = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
-        )
-        return error_response(
-            422,
-            "ChromaError",
-            f"Failed to deserialize the JSON body into the target type: {detail}",
-        )
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> ORJSONResponse:
+async def any_error(request: Request, exc: Exception) -> ORJSONResponse:
+    """Chroma's error body for any exception a route raised."""
+    if isinstance(exc, RequestValidationError):
+        status, name, message = body_error(exc.errors())
+    elif isinstance(exc, HTTPException):
         name = "NotFoundError" if exc.status_code == 404 else "ChromaError"
-        return error_response(exc.status_code, name, str(exc.detail))
-
-    @app.exception_handler(TypeError)
-    async def unconvertible(request: Request, exc: TypeError) -> ORJSONResponse:
-        return error_response(422, "ChromaError", str(exc))
-
-    @app.exception_handler(ValueError)
-    @app.exception_handler(OverflowError)
-    @app.exception_handler(IndexError)
-    async def invalid(request: Request, exc: Exception) -> ORJSONResponse:
-        return error_response(400, "InvalidArgumentError", str(exc))
-
-    @app.exception_handler(Exception)
-    async def internal(request: Request, exc: Exception) -> ORJSONResponse:
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "InternalError", f"{type(exc).__name__}: {exc}")
+        status, message = exc.status_code, str(exc.detail)
+    else:
+        status, name, message = error_fields(exc)
+        if status == 500:
+            logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(status, name, message)
 
 
 def app_from_environment() -> FastAPI:

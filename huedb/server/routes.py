@@ -210,33 +210,63 @@ def delete_collection(request: Request, tenant: str, database: str, name: str) -
 def add(
     request: Request, tenant: str, database: str, collection_id: str, body: wire.AddRecords
 ) -> dict[str, Any]:
-    _write(api(request).add, collection_id, body)
-    return {}
+    return run_add(api(request), collection_id, body)
 
 
 @router.post(COL + "/update")
 def update(
     request: Request, tenant: str, database: str, collection_id: str, body: wire.UpdateRecords
 ) -> dict[str, Any]:
-    _write(api(request).update, collection_id, body)
-    return {}
+    return run_update(api(request), collection_id, body)
 
 
 @router.post(COL + "/upsert")
 def upsert(
     request: Request, tenant: str, database: str, collection_id: str, body: wire.AddRecords
 ) -> dict[str, Any]:
-    _write(api(request).upsert, collection_id, body)
-    return {}
+    return run_upsert(api(request), collection_id, body)
 
 
 @router.post(COL + "/get")
 def get(
     request: Request, tenant: str, database: str, collection_id: str, body: wire.GetRecords
 ) -> ORJSONResponse:
+    return ORJSONResponse(run_get(api(request), collection_id, body))
+
+
+@router.post(COL + "/query")
+def query(
+    request: Request, tenant: str, database: str, collection_id: str, body: wire.QueryRecords
+) -> ORJSONResponse:
+    return ORJSONResponse(run_query(api(request), collection_id, body))
+
+
+# -- the data-plane handlers, shared with `fastpath` ----------------------------------------
+
+
+def run_add(local: LocalAPI, collection_id: str, body: wire.AddRecords) -> dict[str, Any]:
+    """POST .../add: the response body."""
+    _write(local.add, collection_id, body)
+    return {}
+
+
+def run_update(local: LocalAPI, collection_id: str, body: wire.UpdateRecords) -> dict[str, Any]:
+    """POST .../update: the response body."""
+    _write(local.update, collection_id, body)
+    return {}
+
+
+def run_upsert(local: LocalAPI, collection_id: str, body: wire.AddRecords) -> dict[str, Any]:
+    """POST .../upsert: the response body."""
+    _write(local.upsert, collection_id, body)
+    return {}
+
+
+def run_get(local: LocalAPI, collection_id: str, body: wire.GetRecords) -> dict[str, Any]:
+    """POST .../get: the response body."""
     if "distances" in body.include:
         raise InvalidArgumentError("Include item cannot be one of distances in get")
-    result = api(request).get(
+    result = local.get(
         collection_uuid(collection_id),
         body.ids,
         body.where,
@@ -245,14 +275,12 @@ def get(
         body.offset,
         list(body.include),
     )
-    return ORJSONResponse(_result_body(result, body.include))
+    return _result_body(result, body.include)
 
 
-@router.post(COL + "/query")
-def query(
-    request: Request, tenant: str, database: str, collection_id: str, body: wire.QueryRecords
-) -> ORJSONResponse:
-    result = api(request).query(
+def run_query(local: LocalAPI, collection_id: str, body: wire.QueryRecords) -> dict[str, Any]:
+    """POST .../query: the response body."""
+    result = local.query(
         collection_uuid(collection_id),
         wire.query_matrix(body.query_embeddings),
         body.n_results,
@@ -263,7 +291,7 @@ def query(
     )
     out = _result_body(result, body.include)
     out["distances"] = result["distances"]
-    return ORJSONResponse(out)
+    return out
 
 
 @router.post(COL + "/delete")
