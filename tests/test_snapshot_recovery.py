@@ -211,7 +211,9 @@ def _garbage_with_valid_header(f: Path) -> None:
     header = json.loads(data[magic_end:header_end])
     payload = np.random.default_rng(6).bytes(header["length"])
     header["crc32"] = zlib.crc32(payload)
-    f.write_bytes(data[:magic_end] + json.dumps(header).encode() + b"\n" + payload)
+    line = json.dumps(header).encode()
+    checksum = b"%08x\n" % zlib.crc32(line)
+    f.write_bytes(data[:magic_end] + line + b"\n" + checksum + payload)
 
 
 CORRUPTIONS = {

@@ -56,12 +56,33 @@ class Thresholds:
     filtered_exact_max_floats: int = 8_000_000
 
 
+def matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """matrix @ vector on one thread.
+
+    Not BLAS: a multi-threaded BLAS gemv waits for a busy core, and on a loaded 2-core
+    machine its p90 for 2,048 x 384 went from 1.9 to 40 ms; this loop stays at 1.7 ms.
+    """
+    return np.einsum("ij,j->i", matrix, vector)
+
+
+def squared_l2(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Squared L2 distances of every row to `query`, from differences a block at a time.
+
+    Not |m|^2 - 2 m.q: on vectors far from the origin next to their spread, that cancels
+    in float32 and ranks near-ties at random.
+    """
+    out = np.empty(len(matrix), dtype=np.float32)
+    for start in range(0, len(matrix), GATHER_BLOCK):
+        diff = matrix[start : start + GATHER_BLOCK] - query
+        out[start : start + GATHER_BLOCK] = np.einsum("ij,ij->i", diff, diff)
+    return out
+
+
 def exact_distances(space: str, matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Chroma's distance from `query` to every row, computed directly in float32."""
     if space == "l2":
-        diff = matrix - query
-        return np.einsum("ij,ij->i", diff, diff)
-    dots = matrix @ query
+        return squared_l2(matrix, query)
+    dots = matvec(matrix, query)
     if space == "ip":
         return (1.0 - dots).astype(np.float32)
     norms = np.linalg.norm(matrix, axis=1) * np.float32(np.linalg.norm(query))
@@ -97,14 +118,14 @@ def top_k_exact(
     shortlist = min(n, 2 * k + RERANK_MARGIN)
     if shortlist < n:
         if space == "l2":
-            rough = np.einsum("ij,ij->i", matrix, matrix) - 2.0 * (matrix @ query)
+            rough = squared_l2(matrix, query)
         elif space == "ip":
-            rough = -(matrix @ query)
+            rough = -matvec(matrix, query)
         else:
             if norms is None:
                 norms = np.linalg.norm(matrix, axis=1)
             with np.errstate(divide="ignore", invalid="ignore"):
-                rough = -np.where(norms > 0, (matrix @ query) / norms, 0.0)
+                rough = -np.where(norms > 0, matvec(matrix, query) / norms, 0.0)
         rows = np.argpartition(rough, shortlist - 1)[:shortlist]
     else:
         rows = np.arange(n)
@@ -229,18 +250,21 @@ class FlatVectors:
         if shortlist < len(rows):
             order = np.argsort(rows)  # ascending addresses: the hardware prefetches
             rows, keys = rows[order], np.asarray(keys)[order]
-            dots = np.empty(len(rows), dtype=np.float32)
+            scores = np.empty(len(rows), dtype=np.float32)
             for start in range(0, len(rows), GATHER_BLOCK):
-                block = rows[start : start + GATHER_BLOCK]
-                np.dot(self._matrix[block], query, out=dots[start : start + GATHER_BLOCK])
-            norms = self._norms[rows]
+                block = self._matrix[rows[start : start + GATHER_BLOCK]]
+                if space == "l2":
+                    scores[start : start + GATHER_BLOCK] = squared_l2(block, query)
+                else:
+                    scores[start : start + GATHER_BLOCK] = matvec(block, query)
             if space == "l2":
-                rough = norms * norms - 2.0 * dots
+                rough = scores
             elif space == "ip":
-                rough = -dots
+                rough = -scores
             else:
+                norms = self._norms[rows]
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    rough = -np.where(norms > 0, dots / norms, 0.0)
+                    rough = -np.where(norms > 0, scores / norms, 0.0)
             picked = np.argpartition(rough, shortlist - 1)[:shortlist]
             rows, keys = rows[picked], np.asarray(keys)[picked]
         return rank_exact(space, self._matrix[rows], np.asarray(keys), query, k)
@@ -394,6 +418,10 @@ class VectorIndex:
             return
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        unique, last = np.unique(keys[::-1], return_index=True)
+        if len(unique) < len(keys):  # a key twice in one batch: the last vector wins
+            picked = len(keys) - 1 - last
+            keys, vectors = keys[picked], vectors[picked]
         if self._flat is not None:
             self._flat.upsert(keys, vectors)
         if self._graph is not None:

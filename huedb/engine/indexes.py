@@ -31,7 +31,7 @@ from huedb.engine.index import FlatVectors, HnswParams, Thresholds, VectorIndex,
 
 logger = logging.getLogger(__name__)
 
-REBUILD_CHUNK = 20_000
+REBUILD_CHUNK = 5_000  # rows per fetch when reading vectors (bounds the transient copies)
 
 
 @dataclass(eq=False)

@@ -1,7 +1,8 @@
 """Index snapshots: a cache of a collection's HNSW graph with the oplog watermark it reflects.
 
 One file per collection, `<data>/index/<collection-uuid>.hnsw`: a magic line, a JSON header
-(watermark, dimension, space, library version, payload length and CRC-32) and the payload.
+(watermark, dimension, space, library version, payload length and CRC-32), a line with the
+CRC-32 of the header itself, and the payload.
 Files are written to a temporary name, fsynced, renamed over the old one and the directory
 fsynced, while holding an inter-process lock, so a reader sees either the old or the new
 snapshot. Any file that fails a check is treated as absent: the caller rebuilds from SQLite.
@@ -26,7 +27,8 @@ from huedb.engine import fileio
 
 logger = logging.getLogger(__name__)
 
-MAGIC = b"HUEDB-SNAPSHOT-1\n"
+# Version 2 added the header checksum line (a flipped digit in the watermark went unnoticed).
+MAGIC = b"HUEDB-SNAPSHOT-2\n"
 
 
 @dataclass(frozen=True)
@@ -64,13 +66,24 @@ def exclusive_lock(directory: Path, collection_uuid: str, blocking: bool) -> Ite
         os.close(fd)
 
 
+def _checked_header(header_line: bytes, checksum_line: bytes) -> dict:
+    """The header, if its checksum line matches it (ValueError otherwise)."""
+    if checksum_line.rstrip(b"\n") != b"%08x" % zlib.crc32(header_line):
+        raise ValueError("header checksum mismatch")
+    header = json.loads(header_line)
+    if not isinstance(header, dict):
+        raise ValueError("header is not an object")
+    return header
+
+
 def read_header(path: Path) -> dict | None:
-    """The header of a snapshot file, or None when missing or unreadable."""
+    """The checked header of a snapshot file, or None when missing, unreadable or damaged."""
     try:
         with open(path, "rb") as f:
             if f.readline() != MAGIC:
                 return None
-            return json.loads(f.readline())
+            header_line = f.readline().rstrip(b"\n")
+            return _checked_header(header_line, f.readline())
     except (OSError, ValueError):
         return None
 
@@ -94,12 +107,15 @@ def read_snapshot(path: Path, owner: str) -> Snapshot | None:
     problem = None
     try:
         if mapping[: len(MAGIC)] != MAGIC:
-            raise ValueError("bad magic")
+            raise ValueError("bad magic or an older snapshot format")
         header_end = mapping.find(b"\n", len(MAGIC))
-        if header_end < 0:
+        checksum_end = mapping.find(b"\n", header_end + 1) if header_end >= 0 else -1
+        if checksum_end < 0:
             raise ValueError("no header")
-        header = json.loads(mapping[len(MAGIC) : header_end])
-        payload = memoryview(mapping)[header_end + 1 :]
+        header = _checked_header(
+            mapping[len(MAGIC) : header_end], mapping[header_end + 1 : checksum_end + 1]
+        )
+        payload = memoryview(mapping)[checksum_end + 1 :]
         if len(payload) != header["length"]:
             raise ValueError("truncated payload")
         if zlib.crc32(payload) != header["crc32"]:
@@ -121,20 +137,21 @@ def write_snapshot(
     path: Path, owner: str, watermark: int, dim: int, space: str, payload: bytes | bytearray
 ) -> None:
     """Atomically replace the snapshot at `path` (caller holds the lock)."""
-    header = {
-        "owner": owner,
-        "watermark": watermark,
-        "dim": dim,
-        "space": space,
-        "library": library_version,
-        "length": len(payload),
-        "crc32": zlib.crc32(payload),
-    }
+    header = json.dumps(
+        {
+            "owner": owner,
+            "watermark": watermark,
+            "dim": dim,
+            "space": space,
+            "library": library_version,
+            "length": len(payload),
+            "crc32": zlib.crc32(payload),
+        }
+    ).encode()
+    checksum = b"%08x\n" % zlib.crc32(header)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     remove_stale_temporaries(path.parent, path.stem)
-    fileio.write_atomically(
-        path, (MAGIC, json.dumps(header).encode() + b"\n", memoryview(payload)), tmp
-    )
+    fileio.write_atomically(path, (MAGIC, header + b"\n", checksum, memoryview(payload)), tmp)
 
 
 def remove_stale_temporaries(directory: Path, collection_uuid: str) -> None:
