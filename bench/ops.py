@@ -6,7 +6,6 @@ command line) and returns timings and checks; `bench.worker` records them as fig
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -29,7 +28,6 @@ from bench.core import (
     record_index,
 )
 
-SNAPSHOT_MAGIC = b"HUEDB-SNAPSHOT-1\n"
 EXPORT_PAGE = 1_000
 EXPORT_SAMPLE = 1_000
 MUTATED_FRACTION = 10  # update, upsert and delete each touch n // MUTATED_FRACTION records
@@ -275,35 +273,41 @@ def check_mutations(system: System, data: Dataset, plan: MutationPlan) -> list[s
     if count != expected:
         problems.append(f"count() after mutations is {count}, expected {expected}")
     few = slice(0, 20)
-    if len(plan.update_idx):
-        got = system.get_ids([record_id(int(i)) for i in plan.update_idx[few]])
-        by_id = {d: j for j, d in enumerate(got["ids"])}
-        for pos, i in enumerate(plan.update_idx[few]):
-            j = by_id.get(record_id(int(i)))
-            if j is None:
-                problems.append(f"updated record {i} is missing")
-                continue
-            if (got["metadatas"][j] or {}).get("bucket") != int(plan.update_buckets[pos]):
-                problems.append(f"updated record {i} has metadata {got['metadatas'][j]}")
-            vec = np.asarray(got["embeddings"][j], dtype=np.float32)
-            if not np.allclose(vec, plan.update_vectors[pos], rtol=1e-5, atol=1e-6):
-                problems.append(f"updated record {i} does not hold its new vector")
-    if len(plan.upsert_idx):
-        got = system.get_ids([record_id(int(i)) for i in plan.upsert_idx[few]])
-        by_id = {d: j for j, d in enumerate(got["ids"])}
-        for pos, i in enumerate(plan.upsert_idx[few]):
-            j = by_id.get(record_id(int(i)))
-            if j is None:
-                problems.append(f"upserted record {i} is missing")
-                continue
-            vec = np.asarray(got["embeddings"][j], dtype=np.float32)
-            if not np.allclose(vec, plan.upsert_vectors[pos], rtol=1e-5, atol=1e-6):
-                problems.append(f"upserted record {i} does not hold its new vector")
+    problems += _check_written(
+        system, "updated", plan.update_idx[few], plan.update_vectors, plan.update_buckets
+    )
+    problems += _check_written(system, "upserted", plan.upsert_idx[few], plan.upsert_vectors)
     if len(plan.delete_idx):
         got = system.get_ids([record_id(int(i)) for i in plan.delete_idx[few]])
         if got["ids"]:
             problems.append(f"deleted records still returned by get: {list(got['ids'])[:5]}")
     return problems[:20]
+
+
+def _check_written(
+    system: System,
+    label: str,
+    indices: np.ndarray,
+    vectors: np.ndarray,
+    buckets: np.ndarray | None = None,
+) -> list[str]:
+    """Records written by an update or upsert hold their new vector (and bucket, if given)."""
+    if not len(indices):
+        return []
+    problems = []
+    got = system.get_ids([record_id(int(i)) for i in indices])
+    by_id = {d: j for j, d in enumerate(got["ids"])}
+    for pos, i in enumerate(indices):
+        j = by_id.get(record_id(int(i)))
+        if j is None:
+            problems.append(f"{label} record {i} is missing")
+            continue
+        if buckets is not None and (got["metadatas"][j] or {}).get("bucket") != int(buckets[pos]):
+            problems.append(f"{label} record {i} has metadata {got['metadatas'][j]}")
+        vec = np.asarray(got["embeddings"][j], dtype=np.float32)
+        if not np.allclose(vec, vectors[pos], rtol=1e-5, atol=1e-6):
+            problems.append(f"{label} record {i} does not hold its new vector")
+    return problems
 
 
 # -- raw library (huedb only) ---------------------------------------------------------------
@@ -319,17 +323,17 @@ def huedb_ef_search() -> int:
         return 100
 
 
-def read_snapshot(path: Path) -> tuple[dict[str, Any], bytes]:
-    """Header and usearch payload of a huedb index snapshot file."""
-    blob = path.read_bytes()
-    if not blob.startswith(SNAPSHOT_MAGIC):
-        raise ValueError(f"{path} does not start with {SNAPSHOT_MAGIC!r}")
-    end = blob.index(b"\n", len(SNAPSHOT_MAGIC))
-    header = json.loads(blob[len(SNAPSHOT_MAGIC) : end])
-    payload = blob[end + 1 :]
-    if "length" in header and len(payload) != int(header["length"]):
-        raise ValueError(f"payload is {len(payload)} bytes, header says {header['length']}")
-    return header, payload
+def read_snapshot(path: Path) -> tuple[dict[str, Any], memoryview]:
+    """Header and usearch payload of a huedb index snapshot file, checked by huedb itself."""
+    from huedb.engine import snapshot
+
+    header = snapshot.read_header(path)
+    if header is None:
+        raise ValueError(f"{path} is not a readable huedb snapshot")
+    snap = snapshot.read_snapshot(path, header["owner"])
+    if snap is None:
+        raise ValueError(f"{path} failed huedb's snapshot checks")
+    return header, snap.payload
 
 
 def raw_library_search(

@@ -86,3 +86,37 @@ def test_format_1_store_is_backed_up_then_migrated(tmp_path: Path) -> None:
     for blob, digest in conn.execute("SELECT vector, digest FROM embeddings"):
         assert digest == vector_digest(blob)
     conn.close()
+
+
+def test_format_3_store_gets_the_covering_metadata_index(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    client = huedb.PersistentClient(path=data)
+    col = client.create_collection("meta", embedding_function=None)
+    vectors = np.random.default_rng(9).standard_normal((300, 4)).astype(np.float32)
+    col.add(
+        ids=[f"m{i}" for i in range(300)],
+        embeddings=vectors,
+        metadatas=[{"b": i % 10, "tags": [i % 3, 7]} for i in range(300)],
+    )
+    client.close()
+    clear_system_cache()
+    conn = sqlite3.connect(data / DB_FILENAME)
+    conn.execute("DROP INDEX record_meta_keys")
+    conn.execute("CREATE INDEX record_meta_lookup ON record_meta (cid, name, kind, value)")
+    conn.commit()
+    conn.close()
+    _set_version(data, 3)
+
+    client = huedb.PersistentClient(path=data)
+    col = client.get_collection("meta", embedding_function=None)
+    got = col.get(where={"$or": [{"b": 3}, {"b": {"$gte": 8}}]})
+    assert sorted(got["ids"]) == sorted(f"m{i}" for i in range(300) if i % 10 in (3, 8, 9))
+    hits = col.query(query_embeddings=vectors[:1], n_results=300, where={"tags": {"$contains": 2}})
+    assert sorted(hits["ids"][0]) == sorted(f"m{i}" for i in range(300) if i % 3 == 2)
+    client.close()
+    clear_system_cache()
+    conn = sqlite3.connect(data / DB_FILENAME)
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    conn.close()
+    assert "record_meta_keys" in names and "record_meta_lookup" not in names
+    assert list((data / "backups").glob("huedb-format-3-*.sqlite3"))

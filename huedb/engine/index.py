@@ -186,12 +186,6 @@ class FlatVectors:
         """Make room for `rows` vectors in total (avoids regrowth when the count is known)."""
         self._reserve_rows(rows)
 
-    @property
-    def nbytes(self) -> int:
-        """Memory held (including spare capacity)."""
-        arrays = (self._matrix, self._norms, self._keys, self._row_by_key)
-        return int(sum(a.nbytes for a in arrays))
-
     def keys(self) -> np.ndarray:
         """A copy of the keys held, in row order."""
         return self._keys[: self._count].copy()
