@@ -55,7 +55,8 @@ def test_format_1_store_is_backed_up_then_migrated(tmp_path: Path) -> None:
     data = tmp_path / "data"
     vectors = _store(data)
     conn = sqlite3.connect(data / DB_FILENAME)
-    conn.execute("DROP INDEX embeddings_by_digest")
+    conn.execute("DROP TABLE digests")
+    conn.execute("DROP TABLE digests_recent")
     conn.execute("ALTER TABLE embeddings DROP COLUMN digest")
     conn.execute("ALTER TABLE collections DROP COLUMN snapshot_seq")
     conn.execute("DROP TABLE aliases")
@@ -85,6 +86,8 @@ def test_format_1_store_is_backed_up_then_migrated(tmp_path: Path) -> None:
     assert int(version[0]) == FORMAT_VERSION
     for blob, digest in conn.execute("SELECT vector, digest FROM embeddings"):
         assert digest == vector_digest(blob)
+    pairs = set(conn.execute("SELECT digest, key FROM digests"))
+    assert pairs == set(conn.execute("SELECT digest, key FROM embeddings"))
     conn.close()
 
 

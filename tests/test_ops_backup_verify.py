@@ -173,7 +173,8 @@ def test_stats_reports_sizes_and_compact_reclaims_space(tmp_path: Path) -> None:
         json.dumps(stats)
         freed = engine.reclaim_space()
         assert freed > 0
-        assert gather_stats(engine, data)["reclaimable_bytes"] < stats["reclaimable_bytes"]
+        assert freed >= stats["reclaimable_bytes"]  # every free page, not one
+        assert gather_stats(engine, data)["reclaimable_bytes"] == 0
     finally:
         engine.close()
 

@@ -607,11 +607,19 @@ class Engine:
             return True
 
     def reclaim_space(self) -> int:
-        """Return free pages to the file system; returns the bytes reclaimed."""
+        """Drop stale digest entries, then return free pages to the file system.
+
+        Returns the bytes reclaimed.
+        """
         with self._lock:
+            with write_transaction(self._conn):
+                pruned = records.prune_digests(self._conn)
+            logger.info("removed %d stale digest entries", pruned)
             page = self._conn.execute("PRAGMA page_size").fetchone()[0]
             before = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
-            self._conn.execute("PRAGMA incremental_vacuum")
+            # Through execute() the pragma frees one page per call (Python's sqlite3 steps it
+            # once); sqlite3_exec (executescript) runs it to the end.
+            self._conn.executescript("PRAGMA incremental_vacuum;")
             after = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
             if self.path is not None:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

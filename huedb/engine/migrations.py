@@ -69,6 +69,17 @@ def _v3_to_v4(conn: sqlite3.Connection) -> None:
         "CREATE INDEX IF NOT EXISTS record_meta_keys "
         "ON record_meta (cid, name, kind, is_array, value, key)"
     )
+    # Digests move from an index on `embeddings` to the two-level `digests` tables.
+    for table in ("digests", "digests_recent"):
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (digest INTEGER NOT NULL, key INTEGER NOT "
+            "NULL, PRIMARY KEY (digest, key)) WITHOUT ROWID"
+        )
+    conn.execute(
+        "INSERT OR IGNORE INTO digests (digest, key) "
+        "SELECT digest, key FROM embeddings ORDER BY digest, key"
+    )
+    conn.execute("DROP INDEX IF EXISTS embeddings_by_digest")
 
 
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {

@@ -21,6 +21,11 @@ from huedb.engine.filters import sql_value, value_kind
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
+# `digests_recent` size that triggers a merge into `digests`: about sqrt(1000 n) at n = 1M,
+# which balances the random page writes in the small table against the merge passes.
+DIGEST_MERGE_AT = 32_768
+
+
 def vector_digest(blob: bytes) -> int:
     """A 64-bit digest of a stored vector's bytes, indexed to find exact duplicates."""
     return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "little", signed=True)
@@ -34,13 +39,43 @@ def _blob_and_digest(vector: np.ndarray) -> tuple[bytes, int]:
 def keys_with_vector(conn: sqlite3.Connection, cid: int, vector: np.ndarray) -> list[int]:
     """Keys of the collection's records whose stored vector equals `vector` bit for bit."""
     blob = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+    digest = vector_digest(blob)
     rows = conn.execute(
-        "SELECT e.key FROM embeddings e INDEXED BY embeddings_by_digest "
-        "WHERE e.digest = ? AND e.vector = ? "
-        "AND EXISTS (SELECT 1 FROM records r WHERE r.key = e.key AND r.cid = ?)",
-        (vector_digest(blob), blob, cid),
+        "SELECT e.key FROM embeddings e WHERE e.key IN "
+        "(SELECT key FROM digests WHERE digest = ? "
+        "UNION ALL SELECT key FROM digests_recent WHERE digest = ?) "
+        "AND e.vector = ? AND EXISTS (SELECT 1 FROM records r WHERE r.key = e.key AND r.cid = ?)",
+        (digest, digest, blob, cid),
     )
     return [r[0] for r in rows]
+
+
+def add_digests(conn: sqlite3.Connection, rows: Sequence[tuple[int, int]]) -> None:
+    """Record (digest, key) pairs of newly written vectors (inside the write transaction).
+
+    They go to the small `digests_recent`; when it reaches DIGEST_MERGE_AT entries, all of
+    them move to `digests` in one pass sorted by digest, so the big table is written a page
+    at a time instead of one random page per vector.
+    """
+    conn.executemany("INSERT OR IGNORE INTO digests_recent (digest, key) VALUES (?, ?)", rows)
+    pending = conn.execute("SELECT count(*) FROM digests_recent").fetchone()[0]
+    if pending >= DIGEST_MERGE_AT:
+        conn.execute(
+            "INSERT OR IGNORE INTO digests (digest, key) "
+            "SELECT digest, key FROM digests_recent ORDER BY digest, key"
+        )
+        conn.execute("DELETE FROM digests_recent")
+
+
+def prune_digests(conn: sqlite3.Connection) -> int:
+    """Remove digest entries whose record is gone or holds another vector now."""
+    removed = 0
+    for table in ("digests", "digests_recent"):
+        removed += conn.execute(
+            f"DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM embeddings e "
+            f"WHERE e.key = {table}.key AND e.digest = {table}.digest)"
+        ).rowcount
+    return removed
 
 
 def vectors_by_keys(
@@ -133,10 +168,9 @@ def insert_records(
             for k, i, d, u, m in zip(keys, ids, documents, uris, metadatas, strict=True)
         ],
     )
-    conn.executemany(
-        "INSERT INTO embeddings (key, vector, digest) VALUES (?, ?, ?)",
-        [(k, *_blob_and_digest(vectors[n])) for n, k in enumerate(keys)],
-    )
+    rows = [(k, *_blob_and_digest(vectors[n])) for n, k in enumerate(keys)]
+    conn.executemany("INSERT INTO embeddings (key, vector, digest) VALUES (?, ?, ?)", rows)
+    add_digests(conn, [(digest, k) for k, _, digest in rows])
     conn.executemany(
         "INSERT INTO documents_fts (rowid, document) VALUES (?, ?)",
         [(k, d) for k, d in zip(keys, documents, strict=True) if d is not None],
@@ -164,10 +198,9 @@ def update_records(
     if not keys:
         return
     if vectors is not None:
-        conn.executemany(
-            "UPDATE embeddings SET vector = ?, digest = ? WHERE key = ?",
-            [(*_blob_and_digest(vectors[n]), k) for n, k in enumerate(keys)],
-        )
+        rows = [(*_blob_and_digest(vectors[n]), k) for n, k in enumerate(keys)]
+        conn.executemany("UPDATE embeddings SET vector = ?, digest = ? WHERE key = ?", rows)
+        add_digests(conn, [(digest, k) for _, digest, k in rows])
         conn.executemany("INSERT INTO oplog (cid, key) VALUES (?, ?)", [(cid, k) for k in keys])
     if documents is not None:
         changed = [(d, k) for d, k in zip(documents, keys, strict=True) if d is not None]
@@ -241,7 +274,7 @@ def delete_keys(conn: sqlite3.Connection, cid: int, keys: Sequence[int]) -> None
 
 def delete_collection_records(conn: sqlite3.Connection, cid: int) -> None:
     """Remove every record of a collection and its oplog entries."""
-    for table in ("embeddings", "documents_fts"):
+    for table in ("digests", "digests_recent", "embeddings", "documents_fts"):
         key = "rowid" if table == "documents_fts" else "key"
         conn.execute(
             f"DELETE FROM {table} WHERE {key} IN (SELECT key FROM records WHERE cid = ?)", (cid,)
