@@ -49,7 +49,7 @@ class Settings:
     chroma_http_max_connections: int | None = None
     huedb_sync: str = field(default_factory=lambda: os.environ.get("HUEDB_SYNC", "full"))
     huedb_exact_max_floats: int = 2_000_000
-    huedb_filtered_exact_max_floats: int = 8_000_000
+    huedb_filtered_exact_max_floats: int = 40_000_000
     huedb_snapshot_every: int = 1000
     extras: dict[str, Any] = field(default_factory=dict, compare=False)
 

@@ -53,7 +53,7 @@ class Thresholds:
     """Planner thresholds in floats (vectors x dimension), from ann-choice.md."""
 
     exact_max_floats: int = 2_000_000
-    filtered_exact_max_floats: int = 8_000_000
+    filtered_exact_max_floats: int = 40_000_000
 
 
 def matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
