@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -171,10 +172,23 @@ def test_stats_reports_sizes_and_compact_reclaims_space(tmp_path: Path) -> None:
         assert entry["vector_bytes"] == 500 * 64 * 4
         assert stats["reclaimable_bytes"] > 0
         json.dumps(stats)
+        conn = sqlite3.connect(data / DB_FILENAME)
+        left = conn.execute("SELECT count(*) FROM documents_fts").fetchone()[0]
+        assert left == 3000  # deletes leave document-index rows for compact
+        conn.close()
         freed = engine.reclaim_space()
         assert freed > 0
         assert freed >= stats["reclaimable_bytes"]  # every free page, not one
         assert gather_stats(engine, data)["reclaimable_bytes"] == 0
+        conn = sqlite3.connect(data / DB_FILENAME)
+        counts = {
+            t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("documents_fts", "digests", "digests_recent")
+        }
+        conn.close()
+        # compact removed what the 2,500 deletes left: one entry of each kind per record
+        assert counts["documents_fts"] == 500
+        assert counts["digests"] + counts["digests_recent"] == 500
     finally:
         engine.close()
 

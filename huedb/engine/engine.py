@@ -112,6 +112,8 @@ class Engine:
                     "embeddings",
                     "record_meta",
                     "documents_fts",
+                    "digests",
+                    "digests_recent",
                     "oplog",
                     "collections",
                     "databases",
@@ -607,14 +609,14 @@ class Engine:
             return True
 
     def reclaim_space(self) -> int:
-        """Drop stale digest entries, then return free pages to the file system.
+        """Drop what deletes left behind, then return free pages to the file system.
 
         Returns the bytes reclaimed.
         """
         with self._lock:
             with write_transaction(self._conn):
-                pruned = records.prune_digests(self._conn)
-            logger.info("removed %d stale digest entries", pruned)
+                pruned = records.prune_leftovers(self._conn)
+            logger.info("removed %d digest and document-index entries of deleted records", pruned)
             page = self._conn.execute("PRAGMA page_size").fetchone()[0]
             before = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
             # Through execute() the pragma frees one page per call (Python's sqlite3 steps it
