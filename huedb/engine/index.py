@@ -5,9 +5,10 @@ reused), so an index entry can never point at the wrong record. Distances follow
 l2 = squared L2, ip = 1 - dot, cosine = 1 - cosine similarity, all in float32.
 
 A `VectorIndex` starts exact: a `FlatVectors` matrix of the float32 vectors. When it grows
-past the exact-search threshold, its owner builds a half-precision HNSW graph from a copy of
-those vectors (`build_graph`, which may run in another thread) and swaps it in with
-`VectorIndex.from_graph`; until then searches stay exact, so slower but never wrong. A graph
+past the exact-search threshold, its owner builds a half-precision HNSW graph from those
+vectors (lent without a copy; `build_graph`, which may run in another thread) and swaps it
+in with `VectorIndex.from_graph`; until then searches stay exact, so slower but never wrong.
+A graph
 only proposes candidates: their distances are always recomputed from the float32 vectors
 (the flat copy when the index holds one, else the caller's `fetch`), so results are ranked
 and reported at full precision.
@@ -50,7 +51,11 @@ class HnswParams:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Planner thresholds in floats (vectors x dimension), from ann-choice.md."""
+    """Planner thresholds in floats (vectors x dimension).
+
+    `exact_max_floats` comes from ann-choice.md; `filtered_exact_max_floats` from the
+    measurements in docs/ARCHITECTURE.md (exact filtered search keeps recall 1.0).
+    """
 
     exact_max_floats: int = 2_000_000
     filtered_exact_max_floats: int = 40_000_000
