@@ -8,10 +8,9 @@ A `VectorIndex` starts exact: a `FlatVectors` matrix of the float32 vectors. Whe
 past the exact-search threshold, its owner builds a half-precision HNSW graph from those
 vectors (lent without a copy; `build_graph`, which may run in another thread) and swaps it
 in with `VectorIndex.from_graph`; until then searches stay exact, so slower but never wrong.
-A graph
-only proposes candidates: their distances are always recomputed from the float32 vectors
-(the flat copy when the index holds one, else the caller's `fetch`), so results are ranked
-and reported at full precision.
+A graph only proposes candidates: their distances are always recomputed from the float32
+vectors (the flat copy when the index holds one, else the caller's `fetch`), so results are
+ranked and reported at full precision.
 """
 
 from __future__ import annotations
