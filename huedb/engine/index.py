@@ -109,10 +109,12 @@ def top_k_exact(
     query: np.ndarray,
     k: int,
     norms: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> SearchHits:
-    """The k nearest rows: a BLAS pass to shortlist, then direct distances to rank.
+    """The k nearest rows: rough scores to shortlist, then direct distances to rank.
 
-    `norms` (the rows' L2 norms, if known) saves a pass over the matrix for cosine.
+    Searches every row of `matrix`, or only `rows` of it; `keys` (and `norms`, the rows' L2
+    norms if known: they save a pass for cosine) are aligned with the rows searched.
     """
     n = len(keys)
     k = min(k, n)
@@ -120,20 +122,42 @@ def top_k_exact(
         return _EMPTY
     query = np.ascontiguousarray(query, dtype=np.float32)
     shortlist = min(n, 2 * k + RERANK_MARGIN)
-    if shortlist < n:
-        if space == "l2":
-            rough = squared_l2(matrix, query)
-        elif space == "ip":
-            rough = -matvec(matrix, query)
-        else:
-            if norms is None:
-                norms = np.linalg.norm(matrix, axis=1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                rough = -np.where(norms > 0, matvec(matrix, query) / norms, 0.0)
-        rows = np.argpartition(rough, shortlist - 1)[:shortlist]
+    if shortlist >= n:
+        picked = np.arange(n)
     else:
-        rows = np.arange(n)
-    return rank_exact(space, matrix[rows], keys[rows], query, k)
+        if rows is not None:
+            order = np.argsort(rows)  # ascending addresses: the hardware prefetches
+            rows, keys = rows[order], keys[order]
+            norms = None if norms is None else norms[order]
+        rough = _rough_scores(space, matrix, query, rows, norms)
+        picked = np.argpartition(rough, shortlist - 1)[:shortlist]
+    chosen = picked if rows is None else rows[picked]
+    return rank_exact(space, matrix[chosen], keys[picked], query, k)
+
+
+def _rough_scores(
+    space: str,
+    matrix: np.ndarray,
+    query: np.ndarray,
+    rows: np.ndarray | None,
+    norms: np.ndarray | None,
+) -> np.ndarray:
+    """Scores ordered like the distances (lower is nearer), a block of rows at a time, so a
+    gathered block stays in cache."""
+    count = len(matrix) if rows is None else len(rows)
+    scores = np.empty(count, dtype=np.float32)
+    for start in range(0, count, GATHER_BLOCK):
+        part = slice(start, start + GATHER_BLOCK)
+        block = matrix[part] if rows is None else matrix[rows[part]]
+        scores[part] = squared_l2(block, query) if space == "l2" else matvec(block, query)
+    if space == "l2":
+        return scores
+    if space == "ip":
+        return -scores
+    if norms is None:
+        norms = np.linalg.norm(matrix if rows is None else matrix[rows], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(norms > 0, scores / norms, 0.0)
 
 
 class BuildStopped(Exception):
@@ -232,40 +256,12 @@ class FlatVectors:
         return top_k_exact(space, self._matrix[:n], self._keys[:n], query, k, self._norms[:n])
 
     def search_among(self, space: str, query: np.ndarray, k: int, keys: np.ndarray) -> SearchHits:
-        """Exact k nearest among the given present keys.
-
-        Rough scores are computed a block of rows at a time straight from the matrix (the
-        gathered block stays in cache), then the shortlist is ranked by direct distances.
-        """
+        """Exact k nearest among the given present keys, read straight from the matrix."""
         rows = self.rows(keys)
         if np.any(rows < 0):
             raise KeyError(int(np.asarray(keys)[np.argmin(rows)]))
-        k = min(k, len(rows))
-        if k <= 0:
-            return _EMPTY
-        query = np.ascontiguousarray(query, dtype=np.float32)
-        shortlist = min(len(rows), 2 * k + RERANK_MARGIN)
-        if shortlist < len(rows):
-            order = np.argsort(rows)  # ascending addresses: the hardware prefetches
-            rows, keys = rows[order], np.asarray(keys)[order]
-            scores = np.empty(len(rows), dtype=np.float32)
-            for start in range(0, len(rows), GATHER_BLOCK):
-                block = self._matrix[rows[start : start + GATHER_BLOCK]]
-                if space == "l2":
-                    scores[start : start + GATHER_BLOCK] = squared_l2(block, query)
-                else:
-                    scores[start : start + GATHER_BLOCK] = matvec(block, query)
-            if space == "l2":
-                rough = scores
-            elif space == "ip":
-                rough = -scores
-            else:
-                norms = self._norms[rows]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    rough = -np.where(norms > 0, scores / norms, 0.0)
-            picked = np.argpartition(rough, shortlist - 1)[:shortlist]
-            rows, keys = rows[picked], np.asarray(keys)[picked]
-        return rank_exact(space, self._matrix[rows], np.asarray(keys), query, k)
+        keys = np.asarray(keys)
+        return top_k_exact(space, self._matrix, keys, query, k, self._norms[rows], rows)
 
     def upsert(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         """Insert or replace vectors under their keys."""
