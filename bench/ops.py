@@ -316,7 +316,7 @@ def _check_written(
 def huedb_ef_search() -> int:
     """huedb's default ef_search, read from the engine (100 when it cannot be read)."""
     try:
-        from huedb.engine.index import HnswParams
+        from huedb.engine.vector_index import HnswParams
 
         return int(HnswParams().ef_search)
     except (ImportError, AttributeError, TypeError, ValueError):

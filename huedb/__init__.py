@@ -1,17 +1,15 @@
 """huedb: a vector database with Chroma's API, safe for many processes on one directory."""
 
-__version__ = "0.1.0"
-
-from huedb import errors  # noqa: E402
-from huedb.api.async_client import AsyncHttpClient  # noqa: E402
-from huedb.api.client import (  # noqa: E402
+from huedb import errors
+from huedb.api.async_client import AsyncHttpClient
+from huedb.api.client import (
     Client,
     EphemeralClient,
     HttpClient,
     PersistentClient,
 )
-from huedb.api.collection import Collection  # noqa: E402
-from huedb.api.types import (  # noqa: E402
+from huedb.api.collection import Collection
+from huedb.api.types import (
     EmbeddingFunction,
     GetResult,
     Include,
@@ -19,7 +17,8 @@ from huedb.api.types import (  # noqa: E402
     Where,
     WhereDocument,
 )
-from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings  # noqa: E402
+from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
+from huedb.version import __version__
 
 __all__ = [
     "AsyncHttpClient",

@@ -7,8 +7,7 @@ import logging
 import os
 import sys
 
-from huedb import __version__
-from huedb.server.config import (
+from huedb.server.server_config import (
     ENV_CONFIG,
     ConfigError,
     ServerConfig,
@@ -17,6 +16,7 @@ from huedb.server.config import (
     parse_token_file,
     tokens_from_environment,
 )
+from huedb.version import __version__
 
 logger = logging.getLogger("huedb")
 

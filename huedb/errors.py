@@ -1,16 +1,27 @@
-"""Exception classes with chromadb's names, so `except chromadb.errors.X` code ports unchanged."""
+"""Every huedb error class, with chromadb's names so `except chromadb.errors.X` code ports.
+
+A `ChromaError` subclass decides its own HTTP status (`status`) and the error name written
+on the wire (`wire_name`, one of the names chromadb's client maps back to a class).
+`http_error` is the one rule turning any exception raised while serving into
+(status, wire name, message).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
 
 
 class ChromaError(Exception):
     """Base class of every huedb error that maps to an HTTP status."""
 
+    status: ClassVar[int] = 500
+    wire_name: ClassVar[str] = "ChromaError"
     trace_id: str | None = None
 
     def code(self) -> int:
-        """HTTP status code for this error."""
-        return 500
+        """HTTP status code for this error (chromadb's method name)."""
+        return self.status
 
     def message(self) -> str:
         """Human-readable message."""
@@ -18,171 +29,155 @@ class ChromaError(Exception):
 
     @classmethod
     def name(cls) -> str:
-        """The wire name used in HTTP error bodies."""
-        return "ChromaError"
+        """The wire name used in HTTP error bodies (chromadb's method name)."""
+        return cls.wire_name
 
 
 class InvalidDimensionException(ChromaError):
-    @classmethod
-    def name(cls) -> str:
-        return "InvalidDimension"
-
-    def code(self) -> int:
-        return 400
+    status, wire_name = 400, "InvalidDimension"
 
 
 class IDAlreadyExistsError(ChromaError):
-    @classmethod
-    def name(cls) -> str:
-        return "IDAlreadyExists"
-
-    def code(self) -> int:
-        return 409
+    status, wire_name = 409, "IDAlreadyExists"
 
 
 class DuplicateIDError(ChromaError):
-    @classmethod
-    def name(cls) -> str:
-        return "DuplicateID"
-
-    def code(self) -> int:
-        return 400
+    status, wire_name = 400, "DuplicateID"
 
 
 class InvalidArgumentError(ChromaError):
-    @classmethod
-    def name(cls) -> str:
-        return "InvalidArgumentError"
-
-    def code(self) -> int:
-        return 400
+    status, wire_name = 400, "InvalidArgumentError"
 
 
 class InvalidUUIDError(ChromaError):
-    @classmethod
-    def name(cls) -> str:
-        return "InvalidUUID"
-
-    def code(self) -> int:
-        return 400
+    status, wire_name = 400, "InvalidUUID"
 
 
 class InvalidHTTPVersion(ChromaError):
-    @classmethod
-    def name(cls) -> str:
-        return "InvalidHTTPVersion"
-
-    def code(self) -> int:
-        return 400
+    status, wire_name = 400, "InvalidHTTPVersion"
 
 
 class AuthorizationError(ChromaError):
-    @classmethod
-    def name(cls) -> str:
-        return "AuthorizationError"
+    status, wire_name = 401, "AuthorizationError"
 
-    def code(self) -> int:
-        return 401
+
+class ResetDisabledError(AuthorizationError):
+    """`reset()` without `allow_reset`: AuthorizationError in-process, 403 on the wire."""
+
+    status, wire_name = 403, "ChromaError"
 
 
 class ChromaAuthError(ChromaError):
-    @classmethod
-    def name(cls) -> str:
-        return "AuthError"
-
-    def code(self) -> int:
-        return 403
+    status, wire_name = 403, "AuthError"
 
 
 class NotFoundError(ChromaError):
-    @classmethod
-    def name(cls) -> str:
-        return "NotFoundError"
-
-    def code(self) -> int:
-        return 404
+    status, wire_name = 404, "NotFoundError"
 
 
 class UniqueConstraintError(ChromaError):
-    @classmethod
-    def name(cls) -> str:
-        return "UniqueConstraintError"
-
-    def code(self) -> int:
-        return 409
+    status, wire_name = 409, "UniqueConstraintError"
 
 
 class BatchSizeExceededError(ChromaError):
-    @classmethod
-    def name(cls) -> str:
-        return "BatchSizeExceededError"
-
-    def code(self) -> int:
-        return 413
+    status, wire_name = 413, "BatchSizeExceededError"
 
 
 class RateLimitError(ChromaError):
-    @classmethod
-    def name(cls) -> str:
-        return "RateLimitError"
-
-    def code(self) -> int:
-        return 429
+    status, wire_name = 429, "RateLimitError"
 
 
 class QuotaError(ChromaError):
-    @classmethod
-    def name(cls) -> str:
-        return "QuotaError"
-
-    def code(self) -> int:
-        return 400
+    status, wire_name = 400, "QuotaError"
 
 
 class VersionMismatchError(ChromaError):
-    @classmethod
-    def name(cls) -> str:
-        return "VersionMismatchError"
+    wire_name = "VersionMismatchError"
 
 
 class InternalError(ChromaError):
-    @classmethod
-    def name(cls) -> str:
-        return "InternalError"
+    wire_name = "InternalError"
+
+
+class CollectionExistsError(InternalError):
+    """A collection with that name exists (InternalError locally, 409 ChromaError on the wire)."""
+
+    status, wire_name = 409, "ChromaError"
+
+
+class AlreadyExistsError(InternalError):
+    """A tenant or database with that name exists (409 on the wire)."""
+
+    status, wire_name = 409, "ChromaError"
+
+
+class UnimplementedError(ChromaError):
+    """An operation Chroma offers only in its distributed or hosted form."""
+
+    status, wire_name = 501, "ChromaError"
+
+
+class RequestTimeoutError(ChromaError):
+    """The client did not send its request in time."""
+
+    status, wire_name = 408, "ChromaError"
+
+
+class PayloadTooLargeError(ChromaError):
+    """A request body over the server's limit."""
+
+    status, wire_name = 413, "ChromaError"
 
 
 class StorageFullError(ChromaError):
     """The disk is full: reads still work, writes are refused until space returns."""
 
-    @classmethod
-    def name(cls) -> str:
-        return "ChromaError"
-
-    def code(self) -> int:
-        return 507
+    status = 507
 
 
 class StorageIOError(ChromaError):
     """The disk failed a write: nothing was applied; the caller may retry."""
 
-    @classmethod
-    def name(cls) -> str:
-        return "ChromaError"
-
-    def code(self) -> int:
-        return 503
+    status = 503
 
 
 class FormatVersionError(ChromaError):
     """The data directory was written by a newer huedb format than this one can read."""
 
-    @classmethod
-    def name(cls) -> str:
-        return "ChromaError"
+
+class ConfigError(ValueError):
+    """A configuration (settings, config file, flags, environment) is invalid."""
+
+
+class BackupError(RuntimeError):
+    """A backup or restore could not be made or verified."""
+
+
+class UsageError(ValueError):
+    """A command line is inconsistent (e.g. both --path and --url)."""
+
+
+def http_error(exc: BaseException) -> tuple[int, str, str]:
+    """Status, Chroma error name and message for an exception raised while serving."""
+    if isinstance(exc, ChromaError):
+        return exc.status, exc.wire_name, str(exc)
+    if isinstance(exc, TypeError):
+        return 422, "ChromaError", str(exc)
+    if isinstance(exc, ValueError | OverflowError | IndexError):
+        return 400, "InvalidArgumentError", str(exc)
+    return 500, "InternalError", f"{type(exc).__name__}: {exc}"
+
+
+def body_error(errors: Iterable[dict[str, Any]]) -> tuple[int, str, str]:
+    """The 422 for a request body that does not fit its model (pydantic's error list)."""
+    detail = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors
+    )
+    return 422, "ChromaError", f"Failed to deserialize the JSON body into the target type: {detail}"
 
 
 error_types: dict[str, type[ChromaError]] = {
-    cls.name(): cls
+    cls.wire_name: cls
     for cls in (
         InvalidDimensionException,
         InvalidArgumentError,

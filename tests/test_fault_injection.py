@@ -18,8 +18,8 @@ import pytest
 import huedb
 from huedb.api.client import clear_system_cache
 from huedb.engine import fileio
-from huedb.errors import ChromaError, StorageFullError
-from huedb.ops.backup import BackupError, backup
+from huedb.errors import BackupError, ChromaError, StorageFullError
+from huedb.ops.backup import backup
 from huedb.ops.verify import verify
 from tests.servers import huedb_server
 

@@ -12,9 +12,9 @@ import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
+from huedb.engine.connection import DB_FILENAME
 from huedb.engine.records import vector_digest
 from huedb.engine.schema import FORMAT_VERSION
-from huedb.engine.store import DB_FILENAME
 from huedb.errors import FormatVersionError
 
 

@@ -16,9 +16,10 @@ import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
+from huedb.engine.connection import DB_FILENAME
 from huedb.engine.engine import Engine
-from huedb.engine.store import DB_FILENAME
-from huedb.ops.backup import BackupError, backup, read_manifest, restore
+from huedb.errors import BackupError
+from huedb.ops.backup import backup, read_manifest, restore
 from huedb.ops.stats import gather_stats
 from huedb.ops.verify import verify
 

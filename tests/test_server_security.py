@@ -34,7 +34,7 @@ try:
 except ImportError:  # pragma: no cover - when run from inside tests/
     from servers import RunningServer, free_port, huedb_server  # type: ignore[no-redef]
 
-from huedb.server.config import ConfigError, ServerConfig, make_token
+from huedb.server.server_config import ConfigError, ServerConfig, make_token
 
 ADMIN = "admin-token-3f9a1c"
 READER = "reader-token-77b2e0"

@@ -1,4 +1,4 @@
-"""Property tests of the vector index (`huedb.engine.index`) and its snapshots.
+"""Property tests of the vector index (`huedb.engine.vector_index`) and its snapshots.
 
 Every result is compared with a brute-force reference model: a dict key -> float32 vector,
 searched with numpy in float64 from the same float32 inputs. Distances follow Chroma
@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from huedb.engine import snapshot
-from huedb.engine.index import (
+from huedb.engine.vector_index import (
     FlatVectors,
     HnswParams,
     Thresholds,

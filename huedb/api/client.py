@@ -11,7 +11,7 @@ from huedb.api.collection import Collection
 from huedb.api.types import CollectionModel
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
 from huedb.engine.engine import Engine
-from huedb.engine.index import Thresholds
+from huedb.engine.vector_index import Thresholds
 from huedb.errors import NotFoundError
 
 _registry_lock = threading.Lock()
@@ -348,7 +348,7 @@ def HttpClient(  # noqa: N802 - chromadb's factory name
     database: str = DEFAULT_DATABASE,
 ) -> Client:
     """A client of a huedb (or Chroma) server; `host` may also be a full URL."""
-    from huedb.client.http import HttpServerAPI
+    from huedb.api.http import HttpServerAPI
 
     settings = settings or Settings()
     if "://" in host:

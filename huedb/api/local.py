@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from huedb import __version__
-from huedb.api import configuration as config_rules
+from huedb.api import collection_config as config_rules
 from huedb.api.base import ServerAPI
 from huedb.api.types import CollectionModel, GetResult, QueryResult
 from huedb.api.validation import finite_or_error
@@ -25,10 +24,11 @@ from huedb.engine.engine import Engine
 from huedb.engine.filters import check_filters
 from huedb.engine.records import clean_metadata
 from huedb.errors import (
-    AuthorizationError,
     DuplicateIDError,
     InvalidArgumentError,
+    ResetDisabledError,
 )
+from huedb.version import __version__
 
 MAX_BATCH_SIZE = 5461
 
@@ -50,7 +50,7 @@ class LocalAPI(ServerAPI):
 
     def reset(self) -> bool:
         if not self.settings.allow_reset:
-            raise AuthorizationError(
+            raise ResetDisabledError(
                 "Reset is disabled by config. Set allow_reset=True in Settings to enable it."
             )
         self.engine.reset()

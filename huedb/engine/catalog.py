@@ -10,32 +10,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from huedb.errors import InternalError, InvalidArgumentError, NotFoundError
+from huedb.errors import (
+    AlreadyExistsError,
+    CollectionExistsError,
+    InvalidArgumentError,
+    NotFoundError,
+)
 
 DEFAULT_DATABASE_ID = "00000000-0000-0000-0000-000000000000"
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
-
-
-class CollectionExistsError(InternalError):
-    """A collection with that name exists (InternalError locally, 409 ChromaError on the wire)."""
-
-    @classmethod
-    def name(cls) -> str:
-        return "ChromaError"
-
-    def code(self) -> int:
-        return 409
-
-
-class AlreadyExistsError(InternalError):
-    """A tenant or database with that name exists (409 on the wire)."""
-
-    @classmethod
-    def name(cls) -> str:
-        return "ChromaError"
-
-    def code(self) -> int:
-        return 409
 
 
 @dataclass

@@ -23,16 +23,16 @@ import numpy as np
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 from huedb.engine import catalog, records, snapshot
 from huedb.engine.catalog import CollectionRow
-from huedb.engine.filters import FilterCompiler
-from huedb.engine.index import Thresholds
-from huedb.engine.indexes import IndexCache
-from huedb.engine.store import (
+from huedb.engine.connection import (
     open_connection,
     read_transaction,
     store_id,
     write_transaction,
 )
-from huedb.errors import InvalidArgumentError
+from huedb.engine.filters import FilterCompiler
+from huedb.engine.index_cache import IndexCache
+from huedb.engine.vector_index import Thresholds
+from huedb.errors import InvalidArgumentError, NotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class Engine:
                 for col in building:
                     try:
                         self._indexes.ready(catalog.collection_by_uuid(self._conn, col.uuid))
-                    except catalog.NotFoundError:
+                    except NotFoundError:
                         self._indexes.forget(col.cid)
 
     def reset(self) -> None:
@@ -175,7 +175,7 @@ class Engine:
             if get_or_create:
                 try:
                     return catalog.collection_by_name(self._conn, db_id, name)
-                except catalog.NotFoundError:
+                except NotFoundError:
                     pass
             return catalog.insert_collection(self._conn, db_id, name, metadata, configuration)
 

@@ -24,18 +24,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from huedb import __version__
 from huedb.engine import fileio
+from huedb.engine.connection import DB_FILENAME, open_connection
 from huedb.engine.schema import FORMAT_VERSION
-from huedb.engine.store import DB_FILENAME, open_connection
+from huedb.errors import BackupError
 from huedb.ops.progress import progress
+from huedb.version import __version__
 
 MANIFEST = "manifest.json"
 CHUNK = 1 << 20
-
-
-class BackupError(RuntimeError):
-    """A backup could not be taken or restored; nothing was changed."""
 
 
 @dataclass

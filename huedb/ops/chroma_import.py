@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from huedb.api.configuration import HNSW_ACCEPTED, HNSW_DEFAULTS, LEGACY_KEYS
+from huedb.api.collection_config import HNSW_ACCEPTED, HNSW_DEFAULTS, LEGACY_KEYS
 from huedb.api.types import SPACES
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 

@@ -12,13 +12,10 @@ from typing import Any
 import httpx
 
 import huedb
-from huedb.ops.backup import BackupError, backup, restore
+from huedb.errors import BackupError, UsageError
+from huedb.ops.backup import backup, restore
 
 logger = logging.getLogger("huedb")
-
-
-class UsageError(ValueError):
-    """The command line is inconsistent."""
 
 
 def _out(text: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from huedb.engine.engine import Engine
-from huedb.engine.indexes import hnsw_params
+from huedb.engine.index_cache import hnsw_params
 from huedb.engine.snapshot import snapshot_path
 
 INDEX_RAM_SHARE = 0.5

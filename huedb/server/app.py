@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import ORJSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from huedb import __version__
 from huedb.api.local import LocalAPI
 from huedb.config import Settings
 from huedb.engine.engine import Engine
-from huedb.errors import ChromaError
+from huedb.errors import ChromaError, body_error
 from huedb.server import admin
 from huedb.server.auth import TokenAuthMiddleware
-from huedb.server.config import ENV_CONFIG, ServerConfig
-from huedb.server.errors import body_error, error_fields
+from huedb.server.error_body import error_response, exception_fields
 from huedb.server.fastpath import FastPathMiddleware
 from huedb.server.limits import BodySizeLimitMiddleware, ReceiveTimeoutMiddleware
 from huedb.server.routes import router
-
-logger = logging.getLogger(__name__)
-TRACE_HEADERS = {"chroma-trace-id": "0" * 32}
-
-
-def error_response(status: int, error: str, message: str) -> ORJSONResponse:
-    """Chroma's error body."""
-    return ORJSONResponse(
-        {"error": error, "message": message}, status_code=status, headers=TRACE_HEADERS
-    )
+from huedb.server.server_config import ENV_CONFIG, ServerConfig
+from huedb.version import __version__
 
 
 def create_app(config: ServerConfig) -> FastAPI:
@@ -58,7 +47,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     _install_error_handlers(app)
 
     @app.api_route("/api/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
-    def v1_gone(rest: str) -> ORJSONResponse:
+    def v1_gone(rest: str) -> Response:
         return error_response(410, "Unimplemented", "The v1 API is deprecated. Please use /v2 apis")
 
     @app.on_event("shutdown")
@@ -90,7 +79,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, any_error)
 
 
-async def any_error(request: Request, exc: Exception) -> ORJSONResponse:
+async def any_error(request: Request, exc: Exception) -> Response:
     """Chroma's error body for any exception a route raised."""
     if isinstance(exc, RequestValidationError):
         status, name, message = body_error(exc.errors())
@@ -98,9 +87,7 @@ async def any_error(request: Request, exc: Exception) -> ORJSONResponse:
         name = "NotFoundError" if exc.status_code == 404 else "ChromaError"
         status, message = exc.status_code, str(exc.detail)
     else:
-        status, name, message = error_fields(exc)
-        if status == 500:
-            logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        status, name, message = exception_fields(exc, f"{request.method} {request.url.path}")
     return error_response(status, name, message)
 
 

@@ -10,15 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
-import orjson
-
-from huedb.server.config import TokenEntry
-
-Scope = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable, Callable], Awaitable[None]]
+from huedb.errors import AuthorizationError, ChromaAuthError
+from huedb.server.asgi import ASGIApp, Receive, Scope, Send
+from huedb.server.error_body import send_exception
+from huedb.server.server_config import TokenEntry
 
 OPEN_PATHS = frozenset(
     {
@@ -67,23 +63,6 @@ def role_of(token: str | None, entries: list[TokenEntry]) -> str | None:
     return role
 
 
-async def send_json_error(send: Callable, status: int, error: str, message: str) -> None:
-    """Send Chroma's error body with a trace id."""
-    body = orjson.dumps({"error": error, "message": message})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"chroma-trace-id", b"0" * 32),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 class TokenAuthMiddleware:
     """Reject requests without a valid token; restrict read-only tokens to reads."""
 
@@ -91,18 +70,17 @@ class TokenAuthMiddleware:
         self.app = app
         self.entries = entries
 
-    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         role = role_of(presented_token(scope["headers"]), self.entries)
         if role is None:
-            await send_json_error(
-                send, 401, "AuthorizationError", "Unauthorized: missing or invalid token"
-            )
+            missing = AuthorizationError("Unauthorized: missing or invalid token")
+            await send_exception(send, missing, "auth")
             return
         if role != "admin" and not is_read(scope["method"], scope["path"]):
-            await send_json_error(send, 403, "AuthError", "Forbidden: this token is read-only")
+            forbidden = ChromaAuthError("Forbidden: this token is read-only")
+            await send_exception(send, forbidden, "auth")
             return
-        scope.setdefault("state", {})["role"] = role
         await self.app(scope, receive, send)

@@ -10,7 +10,6 @@ the same bodies and errors. Everything else goes on to FastAPI.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable
 from typing import Any
@@ -20,11 +19,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from huedb.api.local import LocalAPI
+from huedb.errors import body_error
 from huedb.server import routes, wire
-from huedb.server.auth import ASGIApp, Scope
-from huedb.server.errors import body_error, error_fields
-
-logger = logging.getLogger(__name__)
+from huedb.server.asgi import ASGIApp, Receive, Scope, Send
+from huedb.server.error_body import send_error, send_exception
 
 _PATH = re.compile(
     r"^/api/v2/tenants/[^/]+/databases/[^/]+/collections/(?P<cid>[^/]+)/"
@@ -38,7 +36,6 @@ _ROUTES: dict[str, tuple[type[BaseModel], Handler, int]] = {
     "get": (wire.GetRecords, routes.run_get, 200),
     "query": (wire.QueryRecords, routes.run_query, 200),
 }
-_TRACE = (b"chroma-trace-id", b"0" * 32)
 
 
 class FastPathMiddleware:
@@ -48,7 +45,7 @@ class FastPathMiddleware:
         self.app = app
         self.api = api
 
-    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = None
         if scope["type"] == "http" and scope["method"] == "POST":
             match = _PATH.match(scope["path"])
@@ -63,21 +60,17 @@ class FastPathMiddleware:
             body = model.model_validate_json(raw)
         except ValidationError as exc:
             errors = [e | {"loc": ("body", *e.get("loc", ()))} for e in exc.errors()]
-            status, name, message = body_error(errors)
-            await _send(send, status, {"error": name, "message": message}, error=True)
+            await send_error(send, *body_error(errors))
             return
         try:
             result = await run_in_threadpool(handler, self.api, match["cid"], body)
         except Exception as exc:  # mapped exactly as the app's exception handlers do
-            status, name, message = error_fields(exc)
-            if status == 500:
-                logger.exception("unhandled error on POST %s", scope["path"])
-            await _send(send, status, {"error": name, "message": message}, error=True)
+            await send_exception(send, exc, f"POST {scope['path']}")
             return
         await _send(send, ok_status, result)
 
 
-async def _read_body(receive: Callable) -> bytes | None:
+async def _read_body(receive: Receive) -> bytes | None:
     """The whole request body, or None if the client went away."""
     chunks: list[bytes] = []
     while True:
@@ -89,10 +82,8 @@ async def _read_body(receive: Callable) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _send(send: Callable, status: int, payload: Any, error: bool = False) -> None:
+async def _send(send: Send, status: int, payload: Any) -> None:
     body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    if error:
-        headers.append(_TRACE)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

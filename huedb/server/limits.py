@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
-from huedb.server.auth import ASGIApp, Scope, send_json_error
+from huedb.errors import PayloadTooLargeError, RequestTimeoutError
+from huedb.server.asgi import ASGIApp, Receive, Scope, Send
+from huedb.server.error_body import send_exception
 
 
 class BodySizeLimitMiddleware:
@@ -19,7 +20,7 @@ class BodySizeLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -53,13 +54,11 @@ class BodySizeLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, send: Callable) -> None:
-        await send_json_error(
-            send,
-            413,
-            "ChromaError",
-            f"Request body too large: the limit is {self.max_bytes} bytes",
+    async def _reject(self, send: Send) -> None:
+        too_large = PayloadTooLargeError(
+            f"Request body too large: the limit is {self.max_bytes} bytes"
         )
+        await send_exception(send, too_large, "request body")
 
 
 class _SlowClient(Exception):
@@ -73,7 +72,7 @@ class ReceiveTimeoutMiddleware:
         self.app = app
         self.timeout_s = timeout_s
 
-    async def __call__(self, scope: Scope, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -95,6 +94,5 @@ class ReceiveTimeoutMiddleware:
             await self.app(scope, timed_receive, tracking_send)
         except _SlowClient:
             if not started:
-                await send_json_error(
-                    send, 408, "ChromaError", f"Request body not received within {self.timeout_s}s"
-                )
+                late = RequestTimeoutError(f"Request body not received within {self.timeout_s}s")
+                await send_exception(send, late, "request body")

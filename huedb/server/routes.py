@@ -11,10 +11,9 @@ from fastapi.responses import ORJSONResponse
 
 from huedb.api.local import MAX_BATCH_SIZE, LocalAPI
 from huedb.errors import (
-    AuthorizationError,
     BatchSizeExceededError,
-    ChromaError,
     InvalidArgumentError,
+    UnimplementedError,
 )
 from huedb.server import wire
 
@@ -35,16 +34,6 @@ def collection_uuid(collection_id: str) -> str:
         return str(uuid.UUID(collection_id))
     except ValueError:
         raise InvalidArgumentError("Collection ID is not a valid UUIDv4") from None
-
-
-class NotImplementedOnSingleNode(ChromaError):
-    def code(self) -> int:
-        return 501
-
-
-class ResetDisabled(ChromaError):
-    def code(self) -> int:
-        return 403
 
 
 @router.get("", include_in_schema=False)
@@ -77,10 +66,7 @@ def identity() -> dict[str, Any]:
 
 @router.post("/reset")
 def reset(request: Request) -> bool:
-    try:
-        return api(request).reset()
-    except AuthorizationError:
-        raise ResetDisabled("Reset is disabled by config") from None
+    return api(request).reset()
 
 
 @router.post("/tenants")
@@ -323,7 +309,7 @@ def indexing_status(
 @router.get(COL + "/fork_count", include_in_schema=False)
 @router.post(COL + "/search", include_in_schema=False)
 def unsupported(tenant: str, database: str, collection_id: str) -> None:
-    raise NotImplementedOnSingleNode("This operation is not supported by huedb")
+    raise UnimplementedError("This operation is not supported by huedb")
 
 
 def _write(operation: Any, collection_id: str, body: wire.AddRecords | wire.UpdateRecords) -> None:

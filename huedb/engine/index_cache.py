@@ -27,7 +27,7 @@ import numpy as np
 
 from huedb.engine import records, snapshot
 from huedb.engine.catalog import CollectionRow
-from huedb.engine.index import FlatVectors, HnswParams, Thresholds, VectorIndex, build_graph
+from huedb.engine.vector_index import FlatVectors, HnswParams, Thresholds, VectorIndex, build_graph
 
 logger = logging.getLogger(__name__)
 

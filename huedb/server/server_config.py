@@ -11,13 +11,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from huedb.errors import ConfigError
+
 ROLES = ("admin", "read-only")
 DEFAULT_MAX_BODY_BYTES = 40 * 1024 * 1024
 ENV_CONFIG = "HUEDB_SERVER_CONFIG_JSON"
-
-
-class ConfigError(ValueError):
-    """The server configuration is invalid; the server refuses to start."""
 
 
 @dataclass

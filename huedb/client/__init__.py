@@ -1,1 +1,0 @@
-"""Clients that reach a huedb (or Chroma) server over HTTP."""

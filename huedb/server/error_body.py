@@ -1,0 +1,64 @@
+"""Chroma's HTTP error body, written in one place for the app, the fast path and middlewares.
+
+Every error response is `{"error": <wire name>, "message": ...}` with a `chroma-trace-id`
+header; the status and wire name come from `huedb.errors.http_error`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi.responses import Response
+
+from huedb.errors import http_error
+from huedb.server.asgi import Send
+
+logger = logging.getLogger(__name__)
+
+TRACE_ID = "0" * 32
+
+
+def error_json(name: str, message: str) -> bytes:
+    """The JSON bytes of Chroma's error body."""
+    return orjson.dumps({"error": name, "message": message})
+
+
+def error_response(status: int, name: str, message: str) -> Response:
+    """Chroma's error body as a Starlette response (for FastAPI routes and handlers)."""
+    return Response(
+        error_json(name, message),
+        status_code=status,
+        media_type="application/json",
+        headers={"chroma-trace-id": TRACE_ID},
+    )
+
+
+async def send_error(send: Send, status: int, name: str, message: str) -> None:
+    """Send Chroma's error body from a pure ASGI middleware."""
+    body = error_json(name, message)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+                (b"chroma-trace-id", TRACE_ID.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def exception_fields(exc: BaseException, where: str) -> tuple[int, str, str]:
+    """`http_error` of an exception, logging it with its traceback when it is a 500."""
+    status, name, message = http_error(exc)
+    if status == 500:
+        logger.error("unhandled error on %s", where, exc_info=exc)
+    return status, name, message
+
+
+async def send_exception(send: Send, exc: BaseException, where: str) -> None:
+    """Send the error body of an exception (status and name decided by its class)."""
+    await send_error(send, *exception_fields(exc, where))
