@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from huedb.options import OPTION_NAMES, SYNC_MODES, resolve_options
 from huedb.server.server_config import (
     ENV_CONFIG,
     ConfigError,
@@ -50,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--request-timeout", type=float, help="seconds a client may take to send a request body"
     )
+    run.add_argument("--sync", choices=SYNC_MODES, help="SQLite sync level (default full)")
+    run.add_argument(
+        "--exact-max-floats", type=int, help="exact search up to vectors x dim (default 2M)"
+    )
+    run.add_argument(
+        "--filtered-exact-max-floats",
+        type=int,
+        help="filtered exact search up to allowed vectors x dim (default 40M)",
+    )
+    run.add_argument("--snapshot-every", type=int, help="changes between graph snapshots")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _add_ops_commands(sub)
     return parser
@@ -127,6 +138,7 @@ def server_config(args: argparse.Namespace, env: dict[str, str]) -> ServerConfig
     values: dict = {}
     if args.config:
         values.update(load_config_file(args.config))
+    engine_file = values.pop("engine", {})
     tokens = list(values.pop("tokens", []))
     tokens += tokens_from_environment(env)
     if args.auth_tokens_file:
@@ -146,7 +158,9 @@ def server_config(args: argparse.Namespace, env: dict[str, str]) -> ServerConfig
         "request_timeout_s": args.request_timeout,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
-    config = ServerConfig(**values, tokens=tokens)
+    engine_flags = {name: getattr(args, name) for name in OPTION_NAMES}
+    engine = resolve_options(file=engine_file, env=env, args=engine_flags)
+    config = ServerConfig(**values, tokens=tokens, engine=engine)
     config.check()
     return config
 

@@ -8,12 +8,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from huedb.options import OPTION_NAMES, EngineOptions, resolve_options
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_TENANT = "default_tenant"
 DEFAULT_DATABASE = "default_database"
 
-SYNC_MODES = ("off", "normal", "full", "extra")
+ENGINE_PREFIX = "huedb_"
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -27,8 +29,9 @@ def _env_bool(name: str, default: bool) -> bool:
 class Settings:
     """Settings for every client mode; chromadb's field names work as they do there.
 
-    Fields prefixed `huedb_` are huedb's own: the SQLite sync level and the planner's
-    exact-search and snapshot thresholds.
+    Fields prefixed `huedb_` are huedb's own engine options (`huedb.options`): left
+    unset, they take `HUEDB_<NAME>` from the environment, then the defaults; after
+    construction they hold the values in force.
     """
 
     is_persistent: bool = False
@@ -47,10 +50,10 @@ class Settings:
     chroma_auth_token_transport_header: str | None = None
     chroma_http_keepalive_secs: float = 40.0
     chroma_http_max_connections: int | None = None
-    huedb_sync: str = field(default_factory=lambda: os.environ.get("HUEDB_SYNC", "full"))
-    huedb_exact_max_floats: int = 2_000_000
-    huedb_filtered_exact_max_floats: int = 40_000_000
-    huedb_snapshot_every: int = 1000
+    huedb_sync: str | None = None
+    huedb_exact_max_floats: int | None = None
+    huedb_filtered_exact_max_floats: int | None = None
+    huedb_snapshot_every: int | None = None
     extras: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -67,18 +70,17 @@ class Settings:
         self.extras = dict(kwargs)
         if kwargs:
             logger.debug("settings not used by huedb: %s", sorted(set(kwargs) - known))
-        if self.huedb_sync not in SYNC_MODES:
-            raise ValueError(f"huedb_sync must be one of {SYNC_MODES}, got {self.huedb_sync!r}")
+        options = self.engine_options()
+        for name in OPTION_NAMES:
+            setattr(self, ENGINE_PREFIX + name, getattr(options, name))
+
+    def engine_options(self) -> EngineOptions:
+        """The engine options these settings ask for (environment, then defaults, if unset)."""
+        given = {name: getattr(self, ENGINE_PREFIX + name) for name in OPTION_NAMES}
+        return resolve_options(env=os.environ, args=given)
 
     def __getattr__(self, name: str) -> Any:
         extras = self.__dict__.get("extras", {})
         if name in extras:
             return extras[name]
         raise AttributeError(name)
-
-    def require(self, key: str) -> Any:
-        """Return a setting that must be set, raising ValueError when it is not."""
-        value = getattr(self, key, None)
-        if value is None:
-            raise ValueError(f"Missing required config value '{key}'")
-        return value

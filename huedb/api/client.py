@@ -2,81 +2,29 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
 from huedb.api.base import ServerAPI
 from huedb.api.collection import Collection
+from huedb.api.embedding_identity import check_embedding_function, with_embedding_function
+from huedb.api.http import HttpServerAPI
+from huedb.api.local import LocalAPI
 from huedb.api.types import CollectionModel
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
-from huedb.engine.engine import Engine
-from huedb.engine.vector_index import Thresholds
+from huedb.engine.registry import acquire_engine, close_all_engines, release_engine
 from huedb.errors import NotFoundError
-
-_registry_lock = threading.Lock()
-_engines: dict[str, tuple[Engine, Settings, int]] = {}
-
-
-def _acquire_engine(settings: Settings) -> Engine:
-    """The process-wide engine for these settings (shared like Chroma's system cache)."""
-    if settings.is_persistent:
-        path = Path(settings.persist_directory).expanduser().resolve()
-        key = str(path)
-    else:
-        path = None
-        key = ":ephemeral:"
-    with _registry_lock:
-        entry = _engines.get(key)
-        if entry is not None:
-            engine, known, refs = entry
-            if _engine_settings(known) != _engine_settings(settings):
-                raise ValueError(
-                    f"An instance of Chroma already exists for {key} with different settings"
-                )
-            _engines[key] = (engine, known, refs + 1)
-            return engine
-        engine = Engine(
-            path,
-            sync=settings.huedb_sync,
-            thresholds=Thresholds(
-                settings.huedb_exact_max_floats, settings.huedb_filtered_exact_max_floats
-            ),
-            snapshot_every=settings.huedb_snapshot_every,
-        )
-        _engines[key] = (engine, settings, 1)
-        return engine
-
-
-def _engine_settings(settings: Settings) -> tuple:
-    return (
-        settings.huedb_sync,
-        settings.huedb_exact_max_floats,
-        settings.huedb_filtered_exact_max_floats,
-        settings.huedb_snapshot_every,
-        settings.allow_reset,
-    )
-
-
-def _release_engine(engine: Engine) -> None:
-    with _registry_lock:
-        for key, (known, settings, refs) in list(_engines.items()):
-            if known is engine:
-                if refs <= 1:
-                    del _engines[key]
-                    engine.close()
-                else:
-                    _engines[key] = (known, settings, refs - 1)
-                return
 
 
 def clear_system_cache() -> None:
     """Close every shared engine of this process (Chroma's `Client.clear_system_cache`)."""
-    with _registry_lock:
-        entries = list(_engines.values())
-        _engines.clear()
-    for engine, _, _ in entries:
-        engine.close()
+    close_all_engines()
+
+
+def _local_api(settings: Settings) -> LocalAPI:
+    path = Path(settings.persist_directory) if settings.is_persistent else None
+    engine = acquire_engine(path, settings.engine_options(), owner=settings.allow_reset)
+    return LocalAPI(engine, settings)
 
 
 class Client:
@@ -92,9 +40,7 @@ class Client:
         self._settings = settings or Settings()
         self._owns_engine = server is None
         if server is None:
-            from huedb.api.local import LocalAPI
-
-            server = LocalAPI(_acquire_engine(self._settings), self._settings)
+            server = _local_api(self._settings)
         self._server = server
         self._closed = False
         self.tenant = tenant
@@ -132,10 +78,8 @@ class Client:
         if self._closed:
             return
         self._closed = True
-        from huedb.api.local import LocalAPI
-
         if self._owns_engine and isinstance(self._server, LocalAPI):
-            _release_engine(self._server.engine)
+            release_engine(self._server.engine)
         else:
             self._server.close()
 
@@ -278,42 +222,6 @@ class Client:
         return {r["name"]: r["collection"] for r in rows}
 
 
-def embedding_function_identity(ef: Any) -> dict[str, Any] | None:
-    """How Chroma records an embedding function: known (name + config) or legacy."""
-    if ef is None:
-        return None
-    name, config = getattr(ef, "name", None), getattr(ef, "get_config", None)
-    if callable(name) and callable(config):
-        try:
-            return {"type": "known", "name": name(), "config": config()}
-        except (NotImplementedError, TypeError):
-            return {"type": "legacy"}
-    return {"type": "legacy"}
-
-
-def with_embedding_function(configuration: dict[str, Any] | None, ef: Any) -> dict[str, Any] | None:
-    """The create-time configuration with the embedding function's identity added."""
-    identity = embedding_function_identity(ef)
-    if identity is None or (configuration and configuration.get("embedding_function")):
-        return configuration
-    return {**(configuration or {}), "embedding_function": identity}
-
-
-def check_embedding_function(model: CollectionModel, ef: Any) -> None:
-    """Refuse a client whose embedding function differs from the collection's recorded one."""
-    recorded = (model.configuration_json or {}).get("embedding_function") or {}
-    given = embedding_function_identity(ef)
-    if not given or given.get("type") != "known" or recorded.get("type") != "known":
-        return
-    if given["name"] != recorded.get("name"):
-        raise ValueError(
-            f"Embedding function conflict: collection {model.name} was created with "
-            f"'{recorded.get('name')}' but this client uses '{given['name']}'. Open it with "
-            "the same embedding function, or build a new collection for the new model "
-            "(see docs/model-versions.md)."
-        )
-
-
 def EphemeralClient(  # noqa: N802 - chromadb's factory name
     settings: Settings | None = None,
     tenant: str = DEFAULT_TENANT,
@@ -348,8 +256,6 @@ def HttpClient(  # noqa: N802 - chromadb's factory name
     database: str = DEFAULT_DATABASE,
 ) -> Client:
     """A client of a huedb (or Chroma) server; `host` may also be a full URL."""
-    from huedb.api.http import HttpServerAPI
-
     settings = settings or Settings()
     if "://" in host:
         base_url = host.rstrip("/")

@@ -31,8 +31,8 @@ from huedb.engine.connection import (
 )
 from huedb.engine.filters import FilterCompiler
 from huedb.engine.index_cache import IndexCache
-from huedb.engine.vector_index import Thresholds
 from huedb.errors import InvalidArgumentError, NotFoundError
+from huedb.options import EngineOptions
 
 logger = logging.getLogger(__name__)
 
@@ -52,23 +52,21 @@ class QueryHits:
 class Engine:
     """One huedb store (a directory, or memory) opened by this process."""
 
-    def __init__(
-        self,
-        path: Path | None,
-        sync: str = "full",
-        thresholds: Thresholds | None = None,
-        snapshot_every: int = 1000,
-    ) -> None:
+    def __init__(self, path: Path | None, options: EngineOptions | None = None) -> None:
+        """Open (creating or migrating) the store at `path`, or one in memory for None.
+
+        Callers other than tests go through `engine.registry.acquire_engine`.
+        """
         self.path = path
+        self.options = options or EngineOptions()
         self._lock = threading.RLock()
-        self._conn = open_connection(path, sync)
+        self._conn = open_connection(path, self.options.sync)
         self._index_dir = None if path is None else path / INDEX_DIRNAME
         self._store_id = store_id(self._conn)
         self._indexes = IndexCache(
             self._conn,
             self._index_dir,
-            thresholds or Thresholds(),
-            snapshot_every,
+            self.options,
             self._store_id,
         )
         self._closed = False

@@ -28,6 +28,7 @@ import numpy as np
 from huedb.engine import records, snapshot
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.vector_index import FlatVectors, HnswParams, Thresholds, VectorIndex, build_graph
+from huedb.options import EngineOptions
 
 logger = logging.getLogger(__name__)
 
@@ -89,15 +90,14 @@ class IndexCache:
         self,
         conn: sqlite3.Connection,
         snapshot_dir: Path | None,
-        thresholds: Thresholds,
-        snapshot_every: int,
+        options: EngineOptions,
         store_id: str = "",
     ) -> None:
         self._conn = conn
         self._store_id = store_id
         self._dir = snapshot_dir
-        self._thresholds = thresholds
-        self._snapshot_every = snapshot_every
+        self._thresholds = Thresholds(options.exact_max_floats, options.filtered_exact_max_floats)
+        self._snapshot_every = options.snapshot_every
         self._states: dict[int, _State] = {}
         self._pending: dict[int, CollectionRow] = {}
 

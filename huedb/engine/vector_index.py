@@ -50,14 +50,10 @@ class HnswParams:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Planner thresholds in floats (vectors x dimension).
+    """Planner thresholds in floats (vectors x dimension), from `EngineOptions`."""
 
-    `exact_max_floats` comes from ann-choice.md; `filtered_exact_max_floats` from the
-    measurements in docs/ARCHITECTURE.md (exact filtered search keeps recall 1.0).
-    """
-
-    exact_max_floats: int = 2_000_000
-    filtered_exact_max_floats: int = 40_000_000
+    exact_max_floats: int
+    filtered_exact_max_floats: int
 
 
 def matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:

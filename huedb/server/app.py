@@ -11,8 +11,8 @@ from fastapi.responses import ORJSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from huedb.api.local import LocalAPI
-from huedb.config import Settings
-from huedb.engine.engine import Engine
+from huedb.config import ENGINE_PREFIX, Settings
+from huedb.engine.registry import acquire_engine, release_engine
 from huedb.errors import ChromaError, body_error
 from huedb.server import admin
 from huedb.server.auth import TokenAuthMiddleware
@@ -26,13 +26,13 @@ from huedb.version import __version__
 
 def create_app(config: ServerConfig) -> FastAPI:
     """A server over the data directory in `config.path`."""
+    engine = acquire_engine(Path(config.path), config.engine)
     settings = Settings(
         is_persistent=True,
         persist_directory=config.path,
         allow_reset=config.allow_reset,
-        huedb_sync=config.sync,
+        **{ENGINE_PREFIX + name: value for name, value in config.engine.to_dict().items()},
     )
-    engine = Engine(Path(config.path), sync=config.sync)
     app = FastAPI(
         title="huedb",
         version=__version__,
@@ -52,7 +52,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.on_event("shutdown")
     def close_engine() -> None:
-        engine.close()
+        release_engine(engine)
 
     # Innermost first: the fast path runs after auth and the body limit, before routing.
     app.add_middleware(FastPathMiddleware, api=app.state.api)

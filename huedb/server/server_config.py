@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from huedb.errors import ConfigError
+from huedb.options import OPTION_NAMES, EngineOptions
 
 ROLES = ("admin", "read-only")
 DEFAULT_MAX_BODY_BYTES = 40 * 1024 * 1024
@@ -41,7 +42,7 @@ class ServerConfig:
     allow_reset: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     request_timeout_s: float = 60.0
-    sync: str = "full"
+    engine: EngineOptions = field(default_factory=EngineOptions)
     tokens: list[TokenEntry] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -51,6 +52,7 @@ class ServerConfig:
     def from_json(cls, raw: str) -> ServerConfig:
         data = json.loads(raw)
         data["tokens"] = [TokenEntry(**t) for t in data.get("tokens", [])]
+        data["engine"] = EngineOptions(**data.get("engine", {}))
         return cls(**data)
 
     def check(self) -> None:
@@ -135,7 +137,11 @@ def parse_token_file(path: str) -> list[TokenEntry]:
 
 
 def load_config_file(path: str) -> dict[str, Any]:
-    """Read a TOML or JSON config file into a dict of ServerConfig fields."""
+    """Read a TOML or JSON config file into a dict of ServerConfig fields.
+
+    Engine options (`sync`, `exact_max_floats`, ...) are returned unparsed under "engine",
+    for `resolve_options` to layer under the environment and the flags.
+    """
     try:
         raw = Path(path).read_bytes()
     except OSError as exc:
@@ -146,11 +152,13 @@ def load_config_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"cannot parse config file {path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a table/object")
-    known = set(ServerConfig.__dataclass_fields__) - {"tokens"}
-    out: dict[str, Any] = {}
+    known = set(ServerConfig.__dataclass_fields__) - {"tokens", "engine"}
+    out: dict[str, Any] = {"engine": {}}
     for key, value in data.items():
         if key == "auth":
             out["tokens"] = _tokens_from_table(value, path)
+        elif key.replace("-", "_") in OPTION_NAMES:
+            out["engine"][key.replace("-", "_")] = value
         elif key.replace("-", "_") in known:
             out[key.replace("-", "_")] = value
         else:

@@ -1,0 +1,81 @@
+"""The one way an engine is opened: shared per process and data path, like Chroma's cache.
+
+Every entry point (clients, server workers, CLI commands) calls `acquire_engine` and gives
+the engine back with `release_engine`; the last release closes it (snapshots written).
+Opening the same path twice in one process with different options is refused: one SQLite
+connection and one set of indexes serve the whole process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
+from dataclasses import dataclass
+from pathlib import Path
+
+from huedb.engine.engine import Engine
+from huedb.options import EngineOptions
+
+EPHEMERAL = ":ephemeral:"
+
+
+@dataclass
+class _Entry:
+    engine: Engine
+    options: EngineOptions
+    owner: Hashable
+    refs: int
+
+
+_lock = threading.Lock()
+_engines: dict[str, _Entry] = {}
+
+
+def registry_key(path: Path | None) -> str:
+    """The key of a data path (resolved), or of the process's in-memory store."""
+    return EPHEMERAL if path is None else str(Path(path).expanduser().resolve())
+
+
+def acquire_engine(path: Path | None, options: EngineOptions, owner: Hashable = None) -> Engine:
+    """The process-wide engine of `path` (None: in memory), opened on first use.
+
+    `owner` carries what the caller's layer must also agree on (e.g. a client's
+    `allow_reset`); a second caller with other options or another owner is refused.
+    """
+    key = registry_key(path)
+    with _lock:
+        entry = _engines.get(key)
+        if entry is not None:
+            if (entry.options, entry.owner) != (options, owner):
+                raise ValueError(
+                    f"An instance of Chroma already exists for {key} with different settings"
+                )
+            entry.refs += 1
+            return entry.engine
+        engine = Engine(None if path is None else Path(key), options)
+        _engines[key] = _Entry(engine, options, owner, 1)
+        return engine
+
+
+def release_engine(engine: Engine) -> None:
+    """Give an engine back; the last holder's release closes it."""
+    with _lock:
+        for key, entry in list(_engines.items()):
+            if entry.engine is engine:
+                entry.refs -= 1
+                if entry.refs > 0:
+                    return
+                del _engines[key]
+                break
+        else:
+            return
+    engine.close()
+
+
+def close_all_engines() -> None:
+    """Close every engine of this process (Chroma's `clear_system_cache`)."""
+    with _lock:
+        entries = list(_engines.values())
+        _engines.clear()
+    for entry in entries:
+        entry.engine.close()

@@ -1,0 +1,68 @@
+"""`RecordBatch`: the one type that carries records to write through every layer.
+
+Client, `ServerAPI`, the HTTP wire, server-side checks, the engine and the importers all
+pass records as a `RecordBatch`, so adding a record field (sparse vectors are next) means
+adding it here and where it is stored or sent, not to every signature in between.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Metadata = dict[str, Any]
+# The fields besides ids, in Chroma's order; each is None when the caller did not give it.
+FIELDS = ("embeddings", "metadatas", "documents", "uris")
+
+
+@dataclass
+class RecordBatch:
+    """Records by id; each other field holds one value per id, or is None when not given.
+
+    `embeddings` is a 2-D float32 array (rows in id order) once checked; a field given as
+    None means "not given" (an update leaves it unchanged), unlike a list of Nones.
+    """
+
+    ids: list[str]
+    embeddings: np.ndarray | None = None
+    metadatas: list[Metadata | None] | None = None
+    documents: list[str | None] | None = None
+    uris: list[str | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def take(self, rows: Sequence[int]) -> RecordBatch:
+        """The records at the given positions, in that order."""
+        rows = list(rows)
+        if len(rows) == len(self.ids) and rows == list(range(len(self.ids))):
+            return self
+        return RecordBatch(
+            ids=[self.ids[i] for i in rows],
+            embeddings=None if self.embeddings is None else self.embeddings[rows],
+            metadatas=_pick(self.metadatas, rows),
+            documents=_pick(self.documents, rows),
+            uris=_pick(self.uris, rows),
+        )
+
+    def filled(self) -> RecordBatch:
+        """The same records with every field not given replaced by Nones (for inserts)."""
+        nones: list[Any] = [None] * len(self.ids)
+        return dataclasses.replace(
+            self,
+            metadatas=list(nones) if self.metadatas is None else self.metadatas,
+            documents=list(nones) if self.documents is None else self.documents,
+            uris=list(nones) if self.uris is None else self.uris,
+        )
+
+    def given(self) -> dict[str, Any]:
+        """The fields that were given (not None), by name."""
+        return {name: getattr(self, name) for name in FIELDS if getattr(self, name) is not None}
+
+
+def _pick(values: list[Any] | None, rows: list[int]) -> list[Any] | None:
+    return None if values is None else [values[i] for i in rows]
