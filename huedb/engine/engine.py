@@ -625,6 +625,19 @@ class Engine:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return (before - after) * page
 
+    def copy_database_to(self, target: Path) -> None:
+        """Write a consistent copy of the database to `target` (SQLite's VACUUM INTO).
+
+        Runs on a connection of its own, so this engine keeps serving while it copies.
+        """
+        if self.path is None:
+            raise InvalidArgumentError("an in-memory store cannot be copied to a file")
+        conn = open_connection(self.path, self.options.sync)
+        try:
+            conn.execute("VACUUM INTO ?", (str(target),))
+        finally:
+            conn.close()
+
     def storage_figures(self) -> dict[str, Any]:
         """Database-level sizes: pages, free pages, file sizes."""
         with self._lock:
