@@ -14,7 +14,6 @@ import pytest
 
 import huedb
 from huedb import errors
-from huedb.api.client import clear_system_cache
 from tests.servers import huedb_server
 
 DIM = 8
@@ -52,7 +51,6 @@ def client(tmp_path: Path) -> Iterator[huedb.Client]:
     _versions(c)
     yield c
     c.close()
-    clear_system_cache()
 
 
 def test_alias_reaches_its_target_and_switches(client: huedb.Client) -> None:
@@ -134,7 +132,6 @@ def test_alias_switch_under_load_is_atomic(tmp_path: Path) -> None:
         setup.update_alias("docs", "docs_v2" if switches % 2 == 0 else "docs_v1")
         switches += 1
     setup.close()
-    clear_system_cache()
     assert all(r.returncode == 0 for r in readers)
     assert switches > 1
     targets = set()
@@ -166,7 +163,6 @@ def test_dimension_and_model_guards_in_every_mode(tmp_path: Path, mode: str) -> 
     data = tmp_path / "data"
     if mode == "embedded":
         _check_guards(huedb.PersistentClient(path=data))
-        clear_system_cache()
         return
     with huedb_server(data) as server:
         _check_guards(huedb.HttpClient(host="127.0.0.1", port=server.port))

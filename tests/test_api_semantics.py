@@ -24,7 +24,6 @@ def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[huedb.Cli
         c = huedb.PersistentClient(path=tmp_path / "db", settings=settings)
     yield c
     c.close()
-    clear_system_cache()
 
 
 def test_distances_follow_chroma_formulas(client: huedb.Client) -> None:

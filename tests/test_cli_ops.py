@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
 import huedb
 from huedb.api.client import clear_system_cache
+from tests.cli import run_cli as huedb_cli
 from tests.servers import huedb_server
 
 ADMIN = "admin-token-123456"
 READER = "reader-token-123456"
-
-
-def huedb_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run the `huedb` command line."""
-    return subprocess.run(
-        [sys.executable, "-m", "huedb.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
 
 
 def _populate(path: Path, n: int = 300) -> np.ndarray:

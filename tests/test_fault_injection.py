@@ -175,7 +175,6 @@ def test_full_disk_refuses_writes_keeps_reads_and_recovers(tiny_disk: Path) -> N
     col.add(ids=["after"], embeddings=np.ones((1, 64)))
     assert col.count() == len(acked) + 1
     client.close()
-    clear_system_cache()
 
 
 def test_server_answers_507_on_a_full_disk_and_keeps_serving_reads(tiny_disk: Path) -> None:

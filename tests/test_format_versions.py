@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from huedb.engine.connection import DB_FILENAME
 from huedb.engine.records import vector_digest
 from huedb.engine.schema import FORMAT_VERSION
 from huedb.errors import FormatVersionError
+from tests.cli import run_cli
 
 
 def _store(path: Path) -> np.ndarray:
@@ -42,12 +41,7 @@ def test_newer_format_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     with pytest.raises(FormatVersionError, match="newer huedb"):
         huedb.PersistentClient(path=data)
     clear_system_cache()
-    r = subprocess.run(
-        [sys.executable, "-m", "huedb.cli", "verify", "--path", str(data)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = run_cli("verify", "--path", str(data), timeout=120)
     assert r.returncode == 2 and "Upgrade huedb" in r.stderr
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,20 +12,11 @@ import numpy as np
 
 import huedb
 from huedb.api.client import clear_system_cache
+from tests.cli import run_cli as huedb_cli
+from tests.cli import start_cli
 from tests.embedders import v1, v2
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def huedb_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "huedb.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_reembed_killed_halfway_then_rerun_completes_without_duplicates(tmp_path: Path) -> None:
@@ -41,13 +30,7 @@ def test_reembed_killed_halfway_then_rerun_completes_without_duplicates(tmp_path
     clear_system_cache()
     args = ["reembed", "--path", str(data), "--source", "docs_v1", "--target", "docs_v2"]
     args += ["--embedder", "tests.embedders:v2", "--batch-size", "100"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "huedb.cli", *args],
-        cwd=ROOT,
-        env={**os.environ, "EMBED_DELAY_S": "0.05"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_cli(*args, env={"EMBED_DELAY_S": "0.05"})
     partial = 0
     deadline = time.monotonic() + 120
     while partial < 500 and time.monotonic() < deadline:

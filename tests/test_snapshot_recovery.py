@@ -26,11 +26,7 @@ import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
-
-try:
-    from tests.proc_workers import run_worker, vectors_for
-except ImportError:  # pragma: no cover - when run from inside tests/
-    from proc_workers import run_worker, vectors_for  # type: ignore[no-redef]
+from tests.proc_workers import run_worker, vectors_for
 
 DIM = 16
 N_MAIN = 3000
@@ -99,7 +95,6 @@ def store(pristine: tuple[Path, Live], tmp_path: Path) -> Iterator[tuple[Path, L
     shutil.copytree(src, path)
     clear_system_cache()
     yield path, dict(live)
-    clear_system_cache()
 
 
 def _assert_answers(path: Path, live: Live, seed: int = 0) -> None:
