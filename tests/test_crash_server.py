@@ -952,14 +952,22 @@ def test_import_sigkill(
     source: Source, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Kill `huedb import` at random: a verified, exact, batch-aligned prefix; rerun completes."""
-    from huedb.ops.parquet import import_collection, iter_file_records
+    from huedb.ops.parquet import import_collection, read_batches
 
     trials = trial_counts()["import"]
     seed = crash_seed()
     rng = random.Random(seed)
-    rows = list(iter_file_records(source.parquet))
-    want: State = {r["id"]: (r["embedding"], r["metadata"], r["document"]) for r in rows}
-    order = [r["id"] for r in rows]
+    batches = list(read_batches(source.parquet))
+    want: State = {
+        rid: (
+            b.embeddings[n],
+            (b.metadatas or [None] * len(b))[n],
+            (b.documents or [None] * len(b))[n],
+        )
+        for b in batches
+        for n, rid in enumerate(b.ids)
+    }
+    order = [rid for b in batches for rid in b.ids]
     assert same_state(want, expected_big()), "the Parquet export differs from its source"
     args = ("--batch-size", str(IMPORT_BATCH))
     calib = tmp_path / "calib"

@@ -19,11 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import huedb
-from huedb.api.client import clear_system_cache
 from huedb.ops.parquet import (
     export_collection,
     import_collection,
-    iter_file_records,
+    read_batches,
     read_file_metadata,
     string_array,
 )
@@ -37,7 +36,6 @@ def client(tmp_path: Path) -> Iterator[huedb.Client]:
     c = huedb.PersistentClient(path=tmp_path / "src")
     yield c
     c.close()
-    clear_system_cache()
 
 
 @pytest.fixture
@@ -144,7 +142,7 @@ def test_round_trip_is_exact(client: huedb.Client, other: huedb.Client, tmp_path
     assert dst.configuration_json["hnsw"]["ef_search"] == 77
     assert dst.metadata == {"owner": "me", "n": 3}
     assert_same_records(records(src), records(dst))
-    assert [r["id"] for r in iter_file_records(out)] == src.get()["ids"]
+    assert [i for b in read_batches(out) for i in b.ids] == src.get()["ids"]
 
 
 def test_reimport_is_idempotent(client: huedb.Client, other: huedb.Client, tmp_path: Path) -> None:

@@ -8,12 +8,12 @@ only where Chroma's wire protocol does so.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from huedb.api.types import CollectionModel, GetResult, QueryResult
+from huedb.record_batch import RecordBatch
 
 
 class ServerAPI(ABC):
@@ -103,37 +103,13 @@ class ServerAPI(ABC):
     def list_aliases(self, tenant: str, database: str) -> list[dict[str, str]]: ...
 
     @abstractmethod
-    def add(
-        self,
-        collection_id: str,
-        ids: list[str],
-        embeddings: np.ndarray,
-        metadatas: Sequence[Any] | None,
-        documents: Sequence[Any] | None,
-        uris: Sequence[Any] | None,
-    ) -> None: ...
+    def add(self, collection_id: str, batch: RecordBatch) -> None: ...
 
     @abstractmethod
-    def update(
-        self,
-        collection_id: str,
-        ids: list[str],
-        embeddings: np.ndarray | None,
-        metadatas: Sequence[Any] | None,
-        documents: Sequence[Any] | None,
-        uris: Sequence[Any] | None,
-    ) -> None: ...
+    def update(self, collection_id: str, batch: RecordBatch) -> None: ...
 
     @abstractmethod
-    def upsert(
-        self,
-        collection_id: str,
-        ids: list[str],
-        embeddings: np.ndarray,
-        metadatas: Sequence[Any] | None,
-        documents: Sequence[Any] | None,
-        uris: Sequence[Any] | None,
-    ) -> None: ...
+    def upsert(self, collection_id: str, batch: RecordBatch) -> None: ...
 
     @abstractmethod
     def delete(

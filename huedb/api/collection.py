@@ -17,6 +17,7 @@ from huedb.api.types import (
     IndexingStatus,
     QueryResult,
 )
+from huedb.record_batch import RecordBatch
 
 if TYPE_CHECKING:
     from huedb.api.base import ServerAPI
@@ -110,7 +111,7 @@ class Collection:
         """Add records; ids that already exist are left unchanged."""
         with v.validation_context("add"):
             batch = self._prepare(ids, embeddings, metadatas, documents, images, uris, "add", True)
-        self._client.add(self._target_id(), *batch)
+        self._client.add(self._target_id(), batch)
 
     def upsert(
         self,
@@ -126,7 +127,7 @@ class Collection:
             batch = self._prepare(
                 ids, embeddings, metadatas, documents, images, uris, "upsert", True
             )
-        self._client.upsert(self._target_id(), *batch)
+        self._client.upsert(self._target_id(), batch)
 
     def update(
         self,
@@ -142,7 +143,7 @@ class Collection:
             batch = self._prepare(
                 ids, embeddings, metadatas, documents, images, uris, "update", False
             )
-        self._client.update(self._target_id(), *batch)
+        self._client.update(self._target_id(), batch)
 
     def delete(
         self,
@@ -325,7 +326,7 @@ class Collection:
         uris: Any,
         op: str,
         require_embeddings: bool,
-    ) -> tuple[list[str], np.ndarray | None, Any, Any, Any]:
+    ) -> RecordBatch:
         id_list = v.normalize_ids(ids, unique=False)
         metas = metadatas if metadatas is None else v.maybe_list_of_dicts(metadatas)
         docs = v.maybe_list(documents)
@@ -351,4 +352,4 @@ class Collection:
                 matrix = self._embed(imgs)
             elif require_embeddings:
                 raise ValueError("Exactly one of documents, images, uris must be provided")
-        return id_list, matrix, metas, docs, uri_list
+        return RecordBatch(id_list, matrix, metas, docs, uri_list)

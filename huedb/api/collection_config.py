@@ -5,16 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from huedb.api.types import SPACES
+from huedb.engine.hnsw_config import HNSW_DEFAULTS
 from huedb.errors import InvalidArgumentError
 
-HNSW_DEFAULTS: dict[str, Any] = {
-    "space": "l2",
-    "ef_construction": 100,
-    "ef_search": 100,
-    "max_neighbors": 16,
-    "resize_factor": 1.2,
-    "sync_threshold": 1000,
-}
 HNSW_ACCEPTED = (*HNSW_DEFAULTS, "num_threads", "batch_size")
 HNSW_MUTABLE = ("ef_search", "num_threads", "batch_size", "sync_threshold", "resize_factor")
 LEGACY_KEYS = {

@@ -16,6 +16,7 @@ from huedb.api.base import ServerAPI
 from huedb.api.types import CollectionModel, GetResult, QueryResult
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 from huedb.errors import ChromaError, error_types
+from huedb.record_batch import RecordBatch
 
 
 class HttpServerAPI(ServerAPI):
@@ -220,58 +221,25 @@ class HttpServerAPI(ServerAPI):
 
     # -- records -----------------------------------------------------------------------
 
-    def _write(
-        self,
-        op: str,
-        collection_id: str,
-        ids: list[str],
-        embeddings: np.ndarray | None,
-        metadatas: Sequence[Any] | None,
-        documents: Sequence[Any] | None,
-        uris: Sequence[Any] | None,
-    ) -> None:
-        self._check_batch(ids)
+    def _write(self, op: str, collection_id: str, batch: RecordBatch) -> None:
+        self._check_batch(batch.ids)
         body = {
-            "ids": ids,
-            "embeddings": self._encode(embeddings),
-            "metadatas": None if metadatas is None else list(metadatas),
-            "documents": None if documents is None else list(documents),
-            "uris": None if uris is None else list(uris),
+            "ids": batch.ids,
+            "embeddings": self._encode(batch.embeddings),
+            "metadatas": batch.metadatas,
+            "documents": batch.documents,
+            "uris": batch.uris,
         }
         self._request("POST", f"{self._data_path(collection_id)}/{op}", body)
 
-    def add(
-        self,
-        collection_id: str,
-        ids: list[str],
-        embeddings: np.ndarray,
-        metadatas: Sequence[Any] | None,
-        documents: Sequence[Any] | None,
-        uris: Sequence[Any] | None,
-    ) -> None:
-        self._write("add", collection_id, ids, embeddings, metadatas, documents, uris)
+    def add(self, collection_id: str, batch: RecordBatch) -> None:
+        self._write("add", collection_id, batch)
 
-    def update(
-        self,
-        collection_id: str,
-        ids: list[str],
-        embeddings: np.ndarray | None,
-        metadatas: Sequence[Any] | None,
-        documents: Sequence[Any] | None,
-        uris: Sequence[Any] | None,
-    ) -> None:
-        self._write("update", collection_id, ids, embeddings, metadatas, documents, uris)
+    def update(self, collection_id: str, batch: RecordBatch) -> None:
+        self._write("update", collection_id, batch)
 
-    def upsert(
-        self,
-        collection_id: str,
-        ids: list[str],
-        embeddings: np.ndarray,
-        metadatas: Sequence[Any] | None,
-        documents: Sequence[Any] | None,
-        uris: Sequence[Any] | None,
-    ) -> None:
-        self._write("upsert", collection_id, ids, embeddings, metadatas, documents, uris)
+    def upsert(self, collection_id: str, batch: RecordBatch) -> None:
+        self._write("upsert", collection_id, batch)
 
     def delete(
         self,

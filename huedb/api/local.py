@@ -9,28 +9,26 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from huedb.api import collection_config as config_rules
 from huedb.api.base import ServerAPI
+from huedb.api.checks import (
+    MAX_BATCH_SIZE,
+    check_collection_metadata,
+    checked_batch,
+    checked_filter,
+)
 from huedb.api.types import CollectionModel, GetResult, QueryResult
 from huedb.api.validation import finite_or_error
 from huedb.config import Settings
 from huedb.engine.catalog import CollectionRow, validate_name
 from huedb.engine.engine import Engine
-from huedb.engine.filters import check_filters
-from huedb.engine.records import clean_metadata
-from huedb.errors import (
-    DuplicateIDError,
-    InvalidArgumentError,
-    ResetDisabledError,
-)
+from huedb.errors import InvalidArgumentError, ResetDisabledError
+from huedb.record_batch import RecordBatch
 from huedb.version import __version__
-
-MAX_BATCH_SIZE = 5461
 
 
 class LocalAPI(ServerAPI):
@@ -172,60 +170,14 @@ class LocalAPI(ServerAPI):
 
     # -- records -----------------------------------------------------------------------
 
-    def add(
-        self,
-        collection_id: str,
-        ids: list[str],
-        embeddings: np.ndarray,
-        metadatas: Sequence[Any] | None,
-        documents: Sequence[Any] | None,
-        uris: Sequence[Any] | None,
-    ) -> None:
-        for m in metadatas or ():
-            _reject_none_values(m)
-        batch = _Batch.checked(ids, embeddings, metadatas, documents, uris, require_vectors=True)
-        metas = [clean_metadata(m) for m in batch.metadatas_or_nones()]
-        self.engine.add(
-            collection_id,
-            ids,
-            batch.embeddings,
-            metas,
-            batch.documents_or_nones(),
-            batch.uris_or_nones(),
-        )
+    def add(self, collection_id: str, batch: RecordBatch) -> None:
+        self.engine.add(collection_id, checked_batch(batch, "add"))
 
-    def update(
-        self,
-        collection_id: str,
-        ids: list[str],
-        embeddings: np.ndarray | None,
-        metadatas: Sequence[Any] | None,
-        documents: Sequence[Any] | None,
-        uris: Sequence[Any] | None,
-    ) -> None:
-        batch = _Batch.checked(ids, embeddings, metadatas, documents, uris, require_vectors=False)
-        self.engine.update(
-            collection_id, ids, batch.embeddings, batch.metadatas, batch.documents, batch.uris
-        )
+    def update(self, collection_id: str, batch: RecordBatch) -> None:
+        self.engine.update(collection_id, checked_batch(batch, "update"))
 
-    def upsert(
-        self,
-        collection_id: str,
-        ids: list[str],
-        embeddings: np.ndarray,
-        metadatas: Sequence[Any] | None,
-        documents: Sequence[Any] | None,
-        uris: Sequence[Any] | None,
-    ) -> None:
-        batch = _Batch.checked(ids, embeddings, metadatas, documents, uris, require_vectors=True)
-        self.engine.upsert(
-            collection_id,
-            ids,
-            batch.embeddings,
-            batch.metadatas_or_nones(),
-            batch.documents_or_nones(),
-            batch.uris_or_nones(),
-        )
+    def upsert(self, collection_id: str, batch: RecordBatch) -> None:
+        self.engine.upsert(collection_id, checked_batch(batch, "upsert"))
 
     def delete(
         self,
@@ -235,10 +187,8 @@ class LocalAPI(ServerAPI):
         where_document: Any,
         limit: int | None,
     ) -> int:
-        if ids is not None:
-            check_ids(ids)
-        check_filters(where, where_document)
-        deleted = self.engine.delete(collection_id, ids, where, where_document, limit)
+        flt = checked_filter(ids, where, where_document)
+        deleted = self.engine.delete(collection_id, flt, limit)
         if ids is not None and where is None and where_document is None:
             return len(ids)
         return deleted
@@ -259,17 +209,9 @@ class LocalAPI(ServerAPI):
         offset: int | None,
         include: list[str],
     ) -> GetResult:
-        if ids is not None:
-            check_ids(ids, allow_duplicates=True)
-        check_filters(where, where_document)
-        _, rows = self.engine.get(
-            collection_id,
-            ids,
-            where,
-            where_document,
-            limit,
-            offset,
-            with_vectors="embeddings" in include,
+        flt = checked_filter(ids, where, where_document)
+        rows = self.engine.get(
+            collection_id, flt, limit, offset, with_vectors="embeddings" in include
         )
         fields = _fields(rows, include)
         return GetResult(
@@ -292,18 +234,10 @@ class LocalAPI(ServerAPI):
         where_document: Any,
         include: list[str],
     ) -> QueryResult:
-        if ids is not None:
-            check_ids(ids, allow_duplicates=True)
-        check_filters(where, where_document)
+        flt = checked_filter(ids, where, where_document)
         finite_or_error(query_embeddings)
         hits = self.engine.query(
-            collection_id,
-            query_embeddings,
-            n_results,
-            ids,
-            where,
-            where_document,
-            with_vectors="embeddings" in include,
+            collection_id, query_embeddings, n_results, flt, with_vectors="embeddings" in include
         )
         per_query = [[hits.rows[k] for k in keys if k in hits.rows] for keys in hits.keys]
         distances = [
@@ -345,155 +279,3 @@ def _fields(rows: list[tuple], include: list[str]) -> dict[str, Any]:
         else:
             out["embeddings"] = np.array([])
     return out
-
-
-def check_ids(ids: Any, allow_duplicates: bool = False) -> None:
-    """Server-side id checks: strings, unique within a write (empty ids: in the engine)."""
-    if not isinstance(ids, list):
-        raise InvalidArgumentError("Expected ids to be a list of strings")
-    for item in ids:
-        if not isinstance(item, str):
-            raise InvalidArgumentError(f"Expected ID to be a str, got {item!r}")
-    if not allow_duplicates and len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        dups = sorted({i for i in ids if i in seen or seen.add(i)})
-        raise DuplicateIDError(f"Expected IDs to be unique, found duplicates of: {', '.join(dups)}")
-
-
-def check_record_metadata(metadata: Any, index: int) -> None:
-    """Server-side metadata checks: keys non-empty, not starting with '#' or '$'."""
-    if metadata is None:
-        return
-    bad = f"Validation error: metadatas: Invalid metadata at index {index}"
-    if not isinstance(metadata, dict):
-        raise InvalidArgumentError(f"{bad}: expected an object")
-    for key, value in metadata.items():
-        if not isinstance(key, str) or key == "" or key[0] in "#$":
-            raise InvalidArgumentError(bad)
-        values = value if isinstance(value, list) else [value]
-        if isinstance(value, list) and value:
-            kinds = {
-                type(v) if not isinstance(v, int | float) or isinstance(v, bool) else float
-                for v in value
-            }
-            if len(kinds) > 1:
-                raise InvalidArgumentError(
-                    f"Invalid metadata at index {index}: list for key {key!r} mixes types"
-                )
-        for v in values:
-            if v is not None and not isinstance(v, str | int | float | bool):
-                raise InvalidArgumentError(
-                    f"Invalid metadata at index {index}: unsupported value {v!r} for key {key!r}"
-                )
-
-
-def check_collection_metadata(metadata: Any, allow_none: bool = False) -> None:
-    """Collection metadata: None or a non-empty object of scalars (or None values, if allowed)."""
-    if metadata is None:
-        return
-    if not isinstance(metadata, dict):
-        raise InvalidArgumentError("Collection metadata must be an object")
-    if not metadata:
-        raise InvalidArgumentError("Validation error: metadata: Metadata cannot be empty")
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not key:
-            raise InvalidArgumentError("Validation error: metadata: Metadata key cannot be empty")
-        if key[0] in "#$":
-            raise InvalidArgumentError(
-                f"Validation error: metadata: Metadata key cannot start with '#' or '$': {key}"
-            )
-        if value is None and allow_none:
-            continue
-        if value is None or not isinstance(value, str | int | float | bool):
-            raise TypeError(
-                f"argument 'metadata': Cannot convert Python object to MetadataValue "
-                f"(key {key!r}: only str, int, float and bool values are allowed)"
-            )
-
-
-def _reject_none_values(metadata: Any) -> None:
-    """In add, a None metadata value is a type error (None deletes keys only in updates)."""
-    if not isinstance(metadata, dict):
-        return
-    for key, value in metadata.items():
-        if value is None:
-            raise TypeError(
-                f"Cannot convert Python object to MetadataValue: key {key!r} is None "
-                "(None deletes a key only in update and upsert)"
-            )
-
-
-class _Batch:
-    """A checked write batch."""
-
-    def __init__(
-        self,
-        n: int,
-        embeddings: np.ndarray | None,
-        metadatas: list[Any] | None,
-        documents: list[Any] | None,
-        uris: list[Any] | None,
-    ) -> None:
-        self.n = n
-        self.embeddings = embeddings
-        self.metadatas = metadatas
-        self.documents = documents
-        self.uris = uris
-
-    @classmethod
-    def checked(
-        cls,
-        ids: Any,
-        embeddings: Any,
-        metadatas: Any,
-        documents: Any,
-        uris: Any,
-        require_vectors: bool,
-    ) -> _Batch:
-        check_ids(ids)
-        if len(ids) == 0:
-            raise InvalidArgumentError("Expected IDs to be a non-empty list")
-        if embeddings is None and require_vectors:
-            raise InvalidArgumentError("Embeddings are required for add and upsert")
-        fields = {
-            "embeddings": embeddings,
-            "metadatas": metadatas,
-            "documents": documents,
-            "uris": uris,
-        }
-        for name, value in fields.items():
-            if value is not None and len(value) != len(ids):
-                raise InvalidArgumentError(
-                    "Inconsistent number of IDs, embeddings, documents, URIs and metadatas "
-                    f"({len(ids)} ids, {len(value)} {name})"
-                )
-        if embeddings is not None:
-            if not isinstance(embeddings, np.ndarray) or embeddings.ndim != 2:
-                raise InvalidArgumentError("Embeddings must be a 2-D float32 array")
-            if embeddings.shape[1] == 0:
-                raise InvalidArgumentError("Embeddings must have at least one dimension")
-            finite_or_error(embeddings)
-        if metadatas is not None:
-            for i, m in enumerate(metadatas):
-                check_record_metadata(m, i)
-        for name, values in (("documents", documents), ("uris", uris)):
-            if values is not None:
-                for v in values:
-                    if v is not None and not isinstance(v, str):
-                        raise InvalidArgumentError(f"Expected {name} to be strings, got {v!r}")
-        return cls(
-            len(ids),
-            embeddings,
-            None if metadatas is None else list(metadatas),
-            None if documents is None else list(documents),
-            None if uris is None else list(uris),
-        )
-
-    def metadatas_or_nones(self) -> list[Any]:
-        return self.metadatas if self.metadatas is not None else [None] * self.n
-
-    def documents_or_nones(self) -> list[Any]:
-        return self.documents if self.documents is not None else [None] * self.n
-
-    def uris_or_nones(self) -> list[Any]:
-        return self.uris if self.uris is not None else [None] * self.n

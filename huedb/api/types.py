@@ -9,6 +9,8 @@ from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from huedb.engine.hnsw_config import collection_space, hnsw_setting
+
 ID = str
 IDs = list[ID]
 MetadataValue = str | int | float | bool | list[str] | list[int] | list[float] | list[bool]
@@ -110,18 +112,13 @@ def _index(enabled: bool, config: dict[str, Any] | None = None) -> dict[str, Any
 
 def schema_json(configuration: dict[str, Any]) -> dict[str, Any]:
     """The `schema` object Chroma 1.5 clients expect next to a collection's configuration."""
-    hnsw = configuration.get("hnsw") or {}
     ef = configuration.get("embedding_function") or {"type": "legacy"}
+    keys = ("ef_construction", "max_neighbors", "ef_search", "num_threads", "batch_size")
     graph = {
-        "ef_construction": hnsw.get("ef_construction", 100),
-        "max_neighbors": hnsw.get("max_neighbors", 16),
-        "ef_search": hnsw.get("ef_search", 100),
-        "num_threads": hnsw.get("num_threads", 2),
-        "batch_size": hnsw.get("batch_size", 100),
-        "sync_threshold": hnsw.get("sync_threshold", 1000),
-        "resize_factor": hnsw.get("resize_factor", 1.2),
+        key: hnsw_setting(configuration, key) for key in (*keys, "sync_threshold", "resize_factor")
     }
-    vector = {"embedding_function": ef, "space": hnsw.get("space", "l2"), "hnsw": graph}
+    space = collection_space(configuration)
+    vector = {"embedding_function": ef, "space": space, "hnsw": graph}
     return {
         "defaults": {
             "string": {

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,11 @@ from huedb.engine.connection import (
     store_id,
     write_transaction,
 )
-from huedb.engine.filters import FilterCompiler
+from huedb.engine.filters import RecordFilter
 from huedb.engine.index_cache import IndexCache
 from huedb.errors import InvalidArgumentError, NotFoundError
 from huedb.options import EngineOptions
+from huedb.record_batch import RecordBatch
 
 logger = logging.getLogger(__name__)
 
@@ -263,102 +264,40 @@ class Engine:
 
     # -- records ---------------------------------------------------------------------
 
-    def add(
-        self,
-        collection_uuid: str,
-        ids: Sequence[str],
-        vectors: np.ndarray,
-        metadatas: Sequence[dict[str, Any] | None],
-        documents: Sequence[str | None],
-        uris: Sequence[str | None],
-    ) -> None:
+    def add(self, collection_uuid: str, batch: RecordBatch) -> None:
         """Insert records whose ids are new; ids that exist are left unchanged."""
         with self._writing(collection_uuid):
-            col = self._writable(collection_uuid, ids, vectors)
-            existing = records.existing_keys(self._conn, col.cid, ids)
-            fresh = [i for i, rid in enumerate(ids) if rid not in existing]
-            if len(fresh) != len(ids):
-                ids = [ids[i] for i in fresh]
-                vectors = vectors[fresh]
-                metadatas = [metadatas[i] for i in fresh]
-                documents = [documents[i] for i in fresh]
-                uris = [uris[i] for i in fresh]
-            records.insert_records(self._conn, col.cid, ids, vectors, metadatas, documents, uris)
-            self._fix_dimension(col, vectors, len(ids))
+            col = self._writable(collection_uuid, batch)
+            existing = records.existing_keys(self._conn, col.cid, batch.ids)
+            fresh = batch.take([i for i, rid in enumerate(batch.ids) if rid not in existing])
+            records.insert_records(self._conn, col.cid, fresh)
+            self._fix_dimension(col, fresh)
 
-    def update(
-        self,
-        collection_uuid: str,
-        ids: Sequence[str],
-        vectors: np.ndarray | None,
-        metadatas: Sequence[dict[str, Any] | None] | None,
-        documents: Sequence[str | None] | None,
-        uris: Sequence[str | None] | None,
-    ) -> None:
+    def update(self, collection_uuid: str, batch: RecordBatch) -> None:
         """Update records that exist; missing ids are ignored."""
         with self._writing(collection_uuid):
-            col = self._writable(collection_uuid, ids, vectors)
-            existing = records.existing_keys(self._conn, col.cid, ids)
-            pick = [i for i, rid in enumerate(ids) if rid in existing]
-            records.update_records(
-                self._conn,
-                col.cid,
-                [existing[ids[i]] for i in pick],
-                None if vectors is None else vectors[pick],
-                _take(metadatas, pick),
-                _take(documents, pick),
-                _take(uris, pick),
-            )
-            self._fix_dimension(col, vectors, len(pick))
+            col = self._writable(collection_uuid, batch)
+            existing = records.existing_keys(self._conn, col.cid, batch.ids)
+            found = batch.take([i for i, rid in enumerate(batch.ids) if rid in existing])
+            records.update_records(self._conn, col.cid, [existing[rid] for rid in found.ids], found)
+            self._fix_dimension(col, found)
 
-    def upsert(
-        self,
-        collection_uuid: str,
-        ids: Sequence[str],
-        vectors: np.ndarray,
-        metadatas: Sequence[dict[str, Any] | None],
-        documents: Sequence[str | None],
-        uris: Sequence[str | None],
-    ) -> None:
+    def upsert(self, collection_uuid: str, batch: RecordBatch) -> None:
         """Update the ids that exist and insert the others, in one transaction."""
         with self._writing(collection_uuid):
-            col = self._writable(collection_uuid, ids, vectors)
-            existing = records.existing_keys(self._conn, col.cid, ids)
-            old = [i for i, rid in enumerate(ids) if rid in existing]
-            new = [i for i, rid in enumerate(ids) if rid not in existing]
-            records.update_records(
-                self._conn,
-                col.cid,
-                [existing[ids[i]] for i in old],
-                vectors[old],
-                _take(metadatas, old),
-                _take(documents, old),
-                _take(uris, old),
-            )
-            records.insert_records(
-                self._conn,
-                col.cid,
-                [ids[i] for i in new],
-                vectors[new],
-                [records.clean_metadata(_drop_nones(metadatas[i])) for i in new],
-                [documents[i] for i in new],
-                [uris[i] for i in new],
-            )
-            self._fix_dimension(col, vectors, len(ids))
+            col = self._writable(collection_uuid, batch)
+            existing = records.existing_keys(self._conn, col.cid, batch.ids)
+            old = batch.take([i for i, rid in enumerate(batch.ids) if rid in existing])
+            new = batch.take([i for i, rid in enumerate(batch.ids) if rid not in existing])
+            records.update_records(self._conn, col.cid, [existing[rid] for rid in old.ids], old)
+            records.insert_records(self._conn, col.cid, new)
+            self._fix_dimension(col, batch)
 
-    def delete(
-        self,
-        collection_uuid: str,
-        ids: Sequence[str] | None,
-        where: Any,
-        where_document: Any,
-        limit: int | None,
-    ) -> int:
+    def delete(self, collection_uuid: str, flt: RecordFilter, limit: int | None) -> int:
         """Delete matching records; returns how many were deleted."""
         with self._writing(collection_uuid):
             col = catalog.collection_by_uuid(self._conn, collection_uuid)
-            sql, params = FilterCompiler(col.cid).compile(where, where_document)
-            keys = records.select_keys(self._conn, col.cid, ids, sql, params, limit)
+            keys = records.select_keys(self._conn, col.cid, flt, limit)
             records.delete_keys(self._conn, col.cid, keys)
             return len(keys)
 
@@ -370,12 +309,15 @@ class Engine:
                 yield
             self._refresh_index(collection_uuid)
 
-    def _writable(
-        self, collection_uuid: str, ids: Sequence[str], vectors: np.ndarray | None
-    ) -> CollectionRow:
-        """The collection, after checking the batch's dimension against the fixed one."""
+    def _writable(self, collection_uuid: str, batch: RecordBatch) -> CollectionRow:
+        """The collection, after checking the batch's dimension against the fixed one.
+
+        Checked here, inside the write transaction, because the dimension is fixed by the
+        first write of any process (and a missing collection is reported first).
+        """
         col = catalog.collection_by_uuid(self._conn, collection_uuid)
-        if any(i == "" for i in ids):
+        vectors = batch.embeddings
+        if any(i == "" for i in batch.ids):
             raise InvalidArgumentError("Empty ID, ID must have at least one character")
         if vectors is None or len(vectors) == 0 or col.dimension is None:
             return col
@@ -386,10 +328,10 @@ class Engine:
             )
         return col
 
-    def _fix_dimension(self, col: CollectionRow, vectors: np.ndarray | None, written: int) -> None:
+    def _fix_dimension(self, col: CollectionRow, written: RecordBatch) -> None:
         """The first write that stores vectors fixes the collection's dimension."""
-        if col.dimension is None and vectors is not None and written > 0:
-            catalog.set_dimension(self._conn, col.cid, int(vectors.shape[1]))
+        if col.dimension is None and written.embeddings is not None and len(written) > 0:
+            catalog.set_dimension(self._conn, col.cid, int(written.embeddings.shape[1]))
 
     # -- reads -----------------------------------------------------------------------
 
@@ -401,30 +343,22 @@ class Engine:
     def get(
         self,
         collection_uuid: str,
-        ids: Sequence[str] | None,
-        where: Any,
-        where_document: Any,
+        flt: RecordFilter,
         limit: int | None,
         offset: int | None,
         with_vectors: bool,
-    ) -> tuple[CollectionRow, list[tuple]]:
+    ) -> list[tuple]:
         """Matching rows (key, id, document, uri, metadata_json[, vector]) in storage order."""
         with self._lock, read_transaction(self._conn):
             col = catalog.collection_by_uuid(self._conn, collection_uuid)
-            sql, params = FilterCompiler(col.cid).compile(where, where_document)
-            rows = records.fetch_rows(
-                self._conn, col.cid, ids, sql, params, limit, offset, with_vectors
-            )
-            return col, rows
+            return records.fetch_rows(self._conn, col.cid, flt, limit, offset, with_vectors)
 
     def query(
         self,
         collection_uuid: str,
         queries: np.ndarray,
         n_results: int,
-        ids: Sequence[str] | None,
-        where: Any,
-        where_document: Any,
+        flt: RecordFilter,
         with_vectors: bool,
     ) -> QueryHits:
         """Nearest records to each query vector among those matching the filters."""
@@ -432,7 +366,7 @@ class Engine:
         with self._lock:
             with read_transaction(self._conn):
                 hits = self._query_in_snapshot(
-                    collection_uuid, queries, n_results, ids, where, where_document, with_vectors
+                    collection_uuid, queries, n_results, flt, with_vectors
                 )
             self._maintain(self._indexes.pending_maintenance())
             window = self._latencies.setdefault(collection_uuid, deque(maxlen=LATENCY_WINDOW))
@@ -471,13 +405,10 @@ class Engine:
         collection_uuid: str,
         queries: np.ndarray,
         n_results: int,
-        ids: Sequence[str] | None,
-        where: Any,
-        where_document: Any,
+        flt: RecordFilter,
         with_vectors: bool,
     ) -> QueryHits:
         col = catalog.collection_by_uuid(self._conn, collection_uuid)
-        sql, params = FilterCompiler(col.cid).compile(where, where_document)
         empty = QueryHits([[] for _ in range(len(queries))], [[] for _ in range(len(queries))], {})
         if col.dimension is None:
             return empty
@@ -486,12 +417,7 @@ class Engine:
                 f"Collection expecting embedding with dimension of {col.dimension}, "
                 f"got {queries.shape[1]}"
             )
-        allowed = None
-        if ids is not None or sql != "1":
-            key_set = None
-            if where is not None and where_document is None:
-                key_set = FilterCompiler(col.cid).key_set(where)
-            allowed = records.allowed_keys(self._conn, col.cid, ids, sql, params, key_set)
+        allowed = None if flt.selects_all else records.allowed_keys(self._conn, col.cid, flt)
         index = self._indexes.ready(col, need_vectors=allowed is not None)
         if index is None:
             return empty
@@ -697,16 +623,6 @@ class Engine:
                 return
             self._indexes.ready(col)
         self._maintain(self._indexes.pending_maintenance())
-
-
-def _take(values: Sequence[Any] | None, pick: list[int]) -> list[Any] | None:
-    return None if values is None else [values[i] for i in pick]
-
-
-def _drop_nones(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
-    if metadata is None:
-        return None
-    return {k: v for k, v in metadata.items() if v is not None}
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from huedb.engine.schema import KIND_BOOL, KIND_NUMBER, KIND_STR
@@ -83,11 +84,62 @@ def regexp_match(pattern: str, text: str | None) -> int:
     return 1 if compile_regex(pattern).search(text) else 0
 
 
-class FilterCompiler:
-    """Turns filters for one collection into (sql, params)."""
+class _Collection:
+    """Stands in a compiled filter's parameters for the collection's id until it is bound."""
 
-    def __init__(self, cid: int) -> None:
-        self.cid = cid
+
+COLLECTION = _Collection()
+Compiled = tuple[str, tuple[Any, ...]]
+
+
+def _bind(compiled: Compiled, cid: int) -> tuple[str, list[Any]]:
+    sql, params = compiled
+    return sql, [cid if p is COLLECTION else p for p in params]
+
+
+@dataclass(frozen=True)
+class RecordFilter:
+    """A checked, compiled filter (ids, `where`, `where_document`) for any collection.
+
+    Compiled once per call by `compile_filter`; the engine binds it to a collection.
+    """
+
+    ids: list[str] | None
+    predicate: Compiled  # boolean SQL on the alias `r` (a row of `records`), "1" for all
+    key_set: Compiled | None  # a SELECT of matching keys over the covering metadata index
+
+    @property
+    def selects_all(self) -> bool:
+        """True when the filter lets every record of the collection through."""
+        return self.ids is None and self.predicate[0] == "1"
+
+    def bind(self, cid: int) -> tuple[str, list[Any]]:
+        """The predicate and its parameters for the collection `cid`."""
+        return _bind(self.predicate, cid)
+
+    def bind_key_set(self, cid: int) -> tuple[str, list[Any]] | None:
+        """The key-set SELECT for `cid`, when the filter has one and names no ids."""
+        if self.key_set is None or self.ids is not None:
+            return None
+        return _bind(self.key_set, cid)
+
+
+EVERYTHING = RecordFilter(None, ("1", ()), None)
+
+
+def compile_filter(ids: list[str] | None, where: Any, where_document: Any) -> RecordFilter:
+    """Check and compile a filter; raises InvalidArgumentError for a malformed one."""
+    sql, params = FilterCompiler().compile(where, where_document)
+    key_set = None
+    if where is not None and where_document is None:
+        key_set = FilterCompiler().key_set(where)
+    return RecordFilter(ids, (sql, tuple(params)), key_set)
+
+
+class FilterCompiler:
+    """Turns filters into (sql, params), with `COLLECTION` where the collection id goes."""
+
+    def __init__(self) -> None:
         self.params: list[Any] = []
         self.terms = 0
 
@@ -105,7 +157,7 @@ class FilterCompiler:
         if self.terms > MAX_FILTER_TERMS:
             raise _invalid(f"more than {MAX_FILTER_TERMS} conditions")
 
-    def key_set(self, where: Any) -> tuple[str, list[Any]] | None:
+    def key_set(self, where: Any) -> Compiled | None:
         """A SELECT of the keys matching `where`, read from the covering metadata index alone.
 
         Only for a `where` (already checked by `compile`) made of positive metadata
@@ -119,7 +171,7 @@ class FilterCompiler:
             sql = self._key_set(where)
         except _NotAKeySet:
             return None
-        return (sql, self.params) if self.terms <= MAX_KEY_SET_TERMS else None
+        return (sql, tuple(self.params)) if self.terms <= MAX_KEY_SET_TERMS else None
 
     def _key_set(self, where: dict[str, Any]) -> str:
         key, value = next(iter(where.items()))
@@ -143,7 +195,7 @@ class FilterCompiler:
 
     def _meta_select(self, name: str, kind: int, is_array: int, cond: str, *vals: Any) -> str:
         self._count_term()
-        self.params.extend((self.cid, name, kind, is_array, *vals))
+        self.params.extend((COLLECTION, name, kind, is_array, *vals))
         # An array may hold a value twice: one key per record.
         distinct = "DISTINCT " if is_array else ""
         return (
@@ -243,8 +295,3 @@ class FilterCompiler:
             sql = "huedb_regexp(?, r.document)"
             return sql if op == "$regex" else f"NOT ({sql})"
         raise InvalidArgumentError(f"Invalid where document clause: unknown operator {op!r}")
-
-
-def check_filters(where: Any, where_document: Any) -> None:
-    """Raise InvalidArgumentError for a malformed filter, before any collection is looked up."""
-    FilterCompiler(0).compile(where, where_document)

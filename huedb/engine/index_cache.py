@@ -27,6 +27,7 @@ import numpy as np
 
 from huedb.engine import records, snapshot
 from huedb.engine.catalog import CollectionRow
+from huedb.engine.hnsw_config import collection_space, hnsw_setting
 from huedb.engine.vector_index import FlatVectors, HnswParams, Thresholds, VectorIndex, build_graph
 from huedb.options import EngineOptions
 
@@ -74,12 +75,12 @@ def oplog_head(conn: sqlite3.Connection) -> int:
 
 def hnsw_params(col: CollectionRow) -> HnswParams:
     """The graph parameters recorded in a collection's configuration."""
-    hnsw = col.configuration.get("hnsw") or {}
+    config = col.configuration
     return HnswParams(
-        space=hnsw.get("space", "l2"),
-        max_neighbors=int(hnsw.get("max_neighbors", 16)),
-        ef_construction=int(hnsw.get("ef_construction", 100)),
-        ef_search=int(hnsw.get("ef_search", 100)),
+        space=collection_space(config),
+        max_neighbors=int(hnsw_setting(config, "max_neighbors")),
+        ef_construction=int(hnsw_setting(config, "ef_construction")),
+        ef_search=int(hnsw_setting(config, "ef_search")),
     )
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from huedb.engine.filters import sql_value, value_kind
+from huedb.engine.filters import RecordFilter, sql_value, value_kind
+from huedb.record_batch import RecordBatch
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -106,15 +107,18 @@ def json_list(values: Iterable[Any]) -> str:
 
 
 def clean_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Normalise one stored metadata dict as Chroma does.
+    """Normalise one stored metadata dict as Chroma does (the one place this happens).
 
     Ints beyond int64 become floats; keys whose value is NaN or infinite are dropped (a
-    missing value, as pandas writes it); an empty result is stored as no metadata.
+    missing value, as pandas writes it); None values (deletions in an update) are dropped;
+    an empty result is stored as no metadata.
     """
     if not metadata:
         return None
     out: dict[str, Any] = {}
     for key, value in metadata.items():
+        if value is None:
+            continue
         values = value if isinstance(value, list) else [value]
         if any(isinstance(v, float) and not math.isfinite(v) for v in values):
             continue
@@ -150,18 +154,14 @@ def existing_keys(conn: sqlite3.Connection, cid: int, ids: Sequence[str]) -> dic
     return dict(rows)
 
 
-def insert_records(
-    conn: sqlite3.Connection,
-    cid: int,
-    ids: Sequence[str],
-    vectors: np.ndarray,
-    metadatas: Sequence[dict[str, Any] | None],
-    documents: Sequence[str | None],
-    uris: Sequence[str | None],
-) -> None:
-    """Insert new records (ids known to be absent) in the given order."""
-    if not ids:
+def insert_records(conn: sqlite3.Connection, cid: int, batch: RecordBatch) -> None:
+    """Insert new records (ids known to be absent, vectors given) in the given order."""
+    if not batch.ids:
         return
+    batch = batch.filled()
+    ids, vectors, documents, uris = batch.ids, batch.embeddings, batch.documents, batch.uris
+    assert vectors is not None and documents is not None and uris is not None
+    metadatas = [clean_metadata(m) for m in batch.metadatas or ()]
     row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
     first = (row[0] if row else 0) + 1
     keys = range(first, first + len(ids))
@@ -190,17 +190,17 @@ def insert_records(
 
 
 def update_records(
-    conn: sqlite3.Connection,
-    cid: int,
-    keys: Sequence[int],
-    vectors: np.ndarray | None,
-    metadatas: Sequence[dict[str, Any] | None] | None,
-    documents: Sequence[str | None] | None,
-    uris: Sequence[str | None] | None,
+    conn: sqlite3.Connection, cid: int, keys: Sequence[int], batch: RecordBatch
 ) -> None:
-    """Update existing records: replace vector/document/uri when given, merge metadata."""
+    """Update the records `keys` (in batch order): replace what is given, merge metadata."""
     if not keys:
         return
+    vectors, metadatas, documents, uris = (
+        batch.embeddings,
+        batch.metadatas,
+        batch.documents,
+        batch.uris,
+    )
     if vectors is not None:
         rows = [(*_blob_and_digest(vectors[n]), k) for n, k in enumerate(keys)]
         conn.executemany("UPDATE embeddings SET vector = ?, digest = ? WHERE key = ?", rows)
@@ -290,37 +290,29 @@ def delete_collection_records(conn: sqlite3.Connection, cid: int) -> None:
 def select_keys(
     conn: sqlite3.Connection,
     cid: int,
-    ids: Sequence[str] | None,
-    filter_sql: str,
-    filter_params: Sequence[Any],
+    flt: RecordFilter,
     limit: int | None = None,
     offset: int | None = None,
 ) -> list[int]:
     """Keys of matching records in storage order."""
-    sql, params = _matching(cid, ids, filter_sql, filter_params)
+    sql, params = _matching(cid, flt)
     sql = f"SELECT r.key FROM records r WHERE {sql} ORDER BY r.key LIMIT ? OFFSET ?"
     params += [-1 if limit is None else limit, offset or 0]
     return [r[0] for r in conn.execute(sql, params)]
 
 
-def allowed_keys(
-    conn: sqlite3.Connection,
-    cid: int,
-    ids: Sequence[str] | None,
-    filter_sql: str,
-    filter_params: Sequence[Any],
-    key_set: tuple[str, list[Any]] | None = None,
-) -> np.ndarray:
+def allowed_keys(conn: sqlite3.Connection, cid: int, flt: RecordFilter) -> np.ndarray:
     """Keys of the records a query may return (uint64, each once, in no particular order).
 
-    `key_set` (a SELECT of keys from `FilterCompiler.key_set`) is used when there are no
-    ids to match. Keys come back as one comma-separated string: a Python object per row
-    would cost more than the search itself for broad filters.
+    The filter's key-set SELECT (over the covering metadata index) is used when it has
+    one. Keys come back as one comma-separated string: a Python object per row would cost
+    more than the search itself for broad filters.
     """
-    if key_set is not None and ids is None:
+    key_set = flt.bind_key_set(cid)
+    if key_set is not None:
         sql, params = key_set
     else:
-        sql, params = _matching(cid, ids, filter_sql, filter_params)
+        sql, params = _matching(cid, flt)
         sql = f"SELECT r.key FROM records r WHERE {sql}"
     joined = conn.execute(f"SELECT group_concat(key) FROM ({sql})", params).fetchone()[0]
     if not joined:
@@ -328,14 +320,13 @@ def allowed_keys(
     return np.fromstring(joined, dtype=np.uint64, sep=",")
 
 
-def _matching(
-    cid: int, ids: Sequence[str] | None, filter_sql: str, filter_params: Sequence[Any]
-) -> tuple[str, list[Any]]:
+def _matching(cid: int, flt: RecordFilter) -> tuple[str, list[Any]]:
     sql = "r.cid = ?"
     params: list[Any] = [cid]
-    if ids is not None:
+    if flt.ids is not None:
         sql += " AND r.id IN (SELECT value FROM json_each(?))"
-        params.append(json_list(ids))
+        params.append(json_list(flt.ids))
+    filter_sql, filter_params = flt.bind(cid)
     if filter_sql != "1":
         sql += f" AND {filter_sql}"
         params.extend(filter_params)
@@ -345,15 +336,13 @@ def _matching(
 def fetch_rows(
     conn: sqlite3.Connection,
     cid: int,
-    ids: Sequence[str] | None,
-    filter_sql: str,
-    filter_params: Sequence[Any],
+    flt: RecordFilter,
     limit: int | None,
     offset: int | None,
     with_vectors: bool,
 ) -> list[tuple]:
     """Rows (key, id, document, uri, metadata_json[, vector]) in storage order."""
-    where, params = _matching(cid, ids, filter_sql, filter_params)
+    where, params = _matching(cid, flt)
     vector_col = ", (SELECT vector FROM embeddings e WHERE e.key = r.key)" if with_vectors else ""
     sql = (
         f"SELECT r.key, r.id, r.document, r.uri, r.metadata{vector_col} FROM records r "

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from usearch.index import Index
 
+from huedb.engine.hnsw_config import HNSW_DEFAULTS
+
 METRICS = {"l2": "l2sq", "ip": "ip", "cosine": "cos"}
 GRAPH_DTYPE = "f16"
 RERANK_MARGIN = 16
@@ -42,10 +44,10 @@ _EMPTY: SearchHits = (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.float32
 class HnswParams:
     """Graph parameters, named as in Chroma's configuration."""
 
-    space: str = "l2"
-    max_neighbors: int = 16
-    ef_construction: int = 100
-    ef_search: int = 100
+    space: str = HNSW_DEFAULTS["space"]
+    max_neighbors: int = HNSW_DEFAULTS["max_neighbors"]
+    ef_construction: int = HNSW_DEFAULTS["ef_construction"]
+    ef_search: int = HNSW_DEFAULTS["ef_search"]
 
 
 @dataclass(frozen=True)

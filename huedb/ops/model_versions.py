@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-import huedb
+from huedb.api.client import Client
+from huedb.api.collection import Collection
+from huedb.engine.hnsw_config import collection_space
 from huedb.ops.progress import progress
 
 logger = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ class ReembedReport:
 
 
 def reembed(
-    client: huedb.Client,
+    client: Client,
     source: str,
     target: str,
     embedder: Any,
@@ -68,7 +70,7 @@ def reembed(
     ids are unique, so nothing is duplicated. Records without a document are skipped.
     """
     src = client.get_collection(source)
-    config = {"hnsw": {"space": src.configuration_json.get("hnsw", {}).get("space", "l2")}}
+    config = {"hnsw": {"space": collection_space(src.configuration_json, src.metadata)}}
     metadata = {k: v for k, v in (src.metadata or {}).items() if not k.startswith("hnsw:")}
     dst = client.get_or_create_collection(
         target, configuration=config, metadata=metadata or None, embedding_function=embedder
@@ -178,9 +180,7 @@ class EvalReport:
         return out
 
 
-def score(
-    collection: huedb.Collection, embedder: Any, queries: list[Query], k: int
-) -> CollectionScore:
+def score(collection: Collection, embedder: Any, queries: list[Query], k: int) -> CollectionScore:
     """Run every query; recall@k and MRR when the queries are labelled."""
     vectors = np.asarray(embedder([q.text for q in queries]), dtype=np.float32)
     results = collection.query(query_embeddings=vectors, n_results=k, include=[])["ids"]
@@ -199,7 +199,7 @@ def score(
 
 
 def evaluate(
-    client: huedb.Client,
+    client: Client,
     candidate: str,
     queries: list[Query],
     embedder: Any,

@@ -45,9 +45,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-import huedb
+from huedb.api.client import Client
+from huedb.api.collection import Collection
+from huedb.engine.hnsw_config import collection_space
 from huedb.errors import NotFoundError
 from huedb.ops.progress import progress
+from huedb.record_batch import RecordBatch
+from huedb.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +109,7 @@ class ImportReport:
 
 
 def export_collection(
-    collection: huedb.Collection,
+    collection: Collection,
     out: Path,
     batch_size: int = 5000,
     show_progress: bool | None = None,
@@ -200,26 +204,15 @@ def export_schema(dimension: int | None, metadata: dict[str, str] | None = None)
     )
 
 
-def collection_space(configuration: dict[str, Any] | None, metadata: dict[str, Any] | None) -> str:
-    """The distance space of a collection: configuration first, then `hnsw:space`, then l2."""
-    for section in ("hnsw", "spann"):
-        block = (configuration or {}).get(section)
-        if isinstance(block, dict) and block.get("space"):
-            return str(block["space"])
-    if metadata and metadata.get("hnsw:space"):
-        return str(metadata["hnsw:space"])
-    return "l2"
-
-
 def _file_metadata(
-    collection: huedb.Collection,
+    collection: Collection,
     configuration: dict[str, Any],
     space: str,
     dimension: int | None,
 ) -> dict[str, str]:
     return {
         KEY_FORMAT: FORMAT_VERSION,
-        KEY_VERSION: huedb.__version__,
+        KEY_VERSION: __version__,
         KEY_COLLECTION: collection.name,
         KEY_SPACE: space,
         KEY_DIMENSION: "" if dimension is None else str(dimension),
@@ -229,7 +222,7 @@ def _file_metadata(
     }
 
 
-def _ef_identity(collection: huedb.Collection, configuration: dict[str, Any]) -> Any:
+def _ef_identity(collection: Collection, configuration: dict[str, Any]) -> Any:
     """The embedding function as configured, else the name and class of the attached object."""
     configured = configuration.get("embedding_function")
     if configured is not None:
@@ -342,7 +335,7 @@ def read_file_metadata(path: Path) -> dict[str, str]:
 
 
 def import_collection(
-    client: huedb.Client,
+    client: Client,
     path: Path,
     collection_name: str | None = None,
     batch_size: int = 5000,
@@ -389,10 +382,8 @@ def import_collection(
     dimension = file_dim
     bar = progress(parquet.metadata.num_rows, f"import {name}", enabled=show_progress)
     try:
-        for batch in parquet.iter_batches(batch_size=batch_size, columns=layout.columns()):
-            records = _decode_batch(batch, layout, path, rows)
-            if records.n == 0:
-                continue
+        for records in read_batches(path, batch_size):
+            assert records.embeddings is not None  # decoding refuses rows without one
             batch_dim = records.embeddings.shape[1]
             if dimension is None:
                 dimension = batch_dim
@@ -403,17 +394,11 @@ def import_collection(
                 )
             if target_dim is not None and target_dim != batch_dim:
                 raise ValueError(_dimension_message(name, target_dim, batch_dim, path))
-            collection.upsert(
-                ids=records.ids,
-                embeddings=records.embeddings,
-                metadatas=records.metadatas,
-                documents=records.documents,
-                uris=records.uris,
-            )
+            collection.upsert(**records.given(), ids=records.ids)
             target_dim = batch_dim
-            rows += records.n
+            rows += len(records)
             batches += 1
-            bar.update(records.n)
+            bar.update(len(records))
     finally:
         bar.close()
     log.info("imported %d rows from %s into %r", rows, path, name)
@@ -441,7 +426,7 @@ def _file_dimension(kv: dict[str, str], embedding_type: pa.DataType, path: Path)
     return dim if dim is not None else fixed
 
 
-def _stored_dimension(collection: huedb.Collection) -> int | None:
+def _stored_dimension(collection: Collection) -> int | None:
     """The dimension of a collection's records, looked up when the model does not say."""
     page = collection.get(limit=1, include=["embeddings"])
     if not page["ids"]:
@@ -457,7 +442,7 @@ def _dimension_message(name: str, have: int, file_dim: int, path: Path) -> str:
 
 
 def _check_compatible(
-    collection: huedb.Collection,
+    collection: Collection,
     name: str,
     file_space: str | None,
     file_dim: int | None,
@@ -501,18 +486,7 @@ def _creation_config(kv: dict[str, str], space: str | None) -> dict[str, Any] | 
     return config or None
 
 
-@dataclass
-class _Records:
-    n: int
-    ids: list[str]
-    embeddings: np.ndarray
-    documents: list[str | None] | None
-    metadatas: list[dict[str, Any] | None] | None
-    uris: list[str | None] | None
-
-
-def _decode_batch(batch: pa.RecordBatch, layout: _Layout, path: Path, start: int) -> _Records:
-    n = batch.num_rows
+def _decode_batch(batch: pa.RecordBatch, layout: _Layout, path: Path, start: int) -> RecordBatch:
     ids = batch.column(layout.id).to_pylist()
     for i, value in enumerate(ids):
         if not isinstance(value, str):
@@ -526,7 +500,7 @@ def _decode_batch(batch: pa.RecordBatch, layout: _Layout, path: Path, start: int
             _metadata_value(v, ids[i], path)
             for i, v in enumerate(batch.column(layout.metadata).to_pylist())
         ]
-    return _Records(n, ids, embeddings, documents, metadatas, uris)
+    return RecordBatch(ids, embeddings, metadatas, documents, uris)
 
 
 def _embedding_matrix(column: pa.Array, ids: list[str], path: Path) -> np.ndarray:
@@ -582,20 +556,14 @@ def _metadata_value(value: Any, record_id: str, path: Path) -> dict[str, Any] | 
     return cleaned or None
 
 
-def iter_file_records(path: Path, batch_size: int = 5000) -> Iterator[dict[str, Any]]:
-    """Every record of a file as a dict (id, embedding, document, metadata, uri); for checks."""
+def read_batches(path: Path, batch_size: int = 5000) -> Iterator[RecordBatch]:
+    """The records of a huedb or Chroma-pandas Parquet file, decoded and checked, in order."""
     path = Path(path)
     parquet = pq.ParquetFile(path)
     layout = _Layout.of(parquet.schema_arrow, path)
     start = 0
     for batch in parquet.iter_batches(batch_size=batch_size, columns=layout.columns()):
         records = _decode_batch(batch, layout, path, start)
-        for i in range(records.n):
-            yield {
-                "id": records.ids[i],
-                "embedding": records.embeddings[i],
-                "document": None if records.documents is None else records.documents[i],
-                "metadata": None if records.metadatas is None else records.metadatas[i],
-                "uri": None if records.uris is None else records.uris[i],
-            }
-        start += records.n
+        start += len(records)
+        if len(records):
+            yield records

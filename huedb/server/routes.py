@@ -9,9 +9,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import ORJSONResponse
 
-from huedb.api.local import MAX_BATCH_SIZE, LocalAPI
+from huedb.api.checks import MAX_BATCH_SIZE, check_batch_size, check_page
+from huedb.api.local import LocalAPI
 from huedb.errors import (
-    BatchSizeExceededError,
     InvalidArgumentError,
     UnimplementedError,
 )
@@ -90,7 +90,7 @@ def create_database(request: Request, tenant: str, body: wire.CreateDatabase) ->
 def list_databases(
     request: Request, tenant: str, limit: int | None = None, offset: int | None = None
 ) -> list[dict[str, Any]]:
-    _check_page(limit, offset)
+    check_page(limit, offset)
     return api(request).list_databases(limit, offset, tenant)
 
 
@@ -113,7 +113,7 @@ def list_collections(
     limit: int | None = None,
     offset: int | None = None,
 ) -> list[dict[str, Any]]:
-    _check_page(limit, offset)
+    check_page(limit, offset)
     models = api(request).list_collections(limit, offset, tenant, database)
     return [m.to_json() for m in models]
 
@@ -313,28 +313,10 @@ def unsupported(tenant: str, database: str, collection_id: str) -> None:
 
 
 def _write(operation: Any, collection_id: str, body: wire.AddRecords | wire.UpdateRecords) -> None:
-    """Call add, update or upsert of `LocalAPI` with a checked, decoded batch."""
-    operation(
-        collection_uuid(collection_id),
-        _check_batch(body.ids),
-        wire.embeddings_matrix(body.embeddings),
-        body.metadatas,
-        body.documents,
-        body.uris,
-    )
-
-
-def _check_batch(ids: list[str]) -> list[str]:
-    if len(ids) > MAX_BATCH_SIZE:
-        raise BatchSizeExceededError(
-            f"Batch size {len(ids)} exceeds maximum batch size {MAX_BATCH_SIZE}"
-        )
-    return ids
-
-
-def _check_page(limit: int | None, offset: int | None) -> None:
-    if (limit is not None and limit < 0) or (offset is not None and offset < 0):
-        raise InvalidArgumentError("limit and offset must not be negative")
+    """Call add, update or upsert of `LocalAPI` with the body's records."""
+    target = collection_uuid(collection_id)
+    check_batch_size(len(body.ids))
+    operation(target, body.to_batch())
 
 
 def _result_body(result: dict[str, Any], include: list[str]) -> dict[str, Any]:

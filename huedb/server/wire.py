@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from huedb.errors import InvalidArgumentError
+from huedb.record_batch import RecordBatch
 
 IncludeName = Literal["documents", "embeddings", "metadatas", "distances", "uris"]
 
@@ -49,7 +50,19 @@ class UpdateCollection(_Body):
     new_configuration: dict[str, Any] | None = None
 
 
-class AddRecords(_Body):
+class _WriteRecords(_Body):
+    def to_batch(self) -> RecordBatch:
+        """The records of this body, vectors decoded."""
+        return RecordBatch(
+            ids=self.ids,
+            embeddings=embeddings_matrix(self.embeddings),
+            metadatas=self.metadatas,
+            documents=self.documents,
+            uris=self.uris,
+        )
+
+
+class AddRecords(_WriteRecords):
     ids: list[str]
     embeddings: list[list[float] | str]
     metadatas: list[dict[str, Any] | None] | None = None
@@ -57,7 +70,7 @@ class AddRecords(_Body):
     uris: list[str | None] | None = None
 
 
-class UpdateRecords(_Body):
+class UpdateRecords(_WriteRecords):
     ids: list[str]
     embeddings: list[list[float] | str | None] | None = None
     metadatas: list[dict[str, Any] | None] | None = None

@@ -1,0 +1,160 @@
+"""Server-side checks: everything a raw request can carry, checked in one place.
+
+`LocalAPI` (in-process clients and the HTTP server alike) calls these before the engine:
+a write becomes a checked `RecordBatch`, a read's ids and filters one compiled
+`RecordFilter` (compiled once per call). Errors are Chroma's server-side ones
+(`InvalidArgumentError` and friends); the engine only checks what needs the stored state
+(a missing collection, the fixed dimension, empty ids).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from huedb.api.validation import finite_or_error
+from huedb.engine.filters import RecordFilter, compile_filter
+from huedb.errors import BatchSizeExceededError, DuplicateIDError, InvalidArgumentError
+from huedb.record_batch import FIELDS, RecordBatch
+
+MAX_BATCH_SIZE = 5461
+WriteOp = Literal["add", "update", "upsert"]
+
+
+def checked_batch(batch: RecordBatch, op: WriteOp) -> RecordBatch:
+    """The batch of an add, update or upsert, checked (vectors required but for update)."""
+    if op == "add":
+        for m in batch.metadatas or ():
+            _reject_none_values(m)
+    ids = batch.ids
+    check_ids(ids)
+    if len(ids) == 0:
+        raise InvalidArgumentError("Expected IDs to be a non-empty list")
+    embeddings = batch.embeddings
+    if embeddings is None and op != "update":
+        raise InvalidArgumentError("Embeddings are required for add and upsert")
+    for name in FIELDS:
+        value = getattr(batch, name)
+        if value is not None and len(value) != len(ids):
+            raise InvalidArgumentError(
+                "Inconsistent number of IDs, embeddings, documents, URIs and metadatas "
+                f"({len(ids)} ids, {len(value)} {name})"
+            )
+    if embeddings is not None:
+        if not isinstance(embeddings, np.ndarray) or embeddings.ndim != 2:
+            raise InvalidArgumentError("Embeddings must be a 2-D float32 array")
+        if embeddings.shape[1] == 0:
+            raise InvalidArgumentError("Embeddings must have at least one dimension")
+        finite_or_error(embeddings)
+    if batch.metadatas is not None:
+        for i, m in enumerate(batch.metadatas):
+            check_record_metadata(m, i)
+    for name in ("documents", "uris"):
+        for v in getattr(batch, name) or ():
+            if v is not None and not isinstance(v, str):
+                raise InvalidArgumentError(f"Expected {name} to be strings, got {v!r}")
+    return RecordBatch(
+        ids=list(ids),
+        embeddings=embeddings,
+        metadatas=None if batch.metadatas is None else list(batch.metadatas),
+        documents=None if batch.documents is None else list(batch.documents),
+        uris=None if batch.uris is None else list(batch.uris),
+    )
+
+
+def checked_filter(ids: Any, where: Any, where_document: Any) -> RecordFilter:
+    """The ids and filters of a get, query or delete, checked and compiled once."""
+    if ids is not None:
+        check_ids(ids, allow_duplicates=True)
+    return compile_filter(ids, where, where_document)
+
+
+def check_batch_size(count: int) -> None:
+    """Refuse a write larger than the batch size the server advertises."""
+    if count > MAX_BATCH_SIZE:
+        raise BatchSizeExceededError(
+            f"Batch size {count} exceeds maximum batch size {MAX_BATCH_SIZE}"
+        )
+
+
+def check_page(limit: int | None, offset: int | None) -> None:
+    """A list's limit and offset must not be negative."""
+    if (limit is not None and limit < 0) or (offset is not None and offset < 0):
+        raise InvalidArgumentError("limit and offset must not be negative")
+
+
+def check_ids(ids: Any, allow_duplicates: bool = False) -> None:
+    """Server-side id checks: strings, unique within a write (empty ids: in the engine)."""
+    if not isinstance(ids, list):
+        raise InvalidArgumentError("Expected ids to be a list of strings")
+    for item in ids:
+        if not isinstance(item, str):
+            raise InvalidArgumentError(f"Expected ID to be a str, got {item!r}")
+    if not allow_duplicates and len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dups = sorted({i for i in ids if i in seen or seen.add(i)})
+        raise DuplicateIDError(f"Expected IDs to be unique, found duplicates of: {', '.join(dups)}")
+
+
+def check_record_metadata(metadata: Any, index: int) -> None:
+    """Server-side metadata checks: keys non-empty, not starting with '#' or '$'."""
+    if metadata is None:
+        return
+    bad = f"Validation error: metadatas: Invalid metadata at index {index}"
+    if not isinstance(metadata, dict):
+        raise InvalidArgumentError(f"{bad}: expected an object")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or key == "" or key[0] in "#$":
+            raise InvalidArgumentError(bad)
+        values = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and value:
+            kinds = {
+                type(v) if not isinstance(v, int | float) or isinstance(v, bool) else float
+                for v in value
+            }
+            if len(kinds) > 1:
+                raise InvalidArgumentError(
+                    f"Invalid metadata at index {index}: list for key {key!r} mixes types"
+                )
+        for v in values:
+            if v is not None and not isinstance(v, str | int | float | bool):
+                raise InvalidArgumentError(
+                    f"Invalid metadata at index {index}: unsupported value {v!r} for key {key!r}"
+                )
+
+
+def check_collection_metadata(metadata: Any, allow_none: bool = False) -> None:
+    """Collection metadata: None or a non-empty object of scalars (or None values, if allowed)."""
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise InvalidArgumentError("Collection metadata must be an object")
+    if not metadata:
+        raise InvalidArgumentError("Validation error: metadata: Metadata cannot be empty")
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidArgumentError("Validation error: metadata: Metadata key cannot be empty")
+        if key[0] in "#$":
+            raise InvalidArgumentError(
+                f"Validation error: metadata: Metadata key cannot start with '#' or '$': {key}"
+            )
+        if value is None and allow_none:
+            continue
+        if value is None or not isinstance(value, str | int | float | bool):
+            raise TypeError(
+                f"argument 'metadata': Cannot convert Python object to MetadataValue "
+                f"(key {key!r}: only str, int, float and bool values are allowed)"
+            )
+
+
+def _reject_none_values(metadata: Any) -> None:
+    """In add, a None metadata value is a type error (None deletes keys only in updates)."""
+    if not isinstance(metadata, dict):
+        return
+    for key, value in metadata.items():
+        if value is None:
+            raise TypeError(
+                f"Cannot convert Python object to MetadataValue: key {key!r} is None "
+                "(None deletes a key only in update and upsert)"
+            )
