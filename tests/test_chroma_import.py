@@ -19,12 +19,8 @@ import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
-from huedb.ops.chroma_import import (
-    ChromaCollection,
-    iter_chroma_records,
-    migrate_chroma,
-    read_chroma_directory,
-)
+from huedb.ops.chroma_dir import ChromaCollection, iter_chroma_records, read_chroma_directory
+from huedb.ops.chroma_import import migrate_chroma
 
 chromadb = pytest.importorskip(
     "chromadb", reason="chromadb (a test dependency) is needed to write Chroma directories"
@@ -201,7 +197,6 @@ def chroma_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
 @pytest.fixture()
 def target(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / "huedb"
-    clear_system_cache()
 
 
 # -- helpers --------------------------------------------------------------------------------
