@@ -115,9 +115,6 @@ class HttpServerAPI(ServerAPI):
     def close(self) -> None:
         self._http.close()
 
-    def identity(self) -> dict[str, Any]:
-        return self._request("GET", "/auth/identity")
-
     # -- tenants and databases ---------------------------------------------------------
 
     def create_tenant(self, name: str) -> None:

@@ -124,6 +124,12 @@ def list_databases(
     return [{"id": r[0], "name": r[1], "tenant": tenant} for r in rows]
 
 
+def database_names(conn: sqlite3.Connection, db_id: str) -> tuple[str, str] | None:
+    """(tenant, database) names of a database id, if it exists."""
+    row = conn.execute("SELECT tenant, name FROM databases WHERE id = ?", (db_id,)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
 def database_id(conn: sqlite3.Connection, tenant: str, database: str) -> str:
     return get_database(conn, database, tenant)["id"]
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
-from huedb.engine import catalog, records, snapshot
+from huedb.engine import catalog, records, snapshot, store_admin
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.connection import (
     open_connection,
@@ -104,21 +104,8 @@ class Engine:
         """Delete every tenant, database, collection and record."""
         with self._lock:
             with write_transaction(self._conn):
-                uuids = [r[0] for r in self._conn.execute("SELECT uuid FROM collections")]
-                for table in (
-                    "aliases",
-                    "records",
-                    "embeddings",
-                    "record_meta",
-                    "documents_fts",
-                    "digests",
-                    "digests_recent",
-                    "oplog",
-                    "collections",
-                    "databases",
-                    "tenants",
-                ):
-                    self._conn.execute(f"DELETE FROM {table}")
+                uuids = store_admin.collection_uuids(self._conn)
+                store_admin.delete_everything(self._conn)
                 catalog.ensure_defaults(self._conn, DEFAULT_TENANT, DEFAULT_DATABASE)
             self._indexes.clear()
             if self._index_dir is not None:
@@ -190,10 +177,8 @@ class Engine:
     def database_of(self, col: CollectionRow) -> tuple[str, str]:
         """(tenant, database) names of a collection."""
         with self._lock:
-            row = self._conn.execute(
-                "SELECT tenant, name FROM databases WHERE id = ?", (col.database_id,)
-            ).fetchone()
-        return (row[0], row[1]) if row else (DEFAULT_TENANT, DEFAULT_DATABASE)
+            names = catalog.database_names(self._conn, col.database_id)
+        return names or (DEFAULT_TENANT, DEFAULT_DATABASE)
 
     def list_collections(
         self, tenant: str, database: str, limit: int | None, offset: int | None
@@ -447,34 +432,13 @@ class Engine:
     def collections(self) -> list[CollectionRow]:
         """Every collection of every tenant and database."""
         with self._lock, read_transaction(self._conn):
-            rows = self._conn.execute("SELECT uuid FROM collections ORDER BY cid").fetchall()
-            return [catalog.collection_by_uuid(self._conn, r[0]) for r in rows]
+            uuids = store_admin.collection_uuids(self._conn)
+            return [catalog.collection_by_uuid(self._conn, u) for u in uuids]
 
     def integrity_problems(self) -> list[str]:
         """SQLite's integrity check plus huedb's own cross-table invariants."""
-        problems: list[str] = []
         with self._lock, read_transaction(self._conn):
-            result = [r[0] for r in self._conn.execute("PRAGMA integrity_check")]
-            if result != ["ok"]:
-                problems += [f"sqlite: {r}" for r in result]
-            checks = {
-                "records without a vector": "SELECT count(*) FROM records r WHERE NOT EXISTS "
-                "(SELECT 1 FROM embeddings e WHERE e.key = r.key)",
-                "vectors without a record": "SELECT count(*) FROM embeddings e WHERE NOT EXISTS "
-                "(SELECT 1 FROM records r WHERE r.key = e.key)",
-                "metadata rows without a record": "SELECT count(*) FROM record_meta m WHERE NOT "
-                "EXISTS (SELECT 1 FROM records r WHERE r.key = m.key)",
-                "records of missing collections": "SELECT count(*) FROM records r WHERE NOT "
-                "EXISTS (SELECT 1 FROM collections c WHERE c.cid = r.cid)",
-                "vectors of the wrong size": "SELECT count(*) FROM records r JOIN collections c "
-                "ON c.cid = r.cid JOIN embeddings e ON e.key = r.key "
-                "WHERE length(e.vector) != 4 * c.dimension",
-            }
-            for label, sql in checks.items():
-                n = self._conn.execute(sql).fetchone()[0]
-                if n:
-                    problems.append(f"{n} {label}")
-        return problems
+            return store_admin.integrity_problems(self._conn)
 
     def check_index(self, collection_uuid: str, sample: int = 1000) -> IndexCheck:
         """Compare the collection's index (snapshot + catch-up) with SQLite."""
@@ -489,10 +453,7 @@ class Engine:
                     snap = "ok" if usable else "unusable"
             index = self._indexes.ready(col)
             self._indexes.forget(col.cid)  # a fresh process's view; not kept, nor built on
-            keys = [
-                r[0]
-                for r in self._conn.execute("SELECT key FROM records WHERE cid = ?", (col.cid,))
-            ]
+            keys = records.collection_keys(self._conn, col.cid)
             indexed = set() if index is None else set(index.keys().tolist())
             stored = set(keys)
             wrong: list[int] = []
@@ -541,15 +502,7 @@ class Engine:
             with write_transaction(self._conn):
                 pruned = records.prune_leftovers(self._conn)
             logger.info("removed %d digest and document-index entries of deleted records", pruned)
-            page = self._conn.execute("PRAGMA page_size").fetchone()[0]
-            before = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
-            # Through execute() the pragma frees one page per call (Python's sqlite3 steps it
-            # once); sqlite3_exec (executescript) runs it to the end.
-            self._conn.executescript("PRAGMA incremental_vacuum;")
-            after = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
-            if self.path is not None:
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return (before - after) * page
+            return store_admin.free_pages(self._conn, checkpoint=self.path is not None)
 
     def copy_database_to(self, target: Path) -> None:
         """Write a consistent copy of the database to `target` (SQLite's VACUUM INTO).
@@ -564,25 +517,23 @@ class Engine:
         finally:
             conn.close()
 
+    def settings_in_force(self) -> dict[str, Any]:
+        """The options this engine was opened with, and SQLite's sync level as read back."""
+        with self._lock:
+            level = store_admin.synchronous_level(self._conn)
+        return {**self.options.to_dict(), "sqlite_synchronous": level}
+
     def storage_figures(self) -> dict[str, Any]:
         """Database-level sizes: pages, free pages, file sizes."""
         with self._lock:
-            page = self._conn.execute("PRAGMA page_size").fetchone()[0]
-            pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
-            free = self._conn.execute("PRAGMA freelist_count").fetchone()[0]
-        return {"page_size": page, "bytes": page * pages, "reclaimable_bytes": page * free}
+            return store_admin.storage_figures(self._conn)
 
     def collection_figures(self, col: CollectionRow) -> dict[str, Any]:
         """Per-collection sizes: rows, bytes of vectors, documents and metadata, oplog rows."""
         with self._lock, read_transaction(self._conn):
-            count, doc_bytes, meta_bytes = self._conn.execute(
-                "SELECT count(*), coalesce(sum(length(document)), 0), "
-                "coalesce(sum(length(metadata)), 0) FROM records WHERE cid = ?",
-                (col.cid,),
-            ).fetchone()
-            oplog_rows = self._conn.execute(
-                "SELECT count(*) FROM oplog WHERE cid = ?", (col.cid,)
-            ).fetchone()[0]
+            count, doc_bytes, meta_bytes, oplog_rows = store_admin.collection_sizes(
+                self._conn, col.cid
+            )
         index = self._indexes.loaded(col.cid)
         return {
             "count": count,
@@ -601,15 +552,7 @@ class Engine:
             if not prunable:
                 continue
             with write_transaction(self._conn):
-                self._conn.execute(
-                    "DELETE FROM oplog WHERE cid = ? AND seq <= ?", (col.cid, prunable)
-                )
-                self._conn.execute(
-                    "UPDATE collections SET pruned_seq = max(pruned_seq, ?), "
-                    "snapshot_seq = CASE WHEN ? THEN max(snapshot_seq, ?) ELSE snapshot_seq END "
-                    "WHERE cid = ?",
-                    (prunable, snapshotted, prunable, col.cid),
-                )
+                store_admin.prune_oplog(self._conn, col.cid, prunable, snapshotted)
 
     def _refresh_index(self, collection_uuid: str) -> None:
         """Apply this process's own write to its index, if it holds one for the collection.

@@ -241,7 +241,7 @@ class IndexCache:
         if self._dir is None:
             return None, False
         path = snapshot.snapshot_path(self._dir, col.uuid)
-        with snapshot.exclusive_lock(self._dir, col.uuid, blocking=False) as locked:
+        with snapshot.exclusive_lock(self._dir, col.uuid) as locked:
             if not locked:
                 return None, False
             header = snapshot.read_header(path)

@@ -2,7 +2,9 @@
 
 Format 1: the first release layout. Format 2 adds `embeddings.digest` (exact-duplicate
 lookups), `collections.snapshot_seq` (warnings for lost snapshots) and the `aliases` table.
-Format 3 adds `documents_fts`, a trigram index of documents for `$contains`.
+Format 3 adds `documents_fts`, a trigram index of documents for `$contains`. Format 4
+replaces the metadata index by a covering one on `record_meta` and moves the digest index
+into the two-level `digests` / `digests_recent` tables.
 Before migrating, a copy of the database is written to `<data>/backups/`, so an upgrade can
 always be rolled back by putting that file back as `huedb.sqlite3` (with the old huedb).
 """

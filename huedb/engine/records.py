@@ -364,6 +364,11 @@ def fetch_by_keys(
     return {row[0]: row for row in conn.execute(sql, (json_list(keys), cid))}
 
 
+def collection_keys(conn: sqlite3.Connection, cid: int) -> list[int]:
+    """Every record key of a collection."""
+    return [r[0] for r in conn.execute("SELECT key FROM records WHERE cid = ?", (cid,))]
+
+
 def count_records(conn: sqlite3.Connection, cid: int) -> int:
     return conn.execute("SELECT count(*) FROM records WHERE cid = ?", (cid,)).fetchone()[0]
 

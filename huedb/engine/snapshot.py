@@ -48,13 +48,13 @@ def snapshot_path(directory: Path, collection_uuid: str) -> Path:
 
 
 @contextlib.contextmanager
-def exclusive_lock(directory: Path, collection_uuid: str, blocking: bool) -> Iterator[bool]:
-    """Hold the collection's inter-process snapshot lock; yields False if not acquired."""
+def exclusive_lock(directory: Path, collection_uuid: str) -> Iterator[bool]:
+    """Try to hold the collection's inter-process snapshot lock; yields False if another has it."""
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory / f"{collection_uuid}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return

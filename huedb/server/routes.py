@@ -1,4 +1,8 @@
-"""Chroma's v2 routes. Each one parses its body and calls `LocalAPI`; no logic lives here."""
+"""Chroma's v2 routes: each parses its request, calls `LocalAPI` and shapes the JSON answer.
+
+Checks of request contents live in `api/checks.py`; only path parameters (the collection
+id) are checked here.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,111 @@
+"""Store-wide SQL the engine runs for maintenance: reset, integrity, sizes, oplog pruning.
+
+Every function runs inside the caller's transaction (or, for page-level pragmas, outside
+any), on the engine's connection; the engine holds its lock around them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+# Every table that holds data, in an order that deletes dependents first.
+DATA_TABLES = (
+    "aliases",
+    "records",
+    "embeddings",
+    "record_meta",
+    "documents_fts",
+    "digests",
+    "digests_recent",
+    "oplog",
+    "collections",
+    "databases",
+    "tenants",
+)
+
+# huedb's own cross-table invariants: each query counts the rows that break one.
+INVARIANTS = {
+    "records without a vector": "SELECT count(*) FROM records r WHERE NOT EXISTS "
+    "(SELECT 1 FROM embeddings e WHERE e.key = r.key)",
+    "vectors without a record": "SELECT count(*) FROM embeddings e WHERE NOT EXISTS "
+    "(SELECT 1 FROM records r WHERE r.key = e.key)",
+    "metadata rows without a record": "SELECT count(*) FROM record_meta m WHERE NOT "
+    "EXISTS (SELECT 1 FROM records r WHERE r.key = m.key)",
+    "records of missing collections": "SELECT count(*) FROM records r WHERE NOT "
+    "EXISTS (SELECT 1 FROM collections c WHERE c.cid = r.cid)",
+    "vectors of the wrong size": "SELECT count(*) FROM records r JOIN collections c "
+    "ON c.cid = r.cid JOIN embeddings e ON e.key = r.key "
+    "WHERE length(e.vector) != 4 * c.dimension",
+}
+
+
+def synchronous_level(conn: sqlite3.Connection) -> str:
+    """SQLite's synchronous level as the connection reports it (off, normal, full, extra)."""
+    level = conn.execute("PRAGMA synchronous").fetchone()[0]
+    return ("off", "normal", "full", "extra")[level]
+
+
+def collection_uuids(conn: sqlite3.Connection) -> list[str]:
+    """Every collection's uuid, in creation order."""
+    return [r[0] for r in conn.execute("SELECT uuid FROM collections ORDER BY cid")]
+
+
+def delete_everything(conn: sqlite3.Connection) -> None:
+    """Empty every data table (the caller re-creates the default tenant and database)."""
+    for table in DATA_TABLES:
+        conn.execute(f"DELETE FROM {table}")
+
+
+def integrity_problems(conn: sqlite3.Connection) -> list[str]:
+    """SQLite's integrity check plus huedb's own invariants, as readable lines."""
+    result = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+    problems = [f"sqlite: {r}" for r in result] if result != ["ok"] else []
+    for label, sql in INVARIANTS.items():
+        n = conn.execute(sql).fetchone()[0]
+        if n:
+            problems.append(f"{n} {label}")
+    return problems
+
+
+def storage_figures(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Database-level sizes: page size, bytes, and bytes in free pages."""
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return {"page_size": page, "bytes": page * pages, "reclaimable_bytes": page * free}
+
+
+def collection_sizes(conn: sqlite3.Connection, cid: int) -> tuple[int, int, int, int]:
+    """(records, document bytes, metadata bytes, oplog rows) of one collection."""
+    count, doc_bytes, meta_bytes = conn.execute(
+        "SELECT count(*), coalesce(sum(length(document)), 0), "
+        "coalesce(sum(length(metadata)), 0) FROM records WHERE cid = ?",
+        (cid,),
+    ).fetchone()
+    oplog_rows = conn.execute("SELECT count(*) FROM oplog WHERE cid = ?", (cid,)).fetchone()[0]
+    return count, doc_bytes, meta_bytes, oplog_rows
+
+
+def free_pages(conn: sqlite3.Connection, checkpoint: bool) -> int:
+    """Return free pages to the file system (outside a transaction); bytes reclaimed."""
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    before = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    # Through execute() the pragma frees one page per call (Python's sqlite3 steps it
+    # once); sqlite3_exec (executescript) runs it to the end.
+    conn.executescript("PRAGMA incremental_vacuum;")
+    after = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    if checkpoint:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return (before - after) * page
+
+
+def prune_oplog(conn: sqlite3.Connection, cid: int, upto: int, snapshotted: bool) -> None:
+    """Drop a collection's oplog rows up to `upto`, recording the pruned (and snapshot) seq."""
+    conn.execute("DELETE FROM oplog WHERE cid = ? AND seq <= ?", (cid, upto))
+    conn.execute(
+        "UPDATE collections SET pruned_seq = max(pruned_seq, ?), "
+        "snapshot_seq = CASE WHEN ? THEN max(snapshot_seq, ?) ELSE snapshot_seq END "
+        "WHERE cid = ?",
+        (upto, snapshotted, upto, cid),
+    )
