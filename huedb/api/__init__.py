@@ -1,0 +1,1 @@
+"""What clients call: Client, Collection, the ServerAPI interface and its in-process and HTTP implementations, and the checks of everything a request carries."""

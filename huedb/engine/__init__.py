@@ -1,0 +1,1 @@
+"""The engine: the SQLite store (catalog, records, oplog), filters, and the derived per-process vector indexes with their snapshots."""
