@@ -101,12 +101,21 @@ def _bind(compiled: Compiled, cid: int) -> tuple[str, list[Any]]:
 class RecordFilter:
     """A checked, compiled filter (ids, `where`, `where_document`) for any collection.
 
-    Compiled once per call by `compile_filter`; the engine binds it to a collection.
+    Compiled once per call by `compile_filter`; the engine binds it to a collection. A
+    positive metadata `where` alone also has a key-set form (`key_set`), compiled the
+    first time a query asks for it.
     """
 
     ids: list[str] | None
     predicate: Compiled  # boolean SQL on the alias `r` (a row of `records`), "1" for all
-    key_set: Compiled | None  # a SELECT of matching keys over the covering metadata index
+    key_set_where: Any = None  # the `where` whose key-set form `key_set` compiles
+
+    @functools.cached_property
+    def key_set(self) -> Compiled | None:
+        """A SELECT of the matching keys over the covering metadata index, if there is one."""
+        if self.key_set_where is None:
+            return None
+        return FilterCompiler().key_set(self.key_set_where)
 
     @property
     def selects_all(self) -> bool:
@@ -119,21 +128,16 @@ class RecordFilter:
 
     def bind_key_set(self, cid: int) -> tuple[str, list[Any]] | None:
         """The key-set SELECT for `cid`, when the filter has one and names no ids."""
-        if self.key_set is None or self.ids is not None:
+        if self.ids is not None or self.key_set is None:
             return None
         return _bind(self.key_set, cid)
-
-
-EVERYTHING = RecordFilter(None, ("1", ()), None)
 
 
 def compile_filter(ids: list[str] | None, where: Any, where_document: Any) -> RecordFilter:
     """Check and compile a filter; raises InvalidArgumentError for a malformed one."""
     sql, params = FilterCompiler().compile(where, where_document)
-    key_set = None
-    if where is not None and where_document is None:
-        key_set = FilterCompiler().key_set(where)
-    return RecordFilter(ids, (sql, tuple(params)), key_set)
+    key_set_where = where if where_document is None else None
+    return RecordFilter(ids, (sql, tuple(params)), key_set_where)
 
 
 class FilterCompiler:
