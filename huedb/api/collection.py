@@ -109,9 +109,7 @@ class Collection:
         uris: Any = None,
     ) -> None:
         """Add records; ids that already exist are left unchanged."""
-        with v.validation_context("add"):
-            batch = self._prepare(ids, embeddings, metadatas, documents, images, uris, "add", True)
-        self._client.add(self._target_id(), batch)
+        self._write("add", ids, embeddings, metadatas, documents, images, uris)
 
     def upsert(
         self,
@@ -123,11 +121,7 @@ class Collection:
         uris: Any = None,
     ) -> None:
         """Insert new ids and update existing ones (metadata merged key by key)."""
-        with v.validation_context("upsert"):
-            batch = self._prepare(
-                ids, embeddings, metadatas, documents, images, uris, "upsert", True
-            )
-        self._client.upsert(self._target_id(), batch)
+        self._write("upsert", ids, embeddings, metadatas, documents, images, uris)
 
     def update(
         self,
@@ -139,11 +133,7 @@ class Collection:
         uris: Any = None,
     ) -> None:
         """Update existing records; missing ids are ignored."""
-        with v.validation_context("update"):
-            batch = self._prepare(
-                ids, embeddings, metadatas, documents, images, uris, "update", False
-            )
-        self._client.update(self._target_id(), batch)
+        self._write("update", ids, embeddings, metadatas, documents, images, uris)
 
     def delete(
         self,
@@ -316,6 +306,21 @@ class Collection:
 
         return DefaultEmbeddingFunction()
 
+    def _write(
+        self,
+        op: str,
+        ids: Any,
+        embeddings: Any,
+        metadatas: Any,
+        documents: Any,
+        images: Any,
+        uris: Any,
+    ) -> None:
+        """Check and embed a write's records here, then send them as one `RecordBatch`."""
+        with v.validation_context(op):
+            batch = self._prepare(ids, embeddings, metadatas, documents, images, uris, op)
+        getattr(self._client, op)(self._target_id(), batch)
+
     def _prepare(
         self,
         ids: Any,
@@ -325,7 +330,6 @@ class Collection:
         images: Any,
         uris: Any,
         op: str,
-        require_embeddings: bool,
     ) -> RecordBatch:
         id_list = v.normalize_ids(ids, unique=False)
         metas = metadatas if metadatas is None else v.maybe_list_of_dicts(metadatas)
@@ -345,6 +349,7 @@ class Collection:
             for d in docs:
                 if d is not None and not isinstance(d, str):
                     raise ValueError(f"Expected document to be a str, got {d!r}")
+        require_embeddings = op != "update"
         if matrix is None and (require_embeddings or docs is not None or imgs is not None):
             if docs is not None:
                 matrix = self._embed(docs)
