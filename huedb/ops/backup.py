@@ -1,10 +1,11 @@
 """Online backup and restore.
 
 A backup is one uncompressed tar file holding `manifest.json` and `huedb.sqlite3`. The
-database is copied with `VACUUM INTO` from a read transaction, so it is one consistent
-snapshot while readers and writers keep going (WAL). Index snapshots are not included: they
-are derived and are rebuilt on first use. Restore checks the SHA-256 in the manifest before
-anything is put in place, and refuses a non-empty target unless forced.
+database is copied by `Engine.copy_database_to` (`VACUUM INTO` from a read transaction on a
+connection of its own), so it is one consistent snapshot while readers and writers keep going
+(WAL), and a serving engine keeps serving. Index snapshots are not included: they are derived
+and are rebuilt on first use. Restore checks the SHA-256 in the manifest before anything is
+put in place, and refuses a non-empty target unless forced.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from huedb.engine import fileio
-from huedb.engine.connection import DB_FILENAME, open_connection
+from huedb.engine.connection import DB_FILENAME
+from huedb.engine.engine import Engine
 from huedb.engine.schema import FORMAT_VERSION
 from huedb.errors import BackupError
 from huedb.ops.progress import progress
+from huedb.ops.store import open_store
 from huedb.version import __version__
 
 MANIFEST = "manifest.json"
@@ -97,11 +100,21 @@ def _process_alive(pid: str) -> bool:
     return pid.isdigit() and Path(f"/proc/{pid}").exists()
 
 
-def backup(data: Path, out: Path, show_progress: bool | None = None) -> Manifest:
-    """Write a consistent backup of the store in `data` to the tar file `out`."""
-    source = data / DB_FILENAME
-    if not source.exists():
-        raise BackupError(f"{data} holds no huedb database ({DB_FILENAME} is missing)")
+def backup(source: Engine | Path, out: Path, show_progress: bool | None = None) -> Manifest:
+    """Write a consistent backup of a store to the tar file `out`.
+
+    `source` is an open engine (a server's, which keeps serving) or a data directory, which
+    is opened for the copy and must already hold a database.
+    """
+    if isinstance(source, Engine):
+        return _backup(source, out, show_progress)
+    if not (source / DB_FILENAME).exists():
+        raise BackupError(f"{source} holds no huedb database ({DB_FILENAME} is missing)")
+    with open_store(source) as engine:
+        return _backup(engine, out, show_progress)
+
+
+def _backup(engine: Engine, out: Path, show_progress: bool | None) -> Manifest:
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{out.name}.tmp-*"):
@@ -111,19 +124,11 @@ def backup(data: Path, out: Path, show_progress: bool | None = None) -> Manifest
     work.mkdir(exist_ok=True)
     copy = work / DB_FILENAME
     try:
-        conn = open_connection(data, "full")
+        _, finish = _watch_growth(copy, engine.storage_figures()["bytes"], "backup", show_progress)
         try:
-            size = (
-                conn.execute("PRAGMA page_count").fetchone()[0]
-                * conn.execute("PRAGMA page_size").fetchone()[0]
-            )
-            _, finish = _watch_growth(copy, size, "backup", show_progress)
-            try:
-                conn.execute("VACUUM INTO ?", (str(copy),))
-            finally:
-                finish()
+            engine.copy_database_to(copy)
         finally:
-            conn.close()
+            finish()
         manifest = Manifest(
             huedb_version=__version__,
             format_version=FORMAT_VERSION,

@@ -21,6 +21,7 @@ import numpy as np
 from huedb.engine.engine import Engine
 from huedb.engine.index_cache import hnsw_params
 from huedb.engine.snapshot import snapshot_path
+from huedb.ops.store import open_store
 
 INDEX_RAM_SHARE = 0.5
 REBUILD_WARN_SECONDS = 600
@@ -40,7 +41,7 @@ def index_memory_estimate(count: int, dim: int, max_neighbors: int) -> int:
 
 
 def gather_stats(engine: Engine, data: Path | None) -> dict[str, Any]:
-    """Stats of every collection and of the store, with warnings."""
+    """Stats of every collection and of the store, the engine options in force, warnings."""
     storage = engine.storage_figures()
     ram = physical_memory()
     cores = os.cpu_count() or 1
@@ -100,6 +101,13 @@ def gather_stats(engine: Engine, data: Path | None) -> dict[str, Any]:
         "reclaimable_bytes": storage["reclaimable_bytes"],
         "index_memory_bytes": total_index,
         "ram_bytes": ram,
+        "engine": engine.settings_in_force(),
         "collections": collections,
         "warnings": warnings,
     }
+
+
+def store_stats(data: Path) -> dict[str, Any]:
+    """`gather_stats` of the store in `data`, opened for the call."""
+    with open_store(data) as engine:
+        return gather_stats(engine, data)

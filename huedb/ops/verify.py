@@ -6,8 +6,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from huedb.engine.engine import Engine, IndexCheck
+from huedb.engine.engine import IndexCheck
 from huedb.ops.progress import progress
+from huedb.ops.store import open_store
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +65,7 @@ def _check_orphans(data: Path, live: set[str], report: VerifyReport, repair: boo
 
 def verify(data: Path, repair: bool = False, show_progress: bool | None = None) -> VerifyReport:
     """Check the store in `data`; with `repair`, rebuild every index that disagrees."""
-    engine = Engine(data)
-    try:
+    with open_store(data) as engine:
         report = VerifyReport(integrity_problems=engine.integrity_problems())
         cols = engine.collections()
         bar = progress(len(cols), "verify", unit="col", enabled=show_progress)
@@ -81,5 +81,3 @@ def verify(data: Path, repair: bool = False, show_progress: bool | None = None) 
         bar.close()
         _check_orphans(data, {c.uuid for c in cols}, report, repair)
         return report
-    finally:
-        engine.close()

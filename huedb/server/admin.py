@@ -20,10 +20,13 @@ router = APIRouter(prefix="/api/v2/admin", default_response_class=ORJSONResponse
 @router.post("/backup")
 def backup_now(request: Request) -> FileResponse:
     """A consistent backup of the live database, as a tar file download."""
-    data = Path(request.app.state.config.path)
     work = Path(tempfile.mkdtemp(prefix="huedb-backup-"))
     out = work / "huedb-backup.tar"
-    backup(data, out, show_progress=False)
+    try:
+        backup(request.app.state.api.engine, out, show_progress=False)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     return FileResponse(
         out,
         media_type="application/x-tar",

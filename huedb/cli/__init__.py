@@ -1,0 +1,25 @@
+"""The `huedb` command line: parsing and printing only; the work is done by the library."""
+
+from __future__ import annotations
+
+import logging
+
+from huedb.cli.parser import build_parser
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one `huedb` command; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, getattr(args, "log_level", "info").upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "run":
+        from huedb.cli.serve import serve
+
+        return serve(args)
+    from huedb.cli.commands import run_command
+
+    return run_command(args)

@@ -1,0 +1,188 @@
+"""The operations commands: each takes parsed arguments, makes one library call, prints."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from huedb.api.client import Client, HttpClient, PersistentClient
+from huedb.cli.output import (
+    compact_line,
+    emit,
+    emit_json,
+    eval_json,
+    record_total,
+    stats_lines,
+)
+from huedb.config import Settings
+from huedb.errors import BackupError, ChromaError, ConfigError, UsageError
+from huedb.ops import remote
+from huedb.ops.backup import backup, restore
+from huedb.ops.stats import store_stats
+from huedb.ops.store import compact
+from huedb.ops.verify import verify
+
+logger = logging.getLogger("huedb")
+
+
+def _check_target(args: argparse.Namespace) -> None:
+    if getattr(args, "url", None) and args.path:
+        raise UsageError("give either --path or --url, not both")
+    if not getattr(args, "url", None) and not args.path:
+        raise UsageError("give --path DATA or --url URL")
+
+
+def _client(args: argparse.Namespace) -> Client:
+    """A client of `--url` (with `--token`) or of the data directory `--path`."""
+    _check_target(args)
+    if args.url:
+        settings = Settings(chroma_client_auth_credentials=args.token)
+        return HttpClient(host=args.url, settings=settings)
+    return PersistentClient(path=args.path)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    _check_target(args)
+    if args.url:
+        remote.download_backup(args.url, args.token, Path(args.out))
+        emit(f"backup written to {args.out}")
+        return 0
+    manifest = backup(Path(args.path), Path(args.out))
+    emit(
+        f"backup written to {args.out}: {len(manifest.collections)} collections, "
+        f"{record_total(manifest)} records"
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    manifest = restore(Path(args.file), Path(args.path), force=args.force)
+    emit(f"restored {args.file} into {args.path}: {record_total(manifest)} records (checksum ok)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from huedb.ops.parquet import export_collection
+
+    client = _client(args)
+    try:
+        report = export_collection(
+            client.get_collection(args.collection), Path(args.out), batch_size=args.batch_size
+        )
+    finally:
+        client.close()
+    emit(f"exported {args.collection} to {args.out}: {report}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from huedb.ops.parquet import import_collection
+
+    client = _client(args)
+    try:
+        report = import_collection(
+            client, Path(args.file), collection_name=args.collection, batch_size=args.batch_size
+        )
+    finally:
+        client.close()
+    emit(f"imported {args.file}: {report}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from huedb.ops.chroma_import import migrate_chroma
+
+    report = migrate_chroma(Path(args.source), Path(args.path))
+    emit(f"migrated {args.source} into {args.path}: {report}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    _check_target(args)
+    stats = remote.fetch_stats(args.url, args.token) if args.url else store_stats(Path(args.path))
+    if args.json:
+        emit_json(stats)
+    else:
+        emit(*stats_lines(stats))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    report = verify(Path(args.path), repair=args.repair)
+    emit(*report.lines())
+    return 0 if report.ok else 1
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    emit(compact_line(compact(Path(args.path))))
+    return 0
+
+
+def cmd_reembed(args: argparse.Namespace) -> int:
+    from huedb.ops.model_versions import load_embedder, reembed
+
+    client = _client(args)
+    try:
+        report = reembed(
+            client, args.source, args.target, load_embedder(args.embedder), args.batch_size
+        )
+    finally:
+        client.close()
+    emit(str(report))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from huedb.ops.model_versions import evaluate, load_embedder, read_queries
+
+    queries = read_queries(Path(args.queries))
+    embedder = load_embedder(args.embedder)
+    baseline_embedder = load_embedder(args.baseline_embedder) if args.baseline_embedder else None
+    client = _client(args)
+    try:
+        report = evaluate(
+            client,
+            args.collection,
+            queries,
+            embedder,
+            baseline=args.baseline,
+            baseline_embedder=baseline_embedder,
+            k=args.k,
+            min_recall=args.min_recall,
+            min_overlap=args.min_overlap,
+            max_recall_drop=args.max_recall_drop,
+        )
+    finally:
+        client.close()
+    if args.json:
+        emit_json(eval_json(report))
+    else:
+        emit(*report.lines())
+    return 0 if report.passed else 1
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "backup": cmd_backup,
+    "restore": cmd_restore,
+    "export": cmd_export,
+    "import": cmd_import,
+    "migrate-chroma": cmd_migrate,
+    "stats": cmd_stats,
+    "verify": cmd_verify,
+    "compact": cmd_compact,
+    "reembed": cmd_reembed,
+    "eval": cmd_eval,
+}
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run one operations command; user errors print a message and exit 2."""
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, BackupError, ConfigError, ChromaError, ValueError, httpx.HTTPError) as exc:
+        logger.error("%s: %s", args.command, exc)
+        return 2

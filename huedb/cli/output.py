@@ -1,0 +1,72 @@
+"""What the commands print: plain lines and JSON on stdout (messages go through logging)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from huedb.ops.backup import Manifest
+    from huedb.ops.model_versions import EvalReport
+    from huedb.ops.store import CompactReport
+
+MIB = 2**20
+GIB = 2**30
+
+
+def emit(*lines: str) -> None:
+    """Print lines to stdout."""
+    for line in lines:
+        sys.stdout.write(line + "\n")
+
+
+def emit_json(value: Any) -> None:
+    """Print a value as indented JSON."""
+    emit(json.dumps(value, indent=2))
+
+
+def record_total(manifest: Manifest) -> int:
+    """Records in every collection of a backup."""
+    return sum(c["count"] for c in manifest.collections)
+
+
+def stats_lines(stats: dict[str, Any]) -> Iterable[str]:
+    """The human-readable form of `huedb stats`."""
+    yield (
+        f"database {stats['database_bytes'] / MIB:.1f} MiB, reclaimable "
+        f"{stats['reclaimable_bytes'] / MIB:.1f} MiB, indexes ~"
+        f"{stats['index_memory_bytes'] / MIB:.1f} MiB of {stats['ram_bytes'] / GIB:.1f} GiB RAM"
+    )
+    for c in stats["collections"]:
+        latency = (
+            f", query p50 {c['query_p50_ms']:.2f} ms p99 {c['query_p99_ms']:.2f} ms"
+            if c["query_p50_ms"] is not None
+            else ""
+        )
+        yield (
+            f"  {c['name']}: {c['count']} x {c['dimension']} ({c['space']}), disk "
+            f"{c['disk_bytes'] / MIB:.1f} MiB, index ~{c['index_memory_bytes'] / MIB:.1f} MiB"
+            f"{latency}"
+        )
+    for w in stats["warnings"]:
+        yield f"WARNING: {w}"
+
+
+def compact_line(report: CompactReport) -> str:
+    """The one line `huedb compact` prints."""
+    rebuilt = ", ".join(report.rebuilt) or "-"
+    return f"reclaimed {report.reclaimed_bytes / MIB:.1f} MiB; rebuilt graph indexes: {rebuilt}"
+
+
+def eval_json(report: EvalReport) -> dict[str, Any]:
+    """The JSON form of `huedb eval`."""
+    scores = [s for s in (report.candidate, report.baseline) if s is not None]
+    return {
+        "k": report.k,
+        "scores": {s.collection: {"recall_at_k": s.recall_at_k, "mrr": s.mrr} for s in scores},
+        "overlap_at_k": report.overlap_at_k,
+        "failures": report.failures,
+        "passed": report.passed,
+    }

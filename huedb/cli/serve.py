@@ -1,0 +1,101 @@
+"""`huedb run`: the server configuration from file, environment and flags; then uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from huedb.errors import ConfigError
+from huedb.options import OPTION_NAMES, resolve_options
+from huedb.server.server_config import (
+    ENV_CONFIG,
+    ServerConfig,
+    is_loopback,
+    load_config_file,
+    parse_token_file,
+    tokens_from_environment,
+)
+
+logger = logging.getLogger("huedb")
+
+
+def server_config(args: argparse.Namespace, env: dict[str, str]) -> ServerConfig:
+    """Merge defaults < config file < environment < flags."""
+    values: dict = {}
+    if args.config:
+        values.update(load_config_file(args.config))
+    engine_file = values.pop("engine", {})
+    tokens = list(values.pop("tokens", []))
+    tokens += tokens_from_environment(env)
+    if args.auth_tokens_file:
+        tokens += parse_token_file(args.auth_tokens_file)
+    if env.get("HUEDB_ALLOW_RESET", "").lower() in ("1", "true", "yes"):
+        values["allow_reset"] = True
+    flags = {
+        "path": args.path,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "ssl_certfile": args.ssl_certfile,
+        "ssl_keyfile": args.ssl_keyfile,
+        "allow_unauthenticated": args.allow_unauthenticated,
+        "allow_reset": args.allow_reset,
+        "max_body_bytes": args.max_body_bytes,
+        "request_timeout_s": args.request_timeout,
+    }
+    values.update({k: v for k, v in flags.items() if v is not None})
+    engine_flags = {name: getattr(args, name) for name in OPTION_NAMES}
+    engine = resolve_options(file=engine_file, env=env, args=engine_flags)
+    config = ServerConfig(**values, tokens=tokens, engine=engine)
+    config.check()
+    return config
+
+
+def run_server(config: ServerConfig, log_level: str) -> int:
+    """Start uvicorn with `config.workers` processes over one data directory."""
+    import uvicorn
+
+    os.makedirs(config.path, exist_ok=True)
+    roles = sorted({t.role for t in config.tokens})
+    if config.tokens:
+        logger.info("auth: token auth with %d token(s), roles %s", len(config.tokens), roles)
+    elif is_loopback(config.host):
+        logger.warning("auth: NONE (no tokens configured; serving loopback %s only)", config.host)
+    else:
+        logger.warning(
+            "auth: NONE on %s (--allow-unauthenticated): anyone can connect", config.host
+        )
+    scheme = "https" if config.ssl_certfile else "http"
+    logger.info(
+        "serving %s on %s://%s:%d with %d worker(s)",
+        config.path,
+        scheme,
+        config.host,
+        config.port,
+        config.workers,
+    )
+    os.environ[ENV_CONFIG] = config.to_json()
+    uvicorn.run(
+        "huedb.server.app:app_from_environment",
+        factory=True,
+        host=config.host,
+        port=config.port,
+        workers=config.workers,
+        ssl_certfile=config.ssl_certfile,
+        ssl_keyfile=config.ssl_keyfile,
+        log_level=log_level,
+        timeout_keep_alive=30,
+        access_log=False,
+    )
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    """`huedb run`: a configuration error prints a message and exits 2."""
+    try:
+        config = server_config(args, dict(os.environ))
+    except ConfigError as exc:
+        logger.error("cannot start: %s", exc)
+        return 2
+    return run_server(config, args.log_level)
