@@ -141,3 +141,25 @@ def test_a_second_client_with_other_engine_settings_is_refused(tmp_path: Path) -
         huedb.PersistentClient(path=tmp_path / "db", settings=huedb.Settings(huedb_sync="off"))
     same = huedb.PersistentClient(path=tmp_path / "db")
     assert same._server.engine is first._server.engine
+
+
+def test_operations_join_the_engine_this_process_has_open(tmp_path: Path) -> None:
+    from huedb.ops.store import open_store
+
+    settings = huedb.Settings(huedb_snapshot_every=5, allow_reset=True)
+    client = huedb.PersistentClient(path=tmp_path / "db", settings=settings)
+    with open_store(tmp_path / "db") as engine:
+        assert engine is client._server.engine
+        assert engine.options.snapshot_every == 5
+    with pytest.raises(ValueError, match="different settings"):
+        huedb.PersistentClient(path=tmp_path / "db", settings=huedb.Settings(allow_reset=False))
+
+
+def test_operations_open_a_closed_store_with_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huedb.ops.store import open_store
+
+    monkeypatch.setenv("HUEDB_SYNC", "normal")
+    with open_store(tmp_path / "db") as engine:
+        assert engine.settings_in_force()["sqlite_synchronous"] == "normal"

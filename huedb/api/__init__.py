@@ -1,1 +1,2 @@
-"""What clients call: Client, Collection, the ServerAPI interface and its in-process and HTTP implementations, and the checks of everything a request carries."""
+"""What clients call: Client, Collection, the ServerAPI interface, its in-process and HTTP
+implementations, and the checks of everything a request carries."""

@@ -1,1 +1,2 @@
-"""The engine: the SQLite store (catalog, records, oplog), filters, and the derived per-process vector indexes with their snapshots."""
+"""The engine: the SQLite store (catalog, records, oplog), filters, and the derived
+per-process vector indexes with their snapshots."""

@@ -8,13 +8,14 @@ connection and one set of indexes serve the whole process.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
 from huedb.engine.engine import Engine
-from huedb.options import EngineOptions
+from huedb.options import EngineOptions, resolve_options
 
 EPHEMERAL = ":ephemeral:"
 
@@ -36,25 +37,37 @@ def registry_key(path: Path | None) -> str:
     return EPHEMERAL if path is None else str(Path(path).expanduser().resolve())
 
 
-def acquire_engine(path: Path | None, options: EngineOptions, owner: Hashable = None) -> Engine:
+def acquire_engine(
+    path: Path | None, options: EngineOptions | None = None, owner: Hashable = None
+) -> Engine:
     """The process-wide engine of `path` (None: in memory), opened on first use.
 
     `owner` carries what the caller's layer must also agree on (e.g. a client's
     `allow_reset`); a second caller with other options or another owner is refused.
+    Operations pass neither: they use the engine as it is open in this process, or open
+    it with the environment's options (`resolve_options(env=os.environ)`).
     """
     key = registry_key(path)
     with _lock:
         entry = _engines.get(key)
         if entry is not None:
-            if (entry.options, entry.owner) != (options, owner):
+            if _conflicts(entry, options, owner):
                 raise ValueError(
                     f"An instance of Chroma already exists for {key} with different settings"
                 )
             entry.refs += 1
             return entry.engine
+        if options is None:
+            options = resolve_options(env=os.environ)
         engine = Engine(None if path is None else Path(key), options)
         _engines[key] = _Entry(engine, options, owner, 1)
         return engine
+
+
+def _conflicts(entry: _Entry, options: EngineOptions | None, owner: Hashable) -> bool:
+    if options is not None and options != entry.options:
+        return True
+    return owner is not None and entry.owner is not None and owner != entry.owner
 
 
 def release_engine(engine: Engine) -> None:

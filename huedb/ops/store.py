@@ -1,12 +1,12 @@
 """Opening a data directory for one operation, and `huedb compact`.
 
-Operations open a store the way every other entry point does: through the engine registry,
-with the options of the one settings chain (defaults < config file < HUEDB_* environment).
+Operations open a store the way every other entry point does: through the engine registry.
+They join the engine this process already has open on the directory, whatever its options;
+otherwise it is opened with the one settings chain's options (defaults < HUEDB_* environment).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,13 +14,12 @@ from pathlib import Path
 
 from huedb.engine.engine import Engine
 from huedb.engine.registry import acquire_engine, release_engine
-from huedb.options import resolve_options
 
 
 @contextmanager
 def open_store(data: Path) -> Iterator[Engine]:
     """The engine of the store in `data`, given back to the registry afterwards."""
-    engine = acquire_engine(data, resolve_options(env=os.environ))
+    engine = acquire_engine(data)
     try:
         yield engine
     finally:

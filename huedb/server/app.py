@@ -26,7 +26,7 @@ from huedb.version import __version__
 
 def create_app(config: ServerConfig) -> FastAPI:
     """A server over the data directory in `config.path`."""
-    engine = acquire_engine(Path(config.path), config.engine)
+    engine = acquire_engine(Path(config.path), config.engine, owner=config.allow_reset)
     settings = Settings(
         is_persistent=True,
         persist_directory=config.path,
