@@ -1,7 +1,9 @@
 """Worker programs run in child OS processes by the multiprocess, crash and snapshot tests.
 
-Run as `python tests/proc_workers.py <command> <json-args>`; each command writes its
-findings to the file named by the `out` argument (JSON), so the parent test asserts on them.
+Run as `python tests/proc_workers.py <command> <json-args>` (`start_worker`, with the
+environment policy of `tests/cli.py`); each command writes its findings to the file named
+by the `out` argument (JSON), or its acknowledgement log (`tests/crash_log.py`), so the
+parent test asserts on them.
 Vectors are derived from seeds (`vectors_for`), so parent and children agree on them
 without passing arrays around.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import subprocess
 import sys
 import time
@@ -24,6 +27,8 @@ if str(REPO_ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 import huedb  # noqa: E402
+from tests.cli import child_env  # noqa: E402
+from tests.crash_log import log_ack, log_begin  # noqa: E402
 
 COLLECTION = "procs"
 WORKER_SCRIPT = Path(__file__).resolve()
@@ -58,13 +63,6 @@ def write_json(path: str, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def append_line(f: Any, record: dict[str, Any]) -> None:
-    """Append one JSON line to an open file and fsync it."""
-    f.write(json.dumps(record) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
-
-
 def exact_top1_misses(col: Any, ids: list[str], vecs: np.ndarray, chunk: int = 1000) -> list[str]:
     """Ids whose own vector, queried with n_results=1, does not return that id."""
     misses: list[str] = []
@@ -87,6 +85,7 @@ def start_worker(command: str, args: dict[str, Any], log_dir: Path) -> subproces
         cwd=REPO_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=stderr,
+        env=child_env(),
     )
     proc.stderr_file = stderr  # type: ignore[attr-defined]
     return proc
@@ -254,7 +253,7 @@ def crash_writer(args: dict[str, Any]) -> None:
             else:
                 count = 30 if op == "update" else int(rng.integers(1, 40))
                 ids = [live[i] for i in rng.choice(size, size=min(size, count), replace=False)]
-            append_line(log, {"t": "begin", "k": k, "op": op, "ids": ids, "seed": seed})
+            log_begin(log, k, op, ids=ids, seed=seed)
             vecs = vectors_for(seed, len(ids), dim)
             docs = [f"{i}@{seed}" for i in ids]
             if op == "add":
@@ -265,7 +264,7 @@ def crash_writer(args: dict[str, Any]) -> None:
                 col.update(ids=ids, embeddings=vecs, documents=docs)
             else:
                 col.delete(ids=ids)
-            append_line(log, {"t": "done", "k": k})
+            log_ack(log, k)
             if op == "delete":
                 gone = set(ids)
                 live = [i for i in live if i not in gone]
@@ -304,6 +303,53 @@ def crash_verifier(args: dict[str, Any]) -> None:
     )
 
 
+def coll_writer(args: dict[str, Any]) -> None:
+    """Create collections, add records, delete collections; log intent and acks.
+
+    Records of `add` get vectors `vectors_for(seed, n, dim)`, metadata {"seed", "row"} and
+    document `<id>@<seed>`. Runs until killed.
+    """
+    rng = random.Random(args["seed"])
+    trial, dim = args["trial"], args["dim"]
+    settings = huedb.Settings(**args["settings"])
+    with open(args["log"], "a") as log:
+        client = huedb.PersistentClient(path=args["path"], settings=settings)
+        names = [c.name for c in client.list_collections()]
+        sizes = {n: client.get_collection(n).count() for n in names}
+        Path(args["ready"]).touch()
+        k = 0
+        while True:
+            k += 1
+            roll = rng.random()
+            if not names or (roll < 0.3 and len(names) < 25):
+                name = f"c{trial}-{k}"
+                log_begin(log, k, "create", name=name)
+                client.create_collection(name, metadata={"trial": trial})
+                names.append(name)
+                sizes[name] = 0
+            elif roll < 0.85 or len(names) < 3:
+                name = rng.choice(names)
+                n = rng.randint(1, 30)
+                ids = [f"{name}-r{sizes[name] + i}" for i in range(n)]
+                seed = trial * 1_000_000 + k
+                log_begin(log, k, "add", name=name, ids=ids, seed=seed)
+                vecs = vectors_for(seed, n, dim)
+                client.get_collection(name).add(
+                    ids=ids,
+                    embeddings=vecs,
+                    metadatas=[{"seed": seed, "row": r} for r in range(n)],
+                    documents=[f"{rid}@{seed}" for rid in ids],
+                )
+                sizes[name] += n
+            else:
+                name = rng.choice(names)
+                uuid = str(client.get_collection(name).id)
+                log_begin(log, k, "delete", name=name, uuid=uuid)
+                client.delete_collection(name)
+                names.remove(name)
+            log_ack(log, k)
+
+
 # --------------------------------------------------------------------------- snapshots
 
 
@@ -330,6 +376,7 @@ COMMANDS = {
     "mp_verifier": mp_verifier,
     "crash_writer": crash_writer,
     "crash_verifier": crash_verifier,
+    "coll_writer": coll_writer,
     "apply_ops": apply_ops,
 }
 

@@ -1,19 +1,27 @@
-"""Start huedb servers for tests: a real `huedb run` process on a free loopback port."""
+"""Start huedb servers for tests: a real `huedb run` process on a free loopback port.
+
+`huedb_server(...)` runs one for a `with` block (terminated at its end); `start_server(...)`
+starts one the caller manages, e.g. in its own session so `kill_group()` can SIGKILL the
+server and all its uvicorn workers at once (the crash tests). Servers get the environment
+policy of `tests/cli.py`: none of the shell's HUEDB_*/CHROMA_* settings, plus `env`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from tests.cli import REPO_ROOT, child_env, cli_command
 
 
 def free_port() -> int:
@@ -40,6 +48,62 @@ class RunningServer:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_up(self, timeout: float = 30) -> None:
+        """Wait for the heartbeat (fails with the log if the server dies or stalls)."""
+        wait_until_up(self.url, self.process, self.log_path, timeout)
+
+    def worker_pids(self, expected: int, timeout: float = 30) -> list[int]:
+        """The worker processes of a `--workers N` server (children running spawn_main),
+        once `expected` of them run and have each logged their startup."""
+        pid = self.process.pid
+        deadline = time.monotonic() + timeout
+        while True:
+            workers = []
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                for child in (task / "children").read_text().split():
+                    try:
+                        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                            workers.append(int(child))
+                    except FileNotFoundError:
+                        continue
+            started = self.log().count("Application startup complete")
+            if len(workers) == expected and started >= expected:
+                return sorted(workers)
+            assert time.monotonic() < deadline, (workers, self.log())
+            time.sleep(0.1)
+
+    def group_alive(self) -> list[int]:
+        """Live (non-zombie) processes of the server's process group (`new_session=True`)."""
+        alive = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:
+                continue
+            fields = text.rsplit(")", 1)[1].split()
+            if int(fields[2]) == self.process.pid and fields[0] != "Z":
+                alive.append(int(stat.parent.name))
+        return alive
+
+    def kill_group(self) -> None:
+        """SIGKILL the whole process group and wait until every member is gone."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        deadline = time.monotonic() + 15
+        while left := self.group_alive():
+            assert time.monotonic() < deadline, f"server processes survived SIGKILL: {left}"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within 15 s."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
 
 def wait_until_up(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 30) -> None:
     """Poll the heartbeat until it answers; fail with the server log if it dies or stalls."""
@@ -57,6 +121,36 @@ def wait_until_up(url: str, process: subprocess.Popen, log_path: Path, timeout: 
     raise RuntimeError(f"server did not answer within {timeout}s:\n{log_path.read_text()}")
 
 
+def start_server(
+    data: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    tls: bool = False,
+    log_path: Path | None = None,
+    new_session: bool = False,
+) -> RunningServer:
+    """Start `huedb run --path data --host 127.0.0.1 --port <free> *args`; do not wait.
+
+    The log goes to `log_path` (default: `server-<port>.log` next to `data`).
+    `new_session=True` puts the server in a process group of its own (see `kill_group`).
+    """
+    port = free_port()
+    log_path = log_path or data.parent / f"server-{port}.log"
+    cmd = cli_command(
+        *("run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port), *args)
+    )
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=child_env(env),
+            cwd=REPO_ROOT,
+            start_new_session=new_session,
+        )
+    return RunningServer(process, "127.0.0.1", port, "https" if tls else "http", log_path)
+
+
 @contextlib.contextmanager
 def huedb_server(
     data: Path,
@@ -66,33 +160,9 @@ def huedb_server(
     timeout: float = 30,
 ) -> Iterator[RunningServer]:
     """Run `huedb run --path data --port <free> *args` on 127.0.0.1 for the block."""
-    port = free_port()
-    log_path = data.parent / f"server-{port}.log"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("HUEDB_", "CHROMA_"))}
-    full_env.update(env or {})
-    cmd = [
-        sys.executable,
-        "-m",
-        "huedb.cli",
-        "run",
-        "--path",
-        str(data),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        *args,
-    ]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
-    server = RunningServer(process, "127.0.0.1", port, "https" if tls else "http", log_path)
+    server = start_server(data, *args, env=env, tls=tls)
     try:
-        wait_until_up(server.url, process, log_path, timeout)
+        server.wait_up(timeout)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.stop()

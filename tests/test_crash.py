@@ -11,15 +11,13 @@ parent asserts that the stored state equals the acknowledged history, plus possi
 one in-flight batch applied as a whole.
 
 `HUEDB_CRASH_TRIALS` sets the number of trials (default 50); `HUEDB_CRASH_SEED` fixes the
-random schedule (printed on failure).
+random schedule (printed on failure); the log and knobs are `tests/crash_log.py`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -27,10 +25,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-try:
-    from tests.proc_workers import run_worker, start_worker, stderr_of, vectors_for
-except ImportError:  # pragma: no cover - when run from inside tests/
-    from proc_workers import run_worker, start_worker, stderr_of, vectors_for  # type: ignore
+from tests.crash_log import crash_seed, crash_trials, in_call, read_ack_log, sigkill
+from tests.proc_workers import run_worker, start_worker, stderr_of, vectors_for
 
 DIM = 16
 HNSW = {"huedb_sync": "full", "huedb_exact_max_floats": DIM * 200, "huedb_snapshot_every": 60}
@@ -56,26 +52,6 @@ def _apply(state: State, op: dict[str, Any]) -> State:
             continue
         out[rid] = (vecs[row], f"{rid}@{op['seed']}")
     return out
-
-
-def _read_log(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """(acknowledged ops in order, the op in flight at the kill or None)."""
-    begun: list[dict[str, Any]] = []
-    done: set[int] = set()
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line: its call had not started
-            if rec["t"] == "begin":
-                begun.append(rec)
-            else:
-                done.add(rec["k"])
-    acked = [op for op in begun if op["k"] in done]
-    pending = [op for op in begun if op["k"] not in done]
-    assert len(pending) <= 1 and (not pending or pending[0] is begun[-1]), pending
-    return acked, (pending[0] if pending else None)
 
 
 def _same(actual: State, expected: State) -> bool:
@@ -110,16 +86,6 @@ def _temp_files(index_dir: Path) -> set[str]:
     return {p.name for p in index_dir.iterdir() if p.suffix not in (".hnsw", ".lock")}
 
 
-def _in_call(log: Path) -> bool:
-    """True when the writer's last log line is a `begin`: a call is in flight."""
-    try:
-        data = log.read_bytes()
-    except FileNotFoundError:
-        return False
-    last = data.rstrip(b"\n").rsplit(b"\n", 1)[-1]
-    return data.endswith(b"\n") and last.startswith(b'{"t": "begin"')
-
-
 def _kill_when(
     proc: Any, mode: str, ready: Path, log: Path, index_dir: Path, rng: random.Random
 ) -> bool:
@@ -138,16 +104,13 @@ def _kill_when(
         elif mode == "inflight":  # during an add/upsert/update/delete call
             time.sleep(rng.uniform(0.0, 0.5))
             deadline = time.monotonic() + 3.0
-            while time.monotonic() < deadline and not _in_call(log):
+            while time.monotonic() < deadline and not in_call(log):
                 time.sleep(0.0002)
         else:  # "snapshot": as soon as a temporary snapshot file appears
             deadline = time.monotonic() + rng.uniform(1.0, 3.0)
             while time.monotonic() < deadline and not (_temp_files(index_dir) - leftovers):
                 time.sleep(0.0005)
-    assert proc.poll() is None, f"writer exited before the kill:\n{stderr_of(proc)}"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    assert sigkill(proc), f"writer exited before the kill:\n{stderr_of(proc)}"
     return bool(_temp_files(index_dir) - leftovers)
 
 
@@ -160,8 +123,8 @@ def test_sigkill_keeps_every_acknowledged_batch(tmp_path: Path, index: str) -> N
     returned by a query for its own vector.
     """
     settings = HNSW if index == "hnsw" else EXACT
-    trials = int(os.environ.get("HUEDB_CRASH_TRIALS", "50"))
-    seed = int(os.environ.get("HUEDB_CRASH_SEED", str(random.randrange(2**31))))
+    trials = crash_trials()
+    seed = crash_seed()
     rng = random.Random(seed)
     data = tmp_path / "data"
     index_dir = data / "index"
@@ -189,7 +152,7 @@ def test_sigkill_keeps_every_acknowledged_batch(tmp_path: Path, index: str) -> N
         )
         context = f"index={index} seed={seed} trial={trial} mode={mode}"
         stats["torn_snapshots"] += _kill_when(writer, mode, ready, log, index_dir, rng)
-        acked, inflight = _read_log(log)
+        acked, inflight = read_ack_log(log)
         stats["acked"] += len(acked)
         for op in acked:
             state = _apply(state, op)

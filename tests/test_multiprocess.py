@@ -14,10 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-try:
-    from tests.proc_workers import start_worker, wait_ok
-except ImportError:  # pragma: no cover - when run from inside tests/
-    from proc_workers import start_worker, wait_ok  # type: ignore[no-redef]
+from tests.proc_workers import start_worker, wait_ok
 
 DIM = 16
 BATCH = 500

@@ -4,9 +4,6 @@ and the bounded memory of exporting a large collection."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -26,6 +23,7 @@ from huedb.ops.parquet import (
     read_file_metadata,
     string_array,
 )
+from tests.cli import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPORT_MEMORY_LIMIT_MB = 300
@@ -491,17 +489,7 @@ print(report.rows, peak[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 def run_script(script: str, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HUEDB_", "CHROMA_"))}
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return run_python("-c", textwrap.dedent(script), *args, timeout=600)
 
 
 def test_export_of_200k_x_384_stays_under_300_mb(tmp_path: Path) -> None:

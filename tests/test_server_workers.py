@@ -16,7 +16,6 @@ import http.client
 import json
 import os
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,34 +25,10 @@ import httpx
 import numpy as np
 import pytest
 
-try:
-    from tests.servers import RunningServer, huedb_server
-except ImportError:  # pragma: no cover - when run from inside tests/
-    from servers import RunningServer, huedb_server  # type: ignore[no-redef]
+from tests.servers import RunningServer, huedb_server
 
 DB = "/api/v2/tenants/default_tenant/databases/default_database"
 DIM = 16
-
-
-def worker_pids(server: RunningServer, expected: int = 2, timeout: float = 30) -> list[int]:
-    """The uvicorn worker processes (children started by multiprocessing spawn), once all run."""
-    pid = server.process.pid
-    deadline = time.monotonic() + timeout
-    while True:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        workers = []
-        for child in children:
-            try:
-                cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-            except FileNotFoundError:
-                continue
-            if b"spawn_main" in cmdline:
-                workers.append(int(child))
-        started = server.log().count("Application startup complete")
-        if len(workers) == expected and started >= expected:
-            return sorted(workers)
-        assert time.monotonic() < deadline, (children, server.log())
-        time.sleep(0.1)
 
 
 def socket_inode(server_port: int, client_port: int) -> str | None:
@@ -158,7 +133,7 @@ def workers_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers
     """`huedb run --workers 2` on a fresh directory."""
     data = tmp_path_factory.mktemp("workers") / "data"
     with huedb_server(data, "--workers", "2") as server:
-        pids = worker_pids(server)
+        pids = server.worker_pids(2)
         yield WorkersServer(server, pids)
         assert server.process.poll() is None
         assert all(Path(f"/proc/{pid}").exists() for pid in pids), "a worker died"

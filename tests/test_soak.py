@@ -1,4 +1,4 @@
-"""Load, soak and leak tests.
+"""Load and soak test.
 
 Acceptance (issue): "4 concurrent clients (2 writers, 2 readers) for 60 s against the server
 with --workers 2: 0 errors, every acknowledged write present afterwards, RSS flat after
@@ -34,14 +34,11 @@ and the writers write ~1,000-1,900 vectors/s; between the two windows (~45 s) a 
 ~3-5 KB per request, or deleted vectors never being freed (256 bytes each in each of the
 two workers, 45k-85k vectors written), would exceed the 20 MB. Measured growth so far: 1-5 MB.
 
-`test_client_open_close_leaks_nothing` opens and closes PersistentClient, EphemeralClient and
-HttpClient many times in this process and checks the open file descriptors (/proc/self/fd)
-and VmRSS before and after, after a warm-up.
+The leak test of repeated client open/close is in `test_leaks.py`.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import random
@@ -51,7 +48,6 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +59,10 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import huedb  # noqa: E402
-from tests.servers import RunningServer, huedb_server  # noqa: E402
+from tests.cli import child_env  # noqa: E402
+from tests.knobs import knob  # noqa: E402
+from tests.proc_stats import status_kb  # noqa: E402
+from tests.servers import huedb_server  # noqa: E402
 
 COLLECTION = "soak"
 DIM = 64
@@ -84,7 +83,7 @@ SCRIPT = Path(__file__).resolve()
 
 def soak_seconds() -> float:
     """How long the clients run (HUEDB_SOAK_SECONDS, default 60)."""
-    return float(os.environ.get("HUEDB_SOAK_SECONDS", "60"))
+    return float(knob("HUEDB_SOAK_SECONDS", "60"))
 
 
 def vector_of(record_id: str, version: int) -> list[float]:
@@ -101,30 +100,6 @@ def metadata_of(writer: int, n: int, version: int) -> dict[str, Any]:
 def document_of(record_id: str, version: int) -> str:
     """The document of `record_id` at `version`."""
     return f"doc {record_id} v{version}"
-
-
-def status_kb(pid: int | str, field_name: str) -> int:
-    """A `kB` field of /proc/<pid>/status (VmRSS, RssAnon, RssFile), in kB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field_name + ":"):
-            return int(line.split()[1])
-    raise KeyError(field_name)
-
-
-def open_fds() -> list[str]:
-    """What each open file descriptor of this process points at."""
-    targets = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
-        except FileNotFoundError:  # the fd of the listdir itself, closed by now
-            continue
-    return targets
-
-
-def fd_count(pid: int) -> int:
-    """Number of open file descriptors of `pid`."""
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 # --------------------------------------------------------------------------- client programs
@@ -345,25 +320,6 @@ def client_main(role: str, config_path: str) -> None:
 # --------------------------------------------------------------------------- soak test
 
 
-def server_workers(server: RunningServer, expected: int, timeout: float = 30) -> list[int]:
-    """The worker processes of a `--workers N` server (children running spawn_main)."""
-    pid = server.process.pid
-    deadline = time.monotonic() + timeout
-    while True:
-        workers = []
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for child in (task / "children").read_text().split():
-                try:
-                    if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                        workers.append(int(child))
-                except FileNotFoundError:
-                    continue
-        if len(workers) == expected and server.log().count("startup complete") >= expected:
-            return sorted(workers)
-        assert time.monotonic() < deadline, (workers, server.log())
-        time.sleep(0.1)
-
-
 class RssSampler(threading.Thread):
     """Samples VmRSS/RssAnon/RssFile (kB) of some processes once a second."""
 
@@ -512,6 +468,7 @@ def start_client(role: str, index: int, base: dict[str, Any], tmp: Path) -> subp
         cwd=REPO_ROOT,
         stdout=stderr,
         stderr=subprocess.STDOUT,
+        env=child_env(),
     )
     proc.name = name  # type: ignore[attr-defined]
     proc.log_file = stderr  # type: ignore[attr-defined]
@@ -532,7 +489,7 @@ def test_soak_four_clients_two_workers(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     with huedb_server(data, "--workers", str(WORKERS)) as server:
-        workers = server_workers(server, WORKERS)
+        workers = server.worker_pids(WORKERS)
         setup = huedb.HttpClient(host="127.0.0.1", port=server.port)
         setup.create_collection(COLLECTION)
         base = {"host": "127.0.0.1", "port": server.port, "go": str(tmp_path / "go.json")}
@@ -562,7 +519,7 @@ def test_soak_four_clients_two_workers(tmp_path: Path) -> None:
                     p.kill()
                     p.wait()
                 p.log_file.close()  # type: ignore[attr-defined]
-        assert server_workers(server, WORKERS) == workers, "a worker process was replaced"
+        assert server.worker_pids(WORKERS) == workers, "a worker process was replaced"
         assert server.process.poll() is None, server.log()
 
         reports = [
@@ -656,103 +613,6 @@ def test_soak_four_clients_two_workers(tmp_path: Path) -> None:
         f"worker RSS grew {growth_bytes / 2**20:.1f} MB after warm-up "
         f"(bound {bound_bytes / 2**20:.1f} MB); samples in {tmp_path / 'soak_results.json'}"
     )
-
-
-# --------------------------------------------------------------------------- open/close leaks
-
-
-def test_client_open_close_leaks_nothing(tmp_path: Path) -> None:
-    """Open/close clients many times in this process: no fd growth, RSS growth < 20 MB.
-
-    PersistentClient 20 + 300 times (a query each time), EphemeralClient 20 + 300 times,
-    HttpClient 20 + 200 times against a server. The first 20 of each are warm-up (imports,
-    lazy caches, the first SQLite/HTTP setup); fds and VmRSS are measured after them and at
-    the end, after gc.collect(). Allowed fd growth: 0. After every PersistentClient.close()
-    (the last client on the path), no fd of this process may point into the store directory:
-    the shared engine must have closed its SQLite connection and lock files. The server's
-    worker must not accumulate fds either (closed HTTP clients close their connections).
-    """
-    store = tmp_path / "store"
-    rng = np.random.default_rng(7)
-    vectors = rng.standard_normal((20, DIM)).astype(np.float32)
-    ids = [f"id{i}" for i in range(20)]
-    query = rng.standard_normal((1, DIM)).astype(np.float32)
-    huedb.api.client.clear_system_cache()
-    figures: dict[str, Any] = {}
-
-    def persistent_round() -> None:
-        client = huedb.PersistentClient(path=str(store))
-        col = client.get_or_create_collection("leak")
-        col.upsert(ids=ids, embeddings=vectors)
-        res = col.query(query_embeddings=query, n_results=3)
-        assert len(res["ids"][0]) == 3
-        client.close()
-        held = [t for t in open_fds() if t.startswith(str(store))]
-        assert not held, f"fds into the store still open after close(): {held}"
-
-    def ephemeral_round() -> None:
-        client = huedb.EphemeralClient()
-        col = client.get_or_create_collection("leak")
-        col.upsert(ids=ids, embeddings=vectors)
-        res = col.query(query_embeddings=query, n_results=3)
-        assert len(res["ids"][0]) == 3
-        client.close()
-
-    def measure(name: str, round_fn: Callable[[], None], times: int) -> None:
-        for _ in range(20):
-            round_fn()
-        gc.collect()
-        fds_before, rss_before = open_fds(), status_kb("self", "VmRSS")
-        for _ in range(times):
-            round_fn()
-        gc.collect()
-        fds_after, rss_after = open_fds(), status_kb("self", "VmRSS")
-        figures[name] = {
-            "rounds": times,
-            "fds_before": len(fds_before),
-            "fds_after": len(fds_after),
-            "fd_growth": len(fds_after) - len(fds_before),
-            "new_fd_targets": sorted(Counter(fds_after) - Counter(fds_before)),
-            "rss_before_kb": rss_before,
-            "rss_after_kb": rss_after,
-            "rss_growth_kb": rss_after - rss_before,
-        }
-
-    measure("persistent", persistent_round, 300)
-    measure("ephemeral", ephemeral_round, 300)
-
-    data = tmp_path / "server-data"
-    data.mkdir()
-    with huedb_server(data) as server:
-        setup = huedb.HttpClient(host="127.0.0.1", port=server.port)
-        setup.create_collection("leak").add(ids=ids, embeddings=vectors)
-        setup.close()
-
-        def http_round() -> None:
-            client = huedb.HttpClient(host="127.0.0.1", port=server.port)
-            res = client.get_collection("leak").query(query_embeddings=query, n_results=3)
-            assert len(res["ids"][0]) == 3
-            client.close()
-
-        for _ in range(20):
-            http_round()
-        server_fds_before = fd_count(server.process.pid)
-        measure("http", http_round, 200)
-        deadline = time.monotonic() + 5
-        while (server_fds_after := fd_count(server.process.pid)) > server_fds_before:
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        figures["http"]["server_fds_before"] = server_fds_before
-        figures["http"]["server_fds_after"] = server_fds_after
-
-    (tmp_path / "leak_results.json").write_text(json.dumps(figures, indent=1))
-    print("\nopen/close leak results:", json.dumps(figures, indent=1))
-    for name, fig in figures.items():
-        assert fig["fd_growth"] <= 0, f"{name}: {fig}"
-        assert fig["rss_growth_kb"] < 20 * 1024, f"{name}: {fig}"
-    http = figures["http"]
-    assert http["server_fds_after"] <= http["server_fds_before"], http
 
 
 if __name__ == "__main__":

@@ -1,0 +1,140 @@
+"""What the crash tests of the server, collections, backup and import share.
+
+Records as (vector, metadata, document) and their exact comparison, the trial split of
+`HUEDB_CRASH_TRIALS`, the JSON report, and opening/dumping/verifying a store in this
+process (its engine closed afterwards, so the next process to open the store starts fresh).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import huedb
+from huedb.api.client import clear_system_cache
+from tests.crash_log import crash_trials
+
+REPORT: dict[str, Any] = {}
+
+Record = tuple[np.ndarray, dict[str, Any] | None, str | None]  # (vector, metadata, document)
+State = dict[str, Record]
+
+
+def trial_counts() -> dict[str, int]:
+    """Trials per scenario: HUEDB_CRASH_TRIALS split 2:1:1:1, at least 10 each."""
+    total = crash_trials()
+    server = max(10, total * 2 // 5)
+    coll = max(10, total // 5)
+    backup = max(10, total // 5)
+    return {
+        "server": server,
+        "collections": coll,
+        "backup": backup,
+        "import": max(10, total - server - coll - backup),
+    }
+
+
+def record_report(tmp_path_factory: pytest.TempPathFactory, name: str, data: dict) -> None:
+    """Print one scenario's counts and (re)write the JSON report in the pytest base temp."""
+    REPORT[name] = data
+    out = tmp_path_factory.getbasetemp() / "crash_server_report.json"
+    totals = {
+        "trials": sum(v.get("trials", 0) for v in REPORT.values()),
+        "acknowledged_checked": sum(v.get("acknowledged_checked", 0) for v in REPORT.values()),
+        "lost": sum(v.get("lost", 0) for v in REPORT.values()),
+    }
+    out.write_text(json.dumps({"scenarios": REPORT, "totals": totals}, indent=2))
+    print(f"\ncrash[{name}]: {json.dumps(data)}\ncrash totals: {totals} -> {out}")
+
+
+def same_record(a: Record, b: Record) -> bool:
+    """Exact equality of (vector, metadata, document)."""
+    return a[1] == b[1] and a[2] == b[2] and np.array_equal(a[0], b[0])
+
+
+def diff(actual: State, expected: State) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, changed) ids of `actual` against `expected`."""
+    missing = sorted(expected.keys() - actual.keys())
+    extra = sorted(actual.keys() - expected.keys())
+    changed = sorted(
+        i for i in expected.keys() & actual.keys() if not same_record(actual[i], expected[i])
+    )
+    return missing, extra, changed
+
+
+def same_state(actual: State, expected: State) -> bool:
+    """True when both hold the same ids with identical records."""
+    return not any(diff(actual, expected))
+
+
+def describe(actual: State, expected: State) -> str:
+    """A short account of how `actual` differs from `expected`."""
+    missing, extra, changed = diff(actual, expected)
+    return (
+        f"{len(missing)} missing {missing[:8]}, {len(extra)} unexpected {extra[:8]}, "
+        f"{len(changed)} changed {changed[:8]}"
+    )
+
+
+def orphan_rows(data: Path) -> dict[str, int]:
+    """Rows in SQLite that belong to no collection / no record (must all be 0)."""
+    conn = sqlite3.connect(f"file:{data / 'huedb.sqlite3'}?mode=ro", uri=True)
+    try:
+        queries = {
+            "records": "SELECT count(*) FROM records "
+            "WHERE cid NOT IN (SELECT cid FROM collections)",
+            "embeddings": "SELECT count(*) FROM embeddings "
+            "WHERE key NOT IN (SELECT key FROM records)",
+            "record_meta": "SELECT count(*) FROM record_meta "
+            "WHERE key NOT IN (SELECT key FROM records)",
+        }
+        return {name: conn.execute(q).fetchone()[0] for name, q in queries.items()}
+    finally:
+        conn.close()
+
+
+def verify_ok(data: Path, context: str) -> None:
+    """`huedb.ops.verify.verify(data).ok`, with its report in the failure message."""
+    from huedb.ops.verify import verify
+
+    try:
+        report = verify(data)
+    finally:
+        clear_system_cache()
+    assert report.ok, f"{context}: verify failed:\n" + "\n".join(report.lines())
+
+
+@contextlib.contextmanager
+def opened(data: Path, **settings: Any) -> Iterator[Any]:
+    """A PersistentClient on `data`, closed (and its shared engine released) afterwards."""
+    client = huedb.PersistentClient(path=str(data), settings=huedb.Settings(**settings))
+    try:
+        yield client
+    finally:
+        client.close()
+        clear_system_cache()
+
+
+def dump_collection(col: Any, page: int = 5000) -> State:
+    """Every record of an embedded collection."""
+    out: State = {}
+    offset = 0
+    while True:
+        got = col.get(limit=page, offset=offset, include=["embeddings", "metadatas", "documents"])
+        for i, rid in enumerate(got["ids"]):
+            assert rid not in out, f"get() returned {rid} twice"
+            out[rid] = (
+                np.asarray(got["embeddings"][i], dtype=np.float32),
+                got["metadatas"][i],
+                got["documents"][i],
+            )
+        if len(got["ids"]) < page:
+            return out
+        offset += page
