@@ -6,9 +6,14 @@ filter rules, validation errors) closely enough to be compared call by call agai
 huedb (and against real chromadb) in the stateful test. Errors raised here carry the
 same class *names* as Chroma's, which is how the test compares them.
 
-Only the argument shapes that the stateful test generates are modelled: embeddings are
-always given explicitly as lists of float lists, there is no embedding function, no
-uris/images and no sparse vectors.
+It is the one model of Chroma's behaviour in the suite: `test_stateful.py` drives it call
+by call, and `test_http_compat.py` asks it which records a get/query must return
+(`ModelCollection.get`, `returned_metadata`, `distance`) for its fixed data set.
+
+Only the argument shapes those tests generate are modelled: embeddings are always given
+explicitly as lists of float lists, there is no embedding function, no images and no
+sparse vectors; uris are not stored (only `returned_metadata` knows how they change what
+Chroma returns).
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ __all__ = [
     "ModelClient",
     "ModelCollection",
     "NotFoundError",
+    "distance",
+    "returned_metadata",
 ]
 
 
@@ -853,14 +860,26 @@ class ModelCollection:
 
     @staticmethod
     def _distance(space: str, q: np.ndarray, v: np.ndarray) -> float:
-        """Chroma's distances in float32: squared l2, 1 - dot, 1 - cosine."""
-        q = q.astype(np.float32)
-        v = v.astype(np.float32)
-        if space == "l2":
-            diff = q - v
-            return float(np.dot(diff, diff))
-        if space == "ip":
-            return float(np.float32(1.0) - np.dot(q, v))
-        qn = q / np.float32(math.sqrt(float(np.dot(q, q))) + 1e-30)
-        vn = v / np.float32(math.sqrt(float(np.dot(v, v))) + 1e-30)
-        return float(np.float32(1.0) - np.dot(qn, vn))
+        return distance(space, q, v)
+
+
+def distance(space: str, q: Any, v: Any) -> float:
+    """Chroma's distances in float32: squared l2, 1 - dot, 1 - cosine."""
+    q = np.asarray(q, dtype=np.float32)
+    v = np.asarray(v, dtype=np.float32)
+    if space == "l2":
+        diff = q - v
+        return float(np.dot(diff, diff))
+    if space == "ip":
+        return float(np.float32(1.0) - np.dot(q, v))
+    qn = q / np.float32(math.sqrt(float(np.dot(q, q))) + 1e-30)
+    vn = v / np.float32(math.sqrt(float(np.dot(v, v))) + 1e-30)
+    return float(np.float32(1.0) - np.dot(qn, vn))
+
+
+def returned_metadata(metadata: dict[str, Any] | None, uri: str | None) -> dict[str, Any] | None:
+    """The metadata Chroma returns for a record: a record with a uri but no metadata comes
+    back with `{}` (the uri is stored in the metadata row)."""
+    if metadata is None and uri is not None:
+        return {}
+    return metadata

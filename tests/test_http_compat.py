@@ -3,15 +3,14 @@
 Every scenario runs twice: once through a remote client talking to a `huedb run` process
 (module-scoped, one per file) and once through `huedb.PersistentClient` on a separate
 directory. Results are compared field by field, and the read paths are also checked against
-a small Python model of Chroma 1.5.9's semantics (chroma-compat.md §3.3, §9) so that a bug
-shared by both sides still fails.
+the suite's model of Chroma 1.5.9 (`tests/reference_model.py`, chroma-compat.md §3.3, §9),
+loaded with the same data set, so that a bug shared by both sides still fails.
 """
 
 from __future__ import annotations
 
 import base64
 import itertools
-import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,19 +27,14 @@ from chromadb.config import Settings as ChromaSettings
 
 import huedb
 import huedb.errors
-from huedb.api.client import clear_system_cache
-
-try:
-    from tests.servers import RunningServer, huedb_server
-except ImportError:  # pragma: no cover - when run from inside tests/
-    from servers import RunningServer, huedb_server  # type: ignore[no-redef]
+from tests.reference_model import ModelClient, ModelCollection, distance, returned_metadata
+from tests.servers import RunningServer, huedb_server
 
 API = "/api/v2"
 DIM = 3
 REMOTE_KINDS = ["chromadb", "huedb"]
 
 Metadata = dict[str, Any] | None
-Predicate = Callable[[Any], bool]
 
 # ---------------------------------------------------------------------------------------
 # Data set and a model of Chroma's filter semantics
@@ -92,40 +86,24 @@ def make_records() -> list[Record]:
 RECORDS = make_records()
 
 
-def _meta(key: str) -> Callable[[Metadata], Any]:
-    return lambda m: None if m is None else m.get(key)
-
-
-def _num(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-WHERES: list[tuple[str, Any, Predicate]] = [
-    ("none", None, lambda m: True),
-    ("eq", {"s": "red"}, lambda m: _meta("s")(m) == "red"),
-    ("ne-missing", {"opt": {"$ne": 4}}, lambda m: _meta("opt")(m) != 4),
-    ("in", {"n": {"$in": [1, 2, 3, 15, 99]}}, lambda m: _meta("n")(m) in (1, 2, 3, 15, 99)),
-    ("gt", {"f": {"$gt": 5}}, lambda m: _num(_meta("f")(m)) and _meta("f")(m) > 5),
-    ("gte-float", {"n": {"$gte": 20.0}}, lambda m: _num(_meta("n")(m)) and _meta("n")(m) >= 20),
-    (
-        "and",
-        {"$and": [{"flag": True}, {"n": {"$lt": 12}}]},
-        lambda m: _meta("flag")(m) is True and _num(_meta("n")(m)) and _meta("n")(m) < 12,
-    ),
-    (
-        "or",
-        {"$or": [{"s": "blue"}, {"opt": {"$gte": 8}}]},
-        lambda m: _meta("s")(m) == "blue" or (_num(_meta("opt")(m)) and _meta("opt")(m) >= 8),
-    ),
-    ("contains-list", {"tags": {"$contains": "b"}}, lambda m: "b" in (_meta("tags")(m) or [])),
-    ("nin", {"s": {"$nin": ["red", "green"]}}, lambda m: _meta("s")(m) not in ("red", "green")),
+WHERES: list[tuple[str, Any]] = [
+    ("none", None),
+    ("eq", {"s": "red"}),
+    ("ne-missing", {"opt": {"$ne": 4}}),
+    ("in", {"n": {"$in": [1, 2, 3, 15, 99]}}),
+    ("gt", {"f": {"$gt": 5}}),
+    ("gte-float", {"n": {"$gte": 20.0}}),
+    ("and", {"$and": [{"flag": True}, {"n": {"$lt": 12}}]}),
+    ("or", {"$or": [{"s": "blue"}, {"opt": {"$gte": 8}}]}),
+    ("contains-list", {"tags": {"$contains": "b"}}),
+    ("nin", {"s": {"$nin": ["red", "green"]}}),
 ]
 
-WHERE_DOCUMENTS: list[tuple[str, Any, Predicate]] = [
-    ("none", None, lambda d: True),
-    ("contains", {"$contains": "apple"}, lambda d: d is not None and "apple" in d),
-    ("not-contains", {"$not_contains": "apple"}, lambda d: d is None or "apple" not in d),
-    ("regex", {"$regex": "^doc 1[0-9]"}, lambda d: d is not None and re.search("^doc 1[0-9]", d)),
+WHERE_DOCUMENTS: list[tuple[str, Any]] = [
+    ("none", None),
+    ("contains", {"$contains": "apple"}),
+    ("not-contains", {"$not_contains": "apple"}),
+    ("regex", {"$regex": "^doc 1[0-9]"}),
 ]
 
 ALL_INCLUDE = ["documents", "embeddings", "metadatas", "uris"]
@@ -140,22 +118,41 @@ PAGES: list[tuple[int | None, int | None]] = [
 ]
 
 
+def model_of(records: list[Record]) -> ModelCollection:
+    """The data set in a collection of the reference model, in storage order."""
+    col = ModelClient().create_collection("http-compat-model")
+    for r in records:
+        col.add(
+            ids=[r.id],
+            embeddings=[list(r.embedding)],
+            metadatas=None if r.metadata is None else [r.metadata],
+            documents=None if r.document is None else [r.document],
+        )
+    return col
+
+
+MODEL = model_of(RECORDS)
+BY_ID = {r.id: r for r in RECORDS}
+
+
 def expected_get(
-    records: list[Record],
-    where: Predicate,
-    where_document: Predicate,
+    where: Any,
+    where_document: Any,
     limit: int | None,
     offset: int | None,
     ids: list[str] | None = None,
 ) -> list[Record]:
-    """The records Chroma returns: storage order, filters ANDed, then offset/limit."""
-    hits = [
-        r
-        for r in records
-        if (ids is None or r.id in ids) and where(r.metadata) and where_document(r.document)
-    ]
-    start = offset or 0
-    return hits[start:] if limit is None else hits[start : start + limit]
+    """The records Chroma returns, as the reference model selects them (storage order,
+    filters ANDed, then offset/limit)."""
+    got = MODEL.get(
+        ids=ids,
+        where=where,
+        where_document=where_document,
+        limit=limit,
+        offset=offset,
+        include=[],
+    )
+    return [BY_ID[i] for i in got["ids"]]
 
 
 # ---------------------------------------------------------------------------------------
@@ -185,11 +182,9 @@ def assert_same_get(got: Any, ref: Any, where: str) -> None:
 
 
 def returned(record: Record, attr: str) -> Any:
-    """A record's field as Chroma returns it: a uri without metadata comes back with {}."""
+    """A record's field as Chroma returns it (see `reference_model.returned_metadata`)."""
     value = getattr(record, attr)
-    if attr == "metadata" and value is None and record.uri is not None:
-        return {}
-    return value
+    return returned_metadata(value, record.uri) if attr == "metadata" else value
 
 
 def assert_get_matches_model(
@@ -213,8 +208,8 @@ def assert_get_matches_model(
 
 
 def sq_l2(a: Any, b: Any) -> float:
-    """Chroma's l2 distance (squared)."""
-    return float(np.sum((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) ** 2))
+    """Chroma's l2 distance (squared), as the reference model computes it."""
+    return distance("l2", a, b)
 
 
 def assert_query_matches_model(
@@ -381,7 +376,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def ref_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Directory of the reference huedb.PersistentClient."""
     yield tmp_path_factory.mktemp("http-compat-ref") / "db"
-    clear_system_cache()
 
 
 _counter = itertools.count()
@@ -550,7 +544,7 @@ def test_get_every_include_where_where_document_limit_offset(pair: Pair) -> None
     assert remote_col.count() == ref_col.count() == len(RECORDS)
     nonempty = 0
     combos = itertools.product(GET_INCLUDES, WHERES, WHERE_DOCUMENTS, PAGES)
-    for include, (wlabel, where, wpred), (dlabel, wdoc, dpred), (limit, offset) in combos:
+    for include, (wlabel, where), (dlabel, wdoc), (limit, offset) in combos:
         kwargs: dict[str, Any] = {"where": where, "where_document": wdoc}
         kwargs.update(limit=limit, offset=offset)
         if include is not None:
@@ -559,7 +553,7 @@ def test_get_every_include_where_where_document_limit_offset(pair: Pair) -> None
         got = remote_col.get(**kwargs)
         ref = ref_col.get(**kwargs)
         assert_same_get(got, ref, ctx)
-        expected = expected_get(RECORDS, wpred, dpred, limit, offset)
+        expected = expected_get(where, wdoc, limit, offset)
         effective = ["metadatas", "documents"] if include is None else include
         assert_get_matches_model(got, expected, effective, ctx)
         nonempty += bool(expected)
@@ -567,18 +561,18 @@ def test_get_every_include_where_where_document_limit_offset(pair: Pair) -> None
 
     # ids select (storage order, missing ids dropped) and combine with the filters.
     wanted = ["r03", "r01", "nope", "r12", "r20"]
-    for (wlabel, where, wpred), (dlabel, wdoc, dpred) in itertools.product(WHERES, WHERE_DOCUMENTS):
+    for (wlabel, where), (dlabel, wdoc) in itertools.product(WHERES, WHERE_DOCUMENTS):
         kwargs = {"ids": wanted, "where": where, "where_document": wdoc, "include": ALL_INCLUDE}
         got, ref = remote_col.get(**kwargs), ref_col.get(**kwargs)
         ctx = f"ids where={wlabel} where_document={dlabel}"
         assert_same_get(got, ref, ctx)
         assert_get_matches_model(
-            got, expected_get(RECORDS, wpred, dpred, None, None, wanted), ALL_INCLUDE, ctx
+            got, expected_get(where, wdoc, None, None, wanted), ALL_INCLUDE, ctx
         )
 
     peeks = [remote_col.peek(4), ref_col.peek(4)]
     for peek in peeks:
-        want = expected_get(RECORDS, WHERES[0][2], WHERE_DOCUMENTS[0][2], 4, None)
+        want = expected_get(None, None, 4, None)
         assert_get_matches_model(peek, want, ALL_INCLUDE[:3], "peek")
 
 
@@ -591,7 +585,7 @@ def test_query_every_include_where_where_document_n_results(pair: Pair) -> None:
     wdocs = [WHERE_DOCUMENTS[0], WHERE_DOCUMENTS[2], WHERE_DOCUMENTS[3]]
     id_sets: list[list[str] | None] = [None, ["r01", "r02", "r10", "r20", "r21"]]
     combos = itertools.product(includes, wheres, wdocs, (1, 4, 50), id_sets)
-    for include, (wlabel, where, wpred), (dlabel, wdoc, dpred), n, ids in combos:
+    for include, (wlabel, where), (dlabel, wdoc), n, ids in combos:
         kwargs: dict[str, Any] = {
             "query_embeddings": queries,
             "n_results": n,
@@ -604,7 +598,7 @@ def test_query_every_include_where_where_document_n_results(pair: Pair) -> None:
         ctx = f"include={include} where={wlabel} where_document={dlabel} n={n} ids={ids}"
         got, ref = remote_col.query(**kwargs), ref_col.query(**kwargs)
         assert_same_query(got, ref, ctx)
-        candidates = expected_get(RECORDS, wpred, dpred, None, None, ids)
+        candidates = expected_get(where, wdoc, None, None, ids)
         effective = ["metadatas", "documents", "distances"] if include is None else include
         assert_query_matches_model(got, queries, candidates, n, effective, ctx)
 

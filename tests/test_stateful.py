@@ -13,7 +13,6 @@ at real chromadb to validate the model.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -26,10 +25,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-try:
-    from tests.reference_model import ModelClient, ModelCollection
-except ImportError:  # pragma: no cover - when run from inside tests/
-    from reference_model import ModelClient, ModelCollection  # type: ignore[no-redef]
+from tests.knobs import knob
+from tests.reference_model import ModelClient, ModelCollection
 
 # --------------------------------------------------------------------------- vocabularies
 
@@ -703,7 +700,7 @@ def build_machine(
 
 # --------------------------------------------------------------------------- tests
 
-EXAMPLES = int(os.environ.get("HUEDB_HYPOTHESIS_EXAMPLES", "150"))
+EXAMPLES = int(knob("HUEDB_HYPOTHESIS_EXAMPLES", "150"))
 STATEFUL_SETTINGS = settings(
     max_examples=EXAMPLES,
     stateful_step_count=40,
