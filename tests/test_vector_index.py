@@ -19,7 +19,6 @@ test; each property runs a fixed fraction of it).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +35,9 @@ from huedb.engine.vector_index import (
     build_graph,
     top_k_exact,
 )
+from tests.knobs import knob
 
-EXAMPLES = int(os.environ.get("HUEDB_HYPOTHESIS_EXAMPLES", "150"))
+EXAMPLES = int(knob("HUEDB_HYPOTHESIS_EXAMPLES", "150"))
 SPACES = ["l2", "ip", "cosine"]
 RTOL = 1e-5  # float32 distances against the float64 reference
 EXACT = Thresholds(exact_max_floats=10**12, filtered_exact_max_floats=10**12)

@@ -1,0 +1,95 @@
+"""Security of `huedb run`: TLS (the real `chromadb.HttpClient` over TLS; plain HTTP and
+unknown CAs refused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.http_checks import (
+    ADMIN,
+    TOKENS_ENV,
+    chroma_client,
+    token_settings,
+)
+from tests.servers import RunningServer, huedb_server
+
+# --------------------------------------------------------------------------- TLS
+
+
+@dataclass
+class TlsFiles:
+    """PEM files for a server certificate issued by a throwaway CA."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A CA and a server certificate for 127.0.0.1 and localhost, written as PEM files."""
+    import trustme
+
+    root = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    files = TlsFiles(root / "ca.pem", root / "cert.pem", root / "key.pem")
+    ca.cert_pem.write_to_path(str(files.ca))
+    cert.private_key_pem.write_to_path(str(files.key))
+    files.cert.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    return files
+
+
+@pytest.fixture(scope="module")
+def tls_server(
+    tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """A server on HTTPS only, with token auth."""
+    data = tmp_path_factory.mktemp("tls-data") / "data"
+    args = ("--ssl-certfile", str(tls_files.cert), "--ssl-keyfile", str(tls_files.key))
+    with huedb_server(data, *args, env=TOKENS_ENV, tls=True) as server:
+        yield server
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+def test_chromadb_client_over_tls(
+    tls_server: RunningServer, tls_files: TlsFiles, host: str
+) -> None:
+    """The real client verifies the certificate against the CA and does add/query."""
+    settings = {"chroma_server_ssl_verify": str(tls_files.ca), **token_settings(ADMIN)}
+    client = chroma_client(tls_server.port, host=host, ssl=True, settings=settings)
+    col = client.get_or_create_collection(f"tls_{host.replace('.', '_')}")
+    col.add(
+        ids=["x", "y", "z"],
+        embeddings=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        metadatas=[{"n": 1}, {"n": 2}, {"n": 3}],
+    )
+    res = col.query(query_embeddings=[[0.0, 0.9, 0.1]], n_results=2, where={"n": {"$gte": 2}})
+    assert res["ids"] == [["y", "z"]]
+    assert col.count() == 3
+
+
+def test_tls_server_refuses_plain_http_and_unknown_ca(
+    tls_server: RunningServer, tls_files: TlsFiles
+) -> None:
+    """Plain HTTP to the TLS port gets no answer; a client not trusting the CA fails."""
+    plain = f"http://127.0.0.1:{tls_server.port}/api/v2/heartbeat"
+    try:
+        r = httpx.get(plain, timeout=10)
+    except httpx.HTTPError:
+        pass
+    else:
+        assert r.status_code != 200, r.text
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"https://127.0.0.1:{tls_server.port}/api/v2/heartbeat", timeout=10)
+    with pytest.raises(ValueError, match="Could not connect"):
+        chroma_client(tls_server.port, ssl=True, settings=token_settings(ADMIN))
+    r = httpx.get(f"https://localhost:{tls_server.port}/api/v2/heartbeat", verify=str(tls_files.ca))
+    assert r.status_code == 200
+    assert tls_server.process.poll() is None
