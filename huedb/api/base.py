@@ -10,8 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-import numpy as np
-
+from huedb.api.requests import DeleteRequest, GetRequest, QueryRequest
 from huedb.api.types import CollectionModel, GetResult, QueryResult
 from huedb.record_batch import RecordBatch
 
@@ -112,14 +111,7 @@ class ServerAPI(ABC):
     def upsert(self, collection_id: str, batch: RecordBatch) -> None: ...
 
     @abstractmethod
-    def delete(
-        self,
-        collection_id: str,
-        ids: list[str] | None,
-        where: Any,
-        where_document: Any,
-        limit: int | None,
-    ) -> int: ...
+    def delete(self, collection_id: str, request: DeleteRequest) -> int: ...
 
     @abstractmethod
     def count(self, collection_id: str) -> int: ...
@@ -128,25 +120,7 @@ class ServerAPI(ABC):
     def indexing_status(self, collection_id: str) -> dict[str, Any]: ...
 
     @abstractmethod
-    def get(
-        self,
-        collection_id: str,
-        ids: list[str] | None,
-        where: Any,
-        where_document: Any,
-        limit: int | None,
-        offset: int | None,
-        include: list[str],
-    ) -> GetResult: ...
+    def get(self, collection_id: str, request: GetRequest) -> GetResult: ...
 
     @abstractmethod
-    def query(
-        self,
-        collection_id: str,
-        query_embeddings: np.ndarray,
-        n_results: int,
-        ids: list[str] | None,
-        where: Any,
-        where_document: Any,
-        include: list[str],
-    ) -> QueryResult: ...
+    def query(self, collection_id: str, request: QueryRequest) -> QueryResult: ...

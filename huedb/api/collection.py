@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from huedb.api import validation as v
+from huedb.api.requests import DeleteRequest, GetRequest, QueryRequest
 from huedb.api.types import (
     DEFAULT_GET_INCLUDE,
     DEFAULT_QUERY_INCLUDE,
@@ -151,7 +152,8 @@ class Collection:
             if limit is not None and where is None and where_document is None:
                 raise ValueError("limit can only be specified when a where clause is provided")
             self._check_filters(where, where_document)
-        deleted = self._client.delete(self._target_id(), id_list, where, where_document, limit)
+        request = DeleteRequest(id_list, where, where_document, limit)
+        deleted = self._client.delete(self._target_id(), request)
         return DeleteResult(deleted=deleted)
 
     # -- reads -------------------------------------------------------------------------
@@ -189,9 +191,8 @@ class Collection:
         wire_include = [i for i in include if i != "data"]
         if "data" in include and "uris" not in wire_include:
             wire_include.append("uris")
-        result = self._client.get(
-            self._target_id(), id_list, where, where_document, limit, offset, wire_include
-        )
+        request = GetRequest(id_list, where, where_document, limit, offset, wire_include)
+        result = self._client.get(self._target_id(), request)
         return self._finish(result, include)
 
     def peek(self, limit: int = 10) -> GetResult:
@@ -235,9 +236,8 @@ class Collection:
             assert matrix is not None
         v.finite_or_error(matrix)
         wire_include = [i for i in include if i != "data"]
-        result = self._client.query(
-            self._target_id(), matrix, n_results, id_list, where, where_document, wire_include
-        )
+        request = QueryRequest(matrix, n_results, id_list, where, where_document, wire_include)
+        result = self._client.query(self._target_id(), request)
         return self._finish(result, include)
 
     # -- collection changes ------------------------------------------------------------

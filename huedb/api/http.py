@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 import orjson
 
 from huedb.api.base import ServerAPI
+from huedb.api.requests import DeleteRequest, GetRequest, QueryRequest
 from huedb.api.types import CollectionModel, GetResult, QueryResult
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 from huedb.errors import ChromaError, error_types
@@ -238,20 +240,16 @@ class HttpServerAPI(ServerAPI):
     def upsert(self, collection_id: str, batch: RecordBatch) -> None:
         self._write("upsert", collection_id, batch)
 
-    def delete(
-        self,
-        collection_id: str,
-        ids: list[str] | None,
-        where: Any,
-        where_document: Any,
-        limit: int | None,
-    ) -> int:
-        body: dict[str, Any] = {"ids": ids, "where": where, "where_document": where_document}
-        if limit is not None:
-            body["limit"] = limit
-        return int(
-            self._request("POST", f"{self._data_path(collection_id)}/delete", body)["deleted"]
-        )
+    def delete(self, collection_id: str, request: DeleteRequest) -> int:
+        body: dict[str, Any] = {
+            "ids": request.ids,
+            "where": request.where,
+            "where_document": request.where_document,
+        }
+        if request.limit is not None:
+            body["limit"] = request.limit
+        path = f"{self._data_path(collection_id)}/delete"
+        return int(self._request("POST", path, body)["deleted"])
 
     def count(self, collection_id: str) -> int:
         return int(self._request("GET", f"{self._data_path(collection_id)}/count"))
@@ -259,24 +257,8 @@ class HttpServerAPI(ServerAPI):
     def indexing_status(self, collection_id: str) -> dict[str, Any]:
         return self._request("GET", f"{self._data_path(collection_id)}/indexing_status")
 
-    def get(
-        self,
-        collection_id: str,
-        ids: list[str] | None,
-        where: Any,
-        where_document: Any,
-        limit: int | None,
-        offset: int | None,
-        include: list[str],
-    ) -> GetResult:
-        body = {
-            "ids": ids,
-            "where": where,
-            "where_document": where_document,
-            "limit": limit,
-            "offset": offset,
-            "include": include,
-        }
+    def get(self, collection_id: str, request: GetRequest) -> GetResult:
+        body = dataclasses.asdict(request)
         data = self._request("POST", f"{self._data_path(collection_id)}/get", body)
         embeddings = data.get("embeddings")
         return GetResult(
@@ -286,26 +268,17 @@ class HttpServerAPI(ServerAPI):
             uris=data.get("uris"),
             data=None,
             metadatas=data.get("metadatas"),
-            included=include,
+            included=request.include,
         )
 
-    def query(
-        self,
-        collection_id: str,
-        query_embeddings: np.ndarray,
-        n_results: int,
-        ids: list[str] | None,
-        where: Any,
-        where_document: Any,
-        include: list[str],
-    ) -> QueryResult:
+    def query(self, collection_id: str, request: QueryRequest) -> QueryResult:
         body = {
-            "ids": ids,
-            "query_embeddings": query_embeddings.astype(np.float32).tolist(),
-            "n_results": n_results,
-            "where": where,
-            "where_document": where_document,
-            "include": include,
+            "ids": request.ids,
+            "query_embeddings": request.embeddings.astype(np.float32).tolist(),
+            "n_results": request.n_results,
+            "where": request.where,
+            "where_document": request.where_document,
+            "include": request.include,
         }
         data = self._request("POST", f"{self._data_path(collection_id)}/query", body)
         embeddings = data.get("embeddings")
@@ -317,7 +290,7 @@ class HttpServerAPI(ServerAPI):
             data=None,
             metadatas=data.get("metadatas"),
             distances=data.get("distances"),
-            included=include,
+            included=request.include,
         )
 
 

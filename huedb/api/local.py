@@ -21,6 +21,7 @@ from huedb.api.checks import (
     checked_batch,
     checked_filter,
 )
+from huedb.api.requests import DeleteRequest, GetRequest, QueryRequest
 from huedb.api.types import CollectionModel, GetResult, QueryResult
 from huedb.api.validation import finite_or_error
 from huedb.config import Settings
@@ -179,18 +180,11 @@ class LocalAPI(ServerAPI):
     def upsert(self, collection_id: str, batch: RecordBatch) -> None:
         self.engine.upsert(collection_id, checked_batch(batch, "upsert"))
 
-    def delete(
-        self,
-        collection_id: str,
-        ids: list[str] | None,
-        where: Any,
-        where_document: Any,
-        limit: int | None,
-    ) -> int:
-        flt = checked_filter(ids, where, where_document)
-        deleted = self.engine.delete(collection_id, flt, limit)
-        if ids is not None and where is None and where_document is None:
-            return len(ids)
+    def delete(self, collection_id: str, request: DeleteRequest) -> int:
+        flt = checked_filter(request.ids, request.where, request.where_document)
+        deleted = self.engine.delete(collection_id, flt, request.limit)
+        if request.ids is not None and request.where is None and request.where_document is None:
+            return len(request.ids)
         return deleted
 
     def count(self, collection_id: str) -> int:
@@ -199,19 +193,15 @@ class LocalAPI(ServerAPI):
     def indexing_status(self, collection_id: str) -> dict[str, Any]:
         return self.engine.indexing_status(collection_id)
 
-    def get(
-        self,
-        collection_id: str,
-        ids: list[str] | None,
-        where: Any,
-        where_document: Any,
-        limit: int | None,
-        offset: int | None,
-        include: list[str],
-    ) -> GetResult:
-        flt = checked_filter(ids, where, where_document)
+    def get(self, collection_id: str, request: GetRequest) -> GetResult:
+        include = request.include
+        flt = checked_filter(request.ids, request.where, request.where_document)
         rows = self.engine.get(
-            collection_id, flt, limit, offset, with_vectors="embeddings" in include
+            collection_id,
+            flt,
+            request.limit,
+            request.offset,
+            with_vectors="embeddings" in include,
         )
         fields = _fields(rows, include)
         return GetResult(
@@ -224,20 +214,16 @@ class LocalAPI(ServerAPI):
             included=list(include),
         )
 
-    def query(
-        self,
-        collection_id: str,
-        query_embeddings: np.ndarray,
-        n_results: int,
-        ids: list[str] | None,
-        where: Any,
-        where_document: Any,
-        include: list[str],
-    ) -> QueryResult:
-        flt = checked_filter(ids, where, where_document)
-        finite_or_error(query_embeddings)
+    def query(self, collection_id: str, request: QueryRequest) -> QueryResult:
+        include = request.include
+        flt = checked_filter(request.ids, request.where, request.where_document)
+        finite_or_error(request.embeddings)
         hits = self.engine.query(
-            collection_id, query_embeddings, n_results, flt, with_vectors="embeddings" in include
+            collection_id,
+            request.embeddings,
+            request.n_results,
+            flt,
+            with_vectors="embeddings" in include,
         )
         per_query = [[hits.rows[k] for k in keys if k in hits.rows] for keys in hits.keys]
         distances = [

@@ -256,29 +256,14 @@ def run_get(local: LocalAPI, collection_id: str, body: wire.GetRecords) -> dict[
     """POST .../get: the response body."""
     if "distances" in body.include:
         raise InvalidArgumentError("Include item cannot be one of distances in get")
-    result = local.get(
-        collection_uuid(collection_id),
-        body.ids,
-        body.where,
-        body.where_document,
-        body.limit,
-        body.offset,
-        list(body.include),
-    )
+    result = local.get(collection_uuid(collection_id), body.to_request())
     return _result_body(result, body.include)
 
 
 def run_query(local: LocalAPI, collection_id: str, body: wire.QueryRecords) -> dict[str, Any]:
     """POST .../query: the response body."""
-    result = local.query(
-        collection_uuid(collection_id),
-        wire.query_matrix(body.query_embeddings),
-        body.n_results,
-        body.ids,
-        body.where,
-        body.where_document,
-        list(body.include),
-    )
+    target = collection_uuid(collection_id)
+    result = local.query(target, body.to_request())
     out = _result_body(result, body.include)
     out["distances"] = result["distances"]
     return out
@@ -290,9 +275,7 @@ def delete(
 ) -> dict[str, Any]:
     if body.ids is None and body.where is None and body.where_document is None:
         raise InvalidArgumentError("At least one of ids, where, or where_document is required")
-    deleted = api(request).delete(
-        collection_uuid(collection_id), body.ids, body.where, body.where_document, body.limit
-    )
+    deleted = api(request).delete(collection_uuid(collection_id), body.to_request())
     return {"deleted": deleted}
 
 

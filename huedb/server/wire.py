@@ -9,6 +9,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from huedb.api.requests import DeleteRequest, GetRequest, QueryRequest
+from huedb.api.types import DEFAULT_GET_INCLUDE, DEFAULT_QUERY_INCLUDE
 from huedb.errors import InvalidArgumentError
 from huedb.record_batch import RecordBatch
 
@@ -84,7 +86,13 @@ class GetRecords(_Body):
     where_document: dict[str, Any] | None = None
     limit: int | None = Field(default=None, ge=0)
     offset: int | None = Field(default=None, ge=0)
-    include: list[IncludeName] = Field(default_factory=lambda: ["documents", "metadatas"])
+    include: list[IncludeName] = Field(default_factory=lambda: list(DEFAULT_GET_INCLUDE))
+
+    def to_request(self) -> GetRequest:
+        """What this body asks for."""
+        return GetRequest(
+            self.ids, self.where, self.where_document, self.limit, self.offset, list(self.include)
+        )
 
 
 class QueryRecords(_Body):
@@ -93,9 +101,18 @@ class QueryRecords(_Body):
     n_results: int = Field(default=10, ge=1)
     where: dict[str, Any] | None = None
     where_document: dict[str, Any] | None = None
-    include: list[IncludeName] = Field(
-        default_factory=lambda: ["documents", "metadatas", "distances"]
-    )
+    include: list[IncludeName] = Field(default_factory=lambda: list(DEFAULT_QUERY_INCLUDE))
+
+    def to_request(self) -> QueryRequest:
+        """What this body asks for, the query vectors decoded."""
+        return QueryRequest(
+            query_matrix(self.query_embeddings),
+            self.n_results,
+            self.ids,
+            self.where,
+            self.where_document,
+            list(self.include),
+        )
 
 
 class DeleteRecords(_Body):
@@ -103,6 +120,10 @@ class DeleteRecords(_Body):
     where: dict[str, Any] | None = None
     where_document: dict[str, Any] | None = None
     limit: int | None = Field(default=None, ge=0)
+
+    def to_request(self) -> DeleteRequest:
+        """What this body asks to delete."""
+        return DeleteRequest(self.ids, self.where, self.where_document, self.limit)
 
 
 def embeddings_matrix(values: list[Any] | None) -> np.ndarray | None:

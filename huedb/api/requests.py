@@ -1,0 +1,46 @@
+"""Read requests (`GetRequest`, `QueryRequest`, `DeleteRequest`): what a get, query or
+delete asks for, passed as one value from `Collection` through `ServerAPI`, the HTTP
+client and the server to `LocalAPI`, as `RecordBatch` carries writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from huedb.api.types import DEFAULT_GET_INCLUDE, DEFAULT_QUERY_INCLUDE
+
+
+@dataclass(frozen=True)
+class GetRequest:
+    """Records by id and/or filter, a page of them, with the fields in `include`."""
+
+    ids: list[str] | None = None
+    where: Any = None
+    where_document: Any = None
+    limit: int | None = None
+    offset: int | None = None
+    include: list[str] = field(default_factory=lambda: list(DEFAULT_GET_INCLUDE))
+
+
+@dataclass(frozen=True)
+class QueryRequest:
+    """The `n_results` nearest records to each row of `embeddings` among those matching."""
+
+    embeddings: np.ndarray
+    n_results: int = 10
+    ids: list[str] | None = None
+    where: Any = None
+    where_document: Any = None
+    include: list[str] = field(default_factory=lambda: list(DEFAULT_QUERY_INCLUDE))
+
+
+@dataclass(frozen=True)
+class DeleteRequest:
+    """Records to delete by id and/or filter (at most `limit` of those a filter matches)."""
+
+    ids: list[str] | None = None
+    where: Any = None
+    where_document: Any = None
+    limit: int | None = None
