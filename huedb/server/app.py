@@ -54,12 +54,13 @@ def create_app(config: ServerConfig) -> FastAPI:
     def close_engine() -> None:
         release_engine(engine)
 
-    # Innermost first: the fast path runs after auth and the body limit, before routing.
+    # Innermost first. Auth is outermost: it refuses from the headers alone, before any
+    # body is read; then the deadline on the whole body, the body limit, the fast path.
     app.add_middleware(FastPathMiddleware, api=app.state.api)
-    if config.tokens:
-        app.add_middleware(TokenAuthMiddleware, entries=config.tokens)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(ReceiveTimeoutMiddleware, timeout_s=config.request_timeout_s)
+    if config.tokens:
+        app.add_middleware(TokenAuthMiddleware, entries=config.tokens)
     return app
 
 

@@ -34,20 +34,17 @@ def error_response(status: int, name: str, message: str) -> Response:
     )
 
 
-async def send_error(send: Send, status: int, name: str, message: str) -> None:
-    """Send Chroma's error body from a pure ASGI middleware."""
+async def send_error(send: Send, status: int, name: str, message: str, close: bool = False) -> None:
+    """Send Chroma's error body from a pure ASGI middleware; `close` ends the connection."""
     body = error_json(name, message)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", b"%d" % len(body)),
-                (b"chroma-trace-id", TRACE_ID.encode()),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (b"chroma-trace-id", TRACE_ID.encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -59,6 +56,6 @@ def exception_fields(exc: BaseException, where: str) -> tuple[int, str, str]:
     return status, name, message
 
 
-async def send_exception(send: Send, exc: BaseException, where: str) -> None:
+async def send_exception(send: Send, exc: BaseException, where: str, close: bool = False) -> None:
     """Send the error body of an exception (status and name decided by its class)."""
-    await send_error(send, *exception_fields(exc, where))
+    await send_error(send, *exception_fields(exc, where), close=close)

@@ -25,10 +25,10 @@ from huedb.server.asgi import ASGIApp, Receive, Scope, Send
 from huedb.server.error_body import send_error, send_exception
 
 _PATH = re.compile(
-    r"^/api/v2/tenants/[^/]+/databases/[^/]+/collections/(?P<cid>[^/]+)/"
+    r"^/api/v2/tenants/(?P<tenant>[^/]+)/databases/(?P<database>[^/]+)/collections/(?P<cid>[^/]+)/"
     r"(?P<op>add|update|upsert|get|query)$"
 )
-Handler = Callable[[LocalAPI, str, Any], dict[str, Any]]
+Handler = Callable[[LocalAPI, str, str, str, Any], dict[str, Any]]
 _ROUTES: dict[str, tuple[type[BaseModel], Handler, int]] = {
     "add": (wire.AddRecords, routes.run_add, 201),
     "update": (wire.UpdateRecords, routes.run_update, 200),
@@ -63,7 +63,9 @@ class FastPathMiddleware:
             await send_error(send, *body_error(errors))
             return
         try:
-            result = await run_in_threadpool(handler, self.api, match["cid"], body)
+            result = await run_in_threadpool(
+                handler, self.api, match["tenant"], match["database"], match["cid"], body
+            )
         except Exception as exc:  # mapped exactly as the app's exception handlers do
             await send_exception(send, exc, f"POST {scope['path']}")
             return

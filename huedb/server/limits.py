@@ -66,7 +66,12 @@ class _SlowClient(Exception):
 
 
 class ReceiveTimeoutMiddleware:
-    """Answer 408 when a client takes longer than `timeout_s` to send its request body."""
+    """Answer 408 when the whole request body has not arrived within `timeout_s`.
+
+    The deadline starts at the first `receive()` (right after the headers, auth passed) and
+    bounds the sum of all chunks, so a client dripping one byte at a time is cut off too.
+    Once the last chunk arrived, `receive()` (e.g. waiting for a disconnect) is not timed.
+    """
 
     def __init__(self, app: ASGIApp, timeout_s: float) -> None:
         self.app = app
@@ -77,12 +82,23 @@ class ReceiveTimeoutMiddleware:
             await self.app(scope, receive, send)
             return
         started = False
+        deadline: float | None = None
+        body_done = False
 
         async def timed_receive() -> dict:
+            nonlocal deadline, body_done
+            if body_done:
+                return await receive()
+            loop = asyncio.get_running_loop()
+            if deadline is None:
+                deadline = loop.time() + self.timeout_s
             try:
-                return await asyncio.wait_for(receive(), self.timeout_s)
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
             except TimeoutError:
                 raise _SlowClient from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
 
         async def tracking_send(message: dict) -> None:
             nonlocal started
@@ -95,4 +111,5 @@ class ReceiveTimeoutMiddleware:
         except _SlowClient:
             if not started:
                 late = RequestTimeoutError(f"Request body not received within {self.timeout_s}s")
-                await send_exception(send, late, "request body")
+                # A client this slow is not kept: the connection ends after the 408.
+                await send_exception(send, late, "request body", close=True)

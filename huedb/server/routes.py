@@ -1,7 +1,7 @@
 """Chroma's v2 routes: each parses its request, calls `LocalAPI` and shapes the JSON answer.
 
 Checks of request contents live in `api/checks.py`; only path parameters (the collection
-id) are checked here.
+id, and that it names a collection of the tenant and database in the path) are checked here.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from huedb.api.checks import MAX_BATCH_SIZE, check_batch_size, check_page
 from huedb.api.local import LocalAPI
 from huedb.errors import (
     InvalidArgumentError,
+    NotFoundError,
     UnimplementedError,
 )
 from huedb.server import wire
@@ -38,6 +39,16 @@ def collection_uuid(collection_id: str) -> str:
         return str(uuid.UUID(collection_id))
     except ValueError:
         raise InvalidArgumentError("Collection ID is not a valid UUIDv4") from None
+
+
+def owned_collection(local: LocalAPI, tenant: str, database: str, collection_id: str) -> str:
+    """The collection id of the path, once checked to name a collection of `tenant` and
+    `database`; anywhere else (or a missing tenant/database) it does not exist: 404."""
+    target = collection_uuid(collection_id)
+    model = local.get_collection_by_id(target)
+    if model.tenant != tenant or model.database != database:
+        raise NotFoundError(f"Collection [{target}] does not exist.")
+    return target
 
 
 @router.get("", include_in_schema=False)
@@ -172,7 +183,9 @@ def create_collection(
 def get_collection_by_id(
     request: Request, tenant: str, database: str, collection_id: str
 ) -> dict[str, Any]:
-    return api(request).get_collection_by_id(collection_uuid(collection_id)).to_json()
+    local = api(request)
+    target = owned_collection(local, tenant, database, collection_id)
+    return local.get_collection_by_id(target).to_json()
 
 
 @router.get(DB + "/collections/{name}")
@@ -184,9 +197,9 @@ def get_collection(request: Request, tenant: str, database: str, name: str) -> d
 def update_collection(
     request: Request, tenant: str, database: str, collection_id: str, body: wire.UpdateCollection
 ) -> dict[str, Any]:
-    api(request).modify_collection(
-        collection_uuid(collection_id), body.new_name, body.new_metadata, body.new_configuration
-    )
+    local = api(request)
+    target = owned_collection(local, tenant, database, collection_id)
+    local.modify_collection(target, body.new_name, body.new_metadata, body.new_configuration)
     return {}
 
 
@@ -200,69 +213,79 @@ def delete_collection(request: Request, tenant: str, database: str, name: str) -
 def add(
     request: Request, tenant: str, database: str, collection_id: str, body: wire.AddRecords
 ) -> dict[str, Any]:
-    return run_add(api(request), collection_id, body)
+    return run_add(api(request), tenant, database, collection_id, body)
 
 
 @router.post(COL + "/update")
 def update(
     request: Request, tenant: str, database: str, collection_id: str, body: wire.UpdateRecords
 ) -> dict[str, Any]:
-    return run_update(api(request), collection_id, body)
+    return run_update(api(request), tenant, database, collection_id, body)
 
 
 @router.post(COL + "/upsert")
 def upsert(
     request: Request, tenant: str, database: str, collection_id: str, body: wire.AddRecords
 ) -> dict[str, Any]:
-    return run_upsert(api(request), collection_id, body)
+    return run_upsert(api(request), tenant, database, collection_id, body)
 
 
 @router.post(COL + "/get")
 def get(
     request: Request, tenant: str, database: str, collection_id: str, body: wire.GetRecords
 ) -> ORJSONResponse:
-    return ORJSONResponse(run_get(api(request), collection_id, body))
+    return ORJSONResponse(run_get(api(request), tenant, database, collection_id, body))
 
 
 @router.post(COL + "/query")
 def query(
     request: Request, tenant: str, database: str, collection_id: str, body: wire.QueryRecords
 ) -> ORJSONResponse:
-    return ORJSONResponse(run_query(api(request), collection_id, body))
+    return ORJSONResponse(run_query(api(request), tenant, database, collection_id, body))
 
 
 # -- the data-plane handlers, shared with `fastpath` ----------------------------------------
 
 
-def run_add(local: LocalAPI, collection_id: str, body: wire.AddRecords) -> dict[str, Any]:
+def run_add(
+    local: LocalAPI, tenant: str, database: str, collection_id: str, body: wire.AddRecords
+) -> dict[str, Any]:
     """POST .../add: the response body."""
-    _write(local.add, collection_id, body)
+    _write(local.add, owned_collection(local, tenant, database, collection_id), body)
     return {}
 
 
-def run_update(local: LocalAPI, collection_id: str, body: wire.UpdateRecords) -> dict[str, Any]:
+def run_update(
+    local: LocalAPI, tenant: str, database: str, collection_id: str, body: wire.UpdateRecords
+) -> dict[str, Any]:
     """POST .../update: the response body."""
-    _write(local.update, collection_id, body)
+    _write(local.update, owned_collection(local, tenant, database, collection_id), body)
     return {}
 
 
-def run_upsert(local: LocalAPI, collection_id: str, body: wire.AddRecords) -> dict[str, Any]:
+def run_upsert(
+    local: LocalAPI, tenant: str, database: str, collection_id: str, body: wire.AddRecords
+) -> dict[str, Any]:
     """POST .../upsert: the response body."""
-    _write(local.upsert, collection_id, body)
+    _write(local.upsert, owned_collection(local, tenant, database, collection_id), body)
     return {}
 
 
-def run_get(local: LocalAPI, collection_id: str, body: wire.GetRecords) -> dict[str, Any]:
+def run_get(
+    local: LocalAPI, tenant: str, database: str, collection_id: str, body: wire.GetRecords
+) -> dict[str, Any]:
     """POST .../get: the response body."""
     if "distances" in body.include:
         raise InvalidArgumentError("Include item cannot be one of distances in get")
-    result = local.get(collection_uuid(collection_id), body.to_request())
+    result = local.get(owned_collection(local, tenant, database, collection_id), body.to_request())
     return _result_body(result, body.include)
 
 
-def run_query(local: LocalAPI, collection_id: str, body: wire.QueryRecords) -> dict[str, Any]:
+def run_query(
+    local: LocalAPI, tenant: str, database: str, collection_id: str, body: wire.QueryRecords
+) -> dict[str, Any]:
     """POST .../query: the response body."""
-    target = collection_uuid(collection_id)
+    target = owned_collection(local, tenant, database, collection_id)
     result = local.query(target, body.to_request())
     out = _result_body(result, body.include)
     out["distances"] = result["distances"]
@@ -275,13 +298,16 @@ def delete(
 ) -> dict[str, Any]:
     if body.ids is None and body.where is None and body.where_document is None:
         raise InvalidArgumentError("At least one of ids, where, or where_document is required")
-    deleted = api(request).delete(collection_uuid(collection_id), body.to_request())
+    local = api(request)
+    target = owned_collection(local, tenant, database, collection_id)
+    deleted = local.delete(target, body.to_request())
     return {"deleted": deleted}
 
 
 @router.get(COL + "/count")
 def count(request: Request, tenant: str, database: str, collection_id: str) -> int:
-    return api(request).count(collection_uuid(collection_id))
+    local = api(request)
+    return local.count(owned_collection(local, tenant, database, collection_id))
 
 
 @router.get(COL + "/indexing_status")
@@ -289,7 +315,8 @@ def indexing_status(
     request: Request, tenant: str, database: str, collection_id: str
 ) -> dict[str, Any]:
     """This worker's index state; `op_indexing_progress` 1.0 means graph search is ready."""
-    return api(request).indexing_status(collection_uuid(collection_id))
+    local = api(request)
+    return local.indexing_status(owned_collection(local, tenant, database, collection_id))
 
 
 @router.post(COL + "/fork", include_in_schema=False)
@@ -299,9 +326,8 @@ def unsupported(tenant: str, database: str, collection_id: str) -> None:
     raise UnimplementedError("This operation is not supported by huedb")
 
 
-def _write(operation: Any, collection_id: str, body: wire.AddRecords | wire.UpdateRecords) -> None:
+def _write(operation: Any, target: str, body: wire.AddRecords | wire.UpdateRecords) -> None:
     """Call add, update or upsert of `LocalAPI` with the body's records."""
-    target = collection_uuid(collection_id)
     check_batch_size(len(body.ids))
     operation(target, body.to_batch())
 

@@ -6,6 +6,8 @@ import hashlib
 import ipaddress
 import json
 import os
+import ssl
+import string
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +17,37 @@ from huedb.errors import ConfigError
 from huedb.options import OPTION_NAMES, EngineOptions
 
 ROLES = ("admin", "read-only")
+# Chroma's token check (chromadb.auth.token_authn): ASCII letters, digits and punctuation.
+TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + string.punctuation)
+# Chroma's server token providers (1.x name, then the pre-0.5 one); their credentials are
+# read from CHROMA_SERVER_AUTHN_CREDENTIALS / CHROMA_SERVER_AUTH_CREDENTIALS.
+TOKEN_PROVIDERS = (
+    "chromadb.auth.token_authn.TokenAuthenticationServerProvider",
+    "chromadb.auth.token.TokenAuthServerProvider",
+)
+LEGACY_CREDENTIALS_PROVIDER = "chromadb.auth.token.TokenConfigServerAuthCredentialsProvider"
+# huedb always accepts both `Authorization: Bearer` and `X-Chroma-Token`.
+TOKEN_HEADERS = ("authorization", "x-chroma-token", "x_chroma_token")
+CHROMA_CREDENTIALS = ("CHROMA_SERVER_AUTHN_CREDENTIALS", "CHROMA_SERVER_AUTH_CREDENTIALS")
+USE_INSTEAD = (
+    "HUEDB_AUTH_TOKENS, HUEDB_AUTH_TOKENS_FILE (one 'token [role]' per line), "
+    "--auth-tokens-file or [auth] in --config"
+)
+# Chroma auth settings huedb cannot honour, and why.
+UNSUPPORTED_AUTH = {
+    "CHROMA_SERVER_AUTHN_CREDENTIALS_FILE": "Chroma's YAML users file (per-user tenants, "
+    "databases and roles) is not supported",
+    "CHROMA_SERVER_AUTH_CREDENTIALS_FILE": "credentials files are not supported",
+    "CHROMA_SERVER_AUTHZ_PROVIDER": "Chroma's authorization providers are not supported; "
+    "huedb's roles are admin and read-only",
+    "CHROMA_SERVER_AUTHZ_CONFIG": "Chroma's authorization config is not supported; "
+    "huedb's roles are admin and read-only",
+    "CHROMA_SERVER_AUTHZ_CONFIG_FILE": "Chroma's authorization config is not supported; "
+    "huedb's roles are admin and read-only",
+    "CHROMA_SERVER_AUTH_IGNORE_PATHS": "the paths open without a token are fixed "
+    "(heartbeat, version, healthcheck, docs)",
+    "CHROMA_OVERWRITE_SINGLETON_TENANT_DATABASE_ACCESS_FROM_AUTH": "tokens carry no tenant",
+}
 DEFAULT_MAX_BODY_BYTES = 40 * 1024 * 1024
 ENV_CONFIG = "HUEDB_SERVER_CONFIG_JSON"
 
@@ -64,6 +97,8 @@ class ServerConfig:
         for f in (self.ssl_certfile, self.ssl_keyfile):
             if f and not Path(f).is_file():
                 raise ConfigError(f"TLS file not found: {f}")
+        if self.ssl_certfile and self.ssl_keyfile:
+            check_tls(self.ssl_certfile, self.ssl_keyfile)
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
         if not self.tokens and not self.allow_unauthenticated and not is_loopback(self.host):
@@ -72,6 +107,17 @@ class ServerConfig:
                 "(HUEDB_AUTH_TOKENS, --auth-tokens-file or [auth] in --config) or pass "
                 "--allow-unauthenticated"
             )
+
+
+def check_tls(certfile: str, keyfile: str) -> None:
+    """Load the certificate and key as the server will, so a bad pair stops the start."""
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot load TLS certificate/key ({certfile}, {keyfile}): {exc}; "
+            "the key must be an unencrypted PEM private key matching the certificate"
+        ) from None
 
 
 def is_loopback(host: str) -> bool:
@@ -91,10 +137,11 @@ def digest(token: str) -> str:
 
 def make_token(token: Any, role: Any, name: str = "") -> TokenEntry:
     """Check one token and its role."""
-    if not isinstance(token, str) or len(token) < 8 or not token.isprintable() or " " in token:
+    if not isinstance(token, str) or len(token) < 8 or not set(token) <= TOKEN_CHARS:
         raise ConfigError(
             f"invalid token{' ' + name if name else ''}: tokens must be printable ASCII without "
-            "spaces and at least 8 characters long"
+            "spaces (letters, digits, punctuation, as Chroma's clients send) and at least 8 "
+            "characters long"
         )
     if role not in ROLES:
         raise ConfigError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
@@ -183,8 +230,12 @@ def _tokens_from_table(value: Any, path: str) -> list[TokenEntry]:
 
 
 def tokens_from_environment(env: dict[str, str] | None = None) -> list[TokenEntry]:
-    """Tokens from HUEDB_AUTH_TOKENS, HUEDB_AUTH_TOKENS_FILE and CHROMA_SERVER_AUTH_CREDENTIALS."""
+    """Tokens from HUEDB_AUTH_TOKENS, HUEDB_AUTH_TOKENS_FILE and CHROMA_SERVER_AUTH_CREDENTIALS.
+
+    Chroma's other auth variables are checked first: any huedb cannot honour is refused.
+    """
     env = dict(os.environ) if env is None else env
+    check_chroma_auth(env)
     entries: list[TokenEntry] = []
     if env.get("HUEDB_AUTH_TOKENS"):
         entries += parse_token_list(env["HUEDB_AUTH_TOKENS"], "HUEDB_AUTH_TOKENS")
@@ -194,3 +245,42 @@ def tokens_from_environment(env: dict[str, str] | None = None) -> list[TokenEntr
         if env.get(name):
             entries.append(make_token(env[name].strip(), "admin", name))
     return entries
+
+
+def check_chroma_auth(env: dict[str, str]) -> None:
+    """Refuse Chroma server auth settings huedb cannot honour (fail closed, never open)."""
+    for name, why in UNSUPPORTED_AUTH.items():
+        if env.get(name, "").strip():
+            raise ConfigError(f"{name} is set but {why}: use {USE_INSTEAD} instead")
+    for name in ("CHROMA_SERVER_AUTHN_PROVIDER", "CHROMA_SERVER_AUTH_PROVIDER"):
+        provider = env.get(name, "").strip()
+        if not provider:
+            continue
+        if provider not in TOKEN_PROVIDERS:
+            raise ConfigError(
+                f"{name}={provider} is not supported: huedb implements only Chroma's token "
+                f"provider ({TOKEN_PROVIDERS[0]}); use it with CHROMA_SERVER_AUTHN_CREDENTIALS, "
+                f"or {USE_INSTEAD}"
+            )
+        if not any(env.get(c, "").strip() for c in CHROMA_CREDENTIALS) and not any(
+            env.get(h, "").strip() for h in ("HUEDB_AUTH_TOKENS", "HUEDB_AUTH_TOKENS_FILE")
+        ):
+            raise ConfigError(
+                f"{name} is set but no credentials are: set CHROMA_SERVER_AUTHN_CREDENTIALS "
+                f"(one token) or {USE_INSTEAD}"
+            )
+    legacy = env.get("CHROMA_SERVER_AUTH_CREDENTIALS_PROVIDER", "").strip()
+    if legacy and legacy != LEGACY_CREDENTIALS_PROVIDER:
+        raise ConfigError(
+            f"CHROMA_SERVER_AUTH_CREDENTIALS_PROVIDER={legacy} is not supported: only "
+            f"{LEGACY_CREDENTIALS_PROVIDER} (one token in CHROMA_SERVER_AUTH_CREDENTIALS); "
+            f"or use {USE_INSTEAD}"
+        )
+    for name in ("CHROMA_AUTH_TOKEN_TRANSPORT_HEADER", "CHROMA_SERVER_AUTH_TOKEN_TRANSPORT_HEADER"):
+        header = env.get(name, "").strip()
+        if header and header.lower() not in TOKEN_HEADERS:
+            raise ConfigError(
+                f"{name}={header} is not supported: huedb reads tokens from "
+                "'Authorization: Bearer <token>' and 'X-Chroma-Token: <token>' (both always "
+                "accepted); unset it or set Authorization or X-Chroma-Token"
+            )
