@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
+from huedb.engine import regex_dialect
 from huedb.engine.schema import KIND_BOOL, KIND_NUMBER, KIND_STR
 from huedb.errors import InvalidArgumentError
 
 _COMPARE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
-_UNSUPPORTED_REGEX = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=|\\k<")
 MAX_FILTER_DEPTH = 64
 MAX_FILTER_TERMS = 20_000
 # Compound SELECTs are limited in SQLite (500 terms); larger filters use the predicate form.
@@ -64,24 +63,9 @@ def sql_value(value: Any) -> Any:
     return value
 
 
-@functools.lru_cache(maxsize=256)
-def compile_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a document regex, rejecting what Rust's regex crate does not support."""
-    if _UNSUPPORTED_REGEX.search(pattern):
-        raise InvalidArgumentError(
-            f"Invalid regex pattern {pattern!r}: look-around and backreferences are not supported"
-        )
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise InvalidArgumentError(f"Invalid regex pattern {pattern!r}: {exc}") from None
-
-
 def regexp_match(pattern: str, text: str | None) -> int:
-    """SQLite function: does the pattern occur in text (find semantics)."""
-    if text is None:
-        return 0
-    return 1 if compile_regex(pattern).search(text) else 0
+    """SQLite function: does the pattern occur in text (find semantics, Chroma's dialect)."""
+    return 1 if regex_dialect.search(pattern, text) else 0
 
 
 class _Collection:
@@ -294,7 +278,7 @@ class FilterCompiler:
             sql = self._substring(operand)
             return sql if op == "$contains" else f"NOT ({sql})"
         if op in ("$regex", "$not_regex"):
-            compile_regex(operand)
+            regex_dialect.compile_pattern(operand)
             self.params.append(operand)
             sql = "huedb_regexp(?, r.document)"
             return sql if op == "$regex" else f"NOT ({sql})"

@@ -1,0 +1,236 @@
+"""`$regex` / `$not_regex`: Chroma's Rust-regex dialect on a linear-time engine.
+
+A differential test against in-process chromadb (whose Rust core evaluates `$regex`) over a
+fixed corpus of patterns and documents, and the bound on time: catastrophic-backtracking
+patterns return at once, in-process and over HTTP, where a worker keeps answering.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import chromadb
+import httpx
+import pytest
+
+import huedb
+from huedb import errors
+from huedb.engine import regex_dialect
+from tests.servers import huedb_server
+
+DOCS = [
+    "cat",
+    "Cat",
+    "CAT",
+    "concatenate",
+    "a cat sat on the mat",
+    "aa",
+    "aaa",
+    "a\nb",
+    "line one\nline two\n",
+    "first\r\nsecond",
+    "héllo wörld",
+    "ÉCOLE",
+    "straße",
+    "ΑΒΓ αβγ",
+    "١٢٣ digits",
+    "abc123",
+    "2024-01-15",
+    "x y\tz",
+    "tab\there",
+    "price: $42.50",
+    "a+b=c",
+    "(parens) [brackets] {braces}",
+    "back\\slash",
+    "under_score",
+    "日本語テキスト",
+    "emoji 😀 here",
+    "ǅungla",
+    "Kelvin K sign",
+    "  leading space",
+    "nbsp\u00a0here",
+    "",
+]
+
+PATTERNS = [
+    # literals and escapes
+    "cat", "Cat", "CAT", "a", "z", "é", "ß", "😀", "日本", "\\.", "\\+", "\\$", "\\\\",
+    "\\(", "\\[", "\\{", "\\}", "\\|", "\\^", "\\*", "\\?", "\\-", "\\#", "\\&", "\\~",
+    "\\ ", "\\_", "\\%", "\\t", "\\n", "\\r", "\\x41", "\\x61", "\\x{e9}", "\\x{1F600}",
+    "\\u0041", "\\u{61}", "\\U0001F600", "\\U{1F600}", "\\a", "\\f", "\\v", "\\x6",
+    "\\x{D800}", "\\x{110000}", "\\x{zz}", "\\e", "\\é", "\\Q", "\\E", "\\K", "\\C", "\\G",
+    "\\Z", "\\h", "\\N", "\\X", "\\R", "\\y", "\\0", "\\1", "(a)\\1", "\\k<a>",
+    # anchors and boundaries
+    "^cat", "cat$", "^$", "^", "$", "\\Acat", "cat\\z", "\\A$", "\\bcat\\b", "\\Bat",
+    "\\bsat", "(?m)^line", "(?m)one$", "(?m)^$", "two$", "(?m)^second", "(?m)first$",
+    "^\\s", "\\s$", "\\bwörld", "llo\\b", "\\bK\\b",
+    # dot, (?s)
+    "a.b", "(?s)a.b", "a\\nb", ".", "^.$", "(?s)^.+$", "^.+$", "t.o$", "(?s:.)line",
+    # classes
+    "[abc]", "[^abc]", "[a-c]", "[A-Z]{3}", "[]a]", "[a-]", "[-a]", "[^]a]", "[\\]]",
+    "[\\[]", "[\\-]", "[.]", "[$]", "[\\d]", "[\\D]", "[\\w-]", "[\\s]", "[^\\s]",
+    "[\\S]", "[\\W]", "[^\\W]", "[a\\d]", "[é]", "[α-ω]", "[^a-zA-Z]", "[[:alpha:]]+",
+    "[[:digit:]]", "[[:^alpha:]]", "[[:space:]]", "[[:upper:]][[:lower:]]", "[[:word:]]",
+    "[[:punct:]]", "[[:bogus:]]", "[^]", "[]", "[z-a]", "[a", "a]", "[a[bc]]", "[a&&b]",
+    "[a--b]", "[a~~b]", "[\\d--1]", "[\\pL]", "[\\p{Greek}]", "[\\P{L}]",
+    # Perl classes (Unicode in Rust)
+    "\\d", "\\d+", "\\D", "^\\d", "\\w", "\\w+$", "\\W", "^\\w+$", "\\s", "\\S", "\\s\\S",
+    "\\d{4}-\\d{2}-\\d{2}", "\\w\\d", "\\W\\w",
+    # Unicode properties
+    "\\pL", "\\PL", "\\p{L}", "\\p{Lu}", "\\p{Ll}", "\\p{Lt}", "\\p{Greek}", "\\p{greek}",
+    "\\p{Han}", "\\p{Katakana}", "\\p{Letter}", "\\p{Uppercase_Letter}",
+    "\\p{Lowercase Letter}", "\\p{gc=Lu}", "\\p{sc=Greek}", "\\p{Script=Han}", "\\p{Nd}",
+    "\\p{N}", "\\pN", "\\pZ", "\\p{Zs}", "\\p{Sc}", "\\p{So}", "\\p{Any}", "\\p{Bogus}",
+    "\\p{", "\\p", "\\P{Greek}",
+    # repetition
+    "a{2}", "a{3}", "a{2,}", "a{1,2}", "a{,3}", "a{2", "a{", "{", "a{ 2 }", "a{2 , 3}",
+    "a{2}{3}", "a**", "a+*", "a*?", "a+?", "a??", "a{2}?", "a{2,3}?", "a{3,2}", "*a", "+",
+    "?", "a{0}", "(?:ab)+", "(ab)*c", "ca+t", "c.*t", "c.*?t", "a{1000}", "x{2,}y",
+    # groups and alternation
+    "(", ")", "a)", "(a", "()", "(?:)", "(|a)", "a|", "|", "|cat", "cat|dog", "(cat|dog)",
+    "(?P<n>cat)", "(?<n>cat)", "(?P<n>a)(?P<n>b)", "(?P<>a)", "(?P<1a>a)", "(?<n>a",
+    "((a))", "(a)(b)?",
+    # flags
+    "(?i)cat", "(?i)c(?-i)at", "(?i:c)at", "c(?i:AT)", "(?i)CAT|dog", "(?i)(c)AT",
+    "((?i)c)AT", "(?i)é", "(?i)ÉCOLE", "(?i)école", "(?i)STRASSE", "(?i)ß", "(?i)σ",
+    "(?i)αβγ", "(?i)k", "(?i)[a-c]", "(?i)\\pL", "(?-i)cat", "(?i-s)a.b", "(?is)a.b",
+    "(?U)a+", "(?U)a+?", "(?m)", "(?s)", "(?i)", "(?)", "(?i-i)cat", "(?i-)cat", "(?--i)a",
+    "(?z)a", "(?x)c a t", "(?x) c a # t\n t", "(?x)[ a ]", "(?x)a\\ b", "(?x)c a t (?-x) t",
+    "(?R)", "(?R)^second", "(?u)\\w", "(?-u)a", "(?-u:\\w)", "(?-u).", "(?i)*", "(?i)+a",
+    # look-around and unsupported
+    "a(?=b)", "a(?!b)", "(?<=a)b", "(?<!a)b", "(?>a)", "(?#comment)", "(?|a)",
+    "a++", "a*+",
+    # pathological (fine in a linear-time engine)
+    "(a+)+$", "(a|a)*b", "(\\w+\\s?)+$X", "(.*a){10}",
+]  # fmt: skip
+
+# Patterns where huedb knowingly differs from Chroma, with the reason.
+_SET_OPERATIONS = "class set operations (&&, --, ~~) are refused: RE2 has no class intersection"
+KNOWN_DIFFERENCES: dict[str, str] = {
+    "[a--b]": _SET_OPERATIONS,
+    "[a~~b]": _SET_OPERATIONS,
+    "[\\d--1]": _SET_OPERATIONS,
+}
+
+
+def _outcome(get, pattern: str, op: str):
+    try:
+        return sorted(get(where_document={op: pattern})["ids"], key=int)
+    except Exception as exc:  # noqa: BLE001
+        return type(exc).__name__
+
+
+@pytest.fixture(scope="module")
+def chroma_get() -> Iterator:
+    client = chromadb.EphemeralClient()
+    col = client.get_or_create_collection("regex_dialect")
+    col.add(
+        ids=[str(i) for i in range(len(DOCS))],
+        documents=DOCS,
+        embeddings=[[1.0, float(i)] for i in range(len(DOCS))],
+    )
+    yield col.get
+    client.delete_collection("regex_dialect")
+
+
+@pytest.fixture(scope="module")
+def huedb_get(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    client = huedb.PersistentClient(path=str(tmp_path_factory.mktemp("regex") / "data"))
+    col = client.get_or_create_collection("regex_dialect")
+    col.add(
+        ids=[str(i) for i in range(len(DOCS))],
+        documents=DOCS,
+        embeddings=[[1.0, float(i)] for i in range(len(DOCS))],
+    )
+    yield col.get
+    client.close()
+
+
+def test_corpus_is_large_and_distinct() -> None:
+    assert len(PATTERNS) >= 200
+    assert len(set(PATTERNS)) == len(PATTERNS)
+    assert len(DOCS) >= 30
+
+
+def test_same_decisions_and_matches_as_chroma(chroma_get, huedb_get) -> None:
+    """Every pattern: accepted or refused as by Chroma, and the same ids for both operators."""
+    mismatches = []
+    for pattern in PATTERNS:
+        for op in ("$regex", "$not_regex"):
+            expected = _outcome(chroma_get, pattern, op)
+            got = _outcome(huedb_get, pattern, op)
+            if isinstance(expected, str):
+                assert expected == "InvalidArgumentError", (pattern, expected)
+            agree = got == expected
+            if agree == (pattern in KNOWN_DIFFERENCES):
+                mismatches.append((pattern, op, expected, got))
+    assert not mismatches, "\n".join(map(repr, mismatches))
+
+
+BIG = 100_000
+# (document, pattern, ids of [big, small] it matches): exponential backtracking in Python's `re`.
+PATHOLOGICAL = [
+    ("a" * BIG + "!", "(a+)+$", ["small"]),
+    (("word " * (BIG // 5)).strip(), "(\\w+\\s?)+$X", []),
+]
+
+
+@pytest.mark.parametrize(("document", "pattern", "matching"), PATHOLOGICAL)
+def test_backtracking_patterns_take_linear_time(
+    tmp_path: Path, document: str, pattern: str, matching: list[str]
+) -> None:
+    client = huedb.PersistentClient(path=str(tmp_path / "data"))
+    col = client.get_or_create_collection("slow")
+    col.add(ids=["big", "small"], documents=[document, "aa"], embeddings=[[1.0, 0.0], [0.0, 1.0]])
+    for op in ("$regex", "$not_regex"):
+        start = time.perf_counter()
+        ids = col.get(where_document={op: pattern})["ids"]
+        elapsed = time.perf_counter() - start
+        assert elapsed < 1.0, (op, pattern, elapsed)
+        expected = matching if op == "$regex" else sorted({"big", "small"} - set(matching))
+        assert sorted(ids) == expected
+    client.close()
+
+
+def test_oversized_patterns_are_refused(tmp_path: Path) -> None:
+    client = huedb.PersistentClient(path=str(tmp_path / "data"))
+    col = client.get_or_create_collection("big")
+    col.add(ids=["a"], documents=["x"], embeddings=[[1.0, 0.0]])
+    huge = "x" * (regex_dialect.MAX_PATTERN_BYTES + 1)
+    for clause in ({"$regex": huge}, {"$not_regex": huge}):
+        with pytest.raises(errors.InvalidArgumentError):
+            col.get(where_document=clause)
+        with pytest.raises(errors.InvalidArgumentError):
+            col.get(where={"#document": clause})
+    # Within the length limit but beyond RE2's memory budget: refused, not compiled.
+    with pytest.raises(errors.InvalidArgumentError):
+        col.get(where_document={"$regex": "((((a{100}){100}){100}){100})"})
+    client.close()
+
+
+def test_heartbeat_answers_during_a_pathological_regex(tmp_path: Path) -> None:
+    """One worker: the regex must not hold it (Python's `re` kept the GIL for minutes)."""
+    with huedb_server(tmp_path / "data", "--workers", "1") as server:
+        client = huedb.HttpClient(host=server.host, port=server.port)
+        col = client.get_or_create_collection("slow")
+        col.add(ids=["big"], documents=[("word " * (BIG // 5)).strip()], embeddings=[[1.0, 0.0]])
+        results: list[object] = []
+
+        def slow_query() -> None:
+            try:
+                results.append(col.get(where_document={"$regex": "(\\w+\\s?)+$X"})["ids"])
+            except Exception as exc:  # noqa: BLE001
+                results.append(exc)
+
+        thread = threading.Thread(target=slow_query, daemon=True)
+        thread.start()
+        time.sleep(0.05)
+        start = time.perf_counter()
+        answer = httpx.get(f"{server.url}/api/v2/heartbeat", timeout=5)
+        assert answer.status_code == 200
+        assert time.perf_counter() - start < 1.0
+        thread.join(timeout=5)
+        assert results == [[]]
