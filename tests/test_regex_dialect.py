@@ -15,6 +15,8 @@ from pathlib import Path
 import chromadb
 import httpx
 import pytest
+from chromadb.api.shared_system_client import SharedSystemClient
+from chromadb.config import Settings
 
 import huedb
 from huedb import errors
@@ -125,7 +127,10 @@ def _outcome(get, pattern: str, op: str):
 
 @pytest.fixture(scope="module")
 def chroma_get() -> Iterator:
-    client = chromadb.EphemeralClient()
+    # chromadb shares one in-memory system per process and refuses other settings: start
+    # from a clean one whatever earlier tests created.
+    SharedSystemClient.clear_system_cache()
+    client = chromadb.EphemeralClient(settings=Settings(anonymized_telemetry=False))
     col = client.get_or_create_collection("regex_dialect")
     col.add(
         ids=[str(i) for i in range(len(DOCS))],
