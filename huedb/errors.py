@@ -105,6 +105,14 @@ class CollectionExistsError(InternalError):
     status, wire_name = 409, "ChromaError"
 
 
+class CollectionRenameError(InternalError):
+    """A rename onto a taken collection name. Chroma's server answers 500 `InternalError`;
+    huedb keeps the name (so chromadb's client raises `InternalError` as against Chroma) with
+    409, since the client, not the server, is at fault."""
+
+    status = 409
+
+
 class AlreadyExistsError(InternalError):
     """A tenant or database with that name exists (409 on the wire)."""
 

@@ -162,6 +162,18 @@ class Collection:
         """Number of records."""
         return self._client.count(self._target_id())
 
+    def fork(self, new_name: str) -> Collection:
+        """Not offered by local Chroma either (it forks only in distributed Chroma)."""
+        raise NotImplementedError("Collection forking is not implemented for Local Chroma")
+
+    def fork_count(self) -> int:
+        """Not offered by local Chroma either."""
+        raise NotImplementedError("Fork count is not implemented for Local Chroma")
+
+    def search(self, searches: Any, read_level: Any = None) -> Any:
+        """Chroma's hybrid search: not offered by local Chroma either."""
+        raise NotImplementedError("Search is not implemented for Local Chroma")
+
     def get_indexing_status(self) -> IndexingStatus:
         """Whether this process's index serves the collection by graph yet (Chroma's API)."""
         return IndexingStatus(**self._client.indexing_status(self._target_id()))

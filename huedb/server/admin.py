@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, ORJSONResponse
+from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from huedb.ops.backup import backup
 from huedb.ops.stats import gather_stats
+from huedb.server.json_response import OrjsonResponse
 
-router = APIRouter(prefix="/api/v2/admin", default_response_class=ORJSONResponse)
+router = APIRouter(prefix="/api/v2/admin", default_response_class=OrjsonResponse)
 
 
 @router.post("/backup")

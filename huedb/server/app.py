@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from huedb.api.local import LocalAPI
@@ -18,6 +18,7 @@ from huedb.server import admin
 from huedb.server.auth import TokenAuthMiddleware
 from huedb.server.error_body import error_response, exception_fields
 from huedb.server.fastpath import FastPathMiddleware
+from huedb.server.json_response import OrjsonResponse
 from huedb.server.limits import BodySizeLimitMiddleware, ReceiveTimeoutMiddleware
 from huedb.server.routes import router
 from huedb.server.server_config import ENV_CONFIG, ServerConfig
@@ -37,7 +38,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         title="huedb",
         version=__version__,
         description="Chroma's v2 HTTP API, served by huedb.",
-        default_response_class=ORJSONResponse,
+        default_response_class=OrjsonResponse,
         redirect_slashes=False,
     )
     app.state.api = LocalAPI(engine, settings)

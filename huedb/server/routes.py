@@ -11,18 +11,20 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
 
 from huedb.api.checks import MAX_BATCH_SIZE, check_batch_size, check_page
 from huedb.api.local import LocalAPI
 from huedb.errors import (
+    CollectionExistsError,
+    CollectionRenameError,
     InvalidArgumentError,
     NotFoundError,
     UnimplementedError,
 )
 from huedb.server import wire
+from huedb.server.json_response import OrjsonResponse
 
-router = APIRouter(prefix="/api/v2", default_response_class=ORJSONResponse)
+router = APIRouter(prefix="/api/v2", default_response_class=OrjsonResponse)
 CHROMA_API_VERSION = "1.0.0"
 DB = "/tenants/{tenant}/databases/{database}"
 COL = DB + "/collections/{collection_id}"
@@ -199,7 +201,10 @@ def update_collection(
 ) -> dict[str, Any]:
     local = api(request)
     target = owned_collection(local, tenant, database, collection_id)
-    local.modify_collection(target, body.new_name, body.new_metadata, body.new_configuration)
+    try:
+        local.modify_collection(target, body.new_name, body.new_metadata, body.new_configuration)
+    except CollectionExistsError as exc:
+        raise CollectionRenameError(str(exc)) from exc
     return {}
 
 
@@ -233,15 +238,15 @@ def upsert(
 @router.post(COL + "/get")
 def get(
     request: Request, tenant: str, database: str, collection_id: str, body: wire.GetRecords
-) -> ORJSONResponse:
-    return ORJSONResponse(run_get(api(request), tenant, database, collection_id, body))
+) -> OrjsonResponse:
+    return OrjsonResponse(run_get(api(request), tenant, database, collection_id, body))
 
 
 @router.post(COL + "/query")
 def query(
     request: Request, tenant: str, database: str, collection_id: str, body: wire.QueryRecords
-) -> ORJSONResponse:
-    return ORJSONResponse(run_query(api(request), tenant, database, collection_id, body))
+) -> OrjsonResponse:
+    return OrjsonResponse(run_query(api(request), tenant, database, collection_id, body))
 
 
 # -- the data-plane handlers, shared with `fastpath` ----------------------------------------
