@@ -160,6 +160,7 @@ def test_operations_open_a_closed_store_with_the_environment(
 ) -> None:
     from huedb.ops.store import open_store
 
+    huedb.PersistentClient(path=tmp_path / "db").close()  # a store to open
     monkeypatch.setenv("HUEDB_SYNC", "normal")
     with open_store(tmp_path / "db") as engine:
         assert engine.settings_in_force()["sqlite_synchronous"] == "normal"
