@@ -93,3 +93,57 @@ def test_server_backup_and_stats_need_an_admin_token(tmp_path: Path) -> None:
     restored = huedb.PersistentClient(path=tmp_path / "from-server")
     assert restored.get_collection("docs").count() == 300
     restored.close()
+
+
+def _pandas_loop_file(path: Path, n: int = 20) -> None:
+    """A file as Chroma's pandas export loop writes it: no huedb metadata, so no space."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    vectors = np.random.default_rng(2).standard_normal((n, 4)).tolist()
+    table = pa.table(
+        {
+            "id": [f"p{i}" for i in range(n)],
+            "document": [f"doc {i}" for i in range(n)],
+            "metadata": [json.dumps({"i": i}) for i in range(n)],
+            "embedding": vectors,
+        }
+    )
+    pq.write_table(table, path)
+
+
+def test_import_of_a_file_without_space_warns_and_takes_space(tmp_path: Path) -> None:
+    """Issue 12: `--space`, a warning for a file without one, and a human summary."""
+    file = tmp_path / "pandas.parquet"
+    _pandas_loop_file(file)
+    r = huedb_cli("import", str(file), "--path", str(tmp_path / "a"), "--collection", "loop")
+    assert r.returncode == 0, r.stderr
+    assert "carries no distance space" in r.stderr and "--space" in r.stderr
+    assert "ImportReport(" not in r.stdout
+    assert "imported 20 records" in r.stdout and "created collection loop" in r.stdout
+    r = huedb_cli(
+        "import", str(file), "--path", str(tmp_path / "b"), "--collection", "loop",
+        "--space", "cosine",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "carries no distance space" not in r.stderr
+    client = huedb.PersistentClient(path=tmp_path / "b")
+    assert client.get_collection("loop").configuration_json["hnsw"]["space"] == "cosine"
+    client.close()
+    clear_system_cache()
+
+
+def test_remote_export_prints_a_summary_and_no_http_request_logs(tmp_path: Path) -> None:
+    """Issue 12: human summaries; httpx's per-request INFO lines are not printed."""
+    data = tmp_path / "data"
+    _populate(data, n=50)
+    with huedb_server(data) as server:
+        out = tmp_path / "docs.parquet"
+        r = huedb_cli(
+            "export", "--url", server.url, "--collection", "docs", "--out", str(out),
+            "--batch-size", "10",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert "HTTP Request" not in r.stderr, r.stderr
+        assert "ExportReport(" not in r.stdout
+        assert f"exported 50 records of docs (16-d, cosine) to {out}" in r.stdout

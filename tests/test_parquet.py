@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import huedb
+import huedb.ops.parquet as parquet_ops
 from huedb.ops.parquet import (
     export_collection,
     import_collection,
@@ -130,7 +131,12 @@ def test_round_trip_is_exact(client: huedb.Client, other: huedb.Client, tmp_path
     assert kv["huedb.collection"] == "round-trip"
     assert json.loads(kv["huedb.configuration"])["hnsw"]["ef_search"] == 77
     assert json.loads(kv["huedb.collection_metadata"]) == {"owner": "me", "n": 3}
-    assert json.loads(kv["huedb.embedding_function"]) is None
+    # Created without an embedding function: Chroma's default one is recorded.
+    assert json.loads(kv["huedb.embedding_function"]) == {
+        "type": "known",
+        "name": "default",
+        "config": {},
+    }
     assert kv["huedb.version"] == huedb.__version__
 
     imported = import_collection(other, out, batch_size=10, show_progress=False)
@@ -224,16 +230,15 @@ def test_failed_export_leaves_no_file(
     out = tmp_path / "out" / "broken.parquet"
     out.parent.mkdir()
     out.write_bytes(b"previous export")
-    calls = {"n": 0}
-    real_get = src.get
+    real_pages = parquet_ops.collection_pages
 
-    def failing_get(*args: Any, **kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("connection lost")
-        return real_get(*args, **kwargs)
+    def failing_pages(*args: Any, **kwargs: Any) -> Any:
+        for n, page in enumerate(real_pages(*args, **kwargs)):
+            if n == 2:
+                raise RuntimeError("connection lost")
+            yield page
 
-    monkeypatch.setattr(src, "get", failing_get)
+    monkeypatch.setattr(parquet_ops, "collection_pages", failing_pages)
     with pytest.raises(RuntimeError, match="connection lost"):
         export_collection(src, out, batch_size=5, show_progress=False)
     assert out.read_bytes() == b"previous export"
@@ -437,6 +442,7 @@ BUILD_SCRIPT = """
 import sys, time
 import numpy as np
 import huedb
+import huedb.ops.parquet as parquet_ops
 path, n, dim = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 client = huedb.PersistentClient(path)
 col = client.create_collection("big", configuration={"hnsw": {"space": "cosine"}})
@@ -477,6 +483,7 @@ def sample():
 sampler = threading.Thread(target=sample, daemon=True)
 sampler.start()
 import huedb
+import huedb.ops.parquet as parquet_ops
 from huedb.ops.parquet import export_collection
 client = huedb.PersistentClient(sys.argv[1])
 report = export_collection(client.get_collection("big"), Path(sys.argv[2]), show_progress=False)

@@ -16,6 +16,8 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, getattr(args, "log_level", "info").upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request at INFO: noise for `--url` commands (failures raise anyway).
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.command == "run":
         from huedb.cli.serve import serve
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,18 +16,31 @@ from huedb.cli.output import (
     emit,
     emit_json,
     eval_json,
+    export_line,
+    import_lines,
+    migrate_lines,
     record_total,
     stats_lines,
 )
 from huedb.config import Settings
-from huedb.errors import BackupError, ChromaError, ConfigError, UsageError
+from huedb.errors import (
+    BackupError,
+    ChromaError,
+    ConfigError,
+    StorageFullError,
+    StorageIOError,
+    UsageError,
+)
 from huedb.ops import remote
 from huedb.ops.backup import backup, restore
 from huedb.ops.stats import store_stats
-from huedb.ops.store import compact
+from huedb.ops.store import compact, require_store
 from huedb.ops.verify import verify
 
 logger = logging.getLogger("huedb")
+
+EXIT_ERROR = 2  # a usage error, or refused input or state
+EXIT_STORAGE = 3  # the disk is full or failed, or a file could not be read or written
 
 
 def _check_target(args: argparse.Namespace) -> None:
@@ -36,12 +50,17 @@ def _check_target(args: argparse.Namespace) -> None:
         raise UsageError("give --path DATA or --url URL")
 
 
-def _client(args: argparse.Namespace) -> Client:
-    """A client of `--url` (with `--token`) or of the data directory `--path`."""
+def _client(args: argparse.Namespace, create: bool = False) -> Client:
+    """A client of `--url` (with `--token`) or of the data directory `--path`.
+
+    Only a command that creates a store (`create`) accepts a `--path` without one.
+    """
     _check_target(args)
     if args.url:
         settings = Settings(chroma_client_auth_credentials=args.token)
         return HttpClient(host=args.url, settings=settings)
+    if not create:
+        require_store(Path(args.path))
     return PersistentClient(path=args.path)
 
 
@@ -75,21 +94,25 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     finally:
         client.close()
-    emit(f"exported {args.collection} to {args.out}: {report}")
+    emit(export_line(report))
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     from huedb.ops.parquet import import_collection
 
-    client = _client(args)
+    client = _client(args, create=True)
     try:
         report = import_collection(
-            client, Path(args.file), collection_name=args.collection, batch_size=args.batch_size
+            client,
+            Path(args.file),
+            collection_name=args.collection,
+            batch_size=args.batch_size,
+            space=args.space,
         )
     finally:
         client.close()
-    emit(f"imported {args.file}: {report}")
+    emit(*import_lines(report))
     return 0
 
 
@@ -97,7 +120,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from huedb.ops.chroma_import import migrate_chroma
 
     report = migrate_chroma(Path(args.source), Path(args.path))
-    emit(f"migrated {args.source} into {args.path}: {report}")
+    emit(*migrate_lines(report))
     return 0
 
 
@@ -125,11 +148,10 @@ def cmd_compact(args: argparse.Namespace) -> int:
 def cmd_reembed(args: argparse.Namespace) -> int:
     from huedb.ops.model_versions import load_embedder, reembed
 
+    embedder = load_embedder(args.embedder)
     client = _client(args)
     try:
-        report = reembed(
-            client, args.source, args.target, load_embedder(args.embedder), args.batch_size
-        )
+        report = reembed(client, args.source, args.target, embedder, args.batch_size)
     finally:
         client.close()
     emit(str(report))
@@ -180,9 +202,12 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run one operations command; user errors print a message and exit 2."""
+    """Run one operations command; errors print one line: exit 3 for storage, 2 otherwise."""
     try:
         return COMMANDS[args.command](args)
+    except (StorageFullError, StorageIOError, OSError, sqlite3.Error) as exc:
+        logger.error("%s: storage error, the command did not complete: %s", args.command, exc)
+        return EXIT_STORAGE
     except (UsageError, BackupError, ConfigError, ChromaError, ValueError, httpx.HTTPError) as exc:
         logger.error("%s: %s", args.command, exc)
-        return 2
+        return EXIT_ERROR

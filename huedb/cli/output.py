@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from huedb.ops.backup import Manifest
+    from huedb.ops.chroma_import import MigrationReport
     from huedb.ops.model_versions import EvalReport
+    from huedb.ops.parquet import ExportReport, ImportReport
     from huedb.ops.store import CompactReport
 
 MIB = 2**20
@@ -58,6 +60,37 @@ def compact_line(report: CompactReport) -> str:
     """The one line `huedb compact` prints."""
     rebuilt = ", ".join(report.rebuilt) or "-"
     return f"reclaimed {report.reclaimed_bytes / MIB:.1f} MiB; rebuilt graph indexes: {rebuilt}"
+
+
+def export_line(report: ExportReport) -> str:
+    """The line `huedb export` prints."""
+    return (
+        f"exported {report.rows} records of {report.collection} ({report.dimension or '-'}-d, "
+        f"{report.space}) to {report.path}: {report.bytes / MIB:.1f} MiB in {report.seconds:.1f} s"
+    )
+
+
+def import_lines(report: ImportReport) -> list[str]:
+    """The lines `huedb import` prints (warnings go to the log as they happen)."""
+    verb = "created" if report.created else "existing"
+    return [
+        f"imported {report.rows} records from {report.path} into {verb} collection "
+        f"{report.collection} ({report.dimension or '-'}-d, {report.space}) in "
+        f"{report.seconds:.1f} s",
+        *(f"WARNING: {w}" for w in report.warnings),
+    ]
+
+
+def migrate_lines(report: MigrationReport) -> list[str]:
+    """The lines `huedb migrate-chroma` prints: a total, then one line per collection."""
+    lines = [
+        f"migrated {len(report.collections)} collections, {report.total_records} records, "
+        f"from {report.source} into {report.target}"
+    ]
+    for c in report.collections:
+        skipped = f", skipped {c.skipped}" if c.skipped else ""
+        lines.append(f"  {c.tenant}/{c.database}/{c.name}: {c.records} records{skipped}")
+    return lines
 
 
 def eval_json(report: EvalReport) -> dict[str, Any]:

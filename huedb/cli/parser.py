@@ -84,6 +84,11 @@ def _add_ops_commands(sub: argparse._SubParsersAction) -> None:
     _remote_args(imp)
     imp.add_argument("--collection", help="target collection (default: from the file)")
     imp.add_argument("--batch-size", type=int, default=5000)
+    imp.add_argument(
+        "--space",
+        choices=["l2", "cosine", "ip"],
+        help="distance of a collection the import creates, for files that carry none",
+    )
     migrate = sub.add_parser("migrate-chroma", help="import every collection of a Chroma dir")
     migrate.add_argument("--from", dest="source", required=True, help="Chroma persist directory")
     migrate.add_argument("--path", required=True, help="huedb data directory")

@@ -3,13 +3,21 @@
 One connection per engine, guarded by the engine's lock. Writes run in `BEGIN IMMEDIATE`
 transactions so two processes never deadlock on a lock upgrade; reads run in a deferred
 transaction so every read sees one consistent snapshot of the database (WAL mode).
+
+Every engine on a data directory holds a shared advisory lock (`flock`) on its `huedb.lock`
+file while it is open; the lock goes with the process, so a killed process never leaves it
+behind. An operation that replaces the store (`huedb restore`) takes it exclusively, so it
+refuses while any process has the directory open, and an engine opening meanwhile waits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
+import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +30,40 @@ from huedb.errors import FormatVersionError, StorageFullError, StorageIOError
 logger = logging.getLogger(__name__)
 
 DB_FILENAME = "huedb.sqlite3"
+LOCK_FILENAME = "huedb.lock"
 BUSY_TIMEOUT_MS = 120_000
+
+
+def hold_directory(path: Path) -> int:
+    """Take the shared lock of an engine on the data directory `path`; returns its fd.
+
+    Waits (up to the busy timeout) while a restore holds the lock exclusively.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / LOCK_FILENAME, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise StorageIOError(
+                    f"{path} stayed locked by a restore for {BUSY_TIMEOUT_MS // 1000} s"
+                ) from None
+            time.sleep(0.05)
+
+
+def lock_directory_exclusively(path: Path) -> int | None:
+    """The exclusive lock of `path` (fd), or None while any engine has the directory open."""
+    fd = os.open(path / LOCK_FILENAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def open_connection(path: Path | None, sync: str) -> sqlite3.Connection:

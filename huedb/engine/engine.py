@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -24,6 +25,7 @@ from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 from huedb.engine import catalog, records, snapshot, store_admin
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.connection import (
+    hold_directory,
     open_connection,
     read_transaction,
     store_id,
@@ -61,7 +63,12 @@ class Engine:
         self.path = path
         self.options = options or EngineOptions()
         self._lock = threading.RLock()
-        self._conn = open_connection(path, self.options.sync)
+        self._dir_lock = None if path is None else hold_directory(path)
+        try:
+            self._conn = open_connection(path, self.options.sync)
+        except BaseException:
+            self._release_directory()
+            raise
         self._index_dir = None if path is None else path / INDEX_DIRNAME
         self._store_id = store_id(self._conn)
         self._indexes = IndexCache(
@@ -88,7 +95,13 @@ class Engine:
             except (sqlite3.Error, OSError) as exc:
                 logger.warning("could not snapshot indexes at close: %s", exc)
             self._conn.close()
+            self._release_directory()
             self._closed = True
+
+    def _release_directory(self) -> None:
+        if self._dir_lock is not None:
+            os.close(self._dir_lock)
+            self._dir_lock = None
 
     def _adopt_builds(self) -> None:
         """Wait for background graph builds and swap them in, so close can snapshot them."""
@@ -516,6 +529,43 @@ class Engine:
             conn.execute("VACUUM INTO ?", (str(target),))
         finally:
             conn.close()
+
+    def snapshot_pages(self, collection_uuid: str, page_size: int) -> Iterator[list[tuple]]:
+        """Every row (key, id, document, uri, metadata_json, vector) of a collection, in pages
+        by increasing key, all read from one snapshot of the database.
+
+        A store on disk is read on a connection of its own that holds one read transaction
+        for the whole iteration: the engine lock is never taken, so this engine, its other
+        threads and other processes keep reading and writing (WAL), and nothing they commit
+        meanwhile is seen. While the snapshot is open SQLite cannot checkpoint the WAL past
+        it, so the WAL grows by what is written during the iteration. An in-memory store has
+        only the engine's connection: its lock is held for the whole iteration. Close the
+        iterator (or exhaust it) to end the snapshot.
+        """
+        if page_size < 1:
+            raise InvalidArgumentError(f"page_size must be at least 1, got {page_size}")
+        if self.path is None:
+            with self._lock, read_transaction(self._conn):
+                yield from self._pages(self._conn, collection_uuid, page_size)
+            return
+        conn = open_connection(self.path, self.options.sync)
+        try:
+            with read_transaction(conn):
+                yield from self._pages(conn, collection_uuid, page_size)
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _pages(
+        conn: sqlite3.Connection, collection_uuid: str, page_size: int
+    ) -> Iterator[list[tuple]]:
+        cid = catalog.collection_by_uuid(conn, collection_uuid).cid
+        last = -1
+        while rows := records.fetch_after_key(conn, cid, last, page_size):
+            yield rows
+            last = rows[-1][0]
+            if len(rows) < page_size:
+                return
 
     def settings_in_force(self) -> dict[str, Any]:
         """The options this engine was opened with, and SQLite's sync level as read back."""

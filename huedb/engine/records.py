@@ -352,6 +352,17 @@ def fetch_rows(
     return conn.execute(sql, params).fetchall()
 
 
+def fetch_after_key(conn: sqlite3.Connection, cid: int, after_key: int, limit: int) -> list[tuple]:
+    """Up to `limit` rows (key, id, document, uri, metadata_json, vector) with a key above
+    `after_key`, by increasing key (keys are never reused, so this pages without gaps)."""
+    sql = (
+        "SELECT r.key, r.id, r.document, r.uri, r.metadata, "
+        "(SELECT vector FROM embeddings e WHERE e.key = r.key) FROM records r "
+        "WHERE r.cid = ? AND r.key > ? ORDER BY r.key LIMIT ?"
+    )
+    return conn.execute(sql, (cid, after_key, limit)).fetchall()
+
+
 def fetch_by_keys(
     conn: sqlite3.Connection, cid: int, keys: Sequence[int], with_vectors: bool
 ) -> dict[int, tuple]:

@@ -4,8 +4,9 @@ A backup is one uncompressed tar file holding `manifest.json` and `huedb.sqlite3
 database is copied by `Engine.copy_database_to` (`VACUUM INTO` from a read transaction on a
 connection of its own), so it is one consistent snapshot while readers and writers keep going
 (WAL), and a serving engine keeps serving. Index snapshots are not included: they are derived
-and are rebuilt on first use. Restore checks the SHA-256 in the manifest before anything is
-put in place, and refuses a non-empty target unless forced.
+and are rebuilt on first use. Restore checks the SHA-256 in the manifest and the integrity
+of the database before anything is put in place, refuses a non-empty target unless forced,
+refuses a directory any process has open, and swaps atomically (see `restore`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import shutil
 import sqlite3
 import tarfile
+import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,8 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from huedb.engine import fileio
-from huedb.engine.connection import DB_FILENAME
+from huedb.engine import fileio, migrations, store_admin
+from huedb.engine.connection import DB_FILENAME, LOCK_FILENAME, lock_directory_exclusively
 from huedb.engine.engine import Engine
 from huedb.engine.schema import FORMAT_VERSION
 from huedb.errors import BackupError
@@ -35,6 +37,7 @@ from huedb.ops.store import open_store
 from huedb.version import __version__
 
 MANIFEST = "manifest.json"
+ADMIN_TEMP_PREFIX = "huedb-backup-"  # the server's backup route's temporary directories
 CHUNK = 1 << 20
 
 
@@ -114,12 +117,29 @@ def backup(source: Engine | Path, out: Path, show_progress: bool | None = None) 
         return _backup(engine, out, show_progress)
 
 
+def remove_stale_admin_backups() -> list[Path]:
+    """Remove the temporary directories of admin backups whose server was killed mid-copy.
+
+    The server's backup route writes into `tempfile.mkdtemp(prefix=ADMIN_TEMP_PREFIX)`; a
+    directory still holding the work directory of a process that is gone is left over.
+    """
+    removed = []
+    for work_dir in Path(tempfile.gettempdir()).glob(f"{ADMIN_TEMP_PREFIX}*"):
+        pids = [p.name.rsplit("-", 1)[-1] for p in work_dir.glob(".*.tmp-*")]
+        if pids and not any(_process_alive(pid) for pid in pids):
+            shutil.rmtree(work_dir, ignore_errors=True)
+            removed.append(work_dir)
+    return removed
+
+
 def _backup(engine: Engine, out: Path, show_progress: bool | None) -> Manifest:
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{out.name}.tmp-*"):
         if not _process_alive(stale.name.rsplit("-", 1)[-1]):
             shutil.rmtree(stale, ignore_errors=True)  # left by a backup that was killed
+    with contextlib.suppress(OSError):
+        remove_stale_admin_backups()
     work = out.parent / f".{out.name}.tmp-{os.getpid()}"
     work.mkdir(exist_ok=True)
     copy = work / DB_FILENAME
@@ -169,17 +189,55 @@ def read_manifest(archive: Path) -> Manifest:
 def restore(
     archive: Path, data: Path, force: bool = False, show_progress: bool | None = None
 ) -> Manifest:
-    """Restore a backup into `data` after checking its checksum."""
+    """Restore a backup into `data`: checked, then swapped in atomically.
+
+    Refused while any engine (a server, a command) has `data` open: engines hold a shared lock
+    on the directory and restore takes it exclusively for its whole run. The database is
+    extracted next to the live one, its SHA-256 checked against the manifest, and its
+    integrity checked (SQLite's and huedb's invariants); only then is the old store
+    checkpointed (its WAL folded in), its derived index files removed, and the new file
+    renamed over the old one. A kill at any moment leaves the old store or the new one.
+    """
     manifest = read_manifest(archive)
     if manifest.format_version > FORMAT_VERSION:
         raise BackupError(
             f"{archive} has format {manifest.format_version}; this huedb reads up to "
             f"{FORMAT_VERSION}. Upgrade huedb to restore it."
         )
-    if data.exists() and any(data.iterdir()) and not force:
+    if data.exists() and any(p.name != LOCK_FILENAME for p in data.iterdir()) and not force:
         raise BackupError(f"{data} is not empty; pass --force to replace its contents")
     data.mkdir(parents=True, exist_ok=True)
-    staged = data / f".restore-{os.getpid()}.sqlite3"
+    lock = lock_directory_exclusively(data)
+    if lock is None:
+        raise BackupError(
+            f"{data} is in use by a running huedb (a server or another command); stop it, "
+            "then restore. Nothing was changed."
+        )
+    try:
+        _remove_stale_restores(data)
+        staged = data / f".restore-{os.getpid()}.sqlite3"
+        try:
+            _extract_checked(archive, manifest, staged, show_progress)
+            _swap_in(staged, data)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                staged.unlink()
+    finally:
+        os.close(lock)
+    return manifest
+
+
+def _remove_stale_restores(data: Path) -> None:
+    """Staged files of restores that were killed."""
+    for stale in data.glob(".restore-*.sqlite3*"):
+        pid = stale.name.split("-", 1)[1].split(".", 1)[0]
+        if not _process_alive(pid):
+            stale.unlink(missing_ok=True)
+
+
+def _extract_checked(
+    archive: Path, manifest: Manifest, staged: Path, show_progress: bool | None
+) -> None:
     digest = hashlib.sha256()
     bar = progress(manifest.sqlite_bytes, "restore", unit="B", enabled=show_progress)
     try:
@@ -194,17 +252,51 @@ def restore(
                     bar.update(len(chunk))
                 f.flush()
                 os.fsync(f.fileno())
-        if digest.hexdigest() != manifest.sqlite_sha256:
-            raise BackupError(f"{archive} is corrupt: checksum mismatch; nothing was restored")
-        for name in (DB_FILENAME, f"{DB_FILENAME}-wal", f"{DB_FILENAME}-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                (data / name).unlink()
-        shutil.rmtree(data / "index", ignore_errors=True)
-        os.replace(staged, data / DB_FILENAME)
     except (tarfile.TarError, KeyError) as exc:
         raise BackupError(f"{archive} is not a huedb backup: {exc}") from None
     finally:
         bar.close()
+    if digest.hexdigest() != manifest.sqlite_sha256:
+        raise BackupError(f"{archive} is corrupt: checksum mismatch; nothing was restored")
+    problems = database_problems(staged)
+    if problems:
+        raise BackupError(
+            f"{archive} holds a damaged database ({'; '.join(problems[:3])}); nothing was restored"
+        )
+
+
+def database_problems(db_file: Path) -> list[str]:
+    """Integrity problems of a database file not in use (SQLite's check, huedb's invariants)."""
+    try:
+        conn = sqlite3.connect(f"file:{db_file}?mode=ro&immutable=1", uri=True)
+        try:
+            if migrations.stored_version(conn) != FORMAT_VERSION:
+                rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+                return [] if rows == ["ok"] else [f"sqlite: {r}" for r in rows]
+            return store_admin.integrity_problems(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return [f"sqlite: {exc}"]
+
+
+def _swap_in(staged: Path, data: Path) -> None:
+    """Replace the store in `data` by `staged` (the caller holds the exclusive lock)."""
+    live = data / DB_FILENAME
+    if live.exists():
+        with contextlib.suppress(sqlite3.Error):
+            conn = sqlite3.connect(live)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.close()
+    for name in (f"{DB_FILENAME}-wal", f"{DB_FILENAME}-shm"):
         with contextlib.suppress(FileNotFoundError):
-            staged.unlink()
-    return manifest
+            (data / name).unlink()
+    shutil.rmtree(data / "index", ignore_errors=True)
+    os.replace(staged, live)
+    fd = os.open(data, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

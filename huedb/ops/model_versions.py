@@ -16,6 +16,7 @@ import numpy as np
 from huedb.api.client import Client
 from huedb.api.collection import Collection
 from huedb.engine.hnsw_config import collection_space
+from huedb.ops.pages import collection_pages
 from huedb.ops.progress import progress
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,9 @@ def reembed(
     """Fill `target` with the documents of `source` embedded by `embedder`.
 
     Safe to interrupt and run again: ids already in the target are not embedded again, and
-    ids are unique, so nothing is duplicated. Records without a document are skipped.
+    ids are unique, so nothing is duplicated. Records without a document are skipped. The
+    source is read with `collection_pages`: one snapshot for a local store; over HTTP a
+    concurrent delete that would skip live records stops the run with an error.
     """
     src = client.get_collection(source)
     config = {"hnsw": {"space": collection_space(src.configuration_json, src.metadata)}}
@@ -78,31 +81,24 @@ def reembed(
     report = ReembedReport(source, target)
     total = src.count()
     bar = progress(total, f"reembed {source} -> {target}", enabled=show_progress)
-    offset = 0
-    while True:
-        page = src.get(limit=batch_size, offset=offset, include=["documents", "metadatas", "uris"])
-        ids = page["ids"]
-        if not ids:
-            break
-        offset += len(ids)
+    for page in collection_pages(src, batch_size):
+        ids = page.ids
         present = set(dst.get(ids=ids, include=[])["ids"])
         todo = [
-            n
-            for n, rid in enumerate(ids)
-            if rid not in present and page["documents"][n] is not None
+            n for n, rid in enumerate(ids) if rid not in present and page.documents[n] is not None
         ]
         report.already_present += len(present)
         report.without_document += sum(
-            1 for n, rid in enumerate(ids) if rid not in present and page["documents"][n] is None
+            1 for n, rid in enumerate(ids) if rid not in present and page.documents[n] is None
         )
         if todo:
-            docs = [page["documents"][n] for n in todo]
+            docs = [page.documents[n] for n in todo]
             dst.add(
                 ids=[ids[n] for n in todo],
                 embeddings=np.asarray(embedder(docs), dtype=np.float32),
                 documents=docs,
-                metadatas=[page["metadatas"][n] for n in todo],
-                uris=[page["uris"][n] for n in todo],
+                metadatas=[page.metadatas[n] for n in todo],
+                uris=[page.uris[n] for n in todo],
             )
             report.embedded += len(todo)
         bar.update(len(ids))

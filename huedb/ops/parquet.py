@@ -24,13 +24,21 @@ be a JSON string, a struct (null fields dropped per row; an all-null row is None
 written with `upsert`, so importing a file twice leaves the collection as after the first import
 (like Chroma, upsert merges metadata key by key into a record that already exists).
 
-Export pages with ``get(limit, offset)`` over the public Collection API: a collection written to
-while it is exported may yield a file that is not one consistent snapshot.
+Export reads the collection with `huedb.ops.pages.collection_pages`: from one read snapshot for
+a store opened by this process (``--path``), so the file is exactly the collection at one moment
+while writers keep going; over HTTP by checked pages that refuse to finish if a concurrent delete
+would make them skip live records.
+
+Integrity: every data page is written with a CRC-32 page checksum, and the ``huedb.*`` file
+metadata with a SHA-256 digest (``huedb.metadata_sha256``). Import first reads the whole file
+with page checksum verification and checks the digest; a corrupt file is refused before anything
+is written.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -49,6 +57,7 @@ from huedb.api.client import Client
 from huedb.api.collection import Collection
 from huedb.engine.hnsw_config import collection_space
 from huedb.errors import NotFoundError
+from huedb.ops.pages import Page, collection_pages
 from huedb.ops.progress import progress
 from huedb.record_batch import RecordBatch
 from huedb.version import __version__
@@ -65,8 +74,9 @@ KEY_ROWS = "huedb.rows"
 KEY_CONFIGURATION = "huedb.configuration"
 KEY_EMBEDDING_FUNCTION = "huedb.embedding_function"
 KEY_COLLECTION_METADATA = "huedb.collection_metadata"
+KEY_METADATA_SHA256 = "huedb.metadata_sha256"
+SPACES = ("l2", "cosine", "ip")
 
-EXPORT_INCLUDE = ["documents", "metadatas", "embeddings", "uris"]
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "id": ("id", "ids"),
     "document": ("document", "documents"),
@@ -128,38 +138,33 @@ def export_collection(
     writer: pq.ParquetWriter | None = None
     rows = row_groups = 0
     bar = progress(total, f"export {collection.name}", enabled=show_progress)
+    meta: dict[str, str] = {}
     try:
-        offset = 0
-        while True:
-            page = collection.get(limit=batch_size, offset=offset, include=EXPORT_INCLUDE)
-            n = len(page["ids"])
-            matrix = _page_matrix(page["embeddings"], n)
-            if n:
-                if dimension is None:
-                    dimension = matrix.shape[1]
-                elif matrix.shape[1] != dimension:
-                    raise ValueError(
-                        f"collection {collection.name!r} changed dimension during export: "
-                        f"{dimension} then {matrix.shape[1]}"
-                    )
+        for page in collection_pages(collection, batch_size):
+            n = len(page)
+            matrix = _page_matrix(page.embeddings, n)
+            if dimension is None:
+                dimension = matrix.shape[1]
+            elif matrix.shape[1] != dimension:
+                raise ValueError(
+                    f"collection {collection.name!r} holds embeddings of dimension "
+                    f"{matrix.shape[1]} and {dimension}"
+                )
             if writer is None:
                 meta = _file_metadata(collection, configuration, space, dimension)
-                writer = pq.ParquetWriter(
-                    tmp,
-                    export_schema(dimension, meta),
-                    compression="zstd",
-                    use_dictionary=False,
-                )
-            if n:
-                writer.write_table(_page_table(page, matrix, writer.schema), row_group_size=n)
-                rows += n
-                row_groups += 1
-                offset += n
-                bar.update(n)
-            del page, matrix  # free this page before the next one is fetched
-            if n < batch_size:
-                break
-        writer.add_key_value_metadata({KEY_ROWS: str(rows)})
+                writer = _writer(tmp, export_schema(dimension, meta))
+            writer.write_table(_page_table(page, matrix, writer.schema), row_group_size=n)
+            rows += n
+            row_groups += 1
+            bar.update(n)
+            del page, matrix  # free this page before the next one is read
+        if writer is None:  # an empty collection
+            meta = _file_metadata(collection, configuration, space, dimension)
+            writer = _writer(tmp, export_schema(dimension, meta))
+        meta[KEY_ROWS] = str(rows)
+        writer.add_key_value_metadata(
+            {KEY_ROWS: str(rows), KEY_METADATA_SHA256: metadata_digest(meta)}
+        )
         writer.close()
         writer = None
         os.replace(tmp, out)
@@ -172,7 +177,7 @@ def export_collection(
     finally:
         bar.close()
     if rows != total:
-        log.warning("exported %d rows of %r, which counted %d at start", rows, model.name, total)
+        log.info("exported %d rows of %r (%d counted before the read)", rows, model.name, total)
     report = ExportReport(
         path=out,
         collection=collection.name,
@@ -185,6 +190,18 @@ def export_collection(
     )
     log.info("exported %d rows of %r to %s", rows, collection.name, out)
     return report
+
+
+def _writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    return pq.ParquetWriter(
+        path, schema, compression="zstd", use_dictionary=False, write_page_checksum=True
+    )
+
+
+def metadata_digest(kv: dict[str, str]) -> str:
+    """SHA-256 of a file's ``huedb.*`` metadata (except the digest itself), order-independent."""
+    covered = {k: v for k, v in kv.items() if k.startswith("huedb.") and k != KEY_METADATA_SHA256}
+    return hashlib.sha256(json.dumps(covered, sort_keys=True).encode()).hexdigest()
 
 
 def export_schema(dimension: int | None, metadata: dict[str, str] | None = None) -> pa.Schema:
@@ -247,7 +264,7 @@ def _page_matrix(embeddings: Any, n: int) -> np.ndarray:
     return np.ascontiguousarray(matrix)
 
 
-def _page_table(page: Any, matrix: np.ndarray, schema: pa.Schema) -> pa.Table:
+def _page_table(page: Page, matrix: np.ndarray, schema: pa.Schema) -> pa.Table:
     n, dim = matrix.shape
     flat = pa.Array.from_buffers(pa.float32(), n * dim, [None, pa.py_buffer(matrix)])
     if pa.types.is_fixed_size_list(schema.field("embedding").type):
@@ -257,13 +274,13 @@ def _page_table(page: Any, matrix: np.ndarray, schema: pa.Schema) -> pa.Table:
         embedding = pa.ListArray.from_buffers(
             pa.list_(pa.float32()), n, [None, pa.py_buffer(offsets)], children=[flat]
         )
-    metadatas = page.get("metadatas") or [None] * n
+    metadatas = page.metadatas
     columns = [
-        string_array(page["ids"]),
-        string_array(page.get("documents") or [None] * n),
+        string_array(page.ids),
+        string_array(page.documents),
         string_array([None if m is None else json.dumps(m, ensure_ascii=False) for m in metadatas]),
         embedding,
-        string_array(page.get("uris") or [None] * n),
+        string_array(page.uris),
     ]
     return pa.Table.from_arrays(columns, schema=schema)
 
@@ -328,6 +345,30 @@ class _Layout:
         return [c for c in (self.id, self.document, self.metadata, self.embedding, self.uri) if c]
 
 
+def _open(path: Path) -> pq.ParquetFile:
+    """A Parquet file whose page checksums (when written) are verified on every read."""
+    return pq.ParquetFile(path, page_checksum_verification=True)
+
+
+def check_file(path: Path) -> None:
+    """Read every page of a file, verifying page checksums and the huedb metadata digest.
+
+    Raises ValueError naming the file when it is corrupt or is not Parquet.
+    """
+    try:
+        parquet = _open(path)
+        kv = read_file_metadata(path)
+        digest = kv.get(KEY_METADATA_SHA256)
+        if digest is not None and digest != metadata_digest(kv):
+            raise ValueError("its huedb metadata does not match its checksum")
+        for _ in parquet.iter_batches(batch_size=65536):
+            pass
+    except (OSError, pa.ArrowException, ValueError, EOFError) as exc:
+        raise ValueError(
+            f"{path} is corrupt or not a Parquet file ({exc}); nothing was imported"
+        ) from None
+
+
 def read_file_metadata(path: Path) -> dict[str, str]:
     """The key-value metadata of a Parquet file, decoded (empty for foreign files)."""
     raw = pq.read_metadata(path).metadata or {}
@@ -340,17 +381,29 @@ def import_collection(
     collection_name: str | None = None,
     batch_size: int = 5000,
     show_progress: bool | None = None,
+    space: str | None = None,
 ) -> ImportReport:
-    """Upsert the records of a Parquet file into a new or existing collection, in batches."""
+    """Upsert the records of a Parquet file into a new or existing collection, in batches.
+
+    The whole file is checked first (`check_file`): a corrupt file imports nothing. `space`
+    is the distance of a collection the import creates, for files that carry none (the
+    pandas export of Chroma); it must agree with the file's space when the file has one.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if space is not None and space not in SPACES:
+        raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
     started = time.monotonic()
     path = Path(path)
-    parquet = pq.ParquetFile(path)
+    check_file(path)
+    parquet = _open(path)
     kv = read_file_metadata(path)
     layout = _Layout.of(parquet.schema_arrow, path)
     name = collection_name or kv.get(KEY_COLLECTION) or path.stem
     file_space = kv.get(KEY_SPACE) or None
+    if space is not None and file_space is not None and space != file_space:
+        raise ValueError(f"{path} was exported with space {file_space!r}, not {space!r}")
+    file_space = file_space or space
     file_dim = _file_dimension(kv, parquet.schema_arrow.field(layout.embedding).type, path)
     warnings: list[str] = []
     declared_rows, num_rows = kv.get(KEY_ROWS), parquet.metadata.num_rows
@@ -368,6 +421,14 @@ def import_collection(
     if collection is not None:
         target_dim = _check_compatible(collection, name, file_space, file_dim, path)
     else:
+        if file_space is None:
+            msg = (
+                f"{path} carries no distance space: collection {name!r} is created with the "
+                "default 'l2'; pass --space (cosine, ip, l2) if its vectors were searched "
+                "with another"
+            )
+            log.warning(msg)
+            warnings.append(msg)
         collection = client.create_collection(
             name,
             configuration=_creation_config(kv, file_space),
@@ -559,7 +620,7 @@ def _metadata_value(value: Any, record_id: str, path: Path) -> dict[str, Any] | 
 def read_batches(path: Path, batch_size: int = 5000) -> Iterator[RecordBatch]:
     """The records of a huedb or Chroma-pandas Parquet file, decoded and checked, in order."""
     path = Path(path)
-    parquet = pq.ParquetFile(path)
+    parquet = _open(path)
     layout = _Layout.of(parquet.schema_arrow, path)
     start = 0
     for batch in parquet.iter_batches(batch_size=batch_size, columns=layout.columns()):

@@ -12,13 +12,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from huedb.engine.connection import DB_FILENAME
 from huedb.engine.engine import Engine
 from huedb.engine.registry import acquire_engine, release_engine
+from huedb.errors import NotFoundError, UsageError
+
+
+def require_store(data: Path) -> None:
+    """Refuse a directory that holds no huedb store (a mistyped path must not create one)."""
+    if not (Path(data) / DB_FILENAME).is_file():
+        raise UsageError(f"{data} holds no huedb store ({DB_FILENAME} is missing); check --path")
 
 
 @contextmanager
 def open_store(data: Path) -> Iterator[Engine]:
-    """The engine of the store in `data`, given back to the registry afterwards."""
+    """The engine of the existing store in `data`, given back to the registry afterwards."""
+    require_store(data)
     engine = acquire_engine(data)
     try:
         yield engine
@@ -35,7 +44,16 @@ class CompactReport:
 
 
 def compact(data: Path) -> CompactReport:
-    """Rebuild graph indexes without their tombstones, then return free pages to the disk."""
+    """Rebuild graph indexes without their tombstones, then return free pages to the disk.
+
+    A collection deleted while compact runs is skipped; the others are still compacted.
+    """
     with open_store(data) as engine:
-        rebuilt = [c.name for c in engine.collections() if engine.compact_index(c.uuid)]
+        rebuilt = []
+        for col in engine.collections():
+            try:
+                if engine.compact_index(col.uuid):
+                    rebuilt.append(col.name)
+            except NotFoundError:
+                continue  # deleted meanwhile: nothing left to compact
         return CompactReport(reclaimed_bytes=engine.reclaim_space(), rebuilt=rebuilt)
