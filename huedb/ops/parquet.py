@@ -76,6 +76,7 @@ KEY_EMBEDDING_FUNCTION = "huedb.embedding_function"
 KEY_COLLECTION_METADATA = "huedb.collection_metadata"
 KEY_METADATA_SHA256 = "huedb.metadata_sha256"
 SPACES = ("l2", "cosine", "ip")
+CHECK_BATCH_ROWS = 2048  # rows decoded at a time by `check_file` (bounded memory)
 
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "id": ("id", "ids"),
@@ -361,7 +362,7 @@ def check_file(path: Path) -> None:
         digest = kv.get(KEY_METADATA_SHA256)
         if digest is not None and digest != metadata_digest(kv):
             raise ValueError("its huedb metadata does not match its checksum")
-        for _ in parquet.iter_batches(batch_size=65536):
+        for _ in parquet.iter_batches(batch_size=CHECK_BATCH_ROWS):
             pass
     except (OSError, pa.ArrowException, ValueError, EOFError) as exc:
         raise ValueError(
