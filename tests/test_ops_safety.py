@@ -464,6 +464,26 @@ def test_backup_removes_copies_left_by_a_killed_admin_backup(tmp_path: Path) -> 
         shutil.rmtree(live, ignore_errors=True)
 
 
+def test_server_start_removes_backups_left_by_a_killed_server(tmp_path: Path) -> None:
+    """A server killed while sending a finished admin backup left the whole tar behind."""
+    from tests.servers import huedb_server
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = Path(tempfile.mkdtemp(prefix=f"{ADMIN_TEMP_PREFIX}{dead.pid}-"))
+    (left / "huedb-backup.tar").write_bytes(b"\0" * 4096)
+    live = Path(tempfile.mkdtemp(prefix=f"{ADMIN_TEMP_PREFIX}{os.getpid()}-"))
+    try:
+        with huedb_server(tmp_path / "data"):
+            assert not left.exists(), "a dead server's admin backup was kept"
+            assert live.exists(), "a running process's backup directory was removed"
+    finally:
+        import shutil
+
+        shutil.rmtree(left, ignore_errors=True)
+        shutil.rmtree(live, ignore_errors=True)
+
+
 def test_reliability_doc_names_the_current_format() -> None:
     from huedb.engine.schema import FORMAT_VERSION
 

@@ -117,15 +117,23 @@ def backup(source: Engine | Path, out: Path, show_progress: bool | None = None) 
         return _backup(engine, out, show_progress)
 
 
-def remove_stale_admin_backups() -> list[Path]:
-    """Remove the temporary directories of admin backups whose server was killed mid-copy.
+def admin_backup_dir() -> Path:
+    """A new temporary directory for the server's backup route, named after this process."""
+    return Path(tempfile.mkdtemp(prefix=f"{ADMIN_TEMP_PREFIX}{os.getpid()}-"))
 
-    The server's backup route writes into `tempfile.mkdtemp(prefix=ADMIN_TEMP_PREFIX)`; a
-    directory still holding the work directory of a process that is gone is left over.
+
+def remove_stale_admin_backups() -> list[Path]:
+    """Remove the temporary directories of admin backups whose server is gone.
+
+    The server's backup route works in `admin_backup_dir()`, named after its process: a
+    directory of a process that no longer runs was left by a server killed while copying
+    or while sending the file.
     """
     removed = []
     for work_dir in Path(tempfile.gettempdir()).glob(f"{ADMIN_TEMP_PREFIX}*"):
-        pids = [p.name.rsplit("-", 1)[-1] for p in work_dir.glob(".*.tmp-*")]
+        owner = work_dir.name[len(ADMIN_TEMP_PREFIX) :].split("-", 1)[0]
+        pids = [owner] if owner.isdigit() else []
+        pids += [p.name.rsplit("-", 1)[-1] for p in work_dir.glob(".*.tmp-*")]
         if pids and not any(_process_alive(pid) for pid in pids):
             shutil.rmtree(work_dir, ignore_errors=True)
             removed.append(work_dir)

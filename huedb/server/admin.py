@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
-from huedb.ops.backup import backup
+from huedb.ops.backup import admin_backup_dir, backup
 from huedb.ops.stats import gather_stats
 from huedb.server.json_response import OrjsonResponse
 
@@ -21,7 +20,7 @@ router = APIRouter(prefix="/api/v2/admin", default_response_class=OrjsonResponse
 @router.post("/backup")
 def backup_now(request: Request) -> FileResponse:
     """A consistent backup of the live database, as a tar file download."""
-    work = Path(tempfile.mkdtemp(prefix="huedb-backup-"))
+    work = admin_backup_dir()
     out = work / "huedb-backup.tar"
     try:
         backup(request.app.state.api.engine, out, show_progress=False)

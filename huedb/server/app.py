@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from huedb.api.local import LocalAPI
 from huedb.config import ENGINE_PREFIX, Settings
 from huedb.engine.registry import acquire_engine, release_engine
 from huedb.errors import ChromaError, body_error
+from huedb.ops.backup import remove_stale_admin_backups
 from huedb.server import admin
 from huedb.server.auth import TokenAuthMiddleware
 from huedb.server.error_body import error_response, exception_fields
@@ -24,9 +26,13 @@ from huedb.server.routes import router
 from huedb.server.server_config import ENV_CONFIG, ServerConfig
 from huedb.version import __version__
 
+logger = logging.getLogger(__name__)
+
 
 def create_app(config: ServerConfig) -> FastAPI:
     """A server over the data directory in `config.path`."""
+    for left in remove_stale_admin_backups():
+        logger.info("removed %s, left by a server killed during an admin backup", left)
     engine = acquire_engine(Path(config.path), config.engine, owner=config.allow_reset)
     settings = Settings(
         is_persistent=True,
