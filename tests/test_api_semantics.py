@@ -282,10 +282,16 @@ def test_configuration_and_legacy_hnsw_keys(client: huedb.Client) -> None:
     hnsw = col.configuration_json["hnsw"]
     assert (hnsw["space"], hnsw["max_neighbors"], hnsw["ef_construction"]) == ("cosine", 32, 200)
     assert col.metadata["hnsw:space"] == "cosine"
+    # As in Chroma: a configuration equal to the defaults gives way to the legacy keys, one
+    # that differs from them wins (tests/test_space_precedence.py: every combination).
     both = client.create_collection(
         "both", metadata={"hnsw:space": "ip"}, configuration={"hnsw": {"space": "l2"}}
     )
-    assert both.configuration_json["hnsw"]["space"] == "l2"
+    assert both.configuration_json["hnsw"]["space"] == "ip"
+    wins = client.create_collection(
+        "wins", metadata={"hnsw:space": "ip"}, configuration={"hnsw": {"space": "cosine"}}
+    )
+    assert wins.configuration_json["hnsw"]["space"] == "cosine"
     both.modify(configuration={"hnsw": {"ef_search": 50}})
     assert client.get_collection("both").configuration_json["hnsw"]["ef_search"] == 50
     with pytest.raises(errors.InvalidArgumentError):

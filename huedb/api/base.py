@@ -70,6 +70,7 @@ class ServerAPI(ABC):
         get_or_create: bool,
         tenant: str,
         database: str,
+        schema: dict[str, Any] | None = None,
     ) -> CollectionModel: ...
 
     @abstractmethod

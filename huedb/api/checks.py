@@ -9,13 +9,19 @@ a write becomes a checked `RecordBatch`, a read's ids and filters one compiled
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from huedb.api.validation import finite_or_error
 from huedb.engine.filters import RecordFilter, compile_filter
-from huedb.errors import BatchSizeExceededError, DuplicateIDError, InvalidArgumentError
+from huedb.errors import (
+    BatchSizeExceededError,
+    DuplicateIDError,
+    InternalError,
+    InvalidArgumentError,
+)
 from huedb.record_batch import FIELDS, RecordBatch
 
 MAX_BATCH_SIZE = 5461
@@ -157,4 +163,103 @@ def _reject_none_values(metadata: Any) -> None:
             raise TypeError(
                 f"Cannot convert Python object to MetadataValue: key {key!r} is None "
                 "(None deletes a key only in update and upsert)"
+            )
+
+
+# -- filters on disabled indexes (a collection's schema) --------------------------------
+
+# Chroma's names of a filter value's type (Rust `MetadataValueType`, as its errors print it),
+# and the schema's value type and inverted index for each.
+_FILTER_TYPES = {
+    bool: ("Bool", "bool", "bool_inverted_index"),
+    int: ("Int", "int", "int_inverted_index"),
+    float: ("Float", "float", "float_inverted_index"),
+    str: ("Str", "string", "string_inverted_index"),
+}
+_LOGICAL = ("$and", "$or")
+_SET_OPS = ("$in", "$nin")
+
+
+@dataclass(frozen=True)
+class FilterPolicy:
+    """Which `where` keys and types, and whether `where_document`, a schema refuses.
+
+    Chroma refuses (InvalidArgumentError) a metadata filter whose key and value type have
+    their inverted index disabled (the key's own setting, else the schema's defaults), and
+    any document filter when full-text search on `#document` is disabled.
+    """
+
+    defaults: dict[str, Any]
+    keys: dict[str, Any]
+    fts_enabled: bool
+    everything_enabled: bool
+
+    @classmethod
+    def of(cls, schema: dict[str, Any]) -> FilterPolicy:
+        defaults = schema.get("defaults") or {}
+        keys = {k: v for k, v in (schema.get("keys") or {}).items() if not k.startswith("#")}
+        document = (schema.get("keys") or {}).get("#document") or {}
+        fts = ((document.get("string") or {}).get("fts_index")) or (
+            (defaults.get("string") or {}).get("fts_index")
+        )
+        fts_enabled = fts is None or bool(fts.get("enabled"))
+
+        def all_on(types: dict[str, Any]) -> bool:
+            return all(
+                index is None or index.get("enabled")
+                for value_type, name in (
+                    ("string", "string_inverted_index"),
+                    ("int", "int_inverted_index"),
+                    ("float", "float_inverted_index"),
+                    ("bool", "bool_inverted_index"),
+                )
+                if value_type in types
+                for index in [(types[value_type] or {}).get(name)]
+            )
+
+        everything = fts_enabled and all_on(defaults) and all(all_on(t) for t in keys.values())
+        return cls(defaults, keys, fts_enabled, everything)
+
+    def check(self, where: Any, where_document: Any) -> None:
+        """Raise Chroma's error for the first refused part of the filters (metadata first)."""
+        if self.everything_enabled:
+            return
+        if where:
+            self._check_where(where)
+        if where_document and not self.fts_enabled:
+            raise InvalidArgumentError(
+                "Cannot filter using full-text search because FTS indexing is disabled"
+            )
+
+    def _check_where(self, where: Any) -> None:
+        if not isinstance(where, dict):
+            return
+        for key, value in where.items():
+            if key in _LOGICAL:
+                for child in value if isinstance(value, list) else ():
+                    self._check_where(child)
+                continue
+            operand = value
+            if isinstance(value, dict) and value:
+                op, operand = next(iter(value.items()))
+                if op in _SET_OPS:
+                    operand = operand[0] if isinstance(operand, list) and operand else None
+            kind = _FILTER_TYPES.get(type(operand))
+            if kind is not None:
+                self._check_key(key, *kind)
+
+    def _check_key(self, key: str, type_name: str, value_type: str, index_name: str) -> None:
+        types = self.keys.get(key)
+        if types is None or types.get(value_type) is None:
+            types = self.defaults
+        index = (types.get(value_type) or {}).get(index_name)
+        if index is None:
+            raise InternalError(
+                f"Schema is malformed: missing index configuration for metadata key '{key}' "
+                f"with type '{value_type}'"
+            )
+        if not index.get("enabled"):
+            raise InvalidArgumentError(
+                f"Cannot filter using metadata key '{key}' with type '{type_name}' because "
+                "indexing is disabled"
             )

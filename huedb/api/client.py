@@ -5,14 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from huedb.api import collection_config
 from huedb.api.base import ServerAPI
 from huedb.api.collection import Collection
-from huedb.api.embedding_identity import check_embedding_function, with_embedding_function
+from huedb.api.embedding_identity import check_embedding_function
 from huedb.api.local import LocalAPI
 from huedb.api.types import CollectionModel
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
 from huedb.engine.registry import acquire_engine, close_all_engines, release_engine
 from huedb.errors import NotFoundError
+
+
+class _DefaultEmbeddingFunction:
+    """The `embedding_function` a create call gets when none is passed: chromadb's default
+    (recorded as the known "default" function; huedb loads its own default model on use)."""
+
+    def __repr__(self) -> str:
+        return "DefaultEmbeddingFunction()"
+
+
+DEFAULT_EMBEDDING_FUNCTION: Any = _DefaultEmbeddingFunction()
 
 
 def clear_system_cache() -> None:
@@ -144,21 +156,44 @@ class Client:
         schema: Any = None,
         configuration: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
-        embedding_function: Any = None,
+        embedding_function: Any = DEFAULT_EMBEDDING_FUNCTION,
         data_loader: Any = None,
         get_or_create: bool = False,
     ) -> Collection:
         """Create a collection (InternalError if the name exists, unless get_or_create).
 
-        The embedding function's identity (Chroma's `name()` / `get_config()`) is recorded
-        in the collection's configuration, so a later client with another one is refused.
+        As in chromadb: `schema` is a chromadb `Schema` (or its JSON); the embedding
+        function's identity (`name()` / `get_config()`) is recorded in the configuration,
+        the default one when none is given (pass `embedding_function=None` for none), so a
+        later client with another one is refused. Space and settings are reconciled from
+        `configuration`, the legacy `hnsw:*` metadata keys and `schema` by Chroma's rules.
         """
-        configuration = with_embedding_function(configuration, embedding_function)
+        given = embedding_function
+        if given is DEFAULT_EMBEDDING_FUNCTION:
+            given = collection_config.DEFAULT_EF_IDENTITY
+        config_json = collection_config.client_request(configuration, metadata, given)
+        schema_json = collection_config.schema_request(schema)
         model = self._server.create_collection(
-            name, metadata, configuration, get_or_create, self.tenant, self.database
+            name,
+            metadata,
+            config_json,
+            get_or_create,
+            self.tenant,
+            self.database,
+            schema=schema_json,
         )
+        ef = embedding_function
+        if ef is DEFAULT_EMBEDDING_FUNCTION or ef is None:
+            # Chroma's collections embed with the schema's function when none is given.
+            ef = collection_config.schema_embedding_function(schema)
+            if ef is not None and collection_config.embedding_function_identity(ef) in (
+                None,
+                collection_config.DEFAULT_EF_IDENTITY,
+                {"type": "legacy"},
+            ):
+                ef = None  # huedb's own default model, loaded on first use
         alias = name if model.name != name else None
-        return self._wrap(model, embedding_function, data_loader, alias)
+        return self._wrap(model, ef, data_loader, alias)
 
     def get_collection(
         self, name: str, embedding_function: Any = None, data_loader: Any = None
@@ -184,12 +219,13 @@ class Client:
         schema: Any = None,
         configuration: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
-        embedding_function: Any = None,
+        embedding_function: Any = DEFAULT_EMBEDDING_FUNCTION,
         data_loader: Any = None,
     ) -> Collection:
         """The named collection, created if missing (arguments ignored when it exists)."""
         return self.create_collection(
             name,
+            schema=schema,
             configuration=configuration,
             metadata=metadata,
             embedding_function=embedding_function,

@@ -9,20 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from huedb.api.collection_config import embedding_function_identity
 from huedb.api.types import CollectionModel
 
-
-def embedding_function_identity(ef: Any) -> dict[str, Any] | None:
-    """How Chroma records an embedding function: known (name + config) or legacy."""
-    if ef is None:
-        return None
-    name, config = getattr(ef, "name", None), getattr(ef, "get_config", None)
-    if callable(name) and callable(config):
-        try:
-            return {"type": "known", "name": name(), "config": config()}
-        except (NotImplementedError, TypeError):
-            return {"type": "legacy"}
-    return {"type": "legacy"}
+__all__ = ["check_embedding_function", "embedding_function_identity", "with_embedding_function"]
 
 
 def with_embedding_function(configuration: dict[str, Any] | None, ef: Any) -> dict[str, Any] | None:
@@ -34,12 +24,13 @@ def with_embedding_function(configuration: dict[str, Any] | None, ef: Any) -> di
 
 
 def check_embedding_function(model: CollectionModel, ef: Any) -> None:
-    """Refuse a client whose embedding function differs from the collection's recorded one."""
+    """Refuse a client whose embedding function differs from the collection's recorded one
+    (as chromadb does, a client with the default function is never refused)."""
     recorded = (model.configuration_json or {}).get("embedding_function") or {}
     given = embedding_function_identity(ef)
     if not given or given.get("type") != "known" or recorded.get("type") != "known":
         return
-    if given["name"] != recorded.get("name"):
+    if given["name"] != "default" and given["name"] != recorded.get("name"):
         raise ValueError(
             f"Embedding function conflict: collection {model.name} was created with "
             f"'{recorded.get('name')}' but this client uses '{given['name']}'. Open it with "

@@ -165,11 +165,13 @@ class HttpServerAPI(ServerAPI):
         get_or_create: bool,
         tenant: str,
         database: str,
+        schema: dict[str, Any] | None = None,
     ) -> CollectionModel:
         body = {
             "name": name,
             "metadata": metadata,
             "configuration": configuration,
+            "schema": schema,
             "get_or_create": get_or_create,
         }
         path = self._collection_path(tenant, database) + "/collections"

@@ -17,6 +17,7 @@ from huedb.api import collection_config as config_rules
 from huedb.api.base import ServerAPI
 from huedb.api.checks import (
     MAX_BATCH_SIZE,
+    FilterPolicy,
     check_collection_metadata,
     checked_batch,
     checked_filter,
@@ -38,6 +39,9 @@ class LocalAPI(ServerAPI):
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
+        # Which filters each collection's schema refuses (a schema's indexes never change,
+        # and a collection id is never reused, so this is never stale).
+        self._filter_policies: dict[str, FilterPolicy] = {}
 
     # -- system ------------------------------------------------------------------------
 
@@ -87,14 +91,16 @@ class LocalAPI(ServerAPI):
 
     def _model(self, row: CollectionRow) -> CollectionModel:
         tenant, database = self.engine.database_of(row)
+        configuration, schema = config_rules.split_stored(row.configuration)
         return CollectionModel(
             id=uuid.UUID(row.uuid),
             name=row.name,
             tenant=tenant,
             database=database,
             metadata=row.metadata,
-            configuration_json=row.configuration,
+            configuration_json=configuration,
             dimension=row.dimension,
+            schema=schema,
         )
 
     def list_collections(
@@ -114,14 +120,17 @@ class LocalAPI(ServerAPI):
         get_or_create: bool,
         tenant: str,
         database: str,
+        schema: dict[str, Any] | None = None,
     ) -> CollectionModel:
+        """Create (or get) a collection; `configuration` and `schema` are JSON as sent on
+        the wire, reconciled with the legacy `hnsw:*` metadata keys as Chroma does."""
         if isinstance(metadata, dict) and any(
             v is None or not isinstance(v, str | int | float | bool) for v in metadata.values()
         ):
             check_collection_metadata(metadata)  # raises the TypeError, before the name check
         validate_name(name)
         check_collection_metadata(metadata)
-        config = config_rules.build_configuration(metadata, configuration)
+        config = config_rules.create_configuration(configuration, metadata, schema)
         row = self.engine.create_collection(name, metadata, config, get_or_create, tenant, database)
         return self._model(row)
 
@@ -180,8 +189,20 @@ class LocalAPI(ServerAPI):
     def upsert(self, collection_id: str, batch: RecordBatch) -> None:
         self.engine.upsert(collection_id, checked_batch(batch, "upsert"))
 
+    def _check_indexes(self, collection_id: str, where: Any, where_document: Any) -> None:
+        """Refuse filters on indexes the collection's schema disables, as Chroma does."""
+        if not where and not where_document:
+            return
+        policy = self._filter_policies.get(collection_id)
+        if policy is None:
+            row = self.engine.get_collection_by_uuid(collection_id)
+            policy = FilterPolicy.of(config_rules.split_stored(row.configuration)[1])
+            self._filter_policies[collection_id] = policy
+        policy.check(where, where_document)
+
     def delete(self, collection_id: str, request: DeleteRequest) -> int:
         flt = checked_filter(request.ids, request.where, request.where_document)
+        self._check_indexes(collection_id, request.where, request.where_document)
         deleted = self.engine.delete(collection_id, flt, request.limit)
         if request.ids is not None and request.where is None and request.where_document is None:
             return len(request.ids)
@@ -196,6 +217,7 @@ class LocalAPI(ServerAPI):
     def get(self, collection_id: str, request: GetRequest) -> GetResult:
         include = request.include
         flt = checked_filter(request.ids, request.where, request.where_document)
+        self._check_indexes(collection_id, request.where, request.where_document)
         rows = self.engine.get(
             collection_id,
             flt,
@@ -217,6 +239,7 @@ class LocalAPI(ServerAPI):
     def query(self, collection_id: str, request: QueryRequest) -> QueryResult:
         include = request.include
         flt = checked_filter(request.ids, request.where, request.where_document)
+        self._check_indexes(collection_id, request.where, request.where_document)
         finite_or_error(request.embeddings)
         hits = self.engine.query(
             collection_id,

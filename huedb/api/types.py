@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
-from huedb.engine.hnsw_config import collection_space, hnsw_setting
+from huedb.api import collection_config
 
 ID = str
 IDs = list[ID]
@@ -80,7 +80,11 @@ class EmbeddingFunction(Protocol):
 
 @dataclass
 class CollectionModel:
-    """A collection as the engine and the wire describe it."""
+    """A collection as the engine and the wire describe it.
+
+    `configuration_json` is the configuration Chroma echoes; `schema` the collection's
+    schema (None: the one Chroma derives from the configuration).
+    """
 
     id: uuid.UUID
     name: str
@@ -89,6 +93,7 @@ class CollectionModel:
     metadata: dict[str, Any] | None = None
     configuration_json: dict[str, Any] = field(default_factory=dict)
     dimension: int | None = None
+    schema: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The collection object of Chroma's v2 HTTP API."""
@@ -96,7 +101,7 @@ class CollectionModel:
             "id": str(self.id),
             "name": self.name,
             "configuration_json": self.configuration_json,
-            "schema": schema_json(self.configuration_json),
+            "schema": self.schema or schema_json(self.configuration_json),
             "metadata": self.metadata,
             "dimension": self.dimension,
             "tenant": self.tenant,
@@ -106,39 +111,6 @@ class CollectionModel:
         }
 
 
-def _index(enabled: bool, config: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"enabled": enabled, "config": config or {}}
-
-
 def schema_json(configuration: dict[str, Any]) -> dict[str, Any]:
-    """The `schema` object Chroma 1.5 clients expect next to a collection's configuration."""
-    ef = configuration.get("embedding_function") or {"type": "legacy"}
-    keys = ("ef_construction", "max_neighbors", "ef_search", "num_threads", "batch_size")
-    graph = {
-        key: hnsw_setting(configuration, key) for key in (*keys, "sync_threshold", "resize_factor")
-    }
-    space = collection_space(configuration)
-    vector = {"embedding_function": ef, "space": space, "hnsw": graph}
-    return {
-        "defaults": {
-            "string": {
-                "fts_index": _index(False),
-                "string_inverted_index": _index(True),
-            },
-            "float_list": {"vector_index": _index(False, vector)},
-            "sparse_vector": {
-                "sparse_vector_index": _index(False, {"embedding_function": {"type": "unknown"}})
-            },
-            "int": {"int_inverted_index": _index(True)},
-            "float": {"float_inverted_index": _index(True)},
-            "bool": {"bool_inverted_index": _index(True)},
-        },
-        "keys": {
-            "#document": {
-                "string": {"fts_index": _index(True), "string_inverted_index": _index(False)}
-            },
-            "#embedding": {
-                "float_list": {"vector_index": _index(True, {**vector, "source_key": "#document"})}
-            },
-        },
-    }
+    """The schema Chroma derives from a configuration (for collections stored without one)."""
+    return collection_config.schema_from_configuration(configuration or {})

@@ -176,7 +176,13 @@ def create_collection(
     request: Request, tenant: str, database: str, body: wire.CreateCollection
 ) -> dict[str, Any]:
     model = api(request).create_collection(
-        body.name, body.metadata, body.configuration, body.get_or_create, tenant, database
+        body.name,
+        body.metadata,
+        body.configuration,
+        body.get_or_create,
+        tenant,
+        database,
+        schema=body.collection_schema,
     )
     return model.to_json()
 
