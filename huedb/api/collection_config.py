@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from typing import Any
 
+from huedb.engine.hnsw_config import hnsw_defaults
 from huedb.errors import InvalidArgumentError
 
 STORED_SCHEMA_KEY = "schema"
@@ -35,14 +35,6 @@ DOCUMENT_KEY = "#document"
 EMBEDDING_KEY = "#embedding"
 SPACE_NAMES = ("l2", "cosine", "ip")  # serde's order in Chroma's error messages
 DEFAULT_EF_IDENTITY: dict[str, Any] = {"type": "known", "name": "default", "config": {}}
-
-
-def _num_threads() -> int:
-    """Rust's `available_parallelism` (Chroma's default `num_threads`)."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 HNSW_FIELDS = (
@@ -130,20 +122,7 @@ INDEXES_OF = {
 }
 
 
-def hnsw_defaults() -> dict[str, Any]:
-    """Chroma's `InternalHnswConfiguration::default()`."""
-    return {
-        "space": "l2",
-        "ef_construction": 100,
-        "ef_search": 100,
-        "max_neighbors": 16,
-        "num_threads": _num_threads(),
-        "resize_factor": 1.2,
-        "sync_threshold": 1000,
-        "batch_size": 100,
-    }
-
-
+# The HNSW settings a stored configuration echoes, at their defaults.
 HNSW_DEFAULTS: dict[str, Any] = {k: v for k, v in hnsw_defaults().items() if k in HNSW_ECHOED}
 
 

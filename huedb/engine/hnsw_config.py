@@ -6,6 +6,7 @@ configuration (and, for configurations from Chroma files, the legacy `hnsw:*` me
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 # Chroma's HNSW defaults, as stored in a collection's configuration.
@@ -17,8 +18,21 @@ HNSW_DEFAULTS: dict[str, Any] = {
     "resize_factor": 1.2,
     "sync_threshold": 1000,
 }
-# Fields Chroma's schema reports besides the stored ones, with Chroma's defaults.
-HNSW_REPORTED_DEFAULTS: dict[str, Any] = {"num_threads": 2, "batch_size": 100}
+# Fields Chroma's schema reports besides the stored ones (num_threads: `default_num_threads`).
+HNSW_REPORTED_DEFAULTS: dict[str, Any] = {"batch_size": 100}
+
+
+def default_num_threads() -> int:
+    """Chroma's default `num_threads`: Rust's `available_parallelism` (the usable cores)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def hnsw_defaults() -> dict[str, Any]:
+    """Every HNSW setting Chroma knows, at its default (Chroma's `InternalHnswConfiguration`)."""
+    return {**HNSW_DEFAULTS, **HNSW_REPORTED_DEFAULTS, "num_threads": default_num_threads()}
 
 
 def collection_space(
@@ -39,5 +53,5 @@ def hnsw_setting(configuration: dict[str, Any] | None, key: str) -> Any:
     block = (configuration or {}).get("hnsw")
     value = block.get(key) if isinstance(block, dict) else None
     if value is None:
-        value = HNSW_DEFAULTS.get(key, HNSW_REPORTED_DEFAULTS.get(key))
+        value = hnsw_defaults().get(key)
     return value
