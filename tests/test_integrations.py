@@ -211,3 +211,19 @@ def test_plain_chromadb_factories_through_the_environment(
     reopened = PersistentClient(path=str(tmp_path / "data"))
     assert reopened.get_collection("plain").get(where={"k": 1})["ids"] == ["a"]
     reopened.close()
+
+
+def test_bridge_passes_the_schema_on(tmp_path: Path) -> None:
+    """A chromadb `Schema` given to the bridge's client sets the collection's space."""
+    from chromadb import Schema, VectorIndexConfig
+
+    SharedSystemClient.clear_system_cache()
+    client = chroma_client(str(tmp_path / "data"))
+    schema = Schema().create_index(config=VectorIndexConfig(space="cosine"))
+    col = client.create_collection("by_schema", schema=schema, embedding_function=None)
+    col.add(ids=["a", "b"], embeddings=[[1.0, 0.0], [10.0, 10.0]])
+    got = col.query(query_embeddings=[[2.0, 0.0]], n_results=2, include=["distances"])
+    assert got["ids"] == [["a", "b"]]
+    assert got["distances"][0][0] == pytest.approx(0.0, abs=1e-6)  # cosine, not l2 (1.0)
+    reopened = PersistentClient(path=tmp_path / "data").get_collection("by_schema")
+    assert reopened.configuration_json["hnsw"]["space"] == "cosine"

@@ -185,15 +185,16 @@ class HuedbServerAPI(ServerAPI):
         tenant: str = DEFAULT_TENANT,
         database: str = DEFAULT_DATABASE,
     ) -> ChromaCollectionModel:
-        # As chromadb's HTTP client sends it; huedb derives the schema from the configuration.
+        # As chromadb's HTTP client sends them: configuration and schema as JSON.
         config = (
             create_collection_configuration_to_json(configuration, metadata)
             if configuration
             else None
         )
+        schema_json = schema.serialize_to_json() if schema is not None else None
         with as_chroma_errors():
             model = self.local.create_collection(
-                name, metadata, config, get_or_create, tenant, database
+                name, metadata, config, get_or_create, tenant, database, schema=schema_json
             )
         return convert.collection_model(model)
 
