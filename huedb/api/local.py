@@ -103,6 +103,10 @@ class LocalAPI(ServerAPI):
             schema=schema,
         )
 
+    def owner_of(self, collection_id: str) -> tuple[str, str]:
+        """(tenant, database) of a collection (NotFoundError if it does not exist)."""
+        return self.engine.database_of(self.engine.get_collection_by_uuid(collection_id))
+
     def list_collections(
         self, limit: int | None, offset: int | None, tenant: str, database: str
     ) -> list[CollectionModel]:

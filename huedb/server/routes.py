@@ -47,8 +47,7 @@ def owned_collection(local: LocalAPI, tenant: str, database: str, collection_id:
     """The collection id of the path, once checked to name a collection of `tenant` and
     `database`; anywhere else (or a missing tenant/database) it does not exist: 404."""
     target = collection_uuid(collection_id)
-    model = local.get_collection_by_id(target)
-    if model.tenant != tenant or model.database != database:
+    if local.owner_of(target) != (tenant, database):
         raise NotFoundError(f"Collection [{target}] does not exist.")
     return target
 
