@@ -28,6 +28,7 @@ from huedb.api.validation import finite_or_error
 from huedb.config import Settings
 from huedb.engine.catalog import CollectionRow, validate_name
 from huedb.engine.engine import Engine
+from huedb.engine.filters import RecordFilter
 from huedb.errors import InvalidArgumentError, ResetDisabledError
 from huedb.record_batch import RecordBatch
 from huedb.version import __version__
@@ -193,6 +194,14 @@ class LocalAPI(ServerAPI):
     def upsert(self, collection_id: str, batch: RecordBatch) -> None:
         self.engine.upsert(collection_id, checked_batch(batch, "upsert"))
 
+    def _checked_filter(
+        self, collection_id: str, request: GetRequest | QueryRequest | DeleteRequest
+    ) -> RecordFilter:
+        """The request's ids and filters, checked, compiled, and allowed by the schema."""
+        flt = checked_filter(request.ids, request.where, request.where_document)
+        self._check_indexes(collection_id, request.where, request.where_document)
+        return flt
+
     def _check_indexes(self, collection_id: str, where: Any, where_document: Any) -> None:
         """Refuse filters on indexes the collection's schema disables, as Chroma does."""
         if not where and not where_document:
@@ -205,8 +214,7 @@ class LocalAPI(ServerAPI):
         policy.check(where, where_document)
 
     def delete(self, collection_id: str, request: DeleteRequest) -> int:
-        flt = checked_filter(request.ids, request.where, request.where_document)
-        self._check_indexes(collection_id, request.where, request.where_document)
+        flt = self._checked_filter(collection_id, request)
         deleted = self.engine.delete(collection_id, flt, request.limit)
         if request.ids is not None and request.where is None and request.where_document is None:
             return len(request.ids)
@@ -220,8 +228,7 @@ class LocalAPI(ServerAPI):
 
     def get(self, collection_id: str, request: GetRequest) -> GetResult:
         include = request.include
-        flt = checked_filter(request.ids, request.where, request.where_document)
-        self._check_indexes(collection_id, request.where, request.where_document)
+        flt = self._checked_filter(collection_id, request)
         rows = self.engine.get(
             collection_id,
             flt,
@@ -242,8 +249,7 @@ class LocalAPI(ServerAPI):
 
     def query(self, collection_id: str, request: QueryRequest) -> QueryResult:
         include = request.include
-        flt = checked_filter(request.ids, request.where, request.where_document)
-        self._check_indexes(collection_id, request.where, request.where_document)
+        flt = self._checked_filter(collection_id, request)
         finite_or_error(request.embeddings)
         hits = self.engine.query(
             collection_id,
