@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,12 +122,12 @@ def opened(data: Path, **settings: Any) -> Iterator[Any]:
         clear_system_cache()
 
 
-def dump_collection(col: Any, page: int = 5000) -> State:
-    """Every record of an embedded collection."""
+def dump_pages(read_page: Callable[[int, int], dict[str, Any]], page: int) -> State:
+    """Every record, read by `read_page(limit, offset)` (a get result) until a short page."""
     out: State = {}
     offset = 0
     while True:
-        got = col.get(limit=page, offset=offset, include=["embeddings", "metadatas", "documents"])
+        got = read_page(page, offset)
         for i, rid in enumerate(got["ids"]):
             assert rid not in out, f"get() returned {rid} twice"
             out[rid] = (
@@ -138,3 +138,11 @@ def dump_collection(col: Any, page: int = 5000) -> State:
         if len(got["ids"]) < page:
             return out
         offset += page
+
+
+def dump_collection(col: Any, page: int = 5000) -> State:
+    """Every record of an embedded collection."""
+    include = ["embeddings", "metadatas", "documents"]
+    return dump_pages(
+        lambda limit, offset: col.get(limit=limit, offset=offset, include=include), page
+    )

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 
 from tests.crash_log import crash_seed
@@ -35,6 +34,7 @@ from tests.crash_state import (
     State,
     describe,
     diff,
+    dump_pages,
     record_report,
     same_state,
     trial_counts,
@@ -132,29 +132,15 @@ def http_collection(http: httpx.Client) -> str:
 
 def http_dump(http: httpx.Client, col: str) -> State:
     """Every record of the collection, read over HTTP."""
-    out: State = {}
-    offset, page = 0, 1000
-    while True:
-        resp = http.post(
-            f"{DB}/collections/{col}/get",
-            json={
-                "limit": page,
-                "offset": offset,
-                "include": ["embeddings", "metadatas", "documents"],
-            },
-        )
+
+    def read_page(limit: int, offset: int) -> dict[str, Any]:
+        include = ["embeddings", "metadatas", "documents"]
+        body = {"limit": limit, "offset": offset, "include": include}
+        resp = http.post(f"{DB}/collections/{col}/get", json=body)
         assert resp.status_code == 200, resp.text
-        got = resp.json()
-        for i, rid in enumerate(got["ids"]):
-            assert rid not in out, f"get returned {rid} twice"
-            out[rid] = (
-                np.asarray(got["embeddings"][i], dtype=np.float32),
-                got["metadatas"][i],
-                got["documents"][i],
-            )
-        if len(got["ids"]) < page:
-            return out
-        offset += page
+        return resp.json()
+
+    return dump_pages(read_page, page=1000)
 
 
 def http_unfindable(http: httpx.Client, col: str, state: State) -> list[str]:
