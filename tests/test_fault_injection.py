@@ -6,8 +6,6 @@ import contextlib
 import errno
 import logging
 import os
-import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from huedb.errors import BackupError, ChromaError, StorageFullError
 from huedb.ops.backup import backup
 from huedb.ops.verify import verify
 from tests.servers import huedb_server
+from tests.small_disk import small_tmpfs
 
 GRAPH = huedb.Settings(huedb_exact_max_floats=8 * 100, huedb_snapshot_every=50)
 
@@ -132,19 +131,8 @@ def test_backup_faults_raise_a_clear_error_and_write_nothing(
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 12 MB tmpfs: a real full disk (needs root; skipped with the reason otherwise)."""
-    mount = tmp_path / f"tiny-{uuid.uuid4().hex[:6]}"
-    mount.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path, 12) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _fill(col: huedb.Collection, rng: np.random.Generator) -> list[str]:

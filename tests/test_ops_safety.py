@@ -17,6 +17,7 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from huedb.ops.parquet import export_collection, import_collection
 from huedb.ops.store import compact
 from tests.cli import run_cli, start_cli
 from tests.servers import huedb_server
+from tests.small_disk import small_tmpfs
 
 ADMIN_TEMP_PREFIX = "huedb-backup-"  # the server's backup route's temporary directories
 
@@ -386,21 +388,10 @@ def test_a_mistyped_path_is_refused_and_creates_nothing(tmp_path: Path, command:
 
 
 @pytest.fixture
-def tiny_disk(tmp_path: Path) -> Any:
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 16 MB tmpfs: a real full disk (needs root; skipped with the reason otherwise)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path, 16) as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_commands_on_a_full_disk_print_one_line_not_a_traceback(tiny_disk: Path) -> None:
