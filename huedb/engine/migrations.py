@@ -12,6 +12,7 @@ always be rolled back by putting that file back as `huedb.sqlite3` (with the old
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -92,12 +93,32 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
 
 
 def backup_before_migration(conn: sqlite3.Connection, data: Path, version: int) -> Path:
-    """A consistent copy of the database, taken before its format changes."""
+    """A consistent copy of the database, taken before its format changes.
+
+    Written under a temporary name and renamed once complete, so a migration killed while
+    copying never leaves a partial file that looks like a backup.
+    """
     folder = data / BACKUP_DIRNAME
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"huedb-format-{version}-{time.strftime('%Y%m%d-%H%M%S')}.sqlite3"
-    conn.execute("VACUUM INTO ?", (str(target),))
+    partial = folder / f".{target.name}.tmp-{os.getpid()}"
+    partial.unlink(missing_ok=True)
+    try:
+        conn.execute("VACUUM INTO ?", (str(partial),))
+        _fsync(partial)
+        os.replace(partial, target)
+        _fsync(folder)
+    finally:
+        partial.unlink(missing_ok=True)
     return target
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def migrate(conn: sqlite3.Connection, version: int, target_version: int) -> None:
