@@ -61,10 +61,20 @@ def validate_name(name: Any, what: str = "name") -> str:
 
 
 def validate_tenant_name(name: Any) -> str:
-    """Tenant names: a string of at least 3 characters."""
+    """Tenant names: a string of at least 3 characters, without '/'.
+
+    Chroma also accepts '/', but such a tenant cannot be addressed in the URL paths of the
+    HTTP API (`/tenants/{tenant}/...`): a server routes on the decoded path, and chromadb's
+    client does not escape '/'. Every other character round-trips (percent-encoded).
+    """
     if not isinstance(name, str) or len(name) < 3:
         raise InvalidArgumentError(
             f"Validation error: name: Validation error: length [min 3] for tenant name {name!r}"
+        )
+    if "/" in name:
+        raise InvalidArgumentError(
+            "Validation error: name: Expected a tenant name without '/', which cannot be "
+            f"addressed in a URL path. Got: {name}"
         )
     return name
 
