@@ -1,6 +1,6 @@
 """mem0's Chroma vector store (`mem0ai`) on huedb: in-process with a chromadb client on
-the bridge (`client=`), and over HTTP against `huedb run` (`host`/`port`, mem0 building
-its own chromadb client).
+the bridge (`client=`, or `path=` with `CHROMA_API_IMPL` naming the bridge), and over HTTP
+against `huedb run` (`host`/`port`, mem0 building its own chromadb client).
 
 Two levels: mem0's `ChromaDB` vector store itself (vectors and payloads, filters in
 mem0's syntax), and mem0's `Memory` with `infer=False` (messages stored as memories as
@@ -32,7 +32,7 @@ from mem0 import Memory  # noqa: E402
 from mem0.vector_stores.chroma import ChromaDB  # noqa: E402
 
 from huedb.api.client import PersistentClient, clear_system_cache  # noqa: E402
-from huedb.chroma_bridge import chroma_client  # noqa: E402
+from huedb.chroma_bridge import API_IMPL, chroma_client  # noqa: E402
 from tests.servers import huedb_server  # noqa: E402
 from tests.test_integrations import EMBED, WordHashEmbeddings  # noqa: E402
 
@@ -46,19 +46,30 @@ PAYLOADS = {
 
 
 @contextmanager
-def connection(mode: str, data: Path) -> Iterator[dict[str, Any]]:
-    """The `client` or `host`/`port` that mem0's Chroma config takes, on huedb at `data`."""
+def connection(mode: str, data: Path, door: str = "client") -> Iterator[dict[str, Any]]:
+    """What mem0's Chroma config takes to reach huedb at `data`: `host`/`port` of a server
+    started for the block, or in-process a bridge `client`, or (door "path") a `path`
+    with chromadb pointed at the bridge through the environment."""
     SharedSystemClient.clear_system_cache()
     if mode == "http":
         with huedb_server(data) as server:
             yield {"host": server.host, "port": server.port}
         return
-    client = chroma_client(data)
-    try:
-        yield {"client": client}
-    finally:
-        client.close()
-        clear_system_cache()
+    with pytest.MonkeyPatch.context() as env:
+        if door == "path":
+            env.setenv("CHROMA_API_IMPL", API_IMPL)
+            client = None
+            where: dict[str, Any] = {"path": str(data)}
+        else:
+            client = chroma_client(data)
+            where = {"client": client}
+        try:
+            yield where
+        finally:
+            if client is not None:
+                client.close()
+            SharedSystemClient.clear_system_cache()
+            clear_system_cache()
 
 
 def _ids(found: list) -> list[str]:
@@ -99,7 +110,7 @@ def test_mem0_chroma_vector_store(mode: str, tmp_path: Path) -> None:
         assert sorted(_ids(store.list()[0])) == ["m2", "m3"]
         assert _ids(store.list(filters={"user_id": "alice"})[0]) == ["m3"]
 
-    with connection(mode, data) as where:
+    with connection(mode, data, door="path") as where:
         store = ChromaDB(collection_name="mem0", **where)
         assert [c.name for c in store.list_cols()] == ["mem0"]
         assert _ids(store.search("q", vectors=[[1.0, 0.0, 0.0]], top_k=5)) == ["m2", "m3"]
