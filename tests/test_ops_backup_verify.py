@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import subprocess
@@ -11,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -22,6 +24,8 @@ from huedb.errors import BackupError
 from huedb.ops.backup import backup, read_manifest, restore
 from huedb.ops.stats import gather_stats
 from huedb.ops.verify import verify
+from tests.servers import huedb_server
+from tests.small_disk import small_tmpfs
 
 WRITER = textwrap.dedent(
     """
@@ -223,3 +227,38 @@ def test_backup_removes_temporaries_of_killed_backups(tmp_path: Path) -> None:
     backup(data, tmp_path / "b.tar", show_progress=False)
     assert not stale.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar", "data"]
+
+
+def test_admin_backup_on_a_full_disk_answers_507_and_keeps_serving(tmp_path: Path) -> None:
+    """The backup route's copy goes to the server's temporary directory, here a full disk."""
+    data = tmp_path / "data"
+    client = huedb.PersistentClient(path=data)
+    rng = np.random.default_rng(5)
+    client.create_collection("big").add(
+        ids=[f"b{i}" for i in range(4000)], embeddings=rng.standard_normal((4000, 128))
+    )
+    client.close()
+    clear_system_cache()
+    with (
+        small_tmpfs(tmp_path, 16) as tiny,
+        huedb_server(data, env={"TMPDIR": str(tiny)}) as server,
+    ):
+        with open(tiny / "filler", "wb") as f:  # leave 256 KiB: far less than the store
+            f.write(b"\0" * ((16 << 20) - (256 << 10)))
+        r = httpx.post(f"{server.url}/api/v2/admin/backup", timeout=60)
+        assert r.status_code == 507, (r.status_code, r.text[:300])
+        assert r.json()["error"] == "ChromaError" and "full" in r.json()["message"]
+        assert [p.name for p in tiny.iterdir()] == ["filler"], "a partial backup was left"
+        remote = huedb.HttpClient(host=server.host, port=server.port)
+        col = remote.get_collection("big")
+        col.add(ids=["after"], embeddings=rng.standard_normal((1, 128)))
+        assert col.count() == 4001
+        (tiny / "filler").unlink()
+        r = httpx.post(f"{server.url}/api/v2/admin/backup", timeout=60)
+        assert r.status_code == 200
+        with tarfile.open(fileobj=io.BytesIO(r.content)) as tar:
+            assert (
+                json.loads(tar.extractfile("manifest.json").read())["collections"][0]["count"]
+                == 4001
+            )
+        remote.close()

@@ -12,6 +12,7 @@ refuses a directory any process has open, and swaps atomically (see `restore`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -28,10 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from huedb.engine import fileio, migrations, store_admin
-from huedb.engine.connection import DB_FILENAME, LOCK_FILENAME, lock_directory_exclusively
+from huedb.engine.connection import (
+    DB_FILENAME,
+    LOCK_FILENAME,
+    MIGRATION_LOCK_FILENAME,
+    lock_directory_exclusively,
+)
 from huedb.engine.engine import Engine
 from huedb.engine.schema import FORMAT_VERSION
-from huedb.errors import BackupError
+from huedb.errors import BackupError, StorageFullError, StorageIOError
 from huedb.ops.progress import progress
 from huedb.ops.store import open_store
 from huedb.version import __version__
@@ -176,10 +182,26 @@ def _backup(engine: Engine, out: Path, show_progress: bool | None) -> Manifest:
             tar.addfile(info, io.BytesIO(body))
             tar.add(copy, arcname=DB_FILENAME)
         return manifest
-    except OSError as exc:
+    except (OSError, sqlite3.Error) as exc:
         raise BackupError(f"backup to {out} failed, nothing was written: {exc}") from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def storage_error(exc: BaseException) -> StorageFullError | StorageIOError | None:
+    """The storage error behind a failed backup (full disk: 507, I/O error: 503), if any."""
+    for cause in (exc, exc.__cause__):
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return StorageFullError(f"Storage is full: {exc}")
+        if isinstance(cause, OSError) and cause.errno == errno.EIO:
+            return StorageIOError(f"Storage I/O error: {exc}")
+        if isinstance(cause, sqlite3.OperationalError):
+            text = str(cause).lower()
+            if "full" in text:
+                return StorageFullError(f"Storage is full: {exc}")
+            if "i/o error" in text:
+                return StorageIOError(f"Storage I/O error: {exc}")
+    return None
 
 
 def read_manifest(archive: Path) -> Manifest:
@@ -212,7 +234,8 @@ def restore(
             f"{archive} has format {manifest.format_version}; this huedb reads up to "
             f"{FORMAT_VERSION}. Upgrade huedb to restore it."
         )
-    if data.exists() and any(p.name != LOCK_FILENAME for p in data.iterdir()) and not force:
+    lock_files = (LOCK_FILENAME, MIGRATION_LOCK_FILENAME)
+    if data.exists() and any(p.name not in lock_files for p in data.iterdir()) and not force:
         raise BackupError(f"{data} is not empty; pass --force to replace its contents")
     data.mkdir(parents=True, exist_ok=True)
     lock = lock_directory_exclusively(data)

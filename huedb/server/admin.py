@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
-from huedb.ops.backup import admin_backup_dir, backup
+from huedb.ops.backup import admin_backup_dir, backup, storage_error
 from huedb.ops.stats import gather_stats
 from huedb.server.json_response import OrjsonResponse
 
@@ -19,13 +19,21 @@ router = APIRouter(prefix="/api/v2/admin", default_response_class=OrjsonResponse
 
 @router.post("/backup")
 def backup_now(request: Request) -> FileResponse:
-    """A consistent backup of the live database, as a tar file download."""
-    work = admin_backup_dir()
-    out = work / "huedb-backup.tar"
+    """A consistent backup of the live database, as a tar file download.
+
+    A full disk answers 507 and an I/O error 503; either way nothing is left behind.
+    """
+    work: Path | None = None
     try:
+        work = admin_backup_dir()
+        out = work / "huedb-backup.tar"
         backup(request.app.state.api.engine, out, show_progress=False)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+    except BaseException as exc:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        storage = storage_error(exc)
+        if storage is not None:
+            raise storage from exc
         raise
     return FileResponse(
         out,
