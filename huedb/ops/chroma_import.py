@@ -14,9 +14,11 @@ from typing import Any
 
 from huedb.api.client import Client, PersistentClient
 from huedb.api.collection import Collection
+from huedb.api.collection_config import create_configuration
 from huedb.engine.hnsw_config import collection_space
-from huedb.errors import NotFoundError
+from huedb.errors import InvalidArgumentError, NotFoundError
 from huedb.ops.chroma_dir import ChromaCollection, open_collection_reader, read_chroma_directory
+from huedb.ops.collection_definition import create_like, differences
 from huedb.ops.progress import progress
 from huedb.record_batch import RecordBatch
 
@@ -34,6 +36,7 @@ class CollectionReport:
     records: int
     skipped: int = 0
     created: bool = False
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -58,10 +61,12 @@ def migrate_chroma(
 ) -> MigrationReport:
     """Copy every collection of the Chroma directory `source` into a huedb store at `target`.
 
-    Collections keep their name, tenant, database, metadata and HNSW configuration; records
-    are upserted (a rerun mirrors the source again without duplicates). Raises ValueError
-    before writing anything if `source` is not a Chroma directory or a target collection
-    exists with another dimension or space.
+    Collections keep their name, tenant, database, metadata, configuration and schema (what
+    Chroma 1.5 stores in `schema_str`; for older directories the schema Chroma derives from
+    the configuration); records are upserted (a rerun mirrors the source again without
+    duplicates). Raises ValueError before writing anything if `source` is not a Chroma
+    directory, huedb refuses a schema, or a target collection exists with another
+    dimension or space.
     """
     source, target = Path(source), Path(target)
     collections = read_chroma_directory(source)
@@ -97,7 +102,12 @@ def _existing_collection(client: Client, collection: ChromaCollection) -> Collec
 
 
 def _check_target(client: Client, target: Path, collection: ChromaCollection) -> None:
-    """ValueError if the target already has this collection with another dimension or space."""
+    """ValueError if huedb refuses the source's schema, or the target already has this
+    collection with another dimension or space."""
+    try:
+        create_configuration(None, None, collection.definition())
+    except InvalidArgumentError as exc:
+        raise ValueError(f"collection {collection.name!r}: schema refused: {exc}") from None
     existing = _existing_collection(client, collection)
     if existing is None:
         return
@@ -131,13 +141,8 @@ def _migrate_collection(
 ) -> CollectionReport:
     _ensure_database(client, collection.tenant, collection.database)
     existing = _existing_collection(client, collection)
-    target = existing or client.create_collection(
-        collection.name,
-        metadata=collection.metadata,
-        configuration={
-            "hnsw": collection.configuration["hnsw"],
-            "embedding_function": collection.configuration.get("embedding_function"),
-        },
+    target = existing or create_like(
+        client, collection.name, collection.metadata, collection.definition()
     )
     result = CollectionReport(
         collection.name,
@@ -158,6 +163,10 @@ def _migrate_collection(
         finally:
             bar.close()
     result.skipped = max(0, total - result.records)
+    if existing is None:
+        result.warnings = differences(client, target, collection.definition())
+        for warning in result.warnings:
+            logger.warning(warning)
     logger.info(
         "%s/%s/%s: %d records (%d skipped)",
         collection.tenant,

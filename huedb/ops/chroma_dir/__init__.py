@@ -5,8 +5,8 @@ log `embeddings_queue`) and one folder per HNSW vector segment. Vectors live in 
 up to the segment's `max_seq_id` and in the log after it; record metadata lives in SQLite up
 to the metadata segment's `max_seq_id` and in the log after it. The reader replays both tails.
 
-- `sqlite_reader`: `chroma.sqlite3` opened read-only: collections, segments, record metadata,
-  the log.
+- `sqlite_reader`: `chroma.sqlite3` opened read-only: collections (with the schema Chroma 1.5
+  stores in `schema_str`), segments, record metadata, the log.
 - `configuration`: a collection's HNSW configuration from whichever form the directory stores.
 - `hnswlib_file`: vectors and labels of a persisted HNSW segment (hnswlib's binary files).
 - `log_replay`: the log tail replayed on top of the metadata and vector segments.

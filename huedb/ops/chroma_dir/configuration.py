@@ -49,7 +49,7 @@ def _stored_config(
     schema_str: str | None, config_str: str | None
 ) -> tuple[dict[str, Any], Any, bool]:
     """(hnsw values, embedding function config, whether metadata keys override them)."""
-    schema = _load_json(schema_str)
+    schema = load_json_object(schema_str)
     if schema:
         config = _schema_vector_config(schema)
         if config is not None:
@@ -58,7 +58,7 @@ def _stored_config(
             if config.get("space"):
                 values["space"] = config["space"]
             return values, config.get("embedding_function"), False
-    config = _load_json(config_str)
+    config = load_json_object(config_str)
     if not config:
         return {}, None, False
     if "hnsw_configuration" in config:  # 0.5/0.6 internal form
@@ -80,7 +80,8 @@ def _schema_vector_config(schema: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _load_json(text: str | None) -> dict[str, Any] | None:
+def load_json_object(text: str | None) -> dict[str, Any] | None:
+    """A JSON object stored as text; None if absent, unreadable (logged) or not an object."""
     if not text:
         return None
     try:

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from huedb.api.collection_config import schema_from_configuration
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
-from huedb.ops.chroma_dir.configuration import parse_configuration
+from huedb.ops.chroma_dir.configuration import load_json_object, parse_configuration
 
 SQLITE_FILE = "chroma.sqlite3"
 # Operation codes of `embeddings_queue` rows.
@@ -40,11 +41,19 @@ class ChromaCollection:
     dimension: int | None
     vector_segment: str | None = None
     metadata_segment: str | None = None
+    schema: dict[str, Any] | None = None
 
     @property
     def space(self) -> str:
         """The distance space: l2, ip or cosine."""
         return self.configuration["hnsw"]["space"]
+
+    def definition(self) -> dict[str, Any]:
+        """The collection's schema: the stored one (Chroma 1.5+), else the one Chroma
+        derives from the configuration (older directories)."""
+        if self.schema is not None:
+            return self.schema
+        return schema_from_configuration(self.configuration)
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,7 @@ class ChromaSqlite:
                     dimension=int(dimension) if dimension is not None else None,
                     vector_segment=vector_seg,
                     metadata_segment=metadata_seg,
+                    schema=load_json_object(schema_str) or None,
                 )
             )
         return result
