@@ -1,8 +1,11 @@
-"""Token authentication and roles, as a pure ASGI middleware.
+"""Token authentication, roles and tenant scopes, as a pure ASGI middleware.
 
 Tokens come in `Authorization: Bearer <t>` or `X-Chroma-Token: <t>`. Each presented token is
 hashed and compared with every configured digest in constant time; tokens are never logged.
-No or an unknown token: 401. A read-only token on anything but a read: 403.
+No or an unknown token: 401. A token limited to a tenant (and databases) on a path outside
+them, or on a route that names no tenant: 403. A read-only token on anything but a read: 403.
+Everything is decided from the method, the path and the headers, before any body is read;
+the token's entry is left in the scope (`TOKEN_KEY`) for `GET /api/v2/auth/identity`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ OPEN_PATHS = frozenset(
         "/openapi.json",
     }
 )
+# Routes naming no tenant that a tenant-scoped token may call: they reveal nothing of any
+# tenant (who the token is; the batch size limit).
+SCOPED_OPEN = frozenset({("GET", "/api/v2/auth/identity"), ("GET", "/api/v2/pre-flight-checks")})
+TENANTS_PREFIX = ("", "api", "v2", "tenants")
+TOKEN_KEY = "huedb.token"
 _READ_POST = re.compile(r"^/api/v2/tenants/[^/]+/databases/[^/]+/collections/[^/]+/(get|query)$")
 
 
@@ -51,20 +59,52 @@ def presented_token(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-def role_of(token: str | None, entries: list[TokenEntry]) -> str | None:
-    """The role of a token, comparing against every entry (constant time per entry)."""
+def entry_of(token: str | None, entries: list[TokenEntry]) -> TokenEntry | None:
+    """The configured entry of a token, comparing against every entry (constant time per
+    entry; the configuration never holds one token twice with different scopes)."""
     if token is None:
         return None
     presented = hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
-    role = None
+    found = None
     for entry in entries:
         if hmac.compare_digest(presented, entry.digest):
-            role = entry.role
-    return role
+            found = entry
+    return found
+
+
+def in_scope(entry: TokenEntry, method: str, path: str) -> bool:
+    """Whether a request stays inside the token's tenant (and databases).
+
+    The path is split into segments exactly as the router matches it (`scope["path"]`,
+    percent-decoded, one `{param}` per segment). A scoped token reaches only
+    `/api/v2/tenants/<its tenant>/...`, and with databases only `GET /tenants/<tenant>` and
+    `/tenants/<tenant>/databases/<one of them>/...`; empty and dot segments are refused.
+    """
+    if entry.tenant is None or (method, path) in SCOPED_OPEN:
+        return True
+    parts = path.split("/")
+    if tuple(parts[:4]) != TENANTS_PREFIX or len(parts) < 5 or parts[4] != entry.tenant:
+        return False
+    if any(part in ("", ".", "..") for part in parts[4:]):
+        return False
+    if entry.databases is None:
+        return True
+    if len(parts) == 5:
+        return method == "GET"
+    return len(parts) >= 7 and parts[5] == "databases" and parts[6] in entry.databases
+
+
+def scope_refusal(entry: TokenEntry) -> str:
+    """The 403 message for a request outside a token's scope (names no secret)."""
+    where = f"tenant {entry.tenant!r}"
+    if entry.databases is not None:
+        where += f", databases {', '.join(entry.databases)}"
+    return f"Forbidden: this token is limited to {where}"
 
 
 class TokenAuthMiddleware:
-    """Reject requests without a valid token; restrict read-only tokens to reads."""
+    """Reject requests without a valid token; keep scoped tokens in their tenant and
+    databases; restrict read-only tokens to reads."""
 
     def __init__(self, app: ASGIApp, entries: list[TokenEntry]) -> None:
         self.app = app
@@ -74,13 +114,18 @@ class TokenAuthMiddleware:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        role = role_of(presented_token(scope["headers"]), self.entries)
-        if role is None:
+        entry = entry_of(presented_token(scope["headers"]), self.entries)
+        if entry is None:
             missing = AuthorizationError("Unauthorized: missing or invalid token")
             await send_exception(send, missing, "auth")
             return
-        if role != "admin" and not is_read(scope["method"], scope["path"]):
+        method, path = scope["method"], scope["path"]
+        if not in_scope(entry, method, path):
+            await send_exception(send, ChromaAuthError(scope_refusal(entry)), "auth")
+            return
+        if entry.role != "admin" and not is_read(method, path):
             forbidden = ChromaAuthError("Forbidden: this token is read-only")
             await send_exception(send, forbidden, "auth")
             return
+        scope[TOKEN_KEY] = entry
         await self.app(scope, receive, send)

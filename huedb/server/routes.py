@@ -22,6 +22,7 @@ from huedb.errors import (
     UnimplementedError,
 )
 from huedb.server import wire
+from huedb.server.auth import TOKEN_KEY
 from huedb.server.json_response import OrjsonResponse
 
 router = APIRouter(prefix="/api/v2", default_response_class=OrjsonResponse)
@@ -76,8 +77,14 @@ def pre_flight_checks() -> dict[str, Any]:
 
 
 @router.get("/auth/identity")
-def identity() -> dict[str, Any]:
-    return {"user_id": "", "tenant": "default_tenant", "databases": ["default_database"]}
+def identity(request: Request) -> dict[str, Any]:
+    """Who the token is. A tenant-scoped token: its tenant and databases (`["*"]`: all of
+    them, as Chroma writes it); chromadb's client takes a single tenant and database from
+    here when `chroma_overwrite_singleton_tenant_database_access_from_auth` is set."""
+    entry = request.scope.get(TOKEN_KEY)
+    if entry is None or entry.tenant is None:
+        return {"user_id": "", "tenant": "default_tenant", "databases": ["default_database"]}
+    return {"user_id": "", "tenant": entry.tenant, "databases": entry.databases or ["*"]}
 
 
 @router.post("/reset")

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huedb.errors import ConfigError
+from huedb.engine.catalog import validate_name
+from huedb.errors import ConfigError, InvalidArgumentError
 from huedb.options import OPTION_NAMES, EngineOptions
 
 ROLES = ("admin", "read-only")
@@ -30,13 +31,13 @@ LEGACY_CREDENTIALS_PROVIDER = "chromadb.auth.token.TokenConfigServerAuthCredenti
 TOKEN_HEADERS = ("authorization", "x-chroma-token", "x_chroma_token")
 CHROMA_CREDENTIALS = ("CHROMA_SERVER_AUTHN_CREDENTIALS", "CHROMA_SERVER_AUTH_CREDENTIALS")
 USE_INSTEAD = (
-    "HUEDB_AUTH_TOKENS, HUEDB_AUTH_TOKENS_FILE (one 'token [role]' per line), "
+    "HUEDB_AUTH_TOKENS, HUEDB_AUTH_TOKENS_FILE (one 'token [role[@tenant[/db+db]]]' per line), "
     "--auth-tokens-file or [auth] in --config"
 )
 # Chroma auth settings huedb cannot honour, and why.
 UNSUPPORTED_AUTH = {
-    "CHROMA_SERVER_AUTHN_CREDENTIALS_FILE": "Chroma's YAML users file (per-user tenants, "
-    "databases and roles) is not supported",
+    "CHROMA_SERVER_AUTHN_CREDENTIALS_FILE": "Chroma's YAML users file is not supported "
+    "(huedb's tokens carry a role and optionally a tenant and databases)",
     "CHROMA_SERVER_AUTH_CREDENTIALS_FILE": "credentials files are not supported",
     "CHROMA_SERVER_AUTHZ_PROVIDER": "Chroma's authorization providers are not supported; "
     "huedb's roles are admin and read-only",
@@ -46,19 +47,37 @@ UNSUPPORTED_AUTH = {
     "huedb's roles are admin and read-only",
     "CHROMA_SERVER_AUTH_IGNORE_PATHS": "the paths open without a token are fixed "
     "(heartbeat, version, healthcheck, docs)",
-    "CHROMA_OVERWRITE_SINGLETON_TENANT_DATABASE_ACCESS_FROM_AUTH": "tokens carry no tenant",
+    "CHROMA_OVERWRITE_SINGLETON_TENANT_DATABASE_ACCESS_FROM_AUTH": "huedb never rewrites the "
+    "tenant or database of a request from its token (a tenant-scoped token is refused "
+    "elsewhere; clients take its tenant from GET /api/v2/auth/identity)",
 }
+TOKEN_KEYS = frozenset({"token", "role", "tenant", "databases", "name"})
 DEFAULT_MAX_BODY_BYTES = 40 * 1024 * 1024
 ENV_CONFIG = "HUEDB_SERVER_CONFIG_JSON"
 
 
+# What a tenant or database named in a token's scope may not contain: path and list
+# separators of the token syntax, wildcards (there are none) and white space.
+SCOPE_FORBIDDEN = frozenset("/@,+:*")
+
+
 @dataclass
 class TokenEntry:
-    """One accepted token, kept only as its SHA-256 digest."""
+    """One accepted token, kept only as its SHA-256 digest.
+
+    `tenant` None: every tenant. `databases` None: every database of `tenant`.
+    """
 
     digest: str
     role: str
     name: str = ""
+    tenant: str | None = None
+    databases: list[str] | None = None
+
+    def scope(self) -> tuple[str, str | None, tuple[str, ...] | None]:
+        """Role, tenant and databases: what a token may do."""
+        dbs = None if self.databases is None else tuple(self.databases)
+        return self.role, self.tenant, dbs
 
 
 @dataclass
@@ -101,6 +120,7 @@ class ServerConfig:
             check_tls(self.ssl_certfile, self.ssl_keyfile)
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
+        check_token_conflicts(self.tokens)
         if not self.tokens and not self.allow_unauthenticated and not is_loopback(self.host):
             raise ConfigError(
                 f"refusing to serve {self.host} without authentication: set tokens "
@@ -135,34 +155,121 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def make_token(token: Any, role: Any, name: str = "") -> TokenEntry:
-    """Check one token and its role."""
+def make_token(
+    token: Any,
+    role: Any,
+    name: str = "",
+    tenant: Any = None,
+    databases: Any = None,
+) -> TokenEntry:
+    """Check one token, its role and its scope (a tenant, and databases of it)."""
+    where = f" {name}" if name else ""
     if not isinstance(token, str) or len(token) < 8 or not set(token) <= TOKEN_CHARS:
         raise ConfigError(
-            f"invalid token{' ' + name if name else ''}: tokens must be printable ASCII without "
+            f"invalid token{where}: tokens must be printable ASCII without "
             "spaces (letters, digits, punctuation, as Chroma's clients send) and at least 8 "
             "characters long"
         )
     if role not in ROLES:
         raise ConfigError(f"unknown role {role!r}: expected one of {', '.join(ROLES)}")
-    return TokenEntry(digest(token), role, name)
+    if databases is not None and tenant is None:
+        raise ConfigError(f"token{where}: databases are given without a tenant")
+    if tenant is not None:
+        check_scope_tenant(tenant, f"token{where}")
+    if databases is not None:
+        databases = check_scope_databases(databases, f"token{where}")
+    return TokenEntry(digest(token), role, name, tenant, databases)
+
+
+def check_scope_tenant(tenant: Any, where: str) -> None:
+    """A tenant a token may be limited to: a name a path can carry, nothing ambiguous."""
+    if not isinstance(tenant, str) or len(tenant) < 3:
+        raise ConfigError(f"{where}: the tenant must be a name of at least 3 characters")
+    if not tenant.isprintable() or any(c.isspace() or c in SCOPE_FORBIDDEN for c in tenant):
+        raise ConfigError(
+            f"{where}: tenant {tenant!r} cannot be a token's scope: no white space, "
+            f"control characters or any of {''.join(sorted(SCOPE_FORBIDDEN))} "
+            "(there are no wildcards: leave the tenant out for every tenant)"
+        )
+
+
+def check_scope_databases(databases: Any, where: str) -> list[str]:
+    """Databases a token may be limited to: one or more valid database names, each once."""
+    if not isinstance(databases, list) or not databases:
+        raise ConfigError(f"{where}: databases must be a non-empty list of database names")
+    for name in databases:
+        try:
+            validate_name(name, "database")
+        except InvalidArgumentError:
+            raise ConfigError(
+                f"{where}: {name!r} is not a database name (3-512 characters from "
+                "[a-zA-Z0-9._-]; there are no wildcards: leave the databases out for every "
+                "database of the tenant)"
+            ) from None
+    if len(set(databases)) != len(databases):
+        raise ConfigError(f"{where}: a database is listed twice")
+    return list(databases)
+
+
+def parse_scope(spec: str, token: str, name: str) -> TokenEntry:
+    """`role[@tenant[/db1+db2]]`: the role and scope of a token in the one-line forms."""
+    if "@" in token:
+        raise ConfigError(
+            f"token {name} contains '@', which is ambiguous in HUEDB_AUTH_TOKENS and token "
+            "files (it starts a tenant scope, after the role: 'token:role@tenant'); put this "
+            "token in the [auth] table of --config"
+        )
+    role, at, scope = spec.partition("@")
+    if not at:
+        return make_token(token, role, name)
+    tenant, slash, dbs = scope.partition("/")
+    databases = dbs.split("+") if slash else None
+    if databases is not None and "" in databases:
+        raise ConfigError(f"token {name}: empty database name in '/{dbs}' (write /db1+db2)")
+    return make_token(token, role, name, tenant, databases)
+
+
+def check_token_conflicts(entries: list[TokenEntry]) -> None:
+    """One token given twice with different roles or scopes is ambiguous: refuse it."""
+    seen: dict[str, TokenEntry] = {}
+    for entry in entries:
+        first = seen.setdefault(entry.digest, entry)
+        if first.scope() != entry.scope():
+            raise ConfigError(
+                f"token {entry.name or '(unnamed)'} is also given as {first.name or '(unnamed)'} "
+                "with another role or scope; give each token once"
+            )
 
 
 def parse_token_list(raw: str, source: str) -> list[TokenEntry]:
-    """`token[:role],token[:role]` (role defaults to admin), as in HUEDB_AUTH_TOKENS."""
+    """`token[:role[@tenant[/db1+db2]]],...` (role defaults to admin), as in HUEDB_AUTH_TOKENS.
+
+    A role-less item right after a database-scoped one is refused: it reads as one more
+    database (`tok:read-only@t/db1,db2`), and would otherwise become an admin token.
+    """
     entries = []
+    after_databases = False
     for n, item in enumerate(p.strip() for p in raw.split(",")):
         if not item:
             continue
-        token, _, role = item.partition(":")
-        entries.append(make_token(token, role or "admin", f"#{n + 1} from {source}"))
+        name = f"#{n + 1} from {source}"
+        token, colon, spec = item.partition(":")
+        if not colon and after_databases:
+            raise ConfigError(
+                f"item #{n + 1} of {source} has no role right after a token limited to "
+                "databases: separate databases with '+' (tok:read-only@tenant/db1+db2) and "
+                "give every token after it a role (tok2:admin)"
+            )
+        entry = parse_scope(spec or "admin", token, name)
+        after_databases = entry.databases is not None
+        entries.append(entry)
     if not entries:
         raise ConfigError(f"{source} is set but holds no token")
     return entries
 
 
 def parse_token_file(path: str) -> list[TokenEntry]:
-    """A file with one `token [role]` per line; `#` starts a comment."""
+    """A file with one `token [role[@tenant[/db1+db2]]]` per line; `#` starts a comment."""
     try:
         lines = Path(path).read_text().splitlines()
     except OSError as exc:
@@ -174,10 +281,14 @@ def parse_token_file(path: str) -> list[TokenEntry]:
             continue
         parts = line.split()
         if len(parts) > 2:
-            raise ConfigError(f"{path}:{n}: expected 'token [role]'")
-        entries.append(
-            make_token(parts[0], parts[1] if len(parts) == 2 else "admin", f"{path}:{n}")
-        )
+            raise ConfigError(f"{path}:{n}: expected 'token [role]' or 'token role@tenant[/db+db]'")
+        if len(parts) == 1 and parts[0].partition(":")[2].partition("@")[0] in ROLES:
+            raise ConfigError(
+                f"{path}:{n}: 'token:role' is the HUEDB_AUTH_TOKENS form; in a token file "
+                "write 'token role' (white space between them)"
+            )
+        spec = parts[1] if len(parts) == 2 else "admin"
+        entries.append(parse_scope(spec, parts[0], f"{path}:{n}"))
     if not entries:
         raise ConfigError(f"token file {path} holds no token")
     return entries
@@ -221,10 +332,18 @@ def _tokens_from_table(value: Any, path: str) -> list[TokenEntry]:
         raise ConfigError(f"auth.tokens in {path} must be a list")
     entries = []
     for n, item in enumerate(tokens, 1):
-        if not isinstance(item, dict) or set(item) - {"token", "role", "name"}:
-            raise ConfigError(f"auth.tokens[{n}] in {path} must be {{token, role[, name]}}")
+        if not isinstance(item, dict) or set(item) - TOKEN_KEYS:
+            raise ConfigError(
+                f"auth.tokens[{n}] in {path} must be {{token, role[, tenant[, databases]][, name]}}"
+            )
         entries.append(
-            make_token(item.get("token"), item.get("role", "admin"), item.get("name", f"#{n}"))
+            make_token(
+                item.get("token"),
+                item.get("role", "admin"),
+                f"{item.get('name', f'#{n}')} in {path}",
+                item.get("tenant"),
+                item.get("databases"),
+            )
         )
     return entries
 
