@@ -104,6 +104,9 @@ def test_mem0_chroma_vector_store(mode: str, tmp_path: Path) -> None:
         bob = store.search("q", vectors=[[1.0, 0.0, 0.0]], top_k=1, filters={"user_id": "bob"})
         assert [(h.id, h.payload) for h in bob] == [("m2", newer)]
         assert bob[0].score > 0.9
+        store.update("m3", payload={**PAYLOADS["m3"], "n": 4})  # the vector stays
+        assert store.get("m3").payload["n"] == 4
+        assert _ids(store.search("q", vectors=[[0.7, 0.7, 0.0]], top_k=1)) == ["m3"]
 
         store.delete("m1")
         assert store.get("m1") is None
@@ -114,7 +117,7 @@ def test_mem0_chroma_vector_store(mode: str, tmp_path: Path) -> None:
         store = ChromaDB(collection_name="mem0", **where)
         assert [c.name for c in store.list_cols()] == ["mem0"]
         assert _ids(store.search("q", vectors=[[1.0, 0.0, 0.0]], top_k=5)) == ["m2", "m3"]
-        assert _ids(store.list(filters={"n": {"gt": 2}})[0]) == ["m3"]
+        assert _ids(store.list(filters={"n": {"gt": 3}})[0]) == ["m3"]
         store.reset()
         assert store.list() == [[]]
     client = PersistentClient(path=data)
