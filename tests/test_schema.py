@@ -15,6 +15,8 @@ Raw HTTP bodies are compared with the real `chroma run` server. Rules: docs/chro
 from __future__ import annotations
 
 import itertools
+import json
+import sqlite3
 import subprocess
 import sys
 import warnings
@@ -41,6 +43,10 @@ from chromadb.api.types import (
 from chromadb.config import Settings as ChromaSettings
 
 import huedb
+from huedb.engine import records
+from huedb.engine.connection import write_transaction
+from huedb.record_batch import RecordBatch
+from tests.cli import child_env
 from tests.servers import free_port, huedb_server, wait_until_up
 from tests.test_space_precedence import CosineEmbedder
 
@@ -294,11 +300,6 @@ def test_default_collections_filter_as_before(clients: dict[str, Any]) -> None:
 # -- keys discovered from written metadata ------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Not implemented: Chroma adds the keys of written metadata to the echoed schema; "
-    "huedb needs an engine hook to record them atomically (docs/chroma-schema.md).",
-)
 def test_written_metadata_keys_appear_in_the_schema(clients: dict[str, Any]) -> None:
     def make(client: Any, name: str) -> Any:
         col = client.create_collection(name, embedding_function=None)
@@ -306,6 +307,207 @@ def test_written_metadata_keys_appear_in_the_schema(clients: dict[str, Any]) -> 
         return sorted(_schema_of(client.get_collection(name, embedding_function=None))["keys"])
 
     assert _same(_each(clients, make)) == ["#document", "#embedding", "n", "topic"]
+
+
+def _fetched_schema(client: Any, name: str) -> dict[str, Any]:
+    """The schema get_collection echoes, checked equal to list_collections'."""
+    schema = _schema_of(client.get_collection(name, embedding_function=None))
+    listed = [c for c in client.list_collections() if c.name == name]
+    assert [_schema_of(c) for c in listed] == [schema]
+    return schema
+
+
+def _try(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - compared with chroma's
+        return type(exc).__name__, str(exc)
+
+
+def test_written_keys_follow_chromas_rules(clients: dict[str, Any]) -> None:
+    """Which writes add which (key, type), with which index settings, step by step: every
+    scalar and array type; a key written with a second type; keys of deleted records stay;
+    update and upsert add theirs (not a None value, not an update of a missing id); an add
+    of an existing id and a refused write add nothing; Chroma's reserved `chroma:` keys are
+    never added."""
+    vec = [[1.0, 2.0]]
+
+    def make(client: Any, name: str) -> Any:
+        col = client.create_collection(name, embedding_function=None)
+        steps: list[Any] = []
+        writes: list[Callable[[], Any]] = [
+            lambda: col.add(
+                ids=["1"],
+                embeddings=vec,
+                metadatas=[
+                    {"s": "a", "i": 1, "f": 1.5, "b": True}
+                    | {"as": ["x"], "ai": [1], "af": [0.5], "ab": [False]}
+                ],
+            ),
+            lambda: col.add(ids=["2"], embeddings=vec, metadatas=[{"s": 3, "i": 2.5}]),
+            lambda: col.delete(ids=["1", "2"]),
+            lambda: col.add(ids=["3"], embeddings=vec, metadatas=[{"x": 1}]),
+            lambda: col.update(ids=["3"], metadatas=[{"upd": "v", "x": None, "none": None}]),
+            lambda: col.update(ids=["missing"], metadatas=[{"upd_missing": "v"}]),
+            lambda: col.upsert(
+                ids=["3", "4"], embeddings=vec * 2, metadatas=[{"up_old": 1}, {"up_new": 1.0}]
+            ),
+            lambda: col.add(ids=["3"], embeddings=vec, metadatas=[{"add_existing": 1}]),
+            lambda: col.add(ids=["9"], embeddings=[[1.0, 2.0, 3.0]], metadatas=[{"bad": 1}]),
+            lambda: col.add(ids=["5"], embeddings=vec, metadatas=[{"chroma:x": "v", "hnsw:M": 4}]),
+        ]
+        for write in writes:
+            outcome = _try(write)
+            steps.append(
+                (outcome if isinstance(outcome, tuple) else None, _fetched_schema(client, name))
+            )
+        return steps
+
+    steps = _same(_each(clients, make))
+    last = steps[-1][1]["keys"]
+    assert sorted(last["s"]) == ["int", "string"] and sorted(last["i"]) == ["float", "int"]
+    assert last["s"]["string"] == {
+        "fts_index": {"enabled": False, "config": {}},
+        "string_inverted_index": {"enabled": True, "config": {}},
+    }
+    assert {"as", "ai", "af", "ab", "upd", "up_old", "up_new", "hnsw:M"} <= set(last)
+    assert not {"none", "upd_missing", "add_existing", "bad", "chroma:x"} & set(last)
+
+
+def test_written_keys_copy_the_schemas_defaults(clients: dict[str, Any]) -> None:
+    """A key whose type's indexes are off by default is added with them off (and its
+    filters are refused); a key the user configured keeps its settings and gains the new
+    type with the defaults."""
+
+    def make(client: Any, name: str) -> Any:
+        schema = (
+            Schema()
+            .delete_index(config=IntInvertedIndexConfig())
+            .delete_index(config=StringInvertedIndexConfig(), key="s")
+        )
+        col = client.create_collection(name, schema=schema, embedding_function=None)
+        col.add(
+            ids=["1", "2"],
+            embeddings=[[1.0, 2.0], [2.0, 1.0]],
+            metadatas=[{"s": 1, "i": 2, "t": "x"}, {"s": "q"}],
+        )
+        filters = [{"i": 2}, {"s": 1}, {"s": "q"}, {"t": "x"}]
+        return _fetched_schema(client, name), [
+            _try(lambda w=w: col.get(where=w)["ids"]) for w in filters
+        ]
+
+    schema, filtered = _same(_each(clients, make))
+    assert schema["keys"]["i"] == {"int": {"int_inverted_index": {"enabled": False, "config": {}}}}
+    assert schema["keys"]["s"]["string"] == {
+        "string_inverted_index": {"enabled": False, "config": {}}
+    }
+    assert filtered[3] == ["1"] and filtered[0][0] == "InvalidArgumentError"
+
+
+def test_written_keys_of_cleaned_values_in_process(chroma: Any, tmp_path: Path) -> None:
+    """NaN and infinite values are dropped (no key); an int beyond int64 is stored, and
+    added, as a float. (Over HTTP chromadb's client refuses these values itself.)"""
+    local = huedb.PersistentClient(path=tmp_path / "data")
+    try:
+        results = {}
+        for target, client in (("chroma", chroma), ("huedb", local)):
+            name = f"s{next(_names):05d}"
+            col = client.create_collection(name, embedding_function=None)
+            metadatas = [{"nan": float("nan"), "k": "v"}, {"inf": float("inf")}, {"big": 2**70}]
+            col.add(ids=["1", "2", "3"], embeddings=[[1.0, 2.0]] * 3, metadatas=metadatas)
+            results[target] = _fetched_schema(client, name)["keys"]
+        assert results["huedb"] == results["chroma"]
+        assert sorted(results["huedb"]) == ["#document", "#embedding", "big", "k"]
+        assert list(results["huedb"]["big"]) == ["float"]
+    finally:
+        local.close()
+
+
+_WRITER = """
+import sys, time
+from pathlib import Path
+import huedb
+path, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+client = huedb.PersistentClient(path=path)
+col = client.get_collection("shared", embedding_function=None)
+ready = Path(path).parent / f"ready-{tag}"
+ready.touch()
+while len(list(Path(path).parent.glob("ready-*"))) < 2:
+    time.sleep(0.01)  # a start barrier, so the two writers overlap
+for i in range(n):
+    value = i if i % 2 else f"v{i}"
+    col.add(ids=[f"{tag}-{i}"], embeddings=[[float(i), 1.0]], metadatas=[{f"{tag}_{i}": value}])
+client.close()
+"""
+
+
+def test_keys_written_by_two_processes_all_appear(tmp_path: Path) -> None:
+    """Two processes add records with different new keys to one store at the same time:
+    every key is in the schema (recorded in each write's transaction, none lost)."""
+    path = tmp_path / "store" / "data"
+    client = huedb.PersistentClient(path=path)
+    client.create_collection("shared", embedding_function=None)
+    n = 40
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path), tag, str(n)],
+            env=child_env(),
+            stderr=subprocess.PIPE,
+        )
+        for tag in ("a", "b")
+    ]
+    for proc in writers:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+    keys = _schema_of(client.get_collection("shared", embedding_function=None))["keys"]
+    client.close()
+    expected = {f"{tag}_{i}": "int" if i % 2 else "string" for tag in "ab" for i in range(n)}
+    assert {k: next(iter(v)) for k, v in keys.items() if not k.startswith("#")} == expected
+
+
+def test_a_rolled_back_write_leaves_no_key_known(tmp_path: Path) -> None:
+    """A write whose transaction rolls back after its keys were recorded leaves no trace:
+    the next write of the same key still adds it (the per-connection cache of known keys
+    rolls back with the transaction)."""
+    client = huedb.PersistentClient(path=tmp_path / "data")
+    col = client.create_collection("rollback", embedding_function=None)
+    engine = client._server.engine
+    batch = RecordBatch(
+        ids=["1"], embeddings=np.array([[1.0, 2.0]], dtype=np.float32), metadatas=[{"k": 1}]
+    )
+    cid = engine.get_collection_by_uuid(str(col.id)).cid
+    with pytest.raises(RuntimeError), engine._lock, write_transaction(engine._conn):
+        records.insert_records(engine._conn, cid, batch)
+        raise RuntimeError("fail after the keys were recorded")
+    assert "k" not in _fetched_schema(client, "rollback")["keys"]
+    col.add(ids=["2"], embeddings=[[2.0, 1.0]], metadatas=[{"k": 2}])
+    assert list(_fetched_schema(client, "rollback")["keys"]["k"]) == ["int"]
+    client.close()
+
+
+def test_keys_added_to_a_collection_stored_without_a_schema(tmp_path: Path) -> None:
+    """A collection stored before schemas were kept (configuration without `schema`) gets
+    the derived schema plus the keys written since; its configuration is unchanged."""
+    path = tmp_path / "data"
+    client = huedb.PersistentClient(path=path)
+    col = client.create_collection("old", configuration={"hnsw": {"space": "ip"}})
+    expected = _fetched_schema(client, "old")
+    config = col.configuration_json
+    client.close()
+    with sqlite3.connect(path / "huedb.sqlite3") as conn:
+        conn.execute("UPDATE collections SET configuration = ?", (json.dumps(config),))
+    client = huedb.PersistentClient(path=path)
+    col = client.get_collection("old")
+    col.add(ids=["1"], embeddings=[[1.0, 2.0]], metadatas=[{"k": "v"}])
+    expected["keys"]["k"] = {
+        "string": {
+            "fts_index": {"enabled": False, "config": {}},
+            "string_inverted_index": {"enabled": True, "config": {}},
+        }
+    }
+    assert _fetched_schema(client, "old") == expected
+    assert client.get_collection("old").configuration_json == config
+    client.close()
 
 
 # -- embedding_function=None --------------------------------------------------------------

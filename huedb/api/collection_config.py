@@ -28,9 +28,9 @@ import math
 from typing import Any
 
 from huedb.engine.hnsw_config import hnsw_defaults
+from huedb.engine.schema_keys import METADATA_TYPE_DEFAULTS, STORED_SCHEMA_KEY
 from huedb.errors import InvalidArgumentError
 
-STORED_SCHEMA_KEY = "schema"
 DOCUMENT_KEY = "#document"
 EMBEDDING_KEY = "#embedding"
 SPACE_NAMES = ("l2", "cosine", "ip")  # serde's order in Chroma's error messages
@@ -465,19 +465,14 @@ def default_schema(hnsw: dict[str, Any] | None = None, ef: dict[str, Any] | None
     hnsw = hnsw or hnsw_defaults()
     return {
         "defaults": {
-            "string": {
-                "fts_index": _index(False),
-                "string_inverted_index": _index(True),
-            },
+            "string": copy.deepcopy(METADATA_TYPE_DEFAULTS["string"]),
             "float_list": {"vector_index": _index(False, _vector_config(hnsw, ef, None))},
             "sparse_vector": {
                 "sparse_vector_index": _index(
                     False, {"embedding_function": {"type": "unknown"}, "bm25": False}
                 )
             },
-            "int": {"int_inverted_index": _index(True)},
-            "float": {"float_inverted_index": _index(True)},
-            "bool": {"bool_inverted_index": _index(True)},
+            **{t: copy.deepcopy(METADATA_TYPE_DEFAULTS[t]) for t in ("int", "float", "bool")},
         },
         "keys": {
             EMBEDDING_KEY: {
@@ -845,11 +840,20 @@ def create_configuration(
 
 
 def split_stored(stored: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A stored configuration as (echoed configuration, schema)."""
+    """A stored configuration as (echoed configuration, schema).
+
+    A collection stored before schemas were kept has none, or only the keys its written
+    metadata added (`engine/schema_keys.py`): it gets the schema Chroma derives from its
+    configuration, with those keys.
+    """
     config = dict(stored or {})
     schema = config.pop(STORED_SCHEMA_KEY, None)
-    if not isinstance(schema, dict):
-        schema = schema_from_configuration(config)
+    if not isinstance(schema, dict) or "defaults" not in schema:
+        derived = schema_from_configuration(config)
+        written = schema.get("keys") if isinstance(schema, dict) else None
+        for key, types in (written or {}).items():
+            derived["keys"].setdefault(key, {}).update(types)
+        schema = derived
     return config, schema
 
 

@@ -3,6 +3,8 @@
 Every function runs inside the caller's transaction. A record's integer `key` is allocated
 once and never reused; every change to a record's vector (insert, replace, delete) appends
 `(cid, key)` to the oplog in the same transaction, which is all an index needs to catch up.
+The (key, value type) pairs of the metadata written are added to the collection's schema in
+the same transaction (`schema_keys`), as Chroma does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from huedb.engine import schema_keys
 from huedb.engine.filters import RecordFilter, sql_value, value_kind
 from huedb.record_batch import RecordBatch
 
@@ -187,6 +190,7 @@ def insert_records(conn: sqlite3.Connection, cid: int, batch: RecordBatch) -> No
             meta_rows,
         )
     conn.executemany("INSERT INTO oplog (cid, key) VALUES (?, ?)", [(cid, k) for k in keys])
+    schema_keys.record_key_types(conn, cid, schema_keys.key_types(metadatas))
 
 
 def update_records(
@@ -221,6 +225,8 @@ def update_records(
         )
     if metadatas is not None:
         _merge_metadata(conn, cid, keys, metadatas)
+        written = [clean_metadata(m) for m in metadatas if m]
+        schema_keys.record_key_types(conn, cid, schema_keys.key_types(written))
 
 
 def _merge_metadata(
