@@ -49,16 +49,15 @@ UNSUPPORTED_AUTH = {
     "(heartbeat, version, healthcheck, docs)",
     "CHROMA_OVERWRITE_SINGLETON_TENANT_DATABASE_ACCESS_FROM_AUTH": "huedb never rewrites the "
     "tenant or database of a request from its token (a tenant-scoped token is refused "
-    "elsewhere; clients take its tenant from GET /api/v2/auth/identity)",
+    "outside its tenant; set this on the client, which then takes them from "
+    "GET /api/v2/auth/identity)",
 }
+# The keys of a token in the [auth] table, and what the tenant of a token's scope may not
+# contain (besides white space): the token syntax's separators, and `*` (no wildcards).
 TOKEN_KEYS = frozenset({"token", "role", "tenant", "databases", "name"})
+SCOPE_FORBIDDEN = frozenset("/@,+:*")
 DEFAULT_MAX_BODY_BYTES = 40 * 1024 * 1024
 ENV_CONFIG = "HUEDB_SERVER_CONFIG_JSON"
-
-
-# What a tenant or database named in a token's scope may not contain: path and list
-# separators of the token syntax, wildcards (there are none) and white space.
-SCOPE_FORBIDDEN = frozenset("/@,+:*")
 
 
 @dataclass
