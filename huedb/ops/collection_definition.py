@@ -131,10 +131,11 @@ def _legacy_settings(metadata: dict[str, Any] | None) -> dict[str, Any]:
 def _apply_mutable_settings(collection: Collection, vector: dict[str, Any]) -> None:
     """Set the HNSW settings a `modify` may change to the source's values."""
     wanted = vector.get("hnsw") or {}
-    schema = collection.get_model().schema
-    if schema is None:  # a client that does not report schemas
-        return
-    have = rules.vector_index_config(schema).get("hnsw") or {}
+    model = collection.get_model()
+    if model.schema is not None:
+        have = rules.vector_index_config(model.schema).get("hnsw") or {}
+    else:  # a client that does not report schemas: the echoed settings
+        have = model.configuration_json.get("hnsw") or {}
     changes = {
         k: wanted[k]
         for k in rules.HNSW_MUTABLE

@@ -13,8 +13,13 @@ File layout written by `export_collection` (one row group per batch):
 - ``uri``: string, nullable.
 
 File key-value metadata: ``huedb.format``, ``huedb.version``, ``huedb.collection``,
-``huedb.space``, ``huedb.dimension``, ``huedb.rows``, ``huedb.configuration`` (JSON),
-``huedb.embedding_function`` (JSON), ``huedb.collection_metadata`` (JSON).
+``huedb.space``, ``huedb.dimension``, ``huedb.rows``, ``huedb.configuration`` (JSON: the
+configuration the collection echoes), ``huedb.schema`` (JSON: the schema it echoes; files
+written before it was added lack it), ``huedb.embedding_function`` (JSON),
+``huedb.collection_metadata`` (JSON). A collection the import creates from a file with a
+schema echoes the same configuration and schema as the exported one
+(`huedb.ops.collection_definition`); from an older file, it is created from the file's
+configuration as before.
 
 `import_collection` also reads the files of the common pandas export loop of a Chroma collection
 (``pandas.DataFrame({"id", "document", "metadata", "embedding"}).to_parquet``): ``metadata`` may
@@ -55,8 +60,10 @@ import pyarrow.parquet as pq
 
 from huedb.api.client import Client
 from huedb.api.collection import Collection
+from huedb.api.types import CollectionModel
 from huedb.engine.hnsw_config import collection_space
 from huedb.errors import NotFoundError
+from huedb.ops.collection_definition import create_like, differences
 from huedb.ops.pages import Page, collection_pages
 from huedb.ops.progress import progress
 from huedb.record_batch import RecordBatch
@@ -72,6 +79,7 @@ KEY_SPACE = "huedb.space"
 KEY_DIMENSION = "huedb.dimension"
 KEY_ROWS = "huedb.rows"
 KEY_CONFIGURATION = "huedb.configuration"
+KEY_SCHEMA = "huedb.schema"
 KEY_EMBEDDING_FUNCTION = "huedb.embedding_function"
 KEY_COLLECTION_METADATA = "huedb.collection_metadata"
 KEY_METADATA_SHA256 = "huedb.metadata_sha256"
@@ -131,7 +139,7 @@ def export_collection(
     started = time.monotonic()
     out = Path(out)
     model = collection.get_model()
-    configuration = dict(collection.configuration_json or {})
+    configuration = dict(model.configuration_json or {})
     space = collection_space(configuration, collection.metadata)
     dimension = model.dimension
     total = collection.count()
@@ -152,7 +160,7 @@ def export_collection(
                     f"{matrix.shape[1]} and {dimension}"
                 )
             if writer is None:
-                meta = _file_metadata(collection, configuration, space, dimension)
+                meta = _file_metadata(collection, model, space, dimension)
                 writer = _writer(tmp, export_schema(dimension, meta))
             writer.write_table(_page_table(page, matrix, writer.schema), row_group_size=n)
             rows += n
@@ -160,7 +168,7 @@ def export_collection(
             bar.update(n)
             del page, matrix  # free this page before the next one is read
         if writer is None:  # an empty collection
-            meta = _file_metadata(collection, configuration, space, dimension)
+            meta = _file_metadata(collection, model, space, dimension)
             writer = _writer(tmp, export_schema(dimension, meta))
         meta[KEY_ROWS] = str(rows)
         writer.add_key_value_metadata(
@@ -224,11 +232,12 @@ def export_schema(dimension: int | None, metadata: dict[str, str] | None = None)
 
 def _file_metadata(
     collection: Collection,
-    configuration: dict[str, Any],
+    model: CollectionModel,
     space: str,
     dimension: int | None,
 ) -> dict[str, str]:
-    return {
+    configuration = dict(model.configuration_json or {})
+    meta = {
         KEY_FORMAT: FORMAT_VERSION,
         KEY_VERSION: __version__,
         KEY_COLLECTION: collection.name,
@@ -236,8 +245,11 @@ def _file_metadata(
         KEY_DIMENSION: "" if dimension is None else str(dimension),
         KEY_CONFIGURATION: json.dumps(configuration, default=str),
         KEY_EMBEDDING_FUNCTION: json.dumps(_ef_identity(collection, configuration), default=str),
-        KEY_COLLECTION_METADATA: json.dumps(collection.metadata, default=str),
+        KEY_COLLECTION_METADATA: json.dumps(model.metadata, default=str),
     }
+    if model.schema is not None:
+        meta[KEY_SCHEMA] = json.dumps(model.schema)
+    return meta
 
 
 def _ef_identity(collection: Collection, configuration: dict[str, Any]) -> Any:
@@ -430,11 +442,7 @@ def import_collection(
             )
             log.warning(msg)
             warnings.append(msg)
-        collection = client.create_collection(
-            name,
-            configuration=_creation_config(kv, file_space),
-            metadata=_json_or_none(kv.get(KEY_COLLECTION_METADATA)) or None,
-        )
+        collection = _create(client, name, kv, file_space)
         target_dim = None
     space = collection_space(collection.configuration_json, collection.metadata)
 
@@ -463,6 +471,13 @@ def import_collection(
             bar.update(len(records))
     finally:
         bar.close()
+    schema = _file_schema(kv)
+    if created and schema is not None:
+        configuration = _json_or_none(kv.get(KEY_CONFIGURATION))
+        given = configuration if isinstance(configuration, dict) and configuration else None
+        for message in differences(client, collection, schema, given):
+            log.warning(message)
+            warnings.append(message)
     log.info("imported %d rows from %s into %r", rows, path, name)
     return ImportReport(
         path=path,
@@ -533,6 +548,23 @@ def _json_or_none(text: str | None) -> Any:
     except json.JSONDecodeError:
         log.warning("ignoring file metadata that is not JSON: %.80s", text)
         return None
+
+
+def _create(client: Client, name: str, kv: dict[str, str], space: str | None) -> Collection:
+    """The collection a file describes: from its schema when it has one, else (older and
+    foreign files) from its configuration or space."""
+    metadata = _json_or_none(kv.get(KEY_COLLECTION_METADATA)) or None
+    schema = _file_schema(kv)
+    if schema is None:
+        return client.create_collection(
+            name, configuration=_creation_config(kv, space), metadata=metadata
+        )
+    return create_like(client, name, metadata, schema)
+
+
+def _file_schema(kv: dict[str, str]) -> dict[str, Any] | None:
+    schema = _json_or_none(kv.get(KEY_SCHEMA))
+    return schema if isinstance(schema, dict) else None
 
 
 def _creation_config(kv: dict[str, str], space: str | None) -> dict[str, Any] | None:
