@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
-from huedb.api import collection_config
+from huedb.api import collection_schema
 
 ID = str
 IDs = list[ID]
@@ -113,4 +113,4 @@ class CollectionModel:
 
 def schema_json(configuration: dict[str, Any]) -> dict[str, Any]:
     """The schema Chroma derives from a configuration (for collections stored without one)."""
-    return collection_config.schema_from_configuration(configuration or {})
+    return collection_schema.schema_from_configuration(configuration or {})

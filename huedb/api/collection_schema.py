@@ -1,0 +1,474 @@
+"""Chroma's collection `Schema`: parsed, merged with the defaults, compared, and echoed.
+
+A schema says, per value type and per key, which indexes are on, and holds the vector
+index's space, HNSW parameters and embedding function. These are the steps of Chroma
+1.5.9's Rust core (`collection_schema.rs`): serde's parsing of a user's schema JSON
+(`parse_schema`), `Schema::is_default`, the merge over the default schema
+(`reconcile_with_defaults`), the default schema of a configuration (`default_schema`,
+`schema_from_configuration`) and the configuration a schema echoes
+(`configuration_from_schema`). `collection_config` decides with them what a new collection
+stores; docs/chroma-schema.md lists the rules.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from huedb.api.config_values import (
+    describe,
+    ef_is_default,
+    expect_object,
+    parse_embedding_function,
+    parse_f64,
+    parse_space,
+    parse_usize,
+    unknown_field,
+)
+from huedb.engine.hnsw_config import hnsw_defaults
+from huedb.engine.schema_keys import METADATA_TYPE_DEFAULTS
+from huedb.errors import InvalidArgumentError
+
+DOCUMENT_KEY = "#document"
+EMBEDDING_KEY = "#embedding"
+
+# What the echoed configuration shows of the HNSW settings (num_threads and batch_size are
+# serde(skip_serializing) in Chroma's configuration; the schema shows them).
+HNSW_ECHOED = (
+    "space",
+    "ef_construction",
+    "ef_search",
+    "max_neighbors",
+    "resize_factor",
+    "sync_threshold",
+)
+HNSW_INDEX_FIELDS = (
+    "ef_construction",
+    "max_neighbors",
+    "ef_search",
+    "num_threads",
+    "batch_size",
+    "sync_threshold",
+    "resize_factor",
+)
+SPANN_INDEX_DEFAULTS: dict[str, Any] = {
+    "search_nprobe": 64,
+    "search_rng_factor": 1.0,
+    "search_rng_epsilon": 10.0,
+    "nreplica_count": 8,
+    "write_rng_factor": 1.0,
+    "write_rng_epsilon": 5.0,
+    "split_threshold": 50,
+    "num_samples_kmeans": 1000,
+    "initial_lambda": 100.0,
+    "reassign_neighbor_count": 64,
+    "merge_threshold": 25,
+    "num_centers_to_merge_to": 8,
+    "write_nprobe": 32,
+    "ef_construction": 200,
+    "ef_search": 200,
+    "max_neighbors": 64,
+    "center_drift_threshold": None,
+    "quantize": "none",
+}
+VALUE_TYPES = ("string", "float_list", "sparse_vector", "int", "float", "bool")
+INDEXES_OF = {
+    "string": ("fts_index", "string_inverted_index"),
+    "float_list": ("vector_index",),
+    "sparse_vector": ("sparse_vector_index",),
+    "int": ("int_inverted_index",),
+    "float": ("float_inverted_index",),
+    "bool": ("bool_inverted_index",),
+}
+
+
+# -- the default schema, and the one a configuration implies -----------------------------
+
+
+def _index(enabled: bool, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"enabled": enabled, "config": config or {}}
+
+
+def _vector_config(
+    hnsw: dict[str, Any], ef: dict[str, Any] | None, source_key: str | None
+) -> dict[str, Any]:
+    config: dict[str, Any] = {"space": hnsw["space"]}
+    if ef is not None:
+        config["embedding_function"] = ef
+    if source_key is not None:
+        config["source_key"] = source_key
+    config["hnsw"] = {k: hnsw[k] for k in HNSW_INDEX_FIELDS}
+    return config
+
+
+def default_schema(hnsw: dict[str, Any] | None = None, ef: dict[str, Any] | None = None) -> dict:
+    """`Schema::new_default(Hnsw)`, with a vector index of the given settings."""
+    hnsw = hnsw or hnsw_defaults()
+    return {
+        "defaults": {
+            "string": copy.deepcopy(METADATA_TYPE_DEFAULTS["string"]),
+            "float_list": {"vector_index": _index(False, _vector_config(hnsw, ef, None))},
+            "sparse_vector": {
+                "sparse_vector_index": _index(
+                    False, {"embedding_function": {"type": "unknown"}, "bm25": False}
+                )
+            },
+            **{t: copy.deepcopy(METADATA_TYPE_DEFAULTS[t]) for t in ("int", "float", "bool")},
+        },
+        "keys": {
+            EMBEDDING_KEY: {
+                "float_list": {"vector_index": _index(True, _vector_config(hnsw, ef, DOCUMENT_KEY))}
+            },
+            DOCUMENT_KEY: {
+                "string": {"fts_index": _index(True), "string_inverted_index": _index(False)}
+            },
+        },
+    }
+
+
+def schema_from_configuration(configuration: dict[str, Any]) -> dict[str, Any]:
+    """`Schema::try_from(&InternalCollectionConfiguration)`: the schema Chroma derives from
+    a configuration (collections created before schemas were stored, imports)."""
+    hnsw = hnsw_defaults()
+    given = configuration.get("hnsw") if isinstance(configuration, dict) else None
+    if isinstance(given, dict):
+        hnsw.update({k: v for k, v in given.items() if k in hnsw and v is not None})
+    ef = configuration.get("embedding_function") if isinstance(configuration, dict) else None
+    return default_schema(hnsw, ef if isinstance(ef, dict) else None)
+
+
+# -- parsing a user schema (serde of Chroma's `Schema`) --------------------------------
+
+_VALUE_TYPE_ALIASES = {f"#{name}": name for name in VALUE_TYPES}
+_INDEX_ALIASES = {f"${name}": name for names in INDEXES_OF.values() for name in names}
+_VECTOR_FIELDS = ("space", "embedding_function", "source_key", "hnsw", "spann")
+_SPARSE_FIELDS = ("embedding_function", "source_key", "bm25", "algorithm")
+_SPANN_INDEX_FIELDS = tuple(SPANN_INDEX_DEFAULTS)
+
+
+def _parse_index(value_type: str, name: str, value: Any) -> dict[str, Any]:
+    index = expect_object(value, f"struct for {name}")
+    if "enabled" not in index:
+        raise InvalidArgumentError("missing field `enabled`")
+    if not isinstance(index["enabled"], bool):
+        raise InvalidArgumentError(
+            f"invalid type: {describe(index['enabled'])}, expected a boolean"
+        )
+    config = expect_object(index.get("config", {}), f"struct config of {name}")
+    if name == "vector_index":
+        config = _parse_vector_config(config)
+    elif name == "sparse_vector_index":
+        config = _parse_sparse_config(config)
+    else:
+        config = {}  # the other indexes have no settings (serde ignores unknown fields)
+    return {"enabled": index["enabled"], "config": config}
+
+
+def _parse_vector_config(config: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if key not in _VECTOR_FIELDS:
+            raise unknown_field(key, _VECTOR_FIELDS)
+        if value is None:
+            continue
+        if key == "space":
+            out[key] = parse_space(value)
+        elif key == "embedding_function":
+            out[key] = parse_embedding_function(value)
+        elif key == "source_key":
+            if not isinstance(value, str):
+                raise InvalidArgumentError(f"invalid type: {describe(value)}, expected a string")
+            out[key] = value
+        elif key == "hnsw":
+            hnsw = expect_object(value, "struct HnswIndexConfig")
+            parsed: dict[str, Any] = {}
+            for field, item in hnsw.items():
+                if field not in HNSW_INDEX_FIELDS:
+                    raise unknown_field(field, HNSW_INDEX_FIELDS)
+                if item is not None:
+                    parsed[field] = (
+                        parse_f64(item) if field == "resize_factor" else parse_usize(item)
+                    )
+            out[key] = parsed
+        else:
+            spann = expect_object(value, "struct SpannIndexConfig")
+            for field in spann:
+                if field not in _SPANN_INDEX_FIELDS:
+                    raise unknown_field(field, _SPANN_INDEX_FIELDS)
+            out[key] = {k: v for k, v in spann.items() if v is not None}
+    return out
+
+
+def _parse_sparse_config(config: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if key not in _SPARSE_FIELDS:
+            raise unknown_field(key, _SPARSE_FIELDS)
+        if value is None:
+            continue
+        out[key] = parse_embedding_function(value) if key == "embedding_function" else value
+    return out
+
+
+def _parse_value_types(value: Any) -> dict[str, Any]:
+    types = expect_object(value, "struct ValueTypes")
+    out: dict[str, Any] = {}
+    for raw_type, indexes in types.items():
+        value_type = _VALUE_TYPE_ALIASES.get(raw_type, raw_type)
+        if value_type not in VALUE_TYPES or indexes is None:
+            continue  # as Chroma's serde: unknown value types are ignored
+        parsed: dict[str, Any] = {}
+        for raw_name, index in expect_object(indexes, f"struct {value_type}").items():
+            name = _INDEX_ALIASES.get(raw_name, raw_name)
+            if name in INDEXES_OF[value_type] and index is not None:
+                parsed[name] = _parse_index(value_type, name, index)
+        out[value_type] = parsed
+    return out
+
+
+def parse_schema(value: Any) -> dict[str, Any]:
+    """A user's schema JSON, checked as Chroma's serde does, in canonical names."""
+    schema = expect_object(value, "struct Schema")
+    if "defaults" not in schema:
+        raise InvalidArgumentError("missing field `defaults`")
+    if "keys" not in schema and "key_overrides" not in schema:
+        raise InvalidArgumentError("missing field `keys`")
+    keys = schema.get("keys", schema.get("key_overrides", {}))
+    out: dict[str, Any] = {
+        "defaults": _parse_value_types(schema.get("defaults") or {}),
+        "keys": {
+            str(k): _parse_value_types(v) for k, v in expect_object(keys or {}, "a map").items()
+        },
+    }
+    if schema.get("cmek") is not None:
+        out["cmek"] = schema["cmek"]
+    return out
+
+
+# -- Schema::is_default and reconcile_with_defaults ------------------------------------
+
+
+def _hnsw_index_is_default(config: dict[str, Any]) -> bool:
+    defaults = hnsw_defaults()
+    return all(
+        config.get(k) is None or config[k] == defaults[k]
+        for k in HNSW_INDEX_FIELDS
+        if k != "num_threads"
+    )
+
+
+def _spann_index_is_default(config: dict[str, Any]) -> bool:
+    return all(config.get(k) in (None, v) for k, v in SPANN_INDEX_DEFAULTS.items())
+
+
+def _vector_algorithms_default(config: dict[str, Any]) -> bool:
+    hnsw, spann = config.get("hnsw"), config.get("spann")
+    if hnsw is not None and spann is not None:
+        return False
+    if hnsw is not None:
+        return _hnsw_index_is_default(hnsw)
+    if spann is not None:
+        return _spann_index_is_default(spann)
+    return True
+
+
+def _get(types: dict[str, Any], value_type: str, index: str) -> dict[str, Any] | None:
+    return (types.get(value_type) or {}).get(index)
+
+
+def _defaults_are_default(types: dict[str, Any]) -> bool:
+    for value_type, index, expected in (
+        ("string", "string_inverted_index", True),
+        ("string", "fts_index", False),
+        ("float", "float_inverted_index", True),
+        ("int", "int_inverted_index", True),
+        ("bool", "bool_inverted_index", True),
+    ):
+        found = _get(types, value_type, index)
+        if found is not None and found["enabled"] != expected:
+            return False
+    vector = _get(types, "float_list", "vector_index")
+    if vector is not None:
+        config = vector["config"]
+        if vector["enabled"] or not ef_is_default(config.get("embedding_function")):
+            return False
+        if config.get("space") not in (None, "l2") or config.get("source_key") is not None:
+            return False
+        if not _vector_algorithms_default(config):
+            return False
+    sparse = _get(types, "sparse_vector", "sparse_vector_index")
+    if sparse is not None:
+        config = sparse["config"]
+        if sparse["enabled"] or not ef_is_default(config.get("embedding_function")):
+            return False
+        if config.get("source_key") is not None or config.get("bm25") not in (None, False):
+            return False
+    return True
+
+
+def _embedding_key_is_default(types: dict[str, Any]) -> bool:
+    if any(t in types for t in ("string", "float", "int", "bool", "sparse_vector")):
+        return False
+    vector = _get(types, "float_list", "vector_index")
+    if vector is None:
+        return True
+    config = vector["config"]
+    return (
+        vector["enabled"]
+        and config.get("space") in (None, "l2")
+        and ef_is_default(config.get("embedding_function"))
+        and config.get("source_key") == DOCUMENT_KEY
+        and _vector_algorithms_default(config)
+    )
+
+
+def _document_key_is_default(types: dict[str, Any]) -> bool:
+    if any(t in types for t in ("float_list", "float", "int", "bool", "sparse_vector")):
+        return False
+    fts = _get(types, "string", "fts_index")
+    inverted = _get(types, "string", "string_inverted_index")
+    return (fts is None or fts["enabled"]) and (inverted is None or not inverted["enabled"])
+
+
+def schema_is_default(schema: dict[str, Any]) -> bool:
+    """Chroma's `Schema::is_default`: nothing a user changed from the default schema."""
+    if not _defaults_are_default(schema["defaults"]):
+        return False
+    if any(k not in (EMBEDDING_KEY, DOCUMENT_KEY) for k in schema["keys"]):
+        return False
+    if EMBEDDING_KEY in schema["keys"] and not _embedding_key_is_default(
+        schema["keys"][EMBEDDING_KEY]
+    ):
+        return False
+    if DOCUMENT_KEY in schema["keys"] and not _document_key_is_default(
+        schema["keys"][DOCUMENT_KEY]
+    ):
+        return False
+    return schema.get("cmek") is None
+
+
+def _merge_vector(default: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    dc, uc = default["config"], user["config"]
+    config: dict[str, Any] = {}
+    for key in ("space", "embedding_function", "source_key"):
+        value = uc.get(key, dc.get(key))
+        if value is not None:
+            config[key] = value
+    hnsw = {**(dc.get("hnsw") or {}), **(uc.get("hnsw") or {})}
+    if dc.get("hnsw") is not None or uc.get("hnsw") is not None:
+        config["hnsw"] = {k: hnsw[k] for k in HNSW_INDEX_FIELDS if k in hnsw}
+    merged = {"enabled": user["enabled"], "config": config}
+    hnsw_config = config.get("hnsw") or {}
+    for key in ("sync_threshold", "batch_size"):
+        if hnsw_config.get(key) is not None and hnsw_config[key] < 2:
+            raise InvalidArgumentError(
+                "Failed to reconcile schema: Invalid HNSW configuration: "
+                f'{key}: Validation error: range [{{"value": Number({hnsw_config[key]}), '
+                '"min": Number(2)}]'
+            )
+    return merged
+
+
+def _merge_sparse(default: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    dc, uc = default["config"], user["config"]
+    config = {
+        key: uc.get(key, dc.get(key))
+        for key in _SPARSE_FIELDS
+        if uc.get(key, dc.get(key)) is not None
+    }
+    if config.get("algorithm") in (None, "wand"):
+        config.pop("algorithm", None)
+    return {"enabled": user["enabled"], "config": config}
+
+
+def _merge_value_types(default: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for value_type in VALUE_TYPES:
+        d, u = default.get(value_type), user.get(value_type)
+        if d is None and u is None:
+            continue
+        if d is None or u is None:
+            merged[value_type] = copy.deepcopy(d if u is None else u)
+            continue
+        out: dict[str, Any] = {}
+        for name in INDEXES_OF[value_type]:
+            di, ui = d.get(name), u.get(name)
+            if di is None and ui is None:
+                continue
+            if di is None or ui is None:
+                out[name] = copy.deepcopy(di if ui is None else ui)
+            elif name == "vector_index":
+                out[name] = _merge_vector(di, ui)
+            elif name == "sparse_vector_index":
+                out[name] = _merge_sparse(di, ui)
+            else:
+                out[name] = copy.deepcopy(ui)
+        merged[value_type] = out
+    return merged
+
+
+def reconcile_with_defaults(user: dict[str, Any] | None) -> dict[str, Any]:
+    """`Schema::reconcile_with_defaults`: a user's schema merged over the default one."""
+    base = default_schema()
+    if user is None:
+        return base
+    keys = copy.deepcopy(base["keys"])
+    for key, types in user["keys"].items():
+        keys[key] = _merge_value_types(keys[key], types) if key in keys else copy.deepcopy(types)
+    out = {"defaults": _merge_value_types(base["defaults"], user["defaults"]), "keys": keys}
+    if user.get("cmek") is not None:
+        out["cmek"] = user["cmek"]
+    return out
+
+
+def sparse_index_enabled(schema: dict[str, Any]) -> bool:
+    """Whether any key (or the defaults) has a sparse-vector index switched on."""
+    every = [schema["defaults"], *schema["keys"].values()]
+    return any(
+        (_get(t, "sparse_vector", "sparse_vector_index") or {}).get("enabled") for t in every
+    )
+
+
+# -- what a schema echoes, and modify(configuration=...) ----------------------------------
+
+
+def vector_index_config(schema: dict[str, Any]) -> dict[str, Any]:
+    """The vector index settings in force: #embedding's, else the defaults'."""
+    for types in (schema["keys"].get(EMBEDDING_KEY) or {}, schema["defaults"]):
+        index = _get(types, "float_list", "vector_index")
+        if index is not None:
+            return index["config"]
+    raise InvalidArgumentError(
+        "Schema reconciliation failed: Missing vector index configuration for #embedding"
+    )
+
+
+def configuration_from_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """`InternalCollectionConfiguration::try_from(&Schema)`, as the echoed configuration."""
+    config = vector_index_config(schema)
+    hnsw = hnsw_defaults()
+    if config.get("space") is not None:
+        hnsw["space"] = config["space"]
+    hnsw.update({k: v for k, v in (config.get("hnsw") or {}).items() if v is not None})
+    return {
+        "hnsw": {k: hnsw[k] for k in HNSW_ECHOED},
+        "spann": None,
+        "embedding_function": config.get("embedding_function"),
+    }
+
+
+def update_vector_indexes(
+    schema: dict[str, Any], hnsw_changes: dict[str, Any], ef: dict[str, Any] | None
+) -> dict[str, Any]:
+    """`Schema::update`: a copy of `schema` whose vector indexes (the defaults' and
+    #embedding's) take the changed HNSW values and, if given, the embedding function."""
+    schema = copy.deepcopy(schema)
+    for types in (schema["defaults"], schema["keys"].get(EMBEDDING_KEY) or {}):
+        index = _get(types, "float_list", "vector_index")
+        if index is None:
+            continue
+        if index["config"].get("hnsw") is not None:
+            index["config"]["hnsw"].update(hnsw_changes)
+        if ef is not None:
+            index["config"]["embedding_function"] = ef
+    return schema

@@ -1,0 +1,103 @@
+"""Values of a collection's configuration and schema, checked as Chroma's serde does.
+
+Shared by `collection_config` (the configuration) and `collection_schema` (the schema):
+spaces, unsigned and float numbers, JSON objects, unknown fields and embedding-function
+configurations, refused with Chroma's messages (without serde's " at line L column C").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from huedb.errors import InvalidArgumentError
+
+SPACE_NAMES = ("l2", "cosine", "ip")  # serde's order in Chroma's error messages
+
+
+def describe(value: Any) -> str:
+    """How serde names an unexpected value in its messages."""
+    if isinstance(value, bool):
+        return f"boolean `{str(value).lower()}`"
+    if isinstance(value, int):
+        return f"integer `{value}`"
+    if isinstance(value, float):
+        return f"floating point `{value}`"
+    if isinstance(value, str):
+        return f'string "{value}"'
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "a sequence"
+    return "a map"
+
+
+def parse_space(value: Any) -> str:
+    """A distance space: `l2`, `cosine` or `ip`."""
+    if isinstance(value, str):
+        if value in SPACE_NAMES:
+            return value
+        raise InvalidArgumentError(
+            f"unknown variant `{value}`, expected one of `l2`, `cosine`, `ip`"
+        )
+    raise InvalidArgumentError(f"invalid type: {describe(value)}, expected a string")
+
+
+def parse_usize(value: Any) -> int:
+    """A non-negative int (Rust's usize)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise InvalidArgumentError(f"invalid value: integer `{value}`, expected usize")
+        return value
+    raise InvalidArgumentError(f"invalid type: {describe(value)}, expected usize")
+
+
+def parse_f64(value: Any) -> float:
+    """A number, as a float."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise InvalidArgumentError(f"invalid type: {describe(value)}, expected f64")
+
+
+def expect_object(value: Any, what: str) -> dict[str, Any]:
+    """`value` if it is a JSON object; otherwise serde's error naming `what` was expected."""
+    if not isinstance(value, dict):
+        raise InvalidArgumentError(f"invalid type: {describe(value)}, expected {what}")
+    return value
+
+
+def unknown_field(key: str, fields: tuple[str, ...]) -> InvalidArgumentError:
+    """serde's error for a field a struct does not have."""
+    expected = ", ".join(f"`{f}`" for f in fields)
+    return InvalidArgumentError(f"unknown field `{key}`, expected one of {expected}")
+
+
+def parse_embedding_function(value: Any) -> dict[str, Any] | None:
+    """An `EmbeddingFunctionConfiguration`: legacy, unknown, or known (name + config)."""
+    if value is None:
+        return None
+    given = expect_object(value, "internally tagged enum EmbeddingFunctionConfiguration")
+    kind = given.get("type")
+    if kind in ("legacy", "unknown"):
+        return {"type": kind}
+    if kind == "known":
+        if not isinstance(given.get("name"), str):
+            raise InvalidArgumentError("missing field `name`")
+        if "config" not in given:
+            raise InvalidArgumentError("missing field `config`")
+        return {"type": "known", "name": given["name"], "config": given["config"]}
+    if kind is None:
+        raise InvalidArgumentError("missing field `type`")
+    raise InvalidArgumentError(
+        f"unknown variant `{kind}`, expected one of `legacy`, `known`, `unknown`"
+    )
+
+
+def ef_is_default(ef: dict[str, Any] | None) -> bool:
+    """Chroma's `is_embedding_function_default`: none, unknown, or the known "default"."""
+    if ef is None:
+        return True
+    if ef.get("type") == "legacy":
+        return False
+    if ef.get("type") == "unknown":
+        return True
+    return ef.get("name") == "default"
