@@ -27,6 +27,7 @@ from huedb.api.client import clear_system_cache
 from huedb.api.collection_config import default_schema, schema_from_configuration
 from huedb.engine.hnsw_config import hnsw_defaults
 from huedb.ops.chroma_import import migrate_chroma
+from tests.cli import check_cli
 
 chromadb = pytest.importorskip(
     "chromadb", reason="chromadb (a test dependency) is needed to write Chroma directories"
@@ -366,3 +367,14 @@ def test_sparse_index_schema_is_refused(tmp_path: Path, target: Path) -> None:
     with pytest.raises(ValueError, match="'sparse': schema refused: .*Sparse vector indexing"):
         migrate_chroma(source, target, show_progress=False)
     assert huedb.PersistentClient(path=target).list_collections() == []
+
+
+def test_migrate_chroma_prints_each_collections_warnings(
+    chroma_dir: tuple[Path, dict[str, Echo]], tmp_path: Path
+) -> None:
+    path, _ = chroma_dir
+    out = check_cli("migrate-chroma", "--from", str(path), "--path", str(tmp_path / "cli-target"))
+    lines = out.stdout.splitlines()
+    legacy = next(i for i, line in enumerate(lines) if "/legacy:" in line)
+    assert lines[legacy + 1].startswith("  WARNING: ") and "gone" in lines[legacy + 1]
+    assert sum("WARNING" in line for line in lines) == 1
