@@ -2,8 +2,10 @@
 
 Tokens come in `Authorization: Bearer <t>` or `X-Chroma-Token: <t>`. Each presented token is
 hashed and compared with every configured digest in constant time; tokens are never logged.
-No or an unknown token: 401. A token limited to a tenant (and databases) on a path outside
-them, or on a route that names no tenant: 403. A read-only token on anything but a read: 403.
+No or an unknown token: 401; two different tokens too (which one counted would depend on
+the order of the headers, and a proxy checking one header could be shown the other). A
+token limited to a tenant (and databases) on a path outside them, or on a route that names
+no tenant: 403. A read-only token on anything but a read: 403.
 Everything is decided from the method, the path and the headers, before any body is read;
 the token's entry is left in the scope (`TOKEN_KEY`) for `GET /api/v2/auth/identity`.
 """
@@ -46,17 +48,19 @@ def is_read(method: str, path: str) -> bool:
     return method in ("GET", "HEAD") or (method == "POST" and bool(_READ_POST.match(path)))
 
 
-def presented_token(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The token in the request headers, if any."""
+def presented_tokens(headers: list[tuple[bytes, bytes]]) -> set[str]:
+    """The distinct tokens of the request headers (`Authorization: Bearer`, `X-Chroma-Token`;
+    another Authorization scheme, e.g. a proxy's Basic, carries none)."""
+    tokens = set()
     for name, value in headers:
         lname = name.lower()
         if lname == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
+                tokens.add(token.strip())
         elif lname == b"x-chroma-token" and value.strip():
-            return value.decode("latin-1").strip()
-    return None
+            tokens.add(value.decode("latin-1").strip())
+    return tokens
 
 
 def entry_of(token: str | None, entries: list[TokenEntry]) -> TokenEntry | None:
@@ -114,7 +118,15 @@ class TokenAuthMiddleware:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        entry = entry_of(presented_token(scope["headers"]), self.entries)
+        tokens = presented_tokens(scope["headers"])
+        if len(tokens) > 1:
+            two = AuthorizationError(
+                "Unauthorized: the request carries two different tokens; send one token, "
+                "in Authorization: Bearer or in X-Chroma-Token"
+            )
+            await send_exception(send, two, "auth")
+            return
+        entry = entry_of(next(iter(tokens), None), self.entries)
         if entry is None:
             missing = AuthorizationError("Unauthorized: missing or invalid token")
             await send_exception(send, missing, "auth")

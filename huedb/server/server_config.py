@@ -243,24 +243,26 @@ def check_token_conflicts(entries: list[TokenEntry]) -> None:
 def parse_token_list(raw: str, source: str) -> list[TokenEntry]:
     """`token[:role[@tenant[/db1+db2]]],...` (role defaults to admin), as in HUEDB_AUTH_TOKENS.
 
-    A role-less item right after a database-scoped one is refused: it reads as one more
-    database (`tok:read-only@t/db1,db2`), and would otherwise become an admin token.
+    A role-less item right after a tenant-scoped one is refused: it reads as one more
+    database (`tok:read-only@t/db1,db2`) or tenant (`tok:read-only@t1,tenant-two`), and
+    would otherwise become a global admin token whose secret is that name.
     """
     entries = []
-    after_databases = False
+    after_scope = False
     for n, item in enumerate(p.strip() for p in raw.split(",")):
         if not item:
             continue
         name = f"#{n + 1} from {source}"
         token, colon, spec = item.partition(":")
-        if not colon and after_databases:
+        if not colon and after_scope:
             raise ConfigError(
-                f"item #{n + 1} of {source} has no role right after a token limited to "
-                "databases: separate databases with '+' (tok:read-only@tenant/db1+db2) and "
-                "give every token after it a role (tok2:admin)"
+                f"item #{n + 1} of {source} has no role right after a tenant-scoped token: "
+                "a token has one tenant; separate databases with '+' "
+                "(tok:read-only@tenant/db1+db2) and give every token after it a role "
+                "(tok2:admin)"
             )
         entry = parse_scope(spec or "admin", token, name)
-        after_databases = entry.databases is not None
+        after_scope = entry.tenant is not None
         entries.append(entry)
     if not entries:
         raise ConfigError(f"{source} is set but holds no token")
