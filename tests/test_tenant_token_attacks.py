@@ -127,6 +127,8 @@ OUTSIDE = [
     "//api/v2/tenants/other/databases/prod/collections",
     "http://127.0.0.1/api/v2/tenants/other/databases/prod/collections",
     "/api/v2/tenants/other/databases/prod/collections?tenant=acme",
+    "/api/v2/tenants/other/databases/prod/collections#/../../acme",
+    "/api/v2/tenants/%2e%2e/databases/prod/collections",
     "/api/v1/tenants/acme/databases/prod/collections",
     "/api/v2/admin/stats",
     "/api/v2/admin%2Fstats",
@@ -161,6 +163,26 @@ def test_percent_encoded_own_tenant_is_still_in_scope(server: RunningServer) -> 
     target = "/api/v2/tenants/%61cme/databases/pr%6Fd/collections"
     for token in SCOPED:
         assert raw_status(server, "GET", target, bearer(token)).startswith(b"HTTP/1.1 200 ")
+
+
+def test_no_websocket_upgrade_reaches_a_route(server: RunningServer) -> None:
+    """The auth middleware passes non-HTTP scopes on; huedb has no WebSocket route, so an
+    upgrade (uvicorn[standard] speaks WebSocket) is refused on every path, with any token."""
+    upgrade = (
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    )
+    cid = collection_id(server, "other", "prod")
+    for path in (
+        "/api/v2/heartbeat",
+        f"{base('other', 'prod')}/collections",
+        f"{base('other', 'prod')}/collections/{cid}/get",
+    ):
+        for token in (None, ACME_READ, GLOBAL_ADMIN):
+            auth = f"X-Chroma-Token: {token}\r\n" if token else ""
+            request = f"GET {path} HTTP/1.1\r\nHost: x\r\n{upgrade}{auth}\r\n"
+            answer = raw_http(server.port, request.encode())
+            assert answer.startswith(b"HTTP/1.1 403 "), (path, token, answer[:200])
 
 
 # --------------------------------------------------------------------------- collection ids
