@@ -32,7 +32,7 @@ from huedb.errors import (
     UsageError,
 )
 from huedb.ops import remote
-from huedb.ops.backup import backup, restore
+from huedb.ops.backup import backup, restore, storage_error
 from huedb.ops.stats import store_stats
 from huedb.ops.store import compact, require_store
 from huedb.ops.verify import verify
@@ -209,5 +209,8 @@ def run_command(args: argparse.Namespace) -> int:
         logger.error("%s: storage error, the command did not complete: %s", args.command, exc)
         return EXIT_STORAGE
     except (UsageError, BackupError, ConfigError, ChromaError, ValueError, httpx.HTTPError) as exc:
+        if isinstance(exc, BackupError) and storage_error(exc) is not None:
+            logger.error("%s: storage error, the command did not complete: %s", args.command, exc)
+            return EXIT_STORAGE
         logger.error("%s: %s", args.command, exc)
         return EXIT_ERROR
