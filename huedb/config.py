@@ -90,6 +90,14 @@ class Settings:
     huedb_exact_max_floats: int | None = None
     huedb_filtered_exact_max_floats: int | None = None
     huedb_snapshot_every: int | None = None
+    huedb_max_query_embeddings: int | None = None
+    huedb_max_query_results: int | None = None
+    huedb_max_filter_terms: int | None = None
+    huedb_max_in_values: int | None = None
+    huedb_max_pattern_bytes: int | None = None
+    huedb_max_regex_terms: int | None = None
+    huedb_max_ids: int | None = None
+    huedb_query_timeout: float | None = None
     extras: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __init__(self, **kwargs: Any) -> None:

@@ -91,6 +91,23 @@ class QuotaError(ChromaError):
     status, wire_name = 400, "QuotaError"
 
 
+class RequestLimitError(QuotaError):
+    """A request asks for more than a per-request limit allows (docs/deploy.md, "Limits").
+
+    422, as Chroma's own server answers an exceeded quota; the wire name makes chromadb's
+    client raise `QuotaError`.
+    """
+
+    status = 422
+
+
+class QueryTimeoutError(QuotaError):
+    """An engine read held the engine longer than its time budget (`query_timeout`) and was
+    stopped: its transaction rolled back, the engine lock released, nothing changed."""
+
+    status = 422
+
+
 class VersionMismatchError(ChromaError):
     wire_name = "VersionMismatchError"
 

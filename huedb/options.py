@@ -21,6 +21,19 @@ from huedb.errors import ConfigError
 
 SYNC_MODES = ("off", "normal", "full", "extra")
 ENV_PREFIX = "HUEDB_"
+# The largest value each request limit accepts. Filters beyond the first two cannot be
+# compiled at all (SQLite takes at most 250,000 parameters per statement); the others
+# keep one request's memory in bounds.
+LIMIT_CEILINGS = {
+    "max_filter_terms": 20_000,
+    "max_in_values": 100_000,
+    "max_query_embeddings": 100_000,
+    "max_query_results": 10_000_000,
+    "max_pattern_bytes": 64 * 1024 * 1024,
+    "max_regex_terms": 20_000,
+    "max_ids": 10_000_000,
+}
+MAX_QUERY_TIMEOUT = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,25 @@ class EngineOptions:
     filtered_exact_max_floats: int = 40_000_000
     # A graph is snapshotted once this many changes (or 10 % of it) are not in its snapshot.
     snapshot_every: int = 1000
+    # What one request may ask of the engine (docs/deploy.md, "Limits"); beyond a limit the
+    # request is refused with QuotaError (422) before the engine lock is taken.
+    # Query vectors of one query (per-vector search cost grows with the collection).
+    max_query_embeddings: int = 1000
+    # Query vectors x n_results (the size of the answer).
+    max_query_results: int = 10_000
+    # Operators and conditions of `where` and `where_document` together.
+    max_filter_terms: int = 200
+    # Values of all `$in` / `$nin` lists of one request together.
+    max_in_values: int = 10_000
+    # UTF-8 bytes of one `$contains` / `$not_contains` / `$regex` / `$not_regex` operand.
+    max_pattern_bytes: int = 4096
+    # `$regex` / `$not_regex` conditions of one request (each scans every document).
+    max_regex_terms: int = 4
+    # Ids named by one get, query or delete.
+    max_ids: int = 100_000
+    # Seconds an engine read (get, query, count, a delete's selection) may hold the engine
+    # lock before it is stopped and refused (QueryTimeoutError); 0 turns the budget off.
+    query_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if self.sync not in SYNC_MODES:
@@ -46,6 +78,15 @@ class EngineOptions:
                 raise ConfigError(f"{name} must be at least 0")
         if self.snapshot_every < 1:
             raise ConfigError("snapshot_every must be at least 1")
+        for name, ceiling in LIMIT_CEILINGS.items():
+            value = getattr(self, name)
+            if not 1 <= value <= ceiling:
+                raise ConfigError(f"{name} must be between 1 and {ceiling:,}, got {value}")
+        if not 0 <= self.query_timeout <= MAX_QUERY_TIMEOUT:
+            raise ConfigError(
+                f"query_timeout must be between 0 (no budget) and {MAX_QUERY_TIMEOUT:g} "
+                f"seconds, got {self.query_timeout}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The options as plain JSON-able values."""
@@ -86,6 +127,15 @@ def resolve_options(
 
 def _parse(name: str, raw: Any, source: str) -> Any:
     wanted = _TYPES[name]
+    if wanted is float:
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            return float(raw)
+        if isinstance(raw, str):
+            try:
+                return float(raw.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{source}: {name} must be a number of seconds, got {raw!r}")
     if wanted is int:
         if isinstance(raw, bool):
             raise ConfigError(f"{source}: {name} must be an integer, got {raw!r}")

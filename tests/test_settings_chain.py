@@ -42,6 +42,14 @@ def test_defaults_are_written_once_and_layered_in_order() -> None:
         ({"file": {"snapshot_every": 0}}, "snapshot_every"),
         ({"args": {"exact_max_floats": True}}, "exact_max_floats"),
         ({"args": {"no_such_option": 1}}, "no_such_option"),
+        ({"env": {"HUEDB_QUERY_TIMEOUT": "soon"}}, "query_timeout"),
+        ({"env": {"HUEDB_QUERY_TIMEOUT": "-1"}}, "query_timeout"),
+        ({"env": {"HUEDB_QUERY_TIMEOUT": "nan"}}, "query_timeout"),
+        ({"args": {"query_timeout": True}}, "query_timeout"),
+        ({"file": {"max_filter_terms": 0}}, "max_filter_terms"),
+        ({"file": {"max_filter_terms": 20_001}}, "max_filter_terms"),
+        ({"env": {"HUEDB_MAX_IN_VALUES": "100001"}}, "max_in_values"),
+        ({"args": {"max_ids": -5}}, "max_ids"),
     ],
 )
 def test_bad_values_are_refused_by_name(layer: dict, value: str) -> None:
@@ -80,6 +88,7 @@ def test_huedb_run_uses_environment_config_file_and_flags(tmp_path: Path) -> Non
     with huedb_server(tmp_path / "data", *args, env=env) as server:
         stats = _stats(server.url)
         assert stats["engine"] == {
+            **DEFAULTS.to_dict(),
             "sync": "normal",  # HUEDB_SYNC beats the file
             "sqlite_synchronous": "normal",  # and reached SQLite's connection
             "exact_max_floats": 800,  # from the file
@@ -123,11 +132,11 @@ def test_persistent_client_settings_reach_the_engine(
     client = huedb.PersistentClient(path=tmp_path / "db", settings=settings)
     engine = client._server.engine
     assert engine.settings_in_force() == {
+        **DEFAULTS.to_dict(),
         "sync": "normal",  # the argument beats HUEDB_SYNC
         "sqlite_synchronous": "normal",
         "exact_max_floats": 800,
         "filtered_exact_max_floats": 1234,  # from the environment
-        "snapshot_every": DEFAULTS.snapshot_every,
     }
     assert settings.huedb_filtered_exact_max_floats == 1234  # Settings shows what is in force
     col = _fill(client, "big", 200)
@@ -164,3 +173,36 @@ def test_operations_open_a_closed_store_with_the_environment(
     monkeypatch.setenv("HUEDB_SYNC", "normal")
     with open_store(tmp_path / "db") as engine:
         assert engine.settings_in_force()["sqlite_synchronous"] == "normal"
+
+
+def test_request_limits_and_time_budget_come_through_the_chain(tmp_path: Path) -> None:
+    """Request limits are engine options: file < environment < flags, in every worker."""
+    config = tmp_path / "huedb.toml"
+    config.write_text("max-ids = 3\nmax_filter_terms = 50\nquery_timeout = 12\n")
+    env = {"HUEDB_MAX_FILTER_TERMS": "2", "HUEDB_QUERY_TIMEOUT": "9"}
+    args = ("--config", str(config), "--query-timeout", "7.5", "--workers", "2")
+    with huedb_server(tmp_path / "data", *args, env=env) as server:
+        engine = _stats(server.url)["engine"]
+        assert engine["max_ids"] == 3  # from the file
+        assert engine["max_filter_terms"] == 2  # the environment beats the file
+        assert engine["query_timeout"] == 7.5  # the flag beats both
+        assert engine["max_query_results"] == DEFAULTS.max_query_results
+        client = huedb.HttpClient(host=server.url)
+        col = _fill(client, "limited", 10)
+        for _ in range(4):  # whichever worker answers
+            assert len(col.get(ids=["1", "2", "3"])["ids"]) == 3
+            with pytest.raises(huedb.errors.QuotaError, match="max_ids"):
+                col.get(ids=["1", "2", "3", "4"])
+            with pytest.raises(huedb.errors.QuotaError, match="max_filter_terms"):
+                col.get(where={"$and": [{"a": 1}, {"b": 2}]})  # 3 terms: $and and two
+        client.close()
+
+
+def test_embedded_settings_set_request_limits(tmp_path: Path) -> None:
+    settings = huedb.Settings(huedb_max_query_results=20, huedb_query_timeout=0)
+    client = huedb.PersistentClient(path=tmp_path / "db", settings=settings)
+    assert client._server.engine.options.query_timeout == 0  # the budget turned off
+    col = _fill(client, "small", 30)
+    assert len(col.query(query_embeddings=np.ones((2, DIM)), n_results=10)["ids"]) == 2
+    with pytest.raises(huedb.errors.QuotaError, match="max_query_results"):
+        col.query(query_embeddings=np.ones((3, DIM)), n_results=7)

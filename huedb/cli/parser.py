@@ -55,7 +55,28 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="filtered exact search up to allowed vectors x dim (default 40M)",
     )
     run.add_argument("--snapshot-every", type=int, help="changes between graph snapshots")
+    _add_request_limits(run)
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def _add_request_limits(run: argparse.ArgumentParser) -> None:
+    """The per-request limits and time budget (docs/deploy.md, "Limits")."""
+    limits = run.add_argument_group("request limits (beyond one: 422 QuotaError)")
+    for flag, default, what in (
+        ("--max-query-embeddings", "1,000", "query vectors of one query"),
+        ("--max-query-results", "10,000", "query vectors x n_results"),
+        ("--max-filter-terms", "200", "operators and conditions of where + where_document"),
+        ("--max-in-values", "10,000", "values of all $in / $nin lists of a request"),
+        ("--max-pattern-bytes", "4,096", "bytes of one $contains / $regex operand"),
+        ("--max-regex-terms", "4", "$regex / $not_regex conditions of a request"),
+        ("--max-ids", "100,000", "ids named by one get, query or delete"),
+    ):
+        limits.add_argument(flag, type=int, help=f"{what} (default {default})")
+    limits.add_argument(
+        "--query-timeout",
+        type=float,
+        help="seconds a read may hold the engine before it is stopped (default 30; 0: none)",
+    )
 
 
 def _remote_args(cmd: argparse.ArgumentParser) -> None:

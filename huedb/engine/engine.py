@@ -23,6 +23,7 @@ import numpy as np
 
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 from huedb.engine import catalog, records, snapshot, store_admin
+from huedb.engine.budget import Deadline, check_query, check_read, time_budget
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.connection import (
     hold_directory,
@@ -292,10 +293,15 @@ class Engine:
             self._fix_dimension(col, batch)
 
     def delete(self, collection_uuid: str, flt: RecordFilter, limit: int | None) -> int:
-        """Delete matching records; returns how many were deleted."""
+        """Delete matching records; returns how many were deleted.
+
+        The selection runs under the time budget; past it, nothing is deleted.
+        """
+        check_read(self.options, flt)
         with self._writing(collection_uuid):
             col = catalog.collection_by_uuid(self._conn, collection_uuid)
-            keys = records.select_keys(self._conn, col.cid, flt, limit)
+            with self._budget():
+                keys = records.select_keys(self._conn, col.cid, flt, limit)
             records.delete_keys(self._conn, col.cid, keys)
             return len(keys)
 
@@ -334,7 +340,7 @@ class Engine:
     # -- reads -----------------------------------------------------------------------
 
     def count(self, collection_uuid: str) -> int:
-        with self._lock, read_transaction(self._conn):
+        with self._lock, read_transaction(self._conn), self._budget():
             col = catalog.collection_by_uuid(self._conn, collection_uuid)
             return records.count_records(self._conn, col.cid)
 
@@ -347,7 +353,8 @@ class Engine:
         with_vectors: bool,
     ) -> list[tuple]:
         """Matching rows (key, id, document, uri, metadata_json[, vector]) in storage order."""
-        with self._lock, read_transaction(self._conn):
+        check_read(self.options, flt)
+        with self._lock, read_transaction(self._conn), self._budget():
             col = catalog.collection_by_uuid(self._conn, collection_uuid)
             return records.fetch_rows(self._conn, col.cid, flt, limit, offset, with_vectors)
 
@@ -360,11 +367,13 @@ class Engine:
         with_vectors: bool,
     ) -> QueryHits:
         """Nearest records to each query vector among those matching the filters."""
+        check_read(self.options, flt)
+        check_query(self.options, len(queries), n_results)
         started = time.perf_counter()
         with self._lock:
-            with read_transaction(self._conn):
+            with read_transaction(self._conn), self._budget() as deadline:
                 hits = self._query_in_snapshot(
-                    collection_uuid, queries, n_results, flt, with_vectors
+                    collection_uuid, queries, n_results, flt, with_vectors, deadline
                 )
             self._maintain(self._indexes.pending_maintenance())
             window = self._latencies.setdefault(collection_uuid, deque(maxlen=LATENCY_WINDOW))
@@ -405,6 +414,7 @@ class Engine:
         n_results: int,
         flt: RecordFilter,
         with_vectors: bool,
+        deadline: Deadline,
     ) -> QueryHits:
         col = catalog.collection_by_uuid(self._conn, collection_uuid)
         empty = QueryHits([[] for _ in range(len(queries))], [[] for _ in range(len(queries))], {})
@@ -416,7 +426,8 @@ class Engine:
                 f"got {queries.shape[1]}"
             )
         allowed = None if flt.selects_all else records.allowed_keys(self._conn, col.cid, flt)
-        index = self._indexes.ready(col, need_vectors=allowed is not None)
+        with deadline.paused():  # loading or catching up the index is never cut halfway
+            index = self._indexes.ready(col, need_vectors=allowed is not None)
         if index is None:
             return empty
 
@@ -426,6 +437,7 @@ class Engine:
         all_keys: list[list[int]] = []
         all_dists: list[list[float]] = []
         for q in queries:
+            deadline.check()
             keys_found, dists = index.search(q, n_results, allowed, fetch)
             if index.uses_graph:
                 same = records.keys_with_vector(self._conn, col.cid, q)
@@ -594,6 +606,10 @@ class Engine:
             "index_loaded": index is not None,
             "index_kind": None if index is None else ("hnsw" if index.uses_graph else "exact"),
         }
+
+    def _budget(self) -> contextlib.AbstractContextManager[Deadline]:
+        """The time budget of one read, inside its transaction (`engine/budget.py`)."""
+        return time_budget(self._conn, self.options.query_timeout)
 
     def _maintain(self, cols: list[CollectionRow]) -> None:
         """Snapshot indexes and prune the oplog entries they cover (outside reads)."""

@@ -15,11 +15,15 @@ from typing import Any
 
 from huedb.engine import regex_dialect
 from huedb.engine.schema import KIND_BOOL, KIND_NUMBER, KIND_STR
-from huedb.errors import InvalidArgumentError
+from huedb.errors import InvalidArgumentError, RequestLimitError
+from huedb.options import LIMIT_CEILINGS
 
 _COMPARE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 MAX_FILTER_DEPTH = 64
-MAX_FILTER_TERMS = 20_000
+# Beyond these no configuration admits a filter, so compiling stops there (the configured
+# limits, at most these, are checked by the engine: `engine/budget.py`).
+MAX_FILTER_TERMS = LIMIT_CEILINGS["max_filter_terms"]
+MAX_IN_VALUES = LIMIT_CEILINGS["max_in_values"]
 # Compound SELECTs are limited in SQLite (500 terms); larger filters use the predicate form.
 MAX_KEY_SET_TERMS = 64
 # The trigram index serves substrings of 3 to 256 characters; a longer one would expand into
@@ -82,6 +86,16 @@ def _bind(compiled: Compiled, cid: int) -> tuple[str, list[Any]]:
 
 
 @dataclass(frozen=True)
+class FilterSize:
+    """What a filter asks of the engine, measured while it is compiled."""
+
+    terms: int = 0  # operators ($and, $or) and conditions of where and where_document
+    in_values: int = 0  # values of every $in / $nin together
+    pattern_bytes: int = 0  # UTF-8 bytes of the longest document operand
+    regex_terms: int = 0  # $regex / $not_regex conditions
+
+
+@dataclass(frozen=True)
 class RecordFilter:
     """A checked, compiled filter (ids, `where`, `where_document`) for any collection.
 
@@ -93,6 +107,7 @@ class RecordFilter:
     ids: list[str] | None
     predicate: Compiled  # boolean SQL on the alias `r` (a row of `records`), "1" for all
     key_set_where: Any = None  # the `where` whose key-set form `key_set` compiles
+    size: FilterSize = FilterSize()
 
     @functools.cached_property
     def key_set(self) -> Compiled | None:
@@ -119,9 +134,13 @@ class RecordFilter:
 
 def compile_filter(ids: list[str] | None, where: Any, where_document: Any) -> RecordFilter:
     """Check and compile a filter; raises InvalidArgumentError for a malformed one."""
-    sql, params = FilterCompiler().compile(where, where_document)
+    compiler = FilterCompiler()
+    sql, params = compiler.compile(where, where_document)
     key_set_where = where if where_document is None else None
-    return RecordFilter(ids, (sql, tuple(params)), key_set_where)
+    size = FilterSize(
+        compiler.terms, compiler.in_values, compiler.pattern_bytes, compiler.regex_terms
+    )
+    return RecordFilter(ids, (sql, tuple(params)), key_set_where, size)
 
 
 class FilterCompiler:
@@ -130,6 +149,10 @@ class FilterCompiler:
     def __init__(self) -> None:
         self.params: list[Any] = []
         self.terms = 0
+        self.in_values = 0
+        self.pattern_bytes = 0
+        self.regex_terms = 0
+        self.selects = 0
 
     def compile(self, where: Any, where_document: Any) -> tuple[str, list[Any]]:
         """SQL condition for both filters (either may be None)."""
@@ -143,7 +166,10 @@ class FilterCompiler:
     def _count_term(self) -> None:
         self.terms += 1
         if self.terms > MAX_FILTER_TERMS:
-            raise _invalid(f"more than {MAX_FILTER_TERMS} conditions")
+            raise RequestLimitError(
+                f"The filter has more than {MAX_FILTER_TERMS:,} operators and conditions, "
+                "the most any configuration of max_filter_terms allows"
+            )
 
     def key_set(self, where: Any) -> Compiled | None:
         """A SELECT of the keys matching `where`, read from the covering metadata index alone.
@@ -154,12 +180,12 @@ class FilterCompiler:
         documents), which the predicate form of `compile` handles.
         """
         self.params = []
-        self.terms = 0
+        self.selects = 0
         try:
             sql = self._key_set(where)
         except _NotAKeySet:
             return None
-        return (sql, tuple(self.params)) if self.terms <= MAX_KEY_SET_TERMS else None
+        return (sql, tuple(self.params)) if self.selects <= MAX_KEY_SET_TERMS else None
 
     def _key_set(self, where: dict[str, Any]) -> str:
         key, value = next(iter(where.items()))
@@ -182,7 +208,7 @@ class FilterCompiler:
         raise _NotAKeySet
 
     def _meta_select(self, name: str, kind: int, is_array: int, cond: str, *vals: Any) -> str:
-        self._count_term()
+        self.selects += 1
         self.params.extend((COLLECTION, name, kind, is_array, *vals))
         # An array may hold a value twice: one key per record.
         distinct = "DISTINCT " if is_array else ""
@@ -200,6 +226,7 @@ class FilterCompiler:
         if not isinstance(where, dict) or len(where) != 1:
             raise _invalid(f"expected a dict with exactly one key, got {where!r}")
         key, value = next(iter(where.items()))
+        self._count_term()
         if key in ("$and", "$or"):
             if not isinstance(value, list) or not value:
                 raise _invalid(f"{key} expects a non-empty list")
@@ -208,6 +235,7 @@ class FilterCompiler:
         if not isinstance(key, str) or key == "" or key.startswith("$"):
             raise _invalid(f"bad key {key!r}")
         if key == "#document":
+            self.terms -= 1  # the condition inside is the term
             return self._document(value, depth + 1)
         if isinstance(value, dict):
             if len(value) != 1:
@@ -229,6 +257,12 @@ class FilterCompiler:
         if op in ("$in", "$nin"):
             if not isinstance(operand, list) or not operand:
                 raise _invalid(f"{op} expects a non-empty list")
+            self.in_values += len(operand)
+            if self.in_values > MAX_IN_VALUES:
+                raise RequestLimitError(
+                    f"The filter's $in / $nin lists hold more than {MAX_IN_VALUES:,} values, "
+                    "the most any configuration of max_in_values allows"
+                )
             kinds = {value_kind(v) for v in operand}
             if len(kinds) != 1:
                 raise _invalid(f"{op} expects values of one type, got {operand!r}")
@@ -262,6 +296,7 @@ class FilterCompiler:
                 f"Invalid where document clause: expected one operator, got {where_document!r}"
             )
         op, operand = next(iter(where_document.items()))
+        self._count_term()
         if op in ("$and", "$or"):
             if not isinstance(operand, list) or not operand:
                 raise InvalidArgumentError(
@@ -273,11 +308,12 @@ class FilterCompiler:
             raise InvalidArgumentError(
                 f"Invalid where document clause: {op} expects a non-empty string"
             )
-        self._count_term()
+        self.pattern_bytes = max(self.pattern_bytes, len(operand.encode("utf-8", "surrogatepass")))
         if op in ("$contains", "$not_contains"):
             sql = self._substring(operand)
             return sql if op == "$contains" else f"NOT ({sql})"
         if op in ("$regex", "$not_regex"):
+            self.regex_terms += 1
             regex_dialect.compile_pattern(operand)
             self.params.append(operand)
             sql = "huedb_regexp(?, r.document)"

@@ -1,0 +1,131 @@
+"""What one request may cost the engine: its size limits and its time budget.
+
+Limits are engine options (`EngineOptions.max_*`, one settings chain for every mode), so
+they are checked here, where every read of every mode arrives (`Engine.get`, `query`,
+`delete`), before the engine lock is taken. The filter's sizes were measured when it was
+compiled (`filters.FilterSize`).
+
+The time budget (`query_timeout`) bounds how long one read holds the engine lock: SQLite
+statements are interrupted by a progress handler once the deadline passes, Python loops
+call `Deadline.check`; either way the read stops with `QueryTimeoutError`, its transaction
+is ended by the caller and the lock released.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterator
+
+from huedb.engine.filters import RecordFilter
+from huedb.errors import QueryTimeoutError, RequestLimitError
+from huedb.options import EngineOptions, env_name
+
+# SQLite virtual-machine steps between two looks at the clock (~0.1 ms of work).
+PROGRESS_STEPS = 10_000
+
+
+def _how_to_raise(option: str) -> str:
+    flag = "--" + option.replace("_", "-")
+    return f"huedb run {flag}, {env_name(option)} or Settings(huedb_{option}=...)"
+
+
+def _refuse(what: str, got: int, option: str, limit: int) -> RequestLimitError:
+    return RequestLimitError(
+        f"{what} is {got:,}, over this server's limit of {limit:,} ({option}). "
+        f"Split or narrow the request, or raise the limit: {_how_to_raise(option)}"
+    )
+
+
+def check_read(options: EngineOptions, flt: RecordFilter) -> None:
+    """Refuse a get, query or delete whose ids or filter exceed the limits."""
+    size = flt.size
+    checks = (
+        ("Number of ids", 0 if flt.ids is None else len(flt.ids), "max_ids"),
+        ("Number of filter operators and conditions", size.terms, "max_filter_terms"),
+        ("Number of $in / $nin values", size.in_values, "max_in_values"),
+        ("Bytes of a document filter operand", size.pattern_bytes, "max_pattern_bytes"),
+        ("Number of $regex / $not_regex conditions", size.regex_terms, "max_regex_terms"),
+    )
+    for what, got, option in checks:
+        limit = getattr(options, option)
+        if got > limit:
+            raise _refuse(what, got, option, limit)
+
+
+def check_query(options: EngineOptions, n_vectors: int, n_results: int) -> None:
+    """Refuse a query with too many vectors, or asking for too many results in all."""
+    if n_vectors > options.max_query_embeddings:
+        raise _refuse(
+            "Number of query embeddings",
+            n_vectors,
+            "max_query_embeddings",
+            options.max_query_embeddings,
+        )
+    if n_vectors * n_results > options.max_query_results:
+        raise _refuse(
+            f"Query embeddings x n_results ({n_vectors:,} x {n_results:,})",
+            n_vectors * n_results,
+            "max_query_results",
+            options.max_query_results,
+        )
+
+
+class Deadline:
+    """The end of one read's time budget; `paused()` lifts it for engine-internal work."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._end = time.monotonic() + seconds if seconds > 0 else None
+        self._paused = 0
+
+    def expired(self) -> bool:
+        """Whether the budget is spent (never while paused, nor without a budget)."""
+        return self._end is not None and not self._paused and time.monotonic() > self._end
+
+    def check(self) -> None:
+        """Raise QueryTimeoutError once the budget is spent."""
+        if self.expired():
+            raise self.error()
+
+    def error(self) -> QueryTimeoutError:
+        """The error of a read stopped by this budget."""
+        return QueryTimeoutError(
+            f"The request held the engine for more than its time budget of {self.seconds:g} s "
+            "(query_timeout) and was stopped; nothing was changed. Narrow it (a smaller "
+            "filter, fewer query embeddings or results, a limit), or raise the budget: "
+            f"{_how_to_raise('query_timeout')} (0 turns it off)"
+        )
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Work that must not be cut halfway (e.g. loading an index) runs unbudgeted."""
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
+
+
+@contextlib.contextmanager
+def time_budget(conn: sqlite3.Connection, seconds: float) -> Iterator[Deadline]:
+    """Run a block under a deadline of `seconds` (0: none) on the engine's connection.
+
+    Use it inside the transaction's block, so the handler is gone before the transaction
+    ends. An SQLite statement running past the deadline is interrupted; the block's
+    exception becomes QueryTimeoutError.
+    """
+    deadline = Deadline(seconds)
+    if seconds <= 0:
+        yield deadline
+        return
+    conn.set_progress_handler(lambda: 1 if deadline.expired() else 0, PROGRESS_STEPS)
+    try:
+        yield deadline
+    except sqlite3.OperationalError as exc:
+        if "interrupted" in str(exc) and deadline.expired():
+            raise deadline.error() from exc
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
