@@ -6,6 +6,7 @@ damaged backups, Parquet checksums, compact surviving a deleted collection, and 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -427,6 +428,22 @@ def test_commands_on_a_full_disk_print_one_line_not_a_traceback(tiny_disk: Path)
     assert codes["backup"] == 3 and codes["compact"] in (0, 3), codes
     filler.unlink()
     assert run_cli("verify", "--path", str(data)).returncode == 0
+
+
+def test_backup_onto_a_full_disk_is_a_storage_error(tiny_disk: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    client = huedb.PersistentClient(path=data)
+    client.create_collection("col").add(ids=["a"], embeddings=[[1.0, 2.0]])
+    client.close()
+    clear_system_cache()
+    (tiny_disk / "out").mkdir()
+    with open(tiny_disk / "filler", "wb") as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 65536)
+            f.flush()
+    r = run_cli("backup", "--path", str(data), "--out", str(tiny_disk / "out" / "b.tar"))
+    assert r.returncode == 3 and "storage error" in r.stderr and "Traceback" not in r.stderr
+    assert list((tiny_disk / "out").iterdir()) == []
 
 
 def test_backup_removes_copies_left_by_a_killed_admin_backup(tmp_path: Path) -> None:
