@@ -10,7 +10,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from huedb.api.requests import DeleteRequest, GetRequest, QueryRequest
+from huedb.api.requests import (
+    CreateCollectionRequest,
+    DeleteRequest,
+    GetRequest,
+    ModifyCollectionRequest,
+    QueryRequest,
+)
 from huedb.api.types import CollectionModel, GetResult, QueryResult
 from huedb.record_batch import RecordBatch
 
@@ -62,16 +68,7 @@ class ServerAPI(ABC):
     def count_collections(self, tenant: str, database: str) -> int: ...
 
     @abstractmethod
-    def create_collection(
-        self,
-        name: str,
-        metadata: dict[str, Any] | None,
-        configuration: dict[str, Any] | None,
-        get_or_create: bool,
-        tenant: str,
-        database: str,
-        schema: dict[str, Any] | None = None,
-    ) -> CollectionModel: ...
+    def create_collection(self, request: CreateCollectionRequest) -> CollectionModel: ...
 
     @abstractmethod
     def get_collection(self, name: str, tenant: str, database: str) -> CollectionModel: ...
@@ -80,13 +77,7 @@ class ServerAPI(ABC):
     def get_collection_by_id(self, collection_id: str) -> CollectionModel: ...
 
     @abstractmethod
-    def modify_collection(
-        self,
-        collection_id: str,
-        new_name: str | None,
-        new_metadata: dict[str, Any] | None,
-        new_configuration: dict[str, Any] | None,
-    ) -> None: ...
+    def modify_collection(self, collection_id: str, request: ModifyCollectionRequest) -> None: ...
 
     @abstractmethod
     def delete_collection(self, name: str, tenant: str, database: str) -> None: ...

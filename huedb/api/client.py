@@ -10,6 +10,7 @@ from huedb.api.base import ServerAPI
 from huedb.api.collection import Collection
 from huedb.api.embedding_identity import check_embedding_function
 from huedb.api.local import LocalAPI
+from huedb.api.requests import CreateCollectionRequest
 from huedb.api.types import CollectionModel
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
 from huedb.engine.registry import acquire_engine, close_all_engines, release_engine
@@ -173,15 +174,10 @@ class Client:
             given = collection_config.DEFAULT_EF_IDENTITY
         config_json = collection_config.client_request(configuration, metadata, given)
         schema_json = collection_config.schema_request(schema)
-        model = self._server.create_collection(
-            name,
-            metadata,
-            config_json,
-            get_or_create,
-            self.tenant,
-            self.database,
-            schema=schema_json,
+        request = CreateCollectionRequest(
+            name, metadata, config_json, get_or_create, self.tenant, self.database, schema_json
         )
+        model = self._server.create_collection(request)
         ef = embedding_function
         if ef is DEFAULT_EMBEDDING_FUNCTION or ef is None:
             # Chroma's collections embed with the schema's function when none is given.

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from huedb.api import validation as v
-from huedb.api.requests import DeleteRequest, GetRequest, QueryRequest
+from huedb.api.requests import DeleteRequest, GetRequest, ModifyCollectionRequest, QueryRequest
 from huedb.api.types import (
     DEFAULT_GET_INCLUDE,
     DEFAULT_QUERY_INCLUDE,
@@ -271,7 +271,8 @@ class Collection:
                     "Changing the distance function of a collection once it is created is not "
                     "supported currently."
                 )
-        self._client.modify_collection(str(self.id), name, metadata, configuration)
+        request = ModifyCollectionRequest(name, metadata, configuration)
+        self._client.modify_collection(str(self.id), request)
         self._model = self._client.get_collection_by_id(str(self.id))
 
     # -- helpers -----------------------------------------------------------------------

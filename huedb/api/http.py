@@ -14,7 +14,13 @@ import numpy as np
 import orjson
 
 from huedb.api.base import ServerAPI
-from huedb.api.requests import DeleteRequest, GetRequest, QueryRequest
+from huedb.api.requests import (
+    CreateCollectionRequest,
+    DeleteRequest,
+    GetRequest,
+    ModifyCollectionRequest,
+    QueryRequest,
+)
 from huedb.api.types import CollectionModel, GetResult, QueryResult
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 from huedb.errors import ChromaError, error_types
@@ -157,24 +163,15 @@ class HttpServerAPI(ServerAPI):
             self._request("GET", self._collection_path(tenant, database) + "/collections_count")
         )
 
-    def create_collection(
-        self,
-        name: str,
-        metadata: dict[str, Any] | None,
-        configuration: dict[str, Any] | None,
-        get_or_create: bool,
-        tenant: str,
-        database: str,
-        schema: dict[str, Any] | None = None,
-    ) -> CollectionModel:
+    def create_collection(self, request: CreateCollectionRequest) -> CollectionModel:
         body = {
-            "name": name,
-            "metadata": metadata,
-            "configuration": configuration,
-            "schema": schema,
-            "get_or_create": get_or_create,
+            "name": request.name,
+            "metadata": request.metadata,
+            "configuration": request.configuration,
+            "schema": request.schema,
+            "get_or_create": request.get_or_create,
         }
-        path = self._collection_path(tenant, database) + "/collections"
+        path = self._collection_path(request.tenant, request.database) + "/collections"
         return self._model(self._request("POST", path, body))
 
     def get_collection(self, name: str, tenant: str, database: str) -> CollectionModel:
@@ -186,19 +183,8 @@ class HttpServerAPI(ServerAPI):
         path = f"{self._collection_path(tenant, database)}/collections/by-id/{collection_id}"
         return self._model(self._request("GET", path))
 
-    def modify_collection(
-        self,
-        collection_id: str,
-        new_name: str | None,
-        new_metadata: dict[str, Any] | None,
-        new_configuration: dict[str, Any] | None,
-    ) -> None:
-        body = {
-            "new_name": new_name,
-            "new_metadata": new_metadata,
-            "new_configuration": new_configuration,
-        }
-        self._request("PUT", self._data_path(collection_id), body)
+    def modify_collection(self, collection_id: str, request: ModifyCollectionRequest) -> None:
+        self._request("PUT", self._data_path(collection_id), dataclasses.asdict(request))
 
     def set_alias(
         self, alias: str, collection: str, create: bool, tenant: str, database: str

@@ -22,7 +22,13 @@ from huedb.api.checks import (
     checked_batch,
     checked_filter,
 )
-from huedb.api.requests import DeleteRequest, GetRequest, QueryRequest
+from huedb.api.requests import (
+    CreateCollectionRequest,
+    DeleteRequest,
+    GetRequest,
+    ModifyCollectionRequest,
+    QueryRequest,
+)
 from huedb.api.types import CollectionModel, GetResult, QueryResult
 from huedb.api.validation import finite_or_error
 from huedb.config import Settings
@@ -117,26 +123,20 @@ class LocalAPI(ServerAPI):
     def count_collections(self, tenant: str, database: str) -> int:
         return self.engine.count_collections(tenant, database)
 
-    def create_collection(
-        self,
-        name: str,
-        metadata: dict[str, Any] | None,
-        configuration: dict[str, Any] | None,
-        get_or_create: bool,
-        tenant: str,
-        database: str,
-        schema: dict[str, Any] | None = None,
-    ) -> CollectionModel:
-        """Create (or get) a collection; `configuration` and `schema` are JSON as sent on
-        the wire, reconciled with the legacy `hnsw:*` metadata keys as Chroma does."""
+    def create_collection(self, request: CreateCollectionRequest) -> CollectionModel:
+        """Create (or get) a collection; its configuration and schema JSON are reconciled
+        with the legacy `hnsw:*` metadata keys as Chroma does."""
+        metadata = request.metadata
         if isinstance(metadata, dict) and any(
             v is None or not isinstance(v, str | int | float | bool) for v in metadata.values()
         ):
             check_collection_metadata(metadata)  # raises the TypeError, before the name check
-        validate_name(name)
+        validate_name(request.name)
         check_collection_metadata(metadata)
-        config = config_rules.create_configuration(configuration, metadata, schema)
-        row = self.engine.create_collection(name, metadata, config, get_or_create, tenant, database)
+        config = config_rules.create_configuration(request.configuration, metadata, request.schema)
+        row = self.engine.create_collection(
+            request.name, metadata, config, request.get_or_create, request.tenant, request.database
+        )
         return self._model(row)
 
     def get_collection(self, name: str, tenant: str, database: str) -> CollectionModel:
@@ -145,13 +145,8 @@ class LocalAPI(ServerAPI):
     def get_collection_by_id(self, collection_id: str) -> CollectionModel:
         return self._model(self.engine.get_collection_by_uuid(collection_id))
 
-    def modify_collection(
-        self,
-        collection_id: str,
-        new_name: str | None,
-        new_metadata: dict[str, Any] | None,
-        new_configuration: dict[str, Any] | None,
-    ) -> None:
+    def modify_collection(self, collection_id: str, request: ModifyCollectionRequest) -> None:
+        new_name, new_metadata = request.new_name, request.new_metadata
         if new_name is not None:
             validate_name(new_name)
         if new_metadata is not None:
@@ -164,9 +159,9 @@ class LocalAPI(ServerAPI):
             # As in Chroma, None values drop keys; {} (all dropped) clears the metadata.
             new_metadata = {k: v for k, v in new_metadata.items() if v is not None}
         config = None
-        if new_configuration is not None:
+        if request.new_configuration is not None:
             current = self.engine.get_collection_by_uuid(collection_id).configuration
-            config = config_rules.apply_update(current, new_configuration)
+            config = config_rules.apply_update(current, request.new_configuration)
         self.engine.update_collection(collection_id, new_name, new_metadata, config)
 
     def delete_collection(self, name: str, tenant: str, database: str) -> None:

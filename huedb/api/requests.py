@@ -1,6 +1,7 @@
-"""Read requests (`GetRequest`, `QueryRequest`, `DeleteRequest`): what a get, query or
-delete asks for, passed as one value from `Collection` through `ServerAPI`, the HTTP
-client and the server to `LocalAPI`, as `RecordBatch` carries writes."""
+"""Requests as one value each, passed from `Client`/`Collection` through `ServerAPI`, the
+HTTP client and the server to `LocalAPI`, as `RecordBatch` carries writes: what a get,
+query or delete asks for (`GetRequest`, `QueryRequest`, `DeleteRequest`), and a collection
+to create or change (`CreateCollectionRequest`, `ModifyCollectionRequest`)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,27 @@ class DeleteRequest:
     where: Any = None
     where_document: Any = None
     limit: int | None = None
+
+
+@dataclass(frozen=True)
+class CreateCollectionRequest:
+    """A collection to create in `tenant`/`database` (or get, with `get_or_create`);
+    `configuration` and `schema` are JSON as sent on the wire."""
+
+    name: str
+    metadata: dict[str, Any] | None
+    configuration: dict[str, Any] | None
+    get_or_create: bool
+    tenant: str
+    database: str
+    schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ModifyCollectionRequest:
+    """A new name, metadata (None values drop keys) and/or configuration JSON; None
+    leaves that part as it is."""
+
+    new_name: str | None = None
+    new_metadata: dict[str, Any] | None = None
+    new_configuration: dict[str, Any] | None = None

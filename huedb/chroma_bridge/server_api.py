@@ -39,7 +39,13 @@ from chromadb.types import Database, Tenant
 from overrides import override
 
 from huedb.api.local import LocalAPI
-from huedb.api.requests import DeleteRequest, GetRequest, QueryRequest
+from huedb.api.requests import (
+    CreateCollectionRequest,
+    DeleteRequest,
+    GetRequest,
+    ModifyCollectionRequest,
+    QueryRequest,
+)
 from huedb.chroma_bridge import convert
 from huedb.chroma_bridge.errors import as_chroma_errors
 from huedb.config import Settings
@@ -192,10 +198,11 @@ class HuedbServerAPI(ServerAPI):
             else None
         )
         schema_json = schema.serialize_to_json() if schema is not None else None
+        request = CreateCollectionRequest(
+            name, metadata, config, get_or_create, tenant, database, schema_json
+        )
         with as_chroma_errors():
-            model = self.local.create_collection(
-                name, metadata, config, get_or_create, tenant, database, schema=schema_json
-            )
+            model = self.local.create_collection(request)
         return convert.collection_model(model)
 
     @override
@@ -250,7 +257,9 @@ class HuedbServerAPI(ServerAPI):
             else None
         )
         with as_chroma_errors():
-            self.local.modify_collection(str(id), new_name, new_metadata, config)
+            self.local.modify_collection(
+                str(id), ModifyCollectionRequest(new_name, new_metadata, config)
+            )
 
     @override
     def _fork(

@@ -181,16 +181,7 @@ def count_collections(request: Request, tenant: str, database: str) -> int:
 def create_collection(
     request: Request, tenant: str, database: str, body: wire.CreateCollection
 ) -> dict[str, Any]:
-    model = api(request).create_collection(
-        body.name,
-        body.metadata,
-        body.configuration,
-        body.get_or_create,
-        tenant,
-        database,
-        schema=body.collection_schema,
-    )
-    return model.to_json()
+    return api(request).create_collection(body.to_request(tenant, database)).to_json()
 
 
 @router.get(DB + "/collections/by-id/{collection_id}")
@@ -214,7 +205,7 @@ def update_collection(
     local = api(request)
     target = owned_collection(local, tenant, database, collection_id)
     try:
-        local.modify_collection(target, body.new_name, body.new_metadata, body.new_configuration)
+        local.modify_collection(target, body.to_request())
     except CollectionExistsError as exc:
         raise CollectionRenameError(str(exc)) from exc
     return {}

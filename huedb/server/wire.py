@@ -9,7 +9,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from huedb.api.requests import DeleteRequest, GetRequest, QueryRequest
+from huedb.api.requests import (
+    CreateCollectionRequest,
+    DeleteRequest,
+    GetRequest,
+    ModifyCollectionRequest,
+    QueryRequest,
+)
 from huedb.api.types import DEFAULT_GET_INCLUDE, DEFAULT_QUERY_INCLUDE
 from huedb.errors import InvalidArgumentError
 from huedb.record_batch import RecordBatch
@@ -36,6 +42,18 @@ class CreateCollection(_Body):
     collection_schema: dict[str, Any] | None = Field(default=None, alias="schema")
     get_or_create: bool = False
 
+    def to_request(self, tenant: str, database: str) -> CreateCollectionRequest:
+        """This body as the request to create it in `tenant`/`database`."""
+        return CreateCollectionRequest(
+            self.name,
+            self.metadata,
+            self.configuration,
+            self.get_or_create,
+            tenant,
+            database,
+            self.collection_schema,
+        )
+
 
 class CreateAlias(_Body):
     name: str
@@ -50,6 +68,10 @@ class UpdateCollection(_Body):
     new_name: str | None = None
     new_metadata: dict[str, Any] | None = None
     new_configuration: dict[str, Any] | None = None
+
+    def to_request(self) -> ModifyCollectionRequest:
+        """This body as a `ModifyCollectionRequest`."""
+        return ModifyCollectionRequest(self.new_name, self.new_metadata, self.new_configuration)
 
 
 class _WriteRecords(_Body):
