@@ -53,9 +53,6 @@ from huedb.engine.hnsw_config import hnsw_defaults
 from huedb.engine.schema_keys import STORED_SCHEMA_KEY
 from huedb.errors import InvalidArgumentError
 
-# What this module offers; the schema names are also imported from here by older callers
-# (ops/collection_definition.py, ops/chroma_dir, tests), which may import them from
-# `collection_schema` instead.
 __all__ = [
     "DEFAULT_EF_IDENTITY",
     "HNSW_ACCEPTED",
@@ -64,20 +61,22 @@ __all__ = [
     "HNSW_MUTABLE",
     "LEGACY_KEYS",
     "SPANN_FIELDS",
-    "STORED_SCHEMA_KEY",
     "apply_update",
     "check_embedding_function_conflict",
     "client_request",
-    "configuration_from_schema",
     "create_configuration",
-    "default_schema",
     "embedding_function_identity",
-    "parse_schema",
     "schema_embedding_function",
-    "schema_from_configuration",
-    "schema_is_default",
     "schema_request",
     "split_stored",
+    # Defined in `collection_schema`; re-exported only until ops/collection_definition.py,
+    # ops/chroma_dir/sqlite_reader.py, tests/test_parquet_schema.py and
+    # tests/test_chroma_import_schema.py import them from there.
+    "configuration_from_schema",
+    "default_schema",
+    "parse_schema",
+    "schema_from_configuration",
+    "schema_is_default",
     "vector_index_config",
 ]
 
