@@ -1,0 +1,257 @@
+"""Per-request limits and the time budget of engine reads (issue 13 item 2).
+
+The probe's requests (2,000 query vectors x n_results 20,000; a `$or` of 19,999 terms; a
+2 MB literal regex; `$in` with 1M values) are refused at once with Chroma's `QuotaError`
+(422), each limit admits a request exactly at it, and a read that outlives its time budget
+is stopped, frees the engine for another client's count and changes nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import chromadb
+import httpx
+import numpy as np
+import pytest
+
+import huedb
+from huedb.options import EngineOptions
+from tests.servers import RunningServer, huedb_server
+
+DIM = 8
+LIMITS = EngineOptions()
+FAST = 5.0  # seconds: a refusal takes milliseconds; this only catches a request that ran
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A default server with one collection of 300 records."""
+    with huedb_server(tmp_path_factory.mktemp("limits") / "data") as running:
+        client = huedb.HttpClient(host=running.url)
+        col = client.create_collection("limited")
+        rng = np.random.default_rng(0)
+        col.add(
+            ids=[f"r{i}" for i in range(300)],
+            embeddings=rng.random((300, DIM), dtype=np.float32),
+            metadatas=[{"i": i, "s": f"v{i}"} for i in range(300)],
+            documents=[f"document {i} about apples" for i in range(300)],
+        )
+        client.close()
+        yield running
+
+
+def _post(server: RunningServer, route: str, body: dict) -> tuple[int, dict, float]:
+    base = f"{server.url}/api/v2/tenants/default_tenant/databases/default_database/collections"
+    with httpx.Client(timeout=120) as http:
+        cid = http.get(f"{base}/limited").json()["id"]
+        started = time.monotonic()
+        response = http.post(f"{base}/{cid}/{route}", json=body)
+        return response.status_code, response.json(), time.monotonic() - started
+
+
+def _vectors(n: int) -> list[list[float]]:
+    return np.random.default_rng(n).random((n, DIM)).round(3).tolist()
+
+
+def _or_of(n: int) -> dict:
+    """A `$or` with `n` conditions: n + 1 terms."""
+    return {"$or": [{"s": f"none-{k}"} for k in range(n)]}
+
+
+def _regexes(n: int) -> dict:
+    """A `where_document` with `n` regex conditions (and one `$and` term when n > 1)."""
+    terms = [{"$regex": f"zz{k}"} for k in range(n)]
+    return terms[0] if n == 1 else {"$and": terms}
+
+
+# Each limit: a body exactly at it (admitted) and one just over (refused), and the option.
+at_and_over = [
+    (
+        "query",
+        {"query_embeddings": _vectors(LIMITS.max_query_embeddings), "n_results": 1},
+        {"query_embeddings": _vectors(LIMITS.max_query_embeddings + 1), "n_results": 1},
+        "max_query_embeddings",
+    ),
+    (
+        "query",
+        {"query_embeddings": _vectors(10), "n_results": LIMITS.max_query_results // 10},
+        {"query_embeddings": _vectors(10), "n_results": LIMITS.max_query_results // 10 + 1},
+        "max_query_results",
+    ),
+    (
+        "get",
+        {"where": _or_of(LIMITS.max_filter_terms - 1)},
+        {"where": _or_of(LIMITS.max_filter_terms)},
+        "max_filter_terms",
+    ),
+    (
+        "get",
+        {"where": {"s": {"$in": [f"v{k}" for k in range(LIMITS.max_in_values)]}}},
+        {"where": {"s": {"$nin": [f"v{k}" for k in range(LIMITS.max_in_values + 1)]}}},
+        "max_in_values",
+    ),
+    (
+        "get",
+        {"where_document": {"$contains": "é" * (LIMITS.max_pattern_bytes // 2)}},
+        {"where_document": {"$not_contains": "é" * (LIMITS.max_pattern_bytes // 2) + "x"}},
+        "max_pattern_bytes",
+    ),
+    (
+        "get",
+        {"where_document": _regexes(LIMITS.max_regex_terms)},
+        {"where_document": _regexes(LIMITS.max_regex_terms + 1)},
+        "max_regex_terms",
+    ),
+    (
+        "delete",
+        {"ids": [f"gone-{k}" for k in range(LIMITS.max_ids)]},
+        {"ids": [f"gone-{k}" for k in range(LIMITS.max_ids + 1)]},
+        "max_ids",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("route", "at", "over", "option"), at_and_over, ids=[c[3] for c in at_and_over]
+)
+def test_each_limit_admits_its_value_and_refuses_one_more(
+    server: RunningServer, route: str, at: dict, over: dict, option: str
+) -> None:
+    status, body, _ = _post(server, route, at)
+    assert status == 200, body
+    status, body, seconds = _post(server, route, over)
+    assert status == 422, body
+    assert body["error"] == "QuotaError"
+    assert option in body["message"] and f"--{option.replace('_', '-')}" in body["message"]
+    assert seconds < FAST
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("query", {"query_embeddings": _vectors(2000), "n_results": 20_000}),
+        ("get", {"where": _or_of(19_999)}),
+        ("delete", {"where": _or_of(19_999)}),
+        ("get", {"where": {"s": {"$in": [f"v{k}" for k in range(1_000_000)]}}}),
+        ("get", {"where_document": {"$regex": "a" * 2_000_000}}),
+        ("get", {"where_document": {"$contains": "a" * 2_000_000}}),
+        ("get", {"ids": [f"r{k}" for k in range(1_000_000)]}),
+    ],
+    ids=[
+        "query_2000x20000",
+        "or_19999",
+        "delete_or_19999",
+        "in_1M",
+        "regex_2MB",
+        "contains_2MB",
+        "ids_1M",
+    ],
+)
+def test_the_probe_requests_are_refused_at_once(
+    server: RunningServer, route: str, body: dict
+) -> None:
+    """The issue's probe: these ran 20 s to 120 s+ (and grew the server to 4.28 GiB)."""
+    status, answer, seconds = _post(server, route, body)
+    assert 400 <= status < 500, answer
+    assert answer["error"] in ("QuotaError", "InvalidArgumentError")
+    assert seconds < FAST
+
+
+def test_chromadb_client_raises_quota_error(server: RunningServer) -> None:
+    client = chromadb.HttpClient(host=server.host, port=server.port)
+    col = client.get_collection("limited")
+    with pytest.raises(chromadb.errors.QuotaError, match="max_query_results"):
+        col.query(query_embeddings=_vectors(2), n_results=LIMITS.max_query_results)
+    with pytest.raises(chromadb.errors.QuotaError, match="max_filter_terms"):
+        col.get(where=_or_of(LIMITS.max_filter_terms))
+
+
+# -- the time budget ---------------------------------------------------------------------
+
+
+def _slow_filter(n: int) -> dict:
+    """`n` regexes that match nothing: each scans every document (~10 us a row)."""
+    return {"$and": [{"$not_regex": f"zz{k}q"} for k in range(n)]}
+
+
+def _fill_slow(col: huedb.Collection, n: int) -> None:
+    rng = np.random.default_rng(1)
+    for start in range(0, n, 2500):
+        ids = range(start, min(n, start + 2500))
+        col.add(
+            ids=[f"s{i}" for i in ids],
+            embeddings=rng.random((len(ids), DIM), dtype=np.float32),
+            documents=[f"lorem ipsum dolor sit amet {i} " * 20 for i in ids],
+        )
+
+
+def test_a_read_over_its_budget_is_stopped_and_frees_the_engine(tmp_path: Path) -> None:
+    """A get of 1,000 regexes over 5,000 documents (~60 s of work) is stopped at its 1 s
+    budget with QuotaError naming query_timeout; meanwhile another client's count on another
+    collection of the same worker answers within 3 s every time; a delete with the same
+    filter is stopped too and deletes nothing."""
+    args = ("--query-timeout", "1", "--max-regex-terms", "5000", "--max-filter-terms", "5000")
+    with huedb_server(tmp_path / "data", *args) as server:
+        client = huedb.HttpClient(host=server.url)
+        slow = client.create_collection("slow")
+        _fill_slow(slow, 5000)
+        other = client.create_collection("other")
+        other.add(ids=["a"], embeddings=[[0.5] * DIM])
+        latencies: list[float] = []
+        stop = threading.Event()
+
+        def count_other() -> None:
+            counter = huedb.HttpClient(host=server.url).get_collection("other")
+            while not stop.is_set():
+                started = time.monotonic()
+                assert counter.count() == 1
+                latencies.append(time.monotonic() - started)
+
+        watcher = threading.Thread(target=count_other)
+        watcher.start()
+        try:
+            started = time.monotonic()
+            with pytest.raises(huedb.errors.QuotaError, match="query_timeout") as refused:
+                slow.get(where_document=_slow_filter(1000), include=[])
+            cut_after = time.monotonic() - started
+            with pytest.raises(huedb.errors.QuotaError, match="time budget of 1 s"):
+                slow.delete(where_document=_slow_filter(1000))
+            with pytest.raises(huedb.errors.QuotaError, match="query_timeout"):
+                slow.query(query_embeddings=_vectors(3), where_document=_slow_filter(1000))
+        finally:
+            stop.set()
+            watcher.join(timeout=60)
+        assert "--query-timeout" in str(refused.value)
+        assert cut_after < 10, cut_after
+        assert latencies and max(latencies) < 3, (len(latencies), max(latencies, default=None))
+        assert slow.count() == 5000  # the delete changed nothing
+        assert len(slow.get(where_document={"$not_regex": "zzq"}, include=[])["ids"]) == 5000
+        client.close()
+
+
+def test_embedded_budget_rolls_back_and_releases_the_lock(tmp_path: Path) -> None:
+    """In-process: a stopped read leaves the engine usable from another thread at once, and
+    a stopped delete deletes nothing."""
+    settings = huedb.Settings(
+        huedb_query_timeout=0.3, huedb_max_regex_terms=5000, huedb_max_filter_terms=5000
+    )
+    client = huedb.PersistentClient(path=tmp_path / "db", settings=settings)
+    col = client.create_collection("slow")
+    _fill_slow(col, 3000)
+    for attempt in (
+        lambda: col.get(where_document=_slow_filter(1000)),
+        lambda: col.delete(where_document=_slow_filter(1000)),
+        lambda: col.query(query_embeddings=_vectors(2), where_document=_slow_filter(1000)),
+    ):
+        with pytest.raises(huedb.errors.QueryTimeoutError):
+            attempt()
+        answered: list[int] = []
+        reader = threading.Thread(target=lambda out=answered: out.append(col.count()))
+        reader.start()
+        reader.join(timeout=5)
+        assert answered == [3000]
+    assert len(col.get(ids=["s0", "s2999"])["ids"]) == 2
