@@ -1,9 +1,16 @@
 """The hand-written hostile requests of `test_fuzz_http.py` (`HOSTILE`).
 
 Deeply nested `where`, 10^5 ids, huge strings, odd unicode, path-encoded names, NaN,
-negative limits, wrong content types, broken JSON, truncated base64: each with the status
-class it must get and whether a success may change the pristine data. `{A}`, `{B}`, `{S}`
-in a path are collection routes, filled in by the test.
+negative limits, wrong content types, broken JSON, truncated base64, requests over the
+per-request limits (docs/deploy.md, "Limits"), collections addressed through another
+tenant's or database's prefix: each with the status class it must get and whether a
+success may change the pristine data.
+
+Placeholders in a path, filled in by the test: `{A}`, `{B}` (pristine collections of the
+default tenant), `{G}` (pristine collection of another tenant) and `{S}` (scratch) are
+collection routes; `{prefix:NAME}` is the `/api/v2/tenants/.../databases/...` prefix NAME
+of `PREFIXES`, and `{id:KEY}` the id of collection KEY (alpha, beta, gamma, scratch), so
+any collection can be addressed through any prefix.
 """
 
 from __future__ import annotations
@@ -23,7 +30,22 @@ SCRATCH_COLLECTION = "scratch_main"
 SCRATCH_VICTIM = "scratch_victim"
 SCRATCH_ALIAS = "scratch_alias"
 DEFAULT_PREFIX = "/api/v2/tenants/default_tenant/databases/default_database"
+PRISTINE_PREFIX = f"/api/v2/tenants/{PRISTINE_TENANT}/databases/{PRISTINE_DB}"
 SCRATCH_PREFIX = f"/api/v2/tenants/{SCRATCH_TENANT}/databases/{SCRATCH_DB}"
+PREFIXES = {
+    "default": DEFAULT_PREFIX,
+    "pristine": PRISTINE_PREFIX,
+    "scratch": SCRATCH_PREFIX,
+    "no_tenant": "/api/v2/tenants/no_such_tenant/databases/default_database",
+    "no_database": f"/api/v2/tenants/{PRISTINE_TENANT}/databases/no_such_database",
+}
+# Shorthands: a collection route through the prefix that holds the collection.
+SHORTHANDS = {
+    "{A}": "{prefix:default}/collections/{id:alpha}",
+    "{B}": "{prefix:default}/collections/{id:beta}",
+    "{G}": "{prefix:pristine}/collections/{id:gamma}",
+    "{S}": "{prefix:scratch}/collections/{id:scratch}",
+}
 
 
 def vector(i: int, salt: int = 0) -> list[float]:
@@ -36,15 +58,15 @@ Body = bytes | Callable[[], bytes] | None
 
 @dataclass(frozen=True)
 class Hostile:
-    """One hand-written request; `{A}`, `{B}`, `{S}` in the path are collection routes."""
+    """One hand-written request; placeholders in the path as in the module docstring."""
 
     name: str
     method: str
     path: str
     body: Body = None
-    # "4xx", "2xx" or "any" (2xx or 4xx are both legitimate). A trailing "/" (or %2F) is a
-    # 404: huedb turns off Starlette's slash redirect, which would let a client that follows
-    # redirects delete `name` when it asked for `name/`.
+    # "4xx", "2xx", "403/404" or "any" (2xx or 4xx are both legitimate). A trailing "/" (or
+    # %2F) is a 404: huedb turns off Starlette's slash redirect, which would let a client
+    # that follows redirects delete `name` when it asked for `name/`.
     expect: str = "4xx"
     content_type: str | None = "application/json"
     # When it legitimately succeeds it may change the pristine data (e.g. update of one
@@ -82,6 +104,62 @@ def add_body(ids: list[str], **fields: Any) -> dict[str, Any]:
 def big(n: int) -> str:
     """A string of `n` characters."""
     return "x" * n
+
+
+def vectors(n: int) -> list[list[float]]:
+    """`n` deterministic query embeddings."""
+    return [vector(i) for i in range(n)]
+
+
+def or_of(n: int) -> dict[str, Any]:
+    """A `where` `$or` of `n` conditions that match nothing."""
+    return {"$or": [{"s": f"none-{k}"} for k in range(n)]}
+
+
+def wrong_prefix_cases(prefix: str, key: str, record: str) -> list[Hostile]:
+    """Every collection route of collection `key` through a prefix that does not hold it:
+    each must be 403/404 and change nothing (`record` is an id of the collection)."""
+    col = f"{{prefix:{prefix}}}/collections/{{id:{key}}}"
+    name = f"wrong_prefix_{prefix}_{key}"
+    return [
+        Hostile(f"{name}_get", "POST", f"{col}/get", j({"include": ["documents"]}), "403/404"),
+        Hostile(
+            f"{name}_query", "POST", f"{col}/query", j({"query_embeddings": [vector(1)]}), "403/404"
+        ),
+        Hostile(f"{name}_count", "GET", f"{col}/count", None, "403/404"),
+        Hostile(f"{name}_indexing_status", "GET", f"{col}/indexing_status", None, "403/404"),
+        Hostile(
+            f"{name}_by_id",
+            "GET",
+            f"{{prefix:{prefix}}}/collections/by-id/{{id:{key}}}",
+            None,
+            "403/404",
+        ),
+        Hostile(f"{name}_add", "POST", f"{col}/add", j(add_body(["wrong-prefix-new"])), "403/404"),
+        Hostile(f"{name}_upsert", "POST", f"{col}/upsert", j(add_body([record])), "403/404"),
+        Hostile(
+            f"{name}_update",
+            "POST",
+            f"{col}/update",
+            j({"ids": [record], "documents": ["changed"]}),
+            "403/404",
+        ),
+        Hostile(f"{name}_delete_ids", "POST", f"{col}/delete", j({"ids": [record]}), "403/404"),
+        Hostile(
+            f"{name}_delete_where",
+            "POST",
+            f"{col}/delete",
+            j({"where": {"i": {"$gte": 0}}}),
+            "403/404",
+        ),
+        Hostile(
+            f"{name}_modify",
+            "PUT",
+            col,
+            j({"new_name": "renamed_through_wrong_prefix", "new_metadata": {"k": 1}}),
+            "403/404",
+        ),
+    ]
 
 
 MB = 1024 * 1024
@@ -143,19 +221,18 @@ HOSTILE: list[Hostile] = [
         b'{"where": ' + b'{"a":' * 100_000 + b"1" + b"}" * 100_000 + b"}",
         "any",
     ),
+    # over max_filter_terms (200): refused before the engine
     Hostile(
         "where_and_10000_clauses",
         "POST",
         "{A}/get",
         lambda: j({"where": {"$and": [{"i": {"$ne": -k}} for k in range(10_000)]}, "include": []}),
-        "any",
     ),
     Hostile(
         "where_or_10000_clauses_delete",
         "POST",
         "{A}/delete",
         lambda: j({"where": {"$or": [{"s": f"none-{k}"} for k in range(10_000)]}}),
-        "any",
     ),
     Hostile(
         "where_and_10000_clauses_query",
@@ -167,21 +244,126 @@ HOSTILE: list[Hostile] = [
                 "where": {"$and": [{"i": {"$ne": -k}} for k in range(10_000)]},
             }
         ),
-        "any",
     ),
     Hostile(
         "where_document_or_10000_clauses",
         "POST",
         "{A}/get",
         lambda: j({"where_document": {"$or": [{"$contains": f"w{k}"} for k in range(10_000)]}}),
-        "any",
     ),
     Hostile(
         "where_in_100000_values",
         "POST",
         "{A}/get",
         lambda: j({"where": {"s": {"$in": [f"v{k}" for k in range(100_000)]}}, "include": []}),
-        "any",
+    ),
+    # the adversarial probe of issue 13 item 2, and each limit just over (pristine data)
+    Hostile(
+        "query_2000_vectors_x_20000_results",
+        "POST",
+        "{A}/query",
+        lambda: j({"query_embeddings": vectors(2000), "n_results": 20_000}),
+    ),
+    Hostile(
+        "query_2000_vectors_x_20000_results_other_tenant",
+        "POST",
+        "{G}/query",
+        lambda: j({"query_embeddings": vectors(2000), "n_results": 20_000}),
+    ),
+    Hostile(
+        "query_1001_vectors", "POST", "{A}/query", lambda: j({"query_embeddings": vectors(1001)})
+    ),
+    Hostile(
+        "query_10_vectors_x_1001_results",
+        "POST",
+        "{G}/query",
+        lambda: j({"query_embeddings": vectors(10), "n_results": 1001}),
+    ),
+    Hostile("where_or_19999_get", "POST", "{A}/get", lambda: j({"where": or_of(19_999)})),
+    Hostile("where_or_19999_delete", "POST", "{A}/delete", lambda: j({"where": or_of(19_999)})),
+    Hostile(
+        "where_or_19999_query_other_tenant",
+        "POST",
+        "{G}/query",
+        lambda: j({"query_embeddings": [vector(1)], "where": or_of(19_999)}),
+    ),
+    Hostile("where_or_200_get", "POST", "{A}/get", lambda: j({"where": or_of(200)})),
+    Hostile("where_or_199_get", "POST", "{A}/get", lambda: j({"where": or_of(199)}), "2xx"),
+    Hostile(
+        "where_in_1m_values",
+        "POST",
+        "{A}/get",
+        lambda: j({"where": {"s": {"$in": [f"v{k}" for k in range(1_000_000)]}}}),
+    ),
+    Hostile(
+        "where_nin_10001_values_delete_other_tenant",
+        "POST",
+        "{G}/delete",
+        lambda: j({"where": {"i": {"$nin": list(range(10_001))}}}),
+    ),
+    Hostile(
+        "where_two_in_lists_over_total",
+        "POST",
+        "{A}/delete",
+        lambda: j(
+            {
+                "where": {
+                    "$and": [
+                        {"i": {"$in": list(range(5001))}},
+                        {"s": {"$nin": [f"v{k}" for k in range(5000)]}},
+                    ]
+                }
+            }
+        ),
+    ),
+    Hostile(
+        "where_document_regex_2mb_literal",
+        "POST",
+        "{A}/get",
+        lambda: j({"where_document": {"$regex": big(2 * MB)}}),
+    ),
+    Hostile(
+        "where_document_regex_4097_bytes",
+        "POST",
+        "{A}/get",
+        lambda: j({"where_document": {"$regex": big(4097)}}),
+    ),
+    Hostile(
+        "where_document_not_contains_4097_bytes_delete",
+        "POST",
+        "{A}/delete",
+        lambda: j({"where_document": {"$not_contains": big(4097)}}),
+    ),
+    Hostile(
+        "where_document_contains_4096_bytes",
+        "POST",
+        "{A}/get",
+        lambda: j({"where_document": {"$contains": big(4096)}}),
+        "2xx",
+    ),
+    Hostile(
+        "where_document_5_regexes",
+        "POST",
+        "{A}/get",
+        lambda: j({"where_document": {"$and": [{"$regex": f"r{k}"} for k in range(5)]}}),
+    ),
+    Hostile(
+        "where_document_5_regexes_in_where",
+        "POST",
+        "{G}/delete",
+        lambda: j({"where": {"$or": [{"#document": {"$not_regex": f"r{k}"}} for k in range(5)]}}),
+    ),
+    Hostile(
+        "get_100001_ids",
+        "POST",
+        "{A}/get",
+        lambda: j({"ids": [f"missing-{k}" for k in range(100_001)], "include": []}),
+    ),
+    Hostile(
+        "delete_100001_ids",
+        "POST",
+        "{A}/delete",
+        lambda: j({"ids": ["pristine_alpha-000", *(f"missing-{k}" for k in range(100_000))]}),
     ),
     Hostile("where_unknown_operator", "POST", "{A}/delete", j({"where": {"i": {"$regex": ".*"}}})),
     Hostile("where_empty_and", "POST", "{A}/delete", j({"where": {"$and": []}})),
@@ -273,7 +455,6 @@ HOSTILE: list[Hostile] = [
         "POST",
         "{A}/get",
         lambda: j({"where_document": {"$contains": big(MB)}}),
-        "2xx",
     ),
     Hostile(
         "body_over_limit_50mb",
@@ -564,7 +745,6 @@ HOSTILE: list[Hostile] = [
         lambda: j(
             {"query_embeddings": [vector(k) for k in range(10_000)], "n_results": 1, "include": []}
         ),
-        "any",
     ),
     # wrong content types, empty and invalid bodies
     Hostile("content_type_text_plain", "POST", "{A}/get", j({"include": []}), "any", "text/plain"),
@@ -710,4 +890,20 @@ HOSTILE: list[Hostile] = [
     ),
     Hostile("get_include_distances", "POST", "{A}/get", j({"include": ["distances"]})),
     Hostile("get_include_unknown", "POST", "{A}/get", j({"include": ["passwords"]})),
+    # a collection addressed through a tenant / database prefix that does not hold it
+    *wrong_prefix_cases("pristine", "alpha", "pristine_alpha-000"),
+    *wrong_prefix_cases("no_tenant", "alpha", "pristine_alpha-001"),
+    *wrong_prefix_cases("no_database", "beta", "pristine_beta-001"),
+    *wrong_prefix_cases("default", "gamma", "pristine_gamma-000"),
+    *wrong_prefix_cases("scratch", "gamma", "pristine_gamma-001"),
+    # the same routes through the right non-default prefix are served
+    Hostile("right_prefix_other_tenant_get", "POST", "{G}/get", j({"include": []}), "2xx"),
+    Hostile("right_prefix_other_tenant_count", "GET", "{G}/count", None, "2xx"),
+    Hostile(
+        "right_prefix_other_tenant_by_id",
+        "GET",
+        "{prefix:pristine}/collections/by-id/{id:gamma}",
+        None,
+        "2xx",
+    ),
 ]
