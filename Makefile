@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 JS_DIR := tests/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean pg-server
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need python3.11 on PATH"; exit 1; }
@@ -22,10 +22,18 @@ $(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
 	cd $(JS_DIR) && npm ci --no-audit --no-fund --loglevel=error
 	touch $(JS_STAMP)
 
+# PostgreSQL server binaries for the PostgreSQL-store tests (tests/pg_cluster.py looks on PATH,
+# then in Debian's /usr/lib/postgresql/*/bin); from apt if missing. pg_trgm ships in the server
+# package on Debian (postgresql-contrib is an empty package kept for the name).
+pg-server:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends postgresql postgresql-contrib; }
+
 run: $(STAMP)
 	$(VENV)/bin/huedb run --path ./data --host 127.0.0.1 --port 8000
 
-test: $(STAMP) $(JS_STAMP)
+test: $(STAMP) $(JS_STAMP) pg-server
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports

@@ -20,6 +20,9 @@ from huedb.api.client import clear_system_cache
 from tests import knobs  # noqa: F401 - captures the knobs before any test clears them
 from tests.cli import huedb_setting
 
+# The real-PostgreSQL fixtures (`pg_cluster`, `pg_url`) for any test file.
+pytest_plugins = ["tests.pg_cluster"]
+
 
 @pytest.fixture(autouse=True, scope="session")
 def clean_session_environment() -> Iterator[None]:
