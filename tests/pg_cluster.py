@@ -147,6 +147,7 @@ class PgCluster:
         self.port = free_port()
         self.run_as = ensure_unprivileged_user().pw_name if os.geteuid() == 0 else None
         self._destroyed = False
+        self._has_run = False  # the port is part of URLs handed out: keep it once started
         atexit.register(self.destroy)
         try:
             self._init()
@@ -229,17 +230,14 @@ class PgCluster:
                 "-w", "-t", str(timeout), check=False,
             )  # fmt: skip
             if result.returncode == 0:
+                self._has_run = True
                 return
-            port_taken = "could not bind" in self.log() or "in use" in self.log()
-            if attempt < 3 and port_taken and not self._started_before:
+            port_taken = "could not bind" in self.log()
+            if attempt < 3 and port_taken and not self._has_run:
                 self.port = free_port()
                 self._write_settings()
                 continue
             raise RuntimeError(f"PostgreSQL did not start:\n{result.stderr}\n{self.log()}")
-
-    @property
-    def _started_before(self) -> bool:
-        return (self.data_dir / "postmaster.opts").exists()
 
     def stop(self, mode: str = "fast", timeout: int = 60) -> None:
         """Stop the server: `fast` (roll back sessions, checkpoint), `immediate` (SIGQUIT
@@ -277,7 +275,10 @@ class PgCluster:
         with psycopg.connect(self.url(), autocommit=True, connect_timeout=10) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         with psycopg.connect(self.url(name), autocommit=True, connect_timeout=10) as conn:
-            conn.execute("CREATE EXTENSION pg_trgm")
+            try:
+                conn.execute("CREATE EXTENSION pg_trgm")
+            except psycopg.errors.UndefinedFile as e:
+                pytest.fail(f"pg_trgm is not installed ({e}): install postgresql-contrib")
         return self.url(name)
 
     def drop_database(self, name: str) -> None:
