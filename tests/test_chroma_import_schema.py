@@ -24,7 +24,7 @@ import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
-from huedb.api.collection_config import default_schema, schema_from_configuration
+from huedb.api.collection_schema import default_schema, schema_from_configuration
 from huedb.engine.hnsw_config import hnsw_defaults
 from huedb.ops.chroma_import import migrate_chroma
 from tests.cli import check_cli

@@ -24,7 +24,8 @@ from chromadb.api.types import (
 )
 
 import huedb
-from huedb.api.collection_config import schema_from_configuration
+from huedb.api.client import clear_system_cache
+from huedb.api.collection_schema import schema_from_configuration
 from huedb.errors import InvalidArgumentError
 from huedb.ops.parquet import (
     KEY_METADATA_SHA256,
@@ -238,3 +239,22 @@ def test_import_over_http_keeps_configuration_and_schema(
         assert _definition(dst) == _definition(src)
         assert _filters(dst) == _filters(src)
     served.close()
+
+
+def test_export_over_http_carries_the_schema(tmp_path: Path) -> None:
+    from tests.servers import huedb_server
+
+    source = huedb.PersistentClient(tmp_path / "served")
+    MAKERS["restricted"](source, "restricted").add(**RECORDS)
+    expected = _definition(source.get_collection("restricted", embedding_function=None))
+    source.close()
+    clear_system_cache()
+    out = tmp_path / "remote.parquet"
+    with huedb_server(tmp_path / "served") as server:
+        remote = huedb.HttpClient(host=server.url)
+        export_collection(remote.get_collection("restricted"), out, show_progress=False)
+        remote.close()
+    target = huedb.PersistentClient(tmp_path / "target")
+    assert import_collection(target, out, show_progress=False).warnings == []
+    assert _definition(target.get_collection("restricted", embedding_function=None)) == expected
+    target.close()

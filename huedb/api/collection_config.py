@@ -38,7 +38,6 @@ from huedb.api.collection_schema import (
     schema_is_default,
     sparse_index_enabled,
     update_vector_indexes,
-    vector_index_config,
 )
 from huedb.api.config_values import (
     ef_is_default,
@@ -69,15 +68,6 @@ __all__ = [
     "schema_embedding_function",
     "schema_request",
     "split_stored",
-    # Defined in `collection_schema`; re-exported only until ops/collection_definition.py,
-    # ops/chroma_dir/sqlite_reader.py, tests/test_parquet_schema.py and
-    # tests/test_chroma_import_schema.py import them from there.
-    "configuration_from_schema",
-    "default_schema",
-    "parse_schema",
-    "schema_from_configuration",
-    "schema_is_default",
-    "vector_index_config",
 ]
 
 DEFAULT_EF_IDENTITY: dict[str, Any] = {"type": "known", "name": "default", "config": {}}

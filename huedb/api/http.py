@@ -86,6 +86,7 @@ class HttpServerAPI(ServerAPI):
             metadata=data.get("metadata"),
             configuration_json=data.get("configuration_json") or {},
             dimension=data.get("dimension"),
+            schema=data.get("schema"),
         )
         self._owners[str(model.id)] = (model.tenant, model.database)
         return model

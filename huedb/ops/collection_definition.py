@@ -15,6 +15,12 @@ from typing import Any
 from huedb.api import collection_config as rules
 from huedb.api.client import Client
 from huedb.api.collection import Collection
+from huedb.api.collection_schema import (
+    configuration_from_schema,
+    parse_schema,
+    schema_is_default,
+    vector_index_config,
+)
 from huedb.engine.hnsw_config import hnsw_defaults
 
 # Settings fixed when a collection is created (`modify` changes the others).
@@ -32,8 +38,8 @@ def create_like(
     Raises the client's errors for a schema huedb refuses (e.g. a sparse-vector index).
     Once the records are written, `differences` tells what was not reproduced.
     """
-    wanted = rules.parse_schema(schema)
-    vector = rules.vector_index_config(wanted)
+    wanted = parse_schema(schema)
+    vector = vector_index_config(wanted)
     config_arg, schema_arg = _creation_inputs(wanted, vector, metadata)
     collection = client.create_collection(
         name,
@@ -58,10 +64,10 @@ def differences(
     Called after the records are written: keys of their metadata join the schema then (as
     copies of the defaults, which a source without them is not told apart from).
     """
-    wanted = rules.parse_schema(schema)
+    wanted = parse_schema(schema)
     model = client.get_collection_by_id(collection.id, embedding_function=None).get_model()
     name = collection.name
-    config = configuration or rules.configuration_from_schema(wanted)
+    config = configuration or configuration_from_schema(wanted)
     found = []
     if model.configuration_json != config:
         found.append(
@@ -104,7 +110,7 @@ def _creation_inputs(
     travel as the configuration, which reconciles to the default schema with them.
     """
     legacy = _legacy_settings(metadata)
-    if not rules.schema_is_default(schema) and legacy == hnsw_defaults():
+    if not schema_is_default(schema) and legacy == hnsw_defaults():
         return None, schema
     hnsw = {"space": vector.get("space", "l2"), **(vector.get("hnsw") or {})}
     ef = vector.get("embedding_function")
@@ -133,7 +139,7 @@ def _apply_mutable_settings(collection: Collection, vector: dict[str, Any]) -> N
     wanted = vector.get("hnsw") or {}
     model = collection.get_model()
     if model.schema is not None:
-        have = rules.vector_index_config(model.schema).get("hnsw") or {}
+        have = vector_index_config(model.schema).get("hnsw") or {}
     else:  # a client that does not report schemas: the echoed settings
         have = model.configuration_json.get("hnsw") or {}
     changes = {

@@ -171,9 +171,13 @@ def export_collection(
             meta = _file_metadata(collection, model, space, dimension)
             writer = _writer(tmp, export_schema(dimension, meta))
         meta[KEY_ROWS] = str(rows)
-        writer.add_key_value_metadata(
-            {KEY_ROWS: str(rows), KEY_METADATA_SHA256: metadata_digest(meta)}
-        )
+        closing = {KEY_ROWS: str(rows)}
+        # Read after the records: keys of written metadata join the schema as they are
+        # written, and a handle's model is the one it was opened with.
+        schema = _current_model(collection).schema
+        if schema is not None:
+            closing[KEY_SCHEMA] = meta[KEY_SCHEMA] = json.dumps(schema)
+        writer.add_key_value_metadata({**closing, KEY_METADATA_SHA256: metadata_digest(meta)})
         writer.close()
         writer = None
         os.replace(tmp, out)
@@ -247,9 +251,12 @@ def _file_metadata(
         KEY_EMBEDDING_FUNCTION: json.dumps(_ef_identity(collection, configuration), default=str),
         KEY_COLLECTION_METADATA: json.dumps(model.metadata, default=str),
     }
-    if model.schema is not None:
-        meta[KEY_SCHEMA] = json.dumps(model.schema)
     return meta
+
+
+def _current_model(collection: Collection) -> CollectionModel:
+    """The collection's model as stored now (not as its handle was opened)."""
+    return collection._client.get_collection_by_id(str(collection.id))
 
 
 def _ef_identity(collection: Collection, configuration: dict[str, Any]) -> Any:

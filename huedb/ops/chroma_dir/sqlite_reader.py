@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from huedb.api.collection_config import schema_from_configuration
+from huedb.api.collection_schema import schema_from_configuration
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 from huedb.ops.chroma_dir.configuration import load_json_object, parse_configuration
 
