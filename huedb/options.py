@@ -54,7 +54,8 @@ class EngineOptions:
     # request is refused with QuotaError (422) before the engine lock is taken.
     # Query vectors of one query (per-vector search cost grows with the collection).
     max_query_embeddings: int = 1000
-    # Query vectors x n_results (the size of the answer).
+    # Query vectors x results (the size of the answer; n_results counts up to the records
+    # the query can return, so a huge n_results on a small collection is served).
     max_query_results: int = 10_000
     # Operators and conditions of `where` and `where_document` together.
     max_filter_terms: int = 200
@@ -65,7 +66,7 @@ class EngineOptions:
     # `$regex` / `$not_regex` conditions of one request (each scans every document).
     max_regex_terms: int = 4
     # Ids named by one get, query or delete.
-    max_ids: int = 100_000
+    max_ids: int = 250_000
     # Seconds an engine read (get, query, count, a delete's selection) may hold the engine
     # lock before it is stopped and refused (QueryTimeoutError); 0 turns the budget off.
     query_timeout: float = 30.0

@@ -76,10 +76,10 @@ at_and_over = [
         {"query_embeddings": _vectors(LIMITS.max_query_embeddings + 1), "n_results": 1},
         "max_query_embeddings",
     ),
-    (
+    (  # 40 x 250 results of the 300 records, and 40 x 251
         "query",
-        {"query_embeddings": _vectors(10), "n_results": LIMITS.max_query_results // 10},
-        {"query_embeddings": _vectors(10), "n_results": LIMITS.max_query_results // 10 + 1},
+        {"query_embeddings": _vectors(40), "n_results": LIMITS.max_query_results // 40},
+        {"query_embeddings": _vectors(40), "n_results": LIMITS.max_query_results // 40 + 1},
         "max_query_results",
     ),
     (
@@ -161,11 +161,27 @@ def test_the_probe_requests_are_refused_at_once(
     assert seconds < FAST
 
 
+def test_a_huge_n_results_counts_only_the_records_there_are(server: RunningServer) -> None:
+    """As in Chroma, n_results beyond the collection returns it all: 30 x 2^31 asks for
+    30 x 300 results, under the limit."""
+    status, body, _ = _post(server, "query", {"query_embeddings": _vectors(30), "n_results": 2**31})
+    assert status == 200, body
+    assert [len(ids) for ids in body["ids"]] == [300] * 30
+    status, body, _ = _post(
+        server,
+        "query",
+        {"query_embeddings": _vectors(30), "n_results": 2**31, "where": {"i": {"$lt": 10}}},
+    )
+    assert status == 200 and [len(ids) for ids in body["ids"]] == [10] * 30, body
+    status, body, _ = _post(server, "query", {"query_embeddings": _vectors(34), "n_results": 2**31})
+    assert status == 422 and "34 x 300" in body["message"], body
+
+
 def test_chromadb_client_raises_quota_error(server: RunningServer) -> None:
     client = chromadb.HttpClient(host=server.host, port=server.port)
     col = client.get_collection("limited")
     with pytest.raises(chromadb.errors.QuotaError, match="max_query_results"):
-        col.query(query_embeddings=_vectors(2), n_results=LIMITS.max_query_results)
+        col.query(query_embeddings=_vectors(100), n_results=101)
     with pytest.raises(chromadb.errors.QuotaError, match="max_filter_terms"):
         col.get(where=_or_of(LIMITS.max_filter_terms))
 

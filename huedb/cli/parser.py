@@ -64,12 +64,12 @@ def _add_request_limits(run: argparse.ArgumentParser) -> None:
     limits = run.add_argument_group("request limits (beyond one: 422 QuotaError)")
     for flag, default, what in (
         ("--max-query-embeddings", "1,000", "query vectors of one query"),
-        ("--max-query-results", "10,000", "query vectors x n_results"),
+        ("--max-query-results", "10,000", "query vectors x results"),
         ("--max-filter-terms", "200", "operators and conditions of where + where_document"),
         ("--max-in-values", "10,000", "values of all $in / $nin lists of a request"),
         ("--max-pattern-bytes", "4,096", "bytes of one $contains / $regex operand"),
         ("--max-regex-terms", "4", "$regex / $not_regex conditions of a request"),
-        ("--max-ids", "100,000", "ids named by one get, query or delete"),
+        ("--max-ids", "250,000", "ids named by one get, query or delete"),
     ):
         limits.add_argument(flag, type=int, help=f"{what} (default {default})")
     limits.add_argument(

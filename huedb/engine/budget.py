@@ -2,8 +2,9 @@
 
 Limits are engine options (`EngineOptions.max_*`, one settings chain for every mode), so
 they are checked here, where every read of every mode arrives (`Engine.get`, `query`,
-`delete`), before the engine lock is taken. The filter's sizes were measured when it was
-compiled (`filters.FilterSize`).
+`delete`), before the engine lock is taken (the results of a query, which depend on how
+many records it can return, once its index is ready). The filter's sizes were measured
+when it was compiled (`filters.FilterSize`).
 
 The time budget (`query_timeout`) bounds how long one read holds the engine lock: SQLite
 statements are interrupted by a progress handler once the deadline passes, Python loops
@@ -54,8 +55,8 @@ def check_read(options: EngineOptions, flt: RecordFilter) -> None:
             raise _refuse(what, got, option, limit)
 
 
-def check_query(options: EngineOptions, n_vectors: int, n_results: int) -> None:
-    """Refuse a query with too many vectors, or asking for too many results in all."""
+def check_query_embeddings(options: EngineOptions, n_vectors: int) -> None:
+    """Refuse a query with more query embeddings than the limit."""
     if n_vectors > options.max_query_embeddings:
         raise _refuse(
             "Number of query embeddings",
@@ -63,9 +64,17 @@ def check_query(options: EngineOptions, n_vectors: int, n_results: int) -> None:
             "max_query_embeddings",
             options.max_query_embeddings,
         )
+
+
+def check_query_results(options: EngineOptions, n_vectors: int, n_results: int) -> None:
+    """Refuse a query whose answer would hold too many results in all.
+
+    `n_results` is what the query can return: at most the records its filter lets through
+    (a huge `n_results` on a small collection is served, as in Chroma).
+    """
     if n_vectors * n_results > options.max_query_results:
         raise _refuse(
-            f"Query embeddings x n_results ({n_vectors:,} x {n_results:,})",
+            f"Query embeddings x results ({n_vectors:,} x {n_results:,})",
             n_vectors * n_results,
             "max_query_results",
             options.max_query_results,

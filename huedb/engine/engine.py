@@ -23,7 +23,13 @@ import numpy as np
 
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 from huedb.engine import catalog, records, snapshot, store_admin
-from huedb.engine.budget import Deadline, check_query, check_read, time_budget
+from huedb.engine.budget import (
+    Deadline,
+    check_query_embeddings,
+    check_query_results,
+    check_read,
+    time_budget,
+)
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.connection import (
     hold_directory,
@@ -368,7 +374,7 @@ class Engine:
     ) -> QueryHits:
         """Nearest records to each query vector among those matching the filters."""
         check_read(self.options, flt)
-        check_query(self.options, len(queries), n_results)
+        check_query_embeddings(self.options, len(queries))
         started = time.perf_counter()
         with self._lock:
             with read_transaction(self._conn), self._budget() as deadline:
@@ -430,6 +436,8 @@ class Engine:
             index = self._indexes.ready(col, need_vectors=allowed is not None)
         if index is None:
             return empty
+        candidates = len(index) if allowed is None else len(allowed)
+        check_query_results(self.options, len(queries), min(n_results, candidates))
 
         def fetch(keys: np.ndarray) -> np.ndarray:
             return records.vectors_by_keys(self._conn, keys, col.dimension)
