@@ -167,7 +167,8 @@ class StorageIOError(ChromaError):
 
 
 class FormatVersionError(ChromaError):
-    """The data directory was written by a newer huedb format than this one can read."""
+    """The store's format cannot be used now: written by a newer huedb, or older and held
+    open by another process, so it cannot be migrated."""
 
 
 class ConfigError(ValueError):

@@ -8,6 +8,7 @@ exit code 2 and a message naming the setting; none of them may start an open ser
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
@@ -15,6 +16,9 @@ import httpx
 import pytest
 import trustme
 
+import huedb
+from huedb.api.client import clear_system_cache
+from huedb.engine.connection import DB_FILENAME
 from tests.cli import run_cli
 from tests.http_checks import ADMIN, DB, assert_error, auth_headers
 from tests.servers import free_port, huedb_server
@@ -181,3 +185,15 @@ def test_chroma_token_provider_settings_are_honoured(tmp_path: Path) -> None:
         for style in ("bearer", "x-chroma-token"):
             response = httpx.get(url, headers=auth_headers(ADMIN, style), timeout=30)
             assert response.status_code == 200, response.text
+
+
+def test_a_store_it_cannot_serve_stops_the_start(tmp_path: Path) -> None:
+    """A store of a newer format: exit 2 with the reason, before any worker starts."""
+    huedb.PersistentClient(path=tmp_path / "data").close()
+    clear_system_cache()
+    conn = sqlite3.connect(tmp_path / "data" / DB_FILENAME)
+    with conn:
+        conn.execute("UPDATE huedb_meta SET value = '99' WHERE key = 'format_version'")
+    conn.close()
+    output = refused(tmp_path, env={})
+    assert "newer huedb" in output, output

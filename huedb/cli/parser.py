@@ -26,7 +26,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--port", type=int, help="port (default 8000)")
     run.add_argument("--workers", type=int, help="worker processes sharing the directory")
     run.add_argument("--config", help="TOML or JSON file with server settings and [auth] tokens")
-    run.add_argument("--auth-tokens-file", help="file with one 'token [admin|read-only]' per line")
+    run.add_argument(
+        "--auth-tokens-file", help="file with one 'token [role[@tenant[/db+db]]]' per line"
+    )
     run.add_argument("--ssl-certfile", help="TLS certificate (PEM)")
     run.add_argument("--ssl-keyfile", help="TLS private key (PEM)")
     run.add_argument(

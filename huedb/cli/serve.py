@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from pathlib import Path
 
-from huedb.errors import ConfigError
+from huedb.engine.registry import acquire_engine, release_engine
+from huedb.errors import ChromaError, ConfigError
 from huedb.options import OPTION_NAMES, resolve_options
 from huedb.server.server_config import (
     ENV_CONFIG,
@@ -91,11 +93,19 @@ def run_server(config: ServerConfig, log_level: str) -> int:
     return 0
 
 
+def check_store(config: ServerConfig) -> None:
+    """Open the store once before the workers do (migrating it if it is older), so a store
+    that cannot be served (a newer format, an older server still on it, unreadable) stops
+    the start with its reason instead of a worker's traceback."""
+    release_engine(acquire_engine(Path(config.path), config.engine))
+
+
 def serve(args: argparse.Namespace) -> int:
-    """`huedb run`: a configuration error prints a message and exits 2."""
+    """`huedb run`: a configuration or store error prints a message and exits 2."""
     try:
         config = server_config(args, dict(os.environ))
-    except ConfigError as exc:
+        check_store(config)
+    except (ConfigError, ChromaError) as exc:
         logger.error("cannot start: %s", exc)
         return 2
     return run_server(config, args.log_level)
