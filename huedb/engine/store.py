@@ -1,0 +1,325 @@
+"""The store interface: what the engine asks of the truth it runs on.
+
+A store holds the catalog (tenants, databases, collections, aliases), the records with
+their vectors, typed metadata and document index, and the oplog of vector changes. The
+engine, its index cache and everything above see only these protocols; each store (SQLite
+in `engine/sqlite_store/`, PostgreSQL in `engine/postgres_store/`) keeps its SQL to itself.
+
+What every store guarantees (docs/ARCHITECTURE.md, "Store interface"):
+- a `read()` session sees one consistent snapshot for all its calls;
+- a `write()` session is one transaction: all of it commits when the block ends without an
+  exception, nothing of it otherwise; writers of one collection are serialised;
+- a write acknowledged (its block ended) is committed, at the durability configured;
+- record keys are never reused (a deleted record's key is never given to another one);
+- the oplog is per collection: every committed change of a record's vector (insert,
+  replace, delete) has a sequence number, and once `oplog_head(cid)` returned `h` in a
+  snapshot, every change committed later gets a number above `h`, so a reader that
+  applied `oplog_changes(cid, w)` up to `h` never skips a committed change.
+
+Calls take and return plain values: `CollectionRow`, record rows as tuples
+`(key, id, document, uri, metadata_json[, vector])` with the vector as float32 bytes,
+numpy arrays for keys and vectors. Errors are `huedb.errors` classes (NotFoundError,
+CollectionExistsError, StorageFullError, ...), raised in the same order on every store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from huedb.engine.budget import Deadline
+from huedb.engine.catalog import CollectionRow
+from huedb.engine.filters import RecordFilter
+from huedb.record_batch import RecordBatch
+
+# One oplog entry: (sequence number, record key, the key's vector now as float32 bytes, or
+# None when the record is gone).
+OplogChange = tuple[int, int, bytes | None]
+
+
+class StoreSession(Protocol):
+    """The calls of one transaction (a read snapshot, or a write); not thread-safe.
+
+    Names are validated by the engine before they get here; a session checks only what
+    needs the stored state (existence, clashes) and raises huedb's errors.
+    """
+
+    # -- catalog ---------------------------------------------------------------------
+
+    def ensure_defaults(self, tenant: str, database: str) -> None:
+        """Create the default tenant and database (idempotent)."""
+        ...
+
+    def create_tenant(self, name: str) -> None:
+        """AlreadyExistsError if it exists."""
+        ...
+
+    def get_tenant(self, name: str) -> dict[str, Any]:
+        """`{"name": name}`; NotFoundError if missing."""
+        ...
+
+    def create_database(self, name: str, tenant: str) -> None:
+        """NotFoundError for a missing tenant, then AlreadyExistsError."""
+        ...
+
+    def get_database(self, name: str, tenant: str) -> dict[str, Any]:
+        """`{"id", "name", "tenant"}`; NotFoundError if missing."""
+        ...
+
+    def list_databases(
+        self, tenant: str, limit: int | None, offset: int | None
+    ) -> list[dict[str, Any]]:
+        """A tenant's databases by name."""
+        ...
+
+    def database_id(self, tenant: str, database: str) -> str:
+        """The id of a database; NotFoundError if missing."""
+        ...
+
+    def database_names(self, db_id: str) -> tuple[str, str] | None:
+        """(tenant, database) of a database id, if it exists."""
+        ...
+
+    def delete_database(self, name: str, tenant: str) -> list[CollectionRow]:
+        """Delete a database, its aliases and collection rows; returns those collections
+        (the caller deletes their records in the same transaction)."""
+        ...
+
+    def collection_by_name(self, db_id: str, name: str, follow_alias: bool = True) -> CollectionRow:
+        """A collection by name, or by an alias naming it; NotFoundError if neither."""
+        ...
+
+    def collection_by_uuid(self, collection_uuid: str) -> CollectionRow:
+        """NotFoundError if missing."""
+        ...
+
+    def list_collections(
+        self, db_id: str, limit: int | None, offset: int | None
+    ) -> list[CollectionRow]:
+        """A database's collections by uuid."""
+        ...
+
+    def count_collections(self, db_id: str) -> int: ...
+
+    def insert_collection(
+        self,
+        db_id: str,
+        name: str,
+        metadata: dict[str, Any] | None,
+        configuration: dict[str, Any],
+    ) -> CollectionRow:
+        """A new collection (new uuid); CollectionExistsError if the name or an alias is taken."""
+        ...
+
+    def update_collection(
+        self,
+        col: CollectionRow,
+        new_name: str | None,
+        new_metadata: dict[str, Any] | None,
+        new_configuration: dict[str, Any] | None,
+    ) -> None:
+        """Rename (CollectionExistsError on a clash) and replace what is given ({} metadata:
+        none)."""
+        ...
+
+    def delete_collection_row(self, cid: int) -> None: ...
+
+    def set_dimension(self, cid: int, dimension: int) -> None:
+        """Fix the collection's dimension if it has none yet."""
+        ...
+
+    def alias_target(self, db_id: str, name: str) -> int | None:
+        """The cid an alias points at, or None if `name` is no alias."""
+        ...
+
+    def set_alias(self, db_id: str, alias: str, target: str, create: bool) -> None:
+        """Create an alias (AlreadyExistsError if `create` and it exists) or switch it
+        (NotFoundError if not `create` and it is missing); InvalidArgumentError if `alias`
+        names a collection."""
+        ...
+
+    def delete_alias(self, db_id: str, alias: str) -> None:
+        """NotFoundError if missing."""
+        ...
+
+    def list_aliases(self, db_id: str) -> list[dict[str, str]]:
+        """`{"name", "collection", "collection_id"}` by alias name."""
+        ...
+
+    def aliases_of(self, cid: int) -> list[str]: ...
+
+    def collection_uuids(self) -> list[str]:
+        """Every collection's uuid, in creation order."""
+        ...
+
+    # -- records (writes) --------------------------------------------------------------
+
+    def existing_keys(self, cid: int, ids: Sequence[str]) -> dict[str, int]:
+        """The given ids that exist in the collection, with their keys."""
+        ...
+
+    def insert_records(self, cid: int, batch: RecordBatch) -> None:
+        """Insert records (ids known absent, vectors given) with new keys in batch order;
+        metadata is stored cleaned (`record_values.clean_metadata`), its (key, type) pairs
+        recorded in the collection's schema (`record_key_types`), one oplog entry each."""
+        ...
+
+    def update_records(self, cid: int, keys: Sequence[int], batch: RecordBatch) -> None:
+        """Update records `keys` (batch order): replace what is given, merge metadata (None
+        drops a key), record key types; an oplog entry per key if vectors are given."""
+        ...
+
+    def delete_keys(self, cid: int, keys: Sequence[int]) -> None:
+        """Delete records by key (one oplog entry each)."""
+        ...
+
+    def delete_collection_records(self, cid: int) -> None:
+        """Remove every record of a collection and its oplog."""
+        ...
+
+    def record_key_types(self, cid: int, pairs: list[tuple[str, str]]) -> None:
+        """Add (key, type) pairs missing from the collection's stored schema
+        (`schema_keys.add_pairs`), read and written in this write transaction."""
+        ...
+
+    # -- records (reads) ---------------------------------------------------------------
+
+    def select_keys(
+        self, cid: int, flt: RecordFilter, limit: int | None = None, offset: int | None = None
+    ) -> list[int]:
+        """Keys of matching records in storage (key) order."""
+        ...
+
+    def allowed_keys(self, cid: int, flt: RecordFilter) -> np.ndarray:
+        """Keys (uint64, each once, any order) a filtered query may return."""
+        ...
+
+    def fetch_rows(
+        self,
+        cid: int,
+        flt: RecordFilter,
+        limit: int | None,
+        offset: int | None,
+        with_vectors: bool,
+    ) -> list[tuple]:
+        """Matching rows in key order."""
+        ...
+
+    def fetch_after_key(self, cid: int, after_key: int, limit: int) -> list[tuple]:
+        """Up to `limit` rows with vectors and a key above `after_key`, by key."""
+        ...
+
+    def fetch_by_keys(self, cid: int, keys: Sequence[int], with_vectors: bool) -> dict[int, tuple]:
+        """Rows of the collection's given keys, by key."""
+        ...
+
+    def collection_keys(self, cid: int) -> list[int]: ...
+
+    def count_records(self, cid: int) -> int: ...
+
+    def vectors_by_keys(self, keys: Sequence[int] | np.ndarray, dim: int) -> np.ndarray:
+        """Float32 vectors of the keys as rows in the given order (KeyError for a missing
+        one: callers ask for keys they know exist)."""
+        ...
+
+    def vector_chunks(
+        self, cid: int, dim: int, rows: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every (keys uint64, vectors float32 (n, dim)) of a collection by key, in chunks of
+        at most `rows`."""
+        ...
+
+    def keys_with_vector(self, cid: int, vector: np.ndarray) -> list[int]:
+        """Keys of the collection's records whose vector equals `vector` bit for bit."""
+        ...
+
+    # -- oplog ------------------------------------------------------------------------
+
+    def oplog_head(self, cid: int) -> int:
+        """A sequence number at or above every change of `cid` in this snapshot, below every
+        change committed later (module docstring)."""
+        ...
+
+    def oplog_changes(self, cid: int, after_seq: int) -> list[OplogChange]:
+        """The collection's changes with a sequence number above `after_seq`, in order."""
+        ...
+
+    def prune_oplog(self, cid: int, upto: int, snapshotted: bool) -> None:
+        """Drop changes up to `upto`; raise the collection's `pruned_seq` (and its
+        `snapshot_seq` when a snapshot covers them) to it."""
+        ...
+
+    # -- store-wide ------------------------------------------------------------------
+
+    def collection_sizes(self, cid: int) -> tuple[int, int, int, int]:
+        """(records, document bytes, metadata bytes, oplog rows) of a collection."""
+        ...
+
+    def prune_leftovers(self) -> int:
+        """Remove what deletes left behind (digest and document-index entries); count."""
+        ...
+
+    def delete_everything(self) -> None:
+        """Empty every data table (the caller re-creates the defaults)."""
+        ...
+
+    def time_budget(self, seconds: float) -> AbstractContextManager[Deadline]:
+        """Run a block of reads under a deadline of `seconds` (0: none): a statement running
+        past it is stopped and the block raises QueryTimeoutError. Used inside a session."""
+        ...
+
+
+class Store(Protocol):
+    """The truth of one huedb store, opened by this process (one per engine).
+
+    Not thread-safe: the engine serialises calls with its lock, except `snapshot_session`,
+    which runs on a connection of its own.
+    """
+
+    kind: str  # "sqlite" or "postgresql"
+    store_id: str  # random, fixed at creation; index snapshots carry it
+
+    def read(self) -> AbstractContextManager[StoreSession]:
+        """A read session: one snapshot for all its calls."""
+        ...
+
+    def write(self) -> AbstractContextManager[StoreSession]:
+        """A write session: one transaction, committed when the block ends, rolled back
+        (and the exception re-raised) otherwise; StorageFullError / StorageIOError for a
+        storage failure."""
+        ...
+
+    def snapshot_session(self) -> AbstractContextManager[StoreSession] | None:
+        """A long read session on a connection of its own, so the engine keeps serving
+        while it is open; None when the store has only one connection (in memory): the
+        caller then reads through `read()` under its lock."""
+        ...
+
+    def copy_to(self, target: Path) -> None:
+        """Write a consistent copy of the whole store to `target` as a SQLite database file
+        (the backup format), without blocking readers or writers."""
+        ...
+
+    def integrity_problems(self) -> list[str]:
+        """The store's own consistency check plus huedb's invariants, as readable lines."""
+        ...
+
+    def storage_figures(self) -> dict[str, Any]:
+        """`{"bytes", "reclaimable_bytes", ...}` of the whole store."""
+        ...
+
+    def free_pages(self) -> int:
+        """Return free space to the file system or the server (outside a session); bytes."""
+        ...
+
+    def settings_in_force(self) -> dict[str, Any]:
+        """Store settings as read back from the store (e.g. `sqlite_synchronous`)."""
+        ...
+
+    def close(self) -> None:
+        """Close connections and release what the store holds (locks)."""
+        ...
