@@ -34,6 +34,18 @@ LIMIT_CEILINGS = {
     "max_ids": 10_000_000,
 }
 MAX_QUERY_TIMEOUT = 86_400.0
+# What `huedb run` starts from, under its config file, environment and flags: a server
+# answers to every client, so each request is bounded (docs/deploy.md, "Limits").
+SERVER_DEFAULTS: dict[str, Any] = {
+    "max_query_embeddings": 1000,
+    "max_query_results": 10_000,
+    "max_filter_terms": 200,
+    "max_in_values": 10_000,
+    "max_pattern_bytes": 4096,
+    "max_regex_terms": 4,
+    "max_ids": 250_000,
+    "query_timeout": 30.0,
+}
 
 
 @dataclass(frozen=True)
@@ -51,25 +63,28 @@ class EngineOptions:
     # A graph is snapshotted once this many changes (or 10 % of it) are not in its snapshot.
     snapshot_every: int = 1000
     # What one request may ask of the engine (docs/deploy.md, "Limits"); beyond a limit the
-    # request is refused with QuotaError (422) before the engine lock is taken.
+    # request is refused with QuotaError (422) before the engine lock is taken. These class
+    # defaults are those of embedded clients and CLI commands (the ceilings, no time budget:
+    # in-process code answers to itself, as with Chroma); `huedb run` starts from
+    # SERVER_DEFAULTS instead.
     # Query vectors of one query (per-vector search cost grows with the collection).
-    max_query_embeddings: int = 1000
+    max_query_embeddings: int = LIMIT_CEILINGS["max_query_embeddings"]
     # Query vectors x results (the size of the answer; n_results counts up to the records
     # the query can return, so a huge n_results on a small collection is served).
-    max_query_results: int = 10_000
+    max_query_results: int = LIMIT_CEILINGS["max_query_results"]
     # Operators and conditions of `where` and `where_document` together.
-    max_filter_terms: int = 200
+    max_filter_terms: int = LIMIT_CEILINGS["max_filter_terms"]
     # Values of all `$in` / `$nin` lists of one request together.
-    max_in_values: int = 10_000
+    max_in_values: int = LIMIT_CEILINGS["max_in_values"]
     # UTF-8 bytes of one `$contains` / `$not_contains` / `$regex` / `$not_regex` operand.
-    max_pattern_bytes: int = 4096
+    max_pattern_bytes: int = LIMIT_CEILINGS["max_pattern_bytes"]
     # `$regex` / `$not_regex` conditions of one request (each scans every document).
-    max_regex_terms: int = 4
+    max_regex_terms: int = LIMIT_CEILINGS["max_regex_terms"]
     # Ids named by one get, query or delete.
-    max_ids: int = 250_000
+    max_ids: int = LIMIT_CEILINGS["max_ids"]
     # Seconds an engine read (get, query, count, a delete's selection) may hold the engine
     # lock before it is stopped and refused (QueryTimeoutError); 0 turns the budget off.
-    query_timeout: float = 30.0
+    query_timeout: float = 0.0
 
     def __post_init__(self) -> None:
         if self.sync not in SYNC_MODES:
@@ -107,9 +122,11 @@ def resolve_options(
     file: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     args: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> EngineOptions:
-    """Defaults < config file < environment < arguments; None in a layer means "not set"."""
-    values: dict[str, Any] = {}
+    """Defaults (the class's, then `defaults`, e.g. SERVER_DEFAULTS) < config file <
+    environment < arguments; None in a layer means "not set"."""
+    values: dict[str, Any] = dict(defaults or {})
     for key, raw in (file or {}).items():
         name = key.replace("-", "_")
         if name in OPTION_NAMES:

@@ -120,3 +120,21 @@ def test_unknown_embedder_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert r.returncode == 2 and "module:factory" in r.stderr
     assert v1()(["x"])[0].shape == (16,)
+
+
+def test_eval_over_http_sends_more_queries_than_one_request_may_carry(tmp_path: Path) -> None:
+    from tests.servers import huedb_server
+
+    data = tmp_path / "data"
+    _eval_store(data)
+    queries = tmp_path / "q.jsonl"
+    rows = [{"query": f"q{1 + i % 3}", "relevant": ["a"]} for i in range(1200)]
+    queries.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with huedb_server(data) as server:
+        r = huedb_cli(
+            *("eval", "--url", server.url, "--queries", str(queries), "--k", "2"),
+            *("--embedder", "tests.embedders:lookup", "--collection", "cand", "--json"),
+        )
+    assert r.returncode == 0, r.stderr
+    # q1 finds a first, q2 does not find it, q3 finds it second (as above): 800 of 1,200.
+    assert json.loads(r.stdout)["scores"]["cand"]["recall_at_k"] == 800 / 1200

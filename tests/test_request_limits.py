@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 
 import huedb
-from huedb.options import EngineOptions
+from huedb.options import SERVER_DEFAULTS, EngineOptions
 from tests.servers import RunningServer, huedb_server
 
 DIM = 8
-LIMITS = EngineOptions()
+LIMITS = EngineOptions(**SERVER_DEFAULTS)  # what `huedb run` starts from
 FAST = 5.0  # seconds: a refusal takes milliseconds; this only catches a request that ran
 
 
@@ -271,3 +271,18 @@ def test_embedded_budget_rolls_back_and_releases_the_lock(tmp_path: Path) -> Non
         reader.join(timeout=5)
         assert answered == [3000]
     assert len(col.get(ids=["s0", "s2999"])["ids"]) == 2
+
+
+def test_embedded_clients_are_bounded_only_by_the_ceilings(tmp_path: Path) -> None:
+    """In-process code answers to itself, as with Chroma: no server limits, no time budget."""
+    client = huedb.PersistentClient(path=tmp_path / "db")
+    col = client.create_collection("many")
+    col.add(ids=[str(i) for i in range(50)], embeddings=np.random.default_rng(1).random((50, 4)))
+    queries = np.random.default_rng(2).random((LIMITS.max_query_embeddings + 1, 4))
+    found = col.query(query_embeddings=queries, n_results=10)
+    assert len(found["ids"]) == len(queries) and all(len(ids) == 10 for ids in found["ids"])
+    wide = {"$or": [{"k": i} for i in range(LIMITS.max_filter_terms + 1)]}
+    assert col.get(where=wide)["ids"] == []
+    in_force = client._server.engine.options  # the options the store was opened with
+    assert in_force.query_timeout == 0
+    client.close()

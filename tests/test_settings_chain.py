@@ -15,11 +15,12 @@ import pytest
 
 import huedb
 from huedb.errors import ConfigError
-from huedb.options import EngineOptions, resolve_options
+from huedb.options import SERVER_DEFAULTS, EngineOptions, resolve_options
 from tests.servers import huedb_server
 
 DIM = 8
 DEFAULTS = EngineOptions()
+SERVER = EngineOptions(**SERVER_DEFAULTS)  # what `huedb run` starts from
 
 
 def test_defaults_are_written_once_and_layered_in_order() -> None:
@@ -88,7 +89,7 @@ def test_huedb_run_uses_environment_config_file_and_flags(tmp_path: Path) -> Non
     with huedb_server(tmp_path / "data", *args, env=env) as server:
         stats = _stats(server.url)
         assert stats["engine"] == {
-            **DEFAULTS.to_dict(),
+            **SERVER.to_dict(),
             "sync": "normal",  # HUEDB_SYNC beats the file
             "sqlite_synchronous": "normal",  # and reached SQLite's connection
             "exact_max_floats": 800,  # from the file
@@ -106,7 +107,7 @@ def test_huedb_run_uses_environment_config_file_and_flags(tmp_path: Path) -> Non
 def test_huedb_run_defaults_without_settings(tmp_path: Path) -> None:
     with huedb_server(tmp_path / "data") as server:
         engine = _stats(server.url)["engine"]
-        assert engine == {**DEFAULTS.to_dict(), "sqlite_synchronous": DEFAULTS.sync}
+        assert engine == {**SERVER.to_dict(), "sqlite_synchronous": SERVER.sync}
         client = huedb.HttpClient(host=server.url)
         col = _fill(client, "small", 200)
         _wait_for_graph(col)
@@ -186,7 +187,7 @@ def test_request_limits_and_time_budget_come_through_the_chain(tmp_path: Path) -
         assert engine["max_ids"] == 3  # from the file
         assert engine["max_filter_terms"] == 2  # the environment beats the file
         assert engine["query_timeout"] == 7.5  # the flag beats both
-        assert engine["max_query_results"] == DEFAULTS.max_query_results
+        assert engine["max_query_results"] == SERVER.max_query_results
         client = huedb.HttpClient(host=server.url)
         col = _fill(client, "limited", 10)
         for _ in range(4):  # whichever worker answers

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from huedb.engine.registry import acquire_engine, release_engine
 from huedb.errors import ChromaError, ConfigError
-from huedb.options import OPTION_NAMES, resolve_options
+from huedb.options import OPTION_NAMES, SERVER_DEFAULTS, resolve_options
 from huedb.server.server_config import (
     ENV_CONFIG,
     ServerConfig,
@@ -48,7 +48,7 @@ def server_config(args: argparse.Namespace, env: dict[str, str]) -> ServerConfig
     }
     values.update({k: v for k, v in flags.items() if v is not None})
     engine_flags = {name: getattr(args, name) for name in OPTION_NAMES}
-    engine = resolve_options(file=engine_file, env=env, args=engine_flags)
+    engine = resolve_options(file=engine_file, env=env, args=engine_flags, defaults=SERVER_DEFAULTS)
     config = ServerConfig(**values, tokens=tokens, engine=engine)
     config.check()
     return config

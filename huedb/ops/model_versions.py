@@ -22,6 +22,8 @@ from huedb.ops.progress import progress
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_RECALL_DROP = 0.02
+# Query vectors per request: under a server's default max_query_embeddings (1,000).
+QUERY_CHUNK = 500
 
 
 def load_embedder(spec: str) -> Any:
@@ -179,7 +181,13 @@ class EvalReport:
 def score(collection: Collection, embedder: Any, queries: list[Query], k: int) -> CollectionScore:
     """Run every query; recall@k and MRR when the queries are labelled."""
     vectors = np.asarray(embedder([q.text for q in queries]), dtype=np.float32)
-    results = collection.query(query_embeddings=vectors, n_results=k, include=[])["ids"]
+    results = [
+        ids
+        for start in range(0, len(vectors), QUERY_CHUNK)
+        for ids in collection.query(
+            query_embeddings=vectors[start : start + QUERY_CHUNK], n_results=k, include=[]
+        )["ids"]
+    ]
     result = CollectionScore(collection.name, results=results)
     labelled = [(q, r) for q, r in zip(queries, results, strict=True) if q.relevant]
     if labelled:
