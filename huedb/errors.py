@@ -166,6 +166,14 @@ class StorageIOError(ChromaError):
     status = 503
 
 
+class StorageUnavailableError(ChromaError):
+    """The store's server (PostgreSQL) cannot be reached or is restarting: nothing of the
+    call was applied; the caller may retry once it is back. chromadb's client raises
+    `InternalError` for it (a server-side fault, not the request's)."""
+
+    status, wire_name = 503, "InternalError"
+
+
 class FormatVersionError(ChromaError):
     """The store's format cannot be used now: written by a newer huedb, or older and held
     open by another process, so it cannot be migrated."""

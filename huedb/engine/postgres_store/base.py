@@ -1,0 +1,31 @@
+"""What every part of a PostgreSQL session shares: its connection, mode and deadline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from huedb.engine.budget import Deadline
+
+
+class SessionBase:
+    """One transaction's connection; `run` executes a statement under the session's
+    deadline (checked before each statement; `time_budget` bounds each statement)."""
+
+    def __init__(self, conn: psycopg.Connection, writable: bool) -> None:
+        self._conn = conn
+        self._writable = writable
+        self._locked: set[int] = set()  # collections this write session has locked
+        self._deadline: Deadline | None = None
+
+    def run(self, sql: str, params: Any = None) -> psycopg.Cursor:
+        """Execute one statement (after checking the deadline) and return its cursor."""
+        if self._deadline is not None:
+            self._deadline.check()
+        return self._conn.execute(sql, params)
+
+    def check_deadline(self) -> None:
+        """For Python loops over rows: QueryTimeoutError once the budget is spent."""
+        if self._deadline is not None:
+            self._deadline.check()

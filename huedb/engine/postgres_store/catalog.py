@@ -1,0 +1,326 @@
+"""Tenants, databases, collections and aliases in PostgreSQL (calls of a `PgSession`).
+
+Races between transactions are settled by constraints and locks, with the errors the
+SQLite store raises (where one writer at a time makes them impossible):
+- tenants and databases: `INSERT ... ON CONFLICT DO NOTHING`; nothing inserted means it
+  exists (AlreadyExistsError).
+- `database_id` in a write session takes a transaction-level advisory lock on the
+  database, so the catalog changes of one database (create / get-or-create / delete a
+  collection, aliases) run one at a time, as in SQLite: get_or_create never fails on a
+  concurrent create of the same name.
+- a write session locks a collection's row the first time it reads it (`FOR UPDATE`), so
+  the collection's writers are serialised (records, oplog, renames, deletes). Locks are
+  always taken database first, then collection, never the reverse: no deadlock.
+- names: collections and aliases of a database share `catalog_names` (primary key), so a
+  rename racing an alias of the same name fails on the constraint (CollectionExistsError).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from psycopg import errors as pg_errors
+
+from huedb.engine.catalog import DEFAULT_DATABASE_ID, CollectionRow
+from huedb.engine.postgres_store.base import SessionBase
+from huedb.engine.postgres_store.connection import ADVISORY_CLASS
+from huedb.errors import (
+    AlreadyExistsError,
+    CollectionExistsError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+
+_COLUMNS = (
+    "cid, uuid, name, database_id, metadata, configuration, dimension, pruned_seq, snapshot_seq"
+)
+
+
+def _row(r: tuple) -> CollectionRow:
+    return CollectionRow(
+        cid=r[0],
+        uuid=r[1],
+        name=r[2],
+        database_id=r[3],
+        metadata=json.loads(r[4]) if r[4] is not None else None,
+        configuration=json.loads(r[5]),
+        dimension=r[6],
+        pruned_seq=r[7],
+        snapshot_seq=r[8],
+    )
+
+
+def _dump(metadata: dict[str, Any] | None) -> str | None:
+    return None if metadata is None else json.dumps(metadata, ensure_ascii=False)
+
+
+class CatalogSQL(SessionBase):
+    """The catalog half of a PostgreSQL session."""
+
+    def _lock_clause(self) -> str:
+        return " FOR UPDATE" if self._writable else ""
+
+    def _collection(self, where: str, params: tuple) -> CollectionRow | None:
+        """One collection row; in a write session its row is locked until commit."""
+        row = self.run(
+            f"SELECT {_COLUMNS} FROM collections WHERE {where}{self._lock_clause()}", params
+        ).fetchone()
+        if row is None:
+            return None
+        if self._writable:
+            self._locked.add(row[0])
+        return _row(row)
+
+    def ensure_defaults(self, tenant: str, database: str) -> None:
+        self.run("INSERT INTO tenants (name) VALUES (%s) ON CONFLICT DO NOTHING", (tenant,))
+        self.run(
+            "INSERT INTO databases (id, name, tenant) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            (DEFAULT_DATABASE_ID, database, tenant),
+        )
+
+    def create_tenant(self, name: str) -> None:
+        inserted = self.run(
+            "INSERT INTO tenants (name) VALUES (%s) ON CONFLICT DO NOTHING", (name,)
+        ).rowcount
+        if not inserted:
+            raise AlreadyExistsError(f"Tenant [{name}] already exists")
+
+    def get_tenant(self, name: str) -> dict[str, Any]:
+        if not self.run("SELECT 1 FROM tenants WHERE name = %s", (name,)).fetchone():
+            raise NotFoundError(f"Tenant [{name}] not found")
+        return {"name": name}
+
+    def create_database(self, name: str, tenant: str) -> None:
+        # The tenant row is locked (shared) so a concurrent delete cannot orphan the database.
+        if not self.run(
+            "SELECT 1 FROM tenants WHERE name = %s FOR KEY SHARE", (tenant,)
+        ).fetchone():
+            raise NotFoundError(f"Tenant [{tenant}] not found")
+        inserted = self.run(
+            "INSERT INTO databases (id, name, tenant) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            (str(uuid.uuid4()), name, tenant),
+        ).rowcount
+        if not inserted:
+            raise AlreadyExistsError(f"Database [{name}] already exists")
+
+    def get_database(self, name: str, tenant: str) -> dict[str, Any]:
+        row = self.run(
+            "SELECT id FROM databases WHERE tenant = %s AND name = %s", (tenant, name)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"Database [{name}] not found. Are you sure it exists?")
+        return {"id": row[0], "name": name, "tenant": tenant}
+
+    def list_databases(
+        self, tenant: str, limit: int | None, offset: int | None
+    ) -> list[dict[str, Any]]:
+        rows = self.run(
+            'SELECT id, name FROM databases WHERE tenant = %s ORDER BY name COLLATE "C" '
+            "LIMIT %s OFFSET %s",
+            (tenant, limit, offset or 0),
+        ).fetchall()
+        return [{"id": r[0], "name": r[1], "tenant": tenant} for r in rows]
+
+    def database_names(self, db_id: str) -> tuple[str, str] | None:
+        row = self.run("SELECT tenant, name FROM databases WHERE id = %s", (db_id,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def database_id(self, tenant: str, database: str) -> str:
+        db_id = self.get_database(database, tenant)["id"]
+        if self._writable:
+            self.run("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (ADVISORY_CLASS, db_id))
+        return db_id
+
+    def delete_database(self, name: str, tenant: str) -> list[CollectionRow]:
+        db_id = self.database_id(tenant, name)
+        cols = [
+            _row(r)
+            for r in self.run(
+                f"SELECT {_COLUMNS} FROM collections WHERE database_id = %s ORDER BY cid "
+                "FOR UPDATE",
+                (db_id,),
+            )
+        ]
+        self._locked.update(c.cid for c in cols)
+        self.run("DELETE FROM catalog_names WHERE database_id = %s", (db_id,))
+        self.run("DELETE FROM collections WHERE database_id = %s", (db_id,))
+        self.run("DELETE FROM databases WHERE id = %s", (db_id,))
+        return cols
+
+    def collection_by_name(self, db_id: str, name: str, follow_alias: bool = True) -> CollectionRow:
+        col = self._collection("database_id = %s AND name = %s", (db_id, name))
+        if col is None and follow_alias:
+            col = self._collection(
+                "cid = (SELECT cid FROM catalog_names WHERE database_id = %s AND name = %s "
+                "AND is_alias)",
+                (db_id, name),
+            )
+        if col is None:
+            raise NotFoundError(f"Collection [{name}] does not exist")
+        return col
+
+    def collection_by_uuid(self, collection_uuid: str) -> CollectionRow:
+        col = self._collection("uuid = %s", (collection_uuid,))
+        if col is None:
+            raise NotFoundError(f"Collection [{collection_uuid}] does not exist.")
+        return col
+
+    def list_collections(
+        self, db_id: str, limit: int | None, offset: int | None
+    ) -> list[CollectionRow]:
+        rows = self.run(
+            f"SELECT {_COLUMNS} FROM collections WHERE database_id = %s "
+            'ORDER BY uuid COLLATE "C" LIMIT %s OFFSET %s',
+            (db_id, limit, offset or 0),
+        ).fetchall()
+        return [_row(r) for r in rows]
+
+    def count_collections(self, db_id: str) -> int:
+        return self.run(
+            "SELECT count(*) FROM collections WHERE database_id = %s", (db_id,)
+        ).fetchone()[0]
+
+    def collection_uuids(self) -> list[str]:
+        return [r[0] for r in self.run("SELECT uuid FROM collections ORDER BY cid")]
+
+    def _name_taken(self, db_id: str, name: str) -> bool:
+        """Whether a collection or an alias of the database has this name."""
+        return (
+            self.run(
+                "SELECT 1 FROM catalog_names WHERE database_id = %s AND name = %s", (db_id, name)
+            ).fetchone()
+            is not None
+        )
+
+    def insert_collection(
+        self,
+        db_id: str,
+        name: str,
+        metadata: dict[str, Any] | None,
+        configuration: dict[str, Any],
+    ) -> CollectionRow:
+        if self._name_taken(db_id, name):
+            raise CollectionExistsError(f"Collection [{name}] already exists")
+        new_uuid = str(uuid.uuid4())
+        try:
+            cid = self.run(
+                "INSERT INTO collections (uuid, name, database_id, metadata, configuration) "
+                "VALUES (%s, %s, %s, %s, %s) RETURNING cid",
+                (new_uuid, name, db_id, _dump(metadata), json.dumps(configuration)),
+            ).fetchone()[0]
+            self.run(
+                "INSERT INTO catalog_names (database_id, name, cid, is_alias) "
+                "VALUES (%s, %s, %s, false)",
+                (db_id, name, cid),
+            )
+        except pg_errors.UniqueViolation as exc:
+            raise CollectionExistsError(f"Collection [{name}] already exists") from exc
+        return self.collection_by_uuid(new_uuid)
+
+    def update_collection(
+        self,
+        col: CollectionRow,
+        new_name: str | None,
+        new_metadata: dict[str, Any] | None,
+        new_configuration: dict[str, Any] | None,
+    ) -> None:
+        if new_name is not None and new_name != col.name:
+            clash = CollectionExistsError(
+                f"UNIQUE constraint failed: collections.database_id, collections.name "
+                f"(Collection [{new_name}] already exists)"
+            )
+            if self._name_taken(col.database_id, new_name):
+                raise clash
+            try:
+                self.run(
+                    "UPDATE catalog_names SET name = %s WHERE cid = %s AND NOT is_alias",
+                    (new_name, col.cid),
+                )
+                self.run("UPDATE collections SET name = %s WHERE cid = %s", (new_name, col.cid))
+            except pg_errors.UniqueViolation as exc:
+                raise clash from exc
+        if new_metadata is not None:
+            self.run(
+                "UPDATE collections SET metadata = %s WHERE cid = %s",
+                (_dump(new_metadata or None), col.cid),
+            )
+        if new_configuration is not None:
+            self.run(
+                "UPDATE collections SET configuration = %s WHERE cid = %s",
+                (json.dumps(new_configuration), col.cid),
+            )
+
+    def set_dimension(self, cid: int, dimension: int) -> None:
+        self.run(
+            "UPDATE collections SET dimension = %s WHERE cid = %s AND dimension IS NULL",
+            (dimension, cid),
+        )
+
+    def delete_collection_row(self, cid: int) -> None:
+        self.run("DELETE FROM catalog_names WHERE cid = %s", (cid,))
+        self.run("DELETE FROM collections WHERE cid = %s", (cid,))
+
+    def alias_target(self, db_id: str, name: str) -> int | None:
+        row = self.run(
+            "SELECT cid FROM catalog_names WHERE database_id = %s AND name = %s AND is_alias",
+            (db_id, name),
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def set_alias(self, db_id: str, alias: str, target: str, create: bool) -> None:
+        if self.run(
+            "SELECT 1 FROM collections WHERE database_id = %s AND name = %s", (db_id, alias)
+        ).fetchone():
+            raise InvalidArgumentError(
+                f"[{alias}] is a collection name; an alias needs its own name"
+            )
+        row = self.run(
+            "SELECT cid FROM collections WHERE database_id = %s AND name = %s", (db_id, target)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"Collection [{target}] does not exist")
+        exists = self.alias_target(db_id, alias) is not None
+        if create and exists:
+            raise AlreadyExistsError(f"Alias [{alias}] already exists")
+        if not create and not exists:
+            raise NotFoundError(f"Alias [{alias}] does not exist")
+        # A collection renamed to `alias` meanwhile holds the name: nothing is written then.
+        written = self.run(
+            "INSERT INTO catalog_names (database_id, name, cid, is_alias) "
+            "VALUES (%s, %s, %s, true) ON CONFLICT (database_id, name) "
+            "DO UPDATE SET cid = excluded.cid WHERE catalog_names.is_alias",
+            (db_id, alias, row[0]),
+        ).rowcount
+        if not written:
+            raise InvalidArgumentError(
+                f"[{alias}] is a collection name; an alias needs its own name"
+            )
+
+    def delete_alias(self, db_id: str, alias: str) -> None:
+        deleted = self.run(
+            "DELETE FROM catalog_names WHERE database_id = %s AND name = %s AND is_alias",
+            (db_id, alias),
+        ).rowcount
+        if deleted == 0:
+            raise NotFoundError(f"Alias [{alias}] does not exist")
+
+    def list_aliases(self, db_id: str) -> list[dict[str, str]]:
+        rows = self.run(
+            "SELECT a.name, c.name, c.uuid FROM catalog_names a JOIN collections c "
+            "ON c.cid = a.cid WHERE a.database_id = %s AND a.is_alias "
+            'ORDER BY a.name COLLATE "C"',
+            (db_id,),
+        )
+        return [{"name": r[0], "collection": r[1], "collection_id": r[2]} for r in rows]
+
+    def aliases_of(self, cid: int) -> list[str]:
+        return [
+            r[0]
+            for r in self.run(
+                "SELECT name FROM catalog_names WHERE cid = %s AND is_alias "
+                'ORDER BY name COLLATE "C"',
+                (cid,),
+            )
+        ]

@@ -1,0 +1,137 @@
+"""Connections to PostgreSQL: the pool, the two kinds of transaction, and error mapping.
+
+Why this shape:
+- psycopg 3 with a `psycopg_pool.ConnectionPool`: a connection is taken for one session
+  (read, write, snapshot or copy) and returned at its end. Every connection is checked on
+  checkout (`check_connection`, one round trip), so connections broken by a server restart
+  are replaced instead of failing a request; the pool reconnects on its own, and a request
+  waits at most `pool_timeout` seconds for a connection before it fails.
+- `read()` runs `REPEATABLE READ READ ONLY`: one snapshot for all the session's
+  statements, the guarantee the engine relies on (oplog head and records agree).
+- `write()` runs `READ COMMITTED` with row locks: the first time a write session touches a
+  collection it locks the collection's row (`SELECT ... FOR UPDATE`), so writers of one
+  collection are serialised until commit (SQLite gets this from `BEGIN IMMEDIATE`), and
+  each statement after the lock sees everything committed before it. Catalog changes in a
+  database also take a transaction-level advisory lock on the database (`database_id`).
+- Errors: a server that cannot be reached, is shutting down or restarting, or a pool that
+  found no working connection in time becomes `StorageUnavailableError` (503); disk full
+  `StorageFullError` (507); an I/O error `StorageIOError`; text PostgreSQL cannot hold
+  (NUL characters) `InvalidArgumentError`. Nothing of a failed write is applied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from huedb.errors import (
+    InvalidArgumentError,
+    StorageFullError,
+    StorageIOError,
+    StorageUnavailableError,
+)
+
+logger = logging.getLogger(__name__)
+
+# Advisory lock class of huedb (the first key of the two-key form; the second names what).
+ADVISORY_CLASS = 0x6875_6564  # "hued"
+SCHEMA_LOCK = 1  # creating or migrating the tables
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """How the store connects: pool size and how long a request waits for a connection."""
+
+    min_size: int = 1
+    max_size: int = 4
+    timeout: float = 5.0  # seconds a session waits for a working connection
+    connect_timeout: int = 5  # seconds one connection attempt may take
+    reconnect_timeout: float = 5.0  # seconds the pool retries a lost connection in the background
+
+
+def open_pool(url: str, settings: PoolSettings) -> ConnectionPool:
+    """A pool of connections to `url`, opened (StorageUnavailableError if it cannot connect).
+
+    Connections keep TCP keepalives on, so a server that vanished without closing its
+    sockets is noticed; a request never waits longer than `settings.timeout` for one.
+    """
+    pool = ConnectionPool(
+        url,
+        min_size=settings.min_size,
+        max_size=settings.max_size,
+        timeout=settings.timeout,
+        reconnect_timeout=settings.reconnect_timeout,
+        check=ConnectionPool.check_connection,
+        kwargs={
+            "autocommit": True,  # transactions are begun explicitly, with their isolation
+            "connect_timeout": settings.connect_timeout,
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "application_name": "huedb",
+        },
+        name="huedb",
+        open=False,
+    )
+    try:
+        with storage_errors():
+            pool.open(wait=True, timeout=settings.timeout)
+    except BaseException:
+        pool.close()
+        raise
+    return pool
+
+
+def storage_error(exc: BaseException) -> Exception | None:
+    """The huedb error for a psycopg / pool error, or None when it is not a storage one."""
+    if isinstance(exc, PoolTimeout):
+        return StorageUnavailableError(
+            f"PostgreSQL is unavailable (no working connection): {exc}; nothing was applied"
+        )
+    if isinstance(exc, pg_errors.DiskFull):
+        return StorageFullError(f"PostgreSQL's storage is full, the write was not applied: {exc}")
+    if isinstance(exc, pg_errors.IoError):
+        return StorageIOError(f"PostgreSQL I/O error, the write was not applied: {exc}")
+    if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.QueryCanceled):
+        # Connection lost, admin/crash shutdown, cannot connect now, too many connections.
+        return StorageUnavailableError(f"PostgreSQL is unavailable: {exc}; nothing was applied")
+    if isinstance(exc, psycopg.DataError) and "NUL" in str(exc):
+        return InvalidArgumentError(f"PostgreSQL cannot store this text: {exc}")
+    return None
+
+
+@contextlib.contextmanager
+def storage_errors() -> Iterator[None]:
+    """Raise huedb's storage errors for psycopg's (others pass through unchanged)."""
+    try:
+        yield
+    except (psycopg.Error, PoolTimeout) as exc:
+        mapped = storage_error(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+@contextlib.contextmanager
+def transaction(
+    pool: ConnectionPool, isolation: str, read_only: bool
+) -> Iterator[psycopg.Connection]:
+    """One transaction on a pooled connection: committed when the block ends without an
+    exception, rolled back otherwise; storage failures raised as huedb errors."""
+    with storage_errors(), pool.connection() as conn:
+        mode = " READ ONLY" if read_only else ""
+        conn.execute(f"BEGIN ISOLATION LEVEL {isolation}{mode}")
+        try:
+            yield conn
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")

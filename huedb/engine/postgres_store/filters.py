@@ -1,0 +1,158 @@
+"""Render a checked filter tree (`engine/filters.py`) as PostgreSQL SQL over `records`.
+
+A predicate is a boolean SQL expression on the alias `r` (a row of `records`), never NULL
+(three-valued logic would make a negation drop rows), plus its parameters:
+- metadata terms select keys from `record_meta` through its typed indexes (numbers and
+  bools in `num`, exact NUMERIC; strings in `txt`); negations are `NOT` of the positive
+  form, so records without the key or with another type match them, as on SQLite;
+- `$contains` on documents: `LIKE '%text%'` (served by the `pg_trgm` GIN index for 3 to
+  256 characters, as SQLite's trigram index), confirmed with `strpos` (case-sensitive
+  substring, SQLite's `instr`);
+- `$regex` never runs in PostgreSQL (its dialect is not Chroma's): the store evaluates each
+  pattern in Python (`regex_dialect.search`) over the candidate rows first and passes the
+  matching keys in (`regex_keys`); the leaf becomes `r.key = ANY(keys)`.
+A positive metadata-only filter also has a key-set form (INTERSECT / UNION of key
+SELECTs, never visiting `records`), which a filtered query uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+from huedb.engine.filters import COMPARISONS, DocTerm, Logical, MetaTerm, Node, positive
+from huedb.engine.record_values import INT64_MAX, INT64_MIN, KIND_STR
+
+_COMPARE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+MAX_KEY_SET_TERMS = 64
+# pg_trgm serves substrings of 3 characters and more; a very long one expands into as many
+# trigram lookups as it has characters, so beyond this it is scanned with strpos alone.
+MIN_INDEXED_SUBSTRING, MAX_INDEXED_SUBSTRING = 3, 256
+
+# Matching keys of each $regex pattern, computed by the store before rendering.
+RegexKeys = dict[str, list[int]]
+
+
+def number(value: Any) -> Decimal:
+    """A metadata number in stored form: the exact value of an int or a float.
+
+    An int beyond int64 is refused as SQLite refuses to bind it (stored metadata never
+    holds one: `clean_metadata` turns them into floats).
+    """
+    if isinstance(value, float):
+        return Decimal(value)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise OverflowError("Python int too large to convert to SQLite INTEGER")
+    return Decimal(value)
+
+
+def regex_patterns(node: Node) -> Iterator[str]:
+    """The patterns of every $regex / $not_regex leaf of a tree."""
+    if isinstance(node, Logical):
+        for child in node.children:
+            yield from regex_patterns(child)
+    elif isinstance(node, DocTerm) and positive(node.op) == "$regex":
+        yield node.text
+
+
+def regex_free_conjuncts(node: Node) -> Node | None:
+    """A filter implied by `node` with no regex in it (the conjuncts of a top-level $and
+    that hold none, or the whole tree if it holds none); None when there is none.
+
+    Only records passing it can match `node`, so regexes need only be run on those.
+    """
+    if not any(regex_patterns(node)):
+        return node
+    if isinstance(node, Logical) and node.op == "$and":
+        free = [c for c in node.children if not any(regex_patterns(c))]
+        if free:
+            return free[0] if len(free) == 1 else Logical("$and", tuple(free))
+    return None
+
+
+def predicate(tree: Node, cid: int, regex_keys: RegexKeys) -> tuple[str, list[Any]]:
+    """The boolean SQL on `r` of a filter tree for collection `cid`, and its parameters."""
+    renderer = _Renderer(cid, regex_keys)
+    return renderer.predicate(tree), renderer.params
+
+
+def key_set(tree: Node, cid: int) -> tuple[str, list[Any]] | None:
+    """A SELECT of the keys matching `tree` from `record_meta` alone, if it has one (only
+    positive metadata terms joined by $and / $or, at most MAX_KEY_SET_TERMS of them)."""
+    renderer = _Renderer(cid, {})
+    try:
+        sql = renderer.key_set(tree)
+    except _NotAKeySet:
+        return None
+    return (sql, renderer.params) if renderer.selects <= MAX_KEY_SET_TERMS else None
+
+
+class _NotAKeySet(Exception):
+    """The filter cannot be written as a compound SELECT of keys."""
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class _Renderer:
+    def __init__(self, cid: int, regex_keys: RegexKeys) -> None:
+        self.cid = cid
+        self.regex_keys = regex_keys
+        self.params: list[Any] = []
+        self.selects = 0
+
+    def predicate(self, node: Node) -> str:
+        if isinstance(node, Logical):
+            joiner = " AND " if node.op == "$and" else " OR "
+            return "(" + joiner.join(self.predicate(child) for child in node.children) + ")"
+        if isinstance(node, MetaTerm):
+            sql = f"r.key IN ({self._meta_select(node)})"
+        else:
+            sql = self._document(node)
+        return sql if positive(node.op) == node.op else f"NOT ({sql})"
+
+    def key_set(self, node: Node) -> str:
+        if isinstance(node, Logical):
+            joiner = " INTERSECT " if node.op == "$and" else " UNION "
+            return joiner.join(f"({self.key_set(c)})" for c in node.children)
+        if isinstance(node, DocTerm) or positive(node.op) != node.op:
+            raise _NotAKeySet
+        return self._meta_select(node)
+
+    def _meta_select(self, term: MetaTerm) -> str:
+        """The keys whose metadata satisfies the positive form of `term`."""
+        self.selects += 1
+        op = positive(term.op)
+        is_str = term.kind == KIND_STR
+        column, cast = ("txt", "text") if is_str else ("num", "numeric")
+        values = list(term.values) if is_str else [number(v) for v in term.values]
+        if op in COMPARISONS:
+            cond = f"num {_COMPARE_SQL[op]} %s::numeric"
+            self.params.extend((self.cid, term.key, term.is_array, values[0]))
+        elif op == "$in":
+            cond = f"{column} = ANY(%s::{cast}[])"
+            self.params.extend((self.cid, term.key, term.is_array, values))
+        else:
+            cond = f"{column} = %s::{cast}"
+            self.params.extend((self.cid, term.key, term.is_array, values[0]))
+        kind = "" if is_str else f" AND kind = {int(term.kind)}"
+        # An array may hold a value twice: one key per record.
+        distinct = "DISTINCT " if term.is_array else ""
+        return (
+            f"SELECT {distinct}key FROM record_meta WHERE cid = %s AND name = %s "
+            f"AND is_array = %s AND {column} IS NOT NULL{kind} AND {cond}"
+        )
+
+    def _document(self, term: DocTerm) -> str:
+        if positive(term.op) == "$regex":
+            self.params.append(self.regex_keys[term.text])
+            return "r.key = ANY(%s::bigint[])"
+        text = term.text
+        if MIN_INDEXED_SUBSTRING <= len(text) <= MAX_INDEXED_SUBSTRING:
+            self.params.extend((_like_pattern(text), text))
+            return "coalesce(r.document LIKE %s AND strpos(r.document, %s) > 0, false)"
+        self.params.append(text)
+        return "coalesce(strpos(r.document, %s) > 0, false)"

@@ -1,0 +1,68 @@
+"""The per-collection oplog in PostgreSQL, and why a catching-up reader never skips a change.
+
+PostgreSQL hands out sequence values when a statement runs but makes them visible when the
+transaction commits, so with one global sequence a reader could see seq 12 committed,
+advance its watermark to 12, and later find seq 11 committed by a slower transaction: a
+skipped change (the naive design; `tests/test_pg_oplog.py` keeps it as a negative control).
+
+Here each collection row holds a counter, `collections.log_seq`. A write session bumps it
+with `UPDATE ... RETURNING` and numbers its oplog rows from the values it got. That UPDATE
+takes the collection row's lock (write sessions already hold it since their first read of
+the collection) until the transaction ends, so the writers of one collection assign their
+numbers one transaction at a time, in commit order: a transaction that commits later read
+the counter after every earlier one had committed, and got higher numbers. A reader's
+`oplog_head(cid)` reads the counter in its REPEATABLE READ snapshot: that snapshot holds
+every transaction that wrote numbers up to it (they committed before the one that set it),
+and every transaction not in it commits later and numbers above it. So after applying
+`oplog_changes(cid, w)` up to the head `h`, nothing committed can ever appear at or below
+`h`: the guarantee of `engine/store.py`.
+
+Pruning deletes rows up to a watermark and raises `pruned_seq`; the counter never moves
+back, so numbers are never reused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from huedb.engine.postgres_store.base import SessionBase
+
+
+class OplogSQL(SessionBase):
+    """The oplog calls of a PostgreSQL session."""
+
+    def _log_changes(self, cid: int, keys: Sequence[int]) -> None:
+        """Append one oplog entry per key (in order), numbered from the collection's counter."""
+        if not keys:
+            return
+        top = self.run(
+            "UPDATE collections SET log_seq = log_seq + %s WHERE cid = %s RETURNING log_seq",
+            (len(keys), cid),
+        ).fetchone()
+        if top is None:  # the collection is gone: nothing to log for it
+            return
+        self._locked.add(cid)
+        first = top[0] - len(keys) + 1
+        with self._conn.cursor().copy("COPY oplog (cid, seq, key) FROM STDIN") as copy:
+            for n, key in enumerate(keys):
+                copy.write_row((cid, first + n, key))
+
+    def oplog_head(self, cid: int) -> int:
+        row = self.run("SELECT log_seq FROM collections WHERE cid = %s", (cid,)).fetchone()
+        return 0 if row is None else row[0]
+
+    def oplog_changes(self, cid: int, after_seq: int) -> list[tuple[int, int, bytes | None]]:
+        return self.run(
+            "SELECT o.seq, o.key, e.vector FROM oplog o LEFT JOIN embeddings e ON e.key = o.key "
+            "WHERE o.cid = %s AND o.seq > %s ORDER BY o.seq",
+            (cid, after_seq),
+        ).fetchall()
+
+    def prune_oplog(self, cid: int, upto: int, snapshotted: bool) -> None:
+        self.run("DELETE FROM oplog WHERE cid = %s AND seq <= %s", (cid, upto))
+        self.run(
+            "UPDATE collections SET pruned_seq = greatest(pruned_seq, %s), "
+            "snapshot_seq = CASE WHEN %s THEN greatest(snapshot_seq, %s) ELSE snapshot_seq END "
+            "WHERE cid = %s",
+            (upto, snapshotted, upto, cid),
+        )

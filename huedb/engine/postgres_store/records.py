@@ -1,0 +1,322 @@
+"""Record rows in PostgreSQL: writes (add, update, delete) and reads (get, fetch by key).
+
+Calls of a `PgSession`, inside its transaction. Keys come from the `record_keys` sequence
+(never reused); the session holds its collection's row lock (taken by its first read of
+the collection), so `existing_keys` then `insert_records` cannot race another writer, and
+keys of one collection grow in commit order. Bulk rows go in with COPY. Every change to a
+record's vector appends to the oplog in the same transaction (`oplog.py`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from huedb.engine import regex_dialect, schema_keys
+from huedb.engine.filters import RecordFilter
+from huedb.engine.postgres_store import filters as pg_filters
+from huedb.engine.postgres_store.oplog import OplogSQL
+from huedb.engine.postgres_store.schema_keys import SchemaKeysSQL
+from huedb.engine.record_values import (
+    KIND_STR,
+    clean_metadata,
+    merge_metadata,
+    sql_value,
+    value_kind,
+    vector_digest,
+)
+from huedb.record_batch import RecordBatch
+
+# Rows a Python loop over documents (regex) or vectors reads per round trip.
+SCAN_BATCH = 2_000
+
+
+def meta_scalars(metadata: dict[str, Any] | None) -> Iterator[tuple[str, int, bool, Any]]:
+    """(name, kind, is_array, value in SQLite's stored form) of each scalar of a record's
+    metadata (the elements of arrays one by one)."""
+    for name, value in (metadata or {}).items():
+        is_array = isinstance(value, list)
+        for v in value if is_array else (value,):
+            yield name, value_kind(v), is_array, sql_value(v)
+
+
+def meta_rows(cid: int, key: int, metadata: dict[str, Any] | None) -> Iterator[tuple]:
+    """record_meta rows (key, cid, name, kind, is_array, num, txt) of one record."""
+    for name, kind, is_array, value in meta_scalars(metadata):
+        if kind == KIND_STR:
+            yield key, cid, name, kind, is_array, None, value
+        else:
+            yield key, cid, name, kind, is_array, pg_filters.number(value), None
+
+
+def _dump(metadata: dict[str, Any] | None) -> str | None:
+    return None if not metadata else json.dumps(metadata, ensure_ascii=False)
+
+
+class RecordsSQL(OplogSQL, SchemaKeysSQL):
+    """The records half of a PostgreSQL session."""
+
+    def _copy(self, table: str, columns: str, rows: Any) -> None:
+        with self._conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def _new_keys(self, n: int) -> list[int]:
+        rows = self.run(
+            "SELECT nextval('record_keys') FROM generate_series(1, %s)", (n,)
+        ).fetchall()
+        return sorted(r[0] for r in rows)
+
+    # -- writes ------------------------------------------------------------------------
+
+    def existing_keys(self, cid: int, ids: Sequence[str]) -> dict[str, int]:
+        rows = self.run(
+            "SELECT id, key FROM records WHERE cid = %s AND id = ANY(%s::text[])",
+            (cid, list(ids)),
+        )
+        return dict(rows.fetchall())
+
+    def insert_records(self, cid: int, batch: RecordBatch) -> None:
+        if not batch.ids:
+            return
+        batch = batch.filled()
+        ids, vectors, documents, uris = batch.ids, batch.embeddings, batch.documents, batch.uris
+        assert vectors is not None and documents is not None and uris is not None
+        metadatas = [clean_metadata(m) for m in batch.metadatas or ()]
+        keys = self._new_keys(len(ids))
+        self._copy(
+            "records",
+            "key, cid, id, document, uri, metadata",
+            (
+                (k, cid, i, d, u, _dump(m))
+                for k, i, d, u, m in zip(keys, ids, documents, uris, metadatas, strict=True)
+            ),
+        )
+        blobs = [vectors[n].tobytes() for n in range(len(keys))]
+        self._copy(
+            "embeddings",
+            "key, vector, digest",
+            ((k, b, vector_digest(b)) for k, b in zip(keys, blobs, strict=True)),
+        )
+        self._copy(
+            "record_meta",
+            "key, cid, name, kind, is_array, num, txt",
+            (r for k, m in zip(keys, metadatas, strict=True) for r in meta_rows(cid, k, m)),
+        )
+        self._log_changes(cid, keys)
+        self.record_key_types(cid, schema_keys.key_types(metadatas))
+
+    def update_records(self, cid: int, keys: Sequence[int], batch: RecordBatch) -> None:
+        if not keys:
+            return
+        keys = list(keys)
+        vectors, metadatas, documents, uris = (
+            batch.embeddings,
+            batch.metadatas,
+            batch.documents,
+            batch.uris,
+        )
+        if vectors is not None:
+            blobs = [vectors[n].tobytes() for n in range(len(keys))]
+            self.run(
+                "UPDATE embeddings e SET vector = u.vector, digest = u.digest FROM "
+                "unnest(%s::bigint[], %s::bytea[], %s::bigint[]) AS u(key, vector, digest) "
+                "WHERE e.key = u.key",
+                (keys, blobs, [vector_digest(b) for b in blobs]),
+            )
+            self._log_changes(cid, keys)
+        if documents is not None:
+            changed = [(k, d) for d, k in zip(documents, keys, strict=True) if d is not None]
+            self._update_column("document", changed)
+        if uris is not None:
+            changed = [(k, u) for u, k in zip(uris, keys, strict=True) if u is not None]
+            self._update_column("uri", changed)
+        if metadatas is not None:
+            self._merge_metadata(cid, keys, metadatas)
+            written = [clean_metadata(m) for m in metadatas if m]
+            self.record_key_types(cid, schema_keys.key_types(written))
+
+    def _update_column(self, column: str, changes: list[tuple[int, str | None]]) -> None:
+        if not changes:
+            return
+        self.run(
+            f"UPDATE records r SET {column} = u.value FROM "
+            "unnest(%s::bigint[], %s::text[]) AS u(key, value) WHERE r.key = u.key",
+            ([k for k, _ in changes], [v for _, v in changes]),
+        )
+
+    def _merge_metadata(
+        self, cid: int, keys: Sequence[int], metadatas: Sequence[dict[str, Any] | None]
+    ) -> None:
+        changes = [(k, m) for k, m in zip(keys, metadatas, strict=True) if m is not None]
+        if not changes:
+            return
+        changed_keys = [k for k, _ in changes]
+        current = dict(
+            self.run(
+                "SELECT key, metadata FROM records WHERE key = ANY(%s::bigint[])", (changed_keys,)
+            ).fetchall()
+        )
+        updates = [
+            (key, merge_metadata(json.loads(current[key]) if current.get(key) else None, patch))
+            for key, patch in changes
+        ]
+        self._update_column("metadata", [(k, _dump(m)) for k, m in updates])
+        self.run("DELETE FROM record_meta WHERE key = ANY(%s::bigint[])", (changed_keys,))
+        self._copy(
+            "record_meta",
+            "key, cid, name, kind, is_array, num, txt",
+            (r for k, m in updates for r in meta_rows(cid, k, m)),
+        )
+
+    def delete_keys(self, cid: int, keys: Sequence[int]) -> None:
+        if not keys:
+            return
+        keys = list(keys)
+        for table in ("records", "embeddings", "record_meta"):
+            self.run(f"DELETE FROM {table} WHERE key = ANY(%s::bigint[])", (keys,))
+        self._log_changes(cid, keys)
+
+    def delete_collection_records(self, cid: int) -> None:
+        self.run(
+            "DELETE FROM embeddings e USING records r WHERE r.key = e.key AND r.cid = %s", (cid,)
+        )
+        for table in ("records", "record_meta", "oplog"):
+            self.run(f"DELETE FROM {table} WHERE cid = %s", (cid,))
+
+    def prune_leftovers(self) -> int:
+        """Nothing to prune: PostgreSQL's indexes drop the entries of deleted rows."""
+        return 0
+
+    # -- reads -------------------------------------------------------------------------
+
+    def _matching(self, cid: int, flt: RecordFilter) -> tuple[str, list[Any]]:
+        """The WHERE clause on `r` of a filter, regexes evaluated first (see filters.py)."""
+        sql = "r.cid = %s"
+        params: list[Any] = [cid]
+        if flt.ids is not None:
+            sql += " AND r.id = ANY(%s::text[])"
+            params.append(list(flt.ids))
+        if flt.tree is not None:
+            regex_keys = self._regex_keys(cid, flt)
+            filter_sql, filter_params = pg_filters.predicate(flt.tree, cid, regex_keys)
+            sql += f" AND {filter_sql}"
+            params.extend(filter_params)
+        return sql, params
+
+    def _regex_keys(self, cid: int, flt: RecordFilter) -> pg_filters.RegexKeys:
+        """For each $regex pattern of the filter, the keys of the candidate records whose
+        document matches it (Chroma's dialect, in Python).
+
+        Candidates are the collection's records with a document that pass the filter's ids
+        and its regex-free conjuncts: a record outside them fails the filter whatever its
+        regex leaves say. Read in batches through a server-side cursor, the deadline
+        checked between batches.
+        """
+        assert flt.tree is not None
+        patterns = sorted(set(pg_filters.regex_patterns(flt.tree)))
+        if not patterns:
+            return {}
+        narrowed = pg_filters.regex_free_conjuncts(flt.tree)
+        sql, params = self._matching(cid, RecordFilter(flt.ids, narrowed))
+        found: pg_filters.RegexKeys = {p: [] for p in patterns}
+        with self._conn.cursor(name="huedb_regex_scan") as cursor:
+            cursor.execute(
+                f"SELECT r.key, r.document FROM records r WHERE {sql} AND r.document IS NOT NULL",
+                params,
+            )
+            while rows := cursor.fetchmany(SCAN_BATCH):
+                self.check_deadline()
+                for pattern in patterns:
+                    keys = found[pattern]
+                    keys.extend(k for k, doc in rows if regex_dialect.search(pattern, doc))
+        return found
+
+    def select_keys(
+        self, cid: int, flt: RecordFilter, limit: int | None = None, offset: int | None = None
+    ) -> list[int]:
+        sql, params = self._matching(cid, flt)
+        sql = f"SELECT r.key FROM records r WHERE {sql} ORDER BY r.key LIMIT %s OFFSET %s"
+        return [r[0] for r in self.run(sql, [*params, limit, offset or 0])]
+
+    def allowed_keys(self, cid: int, flt: RecordFilter) -> np.ndarray:
+        """Keys a query may return (uint64, each once, any order), as one string parsed
+        by numpy: a Python object per row would cost more than the search itself."""
+        key_set = None
+        if flt.ids is None and flt.tree is not None:
+            key_set = pg_filters.key_set(flt.tree, cid)
+        if key_set is not None:
+            sql, params = key_set
+        else:
+            sql, params = self._matching(cid, flt)
+            sql = f"SELECT r.key FROM records r WHERE {sql}"
+        joined = self.run(f"SELECT string_agg(key::text, ',') FROM ({sql}) s", params).fetchone()[0]
+        if not joined:
+            return np.empty(0, dtype=np.uint64)
+        return np.fromstring(joined, dtype=np.uint64, sep=",")
+
+    def _row_select(self, with_vectors: bool) -> str:
+        vector = ", (SELECT vector FROM embeddings e WHERE e.key = r.key)" if with_vectors else ""
+        return f"SELECT r.key, r.id, r.document, r.uri, r.metadata{vector} FROM records r"
+
+    def fetch_rows(
+        self,
+        cid: int,
+        flt: RecordFilter,
+        limit: int | None,
+        offset: int | None,
+        with_vectors: bool,
+    ) -> list[tuple]:
+        where, params = self._matching(cid, flt)
+        sql = f"{self._row_select(with_vectors)} WHERE {where} ORDER BY r.key LIMIT %s OFFSET %s"
+        return self.run(sql, [*params, limit, offset or 0]).fetchall()
+
+    def fetch_after_key(self, cid: int, after_key: int, limit: int) -> list[tuple]:
+        sql = f"{self._row_select(True)} WHERE r.cid = %s AND r.key > %s ORDER BY r.key LIMIT %s"
+        return self.run(sql, (cid, after_key, limit)).fetchall()
+
+    def fetch_by_keys(self, cid: int, keys: Sequence[int], with_vectors: bool) -> dict[int, tuple]:
+        sql = f"{self._row_select(with_vectors)} WHERE r.key = ANY(%s::bigint[]) AND r.cid = %s"
+        return {row[0]: row for row in self.run(sql, ([int(k) for k in keys], cid))}
+
+    def collection_keys(self, cid: int) -> list[int]:
+        return [r[0] for r in self.run("SELECT key FROM records WHERE cid = %s", (cid,))]
+
+    def count_records(self, cid: int) -> int:
+        return self.run("SELECT count(*) FROM records WHERE cid = %s", (cid,)).fetchone()[0]
+
+    def vectors_by_keys(self, keys: Sequence[int] | np.ndarray, dim: int) -> np.ndarray:
+        wanted = [int(k) for k in keys]
+        found = dict(
+            self.run(
+                "SELECT key, vector FROM embeddings WHERE key = ANY(%s::bigint[])", (wanted,)
+            ).fetchall()
+        )
+        blob = b"".join(found[k] for k in wanted)
+        return np.frombuffer(blob, dtype=np.float32).reshape(len(wanted), dim)
+
+    def vector_chunks(
+        self, cid: int, dim: int, rows: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        with self._conn.cursor(name="huedb_vector_chunks") as cursor:
+            cursor.execute(
+                "SELECT r.key, e.vector FROM records r JOIN embeddings e ON e.key = r.key "
+                "WHERE r.cid = %s ORDER BY r.key",
+                (cid,),
+            )
+            while chunk := cursor.fetchmany(rows):
+                keys = np.fromiter((r[0] for r in chunk), dtype=np.uint64, count=len(chunk))
+                vectors = np.frombuffer(b"".join(r[1] for r in chunk), dtype=np.float32)
+                yield keys, vectors.reshape(len(chunk), dim)
+
+    def keys_with_vector(self, cid: int, vector: np.ndarray) -> list[int]:
+        blob = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+        rows = self.run(
+            "SELECT e.key FROM embeddings e JOIN records r ON r.key = e.key "
+            "WHERE e.digest = %s AND e.vector = %s AND r.cid = %s",
+            (vector_digest(blob), blob, cid),
+        )
+        return [r[0] for r in rows]

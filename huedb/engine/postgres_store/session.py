@@ -1,0 +1,48 @@
+"""`PgSession`: the calls of one PostgreSQL transaction (`engine.store.StoreSession`)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+
+from psycopg import errors as pg_errors
+
+from huedb.engine.budget import Deadline
+from huedb.engine.postgres_store.admin import AdminSQL
+from huedb.engine.postgres_store.catalog import CatalogSQL
+from huedb.engine.postgres_store.records import RecordsSQL
+
+
+class PgSession(CatalogSQL, RecordsSQL, AdminSQL):
+    """Store calls on one pooled connection, inside the transaction its store opened."""
+
+    @contextlib.contextmanager
+    def time_budget(self, seconds: float) -> Iterator[Deadline]:
+        """Run a block under a deadline of `seconds` (0: none).
+
+        Each statement of the block runs under `SET LOCAL statement_timeout` (the budget),
+        and the deadline is checked before each statement and between batches of Python
+        loops (`run`, `check_deadline`), so a block overruns its budget by at most one
+        statement's worth. A statement PostgreSQL cancels for it, or a spent deadline,
+        ends the block with QueryTimeoutError. The previous timeout is restored after.
+        """
+        deadline = Deadline(seconds)
+        if seconds <= 0:
+            yield deadline
+            return
+        previous = self.run(
+            "SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, "
+            "true)",
+            (f"{math.ceil(seconds * 1000)}ms",),
+        ).fetchone()[0]
+        self._deadline = deadline
+        try:
+            yield deadline
+        except pg_errors.QueryCanceled as exc:
+            if "statement timeout" not in str(exc):
+                raise  # cancelled by someone else (pg_cancel_backend)
+            raise deadline.error() from exc
+        finally:
+            self._deadline = None
+        self.run("SELECT set_config('statement_timeout', %s, true)", (previous,))

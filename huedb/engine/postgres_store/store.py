@@ -1,0 +1,97 @@
+"""`PostgresStore`: a huedb store in a PostgreSQL database (`engine.store.Store`).
+
+Selected by a `postgresql://` URL. Each session takes a connection from the pool for its
+transaction (`connection.py`: read = REPEATABLE READ READ ONLY, write = READ COMMITTED
+with collection row locks); a snapshot session and a copy run on connections of their own,
+so the engine keeps serving meanwhile. Many processes (huedb nodes) may open one database:
+writers of a collection are serialised by its row lock, and the oplog lets each process's
+indexes catch up without skipping a change (`oplog.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from huedb.engine.postgres_store import admin, sqlite_copy
+from huedb.engine.postgres_store.connection import (
+    PoolSettings,
+    open_pool,
+    storage_errors,
+    transaction,
+)
+from huedb.engine.postgres_store.schema import ensure_schema
+from huedb.engine.postgres_store.session import PgSession
+from huedb.options import EngineOptions
+
+
+class PostgresStore:
+    """The huedb store in the PostgreSQL database at `url`, created there if missing."""
+
+    kind = "postgresql"
+
+    def __init__(self, url: str, options: EngineOptions, pool: PoolSettings | None = None) -> None:
+        self.url = url
+        self.options = options
+        self._pool = open_pool(url, pool or PoolSettings())
+        try:
+            with storage_errors(), self._pool.connection() as conn:
+                self.store_id = ensure_schema(conn)
+        except BaseException:
+            self._pool.close()
+            raise
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[PgSession]:
+        """A REPEATABLE READ READ ONLY transaction: one snapshot for all its reads."""
+        with transaction(self._pool, "REPEATABLE READ", read_only=True) as conn:
+            yield PgSession(conn, writable=False)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[PgSession]:
+        """A READ COMMITTED transaction whose reads of a collection lock its row."""
+        with transaction(self._pool, "READ COMMITTED", read_only=False) as conn:
+            yield PgSession(conn, writable=True)
+
+    def snapshot_session(self) -> contextlib.AbstractContextManager[PgSession]:
+        """A read session on a pooled connection of its own (the engine lock is not needed)."""
+        return self.read()
+
+    def copy_to(self, target: Path) -> None:
+        """Write one REPEATABLE READ snapshot of the whole store to `target` as a SQLite
+        database in the SQLite store's format (the backup format)."""
+        with transaction(self._pool, "REPEATABLE READ", read_only=True) as conn:
+            sqlite_copy.copy_to_sqlite(conn, target)
+
+    def load_from_sqlite(self, source: Path) -> None:
+        """Load a SQLite store file (a backup's copy) into this store, which must be empty
+        (`huedb restore` into PostgreSQL); one transaction: all of it or nothing."""
+        with transaction(self._pool, "READ COMMITTED", read_only=False) as conn:
+            sqlite_copy.load_sqlite(conn, source)
+
+    def integrity_problems(self) -> list[str]:
+        with transaction(self._pool, "REPEATABLE READ", read_only=True) as conn:
+            return admin.integrity_problems(conn)
+
+    def storage_figures(self) -> dict[str, Any]:
+        with transaction(self._pool, "READ COMMITTED", read_only=True) as conn:
+            return admin.storage_figures(conn)
+
+    def free_pages(self) -> int:
+        """VACUUM the tables (outside a transaction); bytes the database shrank by."""
+        with storage_errors(), self._pool.connection() as conn:
+            return admin.vacuum(conn)
+
+    def settings_in_force(self) -> dict[str, Any]:
+        """PostgreSQL settings that decide durability and isolation, as the server reports."""
+        with transaction(self._pool, "READ COMMITTED", read_only=True) as conn:
+            rows = conn.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN "
+                "('synchronous_commit', 'fsync', 'server_version', 'statement_timeout')"
+            ).fetchall()
+        return {f"postgresql_{name}": value for name, value in rows}
+
+    def close(self) -> None:
+        self._pool.close()
