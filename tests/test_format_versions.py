@@ -10,9 +10,9 @@ import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
-from huedb.engine.connection import DB_FILENAME
-from huedb.engine.records import vector_digest
-from huedb.engine.schema import FORMAT_VERSION
+from huedb.engine.record_values import vector_digest
+from huedb.engine.sqlite_store.connection import DB_FILENAME
+from huedb.engine.sqlite_store.schema import FORMAT_VERSION
 from huedb.errors import FormatVersionError
 from tests.cli import run_cli
 

@@ -22,8 +22,8 @@ import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
-from huedb.engine.connection import DB_FILENAME
-from huedb.engine.schema import FORMAT_VERSION
+from huedb.engine.sqlite_store.connection import DB_FILENAME
+from huedb.engine.sqlite_store.schema import FORMAT_VERSION
 from huedb.errors import FormatVersionError
 from tests.cli import REPO_ROOT, child_env, run_cli
 

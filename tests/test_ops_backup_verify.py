@@ -18,8 +18,8 @@ import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
-from huedb.engine.connection import DB_FILENAME
 from huedb.engine.engine import Engine
+from huedb.engine.sqlite_store.connection import DB_FILENAME
 from huedb.errors import BackupError
 from huedb.ops.backup import backup, read_manifest, restore
 from huedb.ops.stats import gather_stats

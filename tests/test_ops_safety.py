@@ -28,8 +28,8 @@ import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
-from huedb.engine.connection import DB_FILENAME
 from huedb.engine.engine import Engine
+from huedb.engine.sqlite_store.connection import DB_FILENAME
 from huedb.errors import BackupError
 from huedb.ops.backup import backup, read_manifest, restore
 from huedb.ops.parquet import export_collection, import_collection
@@ -493,7 +493,7 @@ def test_server_start_removes_backups_left_by_a_killed_server(tmp_path: Path) ->
 
 
 def test_reliability_doc_names_the_current_format() -> None:
-    from huedb.engine.schema import FORMAT_VERSION
+    from huedb.engine.sqlite_store.schema import FORMAT_VERSION
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "reliability.md").read_text()
     assert f"`huedb_meta.format_version`, now {FORMAT_VERSION})" in text

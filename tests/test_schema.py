@@ -43,8 +43,6 @@ from chromadb.api.types import (
 from chromadb.config import Settings as ChromaSettings
 
 import huedb
-from huedb.engine import records
-from huedb.engine.connection import write_transaction
 from huedb.record_batch import RecordBatch
 from tests.cli import child_env
 from tests.servers import free_port, huedb_server, wait_until_up
@@ -476,8 +474,8 @@ def test_a_rolled_back_write_leaves_no_key_known(tmp_path: Path) -> None:
         ids=["1"], embeddings=np.array([[1.0, 2.0]], dtype=np.float32), metadatas=[{"k": 1}]
     )
     cid = engine.get_collection_by_uuid(str(col.id)).cid
-    with pytest.raises(RuntimeError), engine._lock, write_transaction(engine._conn):
-        records.insert_records(engine._conn, cid, batch)
+    with pytest.raises(RuntimeError), engine._lock, engine._store.write() as db:
+        db.insert_records(cid, batch)
         raise RuntimeError("fail after the keys were recorded")
     assert "k" not in _fetched_schema(client, "rollback")["keys"]
     col.add(ids=["2"], embeddings=[[2.0, 1.0]], metadatas=[{"k": 2}])

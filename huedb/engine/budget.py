@@ -4,27 +4,24 @@ Limits are engine options (`EngineOptions.max_*`, one settings chain for every m
 they are checked here, where every read of every mode arrives (`Engine.get`, `query`,
 `delete`), before the engine lock is taken (the results of a query, which depend on how
 many records it can return, once its index is ready). The filter's sizes were measured
-when it was compiled (`filters.FilterSize`).
+when it was checked (`filters.FilterSize`).
 
-The time budget (`query_timeout`) bounds how long one read holds the engine lock: SQLite
-statements are interrupted by a progress handler once the deadline passes, Python loops
-call `Deadline.check`; either way the read stops with `QueryTimeoutError`, its transaction
-is ended by the caller and the lock released.
+The time budget (`query_timeout`) bounds how long one read holds the engine lock: the
+store stops a statement once the deadline passes (`StoreSession.time_budget`: SQLite's
+progress handler, PostgreSQL's statement_timeout), Python loops call `Deadline.check`;
+either way the read stops with `QueryTimeoutError`, its transaction is ended by the caller
+and the lock released.
 """
 
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
 from collections.abc import Iterator
 
 from huedb.engine.filters import RecordFilter
 from huedb.errors import QueryTimeoutError, RequestLimitError
 from huedb.options import EngineOptions, env_name
-
-# SQLite virtual-machine steps between two looks at the clock (~0.1 ms of work).
-PROGRESS_STEPS = 10_000
 
 
 def _how_to_raise(option: str) -> str:
@@ -115,26 +112,3 @@ class Deadline:
             yield
         finally:
             self._paused -= 1
-
-
-@contextlib.contextmanager
-def time_budget(conn: sqlite3.Connection, seconds: float) -> Iterator[Deadline]:
-    """Run a block under a deadline of `seconds` (0: none) on the engine's connection.
-
-    Use it inside the transaction's block, so the handler is gone before the transaction
-    ends. An SQLite statement running past the deadline is interrupted; the block's
-    exception becomes QueryTimeoutError.
-    """
-    deadline = Deadline(seconds)
-    if seconds <= 0:
-        yield deadline
-        return
-    conn.set_progress_handler(lambda: 1 if deadline.expired() else 0, PROGRESS_STEPS)
-    try:
-        yield deadline
-    except sqlite3.OperationalError as exc:
-        if "interrupted" in str(exc) and deadline.expired():
-            raise deadline.error() from exc
-        raise
-    finally:
-        conn.set_progress_handler(None, 0)

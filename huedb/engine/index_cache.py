@@ -1,13 +1,13 @@
 """Per-process cache of collection indexes, caught up from the oplog before every search.
 
 Each process (or server worker) keeps one `VectorIndex` per collection it has searched,
-with the oplog `watermark` it reflects. Before a search, inside the query's read
-transaction, the cache applies every oplog entry after the watermark, so a search always
-sees exactly the acknowledged writes of all processes as of that transaction's snapshot.
-Snapshots are written after the read transaction ends, never inside it.
+with the oplog `watermark` it reflects. Before a search, inside the query's read session
+(`engine/store.py`), the cache applies every oplog entry of the collection after the
+watermark, so a search always sees exactly the acknowledged writes of all processes as of
+that session's snapshot. Snapshots are written after the read session ends, never inside it.
 
 When an exact index grows past the exact-search threshold (or a large collection is loaded
-from SQLite), its HNSW graph is built in a background thread from a copy of the vectors.
+from the store), its HNSW graph is built in a background thread from a copy of the vectors.
 Searches stay exact (slower, never wrong) until the graph is adopted: swapped in at the
 watermark of the copy, then caught up from the oplog like a snapshot.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import sqlite3
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -25,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from huedb.engine import records, snapshot
+from huedb.engine import snapshot
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.hnsw_config import collection_space, hnsw_setting
+from huedb.engine.store import StoreSession
 from huedb.engine.vector_index import FlatVectors, HnswParams, Thresholds, VectorIndex, build_graph
 from huedb.options import EngineOptions
 
@@ -67,12 +67,6 @@ class _State:
     build_failed: bool = False
 
 
-def oplog_head(conn: sqlite3.Connection) -> int:
-    """The highest oplog sequence number ever assigned."""
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'oplog'").fetchone()
-    return row[0] if row else 0
-
-
 def hnsw_params(col: CollectionRow) -> HnswParams:
     """The graph parameters recorded in a collection's configuration."""
     config = col.configuration
@@ -88,13 +82,8 @@ class IndexCache:
     """The indexes of one process, keyed by collection."""
 
     def __init__(
-        self,
-        conn: sqlite3.Connection,
-        snapshot_dir: Path | None,
-        options: EngineOptions,
-        store_id: str = "",
+        self, snapshot_dir: Path | None, options: EngineOptions, store_id: str = ""
     ) -> None:
-        self._conn = conn
         self._store_id = store_id
         self._dir = snapshot_dir
         self._thresholds = Thresholds(options.exact_max_floats, options.filtered_exact_max_floats)
@@ -102,11 +91,13 @@ class IndexCache:
         self._states: dict[int, _State] = {}
         self._pending: dict[int, CollectionRow] = {}
 
-    def ready(self, col: CollectionRow, need_vectors: bool = False) -> VectorIndex | None:
-        """The collection's index, caught up to the current transaction's snapshot.
+    def ready(
+        self, db: StoreSession, col: CollectionRow, need_vectors: bool = False
+    ) -> VectorIndex | None:
+        """The collection's index, caught up to the snapshot of the read session `db`.
 
         With `need_vectors` (filtered searches gather many vectors at once), a graph index
-        is given its float32 vectors, read from SQLite in the same snapshot.
+        is given its float32 vectors, read from the store in the same snapshot.
         """
         if col.dimension is None:
             return None
@@ -118,23 +109,23 @@ class IndexCache:
             or state.index.dim != col.dimension
             or state.index.params != params
         ):
-            state = self._load(col, params)
+            state = self._load(db, col, params)
             self._states[col.cid] = state
         state.col = col
-        self._catch_up(col, state)
-        self._adopt_finished_build(col, state)
+        self._catch_up(db, col, state)
+        self._adopt_finished_build(db, col, state)
         self._start_build_if_needed(col, state)
         if need_vectors and not state.index.has_vectors:
-            state.index.attach_vectors(self._read_vectors(col))
+            state.index.attach_vectors(self._read_vectors(db, col))
         if state.unsnapshotted >= max(self._snapshot_every, len(state.index) // 10):
             self._pending[col.cid] = col
         return state.index
 
-    def rebuild(self, col: CollectionRow) -> VectorIndex | None:
-        """Rebuild a collection's index from SQLite, ignoring any snapshot (inside a read)."""
+    def rebuild(self, db: StoreSession, col: CollectionRow) -> VectorIndex | None:
+        """Rebuild a collection's index from the store, ignoring any snapshot (inside a read)."""
         if col.dimension is None:
             return None
-        state = self._rebuild(col, hnsw_params(col))
+        state = self._rebuild(db, col, hnsw_params(col))
         state.unsnapshotted = max(state.unsnapshotted, 1)
         self._states[col.cid] = state
         self._start_build_if_needed(col, state)
@@ -198,7 +189,7 @@ class IndexCache:
         )
         build.thread.start()
 
-    def _adopt_finished_build(self, col: CollectionRow, state: _State) -> None:
+    def _adopt_finished_build(self, db: StoreSession, col: CollectionRow, state: _State) -> None:
         build = state.build
         if build is None or build.thread.is_alive():
             return
@@ -217,7 +208,7 @@ class IndexCache:
         )
         state.watermark = build.watermark
         state.unsnapshotted = len(state.index)
-        self._catch_up(col, state)
+        self._catch_up(db, col, state)
         logger.info("HNSW graph of collection %s is ready", col.uuid)
 
     def dirty(self) -> list[CollectionRow]:
@@ -266,7 +257,7 @@ class IndexCache:
         state.unsnapshotted = 0
         return state.watermark, True
 
-    def _load(self, col: CollectionRow, params: HnswParams) -> _State:
+    def _load(self, db: StoreSession, col: CollectionRow, params: HnswParams) -> _State:
         assert col.dimension is not None
         if self._dir is not None:
             path = snapshot.snapshot_path(self._dir, col.uuid)
@@ -288,50 +279,41 @@ class IndexCache:
                         logger.warning("cannot load index snapshot %s (%s); rebuilding", path, exc)
             elif col.snapshot_seq > 0:
                 logger.warning(
-                    "index snapshot %s of collection %s is missing; rebuilding from SQLite",
+                    "index snapshot %s of collection %s is missing; rebuilding from the store",
                     path,
                     col.uuid,
                 )
-        return self._rebuild(col, params)
+        return self._rebuild(db, col, params)
 
-    def _rebuild(self, col: CollectionRow, params: HnswParams) -> _State:
+    def _rebuild(self, db: StoreSession, col: CollectionRow, params: HnswParams) -> _State:
         assert col.dimension is not None
+        # The head first: the vectors read next hold every change up to it (one snapshot).
+        head = db.oplog_head(col.cid)
         index = VectorIndex(col.dimension, params, self._thresholds)
-        index.attach_vectors(self._read_vectors(col))
-        return _State(col, index, oplog_head(self._conn))
+        index.attach_vectors(self._read_vectors(db, col))
+        return _State(col, index, head)
 
-    def _read_vectors(self, col: CollectionRow) -> FlatVectors:
-        """Every float32 vector of a collection as of the current transaction."""
+    def _read_vectors(self, db: StoreSession, col: CollectionRow) -> FlatVectors:
+        """Every float32 vector of a collection as of the session's snapshot."""
         assert col.dimension is not None
         flat = FlatVectors(col.dimension)
-        flat.reserve(records.count_records(self._conn, col.cid))
-        cursor = self._conn.execute(
-            "SELECT r.key, e.vector FROM records r JOIN embeddings e ON e.key = r.key "
-            "WHERE r.cid = ? ORDER BY r.key",
-            (col.cid,),
-        )
-        while rows := cursor.fetchmany(REBUILD_CHUNK):
-            keys = np.fromiter((r[0] for r in rows), dtype=np.uint64, count=len(rows))
-            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-            flat.upsert(keys, vectors.reshape(len(rows), col.dimension))
+        flat.reserve(db.count_records(col.cid))
+        for keys, vectors in db.vector_chunks(col.cid, col.dimension, REBUILD_CHUNK):
+            flat.upsert(keys, vectors)
         if len(flat):
-            logger.info("loaded %d vectors of collection %s from SQLite", len(flat), col.uuid)
+            logger.info("loaded %d vectors of collection %s from the store", len(flat), col.uuid)
         return flat
 
-    def _catch_up(self, col: CollectionRow, state: _State) -> None:
-        head = oplog_head(self._conn)
+    def _catch_up(self, db: StoreSession, col: CollectionRow, state: _State) -> None:
+        head = db.oplog_head(col.cid)
         if head <= state.watermark:
             return
-        rows = self._conn.execute(
-            "SELECT o.key, e.vector FROM oplog o LEFT JOIN embeddings e ON e.key = o.key "
-            "WHERE o.cid = ? AND o.seq > ? ORDER BY o.seq",
-            (col.cid, state.watermark),
-        ).fetchall()
+        changes = db.oplog_changes(col.cid, state.watermark)
         state.watermark = head
-        if not rows:
+        if not changes:
             return
         latest: dict[int, bytes | None] = {}
-        for key, vector in rows:
+        for _, key, vector in changes:
             latest[key] = vector
         removed = [k for k, v in latest.items() if v is None]
         present = [(k, v) for k, v in latest.items() if v is not None]

@@ -5,20 +5,16 @@ schema, with a copy of the schema's defaults for that type (`ensure_key_from_met
 `get_collection` echoes them; keys of deleted records stay (docs/chroma-schema.md, section 4).
 The schema is kept in the collection row's configuration JSON under `STORED_SCHEMA_KEY`.
 
-`record_key_types` runs inside the write transaction that stores the records (writers are
-serialised), so the read-modify-write of the row cannot lose another process's keys. The pairs
-known to be stored are remembered per connection in a TEMP table: a batch whose pairs are all
-known costs one small query instead of reading and rewriting the row. The TEMP table changes
-in the same transaction as the row, so a rolled-back write forgets its pairs in both; as the
-stored set only grows, every pair it holds is stored.
+Every store records the pairs of a write inside the write transaction that stores the records
+(`StoreSession.record_key_types`, writers of a collection serialised), so the read-modify-write
+of the row cannot lose another process's keys; this module holds what they share: the pairs
+of a batch (`key_types`) and their merge into the schema (`add_pairs`).
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import numbers
-import sqlite3
 from collections.abc import Iterable
 from itertools import chain
 from typing import Any
@@ -40,7 +36,6 @@ METADATA_TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 _TYPE_NAMES: dict[type, str] = {str: "string", bool: "bool", int: "int", float: "float"}
-_KNOWN_TABLE = "temp.huedb_schema_keys"
 
 
 def key_types(metadatas: Iterable[dict[str, Any] | None]) -> list[tuple[str, str]]:
@@ -85,58 +80,7 @@ def _array_key_types(metadatas: list[dict[str, Any]], name: str) -> set[tuple[st
     return {(name, t) for t in map(_type_name_of_class, classes) if t is not None}
 
 
-def record_key_types(conn: sqlite3.Connection, cid: int, pairs: list[tuple[str, str]]) -> None:
-    """Add the (key, type) pairs missing from collection `cid`'s stored schema.
-
-    Runs inside the caller's write transaction. Each new pair gets a copy of the schema's
-    defaults for its type; pairs already there (with their own settings) are left alone.
-    """
-    if not pairs:
-        return
-    unknown = _unknown_pairs(conn, cid, pairs)
-    if not unknown:
-        return
-    row = conn.execute("SELECT configuration FROM collections WHERE cid = ?", (cid,)).fetchone()
-    if row is None:
-        return
-    configuration = json.loads(row[0])
-    if _add_pairs(configuration, unknown):
-        conn.execute(
-            "UPDATE collections SET configuration = ? WHERE cid = ?",
-            (json.dumps(configuration), cid),
-        )
-    conn.executemany(
-        f"INSERT OR IGNORE INTO {_KNOWN_TABLE} (cid, name, type) VALUES (?, ?, ?)",
-        [(cid, name, type_name) for name, type_name in unknown],
-    )
-
-
-def _unknown_pairs(
-    conn: sqlite3.Connection, cid: int, pairs: list[tuple[str, str]]
-) -> list[tuple[str, str]]:
-    """The pairs this connection does not know to be stored (all of them on first use)."""
-    sql = (
-        "SELECT json_extract(p.value, '$[0]'), json_extract(p.value, '$[1]') "
-        f"FROM json_each(?) p WHERE NOT EXISTS (SELECT 1 FROM {_KNOWN_TABLE} k "
-        "WHERE k.cid = ? AND k.name = json_extract(p.value, '$[0]') "
-        "AND k.type = json_extract(p.value, '$[1]')) ORDER BY p.key"
-    )
-    param = json.dumps(pairs, ensure_ascii=False)
-    try:
-        return [(r[0], r[1]) for r in conn.execute(sql, (param, cid))]
-    except sqlite3.OperationalError as exc:
-        if "no such table" not in str(exc):
-            raise
-    # Created inside the write transaction: if that rolls back, the table goes with it
-    # and the next write creates it again.
-    conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {_KNOWN_TABLE} "
-        "(cid INTEGER, name TEXT, type TEXT, PRIMARY KEY (cid, name, type)) WITHOUT ROWID"
-    )
-    return list(pairs)
-
-
-def _add_pairs(configuration: dict[str, Any], pairs: list[tuple[str, str]]) -> bool:
+def add_pairs(configuration: dict[str, Any], pairs: list[tuple[str, str]]) -> bool:
     """Add the missing pairs to the configuration's schema; True if anything changed."""
     schema = configuration.get(STORED_SCHEMA_KEY)
     if not isinstance(schema, dict):

@@ -1,9 +1,10 @@
 """Online backup and restore.
 
-A backup is one uncompressed tar file holding `manifest.json` and `huedb.sqlite3`. The
-database is copied by `Engine.copy_database_to` (`VACUUM INTO` from a read transaction on a
-connection of its own), so it is one consistent snapshot while readers and writers keep going
-(WAL), and a serving engine keeps serving. Index snapshots are not included: they are derived
+A backup is one uncompressed tar file holding `manifest.json` and `huedb.sqlite3`, a SQLite
+database file whatever store it was taken from. The store is copied by
+`Engine.copy_database_to` (the store's `copy_to`: `VACUUM INTO` from a read transaction on a
+connection of its own for SQLite), so it is one consistent snapshot while readers and writers
+keep going, and a serving engine keeps serving. Index snapshots are not included: they are derived
 and are rebuilt on first use. Restore checks the SHA-256 in the manifest and the integrity
 of the database before anything is put in place, refuses a non-empty target unless forced,
 refuses a directory any process has open, and swaps atomically (see `restore`).
@@ -28,15 +29,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from huedb.engine import fileio, migrations, store_admin
-from huedb.engine.connection import (
+from huedb.engine import fileio
+from huedb.engine.engine import Engine
+from huedb.engine.sqlite_store.connection import (
     DB_FILENAME,
     LOCK_FILENAME,
     MIGRATION_LOCK_FILENAME,
     lock_directory_exclusively,
 )
-from huedb.engine.engine import Engine
-from huedb.engine.schema import FORMAT_VERSION
+from huedb.engine.sqlite_store.files import checkpoint, collection_counts, database_problems
+from huedb.engine.sqlite_store.schema import FORMAT_VERSION
 from huedb.errors import BackupError, StorageFullError, StorageIOError
 from huedb.ops.progress import progress
 from huedb.ops.store import open_store
@@ -65,20 +67,6 @@ def _sha256(path: Path) -> str:
         while chunk := f.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _collection_counts(db_file: Path) -> list[dict[str, Any]]:
-    conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)
-    try:
-        rows = conn.execute(
-            "SELECT d.tenant, d.name, c.name, c.uuid, c.dimension, "
-            "(SELECT count(*) FROM records r WHERE r.cid = c.cid) "
-            "FROM collections c JOIN databases d ON d.id = c.database_id ORDER BY c.cid"
-        ).fetchall()
-    finally:
-        conn.close()
-    keys = ("tenant", "database", "name", "id", "dimension", "count")
-    return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
 def _watch_growth(path: Path, total: int, desc: str, show: bool | None) -> tuple[Any, Any]:
@@ -169,7 +157,7 @@ def _backup(engine: Engine, out: Path, show_progress: bool | None) -> Manifest:
             created_at=datetime.now(UTC).isoformat(),
             sqlite_sha256=_sha256(copy),
             sqlite_bytes=copy.stat().st_size,
-            collections=_collection_counts(copy),
+            collections=collection_counts(copy),
         )
         with (
             fileio.atomic_writer(out, work / out.name) as raw,
@@ -296,31 +284,11 @@ def _extract_checked(
         )
 
 
-def database_problems(db_file: Path) -> list[str]:
-    """Integrity problems of a database file not in use (SQLite's check, huedb's invariants)."""
-    try:
-        conn = sqlite3.connect(f"file:{db_file}?mode=ro&immutable=1", uri=True)
-        try:
-            if migrations.stored_version(conn) != FORMAT_VERSION:
-                rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
-                return [] if rows == ["ok"] else [f"sqlite: {r}" for r in rows]
-            return store_admin.integrity_problems(conn)
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        return [f"sqlite: {exc}"]
-
-
 def _swap_in(staged: Path, data: Path) -> None:
     """Replace the store in `data` by `staged` (the caller holds the exclusive lock)."""
     live = data / DB_FILENAME
     if live.exists():
-        with contextlib.suppress(sqlite3.Error):
-            conn = sqlite3.connect(live)
-            try:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            finally:
-                conn.close()
+        checkpoint(live)
     for name in (f"{DB_FILENAME}-wal", f"{DB_FILENAME}-shm"):
         with contextlib.suppress(FileNotFoundError):
             (data / name).unlink()

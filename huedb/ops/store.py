@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from huedb.engine.connection import DB_FILENAME
 from huedb.engine.engine import Engine
 from huedb.engine.registry import acquire_engine, release_engine
+from huedb.engine.sqlite_store.connection import DB_FILENAME
 from huedb.errors import NotFoundError, UsageError
 
 

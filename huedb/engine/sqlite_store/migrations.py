@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from huedb.engine.records import vector_digest
+from huedb.engine.record_values import vector_digest
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The SQLite connection: opening, pragmas, schema, format version and transactions.
 
-One connection per engine, guarded by the engine's lock. Writes run in `BEGIN IMMEDIATE`
+One connection per store, guarded by the engine's lock. Writes run in `BEGIN IMMEDIATE`
 transactions so two processes never deadlock on a lock upgrade; reads run in a deferred
 transaction so every read sees one consistent snapshot of the database (WAL mode).
 
@@ -25,9 +25,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from huedb.engine import migrations
-from huedb.engine.filters import regexp_match
-from huedb.engine.schema import FORMAT_VERSION, SCHEMA
+from huedb.engine.sqlite_store import migrations
+from huedb.engine.sqlite_store.filters import regexp_match
+from huedb.engine.sqlite_store.schema import FORMAT_VERSION, SCHEMA
 from huedb.errors import FormatVersionError, StorageFullError, StorageIOError
 
 logger = logging.getLogger(__name__)

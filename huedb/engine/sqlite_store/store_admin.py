@@ -1,7 +1,8 @@
-"""Store-wide SQL the engine runs for maintenance: reset, integrity, sizes, oplog pruning.
+"""Store-wide SQL for maintenance: reset, integrity, sizes and free pages.
 
-Every function runs inside the caller's transaction (or, for page-level pragmas, outside
-any), on the engine's connection; the engine holds its lock around them.
+`AdminSQL` holds the calls of a session (inside its transaction); the functions take a
+connection: the store's (the engine holds its lock around them) or a database file's at
+rest (a backup being restored). Page-level pragmas run outside any transaction.
 """
 
 from __future__ import annotations
@@ -46,17 +47,6 @@ def synchronous_level(conn: sqlite3.Connection) -> str:
     return ("off", "normal", "full", "extra")[level]
 
 
-def collection_uuids(conn: sqlite3.Connection) -> list[str]:
-    """Every collection's uuid, in creation order."""
-    return [r[0] for r in conn.execute("SELECT uuid FROM collections ORDER BY cid")]
-
-
-def delete_everything(conn: sqlite3.Connection) -> None:
-    """Empty every data table (the caller re-creates the default tenant and database)."""
-    for table in DATA_TABLES:
-        conn.execute(f"DELETE FROM {table}")
-
-
 def integrity_problems(conn: sqlite3.Connection) -> list[str]:
     """SQLite's integrity check plus huedb's own invariants, as readable lines."""
     result = [r[0] for r in conn.execute("PRAGMA integrity_check")]
@@ -76,17 +66,6 @@ def storage_figures(conn: sqlite3.Connection) -> dict[str, Any]:
     return {"page_size": page, "bytes": page * pages, "reclaimable_bytes": page * free}
 
 
-def collection_sizes(conn: sqlite3.Connection, cid: int) -> tuple[int, int, int, int]:
-    """(records, document bytes, metadata bytes, oplog rows) of one collection."""
-    count, doc_bytes, meta_bytes = conn.execute(
-        "SELECT count(*), coalesce(sum(length(document)), 0), "
-        "coalesce(sum(length(metadata)), 0) FROM records WHERE cid = ?",
-        (cid,),
-    ).fetchone()
-    oplog_rows = conn.execute("SELECT count(*) FROM oplog WHERE cid = ?", (cid,)).fetchone()[0]
-    return count, doc_bytes, meta_bytes, oplog_rows
-
-
 def free_pages(conn: sqlite3.Connection, checkpoint: bool) -> int:
     """Return free pages to the file system (outside a transaction); bytes reclaimed."""
     page = conn.execute("PRAGMA page_size").fetchone()[0]
@@ -100,12 +79,22 @@ def free_pages(conn: sqlite3.Connection, checkpoint: bool) -> int:
     return (before - after) * page
 
 
-def prune_oplog(conn: sqlite3.Connection, cid: int, upto: int, snapshotted: bool) -> None:
-    """Drop a collection's oplog rows up to `upto`, recording the pruned (and snapshot) seq."""
-    conn.execute("DELETE FROM oplog WHERE cid = ? AND seq <= ?", (cid, upto))
-    conn.execute(
-        "UPDATE collections SET pruned_seq = max(pruned_seq, ?), "
-        "snapshot_seq = CASE WHEN ? THEN max(snapshot_seq, ?) ELSE snapshot_seq END "
-        "WHERE cid = ?",
-        (upto, snapshotted, upto, cid),
-    )
+class AdminSQL:
+    """The store-wide calls of a SQLite session."""
+
+    _conn: sqlite3.Connection
+
+    def delete_everything(self) -> None:
+        for table in DATA_TABLES:
+            self._conn.execute(f"DELETE FROM {table}")
+
+    def collection_sizes(self, cid: int) -> tuple[int, int, int, int]:
+        count, doc_bytes, meta_bytes = self._conn.execute(
+            "SELECT count(*), coalesce(sum(length(document)), 0), "
+            "coalesce(sum(length(metadata)), 0) FROM records WHERE cid = ?",
+            (cid,),
+        ).fetchone()
+        oplog_rows = self._conn.execute(
+            "SELECT count(*) FROM oplog WHERE cid = ?", (cid,)
+        ).fetchone()[0]
+        return count, doc_bytes, meta_bytes, oplog_rows

@@ -66,6 +66,7 @@ CREATE TABLE IF NOT EXISTS digests_recent (
     key INTEGER NOT NULL,
     PRIMARY KEY (digest, key)
 ) WITHOUT ROWID;
+-- `kind`: `record_values.KIND_*` (numbers share one kind, so 2 == 2.0, and bools another).
 CREATE TABLE IF NOT EXISTS record_meta (
     key INTEGER NOT NULL,
     cid INTEGER NOT NULL,
@@ -86,8 +87,3 @@ CREATE TABLE IF NOT EXISTS oplog (
 );
 CREATE INDEX IF NOT EXISTS oplog_by_collection ON oplog (cid, seq);
 """
-
-# Kinds of values in record_meta: numbers share one kind so 2 == 2.0, bools stay apart.
-KIND_STR = 0
-KIND_NUMBER = 1
-KIND_BOOL = 2

@@ -1,0 +1,254 @@
+"""Tenants, databases, collections and aliases in SQLite (calls of a `SQLiteSession`)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from typing import Any
+
+from huedb.engine.catalog import DEFAULT_DATABASE_ID, CollectionRow
+from huedb.errors import (
+    AlreadyExistsError,
+    CollectionExistsError,
+    InvalidArgumentError,
+    NotFoundError,
+)
+
+_COLUMNS = (
+    "cid, uuid, name, database_id, metadata, configuration, dimension, pruned_seq, snapshot_seq"
+)
+
+
+def _row(r: tuple) -> CollectionRow:
+    return CollectionRow(
+        cid=r[0],
+        uuid=r[1],
+        name=r[2],
+        database_id=r[3],
+        metadata=json.loads(r[4]) if r[4] is not None else None,
+        configuration=json.loads(r[5]),
+        dimension=r[6],
+        pruned_seq=r[7],
+        snapshot_seq=r[8],
+    )
+
+
+def _dump(metadata: dict[str, Any] | None) -> str | None:
+    return None if metadata is None else json.dumps(metadata, ensure_ascii=False)
+
+
+class CatalogSQL:
+    """The catalog half of a SQLite session (runs inside the session's transaction)."""
+
+    _conn: sqlite3.Connection
+
+    def ensure_defaults(self, tenant: str, database: str) -> None:
+        self._conn.execute("INSERT OR IGNORE INTO tenants (name) VALUES (?)", (tenant,))
+        self._conn.execute(
+            "INSERT OR IGNORE INTO databases (id, name, tenant) VALUES (?, ?, ?)",
+            (DEFAULT_DATABASE_ID, database, tenant),
+        )
+
+    def create_tenant(self, name: str) -> None:
+        if self._conn.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)).fetchone():
+            raise AlreadyExistsError(f"Tenant [{name}] already exists")
+        self._conn.execute("INSERT INTO tenants (name) VALUES (?)", (name,))
+
+    def get_tenant(self, name: str) -> dict[str, Any]:
+        if not self._conn.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)).fetchone():
+            raise NotFoundError(f"Tenant [{name}] not found")
+        return {"name": name}
+
+    def create_database(self, name: str, tenant: str) -> None:
+        self.get_tenant(tenant)
+        exists = self._conn.execute(
+            "SELECT 1 FROM databases WHERE tenant = ? AND name = ?", (tenant, name)
+        ).fetchone()
+        if exists:
+            raise AlreadyExistsError(f"Database [{name}] already exists")
+        self._conn.execute(
+            "INSERT INTO databases (id, name, tenant) VALUES (?, ?, ?)",
+            (str(uuid.uuid4()), name, tenant),
+        )
+
+    def get_database(self, name: str, tenant: str) -> dict[str, Any]:
+        row = self._conn.execute(
+            "SELECT id FROM databases WHERE tenant = ? AND name = ?", (tenant, name)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"Database [{name}] not found. Are you sure it exists?")
+        return {"id": row[0], "name": name, "tenant": tenant}
+
+    def list_databases(
+        self, tenant: str, limit: int | None, offset: int | None
+    ) -> list[dict[str, Any]]:
+        rows = self._conn.execute(
+            "SELECT id, name FROM databases WHERE tenant = ? ORDER BY name LIMIT ? OFFSET ?",
+            (tenant, -1 if limit is None else limit, offset or 0),
+        ).fetchall()
+        return [{"id": r[0], "name": r[1], "tenant": tenant} for r in rows]
+
+    def database_names(self, db_id: str) -> tuple[str, str] | None:
+        row = self._conn.execute(
+            "SELECT tenant, name FROM databases WHERE id = ?", (db_id,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def database_id(self, tenant: str, database: str) -> str:
+        return self.get_database(database, tenant)["id"]
+
+    def delete_database(self, name: str, tenant: str) -> list[CollectionRow]:
+        db_id = self.database_id(tenant, name)
+        cols = [
+            _row(r)
+            for r in self._conn.execute(
+                f"SELECT {_COLUMNS} FROM collections WHERE database_id = ?", (db_id,)
+            )
+        ]
+        self._conn.execute("DELETE FROM aliases WHERE database_id = ?", (db_id,))
+        self._conn.execute("DELETE FROM collections WHERE database_id = ?", (db_id,))
+        self._conn.execute("DELETE FROM databases WHERE id = ?", (db_id,))
+        return cols
+
+    def collection_by_name(self, db_id: str, name: str, follow_alias: bool = True) -> CollectionRow:
+        row = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM collections WHERE database_id = ? AND name = ?",
+            (db_id, name),
+        ).fetchone()
+        if row is None and follow_alias:
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM collections WHERE cid = "
+                "(SELECT cid FROM aliases WHERE database_id = ? AND name = ?)",
+                (db_id, name),
+            ).fetchone()
+        if row is None:
+            raise NotFoundError(f"Collection [{name}] does not exist")
+        return _row(row)
+
+    def collection_by_uuid(self, collection_uuid: str) -> CollectionRow:
+        row = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM collections WHERE uuid = ?", (collection_uuid,)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"Collection [{collection_uuid}] does not exist.")
+        return _row(row)
+
+    def list_collections(
+        self, db_id: str, limit: int | None, offset: int | None
+    ) -> list[CollectionRow]:
+        rows = self._conn.execute(
+            f"SELECT {_COLUMNS} FROM collections WHERE database_id = ? "
+            "ORDER BY uuid LIMIT ? OFFSET ?",
+            (db_id, -1 if limit is None else limit, offset or 0),
+        ).fetchall()
+        return [_row(r) for r in rows]
+
+    def count_collections(self, db_id: str) -> int:
+        return self._conn.execute(
+            "SELECT count(*) FROM collections WHERE database_id = ?", (db_id,)
+        ).fetchone()[0]
+
+    def collection_uuids(self) -> list[str]:
+        return [r[0] for r in self._conn.execute("SELECT uuid FROM collections ORDER BY cid")]
+
+    def _name_taken(self, db_id: str, name: str) -> bool:
+        """Whether a collection or an alias of the database has this name."""
+        exists = self._conn.execute(
+            "SELECT 1 FROM collections WHERE database_id = ? AND name = ?", (db_id, name)
+        ).fetchone()
+        return exists is not None or self.alias_target(db_id, name) is not None
+
+    def insert_collection(
+        self,
+        db_id: str,
+        name: str,
+        metadata: dict[str, Any] | None,
+        configuration: dict[str, Any],
+    ) -> CollectionRow:
+        if self._name_taken(db_id, name):
+            raise CollectionExistsError(f"Collection [{name}] already exists")
+        new_uuid = str(uuid.uuid4())
+        self._conn.execute(
+            "INSERT INTO collections (uuid, name, database_id, metadata, configuration) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (new_uuid, name, db_id, _dump(metadata), json.dumps(configuration)),
+        )
+        return self.collection_by_uuid(new_uuid)
+
+    def update_collection(
+        self,
+        col: CollectionRow,
+        new_name: str | None,
+        new_metadata: dict[str, Any] | None,
+        new_configuration: dict[str, Any] | None,
+    ) -> None:
+        if new_name is not None and new_name != col.name:
+            if self._name_taken(col.database_id, new_name):
+                raise CollectionExistsError(
+                    f"UNIQUE constraint failed: collections.database_id, collections.name "
+                    f"(Collection [{new_name}] already exists)"
+                )
+            self._conn.execute("UPDATE collections SET name = ? WHERE cid = ?", (new_name, col.cid))
+        if new_metadata is not None:
+            self._conn.execute(
+                "UPDATE collections SET metadata = ? WHERE cid = ?",
+                (_dump(new_metadata or None), col.cid),
+            )
+        if new_configuration is not None:
+            self._conn.execute(
+                "UPDATE collections SET configuration = ? WHERE cid = ?",
+                (json.dumps(new_configuration), col.cid),
+            )
+
+    def set_dimension(self, cid: int, dimension: int) -> None:
+        self._conn.execute(
+            "UPDATE collections SET dimension = ? WHERE cid = ? AND dimension IS NULL",
+            (dimension, cid),
+        )
+
+    def delete_collection_row(self, cid: int) -> None:
+        self._conn.execute("DELETE FROM collections WHERE cid = ?", (cid,))
+
+    def alias_target(self, db_id: str, name: str) -> int | None:
+        row = self._conn.execute(
+            "SELECT cid FROM aliases WHERE database_id = ? AND name = ?", (db_id, name)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def set_alias(self, db_id: str, alias: str, target: str, create: bool) -> None:
+        if self._conn.execute(
+            "SELECT 1 FROM collections WHERE database_id = ? AND name = ?", (db_id, alias)
+        ).fetchone():
+            raise InvalidArgumentError(
+                f"[{alias}] is a collection name; an alias needs its own name"
+            )
+        col = self.collection_by_name(db_id, target, follow_alias=False)
+        exists = self.alias_target(db_id, alias) is not None
+        if create and exists:
+            raise AlreadyExistsError(f"Alias [{alias}] already exists")
+        if not create and not exists:
+            raise NotFoundError(f"Alias [{alias}] does not exist")
+        self._conn.execute(
+            "INSERT INTO aliases (database_id, name, cid) VALUES (?, ?, ?) "
+            "ON CONFLICT (database_id, name) DO UPDATE SET cid = excluded.cid",
+            (db_id, alias, col.cid),
+        )
+
+    def delete_alias(self, db_id: str, alias: str) -> None:
+        deleted = self._conn.execute(
+            "DELETE FROM aliases WHERE database_id = ? AND name = ?", (db_id, alias)
+        ).rowcount
+        if deleted == 0:
+            raise NotFoundError(f"Alias [{alias}] does not exist")
+
+    def list_aliases(self, db_id: str) -> list[dict[str, str]]:
+        rows = self._conn.execute(
+            "SELECT a.name, c.name, c.uuid FROM aliases a JOIN collections c ON c.cid = a.cid "
+            "WHERE a.database_id = ? ORDER BY a.name",
+            (db_id,),
+        )
+        return [{"name": r[0], "collection": r[1], "collection_id": r[2]} for r in rows]
+
+    def aliases_of(self, cid: int) -> list[str]:
+        return [r[0] for r in self._conn.execute("SELECT name FROM aliases WHERE cid = ?", (cid,))]

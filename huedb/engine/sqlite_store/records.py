@@ -1,0 +1,383 @@
+"""Record rows in SQLite: writes (add, update, delete) and reads (get, fetch by key).
+
+Calls of a `SQLiteSession`, inside its transaction. A record's integer `key` comes from
+the AUTOINCREMENT sequence of `records` and is never reused; every change to a record's
+vector (insert, replace, delete) appends `(cid, key)` to the oplog in the same
+transaction, which is all an index needs to catch up. The (key, value type) pairs of the
+metadata written are added to the collection's schema in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from huedb.engine import schema_keys
+from huedb.engine.filters import RecordFilter
+from huedb.engine.record_values import (
+    clean_metadata,
+    merge_metadata,
+    sql_value,
+    value_kind,
+    vector_digest,
+)
+from huedb.engine.sqlite_store import filters as sql_filters
+from huedb.engine.sqlite_store.schema_keys import SchemaKeysSQL
+from huedb.record_batch import RecordBatch
+
+# `digests_recent` size that triggers a merge into `digests`: about sqrt(1000 n) at n = 1M,
+# which balances the random page writes in the small table against the merge passes.
+DIGEST_MERGE_AT = 32_768
+
+
+def json_list(values: Iterable[Any]) -> str:
+    """A JSON array parameter for `json_each(?)`."""
+    return json.dumps(list(values), ensure_ascii=False)
+
+
+def _blob_and_digest(vector: np.ndarray) -> tuple[bytes, int]:
+    blob = vector.tobytes()
+    return blob, vector_digest(blob)
+
+
+def _meta_rows(cid: int, key: int, metadata: dict[str, Any] | None) -> list[tuple]:
+    if not metadata:
+        return []
+    rows = []
+    for name, value in metadata.items():
+        if isinstance(value, list):
+            rows.extend((key, cid, name, value_kind(v), 1, sql_value(v)) for v in value)
+        else:
+            rows.append((key, cid, name, value_kind(value), 0, sql_value(value)))
+    return rows
+
+
+def _dump(metadata: dict[str, Any] | None) -> str | None:
+    return None if not metadata else json.dumps(metadata, ensure_ascii=False)
+
+
+def _matching(cid: int, flt: RecordFilter) -> tuple[str, list[Any]]:
+    sql = "r.cid = ?"
+    params: list[Any] = [cid]
+    if flt.ids is not None:
+        sql += " AND r.id IN (SELECT value FROM json_each(?))"
+        params.append(json_list(flt.ids))
+    if flt.tree is not None:
+        filter_sql, filter_params = sql_filters.predicate(flt.tree, cid)
+        sql += f" AND {filter_sql}"
+        params.extend(filter_params)
+    return sql, params
+
+
+class RecordsSQL(SchemaKeysSQL):
+    """The records half of a SQLite session."""
+
+    _conn: sqlite3.Connection
+
+    # -- writes ------------------------------------------------------------------------
+
+    def existing_keys(self, cid: int, ids: Sequence[str]) -> dict[str, int]:
+        rows = self._conn.execute(
+            "SELECT id, key FROM records WHERE cid = ? AND id IN (SELECT value FROM json_each(?))",
+            (cid, json_list(ids)),
+        )
+        return dict(rows)
+
+    def insert_records(self, cid: int, batch: RecordBatch) -> None:
+        if not batch.ids:
+            return
+        conn = self._conn
+        batch = batch.filled()
+        ids, vectors, documents, uris = batch.ids, batch.embeddings, batch.documents, batch.uris
+        assert vectors is not None and documents is not None and uris is not None
+        metadatas = [clean_metadata(m) for m in batch.metadatas or ()]
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+        first = (row[0] if row else 0) + 1
+        keys = range(first, first + len(ids))
+        conn.executemany(
+            "INSERT INTO records (key, cid, id, document, uri, metadata) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (k, cid, i, d, u, _dump(m))
+                for k, i, d, u, m in zip(keys, ids, documents, uris, metadatas, strict=True)
+            ],
+        )
+        rows = [(k, *_blob_and_digest(vectors[n])) for n, k in enumerate(keys)]
+        conn.executemany("INSERT INTO embeddings (key, vector, digest) VALUES (?, ?, ?)", rows)
+        self._add_digests([(digest, k) for k, _, digest in rows])
+        conn.executemany(
+            "INSERT INTO documents_fts (rowid, document) VALUES (?, ?)",
+            [(k, d) for k, d in zip(keys, documents, strict=True) if d is not None],
+        )
+        meta_rows = [r for k, m in zip(keys, metadatas, strict=True) for r in _meta_rows(cid, k, m)]
+        if meta_rows:
+            conn.executemany(
+                "INSERT INTO record_meta (key, cid, name, kind, is_array, value) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                meta_rows,
+            )
+        conn.executemany("INSERT INTO oplog (cid, key) VALUES (?, ?)", [(cid, k) for k in keys])
+        self.record_key_types(cid, schema_keys.key_types(metadatas))
+
+    def _add_digests(self, rows: Sequence[tuple[int, int]]) -> None:
+        """Record (digest, key) pairs of newly written vectors.
+
+        They go to the small `digests_recent`; when it reaches DIGEST_MERGE_AT entries, all
+        of them move to `digests` in one pass sorted by digest, so the big table is written a
+        page at a time instead of one random page per vector.
+        """
+        conn = self._conn
+        conn.executemany("INSERT OR IGNORE INTO digests_recent (digest, key) VALUES (?, ?)", rows)
+        pending = conn.execute("SELECT count(*) FROM digests_recent").fetchone()[0]
+        if pending >= DIGEST_MERGE_AT:
+            conn.execute(
+                "INSERT OR IGNORE INTO digests (digest, key) "
+                "SELECT digest, key FROM digests_recent ORDER BY digest, key"
+            )
+            conn.execute("DELETE FROM digests_recent")
+
+    def update_records(self, cid: int, keys: Sequence[int], batch: RecordBatch) -> None:
+        if not keys:
+            return
+        conn = self._conn
+        vectors, metadatas, documents, uris = (
+            batch.embeddings,
+            batch.metadatas,
+            batch.documents,
+            batch.uris,
+        )
+        if vectors is not None:
+            rows = [(*_blob_and_digest(vectors[n]), k) for n, k in enumerate(keys)]
+            conn.executemany("UPDATE embeddings SET vector = ?, digest = ? WHERE key = ?", rows)
+            self._add_digests([(digest, k) for _, digest, k in rows])
+            conn.executemany("INSERT INTO oplog (cid, key) VALUES (?, ?)", [(cid, k) for k in keys])
+        if documents is not None:
+            changed = [(d, k) for d, k in zip(documents, keys, strict=True) if d is not None]
+            conn.executemany("UPDATE records SET document = ? WHERE key = ?", changed)
+            conn.executemany(
+                "DELETE FROM documents_fts WHERE rowid = ?", [(k,) for _, k in changed]
+            )
+            conn.executemany(
+                "INSERT INTO documents_fts (rowid, document) VALUES (?, ?)",
+                [(k, d) for d, k in changed],
+            )
+        if uris is not None:
+            conn.executemany(
+                "UPDATE records SET uri = ? WHERE key = ?",
+                [(u, k) for u, k in zip(uris, keys, strict=True) if u is not None],
+            )
+        if metadatas is not None:
+            self._merge_metadata(cid, keys, metadatas)
+            written = [clean_metadata(m) for m in metadatas if m]
+            self.record_key_types(cid, schema_keys.key_types(written))
+
+    def _merge_metadata(
+        self, cid: int, keys: Sequence[int], metadatas: Sequence[dict[str, Any] | None]
+    ) -> None:
+        changes = [(k, m) for k, m in zip(keys, metadatas, strict=True) if m is not None]
+        if not changes:
+            return
+        conn = self._conn
+        current = dict(
+            conn.execute(
+                "SELECT key, metadata FROM records WHERE key IN (SELECT value FROM json_each(?))",
+                (json_list(k for k, _ in changes),),
+            )
+        )
+        updates = [
+            (key, merge_metadata(json.loads(current[key]) if current.get(key) else None, patch))
+            for key, patch in changes
+        ]
+        conn.executemany(
+            "UPDATE records SET metadata = ? WHERE key = ?", [(_dump(m), k) for k, m in updates]
+        )
+        conn.execute(
+            "DELETE FROM record_meta WHERE key IN (SELECT value FROM json_each(?))",
+            (json_list(k for k, _ in updates),),
+        )
+        rows = [r for k, m in updates for r in _meta_rows(cid, k, m)]
+        if rows:
+            conn.executemany(
+                "INSERT INTO record_meta (key, cid, name, kind, is_array, value) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def delete_keys(self, cid: int, keys: Sequence[int]) -> None:
+        if not keys:
+            return
+        param = json_list(keys)
+        # The document index keeps its rows (a quarter of a delete's time): keys are never
+        # reused and every match is confirmed against `records`, so they never match again;
+        # `huedb compact` removes them (`prune_leftovers`).
+        for table in ("records", "embeddings", "record_meta"):
+            self._conn.execute(
+                f"DELETE FROM {table} WHERE key IN (SELECT value FROM json_each(?))", (param,)
+            )
+        self._conn.executemany(
+            "INSERT INTO oplog (cid, key) VALUES (?, ?)", [(cid, k) for k in keys]
+        )
+
+    def delete_collection_records(self, cid: int) -> None:
+        for table in ("digests", "digests_recent", "embeddings", "documents_fts"):
+            key = "rowid" if table == "documents_fts" else "key"
+            self._conn.execute(
+                f"DELETE FROM {table} WHERE {key} IN (SELECT key FROM records WHERE cid = ?)",
+                (cid,),
+            )
+        for table in ("records", "record_meta", "oplog"):
+            self._conn.execute(f"DELETE FROM {table} WHERE cid = ?", (cid,))
+
+    def prune_leftovers(self) -> int:
+        removed = 0
+        for table in ("digests", "digests_recent"):
+            removed += self._conn.execute(
+                f"DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM embeddings e "
+                f"WHERE e.key = {table}.key AND e.digest = {table}.digest)"
+            ).rowcount
+        removed += self._conn.execute(
+            "DELETE FROM documents_fts WHERE rowid NOT IN (SELECT key FROM records)"
+        ).rowcount
+        return removed
+
+    # -- reads -------------------------------------------------------------------------
+
+    def select_keys(
+        self, cid: int, flt: RecordFilter, limit: int | None = None, offset: int | None = None
+    ) -> list[int]:
+        sql, params = _matching(cid, flt)
+        sql = f"SELECT r.key FROM records r WHERE {sql} ORDER BY r.key LIMIT ? OFFSET ?"
+        params += [-1 if limit is None else limit, offset or 0]
+        return [r[0] for r in self._conn.execute(sql, params)]
+
+    def allowed_keys(self, cid: int, flt: RecordFilter) -> np.ndarray:
+        """Keys of the records a query may return (uint64, each once, in no particular order).
+
+        The filter's key-set SELECT (over the covering metadata index) is used when it has
+        one. Keys come back as one comma-separated string: a Python object per row would
+        cost more than the search itself for broad filters.
+        """
+        key_set = None
+        if flt.ids is None and flt.tree is not None:
+            key_set = sql_filters.key_set(flt.tree, cid)
+        if key_set is not None:
+            sql, params = key_set
+        else:
+            sql, params = _matching(cid, flt)
+            sql = f"SELECT r.key FROM records r WHERE {sql}"
+        joined = self._conn.execute(f"SELECT group_concat(key) FROM ({sql})", params).fetchone()[0]
+        if not joined:
+            return np.empty(0, dtype=np.uint64)
+        return np.fromstring(joined, dtype=np.uint64, sep=",")
+
+    def fetch_rows(
+        self,
+        cid: int,
+        flt: RecordFilter,
+        limit: int | None,
+        offset: int | None,
+        with_vectors: bool,
+    ) -> list[tuple]:
+        where, params = _matching(cid, flt)
+        vector_col = (
+            ", (SELECT vector FROM embeddings e WHERE e.key = r.key)" if with_vectors else ""
+        )
+        sql = (
+            f"SELECT r.key, r.id, r.document, r.uri, r.metadata{vector_col} FROM records r "
+            f"WHERE {where} ORDER BY r.key LIMIT ? OFFSET ?"
+        )
+        params += [-1 if limit is None else limit, offset or 0]
+        return self._conn.execute(sql, params).fetchall()
+
+    def fetch_after_key(self, cid: int, after_key: int, limit: int) -> list[tuple]:
+        sql = (
+            "SELECT r.key, r.id, r.document, r.uri, r.metadata, "
+            "(SELECT vector FROM embeddings e WHERE e.key = r.key) FROM records r "
+            "WHERE r.cid = ? AND r.key > ? ORDER BY r.key LIMIT ?"
+        )
+        return self._conn.execute(sql, (cid, after_key, limit)).fetchall()
+
+    def fetch_by_keys(self, cid: int, keys: Sequence[int], with_vectors: bool) -> dict[int, tuple]:
+        vector_col = (
+            ", (SELECT vector FROM embeddings e WHERE e.key = r.key)" if with_vectors else ""
+        )
+        sql = (
+            f"SELECT r.key, r.id, r.document, r.uri, r.metadata{vector_col} FROM records r "
+            "WHERE r.key IN (SELECT value FROM json_each(?)) AND r.cid = ?"
+        )
+        return {row[0]: row for row in self._conn.execute(sql, (json_list(keys), cid))}
+
+    def collection_keys(self, cid: int) -> list[int]:
+        return [r[0] for r in self._conn.execute("SELECT key FROM records WHERE cid = ?", (cid,))]
+
+    def count_records(self, cid: int) -> int:
+        return self._conn.execute("SELECT count(*) FROM records WHERE cid = ?", (cid,)).fetchone()[
+            0
+        ]
+
+    def vectors_by_keys(self, keys: Sequence[int] | np.ndarray, dim: int) -> np.ndarray:
+        wanted = [int(k) for k in keys]
+        found = dict(
+            self._conn.execute(
+                "SELECT key, vector FROM embeddings WHERE key IN (SELECT value FROM json_each(?))",
+                (json_list(wanted),),
+            ).fetchall()
+        )
+        blob = b"".join(found[k] for k in wanted)
+        return np.frombuffer(blob, dtype=np.float32).reshape(len(wanted), dim)
+
+    def vector_chunks(
+        self, cid: int, dim: int, rows: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        cursor = self._conn.execute(
+            "SELECT r.key, e.vector FROM records r JOIN embeddings e ON e.key = r.key "
+            "WHERE r.cid = ? ORDER BY r.key",
+            (cid,),
+        )
+        while chunk := cursor.fetchmany(rows):
+            keys = np.fromiter((r[0] for r in chunk), dtype=np.uint64, count=len(chunk))
+            vectors = np.frombuffer(b"".join(r[1] for r in chunk), dtype=np.float32)
+            yield keys, vectors.reshape(len(chunk), dim)
+
+    def keys_with_vector(self, cid: int, vector: np.ndarray) -> list[int]:
+        blob = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+        digest = vector_digest(blob)
+        rows = self._conn.execute(
+            "SELECT e.key FROM embeddings e WHERE e.key IN "
+            "(SELECT key FROM digests WHERE digest = ? "
+            "UNION ALL SELECT key FROM digests_recent WHERE digest = ?) "
+            "AND e.vector = ? AND EXISTS "
+            "(SELECT 1 FROM records r WHERE r.key = e.key AND r.cid = ?)",
+            (digest, digest, blob, cid),
+        )
+        return [r[0] for r in rows]
+
+    # -- oplog -------------------------------------------------------------------------
+
+    def oplog_head(self, cid: int) -> int:
+        """The highest oplog sequence number ever assigned, of any collection.
+
+        One sequence serves every collection and SQLite commits one writer at a time, so a
+        change committed after this snapshot always gets a higher number.
+        """
+        row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'oplog'").fetchone()
+        return row[0] if row else 0
+
+    def oplog_changes(self, cid: int, after_seq: int) -> list[tuple[int, int, bytes | None]]:
+        return self._conn.execute(
+            "SELECT o.seq, o.key, e.vector FROM oplog o LEFT JOIN embeddings e ON e.key = o.key "
+            "WHERE o.cid = ? AND o.seq > ? ORDER BY o.seq",
+            (cid, after_seq),
+        ).fetchall()
+
+    def prune_oplog(self, cid: int, upto: int, snapshotted: bool) -> None:
+        self._conn.execute("DELETE FROM oplog WHERE cid = ? AND seq <= ?", (cid, upto))
+        self._conn.execute(
+            "UPDATE collections SET pruned_seq = max(pruned_seq, ?), "
+            "snapshot_seq = CASE WHEN ? THEN max(snapshot_seq, ?) ELSE snapshot_seq END "
+            "WHERE cid = ?",
+            (upto, snapshotted, upto, cid),
+        )

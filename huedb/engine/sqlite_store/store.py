@@ -1,0 +1,106 @@
+"""`SQLiteStore`: a huedb store in one SQLite file (or in memory), `engine.store.Store`.
+
+One connection serves the engine (its lock serialises the calls); a long read
+(`snapshot_session`) and a copy (`copy_to`) open connections of their own, so the engine
+keeps serving meanwhile (WAL). The data directory's shared lock is held while the store is
+open (`connection.hold_directory`, which also migrates an older format first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from huedb.engine.sqlite_store import store_admin
+from huedb.engine.sqlite_store.connection import (
+    hold_directory,
+    open_connection,
+    read_transaction,
+    store_id,
+    write_transaction,
+)
+from huedb.engine.sqlite_store.session import SQLiteSession
+from huedb.errors import InvalidArgumentError
+from huedb.options import EngineOptions
+
+
+class SQLiteStore:
+    """The SQLite store of a data directory, or a private one in memory (`path` None)."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: Path | None, options: EngineOptions) -> None:
+        self.path = path
+        self._sync = options.sync
+        self._dir_lock = None if path is None else hold_directory(path)
+        try:
+            self._conn = open_connection(path, self._sync)
+        except BaseException:
+            self._release_directory()
+            raise
+        self.store_id = store_id(self._conn)
+        self._session = SQLiteSession(self._conn)
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[SQLiteSession]:
+        """A deferred transaction: one WAL snapshot for all its reads."""
+        with read_transaction(self._conn):
+            yield self._session
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[SQLiteSession]:
+        """A `BEGIN IMMEDIATE` transaction (writers never deadlock on a lock upgrade)."""
+        with write_transaction(self._conn):
+            yield self._session
+
+    def snapshot_session(self) -> contextlib.AbstractContextManager[SQLiteSession] | None:
+        """A read transaction on a connection of its own (None in memory).
+
+        While it is open SQLite cannot checkpoint the WAL past it, so the WAL grows by what
+        is written meanwhile.
+        """
+        return None if self.path is None else self._own_snapshot(self.path)
+
+    @contextlib.contextmanager
+    def _own_snapshot(self, path: Path) -> Iterator[SQLiteSession]:
+        conn = open_connection(path, self._sync)
+        try:
+            with read_transaction(conn):
+                yield SQLiteSession(conn)
+        finally:
+            conn.close()
+
+    def copy_to(self, target: Path) -> None:
+        """SQLite's VACUUM INTO, on a connection of its own."""
+        if self.path is None:
+            raise InvalidArgumentError("an in-memory store cannot be copied to a file")
+        conn = open_connection(self.path, self._sync)
+        try:
+            conn.execute("VACUUM INTO ?", (str(target),))
+        finally:
+            conn.close()
+
+    def integrity_problems(self) -> list[str]:
+        with read_transaction(self._conn):
+            return store_admin.integrity_problems(self._conn)
+
+    def storage_figures(self) -> dict[str, Any]:
+        return store_admin.storage_figures(self._conn)
+
+    def free_pages(self) -> int:
+        return store_admin.free_pages(self._conn, checkpoint=self.path is not None)
+
+    def settings_in_force(self) -> dict[str, Any]:
+        return {"sqlite_synchronous": store_admin.synchronous_level(self._conn)}
+
+    def close(self) -> None:
+        self._conn.close()
+        self._release_directory()
+
+    def _release_directory(self) -> None:
+        if self._dir_lock is not None:
+            os.close(self._dir_lock)
+            self._dir_lock = None
