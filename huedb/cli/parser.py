@@ -47,6 +47,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--request-timeout", type=float, help="seconds a client may take to send a request body"
     )
+    run.add_argument(
+        "--header-timeout",
+        type=float,
+        help="seconds a client may take to send a request line and headers (default 10)",
+    )
     run.add_argument("--sync", choices=SYNC_MODES, help="SQLite sync level (default full)")
     run.add_argument(
         "--exact-max-floats", type=int, help="exact search up to vectors x dim (default 2M)"

@@ -10,6 +10,7 @@ from pathlib import Path
 from huedb.engine.registry import acquire_engine, release_engine
 from huedb.errors import ChromaError, ConfigError
 from huedb.options import OPTION_NAMES, SERVER_DEFAULTS, resolve_options
+from huedb.server.http_protocol import PARSER, HeadDeadlineProtocol
 from huedb.server.server_config import (
     ENV_CONFIG,
     ServerConfig,
@@ -20,6 +21,7 @@ from huedb.server.server_config import (
 )
 
 logger = logging.getLogger("huedb")
+KEEP_ALIVE_S = 30
 
 
 def server_config(args: argparse.Namespace, env: dict[str, str]) -> ServerConfig:
@@ -45,6 +47,7 @@ def server_config(args: argparse.Namespace, env: dict[str, str]) -> ServerConfig
         "allow_reset": args.allow_reset,
         "max_body_bytes": args.max_body_bytes,
         "request_timeout_s": args.request_timeout,
+        "header_timeout_s": args.header_timeout,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
     engine_flags = {name: getattr(args, name) for name in OPTION_NAMES}
@@ -77,6 +80,14 @@ def run_server(config: ServerConfig, log_level: str) -> int:
         config.port,
         config.workers,
     )
+    logger.info(
+        "timeouts: request line and headers %gs, request body %gs, idle keep-alive %ds "
+        "(HTTP parser: %s)",
+        config.header_timeout_s,
+        config.request_timeout_s,
+        KEEP_ALIVE_S,
+        PARSER,
+    )
     os.environ[ENV_CONFIG] = config.to_json()
     uvicorn.run(
         "huedb.server.app:app_from_environment",
@@ -87,7 +98,8 @@ def run_server(config: ServerConfig, log_level: str) -> int:
         ssl_certfile=config.ssl_certfile,
         ssl_keyfile=config.ssl_keyfile,
         log_level=log_level,
-        timeout_keep_alive=30,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        http=HeadDeadlineProtocol,
         access_log=False,
     )
     return 0

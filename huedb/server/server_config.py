@@ -57,6 +57,7 @@ UNSUPPORTED_AUTH = {
 TOKEN_KEYS = frozenset({"token", "role", "tenant", "databases", "name"})
 SCOPE_FORBIDDEN = frozenset("/@,+:*")
 DEFAULT_MAX_BODY_BYTES = 40 * 1024 * 1024
+MAX_TIMEOUT_S = 86400.0
 ENV_CONFIG = "HUEDB_SERVER_CONFIG_JSON"
 
 
@@ -93,6 +94,7 @@ class ServerConfig:
     allow_reset: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     request_timeout_s: float = 60.0
+    header_timeout_s: float = 10.0
     engine: EngineOptions = field(default_factory=EngineOptions)
     tokens: list[TokenEntry] = field(default_factory=list)
 
@@ -119,6 +121,17 @@ class ServerConfig:
             check_tls(self.ssl_certfile, self.ssl_keyfile)
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
+        for key, flag in (
+            ("request_timeout_s", "--request-timeout"),
+            ("header_timeout_s", "--header-timeout"),
+        ):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{key} must be a number of seconds, not {value!r}")
+            if not 0 < value <= MAX_TIMEOUT_S:
+                raise ConfigError(
+                    f"{flag} ({key}) must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds"
+                )
         check_token_conflicts(self.tokens)
         if not self.tokens and not self.allow_unauthenticated and not is_loopback(self.host):
             raise ConfigError(
