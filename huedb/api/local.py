@@ -158,11 +158,12 @@ class LocalAPI(ServerAPI):
             check_collection_metadata(new_metadata, allow_none=True)
             # As in Chroma, None values drop keys; {} (all dropped) clears the metadata.
             new_metadata = {k: v for k, v in new_metadata.items() if v is not None}
-        config = None
-        if request.new_configuration is not None:
-            current = self.engine.get_collection_by_uuid(collection_id).configuration
-            config = config_rules.apply_update(current, request.new_configuration)
-        self.engine.update_collection(collection_id, new_name, new_metadata, config)
+        # Applied by the engine to the configuration it reads in its write transaction.
+        update = request.new_configuration
+        configure = (
+            None if update is None else lambda current: config_rules.apply_update(current, update)
+        )
+        self.engine.update_collection(collection_id, new_name, new_metadata, configure)
 
     def delete_collection(self, name: str, tenant: str, database: str) -> None:
         self.engine.delete_collection(name, tenant, database)

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,11 +192,18 @@ class Engine:
         collection_uuid: str,
         new_name: str | None,
         new_metadata: dict[str, Any] | None,
-        new_configuration: dict[str, Any] | None,
+        configure: Callable[[dict[str, Any]], dict[str, Any]] | None,
     ) -> None:
+        """Rename a collection, replace its metadata and change its configuration.
+
+        `configure` maps the stored configuration to the new one; it is applied to the row
+        read inside the write transaction, so keys another process's writes added to the
+        schema meanwhile are kept.
+        """
         with self._lock, self._store.write() as db:
             col = db.collection_by_uuid(collection_uuid)
-            db.update_collection(col, new_name, new_metadata, new_configuration)
+            config = None if configure is None else configure(col.configuration)
+            db.update_collection(col, new_name, new_metadata, config)
 
     def delete_collection(self, name: str, tenant: str, database: str) -> None:
         with self._lock:
