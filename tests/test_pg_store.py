@@ -1,0 +1,453 @@
+"""The PostgreSQL store against a real PostgreSQL (`pg_url`), compared with the SQLite store.
+
+Store level (`engine/store.py`): the catalog raises the SQLite store's errors; records round
+trip bit for bit with their metadata types; every filter operator answers exactly as on
+SQLite over a randomised corpus (differential, the same operations on both stores); the
+time budget stops a statement; a stopped PostgreSQL gives StorageUnavailableError quickly
+and the same store object works again once it is back; a copy is a SQLite store file the
+SQLite store opens with equal records, and loads back into PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+
+from huedb.engine.catalog import DEFAULT_DATABASE_ID
+from huedb.engine.filters import compile_filter
+from huedb.engine.postgres_store import PostgresStore
+from huedb.engine.postgres_store.connection import PoolSettings
+from huedb.engine.sqlite_store.connection import DB_FILENAME
+from huedb.engine.sqlite_store.store import SQLiteStore
+from huedb.engine.store import Store
+from huedb.errors import QueryTimeoutError, StorageUnavailableError
+from huedb.options import EngineOptions
+from huedb.record_batch import RecordBatch
+from tests.pg_cluster import PgCluster
+
+TENANT, DATABASE = "default_tenant", "default_database"
+DIM = 8
+
+
+@pytest.fixture
+def pg_store(pg_url: str) -> Iterator[PostgresStore]:
+    store = PostgresStore(pg_url, EngineOptions(), PoolSettings(timeout=3.0))
+    with store.write() as db:
+        db.ensure_defaults(TENANT, DATABASE)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def sqlite_store() -> Iterator[SQLiteStore]:
+    store = SQLiteStore(None, EngineOptions())
+    with store.write() as db:
+        db.ensure_defaults(TENANT, DATABASE)
+    yield store
+    store.close()
+
+
+def _outcome(call: Any) -> tuple[str, str]:
+    """What a call did: ("ok", repr of its result) or (error class, message)."""
+    try:
+        result = call()
+    except Exception as exc:  # noqa: BLE001 - the outcome is compared, whatever it is
+        return type(exc).__name__, str(exc)
+    return "ok", repr(result)
+
+
+def _catalog_script(store: Store) -> list[tuple[str, str]]:
+    """The same catalog operations, each in its own write or read session."""
+    outcomes = []
+
+    def step(write: bool, action: Any) -> None:
+        def call() -> Any:
+            with store.write() if write else store.read() as db:
+                return action(db)
+
+        outcomes.append(_outcome(call))
+
+    def names(rows: list) -> list[str]:
+        return [r.name for r in rows]
+
+    db_id = DEFAULT_DATABASE_ID
+    step(True, lambda db: db.create_tenant("t-one"))
+    step(True, lambda db: db.create_tenant("t-one"))
+    step(False, lambda db: db.get_tenant("t-missing"))
+    step(True, lambda db: db.create_database("d-one", "t-missing"))
+    step(True, lambda db: db.create_database("d-one", "t-one"))
+    step(True, lambda db: db.create_database("d-one", "t-one"))
+    step(False, lambda db: [d["name"] for d in db.list_databases("t-one", None, None)])
+    step(False, lambda db: db.get_database("d-missing", "t-one"))
+    step(True, lambda db: db.insert_collection(db_id, "alpha", {"m": 1}, {"c": 1}).name)
+    step(True, lambda db: db.insert_collection(db_id, "alpha", None, {}))
+    step(True, lambda db: db.insert_collection(db_id, "beta", None, {}).name)
+    step(True, lambda db: db.set_alias(db_id, "alpha", "beta", True))
+    step(True, lambda db: db.set_alias(db_id, "al", "missing", True))
+    step(True, lambda db: db.set_alias(db_id, "al", "alpha", False))
+    step(True, lambda db: db.set_alias(db_id, "al", "alpha", True))
+    step(True, lambda db: db.set_alias(db_id, "al", "alpha", True))
+    step(True, lambda db: db.insert_collection(db_id, "al", None, {}))
+    step(False, lambda db: db.collection_by_name(db_id, "al").name)
+    step(False, lambda db: db.collection_by_name(db_id, "al", follow_alias=False))
+    step(True, lambda db: db.set_alias(db_id, "al", "beta", False))
+    step(False, lambda db: db.list_aliases(db_id)[0]["collection"])
+
+    def rename(db: Any, old: str, new: str) -> None:
+        db.update_collection(db.collection_by_name(db_id, old), new, None, None)
+
+    step(True, lambda db: rename(db, "alpha", "beta"))
+    step(True, lambda db: rename(db, "alpha", "al"))
+    step(True, lambda db: rename(db, "alpha", "gamma"))
+    step(
+        False,
+        lambda db: names(db.list_collections(db_id, None, None)) and db.count_collections(db_id),
+    )
+    step(False, lambda db: sorted(names(db.list_collections(db_id, 1, 1))) != [])
+    step(True, lambda db: db.delete_alias(db_id, "nope"))
+    step(True, lambda db: db.delete_alias(db_id, "al"))
+    step(False, lambda db: db.aliases_of(db.collection_by_name(db_id, "beta").cid))
+    step(False, lambda db: db.collection_by_uuid("00000000-0000-0000-0000-00000000abcd"))
+    step(True, lambda db: len(db.delete_database("d-one", "t-one")))
+    step(True, lambda db: db.delete_database("d-one", "t-one"))
+    return outcomes
+
+
+def test_catalog_errors_as_sqlite(pg_store: PostgresStore, sqlite_store: SQLiteStore) -> None:
+    pg, lite = _catalog_script(pg_store), _catalog_script(sqlite_store)
+    assert pg == lite
+    assert sum(kind != "ok" for kind, _ in pg) >= 14  # the script exercises the errors
+
+
+def _metadata_corpus(rng: random.Random, n: int) -> list[dict[str, Any] | None]:
+    words = ["a", "b", "ab", "x%y", "u_v", "back\\slash", "ünï", "日本", ""]
+    out: list[dict[str, Any] | None] = []
+    for _ in range(n):
+        if rng.random() < 0.1:
+            out.append(None)
+            continue
+        m: dict[str, Any] = {}
+        if rng.random() < 0.8:
+            m["i"] = rng.choice([rng.randint(-5, 5), 2**63 - 1, -(2**63), 2**53 + 1])
+        if rng.random() < 0.7:
+            m["f"] = rng.choice([rng.randint(-5, 5) / 2, 0.1, 0.1 + 0.2, 2.0**53, -0.0, 1e300])
+        if rng.random() < 0.5:
+            m["b"] = rng.random() < 0.5
+        if rng.random() < 0.7:
+            m["s"] = rng.choice(words)
+        if rng.random() < 0.6:  # one key, every type
+            m["m"] = rng.choice([1, 1.0, True, False, 0, "1", "true", 2.5])
+        if rng.random() < 0.5:
+            m["ai"] = [rng.randint(0, 4) for _ in range(rng.randint(1, 3))]
+        if rng.random() < 0.4:
+            m["as"] = [rng.choice(words[:4]) for _ in range(rng.randint(1, 3))]
+        out.append(m or None)
+    return out
+
+
+def _documents(rng: random.Random, n: int) -> list[str | None]:
+    vocab = ["hello", "Hello", "world", "foo_bar", "50%", "a\\b", "naïve", "ab", "abc", "xyzzy"]
+    return [
+        None
+        if rng.random() < 0.1
+        else " ".join(rng.choice(vocab) for _ in range(rng.randint(0, 5)))
+        for _ in range(n)
+    ]
+
+
+def _load(
+    store: Store, batches: list[RecordBatch], deletes: list[str], updates: RecordBatch
+) -> int:
+    with store.write() as db:
+        cid = db.insert_collection(DEFAULT_DATABASE_ID, "corpus", None, {}).cid
+    for batch in batches:
+        with store.write() as db:
+            db.insert_records(cid, batch)
+    with store.write() as db:
+        keys = db.existing_keys(cid, updates.ids)
+        db.update_records(cid, [keys[i] for i in updates.ids], updates)
+    with store.write() as db:
+        keys = db.existing_keys(cid, deletes)
+        db.delete_keys(cid, sorted(keys.values()))
+    return cid
+
+
+def _random_where(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    if depth < 2 and rng.random() < 0.35:
+        op = rng.choice(["$and", "$or"])
+        return {op: [_random_where(rng, depth + 1) for _ in range(rng.randint(1, 3))]}
+    if rng.random() < 0.2:
+        return {"#document": _random_document(rng, depth + 1)}
+    key = rng.choice(["i", "f", "b", "s", "m", "ai", "as", "missing"])
+    scalars = [0, 1, -1, 2, 2.0, 0.5, 0.1, 0.1 + 0.2, 0.30000000000000004, 2**63 - 1, 2**53,
+               2**53 + 1, 9007199254740992.0, -0.0, 1e300, True, False, "a", "ab", "1", "true",
+               "ünï", "", "x%y", "u_v"]  # fmt: skip
+    op = rng.choice(["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$contains",
+                     "$not_contains", "plain"])  # fmt: skip
+    if op in ("$gt", "$gte", "$lt", "$lte"):
+        return {key: {op: rng.choice([v for v in scalars if type(v) in (int, float)])}}
+    if op in ("$in", "$nin"):
+        kind = rng.choice([(int, float), (str,), (bool,)])
+        pool = [v for v in scalars if type(v) in kind]
+        return {key: {op: rng.sample(pool, rng.randint(1, min(4, len(pool))))}}
+    value = rng.choice([v for v in scalars if v != ""] if op.endswith("contains") else scalars)
+    return {key: value} if op == "plain" else {key: {op: value}}
+
+
+def _random_document(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    if depth < 2 and rng.random() < 0.3:
+        op = rng.choice(["$and", "$or"])
+        return {op: [_random_document(rng, depth + 1) for _ in range(rng.randint(1, 3))]}
+    op = rng.choice(["$contains", "$not_contains", "$regex", "$not_regex"])
+    if op.endswith("contains"):
+        text = rng.choice(["hello", "Hello", "o w", "_", "%", "50%", "a\\b", "ï", "ab", "abc",
+                           "lo wor", "xyzzy foo", "hello hello"])  # fmt: skip
+    else:
+        text = rng.choice([r"^hel+o", r"(?i)HELLO", r"\bab\b", r"\d+%", r"[[:alpha:]]+_",
+                           r"^$", r"\w{5}\s\w", r"na\u{ef}ve", r"(foo|xyz)+", r"z$"])  # fmt: skip
+    return {op: text}
+
+
+@pytest.fixture
+def corpus_pair(pg_store: PostgresStore, sqlite_store: SQLiteStore) -> tuple[int, int]:
+    rng = random.Random(14)
+    n = 600
+    ids = [f"id{i}" for i in range(n)]
+    vectors = np.random.default_rng(14).standard_normal((n, DIM)).astype(np.float32)
+    metadatas, documents = _metadata_corpus(rng, n), _documents(rng, n)
+    batches = [
+        RecordBatch(
+            ids=ids[s : s + 200],
+            embeddings=vectors[s : s + 200],
+            metadatas=metadatas[s : s + 200],
+            documents=documents[s : s + 200],
+        )
+        for s in range(0, n, 200)
+    ]
+    chosen = rng.sample(ids, 60)
+    updates = RecordBatch(
+        ids=chosen[:40],
+        embeddings=vectors[:40] * 2,
+        metadatas=[{"s": "ab", "i": None, "new": 1.5} for _ in range(40)],
+        documents=["hello updated"] * 40,
+    )
+    cids = (_load(pg_store, batches, chosen[40:], updates),)
+    return cids[0], _load(sqlite_store, batches, chosen[40:], updates)
+
+
+def _answers(store: Store, cid: int, flt: Any) -> tuple[list[str], list[str], int]:
+    with store.read() as db:
+        rows = db.fetch_rows(cid, flt, None, None, False)
+        allowed = db.allowed_keys(cid, flt)
+        by_key = {
+            r[0]: r[1] for r in db.fetch_by_keys(cid, [int(k) for k in allowed], False).values()
+        }
+        page = db.select_keys(cid, flt, 7, 3)
+    return [r[1] for r in rows], sorted(by_key.values()), len(page)
+
+
+def test_filters_equal_sqlite_on_random_corpus(
+    pg_store: PostgresStore, sqlite_store: SQLiteStore, corpus_pair: tuple[int, int]
+) -> None:
+    pg_cid, lite_cid = corpus_pair
+    rng = random.Random(2026)
+    nonempty = 0
+    for n in range(400):
+        where = _random_where(rng) if rng.random() < 0.8 else None
+        where_document = _random_document(rng) if rng.random() < 0.35 else None
+        ids = rng.sample([f"id{i}" for i in range(620)], 50) if rng.random() < 0.15 else None
+        flt = compile_filter(ids, where, where_document)
+        pg, lite = _answers(pg_store, pg_cid, flt), _answers(sqlite_store, lite_cid, flt)
+        assert pg == lite, f"filter {n}: where={where!r} where_document={where_document!r}"
+        nonempty += bool(pg[0])
+    assert nonempty > 150  # the filters select something, not only empty answers
+
+
+def test_every_operator_is_exercised_on_both_stores(
+    pg_store: PostgresStore, sqlite_store: SQLiteStore, corpus_pair: tuple[int, int]
+) -> None:
+    pg_cid, lite_cid = corpus_pair
+    cases = [
+        ({"i": 2**63 - 1}, None),
+        ({"i": {"$gt": 2**53}}, None),  # 2**53 + 1 is above, exactly
+        ({"f": {"$eq": 0.30000000000000004}}, None),
+        ({"f": 0.3}, None),  # selects nothing: 0.1 + 0.2 != 0.3 on both
+        ({"m": 1}, None),  # 1 and 1.0, not True
+        ({"m": True}, None),
+        ({"m": {"$ne": 1}}, None),
+        ({"m": {"$nin": ["1", "true"]}}, None),
+        ({"ai": {"$contains": 3}}, None),
+        ({"ai": {"$not_contains": 3}}, None),
+        ({"as": {"$contains": "ab"}}, None),
+        ({"$or": [{"#document": {"$regex": "^hel+o"}}, {"s": "a"}]}, None),
+        ({"$and": [{"s": {"$ne": "a"}}, {"#document": {"$not_regex": "(?i)hello"}}]}, None),
+        ({"$or": [{"#document": {"$not_contains": "hello"}}, {"i": {"$lt": 0}}]}, None),
+        (None, {"$contains": "50%"}),
+        (None, {"$contains": "_"}),
+        (None, {"$not_contains": "a\\b"}),
+        (None, {"$or": [{"$regex": r"\d+%"}, {"$not_contains": "o"}]}),
+    ]
+    for where, where_document in cases:
+        flt = compile_filter(None, where, where_document)
+        pg, lite = _answers(pg_store, pg_cid, flt), _answers(sqlite_store, lite_cid, flt)
+        assert pg == lite, f"where={where!r} where_document={where_document!r}"
+        assert len(pg[0]) < 580, f"where={where!r} selects every record"
+        assert pg[0] or where == {"f": 0.3}, f"where={where!r} selects nothing"
+
+
+def test_records_round_trip_bit_exact(pg_store: PostgresStore) -> None:
+    vectors = np.array(
+        [[0.1, -0.0, np.float32(1e-45), 3.4028235e38, -1.5, 2.0, np.nan, np.inf]] * 3,
+        dtype=np.float32,
+    )
+    vectors[1] *= -1
+    metadatas = [
+        {"i": 2**63 - 1, "neg": -(2**63), "f": 0.1 + 0.2, "b": True, "s": "ünï \\ %", "l": [1, 2]},
+        {"big": 2**64, "nan": float("nan"), "ls": ["x", "y"], "lb": [True, False], "lf": [0.5]},
+        None,
+    ]
+    batch = RecordBatch(
+        ids=["r0", "r1", "r2"],
+        embeddings=vectors,
+        metadatas=metadatas,
+        documents=["doc ö", None, ""],
+        uris=["u0", None, "u2"],
+    )
+    with pg_store.write() as db:
+        col = db.insert_collection(DEFAULT_DATABASE_ID, "rt", None, {})
+        db.insert_records(col.cid, batch)
+    flt = compile_filter(None, None, None)
+    with pg_store.read() as db:
+        rows = db.fetch_rows(col.cid, flt, None, None, True)
+        chunks = list(db.vector_chunks(col.cid, DIM, 2))
+        exact = db.keys_with_vector(col.cid, vectors[1])
+        changes = db.oplog_changes(col.cid, 0)
+        head = db.oplog_head(col.cid)
+    assert [r[1] for r in rows] == ["r0", "r1", "r2"]
+    assert [r[2] for r in rows] == ["doc ö", None, ""]
+    assert [r[3] for r in rows] == ["u0", None, "u2"]
+    assert b"".join(r[5] for r in rows) == vectors.tobytes()
+    assert np.concatenate([v for _, v in chunks]).tobytes() == vectors.tobytes()
+    assert exact == [rows[1][0]]
+    import json
+
+    stored = [json.loads(r[4]) if r[4] else None for r in rows]
+    assert stored[0] == metadatas[0]
+    assert type(stored[0]["i"]) is int and type(stored[0]["f"]) is float
+    assert stored[1] == {"big": float(2**64), "ls": ["x", "y"], "lb": [True, False], "lf": [0.5]}
+    assert head == 3 and [c[0] for c in changes] == [1, 2, 3]
+    assert [c[2] for c in changes] == [vectors[i].tobytes() for i in range(3)]
+
+
+def test_time_budget_stops_a_statement(pg_store: PostgresStore) -> None:
+    started = time.monotonic()
+    with pytest.raises(QueryTimeoutError), pg_store.read() as db, db.time_budget(0.3):
+        db.run("SELECT pg_sleep(5)")
+    assert time.monotonic() - started < 3
+    with pg_store.read() as db:  # the store keeps serving; the budget was local to that block
+        with db.time_budget(5):
+            db.run("SELECT pg_sleep(0.01)")
+        assert db.run("SHOW statement_timeout").fetchone()[0] == "0"
+
+
+def test_stopped_postgres_is_unavailable_then_recovers(tmp_path: Path) -> None:
+    with PgCluster() as cluster:  # its own server: stopping it disturbs no other test
+        url = cluster.create_database("outage")
+        store = PostgresStore(url, EngineOptions(), PoolSettings(timeout=1.0))
+        try:
+            with store.write() as db:
+                db.ensure_defaults(TENANT, DATABASE)
+                cid = db.insert_collection(DEFAULT_DATABASE_ID, "c", None, {}).cid
+            cluster.stop("immediate")
+            for _ in range(3):
+                started = time.monotonic()
+                with pytest.raises(StorageUnavailableError), store.read() as db:
+                    db.count_records(cid)
+                assert time.monotonic() - started < 10
+            started = time.monotonic()
+            with pytest.raises(StorageUnavailableError), store.write() as db:
+                db.insert_records(cid, _one_record("lost"))
+            assert time.monotonic() - started < 10
+            cluster.start()
+            with store.write() as db:
+                db.insert_records(cid, _one_record("after"))
+            with store.read() as db:
+                assert [
+                    r[1]
+                    for r in db.fetch_rows(cid, compile_filter(None, None, None), None, None, False)
+                ] == ["after"]
+        finally:
+            store.close()
+
+
+def _one_record(rid: str) -> RecordBatch:
+    return RecordBatch(ids=[rid], embeddings=np.ones((1, DIM), dtype=np.float32))
+
+
+def _all_rows(store: Store) -> dict[str, list[tuple]]:
+    out = {}
+    with store.read() as db:
+        for uuid in db.collection_uuids():
+            col = db.collection_by_uuid(uuid)
+            rows = db.fetch_rows(col.cid, compile_filter(None, None, None), None, None, True)
+            out[f"{col.name}/{col.uuid}"] = [(r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
+    return out
+
+
+def test_copy_to_sqlite_and_back(
+    pg_store: PostgresStore, corpus_pair: tuple[int, int], tmp_path: Path, pg_cluster: PgCluster
+) -> None:
+    with pg_store.write() as db:
+        db.set_alias(DEFAULT_DATABASE_ID, "corpus-alias", "corpus", True)
+    target_dir = tmp_path / "restored"
+    target_dir.mkdir()
+    pg_store.copy_to(target_dir / DB_FILENAME)
+    lite = SQLiteStore(target_dir, EngineOptions())
+    try:
+        assert _all_rows(lite) == _all_rows(pg_store)
+        assert lite.integrity_problems() == []
+        flt = compile_filter(None, {"$or": [{"i": {"$gte": 2}}, {"ai": {"$contains": 1}}]}, None)
+        pg_cid, _ = corpus_pair
+        with lite.read() as a, pg_store.read() as b:
+            lite_cid = a.collection_by_name(DEFAULT_DATABASE_ID, "corpus-alias").cid
+            assert [r[1] for r in a.fetch_rows(lite_cid, flt, None, None, False)] == [
+                r[1] for r in b.fetch_rows(pg_cid, flt, None, None, False)
+            ]
+        with lite.write() as db:  # new keys never collide with copied ones
+            db.insert_records(lite_cid, _one_record("new-in-sqlite"))
+    finally:
+        lite.close()
+    back = PostgresStore(pg_cluster.create_database("copy_back"), EngineOptions())
+    try:
+        back.load_from_sqlite(target_dir / DB_FILENAME)
+        rows = _all_rows(back)
+        rows_pg = _all_rows(pg_store)
+        key = next(iter(rows_pg))
+        assert rows[key][:-1] == rows_pg[key] and rows[key][-1][0] == "new-in-sqlite"
+        assert back.integrity_problems() == []
+        with back.read() as db:
+            assert db.list_aliases(DEFAULT_DATABASE_ID)[0]["name"] == "corpus-alias"
+    finally:
+        back.close()
+        pg_cluster.drop_database("copy_back")
+
+
+def test_nul_text_is_a_client_error(pg_store: PostgresStore) -> None:
+    from huedb.errors import InvalidArgumentError
+
+    with pg_store.write() as db:
+        cid = db.insert_collection(DEFAULT_DATABASE_ID, "nul", None, {}).cid
+    with pytest.raises(InvalidArgumentError), pg_store.write() as db:
+        db.insert_records(
+            cid,
+            RecordBatch(ids=["a"], embeddings=np.ones((1, DIM), np.float32), documents=["a\x00b"]),
+        )
+    with psycopg.connect(pg_store.url) as conn:
+        assert conn.execute("SELECT count(*) FROM records").fetchone()[0] == 0
