@@ -1,4 +1,4 @@
-"""`huedb verify`: check SQLite integrity and that every index agrees with SQLite; repair."""
+"""`huedb verify`: check the store's integrity and that every index agrees with it; repair."""
 
 from __future__ import annotations
 
