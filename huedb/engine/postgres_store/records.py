@@ -59,8 +59,13 @@ def _dump(metadata: dict[str, Any] | None) -> str | None:
 class RecordsSQL(OplogSQL, SchemaKeysSQL):
     """The records half of a PostgreSQL session."""
 
-    def _copy(self, table: str, columns: str, rows: Any) -> None:
-        with self._conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+    def _copy(self, table: str, columns: str, rows: Any, types: Sequence[str] = ()) -> None:
+        """COPY rows into a table; binary when the column `types` are given (vectors: no
+        hex text to encode and parse)."""
+        binary = " (FORMAT BINARY)" if types else ""
+        with self._conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN{binary}") as copy:
+            if types:
+                copy.set_types(list(types))
             for row in rows:
                 copy.write_row(row)
 
@@ -100,6 +105,7 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
             "embeddings",
             "key, vector, digest",
             ((k, b, vector_digest(b)) for k, b in zip(keys, blobs, strict=True)),
+            ("int8", "bytea", "int8"),
         )
         self._copy(
             "record_meta",
