@@ -7,7 +7,9 @@ engine checks names with these rules before it asks a store.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +32,33 @@ class CollectionRow:
     dimension: int | None
     pruned_seq: int
     snapshot_seq: int
+
+
+# The columns of a collection row, in `CollectionRow`'s order, as every store keeps them
+# (metadata and configuration as JSON text).
+COLLECTION_COLUMNS = (
+    "cid, uuid, name, database_id, metadata, configuration, dimension, pruned_seq, snapshot_seq"
+)
+
+
+def collection_row(r: Sequence[Any]) -> CollectionRow:
+    """A `CollectionRow` from the values of `COLLECTION_COLUMNS`."""
+    return CollectionRow(
+        cid=r[0],
+        uuid=r[1],
+        name=r[2],
+        database_id=r[3],
+        metadata=json.loads(r[4]) if r[4] is not None else None,
+        configuration=json.loads(r[5]),
+        dimension=r[6],
+        pruned_seq=r[7],
+        snapshot_seq=r[8],
+    )
+
+
+def dump_metadata(metadata: dict[str, Any] | None) -> str | None:
+    """The stored JSON text of a collection's metadata (None: no metadata)."""
+    return None if metadata is None else json.dumps(metadata, ensure_ascii=False)
 
 
 def validate_name(name: Any, what: str = "name") -> str:

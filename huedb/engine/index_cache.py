@@ -27,6 +27,7 @@ import numpy as np
 from huedb.engine import snapshot
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.hnsw_config import collection_space, hnsw_setting
+from huedb.engine.record_values import key_vector_rows
 from huedb.engine.store import StoreSession
 from huedb.engine.vector_index import FlatVectors, HnswParams, Thresholds, VectorIndex, build_graph
 from huedb.options import EngineOptions
@@ -320,7 +321,5 @@ class IndexCache:
         if removed:
             state.index.remove(np.asarray(removed, dtype=np.uint64))
         if present:
-            keys = np.fromiter((k for k, _ in present), dtype=np.uint64, count=len(present))
-            vectors = np.frombuffer(b"".join(v for _, v in present), dtype=np.float32)
-            state.index.upsert(keys, vectors.reshape(len(present), state.index.dim))
+            state.index.upsert(*key_vector_rows(present, state.index.dim))
         state.unsnapshotted += len(latest)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from huedb.errors import InvalidArgumentError
 
@@ -85,3 +88,16 @@ def merge_metadata(current: dict[str, Any] | None, patch: dict[str, Any]) -> dic
 def vector_digest(blob: bytes) -> int:
     """A 64-bit digest of a stored vector's bytes, indexed to find exact duplicates."""
     return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "little", signed=True)
+
+
+def key_vector_rows(rows: Sequence[tuple[int, bytes]], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(keys uint64, vectors float32 (n, dim)) of rows (key, stored vector bytes)."""
+    keys = np.fromiter((r[0] for r in rows), dtype=np.uint64, count=len(rows))
+    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+    return keys, vectors.reshape(len(rows), dim)
+
+
+def vectors_in_order(found: Mapping[int, bytes], keys: Sequence[int], dim: int) -> np.ndarray:
+    """The stored vectors of `keys` as float32 rows in that order (KeyError if one is missing)."""
+    blob = b"".join(found[k] for k in keys)
+    return np.frombuffer(blob, dtype=np.float32).reshape(len(keys), dim)

@@ -7,35 +7,19 @@ import sqlite3
 import uuid
 from typing import Any
 
-from huedb.engine.catalog import DEFAULT_DATABASE_ID, CollectionRow
+from huedb.engine.catalog import (
+    COLLECTION_COLUMNS,
+    DEFAULT_DATABASE_ID,
+    CollectionRow,
+    collection_row,
+    dump_metadata,
+)
 from huedb.errors import (
     AlreadyExistsError,
     CollectionExistsError,
     InvalidArgumentError,
     NotFoundError,
 )
-
-_COLUMNS = (
-    "cid, uuid, name, database_id, metadata, configuration, dimension, pruned_seq, snapshot_seq"
-)
-
-
-def _row(r: tuple) -> CollectionRow:
-    return CollectionRow(
-        cid=r[0],
-        uuid=r[1],
-        name=r[2],
-        database_id=r[3],
-        metadata=json.loads(r[4]) if r[4] is not None else None,
-        configuration=json.loads(r[5]),
-        dimension=r[6],
-        pruned_seq=r[7],
-        snapshot_seq=r[8],
-    )
-
-
-def _dump(metadata: dict[str, Any] | None) -> str | None:
-    return None if metadata is None else json.dumps(metadata, ensure_ascii=False)
 
 
 class CatalogSQL:
@@ -101,9 +85,9 @@ class CatalogSQL:
     def delete_database(self, name: str, tenant: str) -> list[CollectionRow]:
         db_id = self.database_id(tenant, name)
         cols = [
-            _row(r)
+            collection_row(r)
             for r in self._conn.execute(
-                f"SELECT {_COLUMNS} FROM collections WHERE database_id = ?", (db_id,)
+                f"SELECT {COLLECTION_COLUMNS} FROM collections WHERE database_id = ?", (db_id,)
             )
         ]
         self._conn.execute("DELETE FROM aliases WHERE database_id = ?", (db_id,))
@@ -113,36 +97,36 @@ class CatalogSQL:
 
     def collection_by_name(self, db_id: str, name: str, follow_alias: bool = True) -> CollectionRow:
         row = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM collections WHERE database_id = ? AND name = ?",
+            f"SELECT {COLLECTION_COLUMNS} FROM collections WHERE database_id = ? AND name = ?",
             (db_id, name),
         ).fetchone()
         if row is None and follow_alias:
             row = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM collections WHERE cid = "
+                f"SELECT {COLLECTION_COLUMNS} FROM collections WHERE cid = "
                 "(SELECT cid FROM aliases WHERE database_id = ? AND name = ?)",
                 (db_id, name),
             ).fetchone()
         if row is None:
             raise NotFoundError(f"Collection [{name}] does not exist")
-        return _row(row)
+        return collection_row(row)
 
     def collection_by_uuid(self, collection_uuid: str) -> CollectionRow:
         row = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM collections WHERE uuid = ?", (collection_uuid,)
+            f"SELECT {COLLECTION_COLUMNS} FROM collections WHERE uuid = ?", (collection_uuid,)
         ).fetchone()
         if row is None:
             raise NotFoundError(f"Collection [{collection_uuid}] does not exist.")
-        return _row(row)
+        return collection_row(row)
 
     def list_collections(
         self, db_id: str, limit: int | None, offset: int | None
     ) -> list[CollectionRow]:
         rows = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM collections WHERE database_id = ? "
+            f"SELECT {COLLECTION_COLUMNS} FROM collections WHERE database_id = ? "
             "ORDER BY uuid LIMIT ? OFFSET ?",
             (db_id, -1 if limit is None else limit, offset or 0),
         ).fetchall()
-        return [_row(r) for r in rows]
+        return [collection_row(r) for r in rows]
 
     def count_collections(self, db_id: str) -> int:
         return self._conn.execute(
@@ -172,7 +156,7 @@ class CatalogSQL:
         self._conn.execute(
             "INSERT INTO collections (uuid, name, database_id, metadata, configuration) "
             "VALUES (?, ?, ?, ?, ?)",
-            (new_uuid, name, db_id, _dump(metadata), json.dumps(configuration)),
+            (new_uuid, name, db_id, dump_metadata(metadata), json.dumps(configuration)),
         )
         return self.collection_by_uuid(new_uuid)
 
@@ -193,7 +177,7 @@ class CatalogSQL:
         if new_metadata is not None:
             self._conn.execute(
                 "UPDATE collections SET metadata = ? WHERE cid = ?",
-                (_dump(new_metadata or None), col.cid),
+                (dump_metadata(new_metadata or None), col.cid),
             )
         if new_configuration is not None:
             self._conn.execute(
