@@ -121,7 +121,7 @@ def test_reader_never_skips_a_change_with_per_collection_counter(pg_url: str) ->
             store.close()
     assert not errors, errors
     assert done[0] >= COMMITS and watermark >= COMMITS
-    assert catch_ups >= 100, catch_ups  # the reader caught up many times in between
+    assert catch_ups >= 20, catch_ups  # the reader caught up many times in between
 
 
 NAIVE_TABLES = """
