@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 JS_DIR := tests/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
 
-.PHONY: run test lint format bench clean pg-server
+.PHONY: run test lint format bench clean pg-server chromium
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need python3.11 on PATH"; exit 1; }
@@ -30,10 +30,17 @@ pg-server:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends postgresql postgresql-contrib; }
 
+# Headless Chromium for the web console's browser tests (tests/browser.py drives
+# /usr/bin/chromium through Playwright; Playwright's own browser downloads are never used).
+chromium:
+	@test -x /usr/bin/chromium || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium; }
+
 run: $(STAMP)
 	$(VENV)/bin/huedb run --path ./data --host 127.0.0.1 --port 8000
 
-test: $(STAMP) $(JS_STAMP) pg-server
+test: $(STAMP) $(JS_STAMP) pg-server chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports

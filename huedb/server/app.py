@@ -18,6 +18,9 @@ from huedb.errors import ChromaError, body_error
 from huedb.ops.backup import remove_stale_admin_backups
 from huedb.server import admin
 from huedb.server.auth import TokenAuthMiddleware
+from huedb.server.console import OPEN_PATHS as CONSOLE_PATHS
+from huedb.server.console import reads as console_reads
+from huedb.server.console import static_files as console_files
 from huedb.server.error_body import error_response, exception_fields
 from huedb.server.fastpath import FastPathMiddleware
 from huedb.server.json_response import OrjsonResponse
@@ -51,6 +54,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.config = config
     app.include_router(router)
     app.include_router(admin.router)
+    app.include_router(console_reads.router)
+    app.include_router(console_files.router)
     _install_error_handlers(app)
 
     @app.api_route("/api/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
@@ -67,7 +72,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(ReceiveTimeoutMiddleware, timeout_s=config.request_timeout_s)
     if config.tokens:
-        app.add_middleware(TokenAuthMiddleware, entries=config.tokens)
+        app.add_middleware(TokenAuthMiddleware, entries=config.tokens, open_paths=CONSOLE_PATHS)
     return app
 
 

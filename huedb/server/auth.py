@@ -6,6 +6,8 @@ No or an unknown token: 401; two different tokens too (which one counted would d
 the order of the headers, and a proxy checking one header could be shown the other). A
 token limited to a tenant (and databases) on a path outside them, or on a route that names
 no tenant: 403. A read-only token on anything but a read: 403.
+The app may open more exact paths (`open_paths`: the console's static files, whose page
+asks for a token and sends it with every API call).
 Everything is decided from the method, the path and the headers, before any body is read;
 the token's entry is left in the scope (`TOKEN_KEY`) for `GET /api/v2/auth/identity`.
 """
@@ -110,12 +112,15 @@ class TokenAuthMiddleware:
     """Reject requests without a valid token; keep scoped tokens in their tenant and
     databases; restrict read-only tokens to reads."""
 
-    def __init__(self, app: ASGIApp, entries: list[TokenEntry]) -> None:
+    def __init__(
+        self, app: ASGIApp, entries: list[TokenEntry], open_paths: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.entries = entries
+        self.open_paths = OPEN_PATHS | open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
             await self.app(scope, receive, send)
             return
         tokens = presented_tokens(scope["headers"])
