@@ -101,6 +101,8 @@ function recordsSection(col, total, onSimilar) {
       rows.replaceChildren();
       info.textContent = "";
       filterStatus.replaceChildren(errorBox(error));
+      previous.disabled = true;
+      next.disabled = true;
       section.dataset.state = "error";
       return;
     }
