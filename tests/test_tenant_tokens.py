@@ -142,6 +142,7 @@ class Route:
     params: dict[str, str] = field(default_factory=dict)  # other path parameters
     body: Any = None
     prepare: Prepare | None = None
+    query: dict[str, str] = field(default_factory=dict)  # query string parameters
 
     def url(self, call: Call) -> str:
         values = {"tenant": call.tenant, "database": call.database, "collection_id": call.cid}
@@ -167,6 +168,12 @@ RECORD = {"ids": ["new_{tag}"], "embeddings": [[0.5, 0.5, 0.0]], "documents": ["
 ROUTES = [
     *(Route(m, p, "open", True) for m in ("GET", "HEAD") for p in ("/docs", "/openapi.json")),
     *(Route(m, "/docs/oauth2-redirect", "open", True) for m in ("GET", "HEAD")),
+    *(Route(m, p, "open", True) for m in ("GET", "HEAD") for p in ("/console", "/console/")),
+    *(
+        Route(m, "/console/{name}", "open", True, params={"name": "app.js"})
+        for m in ("GET", "HEAD")
+    ),
+    Route("GET", "/api/v2/console/tenants", "global", True),
     *(Route(m, "/redoc", "global", True) for m in ("GET", "HEAD")),
     *(
         Route("GET", p, "open", True)
@@ -222,6 +229,9 @@ ROUTES = [
     Route("POST", C + "/delete", body={"ids": ["del_{tag}"]}, prepare=make_record),
     Route("GET", C + "/count", read=True),
     Route("GET", C + "/indexing_status", read=True),
+    Route("GET", D + "/stats", read=True),
+    # `main` records no embedding function: the server refuses to embed for it (400).
+    Route("GET", C + "/embed", read=True, ok=400, query={"text": "hello"}),
     Route("POST", C + "/search", ok=501, missing=501, body={}),
     Route("POST", C + "/fork", ok=501, missing=501, body={"new_name": "forked_{tag}"}),
     Route("GET", C + "/fork_count", read=True, ok=501, missing=501),
@@ -275,7 +285,11 @@ def cells(cids: dict[str, str]) -> list[Cell]:
 def send(client: httpx.Client, cell: Cell) -> httpx.Response:
     route, call = cell.route, cell.call
     return client.request(
-        route.method, route.url(call), json=route.json_body(call), headers=headers(cell.token)
+        route.method,
+        route.url(call),
+        json=route.json_body(call),
+        params=route.query,
+        headers=headers(cell.token),
     )
 
 
@@ -382,7 +396,7 @@ def test_route_scope_matrix(matrix_server: RunningServer) -> None:
         before = full_snapshot(admin, tags)
     refused = [c for c in matrix if not 200 <= c.status < 300]
     allowed = [c for c in matrix if 200 <= c.status < 300 and c.route.path != "/api/v2/reset"]
-    assert {c.status for c in refused} == {403, 404, 410, 501}
+    assert {c.status for c in refused} == {400, 403, 404, 410, 501}
     assert sum(c.status == 403 for c in refused) > 300
     failures: list[str] = []
     with httpx.Client(base_url=matrix_server.url, timeout=60) as client:
