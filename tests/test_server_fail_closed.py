@@ -18,7 +18,7 @@ import trustme
 
 import huedb
 from huedb.api.client import clear_system_cache
-from huedb.engine.connection import DB_FILENAME
+from huedb.engine.sqlite_store.connection import DB_FILENAME
 from tests.cli import run_cli
 from tests.http_checks import ADMIN, DB, assert_error, auth_headers
 from tests.servers import free_port, huedb_server
