@@ -86,6 +86,11 @@ class Settings:
     chroma_auth_token_transport_header: str | None = None
     chroma_http_keepalive_secs: float = 40.0
     chroma_http_max_connections: int | None = None
+    # A postgresql:// URL: the PostgreSQL store (persist_directory then holds only this
+    # node's derived files); not in repr, since the URL may carry a password.
+    huedb_store: str | None = field(default=None, repr=False)
+    huedb_pg_pool_max_size: int | None = None
+    huedb_pg_pool_timeout: float | None = None
     huedb_sync: str | None = None
     huedb_exact_max_floats: int | None = None
     huedb_filtered_exact_max_floats: int | None = None

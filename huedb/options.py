@@ -16,11 +16,16 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from huedb.errors import ConfigError
 
 SYNC_MODES = ("off", "normal", "full", "extra")
 ENV_PREFIX = "HUEDB_"
+# URL schemes of the `store` option that select the PostgreSQL store.
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+MAX_POOL_SIZE = 1000
+MAX_POOL_TIMEOUT = 3600.0
 # The largest value each request limit accepts. Filters beyond the first two cannot be
 # compiled at all (SQLite takes at most 250,000 parameters per statement); the others
 # keep one request's memory in bounds.
@@ -52,6 +57,14 @@ SERVER_DEFAULTS: dict[str, Any] = {
 class EngineOptions:
     """What an engine is opened with (one process, one data directory or memory)."""
 
+    # Where the truth lives: "" is the SQLite store in the data directory (or memory); a
+    # `postgresql://` (or `postgres://`) URL is the PostgreSQL store in that database, and
+    # the data directory then holds only this node's derived files (docs/postgres.md).
+    store: str = ""
+    # PostgreSQL store: most connections this process keeps to the database, and seconds a
+    # request waits for a working one before it is refused with 503 (StorageUnavailable).
+    pg_pool_max_size: int = 4
+    pg_pool_timeout: float = 5.0
     # SQLite's synchronous level: "full" makes every acknowledged write survive power loss.
     sync: str = "full"
     # Collections up to this many floats (vectors x dimension) are searched exactly;
@@ -87,6 +100,21 @@ class EngineOptions:
     query_timeout: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.store and urlsplit(self.store).scheme.lower() not in POSTGRES_SCHEMES:
+            raise ConfigError(
+                "store must be empty (SQLite in the data directory) or a postgresql:// URL, "
+                f"got {masked_url(self.store)!r}"
+            )
+        if not 1 <= self.pg_pool_max_size <= MAX_POOL_SIZE:
+            raise ConfigError(
+                f"pg_pool_max_size must be between 1 and {MAX_POOL_SIZE}, "
+                f"got {self.pg_pool_max_size}"
+            )
+        if not 0 < self.pg_pool_timeout <= MAX_POOL_TIMEOUT:
+            raise ConfigError(
+                f"pg_pool_timeout must be above 0 and at most {MAX_POOL_TIMEOUT:g} seconds, "
+                f"got {self.pg_pool_timeout}"
+            )
         if self.sync not in SYNC_MODES:
             raise ConfigError(f"sync must be one of {', '.join(SYNC_MODES)}, got {self.sync!r}")
         for name in ("exact_max_floats", "filtered_exact_max_floats"):
@@ -105,8 +133,38 @@ class EngineOptions:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """The options as plain JSON-able values."""
+        """The options as plain JSON-able values (the store URL with its password)."""
         return dataclasses.asdict(self)
+
+    def public_dict(self) -> dict[str, Any]:
+        """The options to show (stats, logs): the store URL's password masked."""
+        return {**self.to_dict(), "store": masked_url(self.store)}
+
+    @property
+    def store_kind(self) -> str:
+        """The store these options select: `postgresql` for a store URL, else `sqlite`."""
+        return "postgresql" if self.store else "sqlite"
+
+
+def masked_url(url: str) -> str:
+    """`url` with its password (if any) replaced by `***`, for logs, stats and errors."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc
+    if password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    pairs = [pair.partition("=") for pair in parts.query.split("&") if pair]
+    query = "&".join(
+        f"{key}=***" if key.lower() == "password" else key + sep + value
+        for key, sep, value in pairs
+    )
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    # Written out: urlunsplit drops the `//` of an empty host (`postgresql:///db?host=...`).
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 OPTION_NAMES = tuple(f.name for f in dataclasses.fields(EngineOptions))
@@ -167,4 +225,6 @@ def _parse(name: str, raw: Any, source: str) -> Any:
         raise ConfigError(f"{source}: {name} must be an integer, got {raw!r}")
     if not isinstance(raw, str):
         raise ConfigError(f"{source}: {name} must be a string, got {raw!r}")
+    if name == "store":
+        return raw.strip()  # a URL: user, password and database names keep their case
     return raw.strip().lower()

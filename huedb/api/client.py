@@ -34,7 +34,11 @@ def clear_system_cache() -> None:
 
 
 def _local_api(settings: Settings) -> LocalAPI:
+    """The engine of the settings: with `huedb_store` a PostgreSQL store (persist_directory
+    holds this node's derived files); an ephemeral client is always SQLite in memory."""
     path = Path(settings.persist_directory) if settings.is_persistent else None
+    if path is None:
+        settings.huedb_store = ""
     engine = acquire_engine(path, settings.engine_options(), owner=settings.allow_reset)
     return LocalAPI(engine, settings)
 

@@ -36,6 +36,9 @@ def record_total(manifest: Manifest) -> int:
 
 def stats_lines(stats: dict[str, Any]) -> Iterable[str]:
     """The human-readable form of `huedb stats`."""
+    yield f"store {stats['store_kind']}" + (
+        f" at {stats['engine']['store']}" if stats["engine"].get("store") else ""
+    )
     yield (
         f"database {stats['database_bytes'] / MIB:.1f} MiB, reclaimable "
         f"{stats['reclaimable_bytes'] / MIB:.1f} MiB, indexes ~"

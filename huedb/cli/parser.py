@@ -21,7 +21,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="serve Chroma's v2 HTTP API over a data directory")
-    run.add_argument("--path", help="data directory (default ./data)")
+    run.add_argument(
+        "--path", help="data directory (default ./data; with --store: this node's index files)"
+    )
+    _store_arg(run)
+    run.add_argument(
+        "--pg-pool-max-size",
+        type=int,
+        help="PostgreSQL store: connections per worker process (default 4)",
+    )
+    run.add_argument(
+        "--pg-pool-timeout",
+        type=float,
+        help="PostgreSQL store: seconds a request waits for a connection, then 503 (default 5)",
+    )
     run.add_argument("--host", help="address to bind (default 127.0.0.1)")
     run.add_argument("--port", type=int, help="port (default 8000)")
     run.add_argument("--workers", type=int, help="worker processes sharing the directory")
@@ -86,6 +99,21 @@ def _add_request_limits(run: argparse.ArgumentParser) -> None:
     )
 
 
+def _store_arg(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--store",
+        help="postgresql://USER[:PASSWORD]@HOST[:PORT]/DB: the PostgreSQL store "
+        "(default: HUEDB_STORE, else SQLite in --path)",
+    )
+
+
+def _local_args(cmd: argparse.ArgumentParser, what: str = "data directory") -> None:
+    """`--path` and `--store`: a data directory, or a PostgreSQL store (with --path for
+    this node's index files, optional)."""
+    cmd.add_argument("--path", help=what)
+    _store_arg(cmd)
+
+
 def _remote_args(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--url", help="server URL instead of --path, e.g. https://db:8000")
     cmd.add_argument("--token", default=os.environ.get("HUEDB_TOKEN"), help="token for --url")
@@ -93,22 +121,25 @@ def _remote_args(cmd: argparse.ArgumentParser) -> None:
 
 def _add_ops_commands(sub: argparse._SubParsersAction) -> None:
     backup = sub.add_parser("backup", help="online backup to one file (while serving)")
-    backup.add_argument("--path", help="data directory")
+    _local_args(backup)
     _remote_args(backup)
     backup.add_argument("--out", required=True, help="backup file to write")
-    restore = sub.add_parser("restore", help="restore a backup into a data directory")
+    restore = sub.add_parser(
+        "restore", help="restore a backup into a data directory or an empty PostgreSQL store"
+    )
     restore.add_argument("file", help="backup file")
-    restore.add_argument("--path", required=True, help="data directory to restore into")
+    restore.add_argument("--path", help="data directory to restore into")
+    _store_arg(restore)
     restore.add_argument("--force", action="store_true", help="replace a non-empty directory")
     export = sub.add_parser("export", help="stream a collection to a Parquet file")
-    export.add_argument("--path", help="data directory")
+    _local_args(export)
     _remote_args(export)
     export.add_argument("--collection", required=True)
     export.add_argument("--out", required=True, help="Parquet file to write")
     export.add_argument("--batch-size", type=int, default=5000)
     imp = sub.add_parser("import", help="load a Parquet file into a collection (upsert)")
     imp.add_argument("file", help="Parquet file (huedb export or the pandas export of Chroma)")
-    imp.add_argument("--path", help="data directory")
+    _local_args(imp)
     _remote_args(imp)
     imp.add_argument("--collection", help="target collection (default: from the file)")
     imp.add_argument("--batch-size", type=int, default=5000)
@@ -119,18 +150,18 @@ def _add_ops_commands(sub: argparse._SubParsersAction) -> None:
     )
     migrate = sub.add_parser("migrate-chroma", help="import every collection of a Chroma dir")
     migrate.add_argument("--from", dest="source", required=True, help="Chroma persist directory")
-    migrate.add_argument("--path", required=True, help="huedb data directory")
+    _local_args(migrate, "huedb data directory")
     stats = sub.add_parser("stats", help="sizes, memory, latency and scale warnings")
-    stats.add_argument("--path", help="data directory")
+    _local_args(stats)
     _remote_args(stats)
     stats.add_argument("--json", action="store_true", help="print JSON")
     verify = sub.add_parser("verify", help="check integrity and index/record agreement")
-    verify.add_argument("--path", required=True, help="data directory")
+    _local_args(verify)
     verify.add_argument("--repair", action="store_true", help="rebuild indexes that disagree")
     compact = sub.add_parser("compact", help="return space freed by deletes to the disk")
-    compact.add_argument("--path", required=True, help="data directory")
+    _local_args(compact)
     reembed = sub.add_parser("reembed", help="build a collection from another's documents")
-    reembed.add_argument("--path", help="data directory")
+    _local_args(reembed)
     _remote_args(reembed)
     reembed.add_argument("--source", required=True, help="collection to read documents from")
     reembed.add_argument("--target", required=True, help="collection to create or complete")
@@ -139,7 +170,7 @@ def _add_ops_commands(sub: argparse._SubParsersAction) -> None:
     )
     reembed.add_argument("--batch-size", type=int, default=256)
     evaluate = sub.add_parser("eval", help="score a collection on queries; gate a model switch")
-    evaluate.add_argument("--path", help="data directory")
+    _local_args(evaluate)
     _remote_args(evaluate)
     evaluate.add_argument("--collection", required=True, help="the candidate collection")
     evaluate.add_argument("--baseline", help="the collection in service now")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
-from huedb.engine import snapshot
+from huedb.engine import node_dir, snapshot
 from huedb.engine.budget import (
     Deadline,
     check_query_embeddings,
@@ -56,7 +56,9 @@ class Engine:
     """One huedb store (a directory, or memory) opened by this process."""
 
     def __init__(self, path: Path | None, options: EngineOptions | None = None) -> None:
-        """Open (creating or migrating) the store at `path`, or one in memory for None.
+        """Open (creating or migrating) the store `options.store` selects (the SQLite store
+        at `path`, or one in memory for None; or a PostgreSQL database), with this node's
+        derived files in `path` (none for None).
 
         Callers other than tests go through `engine.registry.acquire_engine`.
         """
@@ -64,12 +66,20 @@ class Engine:
         self.options = options or EngineOptions()
         self._lock = threading.RLock()
         self._store: Store = open_store(path, self.options)
-        self._index_dir = None if path is None else path / INDEX_DIRNAME
-        self._indexes = IndexCache(self._index_dir, self.options, self._store.store_id)
-        self._closed = False
-        self._latencies: dict[str, deque[float]] = {}
-        with self._lock, self._store.write() as db:
-            db.ensure_defaults(DEFAULT_TENANT, DEFAULT_DATABASE)
+        # Taken after the store opened: the SQLite store may first need the lock exclusively.
+        self._dir_lock = None
+        try:
+            self._dir_lock = None if path is None else node_dir.hold_directory(path)
+            self._index_dir = None if path is None else path / INDEX_DIRNAME
+            self._indexes = IndexCache(self._index_dir, self.options, self._store.store_id)
+            self._closed = False
+            self._latencies: dict[str, deque[float]] = {}
+            with self._lock, self._store.write() as db:
+                db.ensure_defaults(DEFAULT_TENANT, DEFAULT_DATABASE)
+        except BaseException:
+            self._store.close()
+            node_dir.release_directory(self._dir_lock)
+            raise
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -84,6 +94,7 @@ class Engine:
             except Exception as exc:  # a store or file error must not keep the store open
                 logger.warning("could not snapshot indexes at close: %s", exc)
             self._store.close()
+            node_dir.release_directory(self._dir_lock)
             self._closed = True
 
     def _adopt_builds(self) -> None:
@@ -557,7 +568,12 @@ class Engine:
         """The options this engine was opened with, and the store's settings as read back."""
         with self._lock:
             store_settings = self._store.settings_in_force()
-        return {**self.options.to_dict(), **store_settings}
+        return {**self.options.public_dict(), **store_settings}
+
+    @property
+    def store_kind(self) -> str:
+        """The store this engine runs on: "sqlite" or "postgresql"."""
+        return self._store.kind
 
     def storage_figures(self) -> dict[str, Any]:
         """Store-level sizes: bytes, reclaimable bytes."""

@@ -1,9 +1,12 @@
-"""The one way an engine is opened: shared per process and data path, like Chroma's cache.
+"""The one way an engine is opened: shared per process, store and data path, like Chroma's
+cache.
 
 Every entry point (clients, server workers, CLI commands) calls `acquire_engine` and gives
 the engine back with `release_engine`; the last release closes it (snapshots written).
-Opening the same path twice in one process with different options is refused: one SQLite
-connection and one set of indexes serve the whole process.
+Engines are keyed by (store URL, data path): "" and the path for the SQLite store of a
+directory, the URL and the directory of this node's derived files (or none) for a
+PostgreSQL store. Opening the same key twice in one process with different options is
+refused: one store connection (or pool) and one set of indexes serve the whole process.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from huedb.engine.engine import Engine
-from huedb.options import EngineOptions, resolve_options
+from huedb.options import EngineOptions, masked_url, resolve_options
 
 EPHEMERAL = ":ephemeral:"
 
@@ -29,39 +32,58 @@ class _Entry:
 
 
 _lock = threading.Lock()
-_engines: dict[str, _Entry] = {}
+_engines: dict[tuple[str, str], _Entry] = {}
 
 
-def registry_key(path: Path | None) -> str:
-    """The key of a data path (resolved), or of the process's in-memory store."""
-    return EPHEMERAL if path is None else str(Path(path).expanduser().resolve())
+def registry_key(store: str, path: Path | None) -> tuple[str, str]:
+    """The key of a store URL ("" for SQLite) and a data path (resolved; EPHEMERAL for
+    none: the process's in-memory SQLite store, or a PostgreSQL store without files)."""
+    return store, EPHEMERAL if path is None else str(Path(path).expanduser().resolve())
 
 
 def acquire_engine(
-    path: Path | None, options: EngineOptions | None = None, owner: Hashable = None
+    path: Path | None,
+    options: EngineOptions | None = None,
+    owner: Hashable = None,
+    store: str | None = None,
 ) -> Engine:
-    """The process-wide engine of `path` (None: in memory), opened on first use.
+    """The process-wide engine of the store and `path` (None: no directory), opened on
+    first use; the store is `options.store`, else `store`, else HUEDB_STORE's.
 
     `owner` carries what the caller's layer must also agree on (e.g. a client's
     `allow_reset`); a second caller with other options or another owner is refused.
     Operations pass neither: they use the engine as it is open in this process, or open
-    it with the environment's options (`resolve_options(env=os.environ)`).
+    it with the environment's options (`resolve_options(env=os.environ)`, with `store`).
     """
-    key = registry_key(path)
+    if options is not None:
+        chosen = options.store
+    else:
+        chosen = store if store is not None else _environment_options(None).store
+    key = registry_key(chosen, path)
     with _lock:
         entry = _engines.get(key)
         if entry is not None:
             if _conflicts(entry, options, owner):
                 raise ValueError(
-                    f"An instance of Chroma already exists for {key} with different settings"
+                    f"An instance of Chroma already exists for {_shown(key)} with different "
+                    "settings"
                 )
             entry.refs += 1
             return entry.engine
         if options is None:
-            options = resolve_options(env=os.environ)
-        engine = Engine(None if path is None else Path(key), options)
+            options = _environment_options(chosen)
+        engine = Engine(None if path is None else Path(key[1]), options)
         _engines[key] = _Entry(engine, options, owner, 1)
         return engine
+
+
+def _environment_options(store: str | None) -> EngineOptions:
+    return resolve_options(env=os.environ, args={"store": store})
+
+
+def _shown(key: tuple[str, str]) -> str:
+    store, path = key
+    return path if not store else f"{masked_url(store)} ({path})"
 
 
 def _conflicts(entry: _Entry, options: EngineOptions | None, owner: Hashable) -> bool:

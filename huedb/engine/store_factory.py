@@ -1,14 +1,29 @@
-"""Opening the store an engine runs on."""
+"""Opening the store an engine runs on: SQLite by default, PostgreSQL for a store URL."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from huedb.engine.postgres_store import PostgresStore
+from huedb.engine.postgres_store.connection import PoolSettings
 from huedb.engine.sqlite_store.store import SQLiteStore
 from huedb.engine.store import Store
 from huedb.options import EngineOptions
 
 
+def pool_settings(options: EngineOptions) -> PoolSettings:
+    """The PostgreSQL connection pool the options ask for."""
+    return PoolSettings(
+        max_size=options.pg_pool_max_size,
+        timeout=options.pg_pool_timeout,
+        connect_timeout=max(1, round(options.pg_pool_timeout)),
+    )
+
+
 def open_store(path: Path | None, options: EngineOptions) -> Store:
-    """The SQLite store of the data directory `path` (None: a private one in memory)."""
+    """The store `options.store` selects: a `postgresql://` URL is the PostgreSQL store in
+    that database (`path` then holds only derived files); "" is the SQLite store of the data
+    directory `path` (None: a private one in memory)."""
+    if options.store:
+        return PostgresStore(options.store, options, pool_settings(options))
     return SQLiteStore(path, options)

@@ -97,6 +97,7 @@ def gather_stats(engine: Engine, data: Path | None) -> dict[str, Any]:
                 "compaction need room for a copy of the database"
             )
     return {
+        "store_kind": engine.store_kind,
         "database_bytes": storage["bytes"],
         "reclaimable_bytes": storage["reclaimable_bytes"],
         "index_memory_bytes": total_index,

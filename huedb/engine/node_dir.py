@@ -1,0 +1,47 @@
+"""The shared lock of a node's data directory, which holds its derived files.
+
+Every engine on a data directory holds a shared `flock` on its `huedb.lock` while it is
+open: the index snapshots there are this node's, and `huedb restore` into the directory
+takes the lock exclusively, so it never replaces files an open engine is using. With the
+SQLite store, the store's own lock on the same file also guards the database file; with the
+PostgreSQL store the directory holds only derived files, and this lock is the only one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from pathlib import Path
+
+from huedb.errors import StorageIOError
+
+LOCK_FILENAME = "huedb.lock"  # the file the SQLite store locks too
+WAIT_S = 120.0  # how long an opener waits while a restore holds the directory
+
+
+def hold_directory(path: Path) -> int:
+    """Take the shared lock of the directory `path` (created if missing); returns its fd.
+
+    Waits up to WAIT_S seconds while a restore holds it exclusively.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / LOCK_FILENAME, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise StorageIOError(
+                    f"{path} stayed locked by a restore for {WAIT_S:g} s"
+                ) from None
+            time.sleep(0.05)
+
+
+def release_directory(fd: int | None) -> None:
+    """Give back a lock taken by `hold_directory` (None: nothing held)."""
+    if fd is not None:
+        os.close(fd)
