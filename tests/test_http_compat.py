@@ -1,10 +1,12 @@
 """The real `chromadb.HttpClient` (and `huedb.HttpClient`) against a real huedb server.
 
 Every scenario runs twice: once through a remote client talking to a `huedb run` process
-(module-scoped, one per file) and once through `huedb.PersistentClient` on a separate
-directory. Results are compared field by field, and the read paths are also checked against
-the suite's model of Chroma 1.5.9 (`tests/reference_model.py`, chroma-compat.md §3.3, §9),
-loaded with the same data set, so that a bug shared by both sides still fails.
+(module-scoped, one per store: SQLite, then PostgreSQL, `tests/stores.py`) and once through
+`huedb.PersistentClient` on a separate directory (always the SQLite store, so the PostgreSQL
+server is compared with the SQLite store too). Results are compared field by field, and the
+read paths are also checked against the suite's model of Chroma 1.5.9
+(`tests/reference_model.py`, chroma-compat.md §3.3, §9), loaded with the same data set, so
+that a bug shared by both sides still fails.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from chromadb.config import Settings as ChromaSettings
 
 import huedb
 import huedb.errors
+from tests import stores
 from tests.reference_model import ModelClient, ModelCollection, distance, returned_metadata
 from tests.servers import RunningServer, huedb_server
+from tests.stores import StoreTarget
 
 API = "/api/v2"
 DIM = 3
@@ -299,10 +303,11 @@ def assert_same_query(got: Any, ref: Any, where: str) -> None:
 
 @dataclass
 class Server:
-    """The running huedb server and its data directory."""
+    """The running huedb server, its data directory and the store it runs on."""
 
     running: RunningServer
     data: Path
+    store: StoreTarget
 
     @property
     def url(self) -> str:
@@ -364,12 +369,15 @@ def make_remote_client(kind: str, server: Server, tenant: str, database: str) ->
     return huedb.HttpClient(host="127.0.0.1", port=server.port, tenant=tenant, database=database)
 
 
+module_store = stores.module_store  # the fixture: each store in turn, for the module
+
+
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One `huedb run` process for the whole module."""
+def server(tmp_path_factory: pytest.TempPathFactory, module_store: StoreTarget) -> Iterator[Server]:
+    """One `huedb run` process on each store for the whole module."""
     data = tmp_path_factory.mktemp("http-compat-server") / "data"
-    with huedb_server(data) as running:
-        yield Server(running, data)
+    with huedb_server(data, *module_store.server_args()) as running:
+        yield Server(running, data, module_store)
 
 
 @pytest.fixture(scope="module")
@@ -801,9 +809,11 @@ def test_default_database_route_accepts_both_encodings(server: Server) -> None:
 
 
 def test_persistent_client_on_server_directory_sees_remote_writes(pair: Pair) -> None:
-    """huedb.PersistentClient on the server's data dir and the remote client see each other."""
+    """huedb.PersistentClient on the server's store (and data dir) and the remote client see
+    each other."""
     remote_col, _ = populate(pair, "xvis")
-    local = huedb.PersistentClient(path=pair.remote.server.data, database=pair.remote.database)
+    server = pair.remote.server
+    local = server.store.client(server.data, database=pair.remote.database)
     try:
         local_col = local.get_collection("xvis")
         assert local_col.id == remote_col.id

@@ -3,9 +3,13 @@
 A hypothesis state machine drives random sequences of collection and record operations,
 valid and invalid, against a huedb client and `reference_model.ModelClient`, and asserts
 that results, errors (by class name) and orderings agree. It runs on an ephemeral client
-and on a persistent client with close-and-reopen steps.
+and on a persistent client with close-and-reopen steps, on the SQLite store, and on a
+persistent client on the PostgreSQL store (`tests/stores.py`; an ephemeral client is always
+SQLite in memory).
 
-`HUEDB_HYPOTHESIS_EXAMPLES` raises the number of examples per mode (default 150).
+`HUEDB_HYPOTHESIS_EXAMPLES` raises the number of examples per mode (default 150); the
+PostgreSQL mode runs a third of them (default 50: each step is a round trip to the server
+and every example starts with a reset, so it costs about as much as the two SQLite modes).
 The machine is backend-agnostic (see `build_machine`), so the same rules can be pointed
 at real chromadb to validate the model.
 """
@@ -16,7 +20,7 @@ import math
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,8 +29,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from tests import stores
 from tests.knobs import knob
 from tests.reference_model import ModelClient, ModelCollection
+from tests.stores import StoreTarget
 
 # --------------------------------------------------------------------------- vocabularies
 
@@ -308,10 +314,11 @@ class Backend:
 
     api: Any  # module exposing EphemeralClient, PersistentClient, Settings
     persistent: bool
+    store_settings: dict[str, Any] = field(default_factory=dict)  # e.g. huedb_store
 
     def open(self, path: str | None) -> Any:
         """Open a client (persistent when path is given)."""
-        s = self.api.Settings(allow_reset=True, anonymized_telemetry=False)
+        s = self.api.Settings(allow_reset=True, anonymized_telemetry=False, **self.store_settings)
         if path is not None:
             return self.api.PersistentClient(path=path, settings=s)
         return self.api.EphemeralClient(settings=s)
@@ -700,21 +707,32 @@ def build_machine(
 
 # --------------------------------------------------------------------------- tests
 
+store = stores.store  # the fixture: each store in turn
 EXAMPLES = int(knob("HUEDB_HYPOTHESIS_EXAMPLES", "150"))
-STATEFUL_SETTINGS = settings(
-    max_examples=EXAMPLES,
-    stateful_step_count=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+PG_EXAMPLES = max(1, EXAMPLES // 3)
+
+
+def stateful_settings(examples: int) -> settings:
+    """The state machine's settings with `examples` examples."""
+    return settings(
+        max_examples=examples,
+        stateful_step_count=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "store"),
+    [("ephemeral", "sqlite"), ("persistent", "sqlite"), ("persistent", "postgresql")],
+    indirect=["store"],
 )
-
-
-@pytest.mark.parametrize("persistent", [False, True], ids=["ephemeral", "persistent"])
-def test_stateful_against_model(persistent: bool) -> None:
+def test_stateful_against_model(mode: str, store: StoreTarget) -> None:
     """Random operation sequences give the same results and errors on huedb and the model."""
     huedb = pytest.importorskip("huedb")
-    machine = build_machine(Backend(huedb, persistent))
-    machine.TestCase.settings = STATEFUL_SETTINGS
+    machine = build_machine(Backend(huedb, mode == "persistent", store.settings))
+    chosen = stateful_settings(PG_EXAMPLES if store.is_postgres else EXAMPLES)
+    machine.TestCase.settings = chosen
     from hypothesis.stateful import run_state_machine_as_test
 
-    run_state_machine_as_test(machine, settings=STATEFUL_SETTINGS)
+    run_state_machine_as_test(machine, settings=chosen)
