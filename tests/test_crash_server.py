@@ -1,6 +1,8 @@
 """Crash testing: SIGKILL the HTTP server under write traffic, restart, check everything.
 
-`huedb run` (alternating `--workers 1` and `--workers 2`): two client threads drive
+`huedb run` (alternating `--workers 1` and `--workers 2`), on each store (`tests/stores.py`:
+a SQLite data directory, or a PostgreSQL database that keeps running while the huedb server
+is killed, with the server's derived files in the directory): two client threads drive
 add/upsert/update/delete batches over raw httpx on disjoint id ranges. An operation counts
 as acknowledged only when its response is 2xx. The whole server process group is killed
 0.2-2 s into the traffic; the server is restarted on the same directory, with no manual
@@ -11,7 +13,7 @@ applied or not at all, and every record must be found by a query for its own vec
 
 `HUEDB_CRASH_TRIALS` (default 50) is the total number of kills, split 2:1:1:1 between the
 server, collection, backup and import trials of `test_crash_server.py`,
-`test_crash_collections.py` and `test_crash_backup_import.py` (at least 10 each);
+`test_crash_collections.py` and `test_crash_backup_import.py` (at least 10 each), per store;
 `HUEDB_CRASH_SEED` fixes the random schedule. The counts are printed and written to
 `<pytest basetemp>/crash_server_report.json` (`tests/crash_state.py`).
 """
@@ -28,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import stores
 from tests.crash_log import crash_seed
 from tests.crash_state import (
     Record,
@@ -41,6 +44,7 @@ from tests.crash_state import (
 )
 from tests.proc_workers import vectors_for
 from tests.servers import start_server
+from tests.stores import StoreTarget
 
 DB = "/api/v2/tenants/default_tenant/databases/default_database"
 DIM = 16
@@ -165,8 +169,11 @@ def http_unfindable(http: httpx.Client, col: str, state: State) -> list[str]:
     return misses
 
 
+store = stores.store  # the fixture: each store in turn
+
+
 def test_server_sigkill_keeps_acknowledged_requests(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, store: StoreTarget
 ) -> None:
     """SIGKILL `huedb run` (1 or 2 workers) under write traffic, restart, check everything.
 
@@ -198,10 +205,11 @@ def test_server_sigkill_keeps_acknowledged_requests(
         server = start_server(
             data,
             *("--workers", str(workers)),
+            *store.server_args(),
             log_path=tmp_path / f"server-{trial}.log",
             new_session=True,
         )
-        context = f"seed={seed} trial={trial} workers={workers}"
+        context = f"store={store.kind} seed={seed} trial={trial} workers={workers}"
         try:
             server.wait_up(timeout=60)
             with httpx.Client(base_url=server.url, timeout=60) as http:
@@ -259,7 +267,7 @@ def test_server_sigkill_keeps_acknowledged_requests(
         finally:
             server.kill_group()
 
-    record_report(tmp_path_factory, "server", stats)
+    record_report(tmp_path_factory, f"server-{store.kind}", stats)
     assert stats["lost"] == 0
     assert stats["acknowledged_ops"] >= trials, stats
     assert stats["kills_with_request_in_flight"] >= trials // 2, stats

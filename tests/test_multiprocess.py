@@ -1,4 +1,7 @@
-"""Two OS processes write one PersistentClient path at once; a third verifies everything.
+"""Two OS processes write one store at once; a third verifies everything.
+
+On each store (`tests/stores.py`): SQLite, where the processes share one data directory,
+and PostgreSQL, where they share the database (and the directory of derived snapshots).
 
 Each writer adds its own distinct ids in batches while querying, and records count() after
 every batch: counts must never go down, each writer must at some point see the other's
@@ -14,7 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests import stores
 from tests.proc_workers import start_worker, wait_ok
+from tests.stores import StoreTarget
 
 DIM = 16
 BATCH = 500
@@ -100,13 +105,16 @@ def _run_two_writers(tmp_path: Path, n_each: int, settings: dict[str, Any]) -> N
     assert queried == 2 * n_each
 
 
-def test_two_writers_exact_search(tmp_path: Path) -> None:
+store = stores.store  # the fixture: each store in turn
+
+
+def test_two_writers_exact_search(tmp_path: Path, store: StoreTarget) -> None:
     """2 x 20,000 ids (exact search path): all visible to both writers and a third process."""
-    _run_two_writers(tmp_path, 20_000, {})
+    _run_two_writers(tmp_path, 20_000, store.settings)
 
 
-def test_two_writers_forced_hnsw(tmp_path: Path) -> None:
+def test_two_writers_forced_hnsw(tmp_path: Path, store: StoreTarget) -> None:
     """2 x 5,000 ids with HNSW forced and frequent snapshots: graph catch-up across processes."""
     settings = {"huedb_exact_max_floats": DIM * 1000, "huedb_snapshot_every": 1500}
-    _run_two_writers(tmp_path, 5_000, settings)
+    _run_two_writers(tmp_path, 5_000, {**store.settings, **settings})
     assert list((tmp_path / "data" / "index").glob("*.hnsw")), "no HNSW snapshot was written"
