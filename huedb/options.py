@@ -146,6 +146,18 @@ class EngineOptions:
         return "postgresql" if self.store else "sqlite"
 
 
+def without_password(text: str, url: str) -> str:
+    """`text` (an error message) with the URL `url` masked and its password removed."""
+    if not url:
+        return text
+    text = text.replace(url, masked_url(url))
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return text.replace(password, "***") if password else text
+
+
 def masked_url(url: str) -> str:
     """`url` with its password (if any) replaced by `***`, for logs, stats and errors."""
     try:

@@ -34,11 +34,10 @@ def clear_system_cache() -> None:
 
 
 def _local_api(settings: Settings) -> LocalAPI:
-    """The engine of the settings: with `huedb_store` a PostgreSQL store (persist_directory
-    holds this node's derived files); an ephemeral client is always SQLite in memory."""
+    """The engine of the settings: with `huedb_store` a PostgreSQL store (persist_directory,
+    if persistent, holds this node's derived files), else SQLite in persist_directory or in
+    memory."""
     path = Path(settings.persist_directory) if settings.is_persistent else None
-    if path is None:
-        settings.huedb_store = ""
     engine = acquire_engine(path, settings.engine_options(), owner=settings.allow_reset)
     return LocalAPI(engine, settings)
 
@@ -262,9 +261,11 @@ def EphemeralClient(  # noqa: N802 - chromadb's factory name
     tenant: str = DEFAULT_TENANT,
     database: str = DEFAULT_DATABASE,
 ) -> Client:
-    """An in-memory store shared by every EphemeralClient of this process."""
+    """An in-memory store shared by every EphemeralClient of this process (always SQLite,
+    whatever `huedb_store` or HUEDB_STORE say)."""
     settings = settings or Settings()
     settings.is_persistent = False
+    settings.huedb_store = ""
     return Client(settings, tenant, database)
 
 
@@ -274,7 +275,9 @@ def PersistentClient(  # noqa: N802 - chromadb's factory name
     tenant: str = DEFAULT_TENANT,
     database: str = DEFAULT_DATABASE,
 ) -> Client:
-    """A store in a directory, safe to open from any number of processes at once."""
+    """A store in a directory, safe to open from any number of processes at once; with
+    `settings.huedb_store` (or HUEDB_STORE) a PostgreSQL URL, the store is that database and
+    the directory holds only this process's derived files (index snapshots)."""
     settings = settings or Settings()
     settings.is_persistent = True
     settings.persist_directory = str(path)

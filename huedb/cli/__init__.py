@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     # httpx logs every request at INFO: noise for `--url` commands (failures raise anyway).
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # psycopg's pool logs every failed connection attempt over several lines; huedb reports
+    # an unreachable PostgreSQL itself, in one line (503s, or `cannot start`).
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     if args.command == "run":
         from huedb.cli.serve import serve
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import psycopg
+from psycopg_pool import PoolTimeout
 
-from huedb.api.client import Client, HttpClient, PersistentClient
+from huedb.api.client import Client, HttpClient
 from huedb.cli.output import (
     compact_line,
     emit,
@@ -29,13 +32,15 @@ from huedb.errors import (
     ConfigError,
     StorageFullError,
     StorageIOError,
+    StorageUnavailableError,
     UsageError,
 )
 from huedb.ops import remote
 from huedb.ops.backup import backup, restore, storage_error
 from huedb.ops.stats import store_stats
-from huedb.ops.store import compact, require_store
+from huedb.ops.store import compact, describe, store_client, store_url
 from huedb.ops.verify import verify
+from huedb.options import env_name, without_password
 
 logger = logging.getLogger("huedb")
 
@@ -43,25 +48,42 @@ EXIT_ERROR = 2  # a usage error, or refused input or state
 EXIT_STORAGE = 3  # the disk is full or failed, or a file could not be read or written
 
 
+# Storage failures: exit 3, one line (a PostgreSQL store: unreachable, or its errors).
+STORAGE_ERRORS = (
+    StorageFullError,
+    StorageIOError,
+    StorageUnavailableError,
+    OSError,
+    sqlite3.Error,
+    psycopg.Error,
+    PoolTimeout,
+)
+
+
+def _path(args: argparse.Namespace) -> Path | None:
+    return Path(args.path) if args.path else None
+
+
 def _check_target(args: argparse.Namespace) -> None:
-    if getattr(args, "url", None) and args.path:
-        raise UsageError("give either --path or --url, not both")
-    if not getattr(args, "url", None) and not args.path:
-        raise UsageError("give --path DATA or --url URL")
+    """`--url`, or a local store: `--path` and/or `--store` (HUEDB_STORE)."""
+    if getattr(args, "url", None) and (args.path or args.store):
+        raise UsageError("give either --path or --url, not both (--store goes with --path)")
+    if not getattr(args, "url", None) and not args.path and not store_url(args.store):
+        remote_too = ", or --url URL" if hasattr(args, "url") else ""
+        raise UsageError(f"give --path DATA or --store URL{remote_too}")
 
 
 def _client(args: argparse.Namespace, create: bool = False) -> Client:
-    """A client of `--url` (with `--token`) or of the data directory `--path`.
+    """A client of `--url` (with `--token`), of the data directory `--path`, or of the
+    PostgreSQL store `--store` (with --path for this node's index files).
 
     Only a command that creates a store (`create`) accepts a `--path` without one.
     """
     _check_target(args)
-    if args.url:
+    if getattr(args, "url", None):
         settings = Settings(chroma_client_auth_credentials=args.token)
         return HttpClient(host=args.url, settings=settings)
-    if not create:
-        require_store(Path(args.path))
-    return PersistentClient(path=args.path)
+    return store_client(_path(args), args.store, create=create)
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
@@ -70,7 +92,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
         remote.download_backup(args.url, args.token, Path(args.out))
         emit(f"backup written to {args.out}")
         return 0
-    manifest = backup(Path(args.path), Path(args.out))
+    manifest = backup(_path(args), Path(args.out), store=args.store)
     emit(
         f"backup written to {args.out}: {len(manifest.collections)} collections, "
         f"{record_total(manifest)} records"
@@ -79,8 +101,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    manifest = restore(Path(args.file), Path(args.path), force=args.force)
-    emit(f"restored {args.file} into {args.path}: {record_total(manifest)} records (checksum ok)")
+    url = store_url(args.store)
+    manifest = restore(Path(args.file), _path(args), force=args.force, store=url)
+    emit(
+        f"restored {args.file} into {describe(_path(args), url)}: {record_total(manifest)} "
+        "records (checksum ok)"
+    )
     return 0
 
 
@@ -119,14 +145,17 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from huedb.ops.chroma_import import migrate_chroma
 
-    report = migrate_chroma(Path(args.source), Path(args.path))
+    report = migrate_chroma(Path(args.source), _path(args), store=args.store)
     emit(*migrate_lines(report))
     return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     _check_target(args)
-    stats = remote.fetch_stats(args.url, args.token) if args.url else store_stats(Path(args.path))
+    if args.url:
+        stats = remote.fetch_stats(args.url, args.token)
+    else:
+        stats = store_stats(_path(args), store=args.store)
     if args.json:
         emit_json(stats)
     else:
@@ -135,13 +164,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    report = verify(Path(args.path), repair=args.repair)
+    report = verify(_path(args), repair=args.repair, store=args.store)
     emit(*report.lines())
     return 0 if report.ok else 1
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    emit(compact_line(compact(Path(args.path))))
+    emit(compact_line(compact(_path(args), store=args.store)))
     return 0
 
 
@@ -205,12 +234,18 @@ def run_command(args: argparse.Namespace) -> int:
     """Run one operations command; errors print one line: exit 3 for storage, 2 otherwise."""
     try:
         return COMMANDS[args.command](args)
-    except (StorageFullError, StorageIOError, OSError, sqlite3.Error) as exc:
-        logger.error("%s: storage error, the command did not complete: %s", args.command, exc)
+    except STORAGE_ERRORS as exc:
+        _error(args, f"storage error, the command did not complete: {exc}")
         return EXIT_STORAGE
     except (UsageError, BackupError, ConfigError, ChromaError, ValueError, httpx.HTTPError) as exc:
         if isinstance(exc, BackupError) and storage_error(exc) is not None:
-            logger.error("%s: storage error, the command did not complete: %s", args.command, exc)
+            _error(args, f"storage error, the command did not complete: {exc}")
             return EXIT_STORAGE
-        logger.error("%s: %s", args.command, exc)
+        _error(args, str(exc))
         return EXIT_ERROR
+
+
+def _error(args: argparse.Namespace, message: str) -> None:
+    """One line on the log, never a store URL's password."""
+    url = getattr(args, "store", None) or os.environ.get(env_name("store"), "")
+    logger.error("%s: %s", args.command, without_password(message, url).replace("\n", " "))

@@ -7,9 +7,18 @@ import logging
 import os
 from pathlib import Path
 
+import psycopg
+from psycopg_pool import PoolTimeout
+
 from huedb.engine.registry import acquire_engine, release_engine
 from huedb.errors import ChromaError, ConfigError
-from huedb.options import OPTION_NAMES, SERVER_DEFAULTS, resolve_options
+from huedb.options import (
+    OPTION_NAMES,
+    SERVER_DEFAULTS,
+    masked_url,
+    resolve_options,
+    without_password,
+)
 from huedb.server.http_protocol import PARSER, HeadDeadlineProtocol
 from huedb.server.server_config import (
     ENV_CONFIG,
@@ -72,9 +81,17 @@ def run_server(config: ServerConfig, log_level: str) -> int:
             "auth: NONE on %s (--allow-unauthenticated): anyone can connect", config.host
         )
     scheme = "https" if config.ssl_certfile else "http"
+    if config.engine.store:
+        logger.info(
+            "store: PostgreSQL %s (pool of %d connections per worker, %gs wait); index files in %s",
+            masked_url(config.engine.store),
+            config.engine.pg_pool_max_size,
+            config.engine.pg_pool_timeout,
+            config.path,
+        )
     logger.info(
         "serving %s on %s://%s:%d with %d worker(s)",
-        config.path,
+        masked_url(config.engine.store) or config.path,
         scheme,
         config.host,
         config.port,
@@ -107,17 +124,21 @@ def run_server(config: ServerConfig, log_level: str) -> int:
 
 def check_store(config: ServerConfig) -> None:
     """Open the store once before the workers do (migrating it if it is older), so a store
-    that cannot be served (a newer format, an older server still on it, unreadable) stops
-    the start with its reason instead of a worker's traceback."""
+    that cannot be served (a newer format, an older server still on it, unreadable; a
+    PostgreSQL server that does not answer within --pg-pool-timeout, refuses the login or
+    the privileges huedb needs) stops the start with its reason instead of a worker's
+    traceback. Start does not retry beyond that wait: a service manager restarts it."""
     release_engine(acquire_engine(Path(config.path), config.engine))
 
 
 def serve(args: argparse.Namespace) -> int:
-    """`huedb run`: a configuration or store error prints a message and exits 2."""
+    """`huedb run`: a configuration or store error prints one line and exits 2."""
+    config = None
     try:
         config = server_config(args, dict(os.environ))
         check_store(config)
-    except (ConfigError, ChromaError) as exc:
-        logger.error("cannot start: %s", exc)
+    except (ConfigError, ChromaError, psycopg.Error, PoolTimeout) as exc:
+        url = config.engine.store if config is not None else (args.store or "")
+        logger.error("cannot start: %s", without_password(str(exc), url).replace("\n", " "))
         return 2
     return run_server(config, args.log_level)

@@ -7,7 +7,9 @@ connection of its own for SQLite), so it is one consistent snapshot while reader
 keep going, and a serving engine keeps serving. Index snapshots are not included: they are derived
 and are rebuilt on first use. Restore checks the SHA-256 in the manifest and the integrity
 of the database before anything is put in place, refuses a non-empty target unless forced,
-refuses a directory any process has open, and swaps atomically (see `restore`).
+refuses a directory any process has open, and swaps atomically (see `restore`). Into a
+PostgreSQL store (`store`), restore loads the checked file into an empty database in one
+transaction, so a backup moves a store between SQLite and PostgreSQL either way.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 from huedb.engine import fileio
 from huedb.engine.engine import Engine
+from huedb.engine.postgres_store import PostgresStore
 from huedb.engine.sqlite_store.connection import (
     DB_FILENAME,
     LOCK_FILENAME,
@@ -39,9 +42,11 @@ from huedb.engine.sqlite_store.connection import (
 )
 from huedb.engine.sqlite_store.files import checkpoint, collection_counts, database_problems
 from huedb.engine.sqlite_store.schema import FORMAT_VERSION
+from huedb.engine.store_factory import open_store as open_bare_store
 from huedb.errors import BackupError, StorageFullError, StorageIOError
 from huedb.ops.progress import progress
-from huedb.ops.store import open_store
+from huedb.ops.store import open_store, store_url
+from huedb.options import masked_url, resolve_options
 from huedb.version import __version__
 
 MANIFEST = "manifest.json"
@@ -97,17 +102,24 @@ def _process_alive(pid: str) -> bool:
     return pid.isdigit() and Path(f"/proc/{pid}").exists()
 
 
-def backup(source: Engine | Path, out: Path, show_progress: bool | None = None) -> Manifest:
+def backup(
+    source: Engine | Path | None,
+    out: Path,
+    show_progress: bool | None = None,
+    store: str | None = None,
+) -> Manifest:
     """Write a consistent backup of a store to the tar file `out`.
 
     `source` is an open engine (a server's, which keeps serving) or a data directory, which
-    is opened for the copy and must already hold a database.
+    is opened for the copy and must already hold a database; with a PostgreSQL `store`
+    (else HUEDB_STORE), that store, with this node's derived files in `source` if given.
     """
     if isinstance(source, Engine):
         return _backup(source, out, show_progress)
-    if not (source / DB_FILENAME).exists():
+    url = store_url(store)
+    if not url and source is not None and not (source / DB_FILENAME).exists():
         raise BackupError(f"{source} holds no huedb database ({DB_FILENAME} is missing)")
-    with open_store(source) as engine:
+    with open_store(source, url) as engine:
         return _backup(engine, out, show_progress)
 
 
@@ -205,9 +217,14 @@ def read_manifest(archive: Path) -> Manifest:
 
 
 def restore(
-    archive: Path, data: Path, force: bool = False, show_progress: bool | None = None
+    archive: Path,
+    data: Path | None,
+    force: bool = False,
+    show_progress: bool | None = None,
+    store: str | None = None,
 ) -> Manifest:
-    """Restore a backup into `data`: checked, then swapped in atomically.
+    """Restore a backup into `data`: checked, then swapped in atomically; or, with a
+    PostgreSQL `store` (else HUEDB_STORE), into that store (`_restore_into_postgres`).
 
     Refused while any engine (a server, a command) has `data` open: engines hold a shared lock
     on the directory and restore takes it exclusively for its whole run. The database is
@@ -222,6 +239,11 @@ def restore(
             f"{archive} has format {manifest.format_version}; this huedb reads up to "
             f"{FORMAT_VERSION}. Upgrade huedb to restore it."
         )
+    url = store_url(store)
+    if url:
+        return _restore_into_postgres(archive, manifest, url, data, force, show_progress)
+    if data is None:
+        raise BackupError("give the data directory (--path) or a PostgreSQL store (--store)")
     lock_files = (LOCK_FILENAME, MIGRATION_LOCK_FILENAME)
     if data.exists() and any(p.name not in lock_files for p in data.iterdir()) and not force:
         raise BackupError(f"{data} is not empty; pass --force to replace its contents")
@@ -243,6 +265,52 @@ def restore(
                 staged.unlink()
     finally:
         os.close(lock)
+    return manifest
+
+
+def _restore_into_postgres(
+    archive: Path,
+    manifest: Manifest,
+    url: str,
+    data: Path | None,
+    force: bool,
+    show_progress: bool | None,
+) -> Manifest:
+    """Load a checked backup into the empty PostgreSQL store of `url`, in one transaction.
+
+    `data`, if given, is this node's directory of derived files: it must not be open (the
+    directory lock is taken exclusively) and its index snapshots are removed.
+    """
+    if force:
+        raise BackupError(
+            "--force does not apply to a PostgreSQL store: restore into an empty database "
+            "(create a new one, or drop and recreate it). Nothing was changed."
+        )
+    lock = None
+    if data is not None:
+        data.mkdir(parents=True, exist_ok=True)
+        lock = lock_directory_exclusively(data)
+        if lock is None:
+            raise BackupError(
+                f"{data} is in use by a running huedb (a server or another command); stop "
+                "it, then restore. Nothing was changed."
+            )
+    try:
+        with tempfile.TemporaryDirectory(prefix="huedb-restore-", dir=data) as work:
+            staged = Path(work) / DB_FILENAME
+            _extract_checked(archive, manifest, staged, show_progress)
+            target = open_bare_store(None, resolve_options(env=os.environ, args={"store": url}))
+            try:
+                if not isinstance(target, PostgresStore):
+                    raise BackupError(f"{masked_url(url)} is not a PostgreSQL store")
+                target.load_from_sqlite(staged)
+            finally:
+                target.close()
+        if data is not None:
+            shutil.rmtree(data / "index", ignore_errors=True)
+    finally:
+        if lock is not None:
+            os.close(lock)
     return manifest
 
 

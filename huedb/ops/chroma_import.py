@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huedb.api.client import Client, PersistentClient
+from huedb.api.client import Client
 from huedb.api.collection import Collection
 from huedb.api.collection_config import create_configuration
 from huedb.engine.hnsw_config import collection_space
@@ -20,6 +20,7 @@ from huedb.errors import InvalidArgumentError, NotFoundError
 from huedb.ops.chroma_dir import ChromaCollection, open_collection_reader, read_chroma_directory
 from huedb.ops.collection_definition import create_like, differences
 from huedb.ops.progress import progress
+from huedb.ops.store import describe, store_client, store_url
 from huedb.record_batch import RecordBatch
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class MigrationReport:
     """Per-collection counts of one `migrate_chroma` run."""
 
     source: Path
-    target: Path
+    target: str  # the data directory, or the PostgreSQL store's URL (password masked)
     collections: list[CollectionReport] = field(default_factory=list)
 
     @property
@@ -57,9 +58,15 @@ class MigrationReport:
 
 
 def migrate_chroma(
-    source: Path, target: Path, show_progress: bool | None = None, batch_size: int = 1000
+    source: Path,
+    target: Path | None,
+    show_progress: bool | None = None,
+    batch_size: int = 1000,
+    store: str | None = None,
 ) -> MigrationReport:
-    """Copy every collection of the Chroma directory `source` into a huedb store at `target`.
+    """Copy every collection of the Chroma directory `source` into the huedb store at
+    `target` (or the PostgreSQL store of `store`, else HUEDB_STORE, with this node's
+    derived files in `target`, if given).
 
     Collections keep their name, tenant, database, metadata, configuration and schema (what
     Chroma 1.5 stores in `schema_str`; for older directories the schema Chroma derives from
@@ -68,13 +75,15 @@ def migrate_chroma(
     directory, huedb refuses a schema, or a target collection exists with another
     dimension or space.
     """
-    source, target = Path(source), Path(target)
+    source = Path(source)
+    target = None if target is None else Path(target)
     collections = read_chroma_directory(source)
-    report = MigrationReport(source, target)
-    admin = PersistentClient(path=target)
+    url = store_url(store)
+    report = MigrationReport(source, describe(target, url))
+    admin = store_client(target, url, create=True)
     try:
         for collection in collections:
-            _check_target(admin, target, collection)
+            _check_target(admin, report.target, collection)
         batch_size = max(1, min(batch_size, admin.get_max_batch_size()))
         for collection in collections:
             report.collections.append(
@@ -87,7 +96,7 @@ def migrate_chroma(
         report.total_records,
         len(report.collections),
         source,
-        target,
+        report.target,
     )
     return report
 
@@ -101,7 +110,7 @@ def _existing_collection(client: Client, collection: ChromaCollection) -> Collec
         return None
 
 
-def _check_target(client: Client, target: Path, collection: ChromaCollection) -> None:
+def _check_target(client: Client, target: str, collection: ChromaCollection) -> None:
     """ValueError if huedb refuses the source's schema, or the target already has this
     collection with another dimension or space."""
     try:

@@ -89,7 +89,7 @@ def gather_stats(engine: Engine, data: Path | None) -> dict[str, Any]:
             f"{storage['reclaimable_bytes'] / 2**20:.0f} MiB reclaimable after deletes: "
             "run `huedb compact`"
         )
-    if data is not None:
+    if data is not None and engine.store_kind == "sqlite":  # PostgreSQL's disk is elsewhere
         disk = shutil.disk_usage(data)
         if disk.free < FREE_DISK_SHARE * disk.total or disk.free < 2 * storage["bytes"]:
             warnings.append(
@@ -108,7 +108,8 @@ def gather_stats(engine: Engine, data: Path | None) -> dict[str, Any]:
     }
 
 
-def store_stats(data: Path) -> dict[str, Any]:
-    """`gather_stats` of the store in `data`, opened for the call."""
-    with open_store(data) as engine:
+def store_stats(data: Path | None, store: str | None = None) -> dict[str, Any]:
+    """`gather_stats` of the store in `data` (or of the PostgreSQL store of `store`, with
+    this node's derived files in `data`, if given), opened for the call."""
+    with open_store(data, store) as engine:
         return gather_stats(engine, data)

@@ -1,21 +1,37 @@
-"""Opening a data directory for one operation, and `huedb compact`.
+"""Opening a store for one operation, and `huedb compact`.
 
 Operations open a store the way every other entry point does: through the engine registry.
-They join the engine this process already has open on the directory, whatever its options;
-otherwise it is opened with the one settings chain's options (defaults < HUEDB_* environment).
+The store is a SQLite data directory (`data`), or the PostgreSQL store of a URL (`store`,
+else HUEDB_STORE), with `data` then an optional directory of this node's derived files.
+They join the engine this process already has open on it, whatever its options; otherwise
+it is opened with the one settings chain's options (defaults < HUEDB_* environment).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from huedb.api.client import Client, PersistentClient
+from huedb.config import Settings
 from huedb.engine.engine import Engine
 from huedb.engine.registry import acquire_engine, release_engine
 from huedb.engine.sqlite_store.connection import DB_FILENAME
 from huedb.errors import NotFoundError, UsageError
+from huedb.options import masked_url, resolve_options
+
+
+def store_url(store: str | None) -> str:
+    """The store URL an operation works on: `store`, else HUEDB_STORE; "" for SQLite."""
+    return resolve_options(env=os.environ, args={"store": store}).store
+
+
+def describe(data: Path | None, store: str) -> str:
+    """How a store is named in messages (a URL's password masked)."""
+    return masked_url(store) if store else str(data)
 
 
 def require_store(data: Path) -> None:
@@ -24,11 +40,32 @@ def require_store(data: Path) -> None:
         raise UsageError(f"{data} holds no huedb store ({DB_FILENAME} is missing); check --path")
 
 
+def store_client(data: Path | None, store: str | None = None, create: bool = False) -> Client:
+    """A client of the SQLite store in `data` (which must exist unless `create`), or of the
+    PostgreSQL store of `store` (else HUEDB_STORE) with derived files in `data`, if given."""
+    url = store_url(store)
+    if not url:
+        if data is None:
+            raise UsageError("give --path DATA (a SQLite store) or --store URL (PostgreSQL)")
+        if not create:
+            require_store(data)
+        return PersistentClient(path=data, settings=Settings(huedb_store=""))
+    if data is None:
+        return Client(Settings(is_persistent=False, huedb_store=url))
+    return PersistentClient(path=data, settings=Settings(huedb_store=url))
+
+
 @contextmanager
-def open_store(data: Path) -> Iterator[Engine]:
-    """The engine of the existing store in `data`, given back to the registry afterwards."""
-    require_store(data)
-    engine = acquire_engine(data)
+def open_store(data: Path | None, store: str | None = None) -> Iterator[Engine]:
+    """The engine of the existing SQLite store in `data`, or of the PostgreSQL store of
+    `store` (else HUEDB_STORE) with its derived files in `data` (optional); given back to
+    the registry afterwards."""
+    url = store_url(store)
+    if not url:
+        if data is None:
+            raise UsageError("give --path DATA (a SQLite store) or --store URL (PostgreSQL)")
+        require_store(data)
+    engine = acquire_engine(data, store=url)
     try:
         yield engine
     finally:
@@ -43,12 +80,11 @@ class CompactReport:
     rebuilt: list[str] = field(default_factory=list)
 
 
-def compact(data: Path) -> CompactReport:
-    """Rebuild graph indexes without their tombstones, then return free pages to the disk.
-
-    A collection deleted while compact runs is skipped; the others are still compacted.
-    """
-    with open_store(data) as engine:
+def compact(data: Path | None, store: str | None = None) -> CompactReport:
+    """Rebuild graph indexes without their tombstones, then return free pages to the disk
+    (PostgreSQL: VACUUM). A collection deleted while compact runs is skipped; the others are
+    still compacted."""
+    with open_store(data, store) as engine:
         rebuilt = []
         for col in engine.collections():
             try:

@@ -31,7 +31,7 @@ class VerifyReport:
 
     def lines(self) -> list[str]:
         """A human-readable summary."""
-        out = [f"sqlite integrity: {'ok' if not self.integrity_problems else 'PROBLEMS'}"]
+        out = [f"store integrity: {'ok' if not self.integrity_problems else 'PROBLEMS'}"]
         out += [f"  {p}" for p in self.integrity_problems]
         for c in self.indexes:
             state = "ok" if c.ok else "MISMATCH"
@@ -63,21 +63,28 @@ def _check_orphans(data: Path, live: set[str], report: VerifyReport, repair: boo
     report.repaired_orphans = repair and bool(report.orphan_files)
 
 
-def verify(data: Path, repair: bool = False, show_progress: bool | None = None) -> VerifyReport:
-    """Check the store in `data`; with `repair`, rebuild every index that disagrees."""
-    with open_store(data) as engine:
+def verify(
+    data: Path | None,
+    repair: bool = False,
+    show_progress: bool | None = None,
+    store: str | None = None,
+) -> VerifyReport:
+    """Check the store in `data` (or the PostgreSQL store of `store`, with this node's
+    derived files in `data`, if given); with `repair`, rebuild every index that disagrees."""
+    with open_store(data, store) as engine:
         report = VerifyReport(integrity_problems=engine.integrity_problems())
         cols = engine.collections()
         bar = progress(len(cols), "verify", unit="col", enabled=show_progress)
         for col in cols:
             check = engine.check_index(col.uuid)
             if not check.ok and repair:
-                logger.warning("rebuilding the index of %s: it disagrees with SQLite", col.name)
+                logger.warning("rebuilding the index of %s: it disagrees with the store", col.name)
                 engine.rebuild_index(col.uuid)
                 report.repaired.append(col.name)
                 check = engine.check_index(col.uuid)
             report.indexes.append(check)
             bar.update(1)
         bar.close()
-        _check_orphans(data, {c.uuid for c in cols}, report, repair)
+        if data is not None:
+            _check_orphans(data, {c.uuid for c in cols}, report, repair)
         return report
