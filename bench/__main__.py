@@ -73,9 +73,9 @@ def print_report(suite: dict[str, Any], skipped: list[str], out: Path) -> None:
         )
         print()
         print(format_table(report))
-        if "ratios_huedb_over_chromadb" in report:
+        if report["targets"]:
             print()
-            print(f"targets of the issue (they apply at n=100,000), at n={d['n']}:")
+            print(f"targets of the issues (they apply at n=100,000), at n={d['n']}:")
             print(format_targets(report))
         problems = [(n, e) for n, r in report["systems"].items() for e in r["errors"]]
         notes = [(n, e) for n, r in report["systems"].items() for e in r.get("notes", [])]

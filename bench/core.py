@@ -12,6 +12,7 @@ every figure; memory figures are therefore per system.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -21,7 +22,7 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -174,6 +175,7 @@ def normalize(x: np.ndarray) -> np.ndarray:
 # -- systems --------------------------------------------------------------------------------
 
 HUEDB_SETTINGS_ENV = "BENCH_HUEDB_SETTINGS"
+EMPTY_DB_BYTES_ENV = "BENCH_PG_EMPTY_BYTES"
 
 
 def huedb_overrides() -> dict[str, Any]:
@@ -297,6 +299,14 @@ class System(ABC):
     def wait_until_indexed(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Return once queries are served by the ANN index (chromadb indexes during add)."""
 
+    def cli_args(self) -> list[str]:
+        """Arguments selecting this system's store for `huedb` commands (none: --path)."""
+        return []
+
+    def store_bytes(self) -> int:
+        """Bytes the system keeps outside its data directory (a database server's)."""
+        return 0
+
 
 class HuedbSystem(System):
     name = "huedb"
@@ -337,6 +347,55 @@ class HuedbSystem(System):
         return n * dim <= int(self._settings().huedb_exact_max_floats)
 
 
+class HuedbPgSystem(HuedbSystem):
+    """huedb on its PostgreSQL store: the database is `BENCH_PG_URL` (a fresh database of
+    the run's throwaway cluster, `bench/pg.py`); the path holds only the derived files."""
+
+    name = "huedb-pg"
+
+    @classmethod
+    def available(cls) -> bool:
+        if not super().available():
+            return False
+        try:
+            import psycopg  # noqa: F401
+
+            from tests.pg_cluster import find_pg_bin
+        except ImportError:
+            return False
+        return find_pg_bin() is not None
+
+    @staticmethod
+    def url() -> str:
+        from bench.pg import URL_ENV
+
+        return os.environ[URL_ENV]
+
+    def _settings(self) -> Any:
+        from huedb.config import Settings
+
+        return Settings(**huedb_overrides(), huedb_store=self.url())
+
+    def open(self, path: Path) -> None:
+        if self._lib is None:
+            self.load()
+        self._client = self._lib.PersistentClient(path=str(path), settings=self._settings())
+
+    def settings(self) -> dict[str, Any]:
+        from bench.pg import server_settings
+
+        return super().settings() | {"postgresql": server_settings(self.url())}
+
+    def cli_args(self) -> list[str]:
+        return ["--store", self.url()]
+
+    def store_bytes(self) -> int:
+        """Bytes of the PostgreSQL database beyond what it held when it was created."""
+        from bench.pg import database_bytes
+
+        return database_bytes(self.url()) - int(os.environ.get(EMPTY_DB_BYTES_ENV, "0"))
+
+
 class ChromaSystem(System):
     name = "chromadb"
     module = "chromadb"
@@ -357,7 +416,12 @@ class ChromaSystem(System):
         }
 
 
-SYSTEMS: dict[str, type[System]] = {"huedb": HuedbSystem, "chromadb": ChromaSystem}
+SYSTEMS: dict[str, type[System]] = {
+    "huedb": HuedbSystem,
+    "huedb-pg": HuedbPgSystem,
+    "chromadb": ChromaSystem,
+}
+HUEDB_FAMILY = ("huedb", "huedb-pg")  # systems with huedb's own figures (graph, Parquet)
 
 
 # -- figures --------------------------------------------------------------------------------
@@ -365,13 +429,19 @@ SYSTEMS: dict[str, type[System]] = {"huedb": HuedbSystem, "chromadb": ChromaSyst
 
 @dataclass(frozen=True)
 class Figure:
-    """One row of the result table; `only` names the one system that has it, if any."""
+    """One row of the result table; `only` names the one system that has it, if any
+    ("huedb": every system of `HUEDB_FAMILY`, whatever its store)."""
 
     key: str
     label: str
     unit: str
     higher_is_better: bool
     only: str | None = None
+
+    def applies_to(self, system: str) -> bool:
+        """True when `system` reports this figure."""
+        family = HUEDB_FAMILY if self.only == "huedb" else (self.only,)
+        return self.only is None or system in family
 
 
 FIGURES: list[Figure] = [
@@ -411,18 +481,20 @@ FIGURES: list[Figure] = [
 
 def figures_of(system: str) -> list[Figure]:
     """The figures a system is expected to report."""
-    return [f for f in FIGURES if f.only in (None, system)]
+    return [f for f in FIGURES if f.applies_to(system)]
 
 
 @dataclass(frozen=True)
 class Target:
-    """A goal of the issue: a huedb/chromadb ratio (`ratio`) or a huedb figure, and a bound."""
+    """A goal of an issue and its bound: the ratio of `pair`'s two systems (`ratio`), or a
+    figure of its first system."""
 
     key: str
     label: str
     op: str  # ">=" or "<="
     bound: float
     ratio: bool = True
+    pair: str = "huedb/chromadb"
 
 
 TARGETS: list[Target] = [
@@ -446,16 +518,35 @@ TARGETS: list[Target] = [
     Target("query_over_raw", "embedded query p50 <= 2x raw usearch p50", "<=", 2.0, False),
     Target("ingest_growth", "ingest end/start >= 0.5 (meant for a 1M load)", ">=", 0.5, False),
 ]
+# Issue 14: huedb on PostgreSQL against huedb on SQLite (the index is the same) and Chroma.
+PG = "huedb-pg/huedb"
+PG_TARGETS: list[Target] = [
+    Target("query_p50_ms", "pg: query p50 <= 1.2x SQLite's", "<=", 1.2, pair=PG),
+    Target("filter10_p50_ms", "pg: where ~10% p50 <= 2x SQLite's", "<=", 2.0, pair=PG),
+    Target("filter1_p50_ms", "pg: where ~1% p50 <= 2x SQLite's", "<=", 2.0, pair=PG),
+    Target("contains_p50_ms", "pg: $contains p50 <= 2x SQLite's", "<=", 2.0, pair=PG),
+    Target("add_vps", "pg: raw ingest >= 0.5x SQLite's", ">=", 0.5, pair=PG),
+    Target("add_vps", "pg: raw ingest >= 5x chromadb's", ">=", 5.0, pair="huedb-pg/chromadb"),
+    Target("query_recall", "pg: recall@10 >= SQLite's", ">=", 1.0, pair=PG),
+]
+# The ratio columns of the table, when both systems ran: (numerator, denominator, header).
+RATIO_PAIRS = [
+    ("huedb", "chromadb", "huedb/chroma"),
+    ("huedb-pg", "huedb", "pg/huedb"),
+    ("huedb-pg", "chromadb", "pg/chroma"),
+]
 TOLERANCE = 1e-9
 
 
 def evaluate_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target with the measured value (None when it cannot be measured) and whether met."""
-    huedb = report["systems"].get("huedb", {}).get("figures", {})
-    ratios_ = report.get("ratios_huedb_over_chromadb", {})
+    """Each target whose systems ran, with the measured value (None when it cannot be
+    measured) and whether it is met."""
     out: list[dict[str, Any]] = []
-    for t in TARGETS:
-        value = ratios_.get(t.key) if t.ratio else huedb.get(t.key)
+    for t in TARGETS + PG_TARGETS:
+        if not all(name in report["systems"] for name in t.pair.split("/")):
+            continue
+        first = report["systems"][t.pair.split("/")[0]]["figures"]
+        value = report["ratios"][t.pair].get(t.key) if t.ratio else first.get(t.key)
         met = None
         if value is not None:
             met = value >= t.bound - TOLERANCE if t.op == ">=" else value <= t.bound + TOLERANCE
@@ -624,8 +715,10 @@ def run_worker(
     base: Path,
     huedb_settings: dict[str, Any],
     log: Callable[[str], None],
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Measure one system in a fresh `python -m bench.worker`; its result as a dict."""
+    """Measure one system in a fresh `python -m bench.worker` (with `extra_env` in its
+    environment); its result as a dict."""
     job_path = base / f"job-{name}.json"
     out_path = base / f"result-{name}.json"
     job = {
@@ -640,6 +733,7 @@ def run_worker(
     env.pop(HUEDB_SETTINGS_ENV, None)
     if huedb_settings:
         env[HUEDB_SETTINGS_ENV] = json.dumps(huedb_settings)
+    env.update(extra_env or {})
     try:
         stdout: Any = sys.stderr.fileno()  # the worker's stray prints must not reach the table
     except (AttributeError, OSError, ValueError):
@@ -659,6 +753,22 @@ def run_worker(
     if proc.returncode != 0:
         result["errors"].append(f"worker process exited with code {proc.returncode}")
     return result
+
+
+@contextlib.contextmanager
+def system_environment(
+    name: str, spec: DataSpec, log: Callable[[str], None]
+) -> Iterator[dict[str, str]]:
+    """What a system's worker needs in its environment, set up for the block: for
+    `huedb-pg` a throwaway PostgreSQL cluster and a fresh database (`bench/pg.py`)."""
+    if name != HuedbPgSystem.name:
+        yield {}
+        return
+    from bench import pg
+
+    log(f"{name}: starting a throwaway PostgreSQL cluster (127.0.0.1, durable settings)")
+    with pg.cluster() as cluster, pg.database(cluster, f"n{spec.n}") as url:
+        yield {pg.URL_ENV: url, EMPTY_DB_BYTES_ENV: str(pg.database_bytes(url))}
 
 
 def run(
@@ -684,11 +794,13 @@ def run(
     try:
         truth_path = base / "truth.json"
         save_truth(truth, truth_path)
-        for name in systems:
-            res = run_worker(name, spec, truth_path, base, huedb_settings or {}, log)
-            results[name] = res
-            for err in res["errors"]:
-                log(f"{name}: PROBLEM: {err}")
+        with contextlib.ExitStack() as stack:
+            for name in systems:
+                env = stack.enter_context(system_environment(name, spec, log))
+                res = run_worker(name, spec, truth_path, base, huedb_settings or {}, log, env)
+                results[name] = res
+                for err in res["errors"]:
+                    log(f"{name}: PROBLEM: {err}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
     report: dict[str, Any] = {
@@ -700,10 +812,13 @@ def run(
         "figures": [asdict(f) for f in FIGURES],
         "systems": results,
     }
-    if "huedb" in results and "chromadb" in results:
-        report["ratios_huedb_over_chromadb"] = ratios(
-            results["huedb"]["figures"], results["chromadb"]["figures"]
-        )
+    report["ratios"] = {
+        f"{a}/{b}": ratios(results[a]["figures"], results[b]["figures"])
+        for a, b, _ in RATIO_PAIRS
+        if a in results and b in results
+    }
+    if "huedb/chromadb" in report["ratios"]:
+        report["ratios_huedb_over_chromadb"] = report["ratios"]["huedb/chromadb"]
     report["targets"] = evaluate_targets(report)
     return report
 
@@ -749,7 +864,7 @@ def growth(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float | 
         for r in runs:
             n = str(r["data"]["n"])
             for name, res in r["systems"].items():
-                if f.only in (None, name):
+                if f.applies_to(name):
                     per.setdefault(name, {})[n] = res["figures"].get(f.key)
         out[f.key] = per
     return out
@@ -759,17 +874,17 @@ def growth(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float | 
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """The figure | huedb | chromadb | ratio table as plain text."""
+    """The figure | each system | ratio columns table as plain text."""
     systems = list(report["systems"])
-    both = "ratios_huedb_over_chromadb" in report
-    header = ["figure", "unit", "better", *systems] + (["huedb/chroma"] if both else [])
-    rows = [header]
+    pairs = [(f"{a}/{b}", header) for a, b, header in RATIO_PAIRS]
+    pairs = [(key, header) for key, header in pairs if key in report.get("ratios", {})]
+    rows = [["figure", "unit", "better", *systems, *(header for _, header in pairs)]]
     for f in FIGURES:
         row = [f.label, f.unit, "higher" if f.higher_is_better else "lower"]
         for name in systems:
             row.append(_fmt(report["systems"][name]["figures"].get(f.key)))
-        if both:
-            r = report["ratios_huedb_over_chromadb"].get(f.key)
+        for key, _ in pairs:
+            r = report["ratios"][key].get(f.key)
             row.append("-" if r is None else f"{r:.2f}x")
         rows.append(row)
     return _layout(rows)

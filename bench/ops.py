@@ -138,8 +138,11 @@ def measure_export(system: System, data: Dataset) -> dict[str, Any]:
     }
 
 
-def huedb_parquet_export(path: Path, out: Path, n: int) -> dict[str, Any]:
-    """Time `huedb export` (a fresh process, so interpreter start and import are included)."""
+def huedb_parquet_export(
+    path: Path, out: Path, n: int, store_args: list[str] | None = None
+) -> dict[str, Any]:
+    """Time `huedb export` (a fresh process, so interpreter start and import are included);
+    `store_args` select the store (`--store URL`), else the SQLite store in `path`."""
     cmd = [
         sys.executable,
         "-m",
@@ -151,6 +154,7 @@ def huedb_parquet_export(path: Path, out: Path, n: int) -> dict[str, Any]:
         COLLECTION,
         "--out",
         str(out),
+        *(store_args or []),
     ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=24 * 3600)

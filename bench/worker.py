@@ -180,8 +180,10 @@ def run_system(
     det["memory_rss_after_close_bytes"] = memory.rss()
     if hwm is not None and baseline:
         figs["peak_memory_mib"] = (hwm - baseline) / MIB
-    disk = disk_usage(path)
+    store_bytes = system.store_bytes()
+    disk = disk_usage(path) + store_bytes
     det["disk_bytes"] = disk
+    det["disk_store_bytes_outside_path"] = store_bytes
     det["disk_apparent_bytes"] = apparent_size(path)
     figs["disk_bytes_per_vector"] = disk / n
     p.save()
@@ -273,7 +275,7 @@ def run_system(
             log(f"{name}: huedb export to Parquet")
             target = path.parent / f"{path.name}-export.parquet"
             try:
-                r = ops.huedb_parquet_export(path, target, n)
+                r = ops.huedb_parquet_export(path, target, n, system.cli_args())
             finally:
                 target.unlink(missing_ok=True)
             det["parquet_export"] = r
