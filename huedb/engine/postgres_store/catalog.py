@@ -23,7 +23,13 @@ from typing import Any
 
 from psycopg import errors as pg_errors
 
-from huedb.engine.catalog import DEFAULT_DATABASE_ID, CollectionRow
+from huedb.engine.catalog import (
+    COLLECTION_COLUMNS,
+    DEFAULT_DATABASE_ID,
+    CollectionRow,
+    collection_row,
+    dump_metadata,
+)
 from huedb.engine.postgres_store.base import SessionBase
 from huedb.engine.postgres_store.connection import ADVISORY_CLASS
 from huedb.errors import (
@@ -32,28 +38,6 @@ from huedb.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
-
-_COLUMNS = (
-    "cid, uuid, name, database_id, metadata, configuration, dimension, pruned_seq, snapshot_seq"
-)
-
-
-def _row(r: tuple) -> CollectionRow:
-    return CollectionRow(
-        cid=r[0],
-        uuid=r[1],
-        name=r[2],
-        database_id=r[3],
-        metadata=json.loads(r[4]) if r[4] is not None else None,
-        configuration=json.loads(r[5]),
-        dimension=r[6],
-        pruned_seq=r[7],
-        snapshot_seq=r[8],
-    )
-
-
-def _dump(metadata: dict[str, Any] | None) -> str | None:
-    return None if metadata is None else json.dumps(metadata, ensure_ascii=False)
 
 
 class CatalogSQL(SessionBase):
@@ -65,13 +49,14 @@ class CatalogSQL(SessionBase):
     def _collection(self, where: str, params: tuple) -> CollectionRow | None:
         """One collection row; in a write session its row is locked until commit."""
         row = self.run(
-            f"SELECT {_COLUMNS} FROM collections WHERE {where}{self._lock_clause()}", params
+            f"SELECT {COLLECTION_COLUMNS} FROM collections WHERE {where}{self._lock_clause()}",
+            params,
         ).fetchone()
         if row is None:
             return None
         if self._writable:
             self._locked.add(row[0])
-        return _row(row)
+        return collection_row(row)
 
     def ensure_defaults(self, tenant: str, database: str) -> None:
         self.run("INSERT INTO tenants (name) VALUES (%s) ON CONFLICT DO NOTHING", (tenant,))
@@ -136,9 +121,9 @@ class CatalogSQL(SessionBase):
     def delete_database(self, name: str, tenant: str) -> list[CollectionRow]:
         db_id = self.database_id(tenant, name)
         cols = [
-            _row(r)
+            collection_row(r)
             for r in self.run(
-                f"SELECT {_COLUMNS} FROM collections WHERE database_id = %s ORDER BY cid "
+                f"SELECT {COLLECTION_COLUMNS} FROM collections WHERE database_id = %s ORDER BY cid "
                 "FOR UPDATE",
                 (db_id,),
             )
@@ -171,11 +156,11 @@ class CatalogSQL(SessionBase):
         self, db_id: str, limit: int | None, offset: int | None
     ) -> list[CollectionRow]:
         rows = self.run(
-            f"SELECT {_COLUMNS} FROM collections WHERE database_id = %s "
+            f"SELECT {COLLECTION_COLUMNS} FROM collections WHERE database_id = %s "
             'ORDER BY uuid COLLATE "C" LIMIT %s OFFSET %s',
             (db_id, limit, offset or 0),
         ).fetchall()
-        return [_row(r) for r in rows]
+        return [collection_row(r) for r in rows]
 
     def count_collections(self, db_id: str) -> int:
         return self.run(
@@ -208,7 +193,7 @@ class CatalogSQL(SessionBase):
             cid = self.run(
                 "INSERT INTO collections (uuid, name, database_id, metadata, configuration) "
                 "VALUES (%s, %s, %s, %s, %s) RETURNING cid",
-                (new_uuid, name, db_id, _dump(metadata), json.dumps(configuration)),
+                (new_uuid, name, db_id, dump_metadata(metadata), json.dumps(configuration)),
             ).fetchone()[0]
             self.run(
                 "INSERT INTO catalog_names (database_id, name, cid, is_alias) "
@@ -244,7 +229,7 @@ class CatalogSQL(SessionBase):
         if new_metadata is not None:
             self.run(
                 "UPDATE collections SET metadata = %s WHERE cid = %s",
-                (_dump(new_metadata or None), col.cid),
+                (dump_metadata(new_metadata or None), col.cid),
             )
         if new_configuration is not None:
             self.run(

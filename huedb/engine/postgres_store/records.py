@@ -23,10 +23,12 @@ from huedb.engine.postgres_store.schema_keys import SchemaKeysSQL
 from huedb.engine.record_values import (
     KIND_STR,
     clean_metadata,
+    key_vector_rows,
     merge_metadata,
     sql_value,
     value_kind,
     vector_digest,
+    vectors_in_order,
 )
 from huedb.record_batch import RecordBatch
 
@@ -301,8 +303,7 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
                 "SELECT key, vector FROM embeddings WHERE key = ANY(%s::bigint[])", (wanted,)
             ).fetchall()
         )
-        blob = b"".join(found[k] for k in wanted)
-        return np.frombuffer(blob, dtype=np.float32).reshape(len(wanted), dim)
+        return vectors_in_order(found, wanted, dim)
 
     def vector_chunks(
         self, cid: int, dim: int, rows: int
@@ -314,9 +315,7 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
                 (cid,),
             )
             while chunk := cursor.fetchmany(rows):
-                keys = np.fromiter((r[0] for r in chunk), dtype=np.uint64, count=len(chunk))
-                vectors = np.frombuffer(b"".join(r[1] for r in chunk), dtype=np.float32)
-                yield keys, vectors.reshape(len(chunk), dim)
+                yield key_vector_rows(chunk, dim)
 
     def keys_with_vector(self, cid: int, vector: np.ndarray) -> list[int]:
         blob = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
