@@ -33,10 +33,10 @@ from typing import Any
 
 from huedb.engine import fileio
 from huedb.engine.engine import Engine
+from huedb.engine.node_dir import LOCK_FILENAME
 from huedb.engine.postgres_store import PostgresStore
 from huedb.engine.sqlite_store.connection import (
     DB_FILENAME,
-    LOCK_FILENAME,
     MIGRATION_LOCK_FILENAME,
     lock_directory_exclusively,
 )

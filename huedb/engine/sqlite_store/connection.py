@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from huedb.engine.node_dir import LOCK_FILENAME
 from huedb.engine.sqlite_store import migrations
 from huedb.engine.sqlite_store.filters import regexp_match
 from huedb.engine.sqlite_store.schema import FORMAT_VERSION, SCHEMA
@@ -33,7 +34,6 @@ from huedb.errors import FormatVersionError, StorageFullError, StorageIOError
 logger = logging.getLogger(__name__)
 
 DB_FILENAME = "huedb.sqlite3"
-LOCK_FILENAME = "huedb.lock"
 MIGRATION_LOCK_FILENAME = "huedb.migrate.lock"
 BUSY_TIMEOUT_MS = 120_000
 MIGRATION_WAIT_S = 5.0  # how long a migrator waits for other processes to close the store
