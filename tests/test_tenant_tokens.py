@@ -185,6 +185,7 @@ ROUTES = [
     Route("POST", "/api/v2/tenants", "global", body={"name": "tenant_new_{tag}"}),
     Route("POST", "/api/v2/admin/backup", "global"),
     Route("GET", "/api/v2/admin/stats", "global"),
+    Route("GET", "/metrics", "global", True),
     *(
         Route(m, "/api/v1/{rest:path}", "global", m == "GET", 410, params={"rest": "heartbeat"})
         for m in ("GET", "POST", "PUT", "DELETE")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import logging
+import logging.config
 
 from huedb.cli.parser import build_parser
+from huedb.server.log_context import logging_config
 
 __all__ = ["main"]
 
@@ -12,15 +13,8 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> int:
     """Run one `huedb` command; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, getattr(args, "log_level", "info").upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # httpx logs every request at INFO: noise for `--url` commands (failures raise anyway).
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # psycopg's pool logs every failed connection attempt over several lines; huedb reports
-    # an unreachable PostgreSQL itself, in one line (503s, or `cannot start`).
-    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    level = getattr(args, "log_level", "info")
+    logging.config.dictConfig(logging_config(getattr(args, "log_format", None) or "text", level))
     if args.command == "run":
         from huedb.cli.serve import serve
 

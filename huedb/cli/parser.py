@@ -6,6 +6,7 @@ import argparse
 import os
 
 from huedb.options import SYNC_MODES
+from huedb.server.log_context import LOG_FORMATS
 from huedb.version import __version__
 
 
@@ -77,6 +78,17 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--snapshot-every", type=int, help="changes between graph snapshots")
     _add_request_limits(run)
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="text (default) or json: one JSON object per line, with each request's trace id",
+    )
+    run.add_argument(
+        "--metrics-public",
+        action="store_true",
+        default=None,
+        help="serve GET /metrics without a token (every other route still needs one)",
+    )
 
 
 def _add_request_limits(run: argparse.ArgumentParser) -> None:

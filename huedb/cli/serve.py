@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import contextlib
+import logging.config
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -20,6 +24,7 @@ from huedb.options import (
     without_password,
 )
 from huedb.server.http_protocol import PARSER, HeadDeadlineProtocol
+from huedb.server.log_context import logging_config
 from huedb.server.server_config import (
     ENV_CONFIG,
     ServerConfig,
@@ -31,6 +36,9 @@ from huedb.server.server_config import (
 
 logger = logging.getLogger("huedb")
 KEEP_ALIVE_S = 30
+# Read by prometheus_client when it is first imported: set here, before any worker imports it
+# (importing huedb.server.metrics here would import it too early).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def server_config(args: argparse.Namespace, env: dict[str, str]) -> ServerConfig:
@@ -57,6 +65,8 @@ def server_config(args: argparse.Namespace, env: dict[str, str]) -> ServerConfig
         "max_body_bytes": args.max_body_bytes,
         "request_timeout_s": args.request_timeout,
         "header_timeout_s": args.header_timeout,
+        "metrics_public": args.metrics_public,
+        "log_format": args.log_format,
     }
     values.update({k: v for k, v in flags.items() if v is not None})
     engine_flags = {name: getattr(args, name) for name in OPTION_NAMES}
@@ -71,6 +81,8 @@ def run_server(config: ServerConfig, log_level: str) -> int:
     import uvicorn
 
     os.makedirs(config.path, exist_ok=True)
+    log_config = logging_config(config.log_format, log_level)
+    logging.config.dictConfig(log_config)
     roles = sorted({t.role for t in config.tokens})
     if config.tokens:
         logger.info("auth: token auth with %d token(s), roles %s", len(config.tokens), roles)
@@ -106,20 +118,35 @@ def run_server(config: ServerConfig, log_level: str) -> int:
         PARSER,
     )
     os.environ[ENV_CONFIG] = config.to_json()
-    uvicorn.run(
-        "huedb.server.app:app_from_environment",
-        factory=True,
-        host=config.host,
-        port=config.port,
-        workers=config.workers,
-        ssl_certfile=config.ssl_certfile,
-        ssl_keyfile=config.ssl_keyfile,
-        log_level=log_level,
-        timeout_keep_alive=KEEP_ALIVE_S,
-        http=HeadDeadlineProtocol,
-        access_log=False,
-    )
+    with metrics_directory():
+        uvicorn.run(
+            "huedb.server.app:app_from_environment",
+            factory=True,
+            host=config.host,
+            port=config.port,
+            workers=config.workers,
+            ssl_certfile=config.ssl_certfile,
+            ssl_keyfile=config.ssl_keyfile,
+            log_level=log_level,
+            timeout_keep_alive=KEEP_ALIVE_S,
+            http=HeadDeadlineProtocol,
+            access_log=False,
+            log_config=log_config,
+        )
     return 0
+
+
+@contextlib.contextmanager
+def metrics_directory() -> Iterator[None]:
+    """A private, empty PROMETHEUS_MULTIPROC_DIR for the workers' metric files (set before
+    any worker imports prometheus_client), removed when the server stops."""
+    path = tempfile.mkdtemp(prefix="huedb-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def check_store(config: ServerConfig) -> None:

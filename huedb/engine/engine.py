@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
-from huedb.engine import node_dir, snapshot
+from huedb.engine import events, node_dir, snapshot
 from huedb.engine.budget import (
     Deadline,
     check_query_embeddings,
@@ -33,6 +33,7 @@ from huedb.engine.filters import RecordFilter
 from huedb.engine.index_cache import IndexCache
 from huedb.engine.store import Store, StoreSession
 from huedb.engine.store_factory import open_store
+from huedb.engine.vector_index import VectorIndex
 from huedb.errors import InvalidArgumentError, NotFoundError
 from huedb.options import EngineOptions
 from huedb.record_batch import RecordBatch
@@ -50,6 +51,7 @@ class QueryHits:
     keys: list[list[int]]
     distances: list[list[float]]
     rows: dict[int, tuple]
+    plan: str = "exact"  # how the index was searched: one of events.QUERY_PLANS
 
 
 class Engine:
@@ -373,9 +375,11 @@ class Engine:
                     db, collection_uuid, queries, n_results, flt, with_vectors, deadline
                 )
             self._maintain(self._indexes.pending_maintenance())
+            took = time.perf_counter() - started
             window = self._latencies.setdefault(collection_uuid, deque(maxlen=LATENCY_WINDOW))
-            window.append(time.perf_counter() - started)
-            return hits
+            window.append(took)
+        events.query_done(hits.plan, took)
+        return hits
 
     def indexing_status(self, collection_uuid: str) -> dict[str, Any]:
         """How much of the collection this process's index serves through its graph.
@@ -449,7 +453,7 @@ class Engine:
             all_dists.append([float(d) for d in dists])
         wanted = sorted({k for ks in all_keys for k in ks})
         rows = db.fetch_by_keys(col.cid, wanted, with_vectors) if wanted else {}
-        return QueryHits(all_keys, all_dists, rows)
+        return QueryHits(all_keys, all_dists, rows, query_plan(index, allowed))
 
     # -- maintenance -------------------------------------------------------------------
 
@@ -620,6 +624,14 @@ class Engine:
                 return
             self._indexes.ready(db, col)
         self._maintain(self._indexes.pending_maintenance())
+
+
+def query_plan(index: VectorIndex, allowed: np.ndarray | None) -> str:
+    """The plan `VectorIndex.search` follows for these allowed keys (None: no filter)."""
+    if allowed is None:
+        return "graph" if index.uses_graph else "exact"
+    small = len(allowed) * index.dim <= index.thresholds.filtered_exact_max_floats
+    return "filtered_graph" if index.uses_graph and not small else "filtered_exact"
 
 
 @dataclass

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from huedb.engine import snapshot
+from huedb.engine import events, snapshot
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.hnsw_config import collection_space, hnsw_setting
 from huedb.engine.record_values import key_vector_rows
@@ -173,11 +174,14 @@ class IndexCache:
         build = _Build(threading.Thread(daemon=True), state.watermark)
 
         def work() -> None:
+            started = time.perf_counter()
             try:
                 graph = build_graph(index.dim, index.params, keys, vectors, build.stop)
                 build.outcome.append(graph)
             except Exception as exc:  # reported when adopting, in the caller's thread
                 build.outcome.append(exc)
+            ok = not isinstance(build.outcome[0], Exception)
+            events.index_build_done(time.perf_counter() - started, ok)
 
         build.thread = threading.Thread(target=work, name=f"huedb-graph-{col.uuid}", daemon=True)
         state.build = build
@@ -313,6 +317,7 @@ class IndexCache:
         state.watermark = head
         if not changes:
             return
+        events.caught_up(len(changes))
         latest: dict[int, bytes | None] = {}
         for _, key, vector in changes:
             latest[key] = vector

@@ -25,6 +25,13 @@ from huedb.server.error_body import error_response, exception_fields
 from huedb.server.fastpath import FastPathMiddleware
 from huedb.server.json_response import OrjsonResponse
 from huedb.server.limits import BodySizeLimitMiddleware, ReceiveTimeoutMiddleware
+from huedb.server.metrics import (
+    METRICS_PATH,
+    RequestMetricsMiddleware,
+    mark_worker_dead,
+    scrape,
+    start_engine_metrics,
+)
 from huedb.server.routes import router
 from huedb.server.server_config import ENV_CONFIG, ServerConfig
 from huedb.version import __version__
@@ -62,17 +69,28 @@ def create_app(config: ServerConfig) -> FastAPI:
     def v1_gone(rest: str) -> Response:
         return error_response(410, "Unimplemented", "The v1 API is deprecated. Please use /v2 apis")
 
+    @app.get(METRICS_PATH, include_in_schema=False)
+    def metrics() -> Response:
+        """Prometheus metrics of every worker (docs/operations.md, "Metrics")."""
+        body, content_type = scrape(engine, Path(config.path))
+        return Response(body, media_type=content_type)
+
     @app.on_event("shutdown")
     def close_engine() -> None:
         release_engine(engine)
+        mark_worker_dead()
 
-    # Innermost first. Auth is outermost: it refuses from the headers alone, before any
-    # body is read; then the deadline on the whole body, the body limit, the fast path.
+    # Innermost first. Request metrics and the trace id of log lines are outermost (they see
+    # refusals too); then auth, which refuses from the headers alone, before any body is
+    # read; then the deadline on the whole body, the body limit, the fast path.
+    start_engine_metrics()
     app.add_middleware(FastPathMiddleware, api=app.state.api)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(ReceiveTimeoutMiddleware, timeout_s=config.request_timeout_s)
     if config.tokens:
-        app.add_middleware(TokenAuthMiddleware, entries=config.tokens, open_paths=CONSOLE_PATHS)
+        open_paths = CONSOLE_PATHS | ({METRICS_PATH} if config.metrics_public else set())
+        app.add_middleware(TokenAuthMiddleware, entries=config.tokens, open_paths=open_paths)
+    app.add_middleware(RequestMetricsMiddleware, routes=lambda: app.routes)
     return app
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from huedb.engine.catalog import validate_name
 from huedb.errors import ConfigError, InvalidArgumentError
 from huedb.options import OPTION_NAMES, EngineOptions
+from huedb.server.log_context import LOG_FORMATS
 
 ROLES = ("admin", "read-only")
 # Chroma's token check (chromadb.auth.token_authn): ASCII letters, digits and punctuation.
@@ -95,6 +96,8 @@ class ServerConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     request_timeout_s: float = 60.0
     header_timeout_s: float = 10.0
+    metrics_public: bool = False  # GET /metrics without a token
+    log_format: str = "text"  # or "json": one object per line (server/log_context.py)
     engine: EngineOptions = field(default_factory=EngineOptions)
     tokens: list[TokenEntry] = field(default_factory=list)
 
@@ -132,6 +135,10 @@ class ServerConfig:
                 raise ConfigError(
                     f"{flag} ({key}) must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds"
                 )
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(
+                f"log_format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}"
+            )
         check_token_conflicts(self.tokens)
         if not self.tokens and not self.allow_unauthenticated and not is_loopback(self.host):
             raise ConfigError(

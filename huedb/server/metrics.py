@@ -1,0 +1,283 @@
+"""Prometheus metrics at `GET /metrics`, one consistent set over every worker.
+
+`huedb run` points PROMETHEUS_MULTIPROC_DIR at a private, empty directory before its
+workers start; each worker's counters and histograms are files there, and a scrape served
+by any worker merges them (prometheus_client's multi-process mode). Without that variable
+(an app built in-process) the metrics are this process's own.
+
+Label values are bounded: requests are labelled by route template (never the raw path),
+method, status and error name; queries by plan. The per-collection gauges are computed at
+scrape time for the `MAX_COLLECTIONS` largest collections by disk bytes; all the others
+are summed into one series with `collection="_other"` (docs/operations.md, "Metrics").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import orjson
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.routing import BaseRoute, Match
+
+from huedb.engine import events
+from huedb.engine.engine import Engine
+from huedb.ops.stats import gather_stats
+from huedb.server.asgi import ASGIApp, Receive, Scope, Send
+from huedb.server.log_context import ACCESS_LOGGER, TRACE_ID
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_PATH = "/metrics"
+MAX_COLLECTIONS = 100
+OTHER = "_other"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BUILD_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
+LAG_BUCKETS = (1, 10, 100, 1000, 10_000, 100_000, 1_000_000)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+TRACE_HEADER = b"chroma-trace-id"
+_TRACE_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_ERROR_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+ERROR_BODY_MAX = 8192
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+REQUESTS = Counter(
+    "huedb_http_requests",
+    "HTTP requests answered, by route template, method, status and error name",
+    ["route", "method", "status", "error"],
+)
+REQUEST_SECONDS = Histogram(
+    "huedb_http_request_duration_seconds",
+    "Time from request to the end of the response, by route template and method",
+    ["route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+STORAGE_ERRORS = Counter(
+    "huedb_storage_errors",
+    "Requests refused for storage: 507 (disk full) and 503 (store unavailable, I/O)",
+    ["status"],
+)
+QUERY_SECONDS = Histogram(
+    "huedb_query_duration_seconds",
+    "Engine time of one query call, by plan (exact, graph, filtered_exact, filtered_graph)",
+    ["plan"],
+    buckets=LATENCY_BUCKETS,
+)
+INDEX_BUILD_SECONDS = Histogram(
+    "huedb_index_build_duration_seconds",
+    "Background HNSW graph builds, by outcome (ok, failed)",
+    ["outcome"],
+    buckets=BUILD_BUCKETS,
+)
+CATCH_UP_ENTRIES = Histogram(
+    "huedb_oplog_catch_up_entries",
+    "Oplog entries an index was behind by when it caught up (its lag, in entries)",
+    buckets=LAG_BUCKETS,
+)
+
+
+class EngineMetrics:
+    """Turns the engine's events (`huedb.engine.events`) into metrics."""
+
+    def query(self, plan: str, seconds: float) -> None:
+        QUERY_SECONDS.labels(plan).observe(seconds)
+
+    def index_build(self, seconds: float, ok: bool) -> None:
+        INDEX_BUILD_SECONDS.labels("ok" if ok else "failed").observe(seconds)
+
+    def catch_up(self, entries: int) -> None:
+        CATCH_UP_ENTRIES.observe(entries)
+
+
+def start_engine_metrics() -> None:
+    """Record this process's engine events."""
+    events.listen(EngineMetrics())
+
+
+def mark_worker_dead() -> None:
+    """Drop this worker's live gauge files (multi-process mode) as it shuts down."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(os.getpid())
+
+
+class CollectionGauges(Collector):
+    """Per-collection record counts, disk bytes and index memory, computed at scrape time."""
+
+    def __init__(self, engine: Engine, data: Path) -> None:
+        self.engine = engine
+        self.data = data
+
+    def collect(self) -> Iterable[Metric]:
+        where = {col.uuid: self.engine.database_of(col) for col in self.engine.collections()}
+        stats = gather_stats(self.engine, self.data)
+        figures = sorted(stats["collections"], key=lambda c: -c["disk_bytes"])
+        labels = ["tenant", "database", "collection"]
+        families = {
+            key: GaugeMetricFamily(f"huedb_collection_{key}", text, labels=labels)
+            for key, text in (
+                ("records", "Records of a collection"),
+                ("disk_bytes", "Bytes of vectors, documents and metadata of a collection"),
+                ("index_memory_bytes", "Estimated RAM of a collection's HNSW index"),
+            )
+        }
+        other = dict.fromkeys(families, 0)
+        for n, col in enumerate(figures):
+            values = {"records": col["count"], **{k: col[k] for k in families if k != "records"}}
+            if n < MAX_COLLECTIONS:
+                tenant, database = where.get(col["id"], ("", ""))
+                for key, family in families.items():
+                    family.add_metric([tenant, database, col["name"]], values[key])
+            else:
+                for key in families:
+                    other[key] += values[key]
+        if len(figures) > MAX_COLLECTIONS:
+            for key, family in families.items():
+                family.add_metric(["", "", OTHER], other[key])
+        yield from families.values()
+        yield GaugeMetricFamily("huedb_collections", "Collections in the store", value=len(figures))
+
+
+class _ThisProcess(Collector):
+    """The default registry's metrics (single-process mode)."""
+
+    def collect(self) -> Iterable[Metric]:
+        return REGISTRY.collect()
+
+
+def scrape(engine: Engine, data: Path) -> tuple[bytes, str]:
+    """The metrics text of every worker plus the scrape-time gauges, and its content type."""
+    registry = CollectorRegistry()
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(_ThisProcess())
+    registry.register(CollectionGauges(engine, data))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class RequestMetricsMiddleware:
+    """Outermost: set the request's trace id for logging, then count and time the request by
+    route template, and write its request log line (no headers, no body)."""
+
+    def __init__(self, app: ASGIApp, routes: Callable[[], list[BaseRoute]]) -> None:
+        self.app = app
+        self.routes = routes
+        self.leaves: list[BaseRoute] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        reset = TRACE_ID.set(trace_id(scope["headers"]))
+        started = time.perf_counter()
+        response = _Response()
+
+        async def watch(message: dict) -> None:
+            response.see(message)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            self.record(scope, response, time.perf_counter() - started)
+            TRACE_ID.reset(reset)
+
+    def record(self, scope: Scope, response: _Response, seconds: float) -> None:
+        method = scope["method"] if scope["method"] in METHODS else "other"
+        route = self.template(scope)
+        status = response.status
+        REQUESTS.labels(route, method, str(status), response.error_name()).inc()
+        REQUEST_SECONDS.labels(route, method).observe(seconds)
+        if status in (503, 507):
+            STORAGE_ERRORS.labels(str(status)).inc()
+        access_log.info(
+            "%s %s %d %.1f ms",
+            method,
+            route,
+            status,
+            seconds * 1000,
+            extra={
+                "route": route,
+                "method": method,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 3),
+            },
+        )
+
+    def template(self, scope: Scope) -> str:
+        """The path template of the route the request went to (or would have: refused before
+        routing), "unmatched" when none matches."""
+        route = scope.get("route")
+        if route is None:
+            route = next(self.matching(scope), None)
+        return getattr(route, "path", None) or "unmatched"
+
+    def matching(self, scope: Scope) -> Iterator[BaseRoute]:
+        if self.leaves is None:
+            self.leaves = leaf_routes(self.routes())
+        for route in self.leaves:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                yield route
+
+
+def leaf_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """The routes with a path, inside the routers FastAPI includes lazily (`original_router`;
+    huedb includes its routers without a prefix, so each route's path is whole)."""
+    leaves: list[BaseRoute] = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            leaves += leaf_routes(inner.routes)
+        elif hasattr(route, "path"):
+            leaves.append(route)
+    return leaves
+
+
+class _Response:
+    """The status of a response and the start of an error body (for its error name)."""
+
+    def __init__(self) -> None:
+        self.status = 500  # a request that ends without a response counts as a 500
+        self.body = b""
+
+    def see(self, message: dict) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        elif message["type"] == "http.response.body" and self.status >= 400:
+            self.body = (self.body + message.get("body", b""))[:ERROR_BODY_MAX]
+
+    def error_name(self) -> str:
+        """Chroma's error name from the body of an error response ("" below 400)."""
+        if self.status < 400:
+            return ""
+        try:
+            name = orjson.loads(self.body).get("error")
+        except (orjson.JSONDecodeError, AttributeError):
+            return "other"
+        return name if isinstance(name, str) and _ERROR_NAME.match(name) else "other"
+
+
+def trace_id(headers: list[tuple[bytes, bytes]]) -> str:
+    """The request's `chroma-trace-id` if it is a plain token, else a new id."""
+    for name, value in headers:
+        if name.lower() == TRACE_HEADER:
+            text = value.decode("latin-1").strip()
+            if _TRACE_OK.match(text):
+                return text
+    return uuid.uuid4().hex

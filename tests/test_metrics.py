@@ -1,0 +1,163 @@
+"""`GET /metrics` (issue 17, acceptance 1): Prometheus text from every worker of
+`huedb run --workers 2`, parsed with prometheus_client's own parser.
+
+A scripted workload through the real `chromadb` client (plus refused requests over fresh
+connections) is counted exactly: requests per route template and status, request latency
+histogram totals, queries per plan, and per-collection record counts equal to `count()`.
+Several scrapes over fresh connections (served by either worker) give the same figures.
+Access: read-only and admin tokens read it, a tenant-scoped token gets 403, no token 401;
+`--metrics-public` opens /metrics alone. Past 100 collections the rest is one `_other` series.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.http_checks import chroma_client, token_settings
+from tests.servers import RunningServer, huedb_server
+
+ADMIN, READER, SCOPED, WRONG = "metrics-admin-1", "metrics-read-1", "metrics-acme-1", "nope-nope-1"
+TOKENS_ENV = {"HUEDB_AUTH_TOKENS": f"{ADMIN}:admin,{READER}:read-only,{SCOPED}:read-only@acme"}
+COL = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}"
+REQUESTS = "huedb_http_requests_total"
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(server: RunningServer, token: str | None = READER) -> Samples:
+    """One scrape over a fresh connection, parsed: (sample name, labels) -> value."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = httpx.get(f"{server.url}/metrics", headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def requests(samples: Samples, route: str, method: str, status: int, error: str = "") -> float:
+    labels = {"route": route, "method": method, "status": str(status), "error": error}
+    return value(samples, REQUESTS, **labels)
+
+
+def workload_series(samples: Samples) -> Samples:
+    """Everything but the scrapes' own requests (which grow with each scrape)."""
+    return {k: v for k, v in samples.items() if ("route", "/metrics") not in k[1]}
+
+
+def test_metrics_count_a_workload_over_two_workers(tmp_path: Path) -> None:
+    with huedb_server(tmp_path / "data", "--workers", "2", env=TOKENS_ENV) as server:
+        client = chroma_client(server.port, settings=token_settings(ADMIN))
+        other = chroma_client(server.port, settings=token_settings(ADMIN))
+        first = client.create_collection("metrics_a")
+        second = other.create_collection("metrics_b")
+        for i in range(7):
+            first.add(ids=[f"a{i}"], embeddings=[[float(i), 1.0]], metadatas=[{"n": i}])
+        second.add(ids=[f"b{i}" for i in range(5)], embeddings=[[1.0, float(i)] for i in range(5)])
+        for i in range(3):
+            first.upsert(ids=[f"u{i}"], embeddings=[[2.0, float(i)]], metadatas=[{"n": 10 + i}])
+        for i in range(4):
+            first.query(query_embeddings=[[1.0, float(i)]], n_results=2)
+        for i in range(2):
+            second.query(query_embeddings=[[1.0, 1.0]], n_results=1, where={"n": {"$gte": i}})
+        for i in range(3):
+            other.get_collection("metrics_a").get(ids=[f"a{i}"])
+        first.delete(ids=["a0"])
+        for _ in range(2):  # wrong dimension: refused by the engine
+            try:
+                first.add(ids=["bad"], embeddings=[[1.0, 2.0, 3.0]])
+            except Exception as exc:  # chromadb raises its own error class for a 400
+                assert "dimension" in str(exc)
+        cid = str(first.id)
+        count_path = (
+            f"/api/v2/tenants/default_tenant/databases/default_database/collections/{cid}/count"
+        )
+        for _ in range(3):  # fresh connections, a wrong token: refused before routing
+            bad = httpx.get(server.url + count_path, headers={"x-chroma-token": WRONG})
+            assert bad.status_code == 401
+        counts = {"metrics_a": first.count(), "metrics_b": second.count()}
+        assert counts == {"metrics_a": 9, "metrics_b": 5}
+
+        scrapes = [scrape(server) for _ in range(4)]
+    samples = scrapes[0]
+    # Any worker's scrape merges both workers' files: the same figures every time.
+    for later in scrapes[1:]:
+        assert workload_series(later) == workload_series(samples)
+
+    assert requests(samples, COL + "/add", "POST", 201) == 8
+    assert requests(samples, COL + "/add", "POST", 400, "InvalidArgumentError") == 2
+    assert requests(samples, COL + "/upsert", "POST", 200) == 3
+    assert requests(samples, COL + "/query", "POST", 200) == 6
+    assert requests(samples, COL + "/get", "POST", 200) == 3
+    assert requests(samples, COL + "/delete", "POST", 200) == 1
+    assert requests(samples, COL + "/count", "GET", 200) == 2
+    assert requests(samples, COL + "/count", "GET", 401, "AuthorizationError") == 3
+    # No raw path (a collection id) ever becomes a label value.
+    assert not any(cid in v for _, labels in samples for _, v in labels)
+
+    histogram = "huedb_http_request_duration_seconds"
+    route = {"route": COL + "/query", "method": "POST"}
+    assert value(samples, histogram + "_count", **route) == 6
+    assert value(samples, histogram + "_bucket", **route, le="+Inf") == 6
+    assert 0 < value(samples, histogram + "_sum", **route) < 60
+    add_route = {"route": COL + "/add", "method": "POST"}
+    assert value(samples, histogram + "_count", **add_route) == 10
+
+    assert value(samples, "huedb_query_duration_seconds_count", plan="exact") == 4
+    assert value(samples, "huedb_query_duration_seconds_count", plan="filtered_exact") == 2
+    assert value(samples, "huedb_query_duration_seconds_bucket", plan="exact", le="+Inf") == 4
+
+    where = {"tenant": "default_tenant", "database": "default_database"}
+    for name, count in counts.items():
+        assert value(samples, "huedb_collection_records", **where, collection=name) == count
+        assert value(samples, "huedb_collection_disk_bytes", **where, collection=name) >= count * 8
+    assert value(samples, "huedb_collections") == 2
+
+
+def test_metrics_access_by_token_and_public_flag(tmp_path: Path) -> None:
+    with huedb_server(tmp_path / "data", env=TOKENS_ENV) as server:
+        url = f"{server.url}/metrics"
+        assert httpx.get(url).status_code == 401
+        refused = httpx.get(url, headers={"Authorization": f"Bearer {SCOPED}"})
+        assert refused.status_code == 403 and refused.json()["error"] == "AuthError"
+        assert httpx.get(url, headers={"Authorization": f"Bearer {WRONG}"}).status_code == 401
+        scrape(server, READER)
+        scrape(server, ADMIN)
+    with huedb_server(tmp_path / "data", "--metrics-public", env=TOKENS_ENV) as server:
+        scrape(server, None)
+        assert httpx.get(f"{server.url}/api/v2/tenants/default_tenant").status_code == 401
+
+
+def test_collections_past_the_cap_are_summed_as_other(tmp_path: Path) -> None:
+    with huedb_server(tmp_path / "data", env=TOKENS_ENV) as server:
+        base = f"{server.url}/api/v2/tenants/default_tenant/databases/default_database"
+        with httpx.Client(headers={"x-chroma-token": ADMIN}, timeout=30) as http:
+            for n in range(103):
+                made = http.post(f"{base}/collections", json={"name": f"cap_{n:03d}"})
+                records = [[1.0, float(i)] for i in range(n % 5 + 1)]
+                ids = [f"r{i}" for i in range(len(records))]
+                http.post(
+                    f"{base}/collections/{made.json()['id']}/add",
+                    json={"ids": ids, "embeddings": records},
+                ).raise_for_status()
+        samples = scrape(server)
+    records = {
+        dict(labels)["collection"]: v
+        for (name, labels), v in samples.items()
+        if name == "huedb_collection_records"
+    }
+    assert len(records) == 101 and "_other" in records
+    assert sum(records.values()) == sum(n % 5 + 1 for n in range(103))
+    # The largest collections keep their own series: the 3 summed are among the smallest.
+    assert records["_other"] <= 3
+    assert Counter(v for k, v in records.items() if k != "_other")[5.0] == 20
+    assert value(samples, "huedb_collections") == 103
