@@ -2,7 +2,8 @@
 
 Records as (vector, metadata, document) and their exact comparison, the trial split of
 `HUEDB_CRASH_TRIALS`, the JSON report, and opening/dumping/verifying a store in this
-process (its engine closed afterwards, so the next process to open the store starts fresh).
+process (its engine closed afterwards, so the next process to open the store starts fresh),
+on either store (`tests/stores.py`; SQLite by default).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 import pytest
 
-import huedb
 from huedb.api.client import clear_system_cache
 from tests.crash_log import crash_trials
+from tests.stores import SQLITE, StoreTarget
 
 REPORT: dict[str, Any] = {}
 
@@ -83,38 +85,44 @@ def describe(actual: State, expected: State) -> str:
     )
 
 
-def orphan_rows(data: Path) -> dict[str, int]:
-    """Rows in SQLite that belong to no collection / no record (must all be 0)."""
+# Rows that belong to no collection / no record; the same tables and columns on both stores.
+ORPHAN_QUERIES = {
+    "records": "SELECT count(*) FROM records WHERE cid NOT IN (SELECT cid FROM collections)",
+    "embeddings": "SELECT count(*) FROM embeddings WHERE key NOT IN (SELECT key FROM records)",
+    "record_meta": "SELECT count(*) FROM record_meta WHERE key NOT IN (SELECT key FROM records)",
+}
+
+
+def orphan_rows(data: Path, store: StoreTarget = SQLITE) -> dict[str, int]:
+    """Rows of the store (SQLite in `data`, or the PostgreSQL database) that belong to no
+    collection / no record (must all be 0)."""
+    if store.is_postgres:
+        with psycopg.connect(store.url, connect_timeout=10) as pg:
+            return {name: pg.execute(q).fetchone()[0] for name, q in ORPHAN_QUERIES.items()}
     conn = sqlite3.connect(f"file:{data / 'huedb.sqlite3'}?mode=ro", uri=True)
     try:
-        queries = {
-            "records": "SELECT count(*) FROM records "
-            "WHERE cid NOT IN (SELECT cid FROM collections)",
-            "embeddings": "SELECT count(*) FROM embeddings "
-            "WHERE key NOT IN (SELECT key FROM records)",
-            "record_meta": "SELECT count(*) FROM record_meta "
-            "WHERE key NOT IN (SELECT key FROM records)",
-        }
-        return {name: conn.execute(q).fetchone()[0] for name, q in queries.items()}
+        return {name: conn.execute(q).fetchone()[0] for name, q in ORPHAN_QUERIES.items()}
     finally:
         conn.close()
 
 
-def verify_ok(data: Path, context: str) -> None:
-    """`huedb.ops.verify.verify(data).ok`, with its report in the failure message."""
+def verify_ok(data: Path, context: str, store: StoreTarget = SQLITE) -> None:
+    """`huedb.ops.verify.verify(data).ok` on the store, with its report in the failure
+    message."""
     from huedb.ops.verify import verify
 
     try:
-        report = verify(data)
+        report = verify(data, store=store.url)
     finally:
         clear_system_cache()
     assert report.ok, f"{context}: verify failed:\n" + "\n".join(report.lines())
 
 
 @contextlib.contextmanager
-def opened(data: Path, **settings: Any) -> Iterator[Any]:
-    """A PersistentClient on `data`, closed (and its shared engine released) afterwards."""
-    client = huedb.PersistentClient(path=str(data), settings=huedb.Settings(**settings))
+def opened(data: Path, store: StoreTarget = SQLITE, **settings: Any) -> Iterator[Any]:
+    """A PersistentClient on `data` and the store, closed (and its shared engine released)
+    afterwards."""
+    client = store.client(data, settings)
     try:
         yield client
     finally:

@@ -61,8 +61,8 @@ class StoreTarget:
         """`huedb.Settings` keyword arguments selecting the store (none for SQLite)."""
         return {"huedb_store": self.url} if self.url else {}
 
-    def server_args(self) -> list[str]:
-        """`huedb run` arguments selecting the store."""
+    def cli_args(self) -> list[str]:
+        """Arguments selecting the store for `huedb run` and the operations commands."""
         return ["--store", self.url] if self.url else []
 
     def env(self) -> dict[str, str]:
@@ -76,6 +76,9 @@ class StoreTarget:
         `huedb.Settings` fields, `kwargs` go to the client (tenant, database)."""
         chosen = huedb.Settings(**self.settings, **(settings or {}))
         return huedb.PersistentClient(path=str(path), settings=chosen, **kwargs)
+
+
+SQLITE = StoreTarget("sqlite")
 
 
 @contextlib.contextmanager

@@ -12,6 +12,12 @@ one in-flight batch applied as a whole.
 
 `HUEDB_CRASH_TRIALS` sets the number of trials (default 50); `HUEDB_CRASH_SEED` fixes the
 random schedule (printed on failure); the log and knobs are `tests/crash_log.py`.
+
+SQLite only: this is the kill of a process that holds the SQLite store's file itself (its
+WAL and fsyncs). On the PostgreSQL store a killed process holds no part of the store; the
+kills there (of `huedb run`, an embedded writer of collections, `huedb backup` and `huedb
+import`: 50 by default) are the parametrised `test_crash_server.py`,
+`test_crash_collections.py` and `test_crash_backup_import.py`.
 """
 
 from __future__ import annotations

@@ -205,7 +205,7 @@ def test_server_sigkill_keeps_acknowledged_requests(
         server = start_server(
             data,
             *("--workers", str(workers)),
-            *store.server_args(),
+            *store.cli_args(),
             log_path=tmp_path / f"server-{trial}.log",
             new_session=True,
         )

@@ -376,7 +376,7 @@ module_store = stores.module_store  # the fixture: each store in turn, for the m
 def server(tmp_path_factory: pytest.TempPathFactory, module_store: StoreTarget) -> Iterator[Server]:
     """One `huedb run` process on each store for the whole module."""
     data = tmp_path_factory.mktemp("http-compat-server") / "data"
-    with huedb_server(data, *module_store.server_args()) as running:
+    with huedb_server(data, *module_store.cli_args()) as running:
         yield Server(running, data, module_store)
 
 

@@ -1,4 +1,11 @@
-"""Online backup under write load, restore, verify/repair, stats and compact."""
+"""Online backup under write load, restore, verify/repair, stats and compact.
+
+The tests of what a store must do run on each store (`tests/stores.py`): backups under
+write load (restored into SQLite directories, the backup format of both), verify/repair of
+an index that disagrees with the store, orphan index files, backup temporaries. Those about
+SQLite files themselves (archive checksums and restoring over a directory, SQLite's free
+pages and side tables, a small tmpfs disk filling up) stay SQLite-only.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psycopg
 import pytest
 
 import huedb
@@ -24,8 +32,11 @@ from huedb.errors import BackupError
 from huedb.ops.backup import backup, read_manifest, restore
 from huedb.ops.stats import gather_stats
 from huedb.ops.verify import verify
+from tests import stores
+from tests.cli import child_env
 from tests.servers import huedb_server
 from tests.small_disk import small_tmpfs
+from tests.stores import SQLITE, StoreTarget
 
 WRITER = textwrap.dedent(
     """
@@ -51,17 +62,21 @@ def _acked_ids(ack: Path, prefix: str) -> set[str]:
     return {f"{prefix}-{b}-{i}" for b in batches for i in range(50)}
 
 
-def _count(path: Path) -> int:
-    engine = Engine(path)
+def _count(path: Path, store: StoreTarget = SQLITE) -> int:
+    client = store.client(path)
     try:
-        return sum(engine.collection_figures(c)["count"] for c in engine.collections())
+        return sum(c.count() for c in client.list_collections())
     finally:
-        engine.close()
+        client.close()
+        clear_system_cache()
 
 
-def test_backups_under_write_load_restore_consistently(tmp_path: Path) -> None:
+store = stores.store  # the fixture: each store in turn
+
+
+def test_backups_under_write_load_restore_consistently(tmp_path: Path, store: StoreTarget) -> None:
     data = tmp_path / "data"
-    client = huedb.PersistentClient(path=data)
+    client = store.client(data)
     client.get_or_create_collection("load")
     client.close()
     clear_system_cache()
@@ -69,17 +84,20 @@ def test_backups_under_write_load_restore_consistently(tmp_path: Path) -> None:
     script.write_text(WRITER)
     acks = {p: tmp_path / f"ack-{p}" for p in ("w1", "w2")}
     writers = [
-        subprocess.Popen([sys.executable, str(script), str(data), p, str(acks[p]), "400"])
+        subprocess.Popen(
+            [sys.executable, str(script), str(data), p, str(acks[p]), "400"],
+            env=child_env(store.env()),
+        )
         for p in acks
     ]
     try:
         time.sleep(1.0)
         for n in range(10):
             acked = set().union(*(_acked_ids(a, p) for p, a in acks.items()))
-            before = _count(data)
+            before = _count(data, store)
             out = tmp_path / f"backup-{n}.tar"
-            manifest = backup(data, out, show_progress=False)
-            after = _count(data)
+            manifest = backup(data, out, show_progress=False, store=store.url)
+            after = _count(data, store)
             target = tmp_path / f"restored-{n}"
             restore(out, target, show_progress=False)
             report = verify(target)
@@ -98,9 +116,11 @@ def test_backups_under_write_load_restore_consistently(tmp_path: Path) -> None:
         for w in writers:
             w.wait(timeout=300)
     assert all(w.returncode == 0 for w in writers)
-    assert _count(data) == 2 * 400 * 50
+    assert _count(data, store) == 2 * 400 * 50
 
 
+# SQLite only: the archive's checksum and restoring over a data directory (restore into an
+# empty PostgreSQL database: tests/test_pg_ops.py).
 def test_restore_checks_checksum_and_refuses_non_empty_target(tmp_path: Path) -> None:
     data = tmp_path / "data"
     client = huedb.PersistentClient(path=data)
@@ -126,10 +146,12 @@ def test_restore_checks_checksum_and_refuses_non_empty_target(tmp_path: Path) ->
     assert _count(data) == 1
 
 
-def test_verify_detects_index_disagreement_and_repair_fixes_it(tmp_path: Path) -> None:
+def test_verify_detects_index_disagreement_and_repair_fixes_it(
+    tmp_path: Path, store: StoreTarget
+) -> None:
     data = tmp_path / "data"
-    settings = huedb.Settings(huedb_exact_max_floats=8 * 100, huedb_snapshot_every=10)
-    client = huedb.PersistentClient(path=data, settings=settings)
+    settings = {"huedb_exact_max_floats": 8 * 100, "huedb_snapshot_every": 10}
+    client = store.client(data, settings)
     col = client.create_collection("graph")
     rng = np.random.default_rng(7)
     vectors = rng.standard_normal((600, 8)).astype(np.float32)
@@ -137,24 +159,34 @@ def test_verify_detects_index_disagreement_and_repair_fixes_it(tmp_path: Path) -
     col.query(query_embeddings=vectors[:1], n_results=1)
     client.close()
     clear_system_cache()
-    assert verify(data).ok
+    assert verify(data, store=store.url).ok
     # Remove records behind the engine's back (no oplog entries): the snapshot now disagrees.
-    import sqlite3
-
-    conn = sqlite3.connect(data / DB_FILENAME)
-    conn.execute("DELETE FROM embeddings WHERE key IN (SELECT key FROM records LIMIT 5)")
-    conn.execute("DELETE FROM record_meta WHERE key IN (SELECT key FROM records LIMIT 5)")
-    conn.execute("DELETE FROM records WHERE key IN (SELECT key FROM records LIMIT 5)")
-    conn.commit()
-    conn.close()
-    broken = verify(data)
+    doomed = "SELECT key FROM records ORDER BY key LIMIT 5"
+    statements = [
+        f"DELETE FROM embeddings WHERE key IN ({doomed})",
+        f"DELETE FROM record_meta WHERE key IN ({doomed})",
+        f"DELETE FROM records WHERE key IN ({doomed})",
+    ]
+    if store.is_postgres:
+        with psycopg.connect(store.url) as pg:
+            for statement in statements:
+                pg.execute(statement)
+    else:
+        conn = sqlite3.connect(data / DB_FILENAME)
+        for statement in statements:
+            conn.execute(statement)
+        conn.commit()
+        conn.close()
+    broken = verify(data, store=store.url)
     assert not broken.ok
     assert len(broken.indexes[0].extra) == 5
-    repaired = verify(data, repair=True)
+    repaired = verify(data, repair=True, store=store.url)
     assert repaired.repaired == ["graph"] and repaired.ok
-    assert verify(data).ok
+    assert verify(data, store=store.url).ok
 
 
+# SQLite only: free pages and SQLite's side tables (the document index and the two-level
+# digests) left by deletes and removed by compact.
 def test_stats_reports_sizes_and_compact_reclaims_space(tmp_path: Path) -> None:
     data = tmp_path / "data"
     client = huedb.PersistentClient(path=data)
@@ -198,37 +230,41 @@ def test_stats_reports_sizes_and_compact_reclaims_space(tmp_path: Path) -> None:
         engine.close()
 
 
-def test_verify_finds_and_removes_index_files_of_deleted_collections(tmp_path: Path) -> None:
+def test_verify_finds_and_removes_index_files_of_deleted_collections(
+    tmp_path: Path, store: StoreTarget
+) -> None:
     data = tmp_path / "data"
-    client = huedb.PersistentClient(path=data)
+    client = store.client(data)
     client.create_collection("live").add(ids=["a"], embeddings=[[1.0, 2.0]])
     client.close()
     clear_system_cache()
     orphan = data / "index" / "0a6b7c8d-0000-4000-8000-000000000000.hnsw"
     orphan.parent.mkdir(exist_ok=True)
     orphan.write_bytes(b"left by a delete_collection killed before cleanup")
-    found = verify(data)
+    found = verify(data, store=store.url)
     assert found.ok and found.orphan_files == [orphan.name] and orphan.exists()
     assert any("orphan index file" in line for line in found.lines())
-    fixed = verify(data, repair=True)
+    fixed = verify(data, repair=True, store=store.url)
     assert fixed.ok and fixed.repaired_orphans and not orphan.exists()
-    assert verify(data).orphan_files == []
+    assert verify(data, store=store.url).orphan_files == []
 
 
-def test_backup_removes_temporaries_of_killed_backups(tmp_path: Path) -> None:
+def test_backup_removes_temporaries_of_killed_backups(tmp_path: Path, store: StoreTarget) -> None:
     data = tmp_path / "data"
-    client = huedb.PersistentClient(path=data)
+    client = store.client(data)
     client.create_collection("small").add(ids=["a"], embeddings=[[1.0, 2.0]])
     client.close()
     clear_system_cache()
     stale = tmp_path / ".b.tar.tmp-999999999"
     stale.mkdir()
     (stale / DB_FILENAME).write_bytes(b"partial copy")
-    backup(data, tmp_path / "b.tar", show_progress=False)
+    backup(data, tmp_path / "b.tar", show_progress=False, store=store.url)
     assert not stale.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar", "data"]
 
 
+# SQLite only: a small tmpfs filling up (a PostgreSQL server's full disk is its own case:
+# StorageFullError from the store, tests/test_pg_store.py).
 def test_admin_backup_on_a_full_disk_answers_507_and_keeps_serving(tmp_path: Path) -> None:
     """The backup route's copy goes to the server's temporary directory, here a full disk."""
     data = tmp_path / "data"

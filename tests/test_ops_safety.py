@@ -2,6 +2,10 @@
 
 Exports and reembeds exact under concurrent deletes, restore refusing a live directory and
 damaged backups, Parquet checksums, compact surviving a deleted collection, and clean errors.
+
+Exports, paging, reembed and compact run on each store (`tests/stores.py`); restore over a
+data directory, SQLite file damage, Parquet file checks, a mistyped `--path` and a small
+tmpfs disk filling up are about files on this machine and stay SQLite-only.
 """
 
 from __future__ import annotations
@@ -34,15 +38,23 @@ from huedb.errors import BackupError
 from huedb.ops.backup import backup, read_manifest, restore
 from huedb.ops.parquet import export_collection, import_collection
 from huedb.ops.store import compact
-from tests.cli import run_cli, start_cli
+from huedb.options import EngineOptions
+from tests import stores
+from tests.cli import child_env, run_cli, start_cli
 from tests.servers import huedb_server
 from tests.small_disk import small_tmpfs
+from tests.stores import SQLITE, StoreTarget
 
 ADMIN_TEMP_PREFIX = "huedb-backup-"  # the server's backup route's temporary directories
 
 
-def _store(path: Path, n: int, name: str = "docs", dim: int = 8) -> None:
-    client = huedb.PersistentClient(path=path)
+store = stores.store  # the fixture: each store in turn
+
+
+def _store(
+    path: Path, n: int, name: str = "docs", dim: int = 8, store: StoreTarget = SQLITE
+) -> None:
+    client = store.client(path)
     col = client.create_collection(name, metadata={"hnsw:space": "cosine"})
     rng = np.random.default_rng(n)
     for start in range(0, n, 1000):
@@ -57,7 +69,9 @@ def _store(path: Path, n: int, name: str = "docs", dim: int = 8) -> None:
     clear_system_cache()
 
 
-def _delete_in_other_process(path: Path, ids: list[str], started: Path) -> subprocess.Popen:
+def _delete_in_other_process(
+    path: Path, ids: list[str], started: Path, store: StoreTarget
+) -> subprocess.Popen:
     """Once `started` exists, delete `ids` (in order, 50 at a time) from another process."""
     code = (
         "import json, sys, time, pathlib, huedb\n"
@@ -67,23 +81,28 @@ def _delete_in_other_process(path: Path, ids: list[str], started: Path) -> subpr
         "for i in range(0, len(ids), 50):\n"
         "    col.delete(ids=ids[i:i + 50]); time.sleep(0.01)\n"
     )
-    return subprocess.Popen([sys.executable, "-c", code, str(path), json.dumps(ids), str(started)])
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(path), json.dumps(ids), str(started)],
+        env=child_env(store.env()),
+    )
 
 
 # -- item 6: exact export and reembed ----------------------------------------------------------
 
 
-def test_export_under_concurrent_deletes_misses_no_live_record(tmp_path: Path) -> None:
+def test_export_under_concurrent_deletes_misses_no_live_record(
+    tmp_path: Path, store: StoreTarget
+) -> None:
     """9,000 records, 1,499 early ids deleted by another process while `export --path` runs."""
     data = tmp_path / "data"
-    _store(data, 9000)
+    _store(data, 9000, store=store)
     doomed = [f"r{i:05d}" for i in range(1, 1500)]
     out = tmp_path / "out.parquet"
     started = tmp_path / "started"
-    deleter = _delete_in_other_process(data, doomed, started)
+    deleter = _delete_in_other_process(data, doomed, started, store)
     export = start_cli(
-        "export", "--path", str(data), "--collection", "docs", "--out", str(out),
-        "--batch-size", "60", stderr=subprocess.PIPE, text=True,
+        "export", "--path", str(data), *store.cli_args(), "--collection", "docs",
+        "--out", str(out), "--batch-size", "60", stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     while export.poll() is None and not list(tmp_path.glob(".out.parquet.*.tmp")):
         time.sleep(0.002)
@@ -100,13 +119,13 @@ def test_export_under_concurrent_deletes_misses_no_live_record(tmp_path: Path) -
     assert present == doomed[len(doomed) - len(present) :]
 
 
-def test_http_pages_refuse_when_a_delete_shifts_them(tmp_path: Path) -> None:
+def test_http_pages_refuse_when_a_delete_shifts_them(tmp_path: Path, store: StoreTarget) -> None:
     """Over HTTP (offset paging), a delete before the read position stops the read."""
     from huedb.ops.pages import collection_pages
 
     data = tmp_path / "data"
-    _store(data, 300)
-    with huedb_server(data) as server:
+    _store(data, 300, store=store)
+    with huedb_server(data, *store.cli_args()) as server:
         client = huedb.HttpClient(host="127.0.0.1", port=server.port)
         col = client.get_collection("docs")
         pages = collection_pages(col, 100)
@@ -127,8 +146,8 @@ def test_http_pages_refuse_when_a_delete_shifts_them(tmp_path: Path) -> None:
 class _DeletingEmbedder:
     """A real embedder that, on its first call, deletes early source ids through a 2nd engine."""
 
-    def __init__(self, path: Path, doomed: list[str]) -> None:
-        self.path, self.doomed, self.calls = path, doomed, 0
+    def __init__(self, path: Path, doomed: list[str], store: StoreTarget) -> None:
+        self.path, self.doomed, self.store, self.calls = path, doomed, store, 0
 
     def __call__(self, input: list[str]) -> list[np.ndarray]:
         self.calls += 1
@@ -136,7 +155,9 @@ class _DeletingEmbedder:
             run = "import huedb, sys, json; c = huedb.PersistentClient(path=sys.argv[1])"
             run += "; c.get_collection('docs').delete(ids=json.loads(sys.argv[2]))"
             subprocess.run(
-                [sys.executable, "-c", run, str(self.path), json.dumps(self.doomed)], check=True
+                [sys.executable, "-c", run, str(self.path), json.dumps(self.doomed)],
+                check=True,
+                env=child_env(self.store.env()),
             )
         return [np.full(4, len(t), dtype=np.float32) for t in input]
 
@@ -147,14 +168,16 @@ class _DeletingEmbedder:
         return {}
 
 
-def test_reembed_under_concurrent_deletes_misses_no_live_record(tmp_path: Path) -> None:
+def test_reembed_under_concurrent_deletes_misses_no_live_record(
+    tmp_path: Path, store: StoreTarget
+) -> None:
     from huedb.ops.model_versions import reembed
 
     data = tmp_path / "data"
-    _store(data, 2000)
+    _store(data, 2000, store=store)
     doomed = [f"r{i:05d}" for i in range(1, 400)]
-    client = huedb.PersistentClient(path=data)
-    reembed(client, "docs", "docs_v2", _DeletingEmbedder(data, doomed), 100, False)
+    client = store.client(data)
+    reembed(client, "docs", "docs_v2", _DeletingEmbedder(data, doomed, store), 100, False)
     got = set(client.get_collection("docs_v2").get(include=[])["ids"])
     live = {f"r{i:05d}" for i in range(2000)} - set(doomed)
     assert live <= got, f"{len(live - got)} live records not reembedded"
@@ -334,11 +357,11 @@ def test_parquet_bit_flips_never_import_changed_records(tmp_path: Path) -> None:
 
 
 def test_compact_skips_a_collection_deleted_while_it_runs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: StoreTarget
 ) -> None:
     monkeypatch.setenv("HUEDB_EXACT_MAX_FLOATS", "100")
     data = tmp_path / "data"
-    client = huedb.PersistentClient(path=data)
+    client = store.client(data)
     rng = np.random.default_rng(3)
     for name, n in (("big", 30000), ("small1", 300), ("small2", 300)):
         col = client.create_collection(name)
@@ -351,14 +374,15 @@ def test_compact_skips_a_collection_deleted_while_it_runs(
 
     def run() -> None:
         try:
-            result["report"] = compact(data)
+            result["report"] = compact(data, store=store.url)
         except Exception as exc:  # noqa: BLE001 - the test reports what compact raised
             result["error"] = exc
 
     thread = threading.Thread(target=run)
     thread.start()
     time.sleep(0.3)  # compact has listed the collections and is rebuilding "big"
-    other = Engine(data)  # another engine (as another process would): not behind compact's lock
+    # another engine (as another process would): not behind compact's lock
+    other = Engine(data, EngineOptions(store=store.url))
     other.delete_collection("small1", "default_tenant", "default_database")
     other.close()
     thread.join(timeout=300)
