@@ -47,6 +47,11 @@ export async function call(method, path, body) {
   return (await send(method, path, body)).json();
 }
 
+/** The body of a call as text (GET /metrics). */
+export async function callText(method, path) {
+  return (await send(method, path)).text();
+}
+
 /** The body of a call as a Blob (downloads). */
 export async function callBlob(method, path, body) {
   return (await send(method, path, body)).blob();

@@ -2,6 +2,7 @@
 // panel, and (admin tokens) the backup download and alias switches.
 
 import { call, callBlob, paths } from "./api.js";
+import { metricsSection } from "./chart.js";
 import {
   embeddingName,
   errorBox,
@@ -99,20 +100,6 @@ export function warningsSection(warnings) {
     warnings.length
       ? h("ul", { class: "warnings" }, warnings.map((w) => h("li", {}, w)))
       : h("p", { class: "muted" }, "No scale warnings (thresholds: docs/operations.md, huedb stats)."),
-  );
-}
-
-function metricsSection() {
-  return h(
-    "section",
-    { class: "card", id: "metrics" },
-    h("h2", {}, "Query latency and request rate"),
-    h(
-      "p",
-      { class: "notice" },
-      "Metrics not available: this server has no /metrics endpoint yet, so there is no latency or request-rate chart. ",
-      "Per-collection recent query latency (this worker) is under each collection.",
-    ),
   );
 }
 
