@@ -7,24 +7,32 @@ holds all its data, and the output path holds either nothing or a complete backu
 holds a batch-aligned prefix of the file, every record exact, and rerunning the import
 completes it exactly.
 
+Both run on each store (`tests/stores.py`). On PostgreSQL the source is a database (its
+backups are restored into SQLite directories: a backup is also the way between the stores)
+and each import trial imports into a fresh database.
+
 `HUEDB_CRASH_TRIALS` (default 50) is the total number of kills, split 2:1:1:1 between the
 server, collection, backup and import trials of `test_crash_server.py`,
-`test_crash_collections.py` and `test_crash_backup_import.py` (at least 10 each);
+`test_crash_collections.py` and `test_crash_backup_import.py` (at least 10 each), per store;
 `HUEDB_CRASH_SEED` fixes the random schedule. The counts are printed and written to
 `<pytest basetemp>/crash_server_report.json` (`tests/crash_state.py`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 import pytest
 
+from tests import stores
 from tests.cli import check_cli, start_cli
 from tests.crash_log import crash_seed, sigkill
 from tests.crash_state import (
@@ -38,6 +46,7 @@ from tests.crash_state import (
     verify_ok,
 )
 from tests.proc_workers import vectors_for
+from tests.stores import SQLITE, StoreTarget, store_target
 
 BIG_N, BIG_DIM = 20_000, 32
 IMPORT_BATCH = 2500
@@ -47,6 +56,7 @@ IMPORT_BATCH = 2500
 class Source:
     """A 20k x 32 store (collection `big`, plus `small`) and its Parquet export."""
 
+    store: StoreTarget
     data: Path
     parquet: Path
     ids: list[str]
@@ -69,9 +79,12 @@ def expected_big() -> State:
     return {rid: (vecs[i], metas[i], docs[i]) for i, rid in enumerate(ids)}
 
 
+module_store = stores.module_store  # the fixture: each store in turn, for the module
+
+
 @pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
-    """Build the source store once and export `big` to Parquet."""
+def source(tmp_path_factory: pytest.TempPathFactory, module_store: StoreTarget) -> Source:
+    """Build the source store once (on each store) and export `big` to Parquet."""
     from huedb.ops.parquet import export_collection
 
     root = tmp_path_factory.mktemp("source")
@@ -79,7 +92,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
     ids, vecs, metas, docs = big_records()
     small_vecs = vectors_for(99, 50, 8)
     small = {f"s-{i}": (small_vecs[i], {"i": i}, f"small {i}") for i in range(50)}
-    with opened(data, huedb_sync="full") as client:
+    with opened(data, module_store, huedb_sync="full") as client:
         big = client.create_collection("big", metadata={"kind": "big"})
         for s in range(0, BIG_N, 5000):
             big.add(
@@ -96,13 +109,14 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
         )
         parquet = root / "big.parquet"
         export_collection(big, parquet)
-    return Source(data, parquet, ids, vecs, small)
+    return Source(module_store, data, parquet, ids, vecs, small)
 
 
-def check_source_store(data: Path, small: State, context: str) -> None:
-    """`data` verifies ok and holds exactly `big` and `small`."""
-    verify_ok(data, context)
-    with opened(data) as client:
+def check_source_store(data: Path, small: State, context: str, store: StoreTarget = SQLITE) -> None:
+    """The store (in `data`, or `store`'s database) verifies ok and holds exactly `big` and
+    `small`."""
+    verify_ok(data, context, store)
+    with opened(data, store) as client:
         names = sorted(c.name for c in client.list_collections())
         assert names == ["big", "small"], f"{context}: collections {names}"
         big = dump_collection(client.get_collection("big"))
@@ -122,17 +136,31 @@ def active_seconds(marker: Any, *args: str) -> float:
     return time.monotonic() - t0
 
 
-def run_and_kill(marker: Any, active: float, rng: random.Random, *args: str) -> tuple[int, bool]:
-    """Start `huedb *args`; once `marker()` holds (the work began), SIGKILL it at a random
-    moment within its expected working time. Returns (exit code, killed)."""
-    proc = start_cli(*args)
-    deadline = time.monotonic() + 60
-    while not marker() and proc.poll() is None:
-        assert time.monotonic() < deadline, f"huedb {' '.join(args)} did not start working"
-        time.sleep(0.001)
-    time.sleep(rng.uniform(0.0, active * 1.1))
-    killed = sigkill(proc)
-    return proc.returncode, killed
+@dataclass
+class KillSchedule:
+    """When to kill a command: at a random moment of its working time (`active` seconds
+    after it began), which shrinks to the shortest complete run seen, so a calibration run
+    slowed by a cold cache or a busy machine does not let most later runs finish first."""
+
+    active: float
+    rng: random.Random
+
+    def run_and_kill(self, marker: Any, *args: str) -> tuple[int, bool]:
+        """Start `huedb *args`; once `marker()` holds (the work began), SIGKILL it at a random
+        moment within its working time. Returns (exit code, killed)."""
+        proc = start_cli(*args)
+        deadline = time.monotonic() + 60
+        while not marker() and proc.poll() is None:
+            assert time.monotonic() < deadline, f"huedb {' '.join(args)} did not start working"
+            time.sleep(0.001)
+        began = time.monotonic()
+        kill_at = began + self.rng.uniform(0.0, self.active * 1.1)
+        while time.monotonic() < kill_at and proc.poll() is None:
+            time.sleep(0.001)
+        if proc.poll() is not None:  # finished first: it works at most this long
+            self.active = min(self.active, time.monotonic() - began)
+        killed = sigkill(proc)
+        return proc.returncode, killed
 
 
 def test_backup_sigkill(
@@ -145,9 +173,13 @@ def test_backup_sigkill(
     out_dir = tmp_path / "backups"
     out_dir.mkdir()
     calib = tmp_path / "calib" / "full.tar"
-    active = active_seconds(
-        lambda: calib.parent.exists() and any(calib.parent.iterdir()),
-        *("backup", "--path", str(source.data), "--out", str(calib)),
+    from_source = ("--path", str(source.data), *source.store.cli_args())
+    schedule = KillSchedule(
+        active_seconds(
+            lambda: calib.parent.exists() and any(calib.parent.iterdir()),
+            *("backup", *from_source, "--out", str(calib)),
+        ),
+        rng,
     )
     stats = {
         "trials": trials,
@@ -160,13 +192,11 @@ def test_backup_sigkill(
         "lost": 0,
     }
     for trial in range(trials):
-        context = f"seed={seed} trial={trial}"
+        context = f"store={source.store.kind} seed={seed} trial={trial}"
         out = out_dir / f"b{trial}.tar"
-        returncode, killed = run_and_kill(
+        returncode, killed = schedule.run_and_kill(
             lambda out=out: any(p.name.startswith(f".{out.name}") for p in out_dir.iterdir()),
-            active,
-            rng,
-            *("backup", "--path", str(source.data), "--out", str(out)),
+            *("backup", *from_source, "--out", str(out)),
         )
         if killed:
             stats["killed"] += 1
@@ -174,7 +204,7 @@ def test_backup_sigkill(
             assert returncode == 0, f"{context}: backup failed with {returncode}"
             stats["finished_before_kill"] += 1
             stats["acknowledged_checked"] += 1  # exit 0 acknowledges the backup
-        check_source_store(source.data, source.small, context)
+        check_source_store(source.data, source.small, context, source.store)
         if not out.exists():
             assert returncode != 0, f"{context}: backup exited 0 but wrote no file"
             stats["output_absent"] += 1
@@ -192,14 +222,14 @@ def test_backup_sigkill(
     leftovers = sorted(p.name for p in out_dir.iterdir() if p.name not in final_names)
     stats["leftover_temp_entries"] = len(leftovers)
     stats["leftover_examples"] = leftovers[:3]
-    record_report(tmp_path_factory, "backup", stats)
+    record_report(tmp_path_factory, f"backup-{source.store.kind}", stats)
     assert stats["output_absent"] + stats["output_complete"] == trials
     assert stats["killed"] >= trials // 3, stats
 
 
-def imported_state(data: Path) -> State | None:
-    """The imported collection of `data`, or None when the import had not created it."""
-    with opened(data) as client:
+def imported_state(data: Path, store: StoreTarget) -> State | None:
+    """The imported collection of the store, or None when the import had not created it."""
+    with opened(data, store) as client:
         names = [c.name for c in client.list_collections()]
         if not names:
             return None
@@ -207,8 +237,54 @@ def imported_state(data: Path) -> State | None:
         return dump_collection(client.get_collection("big"))
 
 
+@contextlib.contextmanager
+def store_probe(data: Path, store: StoreTarget) -> Iterator[Callable[[], bool]]:
+    """A check, cheap enough to poll, of whether huedb created its store: the SQLite file in
+    `data`, or its tables in the PostgreSQL database."""
+    if not store.is_postgres:
+        yield lambda: (data / "huedb.sqlite3").exists()
+        return
+    with psycopg.connect(store.url, autocommit=True, connect_timeout=10) as conn:
+        query = "SELECT to_regclass('public.huedb_meta') IS NOT NULL"
+        yield lambda: conn.execute(query).fetchone() == (True,)
+
+
+def import_trial(
+    source: Source,
+    target: Path,
+    store: StoreTarget,
+    file_rows: tuple[State, list[str]],
+    schedule: KillSchedule,
+    context: str,
+) -> tuple[int, bool, int]:
+    """Import `source`'s Parquet file (its records and their order: `file_rows`) into the
+    store (in `target`, or `store`'s database) and kill it at a random moment of `schedule`;
+    the store then verifies and holds an exact, batch-aligned prefix of the file. Returns
+    (exit code, killed, rows present)."""
+    want, order = file_rows
+    with store_probe(target, store) as began:
+        returncode, killed = schedule.run_and_kill(
+            began,
+            *("import", str(source.parquet), "--path", str(target), *store.cli_args()),
+            *("--batch-size", str(IMPORT_BATCH)),
+        )
+        created = began()
+    if created:
+        verify_ok(target, context, store)
+    got = imported_state(target, store) if created else None
+    n = 0 if got is None else len(got)
+    assert n % IMPORT_BATCH == 0 or n == BIG_N, f"{context}: torn batch: {n} rows"
+    if got is not None:
+        prefix = {rid: want[rid] for rid in order[:n]}
+        assert same_state(got, prefix), f"{context}: not a prefix: {describe(got, prefix)}"
+    return returncode, killed, n
+
+
 def test_import_sigkill(
-    source: Source, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    source: Source,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> None:
     """Kill `huedb import` at random: a verified, exact, batch-aligned prefix; rerun completes."""
     from huedb.ops.parquet import import_collection, read_batches
@@ -229,11 +305,13 @@ def test_import_sigkill(
     order = [rid for b in batches for rid in b.ids]
     assert same_state(want, expected_big()), "the Parquet export differs from its source"
     args = ("--batch-size", str(IMPORT_BATCH))
+    kind = source.store.kind
     calib = tmp_path / "calib"
-    active = active_seconds(
-        lambda: (calib / "huedb.sqlite3").exists(),
-        *("import", str(source.parquet), "--path", str(calib), *args),
-    )
+    with store_target(kind, request) as store, store_probe(calib, store) as began:
+        active = active_seconds(
+            began, *("import", str(source.parquet), "--path", str(calib), *store.cli_args(), *args)
+        )
+    schedule = KillSchedule(active, rng)
     stats = {
         "trials": trials,
         "killed": 0,
@@ -243,42 +321,32 @@ def test_import_sigkill(
         "lost": 0,
     }
     for trial in range(trials):
-        context = f"seed={seed} trial={trial}"
+        context = f"store={kind} seed={seed} trial={trial}"
         target = tmp_path / f"import-{trial}"
-        returncode, killed = run_and_kill(
-            lambda target=target: (target / "huedb.sqlite3").exists(),
-            active,
-            rng,
-            *("import", str(source.parquet), "--path", str(target), *args),
-        )
-        if killed:
-            stats["killed"] += 1
-        else:
-            assert returncode == 0, f"{context}: import failed with {returncode}"
-            stats["finished_before_kill"] += 1
-        if (target / "huedb.sqlite3").exists():
-            verify_ok(target, context)
-        got = imported_state(target) if target.exists() else None
-        n = 0 if got is None else len(got)
-        assert n % IMPORT_BATCH == 0 or n == BIG_N, f"{context}: torn batch: {n} rows"
-        prefix = {rid: want[rid] for rid in order[:n]}
-        if got is not None:
-            assert same_state(got, prefix), f"{context}: not a prefix: {describe(got, prefix)}"
-        if returncode == 0:
-            assert n == BIG_N, f"{context}: import exited 0 with {n} rows"
-            stats["acknowledged_checked"] += BIG_N
-        else:  # every batch a killed import wrote is a committed transaction: all checked
-            stats["acknowledged_checked"] += n
-        stats["prefix_rows"].append(n)
-        with opened(target) as client:
-            report = import_collection(client, source.parquet, batch_size=IMPORT_BATCH)
-        assert report.rows == BIG_N, f"{context}: rerun imported {report.rows}"
-        verify_ok(target, f"{context} (rerun)")
-        final = imported_state(target)
-        assert final is not None and same_state(final, want), (
-            f"{context}: rerun did not complete the import: {describe(final or {}, want)}"
-        )
-    record_report(tmp_path_factory, "import", stats)
+        with store_target(kind, request) as store:
+            returncode, killed, n = import_trial(
+                source, target, store, (want, order), schedule, context
+            )
+            if killed:
+                stats["killed"] += 1
+            else:
+                assert returncode == 0, f"{context}: import failed with {returncode}"
+                stats["finished_before_kill"] += 1
+            if returncode == 0:
+                assert n == BIG_N, f"{context}: import exited 0 with {n} rows"
+                stats["acknowledged_checked"] += BIG_N
+            else:  # every batch a killed import wrote is a committed transaction: all checked
+                stats["acknowledged_checked"] += n
+            stats["prefix_rows"].append(n)
+            with opened(target, store) as client:
+                report = import_collection(client, source.parquet, batch_size=IMPORT_BATCH)
+            assert report.rows == BIG_N, f"{context}: rerun imported {report.rows}"
+            verify_ok(target, f"{context} (rerun)", store)
+            final = imported_state(target, store)
+            assert final is not None and same_state(final, want), (
+                f"{context}: rerun did not complete the import: {describe(final or {}, want)}"
+            )
+    record_report(tmp_path_factory, f"import-{kind}", stats)
     partial = [n for n in stats["prefix_rows"] if 0 < n < BIG_N]
     assert stats["killed"] >= trials // 3, stats
     assert partial or trials < 10, f"no kill landed mid-import: {stats}"

@@ -4,11 +4,13 @@ An embedded child process (`proc_workers.coll_writer`) creates collections, adds
 and deletes collections, logging an intent line before each call and an acknowledgement
 after it (`tests/crash_log.py`). After each SIGKILL, with no manual repair, the collections
 and their records equal the acknowledged history (plus possibly the in-flight operation,
-applied whole), `verify()` is ok and SQLite holds no orphaned rows.
+applied whole), `verify()` is ok and the store holds no orphaned rows. On each store
+(`tests/stores.py`): the child's SQLite data directory, or its PostgreSQL database (which
+keeps running; the directory then holds the child's index snapshots).
 
 `HUEDB_CRASH_TRIALS` (default 50) is the total number of kills, split 2:1:1:1 between the
 server, collection, backup and import trials of `test_crash_server.py`,
-`test_crash_collections.py` and `test_crash_backup_import.py` (at least 10 each);
+`test_crash_collections.py` and `test_crash_backup_import.py` (at least 10 each), per store;
 `HUEDB_CRASH_SEED` fixes the random schedule. The counts are printed and written to
 `<pytest basetemp>/crash_server_report.json` (`tests/crash_state.py`).
 """
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests import stores
 from tests.crash_log import crash_seed, read_ack_log, sigkill
 from tests.crash_state import (
     State,
@@ -36,6 +39,7 @@ from tests.crash_state import (
     verify_ok,
 )
 from tests.proc_workers import start_worker, stderr_of, vectors_for
+from tests.stores import StoreTarget
 
 DIM = 16
 
@@ -71,11 +75,11 @@ def same_catalog(a: Catalog, b: Catalog) -> bool:
     return a.keys() == b.keys() and all(same_state(a[n], b[n]) for n in a)
 
 
-def read_catalog(data: Path) -> tuple[Catalog, list[str]]:
+def read_catalog(data: Path, store: StoreTarget) -> tuple[Catalog, list[str]]:
     """(every collection with its records, findability misses) from a fresh open."""
     cat: Catalog = {}
     misses: list[str] = []
-    with opened(data, **COLL_SETTINGS) as client:
+    with opened(data, store, **COLL_SETTINGS) as client:
         for c in client.list_collections():
             col = client.get_collection(c.name)
             recs = dump_collection(col)
@@ -94,17 +98,22 @@ def read_catalog(data: Path) -> tuple[Catalog, list[str]]:
     return cat, misses
 
 
-def orphan_snapshots(data: Path, cat: Catalog) -> set[str]:
+def orphan_snapshots(data: Path, cat: Catalog, store: StoreTarget) -> set[str]:
     """Collection uuids with an index snapshot file but no collection."""
     index_dir = data / "index"
     if not index_dir.exists():
         return set()
-    with opened(data, **COLL_SETTINGS) as client:
+    with opened(data, store, **COLL_SETTINGS) as client:
         live = {str(client.get_collection(n).id) for n in cat}
     return {p.stem for p in index_dir.glob("*.hnsw") if p.stem not in live}
 
 
-def test_collection_churn_sigkill(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+store = stores.store  # the fixture: each store in turn
+
+
+def test_collection_churn_sigkill(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, store: StoreTarget
+) -> None:
     """Kill a child creating/filling/deleting collections; the catalog equals its acks."""
     trials = trial_counts()["collections"]
     seed = crash_seed()
@@ -131,7 +140,7 @@ def test_collection_churn_sigkill(tmp_path: Path, tmp_path_factory: pytest.TempP
             "coll_writer",
             {
                 "path": str(data),
-                "settings": COLL_SETTINGS,
+                "settings": {**COLL_SETTINGS, **store.settings},
                 "dim": DIM,
                 "trial": trial,
                 "seed": rng.randrange(2**31),
@@ -140,7 +149,7 @@ def test_collection_churn_sigkill(tmp_path: Path, tmp_path_factory: pytest.TempP
             },
             tmp_path,
         )
-        context = f"seed={seed} trial={trial}"
+        context = f"store={store.kind} seed={seed} trial={trial}"
         deadline = time.monotonic() + 60
         while not ready.exists():
             assert child.poll() is None, f"{context}: child died:\n{stderr_of(child)}"
@@ -154,7 +163,7 @@ def test_collection_churn_sigkill(tmp_path: Path, tmp_path_factory: pytest.TempP
             stats[op["op"] + "s"] += 1
         stats["acknowledged_checked"] += len(acked)
 
-        actual, misses = read_catalog(data)
+        actual, misses = read_catalog(data, store)
         applied = None if inflight is None else apply_coll_op(cat, inflight)
         if same_catalog(actual, cat):
             stats["inflight_absent"] += inflight is not None
@@ -173,20 +182,20 @@ def test_collection_churn_sigkill(tmp_path: Path, tmp_path_factory: pytest.TempP
             )
         if misses:
             unfindable.append(f"{context}: {misses[:5]}")
-        orphans = orphan_rows(data)
+        orphans = orphan_rows(data, store)
         assert not any(orphans.values()), f"{context}: orphaned rows {orphans}"
-        verify_ok(data, context)
+        verify_ok(data, context, store)
         if inflight is not None and inflight["op"] == "delete":
             killed_deletes.add(inflight["uuid"])
-        # A delete commits in SQLite, then removes the snapshot file: a kill in between may
-        # leave the file behind, but an acknowledged delete must have removed it.
-        orphans = orphan_snapshots(data, cat)
+        # A delete commits in the store, then removes the snapshot file: a kill in between
+        # may leave the file behind, but an acknowledged delete must have removed it.
+        orphans = orphan_snapshots(data, cat, store)
         assert orphans <= killed_deletes, (
             f"{context}: snapshot files of deleted collections {sorted(orphans - killed_deletes)}"
         )
         stats["orphan_snapshot_files_after_killed_delete"] = len(orphans)
 
-    record_report(tmp_path_factory, "collections", stats)
+    record_report(tmp_path_factory, f"collections-{store.kind}", stats)
     assert stats["lost"] == 0
     assert stats["creates"] >= trials and stats["deletes"] >= 1 and stats["adds"] >= trials, stats
     assert stats["inflight_applied"] + stats["inflight_absent"] >= trials // 4, stats
