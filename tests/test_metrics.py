@@ -6,7 +6,8 @@ connections) is counted exactly: requests per route template and status, request
 histogram totals, queries per plan, and per-collection record counts equal to `count()`.
 Several scrapes over fresh connections (served by either worker) give the same figures.
 Access: read-only and admin tokens read it, a tenant-scoped token gets 403, no token 401;
-`--metrics-public` opens /metrics alone. Past 100 collections the rest is one `_other` series.
+`--metrics-public` (or `metrics_public` in --config) opens /metrics alone. Past 100
+collections the rest is one `_other` series.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.cli import run_cli
 from tests.http_checks import chroma_client, token_settings
 from tests.servers import RunningServer, huedb_server
 
@@ -135,6 +137,19 @@ def test_metrics_access_by_token_and_public_flag(tmp_path: Path) -> None:
     with huedb_server(tmp_path / "data", "--metrics-public", env=TOKENS_ENV) as server:
         scrape(server, None)
         assert httpx.get(f"{server.url}/api/v2/tenants/default_tenant").status_code == 401
+    config = tmp_path / "huedb.toml"
+    config.write_text('metrics_public = true\nlog_format = "json"\n')
+    with huedb_server(tmp_path / "data", "--config", str(config), env=TOKENS_ENV) as server:
+        scrape(server, None)
+        assert all(line.startswith("{") for line in server.log().splitlines() if line)
+
+
+def test_a_bad_log_format_in_the_config_stops_the_start(tmp_path: Path) -> None:
+    config = tmp_path / "huedb.toml"
+    config.write_text('log_format = "xml"\n')
+    res = run_cli("run", "--path", str(tmp_path / "data"), "--config", str(config))
+    assert res.returncode == 2
+    assert "log_format must be one of text, json, not 'xml'" in res.stderr
 
 
 def test_collections_past_the_cap_are_summed_as_other(tmp_path: Path) -> None:

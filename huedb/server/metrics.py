@@ -13,12 +13,13 @@ are summed into one series with `collection="_other"` (docs/operations.md, "Metr
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import orjson
@@ -53,6 +54,7 @@ TRACE_HEADER = b"chroma-trace-id"
 _TRACE_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ERROR_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 ERROR_BODY_MAX = 8192
+TEMPLATE_CACHE = 4096  # (method, path) pairs whose route template is remembered
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -220,20 +222,24 @@ class RequestMetricsMiddleware:
         )
 
     def template(self, scope: Scope) -> str:
-        """The path template of the route the request went to (or would have: refused before
-        routing), "unmatched" when none matches."""
+        """The path template of the route the request went to (or would have: the fast
+        path's routes and refusals before routing), "unmatched" when none matches."""
         route = scope.get("route")
-        if route is None:
-            route = next(self.matching(scope), None)
-        return getattr(route, "path", None) or "unmatched"
+        if route is not None:
+            return getattr(route, "path", None) or "unmatched"
+        return self.template_of(scope["method"], scope["path"])
 
-    def matching(self, scope: Scope) -> Iterator[BaseRoute]:
+    @functools.lru_cache(maxsize=TEMPLATE_CACHE)  # noqa: B019 (one middleware per app)
+    def template_of(self, method: str, path: str) -> str:
+        """The first route matching a method and path (~170 us over every route: cached)."""
         if self.leaves is None:
             self.leaves = leaf_routes(self.routes())
+        scope = {"type": "http", "method": method, "path": path, "root_path": ""}
         for route in self.leaves:
             match, _ = route.matches(scope)
             if match is Match.FULL:
-                yield route
+                return getattr(route, "path", None) or "unmatched"
+        return "unmatched"
 
 
 def leaf_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
