@@ -7,7 +7,8 @@ histogram totals, queries per plan, and per-collection record counts equal to `c
 Several scrapes over fresh connections (served by either worker) give the same figures.
 Access: read-only and admin tokens read it, a tenant-scoped token gets 403, no token 401;
 `--metrics-public` (or `metrics_public` in --config) opens /metrics alone. Past 100
-collections the rest is one `_other` series.
+collections the rest is one `_other` series. On a real full disk (a 12 MB tmpfs) each 507
+is counted as a storage error.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cli import run_cli
 from tests.http_checks import chroma_client, token_settings
 from tests.servers import RunningServer, huedb_server
+from tests.small_disk import small_tmpfs
 
 ADMIN, READER, SCOPED, WRONG = "metrics-admin-1", "metrics-read-1", "metrics-acme-1", "nope-nope-1"
 TOKENS_ENV = {"HUEDB_AUTH_TOKENS": f"{ADMIN}:admin,{READER}:read-only,{SCOPED}:read-only@acme"}
@@ -176,3 +179,28 @@ def test_collections_past_the_cap_are_summed_as_other(tmp_path: Path) -> None:
     assert records["_other"] <= 3
     assert Counter(v for k, v in records.items() if k != "_other")[5.0] == 20
     assert value(samples, "huedb_collections") == 103
+
+
+def test_a_full_disk_is_counted_as_storage_errors(tmp_path: Path) -> None:
+    with small_tmpfs(tmp_path, 12) as disk:
+        (disk / "filler").write_bytes(b"\0" * (3 << 20))
+        with huedb_server(disk / "data", env=TOKENS_ENV) as server:
+            base = f"{server.url}/api/v2/tenants/default_tenant/databases/default_database"
+            rng = np.random.default_rng(3)
+            with httpx.Client(headers={"x-chroma-token": ADMIN}, timeout=60) as http:
+                cid = http.post(f"{base}/collections", json={"name": "full"}).json()["id"]
+                statuses = Counter()
+                for batch in range(10_000):
+                    body = {
+                        "ids": [f"b{batch}-{i}" for i in range(200)],
+                        "embeddings": rng.standard_normal((200, 64)).tolist(),
+                    }
+                    status = http.post(f"{base}/collections/{cid}/add", json=body).status_code
+                    statuses[status] += 1
+                    if statuses[507] == 3:
+                        break
+            samples = scrape(server)
+    assert set(statuses) == {201, 507}
+    assert value(samples, "huedb_storage_errors_total", status="507") == 3
+    assert requests(samples, COL + "/add", "POST", 507, "ChromaError") == 3
+    assert requests(samples, COL + "/add", "POST", 201) == statuses[201]
