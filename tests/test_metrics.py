@@ -13,6 +13,7 @@ is counted as a storage error.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -204,3 +205,40 @@ def test_a_full_disk_is_counted_as_storage_errors(tmp_path: Path) -> None:
     assert value(samples, "huedb_storage_errors_total", status="507") == 3
     assert requests(samples, COL + "/add", "POST", 507, "ChromaError") == 3
     assert requests(samples, COL + "/add", "POST", 201) == statuses[201]
+
+
+def test_graph_plans_and_index_builds_are_measured(tmp_path: Path) -> None:
+    """Thresholds small enough that 300 vectors get a graph and a filter over 100 of them
+    is searched through it: each plan's count is exact once the graph is ready."""
+    args = ("--exact-max-floats", "64", "--filtered-exact-max-floats", "8")
+    with huedb_server(tmp_path / "data", *args, env=TOKENS_ENV) as server:
+        base = f"{server.url}/api/v2/tenants/default_tenant/databases/default_database"
+        rng = np.random.default_rng(5)
+        with httpx.Client(headers={"x-chroma-token": ADMIN}, timeout=60) as http:
+            cid = http.post(f"{base}/collections", json={"name": "graphs"}).json()["id"]
+            body = {
+                "ids": [f"g{i}" for i in range(300)],
+                "embeddings": rng.standard_normal((300, 4)).tolist(),
+                "metadatas": [{"third": i % 3} for i in range(300)],
+            }
+            http.post(f"{base}/collections/{cid}/add", json=body).raise_for_status()
+            status = f"{base}/collections/{cid}/indexing_status"
+            for _ in range(600):  # the graph of 300 vectors builds in milliseconds
+                if http.get(status).json()["op_indexing_progress"] == 1.0:
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("the graph was never ready")
+            before = scrape(server)
+            query = {"query_embeddings": [[0.1, 0.2, 0.3, 0.4]], "n_results": 3}
+            for _ in range(3):
+                http.post(f"{base}/collections/{cid}/query", json=query).raise_for_status()
+            filtered = {**query, "where": {"third": 1}}
+            for _ in range(2):
+                http.post(f"{base}/collections/{cid}/query", json=filtered).raise_for_status()
+        after = scrape(server)
+    for plan, n in (("graph", 3), ("filtered_graph", 2), ("exact", 0), ("filtered_exact", 0)):
+        name = "huedb_query_duration_seconds_count"
+        assert value(after, name, plan=plan) - value(before, name, plan=plan) == n, plan
+    assert value(after, "huedb_index_build_duration_seconds_count", outcome="ok") == 1
+    assert value(after, "huedb_index_build_duration_seconds_count", outcome="failed") == 0
