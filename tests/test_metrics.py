@@ -13,6 +13,7 @@ is counted as a storage error.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -242,3 +243,17 @@ def test_graph_plans_and_index_builds_are_measured(tmp_path: Path) -> None:
         assert value(after, name, plan=plan) - value(before, name, plan=plan) == n, plan
     assert value(after, "huedb_index_build_duration_seconds_count", outcome="ok") == 1
     assert value(after, "huedb_index_build_duration_seconds_count", outcome="failed") == 0
+
+
+def test_metrics_directories_of_killed_servers_are_removed(tmp_path: Path) -> None:
+    """`huedb run` makes a fresh metrics directory per start and removes it at exit; one
+    left by a killed server (its pid no longer runs) is removed by the next start."""
+    temp = Path(tempfile.gettempdir())
+    stale = temp / "huedb-metrics-4194303-stale0"  # above any pid the tests run with
+    stale.mkdir(exist_ok=True)
+    (stale / "counter_4194303.db").write_bytes(b"left over")
+    with huedb_server(tmp_path / "data", env=TOKENS_ENV) as server:
+        assert not stale.exists()
+        mine = list(temp.glob(f"huedb-metrics-{server.process.pid}-*"))
+        assert len(mine) == 1 and any(mine[0].iterdir())
+    assert not mine[0].exists()

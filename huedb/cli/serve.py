@@ -7,9 +7,11 @@ import contextlib
 import logging.config
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import psycopg
 from psycopg_pool import PoolTimeout
@@ -39,6 +41,7 @@ KEEP_ALIVE_S = 30
 # Read by prometheus_client when it is first imported: set here, before any worker imports it
 # (importing huedb.server.metrics here would import it too early).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_DIR_PREFIX = "huedb-metrics-"
 
 
 def server_config(args: argparse.Namespace, env: dict[str, str]) -> ServerConfig:
@@ -139,14 +142,49 @@ def run_server(config: ServerConfig, log_level: str) -> int:
 @contextlib.contextmanager
 def metrics_directory() -> Iterator[None]:
     """A private, empty PROMETHEUS_MULTIPROC_DIR for the workers' metric files (set before
-    any worker imports prometheus_client), removed when the server stops."""
-    path = tempfile.mkdtemp(prefix="huedb-metrics-")
+    any worker imports prometheus_client), removed when the server stops. Directories left
+    by servers that were killed (their process is gone) are removed first."""
+    remove_stale_metrics_directories()
+    path = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
     os.environ[MULTIPROC_ENV] = path
+    # A single-process uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, with
+    # these handlers back in place: remove the directory, then die of the signal as before.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def remove_then_reraise(sig: int, frame: FrameType | None) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+        signal.signal(sig, previous[sig] or signal.SIG_DFL)
+        signal.raise_signal(sig)
+
+    for sig in previous:
+        signal.signal(sig, remove_then_reraise)
     try:
         yield
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler or signal.SIG_DFL)
         os.environ.pop(MULTIPROC_ENV, None)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_stale_metrics_directories() -> None:
+    """Remove `huedb-metrics-<pid>-*` directories whose server process no longer runs."""
+    for left in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}*-*"):
+        pid = left.name.removeprefix(METRICS_DIR_PREFIX).partition("-")[0]
+        if pid.isdigit() and not process_exists(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+            logger.info("removed %s, the metrics directory of a server that was killed", left)
+
+
+def process_exists(pid: int) -> bool:
+    """Whether a process with this id runs (whoever owns it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_store(config: ServerConfig) -> None:
