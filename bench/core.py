@@ -527,7 +527,6 @@ PG_TARGETS: list[Target] = [
     Target("contains_p50_ms", "pg: $contains p50 <= 2x SQLite's", "<=", 2.0, pair=PG),
     Target("add_vps", "pg: raw ingest >= 0.5x SQLite's", ">=", 0.5, pair=PG),
     Target("add_vps", "pg: raw ingest >= 5x chromadb's", ">=", 5.0, pair="huedb-pg/chromadb"),
-    Target("query_recall", "pg: recall@10 >= SQLite's", ">=", 1.0, pair=PG),
 ]
 # The ratio columns of the table, when both systems ran: (numerator, denominator, header).
 RATIO_PAIRS = [
