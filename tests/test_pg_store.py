@@ -451,3 +451,24 @@ def test_nul_text_is_a_client_error(pg_store: PostgresStore) -> None:
         )
     with psycopg.connect(pg_store.url) as conn:
         assert conn.execute("SELECT count(*) FROM records").fetchone()[0] == 0
+
+
+def test_a_bulk_load_refreshes_planner_statistics(pg_store: PostgresStore, pg_url: str) -> None:
+    """Right after a bulk load the planner had no statistics (autovacuum comes a minute or
+    more later) and chose nested loops over whole collections: a query took 42 ms, not 3 ms,
+    at 30k records."""
+    rng = np.random.default_rng(3)
+    with pg_store.write() as db:
+        col = db.insert_collection(DEFAULT_DATABASE_ID, "bulk", None, {})
+    for start in range(0, 24_000, 2_000):
+        ids = [f"r{i}" for i in range(start, start + 2_000)]
+        batch = RecordBatch(ids=ids, embeddings=rng.random((2_000, DIM), dtype=np.float32))
+        with pg_store.write() as db:
+            db.insert_records(col.cid, batch)
+        time.sleep(0.2)  # table counters are published at most once a second
+    with psycopg.connect(pg_url) as conn:
+        analysed = conn.execute(
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables "
+            "WHERE relid = 'records'::regclass"
+        ).fetchone()[0]
+        assert analysed, "no ANALYZE after 24,000 inserted records"
