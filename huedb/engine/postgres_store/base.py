@@ -16,7 +16,6 @@ class SessionBase:
     def __init__(self, conn: psycopg.Connection, writable: bool) -> None:
         self._conn = conn
         self._writable = writable
-        self._locked: set[int] = set()  # collections this write session has locked
         self._deadline: Deadline | None = None
 
     def run(self, sql: str, params: Any = None) -> psycopg.Cursor:

@@ -54,8 +54,6 @@ class CatalogSQL(SessionBase):
         ).fetchone()
         if row is None:
             return None
-        if self._writable:
-            self._locked.add(row[0])
         return collection_row(row)
 
     def ensure_defaults(self, tenant: str, database: str) -> None:
@@ -128,7 +126,6 @@ class CatalogSQL(SessionBase):
                 (db_id,),
             )
         ]
-        self._locked.update(c.cid for c in cols)
         self.run("DELETE FROM catalog_names WHERE database_id = %s", (db_id,))
         self.run("DELETE FROM collections WHERE database_id = %s", (db_id,))
         self.run("DELETE FROM databases WHERE id = %s", (db_id,))
