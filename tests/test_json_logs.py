@@ -45,6 +45,10 @@ def test_json_log_lines_carry_trace_ids_and_no_secrets(tmp_path: Path) -> None:
                 headers={"chroma-trace-id": "trace-refused-0002"},
             )
             assert refused.status_code == 403
+            assert refused.headers["chroma-trace-id"] == "trace-refused-0002"
+            missing = http.get(f"{DB}/collections/nope", headers={"chroma-trace-id": "t-404"})
+            assert missing.status_code == 404
+            assert missing.headers["chroma-trace-id"] == "t-404"
         log = server.log()
 
     lines = [json.loads(line) for line in log.splitlines() if line.strip()]

@@ -13,10 +13,16 @@ from fastapi.responses import Response
 
 from huedb.errors import http_error
 from huedb.server.asgi import Send
+from huedb.server.log_context import TRACE_ID as REQUEST_TRACE_ID
 
 logger = logging.getLogger(__name__)
 
-TRACE_ID = "0" * 32
+TRACE_ID = "0" * 32  # outside a request (e.g. a 408 before any request head)
+
+
+def current_trace_id() -> str:
+    """The trace id of the request being answered (the one its log lines carry), else zeros."""
+    return REQUEST_TRACE_ID.get() or TRACE_ID
 
 
 def error_json(name: str, message: str) -> bytes:
@@ -30,7 +36,7 @@ def error_response(status: int, name: str, message: str) -> Response:
         error_json(name, message),
         status_code=status,
         media_type="application/json",
-        headers={"chroma-trace-id": TRACE_ID},
+        headers={"chroma-trace-id": current_trace_id()},
     )
 
 
@@ -40,7 +46,7 @@ async def send_error(send: Send, status: int, name: str, message: str, close: bo
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", b"%d" % len(body)),
-        (b"chroma-trace-id", TRACE_ID.encode()),
+        (b"chroma-trace-id", current_trace_id().encode()),
     ]
     if close:
         headers.append((b"connection", b"close"))
