@@ -13,10 +13,11 @@ overriding the one before:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from huedb.errors import ConfigError
 
@@ -147,36 +148,90 @@ class EngineOptions:
 
 
 def without_password(text: str, url: str) -> str:
-    """`text` (an error message) with the URL `url` masked and its password removed."""
+    """`text` (an error message) with the URL `url` masked and its passwords removed."""
     if not url:
         return text
     text = text.replace(url, masked_url(url))
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    return text.replace(password, "***") if password else text
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def masked_url(url: str) -> str:
-    """`url` with its password (if any) replaced by `***`, for logs, stats and errors."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparsable URL>"
-    netloc = parts.netloc
-    if password is not None:
-        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
-    pairs = [pair.partition("=") for pair in parts.query.split("&") if pair]
-    query = "&".join(
-        f"{key}=***" if key.lower() == "password" else key + sep + value
-        for key, sep, value in pairs
-    )
-    if netloc == parts.netloc and query == parts.query:
+    """`url` with its passwords (user-info, `password=`, `sslpassword=`) replaced by `***`,
+    for logs, stats and errors; `<unparsable store URL>` when it cannot be split safely."""
+    if not url:
         return url
-    # Written out: urlunsplit drops the `//` of an empty host (`postgresql:///db?host=...`).
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+    parts = _split_url(url)
+    if parts is None:
+        return UNPARSABLE_URL
+    prefix, userinfo, rest, query = parts
+    if userinfo is not None:
+        user, colon, _ = userinfo.partition(":")
+        prefix += f"{user}:***@" if colon else f"{userinfo}@"
+    if query is not None:
+        pairs = [pair.partition("=") for pair in query.split("&")]
+        query = "&".join(
+            f"{key}=***" if _is_secret_key(key) else key + sep + value for key, sep, value in pairs
+        )
+        rest += f"?{query}"
+    return prefix + rest
+
+
+UNPARSABLE_URL = "<unparsable store URL>"
+_SECRET_KEYS = ("password", "sslpassword")
+
+
+def _is_secret_key(key: str) -> bool:
+    return unquote(key).strip().lower() in _SECRET_KEYS
+
+
+def _split_url(url: str) -> tuple[str, str | None, str, str | None] | None:
+    """`url` split the way libpq reads it: (`scheme://`, user-info or None, hosts and path,
+    query or None); None when it is no postgresql:// URL or an `@` lies outside the
+    user-info (a password with an unencoded `/`), where no split is safe to show."""
+    scheme, sep, tail = url.partition("://")
+    if not sep or scheme.lower() not in POSTGRES_SCHEMES:
+        return None
+    # libpq: the user-info is what precedes an `@` ahead of the authority's first `/`.
+    at = tail.split("/", 1)[0].rfind("@")
+    userinfo = None
+    if at >= 0:
+        userinfo, tail = tail[:at], tail[at + 1 :]
+    rest, qmark, query = tail.partition("?")
+    hosts = rest.split("/", 1)[0]
+    if "@" in rest or not all(_PORT.fullmatch(h) for h in hosts.split(",")):
+        return None
+    if qmark and not all(_KEY.fullmatch(p.partition("=")[0]) for p in query.split("&")):
+        return None
+    return f"{scheme}://", userinfo, rest, query if qmark else None
+
+
+# A host of the authority with an optional numeric port; a query parameter's name.
+_PORT = re.compile(r"(\[[^\]]*\]|[^:\[\]]*)(:[0-9]*)?")
+_KEY = re.compile(r"[A-Za-z_]+")
+
+
+def _secrets(url: str) -> set[str]:
+    """Every password `url` may hold, as written and percent-decoded."""
+    found: set[str] = set()
+    parts = _split_url(url)
+    if parts is not None:
+        _, userinfo, _, query = parts
+        if userinfo is not None and ":" in userinfo:
+            found.add(userinfo.partition(":")[2])
+        for key, _, value in (pair.partition("=") for pair in (query or "").split("&")):
+            if _is_secret_key(key):
+                found.add(value)
+    else:  # whatever lies between the user's `:` and the last `@`
+        tail = url.partition("://")[2]
+        userinfo = tail.rpartition("@")[0]
+        if ":" in userinfo:
+            found.add(userinfo.partition(":")[2])
+        for key in _SECRET_KEYS:
+            for piece in tail.split(f"{key}=")[1:]:
+                found.add(piece.split("&", 1)[0])
+    return {s for v in found for s in (v, unquote(v)) if s}
 
 
 OPTION_NAMES = tuple(f.name for f in dataclasses.fields(EngineOptions))
