@@ -31,6 +31,7 @@ ADMIN, READER, SCOPED, WRONG = "metrics-admin-1", "metrics-read-1", "metrics-acm
 TOKENS_ENV = {"HUEDB_AUTH_TOKENS": f"{ADMIN}:admin,{READER}:read-only,{SCOPED}:read-only@acme"}
 COL = "/api/v2/tenants/{tenant}/databases/{database}/collections/{collection_id}"
 REQUESTS = "huedb_http_requests_total"
+COMPUTATIONS = "huedb_collection_figures_computations_total"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -57,8 +58,12 @@ def requests(samples: Samples, route: str, method: str, status: int, error: str 
 
 
 def workload_series(samples: Samples) -> Samples:
-    """Everything but the scrapes' own requests (which grow with each scrape)."""
-    return {k: v for k, v in samples.items() if ("route", "/metrics") not in k[1]}
+    """Everything but the scrapes' own requests and figure scans (which grow with scrapes)."""
+    return {
+        k: v
+        for k, v in samples.items()
+        if ("route", "/metrics") not in k[1] and not k[0].startswith(COMPUTATIONS[:-6])
+    }
 
 
 def test_metrics_count_a_workload_over_two_workers(tmp_path: Path) -> None:
@@ -257,3 +262,67 @@ def test_metrics_directories_of_killed_servers_are_removed(tmp_path: Path) -> No
         mine = list(temp.glob(f"huedb-metrics-{server.process.pid}-*"))
         assert len(mine) == 1 and any(mine[0].iterdir())
     assert not mine[0].exists()
+
+
+def test_collection_figures_are_computed_once_per_ttl(tmp_path: Path) -> None:
+    """Rapid scrapes reuse each collection's cached figures (one scan per TTL per worker);
+    after the TTL the gauges equal count() again."""
+    ttl = 3.0
+    env = {**TOKENS_ENV, "HUEDB_FIGURES_TTL_S": str(ttl)}
+    with huedb_server(tmp_path / "data", env=env) as server:
+        client = chroma_client(server.port, settings=token_settings(ADMIN))
+        cols = [client.create_collection(f"ttl_{n}") for n in range(3)]
+        for col in cols:
+            col.add(ids=["a", "b"], embeddings=[[1.0, 0.0], [0.0, 1.0]])
+        started = time.monotonic()
+        for _ in range(30):
+            samples = scrape(server)
+        elapsed = time.monotonic() - started
+        # Without the cache: 3 scans per scrape (90); with it, 3 per TTL started.
+        assert len(cols) <= samples[(COMPUTATIONS, frozenset())] <= len(cols) * (elapsed // ttl + 2)
+        cols[0].add(ids=["c", "d", "e"], embeddings=[[1.0, 1.0]] * 3)
+        deadline = time.monotonic() + 60
+        while True:
+            samples = scrape(server)
+            shown = {
+                dict(labels)["collection"]: v
+                for (name, labels), v in samples.items()
+                if name == "huedb_collection_records"
+            }
+            if shown["ttl_0"] == 5 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert shown == {col.name: col.count() for col in cols}
+
+
+def test_console_stats_of_a_scoped_token_name_only_its_collections(tmp_path: Path) -> None:
+    """Two tenants with same-named collections: a tenant-scoped token's database stats hold
+    its own collection only, and no store-wide warning (here: reclaimable bytes) or RAM."""
+    env = {"HUEDB_AUTH_TOKENS": f"{ADMIN}:admin,{SCOPED}:read-only@acme"}
+    with huedb_server(tmp_path / "data", env=env) as server:
+        with httpx.Client(base_url=server.url, headers={"x-chroma-token": ADMIN}) as http:
+            ids = {}
+            for tenant in ("acme", "other"):
+                http.post("/api/v2/tenants", json={"name": tenant}).raise_for_status()
+                base = f"/api/v2/tenants/{tenant}/databases"
+                http.post(base, json={"name": "shared"}).raise_for_status()
+                made = http.post(f"{base}/shared/collections", json={"name": "same"})
+                ids[tenant] = made.json()["id"]
+            other = f"/api/v2/tenants/other/databases/shared/collections/{ids['other']}"
+            records = [f"r{i}" for i in range(3000)]
+            http.post(
+                f"{other}/add",
+                json={
+                    "ids": records,
+                    "embeddings": [[1.0, 0.0]] * 3000,
+                    "documents": ["x" * 2000] * 3000,
+                },
+                timeout=60,
+            ).raise_for_status()
+            http.post(f"{other}/delete", json={"ids": records}, timeout=60).raise_for_status()
+            whole = http.get("/api/v2/tenants/other/databases/shared/stats").json()
+            assert any("reclaimable" in w for w in whole["warnings"]) and whole["ram_bytes"] > 0
+        with httpx.Client(base_url=server.url, headers={"x-chroma-token": SCOPED}) as scoped:
+            own = scoped.get("/api/v2/tenants/acme/databases/shared/stats").json()
+    assert [c["id"] for c in own["collections"]] == [ids["acme"]]
+    assert own["warnings"] == [] and "ram_bytes" not in own

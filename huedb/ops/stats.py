@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from huedb.engine.catalog import CollectionRow
 from huedb.engine.engine import Engine
 from huedb.engine.index_cache import hnsw_params
 from huedb.engine.snapshot import snapshot_path
 from huedb.ops.store import open_store
+
+Figures = Callable[[Engine, CollectionRow], dict[str, Any]]
 
 INDEX_RAM_SHARE = 0.5
 REBUILD_WARN_SECONDS = 600
@@ -40,16 +44,31 @@ def index_memory_estimate(count: int, dim: int, max_neighbors: int) -> int:
     return int(count * (4 * dim + 2 * max_neighbors * 4 + 16) * 1.1)
 
 
-def gather_stats(engine: Engine, data: Path | None) -> dict[str, Any]:
-    """Stats of every collection and of the store, the engine options in force, warnings."""
+def _engine_figures(engine: Engine, col: CollectionRow) -> dict[str, Any]:
+    return engine.collection_figures(col)
+
+
+def gather_stats(
+    engine: Engine,
+    data: Path | None,
+    figures_of: Figures = _engine_figures,
+    only: Iterable[CollectionRow] | None = None,
+) -> dict[str, Any]:
+    """Stats of every collection (or of the `only` ones: then the index RAM total covers
+    just those) and of the store, the engine options in force, warnings.
+
+    Each collection entry lists its own warnings (`warnings`); `store_warnings` holds the
+    store-wide ones, and the top-level `warnings` all of them. `figures_of` computes a
+    collection's counts and bytes (the engine's scan, or a cache of it)."""
     storage = engine.storage_figures()
     ram = physical_memory()
     cores = os.cpu_count() or 1
     collections = []
     warnings: list[str] = []
+    store_warnings: list[str] = []
     total_index = 0
-    for col in engine.collections():
-        figures = engine.collection_figures(col)
+    for col in engine.collections() if only is None else only:
+        figures = figures_of(engine, col)
         dim = col.dimension or 0
         params = hnsw_params(col)
         index_bytes = index_memory_estimate(figures["count"], dim, params.max_neighbors)
@@ -72,27 +91,29 @@ def gather_stats(engine: Engine, data: Path | None) -> dict[str, Any]:
             "query_p50_ms": float(np.percentile(latencies, 50)) if latencies.size else None,
             "query_p99_ms": float(np.percentile(latencies, 99)) if latencies.size else None,
             "recent_queries": int(latencies.size),
+            "warnings": [],
         }
         if rebuild_s > REBUILD_WARN_SECONDS:
-            warnings.append(
+            entry["warnings"].append(
                 f"{col.name}: a full index rebuild would take about {rebuild_s / 60:.0f} min "
                 f"({figures['count']} vectors); keep snapshots healthy and plan to shard"
             )
+        warnings += entry["warnings"]
         collections.append(entry)
     if total_index > INDEX_RAM_SHARE * ram:
-        warnings.append(
+        store_warnings.append(
             f"indexes need about {total_index / 2**30:.1f} GiB, over "
             f"{INDEX_RAM_SHARE:.0%} of RAM ({ram / 2**30:.1f} GiB): add memory or shard"
         )
     if storage["bytes"] and storage["reclaimable_bytes"] > RECLAIM_SHARE * storage["bytes"]:
-        warnings.append(
+        store_warnings.append(
             f"{storage['reclaimable_bytes'] / 2**20:.0f} MiB reclaimable after deletes: "
             "run `huedb compact`"
         )
     if data is not None and engine.store_kind == "sqlite":  # PostgreSQL's disk is elsewhere
         disk = shutil.disk_usage(data)
         if disk.free < FREE_DISK_SHARE * disk.total or disk.free < 2 * storage["bytes"]:
-            warnings.append(
+            store_warnings.append(
                 f"only {disk.free / 2**30:.1f} GiB free on the data disk: backups and "
                 "compaction need room for a copy of the database"
             )
@@ -104,7 +125,8 @@ def gather_stats(engine: Engine, data: Path | None) -> dict[str, Any]:
         "ram_bytes": ram,
         "engine": engine.settings_in_force(),
         "collections": collections,
-        "warnings": warnings,
+        "warnings": warnings + store_warnings,
+        "store_warnings": store_warnings,
     }
 
 

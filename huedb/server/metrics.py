@@ -41,6 +41,7 @@ from huedb.engine.engine import Engine
 from huedb.ops.stats import gather_stats
 from huedb.server.asgi import ASGIApp, Receive, Scope, Send
 from huedb.server.log_context import ACCESS_LOGGER, TRACE_ID
+from huedb.server.metrics_cache import FIGURES
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_PATH = "/metrics"
@@ -118,7 +119,8 @@ def mark_worker_dead() -> None:
 
 
 class CollectionGauges(Collector):
-    """Per-collection record counts, disk bytes and index memory, computed at scrape time."""
+    """Per-collection record counts, disk bytes and index memory at scrape time (the counts
+    and bytes from the worker's figures cache, `metrics_cache`)."""
 
     def __init__(self, engine: Engine, data: Path) -> None:
         self.engine = engine
@@ -126,7 +128,8 @@ class CollectionGauges(Collector):
 
     def collect(self) -> Iterable[Metric]:
         where = {col.uuid: self.engine.database_of(col) for col in self.engine.collections()}
-        stats = gather_stats(self.engine, self.data)
+        stats = gather_stats(self.engine, self.data, FIGURES.figures)
+        FIGURES.keep_only(set(where))
         figures = sorted(stats["collections"], key=lambda c: -c["disk_bytes"])
         labels = ["tenant", "database", "collection"]
         families = {

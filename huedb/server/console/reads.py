@@ -4,8 +4,10 @@ a tenant-scoped token only inside its tenant, as for every route under /tenants)
 - `GET /api/v2/console/tenants`: the tenants and databases that hold collections (global
   tokens only: the path names no tenant);
 - `GET .../databases/{database}/stats`: each collection's figures from `huedb stats`
-  (count, dimension, space, disk bytes, index memory), the scale warnings that concern the
-  database, and the role of the calling token (the console hides admin actions by it);
+  (count, dimension, space, disk bytes, index memory; counts and bytes from the worker's
+  figures cache, `metrics_cache`), the scale warnings of those collections, and the role
+  of the calling token (the console hides admin actions by it); a global token also gets
+  the store-wide warnings and the machine's RAM;
 - `GET .../collections/{collection_id}/embed?text=...`: the server's default embedder
   (all-MiniLM-L6-v2) run on a text, for collections that use it.
 """
@@ -23,6 +25,7 @@ from huedb.errors import InvalidArgumentError, UnimplementedError
 from huedb.ops.stats import gather_stats
 from huedb.server.auth import TOKEN_KEY
 from huedb.server.json_response import OrjsonResponse
+from huedb.server.metrics_cache import FIGURES
 from huedb.server.routes import COL, DB, api, owned_collection
 
 router = APIRouter(prefix="/api/v2", default_response_class=OrjsonResponse)
@@ -42,26 +45,24 @@ def console_tenants(request: Request) -> list[dict[str, Any]]:
 
 @router.get(DB + "/stats")
 def database_stats(request: Request, tenant: str, database: str) -> dict[str, Any]:
-    """`huedb stats` for the collections of one database, and the token's role."""
+    """`huedb stats` for the collections of one database, and the token's role; store-wide
+    warnings and RAM only for a token of every tenant (or no tokens)."""
     local = api(request)
-    own = {m.name: str(m.id) for m in local.list_collections(None, None, tenant, database)}
-    stats = gather_stats(local.engine, Path(request.app.state.config.path))
-    entries = [c for c in stats["collections"] if c["id"] in own.values()]
-    # A collection's warning starts with "<its name>: " (names hold no spaces); store-wide
-    # warnings (RAM, reclaimable bytes, free disk) start otherwise and concern everyone.
-    every_name = {c["name"] for c in stats["collections"]}
-    warnings = [
-        w
-        for w in stats["warnings"]
-        if w.split(": ", 1)[0] in own or w.split(": ", 1)[0] not in every_name
-    ]
+    engine = local.engine
+    own = {str(m.id) for m in local.list_collections(None, None, tenant, database)}
+    cols = [engine.get_collection_by_uuid(uuid) for uuid in sorted(own)]
+    stats = gather_stats(engine, Path(request.app.state.config.path), FIGURES.figures, cols)
     entry = request.scope.get(TOKEN_KEY)
-    return {
+    warnings = [w for c in stats["collections"] for w in c["warnings"]]
+    answer: dict[str, Any] = {
         "role": "admin" if entry is None else entry.role,
-        "collections": entries,
+        "collections": stats["collections"],
         "warnings": warnings,
-        "ram_bytes": stats["ram_bytes"],
     }
+    if entry is None or entry.tenant is None:
+        answer["warnings"] = warnings + stats["store_warnings"]
+        answer["ram_bytes"] = stats["ram_bytes"]
+    return answer
 
 
 @router.get(COL + "/embed")
