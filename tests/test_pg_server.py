@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
+from huedb.engine.postgres_store.connection import storage_error
+from huedb.errors import StorageUnavailableError
 from tests.cli import run_cli
 from tests.pg_cluster import PgCluster
 from tests.servers import free_port, huedb_server
@@ -197,3 +200,50 @@ def test_server_on_postgresql_serves_and_masks_the_password(
     assert "store: PostgreSQL postgresql://huedb:***@" in log
     # Only derived files in the node's directory: no SQLite database.
     assert not (tmp_path / "node" / "huedb.sqlite3").exists()
+
+
+def test_a_lost_connection_gives_clients_a_503_without_libpq_detail(
+    tmp_path: Path, pg_cluster: PgCluster, pg_url: str
+) -> None:
+    # A write waits on the collection's row lock held here; its backend is then terminated,
+    # so libpq's own error reaches the store mid-request.
+    with huedb_server(tmp_path / "node", "--store", pg_url) as server:
+        http = httpx.Client(base_url=server.url, timeout=CLIENT_TIMEOUT_S)
+        cid = http.post(f"{DB}/collections", json={"name": "held"}).json()["id"]
+        body = {"ids": ["x"], "embeddings": [[1.0, 2.0]]}
+        with psycopg.connect(pg_url, autocommit=True) as admin, psycopg.connect(pg_url) as holder:
+            holder.execute("SELECT 1 FROM collections FOR UPDATE")
+            result: dict[str, httpx.Response] = {}
+            add = threading.Thread(
+                target=lambda: result.update(r=http.post(f"{DB}/collections/{cid}/add", json=body))
+            )
+            add.start()
+            waiting = (
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            _wait_for(lambda: admin.execute(waiting).fetchone() is not None, 30, "a blocked write")
+            admin.execute(f"SELECT pg_terminate_backend(pid) FROM ({waiting}) AS w")
+            add.join(CLIENT_TIMEOUT_S)
+            holder.rollback()
+        r = result["r"]
+        assert r.status_code == 503, r.text
+        assert r.json() == {
+            "error": "InternalError",
+            "message": "PostgreSQL is unavailable (connection ended by the server); "
+            "the request was not carried out",
+        }
+        log = server.log()
+    assert "WARNING" in log and "terminating connection due to administrator command" in log
+
+
+def test_unavailable_message_names_no_host_port_nor_user() -> None:
+    port = free_port()
+    with pytest.raises(psycopg.OperationalError) as caught:
+        psycopg.connect(f"postgresql://someone:pw@127.0.0.1:{port}/db", connect_timeout=5)
+    assert f"{port}" in str(caught.value)  # libpq's text names them
+    error = storage_error(caught.value)
+    assert isinstance(error, StorageUnavailableError)
+    assert str(error) == (
+        "PostgreSQL is unavailable (connection refused); the request was not carried out"
+    )

@@ -14,7 +14,9 @@ Why this shape:
   each statement after the lock sees everything committed before it. Catalog changes in a
   database also take a transaction-level advisory lock on the database (`database_id`).
 - Errors: a server that cannot be reached, is shutting down or restarting, or a pool that
-  found no working connection in time becomes `StorageUnavailableError` (503); disk full
+  found no working connection in time becomes `StorageUnavailableError` (503), whose
+  message gives only a class of reason: libpq's text (host, address, port, user, why a
+  login failed) is logged at WARNING, never sent to clients; disk full
   `StorageFullError` (507); an I/O error `StorageIOError`; text PostgreSQL cannot hold
   (NUL characters) `InvalidArgumentError`. Nothing of a failed write is applied.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -91,9 +94,10 @@ def open_pool(url: str, settings: PoolSettings) -> ConnectionPool:
 
 def storage_error(exc: BaseException) -> Exception | None:
     """The huedb error for a psycopg / pool error, or None when it is not a storage one."""
-    if isinstance(exc, PoolTimeout):
+    if isinstance(exc, PoolTimeout):  # psycopg_pool's text names no host nor user
         return StorageUnavailableError(
-            f"PostgreSQL is unavailable (no working connection): {exc}; nothing was applied"
+            "PostgreSQL is unavailable (no working connection in time); "
+            "the request was not carried out"
         )
     if isinstance(exc, pg_errors.DiskFull):
         return StorageFullError(f"PostgreSQL's storage is full, the write was not applied: {exc}")
@@ -101,10 +105,47 @@ def storage_error(exc: BaseException) -> Exception | None:
         return StorageIOError(f"PostgreSQL I/O error, the write was not applied: {exc}")
     if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.QueryCanceled):
         # Connection lost, admin/crash shutdown, cannot connect now, too many connections.
-        return StorageUnavailableError(f"PostgreSQL is unavailable: {exc}; nothing was applied")
+        return unavailable(exc)
     if isinstance(exc, psycopg.DataError) and "NUL" in str(exc):
         return InvalidArgumentError(f"PostgreSQL cannot store this text: {exc}")
     return None
+
+
+def unavailable(exc: BaseException) -> StorageUnavailableError:
+    """The error a client gets when PostgreSQL cannot serve: its class of reason only.
+    libpq's text (host, address, port, user, why a login failed) is logged here instead."""
+    reason = unavailable_reason(exc)
+    logger.warning("PostgreSQL is unavailable (%s): %s", reason, scrubbed(str(exc)))
+    return StorageUnavailableError(
+        f"PostgreSQL is unavailable ({reason}); the request was not carried out"
+    )
+
+
+def unavailable_reason(exc: BaseException) -> str:
+    """A short class of why PostgreSQL cannot serve, naming no host nor user."""
+    text = str(exc).lower()
+    if isinstance(exc, pg_errors.TooManyConnections) or "too many clients" in text:
+        return "too many connections"
+    if isinstance(exc, pg_errors.AdminShutdown | pg_errors.CrashShutdown):
+        return "connection ended by the server"
+    if isinstance(exc, pg_errors.CannotConnectNow):
+        return "server starting or shutting down"
+    if "authentication failed" in text or "no pg_hba.conf entry" in text:
+        return "login refused"
+    if "connection refused" in text:
+        return "connection refused"
+    if "timeout" in text or "timed out" in text:
+        return "timeout"
+    return "connection failed"
+
+
+# A URL's user-info password and a `password=` / `sslpassword=` key-value.
+_SECRETS = re.compile(r"(://[^:/@\s]*:)[^\s]*@|((?:ssl)?password\s*=\s*)\S+", re.IGNORECASE)
+
+
+def scrubbed(text: str) -> str:
+    """`text` with anything that looks like a password replaced by `***`."""
+    return _SECRETS.sub(lambda m: f"{m[1]}***@" if m[1] else f"{m[2]}***", text)
 
 
 @contextlib.contextmanager
