@@ -13,6 +13,7 @@ is counted as a storage error.
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import time
 from collections import Counter
@@ -22,6 +23,10 @@ import httpx
 import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
+from huedb.engine.registry import release_engine
+from huedb.server.app import create_app
+from huedb.server.metrics import RequestMetricsMiddleware
+from huedb.server.server_config import ServerConfig
 from tests.cli import run_cli
 from tests.http_checks import chroma_client, token_settings
 from tests.servers import RunningServer, huedb_server
@@ -326,3 +331,37 @@ def test_console_stats_of_a_scoped_token_name_only_its_collections(tmp_path: Pat
             own = scoped.get("/api/v2/tenants/acme/databases/shared/stats").json()
     assert [c["id"] for c in own["collections"]] == [ids["acme"]]
     assert own["warnings"] == [] and "ram_bytes" not in own
+
+
+def raw_get(port: int, target: str) -> int:
+    """The status of a GET of `target` sent over a raw socket (httpx refuses long URLs)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        head = b""
+        while b"\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    return int(head.split(b" ", 2)[1])
+
+
+def test_long_and_unmatched_paths_are_not_remembered(tmp_path: Path) -> None:
+    """Route templates are cached only for short paths of a route: a 1 MB path is refused,
+    and long or unmatched paths leave the middleware's cache as it was."""
+    with huedb_server(tmp_path / "data", "--metrics-public", env=TOKENS_ENV) as server:
+        status = raw_get(server.port, "/" + "x" * 2**20)
+        assert status in (400, 404, 414)  # uvicorn's parser refuses it: 400
+        scrape(server, None)
+    app = create_app(ServerConfig(path=str(tmp_path / "inproc")))
+    try:
+        middleware = RequestMetricsMiddleware(app, lambda: app.routes)
+        long_col = "/api/v2/tenants/t/databases/d/collections/" + "c" * 2**20
+        assert middleware.template_of("GET", long_col) == COL.replace("collection_id", "name")
+        assert middleware.template_of("GET", "/nope/" + "y" * 2**20) == "unmatched"
+        assert middleware.template_of("GET", "/nope") == "unmatched"
+        assert middleware.templates == {}
+        assert middleware.template_of("GET", "/api/v2/heartbeat") == "/api/v2/heartbeat"
+        assert list(middleware.templates) == [("GET", "/api/v2/heartbeat")]
+    finally:
+        release_engine(app.state.api.engine)

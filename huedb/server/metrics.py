@@ -13,7 +13,6 @@ are summed into one series with `collection="_other"` (docs/operations.md, "Metr
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
@@ -56,6 +55,7 @@ _TRACE_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _ERROR_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 ERROR_BODY_MAX = 8192
 TEMPLATE_CACHE = 4096  # (method, path) pairs whose route template is remembered
+TEMPLATE_PATH_MAX = 512  # longer paths (and paths of no route) are matched, never cached
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -183,6 +183,7 @@ class RequestMetricsMiddleware:
         self.app = app
         self.routes = routes
         self.leaves: list[BaseRoute] | None = None
+        self.templates: dict[tuple[str, str], str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -232,9 +233,23 @@ class RequestMetricsMiddleware:
             return getattr(route, "path", None) or "unmatched"
         return self.template_of(scope["method"], scope["path"])
 
-    @functools.lru_cache(maxsize=TEMPLATE_CACHE)  # noqa: B019 (one middleware per app)
     def template_of(self, method: str, path: str) -> str:
-        """The first route matching a method and path (~170 us over every route: cached)."""
+        """The first route matching a method and path (~170 us over every route). Cached
+        only for paths of at most `TEMPLATE_PATH_MAX` bytes that match a route, so that
+        requests (before auth) cannot fill memory with paths; the oldest go first."""
+        key = (method, path)
+        template = self.templates.get(key)
+        if template is not None:
+            return template
+        template = self.match_template(method, path)
+        if template != "unmatched" and len(path) <= TEMPLATE_PATH_MAX:
+            if len(self.templates) >= TEMPLATE_CACHE:
+                del self.templates[next(iter(self.templates))]
+            self.templates[key] = template
+        return template
+
+    def match_template(self, method: str, path: str) -> str:
+        """The path template of the first route matching a method and path, or "unmatched"."""
         if self.leaves is None:
             self.leaves = leaf_routes(self.routes())
         scope = {"type": "http", "method": method, "path": path, "root_path": ""}
