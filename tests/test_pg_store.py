@@ -472,3 +472,45 @@ def test_a_bulk_load_refreshes_planner_statistics(pg_store: PostgresStore, pg_ur
             "WHERE relid = 'records'::regclass"
         ).fetchone()[0]
         assert analysed, "no ANALYZE after 24,000 inserted records"
+
+
+def test_statistics_are_refreshed_after_the_write_commits(
+    pg_store: PostgresStore, pg_url: str
+) -> None:
+    """ANALYZE holds SHARE UPDATE EXCLUSIVE on the record tables until its transaction ends:
+    run inside a write, it serialised writers of every collection. A write that finds the
+    statistics due holds no such lock; they are refreshed once it committed."""
+    rng = np.random.default_rng(4)
+    with pg_store.write() as db:
+        col = db.insert_collection(DEFAULT_DATABASE_ID, "due", None, {})
+        db.insert_records(
+            col.cid,
+            RecordBatch(
+                ids=[f"a{i}" for i in range(12_000)],
+                embeddings=rng.random((12_000, DIM), dtype=np.float32),
+            ),
+        )
+    state = (
+        "SELECT n_mod_since_analyze, last_analyze IS NOT NULL FROM pg_stat_user_tables "
+        "WHERE relid = 'records'::regclass"
+    )
+    held = (
+        "SELECT count(*) FROM pg_locks WHERE relation = 'records'::regclass "
+        "AND mode = 'ShareUpdateExclusiveLock' AND granted"
+    )
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        deadline = time.monotonic() + 60  # table counters are published within ~10 s
+        while True:
+            changed, analysed = conn.execute(state).fetchone()
+            if changed >= 12_000 or analysed or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert changed >= 12_000 or analysed, "the inserts never reached the table counters"
+        batch = RecordBatch(
+            ids=[f"b{i}" for i in range(6_000)],
+            embeddings=rng.random((6_000, DIM), dtype=np.float32),
+        )
+        with pg_store.write() as db:
+            db.insert_records(col.cid, batch)
+            assert conn.execute(held).fetchone()[0] == 0, "ANALYZE ran inside the write"
+        assert conn.execute(state).fetchone()[1], "no ANALYZE once the write committed"

@@ -17,6 +17,7 @@ class SessionBase:
         self._conn = conn
         self._writable = writable
         self._deadline: Deadline | None = None
+        self.inserted = 0  # records this session inserted (statistics.py)
 
     def run(self, sql: str, params: Any = None) -> psycopg.Cursor:
         """Execute one statement (after checking the deadline) and return its cursor."""

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 # Advisory lock class of huedb (the first key of the two-key form; the second names what).
 ADVISORY_CLASS = 0x6875_6564  # "hued"
 SCHEMA_LOCK = 1  # creating or migrating the tables
+STATISTICS_LOCK = 2  # refreshing the record tables' planner statistics
 
 
 @dataclass(frozen=True)

@@ -58,12 +58,6 @@ def _dump(metadata: dict[str, Any] | None) -> str | None:
     return None if not metadata else json.dumps(metadata, ensure_ascii=False)
 
 
-# Statistics are refreshed once the record tables changed by this many rows and by this
-# share of their size since their last analysis (`_refresh_statistics_after_growth`).
-ANALYZE_AFTER_ROWS = 10_000
-ANALYZE_GROWTH = 0.5
-
-
 class RecordsSQL(OplogSQL, SchemaKeysSQL):
     """The records half of a PostgreSQL session."""
 
@@ -99,7 +93,6 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
         ids, vectors, documents, uris = batch.ids, batch.embeddings, batch.documents, batch.uris
         assert vectors is not None and documents is not None and uris is not None
         metadatas = [clean_metadata(m) for m in batch.metadatas or ()]
-        self._refresh_statistics_after_growth()
         keys = self._new_keys(len(ids))
         self._copy(
             "records",
@@ -123,18 +116,7 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
         )
         self._log_changes(cid, keys)
         self.record_key_types(cid, schema_keys.key_types(metadatas))
-
-    def _refresh_statistics_after_growth(self) -> None:
-        """ANALYZE the record tables once they changed by half since their last analysis
-        (and by at least ANALYZE_AFTER_ROWS rows): autovacuum gets there a minute or more
-        later, and a planner without statistics of a fresh bulk load chose nested loops over
-        whole collections (a 1 % filtered query: 42 ms instead of 1.4 ms at 30k records)."""
-        changed, estimated = self.run(
-            "SELECT s.n_mod_since_analyze, greatest(c.reltuples, 0) FROM pg_stat_user_tables s "
-            "JOIN pg_class c ON c.oid = s.relid WHERE s.relid = 'records'::regclass"
-        ).fetchone()
-        if changed >= max(ANALYZE_AFTER_ROWS, ANALYZE_GROWTH * estimated):
-            self.run("ANALYZE records, embeddings, record_meta")
+        self.inserted += len(keys)
 
     def update_records(self, cid: int, keys: Sequence[int], batch: RecordBatch) -> None:
         if not keys:

@@ -24,6 +24,7 @@ from huedb.engine.postgres_store.connection import (
 )
 from huedb.engine.postgres_store.schema import ensure_schema
 from huedb.engine.postgres_store.session import PgSession
+from huedb.engine.postgres_store.statistics import StatisticsRefresher
 from huedb.options import EngineOptions
 
 
@@ -36,6 +37,7 @@ class PostgresStore:
         self.url = url
         self.options = options
         self._pool = open_pool(url, pool or PoolSettings())
+        self._statistics = StatisticsRefresher(self._pool)
         try:
             with storage_errors(), self._pool.connection() as conn:
                 self.store_id = ensure_schema(conn)
@@ -51,9 +53,12 @@ class PostgresStore:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[PgSession]:
-        """A READ COMMITTED transaction whose reads of a collection lock its row."""
+        """A READ COMMITTED transaction whose reads of a collection lock its row; after
+        it committed, the record tables' statistics are refreshed if due (statistics.py)."""
         with transaction(self._pool, "READ COMMITTED", read_only=False) as conn:
-            yield PgSession(conn, writable=True)
+            session = PgSession(conn, writable=True)
+            yield session
+        self._statistics.inserted(session.inserted)  # committed: outside its locks
 
     def snapshot_session(self) -> contextlib.AbstractContextManager[PgSession]:
         """A read session on a pooled connection of its own (the engine lock is not needed)."""
