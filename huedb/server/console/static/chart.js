@@ -9,7 +9,8 @@ const POINTS = 60;
 const WIDTH = 560;
 const HEIGHT = 90;
 const SVG = "http://www.w3.org/2000/svg";
-// The console's own polling is left out of the request rate.
+// Every request to /metrics (the console's own polls and any Prometheus scrapes alike) is
+// left out of the request rate (docs/operations.md, "Web console").
 const SELF = 'route="/metrics"';
 
 /** Sums of the series a chart needs from one scrape (Prometheus text format). */
