@@ -30,16 +30,16 @@ State = dict[str, Record]
 
 
 def trial_counts() -> dict[str, int]:
-    """Trials per scenario: HUEDB_CRASH_TRIALS split 2:1:1:1, at least 10 each."""
+    """Trials per scenario: HUEDB_CRASH_TRIALS split 2:1:1:1, at least 6 each."""
     total = crash_trials()
-    server = max(10, total * 2 // 5)
-    coll = max(10, total // 5)
-    backup = max(10, total // 5)
+    server = max(6, total * 2 // 5)
+    coll = max(6, total // 5)
+    backup = max(6, total // 5)
     return {
         "server": server,
         "collections": coll,
         "backup": backup,
-        "import": max(10, total - server - coll - backup),
+        "import": max(6, total - server - coll - backup),
     }
 
 

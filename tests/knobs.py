@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 
 KNOBS = {
-    "HUEDB_CRASH_TRIALS": "number of SIGKILL trials of the crash tests (default 50)",
+    "HUEDB_CRASH_TRIALS": "number of SIGKILL trials of the crash tests (default 30)",
     "HUEDB_CRASH_SEED": "seed of the crash tests' random schedule (default random)",
-    "HUEDB_FUZZ_EXAMPLES": "hypothesis examples per HTTP fuzz test (default 20)",
+    "HUEDB_FUZZ_EXAMPLES": "hypothesis examples per HTTP fuzz test (default 10)",
     "HUEDB_FUZZ_SEED": "hypothesis seed of the HTTP fuzz tests (default random)",
     "HUEDB_HYPOTHESIS_EXAMPLES": "examples of the stateful/property tests (default 150)",
-    "HUEDB_SOAK_SECONDS": "duration of the soak test in seconds (default 60)",
+    "HUEDB_SOAK_SECONDS": "duration of the soak test in seconds (default 40)",
 }
 
 _CAPTURED = {name: os.environ[name] for name in KNOBS if name in os.environ}

@@ -16,7 +16,7 @@ wrong content types, broken JSON, truncated base64). Across all of them:
 
 One server (module fixture) serves every test. The numbers of requests sent and of 5xx
 responses seen are printed at the end of the module and written to
-`<pytest basetemp>/fuzz_http_report.json`. `HUEDB_FUZZ_EXAMPLES` (default 20) sets the
+`<pytest basetemp>/fuzz_http_report.json`. `HUEDB_FUZZ_EXAMPLES` (default 10) sets the
 number of generated examples per operation and generation mode; `HUEDB_FUZZ_SEED` fixes
 Hypothesis' seed.
 """
@@ -62,7 +62,7 @@ from tests.hostile_requests import (
 from tests.knobs import knob
 from tests.servers import RunningServer, huedb_server
 
-EXAMPLES = int(knob("HUEDB_FUZZ_EXAMPLES", "20"))
+EXAMPLES = int(knob("HUEDB_FUZZ_EXAMPLES", "10"))
 SEED = knob("HUEDB_FUZZ_SEED")
 REQUEST_TIMEOUT = 30.0
 HEARTBEAT_TIMEOUT = 2.0

@@ -11,7 +11,7 @@ add, upsert and delete distinct ids through `huedb.HttpClient` and log every *ac
 write (only after the call returned) to a JSON-lines file; two readers run queries (with and
 without `where` filters), gets and counts, and check each answer for internal consistency.
 Meanwhile the test samples the RSS of the server's worker processes once a second. The soak
-lasts `HUEDB_SOAK_SECONDS` (default 60).
+lasts `HUEDB_SOAK_SECONDS` (default 40: a 15 s warm-up, then two 10 s windows).
 
 RSS bound. Writers keep a sliding window of at most `LIVE_CAP` live ids each (they delete
 their oldest ids once above it), so after warm-up the data held in memory stops growing and
@@ -82,8 +82,8 @@ SCRIPT = Path(__file__).resolve()
 
 
 def soak_seconds() -> float:
-    """How long the clients run (HUEDB_SOAK_SECONDS, default 60)."""
-    return float(knob("HUEDB_SOAK_SECONDS", "60"))
+    """How long the clients run (HUEDB_SOAK_SECONDS, default 40)."""
+    return float(knob("HUEDB_SOAK_SECONDS", "40"))
 
 
 def vector_of(record_id: str, version: int) -> list[float]:
