@@ -6,7 +6,7 @@ call, an `ack` line appended and fsynced *after* it returned. After the kill the
 reads the log back (`read_ack_log`): every acknowledged op must have survived, and at most
 one op (the last begun) is in flight, which may be applied entirely or not at all.
 
-`HUEDB_CRASH_TRIALS` (default 30) sets the number of kills and `HUEDB_CRASH_SEED` fixes the
+`HUEDB_CRASH_TRIALS` (default 20) sets the number of kills and `HUEDB_CRASH_SEED` fixes the
 random schedule (see `tests/knobs.py`).
 """
 
@@ -24,8 +24,8 @@ from tests.knobs import knob
 
 
 def crash_trials() -> int:
-    """The number of kills a crash test makes (HUEDB_CRASH_TRIALS, default 30)."""
-    return int(knob("HUEDB_CRASH_TRIALS", "30"))
+    """The number of kills a crash test makes (HUEDB_CRASH_TRIALS, default 20)."""
+    return int(knob("HUEDB_CRASH_TRIALS", "20"))
 
 
 def crash_seed() -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 KNOBS = {
-    "HUEDB_CRASH_TRIALS": "number of SIGKILL trials of the crash tests (default 30)",
+    "HUEDB_CRASH_TRIALS": "number of SIGKILL trials of the crash tests (default 20)",
     "HUEDB_CRASH_SEED": "seed of the crash tests' random schedule (default random)",
     "HUEDB_FUZZ_EXAMPLES": "hypothesis examples per HTTP fuzz test (default 10)",
     "HUEDB_FUZZ_SEED": "hypothesis seed of the HTTP fuzz tests (default random)",

@@ -10,7 +10,7 @@ and dumps every record, checking that each is found by its own vector (n_results
 parent asserts that the stored state equals the acknowledged history, plus possibly the
 one in-flight batch applied as a whole.
 
-`HUEDB_CRASH_TRIALS` sets the number of trials (default 30); `HUEDB_CRASH_SEED` fixes the
+`HUEDB_CRASH_TRIALS` sets the number of trials (default 20); `HUEDB_CRASH_SEED` fixes the
 random schedule (printed on failure); the log and knobs are `tests/crash_log.py`.
 
 SQLite only: this is the kill of a process that holds the SQLite store's file itself (its

@@ -11,7 +11,7 @@ Both run on each store (`tests/stores.py`). On PostgreSQL the source is a databa
 backups are restored into SQLite directories: a backup is also the way between the stores)
 and each import trial imports into a fresh database.
 
-`HUEDB_CRASH_TRIALS` (default 30) is the total number of kills, split 2:1:1:1 between the
+`HUEDB_CRASH_TRIALS` (default 20) is the total number of kills, split 2:1:1:1 between the
 server, collection, backup and import trials of `test_crash_server.py`,
 `test_crash_collections.py` and `test_crash_backup_import.py` (at least 10 each), per store;
 `HUEDB_CRASH_SEED` fixes the random schedule. The counts are printed and written to

@@ -11,7 +11,7 @@ deletes absent; updates applied), each thread's single in-flight batch either en
 applied or not at all, and every record must be found by a query for its own vector
 (n_results=1).
 
-`HUEDB_CRASH_TRIALS` (default 30) is the total number of kills, split 2:1:1:1 between the
+`HUEDB_CRASH_TRIALS` (default 20) is the total number of kills, split 2:1:1:1 between the
 server, collection, backup and import trials of `test_crash_server.py`,
 `test_crash_collections.py` and `test_crash_backup_import.py` (at least 10 each), per store;
 `HUEDB_CRASH_SEED` fixes the random schedule. The counts are printed and written to
