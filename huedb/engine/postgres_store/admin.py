@@ -6,6 +6,7 @@ from typing import Any
 
 import psycopg
 
+from huedb.engine.invariants import RECORD_INVARIANTS
 from huedb.engine.postgres_store.base import SessionBase
 
 # Every table that holds data.
@@ -20,24 +21,11 @@ DATA_TABLES = (
     "tenants",
 )
 
-# huedb's own cross-table invariants: each query counts the rows that break one.
+# huedb's own cross-table invariants, plus the per-collection oplog counter's.
 INVARIANTS = {
-    "records without a vector": "SELECT count(*) FROM records r WHERE NOT EXISTS "
-    "(SELECT 1 FROM embeddings e WHERE e.key = r.key)",
-    "vectors without a record": "SELECT count(*) FROM embeddings e WHERE NOT EXISTS "
-    "(SELECT 1 FROM records r WHERE r.key = e.key)",
-    "metadata rows without a record": "SELECT count(*) FROM record_meta m WHERE NOT "
-    "EXISTS (SELECT 1 FROM records r WHERE r.key = m.key)",
-    "records of missing collections": "SELECT count(*) FROM records r WHERE NOT "
-    "EXISTS (SELECT 1 FROM collections c WHERE c.cid = r.cid)",
-    "vectors of the wrong size": "SELECT count(*) FROM records r JOIN collections c "
-    "ON c.cid = r.cid JOIN embeddings e ON e.key = r.key "
-    "WHERE length(e.vector) != 4 * c.dimension",
+    **RECORD_INVARIANTS,
     "oplog entries above their collection's counter": "SELECT count(*) FROM oplog o "
     "JOIN collections c ON c.cid = o.cid WHERE o.seq > c.log_seq",
-    "collections without their name": "SELECT count(*) FROM collections c WHERE NOT EXISTS "
-    "(SELECT 1 FROM catalog_names n WHERE n.cid = c.cid AND NOT n.is_alias "
-    "AND n.name = c.name AND n.database_id = c.database_id)",
 }
 
 

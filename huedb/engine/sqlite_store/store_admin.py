@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from huedb.engine.invariants import RECORD_INVARIANTS
+
 # Every table that holds data, in an order that deletes dependents first.
 DATA_TABLES = (
     "aliases",
@@ -25,21 +27,6 @@ DATA_TABLES = (
     "tenants",
 )
 
-# huedb's own cross-table invariants: each query counts the rows that break one.
-INVARIANTS = {
-    "records without a vector": "SELECT count(*) FROM records r WHERE NOT EXISTS "
-    "(SELECT 1 FROM embeddings e WHERE e.key = r.key)",
-    "vectors without a record": "SELECT count(*) FROM embeddings e WHERE NOT EXISTS "
-    "(SELECT 1 FROM records r WHERE r.key = e.key)",
-    "metadata rows without a record": "SELECT count(*) FROM record_meta m WHERE NOT "
-    "EXISTS (SELECT 1 FROM records r WHERE r.key = m.key)",
-    "records of missing collections": "SELECT count(*) FROM records r WHERE NOT "
-    "EXISTS (SELECT 1 FROM collections c WHERE c.cid = r.cid)",
-    "vectors of the wrong size": "SELECT count(*) FROM records r JOIN collections c "
-    "ON c.cid = r.cid JOIN embeddings e ON e.key = r.key "
-    "WHERE length(e.vector) != 4 * c.dimension",
-}
-
 
 def synchronous_level(conn: sqlite3.Connection) -> str:
     """SQLite's synchronous level as the connection reports it (off, normal, full, extra)."""
@@ -51,7 +38,7 @@ def integrity_problems(conn: sqlite3.Connection) -> list[str]:
     """SQLite's integrity check plus huedb's own invariants, as readable lines."""
     result = [r[0] for r in conn.execute("PRAGMA integrity_check")]
     problems = [f"sqlite: {r}" for r in result] if result != ["ok"] else []
-    for label, sql in INVARIANTS.items():
+    for label, sql in RECORD_INVARIANTS.items():
         n = conn.execute(sql).fetchone()[0]
         if n:
             problems.append(f"{n} {label}")
