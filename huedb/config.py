@@ -95,6 +95,7 @@ class Settings:
     huedb_exact_max_floats: int | None = None
     huedb_filtered_exact_max_floats: int | None = None
     huedb_snapshot_every: int | None = None
+    huedb_index_memory: int | str | None = None  # bytes, or with a unit: "2GiB"
     huedb_max_query_embeddings: int | None = None
     huedb_max_query_results: int | None = None
     huedb_max_filter_terms: int | None = None

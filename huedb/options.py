@@ -76,6 +76,10 @@ class EngineOptions:
     filtered_exact_max_floats: int = 40_000_000
     # A graph is snapshotted once this many changes (or 10 % of it) are not in its snapshot.
     snapshot_every: int = 1000
+    # Bytes of indexes this process keeps in memory (0: no limit). Past it, the least
+    # recently used collections' indexes are evicted (their graphs stay in snapshot files);
+    # given as bytes or with a unit ("512MiB", "2GiB", "1.5G"; docs/ARCHITECTURE.md).
+    index_memory: int = 0
     # What one request may ask of the engine (docs/deploy.md, "Limits"); beyond a limit the
     # request is refused with QuotaError (422) before the engine lock is taken. These class
     # defaults are those of embedded clients and CLI commands (the ceilings, no time budget:
@@ -123,6 +127,8 @@ class EngineOptions:
                 raise ConfigError(f"{name} must be at least 0")
         if self.snapshot_every < 1:
             raise ConfigError("snapshot_every must be at least 1")
+        if self.index_memory < 0:
+            raise ConfigError("index_memory must be at least 0 bytes (0: no limit)")
         for name, ceiling in LIMIT_CEILINGS.items():
             value = getattr(self, name)
             if not 1 <= value <= ceiling:
@@ -268,8 +274,46 @@ def resolve_options(
     return EngineOptions(**values)
 
 
+# Options given in bytes, which also accept a number with a unit ("2GiB").
+BYTE_OPTIONS = frozenset({"index_memory"})
+_BYTE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 2**10,
+    "kb": 10**3,
+    "kib": 2**10,
+    "m": 2**20,
+    "mb": 10**6,
+    "mib": 2**20,
+    "g": 2**30,
+    "gb": 10**9,
+    "gib": 2**30,
+    "t": 2**40,
+    "tb": 10**12,
+    "tib": 2**40,
+}
+_BYTE_SIZE = re.compile(r"([0-9][0-9_]*(?:\.[0-9]+)?)\s*([a-z]*)")
+
+
+def parse_bytes(raw: str) -> int | None:
+    """Bytes from "1073741824", "512MiB", "2GiB", "1.5G" (K/M/G/T alone are binary, KB/MB/GB/TB
+    decimal); None when `raw` is no such size."""
+    match = _BYTE_SIZE.fullmatch(raw.strip().lower())
+    if match is None or match.group(2) not in _BYTE_UNITS:
+        return None
+    return int(float(match.group(1).replace("_", "")) * _BYTE_UNITS[match.group(2)])
+
+
 def _parse(name: str, raw: Any, source: str) -> Any:
     wanted = _TYPES[name]
+    if name in BYTE_OPTIONS and isinstance(raw, str):
+        size = parse_bytes(raw)
+        if size is None:
+            raise ConfigError(
+                f"{source}: {name} must be a number of bytes, optionally with a unit "
+                f"(512MiB, 2GiB), got {raw!r}"
+            )
+        return size
     if wanted is float:
         if isinstance(raw, int | float) and not isinstance(raw, bool):
             return float(raw)

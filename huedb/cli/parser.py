@@ -76,6 +76,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="filtered exact search up to allowed vectors x dim (default 40M)",
     )
     run.add_argument("--snapshot-every", type=int, help="changes between graph snapshots")
+    run.add_argument(
+        "--index-memory",
+        help="bytes of indexes each worker keeps in memory, e.g. 2GiB (default 0: no limit); "
+        "least recently used collections are evicted past it",
+    )
     _add_request_limits(run)
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.add_argument(
