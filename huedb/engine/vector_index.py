@@ -457,8 +457,7 @@ class VectorIndex:
                 assert self._flat is not None
                 return self._flat.search(self.params.space, query, k)
             k = min(k, n)
-            candidates = self._graph_candidates(query, min(n, k + k // 4 + 2))
-            return self._rank(query, k, candidates, fetch)
+            return self.rank(query, k, self.graph_candidates(query, k), fetch)
         if len(allowed) == 0:
             return _EMPTY
         allowed = np.ascontiguousarray(allowed, dtype=np.uint64)
@@ -545,7 +544,14 @@ class VectorIndex:
             return self._flat.gather(keys)
         return fetch(keys)
 
-    def _rank(
+    def graph_candidates(self, query: np.ndarray, k: int) -> np.ndarray:
+        """The keys an unfiltered graph search ranks exactly for the k nearest (a margin
+        over k); `rank` with their vectors gives the answer `search` would."""
+        n = len(self)
+        k = min(k, n)
+        return self._graph_candidates(query, min(n, k + k // 4 + 2))
+
+    def rank(
         self, query: np.ndarray, k: int, candidates: np.ndarray, fetch: VectorFetch
     ) -> SearchHits:
         """Exact distances for graph candidates, best k first."""
@@ -575,7 +581,7 @@ class VectorIndex:
         candidates = candidates[np.isin(candidates, allowed)][: want + RERANK_MARGIN]
         if len(candidates) < want:
             return self.exact_among(query, k, allowed, fetch)
-        return self._rank(query, want, candidates, fetch)
+        return self.rank(query, want, candidates, fetch)
 
 
 def _threads(batch: int) -> int:
