@@ -138,6 +138,21 @@ class IndexCache:
         state = self._states.get(cid)
         return None if state is None else state.index
 
+    def warm(self, collection_uuid: str) -> tuple[CollectionRow, VectorIndex, int] | None:
+        """The collection row, index and watermark this process holds, with no store read.
+
+        For a search that confirms afterwards, in one snapshot, that the collection's row
+        and oplog head still equal these (then the index was current for that snapshot).
+        None when the process holds no index for it, or a finished graph build waits to be
+        adopted (a `ready()` does that).
+        """
+        for state in self._states.values():
+            if state.col.uuid == collection_uuid:
+                if state.build is not None and not state.build.thread.is_alive():
+                    return None
+                return state.col, state.index, state.watermark
+        return None
+
     def owner(self, col: CollectionRow) -> str:
         """The identity a snapshot of this collection must carry."""
         return f"{self._store_id}/{col.uuid}"
