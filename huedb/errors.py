@@ -142,6 +142,13 @@ class UnimplementedError(ChromaError):
     status, wire_name = 501, "ChromaError"
 
 
+class InvalidBodyError(ChromaError):
+    """A request body that does not have the route's shape: 422 `ChromaError`, with
+    Chroma's message `Failed to deserialize the JSON body into the target type: <path>: ...`."""
+
+    status, wire_name = 422, "ChromaError"
+
+
 class RequestTimeoutError(ChromaError):
     """The client did not send its request in time."""
 
