@@ -369,7 +369,7 @@ class Engine:
         check_read(self.options, flt)
         check_query_embeddings(self.options, len(queries))
         started = time.perf_counter()
-        with self._lock:
+        with self._lock, self._indexes.query_access():
             with self._store.read() as db, self._budget(db) as deadline:
                 hits = self._query_in_snapshot(
                     db, collection_uuid, queries, n_results, flt, with_vectors, deadline
@@ -598,6 +598,12 @@ class Engine:
             "index_loaded": index is not None,
             "index_kind": None if index is None else ("hnsw" if index.uses_graph else "exact"),
         }
+
+    def index_memory(self) -> dict[str, Any]:
+        """This process's index memory: budget, bytes held, resident (least recently used
+        first, with bytes) and evicted collections, hits, misses and evictions."""
+        with self._lock:
+            return self._indexes.memory_figures()
 
     def _budget(self, db: StoreSession) -> contextlib.AbstractContextManager[Deadline]:
         """The time budget of one read, inside its session (`engine/budget.py`)."""

@@ -10,15 +10,26 @@ When an exact index grows past the exact-search threshold (or a large collection
 from the store), its HNSW graph is built in a background thread from a copy of the vectors.
 Searches stay exact (slower, never wrong) until the graph is adopted: swapped in at the
 watermark of the copy, then caught up from the oplog like a snapshot.
+
+With a memory budget (`EngineOptions.index_memory`), the least recently used indexes are
+evicted once the indexes held exceed it: a graph with changes its snapshot lacks is
+snapshotted first (evicted by `checkpoint`, after the read session), any other index is
+dropped at once. Its next query reloads it synchronously (a mapped snapshot, or the store's
+vectors for an exact-only index), so it is answered correctly at once. The index a call is
+working on, and indexes a background build is reading, are never evicted; eviction only
+drops the cache's reference, so a search still holding an index finishes on it.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import itertools
 import logging
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +42,7 @@ from huedb.engine.hnsw_config import collection_space, hnsw_setting
 from huedb.engine.record_values import key_vector_rows
 from huedb.engine.store import StoreSession
 from huedb.engine.vector_index import FlatVectors, HnswParams, Thresholds, VectorIndex, build_graph
+from huedb.errors import NotFoundError
 from huedb.options import EngineOptions
 
 logger = logging.getLogger(__name__)
@@ -67,6 +79,10 @@ class _State:
     unsnapshotted: int = 0
     build: _Build | None = None
     build_failed: bool = False
+    nbytes: int = 0  # what `index` held in memory when last measured
+    resized: bool = True  # the index may have changed size since it was measured
+    last_used: int = 0  # the cache's clock at the last use (least recent is evicted first)
+    evicting: bool = False  # evicted once `checkpoint` has snapshotted it
 
 
 def hnsw_params(col: CollectionRow) -> HnswParams:
@@ -92,6 +108,27 @@ class IndexCache:
         self._snapshot_every = options.snapshot_every
         self._states: dict[int, _State] = {}
         self._pending: dict[int, CollectionRow] = {}
+        self._budget = options.index_memory
+        self._resident = 0
+        self._clock = itertools.count(1)
+        self._evicted: dict[int, CollectionRow] = {}
+        self._counts_lock = threading.Lock()
+        self._counts = {"hits": 0, "misses": 0, "evictions": 0}
+        self._access: list[bool] | None = None  # inside `query_access`: [used, loaded]
+
+    @contextlib.contextmanager
+    def query_access(self) -> Iterator[None]:
+        """Count the query run inside as a hit (it found its index held) or a miss (it had
+        to load it); a query that used no index (an empty collection) counts as neither."""
+        self._access = [False, False]  # an index was used, one was loaded
+        try:
+            yield
+        finally:
+            used, loaded = self._access
+            self._access = None
+            if used:
+                self._count("misses" if loaded else "hits")
+                events.index_cache_access(not loaded)
 
     def ready(
         self, db: StoreSession, col: CollectionRow, need_vectors: bool = False
@@ -105,32 +142,41 @@ class IndexCache:
             return None
         state = self._states.get(col.cid)
         params = hnsw_params(col)
-        if (
+        held = not (
             state is None
             or state.watermark < col.pruned_seq
             or state.index.dim != col.dimension
             or state.index.params != params
-        ):
-            state = self._load(db, col, params)
-            self._states[col.cid] = state
+        )
+        if self._access is not None:
+            self._access[0] = True
+            self._access[1] |= not held
+        if state is None or not held:
+            state = self._install(col.cid, self._load(db, col, params))
         state.col = col
-        self._catch_up(db, col, state)
+        state.last_used = next(self._clock)
+        state.resized |= self._catch_up(db, col, state)
         self._adopt_finished_build(db, col, state)
         self._start_build_if_needed(col, state)
         if need_vectors and not state.index.has_vectors:
             state.index.attach_vectors(self._read_vectors(db, col))
+            state.resized = True
         if state.unsnapshotted >= max(self._snapshot_every, len(state.index) // 10):
             self._pending[col.cid] = col
+        self._measure(state)
+        self._keep_within_budget(db, col.cid)
         return state.index
 
     def rebuild(self, db: StoreSession, col: CollectionRow) -> VectorIndex | None:
         """Rebuild a collection's index from the store, ignoring any snapshot (inside a read)."""
         if col.dimension is None:
             return None
-        state = self._rebuild(db, col, hnsw_params(col))
+        state = self._install(col.cid, self._rebuild(db, col, hnsw_params(col)))
         state.unsnapshotted = max(state.unsnapshotted, 1)
-        self._states[col.cid] = state
+        state.last_used = next(self._clock)
         self._start_build_if_needed(col, state)
+        self._measure(state)
+        self._keep_within_budget(db, col.cid)
         return state.index
 
     def loaded(self, cid: int) -> VectorIndex | None:
@@ -146,10 +192,13 @@ class IndexCache:
         None when the process holds no index for it, or a finished graph build waits to be
         adopted (a `ready()` does that).
         """
-        for state in self._states.values():
+        for state in list(self._states.values()):
             if state.col.uuid == collection_uuid:
                 if state.build is not None and not state.build.thread.is_alive():
                     return None
+                state.last_used = next(self._clock)
+                if self._access is not None:
+                    self._access[0] = True
                 return state.col, state.index, state.watermark
         return None
 
@@ -161,11 +210,104 @@ class IndexCache:
         """Drop every in-memory index (after a reset)."""
         self._states.clear()
         self._pending.clear()
+        self._evicted.clear()
+        self._set_resident(0)
 
     def forget(self, cid: int) -> None:
-        """Drop a collection's in-memory index (after it was deleted)."""
-        self._states.pop(cid, None)
+        """Drop a collection's in-memory index (after it was deleted, or a check)."""
+        state = self._states.pop(cid, None)
         self._pending.pop(cid, None)
+        self._evicted.pop(cid, None)
+        if state is not None:
+            self._set_resident(self._resident - state.nbytes)
+
+    def memory_figures(self) -> dict[str, Any]:
+        """The budget, the bytes held, the resident collections (least recently used first,
+        with their bytes) and the evicted ones, and the hit, miss and eviction counts."""
+        resident = sorted(self._states.values(), key=lambda s: s.last_used)
+        with self._counts_lock:
+            counts = dict(self._counts)
+        return {
+            "budget_bytes": self._budget,
+            "resident_bytes": self._resident,
+            "resident": [(s.col, s.nbytes) for s in resident],
+            "evicted": list(self._evicted.values()),
+            **counts,
+        }
+
+    def _count(self, what: str) -> None:
+        with self._counts_lock:
+            self._counts[what] += 1
+
+    def _install(self, cid: int, state: _State) -> _State:
+        """Hold `state` as the collection's index (replacing any other)."""
+        self.forget(cid)
+        self._states[cid] = state
+        return state
+
+    def _set_resident(self, nbytes: int) -> None:
+        self._resident = nbytes
+        events.index_memory_held(nbytes)
+
+    def _measure(self, state: _State) -> None:
+        """Account for the index's size if it may have changed."""
+        if not state.resized:
+            return
+        state.resized = False
+        nbytes = state.index.nbytes
+        if nbytes != state.nbytes:
+            self._set_resident(self._resident + nbytes - state.nbytes)
+            state.nbytes = nbytes
+
+    def _keep_within_budget(self, db: StoreSession, using: int) -> None:
+        """Evict the least recently used indexes until the others fit in the budget.
+
+        Never the index of collection `using` (the caller's), nor one a background build
+        still reads (a finished build is adopted first, so its graph is not lost). A graph
+        with changes its snapshot lacks is only marked: `checkpoint` evicts it once
+        snapshotted (after the read session; the engine calls it next).
+        """
+        if not self._budget:
+            return
+        leaving = sum(s.nbytes for s in self._states.values() if s.evicting)
+        excess = self._resident - leaving - self._budget
+        by_age = sorted(self._states.items(), key=lambda item: item[1].last_used)
+        for cid, state in by_age:
+            if excess <= 0:
+                break
+            if cid == using or state.evicting:
+                continue
+            if state.build is not None and not state.build.thread.is_alive():
+                # The collection's current row: adopting catches up from the oplog floor.
+                try:
+                    current = db.collection_by_uuid(state.col.uuid)
+                except NotFoundError:  # deleted by another process
+                    self.forget(cid)
+                    continue
+                self._adopt_finished_build(db, current, state)
+                before = state.nbytes
+                self._measure(state)
+                excess += state.nbytes - before
+            if state.build is not None:
+                continue
+            excess -= state.nbytes
+            if self._dir is not None and state.index.uses_graph and state.unsnapshotted > 0:
+                state.evicting = True
+                self._pending[cid] = state.col
+            else:
+                self._evict(cid)
+
+    def _evict(self, cid: int) -> None:
+        state = self._states[cid]
+        self.forget(cid)
+        self._evicted[cid] = state.col
+        self._count("evictions")
+        events.index_evicted()
+        logger.info(
+            "evicted the index of collection %s (%d bytes) to stay within index_memory",
+            state.col.uuid,
+            state.nbytes,
+        )
 
     def pending_maintenance(self) -> list[CollectionRow]:
         """Collections whose index should be snapshotted and oplog pruned."""
@@ -190,13 +332,19 @@ class IndexCache:
 
         def work() -> None:
             started = time.perf_counter()
+            added = [0]
+
+            def progress(vectors: int) -> None:
+                added[0] += vectors
+                events.index_build_progress(vectors)
+
             try:
-                graph = build_graph(index.dim, index.params, keys, vectors, build.stop)
+                graph = build_graph(index.dim, index.params, keys, vectors, build.stop, progress)
                 build.outcome.append(graph)
             except Exception as exc:  # reported when adopting, in the caller's thread
                 build.outcome.append(exc)
             ok = not isinstance(build.outcome[0], Exception)
-            events.index_build_done(time.perf_counter() - started, ok)
+            events.index_build_done(time.perf_counter() - started, ok, len(keys), added[0])
 
         build.thread = threading.Thread(target=work, name=f"huedb-graph-{col.uuid}", daemon=True)
         state.build = build
@@ -207,6 +355,7 @@ class IndexCache:
             col.uuid,
             len(keys),
         )
+        events.index_build_started(len(keys))
         build.thread.start()
 
     def _adopt_finished_build(self, db: StoreSession, col: CollectionRow, state: _State) -> None:
@@ -228,6 +377,7 @@ class IndexCache:
         )
         state.watermark = build.watermark
         state.unsnapshotted = len(state.index)
+        state.resized = True
         self._catch_up(db, col, state)
         logger.info("HNSW graph of collection %s is ready", col.uuid)
 
@@ -244,6 +394,7 @@ class IndexCache:
         state = self._states.get(col.cid)
         if state is None:
             return None, False
+        evicting, state.evicting = state.evicting, False
         if not state.index.uses_graph:
             state.unsnapshotted = 0
             # A graph being built will catch up from its own watermark: keep that oplog.
@@ -253,7 +404,7 @@ class IndexCache:
             return None, False
         path = snapshot.snapshot_path(self._dir, col.uuid)
         with snapshot.exclusive_lock(self._dir, col.uuid) as locked:
-            if not locked:
+            if not locked:  # another process is writing it: evict on a later round
                 return None, False
             header = snapshot.read_header(path)
             if header is None or int(header.get("watermark", -1)) < state.watermark:
@@ -270,11 +421,16 @@ class IndexCache:
                     )
                 except OSError as exc:
                     # A snapshot is a cache: failing to write one (disk full, I/O error)
-                    # must not fail the query or write that triggered it.
+                    # must not fail the query or write that triggered it. The index stays
+                    # held (evicting it would lose its graph).
                     logger.warning("could not write index snapshot %s: %s", path, exc)
+                    events.snapshot_written(False, 0)
                     return None, False
+                events.snapshot_written(True, len(payload))
                 logger.debug("snapshot of %s at seq %d", col.uuid, state.watermark)
         state.unsnapshotted = 0
+        if evicting:
+            self._evict(col.cid)
         return state.watermark, True
 
     def _load(self, db: StoreSession, col: CollectionRow, params: HnswParams) -> _State:
@@ -324,14 +480,15 @@ class IndexCache:
             logger.info("loaded %d vectors of collection %s from the store", len(flat), col.uuid)
         return flat
 
-    def _catch_up(self, db: StoreSession, col: CollectionRow, state: _State) -> None:
+    def _catch_up(self, db: StoreSession, col: CollectionRow, state: _State) -> bool:
+        """Apply the oplog entries after the index's watermark; True if any changed it."""
         head = db.oplog_head(col.cid)
         if head <= state.watermark:
-            return
+            return False
         changes = db.oplog_changes(col.cid, state.watermark)
         state.watermark = head
         if not changes:
-            return
+            return False
         events.caught_up(len(changes))
         latest: dict[int, bytes | None] = {}
         for _, key, vector in changes:
@@ -343,3 +500,4 @@ class IndexCache:
         if present:
             state.index.upsert(*key_vector_rows(present, state.index.dim))
         state.unsnapshotted += len(latest)
+        return True

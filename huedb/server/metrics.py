@@ -27,6 +27,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -92,6 +93,44 @@ CATCH_UP_ENTRIES = Histogram(
     "Oplog entries an index was behind by when it caught up (its lag, in entries)",
     buckets=LAG_BUCKETS,
 )
+# Gauges of running builds are summed over the live workers.
+BUILDS_RUNNING = Gauge(
+    "huedb_index_builds_running",
+    "Background HNSW graph builds running",
+    multiprocess_mode="livesum",
+)
+BUILD_VECTORS = Gauge(
+    "huedb_index_build_vectors",
+    "Vectors of the graph builds running (their progress: huedb_index_build_vectors_done / this)",
+    multiprocess_mode="livesum",
+)
+BUILD_VECTORS_DONE = Gauge(
+    "huedb_index_build_vectors_done",
+    "Vectors the graph builds running have added so far",
+    multiprocess_mode="livesum",
+)
+BUILD_VECTORS_ADDED = Counter(
+    "huedb_index_build_added_vectors", "Vectors added to graphs by background builds"
+)
+SNAPSHOT_WRITES = Counter(
+    "huedb_index_snapshot_writes", "Index snapshot writes, by outcome (ok, failed)", ["outcome"]
+)
+SNAPSHOT_BYTES = Counter("huedb_index_snapshot_written_bytes", "Bytes of index snapshots written")
+INDEX_HITS = Counter(
+    "huedb_index_cache_hits", "Queries that found their collection's index held in memory"
+)
+INDEX_MISSES = Counter(
+    "huedb_index_cache_misses", "Queries that had to load their collection's index"
+)
+INDEX_EVICTIONS = Counter(
+    "huedb_index_evictions", "Indexes evicted to stay within the index memory budget"
+)
+# Per worker (a `pid` label in multi-process mode): each worker has its own budget.
+INDEX_RESIDENT = Gauge(
+    "huedb_index_resident_bytes",
+    "Bytes of the indexes a worker holds in memory",
+    multiprocess_mode="liveall",
+)
 
 
 class EngineMetrics:
@@ -100,11 +139,35 @@ class EngineMetrics:
     def query(self, plan: str, seconds: float) -> None:
         QUERY_SECONDS.labels(plan).observe(seconds)
 
-    def index_build(self, seconds: float, ok: bool) -> None:
+    def index_build_started(self, vectors: int) -> None:
+        BUILDS_RUNNING.inc()
+        BUILD_VECTORS.inc(vectors)
+
+    def index_build_progress(self, vectors: int) -> None:
+        BUILD_VECTORS_DONE.inc(vectors)
+        BUILD_VECTORS_ADDED.inc(vectors)
+
+    def index_build(self, seconds: float, ok: bool, vectors: int, added: int) -> None:
         INDEX_BUILD_SECONDS.labels("ok" if ok else "failed").observe(seconds)
+        BUILDS_RUNNING.dec()
+        BUILD_VECTORS.dec(vectors)
+        BUILD_VECTORS_DONE.dec(added)
 
     def catch_up(self, entries: int) -> None:
         CATCH_UP_ENTRIES.observe(entries)
+
+    def snapshot(self, ok: bool, nbytes: int) -> None:
+        SNAPSHOT_WRITES.labels("ok" if ok else "failed").inc()
+        SNAPSHOT_BYTES.inc(nbytes)
+
+    def index_access(self, hit: bool) -> None:
+        (INDEX_HITS if hit else INDEX_MISSES).inc()
+
+    def index_eviction(self) -> None:
+        INDEX_EVICTIONS.inc()
+
+    def index_memory(self, nbytes: int) -> None:
+        INDEX_RESIDENT.set(nbytes)
 
 
 def start_engine_metrics() -> None:
@@ -155,6 +218,11 @@ class CollectionGauges(Collector):
                 family.add_metric(["", "", OTHER], other[key])
         yield from families.values()
         yield GaugeMetricFamily("huedb_collections", "Collections in the store", value=len(figures))
+        yield GaugeMetricFamily(
+            "huedb_index_memory_budget_bytes",
+            "Bytes of indexes each worker may hold (index_memory; 0: no limit)",
+            value=self.engine.options.index_memory,
+        )
 
 
 class _ThisProcess(Collector):
