@@ -1,6 +1,6 @@
 """huedb: a vector database with Chroma's API, safe for many processes on one directory."""
 
-from huedb import errors
+from huedb import errors, utils
 from huedb.api.async_client import AsyncHttpClient
 from huedb.api.client import (
     Client,
@@ -18,6 +18,7 @@ from huedb.api.types import (
     WhereDocument,
 )
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
+from huedb.sparse_vector import SparseVector, SparseVectors
 from huedb.version import __version__
 
 __all__ = [
@@ -34,8 +35,11 @@ __all__ = [
     "PersistentClient",
     "QueryResult",
     "Settings",
+    "SparseVector",
+    "SparseVectors",
     "Where",
     "WhereDocument",
     "__version__",
     "errors",
+    "utils",
 ]

@@ -27,7 +27,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DefaultEmbeddingFunction", "MODEL_PACKAGE", "EXTRA_HINT", "model_dir"]
+from huedb.bm25 import ChromaBm25EmbeddingFunction
+
+__all__ = [
+    "ChromaBm25EmbeddingFunction",
+    "DefaultEmbeddingFunction",
+    "MODEL_PACKAGE",
+    "EXTRA_HINT",
+    "model_dir",
+]
 
 logger = logging.getLogger(__name__)
 
