@@ -18,6 +18,20 @@ from huedb.api.types import (
     WhereDocument,
 )
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
+from huedb.execution.expression import (
+    GroupBy,
+    K,
+    Key,
+    Knn,
+    Limit,
+    MaxK,
+    MinK,
+    Rrf,
+    Search,
+    Select,
+    Val,
+)
+from huedb.execution.read_level import ReadLevel
 from huedb.sparse_vector import SparseVector, SparseVectors
 from huedb.version import __version__
 
@@ -30,13 +44,25 @@ __all__ = [
     "EmbeddingFunction",
     "EphemeralClient",
     "GetResult",
+    "GroupBy",
     "HttpClient",
     "Include",
+    "K",
+    "Key",
+    "Knn",
+    "Limit",
+    "MaxK",
+    "MinK",
     "PersistentClient",
     "QueryResult",
+    "ReadLevel",
+    "Rrf",
+    "Search",
+    "Select",
     "Settings",
     "SparseVector",
     "SparseVectors",
+    "Val",
     "Where",
     "WhereDocument",
     "__version__",

@@ -1,0 +1,1 @@
+"""Chroma's Search API, client side (`chromadb.execution`): the expression builders."""
