@@ -6,7 +6,13 @@ Thresholds (documented in docs/operations.md):
   at 384 dimensions, scaled by dimension): cold starts without a snapshot, `verify --repair`
   and restores become long;
 - reclaimable bytes above 25 % of the database: run `huedb compact`;
-- free disk below 10 % (or below twice the database size): backups and compaction may fail.
+- free disk below 10 % (or below twice the database size): backups and compaction may fail;
+- with an index memory budget, most of at least 100 queries reloading their index: the
+  budget is below the working set.
+
+`index_cache` gives the process's index memory (its budget, the bytes held, the resident
+collections from least to most recently used, the evicted ones, hits, misses and evictions):
+the figures of the process that answers (`huedb stats --url`: one server worker).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ REBUILD_WARN_SECONDS = 600
 BUILD_SECONDS_PER_VECTOR_384 = 0.00054
 RECLAIM_SHARE = 0.25
 FREE_DISK_SHARE = 0.10
+THRASH_MIN_QUERIES = 100
 
 
 def physical_memory() -> int:
@@ -67,6 +74,9 @@ def gather_stats(
     warnings: list[str] = []
     store_warnings: list[str] = []
     total_index = 0
+    cache = engine.index_memory()
+    held = {col.uuid: nbytes for col, nbytes in cache["resident"]}
+    evicted = {col.uuid for col in cache["evicted"]}
     for col in engine.collections() if only is None else only:
         figures = figures_of(engine, col)
         dim = col.dimension or 0
@@ -87,6 +97,8 @@ def gather_stats(
             + figures["metadata_bytes"],
             "snapshot_bytes": snap.stat().st_size if snap is not None and snap.exists() else 0,
             "index_memory_bytes": index_bytes,
+            "index_resident_bytes": held.get(col.uuid, 0),
+            "index_evicted": col.uuid in evicted,
             "estimated_rebuild_seconds": round(rebuild_s, 1),
             "query_p50_ms": float(np.percentile(latencies, 50)) if latencies.size else None,
             "query_p99_ms": float(np.percentile(latencies, 99)) if latencies.size else None,
@@ -105,6 +117,7 @@ def gather_stats(
             f"indexes need about {total_index / 2**30:.1f} GiB, over "
             f"{INDEX_RAM_SHARE:.0%} of RAM ({ram / 2**30:.1f} GiB): add memory or shard"
         )
+    store_warnings += _budget_warnings(cache)
     if storage["bytes"] and storage["reclaimable_bytes"] > RECLAIM_SHARE * storage["bytes"]:
         store_warnings.append(
             f"{storage['reclaimable_bytes'] / 2**20:.0f} MiB reclaimable after deletes: "
@@ -122,12 +135,39 @@ def gather_stats(
         "database_bytes": storage["bytes"],
         "reclaimable_bytes": storage["reclaimable_bytes"],
         "index_memory_bytes": total_index,
+        "index_cache": index_cache_figures(cache),
         "ram_bytes": ram,
         "engine": engine.settings_in_force(),
         "collections": collections,
         "warnings": warnings + store_warnings,
         "store_warnings": store_warnings,
     }
+
+
+def index_cache_figures(cache: dict[str, Any]) -> dict[str, Any]:
+    """`Engine.index_memory()` as JSON: collections by id and name."""
+    return {
+        "budget_bytes": cache["budget_bytes"],
+        "resident_bytes": cache["resident_bytes"],
+        "resident_collections": [
+            {"id": col.uuid, "name": col.name, "bytes": nbytes} for col, nbytes in cache["resident"]
+        ],
+        "evicted_collections": [{"id": col.uuid, "name": col.name} for col in cache["evicted"]],
+        "hits": cache["hits"],
+        "misses": cache["misses"],
+        "evictions": cache["evictions"],
+    }
+
+
+def _budget_warnings(cache: dict[str, Any]) -> list[str]:
+    queries = cache["hits"] + cache["misses"]
+    if not cache["budget_bytes"] or queries < THRASH_MIN_QUERIES or cache["misses"] <= queries / 2:
+        return []
+    return [
+        f"{cache['misses']} of {queries} queries had to reload their index: index_memory "
+        f"({cache['budget_bytes'] / 2**20:.0f} MiB) is below the working set; raise it or "
+        "spread collections over more nodes"
+    ]
 
 
 def store_stats(data: Path | None, store: str | None = None) -> dict[str, Any]:
