@@ -105,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.http import main as http_main
 
         return http_main(argv[1:])
+    if argv[:1] == ["cluster"]:
+        from bench.cluster import main as cluster_main
+
+        return cluster_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,
