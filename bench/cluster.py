@@ -277,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     counts = [int(x) for x in args.nodes.split(",") if x.strip()]
     rows = []
+    loadavg_start = os.getloadavg()
     with (
         tempfile.TemporaryDirectory(prefix="huedb-bench-cluster-") as tmp,
         pg.cluster() as pg_cluster,
@@ -293,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples": args.samples,
         "clients": CLIENTS,
         "cpu_count": cores,
+        "loadavg_start": loadavg_start,
         "loadavg_end": os.getloadavg(),
         "postgresql": settings,
         "runs": rows,
