@@ -302,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(
         f"cluster benchmark: n={args.n} dim={args.dim}, {args.duration:.0f} s per phase, "
-        f"PostgreSQL {settings.get('server_version')} (fsync on), {cores} cores"
+        f"PostgreSQL {settings.get('server_version')} (fsync on), {cores} cores, "
+        f"loadavg {loadavg_start[0]:.2f} at start, {report['loadavg_end'][0]:.2f} at end"
     )
     print()
     print(format_table(rows))
