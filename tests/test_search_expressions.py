@@ -926,6 +926,72 @@ def test_search_is_immutable() -> None:
     assert knn.to_dict()["$knn"]["query"] == [1.0, 2.0]
 
 
+# Client-side refusals captured from chromadb 1.5.9 (class and message).
+CLIENT_ERRORS = [
+    (lambda: Rank.from_dict({"$val": "x"}), TypeError, "$val requires a number, got str"),
+    (lambda: Rank.from_dict({"$foo": 1}), ValueError, "Unknown rank operator: $foo"),
+    (
+        lambda: Rank.from_dict({"$sum": [{"$val": 1}]}),
+        ValueError,
+        "$sum requires at least 2 ranks, got 1",
+    ),
+    (lambda: Rank.from_dict({"$knn": {}}), ValueError, "$knn requires 'query' field"),
+    (
+        lambda: Rank.from_dict({"$knn": {"query": Q, "limit": 0}}),
+        ValueError,
+        "$knn limit must be positive, got 0",
+    ),
+    (
+        lambda: Rank.from_dict({"$knn": {"query": [Q, Q]}}),
+        ValueError,
+        "$knn requires exactly one query embedding",
+    ),
+    (lambda: Search(limit=0), ValueError, "Limit limit must be positive, got 0"),
+    (
+        lambda: Search(limit={"offset": -1}),
+        ValueError,
+        "Limit offset must be non-negative, got -1",
+    ),
+    (lambda: Search(where={}), ValueError, "Where dict cannot be empty"),
+    (lambda: Search(where={"a": {"$like": 1}}), ValueError, "Unknown operator: $like"),
+    (
+        lambda: Search(group_by={"keys": ["a"]}),
+        ValueError,
+        "GroupBy requires 'aggregate' field",
+    ),
+    (
+        lambda: Search(group_by={"keys": ["a"], "aggregate": {"$min_k": {"keys": ["a"], "k": 0}}}),
+        ValueError,
+        "$min_k k must be positive, got 0",
+    ),
+    (lambda: Rrf([]).to_dict(), ValueError, "RRF requires at least one rank"),
+    (
+        lambda: Rrf([Knn(Q)], weights=[1, 2]).to_dict(),
+        ValueError,
+        "Number of weights (2) must match number of ranks (1)",
+    ),
+    (
+        lambda: Rrf([Knn(Q)], weights=[-1]).to_dict(),
+        ValueError,
+        "All weights must be non-negative",
+    ),
+    (lambda: Rrf([Knn(Q)], k=0).to_dict(), ValueError, "k must be positive, got 0"),
+    (
+        lambda: Rrf([Knn(Q)], weights=[0], normalize=True).to_dict(),
+        ValueError,
+        "Sum of weights must be positive when normalize=True",
+    ),
+    (lambda: K.DOCUMENT.contains(3), TypeError, "$contains on #document requires a string pattern"),
+]
+
+
+@pytest.mark.parametrize("build, error, message", CLIENT_ERRORS)
+def test_client_side_refusals(build: Callable[[], Any], error: type, message: str) -> None:
+    with pytest.raises(error) as refused:
+        build()
+    assert str(refused.value) == message
+
+
 def test_import_huedb_as_chromadb_names() -> None:
     """`import huedb as chromadb` finds chromadb's top-level Search API names."""
     for name in ("Search", "Key", "K", "Knn", "Rrf", "ReadLevel", "SparseVector"):
