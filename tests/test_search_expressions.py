@@ -1392,3 +1392,51 @@ def test_parse_refuses_cleanly(recipe: tuple) -> None:
         parse_search_request({"searches": [payload]})
     except ChromaError as exc:
         assert exc.status in (400, 422)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def _paths(node: Any, path: tuple = ()) -> list[tuple]:
+    found = [path]
+    children = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else ()
+    )
+    for key, child in children:
+        found += _paths(child, (*path, key))
+    return found
+
+
+@settings(max_examples=100, deadline=None)
+@given(search_recipes(valid=True), st.data())
+def test_damaged_bodies_get_a_4xx(recipe: tuple, data: st.DataObject) -> None:
+    """A valid body with any one part replaced by arbitrary JSON is parsed and checked, or
+    refused with a 400/422: never another exception."""
+    request = {"searches": [build_search(HUEDB, recipe).to_dict()], "read_level": "index_only"}
+    path = data.draw(st.sampled_from(_paths(request)))
+    replacement = data.draw(json_values)
+    if not path:
+        request = replacement
+    else:
+        parent = request
+        for key in path[:-1]:
+            parent = parent[key]
+        parent[path[-1]] = replacement
+    try:
+        check_schema(parse_search_request(request), SCHEMA)
+    except ChromaError as exc:
+        assert exc.status in (400, 422)
