@@ -3,8 +3,9 @@
 Operators build trees as chromadb does: `a + b` is `Sum` (flattened), `a - b` `Sub`,
 `a * b` `Mul` (flattened), `a / b` `Div`, `-a` is `Mul([Val(-1), a])`, `abs(a)` `Abs`,
 `a.exp()`, `a.log()`, `a.max(b)` / `a.min(b)` (flattened); plain numbers become `Val`.
-Every node is immutable; `to_dict()` is the rank JSON of the Search route. `Rrf` has no
-wire form of its own: it serialises as `-(sum of w_i / (k + rank_i))`.
+Every node is immutable; `to_dict()` is the rank JSON of the Search route, and
+`Rank.from_dict` reads it back with chromadb's client-side checks. `Rrf` has no wire form of
+its own: it serialises as `-(sum of w_i / (k + rank_i))`.
 """
 
 from __future__ import annotations
