@@ -22,6 +22,7 @@ __all__ = [
     "TYPE_KEY",
     "SparseVector",
     "SparseVectors",
+    "trusted_sparse_vector",
     "validate_sparse_vectors",
 ]
 
@@ -69,6 +70,16 @@ class SparseVector:
 
 
 SparseVectors = list[SparseVector]
+
+
+def trusted_sparse_vector(
+    indices: list[int], values: list[float], labels: list[str] | None = None
+) -> SparseVector:
+    """A vector huedb built itself and knows to be valid, made without the checks (they cost
+    about a fifth of BM25 embedding time)."""
+    vector = object.__new__(SparseVector)
+    vector.indices, vector.values, vector.labels = indices, values, labels
+    return vector
 
 
 def _check_lists(indices: Any, values: Any, labels: Any) -> None:

@@ -9,13 +9,19 @@ the server (``bm25: true`` on the sparse index). Documents and queries are embed
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 from huedb.bm25.config_check import check_config
 from huedb.bm25.stopwords import DEFAULT_CHROMA_BM25_STOPWORDS
 from huedb.bm25.tokenizer import Bm25Tokenizer
-from huedb.sparse_vector import SparseVector, SparseVectors, validate_sparse_vectors
+from huedb.sparse_vector import (
+    SparseVector,
+    SparseVectors,
+    trusted_sparse_vector,
+    validate_sparse_vectors,
+)
 
 __all__ = ["NAME", "ChromaBm25EmbeddingFunction"]
 
@@ -63,20 +69,21 @@ class ChromaBm25EmbeddingFunction:
         """The sparse vector of one text (empty for a text without terms)."""
         terms = self._tokenizer.terms(text)
         if not terms:
-            return SparseVector(indices=[], values=[])
-        counts: dict[int, int] = {}
-        stems: dict[int, str] = {}  # the first stem seen for an index (hash collisions)
-        for index, stem in terms:
-            counts[index] = counts.get(index, 0) + 1
-            stems.setdefault(index, stem)
+            return trusted_sparse_vector([], [])
+        counts = Counter(index for index, _ in terms)
         length_norm = self.k * (1 - self.b + (self.b * float(len(terms))) / self.avg_doc_length)
         indices = sorted(counts)
         values = []
         for index in indices:
             tf = float(counts[index])
             values.append(tf * (self.k + 1) / (tf + length_norm))
-        labels = [stems[index] for index in indices] if self.include_tokens else None
-        return SparseVector(indices=indices, values=values, labels=labels)
+        labels = None
+        if self.include_tokens:
+            stems: dict[int, str] = {}  # the first stem seen for an index (hash collisions)
+            for index, stem in terms:
+                stems.setdefault(index, stem)
+            labels = [stems[index] for index in indices]
+        return trusted_sparse_vector(indices, values, labels)
 
     def __call__(self, input: list[str]) -> SparseVectors:
         """One sparse vector per text; an empty input is a ``ValueError`` (as in chromadb)."""
