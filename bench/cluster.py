@@ -12,7 +12,10 @@ fsync and synchronous commit on), with one collection of `--n` random vectors:
   one query with its oplog catch-up);
 - write throughput with 4 client processes adding one record per request through the
   nodes, and PostgreSQL's commit rate meanwhile (`pg_stat_database.xact_commit` deltas of
-  the database: huedb's read transactions count too, so the query phase's rate is given).
+  the database: huedb's read transactions count too, so the query phase's rate is given,
+  and both per request);
+- PostgreSQL's own commit rate on this machine (4 connections committing one-row INSERTs):
+  the write ceiling huedb's single-record adds are measured against.
 
 Every process (PostgreSQL, nodes, clients) shares this machine's cores: see the note the
 report prints. Example: python -m bench cluster --n 20000 --duration 10
@@ -27,6 +30,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +91,34 @@ def commits(url: str) -> int:
             "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
         ).fetchone()
     return int(row[0])
+
+
+def commit_ceiling(url: str, seconds: float, connections: int = CLIENTS) -> float:
+    """PostgreSQL's own commit rate here: `connections` threads each committing one-row
+    INSERTs into a scratch table for `seconds`; commits per second."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_commits (n bigint)")
+    done = [0] * connections
+
+    def work(slot: int) -> None:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                conn.execute("INSERT INTO bench_commits VALUES (%s)", (slot,))
+                done[slot] += 1
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(connections)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute("DROP TABLE bench_commits")
+    return sum(done) / elapsed
 
 
 def load(base: str, cid: str, vectors: np.ndarray) -> None:
@@ -208,10 +240,8 @@ def run_nodes(pg_cluster: Any, count: int, args: argparse.Namespace, workdir: Pa
 
         log(f"{count} node(s): query QPS, {CLIENTS} clients, {args.duration} s")
         before = commits(url)
-        started = time.monotonic()
         jobs = [(bases[i % count], cid, args.dim, args.duration, i) for i in range(CLIENTS)]
         latencies = [x for client in in_clients(query_client, jobs) for x in client]
-        query_s = time.monotonic() - started
         query_commits = commits(url) - before
 
         log(f"{count} node(s): write-to-visible-elsewhere, {args.samples} records")
@@ -219,23 +249,26 @@ def run_nodes(pg_cluster: Any, count: int, args: argparse.Namespace, workdir: Pa
 
         log(f"{count} node(s): writes, {CLIENTS} clients, {args.duration} s")
         before = commits(url)
-        started = time.monotonic()
         jobs = [(bases[i % count], cid, args.dim, args.duration, i) for i in range(CLIENTS)]
         adds = [x for client in in_clients(write_client, jobs) for x in client]
-        write_s = time.monotonic() - started
         write_commits = commits(url) - before
+        log(f"{count} node(s): PostgreSQL's own commit rate, {CLIENTS} connections")
+        ceiling = commit_ceiling(url, args.duration)
     return {
         "nodes": count,
         "query_qps": len(latencies) / args.duration,
         "query_p50_ms": percentile(latencies, 50) * 1000,
         "query_p99_ms": percentile(latencies, 99) * 1000,
-        "query_phase_commits_per_s": query_commits / query_s,
+        "query_phase_commits_per_s": query_commits / args.duration,
         "visible_elsewhere_p50_ms": percentile(visible, 50) * 1000,
         "visible_elsewhere_p99_ms": percentile(visible, 99) * 1000,
         "writes_per_s": len(adds) / args.duration,
         "add_p50_ms": percentile(adds, 50) * 1000,
         "add_p99_ms": percentile(adds, 99) * 1000,
-        "write_phase_commits_per_s": write_commits / write_s,
+        "write_phase_commits_per_s": write_commits / args.duration,
+        "commits_per_add": write_commits / max(len(adds), 1),
+        "commits_per_query": query_commits / max(len(latencies), 1),
+        "pg_commit_ceiling_per_s": ceiling,
     }
 
 
@@ -248,6 +281,9 @@ COLUMNS = [
     ("writes_per_s", "adds/s (4 clients, 1 rec)", "{:.0f}"),
     ("write_phase_commits_per_s", "PG commits/s (writes)", "{:.0f}"),
     ("query_phase_commits_per_s", "PG commits/s (queries)", "{:.0f}"),
+    ("commits_per_add", "commits/add", "{:.1f}"),
+    ("commits_per_query", "commits/query", "{:.1f}"),
+    ("pg_commit_ceiling_per_s", "PG alone: commits/s", "{:.0f}"),
 ]
 
 
