@@ -12,8 +12,8 @@ fsync and synchronous commit on), with one collection of `--n` random vectors:
   one query with its oplog catch-up);
 - write throughput with 4 client processes adding one record per request through the
   nodes, and PostgreSQL's commit rate meanwhile (`pg_stat_database.xact_commit` deltas of
-  the database: huedb's read transactions count too, so the query phase's rate is given,
-  and both per request);
+  the database over the phase's duration: huedb's read transactions count too, so the
+  query phase's rate is given, and both per request);
 - PostgreSQL's own commit rate on this machine (4 connections committing one-row INSERTs):
   the write ceiling huedb's single-record adds are measured against.
 
