@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import random
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +29,7 @@ from hypothesis import strategies as st
 
 import huedb
 from huedb import base_types
-from huedb.bm25 import DEFAULT_CHROMA_BM25_STOPWORDS, ChromaBm25EmbeddingFunction
+from huedb.bm25 import DEFAULT_CHROMA_BM25_STOPWORDS, ChromaBm25EmbeddingFunction, tokenizer
 from huedb.sparse_vector import SparseVector, validate_sparse_vectors
 from huedb.utils import embedding_functions as huedb_efs
 
@@ -224,6 +226,35 @@ def test_hash_collisions_merge_as_chromadb(first: str, second: str) -> None:
     assert [len(v.indices) for v in vectors] == [1, 1]
     assert [v.labels for v in vectors] == [[first], [second]]
     _assert_same([f"{first} {second} {second}", f"{second} {first}"], {"include_tokens": True})
+
+
+def test_threads_embed_as_one() -> None:
+    """Four threads embedding at once (stem cache cold, a thread switch every microsecond)
+    get the serial vectors: Snowball stemmer objects keep per-word state, so each thread has
+    its own (one shared stemmer fails this test with wrong stems or IndexError)."""
+    ef = ChromaBm25EmbeddingFunction(include_tokens=True)
+    expected = ef(TEXTS)
+    tokenizer.stem_and_hash.cache_clear()
+    results: dict[int, Any] = {}
+
+    def work(part: int) -> None:
+        try:
+            results[part] = ef(TEXTS[part::4])
+        except Exception as error:  # reported by the assertion below
+            results[part] = error
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(part,)) for part in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    for part in range(4):
+        assert results[part] == expected[part::4]
 
 
 def test_reference_vectors() -> None:
