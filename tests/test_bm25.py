@@ -357,7 +357,7 @@ _SEQUENCES = st.one_of(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(_SEQUENCES, _SEQUENCES, st.one_of(st.none(), _SEQUENCES))
 def test_any_input_has_chromadb_outcome(indices: Any, values: Any, labels: Any) -> None:
     """Arbitrary arguments: accepted or refused exactly as chromadb's SparseVector does."""
