@@ -45,14 +45,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DB = "/api/v2/tenants/default_tenant/databases/default_database"
 CLIENTS = 4
 NOTE = (
-    "All nodes, PostgreSQL and the 4 clients share {cores} cores here, so 3 nodes cannot "
-    "show more query throughput than 1: each query costs the same CPU wherever it runs, and "
-    "the machine's cores, not a node, are the limit. What the 3-node figures do show is the "
-    "cost of the cluster itself: every read checks the oplog head in PostgreSQL, writes go "
-    "through one PostgreSQL, and a write is visible on another node at the first read after "
-    "its acknowledgement. Per-node throughput on machines of their own is the 1-node figure "
-    "per node, up to PostgreSQL's commit ceiling (writes) and its read capacity (one "
-    "snapshot read per request)."
+    "All nodes, PostgreSQL and the 4 clients share {cores} cores here, with whatever else "
+    "runs on the machine (see the load average). A node with one worker runs its engine "
+    "calls one at a time, so it uses about one core: 3 nodes can use more of a 2-core "
+    "machine than 1 and answer more queries, but no more than the cores allow; past that, "
+    "adding nodes on one machine gains nothing. On machines of their own, nodes add their "
+    "single-node query rate each, until PostgreSQL's read capacity is reached (every "
+    "request is one or more transactions: see commits per query). Writes are bounded by "
+    "PostgreSQL's commit rate whatever the number of nodes; here the nodes' CPU, not "
+    "PostgreSQL, limits single-record adds (compare with PostgreSQL's own commit rate). "
+    "write->visible is one add through one node and one query through another: a write "
+    "is visible elsewhere at the first read after its acknowledgement."
 )
 
 
