@@ -196,8 +196,10 @@ def build_graph(
 class FlatVectors:
     """The float32 vectors of one collection in a matrix, with their norms and a key -> row map.
 
-    The map is a dense array indexed by key (keys are small, increasing integers), so
-    gathering the rows of 10,000 keys is one numpy operation.
+    The map is a dense array indexed by key minus the smallest key held so far (keys are
+    small, increasing integers shared by every collection of the store, so the map spans
+    this collection's key range, not the store's), so gathering the rows of 10,000 keys is
+    one numpy operation.
     """
 
     def __init__(self, dim: int) -> None:
@@ -207,6 +209,7 @@ class FlatVectors:
         self._norms = np.empty(0, dtype=np.float32)
         self._keys = np.empty(0, dtype=np.uint64)
         self._row_by_key = np.full(0, -1, dtype=np.int64)
+        self._key_base = 0  # the key of `_row_by_key[0]`
         self._lent = False
 
     def __len__(self) -> int:
@@ -245,10 +248,10 @@ class FlatVectors:
 
     def rows(self, keys: np.ndarray) -> np.ndarray:
         """Row numbers of the given keys (-1 for an absent key)."""
-        keys = np.asarray(keys, dtype=np.int64)
-        out = np.full(len(keys), -1, dtype=np.int64)
-        inside = keys < len(self._row_by_key)
-        out[inside] = self._row_by_key[keys[inside]]
+        slots = np.asarray(keys, dtype=np.int64) - self._key_base
+        out = np.full(len(slots), -1, dtype=np.int64)
+        inside = (slots >= 0) & (slots < len(self._row_by_key))
+        out[inside] = self._row_by_key[slots[inside]]
         return out
 
     def gather(self, keys: np.ndarray) -> np.ndarray:
@@ -273,8 +276,8 @@ class FlatVectors:
 
     def upsert(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         """Insert or replace vectors under their keys."""
-        self._reserve_keys(int(keys.max()) + 1)
-        rows = self._row_by_key[keys.astype(np.int64)]
+        self._reserve_keys(int(keys.min()), int(keys.max()) + 1)
+        rows = self._row_by_key[keys.astype(np.int64) - self._key_base]
         known = rows >= 0
         if np.any(known):
             self._own_rows()
@@ -291,17 +294,18 @@ class FlatVectors:
         self._matrix[start:end] = vectors[fresh]
         self._norms[start:end] = np.linalg.norm(vectors[fresh], axis=1)
         self._keys[start:end] = new_keys
-        self._row_by_key[new_keys.astype(np.int64)] = np.arange(start, end)
+        self._row_by_key[new_keys.astype(np.int64) - self._key_base] = np.arange(start, end)
         self._count = end
 
     def remove(self, keys: np.ndarray) -> None:
         """Remove keys that are present (the last row moves into the hole)."""
         for key in np.asarray(keys, dtype=np.int64).tolist():
-            if key >= len(self._row_by_key) or self._row_by_key[key] < 0:
+            slot = key - self._key_base
+            if not 0 <= slot < len(self._row_by_key) or self._row_by_key[slot] < 0:
                 continue
             self._own_rows()
-            row = int(self._row_by_key[key])
-            self._row_by_key[key] = -1
+            row = int(self._row_by_key[slot])
+            self._row_by_key[slot] = -1
             self._count -= 1
             last = self._count
             if row != last:
@@ -309,7 +313,7 @@ class FlatVectors:
                 self._matrix[row] = self._matrix[last]
                 self._norms[row] = self._norms[last]
                 self._keys[row] = moved
-                self._row_by_key[moved] = row
+                self._row_by_key[moved - self._key_base] = row
 
     def _reserve_rows(self, needed: int) -> None:
         if needed <= len(self._matrix):
@@ -325,12 +329,18 @@ class FlatVectors:
         self._matrix, self._norms, self._keys = matrix, norms, keys
         self._lent = False
 
-    def _reserve_keys(self, needed: int) -> None:
-        if needed <= len(self._row_by_key):
+    def _reserve_keys(self, low: int, high: int) -> None:
+        """Make the key map cover keys `low` to `high` - 1."""
+        size = len(self._row_by_key)
+        if size == 0:
+            self._key_base = low
+        base = min(low, self._key_base)
+        if base == self._key_base and high - base <= size:
             return
-        grown = np.full(max(needed, 2 * len(self._row_by_key)), -1, dtype=np.int64)
-        grown[: len(self._row_by_key)] = self._row_by_key
-        self._row_by_key = grown
+        shift = self._key_base - base
+        grown = np.full(max(high - base, shift + 2 * size), -1, dtype=np.int64)
+        grown[shift : shift + size] = self._row_by_key
+        self._row_by_key, self._key_base = grown, base
 
 
 class VectorIndex:
