@@ -383,8 +383,24 @@ def test_stopped_postgres_is_unavailable_then_recovers(tmp_path: Path) -> None:
                     r[1]
                     for r in db.fetch_rows(cid, compile_filter(None, None, None), None, None, False)
                 ] == ["after"]
+                col = db.collection_by_uuid(db.collection_uuids()[0])
+            # A restart while connections idle in the pool: they are broken, and the next
+            # sessions start again on new ones instead of failing (no check on checkout).
+            cluster.restart("fast")
+            with store.read() as db:
+                assert db.count_records(cid) == 1
+            cluster.restart("fast")
+            assert store.rows_at_head(col, [], None, False, 5).head == col_head(store, cid)
+            cluster.restart("fast")
+            with store.write() as db:
+                db.insert_records(cid, _one_record("after-restart"))
         finally:
             store.close()
+
+
+def col_head(store: PostgresStore, cid: int) -> int:
+    with store.read() as db:
+        return db.oplog_head(cid)
 
 
 def _one_record(rid: str) -> RecordBatch:

@@ -29,6 +29,7 @@ from huedb.engine.budget import (
     check_read,
 )
 from huedb.engine.catalog import CollectionRow, validate_name, validate_tenant_name
+from huedb.engine.confirmed_search import WarmIndex, confirmed_search
 from huedb.engine.filters import RecordFilter
 from huedb.engine.index_cache import IndexCache
 from huedb.engine.store import Store, StoreSession
@@ -370,10 +371,14 @@ class Engine:
         check_query_embeddings(self.options, len(queries))
         started = time.perf_counter()
         with self._lock, self._indexes.query_access():
-            with self._store.read() as db, self._budget(db) as deadline:
-                hits = self._query_in_snapshot(
-                    db, collection_uuid, queries, n_results, flt, with_vectors, deadline
-                )
+            hits = None
+            if flt.selects_all:
+                hits = self._query_warm_index(collection_uuid, queries, n_results, with_vectors)
+            if hits is None:
+                with self._store.read() as db, self._budget(db) as deadline:
+                    hits = self._query_in_snapshot(
+                        db, collection_uuid, queries, n_results, flt, with_vectors, deadline
+                    )
             self._maintain(self._indexes.pending_maintenance())
             took = time.perf_counter() - started
             window = self._latencies.setdefault(collection_uuid, deque(maxlen=LATENCY_WINDOW))
@@ -406,6 +411,33 @@ class Engine:
         """Durations in seconds of this process's recent queries on a collection."""
         with self._lock:
             return list(self._latencies.get(collection_uuid, ()))
+
+    def _query_warm_index(
+        self, collection_uuid: str, queries: np.ndarray, n_results: int, with_vectors: bool
+    ) -> QueryHits | None:
+        """An unfiltered query answered by the index this process holds, confirmed by one
+        store read (`confirmed_search`); None when that cannot be done or confirmed."""
+        held = self._indexes.warm(collection_uuid)
+        if held is None:
+            return None
+        warm = WarmIndex(*held)
+        index, dimension = warm.index, warm.collection.dimension
+        if len(index) == 0 or n_results <= 0 or queries.shape[1] != dimension:
+            return None  # the usual path answers (or refuses) these
+        top = min(n_results, len(index))
+        check_query_results(self.options, len(queries), top)
+        found = confirmed_search(
+            self._store, warm, queries, top, with_vectors, self.options.query_timeout
+        )
+        if found is None:
+            return None
+        hits, rows = found
+        return QueryHits(
+            [[int(k) for k in keys] for keys, _ in hits],
+            [[float(d) for d in dists] for _, dists in hits],
+            rows,
+            query_plan(index, None),
+        )
 
     def _query_in_snapshot(
         self,

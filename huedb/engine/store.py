@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +40,16 @@ from huedb.record_batch import RecordBatch
 # One oplog entry: (sequence number, record key, the key's vector now as float32 bytes, or
 # None when the record is gone).
 OplogChange = tuple[int, int, bytes | None]
+
+
+@dataclass(frozen=True)
+class RowsAtHead:
+    """What `Store.rows_at_head` read, all in one snapshot."""
+
+    collection: CollectionRow | None  # None: no collection has that uuid
+    head: int  # the collection's oplog head (0 when it is gone)
+    rows: dict[int, tuple]  # key -> record row (with its vector when asked for)
+    same_vector: list[list[int]]  # per probe vector: keys of the collection holding exactly it
 
 
 class StoreSession(Protocol):
@@ -291,6 +302,24 @@ class Store(Protocol):
         """A write session: one transaction, committed when the block ends, rolled back
         (and the exception re-raised) otherwise; StorageFullError / StorageIOError for a
         storage failure."""
+        ...
+
+    def rows_at_head(
+        self,
+        col: CollectionRow,
+        keys: Sequence[int],
+        probes: np.ndarray | None,
+        with_vectors: bool,
+        timeout: float,
+    ) -> RowsAtHead:
+        """In one snapshot: `col`'s row as stored now and its oplog head, the rows of `keys` and of
+        every record holding exactly one of the `probes` vectors (with vectors when asked),
+        and for each probe the keys holding it; under a budget of `timeout` seconds (0: none).
+
+        A search run on an index that reflects oplog head `h` is confirmed by this read when
+        it returns the same row and head `h`: then the index equalled the table in this
+        snapshot, and the rows belong to it. PostgreSQL answers it in one round trip.
+        """
         ...
 
     def snapshot_session(self) -> AbstractContextManager[StoreSession] | None:

@@ -2,10 +2,11 @@
 
 Why this shape:
 - psycopg 3 with a `psycopg_pool.ConnectionPool`: a connection is taken for one session
-  (read, write, snapshot or copy) and returned at its end. Every connection is checked on
-  checkout (`check_connection`, one round trip), so connections broken by a server restart
-  are replaced instead of failing a request; the pool reconnects on its own, and a request
-  waits at most `pool_timeout` seconds for a connection before it fails.
+  (read, write, snapshot or copy) and returned at its end. Connections are not checked on
+  checkout (that would cost a round trip per request); instead a session whose first
+  statement finds its connection broken (after a server restart) starts again on another
+  one (`live_connection`), so stale connections never fail a request. The pool reconnects
+  on its own, and a request waits at most `pool_timeout` seconds for a connection.
 - `read()` runs `REPEATABLE READ READ ONLY`: one snapshot for all the session's
   statements, the guarantee the engine relies on (oplog head and records agree).
 - `write()` runs `READ COMMITTED` with row locks: the first time a write session touches a
@@ -26,8 +27,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -41,6 +43,8 @@ from huedb.errors import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Advisory lock class of huedb (the first key of the two-key form; the second names what).
 ADVISORY_CLASS = 0x6875_6564  # "hued"
@@ -71,7 +75,6 @@ def open_pool(url: str, settings: PoolSettings) -> ConnectionPool:
         max_size=settings.max_size,
         timeout=settings.timeout,
         reconnect_timeout=settings.reconnect_timeout,
-        check=ConnectionPool.check_connection,
         kwargs={
             "autocommit": True,  # transactions are begun explicitly, with their isolation
             "connect_timeout": settings.connect_timeout,
@@ -161,19 +164,57 @@ def storage_errors() -> Iterator[None]:
         raise mapped from exc
 
 
+def on_live_connection(
+    pool: ConnectionPool, work: Callable[[psycopg.Connection], T], keep: bool = False
+) -> T:
+    """`work(conn)` on a pooled connection, done again on another one while the connection
+    it got turns out broken (closed by a server restart while idle in the pool). Only for
+    work that changed nothing if it failed that way: a read, or a transaction's BEGIN.
+    When PostgreSQL is really down the pool finds no new connection and times out.
+
+    The connection goes back to the pool afterwards, unless `keep` (then the caller gives
+    it back with `pool.putconn`)."""
+    attempts = (pool.max_size or 1) + 1
+    for attempt in range(attempts):
+        conn = pool.getconn()
+        try:
+            result = work(conn)
+        except psycopg.OperationalError:
+            pool.putconn(conn)  # a broken one is discarded and replaced by the pool
+            if not conn.broken or attempt == attempts - 1:
+                raise
+            logger.info("a pooled PostgreSQL connection was broken; trying another one")
+            continue
+        except BaseException:
+            pool.putconn(conn)
+            raise
+        if not keep:
+            pool.putconn(conn)
+        return result
+    raise AssertionError("unreachable")  # the last attempt returns or raises
+
+
 @contextlib.contextmanager
 def transaction(
     pool: ConnectionPool, isolation: str, read_only: bool
 ) -> Iterator[psycopg.Connection]:
     """One transaction on a pooled connection: committed when the block ends without an
     exception, rolled back otherwise; storage failures raised as huedb errors."""
-    with storage_errors(), pool.connection() as conn:
-        mode = " READ ONLY" if read_only else ""
-        conn.execute(f"BEGIN ISOLATION LEVEL {isolation}{mode}")
+    begin = f"BEGIN ISOLATION LEVEL {isolation}{' READ ONLY' if read_only else ''}"
+
+    def begun(conn: psycopg.Connection) -> psycopg.Connection:
+        conn.execute(begin)
+        return conn
+
+    with storage_errors():
+        conn = on_live_connection(pool, begun, keep=True)
         try:
-            yield conn
-        except BaseException:
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            try:
+                yield conn
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            pool.putconn(conn)

@@ -11,11 +11,14 @@ indexes catch up without skipping a change (`oplog.py`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from huedb.engine.postgres_store import admin, sqlite_copy
+import numpy as np
+
+from huedb.engine.catalog import CollectionRow
+from huedb.engine.postgres_store import admin, rows_at_head, sqlite_copy
 from huedb.engine.postgres_store.connection import (
     PoolSettings,
     open_pool,
@@ -25,6 +28,7 @@ from huedb.engine.postgres_store.connection import (
 from huedb.engine.postgres_store.schema import ensure_schema
 from huedb.engine.postgres_store.session import PgSession
 from huedb.engine.postgres_store.statistics import StatisticsRefresher
+from huedb.engine.store import RowsAtHead
 from huedb.options import EngineOptions
 
 
@@ -59,6 +63,17 @@ class PostgresStore:
             session = PgSession(conn, writable=True)
             yield session
         self._statistics.inserted(session.inserted)  # committed: outside its locks
+
+    def rows_at_head(
+        self,
+        col: CollectionRow,
+        keys: Sequence[int],
+        probes: np.ndarray | None,
+        with_vectors: bool,
+        timeout: float,
+    ) -> RowsAtHead:
+        """The collection's row, oplog head and rows in one round trip (rows_at_head.py)."""
+        return rows_at_head.rows_at_head(self._pool, col, keys, probes, with_vectors, timeout)
 
     def snapshot_session(self) -> contextlib.AbstractContextManager[PgSession]:
         """A read session on a pooled connection of its own (the engine lock is not needed)."""

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from huedb.engine.catalog import CollectionRow
 from huedb.engine.sqlite_store import store_admin
 from huedb.engine.sqlite_store.connection import (
     hold_directory,
@@ -23,7 +26,8 @@ from huedb.engine.sqlite_store.connection import (
     write_transaction,
 )
 from huedb.engine.sqlite_store.session import SQLiteSession
-from huedb.errors import InvalidArgumentError
+from huedb.engine.store import RowsAtHead
+from huedb.errors import InvalidArgumentError, NotFoundError
 from huedb.options import EngineOptions
 
 
@@ -55,6 +59,25 @@ class SQLiteStore:
         """A `BEGIN IMMEDIATE` transaction (writers never deadlock on a lock upgrade)."""
         with write_transaction(self._conn):
             yield self._session
+
+    def rows_at_head(
+        self,
+        col: CollectionRow,
+        keys: Sequence[int],
+        probes: np.ndarray | None,
+        with_vectors: bool,
+        timeout: float,
+    ) -> RowsAtHead:
+        """The collection's row, oplog head and rows in one read transaction (see Store)."""
+        with self.read() as db, db.time_budget(timeout):
+            try:
+                now = db.collection_by_uuid(col.uuid)
+            except NotFoundError:
+                return RowsAtHead(None, 0, {}, [])
+            same = [db.keys_with_vector(col.cid, p) for p in (() if probes is None else probes)]
+            wanted = sorted({int(k) for k in keys}.union(*same))
+            rows = db.fetch_by_keys(col.cid, wanted, with_vectors) if wanted else {}
+            return RowsAtHead(now, db.oplog_head(col.cid), rows, same)
 
     def snapshot_session(self) -> contextlib.AbstractContextManager[SQLiteSession] | None:
         """A read transaction on a connection of its own (None in memory).
