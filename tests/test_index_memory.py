@@ -30,7 +30,9 @@ import pytest
 import huedb
 from huedb.api.client import clear_system_cache
 from huedb.engine import snapshot
+from huedb.errors import ConfigError
 from huedb.ops.stats import gather_stats
+from huedb.options import resolve_options
 from tests.cli import REPO_ROOT
 from tests.proc_stats import status_kb
 
@@ -228,6 +230,22 @@ def test_a_quarter_budget_evicts_least_recently_used_and_answers_exactly(
 ) -> None:
     total = fill(tmp_path / "data", SMALL)
     run_budgeted(tmp_path / "data", SMALL, total // 4)
+
+
+def test_the_budget_comes_through_the_settings_chain_with_units() -> None:
+    file = {"index-memory": "1.5G"}
+    assert resolve_options(file=file).index_memory == 3 * 2**29
+    env = {"HUEDB_INDEX_MEMORY": "512MiB"}
+    assert resolve_options(file=file, env=env).index_memory == 512 * 2**20
+    assert resolve_options(file=file, env=env, args={"index_memory": "2GB"}).index_memory == 2e9
+    assert resolve_options(args={"index_memory": 4096}).index_memory == 4096
+    assert huedb.Settings(huedb_index_memory="1KiB").huedb_index_memory == 1024
+    assert huedb.Settings().huedb_index_memory == 0  # no limit
+    for bad in ("lots", "-1", "2XB", "1e3"):
+        with pytest.raises(ConfigError, match="index_memory"):
+            resolve_options(env={"HUEDB_INDEX_MEMORY": bad})
+    with pytest.raises(ConfigError, match="index_memory"):
+        resolve_options(args={"index_memory": -5})
 
 
 @pytest.mark.serial
