@@ -1,8 +1,8 @@
 """Three huedb nodes on one PostgreSQL behind a real nginx with the documented configuration
 (`deploy/nginx/huedb.conf`; issue 15, acceptance 2).
 
-- The HTTP compatibility suite (`tests/test_http_compat.py`, the real `chromadb` client and
-  huedb's) runs through nginx unchanged: its `server` fixture is replaced by one whose URL is
+- The HTTP compatibility suite (`tests/test_http_compat.py`, with the real `chromadb` client)
+  runs through nginx unchanged: its `server` fixture is replaced by one whose URL is
   nginx's, so every request lands on whichever node the configuration picks (by collection
   id, or any node).
 - The record operations the configuration lets nginx send again (`non_idempotent`) really
@@ -36,10 +36,12 @@ from tests.test_cluster import (
     running_nodes,
     vectors_for,
 )
-from tests.test_http_compat import Server, pair, ref_root  # noqa: F401 - fixtures used here
+from tests.test_http_compat import Server, ref_root  # noqa: F401 - a fixture used here
 
-# Every test of the compatibility suite, collected here too, with `server` below.
+# Every test of the compatibility suite, collected here too, with `server` below and the
+# real chromadb client only (the suite's own run covers huedb's client on both stores).
 globals().update({name: getattr(compat, name) for name in dir(compat) if name.startswith("test_")})
+pair = pytest.fixture(params=["chromadb"], name="pair")(compat.pair.__wrapped__)
 
 COLLECTIONS = 12
 KILL_AFTER_S = 2.0  # load before the kill
