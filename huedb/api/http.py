@@ -22,9 +22,11 @@ from huedb.api.requests import (
     QueryRequest,
 )
 from huedb.api.types import CollectionModel, GetResult, QueryResult
+from huedb.api.validation import read_metadatas
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 from huedb.errors import ChromaError, error_types
 from huedb.record_batch import RecordBatch
+from huedb.sparse_vector import SparseVector
 
 
 class HttpServerAPI(ServerAPI):
@@ -214,7 +216,7 @@ class HttpServerAPI(ServerAPI):
         body = {
             "ids": batch.ids,
             "embeddings": self._encode(batch.embeddings),
-            "metadatas": batch.metadatas,
+            "metadatas": _wire_metadatas(batch.metadatas),
             "documents": batch.documents,
             "uris": batch.uris,
         }
@@ -256,7 +258,7 @@ class HttpServerAPI(ServerAPI):
             documents=data.get("documents"),
             uris=data.get("uris"),
             data=None,
-            metadatas=data.get("metadatas"),
+            metadatas=read_metadatas(data.get("metadatas")),
             included=request.include,
         )
 
@@ -277,10 +279,22 @@ class HttpServerAPI(ServerAPI):
             documents=data.get("documents"),
             uris=data.get("uris"),
             data=None,
-            metadatas=data.get("metadatas"),
+            metadatas=read_metadatas(data.get("metadatas")),
             distances=data.get("distances"),
             included=request.include,
         )
+
+
+def _wire_metadatas(metadatas: list[Any] | None) -> list[Any] | None:
+    """Record metadatas as sent: each `SparseVector` value as its wire dict."""
+    if metadatas is None:
+        return None
+    return [
+        {k: v.to_dict() if isinstance(v, SparseVector) else v for k, v in m.items()}
+        if m and any(isinstance(v, SparseVector) for v in m.values())
+        else m
+        for m in metadatas
+    ]
 
 
 def _matrix(rows: list[list[float]]) -> np.ndarray:

@@ -16,6 +16,12 @@ import numpy as np
 
 from huedb.api.types import INCLUDE_ITEMS
 from huedb.errors import DuplicateIDError, InvalidArgumentError
+from huedb.sparse_vector import (
+    SPARSE_VECTOR_TYPE_VALUE,
+    TYPE_KEY,
+    SparseVector,
+    trusted_sparse_vector,
+)
 
 SCALAR_TYPES = (str, int, float, bool)
 COMPARISON_OPS = ("$gt", "$gte", "$lt", "$lte")
@@ -112,7 +118,8 @@ def normalize_embeddings(embeddings: Any) -> np.ndarray | None:
 
 
 def validate_metadata(metadata: Any, allow_none_values: bool = False) -> None:
-    """Check one record metadata dict (values: scalars or homogeneous non-empty lists)."""
+    """Check one record metadata dict (values: scalars, `SparseVector`s (or their wire
+    dicts, tagged `#type`), or homogeneous non-empty lists)."""
     if not isinstance(metadata, dict):
         raise ValueError(f"Expected metadata to be a dict or None, got {metadata!r}")
     if len(metadata) == 0:
@@ -122,7 +129,7 @@ def validate_metadata(metadata: Any, allow_none_values: bool = False) -> None:
             raise ValueError(f"Expected metadata to not contain the reserved key {key}")
         if not isinstance(key, str):
             raise TypeError(f"Expected metadata key to be a str, got {key!r}")
-        if value is None:
+        if value is None or isinstance(value, SparseVector) or _is_wire_sparse(value):
             continue
         if isinstance(value, list):
             if len(value) == 0:
@@ -138,9 +145,42 @@ def validate_metadata(metadata: Any, allow_none_values: bool = False) -> None:
             continue
         if not isinstance(value, SCALAR_TYPES):
             raise ValueError(
-                f"Expected metadata value to be a str, int, float, bool, list or None, got "
-                f"{value!r} which is a {type(value).__name__}"
+                "Expected metadata value to be a str, int, float, bool, SparseVector, list, "
+                f"or None, got {value!r} which is a {type(value).__name__}"
             )
+
+
+def checked_metadata(metadata: Any) -> dict[str, Any]:
+    """A record metadata dict, checked, with wire sparse vectors (dicts tagged `#type`)
+    rebuilt as `SparseVector` (ValueError with its messages when malformed)."""
+    validate_metadata(metadata)
+    if not any(_is_wire_sparse(v) for v in metadata.values()):
+        return metadata
+    return {k: SparseVector.from_dict(v) if _is_wire_sparse(v) else v for k, v in metadata.items()}
+
+
+def read_metadata(metadata: Any) -> Any:
+    """A returned metadata dict with sparse vectors (dicts tagged `#type`) as `SparseVector`,
+    as chromadb's client gives them to its callers."""
+    if not isinstance(metadata, dict) or not any(_is_wire_sparse(v) for v in metadata.values()):
+        return metadata
+    return {k: _read_sparse(v) if _is_wire_sparse(v) else v for k, v in metadata.items()}
+
+
+def read_metadatas(metadatas: Any) -> Any:
+    """A get's (list) or a query's (list of lists) metadatas, through `read_metadata`."""
+    if not isinstance(metadatas, list):
+        return metadatas
+    return [read_metadatas(m) if isinstance(m, list) else read_metadata(m) for m in metadatas]
+
+
+def _is_wire_sparse(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(TYPE_KEY) == SPARSE_VECTOR_TYPE_VALUE
+
+
+def _read_sparse(value: dict[str, Any]) -> SparseVector:
+    """A sparse vector the server answered (checked when it was written, so not again)."""
+    return trusted_sparse_vector(value["indices"], value["values"], value.get("tokens"))
 
 
 def _scalar_kind(value: Any) -> str | None:
