@@ -39,9 +39,9 @@ POOL_TIMEOUT_S = 2.0
 # A read of the cut-off node waits for a connection at most the pool timeout, plus a
 # connection attempt in flight; the bound leaves room for a busy machine.
 MAX_503_S = 10.0
-CUT_S = 6.0  # how long the link stays down while B keeps writing
+CUT_S = 5.0  # how long the link stays down while B keeps writing
 HEAL_WITHIN_S = 30.0
-CLIENT_TIMEOUT_S = MAX_503_S + 5  # past it, node A hangs: the test fails there
+CLIENT_TIMEOUT_S = MAX_503_S + 2  # past it, node A hangs: the test fails there
 # libpq's TCP_USER_TIMEOUT (ms): a connection whose sent data stays unacknowledged that
 # long is dropped. Without it, a statement sent into a partition waits for TCP's own
 # retransmission limit (about 15 minutes on Linux): keepalives do not run while data is
