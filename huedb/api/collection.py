@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from huedb.api import collection_schema
 from huedb.api import validation as v
 from huedb.api.requests import DeleteRequest, GetRequest, ModifyCollectionRequest, QueryRequest
 from huedb.api.types import (
@@ -355,9 +356,7 @@ class Collection:
         )
         v.check_unique(id_list)
         if metas is not None:
-            for m in metas:
-                if m is not None:
-                    v.validate_metadata(m)
+            metas = [None if m is None else v.checked_metadata(m) for m in metas]
         if docs is not None:
             for d in docs:
                 if d is not None and not isinstance(d, str):
@@ -370,4 +369,5 @@ class Collection:
                 matrix = self._embed(imgs)
             elif require_embeddings:
                 raise ValueError("Exactly one of documents, images, uris must be provided")
+        metas = collection_schema.sparse_embedded_metadatas(self._model.schema, metas, docs)
         return RecordBatch(id_list, matrix, metas, docs, uri_list)

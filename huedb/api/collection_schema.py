@@ -13,6 +13,9 @@ stores; docs/chroma-schema.md lists the rules.
 from __future__ import annotations
 
 import copy
+import functools
+import json
+import logging
 from typing import Any
 
 from huedb.api.config_values import (
@@ -28,6 +31,10 @@ from huedb.api.config_values import (
 from huedb.engine.hnsw_config import hnsw_defaults
 from huedb.engine.schema_keys import METADATA_TYPE_DEFAULTS
 from huedb.errors import InvalidArgumentError
+from huedb.sparse_vector import validate_sparse_vectors
+from huedb.utils.embedding_functions import sparse_known_embedding_functions
+
+logger = logging.getLogger(__name__)
 
 DOCUMENT_KEY = "#document"
 EMBEDDING_KEY = "#embedding"
@@ -108,11 +115,7 @@ def default_schema(hnsw: dict[str, Any] | None = None, ef: dict[str, Any] | None
         "defaults": {
             "string": copy.deepcopy(METADATA_TYPE_DEFAULTS["string"]),
             "float_list": {"vector_index": _index(False, _vector_config(hnsw, ef, None))},
-            "sparse_vector": {
-                "sparse_vector_index": _index(
-                    False, {"embedding_function": {"type": "unknown"}, "bm25": False}
-                )
-            },
+            "sparse_vector": copy.deepcopy(METADATA_TYPE_DEFAULTS["sparse_vector"]),
             **{t: copy.deepcopy(METADATA_TYPE_DEFAULTS[t]) for t in ("int", "float", "bool")},
         },
         "keys": {
@@ -472,3 +475,110 @@ def update_vector_indexes(
         if ef is not None:
             index["config"]["embedding_function"] = ef
     return schema
+
+
+# -- sparse vector indexes ----------------------------------------------------------------
+
+
+def _enabled_sparse_keys(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(key, index config) of every key whose sparse-vector index is on, sorted by key."""
+    found = []
+    for key, types in sorted(schema["keys"].items()):
+        index = _get(types, "sparse_vector", "sparse_vector_index")
+        if index is not None and index.get("enabled"):
+            found.append((key, index.get("config") or {}))
+    return found
+
+
+def check_sparse_indexes(schema: dict[str, Any]) -> None:
+    """Chroma's (hosted) rules for sparse-vector indexes of a reconciled schema, with its
+    400 `Validation error: schema: ...` messages: none on by default, at most one key, no
+    system key, a source key only with an embedding function and only `#document` among
+    the `#` keys."""
+    bad = "Validation error: schema: "
+    default = _get(schema["defaults"], "sparse_vector", "sparse_vector_index") or {}
+    if default.get("enabled"):
+        raise InvalidArgumentError(
+            bad + "Sparse vector index cannot be enabled by default. Please enable sparse "
+            "vector index on specific keys. At most one sparse vector index is allowed for "
+            "the collection."
+        )
+    enabled = _enabled_sparse_keys(schema)
+    if len(enabled) > 1:
+        names = ", ".join(f'"{key}"' for key, _ in enabled)
+        raise InvalidArgumentError(
+            bad + f"At most one sparse vector index is allowed for the collection: [{names}]"
+        )
+    for key, config in enabled:
+        if key.startswith("#"):
+            raise InvalidArgumentError(
+                bad + "key cannot begin with '#'. Keys starting with '#' are reserved for "
+                f"system use: {key}"
+            )
+        source = config.get("source_key")
+        if source is None:
+            continue
+        if (config.get("embedding_function") or {}).get("type") in (None, "unknown"):
+            raise InvalidArgumentError(
+                bad + "If source_key is provided then embedding_function must also be "
+                "provided since there is no default embedding function."
+            )
+        if source.startswith("#") and source != DOCUMENT_KEY:
+            raise InvalidArgumentError(
+                bad + "source_key cannot begin with '#'. The only valid key starting with '#' "
+                "is Key.DOCUMENT or '#document'."
+            )
+
+
+def sparse_embedding_targets(schema: dict[str, Any] | None) -> list[tuple[str, str, dict]]:
+    """(key, source key, embedding function JSON) of each enabled sparse-vector index that
+    names both, as the client embeds them on add/update/upsert."""
+    if not schema or not isinstance(schema.get("keys"), dict):
+        return []
+    targets = []
+    for key, config in _enabled_sparse_keys(schema):
+        ef, source = config.get("embedding_function") or {}, config.get("source_key")
+        if source is not None and ef.get("type") == "known":
+            targets.append((key, source, ef))
+    return targets
+
+
+@functools.lru_cache(maxsize=32)
+def _sparse_function(name: str, config_json: str) -> Any:
+    """The known sparse embedding function of that name and configuration (built once)."""
+    known = sparse_known_embedding_functions.get(name)
+    if known is None:
+        logger.warning("Sparse embedding function %r is not known: not embedding with it", name)
+        return None
+    return known.build_from_config(json.loads(config_json))
+
+
+def sparse_embedded_metadatas(
+    schema: dict[str, Any] | None, metadatas: list[Any] | None, documents: list[Any] | None
+) -> list[Any] | None:
+    """Record metadatas with each schema sparse target filled as chromadb's client does:
+    for a record without the target key, the function's vector of its source (the document
+    for `#document`, else a str metadata value); others unchanged (copies, never the
+    caller's dicts)."""
+    targets = sparse_embedding_targets(schema)
+    if not targets or (metadatas is None and documents is None):
+        return metadatas
+    count = len(metadatas if metadatas is not None else documents)  # type: ignore[arg-type]
+    out = [dict(m) if m else {} for m in (metadatas or [None] * count)]
+    for key, source, ef in targets:
+        function = _sparse_function(ef.get("name"), json.dumps(ef.get("config") or {}))
+        if function is None:
+            continue
+        if source == DOCUMENT_KEY:
+            sources = documents or [None] * count
+        else:
+            sources = [m.get(source) for m in out]
+        positions = [i for i, m in enumerate(out) if key not in m and isinstance(sources[i], str)]
+        if not positions:
+            continue
+        vectors = validate_sparse_vectors(function([sources[i] for i in positions]))
+        if len(vectors) != len(positions):
+            raise ValueError("Sparse embedding function returned unexpected number of embeddings.")
+        for i, vector in zip(positions, vectors, strict=True):
+            out[i][key] = vector
+    return [m or None for m in out]

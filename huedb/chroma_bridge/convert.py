@@ -7,11 +7,13 @@ from typing import Any
 
 import numpy as np
 from chromadb.api.types import GetResult, QueryResult
+from chromadb.base_types import SparseVector as ChromaSparseVector
 from chromadb.types import Collection as ChromaCollectionModel
 
 from huedb.api import types as hue_types
 from huedb.errors import InvalidArgumentError
 from huedb.record_batch import RecordBatch
+from huedb.sparse_vector import SPARSE_VECTOR_TYPE_VALUE, TYPE_KEY, trusted_sparse_vector
 
 
 def collection_model(model: hue_types.CollectionModel) -> ChromaCollectionModel:
@@ -43,10 +45,44 @@ def record_batch(
     return RecordBatch(
         ids=list(ids),
         embeddings=matrix(embeddings),
-        metadatas=None if metadatas is None else list(metadatas),
+        metadatas=None if metadatas is None else [_huedb_metadata(m) for m in metadatas],
         documents=None if documents is None else list(documents),
         uris=None if uris is None else list(uris),
     )
+
+
+def _huedb_metadata(metadata: Any) -> Any:
+    """A chromadb metadata dict with its `SparseVector` values as huedb's (chromadb checked
+    them when it built them, with the same checks)."""
+    if not isinstance(metadata, dict) or not any(
+        isinstance(v, ChromaSparseVector) for v in metadata.values()
+    ):
+        return metadata
+    return {
+        k: trusted_sparse_vector(v.indices, v.values, v.labels)
+        if isinstance(v, ChromaSparseVector)
+        else v
+        for k, v in metadata.items()
+    }
+
+
+def _chroma_metadata(metadata: Any) -> Any:
+    """A stored metadata dict with its sparse vectors as chromadb's `SparseVector`."""
+    if not isinstance(metadata, dict):
+        return metadata
+    return {
+        k: ChromaSparseVector(v["indices"], v["values"], v.get("tokens"))
+        if isinstance(v, dict) and v.get(TYPE_KEY) == SPARSE_VECTOR_TYPE_VALUE
+        else v
+        for k, v in metadata.items()
+    }
+
+
+def _chroma_metadatas(metadatas: Any) -> Any:
+    """A get's (list) or a query's (list of lists) metadatas through `_chroma_metadata`."""
+    if not isinstance(metadatas, list):
+        return metadatas
+    return [_chroma_metadatas(m) if isinstance(m, list) else _chroma_metadata(m) for m in metadatas]
 
 
 def include_list(include: Sequence[Any]) -> list[str]:
@@ -56,9 +92,11 @@ def include_list(include: Sequence[Any]) -> list[str]:
 
 def get_result(result: hue_types.GetResult) -> GetResult:
     """chromadb's `GetResult` of a huedb one."""
+    result["metadatas"] = _chroma_metadatas(result["metadatas"])
     return GetResult(**result)  # type: ignore[typeddict-item]
 
 
 def query_result(result: hue_types.QueryResult) -> QueryResult:
     """chromadb's `QueryResult` of a huedb one."""
+    result["metadatas"] = _chroma_metadatas(result["metadatas"])
     return QueryResult(**result)  # type: ignore[typeddict-item]

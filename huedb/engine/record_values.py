@@ -4,6 +4,12 @@ Metadata is normalised in one place (`clean_metadata`) for every kind of write; 
 scalar of a metadata value is indexed with a `kind` (numbers share one, so `2 == 2.0`;
 bools are their own, so `True != 1`) and its stored form (`sql_value`); vectors carry a
 64-bit digest of their bytes for the exact-duplicate lookup (`vector_digest`).
+
+A sparse vector value (`SparseVector`) is stored in the metadata JSON only, in one
+canonical form, the one Chroma's server answers with (`stored_sparse`):
+``{"#type": "sparse_vector", "indices": [...], "values": [...], "tokens": [...] | null}``,
+values rounded to float32 and written as their shortest float32 decimal. It is never a
+typed (filterable) metadata row: `is_sparse` tells the stores to skip it there.
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from huedb.errors import InvalidArgumentError
+from huedb.sparse_vector import SPARSE_VECTOR_TYPE_VALUE, TYPE_KEY, SparseVector
 
 # Kinds of indexed metadata values: numbers share one kind so 2 == 2.0, bools stay apart.
 KIND_STR = 0
@@ -23,6 +31,7 @@ KIND_NUMBER = 1
 KIND_BOOL = 2
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+UINT32_MAX = 2**32 - 1
 
 
 def value_kind(value: Any) -> int:
@@ -52,13 +61,20 @@ def clean_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
 
     Ints beyond int64 become floats; keys whose value is NaN or infinite are dropped (a
     missing value, as pandas writes it); None values (deletions in an update) are dropped;
-    an empty result is stored as no metadata.
+    a `SparseVector` takes its stored form (a stored one, a dict, stays); an empty result
+    is stored as no metadata.
     """
     if not metadata:
         return None
     out: dict[str, Any] = {}
     for key, value in metadata.items():
         if value is None:
+            continue
+        if isinstance(value, SparseVector):
+            out[key] = stored_sparse(value)
+            continue
+        if isinstance(value, dict):
+            out[key] = value
             continue
         values = value if isinstance(value, list) else [value]
         if any(isinstance(v, float) and not math.isfinite(v) for v in values):
@@ -72,6 +88,56 @@ def _fit_int(value: Any) -> Any:
     if is_int and not INT64_MIN <= value <= INT64_MAX:
         return float(value)
     return value
+
+
+def is_sparse(value: Any) -> bool:
+    """Whether a stored or written metadata value is a sparse vector (not filterable)."""
+    return isinstance(value, SparseVector | dict)
+
+
+def stored_sparse(vector: SparseVector) -> dict[str, Any]:
+    """The stored (and answered) form of a checked sparse vector: values as float32, each
+    written as its shortest float32 decimal, `tokens` null when it has no labels."""
+    values = np.asarray(vector.values, dtype=np.float32)
+    return {
+        TYPE_KEY: SPARSE_VECTOR_TYPE_VALUE,
+        "indices": [int(i) for i in vector.indices],
+        "values": orjson.loads(orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY)),
+        "tokens": None if vector.labels is None else list(vector.labels),
+    }
+
+
+def check_sparse_vector(vector: SparseVector, index: int) -> None:
+    """Server-side checks of a written sparse vector (Chroma's u32 indices, f32 values):
+    InvalidArgumentError unless indices are ints in 0..2**32-1 strictly ascending, values
+    numbers finite as float32, labels (if any) strings, all of one length."""
+    indices, values, labels = vector.indices, vector.values, vector.labels
+    valid = (
+        isinstance(indices, list)
+        and isinstance(values, list)
+        and len(indices) == len(values)
+        and all(type(i) is int and 0 <= i <= UINT32_MAX for i in indices)
+        and all(b > a for a, b in zip(indices, indices[1:], strict=False))
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in values)
+        and (
+            labels is None
+            or (
+                isinstance(labels, list)
+                and len(labels) == len(indices)
+                and all(isinstance(t, str) for t in labels)
+            )
+        )
+    )
+    if valid and values:
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                valid = bool(np.isfinite(np.asarray(values, dtype=np.float32)).all())
+        except OverflowError:  # an int beyond any float
+            valid = False
+    if not valid:
+        raise InvalidArgumentError(
+            f"Validation error: metadatas: Invalid metadata at index {index}"
+        )
 
 
 def merge_metadata(current: dict[str, Any] | None, patch: dict[str, Any]) -> dict[str, Any] | None:

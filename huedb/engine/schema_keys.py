@@ -33,9 +33,22 @@ METADATA_TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     "int": {"int_inverted_index": {"enabled": True, "config": {}}},
     "float": {"float_inverted_index": {"enabled": True, "config": {}}},
     "bool": {"bool_inverted_index": {"enabled": True, "config": {}}},
+    "sparse_vector": {
+        "sparse_vector_index": {
+            "enabled": False,
+            "config": {"embedding_function": {"type": "unknown"}, "bm25": False},
+        }
+    },
 }
 
-_TYPE_NAMES: dict[type, str] = {str: "string", bool: "bool", int: "int", float: "float"}
+# A stored sparse vector is a dict (`record_values.stored_sparse`): Chroma's `sparse_vector`.
+_TYPE_NAMES: dict[type, str] = {
+    str: "string",
+    bool: "bool",
+    int: "int",
+    float: "float",
+    dict: "sparse_vector",
+}
 
 
 def key_types(metadatas: Iterable[dict[str, Any] | None]) -> list[tuple[str, str]]:

@@ -17,8 +17,14 @@ from huedb.api.requests import (
     QueryRequest,
 )
 from huedb.api.types import DEFAULT_GET_INCLUDE, DEFAULT_QUERY_INCLUDE
-from huedb.errors import InvalidArgumentError
+from huedb.engine.record_values import UINT32_MAX, check_sparse_vector
+from huedb.errors import InvalidArgumentError, InvalidBodyError
 from huedb.record_batch import RecordBatch
+from huedb.sparse_vector import (
+    SPARSE_VECTOR_TYPE_VALUE,
+    TYPE_KEY,
+    trusted_sparse_vector,
+)
 
 IncludeName = Literal["documents", "embeddings", "metadatas", "distances", "uris"]
 
@@ -80,7 +86,7 @@ class _WriteRecords(_Body):
         return RecordBatch(
             ids=self.ids,
             embeddings=embeddings_matrix(self.embeddings),
-            metadatas=self.metadatas,
+            metadatas=record_metadatas(self.metadatas),
             documents=self.documents,
             uris=self.uris,
         )
@@ -146,6 +152,44 @@ class DeleteRecords(_Body):
     def to_request(self) -> DeleteRequest:
         """What this body asks to delete."""
         return DeleteRequest(self.ids, self.where, self.where_document, self.limit)
+
+
+def record_metadatas(metadatas: list[Any] | None) -> list[Any] | None:
+    """Record metadatas of a write body, sparse vector values (objects) decoded."""
+    if metadatas is None:
+        return None
+    return [
+        {key: _metadata_value(value, i, key) for key, value in m.items()}
+        if isinstance(m, dict) and any(isinstance(v, dict) for v in m.values())
+        else m
+        for i, m in enumerate(metadatas)
+    ]
+
+
+def _metadata_value(value: Any, index: int, key: str) -> Any:
+    """A metadata value; an object must be a sparse vector as Chroma's server parses one:
+    `#type` absent or "sparse_vector", integer `indices` in 0..2**32-1, number `values`,
+    `tokens` strings or null, other keys ignored (422 otherwise); then checked (400)."""
+    if not isinstance(value, dict):
+        return value
+    indices, values, tokens = value.get("indices"), value.get("values"), value.get("tokens")
+    parsed = (
+        value.get(TYPE_KEY, SPARSE_VECTOR_TYPE_VALUE) == SPARSE_VECTOR_TYPE_VALUE
+        and isinstance(indices, list)
+        and all(type(i) is int and 0 <= i <= UINT32_MAX for i in indices)
+        and isinstance(values, list)
+        and all(type(x) in (int, float) for x in values)
+        and (tokens is None or (isinstance(tokens, list) and all(type(t) is str for t in tokens)))
+    )
+    if not parsed:
+        raise InvalidBodyError(
+            "Failed to deserialize the JSON body into the target type: "
+            f"metadatas[{index}].{key}: data did not match any variant of untagged enum "
+            "MetadataValue"
+        )
+    vector = trusted_sparse_vector(indices, values, tokens)
+    check_sparse_vector(vector, index)
+    return vector
 
 
 def embeddings_matrix(values: list[Any] | None) -> np.ndarray | None:

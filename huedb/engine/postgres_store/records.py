@@ -23,6 +23,7 @@ from huedb.engine.postgres_store.schema_keys import SchemaKeysSQL
 from huedb.engine.record_values import (
     KIND_STR,
     clean_metadata,
+    is_sparse,
     key_vector_rows,
     merge_metadata,
     sql_value,
@@ -38,8 +39,11 @@ SCAN_BATCH = 2_000
 
 def meta_scalars(metadata: dict[str, Any] | None) -> Iterator[tuple[str, int, bool, Any]]:
     """(name, kind, is_array, value in SQLite's stored form) of each scalar of a record's
-    metadata (the elements of arrays one by one)."""
+    metadata (the elements of arrays one by one); sparse vectors are not filterable, so
+    they have none."""
     for name, value in (metadata or {}).items():
+        if is_sparse(value):
+            continue
         is_array = isinstance(value, list)
         for v in value if is_array else (value,):
             yield name, value_kind(v), is_array, sql_value(v)

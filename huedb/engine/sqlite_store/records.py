@@ -20,6 +20,7 @@ from huedb.engine import schema_keys
 from huedb.engine.filters import RecordFilter
 from huedb.engine.record_values import (
     clean_metadata,
+    is_sparse,
     key_vector_rows,
     merge_metadata,
     sql_value,
@@ -51,6 +52,8 @@ def _meta_rows(cid: int, key: int, metadata: dict[str, Any] | None) -> list[tupl
         return []
     rows = []
     for name, value in metadata.items():
+        if is_sparse(value):
+            continue  # not filterable: kept in the metadata JSON only
         if isinstance(value, list):
             rows.extend((key, cid, name, value_kind(v), 1, sql_value(v)) for v in value)
         else:
