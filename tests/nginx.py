@@ -57,32 +57,22 @@ def require_nginx() -> Path:
     return NGINX
 
 
-def render(backends: list[str], port: int, fail_timeout: str | None = None) -> str:
-    """`deploy/nginx/huedb.conf` with `backends` ("host:port") as the nodes, listening on
-    127.0.0.1:`port`; every other line as documented. `fail_timeout` replaces the
-    documented one (a test that waits for a node to come back)."""
+def render(backends: list[str], port: int) -> str:
+    """`deploy/nginx/huedb.conf` with `backends` ("host:port") as the nodes (each with the
+    documented node parameters), listening on 127.0.0.1:`port`; every other line as is."""
     text = CONFIG.read_text()
-    servers = "".join(
-        f"    server {b} max_fails=1 fail_timeout={fail_timeout or documented_fail_timeout()};\n"
-        for b in backends
-    )
-    text, n = re.subn(
-        r"(# nodes: begin\n).*?(\s*# nodes: end)", rf"\g<1>{servers}\2", text, flags=re.S
-    )
-    assert n == 1, "deploy/nginx/huedb.conf lost its '# nodes:' markers"
-    listen = f"    listen 127.0.0.1:{port};\n"
+    nodes = re.search(r"# nodes: begin\n(.*?)\s*# nodes: end", text, flags=re.S)
+    assert nodes, "deploy/nginx/huedb.conf lost its '# nodes:' markers"
+    params = re.search(r"server \S+ ([^;]*);", nodes.group(1))
+    assert params, "no server line between the '# nodes:' markers"
+    servers = "\n".join(f"    server {b} {params.group(1)};" for b in backends)
+    text = text[: nodes.start(1)] + servers + text[nodes.end(1) :]
+    listen = f"    listen 127.0.0.1:{port};"
     text, n = re.subn(
         r"(# listen: begin\n).*?(\s*# listen: end)", rf"\g<1>{listen}\2", text, flags=re.S
     )
     assert n == 1, "deploy/nginx/huedb.conf lost its '# listen:' markers"
     return text
-
-
-def documented_fail_timeout() -> str:
-    """The fail_timeout of the documented configuration's node lines."""
-    found = re.search(r"fail_timeout=(\w+);", CONFIG.read_text())
-    assert found, "no fail_timeout in deploy/nginx/huedb.conf"
-    return found.group(1)
 
 
 @dataclass
@@ -103,14 +93,12 @@ class RunningNginx:
 
 
 @contextlib.contextmanager
-def running_nginx(
-    root: Path, backends: list[str], fail_timeout: str | None = None
-) -> Iterator[RunningNginx]:
+def running_nginx(root: Path, backends: list[str]) -> Iterator[RunningNginx]:
     """nginx with the documented configuration in front of `backends` for a `with` block."""
     binary = require_nginx()
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    (root / "huedb.conf").write_text(render(backends, port, fail_timeout))
+    (root / "huedb.conf").write_text(render(backends, port))
     user = "user root root;" if os.geteuid() == 0 else ""
     (root / "nginx.conf").write_text(MAIN_CONF.format(root=root, user=user))
     base = [str(binary), "-p", str(root), "-c", str(root / "nginx.conf")]
