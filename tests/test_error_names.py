@@ -229,10 +229,23 @@ CASES = [
     Case("reset-disabled", via_client(lambda c: c.reset()), "ChromaError", 403),
     Case("fork", via_client(lambda c: new_collection(c).fork(name())), "ChromaError", 501),
     Case(
-        "search",
-        raw("POST", "{DB}/collections/{cid}/search", json={"searches": []}),
-        "ChromaError",
-        501,
+        "search-group-by-without-rank",
+        raw(
+            "POST",
+            "{DB}/collections/{cid}/search",
+            json={
+                "searches": [
+                    {
+                        "group_by": {
+                            "keys": ["c"],
+                            "aggregate": {"$min_k": {"keys": ["#score"], "k": 1}},
+                        }
+                    }
+                ]
+            },
+        ),
+        "InvalidArgumentError",
+        400,
     ),
     Case("v1-route", raw("GET", "/api/v1/heartbeat"), "Exception", 410),
     Case("nan-embedding", via_client(nan_embedding), "InvalidArgumentError", 400),

@@ -233,7 +233,7 @@ ROUTES = [
     Route("GET", D + "/stats", read=True),
     # `main` records no embedding function: the server refuses to embed for it (400).
     Route("GET", C + "/embed", read=True, ok=400, query={"text": "hello"}),
-    Route("POST", C + "/search", ok=501, missing=501, body={}),
+    Route("POST", C + "/search", read=True, body={"searches": []}),
     Route("POST", C + "/fork", ok=501, missing=501, body={"new_name": "forked_{tag}"}),
     Route("GET", C + "/fork_count", read=True, ok=501, missing=501),
 ]

@@ -116,3 +116,7 @@ class ServerAPI(ABC):
 
     @abstractmethod
     def query(self, collection_id: str, request: QueryRequest) -> QueryResult: ...
+
+    @abstractmethod
+    def search(self, collection_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Run a search request (its JSON body); the response body (Chroma's columns)."""

@@ -20,6 +20,7 @@ from huedb.api.types import (
     QueryResult,
 )
 from huedb.record_batch import RecordBatch
+from huedb.search.result import SearchResult
 
 if TYPE_CHECKING:
     from huedb.api.base import ServerAPI
@@ -171,9 +172,16 @@ class Collection:
         """Not offered by local Chroma either."""
         raise NotImplementedError("Fork count is not implemented for Local Chroma")
 
-    def search(self, searches: Any, read_level: Any = None) -> Any:
-        """Chroma's hybrid search: not offered by local Chroma either."""
-        raise NotImplementedError("Search is not implemented for Local Chroma")
+    def search(self, searches: Any, read_level: Any = None) -> SearchResult:
+        """Run one `Search` or a list of them (string Knn queries embedded first); the
+        results hold one entry per search, in order."""
+        from huedb.api.collection_search import request_body
+
+        def dense(text: str) -> list[float]:
+            return self._embed([text], query=True)[0].tolist()
+
+        body = request_body(searches, read_level, self._model.schema, dense)
+        return SearchResult.from_response(self._client.search(self._target_id(), body))
 
     def get_indexing_status(self) -> IndexingStatus:
         """Whether this process's index serves the collection by graph yet (Chroma's API)."""

@@ -284,6 +284,9 @@ class HttpServerAPI(ServerAPI):
             included=request.include,
         )
 
+    def search(self, collection_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", f"{self._data_path(collection_id)}/search", body)
+
 
 def _wire_metadatas(metadatas: list[Any] | None) -> list[Any] | None:
     """Record metadatas as sent: each `SparseVector` value as its wire dict."""

@@ -37,6 +37,11 @@ from huedb.engine.engine import Engine
 from huedb.engine.filters import RecordFilter
 from huedb.errors import InvalidArgumentError, ResetDisabledError
 from huedb.record_batch import RecordBatch
+from huedb.search.bounds import check_bounds
+from huedb.search.evaluate import SearchRun
+from huedb.search.parse import parse_search_request
+from huedb.search.plan import SearchRequest
+from huedb.search.schema_rules import check_schema
 from huedb.version import __version__
 
 
@@ -274,6 +279,19 @@ class LocalAPI(ServerAPI):
             distances=distances if "distances" in include else None,
             included=list(include),
         )
+
+    def search(self, collection_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Parse and check a search request (shared/chroma-search-api.md, 2.5), then run it."""
+        return self.run_search(collection_id, parse_search_request(body))
+
+    def run_search(self, collection_id: str, request: SearchRequest) -> dict[str, Any]:
+        """Run a parsed search request: bounds, the collection (404), its schema, then the
+        searches."""
+        check_bounds(request)
+        row = self.engine.get_collection_by_uuid(collection_id)
+        schema = config_rules.split_stored(row.configuration)[1]
+        check_schema(request, schema)
+        return SearchRun(self.engine, collection_id, schema).run(request)
 
 
 def _fields(rows: list[tuple], include: list[str]) -> dict[str, Any]:

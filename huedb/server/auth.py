@@ -40,11 +40,13 @@ OPEN_PATHS = frozenset(
 SCOPED_OPEN = frozenset({("GET", "/api/v2/auth/identity"), ("GET", "/api/v2/pre-flight-checks")})
 TENANTS_PREFIX = ("", "api", "v2", "tenants")
 TOKEN_KEY = "huedb.token"
-_READ_POST = re.compile(r"^/api/v2/tenants/[^/]+/databases/[^/]+/collections/[^/]+/(get|query)$")
+_READ_POST = re.compile(
+    r"^/api/v2/tenants/[^/]+/databases/[^/]+/collections/[^/]+/(get|query|search)$"
+)
 
 
 def is_read(method: str, path: str) -> bool:
-    """Requests a read-only token may make: GETs outside /admin, and POST get/query."""
+    """Requests a read-only token may make: GETs outside /admin, and POST get/query/search."""
     if path.startswith("/api/v2/admin"):
         return False
     return method in ("GET", "HEAD") or (method == "POST" and bool(_READ_POST.match(path)))

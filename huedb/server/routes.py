@@ -10,7 +10,9 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from huedb.api.checks import MAX_BATCH_SIZE, check_batch_size, check_page
 from huedb.api.local import LocalAPI
@@ -21,6 +23,7 @@ from huedb.errors import (
     NotFoundError,
     UnimplementedError,
 )
+from huedb.search.parse import parse_search_request
 from huedb.server import wire
 from huedb.server.auth import TOKEN_KEY
 from huedb.server.json_response import OrjsonResponse
@@ -327,9 +330,31 @@ def indexing_status(
     return local.indexing_status(owned_collection(local, tenant, database, collection_id))
 
 
+@router.post(COL + "/search")
+async def search(
+    request: Request, tenant: str, database: str, collection_id: str
+) -> OrjsonResponse:
+    """POST .../search: Chroma's Search API (shared/chroma-search-api.md, 2)."""
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise InvalidArgumentError(f"Failed to parse the request body as JSON: {exc}") from None
+    local = api(request)
+    answer = await run_in_threadpool(run_search, local, tenant, database, collection_id, body)
+    return OrjsonResponse(answer)
+
+
+def run_search(
+    local: LocalAPI, tenant: str, database: str, collection_id: str, body: Any
+) -> dict[str, Any]:
+    """The response body of a search, errors in Chroma's order: the body's shape and rules,
+    the collection id, the collection, its schema."""
+    parsed = parse_search_request(body)
+    return local.run_search(owned_collection(local, tenant, database, collection_id), parsed)
+
+
 @router.post(COL + "/fork", include_in_schema=False)
 @router.get(COL + "/fork_count", include_in_schema=False)
-@router.post(COL + "/search", include_in_schema=False)
 def unsupported(tenant: str, database: str, collection_id: str) -> None:
     raise UnimplementedError("This operation is not supported by huedb")
 

@@ -1,0 +1,256 @@
+"""Run checked searches against one collection (shared/chroma-search-api.md, 3.1).
+
+Per search: the filter becomes the engine's `RecordFilter` (`filter_compile`); each `$knn`
+leaf yields its list (dense: the engine's `query` with the filter as pre-filter; sparse: a
+scan of the filtered records, `sparse_knn`); the rank expression combines them
+(`ranks`); then `group_by` (`grouping`), offset/limit and select. Without a rank the
+filtered records are paged in insertion order and `#score` is the position in the page.
+The answer is the route's JSON body (2.4): one column entry per search.
+
+Reads are separate engine calls (each its own snapshot): a write landing between them may
+be seen by one and not another.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from huedb.engine.engine import Engine
+from huedb.engine.filters import RecordFilter
+from huedb.errors import InvalidArgumentError
+from huedb.search import sparse_knn
+from huedb.search.filter_compile import record_filter
+from huedb.search.grouping import group
+from huedb.search.plan import (
+    EMBEDDING_KEY,
+    DenseQuery,
+    KnnNode,
+    SearchPlan,
+    SearchRequest,
+    SparseQuery,
+    knn_leaves,
+)
+from huedb.search.ranks import Domain, evaluate_rank, score_order
+
+RESPONSE_COLUMNS = ("ids", "documents", "embeddings", "metadatas", "scores", "select")
+
+
+@dataclass
+class _Record:
+    """A record as read: id, document, metadata (decoded) and, when read, its vector."""
+
+    id: str
+    document: str | None
+    metadata: dict[str, Any] | None
+    vector: bytes | None = None
+
+
+@dataclass
+class _Search:
+    """What one search has read so far (records by key) and its filter."""
+
+    flt: RecordFilter
+    records: dict[int, _Record] = field(default_factory=dict)
+    filtered: list[int] | None = None  # keys of the filtered records, read for sparse Knn
+
+    def keep(self, row: tuple) -> None:
+        """Remember a row (key, id, document, uri, metadata_json[, vector])."""
+        metadata = json.loads(row[4]) if row[4] else None
+        vector = row[5] if len(row) > 5 else None
+        self.records[row[0]] = _Record(row[1], row[2], metadata, vector)
+
+
+class SearchRun:
+    """The searches of one request on one collection."""
+
+    def __init__(self, engine: Engine, collection_uuid: str, schema: dict[str, Any] | None):
+        self.engine = engine
+        self.collection_uuid = collection_uuid
+        self.schema = schema or {}
+        self._all_metadata: list[dict[str, Any] | None] | None = None
+
+    def run(self, request: SearchRequest) -> dict[str, Any]:
+        """The response body: per search, its ids and selected columns."""
+        out: dict[str, list[Any]] = {name: [] for name in RESPONSE_COLUMNS}
+        for plan in request.searches:
+            columns = self._one(plan)
+            for name in RESPONSE_COLUMNS:
+                out[name].append(columns[name])
+        return out
+
+    # -- one search --------------------------------------------------------------------
+
+    def _one(self, plan: SearchPlan) -> dict[str, Any]:
+        state = _Search(record_filter(self.engine, self.collection_uuid, plan.filter))
+        wants_vectors = EMBEDDING_KEY in plan.select.keys
+        page = plan.page
+        if plan.rank is None:
+            if page.limit == 0:
+                return _columns(plan, [], state)
+            rows = self.engine.get(
+                self.collection_uuid, state.flt, page.limit, page.offset or None, wants_vectors
+            )
+            for row in rows:
+                state.keep(row)
+            hits = [(row[0], np.float32(i)) for i, row in enumerate(rows)]
+            return _columns(plan, hits, state)
+        domains = [self._knn(leaf, state) for leaf in knn_leaves(plan.rank)]
+        scored = evaluate_rank(plan.rank, domains)
+        ranked = sorted(scored.items(), key=lambda item: score_order(*item))
+        if plan.group_by is not None:
+            metadata_of = {k: state.records[k].metadata for k, _ in ranked}
+            ranked = group(ranked, metadata_of, plan.group_by)
+        end = None if page.limit is None else page.offset + page.limit
+        hits = ranked[page.offset : end]
+        if wants_vectors and hits:
+            self._read_vectors(state, [k for k, _ in hits])
+        return _columns(plan, hits, state)
+
+    def _read_vectors(self, state: _Search, keys: list[int]) -> None:
+        ids = [state.records[k].id for k in keys]
+        rows = self.engine.get(self.collection_uuid, RecordFilter(ids), None, None, True)
+        for row in rows:
+            state.keep(row)
+
+    # -- Knn lists -----------------------------------------------------------------------
+
+    def _knn(self, knn: KnnNode, state: _Search) -> Domain:
+        if isinstance(knn.query, DenseQuery):
+            found = self._dense(knn, knn.query, state)
+        else:
+            found = self._sparse(knn, knn.query, state)
+        found.sort(key=lambda item: (item[1], item[0]))
+        found = found[: knn.limit]
+        if knn.return_rank:
+            support = {key: np.float32(i) for i, (key, _) in enumerate(found)}
+        else:
+            support = {key: np.float32(m) for key, m in found}
+        default = None if knn.default is None else np.float32(knn.default)
+        return Domain(support, default)
+
+    def _dense(self, knn: KnnNode, query: DenseQuery, state: _Search) -> list[tuple[int, float]]:
+        if knn.key != EMBEDDING_KEY:
+            raise InvalidArgumentError(
+                f"A dense $knn query searches '{EMBEDDING_KEY}', got key '{knn.key}' (a "
+                "sparse-vector key takes a sparse query)"
+            )
+        if not query.values:
+            raise InvalidArgumentError("A dense $knn query must not be empty")
+        if not all(math.isfinite(v) for v in query.values):
+            raise InvalidArgumentError("A dense $knn query must hold finite numbers only")
+        vector = np.asarray([query.values], dtype=np.float32)
+        if knn.limit == 0:
+            return []
+        hits = self.engine.query(self.collection_uuid, vector, knn.limit, state.flt, False)
+        for row in hits.rows.values():
+            state.keep(row)
+        return [
+            (key, float(np.float32(d)))
+            for key, d in zip(hits.keys[0], hits.distances[0], strict=True)
+            if key in hits.rows
+        ]
+
+    def _sparse(self, knn: KnnNode, query: SparseQuery, state: _Search) -> list[tuple[int, float]]:
+        if state.filtered is None:
+            rows = self.engine.get(self.collection_uuid, state.flt, None, None, False)
+            for row in rows:
+                state.keep(row)
+            state.filtered = [row[0] for row in rows]
+        idf_of = self._idf(knn.key, set(query.indices)) if self._bm25(knn.key) else None
+        weights = sparse_knn.query_weights(query, idf_of)
+        found = []
+        for key in state.filtered:
+            metadata = state.records[key].metadata
+            parts = sparse_knn.stored_sparse(metadata.get(knn.key)) if metadata else None
+            if parts is None:
+                continue
+            measure = sparse_knn.measure(weights, parts)
+            if measure is not None:
+                found.append((key, measure))
+        return found
+
+    def _bm25(self, key: str) -> bool:
+        """Whether the sparse index of `key` scales queries by IDF (`bm25: true`)."""
+        for types in ((self.schema.get("keys") or {}).get(key), self.schema.get("defaults")):
+            config = _sparse_index_config(types)
+            if config is not None and config.get("bm25") is not None:
+                return bool(config["bm25"])
+        return False
+
+    def _idf(self, key: str, terms: set[int]) -> dict[int, float]:
+        if self._all_metadata is None:
+            rows = self.engine.get(self.collection_uuid, RecordFilter(None), None, None, False)
+            self._all_metadata = [json.loads(row[4]) if row[4] else None for row in rows]
+        n_records, counts = sparse_knn.document_frequencies(self._all_metadata, key, terms)
+        return {t: sparse_knn.idf(n_records, n) for t, n in counts.items()}
+
+
+def _sparse_index_config(types: Any) -> dict[str, Any] | None:
+    if not isinstance(types, dict):
+        return None
+    index = (types.get("sparse_vector") or {}).get("sparse_vector_index")
+    config = index.get("config") if isinstance(index, dict) else None
+    return config if isinstance(config, dict) else None
+
+
+def _columns(plan: SearchPlan, hits: list[tuple[int, np.float32]], state: _Search) -> dict:
+    """The response columns of one search's page."""
+    keys = plan.select.keys
+    records = [state.records[k] for k, _ in hits]
+    fields = plan.select.fields
+    metadatas = None
+    if "#metadata" in keys:
+        metadatas = [public_metadata(r.metadata) or None for r in records]
+    elif fields:
+        metadatas = [
+            public_metadata({f: r.metadata[f] for f in fields if f in r.metadata})
+            if r.metadata
+            else None
+            for r in records
+        ]
+        metadatas = [m or None for m in metadatas]
+    return {
+        "ids": [r.id for r in records],
+        "documents": [r.document for r in records] if "#document" in keys else None,
+        "embeddings": [_vector(r.vector) for r in records] if EMBEDDING_KEY in keys else None,
+        "metadatas": metadatas,
+        "scores": [score_json(s) for _, s in hits] if "#score" in keys else None,
+        "select": list(keys),
+    }
+
+
+def _vector(blob: bytes | None) -> list[float] | None:
+    return None if blob is None else np.frombuffer(blob, dtype=np.float32).tolist()
+
+
+def score_json(score: np.float32) -> float | None:
+    """A float32 score as JSON: its shortest round-trip decimal; None when not finite."""
+    value = float(score)
+    return float(str(np.float32(score))) if math.isfinite(value) else None
+
+
+def public_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Metadata as a response carries it: sparse vectors in their wire form (with tokens)."""
+    if not metadata:
+        return metadata
+    out = {}
+    for name, value in metadata.items():
+        parts = (
+            sparse_knn.stored_sparse(value) if not isinstance(value, str | int | float) else None
+        )
+        if parts is None:
+            out[name] = value
+            continue
+        tokens = value.get("tokens") if isinstance(value, dict) else getattr(value, "labels", None)
+        out[name] = {
+            "#type": sparse_knn.SPARSE_TYPE,
+            "indices": list(parts[0]),
+            "values": list(parts[1]),
+            "tokens": tokens,
+        }
+    return out
