@@ -3,6 +3,8 @@
 For each node count, on a fresh database of a throwaway PostgreSQL cluster (`bench/pg.py`:
 fsync and synchronous commit on), with one collection of `--n` random vectors:
 
+- the first query on a node that has no index of the collection yet (the slowest node):
+  what a node pays when a dead node's collections move to it;
 - query QPS with 4 client processes spread over the nodes (n_results 10, no filter), after
   every node has its index ready, over `--duration` seconds;
 - write-to-visible-elsewhere latency: one client adds one record through node 0 and then
@@ -137,12 +139,18 @@ def load(base: str, cid: str, vectors: np.ndarray) -> None:
             r.raise_for_status()
 
 
-def wait_indexed(bases: list[str], cid: str, dim: int, timeout: float = 600) -> None:
-    """Query every node once (it loads its index) and wait until each graph serves."""
+def wait_indexed(bases: list[str], cid: str, dim: int, timeout: float = 600) -> list[float]:
+    """Query every node once (it loads the collection from PostgreSQL and answers by exact
+    search while its graph builds) and wait until each graph serves; the seconds of each
+    node's first query."""
     deadline = time.monotonic() + timeout
+    firsts = []
     for base in bases:
         body = {"query_embeddings": [[0.0] * dim], "n_results": 1}
-        httpx.post(f"{base}{DB}/collections/{cid}/query", json=body, timeout=300)
+        started = time.monotonic()
+        r = httpx.post(f"{base}{DB}/collections/{cid}/query", json=body, timeout=300)
+        r.raise_for_status()
+        firsts.append(time.monotonic() - started)
         while True:
             r = httpx.get(f"{base}{DB}/collections/{cid}/indexing_status", timeout=30)
             if r.json().get("op_indexing_progress", 1.0) >= 1.0:
@@ -150,6 +158,7 @@ def wait_indexed(bases: list[str], cid: str, dim: int, timeout: float = 600) -> 
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{base}: index not ready after {timeout} s")
             time.sleep(0.5)
+    return firsts
 
 
 def query_client(base: str, cid: str, dim: int, seconds: float, seed: int) -> list[float]:
@@ -239,7 +248,7 @@ def run_nodes(pg_cluster: Any, count: int, args: argparse.Namespace, workdir: Pa
             cid,
             np.random.default_rng(0).standard_normal((args.n, args.dim)).astype(np.float32),
         )
-        wait_indexed(bases, cid, args.dim)
+        firsts = wait_indexed(bases, cid, args.dim)
 
         log(f"{count} node(s): query QPS, {CLIENTS} clients, {args.duration} s")
         before = commits(url)
@@ -259,6 +268,7 @@ def run_nodes(pg_cluster: Any, count: int, args: argparse.Namespace, workdir: Pa
         ceiling = commit_ceiling(url, args.duration)
     return {
         "nodes": count,
+        "first_query_s": max(firsts),
         "query_qps": len(latencies) / args.duration,
         "query_p50_ms": percentile(latencies, 50) * 1000,
         "query_p99_ms": percentile(latencies, 99) * 1000,
@@ -277,6 +287,7 @@ def run_nodes(pg_cluster: Any, count: int, args: argparse.Namespace, workdir: Pa
 
 COLUMNS = [
     ("nodes", "nodes", "{:d}"),
+    ("first_query_s", "first query, cold node s", "{:.2f}"),
     ("query_qps", "query QPS (4 clients)", "{:.0f}"),
     ("query_p50_ms", "query p50 ms", "{:.1f}"),
     ("visible_elsewhere_p50_ms", "write->visible p50 ms", "{:.1f}"),
