@@ -5,7 +5,13 @@ STAMP := $(VENV)/.installed
 JS_DIR := tests/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
 
-.PHONY: run test lint format bench clean pg-server chromium
+.PHONY: run test lint format bench clean pg-server chromium nginx
+
+# `make test` runs the tests on TEST_WORKERS pytest-xdist workers (most wait on servers and
+# subprocesses), then the ones marked `serial` alone: their assertions bound latency or
+# memory, which another test's load beside them would break.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q --durations=30
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need python3.11 on PATH"; exit 1; }
@@ -37,14 +43,25 @@ chromium:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends chromium; }
 
+# nginx for the tests that put it in front of huedb (each starts its own, on loopback).
+# Debian's smallest build, nginx-light, where the release still has it; else nginx.
+nginx:
+	@test -x /usr/sbin/nginx || \
+		{ apt-get update -qq && \
+		  pkg=$$(apt-cache policy nginx-light | grep -q 'Candidate: [0-9]' && echo nginx-light || echo nginx) && \
+		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkg; }
+
 run: $(STAMP)
 	$(VENV)/bin/huedb run --path ./data --host 127.0.0.1 --port 8000
 
-test: $(STAMP) $(JS_STAMP) pg-server chromium
+test: $(STAMP) $(JS_STAMP) pg-server chromium nginx
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -q --durations=30
+	status=0; \
+	$(PYTEST) -n $(TEST_WORKERS) --dist worksteal -m "not serial" || status=$$?; \
+	$(PYTEST) -m serial || status=$$?; \
+	exit $$status
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -7,11 +7,20 @@
 - `close_engines`: after each test, every engine it opened is closed
   (`huedb.api.client.clear_system_cache()`), so no test sees another's shared engine and
   no file handle or lock outlives the test that took it.
+
+`make test` runs the suite in two passes: every test not marked `serial` on several
+pytest-xdist workers at once, then the `serial` ones alone (tests whose assertions bound
+time or memory and would flake beside another test's load). So a test must not depend on
+anything another test might use at the same time: each xdist worker gets its own
+temporary directory (`TMPDIR`, inherited by every child process), its own PostgreSQL
+cluster (`tests/pg_cluster.py`), and servers listen on free loopback ports.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +31,30 @@ from tests.cli import huedb_setting
 
 # The real-PostgreSQL fixtures (`pg_cluster`, `pg_url`) for any test file.
 pytest_plugins = ["tests.pg_cluster"]
+
+WORKER_TEMP_PREFIX = "huedb-tests-"
+_worker_temp = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In an xdist worker: a private temporary directory, made before collection (test
+    modules may name files in it at import) and handed to child processes as `TMPDIR`.
+    World-writable with the sticky bit like /tmp, so the unprivileged PostgreSQL user can
+    use it too. The single-process run (and xdist's controller) keeps the system's."""
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    if worker is None:
+        return
+    path = tempfile.mkdtemp(prefix=f"{WORKER_TEMP_PREFIX}{worker}-")
+    os.chmod(path, 0o1777)
+    os.environ["TMPDIR"] = tempfile.tempdir = path
+    config.stash[_worker_temp] = path
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the worker's temporary directory (whatever tests left in it)."""
+    path = config.stash.get(_worker_temp, None)
+    if path is not None:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -29,6 +29,8 @@ from tests.browser import Browser, artifacts_dir, chromium_browser
 from tests.http_checks import ADMIN, READER, assert_error, ok
 from tests.servers import RunningServer, huedb_server
 
+pytestmark = pytest.mark.serial  # page loads under PAGE_LOAD_LIMIT_S: measured alone
+
 SCOPED = "tenant-a-reader-5c1d"
 TOKENS_ENV = {"HUEDB_AUTH_TOKENS": f"{ADMIN}:admin,{READER}:read-only,{SCOPED}:read-only@tenant_a"}
 DB = "/api/v2/tenants/default_tenant/databases/default_database"

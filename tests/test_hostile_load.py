@@ -26,6 +26,8 @@ from tests.hostile_requests import vector
 from tests.proc_stats import status_kb
 from tests.servers import RunningServer, huedb_server
 
+pytestmark = pytest.mark.serial  # p99 latency and RSS bounds: measured alone
+
 ADMIN, READER = "admin-token-1", "reader-token-1"
 PREFIX = "/api/v2/tenants/default_tenant/databases/default_database/collections"
 RECORDS, DIM = 3000, 64

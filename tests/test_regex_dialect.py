@@ -183,6 +183,7 @@ PATHOLOGICAL = [
 ]
 
 
+@pytest.mark.serial  # each query under 1 s: measured alone
 @pytest.mark.parametrize(("document", "pattern", "matching"), PATHOLOGICAL)
 def test_backtracking_patterns_take_linear_time(
     tmp_path: Path, document: str, pattern: str, matching: list[str]
@@ -216,6 +217,7 @@ def test_oversized_patterns_are_refused(tmp_path: Path) -> None:
     client.close()
 
 
+@pytest.mark.serial  # the heartbeat answers within 1 s: measured alone
 def test_heartbeat_answers_during_a_pathological_regex(tmp_path: Path) -> None:
     """One worker: the regex must not hold it (Python's `re` kept the GIL for minutes)."""
     with huedb_server(tmp_path / "data", "--workers", "1") as server:

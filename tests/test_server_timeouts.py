@@ -28,6 +28,8 @@ from tests.http_checks import ADMIN, DB, READER, TOKENS_ENV
 from tests.proc_stats import status_kb
 from tests.servers import RunningServer, huedb_server
 
+pytestmark = pytest.mark.serial  # deadlines of seconds, heartbeat latency: measured alone
+
 COLLECTION_ID = "00000000-0000-4000-8000-000000000000"
 ADD = f"{DB}/collections/{COLLECTION_ID}/add"
 
