@@ -155,6 +155,7 @@ class IndexCache:
             state = self._install(col.cid, self._load(db, col, params))
         state.col = col
         state.last_used = next(self._clock)
+        state.evicting = False  # used again: no longer the least recently used
         state.resized |= self._catch_up(db, col, state)
         self._adopt_finished_build(db, col, state)
         self._start_build_if_needed(col, state)
@@ -275,7 +276,10 @@ class IndexCache:
         for cid, state in by_age:
             if excess <= 0:
                 break
-            if cid == using or state.evicting:
+            if cid == using:
+                continue
+            if state.evicting:  # its snapshot is not written yet: ask for it again
+                self._pending[cid] = state.col
                 continue
             if state.build is not None and not state.build.thread.is_alive():
                 # The collection's current row: adopting catches up from the oplog floor.
@@ -284,6 +288,7 @@ class IndexCache:
                 except NotFoundError:  # deleted by another process
                     self.forget(cid)
                     continue
+                state.col = current
                 self._adopt_finished_build(db, current, state)
                 before = state.nbytes
                 self._measure(state)
