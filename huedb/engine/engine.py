@@ -42,6 +42,7 @@ from huedb.record_batch import RecordBatch
 logger = logging.getLogger(__name__)
 
 INDEX_DIRNAME = "index"
+APPROXIMATE_PLANS = ("graph", "filtered_graph")  # of events.QUERY_PLANS: may miss a record
 LATENCY_WINDOW = 1000
 
 
@@ -469,12 +470,13 @@ class Engine:
         def fetch(keys: np.ndarray) -> np.ndarray:
             return db.vectors_by_keys(keys, col.dimension)
 
+        plan = query_plan(index, allowed)
         all_keys: list[list[int]] = []
         all_dists: list[list[float]] = []
         for q in queries:
             deadline.check()
             keys_found, dists = index.search(q, n_results, allowed, fetch)
-            if index.uses_graph:
+            if plan in APPROXIMATE_PLANS:  # an exact search cannot miss the vector itself
                 same = db.keys_with_vector(col.cid, q)
                 if same and allowed is not None:
                     same = [k for k in same if np.isin(k, allowed)]
@@ -485,7 +487,7 @@ class Engine:
             all_dists.append([float(d) for d in dists])
         wanted = sorted({k for ks in all_keys for k in ks})
         rows = db.fetch_by_keys(col.cid, wanted, with_vectors) if wanted else {}
-        return QueryHits(all_keys, all_dists, rows, query_plan(index, allowed))
+        return QueryHits(all_keys, all_dists, rows, plan)
 
     # -- maintenance -------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ class SessionBase:
         self._conn = conn
         self._writable = writable
         self._deadline: Deadline | None = None
+        # Oplog heads read with collection rows in this (read-only, REPEATABLE READ) snapshot.
+        self._heads: dict[int, int] = {}
         self.inserted = 0  # records this session inserted (statistics.py)
 
     def run(self, sql: str, params: Any = None) -> psycopg.Cursor:

@@ -47,14 +47,19 @@ class CatalogSQL(SessionBase):
         return " FOR UPDATE" if self._writable else ""
 
     def _collection(self, where: str, params: tuple) -> CollectionRow | None:
-        """One collection row; in a write session its row is locked until commit."""
+        """One collection row; in a write session its row is locked until commit. A read
+        session notes the oplog head read with it (`oplog_head` then needs no statement)."""
         row = self.run(
-            f"SELECT {COLLECTION_COLUMNS} FROM collections WHERE {where}{self._lock_clause()}",
+            f"SELECT {COLLECTION_COLUMNS}, log_seq FROM collections "
+            f"WHERE {where}{self._lock_clause()}",
             params,
         ).fetchone()
         if row is None:
             return None
-        return collection_row(row)
+        col = collection_row(row[:-1])
+        if not self._writable:
+            self._heads[col.cid] = row[-1]
+        return col
 
     def ensure_defaults(self, tenant: str, database: str) -> None:
         self.run("INSERT INTO tenants (name) VALUES (%s) ON CONFLICT DO NOTHING", (tenant,))

@@ -47,6 +47,8 @@ class OplogSQL(SessionBase):
                 copy.write_row((cid, first + n, key))
 
     def oplog_head(self, cid: int) -> int:
+        if cid in self._heads:  # read with the collection's row, in this same snapshot
+            return self._heads[cid]
         row = self.run("SELECT log_seq FROM collections WHERE cid = %s", (cid,)).fetchone()
         return 0 if row is None else row[0]
 
