@@ -501,3 +501,44 @@ def test_live_requests_get_chroma_status_and_data_is_unchanged(server: Any) -> N
     assert (missing.status_code, missing.json()["error"]) == (404, "NotFoundError")
     bad_id = httpx.post(f"{url}/nope/search", json={"searches": []})
     assert (bad_id.status_code, bad_id.json()["error"]) == (400, "InvalidArgumentError")
+
+
+class _LengthEmbedder:
+    """The captures' embedding function: [len(text), 2, 0, 0]."""
+
+    def __call__(self, input: list[str]) -> list[list[float]]:  # noqa: A002 (Chroma's name)
+        return [[float(len(t)), 2.0, 0.0, 0.0] for t in input]
+
+
+def test_string_query_is_embedded_and_rows_have_chromadb_shape() -> None:
+    col = huedb.Client().create_collection("strings", embedding_function=_LengthEmbedder())
+    col.add(ids=["x", "y"], embeddings=[[11.0, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+    result = col.search(huedb.Search().rank(huedb.Knn(query="hello world")).select(huedb.K.SCORE))
+    assert result.rows() == [[{"id": "x", "score": 0.0}, {"id": "y", "score": 126.0}]]
+    body = {
+        "ids": [["doc1", "doc2"]],
+        "documents": [["a fox", None]],
+        "embeddings": [[[0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.5, 0.5]]],
+        "metadatas": [
+            [
+                {
+                    "category": "science",
+                    "tags": ["x", "y"],
+                    "bm25_sparse": {
+                        "#type": "sparse_vector",
+                        "indices": [1, 5],
+                        "values": [0.5, 1.5],
+                        "tokens": None,
+                    },
+                },
+                None,
+            ]
+        ],
+        "scores": [[0.012, 0.5]],
+        "select": [["#document", "#embedding", "#metadata", "#score"]],
+    }
+    rows = huedb.search.result.SearchResult.from_response(body).rows()
+    want = CAPTURES["response_checks"]["rows"]
+    want[0][0]["metadata"]["bm25_sparse"] = SparseVector([1, 5], [0.5, 1.5])
+    assert rows == want
+    assert chromadb.api.types.SearchResult(body).rows()[0][1] == rows[0][1]
