@@ -497,6 +497,19 @@ def test_live_requests_get_chroma_status_and_data_is_unchanged(server: Any) -> N
             assert resp.status_code == case["status"], (name, resp.text)
             assert resp.json()["error"] == case["response"]["error"], name
     assert col.count() == 2
+    # In-process, the same requests through the server API `Collection.search` calls.
+    local = huedb.Client()
+    target = local.create_collection("live2d", embedding_function=None)
+    target.add(ids=["a", "b"], embeddings=[[1, 0], [0, 1]], metadatas=[{"n": 1}, {"n": 2}])
+    for name, case in CAPTURES["live"]["results"].items():
+        if "request" not in case or case["status"] == 501 and name not in HUEDB_REFUSES:
+            continue
+        with pytest.raises(huedb.errors.ChromaError) as refused:
+            local._server.search(str(target.id), case["request"])
+        status = 400 if name in HUEDB_REFUSES else case["status"]
+        error = "InvalidArgumentError" if name in HUEDB_REFUSES else case["response"]["error"]
+        assert (refused.value.code(), refused.value.name()) == (status, error), name
+    assert target.count() == 2
     missing = httpx.post(f"{url}/{'0' * 8}-0000-4000-8000-{'0' * 12}/search", json={"searches": []})
     assert (missing.status_code, missing.json()["error"]) == (404, "NotFoundError")
     bad_id = httpx.post(f"{url}/nope/search", json={"searches": []})
@@ -542,3 +555,65 @@ def test_string_query_is_embedded_and_rows_have_chromadb_shape() -> None:
     want[0][0]["metadata"]["bm25_sparse"] = SparseVector([1, 5], [0.5, 1.5])
     assert rows == want
     assert chromadb.api.types.SearchResult(body).rows()[0][1] == rows[0][1]
+
+
+def _group_records() -> tuple[list[str], list[list[float]], list[dict[str, Any]]]:
+    """The reference's group_by example: 3 categories x 4 records moving away from
+    [1, 0, 0, 0] along their own axis, two per year, with priorities."""
+    ids, vectors, metadatas = [], [], []
+    priorities = {"sci": [1, 2, 1, 3], "tech": [2, 1, 1, 2], "arts": [3, 1, 2, 1]}
+    for axis, (short, category) in enumerate(
+        (("sci", "science"), ("tech", "tech"), ("arts", "arts"))
+    ):
+        for j in range(4):
+            year = 2023 if j < 2 else 2024
+            vector = [0.0] * 4
+            vector[axis], vector[axis + 1] = 1.0 - 0.1 * j, 0.1 * j
+            ids.append(f"{short}_{year}_{j % 2 + 1}")
+            vectors.append(vector)
+            metadatas.append({"category": category, "year": year, "priority": priorities[short][j]})
+    return ids, vectors, metadatas
+
+
+# (group keys, aggregate keys, k) -> the six records kept (shared/chroma-search-api.md, 3.6)
+GROUP_EXPECTED = [
+    (
+        ["category"],
+        ["#score"],
+        2,
+        {"sci_2023_1", "sci_2023_2", "tech_2024_2", "tech_2024_1", "arts_2024_2", "arts_2024_1"},
+    ),
+    (
+        ["category", "year"],
+        ["#score"],
+        1,
+        {"sci_2023_1", "sci_2024_1", "tech_2023_2", "tech_2024_2", "arts_2023_2", "arts_2024_2"},
+    ),
+    (
+        ["category"],
+        ["priority", "#score"],
+        2,
+        {"sci_2023_1", "sci_2024_1", "tech_2024_1", "tech_2023_2", "arts_2024_2", "arts_2023_2"},
+    ),
+]
+
+
+@pytest.mark.parametrize("mode", ["ephemeral", "http"])
+def test_group_by_example(server: Any, mode: str) -> None:
+    if mode == "http":
+        client: Any = chromadb.HttpClient(host=server.host, port=server.port)
+        module: Any = chromadb
+    else:
+        client, module = huedb.Client(), huedb
+    from_module = module.execution.expression
+    col = client.get_or_create_collection("groups", embedding_function=None)
+    ids, vectors, metadatas = _group_records()
+    col.upsert(ids=ids, embeddings=vectors, metadatas=metadatas)
+    for keys, agg_keys, k, expected in GROUP_EXPECTED:
+        grouping = from_module.GroupBy(
+            keys=[module.Key(x) for x in keys],
+            aggregate=from_module.MinK(keys=[module.Key(x) for x in agg_keys], k=k),
+        )
+        knn = module.Knn(query=[1.0, 0.0, 0.0, 0.0], limit=12)
+        found = col.search(module.Search().rank(knn).group_by(grouping).limit(12))["ids"][0]
+        assert len(found) == 6 and set(found) == expected, (keys, agg_keys, found)
