@@ -1,0 +1,425 @@
+"""Sparse vectors as record metadata values, through every mode and both stores.
+
+Modes: `local` (huedb.PersistentClient), `http` (huedb.HttpClient against `huedb run`),
+`chroma_http` (the real chromadb.HttpClient against `huedb run`) and `bridge` (chromadb's
+own client in-process on huedb's engine). Each writes sparse vectors with add, update and
+upsert, deletes a key with None, and reads them back with get and query: indices, labels
+(wire `tokens`) and float32 values bit for bit, as the client's own `SparseVector` class.
+Invalid wire forms get Chroma's status (422 unparseable, 400 invalid) and change nothing; a
+schema with a BM25 sparse index is accepted, echoed, and fills its key from `#document`.
+One `huedb run` per store serves the module.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+import huedb
+from huedb.bm25 import ChromaBm25EmbeddingFunction
+from huedb.errors import ChromaError, InvalidArgumentError
+from tests import stores
+from tests.http_checks import chroma_client as chroma_http_client
+from tests.servers import RunningServer, huedb_server
+from tests.stores import StoreTarget
+
+module_store = stores.module_store
+# Writes of sparse vectors need three changes outside the files of this feature (server-side
+# checks accepting them in api/checks.py, collection_config.py running check_sparse_indexes
+# instead of refusing every sparse index, Collection._finish rebuilding SparseVector): until
+# they land every test here fails; remove this marker with them (strict: it then fails).
+pytestmark = pytest.mark.xfail(strict=True, reason="needs the checks/schema/_finish hunks")
+MODES = ("local", "http", "chroma_http", "bridge")
+_names = itertools.count()
+
+# Values that float32 cannot hold exactly, the extremes it can, ints, and a negative zero.
+VALUES = [0.1, 1 / 3, 1e-30, 3.0e38, -2.5, 7, -0.0]
+INDICES = [0, 3, 17, 4096, 65_537, 2**31, 2**32 - 1]
+BM25_KEY = "bm25_sparse"
+BM25_CONFIG = {
+    "embedding_function": {
+        "name": "chroma_bm25",
+        "type": "known",
+        "config": {
+            "k": 1.2,
+            "b": 0.75,
+            "avg_doc_length": 256.0,
+            "token_max_length": 40,
+            "include_tokens": False,
+        },
+    },
+    "source_key": "#document",
+    "bm25": True,
+}
+
+
+@dataclass
+class Setup:
+    """One store, the module's server on it, and a directory for in-process clients."""
+
+    store: StoreTarget
+    server: RunningServer
+    local_dir: Path
+
+
+@pytest.fixture(scope="module")
+def setup(module_store: StoreTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    root = tmp_path_factory.mktemp(f"sparse-{module_store.kind}")
+    with huedb_server(root / "served", *module_store.cli_args()) as server:
+        yield Setup(module_store, server, root / "local")
+
+
+def open_client(mode: str, setup: Setup, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A client of `mode` on the setup's store."""
+    if mode == "local":
+        return setup.store.client(setup.local_dir)
+    if mode == "http":
+        return huedb.HttpClient(host="127.0.0.1", port=setup.server.port)
+    if mode == "chroma_http":
+        return chroma_http_client(setup.server.port)
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    from huedb.chroma_bridge import chroma_client
+
+    for name, value in setup.store.env().items():
+        monkeypatch.setenv(name, value)
+    SharedSystemClient.clear_system_cache()
+    return chroma_client(setup.local_dir, allow_reset=True)
+
+
+def sparse_class(mode: str) -> type:
+    """The `SparseVector` class the mode's client takes and returns."""
+    if mode in ("chroma_http", "bridge"):
+        from chromadb.base_types import SparseVector
+
+        return SparseVector
+    return huedb.SparseVector
+
+
+def f32_bits(values: list[float]) -> list[int]:
+    return np.asarray(values, dtype=np.float32).view(np.uint32).tolist()
+
+
+def assert_same_vector(got: Any, sent: Any, cls: type) -> None:
+    """`got` is a `cls` with `sent`'s indices and labels, values equal as float32 and given
+    as the shortest decimal of that float32 (what Chroma's server answers)."""
+    assert type(got) is cls
+    assert got.indices == list(sent.indices)
+    assert got.labels == sent.labels
+    assert f32_bits(got.values) == f32_bits(sent.values)
+    assert got.values == [float(str(np.float32(v))) for v in sent.values]
+
+
+def schema_of(collection: Any) -> dict[str, Any]:
+    """The schema JSON a collection was read with (chromadb's or huedb's model)."""
+    model = collection.get_model()
+    return getattr(model, "serialized_schema", None) or model.schema
+
+
+def new_collection(client: Any, **kwargs: Any) -> Any:
+    return client.create_collection(f"sp{next(_names)}", embedding_function=None, **kwargs)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_round_trip(mode: str, setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """add/get/query, update and upsert replacing the whole vector, None deleting the key;
+    the sparse key is not filterable (where on it matches as a missing key) and is echoed
+    in the schema as a `sparse_vector` key."""
+    client = open_client(mode, setup, monkeypatch)
+    sv = sparse_class(mode)
+    col = new_collection(client)
+    a = sv(INDICES, VALUES, [f"t{i}" for i in range(len(INDICES))])
+    b = sv([5], [0.7])
+    empty = sv([], [])
+    col.add(
+        ids=["a", "b", "c"],
+        embeddings=[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]],
+        metadatas=[{"sp": a, "n": 1}, {"sp": b}, {"sp": empty, "n": 3}],
+    )
+    got = col.get(ids=["a", "b", "c"])["metadatas"]
+    for meta, sent in zip(got, (a, b, empty), strict=True):
+        assert_same_vector(meta["sp"], sent, sv)
+    assert got[0]["n"] == 1
+    hits = col.query(query_embeddings=[[1.0, 0.0]], n_results=3)
+    assert hits["ids"][0][0] == "a"
+    assert_same_vector(hits["metadatas"][0][0]["sp"], a, sv)
+
+    replaced = sv([1, 2], [0.25, 1e-3])
+    col.update(ids=["a"], metadatas=[{"sp": replaced}])
+    col.upsert(ids=["b"], embeddings=[[0.0, 1.0]], metadatas=[{"sp": sv([9], [2.0], ["x"])}])
+    col.update(ids=["c"], metadatas=[{"sp": None}])
+    got = col.get(ids=["a", "b", "c"])["metadatas"]
+    assert_same_vector(got[0]["sp"], replaced, sv)
+    assert got[0]["n"] == 1
+    assert_same_vector(got[1]["sp"], sv([9], [2.0], ["x"]), sv)
+    assert got[2] == {"n": 3}
+
+    assert col.get(where={"sp": {"$eq": 1}})["ids"] == []
+    assert sorted(col.get(where={"sp": {"$ne": 1}})["ids"]) == ["a", "b", "c"]
+    schema = schema_of(client.get_collection(col.name))
+    assert schema["keys"]["sp"]["sparse_vector"] == {
+        "sparse_vector_index": {
+            "enabled": False,
+            "config": {"embedding_function": {"type": "unknown"}, "bm25": False},
+        }
+    }
+
+
+def test_chroma_client_wire_form(setup: Setup) -> None:
+    """What the real chromadb client sends is stored and answered unchanged: `#type`,
+    indices, shortest float32 values and `tokens` (null without labels)."""
+    from chromadb.base_types import SparseVector
+
+    col = new_collection(chroma_http_client(setup.server.port))
+    col.add(
+        ids=["x", "y"],
+        embeddings=[[1.0], [2.0]],
+        metadatas=[
+            {"sp": SparseVector([1, 7], [0.1, 2.0], ["a", "b"])},
+            {"sp": SparseVector([], [])},
+        ],
+    )
+    body = raw(setup, col.id, "get", {"ids": ["x", "y"], "include": ["metadatas"]}).json()
+    assert body["metadatas"] == [
+        {
+            "sp": {
+                "#type": "sparse_vector",
+                "indices": [1, 7],
+                "values": [0.1, 2.0],
+                "tokens": ["a", "b"],
+            }
+        },
+        {"sp": {"#type": "sparse_vector", "indices": [], "values": [], "tokens": None}},
+    ]
+
+
+def raw(setup: Setup, collection_id: Any, op: str, body: dict[str, Any]) -> httpx.Response:
+    url = (
+        f"{setup.server.url}/api/v2/tenants/default_tenant/databases/default_database/"
+        f"collections/{collection_id}/{op}"
+    )
+    return httpx.post(url, content=json.dumps(body), timeout=30)
+
+
+def _sv(**fields: Any) -> dict[str, Any]:
+    return {"#type": "sparse_vector", **fields}
+
+
+# (metadata value, status): 422 when Chroma's server cannot parse it, 400 when it is invalid.
+INVALID_WIRE = [
+    (_sv(indices=[1], values=[1.0], **{"#type": "dense"}), 422),
+    ({"#type": "sparse_vector", "indices": [1]}, 422),
+    (_sv(indices=[True], values=[1.0]), 422),
+    (_sv(indices=[-1], values=[1.0]), 422),
+    (_sv(indices=[2**32], values=[1.0]), 422),
+    (_sv(indices=[1.5], values=[1.0]), 422),
+    (_sv(indices=[1], values=["1"]), 422),
+    (_sv(indices=[1], values=[False]), 422),
+    (_sv(indices=[1], values=[1.0], tokens=[1]), 422),
+    (_sv(indices="1", values=[1.0]), 422),
+    ({"a": 1}, 422),
+    (_sv(indices=[1, 2], values=[1.0]), 400),
+    (_sv(indices=[2, 1], values=[1.0, 1.0]), 400),
+    (_sv(indices=[1, 1], values=[1.0, 1.0]), 400),
+    (_sv(indices=[1], values=[1e39]), 400),
+    (_sv(indices=[1], values=[1.0], tokens=["a", "b"]), 400),
+]
+
+
+def test_invalid_wire_forms(setup: Setup) -> None:
+    """Each invalid sparse value, in the second record of an add and in an update, gets
+    Chroma's status and error class and leaves the collection unchanged; the old form
+    without `#type` is a sparse vector."""
+    client = huedb.HttpClient(host="127.0.0.1", port=setup.server.port)
+    col = new_collection(client)
+    col.add(ids=["keep"], embeddings=[[1.0]], metadatas=[{"sp": huedb.SparseVector([1], [1.0])}])
+    before = raw(setup, col.id, "get", {"include": ["metadatas"]}).json()
+    for value, status in INVALID_WIRE:
+        for op, body in (
+            (
+                "add",
+                {
+                    "ids": ["ok", "new"],
+                    "embeddings": [[1.0], [2.0]],
+                    "metadatas": [{"n": 1}, {"sp": value}],
+                },
+            ),
+            ("update", {"ids": ["new", "keep"], "metadatas": [{"n": 1}, {"sp": value}]}),
+        ):
+            resp = raw(setup, col.id, op, body)
+            assert resp.status_code == status, (value, op, resp.text)
+            error = resp.json()
+            if status == 400:
+                assert error == {
+                    "error": "InvalidArgumentError",
+                    "message": "Validation error: metadatas: Invalid metadata at index 1",
+                }
+            else:
+                assert error["error"] == "ChromaError"
+                assert "metadatas[1].sp" in error["message"], error
+        assert raw(setup, col.id, "get", {"include": ["metadatas"]}).json() == before
+    resp = raw(
+        setup,
+        col.id,
+        "update",
+        {"ids": ["keep"], "metadatas": [{"sp": {"indices": [4], "values": [0.5]}}]},
+    )
+    assert resp.status_code == 200, resp.text
+    assert col.get(ids=["keep"])["metadatas"] == [{"sp": huedb.SparseVector([4], [0.5])}]
+
+
+@pytest.mark.parametrize("mode", ["local", "http"])
+def test_invalid_client_values(mode: str, setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """huedb's clients: a malformed `#type` dict is chromadb's ValueError (in add.); a
+    SparseVector the client accepts but Chroma's server cannot store (index beyond u32,
+    value not finite in float32) is InvalidArgumentError; nothing is written. A wellformed
+    `#type` dict is taken as the vector."""
+    col = new_collection(open_client(mode, setup, monkeypatch))
+    with pytest.raises(ValueError, match="sorted in strictly ascending order.* in add"):
+        col.add(
+            ids=["x"], embeddings=[[1.0]], metadatas=[{"sp": _sv(indices=[2, 1], values=[1, 1])}]
+        )
+    # In-process these are the server-side check's 400; over HTTP the index and the NaN
+    # (JSON null) cannot be parsed (422 ChromaError), the overflow is the same 400.
+    unparsed = (ChromaError, "untagged enum MetadataValue") if mode == "http" else None
+    for bad, refused in (
+        (huedb.SparseVector([2**32], [1.0]), unparsed),
+        (huedb.SparseVector([1], [float("nan")]), unparsed),
+        (huedb.SparseVector([1], [1e39]), None),
+    ):
+        error, message = refused or (InvalidArgumentError, "Invalid metadata at index 0")
+        with pytest.raises(error, match=message) as caught:
+            col.add(ids=["x"], embeddings=[[1.0]], metadatas=[{"sp": bad}])
+        assert type(caught.value) is error
+    assert col.count() == 0
+    col.add(
+        ids=["x"],
+        embeddings=[[1.0]],
+        metadatas=[{"sp": _sv(indices=[3], values=[0.5], tokens=["t"])}],
+    )
+    assert col.get()["metadatas"] == [{"sp": huedb.SparseVector([3], [0.5], ["t"])}]
+
+
+def bm25_schema(mode: str) -> Any:
+    """A schema with a BM25 sparse index on `bm25_sparse` filled from `#document`: the
+    chromadb `Schema` for chromadb's clients, the JSON it sends for huedb's."""
+    if mode in ("chroma_http", "bridge"):
+        from chromadb import Schema, SparseVectorIndexConfig
+        from chromadb.utils.embedding_functions import ChromaBm25EmbeddingFunction as Bm25
+
+        index = SparseVectorIndexConfig(
+            embedding_function=Bm25(), source_key="#document", bm25=True
+        )
+        return Schema().create_index(config=index, key=BM25_KEY)
+    return {
+        "defaults": {},
+        "keys": {
+            BM25_KEY: {
+                "sparse_vector": {"sparse_vector_index": {"enabled": True, "config": BM25_CONFIG}}
+            }
+        },
+    }
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_bm25_schema(mode: str, setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collection with a BM25 sparse index is created, persisted and echoed (a new client
+    reads it back), and add/update/upsert fill `bm25_sparse` with exactly huedb's BM25
+    vectors of the documents; a vector given explicitly is kept."""
+    client = open_client(mode, setup, monkeypatch)
+    sv = sparse_class(mode)
+    col = new_collection(client, schema=bm25_schema(mode))
+    docs = ["the quick brown fox jumps over the lazy dog", "Usain Bolt's top speed", "fox animal"]
+    given = sv([11], [0.5])
+    col.add(
+        ids=["a", "b", "c"],
+        embeddings=[[1.0], [2.0], [3.0]],
+        documents=docs,
+        metadatas=[{"n": 1}, None, {BM25_KEY: given}],
+    )
+    col.update(ids=["b"], embeddings=[[2.0]], documents=["running runs ran foxes Foxes"])
+    col.upsert(ids=["d"], embeddings=[[4.0]], documents=["space-time continuum"])
+    bm25 = ChromaBm25EmbeddingFunction()
+    expected = (
+        bm25([docs[0], "running runs ran foxes Foxes"]) + [given] + bm25(["space-time continuum"])
+    )
+    got = col.get(ids=["a", "b", "c", "d"])["metadatas"]
+    for meta, want in zip(got, expected, strict=True):
+        assert_same_vector(meta[BM25_KEY], sv(want.indices, want.values, want.labels), sv)
+    assert got[0]["n"] == 1
+
+    schema = schema_of(open_client(mode, setup, monkeypatch).get_collection(col.name))
+    index = schema["keys"][BM25_KEY]["sparse_vector"]["sparse_vector_index"]
+    assert index == {"enabled": True, "config": BM25_CONFIG}
+
+
+SCHEMA_ERRORS = [
+    (
+        {
+            "defaults": {"sparse_vector": {"sparse_vector_index": {"enabled": True, "config": {}}}},
+            "keys": {},
+        },
+        "Sparse vector index cannot be enabled by default",
+    ),
+    (
+        {
+            "defaults": {},
+            "keys": {
+                k: {"sparse_vector": {"sparse_vector_index": {"enabled": True, "config": {}}}}
+                for k in ("s2", "s1")
+            },
+        },
+        'At most one sparse vector index is allowed for the collection: ["s1", "s2"]',
+    ),
+    (
+        {
+            "defaults": {},
+            "keys": {
+                "s": {
+                    "sparse_vector": {
+                        "sparse_vector_index": {
+                            "enabled": True,
+                            "config": {"source_key": "#document"},
+                        }
+                    }
+                }
+            },
+        },
+        "If source_key is provided then embedding_function must also be provided",
+    ),
+    (
+        {
+            "defaults": {},
+            "keys": {
+                "s": {
+                    "sparse_vector": {
+                        "sparse_vector_index": {
+                            "enabled": True,
+                            "config": {**BM25_CONFIG, "source_key": "#meta"},
+                        }
+                    }
+                }
+            },
+        },
+        "source_key cannot begin with '#'",
+    ),
+]
+
+
+@pytest.mark.parametrize("mode", ["local", "http"])
+def test_schema_errors(mode: str, setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chroma's schema rules for sparse indexes, with its 400 messages."""
+    client = open_client(mode, setup, monkeypatch)
+    for schema, message in SCHEMA_ERRORS:
+        with pytest.raises(InvalidArgumentError) as caught:
+            new_collection(client, schema=schema)
+        assert str(caught.value).startswith("Validation error: schema: " + message.split(":")[0])
+        assert message in str(caught.value)
