@@ -484,36 +484,37 @@ def test_live_requests_get_chroma_status_and_data_is_unchanged(server: Any) -> N
     col = client.create_collection("live2d", embedding_function=None)
     col.add(ids=["a", "b"], embeddings=[[1, 0], [0, 1]], metadatas=[{"n": 1}, {"n": 2}])
     url = f"{server.url}/api/v2/tenants/default_tenant/databases/default_database/collections"
-    for name, case in CAPTURES["live"]["results"].items():
-        if "request" not in case:
-            continue
-        resp = httpx.post(f"{url}/{col.id}/search", json=case["request"])
-        if name in HUEDB_REFUSES:
-            assert resp.status_code == 400, name
-            assert resp.json()["message"].startswith(HUEDB_REFUSES[name])
-        elif case["status"] == 501:
-            assert resp.status_code == 200, (name, resp.text)
-        else:
-            assert resp.status_code == case["status"], (name, resp.text)
-            assert resp.json()["error"] == case["response"]["error"], name
-    assert col.count() == 2
-    # In-process, the same requests through the server API `Collection.search` calls.
-    local = huedb.Client()
-    target = local.create_collection("live2d", embedding_function=None)
-    target.add(ids=["a", "b"], embeddings=[[1, 0], [0, 1]], metadatas=[{"n": 1}, {"n": 2}])
-    for name, case in CAPTURES["live"]["results"].items():
-        if "request" not in case or case["status"] == 501 and name not in HUEDB_REFUSES:
-            continue
-        with pytest.raises(huedb.errors.ChromaError) as refused:
-            local._server.search(str(target.id), case["request"])
-        status = 400 if name in HUEDB_REFUSES else case["status"]
-        error = "InvalidArgumentError" if name in HUEDB_REFUSES else case["response"]["error"]
-        assert (refused.value.code(), refused.value.name()) == (status, error), name
-    assert target.count() == 2
-    missing = httpx.post(f"{url}/{'0' * 8}-0000-4000-8000-{'0' * 12}/search", json={"searches": []})
-    assert (missing.status_code, missing.json()["error"]) == (404, "NotFoundError")
-    bad_id = httpx.post(f"{url}/nope/search", json={"searches": []})
-    assert (bad_id.status_code, bad_id.json()["error"]) == (400, "InvalidArgumentError")
+    with httpx.Client(timeout=30) as http:
+        for name, case in CAPTURES["live"]["results"].items():
+            if "request" not in case:
+                continue
+            resp = http.post(f"{url}/{col.id}/search", json=case["request"])
+            if name in HUEDB_REFUSES:
+                assert resp.status_code == 400, name
+                assert resp.json()["message"].startswith(HUEDB_REFUSES[name])
+            elif case["status"] == 501:
+                assert resp.status_code == 200, (name, resp.text)
+            else:
+                assert resp.status_code == case["status"], (name, resp.text)
+                assert resp.json()["error"] == case["response"]["error"], name
+        assert col.count() == 2
+        # In-process, the same requests through the server API `Collection.search` calls.
+        local = huedb.Client()
+        target = local.create_collection("live2d", embedding_function=None)
+        target.add(ids=["a", "b"], embeddings=[[1, 0], [0, 1]], metadatas=[{"n": 1}, {"n": 2}])
+        for name, case in CAPTURES["live"]["results"].items():
+            if "request" not in case or case["status"] == 501 and name not in HUEDB_REFUSES:
+                continue
+            with pytest.raises(huedb.errors.ChromaError) as refused:
+                local._server.search(str(target.id), case["request"])
+            status = 400 if name in HUEDB_REFUSES else case["status"]
+            error = "InvalidArgumentError" if name in HUEDB_REFUSES else case["response"]["error"]
+            assert (refused.value.code(), refused.value.name()) == (status, error), name
+        assert target.count() == 2
+        missing = http.post(f"{url}/{'0' * 8}-0000-4000-8000-{'0' * 12}/search", json={"searches": []})
+        assert (missing.status_code, missing.json()["error"]) == (404, "NotFoundError")
+        bad_id = http.post(f"{url}/nope/search", json={"searches": []})
+        assert (bad_id.status_code, bad_id.json()["error"]) == (400, "InvalidArgumentError")
 
 
 class _LengthEmbedder:
