@@ -511,7 +511,8 @@ def test_live_requests_get_chroma_status_and_data_is_unchanged(server: Any) -> N
             error = "InvalidArgumentError" if name in HUEDB_REFUSES else case["response"]["error"]
             assert (refused.value.code(), refused.value.name()) == (status, error), name
         assert target.count() == 2
-        missing = http.post(f"{url}/{'0' * 8}-0000-4000-8000-{'0' * 12}/search", json={"searches": []})
+        nowhere = f"{url}/{'0' * 8}-0000-4000-8000-{'0' * 12}/search"
+        missing = http.post(nowhere, json={"searches": []})
         assert (missing.status_code, missing.json()["error"]) == (404, "NotFoundError")
         bad_id = http.post(f"{url}/nope/search", json={"searches": []})
         assert (bad_id.status_code, bad_id.json()["error"]) == (400, "InvalidArgumentError")
