@@ -52,7 +52,7 @@ HANG = (
     "whose packets to PostgreSQL are dropped hangs on a pooled connection's statement "
     "(TCP retransmits for ~15 min) instead of answering 503: fix in "
     "huedb/engine/postgres_store/connection.py (open_pool kwargs, e.g. tcp_user_timeout "
-    "tied to pg_pool_timeout) ; the URL option ?tcp_user_timeout=2000 works around it"
+    "tied to pg_pool_timeout); the URL option ?tcp_user_timeout=2000 works around it"
 )
 
 
