@@ -9,6 +9,7 @@ import numpy as np
 
 from huedb.api import collection_schema
 from huedb.api import validation as v
+from huedb.api.collection_search import request_body
 from huedb.api.requests import DeleteRequest, GetRequest, ModifyCollectionRequest, QueryRequest
 from huedb.api.types import (
     DEFAULT_GET_INCLUDE,
@@ -175,7 +176,6 @@ class Collection:
     def search(self, searches: Any, read_level: Any = None) -> SearchResult:
         """Run one `Search` or a list of them (string Knn queries embedded first); the
         results hold one entry per search, in order."""
-        from huedb.api.collection_search import request_body
 
         def dense(text: str) -> list[float]:
             return self._embed([text], query=True)[0].tolist()
