@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import huedb
 from huedb.bm25 import ChromaBm25EmbeddingFunction
@@ -68,13 +70,17 @@ class Setup:
     store: StoreTarget
     server: RunningServer
     local_dir: Path
+    http: httpx.Client
 
 
 @pytest.fixture(scope="module")
 def setup(module_store: StoreTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     root = tmp_path_factory.mktemp(f"sparse-{module_store.kind}")
-    with huedb_server(root / "served", *module_store.cli_args()) as server:
-        yield Setup(module_store, server, root / "local")
+    with (
+        huedb_server(root / "served", *module_store.cli_args()) as server,
+        httpx.Client(timeout=30) as http,
+    ):
+        yield Setup(module_store, server, root / "local", http)
 
 
 def open_client(mode: str, setup: Setup, monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -202,11 +208,12 @@ def test_chroma_client_wire_form(setup: Setup) -> None:
 
 
 def raw(setup: Setup, collection_id: Any, op: str, body: dict[str, Any]) -> httpx.Response:
+    """POST `body` (as JSON) to a record route of the collection."""
     url = (
         f"{setup.server.url}/api/v2/tenants/default_tenant/databases/default_database/"
         f"collections/{collection_id}/{op}"
     )
-    return httpx.post(url, content=json.dumps(body), timeout=30)
+    return setup.http.post(url, content=json.dumps(body))
 
 
 def _sv(**fields: Any) -> dict[str, Any]:
@@ -265,7 +272,7 @@ def test_invalid_wire_forms(setup: Setup) -> None:
             else:
                 assert error["error"] == "ChromaError"
                 assert "metadatas[1].sp" in error["message"], error
-        assert raw(setup, col.id, "get", {"include": ["metadatas"]}).json() == before
+    assert raw(setup, col.id, "get", {"include": ["metadatas"]}).json() == before
     resp = raw(
         setup,
         col.id,
@@ -423,3 +430,126 @@ def test_schema_errors(mode: str, setup: Setup, monkeypatch: pytest.MonkeyPatch)
             new_collection(client, schema=schema)
         assert str(caught.value).startswith("Validation error: schema: " + message.split(":")[0])
         assert message in str(caught.value)
+
+
+# -- properties against a reference model ---------------------------------------------------
+
+_json_scalars = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=3)
+_json_scalars |= st.floats(allow_nan=False, allow_infinity=False)
+_json = st.recursive(_json_scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=6)
+_wire_index = st.integers(-2, 2**32 + 1) | st.sampled_from([True, 1.0, "1", None])
+_wire_value = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-(2**40), 2**40)
+_wire_value |= st.sampled_from([False, "1", None, 3.5e38, -1e39])
+_wire_sparse = st.fixed_dictionaries(
+    {},
+    optional={
+        "#type": st.sampled_from(["sparse_vector", "dense", 1]),
+        "indices": st.lists(_wire_index, max_size=4) | _json,
+        "values": st.lists(_wire_value, max_size=4) | _json,
+        "tokens": st.none() | st.lists(st.text(max_size=2) | st.integers(), max_size=4),
+        "other": _json,
+    },
+)
+
+
+def expected_answer(value: dict[str, Any]) -> int | dict[str, Any]:
+    """The reference: Chroma's parse (422), then validation (400), then the answered form."""
+    indices, values, tokens = value.get("indices"), value.get("values"), value.get("tokens")
+    parsed = (
+        value.get("#type", "sparse_vector") == "sparse_vector"
+        and isinstance(indices, list)
+        and all(type(i) is int and 0 <= i < 2**32 for i in indices)
+        and isinstance(values, list)
+        and all(type(v) in (int, float) for v in values)
+        and (tokens is None or (isinstance(tokens, list) and all(type(t) is str for t in tokens)))
+    )
+    if not parsed:
+        return 422
+    f32 = np.asarray(values, dtype=np.float32)
+    if (
+        len(values) != len(indices)
+        or (tokens is not None and len(tokens) != len(indices))
+        or any(b <= a for a, b in zip(indices, indices[1:], strict=False))
+        or not np.isfinite(f32).all()
+    ):
+        return 400
+    shortest = [float(str(v)) for v in f32]
+    return {"#type": "sparse_vector", "indices": indices, "values": shortest, "tokens": tokens}
+
+
+def test_wire_values_against_reference(setup: Setup) -> None:
+    """Arbitrary sparse-like objects posted as metadata values: the status (and, when stored,
+    the answered value) is the reference's; never a 500."""
+    col = new_collection(huedb.HttpClient(host="127.0.0.1", port=setup.server.port))
+    ids = itertools.count()
+
+    @settings(max_examples=60, deadline=None)
+    @given(value=_wire_sparse)
+    def check(value: dict[str, Any]) -> None:
+        record = f"r{next(ids)}"
+        body = {"ids": [record], "embeddings": [[1.0]], "metadatas": [{"sp": value}]}
+        resp = raw(setup, col.id, "upsert", body)
+        want = expected_answer(value)
+        if isinstance(want, int):
+            assert resp.status_code == want, (value, resp.text)
+            return
+        assert resp.status_code == 200, (value, resp.text)
+        got = raw(setup, col.id, "get", {"ids": [record], "include": ["metadatas"]}).json()
+        assert got["metadatas"] == [{"sp": want}]
+
+    check()
+
+
+def _sparse_of(pairs: list[tuple[int, float]]) -> huedb.SparseVector:
+    ordered = sorted(pairs)
+    return huedb.SparseVector([i for i, _ in ordered], [v for _, v in ordered])
+
+
+_f32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
+_vectors = st.lists(
+    st.tuples(st.integers(0, 2**32 - 1), _f32), max_size=5, unique_by=lambda pair: pair[0]
+).map(_sparse_of)
+_writes = st.lists(
+    st.tuples(
+        st.sampled_from(["add", "update", "upsert"]),
+        st.sampled_from(["a", "b"]),
+        st.dictionaries(st.sampled_from(["s1", "s2", "n"]), st.none() | _vectors, min_size=1),
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+def test_writes_against_reference(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Random add/update/upsert sequences of sparse (and None) values in-process on SQLite:
+    every get equals a dict model where update/upsert replace a key's whole vector and None
+    deletes it (add of an existing id changes nothing)."""
+    client = huedb.PersistentClient(path=tmp_path_factory.mktemp("sparse-model"))
+
+    @settings(max_examples=40, deadline=None)
+    @given(writes=_writes)
+    def check(writes: list[tuple[str, str, dict[str, Any]]]) -> None:
+        col = new_collection(client)
+        model: dict[str, dict[str, Any]] = {}
+        for op, record, meta in writes:
+            if op == "add" and any(v is None for v in meta.values()):
+                continue  # None values are refused in add
+            exists = record in model
+            if op == "update" and not exists:
+                continue
+            if op == "add" and exists:
+                continue
+            getattr(col, op)(ids=[record], embeddings=[[1.0]], metadatas=[meta])
+            merged = {**model.get(record, {}), **meta}
+            model[record] = {k: v for k, v in merged.items() if v is not None}
+        got = col.get(include=["metadatas"])
+        stored = dict(zip(got["ids"], got["metadatas"], strict=True))
+        for record, meta in model.items():
+            want = {
+                k: huedb.SparseVector(v.indices, [float(str(np.float32(x))) for x in v.values])
+                for k, v in meta.items()
+            }
+            assert (stored[record] or {}) == want
+        client.delete_collection(col.name)
+
+    check()
