@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import huedb
@@ -485,6 +485,10 @@ def test_wire_values_against_reference(setup: Setup) -> None:
 
     @settings(max_examples=60, deadline=None)
     @given(value=_wire_sparse)
+    @example(
+        value={"#type": "sparse_vector", "indices": [1, 5], "values": [0.1, 2], "tokens": None}
+    )
+    @example(value={"indices": [2**32 - 1], "values": [1e-40], "tokens": ["t"], "other": 1})
     def check(value: dict[str, Any]) -> None:
         record = f"r{next(ids)}"
         body = {"ids": [record], "embeddings": [[1.0]], "metadatas": [{"sp": value}]}
@@ -528,6 +532,9 @@ def test_writes_against_reference(tmp_path_factory: pytest.TempPathFactory) -> N
 
     @settings(max_examples=40, deadline=None)
     @given(writes=_writes)
+    @example(
+        writes=[("add", "a", {"s1": huedb.SparseVector([1], [0.1])}), ("update", "a", {"s1": None})]
+    )
     def check(writes: list[tuple[str, str, dict[str, Any]]]) -> None:
         col = new_collection(client)
         model: dict[str, dict[str, Any]] = {}
