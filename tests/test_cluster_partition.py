@@ -42,18 +42,6 @@ MAX_503_S = 10.0
 CUT_S = 5.0  # how long the link stays down while B keeps writing
 HEAL_WITHIN_S = 30.0
 CLIENT_TIMEOUT_S = MAX_503_S + 2  # past it, node A hangs: the test fails there
-# libpq's TCP_USER_TIMEOUT (ms): a connection whose sent data stays unacknowledged that
-# long is dropped. Without it, a statement sent into a partition waits for TCP's own
-# retransmission limit (about 15 minutes on Linux): keepalives do not run while data is
-# unacknowledged.
-TCP_USER_TIMEOUT = "tcp_user_timeout=2000"
-HANG = (
-    "huedb's PostgreSQL connections set TCP keepalives but no tcp_user_timeout, so a node "
-    "whose packets to PostgreSQL are dropped hangs on a pooled connection's statement "
-    "(TCP retransmits for ~15 min) instead of answering 503: fix in "
-    "huedb/engine/postgres_store/connection.py (open_pool kwargs, e.g. tcp_user_timeout "
-    "tied to pg_pool_timeout); the URL option ?tcp_user_timeout=2000 works around it"
-)
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -208,21 +196,15 @@ def reads_during_cut(base: str, cid: str, writer: Writer, until: float) -> tuple
     return statuses, longest
 
 
-@pytest.mark.parametrize(
-    "url_options",
-    [
-        pytest.param("", id="default", marks=pytest.mark.xfail(strict=True, reason=HANG)),
-        pytest.param(TCP_USER_TIMEOUT, id="tcp_user_timeout"),
-    ],
-)
-def test_node_cut_off_from_postgresql_answers_503_then_catches_up(
-    tmp_path: Path, url_options: str
-) -> None:
+def test_node_cut_off_from_postgresql_answers_503_then_catches_up(tmp_path: Path) -> None:
+    """The store sets libpq's tcp_user_timeout to the pool timeout: without it, a statement
+    sent into the partition waited for TCP's retransmission limit (~15 min; no answer in
+    12 s), since keepalives do not run while sent data is unacknowledged."""
     reason = namespaces_unavailable()
     if reason:
         pytest.skip(reason)
     with partition_net() as net, VethPgCluster(net.pg_host) as pg:
-        url = pg.create_database("partition") + (f"?{url_options}" if url_options else "")
+        url = pg.create_database("partition")
         args = ("--store", url, "--pg-pool-timeout", str(POOL_TIMEOUT_S))
         node_b = start_server(tmp_path / "node-b", *args, new_session=True)
         node_a = None

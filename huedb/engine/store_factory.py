@@ -17,6 +17,7 @@ def pool_settings(options: EngineOptions) -> PoolSettings:
         max_size=options.pg_pool_max_size,
         timeout=options.pg_pool_timeout,
         connect_timeout=max(1, round(options.pg_pool_timeout)),
+        tcp_user_timeout=options.pg_pool_timeout,
     )
 
 

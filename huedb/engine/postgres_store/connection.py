@@ -33,6 +33,7 @@ from typing import TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from huedb.errors import (
@@ -61,6 +62,7 @@ class PoolSettings:
     timeout: float = 5.0  # seconds a session waits for a working connection
     connect_timeout: int = 5  # seconds one connection attempt may take
     reconnect_timeout: float = 5.0  # seconds the pool retries a lost connection in the background
+    tcp_user_timeout: float = 5.0  # seconds sent data may stay unacknowledged (partition)
 
 
 def open_pool(url: str, settings: PoolSettings) -> ConnectionPool:
@@ -69,21 +71,28 @@ def open_pool(url: str, settings: PoolSettings) -> ConnectionPool:
     Connections keep TCP keepalives on, so a server that vanished without closing its
     sockets is noticed; a request never waits longer than `settings.timeout` for one.
     """
+    kwargs = {
+        "autocommit": True,  # transactions are begun explicitly, with their isolation
+        "connect_timeout": settings.connect_timeout,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "application_name": "huedb",
+    }
+    # Keepalives do not run while sent data waits for its acknowledgement, so without this a
+    # statement sent into a network partition waits for TCP's retransmission limit (~15 min)
+    # instead of failing: data unacknowledged for this long drops the connection (-> 503).
+    # A value in the URL wins.
+    if "tcp_user_timeout" not in conninfo_to_dict(url):
+        kwargs["tcp_user_timeout"] = int(settings.tcp_user_timeout * 1000)
     pool = ConnectionPool(
         url,
         min_size=settings.min_size,
         max_size=settings.max_size,
         timeout=settings.timeout,
         reconnect_timeout=settings.reconnect_timeout,
-        kwargs={
-            "autocommit": True,  # transactions are begun explicitly, with their isolation
-            "connect_timeout": settings.connect_timeout,
-            "keepalives": 1,
-            "keepalives_idle": 10,
-            "keepalives_interval": 5,
-            "keepalives_count": 3,
-            "application_name": "huedb",
-        },
+        kwargs=kwargs,
         name="huedb",
         open=False,
     )
