@@ -560,3 +560,23 @@ def test_writes_against_reference(tmp_path_factory: pytest.TempPathFactory) -> N
         client.delete_collection(col.name)
 
     check()
+
+
+@pytest.mark.parametrize("mode", ["local", "http"])
+def test_parquet_export_import(
+    mode: str, setup: Setup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`huedb export`/`import` (in-process: stored form; over HTTP: read as SparseVector)
+    carry sparse vectors unchanged."""
+    from huedb.ops.parquet import export_collection, import_collection
+
+    client = open_client(mode, setup, monkeypatch)
+    col = new_collection(client)
+    sent = [huedb.SparseVector([1, 9], [0.1, 1e-30], ["a", "b"]), huedb.SparseVector([], [])]
+    col.add(ids=["a", "b"], embeddings=[[1.0], [2.0]], metadatas=[{"sp": v} for v in sent])
+    export_collection(col, tmp_path / "out.parquet", show_progress=False)
+    name = f"sp{next(_names)}"
+    import_collection(client, tmp_path / "out.parquet", collection_name=name, show_progress=False)
+    got = client.get_collection(name).get(ids=["a", "b"])["metadatas"]
+    for meta, want in zip(got, sent, strict=True):
+        assert_same_vector(meta["sp"], want, huedb.SparseVector)
