@@ -357,6 +357,21 @@ def test_time_budget_stops_a_statement(pg_store: PostgresStore) -> None:
         assert db.run("SHOW statement_timeout").fetchone()[0] == "0"
 
 
+def test_read_sessions_begin_with_the_query_timeout(pg_url: str) -> None:
+    store = PostgresStore(pg_url, EngineOptions(query_timeout=0.3))
+    try:
+        with store.read() as db:  # set with the BEGIN, in the same round trip
+            assert db.run("SHOW statement_timeout").fetchone()[0] == "300ms"
+        started = time.monotonic()
+        with pytest.raises(QueryTimeoutError), store.read() as db, db.time_budget(0.3):
+            db.run("SELECT pg_sleep(5)")
+        assert time.monotonic() - started < 3
+        with store.write() as db:  # writes are not bounded by it
+            assert db.run("SHOW statement_timeout").fetchone()[0] == "0"
+    finally:
+        store.close()
+
+
 def test_stopped_postgres_is_unavailable_then_recovers(tmp_path: Path) -> None:
     with PgCluster() as cluster:  # its own server: stopping it disturbs no other test
         url = cluster.create_database("outage")

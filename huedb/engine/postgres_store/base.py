@@ -13,9 +13,10 @@ class SessionBase:
     """One transaction's connection; `run` executes a statement under the session's
     deadline (checked before each statement; `time_budget` bounds each statement)."""
 
-    def __init__(self, conn: psycopg.Connection, writable: bool) -> None:
+    def __init__(self, conn: psycopg.Connection, writable: bool, read_timeout: float = 0) -> None:
         self._conn = conn
         self._writable = writable
+        self.read_timeout = read_timeout  # statement_timeout (s) a read session began with
         self._deadline: Deadline | None = None
         # Oplog heads read with collection rows in this (read-only, REPEATABLE READ) snapshot.
         self._heads: dict[int, int] = {}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -205,11 +206,15 @@ def on_live_connection(
 
 @contextlib.contextmanager
 def transaction(
-    pool: ConnectionPool, isolation: str, read_only: bool
+    pool: ConnectionPool, isolation: str, read_only: bool, statement_timeout: float = 0
 ) -> Iterator[psycopg.Connection]:
     """One transaction on a pooled connection: committed when the block ends without an
-    exception, rolled back otherwise; storage failures raised as huedb errors."""
+    exception, rolled back otherwise; storage failures raised as huedb errors. A
+    `statement_timeout` (seconds, 0: none) is set for the whole transaction with its BEGIN
+    (one simple-protocol round trip)."""
     begin = f"BEGIN ISOLATION LEVEL {isolation}{' READ ONLY' if read_only else ''}"
+    if statement_timeout > 0:
+        begin += f"; SET LOCAL statement_timeout = {math.ceil(statement_timeout * 1000)}"
 
     def begun(conn: psycopg.Connection) -> psycopg.Connection:
         conn.execute(begin)

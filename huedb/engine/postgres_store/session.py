@@ -31,18 +31,31 @@ class PgSession(CatalogSQL, RecordsSQL, AdminSQL):
         if seconds <= 0:
             yield deadline
             return
+        if not self._writable and seconds == self.read_timeout:
+            # This read session began with this very timeout (`SET LOCAL` sent with its
+            # BEGIN, store.read): nothing to set nor restore.
+            with self._deadline_errors(deadline):
+                yield deadline
+            return
         previous = self.run(
             "SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, "
             "true)",
             (f"{math.ceil(seconds * 1000)}ms",),
         ).fetchone()[0]
+        with self._deadline_errors(deadline):
+            yield deadline
+        self.run("SELECT set_config('statement_timeout', %s, true)", (previous,))
+
+    @contextlib.contextmanager
+    def _deadline_errors(self, deadline: Deadline) -> Iterator[None]:
+        """Check `deadline` before each statement of the block; a statement PostgreSQL
+        cancelled for its timeout becomes the deadline's QueryTimeoutError."""
         self._deadline = deadline
         try:
-            yield deadline
+            yield
         except pg_errors.QueryCanceled as exc:
             if "statement timeout" not in str(exc):
                 raise  # cancelled by someone else (pg_cancel_backend)
             raise deadline.error() from exc
         finally:
             self._deadline = None
-        self.run("SELECT set_config('statement_timeout', %s, true)", (previous,))

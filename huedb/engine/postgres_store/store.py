@@ -51,9 +51,12 @@ class PostgresStore:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[PgSession]:
-        """A REPEATABLE READ READ ONLY transaction: one snapshot for all its reads."""
-        with transaction(self._pool, "REPEATABLE READ", read_only=True) as conn:
-            yield PgSession(conn, writable=False)
+        """A REPEATABLE READ READ ONLY transaction: one snapshot for all its reads. With a
+        `query_timeout`, its `SET LOCAL statement_timeout` goes with the BEGIN (one round
+        trip), so `time_budget(query_timeout)` inside costs no statement."""
+        timeout = self.options.query_timeout
+        with transaction(self._pool, "REPEATABLE READ", True, timeout) as conn:
+            yield PgSession(conn, writable=False, read_timeout=timeout)
 
     @contextlib.contextmanager
     def write(self) -> Iterator[PgSession]:
