@@ -460,16 +460,20 @@ def test_worked_examples_idf_and_bm25_score() -> None:
     docs = ["the quick brown fox jumps over the lazy dog", "A fast auburn fox", "a cat"]
     vectors = ef(docs)
     query = ef.embed_query(["fox animal"])[0]
-    metadatas = [{"sp": v.to_dict()} for v in vectors]
-    n_records, counts = sparse_knn.document_frequencies(metadatas, "sp", set(query.indices))
-    idf_of = {t: sparse_knn.idf(n_records, n) for t, n in counts.items()}
+    column = sparse_knn.SparseColumn(
+        [(i, {"sp": v.to_dict()}) for i, v in enumerate(vectors)], "sp"
+    )
+    counts = column.document_frequencies(set(query.indices))
+    idf_of = {t: sparse_knn.idf(len(docs), n) for t, n in counts.items()}
     plan = parse_search_request(
         {"searches": [{"rank": {"$knn": {"query": query.to_dict(), "key": "sp"}}}]}
     ).searches[0]
     q = plan.rank.query
-    doc = (vectors[0].indices, vectors[0].values)
-    assert round(sparse_knn.measure(sparse_knn.query_weights(q, idf_of), doc), 5) == -0.31743
-    assert round(sparse_knn.measure(sparse_knn.query_weights(q, None), doc), 5) == -1.80302
+    with_idf = dict(column.measures(sparse_knn.query_weights(q, idf_of)))
+    plain = dict(column.measures(sparse_knn.query_weights(q, None)))
+    assert round(with_idf[0], 5) == -0.31743
+    assert round(plain[0], 5) == -1.80302
+    assert 2 not in plain  # "a cat" shares no term with the query: not a candidate
 
 
 # -- refusals over HTTP ------------------------------------------------------------------------

@@ -13,12 +13,12 @@ be seen by one and not another.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from huedb.engine.engine import Engine
 from huedb.engine.filters import RecordFilter
@@ -40,14 +40,26 @@ from huedb.search.ranks import Domain, evaluate_rank, score_order
 RESPONSE_COLUMNS = ("ids", "documents", "embeddings", "metadatas", "scores", "select")
 
 
-@dataclass
 class _Record:
-    """A record as read: id, document, metadata (decoded) and, when read, its vector."""
+    """A record as read: id, document, metadata (decoded when first asked for) and, when
+    read, its vector."""
 
-    id: str
-    document: str | None
-    metadata: dict[str, Any] | None
-    vector: bytes | None = None
+    __slots__ = ("_metadata", "_metadata_json", "document", "id", "vector")
+
+    def __init__(self, row: tuple) -> None:
+        self.id: str = row[1]
+        self.document: str | None = row[2]
+        self._metadata_json: str | bytes | None = row[4]
+        self._metadata: dict[str, Any] | None = None
+        self.vector: bytes | None = row[5] if len(row) > 5 else None
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """The record's metadata (None when it has none)."""
+        if self._metadata is None and self._metadata_json:
+            self._metadata = orjson.loads(self._metadata_json)
+            self._metadata_json = None
+        return self._metadata
 
 
 @dataclass
@@ -57,12 +69,11 @@ class _Search:
     flt: RecordFilter
     records: dict[int, _Record] = field(default_factory=dict)
     filtered: list[int] | None = None  # keys of the filtered records, read for sparse Knn
+    columns: dict[str, sparse_knn.SparseColumn] = field(default_factory=dict)
 
     def keep(self, row: tuple) -> None:
         """Remember a row (key, id, document, uri, metadata_json[, vector])."""
-        metadata = json.loads(row[4]) if row[4] else None
-        vector = row[5] if len(row) > 5 else None
-        self.records[row[0]] = _Record(row[1], row[2], metadata, vector)
+        self.records[row[0]] = _Record(row)
 
 
 class SearchRun:
@@ -72,7 +83,8 @@ class SearchRun:
         self.engine = engine
         self.collection_uuid = collection_uuid
         self.schema = schema or {}
-        self._all_metadata: list[dict[str, Any] | None] | None = None
+        self._everything: dict[int, _Record] | None = None  # every record, once read
+        self._all_columns: dict[str, sparse_knn.SparseColumn] = {}
 
     def run(self, request: SearchRequest) -> dict[str, Any]:
         """The response body: per search, its ids and selected columns."""
@@ -156,23 +168,21 @@ class SearchRun:
         ]
 
     def _sparse(self, knn: KnnNode, query: SparseQuery, state: _Search) -> list[tuple[int, float]]:
-        if state.filtered is None:
-            rows = self.engine.get(self.collection_uuid, state.flt, None, None, False)
-            for row in rows:
-                state.keep(row)
-            state.filtered = [row[0] for row in rows]
+        if state.flt.selects_all:
+            state.records.update(self._all_records())
+            column = self._all_column(knn.key)
+        else:
+            if state.filtered is None:
+                rows = self.engine.get(self.collection_uuid, state.flt, None, None, False)
+                for row in rows:
+                    state.keep(row)
+                state.filtered = [row[0] for row in rows]
+            column = state.columns.get(knn.key)
+            if column is None:
+                records = ((k, state.records[k].metadata) for k in state.filtered)
+                column = state.columns[knn.key] = sparse_knn.SparseColumn(records, knn.key)
         idf_of = self._idf(knn.key, set(query.indices)) if self._bm25(knn.key) else None
-        weights = sparse_knn.query_weights(query, idf_of)
-        found = []
-        for key in state.filtered:
-            metadata = state.records[key].metadata
-            parts = sparse_knn.stored_sparse(metadata.get(knn.key)) if metadata else None
-            if parts is None:
-                continue
-            measure = sparse_knn.measure(weights, parts)
-            if measure is not None:
-                found.append((key, measure))
-        return found
+        return column.measures(sparse_knn.query_weights(query, idf_of))
 
     def _bm25(self, key: str) -> bool:
         """Whether the sparse index of `key` scales queries by IDF (`bm25: true`)."""
@@ -183,11 +193,24 @@ class SearchRun:
         return False
 
     def _idf(self, key: str, terms: set[int]) -> dict[int, float]:
-        if self._all_metadata is None:
-            rows = self.engine.get(self.collection_uuid, RecordFilter(None), None, None, False)
-            self._all_metadata = [json.loads(row[4]) if row[4] else None for row in rows]
-        n_records, counts = sparse_knn.document_frequencies(self._all_metadata, key, terms)
+        n_records = len(self._all_records())
+        counts = self._all_column(key).document_frequencies(terms)
         return {t: sparse_knn.idf(n_records, n) for t, n in counts.items()}
+
+    def _all_column(self, key: str) -> sparse_knn.SparseColumn:
+        """The sparse vectors under `key` of every live record (built once per request)."""
+        column = self._all_columns.get(key)
+        if column is None:
+            records = ((k, r.metadata) for k, r in self._all_records().items())
+            column = self._all_columns[key] = sparse_knn.SparseColumn(records, key)
+        return column
+
+    def _all_records(self) -> dict[int, _Record]:
+        """Every live record of the collection (read once per request)."""
+        if self._everything is None:
+            rows = self.engine.get(self.collection_uuid, RecordFilter(None), None, None, False)
+            self._everything = {row[0]: _Record(row) for row in rows}
+        return self._everything
 
 
 def _sparse_index_config(types: Any) -> dict[str, Any] | None:

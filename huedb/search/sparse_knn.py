@@ -39,23 +39,6 @@ def idf(n_records: int, containing: int) -> float:
     return math.log(1.0 + (n_records - n_t + 0.5) / (n_t + 0.5))
 
 
-def document_frequencies(
-    metadatas: Iterable[dict[str, Any] | None], key: str, terms: set[int]
-) -> tuple[int, dict[int, int]]:
-    """(N, n_t for each of `terms`) over the metadatas of every live record."""
-    counts = dict.fromkeys(terms, 0)
-    n_records = 0
-    for metadata in metadatas:
-        n_records += 1
-        parts = stored_sparse(metadata.get(key)) if metadata else None
-        if parts is None:
-            continue
-        for index in parts[0]:
-            if index in counts:
-                counts[index] += 1
-    return n_records, counts
-
-
 def query_weights(query: SparseQuery, idf_of: dict[int, float] | None) -> dict[int, float]:
     """Query index -> weight (times its IDF when `idf_of` is given)."""
     weights = {}
@@ -65,13 +48,45 @@ def query_weights(query: SparseQuery, idf_of: dict[int, float] | None) -> dict[i
     return weights
 
 
-def measure(weights: dict[int, float], parts: tuple[list[int], list[float]]) -> float | None:
-    """`1 - dot` of a stored vector with the query, None when they share no index."""
-    dot = 0.0
-    shared = False
-    for index, value in zip(*parts, strict=True):
-        q = weights.get(index)
-        if q is not None:
-            shared = True
-            dot += q * float(np.float32(value))
-    return float(np.float32(1.0 - dot)) if shared else None
+class SparseColumn:
+    """The sparse vectors under one key of a set of records, concatenated for numpy: entry
+    `j` is (`indices[j]`, `values[j]`) of record `keys[owner[j]]`."""
+
+    def __init__(self, records: Iterable[tuple[int, dict[str, Any] | None]], key: str) -> None:
+        keys, lengths, indices, values = [], [], [], []
+        for record_key, metadata in records:
+            parts = stored_sparse(metadata.get(key)) if metadata else None
+            if parts is None:
+                continue
+            keys.append(record_key)
+            lengths.append(len(parts[0]))
+            indices.extend(parts[0])
+            values.extend(parts[1])
+        self.keys = np.asarray(keys, dtype=np.int64)
+        self.owner = np.repeat(np.arange(len(keys)), lengths)
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.values = np.asarray(values, dtype=np.float64)
+
+    def document_frequencies(self, terms: set[int]) -> dict[int, int]:
+        """n_t for each of `terms`: how many of the vectors hold index t."""
+        counts = dict.fromkeys(terms, 0)
+        held, per_term = np.unique(
+            self.indices[np.isin(self.indices, list(terms))], return_counts=True
+        )
+        counts.update(zip(held.tolist(), per_term.tolist(), strict=True))
+        return counts
+
+    def measures(self, weights: dict[int, float]) -> list[tuple[int, float]]:
+        """(record key, `1 - dot` in float32) of every vector sharing an index with the
+        query (float64 sum; stored values are float32 already)."""
+        terms = np.asarray(sorted(weights), dtype=np.int64)
+        if not len(terms) or not len(self.indices):
+            return []
+        at = np.minimum(np.searchsorted(terms, self.indices), len(terms) - 1)
+        shared = terms[at] == self.indices
+        term_weights = np.asarray([weights[t] for t in terms.tolist()], dtype=np.float64)
+        owners = self.owner[shared]
+        dots = np.bincount(owners, term_weights[at[shared]] * self.values[shared], len(self.keys))
+        candidates = np.unique(owners)
+        scores = (1.0 - dots[candidates]).astype(np.float32)
+        return list(zip(self.keys[candidates].tolist(), scores.tolist(), strict=True))
