@@ -237,3 +237,20 @@ def test_index_metrics_through_huedb_run(tmp_path: Path) -> None:
     assert {name: series_sum(samples, name) for name in expected} == expected
     assert series_sum(samples, "huedb_index_snapshot_writes_total", outcome="ok") == 1
     assert series_sum(samples, "huedb_index_snapshot_writes_total", outcome="failed") == 0
+
+
+def test_an_unwritable_snapshot_lock_fails_the_snapshot_not_the_query(
+    tmp_path: Path, listener: EngineMetrics
+) -> None:
+    """The snapshot lock file cannot be opened (a directory stands in its place): the query
+    that would evict the graph is answered, the failure is counted, the graph stays held."""
+    client = huedb.PersistentClient(path=tmp_path, settings=BUDGET_ONE)
+    graph, small = make(client, "graph", GRAPH), make(client, "aaa", EXACT)
+    query(graph)
+    wait_for_graph(graph)
+    (tmp_path / "index" / f"{graph.id}.lock").mkdir(parents=True)
+    before = registry_values()
+    query(small)
+    assert changes(before) == {**ZERO, "misses": 1, "snapshots_failed": 1}
+    held = client._server.engine.index_memory()["resident"]
+    assert [col.name for col, _ in held] == ["graph", "aaa"]

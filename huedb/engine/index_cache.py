@@ -408,35 +408,44 @@ class IndexCache:
         if self._dir is None:
             return None, False
         path = snapshot.snapshot_path(self._dir, col.uuid)
-        with snapshot.exclusive_lock(self._dir, col.uuid) as locked:
-            if not locked:  # another process is writing it: evict on a later round
-                return None, False
-            header = snapshot.read_header(path)
-            if header is None or int(header.get("watermark", -1)) < state.watermark:
-                payload = state.index.serialize()
-                assert payload is not None
-                try:
-                    snapshot.write_snapshot(
-                        path,
-                        self.owner(col),
-                        state.watermark,
-                        state.index.dim,
-                        state.index.params.space,
-                        payload,
-                    )
-                except OSError as exc:
-                    # A snapshot is a cache: failing to write one (disk full, I/O error)
-                    # must not fail the query or write that triggered it. The index stays
-                    # held (evicting it would lose its graph).
-                    logger.warning("could not write index snapshot %s: %s", path, exc)
-                    events.snapshot_written(False, 0)
-                    return None, False
-                events.snapshot_written(True, len(payload))
-                logger.debug("snapshot of %s at seq %d", col.uuid, state.watermark)
+        try:
+            written = self._write_snapshot(col, state, path)
+        except OSError as exc:
+            # A snapshot is a cache: failing to write one (disk full, I/O error, even its
+            # lock file) must not fail the query or write that triggered it. The index
+            # stays held (evicting it would lose its graph).
+            logger.warning("could not write index snapshot %s: %s", path, exc)
+            events.snapshot_written(False, 0)
+            return None, False
+        if not written:  # another process is writing it: evict on a later round
+            return None, False
         state.unsnapshotted = 0
         if evicting:
             self._evict(col.cid)
         return state.watermark, True
+
+    def _write_snapshot(self, col: CollectionRow, state: _State, path: Path) -> bool:
+        """Write the graph to its snapshot unless one at least as recent is there; False
+        when another process holds the snapshot lock."""
+        assert self._dir is not None
+        with snapshot.exclusive_lock(self._dir, col.uuid) as locked:
+            if not locked:
+                return False
+            header = snapshot.read_header(path)
+            if header is None or int(header.get("watermark", -1)) < state.watermark:
+                payload = state.index.serialize()
+                assert payload is not None
+                snapshot.write_snapshot(
+                    path,
+                    self.owner(col),
+                    state.watermark,
+                    state.index.dim,
+                    state.index.params.space,
+                    payload,
+                )
+                events.snapshot_written(True, len(payload))
+                logger.debug("snapshot of %s at seq %d", col.uuid, state.watermark)
+        return True
 
     def _load(self, db: StoreSession, col: CollectionRow, params: HnswParams) -> _State:
         assert col.dimension is not None
