@@ -61,6 +61,9 @@ def test_local_commands_round_trip(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     stats = json.loads(r.stdout)
     assert stats["collections"][0]["count"] == 300
+    r = huedb_cli("stats", "--path", str(data))
+    assert r.returncode == 0, r.stderr
+    assert "index memory budget no limit:" in r.stdout and "docs: 300 x" in r.stdout
     r = huedb_cli("compact", "--path", str(data))
     assert r.returncode == 0 and "reclaimed" in r.stdout
     r = huedb_cli("stats", "--path", str(data), "--url", "http://127.0.0.1:1")

@@ -44,6 +44,14 @@ def stats_lines(stats: dict[str, Any]) -> Iterable[str]:
         f"{stats['reclaimable_bytes'] / MIB:.1f} MiB, indexes ~"
         f"{stats['index_memory_bytes'] / MIB:.1f} MiB of {stats['ram_bytes'] / GIB:.1f} GiB RAM"
     )
+    cache = stats["index_cache"]
+    budget = f"{cache['budget_bytes'] / MIB:.1f} MiB" if cache["budget_bytes"] else "no limit"
+    yield (
+        f"index memory budget {budget}: {cache['resident_bytes'] / MIB:.1f} MiB resident in "
+        f"{len(cache['resident_collections'])} collection(s), "
+        f"{len(cache['evicted_collections'])} evicted; hits {cache['hits']}, misses "
+        f"{cache['misses']}, evictions {cache['evictions']}"
+    )
     for c in stats["collections"]:
         latency = (
             f", query p50 {c['query_p50_ms']:.2f} ms p99 {c['query_p99_ms']:.2f} ms"
