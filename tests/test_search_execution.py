@@ -127,6 +127,8 @@ def _collection(mode: str, server: Any, tmp_path: Path) -> Any:
     """The records in `mode` (in-process engines are closed after each test)."""
     if mode == "http":
         return chromadb.HttpClient(host=server.host, port=server.port).get_collection("docs")
+    if mode == "huedb-http":
+        return huedb.HttpClient(host=server.host, port=server.port).get_collection("docs")
     client = huedb.Client() if mode == "ephemeral" else huedb.PersistentClient(str(tmp_path))
     col = client.create_collection("docs", embedding_function=None)
     _add(col, RECORDS)
@@ -357,7 +359,7 @@ def _search_object(module: Any, payload: dict[str, Any]) -> Any:
 # -- the captured bodies in three modes --------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["ephemeral", "persistent", "http"])
+@pytest.mark.parametrize("mode", ["ephemeral", "persistent", "http", "huedb-http"])
 def test_captured_dense_bodies_equal_brute_force(server: Any, tmp_path: Path, mode: str) -> None:
     col = _collection(mode, server, tmp_path)
     module = chromadb if mode == "http" else huedb
