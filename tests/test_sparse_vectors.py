@@ -465,7 +465,8 @@ def expected_answer(value: dict[str, Any]) -> int | dict[str, Any]:
     )
     if not parsed:
         return 422
-    f32 = np.asarray(values, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        f32 = np.asarray(values, dtype=np.float32)
     if (
         len(values) != len(indices)
         or (tokens is not None and len(tokens) != len(indices))
