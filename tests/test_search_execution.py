@@ -768,3 +768,26 @@ def test_random_searches_equal_brute_force(sparse_run: Any, payload: dict[str, A
         assert close(row["score"], scores.get(row["id"], wscore))
         if row["id"] == wid:
             assert row.get("document") == rec["doc"]
+
+
+def test_bounds_are_quota_errors(server: Any) -> None:
+    """More searches, Knn or candidates than huedb serves per request: 422 QuotaError."""
+    col = chromadb.HttpClient(host=server.host, port=server.port).get_collection("docs")
+    url = f"{server.url}/api/v2/tenants/default_tenant/databases/default_database/collections"
+    knn = {"$knn": {"query": [0.5] * 4, "limit": 3}}
+    too_many: list[tuple[list[dict[str, Any]], str]] = [
+        ([{}] * 101, "101 searches"),
+        ([{"rank": {"$sum": [knn] * 33}}], "33 $knn"),
+        ([{"rank": {"$sum": [knn] * 32}}] * 9, "more than 256 $knn"),
+        ([{"rank": {"$knn": {"query": [0.5] * 4, "limit": 10_001}}}], "limit 10001"),
+    ]
+    with httpx.Client(timeout=30) as http:
+        for searches, what in too_many:
+            resp = http.post(f"{url}/{col.id}/search", json={"searches": searches})
+            assert (resp.status_code, resp.json()["error"]) == (422, "QuotaError"), what
+        at_most = [{"rank": {"$sum": [knn] * 32}}] * 8
+        resp = http.post(f"{url}/{col.id}/search", json={"searches": [{}] * 100})
+        assert resp.status_code == 200
+        resp = http.post(f"{url}/{col.id}/search", json={"searches": at_most})
+        assert resp.status_code == 200 and len(resp.json()["ids"]) == 8
+    assert col.count() == N

@@ -9,6 +9,7 @@ from huedb.search.plan import SearchRequest, knn_leaves
 MAX_SEARCHES = 100  # searches (payloads) of one request
 MAX_KNN_LIMIT = 10_000  # `limit` of one `$knn`
 MAX_KNN_PER_SEARCH = 32  # `$knn` leaves of one rank expression
+MAX_KNN_PER_REQUEST = 256  # `$knn` leaves of all the searches of one request
 
 
 def check_bounds(request: SearchRequest) -> None:
@@ -18,12 +19,19 @@ def check_bounds(request: SearchRequest) -> None:
             f"A search request holds {len(request.searches)} searches; "
             f"at most {MAX_SEARCHES} are served per request"
         )
+    total = 0
     for i, plan in enumerate(request.searches):
         leaves = knn_leaves(plan.rank)
         if len(leaves) > MAX_KNN_PER_SEARCH:
             raise RequestLimitError(
                 f"searches[{i}].rank holds {len(leaves)} $knn; at most {MAX_KNN_PER_SEARCH} "
                 "are served per search"
+            )
+        total += len(leaves)
+        if total > MAX_KNN_PER_REQUEST:
+            raise RequestLimitError(
+                f"A search request holds more than {MAX_KNN_PER_REQUEST} $knn in all; "
+                "split it into several requests"
             )
         for leaf in leaves:
             if leaf.limit > MAX_KNN_LIMIT:
