@@ -33,10 +33,13 @@ from huedb.search.parse import parse_search_request
 from huedb.search.plan import knn_leaves
 from huedb.search.ranks import Domain, evaluate_rank
 from huedb.sparse_vector import SparseVector
+from tests import stores
 from tests.servers import huedb_server
+from tests.stores import StoreTarget
 from tests.test_search_expressions import CAPTURED_BODIES, LIVE_ACCEPTED, LIVE_ERRORS
 
 BODIES = dict(CAPTURED_BODIES)
+store = stores.store
 SPARSE_KEYS = ("sparse_embedding", "bm25_sparse")
 SPARSE_POOL = [1, 3, 5, 7, 9, 17, 42, 100, 771291085, 1177748882, 1621867415]
 F32_MAX = float(np.finfo(np.float32).max)
@@ -127,8 +130,7 @@ def _collection(mode: str, server: Any, tmp_path: Path) -> Any:
         return chromadb.HttpClient(host=server.host, port=server.port).get_collection("docs")
     if mode == "huedb-http":
         return huedb.HttpClient(host=server.host, port=server.port).get_collection("docs")
-    client = huedb.Client() if mode == "ephemeral" else huedb.PersistentClient(str(tmp_path))
-    col = client.create_collection("docs", embedding_function=None)
+    col = huedb.Client().create_collection("docs", embedding_function=None)
     _add(col, RECORDS)
     return col
 
@@ -357,10 +359,21 @@ def _search_object(module: Any, payload: dict[str, Any]) -> Any:
 # -- the captured bodies in three modes --------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["ephemeral", "persistent", "http", "huedb-http"])
+@pytest.mark.parametrize("mode", ["ephemeral", "http", "huedb-http"])
 def test_captured_dense_bodies_equal_brute_force(server: Any, tmp_path: Path, mode: str) -> None:
-    col = _collection(mode, server, tmp_path)
-    module = chromadb if mode == "http" else huedb
+    _check_dense_captures(
+        _collection(mode, server, tmp_path), chromadb if mode == "http" else huedb
+    )
+
+
+def test_captured_dense_bodies_persistent_on_each_store(store: StoreTarget, tmp_path: Path) -> None:
+    """PersistentClient on SQLite and on PostgreSQL."""
+    col = store.client(tmp_path / "data").create_collection("docs", embedding_function=None)
+    _add(col, RECORDS)
+    _check_dense_captures(col, huedb)
+
+
+def _check_dense_captures(col: Any, module: Any) -> None:
     bf = BruteForce(RECORDS)
     for name in DENSE_CASES:
         payloads = BODIES[name]["searches"]
