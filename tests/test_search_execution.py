@@ -124,7 +124,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield running
 
 
-def _collection(mode: str, server: Any, tmp_path: Path) -> Any:
+def _collection(mode: str, server: Any) -> Any:
     """The records in `mode` (in-process engines are closed after each test)."""
     if mode == "http":
         return chromadb.HttpClient(host=server.host, port=server.port).get_collection("docs")
@@ -360,10 +360,9 @@ def _search_object(module: Any, payload: dict[str, Any]) -> Any:
 
 
 @pytest.mark.parametrize("mode", ["ephemeral", "http", "huedb-http"])
-def test_captured_dense_bodies_equal_brute_force(server: Any, tmp_path: Path, mode: str) -> None:
-    _check_dense_captures(
-        _collection(mode, server, tmp_path), chromadb if mode == "http" else huedb
-    )
+def test_captured_dense_bodies_equal_brute_force(server: Any, mode: str) -> None:
+    """huedb.Client, chromadb.HttpClient and huedb.HttpClient against `huedb run`."""
+    _check_dense_captures(_collection(mode, server), chromadb if mode == "http" else huedb)
 
 
 def test_captured_dense_bodies_persistent_on_each_store(store: StoreTarget, tmp_path: Path) -> None:
