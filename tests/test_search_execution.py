@@ -1,11 +1,12 @@
 """Search execution (issue 16) against an independent brute-force evaluator.
 
-The brute force below (float64 distances, plain-Python rank algebra, filter and group_by
-written from shared/chroma-search-api.md, sections 3.1-3.8) shares no code with huedb/search.
-The captured request bodies run in three modes: huedb.Client (ephemeral), PersistentClient,
-and the real chromadb.HttpClient against `huedb run`. Bodies with a sparse `$knn` run at the
-engine level (`SearchRun` with a schema enabling the sparse keys) until collections accept a
-sparse index in their schema.
+The brute force below (float64 distances, plain-Python filter, rank algebra and group_by
+written from shared/chroma-search-api.md, sections 3.1-3.8) shares no code with
+huedb/search. The captured request bodies (copied in tests/test_search_expressions.py) run
+through huedb.Client, PersistentClient (SQLite and PostgreSQL), huedb.HttpClient and the
+real chromadb.HttpClient against `huedb run`. Bodies with a sparse `$knn` and the random
+searches run at the engine level (`SearchRun` with a schema enabling the sparse keys):
+collections cannot enable a sparse index in their schema yet.
 """
 
 from __future__ import annotations
