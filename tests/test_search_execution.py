@@ -804,3 +804,21 @@ def test_bounds_are_quota_errors(server: Any) -> None:
         resp = http.post(f"{url}/{col.id}/search", json={"searches": at_most})
         assert resp.status_code == 200 and len(resp.json()["ids"]) == 8
     assert col.count() == N
+
+
+def test_dense_query_refusals() -> None:
+    """Decisions 3 and 4 (docs/search-api.md): 400 for an empty dense query, one beyond
+    float32, a wrong dimension, or a dense query on a key other than #embedding."""
+    client = huedb.Client()
+    col = client.create_collection("refusals", embedding_function=None)
+    col.add(ids=["a"], embeddings=[[1.0, 2.0]])
+    refused = {
+        "must not be empty": {"query": []},
+        "finite float32": {"query": [1e39, 0.0]},
+        "dimension of 2, got 3": {"query": [1.0, 0.0, 0.0]},
+        "searches '#embedding', got key 'sp'": {"query": [1.0, 0.0], "key": "sp"},
+    }
+    for message, knn in refused.items():
+        with pytest.raises(huedb.errors.InvalidArgumentError, match=re.escape(message)):
+            client._server.search(str(col.id), {"searches": [{"rank": {"$knn": knn}}]})
+    assert col.count() == 1

@@ -153,9 +153,10 @@ class SearchRun:
             )
         if not query.values:
             raise InvalidArgumentError("A dense $knn query must not be empty")
-        if not all(math.isfinite(v) for v in query.values):
-            raise InvalidArgumentError("A dense $knn query must hold finite numbers only")
-        vector = np.asarray([query.values], dtype=np.float32)
+        with np.errstate(over="ignore"):
+            vector = np.asarray([query.values], dtype=np.float32)
+        if not np.isfinite(vector).all():
+            raise InvalidArgumentError("A dense $knn query must hold finite float32 numbers only")
         if knn.limit == 0:
             return []
         hits = self.engine.query(self.collection_uuid, vector, knn.limit, state.flt, False)
