@@ -10,10 +10,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from huedb.api import collection_schema
+from huedb.sparse_vector import SparseVector
+from huedb.sparse_vector import SparseVectors as SparseVectors  # as chromadb.api.types has
 
 ID = str
 IDs = list[ID]
-MetadataValue = str | int | float | bool | list[str] | list[int] | list[float] | list[bool]
+MetadataValue = (
+    str | int | float | bool | SparseVector | list[str] | list[int] | list[float] | list[bool]
+)
 Metadata = dict[str, MetadataValue]
 Document = str
 Embedding = NDArray[np.float32]
