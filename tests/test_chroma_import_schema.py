@@ -356,7 +356,8 @@ def test_a_refused_schema_is_refused_before_anything_is_written(
 
 
 def test_sparse_index_schema_is_refused(tmp_path: Path, target: Path) -> None:
-    """Refused by `chroma run` too ("not enabled in local"): written here by hand."""
+    """A sparse index enabled by default (Chroma's hosted rules refuse it; `chroma run`
+    refuses any sparse index): written here by hand."""
     source = tmp_path / "sparse"
     _close_chroma()
     chromadb.PersistentClient(path=str(source)).create_collection("sparse", embedding_function=None)
@@ -364,7 +365,10 @@ def test_sparse_index_schema_is_refused(tmp_path: Path, target: Path) -> None:
     schema = default_schema()
     schema["defaults"]["sparse_vector"]["sparse_vector_index"]["enabled"] = True
     _rewrite(source, ("UPDATE collections SET schema_str = ?", (json.dumps(schema),)))
-    with pytest.raises(ValueError, match="'sparse': schema refused: .*Sparse vector indexing"):
+    with pytest.raises(
+        ValueError,
+        match="'sparse': schema refused: .*Sparse vector index cannot be enabled by default",
+    ):
         migrate_chroma(source, target, show_progress=False)
     assert huedb.PersistentClient(path=target).list_collections() == []
 

@@ -68,15 +68,16 @@ def test_http_client_takes_the_token_from_the_environment(
             assert [c.name for c in client.list_collections()] == ["env-token"]
 
 
-def test_fork_and_search_raise_as_local_chroma(tmp_path: Path) -> None:
-    """NotImplementedError with Chroma's local messages, not AttributeError."""
+def test_fork_raises_as_local_chroma(tmp_path: Path) -> None:
+    """NotImplementedError with Chroma's local messages, not AttributeError (search runs in
+    huedb: tests/test_search_execution.py)."""
     import chromadb
     from chromadb.api.shared_system_client import SharedSystemClient
 
     SharedSystemClient.clear_system_cache()
     theirs = chromadb.PersistentClient(str(tmp_path / "chroma")).create_collection("col")
     ours = huedb.PersistentClient(str(tmp_path / "huedb")).create_collection("col")
-    calls = {"fork": ("other",), "fork_count": (), "search": ([],)}
+    calls = {"fork": ("other",), "fork_count": ()}
     for method, args in calls.items():
         with pytest.raises(NotImplementedError) as expected:
             getattr(theirs, method)(*args)

@@ -34,11 +34,6 @@ from tests.servers import RunningServer, huedb_server
 from tests.stores import StoreTarget
 
 module_store = stores.module_store
-# Writes of sparse vectors need three changes outside the files of this feature (server-side
-# checks accepting them in api/checks.py, collection_config.py running check_sparse_indexes
-# instead of refusing every sparse index, Collection._finish rebuilding SparseVector): until
-# they land every test here fails; remove this marker with them (strict: it then fails).
-pytestmark = pytest.mark.xfail(strict=True, reason="needs the checks/schema/_finish hunks")
 MODES = ("local", "http", "chroma_http", "bridge")
 _names = itertools.count()
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from huedb.api.validation import finite_or_error
 from huedb.engine.filters import RecordFilter, compile_filter
+from huedb.engine.record_values import check_sparse_vector
 from huedb.errors import (
     BatchSizeExceededError,
     DuplicateIDError,
@@ -23,6 +24,7 @@ from huedb.errors import (
     InvalidArgumentError,
 )
 from huedb.record_batch import FIELDS, RecordBatch
+from huedb.sparse_vector import SparseVector
 
 MAX_BATCH_SIZE = 5461
 WriteOp = Literal["add", "update", "upsert"]
@@ -113,6 +115,9 @@ def check_record_metadata(metadata: Any, index: int) -> None:
     for key, value in metadata.items():
         if not isinstance(key, str) or key == "" or key[0] in "#$":
             raise InvalidArgumentError(bad)
+        if isinstance(value, SparseVector):
+            check_sparse_vector(value, index)
+            continue
         values = value if isinstance(value, list) else [value]
         if isinstance(value, list) and value:
             kinds = {

@@ -295,6 +295,7 @@ class Collection:
 
     def _finish(self, result: Any, include: list[str]) -> Any:
         result["included"] = list(include)
+        result["metadatas"] = v.read_metadatas(result.get("metadatas"))
         if "uris" not in include:
             result["uris"] = None
         if "data" in include and self._data_loader is not None and result.get("uris"):

@@ -30,13 +30,13 @@ from typing import Any
 from huedb.api.collection_schema import (
     EMBEDDING_KEY,
     HNSW_ECHOED,
+    check_sparse_indexes,
     configuration_from_schema,
     default_schema,
     parse_schema,
     reconcile_with_defaults,
     schema_from_configuration,
     schema_is_default,
-    sparse_index_enabled,
     update_vector_indexes,
 )
 from huedb.api.config_values import (
@@ -369,11 +369,7 @@ def create_configuration(
         reconciled = default_schema(hnsw, ef)
     elif schema_is_default(reconciled):
         reconciled = default_schema(None, ef)
-    if sparse_index_enabled(reconciled):
-        raise InvalidArgumentError(
-            "Failed to reconcile schema: Invalid schema input: Sparse vector indexing is not "
-            "enabled in local"
-        )
+    check_sparse_indexes(reconciled)
     stored = configuration_from_schema(reconciled)
     _check_engine_limits({**hnsw_defaults(), **stored["hnsw"]})
     return {**stored, STORED_SCHEMA_KEY: reconciled}

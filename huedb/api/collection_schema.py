@@ -424,14 +424,6 @@ def reconcile_with_defaults(user: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def sparse_index_enabled(schema: dict[str, Any]) -> bool:
-    """Whether any key (or the defaults) has a sparse-vector index switched on."""
-    every = [schema["defaults"], *schema["keys"].values()]
-    return any(
-        (_get(t, "sparse_vector", "sparse_vector_index") or {}).get("enabled") for t in every
-    )
-
-
 # -- what a schema echoes, and modify(configuration=...) ----------------------------------
 
 

@@ -67,6 +67,7 @@ from huedb.ops.collection_definition import create_like, differences
 from huedb.ops.pages import Page, collection_pages
 from huedb.ops.progress import progress
 from huedb.record_batch import RecordBatch
+from huedb.sparse_vector import SparseVector
 from huedb.version import __version__
 
 log = logging.getLogger(__name__)
@@ -298,11 +299,24 @@ def _page_table(page: Page, matrix: np.ndarray, schema: pa.Schema) -> pa.Table:
     columns = [
         string_array(page.ids),
         string_array(page.documents),
-        string_array([None if m is None else json.dumps(m, ensure_ascii=False) for m in metadatas]),
+        string_array(
+            [
+                None if m is None else json.dumps(m, ensure_ascii=False, default=_json_value)
+                for m in metadatas
+            ]
+        ),
         embedding,
         string_array(page.uris),
     ]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _json_value(value: Any) -> Any:
+    """A metadata value `json` cannot write: a `SparseVector` (read over HTTP) as its wire
+    dict."""
+    if isinstance(value, SparseVector):
+        return value.to_dict()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def string_array(values: list[str | None]) -> pa.Array:
