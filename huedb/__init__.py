@@ -10,10 +10,20 @@ from huedb.api.client import (
 )
 from huedb.api.collection import Collection
 from huedb.api.types import (
+    BoolInvertedIndexConfig,
     EmbeddingFunction,
+    FloatInvertedIndexConfig,
+    FtsIndexConfig,
     GetResult,
+    HnswIndexConfig,
     Include,
+    IntInvertedIndexConfig,
     QueryResult,
+    Schema,
+    SpannIndexConfig,
+    SparseVectorIndexConfig,
+    StringInvertedIndexConfig,
+    VectorIndexConfig,
     Where,
     WhereDocument,
 )
@@ -36,6 +46,16 @@ from huedb.sparse_vector import SparseVector, SparseVectors
 from huedb.version import __version__
 
 __all__ = [
+    "VectorIndexConfig",
+    "StringInvertedIndexConfig",
+    "SparseVectorIndexConfig",
+    "SpannIndexConfig",
+    "Schema",
+    "IntInvertedIndexConfig",
+    "HnswIndexConfig",
+    "FtsIndexConfig",
+    "FloatInvertedIndexConfig",
+    "BoolInvertedIndexConfig",
     "AsyncHttpClient",
     "DEFAULT_DATABASE",
     "DEFAULT_TENANT",

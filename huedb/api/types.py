@@ -10,6 +10,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from huedb.api import collection_schema
+
+# Schema, its index configurations and SearchResult live here too in chromadb.api.types.
+from huedb.api.index_configs import BoolInvertedIndexConfig as BoolInvertedIndexConfig
+from huedb.api.index_configs import FloatInvertedIndexConfig as FloatInvertedIndexConfig
+from huedb.api.index_configs import FtsIndexConfig as FtsIndexConfig
+from huedb.api.index_configs import HnswIndexConfig as HnswIndexConfig
+from huedb.api.index_configs import IntInvertedIndexConfig as IntInvertedIndexConfig
+from huedb.api.index_configs import SpannIndexConfig as SpannIndexConfig
+from huedb.api.index_configs import SparseVectorIndexConfig as SparseVectorIndexConfig
+from huedb.api.index_configs import StringInvertedIndexConfig as StringInvertedIndexConfig
+from huedb.api.index_configs import VectorIndexConfig as VectorIndexConfig
+from huedb.api.schema_builder import Schema as Schema
+from huedb.search.result import SearchResult as SearchResult
 from huedb.sparse_vector import SparseVector
 from huedb.sparse_vector import SparseVectors as SparseVectors  # as chromadb.api.types has
 
