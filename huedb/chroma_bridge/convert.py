@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from chromadb.api.types import GetResult, QueryResult
+from chromadb.api.types import GetResult, QueryResult, SearchResult
 from chromadb.base_types import SparseVector as ChromaSparseVector
 from chromadb.types import Collection as ChromaCollectionModel
 
@@ -100,3 +100,9 @@ def query_result(result: hue_types.QueryResult) -> QueryResult:
     """chromadb's `QueryResult` of a huedb one."""
     result["metadatas"] = _chroma_metadatas(result["metadatas"])
     return QueryResult(**result)  # type: ignore[typeddict-item]
+
+
+def search_result(result: dict[str, Any]) -> SearchResult:
+    """chromadb's `SearchResult` of a huedb search answer (sparse vectors as chromadb's)."""
+    result["metadatas"] = _chroma_metadatas(result.get("metadatas"))
+    return SearchResult(result)

@@ -293,7 +293,12 @@ class HuedbServerAPI(ServerAPI):
         database: str = DEFAULT_DATABASE,
         read_level: ReadLevel = ReadLevel.INDEX_AND_WAL,
     ) -> SearchResult:
-        raise NotImplementedError("Search is not implemented for Local Chroma")
+        payload = {
+            "searches": [search.to_dict() for search in searches],
+            "read_level": getattr(read_level, "value", read_level),
+        }
+        with as_chroma_errors():
+            return convert.search_result(self.local.search(str(collection_id), payload))
 
     # -- records -----------------------------------------------------------------------
 
