@@ -19,6 +19,7 @@ from huedb.api.types import (
     GetResult,
     IndexingStatus,
     QueryResult,
+    Schema,
 )
 from huedb.record_batch import RecordBatch
 from huedb.search.result import SearchResult
@@ -87,6 +88,11 @@ class Collection:
     @property
     def embedding_function(self) -> Any:
         return self._embedding_function
+
+    @property
+    def schema(self) -> Schema:
+        """The collection's schema as a `Schema` object, as chromadb's `collection.schema`."""
+        return Schema.deserialize_from_json(self._model.to_json()["schema"])
 
     def get_model(self) -> CollectionModel:
         """The collection as stored."""
