@@ -11,6 +11,7 @@ from huedb.api.client import (
 from huedb.api.collection import Collection
 from huedb.api.types import (
     BoolInvertedIndexConfig,
+    Cmek,
     EmbeddingFunction,
     FloatInvertedIndexConfig,
     FtsIndexConfig,
@@ -60,6 +61,7 @@ __all__ = [
     "DEFAULT_DATABASE",
     "DEFAULT_TENANT",
     "Client",
+    "Cmek",
     "Collection",
     "EmbeddingFunction",
     "EphemeralClient",

@@ -28,7 +28,7 @@ CONFIG_NAMES = [
     "VectorIndexConfig",
     "SparseVectorIndexConfig",
 ]
-EXPORTS = [*CONFIG_NAMES, "Schema", "HnswIndexConfig", "SpannIndexConfig"]
+EXPORTS = [*CONFIG_NAMES, "Schema", "HnswIndexConfig", "SpannIndexConfig", "Cmek"]
 
 
 def _config(module: Any, spec: tuple | None) -> Any:
@@ -195,3 +195,22 @@ def test_one_sparse_index_per_collection() -> None:
     assert hue_outcomes == _run(chromadb, steps)[0]
     assert hue_outcomes[1][1].startswith("Cannot enable sparse vector index on key 'b'")
     assert hue_json == _run(chromadb, steps)[1]
+
+
+GCP_KEY = "projects/p/locations/l/keyRings/r/cryptoKeys/k"
+
+
+@pytest.mark.parametrize("data", [{"gcp": GCP_KEY}, {"gcp": 3}, {"aws": "arn"}])
+def test_cmek_matches(data: dict) -> None:
+    def outcome(module: Any) -> Any:
+        try:
+            cmek = module.Cmek.from_dict(data)
+        except ValueError as exc:
+            return str(exc)
+        schema = module.Schema().set_cmek(cmek).serialize_to_json()
+        return cmek.validate_pattern(), module.Cmek.gcp("x").validate_pattern(), schema
+
+    assert outcome(huedb) == outcome(chromadb)
+    if "gcp" in data and isinstance(data["gcp"], str):
+        json = outcome(chromadb)[2]
+        assert huedb.Schema.deserialize_from_json(json).cmek == huedb.Cmek.gcp(GCP_KEY)

@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from huedb.api.cmek import Cmek
 from huedb.api.index_configs import (
     DOCUMENT_KEY,
     EMBEDDING_KEY,
@@ -153,7 +154,7 @@ class Schema:
 
     defaults: ValueTypes
     keys: dict[str, ValueTypes]
-    cmek: Any = field(default=None)
+    cmek: Cmek | None = field(default=None)
 
     _DEFAULT_ENABLED: ClassVar[dict[type, bool]] = {
         FtsIndexConfig: False,
@@ -260,7 +261,7 @@ class Schema:
             self._set_for_key(key, config, False)
         return self
 
-    def set_cmek(self, cmek: Any) -> Schema:
+    def set_cmek(self, cmek: Cmek | None) -> Schema:
         """Set (or clear with None) a customer-managed encryption key; returns the schema."""
         self.cmek = cmek
         return self
@@ -314,8 +315,7 @@ class Schema:
             "keys": {key: _types_json(types) for key, types in self.keys.items()},
         }
         if self.cmek is not None:
-            to_dict = getattr(self.cmek, "to_dict", None)
-            result["cmek"] = to_dict() if callable(to_dict) else self.cmek
+            result["cmek"] = self.cmek.to_dict()
         return result
 
     @classmethod
@@ -327,7 +327,8 @@ class Schema:
         schema.keys = {
             key: _types_from_json(types) for key, types in json_data.get("keys", {}).items()
         }
-        schema.cmek = json_data.get("cmek") or None
+        cmek = json_data.get("cmek")
+        schema.cmek = None if cmek is None else Cmek.from_dict(cmek)
         return schema
 
 

@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 from huedb.api import collection_schema
 
 # Schema, its index configurations and SearchResult live here too in chromadb.api.types.
+from huedb.api.cmek import Cmek as Cmek
 from huedb.api.index_configs import BoolInvertedIndexConfig as BoolInvertedIndexConfig
 from huedb.api.index_configs import FloatInvertedIndexConfig as FloatInvertedIndexConfig
 from huedb.api.index_configs import FtsIndexConfig as FtsIndexConfig
