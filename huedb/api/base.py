@@ -80,6 +80,10 @@ class ServerAPI(ABC):
     def modify_collection(self, collection_id: str, request: ModifyCollectionRequest) -> None: ...
 
     @abstractmethod
+    def fork_collection(self, collection_id: str, new_name: str) -> CollectionModel:
+        """A copy of the collection under `new_name` in its database (records included)."""
+
+    @abstractmethod
     def delete_collection(self, name: str, tenant: str, database: str) -> None: ...
 
     @abstractmethod

@@ -189,6 +189,10 @@ class HttpServerAPI(ServerAPI):
     def modify_collection(self, collection_id: str, request: ModifyCollectionRequest) -> None:
         self._request("PUT", self._data_path(collection_id), dataclasses.asdict(request))
 
+    def fork_collection(self, collection_id: str, new_name: str) -> CollectionModel:
+        path = f"{self._data_path(collection_id)}/fork"
+        return self._model(self._request("POST", path, {"new_name": new_name}))
+
     def set_alias(
         self, alias: str, collection: str, create: bool, tenant: str, database: str
     ) -> None:

@@ -170,6 +170,9 @@ class LocalAPI(ServerAPI):
         )
         self.engine.update_collection(collection_id, new_name, new_metadata, configure)
 
+    def fork_collection(self, collection_id: str, new_name: str) -> CollectionModel:
+        return self._model(self.engine.fork_collection(collection_id, new_name))
+
     def delete_collection(self, name: str, tenant: str, database: str) -> None:
         self.engine.delete_collection(name, tenant, database)
 

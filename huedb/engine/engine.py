@@ -220,6 +220,15 @@ class Engine:
             config = None if configure is None else configure(col.configuration)
             db.update_collection(col, new_name, new_metadata, config)
 
+    def fork_collection(self, collection_uuid: str, new_name: str) -> CollectionRow:
+        """A copy of a collection named `new_name` in its database, as of one moment (one
+        write transaction): metadata, configuration and every record. Later writes to either
+        are independent; the copy's index is loaded from the store on its first query."""
+        with self._lock, self._store.write() as db:
+            source = db.collection_by_uuid(collection_uuid)
+            validate_name(new_name)
+            return db.fork_collection(source, new_name)
+
     def delete_collection(self, name: str, tenant: str, database: str) -> None:
         with self._lock:
             with self._store.write() as db:

@@ -139,6 +139,15 @@ class StoreSession(Protocol):
 
     def delete_collection_row(self, cid: int) -> None: ...
 
+    def fork_collection(self, source: CollectionRow, new_name: str) -> CollectionRow:
+        """A new collection `new_name` in `source`'s database with its metadata, configuration
+        and dimension, holding a copy of every record of `source` under new keys (in key
+        order); CollectionExistsError if the name or an alias is taken. The caller's write
+        session holds `source` against its writers, so the copy is of one moment. No oplog
+        entries: no index of the new collection can exist yet, its first load reads the
+        store."""
+        ...
+
     def set_dimension(self, cid: int, dimension: int) -> None:
         """Fix the collection's dimension if it has none yet."""
         ...

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from huedb.engine import regex_dialect, schema_keys
+from huedb.engine.catalog import CollectionRow
 from huedb.engine.filters import RecordFilter
 from huedb.engine.postgres_store import filters as pg_filters
 from huedb.engine.postgres_store.oplog import OplogSQL
@@ -192,6 +193,44 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
         for table in ("records", "embeddings", "record_meta"):
             self.run(f"DELETE FROM {table} WHERE key = ANY(%s::bigint[])", (keys,))
         self._log_changes(cid, keys)
+
+    def fork_collection(self, source: CollectionRow, new_name: str) -> CollectionRow:
+        """The copy is set-based: a TEMP map of old to new keys (fresh `record_keys` values,
+        matched to the source's keys in order), then one INSERT ... SELECT per table. The
+        session holds the source's row lock (taken when it read the row), so no writer of
+        the source commits between these READ COMMITTED statements."""
+        fork = self.insert_collection(  # type: ignore[attr-defined]
+            source.database_id, new_name, source.metadata, source.configuration
+        )
+        if source.dimension is not None:
+            self.set_dimension(fork.cid, source.dimension)  # type: ignore[attr-defined]
+        self.run("DROP TABLE IF EXISTS pg_temp.fork_keys")
+        self.run(
+            "CREATE TEMP TABLE fork_keys ON COMMIT DROP AS "
+            "SELECT o.key AS old, n.key AS new FROM "
+            "(SELECT key, row_number() OVER (ORDER BY key) AS rn FROM records WHERE cid = %s) o "
+            "JOIN (SELECT key, row_number() OVER (ORDER BY key) AS rn FROM (SELECT "
+            "nextval('record_keys') AS key FROM records WHERE cid = %s) g) n USING (rn)",
+            (source.cid, source.cid),
+        )
+        copied = self.run(
+            "INSERT INTO records (key, cid, id, document, uri, metadata) SELECT f.new, %s, "
+            "r.id, r.document, r.uri, r.metadata FROM fork_keys f JOIN records r ON r.key = f.old",
+            (fork.cid,),
+        )
+        self.run(
+            "INSERT INTO embeddings (key, vector, digest) SELECT f.new, e.vector, e.digest "
+            "FROM fork_keys f JOIN embeddings e ON e.key = f.old"
+        )
+        self.run(
+            "INSERT INTO record_meta (key, cid, name, kind, is_array, num, txt) SELECT f.new, "
+            "%s, m.name, m.kind, m.is_array, m.num, m.txt FROM fork_keys f "
+            "JOIN record_meta m ON m.key = f.old",
+            (fork.cid,),
+        )
+        self.run("DROP TABLE fork_keys")
+        self.inserted += copied.rowcount
+        return self.collection_by_uuid(fork.uuid)  # type: ignore[attr-defined]
 
     def delete_collection_records(self, cid: int) -> None:
         self.run(

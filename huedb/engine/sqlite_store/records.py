@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from huedb.engine import schema_keys
+from huedb.engine.catalog import CollectionRow
 from huedb.engine.filters import RecordFilter
 from huedb.engine.record_values import (
     clean_metadata,
@@ -225,6 +226,41 @@ class RecordsSQL(SchemaKeysSQL):
         self._conn.executemany(
             "INSERT INTO oplog (cid, key) VALUES (?, ?)", [(cid, k) for k in keys]
         )
+
+    def fork_collection(self, source: CollectionRow, new_name: str) -> CollectionRow:
+        """The copy is set-based: a TEMP map of old to new keys (new keys continue the
+        `records` sequence in the source's key order), then one INSERT ... SELECT per table."""
+        conn = self._conn
+        fork = self.insert_collection(  # type: ignore[attr-defined]
+            source.database_id, new_name, source.metadata, source.configuration
+        )
+        if source.dimension is not None:
+            self.set_dimension(fork.cid, source.dimension)  # type: ignore[attr-defined]
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+        conn.execute("DROP TABLE IF EXISTS temp.fork_keys")
+        conn.execute("CREATE TEMP TABLE fork_keys (old INTEGER PRIMARY KEY, new INTEGER)")
+        conn.execute(
+            "INSERT INTO temp.fork_keys (old, new) "
+            "SELECT key, ? + row_number() OVER (ORDER BY key) FROM records WHERE cid = ?",
+            (row[0] if row else 0, source.cid),
+        )
+        copies = {
+            "records (key, cid, id, document, uri, metadata)": "f.new, ?, r.id, r.document, "
+            "r.uri, r.metadata FROM fork_keys f JOIN records r ON r.key = f.old ORDER BY f.new",
+            "embeddings (key, vector, digest)": "f.new, e.vector, e.digest "
+            "FROM fork_keys f JOIN embeddings e ON e.key = f.old",
+            "digests (digest, key)": "e.digest, f.new FROM fork_keys f "
+            "JOIN embeddings e ON e.key = f.old ORDER BY e.digest, f.new",
+            "documents_fts (rowid, document)": "f.new, r.document FROM fork_keys f "
+            "JOIN records r ON r.key = f.old WHERE r.document IS NOT NULL",
+            "record_meta (key, cid, name, kind, is_array, value)": "f.new, ?, m.name, m.kind, "
+            "m.is_array, m.value FROM fork_keys f JOIN record_meta m ON m.key = f.old",
+        }
+        for target, select in copies.items():
+            params = (fork.cid,) if "?" in select else ()
+            conn.execute(f"INSERT INTO {target} SELECT {select}", params)
+        conn.execute("DROP TABLE temp.fork_keys")
+        return self.collection_by_uuid(fork.uuid)  # type: ignore[attr-defined]
 
     def delete_collection_records(self, cid: int) -> None:
         for table in ("digests", "digests_recent", "embeddings", "documents_fts"):
