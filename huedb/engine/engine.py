@@ -75,6 +75,7 @@ class Engine:
         try:
             self._dir_lock = None if path is None else node_dir.hold_directory(path)
             self._index_dir = None if path is None else path / INDEX_DIRNAME
+            self._node_id = "" if path is None else node_dir.node_id(path)
             self._indexes = IndexCache(self._index_dir, self.options, self._store.store_id)
             self._closed = False
             self._latencies: dict[str, deque[float]] = {}
@@ -659,7 +660,7 @@ class Engine:
             if not prunable:
                 continue
             with self._store.write() as db:
-                db.prune_oplog(col.cid, prunable, snapshotted)
+                db.prune_oplog(col.cid, prunable, snapshotted, self._node_id)
 
     def _refresh_index(self, collection_uuid: str) -> None:
         """Apply this process's own write to its index, if it holds one for the collection.

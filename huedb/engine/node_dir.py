@@ -12,11 +12,13 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+import uuid
 from pathlib import Path
 
 from huedb.errors import StorageIOError
 
 LOCK_FILENAME = "huedb.lock"  # the file the SQLite store locks too
+NODE_ID_FILENAME = "node.id"  # this directory's identity among the nodes of one store
 WAIT_S = 120.0  # how long an opener waits while a restore holds the directory
 
 
@@ -45,3 +47,23 @@ def release_directory(fd: int | None) -> None:
     """Give back a lock taken by `hold_directory` (None: nothing held)."""
     if fd is not None:
         os.close(fd)
+
+
+def node_id(path: Path) -> str:
+    """The identity of the node whose derived files live in `path`: a random id written
+    on first use, kept for the directory's life (a PostgreSQL store keeps the oplog its
+    snapshots still need, per node: postgres_store/oplog.py)."""
+    file = path / NODE_ID_FILENAME
+    try:
+        return file.read_text().strip()
+    except FileNotFoundError:
+        pass
+    fresh = path / f"{NODE_ID_FILENAME}.{os.getpid()}.tmp"
+    fresh.write_text(str(uuid.uuid4()))
+    try:
+        os.link(fresh, file)  # the first of several openers wins; the others read its id
+    except FileExistsError:
+        pass
+    finally:
+        fresh.unlink()
+    return file.read_text().strip()

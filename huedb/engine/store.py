@@ -268,9 +268,11 @@ class StoreSession(Protocol):
         """The collection's changes with a sequence number above `after_seq`, in order."""
         ...
 
-    def prune_oplog(self, cid: int, upto: int, snapshotted: bool) -> None:
+    def prune_oplog(self, cid: int, upto: int, snapshotted: bool, node: str) -> None:
         """Drop changes up to `upto`; raise the collection's `pruned_seq` (and its
-        `snapshot_seq` when a snapshot covers them) to it."""
+        `snapshot_seq` when a snapshot covers them) to it. `node` names the data directory
+        whose snapshot covers `upto` ("" for none): a store shared by nodes with snapshots
+        of their own keeps the changes another node's recent snapshot still needs."""
         ...
 
     # -- store-wide ------------------------------------------------------------------

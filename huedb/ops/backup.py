@@ -33,7 +33,7 @@ from typing import Any
 
 from huedb.engine import fileio
 from huedb.engine.engine import Engine
-from huedb.engine.node_dir import LOCK_FILENAME
+from huedb.engine.node_dir import LOCK_FILENAME, NODE_ID_FILENAME
 from huedb.engine.postgres_store import PostgresStore
 from huedb.engine.sqlite_store.connection import (
     DB_FILENAME,
@@ -244,8 +244,8 @@ def restore(
         return _restore_into_postgres(archive, manifest, url, data, force, show_progress)
     if data is None:
         raise BackupError("give the data directory (--path) or a PostgreSQL store (--store)")
-    lock_files = (LOCK_FILENAME, MIGRATION_LOCK_FILENAME)
-    if data.exists() and any(p.name not in lock_files for p in data.iterdir()) and not force:
+    bookkeeping = (LOCK_FILENAME, MIGRATION_LOCK_FILENAME, NODE_ID_FILENAME)
+    if data.exists() and any(p.name not in bookkeeping for p in data.iterdir()) and not force:
         raise BackupError(f"{data} is not empty; pass --force to replace its contents")
     data.mkdir(parents=True, exist_ok=True)
     lock = lock_directory_exclusively(data)

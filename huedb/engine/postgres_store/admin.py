@@ -16,6 +16,7 @@ DATA_TABLES = (
     "embeddings",
     "record_meta",
     "oplog",
+    "index_holders",
     "collections",
     "databases",
     "tenants",

@@ -246,6 +246,7 @@ class CatalogSQL(SessionBase):
         )
 
     def delete_collection_row(self, cid: int) -> None:
+        self.run("DELETE FROM index_holders WHERE cid = %s", (cid,))
         self.run("DELETE FROM catalog_names WHERE cid = %s", (cid,))
         self.run("DELETE FROM collections WHERE cid = %s", (cid,))
 

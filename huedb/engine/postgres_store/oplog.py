@@ -19,6 +19,14 @@ and every transaction not in it commits later and numbers above it. So after app
 
 Pruning deletes rows up to a watermark and raises `pruned_seq`; the counter never moves
 back, so numbers are never reused.
+
+Pruning across nodes: each huedb node keeps index snapshots in its own directory, so a
+node that prunes up to its own snapshot would force every other node whose snapshot is
+older to reload the collection's vectors from PostgreSQL and rebuild its graph (minutes at
+1M vectors). So a node that snapshots records the position in `index_holders` (per node
+and collection, with the time), and pruning stops at the oldest position recorded by
+another node within `HOLD_SECONDS`. A node silent for longer (gone, or idle on that
+collection) no longer holds the log back, and rebuilds if it comes back.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from huedb.engine.postgres_store.base import SessionBase
+
+HOLD_SECONDS = 3600  # how long a node's snapshot position holds back pruning
 
 
 class OplogSQL(SessionBase):
@@ -59,11 +69,25 @@ class OplogSQL(SessionBase):
             (cid, after_seq),
         ).fetchall()
 
-    def prune_oplog(self, cid: int, upto: int, snapshotted: bool) -> None:
-        self.run("DELETE FROM oplog WHERE cid = %s AND seq <= %s", (cid, upto))
+    def prune_oplog(self, cid: int, upto: int, snapshotted: bool, node: str) -> None:
+        if snapshotted and node:
+            self.run(
+                "INSERT INTO index_holders (node, cid, snapshot_seq, seen_at) "
+                "VALUES (%s, %s, %s, now()) ON CONFLICT (cid, node) DO UPDATE SET "
+                "snapshot_seq = greatest(index_holders.snapshot_seq, excluded.snapshot_seq), "
+                "seen_at = now()",
+                (node, cid, upto),
+            )
+        held = self.run(
+            "SELECT min(snapshot_seq) FROM index_holders WHERE cid = %s AND node <> %s "
+            "AND seen_at > now() - make_interval(secs => %s)",
+            (cid, node, HOLD_SECONDS),
+        ).fetchone()[0]
+        floor = upto if held is None else min(upto, held)
+        self.run("DELETE FROM oplog WHERE cid = %s AND seq <= %s", (cid, floor))
         self.run(
             "UPDATE collections SET pruned_seq = greatest(pruned_seq, %s), "
             "snapshot_seq = CASE WHEN %s THEN greatest(snapshot_seq, %s) ELSE snapshot_seq END "
             "WHERE cid = %s",
-            (upto, snapshotted, upto, cid),
+            (floor, snapshotted, upto, cid),
         )

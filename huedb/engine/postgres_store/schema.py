@@ -95,6 +95,15 @@ CREATE INDEX IF NOT EXISTS record_meta_numbers
 CREATE INDEX IF NOT EXISTS record_meta_strings
     ON record_meta (cid, name, is_array, txt, key) WHERE txt IS NOT NULL;
 CREATE INDEX IF NOT EXISTS record_meta_by_key ON record_meta (key);
+-- Per node (data directory) and collection: the oplog position its index snapshot covers,
+-- and when it said so: pruning keeps what a recent one still needs (oplog.py).
+CREATE TABLE IF NOT EXISTS index_holders (
+    node text NOT NULL,
+    cid bigint NOT NULL,
+    snapshot_seq bigint NOT NULL,
+    seen_at timestamptz NOT NULL,
+    PRIMARY KEY (cid, node)
+);
 CREATE TABLE IF NOT EXISTS oplog (
     cid bigint NOT NULL,
     seq bigint NOT NULL,

@@ -411,7 +411,9 @@ class RecordsSQL(SchemaKeysSQL):
             (cid, after_seq),
         ).fetchall()
 
-    def prune_oplog(self, cid: int, upto: int, snapshotted: bool) -> None:
+    def prune_oplog(self, cid: int, upto: int, snapshotted: bool, node: str) -> None:
+        # Every process of a SQLite store shares its directory, hence its snapshots: the
+        # newest covers the others, so `node` changes nothing here.
         self._conn.execute("DELETE FROM oplog WHERE cid = ? AND seq <= ?", (cid, upto))
         self._conn.execute(
             "UPDATE collections SET pruned_seq = max(pruned_seq, ?), "
