@@ -227,7 +227,7 @@ CASES = [
         422,
     ),
     Case("reset-disabled", via_client(lambda c: c.reset()), "ChromaError", 403),
-    Case("fork", via_client(lambda c: new_collection(c).fork(name())), "ChromaError", 501),
+    Case("fork-count", via_client(lambda c: new_collection(c).fork_count()), "ChromaError", 501),
     Case(
         "search-group-by-without-rank",
         raw(

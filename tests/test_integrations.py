@@ -205,7 +205,7 @@ def test_plain_chromadb_factories_through_the_environment(
     with pytest.raises(chromadb.errors.NotFoundError, match="does not exist"):
         client.get_collection("missing")
     with pytest.raises(NotImplementedError, match="not implemented for Local Chroma"):
-        col.fork("copy")
+        col.fork_count()
     client.close()
     clear_system_cache()
     reopened = PersistentClient(path=str(tmp_path / "data"))

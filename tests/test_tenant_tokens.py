@@ -234,7 +234,7 @@ ROUTES = [
     # `main` records no embedding function: the server refuses to embed for it (400).
     Route("GET", C + "/embed", read=True, ok=400, query={"text": "hello"}),
     Route("POST", C + "/search", read=True, body={"searches": []}),
-    Route("POST", C + "/fork", ok=501, missing=501, body={"new_name": "forked_{tag}"}),
+    Route("POST", C + "/fork", body={"new_name": "forked_{tag}"}),
     Route("GET", C + "/fork_count", read=True, ok=501, missing=501),
 ]
 

@@ -172,11 +172,13 @@ class Collection:
         return self._client.count(self._target_id())
 
     def fork(self, new_name: str) -> Collection:
-        """Not offered by local Chroma either (it forks only in distributed Chroma)."""
-        raise NotImplementedError("Collection forking is not implemented for Local Chroma")
+        """A new collection `new_name` in this one's database with the same metadata,
+        configuration and records as of one moment; later writes to either are independent."""
+        model = self._client.fork_collection(self._target_id(), new_name)
+        return Collection(self._client, model, self._embedding_function, self._data_loader)
 
     def fork_count(self) -> int:
-        """Not offered by local Chroma either."""
+        """Not offered by local Chroma either (huedb keeps no fork lineage)."""
         raise NotImplementedError("Fork count is not implemented for Local Chroma")
 
     def search(self, searches: Any, read_level: Any = None) -> SearchResult:

@@ -269,7 +269,10 @@ class HuedbServerAPI(ServerAPI):
         tenant: str = DEFAULT_TENANT,
         database: str = DEFAULT_DATABASE,
     ) -> ChromaCollectionModel:
-        raise NotImplementedError("Collection forking is not implemented for Local Chroma")
+        with as_chroma_errors():
+            return convert.collection_model(
+                self.local.fork_collection(str(collection_id), new_name)
+            )
 
     @override
     def _fork_count(

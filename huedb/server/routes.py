@@ -353,7 +353,16 @@ def run_search(
     return local.run_search(owned_collection(local, tenant, database, collection_id), parsed)
 
 
-@router.post(COL + "/fork", include_in_schema=False)
+@router.post(COL + "/fork")
+def fork_collection(
+    request: Request, tenant: str, database: str, collection_id: str, body: wire.ForkCollection
+) -> dict[str, Any]:
+    """A copy of the collection under `new_name` in the same database (Chroma Cloud's fork)."""
+    local = api(request)
+    target = owned_collection(local, tenant, database, collection_id)
+    return local.fork_collection(target, body.new_name).to_json()
+
+
 @router.get(COL + "/fork_count", include_in_schema=False)
 def unsupported(tenant: str, database: str, collection_id: str) -> None:
     raise UnimplementedError("This operation is not supported by huedb")

@@ -70,6 +70,10 @@ class UpdateAlias(_Body):
     collection: str
 
 
+class ForkCollection(_Body):
+    new_name: str
+
+
 class UpdateCollection(_Body):
     new_name: str | None = None
     new_metadata: dict[str, Any] | None = None
