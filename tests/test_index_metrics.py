@@ -24,6 +24,8 @@ from prometheus_client import REGISTRY
 
 import huedb
 from huedb.engine import events, snapshot
+from huedb.engine.engine import Engine
+from huedb.record_batch import RecordBatch
 from huedb.server.metrics import EngineMetrics
 from tests.servers import huedb_server
 from tests.test_fault_injection import faulty
@@ -254,3 +256,33 @@ def test_an_unwritable_snapshot_lock_fails_the_snapshot_not_the_query(
     assert changes(before) == {**ZERO, "misses": 1, "snapshots_failed": 1}
     held = client._server.engine.index_memory()["resident"]
     assert [col.name for col, _ in held] == ["graph", "aaa"]
+
+
+def test_catch_up_lag_in_entries_and_seconds(tmp_path: Path, listener: EngineMetrics) -> None:
+    """Another process's writes are applied at this process's next query: the entries it
+    was behind by, and the seconds since its index was last known current (here at least
+    the pause between its last query and the next)."""
+    ours = huedb.PersistentClient(path=tmp_path)
+    col = make(ours, "lagging", EXACT)
+    query(col)  # the index is loaded and current
+    other = Engine(tmp_path)  # another process on the same directory
+    try:
+        before = {
+            name: REGISTRY.get_sample_value(name) or 0.0
+            for name in (
+                "huedb_oplog_catch_up_entries_sum",
+                "huedb_oplog_catch_up_lag_seconds_count",
+                "huedb_oplog_catch_up_lag_seconds_sum",
+            )
+        }
+        other.add(
+            str(col.id), RecordBatch(ids=["x", "y", "z"], embeddings=np.ones((3, DIM), np.float32))
+        )
+        time.sleep(0.3)
+        query(col)
+        got = {name: (REGISTRY.get_sample_value(name) or 0.0) - v for name, v in before.items()}
+    finally:
+        other.close()
+    assert got["huedb_oplog_catch_up_entries_sum"] == 3
+    assert got["huedb_oplog_catch_up_lag_seconds_count"] == 1
+    assert 0.3 <= got["huedb_oplog_catch_up_lag_seconds_sum"] < 30

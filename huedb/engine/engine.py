@@ -442,6 +442,7 @@ class Engine:
         )
         if found is None:
             return None
+        self._indexes.confirmed(collection_uuid)
         hits, rows = found
         return QueryHits(
             [[int(k) for k in keys] for keys, _ in hits],

@@ -24,7 +24,7 @@ class EngineListener(Protocol):
 
     def index_build(self, seconds: float, ok: bool, vectors: int, added: int) -> None: ...
 
-    def catch_up(self, entries: int) -> None: ...
+    def catch_up(self, entries: int, seconds: float) -> None: ...
 
     def snapshot(self, ok: bool, nbytes: int) -> None: ...
 
@@ -69,10 +69,11 @@ def index_build_done(seconds: float, ok: bool, vectors: int, added: int) -> None
         _listener.index_build(seconds, ok, vectors, added)
 
 
-def caught_up(entries: int) -> None:
-    """An index applied `entries` oplog entries it was behind by."""
+def caught_up(entries: int, seconds: float) -> None:
+    """An index applied `entries` oplog entries it was behind by; it had last been known
+    current `seconds` ago (an upper bound on how long the oldest of them waited)."""
     if _listener is not None:
-        _listener.catch_up(entries)
+        _listener.catch_up(entries, seconds)
 
 
 def snapshot_written(ok: bool, nbytes: int) -> None:

@@ -83,6 +83,7 @@ class _State:
     resized: bool = True  # the index may have changed size since it was measured
     last_used: int = 0  # the cache's clock at the last use (least recent is evicted first)
     evicting: bool = False  # evicted once `checkpoint` has snapshotted it
+    current_at: float = field(default_factory=time.monotonic)  # last known equal to the store
 
 
 def hnsw_params(col: CollectionRow) -> HnswParams:
@@ -184,6 +185,13 @@ class IndexCache:
         """The index this process holds for a collection, if any."""
         state = self._states.get(cid)
         return None if state is None else state.index
+
+    def confirmed(self, collection_uuid: str) -> None:
+        """A search on the warm index was confirmed current (`warm`): note when."""
+        for state in self._states.values():
+            if state.col.uuid == collection_uuid:
+                state.current_at = time.monotonic()
+                return
 
     def warm(self, collection_uuid: str) -> tuple[CollectionRow, VectorIndex, int] | None:
         """The collection row, index and watermark this process holds, with no store read.
@@ -497,13 +505,15 @@ class IndexCache:
     def _catch_up(self, db: StoreSession, col: CollectionRow, state: _State) -> bool:
         """Apply the oplog entries after the index's watermark; True if any changed it."""
         head = db.oplog_head(col.cid)
+        now = time.monotonic()
+        behind_since, state.current_at = state.current_at, now
         if head <= state.watermark:
             return False
         changes = db.oplog_changes(col.cid, state.watermark)
         state.watermark = head
         if not changes:
             return False
-        events.caught_up(len(changes))
+        events.caught_up(len(changes), now - behind_since)
         latest: dict[int, bytes | None] = {}
         for _, key, vector in changes:
             latest[key] = vector

@@ -50,6 +50,7 @@ OTHER = "_other"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BUILD_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
 LAG_BUCKETS = (1, 10, 100, 1000, 10_000, 100_000, 1_000_000)
+LAG_SECONDS_BUCKETS = (0.01, 0.1, 1, 10, 60, 600, 3600)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 TRACE_HEADER = b"chroma-trace-id"
 _TRACE_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -92,6 +93,12 @@ CATCH_UP_ENTRIES = Histogram(
     "huedb_oplog_catch_up_entries",
     "Oplog entries an index was behind by when it caught up (its lag, in entries)",
     buckets=LAG_BUCKETS,
+)
+CATCH_UP_SECONDS = Histogram(
+    "huedb_oplog_catch_up_lag_seconds",
+    "At a catch-up that applied entries: seconds since the index was last known current "
+    "(an upper bound on how long the oldest applied change waited for this process)",
+    buckets=LAG_SECONDS_BUCKETS,
 )
 # Gauges of running builds are summed over the live workers.
 BUILDS_RUNNING = Gauge(
@@ -153,8 +160,9 @@ class EngineMetrics:
         BUILD_VECTORS.dec(vectors)
         BUILD_VECTORS_DONE.dec(added)
 
-    def catch_up(self, entries: int) -> None:
+    def catch_up(self, entries: int, seconds: float) -> None:
         CATCH_UP_ENTRIES.observe(entries)
+        CATCH_UP_SECONDS.observe(seconds)
 
     def snapshot(self, ok: bool, nbytes: int) -> None:
         SNAPSHOT_WRITES.labels("ok" if ok else "failed").inc()
