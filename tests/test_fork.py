@@ -147,6 +147,24 @@ def test_fork_in_process(store: StoreTarget, tmp_path: Path) -> None:
     reopened.close()
 
 
+def test_fork_through_the_chromadb_bridge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """chromadb's own `PersistentClient` on huedb's store (`CHROMA_API_IMPL`) forks too."""
+    import chromadb
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    from huedb.api.client import clear_system_cache
+    from huedb.chroma_bridge import API_IMPL
+
+    monkeypatch.setenv("CHROMA_API_IMPL", API_IMPL)
+    SharedSystemClient.clear_system_cache()
+    client = chromadb.PersistentClient(path=str(tmp_path / "data"))
+    check_fork(client, "bridged", chromadb.SparseVector)
+    with pytest.raises(chromadb.errors.InternalError, match="already exists"):
+        client.get_collection("bridged").fork("bridged-copy")
+    SharedSystemClient.clear_system_cache()
+    clear_system_cache()
+
+
 @pytest.fixture(scope="module")
 def server(module_store: StoreTarget, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """`huedb run` on each store with an admin token and one limited to db_one."""
@@ -274,23 +292,28 @@ def write_batches(
     pause: float = 0.0,
     other: str = "",
 ) -> None:
-    """Upsert `batches` batches of `size` new records (metadata `batch`), update `r001`'s
-    document to `prefix`, delete `r002`; after each write, fail if a record of `other`
-    shows up (by get, filter or query)."""
+    """Upsert `batches` batches of `size` new records (metadata `batch`). With `other`: after
+    each batch, fail if a record of `other` shows up (by filter or query); at the end update
+    `r001` (document `prefix`) and delete `r002`."""
     client = huedb.PersistentClient(path=path, settings=huedb.Settings(**settings))
     col = client.get_collection(collection, embedding_function=None)
     for b in range(batches):
         ids = [f"{prefix}-{b}-{i}" for i in range(size)]
         vectors = batch_vectors(prefix, b, size)
-        col.upsert(ids=ids, embeddings=vectors, metadatas=[{"batch": b}] * size)
+        metadatas: list[dict[str, Any]] = [{"batch": b}] * size
+        if not other:  # the same upsert also rewrites r000: {"last": b}
+            ids, vectors = [*ids, "r000"], np.vstack([vectors, np.ones((1, DIM), np.float32)])
+            metadatas = [*metadatas, {"last": b}]
+        col.upsert(ids=ids, embeddings=vectors, metadatas=metadatas)
         if other:
             seen = col.get(where={"batch": {"$gte": 0}})["ids"]
             assert not any(i.startswith(f"{other}-") for i in seen), seen
             near = col.query(query_embeddings=batch_vectors(other, b, 1), n_results=3)["ids"][0]
             assert not any(i.startswith(f"{other}-") for i in near), near
         time.sleep(pause)
-    col.update(ids=["r001"], embeddings=batch_vectors(prefix, -1, 1), documents=[prefix])
-    col.delete(ids=["r002"])
+    if other:
+        col.update(ids=["r001"], embeddings=batch_vectors(prefix, -1, 1), documents=[prefix])
+        col.delete(ids=["r002"])
     client.close()
 
 
@@ -307,15 +330,15 @@ def test_two_processes_write_source_and_fork_apart(store: StoreTarget, tmp_path:
     fork.query(query_embeddings=probe, n_results=1)  # this process holds both indexes
     source.query(query_embeddings=probe, n_results=1)
     writers = [
-        start_writer(store, data, collection="src", prefix="a", other="b", batches=15, size=20),
-        start_writer(store, data, collection="frk", prefix="b", other="a", batches=15, size=20),
+        start_writer(store, data, collection="src", prefix="a", other="b", batches=8, size=20),
+        start_writer(store, data, collection="frk", prefix="b", other="a", batches=8, size=20),
     ]
     for w in writers:
         finish(w)
     original = set(seed_records()["ids"]) - {"r002"}
     for col, mine in ((source, "a"), (fork, "b")):
         ids = set(col.get()["ids"])
-        assert ids == original | {f"{mine}-{b}-{i}" for b in range(15) for i in range(20)}
+        assert ids == original | {f"{mine}-{b}-{i}" for b in range(8) for i in range(20)}
         assert col.get(ids=["r001"], include=["documents"])["documents"] == [mine]
         near = col.query(query_embeddings=batch_vectors(mine, 3, 1), n_results=1)["ids"]
         assert near == [[f"{mine}-3-0"]]
@@ -324,13 +347,14 @@ def test_two_processes_write_source_and_fork_apart(store: StoreTarget, tmp_path:
 
 
 def test_fork_racing_a_writer_holds_whole_batches(store: StoreTarget, tmp_path: Path) -> None:
-    """Forks taken while another process upserts batches: each fork holds every record of
-    a batch (ids, vectors, filterable metadata) or none of it, and later batches never."""
+    """Forks taken while another process upserts batches (new records plus a rewrite of
+    r000): each fork holds every record of a batch (ids, vectors, filterable metadata) or
+    none of it, later batches never, and r000 as the last batch it holds left it."""
     data = tmp_path / "data"
     client = store.client(data)
     source = client.create_collection("raced", embedding_function=None)
     source.add(**seed_records(4))
-    batches, size = 60, 25
+    batches, size = 40, 25
     writer = start_writer(
         store, data, collection="raced", prefix="w", batches=batches, size=size, pause=0.01
     )
@@ -358,6 +382,10 @@ def test_fork_racing_a_writer_holds_whole_batches(store: StoreTarget, tmp_path: 
         }
         assert sorted(by_batch) == list(range(len(by_batch)))  # a prefix of the batches
         assert fork.count() == 4 + size * len(by_batch)
+        if by_batch:  # r000 as the same upsert left it, in its JSON and its filter rows
+            last = len(by_batch) - 1
+            assert fork.get(ids=["r000"])["metadatas"][0]["last"] == last
+            assert fork.get(where={"last": last})["ids"] == ["r000"]
         held.append(len(by_batch))
     assert any(0 < n < batches for n in held), held  # some fork really raced the writer
     client.close()
