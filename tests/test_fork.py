@@ -14,6 +14,7 @@ process of those tests.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -191,13 +192,26 @@ def test_fork_over_http(server: RunningServer) -> None:
     check_fork(ours, "ours")
     theirs = chroma_client(server.port, settings=token_settings(ADMIN))
     check_fork(theirs, "theirs", chromadb.SparseVector)
+    forked = asyncio.run(fork_async(server))
+    assert forked.name == "async-copy" and forked.id != ours.get_collection("async").id
+    assert records(ours.get_collection("async-copy")) == records(ours.get_collection("async"))
     base = "/api/v2/tenants/default_tenant/databases/default_database/collections"
     with httpx.Client(base_url=server.url, headers=bearer(ADMIN), timeout=60) as http:
-        for name in ("ours", "theirs"):
+        for name in ("ours", "theirs", "async"):
             described = [ok(http.get(f"{base}/{n}")) for n in (name, f"{name}-copy")]
             for d in described:
                 del d["id"], d["name"]
             assert described[0] == described[1]
+
+
+async def fork_async(server: RunningServer) -> Any:
+    """`huedb.AsyncHttpClient`: fork is awaited and answers an `AsyncCollection`."""
+    client = await huedb.AsyncHttpClient(host=server.host, port=server.port, headers=bearer(ADMIN))
+    source = await client.create_collection("async", embedding_function=None)
+    await source.add(**seed_records(5))
+    forked = await source.fork("async-copy")
+    assert await forked.count() == 5
+    return forked
 
 
 def test_fork_errors_over_http(server: RunningServer) -> None:

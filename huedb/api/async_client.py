@@ -33,6 +33,10 @@ class AsyncCollection:
 
         return call
 
+    async def fork(self, new_name: str) -> AsyncCollection:
+        """The fork, as an `AsyncCollection` (as chromadb's async client returns it)."""
+        return AsyncCollection(await asyncio.to_thread(self._collection.fork, new_name))
+
     def __repr__(self) -> str:
         return f"AsyncCollection(name={self._collection.name})"
 
