@@ -136,12 +136,40 @@ def check_fork(client: Any, name: str, sparse: Any = huedb.SparseVector) -> None
     assert fork.query(query_embeddings=[[1.0] * DIM], n_results=1)["ids"] == [["r001"]]
 
 
+def check_fork_edges(client: Any) -> None:
+    """An empty collection forks (no dimension yet, fixed apart later); refusals in process:
+    a taken name (a collection's or an alias's), a bad name, a deleted source."""
+    from huedb.errors import CollectionExistsError, InvalidArgumentError, NotFoundError
+
+    empty = client.create_collection("empty", embedding_function=None)
+    twin = empty.fork("empty-twin")
+    assert twin.count() == 0 and twin._model.dimension is None
+    twin.add(ids=["x"], embeddings=[[1.0, 2.0]])
+    empty.add(ids=["y"], embeddings=[[1.0, 2.0, 3.0]])
+    assert (twin.count(), empty.count()) == (1, 1)
+    client.create_alias("an-alias", "empty")
+    for taken in ("persistent", "an-alias"):
+        with pytest.raises(CollectionExistsError):
+            empty.fork(taken)
+    with pytest.raises(InvalidArgumentError):
+        empty.fork("no")
+    client.delete_collection("empty-twin")
+    with pytest.raises(NotFoundError):
+        twin.fork("never")
+    assert {c.name for c in client.list_collections()} == {
+        "persistent",
+        "persistent-copy",
+        "empty",
+    }
+
+
 def test_fork_in_process(store: StoreTarget, tmp_path: Path) -> None:
     """Ephemeral and persistent clients; the fork survives a reopen."""
     check_fork(huedb.Client(), "ephemeral")
     client = store.client(tmp_path / "data")
     check_fork(client, "persistent")
     expected = records(client.get_collection("persistent-copy"))
+    check_fork_edges(client)
     client.close()
     reopened = store.client(tmp_path / "data")
     assert records(reopened.get_collection("persistent-copy")) == expected
