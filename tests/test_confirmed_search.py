@@ -39,6 +39,7 @@ class CountingStore:
         self._inner = inner
         self.reads = 0
         self.confirmations = 0
+        self.filtered = 0
 
     def read(self) -> Any:
         self.reads += 1
@@ -48,15 +49,17 @@ class CountingStore:
         self.confirmations += 1
         return self._inner.rows_at_head(*args)
 
+    def read_filtered(self, *args: Any) -> Any:
+        self.filtered += 1
+        return self._inner.read_filtered(*args)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
 
-def _engine(store: StoreTarget, path: Path, exact_max_floats: int | None = None) -> Engine:
+def _engine(store: StoreTarget, path: Path, **settings: Any) -> Engine:
     options = {"store": store.url} if store.url else {}
-    if exact_max_floats is not None:
-        options["exact_max_floats"] = exact_max_floats
-    return Engine(path, EngineOptions(**options))
+    return Engine(path, EngineOptions(**options, **settings))
 
 
 @pytest.fixture
@@ -70,11 +73,15 @@ def engines(store: StoreTarget, tmp_path: Path) -> Iterator[tuple[Engine, Engine
 
 
 def _add(engine: Engine, uuid: str, ids: list[str], vectors: np.ndarray) -> None:
-    engine.add(uuid, RecordBatch(ids=ids, embeddings=vectors.astype(np.float32)))
+    metadatas = [{"b": int(i[1:]) % 10} if i[1:].isdigit() else {"b": -1} for i in ids]
+    batch = RecordBatch(ids=ids, embeddings=vectors.astype(np.float32), metadatas=metadatas)
+    engine.add(uuid, batch)
 
 
-def _query(engine: Engine, uuid: str, queries: np.ndarray, k: int) -> list[list[str]]:
-    hits = engine.query(uuid, queries.astype(np.float32), k, ALL, False)
+def _query(
+    engine: Engine, uuid: str, queries: np.ndarray, k: int, flt: Any = ALL
+) -> list[list[str]]:
+    hits = engine.query(uuid, queries.astype(np.float32), k, flt, False)
     return [[hits.rows[key][1] for key in keys] for keys in hits.keys]
 
 
@@ -148,3 +155,57 @@ def test_a_change_by_another_engine_is_seen(engines: tuple[Engine, Engine]) -> N
     b.delete_collection("shared", TENANT, DATABASE)
     with pytest.raises(NotFoundError):
         _query(a, col.uuid, target, 3)
+
+
+@pytest.mark.parametrize("plan", ["filtered_exact", "filtered_graph"])
+def test_warm_filtered_query_reads_once_and_answers_exactly(
+    store: StoreTarget, tmp_path: Path, plan: str
+) -> None:
+    small = 10**9 if plan == "filtered_exact" else 10 * DIM  # allowed x dim below: exact
+    a = _engine(store, tmp_path / "f", exact_max_floats=200 * DIM, filtered_exact_max_floats=small)
+    try:
+        col = a.create_collection("filtered", None, {}, False, TENANT, DATABASE)
+        rng = np.random.default_rng(4)
+        vectors = rng.standard_normal((1500, DIM)).astype(np.float32)
+        _add(a, col.uuid, [f"r{i}" for i in range(1500)], vectors)
+        deadline = time.monotonic() + 60
+        while a.indexing_status(col.uuid)["op_indexing_progress"] < 1.0:
+            assert time.monotonic() < deadline, "the graph was not built in 60 s"
+            time.sleep(0.05)
+        where = compile_filter(None, {"b": {"$in": [3, 7]}}, None)
+        _query(a, col.uuid, vectors[:1], 5, where)  # adopts the graph (with its vectors)
+        counting = _counted(a)
+        picks = [i for i in rng.choice(1500, 60, replace=False) if i % 10 in (3, 7)][:10]
+        hits = a.query(col.uuid, vectors[picks], 5, where, False)
+        assert (counting.filtered, counting.reads) == (1, 0)
+        assert hits.plan == plan
+        allowed = [i for i in range(1500) if i % 10 in (3, 7)]
+        for i, keys, dists in zip(picks, hits.keys, hits.distances, strict=True):
+            got = [int(hits.rows[k][1][1:]) for k in keys]
+            assert got[0] == i and dists[0] == 0.0 and set(got) <= set(allowed)
+            true = ((vectors[allowed] - vectors[i]) ** 2).sum(-1)
+            if plan == "filtered_exact":
+                assert got == [allowed[j] for j in np.argsort(true, kind="stable")[:5]]
+            assert np.allclose(
+                dists, [((vectors[g] - vectors[i]) ** 2).sum() for g in got], rtol=1e-4
+            )
+    finally:
+        a.close()
+
+
+def test_a_change_by_another_engine_is_seen_by_a_filtered_query(
+    engines: tuple[Engine, Engine],
+) -> None:
+    a, b = engines
+    col = a.create_collection("shared-f", None, {}, False, TENANT, DATABASE)
+    rng = np.random.default_rng(5)
+    _add(a, col.uuid, [f"r{i}" for i in range(50)], rng.standard_normal((50, DIM)))
+    where = compile_filter(None, {"b": -1}, None)
+    target = rng.standard_normal((1, DIM)).astype(np.float32)
+    assert _query(a, col.uuid, target, 3, where) == [[]]
+    counting = _counted(a)
+    _add(b, col.uuid, ["new"], target)  # metadata b = -1: allowed by the filter
+    assert _query(a, col.uuid, target, 3, where) == [["new"]]
+    assert counting.filtered == 1 and counting.reads >= 1  # refused, then the usual path
+    regex = compile_filter(None, None, {"$regex": "x"})  # PostgreSQL: evaluated in Python
+    assert _query(a, col.uuid, target, 3, regex) == [[]]

@@ -130,6 +130,7 @@ def test_each_limit_admits_its_value_and_refuses_one_more(
     assert seconds < FAST
 
 
+@pytest.mark.serial  # bounds time: a 1M-id body parses slowly beside other tests
 @pytest.mark.parametrize(
     ("route", "body"),
     [

@@ -1,4 +1,4 @@
-"""An unfiltered query on an index already in memory, confirmed by one store read afterwards.
+"""A query on an index already in memory, confirmed by the store in the snapshot of its reads.
 
 The usual path reads the collection's row and oplog head, catches the index up, searches,
 and then reads rows: several statements, each a round trip on PostgreSQL. When this process
@@ -17,10 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from huedb.engine.budget import check_query_results
 from huedb.engine.catalog import CollectionRow
+from huedb.engine.filters import RecordFilter
 from huedb.engine.record_values import vectors_in_order
 from huedb.engine.store import RowsAtHead, Store
-from huedb.engine.vector_index import SearchHits, VectorIndex
+from huedb.engine.vector_index import APPROXIMATE_PLANS, SearchHits, VectorIndex, query_plan
+from huedb.options import EngineOptions
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class WarmIndex:
     watermark: int
 
 
+Answer = tuple[list[SearchHits], dict[int, tuple], str]  # hits per query, rows by key, plan
+
+
 def confirmed_search(
     store: Store,
     warm: WarmIndex,
@@ -39,9 +45,9 @@ def confirmed_search(
     n_results: int,
     with_vectors: bool,
     timeout: float,
-) -> tuple[list[SearchHits], dict[int, tuple]] | None:
-    """Per query the best keys and distances, and the rows by key (with vectors when asked),
-    or None when the store's snapshot is not the one the index reflects."""
+) -> Answer | None:
+    """Per query the best keys and distances, the rows by key (with vectors when asked) and
+    the plan, or None when the store's snapshot is not the one the index reflects."""
     index, col = warm.index, warm.collection
     assert col.dimension is not None
     graph = index.uses_graph
@@ -65,11 +71,55 @@ def confirmed_search(
         for q, candidates, same in zip(queries, found, seen.same_vector, strict=True):
             ranked = index.rank(q, n_results, candidates, fetch)
             hits.append(index.with_exact_matches(q, n_results, ranked, same, fetch))
+    return _answer(hits, seen.rows, with_vectors, query_plan(index, None))
+
+
+def confirmed_filtered_search(
+    store: Store,
+    warm: WarmIndex,
+    queries: np.ndarray,
+    n_results: int,
+    flt: RecordFilter,
+    with_vectors: bool,
+    options: EngineOptions,
+) -> Answer | None:
+    """The same for a filtered query: the allowed keys are read first, with the row and
+    head that confirm the index, and the rows after the search, in the same snapshot.
+
+    Only for an index holding its float32 vectors (a filtered search gathers many; the
+    usual path gives a graph its vectors), and a filter the store reads in one statement.
+    """
+    index, col = warm.index, warm.collection
+    if not index.has_vectors:
+        return None
+    with store.read_filtered(col, flt, options.query_timeout) as read:
+        if read is None or read.collection != col or read.head != warm.watermark:
+            return None
+        allowed = read.allowed
+        check_query_results(options, len(queries), min(n_results, len(allowed)))
+        hits = [index.search(q, n_results, allowed, _no_fetch) for q in queries]
+        plan = query_plan(index, allowed)
+        approximate = plan in APPROXIMATE_PLANS
+        keys = np.unique(np.concatenate([h[0] for h in hits])) if hits else []
+        rows, same = read.rows(list(keys), queries if approximate else None, with_vectors)
+    if approximate:  # an exact search cannot miss the vector itself
+        hits = [
+            index.with_exact_matches(
+                q, n_results, h, [k for k in matches if np.isin(k, allowed)], _no_fetch
+            )
+            for q, h, matches in zip(queries, hits, same, strict=True)
+        ]
+    return _answer(hits, rows, with_vectors, plan)
+
+
+def _answer(
+    hits: list[SearchHits], rows: dict[int, tuple], with_vectors: bool, plan: str
+) -> Answer | None:
     answered = {int(k) for h in hits for k in h[0]}
-    if not answered <= seen.rows.keys():
+    if not answered <= rows.keys():
         return None  # cannot happen when the head matched; the usual path decides then
     width = 6 if with_vectors else 5
-    return hits, {k: seen.rows[k][:width] for k in answered}
+    return hits, {k: rows[k][:width] for k in answered}, plan
 
 
 def _reflects(seen: RowsAtHead, warm: WarmIndex) -> bool:

@@ -29,12 +29,16 @@ from huedb.engine.budget import (
     check_read,
 )
 from huedb.engine.catalog import CollectionRow, validate_name, validate_tenant_name
-from huedb.engine.confirmed_search import WarmIndex, confirmed_search
+from huedb.engine.confirmed_search import (
+    WarmIndex,
+    confirmed_filtered_search,
+    confirmed_search,
+)
 from huedb.engine.filters import RecordFilter
 from huedb.engine.index_cache import IndexCache
 from huedb.engine.store import Store, StoreSession
 from huedb.engine.store_factory import open_store
-from huedb.engine.vector_index import VectorIndex
+from huedb.engine.vector_index import APPROXIMATE_PLANS, query_plan
 from huedb.errors import InvalidArgumentError, NotFoundError
 from huedb.options import EngineOptions
 from huedb.record_batch import RecordBatch
@@ -42,7 +46,6 @@ from huedb.record_batch import RecordBatch
 logger = logging.getLogger(__name__)
 
 INDEX_DIRNAME = "index"
-APPROXIMATE_PLANS = ("graph", "filtered_graph")  # of events.QUERY_PLANS: may miss a record
 LATENCY_WINDOW = 1000
 
 
@@ -382,9 +385,7 @@ class Engine:
         check_query_embeddings(self.options, len(queries))
         started = time.perf_counter()
         with self._lock, self._indexes.query_access():
-            hits = None
-            if flt.selects_all:
-                hits = self._query_warm_index(collection_uuid, queries, n_results, with_vectors)
+            hits = self._query_warm_index(collection_uuid, queries, n_results, flt, with_vectors)
             if hits is None:
                 with self._store.read() as db, self._budget(db) as deadline:
                     hits = self._query_in_snapshot(
@@ -424,10 +425,16 @@ class Engine:
             return list(self._latencies.get(collection_uuid, ()))
 
     def _query_warm_index(
-        self, collection_uuid: str, queries: np.ndarray, n_results: int, with_vectors: bool
+        self,
+        collection_uuid: str,
+        queries: np.ndarray,
+        n_results: int,
+        flt: RecordFilter,
+        with_vectors: bool,
     ) -> QueryHits | None:
-        """An unfiltered query answered by the index this process holds, confirmed by one
-        store read (`confirmed_search`); None when that cannot be done or confirmed."""
+        """A query answered by the index this process holds, confirmed by the store in the
+        same snapshot as its reads (`confirmed_search`); None when that cannot be done or
+        confirmed (the usual path answers then)."""
         held = self._indexes.warm(collection_uuid)
         if held is None:
             return None
@@ -435,20 +442,24 @@ class Engine:
         index, dimension = warm.index, warm.collection.dimension
         if len(index) == 0 or n_results <= 0 or queries.shape[1] != dimension:
             return None  # the usual path answers (or refuses) these
-        top = min(n_results, len(index))
-        check_query_results(self.options, len(queries), top)
-        found = confirmed_search(
-            self._store, warm, queries, top, with_vectors, self.options.query_timeout
-        )
+        if flt.selects_all:
+            top = min(n_results, len(index))
+            check_query_results(self.options, len(queries), top)
+            timeout = self.options.query_timeout
+            found = confirmed_search(self._store, warm, queries, top, with_vectors, timeout)
+        else:
+            found = confirmed_filtered_search(
+                self._store, warm, queries, n_results, flt, with_vectors, self.options
+            )
         if found is None:
             return None
         self._indexes.confirmed(collection_uuid)
-        hits, rows = found
+        hits, rows, plan = found
         return QueryHits(
             [[int(k) for k in keys] for keys, _ in hits],
             [[float(d) for d in dists] for _, dists in hits],
             rows,
-            query_plan(index, None),
+            plan,
         )
 
     def _query_in_snapshot(
@@ -675,14 +686,6 @@ class Engine:
                 return
             self._indexes.ready(db, col)
         self._maintain(self._indexes.pending_maintenance())
-
-
-def query_plan(index: VectorIndex, allowed: np.ndarray | None) -> str:
-    """The plan `VectorIndex.search` follows for these allowed keys (None: no filter)."""
-    if allowed is None:
-        return "graph" if index.uses_graph else "exact"
-    small = len(allowed) * index.dim <= index.thresholds.filtered_exact_max_floats
-    return "filtered_graph" if index.uses_graph and not small else "filtered_exact"
 
 
 @dataclass

@@ -52,6 +52,22 @@ class RowsAtHead:
     same_vector: list[list[int]]  # per probe vector: keys of the collection holding exactly it
 
 
+class FilteredRead(Protocol):
+    """An open read snapshot (`Store.read_filtered`): the collection's row and oplog head
+    and the keys a filter allows, read first; then `rows` in the same snapshot, once."""
+
+    collection: CollectionRow | None  # None: no collection has that uuid
+    head: int
+    allowed: np.ndarray  # uint64 keys the filter allows (empty when the collection is gone)
+
+    def rows(
+        self, keys: Sequence[int], probes: np.ndarray | None, with_vectors: bool
+    ) -> tuple[dict[int, tuple], list[list[int]]]:
+        """The rows of `keys` and of the records holding each probe vector exactly, and
+        per probe those records' keys (as `RowsAtHead`); ends the snapshot."""
+        ...
+
+
 class StoreSession(Protocol):
     """The calls of one transaction (a read snapshot, or a write); not thread-safe.
 
@@ -331,6 +347,15 @@ class Store(Protocol):
         it returns the same row and head `h`: then the index equalled the table in this
         snapshot, and the rows belong to it. PostgreSQL answers it in one round trip.
         """
+        ...
+
+    def read_filtered(
+        self, col: CollectionRow, flt: RecordFilter, timeout: float
+    ) -> AbstractContextManager[FilteredRead | None]:
+        """A filtered query's reads on an index already in memory, in one snapshot: first
+        `col`'s row, its oplog head and the keys `flt` allows, then (`FilteredRead.rows`)
+        the rows of the keys found. PostgreSQL answers each half in one round trip; None
+        when it cannot (filters with $regex, evaluated in Python: the usual path then)."""
         ...
 
     def snapshot_session(self) -> AbstractContextManager[StoreSession] | None:

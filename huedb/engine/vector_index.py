@@ -35,6 +35,7 @@ GATHER_BLOCK = 2048  # rows scored per block in filtered exact search (~3 MB at 
 BUILD_CHUNK = 10_000
 
 SearchHits = tuple[np.ndarray, np.ndarray]  # (keys uint64, distances float32), best first
+APPROXIMATE_PLANS = ("graph", "filtered_graph")  # plans that may miss a record (of QUERY_PLANS)
 VectorFetch = Callable[[np.ndarray], np.ndarray]  # keys -> float32 rows, in the order given
 
 _EMPTY: SearchHits = (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.float32))
@@ -617,3 +618,12 @@ class VectorIndex:
 
 def _threads(batch: int) -> int:
     return 1 if batch < 256 else (os.cpu_count() or 1)
+
+
+def query_plan(index: VectorIndex, allowed: np.ndarray | None) -> str:
+    """The plan `VectorIndex.search` follows for these allowed keys (None: no filter):
+    one of `events.QUERY_PLANS`."""
+    if allowed is None:
+        return "graph" if index.uses_graph else "exact"
+    small = len(allowed) * index.dim <= index.thresholds.filtered_exact_max_floats
+    return "filtered_graph" if index.uses_graph and not small else "filtered_exact"

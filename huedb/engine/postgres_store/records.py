@@ -247,17 +247,8 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
 
     def _matching(self, cid: int, flt: RecordFilter) -> tuple[str, list[Any]]:
         """The WHERE clause on `r` of a filter, regexes evaluated first (see filters.py)."""
-        sql = "r.cid = %s"
-        params: list[Any] = [cid]
-        if flt.ids is not None:
-            sql += " AND r.id = ANY(%s::text[])"
-            params.append(list(flt.ids))
-        if flt.tree is not None:
-            regex_keys = self._regex_keys(cid, flt)
-            filter_sql, filter_params = pg_filters.predicate(flt.tree, cid, regex_keys)
-            sql += f" AND {filter_sql}"
-            params.extend(filter_params)
-        return sql, params
+        regex_keys = self._regex_keys(cid, flt) if flt.tree is not None else {}
+        return matching_clause(cid, flt, regex_keys)
 
     def _regex_keys(self, cid: int, flt: RecordFilter) -> pg_filters.RegexKeys:
         """For each $regex pattern of the filter, the keys of the candidate records whose
@@ -297,18 +288,11 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
     def allowed_keys(self, cid: int, flt: RecordFilter) -> np.ndarray:
         """Keys a query may return (uint64, each once, any order), as one string parsed
         by numpy: a Python object per row would cost more than the search itself."""
-        key_set = None
-        if flt.ids is None and flt.tree is not None:
-            key_set = pg_filters.key_set(flt.tree, cid)
-        if key_set is not None:
-            sql, params = key_set
-        else:
+        query = allowed_keys_query(cid, flt)
+        if query is None:  # $regex leaves: their keys are found in Python first
             sql, params = self._matching(cid, flt)
-            sql = f"SELECT r.key FROM records r WHERE {sql}"
-        joined = self.run(f"SELECT string_agg(key::text, ',') FROM ({sql}) s", params).fetchone()[0]
-        if not joined:
-            return np.empty(0, dtype=np.uint64)
-        return np.fromstring(joined, dtype=np.uint64, sep=",")
+            query = (f"SELECT string_agg(r.key::text, ',') FROM records r WHERE {sql}", params)
+        return parse_keys(self.run(*query).fetchone()[0])
 
     def _row_select(self, with_vectors: bool) -> str:
         vector = ", (SELECT vector FROM embeddings e WHERE e.key = r.key)" if with_vectors else ""
@@ -372,3 +356,42 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
             (vector_digest(blob), blob, cid),
         )
         return [r[0] for r in rows]
+
+
+def allowed_keys_query(cid: int, flt: RecordFilter) -> tuple[str, list[Any]] | None:
+    """One statement answering the keys a filter allows as a comma-joined string (see
+    `parse_keys`), or None when it has $regex leaves (evaluated in Python first)."""
+    if flt.tree is not None and any(pg_filters.regex_patterns(flt.tree)):
+        return None
+    key_set = None
+    if flt.ids is None and flt.tree is not None:
+        key_set = pg_filters.key_set(flt.tree, cid)
+    if key_set is not None:
+        sql, params = key_set
+        return f"SELECT string_agg(key::text, ',') FROM ({sql}) s", params
+    where, params = matching_clause(cid, flt, {})
+    return f"SELECT string_agg(r.key::text, ',') FROM records r WHERE {where}", params
+
+
+def matching_clause(
+    cid: int, flt: RecordFilter, regex_keys: pg_filters.RegexKeys
+) -> tuple[str, list[Any]]:
+    """The WHERE clause on `r` of a filter whose $regex leaves were evaluated into
+    `regex_keys` (empty without such leaves), and its parameters."""
+    sql = "r.cid = %s"
+    params: list[Any] = [cid]
+    if flt.ids is not None:
+        sql += " AND r.id = ANY(%s::text[])"
+        params.append(list(flt.ids))
+    if flt.tree is not None:
+        filter_sql, filter_params = pg_filters.predicate(flt.tree, cid, regex_keys)
+        sql += f" AND {filter_sql}"
+        params.extend(filter_params)
+    return sql, params
+
+
+def parse_keys(joined: str | None) -> np.ndarray:
+    """The uint64 keys of a comma-joined string (None: none)."""
+    if not joined:
+        return np.empty(0, dtype=np.uint64)
+    return np.fromstring(joined, dtype=np.uint64, sep=",")

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from huedb.engine.catalog import CollectionRow
+from huedb.engine.filters import RecordFilter
 from huedb.engine.postgres_store import admin, rows_at_head, sqlite_copy
 from huedb.engine.postgres_store.connection import (
     PoolSettings,
@@ -77,6 +78,12 @@ class PostgresStore:
     ) -> RowsAtHead:
         """The collection's row, oplog head and rows in one round trip (rows_at_head.py)."""
         return rows_at_head.rows_at_head(self._pool, col, keys, probes, with_vectors, timeout)
+
+    def read_filtered(
+        self, col: CollectionRow, flt: RecordFilter, timeout: float
+    ) -> contextlib.AbstractContextManager[rows_at_head.PgFilteredRead | None]:
+        """Row, head and allowed keys, then rows: two round trips (rows_at_head.py)."""
+        return rows_at_head.read_filtered(self._pool, col, flt, timeout)
 
     def snapshot_session(self) -> contextlib.AbstractContextManager[PgSession]:
         """A read session on a pooled connection of its own (the engine lock is not needed)."""

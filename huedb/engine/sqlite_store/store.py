@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from huedb.engine.catalog import CollectionRow
+from huedb.engine.filters import RecordFilter
 from huedb.engine.sqlite_store import store_admin
+from huedb.engine.sqlite_store.at_head import SessionRead
 from huedb.engine.sqlite_store.connection import (
     hold_directory,
     open_connection,
@@ -27,7 +29,7 @@ from huedb.engine.sqlite_store.connection import (
 )
 from huedb.engine.sqlite_store.session import SQLiteSession
 from huedb.engine.store import RowsAtHead
-from huedb.errors import InvalidArgumentError, NotFoundError
+from huedb.errors import InvalidArgumentError
 from huedb.options import EngineOptions
 
 
@@ -70,14 +72,17 @@ class SQLiteStore:
     ) -> RowsAtHead:
         """The collection's row, oplog head and rows in one read transaction (see Store)."""
         with self.read() as db, db.time_budget(timeout):
-            try:
-                now = db.collection_by_uuid(col.uuid)
-            except NotFoundError:
-                return RowsAtHead(None, 0, {}, [])
-            same = [db.keys_with_vector(col.cid, p) for p in (() if probes is None else probes)]
-            wanted = sorted({int(k) for k in keys}.union(*same))
-            rows = db.fetch_by_keys(col.cid, wanted, with_vectors) if wanted else {}
-            return RowsAtHead(now, db.oplog_head(col.cid), rows, same)
+            read = SessionRead(db, col, None)
+            rows, same = read.rows(keys, probes, with_vectors)
+            return RowsAtHead(read.collection, read.head, rows, same)
+
+    @contextlib.contextmanager
+    def read_filtered(
+        self, col: CollectionRow, flt: RecordFilter, timeout: float
+    ) -> Iterator[SessionRead]:
+        """Row, head, allowed keys and then rows in one read transaction (see Store)."""
+        with self.read() as db, db.time_budget(timeout):
+            yield SessionRead(db, col, flt)
 
     def snapshot_session(self) -> contextlib.AbstractContextManager[SQLiteSession] | None:
         """A read transaction on a connection of its own (None in memory).
