@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import ssl
@@ -23,12 +24,26 @@ import httpx
 
 from tests.cli import REPO_ROOT, child_env, cli_command
 
+PORT_LOW, PORT_HIGH = 20000, 32768  # below Linux's ephemeral range (32768-60999)
+PORT_SLICES = 8  # pytest-xdist workers gw0..gw7 each draw from their own slice
+_PORTS = random.Random()  # its own state: tests that seed `random` do not repeat ports
+
 
 def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port of 127.0.0.1 nobody listens on now, for a server about to bind it: below
+    the kernel's ephemeral range (no outgoing connection takes it meanwhile) and from this
+    pytest-xdist worker's own slice, so two workers never pick the same port."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]) % PORT_SLICES
+    width = (PORT_HIGH - PORT_LOW) // PORT_SLICES
+    low = PORT_LOW + worker * width
+    while True:
+        port = _PORTS.randrange(low, low + width)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 @dataclass

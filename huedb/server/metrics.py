@@ -179,7 +179,9 @@ class EngineMetrics:
 
 
 def start_engine_metrics() -> None:
-    """Record this process's engine events."""
+    """Record this process's engine events. Its resident-bytes gauge exists from the
+    start (0), so every scrape lists every live worker, not only those that held an index."""
+    INDEX_RESIDENT.set(0)
     events.listen(EngineMetrics())
 
 
