@@ -85,6 +85,13 @@ def _query(
     return [[hits.rows[key][1] for key in keys] for keys in hits.keys]
 
 
+def _wait_for_graph(engine: Engine, uuid: str) -> None:
+    deadline = time.monotonic() + 60
+    while engine.indexing_status(uuid)["op_indexing_progress"] < 1.0:
+        assert time.monotonic() < deadline, "the graph was not built in 60 s"
+        time.sleep(0.05)
+
+
 def _counted(engine: Engine) -> CountingStore:
     counting = CountingStore(engine._store)
     engine._store = counting  # type: ignore[assignment]
@@ -120,10 +127,7 @@ def test_warm_graph_query_finds_stored_vectors_exactly(store: StoreTarget, tmp_p
         rng = np.random.default_rng(2)
         vectors = rng.standard_normal((1500, DIM)).astype(np.float32)
         _add(a, col.uuid, [f"r{i}" for i in range(1500)], vectors)
-        deadline = time.monotonic() + 60
-        while a.indexing_status(col.uuid)["op_indexing_progress"] < 1.0:
-            assert time.monotonic() < deadline, "the graph was not built in 60 s"
-            time.sleep(0.05)
+        _wait_for_graph(a, col.uuid)
         _query(a, col.uuid, vectors[:1], 5)  # adopts the finished graph
         counting = _counted(a)
         picks = rng.choice(1500, 40, replace=False)
@@ -168,10 +172,7 @@ def test_warm_filtered_query_reads_once_and_answers_exactly(
         rng = np.random.default_rng(4)
         vectors = rng.standard_normal((1500, DIM)).astype(np.float32)
         _add(a, col.uuid, [f"r{i}" for i in range(1500)], vectors)
-        deadline = time.monotonic() + 60
-        while a.indexing_status(col.uuid)["op_indexing_progress"] < 1.0:
-            assert time.monotonic() < deadline, "the graph was not built in 60 s"
-            time.sleep(0.05)
+        _wait_for_graph(a, col.uuid)
         where = compile_filter(None, {"b": {"$in": [3, 7]}}, None)
         _query(a, col.uuid, vectors[:1], 5, where)  # adopts the graph (with its vectors)
         counting = _counted(a)

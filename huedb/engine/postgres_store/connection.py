@@ -37,6 +37,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from huedb.engine.budget import Deadline
 from huedb.errors import (
     InvalidArgumentError,
     StorageFullError,
@@ -172,6 +173,18 @@ def storage_errors() -> Iterator[None]:
         if mapped is None:
             raise
         raise mapped from exc
+
+
+@contextlib.contextmanager
+def statement_timeouts(deadline: Deadline) -> Iterator[None]:
+    """A statement PostgreSQL cancelled for its statement_timeout becomes the deadline's
+    QueryTimeoutError (one cancelled by someone else, e.g. pg_cancel_backend, stays)."""
+    try:
+        yield
+    except pg_errors.QueryCanceled as exc:
+        if "statement timeout" not in str(exc):
+            raise
+        raise deadline.error() from exc
 
 
 def on_live_connection(

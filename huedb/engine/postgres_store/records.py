@@ -294,10 +294,6 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
             query = (f"SELECT string_agg(r.key::text, ',') FROM records r WHERE {sql}", params)
         return parse_keys(self.run(*query).fetchone()[0])
 
-    def _row_select(self, with_vectors: bool) -> str:
-        vector = ", (SELECT vector FROM embeddings e WHERE e.key = r.key)" if with_vectors else ""
-        return f"SELECT r.key, r.id, r.document, r.uri, r.metadata{vector} FROM records r"
-
     def fetch_rows(
         self,
         cid: int,
@@ -307,16 +303,16 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
         with_vectors: bool,
     ) -> list[tuple]:
         where, params = self._matching(cid, flt)
-        sql = f"{self._row_select(with_vectors)} WHERE {where} ORDER BY r.key LIMIT %s OFFSET %s"
+        sql = f"{row_select(with_vectors)} WHERE {where} ORDER BY r.key LIMIT %s OFFSET %s"
         return self.run(sql, [*params, limit, offset or 0]).fetchall()
 
     def fetch_after_key(self, cid: int, after_key: int, limit: int) -> list[tuple]:
-        sql = f"{self._row_select(True)} WHERE r.cid = %s AND r.key > %s ORDER BY r.key LIMIT %s"
+        sql = f"{row_select(True)} WHERE r.cid = %s AND r.key > %s ORDER BY r.key LIMIT %s"
         return self.run(sql, (cid, after_key, limit)).fetchall()
 
     def fetch_by_keys(self, cid: int, keys: Sequence[int], with_vectors: bool) -> dict[int, tuple]:
-        sql = f"{self._row_select(with_vectors)} WHERE r.key = ANY(%s::bigint[]) AND r.cid = %s"
-        return {row[0]: row for row in self.run(sql, ([int(k) for k in keys], cid))}
+        rows = self.run(rows_by_keys_sql(with_vectors), ([int(k) for k in keys], cid))
+        return {row[0]: row for row in rows}
 
     def collection_keys(self, cid: int) -> list[int]:
         return [r[0] for r in self.run("SELECT key FROM records WHERE cid = %s", (cid,))]
@@ -395,3 +391,14 @@ def parse_keys(joined: str | None) -> np.ndarray:
     if not joined:
         return np.empty(0, dtype=np.uint64)
     return np.fromstring(joined, dtype=np.uint64, sep=",")
+
+
+def row_select(with_vectors: bool) -> str:
+    """SELECT of record rows `(key, id, document, uri, metadata[, vector])` from `records r`."""
+    vector = ", (SELECT vector FROM embeddings e WHERE e.key = r.key)" if with_vectors else ""
+    return f"SELECT r.key, r.id, r.document, r.uri, r.metadata{vector} FROM records r"
+
+
+def rows_by_keys_sql(with_vectors: bool) -> str:
+    """The rows of a collection's keys: parameters (keys as a list, cid)."""
+    return f"{row_select(with_vectors)} WHERE r.key = ANY(%s::bigint[]) AND r.cid = %s"

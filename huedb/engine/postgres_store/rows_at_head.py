@@ -23,26 +23,25 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
 from huedb.engine.budget import Deadline
 from huedb.engine.catalog import COLLECTION_COLUMNS, CollectionRow, collection_row
 from huedb.engine.filters import RecordFilter
-from huedb.engine.postgres_store.connection import on_live_connection, storage_errors
-from huedb.engine.postgres_store.records import allowed_keys_query, parse_keys
+from huedb.engine.postgres_store.connection import (
+    on_live_connection,
+    statement_timeouts,
+    storage_errors,
+)
+from huedb.engine.postgres_store.records import (
+    allowed_keys_query,
+    parse_keys,
+    rows_by_keys_sql,
+)
 from huedb.engine.record_values import vector_digest
 from huedb.engine.store import RowsAtHead
 
 _COLLECTION = f"SELECT {COLLECTION_COLUMNS}, log_seq FROM collections WHERE uuid = %s"
-
-
-def _rows_sql(with_vectors: bool) -> str:
-    vector = ", (SELECT vector FROM embeddings e WHERE e.key = r.key)" if with_vectors else ""
-    return (
-        f"SELECT r.key, r.id, r.document, r.uri, r.metadata{vector} FROM records r "
-        "WHERE r.key = ANY(%s::bigint[]) AND r.cid = %s"
-    )
 
 
 def _same_sql(with_vectors: bool) -> str:
@@ -75,7 +74,7 @@ def rows_at_head(
         with conn.pipeline():
             _begin(conn, timeout)
             found = conn.execute(_COLLECTION, (col.uuid,), binary=True)
-            rows = conn.execute(_rows_sql(with_vectors), (wanted, col.cid), binary=True)
+            rows = conn.execute(rows_by_keys_sql(with_vectors), (wanted, col.cid), binary=True)
             same = None
             if blobs:
                 params = (digests, blobs, col.cid)
@@ -83,7 +82,7 @@ def rows_at_head(
             conn.execute("COMMIT")
         return _result(found, rows, same, len(blobs))
 
-    with _timeouts(timeout), storage_errors():
+    with statement_timeouts(Deadline(timeout)), storage_errors():
         return on_live_connection(pool, read)
 
 
@@ -104,7 +103,7 @@ def read_filtered(
             allowed = conn.execute(*query)
         return PgFilteredRead(conn, col, found.fetchone(), allowed.fetchone()[0])
 
-    with _timeouts(timeout), storage_errors():
+    with statement_timeouts(Deadline(timeout)), storage_errors():
         view = on_live_connection(pool, first_half, keep=True)
         try:
             yield view
@@ -132,7 +131,7 @@ class PgFilteredRead:
         conn = self._conn
         with conn.pipeline():
             rows = conn.execute(
-                _rows_sql(with_vectors), ([int(k) for k in keys], self._cid), binary=True
+                rows_by_keys_sql(with_vectors), ([int(k) for k in keys], self._cid), binary=True
             )
             same = None
             if blobs:
@@ -163,17 +162,6 @@ def _probe_values(probes: np.ndarray | None) -> tuple[list[bytes], list[int]]:
     vectors = () if probes is None else probes
     blobs = [np.ascontiguousarray(p, np.float32).tobytes() for p in vectors]
     return blobs, [vector_digest(b) for b in blobs]
-
-
-@contextlib.contextmanager
-def _timeouts(timeout: float) -> Iterator[None]:
-    """A statement cancelled by its statement_timeout becomes QueryTimeoutError."""
-    try:
-        yield
-    except pg_errors.QueryCanceled as exc:
-        if "statement timeout" not in str(exc):
-            raise  # cancelled by someone else (pg_cancel_backend)
-        raise Deadline(timeout).error() from exc
 
 
 def _result(

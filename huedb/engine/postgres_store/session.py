@@ -6,11 +6,10 @@ import contextlib
 import math
 from collections.abc import Iterator
 
-from psycopg import errors as pg_errors
-
 from huedb.engine.budget import Deadline
 from huedb.engine.postgres_store.admin import AdminSQL
 from huedb.engine.postgres_store.catalog import CatalogSQL
+from huedb.engine.postgres_store.connection import statement_timeouts
 from huedb.engine.postgres_store.records import RecordsSQL
 
 
@@ -52,10 +51,7 @@ class PgSession(CatalogSQL, RecordsSQL, AdminSQL):
         cancelled for its timeout becomes the deadline's QueryTimeoutError."""
         self._deadline = deadline
         try:
-            yield
-        except pg_errors.QueryCanceled as exc:
-            if "statement timeout" not in str(exc):
-                raise  # cancelled by someone else (pg_cancel_backend)
-            raise deadline.error() from exc
+            with statement_timeouts(deadline):
+                yield
         finally:
             self._deadline = None
