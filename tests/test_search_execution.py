@@ -1,8 +1,8 @@
 """Search execution (issue 16) against an independent brute-force evaluator.
 
-The brute force below (float64 distances, plain-Python filter, rank algebra and group_by
-written from shared/chroma-search-api.md, sections 3.1-3.8) shares no code with
-huedb/search. The captured request bodies (copied in tests/test_search_expressions.py) run
+The brute force (tests/search_reference.py: float64 distances, plain-Python filter, rank
+algebra and group_by written from shared/chroma-search-api.md, sections 3.1-3.8) shares no
+code with huedb/search. The captured request bodies (copied in tests/test_search_expressions.py) run
 through huedb.Client, PersistentClient (SQLite and PostgreSQL), huedb.HttpClient and the
 real chromadb.HttpClient against `huedb run`. Bodies with a sparse `$knn` and the random
 searches run at the engine level (`SearchRun` with a schema enabling the sparse keys):
@@ -11,7 +11,6 @@ collections cannot enable a sparse index in their schema yet.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterator
@@ -35,85 +34,30 @@ from huedb.search.plan import knn_leaves
 from huedb.search.ranks import Domain, evaluate_rank
 from huedb.sparse_vector import SparseVector
 from tests import stores
+from tests.search_reference import (
+    BODIES,
+    RECORDS,
+    SPARSE_KEYS,
+    SPARSE_POOL,
+    SPARSE_RECORDS,
+    BruteForce,
+    N,
+    add_records,
+    assert_matches,
+    close,
+    has_sparse,
+    search_object,
+)
 from tests.servers import huedb_server
 from tests.stores import StoreTarget
-from tests.test_search_expressions import CAPTURED_BODIES, LIVE_ACCEPTED, LIVE_ERRORS
+from tests.test_search_expressions import LIVE_ACCEPTED, LIVE_ERRORS
 
-BODIES = dict(CAPTURED_BODIES)
 store = stores.store
-SPARSE_KEYS = ("sparse_embedding", "bm25_sparse")
-SPARSE_POOL = [1, 3, 5, 7, 9, 17, 42, 100, 771291085, 1177748882, 1621867415]
-F32_MAX = float(np.finfo(np.float32).max)
-N = 60
-
-
-def _has_sparse(body: dict[str, Any]) -> bool:
-    return '"#type": "sparse_vector"' in json.dumps(body) or '"indices"' in json.dumps(body)
-
-
-DENSE_CASES = sorted(n for n, b in BODIES.items() if not _has_sparse(b))
-# Capture 11's filter matches none of the records: also run it without its narrowest terms.
-_loose = json.loads(json.dumps(BODIES["11_where_operators"]))
-_terms = _loose["searches"][0]["filter"]["$and"]
-_loose["searches"][0]["filter"]["$and"] = [
-    t
-    for t in _terms
-    if not {"category", "score", "tags", "status", "#id"} & set(t) or "$nin" in str(t)
-    if "^The" not in str(t)
-]
-BODIES["11b_where_operators_loosened"] = _loose
-DENSE_CASES.append("11b_where_operators_loosened")
-SPARSE_CASES = sorted(n for n, b in BODIES.items() if _has_sparse(b))
+DENSE_CASES = sorted(n for n, b in BODIES.items() if not has_sparse(b))
+SPARSE_CASES = sorted(n for n, b in BODIES.items() if has_sparse(b))
 
 
 # -- the collection --------------------------------------------------------------------------
-
-
-def _records(with_sparse: bool) -> list[dict[str, Any]]:
-    rng = np.random.default_rng(16)
-    words = ["fox", "cat", "dog", "The", "quick", "lazy"]
-    out = []
-    for i in range(N):
-        meta: dict[str, Any] = {
-            "category": ["science", "tech", "arts"][i % 3],
-            "year": int(rng.integers(2019, 2026)),
-            "score": round(float(rng.random()), 3),
-            "status": ["draft", "final"][i % 2],
-            "tag": ["a", "b", "c"][int(rng.integers(3))],
-            "type": ["article", "paper"][i % 2],
-            "priority": int(rng.integers(0, 3)),
-            "a": int(rng.integers(0, 3)),
-            "b": bool(rng.integers(2)),
-            "c": [1.5, 2.5][i % 2],
-            "title": f"t{i}",
-        }
-        if i % 7 == 3:
-            del meta["year"]  # missing values: filters, group keys, aggregate keys
-        if with_sparse:
-            for key in SPARSE_KEYS:
-                if i % 5 != 4:
-                    idx = sorted(
-                        rng.choice(SPARSE_POOL, size=int(rng.integers(1, 5)), replace=False)
-                    )
-                    vals = [round(float(v), 3) for v in rng.random(len(idx)) * 2]
-                    meta[key] = SparseVector([int(x) for x in idx], vals)
-        doc = " ".join(rng.choice(words, size=4)) if i % 9 != 0 else None
-        vector = rng.random(4).astype(np.float32).astype(float).tolist()
-        out.append({"id": f"id{i}", "meta": meta, "doc": doc, "vec": vector})
-    return out
-
-
-RECORDS = _records(with_sparse=False)
-SPARSE_RECORDS = _records(with_sparse=True)
-
-
-def _add(collection: Any, records: list[dict[str, Any]]) -> None:
-    collection.add(
-        ids=[r["id"] for r in records],
-        embeddings=[r["vec"] for r in records],
-        metadatas=[r["meta"] for r in records],
-        documents=[r["doc"] for r in records],
-    )
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +65,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One `huedb run` for the module, holding the records in collection `docs`."""
     with huedb_server(tmp_path_factory.mktemp("search-exec") / "data") as running:
         http = chromadb.HttpClient(host=running.host, port=running.port)
-        _add(http.create_collection("docs", embedding_function=None), RECORDS)
+        add_records(http.create_collection("docs", embedding_function=None), RECORDS)
         yield running
 
 
@@ -132,229 +76,11 @@ def _collection(mode: str, server: Any) -> Any:
     if mode == "huedb-http":
         return huedb.HttpClient(host=server.host, port=server.port).get_collection("docs")
     col = huedb.Client().create_collection("docs", embedding_function=None)
-    _add(col, RECORDS)
+    add_records(col, RECORDS)
     return col
 
 
 # -- the brute force ---------------------------------------------------------------------------
-
-
-def _same_scalar(x: Any, v: Any) -> bool:
-    if isinstance(x, list) or x is None:
-        return False
-    if isinstance(x, bool) or isinstance(v, bool):
-        return isinstance(x, bool) and isinstance(v, bool) and x == v
-    if isinstance(x, str) or isinstance(v, str):
-        return isinstance(x, str) and isinstance(v, str) and x == v
-    return x == v
-
-
-def bf_match(rec: dict[str, Any], node: dict[str, Any] | None) -> bool:
-    if not node:
-        return True
-    key, cond = next(iter(node.items()))
-    if key == "$and":
-        return all(bf_match(rec, c) for c in cond)
-    if key == "$or":
-        return any(bf_match(rec, c) for c in cond)
-    op, val = next(iter(cond.items())) if isinstance(cond, dict) else ("$eq", cond)
-    negated = {"$ne": "$eq", "$nin": "$in", "$not_contains": "$contains", "$not_regex": "$regex"}
-    if op in negated:
-        return not bf_match(rec, {key: {negated[op]: val}})
-    if key == "#id":
-        return rec["id"] == val if op == "$eq" else rec["id"] in val
-    if key == "#document":
-        doc = rec["doc"]
-        if doc is None:
-            return False
-        return val in doc if op == "$contains" else re.search(val, doc) is not None
-    x = rec["meta"].get(key)
-    if op == "$eq":
-        return _same_scalar(x, val)
-    if op == "$in":
-        return any(_same_scalar(x, v) for v in val)
-    if op == "$contains":
-        return isinstance(x, list) and any(_same_scalar(e, val) for e in x)
-    if isinstance(x, bool) or not isinstance(x, int | float):
-        return False
-    return {"$gt": x > val, "$gte": x >= val, "$lt": x < val, "$lte": x <= val}[op]
-
-
-def _sparse_parts(value: Any) -> tuple[list[int], list[float]] | None:
-    if isinstance(value, SparseVector):
-        return value.indices, value.values
-    return None
-
-
-class BruteForce:
-    """Reference results of one payload over a list of records."""
-
-    def __init__(self, records: list[dict[str, Any]], bm25_keys: tuple[str, ...] = ()) -> None:
-        self.records = records
-        self.bm25_keys = bm25_keys
-
-    def knn(self, spec: dict[str, Any], allowed: list[int]) -> tuple[dict[int, float], Any]:
-        query, limit = spec["query"], spec.get("limit", 16)
-        found = []
-        if isinstance(query, list):
-            q = np.asarray(query, dtype=np.float64)
-            for i in allowed:
-                v = np.asarray(self.records[i]["vec"], dtype=np.float64)
-                found.append((float(np.sum((q - v) ** 2)), i))
-        else:
-            weights = dict(zip(query["indices"], query["values"], strict=True))
-            if spec["key"] in self.bm25_keys:
-                for t in weights:
-                    n_t = sum(
-                        1
-                        for r in self.records
-                        if (p := _sparse_parts(r["meta"].get(spec["key"]))) and t in p[0]
-                    )
-                    n = len(self.records)
-                    weights[t] *= math.log(1 + (n - n_t + 0.5) / (n_t + 0.5))
-            for i in allowed:
-                parts = _sparse_parts(self.records[i]["meta"].get(spec["key"]))
-                shared = (
-                    [(t, d) for t, d in zip(*parts, strict=True) if t in weights] if parts else []
-                )
-                if shared:
-                    found.append((1.0 - sum(weights[t] * d for t, d in shared), i))
-        found.sort()
-        found = found[:limit]
-        if spec.get("return_rank"):
-            return {i: float(pos) for pos, (_, i) in enumerate(found)}, spec.get("default")
-        return {i: m for m, i in found}, spec.get("default")
-
-    def rank(self, node: dict[str, Any], allowed: list[int]) -> tuple[dict[int, float], Any]:
-        op, arg = next(iter(node.items()))
-        if op == "$knn":
-            return self.knn(arg, allowed)
-        if op == "$val":
-            return {}, float(arg)
-        if op in ("$abs", "$exp", "$log"):
-            fn = {"$abs": np.abs, "$exp": np.exp, "$log": np.log}[op]
-            sup, d = self.rank(arg, allowed)
-            return {k: float(fn(np.float64(v))) for k, v in sup.items()}, (
-                None if d is None else float(fn(np.float64(d)))
-            )
-        fns = {
-            "$sum": np.add,
-            "$sub": np.subtract,
-            "$mul": np.multiply,
-            "$div": np.divide,
-            "$max": np.fmax,
-            "$min": np.fmin,
-        }
-        if op in ("$sub", "$div"):
-            return _combine(
-                self.rank(arg["left"], allowed), self.rank(arg["right"], allowed), fns[op]
-            )
-        start = {"$sum": 0.0, "$mul": 1.0, "$max": -F32_MAX, "$min": F32_MAX}[op]
-        acc: tuple[dict[int, float], Any] = ({}, start)
-        for child in arg:
-            acc = _combine(acc, self.rank(child, allowed), fns[op])
-        return acc
-
-    def run(self, payload: dict[str, Any]) -> list[tuple[str, float | None, dict[str, Any]]]:
-        """(id, score, record) per result row."""
-        allowed = [i for i, r in enumerate(self.records) if bf_match(r, payload.get("filter"))]
-        page = payload.get("limit") or {}
-        offset, limit = page.get("offset", 0), page.get("limit")
-        end = None if limit is None else offset + limit
-        if payload.get("rank") is None:
-            return [
-                (self.records[i]["id"], float(n), self.records[i])
-                for n, i in enumerate(allowed[offset:end])
-            ]
-        with np.errstate(all="ignore"):
-            support, _ = self.rank(payload["rank"], allowed)
-        ranked = sorted(support.items(), key=lambda kv: (math.isnan(kv[1]), kv[1], kv[0]))
-        group = payload.get("group_by") or {}
-        if group:
-            ranked = self.group(ranked, group)
-        return [(self.records[i]["id"], s, self.records[i]) for i, s in ranked[offset:end]]
-
-    def group(self, ranked: list[tuple[int, float]], spec: dict[str, Any]) -> list:
-        ((agg, conf),) = spec["aggregate"].items()
-
-        def typed(v: Any) -> tuple:
-            if v is None:
-                return (0,)
-            for rank, t in enumerate((bool, int, float, str), start=1):
-                if isinstance(v, t):
-                    return (rank, v)
-            return (9, repr(v))
-
-        groups: dict[tuple, list] = {}
-        for i, s in ranked:
-            meta = self.records[i]["meta"]
-            groups.setdefault(tuple(typed(meta.get(k)) for k in spec["keys"]), []).append((i, s))
-        kept = []
-        for members in groups.values():
-
-            def agg_key(item: tuple[int, float]) -> tuple:
-                meta = self.records[item[0]]["meta"]
-                return tuple(
-                    (3, item[1]) if k == "#score" else typed(meta.get(k)) for k in conf["keys"]
-                )
-
-            kept += sorted(members, key=agg_key, reverse=agg == "$max_k")[: conf["k"]]
-        return sorted(kept, key=lambda kv: (kv[1], kv[0]))
-
-
-def _combine(a: tuple[dict, Any], b: tuple[dict, Any], fn: Any) -> tuple[dict, Any]:
-    (sa, da), (sb, db) = a, b
-    if da is not None and db is not None:
-        keys = sa.keys() | sb.keys()
-        return {k: float(fn(sa.get(k, da), sb.get(k, db))) for k in keys}, float(fn(da, db))
-    if da is not None:
-        return {k: float(fn(sa.get(k, da), v)) for k, v in sb.items()}, None
-    if db is not None:
-        return {k: float(fn(v, sb.get(k, db))) for k, v in sa.items()}, None
-    return {k: float(fn(sa[k], sb[k])) for k in sa.keys() & sb.keys()}, None
-
-
-def _close(a: float | None, b: float | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    return math.isclose(a, b, rel_tol=2e-5, abs_tol=2e-5)
-
-
-def assert_matches(rows: list[dict[str, Any]], payload: dict[str, Any], bf: BruteForce) -> None:
-    """huedb's rows for one payload equal the brute force's (near-ties may swap)."""
-    want = bf.run(payload)
-    assert len(rows) == len(want), ([r["id"] for r in rows], [w[0] for w in want])
-    selected = set((payload.get("select") or {}).get("keys", []))
-    scores = {w[0]: w[1] for w in want}
-    for row, (wid, wscore, rec) in zip(rows, want, strict=True):
-        if row["id"] != wid:  # only a tie at float32 precision may reorder
-            assert _close(scores.get(row["id"]), wscore), (row["id"], wid)
-            continue
-        if "#score" in selected:
-            assert _close(row.get("score"), wscore), (wid, row.get("score"), wscore)
-        if "#document" in selected:
-            assert row.get("document") == rec["doc"]
-        if "#embedding" in selected:
-            assert np.allclose(row["embedding"], rec["vec"])
-        fields = selected - {"#score", "#document", "#embedding", "#metadata"}
-        if "#metadata" in selected:
-            assert row.get("metadata") == rec["meta"]
-        elif fields:
-            part = {k: v for k, v in rec["meta"].items() if k in fields}
-            assert row.get("metadata") == (part or None)
-        else:
-            assert "metadata" not in row
-
-
-def _search_object(module: Any, payload: dict[str, Any]) -> Any:
-    """The payload as a Search object of `module` (huedb or chromadb)."""
-    return module.Search(
-        where=payload.get("filter"),
-        rank=payload.get("rank"),
-        group_by=payload.get("group_by") or None,
-        limit=payload.get("limit"),
-        select=payload.get("select"),
-    )
 
 
 # -- the captured bodies in three modes --------------------------------------------------------
@@ -369,7 +95,7 @@ def test_captured_dense_bodies_equal_brute_force(server: Any, mode: str) -> None
 def test_captured_dense_bodies_persistent_on_each_store(store: StoreTarget, tmp_path: Path) -> None:
     """PersistentClient on SQLite and on PostgreSQL."""
     col = store.client(tmp_path / "data").create_collection("docs", embedding_function=None)
-    _add(col, RECORDS)
+    add_records(col, RECORDS)
     _check_dense_captures(col, huedb)
 
 
@@ -377,7 +103,7 @@ def _check_dense_captures(col: Any, module: Any) -> None:
     bf = BruteForce(RECORDS)
     for name in DENSE_CASES:
         payloads = BODIES[name]["searches"]
-        result = col.search([_search_object(module, p) for p in payloads])
+        result = col.search([search_object(module, p) for p in payloads])
         assert len(result.rows()) == len(payloads), name
         for rows, payload in zip(result.rows(), payloads, strict=True):
             assert_matches(rows, payload, bf)
@@ -417,9 +143,9 @@ def _sparse_rows_match(rows: list[dict[str, Any]], payload: dict[str, Any], bf: 
     scores = {w[0]: w[1] for w in want}
     assert len(rows) == len(want)
     for row, (wid, wscore, _) in zip(rows, want, strict=True):
-        assert row["id"] == wid or _close(scores.get(row["id"]), wscore)
+        assert row["id"] == wid or close(scores.get(row["id"]), wscore)
         if "score" in row:
-            assert _close(row["score"], wscore)
+            assert close(row["score"], wscore)
 
 
 # -- the reference's worked examples ------------------------------------------------------------
@@ -597,7 +323,7 @@ def test_string_query_is_embedded_and_rows_have_chromadb_shape() -> None:
     assert chromadb.api.types.SearchResult(body).rows()[0][1] == rows[0][1]
 
 
-def _group_records() -> tuple[list[str], list[list[float]], list[dict[str, Any]]]:
+def _groupmake_records() -> tuple[list[str], list[list[float]], list[dict[str, Any]]]:
     """The reference's group_by example: 3 categories x 4 records moving away from
     [1, 0, 0, 0] along their own axis, two per year, with priorities."""
     ids, vectors, metadatas = [], [], []
@@ -647,7 +373,7 @@ def test_group_by_example(server: Any, mode: str) -> None:
         client, module = huedb.Client(), huedb
     from_module = module.execution.expression
     col = client.get_or_create_collection("groups", embedding_function=None)
-    ids, vectors, metadatas = _group_records()
+    ids, vectors, metadatas = _groupmake_records()
     col.upsert(ids=ids, embeddings=vectors, metadatas=metadatas)
     for keys, agg_keys, k, expected in GROUP_EXPECTED:
         grouping = from_module.GroupBy(
