@@ -29,6 +29,7 @@ from typing import Any
 
 import chromadb
 import httpx
+import numpy as np
 import pytest
 
 import huedb
@@ -41,7 +42,7 @@ from tests.search_reference import (
     has_sparse,
     search_object,
 )
-from tests.servers import huedb_server
+from tests.servers import RunningServer, huedb_server
 
 PLAIN_KEY, BM25_KEY = "sparse_embedding", "bm25_sparse"
 REFERENCE = {
@@ -127,15 +128,24 @@ def opened(client: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def runners(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Runner]]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The module's one `huedb run`."""
+    with huedb_server(tmp_path_factory.mktemp("search-modes-server") / "data") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def runners(
+    server: RunningServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Runner]]:
     """mode -> a function running a request body on collection `plain` or `bm25`, giving
-    the rows of each search. One server for the module, its collections filled once."""
+    the rows of each search. Collections filled once (in-process: see `opened`)."""
     data = tmp_path_factory.mktemp("search-modes")
     clients = {
         "ephemeral": huedb.EphemeralClient,
         "persistent": lambda: huedb.PersistentClient(path=str(data / "persistent")),
     }
-    with huedb_server(data / "server") as server, httpx.Client(timeout=30) as http:
+    with httpx.Client(timeout=30) as http:
         remote = fill(chromadb.HttpClient(host=server.host, port=server.port), chromadb)
         base = f"{server.url}/api/v2/tenants/default_tenant/databases/default_database"
 
@@ -175,3 +185,113 @@ def test_capture_equals_brute_force(runners: dict[str, Runner], capture: str, mo
     for rows, payload in zip(results, body["searches"], strict=True):
         assert rows or capture == "11_where_operators"  # its filter matches no record
         assert_matches(as_huedb_rows(rows), payload, REFERENCE[name])
+
+
+# -- acceptance 2: the reference's worked examples over HTTP -----------------------------------
+
+F32 = np.float32
+# Squared L2 distances from [0, 0] of exactly float32(0.1), float32(0.2), 1 and 2.25.
+EXAMPLE_VECTORS = {
+    "a": [0.3162277638912201, 0.0],
+    "b": [0.3162277638912201, 0.3162277638912201],
+    "c": [1.0, 0.0],
+    "d": [1.5, 0.0],
+}
+
+
+def scores_of(col: Any, rank: Any) -> dict[str, float]:
+    """id -> score of one search ranked by `rank` on a chromadb collection, as the float32
+    the server computed (it writes float32 scores shortest-round-trip, so `-1.4` reads back
+    as the float64 -1.4 and float32() recovers the exact value)."""
+    found = col.search(chromadb.Search().rank(rank).select(chromadb.K.SCORE)).rows()[0]
+    return {row["id"]: float(F32(row["score"])) for row in found}
+
+
+def ranked_ids(scores: dict[str, float]) -> list[str]:
+    return sorted(scores, key=scores.__getitem__)
+
+
+def test_rank_algebra_and_rrf_examples_over_http(server: RunningServer) -> None:
+    """Reference 3.3 and 3.4 through chromadb.HttpClient: dense list [a:0.1, b:0.2] (Knn
+    limit 2), sparse list [b:-3, c:-1]; RRF over dense ranks a b c and sparse ranks b d."""
+    client = chromadb.HttpClient(host=server.host, port=server.port)
+    schema = chromadb.Schema().create_index(config=chromadb.SparseVectorIndexConfig(), key="sp")
+    col = client.create_collection("worked-examples", schema=schema, embedding_function=None)
+    sparse = {"b": ([1, 2], [4.0, 4.0]), "c": ([1], [2.0]), "d": ([2], [2.0])}
+    col.add(
+        ids=list(EXAMPLE_VECTORS),
+        embeddings=list(EXAMPLE_VECTORS.values()),
+        metadatas=[
+            {"sp": chromadb.SparseVector(*sparse[i])} if i in sparse else {"n": 0}
+            for i in EXAMPLE_VECTORS
+        ],
+    )
+    f32 = lambda x: float(F32(x))  # noqa: E731
+
+    def half_and_half(default: float | None, dense_default: float | None = None) -> Any:
+        dense = chromadb.Knn(query=[0.0, 0.0], limit=2, default=dense_default)
+        sp = chromadb.Knn(query=chromadb.SparseVector([1], [1.0]), key="sp", default=default)
+        return dense * 0.5 + sp * 0.5
+
+    assert scores_of(col, half_and_half(None)) == {"b": f32(-1.4)}
+    assert scores_of(col, half_and_half(10.0)) == {"a": f32(5.05), "b": f32(-1.4)}
+    both = scores_of(col, half_and_half(10.0, 10.0))
+    assert ranked_ids(both) == ["b", "c", "a"]
+    assert both == {"b": f32(-1.4), "c": f32(4.5), "a": f32(5.05)}
+
+    def rrf(default: float | None = None, weights: list[float] | None = None) -> Any:
+        dense = chromadb.Knn(query=[0.0, 0.0], limit=3, return_rank=True, default=default)
+        sp = chromadb.Knn(
+            query=chromadb.SparseVector([2], [1.0]), key="sp", return_rank=True, default=default
+        )
+        return chromadb.Rrf([dense, sp], k=60, weights=weights)
+
+    assert scores_of(col, rrf()) == {"b": f32(-0.03306011)}
+    fused = scores_of(col, rrf(default=1000.0))
+    assert ranked_ids(fused) == ["b", "a", "d", "c"]
+    reference = [-0.03306011, -0.017610064, -0.017336838, -0.017072428]
+    assert [fused[i] for i in "badc"] == [f32(x) for x in reference]
+    assert scores_of(col, rrf(weights=[0.7, 0.3])) == {"b": f32(-0.01647541)}
+
+
+def test_idf_and_bm25_examples_over_http(server: RunningServer) -> None:
+    """Reference 4.4 through chromadb.HttpClient: idf for N = 10 and n_t = 1, 5, 10 (a
+    one-term query of weight 1 on a document of weight 1 scores 1 - idf), and the BM25
+    score of "fox animal" against "the quick brown fox ..." with chromadb's own BM25
+    function embedding documents and query client-side (-0.31743; -1.80302 without IDF)."""
+    client = chromadb.HttpClient(host=server.host, port=server.port)
+    bm25_index = chromadb.SparseVectorIndexConfig(bm25=True)
+    col = client.create_collection(
+        "idf-example",
+        schema=chromadb.Schema().create_index(config=bm25_index, key="bm"),
+        embedding_function=None,
+    )
+    holders = {1: 1, 5: 5, 3: 10}  # index -> number of records holding it
+    col.add(
+        ids=[f"r{i}" for i in range(10)],
+        embeddings=[[float(i), 1.0] for i in range(10)],
+        metadatas=[
+            {"bm": chromadb.SparseVector(held, [1.0] * len(held))}
+            for held in (sorted(t for t, n in holders.items() if i < n) for i in range(10))
+        ],
+    )
+    for index, idf in ((1, 1.99243), (5, 0.69315), (3, 0.04652)):
+        scores = scores_of(col, chromadb.Knn(query=chromadb.SparseVector([index], [1.0]), key="bm"))
+        assert len(scores) == holders[index]
+        assert {round(1 - s, 5) for s in scores.values()} == {idf}, index
+
+    docs = ["the quick brown fox jumps over the lazy dog", "A fast auburn fox", "a cat"]
+    bm25 = chromadb.utils.embedding_functions.ChromaBm25EmbeddingFunction()
+    for with_idf, expected in ((True, -0.31743), (False, -1.80302)):
+        config = chromadb.SparseVectorIndexConfig(
+            embedding_function=bm25, source_key="#document", bm25=with_idf
+        )
+        col = client.create_collection(
+            f"bm25-example-{with_idf}".lower(),
+            schema=chromadb.Schema().create_index(config=config, key="bm25"),
+            embedding_function=None,
+        )
+        col.add(ids=["d0", "d1", "d2"], documents=docs, embeddings=[[1.0, 0.0]] * 3)
+        scores = scores_of(col, chromadb.Knn(query="fox animal", key="bm25", limit=10))
+        assert set(scores) == {"d0", "d1"}  # "a cat" shares no term with the query
+        assert round(scores["d0"], 5) == expected
