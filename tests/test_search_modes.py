@@ -24,6 +24,7 @@ may swap only where their reference scores are that close.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -43,6 +44,7 @@ from tests.search_reference import (
     search_object,
 )
 from tests.servers import RunningServer, huedb_server
+from tests.test_search_expressions import DETAIL_DIFFERS, LIVE_ERRORS
 
 PLAIN_KEY, BM25_KEY = "sparse_embedding", "bm25_sparse"
 REFERENCE = {
@@ -295,3 +297,103 @@ def test_idf_and_bm25_examples_over_http(server: RunningServer) -> None:
         scores = scores_of(col, chromadb.Knn(query="fox animal", key="bm25", limit=10))
         assert set(scores) == {"d0", "d1"}  # "a cat" shares no term with the query
         assert round(scores["d0"], 5) == expected
+
+
+# -- acceptance 4: the reference's error table over HTTP -----------------------------------------
+
+SCHEMA_REFUSALS = [
+    (
+        "filter_on_disabled_index",
+        {"searches": [{"filter": {"restricted_tag": {"$eq": "x"}}}]},
+        "Cannot filter using metadata key 'restricted_tag' with type 'Str' because indexing "
+        "is disabled",
+    ),
+    (
+        "document_filter_without_fts",
+        {"searches": [{"filter": {"#document": {"$contains": "a"}}}]},
+        "Cannot filter using full-text search because FTS indexing is disabled",
+    ),
+]
+
+
+def error_cases(missing: str) -> list[tuple[str, str, dict[str, Any], int, str, str]]:
+    """(name, collection id, body, status, error name, message start) of every row of the
+    reference's error table (2.5): the refusals Chroma's server gave (steps 1, 3, 5), a
+    collection id that is not a UUID (2), a missing collection (4), and the schema's two
+    filter refusals (5) on the collection `errors`."""
+    cases = [
+        (name, "", body, status, error, DETAIL_DIFFERS.get(name, message))
+        for name, body, status, error, message in LIVE_ERRORS
+    ]
+    cases += [(name, "", body, 400, "InvalidArgumentError", m) for name, body, m in SCHEMA_REFUSALS]
+    valid = {"searches": [{"rank": {"$knn": {"query": [1.0, 0.0]}}}]}
+    cases.append(
+        ("not_a_uuid", "nope", valid, 400, "InvalidArgumentError", "Collection ID is not a valid")
+    )
+    message = f"Collection [{missing}] does not exist."
+    cases.append(("missing_collection", missing, valid, 404, "NotFoundError", message))
+    return cases
+
+
+def stored(col: Any) -> list[tuple[Any, ...]]:
+    """Every record of a chromadb collection: id, embedding, metadata, document."""
+    got = col.get(include=["embeddings", "metadatas", "documents"])
+    return [
+        (i, list(map(float, e)), m, d)
+        for i, e, m, d in zip(
+            got["ids"], got["embeddings"], got["metadatas"], got["documents"], strict=True
+        )
+    ]
+
+
+def test_error_table_over_http_with_raw_bodies_and_the_real_client(server: RunningServer) -> None:
+    """Every row gets the reference's status, error name and message (up to the detail of
+    DETAIL_DIFFERS) from raw httpx, the exception class of that name from chromadb's client,
+    never a 500, and the collection's records are unchanged."""
+    client = chromadb.HttpClient(host=server.host, port=server.port)
+    schema = (
+        chromadb.Schema()
+        .create_index(config=chromadb.SparseVectorIndexConfig(), key="indexed_sp")
+        .delete_index(config=chromadb.StringInvertedIndexConfig(), key="restricted_tag")
+        .delete_index(config=chromadb.FtsIndexConfig(), key="#document")
+    )
+    col = client.create_collection("errors", schema=schema, embedding_function=None)
+    col.add(
+        ids=["a", "b"],
+        embeddings=[[1.0, 0.0], [0.0, 1.0]],
+        metadatas=[{"restricted_tag": "x", "indexed_sp": chromadb.SparseVector([1], [1.0])}, None],
+        documents=["a doc", None],
+    )
+    before = stored(col)
+    missing = f"{'0' * 8}-0000-4000-8000-{'0' * 12}"
+    cases = error_cases(missing)
+    assert len(cases) == len(LIVE_ERRORS) + 4
+    base = f"{server.url}/api/v2/tenants/default_tenant/databases/default_database/collections"
+    transport = client._server  # chromadb's FastAPI client: its request and error mapping
+    with httpx.Client(timeout=30) as http:
+        for name, target, body, status, error, message in cases:
+            path = f"/collections/{target or col.id}/search"
+            resp = http.post(f"{base}/{target or col.id}/search", json=body)
+            assert (resp.status_code, resp.json()["error"]) == (status, error), (name, resp.text)
+            assert resp.json()["message"].startswith(message), (name, resp.text)
+            with pytest.raises(chromadb.errors.ChromaError) as raised:
+                transport._make_request(
+                    "post", "/tenants/default_tenant/databases/default_database" + path, json=body
+                )
+            assert type(raised.value) is chromadb.errors.error_types[error], name
+            assert str(raised.value).startswith(message), name
+    # The schema refusals through the real client's own builders and collection.search.
+    by_builder = [
+        chromadb.Search().where(chromadb.K("restricted_tag") == "x"),
+        chromadb.Search().where(chromadb.K.DOCUMENT.contains("a")),
+        chromadb.Search().rank(chromadb.Knn(query=chromadb.SparseVector([1], [1.0]), key="sp")),
+    ]
+    refusals = [m for _, _, m in SCHEMA_REFUSALS]
+    refusals.append(
+        "Cannot filter using metadata key 'sp' with type 'SparseVector' because indexing is "
+        "disabled"
+    )
+    for search, message in zip(by_builder, refusals, strict=True):
+        with pytest.raises(chromadb.errors.InvalidArgumentError, match=re.escape(message)):
+            col.search(search)
+    assert stored(col) == before
