@@ -36,6 +36,7 @@ from huedb.engine.confirmed_search import (
 )
 from huedb.engine.filters import RecordFilter
 from huedb.engine.index_cache import IndexCache
+from huedb.engine.sparse_index import SparseIndexes, remove_sparse_snapshot
 from huedb.engine.store import Store, StoreSession
 from huedb.engine.store_factory import open_store
 from huedb.engine.vector_index import APPROXIMATE_PLANS, query_plan
@@ -80,6 +81,7 @@ class Engine:
             self._index_dir = None if path is None else path / INDEX_DIRNAME
             self._node_id = "" if path is None else node_dir.node_id(path)
             self._indexes = IndexCache(self._index_dir, self.options, self._store.store_id)
+            self._sparse = SparseIndexes(self._index_dir, self.options, self._store.store_id)
             self._closed = False
             self._latencies: dict[str, deque[float]] = {}
             with self._lock, self._store.write() as db:
@@ -99,6 +101,8 @@ class Engine:
             try:
                 self._adopt_builds()
                 self._maintain(self._indexes.dirty())
+                for col in self._sparse.dirty():
+                    self._sparse.checkpoint(col)
             except Exception as exc:  # a store or file error must not keep the store open
                 logger.warning("could not snapshot indexes at close: %s", exc)
             self._store.close()
@@ -123,9 +127,11 @@ class Engine:
                 db.delete_everything()
                 db.ensure_defaults(DEFAULT_TENANT, DEFAULT_DATABASE)
             self._indexes.clear()
+            self._sparse.clear()
             if self._index_dir is not None:
                 for u in uuids:
                     snapshot.remove_snapshot(self._index_dir, u)
+                    remove_sparse_snapshot(self._index_dir, u)
 
     # -- tenants and databases -------------------------------------------------------
 
@@ -270,8 +276,10 @@ class Engine:
 
     def _drop_index(self, col: CollectionRow) -> None:
         self._indexes.forget(col.cid)
+        self._sparse.forget(col.cid)
         if self._index_dir is not None:
             snapshot.remove_snapshot(self._index_dir, col.uuid)
+            remove_sparse_snapshot(self._index_dir, col.uuid)
 
     # -- records ---------------------------------------------------------------------
 
@@ -397,6 +405,35 @@ class Engine:
             window.append(took)
         events.query_done(hits.plan, took)
         return hits
+
+    def sparse_knn(
+        self,
+        collection_uuid: str,
+        key: str,
+        weights: dict[int, float],
+        bm25: bool,
+        limit: int,
+        flt: RecordFilter,
+    ) -> tuple[list[tuple[int, float]], dict[int, tuple]]:
+        """The `limit` records nearest a sparse query under metadata key `key` among those
+        matching the filter: (key, `1 - sum_t w_t d_t` as float32) by ascending measure then
+        key, and their rows. `weights` maps each query index to its float32 weight; with
+        `bm25` each is scaled by the index's IDF over the whole collection (`sparse_postings`).
+        The sparse index is caught up from the oplog in the read's snapshot (`sparse_index`).
+        """
+        check_read(self.options, flt)
+        with self._lock:
+            with self._store.read() as db, self._budget(db) as deadline:
+                col = db.collection_by_uuid(collection_uuid)
+                allowed = None if flt.selects_all else db.allowed_keys(col.cid, flt)
+                with deadline.paused():  # loading or catching up is never cut halfway
+                    state, column = self._sparse.ready(db, col, key)
+                records = state.n_records if bm25 else None
+                found = column.search(weights, records, limit, allowed)
+                rows = db.fetch_by_keys(col.cid, [k for k, _ in found], False) if found else {}
+            for pending in self._sparse.pending():
+                self._sparse.checkpoint(pending)
+        return [(k, m) for k, m in found if k in rows], rows
 
     def indexing_status(self, collection_uuid: str) -> dict[str, Any]:
         """How much of the collection this process's index serves through its graph.
@@ -671,17 +708,32 @@ class Engine:
             prunable, snapshotted = self._indexes.checkpoint(col)
             if not prunable:
                 continue
+            prunable = self._sparse_floor(col, prunable)
             with self._store.write() as db:
                 db.prune_oplog(col.cid, prunable, snapshotted, self._node_id)
 
+    def _sparse_floor(self, col: CollectionRow, prunable: int) -> int:
+        """How far the oplog may be pruned once this process's sparse index of `col` (if
+        it holds one) is caught up and snapshotted: other processes reload that snapshot
+        instead of rescanning the collection."""
+        state = self._sparse.held(col.cid)
+        if state is None:
+            return prunable
+        if state.watermark < prunable:
+            with self._store.read() as db:
+                self._sparse.catch_up(db, db.collection_by_uuid(col.uuid))
+        covered = self._sparse.checkpoint(col)
+        return prunable if covered is None else min(prunable, covered)
+
     def _refresh_index(self, collection_uuid: str) -> None:
-        """Apply this process's own write to its index, if it holds one for the collection.
+        """Apply this process's own write to its indexes, if it holds any for the collection.
 
         A process that queries a collection keeps its index warm this way, so the next
         query has nothing to catch up. A process that only writes builds no index at all.
         """
         with self._store.read() as db:
             col = db.collection_by_uuid(collection_uuid)
+            self._sparse.catch_up(db, col)
             if self._indexes.loaded(col.cid) is None:
                 return
             self._indexes.ready(db, col)

@@ -519,9 +519,30 @@ class IndexCache:
             latest[key] = vector
         removed = [k for k, v in latest.items() if v is None]
         present = [(k, v) for k, v in latest.items() if v is not None]
+        applied = len(removed)
         if removed:
             state.index.remove(np.asarray(removed, dtype=np.uint64))
         if present:
-            state.index.upsert(*key_vector_rows(present, state.index.dim))
-        state.unsnapshotted += len(latest)
-        return True
+            keys, vectors = key_vector_rows(present, state.index.dim)
+            # Entries of a metadata-only change (a sparse value) leave the vector as it was.
+            changed = ~_unchanged(state.index, keys, vectors)
+            if np.any(changed):
+                state.index.upsert(keys[changed], vectors[changed])
+            applied += int(np.count_nonzero(changed))
+        state.unsnapshotted += applied
+        return applied > 0
+
+
+def _unchanged(index: VectorIndex, keys: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Per key, whether the index already holds exactly this vector (its float32 rows when
+    it has them, and its graph's, at graph precision, when it has one)."""
+    same = np.ones(len(keys), dtype=bool)
+    flat = index.flat
+    if flat is not None:
+        same &= flat.rows(keys) >= 0
+        if np.any(same):
+            same[same] = np.all(flat.gather(keys[same]) == vectors[same], axis=1)
+    if index.uses_graph and np.any(same):
+        wrong = set(index.mismatched(keys[same], vectors[same]))
+        same[same] = [int(k) not in wrong for k in keys[same]]
+    return same

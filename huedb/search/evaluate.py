@@ -1,8 +1,9 @@
 """Run checked searches against one collection (shared/chroma-search-api.md, 3.1).
 
 Per search: the filter becomes the engine's `RecordFilter` (`filter_compile`); each `$knn`
-leaf yields its list (dense: the engine's `query` with the filter as pre-filter; sparse: a
-scan of the filtered records, `sparse_knn`); the rank expression combines them
+leaf yields its list (dense: the engine's `query` with the filter as pre-filter; sparse: the
+engine's `sparse_knn` over the collection's posting lists, intersected with the filter); the
+rank expression combines them
 (`ranks`); then `group_by` (`grouping`), offset/limit and select. Without a rank the
 filtered records are paged in insertion order and `#score` is the position in the page.
 The answer is the route's JSON body (2.4): one column entry per search.
@@ -68,8 +69,6 @@ class _Search:
 
     flt: RecordFilter
     records: dict[int, _Record] = field(default_factory=dict)
-    filtered: list[int] | None = None  # keys of the filtered records, read for sparse Knn
-    columns: dict[str, sparse_knn.SparseColumn] = field(default_factory=dict)
 
     def keep(self, row: tuple) -> None:
         """Remember a row (key, id, document, uri, metadata_json[, vector])."""
@@ -83,8 +82,6 @@ class SearchRun:
         self.engine = engine
         self.collection_uuid = collection_uuid
         self.schema = schema or {}
-        self._everything: dict[int, _Record] | None = None  # every record, once read
-        self._all_columns: dict[str, sparse_knn.SparseColumn] = {}
 
     def run(self, request: SearchRequest) -> dict[str, Any]:
         """The response body: per search, its ids and selected columns."""
@@ -169,21 +166,14 @@ class SearchRun:
         ]
 
     def _sparse(self, knn: KnnNode, query: SparseQuery, state: _Search) -> list[tuple[int, float]]:
-        if state.flt.selects_all:
-            state.records.update(self._all_records())
-            column = self._all_column(knn.key)
-        else:
-            if state.filtered is None:
-                rows = self.engine.get(self.collection_uuid, state.flt, None, None, False)
-                for row in rows:
-                    state.keep(row)
-                state.filtered = [row[0] for row in rows]
-            column = state.columns.get(knn.key)
-            if column is None:
-                records = ((k, state.records[k].metadata) for k in state.filtered)
-                column = state.columns[knn.key] = sparse_knn.SparseColumn(records, knn.key)
-        idf_of = self._idf(knn.key, set(query.indices)) if self._bm25(knn.key) else None
-        return column.measures(sparse_knn.query_weights(query, idf_of))
+        weights = sparse_knn.query_weights(query, None)
+        bm25 = self._bm25(knn.key)
+        found, rows = self.engine.sparse_knn(
+            self.collection_uuid, knn.key, weights, bm25, knn.limit, state.flt
+        )
+        for row in rows.values():
+            state.keep(row)
+        return found
 
     def _bm25(self, key: str) -> bool:
         """Whether the sparse index of `key` scales queries by IDF (`bm25: true`)."""
@@ -192,26 +182,6 @@ class SearchRun:
             if config is not None and config.get("bm25") is not None:
                 return bool(config["bm25"])
         return False
-
-    def _idf(self, key: str, terms: set[int]) -> dict[int, float]:
-        n_records = len(self._all_records())
-        counts = self._all_column(key).document_frequencies(terms)
-        return {t: sparse_knn.idf(n_records, n) for t, n in counts.items()}
-
-    def _all_column(self, key: str) -> sparse_knn.SparseColumn:
-        """The sparse vectors under `key` of every live record (built once per request)."""
-        column = self._all_columns.get(key)
-        if column is None:
-            records = ((k, r.metadata) for k, r in self._all_records().items())
-            column = self._all_columns[key] = sparse_knn.SparseColumn(records, key)
-        return column
-
-    def _all_records(self) -> dict[int, _Record]:
-        """Every live record of the collection (read once per request)."""
-        if self._everything is None:
-            rows = self.engine.get(self.collection_uuid, RecordFilter(None), None, None, False)
-            self._everything = {row[0]: _Record(row) for row in rows}
-        return self._everything
 
 
 def _sparse_index_config(types: Any) -> dict[str, Any] | None:

@@ -1,4 +1,7 @@
-"""Sparse `$knn` by a scan of the filtered records (shared/chroma-search-api.md, 3.2, 4.4).
+"""Sparse `$knn` semantics (shared/chroma-search-api.md, 3.2, 4.4), and the scan that
+defines them: searches run on the engine's posting lists (`engine/sparse_postings.py`,
+`Engine.sparse_knn`), which give the same float32 measures; `SparseColumn` is the plain
+scan over records, kept as the reference the index is tested against.
 
 A record is a candidate when its metadata value under the Knn's key is a sparse vector
 (the wire dict `{"#type": "sparse_vector", ...}` or a `SparseVector`) sharing at least one
@@ -10,13 +13,15 @@ number of them whose vector under the key holds `t` (the filter does not restric
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
+from huedb.engine.sparse_postings import idf
 from huedb.search.plan import SparseQuery
+
+__all__ = ["SPARSE_TYPE", "SparseColumn", "idf", "query_weights", "stored_sparse"]
 
 SPARSE_TYPE = "sparse_vector"
 
@@ -31,12 +36,6 @@ def stored_sparse(value: Any) -> tuple[list[int], list[float]] | None:
     if isinstance(indices, list) and isinstance(values, list):
         return indices, values
     return None
-
-
-def idf(n_records: int, containing: int) -> float:
-    """BM25's inverse document frequency (n_t clamped to N)."""
-    n_t = min(containing, n_records)
-    return math.log(1.0 + (n_records - n_t + 0.5) / (n_t + 0.5))
 
 
 def query_weights(query: SparseQuery, idf_of: dict[int, float] | None) -> dict[int, float]:

@@ -32,6 +32,7 @@ from huedb.engine.record_values import (
     vector_digest,
     vectors_in_order,
 )
+from huedb.engine.sparse_postings import sparse_changed
 from huedb.record_batch import RecordBatch
 
 # Rows a Python loop over documents (regex) or vectors reads per round trip.
@@ -149,7 +150,9 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
             changed = [(k, u) for u, k in zip(uris, keys, strict=True) if u is not None]
             self._update_column("uri", changed)
         if metadatas is not None:
-            self._merge_metadata(cid, keys, metadatas)
+            resparsed = self._merge_metadata(cid, keys, metadatas)
+            if vectors is None:  # sparse indexes catch up from the oplog too
+                self._log_changes(cid, resparsed)
             written = [clean_metadata(m) for m in metadatas if m]
             self.record_key_types(cid, schema_keys.key_types(written))
 
@@ -164,20 +167,19 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
 
     def _merge_metadata(
         self, cid: int, keys: Sequence[int], metadatas: Sequence[dict[str, Any] | None]
-    ) -> None:
+    ) -> list[int]:
+        """Merge the patches; returns the keys whose sparse-vector values changed."""
         changes = [(k, m) for k, m in zip(keys, metadatas, strict=True) if m is not None]
         if not changes:
-            return
+            return []
         changed_keys = [k for k, _ in changes]
         current = dict(
             self.run(
                 "SELECT key, metadata FROM records WHERE key = ANY(%s::bigint[])", (changed_keys,)
             ).fetchall()
         )
-        updates = [
-            (key, merge_metadata(json.loads(current[key]) if current.get(key) else None, patch))
-            for key, patch in changes
-        ]
+        before = {k: json.loads(current[k]) if current.get(k) else None for k, _ in changes}
+        updates = [(key, merge_metadata(before[key], patch)) for key, patch in changes]
         self._update_column("metadata", [(k, _dump(m)) for k, m in updates])
         self.run("DELETE FROM record_meta WHERE key = ANY(%s::bigint[])", (changed_keys,))
         self._copy(
@@ -185,6 +187,7 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
             "key, cid, name, kind, is_array, num, txt",
             (r for k, m in updates for r in meta_rows(cid, k, m)),
         )
+        return [k for k, m in updates if sparse_changed(before[k], m)]
 
     def delete_keys(self, cid: int, keys: Sequence[int]) -> None:
         if not keys:

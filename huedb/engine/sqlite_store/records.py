@@ -29,6 +29,7 @@ from huedb.engine.record_values import (
     vector_digest,
     vectors_in_order,
 )
+from huedb.engine.sparse_postings import sparse_changed
 from huedb.engine.sqlite_store import filters as sql_filters
 from huedb.engine.sqlite_store.schema_keys import SchemaKeysSQL
 from huedb.record_batch import RecordBatch
@@ -176,16 +177,21 @@ class RecordsSQL(SchemaKeysSQL):
                 [(u, k) for u, k in zip(uris, keys, strict=True) if u is not None],
             )
         if metadatas is not None:
-            self._merge_metadata(cid, keys, metadatas)
+            resparsed = self._merge_metadata(cid, keys, metadatas)
+            if vectors is None and resparsed:  # sparse indexes catch up from the oplog too
+                conn.executemany(
+                    "INSERT INTO oplog (cid, key) VALUES (?, ?)", [(cid, k) for k in resparsed]
+                )
             written = [clean_metadata(m) for m in metadatas if m]
             self.record_key_types(cid, schema_keys.key_types(written))
 
     def _merge_metadata(
         self, cid: int, keys: Sequence[int], metadatas: Sequence[dict[str, Any] | None]
-    ) -> None:
+    ) -> list[int]:
+        """Merge the patches; returns the keys whose sparse-vector values changed."""
         changes = [(k, m) for k, m in zip(keys, metadatas, strict=True) if m is not None]
         if not changes:
-            return
+            return []
         conn = self._conn
         current = dict(
             conn.execute(
@@ -193,10 +199,8 @@ class RecordsSQL(SchemaKeysSQL):
                 (json_list(k for k, _ in changes),),
             )
         )
-        updates = [
-            (key, merge_metadata(json.loads(current[key]) if current.get(key) else None, patch))
-            for key, patch in changes
-        ]
+        before = {k: json.loads(current[k]) if current.get(k) else None for k, _ in changes}
+        updates = [(key, merge_metadata(before[key], patch)) for key, patch in changes]
         conn.executemany(
             "UPDATE records SET metadata = ? WHERE key = ?", [(_dump(m), k) for k, m in updates]
         )
@@ -211,6 +215,7 @@ class RecordsSQL(SchemaKeysSQL):
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
+        return [k for k, m in updates if sparse_changed(before[k], m)]
 
     def delete_keys(self, cid: int, keys: Sequence[int]) -> None:
         if not keys:

@@ -1,0 +1,272 @@
+"""Per-process sparse indexes, caught up from the oplog like the dense index (docs/
+ARCHITECTURE.md, "Sparse index").
+
+Per collection this process has run a sparse `$knn` on: the set of live record keys (N,
+for BM25's IDF), one `PostingColumn` per sparse-vector key searched, and the oplog
+`watermark` they reflect. Inside the search's read session the cache applies the oplog
+entries after the watermark: for each changed key it reads the record's current metadata
+in the same snapshot and replaces the key's postings (the stores log a record whenever its
+vector or one of its sparse metadata values changes). An index older than the collection's
+pruned oplog is reloaded from its snapshot (`<index dir>/<uuid>.sparse`, written next to the
+graph snapshot under the same lock) or, failing that, built by one scan of the collection.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from huedb.engine import snapshot
+from huedb.engine.catalog import CollectionRow
+from huedb.engine.filters import RecordFilter
+from huedb.engine.sparse_postings import KeyMap, PostingColumn, SparseParts, sparse_parts
+from huedb.engine.store import StoreSession
+from huedb.options import EngineOptions
+
+logger = logging.getLogger(__name__)
+
+SPACE = "sparse"  # the `space` a sparse snapshot's header carries
+FORMAT = 1  # the `dim` a sparse snapshot's header carries: its payload's format
+
+
+def sparse_snapshot_path(directory: Path, collection_uuid: str) -> Path:
+    """Where a collection's sparse index snapshot lives."""
+    return directory / f"{collection_uuid}.sparse"
+
+
+@dataclass
+class SparseState:
+    """One collection's sparse index in this process."""
+
+    col: CollectionRow
+    watermark: int
+    present: KeyMap = field(default_factory=KeyMap)  # 1 for a live record key
+    n_records: int = 0
+    columns: dict[str, PostingColumn] = field(default_factory=dict)
+    unsnapshotted: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self.present.nbytes + sum(c.nbytes for c in self.columns.values())
+
+
+class SparseIndexes:
+    """The sparse indexes of one process, by collection."""
+
+    def __init__(
+        self, snapshot_dir: Path | None, options: EngineOptions, store_id: str = ""
+    ) -> None:
+        self._dir = snapshot_dir
+        self._store_id = store_id
+        self._snapshot_every = options.snapshot_every
+        self._states: dict[int, SparseState] = {}
+        self._pending: dict[int, CollectionRow] = {}
+        self.counts = {"scans": 0, "snapshot_loads": 0, "caught_up": 0}
+
+    def ready(
+        self, db: StoreSession, col: CollectionRow, key: str
+    ) -> tuple[SparseState, PostingColumn]:
+        """The collection's state and its column for `key`, caught up to the snapshot of
+        the read session `db` (loaded or built first when needed)."""
+        state = self._states.get(col.cid)
+        if state is None or state.watermark < col.pruned_seq:
+            state = self._states[col.cid] = self._load(db, col)
+        state.col = col
+        self._catch_up(db, col, state)
+        column = state.columns.get(key)
+        if column is None:
+            column = state.columns[key] = self._scan_column(db, col, state, key)
+        if state.unsnapshotted >= max(self._snapshot_every, state.n_records // 10):
+            self._pending[col.cid] = col
+        return state, column
+
+    def held(self, cid: int) -> SparseState | None:
+        """The state this process holds for a collection, if any."""
+        return self._states.get(cid)
+
+    def catch_up(self, db: StoreSession, col: CollectionRow) -> None:
+        """Catch a held index up (after this process's own write, or before pruning)."""
+        state = self._states.get(col.cid)
+        if state is None:
+            return
+        if state.watermark < col.pruned_seq:
+            self.forget(col.cid)  # reloaded by its next search
+            return
+        state.col = col
+        self._catch_up(db, col, state)
+
+    def forget(self, cid: int) -> None:
+        """Drop a collection's sparse index from memory."""
+        self._states.pop(cid, None)
+        self._pending.pop(cid, None)
+
+    def clear(self) -> None:
+        """Drop every sparse index from memory."""
+        self._states.clear()
+        self._pending.clear()
+
+    def pending(self) -> list[CollectionRow]:
+        """Collections whose sparse index should be snapshotted."""
+        cols = list(self._pending.values())
+        self._pending.clear()
+        return cols
+
+    def dirty(self) -> list[CollectionRow]:
+        """Collections whose sparse index has changes its snapshot lacks."""
+        return [s.col for s in self._states.values() if s.unsnapshotted > 0]
+
+    def resident_bytes(self) -> int:
+        """Bytes held by every sparse index of this process."""
+        return sum(s.nbytes for s in self._states.values())
+
+    # -- loading ---------------------------------------------------------------------
+
+    def _owner(self, col: CollectionRow) -> str:
+        return f"{self._store_id}/{col.uuid}"
+
+    def _load(self, db: StoreSession, col: CollectionRow) -> SparseState:
+        if self._dir is not None:
+            path = sparse_snapshot_path(self._dir, col.uuid)
+            snap = snapshot.read_snapshot(path, self._owner(col))
+            if snap is not None:
+                try:
+                    if snap.space != SPACE or snap.dim != FORMAT:
+                        raise ValueError("not a sparse index snapshot of this format")
+                    if snap.watermark < col.pruned_seq:
+                        raise ValueError("older than the oplog floor")
+                    state = _from_payload(col, snap.watermark, bytes(snap.payload))
+                    self.counts["snapshot_loads"] += 1
+                    logger.info(
+                        "loaded the sparse index of collection %s from its snapshot (seq %d)",
+                        col.uuid,
+                        snap.watermark,
+                    )
+                    return state
+                except (ValueError, KeyError, OSError) as exc:
+                    logger.warning("sparse index snapshot %s unusable (%s); rescanning", path, exc)
+                finally:
+                    snap.payload.release()
+                    snap.mapping.close()
+        # The head first: the rows read next hold every change up to it (one snapshot).
+        state = SparseState(col, db.oplog_head(col.cid))
+        keys = np.asarray(db.collection_keys(col.cid), dtype=np.int64)
+        state.present.set(keys, 1)
+        state.n_records = len(keys)
+        return state
+
+    def _scan_column(
+        self, db: StoreSession, col: CollectionRow, state: SparseState, key: str
+    ) -> PostingColumn:
+        """Build the column of `key` from every record (the state is at this snapshot)."""
+        column = PostingColumn()
+        keys: list[int] = []
+        vectors = []
+        for row in db.fetch_rows(col.cid, RecordFilter(None), None, None, False):
+            parts = _parts_of(row[4], key)
+            if parts is not None:
+                keys.append(row[0])
+                vectors.append(parts)
+        column.replace(keys, vectors)
+        column.compact()
+        state.unsnapshotted = max(state.unsnapshotted, 1)
+        self._pending[col.cid] = col
+        self.counts["scans"] += 1
+        logger.info(
+            "built the sparse index of key %r of collection %s by a scan (%d vectors)",
+            key,
+            col.uuid,
+            len(keys),
+        )
+        return column
+
+    def _catch_up(self, db: StoreSession, col: CollectionRow, state: SparseState) -> None:
+        head = db.oplog_head(col.cid)
+        if head <= state.watermark:
+            return
+        changes = db.oplog_changes(col.cid, state.watermark)
+        state.watermark = head
+        if not changes:
+            return
+        changed = sorted({key for _, key, _ in changes})
+        rows = db.fetch_by_keys(col.cid, changed, False)
+        key_array = np.asarray(changed, dtype=np.int64)
+        was = state.present.get(key_array) > 0
+        now = np.asarray([k in rows for k in changed], dtype=bool)
+        state.present.set(key_array, np.where(now, 1, -1))
+        state.n_records += int(now.sum()) - int(was.sum())
+        metadatas = [_metadata(rows[k][4]) if k in rows else None for k in changed]
+        for name, column in state.columns.items():
+            vectors = [None if m is None else sparse_parts(m.get(name)) for m in metadatas]
+            column.replace(changed, vectors)
+        state.unsnapshotted += len(changed)
+        self.counts["caught_up"] += len(changed)
+
+    # -- snapshots -------------------------------------------------------------------
+
+    def checkpoint(self, col: CollectionRow) -> int | None:
+        """Snapshot the collection's sparse index if it changed since its last snapshot;
+        the watermark its snapshot now covers (None when none was written)."""
+        state = self._states.get(col.cid)
+        if state is None or self._dir is None or not state.columns:
+            return None
+        if state.unsnapshotted == 0:
+            return state.watermark
+        path = sparse_snapshot_path(self._dir, col.uuid)
+        try:
+            with snapshot.exclusive_lock(self._dir, col.uuid) as locked:
+                if not locked:
+                    return None
+                header = snapshot.read_header(path)
+                if header is None or int(header.get("watermark", -1)) < state.watermark:
+                    payload = _payload(state)
+                    snapshot.write_snapshot(
+                        path, self._owner(col), state.watermark, FORMAT, SPACE, payload
+                    )
+                    logger.debug("sparse snapshot of %s at seq %d", col.uuid, state.watermark)
+        except OSError as exc:  # a snapshot is a cache: never fail the call for it
+            logger.warning("could not write sparse index snapshot %s: %s", path, exc)
+            return None
+        state.unsnapshotted = 0
+        return state.watermark
+
+
+def _metadata(blob: str | bytes | None) -> dict | None:
+    return orjson.loads(blob) if blob else {}
+
+
+def _parts_of(blob: str | bytes | None, key: str) -> SparseParts | None:
+    return sparse_parts(orjson.loads(blob).get(key)) if blob else None
+
+
+def _payload(state: SparseState) -> bytes:
+    arrays: dict[str, np.ndarray] = {}
+    names = sorted(state.columns)
+    arrays["__names__"] = np.frombuffer(orjson.dumps(names), dtype=np.uint8)
+    arrays["__present__"] = state.present.keys()
+    for n, name in enumerate(names):
+        arrays.update(state.columns[name].arrays(f"{n}."))
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
+
+
+def _from_payload(col: CollectionRow, watermark: int, payload: bytes) -> SparseState:
+    with np.load(io.BytesIO(payload), allow_pickle=False) as arrays:
+        names = orjson.loads(arrays["__names__"].tobytes())
+        state = SparseState(col, watermark)
+        present = np.asarray(arrays["__present__"], dtype=np.int64)
+        state.present.set(present, 1)
+        state.n_records = len(present)
+        for n, name in enumerate(names):
+            state.columns[name] = PostingColumn.from_arrays(arrays, f"{n}.")
+    return state
+
+
+def remove_sparse_snapshot(directory: Path, collection_uuid: str) -> None:
+    """Delete a collection's sparse index snapshot, if any."""
+    sparse_snapshot_path(directory, collection_uuid).unlink(missing_ok=True)

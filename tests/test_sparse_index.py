@@ -1,0 +1,307 @@
+"""The sparse index (posting lists, live document frequencies for BM25's IDF) against a
+brute-force scan of what the store holds, on each store.
+
+The reference reads every record with `get()` and scores it in float64 in the test
+(`brute_force`): `idf(t) = ln(1 + (N - n_t + 0.5) / (n_t + 0.5))` over the live records,
+`1 - sum_t q_t idf_t d_t` cast to float32, ascending, ties in storage order. It must equal
+the index's answer exactly after random interleaved add/update/upsert/delete (metadata-only
+updates that set, change or drop the sparse value; deletes by id and by `where`), with and
+without `bm25` and with a filter; also while a second process writes; and a reopened store
+loads the index's snapshot instead of scanning the collection again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import subprocess
+import sys
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import huedb
+from huedb import K, Knn, Search
+from huedb.engine.filters import RecordFilter
+from tests import stores
+from tests.cli import child_env
+from tests.knobs import knob
+from tests.stores import StoreTarget
+
+store = stores.store
+KEY = "sp"
+TERMS = 12
+IDS = [f"r{i}" for i in range(14)]
+EXAMPLES = int(knob("HUEDB_HYPOTHESIS_EXAMPLES", "150"))
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_names = count()
+
+
+# -- the reference -------------------------------------------------------------------------
+
+
+def brute_force(
+    col: Any, query: tuple[list[int], list[float]], bm25: bool, limit: int, cat: str | None
+) -> list[tuple[str, np.float32]]:
+    """(id, measure) of the `limit` nearest records, by a scan of `col.get()`."""
+    got = col.get(include=["metadatas"])
+    records = list(zip(got["ids"], got["metadatas"], strict=True))
+    vectors = {}
+    for rid, meta in records:
+        value = (meta or {}).get(KEY)
+        if value is not None:
+            vectors[rid] = dict(zip(value.indices, (float(v) for v in value.values), strict=True))
+    n = len(records)
+    weights = {}
+    for t, q in zip(*query, strict=True):
+        n_t = sum(t in v for v in vectors.values())
+        weights[t] = float(np.float32(q)) * (
+            math.log(1 + (n - n_t + 0.5) / (n_t + 0.5)) if bm25 else 1.0
+        )
+    scored = []
+    for position, (rid, meta) in enumerate(records):
+        vector = vectors.get(rid)
+        if vector is None or (cat is not None and (meta or {}).get("cat") != cat):
+            continue
+        shared = sorted(set(vector) & set(weights))
+        if not shared:
+            continue
+        dot = 0.0
+        for t in shared:
+            dot += weights[t] * vector[t]
+        scored.append((np.float32(1.0 - dot), position, rid))
+    scored.sort()
+    return [(rid, measure) for measure, _, rid in scored[:limit]]
+
+
+def searched(
+    col: Any, query: tuple[list[int], list[float]], limit: int, cat: str | None
+) -> list[tuple[str, np.float32]]:
+    """(id, score) of a BM25 sparse Knn through `Collection.search`."""
+    knn = Knn(query=huedb.SparseVector(*query), key=KEY, limit=limit)
+    search = Search().rank(knn).limit(limit).select(K.SCORE)
+    if cat is not None:
+        search = search.where(K("cat") == cat)
+    return [(row["id"], np.float32(row["score"])) for row in col.search(search).rows()[0]]
+
+
+def plain(col: Any, query: tuple[list[int], list[float]], limit: int) -> list[tuple[str, Any]]:
+    """(id, measure) of a sparse Knn without IDF, from the engine."""
+    weights = {t: float(np.float32(q)) for t, q in zip(*query, strict=True)}
+    engine = col._client.engine
+    found, rows = engine.sparse_knn(str(col.id), KEY, weights, False, limit, RecordFilter(None))
+    return [(rows[k][1], np.float32(m)) for k, m in found]
+
+
+def assert_agrees(col: Any, query: tuple[list[int], list[float]], limit: int) -> None:
+    """The index answers each kind of search as the brute-force scan does."""
+    for cat in (None, "a"):
+        assert searched(col, query, limit, cat) == brute_force(col, query, True, limit, cat)
+    assert plain(col, query, limit) == brute_force(col, query, False, limit, None)
+
+
+def new_collection(client: Any) -> Any:
+    schema = huedb.Schema().create_index(config=huedb.SparseVectorIndexConfig(bm25=True), key=KEY)
+    return client.create_collection(
+        f"sparse-{next(_names)}", schema=schema, embedding_function=None
+    )
+
+
+# -- random operations ---------------------------------------------------------------------
+
+VALUES = [0.25, 0.5, 1.0, 1.5, 3.0]
+_values = st.sampled_from(VALUES)
+_sparse = st.one_of(
+    st.none(),
+    st.lists(st.integers(0, TERMS - 1), min_size=1, max_size=5, unique=True).flatmap(
+        lambda terms: st.tuples(
+            st.just(sorted(terms)), st.lists(_values, min_size=len(terms), max_size=len(terms))
+        )
+    ),
+)
+_record = st.tuples(st.sampled_from(IDS), _sparse, st.sampled_from("ab"), st.integers(0, 2))
+_batch = st.lists(_record, min_size=1, max_size=4, unique_by=lambda r: r[0])
+_op = st.one_of(
+    st.tuples(st.sampled_from(["add", "upsert", "update", "update_meta"]), _batch),
+    st.tuples(
+        st.just("drop_sparse"), st.lists(st.sampled_from(IDS), min_size=1, max_size=3, unique=True)
+    ),
+    st.tuples(
+        st.just("delete"), st.lists(st.sampled_from(IDS), min_size=1, max_size=3, unique=True)
+    ),
+    st.tuples(st.just("delete_where"), st.sampled_from("ab")),
+)
+_query = st.lists(st.integers(0, TERMS - 1), min_size=1, max_size=4, unique=True).flatmap(
+    lambda terms: st.tuples(
+        st.just(sorted(terms)), st.lists(_values, min_size=len(terms), max_size=len(terms))
+    )
+)
+
+
+def apply(col: Any, op: tuple[str, Any]) -> None:
+    """Run one operation (the JSON-able form `_op` draws) on a collection."""
+    kind, arg = op
+    if kind == "delete":
+        col.delete(ids=list(arg))
+        return
+    if kind == "delete_where":
+        col.delete(where={"cat": arg})
+        return
+    if kind == "drop_sparse":
+        col.update(ids=list(arg), metadatas=[{KEY: None} for _ in arg])
+        return
+    ids = [r[0] for r in arg]
+    metadatas = [
+        {"cat": cat} if sparse is None else {"cat": cat, KEY: huedb.SparseVector(*sparse)}
+        for _, sparse, cat, _ in arg
+    ]
+    embeddings = [[float(v), 1.0, 0.5] for *_, v in arg]
+    if kind == "update_meta":  # no vector: only the metadata (and so the sparse value) moves
+        col.update(ids=ids, metadatas=metadatas)
+    else:
+        getattr(col, kind)(ids=ids, embeddings=embeddings, metadatas=metadatas)
+
+
+def random_op(rng: random.Random) -> tuple[str, Any]:
+    """One operation of the kinds `_op` draws, from a seeded generator (for another process)."""
+    kind = rng.choice(["add", "upsert", "update", "update_meta", "drop_sparse", "delete", "where"])
+    ids = rng.sample(IDS, rng.randint(1, 4))
+    if kind in ("drop_sparse", "delete"):
+        return kind, ids
+    if kind == "where":
+        return "delete_where", rng.choice("ab")
+
+    def sparse() -> tuple[list[int], list[float]] | None:
+        terms = sorted(rng.sample(range(TERMS), rng.randint(1, 5)))
+        return None if rng.random() < 0.2 else (terms, [rng.choice(VALUES) for _ in terms])
+
+    return kind, [(rid, sparse(), rng.choice("ab"), rng.randint(0, 2)) for rid in ids]
+
+
+# -- tests ---------------------------------------------------------------------------------
+
+
+def test_random_writes_equal_brute_force(store: StoreTarget, tmp_path: Path) -> None:
+    """After every step of random writes, BM25 (with and without a filter) and plain sparse
+    Knn equal the brute-force scan. A small snapshot cadence makes the process snapshot and
+    prune the oplog as it goes (a dense query keeps a dense index held), so the sparse index
+    is also caught up, snapshotted and pruned under."""
+    client = store.client(tmp_path / "data", settings={"huedb_snapshot_every": 3})
+    examples = max(3, EXAMPLES // 5) if store.is_postgres else max(5, EXAMPLES // 2)
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(ops=st.lists(_op, min_size=1, max_size=14), query=_query, limit=st.integers(1, 6))
+    def run(ops: list[tuple[str, Any]], query: tuple[list[int], list[float]], limit: int) -> None:
+        col = new_collection(client)
+        for op in ops:
+            apply(col, op)
+            if col.count():
+                col.query(query_embeddings=[[0.0, 1.0, 0.5]], n_results=1)
+            assert_agrees(col, query, limit)
+
+    run()
+    client.close()
+
+
+def _child() -> None:
+    """A second process: opens the store, then runs the operation batches it reads from
+    stdin (one JSON line each) and answers `ok` after each."""
+    args = json.loads(sys.stdin.readline())
+    client = huedb.PersistentClient(path=args["path"], settings=huedb.Settings(**args["settings"]))
+    col = client.get_collection(args["name"])
+    print("ready", flush=True)
+    for line in sys.stdin:
+        for op in json.loads(line):
+            apply(col, (op[0], op[1]))
+        print("ok", flush=True)
+    client.close()
+
+
+def test_second_process_writes_while_index_is_warm(store: StoreTarget, tmp_path: Path) -> None:
+    """Another process's writes (inserts, vector and metadata-only updates, deletes) reach
+    this process's warm index through the oplog: every answer equals the scan."""
+    data = tmp_path / "data"
+    client = store.client(data)
+    col = new_collection(client)
+    rng = random.Random(16)
+    rounds = [[random_op(rng) for _ in range(rng.randint(3, 8))] for _ in range(6)]
+    apply(col, ("add", [(rid, ([1, 2], [1.0, 0.5]), "a", 0) for rid in IDS[:6]]))
+    query = ([1, 2, 5], [1.0, 0.5, 3.0])
+    assert_agrees(col, query, 5)  # the index is now warm in this process
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from tests.test_sparse_index import _child; _child()"],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        args = {"path": str(data), "settings": store.settings, "name": col.name}
+        child.stdin.write(json.dumps(args) + "\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "ready"
+        for ops in rounds:
+            child.stdin.write(json.dumps(ops) + "\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "ok"
+            assert_agrees(col, query, 5)
+            assert_agrees(col, ([0, 3, 7, 11], [0.5, 1.0, 1.5, 3.0]), 3)
+    finally:
+        child.stdin.close()
+        assert child.wait(timeout=60) == 0
+    client.close()
+
+
+def test_reopened_store_loads_the_snapshot(
+    store: StoreTarget, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first sparse search scans the collection once and snapshots the index; a
+    reopened store loads that snapshot (no scan) and catches up on later writes."""
+    data = tmp_path / "data"
+    client = store.client(data)
+    col = new_collection(client)
+    rng = np.random.default_rng(7)
+    batch = [
+        (
+            f"d{i}",
+            (sorted(rng.choice(TERMS, 3, replace=False).tolist()), [1.0, 0.5, 1.5]),
+            "ab"[i % 2],
+            i,
+        )
+        for i in range(300)
+    ]
+    col.add(
+        ids=[r[0] for r in batch],
+        embeddings=[[float(r[3]), 1.0, 0.5] for r in batch],
+        metadatas=[{"cat": r[2], KEY: huedb.SparseVector(*r[1])} for r in batch],
+    )
+    query = ([0, 4, 9], [1.0, 1.5, 0.5])
+    with caplog.at_level(logging.INFO, logger="huedb.engine.sparse_index"):
+        assert_agrees(col, query, 10)
+    assert "by a scan" in caplog.text
+    assert (data / "index" / f"{col.id}.sparse").exists()
+    client.close()
+    caplog.clear()
+    client = store.client(data)
+    col = client.get_collection(col.name)
+    with caplog.at_level(logging.INFO, logger="huedb.engine.sparse_index"):
+        assert_agrees(col, query, 10)
+        apply(col, ("update_meta", [("d3", ([0, 4], [3.0, 3.0]), "a", 0)]))
+        apply(col, ("delete", ["d5", "d8"]))
+        assert_agrees(col, query, 10)
+    assert "from its snapshot" in caplog.text
+    assert "by a scan" not in caplog.text
+    client.close()
