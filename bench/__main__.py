@@ -4,6 +4,7 @@ Each system runs in its own fresh child process on the same seeded data; one tab
 then (with several sizes) a growth table. Example:
   python -m bench --sizes 10000,100000 --systems huedb,chromadb
 HTTP servers (huedb vs `chroma run`): python -m bench http --help
+Hybrid search (dense + BM25 vs bm25s): python -m bench search --help
 """
 
 from __future__ import annotations
@@ -109,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.cluster import main as cluster_main
 
         return cluster_main(argv[1:])
+    if argv[:1] == ["search"]:
+        from bench.search import main as search_main
+
+        return search_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description=__doc__,
