@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core import (
+    PEERS,
     SYSTEMS,
     DataSpec,
     format_growth,
@@ -63,7 +64,8 @@ def print_report(suite: dict[str, Any], skipped: list[str], out: Path) -> None:
     if suite["huedb_settings_overrides"]:
         print(f"huedb settings overridden: {suite['huedb_settings_overrides']}")
     for name in skipped:
-        print(f"{name}: not importable with {sys.executable}, not run (no ratios)")
+        hint = " (a peer: pip install -e '.[bench]')" if name in PEERS else ""
+        print(f"{name}: not importable with {sys.executable}, not run (no ratios){hint}")
     for report in suite["runs"]:
         d = report["data"]
         print()
@@ -127,7 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--n", type=int, default=None, help="one size (alias of --sizes N)")
     parser.add_argument("--dim", type=int, default=384, help="dimension (default 384)")
-    parser.add_argument("--systems", default="huedb,chromadb", help="comma-separated systems")
+    parser.add_argument(
+        "--systems",
+        default="huedb,chromadb",
+        help=f"comma-separated, of {', '.join(SYSTEMS)} (default huedb,chromadb)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--clusters", type=int, default=100)
     parser.add_argument("--queries", type=int, default=200, help="measured queries per case")
@@ -164,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             systems.append(name)
         else:
             skipped.append(name)
-            log(f"{name} is not importable with {sys.executable}: skipping it")
+            hint = " (a peer: pip install -e '.[bench]')" if name in PEERS else ""
+            log(f"{name} is not importable with {sys.executable}: skipping it{hint}")
     if not systems:
         log("no system to benchmark")
         return 2

@@ -1,8 +1,9 @@
 """Core benchmark: data, system adapters, figures, the parent side of a run and its tables.
 
-Every system under test is wrapped in an adapter (`HuedbSystem`, `ChromaSystem`) with the same
-interface, so each figure is measured by the same code on the same seeded data in one run.
-The library of an adapter is imported lazily, so a fresh process can time its own import.
+Every system under test is wrapped in an adapter with the same interface (`bench.system.System`:
+`HuedbSystem`, `ChromaSystem` here, the embedded peers in `bench/peer_*.py`), so each figure is
+measured by the same code on the same seeded data in one run. The library of an adapter is
+imported lazily, so a fresh process can time its own import.
 
 The parent (`run`, `run_suite`) generates the seeded data only to compute the exact ground
 truth, writes it to a temporary file and starts one fresh child interpreter per system
@@ -21,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import metadata as importlib_metadata
@@ -30,7 +30,12 @@ from typing import Any
 
 import numpy as np
 
-COLLECTION = "bench"
+from bench.peer_lancedb import LanceDbHnswSqSystem, LanceDbSystem
+from bench.peer_milvus import MilvusLiteSystem
+from bench.peer_sqlite_vec import SqliteVecSystem
+from bench.system import COLLECTION as COLLECTION  # re-exported for bench.ops
+from bench.system import System
+
 BATCH = 1_000
 K = 10
 RARE_TOKEN = "zyzzyva"
@@ -184,130 +189,6 @@ def huedb_overrides() -> dict[str, Any]:
     return dict(json.loads(raw)) if raw else {}
 
 
-class System(ABC):
-    """One database under test; the same calls for every system."""
-
-    name: str = ""
-    module: str = ""
-
-    def __init__(self) -> None:
-        self._lib: Any = None
-        self._client: Any = None
-        self._collection: Any = None
-
-    @classmethod
-    def available(cls) -> bool:
-        try:
-            __import__(cls.module)
-        except ImportError:
-            return False
-        return True
-
-    def load(self) -> None:
-        """Import the library (timed separately in the reopen figure)."""
-        self._lib = __import__(self.module)
-
-    def version(self) -> str:
-        if self._lib is None:
-            self.load()
-        return str(getattr(self._lib, "__version__", "?"))
-
-    @abstractmethod
-    def open(self, path: Path) -> None:
-        """Open a persistent client on `path`."""
-
-    def settings(self) -> dict[str, Any]:
-        """Settings worth recording next to the figures."""
-        return {}
-
-    def create(self, space: str) -> None:
-        self._collection = self._client.create_collection(
-            COLLECTION, metadata={"hnsw:space": space}, embedding_function=None
-        )
-
-    def get(self) -> None:
-        self._collection = self._client.get_collection(COLLECTION, embedding_function=None)
-
-    @property
-    def collection_id(self) -> str:
-        """The collection's UUID as text."""
-        return str(self._collection.id)
-
-    def add(
-        self,
-        ids: list[str],
-        vectors: np.ndarray,
-        metadatas: list[dict[str, Any]],
-        documents: list[str],
-    ) -> None:
-        self._collection.add(ids=ids, embeddings=vectors, metadatas=metadatas, documents=documents)
-
-    def update(self, ids: list[str], vectors: np.ndarray, metadatas: list[dict[str, Any]]) -> None:
-        self._collection.update(ids=ids, embeddings=vectors, metadatas=metadatas)
-
-    def upsert(
-        self,
-        ids: list[str],
-        vectors: np.ndarray,
-        metadatas: list[dict[str, Any]],
-        documents: list[str],
-    ) -> None:
-        self._collection.upsert(
-            ids=ids, embeddings=vectors, metadatas=metadatas, documents=documents
-        )
-
-    def delete(self, ids: list[str]) -> None:
-        self._collection.delete(ids=ids)
-
-    def get_page(self, offset: int, limit: int) -> dict[str, Any]:
-        """One page of every record with embeddings, metadatas and documents."""
-        return dict(
-            self._collection.get(
-                include=["embeddings", "metadatas", "documents"], limit=limit, offset=offset
-            )
-        )
-
-    def get_ids(self, ids: list[str]) -> dict[str, Any]:
-        """Records by id with embeddings, metadatas and documents."""
-        return dict(self._collection.get(ids=ids, include=["embeddings", "metadatas", "documents"]))
-
-    def count(self) -> int:
-        return int(self._collection.count())
-
-    def query(
-        self,
-        vector: np.ndarray,
-        k: int,
-        where: dict[str, Any] | None = None,
-        where_document: dict[str, Any] | None = None,
-    ) -> list[str]:
-        """Ids of the k nearest records to one query (default include, like a user)."""
-        result = self._collection.query(
-            query_embeddings=vector[None, :],
-            n_results=k,
-            where=where,
-            where_document=where_document,
-        )
-        return list(result["ids"][0])
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-        self._client = None
-        self._collection = None
-
-    def wait_until_indexed(self) -> None:  # noqa: B027 - optional hook, no-op by default
-        """Return once queries are served by the ANN index (chromadb indexes during add)."""
-
-    def cli_args(self) -> list[str]:
-        """Arguments selecting this system's store for `huedb` commands (none: --path)."""
-        return []
-
-    def store_bytes(self) -> int:
-        """Bytes the system keeps outside its data directory (a database server's)."""
-        return 0
-
-
 class HuedbSystem(System):
     name = "huedb"
     module = "huedb"
@@ -420,7 +301,13 @@ SYSTEMS: dict[str, type[System]] = {
     "huedb": HuedbSystem,
     "huedb-pg": HuedbPgSystem,
     "chromadb": ChromaSystem,
+    # Peers of issue 18 (bench-only dependencies, the `bench` extra): bench/peer_*.py.
+    "lancedb": LanceDbSystem,
+    "lancedb-hnsw-sq": LanceDbHnswSqSystem,
+    "milvus-lite": MilvusLiteSystem,
+    "sqlite-vec": SqliteVecSystem,
 }
+PEERS = ("lancedb", "lancedb-hnsw-sq", "milvus-lite", "sqlite-vec")
 HUEDB_FAMILY = ("huedb", "huedb-pg")  # systems with huedb's own figures (graph, Parquet)
 
 
@@ -533,6 +420,7 @@ RATIO_PAIRS = [
     ("huedb", "chromadb", "huedb/chroma"),
     ("huedb-pg", "huedb", "pg/huedb"),
     ("huedb-pg", "chromadb", "pg/chroma"),
+    *(("huedb", peer, f"huedb/{peer}") for peer in PEERS),
 ]
 TOLERANCE = 1e-9
 
@@ -550,6 +438,71 @@ def evaluate_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         if value is not None:
             met = value >= t.bound - TOLERANCE if t.op == ">=" else value <= t.bound + TOLERANCE
         out.append(asdict(t) | {"value": value, "met": met})
+    return out
+
+
+# Issue 18, acceptance 1: huedb against every other system of the run (not huedb-pg), when
+# one of the embedded peers ran. Each entry: figure key, label, "lowest" or a bound on huedb
+# over the best other system, and which systems qualify (recall, latency).
+QUALIFYING_RECALL = 0.95
+READY_MAX_P50_MS = 5.0
+
+
+def _qualifies(key: str, figures: dict[str, float]) -> bool:
+    """Whether a system takes part in the comparison of `key` (see PEER_TARGETS)."""
+    recall = {"query_p50_ms": "query_recall", "ready_s": "query_recall"}.get(key)
+    if key in ("filter10_p50_ms", "filter1_p50_ms"):
+        return figures.get(key.replace("_p50_ms", "_recall"), 0.0) >= 1.0 - TOLERANCE
+    if recall is not None and figures.get(recall, 0.0) < QUALIFYING_RECALL - TOLERANCE:
+        return False
+    if key == "ready_s":
+        return figures.get("query_p50_ms", float("inf")) < READY_MAX_P50_MS
+    return True
+
+
+PEER_TARGETS: list[tuple[str, str, str, float]] = [
+    ("query_p50_ms", "query p50 lowest (recall@10 >= 0.95)", "<=", 1.0),
+    ("filter10_p50_ms", "where ~10% p50 lowest (recall 1.0)", "<=", 1.0),
+    ("filter1_p50_ms", "where ~1% p50 lowest (recall 1.0)", "<=", 1.0),
+    ("ready_s", "first add to p50 < 5 ms at recall >= 0.95 lowest", "<=", 1.0),
+    ("add_vps", "raw ingest >= 0.5x the fastest other's", ">=", 0.5),
+    ("disk_bytes_per_vector", "disk bytes/vector <= 1.3x the smallest other's", "<=", 1.3),
+]
+
+
+def evaluate_peer_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 18's targets: huedb over the best other system that qualifies for each figure
+    (value None and met when no other system qualifies; not met when huedb does not)."""
+    systems = report["systems"]
+    if "huedb" not in systems or not any(p in systems for p in PEERS):
+        return []
+    ours = systems["huedb"]["figures"]
+    higher = {f.key: f.higher_is_better for f in FIGURES} | {"ready_s": False}
+    out: list[dict[str, Any]] = []
+    for key, label, op, bound in PEER_TARGETS:
+        others = {
+            name: res["figures"][key]
+            for name, res in systems.items()
+            if name not in HUEDB_FAMILY
+            and res["figures"].get(key) is not None
+            and _qualifies(key, res["figures"])
+        }
+        best = (max if higher[key] else min)(others, key=others.__getitem__, default=None)
+        value = None
+        met: bool | None = None
+        if ours.get(key) is None:
+            met = None
+        elif not _qualifies(key, ours):
+            met = False
+        elif best is None:
+            met = True
+        else:
+            value = ours[key] / others[best] if others[best] else None
+            if value is not None:
+                met = value >= bound - TOLERANCE if op == ">=" else value <= bound + TOLERANCE
+        pair = f"huedb/{best}" if best else "huedb"
+        target = Target(key, f"{label} [{pair}]", op, bound, pair=pair)
+        out.append(asdict(target) | {"value": value, "met": met})
     return out
 
 
@@ -662,7 +615,7 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for dist in ("huedb", "chromadb", "numpy", "usearch"):
+    for dist in ("huedb", "chromadb", "numpy", "usearch", "lancedb", "pylance", "pymilvus"):
         try:
             versions[dist] = importlib_metadata.version(dist)
         except importlib_metadata.PackageNotFoundError:
@@ -818,7 +771,7 @@ def run(
     }
     if "huedb/chromadb" in report["ratios"]:
         report["ratios_huedb_over_chromadb"] = report["ratios"]["huedb/chromadb"]
-    report["targets"] = evaluate_targets(report)
+    report["targets"] = evaluate_targets(report) + evaluate_peer_targets(report)
     return report
 
 
@@ -892,14 +845,17 @@ def format_table(report: dict[str, Any]) -> str:
 def format_targets(report: dict[str, Any]) -> str:
     """One line per target of the issue: value and whether it is met at this size."""
     lines = []
+    width = max([45, *(len(t["label"]) for t in report.get("targets", []))])
     for t in report.get("targets", []):
         value = t["value"]
-        if value is None:
+        if value is None and t["met"] is not None:  # nothing to compare with
+            shown, verdict = "-", "met" if t["met"] else "NOT met (huedb does not qualify)"
+        elif value is None:
             shown, verdict = "-", "not measured"
         else:
             shown = f"{value:.3f}x" if t["ratio"] else f"{value:.3f}"
             verdict = "met" if t["met"] else "NOT met"
-        lines.append(f"  {t['label']:<45} {shown:>10}  {verdict}")
+        lines.append(f"  {t['label']:<{width}} {shown:>10}  {verdict}")
     return "\n".join(lines)
 
 
