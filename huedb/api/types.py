@@ -81,12 +81,19 @@ class DeleteResult(TypedDict):
 
 @dataclass(frozen=True)
 class IndexingStatus:
-    """Chroma's indexing status: how many records the ANN index serves."""
+    """Chroma's indexing status: how many records the ANN index serves; then huedb's
+    recall target, the recall@10 measured on the graph (None until measured), the
+    ef_search graph searches use, and its source ("configuration", "recall_target" or
+    "default")."""
 
     num_indexed_ops: int
     num_unindexed_ops: int
     total_ops: int
     op_indexing_progress: float
+    recall_target: float | None = None
+    recall: float | None = None
+    ef_search: int | None = None
+    ef_search_source: str | None = None
 
 
 @runtime_checkable

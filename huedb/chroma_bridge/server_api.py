@@ -51,6 +51,14 @@ from huedb.chroma_bridge.errors import as_chroma_errors
 from huedb.config import Settings
 from huedb.engine.registry import acquire_engine, release_engine
 
+# chromadb's IndexingStatus fields (huedb's status adds its recall figures after them).
+CHROMA_INDEXING_FIELDS = (
+    "num_indexed_ops",
+    "num_unindexed_ops",
+    "total_ops",
+    "op_indexing_progress",
+)
+
 _ATTACHED_FUNCTIONS = (
     "Attached functions are only supported when connecting to a Chroma server via HttpClient. "
     "The Rust bindings (embedded mode) do not support attached function operations."
@@ -285,7 +293,8 @@ class HuedbServerAPI(ServerAPI):
         self, collection_id: UUID, tenant: str = DEFAULT_TENANT, database: str = DEFAULT_DATABASE
     ) -> IndexingStatus:
         with as_chroma_errors():
-            return IndexingStatus(**self.local.indexing_status(str(collection_id)))
+            status = self.local.indexing_status(str(collection_id))
+            return IndexingStatus(**{f: status[f] for f in CHROMA_INDEXING_FIELDS})
 
     @override
     def _search(

@@ -58,10 +58,12 @@ def stats_lines(stats: dict[str, Any]) -> Iterable[str]:
             if c["query_p50_ms"] is not None
             else ""
         )
+        recall = "" if c["recall"] is None else f" recall@10 {c['recall']:.3f} at"
         yield (
             f"  {c['name']}: {c['count']} x {c['dimension']} ({c['space']}), disk "
             f"{c['disk_bytes'] / MIB:.1f} MiB, index ~{c['index_memory_bytes'] / MIB:.1f} MiB"
-            f"{latency}"
+            f"{latency}; recall target {c['recall_target']:.2f},{recall} ef_search "
+            f"{c['ef_search']} ({c['ef_search_source']})"
         )
     for w in stats["warnings"]:
         yield f"WARNING: {w}"

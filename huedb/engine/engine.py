@@ -35,11 +35,12 @@ from huedb.engine.confirmed_search import (
     confirmed_search,
 )
 from huedb.engine.filters import RecordFilter
-from huedb.engine.index_cache import IndexCache
+from huedb.engine.hnsw_config import recall_target
+from huedb.engine.index_cache import IndexCache, hnsw_params
 from huedb.engine.sparse_index import SparseIndexes, remove_sparse_snapshot
 from huedb.engine.store import Store, StoreSession
 from huedb.engine.store_factory import open_store
-from huedb.engine.vector_index import APPROXIMATE_PLANS, query_plan
+from huedb.engine.vector_index import APPROXIMATE_PLANS, VectorIndex, query_plan
 from huedb.errors import InvalidArgumentError, NotFoundError
 from huedb.options import EngineOptions
 from huedb.record_batch import RecordBatch
@@ -179,6 +180,7 @@ class Engine:
         tenant: str,
         database: str,
     ) -> CollectionRow:
+        recall_target(metadata)  # refused before anything is written
         with self._lock, self._store.write() as db:
             db_id = db.database_id(tenant, database)
             if get_or_create:
@@ -225,6 +227,7 @@ class Engine:
         read inside the write transaction, so keys another process's writes added to the
         schema meanwhile are kept.
         """
+        recall_target(new_metadata)
         with self._lock, self._store.write() as db:
             col = db.collection_by_uuid(collection_uuid)
             config = None if configure is None else configure(col.configuration)
@@ -440,20 +443,46 @@ class Engine:
 
         Loading the index if needed (which starts a background graph build for a large
         collection): `op_indexing_progress` is 1.0 once queries no longer need exact search.
+        Chroma's four fields, then the recall target and what this process measured
+        (`_recall_figures`).
         """
         with self._lock:
             with self._store.read() as db:
-                index = self._indexes.ready(db, db.collection_by_uuid(collection_uuid))
+                col = db.collection_by_uuid(collection_uuid)
+                index = self._indexes.ready(db, col)
                 # The index is caught up to this snapshot, so it holds every record: no
                 # count(*) scan (50 ms at 1M records, and callers poll this).
                 total = len(index) if index is not None else 0
             self._maintain(self._indexes.pending_maintenance())
+            recall = self._recall_figures(col, index)
         pending = total if index is not None and index.wants_graph else 0
         return {
             "num_indexed_ops": total - pending,
             "num_unindexed_ops": pending,
             "total_ops": total,
             "op_indexing_progress": 1.0 if total == 0 else (total - pending) / total,
+            **recall,
+        }
+
+    def _recall_figures(self, col: CollectionRow, index: VectorIndex | None) -> dict[str, Any]:
+        """The recall target, the recall@10 last measured on the graph (None until a graph
+        was measured), the ef_search graph searches use and where it comes from:
+        "configuration" (set by the user), "recall_target" (measured), "default"."""
+        measured = self._indexes.calibration(col)
+        params = hnsw_params(col)
+        ef, source = params.ef_search, "default"
+        if params.ef_search_set:
+            source = "configuration"
+        elif index is not None and index.uses_graph:
+            if index.search_ef != ef:
+                ef, source = index.search_ef, "recall_target"
+        elif measured is not None and params.recall_target > 0 and measured.ef_search > ef:
+            ef, source = measured.ef_search, "recall_target"  # from the snapshot's header
+        return {
+            "recall_target": params.recall_target,
+            "recall": None if measured is None else measured.recall,
+            "ef_search": ef,
+            "ef_search_source": source,
         }
 
     def recent_latencies(self, collection_uuid: str) -> list[float]:
@@ -678,10 +707,12 @@ class Engine:
             return self._store.storage_figures()
 
     def collection_figures(self, col: CollectionRow) -> dict[str, Any]:
-        """Per-collection sizes: rows, bytes of vectors, documents and metadata, oplog rows."""
+        """Per-collection sizes: rows, bytes of vectors, documents and metadata, oplog rows;
+        the index kind and its recall figures (`_recall_figures`)."""
         with self._lock, self._store.read() as db:
             count, doc_bytes, meta_bytes, oplog_rows = db.collection_sizes(col.cid)
-        index = self._indexes.loaded(col.cid)
+            index = self._indexes.loaded(col.cid)
+            recall = self._recall_figures(col, index)
         return {
             "count": count,
             "vector_bytes": count * 4 * (col.dimension or 0),
@@ -690,6 +721,7 @@ class Engine:
             "oplog_rows": oplog_rows,
             "index_loaded": index is not None,
             "index_kind": None if index is None else ("hnsw" if index.uses_graph else "exact"),
+            **recall,
         }
 
     def index_memory(self) -> dict[str, Any]:

@@ -1,13 +1,22 @@
 """A collection's vector-index settings: Chroma's HNSW defaults and the distance space.
 
 The one place where a collection's space and graph parameters are derived from its
-configuration (and, for configurations from Chroma files, the legacy `hnsw:*` metadata).
+configuration (and, for configurations from Chroma files, the legacy `hnsw:*` metadata),
+and the huedb recall target from its metadata (`huedb:recall_target`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
+
+from huedb.errors import InvalidArgumentError
+
+# The planner's recall target (docs/ARCHITECTURE.md, "Recall target"): a collection
+# metadata key, so Chroma's clients carry it and Chroma's configuration checks are untouched.
+RECALL_TARGET_KEY = "huedb:recall_target"
+DEFAULT_RECALL_TARGET = 0.95
 
 # Chroma's HNSW defaults, as stored in a collection's configuration.
 HNSW_DEFAULTS: dict[str, Any] = {
@@ -55,3 +64,22 @@ def hnsw_setting(configuration: dict[str, Any] | None, key: str) -> Any:
     if value is None:
         value = hnsw_defaults().get(key)
     return value
+
+
+def ef_search_set(configuration: dict[str, Any] | None) -> bool:
+    """True when the user chose `ef_search`: the stored value is not Chroma's default (the
+    default is written into every configuration, so a value equal to it is taken as unset)."""
+    return int(hnsw_setting(configuration, "ef_search")) != HNSW_DEFAULTS["ef_search"]
+
+
+def recall_target(metadata: dict[str, Any] | None) -> float:
+    """The collection's recall target (`huedb:recall_target`, a number from 0 to 1; 0 turns
+    the measurement off), or the default; InvalidArgumentError for any other value."""
+    value = (metadata or {}).get(RECALL_TARGET_KEY)
+    if value is None:
+        return DEFAULT_RECALL_TARGET
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidArgumentError(f"{RECALL_TARGET_KEY} must be a number from 0 to 1")
+    if not 0 <= value <= 1:
+        raise InvalidArgumentError(f"{RECALL_TARGET_KEY} must be from 0 to 1, got {value}")
+    return float(value)

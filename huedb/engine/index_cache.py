@@ -9,7 +9,10 @@ that session's snapshot. Snapshots are written after the read session ends, neve
 When an exact index grows past the exact-search threshold (or a large collection is loaded
 from the store), its HNSW graph is built in a background thread from a copy of the vectors.
 Searches stay exact (slower, never wrong) until the graph is adopted: swapped in at the
-watermark of the copy, then caught up from the oplog like a snapshot.
+watermark of the copy, then caught up from the oplog like a snapshot. The build thread
+also measures the `ef_search` that meets the collection's recall target
+(`recall_calibration`); it is kept with the graph and in its snapshot, and measured again,
+on a snapshot in another thread, once a fifth of the graph has changed.
 
 With a memory budget (`EngineOptions.index_memory`), the least recently used indexes are
 evicted once the indexes held exceed it: a graph with changes its snapshot lacks is
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import itertools
 import logging
 import threading
@@ -38,11 +42,35 @@ import numpy as np
 
 from huedb.engine import events, snapshot
 from huedb.engine.catalog import CollectionRow
-from huedb.engine.hnsw_config import collection_space, hnsw_setting
+from huedb.engine.hnsw_config import (
+    DEFAULT_RECALL_TARGET,
+    collection_space,
+    ef_search_set,
+    hnsw_setting,
+    recall_target,
+)
+from huedb.engine.recall_calibration import (
+    ArrayVectors,
+    Calibration,
+    GraphVectors,
+    Vectors,
+    calibrate,
+    holdout_rows,
+    ladder,
+)
 from huedb.engine.record_values import key_vector_rows
 from huedb.engine.store import StoreSession
-from huedb.engine.vector_index import FlatVectors, HnswParams, Thresholds, VectorIndex, build_graph
-from huedb.errors import NotFoundError
+from huedb.engine.vector_index import (
+    BuildStopped,
+    FlatVectors,
+    HnswParams,
+    Thresholds,
+    VectorIndex,
+    add_to_graph,
+    build_graph,
+    graph_view,
+)
+from huedb.errors import InvalidArgumentError, NotFoundError
 from huedb.options import EngineOptions
 
 logger = logging.getLogger(__name__)
@@ -56,6 +84,7 @@ class _Build:
     watermark: int
     outcome: list[Any] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    calibration: Calibration | None = None  # measured on the graph built
 
 
 _running_builds: weakref.WeakSet[_Build] = weakref.WeakSet()
@@ -84,6 +113,10 @@ class _State:
     last_used: int = 0  # the cache's clock at the last use (least recent is evicted first)
     evicting: bool = False  # evicted once `checkpoint` has snapshotted it
     current_at: float = field(default_factory=time.monotonic)  # last known equal to the store
+    calibration: Calibration | None = None  # the recall measurement the index searches by
+    changed_since_calibration: int = 0  # changes applied to the graph since it was measured
+    calibrating: _Build | None = None  # a measurement running on a snapshot of the graph
+    may_calibrate: bool = False  # a snapshot of the graph is on disk to be measured
 
 
 def hnsw_params(col: CollectionRow) -> HnswParams:
@@ -94,6 +127,47 @@ def hnsw_params(col: CollectionRow) -> HnswParams:
         max_neighbors=int(hnsw_setting(config, "max_neighbors")),
         ef_construction=int(hnsw_setting(config, "ef_construction")),
         ef_search=int(hnsw_setting(config, "ef_search")),
+        ef_search_set=ef_search_set(config),
+        recall_target=_recall_target(col),
+    )
+
+
+def _recall_target(col: CollectionRow) -> float:
+    """The collection's recall target; the default for a stored value the checks at
+    create and modify would refuse (a collection written by an older huedb)."""
+    try:
+        return recall_target(col.metadata)
+    except InvalidArgumentError:
+        return DEFAULT_RECALL_TARGET
+
+
+def _measure_recall(
+    graph: Any, params: HnswParams, vectors: Vectors, sample: np.ndarray, stop: threading.Event
+) -> Calibration | None:
+    """The recall calibration of a graph, queried with the vectors of rows `sample` (None
+    when it failed: searches then use the configured ef_search); stops with BuildStopped."""
+    efs = ladder(params.ef_search, params.ef_search_set)
+    target = params.recall_target
+    try:
+        return calibrate(graph, params.space, vectors, sample, target, efs, stop)
+    except BuildStopped:
+        raise
+    except Exception:
+        logger.exception("measuring the recall of a graph failed")
+        return None
+
+
+def _log_calibration(collection_uuid: str, found: Calibration) -> None:
+    logger.info(
+        "recall@10 of the graph of %s: %.3f at ef_search %d (target %.3f, %d queries, "
+        "%d vectors, %.2f s)",
+        collection_uuid,
+        found.recall,
+        found.ef_search,
+        found.target,
+        found.queries,
+        found.graph_size,
+        found.seconds,
     )
 
 
@@ -157,9 +231,13 @@ class IndexCache:
         state.col = col
         state.last_used = next(self._clock)
         state.evicting = False  # used again: no longer the least recently used
+        unsnapshotted = state.unsnapshotted
         state.resized |= self._catch_up(db, col, state)
+        state.changed_since_calibration += max(0, state.unsnapshotted - unsnapshotted)
         self._adopt_finished_build(db, col, state)
+        self._adopt_calibration(state)
         self._start_build_if_needed(col, state)
+        self._start_calibration_if_due(col, state)
         if need_vectors and not state.index.has_vectors:
             state.index.attach_vectors(self._read_vectors(db, col))
             state.resized = True
@@ -203,7 +281,10 @@ class IndexCache:
         """
         for state in list(self._states.values()):
             if state.col.uuid == collection_uuid:
-                if state.build is not None and not state.build.thread.is_alive():
+                if any(
+                    job is not None and not job.thread.is_alive()
+                    for job in (state.build, state.calibrating)
+                ):
                     return None
                 state.last_used = next(self._clock)
                 if self._access is not None:
@@ -351,13 +432,21 @@ class IndexCache:
                 added[0] += vectors
                 events.index_build_progress(vectors)
 
+            params, source = index.params, ArrayVectors(keys, vectors)
+            held = holdout_rows(len(keys)) if params.recall_target > 0 else None
             try:
-                graph = build_graph(index.dim, index.params, keys, vectors, build.stop, progress)
+                graph = build_graph(index.dim, params, keys, vectors, build.stop, progress, held)
+                if held is not None:
+                    build.calibration = _measure_recall(graph, params, source, held, build.stop)
+                    add_to_graph(graph, keys[held], vectors[held])
+                    progress(len(held))
                 build.outcome.append(graph)
             except Exception as exc:  # reported when adopting, in the caller's thread
                 build.outcome.append(exc)
             ok = not isinstance(build.outcome[0], Exception)
             events.index_build_done(time.perf_counter() - started, ok, len(keys), added[0])
+            if build.calibration is not None:
+                _log_calibration(col.uuid, build.calibration)
 
         build.thread = threading.Thread(target=work, name=f"huedb-graph-{col.uuid}", daemon=True)
         state.build = build
@@ -391,8 +480,84 @@ class IndexCache:
         state.watermark = build.watermark
         state.unsnapshotted = len(state.index)
         state.resized = True
+        self._use_calibration(state, build.calibration)
         self._catch_up(db, col, state)
         logger.info("HNSW graph of collection %s is ready", col.uuid)
+
+    def calibration(self, col: CollectionRow) -> Calibration | None:
+        """The recall measurement this process's index of a collection searches by, or,
+        when it holds none, the one in the collection's snapshot."""
+        state = self._states.get(col.cid)
+        if state is not None:
+            return state.calibration
+        if self._dir is None:
+            return None
+        header = snapshot.read_header(snapshot.snapshot_path(self._dir, col.uuid))
+        return None if header is None else Calibration.from_json(header.get("calibration"))
+
+    def _use_calibration(self, state: _State, calibration: Calibration | None) -> None:
+        """Search the state's graph at the ef this measurement chose."""
+        state.calibration = calibration
+        state.changed_since_calibration = 0
+        state.index.tuned_ef = None if calibration is None else calibration.ef_search
+
+    def _start_calibration_if_due(self, col: CollectionRow, state: _State) -> None:
+        """Measure the recall again, in another thread on the graph's snapshot (a private
+        read-only view, so searches are not slowed), when the measurement is missing, was
+        made for another target or ef_search, or a fifth of the graph changed since."""
+        params = state.index.params
+        if not (state.may_calibrate and state.index.uses_graph) or params.recall_target <= 0:
+            return
+        if state.build is not None or state.calibrating is not None or self._dir is None:
+            return
+        known = state.calibration
+        changes = state.changed_since_calibration
+        if known is not None and not known.stale(params.recall_target, params.ef_search, changes):
+            return
+        state.may_calibrate = False
+        path = snapshot.snapshot_path(self._dir, col.uuid)
+        owner = self.owner(col)
+        job = _Build(threading.Thread(daemon=True), state.watermark)
+
+        def work() -> None:
+            snap = snapshot.read_snapshot(path, owner)
+            if snap is None:
+                return
+            try:
+                graph = graph_view(snap.payload)
+                source = GraphVectors(graph)
+                sample = holdout_rows(len(source.keys))
+                job.calibration = _measure_recall(graph, params, source, sample, job.stop)
+            except (BuildStopped, ValueError, RuntimeError) as exc:
+                logger.info("recall of %s not measured: %r", col.uuid, exc)
+                return
+            if job.calibration is not None:
+                _log_calibration(col.uuid, job.calibration)
+
+        job.thread = threading.Thread(target=work, name=f"huedb-recall-{col.uuid}", daemon=True)
+        state.calibrating = job
+        state.changed_since_calibration = state.unsnapshotted  # changes the file lacks
+        _running_builds.add(job)
+        job.thread.start()
+
+    def _adopt_calibration(self, state: _State) -> None:
+        """Search by a finished measurement, if it is for the index's current settings."""
+        job = state.calibrating
+        if job is None or job.thread.is_alive():
+            return
+        state.calibrating = None
+        found, params = job.calibration, state.index.params
+        if found is None or not state.index.uses_graph:
+            return
+        if found.target != params.recall_target or found.floor != params.ef_search:
+            return
+        known = state.calibration
+        if known is not None and known.target == found.target and known.floor == found.floor:
+            # The view's sample is in its graph, which flatters it: never lower the ef.
+            found = dataclasses.replace(found, ef_search=max(found.ef_search, known.ef_search))
+        changes = state.changed_since_calibration
+        self._use_calibration(state, found)
+        state.changed_since_calibration = changes
 
     def dirty(self) -> list[CollectionRow]:
         """Collections with index changes not yet snapshotted (checkpointed at close)."""
@@ -428,8 +593,11 @@ class IndexCache:
         if not written:  # another process is writing it: evict on a later round
             return None, False
         state.unsnapshotted = 0
+        state.may_calibrate = True
         if evicting:
             self._evict(col.cid)
+        else:
+            self._start_calibration_if_due(col, state)
         return state.watermark, True
 
     def _write_snapshot(self, col: CollectionRow, state: _State, path: Path) -> bool:
@@ -443,6 +611,7 @@ class IndexCache:
             if header is None or int(header.get("watermark", -1)) < state.watermark:
                 payload = state.index.serialize()
                 assert payload is not None
+                calibration = state.calibration
                 snapshot.write_snapshot(
                     path,
                     self.owner(col),
@@ -450,6 +619,7 @@ class IndexCache:
                     state.index.dim,
                     state.index.params.space,
                     payload,
+                    None if calibration is None else calibration.to_json(),
                 )
                 events.snapshot_written(True, len(payload))
                 logger.debug("snapshot of %s at seq %d", col.uuid, state.watermark)
@@ -472,7 +642,9 @@ class IndexCache:
                         index = VectorIndex.from_serialized(
                             col.dimension, params, self._thresholds, snap.payload, snap.mapping
                         )
-                        return _State(col, index, snap.watermark)
+                        state = _State(col, index, snap.watermark, may_calibrate=True)
+                        self._use_calibration(state, Calibration.from_json(snap.calibration))
+                        return state
                     except (ValueError, RuntimeError) as exc:
                         logger.warning("cannot load index snapshot %s (%s); rebuilding", path, exc)
             elif col.snapshot_seq > 0:

@@ -1,7 +1,8 @@
 """Index snapshots: a cache of a collection's HNSW graph with the oplog watermark it reflects.
 
 One file per collection, `<data>/index/<collection-uuid>.hnsw`: a magic line, a JSON header
-(watermark, dimension, space, library version, payload length and CRC-32), a line with the
+(watermark, dimension, space, library version, payload length and CRC-32, and the recall
+calibration of the graph when one was measured), a line with the
 CRC-32 of the header itself, and the payload.
 Files are written to a temporary name, fsynced, renamed over the old one and the directory
 fsynced, while holding an inter-process lock, so a reader sees either the old or the new
@@ -40,6 +41,7 @@ class Snapshot:
     space: str
     payload: memoryview  # the serialized graph, inside `mapping`
     mapping: mmap.mmap  # the mapped file; must outlive every use of `payload`
+    calibration: dict | None = None  # `recall_calibration.Calibration.to_json()`, if measured
 
 
 def snapshot_path(directory: Path, collection_uuid: str) -> Path:
@@ -125,7 +127,12 @@ def read_snapshot(path: Path, owner: str) -> Snapshot | None:
         if header.get("owner") != owner:
             raise ValueError(f"it belongs to {header.get('owner')}, not {owner}")
         return Snapshot(
-            int(header["watermark"]), int(header["dim"]), header["space"], payload, mapping
+            int(header["watermark"]),
+            int(header["dim"]),
+            header["space"],
+            payload,
+            mapping,
+            header.get("calibration"),
         )
     except (ValueError, KeyError, TypeError) as exc:
         problem = str(exc)
@@ -134,20 +141,27 @@ def read_snapshot(path: Path, owner: str) -> Snapshot | None:
 
 
 def write_snapshot(
-    path: Path, owner: str, watermark: int, dim: int, space: str, payload: bytes | bytearray
+    path: Path,
+    owner: str,
+    watermark: int,
+    dim: int,
+    space: str,
+    payload: bytes | bytearray,
+    calibration: dict | None = None,
 ) -> None:
     """Atomically replace the snapshot at `path` (caller holds the lock)."""
-    header = json.dumps(
-        {
-            "owner": owner,
-            "watermark": watermark,
-            "dim": dim,
-            "space": space,
-            "library": library_version,
-            "length": len(payload),
-            "crc32": zlib.crc32(payload),
-        }
-    ).encode()
+    fields = {
+        "owner": owner,
+        "watermark": watermark,
+        "dim": dim,
+        "space": space,
+        "library": library_version,
+        "length": len(payload),
+        "crc32": zlib.crc32(payload),
+    }
+    if calibration is not None:
+        fields["calibration"] = calibration
+    header = json.dumps(fields).encode()
     checksum = b"%08x\n" % zlib.crc32(header)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     remove_stale_temporaries(path.parent, path.stem)

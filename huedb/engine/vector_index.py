@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from usearch.index import Index
 
-from huedb.engine.hnsw_config import HNSW_DEFAULTS
+from huedb.engine.hnsw_config import DEFAULT_RECALL_TARGET, HNSW_DEFAULTS
 
 METRICS = {"l2": "l2sq", "ip": "ip", "cosine": "cos"}
 GRAPH_DTYPE = "f16"
@@ -43,12 +43,18 @@ _EMPTY: SearchHits = (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.float32
 
 @dataclass(frozen=True)
 class HnswParams:
-    """Graph parameters, named as in Chroma's configuration."""
+    """Graph parameters, named as in Chroma's configuration, and the recall target.
+
+    `ef_search_set`: the user chose `ef_search` (it is then used as is); otherwise searches
+    use the larger of it and the ef measured to meet `recall_target` (0: no measurement).
+    """
 
     space: str = HNSW_DEFAULTS["space"]
     max_neighbors: int = HNSW_DEFAULTS["max_neighbors"]
     ef_construction: int = HNSW_DEFAULTS["ef_construction"]
     ef_search: int = HNSW_DEFAULTS["ef_search"]
+    ef_search_set: bool = False
+    recall_target: float = DEFAULT_RECALL_TARGET
 
 
 @dataclass(frozen=True)
@@ -170,8 +176,10 @@ def build_graph(
     vectors: np.ndarray,
     stop: threading.Event | None = None,
     progress: Callable[[int], None] | None = None,
+    skip: np.ndarray | None = None,
 ) -> Index:
-    """An HNSW graph over the given vectors (multi-threaded; releases the GIL).
+    """An HNSW graph over the given vectors (multi-threaded; releases the GIL), but the
+    rows `skip` (ascending; added later with `add_to_graph`).
 
     Vectors are added in chunks so that `stop` is honoured within one chunk's time;
     `progress` is told how many vectors each chunk added.
@@ -184,14 +192,25 @@ def build_graph(
         expansion_add=params.ef_construction,
         expansion_search=params.ef_search,
     )
-    for start in range(0, len(keys), BUILD_CHUNK):
+    kept = None if skip is None else np.setdiff1d(np.arange(len(keys)), skip)
+    for start in range(0, len(keys) if kept is None else len(kept), BUILD_CHUNK):
         if stop is not None and stop.is_set():
             raise BuildStopped
         end = start + BUILD_CHUNK
-        graph.add(keys[start:end], vectors[start:end], threads=_threads(end - start))
+        if kept is None:
+            chunk_keys, chunk = keys[start:end], vectors[start:end]
+        else:
+            chunk_keys, chunk = keys[kept[start:end]], vectors[kept[start:end]]
+        graph.add(chunk_keys, chunk, threads=_threads(len(chunk_keys)))
         if progress is not None:
-            progress(len(keys[start:end]))
+            progress(len(chunk_keys))
     return graph
+
+
+def add_to_graph(graph: Index, keys: np.ndarray, vectors: np.ndarray) -> None:
+    """Add vectors to a graph no search uses yet (a build's)."""
+    if len(keys):
+        graph.add(keys, vectors, threads=_threads(len(keys)))
 
 
 class FlatVectors:
@@ -360,6 +379,7 @@ class VectorIndex:
         self._graph: Index | None = None
         self._mapping: Any = None  # keeps the mapped snapshot alive under a viewed graph
         self._flat: FlatVectors | None = FlatVectors(dim)
+        self.tuned_ef: int | None = None  # the ef measured to meet the recall target
 
     @classmethod
     def from_graph(
@@ -374,7 +394,7 @@ class VectorIndex:
         index = cls(dim, params, thresholds)
         if graph.ndim != dim or str(graph.metric.name).lower() != index.metric:
             raise ValueError("graph does not match the collection")
-        graph.expansion_search = params.ef_search
+        graph.expansion_search = index.search_ef
         index._graph = graph
         index._flat = flat
         return index
@@ -388,12 +408,18 @@ class VectorIndex:
         `payload` is a buffer inside `mapping` (a memory-mapped snapshot), which the index
         keeps alive for as long as the view is used.
         """
-        graph = Index.restore(payload, view=True)
-        if graph is None:
-            raise ValueError("snapshot payload is not an index")
-        index = cls.from_graph(dim, params, thresholds, graph)
+        index = cls.from_graph(dim, params, thresholds, graph_view(payload))
         index._mapping = mapping
         return index
+
+    @property
+    def search_ef(self) -> int:
+        """The ef of unfiltered graph searches: the user's `ef_search` if set, else the
+        larger of the configured one and the one measured to meet the recall target."""
+        params = self.params
+        if params.ef_search_set or params.recall_target <= 0 or self.tuned_ef is None:
+            return params.ef_search
+        return max(self.params.ef_search, self.tuned_ef)
 
     @property
     def uses_graph(self) -> bool:
@@ -567,7 +593,7 @@ class VectorIndex:
         if self._mapping is not None:
             view = self._graph
             self._graph = view.copy()
-            self._graph.expansion_search = self.params.ef_search
+            self._graph.expansion_search = self.search_ef
             self._mapping = None
         return self._graph
 
@@ -595,7 +621,7 @@ class VectorIndex:
     def _graph_candidates(self, query: np.ndarray, count: int, ef: int | None = None) -> np.ndarray:
         graph = self._graph
         assert graph is not None
-        graph.expansion_search = max(self.params.ef_search, ef or 0, count)
+        graph.expansion_search = max(self.search_ef, ef or 0, count)
         found = graph.search(query, count, threads=1)
         keys = np.asarray(found.keys, dtype=np.uint64)
         if len(keys) < count:
@@ -614,6 +640,37 @@ class VectorIndex:
         if len(candidates) < want:
             return self.exact_among(query, k, allowed, fetch)
         return self.rank(query, want, candidates, fetch)
+
+
+def search_graph(
+    graph: Index, queries: np.ndarray, count: int, ef: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keys (queries x count) and how many were found per query, of a batch searched at
+    expansion `ef` on every core: for measuring a graph that no query is using."""
+    graph.expansion_search = max(ef, count)
+    found = graph.search(queries, count, threads=0)
+    return np.asarray(found.keys, dtype=np.uint64), np.asarray(found.counts, dtype=np.int64)
+
+
+def graph_keys(graph: Index) -> np.ndarray:
+    """Every key of a graph."""
+    return np.asarray(graph.keys, dtype=np.uint64)
+
+
+def graph_vectors(graph: Index, keys: np.ndarray) -> np.ndarray:
+    """The graph's vectors of present keys as float32 (at the graph's precision)."""
+    if len(keys) == 0:
+        return np.empty((0, graph.ndim), dtype=np.float32)
+    rows = graph.get(np.ascontiguousarray(keys, dtype=np.uint64), dtype=np.float16)
+    return np.vstack(rows).astype(np.float32)
+
+
+def graph_view(payload: Any) -> Index:
+    """A read-only graph over a serialized one (a buffer of a mapped snapshot)."""
+    graph = Index.restore(payload, view=True)
+    if graph is None:
+        raise ValueError("snapshot payload is not an index")
+    return graph
 
 
 def _threads(batch: int) -> int:
