@@ -1,6 +1,5 @@
-"""Small compatibility items: chromadb's environment variables in `huedb.Settings`,
-`Collection.fork_count` as local Chroma raises it, and a server that
-starts without deprecation warnings."""
+"""Small compatibility items: chromadb's environment variables in `huedb.Settings`, and a
+server that starts without deprecation warnings."""
 
 from __future__ import annotations
 
@@ -66,22 +65,6 @@ def test_http_client_takes_the_token_from_the_environment(
             client = huedb.HttpClient(host=server.host, port=server.port)
             client.get_or_create_collection("env-token")
             assert [c.name for c in client.list_collections()] == ["env-token"]
-
-
-def test_fork_count_raises_as_local_chroma(tmp_path: Path) -> None:
-    """NotImplementedError with Chroma's local message, not AttributeError (fork and search
-    run in huedb: tests/test_fork.py, tests/test_search_execution.py)."""
-    import chromadb
-    from chromadb.api.shared_system_client import SharedSystemClient
-
-    SharedSystemClient.clear_system_cache()
-    theirs = chromadb.PersistentClient(str(tmp_path / "chroma")).create_collection("col")
-    ours = huedb.PersistentClient(str(tmp_path / "huedb")).create_collection("col")
-    with pytest.raises(NotImplementedError) as expected:
-        theirs.fork_count()
-    with pytest.raises(NotImplementedError) as got:
-        ours.fork_count()
-    assert str(got.value) == str(expected.value)
 
 
 def test_server_starts_without_deprecation_warnings(tmp_path: Path) -> None:

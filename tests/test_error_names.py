@@ -227,7 +227,6 @@ CASES = [
         422,
     ),
     Case("reset-disabled", via_client(lambda c: c.reset()), "ChromaError", 403),
-    Case("fork-count", via_client(lambda c: new_collection(c).fork_count()), "ChromaError", 501),
     Case(
         "search-group-by-without-rank",
         raw(

@@ -84,6 +84,10 @@ class ServerAPI(ABC):
         """A copy of the collection under `new_name` in its database (records included)."""
 
     @abstractmethod
+    def fork_count(self, collection_id: str) -> int:
+        """Forks made in the collection's lineage tree."""
+
+    @abstractmethod
     def delete_collection(self, name: str, tenant: str, database: str) -> None: ...
 
     @abstractmethod

@@ -178,8 +178,9 @@ class Collection:
         return Collection(self._client, model, self._embedding_function, self._data_loader)
 
     def fork_count(self) -> int:
-        """Not offered by local Chroma either (huedb keeps no fork lineage)."""
-        raise NotImplementedError("Fork count is not implemented for Local Chroma")
+        """The number of forks made in this collection's lineage tree: the same for the
+        source and every fork (a fork of a fork counts too; deleting one does not uncount)."""
+        return self._client.fork_count(self._target_id())
 
     def search(self, searches: Any, read_level: Any = None) -> SearchResult:
         """Run one `Search` or a list of them (string Knn queries embedded first); the

@@ -193,6 +193,9 @@ class HttpServerAPI(ServerAPI):
         path = f"{self._data_path(collection_id)}/fork"
         return self._model(self._request("POST", path, {"new_name": new_name}))
 
+    def fork_count(self, collection_id: str) -> int:
+        return int(self._request("GET", f"{self._data_path(collection_id)}/fork_count")["count"])
+
     def set_alias(
         self, alias: str, collection: str, create: bool, tenant: str, database: str
     ) -> None:

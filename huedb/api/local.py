@@ -173,6 +173,9 @@ class LocalAPI(ServerAPI):
     def fork_collection(self, collection_id: str, new_name: str) -> CollectionModel:
         return self._model(self.engine.fork_collection(collection_id, new_name))
 
+    def fork_count(self, collection_id: str) -> int:
+        return self.engine.fork_count(collection_id)
+
     def delete_collection(self, name: str, tenant: str, database: str) -> None:
         self.engine.delete_collection(name, tenant, database)
 

@@ -286,7 +286,8 @@ class HuedbServerAPI(ServerAPI):
     def _fork_count(
         self, collection_id: UUID, tenant: str = DEFAULT_TENANT, database: str = DEFAULT_DATABASE
     ) -> int:
-        raise NotImplementedError("Fork count is not implemented for Local Chroma")
+        with as_chroma_errors():
+            return self.local.fork_count(str(collection_id))
 
     @override
     def _get_indexing_status(

@@ -240,7 +240,14 @@ class Engine:
         with self._lock, self._store.write() as db:
             source = db.collection_by_uuid(collection_uuid)
             validate_name(new_name)
-            return db.fork_collection(source, new_name)
+            fork = db.fork_collection(source, new_name)
+            db.record_fork(source.uuid, fork.uuid)
+            return fork
+
+    def fork_count(self, collection_uuid: str) -> int:
+        """Forks made in the collection's lineage tree (Chroma Cloud's `fork_count`)."""
+        with self._lock, self._store.read() as db:
+            return db.fork_count(db.collection_by_uuid(collection_uuid).uuid)
 
     def delete_collection(self, name: str, tenant: str, database: str) -> None:
         with self._lock:

@@ -164,6 +164,14 @@ class StoreSession(Protocol):
         store."""
         ...
 
+    def record_fork(self, source_uuid: str, fork_uuid: str) -> None:
+        """Count a fork in its source's lineage tree (`engine/fork_lineage.py`)."""
+        ...
+
+    def fork_count(self, collection_uuid: str) -> int:
+        """Forks made in the collection's lineage tree (0 if never forked nor a fork)."""
+        ...
+
     def set_dimension(self, cid: int, dimension: int) -> None:
         """Fix the collection's dimension if it has none yet."""
         ...

@@ -21,7 +21,6 @@ from huedb.errors import (
     CollectionRenameError,
     InvalidArgumentError,
     NotFoundError,
-    UnimplementedError,
 )
 from huedb.search.parse import parse_search_request
 from huedb.server import wire
@@ -363,9 +362,11 @@ def fork_collection(
     return local.fork_collection(target, body.new_name).to_json()
 
 
-@router.get(COL + "/fork_count", include_in_schema=False)
-def unsupported(tenant: str, database: str, collection_id: str) -> None:
-    raise UnimplementedError("This operation is not supported by huedb")
+@router.get(COL + "/fork_count")
+def fork_count(request: Request, tenant: str, database: str, collection_id: str) -> dict[str, int]:
+    """Forks made in the collection's lineage tree (Chroma Cloud's answer shape)."""
+    local = api(request)
+    return {"count": local.fork_count(owned_collection(local, tenant, database, collection_id))}
 
 
 def _write(operation: Any, target: str, body: wire.AddRecords | wire.UpdateRecords) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from psycopg import errors as pg_errors
 
+from huedb.engine import fork_lineage
 from huedb.engine.catalog import (
     COLLECTION_COLUMNS,
     DEFAULT_DATABASE_ID,
@@ -134,6 +135,7 @@ class CatalogSQL(SessionBase):
         self.run("DELETE FROM catalog_names WHERE database_id = %s", (db_id,))
         self.run("DELETE FROM collections WHERE database_id = %s", (db_id,))
         self.run("DELETE FROM databases WHERE id = %s", (db_id,))
+        fork_lineage.forget(self.run, "%s", [c.uuid for c in cols])
         return cols
 
     def collection_by_name(self, db_id: str, name: str, follow_alias: bool = True) -> CollectionRow:
@@ -248,7 +250,15 @@ class CatalogSQL(SessionBase):
     def delete_collection_row(self, cid: int) -> None:
         self.run("DELETE FROM index_holders WHERE cid = %s", (cid,))
         self.run("DELETE FROM catalog_names WHERE cid = %s", (cid,))
-        self.run("DELETE FROM collections WHERE cid = %s", (cid,))
+        row = self.run("DELETE FROM collections WHERE cid = %s RETURNING uuid", (cid,)).fetchone()
+        if row is not None:
+            fork_lineage.forget(self.run, "%s", [row[0]])
+
+    def record_fork(self, source_uuid: str, fork_uuid: str) -> None:
+        fork_lineage.record_fork(self.run, "%s", source_uuid, fork_uuid)
+
+    def fork_count(self, collection_uuid: str) -> int:
+        return fork_lineage.fork_count(self.run, "%s", collection_uuid)
 
     def alias_target(self, db_id: str, name: str) -> int | None:
         row = self.run(

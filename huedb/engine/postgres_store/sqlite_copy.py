@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 
+from huedb.engine.fork_lineage import LINEAGE_ROWS
 from huedb.engine.postgres_store.records import meta_rows, meta_scalars
 from huedb.engine.sqlite_store.schema import FORMAT_VERSION as SQLITE_FORMAT_VERSION
 from huedb.engine.sqlite_store.schema import SCHEMA as SQLITE_SCHEMA
@@ -81,6 +82,7 @@ def _copy_catalog(conn: psycopg.Connection, out: sqlite3.Connection) -> None:
         "INSERT INTO huedb_meta (key, value) VALUES (?, ?)",
         [("format_version", str(SQLITE_FORMAT_VERSION)), ("store_id", store_id)],
     )
+    out.executemany("INSERT INTO huedb_meta (key, value) VALUES (?, ?)", conn.execute(LINEAGE_ROWS))
     out.executemany(
         "INSERT INTO tenants (name) VALUES (?)", conn.execute("SELECT name FROM tenants")
     )
@@ -193,6 +195,8 @@ def load_sqlite(conn: psycopg.Connection, source: Path) -> None:
                 ),
             ),
         )
+        conn.execute(f"DELETE FROM huedb_meta WHERE key IN (SELECT key FROM ({LINEAGE_ROWS}) l)")
+        _copy(conn, "huedb_meta", "key, value", src.execute(LINEAGE_ROWS))
         _load_records(conn, src)
     finally:
         src.close()

@@ -7,6 +7,7 @@ import sqlite3
 import uuid
 from typing import Any
 
+from huedb.engine import fork_lineage
 from huedb.engine.catalog import (
     COLLECTION_COLUMNS,
     DEFAULT_DATABASE_ID,
@@ -93,6 +94,7 @@ class CatalogSQL:
         self._conn.execute("DELETE FROM aliases WHERE database_id = ?", (db_id,))
         self._conn.execute("DELETE FROM collections WHERE database_id = ?", (db_id,))
         self._conn.execute("DELETE FROM databases WHERE id = ?", (db_id,))
+        fork_lineage.forget(self._conn.execute, "?", [c.uuid for c in cols])
         return cols
 
     def collection_by_name(self, db_id: str, name: str, follow_alias: bool = True) -> CollectionRow:
@@ -192,7 +194,16 @@ class CatalogSQL:
         )
 
     def delete_collection_row(self, cid: int) -> None:
+        row = self._conn.execute("SELECT uuid FROM collections WHERE cid = ?", (cid,)).fetchone()
         self._conn.execute("DELETE FROM collections WHERE cid = ?", (cid,))
+        if row is not None:
+            fork_lineage.forget(self._conn.execute, "?", [row[0]])
+
+    def record_fork(self, source_uuid: str, fork_uuid: str) -> None:
+        fork_lineage.record_fork(self._conn.execute, "?", source_uuid, fork_uuid)
+
+    def fork_count(self, collection_uuid: str) -> int:
+        return fork_lineage.fork_count(self._conn.execute, "?", collection_uuid)
 
     def alias_target(self, db_id: str, name: str) -> int | None:
         row = self._conn.execute(
