@@ -6,12 +6,12 @@ in one run on the embedded persistent client:
 - ingest: `add` (batches of `--batch`, ids, embeddings and documents) into a collection with
   a dense index only, then into one whose schema fills a BM25 sparse key from `#document`
   (huedb's `ChromaBm25EmbeddingFunction`): docs/s of both and their ratio;
-- dense `Knn`, sparse BM25 `Knn` and `Rrf(dense, BM25)` through `collection.search`, one query
-  at a time after warm-up: p50/p99; BM25 top-k agreement with a brute-force float64 scan,
-  dense recall against exact cosine, and the fused list against an RRF of the two lists;
-- `bm25s` on the same terms (huedb's tokeniser, stemmer and hashing) with the same BM25
-  (Chroma's term weight, Lucene's IDF, the same k1, b and average length): index time,
-  `retrieve` p50/p99 one query at a time, agreement with the same scan.
+- dense `Knn`, sparse BM25 `Knn` and `Rrf(dense, BM25)` through `collection.search`, and
+  `bm25s`'s `retrieve` on the same terms (huedb's tokeniser, stemmer and hashing) with the
+  same BM25 (Chroma's term weight, Lucene's IDF, the same k1, b and average length), one
+  call at a time, query by query in turn over the four, after warm-up: p50/p99; BM25 and
+  bm25s top-k agreement with a brute-force float64 scan, dense recall against exact cosine,
+  and the fused list against an RRF of the two lists.
 
 Targets of issue 16 (acceptance 6, at 100k): BM25 Knn p50 <= 2x bm25s's at top-10 agreement
 >= 0.99; hybrid RRF p50 <= dense p50 + BM25 p50 + 1 ms; BM25 ingest >= 0.5x dense-only ingest.
@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,13 @@ from bench.search_huedb import (
     Queries,
     bm25_function,
     build_queries,
+    hybrid_collection,
+    interleaved,
     latency_figures,
     log,
     mean_agreement,
-    measure_huedb,
-    timed,
+    rrf_agreement,
+    searcher,
 )
 from huedb.bm25.embedding_function import DEFAULT_B, DEFAULT_K
 
@@ -66,10 +69,11 @@ BM25S_SETTINGS = {"k1": DEFAULT_K, "b": DEFAULT_B, "method": "atire", "idf_metho
 # -- bm25s ----------------------------------------------------------------------------------
 
 
-def run_bm25s(
-    corpus: Corpus, queries: Queries, k: int, warmup: int
-) -> tuple[dict[str, Any], list[list[int]]]:
-    """Index the corpus's terms in bm25s and retrieve every query's terms one at a time."""
+def bm25s_searcher(
+    corpus: Corpus, queries: Queries, k: int
+) -> tuple[Callable[[list[int]], list[int]], list[list[int]], float]:
+    """bm25s indexed on the corpus's term ids: (retrieve one query's term ids -> document
+    indices, every query's term ids, index build seconds)."""
     import bm25s
 
     vocabulary: dict[int, int] = {}
@@ -90,9 +94,7 @@ def run_bm25s(
         docs, scores = retriever.retrieve([ids], k=k, show_progress=False, n_threads=0)
         return [int(d) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
-    latencies, results, _ = timed(run, query_ids, warmup)
-    figures = {"bm25s_index_s": index_s} | latency_figures("bm25s", latencies)
-    return figures, results
+    return run, query_ids, index_s
 
 
 # -- one size -------------------------------------------------------------------------------
@@ -102,6 +104,8 @@ FIGURES = [
     ("dense_ingest_docs_per_s", "ingest, dense only (add with embeddings + documents)", "docs/s"),
     ("bm25_ingest_docs_per_s", "ingest, dense + BM25 auto-embedding", "docs/s"),
     ("ingest_ratio", "ingest ratio BM25 / dense only", ""),
+    ("dense_ingest_s", "ingest time, dense only", "s"),
+    ("bm25_ingest_s", "ingest time, dense + BM25", "s"),
     ("index_ready_s", "dense index ready after ingest (first query + build)", "s"),
     ("dense_p50_ms", "dense Knn p50", "ms"),
     ("dense_p99_ms", "dense Knn p99", "ms"),
@@ -163,17 +167,37 @@ def run_size(spec: CorpusSpec, args: argparse.Namespace, workdir: Path) -> dict[
     exact = [exact_top(corpus, w, k) for w in queries.sparse_weights[measured]]
     dense_truth = exact_dense_top(corpus, k)[measured]
 
+    f: dict[str, float] = {}
+    details: dict[str, Any] = {"generate_s": generate_s}
     root = Path(tempfile.mkdtemp(prefix="huedb-bench-search-", dir=workdir))
     try:
-        f, details = measure_huedb(corpus, queries, exact, dense_truth, root, args.batch, args.http)
+        options = (args.batch, args.http)
+        with hybrid_collection(corpus, bm25, root, options, f, details) as collection:
+            log(f"n={spec.n}: bm25s index")
+            bm25s_run, bm25s_queries, f["bm25s_index_s"] = bm25s_searcher(corpus, queries, k)
+            run = searcher(collection)
+            log(f"n={spec.n}: dense Knn, BM25 Knn, RRF and bm25s, query by query")
+            timings = interleaved(
+                {
+                    "dense": (run, queries.dense),
+                    "bm25": (run, queries.sparse),
+                    "hybrid": (run, queries.hybrid),
+                    "bm25s": (bm25s_run, bm25s_queries),
+                },
+                spec.warmup,
+            )
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    details["generate_s"] = generate_s
-
-    log(f"n={spec.n}: bm25s")
-    bm25s_figures, bm25s_found = run_bm25s(corpus, queries, k, spec.warmup)
-    f |= bm25s_figures
-    f["bm25s_agreement"] = mean_agreement(bm25s_found, exact, k)
+    for name, t in timings.items():
+        f |= latency_figures(name, t.latencies)
+    f["bm25_first_ms"] = timings["bm25"].first * 1000
+    dense, sparse = timings["dense"].results, timings["bm25"].results
+    hits = [len(set(r) & t) / k for r, t in zip(dense, dense_truth, strict=True)]
+    f["dense_recall"] = float(np.mean(hits))
+    f["bm25_agreement"] = mean_agreement(sparse, exact, k)
+    f["bm25s_agreement"] = mean_agreement(timings["bm25s"].results, exact, k)
+    lists = zip(dense, sparse, timings["hybrid"].results, strict=True)
+    f["hybrid_agreement"] = float(np.mean([rrf_agreement(d, s, h, k) for d, s, h in lists]))
     f["bm25_over_bm25s"] = f["bm25_p50_ms"] / f["bm25s_p50_ms"]
 
     return {

@@ -1,13 +1,15 @@
 """The huedb side of `python -m bench search`: collections, ingest and timed searches.
 
-`measure_huedb` runs, on the embedded persistent client (or a `huedb run` server with
-`http=True`): ingest into a dense-only collection and into one whose schema fills a BM25
-sparse key from `#document`, then dense `Knn`, BM25 `Knn` and `Rrf` searches one at a time.
+`hybrid_collection` ingests, on the embedded persistent client (or a `huedb run` server),
+a dense-only collection and one whose schema fills a BM25 sparse key from `#document`;
+`build_queries` makes the dense `Knn`, BM25 `Knn` and `Rrf` searches, `interleaved` times
+them (and bm25s) one call at a time, and the agreement functions check their rankings.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -169,21 +171,34 @@ def build_queries(corpus: Corpus, bm25: Any, k: int) -> Queries:
     return Queries(dense, sparse, hybrid, weights, bm25, k)
 
 
-def timed(run: Callable[[Any], list[int]], items: list[Any], warmup: int) -> tuple:
-    """Run every item one at a time: (measured latencies, results of the measured items,
-    latency of the very first call)."""
-    latencies, results = [], []
-    first = None
-    for i, item in enumerate(items):
-        t0 = time.perf_counter()
-        found = run(item)
-        elapsed = time.perf_counter() - t0
-        if first is None:
-            first = elapsed
-        if i >= warmup:
-            latencies.append(elapsed)
-            results.append(found)
-    return latencies, results, first
+@dataclass
+class Timings:
+    """One case's measured latencies (s), its results (document indices in rank order) and
+    the latency of its very first call (warm-up included)."""
+
+    latencies: list[float]
+    results: list[list[int]]
+    first: float
+
+
+def interleaved(cases: dict[str, tuple[Callable[[Any], list[int]], list[Any]]], warmup: int):
+    """Time every case's items one call at a time, query by query in turn over the cases
+    (query i of each case, then query i + 1), so a change of load on a shared machine
+    weighs on every case alike; the first `warmup` queries are not measured."""
+    out = {name: Timings([], [], math.nan) for name in cases}
+    count = len(next(iter(cases.values()))[1])
+    for i in range(count):
+        for name, (run, items) in cases.items():
+            t0 = time.perf_counter()
+            found = run(items[i])
+            elapsed = time.perf_counter() - t0
+            timings = out[name]
+            if i == 0:
+                timings.first = elapsed
+            if i >= warmup:
+                timings.latencies.append(elapsed)
+                timings.results.append(found)
+    return out
 
 
 def searcher(collection: Any) -> Callable[[Any], list[int]]:
@@ -229,55 +244,40 @@ def open_client(path: Path, http: bool) -> Iterator[Any]:
         yield huedb.HttpClient(host=server.host, port=server.port)
 
 
-def measure_huedb(
+@contextlib.contextmanager
+def hybrid_collection(
     corpus: Corpus,
-    queries: Queries,
-    exact: list[ExactTop],
-    dense_truth: list[set[int]],
+    bm25: Any,
     root: Path,
-    batch: int,
-    http: bool,
-) -> tuple[dict[str, float], dict[str, Any]]:
-    """Ingest both collections under `root`, then time the searches: (figures, details)."""
-    spec, k = corpus.spec, queries.k
-    f: dict[str, float] = {}
-    details: dict[str, Any] = {}
+    options: tuple[int, bool],
+    f: dict[str, float],
+    details: dict[str, Any],
+) -> Iterator[Any]:
+    """Ingest a dense-only collection (then closed) and the hybrid one under `root`
+    (`options`: batch size, HTTP or not), wait for the dense index and check a sample of
+    stored BM25 vectors; yield the hybrid collection. Figures go to `f`, the rest to
+    `details`."""
+    batch, http = options
+    n = corpus.spec.n
     dense_dir, bm25_dir = root / "dense", root / "bm25"
     with open_client(dense_dir, http) as client:
         col = client.create_collection("dense", schema=make_schema(None), embedding_function=None)
-        log(f"n={spec.n}: ingest, dense only")
+        log(f"n={n}: ingest, dense only")
         dense_ingest = ingest(col, corpus, batch)
-    f["dense_disk_bytes_per_doc"] = disk_usage(dense_dir) / spec.n
-
+    f["dense_disk_bytes_per_doc"] = disk_usage(dense_dir) / n
     with open_client(bm25_dir, http) as client:
-        schema = make_schema(queries.bm25)
-        col = client.create_collection("hybrid", schema=schema, embedding_function=None)
-        log(f"n={spec.n}: ingest, dense + BM25")
+        col = client.create_collection("hybrid", schema=make_schema(bm25), embedding_function=None)
+        log(f"n={n}: ingest, dense + BM25")
         bm25_ingest = ingest(col, corpus, batch)
-        f["dense_ingest_docs_per_s"] = dense_ingest["docs_per_s"]
-        f["bm25_ingest_docs_per_s"] = bm25_ingest["docs_per_s"]
-        f["ingest_ratio"] = bm25_ingest["docs_per_s"] / dense_ingest["docs_per_s"]
-        details["ingest"] = {"dense": dense_ingest, "bm25": bm25_ingest}
+        f["dense_ingest_docs_per_s"] = dense_ingest.pop("docs_per_s")
+        f["bm25_ingest_docs_per_s"] = bm25_ingest.pop("docs_per_s")
+        f["ingest_ratio"] = f["bm25_ingest_docs_per_s"] / f["dense_ingest_docs_per_s"]
+        f["dense_ingest_s"], f["bm25_ingest_s"] = dense_ingest["seconds"], bm25_ingest["seconds"]
+        log(f"n={n}: waiting for the dense index")
         f["index_ready_s"] = wait_until_indexed(col, corpus.query_embeddings[0].tolist())
+        details["ingest"] = {"dense": dense_ingest, "bm25": bm25_ingest}
         details["stored_vectors_differing"] = stored_vectors_match(
-            col, corpus, np.random.default_rng(spec.seed + 1)
+            col, corpus, np.random.default_rng(corpus.spec.seed + 1)
         )
-
-        run = searcher(col)
-        log(f"n={spec.n}: dense Knn")
-        lat, dense_found, _ = timed(run, queries.dense, spec.warmup)
-        f |= latency_figures("dense", lat)
-        hits = [len(set(r) & t) / k for r, t in zip(dense_found, dense_truth, strict=True)]
-        f["dense_recall"] = float(np.mean(hits))
-        log(f"n={spec.n}: BM25 Knn")
-        lat, sparse_found, first = timed(run, queries.sparse, spec.warmup)
-        f["bm25_first_ms"] = first * 1000
-        f |= latency_figures("bm25", lat)
-        f["bm25_agreement"] = mean_agreement(sparse_found, exact, k)
-        log(f"n={spec.n}: RRF(dense, BM25)")
-        lat, hybrid_found, _ = timed(run, queries.hybrid, spec.warmup)
-        f |= latency_figures("hybrid", lat)
-        lists = zip(dense_found, sparse_found, hybrid_found, strict=True)
-        f["hybrid_agreement"] = float(np.mean([rrf_agreement(d, s, h, k) for d, s, h in lists]))
-    f["bm25_disk_bytes_per_doc"] = disk_usage(bm25_dir) / spec.n
-    return f, details
+        yield col
+    f["bm25_disk_bytes_per_doc"] = disk_usage(bm25_dir) / n
