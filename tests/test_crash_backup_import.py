@@ -13,7 +13,7 @@ and each import trial imports into a fresh database.
 
 `HUEDB_CRASH_TRIALS` (default 20) is the total number of kills, split 2:1:1:1 between the
 server, collection, backup and import trials of `test_crash_server.py`,
-`test_crash_collections.py` and `test_crash_backup_import.py` (at least 10 each), per store;
+`test_crash_collections.py` and `test_crash_backup_import.py` (at least 6 each), per store;
 `HUEDB_CRASH_SEED` fixes the random schedule. The counts are printed and written to
 `<pytest basetemp>/crash_server_report.json` (`tests/crash_state.py`).
 """
