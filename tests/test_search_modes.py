@@ -4,10 +4,11 @@ The 24 bodies chromadb 1.5.9 sent (shared/search-api-captures.json, plus capture
 looser filter) run on the seeded records of tests/search_reference.py (dense vectors, two
 sparse-vector keys, scalar metadata, documents) in:
 
-- `ephemeral` and `persistent`: `huedb.EphemeralClient()` / `huedb.PersistentClient(path)`,
-  each body turned into huedb's builder objects (`huedb.Search(where=..., rank=...)`, the
-  dicts read by `Where.from_dict` / `Rank.from_dict`, and `huedb.Knn(query=dict)` for the
-  plain-dict sparse query of capture 05, which `Rank.from_dict` refuses as chromadb's does);
+- `ephemeral`, `persistent` and `persistent-postgresql`: `huedb.EphemeralClient()`,
+  `huedb.PersistentClient(path)` on SQLite and on a PostgreSQL store, each body turned into
+  huedb's builder objects (`huedb.Search(where=..., rank=...)`, the dicts read by
+  `Where.from_dict` / `Rank.from_dict`, and `huedb.Knn(query=dict)` for the plain-dict
+  sparse query of capture 05, which `Rank.from_dict` refuses as chromadb's does);
 - `http-raw`: the body exactly as captured, posted with httpx to `huedb run`'s v2 search
   route, the response read by chromadb's own `SearchResult`;
 - `http-chromadb`: the same searches built with chromadb's classes and run by the real
@@ -19,6 +20,10 @@ records twice: `plain` (a sparse index on `sparse_embedding`, plain dot product)
 indexing the sparse key it searches. Scores are compared with `search_reference.close`
 (relative and absolute 2e-5: huedb evaluates in float32, the reference in float64); rows
 may swap only where their reference scores are that close.
+
+Also over HTTP through chromadb.HttpClient: the reference's worked examples (acceptance 2:
+rank algebra, RRF, IDF, the BM25 score; its group_by example is in test_search_execution)
+exactly at float32, and every row of its error table (acceptance 4).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import numpy as np
 import pytest
 
 import huedb
+from tests import stores
 from tests.search_reference import (
     BODIES,
     SPARSE_RECORDS,
@@ -51,7 +57,7 @@ REFERENCE = {
     "plain": BruteForce(SPARSE_RECORDS),
     "bm25": BruteForce(SPARSE_RECORDS, bm25_keys=(BM25_KEY,)),
 }
-MODES = ["ephemeral", "persistent", "http-raw", "http-chromadb"]
+MODES = ["ephemeral", "persistent", "persistent-postgresql", "http-raw", "http-chromadb"]
 SPARSE_BODIES = sorted(name for name, body in BODIES.items() if has_sparse(body))
 
 
@@ -138,16 +144,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="module")
 def runners(
-    server: RunningServer, tmp_path_factory: pytest.TempPathFactory
+    server: RunningServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
 ) -> Iterator[dict[str, Runner]]:
     """mode -> a function running a request body on collection `plain` or `bm25`, giving
     the rows of each search. Collections filled once (in-process: see `opened`)."""
     data = tmp_path_factory.mktemp("search-modes")
-    clients = {
-        "ephemeral": huedb.EphemeralClient,
-        "persistent": lambda: huedb.PersistentClient(path=str(data / "persistent")),
-    }
-    with httpx.Client(timeout=30) as http:
+    with stores.store_target("postgresql", request) as pg, httpx.Client(timeout=30) as http:
+        clients = {
+            "ephemeral": huedb.EphemeralClient,
+            "persistent": lambda: huedb.PersistentClient(path=str(data / "persistent")),
+            "persistent-postgresql": lambda: pg.client(data / "postgresql-node"),
+        }
         remote = fill(chromadb.HttpClient(host=server.host, port=server.port), chromadb)
         base = f"{server.url}/api/v2/tenants/default_tenant/databases/default_database"
 
@@ -172,6 +181,7 @@ def runners(
         yield {
             "ephemeral": in_process("ephemeral"),
             "persistent": in_process("persistent"),
+            "persistent-postgresql": in_process("persistent-postgresql"),
             "http-raw": raw,
             "http-chromadb": real_client,
         }
