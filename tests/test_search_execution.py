@@ -4,9 +4,10 @@ The brute force (tests/search_reference.py: float64 distances, plain-Python filt
 algebra and group_by written from shared/chroma-search-api.md, sections 3.1-3.8) shares no
 code with huedb/search. The captured request bodies (copied in tests/test_search_expressions.py) run
 through huedb.Client, PersistentClient (SQLite and PostgreSQL), huedb.HttpClient and the
-real chromadb.HttpClient against `huedb run`. Bodies with a sparse `$knn` and the random
-searches run at the engine level (`SearchRun` with a schema enabling the sparse keys):
-collections cannot enable a sparse index in their schema yet.
+real chromadb.HttpClient against `huedb run`. Here bodies with a sparse `$knn` and the
+random searches run at the engine level (`SearchRun` with a schema enabling both sparse
+keys at once); tests/test_search_modes.py runs every capture, sparse ones included, on
+collections whose schema enables the sparse index, in every mode.
 """
 
 from __future__ import annotations
@@ -110,8 +111,8 @@ def _check_dense_captures(col: Any, module: Any) -> None:
 
 
 def test_captured_sparse_bodies_equal_brute_force() -> None:
-    """Sparse Knn (plain and bm25 IDF) at the engine level: collections cannot enable a
-    sparse index in their schema yet (see docs/search-api.md)."""
+    """Sparse Knn (plain and bm25 IDF) at the engine level, both sparse keys in one schema
+    (collections allow one sparse index: tests/test_search_modes.py runs them per mode)."""
     client = huedb.Client()
     col = client.create_collection("sparse", embedding_function=None)
     engine = client._server.engine
