@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 import huedb
 from huedb import K, Knn, Search
 from huedb.engine.filters import RecordFilter
+from huedb.engine.sparse_postings import PostingColumn
 from tests import stores
 from tests.cli import child_env
 from tests.knobs import knob
@@ -305,3 +306,52 @@ def test_reopened_store_loads_the_snapshot(
     assert "from its snapshot" in caplog.text
     assert "by a scan" not in caplog.text
     client.close()
+
+
+@settings(max_examples=max(20, EXAMPLES), deadline=None)
+@given(
+    steps=st.lists(st.tuples(st.integers(0, 30), _sparse, st.booleans()), min_size=1, max_size=60),
+    query=_query,
+    limit=st.integers(1, 8),
+    allowed=st.one_of(st.none(), st.sets(st.integers(0, 30))),
+)
+def test_posting_column_equals_a_dict(
+    steps: list[tuple[int, Any, bool]],
+    query: tuple[list[int], list[float]],
+    limit: int,
+    allowed: set[int] | None,
+) -> None:
+    """Replacing vectors record by record, compacting at random points (a snapshot does,
+    and so does a quarter of dead or delta entries), answers as a dict of the live vectors."""
+    column = PostingColumn()
+    model: dict[int, dict[int, float]] = {}
+    for key, sparse, compact in steps:
+        parts = None
+        if sparse is not None:
+            parts = (np.asarray(sparse[0], np.int64), np.asarray(sparse[1], np.float32))
+            model[key] = dict(zip(sparse[0], sparse[1], strict=True))
+        else:
+            model.pop(key, None)
+        column.replace([key], [parts])
+        if compact:
+            column.compact()
+    assert len(column) == len(model)
+    n = len(model) + 3  # three live records without a vector under the key
+    weights = {t: float(np.float32(q)) for t, q in zip(*query, strict=True)}
+    want = []
+    for key, vector in model.items():
+        shared = sorted(set(vector) & set(weights))
+        if shared and (allowed is None or key in allowed):
+            w = {
+                t: weights[t] * math.log(1 + (n - df + 0.5) / (df + 0.5))
+                for t in shared
+                for df in [sum(t in v for v in model.values())]
+            }
+            dot = 0.0
+            for t in shared:
+                dot += w[t] * vector[t]
+            want.append((np.float32(1.0 - dot), key))
+    want.sort()
+    keys = None if allowed is None else np.asarray(sorted(allowed), dtype=np.int64)
+    got = column.search(weights, n, limit, keys)
+    assert [(k, np.float32(m)) for k, m in got] == [(k, m) for m, k in want[:limit]]

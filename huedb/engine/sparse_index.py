@@ -24,14 +24,15 @@ import orjson
 from huedb.engine import snapshot
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.filters import RecordFilter
-from huedb.engine.sparse_postings import KeyMap, PostingColumn, SparseParts, sparse_parts
+from huedb.engine.sparse_postings import KeyMap, PostingColumn, sparse_parts
 from huedb.engine.store import StoreSession
 from huedb.options import EngineOptions
+from huedb.sparse_vector import SPARSE_VECTOR_TYPE_VALUE, TYPE_KEY
 
 logger = logging.getLogger(__name__)
 
 SPACE = "sparse"  # the `space` a sparse snapshot's header carries
-FORMAT = 1  # the `dim` a sparse snapshot's header carries: its payload's format
+FORMAT = 2  # the `dim` a sparse snapshot's header carries: its payload's format
 
 
 def sparse_snapshot_path(directory: Path, collection_uuid: str) -> Path:
@@ -163,16 +164,19 @@ class SparseIndexes:
         self, db: StoreSession, col: CollectionRow, state: SparseState, key: str
     ) -> PostingColumn:
         """Build the column of `key` from every record (the state is at this snapshot)."""
-        column = PostingColumn()
         keys: list[int] = []
-        vectors = []
+        lengths: list[int] = []
+        terms: list[int] = []
+        values: list[float] = []
         for row in db.fetch_rows(col.cid, RecordFilter(None), None, None, False):
-            parts = _parts_of(row[4], key)
-            if parts is not None:
+            value = orjson.loads(row[4]).get(key) if row[4] else None
+            if isinstance(value, dict) and value.get(TYPE_KEY) == SPARSE_VECTOR_TYPE_VALUE:
                 keys.append(row[0])
-                vectors.append(parts)
-        column.replace(keys, vectors)
-        column.compact()
+                lengths.append(len(value["indices"]))
+                terms.extend(value["indices"])
+                values.extend(value["values"])
+        column = PostingColumn()
+        column.load(keys, lengths, terms, values)
         state.unsnapshotted = max(state.unsnapshotted, 1)
         self._pending[col.cid] = col
         self.counts["scans"] += 1
@@ -222,7 +226,11 @@ class SparseIndexes:
                 if not locked:
                     return None
                 header = snapshot.read_header(path)
-                if header is None or int(header.get("watermark", -1)) < state.watermark:
+                if (
+                    header is None
+                    or (header.get("space"), header.get("dim")) != (SPACE, FORMAT)
+                    or int(header.get("watermark", -1)) < state.watermark
+                ):
                     payload = _payload(state)
                     snapshot.write_snapshot(
                         path, self._owner(col), state.watermark, FORMAT, SPACE, payload
@@ -237,10 +245,6 @@ class SparseIndexes:
 
 def _metadata(blob: str | bytes | None) -> dict | None:
     return orjson.loads(blob) if blob else {}
-
-
-def _parts_of(blob: str | bytes | None, key: str) -> SparseParts | None:
-    return sparse_parts(orjson.loads(blob).get(key)) if blob else None
 
 
 def _payload(state: SparseState) -> bytes:

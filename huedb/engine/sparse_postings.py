@@ -107,12 +107,14 @@ class PostingColumn:
 
     def __init__(self) -> None:
         self.slot_keys = np.empty(0, dtype=np.int64)  # record key of each slot
-        self.slot_len = np.empty(0, dtype=np.int64)  # entries of each slot
+        self.slot_len = np.empty(0, dtype=np.int32)  # entries of each slot
         self.live = np.empty(0, dtype=bool)
         self.n_slots = 0
         self.slot_of = KeyMap()
-        self.main_terms = np.empty(0, dtype=np.int64)  # sorted
-        self.main_slots = np.empty(0, dtype=np.int64)
+        # The main segment, by term: entries term_start[i]:term_start[i+1] hold term_ids[i].
+        self.term_ids = np.empty(0, dtype=np.int64)
+        self.term_start = np.zeros(1, dtype=np.int64)
+        self.main_slots = np.empty(0, dtype=np.int32)
         self.main_values = np.empty(0, dtype=np.float32)
         self._delta: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._delta_arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -122,15 +124,32 @@ class PostingColumn:
     @property
     def nbytes(self) -> int:
         """Bytes of its arrays (spare capacity included)."""
-        arrays = (self.slot_keys, self.slot_len, self.live, self.main_terms, self.main_slots)
-        delta = self.delta_entries * 20
-        return sum(a.nbytes for a in arrays) + self.main_values.nbytes + delta + self.slot_of.nbytes
+        arrays = (self.slot_keys, self.slot_len, self.live, self.term_ids, self.term_start)
+        main = self.main_slots.nbytes + self.main_values.nbytes
+        return sum(a.nbytes for a in arrays) + main + self.delta_entries * 16 + self.slot_of.nbytes
 
     def __len__(self) -> int:
         """Records holding a vector under the key."""
         return int(np.count_nonzero(self.live[: self.n_slots]))
 
     # -- changes ---------------------------------------------------------------------
+
+    def load(
+        self, keys: list[int], lengths: list[int], terms: list[int], values: list[float]
+    ) -> None:
+        """Fill an empty column at once: record `keys[i]` holds the next `lengths[i]` of
+        `terms` and `values` (a scan's output; cheaper than `replace` record by record)."""
+        assert self.n_slots == 0
+        counts = np.asarray(lengths, dtype=np.int32)
+        self.slot_keys = np.asarray(keys, dtype=np.int64)
+        self.slot_len = counts
+        self.n_slots = len(keys)
+        self.live = np.ones(self.n_slots, dtype=bool)
+        self.slot_of.set(self.slot_keys, np.arange(self.n_slots))
+        slots = np.repeat(np.arange(self.n_slots, dtype=np.int32), counts)
+        self._set_main(
+            np.asarray(terms, dtype=np.int64), slots, np.asarray(values, dtype=np.float32)
+        )
 
     def replace(self, keys: list[int], vectors: list[SparseParts | None]) -> None:
         """Set each record's vector (None: it has none, or the record is gone)."""
@@ -148,8 +167,8 @@ class PostingColumn:
             return
         start = self.n_slots
         self._grow(start + len(kept))
-        slots = np.arange(start, start + len(kept), dtype=np.int64)
-        lengths = np.asarray([len(v[0]) for _, v in kept], dtype=np.int64)
+        slots = np.arange(start, start + len(kept), dtype=np.int32)
+        lengths = np.asarray([len(v[0]) for _, v in kept], dtype=np.int32)
         self.slot_keys[slots] = [k for k, _ in kept]
         self.slot_len[slots] = lengths
         self.live[slots] = True
@@ -165,7 +184,7 @@ class PostingColumn:
         self._delta_arrays = None
         self.delta_entries += int(lengths.sum())
         if self.dead_entries + self.delta_entries > max(
-            MIN_COMPACT_ENTRIES, len(self.main_terms) // 4
+            MIN_COMPACT_ENTRIES, len(self.main_slots) // 4
         ):
             self.compact()
 
@@ -182,33 +201,40 @@ class PostingColumn:
     def _delta_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._delta_arrays is None:
             if self._delta:
-                parts = list(zip(*self._delta, strict=True))
-                self._delta_arrays = tuple(np.concatenate(p) for p in parts)  # type: ignore[assignment]
-                self._delta = [self._delta_arrays]  # type: ignore[list-item]
+                terms, slots, values = (np.concatenate(p) for p in zip(*self._delta, strict=True))
+                self._delta_arrays = (terms, slots, values)
+                self._delta = [self._delta_arrays]
             else:
-                empty = np.empty(0, dtype=np.int64)
-                self._delta_arrays = (empty, empty, np.empty(0, dtype=np.float32))
-        assert self._delta_arrays is not None
+                self._delta_arrays = (
+                    np.empty(0, dtype=np.int64),
+                    np.empty(0, dtype=np.int32),
+                    np.empty(0, dtype=np.float32),
+                )
         return self._delta_arrays
+
+    def _set_main(self, terms: np.ndarray, slots: np.ndarray, values: np.ndarray) -> None:
+        """Make these entries the main segment (sorted by term; stable, so each term's
+        entries stay in slot order)."""
+        order = np.argsort(terms, kind="stable")
+        terms = terms[order]
+        self.main_slots, self.main_values = slots[order], values[order]
+        starts = np.flatnonzero(np.diff(terms)) + 1 if len(terms) else np.empty(0, np.int64)
+        self.term_ids = terms[np.concatenate([[0], starts])] if len(terms) else terms
+        self.term_start = np.concatenate([[0], starts, [len(terms)]]).astype(np.int64)
 
     def compact(self) -> None:
         """Rewrite the live entries as one sorted main segment with dense slots."""
         d_terms, d_slots, d_values = self._delta_entries()
-        terms = np.concatenate([self.main_terms, d_terms])
+        main_terms = np.repeat(self.term_ids, np.diff(self.term_start))
+        terms = np.concatenate([main_terms, d_terms])
         slots = np.concatenate([self.main_slots, d_slots])
         values = np.concatenate([self.main_values, d_values])
         keep = self.live[slots]
         terms, slots, values = terms[keep], slots[keep], values[keep]
         alive = np.flatnonzero(self.live[: self.n_slots])
-        renumber = np.full(self.n_slots, -1, dtype=np.int64)
-        renumber[alive] = np.arange(len(alive))
-        slots = renumber[slots]
-        order = np.lexsort((slots, terms))
-        self.main_terms, self.main_slots, self.main_values = (
-            terms[order],
-            slots[order],
-            values[order],
-        )
+        renumber = np.full(self.n_slots, -1, dtype=np.int32)
+        renumber[alive] = np.arange(len(alive), dtype=np.int32)
+        self._set_main(terms, renumber[slots], values)
         self.slot_keys = self.slot_keys[alive].copy()
         self.slot_len = self.slot_len[alive].copy()
         self.live = np.ones(len(alive), dtype=bool)
@@ -221,28 +247,36 @@ class PostingColumn:
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
         """The column as named arrays (compacted first), for a snapshot."""
-        self.compact()
+        if self.dead_entries or self.delta_entries:
+            self.compact()
         return {
-            f"{prefix}keys": self.slot_keys,
-            f"{prefix}lens": self.slot_len,
-            f"{prefix}terms": self.main_terms,
+            f"{prefix}keys": self.slot_keys[: self.n_slots],
+            f"{prefix}lens": self.slot_len[: self.n_slots],
+            f"{prefix}term_ids": self.term_ids,
+            f"{prefix}term_start": self.term_start,
             f"{prefix}slots": self.main_slots,
             f"{prefix}values": self.main_values,
         }
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], prefix: str) -> PostingColumn:
-        """A column from `arrays` (as `arrays` wrote them)."""
+        """A column from `arrays` (as `arrays` wrote them); ValueError when inconsistent."""
         column = cls()
-        column.slot_keys = np.array(arrays[f"{prefix}keys"], dtype=np.int64)
-        column.slot_len = np.array(arrays[f"{prefix}lens"], dtype=np.int64)
-        column.main_terms = np.array(arrays[f"{prefix}terms"], dtype=np.int64)
-        column.main_slots = np.array(arrays[f"{prefix}slots"], dtype=np.int64)
-        column.main_values = np.array(arrays[f"{prefix}values"], dtype=np.float32)
+        column.slot_keys = np.asarray(arrays[f"{prefix}keys"], dtype=np.int64)
+        column.slot_len = np.asarray(arrays[f"{prefix}lens"], dtype=np.int32)
+        column.term_ids = np.asarray(arrays[f"{prefix}term_ids"], dtype=np.int64)
+        column.term_start = np.asarray(arrays[f"{prefix}term_start"], dtype=np.int64)
+        column.main_slots = np.asarray(arrays[f"{prefix}slots"], dtype=np.int32)
+        column.main_values = np.asarray(arrays[f"{prefix}values"], dtype=np.float32)
         column.n_slots = len(column.slot_keys)
         column.live = np.ones(column.n_slots, dtype=bool)
-        if int(column.slot_len.sum()) != len(column.main_terms) or (
-            len(column.main_slots) and int(column.main_slots.max()) >= column.n_slots
+        entries = len(column.main_slots)
+        if (
+            int(column.slot_len.sum()) != entries
+            or len(column.main_values) != entries
+            or len(column.term_start) != len(column.term_ids) + 1
+            or int(column.term_start[-1]) != entries
+            or (entries and not 0 <= int(column.main_slots.max()) < column.n_slots)
         ):
             raise ValueError("inconsistent posting arrays")
         column.slot_of.set(column.slot_keys, np.arange(column.n_slots))
@@ -252,8 +286,12 @@ class PostingColumn:
 
     def postings(self, term: int) -> tuple[np.ndarray, np.ndarray]:
         """Live (slots, values) of one term."""
-        lo, hi = np.searchsorted(self.main_terms, [term, term + 1])
-        slots, values = self.main_slots[lo:hi], self.main_values[lo:hi]
+        at = int(np.searchsorted(self.term_ids, term))
+        if at < len(self.term_ids) and self.term_ids[at] == term:
+            lo, hi = self.term_start[at], self.term_start[at + 1]
+            slots, values = self.main_slots[lo:hi], self.main_values[lo:hi]
+        else:
+            slots, values = self.main_slots[:0], self.main_values[:0]
         if self.dead_entries:
             alive = self.live[slots]
             slots, values = slots[alive], values[alive]
