@@ -15,7 +15,8 @@ itself and answers exactly with numpy, that:
   measured recall and the ef in use;
 - an `ef_search` set by the user wins over the planner's;
 - the measurement survives a restart (it is kept in the snapshot's header), and the stats
-  of a process that has not loaded the index show it;
+  of a process that has not loaded the index show it; a server reports it over HTTP
+  (chromadb's client still gets its four fields), and `huedb stats` prints it;
 - invalid targets are refused at create and modify.
 """
 
@@ -25,12 +26,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import chromadb
 import numpy as np
 import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
 from huedb.errors import InvalidArgumentError
+from tests.cli import run_cli
+from tests.servers import huedb_server
 
 N = 20_000
 DIM = 64
@@ -156,6 +160,20 @@ def test_the_measurement_survives_a_restart(store: Path) -> None:
         assert _recall(again.get_collection(NAME)) >= TARGET
     finally:
         again.close()
+
+
+def test_http_and_huedb_stats_report_it(store: Path) -> None:
+    embedded = _client(store)
+    want = embedded.get_collection(NAME).get_indexing_status()
+    embedded.close()
+    clear_system_cache()
+    with huedb_server(store, "--exact-max-floats", str(SETTINGS["huedb_exact_max_floats"])) as srv:
+        remote = huedb.HttpClient(host=srv.host, port=srv.port)
+        assert remote.get_collection(NAME).get_indexing_status() == want
+        theirs = chromadb.HttpClient(host=srv.host, port=srv.port).get_collection(NAME)
+        assert theirs.get_indexing_status().op_indexing_progress == 1.0
+    line = f"recall target 0.95, recall@10 {want.recall:.3f} at ef_search {want.ef_search}"
+    assert f"{line} (recall_target)" in run_cli("stats", "--path", str(store)).stdout
 
 
 def test_an_ef_search_set_by_the_user_wins(client: huedb.Client) -> None:
