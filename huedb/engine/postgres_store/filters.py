@@ -108,11 +108,16 @@ class _Renderer:
         if isinstance(node, Logical):
             joiner = " AND " if node.op == "$and" else " OR "
             return "(" + joiner.join(self.predicate(child) for child in node.children) + ")"
+        negated = positive(node.op) != node.op
         if isinstance(node, MetaTerm):
             sql = f"r.key IN ({self._meta_select(node)})"
-        else:
-            sql = self._document(node)
-        return sql if positive(node.op) == node.op else f"NOT ({sql})"
+            return f"NOT ({sql})" if negated else sql
+        # A document term is NULL for a record without a document, which counts as false
+        # where it stands; only its negation needs coalesce(). Bare, the LIKE is an index
+        # condition of the trigram index; inside coalesce() the planner scans the table
+        # (measured at 100k records: 30 ms -> 1 ms).
+        sql = self._document(node)
+        return f"NOT coalesce({sql}, false)" if negated else sql
 
     def key_set(self, node: Node) -> str:
         if isinstance(node, Logical):
@@ -153,6 +158,6 @@ class _Renderer:
         text = term.text
         if MIN_INDEXED_SUBSTRING <= len(text) <= MAX_INDEXED_SUBSTRING:
             self.params.extend((_like_pattern(text), text))
-            return "coalesce(r.document LIKE %s AND strpos(r.document, %s) > 0, false)"
+            return "(r.document LIKE %s AND strpos(r.document, %s) > 0)"
         self.params.append(text)
-        return "coalesce(strpos(r.document, %s) > 0, false)"
+        return "strpos(r.document, %s) > 0"
