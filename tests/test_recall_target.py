@@ -15,8 +15,8 @@ itself and answers exactly with numpy, that:
   measured recall and the ef in use;
 - an `ef_search` set by the user wins over the planner's;
 - the measurement survives a restart (it is kept in the snapshot's header), and the stats
-  of a process that has not loaded the index show it; a server reports it over HTTP
-  (chromadb's client still gets its four fields), and `huedb stats` prints it;
+  of a process that has not loaded the index show it (`huedb stats` prints them); a
+  server reports it over HTTP (chromadb's client still gets its four fields);
 - invalid targets are refused at create and modify.
 """
 
@@ -32,8 +32,9 @@ import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
+from huedb.cli.output import stats_lines
 from huedb.errors import InvalidArgumentError
-from tests.cli import run_cli
+from huedb.ops.stats import gather_stats
 from tests.servers import huedb_server
 
 N = 20_000
@@ -156,13 +157,16 @@ def test_the_measurement_survives_a_restart(store: Path) -> None:
         figures = engine.collection_figures(row)
         assert figures["index_loaded"] is False
         assert (figures["recall"], figures["ef_search"]) == (before.recall, before.ef_search)
+        printed = "\n".join(stats_lines(gather_stats(engine, store)))  # as `huedb stats`
+        line = f"recall target 0.95, recall@10 {before.recall:.3f} at ef_search {before.ef_search}"
+        assert f"{line} (recall_target)" in printed
         assert again.get_collection(NAME).get_indexing_status() == before
         assert _recall(again.get_collection(NAME)) >= TARGET
     finally:
         again.close()
 
 
-def test_http_and_huedb_stats_report_it(store: Path) -> None:
+def test_http_reports_it(store: Path) -> None:
     embedded = _client(store)
     want = embedded.get_collection(NAME).get_indexing_status()
     embedded.close()
@@ -172,8 +176,6 @@ def test_http_and_huedb_stats_report_it(store: Path) -> None:
         assert remote.get_collection(NAME).get_indexing_status() == want
         theirs = chromadb.HttpClient(host=srv.host, port=srv.port).get_collection(NAME)
         assert theirs.get_indexing_status().op_indexing_progress == 1.0
-    line = f"recall target 0.95, recall@10 {want.recall:.3f} at ef_search {want.ef_search}"
-    assert f"{line} (recall_target)" in run_cli("stats", "--path", str(store)).stdout
 
 
 def test_an_ef_search_set_by_the_user_wins(client: huedb.Client) -> None:
@@ -201,3 +203,29 @@ def test_the_target_is_a_metadata_setting(client: huedb.Client) -> None:
     with pytest.raises(InvalidArgumentError, match="huedb:recall_target"):
         small.modify(metadata={"huedb:recall_target": 2})
     client.delete_collection("small")
+
+
+def test_a_fifth_of_the_graph_changed_is_measured_again(tmp_path: Path) -> None:
+    """After the build's measurement (4,000 vectors), 1,000 more (a quarter) are added: the
+    snapshot written after them is measured again in the background, and reported."""
+    client = _client(tmp_path)
+    try:
+        col = client.create_collection("growing")
+        col.add(ids=IDS[:4_000], embeddings=VECTORS[:4_000])
+        engine = client._server.engine  # type: ignore[attr-defined]
+        row = engine.get_collection_by_uuid(str(col.id))
+        deadline = time.monotonic() + 120
+        while col.get_indexing_status().op_indexing_progress < 1.0:
+            assert time.monotonic() < deadline, "the graph was not built in 120 s"
+            time.sleep(0.05)
+        assert engine._indexes.calibration(row).graph_size == 4_000
+        col.add(ids=IDS[4_000:5_000], embeddings=VECTORS[4_000:5_000])
+        while engine._indexes.calibration(row).graph_size != 5_000:
+            assert time.monotonic() < deadline, "the graph was not measured again"
+            col.get_indexing_status()  # adopts a finished measurement
+            time.sleep(0.05)
+        status = col.get_indexing_status()
+        assert status.recall == engine._indexes.calibration(row).recall
+        assert status.ef_search is not None and status.ef_search >= 100
+    finally:
+        client.close()
