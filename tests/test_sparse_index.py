@@ -355,3 +355,29 @@ def test_posting_column_equals_a_dict(
     keys = None if allowed is None else np.asarray(sorted(allowed), dtype=np.int64)
     got = column.search(weights, n, limit, keys)
     assert [(k, np.float32(m)) for k, m in got] == [(k, m) for m, k in want[:limit]]
+
+
+def test_filters_of_every_selectivity(store: StoreTarget, tmp_path: Path) -> None:
+    """A filter passing half, a tenth, about one in a hundred or none of 600 candidates
+    gives the filtered scan's answer, at limits below and above what passes."""
+    client = store.client(tmp_path / "data")
+    col = new_collection(client)
+    rng = np.random.default_rng(3)
+    cats = ["a" if i % 2 == 0 else "c" if i % 10 == 1 else f"b{i % 37}" for i in range(600)]
+    vectors = [
+        ([0, *sorted(rng.choice(range(1, TERMS), 2, replace=False).tolist())], [1.0, 0.5, 1.5])
+        for _ in cats
+    ]
+    col.add(
+        ids=[f"d{i}" for i in range(600)],
+        embeddings=[[float(i), 1.0, 0.5] for i in range(600)],
+        metadatas=[
+            {"cat": c, KEY: huedb.SparseVector(*v)} for c, v in zip(cats, vectors, strict=True)
+        ],
+    )
+    query = ([0, 3, 5], [1.0, 0.5, 1.5])
+    for cat in ("a", "c", "b5", "none"):
+        for limit in (1, 10, 40):
+            want = brute_force(col, query, True, limit, cat)
+            assert searched(col, query, limit, cat) == want, (cat, limit)
+    client.close()

@@ -37,7 +37,7 @@ from huedb.engine.confirmed_search import (
 from huedb.engine.filters import RecordFilter
 from huedb.engine.hnsw_config import recall_target
 from huedb.engine.index_cache import IndexCache, hnsw_params
-from huedb.engine.sparse_index import SparseIndexes, remove_sparse_snapshot
+from huedb.engine.sparse_index import SparseIndexes, remove_sparse_snapshot, top_matching
 from huedb.engine.store import Store, StoreSession
 from huedb.engine.store_factory import open_store
 from huedb.engine.vector_index import APPROXIMATE_PLANS, VectorIndex, query_plan
@@ -435,12 +435,10 @@ class Engine:
         with self._lock:
             with self._store.read() as db, self._budget(db) as deadline:
                 col = db.collection_by_uuid(collection_uuid)
-                allowed = None if flt.selects_all else db.allowed_keys(col.cid, flt)
                 with deadline.paused():  # loading or catching up is never cut halfway
                     state, column = self._sparse.ready(db, col, key)
                 records = state.n_records if bm25 else None
-                found = column.search(weights, records, limit, allowed)
-                rows = db.fetch_by_keys(col.cid, [k for k, _ in found], False) if found else {}
+                found, rows = top_matching(db, col.cid, column, weights, records, limit, flt)
             for pending in self._sparse.pending():
                 self._sparse.checkpoint(pending)
         return [(k, m) for k, m in found if k in rows], rows

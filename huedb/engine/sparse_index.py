@@ -274,3 +274,22 @@ def _from_payload(col: CollectionRow, watermark: int, payload: bytes) -> SparseS
 def remove_sparse_snapshot(directory: Path, collection_uuid: str) -> None:
     """Delete a collection's sparse index snapshot, if any."""
     sparse_snapshot_path(directory, collection_uuid).unlink(missing_ok=True)
+
+
+def top_matching(
+    db: StoreSession,
+    cid: int,
+    column: PostingColumn,
+    weights: dict[int, float],
+    n_records: int | None,
+    limit: int,
+    flt: RecordFilter,
+) -> tuple[list[tuple[int, float]], dict[int, tuple]]:
+    """The `limit` best records of `column` that `flt` lets through (its allowed keys, read
+    as dense queries read them), and their rows, in the session's snapshot."""
+    if limit <= 0:
+        return [], {}
+    allowed = None if flt.selects_all else db.allowed_keys(cid, flt)
+    found = column.search(weights, n_records, limit, allowed)
+    rows = db.fetch_by_keys(cid, [k for k, _ in found], False) if found else {}
+    return found, rows
