@@ -12,7 +12,8 @@ sparse-vector keys, scalar metadata, documents) in:
 - `http-raw`: the body exactly as captured, posted with httpx to `huedb run`'s v2 search
   route, the response read by chromadb's own `SearchResult`;
 - `http-chromadb`: the same searches built with chromadb's classes and run by the real
-  `chromadb.HttpClient`'s `collection.search`.
+  `chromadb.HttpClient`'s `collection.search`;
+- `http-huedb`: huedb's builders through `huedb.HttpClient` on the same server.
 
 A collection has at most one sparse index (Chroma 1.5.9's rule), so each mode holds the
 records twice: `plain` (a sparse index on `sparse_embedding`, plain dot product) and `bm25`
@@ -57,7 +58,14 @@ REFERENCE = {
     "plain": BruteForce(SPARSE_RECORDS),
     "bm25": BruteForce(SPARSE_RECORDS, bm25_keys=(BM25_KEY,)),
 }
-MODES = ["ephemeral", "persistent", "persistent-postgresql", "http-raw", "http-chromadb"]
+MODES = [
+    "ephemeral",
+    "persistent",
+    "persistent-postgresql",
+    "http-raw",
+    "http-chromadb",
+    "http-huedb",
+]
 SPARSE_BODIES = sorted(name for name, body in BODIES.items() if has_sparse(body))
 
 
@@ -178,12 +186,21 @@ def runners(
             level = chromadb.api.types.ReadLevel(body.get("read_level", "index_and_wal"))
             return remote[name].search(searches, level).rows()
 
+        ours = huedb.HttpClient(host=server.host, port=server.port)
+        ours_remote = {name: ours.get_collection(f"modes-{name}") for name in REFERENCE}
+
+        def huedb_client(name: str, body: dict[str, Any]) -> list[list[dict[str, Any]]]:
+            searches = [builder_search(huedb, p) for p in body["searches"]]
+            level = huedb.ReadLevel(body.get("read_level", "index_and_wal"))
+            return ours_remote[name].search(searches, level).rows()
+
         yield {
             "ephemeral": in_process("ephemeral"),
             "persistent": in_process("persistent"),
             "persistent-postgresql": in_process("persistent-postgresql"),
             "http-raw": raw,
             "http-chromadb": real_client,
+            "http-huedb": huedb_client,
         }
 
 
