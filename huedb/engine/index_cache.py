@@ -146,6 +146,8 @@ def _measure_recall(
 ) -> Calibration | None:
     """The recall calibration of a graph, queried with the vectors of rows `sample` (None
     when it failed: searches then use the configured ef_search); stops with BuildStopped."""
+    if len(sample) == 0:  # under 10 vectors: nothing to measure with
+        return None
     efs = ladder(params.ef_search, params.ef_search_set)
     target = params.recall_target
     try:
