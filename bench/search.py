@@ -106,6 +106,7 @@ FIGURES = [
     ("ingest_ratio", "ingest ratio BM25 / dense only", ""),
     ("dense_ingest_s", "ingest time, dense only", "s"),
     ("bm25_ingest_s", "ingest time, dense + BM25", "s"),
+    ("bm25_embed_docs_per_s", "BM25 function alone (client side, cold stems)", "docs/s"),
     ("index_ready_s", "dense index ready after ingest (first query + build)", "s"),
     ("dense_p50_ms", "dense Knn p50", "ms"),
     ("dense_p99_ms", "dense Knn p99", "ms"),
