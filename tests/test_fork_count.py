@@ -87,15 +87,29 @@ def test_fork_count_in_process(store: StoreTarget, tmp_path: Path) -> None:
 
 
 def test_fork_count_survives_backup_and_restore(store: StoreTarget, tmp_path: Path) -> None:
-    """A backup of either store restores its lineage (into a fresh SQLite directory)."""
+    """A backup of either store restores its lineage into a fresh SQLite directory; on
+    PostgreSQL, that backup also restores into the store emptied meanwhile."""
     data = tmp_path / "data"
-    grow_tree(store.client(data))
+    client = store.client(data)
+    grow_tree(client)
+    rows = lineage_rows(store, data)
     clear_system_cache()
     out = tmp_path / "backup.tar"
     backup(data, out, show_progress=False, store=store.url or None)
     restore(out, tmp_path / "restored", show_progress=False)
     restored = huedb.PersistentClient(path=str(tmp_path / "restored"))
     assert restored.get_collection("fork-2-1").fork_count() == 4
+    assert lineage_rows(StoreTarget("sqlite"), tmp_path / "restored") == rows
+    clear_system_cache()
+    if store.is_postgres:
+        emptied = store.client(data)
+        for col in emptied.list_collections():
+            emptied.delete_collection(col.name)
+        assert lineage_rows(store, data) == []
+        clear_system_cache()
+        restore(out, data, show_progress=False, store=store.url)
+        assert store.client(data).get_collection("source").fork_count() == 4
+        assert lineage_rows(store, data) == rows
 
 
 @pytest.fixture(scope="module")
