@@ -381,3 +381,35 @@ def test_filters_of_every_selectivity(store: StoreTarget, tmp_path: Path) -> Non
             want = brute_force(col, query, True, limit, cat)
             assert searched(col, query, limit, cat) == want, (cat, limit)
     client.close()
+
+
+def test_memory_budget_evicts_sparse_indexes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With `index_memory`, the least recently used sparse index is dropped (snapshotted
+    first) when another collection's is searched; its next search reloads the snapshot."""
+    client = huedb.PersistentClient(
+        path=str(tmp_path / "data"), settings=huedb.Settings(huedb_index_memory=20_000)
+    )
+    cols = [new_collection(client) for _ in range(2)]
+    for col in cols:
+        apply(
+            col,
+            (
+                "add",
+                [(f"x{i}", ([i % (TERMS - 1), TERMS - 1], [1.0, 0.5]), "a", 0) for i in range(300)],
+            ),
+        )
+    query = ([1, TERMS - 1], [1.0, 1.5])
+    engine = client._server.engine
+    with caplog.at_level(logging.INFO, logger="huedb.engine.sparse_index"):
+        assert_agrees(cols[0], query, 5)
+        first = engine.index_memory()["sparse_resident_bytes"]
+        assert first > 0
+        assert_agrees(cols[1], query, 5)
+        assert "evicted the sparse index" in caplog.text
+        assert engine.index_memory()["sparse_resident_bytes"] <= first * 1.5
+        caplog.clear()
+        assert_agrees(cols[0], query, 5)
+    assert "from its snapshot" in caplog.text
+    client.close()

@@ -441,6 +441,9 @@ class Engine:
                 found, rows = top_matching(db, col.cid, column, weights, records, limit, flt)
             for pending in self._sparse.pending():
                 self._sparse.checkpoint(pending)
+            if self.options.index_memory:  # what the dense indexes leave of the budget
+                dense = self._indexes.memory_figures()["resident_bytes"]
+                self._sparse.keep_within(self.options.index_memory - dense, col.cid)
         return [(k, m) for k, m in found if k in rows], rows
 
     def indexing_status(self, collection_uuid: str) -> dict[str, Any]:
@@ -731,9 +734,13 @@ class Engine:
 
     def index_memory(self) -> dict[str, Any]:
         """This process's index memory: budget, bytes held, resident (least recently used
-        first, with bytes) and evicted collections, hits, misses and evictions."""
+        first, with bytes) and evicted collections, hits, misses and evictions; and the
+        bytes its sparse indexes hold (kept within what the dense ones leave of the budget)."""
         with self._lock:
-            return self._indexes.memory_figures()
+            return {
+                **self._indexes.memory_figures(),
+                "sparse_resident_bytes": self._sparse.resident_bytes(),
+            }
 
     def _budget(self, db: StoreSession) -> contextlib.AbstractContextManager[Deadline]:
         """The time budget of one read, inside its session (`engine/budget.py`)."""

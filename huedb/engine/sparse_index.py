@@ -14,6 +14,7 @@ graph snapshot under the same lock) or, failing that, built by one scan of the c
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ class SparseState:
     n_records: int = 0
     columns: dict[str, PostingColumn] = field(default_factory=dict)
     unsnapshotted: int = 0
+    last_used: int = 0  # the cache's clock at its last search (least recent is evicted first)
 
     @property
     def nbytes(self) -> int:
@@ -67,7 +69,8 @@ class SparseIndexes:
         self._snapshot_every = options.snapshot_every
         self._states: dict[int, SparseState] = {}
         self._pending: dict[int, CollectionRow] = {}
-        self.counts = {"scans": 0, "snapshot_loads": 0, "caught_up": 0}
+        self.counts = {"scans": 0, "snapshot_loads": 0, "caught_up": 0, "evictions": 0}
+        self._clock = itertools.count(1)
 
     def ready(
         self, db: StoreSession, col: CollectionRow, key: str
@@ -78,6 +81,7 @@ class SparseIndexes:
         if state is None or state.watermark < col.pruned_seq:
             state = self._states[col.cid] = self._load(db, col)
         state.col = col
+        state.last_used = next(self._clock)
         self._catch_up(db, col, state)
         column = state.columns.get(key)
         if column is None:
@@ -124,6 +128,28 @@ class SparseIndexes:
     def resident_bytes(self) -> int:
         """Bytes held by every sparse index of this process."""
         return sum(s.nbytes for s in self._states.values())
+
+    def keep_within(self, budget: int, using: int) -> None:
+        """Drop the least recently used sparse indexes, never collection `using`'s, until
+        the others fit in `budget` bytes; one with changes its snapshot lacks is snapshotted
+        first, so its next search reloads it instead of scanning (outside read sessions)."""
+        by_age = sorted(self._states.values(), key=lambda s: s.last_used)
+        held = sum(s.nbytes for s in by_age)
+        for state in by_age:
+            if held <= budget:
+                return
+            if state.col.cid == using:
+                continue
+            if state.unsnapshotted:
+                self.checkpoint(state.col)
+            held -= state.nbytes
+            self.forget(state.col.cid)
+            self.counts["evictions"] += 1
+            logger.info(
+                "evicted the sparse index of collection %s (%d bytes) to stay within index_memory",
+                state.col.uuid,
+                state.nbytes,
+            )
 
     # -- loading ---------------------------------------------------------------------
 
