@@ -159,6 +159,14 @@ def _measure_recall(
         return None
 
 
+def _measure_view(payload: Any, params: HnswParams, stop: threading.Event) -> Calibration | None:
+    """The recall calibration of a serialized graph (a snapshot's payload), read through a
+    private read-only view that is gone when this returns."""
+    graph = graph_view(payload)
+    source = GraphVectors(graph)
+    return _measure_recall(graph, params, source, holdout_rows(len(source.keys)), stop)
+
+
 def _log_calibration(collection_uuid: str, found: Calibration) -> None:
     logger.info(
         "recall@10 of the graph of %s: %.3f at ef_search %d (target %.3f, %d queries, "
@@ -525,11 +533,8 @@ class IndexCache:
             snap = snapshot.read_snapshot(path, owner)
             if snap is None:
                 return
-            try:
-                graph = graph_view(snap.payload)
-                source = GraphVectors(graph)
-                sample = holdout_rows(len(source.keys))
-                job.calibration = _measure_recall(graph, params, source, sample, job.stop)
+            try:  # `snap` keeps the mapping open until the view is gone
+                job.calibration = _measure_view(snap.payload, params, job.stop)
             except (BuildStopped, ValueError, RuntimeError) as exc:
                 logger.info("recall of %s not measured: %r", col.uuid, exc)
                 return
@@ -699,7 +704,7 @@ class IndexCache:
         if present:
             keys, vectors = key_vector_rows(present, state.index.dim)
             # Entries of a metadata-only change (a sparse value) leave the vector as it was.
-            changed = ~_unchanged(state.index, keys, vectors)
+            changed = np.ones(len(keys), dtype=bool)
             if np.any(changed):
                 state.index.upsert(keys[changed], vectors[changed])
             applied += int(np.count_nonzero(changed))
