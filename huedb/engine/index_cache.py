@@ -704,7 +704,7 @@ class IndexCache:
         if present:
             keys, vectors = key_vector_rows(present, state.index.dim)
             # Entries of a metadata-only change (a sparse value) leave the vector as it was.
-            changed = np.ones(len(keys), dtype=bool)
+            changed = ~_unchanged(state.index, keys, vectors)
             if np.any(changed):
                 state.index.upsert(keys[changed], vectors[changed])
             applied += int(np.count_nonzero(changed))
