@@ -413,3 +413,26 @@ def test_memory_budget_evicts_sparse_indexes(
         assert_agrees(cols[0], query, 5)
     assert "from its snapshot" in caplog.text
     client.close()
+
+
+def test_dense_catch_up_skips_sparse_only_entries(tmp_path: Path) -> None:
+    """A metadata-only change of sparse values logs the records, and the dense index's
+    catch-up finds their vectors unchanged: nothing is applied to it (no graph remove/add,
+    no copy of a mapped snapshot); a vector change still is."""
+    client = huedb.PersistentClient(path=str(tmp_path / "data"))
+    col = new_collection(client)
+    apply(col, ("add", [(f"x{i}", ([1, 2], [1.0, 0.5]), "a", i % 3) for i in range(40)]))
+    engine = client._server.engine
+    col.query(query_embeddings=[[2.0, 1.0, 0.5]], n_results=3)  # the dense index is held
+    state = engine._indexes._states[engine.get_collection_by_uuid(str(col.id)).cid]
+    before, watermark = state.unsnapshotted, state.watermark
+    apply(col, ("update_meta", [(f"x{i}", ([3], [1.5]), "b", i % 3) for i in range(5)]))
+    apply(col, ("drop_sparse", ["x7", "x8"]))
+    assert state.watermark == watermark + 7  # logged, and caught up
+    assert state.unsnapshotted == before
+    assert_agrees(col, ([1, 3], [1.0, 2.0]), 6)
+    col.update(ids=["x9"], embeddings=[[9.0, 9.0, 9.0]])
+    assert state.unsnapshotted == before + 1
+    found = col.query(query_embeddings=[[9.0, 9.0, 9.0]], n_results=1)
+    assert found["ids"] == [["x9"]]
+    client.close()
