@@ -51,6 +51,7 @@ class SparseState:
     n_records: int = 0
     columns: dict[str, PostingColumn] = field(default_factory=dict)
     unsnapshotted: int = 0
+    snapshot_watermark: int = -1  # the watermark of the snapshot on disk it equals, if any
     last_used: int = 0  # the cache's clock at its last search (least recent is evicted first)
 
     @property
@@ -167,6 +168,7 @@ class SparseIndexes:
                     if snap.watermark < col.pruned_seq:
                         raise ValueError("older than the oplog floor")
                     state = _from_payload(col, snap.watermark, bytes(snap.payload))
+                    state.snapshot_watermark = snap.watermark
                     self.counts["snapshot_loads"] += 1
                     logger.info(
                         "loaded the sparse index of collection %s from its snapshot (seq %d)",
@@ -244,7 +246,7 @@ class SparseIndexes:
         state = self._states.get(col.cid)
         if state is None or self._dir is None or not state.columns:
             return None
-        if state.unsnapshotted == 0:
+        if state.snapshot_watermark == state.watermark:
             return state.watermark
         path = sparse_snapshot_path(self._dir, col.uuid)
         try:
@@ -266,6 +268,7 @@ class SparseIndexes:
             logger.warning("could not write sparse index snapshot %s: %s", path, exc)
             return None
         state.unsnapshotted = 0
+        state.snapshot_watermark = state.watermark
         return state.watermark
 
 
