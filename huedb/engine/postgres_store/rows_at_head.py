@@ -6,10 +6,10 @@ and oplog head (to confirm the index was current), the rows of the keys it found
 vectors when the graph has none to rank with) and the records holding the query vector
 itself. Sent one by one inside BEGIN ... COMMIT that is six round trips; here they go out
 together in pipeline mode (BEGIN REPEATABLE READ, the collection's row with the budget set
-in the same statement, the rows, the probes' matches, COMMIT) and come back in one, read in
-one snapshot. Results come in binary (vectors are not spelled out in hex); keys go out as
-one bigint[] literal. Measured at 30k x 384 with 14 candidates: ~290 us against ~470 us for
-the same statements in one CTE, and ~6 round trips before.
+in the same statement, the rows with the probes' matches in one statement, COMMIT) and come
+back in one, read in one snapshot. Results come in binary (vectors are not spelled out in
+hex); keys go out as one bigint[] literal. Measured at 30k x 384 with 14 candidates: ~290
+us against ~470 us for the same statements in one CTE, and ~6 round trips before.
 
 A filtered query needs the allowed keys before it searches, so its snapshot stays open
 across the search: BEGIN, the row and head and the allowed keys in one round trip, then the
@@ -52,12 +52,17 @@ _COLLECTION = (
 )
 
 
-def _same_sql(with_vectors: bool) -> str:
-    """Per probe (numbered from 1), the collection's records holding exactly that vector,
-    found through the digest index (a lateral lookup per probe: no plan scans the table)."""
+def _rows_sql(with_vectors: bool, probes: bool) -> str:
+    """The rows of the keys asked for (tagged 0) and, with `probes`, per probe (tagged with
+    its number from 1) the collection's records holding exactly that vector, found through
+    the digest index (a lateral lookup per probe: no plan scans the table). One statement:
+    parameters (keys, cid[, digests, vectors, cid])."""
+    asked = f"SELECT 0::bigint AS n, s.* FROM ({rows_by_keys_sql(with_vectors)}) s"
+    if not probes:
+        return asked
     vector = ", e.vector" if with_vectors else ""
     return (
-        f"SELECT p.n, r.key, r.id, r.document, r.uri, r.metadata{vector} "
+        f"{asked} UNION ALL SELECT p.n, r.key, r.id, r.document, r.uri, r.metadata{vector} "
         "FROM unnest(%s::bigint[], %s::bytea[]) WITH ORDINALITY AS p(digest, vector, n) "
         "CROSS JOIN LATERAL (SELECT key, vector FROM embeddings e "
         "WHERE e.digest = p.digest AND e.vector = p.vector) e "
@@ -76,19 +81,15 @@ def rows_at_head(
     """See `engine.store.Store.rows_at_head`; retried on a fresh connection if a pooled one
     turns out to be broken (a read is safe to repeat)."""
     blobs, digests = _probe_values(probes)
-    wanted = _key_array(keys)
 
     def read(conn: psycopg.Connection) -> RowsAtHead:
         with conn.pipeline():
             conn.execute(_BEGIN)
             found = conn.execute(_COLLECTION, (_timeout_setting(timeout), col.uuid), binary=True)
-            rows = conn.execute(rows_by_keys_sql(with_vectors), (wanted, col.cid), binary=True)
-            same = None
-            if blobs:
-                params = (digests, blobs, col.cid)
-                same = conn.execute(_same_sql(with_vectors), params, binary=True)
+            query = _rows_query(col.cid, keys, blobs, digests, with_vectors)
+            rows = conn.execute(*query, binary=True)
             conn.execute("COMMIT")
-        return _result(found, rows, same, len(blobs))
+        return _result(found, rows, len(blobs))
 
     with statement_timeouts(Deadline(timeout)), storage_errors():
         return on_live_connection(pool, read)
@@ -137,16 +138,11 @@ class PgFilteredRead:
         blobs, digests = _probe_values(probes)
         conn = self._conn
         with conn.pipeline():
-            rows = conn.execute(
-                rows_by_keys_sql(with_vectors), (_key_array(keys), self._cid), binary=True
-            )
-            same = None
-            if blobs:
-                params = (digests, blobs, self._cid)
-                same = conn.execute(_same_sql(with_vectors), params, binary=True)
+            query = _rows_query(self._cid, keys, blobs, digests, with_vectors)
+            rows = conn.execute(*query, binary=True)
             conn.execute("COMMIT")
         self._open = False
-        return _matched_rows(rows, same, len(blobs))
+        return _matched_rows(rows, len(blobs))
 
     def close(self, pool: ConnectionPool) -> None:
         """End the snapshot if `rows` did not, and give the connection back."""
@@ -183,24 +179,31 @@ def _probe_values(probes: np.ndarray | None) -> tuple[list[bytes], list[int]]:
     return blobs, [vector_digest(b) for b in blobs]
 
 
-def _result(
-    found: psycopg.Cursor, rows: psycopg.Cursor, same: psycopg.Cursor | None, probes: int
-) -> RowsAtHead:
+def _rows_query(
+    cid: int, keys: Sequence[int], blobs: list[bytes], digests: list[int], with_vectors: bool
+) -> tuple[str, tuple]:
+    """The SQL of `_rows_sql` and its parameters."""
+    params: tuple = (_key_array(keys), cid)
+    if blobs:
+        params += (digests, blobs, cid)
+    return _rows_sql(with_vectors, bool(blobs)), params
+
+
+def _result(found: psycopg.Cursor, rows: psycopg.Cursor, probes: int) -> RowsAtHead:
     collection, head = _collection_and_head(found.fetchone())
     if collection is None:
         return RowsAtHead(None, 0, {}, [])
-    by_key, matches = _matched_rows(rows, same, probes)
+    by_key, matches = _matched_rows(rows, probes)
     return RowsAtHead(collection, head, by_key, matches)
 
 
-def _matched_rows(
-    rows: psycopg.Cursor, same: psycopg.Cursor | None, probes: int
-) -> tuple[dict[int, tuple], list[list[int]]]:
+def _matched_rows(rows: psycopg.Cursor, probes: int) -> tuple[dict[int, tuple], list[list[int]]]:
     """Rows by key (the keys asked for, and the probes' exact matches) and per probe its
-    matches' keys."""
-    by_key = {r[0]: r for r in rows.fetchall()}
+    matches' keys, from `_rows_sql`'s tagged rows."""
+    by_key: dict[int, tuple] = {}
     matches: list[list[int]] = [[] for _ in range(probes)]
-    for n, *record in [] if same is None else same.fetchall():
-        matches[n - 1].append(record[0])
+    for n, *record in rows.fetchall():
         by_key[record[0]] = tuple(record)
+        if n:
+            matches[n - 1].append(record[0])
     return by_key, matches
