@@ -152,6 +152,11 @@ def apply(col: Any, op: tuple[str, Any]) -> None:
     if kind == "delete":
         col.delete(ids=list(arg))
         return
+    if kind == "search":  # hold a dense and a sparse index (so this process prunes)
+        if col.count():
+            col.query(query_embeddings=[[0.0, 1.0, 0.5]], n_results=1)
+        searched(col, ([1, 2], [1.0, 1.0]), 3, None)
+        return
     if kind == "delete_where":
         col.delete(where={"cat": arg})
         return
@@ -263,6 +268,52 @@ def test_second_process_writes_while_index_is_warm(store: StoreTarget, tmp_path:
     finally:
         child.stdin.close()
         assert child.wait(timeout=60) == 0
+    client.close()
+
+
+def test_other_process_prunes_and_this_one_reloads_its_snapshot(
+    store: StoreTarget, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A second process that searches too snapshots its sparse index and prunes the oplog
+    past this process's watermark: this process then loads that snapshot (no second scan)
+    and answers as the scan."""
+    data = tmp_path / "data"
+    settings = {**store.settings, "huedb_snapshot_every": 3}
+    client = huedb.PersistentClient(path=str(data), settings=huedb.Settings(**settings))
+    col = new_collection(client)
+    rng = random.Random(61)
+    apply(col, ("add", [(rid, ([1, 2], [1.0, 0.5]), "a", 0) for rid in IDS]))
+    query = ([1, 2, 5], [1.0, 0.5, 3.0])
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from tests.test_sparse_index import _child; _child()"],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        with caplog.at_level(logging.INFO, logger="huedb.engine.sparse_index"):
+            assert_agrees(col, query, 5)
+            args = {"path": str(data), "settings": settings, "name": col.name}
+            child.stdin.write(json.dumps(args) + "\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "ready"
+            for _ in range(5):
+                ops = [("search", None)] + [
+                    ("upsert", [(rid, ([rng.randrange(TERMS)], [1.5]), "a", 1)])
+                    for rid in rng.sample(IDS, 6)
+                ]
+                child.stdin.write(json.dumps(ops) + "\n")
+                child.stdin.flush()
+                assert child.stdout.readline().strip() == "ok"
+                assert_agrees(col, query, 5)
+    finally:
+        child.stdin.close()
+        assert child.wait(timeout=60) == 0
+    assert caplog.text.count("by a scan") == 1
+    assert "from its snapshot" in caplog.text
     client.close()
 
 
