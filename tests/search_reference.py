@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 import numpy as np
+from hypothesis import strategies as st
 
 from huedb.sparse_vector import SparseVector
 from tests.test_search_expressions import CAPTURED_BODIES
@@ -314,4 +315,90 @@ def search_object(module: Any, payload: dict[str, Any]) -> Any:
         group_by=payload.get("group_by") or None,
         limit=payload.get("limit"),
         select=payload.get("select"),
+    )
+
+
+# -- random payloads ---------------------------------------------------------------------------
+
+# Query values on a coarse grid: near-ties that float32 and float64 order differently
+# (e.g. sparse measures 1 - 1e-8 and 1 - 2e-8) would change a Knn's top-`limit` set.
+_unit = st.integers(1, 8).map(lambda i: i / 8)
+_dense_query = st.lists(_unit, min_size=4, max_size=4)
+_sparse_query = st.lists(st.sampled_from(SPARSE_POOL), min_size=1, max_size=4, unique=True).flatmap(
+    lambda idx: st.lists(_unit, min_size=len(idx), max_size=len(idx)).map(
+        lambda vals: {"indices": sorted(idx), "values": vals}
+    )
+)
+
+
+@st.composite
+def _knn(draw: st.DrawFn, sparse_keys: tuple[str, ...]) -> dict[str, Any]:
+    sparse = draw(st.booleans())
+    spec: dict[str, Any] = {
+        "query": draw(_sparse_query if sparse else _dense_query),
+        "key": draw(st.sampled_from(sparse_keys)) if sparse else "#embedding",
+        "limit": draw(st.integers(1, 25)),
+    }
+    if draw(st.booleans()):
+        spec["default"] = draw(st.sampled_from([0.0, 1.0, 10.0, 1000.0]))
+    if draw(st.booleans()):
+        spec["return_rank"] = True
+    return {"$knn": spec}
+
+
+_val = st.sampled_from([-2.0, -0.5, 0.5, 1.0, 3.0]).map(lambda v: {"$val": v})
+
+
+def _rank(sparse_keys: tuple[str, ...]) -> st.SearchStrategy[dict[str, Any]]:
+    # No $div / $exp / $log: near zero or far out, float32 and float64 part ways (the captures
+    # and worked examples cover them).
+    return st.recursive(
+        st.one_of(_knn(sparse_keys), _knn(sparse_keys), _val),
+        lambda child: st.one_of(
+            st.builds(
+                lambda op, xs: {op: xs},
+                st.sampled_from(["$sum", "$mul", "$max", "$min"]),
+                st.lists(child, min_size=1, max_size=3),
+            ),
+            st.builds(lambda a, b: {"$sub": {"left": a, "right": b}}, child, child),
+            child.map(lambda c: {"$abs": c}),
+        ),
+        max_leaves=4,
+    )
+
+
+_filters = st.sampled_from(
+    [
+        None,
+        {"category": {"$eq": "science"}},
+        {"year": {"$gte": 2022}},
+        {"#id": {"$in": [f"id{i}" for i in range(0, N, 2)]}},
+        {"$or": [{"#document": {"$contains": "fox"}}, {"#id": {"$nin": ["id1", "id5"]}}]},
+        {"$and": [{"tag": {"$ne": "a"}}, {"b": {"$eq": True}}]},
+    ]
+)
+_groups = st.sampled_from(
+    [
+        {},
+        {"keys": ["category"], "aggregate": {"$min_k": {"keys": ["#score"], "k": 2}}},
+        {"keys": ["year"], "aggregate": {"$max_k": {"keys": ["priority", "#score"], "k": 1}}},
+    ]
+)
+
+
+def payloads(sparse_keys: tuple[str, ...]) -> st.SearchStrategy[dict[str, Any]]:
+    """Random search payloads: rank trees of dense and sparse Knn (sparse ones on
+    `sparse_keys`), filters, group_by and pages, for the records of make_records."""
+    return st.fixed_dictionaries(
+        {
+            "filter": _filters,
+            "rank": _rank(sparse_keys),
+            "group_by": _groups,
+            "limit": st.builds(
+                lambda o, n: {"offset": o, **({} if n is None else {"limit": n})},
+                st.integers(0, 5),
+                st.none() | st.integers(0, 20),
+            ),
+            "select": st.just({"keys": ["#score", "#metadata", "#document"]}),
+        }
     )

@@ -23,7 +23,6 @@ import httpx
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import huedb
 from huedb.bm25 import ChromaBm25EmbeddingFunction
@@ -39,7 +38,6 @@ from tests.search_reference import (
     BODIES,
     RECORDS,
     SPARSE_KEYS,
-    SPARSE_POOL,
     SPARSE_RECORDS,
     BruteForce,
     N,
@@ -47,6 +45,7 @@ from tests.search_reference import (
     assert_matches,
     close,
     has_sparse,
+    payloads,
     search_object,
 )
 from tests.servers import huedb_server
@@ -388,78 +387,7 @@ def test_group_by_example(server: Any, mode: str) -> None:
 
 # -- random searches against the brute force ----------------------------------------------------
 
-# Query values on a coarse grid: near-ties that float32 and float64 order differently
-# (e.g. sparse measures 1 - 1e-8 and 1 - 2e-8) would change a Knn's top-`limit` set.
-_unit = st.integers(1, 8).map(lambda i: i / 8)
-_dense_query = st.lists(_unit, min_size=4, max_size=4)
-_sparse_query = st.lists(st.sampled_from(SPARSE_POOL), min_size=1, max_size=4, unique=True).flatmap(
-    lambda idx: st.lists(_unit, min_size=len(idx), max_size=len(idx)).map(
-        lambda vals: {"indices": sorted(idx), "values": vals}
-    )
-)
-
-
-@st.composite
-def _knn(draw: st.DrawFn) -> dict[str, Any]:
-    sparse = draw(st.booleans())
-    spec: dict[str, Any] = {
-        "query": draw(_sparse_query if sparse else _dense_query),
-        "key": draw(st.sampled_from(SPARSE_KEYS)) if sparse else "#embedding",
-        "limit": draw(st.integers(1, 25)),
-    }
-    if draw(st.booleans()):
-        spec["default"] = draw(st.sampled_from([0.0, 1.0, 10.0, 1000.0]))
-    if draw(st.booleans()):
-        spec["return_rank"] = True
-    return {"$knn": spec}
-
-
-_val = st.sampled_from([-2.0, -0.5, 0.5, 1.0, 3.0]).map(lambda v: {"$val": v})
-# No $div / $exp / $log: near zero or far out, float32 and float64 part ways (the captures
-# and worked examples cover them).
-_rank = st.recursive(
-    st.one_of(_knn(), _knn(), _val),
-    lambda child: st.one_of(
-        st.builds(
-            lambda op, xs: {op: xs},
-            st.sampled_from(["$sum", "$mul", "$max", "$min"]),
-            st.lists(child, min_size=1, max_size=3),
-        ),
-        st.builds(lambda a, b: {"$sub": {"left": a, "right": b}}, child, child),
-        child.map(lambda c: {"$abs": c}),
-    ),
-    max_leaves=4,
-)
-_filters = st.sampled_from(
-    [
-        None,
-        {"category": {"$eq": "science"}},
-        {"year": {"$gte": 2022}},
-        {"#id": {"$in": [f"id{i}" for i in range(0, N, 2)]}},
-        {"$or": [{"#document": {"$contains": "fox"}}, {"#id": {"$nin": ["id1", "id5"]}}]},
-        {"$and": [{"tag": {"$ne": "a"}}, {"b": {"$eq": True}}]},
-    ]
-)
-_groups = st.sampled_from(
-    [
-        {},
-        {"keys": ["category"], "aggregate": {"$min_k": {"keys": ["#score"], "k": 2}}},
-        {"keys": ["year"], "aggregate": {"$max_k": {"keys": ["priority", "#score"], "k": 1}}},
-    ]
-)
-_payloads = st.fixed_dictionaries(
-    {
-        "filter": _filters,
-        "rank": _rank,
-        "group_by": _groups,
-        "limit": st.builds(
-            lambda o, n: {"offset": o, **({} if n is None else {"limit": n})},
-            st.integers(0, 5),
-            st.none() | st.integers(0, 20),
-        ),
-        "select": st.just({"keys": ["#score", "#metadata", "#document"]}),
-    }
-)
+_payloads = payloads(SPARSE_KEYS)
 
 
 @pytest.fixture(scope="module")
