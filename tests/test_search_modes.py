@@ -24,7 +24,8 @@ may swap only where their reference scores are that close.
 
 Also over HTTP through chromadb.HttpClient: the reference's worked examples (acceptance 2:
 rank algebra, RRF, IDF, the BM25 score; its group_by example is in test_search_execution)
-exactly at float32, and every row of its error table (acceptance 4).
+exactly at float32, and every row of its error table (acceptance 4). And random searches
+(hypothesis) as wire JSON, over HTTP or in-process, against the same brute force.
 """
 
 from __future__ import annotations
