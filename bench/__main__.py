@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.cluster import main as cluster_main
 
         return cluster_main(argv[1:])
+    if argv[:1] == ["footprint"]:
+        from bench.footprint import main as footprint_main
+
+        return footprint_main(argv[1:])
     if argv[:1] == ["search"]:
         from bench.search import main as search_main
 
