@@ -117,7 +117,7 @@ def new_collection(client: Any) -> Any:
 
 # -- random operations ---------------------------------------------------------------------
 
-VALUES = [0.25, 0.5, 1.0, 1.5, 3.0]
+VALUES = [0.25, 0.5, 1.0, 1.5, 3.0, 0.0, -1.0]
 _values = st.sampled_from(VALUES)
 _sparse = st.one_of(
     st.none(),

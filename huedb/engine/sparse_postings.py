@@ -330,15 +330,19 @@ class PostingColumn:
         if not all_slots:
             return []
         slots = np.concatenate(all_slots)
-        dots = np.bincount(slots, np.concatenate(all_products), self.n_slots)
-        hit = np.zeros(self.n_slots, dtype=bool)
-        hit[slots] = True
+        products = np.concatenate(all_products)
+        dots = np.bincount(slots, products, self.n_slots)
+        if products.min() > 0:  # BM25's case: a record shares a term iff its dot is > 0
+            candidates = np.flatnonzero(dots)
+        else:
+            hit = np.zeros(self.n_slots, dtype=bool)
+            hit[slots] = True
+            candidates = np.flatnonzero(hit)
         if allowed is not None:
             permitted = np.zeros(self.n_slots, dtype=bool)
             allowed_slots = self.slot_of.get(allowed)
             permitted[allowed_slots[allowed_slots >= 0]] = True
-            hit &= permitted
-        candidates = np.flatnonzero(hit)
+            candidates = candidates[permitted[candidates]]
         measures = (1.0 - dots[candidates]).astype(np.float32)
         keys = self.slot_keys[candidates]
         if len(candidates) > limit:
