@@ -32,6 +32,7 @@ from huedb.sparse_vector import SPARSE_VECTOR_TYPE_VALUE, TYPE_KEY
 
 logger = logging.getLogger(__name__)
 
+SCAN_PAGE = 5_000  # rows per read when building a column by a scan
 SPACE = "sparse"  # the `space` a sparse snapshot's header carries
 FORMAT = 2  # the `dim` a sparse snapshot's header carries: its payload's format
 
@@ -79,7 +80,7 @@ class SparseIndexes:
         """The collection's state and its column for `key`, caught up to the snapshot of
         the read session `db` (loaded or built first when needed)."""
         state = self._states.get(col.cid)
-        if state is None or state.watermark < col.pruned_seq:
+        if state is None or state.watermark < col.pruned_seq or state.col.uuid != col.uuid:
             state = self._states[col.cid] = self._load(db, col)
         state.col = col
         state.last_used = next(self._clock)
@@ -192,17 +193,15 @@ class SparseIndexes:
         self, db: StoreSession, col: CollectionRow, state: SparseState, key: str
     ) -> PostingColumn:
         """Build the column of `key` from every record (the state is at this snapshot)."""
-        keys: list[int] = []
-        lengths: list[int] = []
-        terms: list[int] = []
-        values: list[float] = []
-        for row in db.fetch_rows(col.cid, RecordFilter(None), None, None, False):
-            value = orjson.loads(row[4]).get(key) if row[4] else None
-            if isinstance(value, dict) and value.get(TYPE_KEY) == SPARSE_VECTOR_TYPE_VALUE:
-                keys.append(row[0])
-                lengths.append(len(value["indices"]))
-                terms.extend(value["indices"])
-                values.extend(value["values"])
+        pages: list[tuple[np.ndarray, ...]] = []
+        offset = 0
+        while True:  # by pages, so no more than a page of rows is held at once
+            rows = db.fetch_rows(col.cid, RecordFilter(None), SCAN_PAGE, offset, False)
+            pages.append(_page_entries(rows, key))
+            offset += len(rows)
+            if len(rows) < SCAN_PAGE:
+                break
+        keys, lengths, terms, values = (np.concatenate(part) for part in zip(*pages, strict=True))
         column = PostingColumn()
         column.load(keys, lengths, terms, values)
         state.unsnapshotted = max(state.unsnapshotted, 1)
@@ -270,6 +269,27 @@ class SparseIndexes:
         state.unsnapshotted = 0
         state.snapshot_watermark = state.watermark
         return state.watermark
+
+
+def _page_entries(rows: list[tuple], key: str) -> tuple[np.ndarray, ...]:
+    """(keys, lengths, terms, values) of the sparse vectors under `key` in `rows`."""
+    keys: list[int] = []
+    lengths: list[int] = []
+    terms: list[int] = []
+    values: list[float] = []
+    for row in rows:
+        value = orjson.loads(row[4]).get(key) if row[4] else None
+        if isinstance(value, dict) and value.get(TYPE_KEY) == SPARSE_VECTOR_TYPE_VALUE:
+            keys.append(row[0])
+            lengths.append(len(value["indices"]))
+            terms.extend(value["indices"])
+            values.extend(value["values"])
+    return (
+        np.asarray(keys, dtype=np.int64),
+        np.asarray(lengths, dtype=np.int32),
+        np.asarray(terms, dtype=np.int64),
+        np.asarray(values, dtype=np.float32),
+    )
 
 
 def _metadata(blob: str | bytes | None) -> dict | None:

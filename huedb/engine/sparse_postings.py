@@ -135,7 +135,7 @@ class PostingColumn:
     # -- changes ---------------------------------------------------------------------
 
     def load(
-        self, keys: list[int], lengths: list[int], terms: list[int], values: list[float]
+        self, keys: np.ndarray, lengths: np.ndarray, terms: np.ndarray, values: np.ndarray
     ) -> None:
         """Fill an empty column at once: record `keys[i]` holds the next `lengths[i]` of
         `terms` and `values` (a scan's output; cheaper than `replace` record by record)."""
