@@ -33,6 +33,8 @@ import pytest
 import huedb
 from huedb.api.client import clear_system_cache
 from huedb.cli.output import stats_lines
+from huedb.engine import recall_calibration as rc
+from huedb.engine.vector_index import HnswParams, build_graph, search_graph
 from huedb.errors import InvalidArgumentError
 from huedb.ops.stats import gather_stats
 from tests.servers import huedb_server
@@ -229,3 +231,41 @@ def test_a_fifth_of_the_graph_changed_is_measured_again(tmp_path: Path) -> None:
         assert status.ef_search is not None and status.ef_search >= 100
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("space", ["l2", "cosine", "ip"])
+def test_the_measurement_against_a_reference(space: str) -> None:
+    """`calibrate` on a small graph: its recall at one ef equals a numpy reference (the held-out
+    sample's true 10 nearest among the other rows, in float64, against the graph's 14
+    candidates re-ranked), a target of 0 keeps the first ef and one above 1 tries them all."""
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((3_000, 16)).astype(np.float32)
+    keys = np.arange(10, 3_010, dtype=np.uint64)
+    sample = rc.holdout_rows(len(keys))
+    graph = build_graph(16, HnswParams(space=space, ef_construction=16), keys, vectors, skip=sample)
+    source = rc.ArrayVectors(keys, vectors)
+
+    def distances(rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        a, q = vectors[rows].astype(np.float64), queries.astype(np.float64)[:, None, :]
+        if space == "l2":
+            return ((a - q) ** 2).sum(-1)
+        dots = (a * q).sum(-1)
+        if space == "ip":
+            return 1 - dots
+        return 1 - dots / (np.linalg.norm(a, axis=-1) * np.linalg.norm(q, axis=-1))
+
+    queries = vectors[sample]
+    others = np.setdiff1d(np.arange(len(keys)), sample)
+    everything = distances(np.broadcast_to(others, (len(sample), len(others))), queries)
+    tenth = np.sort(everything, axis=1)[:, 9]
+    found, _ = search_graph(graph, queries, 14, 12)
+    rows = found.astype(np.int64) - 10
+    best = np.sort(np.where(np.isin(rows, sample), np.inf, distances(rows, queries)), axis=1)
+    limit = tenth + 1e-6 * np.abs(tenth) + 1e-9
+    want = np.mean(np.sum(best[:, :10] <= limit[:, None], axis=1) / 10)
+
+    got = rc.calibrate(graph, space, source, sample, 0.0, [12, 24, 48])
+    assert (got.ef_search, got.floor, got.queries, got.graph_size) == (12, 12, 200, 3_000)
+    assert got.recall == pytest.approx(want, abs=1e-9)
+    assert want < 1.0  # ef 12 on a graph built with ef 16 misses some: the check has teeth
+    assert rc.calibrate(graph, space, source, sample, 1.01, [12, 24, 48]).ef_search == 48

@@ -142,7 +142,12 @@ def _recall_target(col: CollectionRow) -> float:
 
 
 def _measure_recall(
-    graph: Any, params: HnswParams, vectors: Vectors, sample: np.ndarray, stop: threading.Event
+    graph: Any,
+    params: HnswParams,
+    vectors: Vectors,
+    sample: np.ndarray,
+    stop: threading.Event,
+    sample_in_graph: bool = False,
 ) -> Calibration | None:
     """The recall calibration of a graph, queried with the vectors of rows `sample` (None
     when it failed: searches then use the configured ef_search); stops with BuildStopped."""
@@ -151,7 +156,7 @@ def _measure_recall(
     efs = ladder(params.ef_search, params.ef_search_set)
     target = params.recall_target
     try:
-        return calibrate(graph, params.space, vectors, sample, target, efs, stop)
+        return calibrate(graph, params.space, vectors, sample, target, efs, stop, sample_in_graph)
     except BuildStopped:
         raise
     except Exception:
@@ -164,7 +169,8 @@ def _measure_view(payload: Any, params: HnswParams, stop: threading.Event) -> Ca
     private read-only view that is gone when this returns."""
     graph = graph_view(payload)
     source = GraphVectors(graph)
-    return _measure_recall(graph, params, source, holdout_rows(len(source.keys)), stop)
+    sample = holdout_rows(len(source.keys))
+    return _measure_recall(graph, params, source, sample, stop, sample_in_graph=True)
 
 
 def _log_calibration(collection_uuid: str, found: Calibration) -> None:

@@ -149,11 +149,13 @@ def calibrate(
     target: float,
     efs: list[int],
     stop: threading.Event | None = None,
+    sample_in_graph: bool = False,
 ) -> Calibration:
     """Measure recall@10 of `graph` for the vectors of rows `sample` as queries, against
     the exact answer among the other rows, at each ef of `efs` until the target is met.
 
-    The sample may be in the graph: its keys are dropped from the graph's answers.
+    With `sample_in_graph`, one more candidate is asked for (the query's own node), and
+    the sample's keys are dropped from the graph's answers.
     """
     started = time.perf_counter()
     n = len(vectors.keys)
@@ -167,7 +169,7 @@ def calibrate(
     slack = 1e-6 * np.maximum(np.abs(kth), 1e-12)
     order = np.argsort(vectors.keys)
     left_out = vectors.keys[sample]
-    count = min(n, k + k // 4 + 2 + 1)  # as VectorIndex.graph_candidates, and the query's own
+    count = min(n, k + k // 4 + 2 + int(sample_in_graph))  # as VectorIndex.graph_candidates
     for ef in efs:
         _check(stop)
         keys, counts = search_graph(graph, queries, count, ef)
