@@ -39,7 +39,7 @@ SAMPLE_QUERIES = 200
 RECALL_K = 10
 EF_LADDER = (128, 160, 192, 256, 320, 384, 512, 768, 1024)
 CONFIDENCE_Z = 1.645  # the target must hold for the mean minus this many standard errors
-CHUNK_ROWS = 32_768  # rows scored per block of the brute-force pass (~25 MB of scores)
+CHUNK_ROWS = 4_096  # rows per block of the brute-force pass (200 queries: ~3 MB per score array)
 RECALIBRATE_FRACTION = 0.2  # changes since the measurement, as a share of the graph
 
 
