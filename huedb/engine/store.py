@@ -1,9 +1,10 @@
 """The store interface: what the engine asks of the truth it runs on.
 
 A store holds the catalog (tenants, databases, collections, aliases), the records with
-their vectors, typed metadata and document index, and the oplog of vector changes. The
-engine, its index cache and everything above see only these protocols; each store (SQLite
-in `engine/sqlite_store/`, PostgreSQL in `engine/postgres_store/`) keeps its SQL to itself.
+their vectors, typed metadata and document index, and the oplog of the changes the derived
+indexes follow (vectors, and sparse-vector metadata values). The engine, its index caches
+and everything above see only these protocols; each store (SQLite in
+`engine/sqlite_store/`, PostgreSQL in `engine/postgres_store/`) keeps its SQL to itself.
 
 What every store guarantees (docs/ARCHITECTURE.md, "Store interface"):
 - a `read()` session sees one consistent snapshot for all its calls;
@@ -12,9 +13,10 @@ What every store guarantees (docs/ARCHITECTURE.md, "Store interface"):
 - a write acknowledged (its block ended) is committed, at the durability configured;
 - record keys are never reused (a deleted record's key is never given to another one);
 - the oplog is per collection: every committed change of a record's vector (insert,
-  replace, delete) has a sequence number, and once `oplog_head(cid)` returned `h` in a
-  snapshot, every change committed later gets a number above `h`, so a reader that
-  applied `oplog_changes(cid, w)` up to `h` never skips a committed change.
+  replace, delete) or of one of its sparse-vector metadata values has a sequence number,
+  and once `oplog_head(cid)` returned `h` in a snapshot, every change committed later gets
+  a number above `h`, so a reader that applied `oplog_changes(cid, w)` up to `h` never
+  skips a committed change.
 
 Calls take and return plain values: `CollectionRow`, record rows as tuples
 `(key, id, document, uri, metadata_json[, vector])` with the vector as float32 bytes,
