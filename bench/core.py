@@ -615,7 +615,8 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     versions = {}
-    for dist in ("huedb", "chromadb", "numpy", "usearch", "lancedb", "pylance", "pymilvus"):
+    peers = ("lancedb", "pymilvus", "milvus-lite", "sqlite-vec", "apsw")
+    for dist in ("huedb", "chromadb", "numpy", "usearch", *peers):
         try:
             versions[dist] = importlib_metadata.version(dist)
         except importlib_metadata.PackageNotFoundError:

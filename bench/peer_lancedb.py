@@ -45,7 +45,7 @@ class LanceDbSystem(PeerSystem):
     name = "lancedb"
     module = "lancedb"
     modules = ("lancedb", "pyarrow")
-    distributions = ("lancedb", "pylance")
+    distributions = ("lancedb",)
     vector_index: str | None = None
 
     def open(self, path: Path) -> None:
