@@ -622,19 +622,17 @@ class IndexCache:
                 return False
             header = snapshot.read_header(path)
             if header is None or int(header.get("watermark", -1)) < state.watermark:
-                payload = state.index.serialize()
-                assert payload is not None
                 calibration = state.calibration
-                snapshot.write_snapshot(
+                length = snapshot.write_snapshot_streamed(
                     path,
                     self.owner(col),
                     state.watermark,
                     state.index.dim,
                     state.index.params.space,
-                    payload,
+                    state.index.save_graph,
                     None if calibration is None else calibration.to_json(),
                 )
-                events.snapshot_written(True, len(payload))
+                events.snapshot_written(True, length)
                 logger.debug("snapshot of %s at seq %d", col.uuid, state.watermark)
         return True
 

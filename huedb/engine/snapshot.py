@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import mmap
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 # Version 2 added the header checksum line (a flipped digit in the watermark went unnoticed).
 MAGIC = b"HUEDB-SNAPSHOT-2\n"
+COPY_BLOCK = 4 * 2**20  # bytes per read of a streamed payload
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,31 @@ def read_snapshot(path: Path, owner: str) -> Snapshot | None:
     return None
 
 
+def _header_lines(
+    owner: str,
+    watermark: int,
+    dim: int,
+    space: str,
+    length: int,
+    crc: int,
+    calibration: dict | None,
+) -> tuple[bytes, bytes]:
+    """The header line and its checksum line."""
+    fields = {
+        "owner": owner,
+        "watermark": watermark,
+        "dim": dim,
+        "space": space,
+        "library": library_version,
+        "length": length,
+        "crc32": crc,
+    }
+    if calibration is not None:
+        fields["calibration"] = calibration
+    header = json.dumps(fields).encode()
+    return header + b"\n", b"%08x\n" % zlib.crc32(header)
+
+
 def write_snapshot(
     path: Path,
     owner: str,
@@ -150,22 +177,45 @@ def write_snapshot(
     calibration: dict | None = None,
 ) -> None:
     """Atomically replace the snapshot at `path` (caller holds the lock)."""
-    fields = {
-        "owner": owner,
-        "watermark": watermark,
-        "dim": dim,
-        "space": space,
-        "library": library_version,
-        "length": len(payload),
-        "crc32": zlib.crc32(payload),
-    }
-    if calibration is not None:
-        fields["calibration"] = calibration
-    header = json.dumps(fields).encode()
-    checksum = b"%08x\n" % zlib.crc32(header)
+    header, checksum = _header_lines(
+        owner, watermark, dim, space, len(payload), zlib.crc32(payload), calibration
+    )
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     remove_stale_temporaries(path.parent, path.stem)
-    fileio.write_atomically(path, (MAGIC, header + b"\n", checksum, memoryview(payload)), tmp)
+    fileio.write_atomically(path, (MAGIC, header, checksum, memoryview(payload)), tmp)
+
+
+def write_snapshot_streamed(
+    path: Path,
+    owner: str,
+    watermark: int,
+    dim: int,
+    space: str,
+    save: Callable[[Path], None],
+    calibration: dict | None = None,
+) -> int:
+    """`write_snapshot` for a payload that `save` writes to a file (a graph streamed out
+    by usearch), so that it is never held in memory whole: it goes to a staging file next
+    to `path`, whose length and CRC-32 are read back a block at a time, and is then copied
+    behind the header through the seam. Returns the payload's length. (A graph serialized
+    in memory was a transient copy of it: +87 MiB at 100k x 384.)"""
+    remove_stale_temporaries(path.parent, path.stem)
+    staging = path.parent / f"{path.stem}.tmp{os.getpid()}.payload"
+    try:
+        save(staging)
+        with open(staging, "rb") as f:
+            length, crc = 0, 0
+            while block := f.read(COPY_BLOCK):
+                length, crc = length + len(block), zlib.crc32(block, crc)
+            header, checksum = _header_lines(owner, watermark, dim, space, length, crc, calibration)
+            f.seek(0)
+            blocks = iter(lambda: f.read(COPY_BLOCK), b"")
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            fileio.write_atomically(path, itertools.chain((MAGIC, header, checksum), blocks), tmp)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            staging.unlink()
+    return length
 
 
 def remove_stale_temporaries(directory: Path, collection_uuid: str) -> None:

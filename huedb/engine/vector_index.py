@@ -20,6 +20,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -579,6 +580,15 @@ class VectorIndex:
         if self._graph is None:
             return None
         return self._graph.save()
+
+    def save_graph(self, path: Path) -> None:
+        """Write the serialized HNSW graph to the file `path`, streamed (no copy of it in
+        memory); OSError when it cannot be written."""
+        assert self._graph is not None
+        try:
+            self._graph.save(os.fspath(path))
+        except RuntimeError as exc:  # usearch reports I/O errors as RuntimeError
+            raise OSError(f"cannot write the graph to {path}: {exc}") from exc
 
     def keys(self) -> np.ndarray:
         """All keys currently indexed."""

@@ -1,0 +1,99 @@
+"""Graph snapshots streamed through a staging file (`snapshot.write_snapshot_streamed`).
+
+The graph is written by usearch to a file next to the snapshot, read back a block at a time
+for its length and CRC-32, and copied behind the header: the file must equal the one the
+in-memory path writes, be served by a mapped view alike, and a failure must leave the
+previous snapshot and no temporary behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from huedb.engine import snapshot
+from huedb.engine.vector_index import (
+    HnswParams,
+    Thresholds,
+    VectorIndex,
+    build_graph,
+)
+
+OWNER = "store-1/collection-1"
+DIM = 16
+THRESHOLDS = Thresholds(0, 0)
+
+
+def graph_index(n: int, seed: int) -> tuple[VectorIndex, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    keys = np.arange(1, n + 1, dtype=np.uint64)
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+    params = HnswParams(space="cosine")
+    graph = build_graph(DIM, params, keys, vectors)
+    return VectorIndex.from_graph(DIM, params, THRESHOLDS, graph), keys, vectors
+
+
+def test_streamed_snapshot_equals_the_in_memory_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Byte for byte the file write_snapshot writes (payloads spanning several copy blocks),
+    and a view of it answers as the graph it came from."""
+    monkeypatch.setattr(snapshot, "COPY_BLOCK", 4096)  # many blocks for a small graph
+    index, keys, vectors = graph_index(500, seed=3)
+    payload = index.serialize()
+    assert payload is not None and len(payload) > 3 * snapshot.COPY_BLOCK
+    calibration = {"ef_search": 128}
+    reference = tmp_path / "reference.hnsw"
+    snapshot.write_snapshot(reference, OWNER, 42, DIM, "cosine", payload, calibration)
+    path = snapshot.snapshot_path(tmp_path, "collection-1")
+    length = snapshot.write_snapshot_streamed(
+        path, OWNER, 42, DIM, "cosine", index.save_graph, calibration
+    )
+    assert length == len(payload)
+    assert path.read_bytes() == reference.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["collection-1.hnsw", "reference.hnsw"]
+    snap = snapshot.read_snapshot(path, OWNER)
+    assert snap is not None and (snap.watermark, snap.calibration) == (42, calibration)
+    view = VectorIndex.from_serialized(
+        DIM, HnswParams(space="cosine"), THRESHOLDS, snap.payload, snap.mapping
+    )
+
+    def fetch(wanted: np.ndarray) -> np.ndarray:
+        return vectors[np.asarray(wanted, dtype=np.int64) - 1]
+
+    for query in vectors[:20]:
+        got = view.search(query, 10, None, fetch)
+        want = index.search(query, 10, None, fetch)
+        assert got[0].tolist() == want[0].tolist()
+        assert np.array_equal(got[1], want[1])
+    assert sorted(view.keys().tolist()) == keys.tolist()
+
+
+def test_a_failed_streamed_snapshot_keeps_the_previous_one(tmp_path: Path) -> None:
+    """A save that fails (after writing part of its staging file) raises OSError, and the
+    snapshot already there stays readable with no temporary left."""
+    index, _, _ = graph_index(200, seed=5)
+    path = snapshot.snapshot_path(tmp_path, "collection-1")
+    snapshot.write_snapshot_streamed(path, OWNER, 7, DIM, "cosine", index.save_graph)
+    before = path.read_bytes()
+
+    def failing_save(staging: Path) -> None:
+        staging.write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        snapshot.write_snapshot_streamed(path, OWNER, 9, DIM, "cosine", failing_save)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["collection-1.hnsw"]
+    snap = snapshot.read_snapshot(path, OWNER)
+    assert snap is not None and snap.watermark == 7
+
+
+def test_save_graph_reports_an_unwritable_path_as_oserror(tmp_path: Path) -> None:
+    """usearch's RuntimeError for a file it cannot create becomes OSError (the snapshot
+    writer's callers treat OSError as "no snapshot this time", never a failed query)."""
+    index, _, _ = graph_index(50, seed=7)
+    with pytest.raises(OSError, match="cannot write the graph"):
+        index.save_graph(tmp_path / "missing-directory" / "graph")
