@@ -334,8 +334,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--queries and --warmup must be at least 1")
 
     machine = machine_info()
-    for dist in ("bm25s", "snowballstemmer", "mmh3"):
-        machine["versions"][dist] = importlib_metadata.version(dist)
+    for dist in ("bm25s", "snowballstemmer", "mmh3", "numba"):
+        try:
+            machine["versions"][dist] = importlib_metadata.version(dist)
+        except importlib_metadata.PackageNotFoundError:
+            machine["versions"][dist] = None
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for n in sizes:
         if n < args.k:
