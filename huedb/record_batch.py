@@ -8,13 +8,20 @@ adding it here and where it is stored or sent, not to every signature in between
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
 
 Metadata = dict[str, Any]
+# Metadata value types every layer stores as they are (exact types: not bool's subclasses of
+# int, nor numpy's of float), and keys that some layer refuses or reserves.
+PLAIN_VALUE_TYPES = frozenset({str, int, float, bool})
+RESERVED_KEYS = frozenset({"chroma:document", "chroma:uri"})
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # The fields besides ids, in Chroma's order; each is None when the caller did not give it.
 FIELDS = ("embeddings", "metadatas", "documents", "uris")
 
@@ -66,3 +73,26 @@ class RecordBatch:
 
 def _pick(values: list[Any] | None, rows: list[int]) -> list[Any] | None:
     return None if values is None else [values[i] for i in rows]
+
+
+def plain_metadatas(metadatas: Sequence[Metadata | None]) -> bool:
+    """Whether each metadata is None or a non-empty dict whose keys are non-empty strings
+    (not reserved, not starting with '#' or '$') and whose values are str, bool, int64 or
+    finite float: the common batch, which every layer's checks accept and cleaning leaves
+    as it is, so they can skip their per-value work (checked by C-level iteration)."""
+    present = [m for m in metadatas if m is not None]
+    if not all(present) or not set(map(type, present)) <= {dict}:
+        return False
+    for key in set(chain.from_iterable(present)):
+        if type(key) is not str or not key or key[0] in "#$" or key in RESERVED_KEYS:
+            return False
+    values = list(chain.from_iterable(map(dict.values, present)))
+    types = set(map(type, values))
+    if not types <= PLAIN_VALUE_TYPES:
+        return False
+    if float in types and not all(map(math.isfinite, [v for v in values if type(v) is float])):
+        return False
+    if int in types:
+        ints = [v for v in values if type(v) is int]
+        return min(ints) >= INT64_MIN and max(ints) <= INT64_MAX
+    return True

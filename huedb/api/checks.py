@@ -23,7 +23,7 @@ from huedb.errors import (
     InternalError,
     InvalidArgumentError,
 )
-from huedb.record_batch import FIELDS, RecordBatch
+from huedb.record_batch import FIELDS, RecordBatch, plain_metadatas
 from huedb.sparse_vector import SparseVector
 
 MAX_BATCH_SIZE = 5461
@@ -32,7 +32,8 @@ WriteOp = Literal["add", "update", "upsert"]
 
 def checked_batch(batch: RecordBatch, op: WriteOp) -> RecordBatch:
     """The batch of an add, update or upsert, checked (vectors required but for update)."""
-    if op == "add":
+    plain = batch.metadatas is None or plain_metadatas(batch.metadatas)
+    if op == "add" and not plain:
         for m in batch.metadatas or ():
             _reject_none_values(m)
     ids = batch.ids
@@ -55,8 +56,8 @@ def checked_batch(batch: RecordBatch, op: WriteOp) -> RecordBatch:
         if embeddings.shape[1] == 0:
             raise InvalidArgumentError("Embeddings must have at least one dimension")
         finite_or_error(embeddings)
-    if batch.metadatas is not None:
-        for i, m in enumerate(batch.metadatas):
+    if not plain:
+        for i, m in enumerate(batch.metadatas or ()):
             check_record_metadata(m, i)
     for name in ("documents", "uris"):
         for v in getattr(batch, name) or ():

@@ -21,7 +21,7 @@ from huedb.api.types import (
     QueryResult,
     Schema,
 )
-from huedb.record_batch import RecordBatch
+from huedb.record_batch import RecordBatch, plain_metadatas
 from huedb.search.result import SearchResult
 
 if TYPE_CHECKING:
@@ -373,7 +373,7 @@ class Collection:
             id_list, embeddings=matrix, metadatas=metas, documents=docs, images=imgs, uris=uri_list
         )
         v.check_unique(id_list)
-        if metas is not None:
+        if metas is not None and not plain_metadatas(metas):
             metas = [None if m is None else v.checked_metadata(m) for m in metas]
         if docs is not None:
             for d in docs:

@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 
 from huedb.errors import InvalidArgumentError
+from huedb.record_batch import INT64_MAX, INT64_MIN
 from huedb.sparse_vector import SPARSE_VECTOR_TYPE_VALUE, TYPE_KEY, SparseVector
 
 # Kinds of indexed metadata values: numbers share one kind so 2 == 2.0, bools stay apart.
@@ -30,7 +31,6 @@ KIND_STR = 0
 KIND_NUMBER = 1
 KIND_BOOL = 2
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 UINT32_MAX = 2**32 - 1
 
 
@@ -154,6 +154,20 @@ def merge_metadata(current: dict[str, Any] | None, patch: dict[str, Any]) -> dic
 def vector_digest(blob: bytes) -> int:
     """A 64-bit digest of a stored vector's bytes, indexed to find exact duplicates."""
     return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "little", signed=True)
+
+
+def vector_blob_and_digests(vectors: np.ndarray) -> tuple[bytes, list[int]]:
+    """The stored bytes of float32 rows, back to back, and each row's `vector_digest`."""
+    blob = np.ascontiguousarray(vectors, dtype=np.float32).tobytes()
+    width = len(blob) // len(vectors)
+    view = memoryview(blob)
+    packed = b"".join(
+        [
+            hashlib.blake2b(view[start : start + width], digest_size=8).digest()
+            for start in range(0, len(blob), width)
+        ]
+    )
+    return blob, np.frombuffer(packed, dtype="<i8").tolist()
 
 
 def key_vector_rows(rows: Sequence[tuple[int, bytes]], dim: int) -> tuple[np.ndarray, np.ndarray]:
