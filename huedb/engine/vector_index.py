@@ -319,22 +319,26 @@ class FlatVectors:
         self._count = end
 
     def remove(self, keys: np.ndarray) -> None:
-        """Remove keys that are present (the last row moves into the hole)."""
-        for key in np.asarray(keys, dtype=np.int64).tolist():
-            slot = key - self._key_base
-            if not 0 <= slot < len(self._row_by_key) or self._row_by_key[slot] < 0:
-                continue
-            self._own_rows()
-            row = int(self._row_by_key[slot])
-            self._row_by_key[slot] = -1
-            self._count -= 1
-            last = self._count
-            if row != last:
-                moved = int(self._keys[last])
-                self._matrix[row] = self._matrix[last]
-                self._norms[row] = self._norms[last]
-                self._keys[row] = moved
-                self._row_by_key[moved - self._key_base] = row
+        """Remove keys that are present: the surviving rows past the new end fill the holes
+        (array operations, not a Python loop: 1,000 keys took ~4 ms one by one)."""
+        slots = np.unique(np.asarray(keys, dtype=np.int64)) - self._key_base
+        slots = slots[(slots >= 0) & (slots < len(self._row_by_key))]
+        rows = self._row_by_key[slots]
+        slots, rows = slots[rows >= 0], rows[rows >= 0]
+        if len(rows) == 0:
+            return
+        self._own_rows()
+        self._row_by_key[slots] = -1
+        end = self._count - len(rows)
+        holes = np.sort(rows[rows < end])
+        survives = np.ones(self._count - end, dtype=bool)
+        survives[rows[rows >= end] - end] = False
+        movers = end + np.flatnonzero(survives)
+        self._matrix[holes] = self._matrix[movers]
+        self._norms[holes] = self._norms[movers]
+        self._keys[holes] = self._keys[movers]
+        self._row_by_key[self._keys[holes].astype(np.int64) - self._key_base] = holes
+        self._count = end
 
     def _reserve_rows(self, needed: int) -> None:
         if needed <= len(self._matrix):

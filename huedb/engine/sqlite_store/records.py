@@ -91,8 +91,14 @@ def _matching(cid: int, flt: RecordFilter) -> tuple[str, list[Any]]:
     sql = "r.cid = ?"
     params: list[Any] = [cid]
     if flt.ids is not None:
-        sql += " AND r.id IN (SELECT value FROM json_each(?))"
-        params.append(json_list(flt.ids))
+        # Keys looked up through `records_by_id` first: written as `r.id IN (...)`, the
+        # planner walks the whole collection in key order through `records_by_collection`
+        # to skip a sort (19 ms instead of 1 ms for 1,000 ids at 100k records).
+        sql += (
+            " AND r.key IN (SELECT key FROM records WHERE cid = ? "
+            "AND id IN (SELECT value FROM json_each(?)))"
+        )
+        params += [cid, json_list(flt.ids)]
     if flt.tree is not None:
         filter_sql, filter_params = sql_filters.predicate(flt.tree, cid)
         sql += f" AND {filter_sql}"
@@ -303,8 +309,8 @@ class RecordsSQL(SchemaKeysSQL):
             self._conn.execute(
                 f"DELETE FROM {table} WHERE key IN (SELECT value FROM json_each(?))", (param,)
             )
-        self._conn.executemany(
-            "INSERT INTO oplog (cid, key) VALUES (?, ?)", [(cid, k) for k in keys]
+        self._conn.execute(
+            "INSERT INTO oplog (cid, key) SELECT ?, value FROM json_each(?)", (cid, param)
         )
 
     def fork_collection(self, source: CollectionRow, new_name: str) -> CollectionRow:
