@@ -121,9 +121,10 @@ class RecordsSQL(SchemaKeysSQL):
         return dict(rows)
 
     def insert_records(self, cid: int, batch: RecordBatch) -> None:
-        """Insert new records under fresh keys: one statement per table, where the rows are
-        numbers or a blob built in SQLite from one parameter (`json_each`, `substr`) rather
-        than bound row by row (strings stay bound: JSON text would cut them at a NUL)."""
+        """Insert new records under fresh keys: one statement per table, its rows built in
+        SQLite from one parameter (`json_each`, `substr` of one blob) rather than bound row
+        by row, but for floats (bound: exact doubles), documents for the full-text index,
+        and strings holding a NUL (JSON text would cut them there)."""
         if not batch.ids:
             return
         conn = self._conn
@@ -137,10 +138,7 @@ class RecordsSQL(SchemaKeysSQL):
         row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
         first = (row[0] if row else 0) + 1
         keys = range(first, first + len(ids))
-        conn.executemany(
-            "INSERT INTO records (key, cid, id, document, uri, metadata) VALUES (?, ?, ?, ?, ?, ?)",
-            zip(keys, repeat(cid), ids, documents, uris, map(_dump, metadatas)),
-        )
+        self._insert_record_rows(cid, first, ids, documents, uris, list(map(_dump, metadatas)))
         blob, digests = vector_blob_and_digests(vectors)
         width = len(blob) // len(ids)
         # `json_each`'s `key` is the position in the array: row i gets key first + i.
@@ -160,6 +158,37 @@ class RecordsSQL(SchemaKeysSQL):
             (cid, first, keys[-1]),
         )
         self.record_key_types(cid, schema_keys.key_types(metadatas))
+
+    def _insert_record_rows(
+        self,
+        cid: int,
+        first: int,
+        ids: list[str],
+        documents: list[str | None],
+        uris: list[str | None],
+        metadatas: list[str | None],
+    ) -> None:
+        """The `records` rows, keys from `first` on: one JSON array of (id, document, uri,
+        metadata JSON) when no id, document or uri holds a NUL (the JSON text would end
+        there) and the strings are valid UTF-8, else bound row by row."""
+        texts = "".join([*ids, *filter(None, documents), *filter(None, uris)])
+        payload = None
+        if "\0" not in texts:
+            try:
+                payload = _dump_rows(list(zip(ids, documents, uris, metadatas, strict=True)))
+            except TypeError:  # a lone surrogate: refused by the binding below as well
+                payload = None
+        if payload is not None:
+            self._conn.execute(
+                "INSERT INTO records (key, cid, id, document, uri, metadata) SELECT "
+                "? + key, ?, value->>0, value->>1, value->>2, value->>3 FROM json_each(?)",
+                (first, cid, payload),
+            )
+            return
+        self._conn.executemany(
+            "INSERT INTO records (key, cid, id, document, uri, metadata) VALUES (?, ?, ?, ?, ?, ?)",
+            zip(range(first, first + len(ids)), repeat(cid), ids, documents, uris, metadatas),
+        )
 
     def _insert_meta_rows(
         self,
