@@ -389,6 +389,19 @@ def test_posting_column_equals_a_dict(
     assert len(column) == len(model)
     n = len(model) + 3  # three live records without a vector under the key
     weights = {t: float(np.float32(q)) for t, q in zip(*query, strict=True)}
+    keys = None if allowed is None else np.asarray(sorted(allowed), dtype=np.int64)
+    got = column.search(weights, n, limit, keys)
+    assert [(k, np.float32(m)) for k, m in got] == dict_search(model, weights, n, allowed)[:limit]
+
+
+def dict_search(
+    model: dict[int, dict[int, float]],
+    weights: dict[int, float],
+    n: int,
+    allowed: set[int] | None,
+) -> list[tuple[int, np.float32]]:
+    """Every record of `model` sharing a term with the query (among `allowed`), as (key,
+    BM25 measure) by ascending measure then key: plain Python, float64 sums in term order."""
     want = []
     for key, vector in model.items():
         shared = sorted(set(vector) & set(weights))
@@ -403,9 +416,33 @@ def test_posting_column_equals_a_dict(
                 dot += w[t] * vector[t]
             want.append((np.float32(1.0 - dot), key))
     want.sort()
+    return [(k, m) for m, k in want]
+
+
+@pytest.mark.parametrize("vocabulary", [6, 5000])
+@settings(max_examples=max(10, EXAMPLES // 5), deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), limit=st.integers(1, 12), filtered=st.booleans())
+def test_many_slots_few_postings_equal_a_dict(
+    vocabulary: int, seed: int, limit: int, filtered: bool
+) -> None:
+    """A query's postings far fewer than the column's slots (summed by sorting them) or
+    as many (summed over every slot): the same keys and measures, to the bit, as a dict of
+    the vectors; values of both signs and zero, some records replaced (dead slots)."""
+    rng = random.Random(seed)
+    column = PostingColumn()
+    model: dict[int, dict[int, float]] = {}
+    for key in [rng.randrange(400) for _ in range(rng.randrange(50, 600))]:
+        terms = sorted(rng.sample(range(vocabulary), rng.randint(1, min(vocabulary, 8))))
+        values = [float(np.float32(rng.choice([rng.uniform(-1, 3), 0.0, 1.5]))) for _ in terms]
+        model[key] = dict(zip(terms, values, strict=True))
+        column.replace([key], [(np.asarray(terms, np.int64), np.asarray(values, np.float32))])
+    query = rng.sample(range(vocabulary), rng.randint(1, min(vocabulary, 6)))
+    weights = {t: float(np.float32(rng.uniform(-0.5, 2))) for t in query}
+    allowed = set(rng.sample(sorted(model), len(model) // 2)) if filtered else None
     keys = None if allowed is None else np.asarray(sorted(allowed), dtype=np.int64)
+    n = len(model)
     got = column.search(weights, n, limit, keys)
-    assert [(k, np.float32(m)) for k, m in got] == [(k, m) for m, k in want[:limit]]
+    assert [(k, np.float32(m)) for k, m in got] == dict_search(model, weights, n, allowed)[:limit]
 
 
 def test_filters_of_every_selectivity(store: StoreTarget, tmp_path: Path) -> None:
