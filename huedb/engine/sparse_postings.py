@@ -358,8 +358,16 @@ def _dots(slots: np.ndarray, products: np.ndarray, n_slots: int) -> tuple[np.nda
     otherwise by one array over every slot (O(n_slots)). Both add in the same order (so
     the sums are the same to the bit)."""
     if len(slots) * SORTED_DOTS_RATIO < n_slots:
-        candidates, inverse = np.unique(slots, return_inverse=True)
-        return candidates, np.bincount(inverse, products, len(candidates))
+        # A stable sort keeps each slot's products in order (each term's run of slots is
+        # sorted already, which a stable sort merges cheaply).
+        order = np.argsort(slots, kind="stable")
+        ordered = slots[order]
+        first = np.empty(len(ordered), dtype=bool)
+        first[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        candidates = ordered[first]
+        group = np.cumsum(first) - 1
+        return candidates, np.bincount(group, products[order], len(candidates))
     dots = np.bincount(slots, products, n_slots)
     if products.min() > 0:  # BM25's case: a record shares a term iff its dot is > 0
         candidates = np.flatnonzero(dots)
