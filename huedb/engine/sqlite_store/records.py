@@ -460,9 +460,11 @@ class RecordsSQL(SchemaKeysSQL):
         vector_col = (
             ", (SELECT vector FROM embeddings e WHERE e.key = r.key)" if with_vectors else ""
         )
+        # `+r.cid`: each key is looked up by the primary key, then its collection checked
+        # (through records_by_collection it cost ~20% more per row; a search reads its hits so).
         sql = (
             f"SELECT r.key, r.id, r.document, r.uri, r.metadata{vector_col} FROM records r "
-            "WHERE r.key IN (SELECT value FROM json_each(?)) AND r.cid = ?"
+            "WHERE r.key IN (SELECT value FROM json_each(?)) AND +r.cid = ?"
         )
         return {row[0]: row for row in self._conn.execute(sql, (json_list(keys), cid))}
 
