@@ -14,7 +14,7 @@ applied or not at all, and every record must be found by a query for its own vec
 `HUEDB_CRASH_TRIALS` (default 20) is the total number of kills, split 2:1:1:1 between the
 server, collection, backup and import trials of `test_crash_server.py`,
 `test_crash_collections.py` and `test_crash_backup_import.py` (at least 6 each), per store;
-on PostgreSQL the server scenario adds trials until the three make 50 kills at least;
+on PostgreSQL the server scenario makes 50 kills at least;
 `HUEDB_CRASH_SEED` fixes the random schedule. The counts are printed and written to
 `<pytest basetemp>/crash_server_report.json` (`tests/crash_state.py`).
 """
