@@ -53,12 +53,15 @@ _GENERIC_PLANS = "set_config('plan_cache_mode', 'force_generic_plan', true)"
 
 
 def _collection_sql(*settings: str) -> str:
-    """The collection's row and oplog head after the settings' columns, one row even when
-    the collection is gone (NULL columns then)."""
+    """The collection's row and oplog head, then the settings' columns, one row even when
+    the collection is gone (NULL columns then); parameters: the settings', then the uuid."""
     return (
-        f"SELECT {', '.join(settings)}, {COLLECTION_COLUMNS}, log_seq "
+        f"SELECT {COLLECTION_COLUMNS}, log_seq, {', '.join(settings)} "
         "FROM (SELECT) one LEFT JOIN collections ON uuid = %s"
     )
+
+
+_ROW_COLUMNS = len(COLLECTION_COLUMNS.split(","))  # then log_seq, then the settings
 
 
 _COLLECTION_THEN_ROWS = _collection_sql(_TIMEOUT, _GENERIC_PLANS)
@@ -145,7 +148,7 @@ class PgFilteredRead:
         self._conn = conn
         self._cid = col.cid
         self._open = True
-        self.collection, self.head = _collection_and_head(found, settings=1)
+        self.collection, self.head = _collection_and_head(found)
         self.allowed = parse_keys(joined)
 
     def rows(
@@ -179,13 +182,11 @@ def _timeout_setting(timeout: float) -> str:
     return f"{math.ceil(timeout * 1000)}ms" if timeout > 0 else "0"
 
 
-def _collection_and_head(found: tuple, settings: int) -> tuple[CollectionRow | None, int]:
-    """The collection (None when gone) and its oplog head from a `_collection_sql` row with
-    `settings` setting columns first."""
-    row = found[settings:]
-    if row[0] is None:
+def _collection_and_head(found: tuple) -> tuple[CollectionRow | None, int]:
+    """The collection (None when gone) and its oplog head from a `_collection_sql` row."""
+    if found[0] is None:
         return None, 0
-    return collection_row(row[:-1]), row[-1]
+    return collection_row(found[:_ROW_COLUMNS]), found[_ROW_COLUMNS]
 
 
 _BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
@@ -208,7 +209,7 @@ def _rows_query(
 
 
 def _result(found: psycopg.Cursor, rows: psycopg.Cursor, probes: int) -> RowsAtHead:
-    collection, head = _collection_and_head(found.fetchone(), settings=2)
+    collection, head = _collection_and_head(found.fetchone())
     if collection is None:
         return RowsAtHead(None, 0, {}, [])
     by_key, matches = _matched_rows(rows, probes)
