@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import platform
 import shutil
@@ -905,7 +906,7 @@ def _layout(rows: list[list[str]]) -> str:
 
 
 def _fmt(value: float | None) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if abs(value) >= 1000:
         return f"{value:,.0f}"

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -35,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.core import machine_info
+from bench.core import _fmt, machine_info
 from bench.search_data import (
     Corpus,
     CorpusSpec,
@@ -285,18 +284,6 @@ def format_report(report: dict[str, Any]) -> str:
             f"problem: {bad} of {STORED_SAMPLE} stored BM25 vectors differ from the scan's"
         )
     return "\n".join(lines)
-
-
-def _fmt(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    if abs(value) >= 100:
-        return f"{value:.1f}"
-    if abs(value) >= 1:
-        return f"{value:.2f}"
-    return f"{value:.4f}"
 
 
 def main(argv: list[str] | None = None) -> int:
