@@ -234,6 +234,26 @@ def _child() -> None:
     client.close()
 
 
+def _start_child() -> subprocess.Popen:
+    """A second process running `_child`, spoken to line by line (`_tell`)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "from tests.test_sparse_index import _child; _child()"],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _tell(child: subprocess.Popen, message: Any) -> str:
+    """Send the child one JSON line; its one-line answer."""
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write(json.dumps(message) + "\n")
+    child.stdin.flush()
+    return child.stdout.readline().strip()
+
+
 def test_second_process_writes_while_index_is_warm(store: StoreTarget, tmp_path: Path) -> None:
     """Another process's writes (inserts, vector and metadata-only updates, deletes) reach
     this process's warm index through the oplog: every answer equals the scan."""
@@ -245,24 +265,12 @@ def test_second_process_writes_while_index_is_warm(store: StoreTarget, tmp_path:
     apply(col, ("add", [(rid, ([1, 2], [1.0, 0.5]), "a", 0) for rid in IDS[:6]]))
     query = ([1, 2, 5], [1.0, 0.5, 3.0])
     assert_agrees(col, query, 5)  # the index is now warm in this process
-    child = subprocess.Popen(
-        [sys.executable, "-c", "from tests.test_sparse_index import _child; _child()"],
-        cwd=REPO_ROOT,
-        env=child_env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdin is not None and child.stdout is not None
+    child = _start_child()
     try:
         args = {"path": str(data), "settings": store.settings, "name": col.name}
-        child.stdin.write(json.dumps(args) + "\n")
-        child.stdin.flush()
-        assert child.stdout.readline().strip() == "ready"
+        assert _tell(child, args) == "ready"
         for ops in rounds:
-            child.stdin.write(json.dumps(ops) + "\n")
-            child.stdin.flush()
-            assert child.stdout.readline().strip() == "ok"
+            assert _tell(child, ops) == "ok"
             assert_agrees(col, query, 5)
             assert_agrees(col, ([0, 3, 7, 11], [0.5, 1.0, 1.5, 3.0]), 3)
     finally:
@@ -284,30 +292,18 @@ def test_other_process_prunes_and_this_one_reloads_its_snapshot(
     rng = random.Random(61)
     apply(col, ("add", [(rid, ([1, 2], [1.0, 0.5]), "a", 0) for rid in IDS]))
     query = ([1, 2, 5], [1.0, 0.5, 3.0])
-    child = subprocess.Popen(
-        [sys.executable, "-c", "from tests.test_sparse_index import _child; _child()"],
-        cwd=REPO_ROOT,
-        env=child_env(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdin is not None and child.stdout is not None
+    child = _start_child()
     try:
         with caplog.at_level(logging.INFO, logger="huedb.engine.sparse_index"):
             assert_agrees(col, query, 5)
             args = {"path": str(data), "settings": settings, "name": col.name}
-            child.stdin.write(json.dumps(args) + "\n")
-            child.stdin.flush()
-            assert child.stdout.readline().strip() == "ready"
+            assert _tell(child, args) == "ready"
             for _ in range(5):
                 ops = [("search", None)] + [
                     ("upsert", [(rid, ([rng.randrange(TERMS)], [1.5]), "a", 1)])
                     for rid in rng.sample(IDS, 6)
                 ]
-                child.stdin.write(json.dumps(ops) + "\n")
-                child.stdin.flush()
-                assert child.stdout.readline().strip() == "ok"
+                assert _tell(child, ops) == "ok"
                 assert_agrees(col, query, 5)
     finally:
         child.stdin.close()
