@@ -477,3 +477,42 @@ def test_dense_query_refusals() -> None:
         with pytest.raises(huedb.errors.InvalidArgumentError, match=re.escape(message)):
             client._server.search(str(col.id), {"searches": [{"rank": {"$knn": knn}}]})
     assert col.count() == 1
+
+
+def test_a_deleted_collection_is_404_before_any_other_error(tmp_path: Path) -> None:
+    """The route reads a collection's schema once; after the collection is deleted (by
+    another client on the same path), every search of it is a 404 first, as before it was
+    cached: a schema refusal, a dense refusal, a search reading nothing (limit 0) and a valid
+    one; on the living collection the schema refusal and the answer are unchanged."""
+    path = str(tmp_path / "data")
+    schema = (
+        huedb.Schema()
+        .create_index(config=huedb.SparseVectorIndexConfig(), key="sp")
+        .delete_index(config=huedb.StringInvertedIndexConfig(), key="tag")
+    )
+    client = huedb.PersistentClient(path=path)
+    col = client.create_collection("gone", schema=schema, embedding_function=None)
+    col.add(
+        ids=["a", "b"],
+        embeddings=[[1.0, 0.0], [0.0, 1.0]],
+        metadatas=[{"tag": "x", "sp": SparseVector([1, 2], [1.0, 0.5])}, {"tag": "y"}],
+    )
+    sparse = {"rank": {"$knn": {"query": {"indices": [1], "values": [1.0]}, "key": "sp"}}}
+    bodies = {
+        "schema refusal": {"searches": [{"filter": {"tag": {"$eq": "x"}}}]},
+        "dense refusal": {"searches": [{"rank": {"$knn": {"query": [1.0, 0.0], "key": "sp"}}}]},
+        "reads nothing": {"searches": [{"limit": {"limit": 0}}]},
+        "valid": {"searches": [sparse]},
+    }
+    server = client._server
+    assert server.search(str(col.id), bodies["valid"])["ids"] == [["a"]]
+    with pytest.raises(huedb.errors.InvalidArgumentError, match="indexing is disabled"):
+        server.search(str(col.id), bodies["schema refusal"])
+    assert server.search(str(col.id), bodies["reads nothing"])["ids"] == [[]]
+    other = huedb.PersistentClient(path=path)
+    other.delete_collection("gone")
+    for body in bodies.values():
+        with pytest.raises(huedb.errors.NotFoundError, match="does not exist"):
+            server.search(str(col.id), body)
+    other.close()
+    client.close()

@@ -35,7 +35,7 @@ from huedb.config import Settings
 from huedb.engine.catalog import CollectionRow, validate_name
 from huedb.engine.engine import Engine
 from huedb.engine.filters import RecordFilter
-from huedb.errors import InvalidArgumentError, ResetDisabledError
+from huedb.errors import InvalidArgumentError, NotFoundError, ResetDisabledError
 from huedb.record_batch import RecordBatch
 from huedb.search.bounds import check_bounds
 from huedb.search.evaluate import SearchRun
@@ -54,6 +54,9 @@ class LocalAPI(ServerAPI):
         # Which filters each collection's schema refuses (a schema's indexes never change,
         # and a collection id is never reused, so this is never stale).
         self._filter_policies: dict[str, FilterPolicy] = {}
+        # The schema of each searched collection (read once: what a search uses of it, the
+        # sparse, inverted and full-text indexes, never changes).
+        self._search_schemas: dict[str, dict[str, Any]] = {}
 
     # -- system ------------------------------------------------------------------------
 
@@ -292,12 +295,29 @@ class LocalAPI(ServerAPI):
 
     def run_search(self, collection_id: str, request: SearchRequest) -> dict[str, Any]:
         """Run a parsed search request: bounds, the collection (404), its schema, then the
-        searches."""
+        searches. Once its schema is cached, the collection is read only in the engine's
+        snapshot; a search that fails, or never reads it, checks it exists (the 404 first)."""
         check_bounds(request)
-        row = self.engine.get_collection_by_uuid(collection_id)
-        schema = config_rules.split_stored(row.configuration)[1]
-        check_schema(request, schema)
-        return SearchRun(self.engine, collection_id, schema).run(request)
+        schema = self._search_schemas.get(collection_id)
+        cached = schema is not None
+        if schema is None:
+            row = self.engine.get_collection_by_uuid(collection_id)
+            schema = config_rules.split_stored(row.configuration)[1] or {}
+            self._search_schemas[collection_id] = schema
+        run = SearchRun(self.engine, collection_id, schema)
+        try:
+            check_schema(request, schema)
+            answer = run.run(request)
+        except NotFoundError:
+            self._search_schemas.pop(collection_id, None)
+            raise
+        except Exception:
+            if cached:
+                self.engine.get_collection_by_uuid(collection_id)
+            raise
+        if cached and not run.read_collection:
+            self.engine.get_collection_by_uuid(collection_id)
+        return answer
 
 
 def _fields(rows: list[tuple], include: list[str]) -> dict[str, Any]:

@@ -82,6 +82,7 @@ class SearchRun:
         self.engine = engine
         self.collection_uuid = collection_uuid
         self.schema = schema or {}
+        self.read_collection = False  # whether an engine read of the collection ran
 
     def run(self, request: SearchRequest) -> dict[str, Any]:
         """The response body: per search, its ids and selected columns."""
@@ -101,6 +102,7 @@ class SearchRun:
         if plan.rank is None:
             if page.limit == 0:
                 return _columns(plan, [], state)
+            self.read_collection = True
             rows = self.engine.get(
                 self.collection_uuid, state.flt, page.limit, page.offset or None, wants_vectors
             )
@@ -156,6 +158,7 @@ class SearchRun:
             raise InvalidArgumentError("A dense $knn query must hold finite float32 numbers only")
         if knn.limit == 0:
             return []
+        self.read_collection = True
         hits = self.engine.query(self.collection_uuid, vector, knn.limit, state.flt, False)
         for row in hits.rows.values():
             state.keep(row)
@@ -168,6 +171,7 @@ class SearchRun:
     def _sparse(self, knn: KnnNode, query: SparseQuery, state: _Search) -> list[tuple[int, float]]:
         weights = sparse_knn.query_weights(query, None)
         bm25 = self._bm25(knn.key)
+        self.read_collection = True
         found, rows = self.engine.sparse_knn(
             self.collection_uuid, knn.key, weights, bm25, knn.limit, state.flt
         )
