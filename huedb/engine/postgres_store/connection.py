@@ -67,8 +67,14 @@ class PoolSettings:
     tcp_user_timeout: float = 5.0  # seconds sent data may stay unacknowledged (partition)
 
 
-def open_pool(url: str, settings: PoolSettings) -> ConnectionPool:
-    """A pool of connections to `url`, opened (StorageUnavailableError if it cannot connect).
+def open_pool(
+    url: str,
+    settings: PoolSettings,
+    configure: Callable[[psycopg.Connection], None] | None = None,
+    name: str = "huedb",
+) -> ConnectionPool:
+    """A pool of connections to `url`, opened (StorageUnavailableError if it cannot connect);
+    `configure` runs on each new connection before the pool hands it out.
 
     Connections keep TCP keepalives on, so a server that vanished without closing its
     sockets is noticed; a request never waits longer than `settings.timeout` for one.
@@ -95,7 +101,8 @@ def open_pool(url: str, settings: PoolSettings) -> ConnectionPool:
         timeout=settings.timeout,
         reconnect_timeout=settings.reconnect_timeout,
         kwargs=kwargs,
-        name="huedb",
+        configure=configure,
+        name=name,
         open=False,
     )
     try:

@@ -1,15 +1,21 @@
-"""`rows_at_head` and `read_filtered` on PostgreSQL: a confirmed search's reads in one
-round trip (two for a filtered one).
+"""`WarmReads.rows_at_head` and `read_filtered` on PostgreSQL: a confirmed search's reads
+in one statement (two round trips for a filtered one).
 
 A query whose index is already in memory needs from the store only the collection's row
 and oplog head (to confirm the index was current), the rows of the keys it found (with
 vectors when the graph has none to rank with) and the records holding the query vector
-itself. Sent one by one inside BEGIN ... COMMIT that is six round trips; here they go out
-together in pipeline mode (BEGIN REPEATABLE READ, the collection's row with the budget set
-in the same statement, the rows with the probes' matches in one statement, COMMIT) and come
-back in one, read in one snapshot. Results come in binary (vectors are not spelled out in
-hex); keys go out as one bigint[] literal. Measured at 30k x 384 with 14 candidates: ~290
-us against ~470 us for the same statements in one CTE, and ~6 round trips before.
+itself. All of it is one SELECT (`_warm_sql`), sent alone on an autocommit connection: a
+single statement reads one snapshot, so no BEGIN ... COMMIT is needed around it. Two
+settings that govern a statement cannot be set by the statement itself, so these reads
+run on connections of their own (`WarmReads`' pool) that hold them for the session:
+generic plans (PostgreSQL's default plan cache mode re-planned the statement on every
+read: its custom plans looked cheaper than the generic one, and are the same plan; ~0.3 ms
+of planning per query at 100k records) and the query timeout as `statement_timeout`.
+The query vector goes out as its digest only (the digest index finds the candidates, whose
+vectors come back and are compared here): sending the 1.5 KB vector cost more than the
+lookup. Results come in binary; keys go out as one bigint[] literal. Measured at 100k x 384
+with 14 candidates: ~0.25-0.3 ms against ~0.4-0.5 ms for BEGIN, two statements and COMMIT
+in one pipeline.
 
 A filtered query needs the allowed keys before it searches, so its snapshot stays open
 across the search: BEGIN, the row and head and the allowed keys in one round trip, then the
@@ -20,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import psycopg
@@ -30,26 +36,24 @@ from huedb.engine.budget import Deadline
 from huedb.engine.catalog import COLLECTION_COLUMNS, CollectionRow, collection_row
 from huedb.engine.filters import RecordFilter
 from huedb.engine.postgres_store.connection import (
+    PoolSettings,
     on_live_connection,
+    open_pool,
     statement_timeouts,
     storage_errors,
 )
-from huedb.engine.postgres_store.records import (
-    allowed_keys_query,
-    parse_keys,
-    rows_by_keys_sql,
-)
+from huedb.engine.postgres_store.records import allowed_keys_query, parse_keys
 from huedb.engine.record_values import vector_digest
 from huedb.engine.store import RowsAtHead
 
-# Settings of a read transaction, made by its statements' select lists (set_config(...,
-# true)) so that they need no statement of their own; each holds for the statements after
-# the one setting it. The budget comes with the collection's row. Generic plans: PostgreSQL's
-# default plan cache mode kept re-planning the rows statement for every read (its custom
-# plans looked cheaper than the generic one, and are the same plan): ~0.3 ms of planning per
-# query at 30k records, against 0.15 ms for the whole statement with the generic plan.
+# Settings of a filtered read's transaction, made by its statements' select lists
+# (set_config(..., true)) so that they need no statement of their own; each holds for the
+# statements after the one setting it: the budget comes with the collection's row, generic
+# plans with the allowed keys (for the rows statement after the search; see above).
 _TIMEOUT = "set_config('statement_timeout', %s, true)"
 _GENERIC_PLANS = "set_config('plan_cache_mode', 'force_generic_plan', true)"
+
+_ROW_COLUMNS = len(COLLECTION_COLUMNS.split(","))  # then log_seq
 
 
 def _collection_sql(*settings: str) -> str:
@@ -61,55 +65,97 @@ def _collection_sql(*settings: str) -> str:
     )
 
 
-_ROW_COLUMNS = len(COLLECTION_COLUMNS.split(","))  # then log_seq, then the settings
-
-
-_COLLECTION_THEN_ROWS = _collection_sql(_TIMEOUT, _GENERIC_PLANS)
 _COLLECTION_THEN_FILTER = _collection_sql(_TIMEOUT)  # the filter's plan stays custom
 
 
-def _rows_sql(with_vectors: bool, probes: bool) -> str:
-    """The rows of the keys asked for (tagged 0) and, with `probes`, per probe (tagged with
-    its number from 1) the collection's records holding exactly that vector, found through
-    the digest index (a lateral lookup per probe: no plan scans the table). One statement:
-    parameters (keys, cid[, digests, vectors, cid])."""
-    asked = f"SELECT 0::bigint AS n, s.* FROM ({rows_by_keys_sql(with_vectors)}) s"
-    if not probes:
-        return asked
-    vector = ", e.vector" if with_vectors else ""
+def _rows_and_matches_sql(with_vectors: bool, cid: str) -> str:
+    """The rows of the keys asked for (tagged 0; their vector when asked, else NULL) and,
+    per probe digest (tagged with its number from 1), the collection's records whose vector
+    has that digest, with the vector to compare; `cid` is how the statement names the
+    collection. Parameters: (keys, [cid,] digests[, cid])."""
+    vector = "(SELECT vector FROM embeddings e WHERE e.key = r.key)" if with_vectors else "NULL"
     return (
-        f"{asked} UNION ALL SELECT p.n, r.key, r.id, r.document, r.uri, r.metadata{vector} "
-        "FROM unnest(%s::bigint[], %s::bytea[]) WITH ORDINALITY AS p(digest, vector, n) "
-        "CROSS JOIN LATERAL (SELECT key, vector FROM embeddings e "
-        "WHERE e.digest = p.digest AND e.vector = p.vector) e "
-        "JOIN records r ON r.key = e.key WHERE r.cid = %s"
+        "SELECT 0::bigint AS n, r.key, r.id, r.document, r.uri, r.metadata, "
+        f"{vector}::bytea AS vector FROM records r "
+        f"WHERE r.key = ANY(%s::bigint[]) AND r.cid = {cid} "
+        "UNION ALL SELECT p.n, r.key, r.id, r.document, r.uri, r.metadata, e.vector "
+        "FROM unnest(%s::bigint[]) WITH ORDINALITY AS p(digest, n) "
+        "JOIN embeddings e ON e.digest = p.digest JOIN records r ON r.key = e.key "
+        f"WHERE r.cid = {cid}"
     )
 
 
-def rows_at_head(
-    pool: ConnectionPool,
-    col: CollectionRow,
-    keys: Sequence[int],
-    probes: np.ndarray | None,
-    with_vectors: bool,
-    timeout: float,
-) -> RowsAtHead:
-    """See `engine.store.Store.rows_at_head`; retried on a fresh connection if a pooled one
-    turns out to be broken (a read is safe to repeat)."""
-    blobs, digests = _probe_values(probes)
+def _warm_sql(with_vectors: bool) -> str:
+    """`_rows_and_matches_sql` with the collection's row and oplog head on every row; one row
+    of NULLs after the collection's when nothing matched, all NULLs when the collection is
+    gone. Parameters: (uuid, keys, digests)."""
+    collection = ", ".join(f"c.{name.strip()}" for name in COLLECTION_COLUMNS.split(","))
+    return (
+        f"SELECT {collection}, c.log_seq, s.* "
+        "FROM (SELECT) one LEFT JOIN collections c ON c.uuid = %s "
+        f"LEFT JOIN LATERAL ({_rows_and_matches_sql(with_vectors, 'c.cid')}) s ON true"
+    )
 
-    def read(conn: psycopg.Connection) -> RowsAtHead:
-        with conn.pipeline():
-            conn.execute(_BEGIN)
-            settings = (_timeout_setting(timeout), col.uuid)
-            found = conn.execute(_COLLECTION_THEN_ROWS, settings, binary=True)
-            query = _rows_query(col.cid, keys, blobs, digests, with_vectors)
-            rows = conn.execute(*query, binary=True)
-            conn.execute("COMMIT")
-        return _result(found, rows, len(blobs))
 
-    with statement_timeouts(Deadline(timeout)), storage_errors():
-        return on_live_connection(pool, read)
+_FILTERED_ROWS_SQL = {
+    with_vectors: _rows_and_matches_sql(with_vectors, "%s") for with_vectors in (False, True)
+}
+_WARM_SQL = {with_vectors: _warm_sql(with_vectors) for with_vectors in (False, True)}
+
+
+class WarmReads:
+    """The connections a PostgreSQL store's unfiltered confirmed reads run on, with generic
+    plans and `statement_timeout = timeout` (the engine's query timeout) for the session."""
+
+    def __init__(self, url: str, settings: PoolSettings, timeout: float) -> None:
+        self._setting = _timeout_setting(timeout)
+        self._pool = open_pool(url, settings, configure=self._configure, name="huedb-warm")
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (self._setting,))
+
+    def rows_at_head(
+        self,
+        col: CollectionRow,
+        keys: Sequence[int],
+        probes: np.ndarray | None,
+        with_vectors: bool,
+        timeout: float,
+    ) -> RowsAtHead:
+        """See `engine.store.Store.rows_at_head`; retried on a fresh connection if a pooled
+        one turns out to be broken (a read is safe to repeat)."""
+        blobs = _probe_blobs(probes)
+        params = (col.uuid, _key_array(keys), _digest_array(blobs))
+        sql = _WARM_SQL[with_vectors]
+        setting = _timeout_setting(timeout)
+
+        def read(conn: psycopg.Connection) -> list[tuple]:
+            if setting == self._setting:
+                return conn.execute(sql, params, binary=True, prepare=True).fetchall()
+            # Another budget than the session's: for this transaction only, so a failure
+            # part-way leaves nothing behind on the connection.
+            with conn.pipeline():
+                conn.execute("BEGIN READ ONLY")
+                conn.execute(f"SET LOCAL statement_timeout = '{setting}'")
+                found = conn.execute(sql, params, binary=True, prepare=True)
+                conn.execute("COMMIT")
+            return found.fetchall()
+
+        with statement_timeouts(Deadline(timeout)), storage_errors():
+            return _warm_result(on_live_connection(self._pool, read), blobs)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _warm_result(rows: list[tuple], blobs: list[bytes]) -> RowsAtHead:
+    """A `RowsAtHead` from `_warm_sql`'s rows."""
+    collection, head = _collection_and_head(rows[0])
+    if collection is None:
+        return RowsAtHead(None, 0, {}, [])
+    tagged = (row[_ROW_COLUMNS + 1 :] for row in rows if row[_ROW_COLUMNS + 1] is not None)
+    return RowsAtHead(collection, head, *_matched_rows(tagged, blobs))
 
 
 @contextlib.contextmanager
@@ -154,14 +200,14 @@ class PgFilteredRead:
     def rows(
         self, keys: Sequence[int], probes: np.ndarray | None, with_vectors: bool
     ) -> tuple[dict[int, tuple], list[list[int]]]:
-        blobs, digests = _probe_values(probes)
+        blobs = _probe_blobs(probes)
+        params = (_key_array(keys), self._cid, _digest_array(blobs), self._cid)
         conn = self._conn
         with conn.pipeline():
-            query = _rows_query(self._cid, keys, blobs, digests, with_vectors)
-            rows = conn.execute(*query, binary=True)
+            rows = conn.execute(_FILTERED_ROWS_SQL[with_vectors], params, binary=True)
             conn.execute("COMMIT")
         self._open = False
-        return _matched_rows(rows, len(blobs))
+        return _matched_rows(rows.fetchall(), blobs)
 
     def close(self, pool: ConnectionPool) -> None:
         """End the snapshot if `rows` did not, and give the connection back."""
@@ -192,37 +238,29 @@ def _collection_and_head(found: tuple) -> tuple[CollectionRow | None, int]:
 _BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
 
-def _probe_values(probes: np.ndarray | None) -> tuple[list[bytes], list[int]]:
+def _probe_blobs(probes: np.ndarray | None) -> list[bytes]:
+    """The stored bytes of each probe vector."""
     vectors = () if probes is None else probes
-    blobs = [np.ascontiguousarray(p, np.float32).tobytes() for p in vectors]
-    return blobs, [vector_digest(b) for b in blobs]
+    return [np.ascontiguousarray(p, np.float32).tobytes() for p in vectors]
 
 
-def _rows_query(
-    cid: int, keys: Sequence[int], blobs: list[bytes], digests: list[int], with_vectors: bool
-) -> tuple[str, tuple]:
-    """The SQL of `_rows_sql` and its parameters."""
-    params: tuple = (_key_array(keys), cid)
-    if blobs:
-        params += (digests, blobs, cid)
-    return _rows_sql(with_vectors, bool(blobs)), params
+def _digest_array(blobs: list[bytes]) -> str:
+    """The probes' vector digests as a bigint[] literal."""
+    return _key_array([vector_digest(b) for b in blobs])
 
 
-def _result(found: psycopg.Cursor, rows: psycopg.Cursor, probes: int) -> RowsAtHead:
-    collection, head = _collection_and_head(found.fetchone())
-    if collection is None:
-        return RowsAtHead(None, 0, {}, [])
-    by_key, matches = _matched_rows(rows, probes)
-    return RowsAtHead(collection, head, by_key, matches)
-
-
-def _matched_rows(rows: psycopg.Cursor, probes: int) -> tuple[dict[int, tuple], list[list[int]]]:
+def _matched_rows(
+    tagged: Iterable[Sequence], blobs: list[bytes]
+) -> tuple[dict[int, tuple], list[list[int]]]:
     """Rows by key (the keys asked for, and the probes' exact matches) and per probe its
-    matches' keys, from `_rows_sql`'s tagged rows."""
+    matches' keys, from `_rows_and_matches_sql`'s tagged rows. A record found by a probe's
+    digest counts only when its vector equals the probe (a digest is no proof)."""
     by_key: dict[int, tuple] = {}
-    matches: list[list[int]] = [[] for _ in range(probes)]
-    for n, *record in rows.fetchall():
-        by_key[record[0]] = tuple(record)
-        if n:
+    matches: list[list[int]] = [[] for _ in blobs]
+    for n, *record in tagged:
+        if n == 0:
+            by_key[record[0]] = tuple(record)
+        elif record[5] == blobs[n - 1]:
+            by_key[record[0]] = tuple(record)
             matches[n - 1].append(record[0])
     return by_key, matches

@@ -3,9 +3,10 @@
 Selected by a `postgresql://` URL. Each session takes a connection from the pool for its
 transaction (`connection.py`: read = REPEATABLE READ READ ONLY, write = READ COMMITTED
 with collection row locks); a snapshot session and a copy run on connections of their own,
-so the engine keeps serving meanwhile. Many processes (huedb nodes) may open one database:
-writers of a collection are serialised by its row lock, and the oplog lets each process's
-indexes catch up without skipping a change (`oplog.py`).
+so the engine keeps serving meanwhile; unfiltered queries on a warm index are confirmed by
+one statement on a second pool (`rows_at_head.WarmReads`). Many processes (huedb nodes)
+may open one database: writers of a collection are serialised by its row lock, and the
+oplog lets each process's indexes catch up without skipping a change (`oplog.py`).
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ class PostgresStore:
     def __init__(self, url: str, options: EngineOptions, pool: PoolSettings | None = None) -> None:
         self.url = url
         self.options = options
-        self._pool = open_pool(url, pool or PoolSettings())
+        settings = pool or PoolSettings()
+        self._pool = open_pool(url, settings)
         self._statistics = StatisticsRefresher(self._pool)
         try:
             with storage_errors(), self._pool.connection() as conn:
                 self.store_id = ensure_schema(conn)
+            self._warm = rows_at_head.WarmReads(url, settings, options.query_timeout)
         except BaseException:
             self._pool.close()
             raise
@@ -76,8 +79,8 @@ class PostgresStore:
         with_vectors: bool,
         timeout: float,
     ) -> RowsAtHead:
-        """The collection's row, oplog head and rows in one round trip (rows_at_head.py)."""
-        return rows_at_head.rows_at_head(self._pool, col, keys, probes, with_vectors, timeout)
+        """The collection's row, oplog head and rows in one statement (rows_at_head.py)."""
+        return self._warm.rows_at_head(col, keys, probes, with_vectors, timeout)
 
     def read_filtered(
         self, col: CollectionRow, flt: RecordFilter, timeout: float
@@ -124,4 +127,5 @@ class PostgresStore:
         return {f"postgresql_{name}": value for name, value in rows}
 
     def close(self) -> None:
+        self._warm.close()
         self._pool.close()
