@@ -14,7 +14,6 @@ be seen by one and not another.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,38 +40,25 @@ from huedb.search.ranks import Domain, evaluate_rank, score_order
 RESPONSE_COLUMNS = ("ids", "documents", "embeddings", "metadatas", "scores", "select")
 
 
-class _Record:
-    """A record as read: id, document, metadata (decoded when first asked for) and, when
-    read, its vector."""
-
-    __slots__ = ("_metadata", "_metadata_json", "document", "id", "vector")
-
-    def __init__(self, row: tuple) -> None:
-        self.id: str = row[1]
-        self.document: str | None = row[2]
-        self._metadata_json: str | bytes | None = row[4]
-        self._metadata: dict[str, Any] | None = None
-        self.vector: bytes | None = row[5] if len(row) > 5 else None
-
-    @property
-    def metadata(self) -> dict[str, Any] | None:
-        """The record's metadata (None when it has none)."""
-        if self._metadata is None and self._metadata_json:
-            self._metadata = orjson.loads(self._metadata_json)
-            self._metadata_json = None
-        return self._metadata
-
-
 @dataclass
 class _Search:
-    """What one search has read so far (records by key) and its filter."""
+    """What one search has read so far and its filter: rows by record key, each (key, id,
+    document, uri, metadata JSON[, vector])."""
 
     flt: RecordFilter
-    records: dict[int, _Record] = field(default_factory=dict)
+    rows: dict[int, tuple] = field(default_factory=dict)
+    _metadata: dict[int, dict[str, Any] | None] = field(default_factory=dict)
 
-    def keep(self, row: tuple) -> None:
-        """Remember a row (key, id, document, uri, metadata_json[, vector])."""
-        self.records[row[0]] = _Record(row)
+    def keep(self, rows: dict[int, tuple]) -> None:
+        """Remember rows by record key."""
+        self.rows.update(rows)
+
+    def metadata(self, key: int) -> dict[str, Any] | None:
+        """A read record's metadata (None when it has none), decoded once."""
+        if key not in self._metadata:
+            blob = self.rows[key][4]
+            self._metadata[key] = orjson.loads(blob) if blob else None
+        return self._metadata[key]
 
 
 class SearchRun:
@@ -106,15 +92,14 @@ class SearchRun:
             rows = self.engine.get(
                 self.collection_uuid, state.flt, page.limit, page.offset or None, wants_vectors
             )
-            for row in rows:
-                state.keep(row)
+            state.keep({row[0]: row for row in rows})
             hits = [(row[0], np.float32(i)) for i, row in enumerate(rows)]
             return _columns(plan, hits, state)
         domains = [self._knn(leaf, state) for leaf in knn_leaves(plan.rank)]
         scored = evaluate_rank(plan.rank, domains)
         ranked = sorted(scored.items(), key=lambda item: score_order(*item))
         if plan.group_by is not None:
-            metadata_of = {k: state.records[k].metadata for k, _ in ranked}
+            metadata_of = {k: state.metadata(k) for k, _ in ranked}
             ranked = group(ranked, metadata_of, plan.group_by)
         end = None if page.limit is None else page.offset + page.limit
         hits = ranked[page.offset : end]
@@ -123,10 +108,9 @@ class SearchRun:
         return _columns(plan, hits, state)
 
     def _read_vectors(self, state: _Search, keys: list[int]) -> None:
-        ids = [state.records[k].id for k in keys]
+        ids = [state.rows[k][1] for k in keys]
         rows = self.engine.get(self.collection_uuid, RecordFilter(ids), None, None, True)
-        for row in rows:
-            state.keep(row)
+        state.keep({row[0]: row for row in rows})
 
     # -- Knn lists -----------------------------------------------------------------------
 
@@ -160,8 +144,7 @@ class SearchRun:
             return []
         self.read_collection = True
         hits = self.engine.query(self.collection_uuid, vector, knn.limit, state.flt, False)
-        for row in hits.rows.values():
-            state.keep(row)
+        state.keep(hits.rows)
         return [
             (key, float(np.float32(d)))
             for key, d in zip(hits.keys[0], hits.distances[0], strict=True)
@@ -175,8 +158,7 @@ class SearchRun:
         found, rows = self.engine.sparse_knn(
             self.collection_uuid, knn.key, weights, bm25, knn.limit, state.flt
         )
-        for row in rows.values():
-            state.keep(row)
+        state.keep(rows)
         return found
 
     def _bm25(self, key: str) -> bool:
@@ -199,37 +181,37 @@ def _sparse_index_config(types: Any) -> dict[str, Any] | None:
 def _columns(plan: SearchPlan, hits: list[tuple[int, np.float32]], state: _Search) -> dict:
     """The response columns of one search's page."""
     keys = plan.select.keys
-    records = [state.records[k] for k, _ in hits]
+    rows = [state.rows[k] for k, _ in hits]
     fields = plan.select.fields
     metadatas = None
     if "#metadata" in keys:
-        metadatas = [public_metadata(r.metadata) or None for r in records]
+        metadatas = [public_metadata(state.metadata(k)) or None for k, _ in hits]
     elif fields:
-        metadatas = [
-            public_metadata({f: r.metadata[f] for f in fields if f in r.metadata})
-            if r.metadata
-            else None
-            for r in records
-        ]
-        metadatas = [m or None for m in metadatas]
+        metadatas = []
+        for k, _ in hits:
+            metadata = state.metadata(k)
+            chosen = {f: metadata[f] for f in fields if f in metadata} if metadata else None
+            metadatas.append(public_metadata(chosen) or None)
     return {
-        "ids": [r.id for r in records],
-        "documents": [r.document for r in records] if "#document" in keys else None,
-        "embeddings": [_vector(r.vector) for r in records] if EMBEDDING_KEY in keys else None,
+        "ids": [row[1] for row in rows],
+        "documents": [row[2] for row in rows] if "#document" in keys else None,
+        "embeddings": [_vector(row) for row in rows] if EMBEDDING_KEY in keys else None,
         "metadatas": metadatas,
-        "scores": [score_json(s) for _, s in hits] if "#score" in keys else None,
+        "scores": scores_json([s for _, s in hits]) if "#score" in keys else None,
         "select": list(keys),
     }
 
 
-def _vector(blob: bytes | None) -> list[float] | None:
+def _vector(row: tuple) -> list[float] | None:
+    blob = row[5] if len(row) > 5 else None
     return None if blob is None else np.frombuffer(blob, dtype=np.float32).tolist()
 
 
-def score_json(score: np.float32) -> float | None:
-    """A float32 score as JSON: its shortest round-trip decimal; None when not finite."""
-    value = float(score)
-    return float(str(np.float32(score))) if math.isfinite(value) else None
+def scores_json(scores: list[np.float32]) -> list[float | None]:
+    """float32 scores as JSON: each its shortest round-trip decimal (orjson writes float32
+    so, as str(np.float32) does); None when not finite."""
+    dumped = orjson.dumps(np.asarray(scores, dtype=np.float32), option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.loads(dumped)
 
 
 def public_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
