@@ -371,17 +371,23 @@ class PostingColumn:
         wanted = limit * repeats
         if len(measures) > wanted:
             # The `wanted` smallest hold at least `limit` distinct slots: everything at or
-            # below the wanted-th measure (ties included) holds the answer.
+            # below the wanted-th measure (ties included) holds the answer. When that bound
+            # is a number, no NaN (sorted last) can be among the best.
             bound = np.partition(measures, wanted - 1)[wanted - 1]
             if not np.isnan(bound):
-                near = (measures <= bound) | np.isnan(measures)
+                near = measures <= bound
                 slots, measures = slots[near], measures[near]
-        if repeats > 1:
-            slots, first = np.unique(slots, return_index=True)
-            measures = measures[first]
+        if not len(slots):
+            return []
         keys = self.slot_keys[slots]
-        order = np.lexsort((keys, np.isnan(measures), measures))[:limit]
-        return list(zip(keys[order].tolist(), measures[order].tolist(), strict=True))
+        order = np.lexsort((keys, np.isnan(measures), measures))
+        keys, measures = keys[order], measures[order]
+        if repeats > 1:  # a slot's repeats (same measure, same key) are neighbours now
+            first = np.empty(len(keys), dtype=bool)
+            first[0] = True
+            np.not_equal(keys[1:], keys[:-1], out=first[1:])
+            keys, measures = keys[first], measures[first]
+        return list(zip(keys[:limit].tolist(), measures[:limit].tolist(), strict=True))
 
 
 def _sorted_dots(slots: np.ndarray, products: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
