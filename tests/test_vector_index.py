@@ -28,10 +28,12 @@ from hypothesis import strategies as st
 
 from huedb.engine import snapshot
 from huedb.engine.vector_index import (
+    GRAPH_DTYPE,
     FlatVectors,
     HnswParams,
     Thresholds,
     VectorIndex,
+    at_graph_precision,
     build_graph,
     top_k_exact,
 )
@@ -736,12 +738,16 @@ def test_snapshot_header_bit_flips_are_refused(snapshot_file, caplog) -> None:
 # --------------------------------------------------------------------------- mismatched
 
 
-def below_f16_precision(x: np.float32) -> np.float32:
-    """A different float32 that rounds to the same float16 as `x`."""
-    h = np.float16(x)
-    toward = np.float32(h) if np.float32(h) != x else np.float32(np.inf)
+def below_graph_precision(x: np.float32) -> np.float32:
+    """A different float32 that a graph stores as it stores `x` (at GRAPH_DTYPE)."""
+
+    def rounded(value: np.float32) -> np.float32:
+        return at_graph_precision(GRAPH_DTYPE, np.asarray([[value]], dtype=np.float32))[0, 0]
+
+    h = rounded(x)
+    toward = h if h != x else np.float32(np.inf)
     y = np.nextafter(x, toward, dtype=np.float32)
-    assert y != x and np.float16(y) == h
+    assert y != x and rounded(y) == h
     return y
 
 
@@ -757,7 +763,7 @@ def below_f16_precision(x: np.float32) -> np.float32:
 def test_mismatched_reports_changed_vectors(
     space: str, graph: bool, n: int, dim: int, changes, seed: int
 ) -> None:
-    """Exactly the keys whose stored vector differs, at float32 (exact) or float16 (graph)."""
+    """Exactly the keys whose stored vector differs, at float32 (exact) or the graph's precision."""
     rng = np.random.default_rng(seed)
     ref = make_reference(rng, n, dim, clustered=False)
     if graph:
@@ -777,7 +783,7 @@ def test_mismatched_reports_changed_vectors(
             stored[row, column] += np.float32(0.5)
             expected.add(int(keys[row]))
         else:
-            stored[row, column] = below_f16_precision(stored[row, column])
+            stored[row, column] = below_graph_precision(stored[row, column])
             if not graph:
                 expected.add(int(keys[row]))
     want = [int(key) for key in keys if int(key) in expected]  # in the order given
