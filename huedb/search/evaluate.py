@@ -95,8 +95,10 @@ class SearchRun:
             state.keep({row[0]: row for row in rows})
             hits = [(row[0], np.float32(i)) for i, row in enumerate(rows)]
             return _columns(plan, hits, state)
-        domains = [self._knn(leaf, state) for leaf in knn_leaves(plan.rank)]
-        scored = evaluate_rank(plan.rank, domains)
+        if isinstance(plan.rank, KnnNode):  # a lone Knn's scores are its list's
+            scored = self._knn(plan.rank, state).support
+        else:
+            scored = evaluate_rank(plan.rank, [self._knn(k, state) for k in knn_leaves(plan.rank)])
         ranked = sorted(scored.items(), key=lambda item: score_order(*item))
         if plan.group_by is not None:
             metadata_of = {k: state.metadata(k) for k, _ in ranked}

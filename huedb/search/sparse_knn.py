@@ -40,11 +40,11 @@ def stored_sparse(value: Any) -> tuple[list[int], list[float]] | None:
 
 def query_weights(query: SparseQuery, idf_of: dict[int, float] | None) -> dict[int, float]:
     """Query index -> weight (times its IDF when `idf_of` is given)."""
-    weights = {}
-    for index, value in zip(query.indices, query.values, strict=True):
-        q = float(np.float32(value))
-        weights[index] = q * idf_of[index] if idf_of is not None else q
-    return weights
+    with np.errstate(over="ignore"):  # beyond float32: inf, as np.float32(value) gives
+        values = np.asarray(query.values, dtype=np.float32).tolist()
+    if idf_of is None:
+        return dict(zip(query.indices, values, strict=True))
+    return {i: q * idf_of[i] for i, q in zip(query.indices, values, strict=True)}
 
 
 class SparseColumn:
