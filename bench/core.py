@@ -721,7 +721,8 @@ def system_environment(
     from bench import pg
 
     log(f"{name}: starting a throwaway PostgreSQL cluster (127.0.0.1, durable settings)")
-    with pg.cluster() as cluster, pg.database(cluster, f"n{spec.n}") as url:
+    warm = 2 * spec.n * spec.dim * 4  # about the WAL of the ingest (bench/pg.py, warm_wal)
+    with pg.cluster(warm) as cluster, pg.database(cluster, f"n{spec.n}") as url:
         yield {pg.URL_ENV: url, EMPTY_DB_BYTES_ENV: str(pg.database_bytes(url))}
 
 
