@@ -503,20 +503,25 @@ def test_a_bulk_load_refreshes_planner_statistics(pg_store: PostgresStore, pg_ur
         with pg_store.write() as db:
             db.insert_records(col.cid, batch)
         time.sleep(0.2)  # table counters are published at most once a second
-    with psycopg.connect(pg_url) as conn:
-        analysed = conn.execute(
-            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables "
-            "WHERE relid = 'records'::regclass"
-        ).fetchone()[0]
+    visibility = (
+        "SELECT relname, relallvisible::float / greatest(relpages, 1) FROM pg_class "
+        "WHERE relname IN ('records', 'record_meta')"
+    )
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        deadline = time.monotonic() + 30  # the refresher's thread works after the commits
+        while True:
+            analysed = conn.execute(
+                "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                "WHERE relid = 'records'::regclass"
+            ).fetchone()[0]
+            visible = dict(conn.execute(visibility).fetchall())
+            # All but the rows inserted since the last vacuum (< 5,000 + a check's worth).
+            vacuumed = visible["records"] >= 0.5 and visible["record_meta"] >= 0.5
+            if (analysed and vacuumed) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert analysed, "no ANALYZE after 24,000 inserted records"
-        visible = dict(
-            conn.execute(
-                "SELECT relname, relallvisible::float / greatest(relpages, 1) FROM pg_class "
-                "WHERE relname IN ('records', 'record_meta')"
-            ).fetchall()
-        )
-        # All but the rows inserted since the last vacuum (< 5,000 + one check's worth).
-        assert visible["records"] >= 0.5 and visible["record_meta"] >= 0.5, visible
+        assert vacuumed, visible
 
 
 def test_statistics_are_refreshed_after_the_write_commits(
@@ -558,4 +563,7 @@ def test_statistics_are_refreshed_after_the_write_commits(
         with pg_store.write() as db:
             db.insert_records(col.cid, batch)
             assert conn.execute(held).fetchone()[0] == 0, "ANALYZE ran inside the write"
+        deadline = time.monotonic() + 30  # on the refresher's thread, after the commit
+        while not conn.execute(state).fetchone()[1] and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert conn.execute(state).fetchone()[1], "no ANALYZE once the write committed"

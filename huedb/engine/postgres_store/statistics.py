@@ -12,12 +12,13 @@ Autovacuum analyses and vacuums a table a minute or more after it grew; until th
   VACUUM_AFTER_ROWS records were inserted since the last vacuum, huedb runs VACUUM on
   `records` and `record_meta` (not `embeddings`, which is only read by key). A vacuum
   visits only pages not yet all-visible: ~35 ms per 100k records here.
-Both run after a write committed, on a connection outside any transaction: ANALYZE and
-VACUUM take SHARE UPDATE EXCLUSIVE on the tables, which inside a write would be held until
-its commit and serialise writers of every collection (and VACUUM cannot run in a
-transaction at all). Each process looks at `pg_stat_user_tables` at most once per
-CHECK_EVERY_ROWS rows it inserted, and a session advisory lock lets only one process
-refresh at a time.
+Both run after a write committed, on a thread of their own (the write's call returns at
+once, and on a machine with a spare core the refresh runs beside the next writes), on a
+connection outside any transaction: ANALYZE and VACUUM take SHARE UPDATE EXCLUSIVE on the
+tables, which inside a write would be held until its commit and serialise writers of every
+collection (and VACUUM cannot run in a transaction at all). Each process looks at
+`pg_stat_user_tables` at most once per CHECK_EVERY_ROWS rows it inserted, and a session
+advisory lock lets only one process refresh at a time.
 """
 
 from __future__ import annotations
@@ -44,28 +45,54 @@ _COUNTERS = (
 
 
 class StatisticsRefresher:
-    """Counts the rows a store inserted and refreshes statistics and visibility when due."""
+    """Counts the rows a store inserted and refreshes statistics and visibility when due,
+    on a thread of its own (started by the first check, ended by `close`)."""
 
     def __init__(self, pool: ConnectionPool, check_every: int = CHECK_EVERY_ROWS) -> None:
         self._pool = pool
         self._check_every = check_every
         self._pending = 0
         self._lock = threading.Lock()
+        self._wanted = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None
 
     def inserted(self, rows: int) -> None:
-        """Note `rows` committed inserts; ANALYZE / VACUUM if due. Never raises: logs a
-        failure."""
+        """Note `rows` committed inserts; a check (and ANALYZE / VACUUM if due) follows on
+        the refresher's thread."""
         if rows <= 0:
             return
         with self._lock:
             self._pending += rows
-            if self._pending < self._check_every:
+            if self._pending < self._check_every or self._closing:
                 return
             self._pending = 0
-        try:
-            self._refresh_if_due()
-        except Exception:
-            logger.warning("could not refresh the record tables' statistics", exc_info=True)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="huedb-pg-statistics", daemon=True
+                )
+                self._thread.start()
+        self._wanted.set()
+
+    def close(self) -> None:
+        """Stop the thread, after the refresh it may be running."""
+        with self._lock:
+            self._closing = True
+            thread = self._thread
+        self._wanted.set()
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            if self._closing:
+                return
+            try:
+                self._refresh_if_due()
+            except Exception:
+                logger.warning("could not refresh the record tables' statistics", exc_info=True)
 
     def _refresh_if_due(self) -> None:
         lock = (ADVISORY_CLASS, STATISTICS_LOCK)

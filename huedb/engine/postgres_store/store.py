@@ -65,7 +65,8 @@ class PostgresStore:
     @contextlib.contextmanager
     def write(self) -> Iterator[PgSession]:
         """A READ COMMITTED transaction whose reads of a collection lock its row; after
-        it committed, the record tables' statistics are refreshed if due (statistics.py)."""
+        it committed, the record tables' statistics are refreshed if due, in the background
+        (statistics.py)."""
         with transaction(self._pool, "READ COMMITTED", read_only=False) as conn:
             session = PgSession(conn, writable=True)
             yield session
@@ -127,5 +128,6 @@ class PostgresStore:
         return {f"postgresql_{name}": value for name, value in rows}
 
     def close(self) -> None:
+        self._statistics.close()
         self._warm.close()
         self._pool.close()
