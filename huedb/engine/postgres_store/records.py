@@ -29,6 +29,7 @@ from huedb.engine.record_values import (
     merge_metadata,
     sql_value,
     value_kind,
+    vector_blob_and_digests,
     vector_digest,
     vectors_in_order,
 )
@@ -58,6 +59,35 @@ def meta_rows(cid: int, key: int, metadata: dict[str, Any] | None) -> Iterator[t
             yield key, cid, name, kind, is_array, None, value
         else:
             yield key, cid, name, kind, is_array, pg_filters.number(value), None
+
+
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, no header extension
+_COPY_TRAILER = b"\xff\xff"
+
+
+def embedding_copy_data(keys: Sequence[int], vectors: np.ndarray) -> bytes:
+    """A whole binary COPY stream of `embeddings (key, vector, digest)` rows, built by numpy
+    in one go: per row the field count, then each field's length and big-endian value
+    (the vector as its stored float32 bytes). ~10x less Python time than a row at a time."""
+    blob, digests = vector_blob_and_digests(vectors)
+    width = len(blob) // len(keys)
+    row = np.dtype(
+        [
+            ("fields", ">i2"),
+            ("key_len", ">i4"),
+            ("key", ">i8"),
+            ("vector_len", ">i4"),
+            ("vector", f"V{width}"),
+            ("digest_len", ">i4"),
+            ("digest", ">i8"),
+        ]
+    )
+    rows = np.empty(len(keys), dtype=row)
+    rows["fields"], rows["key_len"], rows["vector_len"], rows["digest_len"] = 3, 8, width, 8
+    rows["key"] = keys
+    rows["vector"] = np.frombuffer(blob, dtype=f"V{width}")
+    rows["digest"] = digests
+    return _COPY_SIGNATURE + rows.tobytes() + _COPY_TRAILER
 
 
 def _dump(metadata: dict[str, Any] | None) -> str | None:
@@ -108,13 +138,10 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
                 for k, i, d, u, m in zip(keys, ids, documents, uris, metadatas, strict=True)
             ),
         )
-        blobs = [vectors[n].tobytes() for n in range(len(keys))]
-        self._copy(
-            "embeddings",
-            "key, vector, digest",
-            ((k, b, vector_digest(b)) for k, b in zip(keys, blobs, strict=True)),
-            ("int8", "bytea", "int8"),
-        )
+        with self._conn.cursor().copy(
+            "COPY embeddings (key, vector, digest) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.write(embedding_copy_data(keys, vectors))
         self._copy(
             "record_meta",
             "key, cid, name, kind, is_array, num, txt",
