@@ -95,11 +95,13 @@ class SearchRun:
             state.keep({row[0]: row for row in rows})
             hits = [(row[0], np.float32(i)) for i, row in enumerate(rows)]
             return _columns(plan, hits, state)
-        if isinstance(plan.rank, KnnNode):  # a lone Knn's scores are its list's
-            scored = self._knn(plan.rank, state).support
+        if isinstance(plan.rank, KnnNode):  # a lone Knn's scores are its list's, in order
+            ranked = list(self._knn(plan.rank, state).support.items())
+            if any(score != score for _, score in ranked):  # NaN: sorted last by score_order
+                ranked.sort(key=lambda item: score_order(*item))
         else:
             scored = evaluate_rank(plan.rank, [self._knn(k, state) for k in knn_leaves(plan.rank)])
-        ranked = sorted(scored.items(), key=lambda item: score_order(*item))
+            ranked = sorted(scored.items(), key=lambda item: score_order(*item))
         if plan.group_by is not None:
             metadata_of = {k: state.metadata(k) for k, _ in ranked}
             ranked = group(ranked, metadata_of, plan.group_by)
