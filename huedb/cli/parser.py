@@ -29,7 +29,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--pg-pool-max-size",
         type=int,
-        help="PostgreSQL store: connections per worker process (default 4)",
+        help="PostgreSQL store: connections per pool, two pools per worker process (default 4)",
     )
     run.add_argument(
         "--pg-pool-timeout",

@@ -98,7 +98,8 @@ def run_server(config: ServerConfig, log_level: str) -> int:
     scheme = "https" if config.ssl_certfile else "http"
     if config.engine.store:
         logger.info(
-            "store: PostgreSQL %s (pool of %d connections per worker, %gs wait); index files in %s",
+            "store: PostgreSQL %s (two pools of up to %d connections per worker, %gs wait); "
+            "index files in %s",
             masked_url(config.engine.store),
             config.engine.pg_pool_max_size,
             config.engine.pg_pool_timeout,
