@@ -110,7 +110,7 @@ class ArrayVectors:
 
 
 class GraphVectors:
-    """The graph's own (half-precision) vectors, read a chunk at a time: for measuring a
+    """The graph's own (16-bit) vectors, read a chunk at a time: for measuring a
     snapshot without the float32 vectors."""
 
     def __init__(self, graph: Any) -> None:
