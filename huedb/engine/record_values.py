@@ -15,6 +15,7 @@ typed (filterable) metadata row: `is_sparse` tells the stores to skip it there.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -149,6 +150,16 @@ def merge_metadata(current: dict[str, Any] | None, patch: dict[str, Any]) -> dic
         else:
             merged[name] = value
     return clean_metadata(merged)
+
+
+def metadata_json(metadata: dict[str, Any] | None) -> str | None:
+    """A record's metadata as the JSON text both stores keep (None when empty)."""
+    if not metadata:
+        return None
+    try:  # ~20x faster than `json`; it refuses float subclasses and lone surrogates
+        return orjson.dumps(metadata).decode()
+    except TypeError:
+        return json.dumps(metadata, ensure_ascii=False)
 
 
 def vector_digest(blob: bytes) -> int:

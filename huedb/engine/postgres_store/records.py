@@ -27,6 +27,7 @@ from huedb.engine.record_values import (
     is_sparse,
     key_vector_rows,
     merge_metadata,
+    metadata_json,
     sql_value,
     value_kind,
     vector_blob_and_digests,
@@ -90,10 +91,6 @@ def embedding_copy_data(keys: Sequence[int], vectors: np.ndarray) -> bytes:
     return _COPY_SIGNATURE + rows.tobytes() + _COPY_TRAILER
 
 
-def _dump(metadata: dict[str, Any] | None) -> str | None:
-    return None if not metadata else json.dumps(metadata, ensure_ascii=False)
-
-
 class RecordsSQL(OplogSQL, SchemaKeysSQL):
     """The records half of a PostgreSQL session."""
 
@@ -134,7 +131,7 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
             "records",
             "key, cid, id, document, uri, metadata",
             (
-                (k, cid, i, d, u, _dump(m))
+                (k, cid, i, d, u, metadata_json(m))
                 for k, i, d, u, m in zip(keys, ids, documents, uris, metadatas, strict=True)
             ),
         )
@@ -207,7 +204,7 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
         )
         before = {k: json.loads(current[k]) if current.get(k) else None for k, _ in changes}
         updates = [(key, merge_metadata(before[key], patch)) for key, patch in changes]
-        self._update_column("metadata", [(k, _dump(m)) for k, m in updates])
+        self._update_column("metadata", [(k, metadata_json(m)) for k, m in updates])
         self.run("DELETE FROM record_meta WHERE key = ANY(%s::bigint[])", (changed_keys,))
         self._copy(
             "record_meta",
