@@ -248,3 +248,36 @@ def test_pg_probe_counts_a_digest_match_only_when_the_vector_is_equal(
             assert [hits.rows[k][1] for k in hits.keys[0]] == [f"r{i}" for i in expected]
         finally:
             a.close()
+
+
+def test_warm_query_on_a_loaded_snapshot_ranks_with_stored_vectors(
+    store: StoreTarget, tmp_path: Path
+) -> None:
+    """A graph loaded from another engine's snapshot holds no float32 vectors: the one
+    store call then reads the candidates' vectors, which rank them (exact distances)."""
+    a = _engine(store, tmp_path / "s", exact_max_floats=200 * DIM)
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((1500, DIM)).astype(np.float32)
+    try:
+        col = a.create_collection("snap", None, {}, False, TENANT, DATABASE)
+        _add(a, col.uuid, [f"r{i}" for i in range(1500)], vectors)
+        _wait_for_graph(a, col.uuid)
+        _query(a, col.uuid, vectors[:1], 5)  # adopts the graph and writes its snapshot
+    finally:
+        a.close()
+    b = _engine(store, tmp_path / "s", exact_max_floats=200 * DIM)
+    try:
+        _query(b, col.uuid, vectors[:1], 5)  # loads the snapshot
+        index = b._indexes.warm(col.uuid)[1]
+        assert index.uses_graph and not index.has_vectors
+        counting = _counted(b)
+        queries = rng.standard_normal((6, DIM)).astype(np.float32)
+        hits = b.query(col.uuid, queries, 5, ALL, False)
+        assert (counting.confirmations, counting.reads) == (1, 0)
+        dists = ((queries[:, None, :] - vectors[None, :, :]) ** 2).sum(-1)
+        for q, (keys, got) in enumerate(zip(hits.keys, hits.distances, strict=True)):
+            true = [float(dists[q][int(hits.rows[k][1][1:])]) for k in keys]
+            assert np.allclose(got, true, rtol=1e-4) and got == sorted(got)
+            assert got[0] == pytest.approx(float(dists[q].min()), rel=1e-4)
+    finally:
+        b.close()

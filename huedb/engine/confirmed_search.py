@@ -47,30 +47,60 @@ def confirmed_search(
     timeout: float,
 ) -> Answer | None:
     """Per query the best keys and distances, the rows by key (with vectors when asked) and
-    the plan, or None when the store's snapshot is not the one the index reflects."""
+    the plan, or None when the store's snapshot is not the one the index reflects.
+
+    An index holding its float32 vectors ranks before it reads, so only the answers' rows
+    (and the records holding a query vector itself) are read; a graph without them reads
+    its candidates' vectors and ranks after."""
     index, col = warm.index, warm.collection
     assert col.dimension is not None
     graph = index.uses_graph
+    if graph and not index.has_vectors:
+        return _read_then_ranked(store, warm, queries, n_results, with_vectors, timeout)
     if graph:
-        found = [index.graph_candidates(q, n_results) for q in queries]
-        keys = np.unique(np.concatenate(found)) if found else np.empty(0, np.uint64)
+        hits = [
+            index.rank(q, n_results, index.graph_candidates(q, n_results), _no_fetch)
+            for q in queries
+        ]
     else:
         hits = [index.search(q, n_results, None, _no_fetch) for q in queries]
-        keys = np.unique(np.concatenate([h[0] for h in hits]))
-    need_vectors = with_vectors or (graph and not index.has_vectors)
-    seen = store.rows_at_head(col, keys.tolist(), queries if graph else None, need_vectors, timeout)
+    keys = np.unique(np.concatenate([h[0] for h in hits])).tolist()
+    seen = store.rows_at_head(col, keys, queries if graph else None, with_vectors, timeout)
     if not _reflects(seen, warm):
         return None
-    if graph:
+    if graph:  # an exact search cannot miss the vector itself
+        hits = [
+            index.with_exact_matches(q, n_results, h, same, _no_fetch)
+            for q, h, same in zip(queries, hits, seen.same_vector, strict=True)
+        ]
+    return _answer(hits, seen.rows, with_vectors, query_plan(index, None))
 
-        def fetch(wanted: np.ndarray) -> np.ndarray:
-            stored = {int(k): seen.rows[int(k)][5] for k in wanted}
-            return vectors_in_order(stored, [int(k) for k in wanted], col.dimension)
 
-        hits = []
-        for q, candidates, same in zip(queries, found, seen.same_vector, strict=True):
-            ranked = index.rank(q, n_results, candidates, fetch)
-            hits.append(index.with_exact_matches(q, n_results, ranked, same, fetch))
+def _read_then_ranked(
+    store: Store,
+    warm: WarmIndex,
+    queries: np.ndarray,
+    n_results: int,
+    with_vectors: bool,
+    timeout: float,
+) -> Answer | None:
+    """`confirmed_search` on a graph without float32 vectors: its candidates' rows are read
+    with their vectors, which then rank them."""
+    index, col = warm.index, warm.collection
+    found = [index.graph_candidates(q, n_results) for q in queries]
+    keys = np.unique(np.concatenate(found)).tolist()
+    seen = store.rows_at_head(col, keys, queries, True, timeout)
+    if not _reflects(seen, warm):
+        return None
+
+    def fetch(wanted: np.ndarray) -> np.ndarray:
+        stored = {int(k): seen.rows[int(k)][5] for k in wanted}
+        return vectors_in_order(stored, [int(k) for k in wanted], index.dim)
+
+    hits = []
+    for q, candidates, same in zip(queries, found, seen.same_vector, strict=True):
+        ranked = index.rank(q, n_results, candidates, fetch)
+        hits.append(index.with_exact_matches(q, n_results, ranked, same, fetch))
     return _answer(hits, seen.rows, with_vectors, query_plan(index, None))
 
 
@@ -128,5 +158,5 @@ def _reflects(seen: RowsAtHead, warm: WarmIndex) -> bool:
 
 
 def _no_fetch(keys: np.ndarray) -> np.ndarray:
-    """The fetch of an exact index's search, which holds every vector itself."""
-    raise RuntimeError("an exact index searched without a filter reads no stored vector")
+    """The fetch of an index holding every float32 vector itself, which never calls it."""
+    raise RuntimeError("an index holding its float32 vectors reads no stored vector")
