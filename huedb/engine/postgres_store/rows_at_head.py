@@ -86,14 +86,17 @@ def _rows_and_matches_sql(with_vectors: bool, cid: str) -> str:
 
 
 def _warm_sql(with_vectors: bool) -> str:
-    """`_rows_and_matches_sql` with the collection's row and oplog head on every row; one row
-    of NULLs after the collection's when nothing matched, all NULLs when the collection is
-    gone. Parameters: (uuid, keys, digests)."""
-    collection = ", ".join(f"c.{name.strip()}" for name in COLLECTION_COLUMNS.split(","))
+    """The collection's row and oplog head (the one row whose tag `n` is NULL; none when the
+    collection is gone), then `_rows_and_matches_sql`'s rows; each kind's columns are NULL
+    in the other's rows, so the collection's long columns come once. Parameters: (uuid,
+    keys, cid, digests, cid)."""
+    no_record = "NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::text, NULL::text"
+    no_collection = ", ".join(["NULL"] * (_ROW_COLUMNS + 1))
     return (
-        f"SELECT {collection}, c.log_seq, s.* "
-        "FROM (SELECT) one LEFT JOIN collections c ON c.uuid = %s "
-        f"LEFT JOIN LATERAL ({_rows_and_matches_sql(with_vectors, 'c.cid')}) s ON true"
+        f"SELECT {COLLECTION_COLUMNS}, log_seq, {no_record}, NULL::bytea "
+        "FROM collections WHERE uuid = %s "
+        f"UNION ALL SELECT {no_collection}, s.* "
+        f"FROM ({_rows_and_matches_sql(with_vectors, '%s')}) s"
     )
 
 
@@ -110,6 +113,9 @@ class WarmReads:
     def __init__(self, url: str, settings: PoolSettings, timeout: float) -> None:
         self._setting = _timeout_setting(timeout)
         self._pool = open_pool(url, settings, configure=self._configure, name="huedb-warm")
+        # Per collection uuid: its stored columns as last read, and their CollectionRow
+        # (decoding the JSON columns again for every read cost ~15 us).
+        self._collections: dict[str, tuple[tuple, CollectionRow]] = {}
 
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute("SET plan_cache_mode = force_generic_plan")
@@ -126,7 +132,7 @@ class WarmReads:
         """See `engine.store.Store.rows_at_head`; retried on a fresh connection if a pooled
         one turns out to be broken (a read is safe to repeat)."""
         blobs = _probe_blobs(probes)
-        params = (col.uuid, _key_array(keys), _digest_array(blobs))
+        params = (col.uuid, _key_array(keys), col.cid, _digest_array(blobs), col.cid)
         sql = _WARM_SQL[with_vectors]
         setting = _timeout_setting(timeout)
 
@@ -143,19 +149,32 @@ class WarmReads:
             return found.fetchall()
 
         with statement_timeouts(Deadline(timeout)), storage_errors():
-            return _warm_result(on_live_connection(self._pool, read), blobs)
+            rows = on_live_connection(self._pool, read)
+        return self._result(col.uuid, rows, blobs)
 
     def close(self) -> None:
         self._pool.close()
 
+    def _result(self, uuid: str, rows: list[tuple], blobs: list[bytes]) -> RowsAtHead:
+        """A `RowsAtHead` from `_warm_sql`'s rows."""
+        tag = _ROW_COLUMNS + 1
+        stored = next((row[:tag] for row in rows if row[tag] is None), None)
+        if stored is None:
+            self._collections.pop(uuid, None)
+            return RowsAtHead(None, 0, {}, [])
+        tagged = (row[tag:] for row in rows if row[tag] is not None)
+        return RowsAtHead(self._collection(stored), stored[-1], *_matched_rows(tagged, blobs))
 
-def _warm_result(rows: list[tuple], blobs: list[bytes]) -> RowsAtHead:
-    """A `RowsAtHead` from `_warm_sql`'s rows."""
-    collection, head = _collection_and_head(rows[0])
-    if collection is None:
-        return RowsAtHead(None, 0, {}, [])
-    tagged = (row[_ROW_COLUMNS + 1 :] for row in rows if row[_ROW_COLUMNS + 1] is not None)
-    return RowsAtHead(collection, head, *_matched_rows(tagged, blobs))
+    def _collection(self, stored: tuple) -> CollectionRow:
+        """The CollectionRow of a collection's stored columns (then its oplog head), decoded
+        again only when they changed."""
+        uuid, columns = stored[1], stored[:-1]
+        known = self._collections.get(uuid)
+        if known is not None and known[0] == columns:
+            return known[1]
+        row = collection_row(columns)
+        self._collections[uuid] = (columns, row)
+        return row
 
 
 @contextlib.contextmanager
