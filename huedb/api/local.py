@@ -6,7 +6,6 @@ calls the engine and shapes the results as Chroma does.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any
@@ -35,6 +34,7 @@ from huedb.config import Settings
 from huedb.engine.catalog import CollectionRow, validate_name
 from huedb.engine.engine import Engine
 from huedb.engine.filters import RecordFilter
+from huedb.engine.record_values import stored_json
 from huedb.errors import InvalidArgumentError, NotFoundError, ResetDisabledError
 from huedb.record_batch import RecordBatch
 from huedb.search.bounds import check_bounds
@@ -329,7 +329,7 @@ def _fields(rows: list[tuple], include: list[str]) -> dict[str, Any]:
     if "metadatas" in include:
         # Chroma returns {} rather than None for a record that has a uri but no metadata.
         out["metadatas"] = [
-            json.loads(r[4]) if r[4] else ({} if r[3] is not None else None) for r in rows
+            stored_json(r[4]) if r[4] else ({} if r[3] is not None else None) for r in rows
         ]
     if "embeddings" in include:
         if rows:

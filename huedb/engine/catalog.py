@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from huedb.engine.record_values import stored_json
 from huedb.errors import InvalidArgumentError
 
 DEFAULT_DATABASE_ID = "00000000-0000-0000-0000-000000000000"
@@ -50,21 +49,12 @@ def collection_row(r: Sequence[Any]) -> CollectionRow:
         uuid=r[1],
         name=r[2],
         database_id=r[3],
-        metadata=_loads(r[4]) if r[4] is not None else None,
-        configuration=_loads(r[5]),
+        metadata=stored_json(r[4]) if r[4] is not None else None,
+        configuration=stored_json(r[5]),
         dimension=r[6],
         pruned_seq=r[7],
         snapshot_seq=r[8],
     )
-
-
-def _loads(text: str) -> Any:
-    """Decode stored JSON: by orjson (faster: a search reads its collection's row), by
-    `json` for what orjson refuses and `json.dumps` writes (NaN, integers beyond 64 bits)."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
 
 
 def dump_metadata(metadata: dict[str, Any] | None) -> str | None:

@@ -152,6 +152,16 @@ def merge_metadata(current: dict[str, Any] | None, patch: dict[str, Any]) -> dic
     return clean_metadata(merged)
 
 
+def stored_json(text: str) -> Any:
+    """Decode JSON text huedb stored: by orjson (~5x faster: every query decodes its rows'
+    metadata), by `json` for what orjson refuses and `json.dumps` writes (NaN, integers
+    beyond 64 bits)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def metadata_json(metadata: dict[str, Any] | None) -> str | None:
     """A record's metadata as the JSON text both stores keep (None when empty)."""
     if not metadata:

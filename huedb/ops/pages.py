@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ import numpy as np
 
 from huedb.api.collection import Collection
 from huedb.engine.engine import Engine
+from huedb.engine.record_values import stored_json
 from huedb.errors import BackupError
 
 INCLUDE = ["documents", "metadatas", "embeddings", "uris"]
@@ -62,7 +62,7 @@ def _snapshot_pages(engine: Engine, collection_id: str, page_size: int) -> Itera
                 documents=[r[2] for r in rows],
                 # As `get`: {} rather than None for a record with a uri but no metadata.
                 metadatas=[
-                    json.loads(r[4]) if r[4] else ({} if r[3] is not None else None) for r in rows
+                    stored_json(r[4]) if r[4] else ({} if r[3] is not None else None) for r in rows
                 ],
                 uris=[r[3] for r in rows],
                 embeddings=np.frombuffer(blob, dtype=np.float32).reshape(len(rows), -1),
