@@ -9,6 +9,8 @@ change is seen — including a delete of the collection itself.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 
 from huedb.engine.engine import Engine
 from huedb.engine.filters import compile_filter
+from huedb.engine.sqlite_store.connection import DB_FILENAME
 from huedb.errors import NotFoundError
 from huedb.options import EngineOptions
 from huedb.record_batch import RecordBatch
@@ -212,42 +215,59 @@ def test_a_change_by_another_engine_is_seen_by_a_filtered_query(
     assert _query(a, col.uuid, target, 3, regex) == [[]]
 
 
-def test_pg_probe_counts_a_digest_match_only_when_the_vector_is_equal(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    """PostgreSQL's warm read sends a probe as its digest only and compares the vectors that
-    come back: a record whose digest collides with the query's but holds another vector is
-    not an exact match (its digest is forged here, as a 64-bit collision cannot be found),
-    under the session's budget and under another one alike."""
-    import psycopg
+def _forge_digest(store: StoreTarget, path: Path, like: str, victim: str) -> dict[str, int]:
+    """Give record `victim` the vector digest of record `like` (a 64-bit collision cannot be
+    found), straight in the store; returns every record's key by id."""
+    if store.url:
+        import psycopg
 
-    with stores.store_target("postgresql", request) as pg:
-        a = _engine(pg, tmp_path / "pg")
-        try:
-            col = a.create_collection("digests", None, {}, False, TENANT, DATABASE)
-            rng = np.random.default_rng(7)
-            vectors = rng.standard_normal((20, DIM)).astype(np.float32)
-            _add(a, col.uuid, [f"r{i}" for i in range(20)], vectors)
-            with psycopg.connect(pg.url, autocommit=True) as conn:
-                conn.execute(
-                    "UPDATE embeddings SET digest = (SELECT e.digest FROM embeddings e "
-                    "JOIN records r ON r.key = e.key WHERE r.id = 'r3') WHERE key = "
-                    "(SELECT key FROM records WHERE id = 'r4')"
-                )
-                keys = dict(conn.execute("SELECT id, key FROM records").fetchall())
-            col = a.get_collection_by_uuid(col.uuid)
-            timeout = a.options.query_timeout
-            for budget in (timeout, timeout + 1.5):
-                seen = a._store.rows_at_head(col, [keys["r9"]], vectors[3:4], False, budget)
-                assert seen.same_vector == [[keys["r3"]]]
-                assert set(seen.rows) == {keys["r9"], keys["r3"]}
-                assert seen.rows[keys["r3"]][1] == "r3" and seen.head > 0
-            hits = a.query(col.uuid, vectors[3:4], 3, ALL, False)
-            dists = ((vectors - vectors[3]) ** 2).sum(-1)
-            expected = np.argsort(dists, kind="stable")[:3]
-            assert [hits.rows[k][1] for k in hits.keys[0]] == [f"r{i}" for i in expected]
-        finally:
-            a.close()
+        with psycopg.connect(store.url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE embeddings SET digest = (SELECT e.digest FROM embeddings e "
+                "JOIN records r ON r.key = e.key WHERE r.id = %s) WHERE key = "
+                "(SELECT key FROM records WHERE id = %s)",
+                (like, victim),
+            )
+            return dict(conn.execute("SELECT id, key FROM records").fetchall())
+    with contextlib.closing(sqlite3.connect(path / DB_FILENAME)) as conn, conn:
+        keys = dict(conn.execute("SELECT id, key FROM records").fetchall())
+        digest = conn.execute(
+            "SELECT digest FROM digests WHERE key = ? UNION ALL "
+            "SELECT digest FROM digests_recent WHERE key = ?",
+            (keys[like], keys[like]),
+        ).fetchone()[0]
+        conn.execute(
+            "INSERT INTO digests_recent (digest, key) VALUES (?, ?)", (digest, keys[victim])
+        )
+    return keys
+
+
+def test_probe_counts_a_digest_match_only_when_the_vector_is_equal(
+    store: StoreTarget, tmp_path: Path
+) -> None:
+    """A warm read finds the records holding a query vector through its digest and compares
+    the vectors that come back: a record whose digest collides with the query's but holds
+    another vector is not an exact match (under the session's budget and another alike)."""
+    a = _engine(store, tmp_path / "d")
+    try:
+        col = a.create_collection("digests", None, {}, False, TENANT, DATABASE)
+        rng = np.random.default_rng(7)
+        vectors = rng.standard_normal((20, DIM)).astype(np.float32)
+        _add(a, col.uuid, [f"r{i}" for i in range(20)], vectors)
+        keys = _forge_digest(store, tmp_path / "d", "r3", "r4")
+        col = a.get_collection_by_uuid(col.uuid)
+        timeout = a.options.query_timeout
+        for budget in (timeout, timeout + 1.5):
+            seen = a._store.rows_at_head(col, [keys["r9"]], vectors[3:4], False, budget)
+            assert seen.same_vector == [[keys["r3"]]]
+            assert set(seen.rows) == {keys["r9"], keys["r3"]}
+            assert seen.rows[keys["r3"]][1] == "r3" and seen.head > 0
+        hits = a.query(col.uuid, vectors[3:4], 3, ALL, False)
+        dists = ((vectors - vectors[3]) ** 2).sum(-1)
+        expected = np.argsort(dists, kind="stable")[:3]
+        assert [hits.rows[k][1] for k in hits.keys[0]] == [f"r{i}" for i in expected]
+    finally:
+        a.close()
 
 
 def test_warm_query_on_a_loaded_snapshot_ranks_with_stored_vectors(

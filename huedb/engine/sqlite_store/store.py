@@ -28,6 +28,7 @@ from huedb.engine.sqlite_store.connection import (
     write_transaction,
 )
 from huedb.engine.sqlite_store.session import SQLiteSession
+from huedb.engine.sqlite_store.warm_read import WarmRead
 from huedb.engine.store import RowsAtHead
 from huedb.errors import InvalidArgumentError
 from huedb.options import EngineOptions
@@ -49,6 +50,7 @@ class SQLiteStore:
             raise
         self.store_id = store_id(self._conn)
         self._session = SQLiteSession(self._conn)
+        self._warm = WarmRead()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[SQLiteSession]:
@@ -70,11 +72,9 @@ class SQLiteStore:
         with_vectors: bool,
         timeout: float,
     ) -> RowsAtHead:
-        """The collection's row, oplog head and rows in one read transaction (see Store)."""
-        with self.read() as db, db.time_budget(timeout):
-            read = SessionRead(db, col, None)
-            rows, same = read.rows(keys, probes, with_vectors)
-            return RowsAtHead(read.collection, read.head, rows, same)
+        """The collection's row, oplog head and rows in one statement (warm_read.py)."""
+        with self._session.time_budget(timeout):
+            return self._warm.rows_at_head(self._conn, col, keys, probes, with_vectors)
 
     @contextlib.contextmanager
     def read_filtered(
