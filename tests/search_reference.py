@@ -174,8 +174,11 @@ class BruteForce:
                     weights[t] *= math.log(1 + (n - n_t + 0.5) / (n_t + 0.5))
             for i in allowed:
                 parts = _sparse_parts(self.records[i]["meta"].get(spec["key"]))
+                # Values as stored (float32, as in Chroma), products and sums in float64.
                 shared = (
-                    [(t, d) for t, d in zip(*parts, strict=True) if t in weights] if parts else []
+                    [(t, float(np.float32(d))) for t, d in zip(*parts, strict=True) if t in weights]
+                    if parts
+                    else []
                 )
                 if shared:
                     found.append((1.0 - sum(weights[t] * d for t, d in shared), i))
