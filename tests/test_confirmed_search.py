@@ -301,3 +301,27 @@ def test_warm_query_on_a_loaded_snapshot_ranks_with_stored_vectors(
             assert got[0] == pytest.approx(float(dists[q].min()), rel=1e-4)
     finally:
         b.close()
+
+
+def test_a_collection_change_by_another_engine_is_not_confirmed(
+    engines: tuple[Engine, Engine],
+) -> None:
+    """A warm read remembers the collection's decoded row; when another engine changed the
+    row (here its metadata and name), the read returns the new row, so the confirmation
+    fails and the usual path answers with the collection as it now is."""
+    a, b = engines
+    col = a.create_collection("meta", None, {}, False, TENANT, DATABASE)
+    rng = np.random.default_rng(8)
+    _add(a, col.uuid, [f"r{i}" for i in range(30)], rng.standard_normal((30, DIM)))
+    target = rng.standard_normal((1, DIM)).astype(np.float32)
+    first = _query(a, col.uuid, target, 3)
+    counting = _counted(a)
+    assert _query(a, col.uuid, target, 3) == first
+    assert (counting.confirmations, counting.reads) == (1, 0)
+    b.update_collection(col.uuid, "renamed", {"v": 2}, None)
+    assert _query(a, col.uuid, target, 3) == first
+    assert counting.confirmations == 2 and counting.reads == 1  # refused, then the usual path
+    held = a._indexes.warm(col.uuid)
+    assert held is not None and held[0].name == "renamed" and held[0].metadata == {"v": 2}
+    assert _query(a, col.uuid, target, 3) == first
+    assert counting.confirmations == 3 and counting.reads == 1  # current again: confirmed

@@ -33,7 +33,12 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from huedb.engine.budget import Deadline
-from huedb.engine.catalog import COLLECTION_COLUMNS, CollectionRow, collection_row
+from huedb.engine.catalog import (
+    COLLECTION_COLUMNS,
+    CollectionRow,
+    DecodedCollections,
+    collection_row,
+)
 from huedb.engine.filters import RecordFilter
 from huedb.engine.postgres_store.connection import (
     PoolSettings,
@@ -113,9 +118,7 @@ class WarmReads:
     def __init__(self, url: str, settings: PoolSettings, timeout: float) -> None:
         self._setting = _timeout_setting(timeout)
         self._pool = open_pool(url, settings, configure=self._configure, name="huedb-warm")
-        # Per collection uuid: its stored columns as last read, and their CollectionRow
-        # (decoding the JSON columns again for every read cost ~15 us).
-        self._collections: dict[str, tuple[tuple, CollectionRow]] = {}
+        self._collections = DecodedCollections()
 
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute("SET plan_cache_mode = force_generic_plan")
@@ -160,21 +163,11 @@ class WarmReads:
         tag = _ROW_COLUMNS + 1
         stored = next((row[:tag] for row in rows if row[tag] is None), None)
         if stored is None:
-            self._collections.pop(uuid, None)
+            self._collections.forget(uuid)
             return RowsAtHead(None, 0, {}, [])
         tagged = (row[tag:] for row in rows if row[tag] is not None)
-        return RowsAtHead(self._collection(stored), stored[-1], *_matched_rows(tagged, blobs))
-
-    def _collection(self, stored: tuple) -> CollectionRow:
-        """The CollectionRow of a collection's stored columns (then its oplog head), decoded
-        again only when they changed."""
-        uuid, columns = stored[1], stored[:-1]
-        known = self._collections.get(uuid)
-        if known is not None and known[0] == columns:
-            return known[1]
-        row = collection_row(columns)
-        self._collections[uuid] = (columns, row)
-        return row
+        collection = self._collections.row(stored[:-1])
+        return RowsAtHead(collection, stored[-1], *_matched_rows(tagged, blobs))
 
 
 @contextlib.contextmanager

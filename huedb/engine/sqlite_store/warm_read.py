@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from huedb.engine.catalog import COLLECTION_COLUMNS, CollectionRow, collection_row
+from huedb.engine.catalog import COLLECTION_COLUMNS, CollectionRow, DecodedCollections
 from huedb.engine.record_values import vector_digest
 from huedb.engine.sqlite_store.records import json_list
 from huedb.engine.store import RowsAtHead
@@ -58,8 +58,7 @@ class WarmRead:
     """A store's one-statement reads, remembering each collection's decoded row."""
 
     def __init__(self) -> None:
-        # Per collection uuid: its stored columns as last read, and their CollectionRow.
-        self._collections: dict[str, tuple[tuple, CollectionRow]] = {}
+        self._collections = DecodedCollections()
 
     def rows_at_head(
         self,
@@ -79,7 +78,7 @@ class WarmRead:
         tag = _ROW_COLUMNS + 1
         stored = next((row[:tag] for row in rows if row[tag] is None), None)
         if stored is None:
-            self._collections.pop(col.uuid, None)
+            self._collections.forget(col.uuid)
             return RowsAtHead(None, 0, {}, [])
         by_key: dict[int, tuple] = {}
         matches: list[list[int]] = [[] for _ in blobs]
@@ -91,15 +90,5 @@ class WarmRead:
             by_key[record[0]] = record
             if n:
                 matches[n - 1].append(record[0])
-        return RowsAtHead(self._collection(stored), stored[-1] or 0, by_key, matches)
-
-    def _collection(self, stored: tuple) -> CollectionRow:
-        """The CollectionRow of a collection's stored columns (then the oplog head), decoded
-        again only when they changed."""
-        uuid, columns = stored[1], stored[:-1]
-        known = self._collections.get(uuid)
-        if known is not None and known[0] == columns:
-            return known[1]
-        row = collection_row(columns)
-        self._collections[uuid] = (columns, row)
-        return row
+        collection = self._collections.row(stored[:-1])
+        return RowsAtHead(collection, stored[-1] or 0, by_key, matches)
