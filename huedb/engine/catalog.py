@@ -57,27 +57,6 @@ def collection_row(r: Sequence[Any]) -> CollectionRow:
     )
 
 
-class DecodedCollections:
-    """Collection rows decoded once per change of their stored columns: a warm query reads
-    its collection's row every time, and decoding its JSON columns again cost ~15 us."""
-
-    def __init__(self) -> None:
-        self._known: dict[str, tuple[tuple, CollectionRow]] = {}  # uuid -> (columns, row)
-
-    def row(self, columns: tuple) -> CollectionRow:
-        """The CollectionRow of the values of `COLLECTION_COLUMNS`."""
-        known = self._known.get(columns[1])
-        if known is not None and known[0] == columns:
-            return known[1]
-        row = collection_row(columns)
-        self._known[row.uuid] = (columns, row)
-        return row
-
-    def forget(self, uuid: str) -> None:
-        """Drop what is known of a collection (it is gone)."""
-        self._known.pop(uuid, None)
-
-
 def dump_metadata(metadata: dict[str, Any] | None) -> str | None:
     """The stored JSON text of a collection's metadata (None: no metadata)."""
     return None if metadata is None else json.dumps(metadata, ensure_ascii=False)

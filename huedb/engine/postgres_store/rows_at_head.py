@@ -26,19 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import psycopg
 from psycopg_pool import ConnectionPool
 
 from huedb.engine.budget import Deadline
-from huedb.engine.catalog import (
-    COLLECTION_COLUMNS,
-    CollectionRow,
-    DecodedCollections,
-    collection_row,
-)
+from huedb.engine.catalog import COLLECTION_COLUMNS, CollectionRow, collection_row
 from huedb.engine.filters import RecordFilter
 from huedb.engine.postgres_store.connection import (
     PoolSettings,
@@ -50,6 +45,7 @@ from huedb.engine.postgres_store.connection import (
 from huedb.engine.postgres_store.records import allowed_keys_query, parse_keys
 from huedb.engine.record_values import vector_digest
 from huedb.engine.store import RowsAtHead
+from huedb.engine.warm_rows import COLLECTION_WIDTH, WarmRows, matched_rows, probe_blobs
 
 # Settings of a filtered read's transaction, made by its statements' select lists
 # (set_config(..., true)) so that they need no statement of their own; each holds for the
@@ -57,8 +53,6 @@ from huedb.engine.store import RowsAtHead
 # plans with the allowed keys (for the rows statement after the search; see above).
 _TIMEOUT = "set_config('statement_timeout', %s, true)"
 _GENERIC_PLANS = "set_config('plan_cache_mode', 'force_generic_plan', true)"
-
-_ROW_COLUMNS = len(COLLECTION_COLUMNS.split(","))  # then log_seq
 
 
 def _collection_sql(*settings: str) -> str:
@@ -96,7 +90,7 @@ def _warm_sql(with_vectors: bool) -> str:
     in the other's rows, so the collection's long columns come once. Parameters: (uuid,
     keys, cid, digests, cid)."""
     no_record = "NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::text, NULL::text"
-    no_collection = ", ".join(["NULL"] * (_ROW_COLUMNS + 1))
+    no_collection = ", ".join(["NULL"] * (COLLECTION_WIDTH + 1))
     return (
         f"SELECT {COLLECTION_COLUMNS}, log_seq, {no_record}, NULL::bytea "
         "FROM collections WHERE uuid = %s "
@@ -118,7 +112,7 @@ class WarmReads:
     def __init__(self, url: str, settings: PoolSettings, timeout: float) -> None:
         self._setting = _timeout_setting(timeout)
         self._pool = open_pool(url, settings, configure=self._configure, name="huedb-warm")
-        self._collections = DecodedCollections()
+        self._rows = WarmRows()
 
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute("SET plan_cache_mode = force_generic_plan")
@@ -134,7 +128,7 @@ class WarmReads:
     ) -> RowsAtHead:
         """See `engine.store.Store.rows_at_head`; retried on a fresh connection if a pooled
         one turns out to be broken (a read is safe to repeat)."""
-        blobs = _probe_blobs(probes)
+        blobs = probe_blobs(probes)
         params = (col.uuid, _key_array(keys), col.cid, _digest_array(blobs), col.cid)
         sql = _WARM_SQL[with_vectors]
         setting = _timeout_setting(timeout)
@@ -153,21 +147,10 @@ class WarmReads:
 
         with statement_timeouts(Deadline(timeout)), storage_errors():
             rows = on_live_connection(self._pool, read)
-        return self._result(col.uuid, rows, blobs)
+        return self._rows.result(col.uuid, rows, blobs)
 
     def close(self) -> None:
         self._pool.close()
-
-    def _result(self, uuid: str, rows: list[tuple], blobs: list[bytes]) -> RowsAtHead:
-        """A `RowsAtHead` from `_warm_sql`'s rows."""
-        tag = _ROW_COLUMNS + 1
-        stored = next((row[:tag] for row in rows if row[tag] is None), None)
-        if stored is None:
-            self._collections.forget(uuid)
-            return RowsAtHead(None, 0, {}, [])
-        tagged = (row[tag:] for row in rows if row[tag] is not None)
-        collection = self._collections.row(stored[:-1])
-        return RowsAtHead(collection, stored[-1], *_matched_rows(tagged, blobs))
 
 
 @contextlib.contextmanager
@@ -212,14 +195,14 @@ class PgFilteredRead:
     def rows(
         self, keys: Sequence[int], probes: np.ndarray | None, with_vectors: bool
     ) -> tuple[dict[int, tuple], list[list[int]]]:
-        blobs = _probe_blobs(probes)
+        blobs = probe_blobs(probes)
         params = (_key_array(keys), self._cid, _digest_array(blobs), self._cid)
         conn = self._conn
         with conn.pipeline():
             rows = conn.execute(_FILTERED_ROWS_SQL[with_vectors], params, binary=True)
             conn.execute("COMMIT")
         self._open = False
-        return _matched_rows(rows.fetchall(), blobs)
+        return matched_rows(rows.fetchall(), blobs)
 
     def close(self, pool: ConnectionPool) -> None:
         """End the snapshot if `rows` did not, and give the connection back."""
@@ -244,35 +227,12 @@ def _collection_and_head(found: tuple) -> tuple[CollectionRow | None, int]:
     """The collection (None when gone) and its oplog head from a `_collection_sql` row."""
     if found[0] is None:
         return None, 0
-    return collection_row(found[:_ROW_COLUMNS]), found[_ROW_COLUMNS]
+    return collection_row(found[:COLLECTION_WIDTH]), found[COLLECTION_WIDTH]
 
 
 _BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
 
-def _probe_blobs(probes: np.ndarray | None) -> list[bytes]:
-    """The stored bytes of each probe vector."""
-    vectors = () if probes is None else probes
-    return [np.ascontiguousarray(p, np.float32).tobytes() for p in vectors]
-
-
 def _digest_array(blobs: list[bytes]) -> str:
     """The probes' vector digests as a bigint[] literal."""
     return _key_array([vector_digest(b) for b in blobs])
-
-
-def _matched_rows(
-    tagged: Iterable[Sequence], blobs: list[bytes]
-) -> tuple[dict[int, tuple], list[list[int]]]:
-    """Rows by key (the keys asked for, and the probes' exact matches) and per probe its
-    matches' keys, from `_rows_and_matches_sql`'s tagged rows. A record found by a probe's
-    digest counts only when its vector equals the probe (a digest is no proof)."""
-    by_key: dict[int, tuple] = {}
-    matches: list[list[int]] = [[] for _ in blobs]
-    for n, *record in tagged:
-        if n == 0:
-            by_key[record[0]] = tuple(record)
-        elif record[5] == blobs[n - 1]:
-            by_key[record[0]] = tuple(record)
-            matches[n - 1].append(record[0])
-    return by_key, matches

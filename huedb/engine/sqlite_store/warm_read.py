@@ -15,15 +15,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from huedb.engine.catalog import COLLECTION_COLUMNS, CollectionRow, DecodedCollections
+from huedb.engine.catalog import COLLECTION_COLUMNS, CollectionRow
 from huedb.engine.record_values import vector_digest
 from huedb.engine.sqlite_store.records import json_list
 from huedb.engine.store import RowsAtHead
+from huedb.engine.warm_rows import COLLECTION_WIDTH, WarmRows, probe_blobs
 
-_ROW_COLUMNS = len(COLLECTION_COLUMNS.split(","))  # then the oplog head, then the tag
 _HEAD = "(SELECT seq FROM sqlite_sequence WHERE name = 'oplog')"
 _NO_RECORD = "NULL, NULL, NULL, NULL, NULL, NULL"
-_NO_COLLECTION = ", ".join(["NULL"] * (_ROW_COLUMNS + 1))
+_NO_COLLECTION = ", ".join(["NULL"] * (COLLECTION_WIDTH + 1))
 
 
 def _sql(with_vectors: bool) -> str:
@@ -55,10 +55,10 @@ _SQL = {with_vectors: _sql(with_vectors) for with_vectors in (False, True)}
 
 
 class WarmRead:
-    """A store's one-statement reads, remembering each collection's decoded row."""
+    """A store's one-statement reads (rows read back by `warm_rows.WarmRows`)."""
 
     def __init__(self) -> None:
-        self._collections = DecodedCollections()
+        self._rows = WarmRows()
 
     def rows_at_head(
         self,
@@ -69,26 +69,9 @@ class WarmRead:
         with_vectors: bool,
     ) -> RowsAtHead:
         """See `engine.store.Store.rows_at_head` (the caller sets the time budget)."""
-        vectors = () if probes is None else probes
-        blobs = [np.ascontiguousarray(p, np.float32).tobytes() for p in vectors]
+        blobs = probe_blobs(probes)
         digests = json_list(vector_digest(blob) for blob in blobs)
         keys_json = json_list(int(k) for k in keys)
         params = (col.uuid, keys_json, col.cid, digests, col.cid, digests, col.cid)
         rows = conn.execute(_SQL[with_vectors], params).fetchall()
-        tag = _ROW_COLUMNS + 1
-        stored = next((row[:tag] for row in rows if row[tag] is None), None)
-        if stored is None:
-            self._collections.forget(col.uuid)
-            return RowsAtHead(None, 0, {}, [])
-        by_key: dict[int, tuple] = {}
-        matches: list[list[int]] = [[] for _ in blobs]
-        for row in rows:
-            n = row[tag]
-            if n is None or (n and row[-1] != blobs[n - 1]):
-                continue
-            record = row[tag + 1 :] if with_vectors else row[tag + 1 : -1]
-            by_key[record[0]] = record
-            if n:
-                matches[n - 1].append(record[0])
-        collection = self._collections.row(stored[:-1])
-        return RowsAtHead(collection, stored[-1] or 0, by_key, matches)
+        return self._rows.result(col.uuid, rows, blobs)
