@@ -325,3 +325,62 @@ def test_a_collection_change_by_another_engine_is_not_confirmed(
     assert held is not None and held[0].name == "renamed" and held[0].metadata == {"v": 2}
     assert _query(a, col.uuid, target, 3) == first
     assert counting.confirmations == 3 and counting.reads == 1  # current again: confirmed
+
+
+def test_repeated_filters_see_every_record_change_by_another_engine(
+    store: StoreTarget, engines: tuple[Engine, Engine]
+) -> None:
+    """PostgreSQL keeps the keys a filter allowed while the collection's head stays put
+    (postgres_store/allowed_keys_cache.py); a change that logs no oplog entry (metadata or
+    document only) must still move the head, or the kept keys would hide it. Each answer
+    is compared with an exact search over what the filter allows after the change."""
+    a, b = engines
+    col = a.create_collection("kept", None, {}, False, TENANT, DATABASE)
+    rng = np.random.default_rng(9)
+    vectors = rng.standard_normal((60, DIM)).astype(np.float32)
+    ids = [f"r{i}" for i in range(60)]
+    batch = RecordBatch(
+        ids=ids,
+        embeddings=vectors,
+        metadatas=[{"b": i % 3} for i in range(60)],
+        documents=[f"doc {'red' if i % 4 == 0 else 'blue'}" for i in range(60)],
+    )
+    a.add(col.uuid, batch)
+    meta = {i: i % 3 for i in range(60)}
+    docs = {i: "red" if i % 4 == 0 else "blue" for i in range(60)}
+    where = compile_filter(None, {"b": 0}, None)
+    contains = compile_filter(None, None, {"$contains": "red"})
+    target = rng.standard_normal((1, DIM)).astype(np.float32)
+    dists = ((vectors - target) ** 2).sum(-1)
+
+    def expected(allowed: set[int]) -> list[list[str]]:
+        ranked = [i for i in np.argsort(dists, kind="stable") if i in allowed]
+        return [[f"r{i}" for i in ranked[:60]]]
+
+    def check() -> None:
+        assert _query(a, col.uuid, target, 60, where) == expected(
+            {i for i, v in meta.items() if v == 0}
+        )
+        assert _query(a, col.uuid, target, 60, contains) == expected(
+            {i for i, d in docs.items() if d == "red"}
+        )
+
+    check()
+    check()  # warm now: PostgreSQL reads the allowed keys and keeps them
+    if store.url:  # PostgreSQL: the kept keys' queries read once, as unfiltered ones
+        warm = a._store._warm  # type: ignore[attr-defined]
+        counted = CountingStore(warm)
+        a._store._warm = counted  # type: ignore[attr-defined]
+        check()
+        assert counted.confirmations == 2
+        a._store._warm = warm  # type: ignore[attr-defined]
+    for step in range(6):
+        i = int(rng.integers(60))
+        if step % 2 == 0:
+            meta[i] = 0 if meta[i] else 1  # into the filter or out of it
+            b.update(col.uuid, RecordBatch(ids=[f"r{i}"], metadatas=[{"b": meta[i]}]))
+        else:
+            docs[i] = "blue" if docs[i] == "red" else "red"
+            b.update(col.uuid, RecordBatch(ids=[f"r{i}"], documents=[f"doc {docs[i]}"]))
+        check()
+        check()

@@ -114,7 +114,9 @@ def confirmed_filtered_search(
     options: EngineOptions,
 ) -> Answer | None:
     """The same for a filtered query: the allowed keys are read first, with the row and
-    head that confirm the index, and the rows after the search, in the same snapshot.
+    head that confirm the index, and the rows after the search, in the same snapshot (or
+    the keys kept from an earlier snapshot at the index's head, confirmed by the rows'
+    read: see `Store.read_filtered`).
 
     Only for an index holding its float32 vectors (a filtered search gathers many; the
     usual path gives a graph its vectors), and a filter the store reads in one statement.
@@ -122,7 +124,7 @@ def confirmed_filtered_search(
     index, col = warm.index, warm.collection
     if not index.has_vectors:
         return None
-    with store.read_filtered(col, flt, options.query_timeout) as read:
+    with store.read_filtered(col, flt, warm.watermark, options.query_timeout) as read:
         if read is None or read.collection != col or read.head != warm.watermark:
             return None
         allowed = read.allowed
@@ -132,6 +134,8 @@ def confirmed_filtered_search(
         approximate = plan in APPROXIMATE_PLANS
         keys = np.unique(np.concatenate([h[0] for h in hits])) if hits else []
         rows, same = read.rows(list(keys), queries if approximate else None, with_vectors)
+        if read.collection != col or read.head != warm.watermark:
+            return None  # kept keys (see Store.read_filtered) the rows' snapshot disowned
     if approximate:  # an exact search cannot miss the vector itself
         hits = [
             index.with_exact_matches(

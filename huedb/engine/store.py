@@ -360,12 +360,18 @@ class Store(Protocol):
         ...
 
     def read_filtered(
-        self, col: CollectionRow, flt: RecordFilter, timeout: float
+        self, col: CollectionRow, flt: RecordFilter, head: int, timeout: float
     ) -> AbstractContextManager[FilteredRead | None]:
         """A filtered query's reads on an index already in memory, in one snapshot: first
         `col`'s row, its oplog head and the keys `flt` allows, then (`FilteredRead.rows`)
         the rows of the keys found. PostgreSQL answers each half in one round trip; None
-        when it cannot (filters with $regex, evaluated in Python: the usual path then)."""
+        when it cannot (filters with $regex, evaluated in Python: the usual path then).
+
+        `head` is the oplog head the caller's index reflects. A store may answer the keys
+        it kept from a snapshot at that head without reading them (PostgreSQL, whose head
+        moves with every record change); its `collection` and `head` are then those
+        expected until `rows` reads the real ones, so the caller checks them after `rows`
+        as well."""
         ...
 
     def snapshot_session(self) -> AbstractContextManager[StoreSession] | None:

@@ -19,7 +19,10 @@ in one pipeline.
 
 A filtered query needs the allowed keys before it searches, so its snapshot stays open
 across the search: BEGIN, the row and head and the allowed keys in one round trip, then the
-rows and COMMIT in another (`read_filtered`; five round trips on the usual path).
+rows and COMMIT in another (`read_filtered`; five round trips on the usual path). The keys
+are kept (allowed_keys_cache.py); while the collection's head stays where it was, the same
+filter searches with them at once and its rows are read like an unfiltered query's: one
+statement, which confirms the head.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from psycopg_pool import ConnectionPool
 from huedb.engine.budget import Deadline
 from huedb.engine.catalog import COLLECTION_COLUMNS, CollectionRow, collection_row
 from huedb.engine.filters import RecordFilter
+from huedb.engine.postgres_store.allowed_keys_cache import AllowedKeysCache
 from huedb.engine.postgres_store.connection import (
     PoolSettings,
     on_live_connection,
@@ -155,14 +159,27 @@ class WarmReads:
 
 @contextlib.contextmanager
 def read_filtered(
-    pool: ConnectionPool, col: CollectionRow, flt: RecordFilter, timeout: float
-) -> Iterator[PgFilteredRead | None]:
-    """See `engine.store.Store.read_filtered`: None for a filter with $regex leaves."""
+    pool: ConnectionPool,
+    warm: WarmReads,
+    cache: AllowedKeysCache,
+    col: CollectionRow,
+    flt: RecordFilter,
+    head: int,
+    timeout: float,
+) -> Iterator[PgFilteredRead | KeptKeysRead | None]:
+    """See `engine.store.Store.read_filtered`: None for a filter with $regex leaves. Keys
+    the filter allowed at `head` and kept in `cache` need no first half: the rows are then
+    read as an unfiltered warm read's, which confirms the head (allowed_keys_cache.py)."""
     query = allowed_keys_query(col.cid, flt)
     if query is None:
         yield None
         return
     sql, params = query
+    cache_key = cache.key(col, sql, params)
+    kept = cache.get(cache_key, col, head)
+    if kept is not None:
+        yield KeptKeysRead(warm, col, head, kept, timeout)
+        return
 
     def first_half(conn: psycopg.Connection) -> PgFilteredRead:
         with conn.pipeline():
@@ -174,10 +191,35 @@ def read_filtered(
 
     with statement_timeouts(Deadline(timeout)), storage_errors():
         view = on_live_connection(pool, first_half, keep=True)
+        if view.collection is not None:
+            cache.put(cache_key, view.collection, view.head, view.allowed)
         try:
             yield view
         finally:
             view.close(pool)
+
+
+class KeptKeysRead:
+    """A filtered read whose allowed keys were kept from an earlier snapshot at the head the
+    index reflects: `collection` and `head` are what the caller expects until `rows` reads
+    the real ones, in the one statement that also reads the rows."""
+
+    def __init__(
+        self, warm: WarmReads, col: CollectionRow, head: int, allowed: np.ndarray, timeout: float
+    ) -> None:
+        self._warm = warm
+        self._timeout = timeout
+        self.collection: CollectionRow | None = col
+        self.head = head
+        self.allowed = allowed
+
+    def rows(
+        self, keys: Sequence[int], probes: np.ndarray | None, with_vectors: bool
+    ) -> tuple[dict[int, tuple], list[list[int]]]:
+        assert self.collection is not None
+        seen = self._warm.rows_at_head(self.collection, keys, probes, with_vectors, self._timeout)
+        self.collection, self.head = seen.collection, seen.head
+        return seen.rows, seen.same_vector
 
 
 class PgFilteredRead:

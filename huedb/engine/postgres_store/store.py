@@ -21,6 +21,7 @@ import numpy as np
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.filters import RecordFilter
 from huedb.engine.postgres_store import admin, rows_at_head, sqlite_copy
+from huedb.engine.postgres_store.allowed_keys_cache import AllowedKeysCache
 from huedb.engine.postgres_store.connection import (
     PoolSettings,
     open_pool,
@@ -49,6 +50,7 @@ class PostgresStore:
             with storage_errors(), self._pool.connection() as conn:
                 self.store_id = ensure_schema(conn)
             self._warm = rows_at_head.WarmReads(url, settings, options.query_timeout)
+            self._allowed_keys = AllowedKeysCache()
         except BaseException:
             self._pool.close()
             raise
@@ -84,10 +86,15 @@ class PostgresStore:
         return self._warm.rows_at_head(col, keys, probes, with_vectors, timeout)
 
     def read_filtered(
-        self, col: CollectionRow, flt: RecordFilter, timeout: float
-    ) -> contextlib.AbstractContextManager[rows_at_head.PgFilteredRead | None]:
-        """Row, head and allowed keys, then rows: two round trips (rows_at_head.py)."""
-        return rows_at_head.read_filtered(self._pool, col, flt, timeout)
+        self, col: CollectionRow, flt: RecordFilter, head: int, timeout: float
+    ) -> contextlib.AbstractContextManager[
+        rows_at_head.PgFilteredRead | rows_at_head.KeptKeysRead | None
+    ]:
+        """Row, head and allowed keys, then rows: two round trips; one when the filter's
+        keys at `head` are kept (rows_at_head.py)."""
+        return rows_at_head.read_filtered(
+            self._pool, self._warm, self._allowed_keys, col, flt, head, timeout
+        )
 
     def snapshot_session(self) -> contextlib.AbstractContextManager[PgSession]:
         """A read session on a pooled connection of its own (the engine lock is not needed)."""

@@ -78,9 +78,10 @@ class SQLiteStore:
 
     @contextlib.contextmanager
     def read_filtered(
-        self, col: CollectionRow, flt: RecordFilter, timeout: float
+        self, col: CollectionRow, flt: RecordFilter, head: int, timeout: float
     ) -> Iterator[SessionRead]:
-        """Row, head, allowed keys and then rows in one read transaction (see Store)."""
+        """Row, head, allowed keys and then rows in one read transaction (see Store); the
+        keys are read every time (in-process, so `head` is not needed)."""
         with self.read() as db, db.time_budget(timeout):
             yield SessionRead(db, col, flt)
 

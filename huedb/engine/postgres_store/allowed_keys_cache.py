@@ -1,0 +1,82 @@
+"""The keys filters allowed, kept per collection and filter while the collection's oplog
+head stays where it was when they were read.
+
+A filtered query on PostgreSQL reads the keys its filter allows before it searches: a
+round trip and an index scan (about 0.2 ms for 1,000 keys of 100,000), then a second round
+trip for the rows. Applications repeat a few filters (a tenant, a category) far more often
+than they write, and on PostgreSQL every change to a record moves the collection's head
+(`oplog.py`: a vector change logs entries, any other change advances the counter). So keys
+read in a snapshot whose head was `h` are the keys that filter allows in every later
+snapshot whose head is still `h` and whose collection row is unchanged, and a query whose
+index reflects `h` can search with them at once and confirm `h` with its one read of the
+rows (`rows_at_head.read_filtered`).
+
+Bounded by entries and by the bytes of the key arrays; the least recently used go first,
+and an entry read at another head is replaced when that filter is next read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from huedb.engine.catalog import CollectionRow
+
+MAX_ENTRIES = 256
+MAX_BYTES = 32 * 1024 * 1024  # 4 M keys: a 40 % filter of 10 M records
+
+
+@dataclass(frozen=True)
+class _Entry:
+    collection: CollectionRow
+    head: int
+    keys: np.ndarray  # uint64, read-only
+
+
+class AllowedKeysCache:
+    """Allowed keys by (collection uuid, filter statement, parameters); thread-safe."""
+
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
+        self._entries: OrderedDict[tuple[str, str, str], _Entry] = OrderedDict()
+        self._bytes = 0
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(col: CollectionRow, sql: str, params: list[Any]) -> tuple[str, str, str]:
+        """The cache key of a filter's allowed-keys statement for a collection."""
+        return col.uuid, sql, repr(params)
+
+    def get(self, key: tuple[str, str, str], col: CollectionRow, head: int) -> np.ndarray | None:
+        """The keys read for `key` when `col` was as it is and its head was `head`, if kept."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.head != head or entry.collection != col:
+                return None
+            self._entries.move_to_end(key)
+            return entry.keys
+
+    def put(
+        self, key: tuple[str, str, str], col: CollectionRow, head: int, keys: np.ndarray
+    ) -> None:
+        """Keep `keys`, read in a snapshot where `col` was the row and `head` the head."""
+        if keys.nbytes > self._max_bytes:
+            return
+        keys.setflags(write=False)
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old.keys.nbytes
+            self._entries[key] = _Entry(col, head, keys)
+            self._bytes += keys.nbytes
+            while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= dropped.keys.nbytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
