@@ -34,6 +34,7 @@ from huedb.engine.confirmed_search import (
     confirmed_filtered_search,
     confirmed_search,
 )
+from huedb.engine.confirmed_sparse import confirmed_sparse_top
 from huedb.engine.filters import RecordFilter
 from huedb.engine.hnsw_config import recall_target
 from huedb.engine.index_cache import IndexCache, hnsw_params
@@ -424,21 +425,39 @@ class Engine:
         bm25: bool,
         limit: int,
         flt: RecordFilter,
+        with_rows: bool = True,
     ) -> tuple[list[tuple[int, float]], dict[int, tuple]]:
         """The `limit` records nearest a sparse query under metadata key `key` among those
         matching the filter: (key, `1 - sum_t w_t d_t` as float32) by ascending measure then
-        key, and their rows. `weights` maps each query index to its float32 weight; with
-        `bm25` each is scaled by the index's IDF over the whole collection (`sparse_postings`).
-        The sparse index is caught up from the oplog in the read's snapshot (`sparse_index`).
+        key, and their rows (without `with_rows`, only `(key, id)`, from the index). `weights`
+        maps each query index to its float32 weight; with `bm25` each is scaled by the
+        index's IDF over the whole collection (`sparse_postings`). A held index answers
+        first, confirmed by one store read (`confirmed_sparse`); else the sparse index is
+        caught up from the oplog in the read's snapshot (`sparse_index`).
         """
         check_read(self.options, flt)
         with self._lock:
+            if flt.selects_all and limit > 0:
+                answer = confirmed_sparse_top(
+                    self._store,
+                    self._sparse,
+                    collection_uuid,
+                    key,
+                    weights,
+                    bm25,
+                    limit,
+                    with_rows,
+                    self.options.query_timeout,
+                )
+                if answer is not None:
+                    return answer
             with self._store.read() as db, self._budget(db) as deadline:
                 col = db.collection_by_uuid(collection_uuid)
                 with deadline.paused():  # loading or catching up is never cut halfway
                     state, column = self._sparse.ready(db, col, key)
                 records = state.n_records if bm25 else None
-                found, rows = top_matching(db, col.cid, column, weights, records, limit, flt)
+                ids = None if with_rows else state.ids
+                found, rows = top_matching(db, col.cid, column, weights, records, limit, flt, ids)
             for pending in self._sparse.pending():
                 self._sparse.checkpoint(pending)
             if self.options.index_memory:  # what the dense indexes leave of the budget

@@ -2,8 +2,9 @@
 ARCHITECTURE.md, "Sparse index").
 
 Per collection this process has run a sparse `$knn` on: the set of live record keys (N,
-for BM25's IDF), one `PostingColumn` per sparse-vector key searched, and the oplog
-`watermark` they reflect. Inside the search's read session the cache applies the oplog
+for BM25's IDF), one `PostingColumn` per sparse-vector key searched, the ids of the records
+those columns hold (so a search returning only ids and scores reads no record rows), and
+the oplog `watermark` they reflect. Inside the search's read session the cache applies the oplog
 entries after the watermark: for each changed key it reads the record's current metadata
 in the same snapshot and replaces the key's postings (the stores log a record whenever its
 vector or one of its sparse metadata values changes). An index older than the collection's
@@ -18,6 +19,7 @@ import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -25,7 +27,7 @@ import orjson
 from huedb.engine import snapshot
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.filters import RecordFilter
-from huedb.engine.sparse_postings import KeyMap, PostingColumn, sparse_parts
+from huedb.engine.sparse_postings import IdMap, KeyMap, PostingColumn, sparse_parts
 from huedb.engine.store import StoreSession
 from huedb.options import EngineOptions
 from huedb.sparse_vector import SPARSE_VECTOR_TYPE_VALUE, TYPE_KEY
@@ -34,7 +36,9 @@ logger = logging.getLogger(__name__)
 
 SCAN_PAGE = 5_000  # rows per read when building a column by a scan
 SPACE = "sparse"  # the `space` a sparse snapshot's header carries
-FORMAT = 2  # the `dim` a sparse snapshot's header carries: its payload's format
+# The `dim` a sparse snapshot's header carries: its payload's format (3 added the records'
+# ids; a snapshot of another format is rebuilt, never read).
+FORMAT = 3
 
 
 def sparse_snapshot_path(directory: Path, collection_uuid: str) -> Path:
@@ -49,6 +53,7 @@ class SparseState:
     col: CollectionRow
     watermark: int
     present: KeyMap = field(default_factory=KeyMap)  # 1 for a live record key
+    ids: IdMap = field(default_factory=IdMap)  # at least every key a column holds
     n_records: int = 0
     columns: dict[str, PostingColumn] = field(default_factory=dict)
     unsnapshotted: int = 0
@@ -57,7 +62,8 @@ class SparseState:
 
     @property
     def nbytes(self) -> int:
-        return self.present.nbytes + sum(c.nbytes for c in self.columns.values())
+        columns = sum(c.nbytes for c in self.columns.values())
+        return self.present.nbytes + self.ids.nbytes + columns
 
 
 class SparseIndexes:
@@ -71,7 +77,13 @@ class SparseIndexes:
         self._snapshot_every = options.snapshot_every
         self._states: dict[int, SparseState] = {}
         self._pending: dict[int, CollectionRow] = {}
-        self.counts = {"scans": 0, "snapshot_loads": 0, "caught_up": 0, "evictions": 0}
+        self.counts = {
+            "scans": 0,
+            "snapshot_loads": 0,
+            "caught_up": 0,
+            "evictions": 0,
+            "confirmed": 0,  # searches answered by a held index confirmed in one read
+        }
         self._clock = itertools.count(1)
 
     def ready(
@@ -95,6 +107,18 @@ class SparseIndexes:
     def held(self, cid: int) -> SparseState | None:
         """The state this process holds for a collection, if any."""
         return self._states.get(cid)
+
+    def warm(self, collection_uuid: str, key: str) -> tuple[SparseState, PostingColumn] | None:
+        """The state and column of `key` this process holds for a collection, as they are
+        (not caught up: `confirmed_sparse` confirms them against the store), if any."""
+        for state in self._states.values():
+            if state.col.uuid == collection_uuid:
+                column = state.columns.get(key)
+                if column is None:
+                    return None
+                state.last_used = next(self._clock)
+                return state, column
+        return None
 
     def catch_up(self, db: StoreSession, col: CollectionRow) -> None:
         """Catch a held index up (after this process's own write, or before pruning)."""
@@ -201,7 +225,10 @@ class SparseIndexes:
             offset += len(rows)
             if len(rows) < SCAN_PAGE:
                 break
-        keys, lengths, terms, values = (np.concatenate(part) for part in zip(*pages, strict=True))
+        keys, lengths, terms, values = (
+            np.concatenate(part) for part in zip(*[p[:4] for p in pages], strict=True)
+        )
+        state.ids.set(keys.tolist(), [i for page in pages for i in page[4]])
         column = PostingColumn()
         column.load(keys, lengths, terms, values)
         state.unsnapshotted = max(state.unsnapshotted, 1)
@@ -230,6 +257,8 @@ class SparseIndexes:
         now = np.asarray([k in rows for k in changed], dtype=bool)
         state.present.set(key_array, np.where(now, 1, -1))
         state.n_records += int(now.sum()) - int(was.sum())
+        state.ids.unset([k for k in changed if k not in rows])
+        state.ids.set([k for k in changed if k in rows], [rows[k][1] for k in changed if k in rows])
         metadatas = [_metadata(rows[k][4]) if k in rows else None for k in changed]
         for name, column in state.columns.items():
             vectors = [None if m is None else sparse_parts(m.get(name)) for m in metadatas]
@@ -271,8 +300,9 @@ class SparseIndexes:
         return state.watermark
 
 
-def _page_entries(rows: list[tuple], key: str) -> tuple[np.ndarray, ...]:
-    """(keys, lengths, terms, values) of the sparse vectors under `key` in `rows`."""
+def _page_entries(rows: list[tuple], key: str) -> tuple[Any, ...]:
+    """(keys, lengths, terms, values, ids) of the sparse vectors under `key` in `rows`."""
+    ids: list[str] = []
     keys: list[int] = []
     lengths: list[int] = []
     terms: list[int] = []
@@ -281,6 +311,7 @@ def _page_entries(rows: list[tuple], key: str) -> tuple[np.ndarray, ...]:
         value = orjson.loads(row[4]).get(key) if row[4] else None
         if isinstance(value, dict) and value.get(TYPE_KEY) == SPARSE_VECTOR_TYPE_VALUE:
             keys.append(row[0])
+            ids.append(row[1])
             lengths.append(len(value["indices"]))
             terms.extend(value["indices"])
             values.extend(value["values"])
@@ -289,6 +320,7 @@ def _page_entries(rows: list[tuple], key: str) -> tuple[np.ndarray, ...]:
         np.asarray(lengths, dtype=np.int32),
         np.asarray(terms, dtype=np.int64),
         np.asarray(values, dtype=np.float32),
+        ids,
     )
 
 
@@ -301,6 +333,7 @@ def _payload(state: SparseState) -> bytes:
     names = sorted(state.columns)
     arrays["__names__"] = np.frombuffer(orjson.dumps(names), dtype=np.uint8)
     arrays["__present__"] = state.present.keys()
+    arrays["__id_keys__"], arrays["__id_ends__"], arrays["__ids__"] = state.ids.arrays()
     for n, name in enumerate(names):
         arrays.update(state.columns[name].arrays(f"{n}."))
     out = io.BytesIO()
@@ -315,6 +348,9 @@ def _from_payload(col: CollectionRow, watermark: int, payload: bytes) -> SparseS
         present = np.asarray(arrays["__present__"], dtype=np.int64)
         state.present.set(present, 1)
         state.n_records = len(present)
+        state.ids = IdMap.from_arrays(
+            arrays["__id_keys__"], arrays["__id_ends__"], arrays["__ids__"]
+        )
         for n, name in enumerate(names):
             state.columns[name] = PostingColumn.from_arrays(arrays, f"{n}.")
     return state
@@ -333,12 +369,27 @@ def top_matching(
     n_records: int | None,
     limit: int,
     flt: RecordFilter,
+    ids: IdMap | None = None,
 ) -> tuple[list[tuple[int, float]], dict[int, tuple]]:
     """The `limit` best records of `column` that `flt` lets through (its allowed keys, read
-    as dense queries read them), and their rows, in the session's snapshot."""
+    as dense queries read them), and their rows, in the session's snapshot. Given the
+    index's `ids` (caught up to this snapshot), the rows are only `(key, id)`, read from it
+    rather than the store (`id_rows`)."""
     if limit <= 0:
         return [], {}
     allowed = None if flt.selects_all else db.allowed_keys(cid, flt)
     found = column.search(weights, n_records, limit, allowed)
-    rows = db.fetch_by_keys(cid, [k for k, _ in found], False) if found else {}
+    rows = id_rows(ids, found) if ids is not None else None
+    if rows is None:
+        rows = db.fetch_by_keys(cid, [k for k, _ in found], False) if found else {}
     return found, rows
+
+
+def id_rows(ids: IdMap, found: list[tuple[int, float]]) -> dict[int, tuple] | None:
+    """`(key, id)` of each found record by key, from the index's ids (None when one is
+    missing: the caller reads the rows instead)."""
+    keys = [k for k, _ in found]
+    known = ids.ids(keys)
+    if known is None:
+        return None
+    return {k: (k, i) for k, i in zip(keys, known, strict=True)}

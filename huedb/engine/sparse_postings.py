@@ -84,6 +84,13 @@ class KeyMap:
         out[inside] = self._values[at[inside]]
         return out
 
+    def lookup(self, keys: list[int]) -> list[int]:
+        """Values of a few keys (-1 for unset): `get` without its vector work."""
+        at = [k - self._base for k in keys]
+        if not at or min(at) < 0 or max(at) >= len(self._values):
+            return self.get(np.asarray(keys, dtype=np.int64)).tolist()
+        return self._values[at].tolist()
+
     def keys(self) -> np.ndarray:
         """The keys set (value >= 0), ascending."""
         return np.flatnonzero(self._values >= 0).astype(np.int64) + self._base
@@ -104,6 +111,89 @@ class KeyMap:
             grown[shift : shift + size] = self._values
             self._values, self._base = grown, base
         self._values[keys - self._base] = values
+
+
+class IdMap:
+    """Record key -> record id, the ids' UTF-8 bytes end to end in one buffer with each
+    key's (start, end) in two `KeyMap`s (a few bytes a record, not a Python string each).
+    A record's id never changes, so a key is set again only with the same id; unset keys
+    leave their bytes behind until `set` rewrites the buffer (when they are half of it)."""
+
+    def __init__(self) -> None:
+        self._start = KeyMap()
+        self._end = KeyMap()
+        self._blob = bytearray()
+        self._live_bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._start.nbytes + self._end.nbytes + len(self._blob)
+
+    def ids(self, keys: list[int]) -> list[str] | None:
+        """The ids of `keys` in order, or None when one is not set."""
+        starts, ends = self._start.lookup(keys), self._end.lookup(keys)
+        if min(starts, default=0) < 0:
+            return None
+        blob = self._blob
+        return [blob[s:e].decode() for s, e in zip(starts, ends, strict=True)]
+
+    def set(self, keys: list[int], ids: list[str]) -> None:
+        """Set the id of each of `keys`."""
+        if not keys:
+            return
+        self.unset(keys)
+        encoded = [i.encode() for i in ids]
+        ends = np.cumsum([len(e) for e in encoded], dtype=np.int64) + len(self._blob)
+        lengths = np.diff(ends, prepend=len(self._blob))
+        self._blob += b"".join(encoded)
+        key_array = np.asarray(keys, dtype=np.int64)
+        self._start.set(key_array, ends - lengths)
+        self._end.set(key_array, ends)
+        self._live_bytes += int(lengths.sum())
+        if len(self._blob) > max(2 * self._live_bytes, 1 << 16):
+            self._rewrite()
+
+    def unset(self, keys: list[int]) -> None:
+        """Forget the ids of `keys` (set or not)."""
+        key_array = np.asarray(keys, dtype=np.int64)
+        starts, ends = self._start.get(key_array), self._end.get(key_array)
+        held = starts >= 0
+        self._live_bytes -= int((ends[held] - starts[held]).sum())
+        self._start.set(key_array[held], -1)
+        self._end.set(key_array[held], -1)
+
+    def _rewrite(self) -> None:
+        keys, ends, blob = self.arrays()
+        self._start, self._end, self._blob, self._live_bytes = KeyMap(), KeyMap(), bytearray(), 0
+        self._load(keys, ends, blob)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(keys ascending, each id's end offset, the ids' bytes as uint8), for a snapshot."""
+        keys = self._start.keys()
+        starts, ends = self._start.get(keys), self._end.get(keys)
+        view = np.frombuffer(self._blob, dtype=np.uint8)
+        pieces = [view[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+        blob = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.uint8)
+        return keys, np.cumsum(ends - starts, dtype=np.int64), blob
+
+    @classmethod
+    def from_arrays(cls, keys: np.ndarray, ends: np.ndarray, blob: np.ndarray) -> IdMap:
+        """An id map from `arrays`' output; ValueError when inconsistent."""
+        keys = np.asarray(keys, dtype=np.int64)
+        ends = np.asarray(ends, dtype=np.int64)
+        if len(keys) != len(ends) or (len(ends) and (ends[-1] != len(blob) or ends[0] < 0)):
+            raise ValueError("inconsistent id arrays")
+        if len(ends) and np.any(np.diff(ends) < 0):
+            raise ValueError("inconsistent id arrays")
+        out = cls()
+        out._load(keys, ends, np.asarray(blob, dtype=np.uint8))
+        return out
+
+    def _load(self, keys: np.ndarray, ends: np.ndarray, blob: np.ndarray) -> None:
+        self._blob = bytearray(blob.tobytes())
+        self._live_bytes = len(self._blob)
+        self._start.set(keys, ends - np.diff(ends, prepend=0))
+        self._end.set(keys, ends)
 
 
 class PostingColumn:

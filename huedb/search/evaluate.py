@@ -43,9 +43,11 @@ RESPONSE_COLUMNS = ("ids", "documents", "embeddings", "metadatas", "scores", "se
 @dataclass
 class _Search:
     """What one search has read so far and its filter: rows by record key, each (key, id,
-    document, uri, metadata JSON[, vector])."""
+    document, uri, metadata JSON[, vector]), or only (key, id) when the search needs no
+    more of its records than their ids (`with_rows` False)."""
 
     flt: RecordFilter
+    with_rows: bool = True
     rows: dict[int, tuple] = field(default_factory=dict)
     _metadata: dict[int, dict[str, Any] | None] = field(default_factory=dict)
 
@@ -82,7 +84,9 @@ class SearchRun:
     # -- one search --------------------------------------------------------------------
 
     def _one(self, plan: SearchPlan) -> dict[str, Any]:
-        state = _Search(record_filter(self.engine, self.collection_uuid, plan.filter))
+        state = _Search(
+            record_filter(self.engine, self.collection_uuid, plan.filter), _needs_rows(plan)
+        )
         wants_vectors = EMBEDDING_KEY in plan.select.keys
         page = plan.page
         if plan.rank is None:
@@ -160,7 +164,7 @@ class SearchRun:
         bm25 = self._bm25(knn.key)
         self.read_collection = True
         found, rows = self.engine.sparse_knn(
-            self.collection_uuid, knn.key, weights, bm25, knn.limit, state.flt
+            self.collection_uuid, knn.key, weights, bm25, knn.limit, state.flt, state.with_rows
         )
         state.keep(rows)
         return found
@@ -172,6 +176,13 @@ class SearchRun:
             if config is not None and config.get("bm25") is not None:
                 return bool(config["bm25"])
         return False
+
+
+def _needs_rows(plan: SearchPlan) -> bool:
+    """Whether a search reads more of its records than ids and scores: a document, metadata
+    (selected or grouped by); selected vectors are read apart, by id (`_read_vectors`)."""
+    wanted = set(plan.select.keys) - {"#score", EMBEDDING_KEY}
+    return bool(wanted) or plan.group_by is not None
 
 
 def _sparse_index_config(types: Any) -> dict[str, Any] | None:
