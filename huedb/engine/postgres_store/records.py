@@ -11,7 +11,6 @@ record (document, uri, metadata) at least advances the collection's oplog head
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -31,6 +30,7 @@ from huedb.engine.record_values import (
     merge_metadata,
     metadata_json,
     sql_value,
+    stored_json,
     value_kind,
     vector_blob_and_digests,
     vector_digest,
@@ -209,7 +209,7 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
                 "SELECT key, metadata FROM records WHERE key = ANY(%s::bigint[])", (changed_keys,)
             ).fetchall()
         )
-        before = {k: json.loads(current[k]) if current.get(k) else None for k, _ in changes}
+        before = {k: stored_json(current[k]) if current.get(k) else None for k, _ in changes}
         updates = [(key, merge_metadata(before[key], patch)) for key, patch in changes]
         self._update_column("metadata", [(k, metadata_json(m)) for k, m in updates])
         self.run("DELETE FROM record_meta WHERE key = ANY(%s::bigint[])", (changed_keys,))

@@ -31,6 +31,7 @@ from huedb.engine.record_values import (
     merge_metadata,
     metadata_json,
     sql_value,
+    stored_json,
     value_kind,
     vector_blob_and_digests,
     vector_digest,
@@ -302,7 +303,7 @@ class RecordsSQL(SchemaKeysSQL):
                 (json_list(k for k, _ in changes),),
             )
         )
-        before = {k: json.loads(current[k]) if current.get(k) else None for k, _ in changes}
+        before = {k: stored_json(current[k]) if current.get(k) else None for k, _ in changes}
         updates = [(key, merge_metadata(before[key], patch)) for key, patch in changes]
         conn.executemany(
             "UPDATE records SET metadata = ? WHERE key = ?",
