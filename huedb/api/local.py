@@ -30,6 +30,7 @@ from huedb.api.requests import (
 )
 from huedb.api.types import CollectionModel, GetResult, QueryResult
 from huedb.api.validation import finite_or_error
+from huedb.bounded_cache import BoundedCache
 from huedb.config import Settings
 from huedb.engine.catalog import CollectionRow, validate_name
 from huedb.engine.engine import Engine
@@ -44,6 +45,9 @@ from huedb.search.plan import SearchRequest
 from huedb.search.schema_rules import check_schema
 from huedb.version import __version__
 
+# Collections whose schema facts a process keeps (a few hundred bytes each).
+COLLECTIONS_KEPT = 4096
+
 
 class LocalAPI(ServerAPI):
     """All operations against one engine, validated as a server would."""
@@ -53,10 +57,10 @@ class LocalAPI(ServerAPI):
         self.settings = settings
         # Which filters each collection's schema refuses (a schema's indexes never change,
         # and a collection id is never reused, so this is never stale).
-        self._filter_policies: dict[str, FilterPolicy] = {}
+        self._filter_policies: BoundedCache[str, FilterPolicy] = BoundedCache(COLLECTIONS_KEPT)
         # The schema of each searched collection (read once: what a search uses of it, the
         # sparse, inverted and full-text indexes, never changes).
-        self._search_schemas: dict[str, dict[str, Any]] = {}
+        self._search_schemas: BoundedCache[str, dict[str, Any]] = BoundedCache(COLLECTIONS_KEPT)
 
     # -- system ------------------------------------------------------------------------
 
@@ -220,7 +224,7 @@ class LocalAPI(ServerAPI):
         if policy is None:
             row = self.engine.get_collection_by_uuid(collection_id)
             policy = FilterPolicy.of(config_rules.split_stored(row.configuration)[1])
-            self._filter_policies[collection_id] = policy
+            self._filter_policies.put(collection_id, policy)
         policy.check(where, where_document)
 
     def delete(self, collection_id: str, request: DeleteRequest) -> int:
@@ -303,13 +307,13 @@ class LocalAPI(ServerAPI):
         if schema is None:
             row = self.engine.get_collection_by_uuid(collection_id)
             schema = config_rules.split_stored(row.configuration)[1] or {}
-            self._search_schemas[collection_id] = schema
+            self._search_schemas.put(collection_id, schema)
         run = SearchRun(self.engine, collection_id, schema)
         try:
             check_schema(request, schema)
             answer = run.run(request)
         except NotFoundError:
-            self._search_schemas.pop(collection_id, None)
+            self._search_schemas.pop(collection_id)
             raise
         except Exception:
             if cached:
