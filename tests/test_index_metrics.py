@@ -25,6 +25,8 @@ from prometheus_client import REGISTRY
 import huedb
 from huedb.engine import events, snapshot
 from huedb.engine.engine import Engine
+from huedb.engine.graph_build import FRAME_ROWS
+from huedb.engine.recall_calibration import SAMPLE_QUERIES
 from huedb.record_batch import RecordBatch
 from huedb.server.metrics import EngineMetrics
 from tests.servers import huedb_server
@@ -162,16 +164,17 @@ def test_a_running_build_shows_its_progress(tmp_path: Path) -> None:
         settings = huedb.Settings(huedb_exact_max_floats=64)
         client = huedb.PersistentClient(path=tmp_path, settings=settings)
         before = registry_values()
-        col = make(client, "big", 12_000)  # two chunks: 10,000 then 2,000
+        col = make(client, "big", 12_000)  # frames of 4,096 rows, the recall sample left out
         query(col)
         assert paused.reached.wait(60)
+        first = FRAME_ROWS - SAMPLE_QUERIES
         assert changes(before) == {
             **ZERO,
             "misses": 1,
             "running": 1,
             "build_vectors": 12_000,
-            "build_done": 10_000,
-            "added": 10_000,
+            "build_done": first,
+            "added": first,
         }
         paused.go.set()
         wait_for_graph(col)

@@ -792,14 +792,14 @@ class Engine:
         """Apply this process's own write to its indexes, if it holds any for the collection.
 
         A process that queries a collection keeps its index warm this way, so the next
-        query has nothing to catch up. A process that only writes builds no index at all.
+        query has nothing to catch up. A process that only writes holds no index, but for
+        a collection that has just grown past the exact-search threshold, whose graph it
+        then builds while it writes (`IndexCache.after_write`).
         """
         with self._store.read() as db:
             col = db.collection_by_uuid(collection_uuid)
             self._sparse.catch_up(db, col)
-            if self._indexes.loaded(col.cid) is None:
-                return
-            self._indexes.ready(db, col)
+            self._indexes.after_write(db, col)
         self._maintain(self._indexes.pending_maintenance())
 
 

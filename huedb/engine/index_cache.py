@@ -42,6 +42,7 @@ import numpy as np
 
 from huedb.engine import events, snapshot
 from huedb.engine.catalog import CollectionRow
+from huedb.engine.graph_build import Feed, grow_graph
 from huedb.engine.hnsw_config import (
     DEFAULT_RECALL_TARGET,
     collection_space,
@@ -66,8 +67,6 @@ from huedb.engine.vector_index import (
     HnswParams,
     Thresholds,
     VectorIndex,
-    add_to_graph,
-    build_graph,
     graph_view,
 )
 from huedb.errors import InvalidArgumentError, NotFoundError
@@ -78,6 +77,9 @@ logger = logging.getLogger(__name__)
 REBUILD_CHUNK = 5_000  # rows per fetch when reading vectors (bounds the transient copies)
 
 
+WRITER_HOLD_FACTOR = 4  # a writer holds an index of at most this many thresholds' rows
+
+
 @dataclass(eq=False)
 class _Build:
     thread: threading.Thread
@@ -85,6 +87,7 @@ class _Build:
     outcome: list[Any] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     calibration: Calibration | None = None  # measured on the graph built
+    feed: Feed | None = None  # the rows a graph build reads (None for a measurement)
 
 
 _running_builds: weakref.WeakSet[_Build] = weakref.WeakSet()
@@ -96,6 +99,8 @@ def _stop_running_builds() -> None:
     builds = list(_running_builds)
     for build in builds:
         build.stop.set()
+        if build.feed is not None:
+            build.feed.interrupt()
     for build in builds:
         build.thread.join()
 
@@ -206,6 +211,7 @@ class IndexCache:
         self._counts_lock = threading.Lock()
         self._counts = {"hits": 0, "misses": 0, "evictions": 0}
         self._access: list[bool] | None = None  # inside `query_access`: [used, loaded]
+        self._write_checks: dict[int, int] = {}  # oplog head when a writer last counted
 
     @contextlib.contextmanager
     def query_access(self) -> Iterator[None]:
@@ -222,12 +228,18 @@ class IndexCache:
                 events.index_cache_access(not loaded)
 
     def ready(
-        self, db: StoreSession, col: CollectionRow, need_vectors: bool = False
+        self,
+        db: StoreSession,
+        col: CollectionRow,
+        need_vectors: bool = False,
+        searching: bool = True,
     ) -> VectorIndex | None:
         """The collection's index, caught up to the snapshot of the read session `db`.
 
         With `need_vectors` (filtered searches gather many vectors at once), a graph index
-        is given its float32 vectors, read from the store in the same snapshot.
+        is given its float32 vectors, read from the store in the same snapshot. Unless the
+        caller only applies its own write (not `searching`), a graph being built is
+        wanted: it is finished as soon as it holds the rows handed to it.
         """
         if col.dimension is None:
             return None
@@ -250,18 +262,53 @@ class IndexCache:
         unsnapshotted = state.unsnapshotted
         state.resized |= self._catch_up(db, col, state)
         state.changed_since_calibration += max(0, state.unsnapshotted - unsnapshotted)
+        self._feed_build(state, searching)
         self._adopt_finished_build(db, col, state)
         self._adopt_calibration(state)
-        self._start_build_if_needed(col, state)
+        self._start_build_if_needed(col, state, writing=not searching)
         self._start_calibration_if_due(col, state)
         if need_vectors and not state.index.has_vectors:
             state.index.attach_vectors(self._read_vectors(db, col))
             state.resized = True
-        if state.unsnapshotted >= max(self._snapshot_every, len(state.index) // 10):
+        building = state.build is not None and not state.index.uses_graph
+        if not building and state.unsnapshotted >= max(
+            self._snapshot_every, len(state.index) // 10
+        ):
             self._pending[col.cid] = col
         self._measure(state)
         self._keep_within_budget(db, col.cid)
         return state.index
+
+    def after_write(self, db: StoreSession, col: CollectionRow) -> None:
+        """Apply this process's own write to the collection's index, if it holds one.
+
+        A process that holds none starts holding it once the collection has just grown
+        past the exact-search threshold and no graph of it exists yet (`_writer_holds`),
+        so its graph is built while the collection is still being written
+        (docs/ARCHITECTURE.md, "Building the graph during ingest").
+        """
+        if col.cid in self._states or self._writer_holds(db, col):
+            self.ready(db, col, searching=False)
+
+    def _writer_holds(self, db: StoreSession, col: CollectionRow) -> bool:
+        """Whether a writer holding no index of `col` should start: the collection has
+        more rows than exact search serves but at most `WRITER_HOLD_FACTOR` times that
+        (a writer never loads a large collection in a write call), has no graph snapshot,
+        was not evicted, and fits the memory budget. Counted once per threshold's worth of
+        oplog growth, so most writes cost no count."""
+        dim = col.dimension
+        if dim is None or col.snapshot_seq > 0 or col.cid in self._evicted:
+            return False
+        rows = self._thresholds.exact_max_floats // dim + 1  # the fewest that want a graph
+        head = db.oplog_head(col.cid)
+        checked = self._write_checks.get(col.cid)
+        if checked is not None and head - checked < rows:
+            return False
+        self._write_checks[col.cid] = head
+        count = db.count_records(col.cid)
+        if not rows <= count <= WRITER_HOLD_FACTOR * rows:
+            return False
+        return not self._budget or 2 * count * dim * 4 <= self._budget  # vectors + graph
 
     def rebuild(self, db: StoreSession, col: CollectionRow) -> VectorIndex | None:
         """Rebuild a collection's index from the store, ignoring any snapshot (inside a read)."""
@@ -293,7 +340,7 @@ class IndexCache:
         For a search that confirms afterwards, in one snapshot, that the collection's row
         and oplog head still equal these (then the index was current for that snapshot).
         None when the process holds no index for it, or a finished graph build waits to be
-        adopted (a `ready()` does that).
+        adopted (a `ready()` does that). A search wants a graph being built (`ready`).
         """
         for state in list(self._states.values()):
             if state.col.uuid == collection_uuid:
@@ -302,6 +349,8 @@ class IndexCache:
                     for job in (state.build, state.calibrating)
                 ):
                     return None
+                if state.build is not None and state.build.feed is not None:
+                    state.build.feed.want()
                 state.last_used = next(self._clock)
                 if self._access is not None:
                     self._access[0] = True
@@ -317,6 +366,7 @@ class IndexCache:
         self._states.clear()
         self._pending.clear()
         self._evicted.clear()
+        self._write_checks.clear()
         self._set_resident(0)
 
     def forget(self, cid: int) -> None:
@@ -324,6 +374,7 @@ class IndexCache:
         state = self._states.pop(cid, None)
         self._pending.pop(cid, None)
         self._evicted.pop(cid, None)
+        self._write_checks.pop(cid, None)
         if state is not None:
             self._set_resident(self._resident - state.nbytes)
 
@@ -426,19 +477,47 @@ class IndexCache:
         return pending
 
     def finish_builds(self) -> list[CollectionRow]:
-        """Wait for background graph builds; their collections need a `ready()` to adopt."""
-        waiting = [s for s in self._states.values() if s.build is not None]
-        for state in waiting:
-            assert state.build is not None
-            state.build.thread.join()
-        return [s.col for s in waiting]
+        """Wait for the background graph builds a search wanted (their collections need a
+        `ready()` to adopt them); stop and drop the others (a writer's, that no search
+        asked for: the next process to search builds or loads the graph)."""
+        waiting = []
+        for state in self._states.values():
+            build = state.build
+            if build is None:
+                continue
+            if build.feed is not None and not build.feed.wanted:
+                build.stop.set()
+                build.feed.interrupt()
+                build.thread.join()
+                state.build = None
+                continue
+            build.thread.join()
+            waiting.append(state.col)
+        return waiting
 
-    def _start_build_if_needed(self, col: CollectionRow, state: _State) -> None:
+    def _feed_build(self, state: _State, searching: bool) -> None:
+        """Hand a running build the exact index's rows as caught up (see `graph_build`)."""
+        build = state.build
+        if build is None or build.feed is None or state.index.flat is None:
+            return
+        if state.index.uses_graph:
+            return
+        if build.feed.hand_over(state.index.flat, state.watermark):
+            build.watermark = build.feed.watermark
+        if searching:
+            build.feed.want()
+
+    def _start_build_if_needed(self, col: CollectionRow, state: _State, writing: bool) -> None:
         if state.build is not None or state.build_failed or not state.index.wants_graph:
             return
         index = state.index
-        keys, vectors = index.contents()
-        build = _Build(threading.Thread(daemon=True), state.watermark)
+        assert index.flat is not None
+        feed = Feed(index.flat, state.watermark, writing)
+        build = _Build(threading.Thread(daemon=True), state.watermark, feed=feed)
+        if not writing:
+            feed.want()
+        workdir = self._dir if self._dir is not None and self._dir.is_dir() else None
+        size = len(index)
 
         def work() -> None:
             started = time.perf_counter()
@@ -448,19 +527,26 @@ class IndexCache:
                 added[0] += vectors
                 events.index_build_progress(vectors)
 
-            params, source = index.params, ArrayVectors(keys, vectors)
-            held = holdout_rows(len(keys)) if params.recall_target > 0 else None
+            params = index.params
+
+            def measure(graph: Any, source: ArrayVectors, held: np.ndarray) -> Any:
+                return _measure_recall(graph, params, source, held, build.stop)
+
             try:
-                graph = build_graph(index.dim, params, keys, vectors, build.stop, progress, held)
-                if held is not None:
-                    build.calibration = _measure_recall(graph, params, source, held, build.stop)
-                    add_to_graph(graph, keys[held], vectors[held])
-                    progress(len(held))
+                graph, build.calibration = grow_graph(
+                    index.dim,
+                    params,
+                    feed,
+                    build.stop,
+                    progress,
+                    measure if params.recall_target > 0 else None,
+                    workdir,
+                )
                 build.outcome.append(graph)
             except Exception as exc:  # reported when adopting, in the caller's thread
                 build.outcome.append(exc)
             ok = not isinstance(build.outcome[0], Exception)
-            events.index_build_done(time.perf_counter() - started, ok, len(keys), added[0])
+            events.index_build_done(time.perf_counter() - started, ok, size, added[0])
             if build.calibration is not None:
                 _log_calibration(col.uuid, build.calibration)
 
@@ -468,12 +554,13 @@ class IndexCache:
         state.build = build
         _running_builds.add(build)
         logger.info(
-            "building the HNSW graph of collection %s (%d vectors) in the background; "
+            "building the HNSW graph of collection %s (%d vectors%s) in the background; "
             "queries use exact search until it is ready",
             col.uuid,
-            len(keys),
+            size,
+            ", and those written meanwhile" if writing else "",
         )
-        events.index_build_started(len(keys))
+        events.index_build_started(size)
         build.thread.start()
 
     def _adopt_finished_build(self, db: StoreSession, col: CollectionRow, state: _State) -> None:

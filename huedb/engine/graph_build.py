@@ -1,0 +1,219 @@
+"""A collection's HNSW graph built in the background while the collection is still written.
+
+The cache's thread (`IndexCache`) keeps the exact index current after every write; after
+each catch-up it hands the build the exact index's rows (`Feed.hand_over`: views of rows
+0..count, no copy: rows already lent are never changed in place, `FlatVectors`) with the
+oplog watermark they reflect. The build thread (`grow_graph`) sends the rows it has not
+sent yet to the graph, a frame at a time, until it has sent every row handed over and
+either a search asked for the graph, or no rows came for `QUIET_S`, or a change other than
+an append made the rows already sent stale (the feed then closes at its last hand-over and
+adoption catches the graph up from the oplog, as for any graph).
+
+The graph grows in a child process (`graph_process`, no shared GIL) when the build starts
+with at least `CHILD_MIN_FLOATS` floats, else in the build thread (`LocalGraph`); if the
+child fails, the thread builds the graph again itself. While writes are still arriving the
+child adds on one thread (the writer has the other core); after that on every core.
+
+The recall sample (`recall_calibration`) is drawn as the rows stream past: a reservoir of
+up to `SAMPLE_QUERIES` rows kept out of the graph, each row of the stream equally likely to
+end in it; once the graph is done they are its queries, then they are added to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from huedb.engine.graph_process import ChildFailed, ChildGraph
+from huedb.engine.recall_calibration import SAMPLE_QUERIES, ArrayVectors, Calibration
+from huedb.engine.vector_index import (
+    BuildStopped,
+    FlatVectors,
+    HnswParams,
+    LocalGraph,
+    add_to_graph,
+    build_threads,
+    graph_config,
+)
+
+logger = logging.getLogger(__name__)
+
+QUIET_S = 0.5  # no rows handed over for this long: the writes have stopped
+FRAME_ROWS = 4_096  # rows sent to the graph at a time (a stop is seen within one frame)
+CHILD_MIN_FLOATS = 2_000_000  # smaller builds (under ~0.3 s of CPU) stay in the thread
+
+Measure = Callable[[Any, ArrayVectors, np.ndarray], Calibration | None]
+
+
+class GraphSink(Protocol):
+    """Where a growing graph lives (`LocalGraph`, `graph_process.ChildGraph`)."""
+
+    def add(self, keys: np.ndarray, vectors: np.ndarray, threads: int) -> None: ...
+
+    def finish(self) -> Any: ...
+
+    def kill(self) -> None: ...
+
+    def interrupt(self) -> None: ...
+
+
+class Feed:
+    """The rows a growing build reads, handed over by the cache's thread."""
+
+    def __init__(self, flat: FlatVectors, watermark: int, writing: bool) -> None:
+        self._cond = threading.Condition()
+        self.keys, self.matrix = flat.contents()
+        self.watermark = watermark  # the oplog seq the rows handed over reflect
+        self._rewrites = flat.rewrites
+        self._handed_at = time.monotonic() if writing else -QUIET_S
+        self._closed = False
+        self._wanted = False
+        self.sink: GraphSink | None = None  # the graph being grown, to interrupt at a stop
+
+    def hand_over(self, flat: FlatVectors, watermark: int) -> bool:
+        """Give the build the exact index's rows as of `watermark`; False once the feed is
+        closed (the build ends at the watermark of the last hand-over)."""
+        with self._cond:
+            if self._closed:
+                return False
+            if flat.rewrites != self._rewrites:  # rows already read may have changed
+                self._closed = True
+                self._cond.notify_all()
+                return False
+            if len(flat) > len(self.keys):
+                self.keys, self.matrix = flat.contents()
+                self._handed_at = time.monotonic()
+            self.watermark = watermark
+            self._cond.notify_all()
+            return True
+
+    def want(self) -> None:
+        """A search waits for the graph: end once every row handed over is in it."""
+        with self._cond:
+            self._wanted = True
+            self._cond.notify_all()
+
+    @property
+    def wanted(self) -> bool:
+        return self._wanted
+
+    def interrupt(self) -> None:
+        """End the graph's child process now, if it has one (the build was told to stop:
+        its thread may be waiting for the child to take the next frame)."""
+        sink = self.sink
+        if sink is not None:
+            sink.interrupt()
+
+    def rows_after(
+        self, sent: int, stop: threading.Event
+    ) -> tuple[np.ndarray, np.ndarray, bool] | None:
+        """The latest rows (keys, vectors) once there are more than `sent`, and whether
+        writes are still arriving; None (closing the feed) when the build should end."""
+        with self._cond:
+            while True:
+                if stop.is_set():
+                    raise BuildStopped
+                quiet = time.monotonic() - self._handed_at
+                if len(self.keys) > sent:
+                    return self.keys, self.matrix, quiet < QUIET_S
+                if self._closed or self._wanted or quiet >= QUIET_S:
+                    self._closed = True
+                    return None
+                self._cond.wait(QUIET_S - quiet)
+
+
+class Holdout:
+    """A uniform sample of a stream of rows, kept out of the graph (reservoir sampling)."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.rows: list[int] = []
+        self._size = size
+        self._rng = np.random.default_rng(seed)
+
+    def admit(self, start: int, stop: int) -> np.ndarray:
+        """Of the next rows of the stream (start..stop), the rows to add to the graph now:
+        those the sample did not take, and earlier ones it let go for them."""
+        fill = min(stop, start + max(0, self._size - len(self.rows)))
+        self.rows.extend(range(start, fill))
+        rest = np.arange(fill, stop)
+        slots = (self._rng.random(len(rest)) * (rest + 1)).astype(np.int64)
+        taken = slots < self._size
+        out = [rest[~taken]]
+        for row, slot in zip(rest[taken].tolist(), slots[taken].tolist(), strict=True):
+            out.append(np.array([self.rows[slot]]))
+            self.rows[slot] = row
+        return np.sort(np.concatenate(out)) if len(out) > 1 else out[0]
+
+    def split(self, total: int) -> tuple[np.ndarray, np.ndarray]:
+        """The sample's rows to measure with (at most a tenth of `total`, ascending), and
+        the rest of the sample."""
+        rows = np.asarray(self.rows, dtype=np.int64)
+        keep = min(len(rows), total // 10)
+        return np.sort(rows[:keep]), rows[keep:]
+
+
+def grow_graph(
+    dim: int,
+    params: HnswParams,
+    feed: Feed,
+    stop: threading.Event,
+    progress: Callable[[int], None],
+    measure: Measure | None,
+    workdir: Path | None,
+) -> tuple[Any, Calibration | None]:
+    """The graph of every row handed over until the feed closes, with its recall
+    calibration (`measure`; None: not measured)."""
+    if len(feed.keys) * dim >= CHILD_MIN_FLOATS:
+        try:
+            child = ChildGraph(graph_config(dim, params), workdir)
+        except OSError as exc:
+            logger.warning("cannot start a graph process (%s); building in a thread", exc)
+        else:
+            try:
+                return _grow(child, feed, stop, progress, measure)
+            except ChildFailed as exc:
+                if stop.is_set():
+                    raise BuildStopped from exc
+                logger.warning("%s; building the graph in a thread instead", exc)
+    return _grow(LocalGraph(dim, params), feed, stop, progress, measure)
+
+
+def _grow(
+    sink: GraphSink,
+    feed: Feed,
+    stop: threading.Event,
+    progress: Callable[[int], None],
+    measure: Measure | None,
+) -> tuple[Any, Calibration | None]:
+    holdout = Holdout(SAMPLE_QUERIES if measure is not None else 0, len(feed.keys))
+    sent = 0
+    feed.sink = sink
+    try:
+        while (got := feed.rows_after(sent, stop)) is not None:
+            keys, matrix, writing = got
+            end = min(len(keys), sent + FRAME_ROWS)
+            rows = holdout.admit(sent, end)
+            sink.add(keys[rows], matrix[rows], 1 if writing else build_threads())
+            progress(len(rows))
+            sent = end
+        graph = sink.finish()
+    except BaseException:
+        sink.kill()
+        raise
+    finally:
+        feed.sink = None
+    keys, matrix = feed.keys, feed.matrix  # closed: every row of these was sent
+    sample, extra = holdout.split(len(keys))
+    add_to_graph(graph, keys[extra], matrix[extra])
+    calibration = None
+    if measure is not None and len(sample):
+        calibration = measure(graph, ArrayVectors(keys, matrix), sample)
+    add_to_graph(graph, keys[sample], matrix[sample])
+    progress(len(sample) + len(extra))
+    return graph, calibration

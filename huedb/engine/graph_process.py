@@ -1,0 +1,161 @@
+"""An HNSW graph built in a child process, fed vectors through a pipe.
+
+usearch's Python binding takes the GIL back for every vector it adds, so a graph built by a
+thread of the serving process crawls while that process runs Python (ingest, queries): 20k
+x 384 took 2.8x as long beside a busy Python thread. A child interpreter has a GIL of its
+own. The parent (`ChildGraph`) writes frames of keys and float32 vectors to the child's
+stdin; the child adds each to its graph on the number of threads the frame names; at the
+end it saves the graph to a file the parent chose and the parent loads it.
+
+The child runs this file as a script (`python -P graph_process.py`): it imports numpy and
+usearch only, not huedb (importing huedb costs ~1 s of CPU), so this module imports huedb
+only inside the parent's methods, and is the one user of usearch besides `vector_index`.
+It exits when its stdin closes (the parent ended or died) or once it saved the graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+_FRAME = struct.Struct("<QQ")  # rows (0: save and exit), threads
+_DONE = b"saved\n"
+
+
+class ChildFailed(RuntimeError):
+    """The child process could not build or save the graph."""
+
+
+class ChildGraph:
+    """A graph growing in a child process (parent side)."""
+
+    def __init__(self, config: dict[str, Any], workdir: Path | None) -> None:
+        """Start the child; `config` holds usearch's `Index` arguments (`ndim`, `metric`,
+        `dtype`, `connectivity`, `expansion_add`, `expansion_search`); the graph is saved
+        to a temporary file in `workdir` (the system's temporary directory for None)."""
+        self.dim = int(config["ndim"])
+        handle, name = tempfile.mkstemp(prefix=".graph-build-", suffix=".tmp", dir=workdir)
+        os.close(handle)
+        self._path = Path(name)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-P", __file__],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            assert self._proc.stdin is not None
+            header = {**config, "path": str(self._path)}
+            self._proc.stdin.write(json.dumps(header).encode() + b"\n")
+        except BaseException:
+            self._path.unlink(missing_ok=True)
+            raise
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def add(self, keys: np.ndarray, vectors: np.ndarray, threads: int) -> None:
+        """Send vectors to add on `threads` threads (blocks while the child is busy and
+        the pipe is full; the GIL is released while it waits)."""
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if len(keys) == 0:
+            return
+        try:
+            self._send(_FRAME.pack(len(keys), max(1, threads)), keys.data, vectors.data)
+        except OSError as exc:
+            raise ChildFailed(f"graph process ended: {self._stderr()}") from exc
+
+    def finish(self) -> Any:
+        """Have the child save the graph, and load it (a usearch `Index`)."""
+        from huedb.engine.vector_index import load_graph  # not in the child: no huedb there
+
+        try:
+            self._send(_FRAME.pack(0, 0))
+            assert self._proc.stdout is not None
+            reply = self._proc.stdout.readline()
+        except OSError as exc:
+            raise ChildFailed(f"graph process ended: {self._stderr()}") from exc
+        if reply != _DONE:
+            raise ChildFailed(f"graph process failed: {self._stderr()}")
+        self._proc.wait()
+        try:
+            return load_graph(self._path)
+        except ValueError as exc:
+            raise ChildFailed(f"the graph process saved no index: {exc}") from exc
+        finally:
+            self._path.unlink(missing_ok=True)
+
+    def interrupt(self) -> None:
+        """End the child at once (from another thread: the sending thread then fails)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+
+    def kill(self) -> None:
+        """End the child (a build stopped or failed) and remove its file."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):  # unsent bytes to a dead child
+                    stream.close()
+        self._path.unlink(missing_ok=True)
+
+    def _send(self, *parts: Any) -> None:
+        stdin = self._proc.stdin
+        assert stdin is not None
+        for part in parts:
+            stdin.write(part)
+        stdin.flush()
+
+    def _stderr(self) -> str:
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        assert self._proc.stderr is not None
+        return self._proc.stderr.read().decode(errors="replace").strip()[-2000:]
+
+
+def _read(stream: BinaryIO, size: int) -> bytes | None:
+    """Exactly `size` bytes, or None at the end of the stream."""
+    data = stream.read(size)
+    return data if len(data) == size else None
+
+
+def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
+    """The child: build the graph from the frames on stdin, save it when told."""
+    from usearch.index import Index
+
+    config = json.loads(stdin.readline())
+    path = config.pop("path")
+    dim = int(config["ndim"])
+    graph = Index(**config)
+    while (head := _read(stdin, _FRAME.size)) is not None:
+        rows, threads = _FRAME.unpack(head)
+        if rows == 0:
+            graph.save(path)
+            stdout.write(_DONE)
+            stdout.flush()
+            return 0
+        keys = _read(stdin, rows * 8)
+        vectors = _read(stdin, rows * dim * 4)
+        if keys is None or vectors is None:
+            break
+        matrix = np.frombuffer(vectors, dtype=np.float32).reshape(rows, dim)
+        graph.add(np.frombuffer(keys, dtype=np.uint64), matrix, threads=int(threads))
+    return 1  # the parent went away before asking for the graph
+
+
+if __name__ == "__main__":
+    sys.exit(_serve(sys.stdin.buffer, sys.stdout.buffer))
