@@ -567,3 +567,37 @@ def test_statistics_are_refreshed_after_the_write_commits(
         while not conn.execute(state).fetchone()[1] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert conn.execute(state).fetchone()[1], "no ANALYZE once the write committed"
+
+
+def test_record_updates_move_the_head_for_any_writer(pg_store: PostgresStore, pg_url: str) -> None:
+    """Every update of record rows advances the collection's oplog head (the trigger of
+    schema.py), also one made outside huedb's write path as an older huedb node would make
+    it, and a store opened on a database that lacks the trigger (made by an older huedb)
+    creates it."""
+    with pg_store.write() as db:
+        col = db.insert_collection(DEFAULT_DATABASE_ID, "heads", None, {})
+        other = db.insert_collection(DEFAULT_DATABASE_ID, "untouched", None, {})
+        batch = RecordBatch(
+            ids=["a", "b"], embeddings=np.zeros((2, DIM), np.float32), metadatas=[{"x": 1}, None]
+        )
+        db.insert_records(col.cid, batch)
+        db.insert_records(other.cid, batch)
+
+    def heads(conn: psycopg.Connection) -> tuple[int, int]:
+        found = dict(conn.execute("SELECT cid, log_seq FROM collections").fetchall())
+        return found[col.cid], found[other.cid]
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        before = heads(conn)
+        with pg_store.write() as db:  # metadata only: no vector, so no oplog entry
+            keys = db.existing_keys(col.cid, ["a"])
+            db.update_records(col.cid, [keys["a"]], RecordBatch(ids=["a"], metadatas=[{"x": 2}]))
+        after_huedb = heads(conn)
+        assert after_huedb[0] > before[0] and after_huedb[1] == before[1]
+        conn.execute("UPDATE records SET document = 'raw' WHERE cid = %s", (col.cid,))
+        assert heads(conn)[0] > after_huedb[0]
+        conn.execute("DROP TRIGGER records_changed_move_head ON records")
+        PostgresStore(pg_url, EngineOptions(), PoolSettings(timeout=3.0)).close()
+        moved = heads(conn)[0]
+        conn.execute("UPDATE records SET uri = 'u' WHERE cid = %s", (col.cid,))
+        assert heads(conn)[0] > moved

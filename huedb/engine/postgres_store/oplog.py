@@ -17,11 +17,13 @@ and every transaction not in it commits later and numbers above it. So after app
 `oplog_changes(cid, w)` up to the head `h`, nothing committed can ever appear at or below
 `h`: the guarantee of `engine/store.py`.
 
-Every other change to a record (its document, uri or metadata, with no new vector) moves
-the counter by one without an oplog row: index readers catching up find no entry below the
-new head and just move their watermark, and a reader that finds the head unchanged knows
-that no record of the collection changed at all. `rows_at_head.py` relies on that to reuse
-the keys a filter allowed while the head stays put.
+Every other change to a record (an UPDATE of its row: document, uri or metadata, with no
+new vector) moves the counter by one without an oplog row, by a statement-level trigger on
+`records` (`schema.py`; in the database, so writers of any huedb version do it): index
+readers catching up find no entry below the new head and just move their watermark, and a
+reader that finds the head unchanged knows that no record of the collection changed at
+all. `rows_at_head.py` relies on that to reuse the keys a filter allowed while the head
+stays put.
 
 Pruning deletes rows up to a watermark and raises `pruned_seq`; the counter never moves
 back, so numbers are never reused.
@@ -61,12 +63,6 @@ class OplogSQL(SessionBase):
         with self._conn.cursor().copy("COPY oplog (cid, seq, key) FROM STDIN") as copy:
             for n, key in enumerate(keys):
                 copy.write_row((cid, first + n, key))
-
-    def _advance_head(self, cid: int) -> None:
-        """Move the collection's oplog head past a change that logs no entry (a document,
-        uri or metadata update leaves the vector indexes as they are): a reader that finds
-        the head where it was knows that no record of the collection changed since."""
-        self.run("UPDATE collections SET log_seq = log_seq + 1 WHERE cid = %s", (cid,))
 
     def oplog_head(self, cid: int) -> int:
         if cid in self._heads:  # read with the collection's row, in this same snapshot

@@ -4,9 +4,9 @@ Calls of a `PgSession`, inside its transaction. Keys come from the `record_keys`
 (never reused); the session holds its collection's row lock (taken by its first read of
 the collection), so `existing_keys` then `insert_records` cannot race another writer, and
 keys of one collection grow in commit order. Bulk rows go in with COPY. Every change to a
-record's vector appends to the oplog in the same transaction, and every other change to a
-record (document, uri, metadata) at least advances the collection's oplog head
-(`oplog.py`).
+record's vector appends to the oplog in the same transaction; any other update of a
+record row (document, uri, metadata) advances the collection's oplog head by a trigger
+(`schema.py`, `oplog.py`).
 """
 
 from __future__ import annotations
@@ -160,7 +160,6 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
             batch.documents,
             batch.uris,
         )
-        logged = False
         if vectors is not None:
             blobs = [vectors[n].tobytes() for n in range(len(keys))]
             self.run(
@@ -170,7 +169,6 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
                 (keys, blobs, [vector_digest(b) for b in blobs]),
             )
             self._log_changes(cid, keys)
-            logged = True
         if documents is not None:
             changed = [(k, d) for d, k in zip(documents, keys, strict=True) if d is not None]
             self._update_column("document", changed)
@@ -179,13 +177,10 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
             self._update_column("uri", changed)
         if metadatas is not None:
             resparsed = self._merge_metadata(cid, keys, metadatas)
-            if vectors is None and resparsed:  # sparse indexes catch up from the oplog too
+            if vectors is None:  # sparse indexes catch up from the oplog too
                 self._log_changes(cid, resparsed)
-                logged = True
             written = [clean_metadata(m) for m in metadatas if m]
             self.record_key_types(cid, schema_keys.key_types(written))
-        if not logged:  # the head moves with every record change (oplog.py)
-            self._advance_head(cid)
 
     def _update_column(self, column: str, changes: list[tuple[int, str | None]]) -> None:
         if not changes:

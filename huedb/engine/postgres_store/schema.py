@@ -2,7 +2,8 @@
 
 The tables mirror the SQLite store's (`engine/sqlite_store/schema.py`) so a backup copies
 one into the other row for row; the differences, and why:
-- `collections.log_seq`: the collection's oplog counter (see `oplog.py`).
+- `collections.log_seq`: the collection's oplog counter (see `oplog.py`), also moved by the
+  trigger `records_changed_move_head` whenever record rows are updated.
 - `catalog_names`: one namespace per database for collection names and aliases, so a
   collection and an alias can never share a name, even when two transactions race (a
   primary key, not a check-then-insert); `aliases` of the SQLite store are its alias rows.
@@ -127,6 +128,7 @@ def ensure_schema(conn: psycopg.Connection) -> str:
         for statement in SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
+        _ensure_head_trigger(conn)
         conn.execute(
             "INSERT INTO huedb_meta (key, value) VALUES ('format_version', %s), "
             "('store_id', %s) ON CONFLICT (key) DO NOTHING",
@@ -144,6 +146,38 @@ def ensure_schema(conn: psycopg.Connection) -> str:
             f"newer huedb; this huedb reads format {FORMAT_VERSION}. Upgrade huedb to open it."
         )
     return rows["store_id"]
+
+
+# Every change to a record moves its collection's oplog head (oplog.py): a vector change
+# logs entries, and this trigger advances the head once per statement that updates record
+# rows (document, uri, metadata) of a collection. In the database rather than in huedb's
+# write path, so that it holds for every writer, including a node of an older huedb during
+# a rolling upgrade. Statement-level, with a transition table: one UPDATE per statement.
+_HEAD_FUNCTION = """
+CREATE OR REPLACE FUNCTION huedb_records_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE collections SET log_seq = log_seq + 1
+    WHERE cid IN (SELECT DISTINCT cid FROM changed_records);
+    RETURN NULL;
+END
+$$
+"""
+_HEAD_TRIGGER = (
+    "CREATE TRIGGER records_changed_move_head AFTER UPDATE ON records "
+    "REFERENCING NEW TABLE AS changed_records FOR EACH STATEMENT "
+    "EXECUTE FUNCTION huedb_records_changed()"
+)
+
+
+def _ensure_head_trigger(conn: psycopg.Connection) -> None:
+    present = conn.execute(
+        "SELECT 1 FROM pg_trigger WHERE tgname = 'records_changed_move_head' "
+        "AND tgrelid = 'records'::regclass"
+    ).fetchone()
+    if present:
+        return
+    conn.execute(_HEAD_FUNCTION)
+    conn.execute(_HEAD_TRIGGER)
 
 
 def _ensure_trigram_extension(conn: psycopg.Connection) -> None:
