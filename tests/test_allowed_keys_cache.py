@@ -36,6 +36,14 @@ def test_an_entry_answers_only_at_its_head_and_collection_row() -> None:
     assert kept is not None and not kept.flags.writeable  # shared: callers cannot change it
 
 
+def test_long_filters_are_not_kept() -> None:
+    assert (
+        AllowedKeysCache.key(COLLECTION, "SELECT ...", [1, [f"id{i}" for i in range(2000)]]) is None
+    )
+    assert AllowedKeysCache.key(COLLECTION, "SELECT ...", list(range(100))) is None
+    assert AllowedKeysCache.key(COLLECTION, "SELECT ...", [1, ["a", "b"]]) is not None
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(

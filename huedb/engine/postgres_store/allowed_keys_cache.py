@@ -28,6 +28,8 @@ from huedb.engine.catalog import CollectionRow
 
 MAX_ENTRIES = 256
 MAX_BYTES = 32 * 1024 * 1024  # 4 M keys: a 40 % filter of 10 M records
+MAX_PARAMS = 64  # a filter with more parameters is not kept
+MAX_KEY_CHARS = 4096  # nor one whose parameters take more characters (a long $in, many ids)
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,13 @@ class AllowedKeysCache:
         self._lock = threading.Lock()
 
     @staticmethod
-    def key(col: CollectionRow, sql: str, params: list[Any]) -> tuple[str, str, str]:
-        """The cache key of a filter's allowed-keys statement for a collection."""
-        return col.uuid, sql, repr(params)
+    def key(col: CollectionRow, sql: str, params: list[Any]) -> tuple[str, str, str] | None:
+        """The cache key of a filter's allowed-keys statement for a collection; None for a
+        filter too long to be worth keeping (such as a long list of ids)."""
+        if len(params) > MAX_PARAMS:
+            return None
+        text = repr(params)
+        return None if len(text) > MAX_KEY_CHARS else (col.uuid, sql, text)
 
     def get(self, key: tuple[str, str, str], col: CollectionRow, head: int) -> np.ndarray | None:
         """The keys read for `key` when `col` was as it is and its head was `head`, if kept."""

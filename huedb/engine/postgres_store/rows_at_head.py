@@ -176,7 +176,7 @@ def read_filtered(
         return
     sql, params = query
     cache_key = cache.key(col, sql, params)
-    kept = cache.get(cache_key, col, head)
+    kept = None if cache_key is None else cache.get(cache_key, col, head)
     if kept is not None:
         yield KeptKeysRead(warm, col, head, kept, timeout)
         return
@@ -191,7 +191,7 @@ def read_filtered(
 
     with statement_timeouts(Deadline(timeout)), storage_errors():
         view = on_live_connection(pool, first_half, keep=True)
-        if view.collection is not None:
+        if view.collection is not None and cache_key is not None:
             cache.put(cache_key, view.collection, view.head, view.allowed)
         try:
             yield view
