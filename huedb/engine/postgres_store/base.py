@@ -22,11 +22,12 @@ class SessionBase:
         self._heads: dict[int, int] = {}
         self.inserted = 0  # records this session inserted (statistics.py)
 
-    def run(self, sql: str, params: Any = None) -> psycopg.Cursor:
-        """Execute one statement (after checking the deadline) and return its cursor."""
+    def run(self, sql: str, params: Any = None, binary: bool = False) -> psycopg.Cursor:
+        """Execute one statement (after checking the deadline) and return its cursor;
+        `binary` results for vectors (raw bytes, not hex text twice their size to decode)."""
         if self._deadline is not None:
             self._deadline.check()
-        return self._conn.execute(sql, params)
+        return self._conn.execute(sql, params, binary=binary)
 
     def check_deadline(self) -> None:
         """For Python loops over rows: QueryTimeoutError once the budget is spent."""

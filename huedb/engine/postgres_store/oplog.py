@@ -75,6 +75,7 @@ class OplogSQL(SessionBase):
             "SELECT o.seq, o.key, e.vector FROM oplog o LEFT JOIN embeddings e ON e.key = o.key "
             "WHERE o.cid = %s AND o.seq > %s ORDER BY o.seq",
             (cid, after_seq),
+            binary=True,
         ).fetchall()
 
     def prune_oplog(self, cid: int, upto: int, snapshotted: bool, node: str) -> None:

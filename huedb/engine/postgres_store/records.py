@@ -333,14 +333,16 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
     ) -> list[tuple]:
         where, params = self._matching(cid, flt)
         sql = f"{row_select(with_vectors)} WHERE {where} ORDER BY r.key LIMIT %s OFFSET %s"
-        return self.run(sql, [*params, limit, offset or 0]).fetchall()
+        return self.run(sql, [*params, limit, offset or 0], binary=with_vectors).fetchall()
 
     def fetch_after_key(self, cid: int, after_key: int, limit: int) -> list[tuple]:
         sql = f"{row_select(True)} WHERE r.cid = %s AND r.key > %s ORDER BY r.key LIMIT %s"
-        return self.run(sql, (cid, after_key, limit)).fetchall()
+        return self.run(sql, (cid, after_key, limit), binary=True).fetchall()
 
     def fetch_by_keys(self, cid: int, keys: Sequence[int], with_vectors: bool) -> dict[int, tuple]:
-        rows = self.run(rows_by_keys_sql(with_vectors), ([int(k) for k in keys], cid))
+        rows = self.run(
+            rows_by_keys_sql(with_vectors), ([int(k) for k in keys], cid), binary=with_vectors
+        )
         return {row[0]: row for row in rows}
 
     def collection_keys(self, cid: int) -> list[int]:
@@ -353,7 +355,9 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
         wanted = [int(k) for k in keys]
         found = dict(
             self.run(
-                "SELECT key, vector FROM embeddings WHERE key = ANY(%s::bigint[])", (wanted,)
+                "SELECT key, vector FROM embeddings WHERE key = ANY(%s::bigint[])",
+                (wanted,),
+                binary=True,
             ).fetchall()
         )
         return vectors_in_order(found, wanted, dim)
@@ -361,7 +365,7 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
     def vector_chunks(
         self, cid: int, dim: int, rows: int
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        with self._conn.cursor(name="huedb_vector_chunks") as cursor:
+        with self._conn.cursor(name="huedb_vector_chunks", binary=True) as cursor:
             cursor.execute(
                 "SELECT r.key, e.vector FROM records r JOIN embeddings e ON e.key = r.key "
                 "WHERE r.cid = %s ORDER BY r.key",
