@@ -24,6 +24,12 @@ from huedb.engine.warm_rows import COLLECTION_WIDTH, WarmRows, probe_blobs
 _HEAD = "(SELECT seq FROM sqlite_sequence WHERE name = 'oplog')"
 _NO_RECORD = "NULL, NULL, NULL, NULL, NULL, NULL"
 _NO_COLLECTION = ", ".join(["NULL"] * (COLLECTION_WIDTH + 1))
+# The collection's row and oplog head (the statement's first branch; alone when no rows are
+# asked for, as by a sparse search of ids and scores, engine/confirmed_sparse.py: the other
+# branches cost ~75 us a search with cold caches at 100k).
+_COLLECTION_ROW = (
+    f"SELECT {COLLECTION_COLUMNS}, {_HEAD}, NULL, {_NO_RECORD} FROM collections WHERE uuid = ?"
+)
 
 
 def _sql(with_vectors: bool) -> str:
@@ -40,8 +46,7 @@ def _sql(with_vectors: bool) -> str:
     )
     return " UNION ALL ".join(
         [
-            f"SELECT {COLLECTION_COLUMNS}, {_HEAD}, NULL, {_NO_RECORD} FROM collections "
-            "WHERE uuid = ?",
+            _COLLECTION_ROW,
             # `+r.cid`: each key is looked up by the primary key, then its collection checked.
             f"SELECT {_NO_COLLECTION}, 0, r.key, r.id, r.document, r.uri, r.metadata, {vector} "
             "FROM records r WHERE r.key IN (SELECT value FROM json_each(?)) AND +r.cid = ?",
@@ -69,6 +74,9 @@ class WarmRead:
         with_vectors: bool,
     ) -> RowsAtHead:
         """See `engine.store.Store.rows_at_head` (the caller sets the time budget)."""
+        if not len(keys) and probes is None:
+            rows = conn.execute(_COLLECTION_ROW, (col.uuid,)).fetchall()
+            return self._rows.result(col.uuid, rows, [])
         blobs = probe_blobs(probes)
         digests = json_list(vector_digest(blob) for blob in blobs)
         keys_json = json_list(int(k) for k in keys)
