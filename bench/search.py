@@ -9,7 +9,8 @@ in one run on the embedded persistent client:
 - dense `Knn`, sparse BM25 `Knn` and `Rrf(dense, BM25)` through `collection.search`, and
   `bm25s`'s `retrieve` on the same terms (huedb's tokeniser, stemmer and hashing) with the
   same BM25 (Chroma's term weight, Lucene's IDF, the same k1, b and average length), one
-  call at a time, query by query in turn over the four, after warm-up: p50/p99; BM25 and
+  call at a time, query by query over the cases (in a seeded random order at each query),
+  after warm-up: p50/p99; BM25 and
   bm25s top-k agreement with a brute-force float64 scan, dense recall against exact cosine,
   and the fused list against an RRF of the two lists.
 

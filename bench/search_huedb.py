@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ SPARSE_KEY = "bm25"
 RRF_DEFAULT_RANK = 1000  # rank of a record missing from one list (the docs' recipe)
 RRF_K = 60
 STORED_SAMPLE = 200
+ORDER_SEED = 16  # the cases' order at each query (`interleaved`)
 
 
 def log(message: str) -> None:
@@ -201,11 +203,18 @@ class Timings:
 def interleaved(cases: dict[str, tuple[Callable[[Any], list[int]], list[Any]]], warmup: int):
     """Time every case's items one call at a time, query by query in turn over the cases
     (query i of each case, then query i + 1), so a change of load on a shared machine
-    weighs on every case alike; the first `warmup` queries are not measured."""
+    weighs on every case alike; the first `warmup` queries are not measured. After the
+    first query (in the given order: each case's first call is its cold one), the cases run
+    in a new seeded random order at each query, so each follows every other about as often:
+    a call runs faster after one that warmed the same code and data (bm25s's numba backend
+    after its numpy backend, whose `retrieve` it shares) than after one that evicted them
+    (a BM25 search after a dense one), and a fixed order credits that to the case."""
     out = {name: Timings([], [], math.nan) for name in cases}
     count = len(next(iter(cases.values()))[1])
+    orders = random.Random(ORDER_SEED)
     for i in range(count):
-        for name, (run, items) in cases.items():
+        for name in orders.sample(list(cases), len(cases)) if i else cases:
+            run, items = cases[name]
             t0 = time.perf_counter()
             found = run(items[i])
             elapsed = time.perf_counter() - t0

@@ -44,8 +44,11 @@ def confirmed_sparse_top(
     keys = [k for k, _ in found]
     rows = None if with_rows else id_rows(state.ids, found)
     seen = store.rows_at_head(state.col, keys if rows is None else [], None, False, timeout)
-    if seen.collection != state.col or seen.head != state.watermark:
+    if seen.head != state.watermark or not (
+        seen.collection is state.col or seen.collection == state.col
+    ):
         return None
+    state.col = seen.collection  # the store's reads return this object while it is unchanged
     if rows is None:
         rows = seen.rows
         if not rows.keys() >= set(keys):

@@ -113,29 +113,32 @@ class KeyMap:
         self._values[keys - self._base] = values
 
 
+ID_LENGTH_BITS = 24  # an `IdMap` entry: the id's offset above these bits, its length in them
+
+
 class IdMap:
-    """Record key -> record id, the ids' UTF-8 bytes end to end in one buffer with each
-    key's (start, end) in two `KeyMap`s (a few bytes a record, not a Python string each).
-    A record's id never changes, so a key is set again only with the same id; unset keys
-    leave their bytes behind until `set` rewrites the buffer (when they are half of it)."""
+    """Record key -> record id, the ids' UTF-8 bytes end to end in one buffer, each key's
+    entry (offset << ID_LENGTH_BITS | length) in one `KeyMap` (a few bytes a record, not a
+    Python string each). A record's id never changes, so a key is set again only with the
+    same id; unset keys leave their bytes behind until `set` rewrites the buffer (when they
+    are half of it). An id of 16 MiB or more is not kept (`ids` then says None)."""
 
     def __init__(self) -> None:
-        self._start = KeyMap()
-        self._end = KeyMap()
+        self._at = KeyMap()
         self._blob = bytearray()
         self._live_bytes = 0
 
     @property
     def nbytes(self) -> int:
-        return self._start.nbytes + self._end.nbytes + len(self._blob)
+        return self._at.nbytes + len(self._blob)
 
     def ids(self, keys: list[int]) -> list[str] | None:
-        """The ids of `keys` in order, or None when one is not set."""
-        starts, ends = self._start.lookup(keys), self._end.lookup(keys)
-        if min(starts, default=0) < 0:
+        """The ids of `keys` in order, or None when one is not kept."""
+        entries = self._at.lookup(keys)
+        if min(entries, default=0) < 0:
             return None
-        blob = self._blob
-        return [blob[s:e].decode() for s, e in zip(starts, ends, strict=True)]
+        blob, bits, mask = self._blob, ID_LENGTH_BITS, (1 << ID_LENGTH_BITS) - 1
+        return [blob[e >> bits : (e >> bits) + (e & mask)].decode() for e in entries]
 
     def set(self, keys: list[int], ids: list[str]) -> None:
         """Set the id of each of `keys`."""
@@ -143,38 +146,41 @@ class IdMap:
             return
         self.unset(keys)
         encoded = [i.encode() for i in ids]
-        ends = np.cumsum([len(e) for e in encoded], dtype=np.int64) + len(self._blob)
-        lengths = np.diff(ends, prepend=len(self._blob))
+        lengths = np.asarray([len(e) for e in encoded], dtype=np.int64)
+        starts = np.cumsum(lengths) - lengths + len(self._blob)
         self._blob += b"".join(encoded)
-        key_array = np.asarray(keys, dtype=np.int64)
-        self._start.set(key_array, ends - lengths)
-        self._end.set(key_array, ends)
-        self._live_bytes += int(lengths.sum())
+        self._live_bytes += self._put(np.asarray(keys, dtype=np.int64), starts, lengths)
         if len(self._blob) > max(2 * self._live_bytes, 1 << 16):
             self._rewrite()
+
+    def _put(self, keys: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> int:
+        """Point `keys` at their ids' bytes; the bytes now kept."""
+        kept = lengths < 1 << ID_LENGTH_BITS
+        self._at.set(keys, np.where(kept, starts << ID_LENGTH_BITS | lengths, -1))
+        return int(lengths[kept].sum())
 
     def unset(self, keys: list[int]) -> None:
         """Forget the ids of `keys` (set or not)."""
         key_array = np.asarray(keys, dtype=np.int64)
-        starts, ends = self._start.get(key_array), self._end.get(key_array)
-        held = starts >= 0
-        self._live_bytes -= int((ends[held] - starts[held]).sum())
-        self._start.set(key_array[held], -1)
-        self._end.set(key_array[held], -1)
+        entries = self._at.get(key_array)
+        held = entries >= 0
+        self._live_bytes -= int((entries[held] & ((1 << ID_LENGTH_BITS) - 1)).sum())
+        self._at.set(key_array[held], -1)
 
     def _rewrite(self) -> None:
         keys, ends, blob = self.arrays()
-        self._start, self._end, self._blob, self._live_bytes = KeyMap(), KeyMap(), bytearray(), 0
+        self._at, self._blob, self._live_bytes = KeyMap(), bytearray(), 0
         self._load(keys, ends, blob)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(keys ascending, each id's end offset, the ids' bytes as uint8), for a snapshot."""
-        keys = self._start.keys()
-        starts, ends = self._start.get(keys), self._end.get(keys)
+        keys = self._at.keys()
+        entries = self._at.get(keys)
+        starts, lengths = entries >> ID_LENGTH_BITS, entries & ((1 << ID_LENGTH_BITS) - 1)
         view = np.frombuffer(self._blob, dtype=np.uint8)
-        pieces = [view[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+        pieces = [view[s : s + n] for s, n in zip(starts.tolist(), lengths.tolist(), strict=True)]
         blob = np.concatenate(pieces) if pieces else np.empty(0, dtype=np.uint8)
-        return keys, np.cumsum(ends - starts, dtype=np.int64), blob
+        return keys, np.cumsum(lengths, dtype=np.int64), blob
 
     @classmethod
     def from_arrays(cls, keys: np.ndarray, ends: np.ndarray, blob: np.ndarray) -> IdMap:
@@ -191,9 +197,8 @@ class IdMap:
 
     def _load(self, keys: np.ndarray, ends: np.ndarray, blob: np.ndarray) -> None:
         self._blob = bytearray(blob.tobytes())
-        self._live_bytes = len(self._blob)
-        self._start.set(keys, ends - np.diff(ends, prepend=0))
-        self._end.set(keys, ends)
+        lengths = np.diff(ends, prepend=0)
+        self._live_bytes = self._put(keys, ends - lengths, lengths)
 
 
 class PostingColumn:
