@@ -194,13 +194,19 @@ def _grow(
     holdout = Holdout(SAMPLE_QUERIES if measure is not None else 0, len(feed.keys))
     sent = 0
     feed.sink = sink
+    # One frame's buffers, reused: a fresh copy per frame fragments the heap.
+    frame_keys = np.empty(2 * FRAME_ROWS, dtype=np.uint64)
+    frame = np.empty((2 * FRAME_ROWS, feed.matrix.shape[1]), dtype=np.float32)
     try:
         while (got := feed.rows_after(sent, stop)) is not None:
             keys, matrix, writing = got
             end = min(len(keys), sent + FRAME_ROWS)
-            rows = holdout.admit(sent, end)
-            sink.add(keys[rows], matrix[rows], 1 if writing else build_threads())
-            progress(len(rows))
+            rows = holdout.admit(sent, end)  # at most the frame and the sample let go
+            count = len(rows)
+            np.take(keys, rows, out=frame_keys[:count])
+            np.take(matrix, rows, axis=0, out=frame[:count])
+            sink.add(frame_keys[:count], frame[:count], 1 if writing else build_threads())
+            progress(count)
             sent = end
         graph = sink.finish()
     except BaseException:

@@ -133,6 +133,21 @@ def _read(stream: BinaryIO, size: int) -> bytes | None:
     return data if len(data) == size else None
 
 
+def _read_into(stream: BinaryIO, view: memoryview) -> bool:
+    """Fill `view` from the stream; False at the end of the stream.
+
+    Frames are read into buffers kept from one frame to the next: a fresh 6 MB object per
+    frame left the child's heap fragmented (its peak RSS ~280 MB for a graph of ~100 MB).
+    """
+    filled = 0
+    while filled < len(view):
+        got = stream.readinto(view[filled:])  # type: ignore[attr-defined]
+        if not got:
+            return False
+        filled += got
+    return True
+
+
 def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
     """The child: build the graph from the frames on stdin, save it when told."""
     from usearch.index import Index
@@ -141,6 +156,8 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
     path = config.pop("path")
     dim = int(config["ndim"])
     graph = Index(**config)
+    keys = np.empty(0, dtype=np.uint64)
+    matrix = np.empty((0, dim), dtype=np.float32)
     while (head := _read(stdin, _FRAME.size)) is not None:
         rows, threads = _FRAME.unpack(head)
         if rows == 0:
@@ -148,12 +165,15 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
             stdout.write(_DONE)
             stdout.flush()
             return 0
-        keys = _read(stdin, rows * 8)
-        vectors = _read(stdin, rows * dim * 4)
-        if keys is None or vectors is None:
+        if rows > len(keys):
+            keys = np.empty(rows, dtype=np.uint64)
+            matrix = np.empty((rows, dim), dtype=np.float32)
+        if not (
+            _read_into(stdin, memoryview(keys[:rows]).cast("B"))
+            and _read_into(stdin, memoryview(matrix[:rows]).cast("B"))
+        ):
             break
-        matrix = np.frombuffer(vectors, dtype=np.float32).reshape(rows, dim)
-        graph.add(np.frombuffer(keys, dtype=np.uint64), matrix, threads=int(threads))
+        graph.add(keys[:rows], matrix[:rows], threads=int(threads))
     return 1  # the parent went away before asking for the graph
 
 
