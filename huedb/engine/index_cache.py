@@ -317,7 +317,7 @@ class IndexCache:
         state = self._install(col.cid, self._rebuild(db, col, hnsw_params(col)))
         state.unsnapshotted = max(state.unsnapshotted, 1)
         state.last_used = next(self._clock)
-        self._start_build_if_needed(col, state)
+        self._start_build_if_needed(col, state, writing=False)
         self._measure(state)
         self._keep_within_budget(db, col.cid)
         return state.index
