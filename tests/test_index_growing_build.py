@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -225,3 +226,17 @@ def test_a_writer_holds_no_index_of_a_large_collection_or_one_with_a_graph(
         assert row.snapshot_seq > 0 and engine._indexes.loaded(row.cid) is None
     finally:
         client.close()
+
+
+def test_a_graph_file_left_by_a_killed_process_is_removed_by_the_next_build(
+    tmp_path: Path,
+) -> None:
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # its pid no longer runs
+    dead = tmp_path / f".graph-build-{ended.pid}-x.tmp"
+    alive = tmp_path / f".graph-build-{os.getpid()}-y.tmp"
+    dead.write_bytes(b"left")
+    alive.write_bytes(b"mine")
+    child = ChildGraph(graph_config(DIM, HnswParams(space="l2")), tmp_path)
+    child.kill()
+    assert not dead.exists() and alive.exists()

@@ -29,6 +29,22 @@ import numpy as np
 
 _FRAME = struct.Struct("<QQ")  # rows (0: save and exit), threads
 _DONE = b"saved\n"
+_PREFIX = ".graph-build-"  # then the parent's pid: its graph file until it has read it
+
+
+def _remove_orphans(directory: Path) -> None:
+    """Remove graph files of builds whose process no longer runs (killed mid-build)."""
+    for path in directory.glob(f"{_PREFIX}*-*.tmp"):
+        try:
+            pid = int(path.name[len(_PREFIX) :].split("-", 1)[0])
+        except ValueError:
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except OSError:  # another user's process: it runs
+            continue
 
 
 class ChildFailed(RuntimeError):
@@ -43,7 +59,11 @@ class ChildGraph:
         `dtype`, `connectivity`, `expansion_add`, `expansion_search`); the graph is saved
         to a temporary file in `workdir` (the system's temporary directory for None)."""
         self.dim = int(config["ndim"])
-        handle, name = tempfile.mkstemp(prefix=".graph-build-", suffix=".tmp", dir=workdir)
+        directory = Path(workdir or tempfile.gettempdir())
+        _remove_orphans(directory)
+        handle, name = tempfile.mkstemp(
+            prefix=f"{_PREFIX}{os.getpid()}-", suffix=".tmp", dir=directory
+        )
         os.close(handle)
         self._path = Path(name)
         try:
