@@ -601,3 +601,11 @@ def test_record_updates_move_the_head_for_any_writer(pg_store: PostgresStore, pg
         moved = heads(conn)[0]
         conn.execute("UPDATE records SET uri = 'u' WHERE cid = %s", (col.cid,))
         assert heads(conn)[0] > moved
+        # A writer whose search_path finds another `collections` first still moves huedb's.
+        moved = heads(conn)[0]
+        conn.execute("CREATE SCHEMA decoy")
+        conn.execute("CREATE TABLE decoy.collections (cid bigint, log_seq bigint)")
+        conn.execute("SET search_path = decoy, public")
+        conn.execute("UPDATE public.records SET uri = 'v' WHERE cid = %s", (col.cid,))
+        conn.execute("SET search_path = public")
+        assert heads(conn)[0] > moved

@@ -152,9 +152,11 @@ def ensure_schema(conn: psycopg.Connection) -> str:
 # logs entries, and this trigger advances the head once per statement that updates record
 # rows (document, uri, metadata) of a collection. In the database rather than in huedb's
 # write path, so that it holds for every writer, including a node of an older huedb during
-# a rolling upgrade. Statement-level, with a transition table: one UPDATE per statement.
+# a rolling upgrade. Statement-level, with a transition table: one UPDATE per statement. Its
+# search_path is the creating session's, so `collections` is huedb's table whoever updates.
 _HEAD_FUNCTION = """
-CREATE OR REPLACE FUNCTION huedb_records_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION huedb_records_changed() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 BEGIN
     UPDATE collections SET log_seq = log_seq + 1
     WHERE cid IN (SELECT DISTINCT cid FROM changed_records);
