@@ -40,6 +40,8 @@ import psycopg
 import pytest
 
 import huedb
+from huedb.engine.engine import Engine
+from huedb.options import EngineOptions
 
 STORE_KINDS = ("sqlite", "postgresql")
 _databases = itertools.count(1)
@@ -127,3 +129,19 @@ def module_store(request: pytest.FixtureRequest) -> Iterator[StoreTarget]:
     """Each store in turn, for a whole module (a module-scoped server runs on it)."""
     with store_target(request.param, request) as target:
         yield target
+
+
+def engine(target: StoreTarget, path: Path, **settings: Any) -> Engine:
+    """An engine on `target`'s store (`path`: the data directory), with engine `settings`."""
+    options = {"store": target.url} if target.url else {}
+    return Engine(path, EngineOptions(**options, **settings))
+
+
+@pytest.fixture
+def engines(store: StoreTarget, tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
+    """Two engines on one store, as two processes (or nodes) would have."""
+    a = engine(store, tmp_path / "a")
+    b = engine(store, tmp_path / "a" if not store.url else tmp_path / "b")
+    yield a, b
+    a.close()
+    b.close()

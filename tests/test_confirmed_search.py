@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ from huedb.engine.engine import Engine
 from huedb.engine.filters import compile_filter
 from huedb.engine.sqlite_store.connection import DB_FILENAME
 from huedb.errors import NotFoundError
-from huedb.options import EngineOptions
 from huedb.record_batch import RecordBatch
 from tests import stores
 from tests.stores import StoreTarget
@@ -60,19 +58,7 @@ class CountingStore:
         return getattr(self._inner, name)
 
 
-def _engine(store: StoreTarget, path: Path, **settings: Any) -> Engine:
-    options = {"store": store.url} if store.url else {}
-    return Engine(path, EngineOptions(**options, **settings))
-
-
-@pytest.fixture
-def engines(store: StoreTarget, tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
-    """Two engines on one store, as two processes (or nodes) would have."""
-    a = _engine(store, tmp_path / "a")
-    b = _engine(store, tmp_path / "a" if not store.url else tmp_path / "b")
-    yield a, b
-    a.close()
-    b.close()
+engines = stores.engines
 
 
 def _add(engine: Engine, uuid: str, ids: list[str], vectors: np.ndarray) -> None:
@@ -124,7 +110,7 @@ def test_warm_exact_query_is_one_store_call_with_exact_answers(
 
 
 def test_warm_graph_query_finds_stored_vectors_exactly(store: StoreTarget, tmp_path: Path) -> None:
-    a = _engine(store, tmp_path / "g", exact_max_floats=200 * DIM)
+    a = stores.engine(store, tmp_path / "g", exact_max_floats=200 * DIM)
     try:
         col = a.create_collection("graph", None, {}, False, TENANT, DATABASE)
         rng = np.random.default_rng(2)
@@ -169,7 +155,9 @@ def test_warm_filtered_query_reads_once_and_answers_exactly(
     store: StoreTarget, tmp_path: Path, plan: str
 ) -> None:
     small = 10**9 if plan == "filtered_exact" else 10 * DIM  # allowed x dim below: exact
-    a = _engine(store, tmp_path / "f", exact_max_floats=200 * DIM, filtered_exact_max_floats=small)
+    a = stores.engine(
+        store, tmp_path / "f", exact_max_floats=200 * DIM, filtered_exact_max_floats=small
+    )
     try:
         col = a.create_collection("filtered", None, {}, False, TENANT, DATABASE)
         rng = np.random.default_rng(4)
@@ -248,7 +236,7 @@ def test_probe_counts_a_digest_match_only_when_the_vector_is_equal(
     """A warm read finds the records holding a query vector through its digest and compares
     the vectors that come back: a record whose digest collides with the query's but holds
     another vector is not an exact match (under the session's budget and another alike)."""
-    a = _engine(store, tmp_path / "d")
+    a = stores.engine(store, tmp_path / "d")
     try:
         col = a.create_collection("digests", None, {}, False, TENANT, DATABASE)
         rng = np.random.default_rng(7)
@@ -275,7 +263,7 @@ def test_warm_query_on_a_loaded_snapshot_ranks_with_stored_vectors(
 ) -> None:
     """A graph loaded from another engine's snapshot holds no float32 vectors: the one
     store call then reads the candidates' vectors, which rank them (exact distances)."""
-    a = _engine(store, tmp_path / "s", exact_max_floats=200 * DIM)
+    a = stores.engine(store, tmp_path / "s", exact_max_floats=200 * DIM)
     rng = np.random.default_rng(5)
     vectors = rng.standard_normal((1500, DIM)).astype(np.float32)
     try:
@@ -285,7 +273,7 @@ def test_warm_query_on_a_loaded_snapshot_ranks_with_stored_vectors(
         _query(a, col.uuid, vectors[:1], 5)  # adopts the graph and writes its snapshot
     finally:
         a.close()
-    b = _engine(store, tmp_path / "s", exact_max_floats=200 * DIM)
+    b = stores.engine(store, tmp_path / "s", exact_max_floats=200 * DIM)
     try:
         _query(b, col.uuid, vectors[:1], 5)  # loads the snapshot
         index = b._indexes.warm(col.uuid)[1]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,6 @@ from huedb.engine.engine import Engine
 from huedb.engine.filters import RecordFilter
 from huedb.engine.sparse_index import FORMAT, sparse_snapshot_path
 from huedb.engine.sparse_postings import IdMap
-from huedb.options import EngineOptions
 from huedb.record_batch import RecordBatch
 from tests import stores
 from tests.stores import StoreTarget
@@ -64,18 +62,7 @@ class CountingStore:
         return getattr(self._inner, name)
 
 
-def _engine(store: StoreTarget, path: Path) -> Engine:
-    return Engine(path, EngineOptions(**({"store": store.url} if store.url else {})))
-
-
-@pytest.fixture
-def engines(store: StoreTarget, tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
-    """Two engines on one store, as two processes (or nodes) would have."""
-    a = _engine(store, tmp_path / "a")
-    b = _engine(store, tmp_path / "a" if not store.url else tmp_path / "b")
-    yield a, b
-    a.close()
-    b.close()
+engines = stores.engines
 
 
 def _sparse(i: int) -> dict[str, Any]:
@@ -215,7 +202,7 @@ def test_snapshot_without_ids_is_rebuilt_not_read(
 ) -> None:
     """A sparse snapshot of format 2 (no record ids) is refused and rebuilt by a scan as
     format 3; answers and ids equal the scan's."""
-    engine = _engine(store, tmp_path / "a")
+    engine = stores.engine(store, tmp_path / "a")
     uuid = _collection(engine)
     assert ids_only(engine, uuid, True, 8) == brute_force(engine, uuid, True, 8)
     engine.close()
@@ -234,7 +221,7 @@ def test_snapshot_without_ids_is_rebuilt_not_read(
         snapshot.write_snapshot(
             path, header["owner"], header["watermark"], 2, "sparse", payload.getvalue()
         )
-    engine = _engine(store, tmp_path / "a")
+    engine = stores.engine(store, tmp_path / "a")
     with caplog.at_level(logging.INFO, logger="huedb.engine.sparse_index"):
         assert ids_only(engine, uuid, True, 8) == brute_force(engine, uuid, True, 8)
     assert "by a scan" in caplog.text and "from its snapshot" not in caplog.text
