@@ -21,7 +21,7 @@ from huedb.engine.budget import check_query_results
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.filters import RecordFilter
 from huedb.engine.record_values import vectors_in_order
-from huedb.engine.store import RowsAtHead, Store
+from huedb.engine.store import FilteredRead, RowsAtHead, Store
 from huedb.engine.vector_index import APPROXIMATE_PLANS, SearchHits, VectorIndex, query_plan
 from huedb.options import EngineOptions
 
@@ -125,7 +125,7 @@ def confirmed_filtered_search(
     if not index.has_vectors:
         return None
     with store.read_filtered(col, flt, warm.watermark, options.query_timeout) as read:
-        if read is None or read.collection != col or read.head != warm.watermark:
+        if read is None or not _reflects(read, warm):
             return None
         allowed = read.allowed
         check_query_results(options, len(queries), min(n_results, len(allowed)))
@@ -134,7 +134,7 @@ def confirmed_filtered_search(
         approximate = plan in APPROXIMATE_PLANS
         keys = np.unique(np.concatenate([h[0] for h in hits])) if hits else []
         rows, same = read.rows(list(keys), queries if approximate else None, with_vectors)
-        if read.collection != col or read.head != warm.watermark:
+        if not _reflects(read, warm):
             return None  # kept keys (see Store.read_filtered) the rows' snapshot disowned
     if approximate:  # an exact search cannot miss the vector itself
         hits = [
@@ -156,7 +156,7 @@ def _answer(
     return hits, {k: rows[k][:width] for k in answered}, plan
 
 
-def _reflects(seen: RowsAtHead, warm: WarmIndex) -> bool:
+def _reflects(seen: RowsAtHead | FilteredRead, warm: WarmIndex) -> bool:
     """Whether the snapshot read is the one the index reflects (same row, same head)."""
     return seen.collection == warm.collection and seen.head == warm.watermark
 
