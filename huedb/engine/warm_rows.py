@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from huedb.bounded_cache import BoundedCache
 from huedb.engine.catalog import COLLECTION_COLUMNS, CollectionRow, collection_row
 from huedb.engine.store import RowsAtHead
 
@@ -50,13 +51,14 @@ class WarmRows:
     cost ~15 us)."""
 
     def __init__(self) -> None:
-        self._known: dict[str, tuple[tuple, CollectionRow]] = {}  # uuid -> (columns, row)
+        # uuid -> (stored columns, their row); bounded as a server sees collections come and go
+        self._known: BoundedCache[str, tuple[tuple, CollectionRow]] = BoundedCache(4096)
 
     def result(self, uuid: str, rows: list[tuple], blobs: list[bytes]) -> RowsAtHead:
         """The `RowsAtHead` of collection `uuid`'s warm-read rows (see the module)."""
         stored = next((row[:TAG] for row in rows if row[TAG] is None), None)
         if stored is None:  # the collection is gone
-            self._known.pop(uuid, None)
+            self._known.pop(uuid)
             return RowsAtHead(None, 0, {}, [])
         tagged = (row[TAG:] for row in rows if row[TAG] is not None)
         by_key, matches = matched_rows(tagged, blobs)
@@ -67,5 +69,5 @@ class WarmRows:
         if known is not None and known[0] == columns:
             return known[1]
         row = collection_row(columns)
-        self._known[row.uuid] = (columns, row)
+        self._known.put(row.uuid, (columns, row))
         return row
