@@ -66,6 +66,10 @@ class EngineOptions:
     # request waits for a working one before it is refused with 503 (StorageUnavailable).
     pg_pool_max_size: int = 4
     pg_pool_timeout: float = 5.0
+    # PostgreSQL store: bytes of record rows this process keeps as of each collection's
+    # oplog head, so a warm query needs no round trip for its rows (0: none kept; bytes or
+    # with a unit, "256MiB"; postgres_store/row_cache.py).
+    pg_row_cache: int = 64 * 2**20
     # SQLite's synchronous level: "full" makes every acknowledged write survive power loss.
     sync: str = "full"
     # Collections up to this many floats (vectors x dimension) are searched exactly;
@@ -129,6 +133,8 @@ class EngineOptions:
             raise ConfigError("snapshot_every must be at least 1")
         if self.index_memory < 0:
             raise ConfigError("index_memory must be at least 0 bytes (0: no limit)")
+        if self.pg_row_cache < 0:
+            raise ConfigError("pg_row_cache must be at least 0 bytes (0: keep no rows)")
         for name, ceiling in LIMIT_CEILINGS.items():
             value = getattr(self, name)
             if not 1 <= value <= ceiling:
@@ -275,7 +281,7 @@ def resolve_options(
 
 
 # Options given in bytes, which also accept a number with a unit ("2GiB").
-BYTE_OPTIONS = frozenset({"index_memory"})
+BYTE_OPTIONS = frozenset({"index_memory", "pg_row_cache"})
 _BYTE_UNITS = {
     "": 1,
     "b": 1,

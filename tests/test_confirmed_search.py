@@ -50,6 +50,10 @@ class CountingStore:
         self.confirmations += 1
         return self._inner.rows_at_head(*args)
 
+    def confirm_at_head(self, *args: Any) -> Any:
+        self.confirmations += 1
+        return self._inner.confirm_at_head(*args)
+
     def read_filtered(self, *args: Any) -> Any:
         self.filtered += 1
         return self._inner.read_filtered(*args)
@@ -372,3 +376,48 @@ def test_repeated_filters_see_every_record_change_by_another_engine(
             b.update(col.uuid, RecordBatch(ids=[f"r{i}"], documents=[f"doc {docs[i]}"]))
         check()
         check()
+
+
+def test_rows_a_node_keeps_follow_every_change(engines: tuple[Engine, Engine]) -> None:
+    """A writer's node keeps the rows it wrote (PostgreSQL: postgres_store/row_cache.py), so
+    its warm queries read no rows; every later change, by it or another node (documents,
+    metadata, deletes, inserts), is seen by its next query."""
+    a, b = engines
+    col = a.create_collection("kept", None, {}, False, TENANT, DATABASE)
+    rng = np.random.default_rng(8)
+    vectors = rng.standard_normal((40, DIM)).astype(np.float32)
+    ids = [f"r{i}" for i in range(40)]
+    a.add(col.uuid, RecordBatch(ids=ids, embeddings=vectors, documents=[f"d{i}" for i in ids]))
+    target = vectors[5:6]
+
+    def top() -> tuple[str, str | None, str | None]:
+        hits = a.query(col.uuid, target, 1, ALL, False)
+        row = hits.rows[hits.keys[0][0]]
+        return row[1], row[2], row[4]  # id, document, stored metadata
+
+    full_reads = 0
+    if a._store.kind == "postgresql":  # count the reads that fetch rows from the database
+        warm = a._store._warm  # type: ignore[attr-defined]
+        inner = warm.rows_at_head
+
+        def counted(*args: Any) -> Any:
+            nonlocal full_reads
+            full_reads += 1
+            return inner(*args)
+
+        warm.rows_at_head = counted
+    assert top() == ("r5", "dr5", None)
+    assert top() == ("r5", "dr5", None)
+    assert full_reads == 0  # the rows this node wrote answered (SQLite: nothing counted)
+    b.update(col.uuid, RecordBatch(ids=["r5"], documents=["by b"]))
+    assert top() == ("r5", "by b", None)
+    b.update(col.uuid, RecordBatch(ids=["r5"], metadatas=[{"m": 1}]))
+    assert top() == ("r5", "by b", '{"m":1}')
+    a.update(col.uuid, RecordBatch(ids=["r5"], documents=["by a"]))
+    assert top() == ("r5", "by a", '{"m":1}')
+    b.delete(col.uuid, compile_filter(["r5"], None, None), None)
+    assert top()[0] != "r5"
+    b.add(col.uuid, RecordBatch(ids=["n"], embeddings=target, documents=["new"]))
+    assert top() == ("n", "new", None)
+    a.add(col.uuid, RecordBatch(ids=["m"], embeddings=target * 1.0001, documents=["mine"]))
+    assert top()[0] in ("n", "m")

@@ -36,6 +36,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="PostgreSQL store: seconds a request waits for a connection, then 503 (default 5)",
     )
+    run.add_argument(
+        "--pg-row-cache",
+        help="PostgreSQL store: bytes of record rows each worker keeps for warm queries, "
+        "e.g. 256MiB (default 64MiB; 0: none)",
+    )
     run.add_argument("--host", help="address to bind (default 127.0.0.1)")
     run.add_argument("--port", type=int, help="port (default 8000)")
     run.add_argument("--workers", type=int, help="worker processes sharing the directory")

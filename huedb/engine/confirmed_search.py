@@ -3,8 +3,9 @@
 The usual path reads the collection's row and oplog head, catches the index up, searches,
 and then reads rows: several statements, each a round trip on PostgreSQL. When this process
 already holds the collection's index, the search can run first, on the index as it is, and
-one read in one snapshot (`Store.rows_at_head`) then fetches what the answer needs (rows,
-graph candidates' vectors, records holding the query vector itself) together with the
+one read in one snapshot (`Store.rows_at_head`, or `Store.confirm_at_head`, which may send
+its statement before the search) then fetches what the answer needs (rows, graph
+candidates' vectors, records holding the query vector itself) together with the
 collection's row and oplog head. If the row and head are those the index reflects, the
 index equalled the table in that snapshot, so the answer is exactly what the usual path
 would have given at that moment. Otherwise (another process wrote meanwhile, the collection
@@ -57,15 +58,16 @@ def confirmed_search(
     graph = index.uses_graph
     if graph and not index.has_vectors:
         return _read_then_ranked(store, warm, queries, n_results, with_vectors, timeout)
-    if graph:
-        hits = [
-            index.rank(q, n_results, index.graph_candidates(q, n_results), _no_fetch)
-            for q in queries
-        ]
-    else:
-        hits = [index.search(q, n_results, None, _no_fetch) for q in queries]
-    keys = np.unique(np.concatenate([h[0] for h in hits])).tolist()
-    seen = store.rows_at_head(col, keys, queries if graph else None, with_vectors, timeout)
+    probes = queries if graph else None
+    with store.confirm_at_head(col, warm.watermark, probes, with_vectors, timeout) as read:
+        if graph:
+            hits = [
+                index.rank(q, n_results, index.graph_candidates(q, n_results), _no_fetch)
+                for q in queries
+            ]
+        else:
+            hits = [index.search(q, n_results, None, _no_fetch) for q in queries]
+        seen = read.rows(np.unique(np.concatenate([h[0] for h in hits])).tolist())
     if not _reflects(seen, warm):
         return None
     if graph:  # an exact search cannot miss the vector itself

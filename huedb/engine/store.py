@@ -54,6 +54,29 @@ class RowsAtHead:
     same_vector: list[list[int]]  # per probe vector: keys of the collection holding exactly it
 
 
+class Confirmation(Protocol):
+    """The half of `Store.confirm_at_head` after the search."""
+
+    def rows(self, keys: Sequence[int]) -> RowsAtHead:
+        """`Store.rows_at_head` of the keys the search found."""
+        ...
+
+
+@dataclass(frozen=True)
+class ReadAfterSearch:
+    """A `Confirmation` that makes its one read after the search (a store with nothing to
+    send ahead of it)."""
+
+    store: Store
+    col: CollectionRow
+    probes: np.ndarray | None
+    with_vectors: bool
+    timeout: float
+
+    def rows(self, keys: Sequence[int]) -> RowsAtHead:
+        return self.store.rows_at_head(self.col, keys, self.probes, self.with_vectors, self.timeout)
+
+
 class FilteredRead(Protocol):
     """An open read snapshot (`Store.read_filtered`): the collection's row and oplog head
     and the keys a filter allows, read first; then `rows` in the same snapshot, once."""
@@ -357,6 +380,21 @@ class Store(Protocol):
         it returns the same row and head `h`: then the index equalled the table in this
         snapshot, and the rows belong to it. PostgreSQL answers it in one round trip.
         """
+        ...
+
+    def confirm_at_head(
+        self,
+        col: CollectionRow,
+        head: int,
+        probes: np.ndarray | None,
+        with_vectors: bool,
+        timeout: float,
+    ) -> AbstractContextManager[Confirmation]:
+        """`rows_at_head` for a search on an index that reflects oplog head `head`, in two
+        halves: entered before the search (the store may send what it already knows it will
+        read: `col`'s row and head, the records holding each probe), `rows(keys)` after it.
+        The result is that of `rows_at_head`; PostgreSQL overlaps its round trip with the
+        search when its node keeps the rows as of `head` (postgres_store/row_cache.py)."""
         ...
 
     def read_filtered(

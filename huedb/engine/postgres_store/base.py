@@ -7,6 +7,7 @@ from typing import Any
 import psycopg
 
 from huedb.engine.budget import Deadline
+from huedb.engine.postgres_store.row_cache import WrittenRows
 
 
 class SessionBase:
@@ -21,6 +22,10 @@ class SessionBase:
         # Oplog heads read with collection rows in this (read-only, REPEATABLE READ) snapshot.
         self._heads: dict[int, int] = {}
         self.inserted = 0  # records this session inserted (statistics.py)
+        # A write session's heads read with locked collection rows, and what it did to each
+        # collection's record rows: the store's row cache learns it after the commit.
+        self._locked_heads: dict[int, int] = {}
+        self.written: dict[int, WrittenRows] = {}
 
     def run(self, sql: str, params: Any = None, binary: bool = False) -> psycopg.Cursor:
         """Execute one statement (after checking the deadline) and return its cursor;
@@ -28,6 +33,13 @@ class SessionBase:
         if self._deadline is not None:
             self._deadline.check()
         return self._conn.execute(sql, params, binary=binary)
+
+    def _written(self, cid: int) -> WrittenRows:
+        """This transaction's changes to collection `cid`'s rows, for the row cache."""
+        write = self.written.get(cid)
+        if write is None:
+            write = self.written[cid] = WrittenRows(self._locked_heads.get(cid))
+        return write
 
     def check_deadline(self) -> None:
         """For Python loops over rows: QueryTimeoutError once the budget is spent."""

@@ -60,6 +60,8 @@ class CatalogSQL(SessionBase):
         col = collection_row(row[:-1])
         if not self._writable:
             self._heads[col.cid] = row[-1]
+        else:  # the first read locked the row: the head no one else can move until commit
+            self._locked_heads.setdefault(col.cid, row[-1])
         return col
 
     def ensure_defaults(self, tenant: str, database: str) -> None:

@@ -59,6 +59,7 @@ class OplogSQL(SessionBase):
         ).fetchone()
         if top is None:  # the collection is gone: nothing to log for it
             return
+        self._written(cid).head_after = top[0]
         first = top[0] - len(keys) + 1
         with self._conn.cursor().copy("COPY oplog (cid, seq, key) FROM STDIN") as copy:
             for n, key in enumerate(keys):

@@ -129,14 +129,14 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
         assert vectors is not None and documents is not None and uris is not None
         metadatas = [clean_metadata(m) for m in batch.metadatas or ()]
         keys = self._new_keys(len(ids))
+        rows = [
+            (k, i, d, u, metadata_json(m))
+            for k, i, d, u, m in zip(keys, ids, documents, uris, metadatas, strict=True)
+        ]
         self._copy(
-            "records",
-            "key, cid, id, document, uri, metadata",
-            (
-                (k, cid, i, d, u, metadata_json(m))
-                for k, i, d, u, m in zip(keys, ids, documents, uris, metadatas, strict=True)
-            ),
+            "records", "key, cid, id, document, uri, metadata", ((r[0], cid, *r[1:]) for r in rows)
         )
+        self._written(cid).inserted.extend(rows)
         with self._conn.cursor().copy(
             "COPY embeddings (key, vector, digest) FROM STDIN (FORMAT BINARY)"
         ) as copy:
@@ -169,6 +169,8 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
                 (keys, blobs, [vector_digest(b) for b in blobs]),
             )
             self._log_changes(cid, keys)
+        if documents is not None or uris is not None or metadatas is not None:
+            self._written(cid).unknown_head = True  # the records trigger moves the head too
         if documents is not None:
             changed = [(k, d) for d, k in zip(documents, keys, strict=True) if d is not None]
             self._update_column("document", changed)
@@ -221,6 +223,7 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
         keys = list(keys)
         for table in ("records", "embeddings", "record_meta"):
             self.run(f"DELETE FROM {table} WHERE key = ANY(%s::bigint[])", (keys,))
+        self._written(cid).removed.extend(keys)
         self._log_changes(cid, keys)
 
     def fork_collection(self, source: CollectionRow, new_name: str) -> CollectionRow:
@@ -259,9 +262,11 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
         )
         self.run("DROP TABLE fork_keys")
         self.inserted += copied.rowcount
+        self._written(fork.cid).unknown_head = True  # rows copied with no oplog entries
         return self.collection_by_uuid(fork.uuid)  # type: ignore[attr-defined]
 
     def delete_collection_records(self, cid: int) -> None:
+        self._written(cid).unknown_head = True
         self.run(
             "DELETE FROM embeddings e USING records r WHERE r.key = e.key AND r.cid = %s", (cid,)
         )

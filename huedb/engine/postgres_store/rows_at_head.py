@@ -33,7 +33,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from huedb.engine.budget import Deadline
 from huedb.engine.catalog import COLLECTION_COLUMNS, CollectionRow, collection_row
@@ -46,7 +46,9 @@ from huedb.engine.postgres_store.connection import (
     statement_timeouts,
     storage_errors,
 )
+from huedb.engine.postgres_store.early_read import EarlyRead, numbered
 from huedb.engine.postgres_store.records import allowed_keys_query, parse_keys
+from huedb.engine.postgres_store.row_cache import RowCache
 from huedb.engine.record_values import vector_digest
 from huedb.engine.store import RowsAtHead
 from huedb.engine.warm_rows import COLLECTION_WIDTH, WarmRows, matched_rows, probe_blobs
@@ -107,20 +109,26 @@ _FILTERED_ROWS_SQL = {
     with_vectors: _rows_and_matches_sql(with_vectors, "%s") for with_vectors in (False, True)
 }
 _WARM_SQL = {with_vectors: _warm_sql(with_vectors) for with_vectors in (False, True)}
+# The warm read sent before the search with no keys (the row, head and probe matches),
+# prepared on each of the pool's connections (its plan is made once, not per query).
+_EARLY_STATEMENT = "huedb_confirm_head"
+_EARLY_SQL = numbered(_WARM_SQL[False])
 
 
 class WarmReads:
     """The connections a PostgreSQL store's unfiltered confirmed reads run on, with generic
     plans and `statement_timeout = timeout` (the engine's query timeout) for the session."""
 
-    def __init__(self, url: str, settings: PoolSettings, timeout: float) -> None:
+    def __init__(self, url: str, settings: PoolSettings, timeout: float, cache: RowCache) -> None:
         self._setting = _timeout_setting(timeout)
         self._pool = open_pool(url, settings, configure=self._configure, name="huedb-warm")
         self._rows = WarmRows()
+        self._cache = cache
 
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute("SET plan_cache_mode = force_generic_plan")
         conn.execute("SELECT set_config('statement_timeout', %s, false)", (self._setting,))
+        conn.execute(f"PREPARE {_EARLY_STATEMENT} AS {_EARLY_SQL}")
 
     def rows_at_head(
         self,
@@ -151,7 +159,62 @@ class WarmReads:
 
         with statement_timeouts(Deadline(timeout)), storage_errors():
             rows = on_live_connection(self._pool, read)
-        return self._rows.result(col.uuid, rows, blobs)
+        seen = self._rows.result(col.uuid, rows, blobs)
+        if seen.collection is not None:
+            self._cache.read(col.cid, seen.head, seen.rows.values())
+        return seen
+
+    @contextlib.contextmanager
+    def confirm_at_head(
+        self,
+        col: CollectionRow,
+        head: int,
+        probes: np.ndarray | None,
+        with_vectors: bool,
+        timeout: float,
+    ) -> Iterator[Confirmation]:
+        """See `engine.store.Store.confirm_at_head`: when this node keeps rows of `col` as of
+        `head` (row_cache.py), the statement reading the row, head and probe matches is sent
+        now, and the search runs while the server answers (early_read.py)."""
+        early = None
+        if (
+            not with_vectors
+            and _timeout_setting(timeout) == self._setting
+            and self._cache.likely(col.cid, head)
+        ):
+            early = self._send_early(col, probe_blobs(probes))
+        try:
+            yield Confirmation(self, col, head, probes, with_vectors, timeout, early)
+        finally:
+            if early is not None:
+                early[1].close()
+                self._pool.putconn(early[0])
+
+    def _send_early(
+        self, col: CollectionRow, blobs: list[bytes]
+    ) -> tuple[psycopg.Connection, EarlyRead] | None:
+        """The row, head and probe matches' statement, sent on a pooled connection; None
+        when none is free at once or sending fails (the usual read follows then)."""
+        try:
+            conn = self._pool.getconn(timeout=0.001)
+        except PoolTimeout:
+            return None
+        params = (col.uuid, "{}", str(col.cid), _digest_array(blobs), str(col.cid))
+        try:
+            return conn, EarlyRead(conn, _EARLY_STATEMENT, params)
+        except psycopg.Error:
+            self._pool.putconn(conn)
+            return None
+
+    def kept_rows(
+        self, col: CollectionRow, head: int, keys: Sequence[int]
+    ) -> dict[int, tuple] | None:
+        """The rows this node keeps of `keys` as of `head`, if it keeps them all."""
+        return self._cache.rows(col.cid, head, keys)
+
+    def early_result(self, uuid: str, rows: list[tuple], blobs: list[bytes]) -> RowsAtHead:
+        """The `RowsAtHead` of an early statement's rows (no record asked for by key)."""
+        return self._rows.result(uuid, rows, blobs)
 
     def close(self) -> None:
         self._pool.close()
@@ -197,6 +260,45 @@ def read_filtered(
             yield view
         finally:
             view.close(pool)
+
+
+class Confirmation:
+    """`WarmReads.confirm_at_head`'s read after the search (`engine.store.Confirmation`)."""
+
+    def __init__(
+        self,
+        warm: WarmReads,
+        col: CollectionRow,
+        head: int,
+        probes: np.ndarray | None,
+        with_vectors: bool,
+        timeout: float,
+        early: tuple[psycopg.Connection, EarlyRead] | None,
+    ) -> None:
+        self._warm = warm
+        self._col = col
+        self._head = head
+        self._probes = probes
+        self._with_vectors = with_vectors
+        self._timeout = timeout
+        self._early = early
+
+    def rows(self, keys: Sequence[int]) -> RowsAtHead:
+        """The rows of `keys` and the probes' matches with the collection's row and head:
+        from the early statement and this node's kept rows when the head is the one they
+        are as of, else read in one statement."""
+        kept = None if self._with_vectors else self._warm.kept_rows(self._col, self._head, keys)
+        if kept is not None and self._early is not None:
+            found = self._early[1].rows(self._timeout)
+            if found is not None:
+                seen = self._warm.early_result(self._col.uuid, found, probe_blobs(self._probes))
+                if seen.collection is not None and seen.head == self._head:
+                    return RowsAtHead(
+                        seen.collection, seen.head, {**kept, **seen.rows}, seen.same_vector
+                    )
+        return self._warm.rows_at_head(
+            self._col, keys, self._probes, self._with_vectors, self._timeout
+        )
 
 
 class KeptKeysRead:

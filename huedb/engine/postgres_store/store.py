@@ -28,6 +28,7 @@ from huedb.engine.postgres_store.connection import (
     storage_errors,
     transaction,
 )
+from huedb.engine.postgres_store.row_cache import RowCache
 from huedb.engine.postgres_store.schema import ensure_schema
 from huedb.engine.postgres_store.session import PgSession
 from huedb.engine.postgres_store.statistics import StatisticsRefresher
@@ -49,7 +50,10 @@ class PostgresStore:
         try:
             with storage_errors(), self._pool.connection() as conn:
                 self.store_id = ensure_schema(conn)
-            self._warm = rows_at_head.WarmReads(url, settings, options.query_timeout)
+            self._row_cache = RowCache(options.pg_row_cache)
+            self._warm = rows_at_head.WarmReads(
+                url, settings, options.query_timeout, self._row_cache
+            )
             self._allowed_keys = AllowedKeysCache()
         except BaseException:
             self._pool.close()
@@ -72,6 +76,8 @@ class PostgresStore:
         with transaction(self._pool, "READ COMMITTED", read_only=False) as conn:
             session = PgSession(conn, writable=True)
             yield session
+        for cid, written in session.written.items():  # committed: what this node keeps
+            self._row_cache.written(cid, written)
         self._statistics.inserted(session.inserted)  # committed: outside its locks
 
     def rows_at_head(
@@ -84,6 +90,18 @@ class PostgresStore:
     ) -> RowsAtHead:
         """The collection's row, oplog head and rows in one statement (rows_at_head.py)."""
         return self._warm.rows_at_head(col, keys, probes, with_vectors, timeout)
+
+    def confirm_at_head(
+        self,
+        col: CollectionRow,
+        head: int,
+        probes: np.ndarray | None,
+        with_vectors: bool,
+        timeout: float,
+    ) -> contextlib.AbstractContextManager[rows_at_head.Confirmation]:
+        """`rows_at_head` in two halves around the search: the confirming statement is
+        sent before it when this node keeps the rows (rows_at_head.py, row_cache.py)."""
+        return self._warm.confirm_at_head(col, head, probes, with_vectors, timeout)
 
     def read_filtered(
         self, col: CollectionRow, flt: RecordFilter, head: int, timeout: float

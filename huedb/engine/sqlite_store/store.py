@@ -29,7 +29,7 @@ from huedb.engine.sqlite_store.connection import (
 )
 from huedb.engine.sqlite_store.session import SQLiteSession
 from huedb.engine.sqlite_store.warm_read import WarmRead
-from huedb.engine.store import RowsAtHead
+from huedb.engine.store import ReadAfterSearch, RowsAtHead
 from huedb.errors import InvalidArgumentError
 from huedb.options import EngineOptions
 
@@ -75,6 +75,17 @@ class SQLiteStore:
         """The collection's row, oplog head and rows in one statement (warm_read.py)."""
         with self._session.time_budget(timeout):
             return self._warm.rows_at_head(self._conn, col, keys, probes, with_vectors)
+
+    def confirm_at_head(
+        self,
+        col: CollectionRow,
+        head: int,
+        probes: np.ndarray | None,
+        with_vectors: bool,
+        timeout: float,
+    ) -> contextlib.AbstractContextManager[ReadAfterSearch]:
+        """`rows_at_head` after the search: in-process, there is no round trip to overlap."""
+        return contextlib.nullcontext(ReadAfterSearch(self, col, probes, with_vectors, timeout))
 
     @contextlib.contextmanager
     def read_filtered(
