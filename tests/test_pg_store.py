@@ -609,3 +609,36 @@ def test_record_updates_move_the_head_for_any_writer(pg_store: PostgresStore, pg
         conn.execute("UPDATE public.records SET uri = 'v' WHERE cid = %s", (col.cid,))
         conn.execute("SET search_path = public")
         assert heads(conn)[0] > moved
+
+
+def test_warm_queries_survive_their_connections_being_dropped(pg_url: str, tmp_path: Path) -> None:
+    """A warm query sends its confirming statement before it searches (rows_at_head.py):
+    when the server dropped that connection, the query still answers, from a fresh one."""
+    from huedb.engine.engine import Engine
+
+    engine = Engine(tmp_path, EngineOptions(store=pg_url))
+    try:
+        col = engine.create_collection("dropped", None, {}, False, TENANT, DATABASE)
+        vectors = np.random.default_rng(3).standard_normal((30, DIM)).astype(np.float32)
+        ids = [f"r{i}" for i in range(30)]
+        engine.add(col.uuid, RecordBatch(ids=ids, embeddings=vectors, documents=ids))
+        everything = compile_filter(None, None, None)
+
+        def answer() -> list[tuple[str, str]]:
+            hits = engine.query(col.uuid, vectors[:3], 4, everything, False)
+            return [(hits.rows[k][1], hits.rows[k][2]) for keys in hits.keys for k in keys]
+
+        expected = answer()
+        assert [pair[0] for pair in expected[::4]] == ["r0", "r1", "r2"]
+        store = engine._store
+        assert isinstance(store, PostgresStore)
+        assert store._row_cache.likely(col.cid, col_head(store, col.cid))  # sent early
+        for _ in range(2):
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            assert answer() == expected
+    finally:
+        engine.close()
