@@ -98,7 +98,8 @@ class ChildGraph:
 
     def finish(self) -> Any:
         """Have the child save the graph, and load it (a usearch `Index`)."""
-        from huedb.engine.vector_index import load_graph  # not in the child: no huedb there
+        from huedb.engine import heap  # not in the child: no huedb there
+        from huedb.engine.vector_index import load_graph
 
         try:
             self._send(_FRAME.pack(0, 0))
@@ -109,6 +110,7 @@ class ChildGraph:
         if reply != _DONE:
             raise ChildFailed(f"graph process failed: {self._stderr()}")
         self._proc.wait()
+        heap.release()  # before the largest allocation of a build: the graph read back
         try:
             return load_graph(self._path)
         except ValueError as exc:

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 DB_FILENAME = "huedb.sqlite3"
 MIGRATION_LOCK_FILENAME = "huedb.migrate.lock"
 BUSY_TIMEOUT_MS = 120_000
+CACHE_KIB = 4_096  # page cache of the connection (see docs/ARCHITECTURE.md, "Memory")
 MIGRATION_WAIT_S = 5.0  # how long a migrator waits for other processes to close the store
 
 
@@ -215,7 +216,7 @@ def _connect(path: Path | None, sync: str) -> sqlite3.Connection:
             conn.close()
             raise RuntimeError(f"cannot enable WAL mode on {target} (got {mode})")
     conn.execute(f"PRAGMA synchronous = {sync.upper()}")
-    conn.execute("PRAGMA cache_size = -16384")
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.create_function("huedb_regexp", 2, regexp_match, deterministic=True)
     return conn

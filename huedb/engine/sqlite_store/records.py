@@ -45,6 +45,7 @@ from huedb.record_batch import RecordBatch, plain_metadatas
 # `digests_recent` size that triggers a merge into `digests`: about sqrt(1000 n) at n = 1M,
 # which balances the random page writes in the small table against the merge passes.
 DIGEST_MERGE_AT = 32_768
+RELEASE_PAGES = 1_024  # free pages returned to the file system per oplog prune, at most
 
 
 def json_list(values: Iterable[Any]) -> str:
@@ -533,3 +534,17 @@ class RecordsSQL(SchemaKeysSQL):
             "WHERE cid = ?",
             (upto, snapshotted, upto, cid),
         )
+        self._release_free_pages()
+
+    def _release_free_pages(self) -> None:
+        """Return free pages (those the pruned oplog rows and merged digests held) to the
+        file system, at most `RELEASE_PAGES` per call: without it they stayed in the file
+        (27 B per vector after a 100k x 384 ingest). A no-op in a file created without
+        `auto_vacuum = INCREMENTAL` (`connection.py` sets it before the first table)."""
+        conn = self._conn
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            return
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        # Python's sqlite3 steps the pragma once: one call moves one page (~50 us).
+        for _ in range(min(free, RELEASE_PAGES)):
+            conn.execute("PRAGMA incremental_vacuum")
