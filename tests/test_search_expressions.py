@@ -29,11 +29,13 @@ from hypothesis import strategies as st
 import huedb
 import huedb.execution.expression as huedb_expression
 from huedb import K, Knn, ReadLevel, Rrf, Search
+from huedb.api.collection_search import request_body
 from huedb.errors import ChromaError, http_error
 from huedb.execution.expression import GroupBy, Key, MaxK, MinK, Rank, Val
 from huedb.execution.string_queries import embed_search
+from huedb.search.direct import direct_request
 from huedb.search.parse import parse_search_request
-from huedb.search.plan import Selection
+from huedb.search.plan import SearchRequest, Selection
 from huedb.search.schema_rules import check_schema
 from huedb.sparse_vector import SparseVector
 
@@ -1392,6 +1394,79 @@ def test_parse_refuses_cleanly(recipe: tuple) -> None:
         parse_search_request({"searches": [payload]})
     except ChromaError as exc:
         assert exc.status in (400, 422)
+
+
+def routed(build: Callable[[], Any], read_level: Any = None) -> tuple:
+    """What `Collection.search` gets for a search: through `direct_request` (None when it
+    leaves the search to the body route) and through the body route, each a checked
+    request or the error it raises."""
+
+    def attempt(route: Callable[[], Any]) -> Any:
+        try:
+            return route()
+        except (ChromaError, TypeError, ValueError) as exc:
+            return (type(exc).__name__, str(exc))
+
+    direct = attempt(lambda: direct_request(build(), read_level))
+    body = attempt(
+        lambda: parse_search_request(request_body(build(), read_level, None, lambda _: [0.0]))
+    )
+    return direct, body
+
+
+@settings(max_examples=300, deadline=None)
+@given(search_recipes(valid=False))
+def test_direct_request_is_the_parsed_body(recipe: tuple) -> None:
+    """Built straight from the objects, a request equals the parse of its body, or the
+    direct route declines (None) and the body route decides."""
+    direct, body = routed(lambda: build_search(HUEDB, recipe))
+    assert direct is None or direct == body
+
+
+@pytest.mark.parametrize(
+    "rank",
+    [
+        Knn(query=SparseVector([1, 5, 9], [0.5, 1, 2.25]), key="sp", limit=7),
+        Knn(query=SparseVector([3], [1.0], ["x"]), key=K("sp"), return_rank=True, default=9),
+        Knn(query=[0.25, -1, 3.5], limit=0),
+        Knn(query=np.array([1, 2], dtype=np.int32), default=1e3),
+        Knn(query=np.array([0.1, 0.2], dtype=np.float32), return_rank=True),
+        None,
+    ],
+)
+@pytest.mark.parametrize("read_level", [None, ReadLevel.INDEX_ONLY, "index_and_bounded_wal"])
+def test_direct_request_takes_the_usual_shapes(rank: Any, read_level: Any) -> None:
+    def build() -> Any:
+        return [Search().rank(rank).limit(5, offset=2).select(K.SCORE, "b", "a"), Search()]
+
+    direct, body = routed(build, read_level)
+    assert isinstance(direct, SearchRequest) and direct == body
+
+
+def test_direct_request_refuses_like_the_body_route() -> None:
+    """A sparse query changed after its checks (not ascending), or a read level that is
+    not one: the same error either way."""
+    vector = SparseVector([1, 2], [1.0, 1.0])
+    vector.indices[1] = 0
+    direct, body = routed(lambda: Search().rank(Knn(query=vector, key="sp")))
+    assert direct == body and "strictly ascending" in direct[1]
+    direct, body = routed(lambda: Search(), "bogus")
+    assert direct == body and direct[0] == "ValueError"
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: Search().where(K("a") == 1).rank(Knn(query=[1.0])),
+        lambda: Search().rank(Knn(query="text")),
+        lambda: Search().rank(Knn(query=[1.0]) + 1),
+        lambda: Search().rank(Knn(query=[1.0])).group_by(GroupBy("a", MinK(["#score"], 2))),
+        lambda: Search().rank(Knn(query={"indices": [1], "values": [1.0]}, key="sp")),
+        lambda: [Search(), "not a search"],
+    ],
+)
+def test_direct_request_leaves_the_rest_to_the_body_route(build: Callable[[], Any]) -> None:
+    assert direct_request(build(), None) is None
 
 
 json_values = st.recursive(

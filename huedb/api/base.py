@@ -19,6 +19,7 @@ from huedb.api.requests import (
 )
 from huedb.api.types import CollectionModel, GetResult, QueryResult
 from huedb.record_batch import RecordBatch
+from huedb.search.plan import SearchRequest
 
 
 class ServerAPI(ABC):
@@ -128,3 +129,8 @@ class ServerAPI(ABC):
     @abstractmethod
     def search(self, collection_id: str, body: dict[str, Any]) -> dict[str, Any]:
         """Run a search request (its JSON body); the response body (Chroma's columns)."""
+
+    def run_search(self, collection_id: str, request: SearchRequest) -> dict[str, Any]:
+        """Run a checked search request (`search` of its JSON body, unless a mode runs it
+        as it is)."""
+        return self.search(collection_id, request.to_wire())

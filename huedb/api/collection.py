@@ -22,6 +22,7 @@ from huedb.api.types import (
     Schema,
 )
 from huedb.record_batch import RecordBatch, plain_metadatas
+from huedb.search.direct import direct_request
 from huedb.search.result import SearchResult
 
 if TYPE_CHECKING:
@@ -185,6 +186,10 @@ class Collection:
     def search(self, searches: Any, read_level: Any = None) -> SearchResult:
         """Run one `Search` or a list of them (string Knn queries embedded first); the
         results hold one entry per search, in order."""
+
+        request = direct_request(searches, read_level)  # the usual shapes, without a body
+        if request is not None:
+            return SearchResult.from_response(self._client.run_search(self._target_id(), request))
 
         def dense(text: str) -> list[float]:
             return self._embed([text], query=True)[0].tolist()

@@ -429,7 +429,7 @@ class PostingColumn:
             return []
         terms = sorted(weights)
         all_slots, all_values, term_weights, counts = [], [], [], []
-        for term, (slots, values) in zip(terms, self._postings(terms), strict=True):
+        for term, (slots, values) in zip(terms, self._term_postings(terms), strict=True):
             if not len(slots):
                 continue
             w = weights[term]
@@ -441,15 +441,19 @@ class PostingColumn:
             counts.append(len(slots))
         if not all_slots:
             return []
-        slots = np.concatenate(all_slots)
-        # The same float64 products as w * float64(value), term by term.
-        products = np.repeat(np.asarray(term_weights), counts) * np.concatenate(all_values)
-        if len(slots) * SORTED_DOTS_RATIO < self.n_slots:
-            slots, dots = _sorted_dots(slots, products)
-            repeats = 1
-        else:  # every posting with its record's dot (a record's postings repeat it)
-            dots = np.bincount(slots, products, self.n_slots)[slots]
-            repeats = len(counts)
+        if len(all_slots) == 1:  # one term: its slots are distinct already
+            slots, repeats = all_slots[0], 1
+            dots = np.multiply(all_values[0], term_weights[0], dtype=np.float64)
+        else:
+            slots = np.concatenate(all_slots)
+            # The same float64 products as w * float64(value), term by term.
+            products = np.repeat(np.asarray(term_weights), counts) * np.concatenate(all_values)
+            if len(slots) * SORTED_DOTS_RATIO < self.n_slots:
+                slots, dots = _sorted_dots(slots, products)
+                repeats = 1
+            else:  # every posting with its record's dot (a record's postings repeat it)
+                dots = np.bincount(slots, products, self.n_slots)[slots]
+                repeats = len(counts)
         if allowed is not None:
             permitted = np.zeros(self.n_slots, dtype=bool)
             allowed_slots = self.slot_of.get(allowed)
@@ -458,20 +462,37 @@ class PostingColumn:
             slots, dots = slots[kept], dots[kept]
         return self._best(slots, (1.0 - dots).astype(np.float32), limit, repeats)
 
+    def _term_postings(self, terms: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`_postings`, in fewer numpy calls when the column has no dead or delta entries
+        (the usual state after a load, a scan or a compaction)."""
+        if self.dead_entries or self.delta_entries or not len(self.term_ids):
+            return self._postings(terms)
+        ids, starts = self.term_ids, self.term_start
+        wanted = np.asarray(terms, dtype=np.int64)
+        at = np.minimum(ids.searchsorted(wanted), len(ids) - 1)
+        lo = starts[at]
+        hi = np.where(ids[at] == wanted, starts[at + 1], lo)
+        slots, values = self.main_slots, self.main_values
+        return [(slots[a:b], values[a:b]) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+
     def _best(
         self, slots: np.ndarray, measures: np.ndarray, limit: int, repeats: int
     ) -> list[tuple[int, float]]:
-        """The `limit` best distinct slots' (key, measure), by measure then key; each slot
-        appears at most `repeats` times in `slots` (always with the same measure)."""
+        """The `limit` best distinct slots' (key, measure), by measure then key (NaN last);
+        each slot appears at most `repeats` times in `slots` (always with the same
+        measure)."""
         wanted = limit * repeats
         if len(measures) > wanted:
             # The `wanted` smallest hold at least `limit` distinct slots: everything at or
             # below the wanted-th measure (ties included) holds the answer. When that bound
-            # is a number, no NaN (sorted last) can be among the best.
+            # is a number, no NaN (sorted last) is among them, and the few left are sorted
+            # here as (measure, key) pairs, a slot's repeats being one pair.
             bound = np.partition(measures, wanted - 1)[wanted - 1]
-            if not np.isnan(bound):
-                near = measures <= bound
-                slots, measures = slots[near], measures[near]
+            if bound == bound:
+                near = np.flatnonzero(measures <= bound)
+                keys = self.slot_keys[slots[near]].tolist()
+                best = sorted(set(zip(measures[near].tolist(), keys, strict=True)))[:limit]
+                return [(key, measure) for measure, key in best]
         if not len(slots):
             return []
         keys = self.slot_keys[slots]

@@ -100,8 +100,10 @@ class SearchRun:
             hits = [(row[0], np.float32(i)) for i, row in enumerate(rows)]
             return _columns(plan, hits, state)
         if isinstance(plan.rank, KnnNode):  # a lone Knn's scores are its list's, in order
-            ranked = list(self._knn(plan.rank, state).support.items())
-            if any(score != score for _, score in ranked):  # NaN: sorted last by score_order
+            ranked = self._knn_list(plan.rank, state)
+            if plan.rank.return_rank:
+                ranked = [(key, float(i)) for i, (key, _) in enumerate(ranked)]
+            elif any(score != score for _, score in ranked):  # NaN: sorted last by score_order
                 ranked.sort(key=lambda item: score_order(*item))
         else:
             scored = evaluate_rank(plan.rank, [self._knn(k, state) for k in knn_leaves(plan.rank)])
@@ -123,18 +125,21 @@ class SearchRun:
     # -- Knn lists -----------------------------------------------------------------------
 
     def _knn(self, knn: KnnNode, state: _Search) -> Domain:
-        if isinstance(knn.query, DenseQuery):
-            found = self._dense(knn, knn.query, state)
-        else:
-            found = self._sparse(knn, knn.query, state)
-        found.sort(key=lambda item: (item[1], item[0]))
-        found = found[: knn.limit]
+        found = self._knn_list(knn, state)
         if knn.return_rank:
             support = {key: np.float32(i) for i, (key, _) in enumerate(found)}
         else:
             support = {key: np.float32(m) for key, m in found}
         default = None if knn.default is None else np.float32(knn.default)
         return Domain(support, default)
+
+    def _knn_list(self, knn: KnnNode, state: _Search) -> list[tuple[int, float]]:
+        """A Knn's list: (record key, measure, float32-exact) best first, at most `limit`."""
+        if isinstance(knn.query, DenseQuery):
+            found = self._dense(knn, knn.query, state)
+            found.sort(key=lambda item: (item[1], item[0]))
+            return found[: knn.limit]
+        return self._sparse(knn, knn.query, state)  # in this order already (`sparse_knn`)
 
     def _dense(self, knn: KnnNode, query: DenseQuery, state: _Search) -> list[tuple[int, float]]:
         if knn.key != EMBEDDING_KEY:
