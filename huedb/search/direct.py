@@ -4,7 +4,7 @@
 of the usual shape (no filter, no grouping, no rank or one `Knn` on a dense or sparse vector
 query, a page and a selection), `direct_request` builds the same `SearchRequest` straight
 from the objects: the plan `parse_search_request(request_body(searches))` would give, with
-the same payload rules checked (`_Payload.checked`, in the same order). Anything else (a
+the same payload rules checked (`parse.check_sparse_query`, in the same order). Anything else (a
 filter, a rank expression, a string query, a value the body route would refuse by its
 shape) returns None, and the caller takes the body route, which answers or raises as
 before.
@@ -20,11 +20,13 @@ from huedb.execution.expression.plan import Search
 from huedb.execution.expression.rank import Knn
 from huedb.execution.expression.where import key_name
 from huedb.execution.read_level import ReadLevel
-from huedb.search.parse import _Payload
+from huedb.search.parse import check_sparse_query
 from huedb.search.plan import (
+    READ_LEVELS,
     DenseQuery,
     KnnNode,
     Page,
+    SearchPlan,
     SearchRequest,
     Selection,
     SparseQuery,
@@ -32,24 +34,30 @@ from huedb.search.plan import (
 from huedb.search.wire_errors import U32_MAX
 from huedb.sparse_vector import SparseVector
 
+_NUMBERS = {float, int}
+MAX_SELECTIONS = 256  # selections remembered (`_selection`)
+_SELECTIONS: dict[tuple[Any, ...], Selection] = {}
+
 
 def direct_request(searches: Any, read_level: Any) -> SearchRequest | None:
     """The checked request of `searches` (one `Search` or a list), or None when one of them
     is not of the usual shape (the body route then handles the call)."""
-    items = list(searches) if isinstance(searches, list | tuple) else [searches]
-    payloads = []
+    items = list(searches) if isinstance(searches, (list, tuple)) else [searches]
+    plans = []
     for item in items:
-        payload = _payload(item) if type(item) is Search else None
-        if payload is None:
+        plan = _plan(item) if type(item) is Search else None
+        if plan is None:
             return None
-        payloads.append(payload)
+        plans.append(plan)
     # As `collection_search.request_body` (a bad read level raises there too).
-    level = ReadLevel(read_level if read_level is not None else ReadLevel.INDEX_AND_WAL)
-    plans = tuple(payload.checked(f"searches[{i}]") for i, payload in enumerate(payloads))
-    return SearchRequest(plans, level.value)
+    level = READ_LEVELS[0] if read_level is None else ReadLevel(read_level).value
+    for i, plan in enumerate(plans):  # the payload rules, in order, once all are read
+        if plan.rank is not None and isinstance(plan.rank.query, SparseQuery):
+            check_sparse_query(plan.rank.query, f"searches[{i}].rank")
+    return SearchRequest(tuple(plans), level)
 
 
-def _payload(search: Search) -> _Payload | None:
+def _plan(search: Search) -> SearchPlan | None:
     grouping = search._group_by
     if search._where is not None or (grouping.keys and grouping.aggregate is not None):
         return None  # a filter or a grouping: the body route
@@ -60,10 +68,22 @@ def _payload(search: Search) -> _Payload | None:
         if knn is None:
             return None
     page = _page(search._limit.offset, search._limit.limit)
-    names = [key_name(k) for k in search._select.keys]
-    if page is None or not all(type(n) is str for n in names):
+    select = _selection(tuple(key_name(k) for k in search._select.keys))
+    if page is None or select is None:
         return None
-    return _Payload(rank=knn, page=page, select=Selection.of(names))
+    return SearchPlan(None, knn, None, page, select)
+
+
+def _selection(names: tuple[Any, ...]) -> Selection | None:
+    """`Selection.of(names)` (remembered: a program asks for the same few selections)."""
+    select = _SELECTIONS.get(names)
+    if select is None:
+        if not set(map(type, names)) <= {str}:
+            return None
+        if len(_SELECTIONS) >= MAX_SELECTIONS:
+            _SELECTIONS.clear()
+        select = _SELECTIONS[names] = Selection.of(names)
+    return select
 
 
 def _knn(knn: Knn) -> KnnNode | None:
@@ -92,21 +112,23 @@ def _knn(knn: Knn) -> KnnNode | None:
 
 
 def _sparse(vector: SparseVector) -> SparseQuery | None:
-    indices, values, labels = list(vector.indices), list(vector.values), vector.labels
-    if not all(type(i) is int and 0 <= i <= U32_MAX for i in indices):
+    indices, values, labels = tuple(vector.indices), tuple(vector.values), vector.labels
+    if indices and not (
+        set(map(type, indices)) <= {int} and min(indices) >= 0 and max(indices) <= U32_MAX
+    ):
         return None
-    if not all(type(v) in (float, int) for v in values):
+    if not set(map(type, values)) <= _NUMBERS:
         return None
     tokens = None
     if labels is not None:
         tokens = tuple(labels)
-        if not all(type(t) is str for t in tokens):
+        if not set(map(type, tokens)) <= {str}:
             return None
-    return SparseQuery(tuple(indices), tuple(map(float, values)), tokens)
+    return SparseQuery(indices, tuple(map(float, values)), tokens)
 
 
 def _dense(values: list[Any] | tuple[Any, ...]) -> DenseQuery | None:
-    if not all(type(v) in (float, int) for v in values):
+    if not set(map(type, values)) <= _NUMBERS:
         return None
     return DenseQuery(tuple(map(float, values)))
 

@@ -103,7 +103,7 @@ class _Payload:
         """The plan, once the payload's rules hold (400 otherwise)."""
         for knn in knn_leaves(self.rank):
             if isinstance(knn.query, SparseQuery):
-                _check_sparse(knn.query, f"{path}.rank")
+                check_sparse_query(knn.query, f"{path}.rank")
         grouping = self._grouping(f"{path}.group_by")
         if grouping is not None and self.rank is None:
             raise validation_error(
@@ -135,7 +135,8 @@ class _Payload:
         return Grouping(self.group_keys, self.aggregate)
 
 
-def _check_sparse(query: SparseQuery, path: str) -> None:
+def check_sparse_query(query: SparseQuery, path: str) -> None:
+    """A sparse query's rules: one value (and token) per index, indices strictly ascending."""
     prefix = "Invalid sparse vector in KNN query: Sparse vector indices"
     lengths = {len(query.indices), len(query.values)}
     if query.tokens is not None:
