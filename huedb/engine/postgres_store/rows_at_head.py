@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import psycopg
@@ -262,26 +263,17 @@ def read_filtered(
             view.close(pool)
 
 
+@dataclass(frozen=True)
 class Confirmation:
     """`WarmReads.confirm_at_head`'s read after the search (`engine.store.Confirmation`)."""
 
-    def __init__(
-        self,
-        warm: WarmReads,
-        col: CollectionRow,
-        head: int,
-        probes: np.ndarray | None,
-        with_vectors: bool,
-        timeout: float,
-        early: tuple[psycopg.Connection, EarlyRead] | None,
-    ) -> None:
-        self._warm = warm
-        self._col = col
-        self._head = head
-        self._probes = probes
-        self._with_vectors = with_vectors
-        self._timeout = timeout
-        self._early = early
+    _warm: WarmReads
+    _col: CollectionRow
+    _head: int
+    _probes: np.ndarray | None
+    _with_vectors: bool
+    _timeout: float
+    _early: tuple[psycopg.Connection, EarlyRead] | None
 
     def rows(self, keys: Sequence[int]) -> RowsAtHead:
         """The rows of `keys` and the probes' matches with the collection's row and head:
