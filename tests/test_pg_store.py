@@ -642,3 +642,34 @@ def test_warm_queries_survive_their_connections_being_dropped(pg_url: str, tmp_p
             assert answer() == expected
     finally:
         engine.close()
+
+
+def test_a_reading_node_keeps_what_it_read(pg_url: str, tmp_path: Path) -> None:
+    """A node that only reads keeps the rows its queries read: a repeated query needs no
+    read of rows; new answers are read (the early statement's connection is drained and
+    reused, not dropped), and every answer is right."""
+    from huedb.engine.engine import Engine
+
+    writer = Engine(tmp_path / "w", EngineOptions(store=pg_url))
+    reader = Engine(tmp_path / "r", EngineOptions(store=pg_url))
+    try:
+        col = writer.create_collection("read", None, {}, False, TENANT, DATABASE)
+        vectors = np.random.default_rng(4).standard_normal((60, DIM)).astype(np.float32)
+        ids = [f"r{i}" for i in range(60)]
+        writer.add(col.uuid, RecordBatch(ids=ids, embeddings=vectors, documents=ids))
+        everything = compile_filter(None, None, None)
+        store = reader._store
+        assert isinstance(store, PostgresStore)
+        full_reads = []
+        inner = store._warm.rows_at_head
+        store._warm.rows_at_head = lambda *a: full_reads.append(1) or inner(*a)  # type: ignore[method-assign]
+        opened = store._warm._pool.get_stats()["connections_num"]
+        for i in list(range(20)) + list(range(20)):
+            hits = reader.query(col.uuid, vectors[i : i + 1], 3, everything, False)
+            row = hits.rows[hits.keys[0][0]]
+            assert (row[1], row[2]) == (f"r{i}", f"r{i}")
+        assert 20 <= len(full_reads) <= 21  # the second round found every row kept
+        assert store._warm._pool.get_stats()["connections_num"] - opened <= 1
+    finally:
+        writer.close()
+        reader.close()

@@ -280,9 +280,9 @@ class Confirmation:
         from the early statement and this node's kept rows when the head is the one they
         are as of, else read in one statement."""
         kept = None if self._with_vectors else self._warm.kept_rows(self._col, self._head, keys)
-        if kept is not None and self._early is not None:
+        if self._early is not None:  # read even when unused: the connection goes back idle
             found = self._early[1].rows(self._timeout)
-            if found is not None:
+            if kept is not None and found is not None:
                 seen = self._warm.early_result(self._col.uuid, found, probe_blobs(self._probes))
                 if seen.collection is not None and seen.head == self._head:
                     return RowsAtHead(
