@@ -41,6 +41,19 @@ class SessionBase:
             write = self.written[cid] = WrittenRows(self._locked_heads.get(cid))
         return write
 
+    def settle_written(self) -> None:
+        """Before the commit: the heads of collections whose record rows were updated
+        (the trigger moved them past what the oplog entries counted), read under the row
+        lock the transaction holds, so the row cache knows them exactly."""
+        settling = [cid for cid, write in self.written.items() if write.updated]
+        if not settling:
+            return
+        rows = self.run(
+            "SELECT cid, log_seq FROM collections WHERE cid = ANY(%s::bigint[])", (settling,)
+        ).fetchall()
+        for cid, head in rows:
+            self.written[cid].head_after = head
+
     def check_deadline(self) -> None:
         """For Python loops over rows: QueryTimeoutError once the budget is spent."""
         if self._deadline is not None:

@@ -170,7 +170,7 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
             )
             self._log_changes(cid, keys)
         if documents is not None or uris is not None or metadatas is not None:
-            self._written(cid).unknown_head = True  # the records trigger moves the head too
+            self._written(cid).updated.extend(keys)  # the records trigger moves the head too
         if documents is not None:
             changed = [(k, d) for d, k in zip(documents, keys, strict=True) if d is not None]
             self._update_column("document", changed)

@@ -14,13 +14,13 @@ What fills it, and why each keeps "every kept row is the row as of `head`":
 - A warm read at head `H` (one snapshot): its rows are the rows as of `H`. Kept when `H` is
   the kept head; when `H` is newer, the old rows are dropped and `H` becomes the head.
 - A write this node committed, moving the head from `h0` (read with the collection row's
-  lock) to `h1` (the counter its last oplog entries got, under that lock until commit):
-  when `h0` is the kept head, the transaction's inserts are added and its deletes removed,
-  and `h1` becomes the head; when `h1` is newer than the kept head, the kept rows are
-  dropped and only the inserted rows kept as of `h1` (they are the rows at that commit).
-  A transaction whose new head is not known to this node (it updated record rows, whose
-  trigger moves the head too, or wrote without reading the collection row) drops the
-  collection's rows.
+  lock) to `h1` (the counter its last oplog entries got, or, when it updated record rows,
+  whose trigger moves the counter too, the counter read again before the commit; under that
+  lock until commit): when `h0` is the kept head, the transaction's inserts are added and
+  the rows it deleted or updated removed, and `h1` becomes the head; when `h1` is newer than
+  the kept head, the kept rows are dropped and only the inserted rows kept as of `h1` (they
+  are the rows at that commit). A transaction whose new head this node does not know (it
+  copied or deleted a collection's rows) drops the collection's rows.
 Older information than the kept head is ignored; so the head only moves forward and the
 order in which threads report does not matter.
 
@@ -48,6 +48,7 @@ class WrittenRows:
     head_after: int | None = None  # the counter its last oplog entries got
     inserted: list[tuple] = field(default_factory=list)  # (key, id, document, uri, metadata)
     removed: list[int] = field(default_factory=list)
+    updated: list[int] = field(default_factory=list)  # keys whose document/uri/metadata changed
     unknown_head: bool = False  # the head moved in a way this node cannot count
 
 
@@ -112,7 +113,7 @@ class RowCache:
                 return
             kept = self._collections.get(cid)
             if kept is not None and kept.head == write.head_before:
-                for key in write.removed:
+                for key in (*write.removed, *write.updated):
                     self._remove(kept, key)
                 kept.head = write.head_after
             else:

@@ -76,6 +76,7 @@ class PostgresStore:
         with transaction(self._pool, "READ COMMITTED", read_only=False) as conn:
             session = PgSession(conn, writable=True)
             yield session
+            session.settle_written()
         for cid, written in session.written.items():  # committed: what this node keeps
             self._row_cache.written(cid, written)
         self._statistics.inserted(session.inserted)  # committed: outside its locks
