@@ -24,6 +24,7 @@ from huedb.search.plan import SparseQuery
 __all__ = ["SPARSE_TYPE", "SparseColumn", "idf", "query_weights", "stored_sparse"]
 
 SPARSE_TYPE = "sparse_vector"
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def stored_sparse(value: Any) -> tuple[list[int], list[float]] | None:
@@ -40,8 +41,12 @@ def stored_sparse(value: Any) -> tuple[list[int], list[float]] | None:
 
 def query_weights(query: SparseQuery, idf_of: dict[int, float] | None) -> dict[int, float]:
     """Query index -> weight (times its IDF when `idf_of` is given)."""
-    with np.errstate(over="ignore"):  # beyond float32: inf, as np.float32(value) gives
-        values = np.asarray(query.values, dtype=np.float32).tolist()
+    raw = query.values
+    if raw and min(raw) >= -_F32_MAX and max(raw) <= _F32_MAX:  # no cast can overflow
+        values = np.asarray(raw, dtype=np.float32).tolist()
+    else:
+        with np.errstate(over="ignore"):  # beyond float32: inf, as np.float32(value) gives
+            values = np.asarray(raw, dtype=np.float32).tolist()
     if idf_of is None:
         return dict(zip(query.indices, values, strict=True))
     return {i: q * idf_of[i] for i, q in zip(query.indices, values, strict=True)}
