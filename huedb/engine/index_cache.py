@@ -51,7 +51,6 @@ from huedb.engine.hnsw_config import (
     recall_target,
 )
 from huedb.engine.recall_calibration import (
-    ArrayVectors,
     Calibration,
     GraphVectors,
     Vectors,
@@ -529,7 +528,7 @@ class IndexCache:
 
             params = index.params
 
-            def measure(graph: Any, source: ArrayVectors, held: np.ndarray) -> Any:
+            def measure(graph: Any, source: Vectors, held: np.ndarray) -> Any:
                 return _measure_recall(graph, params, source, held, build.stop)
 
             try:
