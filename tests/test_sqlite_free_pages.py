@@ -18,7 +18,7 @@ from huedb.engine.sqlite_store.connection import DB_FILENAME
 
 
 def _free_pages_left(data: Path) -> int:
-    """3,000 records, a query (this process then holds their index), 2,000 of them
+    """3,000 records, a query (this process then holds their index), 1,000 of them
     deleted (the oplog these changes left is pruned), close: the file's free pages."""
     client = huedb.PersistentClient(path=data)
     col = client.create_collection("freed")
@@ -29,7 +29,7 @@ def _free_pages_left(data: Path) -> int:
         metadatas=[{"text": "y" * 300} for _ in range(3000)],
     )
     col.query(query_embeddings=rng.standard_normal((1, 32)), n_results=3)
-    col.delete(ids=[f"r{i}" for i in range(2000)])
+    col.delete(ids=[f"r{i}" for i in range(1000)])
     client.close()
     conn = sqlite3.connect(data / DB_FILENAME)
     try:

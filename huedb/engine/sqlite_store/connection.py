@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 DB_FILENAME = "huedb.sqlite3"
 MIGRATION_LOCK_FILENAME = "huedb.migrate.lock"
 BUSY_TIMEOUT_MS = 120_000
-CACHE_KIB = 4_096  # page cache of the connection (see docs/ARCHITECTURE.md, "Memory")
+CACHE_KIB = 8_192  # page cache of the connection (see docs/ARCHITECTURE.md, "Memory")
 MIGRATION_WAIT_S = 5.0  # how long a migrator waits for other processes to close the store
 
 

@@ -45,7 +45,7 @@ from huedb.record_batch import RecordBatch, plain_metadatas
 # `digests_recent` size that triggers a merge into `digests`: about sqrt(1000 n) at n = 1M,
 # which balances the random page writes in the small table against the merge passes.
 DIGEST_MERGE_AT = 32_768
-RELEASE_PAGES = 1_024  # free pages returned to the file system per oplog prune, at most
+RELEASE_PAGES = 256  # free pages returned to the file system per oplog prune, at most
 
 
 def json_list(values: Iterable[Any]) -> str:
@@ -545,6 +545,6 @@ class RecordsSQL(SchemaKeysSQL):
         if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
             return
         free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        # Python's sqlite3 steps the pragma once: one call moves one page (~50 us).
+        # Python's sqlite3 steps the pragma once: one call frees one page (~50 us).
         for _ in range(min(free, RELEASE_PAGES)):
             conn.execute("PRAGMA incremental_vacuum")
