@@ -17,6 +17,12 @@ lookup. Results come in binary; keys go out as one bigint[] literal. Measured at
 with 14 candidates: ~0.25-0.3 ms against ~0.4-0.5 ms for BEGIN, two statements and COMMIT
 in one pipeline.
 
+When this node keeps the collection's rows as of the head its index reflects
+(row_cache.py), `confirm_at_head` sends the same statement without keys (the row, head and
+probe matches: all known before the search; prepared on each connection) before the search,
+and reads it after (early_read.py): the rows come from memory, and the one round trip
+overlaps the search. A missing row or a moved head falls back to the statement above.
+
 A filtered query needs the allowed keys before it searches, so its snapshot stays open
 across the search: BEGIN, the row and head and the allowed keys in one round trip, then the
 rows and COMMIT in another (`read_filtered`; five round trips on the usual path). The keys
