@@ -122,11 +122,6 @@ class RowCache:
                     return
             self._add(cid, kept, write.inserted)
 
-    def forget(self, cid: int) -> None:
-        """Drop a collection's rows."""
-        with self._lock:
-            self._drop(cid)
-
     def _at(self, cid: int, head: int) -> _Rows | None:
         """The collection's entry as of `head` (a new, empty one when `head` is newer than
         the kept one), or None when `head` is older than the kept head."""

@@ -184,14 +184,16 @@ class WarmReads:
         `head` (row_cache.py), the statement reading the row, head and probe matches is sent
         now, and the search runs while the server answers (early_read.py)."""
         early = None
+        blobs: list[bytes] = []
         if (
             not with_vectors
             and _timeout_setting(timeout) == self._setting
             and self._cache.likely(col.cid, head)
         ):
-            early = self._send_early(col, probe_blobs(probes))
+            blobs = probe_blobs(probes)
+            early = self._send_early(col, blobs)
         try:
-            yield Confirmation(self, col, head, probes, with_vectors, timeout, early)
+            yield Confirmation(self, col, head, probes, blobs, with_vectors, timeout, early)
         finally:
             if early is not None:
                 early[1].close()
@@ -277,6 +279,7 @@ class Confirmation:
     _col: CollectionRow
     _head: int
     _probes: np.ndarray | None
+    _blobs: list[bytes]  # the probes' bytes, as the early statement was sent with
     _with_vectors: bool
     _timeout: float
     _early: tuple[psycopg.Connection, EarlyRead] | None
@@ -289,7 +292,7 @@ class Confirmation:
         if self._early is not None:  # read even when unused: the connection goes back idle
             found = self._early[1].rows(self._timeout)
             if kept is not None and found is not None:
-                seen = self._warm.early_result(self._col.uuid, found, probe_blobs(self._probes))
+                seen = self._warm.early_result(self._col.uuid, found, self._blobs)
                 if seen.collection is not None and seen.head == self._head:
                     return RowsAtHead(
                         seen.collection, seen.head, {**kept, **seen.rows}, seen.same_vector
