@@ -1,5 +1,5 @@
 """What a graph build holds in memory (`engine/graph_build.py`): the recall measurement
-reads the build's rows in blocks of `MEASURE_ROWS` (`MeasuredRows`), and measures exactly
+reads the build's rows in blocks of `MEASURE_ROWS`, and measures exactly
 what it measures over the whole matrix (`recall_calibration.ArrayVectors`)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from huedb.engine import recall_calibration as rc
-from huedb.engine.graph_build import MEASURE_ROWS, MeasuredRows
+from huedb.engine.graph_build import MEASURE_ROWS
 from huedb.engine.vector_index import HnswParams, build_graph
 
 
@@ -15,7 +15,7 @@ def test_the_build_measures_recall_on_blocks_of_its_rows() -> None:
     rng = np.random.default_rng(5)
     vectors = rng.standard_normal((3_000, 16)).astype(np.float32)
     keys = np.arange(10, 3_010, dtype=np.uint64)
-    blocked = MeasuredRows(keys, vectors)
+    blocked = rc.ArrayVectors(keys, vectors, MEASURE_ROWS)
     starts = [start for start, _ in blocked.chunks()]
     assert starts == list(range(0, 3_000, MEASURE_ROWS)) and len(starts) > 1
     assert np.array_equal(np.concatenate([block for _, block in blocked.chunks()]), vectors)

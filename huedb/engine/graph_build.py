@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,7 +32,7 @@ import numpy as np
 
 from huedb.engine import heap
 from huedb.engine.graph_process import ChildFailed, ChildGraph
-from huedb.engine.recall_calibration import SAMPLE_QUERIES, Calibration, Vectors
+from huedb.engine.recall_calibration import SAMPLE_QUERIES, ArrayVectors, Calibration, Vectors
 from huedb.engine.vector_index import (
     BuildStopped,
     FlatVectors,
@@ -51,7 +51,10 @@ QUIET_S = 0.5  # no rows handed over for this long: the writes have stopped
 # room for twice that here) they were 12.6 + 6.3 MiB of the peak at 384 dimensions.
 FRAME_ROWS = 1_024
 CHILD_MIN_FLOATS = 2_000_000  # smaller builds (under ~0.3 s of CPU) stay in the thread
-MEASURE_ROWS = 1_024  # rows per block of the recall measurement's brute-force pass
+# Rows per block of the recall measurement's brute-force pass over the build's rows: the
+# score arrays of a block of 4,096 rows (200 queries x rows, several of them) left ~35 MiB
+# in the heap just when the process holds its vectors and the graph read back, its peak.
+MEASURE_ROWS = 1_024
 
 Measure = Callable[[Any, Vectors, np.ndarray], Calibration | None]
 
@@ -163,24 +166,6 @@ class Holdout:
         return np.sort(rows[:keep]), rows[keep:]
 
 
-class MeasuredRows:
-    """The build's rows as the recall measurement reads them (`recall_calibration.Vectors`),
-    in blocks of `MEASURE_ROWS` for its brute-force pass: the score arrays of a block of
-    4,096 rows (200 queries x rows, several of them) left ~35 MiB in the heap just when the
-    process holds its vectors and the graph read back, its peak."""
-
-    def __init__(self, keys: np.ndarray, matrix: np.ndarray) -> None:
-        self.keys = keys
-        self._matrix = matrix
-
-    def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
-        for start in range(0, len(self.keys), MEASURE_ROWS):
-            yield start, self._matrix[start : start + MEASURE_ROWS]
-
-    def rows(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self._matrix[rows], dtype=np.float32)
-
-
 def grow_graph(
     dim: int,
     params: HnswParams,
@@ -249,7 +234,7 @@ def _grow(
     add_to_graph(graph, keys[extra], matrix[extra])
     calibration = None
     if measure is not None and len(sample):
-        calibration = measure(graph, MeasuredRows(keys, matrix), sample)
+        calibration = measure(graph, ArrayVectors(keys, matrix, MEASURE_ROWS), sample)
         heap.release()  # what the measurement's score arrays left in this thread's heap
     add_to_graph(graph, keys[sample], matrix[sample])
     progress(len(sample) + len(extra))

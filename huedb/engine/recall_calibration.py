@@ -95,15 +95,17 @@ class Vectors(Protocol):
 
 
 class ArrayVectors:
-    """Vectors held as a float32 matrix (the copy a graph was built from)."""
+    """Vectors held as a float32 matrix (the copy a graph was built from), read by the
+    brute-force pass in blocks of `block_rows`."""
 
-    def __init__(self, keys: np.ndarray, matrix: np.ndarray) -> None:
+    def __init__(self, keys: np.ndarray, matrix: np.ndarray, block_rows: int = CHUNK_ROWS) -> None:
         self.keys = keys
         self._matrix = matrix
+        self._block_rows = block_rows
 
     def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
-        for start in range(0, len(self.keys), CHUNK_ROWS):
-            yield start, self._matrix[start : start + CHUNK_ROWS]
+        for start in range(0, len(self.keys), self._block_rows):
+            yield start, self._matrix[start : start + self._block_rows]
 
     def rows(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self._matrix[rows], dtype=np.float32)
