@@ -12,7 +12,7 @@ RUN useradd --create-home --uid 10001 huedb \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY huedb ./huedb
-RUN pip install .
+RUN pip install '.[numba]'
 
 USER huedb
 VOLUME ["/data"]

@@ -244,6 +244,9 @@ def run_size(spec: CorpusSpec, args: argparse.Namespace, workdir: Path) -> dict[
             "bm25s": BM25S_SETTINGS | {"backends": BM25S_BACKENDS, "fastest": fastest},
             "rrf": {"k": RRF_K, "default_rank": RRF_DEFAULT_RANK, "knn_limit": k},
             "client": "huedb.HttpClient to huedb run" if args.http else "huedb.PersistentClient",
+            # huedb scores sparse searches with numba's compiled loop when numba is installed
+            # (engine/sparse_kernel.py), else with numpy.
+            "huedb_scoring": "numba" if importlib.util.find_spec("numba") else "numpy",
         },
         "figures": f,
         "targets": targets(f, fastest),
@@ -263,7 +266,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"(+{d['warmup']} warm-up) seed={d['seed']}; {d['avg_doc_words']:.0f} words and "
         f"{d['avg_doc_length_terms']:.1f} BM25 terms per doc, {d['distinct_terms']:,} terms; "
         f"{report['elapsed_s']:.0f} s",
-        f"huedb through {report['settings']['client']}; bm25s backends "
+        f"huedb through {report['settings']['client']}, scoring sparse searches with "
+        f"{report['settings'].get('huedb_scoring', 'numpy')}; bm25s backends "
         f"{', '.join(report['settings']['bm25s']['backends'])} (the target uses the fastest)",
         "",
     ]

@@ -12,15 +12,18 @@ loads the index's snapshot instead of scanning the collection again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import random
 import subprocess
 import sys
+from collections.abc import Iterator
 from itertools import count
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -29,6 +32,7 @@ from hypothesis import strategies as st
 
 import huedb
 from huedb import K, Knn, Search
+from huedb.engine import sparse_kernel
 from huedb.engine.filters import RecordFilter
 from huedb.engine.sparse_postings import PostingColumn
 from tests import stores
@@ -43,6 +47,22 @@ IDS = [f"r{i}" for i in range(14)]
 EXAMPLES = int(knob("HUEDB_HYPOTHESIS_EXAMPLES", "150"))
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _names = count()
+
+
+# The two ways a column scores a query: numba's compiled loop (`make test` installs numba,
+# so its absence fails here) and numpy.
+SCORING = ["compiled", "numpy"]
+
+
+@contextlib.contextmanager
+def scoring_by(kind: str) -> Iterator[None]:
+    """Columns score with the compiled loop, or with numpy as they do without numba."""
+    if kind == "compiled":
+        assert sparse_kernel.kernel() is not None, "numba is missing or failed to compile"
+        yield
+        return
+    with mock.patch.object(sparse_kernel, "kernel", lambda: None):
+        yield
 
 
 # -- the reference -------------------------------------------------------------------------
@@ -355,6 +375,7 @@ def test_reopened_store_loads_the_snapshot(
     client.close()
 
 
+@pytest.mark.parametrize("scoring", SCORING)
 @settings(max_examples=max(20, EXAMPLES), deadline=None)
 @given(
     steps=st.lists(st.tuples(st.integers(0, 30), _sparse, st.booleans()), min_size=1, max_size=60),
@@ -363,6 +384,7 @@ def test_reopened_store_loads_the_snapshot(
     allowed=st.one_of(st.none(), st.sets(st.integers(0, 30))),
 )
 def test_posting_column_equals_a_dict(
+    scoring: str,
     steps: list[tuple[int, Any, bool]],
     query: tuple[list[int], list[float]],
     limit: int,
@@ -386,7 +408,8 @@ def test_posting_column_equals_a_dict(
     n = len(model) + 3  # three live records without a vector under the key
     weights = {t: float(np.float32(q)) for t, q in zip(*query, strict=True)}
     keys = None if allowed is None else np.asarray(sorted(allowed), dtype=np.int64)
-    got = column.search(weights, n, limit, keys)
+    with scoring_by(scoring):
+        got = column.search(weights, n, limit, keys)
     assert [(k, np.float32(m)) for k, m in got] == dict_search(model, weights, n, allowed)[:limit]
 
 
@@ -415,15 +438,21 @@ def dict_search(
     return [(k, m) for m, k in want]
 
 
+@pytest.mark.parametrize("scoring", SCORING)
 @pytest.mark.parametrize("vocabulary", [6, 5000])
 @settings(max_examples=max(10, EXAMPLES // 5), deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), limit=st.integers(1, 12), filtered=st.booleans())
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    limit=st.one_of(st.integers(1, 12), st.integers(sparse_kernel.MAX_SELECTED - 1, 500)),
+    filtered=st.booleans(),
+)
 def test_many_slots_few_postings_equal_a_dict(
-    vocabulary: int, seed: int, limit: int, filtered: bool
+    scoring: str, vocabulary: int, seed: int, limit: int, filtered: bool
 ) -> None:
-    """A query's postings far fewer than the column's slots (summed by sorting them) or
-    as many (summed over every slot): the same keys and measures, to the bit, as a dict of
-    the vectors; values of both signs and zero, some records replaced (dead slots)."""
+    """A query's postings far fewer than the column's slots (numpy sums them by sorting)
+    or as many (numpy sums over every slot), limits kept as the loop goes or sorted after it
+    (compiled): the same keys and measures, to the bit, as a dict of the vectors; values of
+    both signs and zero, some records replaced (dead slots)."""
     rng = random.Random(seed)
     column = PostingColumn()
     model: dict[int, dict[int, float]] = {}
@@ -437,8 +466,50 @@ def test_many_slots_few_postings_equal_a_dict(
     allowed = set(rng.sample(sorted(model), len(model) // 2)) if filtered else None
     keys = None if allowed is None else np.asarray(sorted(allowed), dtype=np.int64)
     n = len(model)
-    got = column.search(weights, n, limit, keys)
+    with scoring_by(scoring):
+        got = column.search(weights, n, limit, keys)
     assert [(k, np.float32(m)) for k, m in got] == dict_search(model, weights, n, allowed)[:limit]
+
+
+@pytest.mark.parametrize("scoring", ["compiled", "python"])
+@given(
+    measures=st.lists(
+        st.sampled_from([np.nan, -1.0, 0.0, 0.25, 0.5, 2.0]) | st.floats(-4, 4, width=32),
+        max_size=40,
+    ),
+    limit=st.integers(1, 12),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_loop_keeps_the_best_in_order(
+    scoring: str, measures: list[float], limit: int, seed: int
+) -> None:
+    """`take_best` (compiled, and as plain Python) returns what a sort by (measure, key)
+    with NaN last returns, ties included, and leaves its working arrays zeroed."""
+    take_best = sparse_kernel.take_best
+    if scoring == "compiled":
+        compiled = sparse_kernel.kernel()
+        assert compiled is not None, "numba is missing or failed to compile"
+        take_best = compiled.take_best
+    rng = random.Random(seed)
+    n = len(measures)
+    scratch = sparse_kernel.Scratch(n + 1)
+    slot_keys = np.asarray(rng.sample(range(1000), n + 1), dtype=np.int64)
+    touched = rng.sample(range(n + 1), n)  # the slots, in the order they were met
+    for slot, measure in zip(touched, measures, strict=True):
+        scratch.acc[slot] = 1.0 - measure
+        scratch.seen[slot] = True
+    scratch.touched[:n] = touched
+    keys, got = take_best(scratch.touched, n, scratch.acc, scratch.seen, slot_keys, limit)
+    pairs = [
+        (float(np.float32(1.0 - scratch_dot)), int(slot_keys[slot]))
+        for slot, measure in zip(touched, measures, strict=True)
+        for scratch_dot in [1.0 - measure]
+    ]
+    pairs.sort(key=lambda p: (math.isnan(p[0]), 0.0 if math.isnan(p[0]) else p[0], p[1]))
+    want = pairs[:limit]
+    assert keys.tolist() == [k for _, k in want]
+    assert np.array_equal(got, np.asarray([m for m, _ in want], np.float32), equal_nan=True)
+    assert not scratch.acc.any() and not scratch.seen.any()
 
 
 def test_filters_of_every_selectivity(store: StoreTarget, tmp_path: Path) -> None:

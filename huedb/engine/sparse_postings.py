@@ -1,5 +1,5 @@
-"""Posting lists of one sparse-vector metadata key, scored with numpy (docs/ARCHITECTURE.md,
-"Sparse index").
+"""Posting lists of one sparse-vector metadata key, scored by a compiled loop
+(`sparse_kernel`, with numba) or with numpy (docs/ARCHITECTURE.md, "Sparse index").
 
 Each record holding a sparse vector under the key owns a *slot*; its entries (term, slot,
 value) live in a *main* segment sorted by term, or, when written since the last compaction,
@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from huedb.engine import sparse_kernel
 from huedb.sparse_vector import SPARSE_VECTOR_TYPE_VALUE, TYPE_KEY
 
 SparseParts = tuple[np.ndarray, np.ndarray]  # (int64 indices, float32 values)
@@ -31,6 +32,7 @@ MIN_COMPACT_ENTRIES = 4096
 # slots (`_sorted_dots`), otherwise over an array of every slot (a stable sort costs ~10 ns
 # a posting, the array ~0.2 ns a slot: even at 1/20 the array was faster at 100k slots).
 SORTED_DOTS_RATIO = 64
+_NO_FILTER = np.empty(0, dtype=bool)  # the compiled loop's `permitted` for every record
 
 
 def sparse_parts(value: Any) -> SparseParts | None:
@@ -219,13 +221,16 @@ class PostingColumn:
         self._delta_arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self.delta_entries = 0
         self.dead_entries = 0
+        self._scratch: list[sparse_kernel.Scratch] = []  # the compiled loop's, not in use
 
     @property
     def nbytes(self) -> int:
         """Bytes of its arrays (spare capacity included)."""
         arrays = (self.slot_keys, self.slot_len, self.live, self.term_ids, self.term_start)
         main = self.main_slots.nbytes + self.main_values.nbytes
-        return sum(a.nbytes for a in arrays) + main + self.delta_entries * 16 + self.slot_of.nbytes
+        scratch = sum(s.nbytes for s in self._scratch)
+        kept = main + self.delta_entries * 16 + self.slot_of.nbytes + scratch
+        return sum(a.nbytes for a in arrays) + kept
 
     def __len__(self) -> int:
         """Records holding a vector under the key."""
@@ -428,52 +433,101 @@ class PostingColumn:
         if limit <= 0 or not weights:
             return []
         terms = sorted(weights)
-        all_slots, all_values, term_weights, counts = [], [], [], []
-        for term, (slots, values) in zip(terms, self._term_postings(terms), strict=True):
-            if not len(slots):
-                continue
-            w = weights[term]
-            if bm25_records is not None:
-                w = w * idf(bm25_records, len(slots))
-            all_slots.append(slots)
-            all_values.append(values)
-            term_weights.append(w)
-            counts.append(len(slots))
-        if not all_slots:
-            return []
-        if len(all_slots) == 1:  # one term: its slots are distinct already
-            slots, repeats = all_slots[0], 1
-            dots = np.multiply(all_values[0], term_weights[0], dtype=np.float64)
+        slots, values, lo, hi = self._term_ranges(terms)
+        counts = (hi - lo).tolist()
+        coefficients = [
+            weights[term] * idf(bm25_records, count) if bm25_records is not None else weights[term]
+            for term, count in zip(terms, counts, strict=True)
+        ]
+        permitted = None
+        if allowed is not None:
+            permitted = np.zeros(self.n_slots, dtype=bool)
+            allowed_slots = self.slot_of.get(allowed)
+            permitted[allowed_slots[allowed_slots >= 0]] = True
+        compiled = sparse_kernel.kernel()
+        if compiled is not None:
+            ranges = (slots, values, lo, hi)
+            return self._search_compiled(compiled, ranges, coefficients, limit, permitted)
+        parts = [
+            (slots[a:b], values[a:b], w)
+            for a, b, w in zip(lo.tolist(), hi.tolist(), coefficients, strict=True)
+            if b > a
+        ]
+        return self._search_numpy(parts, limit, permitted)
+
+    def _search_compiled(
+        self,
+        compiled: sparse_kernel.Kernel,
+        ranges: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        coefficients: list[float],
+        limit: int,
+        permitted: np.ndarray | None,
+    ) -> list[tuple[int, float]]:
+        """`search` by the compiled loop, on working arrays taken from the column's pool (a
+        search that fails leaves its arrays behind rather than return them dirty)."""
+        scratch = self._scratch.pop() if self._scratch else None
+        if scratch is None or len(scratch.acc) < self.n_slots:
+            scratch = sparse_kernel.Scratch(self.n_slots)
+        weights = np.asarray(coefficients, dtype=np.float64)
+        mask = _NO_FILTER if permitted is None else permitted
+        touched, acc, seen = scratch.touched, scratch.acc, scratch.seen
+        n = compiled.accumulate(*ranges, weights, mask, *scratch.arrays())
+        if limit <= sparse_kernel.MAX_SELECTED:
+            keys, measures = compiled.take_best(touched, n, acc, seen, self.slot_keys, limit)
+            found = list(zip(keys.tolist(), measures.tolist(), strict=True))
         else:
-            slots = np.concatenate(all_slots)
+            measures = compiled.take_all(touched, n, acc, seen)
+            found = self._best(touched[:n], measures, limit, 1)
+        self._scratch.append(scratch)
+        return found
+
+    def _search_numpy(
+        self,
+        parts: list[tuple[np.ndarray, np.ndarray, float]],
+        limit: int,
+        permitted: np.ndarray | None,
+    ) -> list[tuple[int, float]]:
+        """`search` in numpy, given each term's (slots, values, weight) with entries."""
+        if not parts:
+            return []
+        if len(parts) == 1:  # one term: its slots are distinct already
+            slots, values, weight = parts[0]
+            dots = np.multiply(values, weight, dtype=np.float64)
+            repeats = 1
+        else:
+            slots = np.concatenate([p[0] for p in parts])
             # The same float64 products as w * float64(value), term by term.
-            products = np.repeat(np.asarray(term_weights), counts) * np.concatenate(all_values)
+            weights = np.repeat(np.asarray([p[2] for p in parts]), [len(p[0]) for p in parts])
+            products = weights * np.concatenate([p[1] for p in parts])
             if len(slots) * SORTED_DOTS_RATIO < self.n_slots:
                 slots, dots = _sorted_dots(slots, products)
                 repeats = 1
             else:  # every posting with its record's dot (a record's postings repeat it)
                 dots = np.bincount(slots, products, self.n_slots)[slots]
-                repeats = len(counts)
-        if allowed is not None:
-            permitted = np.zeros(self.n_slots, dtype=bool)
-            allowed_slots = self.slot_of.get(allowed)
-            permitted[allowed_slots[allowed_slots >= 0]] = True
+                repeats = len(parts)
+        if permitted is not None:
             kept = permitted[slots]
             slots, dots = slots[kept], dots[kept]
         return self._best(slots, (1.0 - dots).astype(np.float32), limit, repeats)
 
-    def _term_postings(self, terms: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """`_postings`, in fewer numpy calls when the column has no dead or delta entries
-        (the usual state after a load, a scan or a compaction)."""
+    def _term_ranges(
+        self, terms: list[int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(slots, values, lo, hi): the live entries of `terms[i]` are `slots[lo[i]:hi[i]]`
+        with `values[lo[i]:hi[i]]`; the main segment itself when the column has no dead or
+        delta entries (the usual state after a load, a scan or a compaction), else copies."""
         if self.dead_entries or self.delta_entries or not len(self.term_ids):
-            return self._postings(terms)
+            parts = self._postings(terms)
+            counts = np.asarray([len(s) for s, _ in parts], dtype=np.int64)
+            hi = np.cumsum(counts)
+            slots = np.concatenate([s for s, _ in parts])
+            return slots, np.concatenate([v for _, v in parts]), hi - counts, hi
         ids, starts = self.term_ids, self.term_start
         wanted = np.asarray(terms, dtype=np.int64)
         at = np.minimum(ids.searchsorted(wanted), len(ids) - 1)
         lo = starts[at]
         hi = np.where(ids[at] == wanted, starts[at + 1], lo)
-        slots, values = self.main_slots, self.main_values
-        return [(slots[a:b], values[a:b]) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
+        return self.main_slots, self.main_values, lo, hi
 
     def _best(
         self, slots: np.ndarray, measures: np.ndarray, limit: int, repeats: int
