@@ -19,7 +19,9 @@ Two halves, as in chromadb:
 The stored configuration is the echoed one plus the reconciled schema under `schema`
 (`STORED_SCHEMA_KEY`), so no change of the on-disk format is needed; `split_stored` reads it
 back (collections stored before schemas were kept get the schema Chroma derives from their
-configuration, plus the keys their writes added).
+configuration, plus the keys their writes added). When the user chose `ef_search` (at
+create or modify), the stored configuration also records it (`EF_SEARCH_CHOSEN_KEY`, never
+echoed), so the planner leaves a chosen 100 alone (`hnsw_config.ef_search_set`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 from huedb.api.collection_schema import (
     EMBEDDING_KEY,
     HNSW_ECHOED,
+    HNSW_INDEX_FIELDS,
     check_sparse_indexes,
     configuration_from_schema,
     default_schema,
@@ -48,7 +51,7 @@ from huedb.api.config_values import (
     parse_usize,
     unknown_field,
 )
-from huedb.engine.hnsw_config import hnsw_defaults
+from huedb.engine.hnsw_config import EF_SEARCH_CHOSEN_KEY, hnsw_defaults
 from huedb.engine.schema_keys import STORED_SCHEMA_KEY
 from huedb.errors import InvalidArgumentError
 
@@ -372,11 +375,52 @@ def create_configuration(
     check_sparse_indexes(reconciled)
     stored = configuration_from_schema(reconciled)
     _check_engine_limits({**hnsw_defaults(), **stored["hnsw"]})
+    if stored["hnsw"]["ef_search"] in _given_ef_search(configuration, metadata, user_schema):
+        stored[EF_SEARCH_CHOSEN_KEY] = True
     return {**stored, STORED_SCHEMA_KEY: reconciled}
 
 
+def _given_ef_search(
+    configuration: Any, metadata: dict[str, Any] | None, user_schema: dict[str, Any] | None
+) -> list[int]:
+    """The `ef_search` values a create request gives (checked already): the configuration's
+    `hnsw`, the legacy `hnsw:search_ef` key, the schema's vector indexes. The collection's
+    `ef_search` is the user's choice when it is one of them (whichever input Chroma's rules
+    let decide). An `hnsw` block giving every setting is a copy of a stored definition (an
+    import, `configuration=other.configuration`), which tells no choice: left out. With a
+    `spann` configuration the HNSW settings are the defaults, chosen by no one.
+    """
+    config = configuration or {}
+    if config.get("spann") is not None:
+        return []
+    given = []
+    hnsw = config.get("hnsw")
+    if hnsw is not None:
+        block = _parse_hnsw(hnsw)
+        if "ef_search" in block and not all(k in block for k in HNSW_ECHOED):
+            given.append(block["ef_search"])
+    legacy = (metadata or {}).get("hnsw:search_ef")
+    if legacy is not None:
+        given.append(parse_usize(legacy))
+    for types in _vector_index_holders(user_schema):
+        index = (types.get("float_list") or {}).get("vector_index") or {}
+        block = (index.get("config") or {}).get("hnsw") or {}
+        if "ef_search" in block and not all(k in block for k in HNSW_INDEX_FIELDS):
+            given.append(block["ef_search"])
+    return given
+
+
+def _vector_index_holders(schema: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The value types of a parsed user schema that may hold the vector index: the
+    defaults' and #embedding's."""
+    if schema is None:
+        return []
+    return [schema["defaults"], schema["keys"].get(EMBEDDING_KEY) or {}]
+
+
 def split_stored(stored: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A stored configuration as (echoed configuration, schema).
+    """A stored configuration as (echoed configuration, schema); huedb's own records
+    (`EF_SEARCH_CHOSEN_KEY`) are left out of both.
 
     A collection stored before schemas were kept has none, or only the keys its written
     metadata added (`engine/schema_keys.py`): it gets the schema Chroma derives from its
@@ -384,6 +428,7 @@ def split_stored(stored: dict[str, Any] | None) -> tuple[dict[str, Any], dict[st
     """
     config = dict(stored or {})
     schema = config.pop(STORED_SCHEMA_KEY, None)
+    config.pop(EF_SEARCH_CHOSEN_KEY, None)
     if not isinstance(schema, dict) or "defaults" not in schema:
         derived = schema_from_configuration(config)
         written = schema.get("keys") if isinstance(schema, dict) else None
@@ -408,7 +453,9 @@ def _check_update_value(key: str, value: Any) -> Any:
 
 def apply_update(current: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """A stored configuration after `modify(configuration=...)`; only mutable keys change,
-    in the configuration and in both vector indexes of the schema, as in Chroma."""
+    in the configuration and in both vector indexes of the schema, as in Chroma. A given
+    `ef_search` is recorded as the user's choice (`EF_SEARCH_CHOSEN_KEY`), and a choice
+    recorded before is kept."""
     if not isinstance(update, dict):
         raise InvalidArgumentError("configuration must be a JSON object")
     config, schema = split_stored(current)
@@ -430,4 +477,6 @@ def apply_update(current: dict[str, Any], update: dict[str, Any]) -> dict[str, A
     ef = update.get("embedding_function")
     if ef is not None:
         result["embedding_function"] = ef
+    if "ef_search" in changes or (current or {}).get(EF_SEARCH_CHOSEN_KEY) is True:
+        result[EF_SEARCH_CHOSEN_KEY] = True
     return {**result, STORED_SCHEMA_KEY: update_vector_indexes(schema, changes, ef)}

@@ -27,6 +27,10 @@ HNSW_DEFAULTS: dict[str, Any] = {
     "resize_factor": 1.2,
     "sync_threshold": 1000,
 }
+# A stored configuration's record that the user chose `ef_search` (at create or modify),
+# never echoed: Chroma writes its default into every configuration, so the value alone
+# cannot tell an `ef_search` of 100 the user chose from the default (which the planner tunes).
+EF_SEARCH_CHOSEN_KEY = "huedb:ef_search_chosen"
 # Fields Chroma's schema reports besides the stored ones (num_threads: `default_num_threads`).
 HNSW_REPORTED_DEFAULTS: dict[str, Any] = {"batch_size": 100}
 
@@ -67,8 +71,11 @@ def hnsw_setting(configuration: dict[str, Any] | None, key: str) -> Any:
 
 
 def ef_search_set(configuration: dict[str, Any] | None) -> bool:
-    """True when the user chose `ef_search`: the stored value is not Chroma's default (the
-    default is written into every configuration, so a value equal to it is taken as unset)."""
+    """True when the user chose `ef_search`: recorded at create or modify
+    (`EF_SEARCH_CHOSEN_KEY`), else (no record: a collection created before the record was
+    kept, or from a copy of a stored definition) a value other than Chroma's default."""
+    if (configuration or {}).get(EF_SEARCH_CHOSEN_KEY) is True:
+        return True
     return int(hnsw_setting(configuration, "ef_search")) != HNSW_DEFAULTS["ef_search"]
 
 
