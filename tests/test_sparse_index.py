@@ -472,6 +472,7 @@ def test_many_slots_few_postings_equal_a_dict(
 
 
 @pytest.mark.parametrize("scoring", ["compiled", "python"])
+@settings(deadline=None)  # the first example may compile the loop
 @given(
     measures=st.lists(
         st.sampled_from([np.nan, -1.0, 0.0, 0.25, 0.5, 2.0]) | st.floats(-4, 4, width=32),
@@ -510,6 +511,33 @@ def test_the_loop_keeps_the_best_in_order(
     assert keys.tolist() == [k for _, k in want]
     assert np.array_equal(got, np.asarray([m for m, _ in want], np.float32), equal_nan=True)
     assert not scratch.acc.any() and not scratch.seen.any()
+
+
+def test_the_loop_compiles_without_a_cache_directory() -> None:
+    """With nowhere to keep numba's cache (`njit(cache=True)` raises RuntimeError then), the
+    loop is compiled for the process alone and scores as the cached one does."""
+    import numba
+
+    real_njit = numba.njit
+
+    def njit_without_cache(*args: Any, **options: Any) -> Any:
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function: no locator available")
+        return real_njit(*args, **options)
+
+    with mock.patch.object(numba, "njit", njit_without_cache):
+        uncached = sparse_kernel._compile()
+    assert uncached is not None
+    scratch = sparse_kernel.Scratch(4)
+    slots = np.asarray([0, 2, 2, 3], dtype=np.int32)
+    values = np.asarray([0.5, 1.0, 2.0, 0.25], dtype=np.float32)
+    lo, hi = np.asarray([0, 2], dtype=np.int64), np.asarray([2, 4], dtype=np.int64)
+    n = uncached.accumulate(
+        slots, values, lo, hi, np.asarray([1.0, 0.5]), np.empty(0, bool), *scratch.arrays()
+    )
+    keys = np.asarray([10, 11, 12, 13], dtype=np.int64)
+    got = uncached.take_best(scratch.touched, n, scratch.acc, scratch.seen, keys, 2)
+    assert got[0].tolist() == [12, 10] and got[1].tolist() == [-1.0, 0.5]
 
 
 def test_filters_of_every_selectivity(store: StoreTarget, tmp_path: Path) -> None:

@@ -8,10 +8,11 @@ one pass (~40 us). The loop adds the same float64 products in the same order (te
 each record's sum starting from 0.0) and casts `1 - dot` to float32 as numpy does, so both
 give the same bits; the tests compare them.
 
-numba compiles the functions on the first search of a process (under a second; `cache=True`
-keeps the machine code beside this file for the next process when the directory is
-writable). Without numba, or when compiling fails (logged once), `kernel()` is None and the
-caller scores with numpy.
+numba compiles the functions on the first search of a process (0.4-1.4 s); `cache=True`
+keeps the machine code for the next process beside this file, or in the user's cache
+directory when this one is read-only, and with neither writable each process compiles.
+Without numba, or when compiling fails (logged once), `kernel()` is None and the caller
+scores with numpy.
 """
 
 from __future__ import annotations
@@ -148,8 +149,13 @@ def _compile() -> Kernel | None:
         logger.info("numba is not installed: sparse searches score with numpy")
         return None
     try:
-        jit = numba.njit(cache=True, nogil=True)
-        compiled = Kernel(jit(accumulate), jit(take_best), jit(take_all))
+        try:
+            jit = numba.njit(cache=True, nogil=True)
+            compiled = Kernel(jit(accumulate), jit(take_best), jit(take_all))
+        except RuntimeError:  # no writable place for the cache: compile for this process
+            logger.info("numba has nowhere to cache the sparse scoring loop")
+            jit = numba.njit(nogil=True)
+            compiled = Kernel(jit(accumulate), jit(take_best), jit(take_all))
         _warm_up(compiled)
     except Exception:  # numba raises its own error types while compiling
         logger.exception("compiling the sparse scoring loop failed: scoring with numpy")
