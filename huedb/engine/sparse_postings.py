@@ -464,7 +464,9 @@ class PostingColumn:
         permitted: np.ndarray | None,
     ) -> list[tuple[int, float]]:
         """`search` by the compiled loop, on working arrays taken from the column's pool (a
-        search that fails leaves its arrays behind rather than return them dirty)."""
+        search that fails leaves its arrays behind rather than return them dirty). The loop
+        checks no bounds: the caller keeps the column unchanged meanwhile (the engine's lock
+        serializes its searches and catch-ups), so every slot is below `n_slots`."""
         scratch = self._scratch.pop() if self._scratch else None
         if scratch is None or len(scratch.acc) < self.n_slots:
             scratch = sparse_kernel.Scratch(self.n_slots)
