@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -116,9 +116,10 @@ class RecordsSQL(SchemaKeysSQL):
 
     def insert_records(self, cid: int, batch: RecordBatch) -> None:
         """Insert new records under fresh keys: one statement per table, its rows built in
-        SQLite from one parameter (`json_each`, `substr` of one blob) rather than bound row
-        by row, but for floats (bound: exact doubles), documents for the full-text index,
-        and strings holding a NUL (JSON text would cut them there)."""
+        SQLite from one parameter (`json_each`, `substr` of one blob) or from the rows just
+        written (digests from `embeddings`, plain integer and bool metadata from `records`)
+        rather than bound row by row, but for floats (bound: exact doubles), documents for
+        the full-text index, and strings holding a NUL (JSON text would cut them there)."""
         if not batch.ids:
             return
         conn = self._conn
@@ -142,7 +143,13 @@ class RecordsSQL(SchemaKeysSQL):
             "SELECT ? + key, substr(?, key * ? + 1, ?), value FROM json_each(?)",
             (first, blob, width, width, _dump_rows(digests)),
         )
-        self._add_digests(list(zip(digests, keys, strict=True)))
+        # The digests just written, read back rather than sent again as a second parameter.
+        conn.execute(
+            "INSERT OR IGNORE INTO digests_recent (digest, key) "
+            "SELECT digest, key FROM embeddings WHERE key BETWEEN ? AND ?",
+            (first, keys[-1]),
+        )
+        self._merge_digests()
         conn.executemany(
             "INSERT INTO documents_fts (rowid, document) VALUES (?, ?)",
             [(k, d) for k, d in zip(keys, documents, strict=True) if d is not None],
@@ -196,6 +203,13 @@ class RecordsSQL(SchemaKeysSQL):
         `plain_metadatas`). Integer and bool values (the common filter keys) go as one JSON
         array of rows when their name holds no NUL (the JSON text would end there); strings
         and floats are bound (exact doubles, whole strings)."""
+        if plain:
+            names = set(chain.from_iterable(filter(None, metadatas)))
+            if not names:
+                return
+            if not any("\0" in name for name in names):
+                self._insert_plain_meta_rows(cid, keys, metadatas)
+                return
         numbers: list[tuple] = []
         bound: list[tuple] = []
         for k, m in zip(keys, metadatas, strict=True):
@@ -230,6 +244,34 @@ class RecordsSQL(SchemaKeysSQL):
                 bound,
             )
 
+    def _insert_plain_meta_rows(
+        self, cid: int, keys: Sequence[int], metadatas: Sequence[dict[str, Any] | None]
+    ) -> None:
+        """`_insert_meta_rows` of plain metadata whose names hold no NUL, in the same rows
+        and order: integer and bool rows read from the metadata JSON just stored in
+        `records` (its integers are exact int64s, `true`/`false` 1/0; nothing sent twice or
+        built in Python row by row), then strings and floats bound."""
+        self._conn.execute(
+            "INSERT INTO record_meta (key, cid, name, kind, is_array, value) "
+            "SELECT r.key, ?, j.key, CASE j.type WHEN 'integer' THEN ? ELSE ? END, 0, j.value "
+            "FROM records r, json_each(r.metadata) j WHERE r.key BETWEEN ? AND ? "
+            "AND j.type IN ('integer', 'true', 'false')",
+            (cid, KIND_NUMBER, KIND_BOOL, keys[0], keys[-1]),
+        )
+        bound = [
+            (k, cid, name, _PLAIN_KINDS[type(v)], 0, v)
+            for k, m in zip(keys, metadatas, strict=True)
+            if m
+            for name, v in m.items()
+            if type(v) is str or type(v) is float
+        ]
+        if bound:
+            self._conn.executemany(
+                "INSERT INTO record_meta (key, cid, name, kind, is_array, value) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                bound,
+            )
+
     def _add_digests(self, rows: Sequence[tuple[int, int]]) -> None:
         """Record (digest, key) pairs of newly written vectors.
 
@@ -237,12 +279,16 @@ class RecordsSQL(SchemaKeysSQL):
         of them move to `digests` in one pass sorted by digest, so the big table is written a
         page at a time instead of one random page per vector.
         """
-        conn = self._conn
-        conn.execute(
+        self._conn.execute(
             "INSERT OR IGNORE INTO digests_recent (digest, key) "
             "SELECT value->>0, value->>1 FROM json_each(?)",
             (_dump_rows(rows),),
         )
+        self._merge_digests()
+
+    def _merge_digests(self) -> None:
+        """Move `digests_recent` into `digests` once it holds DIGEST_MERGE_AT entries."""
+        conn = self._conn
         pending = conn.execute("SELECT count(*) FROM digests_recent").fetchone()[0]
         if pending >= DIGEST_MERGE_AT:
             conn.execute(

@@ -1,0 +1,115 @@
+"""The rows an SQLite insert derives from the records it has just written.
+
+A batch of plain metadata whose names hold no NUL gets its integer and bool `record_meta`
+rows from the metadata JSON stored in `records` (strings and floats bound), and every
+insert gets its `digests_recent` rows from the `embeddings` rows it wrote. Random batches
+(names with quotes, backslashes, control characters, non-BMP characters or a NUL; int64
+edges, bools, floats, strings holding a NUL) are inserted on one session; `record_meta`
+must hold, in insertion order, the rows built here in Python from the batch (integer and
+bool rows of every record, then the string and float rows) with the stored SQLite types,
+and `digests_recent` each new vector's `vector_digest`; once `digests_recent` reaches
+DIGEST_MERGE_AT its digests move to `digests`, where a duplicate's lookup finds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from huedb.engine.record_values import KIND_BOOL, KIND_NUMBER, KIND_STR, vector_digest
+from huedb.engine.sqlite_store import records
+from huedb.engine.sqlite_store.connection import open_connection, write_transaction
+from huedb.engine.sqlite_store.session import SQLiteSession
+from huedb.record_batch import INT64_MAX, INT64_MIN, RecordBatch, plain_metadatas
+
+DIM = 3
+
+names = st.sampled_from(["a", 'q"\\', "line\nfeed", "\x01c", "é😀", "n\x00ul"])
+scalars = st.one_of(
+    st.integers(-3, 3),
+    st.sampled_from([INT64_MAX, INT64_MIN, 2**53 + 1]),
+    st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(alphabet='x\x00"é', max_size=3),
+)
+metadatas = st.one_of(st.none(), st.dictionaries(names, scalars, min_size=1, max_size=4))
+batches = st.lists(metadatas, min_size=1, max_size=6)
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[tuple[SQLiteSession, int]]:
+    conn = open_connection(None, "full")
+    db = SQLiteSession(conn)
+    with write_transaction(conn):
+        cid = db.insert_collection("x", "c", None, {}).cid
+    yield db, cid
+    conn.close()
+
+
+def _expected(first: int, cid: int, batch: list[dict[str, Any] | None]) -> list[tuple]:
+    """Integer and bool rows whose name holds no NUL, then the others, in batch order."""
+    numbers, bound = [], []
+    for key, metadata in enumerate(batch, start=first):
+        for name, value in (metadata or {}).items():
+            if type(value) is bool:
+                row = (key, cid, name, KIND_BOOL, 0, int(value), "integer")
+            elif type(value) is int:
+                row = (key, cid, name, KIND_NUMBER, 0, value, "integer")
+            elif type(value) is float:
+                row = (key, cid, name, KIND_NUMBER, 0, value, "real")
+            else:
+                row = (key, cid, name, KIND_STR, 0, value, "text")
+            is_number = type(value) is bool or type(value) is int
+            (numbers if is_number and "\x00" not in name else bound).append(row)
+    return numbers + bound
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batch=batches)
+def test_insert_rows_match_batch(session: tuple[SQLiteSession, int], batch: list) -> None:
+    db, cid = session
+    conn = db._conn
+    assert plain_metadatas(batch)
+    rng = np.random.default_rng(len(batch))
+    vectors = rng.standard_normal((len(batch), DIM)).astype(np.float32)
+    with write_transaction(conn):
+        start = conn.execute("SELECT max(rowid) FROM record_meta").fetchone()[0] or 0
+        first = (conn.execute("SELECT max(key) FROM records").fetchone()[0] or 0) + 1
+        ids = [f"id{first + i}" for i in range(len(batch))]
+        db.insert_records(cid, RecordBatch(ids=ids, embeddings=vectors, metadatas=batch))
+    rows = conn.execute(
+        "SELECT key, cid, name, kind, is_array, value, typeof(value) FROM record_meta "
+        "WHERE rowid > ? ORDER BY rowid",
+        (start,),
+    ).fetchall()
+    assert rows == _expected(first, cid, batch)
+    digests = conn.execute(
+        "SELECT key, digest FROM digests_recent WHERE key >= ? ORDER BY key", (first,)
+    ).fetchall()
+    assert digests == [(first + i, vector_digest(v.tobytes())) for i, v in enumerate(vectors)]
+
+
+def test_recent_digests_merge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inserts that fill `digests_recent` to DIGEST_MERGE_AT move every digest to `digests`."""
+    monkeypatch.setattr(records, "DIGEST_MERGE_AT", 5)
+    conn = open_connection(None, "full")
+    db = SQLiteSession(conn)
+    vectors = np.arange(6 * DIM, dtype=np.float32).reshape(6, DIM)
+    with write_transaction(conn):
+        cid = db.insert_collection("x", "c", None, {}).cid
+        db.insert_records(cid, RecordBatch(ids=["a", "b", "c"], embeddings=vectors[:3]))
+    assert conn.execute("SELECT count(*) FROM digests_recent").fetchone()[0] == 3
+    with write_transaction(conn):
+        db.insert_records(cid, RecordBatch(ids=["d", "e", "f"], embeddings=vectors[3:]))
+    assert conn.execute("SELECT count(*) FROM digests_recent").fetchone()[0] == 0
+    merged = conn.execute("SELECT key, digest FROM digests ORDER BY key").fetchall()
+    assert merged == [(k + 1, vector_digest(v.tobytes())) for k, v in enumerate(vectors)]
+    assert db.keys_with_vector(cid, vectors[4]) == [5]
+    conn.close()
