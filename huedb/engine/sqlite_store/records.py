@@ -76,6 +76,17 @@ def _meta_rows(cid: int, key: int, metadata: dict[str, Any] | None) -> list[tupl
 _PLAIN_KINDS = {str: KIND_STR, int: KIND_NUMBER, float: KIND_NUMBER, bool: KIND_BOOL}
 
 
+# Typed metadata rows of the records with keys between two parameters, from their stored
+# metadata JSON: the members of the JSON types listed (`types`), in key then member order.
+_PLAIN_META_SQL = (
+    "INSERT INTO record_meta (key, cid, name, kind, is_array, value) "
+    f"SELECT r.key, ?, j.key, CASE j.type WHEN 'integer' THEN {KIND_NUMBER} "
+    f"WHEN 'text' THEN {KIND_STR} ELSE {KIND_BOOL} END, 0, j.value "
+    "FROM records r, json_each(r.metadata) j WHERE r.key BETWEEN ? AND ? "
+    "AND j.type IN ({types})"
+)
+
+
 def _dump_rows(rows: Sequence[Any]) -> str:
     """A JSON array of numbers or arrays of numbers and strings (`json_each(?)`'s rows)."""
     return orjson.dumps(rows).decode()
@@ -250,13 +261,12 @@ class RecordsSQL(SchemaKeysSQL):
         """`_insert_meta_rows` of plain metadata whose names hold no NUL, in the same rows
         and order: integer and bool rows read from the metadata JSON just stored in
         `records` (its integers are exact int64s, `true`/`false` 1/0; nothing sent twice or
-        built in Python row by row), then strings and floats bound."""
+        built in Python row by row), then string and float rows. The strings are read there
+        too when the batch has no float (floats are bound for exact doubles, and bound with
+        the strings to keep the rows' order) and no string holding a NUL (the JSON holds it
+        as an escape that SQLite's `json_each` cuts the string at)."""
         self._conn.execute(
-            "INSERT INTO record_meta (key, cid, name, kind, is_array, value) "
-            "SELECT r.key, ?, j.key, CASE j.type WHEN 'integer' THEN ? ELSE ? END, 0, j.value "
-            "FROM records r, json_each(r.metadata) j WHERE r.key BETWEEN ? AND ? "
-            "AND j.type IN ('integer', 'true', 'false')",
-            (cid, KIND_NUMBER, KIND_BOOL, keys[0], keys[-1]),
+            _PLAIN_META_SQL.format(types="'integer', 'true', 'false'"), (cid, keys[0], keys[-1])
         )
         bound = [
             (k, cid, name, _PLAIN_KINDS[type(v)], 0, v)
@@ -265,12 +275,16 @@ class RecordsSQL(SchemaKeysSQL):
             for name, v in m.items()
             if type(v) is str or type(v) is float
         ]
-        if bound:
-            self._conn.executemany(
-                "INSERT INTO record_meta (key, cid, name, kind, is_array, value) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                bound,
-            )
+        if not bound:
+            return
+        if all(type(r[5]) is str and "\0" not in r[5] for r in bound):
+            self._conn.execute(_PLAIN_META_SQL.format(types="'text'"), (cid, keys[0], keys[-1]))
+            return
+        self._conn.executemany(
+            "INSERT INTO record_meta (key, cid, name, kind, is_array, value) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            bound,
+        )
 
     def _add_digests(self, rows: Sequence[tuple[int, int]]) -> None:
         """Record (digest, key) pairs of newly written vectors.
