@@ -345,8 +345,9 @@ def raw_library_search(
 ) -> dict[str, Any]:
     """`usearch` search on huedb's graph snapshot with huedb's ef, query by query.
 
-    huedb keeps cosine collections in a usearch index with metric "cos" and passes the query
-    vector as given (float32, not normalised), one query per call with threads=1; so does this.
+    huedb keeps cosine collections in a usearch index of unit vectors with metric "ip" (older
+    snapshots: "cos") and passes the query vector as given (float32, not normalised: the
+    inner product ranks as cosine), one query per call with threads=1; so does this.
     """
     from usearch.index import Index
 

@@ -52,7 +52,7 @@ def measure(n: int) -> dict[str, Any]:
     source = rc.ArrayVectors(keys, vectors)
     found = rc.calibrate(graph, "cosine", source, held, 0.95, rc.ladder(params.ef_search, False))
     measured = time.perf_counter()
-    add_to_graph(graph, keys[held], vectors[held])
+    add_to_graph(graph, "cosine", keys[held], vectors[held])
     added = time.perf_counter()
     return {
         "n": n,

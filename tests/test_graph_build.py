@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from usearch.index import Index
 
 from huedb.engine import vector_index
 from huedb.engine.vector_index import (
@@ -24,6 +25,7 @@ from huedb.engine.vector_index import (
     VectorIndex,
     at_graph_precision,
     build_graph,
+    graph_input,
     graph_vectors,
 )
 
@@ -78,13 +80,20 @@ def test_graph_holds_its_vectors_at_graph_precision(
     index = _served(graph, dim, space)
     assert index.mismatched(keys, vectors) == []
     held = graph_vectors(graph, keys)
-    assert np.array_equal(held, at_graph_precision(dtype, vectors))
-    # A change of one component by two of the graph's ulps (never rounded away) is reported.
-    row, column = int(rng.integers(n)), int(rng.integers(dim))
+    assert np.array_equal(held, at_graph_precision(dtype, graph_input(space, vectors)))
+    row = int(rng.integers(n))
     changed = vectors.copy()
-    value = held[row, column]
-    ulp = np.spacing(np.float16(value)) if dtype == "f16" else np.spacing(value) * 2**16
-    changed[row, column] = value + np.float32(2 * abs(float(ulp)))
+    if space == "cosine":
+        # A cosine graph holds directions: a component's sign flipped is reported (a scale
+        # changes no cosine distance, so none is compared).
+        column = int(np.argmax(np.abs(held[row])))
+        changed[row, column] = -changed[row, column]
+    else:
+        # A change of one component by two of the graph's ulps (never rounded away).
+        column = int(rng.integers(dim))
+        value = held[row, column]
+        ulp = np.spacing(np.float16(value)) if dtype == "f16" else np.spacing(value) * 2**16
+        changed[row, column] = value + np.float32(2 * abs(float(ulp)))
     assert index.mismatched(keys, changed) == [int(keys[row])]
 
 
@@ -105,3 +114,53 @@ def test_a_float16_snapshot_loads_and_compares_at_float16(tmp_path) -> None:
     bigger = vectors.copy()
     bigger[9] += np.float32(1.0)
     assert loaded.mismatched(keys, bigger) == [10]
+
+
+def test_a_cosine_graph_holds_unit_vectors_under_the_inner_product() -> None:
+    """New cosine graphs hold each vector scaled to unit length (a zero vector stays zero)
+    and rank by the inner product: the same neighbours as cosine, reported at float32."""
+    rng = np.random.default_rng(3)
+    keys = np.arange(1, 201, dtype=np.uint64)
+    vectors = (rng.standard_normal((200, 24)) * rng.choice([1e-3, 1.0, 300.0], (200, 1))).astype(
+        np.float32
+    )
+    vectors[17] = 0.0
+    graph = build_graph(24, HnswParams(space="cosine"), keys, vectors)
+    assert str(graph.metric.name).lower() == "ip"
+    held = graph_vectors(graph, keys)
+    norms = np.linalg.norm(held, axis=1)
+    assert np.allclose(np.delete(norms, 17), 1.0, atol=1e-2) and norms[17] == 0.0
+    index = _served(graph, 24, "cosine")
+    fetch = lambda k: vectors[k.astype(np.int64) - 1]  # noqa: E731
+    query = vectors[40] * np.float32(7.0)
+    hits, dists = index.search(query, 5, None, fetch)
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-30)
+    cosine = 1.0 - unit @ (query / np.linalg.norm(query))
+    assert int(hits[0]) == 41
+    assert np.allclose(dists, np.sort(cosine)[:5], atol=1e-5)
+    index.upsert(np.array([500], dtype=np.uint64), vectors[:1] * np.float32(-3.0))
+    assert np.allclose(graph_vectors(index._graph, np.array([500], dtype=np.uint64)), -held[:1])
+
+
+def test_a_cosine_graph_of_an_older_snapshot_is_searched_as_it_was_built(tmp_path) -> None:
+    """A snapshot whose cosine graph uses usearch's cosine metric (before unit vectors)
+    still serves: its vectors are kept and added as they are, and compared as such."""
+    rng = np.random.default_rng(5)
+    keys = np.arange(1, 301, dtype=np.uint64)
+    vectors = (rng.standard_normal((300, 16)) * 5).astype(np.float32)
+    old = Index(ndim=16, metric="cos", dtype=GRAPH_DTYPE, connectivity=16, expansion_add=100)
+    old.add(keys, vectors)
+    path = tmp_path / "graph.usearch"
+    old.save(str(path))
+    payload = memoryview(path.read_bytes())
+    params = HnswParams(space="cosine")
+    loaded = VectorIndex.from_serialized(16, params, THRESHOLDS, payload, payload)
+    assert loaded.mismatched(keys, vectors) == []
+    fetch = lambda k: vectors[k.astype(np.int64) - 1]  # noqa: E731
+    hits, _ = loaded.search(vectors[8], 3, None, fetch)
+    assert int(hits[0]) == 9
+    extra = (rng.standard_normal((1, 16)) * 5).astype(np.float32)
+    loaded.upsert(np.array([900], dtype=np.uint64), extra)
+    stored = graph_vectors(loaded._graph, np.array([900], dtype=np.uint64))
+    assert np.array_equal(stored, at_graph_precision(GRAPH_DTYPE, extra))
+    assert loaded.mismatched(np.array([900], dtype=np.uint64), extra) == []

