@@ -125,6 +125,8 @@ def test_a_cosine_graph_holds_unit_vectors_under_the_inner_product() -> None:
         np.float32
     )
     vectors[17] = 0.0
+    vectors[18] *= np.float32(1e-25)  # float32 squares of these underflow
+    vectors[19] *= np.float32(1e25)  # and of these overflow
     graph = build_graph(24, HnswParams(space="cosine"), keys, vectors)
     assert str(graph.metric.name).lower() == "ip"
     held = graph_vectors(graph, keys)
@@ -134,8 +136,9 @@ def test_a_cosine_graph_holds_unit_vectors_under_the_inner_product() -> None:
     fetch = lambda k: vectors[k.astype(np.int64) - 1]  # noqa: E731
     query = vectors[40] * np.float32(7.0)
     hits, dists = index.search(query, 5, None, fetch)
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-30)
-    cosine = 1.0 - unit @ (query / np.linalg.norm(query))
+    wide = vectors.astype(np.float64)
+    unit = wide / np.maximum(np.linalg.norm(wide, axis=1, keepdims=True), 1e-300)
+    cosine = 1.0 - unit @ (query / np.linalg.norm(query.astype(np.float64)))
     assert int(hits[0]) == 41
     assert np.allclose(dists, np.sort(cosine)[:5], atol=1e-5)
     index.upsert(np.array([500], dtype=np.uint64), vectors[:1] * np.float32(-3.0))

@@ -261,9 +261,13 @@ def graph_input(space: str, vectors: np.ndarray, in_place: bool = False) -> np.n
     when `in_place` (a buffer of the caller's)."""
     if space != "cosine":
         return vectors
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    # Norms and scales in float64: a float32 sum of squares overflows above ~1e19 per
+    # component and underflows below ~1e-19, which would leave such a vector zero.
+    norms = np.linalg.norm(vectors.astype(np.float64), axis=-1, keepdims=True)
     scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    return np.multiply(vectors, scale, out=vectors if in_place else None, dtype=np.float32)
+    if in_place:
+        return np.multiply(vectors, scale, out=vectors)
+    return (vectors * scale).astype(np.float32)
 
 
 def add_to_graph(graph: Index, space: str, keys: np.ndarray, vectors: np.ndarray) -> None:
