@@ -197,7 +197,7 @@ def slowloris(
 
         def close(sock: socket.socket) -> None:
             seen, due = time.monotonic(), opened.pop(sock) + deadline_s
-            late.append(seen - due if seen < due else seen - max(due, watching))
+            late.append(seen - max(due, watching))  # seen >= watching: before `due`, < 0
             selector.unregister(sock)
             sock.close()
 

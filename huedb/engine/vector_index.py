@@ -451,7 +451,6 @@ class VectorIndex:
         self.params = params
         self.thresholds = thresholds
         self.metric = GRAPH_METRICS[params.space]
-        self._unit_vectors = params.space == "cosine"  # the graph holds `graph_input`'s
         self._graph: Index | None = None
         self._mapping: Any = None  # keeps the mapped snapshot alive under a viewed graph
         self._flat: FlatVectors | None = FlatVectors(dim)
@@ -470,7 +469,7 @@ class VectorIndex:
         index = cls(dim, params, thresholds)
         metric = str(graph.metric.name).lower()
         if params.space == "cosine" and metric == LEGACY_COSINE_METRIC:
-            index.metric, index._unit_vectors = metric, False  # searched as it was built
+            index.metric = metric  # searched, added to and compared as it was built
         if graph.ndim != dim or metric != index.metric:
             raise ValueError("graph does not match the collection")
         graph.expansion_search = index.search_ef
@@ -685,10 +684,11 @@ class VectorIndex:
         return self._graph
 
     def _graph_rows(self, vectors: np.ndarray) -> np.ndarray:
-        """float32 vectors as this index's graph holds them (`graph_input`)."""
-        if not self._unit_vectors:
+        """float32 vectors as this index's graph holds them (`graph_input`, unless the graph
+        is an older snapshot's cosine-metric one, which holds them unscaled)."""
+        if self.metric == LEGACY_COSINE_METRIC:
             return vectors
-        return graph_input("cosine", np.ascontiguousarray(vectors, dtype=np.float32))
+        return graph_input(self.params.space, np.ascontiguousarray(vectors, dtype=np.float32))
 
     def _vectors(self, keys: np.ndarray, fetch: VectorFetch) -> np.ndarray:
         if self._flat is not None:
