@@ -5,6 +5,7 @@ then (with several sizes) a growth table. Example:
   python -m bench --sizes 10000,100000 --systems huedb,chromadb
 HTTP servers (huedb vs `chroma run`): python -m bench http --help
 Hybrid search (dense + BM25 vs bm25s): python -m bench search --help
+Queries after another process changed much of a collection: python -m bench backlog --help
 """
 
 from __future__ import annotations
@@ -112,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.cluster import main as cluster_main
 
         return cluster_main(argv[1:])
+    if argv[:1] == ["backlog"]:
+        from bench.backlog import main as backlog_main
+
+        return backlog_main(argv[1:])
     if argv[:1] == ["footprint"]:
         from bench.footprint import main as footprint_main
 

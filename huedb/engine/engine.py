@@ -482,7 +482,9 @@ class Engine:
                 total = len(index) if index is not None else 0
             self._maintain(self._indexes.pending_maintenance())
             recall = self._recall_figures(col, index)
-        pending = total if index is not None and index.wants_graph else 0
+        pending = 0
+        if index is not None:  # exact until the graph is built, or changes it has yet to take
+            pending = total if index.wants_graph else min(index.backlog, total)
         return {
             "num_indexed_ops": total - pending,
             "num_unindexed_ops": pending,

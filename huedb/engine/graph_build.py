@@ -17,6 +17,9 @@ child adds on one thread (the writer has the other core); after that on every co
 The recall sample (`recall_calibration`) is drawn as the rows stream past: a reservoir of
 up to `SAMPLE_QUERIES` rows kept out of the graph, each row of the stream equally likely to
 end in it; once the graph is done they are its queries, then they are added to it.
+
+`apply_backlog` changes a copy of a served graph the same way, in a child started from
+the graph saved to a file (the changes a catch-up deferred, `graph_backlog`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from huedb.engine import heap
+from huedb.engine.graph_backlog import BacklogWork
 from huedb.engine.graph_process import ChildFailed, ChildGraph
 from huedb.engine.recall_calibration import SAMPLE_QUERIES, ArrayVectors, Calibration, Vectors
 from huedb.engine.vector_index import (
@@ -38,6 +42,7 @@ from huedb.engine.vector_index import (
     FlatVectors,
     HnswParams,
     LocalGraph,
+    VectorIndex,
     add_to_graph,
     build_threads,
     graph_config,
@@ -242,3 +247,32 @@ def _grow(
     add_to_graph(graph, space, keys[sample], matrix[sample])
     progress(len(sample) + len(extra))
     return graph, calibration
+
+
+def apply_backlog(
+    index: VectorIndex, work: BacklogWork, stop: threading.Event, workdir: Path | None
+) -> Any:
+    """A copy of the index's graph with `work` applied, made by a child process (no GIL
+    shared with searches): the graph is saved to a file the child starts from, the work's
+    keys are removed and those with vectors added, a frame at a time (a stop is seen
+    within one frame), and the child's graph is read back. Keys whose vector the graph
+    already holds (a change of metadata only) are left as they are. The index's own graph
+    is only read: it is not changed while it has a backlog (`VectorIndex.defer`)."""
+    held = index.graph_holds(work.add_keys, work.add_vectors)
+    keys = np.setdiff1d(work.keys, work.add_keys[held], assume_unique=True)
+    add_keys, add_vectors = work.add_keys[~held], work.add_vectors[~held]
+    child = ChildGraph(graph_config(index.dim, index.params), workdir, start=index.save_graph)
+    try:
+        for start in range(0, len(keys), 8 * FRAME_ROWS):
+            if stop.is_set():
+                raise BuildStopped
+            child.remove(keys[start : start + 8 * FRAME_ROWS])
+        for start in range(0, len(add_keys), FRAME_ROWS):
+            if stop.is_set():
+                raise BuildStopped
+            rows = index.graph_rows(add_vectors[start : start + FRAME_ROWS])
+            child.add(add_keys[start : start + FRAME_ROWS], rows, build_threads())
+        return child.finish()
+    except BaseException:
+        child.kill()
+        raise

@@ -1,11 +1,13 @@
-"""An HNSW graph built in a child process, fed vectors through a pipe.
+"""An HNSW graph built or changed in a child process, fed vectors through a pipe.
 
 usearch's Python binding takes the GIL back for every vector it adds, so a graph built by a
 thread of the serving process crawls while that process runs Python (ingest, queries): 20k
 x 384 took 2.8x as long beside a busy Python thread. A child interpreter has a GIL of its
 own. The parent (`ChildGraph`) writes frames of keys and float32 vectors to the child's
-stdin; the child adds each to its graph on the number of threads the frame names; at the
-end it saves the graph to a file the parent chose and the parent loads it.
+stdin; the child adds each to its graph on the number of threads the frame names (or, for a
+frame naming no threads, removes the keys it holds); at the end it saves the graph to a
+file the parent chose and the parent loads it. The graph starts empty, or as the one the
+parent saved to a file first (to change a graph in the background, `graph_build`).
 
 The child runs this file as a script (`python -P graph_process.py`): it imports numpy and
 usearch only, not huedb (importing huedb costs ~1 s of CPU), so this module imports huedb
@@ -22,12 +24,13 @@ import struct
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
-_FRAME = struct.Struct("<QQ")  # rows (0: save and exit), threads
+_FRAME = struct.Struct("<QQ")  # rows (0: save and exit), threads (0: remove those keys)
 _DONE = b"saved\n"
 _PREFIX = ".graph-build-"  # then the parent's pid: its graph file until it has read it
 
@@ -54,19 +57,26 @@ class ChildFailed(RuntimeError):
 class ChildGraph:
     """A graph growing in a child process (parent side)."""
 
-    def __init__(self, config: dict[str, Any], workdir: Path | None) -> None:
+    def __init__(
+        self,
+        config: dict[str, Any],
+        workdir: Path | None,
+        start: Callable[[Path], None] | None = None,
+    ) -> None:
         """Start the child; `config` holds usearch's `Index` arguments (`ndim`, `metric`,
         `dtype`, `connectivity`, `expansion_add`, `expansion_search`); the graph is saved
-        to a temporary file in `workdir` (the system's temporary directory for None)."""
+        to a temporary file in `workdir` (the system's temporary directory for None).
+        With `start`, the graph is the one `start(path)` writes to a file (which the child
+        reads, keeping its own metric and scalar type) rather than an empty one."""
         self.dim = int(config["ndim"])
         directory = Path(workdir or tempfile.gettempdir())
         _remove_orphans(directory)
-        handle, name = tempfile.mkstemp(
-            prefix=f"{_PREFIX}{os.getpid()}-", suffix=".tmp", dir=directory
-        )
-        os.close(handle)
-        self._path = Path(name)
+        self._path = _temporary(directory)
+        self._start: Path | None = None
         try:
+            if start is not None:
+                self._start = _temporary(directory)
+                start(self._start)
             self._proc = subprocess.Popen(
                 [sys.executable, "-P", __file__],
                 stdin=subprocess.PIPE,
@@ -74,10 +84,10 @@ class ChildGraph:
                 stderr=subprocess.PIPE,
             )
             assert self._proc.stdin is not None
-            header = {**config, "path": str(self._path)}
+            header = {**config, "path": str(self._path), "start": self._start and str(self._start)}
             self._proc.stdin.write(json.dumps(header).encode() + b"\n")
         except BaseException:
-            self._path.unlink(missing_ok=True)
+            self._unlink()
             raise
 
     @property
@@ -93,6 +103,16 @@ class ChildGraph:
             return
         try:
             self._send(_FRAME.pack(len(keys), max(1, threads)), keys.data, vectors.data)
+        except OSError as exc:
+            raise ChildFailed(f"graph process ended: {self._stderr()}") from exc
+
+    def remove(self, keys: np.ndarray) -> None:
+        """Send keys to remove from the graph (those it does not hold are ignored)."""
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        if len(keys) == 0:
+            return
+        try:
+            self._send(_FRAME.pack(len(keys), 0), keys.data)
         except OSError as exc:
             raise ChildFailed(f"graph process ended: {self._stderr()}") from exc
 
@@ -116,7 +136,7 @@ class ChildGraph:
         except ValueError as exc:
             raise ChildFailed(f"the graph process saved no index: {exc}") from exc
         finally:
-            self._path.unlink(missing_ok=True)
+            self._unlink()
 
     def interrupt(self) -> None:
         """End the child at once (from another thread: the sending thread then fails)."""
@@ -132,7 +152,12 @@ class ChildGraph:
             if stream is not None:
                 with contextlib.suppress(OSError):  # unsent bytes to a dead child
                     stream.close()
+        self._unlink()
+
+    def _unlink(self) -> None:
         self._path.unlink(missing_ok=True)
+        if self._start is not None:
+            self._start.unlink(missing_ok=True)
 
     def _send(self, *parts: Any) -> None:
         stdin = self._proc.stdin
@@ -147,6 +172,13 @@ class ChildGraph:
         self._proc.wait()
         assert self._proc.stderr is not None
         return self._proc.stderr.read().decode(errors="replace").strip()[-2000:]
+
+
+def _temporary(directory: Path) -> Path:
+    """A new empty file in `directory`, named for this process (see `_remove_orphans`)."""
+    handle, name = tempfile.mkstemp(prefix=f"{_PREFIX}{os.getpid()}-", suffix=".tmp", dir=directory)
+    os.close(handle)
+    return Path(name)
 
 
 def _read(stream: BinaryIO, size: int) -> bytes | None:
@@ -175,9 +207,17 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
     from usearch.index import Index
 
     config = json.loads(stdin.readline())
-    path = config.pop("path")
+    path, start = config.pop("path"), config.pop("start", None)
     dim = int(config["ndim"])
-    graph = Index(**config)
+    if start is None:
+        graph = Index(**config)
+    else:
+        graph = Index.restore(start)
+        if graph is None:
+            sys.stderr.write(f"{start} holds no graph\n")
+            return 1
+        graph.expansion_add = config["expansion_add"]
+        graph.expansion_search = config["expansion_search"]
     keys = np.empty(0, dtype=np.uint64)
     matrix = np.empty((0, dim), dtype=np.float32)
     while (head := _read(stdin, _FRAME.size)) is not None:
@@ -190,10 +230,13 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
         if rows > len(keys):
             keys = np.empty(rows, dtype=np.uint64)
             matrix = np.empty((rows, dim), dtype=np.float32)
-        if not (
-            _read_into(stdin, memoryview(keys[:rows]).cast("B"))
-            and _read_into(stdin, memoryview(matrix[:rows]).cast("B"))
-        ):
+        if not _read_into(stdin, memoryview(keys[:rows]).cast("B")):
+            break
+        if threads == 0:
+            present = graph.contains(keys[:rows])
+            graph.remove(keys[:rows][present])
+            continue
+        if not _read_into(stdin, memoryview(matrix[:rows]).cast("B")):
             break
         graph.add(keys[:rows], matrix[:rows], threads=int(threads))
     return 1  # the parent went away before asking for the graph

@@ -42,7 +42,8 @@ import numpy as np
 
 from huedb.engine import events, snapshot
 from huedb.engine.catalog import CollectionRow
-from huedb.engine.graph_build import Feed, grow_graph
+from huedb.engine.graph_backlog import INLINE_MAX_CHANGES
+from huedb.engine.graph_build import Feed, apply_backlog, grow_graph
 from huedb.engine.hnsw_config import (
     DEFAULT_RECALL_TARGET,
     collection_space,
@@ -120,6 +121,7 @@ class _State:
     calibration: Calibration | None = None  # the recall measurement the index searches by
     changed_since_calibration: int = 0  # changes applied to the graph since it was measured
     calibrating: _Build | None = None  # a measurement running on a snapshot of the graph
+    backlog_pass: _Build | None = None  # a thread applying the graph's backlog
     may_calibrate: bool = False  # a snapshot of the graph is on disk to be measured
 
 
@@ -259,19 +261,24 @@ class IndexCache:
         state.last_used = next(self._clock)
         state.evicting = False  # used again: no longer the least recently used
         unsnapshotted = state.unsnapshotted
+        self._adopt_backlog_pass(col, state)
         state.resized |= self._catch_up(db, col, state)
         state.changed_since_calibration += max(0, state.unsnapshotted - unsnapshotted)
         self._feed_build(state, searching)
         self._adopt_finished_build(db, col, state)
         self._adopt_calibration(state)
         self._start_build_if_needed(col, state, writing=not searching)
+        self._start_backlog_pass_if_needed(col, state)
         self._start_calibration_if_due(col, state)
         if need_vectors and not state.index.has_vectors:
             state.index.attach_vectors(self._read_vectors(db, col))
             state.resized = True
         building = state.build is not None and not state.index.uses_graph
-        if not building and state.unsnapshotted >= max(
-            self._snapshot_every, len(state.index) // 10
+        # No snapshot of a graph that is behind its watermark (a backlog being applied).
+        if (
+            not building
+            and not state.index.backlog
+            and state.unsnapshotted >= max(self._snapshot_every, len(state.index) // 10)
         ):
             self._pending[col.cid] = col
         self._measure(state)
@@ -345,7 +352,7 @@ class IndexCache:
             if state.col.uuid == collection_uuid:
                 if any(
                     job is not None and not job.thread.is_alive()
-                    for job in (state.build, state.calibrating)
+                    for job in (state.build, state.calibrating, state.backlog_pass)
                 ):
                     return None
                 if state.build is not None and state.build.feed is not None:
@@ -376,6 +383,8 @@ class IndexCache:
         self._write_checks.pop(cid, None)
         if state is not None:
             self._set_resident(self._resident - state.nbytes)
+            if state.backlog_pass is not None:  # its graph is no longer used
+                state.backlog_pass.stop.set()
 
     def memory_figures(self) -> dict[str, Any]:
         """The budget, the bytes held, the resident collections (least recently used first,
@@ -448,7 +457,7 @@ class IndexCache:
                 before = state.nbytes
                 self._measure(state)
                 excess += state.nbytes - before
-            if state.build is not None:
+            if state.build is not None or state.backlog_pass is not None:
                 continue
             excess -= state.nbytes
             if self._dir is not None and state.index.uses_graph and state.unsnapshotted > 0:
@@ -481,6 +490,10 @@ class IndexCache:
         asked for: the next process to search builds or loads the graph)."""
         waiting = []
         for state in self._states.values():
+            if state.backlog_pass is not None:
+                state.backlog_pass.thread.join()
+                waiting.append(state.col)
+                continue
             build = state.build
             if build is None:
                 continue
@@ -505,6 +518,62 @@ class IndexCache:
             build.watermark = build.feed.watermark
         if searching:
             build.feed.want()
+
+    def _start_backlog_pass_if_needed(self, col: CollectionRow, state: _State) -> None:
+        """Have a background pass apply the graph's backlog (`graph_backlog`) to a copy of
+        the graph in a child process, unless one is already at it."""
+        index = state.index
+        if state.backlog_pass is not None or not index.backlog:
+            return
+        work = index.take_backlog()
+        job = _Build(threading.Thread(daemon=True), state.watermark)
+        workdir = self._dir if self._dir is not None and self._dir.is_dir() else None
+
+        def run() -> None:
+            started = time.perf_counter()
+            try:
+                job.outcome.append((apply_backlog(index, work, job.stop, workdir), work))
+            except Exception as exc:  # reported when adopting, in the caller's thread
+                job.outcome.append(exc)
+                return
+            logger.info(
+                "applied %d changes to the graph of collection %s in %.1f s",
+                len(work.keys),
+                col.uuid,
+                time.perf_counter() - started,
+            )
+
+        job.thread = threading.Thread(target=run, name=f"huedb-backlog-{col.uuid}", daemon=True)
+        state.backlog_pass = job
+        _running_builds.add(job)
+        logger.info(
+            "collection %s: %d changes for its graph are applied in the background; "
+            "queries search them exactly until then",
+            col.uuid,
+            len(work.keys),
+        )
+        job.thread.start()
+
+    def _adopt_backlog_pass(self, col: CollectionRow, state: _State) -> None:
+        """Serve the graph a finished background pass made; what was noted meanwhile is
+        applied at once when small (else by the next pass). A pass that failed leaves
+        every change noted; they are then applied here, in the caller's thread."""
+        job = state.backlog_pass
+        if job is None or job.thread.is_alive():
+            return
+        state.backlog_pass = None
+        state.resized = True
+        index = state.index
+        outcome = job.outcome[0] if job.outcome else RuntimeError("the pass produced nothing")
+        if isinstance(outcome, Exception):
+            logger.error("applying the graph backlog of %s failed: %r", col.uuid, outcome)
+            index.reopen_backlog()
+            index.apply_backlog_here()
+            return
+        graph, work = outcome
+        index.adopt_backlog_graph(graph, work)
+        if index.backlog <= INLINE_MAX_CHANGES:
+            index.apply_backlog_here()
 
     def _start_build_if_needed(self, col: CollectionRow, state: _State, writing: bool) -> None:
         if state.build is not None or state.build_failed or not state.index.wants_graph:
@@ -610,6 +679,8 @@ class IndexCache:
         params = state.index.params
         if not (state.may_calibrate and state.index.uses_graph) or params.recall_target <= 0:
             return
+        if state.index.backlog:  # measured once the graph has taken it (and is snapshotted)
+            return
         if state.build is not None or state.calibrating is not None or self._dir is None:
             return
         known = state.calibration
@@ -672,6 +743,12 @@ class IndexCache:
         if state is None:
             return None, False
         evicting, state.evicting = state.evicting, False
+        if state.index.backlog:
+            # The graph is behind its watermark until its backlog is applied: no snapshot,
+            # and the oplog is kept (an evicted index's next load catches up from it).
+            if evicting and state.backlog_pass is None:
+                self._evict(col.cid)
+            return None, False
         if not state.index.uses_graph:
             state.unsnapshotted = 0
             # A graph being built will catch up from its own watermark: keep that oplog.
@@ -786,18 +863,26 @@ class IndexCache:
         latest: dict[int, bytes | None] = {}
         for _, key, vector in changes:
             latest[key] = vector
-        removed = [k for k, v in latest.items() if v is None]
+        index = state.index
+        removed = np.asarray([k for k, v in latest.items() if v is None], dtype=np.uint64)
         present = [(k, v) for k, v in latest.items() if v is not None]
-        applied = len(removed)
-        if removed:
-            state.index.remove(np.asarray(removed, dtype=np.uint64))
+        keys = np.empty(0, dtype=np.uint64)
+        vectors = np.empty((0, index.dim), dtype=np.float32)
         if present:
-            keys, vectors = key_vector_rows(present, state.index.dim)
+            keys, vectors = key_vector_rows(present, index.dim)
+        if index.uses_graph and (index.backlog or len(latest) > INLINE_MAX_CHANGES):
+            # Too many for the graph within this call: a background pass applies them (and
+            # skips those whose vector did not change).
+            index.defer(removed, keys, vectors)
+            state.unsnapshotted += len(latest)
+            return True
+        if len(keys):
             # Entries of a metadata-only change (a sparse value) leave the vector as it was.
-            changed = ~_unchanged(state.index, keys, vectors)
-            if np.any(changed):
-                state.index.upsert(keys[changed], vectors[changed])
-            applied += int(np.count_nonzero(changed))
+            changed = ~_unchanged(index, keys, vectors)
+            keys, vectors = keys[changed], vectors[changed]
+        index.remove(removed)
+        index.upsert(keys, vectors)
+        applied = len(removed) + len(keys)
         state.unsnapshotted += applied
         return applied > 0
 

@@ -10,6 +10,8 @@ past the exact-search threshold, its owner builds a 16-bit HNSW graph (`GRAPH_DT
 vectors (lent without a copy, `FlatVectors.contents`; `graph_build`, in a child process or a
 thread) and swaps it in with `VectorIndex.from_graph`; until then searches stay exact, so
 slower but never wrong.
+A large batch of changes for a graph is deferred (`defer`, `graph_backlog`): searches take
+the changed keys exactly beside the graph while a background pass applies them.
 A graph only proposes candidates: their distances are always recomputed from the float32
 vectors (the flat copy when the index holds one, else the caller's `fetch`), so results are
 ranked and reported at full precision.
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 from usearch.index import Index
 
+from huedb.engine.graph_backlog import Backlog, BacklogWork
 from huedb.engine.hnsw_config import DEFAULT_RECALL_TARGET, HNSW_DEFAULTS
 
 # usearch's metric of a new graph, by Chroma space. A cosine graph holds unit vectors under
@@ -455,6 +458,7 @@ class VectorIndex:
         self._mapping: Any = None  # keeps the mapped snapshot alive under a viewed graph
         self._flat: FlatVectors | None = FlatVectors(dim)
         self.tuned_ef: int | None = None  # the ef measured to meet the recall target
+        self._backlog: Backlog | None = None  # changes the graph has yet to take
 
     @classmethod
     def from_graph(
@@ -525,6 +529,8 @@ class VectorIndex:
         whole mapped file while it is a snapshot view; else the graph's serialized size,
         within ~5 % of its private memory at 2,000 x 384)."""
         total = 0 if self._flat is None else self._flat.nbytes
+        if self._backlog is not None:
+            total += self._backlog.nbytes
         if self._graph is not None:
             mapped = self._mapping is not None
             total += len(self._mapping) if mapped else self._graph.serialized_length
@@ -536,9 +542,17 @@ class VectorIndex:
 
     def __len__(self) -> int:
         if self._graph is not None:
-            return len(self._graph)
+            backlog = self._backlog
+            if backlog is None:
+                return len(self._graph)
+            return len(self._graph) - backlog.stale_in_graph + len(backlog.fresh)
         assert self._flat is not None
         return len(self._flat)
+
+    @property
+    def backlog(self) -> int:
+        """How many keys' changes the graph has yet to take (searched exactly meanwhile)."""
+        return 0 if self._backlog is None else len(self._backlog)
 
     def upsert(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         """Insert or replace vectors under their keys."""
@@ -550,6 +564,9 @@ class VectorIndex:
         if len(unique) < len(keys):  # a key twice in one batch: the last vector wins
             picked = len(keys) - 1 - last
             keys, vectors = keys[picked], vectors[picked]
+        if self._backlog is not None:  # after the changes noted before it
+            self.defer(np.empty(0, dtype=np.uint64), keys, vectors)
+            return
         if self._flat is not None:
             self._flat.upsert(keys, vectors)
         if self._graph is not None:
@@ -557,19 +574,79 @@ class VectorIndex:
             present = graph.contains(keys)
             if np.any(present):
                 graph.remove(keys[present])
-            graph.add(keys, self._graph_rows(vectors), threads=_threads(len(keys)))
+            graph.add(keys, self.graph_rows(vectors), threads=_threads(len(keys)))
 
     def remove(self, keys: np.ndarray) -> None:
         """Remove keys that are present; absent keys are ignored."""
         if len(keys) == 0:
             return
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        if self._backlog is not None:
+            self.defer(keys, np.empty(0, dtype=np.uint64), np.empty((0, self.dim), np.float32))
+            return
         if self._flat is not None:
             self._flat.remove(keys)
         if self._graph is not None:
             present = self._graph.contains(keys)
             if np.any(present):
                 self._mutable_graph().remove(keys[present])
+
+    def defer(self, removed: np.ndarray, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Apply changes to the float32 vectors at once, and note them for the graph
+        (`graph_backlog`) rather than change it: `removed` are gone, `keys` (distinct) hold
+        `vectors`. Searches take the noted keys exactly until a pass brings the graph up to
+        date (`take_backlog`, `adopt_backlog_graph`); the graph itself is not changed
+        meanwhile, so a pass may read it from another thread."""
+        assert self._graph is not None
+        removed = np.ascontiguousarray(removed, dtype=np.uint64)
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self._flat is not None:
+            self._flat.remove(removed)
+            if len(keys):
+                self._flat.upsert(keys, vectors)
+        if self._backlog is None:
+            self._backlog = Backlog(FlatVectors(self.dim))
+        self._backlog.note(self._graph.contains, removed, keys, vectors)
+
+    def take_backlog(self) -> BacklogWork:
+        """The changes noted so far, for one pass; changes noted from now on wait for the
+        next (`Backlog.take_work`)."""
+        assert self._backlog is not None
+        return self._backlog.take_work()
+
+    def adopt_backlog_graph(self, graph: Index, work: BacklogWork) -> None:
+        """Serve `graph`: this index's graph with `work` applied (by a pass, in another
+        thread or process). The work's keys not noted again since leave the backlog."""
+        backlog = self._backlog
+        assert backlog is not None and self._graph is not None
+        graph.expansion_search = self.search_ef
+        self._graph, self._mapping = graph, None
+        backlog.settle(work, graph.contains)
+        if len(backlog) == 0:
+            self._backlog = None
+
+    def apply_backlog_here(self) -> None:
+        """Apply the whole backlog to the graph in this thread (a small one, or after a
+        pass failed), then drop it."""
+        backlog = self._backlog
+        if backlog is None:
+            return
+        work = backlog.take_work()
+        graph = self._mutable_graph()
+        present = graph.contains(work.keys)
+        if np.any(present):
+            graph.remove(work.keys[present])
+        if len(work.add_keys):
+            rows = self.graph_rows(work.add_vectors)
+            graph.add(work.add_keys, rows, threads=_threads(len(rows)))
+        self._backlog = None
+
+    def reopen_backlog(self) -> None:
+        """After a pass that did not finish: its changes wait for the next pass, which
+        takes every noted key again."""
+        if self._backlog is not None:
+            self._backlog.later = None
 
     def contents(self) -> tuple[np.ndarray, np.ndarray]:
         """The exact index's keys and vectors, lent to a graph build (see FlatVectors)."""
@@ -642,24 +719,48 @@ class VectorIndex:
                 for k, a, b in zip(keys, got, stored, strict=True)
                 if not np.array_equal(a, b)
             ]
+        wrong: list[int] = []
+        if self._backlog is not None:  # noted keys: their current vectors are exact
+            noted = self._backlog.is_stale(keys)
+            fresh, noted_keys = self._backlog.fresh, keys[noted]
+            held = fresh.rows(noted_keys) >= 0
+            same = np.zeros(len(noted_keys), dtype=bool)
+            if np.any(held):
+                got = fresh.gather(noted_keys[held])
+                same[held] = np.all(got == stored[noted][held], axis=1)
+            wrong = noted_keys[~same].tolist()
+            keys, stored = keys[~noted], stored[~noted]
+        if len(keys) == 0:
+            return wrong
+        return wrong + keys[~self.graph_holds(keys, stored)].tolist()
+
+    def graph_holds(self, keys: np.ndarray, stored: np.ndarray) -> np.ndarray:
+        """Per key, whether the graph holds exactly this float32 vector (at the graph's
+        precision); the graph is only read (a background pass may call this)."""
+        assert self._graph is not None
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        if len(keys) == 0:
+            return np.zeros(0, dtype=bool)
         got = self._graph.get(keys, dtype=np.float32)
         rows = [got] if isinstance(got, np.ndarray) and got.ndim == 1 else list(got)
-        want = at_graph_precision(str(self._graph.dtype.name).lower(), self._graph_rows(stored))
-        return [
-            int(k)
-            for k, a, b in zip(keys, rows, want, strict=True)
-            if a is None or not np.array_equal(a, b)
-        ]
+        want = at_graph_precision(str(self._graph.dtype.name).lower(), self.graph_rows(stored))
+        return np.fromiter(
+            (a is not None and np.array_equal(a, b) for a, b in zip(rows, want, strict=True)),
+            dtype=bool,
+            count=len(keys),
+        )
 
     def serialize(self) -> bytearray | None:
         """The HNSW graph serialized for a snapshot; None while the index is exact-only."""
         if self._graph is None:
             return None
+        assert self._backlog is None, "a graph with a backlog is behind its watermark"
         return self._graph.save()
 
     def save_graph(self, path: Path) -> None:
         """Write the serialized HNSW graph to the file `path`, streamed (no copy of it in
-        memory); OSError when it cannot be written."""
+        memory); OSError when it cannot be written. With a backlog, the graph is saved as
+        it is, without the changes noted (a pass's starting point, never a snapshot)."""
         assert self._graph is not None
         try:
             self._graph.save(os.fspath(path))
@@ -669,7 +770,10 @@ class VectorIndex:
     def keys(self) -> np.ndarray:
         """All keys currently indexed."""
         if self._graph is not None:
-            return np.asarray(self._graph.keys, dtype=np.uint64)
+            keys = np.asarray(self._graph.keys, dtype=np.uint64)
+            if self._backlog is None:
+                return keys
+            return np.concatenate([self._backlog.current(keys), self._backlog.fresh.keys()])
         assert self._flat is not None
         return self._flat.keys()
 
@@ -683,7 +787,7 @@ class VectorIndex:
             self._mapping = None
         return self._graph
 
-    def _graph_rows(self, vectors: np.ndarray) -> np.ndarray:
+    def graph_rows(self, vectors: np.ndarray) -> np.ndarray:
         """float32 vectors as this index's graph holds them (`graph_input`, unless the graph
         is an older snapshot's cosine-metric one, which holds them unscaled)."""
         if self.metric == LEGACY_COSINE_METRIC:
@@ -712,15 +816,21 @@ class VectorIndex:
         return rank_exact(self.params.space, matrix, candidates, query, k)
 
     def _graph_candidates(self, query: np.ndarray, count: int, ef: int | None = None) -> np.ndarray:
-        graph = self._graph
+        """The graph's `count` nearest keys; with a backlog, its outdated entries left out
+        and the backlog's `count` nearest current vectors (exact) added."""
+        graph, backlog = self._graph, self._backlog
         assert graph is not None
-        graph.expansion_search = max(self.search_ef, ef or 0, count)
-        found = graph.search(query, count, threads=1)
+        asked = count if backlog is None else count + min(backlog.stale_in_graph, count)
+        graph.expansion_search = max(self.search_ef, ef or 0, asked)
+        found = graph.search(query, asked, threads=1)
         keys = np.asarray(found.keys, dtype=np.uint64)
-        if len(keys) < count:
-            found = graph.search(query, count, threads=1, exact=True)
+        if len(keys) < min(asked, len(graph)):
+            found = graph.search(query, asked, threads=1, exact=True)
             keys = np.asarray(found.keys, dtype=np.uint64)
-        return keys
+        if backlog is None:
+            return keys
+        nearest = backlog.nearest(self.params.space, query, count)
+        return np.concatenate([backlog.current(keys)[:count], nearest])
 
     def _filtered_graph_search(
         self, query: np.ndarray, k: int, allowed: np.ndarray, fetch: VectorFetch
@@ -729,7 +839,9 @@ class VectorIndex:
         want = min(k, len(allowed))
         count = min(n, math.ceil(FILTER_OVERSAMPLE * (k + RERANK_MARGIN) * n / len(allowed)))
         candidates = self._graph_candidates(query, count, ef=count)
-        candidates = candidates[np.isin(candidates, allowed)][: want + RERANK_MARGIN]
+        candidates = candidates[np.isin(candidates, allowed)]
+        if self._backlog is None:  # the graph's order: the nearest first
+            candidates = candidates[: want + RERANK_MARGIN]
         if len(candidates) < want:
             return self.exact_among(query, k, allowed, fetch)
         return self.rank(query, want, candidates, fetch)

@@ -1,0 +1,247 @@
+"""A graph's backlog (engine/graph_backlog.py): large catch-ups applied in the background.
+
+Against a reference dict of key -> vector, a graph index takes random changes deferred
+(`VectorIndex.defer`), changes made while a background pass is under way, passes in a
+child process (`take_backlog`, `graph_build.apply_backlog`, `adopt_backlog_graph`) and
+in the caller's thread (`apply_backlog_here`), in any order: after every step its keys,
+length and vectors are the reference's, no removed or outdated entry is returned,
+distances are exact, and a changed record queried with its new vector is found first.
+End to end, a query that finds a larger catch-up than INLINE_MAX_CHANGES answers from the
+old graph plus an exact pass over the changes while a thread applies them; once it is
+done, close writes a snapshot that needs no catch-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from huedb.engine import snapshot
+from huedb.engine.engine import Engine
+from huedb.engine.filters import compile_filter
+from huedb.engine.graph_backlog import INLINE_MAX_CHANGES
+from huedb.engine.graph_build import apply_backlog
+from huedb.engine.vector_index import Thresholds, VectorIndex
+from huedb.options import EngineOptions
+from huedb.record_batch import RecordBatch
+from tests.test_vector_index import (
+    SPACES,
+    Fetch,
+    Ref,
+    check_hits,
+    check_index_state,
+    forbidden_fetch,
+    graph_index,
+    make_queries,
+    make_reference,
+    ref_vectors,
+    scaled,
+)
+
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["update", "insert", "remove", "defer", "take", "apply", "pass"]),
+        st.integers(1, 30),
+        st.integers(0, 2**32 - 1),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+def _change(
+    index: VectorIndex, ref: Ref, op: str, count: int, seed: int, dim: int, deferred: bool
+) -> list[int]:
+    """One random change (update, insert or remove `count` keys, or set keys to the vectors
+    they hold: a change of metadata only), to the index (through `defer` when `deferred`,
+    else `upsert` / `remove`) and the reference; the keys whose vectors were set."""
+    rng = np.random.default_rng(seed)
+    present = sorted(ref)
+    if op == "remove":
+        gone = rng.choice(present, size=min(count, len(present) - 1), replace=False)
+        gone = np.asarray([*gone.tolist(), max(present) + 1000], dtype=np.uint64)  # + absent
+        if deferred:
+            index.defer(gone, np.empty(0, np.uint64), np.empty((0, dim), np.float32))
+        else:
+            index.remove(gone)
+        for key in gone.tolist():
+            ref.pop(key, None)
+        return []
+    if op in ("update", "same"):
+        keys = [int(k) for k in rng.choice(present, size=min(count, len(present)), replace=False)]
+    else:
+        keys = list(range(max(present) + 1, max(present) + 1 + count))
+    vectors = rng.standard_normal((len(keys), dim)).astype(np.float32)
+    if op == "same":
+        vectors = ref_vectors(ref, keys)
+    if deferred:
+        index.defer(np.empty(0, np.uint64), np.asarray(keys, np.uint64), vectors)
+    else:
+        index.upsert(np.asarray(keys, dtype=np.uint64), vectors)
+    ref.update(zip(keys, vectors, strict=True))
+    return keys
+
+
+@scaled(0.25)
+@given(
+    space=st.sampled_from(SPACES),
+    dim=st.integers(4, 12),
+    n=st.integers(60, 200),
+    with_flat=st.booleans(),
+    ops=steps,
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_backlog_follows_reference(
+    tmp_path_factory, space: str, dim: int, n: int, with_flat: bool, ops, seed: int
+) -> None:
+    """Deferred changes, changes during a pass and passes keep the index equal to the
+    reference, and its searches exact-ranked over current vectors only."""
+    rng = np.random.default_rng(seed)
+    ref = make_reference(rng, n, dim, clustered=False)
+    index = graph_index(ref, dim, space, Thresholds(0, 10 * dim), with_flat)
+    fetch = forbidden_fetch if with_flat else Fetch(ref, dim)
+    removed: set[int] = set()
+    work = None
+    workdir = tmp_path_factory.mktemp("passes")
+    for step, (op, count, op_seed) in enumerate(ops):
+        what = f"step {step} ({op} {count}, {space}, flat={with_flat})"
+        before = set(ref)
+        changed: list[int] = []
+        if op in ("update", "insert", "remove"):
+            changed = _change(index, ref, op, count, op_seed, dim, deferred=False)
+        elif op == "defer":
+            kind = ("update", "insert", "remove", "same")[op_seed % 4]
+            changed = _change(index, ref, kind, count, op_seed, dim, deferred=True)
+        elif op == "take" and index.backlog and work is None:
+            work = index.take_backlog()
+        elif op == "apply" and work is not None:
+            index.adopt_backlog_graph(apply_backlog(index, work, threading.Event(), workdir), work)
+            work = None
+        elif op == "pass" and work is None:
+            index.apply_backlog_here()
+            assert index.backlog == 0, f"{what}: a pass left {index.backlog} keys"
+        removed = (removed | before) - set(ref)
+        check_index_state(index, ref)
+        keys = np.asarray(sorted(ref), dtype=np.uint64)
+        assert index.mismatched(keys, ref_vectors(ref, keys)) == [], f"{what}: stale vectors"
+        queries = make_queries(rng, ref, dim)
+        for query in queries:
+            k = int(rng.integers(1, 20))
+            hits = index.search(query, k, None, fetch)
+            assert not removed & set(hits[0].tolist()), f"{what}: removed key returned"
+            check_hits(hits, space, ref, query, k, exact=False, what=what)
+            allowed = rng.choice(keys, size=max(1, len(ref) // 2), replace=False)
+            hits = index.search(query, k, allowed, fetch)
+            assert set(hits[0].tolist()) <= set(allowed.tolist()), f"{what}: outside filter"
+            check_hits(hits, space, ref, query, k, allowed, False, f"{what} filtered")
+        if space != "ip":  # a changed record holds the nearest vector to its own
+            for key in changed[:3]:
+                found, dists = index.search(ref[key], 1, None, fetch)
+                same = {k for k, v in ref.items() if np.array_equal(v, ref[key])}
+                if index.backlog:  # taken exactly from the backlog, never missed
+                    assert int(found[0]) in same and abs(float(dists[0])) <= 1e-5, what
+                    allowed = np.union1d(rng.choice(keys, size=len(keys) // 2), [key])
+                    found, dists = index.search(ref[key], 3, allowed.astype(np.uint64), fetch)
+                    assert int(found[0]) in same and abs(float(dists[0])) <= 1e-5, what
+    if work is not None:  # a pass taken and never applied: the next takes it all again
+        index.reopen_backlog()
+    if index.backlog:
+        work = index.take_backlog()
+        index.adopt_backlog_graph(apply_backlog(index, work, threading.Event(), workdir), work)
+    assert index.backlog == 0
+    assert list(workdir.iterdir()) == [], "a pass left files behind"
+    check_index_state(index, ref)
+    keys = np.asarray(sorted(ref), dtype=np.uint64)
+    assert index.mismatched(keys, ref_vectors(ref, keys)) == []
+
+
+# --------------------------------------------------------------------------- end to end
+
+DIM = 16
+TENANT, DATABASE = "default_tenant", "default_database"
+N = 3_000
+
+
+def _engine(path: Path) -> Engine:
+    return Engine(path, EngineOptions(exact_max_floats=200 * DIM))
+
+
+def _names(engine: Engine, uuid: str, queries: np.ndarray, k: int) -> list[list[str]]:
+    everything = compile_filter(None, None, None)
+    hits = engine.query(uuid, queries.astype(np.float32), k, everything, False)
+    return [[hits.rows[key][1] for key in keys] for keys in hits.keys]
+
+
+def _wait_until_indexed(engine: Engine, uuid: str) -> None:
+    deadline = time.monotonic() + 120
+    while engine.indexing_status(uuid)["op_indexing_progress"] < 1.0:
+        assert time.monotonic() < deadline, "the graph did not take its backlog in 120 s"
+        time.sleep(0.05)
+
+
+def test_large_catch_up_is_applied_in_the_background(tmp_path: Path, caplog) -> None:
+    """Another process changes more than INLINE_MAX_CHANGES records of a graph; the next
+    process to query answers at once from its snapshot plus the changes, searched exactly,
+    while a thread applies them; then its snapshot covers them."""
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((N, DIM)).astype(np.float32)
+    ids = [f"r{i}" for i in range(N)]
+    first = _engine(tmp_path)
+    col = first.create_collection("backlog", None, {}, False, TENANT, DATABASE)
+    first.add(col.uuid, RecordBatch(ids=ids, embeddings=vectors))
+    _wait_until_indexed(first, col.uuid)
+    first.close()
+    assert first._index_dir is not None
+    path = snapshot.snapshot_path(first._index_dir, col.uuid)
+    assert snapshot.read_header(path) is not None, "no snapshot of the graph was written"
+
+    writer = _engine(tmp_path)  # holds no index: its writes are left to the oplog
+    updated = rng.choice(N, INLINE_MAX_CHANGES + 200, replace=False)
+    new_vectors = rng.standard_normal((len(updated), DIM)).astype(np.float32)
+    writer.update(col.uuid, RecordBatch(ids=[ids[i] for i in updated], embeddings=new_vectors))
+    kept = np.setdiff1d(np.arange(N), updated)
+    deleted = rng.choice(kept, 300, replace=False)
+    writer.delete(col.uuid, compile_filter([ids[i] for i in deleted], None, None), None)
+    writer.close()
+    current = vectors.copy()
+    current[updated] = new_vectors
+    alive = np.setdiff1d(np.arange(N), deleted)
+
+    reader = _engine(tmp_path)
+    try:
+        with caplog.at_level(logging.INFO, logger="huedb.engine.index_cache"):
+            probes = np.concatenate([new_vectors[:20], vectors[deleted[:20]]])
+            found = _names(reader, col.uuid, probes, 5)
+        assert any("applied in the background" in r.getMessage() for r in caplog.records)
+        deleted_ids = {ids[i] for i in deleted}
+        for i, names in enumerate(found[:20]):
+            assert names[0] == ids[updated[i]], "an updated record is not found by its vector"
+        for names in found:
+            assert not deleted_ids & set(names), "a deleted record was returned"
+        check = reader.check_index(col.uuid)  # a fresh load: its backlog noted, not applied
+        assert (check.missing, check.extra, check.wrong_vectors) == ([], [], [])
+        assert check.records == check.indexed == len(alive)
+        _wait_until_indexed(reader, col.uuid)
+        status = reader.indexing_status(col.uuid)
+        assert status["num_unindexed_ops"] == 0 and status["total_ops"] == len(alive)
+        queries = current[alive[:50]]
+        assert [names[0] for names in _names(reader, col.uuid, queries, 1)] == [
+            ids[i] for i in alive[:50]
+        ]
+    finally:
+        reader.close()
+    last = _engine(tmp_path)
+    try:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="huedb.engine.index_cache"):
+            _names(last, col.uuid, current[alive[:3]], 3)
+        assert not any("applied in the background" in r.getMessage() for r in caplog.records)
+        assert last._indexes.loaded(col.cid).backlog == 0
+    finally:
+        last.close()
