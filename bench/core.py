@@ -362,6 +362,8 @@ FIGURES: list[Figure] = [
     Figure("update_rps", "update 10% (batches of 1,000)", "rec/s", True),
     Figure("upsert_rps", "upsert 10% (batches of 1,000)", "rec/s", True),
     Figure("delete_rps", "delete 10% (batches of 1,000)", "rec/s", True),
+    Figure("mutated_first_s", "query after mutations: first answer", "s", False),
+    Figure("mutated_indexed_s", "mutations: graph up to date after", "s", False, "huedb"),
     Figure("mutated_p50_ms", "query after mutations p50", "ms", False),
     Figure("mutated_recall", "query after mutations recall@10", "", True),
 ]

@@ -817,20 +817,35 @@ class VectorIndex:
 
     def _graph_candidates(self, query: np.ndarray, count: int, ef: int | None = None) -> np.ndarray:
         """The graph's `count` nearest keys; with a backlog, its outdated entries left out
-        and the backlog's `count` nearest current vectors (exact) added."""
+        (the graph is asked for more until `count` current ones are found or it has no
+        more) and the backlog's `count` nearest current vectors (exact) added."""
         graph, backlog = self._graph, self._backlog
         assert graph is not None
-        asked = count if backlog is None else count + min(backlog.stale_in_graph, count)
-        graph.expansion_search = max(self.search_ef, ef or 0, asked)
-        found = graph.search(query, asked, threads=1)
-        keys = np.asarray(found.keys, dtype=np.uint64)
-        if len(keys) < min(asked, len(graph)):
-            found = graph.search(query, asked, threads=1, exact=True)
-            keys = np.asarray(found.keys, dtype=np.uint64)
         if backlog is None:
-            return keys
+            return self._search_graph(query, count, ef)
+        size = len(graph)
+        asked = min(size, count + min(backlog.stale_in_graph, count))
+        current = np.empty(0, dtype=np.uint64)
+        while asked > 0:
+            current = backlog.current(self._search_graph(query, asked, ef))
+            if len(current) >= count or asked >= size:
+                break
+            asked = min(size, 2 * asked)
         nearest = backlog.nearest(self.params.space, query, count)
-        return np.concatenate([backlog.current(keys)[:count], nearest])
+        return np.concatenate([current[:count], nearest])
+
+    def _search_graph(self, query: np.ndarray, count: int, ef: int | None) -> np.ndarray:
+        """The keys of the graph's `count` nearest entries (an exhaustive search when the
+        graph search finds fewer than the graph holds)."""
+        graph = self._graph
+        assert graph is not None
+        graph.expansion_search = max(self.search_ef, ef or 0, count)
+        found = graph.search(query, count, threads=1)
+        keys = np.asarray(found.keys, dtype=np.uint64)
+        if len(keys) < min(count, len(graph)):
+            found = graph.search(query, count, threads=1, exact=True)
+            keys = np.asarray(found.keys, dtype=np.uint64)
+        return keys
 
     def _filtered_graph_search(
         self, query: np.ndarray, k: int, allowed: np.ndarray, fetch: VectorFetch
