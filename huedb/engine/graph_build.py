@@ -251,16 +251,19 @@ def _grow(
 
 def apply_backlog(
     index: VectorIndex, work: BacklogWork, stop: threading.Event, workdir: Path | None
-) -> Any:
+) -> Any | None:
     """A copy of the index's graph with `work` applied, made by a child process (no GIL
     shared with searches): the graph is saved to a file the child starts from, the work's
     keys are removed and those with vectors added, a frame at a time (a stop is seen
     within one frame), and the child's graph is read back. Keys whose vector the graph
-    already holds (a change of metadata only) are left as they are. The index's own graph
-    is only read: it is not changed while it has a backlog (`VectorIndex.defer`)."""
+    already holds (a change of metadata only) are left as they are; None when that leaves
+    nothing to change. The index's own graph is only read: it is not changed while it has
+    a backlog (`VectorIndex.defer`)."""
     held = index.graph_holds(work.add_keys, work.add_vectors)
     keys = np.setdiff1d(work.keys, work.add_keys[held], assume_unique=True)
     add_keys, add_vectors = work.add_keys[~held], work.add_vectors[~held]
+    if not index.graph_holds_any(keys) and len(add_keys) == 0:
+        return None
     child = ChildGraph(graph_config(index.dim, index.params), workdir, start=index.save_graph)
     try:
         for start in range(0, len(keys), 8 * FRAME_ROWS):

@@ -615,14 +615,16 @@ class VectorIndex:
         assert self._backlog is not None
         return self._backlog.take_work()
 
-    def adopt_backlog_graph(self, graph: Index, work: BacklogWork) -> None:
+    def adopt_backlog_graph(self, graph: Index | None, work: BacklogWork) -> None:
         """Serve `graph`: this index's graph with `work` applied (by a pass, in another
-        thread or process). The work's keys not noted again since leave the backlog."""
+        thread or process; None: the work changed nothing in it). The work's keys not
+        noted again since leave the backlog."""
         backlog = self._backlog
         assert backlog is not None and self._graph is not None
-        graph.expansion_search = self.search_ef
-        self._graph, self._mapping = graph, None
-        backlog.settle(work, graph.contains)
+        if graph is not None:
+            graph.expansion_search = self.search_ef
+            self._graph, self._mapping = graph, None
+        backlog.settle(work, self._graph.contains)
         if len(backlog) == 0:
             self._backlog = None
 
@@ -733,6 +735,11 @@ class VectorIndex:
         if len(keys) == 0:
             return wrong
         return wrong + keys[~self.graph_holds(keys, stored)].tolist()
+
+    def graph_holds_any(self, keys: np.ndarray) -> bool:
+        """Whether the graph holds any of these keys (it is only read)."""
+        assert self._graph is not None
+        return len(keys) > 0 and bool(np.any(self._graph.contains(keys)))
 
     def graph_holds(self, keys: np.ndarray, stored: np.ndarray) -> np.ndarray:
         """Per key, whether the graph holds exactly this float32 vector (at the graph's
