@@ -178,6 +178,19 @@ def _names(engine: Engine, uuid: str, queries: np.ndarray, k: int) -> list[list[
     return [[hits.rows[key][1] for key in keys] for keys in hits.keys]
 
 
+def _first_recall_measurement(caplog) -> str:
+    """The first recall measurement logged (waiting up to 60 s for one)."""
+    deadline = time.monotonic() + 60
+    while True:
+        found = [
+            r.getMessage() for r in caplog.records if "recall@10 of the graph" in r.getMessage()
+        ]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, "the graph's recall was not measured in 60 s"
+        time.sleep(0.05)
+
+
 def _wait_until_indexed(engine: Engine, uuid: str) -> None:
     deadline = time.monotonic() + 120
     while engine.indexing_status(uuid)["op_indexing_progress"] < 1.0:
@@ -227,7 +240,12 @@ def test_large_catch_up_is_applied_in_the_background(tmp_path: Path, caplog) -> 
         check = reader.check_index(col.uuid)  # a fresh load: its backlog noted, not applied
         assert (check.missing, check.extra, check.wrong_vectors) == ([], [], [])
         assert check.records == check.indexed == len(alive)
-        _wait_until_indexed(reader, col.uuid)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="huedb.engine.index_cache"):
+            _wait_until_indexed(reader, col.uuid)
+            measured = _first_recall_measurement(caplog)
+        # Measured on the snapshot written after the pass, not the older one on disk.
+        assert f"{len(alive)} vectors" in measured, measured
         status = reader.indexing_status(col.uuid)
         assert status["num_unindexed_ops"] == 0 and status["total_ops"] == len(alive)
         queries = current[alive[:50]]

@@ -563,6 +563,7 @@ class IndexCache:
             return
         state.backlog_pass = None
         state.resized = True
+        state.may_calibrate = False  # the snapshot on disk is older: measure the next one
         index = state.index
         outcome = job.outcome[0] if job.outcome else RuntimeError("the pass produced nothing")
         if isinstance(outcome, Exception):
