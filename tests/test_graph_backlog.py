@@ -27,7 +27,7 @@ from huedb.engine.engine import Engine
 from huedb.engine.filters import compile_filter
 from huedb.engine.graph_backlog import INLINE_MAX_CHANGES
 from huedb.engine.graph_build import apply_backlog
-from huedb.engine.vector_index import Thresholds, VectorIndex
+from huedb.engine.vector_index import FlatVectors, Thresholds, VectorIndex
 from huedb.options import EngineOptions
 from huedb.record_batch import RecordBatch
 from tests.test_vector_index import (
@@ -159,6 +159,42 @@ def test_backlog_follows_reference(
     check_index_state(index, ref)
     keys = np.asarray(sorted(ref), dtype=np.uint64)
     assert index.mismatched(keys, ref_vectors(ref, keys)) == []
+
+
+@scaled(0.3)
+@given(
+    space=st.sampled_from(SPACES),
+    n=st.integers(1, 80),
+    dim=st.integers(1, 9),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_flat_vectors_holding_a_matrix(space: str, n: int, dim: int, seed: int) -> None:
+    """`FlatVectors.holding` (the backlog's vectors, not copied) answers as FlatVectors
+    filled by `upsert` does, and its later changes never write into the caller's matrix."""
+    rng = np.random.default_rng(seed)
+    keys = rng.choice(10 * n, size=n, replace=False).astype(np.uint64)
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    original = vectors.copy()
+    held = FlatVectors.holding(keys, vectors)
+    filled = FlatVectors(dim)
+    filled.upsert(keys, vectors)
+    query = rng.standard_normal(dim).astype(np.float32)
+    assert sorted(held.keys().tolist()) == sorted(filled.keys().tolist()) and len(held) == n
+    assert np.array_equal(held.gather(keys), filled.gather(keys))
+    (held_keys, held_dists), (keys_b, dists_b) = (
+        held.search(space, query, 5),
+        filled.search(space, query, 5),
+    )
+    assert np.allclose(held_dists, dists_b, rtol=1e-6, atol=1e-6)
+    by_key = dict(zip(keys_b.tolist(), dists_b.tolist(), strict=True))
+    for key, dist in zip(held_keys.tolist(), held_dists.tolist(), strict=True):
+        tied = abs(dist - float(dists_b[-1])) <= 1e-6  # a tie at the k-th may differ
+        assert tied or abs(by_key[key] - dist) <= 1e-6
+    changed = keys[: max(1, n // 2)]
+    held.upsert(changed, rng.standard_normal((len(changed), dim)).astype(np.float32))
+    held.remove(keys[-1:])
+    held.upsert(np.asarray([10 * n + 1], dtype=np.uint64), np.ones((1, dim), np.float32))
+    assert np.array_equal(vectors, original), "a change wrote into the caller's matrix"
 
 
 # --------------------------------------------------------------------------- end to end

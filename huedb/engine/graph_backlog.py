@@ -45,6 +45,8 @@ class ExactVectors(Protocol):
 
     def upsert(self, keys: np.ndarray, vectors: np.ndarray) -> None: ...
 
+    def contents(self) -> tuple[np.ndarray, np.ndarray]: ...
+
     def remove(self, keys: np.ndarray) -> None: ...
 
     def search(self, space: str, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
@@ -79,9 +81,15 @@ class Backlog:
         return self.fresh.nbytes
 
     def note(
-        self, contains: Contains, removed: np.ndarray, keys: np.ndarray, vectors: np.ndarray
+        self,
+        contains: Contains,
+        removed: np.ndarray,
+        keys: np.ndarray,
+        vectors: np.ndarray,
+        held: bool = False,
     ) -> None:
-        """Record that `removed` are gone and `keys` now hold `vectors`."""
+        """Record that `removed` are gone and `keys` now hold `vectors` (`held`: `fresh`
+        already holds them)."""
         changed = np.concatenate([removed, keys]).astype(np.uint64)
         new = np.asarray([k for k in changed.tolist() if k not in self.stale], dtype=np.uint64)
         if len(new):
@@ -89,7 +97,7 @@ class Backlog:
             self.stale.update(new.tolist())
         if len(removed):
             self.fresh.remove(removed)
-        if len(keys):
+        if len(keys) and not held:
             self.fresh.upsert(keys, vectors)
         if self.later is not None:
             self.later.update(changed.tolist())
@@ -113,11 +121,12 @@ class Backlog:
         return self.fresh.search(space, query, count)[0]
 
     def take_work(self) -> BacklogWork:
-        """Every change noted so far, for one pass; changes noted from now on are `later`."""
+        """Every change noted so far, for one pass; changes noted from now on are `later`.
+        The vectors are lent by `fresh`, not copied (a change to them copies them first)."""
         keys = np.fromiter(self.stale, dtype=np.uint64, count=len(self.stale))
-        add_keys = self.fresh.keys()
+        add_keys, add_vectors = self.fresh.contents()
         self.later = set()
-        return BacklogWork(keys, add_keys, self.fresh.gather(add_keys))
+        return BacklogWork(keys, add_keys.copy(), add_vectors)
 
     def settle(self, work: BacklogWork, contains: Contains) -> None:
         """After a pass applied `work`, giving a graph whose membership `contains` tells:

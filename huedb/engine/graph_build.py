@@ -260,8 +260,10 @@ def apply_backlog(
     nothing to change. The index's own graph is only read: it is not changed while it has
     a backlog (`VectorIndex.defer`)."""
     held = index.graph_holds(work.add_keys, work.add_vectors)
-    keys = np.setdiff1d(work.keys, work.add_keys[held], assume_unique=True)
-    add_keys, add_vectors = work.add_keys[~held], work.add_vectors[~held]
+    keys, add_keys, add_vectors = work.keys, work.add_keys, work.add_vectors
+    if np.any(held):  # (else no copy of the vectors)
+        keys = np.setdiff1d(keys, add_keys[held], assume_unique=True)
+        add_keys, add_vectors = add_keys[~held], add_vectors[~held]
     if not index.graph_holds_any(keys) and len(add_keys) == 0:
         return None
     child = ChildGraph(graph_config(index.dim, index.params), workdir, start=index.save_graph)

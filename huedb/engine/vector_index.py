@@ -311,6 +311,21 @@ class FlatVectors:
         row = self._matrix.itemsize * self.dim + self._norms.itemsize + self._keys.itemsize
         return self._count * row + self._row_by_key.nbytes
 
+    @classmethod
+    def holding(cls, keys: np.ndarray, vectors: np.ndarray) -> FlatVectors:
+        """FlatVectors of these distinct keys and C-contiguous float32 vectors, holding the
+        caller's matrix itself (lent: a later change to a row copies it first) rather than
+        a copy: a large new matrix is mostly page faults (200k x 384: 2.8 s here)."""
+        flat = cls(vectors.shape[1])
+        if len(keys) == 0:
+            return flat
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        flat._reserve_keys(int(keys.min()), int(keys.max()) + 1)
+        flat._matrix, flat._keys, flat._count, flat._lent = vectors, keys.copy(), len(keys), True
+        flat._norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+        flat._row_by_key[keys.astype(np.int64) - flat._key_base] = np.arange(len(keys))
+        return flat
+
     def reserve(self, rows: int) -> None:
         """Make room for `rows` vectors in total (avoids regrowth when the count is known)."""
         self._reserve_rows(rows)
@@ -605,9 +620,11 @@ class VectorIndex:
             self._flat.remove(removed)
             if len(keys):
                 self._flat.upsert(keys, vectors)
-        if self._backlog is None:
-            self._backlog = Backlog(FlatVectors(self.dim))
-        self._backlog.note(self._graph.contains, removed, keys, vectors)
+        if self._backlog is not None:
+            self._backlog.note(self._graph.contains, removed, keys, vectors)
+            return
+        self._backlog = Backlog(FlatVectors.holding(keys, vectors))
+        self._backlog.note(self._graph.contains, removed, keys, vectors, held=True)
 
     def take_backlog(self) -> BacklogWork:
         """The changes noted so far, for one pass; changes noted from now on wait for the
