@@ -6,9 +6,12 @@ child process (`take_backlog`, `graph_build.apply_backlog`, `adopt_backlog_graph
 in the caller's thread (`apply_backlog_here`), in any order: after every step its keys,
 length and vectors are the reference's, no removed or outdated entry is returned,
 distances are exact, and a changed record queried with its new vector is found first.
-End to end, a query that finds a larger catch-up than INLINE_MAX_CHANGES answers from the
-old graph plus an exact pass over the changes while a thread applies them; once it is
-done, close writes a snapshot that needs no catch-up.
+`FlatVectors.holding` (the backlog's vectors, not copied) answers as `upsert` would and
+never writes into the matrix it holds. End to end (on both stores), a query that finds a
+catch-up larger than INLINE_MAX_CHANGES answers at once from the old graph plus an exact
+pass over the changes, while a child process applies them to a copy of the graph; once
+it is swapped in, the recall is measured on the new snapshot, and close writes one that
+needs no catch-up.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from huedb.engine.filters import compile_filter
 from huedb.engine.graph_backlog import INLINE_MAX_CHANGES
 from huedb.engine.graph_build import apply_backlog
 from huedb.engine.vector_index import FlatVectors, Thresholds, VectorIndex
-from huedb.options import EngineOptions
 from huedb.record_batch import RecordBatch
+from tests import stores
+from tests.stores import StoreTarget
 from tests.test_vector_index import (
     SPACES,
     Fetch,
@@ -199,13 +203,14 @@ def test_flat_vectors_holding_a_matrix(space: str, n: int, dim: int, seed: int) 
 
 # --------------------------------------------------------------------------- end to end
 
+store = stores.store
 DIM = 16
 TENANT, DATABASE = "default_tenant", "default_database"
 N = 3_000
 
 
-def _engine(path: Path) -> Engine:
-    return Engine(path, EngineOptions(exact_max_floats=200 * DIM))
+def _engine(target: StoreTarget, path: Path) -> Engine:
+    return stores.engine(target, path, exact_max_floats=200 * DIM)
 
 
 def _names(engine: Engine, uuid: str, queries: np.ndarray, k: int) -> list[list[str]]:
@@ -234,14 +239,16 @@ def _wait_until_indexed(engine: Engine, uuid: str) -> None:
         time.sleep(0.05)
 
 
-def test_large_catch_up_is_applied_in_the_background(tmp_path: Path, caplog) -> None:
+def test_large_catch_up_is_applied_in_the_background(
+    store: StoreTarget, tmp_path: Path, caplog
+) -> None:
     """Another process changes more than INLINE_MAX_CHANGES records of a graph; the next
     process to query answers at once from its snapshot plus the changes, searched exactly,
     while a thread applies them; then its snapshot covers them."""
     rng = np.random.default_rng(7)
     vectors = rng.standard_normal((N, DIM)).astype(np.float32)
     ids = [f"r{i}" for i in range(N)]
-    first = _engine(tmp_path)
+    first = _engine(store, tmp_path)
     col = first.create_collection("backlog", None, {}, False, TENANT, DATABASE)
     first.add(col.uuid, RecordBatch(ids=ids, embeddings=vectors))
     _wait_until_indexed(first, col.uuid)
@@ -250,7 +257,7 @@ def test_large_catch_up_is_applied_in_the_background(tmp_path: Path, caplog) -> 
     path = snapshot.snapshot_path(first._index_dir, col.uuid)
     assert snapshot.read_header(path) is not None, "no snapshot of the graph was written"
 
-    writer = _engine(tmp_path)  # holds no index: its writes are left to the oplog
+    writer = _engine(store, tmp_path)  # holds no index: its writes are left to the oplog
     updated = rng.choice(N, INLINE_MAX_CHANGES + 200, replace=False)
     new_vectors = rng.standard_normal((len(updated), DIM)).astype(np.float32)
     writer.update(col.uuid, RecordBatch(ids=[ids[i] for i in updated], embeddings=new_vectors))
@@ -262,7 +269,7 @@ def test_large_catch_up_is_applied_in_the_background(tmp_path: Path, caplog) -> 
     current[updated] = new_vectors
     alive = np.setdiff1d(np.arange(N), deleted)
 
-    reader = _engine(tmp_path)
+    reader = _engine(store, tmp_path)
     try:
         with caplog.at_level(logging.INFO, logger="huedb.engine.index_cache"):
             probes = np.concatenate([new_vectors[:20], vectors[deleted[:20]]])
@@ -290,7 +297,7 @@ def test_large_catch_up_is_applied_in_the_background(tmp_path: Path, caplog) -> 
         ]
     finally:
         reader.close()
-    last = _engine(tmp_path)
+    last = _engine(store, tmp_path)
     try:
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="huedb.engine.index_cache"):
