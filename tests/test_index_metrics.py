@@ -1,6 +1,7 @@
 """Metrics of the index cache (issues 15 and 17): hits, misses, evictions, bytes held and
 the budget; snapshot writes (ok and failed) and their bytes; graph builds running, their
-vectors and progress, and the vectors they added.
+vectors and progress, and the vectors they added; passes applying a graph's backlog and
+the changed keys they applied.
 
 In-process, the engine's events go to the server's own `EngineMetrics` (prometheus-client's
 default registry); a scripted workload under a 1-byte budget (only the index in use stays)
@@ -25,6 +26,7 @@ from prometheus_client import REGISTRY
 import huedb
 from huedb.engine import events, snapshot
 from huedb.engine.engine import Engine
+from huedb.engine.graph_backlog import INLINE_MAX_CHANGES
 from huedb.engine.graph_build import FRAME_ROWS
 from huedb.engine.recall_calibration import SAMPLE_QUERIES
 from huedb.record_batch import RecordBatch
@@ -289,3 +291,36 @@ def test_catch_up_lag_in_entries_and_seconds(tmp_path: Path, listener: EngineMet
     assert got["huedb_oplog_catch_up_entries_sum"] == 3
     assert got["huedb_oplog_catch_up_lag_seconds_count"] == 1
     assert 0.3 <= got["huedb_oplog_catch_up_lag_seconds_sum"] < 30
+
+
+def test_a_graph_backlog_pass_is_counted(tmp_path: Path, listener: EngineMetrics) -> None:
+    """A catch-up larger than INLINE_MAX_CHANGES, found by a query, is applied by a
+    background pass: one pass counted (ok), with the changed keys it applied."""
+    n = INLINE_MAX_CHANGES + 500
+    settings = huedb.Settings(huedb_exact_max_floats=64)
+    first = huedb.PersistentClient(path=tmp_path, settings=settings)
+    col = make(first, "bulk", n)
+    wait_for_graph(col)
+    first.close()  # snapshotted
+    writer = Engine(tmp_path)  # another process, holding no index
+    changed = INLINE_MAX_CHANGES + 100
+    try:
+        new = np.random.default_rng(5).standard_normal((changed, DIM)).astype(np.float32)
+        writer.update(
+            str(col.id), RecordBatch(ids=[f"r{i}" for i in range(changed)], embeddings=new)
+        )
+    finally:
+        writer.close()
+    name = "huedb_graph_backlog_duration_seconds_count"
+    before_ok = REGISTRY.get_sample_value(name, {"outcome": "ok"}) or 0.0
+    before_changes = REGISTRY.get_sample_value("huedb_graph_backlog_changes_total") or 0.0
+    reader = huedb.PersistentClient(path=tmp_path, settings=settings)
+    try:
+        again = reader.get_collection("bulk")
+        query(again)
+        wait_for_graph(again)
+    finally:
+        reader.close()
+    assert (REGISTRY.get_sample_value(name, {"outcome": "ok"}) or 0.0) - before_ok == 1
+    got = (REGISTRY.get_sample_value("huedb_graph_backlog_changes_total") or 0.0) - before_changes
+    assert got == changed

@@ -1,6 +1,7 @@
 """What the engine reports to an observer (the server's metrics): each query's plan and
-duration, graph builds and their progress, index catch-ups from the oplog, snapshot writes,
-and the index cache's memory, hits, misses and evictions.
+duration, graph builds and their progress, index catch-ups from the oplog, graph backlogs
+applied in the background, snapshot writes, and the index cache's memory, hits, misses and
+evictions.
 
 The engine calls the functions below; with no listener registered they do nothing. The
 observer lives in a higher layer and registers itself with `listen`.
@@ -25,6 +26,8 @@ class EngineListener(Protocol):
     def index_build(self, seconds: float, ok: bool, vectors: int, added: int) -> None: ...
 
     def catch_up(self, entries: int, seconds: float) -> None: ...
+
+    def graph_backlog(self, seconds: float, ok: bool, changes: int) -> None: ...
 
     def snapshot(self, ok: bool, nbytes: int) -> None: ...
 
@@ -74,6 +77,13 @@ def caught_up(entries: int, seconds: float) -> None:
     current `seconds` ago (an upper bound on how long the oldest of them waited)."""
     if _listener is not None:
         _listener.catch_up(entries, seconds)
+
+
+def graph_backlog_applied(seconds: float, ok: bool, changes: int) -> None:
+    """A background pass applying `changes` changed keys to a graph (`graph_backlog`)
+    finished (ok) or failed, after `seconds`."""
+    if _listener is not None:
+        _listener.graph_backlog(seconds, ok, changes)
 
 
 def snapshot_written(ok: bool, nbytes: int) -> None:

@@ -535,13 +535,15 @@ class IndexCache:
                 job.outcome.append((apply_backlog(index, work, job.stop, workdir), work))
             except Exception as exc:  # reported when adopting, in the caller's thread
                 job.outcome.append(exc)
-                return
-            logger.info(
-                "applied %d changes to the graph of collection %s in %.1f s",
-                len(work.keys),
-                col.uuid,
-                time.perf_counter() - started,
-            )
+            seconds, ok = time.perf_counter() - started, not isinstance(job.outcome[0], Exception)
+            events.graph_backlog_applied(seconds, ok, len(work.keys))
+            if ok:
+                logger.info(
+                    "applied %d changes to the graph of collection %s in %.1f s",
+                    len(work.keys),
+                    col.uuid,
+                    seconds,
+                )
 
         job.thread = threading.Thread(target=run, name=f"huedb-backlog-{col.uuid}", daemon=True)
         state.backlog_pass = job

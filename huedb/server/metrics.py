@@ -100,6 +100,16 @@ CATCH_UP_SECONDS = Histogram(
     "(an upper bound on how long the oldest applied change waited for this process)",
     buckets=LAG_SECONDS_BUCKETS,
 )
+BACKLOG_SECONDS = Histogram(
+    "huedb_graph_backlog_duration_seconds",
+    "Background passes applying a graph's backlog (a catch-up too large to apply in a "
+    "query), by outcome (ok, failed)",
+    ["outcome"],
+    buckets=BUILD_BUCKETS,
+)
+BACKLOG_CHANGES = Counter(
+    "huedb_graph_backlog_changes", "Changed keys applied to graphs by background passes"
+)
 # Gauges of running builds are summed over the live workers.
 BUILDS_RUNNING = Gauge(
     "huedb_index_builds_running",
@@ -163,6 +173,11 @@ class EngineMetrics:
     def catch_up(self, entries: int, seconds: float) -> None:
         CATCH_UP_ENTRIES.observe(entries)
         CATCH_UP_SECONDS.observe(seconds)
+
+    def graph_backlog(self, seconds: float, ok: bool, changes: int) -> None:
+        BACKLOG_SECONDS.labels("ok" if ok else "failed").observe(seconds)
+        if ok:
+            BACKLOG_CHANGES.inc(changes)
 
     def snapshot(self, ok: bool, nbytes: int) -> None:
         SNAPSHOT_WRITES.labels("ok" if ok else "failed").inc()
