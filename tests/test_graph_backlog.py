@@ -153,8 +153,7 @@ def test_backlog_follows_reference(
                     allowed = np.union1d(rng.choice(keys, size=len(keys) // 2), [key])
                     found, dists = index.search(ref[key], 3, allowed.astype(np.uint64), fetch)
                     assert int(found[0]) in same and abs(float(dists[0])) <= 1e-5, what
-    if work is not None:  # a pass taken and never applied: the next takes it all again
-        index.reopen_backlog()
+    # A pass taken and never applied (`work`) is simply replaced: the next takes it all.
     if index.backlog:
         work = index.take_backlog()
         index.adopt_backlog_graph(apply_backlog(index, work, threading.Event(), workdir), work)

@@ -104,10 +104,7 @@ class Backlog:
 
     def current(self, keys: np.ndarray) -> np.ndarray:
         """The graph's candidate keys whose entries are up to date, in the order given."""
-        if not self.stale:
-            return keys
-        stale = self.stale
-        return keys[np.fromiter((k not in stale for k in keys.tolist()), bool, len(keys))]
+        return keys[~self.is_stale(keys)] if self.stale else keys
 
     def is_stale(self, keys: np.ndarray) -> np.ndarray:
         """Per key, whether its graph entry is out of date."""
@@ -121,12 +118,13 @@ class Backlog:
         return self.fresh.search(space, query, count)[0]
 
     def take_work(self) -> BacklogWork:
-        """Every change noted so far, for one pass; changes noted from now on are `later`.
-        The vectors are lent by `fresh`, not copied (a change to them copies them first)."""
+        """Every change noted so far (whatever an earlier pass that did not finish took),
+        for one pass; changes noted from now on are `later`. The keys and vectors are lent
+        by `fresh`, not copied (a change to them copies them first)."""
         keys = np.fromiter(self.stale, dtype=np.uint64, count=len(self.stale))
         add_keys, add_vectors = self.fresh.contents()
         self.later = set()
-        return BacklogWork(keys, add_keys.copy(), add_vectors)
+        return BacklogWork(keys, add_keys, add_vectors)
 
     def settle(self, work: BacklogWork, contains: Contains) -> None:
         """After a pass applied `work`, giving a graph whose membership `contains` tells:

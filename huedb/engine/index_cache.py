@@ -570,7 +570,6 @@ class IndexCache:
         outcome = job.outcome[0] if job.outcome else RuntimeError("the pass produced nothing")
         if isinstance(outcome, Exception):
             logger.error("applying the graph backlog of %s failed: %r", col.uuid, outcome)
-            index.reopen_backlog()
             index.apply_backlog_here()
             return
         graph, work = outcome

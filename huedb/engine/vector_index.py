@@ -585,11 +585,7 @@ class VectorIndex:
         if self._flat is not None:
             self._flat.upsert(keys, vectors)
         if self._graph is not None:
-            graph = self._mutable_graph()
-            present = graph.contains(keys)
-            if np.any(present):
-                graph.remove(keys[present])
-            graph.add(keys, self.graph_rows(vectors), threads=_threads(len(keys)))
+            self._change_graph(keys, keys, vectors)
 
     def remove(self, keys: np.ndarray) -> None:
         """Remove keys that are present; absent keys are ignored."""
@@ -602,9 +598,18 @@ class VectorIndex:
         if self._flat is not None:
             self._flat.remove(keys)
         if self._graph is not None:
-            present = self._graph.contains(keys)
-            if np.any(present):
-                self._mutable_graph().remove(keys[present])
+            self._change_graph(keys, keys[:0], np.empty((0, self.dim), np.float32))
+
+    def _change_graph(self, out: np.ndarray, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Take the keys `out` out of the graph where it holds them, then add `keys` with
+        their float32 `vectors` (a snapshot's view is copied only when something changes)."""
+        assert self._graph is not None
+        present = self._graph.contains(out)
+        if np.any(present):
+            self._mutable_graph().remove(out[present])
+        if len(keys):
+            rows = self.graph_rows(vectors)
+            self._mutable_graph().add(keys, rows, threads=_threads(len(keys)))
 
     def defer(self, removed: np.ndarray, keys: np.ndarray, vectors: np.ndarray) -> None:
         """Apply changes to the float32 vectors at once, and note them for the graph
@@ -648,24 +653,11 @@ class VectorIndex:
     def apply_backlog_here(self) -> None:
         """Apply the whole backlog to the graph in this thread (a small one, or after a
         pass failed), then drop it."""
-        backlog = self._backlog
-        if backlog is None:
+        if self._backlog is None:
             return
-        work = backlog.take_work()
-        graph = self._mutable_graph()
-        present = graph.contains(work.keys)
-        if np.any(present):
-            graph.remove(work.keys[present])
-        if len(work.add_keys):
-            rows = self.graph_rows(work.add_vectors)
-            graph.add(work.add_keys, rows, threads=_threads(len(rows)))
+        work = self._backlog.take_work()
+        self._change_graph(work.keys, work.add_keys, work.add_vectors)
         self._backlog = None
-
-    def reopen_backlog(self) -> None:
-        """After a pass that did not finish: its changes wait for the next pass, which
-        takes every noted key again."""
-        if self._backlog is not None:
-            self._backlog.later = None
 
     def contents(self) -> tuple[np.ndarray, np.ndarray]:
         """The exact index's keys and vectors, lent to a graph build (see FlatVectors)."""
