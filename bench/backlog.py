@@ -27,7 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from bench.core import BATCH, DataSpec, make_dataset
+from bench.core import (
+    BATCH,
+    DataSpec,
+    exact_top_k,
+    make_dataset,
+    normalize,
+    record_id,
+    record_index,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLLECTION = "backlog"
@@ -74,7 +82,7 @@ def change(path: str, spec: DataSpec, updated: int, deleted: int) -> float:
     import huedb
 
     changes = changed_vectors(spec, updated, deleted)
-    ids = np.asarray([f"id-{i:08d}" for i in range(spec.n)])
+    ids = np.asarray([record_id(i) for i in range(spec.n)])
     start = time.perf_counter()
     client = huedb.PersistentClient(path=path)
     col = client.get_collection(COLLECTION)
@@ -87,18 +95,16 @@ def change(path: str, spec: DataSpec, updated: int, deleted: int) -> float:
     return time.perf_counter() - start
 
 
-def truth(spec: DataSpec, updated: int, deleted: int) -> np.ndarray:
-    """Exact top-K ids (as row numbers) of each held-out query over the current vectors."""
+def truth(spec: DataSpec, updated: int, deleted: int) -> list[set[int]]:
+    """Exact top-K row numbers of each held-out query over the current vectors (with the
+    rows tied with the K-th, `exact_top_k`)."""
     data = make_dataset(spec)
     changes = changed_vectors(spec, updated, deleted)
     vectors = data.vectors.copy()
     vectors[changes["updated"]] = changes["vectors"]
-    alive = np.setdiff1d(np.arange(spec.n), changes["deleted"])
-    unit = vectors[alive] / np.linalg.norm(vectors[alive], axis=1, keepdims=True)
-    q = data.queries / np.linalg.norm(data.queries, axis=1, keepdims=True)
-    scores = q @ unit.T
-    top = np.argpartition(-scores, K, axis=1)[:, :K]
-    return alive[top]
+    alive = np.ones(spec.n, dtype=bool)
+    alive[changes["deleted"]] = False
+    return exact_top_k(normalize(vectors), normalize(data.queries), K, alive)
 
 
 def query(path: str, spec: DataSpec, after: int) -> dict[str, Any]:
@@ -128,7 +134,7 @@ def query(path: str, spec: DataSpec, after: int) -> dict[str, Any]:
     return {"queries": found, "backlog_s": done_at, "close_s": time.perf_counter() - start}
 
 
-def summarize(spec: DataSpec, run: dict[str, Any], expected: np.ndarray) -> dict[str, Any]:
+def summarize(spec: DataSpec, run: dict[str, Any], expected: list[set[int]]) -> dict[str, Any]:
     """First-query latency, p50 and recall@10 during and after the backlog."""
     queries = spec.queries
 
@@ -136,7 +142,7 @@ def summarize(spec: DataSpec, run: dict[str, Any], expected: np.ndarray) -> dict
         if not rows:
             return {"queries": 0, "p50_ms": None, "recall": None}
         hits = [
-            len({int(x[3:]) for x in r[3]} & set(expected[n % queries].tolist())) / K
+            min(len({record_index(x) for x in r[3]} & expected[n % queries]), K) / K
             for n, r in rows
         ]
         return {
