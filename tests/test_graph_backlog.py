@@ -84,7 +84,9 @@ def _change(
     vectors = rng.standard_normal((len(keys), dim)).astype(np.float32)
     if op == "same":
         vectors = ref_vectors(ref, keys)
-    if deferred:
+    if deferred:  # read-only, as a catch-up reads them from the store (np.frombuffer)
+        vectors = np.frombuffer(vectors.astype(np.float32).tobytes(), np.float32)
+        vectors = vectors.reshape(len(keys), dim)
         index.defer(np.empty(0, np.uint64), np.asarray(keys, np.uint64), vectors)
     else:
         index.upsert(np.asarray(keys, dtype=np.uint64), vectors)
@@ -178,6 +180,7 @@ def test_flat_vectors_holding_a_matrix(space: str, n: int, dim: int, seed: int) 
     keys = rng.choice(10 * n, size=n, replace=False).astype(np.uint64)
     vectors = rng.standard_normal((n, dim)).astype(np.float32)
     original = vectors.copy()
+    vectors.setflags(write=False)  # as the store's rows arrive (np.frombuffer)
     held = FlatVectors.holding(keys, vectors)
     filled = FlatVectors(dim)
     filled.upsert(keys, vectors)
@@ -193,10 +196,10 @@ def test_flat_vectors_holding_a_matrix(space: str, n: int, dim: int, seed: int) 
     for key, dist in zip(held_keys.tolist(), held_dists.tolist(), strict=True):
         tied = abs(dist - float(dists_b[-1])) <= 1e-6  # a tie at the k-th may differ
         assert tied or abs(by_key[key] - dist) <= 1e-6
+    held.upsert(np.asarray([10 * n + 1], dtype=np.uint64), np.ones((1, dim), np.float32))
     changed = keys[: max(1, n // 2)]
     held.upsert(changed, rng.standard_normal((len(changed), dim)).astype(np.float32))
     held.remove(keys[-1:])
-    held.upsert(np.asarray([10 * n + 1], dtype=np.uint64), np.ones((1, dim), np.float32))
     assert np.array_equal(vectors, original), "a change wrote into the caller's matrix"
 
 

@@ -385,10 +385,11 @@ class FlatVectors:
         rows = self._row_by_key[keys.astype(np.int64) - self._key_base]
         known = rows >= 0
         if np.any(known):
+            # (Inside the branch: even an empty assignment fails on a read-only lent matrix.)
             self._own_rows()
             self.rewrites += 1
-        self._matrix[rows[known]] = vectors[known]
-        self._norms[rows[known]] = np.linalg.norm(vectors[known], axis=1)
+            self._matrix[rows[known]] = vectors[known]
+            self._norms[rows[known]] = np.linalg.norm(vectors[known], axis=1)
         fresh = np.flatnonzero(~known)
         if len(fresh) == 0:
             return
