@@ -97,6 +97,14 @@ def wait_for_graph(col: huedb.Collection) -> None:
         time.sleep(0.02)
 
 
+def wait_for_snapshots(before: dict[str, float], count: int) -> None:
+    """Until `count` snapshots were written since `before` (a thread writes them)."""
+    deadline = time.monotonic() + 60
+    while changes(before)["snapshots_ok"] < count:
+        assert time.monotonic() < deadline, "the snapshot was never written"
+        time.sleep(0.02)
+
+
 def query(col: huedb.Collection) -> None:
     col.query(query_embeddings=vectors(1, 0), n_results=3)
 
@@ -180,7 +188,9 @@ def test_a_running_build_shows_its_progress(tmp_path: Path) -> None:
         }
         paused.go.set()
         wait_for_graph(col)
-        # Adopted with 12,000 changes its (absent) snapshot lacks: snapshotted at once.
+        # Adopted with 12,000 changes its (absent) snapshot lacks: snapshotted at once (by
+        # a thread).
+        wait_for_snapshots(before, 1)
         assert changes(before) == {
             **ZERO,
             "misses": 1,

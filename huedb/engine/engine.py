@@ -102,7 +102,7 @@ class Engine:
                 return
             try:
                 self._adopt_builds()
-                self._maintain(self._indexes.dirty())
+                self._maintain(self._indexes.dirty(), final=True)
                 for col in self._sparse.dirty():
                     self._sparse.checkpoint(col)
             except Exception as exc:  # a store or file error must not keep the store open
@@ -286,7 +286,7 @@ class Engine:
             return db.list_aliases(db.database_id(tenant, database))
 
     def _drop_index(self, col: CollectionRow) -> None:
-        self._indexes.forget(col.cid)
+        self._indexes.drop(col.cid)
         self._sparse.forget(col.cid)
         if self._index_dir is not None:
             snapshot.remove_snapshot(self._index_dir, col.uuid)
@@ -659,7 +659,7 @@ class Engine:
             if self._index_dir is not None:
                 snapshot.remove_snapshot(self._index_dir, col.uuid)
             self._adopt_builds()
-            self._maintain(self._indexes.dirty())
+            self._maintain(self._indexes.dirty(), final=True)
 
     def compact_index(self, collection_uuid: str) -> bool:
         """Rebuild a graph index without the tombstones of deleted vectors; True if done."""
@@ -767,10 +767,11 @@ class Engine:
         """The time budget of one read, inside its session (`engine/budget.py`)."""
         return db.time_budget(self.options.query_timeout)
 
-    def _maintain(self, cols: list[CollectionRow]) -> None:
-        """Snapshot indexes and prune the oplog entries they cover (outside reads)."""
+    def _maintain(self, cols: list[CollectionRow], final: bool = False) -> None:
+        """Snapshot indexes and prune the oplog entries they cover (outside reads); a
+        graph's snapshot is written in the background unless `final`."""
         for col in cols:
-            prunable, snapshotted = self._indexes.checkpoint(col)
+            prunable, snapshotted = self._indexes.checkpoint(col, final)
             if not prunable:
                 continue
             prunable = self._sparse_floor(col, prunable)

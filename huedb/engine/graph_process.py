@@ -116,8 +116,9 @@ class ChildGraph:
         except OSError as exc:
             raise ChildFailed(f"graph process ended: {self._stderr()}") from exc
 
-    def finish(self) -> Any:
-        """Have the child save the graph, and load it (a usearch `Index`)."""
+    def finish(self, keep: Callable[[Path], None] | None = None) -> Any:
+        """Have the child save the graph, and load it (a usearch `Index`); `keep` is then
+        given the saved file before it is removed (a backlog pass makes it a snapshot)."""
         from huedb.engine import heap  # not in the child: no huedb there
         from huedb.engine.vector_index import load_graph
 
@@ -132,7 +133,10 @@ class ChildGraph:
         self._proc.wait()
         heap.release()  # before the largest allocation of a build: the graph read back
         try:
-            return load_graph(self._path)
+            graph = load_graph(self._path)
+            if keep is not None:
+                keep(self._path)
+            return graph
         except ValueError as exc:
             raise ChildFailed(f"the graph process saved no index: {exc}") from exc
         finally:

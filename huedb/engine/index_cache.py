@@ -4,7 +4,9 @@ Each process (or server worker) keeps one `VectorIndex` per collection it has se
 with the oplog `watermark` it reflects. Before a search, inside the query's read session
 (`engine/store.py`), the cache applies every oplog entry of the collection after the
 watermark, so a search always sees exactly the acknowledged writes of all processes as of
-that session's snapshot. Snapshots are written after the read session ends, never inside it.
+that session's snapshot. A graph's snapshot is started after the read session ends, never
+inside it, and written by a thread while the graph takes no changes (they are searched
+exactly beside it until the thread is done; close and deletes wait for it).
 
 When an exact index grows past the exact-search threshold (or a large collection is loaded
 from the store), its HNSW graph is built in a background thread from a copy of the vectors.
@@ -88,6 +90,7 @@ class _Build:
     stop: threading.Event = field(default_factory=threading.Event)
     calibration: Calibration | None = None  # measured on the graph built
     feed: Feed | None = None  # the rows a graph build reads (None for a measurement)
+    covered: int = 0  # a snapshot's: the changes it covers that were not snapshotted before
 
 
 _running_builds: weakref.WeakSet[_Build] = weakref.WeakSet()
@@ -123,6 +126,8 @@ class _State:
     calibrating: _Build | None = None  # a measurement running on a snapshot of the graph
     backlog_pass: _Build | None = None  # a thread applying the graph's backlog
     may_calibrate: bool = False  # a snapshot of the graph is on disk to be measured
+    saving: _Build | None = None  # a thread writing the graph's snapshot (graph not changed)
+    saved_at: int | None = None  # a snapshot written by `saving` covers the oplog up to here
 
 
 def hnsw_params(col: CollectionRow) -> HnswParams:
@@ -260,6 +265,7 @@ class IndexCache:
         state.col = col
         state.last_used = next(self._clock)
         state.evicting = False  # used again: no longer the least recently used
+        self._adopt_snapshot(col, state)
         unsnapshotted = state.unsnapshotted
         self._adopt_backlog_pass(col, state)
         state.resized |= self._catch_up(db, col, state)
@@ -278,8 +284,9 @@ class IndexCache:
         if (
             not building
             and not state.index.backlog
-            and state.unsnapshotted >= max(self._snapshot_every, len(state.index) // 10)
-        ):
+            and state.saving is None
+            and self._snapshot_due(state)
+        ) or state.saved_at is not None:
             self._pending[col.cid] = col
         self._measure(state)
         self._keep_within_budget(db, col.cid)
@@ -369,6 +376,8 @@ class IndexCache:
 
     def clear(self) -> None:
         """Drop every in-memory index (after a reset)."""
+        for cid in list(self._states):
+            self.drop(cid)  # no snapshot lands after the reset
         self._states.clear()
         self._pending.clear()
         self._evicted.clear()
@@ -385,6 +394,16 @@ class IndexCache:
             self._set_resident(self._resident - state.nbytes)
             if state.backlog_pass is not None:  # its graph is no longer used
                 state.backlog_pass.stop.set()
+            if state.saving is not None:  # not started yet: not written (see `drop`)
+                state.saving.stop.set()
+
+    def drop(self, cid: int) -> None:
+        """`forget` a deleted collection's index once a thread writing its snapshot has
+        ended, so that no snapshot of it lands after its files are removed."""
+        state = self._states.get(cid)
+        if state is not None and state.saving is not None:
+            state.saving.thread.join()
+        self.forget(cid)
 
     def memory_figures(self) -> dict[str, Any]:
         """The budget, the bytes held, the resident collections (least recently used first,
@@ -457,7 +476,7 @@ class IndexCache:
                 before = state.nbytes
                 self._measure(state)
                 excess += state.nbytes - before
-            if state.build is not None or state.backlog_pass is not None:
+            if state.build or state.backlog_pass or state.saving:  # threads still reading it
                 continue
             excess -= state.nbytes
             if self._dir is not None and state.index.uses_graph and state.unsnapshotted > 0:
@@ -523,7 +542,7 @@ class IndexCache:
         """Have a background pass apply the graph's backlog (`graph_backlog`) to a copy of
         the graph in a child process, unless one is already at it."""
         index = state.index
-        if state.backlog_pass is not None or not index.backlog:
+        if state.backlog_pass is not None or state.saving is not None or not index.backlog:
             return
         work = index.take_backlog()
         job = _Build(threading.Thread(daemon=True), state.watermark)
@@ -733,24 +752,43 @@ class IndexCache:
 
     def dirty(self) -> list[CollectionRow]:
         """Collections with index changes not yet snapshotted (checkpointed at close)."""
-        return [s.col for s in self._states.values() if s.unsnapshotted > 0]
+        return [
+            s.col
+            for s in self._states.values()
+            if s.unsnapshotted > 0 or s.saving is not None or s.saved_at is not None
+        ]
 
-    def checkpoint(self, col: CollectionRow) -> tuple[int | None, bool]:
+    def checkpoint(self, col: CollectionRow, final: bool = False) -> tuple[int | None, bool]:
         """Snapshot the index if it is a graph.
 
         Returns the oplog seq up to which entries may be pruned, and whether a graph snapshot
-        now covers it. A snapshot on disk is never replaced by an older one.
+        now covers it. A snapshot on disk is never replaced by an older one. The snapshot
+        is written by a thread (`_start_snapshot`: at 1M x 384 a 1 GB file, 4-6 s that
+        held up the query or write that asked for it), so what it covers is returned by
+        the checkpoint after it ends; `final` (closing, a rebuild) and an index being
+        evicted wait for it, or write in the caller's thread.
         """
         state = self._states.get(col.cid)
         if state is None:
             return None, False
+        if state.saving is not None:
+            if not (final or state.evicting):
+                return None, False
+            self._adopt_snapshot(col, state, wait=True)
         evicting, state.evicting = state.evicting, False
+        saved, state.saved_at = state.saved_at, None
+        if saved is not None and (state.unsnapshotted == 0 or not (final or evicting)):
+            if evicting:
+                self._evict(col.cid)
+            else:
+                self._start_calibration_if_due(col, state)
+            return saved, True
         if state.index.backlog:
             # The graph is behind its watermark until its backlog is applied: no snapshot,
             # and the oplog is kept (an evicted index's next load catches up from it).
             if evicting and state.backlog_pass is None:
                 self._evict(col.cid)
-            return None, False
+            return (saved, True) if saved is not None else (None, False)
         if not state.index.uses_graph:
             state.unsnapshotted = 0
             # A graph being built will catch up from its own watermark: keep that oplog.
@@ -758,18 +796,12 @@ class IndexCache:
             return floor, False
         if self._dir is None:
             return None, False
-        path = snapshot.snapshot_path(self._dir, col.uuid)
-        try:
-            written = self._write_snapshot(col, state, path)
-        except OSError as exc:
-            # A snapshot is a cache: failing to write one (disk full, I/O error, even its
-            # lock file) must not fail the query or write that triggered it. The index
-            # stays held (evicting it would lose its graph).
-            logger.warning("could not write index snapshot %s: %s", path, exc)
-            events.snapshot_written(False, 0)
+        if not (final or evicting):
+            if self._snapshot_due(state):
+                self._start_snapshot(col, state)
             return None, False
-        if not written:  # another process is writing it: evict on a later round
-            return None, False
+        if not self._snapshot_or_warn(col, state.watermark, state.index, state.calibration):
+            return None, False  # another process is writing it: evict on a later round
         state.unsnapshotted = 0
         state.may_calibrate = True
         if evicting:
@@ -778,7 +810,74 @@ class IndexCache:
             self._start_calibration_if_due(col, state)
         return state.watermark, True
 
-    def _write_snapshot(self, col: CollectionRow, state: _State, path: Path) -> bool:
+    def _snapshot_due(self, state: _State) -> bool:
+        """Whether enough changes since the last snapshot call for another."""
+        return state.unsnapshotted >= max(self._snapshot_every, len(state.index) // 10)
+
+    def _start_snapshot(self, col: CollectionRow, state: _State) -> None:
+        """Write the graph's snapshot in a thread. The graph is not changed until it ends:
+        changes meanwhile are searched exactly beside it (`VectorIndex.defer`) and applied
+        when the thread is done (`_adopt_snapshot`)."""
+        index, watermark, calibration = state.index, state.watermark, state.calibration
+        job = _Build(threading.Thread(daemon=True), watermark, covered=state.unsnapshotted)
+
+        def work() -> None:
+            if not job.stop.is_set() and self._snapshot_or_warn(col, watermark, index, calibration):
+                job.outcome.append(True)
+
+        job.thread = threading.Thread(target=work, name=f"huedb-snapshot-{col.uuid}", daemon=True)
+        state.saving = job
+        _running_builds.add(job)
+        job.thread.start()
+
+    def _adopt_snapshot(self, col: CollectionRow, state: _State, wait: bool = False) -> None:
+        """Once the snapshot thread has ended: count what the snapshot covers (the oplog up
+        to it is pruned by the next checkpoint) and apply the changes deferred meanwhile,
+        here when few or when `wait`ing (closing, evicting), else by a background pass."""
+        job = state.saving
+        if job is None or (job.thread.is_alive() and not wait):
+            return
+        job.thread.join()
+        state.saving = None
+        if job.outcome:
+            state.unsnapshotted = max(0, state.unsnapshotted - job.covered)
+            state.saved_at = job.watermark
+            state.may_calibrate = True
+            self._pending[col.cid] = col
+        index = state.index
+        few = index.backlog <= INLINE_MAX_CHANGES
+        if index.backlog and state.backlog_pass is None and (few or wait):
+            index.apply_backlog_here()
+            state.resized = True
+
+    def _snapshot_or_warn(
+        self,
+        col: CollectionRow,
+        watermark: int,
+        index: VectorIndex,
+        calibration: Calibration | None,
+    ) -> bool:
+        """Write the graph's snapshot (`_write_snapshot`); False when another process is
+        writing it or it could not be written. A snapshot is a cache: failing to write one
+        (disk full, I/O error, even its lock file) must not fail the query or write that
+        triggered it; the index stays held (evicting it would lose its graph)."""
+        assert self._dir is not None
+        path = snapshot.snapshot_path(self._dir, col.uuid)
+        try:
+            return self._write_snapshot(col, path, watermark, index, calibration)
+        except OSError as exc:
+            logger.warning("could not write index snapshot %s: %s", path, exc)
+            events.snapshot_written(False, 0)
+            return False
+
+    def _write_snapshot(
+        self,
+        col: CollectionRow,
+        path: Path,
+        watermark: int,
+        index: VectorIndex,
+        calibration: Calibration | None,
+    ) -> bool:
         """Write the graph to its snapshot unless one at least as recent is there; False
         when another process holds the snapshot lock."""
         assert self._dir is not None
@@ -786,19 +885,18 @@ class IndexCache:
             if not locked:
                 return False
             header = snapshot.read_header(path)
-            if header is None or int(header.get("watermark", -1)) < state.watermark:
-                calibration = state.calibration
+            if header is None or int(header.get("watermark", -1)) < watermark:
                 length = snapshot.write_snapshot_streamed(
                     path,
                     self.owner(col),
-                    state.watermark,
-                    state.index.dim,
-                    state.index.params.space,
-                    state.index.save_graph,
+                    watermark,
+                    index.dim,
+                    index.params.space,
+                    index.save_graph,
                     None if calibration is None else calibration.to_json(),
                 )
                 events.snapshot_written(True, length)
-                logger.debug("snapshot of %s at seq %d", col.uuid, state.watermark)
+                logger.debug("snapshot of %s at seq %d", col.uuid, watermark)
         return True
 
     def _load(self, db: StoreSession, col: CollectionRow, params: HnswParams) -> _State:
@@ -872,9 +970,11 @@ class IndexCache:
         vectors = np.empty((0, index.dim), dtype=np.float32)
         if present:
             keys, vectors = key_vector_rows(present, index.dim)
-        if index.uses_graph and (index.backlog or len(latest) > INLINE_MAX_CHANGES):
-            # Too many for the graph within this call: a background pass applies them (and
-            # skips those whose vector did not change).
+        saving = state.saving is not None
+        if index.uses_graph and (index.backlog or saving or len(latest) > INLINE_MAX_CHANGES):
+            # Too many for the graph within this call, or the graph is being saved: a
+            # background pass or the end of the save applies them (and skips those whose
+            # vector did not change).
             index.defer(removed, keys, vectors)
             state.unsnapshotted += len(latest)
             return True

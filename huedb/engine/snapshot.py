@@ -196,25 +196,41 @@ def write_snapshot_streamed(
 ) -> int:
     """`write_snapshot` for a payload that `save` writes to a file (a graph streamed out
     by usearch), so that it is never held in memory whole: it goes to a staging file next
-    to `path`, whose length and CRC-32 are read back a block at a time, and is then copied
-    behind the header through the seam. Returns the payload's length. (A graph serialized
-    in memory was a transient copy of it: +87 MiB at 100k x 384.)"""
+    to `path` and is then copied behind the header (`write_snapshot_from_file`). Returns
+    the payload's length. (A graph serialized in memory was a transient copy of it: +87 MiB
+    at 100k x 384.)"""
     remove_stale_temporaries(path.parent, path.stem)
     staging = path.parent / f"{path.stem}.tmp{os.getpid()}.payload"
     try:
         save(staging)
-        with open(staging, "rb") as f:
-            length, crc = 0, 0
-            while block := f.read(COPY_BLOCK):
-                length, crc = length + len(block), zlib.crc32(block, crc)
-            header, checksum = _header_lines(owner, watermark, dim, space, length, crc, calibration)
-            f.seek(0)
-            blocks = iter(lambda: f.read(COPY_BLOCK), b"")
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            fileio.write_atomically(path, itertools.chain((MAGIC, header, checksum), blocks), tmp)
+        return write_snapshot_from_file(path, owner, watermark, dim, space, staging, calibration)
     finally:
         with contextlib.suppress(FileNotFoundError):
             staging.unlink()
+
+
+def write_snapshot_from_file(
+    path: Path,
+    owner: str,
+    watermark: int,
+    dim: int,
+    space: str,
+    payload_file: Path,
+    calibration: dict | None = None,
+) -> int:
+    """`write_snapshot` for a payload already in a file (a graph usearch saved, such as a
+    graph process's output): its length and CRC-32 are read a block at a time, then it is
+    copied behind the header through the seam (caller holds the lock). Only file I/O: a
+    thread doing this leaves the GIL to the others. Returns the payload's length."""
+    with open(payload_file, "rb") as f:
+        length, crc = 0, 0
+        while block := f.read(COPY_BLOCK):
+            length, crc = length + len(block), zlib.crc32(block, crc)
+        header, checksum = _header_lines(owner, watermark, dim, space, length, crc, calibration)
+        f.seek(0)
+        blocks = iter(lambda: f.read(COPY_BLOCK), b"")
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        fileio.write_atomically(path, itertools.chain((MAGIC, header, checksum), blocks), tmp)
     return length
 
 

@@ -1,0 +1,204 @@
+"""A graph's snapshot is written by a thread (engine/index_cache.py, `_start_snapshot`).
+
+At 1M x 384 a snapshot is a 1 GB file: written in the call that found it due, it held that
+query or write (and every other call on the engine) for 4-6 s. A thread writes it now, and
+the graph is not changed meanwhile: changes are searched exactly beside it and applied once
+the thread is done. The file's save is held open here (`VectorIndex.save_graph` waits for
+an event) to check, on both stores, that queries and writes go on meanwhile and answer
+exactly, that the snapshot then covers the oplog up to the watermark it was taken at (and
+a fresh process loads it), that close waits for it and writes the last one, and that a
+collection deleted meanwhile leaves no snapshot behind.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from huedb.engine import snapshot
+from huedb.engine.engine import Engine
+from huedb.engine.filters import compile_filter
+from huedb.engine.vector_index import VectorIndex
+from huedb.record_batch import RecordBatch
+from tests import stores
+from tests.stores import StoreTarget
+
+store = stores.store
+DIM = 16
+N = 3_000
+TENANT, DATABASE = "default_tenant", "default_database"
+
+
+class HeldSave:
+    """`VectorIndex.save_graph`, held until `release` is set (the thread's file write)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.saves = 0
+        real = VectorIndex.save_graph
+
+        def held(index: VectorIndex, path: Path) -> None:
+            self.saves += 1
+            self.started.set()
+            assert self.release.wait(60), "the held save was never released"
+            real(index, path)
+
+        monkeypatch.setattr(VectorIndex, "save_graph", held)
+
+
+@pytest.fixture
+def held_save(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldSave]:
+    held = HeldSave(monkeypatch)
+    try:
+        yield held
+    finally:
+        held.release.set()  # never leave a thread waiting
+
+
+def _engine(target: StoreTarget, path: Path) -> Engine:
+    return stores.engine(target, path, exact_max_floats=200 * DIM)
+
+
+def _names(engine: Engine, uuid: str, queries: np.ndarray, k: int) -> list[list[str]]:
+    everything = compile_filter(None, None, None)
+    hits = engine.query(uuid, queries.astype(np.float32), k, everything, False)
+    return [[hits.rows[key][1] for key in keys] for keys in hits.keys]
+
+
+def _graph_built(engine: Engine, uuid: str, saves: HeldSave) -> int:
+    """Build the graph of `uuid` (a query asks for it) until its snapshot thread is in
+    the held save; the watermark that snapshot is taken at."""
+    deadline = time.monotonic() + 120
+    while not saves.started.is_set():
+        assert time.monotonic() < deadline, "no snapshot was started after the build"
+        engine.indexing_status(uuid)
+        time.sleep(0.02)
+    state = engine._indexes._states[_cid(engine, uuid)]
+    assert state.saving is not None and state.saving.thread.is_alive()
+    return state.saving.watermark
+
+
+def _cid(engine: Engine, uuid: str) -> int:
+    with engine._store.read() as db:
+        return db.collection_by_uuid(uuid).cid
+
+
+def _collection(engine: Engine, rng: np.random.Generator) -> tuple[str, list[str], np.ndarray]:
+    vectors = rng.standard_normal((N, DIM)).astype(np.float32)
+    ids = [f"r{i}" for i in range(N)]
+    col = engine.create_collection("saved", None, {}, False, TENANT, DATABASE)
+    engine.add(col.uuid, RecordBatch(ids=ids, embeddings=vectors))
+    return col.uuid, ids, vectors
+
+
+def test_queries_and_writes_go_on_while_the_snapshot_is_written(
+    store: StoreTarget, tmp_path: Path, held_save: HeldSave
+) -> None:
+    rng = np.random.default_rng(11)
+    engine = _engine(store, tmp_path)
+    try:
+        uuid, ids, vectors = _collection(engine, rng)
+        taken_at = _graph_built(engine, uuid, held_save)
+        cid = _cid(engine, uuid)
+        index = engine._indexes.loaded(cid)
+        graph_size = len(index._graph)
+
+        # Changes while the save is held: an update, a delete and new records.
+        updated = rng.choice(N, 40, replace=False)
+        new_vectors = rng.standard_normal((len(updated), DIM)).astype(np.float32)
+        engine.update(uuid, RecordBatch(ids=[ids[i] for i in updated], embeddings=new_vectors))
+        deleted = rng.choice(np.setdiff1d(np.arange(N), updated), 25, replace=False)
+        engine.delete(uuid, compile_filter([ids[i] for i in deleted], None, None), None)
+        added = rng.standard_normal((30, DIM)).astype(np.float32)
+        engine.add(uuid, RecordBatch(ids=[f"new{i}" for i in range(30)], embeddings=added))
+        found = _names(engine, uuid, np.concatenate([new_vectors, added, vectors[deleted]]), 3)
+
+        assert engine._indexes._states[cid].saving.thread.is_alive(), "the save was not held"
+        assert len(index._graph) == graph_size, "the graph changed while it was being saved"
+        assert index.backlog == len(updated) + len(deleted) + len(added)
+        for i, names in enumerate(found[: len(updated)]):
+            assert names[0] == ids[updated[i]], "an updated record is not found by its vector"
+        for i, names in enumerate(found[len(updated) : len(updated) + len(added)]):
+            assert names[0] == f"new{i}", "a record added during the save is not found"
+        gone = {ids[i] for i in deleted}
+        assert not any(gone & set(names) for names in found), "a deleted record was returned"
+
+        held_save.release.set()
+        deadline = time.monotonic() + 60
+        while engine.indexing_status(uuid)["num_unindexed_ops"]:
+            assert time.monotonic() < deadline, "the changes made during the save were not applied"
+            time.sleep(0.02)
+        assert engine._indexes.loaded(cid).backlog == 0
+        check = engine.check_index(uuid)
+        assert (check.missing, check.extra, check.wrong_vectors) == ([], [], [])
+        header = snapshot.read_header(snapshot.snapshot_path(engine._index_dir, uuid))
+        assert header is not None and header["watermark"] == taken_at
+        engine.query(uuid, added[:1], 1, compile_filter(None, None, None), False)
+        with engine._store.read() as db:
+            assert db.collection_by_uuid(uuid).snapshot_seq == taken_at, "oplog not pruned to it"
+    finally:
+        engine.close()
+
+    current = vectors.copy()
+    current[updated] = new_vectors
+    alive = np.setdiff1d(np.arange(N), deleted)
+    fresh = _engine(store, tmp_path)  # loads the snapshot written at close
+    try:
+        queries = np.concatenate([current[alive[:40]], added])
+        expected = [ids[i] for i in alive[:40]] + [f"new{i}" for i in range(30)]
+        assert [names[0] for names in _names(fresh, uuid, queries, 1)] == expected
+        assert fresh._indexes.loaded(_cid(fresh, uuid)).backlog == 0
+        header = snapshot.read_header(snapshot.snapshot_path(fresh._index_dir, uuid))
+        with fresh._store.read() as db:
+            assert header["watermark"] == db.oplog_head(db.collection_by_uuid(uuid).cid)
+    finally:
+        fresh.close()
+
+
+def test_close_waits_for_the_snapshot_and_writes_the_last(
+    store: StoreTarget, tmp_path: Path, held_save: HeldSave
+) -> None:
+    rng = np.random.default_rng(12)
+    engine = _engine(store, tmp_path)
+    uuid, ids, _ = _collection(engine, rng)
+    taken_at = _graph_built(engine, uuid, held_save)
+    engine.add(uuid, RecordBatch(ids=["late"], embeddings=rng.standard_normal((1, DIM))))
+    closing = threading.Thread(target=engine.close)
+    closing.start()
+    closing.join(0.3)
+    assert closing.is_alive(), "close did not wait for the snapshot being written"
+    held_save.release.set()
+    closing.join(60)
+    assert not closing.is_alive()
+    header = snapshot.read_header(snapshot.snapshot_path(engine._index_dir, uuid))
+    assert header is not None and header["watermark"] > taken_at  # the last write is in it
+    assert held_save.saves == 2
+
+
+def test_a_collection_deleted_during_its_snapshot_leaves_none(
+    store: StoreTarget, tmp_path: Path, held_save: HeldSave
+) -> None:
+    rng = np.random.default_rng(13)
+    engine = _engine(store, tmp_path)
+    try:
+        uuid, _, _ = _collection(engine, rng)
+        _graph_built(engine, uuid, held_save)
+        deleting = threading.Thread(
+            target=engine.delete_collection, args=("saved", TENANT, DATABASE)
+        )
+        deleting.start()
+        deleting.join(0.3)
+        held_save.release.set()
+        deleting.join(60)
+        assert not deleting.is_alive()
+        assert engine._index_dir is not None
+        left = sorted(p.name for p in engine._index_dir.glob(f"{uuid}*"))
+        assert left == [], f"files of the deleted collection remain: {left}"
+    finally:
+        engine.close()
