@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -244,11 +245,12 @@ def _wait_until_indexed(engine: Engine, uuid: str) -> None:
 
 
 def test_large_catch_up_is_applied_in_the_background(
-    store: StoreTarget, tmp_path: Path, caplog
+    store: StoreTarget, tmp_path: Path, caplog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another process changes more than INLINE_MAX_CHANGES records of a graph; the next
     process to query answers at once from its snapshot plus the changes, searched exactly,
-    while a thread applies them; then its snapshot covers them."""
+    while a thread applies them; the graph the pass made is its snapshot, copied from the
+    child's file (the served graph is saved only as a child's start)."""
     rng = np.random.default_rng(7)
     vectors = rng.standard_normal((N, DIM)).astype(np.float32)
     ids = [f"r{i}" for i in range(N)]
@@ -273,6 +275,14 @@ def test_large_catch_up_is_applied_in_the_background(
     current[updated] = new_vectors
     alive = np.setdiff1d(np.arange(N), deleted)
 
+    saves: list[Path] = []
+    real_save = VectorIndex.save_graph
+
+    def counted_save(index: VectorIndex, target: Path) -> None:
+        saves.append(target)
+        real_save(index, target)
+
+    monkeypatch.setattr(VectorIndex, "save_graph", counted_save)
     reader = _engine(store, tmp_path)
     try:
         with caplog.at_level(logging.INFO, logger="huedb.engine.index_cache"):
@@ -293,6 +303,12 @@ def test_large_catch_up_is_applied_in_the_background(
             measured = _first_recall_measurement(caplog, reader, col.uuid)
         # Measured on the snapshot written after the pass, not the older one on disk.
         assert f"{len(alive)} vectors" in measured, measured
+        # (check_index above restarts the pass: each start saves the graph for its child.)
+        snapshots = [p.name for p in saves if not p.name.startswith(".graph-build-")]
+        assert snapshots == [], f"the served graph was saved for a snapshot: {snapshots}"
+        with reader._store.read() as db:
+            head = db.oplog_head(db.collection_by_uuid(col.uuid).cid)
+        assert snapshot.read_header(path)["watermark"] == head
         status = reader.indexing_status(col.uuid)
         assert status["num_unindexed_ops"] == 0 and status["total_ops"] == len(alive)
         queries = current[alive[:50]]

@@ -91,6 +91,7 @@ class _Build:
     calibration: Calibration | None = None  # measured on the graph built
     feed: Feed | None = None  # the rows a graph build reads (None for a measurement)
     covered: int = 0  # a snapshot's: the changes it covers that were not snapshotted before
+    saved: bool = False  # a backlog pass's: its graph was written as the snapshot
 
 
 _running_builds: weakref.WeakSet[_Build] = weakref.WeakSet()
@@ -545,13 +546,22 @@ class IndexCache:
         if state.backlog_pass is not None or state.saving is not None or not index.backlog:
             return
         work = index.take_backlog()
-        job = _Build(threading.Thread(daemon=True), state.watermark)
+        job = _Build(threading.Thread(daemon=True), state.watermark, covered=state.unsnapshotted)
         workdir = self._dir if self._dir is not None and self._dir.is_dir() else None
+        calibration = state.calibration
+
+        def keep(graph_file: Path) -> None:
+            """The child's graph is the collection at the watermark the work was taken at:
+            copied behind a header, it is the snapshot (no save of the graph here)."""
+            if self._dir is not None and not job.stop.is_set():
+                job.saved = self._snapshot_or_warn(
+                    col, job.watermark, index, calibration, graph_file
+                )
 
         def run() -> None:
             started = time.perf_counter()
             try:
-                job.outcome.append((apply_backlog(index, work, job.stop, workdir), work))
+                job.outcome.append((apply_backlog(index, work, job.stop, workdir, keep), work))
             except Exception as exc:  # reported when adopting, in the caller's thread
                 job.outcome.append(exc)
             seconds, ok = time.perf_counter() - started, not isinstance(job.outcome[0], Exception)
@@ -584,7 +594,12 @@ class IndexCache:
             return
         state.backlog_pass = None
         state.resized = True
-        state.may_calibrate = False  # the snapshot on disk is older: measure the next one
+        # Unless the pass wrote its graph as the snapshot, the one on disk is older: the
+        # recall is measured on the next.
+        state.may_calibrate = job.saved
+        if job.saved:
+            state.unsnapshotted = max(0, state.unsnapshotted - job.covered)
+            state.saved_at = job.watermark
         index = state.index
         outcome = job.outcome[0] if job.outcome else RuntimeError("the pass produced nothing")
         if isinstance(outcome, Exception):
@@ -856,6 +871,7 @@ class IndexCache:
         watermark: int,
         index: VectorIndex,
         calibration: Calibration | None,
+        graph_file: Path | None = None,
     ) -> bool:
         """Write the graph's snapshot (`_write_snapshot`); False when another process is
         writing it or it could not be written. A snapshot is a cache: failing to write one
@@ -864,7 +880,7 @@ class IndexCache:
         assert self._dir is not None
         path = snapshot.snapshot_path(self._dir, col.uuid)
         try:
-            return self._write_snapshot(col, path, watermark, index, calibration)
+            return self._write_snapshot(col, path, watermark, index, calibration, graph_file)
         except OSError as exc:
             logger.warning("could not write index snapshot %s: %s", path, exc)
             events.snapshot_written(False, 0)
@@ -877,24 +893,27 @@ class IndexCache:
         watermark: int,
         index: VectorIndex,
         calibration: Calibration | None,
+        graph_file: Path | None = None,
     ) -> bool:
-        """Write the graph to its snapshot unless one at least as recent is there; False
-        when another process holds the snapshot lock."""
+        """Write the index's graph (or the graph usearch saved to `graph_file`) to its
+        snapshot unless one at least as recent is there; False when another process holds
+        the snapshot lock."""
         assert self._dir is not None
         with snapshot.exclusive_lock(self._dir, col.uuid) as locked:
             if not locked:
                 return False
             header = snapshot.read_header(path)
             if header is None or int(header.get("watermark", -1)) < watermark:
-                length = snapshot.write_snapshot_streamed(
-                    path,
-                    self.owner(col),
-                    watermark,
-                    index.dim,
-                    index.params.space,
-                    index.save_graph,
-                    None if calibration is None else calibration.to_json(),
-                )
+                owner, dim, space = self.owner(col), index.dim, index.params.space
+                measured = None if calibration is None else calibration.to_json()
+                if graph_file is None:
+                    length = snapshot.write_snapshot_streamed(
+                        path, owner, watermark, dim, space, index.save_graph, measured
+                    )
+                else:
+                    length = snapshot.write_snapshot_from_file(
+                        path, owner, watermark, dim, space, graph_file, measured
+                    )
                 events.snapshot_written(True, length)
                 logger.debug("snapshot of %s at seq %d", col.uuid, watermark)
         return True
