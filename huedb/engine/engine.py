@@ -622,15 +622,13 @@ class Engine:
         """Compare the collection's index (snapshot + catch-up) with the store."""
         with self._lock, self._store.read() as db:
             col = db.collection_by_uuid(collection_uuid)
-            self._indexes.forget(col.cid)
             snap = "none"
             if self._index_dir is not None:
                 path = snapshot.snapshot_path(self._index_dir, col.uuid)
                 if path.exists():
                     usable = snapshot.read_snapshot(path, self._indexes.owner(col)) is not None
                     snap = "ok" if usable else "unusable"
-            index = self._indexes.ready(db, col)
-            self._indexes.forget(col.cid)  # a fresh process's view; not kept, nor built on
+            index = self._indexes.fresh_load(db, col)
             keys = db.collection_keys(col.cid)
             indexed = set() if index is None else set(index.keys().tolist())
             stored = set(keys)

@@ -293,6 +293,16 @@ class IndexCache:
         self._keep_within_budget(db, col.cid)
         return state.index
 
+    def fresh_load(self, db: StoreSession, col: CollectionRow) -> VectorIndex | None:
+        """The collection's index as a fresh process would load it (its snapshot, caught up
+        from the oplog; a large catch-up noted, not applied), neither kept nor built on and
+        starting no background work: for checks. The index this process holds stays."""
+        if col.dimension is None:
+            return None
+        state = self._load(db, col, hnsw_params(col))
+        self._catch_up(db, col, state)
+        return state.index
+
     def after_write(self, db: StoreSession, col: CollectionRow) -> None:
         """Apply this process's own write to the collection's index, if it holds one.
 
@@ -395,6 +405,10 @@ class IndexCache:
             self._set_resident(self._resident - state.nbytes)
             if state.backlog_pass is not None:  # its graph is no longer used
                 state.backlog_pass.stop.set()
+            if state.build is not None:  # nor is the graph it builds
+                state.build.stop.set()
+                if state.build.feed is not None:
+                    state.build.feed.interrupt()
             if state.saving is not None:  # not started yet: not written (see `drop`)
                 state.saving.stop.set()
 
