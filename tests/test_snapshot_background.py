@@ -7,7 +7,8 @@ the thread is done. The file's save is held open here (`VectorIndex.save_graph` 
 an event) to check, on both stores, that queries and writes go on meanwhile and answer
 exactly, that the snapshot then covers the oplog up to the watermark it was taken at (and
 a fresh process loads it), that close waits for it and writes the last one, and that a
-collection deleted meanwhile leaves no snapshot behind.
+collection deleted meanwhile leaves no snapshot behind. A graph served as a view of its
+snapshot is saved by copying its mapped bytes (usearch's save holds the GIL throughout).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import pytest
 from huedb.engine import snapshot
 from huedb.engine.engine import Engine
 from huedb.engine.filters import compile_filter
-from huedb.engine.vector_index import VectorIndex
+from huedb.engine.vector_index import Thresholds, VectorIndex, load_graph
 from huedb.record_batch import RecordBatch
 from tests import stores
 from tests.stores import StoreTarget
+from tests.test_vector_index import graph_index, make_reference, ref_vectors
 
 store = stores.store
 DIM = 16
@@ -202,3 +204,30 @@ def test_a_collection_deleted_during_its_snapshot_leaves_none(
         assert left == [], f"files of the deleted collection remain: {left}"
     finally:
         engine.close()
+
+
+def test_a_viewed_graph_is_saved_as_its_bytes(tmp_path: Path) -> None:
+    """A graph served as a view of its snapshot is saved (for a snapshot, or a pass's
+    child) by copying the mapped bytes, not by usearch: the copy restores to the same
+    graph, and a view's first change (a private copy) goes back to usearch's save."""
+    rng = np.random.default_rng(14)
+    ref = make_reference(rng, 500, DIM, clustered=True)
+    built = graph_index(ref, DIM, "cosine", Thresholds(0, 0), with_flat=False)
+    path = tmp_path / "graph.hnsw"
+    snapshot.write_snapshot_streamed(path, "o", 1, DIM, "cosine", built.save_graph)
+    snap = snapshot.read_snapshot(path, "o")
+    assert snap is not None
+    view = VectorIndex.from_serialized(
+        DIM, built.params, built.thresholds, snap.payload, snap.mapping
+    )
+    copied = tmp_path / "copied"
+    view.save_graph(copied)
+    assert copied.read_bytes() == bytes(snap.payload)
+    restored = load_graph(copied)
+    keys = np.asarray(sorted(ref), dtype=np.uint64)
+    assert sorted(np.asarray(restored.keys).tolist()) == keys.tolist()
+    view.upsert(keys[:1], ref_vectors(ref, keys[1:2]))  # the view becomes a private copy
+    changed = tmp_path / "changed"
+    view.save_graph(changed)
+    assert changed.read_bytes() != bytes(snap.payload)
+    assert sorted(np.asarray(load_graph(changed).keys).tolist()) == keys.tolist()
