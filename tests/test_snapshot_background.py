@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from huedb.engine import snapshot
+from huedb.engine import snapshot, vector_index
 from huedb.engine.engine import Engine
 from huedb.engine.filters import compile_filter
 from huedb.engine.vector_index import Thresholds, VectorIndex, load_graph
@@ -231,3 +231,62 @@ def test_a_viewed_graph_is_saved_as_its_bytes(tmp_path: Path) -> None:
     view.save_graph(changed)
     assert changed.read_bytes() != bytes(snap.payload)
     assert sorted(np.asarray(load_graph(changed).keys).tolist()) == keys.tolist()
+
+
+def test_a_large_view_is_never_copied_its_changes_wait_for_a_pass(
+    store: StoreTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A graph served as a view of its snapshot, when large (every view here:
+    VIEW_KEPT_MIN_BYTES is 0), is never copied into this process: its changes are searched
+    exactly beside it until a pass applies them in a child, whose graph is then served as
+    a view of the snapshot the pass wrote."""
+    rng = np.random.default_rng(15)
+    first = _engine(store, tmp_path)
+    uuid, ids, vectors = _collection(first, rng)
+    deadline = time.monotonic() + 120
+    while first.indexing_status(uuid)["op_indexing_progress"] < 1.0:
+        assert time.monotonic() < deadline, "the graph was never built"
+        time.sleep(0.02)
+    first.close()
+
+    monkeypatch.setattr(vector_index, "VIEW_KEPT_MIN_BYTES", 0)
+
+    def no_copy(index: VectorIndex) -> None:
+        raise AssertionError("a kept view was copied into private memory")
+
+    monkeypatch.setattr(VectorIndex, "_mutable_graph", no_copy)
+    engine = _engine(store, tmp_path)
+    try:
+        _names(engine, uuid, vectors[:1], 1)  # loads the snapshot: a view
+        index = engine._indexes.loaded(_cid(engine, uuid))
+        assert index._mapping is not None
+        current = vectors.copy()
+        alive = set(range(N))
+        for round_ in range(2):  # a pass, then changes on the graph it made
+            updated = rng.choice(sorted(alive), 5, replace=False)
+            current[updated] = rng.standard_normal((5, DIM)).astype(np.float32)
+            batch = RecordBatch(ids=[ids[i] for i in updated], embeddings=current[updated])
+            engine.update(uuid, batch)
+            deleted = rng.choice(sorted(alive - set(updated.tolist())), 3, replace=False)
+            engine.delete(uuid, compile_filter([ids[i] for i in deleted], None, None), None)
+            alive -= set(deleted.tolist())
+            found = _names(engine, uuid, np.concatenate([current[updated], vectors[deleted]]), 3)
+            assert [names[0] for names in found[:5]] == [ids[i] for i in updated], round_
+            gone = {ids[i] for i in deleted}
+            assert not any(gone & set(names) for names in found), "a deleted record returned"
+            deadline = time.monotonic() + 120
+            while engine.indexing_status(uuid)["num_unindexed_ops"]:
+                assert time.monotonic() < deadline, "the pass never applied the changes"
+                time.sleep(0.02)
+            index = engine._indexes.loaded(_cid(engine, uuid))
+            assert index.backlog == 0 and index._mapping is not None, "not served as a view"
+            header = snapshot.read_header(snapshot.snapshot_path(engine._index_dir, uuid))
+            with engine._store.read() as db:
+                assert header["watermark"] == db.oplog_head(db.collection_by_uuid(uuid).cid)
+            check = engine.check_index(uuid)
+            assert (check.missing, check.extra, check.wrong_vectors) == ([], [], [])
+            assert check.records == check.indexed == len(alive)
+            kept = sorted(alive)[:30]
+            assert [n[0] for n in _names(engine, uuid, current[kept], 1)] == [ids[i] for i in kept]
+    finally:
+        engine.close()

@@ -254,7 +254,7 @@ def apply_backlog(
     work: BacklogWork,
     stop: threading.Event,
     workdir: Path | None,
-    keep: Callable[[Path], None] | None = None,
+    read: Callable[[Path], Any] | None = None,
 ) -> Any | None:
     """A copy of the index's graph with `work` applied, made by a child process (no GIL
     shared with searches): the graph is saved to a file the child starts from, the work's
@@ -262,8 +262,8 @@ def apply_backlog(
     within one frame), and the child's graph is read back. Keys whose vector the graph
     already holds (a change of metadata only) are left as they are; None when that leaves
     nothing to change. The index's own graph is only read: it is not changed while it has
-    a backlog (`VectorIndex.defer`). `keep` is given the file the child saved the new
-    graph to, before it is removed (`ChildGraph.finish`)."""
+    a backlog (`VectorIndex.defer`). With `read`, the result is what it makes of the file
+    the child saved the new graph to (`ChildGraph.finish`)."""
     held = index.graph_holds(work.add_keys, work.add_vectors)
     keys, add_keys, add_vectors = work.keys, work.add_keys, work.add_vectors
     if np.any(held):  # (else no copy of the vectors)
@@ -282,7 +282,7 @@ def apply_backlog(
                 raise BuildStopped
             rows = index.graph_rows(add_vectors[start : start + FRAME_ROWS])
             child.add(add_keys[start : start + FRAME_ROWS], rows, build_threads())
-        return child.finish(keep)
+        return child.finish(read)
     except BaseException:
         child.kill()
         raise

@@ -116,9 +116,10 @@ class ChildGraph:
         except OSError as exc:
             raise ChildFailed(f"graph process ended: {self._stderr()}") from exc
 
-    def finish(self, keep: Callable[[Path], None] | None = None) -> Any:
-        """Have the child save the graph, and load it (a usearch `Index`); `keep` is then
-        given the saved file before it is removed (a backlog pass makes it a snapshot)."""
+    def finish(self, read: Callable[[Path], Any] | None = None) -> Any:
+        """Have the child save the graph, and load it (a usearch `Index`), or return what
+        `read` makes of the saved file before it is removed (a backlog pass copies it into
+        a snapshot and maps it: no copy of the graph in this process)."""
         from huedb.engine import heap  # not in the child: no huedb there
         from huedb.engine.vector_index import load_graph
 
@@ -133,10 +134,7 @@ class ChildGraph:
         self._proc.wait()
         heap.release()  # before the largest allocation of a build: the graph read back
         try:
-            graph = load_graph(self._path)
-            if keep is not None:
-                keep(self._path)
-            return graph
+            return load_graph(self._path) if read is None else read(self._path)
         except ValueError as exc:
             raise ChildFailed(f"the graph process saved no index: {exc}") from exc
         finally:

@@ -67,9 +67,11 @@ from huedb.engine.vector_index import (
     BuildStopped,
     FlatVectors,
     HnswParams,
+    MappedGraph,
     Thresholds,
     VectorIndex,
     graph_view,
+    map_graph_file,
 )
 from huedb.errors import InvalidArgumentError, NotFoundError
 from huedb.options import EngineOptions
@@ -564,18 +566,27 @@ class IndexCache:
         workdir = self._dir if self._dir is not None and self._dir.is_dir() else None
         calibration = state.calibration
 
-        def keep(graph_file: Path) -> None:
+        def read(graph_file: Path) -> MappedGraph:
             """The child's graph is the collection at the watermark the work was taken at:
-            copied behind a header, it is the snapshot (no save of the graph here)."""
+            copied behind a header, it is the snapshot, served as a view of it (else of the
+            child's file): the graph is neither saved nor read into memory here."""
             if self._dir is not None and not job.stop.is_set():
                 job.saved = self._snapshot_or_warn(
                     col, job.watermark, index, calibration, graph_file
                 )
+            if job.saved:
+                assert self._dir is not None
+                snap = snapshot.read_snapshot(
+                    snapshot.snapshot_path(self._dir, col.uuid), self.owner(col)
+                )
+                if snap is not None and snap.watermark == job.watermark:
+                    return MappedGraph(graph_view(snap.payload), snap.mapping, snap.payload)
+            return map_graph_file(graph_file)
 
         def run() -> None:
             started = time.perf_counter()
             try:
-                job.outcome.append((apply_backlog(index, work, job.stop, workdir, keep), work))
+                job.outcome.append((apply_backlog(index, work, job.stop, workdir, read), work))
             except Exception as exc:  # reported when adopting, in the caller's thread
                 job.outcome.append(exc)
             seconds, ok = time.perf_counter() - started, not isinstance(job.outcome[0], Exception)
@@ -622,7 +633,7 @@ class IndexCache:
             return
         graph, work = outcome
         index.adopt_backlog_graph(graph, work)
-        if index.backlog <= INLINE_MAX_CHANGES:
+        if index.backlog <= INLINE_MAX_CHANGES and not index.keeps_view:
             index.apply_backlog_here()
 
     def _start_build_if_needed(self, col: CollectionRow, state: _State, writing: bool) -> None:
@@ -874,7 +885,7 @@ class IndexCache:
             state.may_calibrate = True
             self._pending[col.cid] = col
         index = state.index
-        few = index.backlog <= INLINE_MAX_CHANGES
+        few = index.backlog <= INLINE_MAX_CHANGES and not index.keeps_view
         if index.backlog and state.backlog_pass is None and (few or wait):
             index.apply_backlog_here()
             state.resized = True
@@ -1003,11 +1014,11 @@ class IndexCache:
         vectors = np.empty((0, index.dim), dtype=np.float32)
         if present:
             keys, vectors = key_vector_rows(present, index.dim)
-        saving = state.saving is not None
-        if index.uses_graph and (index.backlog or saving or len(latest) > INLINE_MAX_CHANGES):
-            # Too many for the graph within this call, or the graph is being saved: a
-            # background pass or the end of the save applies them (and skips those whose
-            # vector did not change).
+        defer = bool(index.backlog) or state.saving is not None or index.keeps_view
+        if index.uses_graph and (defer or len(latest) > INLINE_MAX_CHANGES):
+            # Too many for the graph within this call, the graph is being saved or is a
+            # view too large to copy: a background pass or the end of the save applies
+            # them (and skips those whose vector did not change).
             index.defer(removed, keys, vectors)
             state.unsnapshotted += len(latest)
             return True

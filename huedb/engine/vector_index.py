@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import mmap
 import os
 import threading
 from collections.abc import Callable
@@ -56,6 +57,9 @@ FILTER_OVERSAMPLE = 2
 GATHER_BLOCK = 2048  # rows scored per block in filtered exact search (~3 MB at 384 dims)
 BUILD_CHUNK = 10_000
 SAVE_BLOCK = 2**20  # bytes per write when a viewed graph's serialized bytes are copied
+# A view of at least this many bytes is never copied into private memory: its changes wait
+# in a backlog for a pass (copying the 917 MB view of 1M x 384 held the GIL 4.0 s).
+VIEW_KEPT_MIN_BYTES = 256 * 2**20
 
 SearchHits = tuple[np.ndarray, np.ndarray]  # (keys uint64, distances float32), best first
 APPROXIMATE_PLANS = ("graph", "filtered_graph")  # plans that may miss a record (of QUERY_PLANS)
@@ -513,6 +517,12 @@ class VectorIndex:
         return index
 
     @property
+    def keeps_view(self) -> bool:
+        """Whether the graph is a view too large to copy here (`VIEW_KEPT_MIN_BYTES`): its
+        changes are deferred to a pass, whose graph is served as a view again."""
+        return self._mapping is not None and len(self._mapping) >= VIEW_KEPT_MIN_BYTES
+
+    @property
     def search_ef(self) -> int:
         """The ef of unfiltered graph searches: the user's `ef_search` if set, else the
         larger of the configured one and the one measured to meet the recall target."""
@@ -640,13 +650,16 @@ class VectorIndex:
         assert self._backlog is not None
         return self._backlog.take_work()
 
-    def adopt_backlog_graph(self, graph: Index | None, work: BacklogWork) -> None:
+    def adopt_backlog_graph(self, graph: Index | MappedGraph | None, work: BacklogWork) -> None:
         """Serve `graph`: this index's graph with `work` applied (by a pass, in another
-        thread or process; None: the work changed nothing in it). The work's keys not
-        noted again since leave the backlog."""
+        thread or process; a view of a file when mapped; None: the work changed nothing in
+        it). The work's keys not noted again since leave the backlog."""
         backlog = self._backlog
         assert backlog is not None and self._graph is not None
-        if graph is not None:
+        if isinstance(graph, MappedGraph):
+            graph.graph.expansion_search = self.search_ef
+            self._graph, self._mapping, self._payload = graph.graph, graph.mapping, graph.payload
+        elif graph is not None:
             graph.expansion_search = self.search_ef
             self._graph, self._mapping, self._payload = graph, None, None
         backlog.settle(work, self._graph.contains)
@@ -956,6 +969,24 @@ def load_graph(path: Path) -> Index:
     if graph is None:
         raise ValueError(f"{path} is not an index")
     return graph
+
+
+@dataclass(frozen=True)
+class MappedGraph:
+    """A read-only view of a serialized graph and the mapping that must outlive it."""
+
+    graph: Index
+    mapping: Any
+    payload: Any
+
+
+def map_graph_file(path: Path) -> MappedGraph:
+    """A view of the graph usearch saved to `path` (which may be removed afterwards: the
+    mapping keeps its pages)."""
+    with open(path, "rb") as f:
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    payload = memoryview(mapping)
+    return MappedGraph(graph_view(payload), mapping, payload)
 
 
 def graph_view(payload: Any) -> Index:
