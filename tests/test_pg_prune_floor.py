@@ -32,7 +32,13 @@ def _graph_ready(engine: Engine, uuid: str, probe: np.ndarray) -> None:
     while engine.indexing_status(uuid)["op_indexing_progress"] < 1.0:
         assert time.monotonic() < deadline, "the graph was not built in 60 s"
         time.sleep(0.05)
-    engine.query(uuid, probe, 1, ALL, False)  # adopts the graph, then snapshots it
+    engine.query(uuid, probe, 1, ALL, False)  # adopts the graph, then snapshots it...
+    states = engine._indexes._states.values()
+    while any(s.saving is not None or s.saved_at is not None for s in states):
+        # ...in a thread: a later call registers it (`index_holders`) and prunes
+        assert time.monotonic() < deadline, "the snapshot was not written in 60 s"
+        time.sleep(0.05)
+        engine.indexing_status(uuid)
 
 
 def _pruned_seq(url: str, uuid: str) -> int:
