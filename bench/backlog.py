@@ -140,7 +140,7 @@ def summarize(spec: DataSpec, run: dict[str, Any], expected: list[set[int]]) -> 
 
     def figures(rows: list[tuple[int, tuple]]) -> dict[str, Any]:
         if not rows:
-            return {"queries": 0, "p50_ms": None, "recall": None}
+            return {"queries": 0, "p50_ms": None, "max_ms": None, "recall": None}
         hits = [
             min(len({record_index(x) for x in r[3]} & expected[n % queries]), K) / K
             for n, r in rows
@@ -148,6 +148,7 @@ def summarize(spec: DataSpec, run: dict[str, Any], expected: list[set[int]]) -> 
         return {
             "queries": len(rows),
             "p50_ms": 1000 * float(np.median([r[1] for _, r in rows])),
+            "max_ms": 1000 * max(r[1] for _, r in rows),  # a stall: a graph swapped in, saved
             "recall": float(np.mean(hits)),
         }
 
