@@ -6,6 +6,7 @@ then (with several sizes) a growth table. Example:
 HTTP servers (huedb vs `chroma run`): python -m bench http --help
 Hybrid search (dense + BM25 vs bm25s): python -m bench search --help
 Queries after another process changed much of a collection: python -m bench backlog --help
+Writes to a large collection queried meanwhile: python -m bench writes --help
 """
 
 from __future__ import annotations
@@ -117,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.backlog import main as backlog_main
 
         return backlog_main(argv[1:])
+    if argv[:1] == ["writes"]:
+        from bench.writes import main as writes_main
+
+        return writes_main(argv[1:])
     if argv[:1] == ["footprint"]:
         from bench.footprint import main as footprint_main
 
