@@ -28,12 +28,10 @@ from huedb.engine.vector_index import Thresholds, VectorIndex, load_graph
 from huedb.record_batch import RecordBatch
 from tests import stores
 from tests.stores import StoreTarget
+from tests.test_graph_backlog import DATABASE, DIM, TENANT, N, _engine, _names
 from tests.test_vector_index import graph_index, make_reference, ref_vectors
 
 store = stores.store
-DIM = 16
-N = 3_000
-TENANT, DATABASE = "default_tenant", "default_database"
 
 
 class HeldSave:
@@ -61,16 +59,6 @@ def held_save(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldSave]:
         yield held
     finally:
         held.release.set()  # never leave a thread waiting
-
-
-def _engine(target: StoreTarget, path: Path) -> Engine:
-    return stores.engine(target, path, exact_max_floats=200 * DIM)
-
-
-def _names(engine: Engine, uuid: str, queries: np.ndarray, k: int) -> list[list[str]]:
-    everything = compile_filter(None, None, None)
-    hits = engine.query(uuid, queries.astype(np.float32), k, everything, False)
-    return [[hits.rows[key][1] for key in keys] for keys in hits.keys]
 
 
 def _graph_built(engine: Engine, uuid: str, saves: HeldSave) -> int:
