@@ -278,3 +278,26 @@ def test_a_large_view_is_never_copied_its_changes_wait_for_a_pass(
             assert [n[0] for n in _names(engine, uuid, current[kept], 1)] == [ids[i] for i in kept]
     finally:
         engine.close()
+
+
+def test_queries_alone_take_up_a_finished_snapshot(
+    store: StoreTarget, tmp_path: Path, held_save: HeldSave
+) -> None:
+    """A snapshot thread that ended is taken up by the next query (the oplog up to it is
+    pruned), not only by a write or a status call."""
+    rng = np.random.default_rng(16)
+    engine = _engine(store, tmp_path)
+    try:
+        uuid, _, vectors = _collection(engine, rng)
+        taken_at = _graph_built(engine, uuid, held_save)
+        held_save.release.set()
+        deadline = time.monotonic() + 30
+        while True:
+            _names(engine, uuid, vectors[:1], 1)
+            with engine._store.read() as db:
+                if db.collection_by_uuid(uuid).snapshot_seq == taken_at:
+                    break
+            assert time.monotonic() < deadline, "queries never took up the finished snapshot"
+            time.sleep(0.02)
+    finally:
+        engine.close()
