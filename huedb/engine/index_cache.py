@@ -365,13 +365,14 @@ class IndexCache:
 
         For a search that confirms afterwards, in one snapshot, that the collection's row
         and oplog head still equal these (then the index was current for that snapshot).
-        None when the process holds no index for it, or a finished graph build, pass,
-        measurement or snapshot waits to be taken up (a `ready()` does that). A search
-        wants a graph being built (`ready`).
+        None when the process holds no index for it, or a finished graph build, pass or
+        measurement waits to be adopted (a `ready()` does that; a finished snapshot thread
+        is taken up here). A search wants a graph being built (`ready`).
         """
         for state in list(self._states.values()):
             if state.col.uuid == collection_uuid:
-                jobs = (state.build, state.calibrating, state.backlog_pass, state.saving)
+                self._adopt_snapshot(state.col, state)
+                jobs = (state.build, state.calibrating, state.backlog_pass)
                 if any(job is not None and not job.thread.is_alive() for job in jobs):
                     return None
                 if state.build is not None and state.build.feed is not None:
