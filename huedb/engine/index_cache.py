@@ -391,7 +391,7 @@ class IndexCache:
         """Drop every in-memory index (after a reset)."""
         for cid in list(self._states):
             self.drop(cid)  # no snapshot lands after the reset
-        self._states.clear()
+        # Entries of collections holding no index:
         self._pending.clear()
         self._evicted.clear()
         self._write_checks.clear()
@@ -623,8 +623,7 @@ class IndexCache:
         # recall is measured on the next.
         state.may_calibrate = job.saved
         if job.saved:
-            state.unsnapshotted = max(0, state.unsnapshotted - job.covered)
-            state.saved_at = job.watermark
+            self._snapshot_landed(col, state, job)
         index = state.index
         outcome = job.outcome[0] if job.outcome else RuntimeError("the pass produced nothing")
         if isinstance(outcome, Exception):
@@ -880,15 +879,20 @@ class IndexCache:
         job.thread.join()
         state.saving = None
         if job.outcome:
-            state.unsnapshotted = max(0, state.unsnapshotted - job.covered)
-            state.saved_at = job.watermark
-            state.may_calibrate = True
-            self._pending[col.cid] = col
+            self._snapshot_landed(col, state, job)
         index = state.index
         few = index.backlog <= INLINE_MAX_CHANGES and not index.keeps_view
         if index.backlog and state.backlog_pass is None and (few or wait):
             index.apply_backlog_here()
             state.resized = True
+
+    def _snapshot_landed(self, col: CollectionRow, state: _State, job: _Build) -> None:
+        """Count what a thread's snapshot covers: the next checkpoint prunes the oplog up
+        to it, and the recall may be measured on it."""
+        state.unsnapshotted = max(0, state.unsnapshotted - job.covered)
+        state.saved_at = job.watermark
+        state.may_calibrate = True
+        self._pending[col.cid] = col
 
     def _snapshot_or_warn(
         self,
