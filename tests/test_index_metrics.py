@@ -28,7 +28,7 @@ from huedb.engine import events, snapshot
 from huedb.engine.engine import Engine
 from huedb.engine.graph_backlog import INLINE_MAX_CHANGES
 from huedb.engine.graph_build import FRAME_ROWS
-from huedb.engine.recall_calibration import SAMPLE_QUERIES
+from huedb.engine.recall_calibration import SAMPLE_QUERIES_MAX
 from huedb.record_batch import RecordBatch
 from huedb.server.metrics import EngineMetrics
 from tests.servers import huedb_server
@@ -177,7 +177,7 @@ def test_a_running_build_shows_its_progress(tmp_path: Path) -> None:
         col = make(client, "big", 12_000)  # frames of 4,096 rows, the recall sample left out
         query(col)
         assert paused.reached.wait(60)
-        first = FRAME_ROWS - SAMPLE_QUERIES
+        first = FRAME_ROWS - SAMPLE_QUERIES_MAX
         assert changes(before) == {
             **ZERO,
             "misses": 1,

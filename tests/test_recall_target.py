@@ -274,3 +274,18 @@ def test_the_measurement_against_a_reference(space: str) -> None:
     assert got.recall == pytest.approx(want, abs=1e-9)
     assert want < 1.0  # ef 12 on a graph built with ef 16 misses some: the check has teeth
     assert rc.calibrate(graph, space, source, sample, 1.01, [12, 24, 48]).ef_search == 48
+
+
+def test_larger_graphs_are_measured_with_more_queries() -> None:
+    # One query per 1,000 vectors, 200 to 1,000, never more than a tenth of the graph: the
+    # margin the target must clear shrinks with the square root of the count.
+    assert [rc.sample_size(n) for n in (500, 5_000, 100_000, 400_000, 1_000_000, 10**7)] == [
+        50,
+        200,
+        200,
+        400,
+        1_000,
+        1_000,
+    ]
+    held = rc.holdout_rows(400_000)
+    assert len(held) == 400 and len(np.unique(held)) == 400 and held.max() < 400_000

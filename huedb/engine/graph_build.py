@@ -15,8 +15,9 @@ child fails, the thread builds the graph again itself. While writes are still ar
 child adds on one thread (the writer has the other core); after that on every core.
 
 The recall sample (`recall_calibration`) is drawn as the rows stream past: a reservoir of
-up to `SAMPLE_QUERIES` rows kept out of the graph, each row of the stream equally likely to
-end in it; once the graph is done they are its queries, then they are added to it.
+up to `SAMPLE_QUERIES_MAX` rows kept out of the graph, each row of the stream equally likely
+to end in it; once the graph is done `sample_size` of them are its queries, then they are all
+added to it.
 
 `apply_backlog` changes a copy of a served graph the same way, in a child started from
 the graph saved to a file (the changes a catch-up deferred, `graph_backlog`).
@@ -36,7 +37,13 @@ import numpy as np
 from huedb.engine import heap
 from huedb.engine.graph_backlog import BacklogWork
 from huedb.engine.graph_process import ChildFailed, ChildGraph
-from huedb.engine.recall_calibration import SAMPLE_QUERIES, ArrayVectors, Calibration, Vectors
+from huedb.engine.recall_calibration import (
+    SAMPLE_QUERIES_MAX,
+    ArrayVectors,
+    Calibration,
+    Vectors,
+    sample_size,
+)
 from huedb.engine.vector_index import (
     BuildStopped,
     FlatVectors,
@@ -165,10 +172,10 @@ class Holdout:
         return np.sort(np.concatenate(out)) if len(out) > 1 else out[0]
 
     def split(self, total: int) -> tuple[np.ndarray, np.ndarray]:
-        """The sample's rows to measure with (at most a tenth of `total`, ascending), and
-        the rest of the sample."""
+        """The sample's rows to measure a graph of `total` rows with (`sample_size`,
+        ascending), and the rest of the sample."""
         rows = np.asarray(self.rows, dtype=np.int64)
-        keep = min(len(rows), total // 10)
+        keep = min(len(rows), sample_size(total))
         return np.sort(rows[:keep]), rows[keep:]
 
 
@@ -206,7 +213,7 @@ def _grow(
     progress: Callable[[int], None],
     measure: Measure | None,
 ) -> tuple[Any, Calibration | None]:
-    holdout = Holdout(SAMPLE_QUERIES if measure is not None else 0, len(feed.keys))
+    holdout = Holdout(SAMPLE_QUERIES_MAX if measure is not None else 0, len(feed.keys))
     sent = 0
     feed.sink = sink
     # One frame's buffers, reused: a fresh copy per frame fragments the heap. A frame holds

@@ -1,7 +1,7 @@
 """The planner's recall target: the `ef_search` a graph needs, measured on the graph itself.
 
-The build thread leaves a seeded sample of up to 200 stored vectors out of the graph
-(`holdout_rows`), and once the rest is built uses them as queries: held-out points of the
+The build thread leaves a seeded sample of 200 to 1,000 stored vectors (`sample_size`) out of
+the graph (`holdout_rows`), and once the rest is built uses them as queries: held-out points of the
 collection's own distribution, as a new record or a query like the records would be. Their
 exact top 10 among the other vectors is found by brute force (matrix products on the
 build's copy of the vectors); the graph is then searched as `VectorIndex.search` does
@@ -35,7 +35,15 @@ from huedb.engine.vector_index import (
     search_graph,
 )
 
+# Queries per measurement: one per 1,000 vectors, at least 200 and at most 1,000 (and a tenth
+# of the collection at most). The target must hold for the mean less 1.645 standard errors;
+# with 200 queries that margin was ~0.011 at 1M x 384, and the sample's own spread moved the
+# ef four builds chose between 416 and 640 (query p50 ~3.1 to ~5.5 ms) for graphs whose
+# recall on the bench's queries crosses 0.95 near 360. 1,000 queries cost ~10 s of brute
+# force at 1M (a build there takes ~5 min), 200 ~2 s.
 SAMPLE_QUERIES = 200
+SAMPLE_QUERIES_MAX = 1_000
+VECTORS_PER_QUERY = 1_000
 RECALL_K = 10
 # Steps of 32 to 512, then 64: at 1M x 384 (the bench's clustered data) 384 missed 0.95 and
 # 512 passed by 0.001, and with the old coarser steps (384, 512, 768) one build's graph went
@@ -43,7 +51,8 @@ RECALL_K = 10
 # searches (~0.3 s at 1M on two cores), tried only until one passes.
 EF_LADDER = (*range(128, 512, 32), *range(512, 768, 64), 768, 896, 1024)
 CONFIDENCE_Z = 1.645  # the target must hold for the mean minus this many standard errors
-CHUNK_ROWS = 4_096  # rows per block of the brute-force pass (200 queries: ~3 MB per score array)
+# Rows per block of the brute-force pass (a score array: 3 MB for 200 queries, 16 MB for 1,000)
+CHUNK_ROWS = 4_096
 RECALIBRATE_FRACTION = 0.2  # changes since the measurement, as a share of the graph
 
 
@@ -139,10 +148,15 @@ def ladder(floor: int, user_set: bool) -> list[int]:
     return [floor, *(ef for ef in EF_LADDER if ef > floor)]
 
 
+def sample_size(n: int) -> int:
+    """How many queries measure a graph of `n` vectors."""
+    return min(max(SAMPLE_QUERIES, n // VECTORS_PER_QUERY), SAMPLE_QUERIES_MAX, n // 10)
+
+
 def holdout_rows(n: int) -> np.ndarray:
     """The rows a build leaves out of the graph to query it with (seeded by the count, so
     the same collection draws the same sample), in ascending order."""
-    count = min(SAMPLE_QUERIES, n // 10)
+    count = sample_size(n)
     rng = np.random.default_rng(n)
     return np.sort(rng.choice(n, size=count, replace=False))
 
