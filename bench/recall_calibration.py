@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from bench.core import DataSpec, make_dataset
 from huedb.engine import recall_calibration as rc
-from huedb.engine.vector_index import HnswParams, add_to_graph, build_graph, search_graph
+from huedb.engine.vector_index import HnswParams, build_graph, graph_input, search_graph
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -50,9 +51,16 @@ def measure(n: int) -> dict[str, Any]:
     graph = build_graph(384, params, keys, vectors, skip=held)
     built = time.perf_counter()
     source = rc.ArrayVectors(keys, vectors)
-    found = rc.calibrate(graph, "cosine", source, held, 0.95, rc.ladder(params.ef_search, False))
+    found = rc.calibrate(
+        partial(search_graph, graph),
+        "cosine",
+        source,
+        held,
+        0.95,
+        rc.ladder(params.ef_search, False),
+    )
     measured = time.perf_counter()
-    add_to_graph(graph, "cosine", keys[held], vectors[held])
+    graph.add(keys[held], graph_input("cosine", vectors[held]))
     added = time.perf_counter()
     return {
         "n": n,

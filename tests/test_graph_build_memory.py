@@ -4,11 +4,13 @@ what it measures over the whole matrix (`recall_calibration.ArrayVectors`)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from huedb.engine import recall_calibration as rc
 from huedb.engine.graph_build import MEASURE_ROWS
-from huedb.engine.vector_index import HnswParams, build_graph
+from huedb.engine.vector_index import HnswParams, build_graph, search_graph
 
 
 def test_the_build_measures_recall_on_blocks_of_its_rows() -> None:
@@ -22,7 +24,14 @@ def test_the_build_measures_recall_on_blocks_of_its_rows() -> None:
     sample = rc.holdout_rows(len(keys))
     params = HnswParams(space="cosine", ef_construction=16)
     graph = build_graph(16, params, keys, vectors, skip=sample)
-    whole = rc.calibrate(graph, "cosine", rc.ArrayVectors(keys, vectors), sample, 1.01, [12, 24])
-    parts = rc.calibrate(graph, "cosine", blocked, sample, 1.01, [12, 24])
+    whole = rc.calibrate(
+        partial(search_graph, graph),
+        "cosine",
+        rc.ArrayVectors(keys, vectors),
+        sample,
+        1.01,
+        [12, 24],
+    )
+    parts = rc.calibrate(partial(search_graph, graph), "cosine", blocked, sample, 1.01, [12, 24])
     assert (parts.ef_search, parts.recall) == (whole.ef_search, whole.recall)
     assert np.array_equal(blocked.rows(sample), vectors[sample])

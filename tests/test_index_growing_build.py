@@ -240,3 +240,63 @@ def test_a_graph_file_left_by_a_killed_process_is_removed_by_the_next_build(
     child = ChildGraph(graph_config(DIM, HnswParams(space="l2")), tmp_path)
     child.kill()
     assert not dead.exists() and alive.exists()
+
+
+def test_a_child_process_build_is_measured_there_and_served_as_its_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A graph grown in a child process is measured on the child's graph (its searches
+    answered by the child), copied from the child's file into the snapshot and served as
+    a view of it: this process neither reads the graph into memory (`Index.restore`) nor
+    saves it with usearch, calls that hold the GIL for seconds at 1M x 384."""
+    monkeypatch.setattr(graph_build, "CHILD_MIN_FLOATS", 0)
+    searched: list[int] = []
+    real_search = ChildGraph.search
+
+    def child_search(self: ChildGraph, queries: np.ndarray, count: int, ef: int):  # type: ignore[no-untyped-def]
+        searched.append(len(queries))
+        return real_search(self, queries, count, ef)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the parent read or saved the graph with usearch")
+
+    monkeypatch.setattr(ChildGraph, "search", child_search)
+    monkeypatch.setattr(graph_build.ChildGraph, "search", child_search)
+    monkeypatch.setattr("huedb.engine.vector_index.load_graph", refuse)
+    monkeypatch.setattr("usearch.index.Index.save", refuse)
+    vectors = _vectors(11, 3_000)
+    client = _client(tmp_path)
+    try:
+        col = client.create_collection("measured", metadata={"hnsw:space": "l2"})
+        _write(col, vectors, 0, 3_000)
+        col.query(query_embeddings=vectors[:1], n_results=5)
+        deadline = time.monotonic() + 60
+        while (status := col.get_indexing_status()).op_indexing_progress < 1.0:
+            assert time.monotonic() < deadline, "the graph was not built in 60 s"
+            time.sleep(0.02)
+        assert searched and set(searched) == {200}, searched  # 3,000 rows: 200 queries
+        assert status.recall is not None and status.ef_search_source in {"default", "recall_target"}
+        engine = client._server.engine  # type: ignore[attr-defined]
+        row = engine.get_collection_by_uuid(str(col.id))
+        index = engine._indexes.loaded(row.cid)
+        assert index is not None and index.uses_graph and len(index) == 3_000
+        assert index._mapping is not None, "the graph is not served as a view"
+        path = snapshot.snapshot_path(tmp_path / "index", str(col.id))
+        header = snapshot.read_header(path)
+        assert header is not None and header["watermark"] >= 3_000
+        assert header["calibration"]["queries"] == 200
+        for q in range(5):
+            got = col.query(query_embeddings=vectors[q : q + 1] + 0.01, n_results=5)
+            assert got["ids"][0] == _exact_top(vectors, vectors[q] + 0.01, 5)
+    finally:
+        client.close()
+    # The snapshot is the graph a fresh process serves, with the measurement.
+    clear_system_cache()
+    again = _client(tmp_path)
+    try:
+        col = again.get_collection("measured")
+        got = col.query(query_embeddings=vectors[7:8] + 0.01, n_results=5)
+        assert got["ids"][0] == _exact_top(vectors, vectors[7] + 0.01, 5)
+        assert col.get_indexing_status().recall == status.recall
+    finally:
+        again.close()

@@ -41,6 +41,7 @@ from huedb.engine.recall_calibration import (
     SAMPLE_QUERIES_MAX,
     ArrayVectors,
     Calibration,
+    Search,
     Vectors,
     sample_size,
 )
@@ -50,7 +51,6 @@ from huedb.engine.vector_index import (
     HnswParams,
     LocalGraph,
     VectorIndex,
-    add_to_graph,
     build_threads,
     graph_config,
     graph_input,
@@ -69,7 +69,10 @@ CHILD_MIN_FLOATS = 2_000_000  # smaller builds (under ~0.3 s of CPU) stay in the
 # in the heap just when the process holds its vectors and the graph read back, its peak.
 MEASURE_ROWS = 1_024
 
-Measure = Callable[[Any, Vectors, np.ndarray], Calibration | None]
+Measure = Callable[[Search, Vectors, np.ndarray], Calibration | None]
+# What a build makes of the file its graph process saved the graph to, with the graph's
+# calibration (`IndexCache`: the snapshot, served as a view of it).
+ReadGraph = Callable[[Path, Calibration | None], Any]
 
 
 class GraphSink(Protocol):
@@ -77,7 +80,9 @@ class GraphSink(Protocol):
 
     def add(self, keys: np.ndarray, vectors: np.ndarray, threads: int) -> None: ...
 
-    def finish(self) -> Any: ...
+    def search(self, queries: np.ndarray, count: int, ef: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def finish(self, read: Callable[[Path], Any] | None = None) -> Any: ...
 
     def kill(self) -> None: ...
 
@@ -187,9 +192,13 @@ def grow_graph(
     progress: Callable[[int], None],
     measure: Measure | None,
     workdir: Path | None,
+    read: ReadGraph | None = None,
 ) -> tuple[Any, Calibration | None]:
     """The graph of every row handed over until the feed closes, with its recall
-    calibration (`measure`; None: not measured)."""
+    calibration (`measure`; None: not measured). A graph grown in a child process is
+    measured there, and is what `read` makes of the file the child saves it to (a
+    `usearch` Index read into memory without `read`); one grown in this thread is an
+    Index."""
     if len(feed.keys) * dim >= CHILD_MIN_FLOATS:
         try:
             child = ChildGraph(graph_config(dim, params), workdir)
@@ -197,12 +206,12 @@ def grow_graph(
             logger.warning("cannot start a graph process (%s); building in a thread", exc)
         else:
             try:
-                return _grow(child, params.space, feed, stop, progress, measure)
+                return _grow(child, params.space, feed, stop, progress, measure, read)
             except ChildFailed as exc:
                 if stop.is_set():
                     raise BuildStopped from exc
                 logger.warning("%s; building the graph in a thread instead", exc)
-    return _grow(LocalGraph(dim, params), params.space, feed, stop, progress, measure)
+    return _grow(LocalGraph(dim, params), params.space, feed, stop, progress, measure, None)
 
 
 def _grow(
@@ -212,6 +221,7 @@ def _grow(
     stop: threading.Event,
     progress: Callable[[int], None],
     measure: Measure | None,
+    read: ReadGraph | None,
 ) -> tuple[Any, Calibration | None]:
     holdout = Holdout(SAMPLE_QUERIES_MAX if measure is not None else 0, len(feed.keys))
     sent = 0
@@ -238,21 +248,22 @@ def _grow(
             sink.add(frame_keys[:count], frame[:count], 1 if writing else build_threads())
             progress(count)
             sent = end
-        graph = sink.finish()
+        keys, matrix = feed.keys, feed.matrix  # closed: every row of these was sent
+        sample, extra = holdout.split(len(keys))
+        threads = build_threads()
+        sink.add(keys[extra], graph_input(space, matrix[extra]), threads)
+        calibration = None
+        if measure is not None and len(sample):
+            calibration = measure(sink.search, ArrayVectors(keys, matrix, MEASURE_ROWS), sample)
+            heap.release()  # what the measurement's score arrays left in this thread's heap
+        sink.add(keys[sample], graph_input(space, matrix[sample]), threads)
+        progress(len(sample) + len(extra))
+        graph = sink.finish(None if read is None else lambda path: read(path, calibration))
     except BaseException:
         sink.kill()
         raise
     finally:
         feed.sink = None
-    keys, matrix = feed.keys, feed.matrix  # closed: every row of these was sent
-    sample, extra = holdout.split(len(keys))
-    add_to_graph(graph, space, keys[extra], matrix[extra])
-    calibration = None
-    if measure is not None and len(sample):
-        calibration = measure(graph, ArrayVectors(keys, matrix, MEASURE_ROWS), sample)
-        heap.release()  # what the measurement's score arrays left in this thread's heap
-    add_to_graph(graph, space, keys[sample], matrix[sample])
-    progress(len(sample) + len(extra))
     return graph, calibration
 
 

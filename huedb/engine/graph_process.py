@@ -3,11 +3,12 @@
 usearch's Python binding takes the GIL back for every vector it adds, so a graph built by a
 thread of the serving process crawls while that process runs Python (ingest, queries): 20k
 x 384 took 2.8x as long beside a busy Python thread. A child interpreter has a GIL of its
-own. The parent (`ChildGraph`) writes frames of keys and float32 vectors to the child's
-stdin; the child adds each to its graph on the number of threads the frame names (or, for a
-frame naming no threads, removes the keys it holds); at the end it saves the graph to a
-file the parent chose and the parent loads it. The graph starts empty, or as the one the
-parent saved to a file first (to change a graph in the background, `graph_build`).
+own. The parent (`ChildGraph`) writes frames to the child's stdin: keys and float32 vectors
+to add on the number of threads the frame names, keys to remove, or queries to search (the
+keys found go back on stdout: the recall of a build is measured on the child's graph, which
+the parent never holds); at the end the child saves the graph to a file the parent chose,
+which the parent loads, maps or copies into a snapshot. The graph starts empty, or as the
+one the parent saved to a file first (to change a graph in the background, `graph_build`).
 
 The child runs this file as a script (`python -P graph_process.py`): it imports numpy and
 usearch only, not huedb (importing huedb costs ~1 s of CPU), so this module imports huedb
@@ -30,7 +31,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-_FRAME = struct.Struct("<QQ")  # rows (0: save and exit), threads (0: remove those keys)
+# A frame's head: its kind, its rows, then the threads to add on, or a search's count and ef.
+_FRAME = struct.Struct("<4Q")
+_ADD, _REMOVE, _SEARCH, _SAVE = 1, 2, 3, 4
 _DONE = b"saved\n"
 _PREFIX = ".graph-build-"  # then the parent's pid: its graph file until it has read it
 
@@ -102,7 +105,7 @@ class ChildGraph:
         if len(keys) == 0:
             return
         try:
-            self._send(_FRAME.pack(len(keys), max(1, threads)), keys.data, vectors.data)
+            self._send(_FRAME.pack(_ADD, len(keys), max(1, threads), 0), keys.data, vectors.data)
         except OSError as exc:
             raise ChildFailed(f"graph process ended: {self._stderr()}") from exc
 
@@ -112,9 +115,24 @@ class ChildGraph:
         if len(keys) == 0:
             return
         try:
-            self._send(_FRAME.pack(len(keys), 0), keys.data)
+            self._send(_FRAME.pack(_REMOVE, len(keys), 0, 0), keys.data)
         except OSError as exc:
             raise ChildFailed(f"graph process ended: {self._stderr()}") from exc
+
+    def search(self, queries: np.ndarray, count: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
+        """Keys (queries x count) and how many were found per query, of a batch searched
+        at expansion `ef` on every core of the child (as `vector_index.search_graph`)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        rows = len(queries)
+        try:
+            self._send(_FRAME.pack(_SEARCH, rows, count, ef), queries.data)
+            keys = self._receive(rows * count * 8)
+            counts = self._receive(rows * 8)
+        except OSError as exc:
+            raise ChildFailed(f"graph process ended: {self._stderr()}") from exc
+        return np.frombuffer(keys, dtype=np.uint64).reshape(rows, count), np.frombuffer(
+            counts, dtype=np.int64
+        )
 
     def finish(self, read: Callable[[Path], Any] | None = None) -> Any:
         """Have the child save the graph, and load it (a usearch `Index`), or return what
@@ -124,7 +142,7 @@ class ChildGraph:
         from huedb.engine.vector_index import load_graph
 
         try:
-            self._send(_FRAME.pack(0, 0))
+            self._send(_FRAME.pack(_SAVE, 0, 0, 0))
             assert self._proc.stdout is not None
             reply = self._proc.stdout.readline()
         except OSError as exc:
@@ -167,6 +185,14 @@ class ChildGraph:
         for part in parts:
             stdin.write(part)
         stdin.flush()
+
+    def _receive(self, size: int) -> bytes:
+        stdout = self._proc.stdout
+        assert stdout is not None
+        data = stdout.read(size)
+        if len(data) != size:
+            raise ChildFailed(f"graph process ended: {self._stderr()}")
+        return data
 
     def _stderr(self) -> str:
         if self._proc.poll() is None:
@@ -223,8 +249,8 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
     keys = np.empty(0, dtype=np.uint64)
     matrix = np.empty((0, dim), dtype=np.float32)
     while (head := _read(stdin, _FRAME.size)) is not None:
-        rows, threads = _FRAME.unpack(head)
-        if rows == 0:
+        kind, rows, first, second = _FRAME.unpack(head)
+        if kind == _SAVE:
             graph.save(path)
             stdout.write(_DONE)
             stdout.flush()
@@ -232,16 +258,32 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
         if rows > len(keys):
             keys = np.empty(rows, dtype=np.uint64)
             matrix = np.empty((rows, dim), dtype=np.float32)
+        if kind == _SEARCH:
+            if not _read_into(stdin, memoryview(matrix[:rows]).cast("B")):
+                break
+            _search(graph, matrix[:rows], int(first), int(second), stdout)
+            continue
         if not _read_into(stdin, memoryview(keys[:rows]).cast("B")):
             break
-        if threads == 0:
+        if kind == _REMOVE:
             present = graph.contains(keys[:rows])
             graph.remove(keys[:rows][present])
             continue
         if not _read_into(stdin, memoryview(matrix[:rows]).cast("B")):
             break
-        graph.add(keys[:rows], matrix[:rows], threads=int(threads))
+        graph.add(keys[:rows], matrix[:rows], threads=int(first))
     return 1  # the parent went away before asking for the graph
+
+
+def _search(graph: Any, queries: np.ndarray, count: int, ef: int, stdout: BinaryIO) -> None:
+    """The child: answer a search frame with the keys found and their counts."""
+    graph.expansion_search = max(ef, count)
+    found = graph.search(queries, count, threads=0)
+    keys = np.asarray(found.keys, dtype=np.uint64).reshape(len(queries), count)
+    counts = np.asarray(found.counts, dtype=np.int64).reshape(len(queries))
+    stdout.write(np.ascontiguousarray(keys).data)
+    stdout.write(np.ascontiguousarray(counts).data)
+    stdout.flush()
 
 
 if __name__ == "__main__":

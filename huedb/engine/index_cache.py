@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import functools
 import itertools
 import logging
 import threading
@@ -46,6 +47,7 @@ from huedb.engine import events, snapshot
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.graph_backlog import INLINE_MAX_CHANGES
 from huedb.engine.graph_build import Feed, apply_backlog, grow_graph
+from huedb.engine.graph_process import ChildFailed
 from huedb.engine.hnsw_config import (
     DEFAULT_RECALL_TARGET,
     collection_space,
@@ -56,6 +58,7 @@ from huedb.engine.hnsw_config import (
 from huedb.engine.recall_calibration import (
     Calibration,
     GraphVectors,
+    Search,
     Vectors,
     calibrate,
     holdout_rows,
@@ -72,6 +75,7 @@ from huedb.engine.vector_index import (
     VectorIndex,
     graph_view,
     map_graph_file,
+    search_graph,
 )
 from huedb.errors import InvalidArgumentError, NotFoundError
 from huedb.options import EngineOptions
@@ -93,7 +97,7 @@ class _Build:
     calibration: Calibration | None = None  # measured on the graph built
     feed: Feed | None = None  # the rows a graph build reads (None for a measurement)
     covered: int = 0  # a snapshot's: the changes it covers that were not snapshotted before
-    saved: bool = False  # a backlog pass's: its graph was written as the snapshot
+    saved: bool = False  # a build's or backlog pass's: its graph was written as the snapshot
 
 
 _running_builds: weakref.WeakSet[_Build] = weakref.WeakSet()
@@ -156,22 +160,24 @@ def _recall_target(col: CollectionRow) -> float:
 
 
 def _measure_recall(
-    graph: Any,
+    search: Search,
     params: HnswParams,
     vectors: Vectors,
     sample: np.ndarray,
     stop: threading.Event,
     sample_in_graph: bool = False,
 ) -> Calibration | None:
-    """The recall calibration of a graph, queried with the vectors of rows `sample` (None
-    when it failed: searches then use the configured ef_search); stops with BuildStopped."""
+    """The recall calibration of the graph `search` searches, queried with the vectors of
+    rows `sample` (None when it failed: searches then use the configured ef_search); stops
+    with BuildStopped, and lets a graph process's failure through (its build then runs in
+    a thread)."""
     if len(sample) == 0:  # under 10 vectors: nothing to measure with
         return None
     efs = ladder(params.ef_search, params.ef_search_set)
     target = params.recall_target
     try:
-        return calibrate(graph, params.space, vectors, sample, target, efs, stop, sample_in_graph)
-    except BuildStopped:
+        return calibrate(search, params.space, vectors, sample, target, efs, stop, sample_in_graph)
+    except (BuildStopped, ChildFailed):
         raise
     except Exception:
         logger.exception("measuring the recall of a graph failed")
@@ -184,7 +190,8 @@ def _measure_view(payload: Any, params: HnswParams, stop: threading.Event) -> Ca
     graph = graph_view(payload)
     source = GraphVectors(graph)
     sample = holdout_rows(len(source.keys))
-    return _measure_recall(graph, params, source, sample, stop, sample_in_graph=True)
+    search = functools.partial(search_graph, graph)
+    return _measure_recall(search, params, source, sample, stop, sample_in_graph=True)
 
 
 def _log_calibration(collection_uuid: str, found: Calibration) -> None:
@@ -567,21 +574,8 @@ class IndexCache:
         calibration = state.calibration
 
         def read(graph_file: Path) -> MappedGraph:
-            """The child's graph is the collection at the watermark the work was taken at:
-            copied behind a header, it is the snapshot, served as a view of it (else of the
-            child's file): the graph is neither saved nor read into memory here."""
-            if self._dir is not None and not job.stop.is_set():
-                job.saved = self._snapshot_or_warn(
-                    col, job.watermark, index, calibration, graph_file
-                )
-            if job.saved:
-                assert self._dir is not None
-                snap = snapshot.read_snapshot(
-                    snapshot.snapshot_path(self._dir, col.uuid), self.owner(col)
-                )
-                if snap is not None and snap.watermark == job.watermark:
-                    return MappedGraph(graph_view(snap.payload), snap.mapping, snap.payload)
-            return map_graph_file(graph_file)
+            """The child's graph is the collection at the watermark the work was taken at."""
+            return self._serve_as_snapshot(col, job, index, calibration, graph_file)
 
         def run() -> None:
             started = time.perf_counter()
@@ -635,6 +629,30 @@ class IndexCache:
         if index.backlog <= INLINE_MAX_CHANGES and not index.keeps_view:
             index.apply_backlog_here()
 
+    def _serve_as_snapshot(
+        self,
+        col: CollectionRow,
+        job: _Build,
+        index: VectorIndex,
+        calibration: Calibration | None,
+        graph_file: Path,
+    ) -> MappedGraph:
+        """A graph a child process saved to `graph_file`, holding the collection as of
+        `job.watermark` (a build's or a backlog pass's), copied behind a header as the
+        snapshot (`job.saved`) and served as a view of it, else of the child's file: the
+        graph is neither saved by usearch nor read into memory here, so no usearch call
+        holds the GIL for it (at 1M x 384 `Index.restore` held it 2-8 s, `save` 2 s)."""
+        if self._dir is not None and not job.stop.is_set():
+            job.saved = self._snapshot_or_warn(col, job.watermark, index, calibration, graph_file)
+        if job.saved:
+            assert self._dir is not None
+            snap = snapshot.read_snapshot(
+                snapshot.snapshot_path(self._dir, col.uuid), self.owner(col)
+            )
+            if snap is not None and snap.watermark == job.watermark:
+                return MappedGraph(graph_view(snap.payload), snap.mapping, snap.payload)
+        return map_graph_file(graph_file)
+
     def _start_build_if_needed(self, col: CollectionRow, state: _State, writing: bool) -> None:
         if state.build is not None or state.build_failed or not state.index.wants_graph:
             return
@@ -657,8 +675,13 @@ class IndexCache:
 
             params = index.params
 
-            def measure(graph: Any, source: Vectors, held: np.ndarray) -> Any:
-                return _measure_recall(graph, params, source, held, build.stop)
+            def measure(search: Search, source: Vectors, held: np.ndarray) -> Any:
+                return _measure_recall(search, params, source, held, build.stop)
+
+            def read(graph_file: Path, calibration: Calibration | None) -> MappedGraph:
+                """The graph holds the rows handed over up to the feed's watermark."""
+                build.watermark = feed.watermark  # closed: final
+                return self._serve_as_snapshot(col, build, index, calibration, graph_file)
 
             try:
                 graph, build.calibration = grow_graph(
@@ -669,6 +692,7 @@ class IndexCache:
                     progress,
                     measure if params.recall_target > 0 else None,
                     workdir,
+                    read,
                 )
                 build.outcome.append(graph)
             except Exception as exc:  # reported when adopting, in the caller's thread
@@ -710,6 +734,9 @@ class IndexCache:
         )
         state.watermark = build.watermark
         state.unsnapshotted = len(state.index)
+        if build.saved:  # the graph process's output was written as the snapshot
+            build.covered = state.unsnapshotted
+            self._snapshot_landed(col, state, build)
         state.resized = True
         self._use_calibration(state, build.calibration)
         self._catch_up(db, col, state)

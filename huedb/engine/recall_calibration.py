@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -32,7 +32,6 @@ from huedb.engine.vector_index import (
     BuildStopped,
     graph_keys,
     graph_vectors,
-    search_graph,
 )
 
 # Queries per measurement: one per 1,000 vectors, at least 200 and at most 1,000 (and a tenth
@@ -161,8 +160,13 @@ def holdout_rows(n: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=count, replace=False))
 
 
+Search = Callable[[np.ndarray, int, int], tuple[np.ndarray, np.ndarray]]
+"""Searches a graph: (queries, count, ef) -> keys (queries x count), found per query
+(`vector_index.search_graph`, or a build's graph process)."""
+
+
 def calibrate(
-    graph: Any,
+    search: Search,
     space: str,
     vectors: Vectors,
     sample: np.ndarray,
@@ -171,8 +175,9 @@ def calibrate(
     stop: threading.Event | None = None,
     sample_in_graph: bool = False,
 ) -> Calibration:
-    """Measure recall@10 of `graph` for the vectors of rows `sample` as queries, against
-    the exact answer among the other rows, at each ef of `efs` until the target is met.
+    """Measure recall@10 of the graph `search` searches, with the vectors of rows `sample`
+    as queries, against the exact answer among the other rows, at each ef of `efs` until
+    the target is met.
 
     With `sample_in_graph`, one more candidate is asked for (the query's own node), and
     the sample's keys are dropped from the graph's answers.
@@ -192,7 +197,7 @@ def calibrate(
     count = min(n, k + k // 4 + 2 + int(sample_in_graph))  # as VectorIndex.graph_candidates
     for ef in efs:
         _check(stop)
-        keys, counts = search_graph(graph, queries, count, ef)
+        keys, counts = search(queries, count, ef)
         slots = np.searchsorted(vectors.keys, keys, sorter=order).clip(0, n - 1)
         rows = order[slots]
         found = (vectors.keys[rows] == keys) & (np.arange(count)[None, :] < counts[:, None])

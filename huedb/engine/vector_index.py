@@ -206,7 +206,7 @@ def build_graph(
     skip: np.ndarray | None = None,
 ) -> Index:
     """An HNSW graph over the given vectors (multi-threaded; releases the GIL), but the
-    rows `skip` (ascending; added later with `add_to_graph`).
+    rows `skip` (ascending; the caller adds them later).
 
     Vectors are added in chunks so that `stop` is honoured within one chunk's time;
     `progress` is told how many vectors each chunk added.
@@ -252,8 +252,12 @@ class LocalGraph:
         if len(keys):
             self._graph.add(keys, vectors, threads=threads)
 
-    def finish(self) -> Index:
-        """The graph built."""
+    def search(self, queries: np.ndarray, count: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
+        """A batch searched on the graph as it is (`search_graph`)."""
+        return search_graph(self._graph, queries, count, ef)
+
+    def finish(self, read: Callable[[Path], Any] | None = None) -> Index:
+        """The graph built (in memory: there is no file for `read`)."""
         return self._graph
 
     def kill(self) -> None:
@@ -276,13 +280,6 @@ def graph_input(space: str, vectors: np.ndarray, in_place: bool = False) -> np.n
     if in_place:
         return np.multiply(vectors, scale, out=vectors)
     return (vectors * scale).astype(np.float32)
-
-
-def add_to_graph(graph: Index, space: str, keys: np.ndarray, vectors: np.ndarray) -> None:
-    """Add float32 vectors of a collection of `space` to a new graph no search uses yet
-    (a build's)."""
-    if len(keys):
-        graph.add(keys, graph_input(space, vectors), threads=_threads(len(keys)))
 
 
 class FlatVectors:
@@ -488,10 +485,15 @@ class VectorIndex:
         dim: int,
         params: HnswParams,
         thresholds: Thresholds,
-        graph: Index,
+        graph: Index | MappedGraph,
         flat: FlatVectors | None = None,
     ) -> VectorIndex:
-        """An index served by an existing graph (and optionally its float32 vectors)."""
+        """An index served by an existing graph, or a view of a mapped one (and optionally
+        its float32 vectors)."""
+        if isinstance(graph, MappedGraph):
+            index = cls.from_graph(dim, params, thresholds, graph.graph, flat)
+            index._mapping, index._payload = graph.mapping, graph.payload
+            return index
         index = cls(dim, params, thresholds)
         metric = str(graph.metric.name).lower()
         if params.space == "cosine" and metric == LEGACY_COSINE_METRIC:
