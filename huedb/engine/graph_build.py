@@ -16,8 +16,10 @@ child adds on one thread (the writer has the other core); after that on every co
 
 The recall sample (`recall_calibration`) is drawn as the rows stream past: a reservoir of
 up to `SAMPLE_QUERIES_MAX` rows kept out of the graph, each row of the stream equally likely
-to end in it; once the graph is done `sample_size` of them are its queries, then they are all
-added to it.
+to end in it; once the graph is done `sample_size` of them are its queries (a child process
+answers them on its own graph), then they are all added to it. A graph grown in a child
+process is then what the caller's `read` makes of the file the child saves it to (the
+cache copies it into the snapshot and serves it as a view: it is never read into memory).
 
 `apply_backlog` changes a copy of a served graph the same way, in a child started from
 the graph saved to a file (the changes a catch-up deferred, `graph_backlog`).

@@ -136,8 +136,8 @@ class ChildGraph:
 
     def finish(self, read: Callable[[Path], Any] | None = None) -> Any:
         """Have the child save the graph, and load it (a usearch `Index`), or return what
-        `read` makes of the saved file before it is removed (a backlog pass copies it into
-        a snapshot and maps it: no copy of the graph in this process)."""
+        `read` makes of the saved file before it is removed (a build or backlog pass copies
+        it into a snapshot and maps it: no copy of the graph in this process)."""
         from huedb.engine import heap  # not in the child: no huedb there
         from huedb.engine.vector_index import load_graph
 
@@ -150,7 +150,7 @@ class ChildGraph:
         if reply != _DONE:
             raise ChildFailed(f"graph process failed: {self._stderr()}")
         self._proc.wait()
-        heap.release()  # before the largest allocation of a build: the graph read back
+        heap.release()  # before the graph is read back or mapped (the parent's peak)
         try:
             return load_graph(self._path) if read is None else read(self._path)
         except ValueError as exc:
