@@ -19,6 +19,7 @@ test; each property runs a fixed fraction of it).
 from __future__ import annotations
 
 import logging
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from huedb.engine import snapshot
+from huedb.engine import snapshot, vector_index
 from huedb.engine.vector_index import (
     GRAPH_DTYPE,
     FlatVectors,
@@ -378,6 +379,42 @@ def test_exact_l2_search_on_offset_data() -> None:
             if not np.allclose(dists, best, rtol=RTOL, atol=0):
                 failures.append(f"{name} #{i}: k-th {dists[-1]:.6g}, true {best[-1]:.6g}")
     assert not failures, f"{len(failures)} of 40 searches not exact: {failures}"
+
+
+def test_a_growing_matrix_never_moves_past_the_reserved_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past RESERVED_MIN_ROWS the matrix is room for as many rows as memory holds: appends
+    never copy it again (a writer's copies of 0.7 and 1.4 GB stalled writes 2-5 s at 1M),
+    rows lent to a build stay as they were, and an update while lent copies the rows held
+    into new room (the lent ones unchanged)."""
+    monkeypatch.setattr(vector_index, "RESERVED_MIN_ROWS", 256)
+    dim, rng = 8, np.random.default_rng(9)
+    flat = FlatVectors(dim)
+    vectors = rng.standard_normal((6_000, dim)).astype(np.float32)
+    flat.upsert(np.arange(200, dtype=np.uint64), vectors[:200])
+    flat.upsert(np.arange(200, 300, dtype=np.uint64), vectors[200:300])  # past 256 rows
+    room = flat._matrix
+    owner = room
+    while isinstance(owner, np.ndarray | memoryview):
+        owner = owner.base if isinstance(owner, np.ndarray) else owner.obj
+    assert isinstance(owner, mmap.mmap) and len(room) >= 6_000
+    lent_keys, lent_rows = flat.contents()
+    for lo in range(300, 6_000, 700):  # appends while lent
+        hi = min(lo + 700, 6_000)
+        flat.upsert(np.arange(lo, hi, dtype=np.uint64), vectors[lo:hi])
+    assert flat._matrix is room and flat._lent, "the matrix moved or stopped being lent"
+    assert np.array_equal(lent_rows, vectors[:300]) and np.array_equal(lent_keys, np.arange(300))
+    flat.upsert(np.array([5], dtype=np.uint64), np.zeros((1, dim), dtype=np.float32))
+    assert flat._matrix is not room and not flat._lent
+    assert np.array_equal(lent_rows[5], vectors[5]), "a lent row was changed in place"
+    expect = vectors.copy()
+    expect[5] = 0
+    assert np.array_equal(flat.gather(np.arange(6_000, dtype=np.uint64)), expect)
+    flat.remove(np.arange(0, 6_000, 3, dtype=np.uint64))
+    kept = np.setdiff1d(np.arange(6_000), np.arange(0, 6_000, 3))
+    assert len(flat) == len(kept)
+    assert np.array_equal(flat.gather(kept.astype(np.uint64)), expect[kept])
 
 
 # --------------------------------------------------------------------------- VectorIndex
