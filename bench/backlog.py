@@ -48,6 +48,17 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
+def report(result: dict[str, Any], out: Path | None = None) -> None:
+    """Print the result as JSON and write it to `out` (default: bench/results/<benchmark>-
+    <n>-<time>.json)."""
+    print(json.dumps(result, indent=2))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = out or RESULTS / f"{result['benchmark']}-{result['n']}-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    log(f"wrote {out}")
+
+
 def changed_vectors(spec: DataSpec, updated: int, deleted: int) -> dict[str, Any]:
     """The records updated (with their new vectors) and deleted, seeded."""
     data = make_dataset(spec)
@@ -190,9 +201,5 @@ def main(argv: list[str]) -> int:
         "change_s": change_s,
         **summarize(spec, run, truth(spec, updated, deleted)),
     }
-    print(json.dumps(result, indent=2))
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"backlog-{args.n}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2))
-    log(f"wrote {out}")
+    report(result)
     return 0

@@ -14,7 +14,6 @@ JSON in `bench/results/writes-<n>-<time>.json`. Example: python -m bench writes 
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import tempfile
 import threading
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.backlog import COLLECTION, RESULTS, build, log
+from bench.backlog import COLLECTION, build, log, report
 from bench.core import BATCH, DataSpec, make_dataset, record_id
 
 QUERY_PAUSE_S = 0.01
@@ -110,9 +109,5 @@ def main(argv: list[str]) -> int:
         "build_s": build_s,
         **summarize(run),
     }
-    print(json.dumps(result, indent=2))
-    out = args.out or RESULTS / f"writes-{args.n}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    log(f"wrote {out}")
+    report(result, args.out)
     return 0

@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -52,6 +53,15 @@ def _write(col: huedb.Collection, vectors: np.ndarray, start: int, stop: int) ->
     for lo in range(start, stop, BATCH):
         hi = min(lo + BATCH, stop)
         col.add(ids=[f"r{i}" for i in range(lo, hi)], embeddings=vectors[lo:hi])
+
+
+def _wait_for_graph(col: huedb.Collection) -> Any:
+    """The indexing status once the graph serves (60 s at most)."""
+    deadline = time.monotonic() + 60
+    while (status := col.get_indexing_status()).op_indexing_progress < 1.0:
+        assert time.monotonic() < deadline, "the graph was not built in 60 s"
+        time.sleep(0.02)
+    return status
 
 
 def _exact_top(vectors: np.ndarray, query: np.ndarray, k: int) -> list[str]:
@@ -160,10 +170,7 @@ def test_a_writer_builds_the_graph_while_it_writes(
         assert build is not None and build.feed is not None
         assert build.watermark >= row.pruned_seq and len(build.feed.keys) == 400
         assert not build.feed.wanted
-        deadline = time.monotonic() + 60
-        while col.get_indexing_status().op_indexing_progress < 1.0:
-            assert time.monotonic() < deadline, "the graph was not built in 60 s"
-            time.sleep(0.02)
+        _wait_for_graph(col)
         index = engine._indexes.loaded(row.cid)
         assert index is not None and index.uses_graph and len(index) == 400
         for q in range(5):
@@ -210,10 +217,7 @@ def test_a_writer_holds_no_index_of_a_large_collection_or_one_with_a_graph(
         assert engine._indexes.loaded(engine.get_collection_by_uuid(str(big.id)).cid) is None
         col = client.create_collection("graphed")
         col.add(ids=[f"r{i}" for i in range(200)], embeddings=vectors[:200])
-        deadline = time.monotonic() + 60
-        while col.get_indexing_status().op_indexing_progress < 1.0:
-            assert time.monotonic() < deadline, "the graph was not built in 60 s"
-            time.sleep(0.02)
+        _wait_for_graph(col)
     finally:
         client.close()
     clear_system_cache()
@@ -270,10 +274,7 @@ def test_a_child_process_build_is_measured_there_and_served_as_its_snapshot(
         col = client.create_collection("measured", metadata={"hnsw:space": "l2"})
         _write(col, vectors, 0, 3_000)
         col.query(query_embeddings=vectors[:1], n_results=5)
-        deadline = time.monotonic() + 60
-        while (status := col.get_indexing_status()).op_indexing_progress < 1.0:
-            assert time.monotonic() < deadline, "the graph was not built in 60 s"
-            time.sleep(0.02)
+        status = _wait_for_graph(col)
         assert searched and set(searched) == {200}, searched  # 3,000 rows: 200 queries
         assert status.recall is not None and status.ef_search_source in {"default", "recall_target"}
         engine = client._server.engine  # type: ignore[attr-defined]
