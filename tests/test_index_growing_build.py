@@ -176,6 +176,14 @@ def test_a_writer_builds_the_graph_while_it_writes(
         for q in range(5):
             got = col.query(query_embeddings=vectors[q : q + 1] + 0.01, n_results=5)
             assert got["ids"][0] == _exact_top(vectors, vectors[q] + 0.01, 5)
+        # The build gave its rows back: an update changes the writer's row in place.
+        assert index.flat is not None
+        matrix = index.flat._matrix
+        col.update(ids=["r7"], embeddings=vectors[399:400] + 1.0)
+        index = engine._indexes.loaded(row.cid)
+        assert index is not None and index.flat is not None and index.flat._matrix is matrix
+        held = index.flat._matrix[: len(index.flat)]
+        assert np.all(held == vectors[399] + 1.0, axis=1).sum() == 1
     finally:
         client.close()
 

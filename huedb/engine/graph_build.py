@@ -96,7 +96,8 @@ class Feed:
 
     def __init__(self, flat: FlatVectors, watermark: int, writing: bool) -> None:
         self._cond = threading.Condition()
-        self.keys, self.matrix = flat.contents()
+        self._loan = flat.borrow()
+        self.keys, self.matrix = self._loan.keys, self._loan.matrix
         self.watermark = watermark  # the oplog seq the rows handed over reflect
         self._rewrites = flat.rewrites
         self._handed_at = time.monotonic() if writing else -QUIET_S
@@ -115,11 +116,21 @@ class Feed:
                 self._cond.notify_all()
                 return False
             if len(flat) > len(self.keys):
-                self.keys, self.matrix = flat.contents()
+                loan, self._loan = self._loan, flat.borrow()
+                loan.give_back()
+                self.keys, self.matrix = self._loan.keys, self._loan.matrix
                 self._handed_at = time.monotonic()
             self.watermark = watermark
             self._cond.notify_all()
             return True
+
+    def end(self) -> None:
+        """The build is over: it reads no row any more, and takes no more (the rows it
+        borrowed change in place again)."""
+        with self._cond:
+            self._closed = True
+            self._loan.give_back()
+            self._cond.notify_all()
 
     def want(self) -> None:
         """A search waits for the graph: end once every row handed over is in it."""

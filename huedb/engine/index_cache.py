@@ -697,6 +697,8 @@ class IndexCache:
                 build.outcome.append(graph)
             except Exception as exc:  # reported when adopting, in the caller's thread
                 build.outcome.append(exc)
+            finally:
+                feed.end()
             ok = not isinstance(build.outcome[0], Exception)
             events.index_build_done(time.perf_counter() - started, ok, size, added[0])
             if build.calibration is not None:
