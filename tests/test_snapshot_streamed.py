@@ -1,13 +1,14 @@
 """Graph snapshots streamed through a staging file (`snapshot.write_snapshot_streamed`).
 
-The graph is written by usearch to a file next to the snapshot, read back a block at a time
-for its length and CRC-32, and copied behind the header: the file must equal the one the
+The graph is written by usearch to a file next to the snapshot, then copied a block at a
+time behind a header whose CRC is written once it is known: the file must equal the one the
 in-memory path writes, be served by a mapped view alike, and a failure must leave the
 previous snapshot and no temporary behind.
 """
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +98,29 @@ def test_save_graph_reports_an_unwritable_path_as_oserror(tmp_path: Path) -> Non
     index, _, _ = graph_index(50, seed=7)
     with pytest.raises(OSError, match="cannot write the graph"):
         index.save_graph(tmp_path / "missing-directory" / "graph")
+
+
+def test_a_copied_snapshot_has_its_payloads_crc_in_a_header_of_one_length(tmp_path: Path) -> None:
+    """The header written before the payload's CRC is known is as long as the final one,
+    whatever the CRC (it is written again in place); the CRC is the payload's, so a flipped
+    payload byte is refused, except by a read told not to check it (a snapshot the caller
+    has just written)."""
+    widths = {
+        len(snapshot._header_lines(OWNER, 9, DIM, "l2", 10, crc, {"ef_search": 7})[0])
+        for crc in (0, 9, 2**31, 2**32 - 1)
+    }
+    assert len(widths) == 1
+    payload_file = tmp_path / "graph.bin"
+    payload = np.random.default_rng(1).bytes(10_000)
+    payload_file.write_bytes(payload)
+    path = snapshot.snapshot_path(tmp_path, "collection-1")
+    assert snapshot.write_snapshot_from_file(path, OWNER, 9, DIM, "l2", payload_file) == 10_000
+    header = snapshot.read_header(path)
+    assert header is not None and header["crc32"] == zlib.crc32(payload)
+    data = bytearray(path.read_bytes())
+    assert data.endswith(payload)
+    data[-5_000] ^= 1
+    path.write_bytes(bytes(data))
+    assert snapshot.read_snapshot(path, OWNER) is None
+    unchecked = snapshot.read_snapshot(path, OWNER, check_payload=False)
+    assert unchecked is not None and len(unchecked.payload) == 10_000

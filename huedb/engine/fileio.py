@@ -57,6 +57,11 @@ class _SeamWriter:
     def tell(self) -> int:
         return self.position
 
+    def rewind(self) -> None:
+        """Write from the start of the file again (over what is there)."""
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        self.position = 0
+
     def flush(self) -> None:
         """Writes are unbuffered; durability comes from the fsync at the end."""
 

@@ -646,9 +646,8 @@ class IndexCache:
             job.saved = self._snapshot_or_warn(col, job.watermark, index, calibration, graph_file)
         if job.saved:
             assert self._dir is not None
-            snap = snapshot.read_snapshot(
-                snapshot.snapshot_path(self._dir, col.uuid), self.owner(col)
-            )
+            path = snapshot.snapshot_path(self._dir, col.uuid)
+            snap = snapshot.read_snapshot(path, self.owner(col), check_payload=False)
             if snap is not None and snap.watermark == job.watermark:
                 return MappedGraph(graph_view(snap.payload), snap.mapping, snap.payload)
         return map_graph_file(graph_file)

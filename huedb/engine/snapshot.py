@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import itertools
 import json
 import logging
 import mmap
@@ -92,13 +91,16 @@ def read_header(path: Path) -> dict | None:
         return None
 
 
-def read_snapshot(path: Path, owner: str) -> Snapshot | None:
+def read_snapshot(path: Path, owner: str, check_payload: bool = True) -> Snapshot | None:
     """Map and check a snapshot; None (with a warning) when missing, torn or foreign.
 
     The file is memory-mapped, not read: the graph is served from the page cache (shared by
     every process on the data directory) until a change needs a private copy. `owner` names
     the store and collection the snapshot must belong to: a file copied from another
-    collection or another data directory is refused, never used.
+    collection or another data directory is refused, never used. Without `check_payload`
+    the payload's CRC is not computed (the header and length still are): for a snapshot
+    the caller has just written or found at the watermark it wrote for, whole since it was
+    renamed into place (the CRC read 1 GB again at 1M before a build's graph served).
     """
     try:
         with open(path, "rb") as f:
@@ -122,7 +124,7 @@ def read_snapshot(path: Path, owner: str) -> Snapshot | None:
         payload = memoryview(mapping)[checksum_end + 1 :]
         if len(payload) != header["length"]:
             raise ValueError("truncated payload")
-        if zlib.crc32(payload) != header["crc32"]:
+        if check_payload and zlib.crc32(payload) != header["crc32"]:
             raise ValueError("checksum mismatch")
         if header.get("library") != library_version:
             raise ValueError(f"written by usearch {header.get('library')}")
@@ -151,7 +153,9 @@ def _header_lines(
     crc: int,
     calibration: dict | None,
 ) -> tuple[bytes, bytes]:
-    """The header line and its checksum line."""
+    """The header line and its checksum line. The header's JSON is padded with spaces to
+    its length with the widest CRC, so that a header written before the payload's CRC is
+    known (`write_snapshot_from_file`) can be written again in place."""
     fields = {
         "owner": owner,
         "watermark": watermark,
@@ -163,7 +167,8 @@ def _header_lines(
     }
     if calibration is not None:
         fields["calibration"] = calibration
-    header = json.dumps(fields).encode()
+    widest = len(json.dumps({**fields, "crc32": 2**32 - 1}))
+    header = json.dumps(fields).encode().ljust(widest)
     return header + b"\n", b"%08x\n" % zlib.crc32(header)
 
 
@@ -219,18 +224,28 @@ def write_snapshot_from_file(
     calibration: dict | None = None,
 ) -> int:
     """`write_snapshot` for a payload already in a file (a graph usearch saved, such as a
-    graph process's output): its length and CRC-32 are read a block at a time, then it is
-    copied behind the header through the seam (caller holds the lock). Only file I/O: a
-    thread doing this leaves the GIL to the others. Returns the payload's length."""
+    graph process's output), read once: it is copied behind a header whose CRC is a
+    placeholder (`_header_lines` pads it to one length), its CRC-32 computed on the way, and
+    the header written again over the first one before the file is made durable and renamed
+    (caller holds the lock). Only file I/O: a thread doing this leaves the GIL to the
+    others. Returns the payload's length."""
     with open(payload_file, "rb") as f:
-        length, crc = 0, 0
-        while block := f.read(COPY_BLOCK):
-            length, crc = length + len(block), zlib.crc32(block, crc)
-        header, checksum = _header_lines(owner, watermark, dim, space, length, crc, calibration)
-        f.seek(0)
-        blocks = iter(lambda: f.read(COPY_BLOCK), b"")
+        length = os.fstat(f.fileno()).st_size
+
+        def header(crc: int) -> tuple[bytes, bytes]:
+            return _header_lines(owner, watermark, dim, space, length, crc, calibration)
+
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        fileio.write_atomically(path, itertools.chain((MAGIC, header, checksum), blocks), tmp)
+        with fileio.atomic_writer(path, tmp) as out:
+            out.write(MAGIC + b"".join(header(0)))
+            copied, crc = 0, 0
+            while block := f.read(COPY_BLOCK):
+                copied, crc = copied + len(block), zlib.crc32(block, crc)
+                out.write(block)
+            if copied != length:
+                raise OSError(f"{payload_file} changed while it was copied")
+            out.rewind()
+            out.write(MAGIC + b"".join(header(crc)))
     return length
 
 
