@@ -6,6 +6,10 @@ legacy `hnsw:*` metadata keys, a user schema), reconciled by Chroma's rules
 (`huedb.api.collection_config`), so `create_like` picks inputs that reconcile back to the
 source's definition, then applies the mutable HNSW settings a later `modify` changed.
 `differences` names what still differs, for the importer to warn about (never silently).
+
+Whether the user chose `ef_search` (huedb's record, never echoed: `hnsw_config.ef_search_set`)
+is read by `ef_search_chosen`; `create_like` records a choice the source had, and
+`ef_search_difference` tells when the copy's record still differs.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from huedb.api.collection_schema import (
     schema_is_default,
     vector_index_config,
 )
-from huedb.engine.hnsw_config import hnsw_defaults
+from huedb.engine.engine import Engine
+from huedb.engine.hnsw_config import ef_search_set, hnsw_defaults
+from huedb.errors import ChromaError
 
 # Settings fixed when a collection is created (`modify` changes the others).
 IMMUTABLE = ("space", "ef_construction", "max_neighbors")
@@ -32,11 +38,14 @@ def create_like(
     name: str,
     metadata: dict[str, Any] | None,
     schema: dict[str, Any],
+    chosen_ef_search: bool | None = None,
 ) -> Collection:
     """Create collection `name` whose configuration and schema reconcile to `schema`.
 
-    Raises the client's errors for a schema huedb refuses (e.g. a sparse-vector index).
-    Once the records are written, `differences` tells what was not reproduced.
+    `chosen_ef_search`: whether the source's user chose its `ef_search` (None: unknown);
+    a choice is recorded on the copy. Raises the client's errors for a schema huedb
+    refuses (e.g. a sparse-vector index). Once the records are written, `differences`
+    tells what was not reproduced.
     """
     wanted = parse_schema(schema)
     vector = vector_index_config(wanted)
@@ -48,8 +57,41 @@ def create_like(
         metadata=metadata,
         embedding_function=None,
     )
-    _apply_mutable_settings(collection, vector)
+    _apply_mutable_settings(collection, vector, chosen_ef_search is True)
     return collection
+
+
+def ef_search_chosen(collection: Collection) -> bool | None:
+    """Whether the user chose the collection's `ef_search`: read from the stored
+    configuration for a store this process opened, else from a huedb server's indexing
+    status (`ef_search_source`; the server loads the collection's index for it, as for a
+    query). None when unknown: a Chroma server reports no source and records no choice."""
+    engine = getattr(collection._client, "engine", None)
+    if isinstance(engine, Engine):
+        return ef_search_set(engine.get_collection_by_uuid(str(collection.id)).configuration)
+    try:
+        source = collection.get_indexing_status().ef_search_source
+    except ChromaError:  # `chroma run` answers that it is not implemented
+        return None
+    return None if source is None else source == "configuration"
+
+
+def ef_search_difference(collection: Collection, chosen: bool | None) -> list[str]:
+    """A warning when whether the user chose the collection's `ef_search` differs from the
+    source's `chosen` (None: unknown, nothing to compare); empty otherwise."""
+    have = ef_search_chosen(collection)
+    if chosen is None or have is None or have == chosen:
+        return []
+    if not have:
+        return [
+            f"collection {collection.name!r}: ef_search is left to the planner, while the "
+            "source's user chose it"
+        ]
+    return [
+        f"collection {collection.name!r}: ef_search is recorded as the user's choice (the "
+        "legacy hnsw:search_ef key of its metadata is one), while the source's was left to "
+        "the planner"
+    ]
 
 
 def differences(
@@ -134,8 +176,12 @@ def _legacy_settings(metadata: dict[str, Any] | None) -> dict[str, Any]:
     return settings
 
 
-def _apply_mutable_settings(collection: Collection, vector: dict[str, Any]) -> None:
-    """Set the HNSW settings a `modify` may change to the source's values."""
+def _apply_mutable_settings(
+    collection: Collection, vector: dict[str, Any], chosen_ef_search: bool
+) -> None:
+    """Set the HNSW settings a `modify` may change to the source's values; `ef_search` also
+    when the source's user chose it, which records the choice (a copy of a stored
+    definition tells none)."""
     wanted = vector.get("hnsw") or {}
     model = collection.get_model()
     if model.schema is not None:
@@ -147,6 +193,8 @@ def _apply_mutable_settings(collection: Collection, vector: dict[str, Any]) -> N
         for k in rules.HNSW_MUTABLE
         if wanted.get(k) is not None and wanted[k] != have.get(k)
     }
+    if chosen_ef_search and wanted.get("ef_search") is not None:
+        changes["ef_search"] = wanted["ef_search"]
     if changes:
         collection.modify(configuration={"hnsw": changes})
 

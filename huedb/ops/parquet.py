@@ -15,11 +15,13 @@ File layout written by `export_collection` (one row group per batch):
 File key-value metadata: ``huedb.format``, ``huedb.version``, ``huedb.collection``,
 ``huedb.space``, ``huedb.dimension``, ``huedb.rows``, ``huedb.configuration`` (JSON: the
 configuration the collection echoes), ``huedb.schema`` (JSON: the schema it echoes; files
-written before it was added lack it), ``huedb.embedding_function`` (JSON),
-``huedb.collection_metadata`` (JSON). A collection the import creates from a file with a
-schema echoes the same configuration and schema as the exported one
-(`huedb.ops.collection_definition`); from an older file, it is created from the file's
-configuration as before.
+written before it was added lack it), ``huedb.ef_search_chosen`` (JSON true or false:
+whether the user chose ``ef_search``, which the echoed configuration cannot tell; absent when
+unknown, as for a Chroma server, and in files written before it was added),
+``huedb.embedding_function`` (JSON), ``huedb.collection_metadata`` (JSON). A collection the
+import creates from a file with a schema echoes the same configuration and schema as the
+exported one, with the same ``ef_search`` choice (`huedb.ops.collection_definition`); from an
+older file, it is created from the file's configuration as before.
 
 `import_collection` also reads the files of the common pandas export loop of a Chroma collection
 (``pandas.DataFrame({"id", "document", "metadata", "embedding"}).to_parquet``): ``metadata`` may
@@ -63,7 +65,12 @@ from huedb.api.collection import Collection
 from huedb.api.types import CollectionModel
 from huedb.engine.hnsw_config import collection_space
 from huedb.errors import NotFoundError
-from huedb.ops.collection_definition import create_like, differences
+from huedb.ops.collection_definition import (
+    create_like,
+    differences,
+    ef_search_chosen,
+    ef_search_difference,
+)
 from huedb.ops.pages import Page, collection_pages
 from huedb.ops.progress import progress
 from huedb.record_batch import RecordBatch
@@ -81,6 +88,7 @@ KEY_DIMENSION = "huedb.dimension"
 KEY_ROWS = "huedb.rows"
 KEY_CONFIGURATION = "huedb.configuration"
 KEY_SCHEMA = "huedb.schema"
+KEY_EF_SEARCH_CHOSEN = "huedb.ef_search_chosen"
 KEY_EMBEDDING_FUNCTION = "huedb.embedding_function"
 KEY_COLLECTION_METADATA = "huedb.collection_metadata"
 KEY_METADATA_SHA256 = "huedb.metadata_sha256"
@@ -252,6 +260,9 @@ def _file_metadata(
         KEY_EMBEDDING_FUNCTION: json.dumps(_ef_identity(collection, configuration), default=str),
         KEY_COLLECTION_METADATA: json.dumps(model.metadata, default=str),
     }
+    chosen = ef_search_chosen(collection)
+    if chosen is not None:
+        meta[KEY_EF_SEARCH_CHOSEN] = json.dumps(chosen)
     return meta
 
 
@@ -464,6 +475,9 @@ def import_collection(
             log.warning(msg)
             warnings.append(msg)
         collection = _create(client, name, kv, file_space)
+        for message in ef_search_difference(collection, _file_ef_search_chosen(kv)):
+            log.warning(message)
+            warnings.append(message)
         target_dim = None
     space = collection_space(collection.configuration_json, collection.metadata)
 
@@ -580,12 +594,18 @@ def _create(client: Client, name: str, kv: dict[str, str], space: str | None) ->
         return client.create_collection(
             name, configuration=_creation_config(kv, space), metadata=metadata
         )
-    return create_like(client, name, metadata, schema)
+    return create_like(client, name, metadata, schema, _file_ef_search_chosen(kv))
 
 
 def _file_schema(kv: dict[str, str]) -> dict[str, Any] | None:
     schema = _json_or_none(kv.get(KEY_SCHEMA))
     return schema if isinstance(schema, dict) else None
+
+
+def _file_ef_search_chosen(kv: dict[str, str]) -> bool | None:
+    """Whether the source's user chose `ef_search`; None when the file does not say."""
+    chosen = _json_or_none(kv.get(KEY_EF_SEARCH_CHOSEN))
+    return chosen if isinstance(chosen, bool) else None
 
 
 def _creation_config(kv: dict[str, str], space: str | None) -> dict[str, Any] | None:
