@@ -108,6 +108,22 @@ def test_a_feed_grows_with_appends_and_closes_on_a_rewrite() -> None:
     np.testing.assert_array_equal(feed.matrix[5], vectors[5])  # the lent row is unchanged
 
 
+def test_a_feed_wanted_by_a_search_reports_the_writes_over() -> None:
+    """Once a search waits for the graph, the rest of the rows go on every core at once,
+    not after the writes have been quiet for QUIET_S (half a second of one core, each
+    build that a query ends)."""
+    flat = FlatVectors(DIM)
+    flat.upsert(np.arange(100, dtype=np.uint64), _vectors(1, 100))
+    feed = Feed(flat, watermark=100, writing=True)
+    stop = threading.Event()
+    got = feed.rows_after(0, stop)
+    assert got is not None and got[2]  # writes are arriving
+    feed.want()
+    got = feed.rows_after(50, stop)
+    assert got is not None and len(got[0]) == 100 and not got[2]
+    assert feed.rows_after(100, stop) is None  # the search ends the build here
+
+
 def test_a_child_process_builds_the_graph_it_is_sent(tmp_path: Path) -> None:
     params = HnswParams(space="l2")
     vectors = _vectors(2, 500)

@@ -153,14 +153,16 @@ class Feed:
         self, sent: int, stop: threading.Event
     ) -> tuple[np.ndarray, np.ndarray, bool] | None:
         """The latest rows (keys, vectors) once there are more than `sent`, and whether
-        writes are still arriving; None (closing the feed) when the build should end."""
+        writes are still arriving (not once a search waits for the graph: it ends with the
+        rows handed over, on every core); None (closing the feed) when the build should
+        end."""
         with self._cond:
             while True:
                 if stop.is_set():
                     raise BuildStopped
                 quiet = time.monotonic() - self._handed_at
                 if len(self.keys) > sent:
-                    return self.keys, self.matrix, quiet < QUIET_S
+                    return self.keys, self.matrix, quiet < QUIET_S and not self._wanted
                 if self._closed or self._wanted or quiet >= QUIET_S:
                     self._closed = True
                     return None
