@@ -67,7 +67,7 @@ def confirmed_search(
             ]
         else:
             hits = [index.search(q, n_results, None, _no_fetch) for q in queries]
-        seen = read.rows(np.unique(np.concatenate([h[0] for h in hits])).tolist())
+        seen = read.rows(_keys_found(hits))
     if not _reflects(seen, warm):
         return None
     if graph:  # an exact search cannot miss the vector itself
@@ -158,9 +158,20 @@ def _answer(
     return hits, {k: rows[k][:width] for k in answered}, plan
 
 
+def _keys_found(hits: list[SearchHits]) -> list[int]:
+    """The keys of every query's hits, for the read (one query's are distinct already;
+    several queries' overlap)."""
+    if len(hits) == 1:
+        return hits[0][0].tolist()
+    return np.unique(np.concatenate([h[0] for h in hits])).tolist()
+
+
 def _reflects(seen: RowsAtHead | FilteredRead, warm: WarmIndex) -> bool:
-    """Whether the snapshot read is the one the index reflects (same row, same head)."""
-    return seen.collection == warm.collection and seen.head == warm.watermark
+    """Whether the snapshot read is the one the index reflects (same row, same head).
+    The store's reader hands back the row object it decoded before while the row's
+    columns are unchanged, so the row is usually the very one the index was read with."""
+    same_row = seen.collection is warm.collection or seen.collection == warm.collection
+    return same_row and seen.head == warm.watermark
 
 
 def _no_fetch(keys: np.ndarray) -> np.ndarray:

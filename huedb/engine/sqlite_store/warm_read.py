@@ -14,10 +14,10 @@ import sqlite3
 from collections.abc import Sequence
 
 import numpy as np
+import orjson
 
 from huedb.engine.catalog import COLLECTION_COLUMNS, CollectionRow
 from huedb.engine.record_values import vector_digest
-from huedb.engine.sqlite_store.records import json_list
 from huedb.engine.store import RowsAtHead
 from huedb.engine.warm_rows import COLLECTION_WIDTH, WarmRows, probe_blobs
 
@@ -78,8 +78,9 @@ class WarmRead:
             rows = conn.execute(_COLLECTION_ROW, (col.uuid,)).fetchall()
             return self._rows.result(col.uuid, rows, [])
         blobs = probe_blobs(probes)
-        digests = json_list(vector_digest(blob) for blob in blobs)
-        keys_json = json_list(int(k) for k in keys)
+        # orjson: these are integers only (json.dumps took ~5 us of a ~40 us read)
+        digests = orjson.dumps([vector_digest(blob) for blob in blobs]).decode()
+        keys_json = orjson.dumps([int(k) for k in keys]).decode()
         params = (col.uuid, keys_json, col.cid, digests, col.cid, digests, col.cid)
         rows = conn.execute(_SQL[with_vectors], params).fetchall()
         return self._rows.result(col.uuid, rows, blobs)
