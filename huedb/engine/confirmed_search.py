@@ -167,11 +167,8 @@ def _keys_found(hits: list[SearchHits]) -> list[int]:
 
 
 def _reflects(seen: RowsAtHead | FilteredRead, warm: WarmIndex) -> bool:
-    """Whether the snapshot read is the one the index reflects (same row, same head).
-    The store's reader hands back the row object it decoded before while the row's
-    columns are unchanged, so the row is usually the very one the index was read with."""
-    same_row = seen.collection is warm.collection or seen.collection == warm.collection
-    return same_row and seen.head == warm.watermark
+    """Whether the snapshot read is the one the index reflects (same row, same head)."""
+    return seen.collection == warm.collection and seen.head == warm.watermark
 
 
 def _no_fetch(keys: np.ndarray) -> np.ndarray:
