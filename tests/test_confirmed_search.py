@@ -85,6 +85,29 @@ def _wait_for_graph(engine: Engine, uuid: str) -> None:
         time.sleep(0.05)
 
 
+def _settle(engine: Engine, uuid: str, query: Any) -> None:
+    """Query (`query()`) until one is answered warm (no store read) with no background job
+    on the index of `uuid` running or waiting to be taken up. The last of them may have
+    recorded a snapshot (pruning the oplog changes the collection's row): the next query
+    must still answer warm (`IndexCache.pruned`; without it this test failed every run,
+    and 2 runs in 15 on a busy machine when it queried only once before counting)."""
+    deadline = time.monotonic() + 60
+    counting = _counted(engine)
+    try:
+        while True:
+            reads = counting.reads
+            query()
+            states = [s for s in engine._indexes._states.values() if s.col.uuid == uuid]
+            jobs = [j for s in states for j in (s.build, s.calibrating, s.backlog_pass, s.saving)]
+            idle = all(j is None for j in jobs) and all(s.saved_at is None for s in states)
+            if idle and counting.reads == reads:
+                return
+            assert time.monotonic() < deadline, "background index work did not settle in 60 s"
+            time.sleep(0.02)
+    finally:
+        engine._store = counting._inner  # type: ignore[assignment]
+
+
 def _counted(engine: Engine) -> CountingStore:
     counting = CountingStore(engine._store)
     engine._store = counting  # type: ignore[assignment]
@@ -169,8 +192,8 @@ def test_warm_filtered_query_reads_once_and_answers_exactly(
         _add(a, col.uuid, [f"r{i}" for i in range(1500)], vectors)
         _wait_for_graph(a, col.uuid)
         where = compile_filter(None, {"b": {"$in": [3, 7]}}, None)
-        _query(a, col.uuid, vectors[:1], 5, where)  # adopts the graph (with its vectors)
-        counting = _counted(a)
+        _settle(a, col.uuid, lambda: _query(a, col.uuid, vectors[:1], 5, where))  # adopts
+        counting = _counted(a)  # the graph (with its vectors) and its snapshot
         picks = [i for i in rng.choice(1500, 60, replace=False) if i % 10 in (3, 7)][:10]
         hits = a.query(col.uuid, vectors[picks], 5, where, False)
         assert (counting.filtered, counting.reads) == (1, 0)

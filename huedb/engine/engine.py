@@ -775,6 +775,11 @@ class Engine:
             prunable = self._sparse_floor(col, prunable)
             with self._store.write() as db:
                 db.prune_oplog(col.cid, prunable, snapshotted, self._node_id)
+                try:
+                    row = db.collection_by_uuid(col.uuid)
+                except NotFoundError:  # deleted meanwhile by another process
+                    continue
+            self._indexes.pruned(row)
 
     def _sparse_floor(self, col: CollectionRow, prunable: int) -> int:
         """How far the oplog may be pruned once this process's sparse index of `col` (if

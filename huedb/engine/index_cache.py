@@ -367,6 +367,18 @@ class IndexCache:
                 state.current_at = time.monotonic()
                 return
 
+    def pruned(self, row: CollectionRow) -> None:
+        """Hold `row`, read just after this process pruned its collection's oplog (and
+        recorded a snapshot), in place of the row held when the two differ only in those
+        watermarks (neither reaches past the index's own): warm searches then confirm
+        against it instead of failing once and reading the row the usual way."""
+        state = self._states.get(row.cid)
+        if state is None or state.watermark < row.pruned_seq:
+            return
+        marks = {"pruned_seq": row.pruned_seq, "snapshot_seq": row.snapshot_seq}
+        if dataclasses.replace(state.col, **marks) == row:
+            state.col = row
+
     def warm(self, collection_uuid: str) -> tuple[CollectionRow, VectorIndex, int] | None:
         """The collection row, index and watermark this process holds, with no store read.
 
