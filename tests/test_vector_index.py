@@ -415,10 +415,10 @@ def test_a_growing_matrix_never_moves_past_the_reserved_size(
     for lo in range(300, 6_000, 700):  # appends while lent
         hi = min(lo + 700, 6_000)
         flat.upsert(np.arange(lo, hi, dtype=np.uint64), vectors[lo:hi])
-    assert flat._matrix is room and flat._lent, "the matrix moved or stopped being lent"
+    assert flat._matrix is room and flat._loans, "the matrix moved or stopped being lent"
     assert np.array_equal(lent_rows, vectors[:300]) and np.array_equal(lent_keys, np.arange(300))
     flat.upsert(np.array([5], dtype=np.uint64), np.zeros((1, dim), dtype=np.float32))
-    assert flat._matrix is not room and not flat._lent
+    assert flat._matrix is not room and not flat._loans
     assert np.array_equal(lent_rows[5], vectors[5]), "a lent row was changed in place"
     expect = vectors.copy()
     expect[5] = 0

@@ -347,8 +347,7 @@ class FlatVectors:
         self._keys = np.empty(0, dtype=np.uint64)
         self._row_by_key = np.full(0, -1, dtype=np.int64)
         self._key_base = 0  # the key of `_row_by_key[0]`
-        self._lent = False  # lent for good (`contents`, `holding`): changes copy first
-        self._loans = 0  # loans of the arrays as they are (`borrow`) not yet given back
+        self._loans = 0  # loans of the arrays as they are not yet given back (`borrow`)
         self._epoch = 0  # counts moves of the arrays away from their borrowers
         self._loan_lock = threading.Lock()  # loans are given back by other threads
         self.rewrites = 0  # changes to rows already held (appends are not counted)
@@ -374,7 +373,8 @@ class FlatVectors:
             return flat
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
         flat._reserve_keys(int(keys.min()), int(keys.max()) + 1)
-        flat._matrix, flat._keys, flat._count, flat._lent = vectors, keys.copy(), len(keys), True
+        flat._matrix, flat._keys, flat._count = vectors, keys.copy(), len(keys)
+        flat._loans = 1  # the caller's matrix: never given back
         flat._norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
         flat._row_by_key[keys.astype(np.int64) - flat._key_base] = np.arange(len(keys))
         return flat
@@ -390,11 +390,12 @@ class FlatVectors:
     def contents(self) -> tuple[np.ndarray, np.ndarray]:
         """The keys and vectors as they are now (to build a graph from, in another thread).
 
-        No copy is made: the arrays are lent, and the next change that would alter a lent
-        row copies them first (appending into spare rows alters nothing lent).
+        No copy is made: the arrays are lent for good (a loan never given back), and the
+        next change that would alter a lent row copies them first (appending into spare
+        rows alters nothing lent).
         """
-        self._lent = True
-        return self._keys[: self._count], self._matrix[: self._count]
+        loan = self.borrow()
+        return loan.keys, loan.matrix
 
     def borrow(self) -> Loan:
         """The keys and vectors as they are now, lent without a copy until the loan is
@@ -412,7 +413,6 @@ class FlatVectors:
 
     def _moved(self) -> None:
         """The arrays are new: no borrower reads them."""
-        self._lent = False
         self._loans = 0
         self._epoch += 1
 
@@ -420,7 +420,7 @@ class FlatVectors:
         """Copy lent arrays before changing rows in place (of the matrix, only the rows
         held: its spare room may be large)."""
         with self._loan_lock:
-            if self._lent or self._loans:
+            if self._loans:
                 self._matrix = self._matrix_with(len(self._matrix))
                 self._norms = self._norms.copy()
                 self._keys = self._keys.copy()
