@@ -343,7 +343,8 @@ def read_snapshot(path: Path) -> tuple[dict[str, Any], memoryview]:
 def raw_library_search(
     snapshot: Path, queries: np.ndarray, warmup: np.ndarray, ef: int
 ) -> dict[str, Any]:
-    """`usearch` search on huedb's graph snapshot with huedb's ef, query by query.
+    """`usearch` search on huedb's graph snapshot with huedb's ef (the recall measurement's
+    choice recorded in the snapshot's header when there is one, else `ef`), query by query.
 
     huedb keeps cosine collections in a usearch index of unit vectors with metric "ip" (older
     snapshots: "cos") and passes the query vector as given (float32, not normalised: the
@@ -352,6 +353,7 @@ def raw_library_search(
     from usearch.index import Index
 
     header, payload = read_snapshot(snapshot)
+    ef = int((header.get("calibration") or {}).get("ef_search", ef))
     start = time.perf_counter()
     index = Index.restore(payload)
     restore_s = time.perf_counter() - start
