@@ -67,7 +67,7 @@ def confirmed_search(
             ]
         else:
             hits = [index.search(q, n_results, None, _no_fetch) for q in queries]
-        seen = read.rows(_keys_found(hits))
+        seen = read.rows(_keys_found([h[0] for h in hits]))
     if not _reflects(seen, warm):
         return None
     if graph:  # an exact search cannot miss the vector itself
@@ -90,7 +90,7 @@ def _read_then_ranked(
     with their vectors, which then rank them."""
     index, col = warm.index, warm.collection
     found = [index.graph_candidates(q, n_results) for q in queries]
-    keys = np.unique(np.concatenate(found)).tolist()
+    keys = _keys_found(found)
     seen = store.rows_at_head(col, keys, queries, True, timeout)
     if not _reflects(seen, warm):
         return None
@@ -134,8 +134,8 @@ def confirmed_filtered_search(
         hits = [index.search(q, n_results, allowed, _no_fetch) for q in queries]
         plan = query_plan(index, allowed)
         approximate = plan in APPROXIMATE_PLANS
-        keys = np.unique(np.concatenate([h[0] for h in hits])) if hits else []
-        rows, same = read.rows(list(keys), queries if approximate else None, with_vectors)
+        keys = _keys_found([h[0] for h in hits])
+        rows, same = read.rows(keys, queries if approximate else None, with_vectors)
         if not _reflects(read, warm):
             return None  # kept keys (see Store.read_filtered) the rows' snapshot disowned
     if approximate:  # an exact search cannot miss the vector itself
@@ -158,12 +158,12 @@ def _answer(
     return hits, {k: rows[k][:width] for k in answered}, plan
 
 
-def _keys_found(hits: list[SearchHits]) -> list[int]:
-    """The keys of every query's hits, for the read (one query's are distinct already;
+def _keys_found(found: list[np.ndarray]) -> list[int]:
+    """The keys found for every query, for the read (one query's are distinct already;
     several queries' overlap)."""
-    if len(hits) == 1:
-        return hits[0][0].tolist()
-    return np.unique(np.concatenate([h[0] for h in hits])).tolist()
+    if len(found) <= 1:
+        return found[0].tolist() if found else []
+    return np.unique(np.concatenate(found)).tolist()
 
 
 def _reflects(seen: RowsAtHead | FilteredRead, warm: WarmIndex) -> bool:
