@@ -121,6 +121,17 @@ def run_worker(command: str, args: dict[str, Any], log_dir: Path, timeout: float
 # --------------------------------------------------------------------------- multiprocess
 
 
+def _await_other_writer(col: Any, own: int, timeout: float = 60.0) -> None:
+    """Wait until count() shows a record besides this writer's `own` first ones: both
+    writers pass their first batch before either goes on, so their writes overlap however
+    the machine schedules them (under load one writer once did all its batches before the
+    other began, and the test could not see the other's writes land). Returns after
+    `timeout` regardless: the caller's assertions then tell what was never seen."""
+    deadline = time.monotonic() + timeout
+    while col.count() <= own and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def mp_writer(args: dict[str, Any]) -> None:
     """Add `n` ids in batches while querying; record count() after every batch."""
     dim, batch, n = args["dim"], args["batch"], args["n"]
@@ -144,6 +155,8 @@ def mp_writer(args: dict[str, Any]) -> None:
         col.add(ids=ids[start:end], embeddings=vecs[start:end])
         t_add += time.monotonic() - t0
         counts.append(col.count())
+        if start == 0:
+            _await_other_writer(col, end)
         t0 = time.monotonic()
         # Read-your-writes: a sample of the batch just acknowledged is found by query.
         pick = rng.choice(np.arange(start, end), size=min(10, end - start), replace=False)
