@@ -295,3 +295,11 @@ def test_larger_graphs_are_measured_with_more_queries() -> None:
     ]
     held = rc.holdout_rows(400_000)
     assert len(held) == 400 and len(np.unique(held)) == 400 and held.max() < 400_000
+
+
+def test_an_unchosen_ef_search_is_tried_from_128_and_a_chosen_one_alone() -> None:
+    """The planner never searches below `UNCHOSEN_EF_MIN` unless the user chose the ef."""
+    assert rc.ladder(100, user_set=False)[:3] == [128, 160, 192]
+    assert rc.ladder(200, user_set=False)[:2] == [200, 224]
+    assert rc.ladder(100, user_set=True) == [100]
+    assert rc.ladder(40, user_set=True) == [40]

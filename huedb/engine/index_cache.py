@@ -176,7 +176,10 @@ def _measure_recall(
     efs = ladder(params.ef_search, params.ef_search_set)
     target = params.recall_target
     try:
-        return calibrate(search, params.space, vectors, sample, target, efs, stop, sample_in_graph)
+        floor = params.ef_search
+        return calibrate(
+            search, params.space, vectors, sample, target, efs, stop, sample_in_graph, floor
+        )
     except (BuildStopped, ChildFailed):
         raise
     except Exception:
@@ -785,7 +788,14 @@ class IndexCache:
             return
         known = state.calibration
         changes = state.changed_since_calibration
-        if known is not None and not known.stale(params.recall_target, params.ef_search, changes):
+        # A measurement that chose an ef below the ladder's first (made by an older huedb,
+        # before `UNCHOSEN_EF_MIN`) is made again.
+        first_ef = ladder(params.ef_search, params.ef_search_set)[0]
+        if (
+            known is not None
+            and not known.stale(params.recall_target, params.ef_search, changes)
+            and known.ef_search >= first_ef
+        ):
             return
         state.may_calibrate = False
         path = snapshot.snapshot_path(self._dir, col.uuid)
