@@ -1,6 +1,7 @@
 """`SQLiteStore`: a huedb store in one SQLite file (or in memory), `engine.store.Store`.
 
-One connection serves the engine (its lock serialises the calls); a long read
+One connection serves the engine (its lock serialises the calls), and a thread of the
+store checkpoints the WAL after commits (`checkpointer`); a long read
 (`snapshot_session`) and a copy (`copy_to`) open connections of their own, so the engine
 keeps serving meanwhile (WAL). The data directory's shared lock is held while the store is
 open (`connection.hold_directory`, which also migrates an older format first).
@@ -20,7 +21,9 @@ from huedb.engine.catalog import CollectionRow
 from huedb.engine.filters import RecordFilter
 from huedb.engine.sqlite_store import store_admin
 from huedb.engine.sqlite_store.at_head import SessionRead
+from huedb.engine.sqlite_store.checkpointer import WAL_BACKSTOP_PAGES, WalCheckpointer
 from huedb.engine.sqlite_store.connection import (
+    DB_FILENAME,
     hold_directory,
     open_connection,
     read_transaction,
@@ -48,6 +51,10 @@ class SQLiteStore:
         except BaseException:
             self._release_directory()
             raise
+        self._checkpointer: WalCheckpointer | None = None
+        if path is not None:
+            self._conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_BACKSTOP_PAGES}")
+            self._checkpointer = WalCheckpointer(path / DB_FILENAME, self._sync)
         self.store_id = store_id(self._conn)
         self._session = SQLiteSession(self._conn)
         self._warm = WarmRead()
@@ -60,9 +67,12 @@ class SQLiteStore:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[SQLiteSession]:
-        """A `BEGIN IMMEDIATE` transaction (writers never deadlock on a lock upgrade)."""
+        """A `BEGIN IMMEDIATE` transaction (writers never deadlock on a lock upgrade); its WAL
+        frames are copied into the database file later, on another thread (`checkpointer`)."""
         with write_transaction(self._conn):
             yield self._session
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
     def rows_at_head(
         self,
@@ -137,6 +147,8 @@ class SQLiteStore:
         return {"sqlite_synchronous": store_admin.synchronous_level(self._conn)}
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self._conn.close()
         self._release_directory()
 

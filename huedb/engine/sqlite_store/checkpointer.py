@@ -1,0 +1,93 @@
+"""`WalCheckpointer`: folds a store's WAL into its database file on a thread of its own.
+
+SQLite's own checkpoint runs inside the `COMMIT` that takes the WAL past
+`wal_autocheckpoint` pages: that writer copies every frame into the database file and
+syncs it before its call returns. Here a thread does it instead, soon after each commit
+(`PASSIVE`: it never waits for a lock and never blocks a reader or writer), at most once
+per `CHECKPOINT_GAP_S`, so commits arriving meanwhile share one checkpoint and a page a
+run of batches rewrites (the tail pages of an index) is copied once, not once per batch.
+The engine's own connection keeps SQLite's checkpoint as a backstop at
+`WAL_BACKSTOP_PAGES`, for when the thread falls behind (a writer never waits on it).
+
+Measured (500k x 384 rows added in batches of 1,000 with metadata and documents,
+`synchronous=FULL`, two runs each): the whole ingest 16.2-16.4 -> 15.0-15.1 s; a batch near
+100k rows 30.2-31.4 -> 28.1-29.1 ms, near 450k 43.1-45.0 -> 36.1-38.9 ms; commit p90 there
+15.4-17.5 -> 7.5-8.4 ms and 28.5-30.8 -> 13.3-14.8 ms, p99 20-21 -> 17-18.5 ms and 36-43 ->
+31-38 ms. Single-record adds: unchanged (p50 0.6 ms). Durability is unchanged: a commit is
+durable once its WAL frames are synced, whoever copies them later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_GAP_S = 0.05  # at most one checkpoint per this long: later commits wait for the next
+# The engine connection's `wal_autocheckpoint` (SQLite's default is 1,000 pages): reached
+# only when the thread falls behind, e.g. both cores busy; 32 MiB of WAL at 8 KiB pages.
+WAL_BACKSTOP_PAGES = 4_096
+OPEN_TIMEOUT_S = 5.0
+
+
+class WalCheckpointer:
+    """Checkpoints one database file's WAL after commits, on a daemon thread started at the
+    first commit noted."""
+
+    def __init__(self, db_file: Path, sync: str) -> None:
+        self._db_file = db_file
+        self._sync = sync
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def committed(self) -> None:
+        """A transaction was committed: checkpoint soon."""
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None and not self._stop.is_set():
+                    self._thread = threading.Thread(
+                        target=self._run, name="huedb-wal-checkpoint", daemon=True
+                    )
+                    self._thread.start()
+        self._wake.set()
+
+    def close(self) -> None:
+        """Stop the thread (a checkpoint under way ends first); later commits start none."""
+        with self._start_lock:
+            self._stop.set()
+            self._wake.set()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(
+                self._db_file, isolation_level=None, check_same_thread=False, timeout=OPEN_TIMEOUT_S
+            )
+        except sqlite3.Error as exc:
+            logger.warning("WAL checkpoints of %s stay in the writers: %s", self._db_file, exc)
+            return
+        try:
+            # The checkpoint syncs the database file unless the store runs unsynced.
+            conn.execute(f"PRAGMA synchronous = {self._sync.upper()}")
+            while True:
+                self._wake.wait()
+                if self._stop.is_set():
+                    return
+                self._wake.clear()
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:  # e.g. the disk is full: the backstop remains
+                    logger.warning("WAL checkpoint of %s failed: %s", self._db_file, exc)
+                if self._stop.wait(CHECKPOINT_GAP_S):
+                    return
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()

@@ -1,0 +1,87 @@
+"""The store's WAL is folded into the database file by a thread of its own, soon after each
+commit (`huedb/engine/sqlite_store/checkpointer.py`), not inside a writer's COMMIT.
+
+The database file is read with SQLite's `immutable=1`, which ignores the WAL: what it shows
+is what a checkpoint has copied there."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+import huedb
+from huedb.engine.sqlite_store.checkpointer import WAL_BACKSTOP_PAGES
+from huedb.engine.sqlite_store.connection import DB_FILENAME
+
+THREAD_NAME = "huedb-wal-checkpoint"
+PAGE_BYTES = 8_192
+FRAME_BYTES = 24 + PAGE_BYTES
+
+
+def _records_in_database_file(path: Path) -> int | None:
+    """The records the database file holds, without its WAL; None when the read met a
+    checkpoint writing the file (`immutable` reads take no lock)."""
+    conn = sqlite3.connect(f"file:{path / DB_FILENAME}?immutable=1", uri=True)
+    try:
+        return conn.execute("SELECT count(*) FROM records").fetchone()[0]
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
+
+
+def _checkpoint_thread(client: huedb.Client) -> threading.Thread | None:
+    """The thread of this client's store (other tests' stores may be open in this process)."""
+    store = client._server.engine._store  # type: ignore[attr-defined]
+    thread = store._checkpointer._thread
+    assert thread is None or thread.name == THREAD_NAME
+    return thread
+
+
+def test_a_small_write_reaches_the_database_file_while_the_store_is_open(tmp_path: Path) -> None:
+    """Two records are a few WAL pages, far from any autocheckpoint: the thread copies them."""
+    client = huedb.PersistentClient(path=tmp_path)
+    try:
+        col = client.create_collection("docs")
+        col.add(ids=["a", "b"], embeddings=[[1.0, 2.0], [3.0, 4.0]], documents=["x", "y"])
+        deadline = time.monotonic() + 10
+        while _records_in_database_file(tmp_path) != 2:
+            assert time.monotonic() < deadline, "the WAL was not checkpointed in 10 s"
+            time.sleep(0.02)
+        assert col.count() == 2
+        thread = _checkpoint_thread(client)
+        assert thread is not None and thread.is_alive()
+    finally:
+        client.close()
+    assert not thread.is_alive()  # close stops the thread
+    reopened = huedb.PersistentClient(path=tmp_path)
+    try:
+        assert reopened.get_collection("docs").get(ids=["a", "b"])["documents"] == ["x", "y"]
+    finally:
+        reopened.close()
+
+
+def test_the_wal_stays_bounded_under_a_bulk_load(tmp_path: Path) -> None:
+    """A steady stream of batches never lets the WAL restart from its start by the thread
+    alone; the engine's own backstop checkpoint bounds it (one batch past it at most)."""
+    rng = np.random.default_rng(0)
+    client = huedb.PersistentClient(path=tmp_path)
+    wal = tmp_path / f"{DB_FILENAME}-wal"
+    largest = 0
+    try:
+        col = client.create_collection("bulk")
+        for start in range(0, 40_000, 1_000):
+            vectors = rng.standard_normal((1_000, 384), dtype=np.float32)
+            ids = [f"r{i}" for i in range(start, start + 1_000)]
+            col.add(ids=ids, embeddings=vectors, metadatas=[{"n": i} for i in range(1_000)])
+            largest = max(largest, wal.stat().st_size)
+        assert col.count() == 40_000
+    finally:
+        client.close()
+    batch_frames = 1_000 * 384 * 4 // PAGE_BYTES * 2  # a batch's pages, doubled for indexes
+    assert largest <= 32 + (WAL_BACKSTOP_PAGES + batch_frames) * FRAME_BYTES
+    assert _records_in_database_file(tmp_path) == 40_000  # the last close folds in the rest
