@@ -22,6 +22,7 @@ itself and answers exactly with numpy, that:
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Iterator
@@ -303,3 +304,31 @@ def test_an_unchosen_ef_search_is_tried_from_128_and_a_chosen_one_alone() -> Non
     assert rc.ladder(200, user_set=False)[:2] == [200, 224]
     assert rc.ladder(100, user_set=True) == [100]
     assert rc.ladder(40, user_set=True) == [40]
+
+
+def test_a_measurement_below_the_ladder_is_made_again(tmp_path: Path) -> None:
+    """A graph measured by an older huedb (ef 100 chosen, before `UNCHOSEN_EF_MIN`) is
+    measured again, and then searched at an ef the ladder allows."""
+    client = _client(tmp_path)
+    try:
+        col = client.create_collection("older")
+        col.add(ids=IDS[:4_000], embeddings=VECTORS[:4_000])
+        engine = client._server.engine  # type: ignore[attr-defined]
+        row = engine.get_collection_by_uuid(str(col.id))
+        deadline = time.monotonic() + 120
+        while col.get_indexing_status().op_indexing_progress < 1.0:
+            assert time.monotonic() < deadline, "the graph was not built in 120 s"
+            time.sleep(0.05)
+        state = engine._indexes._states[row.cid]
+        assert state.calibration.ef_search >= rc.UNCHOSEN_EF_MIN
+        state.calibration = dataclasses.replace(state.calibration, ef_search=100)
+        state.index.tuned_ef = 100
+        state.may_calibrate = True  # its snapshot is on disk, as after a restart
+        while state.calibration.ef_search < rc.UNCHOSEN_EF_MIN:
+            assert time.monotonic() < deadline, "the graph was not measured again"
+            col.get_indexing_status()  # starts the measurement, then adopts it
+            time.sleep(0.05)
+        assert col.get_indexing_status().ef_search >= rc.UNCHOSEN_EF_MIN
+        assert state.index.search_ef >= rc.UNCHOSEN_EF_MIN
+    finally:
+        client.close()
