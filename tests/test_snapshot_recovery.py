@@ -197,15 +197,17 @@ def _garbage(f: Path) -> None:
 
 
 def _garbage_with_valid_header(f: Path) -> None:
-    """A well-formed header whose CRC matches, around a payload that is not an index."""
+    """A well-formed header whose checksums match, around a payload that is not an index."""
     import zlib
+
+    import xxhash
 
     data = f.read_bytes()
     magic_end = data.index(b"\n") + 1
     header_end = data.index(b"\n", magic_end)
     header = json.loads(data[magic_end:header_end])
     payload = np.random.default_rng(6).bytes(header["length"])
-    header["crc32"] = zlib.crc32(payload)
+    header["xxh3"] = xxhash.xxh3_64_intdigest(payload)
     line = json.dumps(header).encode()
     checksum = b"%08x\n" % zlib.crc32(line)
     f.write_bytes(data[:magic_end] + line + b"\n" + checksum + payload)

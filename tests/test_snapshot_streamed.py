@@ -8,11 +8,13 @@ previous snapshot and no temporary behind.
 
 from __future__ import annotations
 
+import json
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import xxhash
 
 from huedb.engine import snapshot
 from huedb.engine.vector_index import (
@@ -100,14 +102,16 @@ def test_save_graph_reports_an_unwritable_path_as_oserror(tmp_path: Path) -> Non
         index.save_graph(tmp_path / "missing-directory" / "graph")
 
 
-def test_a_copied_snapshot_has_its_payloads_crc_in_a_header_of_one_length(tmp_path: Path) -> None:
-    """The header written before the payload's CRC is known is as long as the final one,
-    whatever the CRC (it is written again in place); the CRC is the payload's, so a flipped
-    payload byte is refused, except by a read told not to check it (a snapshot the caller
-    has just written)."""
+def test_a_copied_snapshot_has_its_payloads_checksum_in_a_header_of_one_length(
+    tmp_path: Path,
+) -> None:
+    """The header written before the payload's checksum is known is as long as the final
+    one, whatever the checksum (it is written again in place); the checksum is the
+    payload's XXH3-64, so a flipped payload byte is refused, except by a read told not to
+    check it (a snapshot the caller has just written)."""
     widths = {
-        len(snapshot._header_lines(OWNER, 9, DIM, "l2", 10, crc, {"ef_search": 7})[0])
-        for crc in (0, 9, 2**31, 2**32 - 1)
+        len(snapshot._header_lines(OWNER, 9, DIM, "l2", 10, value, {"ef_search": 7})[0])
+        for value in (0, 9, 2**31, 2**63, 2**64 - 1)
     }
     assert len(widths) == 1
     payload_file = tmp_path / "graph.bin"
@@ -116,7 +120,8 @@ def test_a_copied_snapshot_has_its_payloads_crc_in_a_header_of_one_length(tmp_pa
     path = snapshot.snapshot_path(tmp_path, "collection-1")
     assert snapshot.write_snapshot_from_file(path, OWNER, 9, DIM, "l2", payload_file) == 10_000
     header = snapshot.read_header(path)
-    assert header is not None and header["crc32"] == zlib.crc32(payload)
+    assert header is not None and header["xxh3"] == xxhash.xxh3_64_intdigest(payload)
+    assert path.read_bytes().startswith(snapshot.MAGIC)
     data = bytearray(path.read_bytes())
     assert data.endswith(payload)
     data[-5_000] ^= 1
@@ -124,3 +129,26 @@ def test_a_copied_snapshot_has_its_payloads_crc_in_a_header_of_one_length(tmp_pa
     assert snapshot.read_snapshot(path, OWNER) is None
     unchecked = snapshot.read_snapshot(path, OWNER, check_payload=False)
     assert unchecked is not None and len(unchecked.payload) == 10_000
+
+
+def _format_2_file(path: Path, payload: bytes, crc: int) -> None:
+    """A snapshot as huedb wrote them before XXH3: magic 2, the payload's CRC-32."""
+    fields = {"owner": OWNER, "watermark": 4, "dim": DIM, "space": "l2"}
+    fields |= {"library": snapshot.library_version, "length": len(payload), "crc32": crc}
+    header = json.dumps(fields).encode()
+    checksum = b"%08x\n" % zlib.crc32(header)
+    path.write_bytes(b"HUEDB-SNAPSHOT-2\n" + header + b"\n" + checksum + payload)
+
+
+def test_a_format_2_snapshot_is_still_read_and_checked(tmp_path: Path) -> None:
+    """Snapshots written before XXH3 (CRC-32 of the payload) serve after an upgrade: no
+    rebuild of every graph; their payload is still checked."""
+    payload = np.random.default_rng(2).bytes(4_000)
+    path = snapshot.snapshot_path(tmp_path, "collection-1")
+    _format_2_file(path, payload, zlib.crc32(payload))
+    header = snapshot.read_header(path)
+    assert header is not None and header["watermark"] == 4
+    read = snapshot.read_snapshot(path, OWNER)
+    assert read is not None and bytes(read.payload) == payload
+    _format_2_file(path, payload, zlib.crc32(payload) ^ 1)
+    assert snapshot.read_snapshot(path, OWNER) is None

@@ -1,9 +1,10 @@
 """Index snapshots: a cache of a collection's HNSW graph with the oplog watermark it reflects.
 
 One file per collection, `<data>/index/<collection-uuid>.hnsw`: a magic line, a JSON header
-(watermark, dimension, space, library version, payload length and CRC-32, and the recall
-calibration of the graph when one was measured), a line with the
-CRC-32 of the header itself, and the payload.
+(watermark, dimension, space, library version, payload length and XXH3-64 checksum, and the
+recall calibration of the graph when one was measured), a line with the CRC-32 of the
+header itself, and the payload. Format 2 (read, no longer written) had the payload's
+CRC-32: 35 ms per 92 MB of payload where XXH3 takes 7, paid by every cold open.
 Files are written to a temporary name, fsynced, renamed over the old one and the directory
 fsynced, while holding an inter-process lock, so a reader sees either the old or the new
 snapshot. Any file that fails a check is treated as absent: the caller rebuilds from SQLite.
@@ -22,14 +23,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import xxhash
 from usearch import __version__ as library_version
 
 from huedb.engine import fileio
 
 logger = logging.getLogger(__name__)
 
-# Version 2 added the header checksum line (a flipped digit in the watermark went unnoticed).
-MAGIC = b"HUEDB-SNAPSHOT-2\n"
+# Version 2 added the header checksum line (a flipped digit in the watermark went unnoticed);
+# version 3 checks the payload with XXH3-64 (`xxh3` in the header) instead of CRC-32 (`crc32`).
+MAGIC = b"HUEDB-SNAPSHOT-3\n"
+PAYLOAD_CHECKSUM = {MAGIC: "xxh3", b"HUEDB-SNAPSHOT-2\n": "crc32"}  # the formats read
 COPY_BLOCK = 2**20  # bytes per read of a streamed payload (4 MiB blocks left ~8 MiB in the heap)
 
 
@@ -83,7 +87,7 @@ def read_header(path: Path) -> dict | None:
     """The checked header of a snapshot file, or None when missing, unreadable or damaged."""
     try:
         with open(path, "rb") as f:
-            if f.readline() != MAGIC:
+            if f.readline() not in PAYLOAD_CHECKSUM:
                 return None
             header_line = f.readline().rstrip(b"\n")
             return _checked_header(header_line, f.readline())
@@ -112,19 +116,21 @@ def read_snapshot(path: Path, owner: str, check_payload: bool = True) -> Snapsho
         return None
     problem = None
     try:
-        if mapping[: len(MAGIC)] != MAGIC:
+        magic_end = mapping.find(b"\n", 0, len(MAGIC)) + 1  # both formats' magics are as long
+        kind = PAYLOAD_CHECKSUM.get(mapping[:magic_end])
+        if kind is None:
             raise ValueError("bad magic or an older snapshot format")
-        header_end = mapping.find(b"\n", len(MAGIC))
+        header_end = mapping.find(b"\n", magic_end)
         checksum_end = mapping.find(b"\n", header_end + 1) if header_end >= 0 else -1
         if checksum_end < 0:
             raise ValueError("no header")
         header = _checked_header(
-            mapping[len(MAGIC) : header_end], mapping[header_end + 1 : checksum_end + 1]
+            mapping[magic_end:header_end], mapping[header_end + 1 : checksum_end + 1]
         )
         payload = memoryview(mapping)[checksum_end + 1 :]
         if len(payload) != header["length"]:
             raise ValueError("truncated payload")
-        if check_payload and zlib.crc32(payload) != header["crc32"]:
+        if check_payload and not _payload_matches(payload, kind, header[kind]):
             raise ValueError("checksum mismatch")
         if header.get("library") != library_version:
             raise ValueError(f"written by usearch {header.get('library')}")
@@ -144,18 +150,27 @@ def read_snapshot(path: Path, owner: str, check_payload: bool = True) -> Snapsho
     return None
 
 
+def _payload_matches(payload: memoryview, kind: str, recorded: int) -> bool:
+    """Whether the payload has the checksum its header records: XXH3-64 (`xxh3`), or a
+    format-2 file's CRC-32 (`crc32`)."""
+    if kind == "xxh3":
+        return xxhash.xxh3_64_intdigest(payload) == recorded
+    return zlib.crc32(payload) == recorded
+
+
 def _header_lines(
     owner: str,
     watermark: int,
     dim: int,
     space: str,
     length: int,
-    crc: int,
+    checksum: int,
     calibration: dict | None,
 ) -> tuple[bytes, bytes]:
     """The header line and its checksum line. The header's JSON is padded with spaces to
-    its length with the widest CRC, so that a header written before the payload's CRC is
-    known (`write_snapshot_from_file`) can be written again in place."""
+    its length with the widest payload checksum, so that a header written before the
+    payload's checksum is known (`write_snapshot_from_file`) can be written again in
+    place."""
     fields = {
         "owner": owner,
         "watermark": watermark,
@@ -163,11 +178,11 @@ def _header_lines(
         "space": space,
         "library": library_version,
         "length": length,
-        "crc32": crc,
+        "xxh3": checksum,
     }
     if calibration is not None:
         fields["calibration"] = calibration
-    widest = len(json.dumps({**fields, "crc32": 2**32 - 1}))
+    widest = len(json.dumps({**fields, "xxh3": 2**64 - 1}))
     header = json.dumps(fields).encode().ljust(widest)
     return header + b"\n", b"%08x\n" % zlib.crc32(header)
 
@@ -183,7 +198,7 @@ def write_snapshot(
 ) -> None:
     """Atomically replace the snapshot at `path` (caller holds the lock)."""
     header, checksum = _header_lines(
-        owner, watermark, dim, space, len(payload), zlib.crc32(payload), calibration
+        owner, watermark, dim, space, len(payload), xxhash.xxh3_64_intdigest(payload), calibration
     )
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     remove_stale_temporaries(path.parent, path.stem)
@@ -224,28 +239,29 @@ def write_snapshot_from_file(
     calibration: dict | None = None,
 ) -> int:
     """`write_snapshot` for a payload already in a file (a graph usearch saved, such as a
-    graph process's output), read once: it is copied behind a header whose CRC is a
-    placeholder (`_header_lines` pads it to one length), its CRC-32 computed on the way, and
-    the header written again over the first one before the file is made durable and renamed
+    graph process's output), read once: it is copied behind a header whose checksum is a
+    placeholder (`_header_lines` pads it to one length), its XXH3-64 computed on the way,
+    and the header written again over the first one before the file is made durable and renamed
     (caller holds the lock). Only file I/O: a thread doing this leaves the GIL to the
     others. Returns the payload's length."""
     with open(payload_file, "rb") as f:
         length = os.fstat(f.fileno()).st_size
 
-        def header(crc: int) -> tuple[bytes, bytes]:
-            return _header_lines(owner, watermark, dim, space, length, crc, calibration)
+        def header(checksum: int) -> tuple[bytes, bytes]:
+            return _header_lines(owner, watermark, dim, space, length, checksum, calibration)
 
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         with fileio.atomic_writer(path, tmp) as out:
             out.write(MAGIC + b"".join(header(0)))
-            copied, crc = 0, 0
+            copied, hasher = 0, xxhash.xxh3_64()
             while block := f.read(COPY_BLOCK):
-                copied, crc = copied + len(block), zlib.crc32(block, crc)
+                copied += len(block)
+                hasher.update(block)
                 out.write(block)
             if copied != length:
                 raise OSError(f"{payload_file} changed while it was copied")
             out.rewind()
-            out.write(MAGIC + b"".join(header(crc)))
+            out.write(MAGIC + b"".join(header(hasher.intdigest())))
     return length
 
 
