@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import chromadb
 import numpy as np
@@ -214,19 +215,26 @@ def test_the_target_is_a_metadata_setting(client: huedb.Client) -> None:
     client.delete_collection("small")
 
 
+def _graph_of_4000(client: huedb.Client, name: str) -> tuple[huedb.Collection, Any, Any, float]:
+    """A collection of 4,000 of the vectors with its graph built and measured: the
+    collection, its engine, its row and a deadline 120 s from now."""
+    col = client.create_collection(name)
+    col.add(ids=IDS[:4_000], embeddings=VECTORS[:4_000])
+    engine = client._server.engine  # type: ignore[attr-defined]
+    row = engine.get_collection_by_uuid(str(col.id))
+    deadline = time.monotonic() + 120
+    while col.get_indexing_status().op_indexing_progress < 1.0:
+        assert time.monotonic() < deadline, "the graph was not built in 120 s"
+        time.sleep(0.05)
+    return col, engine, row, deadline
+
+
 def test_a_fifth_of_the_graph_changed_is_measured_again(tmp_path: Path) -> None:
     """After the build's measurement (4,000 vectors), 1,000 more (a quarter) are added: the
     snapshot written after them is measured again in the background, and reported."""
     client = _client(tmp_path)
     try:
-        col = client.create_collection("growing")
-        col.add(ids=IDS[:4_000], embeddings=VECTORS[:4_000])
-        engine = client._server.engine  # type: ignore[attr-defined]
-        row = engine.get_collection_by_uuid(str(col.id))
-        deadline = time.monotonic() + 120
-        while col.get_indexing_status().op_indexing_progress < 1.0:
-            assert time.monotonic() < deadline, "the graph was not built in 120 s"
-            time.sleep(0.05)
+        col, engine, row, deadline = _graph_of_4000(client, "growing")
         assert engine._indexes.calibration(row).graph_size == 4_000
         col.add(ids=IDS[4_000:5_000], embeddings=VECTORS[4_000:5_000])
         while engine._indexes.calibration(row).graph_size != 5_000:
@@ -311,14 +319,7 @@ def test_a_measurement_below_the_ladder_is_made_again(tmp_path: Path) -> None:
     measured again, and then searched at an ef the ladder allows."""
     client = _client(tmp_path)
     try:
-        col = client.create_collection("older")
-        col.add(ids=IDS[:4_000], embeddings=VECTORS[:4_000])
-        engine = client._server.engine  # type: ignore[attr-defined]
-        row = engine.get_collection_by_uuid(str(col.id))
-        deadline = time.monotonic() + 120
-        while col.get_indexing_status().op_indexing_progress < 1.0:
-            assert time.monotonic() < deadline, "the graph was not built in 120 s"
-            time.sleep(0.05)
+        col, engine, row, deadline = _graph_of_4000(client, "older")
         state = engine._indexes._states[row.cid]
         assert state.calibration.ef_search >= rc.UNCHOSEN_EF_MIN
         state.calibration = dataclasses.replace(state.calibration, ef_search=100)
