@@ -84,7 +84,7 @@ def test_the_wal_stays_bounded_under_a_bulk_load(tmp_path: Path) -> None:
         client.close()
     # The 40 batches write ~18,000 frames (~440 each); the backstop restarts the WAL once
     # a checkpoint has copied all of it, a batch or two past WAL_BACKSTOP_PAGES (measured:
-    # 4,404 and 4,485 frames at most). Twice the backstop leaves room for a few checkpoints
-    # that met the thread's and were skipped.
-    assert largest <= 2 * WAL_BACKSTOP_PAGES * FRAME_BYTES
+    # 4,404 and 4,485 frames at most). Three times the backstop leaves room for several
+    # backstop checkpoints that met the thread's and were skipped (a slow disk).
+    assert largest <= 3 * WAL_BACKSTOP_PAGES * FRAME_BYTES
     assert _records_in_database_file(tmp_path) == 40_000  # the last close folds in the rest

@@ -788,14 +788,7 @@ class IndexCache:
             return
         known = state.calibration
         changes = state.changed_since_calibration
-        # A measurement that chose an ef below the ladder's first (made by an older huedb,
-        # before `UNCHOSEN_EF_MIN`) is made again.
-        first_ef = ladder(params.ef_search, params.ef_search_set)[0]
-        if (
-            known is not None
-            and not known.stale(params.recall_target, params.ef_search, changes)
-            and known.ef_search >= first_ef
-        ):
+        if known is not None and not known.stale(params.recall_target, params.ef_search, changes):
             return
         state.may_calibrate = False
         path = snapshot.snapshot_path(self._dir, col.uuid)

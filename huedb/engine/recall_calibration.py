@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from huedb.engine.hnsw_config import UNCHOSEN_EF_MIN
 from huedb.engine.vector_index import (
     RERANK_MARGIN,
     BuildStopped,
@@ -49,11 +50,6 @@ RECALL_K = 10
 # from 512 straight to 768 (search ~2.3 ms at 512, ~3.9 ms at 768). Each step is 200 graph
 # searches (~0.3 s at 1M on two cores), tried only until one passes.
 EF_LADDER = (*range(128, 512, 32), *range(512, 768, 64), 768, 896, 1024)
-# The least ef tried when the user did not choose one: at 100k x 384 (the bench's clustered
-# data) recall@10 was 0.9885-0.990 at ef 100 and 0.9957 at 128, for +15 % search time;
-# Chroma's own float32 graph gave 0.982-0.992 at 100 over six builds. Searching at 128 keeps
-# recall above Chroma's defaults whichever way its build falls.
-UNCHOSEN_EF_MIN = 128
 CONFIDENCE_Z = 1.645  # the target must hold for the mean minus this many standard errors
 # Rows per block of the brute-force pass (a score array: 3 MB for 200 queries, 16 MB for 1,000)
 CHUNK_ROWS = 4_096

@@ -34,7 +34,7 @@ import numpy as np
 from usearch.index import Index
 
 from huedb.engine.graph_backlog import Backlog, BacklogWork
-from huedb.engine.hnsw_config import DEFAULT_RECALL_TARGET, HNSW_DEFAULTS
+from huedb.engine.hnsw_config import DEFAULT_RECALL_TARGET, HNSW_DEFAULTS, UNCHOSEN_EF_MIN
 
 # usearch's metric of a new graph, by Chroma space. A cosine graph holds unit vectors under
 # the inner product (`graph_input`): the same order as cosine for a third of the distance
@@ -619,12 +619,13 @@ class VectorIndex:
 
     @property
     def search_ef(self) -> int:
-        """The ef of unfiltered graph searches: the user's `ef_search` if set, else the
-        larger of the configured one and the one measured to meet the recall target."""
+        """The ef of unfiltered graph searches: the user's `ef_search` if set (or with the
+        recall target off), else the largest of the configured one, `UNCHOSEN_EF_MIN` and
+        the one measured to meet the recall target."""
         params = self.params
-        if params.ef_search_set or params.recall_target <= 0 or self.tuned_ef is None:
+        if params.ef_search_set or params.recall_target <= 0:
             return params.ef_search
-        return max(self.params.ef_search, self.tuned_ef)
+        return max(params.ef_search, UNCHOSEN_EF_MIN, self.tuned_ef or 0)
 
     @property
     def uses_graph(self) -> bool:

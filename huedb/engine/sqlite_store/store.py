@@ -69,10 +69,11 @@ class SQLiteStore:
     def write(self) -> Iterator[SQLiteSession]:
         """A `BEGIN IMMEDIATE` transaction (writers never deadlock on a lock upgrade); its WAL
         frames are copied into the database file later, on another thread (`checkpointer`)."""
+        changes = self._conn.total_changes
         with write_transaction(self._conn):
             yield self._session
         if self._checkpointer is not None:
-            self._checkpointer.committed()
+            self._checkpointer.committed(self._conn.total_changes - changes)
 
     def rows_at_head(
         self,
@@ -147,10 +148,14 @@ class SQLiteStore:
         return {"sqlite_synchronous": store_admin.synchronous_level(self._conn)}
 
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-        self._conn.close()
-        self._release_directory()
+        try:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+        finally:
+            try:
+                self._conn.close()
+            finally:
+                self._release_directory()
 
     def _release_directory(self) -> None:
         if self._dir_lock is not None:
