@@ -102,9 +102,9 @@ def read_snapshot(path: Path, owner: str, check_payload: bool = True) -> Snapsho
     every process on the data directory) until a change needs a private copy. `owner` names
     the store and collection the snapshot must belong to: a file copied from another
     collection or another data directory is refused, never used. Without `check_payload`
-    the payload's CRC is not computed (the header and length still are): for a snapshot
-    the caller has just written or found at the watermark it wrote for, whole since it was
-    renamed into place (the CRC read 1 GB again at 1M before a build's graph served).
+    the payload's checksum is not computed (the header and length still are): for a
+    snapshot the caller has just written or found at the watermark it wrote for, whole since
+    it was renamed into place (the check read 1 GB again at 1M before a build's graph served).
     """
     try:
         with open(path, "rb") as f:
