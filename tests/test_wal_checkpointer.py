@@ -1,5 +1,6 @@
-"""The store's WAL is folded into the database file by a thread of its own, soon after each
-commit (`huedb/engine/sqlite_store/checkpointer.py`), not inside a writer's COMMIT.
+"""The store's WAL is folded into the database file by a thread of its own, once the commits
+since its last checkpoint changed 1,000 rows or a second after the first of them
+(`huedb/engine/sqlite_store/checkpointer.py`), not inside a writer's COMMIT.
 
 The database file is read with SQLite's `immutable=1`, which ignores the WAL: what it shows
 is what a checkpoint has copied there."""
