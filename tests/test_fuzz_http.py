@@ -363,7 +363,8 @@ def report(
 def assert_alive(env: FuzzEnv, after: str) -> None:
     """The server process runs and its heartbeat answers within 2 s."""
     if env.server.process.poll() is not None:
-        pytest.fail(f"server died (exit {env.server.process.returncode}) after {after}")
+        log = env.server.log()[-4000:]
+        pytest.fail(f"server died (exit {env.server.process.returncode}) after {after}:\n{log}")
     started = time.monotonic()
     try:
         response = httpx.get(f"{env.url}/api/v2/heartbeat", timeout=HEARTBEAT_TIMEOUT)

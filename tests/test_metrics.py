@@ -8,14 +8,17 @@ Several scrapes over fresh connections (served by either worker) give the same f
 Access: read-only and admin tokens read it, a tenant-scoped token gets 403, no token 401;
 `--metrics-public` (or `metrics_public` in --config) opens /metrics alone. Past 100
 collections the rest is one `_other` series. On a real full disk (a 12 MB tmpfs) each 507
-is counted as a storage error.
+is counted as a storage error; a full temporary directory (the workers' metric files) costs
+new series, never the server (it died of SIGBUS before `metric_files`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import tempfile
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -216,6 +219,40 @@ def test_a_full_disk_is_counted_as_storage_errors(tmp_path: Path) -> None:
     assert value(samples, "huedb_storage_errors_total", status="507") == 3
     assert requests(samples, COL + "/add", "POST", 507, "ChromaError") == 3
     assert requests(samples, COL + "/add", "POST", 201) == statuses[201]
+
+
+def fill(disk: Path) -> None:
+    """Write a file on `disk` until the file system refuses another byte."""
+    with open(disk / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 4096)
+
+
+def test_a_full_temporary_directory_skips_new_series(tmp_path: Path) -> None:
+    """The metric files (in TMPDIR) cannot grow: the server answers every request, scrapes
+    work, a warning says series were skipped; once space is back new series are counted."""
+    with (
+        small_tmpfs(tmp_path, 1) as disk,
+        huedb_server(tmp_path / "data", env={**TOKENS_ENV, "TMPDIR": str(disk)}) as server,
+    ):
+        paths = sorted(httpx.get(f"{server.url}/openapi.json", timeout=30).json()["paths"])
+        fill(disk)
+        with httpx.Client(headers={"x-chroma-token": ADMIN}, timeout=30) as http:
+            # Every route template by two methods: a histogram series each, ~4 KiB of
+            # keys, so the files must grow past the 64 KiB they started with.
+            for path in paths:
+                url = server.url + path.replace("{", "x").replace("}", "x")
+                for method in ("GET", "DELETE"):
+                    assert http.request(method, url, json={}).status_code < 500, url
+            assert server.process.poll() is None, server.log()[-3000:]
+            scrape(server)  # the series recorded before the disk filled
+            assert "metrics not recorded" in server.log()
+            (disk / "filler").unlink()
+            assert http.get(f"{server.url}/api/v2/version").status_code == 200
+            http.get(f"{server.url}/api/v2/no-such-route-{uuid.uuid4().hex}")
+        samples = scrape(server)
+    assert requests(samples, "/api/v2/version", "GET", 200) >= 1
+    assert sum(v for k, v in samples.items() if k[0] == REQUESTS) >= 2 * len(paths)
 
 
 def test_graph_plans_and_index_builds_are_measured(tmp_path: Path) -> None:

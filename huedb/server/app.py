@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 from pathlib import Path
@@ -123,7 +124,10 @@ async def any_error(request: Request, exc: Exception) -> Response:
 
 
 def app_from_environment() -> FastAPI:
-    """Factory used by uvicorn workers: the config travels in an environment variable."""
+    """Factory used by uvicorn workers: the config travels in an environment variable.
+    A worker killed by a fatal signal (SIGSEGV, SIGBUS, ...) first prints every thread's
+    Python stack to stderr, the server's log."""
+    faulthandler.enable()
     raw = os.environ.get(ENV_CONFIG)
     if not raw:
         raise RuntimeError(f"{ENV_CONFIG} is not set; start the server with `huedb run`")

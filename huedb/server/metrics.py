@@ -9,6 +9,9 @@ Label values are bounded: requests are labelled by route template (never the raw
 method, status and error name; queries by plan. The per-collection gauges are computed at
 scrape time for the `MAX_COLLECTIONS` largest collections by disk bytes; all the others
 are summed into one series with `collection="_other"` (docs/operations.md, "Metrics").
+
+A metric update that fails (a worker's metric file cannot grow on a full disk,
+`metric_files`) is logged and skipped: the request or the engine work it counts goes on.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from functools import wraps
 from pathlib import Path
+from typing import ParamSpec
 
 import orjson
 from prometheus_client import (
@@ -39,9 +44,12 @@ from starlette.routing import BaseRoute, Match
 from huedb.engine import events
 from huedb.engine.engine import Engine
 from huedb.ops.stats import gather_stats
+from huedb.server import metric_files
 from huedb.server.asgi import ASGIApp, Receive, Scope, Send
 from huedb.server.log_context import ACCESS_LOGGER, TRACE_ID
 from huedb.server.metrics_cache import FIGURES
+
+metric_files.install()  # before the first metric below opens its worker's file
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_PATH = "/metrics"
@@ -59,7 +67,31 @@ ERROR_BODY_MAX = 8192
 TEMPLATE_CACHE = 4096  # (method, path) pairs whose route template is remembered
 TEMPLATE_PATH_MAX = 512  # longer paths (and paths of no route) are matched, never cached
 
+SKIPPED_LOG_GAP_S = 60.0  # at most one warning per this long about skipped metric updates
+
 access_log = logging.getLogger(ACCESS_LOGGER)
+logger = logging.getLogger(__name__)
+P = ParamSpec("P")
+_last_skip_logged = -SKIPPED_LOG_GAP_S
+
+
+def skipped_on_error(update: Callable[P, None]) -> Callable[P, None]:
+    """`update` (of metrics), logging and skipping an OSError: a worker's metric file that
+    cannot grow (a full disk) costs its new series, never the work being counted."""
+
+    @wraps(update)
+    def tolerant(*args: P.args, **kwargs: P.kwargs) -> None:
+        global _last_skip_logged
+        try:
+            update(*args, **kwargs)
+        except OSError as exc:
+            now = time.monotonic()
+            if now - _last_skip_logged >= SKIPPED_LOG_GAP_S:
+                _last_skip_logged = now
+                logger.warning("metrics not recorded (%s): %s", update.__qualname__, exc)
+
+    return tolerant
+
 
 REQUESTS = Counter(
     "huedb_http_requests",
@@ -153,42 +185,52 @@ INDEX_RESIDENT = Gauge(
 class EngineMetrics:
     """Turns the engine's events (`huedb.engine.events`) into metrics."""
 
+    @skipped_on_error
     def query(self, plan: str, seconds: float) -> None:
         QUERY_SECONDS.labels(plan).observe(seconds)
 
+    @skipped_on_error
     def index_build_started(self, vectors: int) -> None:
         BUILDS_RUNNING.inc()
         BUILD_VECTORS.inc(vectors)
 
+    @skipped_on_error
     def index_build_progress(self, vectors: int) -> None:
         BUILD_VECTORS_DONE.inc(vectors)
         BUILD_VECTORS_ADDED.inc(vectors)
 
+    @skipped_on_error
     def index_build(self, seconds: float, ok: bool, vectors: int, added: int) -> None:
         INDEX_BUILD_SECONDS.labels("ok" if ok else "failed").observe(seconds)
         BUILDS_RUNNING.dec()
         BUILD_VECTORS.dec(vectors)
         BUILD_VECTORS_DONE.dec(added)
 
+    @skipped_on_error
     def catch_up(self, entries: int, seconds: float) -> None:
         CATCH_UP_ENTRIES.observe(entries)
         CATCH_UP_SECONDS.observe(seconds)
 
+    @skipped_on_error
     def graph_backlog(self, seconds: float, ok: bool, changes: int) -> None:
         BACKLOG_SECONDS.labels("ok" if ok else "failed").observe(seconds)
         if ok:
             BACKLOG_CHANGES.inc(changes)
 
+    @skipped_on_error
     def snapshot(self, ok: bool, nbytes: int) -> None:
         SNAPSHOT_WRITES.labels("ok" if ok else "failed").inc()
         SNAPSHOT_BYTES.inc(nbytes)
 
+    @skipped_on_error
     def index_access(self, hit: bool) -> None:
         (INDEX_HITS if hit else INDEX_MISSES).inc()
 
+    @skipped_on_error
     def index_eviction(self) -> None:
         INDEX_EVICTIONS.inc()
 
+    @skipped_on_error
     def index_memory(self, nbytes: int) -> None:
         INDEX_RESIDENT.set(nbytes)
 
@@ -196,7 +238,7 @@ class EngineMetrics:
 def start_engine_metrics() -> None:
     """Record this process's engine events. Its resident-bytes gauge exists from the
     start (0), so every scrape lists every live worker, not only those that held an index."""
-    INDEX_RESIDENT.set(0)
+    skipped_on_error(INDEX_RESIDENT.set)(0)
     events.listen(EngineMetrics())
 
 
@@ -300,10 +342,7 @@ class RequestMetricsMiddleware:
         method = scope["method"] if scope["method"] in METHODS else "other"
         route = self.template(scope)
         status = response.status
-        REQUESTS.labels(route, method, str(status), response.error_name()).inc()
-        REQUEST_SECONDS.labels(route, method).observe(seconds)
-        if status in (503, 507):
-            STORAGE_ERRORS.labels(str(status)).inc()
+        count_request(route, method, status, response.error_name(), seconds)
         access_log.info(
             "%s %s %d %.1f ms",
             method,
@@ -351,6 +390,15 @@ class RequestMetricsMiddleware:
             if match is Match.FULL:
                 return getattr(route, "path", None) or "unmatched"
         return "unmatched"
+
+
+@skipped_on_error
+def count_request(route: str, method: str, status: int, error: str, seconds: float) -> None:
+    """Count and time one answered request."""
+    REQUESTS.labels(route, method, str(status), error).inc()
+    REQUEST_SECONDS.labels(route, method).observe(seconds)
+    if status in (503, 507):
+        STORAGE_ERRORS.labels(str(status)).inc()
 
 
 def leaf_routes(routes: list[BaseRoute]) -> list[BaseRoute]:

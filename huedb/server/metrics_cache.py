@@ -19,7 +19,9 @@ from prometheus_client import Counter
 
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.engine import Engine
+from huedb.server import metric_files
 
+metric_files.install()  # before the counter below opens its worker's file
 FIGURES_TTL_S = float(os.environ.get("HUEDB_FIGURES_TTL_S", "15"))
 
 COMPUTATIONS = Counter(

@@ -1,0 +1,56 @@
+"""The workers' metric files, with their disk blocks allocated before they are written.
+
+In multi-process mode prometheus_client keeps each worker's values in files it maps into
+memory (`prometheus_client.mmap_dict.MmapedDict`) and sizes with `truncate`: a sparse
+file, whose pages get their blocks only when first written through the mapping. On a
+full file system such a write cannot fail with an error: the kernel kills the process
+with SIGBUS. A `huedb run` worker died so when its temporary directory filled up, at
+the first request of a new route and status. `AllocatedMmapedDict` allocates every block
+of a size (`posix_fallocate`) before the library maps it, so a full disk becomes an
+`OSError` from the metric update, which `huedb.server.metrics` logs and skips.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import mmap_dict, values
+
+# The size prometheus_client gives a new file (64 KiB in 0.2x), doubled as it fills.
+INITIAL_BYTES = getattr(mmap_dict, "_INITIAL_MMAP_SIZE", 1 << 16)
+# An entry is a 4-byte length, the key padded to 8-byte alignment and two doubles.
+ENTRY_OVERHEAD = 4 + 8 + 16
+
+
+class AllocatedMmapedDict(mmap_dict.MmapedDict):
+    """prometheus_client's file of one worker's values, never sparse: its blocks are
+    allocated when it is opened and before it grows (OSError when the disk is full)."""
+
+    def __init__(self, filename: str, read_mode: bool = False) -> None:
+        if not read_mode:
+            allocate(filename, INITIAL_BYTES)
+        super().__init__(filename, read_mode)
+
+    def _init_value(self, key: str) -> None:
+        capacity = self._capacity
+        while self._used + len(key.encode()) + ENTRY_OVERHEAD > capacity:
+            capacity *= 2
+        if capacity != self._capacity:
+            os.posix_fallocate(self._f.fileno(), 0, capacity)
+        super()._init_value(key)
+
+
+def allocate(filename: str, size: int) -> None:
+    """Give the file (created if missing) blocks for its first `size` bytes or all of it,
+    whichever is longer; OSError (ENOSPC) when the file system cannot."""
+    fd = os.open(filename, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, max(size, os.fstat(fd).st_size))
+    finally:
+        os.close(fd)
+
+
+def install() -> None:
+    """Have prometheus_client's multi-process values use `AllocatedMmapedDict` for the
+    files it opens from now on: called before a module creates its metrics (idempotent)."""
+    values.MmapedDict = AllocatedMmapedDict  # type: ignore[misc]
