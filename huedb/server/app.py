@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -51,7 +53,15 @@ def create_app(config: ServerConfig) -> FastAPI:
         allow_reset=config.allow_reset,
         **{ENGINE_PREFIX + name: value for name, value in config.engine.to_dict().items()},
     )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        release_engine(engine)
+        mark_worker_dead()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="huedb",
         version=__version__,
         description="Chroma's v2 HTTP API, served by huedb.",
@@ -75,11 +85,6 @@ def create_app(config: ServerConfig) -> FastAPI:
         """Prometheus metrics of every worker (docs/operations.md, "Metrics")."""
         body, content_type = scrape(engine, Path(config.path))
         return Response(body, media_type=content_type)
-
-    @app.on_event("shutdown")
-    def close_engine() -> None:
-        release_engine(engine)
-        mark_worker_dead()
 
     # Innermost first. Request metrics and the trace id of log lines are outermost (they see
     # refusals too); then auth, which refuses from the headers alone, before any body is
