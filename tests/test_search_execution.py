@@ -446,7 +446,8 @@ def test_random_searches_equal_brute_force(sparse_run: Any, payload: dict[str, A
     """Random rank trees of dense and sparse (plain, bm25) Knn with filters, group_by and
     pages, at the engine level. Where huedb's page holds another record than the
     reference's, that record's score in the whole ranking must tie with the expected one
-    (float32 against float64 rounding decides such ties either way)."""
+    (float32 against float64 rounding decides such ties either way), and the page must be
+    the same slice of huedb's own whole ranking."""
     rows = sparse_run(payload)
     reference = BruteForce(SPARSE_RECORDS, bm25_keys=("bm25_sparse",))
     want = reference.run(payload)
@@ -456,6 +457,13 @@ def test_random_searches_equal_brute_force(sparse_run: Any, payload: dict[str, A
         return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-3)
 
     assert len(rows) == len(want), ([r["id"] for r in rows], [w[0] for w in want])
+    # huedb's page is the same slice of its own whole ranking, without repeats.
+    page = payload.get("limit") or {}
+    start = page.get("offset", 0)
+    end = None if page.get("limit") is None else start + page["limit"]
+    whole = sparse_run({**payload, "limit": {"offset": 0}})
+    ids = [r["id"] for r in rows]
+    assert ids == [r["id"] for r in whole[start:end]] and len(set(ids)) == len(ids), ids
     for row, (wid, wscore, rec) in zip(rows, want, strict=True):
         assert row["id"] == wid or close(everywhere.get(row["id"]), wscore), (row["id"], wid)
         assert close(row["score"], wscore), (row["id"], row["score"], wscore)

@@ -36,16 +36,24 @@ class AllocatedMmapedDict(mmap_dict.MmapedDict):
         while self._used + len(key.encode()) + ENTRY_OVERHEAD > capacity:
             capacity *= 2
         if capacity != self._capacity:
-            os.posix_fallocate(self._f.fileno(), 0, capacity)
+            allocate(self._fname, capacity)  # not through `_f`: glibc's fallback refuses O_APPEND
         super()._init_value(key)
 
 
 def allocate(filename: str, size: int) -> None:
     """Give the file (created if missing) blocks for its first `size` bytes or all of it,
-    whichever is longer; OSError (ENOSPC) when the file system cannot."""
-    fd = os.open(filename, os.O_RDWR | os.O_CREAT, 0o644)
+    whichever is longer; OSError (ENOSPC) when the file system cannot, and then a file
+    this call created is removed (an empty one would break every scrape's merge)."""
+    try:
+        fd, created = os.open(filename, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+    except FileExistsError:
+        fd, created = os.open(filename, os.O_RDWR), False
     try:
         os.posix_fallocate(fd, 0, max(size, os.fstat(fd).st_size))
+    except OSError:
+        if created:
+            os.unlink(filename)
+        raise
     finally:
         os.close(fd)
 

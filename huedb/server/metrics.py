@@ -22,9 +22,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from functools import wraps
 from pathlib import Path
-from typing import ParamSpec
 
 import orjson
 from prometheus_client import (
@@ -71,26 +69,22 @@ SKIPPED_LOG_GAP_S = 60.0  # at most one warning per this long about skipped metr
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 logger = logging.getLogger(__name__)
-P = ParamSpec("P")
 _last_skip_logged = -SKIPPED_LOG_GAP_S
 
 
-def skipped_on_error(update: Callable[P, None]) -> Callable[P, None]:
-    """`update` (of metrics), logging and skipping an OSError: a worker's metric file that
-    cannot grow (a full disk) costs its new series, never the work being counted."""
-
-    @wraps(update)
-    def tolerant(*args: P.args, **kwargs: P.kwargs) -> None:
-        global _last_skip_logged
+def update_metrics(*updates: Callable[[], object]) -> None:
+    """Run each metric update, logging and skipping one that raises OSError (a worker's
+    metric file that cannot grow on a full disk): a new series is lost, never the other
+    updates nor the work being counted."""
+    global _last_skip_logged
+    for update in updates:
         try:
-            update(*args, **kwargs)
+            update()
         except OSError as exc:
             now = time.monotonic()
             if now - _last_skip_logged >= SKIPPED_LOG_GAP_S:
                 _last_skip_logged = now
-                logger.warning("metrics not recorded (%s): %s", update.__qualname__, exc)
-
-    return tolerant
+                logger.warning("metrics not recorded: %s", exc)
 
 
 REQUESTS = Counter(
@@ -185,60 +179,55 @@ INDEX_RESIDENT = Gauge(
 class EngineMetrics:
     """Turns the engine's events (`huedb.engine.events`) into metrics."""
 
-    @skipped_on_error
     def query(self, plan: str, seconds: float) -> None:
-        QUERY_SECONDS.labels(plan).observe(seconds)
+        update_metrics(lambda: QUERY_SECONDS.labels(plan).observe(seconds))
 
-    @skipped_on_error
     def index_build_started(self, vectors: int) -> None:
-        BUILDS_RUNNING.inc()
-        BUILD_VECTORS.inc(vectors)
+        update_metrics(BUILDS_RUNNING.inc, lambda: BUILD_VECTORS.inc(vectors))
 
-    @skipped_on_error
     def index_build_progress(self, vectors: int) -> None:
-        BUILD_VECTORS_DONE.inc(vectors)
-        BUILD_VECTORS_ADDED.inc(vectors)
+        update_metrics(
+            lambda: BUILD_VECTORS_DONE.inc(vectors), lambda: BUILD_VECTORS_ADDED.inc(vectors)
+        )
 
-    @skipped_on_error
     def index_build(self, seconds: float, ok: bool, vectors: int, added: int) -> None:
-        INDEX_BUILD_SECONDS.labels("ok" if ok else "failed").observe(seconds)
-        BUILDS_RUNNING.dec()
-        BUILD_VECTORS.dec(vectors)
-        BUILD_VECTORS_DONE.dec(added)
+        update_metrics(
+            lambda: INDEX_BUILD_SECONDS.labels("ok" if ok else "failed").observe(seconds),
+            BUILDS_RUNNING.dec,
+            lambda: BUILD_VECTORS.dec(vectors),
+            lambda: BUILD_VECTORS_DONE.dec(added),
+        )
 
-    @skipped_on_error
     def catch_up(self, entries: int, seconds: float) -> None:
-        CATCH_UP_ENTRIES.observe(entries)
-        CATCH_UP_SECONDS.observe(seconds)
+        update_metrics(
+            lambda: CATCH_UP_ENTRIES.observe(entries), lambda: CATCH_UP_SECONDS.observe(seconds)
+        )
 
-    @skipped_on_error
     def graph_backlog(self, seconds: float, ok: bool, changes: int) -> None:
-        BACKLOG_SECONDS.labels("ok" if ok else "failed").observe(seconds)
+        update_metrics(lambda: BACKLOG_SECONDS.labels("ok" if ok else "failed").observe(seconds))
         if ok:
-            BACKLOG_CHANGES.inc(changes)
+            update_metrics(lambda: BACKLOG_CHANGES.inc(changes))
 
-    @skipped_on_error
     def snapshot(self, ok: bool, nbytes: int) -> None:
-        SNAPSHOT_WRITES.labels("ok" if ok else "failed").inc()
-        SNAPSHOT_BYTES.inc(nbytes)
+        update_metrics(
+            lambda: SNAPSHOT_WRITES.labels("ok" if ok else "failed").inc(),
+            lambda: SNAPSHOT_BYTES.inc(nbytes),
+        )
 
-    @skipped_on_error
     def index_access(self, hit: bool) -> None:
-        (INDEX_HITS if hit else INDEX_MISSES).inc()
+        update_metrics((INDEX_HITS if hit else INDEX_MISSES).inc)
 
-    @skipped_on_error
     def index_eviction(self) -> None:
-        INDEX_EVICTIONS.inc()
+        update_metrics(INDEX_EVICTIONS.inc)
 
-    @skipped_on_error
     def index_memory(self, nbytes: int) -> None:
-        INDEX_RESIDENT.set(nbytes)
+        update_metrics(lambda: INDEX_RESIDENT.set(nbytes))
 
 
 def start_engine_metrics() -> None:
     """Record this process's engine events. Its resident-bytes gauge exists from the
     start (0), so every scrape lists every live worker, not only those that held an index."""
-    skipped_on_error(INDEX_RESIDENT.set)(0)
+    update_metrics(lambda: INDEX_RESIDENT.set(0))
     events.listen(EngineMetrics())
 
 
@@ -392,13 +381,14 @@ class RequestMetricsMiddleware:
         return "unmatched"
 
 
-@skipped_on_error
 def count_request(route: str, method: str, status: int, error: str, seconds: float) -> None:
     """Count and time one answered request."""
-    REQUESTS.labels(route, method, str(status), error).inc()
-    REQUEST_SECONDS.labels(route, method).observe(seconds)
+    update_metrics(
+        lambda: REQUESTS.labels(route, method, str(status), error).inc(),
+        lambda: REQUEST_SECONDS.labels(route, method).observe(seconds),
+    )
     if status in (503, 507):
-        STORAGE_ERRORS.labels(str(status)).inc()
+        update_metrics(lambda: STORAGE_ERRORS.labels(str(status)).inc())
 
 
 def leaf_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
