@@ -1,4 +1,5 @@
-"""A real full disk for tests: a small tmpfs mounted for the duration of a test."""
+"""Real file systems for tests, mounted for the duration of a test: a small tmpfs (a real
+full disk) and a ramfs (no fallocate)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,26 @@ import pytest
 @contextlib.contextmanager
 def small_tmpfs(parent: Path, size_mb: int) -> Iterator[Path]:
     """Mount a `size_mb` tmpfs below `parent` (needs root; skips the test otherwise)."""
-    mount = parent / f"tiny-{uuid.uuid4().hex[:6]}"
+    with _mounted(parent, "tmpfs", f"size={size_mb}m") as mount:
+        yield mount
+
+
+@contextlib.contextmanager
+def ramfs(parent: Path) -> Iterator[Path]:
+    """Mount a ramfs below `parent` (needs root; skips the test otherwise)."""
+    with _mounted(parent, "ramfs", "mode=0755") as mount:
+        yield mount
+
+
+@contextlib.contextmanager
+def _mounted(parent: Path, kind: str, options: str) -> Iterator[Path]:
+    mount = parent / f"tiny-{kind}-{uuid.uuid4().hex[:6]}"
     mount.mkdir()
     r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
+        ["mount", "-t", kind, "-o", options, kind, str(mount)], capture_output=True, text=True
     )
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {r.stderr.strip()}")
+        pytest.skip(f"cannot mount a {kind} here: {r.stderr.strip()}")
     try:
         yield mount
     finally:

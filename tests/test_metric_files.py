@@ -8,16 +8,13 @@ no fallocate, so glibc's fallback writes the blocks).
 from __future__ import annotations
 
 import contextlib
-import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
 from huedb.server.metric_files import INITIAL_BYTES, AllocatedMmapedDict
-from tests.small_disk import small_tmpfs
+from tests.small_disk import ramfs, small_tmpfs
 
 KEY_BYTES = 200  # keys like prometheus's: a JSON list of metric name, labels and help
 
@@ -36,20 +33,6 @@ def fill(disk: Path) -> None:
     with open(disk / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
         while True:
             f.write(b"\0" * 4096)
-
-
-@contextlib.contextmanager
-def ramfs(parent: Path) -> Iterator[Path]:
-    """Mount a ramfs below `parent` (needs root; skips the test otherwise)."""
-    mount = parent / f"ramfs-{uuid.uuid4().hex[:6]}"
-    mount.mkdir()
-    r = subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mount)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a ramfs here: {r.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_files_are_allocated_when_opened_and_as_they_grow(tmp_path: Path) -> None:
