@@ -4,6 +4,7 @@ unknown CAs refused).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+import huedb
+from huedb.api.http import tls_verification
 from tests.http_checks import (
     ADMIN,
     TOKENS_ENV,
@@ -75,6 +78,25 @@ def test_chromadb_client_over_tls(
     assert col.count() == 3
 
 
+def test_huedb_client_trusts_a_ca_file(tls_server: RunningServer, tls_files: TlsFiles) -> None:
+    """huedb's own HttpClient with `chroma_server_ssl_verify` = a CA file: verified, and
+    handed to httpx as an SSL context (a path is deprecated there), not a path."""
+    settings = huedb.Settings(
+        chroma_server_ssl_verify=str(tls_files.ca), chroma_client_auth_credentials=ADMIN
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        client = huedb.HttpClient(
+            host="localhost", port=tls_server.port, ssl=True, settings=settings
+        )
+        col = client.get_or_create_collection("tls_huedb_client")
+        col.upsert(ids=["a"], embeddings=[[0.5, 0.5, 0.0]])
+        assert col.query(query_embeddings=[[0.5, 0.5, 0.0]], n_results=1)["ids"] == [["a"]]
+    untrusting = huedb.Settings(chroma_client_auth_credentials=ADMIN)
+    with pytest.raises(Exception, match="(?i)certificate|connect"):
+        huedb.HttpClient(host="localhost", port=tls_server.port, ssl=True, settings=untrusting)
+
+
 def test_tls_server_refuses_plain_http_and_unknown_ca(
     tls_server: RunningServer, tls_files: TlsFiles
 ) -> None:
@@ -90,6 +112,9 @@ def test_tls_server_refuses_plain_http_and_unknown_ca(
         httpx.get(f"https://127.0.0.1:{tls_server.port}/api/v2/heartbeat", timeout=10)
     with pytest.raises(ValueError, match="Could not connect"):
         chroma_client(tls_server.port, ssl=True, settings=token_settings(ADMIN))
-    r = httpx.get(f"https://localhost:{tls_server.port}/api/v2/heartbeat", verify=str(tls_files.ca))
+    r = httpx.get(
+        f"https://localhost:{tls_server.port}/api/v2/heartbeat",
+        verify=tls_verification(str(tls_files.ca)),
+    )
     assert r.status_code == 200
     assert tls_server.process.poll() is None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
+import ssl
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +31,17 @@ from huedb.record_batch import RecordBatch
 from huedb.sparse_vector import SparseVector
 
 
+def tls_verification(verify: bool | str) -> bool | ssl.SSLContext:
+    """httpx's `verify` for Chroma's `chroma_server_ssl_verify`: True/False, or a CA bundle
+    file or certificate directory, which becomes an SSL context trusting it (httpx
+    deprecates paths)."""
+    if isinstance(verify, bool):
+        return verify
+    if os.path.isdir(verify):
+        return ssl.create_default_context(capath=verify)
+    return ssl.create_default_context(cafile=verify)
+
+
 class HttpServerAPI(ServerAPI):
     """Speaks to `<base_url>/api/v2`; errors come back as huedb.errors classes."""
 
@@ -44,7 +57,7 @@ class HttpServerAPI(ServerAPI):
         self._base = base_url.rstrip("/") + "/api/v2"
         self._http = httpx.Client(
             headers={"Content-Type": "application/json", **(headers or {})},
-            verify=verify,
+            verify=tls_verification(verify),
             timeout=timeout,
             limits=httpx.Limits(max_connections=max_connections, keepalive_expiry=keepalive_s),
         )
