@@ -24,6 +24,7 @@ from huedb.engine.catalog import DEFAULT_DATABASE_ID
 from huedb.engine.filters import compile_filter
 from huedb.engine.postgres_store import PostgresStore
 from huedb.engine.postgres_store.connection import PoolSettings
+from huedb.engine.postgres_store.statistics import RECHECK_AFTER_S
 from huedb.engine.sqlite_store.connection import DB_FILENAME
 from huedb.engine.sqlite_store.store import SQLiteStore
 from huedb.engine.store import Store
@@ -522,6 +523,40 @@ def test_a_bulk_load_refreshes_planner_statistics(pg_store: PostgresStore, pg_ur
             time.sleep(0.1)
         assert analysed, "no ANALYZE after 24,000 inserted records"
         assert vacuumed, visible
+
+
+def test_a_check_that_found_nothing_due_looks_again(pg_store: PostgresStore, pg_url: str) -> None:
+    """Table counters lag (a backend publishes its own at most once a second, or 10 s after
+    it went idle): a check that found ANALYZE not due runs once more RECHECK_AFTER_S later.
+    Here the rows that make it due arrive unseen by huedb (inserted by SQL), so only that
+    second look can analyse them: the last check of a bulk load used to see the counters
+    of a few batches and nothing ever looked again."""
+    rng = np.random.default_rng(6)
+    with pg_store.write() as db:  # 5,000 rows: a check, and ANALYZE not due (< 10,000)
+        col = db.insert_collection(DEFAULT_DATABASE_ID, "lagging", None, {})
+        db.insert_records(
+            col.cid,
+            RecordBatch(
+                ids=[f"a{i}" for i in range(5_000)],
+                embeddings=rng.random((5_000, DIM), dtype=np.float32),
+            ),
+        )
+    analysed = (
+        "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relid = 'records'::regclass"
+    )
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        time.sleep(2)  # the check ran (at once, after the commit)
+        assert not conn.execute(analysed).fetchone()[0]
+        conn.execute(
+            "INSERT INTO records (key, cid, id) "
+            "SELECT 1000000 + g, %s, 'sql' || g FROM generate_series(1, 20000) g",
+            (col.cid,),
+        )
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        deadline = time.monotonic() + RECHECK_AFTER_S + 15
+        while not conn.execute(analysed).fetchone()[0] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert conn.execute(analysed).fetchone()[0], "no second look at the counters"
 
 
 def test_statistics_are_refreshed_after_the_write_commits(

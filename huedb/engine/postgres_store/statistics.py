@@ -18,7 +18,12 @@ connection outside any transaction: ANALYZE and VACUUM take SHARE UPDATE EXCLUSI
 tables, which inside a write would be held until its commit and serialise writers of every
 collection (and VACUUM cannot run in a transaction at all). Each process looks at
 `pg_stat_user_tables` at most once per CHECK_EVERY_ROWS rows it inserted, and a session
-advisory lock lets only one process refresh at a time.
+advisory lock lets only one process refresh at a time. Those counters lag: a backend
+publishes its own at most once a second, and one that goes idle within that second only
+after PostgreSQL's idle interval (10 s). So a check that inserts prompted and that found
+ANALYZE or VACUUM not due runs once more RECHECK_AFTER_S later (unless inserts prompted
+another first): a bulk load followed by silence was otherwise never analysed when its last
+check saw the counters of only a few batches.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ ANALYZE_AFTER_ROWS = 10_000
 ANALYZE_GROWTH = 0.5
 VACUUM_AFTER_ROWS = 5_000
 CHECK_EVERY_ROWS = 5_000
+RECHECK_AFTER_S = 11.0  # past PostgreSQL's idle flush of table counters (10 s)
 
 _COUNTERS = (
     "SELECT s.n_mod_since_analyze, s.n_ins_since_vacuum, greatest(c.reltuples, 0) "
@@ -84,30 +90,39 @@ class StatisticsRefresher:
             thread.join()
 
     def _run(self) -> None:
+        recheck = False
         while True:
-            self._wanted.wait()
+            prompted = self._wanted.wait(RECHECK_AFTER_S if recheck else None)
             self._wanted.clear()
             if self._closing:
                 return
             try:
-                self._refresh_if_due()
+                settled = self._refresh_if_due()
+                recheck = prompted and not settled  # one second look, not a loop
             except Exception:
+                recheck = False
                 logger.warning("could not refresh the record tables' statistics", exc_info=True)
 
-    def _refresh_if_due(self) -> None:
+    def _refresh_if_due(self) -> bool:
+        """ANALYZE and VACUUM what the counters say is due. False when either was not due
+        (the counters may lag behind the inserts), True when both ran, another process is
+        refreshing or the table is gone."""
         lock = (ADVISORY_CLASS, STATISTICS_LOCK)
         with self._pool.connection() as conn:  # autocommit: no transaction around VACUUM
             locked = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", lock).fetchone()
             if not (locked and locked[0]):  # another process is refreshing
-                return
+                return True
             try:
                 row = conn.execute(_COUNTERS).fetchone()
                 if row is None:
-                    return
+                    return True
                 changed, inserted, rows = row
-                if changed >= max(ANALYZE_AFTER_ROWS, ANALYZE_GROWTH * rows):
+                analyse = changed >= max(ANALYZE_AFTER_ROWS, ANALYZE_GROWTH * rows)
+                vacuum = inserted >= VACUUM_AFTER_ROWS
+                if analyse:
                     conn.execute("ANALYZE records, embeddings, record_meta")
-                if inserted >= VACUUM_AFTER_ROWS:
+                if vacuum:
                     conn.execute("VACUUM records, record_meta")
+                return analyse and vacuum
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s, %s)", lock)
