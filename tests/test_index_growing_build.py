@@ -69,6 +69,24 @@ def _exact_top(vectors: np.ndarray, query: np.ndarray, k: int) -> list[str]:
     return [f"r{i}" for i in np.argsort(dists, kind="stable")[:k]]
 
 
+def _graph_agrees_with_scan(col: huedb.Collection, vectors: np.ndarray, rows: range) -> None:
+    """Queries next to `rows` (each row + 0.01) answered by a graph: the row itself first,
+    every distance exact, and recall@5 against a scan of at least 0.8 over them. A graph
+    may miss a neighbour a scan finds: usearch alone, building this size of graph of
+    Gaussian vectors on two threads, missed one of the top 5 in 1 of 100 builds (a node few
+    others link to), and this test failed so once in a fresh-clone make test."""
+    found = 0
+    for q in rows:
+        query = vectors[q] + 0.01
+        got = col.query(query_embeddings=query[None, :], n_results=5, include=["distances"])
+        ids, distances = got["ids"][0], got["distances"][0]
+        assert ids[0] == f"r{q}", ids
+        exact = np.sum((vectors[[int(i[1:]) for i in ids]] - query) ** 2, axis=1)
+        np.testing.assert_allclose(distances, exact, rtol=1e-5, atol=1e-6)
+        found += len(set(ids) & set(_exact_top(vectors, query, 5)))
+    assert found >= 0.8 * 5 * len(rows), found
+
+
 def test_the_holdout_is_a_sample_of_the_stream_kept_out_of_the_graph() -> None:
     """Every row of the stream is added exactly once or stays in the sample; the sample
     is full once the stream is longer; draws over many seeds reach every part of it."""
@@ -189,9 +207,7 @@ def test_a_writer_builds_the_graph_while_it_writes(
         _wait_for_graph(col)
         index = engine._indexes.loaded(row.cid)
         assert index is not None and index.uses_graph and len(index) == 400
-        for q in range(5):
-            got = col.query(query_embeddings=vectors[q : q + 1] + 0.01, n_results=5)
-            assert got["ids"][0] == _exact_top(vectors, vectors[q] + 0.01, 5)
+        _graph_agrees_with_scan(col, vectors, range(5))
         # The build gave its rows back: an update changes the writer's row in place.
         assert index.flat is not None
         matrix = index.flat._matrix
@@ -310,9 +326,7 @@ def test_a_child_process_build_is_measured_there_and_served_as_its_snapshot(
         header = snapshot.read_header(path)
         assert header is not None and header["watermark"] >= 3_000
         assert header["calibration"]["queries"] == 200
-        for q in range(5):
-            got = col.query(query_embeddings=vectors[q : q + 1] + 0.01, n_results=5)
-            assert got["ids"][0] == _exact_top(vectors, vectors[q] + 0.01, 5)
+        _graph_agrees_with_scan(col, vectors, range(5))
     finally:
         client.close()
     # The snapshot is the graph a fresh process serves, with the measurement.
@@ -320,8 +334,7 @@ def test_a_child_process_build_is_measured_there_and_served_as_its_snapshot(
     again = _client(tmp_path)
     try:
         col = again.get_collection("measured")
-        got = col.query(query_embeddings=vectors[7:8] + 0.01, n_results=5)
-        assert got["ids"][0] == _exact_top(vectors, vectors[7] + 0.01, 5)
+        _graph_agrees_with_scan(col, vectors, range(7, 8))
         assert col.get_indexing_status().recall == status.recall
     finally:
         again.close()
