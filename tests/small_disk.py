@@ -26,6 +26,13 @@ def ramfs(parent: Path) -> Iterator[Path]:
         yield mount
 
 
+def fill_up(disk: Path) -> None:
+    """Write `disk`/filler until the file system refuses another byte."""
+    with open(disk / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 4096)
+
+
 @contextlib.contextmanager
 def _mounted(parent: Path, kind: str, options: str) -> Iterator[Path]:
     mount = parent / f"tiny-{kind}-{uuid.uuid4().hex[:6]}"

@@ -7,14 +7,13 @@ no fallocate, so glibc's fallback writes the blocks).
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
 from huedb.server.metric_files import INITIAL_BYTES, AllocatedMmapedDict
-from tests.small_disk import ramfs, small_tmpfs
+from tests.small_disk import fill_up, ramfs, small_tmpfs
 
 KEY_BYTES = 200  # keys like prometheus's: a JSON list of metric name, labels and help
 
@@ -27,12 +26,6 @@ def allocated(path: Path) -> bool:
     """Whether every byte of the file has a block (no hole a mapping could fault on)."""
     st = path.stat()
     return st.st_blocks * 512 >= st.st_size
-
-
-def fill(disk: Path) -> None:
-    with open(disk / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
-        while True:
-            f.write(b"\0" * 4096)
 
 
 def test_files_are_allocated_when_opened_and_as_they_grow(tmp_path: Path) -> None:
@@ -58,7 +51,7 @@ def test_a_full_disk_is_an_error_and_leaves_readable_files(tmp_path: Path) -> No
     with small_tmpfs(tmp_path, 1) as disk:
         values = AllocatedMmapedDict(str(disk / "histogram_1.db"))
         values.write_value(key(0), 5.0, 0.0)
-        fill(disk)
+        fill_up(disk)
         n = 1
         with pytest.raises(OSError):  # the first entry past the 64 KiB it has
             for n in range(1, 2_000):

@@ -14,7 +14,6 @@ new series, never the server (it died of SIGBUS before `metric_files`).
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import tempfile
 import time
@@ -32,7 +31,7 @@ from huedb.server.server_config import ServerConfig
 from tests.cli import run_cli
 from tests.http_checks import chroma_client, token_settings
 from tests.servers import RunningServer, huedb_server
-from tests.small_disk import small_tmpfs
+from tests.small_disk import fill_up, small_tmpfs
 
 ADMIN, READER, SCOPED, WRONG = "metrics-admin-1", "metrics-read-1", "metrics-acme-1", "nope-nope-1"
 TOKENS_ENV = {"HUEDB_AUTH_TOKENS": f"{ADMIN}:admin,{READER}:read-only,{SCOPED}:read-only@acme"}
@@ -220,13 +219,6 @@ def test_a_full_disk_is_counted_as_storage_errors(tmp_path: Path) -> None:
     assert requests(samples, COL + "/add", "POST", 201) == statuses[201]
 
 
-def fill(disk: Path) -> None:
-    """Write a file on `disk` until the file system refuses another byte."""
-    with open(disk / "filler", "wb", buffering=0) as f, contextlib.suppress(OSError):
-        while True:
-            f.write(b"\0" * 4096)
-
-
 def test_a_full_temporary_directory_skips_new_series(tmp_path: Path) -> None:
     """The metric files (in TMPDIR) cannot grow: the server answers every request, scrapes
     work, a warning says series were skipped; once space is back new series are counted."""
@@ -236,7 +228,7 @@ def test_a_full_temporary_directory_skips_new_series(tmp_path: Path) -> None:
         huedb_server(tmp_path / "data", env={**TOKENS_ENV, "TMPDIR": str(disk)}) as server,
     ):
         paths = sorted(httpx.get(f"{server.url}/openapi.json", timeout=30).json()["paths"])
-        fill(disk)
+        fill_up(disk)
         with httpx.Client(headers={"x-chroma-token": ADMIN}, timeout=30) as http:
             # Every route template by two methods: a histogram series each, ~4 KiB of keys,
             # so the histograms' file must grow past the 64 KiB it started with.

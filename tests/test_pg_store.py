@@ -20,7 +20,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from huedb.engine.catalog import DEFAULT_DATABASE_ID
+from huedb.engine.catalog import DEFAULT_DATABASE_ID, CollectionRow
 from huedb.engine.filters import compile_filter
 from huedb.engine.postgres_store import PostgresStore
 from huedb.engine.postgres_store.connection import PoolSettings
@@ -525,6 +525,19 @@ def test_a_bulk_load_refreshes_planner_statistics(pg_store: PostgresStore, pg_ur
         assert vacuumed, visible
 
 
+def _collection_of_random_records(
+    store: PostgresStore, name: str, n: int, rng: np.random.Generator
+) -> CollectionRow:
+    """A new collection holding `n` records a0.. with random vectors, written in one write."""
+    with store.write() as db:
+        col = db.insert_collection(DEFAULT_DATABASE_ID, name, None, {})
+        ids = [f"a{i}" for i in range(n)]
+        db.insert_records(
+            col.cid, RecordBatch(ids=ids, embeddings=rng.random((n, DIM), np.float32))
+        )
+    return col
+
+
 def test_a_check_that_found_nothing_due_looks_again(pg_store: PostgresStore, pg_url: str) -> None:
     """Table counters lag (a backend publishes its own at most once a second, or 10 s after
     it went idle): a check that found ANALYZE not due runs once more RECHECK_AFTER_S later.
@@ -532,15 +545,7 @@ def test_a_check_that_found_nothing_due_looks_again(pg_store: PostgresStore, pg_
     second look can analyse them: the last check of a bulk load used to see the counters
     of a few batches and nothing ever looked again."""
     rng = np.random.default_rng(6)
-    with pg_store.write() as db:  # 5,000 rows: a check, and ANALYZE not due (< 10,000)
-        col = db.insert_collection(DEFAULT_DATABASE_ID, "lagging", None, {})
-        db.insert_records(
-            col.cid,
-            RecordBatch(
-                ids=[f"a{i}" for i in range(5_000)],
-                embeddings=rng.random((5_000, DIM), dtype=np.float32),
-            ),
-        )
+    col = _collection_of_random_records(pg_store, "lagging", 5_000, rng)  # ANALYZE not due
     analysed = (
         "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relid = 'records'::regclass"
     )
@@ -566,15 +571,7 @@ def test_statistics_are_refreshed_after_the_write_commits(
     run inside a write, it serialised writers of every collection. A write that finds the
     statistics due holds no such lock; they are refreshed once it committed."""
     rng = np.random.default_rng(4)
-    with pg_store.write() as db:
-        col = db.insert_collection(DEFAULT_DATABASE_ID, "due", None, {})
-        db.insert_records(
-            col.cid,
-            RecordBatch(
-                ids=[f"a{i}" for i in range(12_000)],
-                embeddings=rng.random((12_000, DIM), dtype=np.float32),
-            ),
-        )
+    col = _collection_of_random_records(pg_store, "due", 12_000, rng)
     state = (
         "SELECT n_mod_since_analyze, last_analyze IS NOT NULL FROM pg_stat_user_tables "
         "WHERE relid = 'records'::regclass"
