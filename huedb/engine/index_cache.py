@@ -63,6 +63,7 @@ from huedb.engine.recall_calibration import (
     calibrate,
     holdout_rows,
     ladder,
+    shortfall,
 )
 from huedb.engine.record_values import key_vector_rows
 from huedb.engine.store import StoreSession
@@ -197,7 +198,10 @@ def _measure_view(payload: Any, params: HnswParams, stop: threading.Event) -> Ca
     return _measure_recall(search, params, source, sample, stop, sample_in_graph=True)
 
 
-def _log_calibration(collection_uuid: str, found: Calibration) -> None:
+def _log_calibration(collection_uuid: str, found: Calibration, ef_search_set: bool) -> None:
+    short = shortfall(found.recall, found.target, found.ef_search, ef_search_set)
+    if short is not None:
+        logger.warning("collection %s: %s", collection_uuid, short)
     logger.info(
         "recall@10 of the graph of %s: %.3f at ef_search %d (target %.3f, %d queries, "
         "%d vectors, %.2f s)",
@@ -716,7 +720,7 @@ class IndexCache:
             ok = not isinstance(build.outcome[0], Exception)
             events.index_build_done(time.perf_counter() - started, ok, size, added[0])
             if build.calibration is not None:
-                _log_calibration(col.uuid, build.calibration)
+                _log_calibration(col.uuid, build.calibration, params.ef_search_set)
 
         build.thread = threading.Thread(target=work, name=f"huedb-graph-{col.uuid}", daemon=True)
         state.build = build
@@ -805,7 +809,7 @@ class IndexCache:
                 logger.info("recall of %s not measured: %r", col.uuid, exc)
                 return
             if job.calibration is not None:
-                _log_calibration(col.uuid, job.calibration)
+                _log_calibration(col.uuid, job.calibration, params.ef_search_set)
 
         job.thread = threading.Thread(target=work, name=f"huedb-recall-{col.uuid}", daemon=True)
         state.calibrating = job

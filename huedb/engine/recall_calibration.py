@@ -97,6 +97,27 @@ class Calibration:
         return moved or self.target != target or self.floor != floor
 
 
+def shortfall(
+    recall: float | None, target: float, ef_search: int, chosen_by_user: bool
+) -> str | None:
+    """What to do when the recall measured at `ef_search` is below the target (None when
+    it is not, or nothing was measured): raise the ef the user set, or, when the planner's
+    largest ef does not reach it, build a denser graph or lower the target."""
+    if recall is None or target <= 0 or recall >= target:
+        return None
+    found = f"recall@10 {recall:.4f} at ef_search {ef_search} is below its target {target:.2f}"
+    if chosen_by_user:
+        return (
+            f"{found}: raise the ef_search set in the configuration, or remove it and the "
+            "planner chooses one"
+        )
+    return (
+        f"{found} (the largest ef_search the planner tries is {EF_LADDER[-1]}): this data "
+        "needs a denser graph (a new collection with larger hnsw max_neighbors or "
+        "ef_construction) or a lower huedb:recall_target"
+    )
+
+
 class Vectors(Protocol):
     """The float32 vectors a calibration reads: its keys, in row order, and rows."""
 

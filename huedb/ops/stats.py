@@ -8,7 +8,10 @@ Thresholds (documented in docs/operations.md):
 - reclaimable bytes above 25 % of the database: run `huedb compact`;
 - free disk below 10 % (or below twice the database size): backups and compaction may fail;
 - with an index memory budget, most of at least 100 queries reloading their index: the
-  budget is below the working set.
+  budget is below the working set;
+- a graph's measured recall@10 below its collection's recall target: the ef_search set by
+  the user is too small, or the data needs a denser graph than the planner's largest ef
+  reaches.
 
 `index_cache` gives the process's index memory (its budget, the bytes held, the resident
 collections from least to most recently used, the evicted ones, hits, misses and evictions):
@@ -28,6 +31,7 @@ import numpy as np
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.engine import Engine
 from huedb.engine.index_cache import hnsw_params
+from huedb.engine.recall_calibration import shortfall
 from huedb.engine.snapshot import snapshot_path
 from huedb.ops.store import open_store
 
@@ -110,6 +114,14 @@ def gather_stats(
                 f"{col.name}: a full index rebuild would take about {rebuild_s / 60:.0f} min "
                 f"({figures['count']} vectors); keep snapshots healthy and plan to shard"
             )
+        short = shortfall(
+            figures["recall"],
+            figures["recall_target"],
+            figures["ef_search"],
+            figures["ef_search_source"] == "configuration",
+        )
+        if short is not None:
+            entry["warnings"].append(f"{col.name}: {short}")
         warnings += entry["warnings"]
         collections.append(entry)
     if total_index > INDEX_RAM_SHARE * ram:
