@@ -80,7 +80,8 @@ def print_report(suite: dict[str, Any], skipped: list[str], out: Path) -> None:
         print(format_table(report))
         if report["targets"]:
             print()
-            print(f"targets of the issues (they apply at n=100,000), at n={d['n']}:")
+            scope = "those marked 1M apply at n=1,000,000, the others at n=100,000"
+            print(f"targets of the issues ({scope}), at n={d['n']}:")
             print(format_targets(report))
         problems = [(n, e) for n, r in report["systems"].items() for e in r["errors"]]
         notes = [(n, e) for n, r in report["systems"].items() for e in r.get("notes", [])]

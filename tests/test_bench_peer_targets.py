@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.core import evaluate_peer_targets
+from bench.core import evaluate_peer_targets, evaluate_targets, ratios
 from bench.peer_lancedb import lance_filter
 from bench.peer_milvus import milvus_filter
 from bench.peer_sqlite_vec import knn_filter
@@ -104,3 +104,26 @@ def test_filters_in_each_peers_language() -> None:
     assert knn_filter(None, contains) == (
         " AND id IN (SELECT id FROM bench WHERE document LIKE '%zyzzyva%')"
     )
+
+
+def test_the_1m_targets_are_judged_only_at_1m() -> None:
+    """Issue 18's acceptance 3: recall and ingest growth of huedb alone, and the p50 ratio
+    to Chroma when Chroma ran; none of them for a smaller run."""
+    ours = dict(query_recall=0.9525, query_p50_ms=3.0, ingest_growth=0.69)
+    theirs = dict(query_recall=0.79, query_p50_ms=4.0, ingest_growth=0.3)
+
+    def judged(n: int, systems: dict[str, Any]) -> dict[str, tuple[float | None, bool | None]]:
+        report = {"data": {"n": n}, "systems": systems, "ratios": {}}
+        if "chromadb" in systems:
+            report["ratios"]["huedb/chromadb"] = ratios(ours, theirs)
+        found = evaluate_targets(report)
+        return {t["label"]: (t["value"], t["met"]) for t in found if t["label"][:3] == "1M:"}
+
+    alone = judged(1_000_000, {"huedb": figures(**ours)})
+    assert alone == {
+        "1M: recall@10 >= 0.95 at defaults": (0.9525, True),
+        "1M: ingest end/start >= 0.8": (0.69, False),
+    }
+    both = judged(1_000_000, {"huedb": figures(**ours), "chromadb": figures(**theirs)})
+    assert both == alone | {"1M: query p50 <= chromadb's": (0.75, True)}
+    assert judged(100_000, {"huedb": figures(**ours), "chromadb": figures(**theirs)}) == {}
