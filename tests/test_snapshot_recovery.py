@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,8 @@ import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
+from huedb.engine import snapshot
+from huedb.engine.graph_build import CHILD_MIN_FLOATS
 from tests.proc_workers import run_worker, vectors_for
 
 DIM = 16
@@ -236,6 +239,10 @@ def test_corrupt_snapshot_is_rebuilt_with_warning(
     caplog.set_level(logging.WARNING, logger="huedb")
     _assert_answers(path, live)
     assert _warned(caplog), f"no huedb WARNING logged for a {damage} snapshot"
+    caplog.clear()  # the rebuilt graph's snapshot replaced the damaged file (same watermark)
+    clear_system_cache()
+    _assert_answers(path, live, seed=1)
+    assert not _warned(caplog), f"the {damage} snapshot was still there at the next open"
 
 
 def test_deleted_snapshot_is_rebuilt_with_warning(
@@ -392,3 +399,59 @@ def test_leftover_temp_snapshot_is_ignored(store: tuple[Path, Live]) -> None:
     tmp = snap.with_suffix(f".tmp{os.getpid() + 1}")
     tmp.write_bytes(snap.read_bytes()[:1000])
     _assert_answers(path, live)
+
+
+def test_a_damaged_snapshot_is_replaced_by_a_graph_process_build(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A graph built in a child process (CHILD_MIN_FLOATS) is copied behind a header as the
+    snapshot and served as a view of that file without checking its payload again. A
+    damaged snapshot at the same watermark (bytes flipped, header intact) was kept there,
+    and the view then served the damaged graph: the build's file must replace it, so the
+    file is whole (checked in full) and the next open uses it without a warning."""
+    dim, count = 64, CHILD_MIN_FLOATS // 64 + 256
+    vectors = np.random.default_rng(11).standard_normal((count, dim)).astype(np.float32)
+    ids = [f"c{i}" for i in range(count)]
+
+    def open_and_wait() -> tuple[huedb.Client, huedb.Collection]:
+        clear_system_cache()
+        client = huedb.PersistentClient(
+            path=tmp_path, settings=huedb.Settings(huedb_exact_max_floats=dim * 500)
+        )
+        col = client.get_collection("child")
+        col.query(query_embeddings=vectors[:1], n_results=1)
+        deadline = time.monotonic() + 120
+        while col.get_indexing_status().op_indexing_progress < 1.0:
+            assert time.monotonic() < deadline, "the graph was not built in 120 s"
+            time.sleep(0.05)
+        return client, col
+
+    clear_system_cache()
+    first = huedb.PersistentClient(
+        path=tmp_path, settings=huedb.Settings(huedb_exact_max_floats=dim * 500)
+    )
+    first.create_collection("child").add(ids=ids, embeddings=vectors)
+    first.close()
+    client, col = open_and_wait()
+    client.close()
+    snap = tmp_path / "index" / f"{col.id}.hnsw"
+    _flip_middle(snap)
+    caplog.set_level(logging.WARNING, logger="huedb")
+
+    client, col = open_and_wait()
+    try:
+        assert _warned(caplog), "the damaged snapshot was not refused"
+        engine = client._server.engine  # type: ignore[attr-defined]
+        owner = engine._indexes.owner(engine.get_collection_by_uuid(str(col.id)))
+        whole = snapshot.read_snapshot(snap, owner)  # the payload's checksum checked
+        assert whole is not None, "the damaged snapshot is still the file served"
+        whole.payload.release()
+        whole.mapping.close()
+        got = col.query(query_embeddings=vectors[:50], n_results=1)["ids"]
+        assert [r[0] for r in got] == ids[:50]
+    finally:
+        client.close()
+    caplog.clear()
+    client, col = open_and_wait()
+    client.close()
+    assert not _warned(caplog), "the next open refused the snapshot again"

@@ -375,6 +375,61 @@ def test_reopened_store_loads_the_snapshot(
     client.close()
 
 
+@pytest.mark.parametrize("damage", ["bytes-flipped", "checksummed-garbage"])
+def test_a_refused_snapshot_is_replaced(
+    store: StoreTarget, tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    """A damaged sparse snapshot (its payload's bytes flipped under an intact header, or a
+    payload that is no index under matching checksums) is refused and the collection
+    scanned; the snapshot written after that scan replaces it (same watermark), so the
+    next open loads it instead of scanning again."""
+    data = tmp_path / "data"
+    client = store.client(data)
+    col = new_collection(client)
+    col.add(
+        ids=[f"d{i}" for i in range(50)],
+        embeddings=[[float(i), 1.0, 0.5] for i in range(50)],
+        metadatas=[
+            {"cat": "a", KEY: huedb.SparseVector([i % 11, 11], [1.0, 0.5])} for i in range(50)
+        ],
+    )
+    query = ([0, 11], [1.0, 1.0])
+    assert_agrees(col, query, 10)
+    client.close()
+    path = data / "index" / f"{col.id}.sparse"
+    raw = bytearray(path.read_bytes())
+    if damage == "bytes-flipped":
+        middle = len(raw) - 40
+        raw[middle : middle + 8] = bytes(b ^ 0xFF for b in raw[middle : middle + 8])
+    else:
+        raw = bytearray(_rechecksummed(bytes(raw), b"not a sparse index"))
+    path.write_bytes(bytes(raw))
+    for round_ in range(2):
+        caplog.clear()
+        client = store.client(data)
+        with caplog.at_level(logging.INFO, logger="huedb.engine"):
+            assert_agrees(client.get_collection(col.name), query, 10)
+        client.close()
+        scanned = "by a scan" in caplog.text
+        assert scanned == (round_ == 0), caplog.text
+
+
+def _rechecksummed(snapshot_file: bytes, payload: bytes) -> bytes:
+    """A snapshot file with another payload, its header's length and checksums made to
+    match it."""
+    import zlib
+
+    import xxhash
+
+    magic_end = snapshot_file.index(b"\n") + 1
+    header_end = snapshot_file.index(b"\n", magic_end)
+    header = json.loads(snapshot_file[magic_end:header_end])
+    header["length"] = len(payload)
+    header["xxh3"] = xxhash.xxh3_64_intdigest(payload)
+    line = json.dumps(header).encode()
+    return snapshot_file[:magic_end] + line + b"\n" + b"%08x\n" % zlib.crc32(line) + payload
+
+
 @pytest.mark.parametrize("scoring", SCORING)
 @settings(max_examples=max(20, EXAMPLES), deadline=None)
 @given(

@@ -972,15 +972,15 @@ class IndexCache:
         graph_file: Path | None = None,
     ) -> bool:
         """Write the index's graph (or the graph usearch saved to `graph_file`) to its
-        snapshot unless one at least as recent is there; False when another process holds
-        the snapshot lock."""
+        snapshot unless a usable one at least as recent is there (`snapshot.covers`); False
+        when another process holds the snapshot lock. True means the file is whole: the
+        caller may map it without checking its payload again."""
         assert self._dir is not None
         with snapshot.exclusive_lock(self._dir, col.uuid) as locked:
             if not locked:
                 return False
-            header = snapshot.read_header(path)
-            if header is None or int(header.get("watermark", -1)) < watermark:
-                owner, dim, space = self.owner(col), index.dim, index.params.space
+            owner, dim, space = self.owner(col), index.dim, index.params.space
+            if not snapshot.covers(path, owner, watermark, dim, space):
                 measured = None if calibration is None else calibration.to_json()
                 if graph_file is None:
                     length = snapshot.write_snapshot_streamed(
@@ -1016,9 +1016,11 @@ class IndexCache:
                         return state
                     except (ValueError, RuntimeError) as exc:
                         logger.warning("cannot load index snapshot %s (%s); rebuilding", path, exc)
+                        snapshot.discard(path, self._dir, col.uuid, snap)
             elif col.snapshot_seq > 0:
                 logger.warning(
-                    "index snapshot %s of collection %s is missing; rebuilding from the store",
+                    "index snapshot %s of collection %s is missing or unusable; "
+                    "rebuilding from the store",
                     path,
                     col.uuid,
                 )

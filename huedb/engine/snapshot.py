@@ -47,6 +47,7 @@ class Snapshot:
     payload: memoryview  # the serialized graph, inside `mapping`
     mapping: mmap.mmap  # the mapped file; must outlive every use of `payload`
     calibration: dict | None = None  # `recall_calibration.Calibration.to_json()`, if measured
+    identity: tuple[int, int] = (0, 0)  # the file's (device, inode): a rename replaces it
 
 
 def snapshot_path(directory: Path, collection_uuid: str) -> Path:
@@ -95,7 +96,9 @@ def read_header(path: Path) -> dict | None:
         return None
 
 
-def read_snapshot(path: Path, owner: str, check_payload: bool = True) -> Snapshot | None:
+def read_snapshot(
+    path: Path, owner: str, check_payload: bool = True, warn: bool = True
+) -> Snapshot | None:
     """Map and check a snapshot; None (with a warning) when missing, torn or foreign.
 
     The file is memory-mapped, not read: the graph is served from the page cache (shared by
@@ -105,14 +108,17 @@ def read_snapshot(path: Path, owner: str, check_payload: bool = True) -> Snapsho
     the payload's checksum is not computed (the header and length still are): for a
     snapshot the caller has just written or found at the watermark it wrote for, whole since
     it was renamed into place (the check read 1 GB again at 1M before a build's graph served).
+    `warn=False` for a caller that only asks whether the file is usable.
     """
     try:
         with open(path, "rb") as f:
             mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            stat = os.fstat(f.fileno())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:  # ValueError: an empty file cannot be mapped
-        logger.warning("cannot read index snapshot %s (%s); rebuilding from SQLite", path, exc)
+        if warn:
+            logger.warning("cannot read index snapshot %s (%s); rebuilding from SQLite", path, exc)
         return None
     problem = None
     try:
@@ -143,11 +149,35 @@ def read_snapshot(path: Path, owner: str, check_payload: bool = True) -> Snapsho
             payload,
             mapping,
             header.get("calibration"),
+            (stat.st_dev, stat.st_ino),
         )
     except (ValueError, KeyError, TypeError) as exc:
         problem = str(exc)
-    logger.warning("index snapshot %s is unusable (%s); rebuilding from SQLite", path, problem)
+    if warn:
+        logger.warning("index snapshot %s is unusable (%s); rebuilding from SQLite", path, problem)
     return None
+
+
+def covers(
+    path: Path, owner: str, watermark: int, dim: int | None = None, space: str | None = None
+) -> bool:
+    """Whether the file at `path` is a usable snapshot (checked in full, as `read_snapshot`
+    does) at `watermark` or later, of `dim` and `space` when given: a writer skips its own
+    snapshot only then, so a damaged, foreign or outdated file at the same watermark (one
+    a reader has just refused) is replaced instead of being kept, or served, again."""
+    header = read_header(path)
+    if header is None or not isinstance(header.get("watermark"), int):
+        return False
+    if header["watermark"] < watermark:
+        return False
+    snap = read_snapshot(path, owner, warn=False)
+    if snap is None:
+        return False
+    try:
+        return (dim is None or snap.dim == dim) and (space is None or snap.space == space)
+    finally:
+        snap.payload.release()
+        snap.mapping.close()
 
 
 def _payload_matches(payload: memoryview, kind: str, recorded: int) -> bool:
@@ -263,6 +293,24 @@ def write_snapshot_from_file(
             out.rewind()
             out.write(MAGIC + b"".join(header(hasher.intdigest())))
     return length
+
+
+def discard(path: Path, directory: Path, collection_uuid: str, refused: Snapshot) -> None:
+    """Remove the snapshot at `path` that a reader refused although its checksums matched
+    (its payload is not an index it can load), so the next snapshot written replaces it;
+    unless another process has renamed a new one into place since, or holds the lock. A
+    snapshot is a cache: failing to remove it is logged, never raised."""
+    try:
+        with exclusive_lock(directory, collection_uuid) as locked:
+            if not locked:
+                return
+            stat = os.stat(path)
+            if (stat.st_dev, stat.st_ino) == refused.identity:
+                path.unlink()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        logger.warning("could not remove the refused snapshot %s: %s", path, exc)
 
 
 def remove_stale_temporaries(directory: Path, collection_uuid: str) -> None:

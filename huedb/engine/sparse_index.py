@@ -203,6 +203,7 @@ class SparseIndexes:
                     return state
                 except (ValueError, KeyError, OSError) as exc:
                     logger.warning("sparse index snapshot %s unusable (%s); rescanning", path, exc)
+                    snapshot.discard(path, self._dir, col.uuid, snap)
                 finally:
                     snap.payload.release()
                     snap.mapping.close()
@@ -281,16 +282,10 @@ class SparseIndexes:
             with snapshot.exclusive_lock(self._dir, col.uuid) as locked:
                 if not locked:
                     return None
-                header = snapshot.read_header(path)
-                if (
-                    header is None
-                    or (header.get("space"), header.get("dim")) != (SPACE, FORMAT)
-                    or int(header.get("watermark", -1)) < state.watermark
-                ):
+                owner = self._owner(col)
+                if not snapshot.covers(path, owner, state.watermark, FORMAT, SPACE):
                     payload = _payload(state)
-                    snapshot.write_snapshot(
-                        path, self._owner(col), state.watermark, FORMAT, SPACE, payload
-                    )
+                    snapshot.write_snapshot(path, owner, state.watermark, FORMAT, SPACE, payload)
                     logger.debug("sparse snapshot of %s at seq %d", col.uuid, state.watermark)
         except OSError as exc:  # a snapshot is a cache: never fail the call for it
             logger.warning("could not write sparse index snapshot %s: %s", path, exc)
