@@ -8,13 +8,21 @@ with SIGBUS. A `huedb run` worker died so when its temporary directory filled up
 the first request of a new route and status. `AllocatedMmapedDict` allocates every block
 of a size (`posix_fallocate`) before the library maps it, so a full disk becomes an
 `OSError` from the metric update, which `huedb.server.metrics` logs and skips.
+
+A file that cannot be given its first blocks (the disk is already full when a worker
+opens it, at import for the metrics without labels) is kept in memory instead (a
+`memfd`): the worker starts and counts, but those values are its own, missing from the
+merged scrape, and a warning says so.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 from prometheus_client import mmap_dict, values
+
+logger = logging.getLogger(__name__)
 
 # The size prometheus_client gives a new file (64 KiB in 0.2x), doubled as it fills.
 INITIAL_BYTES = getattr(mmap_dict, "_INITIAL_MMAP_SIZE", 1 << 16)
@@ -27,8 +35,20 @@ class AllocatedMmapedDict(mmap_dict.MmapedDict):
     allocated when it is opened and before it grows (OSError when the disk is full)."""
 
     def __init__(self, filename: str, read_mode: bool = False) -> None:
+        self._memory_fd: int | None = None
         if not read_mode:
-            allocate(filename, INITIAL_BYTES)
+            try:
+                allocate(filename, INITIAL_BYTES)
+            except OSError as exc:
+                logger.warning(
+                    "metric file %s cannot be created (%s): this worker keeps those metrics "
+                    "in memory, missing from /metrics, until it restarts",
+                    filename,
+                    exc,
+                )
+                self._memory_fd = os.memfd_create(os.path.basename(filename))
+                filename = f"/proc/self/fd/{self._memory_fd}"
+                allocate(filename, INITIAL_BYTES)
         super().__init__(filename, read_mode)
 
     def _init_value(self, key: str) -> None:
@@ -38,6 +58,12 @@ class AllocatedMmapedDict(mmap_dict.MmapedDict):
         if capacity != self._capacity:
             allocate(self._fname, capacity)  # not through `_f`: glibc's fallback refuses O_APPEND
         super()._init_value(key)
+
+    def close(self) -> None:
+        super().close()
+        if self._memory_fd is not None:
+            os.close(self._memory_fd)
+            self._memory_fd = None
 
 
 def allocate(filename: str, size: int) -> None:

@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import orjson
 from prometheus_client import (
@@ -70,6 +71,33 @@ SKIPPED_LOG_GAP_S = 60.0  # at most one warning per this long about skipped metr
 access_log = logging.getLogger(ACCESS_LOGGER)
 logger = logging.getLogger(__name__)
 _last_skip_logged = -SKIPPED_LOG_GAP_S
+
+
+class SeriesRefused(OSError):
+    """A labelled series whose creation failed recently is not tried again yet."""
+
+
+REFUSED_SERIES_MAX = 1024  # series remembered as failed; forgotten all at once past it
+_refused_series: dict[tuple[int, tuple[str, ...]], float] = {}
+
+
+def series(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, unless creating that series failed (OSError: its file could
+    not grow) less than `SKIPPED_LOG_GAP_S` ago: then `SeriesRefused`. A histogram's
+    series that fails part-way keeps the values that fitted in prometheus_client's
+    process-wide list; tried again at every request, that list grew by ~3.7 KB a request
+    for as long as the disk stayed full."""
+    key = (id(metric), labels)
+    now = time.monotonic()
+    if now < _refused_series.get(key, now):
+        raise SeriesRefused(f"{metric._name}{labels}: its metric file could not grow")
+    try:
+        return metric.labels(*labels)
+    except OSError:
+        if len(_refused_series) >= REFUSED_SERIES_MAX:
+            _refused_series.clear()
+        _refused_series[key] = now + SKIPPED_LOG_GAP_S
+        raise
 
 
 def update_metrics(*updates: Callable[[], object]) -> None:
@@ -180,7 +208,7 @@ class EngineMetrics:
     """Turns the engine's events (`huedb.engine.events`) into metrics."""
 
     def query(self, plan: str, seconds: float) -> None:
-        update_metrics(lambda: QUERY_SECONDS.labels(plan).observe(seconds))
+        update_metrics(lambda: series(QUERY_SECONDS, plan).observe(seconds))
 
     def index_build_started(self, vectors: int) -> None:
         update_metrics(BUILDS_RUNNING.inc, lambda: BUILD_VECTORS.inc(vectors))
@@ -192,7 +220,7 @@ class EngineMetrics:
 
     def index_build(self, seconds: float, ok: bool, vectors: int, added: int) -> None:
         update_metrics(
-            lambda: INDEX_BUILD_SECONDS.labels("ok" if ok else "failed").observe(seconds),
+            lambda: series(INDEX_BUILD_SECONDS, "ok" if ok else "failed").observe(seconds),
             BUILDS_RUNNING.dec,
             lambda: BUILD_VECTORS.dec(vectors),
             lambda: BUILD_VECTORS_DONE.dec(added),
@@ -204,13 +232,13 @@ class EngineMetrics:
         )
 
     def graph_backlog(self, seconds: float, ok: bool, changes: int) -> None:
-        update_metrics(lambda: BACKLOG_SECONDS.labels("ok" if ok else "failed").observe(seconds))
+        update_metrics(lambda: series(BACKLOG_SECONDS, "ok" if ok else "failed").observe(seconds))
         if ok:
             update_metrics(lambda: BACKLOG_CHANGES.inc(changes))
 
     def snapshot(self, ok: bool, nbytes: int) -> None:
         update_metrics(
-            lambda: SNAPSHOT_WRITES.labels("ok" if ok else "failed").inc(),
+            lambda: series(SNAPSHOT_WRITES, "ok" if ok else "failed").inc(),
             lambda: SNAPSHOT_BYTES.inc(nbytes),
         )
 
@@ -384,11 +412,11 @@ class RequestMetricsMiddleware:
 def count_request(route: str, method: str, status: int, error: str, seconds: float) -> None:
     """Count and time one answered request."""
     update_metrics(
-        lambda: REQUESTS.labels(route, method, str(status), error).inc(),
-        lambda: REQUEST_SECONDS.labels(route, method).observe(seconds),
+        lambda: series(REQUESTS, route, method, str(status), error).inc(),
+        lambda: series(REQUEST_SECONDS, route, method).observe(seconds),
     )
     if status in (503, 507):
-        update_metrics(lambda: STORAGE_ERRORS.labels(str(status)).inc())
+        update_metrics(lambda: series(STORAGE_ERRORS, str(status)).inc())
 
 
 def leaf_routes(routes: list[BaseRoute]) -> list[BaseRoute]:
