@@ -11,6 +11,7 @@ SQLite store opens with equal records, and loads back into PostgreSQL.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,11 @@ from huedb.engine.catalog import DEFAULT_DATABASE_ID, CollectionRow
 from huedb.engine.filters import compile_filter
 from huedb.engine.postgres_store import PostgresStore
 from huedb.engine.postgres_store.connection import PoolSettings
-from huedb.engine.postgres_store.statistics import RECHECK_AFTER_S
+from huedb.engine.postgres_store.statistics import (
+    CHECK_EVERY_ROWS,
+    LOCK_TIMEOUT_MS,
+    RECHECK_AFTER_S,
+)
 from huedb.engine.sqlite_store.connection import DB_FILENAME
 from huedb.engine.sqlite_store.store import SQLiteStore
 from huedb.engine.store import Store
@@ -562,6 +567,78 @@ def test_a_check_that_found_nothing_due_looks_again(pg_store: PostgresStore, pg_
         while not conn.execute(analysed).fetchone()[0] and time.monotonic() < deadline:
             time.sleep(0.2)
         assert conn.execute(analysed).fetchone()[0], "no second look at the counters"
+
+
+def test_a_table_lock_held_elsewhere_holds_up_neither_the_refresh_nor_close(
+    pg_url: str,
+) -> None:
+    """Another session holds a lock ANALYZE and VACUUM wait for (SHARE UPDATE EXCLUSIVE: a
+    DBA's VACUUM, CREATE INDEX CONCURRENTLY) and huedb's writes do not. The refresher
+    gives up after LOCK_TIMEOUT_MS (it waited as long as the lock was held), and closing
+    the store does not wait for the lock (it did: shutdown hung behind it)."""
+    store = PostgresStore(pg_url, EngineOptions(), PoolSettings(timeout=3.0))
+    with store.write() as db:
+        db.ensure_defaults(TENANT, DATABASE)
+    col = _collection_of_random_records(store, "locked", 10, np.random.default_rng(8))
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE 'ANALYZE%%' AND pid <> pg_backend_pid()"
+    )
+
+    def wait_for(count: int, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while conn.execute(waiting).fetchone()[0] != count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    try:
+        with (
+            psycopg.connect(pg_url) as other,
+            psycopg.connect(pg_url, autocommit=True) as conn,
+        ):
+            other.execute("LOCK TABLE records IN SHARE UPDATE EXCLUSIVE MODE")
+            conn.execute(
+                "INSERT INTO records (key, cid, id) "
+                "SELECT 1000000 + g, %s, 'sql' || g FROM generate_series(1, 20000) g",
+                (col.cid,),
+            )
+            conn.execute("SELECT pg_stat_force_next_flush()")
+            store._statistics.inserted(CHECK_EVERY_ROWS)  # the check a bulk write makes
+            assert wait_for(1, 15), "the refresher never tried ANALYZE"
+            assert wait_for(0, LOCK_TIMEOUT_MS / 1000 + 5), "ANALYZE still waits for the lock"
+            started = time.monotonic()
+            store.close()
+            assert time.monotonic() - started < 5
+            other.rollback()
+    finally:
+        store.close()
+
+
+def test_a_refresher_thread_that_cannot_start_fails_nothing(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the process's thread limit the refresher cannot start: the write that prompted it
+    still returns (it raised after committing), and close releases every connection (it
+    raised before closing the pool)."""
+    start = threading.Thread.start
+
+    def refused(thread: threading.Thread) -> None:
+        if thread.name == "huedb-pg-statistics":
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    store = PostgresStore(pg_url, EngineOptions(), PoolSettings(timeout=3.0))
+    with store.write() as db:
+        db.ensure_defaults(TENANT, DATABASE)
+    rng = np.random.default_rng(9)
+    col = _collection_of_random_records(store, "nothread", CHECK_EVERY_ROWS, rng)
+    with store.read() as db:
+        assert db.collection_sizes(col.cid)[0] == CHECK_EVERY_ROWS
+    store.close()
+    assert store._pool.closed
 
 
 def test_statistics_are_refreshed_after_the_write_commits(

@@ -24,6 +24,10 @@ after PostgreSQL's idle interval (10 s). So a check that inserts prompted and th
 ANALYZE or VACUUM not due runs once more RECHECK_AFTER_S later (unless inserts prompted
 another first): a bulk load followed by silence was otherwise never analysed when its last
 check saw the counters of only a few batches.
+The refresh is best-effort and must never hold anything up: its statements give up after
+LOCK_TIMEOUT_MS waiting for a lock another session holds (a DBA's VACUUM or CREATE INDEX
+CONCURRENTLY; tried again at the next check), `close` cancels a statement under way, and a
+process that cannot start the thread leaves the refresh to autovacuum.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from __future__ import annotations
 import logging
 import threading
 
+import psycopg
+from psycopg import errors
 from psycopg_pool import ConnectionPool
 
 from huedb.engine.postgres_store.connection import ADVISORY_CLASS, STATISTICS_LOCK
@@ -42,6 +48,7 @@ ANALYZE_GROWTH = 0.5
 VACUUM_AFTER_ROWS = 5_000
 CHECK_EVERY_ROWS = 5_000
 RECHECK_AFTER_S = 11.0  # past PostgreSQL's idle flush of table counters (10 s)
+LOCK_TIMEOUT_MS = 1_000  # the refresh's wait for a table lock another session holds
 
 _COUNTERS = (
     "SELECT s.n_mod_since_analyze, s.n_ins_since_vacuum, greatest(c.reltuples, 0) "
@@ -62,6 +69,7 @@ class StatisticsRefresher:
         self._wanted = threading.Event()
         self._closing = False
         self._thread: threading.Thread | None = None
+        self._busy: psycopg.Connection | None = None  # the connection of a refresh under way
 
     def inserted(self, rows: int) -> None:
         """Note `rows` committed inserts; a check (and ANALYZE / VACUUM if due) follows on
@@ -73,19 +81,34 @@ class StatisticsRefresher:
             if self._pending < self._check_every or self._closing:
                 return
             self._pending = 0
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="huedb-pg-statistics", daemon=True
-                )
-                self._thread.start()
+            if self._thread is None and not self._start():
+                return
         self._wanted.set()
 
+    def _start(self) -> bool:
+        """Start the thread (the caller holds the lock); False, leaving the refresh to
+        autovacuum, when the process cannot start one (its thread limit)."""
+        thread = threading.Thread(target=self._run, name="huedb-pg-statistics", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError as exc:
+            logger.warning("record table statistics are left to autovacuum: %s", exc)
+            self._closing = True
+            return False
+        self._thread = thread
+        return True
+
     def close(self) -> None:
-        """Stop the thread, after the refresh it may be running."""
+        """Stop the thread, cancelling the refresh statement it may be running."""
         with self._lock:
             self._closing = True
-            thread = self._thread
+            thread, busy = self._thread, self._busy
         self._wanted.set()
+        if busy is not None:
+            try:
+                busy.cancel_safe()
+            except psycopg.Error as exc:  # the statement ends by itself then
+                logger.info("could not cancel the statistics refresh: %s", exc)
         if thread is not None:
             thread.join()
 
@@ -99,6 +122,14 @@ class StatisticsRefresher:
             try:
                 settled = self._refresh_if_due()
                 recheck = prompted and not settled  # one second look, not a loop
+            except errors.LockNotAvailable:
+                recheck = False
+                logger.info("statistics refresh deferred: another session holds a table lock")
+            except errors.QueryCanceled:
+                if self._closing:
+                    return
+                recheck = False
+                logger.warning("the statistics refresh was cancelled", exc_info=True)
             except Exception:
                 recheck = False
                 logger.warning("could not refresh the record tables' statistics", exc_info=True)
@@ -112,7 +143,13 @@ class StatisticsRefresher:
             locked = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", lock).fetchone()
             if not (locked and locked[0]):  # another process is refreshing
                 return True
+            with self._lock:
+                if self._closing:
+                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", lock)
+                    return True
+                self._busy = conn
             try:
+                conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
                 row = conn.execute(_COUNTERS).fetchone()
                 if row is None:
                     return True
@@ -125,4 +162,7 @@ class StatisticsRefresher:
                     conn.execute("VACUUM records, record_meta")
                 return analyse and vacuum
             finally:
+                with self._lock:
+                    self._busy = None
+                conn.execute("RESET lock_timeout")
                 conn.execute("SELECT pg_advisory_unlock(%s, %s)", lock)

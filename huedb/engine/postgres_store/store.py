@@ -154,6 +154,8 @@ class PostgresStore:
         return {f"postgresql_{name}": value for name, value in rows}
 
     def close(self) -> None:
-        self._statistics.close()
-        self._warm.close()
-        self._pool.close()
+        try:
+            self._statistics.close()
+            self._warm.close()
+        finally:
+            self._pool.close()
