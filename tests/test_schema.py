@@ -609,6 +609,55 @@ RAW_BODIES: dict[str, dict[str, Any]] = {
 }
 
 
+def _schema_with(change: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """The client's default schema JSON, changed by `change`."""
+    schema = Schema().serialize_to_json()
+    change(schema)
+    return {"schema": schema}
+
+
+def _enable(types: dict[str, Any], value_type: str, index: str) -> None:
+    types.setdefault(value_type, {})[index] = {"enabled": True, "config": {}}
+
+
+# Each breaks one rule of Chroma's server-side schema validation (its `validate_schema`):
+# refused with a 400 and Chroma's message.
+RAW_BODIES |= {
+    "reserved-key": _schema_with(
+        lambda s: _enable(s["keys"].setdefault("#invalid_key", {}), "string", "fts_index")
+    ),
+    "vector-index-by-default": _schema_with(
+        lambda s: s["defaults"]["float_list"]["vector_index"].update(enabled=True)
+    ),
+    "hnsw-and-spann-by-default": _schema_with(
+        lambda s: s["defaults"]["float_list"]["vector_index"]["config"].update(hnsw={}, spann={})
+    ),
+    "fts-by-default": _schema_with(lambda s: _enable(s["defaults"], "string", "fts_index")),
+    "document-int": _schema_with(
+        lambda s: _enable(s["keys"]["#document"], "int", "int_inverted_index")
+    ),
+    "embedding-string": _schema_with(
+        lambda s: _enable(s["keys"]["#embedding"], "string", "string_inverted_index")
+    ),
+    "vector-index-elsewhere": _schema_with(
+        lambda s: _enable(s["keys"].setdefault("vec", {}), "float_list", "vector_index")
+    ),
+    "vector-source-elsewhere": _schema_with(
+        lambda s: s["keys"]["#embedding"]["float_list"]["vector_index"]["config"].update(
+            source_key="title"
+        )
+    ),
+    "fts-elsewhere": _schema_with(
+        lambda s: _enable(s["keys"].setdefault("title", {}), "string", "fts_index")
+    ),
+    "document-inverted-index": _schema_with(
+        lambda s: _enable(s["keys"]["#document"], "string", "string_inverted_index")
+    ),
+    "attached-function": _schema_with(lambda s: s.update(source_attached_function_id="f")),
+    "cmek-pattern": _schema_with(lambda s: s.update(cmek={"gcp": 'projects/p/keys/"k"'})),
+}
+
+
 def _raw(base: str, name: str, body: dict[str, Any]) -> Any:
     resp = httpx.post(base + API, json={"name": name, **body}, timeout=30)
     data = resp.json()
@@ -621,3 +670,22 @@ def _raw(base: str, name: str, body: dict[str, Any]) -> Any:
 def test_raw_http_bodies_match_chroma_run(case: str, chroma_server: str, server: Any) -> None:
     name = f"raw-{case}"
     assert _raw(server.url, name, RAW_BODIES[case]) == _raw(chroma_server, name, RAW_BODIES[case])
+
+
+def test_schema_rules_hold_in_process(tmp_path: Path, server: Any) -> None:
+    """The embedded client refuses the same schemas with the server's messages: one check
+    for both (`collection_schema.check_schema_rules`)."""
+    client = huedb.PersistentClient(path=tmp_path / "data")
+    checked = 0
+    try:
+        for case, body in RAW_BODIES.items():
+            status, answer = _raw(server.url, f"raw-{case}", body)[:2]
+            if status != 400 or set(body) != {"schema"}:
+                continue
+            with pytest.raises(huedb.errors.InvalidArgumentError) as caught:
+                client.create_collection(f"in-{case}", schema=body["schema"])
+            assert str(caught.value) == answer["message"], case
+            checked += 1
+    finally:
+        client.close()
+    assert checked >= 12

@@ -33,6 +33,7 @@ from huedb.api.collection_schema import (
     EMBEDDING_KEY,
     HNSW_ECHOED,
     HNSW_INDEX_FIELDS,
+    check_schema_rules,
     check_sparse_indexes,
     configuration_from_schema,
     default_schema,
@@ -361,6 +362,8 @@ def create_configuration(
     """
     hnsw, ef = _internal_configuration(configuration, metadata)
     user_schema = None if schema is None else parse_schema(schema)
+    if user_schema is not None:
+        check_schema_rules(schema, user_schema)
     config_default = _configuration_is_default(hnsw, ef)
     if user_schema is not None and not schema_is_default(user_schema) and not config_default:
         raise InvalidArgumentError(

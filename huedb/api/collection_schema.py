@@ -18,6 +18,7 @@ import json
 import logging
 from typing import Any
 
+from huedb.api.cmek import Cmek
 from huedb.api.config_values import (
     describe,
     ef_is_default,
@@ -520,6 +521,82 @@ def check_sparse_indexes(schema: dict[str, Any]) -> None:
                 bad + "source_key cannot begin with '#'. The only valid key starting with '#' "
                 "is Key.DOCUMENT or '#document'."
             )
+
+
+_DOCUMENT_TYPES = ("string",)
+_EMBEDDING_TYPES = ("float_list",)
+
+
+def check_schema_rules(raw: dict[str, Any], schema: dict[str, Any]) -> None:
+    """The rules Chroma's server checks a new collection's schema against (its
+    `validate_schema`), in its order and with its 400 `Validation error: schema: ...`
+    messages: `raw` is the schema JSON as sent, `schema` the same parsed (`parse_schema`).
+    The sparse-vector rules are `check_sparse_indexes`'."""
+    bad = "Validation error: schema: "
+    if raw.get("source_attached_function_id") is not None:
+        raise InvalidArgumentError(
+            bad + "Cannot set source_attached_function_id. This field is reserved for system use."
+        )
+    vector = _get(schema["defaults"], "float_list", "vector_index") or {}
+    if vector.get("enabled"):
+        raise InvalidArgumentError(
+            bad + "Vector index cannot be enabled by default. It can only be enabled on "
+            "#embedding field."
+        )
+    config = vector.get("config") or {}
+    if "hnsw" in config and "spann" in config:
+        raise InvalidArgumentError(
+            bad + "Both spann and hnsw config cannot be present at the same time."
+        )
+    if (_get(schema["defaults"], "sparse_vector", "sparse_vector_index") or {}).get("enabled"):
+        check_sparse_indexes(schema)
+    if (_get(schema["defaults"], "string", "fts_index") or {}).get("enabled"):
+        raise InvalidArgumentError(
+            bad + "Full text search / regular expression index cannot be enabled by default. "
+            "It can only be enabled on #document field."
+        )
+    for key, types in schema["keys"].items():
+        _check_key_rules(bad, key, types)
+    cmek = schema.get("cmek")
+    resource = cmek.get("gcp") if isinstance(cmek, dict) else None
+    if isinstance(resource, str) and not Cmek.gcp(resource).validate_pattern():
+        shown = json.dumps(resource, ensure_ascii=False)
+        raise InvalidArgumentError(bad + f"CMEK does not match expected pattern: Gcp({shown})")
+
+
+def _check_key_rules(bad: str, key: str, types: dict[str, Any]) -> None:
+    """`check_schema_rules` for one key of `keys`."""
+    if key.startswith("#") and key not in (DOCUMENT_KEY, EMBEDDING_KEY):
+        raise InvalidArgumentError(
+            bad + "key cannot begin with '#'. Keys starting with '#' are reserved for system "
+            f"use: {key}"
+        )
+    if key == DOCUMENT_KEY and any(t not in _DOCUMENT_TYPES for t in types):
+        raise InvalidArgumentError(
+            bad + f"Document field cannot have any value types other than string: {key}"
+        )
+    if key == EMBEDDING_KEY and any(t not in _EMBEDDING_TYPES for t in types):
+        raise InvalidArgumentError(
+            bad + f"Embedding field cannot have any value types other than float_list: {key}"
+        )
+    vector = (types.get("float_list") or {}).get("vector_index")
+    if vector is not None:
+        if vector.get("enabled") and key != EMBEDDING_KEY:
+            raise InvalidArgumentError(
+                bad + f"Vector index can only be enabled on #embedding field: {key}"
+            )
+        if (vector.get("config") or {}).get("source_key", DOCUMENT_KEY) != DOCUMENT_KEY:
+            raise InvalidArgumentError(bad + "Vector index can only source from #document")
+    strings = types.get("string") or {}
+    if (strings.get("fts_index") or {}).get("enabled") and key != DOCUMENT_KEY:
+        raise InvalidArgumentError(
+            bad + "Full text search / regular expression index can only be enabled on "
+            f"#document field: {key}"
+        )
+    if (strings.get("string_inverted_index") or {}).get("enabled") and key == DOCUMENT_KEY:
+        raise InvalidArgumentError(
+            bad + f"String inverted index can not be enabled on #document key: {key}"
+        )
 
 
 def sparse_embedding_targets(schema: dict[str, Any] | None) -> list[tuple[str, str, dict]]:
