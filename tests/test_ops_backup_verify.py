@@ -147,6 +147,25 @@ def test_restore_checks_checksum_and_refuses_non_empty_target(tmp_path: Path) ->
     assert _count(data) == 1
 
 
+def test_paths_with_uri_characters(tmp_path: Path, store: StoreTarget) -> None:
+    """Directories whose names hold characters special in a SQLite URI ('#', '?', '%',
+    a space): backup (it opens its copy read-only by URI: "no such table: collections"
+    before, a '#' cut the path short), verify of the copy, and restore into this store."""
+    odd = tmp_path / "team #1?  100% sure"
+    data = odd / "data"
+    client = store.client(data)
+    client.create_collection("odd").add(ids=["a", "b"], embeddings=[[1.0, 2.0], [3.0, 4.0]])
+    client.close()
+    clear_system_cache()
+    out = odd / "backups" / "b #1.tar"
+    out.parent.mkdir()
+    manifest = backup(data, out, show_progress=False, store=store.url)
+    assert [c["count"] for c in manifest.collections] == [2]
+    target = odd / "restored"
+    restore(out, target, show_progress=False)
+    assert _count(target) == 2
+
+
 def test_verify_detects_index_disagreement_and_repair_fixes_it(
     tmp_path: Path, store: StoreTarget
 ) -> None:

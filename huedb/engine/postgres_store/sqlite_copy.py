@@ -148,7 +148,7 @@ def load_sqlite(conn: psycopg.Connection, source: Path) -> None:
     """Copy a SQLite store file into the (empty) PostgreSQL store of `conn`'s transaction."""
     if conn.execute("SELECT EXISTS (SELECT 1 FROM collections)").fetchone()[0]:
         raise BackupError("the PostgreSQL store is not empty; restore into an empty database")
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
     try:
         version = src.execute(
             "SELECT value FROM huedb_meta WHERE key = 'format_version'"

@@ -108,8 +108,12 @@ class WalCheckpointer:
 
     def _run(self) -> None:
         try:
-            conn = sqlite3.connect(
-                self._db_file, isolation_level=None, check_same_thread=False, timeout=OPEN_TIMEOUT_S
+            conn = sqlite3.connect(  # mode=rw: never creates a database the store lacks
+                f"{Path(self._db_file).resolve().as_uri()}?mode=rw",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=OPEN_TIMEOUT_S,
             )
         except sqlite3.Error as exc:
             logger.warning("WAL checkpoints of %s stay in the writers: %s", self._db_file, exc)

@@ -18,7 +18,7 @@ from huedb.engine.sqlite_store.schema import FORMAT_VERSION
 
 def collection_counts(db_file: Path) -> list[dict[str, Any]]:
     """Each collection of the file: tenant, database, name, id, dimension, record count."""
-    conn = sqlite3.connect(f"file:{db_file}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"{db_file.resolve().as_uri()}?mode=ro", uri=True)
     try:
         rows = conn.execute(
             "SELECT d.tenant, d.name, c.name, c.uuid, c.dimension, "
@@ -34,7 +34,7 @@ def collection_counts(db_file: Path) -> list[dict[str, Any]]:
 def database_problems(db_file: Path) -> list[str]:
     """Integrity problems of a database file not in use (SQLite's check, huedb's invariants)."""
     try:
-        conn = sqlite3.connect(f"file:{db_file}?mode=ro&immutable=1", uri=True)
+        conn = sqlite3.connect(f"{db_file.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
         try:
             if migrations.stored_version(conn) != FORMAT_VERSION:
                 rows = [r[0] for r in conn.execute("PRAGMA integrity_check")]
