@@ -88,7 +88,13 @@ CHROMA_REJECTED_WRITE_SETS_DIMENSION = False
 
 
 def _valid_collection_name(name: Any) -> bool:
-    """Chroma's collection-name rule (3-512 chars, no '..', not an IP address)."""
+    """Chroma's collection-name rule (3-512 chars, no '..', not an IP address), or two such
+    names joined by one '+' (a topology prefix)."""
+    if isinstance(name, str) and "+" in name:
+        topology, rest = name.split("+", 1)
+        return len(name) <= 512 and "+" not in rest and all(
+            _valid_collection_name(part) for part in (topology, rest)
+        )
     if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
         return False
     try:

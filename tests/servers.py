@@ -15,6 +15,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -181,3 +182,27 @@ def huedb_server(
         yield server
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def chroma_run(directory: Path) -> Iterator[str]:
+    """The real `chroma run` (chromadb's CLI beside this interpreter) on loopback, its data
+    and log in `directory`; yields its base URL."""
+    chroma_cli = Path(sys.executable).with_name("chroma")
+    assert chroma_cli.exists(), f"{chroma_cli} is missing: make test installs chromadb"
+    port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    log = directory / "log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [chroma_cli, "run", "--path", directory / "data", "--host", "127.0.0.1"]
+            + ["--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", process, log, timeout=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -45,7 +45,7 @@ from chromadb.config import Settings as ChromaSettings
 import huedb
 from huedb.record_batch import RecordBatch
 from tests.cli import child_env
-from tests.servers import free_port, huedb_server, wait_until_up
+from tests.servers import chroma_run, huedb_server
 from tests.test_space_precedence import CosineEmbedder
 
 TARGETS = ("chroma", "huedb-local", "huedb-http")
@@ -547,32 +547,8 @@ def test_embedding_function_none_identity_and_default_fallback(
 
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    chroma_cli = Path(sys.executable).with_name("chroma")
-    if not chroma_cli.exists():
-        pytest.skip("the chroma CLI is not installed")
-    port = free_port()
-    log = tmp_path_factory.mktemp("chroma-run") / "log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [
-                str(chroma_cli),
-                "run",
-                "--path",
-                str(log.parent / "data"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}", process, log, timeout=60)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with chroma_run(tmp_path_factory.mktemp("chroma-run")) as url:
+        yield url
 
 
 # (A sparse index, refused by `chroma run`, is accepted by huedb: tests/test_sparse_vectors.py.)

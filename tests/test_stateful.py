@@ -36,8 +36,8 @@ from tests.stores import StoreTarget
 
 # --------------------------------------------------------------------------- vocabularies
 
-VALID_NAMES = ["coll-a", "coll_b", "c.3"]
-INVALID_NAMES = ["ab", "-abc", "abc-", "a..b", "10.0.0.1", "bad name", "x"]
+VALID_NAMES = ["coll-a", "coll_b", "c.3", "top+coll"]
+INVALID_NAMES = ["ab", "-abc", "abc-", "a..b", "10.0.0.1", "bad name", "x", "a+b", "t1+t2+coll"]
 IDS = ["a", "b", "c", "d", "e", "f"]
 DIMS = [2, 3, 4]
 COMPONENTS = [-2.0, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0]

@@ -62,28 +62,41 @@ def dump_metadata(metadata: dict[str, Any] | None) -> str | None:
     return None if metadata is None else json.dumps(metadata, ensure_ascii=False)
 
 
-def validate_name(name: Any, what: str = "name") -> str:
-    """Chroma's rule for collection and database names."""
+def validate_name(name: Any, what: str | None = "name") -> str:
+    """Chroma's rule for collection and database names: 3-512 characters from
+    [a-zA-Z0-9._-], no "..", not an IP address; or two such names joined by one `+` (a
+    topology prefix, as Chroma 1.5 accepts), each checked alone. Messages start with
+    `Validation error: <what>: `, none without `what` (Chroma's for a new database)."""
+    bad = "" if what is None else f"Validation error: {what}: "
     if not isinstance(name, str):
-        raise InvalidArgumentError(f"Validation error: {what}: Expected a string, got {name!r}")
-    base = (
-        f"Validation error: {what}: Expected a name containing 3-512 characters from "
-        f"[a-zA-Z0-9._-], starting and ending with a character in [a-zA-Z0-9]. Got: {name}"
-    )
+        raise InvalidArgumentError(bad + f"Expected a string, got {name!r}")
+    if "+" in name:
+        if len(name) > 512:
+            raise InvalidArgumentError(
+                bad + f"Expected a name containing 3-512 characters. Got: {len(name)}"
+            )
+        topology, rest = name.split("+", 1)
+        if "+" in rest:
+            raise InvalidArgumentError(
+                bad + "Expected a name to contain at most one topology:  Got two `+` characters."
+            )
+        validate_name(topology, what)
+        validate_name(rest, what)
+        return name
     if not _NAME_RE.match(name):
-        raise InvalidArgumentError(base)
+        raise InvalidArgumentError(
+            bad + "Expected a name containing 3-512 characters from [a-zA-Z0-9._-], starting "
+            f"and ending with a character in [a-zA-Z0-9]. Got: {name}"
+        )
     if ".." in name:
         raise InvalidArgumentError(
-            f"Validation error: {what}: Expected a name that does not contains two "
-            f"consecutive periods (..). Got: {name}"
+            bad + f"Expected a name that does not contains two consecutive periods (..). Got {name}"
         )
     try:
         ipaddress.ip_address(name)
     except ValueError:
         return name
-    raise InvalidArgumentError(
-        f"Validation error: {what}: Expected a name that is not a valid ip address. Got: {name}"
-    )
+    raise InvalidArgumentError(bad + f"Expected a name that is not a valid ip address. Got {name}")
 
 
 def validate_tenant_name(name: Any) -> str:

@@ -147,7 +147,7 @@ class Engine:
             return db.get_tenant(name)
 
     def create_database(self, name: str, tenant: str) -> None:
-        validate_name(name)
+        validate_name(name, what=None)
         with self._lock, self._store.write() as db:
             db.create_database(name, tenant)
 

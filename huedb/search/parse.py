@@ -124,14 +124,16 @@ class _Payload:
                 "group_by keys must be metadata fields "
                 "(cannot use #score, #document, #embedding, or #metadata)",
             )
+        if not self.aggregate.keys:  # Chroma's order: empty keys, k, then each key
+            raise validation_error(path, "aggregate keys must not be empty")
+        if self.aggregate.k <= 0:
+            raise validation_error(path, "aggregate k must be greater than 0")
         if any(k in _AGGREGATE_KEYS_REFUSED for k in self.aggregate.keys):
             raise validation_error(
                 path,
                 "aggregate keys must be metadata fields or #score "
                 "(cannot use #document, #embedding, or #metadata)",
             )
-        if self.aggregate.k <= 0:
-            raise validation_error(path, "aggregate k must be greater than 0")
         return Grouping(self.group_keys, self.aggregate)
 
 

@@ -306,10 +306,20 @@ def run_query(
 def delete(
     request: Request, tenant: str, database: str, collection_id: str, body: wire.DeleteRecords
 ) -> dict[str, Any]:
-    if body.ids is None and body.where is None and body.where_document is None:
-        raise InvalidArgumentError("At least one of ids, where, or where_document is required")
+    filtered = body.where is not None or body.where_document is not None
+    if body.ids == [] and not filtered:  # Chroma's server checks, in its order
+        raise InvalidArgumentError(
+            "Validation error: ids, where: Either ids or where must be specified"
+        )
+    if body.limit is not None and not filtered:
+        raise InvalidArgumentError(
+            "Validation error: limit, where: limit can only be specified when a where clause "
+            "is provided"
+        )
     local = api(request)
     target = owned_collection(local, tenant, database, collection_id)
+    if body.ids is None and not filtered:
+        return {"deleted": 0}  # as Chroma's server: nothing asked, nothing deleted
     deleted = local.delete(target, body.to_request())
     return {"deleted": deleted}
 
