@@ -92,8 +92,10 @@ def _valid_collection_name(name: Any) -> bool:
     names joined by one '+' (a topology prefix)."""
     if isinstance(name, str) and "+" in name:
         topology, rest = name.split("+", 1)
-        return len(name) <= 512 and "+" not in rest and all(
-            _valid_collection_name(part) for part in (topology, rest)
+        return (
+            len(name) <= 512
+            and "+" not in rest
+            and all(_valid_collection_name(part) for part in (topology, rest))
         )
     if not isinstance(name, str) or not _NAME_RE.match(name) or ".." in name:
         return False

@@ -383,7 +383,7 @@ def test_every_token_source_is_honoured_with_its_role(tmp_path: Path) -> None:
         '{token = "toml-reader-token-1", role = "read-only", name = "ci"}]\n'
     )
     env = {
-        "HUEDB_AUTH_TOKENS": "list-admin-token,list-reader-token:read-only",
+        "HUEDB_AUTH_TOKENS": "list-admin-token:admin,list-reader-token:read-only",
         "HUEDB_AUTH_TOKENS_FILE": str(env_file),
         "CHROMA_SERVER_AUTH_CREDENTIALS": "chroma-admin-token",
     }

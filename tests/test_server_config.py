@@ -13,7 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from huedb.server.server_config import ConfigError, ServerConfig, make_token
+from huedb.server.server_config import (
+    ConfigError,
+    ServerConfig,
+    digest,
+    make_token,
+    parse_token_file,
+    parse_token_list,
+)
 from tests.cli import run_cli
 from tests.http_checks import (
     ADMIN,
@@ -54,6 +61,7 @@ SECRET = "s3cret-token-value-42"
     [
         ("env bad role", "unknown role 'superuser'"),
         ("env short token", "at least 8 characters"),
+        ("env several tokens, one without a role", "has no role: when it lists several"),
         ("env token with space", "printable ASCII without spaces"),
         ("chroma short credentials", "invalid token"),
         ("env token file bad role", "unknown role"),
@@ -85,7 +93,9 @@ def test_invalid_configuration_refuses_to_start(tmp_path: Path, case: str, messa
     if case == "env bad role":
         env = {"HUEDB_AUTH_TOKENS": f"{SECRET}:superuser"}
     elif case == "env short token":
-        env = {"HUEDB_AUTH_TOKENS": f"{SECRET},short"}
+        env = {"HUEDB_AUTH_TOKENS": f"{SECRET}:admin,short:admin"}
+    elif case == "env several tokens, one without a role":  # meant: one token with a ','
+        env = {"HUEDB_AUTH_TOKENS": f"{SECRET},part-two-of-it:read-only"}
     elif case == "env token with space":
         env = {"HUEDB_AUTH_TOKENS": "has a space in it"}
     elif case == "chroma short credentials":
@@ -133,6 +143,31 @@ def test_invalid_configuration_refuses_to_start(tmp_path: Path, case: str, messa
     output = run_refused(tmp_path, *args, env=env)
     assert message in output, output
     assert SECRET not in output, output
+
+
+def test_a_hash_inside_a_token_is_part_of_it(tmp_path: Path) -> None:
+    """In a token file `#` starts a comment only at the start of a line or after white
+    space: `acme-reader#9f3kQ read-only@acme` was read as the global admin token
+    `acme-reader` (the rest a comment)."""
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text(
+        "# the tokens\n"
+        "acme-reader#9f3kQ read-only@acme\n"
+        "ops-admin-token-1 admin  # the on-call team\n"
+        "   #indented comment\n"
+    )
+    found = {(e.digest, e.role, e.tenant) for e in parse_token_file(str(tokens))}
+    assert found == {
+        (digest("acme-reader#9f3kQ"), "read-only", "acme"),
+        (digest("ops-admin-token-1"), "admin", None),
+    }
+
+
+def test_a_single_token_may_leave_its_role_out() -> None:
+    (entry,) = parse_token_list(SECRET, "HUEDB_AUTH_TOKENS")
+    assert (entry.digest, entry.role, entry.tenant) == (digest(SECRET), "admin", None)
+    with pytest.raises(ConfigError, match="has no role"):
+        parse_token_list(f"{SECRET}:read-only,{SECRET}-2", "HUEDB_AUTH_TOKENS")
 
 
 def test_loopback_and_unauthenticated_rules() -> None:

@@ -435,15 +435,18 @@ def test_a_roleless_item_after_a_scoped_token_is_refused(raw: str) -> None:
     assert "acme-reader-1" not in str(info.value)
 
 
-def test_a_roleless_item_before_or_after_global_tokens_is_admin() -> None:
-    entries = parse_token_list("plain-token-1,reader-token-1:read-only,plain-token-2", "env")
-    assert [e.scope() for e in entries] == [
-        ("admin", None, None),
-        ("read-only", None, None),
-        ("admin", None, None),
-    ]
-    scoped = parse_token_list("plain-token-1,acme-reader-1:read-only@acme,x-token-2:admin", "env")
-    assert [e.scope() for e in scoped][1:] == [("read-only", "acme", None), ("admin", None, None)]
+def test_a_roleless_item_among_several_tokens_is_refused() -> None:
+    """A ',' inside a token splits it: `part1,part2:read-only`, meant as one read-only
+    token, made `part1` a global admin token. With several tokens each names its role."""
+    for listed in (
+        "plain-token-1,reader-token-1:read-only",
+        "reader-token-1:read-only,plain-token-2",
+        "plain-token-1,acme-reader-1:read-only@acme",
+    ):
+        with pytest.raises(ConfigError, match="has no role"):
+            parse_token_list(listed, "env")
+    entries = parse_token_list("admin-token-1:admin,acme-reader-1:read-only@acme", "env")
+    assert [e.scope() for e in entries] == [("admin", None, None), ("read-only", "acme", None)]
 
 
 def test_a_token_twice_across_sources_must_have_one_scope() -> None:

@@ -261,19 +261,27 @@ def check_token_conflicts(entries: list[TokenEntry]) -> None:
 
 
 def parse_token_list(raw: str, source: str) -> list[TokenEntry]:
-    """`token[:role[@tenant[/db1+db2]]],...` (role defaults to admin), as in HUEDB_AUTH_TOKENS.
+    """`token[:role[@tenant[/db1+db2]]],...`, as in HUEDB_AUTH_TOKENS; a single token may
+    leave its role out (admin).
 
-    A role-less item right after a tenant-scoped one is refused: it reads as one more
-    database (`tok:read-only@t/db1,db2`) or tenant (`tok:read-only@t1,tenant-two`), and
-    would otherwise become a global admin token whose secret is that name.
+    Several tokens must each name their role: a ',' inside a token splits it, and
+    `part1,part2:read-only` meant as one read-only token would otherwise make `part1` a
+    global admin token. A role-less item right after a tenant-scoped one reads as one more
+    database (`tok:read-only@t/db1,db2`) or tenant (`tok:read-only@t1,tenant-two`): refused
+    with its own message.
     """
     entries = []
     after_scope = False
-    for n, item in enumerate(p.strip() for p in raw.split(",")):
-        if not item:
-            continue
+    items = [(n, item) for n, item in enumerate(p.strip() for p in raw.split(",")) if item]
+    for n, item in items:
         name = f"#{n + 1} from {source}"
         token, colon, spec = item.partition(":")
+        if not colon and len(items) > 1 and not after_scope:
+            raise ConfigError(
+                f"item #{n + 1} of {source} has no role: when it lists several tokens, give "
+                "each its role (tok:admin,tok2:read-only); a ',' inside a token would "
+                "otherwise cut it into an admin token and another"
+            )
         if not colon and after_scope:
             raise ConfigError(
                 f"item #{n + 1} of {source} has no role right after a tenant-scoped token: "
@@ -290,17 +298,20 @@ def parse_token_list(raw: str, source: str) -> list[TokenEntry]:
 
 
 def parse_token_file(path: str) -> list[TokenEntry]:
-    """A file with one `token [role[@tenant[/db1+db2]]]` per line; `#` starts a comment."""
+    """A file with one `token [role[@tenant[/db1+db2]]]` per line; a comment starts with
+    `#` at the start of a line or after white space. A `#` inside a token is part of it:
+    read as a comment, `tok#x read-only@acme` was the global admin token `tok`."""
     try:
         lines = Path(path).read_text().splitlines()
     except OSError as exc:
         raise ConfigError(f"cannot read token file {path}: {exc}") from None
     entries = []
     for n, line in enumerate(lines, 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
         parts = line.split()
+        comment = next((i for i, part in enumerate(parts) if part.startswith("#")), len(parts))
+        parts = parts[:comment]
+        if not parts:
+            continue
         if len(parts) > 2:
             raise ConfigError(f"{path}:{n}: expected 'token [role]' or 'token role@tenant[/db+db]'")
         if len(parts) == 1 and parts[0].partition(":")[2].partition("@")[0] in ROLES:
