@@ -11,6 +11,7 @@ set on the graph) and from `get_indexing_status()`.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,8 +25,9 @@ import pytest
 import huedb
 from huedb.api.client import clear_system_cache
 from huedb.api.collection_config import create_configuration
-from huedb.engine.hnsw_config import EF_SEARCH_CHOSEN_KEY, ef_search_set
+from huedb.engine.hnsw_config import EF_SEARCH_CHOSEN_KEY, EF_SEARCH_MAX, ef_search_set
 from huedb.ops.collection_definition import create_like
+from huedb.ops.stats import gather_stats
 from tests.servers import huedb_server
 
 N = 2_000
@@ -233,3 +235,28 @@ def test_postgresql_keeps_the_choice(pg_url: str, tmp_path: Path) -> None:
         assert ef_search_set(_stored(again, again.get_collection("modified")))
     finally:
         again.close()
+
+
+def test_the_largest_ef_search_chroma_stores_is_searched_within_bounds(tmp_path: Path) -> None:
+    """Chroma stores any ef_search up to 2**64 - 1 and refuses larger ones as serde does;
+    huedb stored those too (every JSON answer showing them, `huedb stats` among them, then
+    failed) and searched a graph at 2**64 - 1 ("Out of memory!" from usearch). Now the
+    largest is kept and echoed, graphs are searched at `EF_SEARCH_MAX`, and a larger one is
+    refused at create and modify with serde's message."""
+    client = _client(tmp_path)
+    try:
+        top = 2**64 - 1
+        col = client.create_collection("top", configuration={"hnsw": {"ef_search": top}})
+        _fill(col)
+        got = col.query(query_embeddings=VECTORS[:20], n_results=1)["ids"]
+        assert [r[0] for r in got] == IDS[:20]
+        assert _ef_in_use(client, col) == (EF_SEARCH_MAX, top, "configuration")
+        engine = client._server.engine  # type: ignore[attr-defined]
+        assert gather_stats(engine, tmp_path)["collections"][0]["ef_search"] == top
+        message = re.escape("invalid type: floating point `1.8446744073709552e+19`, expected usize")
+        with pytest.raises(huedb.errors.InvalidArgumentError, match=message):
+            client.create_collection("over", configuration={"hnsw": {"ef_search": 2**64}})
+        with pytest.raises(huedb.errors.InvalidArgumentError, match=message):
+            col.modify(configuration={"hnsw": {"ef_search": 2**64}})
+    finally:
+        client.close()

@@ -451,7 +451,7 @@ def _check_update_value(key: str, value: Any) -> Any:
         return float(value)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise InvalidArgumentError(f"Invalid HNSW parameter {key}: expected a positive int")
-    return value
+    return parse_usize(value)
 
 
 def apply_update(current: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

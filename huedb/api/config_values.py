@@ -42,11 +42,20 @@ def parse_space(value: Any) -> str:
     raise InvalidArgumentError(f"invalid type: {describe(value)}, expected a string")
 
 
+USIZE_MAX = 2**64 - 1
+
+
 def parse_usize(value: Any) -> int:
-    """A non-negative int (Rust's usize)."""
+    """A non-negative int up to 2**64 - 1 (Rust's usize). A larger one is, as serde_json
+    reads it, a floating point number: refused with its message (it was stored, and every
+    JSON answer showing it, `huedb stats` among them, then failed)."""
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
             raise InvalidArgumentError(f"invalid value: integer `{value}`, expected usize")
+        if value > USIZE_MAX:
+            raise InvalidArgumentError(
+                f"invalid type: floating point `{float(value)!r}`, expected usize"
+            )
         return value
     raise InvalidArgumentError(f"invalid type: {describe(value)}, expected usize")
 

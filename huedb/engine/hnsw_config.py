@@ -23,6 +23,17 @@ DEFAULT_RECALL_TARGET = 0.95
 # 0.982-0.992 at 100 over six builds. 128 keeps recall above Chroma's defaults whichever
 # way its build falls.
 UNCHOSEN_EF_MIN = 128
+# The largest expansion a graph is searched with: Chroma stores any ef_search up to 2**64 - 1,
+# and usearch allocates a search context of that size ("Out of memory!" at 2**64 - 1). Past
+# the graph's size a larger ef finds nothing more.
+EF_SEARCH_MAX = 65_536
+
+
+def search_expansion(ef: int, count: int = 0) -> int:
+    """usearch's `expansion_search` for searching at `ef` for `count` results: `ef`, at most
+    `EF_SEARCH_MAX`, and never below `count`."""
+    return max(min(ef, EF_SEARCH_MAX), count)
+
 
 # Chroma's HNSW defaults, as stored in a collection's configuration.
 HNSW_DEFAULTS: dict[str, Any] = {

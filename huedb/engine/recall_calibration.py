@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from huedb.engine.hnsw_config import UNCHOSEN_EF_MIN
+from huedb.engine.hnsw_config import UNCHOSEN_EF_MIN, search_expansion
 from huedb.engine.vector_index import (
     RERANK_MARGIN,
     BuildStopped,
@@ -165,8 +165,8 @@ def ladder(floor: int, user_set: bool) -> list[int]:
     """The ef values tried, in order: the configured one (at least `UNCHOSEN_EF_MIN`), then
     larger ones; only the configured one when the user set it (measured, never changed)."""
     if user_set:
-        return [floor]
-    first = max(floor, UNCHOSEN_EF_MIN)
+        return [search_expansion(floor)]
+    first = search_expansion(max(floor, UNCHOSEN_EF_MIN))
     return [first, *(ef for ef in EF_LADDER if ef > first)]
 
 

@@ -34,7 +34,12 @@ import numpy as np
 from usearch.index import Index
 
 from huedb.engine.graph_backlog import Backlog, BacklogWork
-from huedb.engine.hnsw_config import DEFAULT_RECALL_TARGET, HNSW_DEFAULTS, UNCHOSEN_EF_MIN
+from huedb.engine.hnsw_config import (
+    DEFAULT_RECALL_TARGET,
+    HNSW_DEFAULTS,
+    UNCHOSEN_EF_MIN,
+    search_expansion,
+)
 
 # usearch's metric of a new graph, by Chroma space. A cosine graph holds unit vectors under
 # the inner product (`graph_input`): the same order as cosine for a third of the distance
@@ -237,7 +242,7 @@ def graph_config(dim: int, params: HnswParams) -> dict[str, Any]:
         "dtype": GRAPH_DTYPE,
         "connectivity": params.max_neighbors,
         "expansion_add": params.ef_construction,
-        "expansion_search": params.ef_search,
+        "expansion_search": search_expansion(params.ef_search),
     }
 
 
@@ -624,8 +629,8 @@ class VectorIndex:
         the one measured to meet the recall target."""
         params = self.params
         if params.ef_search_set or params.recall_target <= 0:
-            return params.ef_search
-        return max(params.ef_search, UNCHOSEN_EF_MIN, self.tuned_ef or 0)
+            return search_expansion(params.ef_search)
+        return search_expansion(max(params.ef_search, UNCHOSEN_EF_MIN, self.tuned_ef or 0))
 
     @property
     def uses_graph(self) -> bool:
@@ -976,7 +981,7 @@ class VectorIndex:
         graph search finds fewer than the graph holds)."""
         graph = self._graph
         assert graph is not None
-        graph.expansion_search = max(self.search_ef, ef or 0, count)
+        graph.expansion_search = search_expansion(max(self.search_ef, ef or 0), count)
         found = graph.search(query, count, threads=1)
         keys = np.asarray(found.keys, dtype=np.uint64)
         if len(keys) < min(count, len(graph)):
@@ -1004,7 +1009,7 @@ def search_graph(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keys (queries x count) and how many were found per query, of a batch searched at
     expansion `ef` on every core: for measuring a graph that no query is using."""
-    graph.expansion_search = max(ef, count)
+    graph.expansion_search = search_expansion(ef, count)
     found = graph.search(queries, count, threads=0)
     return np.asarray(found.keys, dtype=np.uint64), np.asarray(found.counts, dtype=np.int64)
 
