@@ -268,7 +268,7 @@ def bad_requests(cid: str) -> list[tuple[str, str, str, dict[str, Any]]]:
             {"json": {"name": "okname", "configuration": {"hnsw": {"space": "bogus"}}}},
         ),
         ("duplicate collection", "POST", f"{DB}/collections", {"json": {"name": "victim"}}),
-        ("delete with no filter", "POST", f"{col}/delete", {"json": {}}),
+        ("delete of an empty id list", "POST", f"{col}/delete", {"json": {"ids": []}}),
         ("v1 API", "GET", "/api/v1/heartbeat", {}),
         ("unknown route", "GET", "/api/v2/no/such/route", {}),
         ("method not allowed", "PATCH", f"{col}/add", {"json": {}}),
@@ -320,7 +320,7 @@ def test_body_limit_gives_413(plain_server: RunningServer) -> None:
     assert_error(httpx.post(url, json=body, timeout=60), 413)
     # A declared Content-Length over the limit is refused before the body is read.
     head = (
-        f"POST {DB}/collections HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"POST {DB}/collections HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         f"Content-Length: {BODY_LIMIT + 1}\r\nConnection: close\r\n\r\n"
     )
     response = raw_http(plain_server.port, head.encode() + b'{"name": "declared"')

@@ -26,8 +26,9 @@ another first): a bulk load followed by silence was otherwise never analysed whe
 check saw the counters of only a few batches.
 The refresh is best-effort and must never hold anything up: its statements give up after
 LOCK_TIMEOUT_MS waiting for a lock another session holds (a DBA's VACUUM or CREATE INDEX
-CONCURRENTLY; tried again at the next check), `close` cancels a statement under way, and a
-process that cannot start the thread leaves the refresh to autovacuum.
+CONCURRENTLY; a prompted check looks once more RECHECK_AFTER_S later), `close` cancels a
+statement under way, and a process that cannot start the thread leaves the refresh to
+autovacuum.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ ANALYZE_GROWTH = 0.5
 VACUUM_AFTER_ROWS = 5_000
 CHECK_EVERY_ROWS = 5_000
 RECHECK_AFTER_S = 11.0  # past PostgreSQL's idle flush of table counters (10 s)
-LOCK_TIMEOUT_MS = 1_000  # the refresh's wait for a table lock another session holds
+# The refresh's wait for a table lock another session holds: past PostgreSQL's
+# deadlock_timeout (1 s), after which an autovacuum in the way cancels itself (with 1 s the
+# refresh gave up first, racing it, and a bulk load's last look analysed nothing).
+LOCK_TIMEOUT_MS = 5_000
 
 _COUNTERS = (
     "SELECT s.n_mod_since_analyze, s.n_ins_since_vacuum, greatest(c.reltuples, 0) "
@@ -123,7 +127,7 @@ class StatisticsRefresher:
                 settled = self._refresh_if_due()
                 recheck = prompted and not settled  # one second look, not a loop
             except errors.LockNotAvailable:
-                recheck = False
+                recheck = prompted  # one more look, as for counters that lagged
                 logger.info("statistics refresh deferred: another session holds a table lock")
             except errors.QueryCanceled:
                 if self._closing:
