@@ -24,11 +24,10 @@ after PostgreSQL's idle interval (10 s). So a check that inserts prompted and th
 ANALYZE or VACUUM not due runs once more RECHECK_AFTER_S later (unless inserts prompted
 another first): a bulk load followed by silence was otherwise never analysed when its last
 check saw the counters of only a few batches.
-The refresh is best-effort and must never hold anything up: its statements give up after
-LOCK_TIMEOUT_MS waiting for a lock another session holds (a DBA's VACUUM or CREATE INDEX
-CONCURRENTLY; a prompted check looks once more RECHECK_AFTER_S later), `close` cancels a
-statement under way, and a process that cannot start the thread leaves the refresh to
-autovacuum.
+The refresh never holds anything up: it waits on its own thread when a table lock another
+session holds delays it (a DBA's VACUUM or CREATE INDEX CONCURRENTLY), `close` cancels a
+statement under way (it waited as long as the other session's lock), and a process that
+cannot start the thread leaves the refresh to autovacuum.
 """
 
 from __future__ import annotations
@@ -49,10 +48,6 @@ ANALYZE_GROWTH = 0.5
 VACUUM_AFTER_ROWS = 5_000
 CHECK_EVERY_ROWS = 5_000
 RECHECK_AFTER_S = 11.0  # past PostgreSQL's idle flush of table counters (10 s)
-# The refresh's wait for a table lock another session holds: past PostgreSQL's
-# deadlock_timeout (1 s), after which an autovacuum in the way cancels itself (with 1 s the
-# refresh gave up first, racing it, and a bulk load's last look analysed nothing).
-LOCK_TIMEOUT_MS = 5_000
 
 _COUNTERS = (
     "SELECT s.n_mod_since_analyze, s.n_ins_since_vacuum, greatest(c.reltuples, 0) "
@@ -126,9 +121,6 @@ class StatisticsRefresher:
             try:
                 settled = self._refresh_if_due()
                 recheck = prompted and not settled  # one second look, not a loop
-            except errors.LockNotAvailable:
-                recheck = prompted  # one more look, as for counters that lagged
-                logger.info("statistics refresh deferred: another session holds a table lock")
             except errors.QueryCanceled:
                 if self._closing:
                     return
@@ -153,7 +145,6 @@ class StatisticsRefresher:
                     return True
                 self._busy = conn
             try:
-                conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
                 row = conn.execute(_COUNTERS).fetchone()
                 if row is None:
                     return True
@@ -168,5 +159,4 @@ class StatisticsRefresher:
             finally:
                 with self._lock:
                     self._busy = None
-                conn.execute("RESET lock_timeout")
                 conn.execute("SELECT pg_advisory_unlock(%s, %s)", lock)
