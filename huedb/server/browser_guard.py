@@ -16,24 +16,12 @@ in cookies) or when `--allow-unauthenticated` opens the server to a network on p
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
 from huedb.errors import ChromaAuthError
 from huedb.server.asgi import ASGIApp, Receive, Scope, Send
 from huedb.server.error_body import send_exception
-
-
-def is_loopback_name(host: str) -> bool:
-    """Whether a host name (no port; IPv6 without brackets) names this machine's loopback:
-    `localhost`, a name under `.localhost`, 127.0.0.0/8 or ::1."""
-    host = host.rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from huedb.server.server_config import is_loopback
 
 
 def _host_name(authority: str) -> str:
@@ -56,7 +44,7 @@ class BrowserGuardMiddleware:
         host = headers.get(b"host", b"").decode("latin-1")
         origin = headers.get(b"origin")
         refusal = None
-        if not is_loopback_name(_host_name(host)):
+        if not is_loopback(_host_name(host)):
             refusal = (
                 f"Host {host!r} is not a loopback name: a server without tokens answers only "
                 "requests addressed to localhost, 127.0.0.1 or ::1"

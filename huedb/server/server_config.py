@@ -160,8 +160,11 @@ def check_tls(certfile: str, keyfile: str) -> None:
 
 
 def is_loopback(host: str) -> bool:
-    """True for addresses only this machine can reach."""
-    if host in ("localhost", "localhost.localdomain"):
+    """True for a host name or address only this machine can reach: `localhost`,
+    `localhost.localdomain`, a name under `.localhost` (RFC 6761), 127.0.0.0/8, ::1 (no
+    port; IPv6 without brackets)."""
+    host = host.rstrip(".").lower()
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
