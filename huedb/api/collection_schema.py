@@ -485,9 +485,8 @@ def _enabled_sparse_keys(schema: dict[str, Any]) -> list[tuple[str, dict[str, An
 
 def check_sparse_indexes(schema: dict[str, Any]) -> None:
     """Chroma's (hosted) rules for sparse-vector indexes of a reconciled schema, with its
-    400 `Validation error: schema: ...` messages: none on by default, at most one key, no
-    system key, a source key only with an embedding function and only `#document` among
-    the `#` keys."""
+    400 `Validation error: schema: ...` messages: none on by default, at most one key, a
+    source key only with an embedding function and only `#document` among the `#` keys."""
     bad = "Validation error: schema: "
     default = _get(schema["defaults"], "sparse_vector", "sparse_vector_index") or {}
     if default.get("enabled"):
@@ -502,12 +501,7 @@ def check_sparse_indexes(schema: dict[str, Any]) -> None:
         raise InvalidArgumentError(
             bad + f"At most one sparse vector index is allowed for the collection: [{names}]"
         )
-    for key, config in enabled:
-        if key.startswith("#"):
-            raise InvalidArgumentError(
-                bad + "key cannot begin with '#'. Keys starting with '#' are reserved for "
-                f"system use: {key}"
-            )
+    for _, config in enabled:  # a '#' key never gets here: `check_schema_rules` refuses it
         source = config.get("source_key")
         if source is None:
             continue

@@ -158,11 +158,9 @@ def read_snapshot(
     return None
 
 
-def covers(
-    path: Path, owner: str, watermark: int, dim: int | None = None, space: str | None = None
-) -> bool:
+def covers(path: Path, owner: str, watermark: int, dim: int, space: str) -> bool:
     """Whether the file at `path` is a usable snapshot (checked in full, as `read_snapshot`
-    does) at `watermark` or later, of `dim` and `space` when given: a writer skips its own
+    does) at `watermark` or later, of `dim` and `space`: a writer skips its own
     snapshot only then, so a damaged, foreign or outdated file at the same watermark (one
     a reader has just refused) is replaced instead of being kept, or served, again."""
     header = read_header(path)
@@ -174,7 +172,7 @@ def covers(
     if snap is None:
         return False
     try:
-        return (dim is None or snap.dim == dim) and (space is None or snap.space == space)
+        return (snap.dim, snap.space) == (dim, space)
     finally:
         snap.payload.release()
         snap.mapping.close()
