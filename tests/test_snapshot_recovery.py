@@ -30,6 +30,7 @@ from huedb.api.client import clear_system_cache
 from huedb.engine import snapshot
 from huedb.engine.graph_build import CHILD_MIN_FLOATS
 from tests.proc_workers import run_worker, vectors_for
+from tests.snapshot_files import with_payload
 
 DIM = 16
 N_MAIN = 3000
@@ -201,19 +202,10 @@ def _garbage(f: Path) -> None:
 
 def _garbage_with_valid_header(f: Path) -> None:
     """A well-formed header whose checksums match, around a payload that is not an index."""
-    import zlib
-
-    import xxhash
-
-    data = f.read_bytes()
-    magic_end = data.index(b"\n") + 1
-    header_end = data.index(b"\n", magic_end)
-    header = json.loads(data[magic_end:header_end])
-    payload = np.random.default_rng(6).bytes(header["length"])
-    header["xxh3"] = xxhash.xxh3_64_intdigest(payload)
-    line = json.dumps(header).encode()
-    checksum = b"%08x\n" % zlib.crc32(line)
-    f.write_bytes(data[:magic_end] + line + b"\n" + checksum + payload)
+    header = snapshot.read_header(f)
+    assert header is not None
+    garbage = np.random.default_rng(6).bytes(header["length"])
+    f.write_bytes(with_payload(f.read_bytes(), garbage))
 
 
 CORRUPTIONS = {

@@ -38,6 +38,7 @@ from huedb.engine.sparse_postings import PostingColumn
 from tests import stores
 from tests.cli import child_env
 from tests.knobs import knob
+from tests.snapshot_files import with_payload
 from tests.stores import StoreTarget
 
 store = stores.store
@@ -402,7 +403,7 @@ def test_a_refused_snapshot_is_replaced(
         middle = len(raw) - 40
         raw[middle : middle + 8] = bytes(b ^ 0xFF for b in raw[middle : middle + 8])
     else:
-        raw = bytearray(_rechecksummed(bytes(raw), b"not a sparse index"))
+        raw = bytearray(with_payload(bytes(raw), b"not a sparse index"))
     path.write_bytes(bytes(raw))
     for round_ in range(2):
         caplog.clear()
@@ -412,22 +413,6 @@ def test_a_refused_snapshot_is_replaced(
         client.close()
         scanned = "by a scan" in caplog.text
         assert scanned == (round_ == 0), caplog.text
-
-
-def _rechecksummed(snapshot_file: bytes, payload: bytes) -> bytes:
-    """A snapshot file with another payload, its header's length and checksums made to
-    match it."""
-    import zlib
-
-    import xxhash
-
-    magic_end = snapshot_file.index(b"\n") + 1
-    header_end = snapshot_file.index(b"\n", magic_end)
-    header = json.loads(snapshot_file[magic_end:header_end])
-    header["length"] = len(payload)
-    header["xxh3"] = xxhash.xxh3_64_intdigest(payload)
-    line = json.dumps(header).encode()
-    return snapshot_file[:magic_end] + line + b"\n" + b"%08x\n" % zlib.crc32(line) + payload
 
 
 @pytest.mark.parametrize("scoring", SCORING)
