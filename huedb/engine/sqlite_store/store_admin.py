@@ -7,10 +7,14 @@ rest (a backup being restored). Page-level pragmas run outside any transaction.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import time
 from typing import Any
 
 from huedb.engine.invariants import RECORD_INVARIANTS
+
+logger = logging.getLogger(__name__)
 
 # Every table that holds data, in an order that deletes dependents first.
 DATA_TABLES = (
@@ -61,9 +65,34 @@ def free_pages(conn: sqlite3.Connection, checkpoint: bool) -> int:
     # once); sqlite3_exec (executescript) runs it to the end.
     conn.executescript("PRAGMA incremental_vacuum;")
     after = conn.execute("PRAGMA freelist_count").fetchone()[0]
-    if checkpoint:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if checkpoint and not truncate_wal(conn):
+        logger.warning(
+            "the WAL was not truncated: another connection kept checkpointing for %.0f s",
+            TRUNCATE_WAL_TRIES_S,
+        )
     return (before - after) * page
+
+
+# How long `truncate_wal` tries while another connection is checkpointing.
+TRUNCATE_WAL_TRIES_S = 10.0
+TRUNCATE_WAL_PAUSE_S = 0.05
+
+
+def truncate_wal(conn: sqlite3.Connection) -> bool:
+    """Checkpoint the whole WAL into the database file and truncate it; True when done.
+
+    SQLite waits (busy handler) for writers and readers but not for a checkpoint under way
+    in another connection (a checkpointer thread, another process): the pragma then
+    answers busy at once and leaves the WAL as it was, so it is tried again for a while.
+    """
+    deadline = time.monotonic() + TRUNCATE_WAL_TRIES_S
+    while True:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if not busy:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(TRUNCATE_WAL_PAUSE_S)
 
 
 class AdminSQL:
