@@ -6,6 +6,8 @@ calls the engine and shapes the results as Chroma does.
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 import uuid
 from typing import Any
@@ -36,6 +38,7 @@ from huedb.engine.catalog import CollectionRow, validate_name
 from huedb.engine.engine import Engine
 from huedb.engine.filters import RecordFilter
 from huedb.engine.record_values import stored_json
+from huedb.engine.registry import engine_for_this_process
 from huedb.errors import InvalidArgumentError, NotFoundError, ResetDisabledError
 from huedb.record_batch import RecordBatch
 from huedb.search.bounds import check_bounds
@@ -48,12 +51,23 @@ from huedb.version import __version__
 # Collections whose schema facts a process keeps (a few hundred bytes each).
 COLLECTIONS_KEPT = 4096
 
+_reopen_lock = threading.Lock()
+
+
+def _new_reopen_lock() -> None:
+    global _reopen_lock
+    _reopen_lock = threading.Lock()  # the parent may have held it while forking
+
+
+os.register_at_fork(after_in_child=_new_reopen_lock)
+
 
 class LocalAPI(ServerAPI):
     """All operations against one engine, validated as a server would."""
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
-        self.engine = engine
+        self._engine = engine
+        self._engine_pid = os.getpid()
         self.settings = settings
         # Which filters each collection's schema refuses (a schema's indexes never change,
         # and a collection id is never reused, so this is never stale).
@@ -61,6 +75,17 @@ class LocalAPI(ServerAPI):
         # The schema of each searched collection (read once: what a search uses of it, the
         # sparse, inverted and full-text indexes, never changes).
         self._search_schemas: BoundedCache[str, dict[str, Any]] = BoundedCache(COLLECTIONS_KEPT)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine; in a process forked after it was opened, the store opened afresh (the
+        parent's connections must not be used there)."""
+        if self._engine_pid != os.getpid():
+            with _reopen_lock:
+                if self._engine_pid != os.getpid():
+                    self._engine = engine_for_this_process(self._engine)
+                    self._engine_pid = os.getpid()
+        return self._engine
 
     # -- system ------------------------------------------------------------------------
 

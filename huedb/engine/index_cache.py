@@ -33,6 +33,7 @@ import dataclasses
 import functools
 import itertools
 import logging
+import os
 import threading
 import time
 import weakref
@@ -102,6 +103,8 @@ class _Build:
 
 
 _running_builds: weakref.WeakSet[_Build] = weakref.WeakSet()
+# A forked child has none of them: their threads, events and feeds are the parent's.
+os.register_at_fork(after_in_child=_running_builds.clear)
 
 
 @atexit.register

@@ -7,6 +7,12 @@ Engines are keyed by (store URL, data path): "" and the path for the SQLite stor
 directory, the URL and the directory of this node's derived files (or none) for a
 PostgreSQL store. Opening the same key twice in one process with different options is
 refused: one store connection (or pool) and one set of indexes serve the whole process.
+
+A process forked from one holding engines must not use them: their SQLite connections,
+PostgreSQL sockets, locks and threads belong to the parent. In the child they are set aside,
+never closed (closing them there would act on the parent's connections), and a client that
+held one opens the store afresh (`engine_for_this_process`). The process's in-memory store
+stays: the child's copy of it is the only one it has.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ EPHEMERAL = ":ephemeral:"
 
 @dataclass
 class _Entry:
+    key: tuple[str, str]
     engine: Engine
     options: EngineOptions
     owner: Hashable
@@ -33,6 +40,8 @@ class _Entry:
 
 _lock = threading.Lock()
 _engines: dict[tuple[str, str], _Entry] = {}
+# Engines a forked process inherited: kept referenced so that nothing closes them here.
+_inherited: list[_Entry] = []
 
 
 def registry_key(store: str, path: Path | None) -> tuple[str, str]:
@@ -73,8 +82,31 @@ def acquire_engine(
         if options is None:
             options = _environment_options(chosen)
         engine = Engine(None if path is None else Path(key[1]), options)
-        _engines[key] = _Entry(engine, options, owner, 1)
+        _engines[key] = _Entry(key, engine, options, owner, 1)
         return engine
+
+
+def engine_for_this_process(engine: Engine) -> Engine:
+    """`engine` itself, or when it was inherited through a fork, this process's engine of
+    the same store and path (acquired: give it back with `release_engine`)."""
+    with _lock:
+        entry = next((e for e in _inherited if e.engine is engine), None)
+    if entry is None:
+        return engine
+    path = entry.key[1]
+    return acquire_engine(None if path == EPHEMERAL else Path(path), entry.options, entry.owner)
+
+
+def _set_aside_inherited_engines() -> None:
+    """In a forked child: engines on a store outside this process's memory are set aside."""
+    global _lock
+    _lock = threading.Lock()  # the parent may have held it while forking
+    for key in list(_engines):
+        if key != ("", EPHEMERAL):
+            _inherited.append(_engines.pop(key))
+
+
+os.register_at_fork(after_in_child=_set_aside_inherited_engines)
 
 
 def _environment_options(store: str | None) -> EngineOptions:
