@@ -112,9 +112,11 @@ class _Renderer:
         return sql if positive(term.op) == term.op else f"NOT ({sql})"
 
     def _substring(self, text: str) -> str:
-        """Case-sensitive substring test, narrowed by the trigram index when it helps."""
+        """Case-sensitive substring test, narrowed by the trigram index when it helps (and
+        the text can be written as its query)."""
         exact = "coalesce(instr(r.document, ?), 0) > 0"
-        if not MIN_INDEXED_SUBSTRING <= len(text) <= MAX_INDEXED_SUBSTRING:
+        # The full-text index's query syntax cannot hold a NUL (an "unterminated string").
+        if not MIN_INDEXED_SUBSTRING <= len(text) <= MAX_INDEXED_SUBSTRING or "\0" in text:
             self.params.append(text)
             return exact
         self.params.extend(('"' + text.replace('"', '""') + '"', text))

@@ -40,6 +40,7 @@ from huedb.engine.record_values import (
 from huedb.engine.sparse_postings import sparse_changed
 from huedb.engine.sqlite_store import filters as sql_filters
 from huedb.engine.sqlite_store.schema_keys import SchemaKeysSQL
+from huedb.errors import InvalidArgumentError
 from huedb.record_batch import RecordBatch, plain_metadatas
 
 # `digests_recent` size that triggers a merge into `digests`: about sqrt(1000 n) at n = 1M,
@@ -51,6 +52,24 @@ RELEASE_PAGES = 256  # free pages returned to the file system per oplog prune, a
 def json_list(values: Iterable[Any]) -> str:
     """A JSON array parameter for `json_each(?)`."""
     return json.dumps(list(values), ensure_ascii=False)
+
+
+# Bound parameters a statement may carry (SQLite's default limit is 32,766).
+MAX_BOUND_IDS = 32_000
+
+
+def id_list(ids: Sequence[str]) -> tuple[str, list[Any]]:
+    """A subquery yielding `ids` and its parameters: one JSON array for `json_each`, or
+    bound one by one when an id holds a NUL (`json_each` cuts a string there, so the id
+    `"a\\0b"` would match the record `"a"`)."""
+    if "\0" not in "".join(ids):
+        return "SELECT value FROM json_each(?)", [json_list(ids)]
+    if len(ids) > MAX_BOUND_IDS:
+        raise InvalidArgumentError(
+            f"At most {MAX_BOUND_IDS} ids a request when an id holds a NUL character, "
+            f"got {len(ids)}"
+        )
+    return "VALUES " + ", ".join(["(?)"] * len(ids)), list(ids)
 
 
 def _blob_and_digest(vector: np.ndarray) -> tuple[bytes, int]:
@@ -99,11 +118,9 @@ def _matching(cid: int, flt: RecordFilter) -> tuple[str, list[Any]]:
         # Keys looked up through `records_by_id` first: written as `r.id IN (...)`, the
         # planner walks the whole collection in key order through `records_by_collection`
         # to skip a sort (19 ms instead of 1 ms for 1,000 ids at 100k records).
-        sql += (
-            " AND r.key IN (SELECT key FROM records WHERE cid = ? "
-            "AND id IN (SELECT value FROM json_each(?)))"
-        )
-        params += [cid, json_list(flt.ids)]
+        ids_sql, ids_params = id_list(flt.ids)
+        sql += f" AND r.key IN (SELECT key FROM records WHERE cid = ? AND id IN ({ids_sql}))"
+        params += [cid, *ids_params]
     if flt.tree is not None:
         filter_sql, filter_params = sql_filters.predicate(flt.tree, cid)
         sql += f" AND {filter_sql}"
@@ -119,9 +136,9 @@ class RecordsSQL(SchemaKeysSQL):
     # -- writes ------------------------------------------------------------------------
 
     def existing_keys(self, cid: int, ids: Sequence[str]) -> dict[str, int]:
+        ids_sql, ids_params = id_list(ids)
         rows = self._conn.execute(
-            "SELECT id, key FROM records WHERE cid = ? AND id IN (SELECT value FROM json_each(?))",
-            (cid, json_list(ids)),
+            f"SELECT id, key FROM records WHERE cid = ? AND id IN ({ids_sql})", (cid, *ids_params)
         )
         return dict(rows)
 
