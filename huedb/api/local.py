@@ -39,7 +39,13 @@ from huedb.engine.engine import Engine
 from huedb.engine.filters import RecordFilter
 from huedb.engine.record_values import stored_json
 from huedb.engine.registry import engine_for_this_process
-from huedb.errors import InvalidArgumentError, NotFoundError, ResetDisabledError
+from huedb.errors import (
+    InvalidArgumentError,
+    NotFoundError,
+    ResetDisabledError,
+    StorageIOError,
+    StorageUnavailableError,
+)
 from huedb.record_batch import RecordBatch
 from huedb.search.bounds import check_bounds
 from huedb.search.evaluate import SearchRun
@@ -340,6 +346,8 @@ class LocalAPI(ServerAPI):
         except NotFoundError:
             self._search_schemas.pop(collection_id)
             raise
+        except (StorageUnavailableError, StorageIOError):
+            raise  # the store failed: asking it again would wait as long once more
         except Exception:
             if cached:
                 self.engine.get_collection_by_uuid(collection_id)
