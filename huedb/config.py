@@ -138,3 +138,20 @@ class Settings:
         if name in extras:
             return extras[name]
         raise AttributeError(name)
+
+
+def settings_of(value: Any) -> Settings:
+    """huedb's `Settings` for what a client was given: huedb's own (as they are), None (the
+    defaults), or chromadb's `Settings`, whose fields that were set carry over by name (code
+    written for chromadb passes them, e.g. `Settings(anonymized_telemetry=False)`)."""
+    if value is None:
+        return Settings()
+    if isinstance(value, Settings):
+        return value
+    chosen = getattr(value, "model_fields_set", None)
+    if not isinstance(chosen, set):
+        raise TypeError(
+            f"Expected huedb.Settings or chromadb.config.Settings, got {type(value).__name__}"
+        )
+    # chromadb's implementation names mean nothing here: huedb picks its own.
+    return Settings(**{name: getattr(value, name) for name in chosen - _NOT_FROM_ENV})

@@ -12,7 +12,7 @@ from huedb.api.embedding_identity import check_embedding_function
 from huedb.api.local import LocalAPI
 from huedb.api.requests import CreateCollectionRequest
 from huedb.api.types import CollectionModel
-from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
+from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings, settings_of
 from huedb.engine.registry import acquire_engine, close_all_engines, release_engine
 from huedb.errors import NotFoundError
 
@@ -52,7 +52,7 @@ class Client:
         database: str = DEFAULT_DATABASE,
         server: ServerAPI | None = None,
     ) -> None:
-        self._settings = settings or Settings()
+        self._settings = settings_of(settings)
         self._owns_engine = server is None
         if server is None:
             server = _local_api(self._settings)
@@ -263,7 +263,7 @@ def EphemeralClient(  # noqa: N802 - chromadb's factory name
 ) -> Client:
     """An in-memory store shared by every EphemeralClient of this process (always SQLite,
     whatever `huedb_store` or HUEDB_STORE say)."""
-    settings = settings or Settings()
+    settings = settings_of(settings)
     settings.is_persistent = False
     settings.huedb_store = ""
     return Client(settings, tenant, database)
@@ -278,7 +278,7 @@ def PersistentClient(  # noqa: N802 - chromadb's factory name
     """A store in a directory, safe to open from any number of processes at once; with
     `settings.huedb_store` (or HUEDB_STORE) a PostgreSQL URL, the store is that database and
     the directory holds only this process's derived files (index snapshots)."""
-    settings = settings or Settings()
+    settings = settings_of(settings)
     settings.is_persistent = True
     settings.persist_directory = str(path)
     return Client(settings, tenant, database)
@@ -298,7 +298,7 @@ def HttpClient(  # noqa: N802 - chromadb's factory name
     # users never need (measured with `python -X importtime -c "import huedb"`).
     from huedb.api.http import HttpServerAPI
 
-    settings = settings or Settings()
+    settings = settings_of(settings)
     if "://" in host:
         base_url = host.rstrip("/")
         base_url = base_url.removesuffix("/api/v2")
