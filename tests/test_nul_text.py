@@ -1,5 +1,5 @@
-"""Text holding a NUL character on the SQLite store: an id is the whole string, never what
-precedes the NUL, and a document filter may hold one.
+"""Text holding a NUL character on the SQLite store: an id or a metadata key is the whole
+string, never what precedes the NUL, and a document filter may hold one.
 
 SQLite's `json_each` ends a string at an escaped NUL, so ids sent to it as one JSON array
 made `delete(ids=["victim\\0anything"])` delete the record `victim`; the full-text index's
@@ -55,3 +55,12 @@ def test_too_many_ids_with_a_nul_are_refused_whole(col) -> None:  # noqa: ANN001
     with pytest.raises(InvalidArgumentError, match="NUL"):
         col.delete(ids=ids)
     assert col.count() == 3
+
+
+def test_a_metadata_key_with_a_nul_is_recorded_whole_in_the_schema(col) -> None:  # noqa: ANN001
+    col.add(ids=["warm"], embeddings=[[3.0, 3.0]], metadatas=[{"warm": 1}])
+    col.add(ids=["keyed"], embeddings=[[4.0, 4.0]], metadatas=[{"n\0ul": 1, "n": "x"}])
+    stored = huedb.EphemeralClient().get_collection("nul-text")  # as stored now
+    keys = stored.get_model().schema["keys"]  # type: ignore[union-attr]
+    assert {"n\0ul", "n", "warm"} <= set(keys)
+    assert col.get(where={"n\0ul": 1})["ids"] == ["keyed"]

@@ -50,16 +50,27 @@ class SchemaKeysSQL:
         )
 
     def _unknown_pairs(self, cid: int, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """The pairs this connection does not know to be stored (all of them on first use)."""
+        """The pairs this connection does not know to be stored (all of them on first use).
+
+        Pairs go to SQLite as one JSON array, and come back as their positions: `json_each`
+        ends a string at an escaped NUL, so a name holding one is looked up bound."""
         sql = (
-            "SELECT json_extract(p.value, '$[0]'), json_extract(p.value, '$[1]') "
-            f"FROM json_each(?) p WHERE NOT EXISTS (SELECT 1 FROM {_KNOWN_TABLE} k "
-            "WHERE k.cid = ? AND k.name = json_extract(p.value, '$[0]') "
+            "SELECT p.key FROM json_each(?) p WHERE NOT EXISTS (SELECT 1 FROM "
+            f"{_KNOWN_TABLE} k WHERE k.cid = ? AND k.name = json_extract(p.value, '$[0]') "
             "AND k.type = json_extract(p.value, '$[1]')) ORDER BY p.key"
         )
-        param = json.dumps(pairs, ensure_ascii=False)
+        plain = [pair for pair in pairs if "\0" not in pair[0]]
+        with_nul = [pair for pair in pairs if "\0" in pair[0]]
+        param = json.dumps(plain, ensure_ascii=False)
         try:
-            return [(r[0], r[1]) for r in self._conn.execute(sql, (param, cid))]
+            unknown = {plain[r[0]] for r in self._conn.execute(sql, (param, cid))}
+            known_sql = f"SELECT 1 FROM {_KNOWN_TABLE} WHERE cid = ? AND name = ? AND type = ?"
+            unknown.update(
+                pair
+                for pair in with_nul
+                if self._conn.execute(known_sql, (cid, *pair)).fetchone() is None
+            )
+            return [pair for pair in pairs if pair in unknown]
         except sqlite3.OperationalError as exc:
             if "no such table" not in str(exc):
                 raise
