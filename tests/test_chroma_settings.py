@@ -1,6 +1,7 @@
-"""Code written for chromadb passes chromadb's own `Settings` to the clients (the switch is
-one import: `from chromadb.config import Settings` still imports chromadb's): the fields it
-set carry over, and anything else is a clear TypeError."""
+"""Code written for chromadb runs on huedb unchanged but for the one import: it passes
+chromadb's own `Settings` to the clients (`from chromadb.config import Settings` still
+imports chromadb's), whose given fields carry over (anything else is a clear TypeError),
+and it gets embeddings back as chromadb returns them."""
 
 from __future__ import annotations
 
@@ -43,3 +44,22 @@ def test_only_the_fields_chromadb_was_given_carry_over() -> None:
 def test_something_else_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="huedb.Settings or chromadb.config.Settings, got dict"):
         huedb.EphemeralClient({"allow_reset": True})  # type: ignore[arg-type]
+
+
+def test_embeddings_come_back_as_chromadb_returns_them() -> None:
+    """float64 and writable (chromadb's in-process client): code normalises them in place
+    (`e /= norm`) or writes them to JSON as Python floats."""
+    import chromadb
+    import numpy as np
+
+    results = []
+    for module in (chromadb, huedb):
+        col = module.EphemeralClient().get_or_create_collection("returned-vectors")
+        col.upsert(ids=["a", "b"], embeddings=[[1.0, 2.0], [3.0, 4.1]])
+        got = col.get(include=["embeddings"])["embeddings"]
+        found = col.query(query_embeddings=[[1.0, 2.0]], n_results=2, include=["embeddings"])
+        first = found["embeddings"][0]
+        got /= np.linalg.norm(got, axis=1, keepdims=True)  # in place
+        results.append((got.dtype, first.dtype, first.flags.writeable, got.tolist()))
+    assert results[0] == results[1]
+    assert results[1][0] == np.float64

@@ -223,12 +223,10 @@ class Collection:
                 )
         limit = v.validate_limit_offset(limit, "limit")
         offset = v.validate_limit_offset(offset, "offset")
-        wire_include = [i for i in include if i != "data"]
-        if "data" in include and "uris" not in wire_include:
-            wire_include.append("uris")
+        include, wire_include = _with_data(include)
         request = GetRequest(id_list, where, where_document, limit, offset, wire_include)
         result = self._client.get(self._target_id(), request)
-        return self._finish(result, include)
+        return self._finish(result, include, per_query=False)
 
     def peek(self, limit: int = 10) -> GetResult:
         """The first records with embeddings, metadatas and documents."""
@@ -248,32 +246,31 @@ class Collection:
     ) -> QueryResult:
         """The n_results nearest records to each query, among those matching the filters."""
         with v.validation_context("query"):
-            given = [
-                x
-                for x in (query_embeddings, query_texts, query_images, query_uris)
-                if x is not None
-            ]
-            if not given:
-                raise ValueError(
-                    "At least one of one of embeddings, documents, images, uris must be provided"
-                )
+            fields = {
+                "embeddings": v.normalize_embeddings(query_embeddings),
+                "documents": v.maybe_list(query_texts),
+                "images": v.maybe_list(query_images),
+                "uris": v.maybe_list(query_uris),
+            }
+            v.check_lengths(**fields)
+            matrix = fields["embeddings"]
+            v.check_documents(fields["documents"], nullable=matrix is not None)
+            v.check_images(fields["images"])
             id_list = None if ids is None else v.normalize_query_ids(ids)
             self._check_filters(where, where_document)
             include = v.validate_include(
                 DEFAULT_QUERY_INCLUDE if include is None else include, allow_distances=True
             )
             n_results = v.validate_n_results(n_results)
-            if query_embeddings is None:
-                if query_texts is None:
-                    raise ValueError("Images and URIs need an embedding function and data loader")
-                query_embeddings = self._embed(v.maybe_list(query_texts), query=True)
-            matrix = v.normalize_embeddings(query_embeddings)
-            assert matrix is not None
+            if matrix is None:
+                embedded = self._embed_one_of(fields, {"documents", "images", "uris"}, query=True)
+                matrix = v.normalize_embeddings(embedded)
+                assert matrix is not None
         v.finite_or_error(matrix)
-        wire_include = [i for i in include if i != "data"]
+        include, wire_include = _with_data(include)
         request = QueryRequest(matrix, n_results, id_list, where, where_document, wire_include)
         result = self._client.query(self._target_id(), request)
-        return self._finish(result, include)
+        return self._finish(result, include, per_query=True)
 
     # -- collection changes ------------------------------------------------------------
 
@@ -307,18 +304,16 @@ class Collection:
         if where_document is not None:
             v.validate_where_document(where_document)
 
-    def _finish(self, result: Any, include: list[str]) -> Any:
+    def _finish(self, result: Any, include: list[str], per_query: bool) -> Any:
+        """Chroma's result shaping: data loaded from the uris (one list per query)."""
         result["included"] = list(include)
         result["metadatas"] = v.read_metadatas(result.get("metadatas"))
+        uris = result.get("uris")
+        if "data" in include and self._data_loader is not None and uris is not None:
+            loader = self._data_loader
+            result["data"] = [loader(u) for u in uris] if per_query else loader(uris)
         if "uris" not in include:
             result["uris"] = None
-        if "data" in include and self._data_loader is not None and result.get("uris"):
-            uris = result["uris"]
-            result["data"] = (
-                [self._data_loader(u) for u in uris]
-                if uris and isinstance(uris[0], list)
-                else self._data_loader(uris)
-            )
         return result
 
     def _embed(self, inputs: list[Any] | None, query: bool = False) -> np.ndarray:
@@ -328,6 +323,24 @@ class Collection:
         fn = getattr(ef, "embed_query", None) if query else None
         vectors = fn(inputs) if callable(fn) else ef(inputs)
         return np.asarray([np.asarray(x, dtype=np.float32) for x in vectors], dtype=np.float32)
+
+    def _embed_one_of(
+        self, fields: dict[str, Any], embeddable: set[str], query: bool = False
+    ) -> np.ndarray:
+        """Chroma's `_embed_record_set`: embed the one given field of `embeddable`, uris
+        as the data the data loader reads for them. An error names the fields in the set's
+        (hash) order, as Chroma's does."""
+        given = [name for name in embeddable if fields[name] is not None]
+        if len(given) != 1:
+            raise ValueError(f"Exactly one of {', '.join(embeddable)} must be provided")
+        inputs = fields[given[0]]
+        if given[0] == "uris":
+            if self._data_loader is None:
+                raise ValueError(
+                    "You must set a data loader on the collection if loading from URIs."
+                )
+            inputs = self._data_loader(uris=inputs)
+        return self._embed(inputs, query=query)
 
     def _recorded_or_default_embedder(self) -> Any:
         """Chroma's fallback when no embedding function is given: the default one, unless
@@ -375,22 +388,34 @@ class Collection:
         imgs = v.maybe_list(images)
         matrix = v.normalize_embeddings(embeddings)
         v.check_lengths(
-            id_list, embeddings=matrix, metadatas=metas, documents=docs, images=imgs, uris=uri_list
+            ids=id_list,
+            embeddings=matrix,
+            metadatas=metas,
+            documents=docs,
+            images=imgs,
+            uris=uri_list,
         )
         v.check_unique(id_list)
         if metas is not None and not plain_metadatas(metas):
             metas = [None if m is None else v.checked_metadata(m) for m in metas]
-        if docs is not None:
-            for d in docs:
-                if d is not None and not isinstance(d, str):
-                    raise ValueError(f"Expected document to be a str, got {d!r}")
-        require_embeddings = op != "update"
-        if matrix is None and (require_embeddings or docs is not None or imgs is not None):
-            if docs is not None:
-                matrix = self._embed(docs)
-            elif imgs is not None:
-                matrix = self._embed(imgs)
-            elif require_embeddings:
-                raise ValueError("Exactly one of documents, images, uris must be provided")
+        v.check_documents(docs, nullable=matrix is not None)
+        v.check_images(imgs)
+        if matrix is None:
+            # Chroma embeds uris (through the data loader) on add only; an update without
+            # documents or images keeps the stored embeddings.
+            fields = {"documents": docs, "images": imgs, "uris": uri_list}
+            if op == "add":
+                matrix = self._embed_one_of(fields, {"documents", "images", "uris"})
+            elif op == "upsert" or docs is not None or imgs is not None:
+                matrix = self._embed_one_of(fields, {"documents", "images"})
         metas = collection_schema.sparse_embedded_metadatas(self._model.schema, metas, docs)
         return RecordBatch(id_list, matrix, metas, docs, uri_list)
+
+
+def _with_data(include: list[str]) -> tuple[list[str], list[str]]:
+    """The include a result reports, and the one sent to the engine: as in Chroma, "data"
+    adds "uris" to both (the engine reads metadatas for it, as Chroma's does)."""
+    if "data" not in include or "uris" in include:
+        return include, include
+    include = [*include, "uris"]
+    return include, include

@@ -311,7 +311,7 @@ class LocalAPI(ServerAPI):
         fields = [_fields(rows, include) for rows in per_query]
 
         def column(name: str) -> list[Any] | None:
-            return [f[name] for f in fields] if name in include else None
+            return [f[name] for f in fields] if _wanted(name, include) else None
 
         return QueryResult(
             ids=[[r[1] for r in rows] for rows in per_query],
@@ -357,13 +357,19 @@ class LocalAPI(ServerAPI):
         return answer
 
 
+def _wanted(field: str, include: list[str]) -> bool:
+    """Whether a result field is read: Chroma's engine reads metadatas for "data" too (its
+    IncludeList maps the item so)."""
+    return field in include or (field == "metadatas" and "data" in include)
+
+
 def _fields(rows: list[tuple], include: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"embeddings": None, "documents": None, "uris": None, "metadatas": None}
     if "documents" in include:
         out["documents"] = [r[2] for r in rows]
     if "uris" in include:
         out["uris"] = [r[3] for r in rows]
-    if "metadatas" in include:
+    if _wanted("metadatas", include):
         # Chroma returns {} rather than None for a record that has a uri but no metadata.
         out["metadatas"] = [
             stored_json(r[4]) if r[4] else ({} if r[3] is not None else None) for r in rows
@@ -371,7 +377,9 @@ def _fields(rows: list[tuple], include: list[str]) -> dict[str, Any]:
     if "embeddings" in include:
         if rows:
             blob = b"".join(r[5] for r in rows)
-            out["embeddings"] = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), -1)
+            # float64 and writable, as chromadb returns them (the float32 values, exactly)
+            stored = np.frombuffer(blob, dtype=np.float32).reshape(len(rows), -1)
+            out["embeddings"] = stored.astype(np.float64)
         else:
             out["embeddings"] = np.array([])
     return out

@@ -345,15 +345,31 @@ def validate_where_document(where_document: Any) -> None:
         )
 
 
-def check_lengths(ids: Sequence[str], **fields: Sequence[Any] | np.ndarray | None) -> None:
-    """All given per-record fields must have one entry per id."""
-    lengths = {"ids": len(ids)}
-    for name, value in fields.items():
-        if value is not None:
-            lengths[name] = len(value)
-    if len(set(lengths.values())) > 1:
-        detail = ", ".join(f"{k}: {v}" for k, v in lengths.items())
+def check_lengths(**fields: Sequence[Any] | np.ndarray | None) -> None:
+    """Chroma's record-set length check: some field given, none empty, all of one length."""
+    given = {name: len(value) for name, value in fields.items() if value is not None}
+    if not given:
+        raise ValueError(f"At least one of one of {', '.join(fields)} must be provided")
+    empty = [name for name, n in given.items() if n == 0]
+    if empty:
+        raise ValueError(f"Non-empty lists are required for {empty}")
+    if len(set(given.values())) > 1:
+        detail = ", ".join(f"{k}: {n}" for k, n in given.items())
         raise ValueError(f"Unequal lengths for fields: {detail}")
+
+
+def check_documents(documents: list[Any] | None, nullable: bool) -> None:
+    """Documents must be strings; None entries only when embeddings are given (`nullable`)."""
+    for document in documents or ():
+        if not (isinstance(document, str) or (document is None and nullable)):
+            raise ValueError(f"Expected document to be a str, got {document}")
+
+
+def check_images(images: list[Any] | None) -> None:
+    """Images must be numpy arrays of at least two dimensions, as chromadb's `is_image`."""
+    for image in images or ():
+        if not isinstance(image, np.ndarray) or image.ndim < 2:
+            raise ValueError(f"Expected image to be a numpy array, got {image}")
 
 
 def finite_or_error(matrix: np.ndarray) -> None:
