@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from huedb.execution.expression.plan import Search
+from huedb.execution.expression.rank import query_to_wire
 from huedb.execution.read_level import ReadLevel
 from huedb.execution.string_queries import embed_search
 from huedb.utils.embedding_functions import sparse_known_embedding_functions
@@ -19,13 +20,36 @@ def request_body(
 ) -> dict[str, Any]:
     """The JSON body of a search request: `{"searches": [...], "read_level": ...}`."""
     items = list(searches) if isinstance(searches, list | tuple) else [searches]
-    for item in items:
-        if not isinstance(item, Search):
-            raise TypeError(f"Expected Search objects, got {type(item).__name__}")
     embedder = _Embedder(schema or {}, dense)
-    payloads = [embed_search(s, embedder).to_dict() for s in items]
+    payloads = [_payload(item, embedder) for item in items]
     level = ReadLevel(read_level if read_level is not None else ReadLevel.INDEX_AND_WAL)
     return {"searches": payloads, "read_level": level.value}
+
+
+def _payload(item: Any, embedder: _Embedder) -> dict[str, Any]:
+    """One search's wire form. chromadb's own `Search` objects (code written for chromadb,
+    e.g. LangChain's hybrid search) are taken by their `to_dict()`, string Knn queries
+    embedded there."""
+    if isinstance(item, Search):
+        return embed_search(item, embedder).to_dict()
+    if type(item).__name__ == "Search" and callable(getattr(item, "to_dict", None)):
+        payload = item.to_dict()
+        if isinstance(payload, dict):
+            return _embed_wire(payload, embedder)
+    raise TypeError(f"Expected Search objects, got {type(item).__name__}")
+
+
+def _embed_wire(node: Any, embedder: _Embedder) -> Any:
+    """A search's wire form with the string query of every `$knn` embedded."""
+    if isinstance(node, list):
+        return [_embed_wire(n, embedder) for n in node]
+    if not isinstance(node, dict):
+        return node
+    knn = node.get("$knn")
+    if len(node) == 1 and isinstance(knn, dict) and isinstance(knn.get("query"), str):
+        key = knn.get("key", "#embedding")
+        return {"$knn": {**knn, "query": query_to_wire(embedder(key, knn["query"]))}}
+    return {k: _embed_wire(v, embedder) for k, v in node.items()}
 
 
 class _Embedder:
