@@ -3,11 +3,11 @@
 
 Each record holding a sparse vector under the key owns a *slot*; its entries (term, slot,
 value) live in a *main* segment sorted by term, or, when written since the last compaction,
-in a small unsorted *delta*. A change never edits entries in place: the record's old slot is
-marked dead and it gets a new slot in the delta. Compaction (when dead and delta entries
-reach a quarter of the main segment) rewrites the live entries as a new main segment with
-dense slots. A term's document frequency is the number of its live entries, counted at query
-time, so it is always exact.
+in a small *delta* (kept by term, each term's entries in the order written). A change
+never edits entries in place: the record's old slot is marked dead and it gets a new slot in
+the delta. Compaction (when dead and delta entries reach a quarter of the main segment)
+rewrites the live entries as a new main segment with dense slots. A term's document
+frequency is the number of its live entries, counted at query time, so it is always exact.
 
 Scores follow `search/sparse_knn.py`, the scan they replace, to the bit: per record the
 float64 products `q_t * d_t` are summed in ascending term order (a stored vector's indices
@@ -217,8 +217,10 @@ class PostingColumn:
         self.term_start = np.zeros(1, dtype=np.int64)
         self.main_slots = np.empty(0, dtype=np.int32)
         self.main_values = np.empty(0, dtype=np.float32)
+        # The delta: pieces written since it was last read, and the entries before them by
+        # term (`_delta_entries`).
         self._delta: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._delta_arrays: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._delta_arrays = _no_entries()
         self.delta_entries = 0
         self.dead_entries = 0
         self._scratch: list[sparse_kernel.Scratch] = []  # the compiled loop's, not in use
@@ -285,7 +287,6 @@ class PostingColumn:
                 np.concatenate([v[1] for _, v in kept]),
             )
         )
-        self._delta_arrays = None
         self.delta_entries += int(lengths.sum())
         if self.dead_entries + self.delta_entries > max(
             MIN_COMPACT_ENTRIES, len(self.main_slots) // 4
@@ -303,17 +304,25 @@ class PostingColumn:
             setattr(self, name, grown)
 
     def _delta_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self._delta_arrays is None:
-            if self._delta:
-                terms, slots, values = (np.concatenate(p) for p in zip(*self._delta, strict=True))
-                self._delta_arrays = (terms, slots, values)
-                self._delta = [self._delta_arrays]
-            else:
-                self._delta_arrays = (
-                    np.empty(0, dtype=np.int64),
-                    np.empty(0, dtype=np.int32),
-                    np.empty(0, dtype=np.float32),
-                )
+        """The delta's (terms, slots, values) by term, each term's entries in the order they
+        were written: the pieces written since the last call are sorted (stably) and merged
+        in, so a change costs a copy of the delta, not a sort of it."""
+        if self._delta:
+            pieces = [np.concatenate(p) for p in zip(*self._delta, strict=True)]
+            order = np.argsort(pieces[0], kind="stable")
+            written = self._delta_arrays
+            # Each new entry after the entries already there of its term and those before it.
+            at = written[0].searchsorted(pieces[0][order], side="right")
+            at += np.arange(len(at))
+            old_at = np.ones(len(written[0]) + len(at), dtype=bool)
+            old_at[at] = False
+            merged = []
+            for before, piece in zip(written, pieces, strict=True):
+                out = np.empty(len(old_at), dtype=before.dtype)
+                out[at], out[old_at] = piece[order], before
+                merged.append(out)
+            self._delta_arrays = (merged[0], merged[1], merged[2])
+            self._delta = []
         return self._delta_arrays
 
     def _set_main(self, terms: np.ndarray, slots: np.ndarray, values: np.ndarray) -> None:
@@ -344,7 +353,7 @@ class PostingColumn:
         self.live = np.ones(len(alive), dtype=bool)
         self.n_slots = len(alive)
         self.slot_of.set(self.slot_keys, np.arange(len(alive)))
-        self._delta, self._delta_arrays = [], None
+        self._delta, self._delta_arrays = [], _no_entries()
         self.delta_entries = self.dead_entries = 0
 
     # -- snapshots -------------------------------------------------------------------
@@ -389,35 +398,9 @@ class PostingColumn:
     # -- queries ---------------------------------------------------------------------
 
     def postings(self, term: int) -> tuple[np.ndarray, np.ndarray]:
-        """Live (slots, values) of one term."""
-        return self._postings([term])[0]
-
-    def _postings(self, terms: list[int]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Live (slots, values) of each of `terms` (main segment first, then delta; each
-        slot's entries are all in one of them)."""
-        ids, starts = self.term_ids, self.term_start
-        found = np.searchsorted(ids, terms).tolist()
-        out = []
-        for term, at in zip(terms, found, strict=True):
-            if at < len(ids) and ids[at] == term:
-                lo, hi = int(starts[at]), int(starts[at + 1])
-                out.append((self.main_slots[lo:hi], self.main_values[lo:hi]))
-            else:
-                out.append((self.main_slots[:0], self.main_values[:0]))
-        if self.dead_entries:
-            out = [(s[alive], v[alive]) for s, v in out for alive in (self.live[s],)]
-        if self.delta_entries:
-            d_terms, d_slots, d_values = self._delta_entries()
-            for i, term in enumerate(terms):
-                at = np.flatnonzero(d_terms == term)
-                if len(at):
-                    at = at[self.live[d_slots[at]]]
-                    slots, values = out[i]
-                    out[i] = (
-                        np.concatenate([slots, d_slots[at]]),
-                        np.concatenate([values, d_values[at]]),
-                    )
-        return out
+        """Live (slots, values) of one term (main segment first, then delta)."""
+        slots, values, lo, hi = self._term_ranges([term])
+        return slots[lo[0] : hi[0]], values[lo[0] : hi[0]]
 
     def search(
         self,
@@ -516,20 +499,32 @@ class PostingColumn:
         self, terms: list[int]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(slots, values, lo, hi): the live entries of `terms[i]` are `slots[lo[i]:hi[i]]`
-        with `values[lo[i]:hi[i]]`; the main segment itself when the column has no dead or
-        delta entries (the usual state after a load, a scan or a compaction), else copies."""
-        if self.dead_entries or self.delta_entries or not len(self.term_ids):
-            parts = self._postings(terms)
-            counts = np.asarray([len(s) for s, _ in parts], dtype=np.int64)
-            hi = np.cumsum(counts)
-            slots = np.concatenate([s for s, _ in parts])
-            return slots, np.concatenate([v for _, v in parts]), hi - counts, hi
-        ids, starts = self.term_ids, self.term_start
+        with `values[lo[i]:hi[i]]`, those of the main segment first, then the delta's in the
+        order written; the main segment itself when the column has no dead or delta entries
+        (the usual state after a load, a scan or a compaction), else copies. Both segments
+        are sorted by term: O(terms x log(entries) + entries found), however big the delta."""
         wanted = np.asarray(terms, dtype=np.int64)
-        at = np.minimum(ids.searchsorted(wanted), len(ids) - 1)
-        lo = starts[at]
-        hi = np.where(ids[at] == wanted, starts[at + 1], lo)
-        return self.main_slots, self.main_values, lo, hi
+        main_lo, main_hi = _main_ranges(self.term_ids, self.term_start, wanted)
+        if not self.dead_entries and not self.delta_entries:
+            return self.main_slots, self.main_values, main_lo, main_hi
+        d_terms, d_slots, d_values = self._delta_entries()
+        delta_lo = d_terms.searchsorted(wanted, side="left")
+        delta_hi = d_terms.searchsorted(wanted, side="right")
+        counts = main_hi - main_lo + delta_hi - delta_lo
+        found = np.flatnonzero(counts)
+        bounds = (a[found].tolist() for a in (main_lo, main_hi, delta_lo, delta_hi))
+        slot_parts, value_parts = [self.main_slots[:0]], [self.main_values[:0]]
+        for m_lo, m_hi, d_lo, d_hi in zip(*bounds, strict=True):  # main entries, then delta's
+            slot_parts += (self.main_slots[m_lo:m_hi], d_slots[d_lo:d_hi])
+            value_parts += (self.main_values[m_lo:m_hi], d_values[d_lo:d_hi])
+        slots, values = np.concatenate(slot_parts), np.concatenate(value_parts)
+        ends = np.cumsum(counts)
+        if self.dead_entries:
+            alive = self.live[slots]
+            kept = np.concatenate([[0], np.cumsum(alive)])
+            counts = kept[ends] - kept[ends - counts]
+            slots, values, ends = slots[alive], values[alive], np.cumsum(counts)
+        return slots, values, ends - counts, ends
 
     def _best(
         self, slots: np.ndarray, measures: np.ndarray, limit: int, repeats: int
@@ -573,3 +568,20 @@ def _sorted_dots(slots: np.ndarray, products: np.ndarray) -> tuple[np.ndarray, n
     np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
     group = np.cumsum(first) - 1
     return ordered[first], np.bincount(group, products[order], int(group[-1]) + 1)
+
+
+def _no_entries() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Empty (terms, slots, values)."""
+    return np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.float32)
+
+
+def _main_ranges(
+    term_ids: np.ndarray, term_start: np.ndarray, wanted: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) of each of `wanted` in a main segment (lo == hi for a term it lacks)."""
+    if not len(term_ids):
+        empty = np.zeros(len(wanted), dtype=np.int64)
+        return empty, empty
+    at = np.minimum(term_ids.searchsorted(wanted), len(term_ids) - 1)
+    lo = term_start[at]
+    return lo, np.where(term_ids[at] == wanted, term_start[at + 1], lo)

@@ -134,9 +134,10 @@ def exact_distances(space: str, matrix: np.ndarray, query: np.ndarray) -> np.nda
 
 
 def rank_exact(space: str, matrix: np.ndarray, keys: np.ndarray, query: np.ndarray, k: int):
-    """The k best of the given rows by exact distance."""
+    """The k best of the given rows by exact distance, equal distances by key (insertion
+    order)."""
     dists = exact_distances(space, matrix, query)
-    order = np.argsort(dists, kind="stable")[:k]
+    order = np.lexsort((keys, dists))[:k]
     return keys[order], dists[order].astype(np.float32)
 
 
@@ -149,7 +150,8 @@ def top_k_exact(
     norms: np.ndarray | None = None,
     rows: np.ndarray | None = None,
 ) -> SearchHits:
-    """The k nearest rows: rough scores to shortlist, then direct distances to rank.
+    """The k nearest rows: rough scores to shortlist, then direct distances to rank (equal
+    distances by key, so equal vectors at the cut are kept in insertion order).
 
     Searches every row of `matrix`, or only `rows` of it; `keys` (and `norms`, the rows' L2
     norms if known: they save a pass for cosine) are aligned with the rows searched.
@@ -169,6 +171,9 @@ def top_k_exact(
             norms = None if norms is None else norms[order]
         rough = _rough_scores(space, matrix, query, rows, norms)
         picked = np.argpartition(rough, shortlist - 1)[:shortlist]
+        cut = rough[picked[-1]]
+        if cut == cut:  # and every row scoring the same as the last one kept (equal vectors)
+            picked = np.flatnonzero(rough <= cut)
     chosen = picked if rows is None else rows[picked]
     return rank_exact(space, matrix[chosen], keys[picked], query, k)
 
@@ -833,7 +838,7 @@ class VectorIndex:
         extra_keys, extra_dists = self.exact_among(query, k, missing, fetch)
         all_keys = np.concatenate([hits[0], extra_keys])
         all_dists = np.concatenate([hits[1], extra_dists])
-        order = np.argsort(all_dists, kind="stable")[:k]
+        order = np.lexsort((all_keys, all_dists))[:k]
         return all_keys[order], all_dists[order]
 
     def mismatched(self, keys: np.ndarray, stored: np.ndarray) -> list[int]:

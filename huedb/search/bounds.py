@@ -4,12 +4,15 @@ shared/chroma-search-api.md, open question 8). Beyond them: 422 `QuotaError`."""
 from __future__ import annotations
 
 from huedb.errors import RequestLimitError
-from huedb.search.plan import SearchRequest, knn_leaves
+from huedb.search.plan import SearchRequest, SparseQuery, knn_leaves
 
 MAX_SEARCHES = 100  # searches (payloads) of one request
 MAX_KNN_LIMIT = 10_000  # `limit` of one `$knn`
 MAX_KNN_PER_SEARCH = 32  # `$knn` leaves of one rank expression
 MAX_KNN_PER_REQUEST = 256  # `$knn` leaves of all the searches of one request
+# Indices of one sparse `$knn` query (BM25 queries hold tens, learned sparse ones hundreds);
+# each costs ~0.5 us of lookups under the engine lock, besides its postings.
+MAX_SPARSE_QUERY_INDICES = 100_000
 
 
 def check_bounds(request: SearchRequest) -> None:
@@ -38,4 +41,12 @@ def check_bounds(request: SearchRequest) -> None:
                 raise RequestLimitError(
                     f"searches[{i}].rank: $knn limit {leaf.limit} is more than the "
                     f"{MAX_KNN_LIMIT:,} huedb serves"
+                )
+            if (
+                isinstance(leaf.query, SparseQuery)
+                and len(leaf.query.indices) > MAX_SPARSE_QUERY_INDICES
+            ):
+                raise RequestLimitError(
+                    f"searches[{i}].rank: a sparse $knn query holds {len(leaf.query.indices):,} "
+                    f"indices; at most {MAX_SPARSE_QUERY_INDICES:,} are served"
                 )

@@ -4,8 +4,9 @@ Records are grouped by the tuple of their values for the group keys (a missing v
 group of its own; `1` and `1.0` are different groups). Each group keeps its first `k`
 records sorted by the aggregate keys (metadata values, or the score for `#score`):
 ascending for `$min_k`, descending for `$max_k`, ties in rank order. Values compare by type
-first (None < bool < int < float < str < sparse vector < array), then by value. The kept
-records are returned in rank order.
+first (None < bool < int < float < str < sparse vector < array), then by value; a NaN score
+is above every other (as in the rank order, where it comes last). The kept records are
+returned in rank order.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from huedb.search.plan import Grouping
-from huedb.search.ranks import score_order
+from huedb.search.ranks import score_order, score_value
 from huedb.search.sparse_knn import stored_sparse
 
 SCORE_KEY = "#score"
@@ -56,7 +57,7 @@ def group(
     def sort_key(record: Scored) -> tuple[Any, ...]:
         metadata = metadata_of.get(record[0]) or {}
         return tuple(
-            (3, float(record[1])) if k == SCORE_KEY else ordered_value(metadata.get(k))
+            (3, *score_value(record[1])) if k == SCORE_KEY else ordered_value(metadata.get(k))
             for k in aggregate.keys
         )
 

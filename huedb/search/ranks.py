@@ -88,5 +88,12 @@ def merge(a: Domain, b: Domain, op: Op) -> Domain:
 
 def score_order(key: int, score: np.float32) -> tuple[bool, float, int]:
     """Sort key of a scored record: ascending score, NaN last, then insertion order."""
+    return (*score_value(score), key)
+
+
+def score_value(score: np.float32 | float) -> tuple[bool, float]:
+    """A score as a sort key: ascending, NaN after everything. Every NaN (whatever its sign)
+    gives the same key, so the next key breaks their ties (NaN itself never compares
+    equal)."""
     value = float(score)
-    return (value != value, value, key)
+    return (True, 0.0) if value != value else (False, value)
