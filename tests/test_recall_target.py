@@ -381,3 +381,21 @@ def test_a_met_target_is_not_reported() -> None:
     assert rc.shortfall(None, 0.95, 100, chosen_by_user=True) is None  # nothing measured
     assert rc.shortfall(0.5, 0.0, 100, chosen_by_user=True) is None  # target off
     assert rc.shortfall(0.9495, 0.95, 1024, chosen_by_user=False) is not None
+
+
+def test_a_graph_measured_with_one_query() -> None:
+    """A graph of under 20 nodes is measured with one held-out query, which usearch answers
+    as one query's `Matches` rather than a batch's (the measurement raised AttributeError,
+    so such a graph was never measured)."""
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((12, 4)).astype(np.float32)
+    keys = np.arange(1, 13, dtype=np.uint64)
+    sample = rc.holdout_rows(len(keys))
+    assert len(sample) == 1
+    graph = build_graph(4, HnswParams(space="l2"), keys, vectors, skip=sample)
+    found, counts = search_graph(graph, vectors[sample], 14, 64)
+    assert found.shape == (1, 14) and counts.tolist() == [11]
+    got = rc.calibrate(
+        partial(search_graph, graph), "l2", rc.ArrayVectors(keys, vectors), sample, 0.95, [64]
+    )
+    assert got.queries == 1 and got.recall >= 0.8

@@ -1016,7 +1016,12 @@ def search_graph(
     expansion `ef` on every core: for measuring a graph that no query is using."""
     graph.expansion_search = search_expansion(ef, count)
     found = graph.search(queries, count, threads=0)
-    return np.asarray(found.keys, dtype=np.uint64), np.asarray(found.counts, dtype=np.int64)
+    keys = np.asarray(found.keys, dtype=np.uint64)
+    if keys.ndim == 1:  # usearch answers a one-row batch as one query's `Matches`
+        row = np.zeros((1, count), dtype=np.uint64)
+        row[0, : len(keys)] = keys[:count]
+        return row, np.asarray([min(len(keys), count)], dtype=np.int64)
+    return keys, np.asarray(found.counts, dtype=np.int64)
 
 
 def graph_keys(graph: Index) -> np.ndarray:
