@@ -38,7 +38,7 @@ from huedb.errors import (
 from huedb.ops import remote
 from huedb.ops.backup import backup, restore, storage_error
 from huedb.ops.stats import store_stats
-from huedb.ops.store import compact, describe, store_client, store_url
+from huedb.ops.store import compact, describe, refuse_inside_data, store_client, store_url
 from huedb.ops.verify import verify
 from huedb.options import env_name, without_password
 
@@ -89,10 +89,9 @@ def _client(args: argparse.Namespace, create: bool = False) -> Client:
 def cmd_backup(args: argparse.Namespace) -> int:
     _check_target(args)
     if args.url:
-        remote.download_backup(args.url, args.token, Path(args.out))
-        emit(f"backup written to {args.out}")
-        return 0
-    manifest = backup(_path(args), Path(args.out), store=args.store)
+        manifest = remote.download_backup(args.url, args.token, Path(args.out))
+    else:
+        manifest = backup(_path(args), Path(args.out), store=args.store)
     emit(
         f"backup written to {args.out}: {len(manifest.collections)} collections, "
         f"{record_total(manifest)} records"
@@ -113,6 +112,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from huedb.ops.parquet import export_collection
 
+    refuse_inside_data(Path(args.out), _path(args), "export file")  # before the store opens
     client = _client(args)
     try:
         report = export_collection(
@@ -127,6 +127,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from huedb.ops.parquet import import_collection
 
+    if not Path(args.file).is_file():  # before a store is created for it
+        raise UsageError(f"{args.file} is not a file; nothing was imported")
     client = _client(args, create=True)
     try:
         report = import_collection(

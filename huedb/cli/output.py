@@ -7,6 +7,8 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
+
 if TYPE_CHECKING:
     from huedb.ops.backup import Manifest
     from huedb.ops.chroma_import import MigrationReport
@@ -60,13 +62,23 @@ def stats_lines(stats: dict[str, Any]) -> Iterable[str]:
         )
         recall = "" if c["recall"] is None else f" recall@10 {c['recall']:.3f} at"
         yield (
-            f"  {c['name']}: {c['count']} x {c['dimension']} ({c['space']}), disk "
+            f"  {collection_label(c)}: {c['count']} x {c['dimension']} ({c['space']}), disk "
             f"{c['disk_bytes'] / MIB:.1f} MiB, index ~{c['index_memory_bytes'] / MIB:.1f} MiB"
             f"{latency}; recall target {c['recall_target']:.2f},{recall} ef_search "
             f"{c['ef_search']} ({c['ef_search_source']})"
         )
     for w in stats["warnings"]:
         yield f"WARNING: {w}"
+
+
+def collection_label(entry: dict[str, Any]) -> str:
+    """A stats entry's name, as `tenant/database/name` outside the default database (or from
+    a server too old to report them: the name alone)."""
+    tenant = entry.get("tenant", DEFAULT_TENANT)
+    database = entry.get("database", DEFAULT_DATABASE)
+    if (tenant, database) == (DEFAULT_TENANT, DEFAULT_DATABASE):
+        return entry["name"]
+    return f"{tenant}/{database}/{entry['name']}"
 
 
 def compact_line(report: CompactReport) -> str:

@@ -45,7 +45,7 @@ from huedb.engine.sqlite_store.schema import FORMAT_VERSION
 from huedb.engine.store_factory import open_store as open_bare_store
 from huedb.errors import BackupError, StorageFullError, StorageIOError
 from huedb.ops.progress import progress
-from huedb.ops.store import open_store, store_url
+from huedb.ops.store import open_store, refuse_inside_data, store_url
 from huedb.options import masked_url, resolve_options
 from huedb.version import __version__
 
@@ -97,8 +97,8 @@ def _watch_growth(path: Path, total: int, desc: str, show: bool | None) -> tuple
     return bar, finish
 
 
-def _process_alive(pid: str) -> bool:
-    """Whether a process id (from a temporary directory's name) is still running."""
+def process_alive(pid: str) -> bool:
+    """Whether a process id (from a temporary file's or directory's name) is still running."""
     return pid.isdigit() and Path(f"/proc/{pid}").exists()
 
 
@@ -116,6 +116,7 @@ def backup(
     """
     if isinstance(source, Engine):
         return _backup(source, out, show_progress)
+    refuse_inside_data(out, source, "backup file")  # before the store is opened
     url = store_url(store)
     if not url and source is not None and not (source / DB_FILENAME).exists():
         raise BackupError(f"{source} holds no huedb database ({DB_FILENAME} is missing)")
@@ -140,17 +141,18 @@ def remove_stale_admin_backups() -> list[Path]:
         owner = work_dir.name[len(ADMIN_TEMP_PREFIX) :].split("-", 1)[0]
         pids = [owner] if owner.isdigit() else []
         pids += [p.name.rsplit("-", 1)[-1] for p in work_dir.glob(".*.tmp-*")]
-        if pids and not any(_process_alive(pid) for pid in pids):
+        if pids and not any(process_alive(pid) for pid in pids):
             shutil.rmtree(work_dir, ignore_errors=True)
             removed.append(work_dir)
     return removed
 
 
 def _backup(engine: Engine, out: Path, show_progress: bool | None) -> Manifest:
+    refuse_inside_data(out, engine.path, "backup file")
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{out.name}.tmp-*"):
-        if not _process_alive(stale.name.rsplit("-", 1)[-1]):
+        if not process_alive(stale.name.rsplit("-", 1)[-1]):
             shutil.rmtree(stale, ignore_errors=True)  # left by a backup that was killed
     with contextlib.suppress(OSError):
         remove_stale_admin_backups()
@@ -214,6 +216,27 @@ def read_manifest(archive: Path) -> Manifest:
             return Manifest(**json.loads(member.read()))
     except (tarfile.TarError, KeyError, ValueError, TypeError, OSError) as exc:
         raise BackupError(f"{archive} is not a huedb backup: {exc}") from None
+
+
+def check_archive(archive: Path) -> Manifest:
+    """The manifest of a backup file whose database matches the manifest's size and SHA-256
+    (what restore checks before extracting anything); BackupError otherwise."""
+    manifest = read_manifest(archive)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with tarfile.open(archive, "r") as tar:
+            member = tar.extractfile(DB_FILENAME)
+            if member is None:
+                raise BackupError(f"{archive} has no {DB_FILENAME}")
+            while chunk := member.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except (tarfile.TarError, KeyError, EOFError) as exc:
+        raise BackupError(f"{archive} is not a huedb backup: {exc}") from None
+    if size != manifest.sqlite_bytes or digest.hexdigest() != manifest.sqlite_sha256:
+        raise BackupError(f"{archive} is corrupt: checksum mismatch")
+    return manifest
 
 
 def restore(
@@ -318,7 +341,7 @@ def _remove_stale_restores(data: Path) -> None:
     """Staged files of restores that were killed."""
     for stale in data.glob(".restore-*.sqlite3*"):
         pid = stale.name.split("-", 1)[1].split(".", 1)[0]
-        if not _process_alive(pid):
+        if not process_alive(pid):
             stale.unlink(missing_ok=True)
 
 

@@ -15,7 +15,14 @@ import numpy as np
 
 from huedb.api.client import Client
 from huedb.api.collection import Collection
-from huedb.engine.hnsw_config import collection_space
+from huedb.api.collection_config import embedding_function_identity
+from huedb.api.collection_schema import (
+    parse_schema,
+    schema_from_configuration,
+    update_vector_indexes,
+)
+from huedb.errors import NotFoundError
+from huedb.ops.collection_definition import create_like, differences, ef_search_chosen
 from huedb.ops.pages import collection_pages
 from huedb.ops.progress import progress
 
@@ -69,17 +76,17 @@ def reembed(
 ) -> ReembedReport:
     """Fill `target` with the documents of `source` embedded by `embedder`.
 
-    Safe to interrupt and run again: ids already in the target are not embedded again, and
-    ids are unique, so nothing is duplicated. Records without a document are skipped. The
+    A missing target is created like the source (`_create_target`). Safe to interrupt and
+    run again: ids already in the target are not embedded again, and ids are unique, so
+    nothing is duplicated. Records without a document are skipped. The
     source is read with `collection_pages`: one snapshot for a local store; over HTTP a
     concurrent delete that would skip live records stops the run with an error.
     """
     src = client.get_collection(source)
-    config = {"hnsw": {"space": collection_space(src.configuration_json, src.metadata)}}
-    metadata = {k: v for k, v in (src.metadata or {}).items() if not k.startswith("hnsw:")}
-    dst = client.get_or_create_collection(
-        target, configuration=config, metadata=metadata or None, embedding_function=embedder
-    )
+    try:
+        dst = client.get_collection(target, embedding_function=embedder)
+    except NotFoundError:
+        dst = _create_target(client, src, target, embedder)
     report = ReembedReport(source, target)
     total = src.count()
     bar = progress(total, f"reembed {source} -> {target}", enabled=show_progress)
@@ -99,7 +106,8 @@ def reembed(
                 ids=[ids[n] for n in todo],
                 embeddings=np.asarray(embedder(docs), dtype=np.float32),
                 documents=docs,
-                metadatas=[page.metadatas[n] for n in todo],
+                # A record with a uri and no metadata reads as {}, which `add` refuses.
+                metadatas=[page.metadatas[n] or None for n in todo],
                 uris=[page.uris[n] for n in todo],
             )
             report.embedded += len(todo)
@@ -108,6 +116,26 @@ def reembed(
     if report.without_document:
         logger.warning("%d records of %s have no document", report.without_document, source)
     return report
+
+
+def _create_target(client: Client, src: Collection, target: str, embedder: Any) -> Collection:
+    """Create `target` with the source's definition (space, HNSW settings and whether
+    `ef_search` was chosen, sparse and BM25 indexes with their functions, disabled inverted
+    indexes, full-text search, collection metadata without legacy `hnsw:*` keys), the dense
+    vector index's embedding function swapped for `embedder`. What could not be reproduced
+    is logged as a warning."""
+    model = src.get_model()
+    if model.schema is not None:
+        schema = parse_schema(model.schema)
+    else:  # a server that reports no schema: the one its configuration implies
+        schema = schema_from_configuration(model.configuration_json or {})
+    schema = update_vector_indexes(schema, {}, embedding_function_identity(embedder))
+    # The schema carries the settings of legacy keys; with them a schema cannot be given.
+    metadata = {k: v for k, v in (src.metadata or {}).items() if not k.startswith("hnsw:")}
+    created = create_like(client, target, metadata or None, schema, ef_search_chosen(src))
+    for message in differences(client, created, schema):
+        logger.warning(message)
+    return client.get_collection(target, embedding_function=embedder)
 
 
 @dataclass

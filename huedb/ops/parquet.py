@@ -60,11 +60,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from huedb.api.checks import checked_batch
 from huedb.api.client import Client
 from huedb.api.collection import Collection
 from huedb.api.types import CollectionModel
+from huedb.api.validation import checked_metadata
+from huedb.engine.engine import Engine
 from huedb.engine.hnsw_config import collection_space
-from huedb.errors import NotFoundError
+from huedb.errors import ChromaError, NotFoundError
 from huedb.ops.collection_definition import (
     create_like,
     differences,
@@ -73,6 +76,7 @@ from huedb.ops.collection_definition import (
 )
 from huedb.ops.pages import Page, collection_pages
 from huedb.ops.progress import progress
+from huedb.ops.store import refuse_inside_data
 from huedb.record_batch import RecordBatch
 from huedb.sparse_vector import SparseVector
 from huedb.version import __version__
@@ -142,11 +146,17 @@ def export_collection(
     batch_size: int = 5000,
     show_progress: bool | None = None,
 ) -> ExportReport:
-    """Stream a collection into a Parquet file (row group per batch), written atomically."""
+    """Stream a collection into a Parquet file (row group per batch), written atomically.
+
+    Refused inside the data directory of the store the collection was opened from.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     started = time.monotonic()
     out = Path(out)
+    engine = getattr(collection._client, "engine", None)
+    if isinstance(engine, Engine):
+        refuse_inside_data(out, engine.path, "export file")
     model = collection.get_model()
     configuration = dict(model.configuration_json or {})
     space = collection_space(configuration, collection.metadata)
@@ -395,22 +405,70 @@ def _open(path: Path) -> pq.ParquetFile:
     return pq.ParquetFile(path, page_checksum_verification=True)
 
 
-def check_file(path: Path) -> None:
-    """Read every page of a file, verifying page checksums and the huedb metadata digest.
+def check_file(path: Path, batch_size: int = CHECK_BATCH_ROWS) -> int | None:
+    """Read and check a whole file before anything is imported from it.
 
-    Raises ValueError naming the file when it is corrupt or is not Parquet.
+    Verifies the page checksums and the huedb metadata digest, then decodes every record in
+    batches of `batch_size` (the import's, so a batch is refused here when its upsert would
+    be) and checks it as `upsert` would: string ids, one dimension, finite values, metadata,
+    text fields, ids unique within a batch. Returns the records' dimension (the declared one
+    for a file without records). Raises ValueError naming the file and the rows.
     """
     try:
         parquet = _open(path)
         kv = read_file_metadata(path)
-        digest = kv.get(KEY_METADATA_SHA256)
-        if digest is not None and digest != metadata_digest(kv):
-            raise ValueError("its huedb metadata does not match its checksum")
-        for _ in parquet.iter_batches(batch_size=CHECK_BATCH_ROWS):
-            pass
-    except (OSError, pa.ArrowException, ValueError, EOFError) as exc:
+    except (OSError, pa.ArrowException, EOFError) as exc:
+        raise _corrupt(path, exc) from None
+    digest = kv.get(KEY_METADATA_SHA256)
+    if digest is not None and digest != metadata_digest(kv):
+        raise _corrupt(path, "its huedb metadata does not match its checksum")
+    layout = _Layout.of(parquet.schema_arrow, path)
+    dimension = _file_dimension(kv, parquet.schema_arrow.field(layout.embedding).type, path)
+    batches = parquet.iter_batches(batch_size=batch_size)  # every column: all checksums
+    start = 0
+    while True:
+        try:
+            batch = next(batches, None)
+        except (OSError, pa.ArrowException, EOFError) as exc:
+            raise _corrupt(path, exc) from None
+        if batch is None:
+            return dimension
+        records = _decode_batch(batch, layout, path, start)
+        if len(records):
+            assert records.embeddings is not None  # decoding refuses rows without one
+            batch_dim = records.embeddings.shape[1]
+            if dimension is not None and batch_dim != dimension:
+                raise ValueError(
+                    f"{path}: embeddings of dimension {batch_dim} in a file of dimension "
+                    f"{dimension} (rows from {start}); nothing was imported"
+                )
+            dimension = batch_dim
+            _check_records(records, path, start)
+        start += len(records)
+
+
+def _corrupt(path: Path, reason: object) -> ValueError:
+    return ValueError(f"{path} is corrupt or not a Parquet file ({reason}); nothing was imported")
+
+
+def _check_records(records: RecordBatch, path: Path, start: int) -> None:
+    """Refuse the records an upsert would refuse: the client's metadata checks, then the
+    server's (`checked_batch`), and empty ids (the engine's)."""
+    try:
+        if "" in records.ids:
+            raise ValueError("an id is empty")
+        metadatas = records.metadatas
+        if metadatas is not None:
+            metadatas = [None if m is None else checked_metadata(m) for m in metadatas]
+        checked_batch(
+            RecordBatch(
+                records.ids, records.embeddings, metadatas, records.documents, records.uris
+            ),
+            "upsert",
+        )
+    except (ValueError, TypeError, ChromaError) as exc:
         raise ValueError(
-            f"{path} is corrupt or not a Parquet file ({exc}); nothing was imported"
+            f"{path}: rows {start} to {start + len(records) - 1}: {exc}; nothing was imported"
         ) from None
 
 
@@ -430,7 +488,8 @@ def import_collection(
 ) -> ImportReport:
     """Upsert the records of a Parquet file into a new or existing collection, in batches.
 
-    The whole file is checked first (`check_file`): a corrupt file imports nothing. `space`
+    The whole file is checked first (`check_file`): a corrupt file, or one holding a record
+    the upsert would refuse, imports nothing and creates no collection. `space`
     is the distance of a collection the import creates, for files that carry none (the
     pandas export of Chroma); it must agree with the file's space when the file has one.
     """
@@ -440,16 +499,16 @@ def import_collection(
         raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
     started = time.monotonic()
     path = Path(path)
-    check_file(path)
+    with contextlib.suppress(Exception):
+        batch_size = min(batch_size, int(client.get_max_batch_size()))
+    dimension = check_file(path, batch_size)
     parquet = _open(path)
     kv = read_file_metadata(path)
-    layout = _Layout.of(parquet.schema_arrow, path)
     name = collection_name or kv.get(KEY_COLLECTION) or path.stem
     file_space = kv.get(KEY_SPACE) or None
     if space is not None and file_space is not None and space != file_space:
         raise ValueError(f"{path} was exported with space {file_space!r}, not {space!r}")
     file_space = file_space or space
-    file_dim = _file_dimension(kv, parquet.schema_arrow.field(layout.embedding).type, path)
     warnings: list[str] = []
     declared_rows, num_rows = kv.get(KEY_ROWS), parquet.metadata.num_rows
     if declared_rows and declared_rows.isdigit() and int(declared_rows) != num_rows:
@@ -464,7 +523,7 @@ def import_collection(
         collection = None
         created = True
     if collection is not None:
-        target_dim = _check_compatible(collection, name, file_space, file_dim, path)
+        _check_compatible(collection, name, file_space, dimension, path)
     else:
         if file_space is None:
             msg = (
@@ -478,29 +537,13 @@ def import_collection(
         for message in ef_search_difference(collection, _file_ef_search_chosen(kv)):
             log.warning(message)
             warnings.append(message)
-        target_dim = None
     space = collection_space(collection.configuration_json, collection.metadata)
 
-    with contextlib.suppress(Exception):
-        batch_size = min(batch_size, int(client.get_max_batch_size()))
     rows = batches = 0
-    dimension = file_dim
     bar = progress(parquet.metadata.num_rows, f"import {name}", enabled=show_progress)
     try:
         for records in read_batches(path, batch_size):
-            assert records.embeddings is not None  # decoding refuses rows without one
-            batch_dim = records.embeddings.shape[1]
-            if dimension is None:
-                dimension = batch_dim
-            elif batch_dim != dimension:
-                raise ValueError(
-                    f"{path}: embeddings of dimension {batch_dim} in a file of dimension "
-                    f"{dimension} (rows from {rows})"
-                )
-            if target_dim is not None and target_dim != batch_dim:
-                raise ValueError(_dimension_message(name, target_dim, batch_dim, path))
             collection.upsert(**records.given(), ids=records.ids)
-            target_dim = batch_dim
             rows += len(records)
             batches += 1
             bar.update(len(records))
@@ -559,8 +602,8 @@ def _check_compatible(
     file_space: str | None,
     file_dim: int | None,
     path: Path,
-) -> int | None:
-    """Refuse a space or dimension mismatch; returns the collection's dimension if known."""
+) -> None:
+    """Refuse a space or dimension mismatch."""
     have_space = collection_space(collection.configuration_json, collection.metadata)
     if file_space is not None and file_space != have_space:
         raise ValueError(
@@ -572,7 +615,6 @@ def _check_compatible(
         have_dim = _stored_dimension(collection)
     if have_dim is not None and file_dim is not None and have_dim != file_dim:
         raise ValueError(_dimension_message(name, have_dim, file_dim, path))
-    return have_dim
 
 
 def _json_or_none(text: str | None) -> Any:

@@ -5,12 +5,19 @@ An error status from the server raises `httpx.HTTPStatusError` carrying the stat
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from huedb.engine import fileio
+from huedb.errors import BackupError
+from huedb.ops.backup import Manifest, check_archive, process_alive
+
 ADMIN_ROUTE = "/api/v2/admin/"
+DOWNLOAD_SUFFIX = ".download-"  # `.{out.name}.download-{pid}`: a transfer in progress
 
 
 def _admin_url(url: str, route: str) -> str:
@@ -21,17 +28,46 @@ def _headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-def download_backup(url: str, token: str | None, out: Path) -> None:
-    """Stream a backup of the server at `url` (POST /api/v2/admin/backup) into `out`."""
+def download_backup(url: str, token: str | None, out: Path) -> Manifest:
+    """Stream a backup of the server at `url` (POST /api/v2/admin/backup) into `out`.
+
+    The file is received next to `out`, checked as restore checks it (manifest, size and
+    SHA-256 of the database), made durable and only then renamed over `out`: a transfer that
+    breaks off or delivers a damaged file leaves `out` as it was and no partial file.
+    """
+    out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_downloads(out)
+    tmp = out.with_name(f".{out.name}{DOWNLOAD_SUFFIX}{os.getpid()}")
     with httpx.stream(
         "POST", _admin_url(url, "backup"), headers=_headers(token), timeout=None
     ) as resp:
         if resp.status_code >= 400:
             message = f"HTTP {resp.status_code}: {resp.read().decode()}"
             raise httpx.HTTPStatusError(message, request=resp.request, response=resp)
-        with open(out, "wb") as f:
-            for chunk in resp.iter_bytes():
-                f.write(chunk)
+        try:
+            with fileio.atomic_writer(out, tmp) as f:
+                for chunk in resp.iter_bytes():
+                    f.write(chunk)
+                return check_archive(tmp)
+        except httpx.TransportError as exc:
+            raise BackupError(
+                f"the backup transfer from {url} broke off ({exc}); {out} was left unchanged"
+            ) from exc
+        except BackupError as exc:
+            raise BackupError(
+                f"the backup received from {url} is incomplete or damaged ({exc}); {out} was "
+                "left unchanged"
+            ) from exc
+
+
+def _remove_stale_downloads(out: Path) -> None:
+    """Partial files of downloads into `out` whose process is gone (killed mid-transfer)."""
+    for stale in out.parent.glob(f".{out.name}{DOWNLOAD_SUFFIX}*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not process_alive(pid):
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
 
 def fetch_stats(url: str, token: str | None) -> dict[str, Any]:

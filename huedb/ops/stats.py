@@ -13,7 +13,8 @@ Thresholds (documented in docs/operations.md):
   the user is too small, or the data needs a denser graph than the planner's largest ef
   reaches.
 
-`index_cache` gives the process's index memory (its budget, the bytes held, the resident
+Each collection's entry names its `tenant` and `database` (the same name may be used in
+several). `index_cache` gives the process's index memory (its budget, the bytes held, the resident
 collections from least to most recently used, the evicted ones, hits, misses and evictions):
 the figures of the process that answers (`huedb stats --url`: one server worker).
 """
@@ -81,8 +82,12 @@ def gather_stats(
     cache = engine.index_memory()
     held = {col.uuid: nbytes for col, nbytes in cache["resident"]}
     evicted = {col.uuid for col in cache["evicted"]}
+    databases: dict[str, tuple[str, str]] = {}
     for col in engine.collections() if only is None else only:
         figures = figures_of(engine, col)
+        if col.database_id not in databases:
+            databases[col.database_id] = engine.database_of(col)
+        tenant, database = databases[col.database_id]
         dim = col.dimension or 0
         params = hnsw_params(col)
         index_bytes = index_memory_estimate(figures["count"], dim, params.max_neighbors)
@@ -92,6 +97,8 @@ def gather_stats(
         rebuild_s = figures["count"] * BUILD_SECONDS_PER_VECTOR_384 * max(dim, 1) / 384 / cores
         entry = {
             "name": col.name,
+            "tenant": tenant,
+            "database": database,
             "id": col.uuid,
             "dimension": col.dimension,
             "space": params.space,

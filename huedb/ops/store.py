@@ -40,6 +40,19 @@ def require_store(data: Path) -> None:
         raise UsageError(f"{data} holds no huedb store ({DB_FILENAME} is missing); check --path")
 
 
+def refuse_inside_data(out: Path, data: Path | None, what: str) -> None:
+    """Refuse an output file inside the data directory `data` (it could replace the live
+    database or another file of the store); nothing has been written when it is refused."""
+    if data is None:
+        return
+    root, target = Path(data).resolve(), Path(out).resolve()
+    if target == root or root in target.parents:
+        raise UsageError(
+            f"{what} {out} is inside the data directory {data}: write it elsewhere "
+            "(nothing was written)"
+        )
+
+
 def store_client(data: Path | None, store: str | None = None, create: bool = False) -> Client:
     """A client of the SQLite store in `data` (which must exist unless `create`), or of the
     PostgreSQL store of `store` (else HUEDB_STORE) with derived files in `data`, if given."""

@@ -1,0 +1,109 @@
+"""A refused Parquet import changes nothing: no collection created, no record written, no
+store created for a file that is not there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import huedb
+from huedb.api.client import clear_system_cache
+from huedb.ops.parquet import import_collection
+from tests.cli import run_cli
+
+OK = [[1.0, 2.0]]
+BAD_FILES = {
+    "int-ids": ({"id": [1, 2], "embedding": OK * 2}, "ids must be strings"),
+    "str-embeddings": ({"id": ["a", "b"], "embedding": [["1", "2"], ["3", "4"]]}, "floats"),
+    "ragged": ({"id": ["a", "b"], "embedding": [[1.0, 2.0], [3.0]]}, "dimension 1"),
+    "null-embedding": ({"id": ["a", "b"], "embedding": [[1.0, 2.0], None]}, "no embedding"),
+    "empty-id": ({"id": ["a", ""], "embedding": OK * 2}, "id is empty"),
+    "meta-not-json": ({"id": ["a"], "embedding": OK, "metadata": ["{x"]}, "not JSON"),
+    "meta-nested": (
+        {"id": ["a"], "embedding": OK, "metadata": ['{"k": {"x": 1}}']},
+        "Expected metadata value",
+    ),
+    "meta-reserved-key": (
+        {"id": ["a"], "embedding": OK, "metadata": ['{"$k": 1}']},
+        "Invalid metadata",
+    ),
+    "duplicate-ids": ({"id": ["a", "a"], "embedding": OK * 2}, "duplicates of: a"),
+    "nan": ({"id": ["a"], "embedding": [[float("nan"), 2.0]]}, "NaN"),
+    "document-not-text": ({"id": ["a"], "embedding": OK, "document": [7]}, "strings"),
+    # Bad rows in the last batch, after good ones (batches of 3).
+    "late-dimension": (
+        {"id": [f"r{i}" for i in range(10)], "embedding": OK * 9 + [[1.0, 2.0, 3.0]]},
+        "dimension 3",
+    ),
+    "late-metadata": (
+        {
+            "id": [f"r{i}" for i in range(10)],
+            "embedding": OK * 10,
+            "metadata": ['{"a": 1}'] * 9 + ['{"a": [1, "x"]}'],
+        },
+        "rows 9 to 9",
+    ),
+    "late-nan": (
+        {"id": [f"r{i}" for i in range(10)], "embedding": OK * 9 + [[float("inf"), 1.0]]},
+        "rows 9 to 9",
+    ),
+}
+
+
+def _snapshot(data: Path) -> dict[str, int]:
+    client = huedb.PersistentClient(path=data)
+    try:
+        return {c.name: c.count() for c in client.list_collections()}
+    finally:
+        client.close()
+        clear_system_cache()
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    client = huedb.PersistentClient(path=data)
+    client.create_collection("keep").add(ids=["x", "y"], embeddings=[[1.0, 2.0], [3.0, 4.0]])
+    client.close()
+    clear_system_cache()
+    return data
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_a_refused_import_creates_no_collection(data: Path, tmp_path: Path, case: str) -> None:
+    columns, message = BAD_FILES[case]
+    path = tmp_path / f"{case}.parquet"
+    pq.write_table(pa.table(columns), path)
+    before = _snapshot(data)
+    for target in ("new-one", "keep"):  # a new collection, and an existing one
+        r = run_cli(
+            "import", str(path), "--path", str(data), "--collection", target,
+            "--batch-size", "3",
+        )  # fmt: skip
+        assert r.returncode == 2, (target, r.stdout, r.stderr)
+        assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert _snapshot(data) == before
+
+
+def test_a_refused_import_through_the_library_writes_nothing(data: Path, tmp_path: Path) -> None:
+    path = tmp_path / "late.parquet"
+    ids = [f"r{i}" for i in range(10)]
+    pq.write_table(pa.table({"id": ids, "embedding": OK * 9 + [[float("nan"), 1.0]]}), path)
+    client = huedb.PersistentClient(path=data)
+    with pytest.raises(ValueError, match="nothing was imported"):
+        import_collection(client, path, collection_name="keep", batch_size=3)
+    with pytest.raises(ValueError, match="nothing was imported"):
+        import_collection(client, path, collection_name="fresh", batch_size=3)
+    assert {c.name: c.count() for c in client.list_collections()} == {"keep": 2}
+    client.close()
+
+
+def test_import_of_a_missing_file_creates_no_store(tmp_path: Path) -> None:
+    new = tmp_path / "new"
+    r = run_cli("import", str(tmp_path / "missing.parquet"), "--path", str(new))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "missing.parquet is not a file" in r.stderr and "Traceback" not in r.stderr
+    assert not new.exists()
