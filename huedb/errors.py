@@ -181,6 +181,15 @@ class StorageUnavailableError(ChromaError):
     status, wire_name = 503, "InternalError"
 
 
+class ClientClosedError(ChromaError):
+    """A call on a client whose store was closed (`close()`, or the last client of the
+    process sharing it closed): create a new client. Chroma has no error of its own for it
+    (a stopped system fails with whatever its released parts raise); 503 on the wire, as a
+    server worker's store closes only while it shuts down."""
+
+    status, wire_name = 503, "ChromaError"
+
+
 class FormatVersionError(ChromaError):
     """The store's format cannot be used now: written by a newer huedb, or older and held
     open by another process, so it cannot be migrated."""

@@ -38,11 +38,11 @@ from huedb.engine.confirmed_sparse import confirmed_sparse_top
 from huedb.engine.filters import RecordFilter
 from huedb.engine.hnsw_config import recall_target
 from huedb.engine.index_cache import IndexCache, hnsw_params
-from huedb.engine.sparse_index import SparseIndexes, remove_sparse_snapshot, top_matching
+from huedb.engine.sparse_index import SparseIndexes, top_matching
 from huedb.engine.store import Store, StoreSession
 from huedb.engine.store_factory import open_store
 from huedb.engine.vector_index import APPROXIMATE_PLANS, VectorIndex, query_plan
-from huedb.errors import InvalidArgumentError, NotFoundError
+from huedb.errors import ClientClosedError, InvalidArgumentError, NotFoundError
 from huedb.options import EngineOptions
 from huedb.record_batch import RecordBatch
 
@@ -50,6 +50,39 @@ logger = logging.getLogger(__name__)
 
 INDEX_DIRNAME = "index"
 LATENCY_WINDOW = 1000
+CLOSED_MESSAGE = "This client has been closed: create a new client to use the store again"
+
+
+class EngineLock:
+    """The engine's reentrant lock, which refuses every caller once the engine is closed
+    (`ClientClosedError`, checked once the lock is held, so a call that waited for
+    `close()` is refused too)."""
+
+    def __init__(self) -> None:
+        self._rlock = threading.RLock()
+        self.closed = False
+
+    def __enter__(self) -> None:
+        self._rlock.acquire()
+        try:
+            self.check_open()
+        except ClientClosedError:
+            self._rlock.release()
+            raise
+
+    def check_open(self) -> None:
+        """ClientClosedError once the engine is closed (for calls that take no lock)."""
+        if self.closed:
+            raise ClientClosedError(CLOSED_MESSAGE)
+
+    def __exit__(self, *exc: object) -> None:
+        self._rlock.release()
+
+    @contextlib.contextmanager
+    def closing(self) -> Iterator[bool]:
+        """Hold the lock, closed or not; yields whether the engine is still open."""
+        with self._rlock:
+            yield not self.closed
 
 
 @dataclass
@@ -74,7 +107,7 @@ class Engine:
         """
         self.path = path
         self.options = options or EngineOptions()
-        self._lock = threading.RLock()
+        self._lock = EngineLock()
         self._store: Store = open_store(path, self.options)
         # Taken after the store opened: the SQLite store may first need the lock exclusively.
         self._dir_lock = None
@@ -82,9 +115,9 @@ class Engine:
             self._dir_lock = None if path is None else node_dir.hold_directory(path)
             self._index_dir = None if path is None else path / INDEX_DIRNAME
             self._node_id = "" if path is None else node_dir.node_id(path)
-            self._indexes = IndexCache(self._index_dir, self.options, self._store.store_id)
-            self._sparse = SparseIndexes(self._index_dir, self.options, self._store.store_id)
-            self._closed = False
+            store_id, exists = self._store.store_id, self._collection_exists
+            self._indexes = IndexCache(self._index_dir, self.options, store_id, exists=exists)
+            self._sparse = SparseIndexes(self._index_dir, self.options, store_id, exists=exists)
             self._latencies: dict[str, deque[float]] = {}
             with self._lock, self._store.write() as db:
                 db.ensure_defaults(DEFAULT_TENANT, DEFAULT_DATABASE)
@@ -96,9 +129,10 @@ class Engine:
     # -- lifecycle -------------------------------------------------------------------
 
     def close(self) -> None:
-        """Snapshot dirty indexes, prune the oplog and close the store."""
-        with self._lock:
-            if self._closed:
+        """Snapshot dirty indexes, prune the oplog and close the store; every later call
+        raises ClientClosedError."""
+        with self._lock.closing() as still_open:
+            if not still_open:
                 return
             try:
                 self._adopt_builds()
@@ -109,7 +143,24 @@ class Engine:
                 logger.warning("could not snapshot indexes at close: %s", exc)
             self._store.close()
             node_dir.release_directory(self._dir_lock)
-            self._closed = True
+            self._lock.closed = True
+
+    def _collection_exists(self, collection_uuid: str) -> bool:
+        """Whether the store still has the collection, read in a session of its own (never
+        the engine's lock: snapshot threads ask, and `close()` waits for them). True when
+        the store cannot say: the snapshot is written, as a cache (`compact` removes it
+        should the collection be gone)."""
+        session = self._store.snapshot_session()
+        if session is None:  # in memory: no snapshot files either
+            return True
+        try:
+            with session as db:
+                db.collection_by_uuid(collection_uuid)
+        except NotFoundError:
+            return False
+        except Exception as exc:
+            logger.warning("could not check that collection %s exists: %s", collection_uuid, exc)
+        return True
 
     def _adopt_builds(self) -> None:
         """Wait for background graph builds and swap them in, so close can snapshot them."""
@@ -132,8 +183,7 @@ class Engine:
             self._sparse.clear()
             if self._index_dir is not None:
                 for u in uuids:
-                    snapshot.remove_snapshot(self._index_dir, u)
-                    remove_sparse_snapshot(self._index_dir, u)
+                    snapshot.remove_collection_files(self._index_dir, u)
 
     # -- tenants and databases -------------------------------------------------------
 
@@ -289,8 +339,7 @@ class Engine:
         self._indexes.drop(col.cid)
         self._sparse.forget(col.cid)
         if self._index_dir is not None:
-            snapshot.remove_snapshot(self._index_dir, col.uuid)
-            remove_sparse_snapshot(self._index_dir, col.uuid)
+            snapshot.remove_collection_files(self._index_dir, col.uuid)
 
     # -- records ---------------------------------------------------------------------
 
@@ -339,10 +388,33 @@ class Engine:
     @contextlib.contextmanager
     def _writing(self, collection_uuid: str) -> Iterator[StoreSession]:
         """One write transaction on a collection, then this process's index catches up."""
-        with self._lock:
+        with self._on_collection(collection_uuid):
             with self._store.write() as db:
                 yield db
             self._refresh_index(collection_uuid)
+
+    @contextlib.contextmanager
+    def _on_collection(self, collection_uuid: str) -> Iterator[None]:
+        """The engine lock, for a call on one collection: when the store no longer has it
+        (NotFoundError: deleted by another process, or node), the indexes this process held
+        of it are forgotten, so no snapshot of it is written later, and their files here
+        are removed (another node's deleter removes only its own)."""
+        with self._lock:
+            try:
+                yield
+            except NotFoundError:
+                held = self._indexes.forget_collection(collection_uuid)
+                held |= self._sparse.forget_collection(collection_uuid)
+                if held and not self._collection_exists(collection_uuid):
+                    self._remove_orphan_files(collection_uuid)
+                raise
+
+    def _remove_orphan_files(self, collection_uuid: str) -> list[str]:
+        """`snapshot.remove_orphan_files` of a collection the store no longer has."""
+        if self._index_dir is None:
+            return []
+        owner = snapshot.owner_name(self._store.store_id, collection_uuid)
+        return snapshot.remove_orphan_files(self._index_dir, collection_uuid, owner)
 
     def _writable(
         self, db: StoreSession, collection_uuid: str, batch: RecordBatch
@@ -374,7 +446,7 @@ class Engine:
     # -- reads -----------------------------------------------------------------------
 
     def count(self, collection_uuid: str) -> int:
-        with self._lock, self._store.read() as db, self._budget(db):
+        with self._on_collection(collection_uuid), self._store.read() as db, self._budget(db):
             return db.count_records(db.collection_by_uuid(collection_uuid).cid)
 
     def get(
@@ -387,7 +459,7 @@ class Engine:
     ) -> list[tuple]:
         """Matching rows (key, id, document, uri, metadata_json[, vector]) in storage order."""
         check_read(self.options, flt)
-        with self._lock, self._store.read() as db, self._budget(db):
+        with self._on_collection(collection_uuid), self._store.read() as db, self._budget(db):
             col = db.collection_by_uuid(collection_uuid)
             return db.fetch_rows(col.cid, flt, limit, offset, with_vectors)
 
@@ -403,7 +475,7 @@ class Engine:
         check_read(self.options, flt)
         check_query_embeddings(self.options, len(queries))
         started = time.perf_counter()
-        with self._lock, self._indexes.query_access():
+        with self._on_collection(collection_uuid), self._indexes.query_access():
             hits = self._query_warm_index(collection_uuid, queries, n_results, flt, with_vectors)
             if hits is None:
                 with self._store.read() as db, self._budget(db) as deadline:
@@ -436,7 +508,7 @@ class Engine:
         caught up from the oplog in the read's snapshot (`sparse_index`).
         """
         check_read(self.options, flt)
-        with self._lock:
+        with self._on_collection(collection_uuid):
             if flt.selects_all and limit > 0:
                 answer = confirmed_sparse_top(
                     self._store,
@@ -473,7 +545,7 @@ class Engine:
         Chroma's four fields, then the recall target and what this process measured
         (`_recall_figures`).
         """
-        with self._lock:
+        with self._on_collection(collection_uuid):
             with self._store.read() as db:
                 col = db.collection_by_uuid(collection_uuid)
                 index = self._indexes.ready(db, col)
@@ -670,21 +742,44 @@ class Engine:
             return True
 
     def reclaim_space(self) -> int:
-        """Drop what deletes left behind, then return free space to the file system.
+        """Drop what deletes left behind (index files of deleted collections included),
+        then return free space to the file system.
 
-        Returns the bytes reclaimed.
+        Returns the bytes the store reclaimed.
         """
         with self._lock:
+            self.remove_orphan_snapshots()
             with self._store.write() as db:
                 pruned = db.prune_leftovers()
             logger.info("removed %d digest and document-index entries of deleted records", pruned)
             return self._store.free_pages()
+
+    def remove_orphan_snapshots(self) -> list[str]:
+        """Remove the index files (snapshots, temporaries, locks) of collections the store
+        no longer has: left by a delete killed before it removed them, or written before
+        snapshot writers checked that their collection still exists. Files of live
+        collections, and another store's sharing the directory, are kept. Returns the
+        names removed."""
+        with self._lock:
+            if self._index_dir is None:
+                return []
+            # Listed before the store is read: a collection created after has no file yet.
+            on_disk = snapshot.collection_uuids_in(self._index_dir)
+            with self._store.read() as db:
+                live = set(db.collection_uuids())
+            removed: list[str] = []
+            for u in sorted(on_disk - live):
+                removed += self._remove_orphan_files(u)
+        if removed:
+            logger.info("removed %d index files of deleted collections", len(removed))
+        return removed
 
     def copy_database_to(self, target: Path) -> None:
         """Write a consistent copy of the store to `target`, a SQLite file (the backup format).
 
         Runs apart from the engine's connection, so this engine keeps serving while it copies.
         """
+        self._lock.check_open()
         self._store.copy_to(target)
 
     def snapshot_pages(self, collection_uuid: str, page_size: int) -> Iterator[list[tuple]]:
@@ -699,6 +794,7 @@ class Engine:
         """
         if page_size < 1:
             raise InvalidArgumentError(f"page_size must be at least 1, got {page_size}")
+        self._lock.check_open()
         session = self._store.snapshot_session()
         if session is None:
             with self._lock, self._store.read() as db:

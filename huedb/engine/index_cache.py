@@ -37,7 +37,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,10 +222,18 @@ class IndexCache:
     """The indexes of one process, keyed by collection."""
 
     def __init__(
-        self, snapshot_dir: Path | None, options: EngineOptions, store_id: str = ""
+        self,
+        snapshot_dir: Path | None,
+        options: EngineOptions,
+        store_id: str = "",
+        *,
+        exists: Callable[[str], bool],
     ) -> None:
         self._store_id = store_id
         self._dir = snapshot_dir
+        # Whether the store still has a collection (by uuid), asked by snapshot writers in
+        # any thread: a store session of its own, never the engine's lock.
+        self._exists = exists
         self._thresholds = Thresholds(options.exact_max_floats, options.filtered_exact_max_floats)
         self._snapshot_every = options.snapshot_every
         self._states: dict[int, _State] = {}
@@ -414,7 +422,7 @@ class IndexCache:
 
     def owner(self, col: CollectionRow) -> str:
         """The identity a snapshot of this collection must carry."""
-        return f"{self._store_id}/{col.uuid}"
+        return snapshot.owner_name(self._store_id, col.uuid)
 
     def clear(self) -> None:
         """Drop every in-memory index (after a reset)."""
@@ -442,6 +450,15 @@ class IndexCache:
                     state.build.feed.interrupt()
             if state.saving is not None:  # not started yet: not written (see `drop`)
                 state.saving.stop.set()
+
+    def forget_collection(self, collection_uuid: str) -> bool:
+        """`forget` the index of a collection found deleted (by another process); whether
+        one was held."""
+        held = [c for c, s in self._states.items() if s.col.uuid == collection_uuid]
+        evicted = [c for c, col in self._evicted.items() if col.uuid == collection_uuid]
+        for cid in held + evicted:
+            self.forget(cid)
+        return bool(held)
 
     def drop(self, cid: int) -> None:
         """`forget` a deleted collection's index once a thread writing its snapshot has
@@ -665,7 +682,10 @@ class IndexCache:
         graph is neither saved by usearch nor read into memory here, so no usearch call
         holds the GIL for it (at 1M x 384 `Index.restore` held it 2-8 s, `save` 2 s)."""
         if self._dir is not None and not job.stop.is_set():
-            job.saved = self._snapshot_or_warn(col, job.watermark, index, calibration, graph_file)
+            with contextlib.suppress(NotFoundError):  # deleted: the child's file serves
+                job.saved = self._snapshot_or_warn(
+                    col, job.watermark, index, calibration, graph_file
+                )
         if job.saved:
             assert self._dir is not None
             path = snapshot.snapshot_path(self._dir, col.uuid)
@@ -889,7 +909,12 @@ class IndexCache:
             if self._snapshot_due(state):
                 self._start_snapshot(col, state)
             return None, False
-        if not self._snapshot_or_warn(col, state.watermark, state.index, state.calibration):
+        try:
+            written = self._snapshot_or_warn(col, state.watermark, state.index, state.calibration)
+        except NotFoundError:  # deleted by another process: nothing to keep
+            self.forget(col.cid)
+            return None, False
+        if not written:
             return None, False  # another process is writing it: evict on a later round
         state.unsnapshotted = 0
         state.may_calibrate = True
@@ -911,8 +936,11 @@ class IndexCache:
         job = _Build(threading.Thread(daemon=True), watermark, covered=state.unsnapshotted)
 
         def work() -> None:
-            if not job.stop.is_set() and self._snapshot_or_warn(col, watermark, index, calibration):
-                job.outcome.append(True)
+            with contextlib.suppress(NotFoundError):  # deleted: the next call forgets it
+                if not job.stop.is_set() and self._snapshot_or_warn(
+                    col, watermark, index, calibration
+                ):
+                    job.outcome.append(True)
 
         job.thread = threading.Thread(target=work, name=f"huedb-snapshot-{col.uuid}", daemon=True)
         state.saving = job
@@ -953,7 +981,8 @@ class IndexCache:
         graph_file: Path | None = None,
     ) -> bool:
         """Write the graph's snapshot (`_write_snapshot`); False when another process is
-        writing it or it could not be written. A snapshot is a cache: failing to write one
+        writing it or it could not be written; NotFoundError when the store no longer has
+        the collection (its files are removed). A snapshot is a cache: failing to write one
         (disk full, I/O error, even its lock file) must not fail the query or write that
         triggered it; the index stays held (evicting it would lose its graph)."""
         assert self._dir is not None
@@ -977,11 +1006,16 @@ class IndexCache:
         """Write the index's graph (or the graph usearch saved to `graph_file`) to its
         snapshot unless a usable one at least as recent is there (`snapshot.covers`); False
         when another process holds the snapshot lock. True means the file is whole: the
-        caller may map it without checking its payload again."""
+        caller may map it without checking its payload again. Checked under the lock
+        first: the collection still exists, so no snapshot lands after the process that
+        deleted it removed its files (`snapshot.remove_collection_files` waits for the lock)."""
         assert self._dir is not None
         with snapshot.exclusive_lock(self._dir, col.uuid) as locked:
             if not locked:
                 return False
+            if not self._exists(col.uuid):
+                snapshot.unlink_collection_files(self._dir, col.uuid)
+                raise NotFoundError(f"Collection {col.uuid} does not exist.")
             owner, dim, space = self.owner(col), index.dim, index.params.space
             if not snapshot.covers(path, owner, watermark, dim, space):
                 measured = None if calibration is None else calibration.to_json()

@@ -18,6 +18,7 @@ import json
 import logging
 import mmap
 import os
+import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -50,16 +51,26 @@ class Snapshot:
     identity: tuple[int, int] = (0, 0)  # the file's (device, inode): a rename replaces it
 
 
+GRAPH_SUFFIX = ".hnsw"
+SPARSE_SUFFIX = ".sparse"  # a sparse index's snapshot (`sparse_index.sparse_snapshot_path`)
+LOCK_SUFFIX = ".lock"
+
+
 def snapshot_path(directory: Path, collection_uuid: str) -> Path:
     """Where a collection's snapshot lives."""
-    return directory / f"{collection_uuid}.hnsw"
+    return directory / f"{collection_uuid}{GRAPH_SUFFIX}"
+
+
+def owner_name(store_id: str, collection_uuid: str) -> str:
+    """The owner a snapshot's header names: the store and the collection."""
+    return f"{store_id}/{collection_uuid}"
 
 
 @contextlib.contextmanager
 def exclusive_lock(directory: Path, collection_uuid: str) -> Iterator[bool]:
     """Try to hold the collection's inter-process snapshot lock; yields False if another has it."""
     directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / f"{collection_uuid}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(directory / f"{collection_uuid}{LOCK_SUFFIX}", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -319,7 +330,79 @@ def remove_stale_temporaries(directory: Path, collection_uuid: str) -> None:
 
 
 def remove_snapshot(directory: Path, collection_uuid: str) -> None:
-    """Delete a collection's snapshot and lock files, if any."""
-    for suffix in (".hnsw", ".lock"):
+    """Delete a collection's graph snapshot and lock files, if any (before a rebuild)."""
+    for suffix in (GRAPH_SUFFIX, LOCK_SUFFIX):
         with contextlib.suppress(FileNotFoundError):
             (directory / f"{collection_uuid}{suffix}").unlink()
+
+
+def remove_collection_files(directory: Path, collection_uuid: str) -> None:
+    """Delete the files of a collection just deleted from the store (its graph and sparse
+    snapshots, temporaries and lock file) once no writer holds its lock. Writers check
+    under that lock that the collection still exists (`unlink_collection_files`), so no
+    snapshot of it lands after this."""
+    try:
+        fd = os.open(directory / f"{collection_uuid}{LOCK_SUFFIX}", os.O_RDWR)
+    except FileNotFoundError:  # a writer creating it now finds the collection gone
+        unlink_collection_files(directory, collection_uuid)
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits for a snapshot being written
+        unlink_collection_files(directory, collection_uuid)
+    finally:
+        os.close(fd)
+
+
+def unlink_collection_files(directory: Path, collection_uuid: str) -> None:
+    """Delete every file of a collection the store no longer has (the caller holds its
+    lock, or no writer can take it)."""
+    for suffix in (GRAPH_SUFFIX, SPARSE_SUFFIX):
+        (directory / f"{collection_uuid}{suffix}").unlink(missing_ok=True)
+    remove_stale_temporaries(directory, collection_uuid)
+    (directory / f"{collection_uuid}{LOCK_SUFFIX}").unlink(missing_ok=True)
+
+
+def collection_uuids_in(directory: Path) -> set[str]:
+    """The collection uuids that name files in a snapshot directory."""
+    if not directory.is_dir():
+        return set()
+    return {u for f in directory.iterdir() if _is_uuid(u := f.name.split(".", 1)[0])}
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
+def remove_orphan_files(directory: Path, collection_uuid: str, owner: str) -> list[str]:
+    """Remove the files of a collection the store no longer has: the snapshots `owner`
+    wrote (another store's sharing the directory are kept, as are files whose header
+    cannot be read), temporaries, and the lock file unless a kept snapshot needs it.
+    Nothing is removed while a writer holds the lock. Returns the names removed."""
+    lock = directory / f"{collection_uuid}{LOCK_SUFFIX}"
+    had_lock = lock.exists()
+    removed: list[str] = []
+    with exclusive_lock(directory, collection_uuid) as locked:
+        if not locked:
+            return removed
+        kept = False
+        for suffix in (GRAPH_SUFFIX, SPARSE_SUFFIX):
+            path = directory / f"{collection_uuid}{suffix}"
+            if not path.exists():
+                continue
+            header = read_header(path)
+            if header is None or header.get("owner") != owner:
+                kept = True
+                continue
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+        for tmp in directory.glob(f"{collection_uuid}.tmp*"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp.name)
+        if not kept:
+            lock.unlink(missing_ok=True)
+            if had_lock:
+                removed.append(lock.name)
+    return removed

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ FORMAT = 3
 
 def sparse_snapshot_path(directory: Path, collection_uuid: str) -> Path:
     """Where a collection's sparse index snapshot lives."""
-    return directory / f"{collection_uuid}.sparse"
+    return directory / f"{collection_uuid}{snapshot.SPARSE_SUFFIX}"
 
 
 @dataclass
@@ -70,10 +71,16 @@ class SparseIndexes:
     """The sparse indexes of one process, by collection."""
 
     def __init__(
-        self, snapshot_dir: Path | None, options: EngineOptions, store_id: str = ""
+        self,
+        snapshot_dir: Path | None,
+        options: EngineOptions,
+        store_id: str = "",
+        *,
+        exists: Callable[[str], bool],
     ) -> None:
         self._dir = snapshot_dir
         self._store_id = store_id
+        self._exists = exists  # whether the store still has a collection (by uuid)
         self._snapshot_every = options.snapshot_every
         self._states: dict[int, SparseState] = {}
         self._pending: dict[int, CollectionRow] = {}
@@ -136,6 +143,14 @@ class SparseIndexes:
         self._states.pop(cid, None)
         self._pending.pop(cid, None)
 
+    def forget_collection(self, collection_uuid: str) -> bool:
+        """`forget` the index of a collection found deleted (by another process); whether
+        one was held."""
+        held = [c for c, s in self._states.items() if s.col.uuid == collection_uuid]
+        for cid in held:
+            self.forget(cid)
+        return bool(held)
+
     def clear(self) -> None:
         """Drop every sparse index from memory."""
         self._states.clear()
@@ -180,7 +195,7 @@ class SparseIndexes:
     # -- loading ---------------------------------------------------------------------
 
     def _owner(self, col: CollectionRow) -> str:
-        return f"{self._store_id}/{col.uuid}"
+        return snapshot.owner_name(self._store_id, col.uuid)
 
     def _load(self, db: StoreSession, col: CollectionRow) -> SparseState:
         if self._dir is not None:
@@ -271,7 +286,9 @@ class SparseIndexes:
 
     def checkpoint(self, col: CollectionRow) -> int | None:
         """Snapshot the collection's sparse index if it changed since its last snapshot;
-        the watermark its snapshot now covers (None when none was written)."""
+        the watermark its snapshot now covers (None when none was written). A collection
+        the store no longer has (deleted by another process) is forgotten instead, and its
+        files are removed: none lands after its deleter removed them."""
         state = self._states.get(col.cid)
         if state is None or self._dir is None or not state.columns:
             return None
@@ -281,6 +298,10 @@ class SparseIndexes:
         try:
             with snapshot.exclusive_lock(self._dir, col.uuid) as locked:
                 if not locked:
+                    return None
+                if not self._exists(col.uuid):
+                    snapshot.unlink_collection_files(self._dir, col.uuid)
+                    self.forget(col.cid)
                     return None
                 owner = self._owner(col)
                 if not snapshot.covers(path, owner, state.watermark, FORMAT, SPACE):
@@ -349,11 +370,6 @@ def _from_payload(col: CollectionRow, watermark: int, payload: bytes) -> SparseS
         for n, name in enumerate(names):
             state.columns[name] = PostingColumn.from_arrays(arrays, f"{n}.")
     return state
-
-
-def remove_sparse_snapshot(directory: Path, collection_uuid: str) -> None:
-    """Delete a collection's sparse index snapshot, if any."""
-    sparse_snapshot_path(directory, collection_uuid).unlink(missing_ok=True)
 
 
 def top_matching(
