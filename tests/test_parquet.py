@@ -314,7 +314,9 @@ def test_foreign_layouts_are_read(
     assert got["ids"] == ["r1", "r2", "r3"]
     assert got["documents"] == ["one", None, ""]
     assert got["uris"] == [None, "file:///b", None]
-    assert np.array_equal(np.asarray(got["embeddings"], dtype=np.float32).view(np.uint32), emb.view(np.uint32))
+    assert np.array_equal(
+        np.asarray(got["embeddings"], dtype=np.float32).view(np.uint32), emb.view(np.uint32)
+    )
     # r2 has a uri but no metadata: like Chroma, huedb returns {} for it.
     expected: list[Any] = {
         "struct": [metas[0], {}, metas[2]],

@@ -59,7 +59,7 @@ SECRET = "s3cret-token-value-42"
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("env bad role", "unknown role 'superuser'"),
+        ("env bad role", "token #1 from HUEDB_AUTH_TOKENS: unknown role"),
         ("env short token", "at least 8 characters"),
         ("env several tokens, one without a role", "has no role: when it lists several"),
         ("env token with space", "printable ASCII without spaces"),

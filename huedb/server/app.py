@@ -135,8 +135,10 @@ async def any_error(request: Request, exc: Exception) -> Response:
 def app_from_environment() -> FastAPI:
     """Factory used by uvicorn workers: the config travels in an environment variable.
     A worker killed by a fatal signal (SIGSEGV, SIGBUS, ...) first prints every thread's
-    Python stack to stderr, the server's log."""
+    Python stack to stderr, the server's log. Python warnings (numpy's RuntimeWarning on
+    overflowing vectors, ...) go through logging, so they take the log format too."""
     faulthandler.enable()
+    logging.captureWarnings(True)
     raw = os.environ.get(ENV_CONFIG)
     if not raw:
         raise RuntimeError(f"{ENV_CONFIG} is not set; start the server with `huedb run`")

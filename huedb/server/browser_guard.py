@@ -25,8 +25,21 @@ from huedb.server.server_config import is_loopback
 
 
 def _host_name(authority: str) -> str:
-    """The host of a `Host` header value (`name:port`, `[v6]:port`)."""
-    return urlsplit(f"//{authority}").hostname or ""
+    """The host of a `Host` header value (`name:port`, `[v6]:port`); "" when it cannot be
+    parsed (`[::1` without its bracket), which is then no loopback name."""
+    try:
+        return urlsplit(f"//{authority}").hostname or ""
+    except ValueError:
+        return ""
+
+
+def _origin_authority(origin: str) -> str | None:
+    """The `host:port` of an `Origin` header value, None when it cannot be parsed (`http://[`:
+    foreign, as any origin that is not the server's)."""
+    try:
+        return urlsplit(origin).netloc
+    except ValueError:
+        return None
 
 
 class BrowserGuardMiddleware:
@@ -49,7 +62,7 @@ class BrowserGuardMiddleware:
                 f"Host {host!r} is not a loopback name: a server without tokens answers only "
                 "requests addressed to localhost, 127.0.0.1 or ::1"
             )
-        elif origin is not None and urlsplit(origin.decode("latin-1")).netloc != host:
+        elif origin is not None and _origin_authority(origin.decode("latin-1")) != host:
             refusal = (
                 "a request from a web page of another origin: a server without tokens "
                 "answers only its own pages and clients that are not browsers"

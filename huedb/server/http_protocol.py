@@ -17,6 +17,16 @@ While a request is being served the timer is off: its body has the app's deadlin
 `timeout_keep_alive`. This relies on uvicorn's protocols keeping the current request in
 `self.cycle`, with `response_complete` and `more_body` (true of h11 and httptools from 0.29
 to 0.54); `tests/test_server_timeouts.py` checks it against the installed version.
+
+A request head is also bounded in size (`max_header_bytes`, 64 KiB): httptools joins a
+header value or URL arriving in pieces with `bytes +=`, quadratic in the pieces and run on
+the event loop, so one client sending a header of megabytes stalled every other request.
+The httptools protocol counts the bytes fed to its parser outside a body (from the end of
+one request's body to the end of the next head) and, past the limit, answers `431` (`414`
+while still in the request line: a URL that long) with a JSON error and closes the
+connection without parsing more. h11 (not quadratic) bounds a
+head still incomplete itself: its limit is set to the same value (uvicorn answers 400 past
+it).
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ try:
 
     PARSER = "httptools"
 except ImportError:
+    import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol as UvicornProtocol
 
     PARSER = "h11"
@@ -44,26 +55,41 @@ HEAD, REST_OF_BODY = "head", "rest of body"
 
 
 @functools.cache
-def configured_timeouts() -> tuple[float, float]:
-    """(header, body) timeouts of this process, from the configuration `huedb run` passed on."""
+def configured() -> ServerConfig:
+    """The configuration `huedb run` passed on to this process (defaults without one)."""
     raw = os.environ.get(ENV_CONFIG)
-    config = ServerConfig.from_json(raw) if raw else ServerConfig()
-    return config.header_timeout_s, config.request_timeout_s
+    return ServerConfig.from_json(raw) if raw else ServerConfig()
 
 
-def request_timeout_response(timeout_s: float) -> bytes:
-    """A complete `408` response with Chroma's JSON error body, closing the connection."""
-    late = RequestTimeoutError(f"Request line and headers not received within {timeout_s:g}s")
-    status, name, message = http_error(late)
+def closing_response(status: int, reason: str, name: str, message: str) -> bytes:
+    """A complete response with Chroma's JSON error body, closing the connection."""
     body = error_json(name, message)
     head = (
-        f"HTTP/1.1 {status} Request Timeout\r\n"
+        f"HTTP/1.1 {status} {reason}\r\n"
         "content-type: application/json\r\n"
         f"content-length: {len(body)}\r\n"
         f"chroma-trace-id: {TRACE_ID}\r\n"
         "connection: close\r\n\r\n"
     )
     return head.encode() + body
+
+
+def request_timeout_response(timeout_s: float) -> bytes:
+    """The `408` of a request head not complete within `timeout_s`."""
+    late = RequestTimeoutError(f"Request line and headers not received within {timeout_s:g}s")
+    status, name, message = http_error(late)
+    return closing_response(status, "Request Timeout", name, message)
+
+
+def head_too_large_response(max_bytes: int, in_request_line: bool) -> bytes:
+    """The `431` of a request head (request line and headers) over `max_bytes`, or `414`
+    when its request line alone is (a URL that long)."""
+    limit = f"the limit is {max_bytes} bytes (max_header_bytes)"
+    if in_request_line:
+        message = f"Request line too long: {limit}"
+        return closing_response(414, "URI Too Long", "ChromaError", message)
+    message = f"Request line and headers too large: {limit}"
+    return closing_response(431, "Request Header Fields Too Large", "ChromaError", message)
 
 
 class HeadDeadline:
@@ -75,7 +101,11 @@ class HeadDeadline:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.header_timeout_s, self.request_timeout_s = configured_timeouts()
+        config = configured()
+        self.header_timeout_s, self.request_timeout_s = (
+            config.header_timeout_s,
+            config.request_timeout_s,
+        )
         self._deadline: asyncio.TimerHandle | None = None
         self._waiting_for: tuple[object, str | None] = (None, None)
         self._bytes_waited = False
@@ -124,5 +154,57 @@ class HeadDeadline:
         self.transport.close()
 
 
-class HeadDeadlineProtocol(HeadDeadline, UvicornProtocol):
-    """uvicorn's HTTP protocol (httptools or h11) with the head deadline, for `http=`."""
+class HeadSizeLimit:
+    """Mixin for uvicorn's httptools protocol: refuse a request head over `max_header_bytes`
+    with 431 (414 for a request line) before the parser joins more of it (module doc)."""
+
+    transport: asyncio.Transport
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_header_bytes = configured().max_header_bytes
+        self._head_bytes = 0  # fed to the parser since the last head was complete
+        self._line_done = False  # a line end was among them: past the request line
+        self._in_body = False  # between a head's end and its message's end
+
+    def data_received(self, data: bytes) -> None:
+        while data and not self.transport.is_closing():
+            if self._in_body:
+                super().data_received(data)
+                return
+            room = self.max_header_bytes - self._head_bytes
+            if room <= 0:
+                refusal = head_too_large_response(self.max_header_bytes, not self._line_done)
+                self.transport.write(refusal)
+                self.transport.close()
+                return
+            piece, data = data[:room], data[room:]
+            self._head_bytes += len(piece)
+            self._line_done = self._line_done or b"\n" in piece
+            super().data_received(piece)
+
+    def on_headers_complete(self) -> None:
+        self._in_body = True
+        self._head_bytes = 0
+        self._line_done = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        super().on_message_complete()
+
+
+if PARSER == "httptools":
+
+    class HeadDeadlineProtocol(HeadDeadline, HeadSizeLimit, UvicornProtocol):
+        """uvicorn's httptools protocol with the head deadline and size limit, for `http=`."""
+
+else:
+
+    class HeadDeadlineProtocol(HeadDeadline, UvicornProtocol):
+        """uvicorn's h11 protocol with the head deadline, and h11's own head limit set to
+        `max_header_bytes`, for `http=`."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.conn = h11.Connection(h11.SERVER, configured().max_header_bytes)

@@ -12,16 +12,24 @@ are summed into one series with `collection="_other"` (docs/operations.md, "Metr
 
 A metric update that fails (a worker's metric file cannot grow on a full disk,
 `metric_files`) is logged and skipped: the request or the engine work it counts goes on.
+A scrape never fails for the store either: when the per-collection figures cannot be read
+(PostgreSQL down) or take longer than `GAUGES_WAIT_S`, they are left out and the rest is
+served. The live gauges of a worker that died without shutting down (SIGKILL, the OOM
+killer) are dropped at the next scrape.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +50,7 @@ from starlette.routing import BaseRoute, Match
 
 from huedb.engine import events
 from huedb.engine.engine import Engine
+from huedb.errors import StorageIOError, StorageUnavailableError
 from huedb.ops.stats import gather_stats
 from huedb.server import metric_files
 from huedb.server.asgi import ASGIApp, Receive, Scope, Send
@@ -67,6 +76,8 @@ TEMPLATE_CACHE = 4096  # (method, path) pairs whose route template is remembered
 TEMPLATE_PATH_MAX = 512  # longer paths (and paths of no route) are matched, never cached
 
 SKIPPED_LOG_GAP_S = 60.0  # at most one warning per this long about skipped metric updates
+GAUGES_WAIT_S = 3.0  # a scrape waits this long for the per-collection figures, then skips them
+CLIENT_CLOSED = 499  # nginx's status of a request whose client went away before the answer
 
 access_log = logging.getLogger(ACCESS_LOGGER)
 logger = logging.getLogger(__name__)
@@ -265,48 +276,145 @@ def mark_worker_dead() -> None:
         multiprocess.mark_process_dead(os.getpid())
 
 
+LIVE_GAUGE_FILE = re.compile(r"^gauge_live[a-z]*_(\d+)\.db$")
+
+
+def remove_dead_workers(directory: str) -> None:
+    """Drop the live gauge files of workers that died without shutting down (SIGKILL, the
+    OOM killer): their builds running and resident bytes would otherwise stay in every
+    scrape. A pid counts as this server's live worker only while it runs and is this
+    process or a sibling (uvicorn's workers share a parent), so a pid reused by another
+    program does not keep a dead worker's gauges."""
+    pids = {int(m[1]) for name in os.listdir(directory) if (m := LIVE_GAUGE_FILE.match(name))}
+    for pid in pids - {os.getpid()}:
+        if not is_sibling_worker(pid):
+            with contextlib.suppress(FileNotFoundError):  # another worker's scrape was first
+                multiprocess.mark_process_dead(pid, directory)
+
+
+def is_sibling_worker(pid: int) -> bool:
+    """Whether `pid` runs and shares this process's parent (a worker of the same server)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: a running process is given the benefit of the doubt
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return fields[0] != "Z" and int(fields[1]) == os.getppid()
+
+
+class FiguresRun:
+    """The per-collection figures of a scrape, computed in a thread of their own so that a
+    scrape waits at most `GAUGES_WAIT_S` for them; one computation at a time (a scrape
+    arriving meanwhile waits for the running one), so a store that hangs holds one thread.
+    A storage error or the wait running out leaves the figures out of that scrape, with a
+    warning at most once a minute."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: tuple[tuple[int, Path], Future] | None = None
+        self._last_warning = -SKIPPED_LOG_GAP_S
+
+    def figures(
+        self, engine: Engine, data: Path
+    ) -> tuple[dict[str, tuple[str, str]], list[dict[str, Any]]] | None:
+        """(tenant and database by collection id, collection stats), or None."""
+        key = (id(engine), data)
+        with self._lock:
+            if self._running is None or self._running[0] != key or self._running[1].done():
+                future: Future = Future()
+                context = contextvars.copy_context()  # its log lines carry the trace id
+                threading.Thread(
+                    target=context.run, args=(self._compute, engine, data, future), daemon=True
+                ).start()
+                self._running = (key, future)
+            future = self._running[1]
+        try:
+            return future.result(timeout=GAUGES_WAIT_S)
+        except TimeoutError:
+            self._warn(f"not computed within {GAUGES_WAIT_S:g}s")
+        except (StorageUnavailableError, StorageIOError) as exc:
+            self._warn(f"the store cannot be read ({exc})")
+        return None
+
+    @staticmethod
+    def _compute(engine: Engine, data: Path, future: Future) -> None:
+        try:
+            where = {col.uuid: engine.database_of(col) for col in engine.collections()}
+            stats = gather_stats(engine, data, FIGURES.figures)
+            FIGURES.keep_only(set(where))
+        except BaseException as exc:  # handed to the waiting scrape
+            future.set_exception(exc)
+        else:
+            future.set_result((where, stats["collections"]))
+
+    def _warn(self, why: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= SKIPPED_LOG_GAP_S:
+            self._last_warning = now
+            logger.warning("/metrics without the per-collection gauges: %s", why)
+
+
+FIGURES_RUN = FiguresRun()
+
+
 class CollectionGauges(Collector):
     """Per-collection record counts, disk bytes and index memory at scrape time (the counts
-    and bytes from the worker's figures cache, `metrics_cache`)."""
+    and bytes from the worker's figures cache, `metrics_cache`), left out when the store
+    cannot give them in time (`FiguresRun`)."""
 
     def __init__(self, engine: Engine, data: Path) -> None:
         self.engine = engine
         self.data = data
 
     def collect(self) -> Iterable[Metric]:
-        where = {col.uuid: self.engine.database_of(col) for col in self.engine.collections()}
-        stats = gather_stats(self.engine, self.data, FIGURES.figures)
-        FIGURES.keep_only(set(where))
-        figures = sorted(stats["collections"], key=lambda c: -c["disk_bytes"])
-        labels = ["tenant", "database", "collection"]
-        families = {
-            key: GaugeMetricFamily(f"huedb_collection_{key}", text, labels=labels)
-            for key, text in (
-                ("records", "Records of a collection"),
-                ("disk_bytes", "Bytes of vectors, documents and metadata of a collection"),
-                ("index_memory_bytes", "Estimated RAM of a collection's HNSW index"),
-            )
-        }
-        other = dict.fromkeys(families, 0)
-        for n, col in enumerate(figures):
-            values = {"records": col["count"], **{k: col[k] for k in families if k != "records"}}
-            if n < MAX_COLLECTIONS:
-                tenant, database = where.get(col["id"], ("", ""))
-                for key, family in families.items():
-                    family.add_metric([tenant, database, col["name"]], values[key])
-            else:
-                for key in families:
-                    other[key] += values[key]
-        if len(figures) > MAX_COLLECTIONS:
-            for key, family in families.items():
-                family.add_metric(["", "", OTHER], other[key])
-        yield from families.values()
-        yield GaugeMetricFamily("huedb_collections", "Collections in the store", value=len(figures))
+        computed = FIGURES_RUN.figures(self.engine, self.data)
+        if computed is not None:
+            yield from collection_families(*computed)
         yield GaugeMetricFamily(
             "huedb_index_memory_budget_bytes",
             "Bytes of indexes each worker may hold (index_memory; 0: no limit)",
             value=self.engine.options.index_memory,
         )
+
+
+def collection_families(
+    where: dict[str, tuple[str, str]], stats: list[dict[str, Any]]
+) -> Iterable[Metric]:
+    """The per-collection gauges of the `MAX_COLLECTIONS` largest collections, the others
+    summed into `_other`, and the number of collections."""
+    figures = sorted(stats, key=lambda c: -c["disk_bytes"])
+    labels = ["tenant", "database", "collection"]
+    families = {
+        key: GaugeMetricFamily(f"huedb_collection_{key}", text, labels=labels)
+        for key, text in (
+            ("records", "Records of a collection"),
+            ("disk_bytes", "Bytes of vectors, documents and metadata of a collection"),
+            ("index_memory_bytes", "Estimated RAM of a collection's HNSW index"),
+        )
+    }
+    other = dict.fromkeys(families, 0)
+    for n, col in enumerate(figures):
+        values = {"records": col["count"], **{k: col[k] for k in families if k != "records"}}
+        if n < MAX_COLLECTIONS:
+            tenant, database = where.get(col["id"], ("", ""))
+            for key, family in families.items():
+                family.add_metric([tenant, database, col["name"]], values[key])
+        else:
+            for key in families:
+                other[key] += values[key]
+    if len(figures) > MAX_COLLECTIONS:
+        for key, family in families.items():
+            family.add_metric(["", "", OTHER], other[key])
+    yield from families.values()
+    yield GaugeMetricFamily("huedb_collections", "Collections in the store", value=len(figures))
 
 
 class _ThisProcess(Collector):
@@ -319,7 +427,9 @@ class _ThisProcess(Collector):
 def scrape(engine: Engine, data: Path) -> tuple[bytes, str]:
     """The metrics text of every worker plus the scrape-time gauges, and its content type."""
     registry = CollectorRegistry()
-    if os.environ.get(MULTIPROC_ENV):
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
+        remove_dead_workers(directory)
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(_ThisProcess())
@@ -349,8 +459,13 @@ class RequestMetricsMiddleware:
             response.see(message)
             await send(message)
 
+        async def watch_receive() -> dict:
+            message = await receive()
+            response.see(message)
+            return message
+
         try:
-            await self.app(scope, receive, watch)
+            await self.app(scope, watch_receive, watch)
         finally:
             self.record(scope, response, time.perf_counter() - started)
             TRACE_ID.reset(reset)
@@ -436,18 +551,26 @@ class _Response:
     """The status of a response and the start of an error body (for its error name)."""
 
     def __init__(self) -> None:
-        self.status = 500  # a request that ends without a response counts as a 500
+        # A request that ends without a response counts as a 500, or as a 499 when its
+        # client went away first (a body cut off mid-upload: not the server's fault).
+        self.status = 500
+        self.started = False
         self.body = b""
 
     def see(self, message: dict) -> None:
+        """Note a message sent to the client, or received from it."""
         if message["type"] == "http.response.start":
             self.status = message["status"]
+            self.started = True
         elif message["type"] == "http.response.body" and self.status >= 400:
             self.body = (self.body + message.get("body", b""))[:ERROR_BODY_MAX]
+        elif message["type"] == "http.disconnect" and not self.started:
+            self.status = CLIENT_CLOSED
 
     def error_name(self) -> str:
-        """Chroma's error name from the body of an error response ("" below 400)."""
-        if self.status < 400:
+        """Chroma's error name from the body of an error response ("" below 400, and for a
+        request whose client went away)."""
+        if self.status < 400 or self.status == CLIENT_CLOSED:
             return ""
         try:
             name = orjson.loads(self.body).get("error")

@@ -58,6 +58,7 @@ UNSUPPORTED_AUTH = {
 TOKEN_KEYS = frozenset({"token", "role", "tenant", "databases", "name"})
 SCOPE_FORBIDDEN = frozenset("/@,+:*")
 DEFAULT_MAX_BODY_BYTES = 40 * 1024 * 1024
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 MAX_TIMEOUT_S = 86400.0
 ENV_CONFIG = "HUEDB_SERVER_CONFIG_JSON"
 
@@ -96,6 +97,7 @@ class ServerConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     request_timeout_s: float = 60.0
     header_timeout_s: float = 10.0
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES  # request line and headers
     metrics_public: bool = False  # GET /metrics without a token
     log_format: str = "text"  # or "json": one object per line (server/log_context.py)
     engine: EngineOptions = field(default_factory=EngineOptions)
@@ -124,6 +126,12 @@ class ServerConfig:
             check_tls(self.ssl_certfile, self.ssl_keyfile)
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
+        if isinstance(self.max_header_bytes, bool) or not isinstance(self.max_header_bytes, int):
+            raise ConfigError(
+                f"max_header_bytes must be a number of bytes, not {self.max_header_bytes!r}"
+            )
+        if self.max_header_bytes < 1024:
+            raise ConfigError("max_header_bytes must be at least 1024")
         for key, flag in (
             ("request_timeout_s", "--request-timeout"),
             ("header_timeout_s", "--header-timeout"),
@@ -242,6 +250,14 @@ def parse_scope(spec: str, token: str, name: str) -> TokenEntry:
             "token in the [auth] table of --config"
         )
     role, at, scope = spec.partition("@")
+    if role not in ROLES:
+        # The role of the one-line forms may be part of the token (`tok:en:admin`, or a
+        # token file line `tok en`): name the item, never the text.
+        raise ConfigError(
+            f"token {name}: unknown role, expected one of {', '.join(ROLES)} after the token "
+            "(a ':' inside a token, or white space in a token file line, splits it; put "
+            "such a token in the [auth] table of --config)"
+        )
     if not at:
         return make_token(token, role, name)
     tenant, slash, dbs = scope.partition("/")

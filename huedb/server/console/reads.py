@@ -6,8 +6,8 @@ a tenant-scoped token only inside its tenant, as for every route under /tenants)
 - `GET .../databases/{database}/stats`: each collection's figures from `huedb stats`
   (count, dimension, space, disk bytes, index memory; counts and bytes from the worker's
   figures cache, `metrics_cache`), the scale warnings of those collections, and the role
-  of the calling token (the console hides admin actions by it); a global token also gets
-  the store-wide warnings and the machine's RAM;
+  of the calling token and whether it is tenant-scoped (the console hides admin actions
+  by them); a global token also gets the store-wide warnings and the machine's RAM;
 - `GET .../collections/{collection_id}/embed?text=...`: the server's default embedder
   (all-MiniLM-L6-v2) run on a text, for collections that use it.
 """
@@ -21,7 +21,9 @@ from fastapi import APIRouter, Request
 
 from huedb.api.collection_config import DEFAULT_EF_IDENTITY
 from huedb.embedding_functions import DIMENSION, DefaultEmbeddingFunction, model_dir
-from huedb.errors import InvalidArgumentError, UnimplementedError
+from huedb.engine.catalog import CollectionRow
+from huedb.engine.engine import Engine
+from huedb.errors import InvalidArgumentError, NotFoundError, UnimplementedError
 from huedb.ops.stats import gather_stats
 from huedb.server.auth import TOKEN_KEY
 from huedb.server.json_response import OrjsonResponse
@@ -50,12 +52,13 @@ def database_stats(request: Request, tenant: str, database: str) -> dict[str, An
     local = api(request)
     engine = local.engine
     own = {str(m.id) for m in local.list_collections(None, None, tenant, database)}
-    cols = [engine.get_collection_by_uuid(uuid) for uuid in sorted(own)]
+    cols = [col for uuid in sorted(own) if (col := existing_collection(engine, uuid))]
     stats = gather_stats(engine, Path(request.app.state.config.path), FIGURES.figures, cols)
     entry = request.scope.get(TOKEN_KEY)
     warnings = [w for c in stats["collections"] for w in c["warnings"]]
     answer: dict[str, Any] = {
         "role": "admin" if entry is None else entry.role,
+        "scoped": entry is not None and entry.tenant is not None,  # limited to a tenant
         "collections": stats["collections"],
         "warnings": warnings,
     }
@@ -63,6 +66,14 @@ def database_stats(request: Request, tenant: str, database: str) -> dict[str, An
         answer["warnings"] = warnings + stats["store_warnings"]
         answer["ram_bytes"] = stats["ram_bytes"]
     return answer
+
+
+def existing_collection(engine: Engine, uuid: str) -> CollectionRow | None:
+    """A listed collection, or None when it was deleted since it was listed."""
+    try:
+        return engine.get_collection_by_uuid(uuid)
+    except NotFoundError:
+        return None
 
 
 @router.get(COL + "/embed")

@@ -1,5 +1,6 @@
 // One database: its collections with their figures, aliases, scale warnings, the metrics
-// panel, and (admin tokens) the backup download and alias switches.
+// panel, the alias switches (admin tokens) and the backup download (admin tokens of every
+// tenant).
 
 import { call, callBlob, paths } from "./api.js";
 import { metricsSection } from "./chart.js";
@@ -140,6 +141,8 @@ export async function renderDatabase(view, tenant, database) {
     call("GET", `${base}/aliases`),
   ]);
   const admin = stats.role === "admin";
+  // Backups span every tenant: the server refuses them to a tenant-scoped admin token.
+  const globalAdmin = admin && !stats.scoped;
   showWho(`${stats.role} token · ${tenant}`);
   view.append(
     ...[
@@ -157,7 +160,7 @@ export async function renderDatabase(view, tenant, database) {
     aliasesSection(base, models, aliases, admin),
     warningsSection(stats.warnings),
     metricsSection(),
-    admin ? backupSection() : null,
+    globalAdmin ? backupSection() : null,
     ].filter(Boolean),
   );
 }
