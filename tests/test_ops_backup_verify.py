@@ -27,6 +27,7 @@ import pytest
 import huedb
 from huedb.api.client import clear_system_cache
 from huedb.cli.serve import METRICS_DIR_PREFIX  # the server's own directory in TMPDIR
+from huedb.engine import snapshot
 from huedb.engine.engine import Engine
 from huedb.engine.sqlite_store.connection import DB_FILENAME
 from huedb.errors import BackupError
@@ -265,9 +266,14 @@ def test_verify_finds_and_removes_index_files_of_deleted_collections(
     found = verify(data, store=store.url)
     assert found.ok and found.orphan_files == [orphan.name] and orphan.exists()
     assert any("orphan index file" in line for line in found.lines())
+    # another store's snapshot in the same directory is not this store's to remove
+    foreign = snapshot.snapshot_path(data / "index", "1b2c3d4e-0000-4000-8000-000000000000")
+    snapshot.write_snapshot(foreign, "another-store/x", 7, 2, "l2", b"graph")
     fixed = verify(data, repair=True, store=store.url)
     assert fixed.ok and fixed.repaired_orphans and not orphan.exists()
-    assert verify(data, store=store.url).orphan_files == []
+    assert foreign.exists() and orphan.name in fixed.orphan_files
+    left = verify(data, store=store.url).orphan_files  # with the lock repair looked under
+    assert left == [foreign.name, foreign.with_suffix(".lock").name]
 
 
 def test_backup_removes_temporaries_of_killed_backups(tmp_path: Path, store: StoreTarget) -> None:

@@ -378,8 +378,8 @@ def _is_uuid(text: str) -> bool:
 
 def remove_orphan_files(directory: Path, collection_uuid: str, owner: str) -> list[str]:
     """Remove the files of a collection the store no longer has: the snapshots `owner`
-    wrote (another store's sharing the directory are kept, as are files whose header
-    cannot be read), temporaries, and the lock file unless a kept snapshot needs it.
+    wrote and those whose header cannot be read (another store's sharing the directory are
+    kept), temporaries, and the lock file unless a kept snapshot needs it.
     Nothing is removed while a writer holds the lock. Returns the names removed."""
     lock = directory / f"{collection_uuid}{LOCK_SUFFIX}"
     had_lock = lock.exists()
@@ -393,8 +393,8 @@ def remove_orphan_files(directory: Path, collection_uuid: str, owner: str) -> li
             if not path.exists():
                 continue
             header = read_header(path)
-            if header is None or header.get("owner") != owner:
-                kept = True
+            if header is not None and header.get("owner") != owner:
+                kept = True  # another store's: an unreadable file is no one's snapshot
                 continue
             path.unlink(missing_ok=True)
             removed.append(path.name)

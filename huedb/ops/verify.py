@@ -6,7 +6,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from huedb.engine.engine import IndexCheck
+from huedb.engine.engine import Engine, IndexCheck
+from huedb.engine.snapshot import collection_uuids_in
 from huedb.ops.progress import progress
 from huedb.ops.store import open_store
 
@@ -50,17 +51,21 @@ class VerifyReport:
         return out
 
 
-def _check_orphans(data: Path, live: set[str], report: VerifyReport, repair: bool) -> None:
-    """Index files of collections that no longer exist (left by a killed delete)."""
-    index_dir = data / "index"
-    if not index_dir.is_dir():
+def _check_orphans(engine: Engine, data: Path, report: VerifyReport, repair: bool) -> None:
+    """Index files of collections that no longer exist (left by a killed delete). Repaired
+    by the engine, which removes only this store's files, under each collection's snapshot
+    lock (never a running writer's, another store's sharing the directory, nor those of a
+    collection created meanwhile)."""
+    if repair:
+        report.orphan_files = engine.remove_orphan_snapshots()
+        report.repaired_orphans = bool(report.orphan_files)
         return
-    for file in sorted(index_dir.iterdir()):
-        if file.name.split(".", 1)[0] not in live:
-            report.orphan_files.append(file.name)
-            if repair:
-                file.unlink(missing_ok=True)
-    report.repaired_orphans = repair and bool(report.orphan_files)
+    index_dir = data / "index"
+    on_disk = collection_uuids_in(index_dir)  # listed before the live collections are read
+    live = {c.uuid for c in engine.collections()}
+    report.orphan_files = sorted(
+        f.name for f in index_dir.glob("*") if f.name.split(".", 1)[0] in on_disk - live
+    )
 
 
 def verify(
@@ -86,5 +91,5 @@ def verify(
             bar.update(1)
         bar.close()
         if data is not None:
-            _check_orphans(data, {c.uuid for c in cols}, report, repair)
+            _check_orphans(engine, data, report, repair)
         return report
