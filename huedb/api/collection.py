@@ -24,6 +24,7 @@ from huedb.api.types import (
 from huedb.record_batch import RecordBatch, plain_metadatas
 from huedb.search.direct import direct_request
 from huedb.search.result import SearchResult
+from huedb.utils.embedding_functions import rebuild_embedding_function
 
 if TYPE_CHECKING:
     from huedb.api.base import ServerAPI
@@ -343,10 +344,15 @@ class Collection:
         return self._embed(inputs, query=query)
 
     def _recorded_or_default_embedder(self) -> Any:
-        """Chroma's fallback when no embedding function is given: the default one, unless
-        the collection was built with another model (then embedding would mix models)."""
+        """Chroma's fallback when no embedding function is given: the one the collection
+        recorded, rebuilt from its registered class (`register_embedding_function`, here
+        or in chromadb), else the default one unless the collection was built with another
+        model (then embedding would mix models)."""
         recorded = (self._model.configuration_json or {}).get("embedding_function") or {}
         if recorded.get("type") == "known" and recorded.get("name") != "default":
+            rebuilt = rebuild_embedding_function(recorded)
+            if rebuilt is not None:
+                return rebuilt
             raise ValueError(
                 f"Collection {self.name} was built with the embedding function "
                 f"'{recorded.get('name')}': pass it as embedding_function= to embed documents "

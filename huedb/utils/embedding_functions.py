@@ -1,7 +1,9 @@
 """``chromadb.utils.embedding_functions`` for huedb: the embedding functions huedb ships, and
-the sparse ones known by name (a collection's schema records a sparse function by ``name()``
-and ``get_config()``; it is rebuilt with ``build_from_config`` of the class found here)."""
+those known by name (a collection records its function by ``name()`` and ``get_config()``;
+opened without one, it is rebuilt with ``build_from_config`` of the class found here)."""
 
+import logging
+import sys
 from typing import Any
 
 from huedb.embedding_functions import ChromaBm25EmbeddingFunction, DefaultEmbeddingFunction
@@ -9,10 +11,47 @@ from huedb.embedding_functions import ChromaBm25EmbeddingFunction, DefaultEmbedd
 __all__ = [
     "ChromaBm25EmbeddingFunction",
     "DefaultEmbeddingFunction",
+    "known_embedding_functions",
+    "register_embedding_function",
     "sparse_known_embedding_functions",
 ]
+
+logger = logging.getLogger(__name__)
 
 sparse_known_embedding_functions: dict[str, Any] = {
     ChromaBm25EmbeddingFunction.name(): ChromaBm25EmbeddingFunction,
 }
 """Sparse embedding function classes by their ``name()``, as in chromadb."""
+
+known_embedding_functions: dict[str, Any] = {
+    DefaultEmbeddingFunction.name(): DefaultEmbeddingFunction,
+}
+"""Dense embedding function classes by their ``name()``, as in chromadb."""
+
+
+def register_embedding_function(cls: Any) -> Any:
+    """Class decorator (chromadb's): know a dense embedding function class by its ``name()``,
+    so a collection built with it is opened without passing it again."""
+    name = cls.name()
+    if name in known_embedding_functions and known_embedding_functions[name] is not cls:
+        raise ValueError(f"Embedding function {name} is already registered")
+    known_embedding_functions[name] = cls
+    return cls
+
+
+def rebuild_embedding_function(recorded: dict[str, Any]) -> Any | None:
+    """The dense embedding function a collection recorded (``{"type": "known", "name",
+    "config"}``), rebuilt by its registered class: huedb's registry, then chromadb's when
+    the program has loaded it (code written for chromadb registers its functions there). None
+    when no class of that name is known; an error of ``build_from_config`` is raised."""
+    name = recorded.get("name")
+    cls = known_embedding_functions.get(name)  # type: ignore[arg-type]
+    # chromadb's registry only if the program loaded it (huedb never imports chromadb):
+    # a function registered there was, since registering imports it.
+    chroma_registry = sys.modules.get("chromadb.utils.embedding_functions")
+    if cls is None and chroma_registry is not None:
+        cls = getattr(chroma_registry, "known_embedding_functions", {}).get(name)
+    if cls is None:
+        return None
+    logger.debug("rebuilding embedding function %s from its recorded configuration", name)
+    return cls.build_from_config(recorded.get("config") or {})
