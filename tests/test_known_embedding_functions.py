@@ -94,3 +94,28 @@ def test_an_unknown_function_is_still_refused(tmp_path: Path) -> None:
             col.query(query_texts=["x"])
     finally:
         client.close()
+
+
+def test_no_embedding_function_means_none(tmp_path: Path) -> None:
+    """`embedding_function=None` (at create or get) means documents are not embedded: as in
+    chromadb, embedding them raises ValueError; huedb embedded them with its default model,
+    replacing a record's own vector on `update(documents=...)`."""
+    client = huedb.PersistentClient(path=tmp_path)
+    try:
+        created = client.create_collection(
+            "vectors-only", embedding_function=None, configuration={"hnsw": {"space": "l2"}}
+        )
+        created.add(ids=["a"], embeddings=[[1.0] * 384], documents=["mine"])
+        for col in (created, client.get_collection("vectors-only", embedding_function=None)):
+            for call in (
+                lambda c=col: c.update(ids=["a"], documents=["changed"]),
+                lambda c=col: c.add(ids=["b"], documents=["doc only"]),
+                lambda c=col: c.query(query_texts=["mine"]),
+            ):
+                with pytest.raises(ValueError, match="You must provide an embedding function"):
+                    call()
+        got = created.get(include=["embeddings", "documents"])
+        assert got["ids"] == ["a"] and got["documents"] == ["mine"]
+        assert got["embeddings"].tolist() == [[1.0] * 384]
+    finally:
+        client.close()

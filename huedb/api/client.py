@@ -7,7 +7,7 @@ from typing import Any
 
 from huedb.api import collection_config
 from huedb.api.base import ServerAPI
-from huedb.api.collection import Collection
+from huedb.api.collection import DEFAULT_EMBEDDING_FUNCTION, Collection
 from huedb.api.embedding_identity import check_embedding_function
 from huedb.api.local import LocalAPI
 from huedb.api.requests import CreateCollectionRequest
@@ -15,17 +15,6 @@ from huedb.api.types import CollectionModel
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings, settings_of
 from huedb.engine.registry import acquire_engine, close_all_engines, release_engine
 from huedb.errors import NotFoundError
-
-
-class _DefaultEmbeddingFunction:
-    """The `embedding_function` a create call gets when none is passed: chromadb's default
-    (recorded as the known "default" function; huedb loads its own default model on use)."""
-
-    def __repr__(self) -> str:
-        return "DefaultEmbeddingFunction()"
-
-
-DEFAULT_EMBEDDING_FUNCTION: Any = _DefaultEmbeddingFunction()
 
 
 def clear_system_cache() -> None:
@@ -149,7 +138,7 @@ class Client:
         self, limit: int | None = None, offset: int | None = None
     ) -> list[Collection]:
         models = self._server.list_collections(limit, offset, self.tenant, self.database)
-        return [self._wrap(m, None) for m in models]
+        return [self._wrap(m, DEFAULT_EMBEDDING_FUNCTION) for m in models]
 
     def count_collections(self) -> int:
         return self._server.count_collections(self.tenant, self.database)
@@ -184,18 +173,21 @@ class Client:
         ef = embedding_function
         if ef is DEFAULT_EMBEDDING_FUNCTION or ef is None:
             # Chroma's collections embed with the schema's function when none is given.
-            ef = collection_config.schema_embedding_function(schema)
-            if ef is not None and collection_config.embedding_function_identity(ef) in (
+            chosen = collection_config.schema_embedding_function(schema)
+            if chosen is not None and collection_config.embedding_function_identity(chosen) not in (
                 None,
                 collection_config.DEFAULT_EF_IDENTITY,
                 {"type": "legacy"},
             ):
-                ef = None  # huedb's own default model, loaded on first use
+                ef = chosen
         alias = name if model.name != name else None
         return self._wrap(model, ef, data_loader, alias)
 
     def get_collection(
-        self, name: str, embedding_function: Any = None, data_loader: Any = None
+        self,
+        name: str,
+        embedding_function: Any = DEFAULT_EMBEDDING_FUNCTION,
+        data_loader: Any = None,
     ) -> Collection:
         """An existing collection by name or alias (NotFoundError if missing).
 
@@ -207,7 +199,7 @@ class Client:
         return self._wrap(model, embedding_function, data_loader, alias)
 
     def get_collection_by_id(
-        self, id: Any, embedding_function: Any = None, data_loader: Any = None
+        self, id: Any, embedding_function: Any = DEFAULT_EMBEDDING_FUNCTION, data_loader: Any = None
     ) -> Collection:
         model = self._server.get_collection_by_id(str(id))
         return self._wrap(model, embedding_function, data_loader)

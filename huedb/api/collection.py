@@ -30,6 +30,23 @@ if TYPE_CHECKING:
     from huedb.api.base import ServerAPI
 
 
+class _DefaultEmbeddingFunction:
+    """The `embedding_function` a collection gets when none is passed: chromadb's default
+    (recorded as the known "default" function; huedb loads its own default model on use).
+    Passing `embedding_function=None` instead means none: documents are not embedded."""
+
+    def __repr__(self) -> str:
+        return "DefaultEmbeddingFunction()"
+
+
+DEFAULT_EMBEDDING_FUNCTION: Any = _DefaultEmbeddingFunction()
+
+NO_EMBEDDING_FUNCTION = (
+    "You must provide an embedding function to compute embeddings."
+    "https://docs.trychroma.com/guides/embeddings"
+)
+
+
 class Collection:
     """A named set of records with embeddings, documents, metadata and uris."""
 
@@ -37,13 +54,14 @@ class Collection:
         self,
         client: ServerAPI,
         model: CollectionModel,
-        embedding_function: Any = None,
+        embedding_function: Any = DEFAULT_EMBEDDING_FUNCTION,
         data_loader: Any = None,
         alias: str | None = None,
     ) -> None:
         self._client = client
         self._model = model
         self._embedding_function = embedding_function
+        self._embedder: Any = None  # the function `_embed` uses, found on first use
         self._data_loader = data_loader
         self._alias = alias
 
@@ -318,9 +336,9 @@ class Collection:
         return result
 
     def _embed(self, inputs: list[Any] | None, query: bool = False) -> np.ndarray:
-        ef = self._embedding_function
-        if ef is None:
-            ef = self._embedding_function = self._recorded_or_default_embedder()
+        if self._embedder is None:
+            self._embedder = self._chosen_embedder()
+        ef = self._embedder
         fn = getattr(ef, "embed_query", None) if query else None
         vectors = fn(inputs) if callable(fn) else ef(inputs)
         return np.asarray([np.asarray(x, dtype=np.float32) for x in vectors], dtype=np.float32)
@@ -343,11 +361,16 @@ class Collection:
             inputs = self._data_loader(uris=inputs)
         return self._embed(inputs, query=query)
 
-    def _recorded_or_default_embedder(self) -> Any:
-        """Chroma's fallback when no embedding function is given: the one the collection
-        recorded, rebuilt from its registered class (`register_embedding_function`, here
-        or in chromadb), else the default one unless the collection was built with another
-        model (then embedding would mix models)."""
+    def _chosen_embedder(self) -> Any:
+        """The function that embeds documents and query texts, in Chroma's order: the
+        handle's own; else the one the collection recorded (the default model for
+        "default"; another known one rebuilt from its registered class,
+        `register_embedding_function` here or in chromadb, else refused: embedding would
+        mix models); else none when the handle was given `embedding_function=None`
+        (ValueError, as chromadb); else the default model."""
+        ef = self._embedding_function
+        if ef is not None and ef is not DEFAULT_EMBEDDING_FUNCTION:
+            return ef
         recorded = (self._model.configuration_json or {}).get("embedding_function") or {}
         if recorded.get("type") == "known" and recorded.get("name") != "default":
             rebuilt = rebuild_embedding_function(recorded)
@@ -358,6 +381,8 @@ class Collection:
                 f"'{recorded.get('name')}': pass it as embedding_function= to embed documents "
                 "or query texts, or pass embeddings explicitly."
             )
+        if ef is None and recorded.get("name") != "default":
+            raise ValueError(NO_EMBEDDING_FUNCTION)
         from huedb.embedding_functions import DefaultEmbeddingFunction
 
         return DefaultEmbeddingFunction()
