@@ -207,8 +207,18 @@ class UsageError(ValueError):
     """A command line is inconsistent (e.g. both --path and --url)."""
 
 
+QUOTA_PREFIX = "Quota exceeded: "
+
+
 def http_error(exc: BaseException) -> tuple[int, str, str]:
     """Status, Chroma error name and message for an exception raised while serving."""
+    if isinstance(exc, QuotaError):
+        # Chroma's quota messages start so, and its JS client maps a 422 to
+        # ChromaQuotaExceededError only by that start.
+        message = str(exc)
+        if not message.startswith(QUOTA_PREFIX):
+            message = QUOTA_PREFIX + message
+        return exc.status, exc.wire_name, message
     if isinstance(exc, ChromaError):
         return exc.status, exc.wire_name, str(exc)
     if isinstance(exc, TypeError):

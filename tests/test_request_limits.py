@@ -126,6 +126,8 @@ def test_each_limit_admits_its_value_and_refuses_one_more(
     status, body, seconds = _post(server, route, over)
     assert status == 422, body
     assert body["error"] == "QuotaError"
+    # Chroma's quota message start, by which its JS client raises ChromaQuotaExceededError
+    assert body["message"].startswith("Quota exceeded: "), body
     assert option in body["message"] and f"--{option.replace('_', '-')}" in body["message"]
     assert seconds < FAST
 
