@@ -90,3 +90,39 @@ def test_a_group_by_aggregate_without_keys(servers: dict[str, str]) -> None:
     theirs = _answer(servers, "chroma", "POST", path, GROUPED)
     assert theirs[0] == 400  # refused before Chroma's local server says it cannot search
     assert _answer(servers, "huedb", "POST", path, GROUPED) == theirs
+
+
+ZERO_RESULTS = {
+    "plain": {"query_embeddings": [[1.0, 0.0], [0.0, 1.0]], "n_results": 0},
+    "filtered": {
+        "query_embeddings": [[1.0, 0.0]],
+        "n_results": 0,
+        "where": {"$or": [{"x": 1}, {"x": {"$ne": 1}}]},
+        "include": ["distances", "documents"],
+    },
+}
+
+
+DEFAULT_INCLUDES = {
+    "query": {"query_embeddings": [[1.0, 0.0]], "n_results": 1},
+    "get": {"ids": ["a"]},
+}
+
+
+@pytest.mark.parametrize("route", DEFAULT_INCLUDES)
+def test_a_body_without_include(servers: dict[str, str], route: str) -> None:
+    path = f"{DB}/collections/{{collection}}/{route}"
+    theirs = _answer(servers, "chroma", "POST", path, DEFAULT_INCLUDES[route])
+    assert _answer(servers, "huedb", "POST", path, DEFAULT_INCLUDES[route]) == theirs
+
+
+@pytest.mark.parametrize("case", ZERO_RESULTS)
+def test_a_query_for_no_results(servers: dict[str, str], case: str) -> None:
+    """`n_results: 0` (the JS client sends it, e.g. `Math.min(k, count)` on an empty
+    collection) answers empty lists, one per query."""
+    path = f"{DB}/collections/{{collection}}/query"
+    theirs = _answer(servers, "chroma", "POST", path, ZERO_RESULTS[case])
+    assert theirs[0] == 200 and theirs[1]["ids"] == [[]] * len(
+        ZERO_RESULTS[case]["query_embeddings"]
+    )
+    assert _answer(servers, "huedb", "POST", path, ZERO_RESULTS[case]) == theirs

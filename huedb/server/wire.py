@@ -16,7 +16,6 @@ from huedb.api.requests import (
     ModifyCollectionRequest,
     QueryRequest,
 )
-from huedb.api.types import DEFAULT_GET_INCLUDE, DEFAULT_QUERY_INCLUDE
 from huedb.engine.record_values import UINT32_MAX, check_sparse_vector
 from huedb.errors import InvalidArgumentError, InvalidBodyError
 from huedb.record_batch import RecordBatch
@@ -118,7 +117,7 @@ class GetRecords(_Body):
     where_document: dict[str, Any] | None = None
     limit: int | None = Field(default=None, ge=0)
     offset: int | None = Field(default=None, ge=0)
-    include: list[IncludeName] = Field(default_factory=lambda: list(DEFAULT_GET_INCLUDE))
+    include: list[IncludeName] = Field(default_factory=lambda: ["documents", "metadatas"])
 
     def to_request(self) -> GetRequest:
         """What this body asks for."""
@@ -130,10 +129,13 @@ class GetRecords(_Body):
 class QueryRecords(_Body):
     ids: list[str] | None = None
     query_embeddings: list[list[float]]
-    n_results: int = Field(default=10, ge=1)
+    n_results: int = Field(default=10, ge=0)
     where: dict[str, Any] | None = None
     where_document: dict[str, Any] | None = None
-    include: list[IncludeName] = Field(default_factory=lambda: list(DEFAULT_QUERY_INCLUDE))
+    # Chroma's server default (its Python client lists metadatas first)
+    include: list[IncludeName] = Field(
+        default_factory=lambda: ["documents", "metadatas", "distances"]
+    )
 
     def to_request(self) -> QueryRequest:
         """What this body asks for, the query vectors decoded."""
