@@ -236,3 +236,15 @@ def test_kill_one_node_under_load_fails_over(tmp_path: Path, pg_url: str) -> Non
                             assert not missing_through(direct, cid, ids[start : start + 200])
             finally:
                 back.stop()
+
+
+def test_a_body_over_the_proxy_limit_gets_chromas_json_413(cluster: Cluster) -> None:
+    """nginx refuses a body over its client_max_body_size itself: with the JSON body huedb
+    gives (a batch of 5,461 vectors of 1,536 dimensions is ~43 MiB), never nginx's HTML."""
+    col = create_collection(cluster.nginx.url, "too-large")
+    body = b'{"ids": ["a"], "embeddings": [[' + b"0.123456789," * 3_700_000 + b"0.0]]}"
+    resp = httpx.post(f"{cluster.nginx.url}{DB}/collections/{col}/add", content=body, timeout=60)
+    assert resp.status_code == 413, resp.text[:200]
+    assert resp.headers["content-type"].startswith("application/json")
+    assert resp.json()["error"] == "ChromaError"
+    assert "too large" in resp.json()["message"]
