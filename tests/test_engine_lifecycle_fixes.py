@@ -122,6 +122,29 @@ def test_a_call_that_finds_the_collection_gone_forgets_its_index(
     assert _files_of(data / "index", str(gone.id)) == []
 
 
+def test_a_node_removes_snapshots_it_no_longer_holds_when_it_meets_the_deletion(
+    store: StoreTarget, tmp_path: Path
+) -> None:
+    """A PostgreSQL node restarted (or that evicted the index) holds a snapshot of a
+    collection another node deleted, without the index in memory: the first request that
+    finds the collection gone removes it. (On SQLite the deleting process removed it.)"""
+    data = tmp_path / "a"
+    client = store.client(data, SETTINGS)
+    gone = _held_graph(client, "gone", 1)
+    gone_uuid = str(gone.id)
+    client.close()
+    assert f"{gone_uuid}.hnsw" in _files_of(data / "index", gone_uuid)
+    _delete_in_other_process(store, data if not store.is_postgres else tmp_path / "b", "gone")
+    client = store.client(data, SETTINGS)  # the node again: nothing held
+    try:
+        assert _engine_of(client).index_memory()["resident"] == []
+        with pytest.raises(NotFoundError):
+            gone.__class__(client._server, gone._model).count()
+        assert _files_of(data / "index", gone_uuid) == []
+    finally:
+        client.close()
+
+
 def test_deleting_waits_for_a_snapshot_being_written(tmp_path: Path) -> None:
     """A snapshot written while its collection is deleted lands before the files are
     removed, never after: removal waits for the writer's lock."""

@@ -9,6 +9,7 @@ checked by the API layer before they get here; names by the engine, before the s
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import threading
 import time
@@ -397,17 +398,26 @@ class Engine:
     def _on_collection(self, collection_uuid: str) -> Iterator[None]:
         """The engine lock, for a call on one collection: when the store no longer has it
         (NotFoundError: deleted by another process, or node), the indexes this process held
-        of it are forgotten, so no snapshot of it is written later, and their files here
-        are removed (another node's deleter removes only its own)."""
+        of it are forgotten, so no snapshot of it is written later, and its files here are
+        removed, held or not (another node's deleter removes only its own)."""
         with self._lock:
             try:
                 yield
             except NotFoundError:
                 held = self._indexes.forget_collection(collection_uuid)
                 held |= self._sparse.forget_collection(collection_uuid)
-                if held and not self._collection_exists(collection_uuid):
+                if (held or self._has_index_files(collection_uuid)) and not (
+                    self._collection_exists(collection_uuid)
+                ):
                     self._remove_orphan_files(collection_uuid)
                 raise
+
+    def _has_index_files(self, collection_uuid: str) -> bool:
+        """Whether this directory holds files of the collection (an index evicted or never
+        loaded here still has its snapshot)."""
+        if self._index_dir is None or not self._index_dir.is_dir():
+            return False
+        return any(self._index_dir.glob(f"{glob.escape(collection_uuid)}.*"))
 
     def _remove_orphan_files(self, collection_uuid: str) -> list[str]:
         """`snapshot.remove_orphan_files` of a collection the store no longer has."""
