@@ -41,6 +41,9 @@ class _DefaultEmbeddingFunction:
 
 DEFAULT_EMBEDDING_FUNCTION: Any = _DefaultEmbeddingFunction()
 
+# The default of `include` in get and query: an explicit `include=None` is refused, as Chroma.
+_DEFAULT_INCLUDE: Any = object()
+
 NO_EMBEDDING_FUNCTION = (
     "You must provide an embedding function to compute embeddings."
     "https://docs.trychroma.com/guides/embeddings"
@@ -174,13 +177,16 @@ class Collection:
     ) -> DeleteResult:
         """Delete records by id and/or filter; returns {"deleted": n}."""
         with v.validation_context("delete"):
-            id_list = None if ids is None else v.normalize_ids(ids)
-            if id_list is None and where is None and where_document is None:
+            if ids is None and where is None and where_document is None:
                 raise ValueError("At least one of ids, where, or where_document must be provided")
-            v.validate_limit_offset(limit, "limit")
+            v.validate_delete_limit(limit)
             if limit is not None and where is None and where_document is None:
-                raise ValueError("limit can only be specified when a where clause is provided")
+                raise ValueError(
+                    "limit can only be specified when a where or where_document clause is provided"
+                )
+            id_list = None if ids is None else v.normalize_ids(ids)
             self._check_filters(where, where_document)
+        v.check_document_key_filters(where)
         request = DeleteRequest(id_list, where, where_document, limit)
         deleted = self._client.delete(self._target_id(), request)
         return DeleteResult(deleted=deleted)
@@ -227,14 +233,15 @@ class Collection:
         limit: int | None = None,
         offset: int | None = None,
         where_document: Any = None,
-        include: Any = None,
+        include: Any = _DEFAULT_INCLUDE,
     ) -> GetResult:
         """Records by id and/or filter, in storage order."""
         with v.validation_context("get"):
             id_list = None if ids is None else v.normalize_ids(ids)
             self._check_filters(where, where_document)
             include = v.validate_include(
-                DEFAULT_GET_INCLUDE if include is None else include, allow_distances=False
+                DEFAULT_GET_INCLUDE if include is _DEFAULT_INCLUDE else include,
+                allow_distances=False,
             )
             if "data" in include and self._data_loader is None:
                 raise ValueError(
@@ -242,6 +249,7 @@ class Collection:
                 )
         limit = v.validate_limit_offset(limit, "limit")
         offset = v.validate_limit_offset(offset, "offset")
+        v.check_document_key_filters(where)
         include, wire_include = _with_data(include)
         request = GetRequest(id_list, where, where_document, limit, offset, wire_include)
         result = self._client.get(self._target_id(), request)
@@ -261,7 +269,7 @@ class Collection:
         n_results: int = 10,
         where: Any = None,
         where_document: Any = None,
-        include: Any = None,
+        include: Any = _DEFAULT_INCLUDE,
     ) -> QueryResult:
         """The n_results nearest records to each query, among those matching the filters."""
         with v.validation_context("query"):
@@ -278,7 +286,8 @@ class Collection:
             id_list = None if ids is None else v.normalize_query_ids(ids)
             self._check_filters(where, where_document)
             include = v.validate_include(
-                DEFAULT_QUERY_INCLUDE if include is None else include, allow_distances=True
+                DEFAULT_QUERY_INCLUDE if include is _DEFAULT_INCLUDE else include,
+                allow_distances=True,
             )
             n_results = v.validate_n_results(n_results)
             if matrix is None:
@@ -286,6 +295,7 @@ class Collection:
                 matrix = v.normalize_embeddings(embedded)
                 assert matrix is not None
         v.finite_or_error(matrix)
+        v.check_document_key_filters(where)
         include, wire_include = _with_data(include)
         request = QueryRequest(matrix, n_results, id_list, where, where_document, wire_include)
         result = self._client.query(self._target_id(), request)
@@ -304,7 +314,9 @@ class Collection:
         As in Chroma, keys whose value is None are dropped from the new metadata.
         """
         if metadata is not None:
-            v.validate_collection_metadata(metadata, allow_none=True)
+            # Chroma's client check (lists pass); the server checks the new name, then
+            # what collection metadata may hold.
+            v.validate_modify_metadata(metadata)
             if "hnsw:space" in metadata:
                 raise ValueError(
                     "Changing the distance function of a collection once it is created is not "

@@ -30,6 +30,8 @@ LIST_OPS = ("$in", "$nin")
 MEMBER_OPS = ("$contains", "$not_contains")
 DOCUMENT_OPS = ("$contains", "$not_contains", "$regex", "$not_regex")
 LOGICAL_OPS = ("$and", "$or")
+WHERE_OPS = (*COMPARISON_OPS, "$ne", "$eq", *LIST_OPS, *MEMBER_OPS)
+DOCUMENT_KEY = "#document"
 RESERVED_METADATA_KEYS = ("chroma:document", "chroma:uri")
 
 
@@ -215,18 +217,18 @@ def validate_collection_metadata(metadata: Any, allow_none: bool = False) -> Non
 
 
 def validate_include(include: Any, allow_distances: bool) -> list[str]:
-    """Check an include list."""
-    if not isinstance(include, list | tuple):
-        raise ValueError(f"Expected include to be a list, got {include!r}")
+    """Check an include list, as chromadb's `validate_include` (a list, not a tuple)."""
+    if not isinstance(include, list):
+        raise ValueError(f"Expected include to be a list, got {include}")
     for item in include:
         if not isinstance(item, str):
-            raise ValueError(f"Expected include item to be a str, got {item!r}")
+            raise ValueError(f"Expected include item to be a str, got {item}")
         if item not in INCLUDE_ITEMS:
             raise ValueError(
                 f"Expected include item to be one of {', '.join(INCLUDE_ITEMS)}, got {item}"
             )
         if item == "distances" and not allow_distances:
-            raise ValueError("Include item cannot be one of distances")
+            raise ValueError(f"Include item cannot be one of distances, got {item}")
     return list(include)
 
 
@@ -253,8 +255,60 @@ def validate_limit_offset(value: Any, name: str) -> int | None:
     return int(value)
 
 
+def validate_delete_limit(limit: Any) -> None:
+    """A delete's limit, as chromadb checks it: None or a non-negative int (not a bool)."""
+    if limit is None:
+        return
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        raise TypeError("limit must be a non-negative integer")
+    if limit < 0:
+        raise ValueError("limit must be a non-negative integer")
+
+
+def validate_modify_metadata(metadata: Any) -> None:
+    """The metadata of `Collection.modify`, checked client-side as chromadb does (its record
+    metadata check: lists and None values pass here; the server checks what a collection's
+    metadata may hold, after the new name)."""
+    if not isinstance(metadata, dict):
+        raise ValueError(
+            f"Expected metadata to be a dict or None, got {type(metadata).__name__} as metadata"
+        )
+    if len(metadata) == 0:
+        raise ValueError(
+            f"Expected metadata to be a non-empty dict, got {len(metadata)} metadata attributes"
+        )
+    for key, value in metadata.items():
+        if key == "chroma:document":
+            raise ValueError(f"Expected metadata to not contain the reserved key {key}")
+        if not isinstance(key, str):
+            raise TypeError(
+                f"Expected metadata key to be a str, got {key} which is a {type(key).__name__}"
+            )
+        if isinstance(value, SparseVector):
+            continue
+        if isinstance(value, list):
+            if len(value) == 0:
+                raise ValueError(f"Expected metadata list value for key '{key}' to be non-empty")
+            first = bool if isinstance(value[0], bool) else type(value[0])
+            for item in value:
+                kind = bool if isinstance(item, bool) else type(item)
+                if kind is not first or kind not in (str, int, float, bool):
+                    raise ValueError(
+                        f"Expected metadata list value for key '{key}' to contain only str, "
+                        f"int, float, or bool and all elements must be the same type, got {value}"
+                    )
+            continue
+        if not isinstance(value, (*SCALAR_TYPES, type(None))):
+            raise ValueError(
+                "Expected metadata value to be a str, int, float, bool, SparseVector, list, "
+                f"or None, got {value} which is a {type(value).__name__}"
+            )
+
+
 def validate_where(where: Any) -> None:
-    """Client-side structural check of a `where` filter (ValueError on malformed input)."""
+    """Client-side structural check of a `where` filter, as chromadb's `validate_where`
+    (same checks, order and ValueError messages). A `#document` key takes the metadata
+    operators; of them only $contains / $not_contains filter documents (a str operand)."""
     if not isinstance(where, dict):
         raise ValueError(f"Expected where to be a dict, got {where}")
     if len(where) != 1:
@@ -262,86 +316,126 @@ def validate_where(where: Any) -> None:
     key, value = next(iter(where.items()))
     if not isinstance(key, str):
         raise ValueError(f"Expected where key to be a str, got {key}")
-    if key in LOGICAL_OPS:
-        if not isinstance(value, list):
-            raise ValueError(f"Expected where value for {key} to be a list, got {value}")
-        if len(value) <= 1:
-            raise ValueError(
-                f"Expected where value for {key} to be a list with at least two where "
-                f"expressions, got {value}"
-            )
-        for sub in value:
-            validate_where(sub)
-        return
     if key in MEMBER_OPS:
         raise ValueError(
             "Expected where key to be a metadata field name or a logical operator ($and, $or), "
             f"got {key}"
         )
-    if key == "#document":
-        validate_where_document(value)
-        return
-    if isinstance(value, SCALAR_TYPES):
-        return
-    if not isinstance(value, dict):
+    if key not in (*LOGICAL_OPS, *LIST_OPS) and not isinstance(value, str | int | float | dict):
         raise ValueError(
             f"Expected where value to be a str, int, float, or operator expression, got {value}"
         )
+    if key in LOGICAL_OPS:
+        if not isinstance(value, list):
+            raise ValueError(
+                f"Expected where value for $and or $or to be a list of where expressions, "
+                f"got {value}"
+            )
+        if len(value) <= 1:
+            raise ValueError(
+                "Expected where value for $and or $or to be a list with at least two where "
+                f"expressions, got {value}"
+            )
+        for sub in value:
+            validate_where(sub)
+    if not isinstance(value, dict):
+        return
     if len(value) != 1:
         raise ValueError(f"Expected operator expression to have exactly one operator, got {value}")
     op, operand = next(iter(value.items()))
-    if op in COMPARISON_OPS:
-        if not isinstance(operand, int | float):
+    if op in COMPARISON_OPS and not isinstance(operand, int | float):
+        raise ValueError(
+            f"Expected operand value to be an int or a float for operator {op}, got {operand}"
+        )
+    if op in LIST_OPS and not isinstance(operand, list):
+        raise ValueError(f"Expected operand value to be an list for operator {op}, got {operand}")
+    if op in MEMBER_OPS:
+        if key == DOCUMENT_KEY and not isinstance(operand, str):
             raise ValueError(
-                f"Expected operand value to be an int or a float for operator {op}, got {operand}"
+                f"Expected operand value to be a str for operator {op} on #document, got {operand}"
             )
-    elif op in LIST_OPS:
-        if not isinstance(operand, list) or len(operand) == 0:
+        if not isinstance(operand, SCALAR_TYPES):
             raise ValueError(
-                f"Expected where value for {op} to be a non-empty list of str, int, float or "
-                f"bool, got {operand}"
+                "Expected operand value to be a str, int, float, or bool for operator "
+                f"{op}, got {operand}"
             )
-        kinds = {_scalar_kind(v) for v in operand}
-        if None in kinds or len(kinds) != 1:
-            raise ValueError(
-                f"Expected where operand value to be a non-empty list of one type, got {operand}"
-            )
-    elif op in EQUALITY_OPS or op in MEMBER_OPS:
-        if operand is None or isinstance(operand, dict):
-            raise ValueError(
-                f"Expected where operand value to be a str, int, float or bool, got {operand}"
-            )
-    else:
-        raise ValueError(f"Expected where operator to be one of the supported operators, got {op}")
+    if op not in WHERE_OPS:
+        raise ValueError(f"Expected where operator to be one of {', '.join(WHERE_OPS)}, got {op}")
+    if not isinstance(operand, (*SCALAR_TYPES, list)):
+        raise ValueError(
+            "Expected where operand value to be a str, int, float, bool, or list of those "
+            f"type, got {operand}"
+        )
+    if isinstance(operand, list) and (
+        len(operand) == 0 or not all(isinstance(x, type(operand[0])) for x in operand)
+    ):
+        raise ValueError(
+            "Expected where operand value to be a non-empty list, and all values to be of the "
+            f"same type got {operand}"
+        )
+
+
+def check_document_key_filters(where: Any) -> None:
+    """Chroma's engine refusal of a (checked) `where` that compares `#document` as a string
+    ($eq, $ne, $in, $nin, or a bare str): that key has no string index (InvalidArgumentError,
+    raised after the client-side checks, as the engine's)."""
+    if not isinstance(where, dict) or len(where) != 1:
+        return
+    key, value = next(iter(where.items()))
+    if key in LOGICAL_OPS:
+        for sub in value if isinstance(value, list) else ():
+            check_document_key_filters(sub)
+        return
+    if key != DOCUMENT_KEY:
+        return
+    operand = value
+    if isinstance(value, dict) and len(value) == 1:
+        op, operand = next(iter(value.items()))
+        if op in MEMBER_OPS:
+            return
+        if op in LIST_OPS:
+            operand = operand[0] if isinstance(operand, list) and operand else None
+    if isinstance(operand, str):
+        raise InvalidArgumentError(
+            f"Cannot filter using metadata key '{DOCUMENT_KEY}' with type 'Str' because "
+            "indexing is disabled"
+        )
 
 
 def validate_where_document(where_document: Any) -> None:
-    """Client-side structural check of a `where_document` filter."""
+    """Client-side structural check of a `where_document` filter, as chromadb's."""
     if not isinstance(where_document, dict):
-        raise ValueError(f"Expected where document to be a dict, got {where_document}")
+        raise ValueError(f"Expected where document to be a dictionary, got {where_document}")
     if len(where_document) != 1:
         raise ValueError(
             f"Expected where document to have exactly one operator, got {where_document}"
         )
     op, operand = next(iter(where_document.items()))
+    if op not in (*DOCUMENT_OPS, *LOGICAL_OPS):
+        raise ValueError(
+            f"Expected where document operator to be one of "
+            f"{', '.join((*DOCUMENT_OPS, *LOGICAL_OPS))}, got {op}"
+        )
     if op in LOGICAL_OPS:
-        if not isinstance(operand, list) or len(operand) <= 1:
+        if not isinstance(operand, list):
             raise ValueError(
-                f"Expected document value for {op} to be a list with at least two where "
+                "Expected document value for $and or $or to be a list of where document "
+                f"expressions, got {operand}"
+            )
+        if len(operand) <= 1:
+            raise ValueError(
+                "Expected document value for $and or $or to be a list with at least two where "
                 f"document expressions, got {operand}"
             )
         for sub in operand:
             validate_where_document(sub)
-        return
-    if op not in DOCUMENT_OPS:
+    elif not isinstance(operand, str):
         raise ValueError(
-            f"Expected where document operator to be one of {', '.join(DOCUMENT_OPS)}, got {op}"
+            f"Expected where document operand value for operator {op} to be a str, got {operand}"
         )
-    if not isinstance(operand, str):
-        raise ValueError(f"Expected where document operand value for operator {op} to be a str")
-    if len(operand) == 0:
+    elif len(operand) == 0:
         raise ValueError(
-            "Expected where document operand value for operator $contains to be a non-empty str"
+            f"Expected where document operand value for operator {op} to be a non-empty str"
         )
 
 
