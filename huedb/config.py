@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import logging
 import os
@@ -109,6 +110,7 @@ class Settings:
 
     def __init__(self, **kwargs: Any) -> None:
         known = {f.name for f in dataclasses.fields(self)} - {"extras"}
+        _refuse_unknown_own_fields(set(kwargs) - known)
         from_env = _from_environment({f.name: str(f.type) for f in dataclasses.fields(self)})
         for f in dataclasses.fields(self):
             if f.name == "extras":
@@ -138,6 +140,19 @@ class Settings:
         if name in extras:
             return extras[name]
         raise AttributeError(name)
+
+
+def _refuse_unknown_own_fields(unknown: set[str]) -> None:
+    """Refuse a `huedb_*` name that is no field (a typo would otherwise leave the option at
+    its default, silently); other unknown names are kept in `extras`, as chromadb code
+    passes settings huedb has no use for."""
+    own = sorted(name for name in unknown if name.lower().startswith(ENGINE_PREFIX))
+    if not own:
+        return
+    close = difflib.get_close_matches(own[0].lower()[len(ENGINE_PREFIX) :], OPTION_NAMES, n=1)
+    fields = ", ".join(ENGINE_PREFIX + name for name in OPTION_NAMES)
+    hint = f"did you mean '{ENGINE_PREFIX}{close[0]}'?" if close else f"huedb's are {fields}"
+    raise ConfigError(f"unknown huedb setting {own[0]!r}: {hint}")
 
 
 def settings_of(value: Any) -> Settings:

@@ -112,7 +112,7 @@ class EngineOptions:
         if self.store and urlsplit(self.store).scheme.lower() not in POSTGRES_SCHEMES:
             raise ConfigError(
                 "store must be empty (SQLite in the data directory) or a postgresql:// URL, "
-                f"got {masked_url(self.store)!r}"
+                f"got {store_kind_shown(self.store)}"
             )
         if not 1 <= self.pg_pool_max_size <= MAX_POOL_SIZE:
             raise ConfigError(
@@ -157,6 +157,19 @@ class EngineOptions:
     def store_kind(self) -> str:
         """The store these options select: `postgresql` for a store URL, else `sqlite`."""
         return "postgresql" if self.store else "sqlite"
+
+
+def store_kind_shown(url: str) -> str:
+    """What a `store` value that is no postgresql:// URL is, for an error: its scheme only
+    (never what follows `://`, which may hold a password)."""
+    scheme, sep, _ = url.partition("://")
+    if sep and _SCHEME.fullmatch(scheme):
+        return f"a {scheme}:// URL"
+    return "a value that is no URL (no 'scheme://')"
+
+
+# A URL scheme (RFC 3986): a letter, then letters, digits, `+`, `-`, `.`.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
 def without_password(text: str, url: str) -> str:

@@ -13,6 +13,7 @@ import httpx
 import psycopg
 from psycopg_pool import PoolTimeout
 
+from huedb.api.checks import MAX_BATCH_SIZE
 from huedb.api.client import Client, HttpClient
 from huedb.cli.output import (
     compact_line,
@@ -38,7 +39,14 @@ from huedb.errors import (
 from huedb.ops import remote
 from huedb.ops.backup import backup, restore, storage_error
 from huedb.ops.stats import store_stats
-from huedb.ops.store import compact, describe, refuse_inside_data, store_client, store_url
+from huedb.ops.store import (
+    compact,
+    describe,
+    refuse_inside_data,
+    require_store,
+    store_client,
+    store_url,
+)
 from huedb.ops.verify import verify
 from huedb.options import env_name, without_password
 
@@ -125,10 +133,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from huedb.ops.parquet import import_collection
+    from huedb.ops.parquet import check_file, import_collection
 
     if not Path(args.file).is_file():  # before a store is created for it
         raise UsageError(f"{args.file} is not a file; nothing was imported")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
+    _check_target(args)
+    if _creates_store(args):
+        # The whole file is checked before a store is created for it: a file that is no
+        # Parquet, corrupt, or holds a record the import would refuse leaves nothing behind
+        # (import_collection checks it again, against an existing store's batch size).
+        check_file(Path(args.file), min(args.batch_size, MAX_BATCH_SIZE))
     client = _client(args, create=True)
     try:
         report = import_collection(
@@ -142,6 +158,20 @@ def cmd_import(args: argparse.Namespace) -> int:
         client.close()
     emit(*import_lines(report))
     return 0
+
+
+def _creates_store(args: argparse.Namespace) -> bool:
+    """Whether opening the target of a local command may create a store: a `--path`
+    holding no SQLite store yet, or a PostgreSQL store (created on first use)."""
+    if getattr(args, "url", None):
+        return False
+    if store_url(args.store):
+        return True
+    try:
+        require_store(Path(args.path))
+    except UsageError:
+        return True
+    return False
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -192,6 +222,8 @@ def cmd_reembed(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from huedb.ops.model_versions import evaluate, load_embedder, read_queries
 
+    if not Path(args.queries).is_file():  # a missing input file is a usage error
+        raise UsageError(f"--queries {args.queries} is not a file")
     queries = read_queries(Path(args.queries))
     embedder = load_embedder(args.embedder)
     baseline_embedder = load_embedder(args.baseline_embedder) if args.baseline_embedder else None

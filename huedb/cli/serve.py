@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging.config
 import os
 import shutil
 import signal
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,12 +199,46 @@ def check_store(config: ServerConfig) -> None:
     release_engine(acquire_engine(Path(config.path), config.engine))
 
 
+def check_port(host: str, port: int) -> None:
+    """Bind every address of `host` at `port` the way uvicorn will, then let go, so a port
+    another process listens on stops the start with one line instead of uvicorn's log.
+
+    An address family this machine lacks (EADDRNOTAVAIL) is skipped, as asyncio does; the
+    port may still be taken between this check and uvicorn's bind (then uvicorn reports it).
+    """
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(f"cannot resolve --host {host}: {exc}") from None
+    for family, kind, proto, _, address in dict.fromkeys(addresses):
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    continue
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigError(
+                        f"{where} is already in use: stop what listens there or choose "
+                        "another --port"
+                    ) from None
+                raise ConfigError(f"cannot bind {where}: {exc.strerror or exc}") from None
+
+
 def serve(args: argparse.Namespace) -> int:
     """`huedb run`: a configuration or store error prints one line and exits 2."""
     config = None
     try:
         config = server_config(args, dict(os.environ))
-        check_store(config)
+        try:
+            check_store(config)
+        except OSError as exc:  # the data directory cannot be created or locked
+            raise ConfigError(f"cannot use --path {config.path}: {exc.strerror or exc}") from None
+        check_port(config.host, config.port)
     except (ConfigError, ChromaError, psycopg.Error, PoolTimeout) as exc:
         url = config.engine.store if config is not None else (args.store or "")
         logger.error("cannot start: %s", without_password(str(exc), url).replace("\n", " "))

@@ -60,6 +60,7 @@ SCOPE_FORBIDDEN = frozenset("/@,+:*")
 DEFAULT_MAX_BODY_BYTES = 40 * 1024 * 1024
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 MAX_TIMEOUT_S = 86400.0
+MAX_PORT = 65535
 ENV_CONFIG = "HUEDB_SERVER_CONFIG_JSON"
 
 
@@ -115,6 +116,11 @@ class ServerConfig:
 
     def check(self) -> None:
         """Refuse configurations that would be unsafe or cannot work."""
+        if isinstance(self.port, bool) or not isinstance(self.port, int):
+            raise ConfigError(f"--port (port) must be a whole number, not {self.port!r}")
+        if not 1 <= self.port <= MAX_PORT:
+            raise ConfigError(f"--port (port) must be from 1 to {MAX_PORT}, not {self.port}")
+        check_data_path(self.path)
         if self.workers < 1:
             raise ConfigError("--workers must be at least 1")
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
@@ -154,6 +160,17 @@ class ServerConfig:
                 "(HUEDB_AUTH_TOKENS, --auth-tokens-file or [auth] in --config) or pass "
                 "--allow-unauthenticated"
             )
+
+
+def check_data_path(path: str) -> None:
+    """Refuse a data directory that cannot be one: an existing file, or a path under one."""
+    target = Path(path)
+    for part in (target, *target.parents):
+        if part.exists():
+            if not part.is_dir():
+                what = "is" if part == target else f"is under {part}, which is"
+                raise ConfigError(f"--path (path) {path} {what} not a directory")
+            return
 
 
 def check_tls(certfile: str, keyfile: str) -> None:
