@@ -21,15 +21,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
+from huedb.api.client import clear_system_cache
 from huedb.engine import snapshot
 from huedb.errors import ChromaError, ClientClosedError, NotFoundError
 from huedb.ops.store import compact
 from tests import stores
 from tests.cli import REPO_ROOT, child_env
 from tests.proc_workers import vectors_for
+from tests.servers import huedb_server
 from tests.stores import StoreTarget
 
 store = stores.store
@@ -277,3 +280,26 @@ def test_a_call_waiting_while_the_engine_closes_is_refused(
     assert len(outcome) == 1 and isinstance(outcome[0], ClientClosedError), outcome
     engine.close()  # a second close does nothing
     np.testing.assert_equal(len(outcome), 1)
+
+
+def test_a_server_start_removes_snapshots_of_collections_deleted_meanwhile(
+    store: StoreTarget, tmp_path: Path
+) -> None:
+    """`huedb run` sweeps its directory at start: a collection deleted (through another
+    node) while this one was down leaves no snapshot here once it is up."""
+    data = tmp_path / "a"
+    client = store.client(data, SETTINGS)
+    gone_uuid = str(_held_graph(client, "gone", 1).id)
+    client.close()
+    assert f"{gone_uuid}.hnsw" in _files_of(data / "index", gone_uuid)
+    if store.is_postgres:
+        _delete_in_other_process(store, tmp_path / "b", "gone")
+    else:  # as a delete killed before it removed the files would leave them
+        left = {n: (data / "index" / n).read_bytes() for n in _files_of(data / "index", gone_uuid)}
+        _delete_in_other_process(store, data, "gone")
+        for name, content in left.items():
+            (data / "index" / name).write_bytes(content)
+    clear_system_cache()
+    with huedb_server(data, *store.cli_args(), env=store.env()) as server:
+        assert httpx.get(f"{server.url}/api/v2/heartbeat", timeout=10).status_code == 200
+        assert _files_of(data / "index", gone_uuid) == []

@@ -195,8 +195,14 @@ def check_store(config: ServerConfig) -> None:
     that cannot be served (a newer format, an older server still on it, unreadable; a
     PostgreSQL server that does not answer within --pg-pool-timeout, refuses the login or
     the privileges huedb needs) stops the start with its reason instead of a worker's
-    traceback. Start does not retry beyond that wait: a service manager restarts it."""
-    release_engine(acquire_engine(Path(config.path), config.engine))
+    traceback. Start does not retry beyond that wait: a service manager restarts it. The
+    directory's snapshots of collections the store no longer has (deleted through another
+    node meanwhile) are removed then."""
+    engine = acquire_engine(Path(config.path), config.engine)
+    try:
+        engine.remove_orphan_snapshots()
+    finally:
+        release_engine(engine)
 
 
 def check_port(host: str, port: int) -> None:
