@@ -30,7 +30,7 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -108,10 +108,26 @@ def open_pool(
     try:
         with storage_errors():
             pool.open(wait=True, timeout=settings.timeout)
+    except StorageUnavailableError as exc:
+        pool.close()
+        # The pool tells no reason; one connection of its own does (logged, and its class
+        # in the message: a mistyped database looked like an outage).
+        raise _connection_failure(url, kwargs) or exc from exc.__cause__
     except BaseException:
         pool.close()
         raise
     return pool
+
+
+def _connection_failure(url: str, kwargs: dict[str, Any]) -> StorageUnavailableError | None:
+    """Why a connection to `url` fails now, as `unavailable` words it (None if it works)."""
+    try:
+        psycopg.connect(url, **kwargs).close()
+    except psycopg.OperationalError as exc:
+        return unavailable(exc)
+    except psycopg.Error:
+        return None
+    return None
 
 
 def storage_error(exc: BaseException) -> Exception | None:
@@ -156,6 +172,8 @@ def unavailable_reason(exc: BaseException) -> str:
         return "login refused"
     if "connection refused" in text:
         return "connection refused"
+    if "does not exist" in text:  # FATAL: database "x" / role "y" does not exist
+        return "no such database or role"
     if "timeout" in text or "timed out" in text:
         return "timeout"
     return "connection failed"
