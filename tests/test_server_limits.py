@@ -214,10 +214,10 @@ def bad_requests(cid: str) -> list[tuple[str, str, str, dict[str, Any]]]:
         ("negative offset", "POST", f"{col}/get", {"json": {"offset": -5}}),
         ("negative list limit", "GET", f"{DB}/collections?limit=-1", {}),
         (
-            "zero n_results",
+            "negative n_results",
             "POST",
             f"{col}/query",
-            {"json": {"query_embeddings": [[1, 0, 0]], "n_results": 0}},
+            {"json": {"query_embeddings": [[1, 0, 0]], "n_results": -1}},
         ),
         ("empty ids add", "POST", f"{col}/add", {"json": {"ids": [], "embeddings": []}}),
         (
