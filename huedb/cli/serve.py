@@ -29,6 +29,7 @@ from huedb.options import (
 )
 from huedb.server.http_protocol import PARSER, HeadDeadlineProtocol
 from huedb.server.log_context import logging_config
+from huedb.server.processes import process_exists
 from huedb.server.server_config import (
     ENV_CONFIG,
     ServerConfig,
@@ -177,17 +178,6 @@ def remove_stale_metrics_directories() -> None:
         if pid.isdigit() and not process_exists(int(pid)):
             shutil.rmtree(left, ignore_errors=True)
             logger.info("removed %s, the metrics directory of a server that was killed", left)
-
-
-def process_exists(pid: int) -> bool:
-    """Whether a process with this id runs (whoever owns it)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_store(config: ServerConfig) -> None:

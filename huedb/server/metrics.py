@@ -56,6 +56,7 @@ from huedb.server import metric_files
 from huedb.server.asgi import ASGIApp, Receive, Scope, Send
 from huedb.server.log_context import ACCESS_LOGGER, TRACE_ID
 from huedb.server.metrics_cache import FIGURES
+from huedb.server.processes import process_exists
 
 metric_files.install()  # before the first metric below opens its worker's file
 
@@ -299,13 +300,7 @@ def is_sibling_worker(pid: int) -> bool:
     except FileNotFoundError:
         return False
     except OSError:  # no /proc: a running process is given the benefit of the doubt
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return process_exists(pid)
     fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
     return fields[0] != "Z" and int(fields[1]) == os.getppid()
 
