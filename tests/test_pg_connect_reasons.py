@@ -1,5 +1,6 @@
 """A PostgreSQL store that cannot be opened says why, in a class naming no host nor user
-(the full libpq text is logged): a mistyped database or role is not reported as an outage.
+(the full libpq text is logged at DEBUG): a mistyped database or role is not reported as an
+outage.
 The pool gives no reason when it finds no working connection in time, so the store tries one
 connection of its own (`postgres_store.connection._connection_failure`)."""
 
@@ -29,7 +30,7 @@ def test_a_missing_database_or_role_is_named_as_such(
     missing_db = pg_cluster.url("no_such_database_here")
     missing_role = f"postgresql://nobody_here@127.0.0.1:{pg_cluster.port}/postgres"
     for url in (missing_db, missing_role):
-        with caplog.at_level(logging.WARNING), pytest.raises(StorageUnavailableError) as caught:
+        with caplog.at_level(logging.DEBUG), pytest.raises(StorageUnavailableError) as caught:
             _open(url, tmp_path / "node")
         assert "(no such database or role)" in str(caught.value)
         assert "nobody_here" not in str(caught.value) and "no_such" not in str(caught.value)

@@ -110,8 +110,8 @@ def open_pool(
             pool.open(wait=True, timeout=settings.timeout)
     except StorageUnavailableError as exc:
         pool.close()
-        # The pool tells no reason; one connection of its own does (logged, and its class
-        # in the message: a mistyped database looked like an outage).
+        # The pool tells no reason; one connection of its own does (its class in the
+        # message: a mistyped database looked like an outage).
         raise _connection_failure(url, kwargs) or exc from exc.__cause__
     except BaseException:
         pool.close()
@@ -124,7 +124,12 @@ def _connection_failure(url: str, kwargs: dict[str, Any]) -> StorageUnavailableE
     try:
         psycopg.connect(url, **kwargs).close()
     except psycopg.OperationalError as exc:
-        return unavailable(exc)
+        # debug only: the pool has logged the attempts, the start stops with one line
+        logger.debug("PostgreSQL connection failed: %s", scrubbed(str(exc)))
+        return StorageUnavailableError(
+            f"PostgreSQL is unavailable ({unavailable_reason(exc)}); "
+            "the request was not carried out"
+        )
     except psycopg.Error:
         return None
     return None
