@@ -404,9 +404,9 @@ class Engine:
             try:
                 yield
             except NotFoundError:
-                held = self._indexes.forget_collection(collection_uuid)
-                held |= self._sparse.forget_collection(collection_uuid)
-                if (held or self._has_index_files(collection_uuid)) and not (
+                self._indexes.forget_collection(collection_uuid)
+                self._sparse.forget_collection(collection_uuid)
+                if self._has_index_files(collection_uuid) and not (
                     self._collection_exists(collection_uuid)
                 ):
                     self._remove_orphan_files(collection_uuid)

@@ -451,14 +451,12 @@ class IndexCache:
             if state.saving is not None:  # not started yet: not written (see `drop`)
                 state.saving.stop.set()
 
-    def forget_collection(self, collection_uuid: str) -> bool:
-        """`forget` the index of a collection found deleted (by another process); whether
-        one was held."""
+    def forget_collection(self, collection_uuid: str) -> None:
+        """`forget` the index of a collection found deleted (by another process)."""
         held = [c for c, s in self._states.items() if s.col.uuid == collection_uuid]
         evicted = [c for c, col in self._evicted.items() if col.uuid == collection_uuid]
         for cid in held + evicted:
             self.forget(cid)
-        return bool(held)
 
     def drop(self, cid: int) -> None:
         """`forget` a deleted collection's index once a thread writing its snapshot has

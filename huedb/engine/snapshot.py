@@ -322,11 +322,15 @@ def discard(path: Path, directory: Path, collection_uuid: str, refused: Snapshot
         logger.warning("could not remove the refused snapshot %s: %s", path, exc)
 
 
-def remove_stale_temporaries(directory: Path, collection_uuid: str) -> None:
-    """Delete temporary files left by writers killed mid-snapshot (caller holds the lock)."""
+def remove_stale_temporaries(directory: Path, collection_uuid: str) -> list[str]:
+    """Delete temporary files left by writers killed mid-snapshot (caller holds the lock);
+    their names."""
+    removed = []
     for tmp in directory.glob(f"{collection_uuid}.tmp*"):
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+            removed.append(tmp.name)
+    return removed
 
 
 def remove_snapshot(directory: Path, collection_uuid: str) -> None:
@@ -398,9 +402,7 @@ def remove_orphan_files(directory: Path, collection_uuid: str, owner: str) -> li
                 continue
             path.unlink(missing_ok=True)
             removed.append(path.name)
-        for tmp in directory.glob(f"{collection_uuid}.tmp*"):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp.name)
+        removed += remove_stale_temporaries(directory, collection_uuid)
         if not kept:
             lock.unlink(missing_ok=True)
             if had_lock:

@@ -143,13 +143,10 @@ class SparseIndexes:
         self._states.pop(cid, None)
         self._pending.pop(cid, None)
 
-    def forget_collection(self, collection_uuid: str) -> bool:
-        """`forget` the index of a collection found deleted (by another process); whether
-        one was held."""
-        held = [c for c, s in self._states.items() if s.col.uuid == collection_uuid]
-        for cid in held:
+    def forget_collection(self, collection_uuid: str) -> None:
+        """`forget` the index of a collection found deleted (by another process)."""
+        for cid in [c for c, s in self._states.items() if s.col.uuid == collection_uuid]:
             self.forget(cid)
-        return bool(held)
 
     def clear(self) -> None:
         """Drop every sparse index from memory."""
