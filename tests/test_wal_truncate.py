@@ -25,7 +25,7 @@ HOLD_S = 1.0
 _HOLDER = """
 import fcntl, os, sys, time
 fd = os.open(sys.argv[1], os.O_RDWR)
-fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, int(sys.argv[2]))
+fcntl.lockf(fd, fcntl.LOCK_EX, 1, int(sys.argv[2]))  # waits while the store's checkpointer has it
 print("held", flush=True)
 time.sleep(float(sys.argv[3]))
 """
