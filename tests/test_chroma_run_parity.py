@@ -126,3 +126,57 @@ def test_a_query_for_no_results(servers: dict[str, str], case: str) -> None:
         ZERO_RESULTS[case]["query_embeddings"]
     )
     assert _answer(servers, "huedb", "POST", path, ZERO_RESULTS[case]) == theirs
+
+
+EMPTY_DOCUMENT_OPERANDS = [
+    {"$contains": ""},
+    {"$not_contains": ""},
+    {"$regex": ""},
+    {"$not_regex": ""},
+    {"$or": [{"$contains": ""}, {"$contains": "hel"}]},
+]
+
+
+def _documents_collection(servers: dict[str, str], which: str) -> str:
+    """A fresh collection on `which` holding a ("hello"), b ("") and c (no document)."""
+    url = servers[which]
+    made = httpx.post(
+        f"{url}{DB}/collections", json={"name": "docs-parity", "get_or_create": True}, timeout=30
+    )
+    made.raise_for_status()
+    cid = made.json()["id"]
+    body = {
+        "ids": ["a", "b", "c"],
+        "embeddings": [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]],
+        "documents": ["hello", "", None],
+    }
+    httpx.post(f"{url}{DB}/collections/{cid}/upsert", json=body, timeout=30).raise_for_status()
+    return cid
+
+
+@pytest.mark.parametrize("where_document", EMPTY_DOCUMENT_OPERANDS, ids=str)
+def test_an_empty_document_operand(servers: dict[str, str], where_document: Any) -> None:
+    """An empty `$contains` / `$regex` operand (the JS client sends one as typed) occurs in
+    every document, "" included; records without a document match only the negations."""
+    answers = {}
+    for which in ("chroma", "huedb"):
+        cid = _documents_collection(servers, which)
+        path = f"{servers[which]}{DB}/collections/{cid}"
+        got = httpx.post(
+            f"{path}/get", json={"where_document": where_document, "include": []}, timeout=30
+        )
+        answers[which] = got.status_code, sorted(got.json()["ids"])
+    assert answers["huedb"] == answers["chroma"]
+    assert answers["huedb"][0] == 200
+
+
+def test_a_delete_by_an_empty_document_operand(servers: dict[str, str]) -> None:
+    answers = {}
+    for which in ("chroma", "huedb"):
+        cid = _documents_collection(servers, which)
+        path = f"{servers[which]}{DB}/collections/{cid}"
+        body = {"where_document": {"$contains": ""}}
+        assert httpx.post(f"{path}/delete", json=body, timeout=30).status_code == 200
+        left = httpx.post(f"{path}/get", json={"include": []}, timeout=30).json()["ids"]
+        answers[which] = sorted(left)
+    assert answers["huedb"] == answers["chroma"] == ["c"]

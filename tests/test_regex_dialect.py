@@ -139,6 +139,9 @@ def chroma_get() -> Iterator:
     )
     yield col.get
     client.delete_collection("regex_dialect")
+    # Leave no system with these settings behind: a later module's EphemeralClient() with
+    # the default settings would be refused ("already exists ... different settings").
+    SharedSystemClient.clear_system_cache()
 
 
 @pytest.fixture(scope="module")

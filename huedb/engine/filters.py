@@ -207,10 +207,10 @@ class FilterChecker:
                     f"Invalid where document clause: {op} expects a non-empty list"
                 )
             return Logical(op, tuple(self.document(w, depth + 1) for w in operand))
-        if not isinstance(operand, str) or operand == "":
-            raise InvalidArgumentError(
-                f"Invalid where document clause: {op} expects a non-empty string"
-            )
+        # An empty operand is no error on Chroma's server: "" occurs in every document
+        # (Chroma's Python client refuses it before sending; its JS client does not).
+        if not isinstance(operand, str):
+            raise InvalidArgumentError(f"Invalid where document clause: {op} expects a string")
         self.pattern_bytes = max(self.pattern_bytes, len(operand.encode("utf-8", "surrogatepass")))
         if op in ("$contains", "$not_contains"):
             return DocTerm(op, operand)

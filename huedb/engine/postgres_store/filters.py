@@ -56,16 +56,21 @@ def regex_patterns(node: Node) -> Iterator[str]:
         yield node.text
 
 
+def has_regex(node: Node) -> bool:
+    """Whether a tree holds a $regex / $not_regex leaf (its pattern may be "")."""
+    return next(regex_patterns(node), None) is not None
+
+
 def regex_free_conjuncts(node: Node) -> Node | None:
     """A filter implied by `node` with no regex in it (the conjuncts of a top-level $and
     that hold none, or the whole tree if it holds none); None when there is none.
 
     Only records passing it can match `node`, so regexes need only be run on those.
     """
-    if not any(regex_patterns(node)):
+    if not has_regex(node):
         return node
     if isinstance(node, Logical) and node.op == "$and":
-        free = [c for c in node.children if not any(regex_patterns(c))]
+        free = [c for c in node.children if not has_regex(c)]
         if free:
             return free[0] if len(free) == 1 else Logical("$and", tuple(free))
     return None

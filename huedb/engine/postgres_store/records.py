@@ -395,7 +395,7 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
 def allowed_keys_query(cid: int, flt: RecordFilter) -> tuple[str, list[Any]] | None:
     """One statement answering the keys a filter allows as a comma-joined string (see
     `parse_keys`), or None when it has $regex leaves (evaluated in Python first)."""
-    if flt.tree is not None and any(pg_filters.regex_patterns(flt.tree)):
+    if flt.tree is not None and pg_filters.has_regex(flt.tree):
         return None
     key_set = None
     if flt.ids is None and flt.tree is not None:
