@@ -180,3 +180,20 @@ def test_a_delete_by_an_empty_document_operand(servers: dict[str, str]) -> None:
         left = httpx.post(f"{path}/get", json={"include": []}, timeout=30).json()["ids"]
         answers[which] = sorted(left)
     assert answers["huedb"] == answers["chroma"] == ["c"]
+
+
+MODIFIES = {
+    "short-name": {"new_name": "a"},
+    "bad-name": {"new_name": "bad name!"},
+    "empty-metadata": {"new_metadata": {}},
+    "dollar-key": {"new_metadata": {"$a": 1}},
+}
+
+
+@pytest.mark.parametrize("case", MODIFIES)
+def test_a_refused_modify(servers: dict[str, str], case: str) -> None:
+    """Refusals name the request's fields as Chroma does (`new_name`, `new_metadata`)."""
+    path = f"{DB}/collections/{{collection}}"
+    theirs = _answer(servers, "chroma", "PUT", path, MODIFIES[case])
+    assert theirs[0] == 400
+    assert _answer(servers, "huedb", "PUT", path, MODIFIES[case]) == theirs

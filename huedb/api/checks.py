@@ -136,20 +136,23 @@ def check_record_metadata(metadata: Any, index: int) -> None:
                 )
 
 
-def check_collection_metadata(metadata: Any, allow_none: bool = False) -> None:
-    """Collection metadata: None or a non-empty object of scalars (or None values, if allowed)."""
+def check_collection_metadata(
+    metadata: Any, allow_none: bool = False, what: str = "metadata"
+) -> None:
+    """Collection metadata: None or a non-empty object of scalars (or None values, if
+    allowed); `what` names the field in messages (Chroma's `new_metadata` for a modify)."""
     if metadata is None:
         return
     if not isinstance(metadata, dict):
         raise InvalidArgumentError("Collection metadata must be an object")
     if not metadata:
-        raise InvalidArgumentError("Validation error: metadata: Metadata cannot be empty")
+        raise InvalidArgumentError(f"Validation error: {what}: Metadata cannot be empty")
     for key, value in metadata.items():
         if not isinstance(key, str) or not key:
-            raise InvalidArgumentError("Validation error: metadata: Metadata key cannot be empty")
+            raise InvalidArgumentError(f"Validation error: {what}: Metadata key cannot be empty")
         if key[0] in "#$":
             raise InvalidArgumentError(
-                f"Validation error: metadata: Metadata key cannot start with '#' or '$': {key}"
+                f"Validation error: {what}: Metadata key cannot start with '#' or '$': {key}"
             )
         if value is None and allow_none:
             continue

@@ -191,14 +191,14 @@ class LocalAPI(ServerAPI):
     def modify_collection(self, collection_id: str, request: ModifyCollectionRequest) -> None:
         new_name, new_metadata = request.new_name, request.new_metadata
         if new_name is not None:
-            validate_name(new_name)
+            validate_name(new_name, "new_name")
         if new_metadata is not None:
             if "hnsw:space" in new_metadata:
                 raise InvalidArgumentError(
                     "Changing the distance function of a collection once it is created is not "
                     "supported currently."
                 )
-            check_collection_metadata(new_metadata, allow_none=True)
+            check_collection_metadata(new_metadata, allow_none=True, what="new_metadata")
             # As in Chroma, None values drop keys; {} (all dropped) clears the metadata.
             new_metadata = {k: v for k, v in new_metadata.items() if v is not None}
         # Applied by the engine to the configuration it reads in its write transaction.

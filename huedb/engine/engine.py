@@ -291,7 +291,7 @@ class Engine:
         are independent; the copy's index is loaded from the store on its first query."""
         with self._lock, self._store.write() as db:
             source = db.collection_by_uuid(collection_uuid)
-            validate_name(new_name)
+            validate_name(new_name, "new_name")
             fork = db.fork_collection(source, new_name)
             db.record_fork(source.uuid, fork.uuid)
             return fork
