@@ -229,7 +229,17 @@ def http_error(exc: BaseException) -> tuple[int, str, str]:
 
 
 def body_error(errors: Iterable[dict[str, Any]]) -> tuple[int, str, str]:
-    """The 422 for a request body that does not fit its model (pydantic's error list)."""
+    """Status, Chroma error name and message for a request body pydantic refused (its error
+    list): a 400 when the body is not JSON at all, as Chroma answers; else the 422 for a body
+    that does not fit its model."""
+    errors = list(errors)
+    for error in errors:
+        if error.get("type") == "json_invalid":
+            reason = (error.get("ctx") or {}).get("error") or error.get("msg")
+            at = [p for p in error.get("loc", ()) if isinstance(p, int)]
+            where = f" at position {at[0]}" if at else ""
+            message = f"Failed to parse the request body as JSON: {reason}{where}"
+            return 400, "InvalidArgumentError", message
     detail = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors
     )

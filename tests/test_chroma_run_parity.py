@@ -197,3 +197,31 @@ def test_a_refused_modify(servers: dict[str, str], case: str) -> None:
     theirs = _answer(servers, "chroma", "PUT", path, MODIFIES[case])
     assert theirs[0] == 400
     assert _answer(servers, "huedb", "PUT", path, MODIFIES[case]) == theirs
+
+
+NOT_JSON = {
+    "get-truncated": ("/collections/{collection}/get", b'{"ids": ["a"]'),
+    "get-empty": ("/collections/{collection}/get", b""),
+    "get-trailing-comma": ("/collections/{collection}/get", b'{"ids": ["a"],}'),
+    "get-lone-surrogate": ("/collections/{collection}/get", b'{"where": {"k": "\\ud800"}}'),
+    "add-truncated": ("/collections/{collection}/add", b'{"ids": ["z"], "embeddings": [[1'),
+    "create-truncated": ("/collections", b'{"name": '),
+}
+
+
+@pytest.mark.parametrize("case", NOT_JSON)
+def test_a_body_that_is_not_json(servers: dict[str, str], case: str) -> None:
+    """A body that does not parse is a 400 InvalidArgumentError on both servers (a body of
+    the wrong shape is a 422); the parser's own wording differs, the start does not."""
+    route, raw = NOT_JSON[case]
+    answers = {}
+    for which in ("chroma", "huedb"):
+        path = DB + route.replace("{collection}", servers[f"{which}-collection"])
+        headers = {"content-type": "application/json"}
+        resp = httpx.post(servers[which] + path, content=raw, headers=headers, timeout=30)
+        body = resp.json()
+        answers[which] = resp.status_code, body["error"], body["message"].split(":")[0]
+    assert answers["huedb"] == answers["chroma"]
+    assert answers["huedb"][:2] == (400, "InvalidArgumentError")
+    count = f"{DB}/collections/{{collection}}/count"
+    assert _answer(servers, "huedb", "GET", count, None) == (200, 3)
