@@ -47,6 +47,7 @@ from huedb.errors import BackupError, StorageFullError, StorageIOError
 from huedb.ops.progress import progress
 from huedb.ops.store import open_store, refuse_inside_data, store_url
 from huedb.options import masked_url, resolve_options
+from huedb.process_ids import process_exists, remove_left_by_dead_processes
 from huedb.version import __version__
 
 MANIFEST = "manifest.json"
@@ -97,11 +98,6 @@ def _watch_growth(path: Path, total: int, desc: str, show: bool | None) -> tuple
     return bar, finish
 
 
-def process_alive(pid: str) -> bool:
-    """Whether a process id (from a temporary file's or directory's name) is still running."""
-    return pid.isdigit() and Path(f"/proc/{pid}").exists()
-
-
 def backup(
     source: Engine | Path | None,
     out: Path,
@@ -141,7 +137,7 @@ def remove_stale_admin_backups() -> list[Path]:
         owner = work_dir.name[len(ADMIN_TEMP_PREFIX) :].split("-", 1)[0]
         pids = [owner] if owner.isdigit() else []
         pids += [p.name.rsplit("-", 1)[-1] for p in work_dir.glob(".*.tmp-*")]
-        if pids and not any(process_alive(pid) for pid in pids):
+        if pids and not any(process_exists(pid) for pid in pids):
             shutil.rmtree(work_dir, ignore_errors=True)
             removed.append(work_dir)
     return removed
@@ -151,9 +147,8 @@ def _backup(engine: Engine, out: Path, show_progress: bool | None) -> Manifest:
     refuse_inside_data(out, engine.path, "backup file")
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.tmp-*"):
-        if not process_alive(stale.name.rsplit("-", 1)[-1]):
-            shutil.rmtree(stale, ignore_errors=True)  # left by a backup that was killed
+    # left by a backup that was killed
+    remove_left_by_dead_processes(out.parent.glob(f".{out.name}.tmp-*"), _pid_after_dash)
     with contextlib.suppress(OSError):
         remove_stale_admin_backups()
     work = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -338,11 +333,15 @@ def _restore_into_postgres(
 
 
 def _remove_stale_restores(data: Path) -> None:
-    """Staged files of restores that were killed."""
-    for stale in data.glob(".restore-*.sqlite3*"):
-        pid = stale.name.split("-", 1)[1].split(".", 1)[0]
-        if not process_alive(pid):
-            stale.unlink(missing_ok=True)
+    """Staged files of restores that were killed (`.restore-<pid>.sqlite3*`)."""
+    remove_left_by_dead_processes(
+        data.glob(".restore-*.sqlite3*"), lambda p: p.name.split("-", 1)[1].split(".", 1)[0]
+    )
+
+
+def _pid_after_dash(path: Path) -> str:
+    """The process id ending a temporary's name (`.<name>.tmp-<pid>`)."""
+    return path.name.rsplit("-", 1)[-1]
 
 
 def _extract_checked(

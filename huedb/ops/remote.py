@@ -5,7 +5,6 @@ An error status from the server raises `httpx.HTTPStatusError` carrying the stat
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,8 @@ import httpx
 
 from huedb.engine import fileio
 from huedb.errors import BackupError
-from huedb.ops.backup import Manifest, check_archive, process_alive
+from huedb.ops.backup import Manifest, check_archive
+from huedb.process_ids import remove_left_by_dead_processes
 
 ADMIN_ROUTE = "/api/v2/admin/"
 DOWNLOAD_SUFFIX = ".download-"  # `.{out.name}.download-{pid}`: a transfer in progress
@@ -63,11 +63,9 @@ def download_backup(url: str, token: str | None, out: Path) -> Manifest:
 
 def _remove_stale_downloads(out: Path) -> None:
     """Partial files of downloads into `out` whose process is gone (killed mid-transfer)."""
-    for stale in out.parent.glob(f".{out.name}{DOWNLOAD_SUFFIX}*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if not process_alive(pid):
-            with contextlib.suppress(OSError):
-                stale.unlink()
+    remove_left_by_dead_processes(
+        out.parent.glob(f".{out.name}{DOWNLOAD_SUFFIX}*"), lambda p: p.name.rsplit("-", 1)[-1]
+    )
 
 
 def fetch_stats(url: str, token: str | None) -> dict[str, Any]:

@@ -52,11 +52,11 @@ from huedb.engine import events
 from huedb.engine.engine import Engine
 from huedb.errors import StorageIOError, StorageUnavailableError
 from huedb.ops.stats import gather_stats
+from huedb.process_ids import process_exists
 from huedb.server import metric_files
 from huedb.server.asgi import ASGIApp, Receive, Scope, Send
 from huedb.server.log_context import ACCESS_LOGGER, TRACE_ID
 from huedb.server.metrics_cache import FIGURES
-from huedb.server.processes import process_exists
 
 metric_files.install()  # before the first metric below opens its worker's file
 
