@@ -1,10 +1,14 @@
-"""`AsyncHttpClient`: chromadb's async client API, running the HTTP client in worker threads."""
+"""`AsyncHttpClient`: chromadb's async client API, running the HTTP client in worker threads.
+
+As in chromadb's `AsyncClientAPI` and `AsyncCollection`, methods that do I/O are coroutines;
+attributes, properties and the methods chromadb keeps synchronous are passed through as is.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+import inspect
 from typing import Any
 
 from huedb.api.client import Client, HttpClient
@@ -14,6 +18,9 @@ from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
 _COLLECTION_RETURNING = frozenset(
     {"create_collection", "get_collection", "get_or_create_collection", "get_collection_by_id"}
 )
+# Methods that chromadb's async API (AsyncClientAPI, AsyncCollection) keeps synchronous.
+_SYNC_CLIENT_METHODS = frozenset({"get_settings", "clear_system_cache"})
+_SYNC_COLLECTION_METHODS = frozenset({"get_model"})
 
 
 class AsyncCollection:
@@ -24,7 +31,7 @@ class AsyncCollection:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._collection, name)
-        if not callable(attr):
+        if not inspect.isroutine(attr) or name in _SYNC_COLLECTION_METHODS:
             return attr
 
         @functools.wraps(attr)
@@ -42,13 +49,15 @@ class AsyncCollection:
 
 
 class AsyncClient:
-    """A `Client` whose methods are coroutines; collections come back as `AsyncCollection`."""
+    """A `Client` whose I/O methods are coroutines; collections come back as `AsyncCollection`."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
+    def __getattr__(self, name: str) -> Any:
         attr = getattr(self._client, name)
+        if not inspect.isroutine(attr) or name in _SYNC_CLIENT_METHODS:
+            return attr
 
         @functools.wraps(attr)
         async def call(*args: Any, **kwargs: Any) -> Any:
@@ -71,7 +80,7 @@ async def AsyncHttpClient(  # noqa: N802 - chromadb's factory name
     tenant: str = DEFAULT_TENANT,
     database: str = DEFAULT_DATABASE,
 ) -> AsyncClient:
-    """Connect to a server; every method of the returned client is awaited."""
+    """Connect to a server; the returned client's I/O methods are awaited, as chromadb's are."""
     client = await asyncio.to_thread(
         HttpClient, host, port, ssl, headers, settings, tenant, database
     )

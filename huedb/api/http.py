@@ -270,6 +270,7 @@ class HttpServerAPI(ServerAPI):
 
     def get(self, collection_id: str, request: GetRequest) -> GetResult:
         body = dataclasses.asdict(request)
+        body["include"] = _wire_include(request.include)
         data = self._request("POST", f"{self._data_path(collection_id)}/get", body)
         embeddings = data.get("embeddings")
         return GetResult(
@@ -289,7 +290,7 @@ class HttpServerAPI(ServerAPI):
             "n_results": request.n_results,
             "where": request.where,
             "where_document": request.where_document,
-            "include": request.include,
+            "include": _wire_include(request.include),
         }
         data = self._request("POST", f"{self._data_path(collection_id)}/query", body)
         embeddings = data.get("embeddings")
@@ -306,6 +307,12 @@ class HttpServerAPI(ServerAPI):
 
     def search(self, collection_id: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", f"{self._data_path(collection_id)}/search", body)
+
+
+def _wire_include(include: list[str]) -> list[str]:
+    """The include as sent: without "data", which the client loads from the uris (servers
+    reject it, as Chroma's HTTP client knows)."""
+    return [field for field in include if field != "data"]
 
 
 def _wire_metadatas(metadatas: list[Any] | None) -> list[Any] | None:
