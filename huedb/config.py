@@ -24,8 +24,20 @@ ENGINE_PREFIX = "huedb_"
 # pydantic's words for booleans (chromadb's `Settings` is a pydantic `BaseSettings`).
 _TRUE = {"1", "on", "t", "true", "y", "yes"}
 _FALSE = {"0", "off", "f", "false", "n", "no"}
-# Not read from the environment: huedb picks its own implementation.
-_NOT_FROM_ENV = {"extras", "chroma_api_impl"}
+# Not a setting of chromadb's: never read from the environment.
+_NOT_FROM_ENV = {"extras"}
+
+# `chroma_api_impl` values (read from CHROMA_API_IMPL too, as chromadb does): huedb's
+# engine in this process, or a server over HTTP (`huedb.api.client` picks the API).
+LOCAL_API_IMPL = "huedb.api.local.LocalAPI"
+HTTP_API_IMPL = "chromadb.api.fastapi.FastAPI"
+ASYNC_HTTP_API_IMPL = "chromadb.api.async_fastapi.AsyncFastAPI"
+# chromadb's names of its embedded modes, and the chromadb bridge's: huedb's engine here.
+_LOCAL_API_ALIASES = {
+    "chromadb.api.rust.RustBindingsAPI",
+    "chromadb.api.segment.SegmentAPI",
+    "huedb.chroma_bridge.server_api.HuedbServerAPI",
+}
 
 
 def _env_value(name: str, annotation: str, raw: str) -> Any:
@@ -69,13 +81,18 @@ class Settings:
     prefixed `huedb_` are huedb's own engine options (`huedb.options`): left unset, they
     take `HUEDB_<NAME>` from the environment, then the defaults; after construction they
     hold the values in force.
+
+    `chroma_api_impl` picks a client's API as in chromadb: huedb's engine in this process
+    (the default; chromadb's embedded implementations mean the same), or
+    `chromadb.api.fastapi.FastAPI`, the server at `chroma_server_host` and
+    `chroma_server_http_port` (`chroma_server_ssl_enabled`, headers and auth as given).
     """
 
     is_persistent: bool = False
     persist_directory: str = "./chroma"
     allow_reset: bool = False
     anonymized_telemetry: bool = False
-    chroma_api_impl: str = "huedb.api.local.LocalAPI"
+    chroma_api_impl: str = LOCAL_API_IMPL
     chroma_server_host: str | None = None
     chroma_server_http_port: int | None = None
     chroma_server_ssl_enabled: bool = False
@@ -123,6 +140,8 @@ class Settings:
                 setattr(self, f.name, f.default_factory())
             else:
                 setattr(self, f.name, f.default)
+        if self.chroma_api_impl in _LOCAL_API_ALIASES:
+            self.chroma_api_impl = LOCAL_API_IMPL
         self.extras = dict(kwargs)
         if kwargs:
             logger.debug("settings not used by huedb: %s", sorted(set(kwargs) - known))
@@ -168,5 +187,4 @@ def settings_of(value: Any) -> Settings:
         raise TypeError(
             f"Expected huedb.Settings or chromadb.config.Settings, got {type(value).__name__}"
         )
-    # chromadb's implementation names mean nothing here: huedb picks its own.
     return Settings(**{name: getattr(value, name) for name in chosen - _NOT_FROM_ENV})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlparse, urlunparse
 
 from huedb.api import collection_config
 from huedb.api.base import ServerAPI
@@ -12,9 +13,20 @@ from huedb.api.embedding_identity import check_embedding_function
 from huedb.api.local import LocalAPI
 from huedb.api.requests import CreateCollectionRequest
 from huedb.api.types import CollectionModel
-from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings, settings_of
+from huedb.config import (
+    ASYNC_HTTP_API_IMPL,
+    DEFAULT_DATABASE,
+    DEFAULT_TENANT,
+    HTTP_API_IMPL,
+    LOCAL_API_IMPL,
+    Settings,
+    settings_of,
+)
 from huedb.engine.registry import acquire_engine, close_all_engines, release_engine
-from huedb.errors import NotFoundError
+from huedb.errors import ConfigError
+
+# The path of Chroma's v2 API, which `HttpServerAPI` adds to the server's base URL.
+API_V2_PATH = "/api/v2"
 
 
 def clear_system_cache() -> None:
@@ -31,8 +43,109 @@ def _local_api(settings: Settings) -> LocalAPI:
     return LocalAPI(engine, settings)
 
 
+def resolve_url(host: str, ssl_enabled: bool, default_api_path: str, port: int | None) -> str:
+    """The server's API URL, as chromadb's `BaseHTTPClient.resolve_url` makes it.
+
+    `host` is a host name (then `port` is added) or an http(s) URL, whose own port and
+    path are kept (`port` then unused); the scheme is https whenever `ssl_enabled`, and
+    the path ends in `default_api_path`. Unlike chromadb, a host written with a port but
+    no scheme (`localhost:8000`), which chromadb turns into a URL nothing answers, is a
+    ConfigError.
+    """
+    parsed = urlparse(host)
+    if parsed.scheme in ("http", "https"):
+        net_loc, path = parsed.netloc, parsed.path
+    elif "/" in host:
+        raise ConfigError(
+            f"Invalid URL {host!r}: unrecognized protocol {parsed.scheme!r} "
+            "(add http:// or https:// to the host)"
+        )
+    elif ":" in host.rsplit("]", 1)[-1]:
+        raise ConfigError(
+            f"Invalid host {host!r}: give the port as the port (port=, "
+            "chroma_server_http_port), an IPv6 address in brackets, or a URL (http://host:port)"
+        )
+    else:
+        net_loc, path = f"{host}:{port}", ""
+    scheme = "https" if ssl_enabled else parsed.scheme or "http"
+    if not path.endswith(default_api_path):
+        path += default_api_path
+    return urlunparse((scheme, net_loc, quote(path.replace("//", "/")), "", "", ""))
+
+
+def _http_server_api(
+    settings: Settings, host: str, port: int | None, ssl: bool, headers: dict[str, str] | None
+) -> ServerAPI:
+    """A server's API over HTTP, with the settings' headers (then `headers`), token and TLS
+    verification."""
+    # Imported here, not at the top: httpx costs ~65 ms of import time that embedded
+    # users never need (measured with `python -X importtime -c "import huedb"`).
+    from huedb.api.http import HttpServerAPI
+
+    api_path = settings.chroma_server_api_default_path
+    if not api_path.endswith(API_V2_PATH):
+        raise ConfigError(
+            f"chroma_server_api_default_path={api_path!r}: huedb speaks Chroma's v2 API, "
+            f"so the path must end in {API_V2_PATH}"
+        )
+    base_url = resolve_url(host, ssl, api_path, port).removesuffix(API_V2_PATH)
+    all_headers = dict(settings.chroma_server_headers or {})
+    all_headers.update(headers or {})
+    token = settings.chroma_client_auth_credentials
+    if token:
+        header = (settings.chroma_auth_token_transport_header or "Authorization").strip()
+        if header.lower() == "x-chroma-token":
+            all_headers["X-Chroma-Token"] = token
+        else:
+            all_headers["Authorization"] = f"Bearer {token}"
+    verify = settings.chroma_server_ssl_verify
+    return HttpServerAPI(
+        base_url,
+        headers=all_headers,
+        verify=True if verify is None else verify,
+        keepalive_s=settings.chroma_http_keepalive_secs,
+        max_connections=settings.chroma_http_max_connections,
+    )
+
+
+def _server_api(settings: Settings) -> ServerAPI:
+    """The API `settings.chroma_api_impl` names, as chromadb's clients pick it: huedb's
+    engine, or (chromadb's `FastAPI`) the server at chroma_server_host:_http_port."""
+    impl = settings.chroma_api_impl
+    if impl == LOCAL_API_IMPL:
+        return _local_api(settings)
+    if impl == HTTP_API_IMPL:
+        for name in ("chroma_server_host", "chroma_server_http_port"):
+            if getattr(settings, name) is None:
+                raise ConfigError(
+                    f"Missing required config value {name!r}: chroma_api_impl={impl} "
+                    "connects to a server"
+                )
+        return _http_server_api(
+            settings,
+            str(settings.chroma_server_host),
+            settings.chroma_server_http_port,
+            settings.chroma_server_ssl_enabled,
+            None,
+        )
+    if impl == ASYNC_HTTP_API_IMPL:
+        raise ConfigError(
+            f"chroma_api_impl={impl} is the async client's: use "
+            "`await huedb.AsyncHttpClient(host, port, ...)`"
+        )
+    raise ConfigError(
+        f"Unsupported Chroma API implementation {impl!r}: huedb runs {LOCAL_API_IMPL} "
+        f"(the default) or {HTTP_API_IMPL} (a server)"
+    )
+
+
 class Client:
-    """Chroma's `ClientAPI`: one tenant and database at a time over a `ServerAPI`."""
+    """Chroma's `ClientAPI`: one tenant and database at a time over a `ServerAPI`.
+
+    Without `server`, the settings' `chroma_api_impl` (or CHROMA_API_IMPL) picks it, as in
+    chromadb (for every factory but HttpClient): huedb's engine by default, a server with
+    `chromadb.api.fastapi.FastAPI`.
+    """
 
     def __init__(
         self,
@@ -44,7 +157,7 @@ class Client:
         self._settings = settings_of(settings)
         self._owns_engine = server is None
         if server is None:
-            server = _local_api(self._settings)
+            server = _server_api(self._settings)
         self._server = server
         self._closed = False
         self.tenant = tenant
@@ -52,7 +165,7 @@ class Client:
         try:
             self._server.get_tenant(tenant)
             self._server.get_database(database, tenant)
-        except NotFoundError:
+        except Exception:
             self.close()
             raise
 
@@ -285,32 +398,8 @@ def HttpClient(  # noqa: N802 - chromadb's factory name
     tenant: str = DEFAULT_TENANT,
     database: str = DEFAULT_DATABASE,
 ) -> Client:
-    """A client of a huedb (or Chroma) server; `host` may also be a full URL."""
-    # Imported here, not at the top: httpx costs ~65 ms of import time that embedded
-    # users never need (measured with `python -X importtime -c "import huedb"`).
-    from huedb.api.http import HttpServerAPI
-
+    """A client of a huedb (or Chroma) server; `host` may also be a URL (its port and path
+    are then kept, `port` unused); `ssl=True` makes it https, as in chromadb."""
     settings = settings_of(settings)
-    if "://" in host:
-        base_url = host.rstrip("/")
-        base_url = base_url.removesuffix("/api/v2")
-    else:
-        base_url = f"{'https' if ssl else 'http'}://{host}:{port}"
-    all_headers = dict(settings.chroma_server_headers or {})
-    all_headers.update(headers or {})
-    token = settings.chroma_client_auth_credentials
-    if token:
-        header = (settings.chroma_auth_token_transport_header or "Authorization").strip()
-        if header.lower() == "x-chroma-token":
-            all_headers["X-Chroma-Token"] = token
-        else:
-            all_headers["Authorization"] = f"Bearer {token}"
-    verify = settings.chroma_server_ssl_verify
-    server = HttpServerAPI(
-        base_url,
-        headers=all_headers,
-        verify=True if verify is None else verify,
-        keepalive_s=settings.chroma_http_keepalive_secs,
-        max_connections=settings.chroma_http_max_connections,
-    )
+    server = _http_server_api(settings, host, port, ssl, headers)
     return Client(settings, tenant, database, server=server)

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from huedb.api.client import Client, PersistentClient
-from huedb.config import Settings
+from huedb.config import LOCAL_API_IMPL, Settings
 from huedb.engine.engine import Engine
 from huedb.engine.registry import acquire_engine, release_engine
 from huedb.engine.sqlite_store.connection import DB_FILENAME
@@ -62,10 +63,16 @@ def store_client(data: Path | None, store: str | None = None, create: bool = Fal
             raise UsageError("give --path DATA (a SQLite store) or --store URL (PostgreSQL)")
         if not create:
             require_store(data)
-        return PersistentClient(path=data, settings=Settings(huedb_store=""))
+        return PersistentClient(path=data, settings=_local_settings(huedb_store=""))
     if data is None:
-        return Client(Settings(is_persistent=False, huedb_store=url))
-    return PersistentClient(path=data, settings=Settings(huedb_store=url))
+        return Client(_local_settings(is_persistent=False, huedb_store=url))
+    return PersistentClient(path=data, settings=_local_settings(huedb_store=url))
+
+
+def _local_settings(**fields: Any) -> Settings:
+    """Settings of a client on the store itself, whatever CHROMA_API_IMPL says (an operation
+    names its store by --path / --store, never by chromadb's client settings)."""
+    return Settings(chroma_api_impl=LOCAL_API_IMPL, **fields)
 
 
 @contextmanager
