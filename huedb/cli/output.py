@@ -114,7 +114,8 @@ def migrate_lines(report: MigrationReport) -> list[str]:
     ]
     for c in report.collections:
         skipped = f", skipped {c.skipped}" if c.skipped else ""
-        lines.append(f"  {c.tenant}/{c.database}/{c.name}: {c.records} records{skipped}")
+        deleted = f", deleted {c.deleted} gone from the source" if c.deleted else ""
+        lines.append(f"  {c.tenant}/{c.database}/{c.name}: {c.records} records{skipped}{deleted}")
         lines.extend(f"  WARNING: {w}" for w in c.warnings)
     return lines
 

@@ -2,6 +2,12 @@
 
 `huedb.ops.chroma_dir` reads the directory (without chromadb); this module creates the
 collections in the huedb store and upserts the records it yields, reporting progress.
+
+A rerun into collections that already exist mirrors the source: their metadata, embedding
+function and the HNSW settings a `modify` may change become the source's (what cannot is
+warned about), each record's fields become the source's (keys, documents and uris it lost
+are removed), and records the source does not hold are deleted (also those written only to
+the target).
 """
 
 from __future__ import annotations
@@ -15,10 +21,11 @@ from typing import Any
 from huedb.api.client import Client
 from huedb.api.collection import Collection
 from huedb.api.collection_config import create_configuration
+from huedb.api.collection_schema import parse_schema, vector_index_config
 from huedb.engine.hnsw_config import collection_space
 from huedb.errors import InvalidArgumentError, NotFoundError
 from huedb.ops.chroma_dir import ChromaCollection, open_collection_reader, read_chroma_directory
-from huedb.ops.collection_definition import create_like, differences
+from huedb.ops.collection_definition import apply_mutable_settings, create_like, differences
 from huedb.ops.progress import progress
 from huedb.ops.store import describe, store_client, store_url
 from huedb.record_batch import RecordBatch
@@ -36,6 +43,7 @@ class CollectionReport:
     source_id: str
     records: int
     skipped: int = 0
+    deleted: int = 0  # records of an existing target collection the source lacks
     created: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -70,10 +78,10 @@ def migrate_chroma(
 
     Collections keep their name, tenant, database, metadata, configuration and schema (what
     Chroma 1.5 stores in `schema_str`; for older directories the schema Chroma derives from
-    the configuration); records are upserted (a rerun mirrors the source again without
-    duplicates). Raises ValueError before writing anything if `source` is not a Chroma
-    directory, huedb refuses a schema, or a target collection exists with another
-    dimension or space.
+    the configuration); records are upserted. A rerun mirrors the source again (see the
+    module docstring), so each collection's reported count is the target's. Raises
+    ValueError before writing anything if `source` is not a Chroma directory, huedb refuses
+    a schema, or a target collection exists with another dimension or space.
     """
     source = Path(source)
     target = None if target is None else Path(target)
@@ -150,6 +158,8 @@ def _migrate_collection(
 ) -> CollectionReport:
     _ensure_database(client, collection.tenant, collection.database)
     existing = _existing_collection(client, collection)
+    if existing is not None:
+        _mirror_definition(existing, collection)
     target = existing or create_like(
         client, collection.name, collection.metadata, collection.definition()
     )
@@ -161,30 +171,103 @@ def _migrate_collection(
         records=0,
         created=existing is None,
     )
+    written: set[str] = set()
     with open_collection_reader(source, collection) as reader:
         total = reader.count()
         bar = progress(total, f"{collection.database}/{collection.name}", enabled=show_progress)
         try:
             for batch in reader.batches(batch_size):
                 _write_batch(target, batch, mirror=existing is not None)
+                if existing is not None:
+                    written.update(batch.ids)
                 result.records += len(batch)
                 bar.update(len(batch))
         finally:
             bar.close()
     result.skipped = max(0, total - result.records)
-    if existing is None:
-        result.warnings = differences(client, target, collection.definition())
-        for warning in result.warnings:
-            logger.warning(warning)
+    if existing is not None:
+        result.deleted = _delete_missing(target, written, batch_size)
+    result.warnings = differences(client, target, collection.definition())
+    if existing is not None:
+        result.warnings += _metadata_difference(target, collection)
+    for warning in result.warnings:
+        logger.warning(warning)
     logger.info(
-        "%s/%s/%s: %d records (%d skipped)",
+        "%s/%s/%s: %d records (%d skipped, %d deleted as gone from the source)",
         collection.tenant,
         collection.database,
         collection.name,
         result.records,
         result.skipped,
+        result.deleted,
     )
     return result
+
+
+def _mirror_definition(target: Collection, collection: ChromaCollection) -> None:
+    """Give an existing target collection the source's metadata, embedding function and
+    the HNSW settings a `modify` may change (those fixed at creation were checked by
+    `_check_target`); `differences` warns about what is left."""
+    have, wanted = target.metadata or {}, collection.metadata or {}
+    # `modify` replaces the metadata; None values drop keys, so all-None clears it.
+    # It refuses `hnsw:space`, which a source keeps only if never modified since creation.
+    if not _same_metadata(have, wanted) and "hnsw:space" not in wanted:
+        target.modify(metadata={**dict.fromkeys(have), **wanted})
+    vector = vector_index_config(parse_schema(collection.definition()))
+    schema = target.get_model().schema
+    function = vector.get("embedding_function")
+    if (
+        function is not None
+        and schema is not None
+        and function != vector_index_config(schema).get("embedding_function")
+    ):
+        target.modify(configuration={"embedding_function": function})
+    apply_mutable_settings(target, vector, chosen_ef_search=False)
+
+
+def _metadata_difference(target: Collection, collection: ChromaCollection) -> list[str]:
+    """A warning when the target's metadata still differs from the source's."""
+    if _same_metadata(target.metadata or {}, collection.metadata or {}):
+        return []
+    return [
+        f"collection {collection.name!r}: metadata {target.metadata} differs from the "
+        f"source's {collection.metadata} (hnsw:space cannot be set after creation)"
+    ]
+
+
+def _same_metadata(first: dict[str, Any], second: dict[str, Any]) -> bool:
+    """Equal with exact types (1, 1.0 and True differ)."""
+    return _typed(first) == _typed(second)
+
+
+def _typed(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value), value)
+
+
+def _delete_missing(target: Collection, kept_ids: set[str], page_size: int) -> int:
+    """Delete the records of `target` whose ids are not in `kept_ids` (every one of which
+    it holds); how many were deleted.
+
+    Reads the target's ids page by page in storage order, stopping once the surplus over
+    `kept_ids` is deleted. Deleting a page's stale ids moves the later records up, so the
+    next page starts after the ids the page kept.
+    """
+    surplus = target.count() - len(kept_ids)
+    deleted = offset = 0
+    while deleted < surplus:
+        ids = target.get(limit=page_size, offset=offset, include=[])["ids"]
+        if not ids:
+            break
+        stale = [record_id for record_id in ids if record_id not in kept_ids]
+        if stale:
+            target.delete(ids=stale)
+            deleted += len(stale)
+        offset += len(ids) - len(stale)
+    return deleted
 
 
 def _write_batch(target: Collection, batch: RecordBatch, mirror: bool) -> None:

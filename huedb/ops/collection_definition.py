@@ -57,7 +57,7 @@ def create_like(
         metadata=metadata,
         embedding_function=None,
     )
-    _apply_mutable_settings(collection, vector, chosen_ef_search is True)
+    apply_mutable_settings(collection, vector, chosen_ef_search is True)
     return collection
 
 
@@ -176,7 +176,7 @@ def _legacy_settings(metadata: dict[str, Any] | None) -> dict[str, Any]:
     return settings
 
 
-def _apply_mutable_settings(
+def apply_mutable_settings(
     collection: Collection, vector: dict[str, Any], chosen_ef_search: bool
 ) -> None:
     """Set the HNSW settings a `modify` may change to the source's values; `ef_search` also
