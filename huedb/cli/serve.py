@@ -31,8 +31,11 @@ from huedb.server.http_protocol import PARSER, HeadDeadlineProtocol
 from huedb.server.log_context import logging_config
 from huedb.server.processes import process_exists
 from huedb.server.server_config import (
+    ENV_ALLOW_RESET,
     ENV_CONFIG,
     ServerConfig,
+    check_environment_names,
+    environment_boolean,
     is_loopback,
     load_config_file,
     parse_token_file,
@@ -48,17 +51,20 @@ METRICS_DIR_PREFIX = "huedb-metrics-"
 
 
 def server_config(args: argparse.Namespace, env: dict[str, str]) -> ServerConfig:
-    """Merge defaults < config file < environment < flags."""
+    """Merge defaults < config file < environment < flags; a HUEDB_* variable huedb does
+    not read (a misspelt one) is refused first."""
+    check_environment_names(env)
     values: dict = {}
     if args.config:
         values.update(load_config_file(args.config))
     engine_file = values.pop("engine", {})
     tokens = list(values.pop("tokens", []))
     tokens += tokens_from_environment(env)
-    if args.auth_tokens_file:
-        tokens += parse_token_file(args.auth_tokens_file)
-    if env.get("HUEDB_ALLOW_RESET", "").lower() in ("1", "true", "yes"):
-        values["allow_reset"] = True
+    if args.auth_tokens_file is not None:  # given but empty: refused, never ignored
+        tokens += parse_token_file(args.auth_tokens_file, "--auth-tokens-file")
+    allow_reset = environment_boolean(env, ENV_ALLOW_RESET)
+    if allow_reset is not None:
+        values["allow_reset"] = allow_reset
     flags = {
         "path": args.path,
         "host": args.host,

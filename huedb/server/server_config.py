@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import hashlib
 import ipaddress
 import json
@@ -9,13 +11,14 @@ import os
 import ssl
 import string
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from huedb.engine.catalog import validate_name
 from huedb.errors import ConfigError, InvalidArgumentError
-from huedb.options import OPTION_NAMES, EngineOptions
+from huedb.options import BYTE_OPTIONS, ENV_PREFIX, OPTION_NAMES, EngineOptions, env_name
 from huedb.server.log_context import LOG_FORMATS
 
 ROLES = ("admin", "read-only")
@@ -62,6 +65,68 @@ DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 MAX_TIMEOUT_S = 86400.0
 MAX_PORT = 65535
 ENV_CONFIG = "HUEDB_SERVER_CONFIG_JSON"
+ENV_ALLOW_RESET = "HUEDB_ALLOW_RESET"
+# The HUEDB_* variables `huedb run` reads besides the engine options' HUEDB_<OPTION>.
+SERVER_ENVIRONMENT = (
+    "HUEDB_AUTH_TOKENS",
+    "HUEDB_AUTH_TOKENS_FILE",
+    ENV_ALLOW_RESET,
+    "HUEDB_FIGURES_TTL_S",  # server/metrics_cache.py
+    ENV_CONFIG,  # set by `huedb run` for its workers
+)
+# HUEDB_* variables read elsewhere, so never refused: the client commands' `--token`, and
+# the test suite's knobs (tests/knobs.py, tests/test_index_memory.py, tests/test_cluster.py).
+OTHER_ENVIRONMENT = (
+    "HUEDB_TOKEN",
+    "HUEDB_CRASH_TRIALS",
+    "HUEDB_CRASH_SEED",
+    "HUEDB_FUZZ_EXAMPLES",
+    "HUEDB_FUZZ_SEED",
+    "HUEDB_HYPOTHESIS_EXAMPLES",
+    "HUEDB_SOAK_SECONDS",
+    "HUEDB_MEMORY_BUDGET_FULL",
+    "HUEDB_CLUSTER_WRITES",
+)
+# The words HUEDB_ALLOW_RESET may hold (any case).
+ENV_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+# ServerConfig's settings (all but tokens and engine): the type a config file must give
+# each, and the unit of those that have one.
+SETTINGS: dict[str, type] = {
+    "path": str,
+    "host": str,
+    "port": int,
+    "workers": int,
+    "ssl_certfile": str,
+    "ssl_keyfile": str,
+    "allow_unauthenticated": bool,
+    "allow_reset": bool,
+    "max_body_bytes": int,
+    "request_timeout_s": float,
+    "header_timeout_s": float,
+    "max_header_bytes": int,
+    "metrics_public": bool,
+    "log_format": str,
+}
+UNITS = {
+    "max_body_bytes": "bytes",
+    "max_header_bytes": "bytes",
+    "request_timeout_s": "seconds",
+    "header_timeout_s": "seconds",
+}
+TLS_FILES = {
+    "ssl_certfile": ("--ssl-certfile", "certificate"),
+    "ssl_keyfile": ("--ssl-keyfile", "private key"),
+}
+KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+# What a config file may give each engine option, and how to say it.
+ENGINE_KINDS: dict[str, tuple[tuple[type, ...], str]] = {
+    f.name: ((int, str), 'a whole number of bytes or a size with a unit ("2GiB")')
+    if f.name in BYTE_OPTIONS
+    else ((float,), "a number of seconds")
+    if type(f.default) is float
+    else ((type(f.default),), KINDS[type(f.default)])
+    for f in dataclasses.fields(EngineOptions)
+}
 
 
 @dataclass
@@ -116,8 +181,10 @@ class ServerConfig:
 
     def check(self) -> None:
         """Refuse configurations that would be unsafe or cannot work."""
-        if isinstance(self.port, bool) or not isinstance(self.port, int):
-            raise ConfigError(f"--port (port) must be a whole number, not {self.port!r}")
+        for key in SETTINGS:
+            value = getattr(self, key)
+            if not (key in TLS_FILES and value is None):
+                check_setting(key, value)
         if not 1 <= self.port <= MAX_PORT:
             raise ConfigError(f"--port (port) must be from 1 to {MAX_PORT}, not {self.port}")
         check_data_path(self.path)
@@ -132,20 +199,13 @@ class ServerConfig:
             check_tls(self.ssl_certfile, self.ssl_keyfile)
         if self.max_body_bytes < 1024:
             raise ConfigError("max_body_bytes must be at least 1024")
-        if isinstance(self.max_header_bytes, bool) or not isinstance(self.max_header_bytes, int):
-            raise ConfigError(
-                f"max_header_bytes must be a number of bytes, not {self.max_header_bytes!r}"
-            )
         if self.max_header_bytes < 1024:
             raise ConfigError("max_header_bytes must be at least 1024")
         for key, flag in (
             ("request_timeout_s", "--request-timeout"),
             ("header_timeout_s", "--header-timeout"),
         ):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ConfigError(f"{key} must be a number of seconds, not {value!r}")
-            if not 0 < value <= MAX_TIMEOUT_S:
+            if not 0 < getattr(self, key) <= MAX_TIMEOUT_S:
                 raise ConfigError(
                     f"{flag} ({key}) must be more than 0 and at most {MAX_TIMEOUT_S:g} seconds"
                 )
@@ -160,6 +220,39 @@ class ServerConfig:
                 "(HUEDB_AUTH_TOKENS, --auth-tokens-file or [auth] in --config) or pass "
                 "--allow-unauthenticated"
             )
+
+
+def check_setting(key: str, value: Any, where: str = "") -> None:
+    """Refuse a server setting of the wrong type (a config file's `"false"` is a string, not
+    false) or an empty TLS path (it would serve plain HTTP); `where` names its file."""
+    wanted = SETTINGS[key]
+    what = KINDS[wanted] + (f" of {UNITS[key]}" if key in UNITS else "")
+    # The port is named as its range check names it.
+    check_type("--port (port)" if key == "port" else key, value, (wanted,), what, where)
+    if key in TLS_FILES and not value.strip():
+        flag, kind = TLS_FILES[key]
+        raise ConfigError(
+            f"{flag} ({key}) is empty{where}: give the path of the TLS {kind}, or leave out "
+            "both --ssl-certfile and --ssl-keyfile to serve plain HTTP"
+        )
+
+
+def check_type(
+    label: str, value: Any, wanted: tuple[type, ...], what: str, where: str = ""
+) -> None:
+    """Refuse `value` unless it is one of `wanted` as a config file means it: a boolean is
+    not a number, a whole number is a number, a string is never a boolean or a number.
+    `what` says what is wanted."""
+    if isinstance(value, bool):
+        fits = bool in wanted
+    else:
+        fits = any(isinstance(value, int | float if w is float else w) for w in wanted)
+    if fits:
+        return
+    shown = "null" if value is None else repr(value)
+    quoted = bool in wanted and isinstance(value, str)
+    hint = " (a string: write true or false without quotes)" if quoted else ""
+    raise ConfigError(f"{label} must be {what}, not {shown}{where}{hint}")
 
 
 def check_data_path(path: str) -> None:
@@ -333,10 +426,14 @@ def parse_token_list(raw: str, source: str) -> list[TokenEntry]:
     return entries
 
 
-def parse_token_file(path: str) -> list[TokenEntry]:
+def parse_token_file(path: str, source: str = "--auth-tokens-file") -> list[TokenEntry]:
     """A file with one `token [role[@tenant[/db1+db2]]]` per line; a comment starts with
     `#` at the start of a line or after white space. A `#` inside a token is part of it:
-    read as a comment, `tok#x read-only@acme` was the global admin token `tok`."""
+    read as a comment, `tok#x read-only@acme` was the global admin token `tok`.
+
+    `source` (the flag or variable that named the file) is refused when it is empty."""
+    if not path.strip():
+        raise ConfigError(f"{source} is set but names no file, so it holds no token")
     try:
         lines = Path(path).read_text().splitlines()
     except OSError as exc:
@@ -381,34 +478,50 @@ def load_config_file(path: str) -> dict[str, Any]:
     known = set(ServerConfig.__dataclass_fields__) - {"tokens", "engine"}
     out: dict[str, Any] = {"engine": {}}
     for key, value in data.items():
+        name = key.replace("-", "_")
         if key == "auth":
             out["tokens"] = _tokens_from_table(value, path)
-        elif key.replace("-", "_") in OPTION_NAMES:
-            out["engine"][key.replace("-", "_")] = value
-        elif key.replace("-", "_") in known:
-            out[key.replace("-", "_")] = value
+        elif name in OPTION_NAMES:
+            check_type(name, value, *ENGINE_KINDS[name], f" in {path}")
+            out["engine"][name] = value
+        elif name in known:
+            check_setting(name, value, f" in {path}")
+            out[name] = value
         else:
             raise ConfigError(f"unknown setting {key!r} in {path}")
     return out
 
 
 def _tokens_from_table(value: Any, path: str) -> list[TokenEntry]:
+    """The tokens of a config file's [auth] table: one at least (an [auth] without any
+    would start the server without the authentication it was meant to turn on)."""
     if not isinstance(value, dict) or set(value) - {"tokens"}:
         raise ConfigError(f"[auth] in {path} must hold only 'tokens'")
     tokens = value.get("tokens", [])
     if not isinstance(tokens, list):
         raise ConfigError(f"auth.tokens in {path} must be a list")
+    if not tokens:
+        raise ConfigError(f"[auth] in {path} is set but holds no token")
     entries = []
     for n, item in enumerate(tokens, 1):
         if not isinstance(item, dict) or set(item) - TOKEN_KEYS:
             raise ConfigError(
                 f"auth.tokens[{n}] in {path} must be {{token, role[, tenant[, databases]][, name]}}"
             )
+        nulls = [key for key, given in item.items() if given is None]
+        if nulls:
+            # A null tenant would read as "no tenant": a token of every tenant.
+            raise ConfigError(
+                f"auth.tokens[{n}] in {path}: {' and '.join(nulls)} may not be null; give a "
+                "value or leave the key out"
+            )
+        name = item.get("name", f"#{n}")
+        check_type(f"auth.tokens[{n}].name", name, (str,), "a string", f" in {path}")
         entries.append(
             make_token(
                 item.get("token"),
                 item.get("role", "admin"),
-                f"{item.get('name', f'#{n}')} in {path}",
+                f"{name} in {path}",
                 item.get("tenant"),
                 item.get("databases"),
             )
@@ -424,10 +537,11 @@ def tokens_from_environment(env: dict[str, str] | None = None) -> list[TokenEntr
     env = dict(os.environ) if env is None else env
     check_chroma_auth(env)
     entries: list[TokenEntry] = []
-    if env.get("HUEDB_AUTH_TOKENS"):
+    # Set means set: an empty value holds no token and is refused, never read as unset.
+    if "HUEDB_AUTH_TOKENS" in env:
         entries += parse_token_list(env["HUEDB_AUTH_TOKENS"], "HUEDB_AUTH_TOKENS")
-    if env.get("HUEDB_AUTH_TOKENS_FILE"):
-        entries += parse_token_file(env["HUEDB_AUTH_TOKENS_FILE"])
+    if "HUEDB_AUTH_TOKENS_FILE" in env:
+        entries += parse_token_file(env["HUEDB_AUTH_TOKENS_FILE"], "HUEDB_AUTH_TOKENS_FILE")
     for name in ("CHROMA_SERVER_AUTHN_CREDENTIALS", "CHROMA_SERVER_AUTH_CREDENTIALS"):
         if env.get(name):
             entries.append(make_token(env[name].strip(), "admin", name))
@@ -471,3 +585,35 @@ def check_chroma_auth(env: dict[str, str]) -> None:
                 "'Authorization: Bearer <token>' and 'X-Chroma-Token: <token>' (both always "
                 "accepted); unset it or set Authorization or X-Chroma-Token"
             )
+
+
+def check_environment_names(env: Mapping[str, str]) -> None:
+    """Refuse a HUEDB_* variable huedb does not read: a misspelt one (HUEDB_AUTH_TOKEN)
+    would otherwise be ignored, and the server start without the tokens it names."""
+    server = [*SERVER_ENVIRONMENT, *(env_name(name) for name in OPTION_NAMES)]
+    known = {*server, *OTHER_ENVIRONMENT}
+    for name in sorted(env):
+        if not name.upper().startswith(ENV_PREFIX) or name in known:
+            continue
+        suffixes = [known_name.removeprefix(ENV_PREFIX) for known_name in server]
+        close = difflib.get_close_matches(name.upper().removeprefix(ENV_PREFIX), suffixes, n=1)
+        hint = f"did you mean {ENV_PREFIX}{close[0]}?" if close else "unset it"
+        if not name.startswith(ENV_PREFIX):
+            hint += " (names are case-sensitive)"
+        raise ConfigError(
+            f"unknown environment variable {name}: huedb reads no such variable, so it "
+            f"would be ignored; {hint}"
+        )
+
+
+def environment_boolean(env: Mapping[str, str], name: str) -> bool | None:
+    """A true/false variable (`true`/`false`, `1`/`0`, `yes`/`no`, any case); None when it
+    is not set. Anything else is refused: it must never be read as one or the other."""
+    if name not in env:
+        return None
+    word = env[name].strip().lower()
+    if word not in ENV_BOOLEANS:
+        raise ConfigError(
+            f"{name}={env[name]!r} is not a boolean: use true or false (or 1/0, yes/no)"
+        )
+    return ENV_BOOLEANS[word]
