@@ -27,9 +27,9 @@ from huedb.options import (
     resolve_options,
     without_password,
 )
+from huedb.process_ids import remove_left_by_dead_processes
 from huedb.server.http_protocol import PARSER, HeadDeadlineProtocol
 from huedb.server.log_context import logging_config
-from huedb.server.processes import process_exists
 from huedb.server.server_config import (
     ENV_ALLOW_RESET,
     ENV_CONFIG,
@@ -179,11 +179,11 @@ def metrics_directory() -> Iterator[None]:
 
 def remove_stale_metrics_directories() -> None:
     """Remove `huedb-metrics-<pid>-*` directories whose server process no longer runs."""
-    for left in Path(tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}*-*"):
-        pid = left.name.removeprefix(METRICS_DIR_PREFIX).partition("-")[0]
-        if pid.isdigit() and not process_exists(int(pid)):
-            shutil.rmtree(left, ignore_errors=True)
-            logger.info("removed %s, the metrics directory of a server that was killed", left)
+    left = Path(tempfile.gettempdir()).glob(f"{METRICS_DIR_PREFIX}*-*")
+    for removed in remove_left_by_dead_processes(
+        left, lambda p: p.name.removeprefix(METRICS_DIR_PREFIX).partition("-")[0]
+    ):
+        logger.info("removed %s, the metrics directory of a server that was killed", removed)
 
 
 def check_store(config: ServerConfig) -> None:
