@@ -187,6 +187,44 @@ _FILTER_TYPES = {
 }
 _LOGICAL = ("$and", "$or")
 _SET_OPS = ("$in", "$nin")
+_DOCUMENT_KEY = "#document"
+# A `where` condition on `#document` with one of these is a document filter in Chroma (its
+# `where` parser); any other compares `#document` as a metadata key.
+_DOCUMENT_OPS = ("$contains", "$not_contains", "$regex", "$not_regex")
+
+
+def _document_filter(key: Any, value: Any) -> bool:
+    """Whether a `where` condition is a document filter written in `where`."""
+    return (
+        key == _DOCUMENT_KEY
+        and isinstance(value, dict)
+        and len(value) == 1
+        and next(iter(value)) in _DOCUMENT_OPS
+    )
+
+
+def compares_document_key(where: Any) -> bool:
+    """Whether a `where` compares `#document` with a string as a metadata key (a bare
+    string, `$eq`, `$ne`, `$in`, `$nin`): Chroma refuses that, the key having no string
+    index, where huedb's engine reads every `#document` condition as a document filter."""
+    if not isinstance(where, dict):
+        return False
+    for key, value in where.items():
+        if key in _LOGICAL:
+            children = value if isinstance(value, list) else ()
+            if any(compares_document_key(child) for child in children):
+                return True
+            continue
+        if key != _DOCUMENT_KEY or _document_filter(key, value):
+            continue
+        operand = value
+        if isinstance(value, dict) and len(value) == 1:
+            op, operand = next(iter(value.items()))
+            if op in _SET_OPS:
+                operand = operand[0] if isinstance(operand, list) and operand else None
+        if isinstance(operand, str):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -194,8 +232,10 @@ class FilterPolicy:
     """Which `where` keys and types, and whether `where_document`, a schema refuses.
 
     Chroma refuses (InvalidArgumentError) a metadata filter whose key and value type have
-    their inverted index disabled (the key's own setting, else the schema's defaults), and
-    any document filter when full-text search on `#document` is disabled.
+    their inverted index disabled (the key's own setting, else the schema's defaults; so a
+    string compared with `#document`, whose string index is always off), and any document
+    filter, in `where_document` or in `where` (`{"#document": {"$contains": ...}}`), when
+    full-text search on `#document` is disabled.
     """
 
     defaults: dict[str, Any]
@@ -206,8 +246,8 @@ class FilterPolicy:
     @classmethod
     def of(cls, schema: dict[str, Any]) -> FilterPolicy:
         defaults = schema.get("defaults") or {}
-        keys = {k: v for k, v in (schema.get("keys") or {}).items() if not k.startswith("#")}
-        document = (schema.get("keys") or {}).get("#document") or {}
+        keys = dict(schema.get("keys") or {})
+        document = keys.get(_DOCUMENT_KEY) or {}
         fts = ((document.get("string") or {}).get("fts_index")) or (
             (defaults.get("string") or {}).get("fts_index")
         )
@@ -226,7 +266,10 @@ class FilterPolicy:
                 for index in [(types[value_type] or {}).get(name)]
             )
 
-        everything = fts_enabled and all_on(defaults) and all(all_on(t) for t in keys.values())
+        # The `#` keys are left out: `#document`'s string index is always off, but only a
+        # `where` the engine cannot compile compares it (`compares_document_key`).
+        metadata_keys = [t for k, t in keys.items() if not k.startswith("#")]
+        everything = fts_enabled and all_on(defaults) and all(all_on(t) for t in metadata_keys)
         return cls(defaults, keys, fts_enabled, everything)
 
     def check(self, where: Any, where_document: Any) -> None:
@@ -234,19 +277,22 @@ class FilterPolicy:
         if self.everything_enabled:
             return
         if where:
-            self._check_where(where)
+            self.check_where(where)
         if where_document and not self.fts_enabled:
-            raise InvalidArgumentError(
-                "Cannot filter using full-text search because FTS indexing is disabled"
-            )
+            raise _fts_disabled()
 
-    def _check_where(self, where: Any) -> None:
+    def check_where(self, where: Any) -> None:
+        """Raise Chroma's error for the first refused condition of a `where`, in order."""
         if not isinstance(where, dict):
             return
         for key, value in where.items():
             if key in _LOGICAL:
                 for child in value if isinstance(value, list) else ():
-                    self._check_where(child)
+                    self.check_where(child)
+                continue
+            if _document_filter(key, value):
+                if not self.fts_enabled:
+                    raise _fts_disabled()
                 continue
             operand = value
             if isinstance(value, dict) and value:
@@ -272,3 +318,9 @@ class FilterPolicy:
                 f"Cannot filter using metadata key '{key}' with type '{type_name}' because "
                 "indexing is disabled"
             )
+
+
+def _fts_disabled() -> InvalidArgumentError:
+    return InvalidArgumentError(
+        "Cannot filter using full-text search because FTS indexing is disabled"
+    )

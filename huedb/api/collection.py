@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from huedb.api import collection_schema
+from huedb.api import collection_config, collection_schema
 from huedb.api import validation as v
 from huedb.api.collection_search import request_body
 from huedb.api.requests import DeleteRequest, GetRequest, ModifyCollectionRequest, QueryRequest
@@ -21,6 +21,7 @@ from huedb.api.types import (
     QueryResult,
     Schema,
 )
+from huedb.embedding_functions import DefaultEmbeddingFunction
 from huedb.record_batch import RecordBatch, plain_metadatas
 from huedb.search.direct import direct_request
 from huedb.search.result import SearchResult
@@ -40,6 +41,10 @@ class _DefaultEmbeddingFunction:
 
 
 DEFAULT_EMBEDDING_FUNCTION: Any = _DefaultEmbeddingFunction()
+
+# The function a collection recording the default one reports (stateless, so one instance
+# serves all: two default collections' configurations compare equal).
+_DEFAULT_FUNCTION = DefaultEmbeddingFunction()
 
 # The default of `include` in get and query: an explicit `include=None` is refused, as Chroma.
 _DEFAULT_INCLUDE: Any = object()
@@ -104,8 +109,10 @@ class Collection:
 
     @property
     def configuration(self) -> dict[str, Any]:
+        """The configuration as chromadb's `collection.configuration`: the echoed JSON with
+        the recorded embedding function rebuilt (`_recorded_embedding_function`)."""
         config = dict(self._model.configuration_json)
-        config["embedding_function"] = self._embedding_function
+        config["embedding_function"] = self._recorded_embedding_function()
         return config
 
     @property
@@ -186,7 +193,6 @@ class Collection:
                 )
             id_list = None if ids is None else v.normalize_ids(ids)
             self._check_filters(where, where_document)
-        v.check_document_key_filters(where)
         request = DeleteRequest(id_list, where, where_document, limit)
         deleted = self._client.delete(self._target_id(), request)
         return DeleteResult(deleted=deleted)
@@ -249,7 +255,6 @@ class Collection:
                 )
         limit = v.validate_limit_offset(limit, "limit")
         offset = v.validate_limit_offset(offset, "offset")
-        v.check_document_key_filters(where)
         include, wire_include = _with_data(include)
         request = GetRequest(id_list, where, where_document, limit, offset, wire_include)
         result = self._client.get(self._target_id(), request)
@@ -295,7 +300,6 @@ class Collection:
                 matrix = v.normalize_embeddings(embedded)
                 assert matrix is not None
         v.finite_or_error(matrix)
-        v.check_document_key_filters(where)
         include, wire_include = _with_data(include)
         request = QueryRequest(matrix, n_results, id_list, where, where_document, wire_include)
         result = self._client.query(self._target_id(), request)
@@ -311,7 +315,9 @@ class Collection:
     ) -> None:
         """Rename, replace metadata, or change mutable configuration.
 
-        As in Chroma, keys whose value is None are dropped from the new metadata.
+        As in Chroma, keys whose value is None are dropped from the new metadata, and an
+        embedding function in `configuration` is recorded by its identity (name and
+        config); `collection_config.client_update_request` lists the refusals.
         """
         if metadata is not None:
             # Chroma's client check (lists pass); the server checks the new name, then
@@ -322,9 +328,13 @@ class Collection:
                     "Changing the distance function of a collection once it is created is not "
                     "supported currently."
                 )
-        request = ModifyCollectionRequest(name, metadata, configuration)
+        update = collection_config.client_update_request(
+            configuration, self._model.configuration_json, self._model.schema
+        )
+        request = ModifyCollectionRequest(name, metadata, update)
         self._client.modify_collection(str(self.id), request)
         self._model = self._client.get_collection_by_id(str(self.id))
+        self._embedder = None  # a changed embedding function is used from now on
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -373,6 +383,34 @@ class Collection:
             inputs = self._data_loader(uris=inputs)
         return self._embed(inputs, query=query)
 
+    def _recorded_embedding_function(self) -> Any:
+        """The embedding function the collection recorded, as chromadb rebuilds it: None
+        when none (or a legacy one) is recorded; a known one by its registered class
+        (`register_embedding_function` here or in chromadb), else this handle's own
+        function of that name, else chromadb's ValueError (the class is not registered)."""
+        recorded = self._model.configuration_json.get("embedding_function")
+        if not isinstance(recorded, dict) or recorded.get("type") != "known":
+            return None
+        name = recorded.get("name")
+        if name == DefaultEmbeddingFunction.name():
+            return _DEFAULT_FUNCTION
+        try:
+            rebuilt = rebuild_embedding_function(recorded)
+        except Exception as exc:
+            raise ValueError(
+                f"Could not build embedding function {name} from config "
+                f"{recorded.get('config')}: {exc}"
+            ) from exc
+        if rebuilt is not None:
+            return rebuilt
+        own = self._embedding_function
+        if own is not DEFAULT_EMBEDDING_FUNCTION and _function_name(own) == name:
+            return own
+        raise ValueError(
+            f"Embedding function {name} not found. Add @register_embedding_function "
+            "decorator to the class definition."
+        )
+
     def _chosen_embedder(self) -> Any:
         """The function that embeds documents and query texts, in Chroma's order: the
         handle's own; else the one the collection recorded (the default model for
@@ -395,9 +433,7 @@ class Collection:
             )
         if ef is None and recorded.get("name") != "default":
             raise ValueError(NO_EMBEDDING_FUNCTION)
-        from huedb.embedding_functions import DefaultEmbeddingFunction
-
-        return DefaultEmbeddingFunction()
+        return _DEFAULT_FUNCTION
 
     def _write(
         self,
@@ -453,6 +489,12 @@ class Collection:
                 matrix = self._embed_one_of(fields, {"documents", "images"})
         metas = collection_schema.sparse_embedded_metadatas(self._model.schema, metas, docs)
         return RecordBatch(id_list, matrix, metas, docs, uri_list)
+
+
+def _function_name(function: Any) -> Any:
+    """An embedding function's `name()`, None if it has none."""
+    identity = collection_config.embedding_function_identity(function) or {}
+    return identity.get("name")
 
 
 def _with_data(include: list[str]) -> tuple[list[str], list[str]]:

@@ -10,11 +10,12 @@ differential tests in tests/test_space_precedence.py and tests/test_schema.py ch
 
 Two halves, as in chromadb:
 - `client_request`: what chromadb's Python client sends for `create_collection(...)` (the
-  embedding function's identity and default space folded into the configuration JSON);
-  used by huedb's `Client`, whatever server it speaks to.
+  embedding function's identity and default space folded into the configuration JSON),
+  and `client_update_request` for `modify(configuration=...)`; used by huedb's `Client`
+  and `Collection`, whatever server they speak to.
 - `create_configuration`: what the server stores, from the configuration JSON, the metadata
   and the schema JSON (`LocalAPI.create_collection`, so embedded and HTTP alike);
-  `apply_update` for `modify(configuration=...)`.
+  `apply_update` for `modify(configuration=...)` (docs/chroma-schema.md, section 5).
 
 The stored configuration is the echoed one plus the reconciled schema under `schema`
 (`STORED_SCHEMA_KEY`), so no change of the on-disk format is needed; `split_stored` reads it
@@ -42,8 +43,11 @@ from huedb.api.collection_schema import (
     schema_from_configuration,
     schema_is_default,
     update_vector_indexes,
+    vector_index_config,
 )
 from huedb.api.config_values import (
+    USIZE_MAX,
+    describe,
     ef_is_default,
     expect_object,
     parse_embedding_function,
@@ -64,11 +68,15 @@ __all__ = [
     "HNSW_MUTABLE",
     "LEGACY_KEYS",
     "SPANN_FIELDS",
+    "HNSW_UPDATE_FIELDS",
+    "SPANN_UPDATE_FIELDS",
     "apply_update",
     "check_embedding_function_conflict",
     "client_request",
+    "client_update_request",
     "create_configuration",
     "embedding_function_identity",
+    "parse_update",
     "schema_embedding_function",
     "schema_request",
     "split_stored",
@@ -108,6 +116,8 @@ LEGACY_KEYS = {
     "hnsw:sync_threshold": "sync_threshold",
     "hnsw:resize_factor": "resize_factor",
 }
+# The HNSW settings a modify changes in effect (Chroma's update also takes max_neighbors,
+# which no built graph changes: `apply_update`).
 HNSW_MUTABLE = ("ef_search", "num_threads", "batch_size", "sync_threshold", "resize_factor")
 # Accepted by huedb's readers of Chroma stores (ops/chroma_dir).
 HNSW_ACCEPTED = HNSW_FIELDS
@@ -277,6 +287,75 @@ def schema_embedding_function(schema: Any) -> Any:
     return None
 
 
+def _update_identity(ef: Any) -> dict[str, Any] | None:
+    """An embedding function of a configuration update as chromadb's client sends it
+    (`update_collection_configuration_to_json`): its identity, checked by its own
+    `validate_config` first when it is a known one."""
+    identity = embedding_function_identity(ef)
+    validate = getattr(ef, "validate_config", None)
+    if identity is not None and identity.get("type") == "known" and callable(validate):
+        validate(identity["config"])
+    return identity
+
+
+def _check_function_update(recorded: Any, ef: Any, identity: dict[str, Any] | None) -> None:
+    """chromadb's `overwrite_embedding_function`: a known function replaces a known one of
+    the same name only, and the new one's `validate_config_update` may refuse the change."""
+    if not isinstance(recorded, dict) or recorded.get("type") != "known":
+        return
+    if identity is None or identity.get("type") != "known":
+        return
+    if recorded.get("name") != identity.get("name"):
+        raise ValueError(
+            "Cannot update embedding function: incompatible types "
+            f"({recorded.get('name')} vs {identity.get('name')})"
+        )
+    validate_update = getattr(ef, "validate_config_update", None)
+    if callable(validate_update):
+        validate_update(recorded.get("config") or {}, identity["config"])
+
+
+def _check_vector_index_update(parsed: dict[str, Any], schema: dict[str, Any] | None) -> None:
+    """chromadb's `update_schema_from_collection_configuration`: an `hnsw` update needs an
+    HNSW index, a `spann` update a SPANN one (ValueError)."""
+    if schema is None:
+        return
+    index = vector_index_config(schema)
+    if parsed["hnsw"] is not None and index.get("hnsw") is None:
+        raise ValueError("Trying to update HNSW config but schema has SPANN")
+    if parsed["spann"] is not None and index.get("spann") is None:
+        raise ValueError("Trying to update SPANN config but schema has HNSW")
+
+
+def client_update_request(
+    configuration: Any, recorded: dict[str, Any], schema: dict[str, Any] | None
+) -> Any:
+    """The configuration JSON chromadb's client sends for `modify(configuration=...)`, or
+    None when there is nothing to send.
+
+    An embedding function object is sent as its identity (`validate_config` run first).
+    Then the refusals in chromadb's order: the server's (`parse_update`), then those
+    chromadb's collection makes once its server has accepted the update: a known function
+    replaced by one of another name, or refused by `validate_config_update`; an `hnsw`
+    update of a SPANN index or a `spann` one of an HNSW index (ValueErrors). huedb makes
+    them before sending, so a refused update changes nothing. `recorded` is the
+    collection's echoed configuration, `schema` its schema JSON (None if not reported).
+    """
+    if not configuration:
+        return None
+    if not isinstance(configuration, dict):
+        return configuration  # the server refuses it, with serde's message
+    request = dict(configuration)
+    ef = configuration.get("embedding_function")
+    identity = _update_identity(ef)
+    if ef is not None:
+        request["embedding_function"] = identity
+    parsed = parse_update(request)
+    _check_function_update(recorded.get("embedding_function"), ef, identity)
+    _check_vector_index_update(parsed, schema)
+    return request
+
+
 # -- the server half: from configuration JSON, metadata and schema to what is stored -----
 
 
@@ -438,46 +517,123 @@ def split_stored(stored: dict[str, Any] | None) -> tuple[dict[str, Any], dict[st
         for key, types in (written or {}).items():
             derived["keys"].setdefault(key, {}).update(types)
         schema = derived
+    requested = _schema_max_neighbors(schema)
+    hnsw = config.get("hnsw")
+    if isinstance(hnsw, dict) and requested is not None and hnsw.get("max_neighbors") != requested:
+        # a max_neighbors given to modify: recorded in the schema only (`apply_update`)
+        config["hnsw"] = {**hnsw, "max_neighbors": requested}
     return config, schema
+
+
+def _schema_max_neighbors(schema: dict[str, Any]) -> Any:
+    """The `max_neighbors` of a stored schema's vector index (None if it has none)."""
+    try:
+        return (vector_index_config(schema).get("hnsw") or {}).get("max_neighbors")
+    except InvalidArgumentError:
+        return None
 
 
 # -- modify(configuration=...) --------------------------------------------------------
 
+# Chroma's `UpdateHnswConfiguration` and `UpdateSpannConfiguration` fields, in serde's order.
+HNSW_UPDATE_FIELDS = (
+    "ef_search",
+    "max_neighbors",
+    "num_threads",
+    "resize_factor",
+    "sync_threshold",
+    "batch_size",
+)
+SPANN_UPDATE_FIELDS = ("search_nprobe", "ef_search")
+U32_MAX = 2**32 - 1
 
-def _check_update_value(key: str, value: Any) -> Any:
-    if key == "resize_factor":
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise InvalidArgumentError(f"Invalid HNSW parameter {key}: {value!r}")
-        return float(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InvalidArgumentError(f"Invalid HNSW parameter {key}: expected a positive int")
-    return parse_usize(value)
+
+def _parse_u32(value: Any) -> int:
+    """A u32 as serde_json reads one (Chroma's `search_nprobe`)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value <= USIZE_MAX:
+        if 0 <= value <= U32_MAX:
+            return value
+        raise InvalidArgumentError(f"invalid value: integer `{value}`, expected u32")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)  # beyond u64: serde_json reads a floating point number
+    raise InvalidArgumentError(f"invalid type: {describe(value)}, expected u32")
 
 
-def apply_update(current: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """A stored configuration after `modify(configuration=...)`; only mutable keys change,
-    in the configuration and in both vector indexes of the schema, as in Chroma. A given
-    `ef_search` is recorded as the user's choice (`EF_SEARCH_CHOSEN_KEY`), and a choice
-    recorded before is kept."""
-    if not isinstance(update, dict):
-        raise InvalidArgumentError("configuration must be a JSON object")
-    config, schema = split_stored(current)
-    result = {**config, "hnsw": dict(config.get("hnsw") or HNSW_DEFAULTS)}
-    given = update.get("hnsw") or {}
-    if not isinstance(given, dict):
-        raise InvalidArgumentError("configuration.hnsw must be a JSON object")
-    changes: dict[str, Any] = {}
-    for key, value in given.items():
-        if key == "max_neighbors":
-            raise InvalidArgumentError("max_neighbors cannot be changed after creation")
-        if key not in HNSW_MUTABLE:
+def _parse_hnsw_update(value: Any) -> dict[str, Any]:
+    """Chroma's `UpdateHnswConfiguration` (all fields optional, unknown fields refused)."""
+    given = expect_object(value, "struct UpdateHnswConfiguration")
+    out: dict[str, Any] = {}
+    for key, item in given.items():
+        if key not in HNSW_UPDATE_FIELDS:
+            raise unknown_field(key, HNSW_UPDATE_FIELDS)
+        if item is not None:
+            out[key] = parse_f64(item) if key == "resize_factor" else parse_usize(item)
+    return out
+
+
+def _parse_spann_update(value: Any) -> dict[str, Any]:
+    """Chroma's `UpdateSpannConfiguration` (all fields optional, unknown fields refused)."""
+    given = expect_object(value, "struct UpdateSpannConfiguration")
+    out: dict[str, Any] = {}
+    for key, item in given.items():
+        if key not in SPANN_UPDATE_FIELDS:
             raise InvalidArgumentError(
-                f"unknown field `{key}`: it cannot be changed after creation"
+                f"unknown field `{key}`, expected `search_nprobe` or `ef_search`"
             )
-        if value is not None:
-            changes[key] = _check_update_value(key, value)
-    result["hnsw"].update({k: v for k, v in changes.items() if k in HNSW_ECHOED})
-    ef = update.get("embedding_function")
+        if item is not None:
+            out[key] = _parse_u32(item) if key == "search_nprobe" else parse_usize(item)
+    return out
+
+
+def parse_update(update: Any) -> dict[str, Any]:
+    """Chroma's `UpdateCollectionConfiguration` as its server reads one: `hnsw`, `spann`
+    and `embedding_function` parsed in the order given (serde's messages; other keys are
+    ignored), then `InvalidArgumentError("Multiple vector index configurations provided")`
+    when both `hnsw` and `spann` are given."""
+    given = expect_object(update, "struct UpdateCollectionConfiguration")
+    parsers = {
+        "hnsw": _parse_hnsw_update,
+        "spann": _parse_spann_update,
+        "embedding_function": parse_embedding_function,
+    }
+    parsed: dict[str, Any] = dict.fromkeys(parsers)
+    for key, value in given.items():
+        if key in parsers and value is not None:
+            parsed[key] = parsers[key](value)
+    if parsed["hnsw"] is not None and parsed["spann"] is not None:
+        raise InvalidArgumentError("Multiple vector index configurations provided")
+    return parsed
+
+
+def _check_update_limits(changes: dict[str, Any]) -> None:
+    """Values Chroma stores on modify but huedb's graph cannot use, refused as at create."""
+    for key in ("max_neighbors", "ef_search"):
+        if changes.get(key, 1) < 1:
+            raise InvalidArgumentError(f"Invalid HNSW parameter {key}: expected a positive int")
+    resize = changes.get("resize_factor", 1.0)
+    if not math.isfinite(resize) or resize <= 0:
+        raise InvalidArgumentError(f"Invalid HNSW parameter resize_factor: {resize!r}")
+
+
+def apply_update(current: dict[str, Any], update: Any) -> dict[str, Any]:
+    """A stored configuration after `modify(configuration=...)`, as Chroma's local server
+    applies one: the HNSW fields given change in the configuration and in both vector
+    indexes of the schema, a `spann` update is checked and ignored (a local collection is
+    HNSW), a given embedding function replaces the recorded one.
+
+    `max_neighbors` is recorded in the schema only (both echoes show it, as Chroma's): the
+    stored `hnsw` block keeps the value the collection's graph is built with, as Chroma's
+    persisted index keeps its own. A given `ef_search` is recorded as the user's choice
+    (`EF_SEARCH_CHOSEN_KEY`), and a choice recorded before is kept.
+    """
+    parsed = parse_update(update)
+    changes = parsed["hnsw"] or {}
+    _check_update_limits(changes)
+    ef = parsed["embedding_function"]
+    config, schema = split_stored(current)
+    graph_hnsw = dict((current or {}).get("hnsw") or HNSW_DEFAULTS)
+    graph_hnsw.update({k: v for k, v in changes.items() if k in HNSW_ECHOED and k in HNSW_MUTABLE})
+    result = {**config, "hnsw": graph_hnsw}
     if ef is not None:
         result["embedding_function"] = ef
     if "ef_search" in changes or (current or {}).get(EF_SEARCH_CHOSEN_KEY) is True:

@@ -22,6 +22,7 @@ from huedb.api.checks import (
     check_collection_metadata,
     checked_batch,
     checked_filter,
+    compares_document_key,
 )
 from huedb.api.requests import (
     CreateCollectionRequest,
@@ -243,20 +244,28 @@ class LocalAPI(ServerAPI):
         self, collection_id: str, request: GetRequest | QueryRequest | DeleteRequest
     ) -> RecordFilter:
         """The request's ids and filters, checked, compiled, and allowed by the schema."""
-        flt = checked_filter(request.ids, request.where, request.where_document)
-        self._check_indexes(collection_id, request.where, request.where_document)
+        where, where_document = request.where, request.where_document
+        try:
+            flt = checked_filter(request.ids, where, where_document)
+        except InvalidArgumentError:
+            # The engine reads every `#document` condition of a `where` as a document
+            # filter; Chroma reads a string compared with `#document` as a metadata filter,
+            # which the schema refuses (in order, after any earlier refused condition).
+            if compares_document_key(where):
+                self._filter_policy(collection_id).check_where(where)
+            raise
+        if where or where_document:
+            self._filter_policy(collection_id).check(where, where_document)
         return flt
 
-    def _check_indexes(self, collection_id: str, where: Any, where_document: Any) -> None:
-        """Refuse filters on indexes the collection's schema disables, as Chroma does."""
-        if not where and not where_document:
-            return
+    def _filter_policy(self, collection_id: str) -> FilterPolicy:
+        """Which filters the collection's schema refuses, as Chroma does (cached)."""
         policy = self._filter_policies.get(collection_id)
         if policy is None:
             row = self.engine.get_collection_by_uuid(collection_id)
             policy = FilterPolicy.of(config_rules.split_stored(row.configuration)[1])
             self._filter_policies.put(collection_id, policy)
-        policy.check(where, where_document)
+        return policy
 
     def delete(self, collection_id: str, request: DeleteRequest) -> int:
         flt = self._checked_filter(collection_id, request)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -27,16 +28,15 @@ from huedb.api.index_configs import (
     StringInvertedIndexConfig,
     VectorIndexConfig,
 )
-from huedb.embedding_functions import DefaultEmbeddingFunction
 from huedb.execution.expression import Key
-from huedb.utils.embedding_functions import sparse_known_embedding_functions
+from huedb.utils.embedding_functions import (
+    rebuild_embedding_function,
+    sparse_known_embedding_functions,
+)
 
 __all__ = ["Schema", "ValueTypes"]
 
 logger = logging.getLogger(__name__)
-
-_DENSE_KNOWN: dict[str, Any] = {DefaultEmbeddingFunction.name(): DefaultEmbeddingFunction}
-"""Dense embedding functions huedb can rebuild from a schema, by `name()`."""
 
 
 @dataclass
@@ -321,7 +321,8 @@ class Schema:
     @classmethod
     def deserialize_from_json(cls, json_data: dict[str, Any]) -> Schema:
         """A schema from its JSON (as a server echoes it); named embedding functions are
-        rebuilt when huedb knows them, else left None with a warning, as in chromadb."""
+        rebuilt by their registered classes (`register_embedding_function` of huedb or of
+        chromadb), else left None with a warning, as in chromadb."""
         schema = cls.__new__(cls)
         schema.defaults = _types_from_json(json_data.get("defaults", {}))
         schema.keys = {
@@ -399,10 +400,27 @@ def _config_json(config: Any) -> dict[str, Any]:
 # -- deserialisation --------------------------------------------------------------------
 
 
-def _rebuild(function_json: dict[str, Any], known: dict[str, Any], kind: str) -> Any:
+def _build_dense(function_json: dict[str, Any]) -> Any:
+    """A dense embedding function by its registered class (huedb's registry, then
+    chromadb's: `rebuild_embedding_function`); KeyError when no class has its name."""
+    function = rebuild_embedding_function(function_json)
+    if function is None:
+        raise KeyError(function_json.get("name"))
+    return function
+
+
+def _build_sparse(function_json: dict[str, Any]) -> Any:
+    """A sparse embedding function by its registered class."""
+    cls = sparse_known_embedding_functions[function_json["name"]]
+    return cls.build_from_config(function_json["config"])
+
+
+def _rebuild(
+    function_json: dict[str, Any], build: Callable[[dict[str, Any]], Any], kind: str
+) -> Any:
     """An embedding function from its JSON, or None (with chromadb's warning)."""
     try:
-        return known[function_json["name"]].build_from_config(function_json["config"])
+        return build(function_json)
     except Exception as exc:
         name = function_json.get("name", "unknown")
         warnings.warn(
@@ -420,7 +438,7 @@ def _config_from_json(cls: type, data: dict[str, Any]) -> Any:
         if function_json.get("type") == "legacy":
             data["embedding_function"] = None
         else:
-            function = _rebuild(function_json, _DENSE_KNOWN, "")
+            function = _rebuild(function_json, _build_dense, "")
             data["embedding_function"] = function
             if function is not None and data.get("space") is None:
                 data["space"] = function.default_space()
@@ -428,9 +446,7 @@ def _config_from_json(cls: type, data: dict[str, Any]) -> Any:
         if function_json.get("type") in ("unknown", "legacy"):
             data["embedding_function"] = None
         else:
-            data["embedding_function"] = _rebuild(
-                function_json, sparse_known_embedding_functions, "sparse "
-            )
+            data["embedding_function"] = _rebuild(function_json, _build_sparse, "sparse ")
     return cls(**data)
 
 

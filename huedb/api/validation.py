@@ -375,33 +375,6 @@ def validate_where(where: Any) -> None:
         )
 
 
-def check_document_key_filters(where: Any) -> None:
-    """Chroma's engine refusal of a (checked) `where` that compares `#document` as a string
-    ($eq, $ne, $in, $nin, or a bare str): that key has no string index (InvalidArgumentError,
-    raised after the client-side checks, as the engine's)."""
-    if not isinstance(where, dict) or len(where) != 1:
-        return
-    key, value = next(iter(where.items()))
-    if key in LOGICAL_OPS:
-        for sub in value if isinstance(value, list) else ():
-            check_document_key_filters(sub)
-        return
-    if key != DOCUMENT_KEY:
-        return
-    operand = value
-    if isinstance(value, dict) and len(value) == 1:
-        op, operand = next(iter(value.items()))
-        if op in MEMBER_OPS:
-            return
-        if op in LIST_OPS:
-            operand = operand[0] if isinstance(operand, list) and operand else None
-    if isinstance(operand, str):
-        raise InvalidArgumentError(
-            f"Cannot filter using metadata key '{DOCUMENT_KEY}' with type 'Str' because "
-            "indexing is disabled"
-        )
-
-
 def validate_where_document(where_document: Any) -> None:
     """Client-side structural check of a `where_document` filter, as chromadb's."""
     if not isinstance(where_document, dict):
