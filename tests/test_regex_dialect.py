@@ -55,6 +55,13 @@ DOCS = [
     "  leading space",
     "nbsp\u00a0here",
     "",
+    # non-ASCII word characters by themselves and beside others (Unicode \b), lone \r
+    "ö",
+    "x_ö",
+    "\u0301a",
+    "a\u200db",
+    "a\rb",
+    "\r",
 ]
 
 PATTERNS = [
@@ -69,6 +76,10 @@ PATTERNS = [
     "^cat", "cat$", "^$", "^", "$", "\\Acat", "cat\\z", "\\A$", "\\bcat\\b", "\\Bat",
     "\\bsat", "(?m)^line", "(?m)one$", "(?m)^$", "two$", "(?m)^second", "(?m)first$",
     "^\\s", "\\s$", "\\bwörld", "llo\\b", "\\bK\\b",
+    "\\bö", "\\bö\\b", "ö\\B", "\\Bö", "\\b", "\\B", "^\\B", "\\b$", "\\bl", "l\\b", "\\b日",
+    "(?i)\\bα", "\\w\\b\\W", "\\ba\\b", "(?-u:\\b)ö", "(?-u:\\B)", "(?-u:\\B)ö", "\\b(?-u:\\b)",
+    "\\b{start}", "\\<", "(?mR)^$", "(?Rm)a$", "(?R)^.$", "(?R)a.b", "(?mR)^second",
+    "(?mR)first$", "(?mR)\\r$", "(?sR)a.b", "(?m)^(?R)$",
     # dot, (?s)
     "a.b", "(?s)a.b", "a\\nb", ".", "^.$", "(?s)^.+$", "^.+$", "t.o$", "(?s:.)line",
     # classes
@@ -86,7 +97,9 @@ PATTERNS = [
     "\\p{Han}", "\\p{Katakana}", "\\p{Letter}", "\\p{Uppercase_Letter}",
     "\\p{Lowercase Letter}", "\\p{gc=Lu}", "\\p{sc=Greek}", "\\p{Script=Han}", "\\p{Nd}",
     "\\p{N}", "\\pN", "\\pZ", "\\p{Zs}", "\\p{Sc}", "\\p{So}", "\\p{Any}", "\\p{Bogus}",
-    "\\p{", "\\p", "\\P{Greek}",
+    "\\p{", "\\p", "\\P{Greek}", "\\p{ASCII}", "\\P{ASCII}", "[\\P{ASCII}a]", "\\p{Assigned}",
+    "\\p{White_Space}", "\\p{space}", "\\p{Lowercase}", "\\p{Upper}", "\\p{Alphabetic}",
+    "\\p{Emoji}", "\\p{scx=Greek}",
     # repetition
     "a{2}", "a{3}", "a{2,}", "a{1,2}", "a{,3}", "a{2", "a{", "{", "a{ 2 }", "a{2 , 3}",
     "a{2}{3}", "a**", "a+*", "a*?", "a+?", "a??", "a{2}?", "a{2,3}?", "a{3,2}", "*a", "+",
@@ -111,10 +124,19 @@ PATTERNS = [
 
 # Patterns where huedb knowingly differs from Chroma, with the reason.
 _SET_OPERATIONS = "class set operations (&&, --, ~~) are refused: RE2 has no class intersection"
+_NO_TABLE = "RE2 has no table of this Unicode property (README)"
+_MIXED = "one framing of the document cannot serve both (regex_dialect._frame)"
 KNOWN_DIFFERENCES: dict[str, str] = {
     "[a--b]": _SET_OPERATIONS,
     "[a~~b]": _SET_OPERATIONS,
     "[\\d--1]": _SET_OPERATIONS,
+    "\\p{Alphabetic}": _NO_TABLE,
+    "\\p{Emoji}": _NO_TABLE,
+    "\\p{scx=Greek}": _NO_TABLE,
+    "\\b(?-u:\\b)": _MIXED,
+    "(?m)^(?R)$": _MIXED,
+    "\\b{start}": "refused: RE2 cannot tell which side of a boundary the word is on",
+    "\\<": "refused: RE2 cannot tell which side of a boundary the word is on",
 }
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from huedb.engine import regex_dialect
-from huedb.engine.record_values import KIND_NUMBER, sql_value, value_kind
+from huedb.engine.record_values import KIND_NUMBER, KIND_STR, sql_value, value_kind
 from huedb.errors import InvalidArgumentError, RequestLimitError
 from huedb.options import LIMIT_CEILINGS
 
@@ -127,6 +127,17 @@ def _invalid(detail: str) -> InvalidArgumentError:
     return InvalidArgumentError(f"Invalid where clause: {detail}")
 
 
+def _utf8_bytes(text: str, clause: str) -> int:
+    """The UTF-8 length of a filter's key or operand; InvalidArgumentError for text that is
+    not valid Unicode (a lone surrogate), which Chroma refuses too."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(
+            f"Invalid {clause} clause: {text[:40]!r} is not valid Unicode (a lone surrogate)"
+        ) from None
+
+
 class FilterChecker:
     """Turns filters into checked nodes, counting what the limits measure."""
 
@@ -156,8 +167,10 @@ class FilterChecker:
             if not isinstance(value, list) or not value:
                 raise _invalid(f"{key} expects a non-empty list")
             return Logical(key, tuple(self.where(w, depth + 1) for w in value))
-        if not isinstance(key, str) or key == "" or key.startswith("$"):
+        # "" is a key no record has (Chroma's server answers no match, not an error).
+        if not isinstance(key, str) or key.startswith("$"):
             raise _invalid(f"bad key {key!r}")
+        _utf8_bytes(key, "where")
         if key == "#document":
             self.terms -= 1  # the condition inside is the term
             return self.document(value, depth + 1)
@@ -171,11 +184,11 @@ class FilterChecker:
 
     def _metadata(self, key: str, op: str, operand: Any) -> MetaTerm:
         if op in ("$eq", "$ne", "$contains", "$not_contains"):
-            return MetaTerm(key, op, value_kind(operand), (sql_value(operand),))
+            return MetaTerm(key, op, _operand_kind(operand), (sql_value(operand),))
         if op in COMPARISONS:
             if isinstance(operand, bool) or value_kind(operand) != KIND_NUMBER:
                 raise _invalid(f"{op} expects a number, got {operand!r}")
-            return MetaTerm(key, op, KIND_NUMBER, (operand,))
+            return MetaTerm(key, op, KIND_NUMBER, (sql_value(operand),))
         if op in ("$in", "$nin"):
             if not isinstance(operand, list) or not operand:
                 raise _invalid(f"{op} expects a non-empty list")
@@ -185,7 +198,7 @@ class FilterChecker:
                     f"The filter's $in / $nin lists hold more than {MAX_IN_VALUES:,} values, "
                     "the most any configuration of max_in_values allows"
                 )
-            kinds = {value_kind(v) for v in operand}
+            kinds = {_operand_kind(v) for v in operand}
             if len(kinds) != 1:
                 raise _invalid(f"{op} expects values of one type, got {operand!r}")
             return MetaTerm(key, op, kinds.pop(), tuple(sql_value(v) for v in operand))
@@ -211,7 +224,7 @@ class FilterChecker:
         # (Chroma's Python client refuses it before sending; its JS client does not).
         if not isinstance(operand, str):
             raise InvalidArgumentError(f"Invalid where document clause: {op} expects a string")
-        self.pattern_bytes = max(self.pattern_bytes, len(operand.encode("utf-8", "surrogatepass")))
+        self.pattern_bytes = max(self.pattern_bytes, _utf8_bytes(operand, "where document"))
         if op in ("$contains", "$not_contains"):
             return DocTerm(op, operand)
         if op in ("$regex", "$not_regex"):
@@ -219,3 +232,11 @@ class FilterChecker:
             regex_dialect.compile_pattern(operand)
             return DocTerm(op, operand)
         raise InvalidArgumentError(f"Invalid where document clause: unknown operator {op!r}")
+
+
+def _operand_kind(operand: Any) -> int:
+    """`value_kind` of a metadata operand, whose text must be valid Unicode."""
+    kind = value_kind(operand)
+    if kind == KIND_STR:
+        _utf8_bytes(operand, "where")
+    return kind

@@ -33,6 +33,7 @@ KIND_NUMBER = 1
 KIND_BOOL = 2
 
 UINT32_MAX = 2**32 - 1
+UINT64_MAX = 2**64 - 1
 
 
 def value_kind(value: Any) -> int:
@@ -51,9 +52,24 @@ def value_kind(value: Any) -> int:
 
 
 def sql_value(value: Any) -> Any:
-    """The indexed form of a scalar (bools as 0/1)."""
+    """The indexed form of a scalar (bools as 0/1). An int beyond int64, which only a filter
+    operand holds (`clean_metadata` makes stored ones floats), is the float Chroma reads it
+    as; InvalidArgumentError where Chroma refuses it: 2**63 to 2**64 - 1, or beyond a float."""
     if isinstance(value, bool):
         return int(value)
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        if INT64_MAX < value <= UINT64_MAX:
+            raise InvalidArgumentError(
+                f"Invalid where clause: the int operand {value} does not fit in a signed "
+                "64-bit integer"
+            )
+        try:
+            return float(value)
+        except OverflowError:
+            raise InvalidArgumentError(
+                f"Invalid where clause: an int operand of {value.bit_length()} bits is beyond "
+                "the range of a float"
+            ) from None
     return value
 
 

@@ -8,13 +8,24 @@ backreferences, unknown escapes, `a{2` ...) is refused here with `InvalidArgumen
 are byte-oriented patterns, which Chroma refuses too. RE2 matches in time linear in the
 document, so no pattern can pin a worker. Constructs RE2 cannot express are refused with a
 message that says so ("not supported by huedb").
+
+Two of Rust's assertions RE2 lacks: the Unicode word boundaries `\\b` / `\\B` (RE2's look at
+ASCII bytes) and `^` / `$` in CRLF mode `(?mR)` (RE2's see `\\n` only). On a document where
+RE2's would answer differently (a non-ASCII one, or one holding `\\r`), the pattern runs,
+still on RE2, over a *framed* copy of the document: every character between two marker
+bytes that carry what those assertions look at (`_` for a word character, `\\x01` for
+another, `\\n` for a line end of the pattern's mode), every character of the pattern framed
+the same way, so RE2's ASCII `\\b` and multi-line `^` / `$` between two frames answer Rust's
+question exactly (`_frame`).
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import re2
 
 from huedb.errors import InvalidArgumentError
@@ -27,6 +38,40 @@ MAX_NESTING = 250
 """Deepest group nesting accepted (Rust's default nest limit)."""
 _CACHE_SIZE = 64
 
+
+def _ranges(spec: str) -> str:
+    """An RE2 class body of hexadecimal code points and ranges ("AA 2B0-2B8 ...")."""
+    items = (item.split("-") for item in spec.split())
+    return "".join("-".join(f"\\x{{{bound}}}" for bound in bounds) for bounds in items)
+
+
+# Rust's tables are Unicode 16.0 (regex-syntax 0.8.10, Chroma 1.5.9's), RE2's 15.1: the
+# characters of a property that are new in 16.0, added to RE2's classes (generated from
+# regex-syntax's `unicode_tables`, minus what RE2's classes already hold).
+_WORD_16 = _ranges(
+    "897 1C89-1C8A A7CB-A7CD A7DA-A7DC 105C0-105F3 10D40-10D65 10D69-10D6D 10D6F-10D85 "
+    "10EC2-10EC4 10EFC 11380-11389 1138B 1138E 11390-113B5 113B7-113C0 113C2 113C5 "
+    "113C7-113CA 113CC-113D3 113E1-113E2 116D0-116E3 11BC0-11BE0 11BF0-11BF9 11F5A "
+    "13460-143FA 16100-16139 16D40-16D6C 16D70-16D79 18CFF 1CCF0-1CCF9 1E5D0-1E5FA"
+)
+_ASSIGNED_16 = _ranges(
+    "897 1B4E-1B4F 1B7F 1C89-1C8A 2427-2429 31E4-31E5 A7CB-A7CD A7DA-A7DC 105C0-105F3 "
+    "10D40-10D65 10D69-10D85 10D8E-10D8F 10EC2-10EC4 10EFC 11380-11389 1138B 1138E "
+    "11390-113B5 113B7-113C0 113C2 113C5 113C7-113CA 113CC-113D5 113D7-113D8 113E1-113E2 "
+    "116D0-116E3 11BC0-11BE1 11BF0-11BF9 11F5A 13460-143FA 16100-16139 16D40-16D79 18CFF "
+    "1CC00-1CCF9 1CD00-1CEB3 1E5D0-1E5FA 1E5FF 1F8B2-1F8BB 1F8C0-1F8C1 1FA89 1FA8F 1FABE "
+    "1FAC6 1FADC 1FADF 1FAE9 1FBCB-1FBEF"
+)
+# Lowercase and Uppercase beyond Ll / Lu: Other_Lowercase / Other_Uppercase, and 16.0's.
+_OTHER_LOWER = _ranges(
+    "AA BA 2B0-2B8 2C0-2C1 2E0-2E4 345 37A 10FC 1C8A 1D2C-1D6A 1D78 1D9B-1DBF 2071 207F "
+    "2090-209C 2170-217F 24D0-24E9 2C7C-2C7D A69C-A69D A770 A7CD A7DB A7F2-A7F4 A7F8-A7F9 "
+    "AB5C-AB5F AB69 10780 10783-10785 10787-107B0 107B2-107BA 10D70-10D85 1E030-1E06D"
+)
+_OTHER_UPPER = _ranges(
+    "1C89 2160-216F 24B6-24CF A7CB-A7CC A7DA A7DC 10D50-10D65 1F130-1F149 1F150-1F169 1F170-1F189"
+)
+
 # Rust's Unicode-aware Perl classes, as RE2 class bodies.
 _DIGIT = r"\p{Nd}"
 _SPACE = (
@@ -34,8 +79,24 @@ _SPACE = (
 )
 _WORD = (
     r"\pL\pM\p{Nd}\p{Pc}\p{Nl}\x{200C}\x{200D}\x{24B6}-\x{24E9}"
-    r"\x{1F130}-\x{1F149}\x{1F150}-\x{1F169}\x{1F170}-\x{1F189}"
+    r"\x{1F130}-\x{1F149}\x{1F150}-\x{1F169}\x{1F170}-\x{1F189}" + _WORD_16
 )
+# Rust's binary properties RE2 can hold exactly (loose names): property -> (class body, the
+# body of its complement when it can stand inside a class, else None).
+_BINARY_PROPERTIES: dict[str, tuple[str, str | None]] = {
+    "ascii": (r"\x00-\x{7F}", r"\x{80}-\x{10FFFF}"),
+    "assigned": (r"\pL\pM\pN\pP\pS\pZ\pC" + _ASSIGNED_16, None),
+    "whitespace": (_SPACE, None),
+    "wspace": (_SPACE, None),
+    "space": (_SPACE, None),
+    "lowercase": (r"\p{Ll}" + _OTHER_LOWER, None),
+    "lower": (r"\p{Ll}" + _OTHER_LOWER, None),
+    "uppercase": (r"\p{Lu}" + _OTHER_UPPER, None),
+    "upper": (r"\p{Lu}" + _OTHER_UPPER, None),
+}
+# A framed document (see the module's doc): a marker byte each side of every character.
+_WORD_MARK, _OTHER_MARK, _LINE_MARK = ord("_"), 0x01, ord("\n")
+_MARK = r"[_\x01\n]"
 _PERL = {"d": _DIGIT, "s": _SPACE, "w": _WORD}
 _SIMPLE_ESCAPES = {"a": r"\x{07}", "f": r"\f", "t": r"\t", "n": r"\n", "r": r"\r", "v": r"\x{0B}"}
 _HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
@@ -77,13 +138,22 @@ def _options() -> re2.Options:
 
 
 class _Translator:
-    """Recursive-descent parser of Rust regex syntax that emits an RE2 pattern."""
+    """Recursive-descent parser of Rust regex syntax that emits an RE2 pattern.
 
-    def __init__(self, pattern: str) -> None:
+    With `framed`, every character the pattern consumes is framed by marker bytes, to run
+    over a framed document (`_frame`). `boundaries` collects the word boundaries met
+    ("unicode" for `\\b` / `\\B`, "ascii" for `(?-u:\\b)`, "ascii_not" for `(?-u:\\B)`), and
+    `line_anchors` the multi-line `^` / `$` ("lf", or "crlf" under `R`).
+    """
+
+    def __init__(self, pattern: str, framed: bool = False) -> None:
         self.p = pattern
         self.i = 0
         self.flags: set[str] = {"u"}
         self.names: set[str] = set()
+        self.framed = framed
+        self.boundaries: set[str] = set()
+        self.line_anchors: set[str] = set()
 
     def fail(self, detail: str) -> InvalidArgumentError:
         return InvalidArgumentError(f"Invalid regex pattern {self.p!r}: {detail}")
@@ -108,7 +178,21 @@ class _Translator:
         out = self.alternation(0)
         if self.i < len(self.p):
             raise self.fail("unopened group")
+        if "unicode" in self.boundaries and self.boundaries & {"ascii", "ascii_not"}:
+            raise self.fail(
+                r"Unicode (\b, \B) and ASCII ((?-u:\b)) word boundaries in one pattern "
+                "are not supported by huedb"
+            )
+        if len(self.line_anchors) > 1:
+            raise self.fail(
+                "multi-line ^ / $ both in and out of CRLF mode (?R) in one pattern are not "
+                "supported by huedb"
+            )
         return out
+
+    def char(self, atom: str) -> str:
+        """An atom that consumes one character, framed when the pattern is."""
+        return f"{_MARK}{atom}{_MARK}" if self.framed else atom
 
     def alternation(self, depth: int) -> str:
         branches = [self.concatenation(depth)]
@@ -180,17 +264,36 @@ class _Translator:
             return self.group(depth)
         if c == "[":
             self.i += 1
-            return self.bracket()
+            return self.char(self.bracket())
         if c == "\\":
             self.i += 1
-            return self.escape(in_class=False)
+            if self.peek() and self.peek() in "AzbB<>":
+                return self.assertion()
+            return self.char(self.escape(in_class=False))
         self.i += 1
         if c == ".":
             self.require_unicode()
-            return "."
+            # CRLF mode: `.` matches neither \r nor \n (unless `s`).
+            crlf_dot = "R" in self.flags and "s" not in self.flags
+            return self.char(r"[^\r\n]" if crlf_dot else ".")
         if c in "^$":
+            if "m" in self.flags:
+                self.line_anchors.add("crlf" if "R" in self.flags else "lf")
             return c
-        return _literal(c)
+        return self.char(_literal(c))
+
+    def assertion(self) -> str:
+        """An escaped zero-width assertion (after the backslash): \\A, \\z, \\b, \\B."""
+        c = self.p[self.i]
+        self.i += 1
+        if c in "<>":
+            raise self.fail(rf"\{c} word boundaries are not supported by huedb")
+        if c == "b" and self.peek() == "{":
+            raise self.fail(r"\b{...} word boundaries are not supported by huedb")
+        if c in "bB":
+            unicode = "u" in self.flags
+            self.boundaries.add("unicode" if unicode else "ascii" if c == "b" else "ascii_not")
+        return f"\\{c}"
 
     def require_unicode(self) -> None:
         if "u" not in self.flags:
@@ -296,15 +399,6 @@ class _Translator:
             return _literal(chr(self.hex_escape(_HEX_ESCAPES[c])))
         if c.isascii() and c.isdigit():
             raise self.fail("backreferences are not supported")
-        if not in_class:
-            if c in "Az":
-                return f"\\{c}"
-            if c in "bB":
-                if c == "b" and self.peek() == "{":
-                    raise self.fail(r"\b{...} word boundaries are not supported by huedb")
-                return f"\\{c}"
-            if c in "<>":
-                raise self.fail(rf"\{c} word boundaries are not supported by huedb")
         if c.isascii() and not c.isalnum() and c not in "<>":
             return _literal(c)
         raise self.fail("unrecognized escape sequence")
@@ -340,15 +434,14 @@ class _Translator:
             if not name:
                 raise self.fail("incomplete escape sequence, reached end of pattern prematurely")
             self.i += 1
-        names = _re2_property(name)
-        if names is None:
+        found = _re2_property(name)
+        if found is None:
             raise self.fail(f"Unicode property {name!r} is not supported by huedb")
-        if negated and len(names) == 1:
-            body = f"\\P{{{names[0]}}}"
-            return body if in_class else f"[{body}]"
-        body = "".join(f"\\p{{{n}}}" for n in names)
+        body, complement = found
         if not negated:
             return body if in_class else f"[{body}]"
+        if complement is not None:
+            return complement if in_class else f"[{complement}]"
         if in_class:
             raise self.fail(f"negated Unicode property {name!r} inside a class is not supported")
         return f"[^{body}]"
@@ -458,8 +551,9 @@ def _literal(c: str) -> str:
     return f"\\x{{{ord(c):X}}}"
 
 
-def _re2_property(name: str) -> list[str] | None:
-    """RE2 names for a Rust Unicode property name (loosely matched), or None."""
+def _re2_property(name: str) -> tuple[str, str | None] | None:
+    """The RE2 class body of a Rust Unicode property name (loosely matched) and the body of
+    its complement when one can stand inside a class (else None); None if not supported."""
     loose = name.replace(" ", "").replace("_", "").replace("-", "").lower()
     for prefix in ("generalcategory=", "gc=", "generalcategory:", "gc:"):
         if loose.startswith(prefix):
@@ -469,48 +563,139 @@ def _re2_property(name: str) -> list[str] | None:
         for prefix in ("script=", "sc=", "script:", "sc:"):
             if loose.startswith(prefix):
                 return _script(name.split("=" if "=" in name else ":", 1)[1])
+        # Rust looks a bare name up among the binary properties first.
+        if loose in _BINARY_PROPERTIES:
+            return _BINARY_PROPERTIES[loose]
+    if loose in ("ascii", "assigned"):  # pseudo general categories, as in Rust
+        return _BINARY_PROPERTIES[loose]
     if loose == "any":
-        return ["Any"]
+        return _category("Any")
     for short in _SHORT_CATEGORIES:
         if short.lower() == loose:
-            return [short]
+            return _category(short)
     if loose in _GENERAL_CATEGORIES:
-        return _GENERAL_CATEGORIES[loose].replace("}\\p{", " ").split()
+        names = _GENERAL_CATEGORIES[loose].split("}\\p{")
+        if len(names) == 1:
+            return _category(names[0])
+        return "".join(f"\\p{{{n}}}" for n in names), None
     return _script(name)
 
 
-def _script(name: str) -> list[str] | None:
+def _category(name: str) -> tuple[str, str]:
+    return f"\\p{{{name}}}", f"\\P{{{name}}}"
+
+
+def _script(name: str) -> tuple[str, str] | None:
     words = name.replace("-", " ").replace("_", " ").split()
     canonical = "_".join(w[:1].upper() + w[1:].lower() for w in words)
     try:
         re2.compile(f"\\p{{{canonical}}}", _options())
     except re2.error:
         return None
-    return [canonical]
+    return _category(canonical)
 
 
-def to_re2(pattern: str) -> str:
-    """The RE2 pattern equivalent to a Rust-syntax pattern (InvalidArgumentError if refused)."""
+def _translator(pattern: str, framed: bool = False) -> _Translator:
+    """The translator of a pattern not too long (InvalidArgumentError otherwise)."""
     if len(pattern.encode("utf-8", "surrogatepass")) > MAX_PATTERN_BYTES:
         raise InvalidArgumentError(
             f"Invalid regex pattern: longer than {MAX_PATTERN_BYTES} bytes "
             f"(starts {pattern[:40]!r})"
         )
-    return _Translator(pattern).translate()
+    return _Translator(pattern, framed)
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def compile_pattern(pattern: str) -> Any:
-    """Compile a `$regex` pattern in Chroma's dialect (cached; InvalidArgumentError if refused)."""
-    translated = to_re2(pattern)
+def _re2_compile(pattern: str, translated: str) -> Any:
     try:
         return re2.compile(translated, _options())
     except re2.error as exc:
         raise InvalidArgumentError(f"Invalid regex pattern {pattern[:200]!r}: {exc}") from None
 
 
+@dataclass(frozen=True)
+class CompiledPattern:
+    """A `$regex` pattern compiled for RE2: `plain` for the document as it is and, when the
+    pattern holds an assertion RE2 answers otherwise than Rust on some documents, `framed`
+    for those documents' framed copies (`_frame`)."""
+
+    plain: Any
+    framed: Any | None = None
+    unicode_words: bool = False  # frames carry Unicode word characters (else ASCII ones)
+    frame_non_ascii: bool = False  # a non-ASCII document needs framing (word boundaries)
+    crlf: bool = False  # a document holding \r needs framing (CRLF-mode ^ / $)
+
+    def search(self, text: str) -> bool:
+        """Whether the pattern occurs anywhere in text."""
+        if self.framed is not None and (
+            (self.frame_non_ascii and not text.isascii()) or (self.crlf and "\r" in text)
+        ):
+            return self.framed.search(_frame(text, self.unicode_words, self.crlf)) is not None
+        return self.plain.search(text.encode("utf-8", "surrogatepass")) is not None
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def compile_pattern(pattern: str) -> CompiledPattern:
+    """Compile a `$regex` pattern in Chroma's dialect (cached; InvalidArgumentError if refused)."""
+    translator = _translator(pattern)
+    plain = _re2_compile(pattern, translator.translate())
+    # RE2's \b is ASCII and exact on an ASCII document; its \B also holds inside a
+    # multi-byte character, where Rust never matches. Its multi-line ^ / $ know \n only.
+    words = translator.boundaries - {"ascii"}
+    crlf = translator.line_anchors == {"crlf"}
+    if not words and not crlf:
+        return CompiledPattern(plain)
+    body = _translator(pattern, framed=True).translate()
+    # Anchored at a frame's start (a frame is a marker, one character, a marker), so every
+    # character of the pattern lines up with one of the document's.
+    framed = _re2_compile(pattern, f"\\A(?s:{_MARK}.{_MARK})*?(?:{body})")
+    unicode_words = "unicode" in words
+    return CompiledPattern(plain, framed, unicode_words, bool(words), crlf)
+
+
 def search(pattern: str, text: str | None) -> bool:
     """Whether the pattern occurs anywhere in text (find semantics); False for no text."""
     if text is None:
         return False
-    return compile_pattern(pattern).search(text.encode("utf-8", "surrogatepass")) is not None
+    return compile_pattern(pattern).search(text)
+
+
+@functools.cache
+def _markers(unicode_words: bool) -> np.ndarray:
+    """The marker byte beside each code point in a framed document (one byte per code point):
+    `_` for a word character of Rust's `\\w` (Unicode or ASCII), `\\n` for `\\n`, else `\\x01`."""
+    markers = np.full(0x110000, _OTHER_MARK, dtype=np.uint8)
+    if unicode_words:
+        scalars = np.concatenate([np.arange(0xD800), np.arange(0xE000, 0x110000)])
+        every_character = scalars.astype("<u4").tobytes().decode("utf-32-le")
+        for match in re2.compile(f"[{_WORD}]+", _options()).finditer(every_character):
+            start, end = match.span()
+            markers[scalars[start:end]] = _WORD_MARK
+    else:
+        for low, high in ("09", "AZ", "__", "az"):
+            markers[ord(low) : ord(high) + 1] = _WORD_MARK
+    markers[0x0A] = _LINE_MARK
+    return markers
+
+
+def _frame(text: str, unicode_words: bool, crlf: bool) -> bytes:
+    """The framed copy of a document, UTF-8: each character between two marker bytes.
+
+    A marker is `_` beside a word character and `\\x01` beside another, so RE2's ASCII `\\b`
+    between two frames tells a word boundary of Rust's (Unicode when `unicode_words`). A
+    marker is `\\n` where a line ends: RE2's multi-line `$` tests the byte after, `^` the byte
+    before. Without `crlf` that is each side of a `\\n`; with it, before every `\\r` and
+    every `\\n` not after a `\\r`, after every `\\n` and every `\\r` not before a `\\n`
+    (Rust's CRLF mode: never inside a `\\r\\n`). `\\r` and `\\n` are not word characters.
+    """
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+    before = _markers(unicode_words)[points]
+    after = before
+    if crlf:
+        carriage_return = points == 0x0D
+        after = before.copy()
+        before[carriage_return] = after[carriage_return] = _LINE_MARK
+        crlf_pair = carriage_return[:-1] & (points[1:] == 0x0A)
+        after[:-1][crlf_pair] = before[1:][crlf_pair] = _OTHER_MARK
+    framed = np.empty((len(points), 3), dtype="<u4")
+    framed[:, 0], framed[:, 1], framed[:, 2] = before, points, after
+    return framed.tobytes().decode("utf-32-le", "surrogatepass").encode("utf-8", "surrogatepass")
