@@ -23,6 +23,7 @@ from huedb.server import admin
 from huedb.server.auth import TokenAuthMiddleware
 from huedb.server.browser_guard import BrowserGuardMiddleware
 from huedb.server.console import OPEN_PATHS as CONSOLE_PATHS
+from huedb.server.console import api_reference
 from huedb.server.console import reads as console_reads
 from huedb.server.console import static_files as console_files
 from huedb.server.error_body import error_response, exception_fields
@@ -68,6 +69,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         description="Chroma's v2 HTTP API, served by huedb.",
         default_response_class=OrjsonResponse,
         redirect_slashes=False,
+        # FastAPI's Swagger UI and ReDoc load scripts from a CDN into the console's origin:
+        # /docs is huedb's own script-free page instead (console/api_reference.py).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.api = LocalAPI(engine, settings)
     app.state.config = config
@@ -75,6 +80,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(console_reads.router)
     app.include_router(console_files.router)
+    app.include_router(api_reference.router)
     _install_error_handlers(app)
 
     @app.api_route("/api/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])

@@ -1,4 +1,7 @@
 // Calls to the huedb server: every one carries the token, kept in this tab's sessionStorage.
+// Bodies are read and written by json.js, which keeps 64-bit integers exact.
+
+import { parseJson, stringifyJson } from "./json.js";
 
 const TOKEN_KEY = "huedb.console.token";
 
@@ -23,7 +26,7 @@ async function send(method, path, body) {
   const response = await fetch(path, {
     method,
     headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined ? undefined : stringifyJson(body),
     cache: "no-store",
     credentials: "omit",
   });
@@ -44,7 +47,7 @@ async function send(method, path, body) {
 
 /** The JSON answer of a call; an ApiError for any status outside 2xx. */
 export async function call(method, path, body) {
-  return (await send(method, path, body)).json();
+  return parseJson(await (await send(method, path, body)).text());
 }
 
 /** The body of a call as text (GET /metrics). */

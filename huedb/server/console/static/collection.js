@@ -14,6 +14,7 @@ import {
   showWho,
   takeFlash,
 } from "./dom.js";
+import { parseJson } from "./json.js";
 
 const DEFAULT_DIMENSION = 384;
 
@@ -53,7 +54,7 @@ function parseFilter(label, text) {
   if (!text.trim()) return null;
   let value;
   try {
-    value = JSON.parse(text);
+    value = parseJson(text);
   } catch (error) {
     throw new Error(`${label}: not valid JSON (${error.message})`);
   }
@@ -67,6 +68,19 @@ function withFilters(body, filters) {
   if (filters.where) body.where = filters.where;
   if (filters.whereDocument) body.where_document = filters.whereDocument;
   return body;
+}
+
+/** A distance cell: six decimals, or "not finite" where the server sends null (an infinite
+ * or NaN distance: JSON has no such number). */
+function distanceCell(distance) {
+  if (distance === null || distance === undefined) {
+    return h(
+      "td",
+      { class: "num", dataset: { field: "distance", distance: "" }, title: "The distance is infinite or NaN (null in the API's answer)." },
+      "not finite",
+    );
+  }
+  return h("td", { class: "num", dataset: { field: "distance", distance: String(distance) } }, Number(distance).toFixed(6));
 }
 
 function recordCells(id, document, metadata) {
@@ -207,16 +221,15 @@ function querySection(col, model, filters) {
       const ids = result.ids[0];
       heading.textContent = `${describe}: ${ids.length} results, nearest first`;
       rows.replaceChildren(
-        ...ids.map((id, i) => {
-          const distance = result.distances[0][i];
-          return h(
+        ...ids.map((id, i) =>
+          h(
             "tr",
             { dataset: { recordId: id } },
             h("td", { class: "num" }, String(i + 1)),
             recordCells(id, result.documents[0][i], result.metadatas[0][i]),
-            h("td", { class: "num", dataset: { field: "distance", distance: String(distance) } }, distance.toFixed(6)),
-          );
-        }),
+            distanceCell(result.distances[0][i]),
+          ),
+        ),
       );
       section.dataset.state = "ready";
     } catch (error) {

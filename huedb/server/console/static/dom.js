@@ -1,5 +1,7 @@
 // Small DOM helpers. Text goes in as text nodes only: record contents are never parsed as HTML.
 
+import { stringifyJson } from "./json.js";
+
 const PROPERTIES = new Set(["value", "checked", "disabled", "hidden", "open"]);
 
 /** An element with attributes (on* names are listeners) and children (nodes or text). */
@@ -50,8 +52,8 @@ export function embeddingName(model) {
   return ef.name ?? ef.type ?? "unknown";
 }
 
-/** A JSON value for a table cell (one line). */
-export const jsonText = (value) => (value === null || value === undefined ? "" : JSON.stringify(value));
+/** A JSON value for a table cell (one line), 64-bit integers exact. */
+export const jsonText = (value) => (value === null || value === undefined ? "" : stringifyJson(value));
 
 /** The header's line about the signed-in token. */
 export function showWho(text) {
