@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 
 INDEX_DIRNAME = "index"
 LATENCY_WINDOW = 1000
+# How often, at most, a process checks that the collections it holds indexes of still exist
+# (another process or worker may have deleted them): one read of the collections' uuids.
+DELETED_CHECK_INTERVAL_S = 5.0
 CLOSED_MESSAGE = "This client has been closed: create a new client to use the store again"
 
 
@@ -120,6 +123,7 @@ class Engine:
             self._indexes = IndexCache(self._index_dir, self.options, store_id, exists=exists)
             self._sparse = SparseIndexes(self._index_dir, self.options, store_id, exists=exists)
             self._latencies: dict[str, deque[float]] = {}
+            self._next_deleted_check = time.monotonic() + DELETED_CHECK_INTERVAL_S
             with self._lock, self._store.write() as db:
                 db.ensure_defaults(DEFAULT_TENANT, DEFAULT_DATABASE)
         except BaseException:
@@ -411,6 +415,32 @@ class Engine:
                 ):
                     self._remove_orphan_files(collection_uuid)
                 raise
+            self._forget_deleted_collections()
+
+    def _forget_deleted_collections(self, now: bool = False) -> None:
+        """Forget the indexes (held or evicted) of collections the store no longer has, and
+        remove their files here: deleted by another process or worker, they were otherwise
+        kept until a call on that very collection, and their memory with them. One read of
+        the collections' uuids, at most every `DELETED_CHECK_INTERVAL_S` unless `now`, and
+        none while this process holds no index. Called under the engine lock."""
+        if not now and time.monotonic() < self._next_deleted_check:
+            return
+        self._next_deleted_check = time.monotonic() + DELETED_CHECK_INTERVAL_S
+        known = self._indexes.collection_uuids()
+        if not known:
+            return
+        try:
+            with self._store.read() as db:
+                gone = known - set(db.collection_uuids())
+        except Exception as exc:  # the call it follows succeeded: never fail it for this
+            logger.warning("could not check which collections were deleted: %s", exc)
+            return
+        for collection_uuid in sorted(gone):
+            logger.info("forgetting the index of collection %s: it was deleted", collection_uuid)
+            self._indexes.forget_collection(collection_uuid)
+            self._sparse.forget_collection(collection_uuid)
+            if self._has_index_files(collection_uuid):
+                self._remove_orphan_files(collection_uuid)
 
     def _has_index_files(self, collection_uuid: str) -> bool:
         """Whether this directory holds files of the collection (an index evicted or never
@@ -730,39 +760,57 @@ class Engine:
                 snapshot=snap,
             )
 
-    def rebuild_index(self, collection_uuid: str) -> None:
-        """Rebuild a collection's index from the store and replace its snapshot."""
+    def rebuild_index(self, collection_uuid: str, keep_snapshot: bool = False) -> None:
+        """Rebuild a collection's index from the store and replace its snapshot.
+
+        Without `keep_snapshot` the snapshot is removed first: it is suspect (`huedb verify
+        --repair`: the index loaded from it disagrees with the store). With it, a usable
+        snapshot serves other processes until the rebuilt graph's replaces it (by rename):
+        removed first, every process loading the index meanwhile rebuilt it from the store.
+        It is removed afterwards when no graph replaced it (the rebuilt index is exact).
+        """
         with self._lock:
             with self._store.read() as db:
                 col = db.collection_by_uuid(collection_uuid)
                 self._indexes.rebuild(db, col)
-            if self._index_dir is not None:
+            if self._index_dir is not None and not keep_snapshot:
                 snapshot.remove_snapshot(self._index_dir, col.uuid)
             self._adopt_builds()
             self._maintain(self._indexes.dirty(), final=True)
+            index = self._indexes.loaded(col.cid)
+            if self._index_dir is not None and (index is None or not index.uses_graph):
+                snapshot.remove_graph_snapshot(self._index_dir, col.uuid)
 
     def compact_index(self, collection_uuid: str) -> bool:
-        """Rebuild a graph index without the tombstones of deleted vectors; True if done."""
+        """Rebuild a graph index without the tombstones of deleted vectors; True if done.
+        Its snapshot is replaced once the new graph's is written (`rebuild_index`)."""
         with self._lock:
             with self._store.read() as db:
                 index = self._indexes.ready(db, db.collection_by_uuid(collection_uuid))
             if index is None or not (index.uses_graph or index.wants_graph):
                 return False
-            self.rebuild_index(collection_uuid)
+            self.rebuild_index(collection_uuid, keep_snapshot=True)
             return True
 
     def reclaim_space(self) -> int:
         """Drop what deletes left behind (index files of deleted collections included),
         then return free space to the file system.
 
-        Returns the bytes the store reclaimed.
+        Returns the bytes the store shrank by, from before the leftovers were dropped (on
+        SQLite, deleting them from the document index first adds pages) to the end; 0
+        when it grew (writes meanwhile, or a cleanup that gave nothing back).
         """
         with self._lock:
             self.remove_orphan_snapshots()
+            before = self._store.storage_figures()["bytes"]
             with self._store.write() as db:
                 pruned = db.prune_leftovers()
             logger.info("removed %d digest and document-index entries of deleted records", pruned)
-            return self._store.free_pages()
+            self._store.free_pages()
+            after = self._store.storage_figures()["bytes"]
+        if after > before:
+            logger.info("the store grew by %d bytes while it was compacted", after - before)
+        return max(0, before - after)
 
     def remove_orphan_snapshots(self) -> list[str]:
         """Remove the index files (snapshots, temporaries, locks) of collections the store
@@ -860,8 +908,10 @@ class Engine:
     def index_memory(self) -> dict[str, Any]:
         """This process's index memory: budget, bytes held, resident (least recently used
         first, with bytes) and evicted collections, hits, misses and evictions; and the
-        bytes its sparse indexes hold (kept within what the dense ones leave of the budget)."""
+        bytes its sparse indexes hold (kept within what the dense ones leave of the budget).
+        Indexes of collections deleted by another process are forgotten first."""
         with self._lock:
+            self._forget_deleted_collections(now=True)
             return {
                 **self._indexes.memory_figures(),
                 "sparse_resident_bytes": self._sparse.resident_bytes(),

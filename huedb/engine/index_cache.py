@@ -100,6 +100,7 @@ class _Build:
     feed: Feed | None = None  # the rows a graph build reads (None for a measurement)
     covered: int = 0  # a snapshot's: the changes it covers that were not snapshotted before
     saved: bool = False  # a build's or backlog pass's: its graph was written as the snapshot
+    replaces: bool = False  # its snapshot replaces one at the same watermark (a rebuild's)
 
 
 _running_builds: weakref.WeakSet[_Build] = weakref.WeakSet()
@@ -139,6 +140,9 @@ class _State:
     may_calibrate: bool = False  # a snapshot of the graph is on disk to be measured
     saving: _Build | None = None  # a thread writing the graph's snapshot (graph not changed)
     saved_at: int | None = None  # a snapshot written by `saving` covers the oplog up to here
+    # A rebuilt index (`rebuild`): its next snapshot replaces the one on disk even at the
+    # same watermark (that one is kept until then: it serves other processes meanwhile).
+    replaces_snapshot: bool = False
 
 
 def hnsw_params(col: CollectionRow) -> HnswParams:
@@ -362,10 +366,12 @@ class IndexCache:
         return not self._budget or 2 * count * dim * 4 <= self._budget  # vectors + graph
 
     def rebuild(self, db: StoreSession, col: CollectionRow) -> VectorIndex | None:
-        """Rebuild a collection's index from the store, ignoring any snapshot (inside a read)."""
+        """Rebuild a collection's index from the store, ignoring any snapshot (inside a read);
+        its snapshot replaces the one on disk, which is left to serve until then."""
         if col.dimension is None:
             return None
         state = self._install(col.cid, self._rebuild(db, col, hnsw_params(col)))
+        state.replaces_snapshot = True
         state.unsnapshotted = max(state.unsnapshotted, 1)
         state.last_used = next(self._clock)
         self._start_build_if_needed(col, state, writing=False)
@@ -450,6 +456,11 @@ class IndexCache:
                     state.build.feed.interrupt()
             if state.saving is not None:  # not started yet: not written (see `drop`)
                 state.saving.stop.set()
+
+    def collection_uuids(self) -> set[str]:
+        """The collections this process holds an index of, or evicted one of."""
+        held = {s.col.uuid for s in self._states.values()}
+        return held | {col.uuid for col in self._evicted.values()}
 
     def forget_collection(self, collection_uuid: str) -> None:
         """`forget` the index of a collection found deleted (by another process)."""
@@ -606,7 +617,12 @@ class IndexCache:
         if state.backlog_pass is not None or state.saving is not None or not index.backlog:
             return
         work = index.take_backlog()
-        job = _Build(threading.Thread(daemon=True), state.watermark, covered=state.unsnapshotted)
+        job = _Build(
+            threading.Thread(daemon=True),
+            state.watermark,
+            covered=state.unsnapshotted,
+            replaces=state.replaces_snapshot,
+        )
         workdir = self._dir if self._dir is not None and self._dir.is_dir() else None
         calibration = state.calibration
 
@@ -682,7 +698,7 @@ class IndexCache:
         if self._dir is not None and not job.stop.is_set():
             with contextlib.suppress(NotFoundError):  # deleted: the child's file serves
                 job.saved = self._snapshot_or_warn(
-                    col, job.watermark, index, calibration, graph_file
+                    col, job.watermark, index, calibration, job.replaces, graph_file
                 )
         if job.saved:
             assert self._dir is not None
@@ -698,7 +714,12 @@ class IndexCache:
         index = state.index
         assert index.flat is not None
         feed = Feed(index.flat, state.watermark, writing)
-        build = _Build(threading.Thread(daemon=True), state.watermark, feed=feed)
+        build = _Build(
+            threading.Thread(daemon=True),
+            state.watermark,
+            feed=feed,
+            replaces=state.replaces_snapshot,
+        )
         if not writing:
             feed.want()
         workdir = self._dir if self._dir is not None and self._dir.is_dir() else None
@@ -908,13 +929,16 @@ class IndexCache:
                 self._start_snapshot(col, state)
             return None, False
         try:
-            written = self._snapshot_or_warn(col, state.watermark, state.index, state.calibration)
+            written = self._snapshot_or_warn(
+                col, state.watermark, state.index, state.calibration, state.replaces_snapshot
+            )
         except NotFoundError:  # deleted by another process: nothing to keep
             self.forget(col.cid)
             return None, False
         if not written:
             return None, False  # another process is writing it: evict on a later round
         state.unsnapshotted = 0
+        state.replaces_snapshot = False
         state.may_calibrate = True
         if evicting:
             self._evict(col.cid)
@@ -931,12 +955,17 @@ class IndexCache:
         changes meanwhile are searched exactly beside it (`VectorIndex.defer`) and applied
         when the thread is done (`_adopt_snapshot`)."""
         index, watermark, calibration = state.index, state.watermark, state.calibration
-        job = _Build(threading.Thread(daemon=True), watermark, covered=state.unsnapshotted)
+        job = _Build(
+            threading.Thread(daemon=True),
+            watermark,
+            covered=state.unsnapshotted,
+            replaces=state.replaces_snapshot,
+        )
 
         def work() -> None:
             with contextlib.suppress(NotFoundError):  # deleted: the next call forgets it
                 if not job.stop.is_set() and self._snapshot_or_warn(
-                    col, watermark, index, calibration
+                    col, watermark, index, calibration, job.replaces
                 ):
                     job.outcome.append(True)
 
@@ -968,6 +997,7 @@ class IndexCache:
         state.unsnapshotted = max(0, state.unsnapshotted - job.covered)
         state.saved_at = job.watermark
         state.may_calibrate = True
+        state.replaces_snapshot = False
         self._pending[col.cid] = col
 
     def _snapshot_or_warn(
@@ -976,6 +1006,7 @@ class IndexCache:
         watermark: int,
         index: VectorIndex,
         calibration: Calibration | None,
+        replace: bool = False,
         graph_file: Path | None = None,
     ) -> bool:
         """Write the graph's snapshot (`_write_snapshot`); False when another process is
@@ -986,7 +1017,9 @@ class IndexCache:
         assert self._dir is not None
         path = snapshot.snapshot_path(self._dir, col.uuid)
         try:
-            return self._write_snapshot(col, path, watermark, index, calibration, graph_file)
+            return self._write_snapshot(
+                col, path, watermark, index, calibration, replace, graph_file
+            )
         except OSError as exc:
             logger.warning("could not write index snapshot %s: %s", path, exc)
             events.snapshot_written(False, 0)
@@ -999,10 +1032,12 @@ class IndexCache:
         watermark: int,
         index: VectorIndex,
         calibration: Calibration | None,
+        replace: bool = False,
         graph_file: Path | None = None,
     ) -> bool:
         """Write the index's graph (or the graph usearch saved to `graph_file`) to its
-        snapshot unless a usable one at least as recent is there (`snapshot.covers`); False
+        snapshot unless a usable one at least as recent is there (`snapshot.covers`; with
+        `replace`, a more recent one: a rebuilt graph replaces one at its watermark); False
         when another process holds the snapshot lock. True means the file is whole: the
         caller may map it without checking its payload again. Checked under the lock
         first: the collection still exists, so no snapshot lands after the process that
@@ -1015,7 +1050,8 @@ class IndexCache:
                 snapshot.unlink_collection_files(self._dir, col.uuid)
                 raise NotFoundError(f"Collection {col.uuid} does not exist.")
             owner, dim, space = self.owner(col), index.dim, index.params.space
-            if not snapshot.covers(path, owner, watermark, dim, space):
+            newer_than = watermark + 1 if replace else watermark
+            if not snapshot.covers(path, owner, newer_than, dim, space):
                 measured = None if calibration is None else calibration.to_json()
                 if graph_file is None:
                     length = snapshot.write_snapshot_streamed(

@@ -334,10 +334,22 @@ def remove_stale_temporaries(directory: Path, collection_uuid: str) -> list[str]
 
 
 def remove_snapshot(directory: Path, collection_uuid: str) -> None:
-    """Delete a collection's graph snapshot and lock files, if any (before a rebuild)."""
+    """Delete a collection's graph snapshot and lock files, if any (before a rebuild that
+    replaces a suspect one: `huedb verify --repair`)."""
     for suffix in (GRAPH_SUFFIX, LOCK_SUFFIX):
         with contextlib.suppress(FileNotFoundError):
             (directory / f"{collection_uuid}{suffix}").unlink()
+
+
+def remove_graph_snapshot(directory: Path, collection_uuid: str) -> None:
+    """Delete a collection's graph snapshot, left stale by a rebuild that made no graph,
+    unless another process holds the lock (it is writing a newer one)."""
+    path = snapshot_path(directory, collection_uuid)
+    if not path.exists():
+        return
+    with exclusive_lock(directory, collection_uuid) as locked:
+        if locked:
+            path.unlink(missing_ok=True)
 
 
 def remove_collection_files(directory: Path, collection_uuid: str) -> None:

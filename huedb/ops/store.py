@@ -94,16 +94,18 @@ def open_store(data: Path | None, store: str | None = None) -> Iterator[Engine]:
 
 @dataclass
 class CompactReport:
-    """What compact did."""
+    """What compact did: the bytes the store shrank by (0 when it did not shrink) and the
+    collections whose graph was rebuilt."""
 
     reclaimed_bytes: int
     rebuilt: list[str] = field(default_factory=list)
 
 
 def compact(data: Path | None, store: str | None = None) -> CompactReport:
-    """Rebuild graph indexes without their tombstones, then return free pages to the disk
-    (PostgreSQL: VACUUM). A collection deleted while compact runs is skipped; the others are
-    still compacted."""
+    """Rebuild graph indexes without their tombstones (each snapshot is kept until the
+    rebuilt graph's replaces it), drop what deletes left behind, then return free pages to
+    the disk (SQLite: after merging the document index; PostgreSQL: VACUUM). A collection
+    deleted while compact runs is skipped; the others are still compacted."""
     with open_store(data, store) as engine:
         rebuilt = []
         for col in engine.collections():
