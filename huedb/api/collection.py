@@ -10,6 +10,7 @@ import numpy as np
 from huedb.api import collection_config, collection_schema
 from huedb.api import validation as v
 from huedb.api.collection_search import request_body
+from huedb.api.embedding_identity import check_embedding_function
 from huedb.api.requests import DeleteRequest, GetRequest, ModifyCollectionRequest, QueryRequest
 from huedb.api.types import (
     DEFAULT_GET_INCLUDE,
@@ -74,11 +75,20 @@ class Collection:
         self._alias = alias
 
     def _target_id(self) -> str:
-        """The collection every data call goes to: an alias is resolved again on each call."""
+        """The collection every data call goes to: an alias is resolved again on each call.
+
+        When the alias now names another collection (switched to a new model version), the
+        handle embeds with that collection's function from then on, and a function the
+        handle was given that conflicts with it is refused, as `get_collection` refuses it:
+        texts are never embedded with one model into another model's collection."""
         if self._alias is not None:
-            self._model = self._client.get_collection(
+            resolved = self._client.get_collection(
                 self._alias, self._model.tenant, self._model.database
             )
+            if resolved.id != self._model.id:
+                check_embedding_function(resolved, self._embedding_function)
+                self._embedder = None
+            self._model = resolved
         return str(self._model.id)
 
     # -- properties --------------------------------------------------------------------
@@ -295,6 +305,7 @@ class Collection:
                 allow_distances=True,
             )
             n_results = v.validate_n_results(n_results)
+            target = self._target_id()  # before embedding: the target's model embeds
             if matrix is None:
                 embedded = self._embed_one_of(fields, {"documents", "images", "uris"}, query=True)
                 matrix = v.normalize_embeddings(embedded)
@@ -302,7 +313,7 @@ class Collection:
         v.finite_or_error(matrix)
         include, wire_include = _with_data(include)
         request = QueryRequest(matrix, n_results, id_list, where, where_document, wire_include)
-        result = self._client.query(self._target_id(), request)
+        result = self._client.query(target, request)
         return self._finish(result, include, per_query=True)
 
     # -- collection changes ------------------------------------------------------------
@@ -328,12 +339,13 @@ class Collection:
                     "Changing the distance function of a collection once it is created is not "
                     "supported currently."
                 )
+        target = self._target_id()  # an alias's handle changes the collection it names now
         update = collection_config.client_update_request(
             configuration, self._model.configuration_json, self._model.schema
         )
         request = ModifyCollectionRequest(name, metadata, update)
-        self._client.modify_collection(str(self.id), request)
-        self._model = self._client.get_collection_by_id(str(self.id))
+        self._client.modify_collection(target, request)
+        self._model = self._client.get_collection_by_id(target)
         self._embedder = None  # a changed embedding function is used from now on
 
     # -- helpers -----------------------------------------------------------------------
@@ -446,9 +458,10 @@ class Collection:
         uris: Any,
     ) -> None:
         """Check and embed a write's records here, then send them as one `RecordBatch`."""
+        target = self._target_id()  # before embedding: the target's model embeds
         with v.validation_context(op):
             batch = self._prepare(ids, embeddings, metadatas, documents, images, uris, op)
-        getattr(self._client, op)(self._target_id(), batch)
+        getattr(self._client, op)(target, batch)
 
     def _prepare(
         self,
