@@ -392,11 +392,23 @@ class Engine:
 
     @contextlib.contextmanager
     def _writing(self, collection_uuid: str) -> Iterator[StoreSession]:
-        """One write transaction on a collection, then this process's index catches up."""
+        """One write transaction on a collection, then this process's index catches up.
+
+        Once the transaction committed, the write has happened: a failure of the catch-up
+        (the collection deleted by another process meanwhile, an index or snapshot error) is
+        logged, never raised to a caller who would take the write for failed; the indexes
+        catch up from the store's operation log on their next use."""
         with self._on_collection(collection_uuid):
             with self._store.write() as db:
                 yield db
-            self._refresh_index(collection_uuid)
+            try:
+                self._refresh_index(collection_uuid)
+            except Exception:
+                logger.exception(
+                    "a committed write to collection %s left this process's index behind; "
+                    "it catches up from the store on its next use",
+                    collection_uuid,
+                )
 
     @contextlib.contextmanager
     def _on_collection(self, collection_uuid: str) -> Iterator[None]:
