@@ -17,7 +17,7 @@ from huedb.api.requests import (
     ModifyCollectionRequest,
     QueryRequest,
 )
-from huedb.api.types import CollectionModel, GetResult, QueryResult
+from huedb.api.types import CollectionModel, GetResult, QueryResult, UserIdentity
 from huedb.record_batch import RecordBatch
 from huedb.search.plan import SearchRequest
 
@@ -30,6 +30,9 @@ class ServerAPI(ABC):
 
     @abstractmethod
     def get_version(self) -> str: ...
+
+    @abstractmethod
+    def get_user_identity(self) -> UserIdentity: ...
 
     @abstractmethod
     def reset(self) -> bool: ...

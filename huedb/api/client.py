@@ -12,7 +12,7 @@ from huedb.api.collection import DEFAULT_EMBEDDING_FUNCTION, Collection
 from huedb.api.embedding_identity import check_embedding_function
 from huedb.api.local import LocalAPI
 from huedb.api.requests import CreateCollectionRequest
-from huedb.api.types import CollectionModel
+from huedb.api.types import CollectionModel, UserIdentity
 from huedb.config import (
     ASYNC_HTTP_API_IMPL,
     DEFAULT_DATABASE,
@@ -179,6 +179,10 @@ class Client:
 
     def get_version(self) -> str:
         return self._server.get_version()
+
+    def get_user_identity(self) -> UserIdentity:
+        """Who this client is to the server: its user, tenant and databases."""
+        return self._server.get_user_identity()
 
     def get_settings(self) -> Settings:
         return self._settings

@@ -23,7 +23,7 @@ from huedb.api.requests import (
     ModifyCollectionRequest,
     QueryRequest,
 )
-from huedb.api.types import CollectionModel, GetResult, QueryResult
+from huedb.api.types import CollectionModel, GetResult, QueryResult, UserIdentity
 from huedb.api.validation import read_metadatas
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 from huedb.errors import ChromaError, error_types
@@ -128,6 +128,15 @@ class HttpServerAPI(ServerAPI):
 
     def get_version(self) -> str:
         return str(self._request("GET", "/version"))
+
+    def get_user_identity(self) -> UserIdentity:
+        found = self._request("GET", "/auth/identity")
+        return UserIdentity(
+            user_id=found.get("user_id", ""),
+            tenant=found.get("tenant"),
+            databases=found.get("databases"),
+            attributes=found.get("attributes"),
+        )
 
     def reset(self) -> bool:
         return bool(self._request("POST", "/reset"))

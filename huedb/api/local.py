@@ -31,10 +31,10 @@ from huedb.api.requests import (
     ModifyCollectionRequest,
     QueryRequest,
 )
-from huedb.api.types import CollectionModel, GetResult, QueryResult
+from huedb.api.types import CollectionModel, GetResult, QueryResult, UserIdentity
 from huedb.api.validation import finite_or_error
 from huedb.bounded_cache import BoundedCache
-from huedb.config import Settings
+from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
 from huedb.engine.catalog import CollectionRow, validate_name
 from huedb.engine.engine import Engine
 from huedb.engine.filters import RecordFilter
@@ -101,6 +101,10 @@ class LocalAPI(ServerAPI):
 
     def get_version(self) -> str:
         return __version__
+
+    def get_user_identity(self) -> UserIdentity:
+        """In-process: no user, the default tenant and database (as chromadb's)."""
+        return UserIdentity(user_id="", tenant=DEFAULT_TENANT, databases=[DEFAULT_DATABASE])
 
     def reset(self) -> bool:
         if not self.settings.allow_reset:

@@ -96,6 +96,17 @@ class IndexingStatus:
     ef_search_source: str | None = None
 
 
+@dataclass(frozen=True)
+class UserIdentity:
+    """Chroma's `UserIdentity`: who the client is, and the tenant and databases it may use
+    (`["*"]`: all of the tenant's)."""
+
+    user_id: str
+    tenant: str | None = None
+    databases: list[str] | None = None
+    attributes: dict[str, Any] | None = None
+
+
 @runtime_checkable
 class EmbeddingFunction(Protocol):
     """Anything callable on a list of documents that returns one vector per document."""
