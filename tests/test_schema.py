@@ -14,21 +14,17 @@ Raw HTTP bodies are compared with the real `chroma run` server. Rules: docs/chro
 
 from __future__ import annotations
 
-import itertools
 import json
 import sqlite3
 import subprocess
 import sys
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import chromadb
 import httpx
 import numpy as np
 import pytest
-from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.api.types import (
     BoolInvertedIndexConfig,
     DefaultEmbeddingFunction,
@@ -40,66 +36,20 @@ from chromadb.api.types import (
     StringInvertedIndexConfig,
     VectorIndexConfig,
 )
-from chromadb.config import Settings as ChromaSettings
 
 import huedb
 from huedb.record_batch import RecordBatch
+from tests import side_by_side
 from tests.cli import child_env
-from tests.servers import chroma_run, huedb_server
+from tests.servers import chroma_run
+from tests.side_by_side import each, fresh_name, same
 from tests.test_space_precedence import CosineEmbedder
 
-TARGETS = ("chroma", "huedb-local", "huedb-http")
 API = "/api/v2/tenants/default_tenant/databases/default_database/collections"
 
 
-@pytest.fixture(scope="module")
-def chroma() -> Iterator[Any]:
-    SharedSystemClient.clear_system_cache()
-    client = chromadb.EphemeralClient(
-        settings=ChromaSettings(anonymized_telemetry=False, allow_reset=True)
-    )
-    yield client
-    client.reset()
-    SharedSystemClient.clear_system_cache()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with huedb_server(tmp_path_factory.mktemp("schema-http") / "data") as running:
-        yield running
-
-
-@pytest.fixture
-def clients(chroma: Any, server: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    local = huedb.PersistentClient(path=tmp_path / "data")
-    http = chromadb.HttpClient(
-        host="127.0.0.1", port=server.port, settings=ChromaSettings(anonymized_telemetry=False)
-    )
-    yield {"chroma": chroma, "huedb-local": local, "huedb-http": http}
-    local.close()
-
-
-_names = itertools.count()
-
-
-def _each(clients: dict[str, Any], make: Callable[[Any, str], Any]) -> dict[str, Any]:
-    """`make(client, fresh_name)` on every target: its result, or (error class, message)."""
-    out = {}
-    for target in TARGETS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                out[target] = make(clients[target], f"s{next(_names):05d}")
-            except Exception as exc:  # noqa: BLE001 - compared across targets
-                out[target] = ("error", type(exc).__name__, str(exc))
-    return out
-
-
-def _same(results: dict[str, Any]) -> Any:
-    ref = results["chroma"]
-    for target in TARGETS[1:]:
-        assert results[target] == ref, f"{target}: {results[target]!r}\nchroma: {ref!r}"
-    return ref
+chroma, server, clients = side_by_side.chroma, side_by_side.server, side_by_side.clients
+_each, _same = each, same
 
 
 def _schema_of(col: Any) -> dict[str, Any]:
@@ -413,7 +363,7 @@ def test_written_keys_of_cleaned_values_in_process(chroma: Any, tmp_path: Path) 
     try:
         results = {}
         for target, client in (("chroma", chroma), ("huedb", local)):
-            name = f"s{next(_names):05d}"
+            name = fresh_name()
             col = client.create_collection(name, embedding_function=None)
             metadatas = [{"nan": float("nan"), "k": "v"}, {"inf": float("inf")}, {"big": 2**70}]
             col.add(ids=["1", "2", "3"], embeddings=[[1.0, 2.0]] * 3, metadatas=metadatas)

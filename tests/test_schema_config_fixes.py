@@ -15,10 +15,7 @@ Rules: docs/chroma-schema.md.
 
 from __future__ import annotations
 
-import itertools
-import re
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,6 @@ import chromadb
 import httpx
 import numpy as np
 import pytest
-from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.api.types import (
     Documents,
     EmbeddingFunction,
@@ -43,9 +39,9 @@ from chromadb.utils.embedding_functions import (
 import huedb
 from huedb.engine.index_cache import hnsw_params
 from huedb.utils.embedding_functions import register_embedding_function
-from tests.servers import huedb_server
+from tests import side_by_side
+from tests.side_by_side import each, fresh_name, outcome, same
 
-TARGETS = ("chroma", "huedb-local", "huedb-http")
 API = "/api/v2/tenants/default_tenant/databases/default_database/collections"
 
 
@@ -92,64 +88,18 @@ class ToyB(_Toy):
         return ToyB(config.get("k", 1))
 
 
-@pytest.fixture(scope="module")
-def chroma() -> Iterator[Any]:
-    SharedSystemClient.clear_system_cache()
-    client = chromadb.EphemeralClient(
-        settings=ChromaSettings(anonymized_telemetry=False, allow_reset=True)
-    )
-    yield client
-    client.reset()
-    SharedSystemClient.clear_system_cache()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    with huedb_server(tmp_path_factory.mktemp("fixes-http") / "data") as running:
-        yield running
-
-
-@pytest.fixture
-def clients(chroma: Any, server: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    local = huedb.PersistentClient(path=tmp_path / "data")
-    http = chromadb.HttpClient(
-        host="127.0.0.1", port=server.port, settings=ChromaSettings(anonymized_telemetry=False)
-    )
-    yield {"chroma": chroma, "huedb-local": local, "huedb-http": http}
-    local.close()
-
-
-_names = itertools.count()
+chroma, server, clients = side_by_side.chroma, side_by_side.server, side_by_side.clients
 
 
 def _each(clients: dict[str, Any], make: Callable[[Any, str], Any]) -> dict[str, Any]:
-    """`make(client, fresh_name)` on every target: its result, or (error class, message)
-    with serde's ` at line L column C` left out (huedb does not reproduce it)."""
-    out = {}
-    for target in TARGETS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                out[target] = make(clients[target], f"f{next(_names):05d}")
-            except Exception as exc:  # noqa: BLE001 - compared across targets
-                message = re.sub(r" at line \d+ column \d+", "", str(exc))
-                out[target] = ("error", type(exc).__name__, message)
-    return out
-
-
-def _same(results: dict[str, Any]) -> Any:
-    ref = results["chroma"]
-    for target in TARGETS[1:]:
-        assert results[target] == ref, f"{target}: {results[target]!r}\nchroma: {ref!r}"
-    return ref
+    """`make(client, fresh_name)` on every target, serde's positions left out of messages
+    (huedb does not reproduce them)."""
+    return each(clients, make, prefix="f", serde_positions=False)
 
 
 def _attempt(action: Callable[[], Any]) -> Any:
     """The action's result, or (error class, message) as `_each` reports one."""
-    try:
-        return action()
-    except Exception as exc:  # noqa: BLE001 - compared across targets
-        return ("error", type(exc).__name__, re.sub(r" at line \d+ column \d+", "", str(exc)))
+    return outcome(action, serde_positions=False)
 
 
 def _vector_hnsw(client: Any, name: str) -> dict[str, Any]:
@@ -182,7 +132,7 @@ def test_configuration_and_schema_rebuild_the_recorded_function(
         return type(ef).__name__, ef.k, type(schema_ef).__name__, schema_ef.k, copies
 
     recorded = {"type": "known", "name": "fixes_toy_a", "config": {"k": 7}}
-    assert _same(_each(clients, make)) == ("ToyA", 7, "ToyA", 7, [(recorded, [21.0, 1.0])] * 2)
+    assert same(_each(clients, make)) == ("ToyA", 7, "ToyA", 7, [(recorded, [21.0, 1.0])] * 2)
 
 
 def test_configuration_of_a_default_collection_is_a_real_function(
@@ -201,7 +151,7 @@ def test_configuration_of_a_default_collection_is_a_real_function(
         )
 
     default = {"type": "known", "name": "default", "config": {}}
-    assert _same(_each(clients, make)) == ("default", True, default, None)
+    assert same(_each(clients, make)) == ("default", True, default, None)
 
 
 # -- modify(configuration=...) -----------------------------------------------------------
@@ -219,7 +169,7 @@ def test_modify_records_an_embedding_function_by_its_identity(clients: dict[str,
         )
 
     recorded = {"type": "known", "name": "fixes_toy_a", "config": {"k": 5}}
-    assert _same(_each(clients, make)) == (recorded, recorded)
+    assert same(_each(clients, make)) == (recorded, recorded)
 
 
 def test_modify_refuses_a_function_of_another_name(clients: dict[str, Any]) -> None:
@@ -227,7 +177,7 @@ def test_modify_refuses_a_function_of_another_name(clients: dict[str, Any]) -> N
         col = client.create_collection(name, embedding_function=ToyA(1))
         col.modify(configuration={"embedding_function": ToyB(1)})
 
-    assert _same(_each(clients, make)) == (
+    assert same(_each(clients, make)) == (
         "error",
         "ValueError",
         "Cannot update embedding function: incompatible types (fixes_toy_a vs fixes_toy_b)",
@@ -251,7 +201,7 @@ def test_modify_refuses_hnsw_with_spann_and_changes_nothing(clients: dict[str, A
         )
         return refused, client.get_collection(name).configuration_json["hnsw"]["ef_search"]
 
-    refused, ef_search = _same(_each(clients, make))
+    refused, ef_search = same(_each(clients, make))
     assert refused == (
         "error",
         "InvalidArgumentError",
@@ -265,7 +215,7 @@ def test_modify_refuses_a_spann_update_of_an_hnsw_collection(clients: dict[str, 
         col = client.create_collection(name, embedding_function=None)
         col.modify(configuration={"spann": {"search_nprobe": 10}})
 
-    assert _same(_each(clients, make)) == (
+    assert same(_each(clients, make)) == (
         "error",
         "ValueError",
         "Trying to update SPANN config but schema has HNSW",
@@ -287,7 +237,7 @@ def test_modify_stores_the_hnsw_values_chroma_accepts(
         return fetched.configuration_json["hnsw"], _vector_hnsw(client, name)
 
     key, value = next(iter(update.items()))
-    config, schema_hnsw = _same(_each(clients, make))
+    config, schema_hnsw = same(_each(clients, make))
     assert schema_hnsw[key] == value
     if key in config:
         assert config[key] == value
@@ -314,7 +264,7 @@ def test_modify_refusals_have_chromas_messages(
         refused = _attempt(lambda: col.modify(configuration=update))
         return refused, client.get_collection(name).configuration_json
 
-    refused, config = _same(_each(clients, make))
+    refused, config = same(_each(clients, make))
     assert refused[:2] == ("error", "InvalidArgumentError")
     assert config["hnsw"]["ef_search"] == 100
 
@@ -372,7 +322,7 @@ def test_a_malformed_update_over_http_is_refused_and_not_stored(
     client = chromadb.HttpClient(
         host="127.0.0.1", port=server.port, settings=ChromaSettings(anonymized_telemetry=False)
     )
-    name = f"bad{next(_names):05d}"
+    name = fresh_name("bad")
     col = client.create_collection(name, embedding_function=None)
     before = client.get_collection(name).configuration_json
     answer = httpx.put(f"{server.url}{API}/{col.id}", json={"new_configuration": update})
@@ -422,7 +372,7 @@ def test_document_filters_in_where_with_fts_disabled(
             col.count(),
         )
 
-    got, queried, deleted, count = _same(_each(clients, make))
+    got, queried, deleted, count = same(_each(clients, make))
     assert got[:2] == queried[:2] == deleted[:2] == ("error", "InvalidArgumentError")
     assert count == 2
 
@@ -436,7 +386,7 @@ def test_document_key_compared_with_fts_enabled(clients: dict[str, Any]) -> None
             _attempt(lambda: col.get(where={"#document": "hello"})),
         )
 
-    assert _same(_each(clients, make)) == (
+    assert same(_each(clients, make)) == (
         ["1"],
         (
             "error",
@@ -454,7 +404,7 @@ def test_a_malformed_where_over_http_keeps_its_refusal(server: Any, where: Any) 
     client = chromadb.HttpClient(
         host="127.0.0.1", port=server.port, settings=ChromaSettings(anonymized_telemetry=False)
     )
-    col = client.create_collection(f"w{next(_names):05d}", embedding_function=None)
+    col = client.create_collection(fresh_name("w"), embedding_function=None)
     answer = httpx.post(f"{server.url}{API}/{col.id}/get", json={"where": where})
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"] == "InvalidArgumentError"
