@@ -78,8 +78,9 @@ def _pick(values: list[Any] | None, rows: list[int]) -> list[Any] | None:
 def plain_metadatas(metadatas: Sequence[Metadata | None]) -> bool:
     """Whether each metadata is None or a non-empty dict whose keys are non-empty strings
     (not reserved, not starting with '#' or '$') and whose values are str, bool, int64 or
-    finite float: the common batch, which every layer's checks accept and cleaning leaves
-    as it is, so they can skip their per-value work (checked by C-level iteration)."""
+    finite float other than -0.0: the common batch, which every layer's checks accept and
+    cleaning leaves as it is, so they can skip their per-value work (checked by C-level
+    iteration)."""
     present = [m for m in metadatas if m is not None]
     if not all(present) or not set(map(type, present)) <= {dict}:
         return False
@@ -90,8 +91,13 @@ def plain_metadatas(metadatas: Sequence[Metadata | None]) -> bool:
     types = set(map(type, values))
     if not types <= PLAIN_VALUE_TYPES:
         return False
-    if float in types and not all(map(math.isfinite, [v for v in values if type(v) is float])):
-        return False
+    if float in types:
+        floats = [v for v in values if type(v) is float]
+        # -0.0 is stored as 0.0 (cleaning changes it), as Chroma reads it back
+        if not all(map(math.isfinite, floats)) or any(
+            math.copysign(1.0, v) < 0 for v in floats if v == 0.0
+        ):
+            return False
     if int in types:
         ints = [v for v in values if type(v) is int]
         return min(ints) >= INT64_MIN and max(ints) <= INT64_MAX

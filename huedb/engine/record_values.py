@@ -76,10 +76,10 @@ def sql_value(value: Any) -> Any:
 def clean_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
     """Normalise one stored metadata dict as Chroma does (the one place this happens).
 
-    Ints beyond int64 become floats; keys whose value is NaN or infinite are dropped (a
-    missing value, as pandas writes it); None values (deletions in an update) are dropped;
-    a `SparseVector` takes its stored form (a stored one, a dict, stays); an empty result
-    is stored as no metadata.
+    Ints beyond int64 become floats, -0.0 becomes 0.0; keys whose value is NaN or infinite
+    are dropped (a missing value, as pandas writes it); None values (deletions in an update)
+    are dropped; a `SparseVector` takes its stored form (a stored one, a dict, stays); an
+    empty result is stored as no metadata.
     """
     if not metadata:
         return None
@@ -101,9 +101,13 @@ def clean_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _fit_int(value: Any) -> Any:
+    """A value as stored: an int beyond int64 as a float, -0.0 as 0.0 (as Chroma reads
+    them back)."""
     is_int = isinstance(value, int) and not isinstance(value, bool)
     if is_int and not INT64_MIN <= value <= INT64_MAX:
         return float(value)
+    if type(value) is float and value == 0.0:
+        return 0.0
     return value
 
 
