@@ -47,6 +47,25 @@ class DuplicateIDError(ChromaError):
 
 class InvalidArgumentError(ChromaError):
     status, wire_name = 400, "InvalidArgumentError"
+    shape_path: tuple[str, ...] | None = None  # set by `shape_error`
+
+
+def shape_error(message: str, path: tuple[str, ...] = ()) -> InvalidArgumentError:
+    """A request value that does not fit Chroma's type for it (serde's refusal, e.g. an
+    unknown configuration field), held at `path` (the fields that hold it). In-process an
+    InvalidArgumentError with serde's message, as Chroma's embedded client raises; over HTTP
+    Chroma's 422 "Failed to deserialize the JSON body into the target type: <path>:
+    <message>" (`http_error`)."""
+    error = InvalidArgumentError(message)
+    error.shape_path = path
+    return error
+
+
+def shape_error_within(error: InvalidArgumentError, *outer: str) -> InvalidArgumentError:
+    """`error` again, if it is a `shape_error`, its path starting with the fields `outer`."""
+    if error.shape_path is None:
+        return error
+    return shape_error(str(error), (*outer, *error.shape_path))
 
 
 class InvalidUUIDError(ChromaError):
@@ -208,6 +227,7 @@ class UsageError(ValueError):
 
 
 QUOTA_PREFIX = "Quota exceeded: "
+DESERIALIZE_PREFIX = "Failed to deserialize the JSON body into the target type: "
 
 
 def http_error(exc: BaseException) -> tuple[int, str, str]:
@@ -219,6 +239,9 @@ def http_error(exc: BaseException) -> tuple[int, str, str]:
         if not message.startswith(QUOTA_PREFIX):
             message = QUOTA_PREFIX + message
         return exc.status, exc.wire_name, message
+    if isinstance(exc, InvalidArgumentError) and exc.shape_path is not None:
+        where = ".".join(exc.shape_path) + ": " if exc.shape_path else ""
+        return 422, "ChromaError", f"{DESERIALIZE_PREFIX}{where}{exc}"
     if isinstance(exc, ChromaError):
         return exc.status, exc.wire_name, str(exc)
     if isinstance(exc, TypeError):
@@ -243,7 +266,7 @@ def body_error(errors: Iterable[dict[str, Any]]) -> tuple[int, str, str]:
     detail = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors
     )
-    return 422, "ChromaError", f"Failed to deserialize the JSON body into the target type: {detail}"
+    return 422, "ChromaError", f"{DESERIALIZE_PREFIX}{detail}"
 
 
 error_types: dict[str, type[ChromaError]] = {

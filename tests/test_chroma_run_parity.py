@@ -10,6 +10,7 @@ on purpose are listed in docs/chroma-compat.md's notes and tested elsewhere.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -225,3 +226,27 @@ def test_a_body_that_is_not_json(servers: dict[str, str], case: str) -> None:
     assert answers["huedb"][:2] == (400, "InvalidArgumentError")
     count = f"{DB}/collections/{{collection}}/count"
     assert _answer(servers, "huedb", "GET", count, None) == (200, 3)
+
+
+BAD_CONFIGURATIONS = {
+    "unknown-field": {"hnsw": {"bogus": 1}},
+    "negative": {"hnsw": {"ef_search": -1}},
+    "function-text": {"embedding_function": "garbage"},
+    "function-variant": {"embedding_function": {"type": "bogus"}},
+    "spann-number": {"spann": 5},
+    "unknown-space": {"hnsw": {"space": "xx"}},
+}
+
+
+@pytest.mark.parametrize("case", BAD_CONFIGURATIONS)
+def test_a_malformed_configuration_on_create(servers: dict[str, str], case: str) -> None:
+    """Chroma's 422 naming the field (`configuration.hnsw.bogus: unknown field ...`); serde's
+    ` at line L column C` is left out (huedb does not reproduce it)."""
+    answers = {}
+    for which in ("chroma", "huedb"):
+        body = {"name": f"badconf-{case}", "configuration": BAD_CONFIGURATIONS[case]}
+        status, data = _answer(servers, which, "POST", f"{DB}/collections", body)
+        data["message"] = re.sub(r" at line \d+ column \d+", "", data["message"])
+        answers[which] = status, data
+    assert answers["huedb"] == answers["chroma"]
+    assert answers["huedb"][0] == 422

@@ -15,7 +15,8 @@ Rules: docs/chroma-schema.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,10 @@ from chromadb.utils.embedding_functions import (
 
 import huedb
 from huedb.engine.index_cache import hnsw_params
+from huedb.errors import DESERIALIZE_PREFIX
 from huedb.utils.embedding_functions import register_embedding_function
 from tests import side_by_side
+from tests.servers import chroma_run
 from tests.side_by_side import each, fresh_name, outcome, same
 
 API = "/api/v2/tenants/default_tenant/databases/default_database/collections"
@@ -264,9 +267,17 @@ def test_modify_refusals_have_chromas_messages(
         refused = _attempt(lambda: col.modify(configuration=update))
         return refused, client.get_collection(name).configuration_json
 
-    refused, config = same(_each(clients, make))
+    results = _each(clients, make)
+    over_http = results.pop("huedb-http")
+    refused, config = results["chroma"]
+    assert results["huedb-local"] == (refused, config)
     assert refused[:2] == ("error", "InvalidArgumentError")
     assert config["hnsw"]["ef_search"] == 100
+    # Over HTTP, Chroma's server's 422 (test_a_malformed_update_over_http_...): a ChromaError
+    # naming the field, with the in-process message after it.
+    assert over_http[0][:2] == ("error", "ChromaError")
+    assert over_http[0][2].startswith(DESERIALIZE_PREFIX + "new_configuration.")
+    assert over_http[0][2].endswith(refused[2]) and over_http[1] == config
 
 
 def test_a_modified_max_neighbors_leaves_the_graph_as_built(tmp_path: Path) -> None:
@@ -313,23 +324,41 @@ BAD_UPDATES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The base URL of a `chroma run` (Chroma 1.5.9's own server)."""
+    with chroma_run(tmp_path_factory.mktemp("chroma-run")) as url:
+        yield url
+
+
+def _refused_update(base_url: str, update: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A fresh collection's answer to a modify with `update`, serde's position left out."""
+    made = httpx.post(f"{base_url}{API}", json={"name": fresh_name("bad")}, timeout=30)
+    made.raise_for_status()
+    answer = httpx.put(
+        f"{base_url}{API}/{made.json()['id']}", json={"new_configuration": update}, timeout=30
+    )
+    body = answer.json()
+    body["message"] = re.sub(r" at line \d+ column \d+", "", body["message"])
+    return answer.status_code, body
+
+
 @pytest.mark.parametrize(("update", "message"), BAD_UPDATES)
 def test_a_malformed_update_over_http_is_refused_and_not_stored(
-    server: Any, update: dict[str, Any], message: str
+    server: Any, chroma_server: str, update: dict[str, Any], message: str
 ) -> None:
-    """`chroma run` refuses these (422 `Failed to deserialize ...: new_configuration...:
-    <message>`); huedb answers a 400 with serde's message, and stores nothing."""
+    """Refused as `chroma run` refuses it (422 `Failed to deserialize ...:
+    new_configuration.<field>: <serde's message>`), and nothing is stored."""
+    status, body = _refused_update(server.url, update)
+    assert (status, body) == _refused_update(chroma_server, update)
+    assert status == 422 and body["error"] == "ChromaError"
+    assert body["message"].startswith(DESERIALIZE_PREFIX + "new_configuration.")
+    assert body["message"].endswith(": " + message)
     client = chromadb.HttpClient(
         host="127.0.0.1", port=server.port, settings=ChromaSettings(anonymized_telemetry=False)
     )
-    name = fresh_name("bad")
-    col = client.create_collection(name, embedding_function=None)
-    before = client.get_collection(name).configuration_json
-    answer = httpx.put(f"{server.url}{API}/{col.id}", json={"new_configuration": update})
-    assert answer.status_code == 400, answer.text
-    assert answer.json() == {"error": "InvalidArgumentError", "message": message}
-    fetched = client.get_collection(name)
-    assert fetched.configuration_json == before
+    (fetched,) = [c for c in client.list_collections() if c.name.startswith("bad")][-1:]
+    assert fetched.configuration_json["hnsw"]["ef_search"] == 100
     assert fetched.configuration["embedding_function"] is None  # readable
     assert fetched.schema is not None
 

@@ -28,6 +28,7 @@ echoed), so the planner leaves a chosen 100 alone (`hnsw_config.ef_search_set`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from huedb.api.collection_schema import (
@@ -58,7 +59,7 @@ from huedb.api.config_values import (
 )
 from huedb.engine.hnsw_config import EF_SEARCH_CHOSEN_KEY, hnsw_defaults
 from huedb.engine.schema_keys import STORED_SCHEMA_KEY
-from huedb.errors import InvalidArgumentError
+from huedb.errors import InvalidArgumentError, shape_error, shape_error_within
 
 __all__ = [
     "DEFAULT_EF_IDENTITY",
@@ -129,6 +130,14 @@ HNSW_DEFAULTS: dict[str, Any] = {k: v for k, v in hnsw_defaults().items() if k i
 # -- Chroma's HnswConfiguration and SpannConfiguration ----------------------------------
 
 
+def _field(key: str, parse: Callable[[Any], Any], value: Any) -> Any:
+    """`parse(value)`, a refusal of its shape naming `key` as the field that held it."""
+    try:
+        return parse(value)
+    except InvalidArgumentError as exc:
+        raise shape_error_within(exc, key) from None
+
+
 def _parse_hnsw(value: Any) -> dict[str, Any]:
     """Chroma's `HnswConfiguration` (all fields optional, unknown fields refused)."""
     given = expect_object(value, "struct HnswConfiguration")
@@ -138,12 +147,8 @@ def _parse_hnsw(value: Any) -> dict[str, Any]:
             raise unknown_field(key, HNSW_FIELDS)
         if item is None:
             continue
-        if key == "space":
-            out[key] = parse_space(item)
-        elif key == "resize_factor":
-            out[key] = parse_f64(item)
-        else:
-            out[key] = parse_usize(item)
+        parse = {"space": parse_space, "resize_factor": parse_f64}.get(key, parse_usize)
+        out[key] = _field(key, parse, item)
     return out
 
 
@@ -156,7 +161,7 @@ def _parse_spann(value: Any) -> dict[str, Any]:
             raise unknown_field(key, SPANN_FIELDS)
         if item is None:
             continue
-        out[key] = parse_space(item) if key == "space" else parse_usize(item)
+        out[key] = _field(key, parse_space if key == "space" else parse_usize, item)
     return out
 
 
@@ -407,9 +412,10 @@ def _internal_configuration(
     with `metadata={"hnsw:space": "cosine"}` is cosine, as in Chroma).
     """
     config = expect_object(configuration, "struct CollectionConfiguration") if configuration else {}
-    hnsw_given = None if config.get("hnsw") is None else _parse_hnsw(config["hnsw"])
-    spann_given = None if config.get("spann") is None else _parse_spann(config["spann"])
-    ef = parse_embedding_function(config.get("embedding_function"))
+    hnsw_given = None if config.get("hnsw") is None else _field("hnsw", _parse_hnsw, config["hnsw"])
+    spann = config.get("spann")
+    spann_given = None if spann is None else _field("spann", _parse_spann, spann)
+    ef = _field("embedding_function", parse_embedding_function, config.get("embedding_function"))
     if hnsw_given is not None and spann_given is not None:
         raise InvalidArgumentError("Multiple vector index configurations provided")
     if spann_given is not None:
@@ -439,8 +445,10 @@ def create_configuration(
     schema JSON (None if none). The result is the echoed configuration (`hnsw`, `spann`,
     `embedding_function`) plus the reconciled schema under `STORED_SCHEMA_KEY`.
     """
-    hnsw, ef = _internal_configuration(configuration, metadata)
-    user_schema = None if schema is None else parse_schema(schema)
+    hnsw, ef = _field(
+        "configuration", lambda c: _internal_configuration(c, metadata), configuration
+    )
+    user_schema = None if schema is None else _field("schema", parse_schema, schema)
     if user_schema is not None:
         check_schema_rules(schema, user_schema)
     config_default = _configuration_is_default(hnsw, ef)
@@ -553,10 +561,10 @@ def _parse_u32(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value <= USIZE_MAX:
         if 0 <= value <= U32_MAX:
             return value
-        raise InvalidArgumentError(f"invalid value: integer `{value}`, expected u32")
+        raise shape_error(f"invalid value: integer `{value}`, expected u32")
     if isinstance(value, int) and not isinstance(value, bool):
         value = float(value)  # beyond u64: serde_json reads a floating point number
-    raise InvalidArgumentError(f"invalid type: {describe(value)}, expected u32")
+    raise shape_error(f"invalid type: {describe(value)}, expected u32")
 
 
 def _parse_hnsw_update(value: Any) -> dict[str, Any]:
@@ -567,7 +575,7 @@ def _parse_hnsw_update(value: Any) -> dict[str, Any]:
         if key not in HNSW_UPDATE_FIELDS:
             raise unknown_field(key, HNSW_UPDATE_FIELDS)
         if item is not None:
-            out[key] = parse_f64(item) if key == "resize_factor" else parse_usize(item)
+            out[key] = _field(key, parse_f64 if key == "resize_factor" else parse_usize, item)
     return out
 
 
@@ -577,11 +585,11 @@ def _parse_spann_update(value: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, item in given.items():
         if key not in SPANN_UPDATE_FIELDS:
-            raise InvalidArgumentError(
-                f"unknown field `{key}`, expected `search_nprobe` or `ef_search`"
+            raise shape_error(
+                f"unknown field `{key}`, expected `search_nprobe` or `ef_search`", (key,)
             )
         if item is not None:
-            out[key] = _parse_u32(item) if key == "search_nprobe" else parse_usize(item)
+            out[key] = _field(key, _parse_u32 if key == "search_nprobe" else parse_usize, item)
     return out
 
 
@@ -590,6 +598,10 @@ def parse_update(update: Any) -> dict[str, Any]:
     and `embedding_function` parsed in the order given (serde's messages; other keys are
     ignored), then `InvalidArgumentError("Multiple vector index configurations provided")`
     when both `hnsw` and `spann` are given."""
+    return _field("new_configuration", _parse_update, update)
+
+
+def _parse_update(update: Any) -> dict[str, Any]:
     given = expect_object(update, "struct UpdateCollectionConfiguration")
     parsers = {
         "hnsw": _parse_hnsw_update,
@@ -599,7 +611,7 @@ def parse_update(update: Any) -> dict[str, Any]:
     parsed: dict[str, Any] = dict.fromkeys(parsers)
     for key, value in given.items():
         if key in parsers and value is not None:
-            parsed[key] = parsers[key](value)
+            parsed[key] = _field(key, parsers[key], value)
     if parsed["hnsw"] is not None and parsed["spann"] is not None:
         raise InvalidArgumentError("Multiple vector index configurations provided")
     return parsed

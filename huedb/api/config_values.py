@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from huedb.errors import InvalidArgumentError
+from huedb.errors import InvalidArgumentError, shape_error
 
 SPACE_NAMES = ("l2", "cosine", "ip")  # serde's order in Chroma's error messages
 
@@ -36,10 +36,8 @@ def parse_space(value: Any) -> str:
     if isinstance(value, str):
         if value in SPACE_NAMES:
             return value
-        raise InvalidArgumentError(
-            f"unknown variant `{value}`, expected one of `l2`, `cosine`, `ip`"
-        )
-    raise InvalidArgumentError(f"invalid type: {describe(value)}, expected a string")
+        raise shape_error(f"unknown variant `{value}`, expected one of `l2`, `cosine`, `ip`")
+    raise shape_error(f"invalid type: {describe(value)}, expected a string")
 
 
 USIZE_MAX = 2**64 - 1
@@ -51,33 +49,31 @@ def parse_usize(value: Any) -> int:
     JSON answer showing it, `huedb stats` among them, then failed)."""
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
-            raise InvalidArgumentError(f"invalid value: integer `{value}`, expected usize")
+            raise shape_error(f"invalid value: integer `{value}`, expected usize")
         if value > USIZE_MAX:
-            raise InvalidArgumentError(
-                f"invalid type: floating point `{float(value)!r}`, expected usize"
-            )
+            raise shape_error(f"invalid type: floating point `{float(value)!r}`, expected usize")
         return value
-    raise InvalidArgumentError(f"invalid type: {describe(value)}, expected usize")
+    raise shape_error(f"invalid type: {describe(value)}, expected usize")
 
 
 def parse_f64(value: Any) -> float:
     """A number, as a float."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    raise InvalidArgumentError(f"invalid type: {describe(value)}, expected f64")
+    raise shape_error(f"invalid type: {describe(value)}, expected f64")
 
 
 def expect_object(value: Any, what: str) -> dict[str, Any]:
     """`value` if it is a JSON object; otherwise serde's error naming `what` was expected."""
     if not isinstance(value, dict):
-        raise InvalidArgumentError(f"invalid type: {describe(value)}, expected {what}")
+        raise shape_error(f"invalid type: {describe(value)}, expected {what}")
     return value
 
 
 def unknown_field(key: str, fields: tuple[str, ...]) -> InvalidArgumentError:
     """serde's error for a field a struct does not have."""
     expected = ", ".join(f"`{f}`" for f in fields)
-    return InvalidArgumentError(f"unknown field `{key}`, expected one of {expected}")
+    return shape_error(f"unknown field `{key}`, expected one of {expected}", (key,))
 
 
 def parse_embedding_function(value: Any) -> dict[str, Any] | None:
@@ -90,14 +86,14 @@ def parse_embedding_function(value: Any) -> dict[str, Any] | None:
         return {"type": kind}
     if kind == "known":
         if not isinstance(given.get("name"), str):
-            raise InvalidArgumentError("missing field `name`")
+            raise shape_error("missing field `name`")
         if "config" not in given:
-            raise InvalidArgumentError("missing field `config`")
+            raise shape_error("missing field `config`")
         return {"type": "known", "name": given["name"], "config": given["config"]}
     if kind is None:
-        raise InvalidArgumentError("missing field `type`")
-    raise InvalidArgumentError(
-        f"unknown variant `{kind}`, expected one of `legacy`, `known`, `unknown`"
+        raise shape_error("missing field `type`")
+    raise shape_error(
+        f"unknown variant `{kind}`, expected one of `legacy`, `known`, `unknown`", ("type",)
     )
 
 
