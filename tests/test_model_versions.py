@@ -114,6 +114,25 @@ def test_eval_without_labels_gates_on_overlap(tmp_path: Path) -> None:
     assert failed.returncode == 1 and "overlap" in failed.stdout
 
 
+def test_eval_overlap_of_collections_smaller_than_k(tmp_path: Path) -> None:
+    """Both collections hold 4 records and answer the same ids: full overlap at k=10, not
+    4/10 (a gate on --min-overlap blocked every such switch)."""
+    data = tmp_path / "data"
+    client = huedb.PersistentClient(path=data)
+    eye = np.eye(4, dtype=np.float32)
+    for name in ("small_v1", "small_v2"):
+        client.create_collection(name).add(ids=["a", "b", "c", "d"], embeddings=eye)
+    client.close()
+    clear_system_cache()
+    queries = tmp_path / "q.jsonl"
+    queries.write_text('{"query": "q1"}\n{"query": "q2"}\n')
+    args = ["eval", "--path", str(data), "--queries", str(queries), "--k", "10", "--json"]
+    args += ["--embedder", "tests.embedders:lookup", "--collection", "small_v2"]
+    r = huedb_cli(*args, "--baseline", "small_v1", "--min-overlap", "0.99")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["overlap_at_k"] == 1.0
+
+
 def test_unknown_embedder_is_a_clear_error(tmp_path: Path) -> None:
     r = huedb_cli(
         "reembed", "--path", str(tmp_path), "--source", "a", "--target", "b", "--embedder", "nope"

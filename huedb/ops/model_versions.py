@@ -251,9 +251,7 @@ def evaluate(
         return report
     base = score(client.get_collection(baseline), baseline_embedder or embedder, queries, k)
     report.baseline = base
-    overlaps = [
-        len(set(a[:k]) & set(b[:k])) / k for a, b in zip(cand.results, base.results, strict=True)
-    ]
+    overlaps = [_overlap(a[:k], b[:k]) for a, b in zip(cand.results, base.results, strict=True)]
     report.overlap_at_k = float(np.mean(overlaps))
     if min_overlap is not None and report.overlap_at_k < min_overlap:
         report.failures.append(f"top-{k} overlap {report.overlap_at_k:.4f} < {min_overlap}")
@@ -264,3 +262,11 @@ def evaluate(
             f"baseline's {base.recall_at_k:.4f}"
         )
     return report
+
+
+def _overlap(candidate: list[str], baseline: list[str]) -> float:
+    """The share of the longer result list found in both (1.0 when both hold the same ids:
+    a collection or filter with fewer than k matches is not a disagreement; two empty lists
+    agree)."""
+    longer = max(len(candidate), len(baseline))
+    return 1.0 if longer == 0 else len(set(candidate) & set(baseline)) / longer
