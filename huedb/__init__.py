@@ -3,6 +3,7 @@
 from huedb import errors, utils
 from huedb.api.async_client import AsyncHttpClient
 from huedb.api.client import (
+    AdminClient,
     Client,
     EphemeralClient,
     HttpClient,
@@ -57,6 +58,7 @@ __all__ = [
     "FtsIndexConfig",
     "FloatInvertedIndexConfig",
     "BoolInvertedIndexConfig",
+    "AdminClient",
     "AsyncHttpClient",
     "DEFAULT_DATABASE",
     "DEFAULT_TENANT",

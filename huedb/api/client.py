@@ -378,6 +378,12 @@ def EphemeralClient(  # noqa: N802 - chromadb's factory name
     return Client(settings, tenant, database)
 
 
+def AdminClient(settings: Settings | None = None) -> Client:  # noqa: N802 - chromadb's name
+    """Chroma's admin client, for tenants and databases: huedb's `Client` of the store (or
+    server) the settings name, which has those methods (and the rest)."""
+    return Client(settings)
+
+
 def PersistentClient(  # noqa: N802 - chromadb's factory name
     path: str | Path = "./chroma",
     settings: Settings | None = None,
