@@ -107,3 +107,22 @@ def test_import_of_a_missing_file_creates_no_store(tmp_path: Path) -> None:
     assert r.returncode == 2, r.stdout + r.stderr
     assert "missing.parquet is not a file" in r.stderr and "Traceback" not in r.stderr
     assert not new.exists()
+
+
+def test_import_into_a_refused_collection_name_creates_no_store(data: Path, tmp_path: Path) -> None:
+    """The target collection's name (--collection, else the file's, else its stem) is checked
+    before a store is created for the import."""
+    exported = tmp_path / "x.parquet"
+    done = run_cli("export", "--path", str(data), "--collection", "keep", "--out", str(exported))
+    assert done.returncode == 0, done.stderr
+    new = tmp_path / "new"
+    r = run_cli("import", str(exported), "--path", str(new), "--collection", "c")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Expected a name containing 3-512 characters" in r.stderr
+    assert "Traceback" not in r.stderr and not new.exists()
+    stem_named = tmp_path / "y.parquet"  # a file without huedb metadata: named by its stem
+    pq.write_table(pa.table({"id": ["a"], "embedding": [[1.0, 2.0]]}), stem_named)
+    r = run_cli("import", str(stem_named), "--path", str(new))
+    assert r.returncode == 2 and not new.exists(), r.stdout + r.stderr
+    r = run_cli("import", str(exported), "--path", str(new), "--collection", "okay")
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -27,6 +27,7 @@ from huedb.cli.output import (
     stats_lines,
 )
 from huedb.config import Settings
+from huedb.engine.catalog import validate_name
 from huedb.errors import (
     BackupError,
     ChromaError,
@@ -133,7 +134,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from huedb.ops.parquet import check_file, import_collection
+    from huedb.ops.parquet import check_file, import_collection, target_collection_name
 
     if not Path(args.file).is_file():  # before a store is created for it
         raise UsageError(f"{args.file} is not a file; nothing was imported")
@@ -145,6 +146,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         # Parquet, corrupt, or holds a record the import would refuse leaves nothing behind
         # (import_collection checks it again, against an existing store's batch size).
         check_file(Path(args.file), min(args.batch_size, MAX_BATCH_SIZE))
+        validate_name(target_collection_name(Path(args.file), args.collection))
     client = _client(args, create=True)
     try:
         report = import_collection(

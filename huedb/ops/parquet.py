@@ -478,6 +478,16 @@ def read_file_metadata(path: Path) -> dict[str, str]:
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in raw.items()}
 
 
+def target_collection_name(
+    path: Path, collection_name: str | None = None, kv: dict[str, str] | None = None
+) -> str:
+    """The collection an import of `path` writes to: `collection_name`, else the one the
+    file was exported from, else the file's stem (`kv`: the file's metadata, if read)."""
+    if kv is None:
+        kv = read_file_metadata(path)
+    return collection_name or kv.get(KEY_COLLECTION) or Path(path).stem
+
+
 def import_collection(
     client: Client,
     path: Path,
@@ -504,7 +514,7 @@ def import_collection(
     dimension = check_file(path, batch_size)
     parquet = _open(path)
     kv = read_file_metadata(path)
-    name = collection_name or kv.get(KEY_COLLECTION) or path.stem
+    name = target_collection_name(path, collection_name, kv)
     file_space = kv.get(KEY_SPACE) or None
     if space is not None and file_space is not None and space != file_space:
         raise ValueError(f"{path} was exported with space {file_space!r}, not {space!r}")
