@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 import pytest
 
 import huedb
@@ -184,3 +185,22 @@ def test_migrate_chroma_into_postgresql(tmp_path: Path, pg_url: str, with_path: 
     got = client.get_collection("from-chroma").get(include=["metadatas"])
     assert got["ids"] == ["a", "b"] and got["metadatas"] == [{"x": 1}, {"x": 2.5}]
     client.close()
+
+
+def test_commands_on_a_database_without_a_store_create_nothing(pg_url: str, tmp_path: Path) -> None:
+    """`stats`, `verify`, `compact`, `export`, `backup` on a PostgreSQL database that holds no
+    huedb store (a mistyped name) are refused by name, and give it no huedb tables; only
+    import, migrate-chroma and restore create a store."""
+    commands = [
+        ["stats"],
+        ["verify"],
+        ["compact"],
+        ["export", "--collection", "docs", "--out", str(tmp_path / "x.parquet")],
+        ["backup", "--out", str(tmp_path / "b.tar")],
+    ]
+    for command in commands:
+        r = run_cli(*command, "--store", pg_url)
+        assert r.returncode == 2, (command, r.stdout + r.stderr)
+        assert "holds no huedb store" in r.stderr and "Traceback" not in r.stderr
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT to_regclass('huedb_meta')").fetchone() == (None,)

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from huedb.api.client import Client, PersistentClient
 from huedb.config import LOCAL_API_IMPL, Settings
 from huedb.engine.engine import Engine
@@ -41,6 +43,19 @@ def require_store(data: Path) -> None:
         raise UsageError(f"{data} holds no huedb store ({DB_FILENAME} is missing); check --path")
 
 
+def require_postgres_store(url: str) -> None:
+    """Refuse a PostgreSQL database that holds no huedb store: a mistyped database name must
+    not get huedb's tables from `stats` or `verify` (only import, migrate-chroma and restore
+    create a store). A database that cannot be reached is left to the store's own error."""
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            row = conn.execute("SELECT to_regclass('huedb_meta') IS NOT NULL").fetchone()
+    except psycopg.Error:
+        return
+    if row is None or not row[0]:
+        raise UsageError(f"{masked_url(url)} holds no huedb store (no huedb tables); check --store")
+
+
 def refuse_inside_data(out: Path, data: Path | None, what: str) -> None:
     """Refuse an output file inside the data directory `data` (it could replace the live
     database or another file of the store); nothing has been written when it is refused."""
@@ -64,6 +79,8 @@ def store_client(data: Path | None, store: str | None = None, create: bool = Fal
         if not create:
             require_store(data)
         return PersistentClient(path=data, settings=_local_settings(huedb_store=""))
+    if not create:
+        require_postgres_store(url)
     if data is None:
         return Client(_local_settings(is_persistent=False, huedb_store=url))
     return PersistentClient(path=data, settings=_local_settings(huedb_store=url))
@@ -85,6 +102,8 @@ def open_store(data: Path | None, store: str | None = None) -> Iterator[Engine]:
         if data is None:
             raise UsageError("give --path DATA (a SQLite store) or --store URL (PostgreSQL)")
         require_store(data)
+    else:
+        require_postgres_store(url)
     engine = acquire_engine(data, store=url)
     try:
         yield engine
