@@ -126,3 +126,37 @@ def test_import_into_a_refused_collection_name_creates_no_store(data: Path, tmp_
     assert r.returncode == 2 and not new.exists(), r.stdout + r.stderr
     r = run_cli("import", str(exported), "--path", str(new), "--collection", "okay")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_checked_file_is_not_read_again_by_the_import(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`huedb import` into a new store checks the file before creating the store, then the
+    import asks again: the unchanged file is read once; a changed one is checked again."""
+    from huedb.ops import parquet
+
+    exported = tmp_path / "x.parquet"
+    done = run_cli("export", "--path", str(data), "--collection", "keep", "--out", str(exported))
+    assert done.returncode == 0, done.stderr
+    reads: list[Path] = []
+    real_check = parquet._check_file
+
+    def counting(path: Path, batch_size: int) -> int | None:
+        reads.append(path)
+        return real_check(path, batch_size)
+
+    monkeypatch.setattr(parquet, "_check_file", counting)
+    assert parquet.check_file(exported, 100) == 2
+    client = huedb.PersistentClient(path=tmp_path / "new")
+    try:
+        parquet.import_collection(client, exported, collection_name="first", batch_size=100)
+        assert len(reads) == 1
+        table = pq.read_table(exported)
+        pq.write_table(table.slice(0, 1), exported)  # changed: checked again
+        report = parquet.import_collection(
+            client, exported, collection_name="second", batch_size=100
+        )
+        assert len(reads) == 2 and report.rows == 1
+    finally:
+        client.close()
+        clear_system_cache()

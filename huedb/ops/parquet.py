@@ -405,7 +405,37 @@ def _open(path: Path) -> pq.ParquetFile:
     return pq.ParquetFile(path, page_checksum_verification=True)
 
 
+# The last file `check_file` passed, by its identity on disk and the batch size, and its
+# dimension: `huedb import` into a new store checks the file before it creates the store,
+# then `import_collection` asks again; the file is not read a second time unless it changed.
+_last_checked: tuple[tuple[Any, ...], int | None] | None = None
+
+
 def check_file(path: Path, batch_size: int = CHECK_BATCH_ROWS) -> int | None:
+    """Read and check a whole file before anything is imported from it (`_check_file`);
+    a file checked just before with the same batch size and unchanged is not read again."""
+    global _last_checked
+    try:
+        st = Path(path).stat()
+        identity = (
+            str(Path(path).resolve()),
+            st.st_dev,
+            st.st_ino,
+            st.st_size,
+            st.st_mtime_ns,
+            batch_size,
+        )
+    except OSError:
+        identity = None
+    if identity is not None and _last_checked is not None and _last_checked[0] == identity:
+        return _last_checked[1]
+    dimension = _check_file(path, batch_size)
+    if identity is not None:
+        _last_checked = (identity, dimension)
+    return dimension
+
+
+def _check_file(path: Path, batch_size: int) -> int | None:
     """Read and check a whole file before anything is imported from it.
 
     Verifies the page checksums and the huedb metadata digest, then decodes every record in
