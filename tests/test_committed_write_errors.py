@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import huedb
+from huedb.errors import StorageUnavailableError
 
 
 def test_an_index_failure_after_the_commit_does_not_fail_the_write(
@@ -39,4 +40,28 @@ def test_an_index_failure_after_the_commit_does_not_fail_the_write(
     assert col.count() == 3
     found = col.query(query_embeddings=[[1.2, 1.2]], n_results=3, include=["distances"])
     assert found["ids"] == [["c", "a", "b"]]  # the index caught up from the store
+    client.close()
+
+
+def test_a_store_outage_after_the_commit_is_a_warning_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL going down between the commit and the catch-up read is an operational
+    condition (the connection layer logs it): one warning line, no traceback."""
+    client = huedb.PersistentClient(path=str(tmp_path / "data"))
+    col = client.create_collection("outage", embedding_function=None)
+    indexes = client._server.engine._indexes
+
+    def store_gone(*args: Any, **kwargs: Any) -> None:
+        raise StorageUnavailableError("PostgreSQL is unavailable (connection failed)")
+
+    monkeypatch.setattr(indexes, "after_write", store_gone)
+    with caplog.at_level(logging.WARNING, logger="huedb.engine.engine"):
+        col.add(ids=["a"], embeddings=[[1.0, 1.0]])  # committed: returns normally
+    records = [r for r in caplog.records if "left this process's index behind" in r.message]
+    assert [r.levelno for r in records] == [logging.WARNING]
+    assert records[0].exc_info is None
+    assert "PostgreSQL is unavailable" in records[0].message
+    monkeypatch.undo()
+    assert col.get(ids=["a"])["ids"] == ["a"]
     client.close()

@@ -43,7 +43,12 @@ from huedb.engine.sparse_index import SparseIndexes, top_matching
 from huedb.engine.store import Store, StoreSession
 from huedb.engine.store_factory import open_store
 from huedb.engine.vector_index import APPROXIMATE_PLANS, VectorIndex, query_plan
-from huedb.errors import ClientClosedError, InvalidArgumentError, NotFoundError
+from huedb.errors import (
+    ClientClosedError,
+    InvalidArgumentError,
+    NotFoundError,
+    StorageUnavailableError,
+)
 from huedb.options import EngineOptions
 from huedb.record_batch import RecordBatch
 
@@ -403,6 +408,15 @@ class Engine:
                 yield db
             try:
                 self._refresh_index(collection_uuid)
+            except StorageUnavailableError as exc:
+                # The store went away just after the commit: an operational condition
+                # the connection layer has already logged, not a fault of huedb's.
+                logger.warning(
+                    "a committed write to collection %s left this process's index behind "
+                    "(%s); it catches up from the store on its next use",
+                    collection_uuid,
+                    exc,
+                )
             except Exception:
                 logger.exception(
                     "a committed write to collection %s left this process's index behind; "
