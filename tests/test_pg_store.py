@@ -10,6 +10,7 @@ SQLite store opens with equal records, and loads back into PostgreSQL.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
+from psycopg_pool import ConnectionPool
 
 from huedb.engine.catalog import DEFAULT_DATABASE_ID, CollectionRow
 from huedb.engine.filters import compile_filter
@@ -28,6 +30,7 @@ from huedb.engine.postgres_store.connection import PoolSettings
 from huedb.engine.postgres_store.statistics import (
     CHECK_EVERY_ROWS,
     RECHECK_AFTER_S,
+    StatisticsRefresher,
 )
 from huedb.engine.sqlite_store.connection import DB_FILENAME
 from huedb.engine.sqlite_store.store import SQLiteStore
@@ -785,3 +788,33 @@ def test_a_reading_node_keeps_what_it_read(pg_url: str, tmp_path: Path) -> None:
     finally:
         writer.close()
         reader.close()
+
+
+def test_a_refresh_while_postgresql_is_away_logs_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PostgreSQL down when a refresh is due: one warning naming the failure, without a
+    traceback (an outage is an operational condition the connection layer reports)."""
+    with PgCluster() as cluster:
+        url = cluster.create_database("away")
+        pool = ConnectionPool(
+            url, min_size=0, max_size=1, timeout=1.0, open=True, kwargs={"autocommit": True}
+        )
+        refresher = StatisticsRefresher(pool, check_every=1)
+        cluster.stop("immediate")
+        name = "huedb.engine.postgres_store.statistics"
+        with caplog.at_level(logging.WARNING, logger=name):
+            refresher.inserted(1)
+            deadline = time.monotonic() + 15
+            while not _records_of(caplog, name) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            refresher.close()
+        pool.close()
+    records = _records_of(caplog, name)
+    assert [r.levelno for r in records] == [logging.WARNING], caplog.text
+    assert "could not refresh the record tables' statistics: " in records[0].message
+    assert records[0].exc_info is None
+
+
+def _records_of(caplog: pytest.LogCaptureFixture, logger: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == logger]

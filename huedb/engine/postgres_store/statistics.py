@@ -37,7 +37,7 @@ import threading
 
 import psycopg
 from psycopg import errors
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from huedb.engine.postgres_store.connection import ADVISORY_CLASS, STATISTICS_LOCK
 
@@ -126,6 +126,9 @@ class StatisticsRefresher:
                     return
                 recheck = False
                 logger.warning("the statistics refresh was cancelled", exc_info=True)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                recheck = False  # PostgreSQL went away: the connection layer reports it
+                logger.warning("could not refresh the record tables' statistics: %s", exc)
             except Exception:
                 recheck = False
                 logger.warning("could not refresh the record tables' statistics", exc_info=True)
