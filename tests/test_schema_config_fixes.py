@@ -38,6 +38,7 @@ from chromadb.utils.embedding_functions import (
 )
 
 import huedb
+from huedb.api.config_values import unknown_field
 from huedb.engine.index_cache import hnsw_params
 from huedb.errors import DESERIALIZE_PREFIX
 from huedb.utils.embedding_functions import register_embedding_function
@@ -437,3 +438,20 @@ def test_a_malformed_where_over_http_keeps_its_refusal(server: Any, where: Any) 
     answer = httpx.post(f"{server.url}{API}/{col.id}/get", json={"where": where})
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"] == "InvalidArgumentError"
+
+
+@pytest.mark.parametrize(
+    ("fields", "wording"),
+    [
+        ((), "unknown field `x`, there are no fields"),
+        (("a",), "unknown field `x`, expected `a`"),
+        (("a", "b"), "unknown field `x`, expected `a` or `b`"),
+        (("a", "b", "c"), "unknown field `x`, expected one of `a`, `b`, `c`"),
+    ],
+)
+def test_unknown_fields_are_named_with_serdes_wording(
+    fields: tuple[str, ...], wording: str
+) -> None:
+    """serde words the expected fields by their count (its `OneOf`): the same one helper
+    serves every configuration and schema struct."""
+    assert str(unknown_field("x", fields)).startswith(wording)

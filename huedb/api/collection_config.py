@@ -138,31 +138,39 @@ def _field(key: str, parse: Callable[[Any], Any], value: Any) -> Any:
         raise shape_error_within(exc, key) from None
 
 
-def _parse_hnsw(value: Any) -> dict[str, Any]:
-    """Chroma's `HnswConfiguration` (all fields optional, unknown fields refused)."""
-    given = expect_object(value, "struct HnswConfiguration")
+Parsers = dict[str, Callable[[Any], Any]]
+
+
+def _parse_struct(value: Any, struct: str, parsers: Parsers) -> dict[str, Any]:
+    """A serde struct whose fields are all optional: each field given (not null) parsed by
+    its parser, unknown fields refused naming the struct's fields in `parsers`' order."""
+    given = expect_object(value, f"struct {struct}")
     out: dict[str, Any] = {}
     for key, item in given.items():
-        if key not in HNSW_FIELDS:
-            raise unknown_field(key, HNSW_FIELDS)
-        if item is None:
-            continue
-        parse = {"space": parse_space, "resize_factor": parse_f64}.get(key, parse_usize)
-        out[key] = _field(key, parse, item)
+        if key not in parsers:
+            raise unknown_field(key, tuple(parsers))
+        if item is not None:
+            out[key] = _field(key, parsers[key], item)
     return out
+
+
+def _parsers(fields: tuple[str, ...], **special: Callable[[Any], Any]) -> Parsers:
+    """Each of `fields` parsed as a usize unless `special` names its parser."""
+    return {name: special.get(name, parse_usize) for name in fields}
+
+
+_HNSW_PARSERS = _parsers(HNSW_FIELDS, space=parse_space, resize_factor=parse_f64)
+_SPANN_PARSERS = _parsers(SPANN_FIELDS, space=parse_space)
+
+
+def _parse_hnsw(value: Any) -> dict[str, Any]:
+    """Chroma's `HnswConfiguration` (all fields optional, unknown fields refused)."""
+    return _parse_struct(value, "HnswConfiguration", _HNSW_PARSERS)
 
 
 def _parse_spann(value: Any) -> dict[str, Any]:
     """Chroma's `SpannConfiguration` (all fields optional, unknown fields refused)."""
-    given = expect_object(value, "struct SpannConfiguration")
-    out: dict[str, Any] = {}
-    for key, item in given.items():
-        if key not in SPANN_FIELDS:
-            raise unknown_field(key, SPANN_FIELDS)
-        if item is None:
-            continue
-        out[key] = _field(key, parse_space if key == "space" else parse_usize, item)
-    return out
+    return _parse_struct(value, "SpannConfiguration", _SPANN_PARSERS)
 
 
 # -- the client half: what chromadb's client sends --------------------------------------
@@ -567,30 +575,18 @@ def _parse_u32(value: Any) -> int:
     raise shape_error(f"invalid type: {describe(value)}, expected u32")
 
 
+_HNSW_UPDATE_PARSERS = _parsers(HNSW_UPDATE_FIELDS, resize_factor=parse_f64)
+_SPANN_UPDATE_PARSERS = _parsers(SPANN_UPDATE_FIELDS, search_nprobe=_parse_u32)
+
+
 def _parse_hnsw_update(value: Any) -> dict[str, Any]:
     """Chroma's `UpdateHnswConfiguration` (all fields optional, unknown fields refused)."""
-    given = expect_object(value, "struct UpdateHnswConfiguration")
-    out: dict[str, Any] = {}
-    for key, item in given.items():
-        if key not in HNSW_UPDATE_FIELDS:
-            raise unknown_field(key, HNSW_UPDATE_FIELDS)
-        if item is not None:
-            out[key] = _field(key, parse_f64 if key == "resize_factor" else parse_usize, item)
-    return out
+    return _parse_struct(value, "UpdateHnswConfiguration", _HNSW_UPDATE_PARSERS)
 
 
 def _parse_spann_update(value: Any) -> dict[str, Any]:
     """Chroma's `UpdateSpannConfiguration` (all fields optional, unknown fields refused)."""
-    given = expect_object(value, "struct UpdateSpannConfiguration")
-    out: dict[str, Any] = {}
-    for key, item in given.items():
-        if key not in SPANN_UPDATE_FIELDS:
-            raise shape_error(
-                f"unknown field `{key}`, expected `search_nprobe` or `ef_search`", (key,)
-            )
-        if item is not None:
-            out[key] = _field(key, _parse_u32 if key == "search_nprobe" else parse_usize, item)
-    return out
+    return _parse_struct(value, "UpdateSpannConfiguration", _SPANN_UPDATE_PARSERS)
 
 
 def parse_update(update: Any) -> dict[str, Any]:

@@ -71,9 +71,18 @@ def expect_object(value: Any, what: str) -> dict[str, Any]:
 
 
 def unknown_field(key: str, fields: tuple[str, ...]) -> InvalidArgumentError:
-    """serde's error for a field a struct does not have."""
-    expected = ", ".join(f"`{f}`" for f in fields)
-    return shape_error(f"unknown field `{key}`, expected one of {expected}", (key,))
+    """serde's error for a field a struct does not have (its wording for one, two or more
+    fields)."""
+    named = [f"`{f}`" for f in fields]
+    if not named:
+        expected = "there are no fields"
+    elif len(named) == 1:
+        expected = f"expected {named[0]}"
+    elif len(named) == 2:
+        expected = f"expected {named[0]} or {named[1]}"
+    else:
+        expected = f"expected one of {', '.join(named)}"
+    return shape_error(f"unknown field `{key}`, {expected}", (key,))
 
 
 def parse_embedding_function(value: Any) -> dict[str, Any] | None:
