@@ -400,22 +400,13 @@ class Collection:
         when none (or a legacy one) is recorded; a known one by its registered class
         (`register_embedding_function` here or in chromadb), else this handle's own
         function of that name, else chromadb's ValueError (the class is not registered)."""
-        recorded = self._model.configuration_json.get("embedding_function")
-        if not isinstance(recorded, dict) or recorded.get("type") != "known":
+        recorded = self._recorded_known_function()
+        if recorded is None:
             return None
-        name = recorded.get("name")
-        if name == DefaultEmbeddingFunction.name():
-            return _DEFAULT_FUNCTION
-        try:
-            rebuilt = rebuild_embedding_function(recorded)
-        except Exception as exc:
-            raise ValueError(
-                f"Could not build embedding function {name} from config "
-                f"{recorded.get('config')}: {exc}"
-            ) from exc
+        rebuilt = self._rebuilt(recorded)
         if rebuilt is not None:
             return rebuilt
-        own = self._embedding_function
+        name, own = recorded.get("name"), self._embedding_function
         if own is not DEFAULT_EMBEDDING_FUNCTION and _function_name(own) == name:
             return own
         raise ValueError(
@@ -433,9 +424,9 @@ class Collection:
         ef = self._embedding_function
         if ef is not None and ef is not DEFAULT_EMBEDDING_FUNCTION:
             return ef
-        recorded = (self._model.configuration_json or {}).get("embedding_function") or {}
-        if recorded.get("type") == "known" and recorded.get("name") != "default":
-            rebuilt = rebuild_embedding_function(recorded)
+        recorded = self._recorded_known_function()
+        if recorded is not None:
+            rebuilt = self._rebuilt(recorded)
             if rebuilt is not None:
                 return rebuilt
             raise ValueError(
@@ -443,9 +434,33 @@ class Collection:
                 f"'{recorded.get('name')}': pass it as embedding_function= to embed documents "
                 "or query texts, or pass embeddings explicitly."
             )
-        if ef is None and recorded.get("name") != "default":
+        if ef is None:
             raise ValueError(NO_EMBEDDING_FUNCTION)
         return _DEFAULT_FUNCTION
+
+    def _recorded_known_function(self) -> dict[str, Any] | None:
+        """The recorded embedding function's configuration when it is a known one (None for
+        none, legacy or unknown)."""
+        recorded = (self._model.configuration_json or {}).get("embedding_function")
+        if isinstance(recorded, dict) and recorded.get("type") == "known":
+            return recorded
+        return None
+
+    @staticmethod
+    def _rebuilt(recorded: dict[str, Any]) -> Any:
+        """A known function rebuilt from its configuration: the default model for
+        "default", its registered class's instance, or None when no class of that name is
+        registered; a ValueError naming it when the class refuses the configuration."""
+        name = recorded.get("name")
+        if name == DefaultEmbeddingFunction.name():
+            return _DEFAULT_FUNCTION
+        try:
+            return rebuild_embedding_function(recorded)
+        except Exception as exc:
+            raise ValueError(
+                f"Could not build embedding function {name} from config "
+                f"{recorded.get('config')}: {exc}"
+            ) from exc
 
     def _write(
         self,
