@@ -299,3 +299,39 @@ def test_compact_reports_what_the_database_shrank_by(tmp_path: Path) -> None:
         )
     finally:
         client.close()
+
+
+def test_a_sparse_index_of_a_collection_another_process_deleted_is_forgotten(
+    tmp_path: Path,
+) -> None:
+    """A process holding only the sparse index of a collection (searched by sparse Knn,
+    never by its dense vectors) forgets it once another process deletes the collection."""
+    holder = huedb.PersistentClient(path=str(tmp_path / "data"))
+    try:
+        schema = huedb.Schema().create_index(config=huedb.SparseVectorIndexConfig(), key="sp")
+        col = holder.create_collection("sparse", schema=schema, embedding_function=None)
+        col.add(
+            ids=["a", "b"],
+            embeddings=[[1.0, 0.0], [0.0, 1.0]],
+            metadatas=[{"sp": huedb.SparseVector([1, 2], [1.0, 0.5])}, {"other": 1}],
+        )
+        knn = huedb.Knn(query=huedb.SparseVector([1], [1.0]), key="sp", limit=2)
+        assert [r["id"] for r in col.search(huedb.Search().rank(knn)).rows()[0]] == ["a"]
+        engine = holder._server.engine
+        assert engine._sparse.collection_uuids() == {str(col.id)}
+        assert engine._indexes.collection_uuids() == set()  # no dense index held
+        delete = (
+            "import huedb, sys; huedb.PersistentClient(sys.argv[1]).delete_collection('sparse')"
+        )
+        subprocess.run(
+            [sys.executable, "-c", delete, str(tmp_path / "data")],
+            cwd=REPO_ROOT,
+            env=child_env(),
+            check=True,
+            timeout=60,
+        )
+        figures = engine.index_memory()  # checks for deleted collections now
+        assert figures["sparse_resident_bytes"] == 0
+        assert engine._sparse.collection_uuids() == set()
+    finally:
+        holder.close()

@@ -452,7 +452,7 @@ class Engine:
         if not now and time.monotonic() < self._next_deleted_check:
             return
         self._next_deleted_check = time.monotonic() + DELETED_CHECK_INTERVAL_S
-        known = self._indexes.collection_uuids()
+        known = self._indexes.collection_uuids() | self._sparse.collection_uuids()
         if not known:
             return
         try:

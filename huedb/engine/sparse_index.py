@@ -143,6 +143,10 @@ class SparseIndexes:
         self._states.pop(cid, None)
         self._pending.pop(cid, None)
 
+    def collection_uuids(self) -> set[str]:
+        """The collections this process holds a sparse index of."""
+        return {s.col.uuid for s in self._states.values()}
+
     def forget_collection(self, collection_uuid: str) -> None:
         """`forget` the index of a collection found deleted (by another process)."""
         for cid in [c for c, s in self._states.items() if s.col.uuid == collection_uuid]:
