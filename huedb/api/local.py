@@ -38,6 +38,7 @@ from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
 from huedb.engine.catalog import CollectionRow, validate_name
 from huedb.engine.engine import Engine
 from huedb.engine.filters import RecordFilter
+from huedb.engine.hnsw_config import collection_space
 from huedb.engine.record_values import stored_json
 from huedb.engine.registry import engine_for_this_process
 from huedb.errors import (
@@ -199,10 +200,7 @@ class LocalAPI(ServerAPI):
             validate_name(new_name, "new_name")
         if new_metadata is not None:
             if "hnsw:space" in new_metadata:
-                raise InvalidArgumentError(
-                    "Changing the distance function of a collection once it is created is not "
-                    "supported currently."
-                )
+                self._check_space_kept(collection_id, new_metadata["hnsw:space"])
             check_collection_metadata(new_metadata, allow_none=True, what="new_metadata")
             # As in Chroma, None values drop keys; {} (all dropped) clears the metadata.
             new_metadata = {k: v for k, v in new_metadata.items() if v is not None}
@@ -212,6 +210,19 @@ class LocalAPI(ServerAPI):
             None if update is None else lambda current: config_rules.apply_update(current, update)
         )
         self.engine.update_collection(collection_id, new_name, new_metadata, configure)
+
+    def _check_space_kept(self, collection_id: str, given: Any) -> None:
+        """`hnsw:space` in a modify's new metadata: accepted when it names the space the
+        collection has (JS code spreads the old metadata into the new: Chroma's server
+        accepts that), refused otherwise (the space of a built collection never changes)."""
+        row = self.engine.get_collection_by_uuid(collection_id)
+        current = collection_space(row.configuration, row.metadata)
+        if given != current:
+            raise InvalidArgumentError(
+                "Changing the distance function of a collection once it is created is not "
+                f"supported currently (the collection's is {current!r}, new_metadata gives "
+                f"{given!r})."
+            )
 
     def fork_collection(self, collection_id: str, new_name: str) -> CollectionModel:
         return self._model(self.engine.fork_collection(collection_id, new_name))
