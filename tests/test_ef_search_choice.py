@@ -25,7 +25,13 @@ import pytest
 import huedb
 from huedb.api.client import clear_system_cache
 from huedb.api.collection_config import create_configuration
-from huedb.engine.hnsw_config import EF_SEARCH_CHOSEN_KEY, EF_SEARCH_MAX, ef_search_set
+from huedb.engine.hnsw_config import (
+    EF_SEARCH_CHOSEN_KEY,
+    EF_SEARCH_MAX,
+    RECALL_TARGET_KEY,
+    UNCHOSEN_EF_MIN,
+    ef_search_set,
+)
 from huedb.ops.collection_definition import create_like
 from huedb.ops.stats import gather_stats
 from tests.servers import huedb_server
@@ -258,5 +264,28 @@ def test_the_largest_ef_search_chroma_stores_is_searched_within_bounds(tmp_path:
             client.create_collection("over", configuration={"hnsw": {"ef_search": 2**64}})
         with pytest.raises(huedb.errors.InvalidArgumentError, match=message):
             col.modify(configuration={"hnsw": {"ef_search": 2**64}})
+    finally:
+        client.close()
+
+
+def test_stats_without_the_index_loaded_report_the_ef_searches_use(tmp_path: Path) -> None:
+    """A graph snapshotted without a recall measurement (built with the target off here; by
+    an older huedb on an upgraded store), its target back on, not loaded by the process
+    asked: stats report the ef its searches will use (at least `UNCHOSEN_EF_MIN`), as they
+    do once the graph is loaded, not the configured 100."""
+    client = _client(tmp_path)
+    col = client.create_collection(
+        "unmeasured", metadata={RECALL_TARGET_KEY: 0}, configuration={"hnsw": GRAPH}
+    )
+    _fill(col)
+    col.modify(metadata={"other": 1})  # the recall target back to its default
+    client.close()
+    client = _client(tmp_path)
+    try:
+        engine = client._server.engine  # type: ignore[attr-defined]
+        figures = gather_stats(engine, tmp_path)["collections"][0]
+        assert engine._indexes.loaded(engine.get_collection_by_uuid(str(col.id)).cid) is None
+        assert figures["ef_search"] >= UNCHOSEN_EF_MIN
+        assert figures["ef_search_source"] == "recall_target"
     finally:
         client.close()

@@ -42,7 +42,12 @@ from huedb.engine.index_cache import IndexCache, hnsw_params
 from huedb.engine.sparse_index import SparseIndexes, top_matching
 from huedb.engine.store import Store, StoreSession
 from huedb.engine.store_factory import open_store
-from huedb.engine.vector_index import APPROXIMATE_PLANS, VectorIndex, query_plan
+from huedb.engine.vector_index import (
+    APPROXIMATE_PLANS,
+    VectorIndex,
+    query_plan,
+    unfiltered_search_ef,
+)
 from huedb.errors import (
     ClientClosedError,
     InvalidArgumentError,
@@ -643,8 +648,10 @@ class Engine:
         elif index is not None and index.uses_graph:
             if index.search_ef != ef:
                 ef, source = index.search_ef, "recall_target"
-        elif measured is not None and params.recall_target > 0 and measured.ef_search > ef:
-            ef, source = measured.ef_search, "recall_target"  # from the snapshot's header
+        elif measured is not None or col.snapshot_seq > 0:  # a graph snapshot, not held here
+            tuned = None if measured is None else measured.ef_search  # from its header
+            if unfiltered_search_ef(params, tuned) != ef:
+                ef, source = unfiltered_search_ef(params, tuned), "recall_target"
         return {
             "recall_target": params.recall_target,
             "recall": None if measured is None else measured.recall,

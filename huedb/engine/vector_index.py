@@ -562,6 +562,15 @@ class FlatVectors:
         self._row_by_key, self._key_base = grown, base
 
 
+def unfiltered_search_ef(params: HnswParams, tuned_ef: int | None) -> int:
+    """The ef of unfiltered graph searches: the user's `ef_search` if set (or with the
+    recall target off), else the largest of the configured one, `UNCHOSEN_EF_MIN` and
+    `tuned_ef`, the one measured to meet the recall target."""
+    if params.ef_search_set or params.recall_target <= 0:
+        return search_expansion(params.ef_search)
+    return search_expansion(max(params.ef_search, UNCHOSEN_EF_MIN, tuned_ef or 0))
+
+
 class VectorIndex:
     """The vectors of one collection, searched exactly or through an HNSW graph.
 
@@ -629,13 +638,8 @@ class VectorIndex:
 
     @property
     def search_ef(self) -> int:
-        """The ef of unfiltered graph searches: the user's `ef_search` if set (or with the
-        recall target off), else the largest of the configured one, `UNCHOSEN_EF_MIN` and
-        the one measured to meet the recall target."""
-        params = self.params
-        if params.ef_search_set or params.recall_target <= 0:
-            return search_expansion(params.ef_search)
-        return search_expansion(max(params.ef_search, UNCHOSEN_EF_MIN, self.tuned_ef or 0))
+        """The ef of unfiltered graph searches (`unfiltered_search_ef`)."""
+        return unfiltered_search_ef(self.params, self.tuned_ef)
 
     @property
     def uses_graph(self) -> bool:
