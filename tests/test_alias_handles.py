@@ -117,3 +117,25 @@ def test_modify_through_the_alias_changes_the_collection_it_names_now(
     assert client.get_collection("docs_v2").metadata == {"release": 2}
     assert client.get_collection("docs_v1").metadata is None
     assert handle.name == "docs_v2"
+
+
+def test_a_handle_whose_alias_was_deleted_never_reaches_a_collection_of_that_name(
+    tmp_path: Path,
+) -> None:
+    """The alias deleted and a collection created under its name: the handle opened through
+    the alias raises NotFoundError instead of reading and writing that other collection."""
+    client = huedb.PersistentClient(path=str(tmp_path / "data"))
+    target = client.create_collection("docs_v1", embedding_function=None)
+    target.add(ids=["t"], embeddings=[[1.0, 0.0]])
+    client.create_alias("live", "docs_v1")
+    handle = client.get_collection("live", embedding_function=None)
+    assert handle.count() == 1
+    client.delete_alias("live")
+    other = client.create_collection("live", embedding_function=None)
+    other.add(ids=["a", "b", "c"], embeddings=[[0.0, 1.0]] * 3)
+    with pytest.raises(huedb.errors.NotFoundError, match=r"Alias \[live\] does not exist"):
+        handle.count()
+    with pytest.raises(huedb.errors.NotFoundError):
+        handle.add(ids=["x"], embeddings=[[1.0, 1.0]])
+    assert other.count() == 3 and target.count() == 1
+    client.close()

@@ -23,6 +23,7 @@ from huedb.api.types import (
     Schema,
 )
 from huedb.embedding_functions import DefaultEmbeddingFunction
+from huedb.errors import NotFoundError
 from huedb.record_batch import RecordBatch, plain_metadatas
 from huedb.search.direct import direct_request
 from huedb.search.result import SearchResult
@@ -85,6 +86,12 @@ class Collection:
             resolved = self._client.get_collection(
                 self._alias, self._model.tenant, self._model.database
             )
+            if resolved.name == self._alias:  # a collection now holds the deleted alias's name
+                raise NotFoundError(
+                    f"Alias [{self._alias}] does not exist: it was deleted since this "
+                    f"collection handle was opened through it (a collection named "
+                    f"{self._alias!r} now exists; get_collection it to use that one)."
+                )
             if resolved.id != self._model.id:
                 check_embedding_function(resolved, self._embedding_function)
                 self._embedder = None
