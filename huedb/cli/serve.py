@@ -93,8 +93,6 @@ def run_server(config: ServerConfig, log_level: str) -> int:
     import uvicorn
 
     os.makedirs(config.path, exist_ok=True)
-    log_config = logging_config(config.log_format, log_level)
-    logging.config.dictConfig(log_config)
     roles = sorted({t.role for t in config.tokens})
     if config.tokens:
         logger.info("auth: token auth with %d token(s), roles %s", len(config.tokens), roles)
@@ -144,7 +142,7 @@ def run_server(config: ServerConfig, log_level: str) -> int:
             timeout_keep_alive=KEEP_ALIVE_S,
             http=HeadDeadlineProtocol,
             access_log=False,
-            log_config=log_config,
+            log_config=logging_config(config.log_format, log_level),
         )
     return 0
 
@@ -236,6 +234,9 @@ def serve(args: argparse.Namespace) -> int:
     config = None
     try:
         config = server_config(args, dict(os.environ))
+        # The configured log format (flag or config file) from here on: the
+        # store and port checks below log too, and their errors are the "cannot start" line.
+        logging.config.dictConfig(logging_config(config.log_format, args.log_level))
         try:
             check_store(config)
         except OSError as exc:  # the data directory cannot be created or locked

@@ -83,7 +83,11 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(api_reference.router)
     _install_error_handlers(app)
 
-    @app.api_route("/api/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"])
+    # Out of the schema, as in Chroma's: one route of four methods would give /openapi.json
+    # four operations of one operationId (and a "Duplicate Operation ID" warning).
+    @app.api_route(
+        "/api/v1/{rest:path}", methods=["GET", "POST", "PUT", "DELETE"], include_in_schema=False
+    )
     def v1_gone(rest: str) -> Response:
         return error_response(410, "Unimplemented", "The v1 API is deprecated. Please use /v2 apis")
 

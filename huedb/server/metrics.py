@@ -33,7 +33,6 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -71,8 +70,10 @@ LAG_SECONDS_BUCKETS = (0.01, 0.1, 1, 10, 60, 600, 3600)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 TRACE_HEADER = b"chroma-trace-id"
 _TRACE_OK = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_ERROR_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-ERROR_BODY_MAX = 8192
+# The start of Chroma's error body (`error_body.error_json` writes the name first): the
+# name is read from it, so a body of any length gives its name.
+_ERROR_NAME = re.compile(rb'\A\s*\{\s*"error"\s*:\s*"([A-Za-z][A-Za-z0-9_]{0,63})"')
+ERROR_BODY_START = 128  # bytes of an error body kept: `{"error":"` and a 64-byte name fit
 TEMPLATE_CACHE = 4096  # (method, path) pairs whose route template is remembered
 TEMPLATE_PATH_MAX = 512  # longer paths (and paths of no route) are matched, never cached
 
@@ -419,13 +420,41 @@ class _ThisProcess(Collector):
         return REGISTRY.collect()
 
 
+class CompleteHistograms(Collector):
+    """The metrics of every worker's file, merged, without the histogram series a full disk
+    left half-written. prometheus_client stores a new histogram series key by key (its sum,
+    then each bucket up to `le="+Inf"`); when the file cannot grow part-way the series is
+    not created (`series`), but the keys that fitted stay in the file, and merged they
+    would show a series without its `+Inf` bucket and with `_count` 0. A series whose
+    `+Inf` bucket (its last key) is in no worker's file is left out: it was not recorded."""
+
+    def __init__(self, directory: str) -> None:
+        self.merged = multiprocess.MultiProcessCollector(None, directory)
+
+    def collect(self) -> Iterable[Metric]:
+        for metric in self.merged.collect():
+            if metric.type == "histogram":
+                complete = {
+                    _without_le(sample.labels)
+                    for sample in metric.samples
+                    if sample.labels.get("le") == "+Inf"
+                }
+                metric.samples = [s for s in metric.samples if _without_le(s.labels) in complete]
+            yield metric
+
+
+def _without_le(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """A histogram sample's labels but its bucket bound: the series it belongs to."""
+    return tuple(sorted((name, value) for name, value in labels.items() if name != "le"))
+
+
 def scrape(engine: Engine, data: Path) -> tuple[bytes, str]:
     """The metrics text of every worker plus the scrape-time gauges, and its content type."""
     registry = CollectorRegistry()
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:
         remove_dead_workers(directory)
-        multiprocess.MultiProcessCollector(registry)
+        registry.register(CompleteHistograms(directory))
     else:
         registry.register(_ThisProcess())
     registry.register(CollectionGauges(engine, data))
@@ -558,20 +587,19 @@ class _Response:
             self.status = message["status"]
             self.started = True
         elif message["type"] == "http.response.body" and self.status >= 400:
-            self.body = (self.body + message.get("body", b""))[:ERROR_BODY_MAX]
+            if len(self.body) < ERROR_BODY_START:
+                self.body = (self.body + message.get("body", b""))[:ERROR_BODY_START]
         elif message["type"] == "http.disconnect" and not self.started:
             self.status = CLIENT_CLOSED
 
     def error_name(self) -> str:
-        """Chroma's error name from the body of an error response ("" below 400, and for a
-        request whose client went away)."""
+        """Chroma's error name from the start of an error response's body ("" below 400 and
+        for a request whose client went away, "other" for a body that does not start
+        with one)."""
         if self.status < 400 or self.status == CLIENT_CLOSED:
             return ""
-        try:
-            name = orjson.loads(self.body).get("error")
-        except (orjson.JSONDecodeError, AttributeError):
-            return "other"
-        return name if isinstance(name, str) and _ERROR_NAME.match(name) else "other"
+        found = _ERROR_NAME.match(self.body)
+        return found[1].decode() if found else "other"
 
 
 def trace_id(headers: list[tuple[bytes, bytes]]) -> str:
