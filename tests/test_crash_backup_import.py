@@ -173,6 +173,7 @@ def test_backup_sigkill(
     out_dir = tmp_path / "backups"
     out_dir.mkdir()
     calib = tmp_path / "calib" / "full.tar"
+    calib.parent.mkdir()
     from_source = ("--path", str(source.data), *source.store.cli_args())
     schedule = KillSchedule(
         active_seconds(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import select
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,6 +57,8 @@ logger = logging.getLogger("huedb")
 
 EXIT_ERROR = 2  # a usage error, or refused input or state
 EXIT_STORAGE = 3  # the disk is full or failed, or a file could not be read or written
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + its signal number, as shells report it
+EXIT_OUTPUT_CLOSED = 141  # the reader of stdout went away (`| head`): 128 + SIGPIPE
 
 
 # Storage failures: exit 3, one line (a PostgreSQL store: unreachable, or its errors).
@@ -95,6 +99,18 @@ def _client(args: argparse.Namespace, create: bool = False) -> Client:
     return store_client(_path(args), args.store, create=create)
 
 
+def _require_at_least_one(value: int, option: str) -> None:
+    """Refuse a count option below 1 (a batch size, results per query)."""
+    if value < 1:
+        raise UsageError(f"{option} must be at least 1, got {value}")
+
+
+def _require_out_directory(out: Path) -> None:
+    """Refuse an output file whose directory does not exist (nothing is created for it)."""
+    if not out.parent.is_dir():
+        raise UsageError(f"{out.parent} is not a directory; nothing was written to {out}")
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     _check_target(args)
     if args.url:
@@ -121,7 +137,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from huedb.ops.parquet import export_collection
 
+    _require_at_least_one(args.batch_size, "--batch-size")
     refuse_inside_data(Path(args.out), _path(args), "export file")  # before the store opens
+    _require_out_directory(Path(args.out))
     client = _client(args)
     try:
         report = export_collection(
@@ -136,10 +154,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from huedb.ops.parquet import check_file, import_collection, target_collection_name
 
+    _require_at_least_one(args.batch_size, "--batch-size")
     if not Path(args.file).is_file():  # before a store is created for it
         raise UsageError(f"{args.file} is not a file; nothing was imported")
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     _check_target(args)
     if _creates_store(args):
         # The whole file is checked before a store is created for it: a file that is no
@@ -211,6 +228,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
 def cmd_reembed(args: argparse.Namespace) -> int:
     from huedb.ops.model_versions import load_embedder, reembed
 
+    _require_at_least_one(args.batch_size, "--batch-size")  # checked before anything is made
     embedder = load_embedder(args.embedder)
     client = _client(args)
     try:
@@ -224,6 +242,7 @@ def cmd_reembed(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from huedb.ops.model_versions import evaluate, load_embedder, read_queries
 
+    _require_at_least_one(args.k, "--k")  # a usage error (2), not a failed gate (1)
     if not Path(args.queries).is_file():  # a missing input file is a usage error
         raise UsageError(f"--queries {args.queries} is not a file")
     queries = read_queries(Path(args.queries))
@@ -267,9 +286,18 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run one operations command; errors print one line: exit 3 for storage, 2 otherwise."""
+    """Run one operations command; errors print one line: exit 3 for storage, 2 otherwise,
+    130 when interrupted (Ctrl-C, after the command's own cleanup)."""
     try:
         return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        _error(args, "interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError as exc:
+        if _stdout_closed():  # `huedb stats | head -1`: quiet, as other tools are
+            return EXIT_OUTPUT_CLOSED
+        _error(args, f"storage error, the command did not complete: {exc}")
+        return EXIT_STORAGE
     except STORAGE_ERRORS as exc:
         _error(args, f"storage error, the command did not complete: {exc}")
         return EXIT_STORAGE
@@ -279,6 +307,23 @@ def run_command(args: argparse.Namespace) -> int:
             return EXIT_STORAGE
         _error(args, str(exc))
         return EXIT_ERROR
+
+
+def _stdout_closed() -> bool:
+    """Whether stdout's reader went away; if so stdout is pointed at /dev/null, so the
+    interpreter's flush at exit does not fail once more."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a file (a test's capture): not a closed pipe
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    if not any(events & select.POLLERR for _, events in poller.poll(0)):
+        return False
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+    return True
 
 
 def _error(args: argparse.Namespace, message: str) -> None:

@@ -109,6 +109,7 @@ def backup(
     `source` is an open engine (a server's, which keeps serving) or a data directory, which
     is opened for the copy and must already hold a database; with a PostgreSQL `store`
     (else HUEDB_STORE), that store, with this node's derived files in `source` if given.
+    The directory of `out` must exist: a mistyped one is refused, not created.
     """
     if isinstance(source, Engine):
         return _backup(source, out, show_progress)
@@ -145,8 +146,9 @@ def remove_stale_admin_backups() -> list[Path]:
 
 def _backup(engine: Engine, out: Path, show_progress: bool | None) -> Manifest:
     refuse_inside_data(out, engine.path, "backup file")
+    if not out.parent.is_dir():
+        raise BackupError(f"{out.parent} is not a directory; nothing was written to {out}")
     out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
     # left by a backup that was killed
     remove_left_by_dead_processes(out.parent.glob(f".{out.name}.tmp-*"), _pid_after_dash)
     with contextlib.suppress(OSError):
@@ -257,6 +259,7 @@ def restore(
             f"{archive} has format {manifest.format_version}; this huedb reads up to "
             f"{FORMAT_VERSION}. Upgrade huedb to restore it."
         )
+    _refuse_file_in_the_way(data)
     url = store_url(store)
     if url:
         return _restore_into_postgres(archive, manifest, url, data, force, show_progress)
@@ -330,6 +333,17 @@ def _restore_into_postgres(
         if lock is not None:
             os.close(lock)
     return manifest
+
+
+def _refuse_file_in_the_way(data: Path | None) -> None:
+    """Refuse a restore target that is, or lies under, something other than a directory."""
+    if data is None:
+        return
+    for path in (data, *data.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise BackupError(f"{path} is not a directory; nothing was restored")
+            return
 
 
 def _remove_stale_restores(data: Path) -> None:

@@ -21,6 +21,7 @@ from huedb.api.collection_schema import (
     schema_from_configuration,
     update_vector_indexes,
 )
+from huedb.engine.catalog import validate_name
 from huedb.errors import NotFoundError
 from huedb.ops.collection_definition import create_like, differences, ef_search_chosen
 from huedb.ops.pages import collection_pages
@@ -46,7 +47,18 @@ def load_embedder(spec: str) -> Any:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"cannot load embedder {spec!r}: {exc}") from None
-    return factory()
+    if not callable(factory):
+        raise ValueError(f"cannot load embedder {spec!r}: {attr} is a {type(factory).__name__}")
+    try:
+        embedder = factory()
+    except Exception as exc:  # the factory's own failure, reported as a failed load
+        raise ValueError(f"cannot load embedder {spec!r}: {type(exc).__name__}: {exc}") from exc
+    if not callable(embedder):
+        raise ValueError(
+            f"cannot load embedder {spec!r}: {attr}() returned a {type(embedder).__name__}, "
+            "not an embedding function"
+        )
+    return embedder
 
 
 @dataclass
@@ -76,23 +88,34 @@ def reembed(
 ) -> ReembedReport:
     """Fill `target` with the documents of `source` embedded by `embedder`.
 
-    A missing target is created like the source (`_create_target`). Safe to interrupt and
-    run again: ids already in the target are not embedded again, and ids are unique, so
-    nothing is duplicated. Records without a document are skipped. The
+    A missing target is created like the source (`_create_target`), and only once every
+    input is checked: the batch size, the embedder (callable), the target's name, the
+    source, and the embedder's vectors for the first page (one per document), so a bad
+    input leaves no target behind. Batches are capped at the client's maximum batch size.
+    Safe to interrupt and run again: ids already in the target are not embedded again, and
+    ids are unique, so nothing is duplicated. Records without a document are skipped. The
     source is read with `collection_pages`: one snapshot for a local store; over HTTP a
     concurrent delete that would skip live records stops the run with an error.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if not callable(embedder):
+        raise ValueError(f"the embedder must be callable, got a {type(embedder).__name__}")
+    if source == target:
+        raise ValueError(f"the target must be another collection than the source {source!r}")
+    validate_name(target, "target")
+    batch_size = min(batch_size, client.get_max_batch_size())
     src = client.get_collection(source)
     try:
-        dst = client.get_collection(target, embedding_function=embedder)
+        dst: Collection | None = client.get_collection(target, embedding_function=embedder)
     except NotFoundError:
-        dst = _create_target(client, src, target, embedder)
+        dst = None  # created once the first page is embedded
     report = ReembedReport(source, target)
     total = src.count()
     bar = progress(total, f"reembed {source} -> {target}", enabled=show_progress)
     for page in collection_pages(src, batch_size):
         ids = page.ids
-        present = set(dst.get(ids=ids, include=[])["ids"])
+        present = set() if dst is None else set(dst.get(ids=ids, include=[])["ids"])
         todo = [
             n for n, rid in enumerate(ids) if rid not in present and page.documents[n] is not None
         ]
@@ -100,11 +123,14 @@ def reembed(
         report.without_document += sum(
             1 for n, rid in enumerate(ids) if rid not in present and page.documents[n] is None
         )
-        if todo:
-            docs = [page.documents[n] for n in todo]
+        docs = [page.documents[n] for n in todo]
+        vectors = _embed(embedder, docs) if docs else None
+        if dst is None:
+            dst = _create_target(client, src, target, embedder)
+        if vectors is not None:
             dst.add(
                 ids=[ids[n] for n in todo],
-                embeddings=np.asarray(embedder(docs), dtype=np.float32),
+                embeddings=vectors,
                 documents=docs,
                 # A record with a uri and no metadata reads as {}, which `add` refuses.
                 metadatas=[page.metadatas[n] or None for n in todo],
@@ -113,9 +139,27 @@ def reembed(
             report.embedded += len(todo)
         bar.update(len(ids))
     bar.close()
+    if dst is None:  # a source without records
+        _create_target(client, src, target, embedder)
     if report.without_document:
         logger.warning("%d records of %s have no document", report.without_document, source)
     return report
+
+
+def _embed(embedder: Any, documents: list[str]) -> np.ndarray:
+    """The embedder's vectors of `documents` as float32 rows, one per document (ValueError
+    for anything else)."""
+    output = embedder(documents)
+    try:
+        vectors = np.asarray(output, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the embedder did not return vectors: {exc}") from None
+    if vectors.ndim != 2 or len(vectors) != len(documents):
+        raise ValueError(
+            f"the embedder returned an array of shape {vectors.shape} for {len(documents)} "
+            "documents; expected one vector per document"
+        )
+    return vectors
 
 
 def _create_target(client: Client, src: Collection, target: str, embedder: Any) -> Collection:
@@ -243,6 +287,8 @@ def evaluate(
     max_recall_drop: float = DEFAULT_MAX_RECALL_DROP,
 ) -> EvalReport:
     """Score the candidate (and baseline); record a failure for every threshold missed."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
     report = EvalReport(k, score(client.get_collection(candidate), embedder, queries, k))
     cand = report.candidate
     if min_recall is not None and (cand.recall_at_k is None or cand.recall_at_k < min_recall):

@@ -45,6 +45,7 @@ is written.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import logging
@@ -77,6 +78,7 @@ from huedb.ops.collection_definition import (
 from huedb.ops.pages import Page, collection_pages
 from huedb.ops.progress import progress
 from huedb.ops.store import refuse_inside_data
+from huedb.process_ids import remove_left_by_dead_processes
 from huedb.record_batch import RecordBatch
 from huedb.sparse_vector import SparseVector
 from huedb.version import __version__
@@ -162,6 +164,7 @@ def export_collection(
     space = collection_space(configuration, collection.metadata)
     dimension = model.dimension
     total = collection.count()
+    _remove_stale_temps(out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     writer: pq.ParquetWriter | None = None
     rows = row_groups = 0
@@ -222,6 +225,16 @@ def export_collection(
     )
     log.info("exported %d rows of %r to %s", rows, collection.name, out)
     return report
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Temporary files of exports to `out` whose process is gone (`.<name>.<pid>.tmp`,
+    left by an export that was killed)."""
+    prefix = f".{out.name}."
+    remove_left_by_dead_processes(
+        out.parent.glob(f"{glob.escape(prefix)}*.tmp"),
+        lambda path: path.name[len(prefix) : -len(".tmp")],
+    )
 
 
 def _writer(path: Path, schema: pa.Schema) -> pq.ParquetWriter:

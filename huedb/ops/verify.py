@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from huedb.engine.engine import Engine, IndexCheck
 from huedb.engine.snapshot import collection_uuids_in
+from huedb.engine.sqlite_store.connection import DB_FILENAME
+from huedb.errors import NotFoundError
 from huedb.ops.progress import progress
 from huedb.ops.store import open_store
 
@@ -75,21 +78,55 @@ def verify(
     store: str | None = None,
 ) -> VerifyReport:
     """Check the store in `data` (or the PostgreSQL store of `store`, with this node's
-    derived files in `data`, if given); with `repair`, rebuild every index that disagrees."""
+    derived files in `data`, if given); with `repair`, rebuild every index that disagrees.
+
+    A SQLite database file too damaged to be read (truncated, overwritten, not a database)
+    is a problem of the report, not an error: the check did its job and failed.
+    """
+    report = VerifyReport()
+    try:
+        _verify(data, repair, show_progress, store, report)
+    except sqlite3.DatabaseError as exc:
+        if not _damaged(exc):
+            raise
+        where = "the SQLite database" if data is None else str(data / DB_FILENAME)
+        report.integrity_problems.append(f"{where} is damaged ({exc}); restore it from a backup")
+    return report
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Whether SQLite refused a read because the file is corrupt or not a database."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _verify(
+    data: Path | None,
+    repair: bool,
+    show_progress: bool | None,
+    store: str | None,
+    report: VerifyReport,
+) -> None:
+    """Fill `report`: integrity, each collection's index (rebuilt with `repair`), orphans."""
     with open_store(data, store) as engine:
-        report = VerifyReport(integrity_problems=engine.integrity_problems())
+        report.integrity_problems = engine.integrity_problems()
         cols = engine.collections()
         bar = progress(len(cols), "verify", unit="col", enabled=show_progress)
         for col in cols:
-            check = engine.check_index(col.uuid)
-            if not check.ok and repair:
-                logger.warning("rebuilding the index of %s: it disagrees with the store", col.name)
-                engine.rebuild_index(col.uuid)
-                report.repaired.append(col.name)
+            try:
                 check = engine.check_index(col.uuid)
+                if not check.ok and repair:
+                    logger.warning(
+                        "rebuilding the index of %s: it disagrees with the store", col.name
+                    )
+                    engine.rebuild_index(col.uuid)
+                    report.repaired.append(col.name)
+                    check = engine.check_index(col.uuid)
+            except NotFoundError:
+                continue  # deleted meanwhile (by another process): nothing left to check
+            finally:
+                bar.update(1)
             report.indexes.append(check)
-            bar.update(1)
         bar.close()
         if data is not None:
             _check_orphans(engine, data, report, repair)
-        return report
