@@ -54,7 +54,7 @@ from huedb.search.evaluate import SearchRun
 from huedb.search.parse import parse_search_request
 from huedb.search.plan import SearchRequest
 from huedb.search.schema_rules import check_schema
-from huedb.version import __version__
+from huedb.version import CHROMA_VERSION
 
 # Collections whose schema facts a process keeps (a few hundred bytes each).
 COLLECTIONS_KEPT = 4096
@@ -101,7 +101,9 @@ class LocalAPI(ServerAPI):
         return time.time_ns()
 
     def get_version(self) -> str:
-        return __version__
+        """The chromadb version whose API this implements (`CHROMA_VERSION`), as chromadb's
+        in-process client answers its own; `huedb --version` gives huedb's."""
+        return CHROMA_VERSION
 
     def get_user_identity(self) -> UserIdentity:
         """In-process: no user, the default tenant and database (as chromadb's)."""
