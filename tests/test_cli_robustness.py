@@ -23,6 +23,7 @@ from huedb.ops.backup import backup
 from huedb.ops.model_versions import evaluate, read_queries, reembed
 from tests.cli import check_cli, child_env, cli_command, run_cli, start_cli
 from tests.embedders import v2 as words_v2
+from tests.servers import huedb_server
 
 BIG_ROWS = 4000  # an export of them, one row per batch, takes about a second
 
@@ -388,3 +389,14 @@ def test_a_reader_gone_from_stdout_ends_the_command_quietly(tmp_path: Path) -> N
         os.close(write_end)
     assert done.returncode == 141, done.stderr
     assert done.stderr == ""
+
+
+def test_backup_over_url_into_a_missing_directory_is_refused_too(tmp_path: Path) -> None:
+    """`backup --url` created the directory while `--path` refused it: one rule for both."""
+    data = documents_store(tmp_path / "data")
+    clear_system_cache()
+    out = tmp_path / "missing" / "b.tar"
+    with huedb_server(data) as server:
+        proc = run_cli("backup", "--url", server.url, "--out", str(out))
+    assert f"{out.parent} is not a directory" in assert_one_line(proc, 2)
+    assert not out.parent.exists()

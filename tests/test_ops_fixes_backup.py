@@ -89,6 +89,7 @@ def test_backup_over_url_keeps_the_previous_file_when_the_transfer_fails(
     data = tmp_path / "data"
     _populate(data, 3000)
     out = tmp_path / "backups" / "nightly.tar"
+    out.parent.mkdir()
     with huedb_server(data) as server:
         r = check_cli("backup", "--url", server.url, "--out", str(out))
     assert "backup written" in r.stdout

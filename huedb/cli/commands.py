@@ -114,6 +114,7 @@ def _require_out_directory(out: Path) -> None:
 def cmd_backup(args: argparse.Namespace) -> int:
     _check_target(args)
     if args.url:
+        _require_out_directory(Path(args.out))  # `backup` checks it after refuse_inside_data
         manifest = remote.download_backup(args.url, args.token, Path(args.out))
     else:
         manifest = backup(_path(args), Path(args.out), store=args.store)

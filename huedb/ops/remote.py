@@ -36,7 +36,6 @@ def download_backup(url: str, token: str | None, out: Path) -> Manifest:
     breaks off or delivers a damaged file leaves `out` as it was and no partial file.
     """
     out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_downloads(out)
     tmp = out.with_name(f".{out.name}{DOWNLOAD_SUFFIX}{os.getpid()}")
     with httpx.stream(
