@@ -225,13 +225,31 @@ def embeddings_matrix(values: list[Any] | None) -> np.ndarray | None:
 
 
 def _decode_base64(text: str) -> np.ndarray:
+    """One base64 float32 (little-endian) embedding, refused with Chroma's messages."""
     try:
         raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidArgumentError("Embedding is not valid base64") from None
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidArgumentError(f"Invalid base64 string: {exc}") from None
     if len(raw) % 4:
-        raise InvalidArgumentError("Base64 embedding length is not a multiple of 4 bytes")
-    return np.frombuffer(raw, dtype="<f4")
+        raise InvalidArgumentError(
+            f"Invalid byte length: {len(raw)} bytes cannot be converted to f32 values "
+            "(must be divisible by 4)"
+        )
+    vector = np.frombuffer(raw, dtype="<f4")
+    finite = np.isfinite(vector)
+    if not finite.all():
+        index = int(np.argmin(finite))
+        raise InvalidArgumentError(
+            f"Non-finite float value at embedding index {index}: {_rust_f32(vector[index])}"
+        )
+    return vector
+
+
+def _rust_f32(value: np.float32) -> str:
+    """A non-finite f32 as Rust displays it."""
+    if np.isnan(value):
+        return "NaN"
+    return "inf" if value > 0 else "-inf"
 
 
 def query_matrix(values: list[list[float]]) -> np.ndarray:
