@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -131,20 +131,64 @@ class CollectionModel:
     dimension: int | None = None
     schema: dict[str, Any] | None = None
 
+    # chromadb's `Collection` model fields huedb has no use for, at the values its local
+    # mode shows.
+    version: ClassVar[int] = 0
+    log_position: ClassVar[int] = 0
+
+    @property
+    def serialized_schema(self) -> dict[str, Any]:
+        """The schema, as chromadb's model names it."""
+        return self.schema or schema_json(self.configuration_json)
+
+    def get_serialized_schema(self) -> dict[str, Any]:
+        """chromadb's accessor of `serialized_schema`."""
+        return self.serialized_schema
+
+    def get_configuration(self) -> dict[str, Any]:
+        """The configuration (as stored: `Collection.configuration` rebuilds its function)."""
+        return self.configuration_json
+
+    def __getitem__(self, key: str) -> Any:
+        """chromadb's model reads as a mapping too: `model["name"]`, `model["configuration"]`;
+        None for a key it does not have."""
+        if key == "configuration":
+            return self.get_configuration()
+        if key in _MODEL_KEYS:
+            return getattr(self, key)
+        return None
+
     def to_json(self) -> dict[str, Any]:
         """The collection object of Chroma's v2 HTTP API."""
         return {
             "id": str(self.id),
             "name": self.name,
             "configuration_json": self.configuration_json,
-            "schema": self.schema or schema_json(self.configuration_json),
+            "schema": self.serialized_schema,
             "metadata": self.metadata,
             "dimension": self.dimension,
             "tenant": self.tenant,
             "database": self.database,
-            "log_position": 0,
-            "version": 0,
+            "log_position": self.log_position,
+            "version": self.version,
         }
+
+
+# The keys `CollectionModel[key]` answers, as chromadb's model fields.
+_MODEL_KEYS = frozenset(
+    (
+        "id",
+        "name",
+        "configuration_json",
+        "serialized_schema",
+        "metadata",
+        "dimension",
+        "tenant",
+        "database",
+        "version",
+        "log_position",
+    )
+)
 
 
 def schema_json(configuration: dict[str, Any]) -> dict[str, Any]:
