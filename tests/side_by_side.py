@@ -27,7 +27,7 @@ from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.config import Settings as ChromaSettings
 
 import huedb
-from tests.servers import huedb_server
+from tests.servers import chroma_run, huedb_server
 
 TARGETS = ("chroma", "huedb-local", "huedb-http")
 _names = itertools.count()
@@ -50,6 +50,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A `huedb run` for the module."""
     with huedb_server(tmp_path_factory.mktemp("side-by-side") / "data") as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A `huedb run` and Chroma's own `chroma run` for the module: their base URLs, for
+    raw HTTP requests side by side."""
+    with (
+        huedb_server(tmp_path_factory.mktemp("huedb")) as ours,
+        chroma_run(tmp_path_factory.mktemp("chroma")) as theirs,
+    ):
+        yield {"huedb": ours.url, "chroma": theirs}
 
 
 @pytest.fixture

@@ -5,24 +5,17 @@ byte length not divisible by 4 is named, invalid base64 says so."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.servers import chroma_run, huedb_server
+from tests import side_by_side
 
 API = "/api/v2/tenants/default_tenant/databases/default_database/collections"
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    with (
-        huedb_server(tmp_path_factory.mktemp("huedb")) as ours,
-        chroma_run(tmp_path_factory.mktemp("chroma")) as chroma,
-    ):
-        yield {"huedb": ours.url, "chroma": chroma}
+servers = side_by_side.servers
 
 
 def _encoded(*values: float) -> str:

@@ -5,24 +5,17 @@ another is refused (Chroma stores the metadata but keeps the old space)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.servers import chroma_run, huedb_server
+from tests import side_by_side
 
 API = "/api/v2/tenants/default_tenant/databases/default_database/collections"
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    with (
-        huedb_server(tmp_path_factory.mktemp("huedb")) as ours,
-        chroma_run(tmp_path_factory.mktemp("chroma")) as chroma,
-    ):
-        yield {"huedb": ours.url, "chroma": chroma}
+servers = side_by_side.servers
 
 
 def _collection(base: str, name: str) -> str:
