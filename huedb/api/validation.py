@@ -68,55 +68,99 @@ def check_unique(ids: Sequence[str]) -> None:
         raise DuplicateIDError(f"Expected IDs to be unique, found duplicates of: {shown}")
 
 
+_EMBEDDING_DTYPES = (np.float16, np.float32, np.float64, np.int32, np.int64)
+
+
 def normalize_embeddings(embeddings: Any) -> np.ndarray | None:
-    """Turn any accepted embedding input into a contiguous float32 matrix (n x d)."""
+    """Check embeddings as chromadb's `normalize_embeddings` and `validate_embeddings` do
+    (same rules, same messages), as a contiguous float32 matrix (n x d)."""
     if embeddings is None:
         return None
-    if isinstance(embeddings, np.ndarray):
-        arr = embeddings
-        if arr.ndim == 1:
-            arr = arr.reshape(1, -1)
-    else:
-        if not isinstance(embeddings, list | tuple):
-            raise ValueError(
-                f"Expected embeddings to be a list or numpy array, got {type(embeddings).__name__}"
-            )
-        if len(embeddings) == 0:
-            raise ValueError("Expected embeddings to be a non-empty list, got empty list")
+    if len(embeddings) == 0:
+        raise ValueError(
+            f"Expected Embeddings to be non-empty list or numpy array, got {embeddings}"
+        )
+    if isinstance(embeddings, np.ndarray) and embeddings.ndim in (1, 2):
+        matrix = embeddings.reshape(1, -1) if embeddings.ndim == 1 else embeddings
+        _check_embedding_array(matrix[0], 0)  # all rows share the first row's size and dtype
+        return _float32_matrix(matrix)
+    if isinstance(embeddings, list):
         first = embeddings[0]
-        if isinstance(first, int | float | np.number) and not isinstance(first, bool):
-            embeddings = [embeddings]
-        rows = []
-        dim = None
-        for row in embeddings:
-            if isinstance(row, np.ndarray):
-                row_arr = row.reshape(-1) if row.ndim > 1 and row.shape[0] == 1 else row
-            elif isinstance(row, list | tuple):
-                row_arr = row
-            else:
-                raise ValueError(f"Expected each embedding to be a list or array, got {row!r}")
-            n = len(row_arr)
-            if dim is None:
-                dim = n
-            elif n != dim:
-                raise InvalidArgumentError(
-                    f"Inconsistent dimensions in provided embeddings: got {dim} and {n}"
-                )
-            rows.append(row_arr)
-        if dim == 0:
-            raise IndexError("list index out of range")
-        try:
-            arr = np.asarray(rows, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"Expected embeddings to contain only numbers: {exc}") from None
-    if arr.ndim != 2:
-        raise ValueError(f"Expected embeddings to be a 2-D array, got {arr.ndim}-D")
-    if arr.shape[1] == 0:
-        raise IndexError("list index out of range")
-    if arr.dtype.kind not in "fiub":
-        raise ValueError(f"Expected embeddings to contain only numbers, got dtype {arr.dtype}")
+        if _is_number(first):
+            return _float32_matrix(_number_rows([embeddings]))
+        if isinstance(first, np.ndarray):
+            return _float32_matrix(_stacked(_array_rows(embeddings)))
+        if isinstance(first, list) and _is_number(first[0]):
+            return _float32_matrix(_number_rows(embeddings))
+    raise ValueError(
+        "Expected embeddings to be a list of floats or ints, a list of lists, a numpy array, "
+        f"or a list of numpy arrays, got {embeddings}"
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number_rows(rows: list[Any]) -> np.ndarray:
+    """Rows whose first value is a Python number, each converted to float32 as chromadb
+    does (`np.array(row, dtype=np.float32)`, which also parses later strings and bools):
+    in one numpy conversion when the rows are uniform, else row by row with its errors."""
+    with contextlib.suppress(ValueError, TypeError), np.errstate(over="ignore"):
+        matrix = np.asarray(rows, dtype=np.float32)
+        if matrix.ndim == 2:
+            return matrix
+    converted = [np.array(row, dtype=np.float32) for row in rows]
+    for index, row in enumerate(converted):
+        _check_embedding_array(row, index)
+    return _stacked(converted)
+
+
+def _array_rows(rows: list[Any]) -> list[np.ndarray]:
+    """A list of numpy arrays, each checked as chromadb's `validate_embeddings` does."""
+    if not all(isinstance(row, np.ndarray) for row in rows):
+        raise ValueError(
+            "Expected each embedding in the embeddings to be a numpy array, got "
+            f"{list(set([type(row).__name__ for row in rows]))}"
+        )
+    for index, row in enumerate(rows):
+        _check_embedding_array(row, index)
+    return [row.reshape(-1) if row.ndim > 1 and row.shape[0] == 1 else row for row in rows]
+
+
+def _check_embedding_array(row: np.ndarray, index: int) -> None:
+    """chromadb's `validate_embeddings` checks of one embedding array."""
+    if row.ndim == 0:
+        raise ValueError(f"Expected a 1-dimensional array, got a 0-dimensional array {row}")
+    if row.size == 0:
+        raise ValueError(
+            "Expected each embedding in the embeddings to be a 1-dimensional numpy array with "
+            "at least 1 int/float value. Got a 1-dimensional numpy array with no values at "
+            f"pos {index}"
+        )
+    if row.dtype not in _EMBEDDING_DTYPES:
+        raise ValueError(
+            "Expected each value in the embedding to be a int or float, got an embedding with "
+            f"{row.dtype} - {row}"
+        )
+
+
+def _stacked(rows: list[np.ndarray]) -> np.ndarray:
+    """Checked embedding arrays of one length as one matrix."""
+    dim = len(rows[0])
+    for row in rows:
+        if len(row) != dim:
+            raise InvalidArgumentError(
+                f"Inconsistent dimensions in provided embeddings: got {dim} and {len(row)}"
+            )
+    return np.asarray(rows)
+
+
+def _float32_matrix(matrix: np.ndarray) -> np.ndarray:
+    if matrix.ndim != 2:
+        raise ValueError(f"Expected embeddings to be a 2-D array, got {matrix.ndim}-D")
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.ascontiguousarray(arr, dtype=np.float32)
+        return np.ascontiguousarray(matrix, dtype=np.float32)
 
 
 def validate_metadata(metadata: Any, allow_none_values: bool = False) -> None:

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, Literal
+import json
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
 
 from huedb.api.requests import (
     CreateCollectionRequest,
@@ -26,10 +36,60 @@ from huedb.sparse_vector import (
 )
 
 IncludeName = Literal["documents", "embeddings", "metadatas", "distances", "uris"]
+DEFAULT_N_RESULTS = 10
+
+
+def _serde_unexpected(value: Any) -> str:
+    """How serde names a JSON value it did not expect (`invalid type: string "1"`)."""
+    if isinstance(value, bool):
+        return f"invalid type: boolean `{str(value).lower()}`"
+    if isinstance(value, int):
+        return f"invalid value: integer `{value}`"
+    if isinstance(value, float):
+        return f"invalid type: floating point `{value!r}`"
+    if isinstance(value, str):
+        return f"invalid type: string {json.dumps(value)}"
+    if isinstance(value, list):
+        return "invalid type: sequence"
+    if isinstance(value, dict):
+        return "invalid type: map"
+    return "invalid type: null"
+
+
+def _count(value: Any) -> Any:
+    """A JSON integer >= 0, as Chroma's u32 counts take (no strings, bools or floats such
+    as `1.0`), refused with serde's words; larger than u32 is served (capped), as before."""
+    if type(value) is int and value >= 0:
+        return value
+    raise PydanticCustomError(
+        "u32_type", "{unexpected}, expected u32", {"unexpected": _serde_unexpected(value)}
+    )
+
+
+Count = Annotated[int, BeforeValidator(_count)]
+
+
+def _untagged_enum(name: str) -> WrapValidator:
+    """Refuse a value fitting none of a field's shapes as serde refuses one of Chroma's
+    untagged enums (embeddings: float arrays or base64 strings), with one message."""
+
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError(
+                "untagged_enum",
+                "data did not match any variant of untagged enum {name}",
+                {"name": name},
+            ) from None
+
+    return WrapValidator(validate)
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    # strict, as Chroma's serde: JSON ints fit float fields, but no string, bool or float
+    # is converted to a number (nor a string or number to a bool)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
 
 
 class CreateTenant(_Body):
@@ -97,7 +157,7 @@ class _WriteRecords(_Body):
 
 class AddRecords(_WriteRecords):
     ids: list[str]
-    embeddings: list[list[float] | str]
+    embeddings: Annotated[list[list[float] | str], _untagged_enum("EmbeddingsPayload")]
     metadatas: list[dict[str, Any] | None] | None = None
     documents: list[str | None] | None = None
     uris: list[str | None] | None = None
@@ -105,7 +165,9 @@ class AddRecords(_WriteRecords):
 
 class UpdateRecords(_WriteRecords):
     ids: list[str]
-    embeddings: list[list[float] | str | None] | None = None
+    embeddings: Annotated[
+        list[list[float] | str | None] | None, _untagged_enum("UpdateEmbeddingsPayload")
+    ] = None
     metadatas: list[dict[str, Any] | None] | None = None
     documents: list[str | None] | None = None
     uris: list[str | None] | None = None
@@ -115,8 +177,8 @@ class GetRecords(_Body):
     ids: list[str] | None = None
     where: dict[str, Any] | None = None
     where_document: dict[str, Any] | None = None
-    limit: int | None = Field(default=None, ge=0)
-    offset: int | None = Field(default=None, ge=0)
+    limit: Count | None = None
+    offset: Count | None = None
     include: list[IncludeName] = Field(default_factory=lambda: ["documents", "metadatas"])
 
     def to_request(self) -> GetRequest:
@@ -129,7 +191,7 @@ class GetRecords(_Body):
 class QueryRecords(_Body):
     ids: list[str] | None = None
     query_embeddings: list[list[float]]
-    n_results: int = Field(default=10, ge=0)
+    n_results: Count | None = DEFAULT_N_RESULTS
     where: dict[str, Any] | None = None
     where_document: dict[str, Any] | None = None
     # Chroma's server default (its Python client lists metadatas first)
@@ -141,7 +203,7 @@ class QueryRecords(_Body):
         """What this body asks for, the query vectors decoded."""
         return QueryRequest(
             query_matrix(self.query_embeddings),
-            self.n_results,
+            DEFAULT_N_RESULTS if self.n_results is None else self.n_results,
             self.ids,
             self.where,
             self.where_document,
@@ -153,7 +215,7 @@ class DeleteRecords(_Body):
     ids: list[str] | None = None
     where: dict[str, Any] | None = None
     where_document: dict[str, Any] | None = None
-    limit: int | None = Field(default=None, ge=0)
+    limit: Count | None = None
 
     def to_request(self) -> DeleteRequest:
         """What this body asks to delete."""
