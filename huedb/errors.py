@@ -8,6 +8,7 @@ on the wire (`wire_name`, one of the names chromadb's client maps back to a clas
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -48,6 +49,22 @@ class DuplicateIDError(ChromaError):
 class InvalidArgumentError(ChromaError):
     status, wire_name = 400, "InvalidArgumentError"
     shape_path: tuple[str, ...] | None = None  # set by `shape_error`
+
+
+def serde_unexpected(value: Any) -> str:
+    """How serde names a JSON value it did not expect, in `invalid type: <it>, expected ...`
+    (`string "a\\"b"`, `integer `1``, `sequence`, `map`, `null`)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean `{'true' if value else 'false'}`"
+    if isinstance(value, int):
+        return f"integer `{value}`"
+    if isinstance(value, float):
+        return f"floating point `{value!r}`"
+    if isinstance(value, str):
+        return f"string {json.dumps(value, ensure_ascii=False)}"
+    return "sequence" if isinstance(value, list) else "map"
 
 
 def shape_error(message: str, path: tuple[str, ...] = ()) -> InvalidArgumentError:

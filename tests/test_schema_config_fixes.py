@@ -38,9 +38,10 @@ from chromadb.utils.embedding_functions import (
 )
 
 import huedb
+from huedb.api.collection_config import create_configuration
 from huedb.api.config_values import unknown_field
 from huedb.engine.index_cache import hnsw_params
-from huedb.errors import DESERIALIZE_PREFIX
+from huedb.errors import DESERIALIZE_PREFIX, InvalidArgumentError, serde_unexpected
 from huedb.utils.embedding_functions import register_embedding_function
 from tests import side_by_side
 from tests.servers import chroma_run
@@ -455,3 +456,16 @@ def test_unknown_fields_are_named_with_serdes_wording(
     """serde words the expected fields by their count (its `OneOf`): the same one helper
     serves every configuration and schema struct."""
     assert str(unknown_field("x", fields)).startswith(wording)
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [([1], "sequence"), ({"a": 1}, "map"), ('é"x', 'string "é\\"x"')],
+)
+def test_unexpected_values_are_named_as_serde_names_them(value: Any, named: str) -> None:
+    """As chroma run answers `configuration.hnsw.ef_search: invalid type: sequence, expected
+    usize` (huedb said "a sequence"): one naming for configuration, schema and Search API."""
+    with pytest.raises(InvalidArgumentError) as refused:
+        create_configuration({"hnsw": {"ef_search": value}}, None)
+    assert str(refused.value) == f"invalid type: {named}, expected usize"
+    assert serde_unexpected(value) == named

@@ -48,7 +48,6 @@ from huedb.api.collection_schema import (
 )
 from huedb.api.config_values import (
     USIZE_MAX,
-    describe,
     ef_is_default,
     expect_object,
     parse_embedding_function,
@@ -59,7 +58,7 @@ from huedb.api.config_values import (
 )
 from huedb.engine.hnsw_config import EF_SEARCH_CHOSEN_KEY, hnsw_defaults
 from huedb.engine.schema_keys import STORED_SCHEMA_KEY
-from huedb.errors import InvalidArgumentError, shape_error, shape_error_within
+from huedb.errors import InvalidArgumentError, serde_unexpected, shape_error, shape_error_within
 
 __all__ = [
     "DEFAULT_EF_IDENTITY",
@@ -572,7 +571,7 @@ def _parse_u32(value: Any) -> int:
         raise shape_error(f"invalid value: integer `{value}`, expected u32")
     if isinstance(value, int) and not isinstance(value, bool):
         value = float(value)  # beyond u64: serde_json reads a floating point number
-    raise shape_error(f"invalid type: {describe(value)}, expected u32")
+    raise shape_error(f"invalid type: {serde_unexpected(value)}, expected u32")
 
 
 _HNSW_UPDATE_PARSERS = _parsers(HNSW_UPDATE_FIELDS, resize_factor=parse_f64)

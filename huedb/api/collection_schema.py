@@ -20,7 +20,6 @@ from typing import Any
 
 from huedb.api.cmek import Cmek
 from huedb.api.config_values import (
-    describe,
     ef_is_default,
     expect_object,
     parse_embedding_function,
@@ -31,7 +30,7 @@ from huedb.api.config_values import (
 )
 from huedb.engine.hnsw_config import hnsw_defaults
 from huedb.engine.schema_keys import METADATA_TYPE_DEFAULTS
-from huedb.errors import InvalidArgumentError
+from huedb.errors import InvalidArgumentError, serde_unexpected
 from huedb.sparse_vector import validate_sparse_vectors
 from huedb.utils.embedding_functions import sparse_known_embedding_functions
 
@@ -156,7 +155,7 @@ def _parse_index(value_type: str, name: str, value: Any) -> dict[str, Any]:
         raise InvalidArgumentError("missing field `enabled`")
     if not isinstance(index["enabled"], bool):
         raise InvalidArgumentError(
-            f"invalid type: {describe(index['enabled'])}, expected a boolean"
+            f"invalid type: {serde_unexpected(index['enabled'])}, expected a boolean"
         )
     config = expect_object(index.get("config", {}), f"struct config of {name}")
     if name == "vector_index":
@@ -181,7 +180,9 @@ def _parse_vector_config(config: dict[str, Any]) -> dict[str, Any]:
             out[key] = parse_embedding_function(value)
         elif key == "source_key":
             if not isinstance(value, str):
-                raise InvalidArgumentError(f"invalid type: {describe(value)}, expected a string")
+                raise InvalidArgumentError(
+                    f"invalid type: {serde_unexpected(value)}, expected a string"
+                )
             out[key] = value
         elif key == "hnsw":
             hnsw = expect_object(value, "struct HnswIndexConfig")

@@ -9,26 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from huedb.errors import InvalidArgumentError, shape_error
+from huedb.errors import InvalidArgumentError, serde_unexpected, shape_error
 
 SPACE_NAMES = ("l2", "cosine", "ip")  # serde's order in Chroma's error messages
-
-
-def describe(value: Any) -> str:
-    """How serde names an unexpected value in its messages."""
-    if isinstance(value, bool):
-        return f"boolean `{str(value).lower()}`"
-    if isinstance(value, int):
-        return f"integer `{value}`"
-    if isinstance(value, float):
-        return f"floating point `{value}`"
-    if isinstance(value, str):
-        return f'string "{value}"'
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "a sequence"
-    return "a map"
 
 
 def parse_space(value: Any) -> str:
@@ -37,7 +20,7 @@ def parse_space(value: Any) -> str:
         if value in SPACE_NAMES:
             return value
         raise shape_error(f"unknown variant `{value}`, expected one of `l2`, `cosine`, `ip`")
-    raise shape_error(f"invalid type: {describe(value)}, expected a string")
+    raise shape_error(f"invalid type: {serde_unexpected(value)}, expected a string")
 
 
 USIZE_MAX = 2**64 - 1
@@ -53,20 +36,20 @@ def parse_usize(value: Any) -> int:
         if value > USIZE_MAX:
             raise shape_error(f"invalid type: floating point `{float(value)!r}`, expected usize")
         return value
-    raise shape_error(f"invalid type: {describe(value)}, expected usize")
+    raise shape_error(f"invalid type: {serde_unexpected(value)}, expected usize")
 
 
 def parse_f64(value: Any) -> float:
     """A number, as a float."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    raise shape_error(f"invalid type: {describe(value)}, expected f64")
+    raise shape_error(f"invalid type: {serde_unexpected(value)}, expected f64")
 
 
 def expect_object(value: Any, what: str) -> dict[str, Any]:
     """`value` if it is a JSON object; otherwise serde's error naming `what` was expected."""
     if not isinstance(value, dict):
-        raise shape_error(f"invalid type: {describe(value)}, expected {what}")
+        raise shape_error(f"invalid type: {serde_unexpected(value)}, expected {what}")
     return value
 
 

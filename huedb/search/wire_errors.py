@@ -7,10 +7,9 @@ expected f32`); a well-shaped payload that breaks a rule is a 400 `Validation er
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from huedb.errors import InvalidArgumentError, InvalidBodyError
+from huedb.errors import InvalidArgumentError, InvalidBodyError, serde_unexpected
 
 U32_MAX = 2**32 - 1
 
@@ -28,24 +27,9 @@ def validation_error(path: str, message: str) -> InvalidArgumentError:
     return InvalidArgumentError(f"Validation error: {path}: {message}")
 
 
-def described(value: Any) -> str:
-    """A JSON value as serde names it in `invalid type: ...`."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean `{'true' if value else 'false'}`"
-    if isinstance(value, int):
-        return f"integer `{value}`"
-    if isinstance(value, float):
-        return f"floating point `{value}`"
-    if isinstance(value, str):
-        return f"string {json.dumps(value, ensure_ascii=False)}"
-    return "sequence" if isinstance(value, list) else "map"
-
-
 def wrong_type(path: str, value: Any, expected: str) -> InvalidBodyError:
     """422 `invalid type: <value>, expected <expected>`."""
-    return body_error(path, f"invalid type: {described(value)}, expected {expected}")
+    return body_error(path, f"invalid type: {serde_unexpected(value)}, expected {expected}")
 
 
 def u32(value: Any, path: str) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -27,7 +26,7 @@ from huedb.api.requests import (
     QueryRequest,
 )
 from huedb.engine.record_values import UINT32_MAX, check_sparse_vector
-from huedb.errors import InvalidArgumentError, InvalidBodyError
+from huedb.errors import InvalidArgumentError, InvalidBodyError, serde_unexpected
 from huedb.record_batch import RecordBatch
 from huedb.sparse_vector import (
     SPARSE_VECTOR_TYPE_VALUE,
@@ -40,20 +39,11 @@ DEFAULT_N_RESULTS = 10
 
 
 def _serde_unexpected(value: Any) -> str:
-    """How serde names a JSON value it did not expect (`invalid type: string "1"`)."""
-    if isinstance(value, bool):
-        return f"invalid type: boolean `{str(value).lower()}`"
-    if isinstance(value, int):
+    """How serde refuses a JSON value for a u32 (`invalid type: string "1"`; a negative
+    integer is an invalid value, not type)."""
+    if isinstance(value, int) and not isinstance(value, bool):
         return f"invalid value: integer `{value}`"
-    if isinstance(value, float):
-        return f"invalid type: floating point `{value!r}`"
-    if isinstance(value, str):
-        return f"invalid type: string {json.dumps(value)}"
-    if isinstance(value, list):
-        return "invalid type: sequence"
-    if isinstance(value, dict):
-        return "invalid type: map"
-    return "invalid type: null"
+    return f"invalid type: {serde_unexpected(value)}"
 
 
 def _count(value: Any) -> Any:
