@@ -31,6 +31,7 @@ def _clear() -> None:
 
 @pytest.mark.parametrize("system", ["chromadb", "huedb"])
 def test_a_cleared_cache_gives_a_fresh_in_memory_store(system: str) -> None:
+    _clear()  # no system of another test's settings
     client = chromadb.EphemeralClient(settings=_settings(system))
     client.create_collection("test_docs").add(ids=["a"], embeddings=[[1.0, 2.0]])
     del client
@@ -48,6 +49,7 @@ def test_a_cleared_cache_gives_a_fresh_in_memory_store(system: str) -> None:
 
 @pytest.mark.parametrize("system", ["chromadb", "huedb"])
 def test_a_cleared_cache_reopens_a_path_with_other_settings(system: str, tmp_path: Path) -> None:
+    _clear()
     path = str(tmp_path / system)
     client = chromadb.PersistentClient(path=path, settings=_settings(system))
     client.create_collection("docs").add(ids=["a"], embeddings=[[1.0, 2.0]])
@@ -66,6 +68,7 @@ def test_in_process_clients_answer_the_chromadb_version_they_implement() -> None
     """chromadb's in-process client answers its version; huedb's clients (its own and the
     bridge) answer the chromadb version whose API they implement, not huedb's 0.x (code
     checking the version for features took it for an old chromadb)."""
+    _clear()
     theirs = chromadb.EphemeralClient(settings=_settings("chromadb")).get_version()
     bridged = chromadb.EphemeralClient(settings=_settings("huedb")).get_version()
     ours = huedb.EphemeralClient().get_version()
