@@ -650,8 +650,9 @@ class Engine:
                 ef, source = index.search_ef, "recall_target"
         elif measured is not None or col.snapshot_seq > 0:  # a graph snapshot, not held here
             tuned = None if measured is None else measured.ef_search  # from its header
-            if unfiltered_search_ef(params, tuned) != ef:
-                ef, source = unfiltered_search_ef(params, tuned), "recall_target"
+            searched = unfiltered_search_ef(params, tuned)
+            if searched != ef:
+                ef, source = searched, "recall_target"
         return {
             "recall_target": params.recall_target,
             "recall": None if measured is None else measured.recall,
