@@ -18,7 +18,7 @@ import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
-from huedb.errors import BackupError
+from huedb.errors import UsageError
 from huedb.ops.backup import backup
 from huedb.ops.model_versions import evaluate, read_queries, reembed
 from tests.cli import check_cli, child_env, cli_command, run_cli, start_cli
@@ -258,7 +258,7 @@ def test_backup_into_a_missing_directory_is_refused_and_creates_nothing(tmp_path
     proc = run_cli("backup", "--path", str(data), "--out", str(out))
     assert f"{out.parent} is not a directory" in assert_one_line(proc, 2)
     assert not (tmp_path / "missing").exists()
-    with pytest.raises(BackupError, match="is not a directory"):
+    with pytest.raises(UsageError, match="is not a directory"):
         backup(data, out)
     assert not (tmp_path / "missing").exists()
     check_cli("backup", "--path", str(data), "--out", str(tmp_path / "b.tar"))

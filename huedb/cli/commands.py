@@ -46,6 +46,7 @@ from huedb.ops.store import (
     compact,
     describe,
     refuse_inside_data,
+    require_out_directory,
     require_store,
     store_client,
     store_url,
@@ -105,16 +106,10 @@ def _require_at_least_one(value: int, option: str) -> None:
         raise UsageError(f"{option} must be at least 1, got {value}")
 
 
-def _require_out_directory(out: Path) -> None:
-    """Refuse an output file whose directory does not exist (nothing is created for it)."""
-    if not out.parent.is_dir():
-        raise UsageError(f"{out.parent} is not a directory; nothing was written to {out}")
-
-
 def cmd_backup(args: argparse.Namespace) -> int:
     _check_target(args)
     if args.url:
-        _require_out_directory(Path(args.out))  # `backup` checks it after refuse_inside_data
+        require_out_directory(Path(args.out))  # `backup` checks it after refuse_inside_data
         manifest = remote.download_backup(args.url, args.token, Path(args.out))
     else:
         manifest = backup(_path(args), Path(args.out), store=args.store)
@@ -140,7 +135,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     _require_at_least_one(args.batch_size, "--batch-size")
     refuse_inside_data(Path(args.out), _path(args), "export file")  # before the store opens
-    _require_out_directory(Path(args.out))
+    require_out_directory(Path(args.out))
     client = _client(args)
     try:
         report = export_collection(
@@ -297,17 +292,20 @@ def run_command(args: argparse.Namespace) -> int:
     except BrokenPipeError as exc:
         if _stdout_closed():  # `huedb stats | head -1`: quiet, as other tools are
             return EXIT_OUTPUT_CLOSED
-        _error(args, f"storage error, the command did not complete: {exc}")
-        return EXIT_STORAGE
+        return _storage_failure(args, exc)
     except STORAGE_ERRORS as exc:
-        _error(args, f"storage error, the command did not complete: {exc}")
-        return EXIT_STORAGE
+        return _storage_failure(args, exc)
     except (UsageError, BackupError, ConfigError, ChromaError, ValueError, httpx.HTTPError) as exc:
         if isinstance(exc, BackupError) and storage_error(exc) is not None:
-            _error(args, f"storage error, the command did not complete: {exc}")
-            return EXIT_STORAGE
+            return _storage_failure(args, exc)
         _error(args, str(exc))
         return EXIT_ERROR
+
+
+def _storage_failure(args: argparse.Namespace, exc: BaseException) -> int:
+    """Report a storage failure (disk full, I/O error, store unavailable): exit 3."""
+    _error(args, f"storage error, the command did not complete: {exc}")
+    return EXIT_STORAGE
 
 
 def _stdout_closed() -> bool:

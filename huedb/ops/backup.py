@@ -45,7 +45,7 @@ from huedb.engine.sqlite_store.schema import FORMAT_VERSION
 from huedb.engine.store_factory import open_store as open_bare_store
 from huedb.errors import BackupError, StorageFullError, StorageIOError
 from huedb.ops.progress import progress
-from huedb.ops.store import open_store, refuse_inside_data, store_url
+from huedb.ops.store import open_store, refuse_inside_data, require_out_directory, store_url
 from huedb.options import masked_url, resolve_options
 from huedb.process_ids import process_exists, remove_left_by_dead_processes
 from huedb.version import __version__
@@ -146,8 +146,7 @@ def remove_stale_admin_backups() -> list[Path]:
 
 def _backup(engine: Engine, out: Path, show_progress: bool | None) -> Manifest:
     refuse_inside_data(out, engine.path, "backup file")
-    if not out.parent.is_dir():
-        raise BackupError(f"{out.parent} is not a directory; nothing was written to {out}")
+    require_out_directory(out)
     out = out.resolve()
     # left by a backup that was killed
     remove_left_by_dead_processes(out.parent.glob(f".{out.name}.tmp-*"), _pid_after_dash)

@@ -69,6 +69,13 @@ def refuse_inside_data(out: Path, data: Path | None, what: str) -> None:
         )
 
 
+def require_out_directory(out: Path) -> None:
+    """Refuse an output file whose directory does not exist: a mistyped one is refused,
+    not created."""
+    if not Path(out).parent.is_dir():
+        raise UsageError(f"{Path(out).parent} is not a directory; nothing was written to {out}")
+
+
 def store_client(data: Path | None, store: str | None = None, create: bool = False) -> Client:
     """A client of the SQLite store in `data` (which must exist unless `create`), or of the
     PostgreSQL store of `store` (else HUEDB_STORE) with derived files in `data`, if given."""
