@@ -217,20 +217,21 @@ def _columns(plan: SearchPlan, hits: list[tuple[int, np.float32]], state: _Searc
         "documents": [row[2] for row in rows] if "#document" in keys else None,
         "embeddings": [_vector(row) for row in rows] if EMBEDDING_KEY in keys else None,
         "metadatas": metadatas,
-        "scores": scores_json([s for _, s in hits]) if "#score" in keys else None,
+        "scores": float32_json([s for _, s in hits]) if "#score" in keys else None,
         "select": list(keys),
     }
 
 
-def _vector(row: tuple) -> list[float] | None:
+def _vector(row: tuple) -> list[float | None] | None:
     blob = row[5] if len(row) > 5 else None
-    return None if blob is None else np.frombuffer(blob, dtype=np.float32).tolist()
+    return None if blob is None else float32_json(np.frombuffer(blob, dtype=np.float32))
 
 
-def scores_json(scores: list[np.float32]) -> list[float | None]:
-    """float32 scores as JSON: each its shortest round-trip decimal (orjson writes float32
-    so, as str(np.float32) does); None when not finite."""
-    dumped = orjson.dumps(np.asarray(scores, dtype=np.float32), option=orjson.OPT_SERIALIZE_NUMPY)
+def float32_json(values: list[np.float32] | np.ndarray) -> list[float | None]:
+    """float32 values (scores, vectors) as JSON: each its shortest round-trip decimal
+    (orjson writes float32 so, as str(np.float32) and Chroma's server do); None when not
+    finite."""
+    dumped = orjson.dumps(np.asarray(values, dtype=np.float32), option=orjson.OPT_SERIALIZE_NUMPY)
     return orjson.loads(dumped)
 
 

@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -298,7 +299,10 @@ def run_query(
     target = owned_collection(local, tenant, database, collection_id)
     result = local.query(target, body.to_request())
     out = _result_body(result, body.include)
-    out["distances"] = result["distances"]
+    distances = result["distances"]
+    if distances is not None:  # float32, written in their shortest form as Chroma writes them
+        distances = [np.asarray(row, dtype=np.float32) for row in distances]
+    out["distances"] = distances
     return out
 
 
@@ -387,14 +391,15 @@ def _write(operation: Any, target: str, body: wire.AddRecords | wire.UpdateRecor
 
 def _result_body(result: dict[str, Any], include: list[str]) -> dict[str, Any]:
     """The JSON body of a get or query result (routes return it as a response directly,
-    so the records skip FastAPI's response validation). Vectors are written as the exact
-    float64 value of each float32, as before."""
+    so the records skip FastAPI's response validation). Vectors stay float32 arrays, which
+    orjson writes as Chroma's server does: each value's shortest float32 decimal (0.9, not
+    0.8999999761581421)."""
     embeddings = result["embeddings"]
     if embeddings is not None:
         if isinstance(embeddings, list):
-            embeddings = [e.tolist() for e in embeddings]
+            embeddings = [np.asarray(e, dtype=np.float32) for e in embeddings]
         else:
-            embeddings = embeddings.tolist() if embeddings.size else []
+            embeddings = np.asarray(embeddings, dtype=np.float32) if embeddings.size else []
     return {
         "ids": result["ids"],
         "embeddings": embeddings,
