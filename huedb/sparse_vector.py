@@ -66,6 +66,9 @@ class SparseVector:
         tag = d.get(TYPE_KEY)
         if tag != SPARSE_VECTOR_TYPE_VALUE:
             raise ValueError(f"Expected {TYPE_KEY}='{SPARSE_VECTOR_TYPE_VALUE}', got {tag}")
+        missing = [key for key in ("indices", "values") if key not in d]
+        if missing:  # chromadb raises a bare KeyError here; a ValueError says what is wrong
+            raise ValueError(f"Expected a sparse vector with indices and values, missing {missing}")
         return cls(indices=d["indices"], values=d["values"], labels=d.get("tokens"))
 
 

@@ -387,6 +387,9 @@ def test_wire_form_round_trips() -> None:
         assert str(ours_error.value) == str(theirs_error.value)
     with pytest.raises(ValueError, match="strictly ascending"):
         SparseVector.from_dict({"#type": "sparse_vector", "indices": [2, 1], "values": [1, 1]})
+    # chromadb raises a bare KeyError('indices') for a tagged dict without its lists.
+    with pytest.raises(ValueError, match=r"missing \['values'\]"):
+        SparseVector.from_dict({"#type": "sparse_vector", "indices": [1]})
 
 
 def test_validate_sparse_vectors_as_chromadb() -> None:

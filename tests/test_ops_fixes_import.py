@@ -30,6 +30,10 @@ BAD_FILES = {
         {"id": ["a"], "embedding": OK, "metadata": ['{"$k": 1}']},
         "Invalid metadata",
     ),
+    "sparse-vector-without-indices": (
+        {"id": ["a"], "embedding": OK, "metadata": ['{"sv": {"#type": "sparse_vector"}}']},
+        "missing ['indices', 'values']",
+    ),
     "duplicate-ids": ({"id": ["a", "a"], "embedding": OK * 2}, "duplicates of: a"),
     "nan": ({"id": ["a"], "embedding": [[float("nan"), 2.0]]}, "NaN"),
     "document-not-text": ({"id": ["a"], "embedding": OK, "document": [7]}, "strings"),
