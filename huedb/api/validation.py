@@ -178,16 +178,7 @@ def validate_metadata(metadata: Any, allow_none_values: bool = False) -> None:
         if value is None or isinstance(value, SparseVector) or _is_wire_sparse(value):
             continue
         if isinstance(value, list):
-            if len(value) == 0:
-                raise ValueError(
-                    f"Expected metadata list value for key '{key}' to be non-empty, got {value}"
-                )
-            kinds = {_scalar_kind(v) for v in value}
-            if None in kinds or len(kinds) != 1:
-                raise ValueError(
-                    f"Expected metadata list value for key '{key}' to contain only one of "
-                    f"str, int, float or bool, got {value}"
-                )
+            _validate_list_value(key, value)
             continue
         if not isinstance(value, SCALAR_TYPES):
             raise ValueError(
@@ -229,14 +220,37 @@ def _read_sparse(value: dict[str, Any]) -> SparseVector:
     return trusted_sparse_vector(value["indices"], value["values"], value.get("tokens"))
 
 
-def _scalar_kind(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "str"
-    return None
+def _validate_list_value(key: str, value: list[Any]) -> None:
+    """A metadata list: non-empty, its items all of one of chromadb's exact types (ints and
+    floats do not mix, numpy scalars are refused), with chromadb's messages."""
+    if len(value) == 0:
+        raise ValueError(f"Expected metadata list value for key '{key}' to be non-empty")
+    first = _exact_type(value[0])
+    if first not in SCALAR_TYPES or any(_exact_type(v) is not first for v in value):
+        raise ValueError(
+            f"Expected metadata list value for key '{key}' to contain only str, int, float, "
+            f"or bool and all elements must be the same type, got {value}"
+        )
+
+
+def _exact_type(value: Any) -> type:
+    return bool if isinstance(value, bool) else type(value)
+
+
+def widen_number_lists(metadata: Any) -> Any:
+    """A metadata dict read from JSON (a request body, an imported file) with each list of
+    ints and floats made all floats, as Chroma's server parses `[1, 2.5]` (a float list);
+    anything else is returned as given, for the checks to judge."""
+    if not isinstance(metadata, dict) or not any(_mixes_numbers(v) for v in metadata.values()):
+        return metadata
+    return {k: [float(x) for x in v] if _mixes_numbers(v) else v for k, v in metadata.items()}
+
+
+def _mixes_numbers(value: Any) -> bool:
+    if not isinstance(value, list):
+        return False
+    kinds = {_exact_type(v) for v in value}
+    return kinds == {int, float}
 
 
 def validate_collection_metadata(metadata: Any, allow_none: bool = False) -> None:

@@ -65,7 +65,7 @@ from huedb.api.checks import checked_batch
 from huedb.api.client import Client
 from huedb.api.collection import Collection
 from huedb.api.types import CollectionModel
-from huedb.api.validation import checked_metadata
+from huedb.api.validation import checked_metadata, widen_number_lists
 from huedb.engine.engine import Engine
 from huedb.engine.hnsw_config import collection_space
 from huedb.errors import ChromaError, NotFoundError
@@ -777,7 +777,7 @@ def _metadata_value(value: Any, record_id: str, path: Path) -> dict[str, Any] | 
             return None
         if not isinstance(value, dict):
             raise ValueError(f"{path}: metadata of {record_id!r} is not a JSON object")
-        return value or None
+        return widen_number_lists(value) or None
     if isinstance(value, list):
         value = dict(value)
     if not isinstance(value, dict):

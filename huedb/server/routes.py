@@ -270,7 +270,7 @@ def run_update(
     local: LocalAPI, tenant: str, database: str, collection_id: str, body: wire.UpdateRecords
 ) -> dict[str, Any]:
     """POST .../update: the response body."""
-    _write(local.update, owned_collection(local, tenant, database, collection_id), body)
+    _write(local.update, owned_collection(local, tenant, database, collection_id), body, True)
     return {}
 
 
@@ -278,7 +278,7 @@ def run_upsert(
     local: LocalAPI, tenant: str, database: str, collection_id: str, body: wire.AddRecords
 ) -> dict[str, Any]:
     """POST .../upsert: the response body."""
-    _write(local.upsert, owned_collection(local, tenant, database, collection_id), body)
+    _write(local.upsert, owned_collection(local, tenant, database, collection_id), body, True)
     return {}
 
 
@@ -383,10 +383,13 @@ def fork_count(request: Request, tenant: str, database: str, collection_id: str)
     return {"count": local.fork_count(owned_collection(local, tenant, database, collection_id))}
 
 
-def _write(operation: Any, target: str, body: wire.AddRecords | wire.UpdateRecords) -> None:
-    """Call add, update or upsert of `LocalAPI` with the body's records."""
+def _write(
+    operation: Any, target: str, body: wire.AddRecords | wire.UpdateRecords, update: bool = False
+) -> None:
+    """Call add, update or upsert (`update`: either of the two) of `LocalAPI` with the
+    body's records."""
     check_batch_size(len(body.ids))
-    operation(target, body.to_batch())
+    operation(target, body.to_batch("UpdateMetadataValue" if update else "MetadataValue"))
 
 
 def _result_body(result: dict[str, Any], include: list[str]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from huedb.api.requests import (
     ModifyCollectionRequest,
     QueryRequest,
 )
+from huedb.api.validation import widen_number_lists
 from huedb.engine.record_values import UINT32_MAX, check_sparse_vector
 from huedb.errors import InvalidArgumentError, InvalidBodyError, serde_unexpected
 from huedb.record_batch import RecordBatch
@@ -134,12 +135,14 @@ class UpdateCollection(_Body):
 
 
 class _WriteRecords(_Body):
-    def to_batch(self) -> RecordBatch:
-        """The records of this body, vectors decoded."""
+    def to_batch(self, metadata_enum: str = "MetadataValue") -> RecordBatch:
+        """The records of this body, vectors decoded; `metadata_enum` names the metadata
+        value type of Chroma's server in refusals (update and upsert:
+        "UpdateMetadataValue")."""
         return RecordBatch(
             ids=self.ids,
             embeddings=embeddings_matrix(self.embeddings),
-            metadatas=record_metadatas(self.metadatas),
+            metadatas=record_metadatas(self.metadatas, metadata_enum),
             documents=self.documents,
             uris=self.uris,
         )
@@ -212,22 +215,35 @@ class DeleteRecords(_Body):
         return DeleteRequest(self.ids, self.where, self.where_document, self.limit)
 
 
-def record_metadatas(metadatas: list[Any] | None) -> list[Any] | None:
-    """Record metadatas of a write body, sparse vector values (objects) decoded."""
+def record_metadatas(metadatas: list[Any] | None, enum: str = "MetadataValue") -> list[Any] | None:
+    """Record metadatas of a write body as Chroma's server parses them: lists of ints and
+    floats read as floats, lists of other mixes refused (422), sparse vector values
+    (objects) decoded."""
     if metadatas is None:
         return None
+    metadatas = [widen_number_lists(m) for m in metadatas]
     return [
-        {key: _metadata_value(value, i, key) for key, value in m.items()}
-        if isinstance(m, dict) and any(isinstance(v, dict) for v in m.values())
+        {key: _metadata_value(value, i, key, enum) for key, value in m.items()}
+        if isinstance(m, dict) and any(isinstance(v, dict | list) for v in m.values())
         else m
         for i, m in enumerate(metadatas)
     ]
 
 
-def _metadata_value(value: Any, index: int, key: str) -> Any:
-    """A metadata value; an object must be a sparse vector as Chroma's server parses one:
-    `#type` absent or "sparse_vector", integer `indices` in 0..2**32-1, number `values`,
-    `tokens` strings or null, other keys ignored (422 otherwise); then checked (400)."""
+LIST_ITEM_TYPES = (bool, int, float, str)
+
+
+def _metadata_value(value: Any, index: int, key: str, enum: str) -> Any:
+    """A metadata value; a list holds items of one JSON type (bool, integer, float or
+    string; ints and floats were widened before); an object must be a sparse vector as
+    Chroma's server parses one: `#type` absent or "sparse_vector", integer `indices` in
+    0..2**32-1, number `values`, `tokens` strings or null, other keys ignored (422
+    otherwise); then checked (400)."""
+    if isinstance(value, list):
+        kinds = {type(v) for v in value}
+        if len(kinds) > 1 or not kinds <= set(LIST_ITEM_TYPES):
+            raise _not_a_metadata_value(index, key, enum)
+        return value
     if not isinstance(value, dict):
         return value
     indices, values, tokens = value.get("indices"), value.get("values"), value.get("tokens")
@@ -240,14 +256,17 @@ def _metadata_value(value: Any, index: int, key: str) -> Any:
         and (tokens is None or (isinstance(tokens, list) and all(type(t) is str for t in tokens)))
     )
     if not parsed:
-        raise InvalidBodyError(
-            "Failed to deserialize the JSON body into the target type: "
-            f"metadatas[{index}].{key}: data did not match any variant of untagged enum "
-            "MetadataValue"
-        )
+        raise _not_a_metadata_value(index, key, enum)
     vector = trusted_sparse_vector(indices, values, tokens)
     check_sparse_vector(vector, index)
     return vector
+
+
+def _not_a_metadata_value(index: int, key: str, enum: str) -> InvalidBodyError:
+    return InvalidBodyError(
+        "Failed to deserialize the JSON body into the target type: "
+        f"metadatas[{index}].{key}: data did not match any variant of untagged enum {enum}"
+    )
 
 
 def embeddings_matrix(values: list[Any] | None) -> np.ndarray | None:
