@@ -48,9 +48,9 @@ def _serde_unexpected(value: Any) -> str:
 
 
 def _count(value: Any) -> Any:
-    """A JSON integer >= 0, as Chroma's u32 counts take (no strings, bools or floats such
-    as `1.0`), refused with serde's words; larger than u32 is served (capped), as before."""
-    if type(value) is int and value >= 0:
+    """A JSON integer in 0..2**32-1, as Chroma's u32 counts take (no strings, bools or
+    floats such as `1.0`, nothing larger), refused with serde's words."""
+    if type(value) is int and 0 <= value <= UINT32_MAX:
         return value
     raise PydanticCustomError(
         "u32_type", "{unexpected}, expected u32", {"unexpected": _serde_unexpected(value)}
