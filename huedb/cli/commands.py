@@ -47,7 +47,9 @@ from huedb.ops.store import (
     describe,
     refuse_inside_data,
     require_out_directory,
+    require_scope_store,
     require_store,
+    scoped_client,
     store_client,
     store_url,
 )
@@ -88,16 +90,23 @@ def _check_target(args: argparse.Namespace) -> None:
 
 
 def _client(args: argparse.Namespace, create: bool = False) -> Client:
-    """A client of `--url` (with `--token`), of the data directory `--path`, or of the
-    PostgreSQL store `--store` (with --path for this node's index files).
+    """A client of `--tenant`/`--database` (which must exist) at `--url` (with `--token`),
+    in the data directory `--path`, or in the PostgreSQL store `--store` (with --path for
+    this node's index files).
 
-    Only a command that creates a store (`create`) accepts a `--path` without one.
+    Only a command that creates a store (`create`) accepts a `--path` without one, and
+    only for the default tenant and database (a new store holds no other).
     """
     _check_target(args)
+    tenant, database = args.tenant, args.database
     if getattr(args, "url", None):
         settings = Settings(chroma_client_auth_credentials=args.token)
-        return HttpClient(host=args.url, settings=settings)
-    return store_client(_path(args), args.store, create=create)
+        return scoped_client(
+            lambda: HttpClient(host=args.url, settings=settings, tenant=tenant, database=database),
+            tenant,
+            database,
+        )
+    return store_client(_path(args), args.store, create=create, tenant=tenant, database=database)
 
 
 def _require_at_least_one(value: int, option: str) -> None:
@@ -155,6 +164,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.file} is not a file; nothing was imported")
     _check_target(args)
     if _creates_store(args):
+        # A tenant or database a new store would not hold is refused before the file is read.
+        require_scope_store(_path(args), args.store, args.tenant, args.database)
         # The whole file is checked before a store is created for it: a file that is no
         # Parquet, corrupt, or holds a record the import would refuse leaves nothing behind
         # (import_collection checks it again, against an existing store's batch size).

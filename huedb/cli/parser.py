@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 from huedb.options import SYNC_MODES
 from huedb.server.log_context import LOG_FORMATS
 from huedb.version import __version__
@@ -141,6 +142,21 @@ def _remote_args(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--token", default=os.environ.get("HUEDB_TOKEN"), help="token for --url")
 
 
+def _scope_args(cmd: argparse.ArgumentParser) -> None:
+    """`--tenant` and `--database` of the collections a command works on (with --path,
+    --store or --url); they must exist."""
+    cmd.add_argument(
+        "--tenant",
+        default=DEFAULT_TENANT,
+        help=f"tenant of the collections (default {DEFAULT_TENANT})",
+    )
+    cmd.add_argument(
+        "--database",
+        default=DEFAULT_DATABASE,
+        help=f"database of the collections, in --tenant (default {DEFAULT_DATABASE})",
+    )
+
+
 def _add_ops_commands(sub: argparse._SubParsersAction) -> None:
     backup = sub.add_parser("backup", help="online backup to one file (while serving)")
     _local_args(backup)
@@ -156,6 +172,7 @@ def _add_ops_commands(sub: argparse._SubParsersAction) -> None:
     export = sub.add_parser("export", help="stream a collection to a Parquet file")
     _local_args(export)
     _remote_args(export)
+    _scope_args(export)
     export.add_argument("--collection", required=True)
     export.add_argument("--out", required=True, help="Parquet file to write")
     export.add_argument("--batch-size", type=int, default=5000)
@@ -163,6 +180,7 @@ def _add_ops_commands(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("file", help="Parquet file (huedb export or the pandas export of Chroma)")
     _local_args(imp)
     _remote_args(imp)
+    _scope_args(imp)
     imp.add_argument("--collection", help="target collection (default: from the file)")
     imp.add_argument("--batch-size", type=int, default=5000)
     imp.add_argument(
@@ -185,6 +203,7 @@ def _add_ops_commands(sub: argparse._SubParsersAction) -> None:
     reembed = sub.add_parser("reembed", help="build a collection from another's documents")
     _local_args(reembed)
     _remote_args(reembed)
+    _scope_args(reembed)
     reembed.add_argument("--source", required=True, help="collection to read documents from")
     reembed.add_argument("--target", required=True, help="collection to create or complete")
     reembed.add_argument(
@@ -194,6 +213,7 @@ def _add_ops_commands(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("eval", help="score a collection on queries; gate a model switch")
     _local_args(evaluate)
     _remote_args(evaluate)
+    _scope_args(evaluate)
     evaluate.add_argument("--collection", required=True, help="the candidate collection")
     evaluate.add_argument("--baseline", help="the collection in service now")
     evaluate.add_argument("--queries", required=True, help='JSON lines {"query", "relevant"}')

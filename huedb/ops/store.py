@@ -10,7 +10,7 @@ it is opened with the one settings chain's options (defaults < HUEDB_* environme
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from huedb.api.client import Client, PersistentClient
-from huedb.config import LOCAL_API_IMPL, Settings
+from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, LOCAL_API_IMPL, Settings
 from huedb.engine.engine import Engine
 from huedb.engine.registry import acquire_engine, release_engine
 from huedb.engine.sqlite_store.connection import DB_FILENAME
@@ -47,13 +47,19 @@ def require_postgres_store(url: str) -> None:
     """Refuse a PostgreSQL database that holds no huedb store: a mistyped database name must
     not get huedb's tables from `stats` or `verify` (only import, migrate-chroma and restore
     create a store). A database that cannot be reached is left to the store's own error."""
+    if _postgres_store_exists(url) is False:
+        raise UsageError(f"{masked_url(url)} holds no huedb store (no huedb tables); check --store")
+
+
+def _postgres_store_exists(url: str) -> bool | None:
+    """Whether the PostgreSQL database at `url` holds huedb's tables; None when it cannot
+    be reached (left to the store's own error when it is opened)."""
     try:
         with psycopg.connect(url, connect_timeout=5) as conn:
             row = conn.execute("SELECT to_regclass('huedb_meta') IS NOT NULL").fetchone()
     except psycopg.Error:
-        return
-    if row is None or not row[0]:
-        raise UsageError(f"{masked_url(url)} holds no huedb store (no huedb tables); check --store")
+        return None
+    return row is not None and bool(row[0])
 
 
 def refuse_inside_data(out: Path, data: Path | None, what: str) -> None:
@@ -76,21 +82,87 @@ def require_out_directory(out: Path) -> None:
         raise UsageError(f"{Path(out).parent} is not a directory; nothing was written to {out}")
 
 
-def store_client(data: Path | None, store: str | None = None, create: bool = False) -> Client:
-    """A client of the SQLite store in `data` (which must exist unless `create`), or of the
-    PostgreSQL store of `store` (else HUEDB_STORE) with derived files in `data`, if given."""
+def scope_missing(tenant: str, database: str, cause: object = None) -> UsageError:
+    """The error for a tenant or database that does not exist; `cause` is the store's or
+    server's NotFoundError, whose message tells which of the two."""
+    what, option = _missing(tenant, database, cause)
+    return UsageError(f"{what}; check {option}")
+
+
+def _missing(tenant: str, database: str, cause: object = None) -> tuple[str, str]:
+    """What does not exist, and the option naming it (without `cause`: the tenant unless it
+    is the default one, else the database)."""
+    text = str(cause) if cause is not None else ""
+    if text.startswith("Tenant") or (not text and tenant != DEFAULT_TENANT):
+        return f"tenant {tenant!r} does not exist", "--tenant"
+    if text.startswith("Database") or not text:
+        return f"database {database!r} does not exist in tenant {tenant!r}", "--database"
+    return f"tenant {tenant!r}, database {database!r}: {text}", "--tenant and --database"
+
+
+def store_client(
+    data: Path | None,
+    store: str | None = None,
+    create: bool = False,
+    tenant: str = DEFAULT_TENANT,
+    database: str = DEFAULT_DATABASE,
+) -> Client:
+    """A client of `tenant`/`database` in the SQLite store in `data` (which must exist
+    unless `create`), or in the PostgreSQL store of `store` (else HUEDB_STORE) with derived
+    files in `data`, if given.
+
+    A tenant or database that does not exist is refused (UsageError) before anything is
+    created: a store that `create` would make holds only the default tenant and database,
+    so with another one it is refused, not created.
+    """
     url = store_url(store)
     if not url:
         if data is None:
             raise UsageError("give --path DATA (a SQLite store) or --store URL (PostgreSQL)")
         if not create:
             require_store(data)
-        return PersistentClient(path=data, settings=_local_settings(huedb_store=""))
-    if not create:
+    elif not create:
         require_postgres_store(url)
-    if data is None:
-        return Client(_local_settings(is_persistent=False, huedb_store=url))
-    return PersistentClient(path=data, settings=_local_settings(huedb_store=url))
+    if create:
+        require_scope_store(data, url, tenant, database)
+    settings = _local_settings(huedb_store=url)
+    if data is None:  # a PostgreSQL store without a directory of derived files
+        settings.is_persistent = False
+        return scoped_client(lambda: Client(settings, tenant, database), tenant, database)
+    return scoped_client(
+        lambda: PersistentClient(data, settings, tenant, database), tenant, database
+    )
+
+
+def require_scope_store(data: Path | None, store: str | None, tenant: str, database: str) -> None:
+    """Refuse a tenant or database other than the default ones when the store (`data`, or
+    the PostgreSQL store of `store`, else HUEDB_STORE) does not exist yet: a store created
+    for it would hold only the default tenant and database. Nothing is created."""
+    if (tenant, database) == (DEFAULT_TENANT, DEFAULT_DATABASE):
+        return
+    url = store_url(store)
+    if url:
+        if _postgres_store_exists(url) is not False:  # there, or left to the store's error
+            return
+        where = masked_url(url)
+    else:
+        if data is None or (Path(data) / DB_FILENAME).is_file():
+            return
+        where = str(data)
+    what, _ = _missing(tenant, database)
+    raise UsageError(
+        f"{what}: {where} holds no huedb store yet, and a new one has only "
+        f"{DEFAULT_TENANT}/{DEFAULT_DATABASE}; nothing was created"
+    )
+
+
+def scoped_client(open_client: Callable[[], Client], tenant: str, database: str) -> Client:
+    """`open_client()` (a client of `tenant`/`database`), with a tenant or database it
+    does not find refused as `scope_missing`."""
+    try:
+        return open_client()
+    except NotFoundError as exc:
+        raise scope_missing(tenant, database, exc) from exc
 
 
 def _local_settings(**fields: Any) -> Settings:
