@@ -818,3 +818,45 @@ def test_a_refresh_while_postgresql_is_away_logs_one_line(
 
 def _records_of(caplog: pytest.LogCaptureFixture, logger: str) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == logger]
+
+
+def test_no_collection_is_created_in_a_database_deleted_meanwhile(
+    pg_store: PostgresStore, pg_url: str
+) -> None:
+    """A create that read the database's row while another node's `delete_database` was
+    still open waits for it, then is refused (NotFoundError): it committed into the deleted
+    database, a collection no name reaches (found by a two-node race)."""
+    from huedb.errors import NotFoundError
+
+    with pg_store.write() as db:
+        db.create_database("doomed", TENANT)
+    other = PostgresStore(pg_url, EngineOptions(), PoolSettings(timeout=3.0))
+    deleting = threading.Event()
+    outcome: list[object] = []
+
+    def create() -> None:
+        deleting.wait()
+        try:
+            with other.write() as db:
+                db_id = db.database_id(TENANT, "doomed")  # waits for the delete's commit
+                outcome.append(db.insert_collection(db_id, "newc", None, {}).uuid)
+        except Exception as exc:  # the outcome is asserted below
+            outcome.append(exc)
+
+    creator = threading.Thread(target=create)
+    creator.start()
+    try:
+        with pg_store.write() as db:
+            db.delete_database("doomed", TENANT)
+            deleting.set()
+            time.sleep(0.5)  # the creator has read the row and waits for the lock
+        creator.join(10)
+    finally:
+        other.close()
+    assert len(outcome) == 1 and isinstance(outcome[0], NotFoundError), outcome
+    with psycopg.connect(pg_url) as conn:
+        orphans = conn.execute(
+            "SELECT name FROM collections c WHERE NOT EXISTS "
+            "(SELECT 1 FROM databases d WHERE d.id = c.database_id)"
+        ).fetchall()
+    assert orphans == []

@@ -119,9 +119,15 @@ class CatalogSQL(SessionBase):
         return (row[0], row[1]) if row else None
 
     def database_id(self, tenant: str, database: str) -> str:
+        """The database's id; a write also takes the database's lock (which
+        `delete_database` holds until it commits), then reads the row again: a database
+        deleted while this waited is gone (READ COMMITTED: the statement sees the commit),
+        so nothing is created in it."""
         db_id = self.get_database(database, tenant)["id"]
         if self._writable:
             self.run("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (ADVISORY_CLASS, db_id))
+            if self.run("SELECT 1 FROM databases WHERE id = %s", (db_id,)).fetchone() is None:
+                raise NotFoundError(f"Database [{database}] not found. Are you sure it exists?")
         return db_id
 
     def delete_database(self, name: str, tenant: str) -> list[CollectionRow]:
