@@ -20,7 +20,14 @@ Metadata = dict[str, Any]
 # Metadata value types every layer stores as they are (exact types: not bool's subclasses of
 # int, nor numpy's of float), and keys that some layer refuses or reserves.
 PLAIN_VALUE_TYPES = frozenset({str, int, float, bool})
-RESERVED_KEYS = frozenset({"chroma:document", "chroma:uri"})
+# Chroma keeps a record's document and uri as these metadata keys: a string written under
+# one of them is the record's document or uri (`api/checks.py` moves it there), a filter on
+# one compares the document or uri (`engine/filters.py`), and no key with the prefix is ever
+# returned in metadata (`api/local.py`).
+DOCUMENT_META_KEY = "chroma:document"
+URI_META_KEY = "chroma:uri"
+RESERVED_PREFIX = "chroma:"
+RESERVED_KEYS = frozenset({DOCUMENT_META_KEY, URI_META_KEY})
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # The fields besides ids, in Chroma's order; each is None when the caller did not give it.
 FIELDS = ("embeddings", "metadatas", "documents", "uris")

@@ -23,7 +23,13 @@ from huedb.errors import (
     InternalError,
     InvalidArgumentError,
 )
-from huedb.record_batch import FIELDS, RecordBatch, plain_metadatas
+from huedb.record_batch import (
+    DOCUMENT_META_KEY,
+    FIELDS,
+    URI_META_KEY,
+    RecordBatch,
+    plain_metadatas,
+)
 from huedb.sparse_vector import SparseVector
 
 MAX_BATCH_SIZE = 5461
@@ -63,13 +69,78 @@ def checked_batch(batch: RecordBatch, op: WriteOp) -> RecordBatch:
         for v in getattr(batch, name) or ():
             if v is not None and not isinstance(v, str):
                 raise InvalidArgumentError(f"Expected {name} to be strings, got {v!r}")
-    return RecordBatch(
+    checked = RecordBatch(
         ids=list(ids),
         embeddings=embeddings,
         metadatas=None if batch.metadatas is None else list(batch.metadatas),
         documents=None if batch.documents is None else list(batch.documents),
         uris=None if batch.uris is None else list(batch.uris),
     )
+    return checked if plain else _move_reserved_keys(checked, op)
+
+
+def _move_reserved_keys(batch: RecordBatch, op: WriteOp) -> RecordBatch:
+    """The batch with the string values of `chroma:document` and `chroma:uri` moved to the
+    record's document and uri, as Chroma reads them (shared/chroma-compat.md, thirteenth
+    session): the `documents` / `uris` value given for the record wins; in an update or
+    upsert the key is also deleted (a patch), so no earlier value of it stays in metadata.
+
+    A non-string `chroma:uri` stays metadata (Chroma stores it, filters on it, returns no
+    uri for it; in an update a uri the record had stays, where Chroma's record loses it).
+    Refused (InvalidArgumentError): a non-string or None `chroma:document`
+    (Chroma's server accepts it, then its compactor panics and every later write to the
+    database fails), and a None `chroma:uri` with no uri given for the record (Chroma clears
+    the uri; huedb's stores cannot, so the record would keep it).
+    """
+    metadatas = batch.metadatas
+    if not metadatas or not any(
+        isinstance(m, dict) and (DOCUMENT_META_KEY in m or URI_META_KEY in m) for m in metadatas
+    ):
+        return batch
+    count = len(batch.ids)
+    metadatas = list(metadatas)
+    documents = None if batch.documents is None else list(batch.documents)
+    uris = None if batch.uris is None else list(batch.uris)
+    patch = op != "add"
+    for i, metadata in enumerate(metadatas):
+        if not isinstance(metadata, dict) or (
+            DOCUMENT_META_KEY not in metadata and URI_META_KEY not in metadata
+        ):
+            continue
+        m = dict(metadata)
+        if DOCUMENT_META_KEY in m:
+            document = m.pop(DOCUMENT_META_KEY)
+            if not isinstance(document, str):
+                raise InvalidArgumentError(
+                    f"Invalid metadata at index {i}: {DOCUMENT_META_KEY} holds the record's "
+                    f"document and must be a string, got {document!r}"
+                )
+            if documents is None:
+                documents = [None] * count
+            if documents[i] is None:
+                documents[i] = document
+            if patch:
+                m[DOCUMENT_META_KEY] = None
+        if URI_META_KEY in m:
+            uri = m[URI_META_KEY]
+            given = uris is not None and uris[i] is not None
+            if given or isinstance(uri, str):
+                if uris is None:
+                    uris = [None] * count
+                if not given:
+                    uris[i] = uri
+                if patch:
+                    m[URI_META_KEY] = None
+                else:
+                    del m[URI_META_KEY]
+            elif uri is None:
+                raise InvalidArgumentError(
+                    f"Invalid metadata at index {i}: {URI_META_KEY} is None, which would "
+                    "clear the record's uri in Chroma; huedb cannot clear a uri in an "
+                    f"{op} (delete the record and add it again without one)"
+                )
+        metadatas[i] = m or None
+    return RecordBatch(batch.ids, batch.embeddings, metadatas, documents, uris)
 
 
 def checked_filter(ids: Any, where: Any, where_document: Any) -> RecordFilter:
@@ -206,7 +277,8 @@ def _document_filter(key: Any, value: Any) -> bool:
 def compares_document_key(where: Any) -> bool:
     """Whether a `where` compares `#document` with a string as a metadata key (a bare
     string, `$eq`, `$ne`, `$in`, `$nin`): Chroma refuses that, the key having no string
-    index, where huedb's engine reads every `#document` condition as a document filter."""
+    index, where huedb's engine reads a `#document` condition with a string operand as a
+    document filter (and fails to compile it with these operators)."""
     if not isinstance(where, dict):
         return False
     for key, value in where.items():

@@ -48,7 +48,7 @@ from huedb.errors import (
     StorageIOError,
     StorageUnavailableError,
 )
-from huedb.record_batch import RecordBatch
+from huedb.record_batch import DOCUMENT_META_KEY, RESERVED_PREFIX, URI_META_KEY, RecordBatch
 from huedb.search.bounds import check_bounds
 from huedb.search.evaluate import SearchRun
 from huedb.search.parse import parse_search_request
@@ -265,9 +265,11 @@ class LocalAPI(ServerAPI):
         try:
             flt = checked_filter(request.ids, where, where_document)
         except InvalidArgumentError:
-            # The engine reads every `#document` condition of a `where` as a document
-            # filter; Chroma reads a string compared with `#document` as a metadata filter,
-            # which the schema refuses (in order, after any earlier refused condition).
+            # The engine reads a `#document` condition of a `where` with a string operand as
+            # a document filter (it compiles a number or bool compared with `#document` as
+            # a metadata term); Chroma reads a string compared with `#document` as a
+            # metadata filter, which the schema refuses (in order, after any earlier refused
+            # condition).
             if compares_document_key(where):
                 self._filter_policy(collection_id).check_where(where)
             raise
@@ -391,6 +393,11 @@ def _wanted(field: str, include: list[str]) -> bool:
 
 def _fields(rows: list[tuple], include: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"embeddings": None, "documents": None, "uris": None, "metadatas": None}
+    # Rows whose stored metadata holds a `chroma:` key (rare: the JSON text is searched) are
+    # read as Chroma reads them (`_reserved_view`); the others as they are stored.
+    reserved = {
+        n: _reserved_view(r) for n, r in enumerate(rows) if r[4] and RESERVED_PREFIX in r[4]
+    }
     if "documents" in include:
         out["documents"] = [r[2] for r in rows]
     if "uris" in include:
@@ -400,6 +407,10 @@ def _fields(rows: list[tuple], include: list[str]) -> dict[str, Any]:
         out["metadatas"] = [
             stored_json(r[4]) if r[4] else ({} if r[3] is not None else None) for r in rows
         ]
+    for n, view in reserved.items():
+        for name, value in zip(("documents", "uris", "metadatas"), view, strict=True):
+            if out[name] is not None:
+                out[name][n] = value
     if "embeddings" in include:
         if rows:
             blob = b"".join(r[5] for r in rows)
@@ -409,3 +420,25 @@ def _fields(rows: list[tuple], include: list[str]) -> dict[str, Any]:
         else:
             out["embeddings"] = np.array([])
     return out
+
+
+def _reserved_view(row: tuple) -> tuple[str | None, str | None, dict[str, Any] | None]:
+    """(document, uri, metadata) of a row whose stored metadata holds `chroma:` keys, as
+    Chroma returns them: no `chroma:` key in metadata, which is None when it held nothing
+    but `chroma:document` and the record has no uri ({} when only `chroma:` keys).
+
+    Writes move a string `chroma:document` / `chroma:uri` to the document / uri
+    (`checks._move_reserved_keys`); one stored as metadata before they did is read as the
+    document / uri when the record has none, so no value written then is hidden now.
+    """
+    stored = stored_json(row[4])
+    document, uri = row[2], row[3]
+    kept_document, kept_uri = stored.get(DOCUMENT_META_KEY), stored.get(URI_META_KEY)
+    if document is None and isinstance(kept_document, str):
+        document = kept_document
+    if uri is None and isinstance(kept_uri, str):
+        uri = kept_uri
+    if uri is None and all(key == DOCUMENT_META_KEY for key in stored):
+        return document, uri, None
+    metadata = {k: v for k, v in stored.items() if not k.startswith(RESERVED_PREFIX)}
+    return document, uri, metadata

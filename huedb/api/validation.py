@@ -32,7 +32,10 @@ DOCUMENT_OPS = ("$contains", "$not_contains", "$regex", "$not_regex")
 LOGICAL_OPS = ("$and", "$or")
 WHERE_OPS = (*COMPARISON_OPS, "$ne", "$eq", *LIST_OPS, *MEMBER_OPS)
 DOCUMENT_KEY = "#document"
-RESERVED_METADATA_KEYS = ("chroma:document", "chroma:uri")
+# Record metadata keys chromadb's client refuses (`validate_metadata`). It lets `chroma:uri`
+# and other `chroma:` keys through: the server makes a string `chroma:uri` the record's uri
+# and never returns `chroma:` keys in metadata (`api/checks.py`, `api/local.py`).
+RESERVED_METADATA_KEYS = ("chroma:document",)
 
 
 def maybe_list(value: Any) -> list[Any] | None:

@@ -5,11 +5,19 @@ one (InvalidArgumentError) or one beyond what any configuration admits (RequestL
 measures what the engine's limits need (`FilterSize`), and returns a `RecordFilter` whose
 `tree` holds only checked nodes: metadata terms (`MetaTerm`, operands as stored:
 `record_values.value_kind` / `sql_value`), document terms (`DocTerm`, regexes already
-compiled once in Chroma's dialect) and `$and` / `$or` (`Logical`). Each store renders the
-tree in its own dialect (`engine/sqlite_store/filters.py`). Semantics every rendering keeps:
-negations (`$ne`, `$nin`, `$not_contains`, `$not_regex`) are the exact complement of their
-positive form, so records without the key or with another value type match them, as in
-Chroma; `$regex` is evaluated with `engine/regex_dialect.py`, never a store's own regex.
+compiled once in Chroma's dialect), string equality on a record's document or uri
+(`FieldTerm`) and `$and` / `$or` (`Logical`). Each store renders the tree in its own dialect
+(`engine/sqlite_store/filters.py`). Semantics every rendering keeps: negations (`$ne`,
+`$nin`, `$not_contains`, `$not_regex`) are the exact complement of their positive form, so
+records without the key or with another value type match them, as in Chroma; `$regex` is
+evaluated with `engine/regex_dialect.py`, never a store's own regex.
+
+Chroma keeps a record's document and uri as the metadata keys `chroma:document` and
+`chroma:uri`, so a string `$eq` / `$ne` / `$in` / `$nin` on one of those keys compares the
+document or uri (`FieldTerm`), or a string such a key holds in metadata (`MetaTerm`: what
+huedb stored before it moved them). `#document` with any other operator than `$contains`,
+`$not_contains`, `$regex` or `$not_regex` is a metadata term on a key no record has, as in
+Chroma (a string operand: an error, `api/checks.compares_document_key`).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from huedb.engine import regex_dialect
 from huedb.engine.record_values import KIND_NUMBER, KIND_STR, sql_value, value_kind
 from huedb.errors import InvalidArgumentError, RequestLimitError
 from huedb.options import LIMIT_CEILINGS
+from huedb.record_batch import DOCUMENT_META_KEY, URI_META_KEY
 
 MAX_FILTER_DEPTH = 64
 # Beyond these no configuration admits a filter, so checking stops there (the configured
@@ -29,6 +38,9 @@ MAX_FILTER_TERMS = LIMIT_CEILINGS["max_filter_terms"]
 MAX_IN_VALUES = LIMIT_CEILINGS["max_in_values"]
 
 COMPARISONS = ("$gt", "$gte", "$lt", "$lte")
+DOCUMENT_OPS = ("$contains", "$not_contains", "$regex", "$not_regex")
+# The metadata keys under which Chroma keeps a record's fields, and huedb's field for each.
+FIELD_KEYS = {DOCUMENT_META_KEY: "document", URI_META_KEY: "uri"}
 # Operators whose match is the complement of another's, and that other.
 NEGATIONS = {
     "$ne": "$eq",
@@ -74,7 +86,17 @@ class Logical:
     children: tuple[Node, ...]
 
 
-Node = MetaTerm | DocTerm | Logical
+@dataclass(frozen=True)
+class FieldTerm:
+    """A record's document or uri (`field`) compared with strings: `op` is $eq, $ne, $in or
+    $nin; a record without the field matches only the negations."""
+
+    field: str
+    op: str
+    values: tuple[str, ...]
+
+
+Node = MetaTerm | DocTerm | FieldTerm | Logical
 
 
 def positive(op: str) -> str:
@@ -171,7 +193,7 @@ class FilterChecker:
         if not isinstance(key, str) or key.startswith("$"):
             raise _invalid(f"bad key {key!r}")
         _utf8_bytes(key, "where")
-        if key == "#document":
+        if key == "#document" and not _metadata_on_document(value):
             self.terms -= 1  # the condition inside is the term
             return self.document(value, depth + 1)
         if isinstance(value, dict):
@@ -180,7 +202,13 @@ class FilterChecker:
             op, operand = next(iter(value.items()))
         else:
             op, operand = "$eq", value
-        return self._metadata(key, op, operand)
+        term = self._metadata(key, op, operand)
+        field = FIELD_KEYS.get(key)
+        if field is None or term.kind != KIND_STR or positive(term.op) not in ("$eq", "$in"):
+            return term
+        # The record's field, or (stored before huedb moved it there) the key's value.
+        joiner = "$or" if positive(term.op) == term.op else "$and"
+        return Logical(joiner, (FieldTerm(field, term.op, term.values), term))
 
     def _metadata(self, key: str, op: str, operand: Any) -> MetaTerm:
         if op in ("$eq", "$ne", "$contains", "$not_contains"):
@@ -232,6 +260,24 @@ class FilterChecker:
             regex_dialect.compile_pattern(operand)
             return DocTerm(op, operand)
         raise InvalidArgumentError(f"Invalid where document clause: unknown operator {op!r}")
+
+
+def _metadata_on_document(value: Any) -> bool:
+    """Whether a `where` condition on `#document` is a metadata one in Chroma: an operator
+    other than the document ones with a number or bool (or a non-empty list of them, for
+    `$in` / `$nin`), bare or not. Chroma then compares a metadata key `#document`, which no
+    record has: no match, every record for a negation."""
+    if isinstance(value, dict):
+        if len(value) != 1:
+            return False
+        op, operand = next(iter(value.items()))
+        if op in DOCUMENT_OPS or op in ("$and", "$or"):
+            return False
+        if op in ("$in", "$nin") and isinstance(operand, list) and operand:
+            operand = operand[0]
+    else:
+        operand = value
+    return isinstance(operand, int | float)
 
 
 def _operand_kind(operand: Any) -> int:

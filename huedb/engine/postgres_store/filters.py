@@ -21,7 +21,15 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from huedb.engine.filters import COMPARISONS, DocTerm, Logical, MetaTerm, Node, positive
+from huedb.engine.filters import (
+    COMPARISONS,
+    DocTerm,
+    FieldTerm,
+    Logical,
+    MetaTerm,
+    Node,
+    positive,
+)
 from huedb.engine.record_values import INT64_MAX, INT64_MIN, KIND_STR
 
 _COMPARE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
@@ -117,6 +125,12 @@ class _Renderer:
         if isinstance(node, MetaTerm):
             sql = f"r.key IN ({self._meta_select(node)})"
             return f"NOT ({sql})" if negated else sql
+        if isinstance(node, FieldTerm):
+            # Never NULL: false for a record without the document or uri.
+            column = {"document": "r.document", "uri": "r.uri"}[node.field]
+            self.params.append(list(node.values))
+            sql = f"coalesce({column} = ANY(%s::text[]), false)"
+            return f"NOT {sql}" if negated else sql
         # A document term is NULL for a record without a document, which counts as false
         # where it stands; only its negation needs coalesce(). Bare, the LIKE is an index
         # condition of the trigram index; inside coalesce() the planner scans the table
@@ -128,7 +142,7 @@ class _Renderer:
         if isinstance(node, Logical):
             joiner = " INTERSECT " if node.op == "$and" else " UNION "
             return joiner.join(f"({self.key_set(c)})" for c in node.children)
-        if isinstance(node, DocTerm) or positive(node.op) != node.op:
+        if not isinstance(node, MetaTerm) or positive(node.op) != node.op:
             raise _NotAKeySet
         return self._meta_select(node)
 

@@ -14,7 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 from huedb.engine import regex_dialect
-from huedb.engine.filters import COMPARISONS, DocTerm, Logical, MetaTerm, Node, positive
+from huedb.engine.filters import (
+    COMPARISONS,
+    DocTerm,
+    FieldTerm,
+    Logical,
+    MetaTerm,
+    Node,
+    positive,
+)
 
 _COMPARE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 # Compound SELECTs are limited in SQLite (500 terms); larger filters use the predicate form.
@@ -75,15 +83,26 @@ class _Renderer:
         if isinstance(node, MetaTerm):
             sql = f"r.key IN ({self._meta_select(node)})"
             return sql if positive(node.op) == node.op else f"NOT {sql}"
+        if isinstance(node, FieldTerm):
+            sql = self._field(node)
+            return sql if positive(node.op) == node.op else f"NOT {sql}"
         return self._document(node)
 
     def key_set(self, node: Node) -> str:
         if isinstance(node, Logical):
             joiner = " INTERSECT " if node.op == "$and" else " UNION "
             return joiner.join(f"SELECT key FROM ({self.key_set(c)})" for c in node.children)
-        if isinstance(node, DocTerm) or positive(node.op) != node.op:
+        if not isinstance(node, MetaTerm) or positive(node.op) != node.op:
             raise _NotAKeySet
         return self._meta_select(node)
+
+    def _field(self, term: FieldTerm) -> str:
+        """Whether the record's document or uri is one of the term's strings (false, never
+        NULL, for a record without it; the column's binary collation: exact equality)."""
+        column = {"document": "r.document", "uri": "r.uri"}[term.field]
+        self.params.extend(term.values)
+        marks = ", ".join("?" for _ in term.values)
+        return f"coalesce({column} IN ({marks}), 0)"
 
     def _meta_select(self, term: MetaTerm) -> str:
         """The keys whose metadata satisfies the positive form of `term`."""
