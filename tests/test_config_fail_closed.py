@@ -149,6 +149,30 @@ def test_a_string_boolean_stops_huedb_run_in_one_line(tmp_path: Path) -> None:
         ({}, (), "[auth]\ntokens = []\n", "holds no token"),
         ({}, (), "[auth]\n", "holds no token"),
         ({}, (), '{"auth": {}}', "holds no token"),
+        (
+            {"CHROMA_SERVER_AUTHN_CREDENTIALS": ""},
+            (),
+            None,
+            "CHROMA_SERVER_AUTHN_CREDENTIALS is set but holds no token",
+        ),
+        (
+            {"CHROMA_SERVER_AUTH_CREDENTIALS": " "},
+            (),
+            None,
+            "CHROMA_SERVER_AUTH_CREDENTIALS is set but holds no token",
+        ),
+        (
+            {"chroma_server_authn_provider": "chromadb.auth.token_authn.TokenAuthnProvider"},
+            (),
+            None,
+            "chroma_server_authn_provider is spelt in lower case",
+        ),
+        (
+            {"Chroma_Server_Authn_Credentials": "a-long-token"},
+            (),
+            None,
+            "rename it CHROMA_SERVER_AUTHN_CREDENTIALS",
+        ),
     ],
 )
 def test_a_token_source_that_is_set_but_empty_is_refused(
@@ -169,6 +193,20 @@ def test_a_token_source_that_is_set_but_empty_is_refused(
 def test_an_empty_token_variable_stops_huedb_run(tmp_path: Path) -> None:
     output = run_refused(tmp_path, env={"HUEDB_AUTH_TOKENS": ""})
     assert "HUEDB_AUTH_TOKENS is set but holds no token" in output
+
+
+@pytest.mark.parametrize(
+    "content", ["caf\xe9-token-1234\n".encode("latin-1"), "token-1234abcd\n".encode("utf-16")]
+)
+def test_a_token_file_that_is_not_utf8_stops_huedb_run_in_one_line(
+    tmp_path: Path, content: bytes
+) -> None:
+    """A Latin-1 file, or UTF-16 as Windows Notepad writes it, stopped the start with a
+    UnicodeDecodeError traceback."""
+    path = tmp_path / "tokens.txt"
+    path.write_bytes(content)
+    output = run_refused(tmp_path, "--auth-tokens-file", str(path))
+    assert f"cannot read token file {path}: it is not UTF-8 text" in output
 
 
 # --------------------------------------------------------------------------- empty TLS paths

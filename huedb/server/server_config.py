@@ -435,9 +435,13 @@ def parse_token_file(path: str, source: str = "--auth-tokens-file") -> list[Toke
     if not path.strip():
         raise ConfigError(f"{source} is set but names no file, so it holds no token")
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise ConfigError(f"cannot read token file {path}: {exc}") from None
+    except UnicodeDecodeError as exc:  # a Latin-1 or UTF-16 file: no token is guessed
+        raise ConfigError(
+            f"cannot read token file {path}: it is not UTF-8 text (byte {exc.start})"
+        ) from None
     entries = []
     for n, line in enumerate(lines, 1):
         parts = line.split()
@@ -542,14 +546,26 @@ def tokens_from_environment(env: dict[str, str] | None = None) -> list[TokenEntr
         entries += parse_token_list(env["HUEDB_AUTH_TOKENS"], "HUEDB_AUTH_TOKENS")
     if "HUEDB_AUTH_TOKENS_FILE" in env:
         entries += parse_token_file(env["HUEDB_AUTH_TOKENS_FILE"], "HUEDB_AUTH_TOKENS_FILE")
-    for name in ("CHROMA_SERVER_AUTHN_CREDENTIALS", "CHROMA_SERVER_AUTH_CREDENTIALS"):
-        if env.get(name):
-            entries.append(make_token(env[name].strip(), "admin", name))
+    for name in CHROMA_CREDENTIALS:
+        if name not in env:
+            continue
+        if not env[name].strip():  # set means set here too
+            raise ConfigError(f"{name} is set but holds no token")
+        entries.append(make_token(env[name].strip(), "admin", name))
     return entries
 
 
 def check_chroma_auth(env: dict[str, str]) -> None:
-    """Refuse Chroma server auth settings huedb cannot honour (fail closed, never open)."""
+    """Refuse Chroma server auth settings huedb cannot honour (fail closed, never open),
+    and any spelt in lower case (chromadb's settings read `chroma_server_authn_provider`
+    as the upper-case name; huedb reads names as they are, so it would ignore it)."""
+    for name in sorted(env):
+        upper = name.upper()
+        if name != upper and upper.startswith(("CHROMA_SERVER_AUTH", "CHROMA_AUTH_")):
+            raise ConfigError(
+                f"{name} is spelt in lower case: huedb reads Chroma's auth settings by their "
+                f"upper-case names only, so it would be ignored; rename it {upper}"
+            )
     for name, why in UNSUPPORTED_AUTH.items():
         if env.get(name, "").strip():
             raise ConfigError(f"{name} is set but {why}: use {USE_INSTEAD} instead")
