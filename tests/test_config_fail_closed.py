@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -358,3 +360,27 @@ def test_the_allow_reset_flag_beats_the_environment(tmp_path: Path) -> None:
 def test_huedb_allow_reset_that_is_no_boolean_is_refused(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError, match="HUEDB_ALLOW_RESET=.* is not a boolean"):
         config_of(tmp_path, env={"HUEDB_ALLOW_RESET": value})
+
+
+# --------------------------------------------------------------------------- loopback names
+
+
+def test_a_loopback_name_that_resolves_elsewhere_needs_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`localhost` or `x.localhost` bound without tokens must resolve to loopback addresses
+    only: a hosts file mapping one to a network address would serve it openly. (The hosts
+    file is simulated: tests cannot edit /etc/hosts.)"""
+    assert config_of(tmp_path, "--host", "localhost").host == "localhost"
+    real = socket.getaddrinfo
+
+    def hosts_file(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host in ("localhost", "app.localhost"):
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.5", 0))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", hosts_file)
+    for host in ("localhost", "app.localhost"):
+        with pytest.raises(ConfigError, match=f"refusing to serve {host} without auth"):
+            config_of(tmp_path, "--host", host)
+    assert config_of(tmp_path, "--host", "127.0.0.1").host == "127.0.0.1"

@@ -34,9 +34,9 @@ from huedb.server.server_config import (
     ENV_ALLOW_RESET,
     ENV_CONFIG,
     ServerConfig,
+    binds_loopback_only,
     check_environment_names,
     environment_boolean,
-    is_loopback,
     load_config_file,
     parse_token_file,
     tokens_from_environment,
@@ -96,7 +96,7 @@ def run_server(config: ServerConfig, log_level: str) -> int:
     roles = sorted({t.role for t in config.tokens})
     if config.tokens:
         logger.info("auth: token auth with %d token(s), roles %s", len(config.tokens), roles)
-    elif is_loopback(config.host):
+    elif binds_loopback_only(config.host):
         logger.warning("auth: NONE (no tokens configured; serving loopback %s only)", config.host)
     else:
         logger.warning(

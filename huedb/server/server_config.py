@@ -8,6 +8,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import socket
 import ssl
 import string
 import tomllib
@@ -214,7 +215,11 @@ class ServerConfig:
                 f"log_format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}"
             )
         check_token_conflicts(self.tokens)
-        if not self.tokens and not self.allow_unauthenticated and not is_loopback(self.host):
+        if (
+            not self.tokens
+            and not self.allow_unauthenticated
+            and not binds_loopback_only(self.host)
+        ):
             raise ConfigError(
                 f"refusing to serve {self.host} without authentication: set tokens "
                 "(HUEDB_AUTH_TOKENS, --auth-tokens-file or [auth] in --config) or pass "
@@ -288,6 +293,27 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def binds_loopback_only(host: str) -> bool:
+    """True when binding `host` listens on loopback addresses only: `is_loopback`, and a
+    name (`localhost`, `x.localhost`) also resolves to loopback addresses alone (a hosts
+    file can map one elsewhere); a name that does not resolve is not."""
+    if not is_loopback(host):
+        return False
+    name = host.rstrip(".").lower()
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(name, None)
+    except (OSError, UnicodeError):
+        return False
+    return bool(found) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in found
+    )
 
 
 def digest(token: str) -> str:
