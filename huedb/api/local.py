@@ -162,8 +162,13 @@ class LocalAPI(ServerAPI):
         )
 
     def owner_of(self, collection_id: str) -> tuple[str, str]:
-        """(tenant, database) of a collection (NotFoundError if it does not exist)."""
-        return self.engine.database_of(self.engine.get_collection_by_uuid(collection_id))
+        """(tenant, database) of a collection (NotFoundError if it does not exist, also
+        when its database was deleted meanwhile: never the default database's names, which
+        a token of that database would be allowed)."""
+        owner = self.engine.owner_of(self.engine.get_collection_by_uuid(collection_id))
+        if owner is None:
+            raise NotFoundError(f"Collection [{collection_id}] does not exist.")
+        return owner
 
     def list_collections(
         self, limit: int | None, offset: int | None, tenant: str, database: str

@@ -265,10 +265,15 @@ class Engine:
             return db.collection_by_uuid(collection_uuid)
 
     def database_of(self, col: CollectionRow) -> tuple[str, str]:
-        """(tenant, database) names of a collection."""
+        """(tenant, database) names of a collection (the defaults when its database is gone
+        meanwhile: for reports; an owner check uses `owner_of`)."""
+        return self.owner_of(col) or (DEFAULT_TENANT, DEFAULT_DATABASE)
+
+    def owner_of(self, col: CollectionRow) -> tuple[str, str] | None:
+        """(tenant, database) names of a collection; None when its database no longer
+        exists (deleted since the collection's row was read)."""
         with self._lock, self._store.read() as db:
-            names = db.database_names(col.database_id)
-        return names or (DEFAULT_TENANT, DEFAULT_DATABASE)
+            return db.database_names(col.database_id)
 
     def list_collections(
         self, tenant: str, database: str, limit: int | None, offset: int | None
