@@ -104,6 +104,9 @@ PATTERNS = [
     "a{2}", "a{3}", "a{2,}", "a{1,2}", "a{,3}", "a{2", "a{", "{", "a{ 2 }", "a{2 , 3}",
     "a{2}{3}", "a**", "a+*", "a*?", "a+?", "a??", "a{2}?", "a{2,3}?", "a{3,2}", "*a", "+",
     "?", "a{0}", "(?:ab)+", "(ab)*c", "ca+t", "c.*t", "c.*?t", "a{1000}", "x{2,}y",
+    # counts over RE2's 1000 (see LARGE_COUNT_PATTERNS), counts over Rust's u32
+    "a{1001}", "a{1200,}", "(ab){0,2000}", "^.{0,1100}$", "(a{1000}){2}", "a{4294967296}",
+    "a{1,4294967296}", "a{" + "1" * 5000 + "}",
     # groups and alternation
     "(", ")", "a)", "(a", "()", "(?:)", "(|a)", "a|", "|", "|cat", "cat|dog", "(cat|dog)",
     "(?P<n>cat)", "(?<n>cat)", "(?P<n>a)(?P<n>b)", "(?P<>a)", "(?P<1a>a)", "(?<n>a",
@@ -196,7 +199,7 @@ def test_same_decisions_and_matches_as_chroma(chroma_get, huedb_get) -> None:
                 assert expected == "InvalidArgumentError", (pattern, expected)
             agree = got == expected
             if agree == (pattern in KNOWN_DIFFERENCES):
-                mismatches.append((pattern, op, expected, got))
+                mismatches.append((pattern[:80], op, expected, got))
     assert not mismatches, "\n".join(map(repr, mismatches))
 
 
@@ -224,6 +227,120 @@ def test_backtracking_patterns_take_linear_time(
         expected = matching if op == "$regex" else sorted({"big", "small"} - set(matching))
         assert sorted(ids) == expected
     client.close()
+
+
+# Counted repetitions above RE2's limit of 1000 (per count, and for the product of nested
+# counts), which Rust takes: rewritten into pieces RE2 takes. Documents around the counts.
+LARGE_COUNT_DOCS = [
+    "a" * 999, "a" * 1000, "a" * 1001, "a" * 1200, "a" * 2000, "a" * 2001, "ab" * 1100,
+    "é" * 1200, "x" + "a" * 1500 + "y", "a" * 1200 + "\r\n", "", "b", "xé" + "é" * 1001 + "x",
+    "ab" * 1100 + "x", "1" * 1001, "٣" * 1001,
+]  # fmt: skip
+LARGE_COUNT_PATTERNS = [
+    "a{999}", "a{1000}", "a{1001}", "a{1001}?", "^a{1001}$", "^a{1000,1200}$", "^a{0,1100}$",
+    "^a{1001,}$", "^a{2001,}$", "a{1201,}?", "^a{1201,}?$", "^(?:a|b){2200}$", "^(ab){1100}$",
+    "^(ab){1099}$", "^(ab){1101}$", "(ab){0,2000}x", "^(ab){0,2000}x", "^(ab){1000,1100}?x$",
+    # nested counts whose product is over 1000
+    "(a{2}){600}", "^(a{2}){600}$", "^(a{2}){601}$", "^(a{2}){500,}$", "^(a{2}){0,600}$",
+    "^(a{2}){0,599}$", "^((a{10}){10}){12}$", "^((a{10}){10}){20}$", "^(a{500}|b){3}$",
+    "^(a{400}|b){3}a{1}$", "^(?:a{1000}){2}a?$", "(a{1000}){2}", "^(a{1000}){2}$",
+    "^(a{1000}){2,3}$", "^(a{999}){0,2}$", "^(?:(?:a{2}){3}){200}$", "^(?:(?:a{2}){3}){201}$",
+    "^(?:a{500}|(?:b{2}){300}){3}$", "^(?:(?:ab){2}|a{300}){5}$", "^(?:(?:ab){2}){275}$",
+    # framed documents: Unicode \b, CRLF mode
+    "\\bé{1001}", "\\bé{1200}\\b", "é{1201}", "^é{1001,}$", "\\Bé{1001}", "xé{1002}x",
+    "\\bé{1002}\\b", "(?mR)^a{1200}$", "(?mR)^a{1201}$", "(?m)^a{1200}$", "(?mR)^a{1000,}$",
+    # flags, stacked repetitions, lazy pieces, spelling of counts
+    "(?i)A{1001}", "(?x) a {1001}", "a{1001}{2}", "^a{1000}{2}$", "a{2}{1001}", "^a{1001}+$",
+    "a{1001}??", "(?U)a{1001}", "(?U)a{1001,}?", "a{01001}", "a{ 1001 }", "a{1001 , 1002}",
+    # operands that only assert or match nothing
+    "(?:^){5000}a", "(?:\\b){2000}a", "(?:){100000}", "(?:a{0}){5000}", "x{0,5000}",
+    "^(?:$){2000}", "(?:^|$){3000}", "(?:\\b|a){1001}", "(a{1000}){0}",
+    # too large for RE2 (and Rust), but dropped by {0}
+    "(?:a{1000000}){0}b", "^(?:(?:a{1000}){1000}|b){0}$", "^(?:(?:a{1000}){1000}){0,0}a",
+    # classes, alternations
+    "^.{0,1100}$", "^.{1100,}$", ".{1200}", "(?s)^.{1201,}$", "^(?:a|aa){1001}$",
+    "^(?:a|aa){600,1001}$", "[ab]{2200}", "^[ab]{2201}", "^\\d{1001}$", "\\d{999}\\d{2}",
+    "^(?:a{1001}|b)$", "(a{1001})|(é{1001})", "(?P<n>a{1001})",
+    # an operand that may match the empty string, or consume
+    "^(?:a{0,}b{0,}){1100}$", "^(?:a{0,}b{0,}){1099}$", "^(?:a{0,}b{0,1}){1100}x$",
+    "^(?:a{0,1}){1001}$", "^(?:a{0,1}){1200}$",
+]  # fmt: skip
+
+
+def _clients(tmp_path: Path, docs: list[str]) -> tuple:
+    """The huedb client, and `get` of a collection of `docs` in chromadb (persistent,
+    in-process: its Rust core evaluates `$regex`) and in huedb."""
+    chroma = chromadb.PersistentClient(
+        path=str(tmp_path / "chroma"), settings=Settings(anonymized_telemetry=False)
+    )
+    hue = huedb.PersistentClient(path=str(tmp_path / "huedb"))
+    gets = []
+    for client in (chroma, hue):
+        col = client.get_or_create_collection("counts")
+        col.add(
+            ids=[str(i) for i in range(len(docs))],
+            documents=docs,
+            embeddings=[[1.0, float(i)] for i in range(len(docs))],
+        )
+        gets.append(col.get)
+    return hue, gets[0], gets[1]
+
+
+def test_counts_over_re2_limit_match_as_chroma(tmp_path: Path) -> None:
+    """`a{1001}`, `a{1200,}`, `(ab){0,2000}`, `(a{1000}){2}` ... were refused ('invalid
+    repetition size'): they match what they match in Chroma, for both operators."""
+    hue, chroma_get, huedb_get = _clients(tmp_path, LARGE_COUNT_DOCS)
+    mismatches = []
+    for pattern in LARGE_COUNT_PATTERNS:
+        for op in ("$regex", "$not_regex"):
+            expected = _outcome(chroma_get, pattern, op)
+            assert isinstance(expected, list), (pattern, expected)
+            got = _outcome(huedb_get, pattern, op)
+            if got != expected:
+                mismatches.append((pattern, op, expected, got))
+    assert not mismatches, "\n".join(map(repr, mismatches))
+    hue.close()
+
+
+# Refused by Chroma too (Rust's 10 MiB size limit: chromadb's InternalError, a 500 over HTTP).
+TOO_LARGE = [
+    "a{1000000}", "a{4294967295}", "(a{1000}){1000}", "((((a{100}){100}){100}){100})",
+    "\\w{1001}", ".{100000}", "(?:" + "\\w" * 50 + "a{1000}){600}",
+]  # fmt: skip
+
+
+def test_patterns_too_large_are_refused_as_too_large(tmp_path: Path) -> None:
+    """Beyond what RE2 compiles within its memory budget, or beyond what the rewriting of
+    counts may write: an InvalidArgumentError saying so, at once, where Chroma refuses too."""
+    hue, chroma_get, huedb_get = _clients(tmp_path, ["a", "b"])
+    for pattern in TOO_LARGE:
+        with pytest.raises(Exception):  # noqa: B017, PT011 - Chroma's InternalError
+            chroma_get(where_document={"$regex": pattern})
+        for op in ("$regex", "$not_regex"):
+            start = time.perf_counter()
+            with pytest.raises(errors.InvalidArgumentError) as refused:
+                huedb_get(where_document={op: pattern})
+            assert time.perf_counter() - start < 5.0, pattern
+            message = str(refused.value)
+            assert "is too large for huedb" in message, message
+            assert "invalid" not in message.lower(), message
+            assert "b'" not in message, message
+    hue.close()
+
+
+def test_regex_errors_show_re2_messages_as_text() -> None:
+    """RE2's messages are bytes: an error showed them as b'...'."""
+    with pytest.raises(errors.InvalidArgumentError) as refused:
+        regex_dialect._re2_compile("(x", "(x")
+    assert str(refused.value) == "Invalid regex pattern '(x': missing ): (x"
+    with pytest.raises(errors.InvalidArgumentError) as refused:
+        regex_dialect._re2_compile("a{1001}", "a{1001}")
+    assert "is too large for huedb" in str(refused.value)
+    for pattern in [*PATTERNS, *TOO_LARGE]:
+        try:
+            regex_dialect.compile_pattern(pattern)
+        except errors.InvalidArgumentError as exc:
+            assert "b'" not in str(exc).replace(repr(pattern[:200]), ""), (pattern, str(exc))
 
 
 def test_oversized_patterns_are_refused(tmp_path: Path) -> None:

@@ -17,6 +17,14 @@ bytes that carry what those assertions look at (`_` for a word character, `\\x01
 another, `\\n` for a line end of the pattern's mode), every character of the pattern framed
 the same way, so RE2's ASCII `\\b` and multi-line `^` / `$` between two frames answer Rust's
 question exactly (`_frame`).
+
+RE2 takes a count of at most 1000 in a counted repetition, and of the product of nested
+ones (`(?:a{500}){3}` is refused); Rust's only bound is the size of the compiled program.
+A larger count becomes a concatenation of pieces RE2 takes, matching the same strings
+(`a{1200}` is `(?:a){1000}(?:a){200}`, `a{1200,}` adds `(?:a)*`, `a{0,1200}` is
+`(?:a){0,1000}(?:a){0,200}`; nested counts as copies of their operand). A pattern whose
+program would still be over RE2's memory budget is refused as too large for huedb (Rust's
+own 10 MiB limit refuses those too on Chroma: `a{1000000}`, `\\w{1001}`).
 """
 
 from __future__ import annotations
@@ -36,6 +44,14 @@ MAX_REGEX_MEMORY = 8 * 1024 * 1024
 """RE2's memory budget per compiled pattern; a pattern needing more is refused."""
 MAX_NESTING = 250
 """Deepest group nesting accepted (Rust's default nest limit)."""
+MAX_REPEAT = 1000
+"""RE2's largest count of a counted repetition, and of the product of nested ones."""
+MAX_INSTRUCTIONS = MAX_REGEX_MEMORY * 2 // 3 // 8
+"""RE2's largest program under MAX_REGEX_MEMORY (two thirds of it, 8 bytes an instruction)."""
+MAX_EXPANDED_BYTES = 1024 * 1024
+"""Most RE2 pattern text the rewriting of counted repetitions may add to a pattern."""
+MAX_COUNT = 2**32 - 1
+"""Largest count of a repetition Rust parses (a `u32`)."""
 _CACHE_SIZE = 64
 
 
@@ -154,9 +170,13 @@ class _Translator:
         self.framed = framed
         self.boundaries: set[str] = set()
         self.line_anchors: set[str] = set()
+        self.expanded = 0  # bytes of RE2 pattern the pieces of large counts added
 
     def fail(self, detail: str) -> InvalidArgumentError:
         return InvalidArgumentError(f"Invalid regex pattern {self.p!r}: {detail}")
+
+    def too_large(self, detail: str = "") -> InvalidArgumentError:
+        return _too_large(self.p, detail)
 
     def peek(self, k: int = 0) -> str:
         j = self.i + k
@@ -178,6 +198,8 @@ class _Translator:
         out = self.alternation(0)
         if self.i < len(self.p):
             raise self.fail("unopened group")
+        if _info(out)[1] > MAX_INSTRUCTIONS:
+            raise self.too_large()
         if "unicode" in self.boundaries and self.boundaries & {"ascii", "ascii_not"}:
             raise self.fail(
                 r"Unicode (\b, \B) and ASCII ((?-u:\b)) word boundaries in one pattern "
@@ -192,14 +214,21 @@ class _Translator:
 
     def char(self, atom: str) -> str:
         """An atom that consumes one character, framed when the pattern is."""
-        return f"{_MARK}{atom}{_MARK}" if self.framed else atom
+        return _Frag.of(f"{_MARK}{atom}{_MARK}" if self.framed else atom, weight=1, consumes=True)
 
     def alternation(self, depth: int) -> str:
         branches = [self.concatenation(depth)]
         while self.peek() == "|":
             self.i += 1
             branches.append(self.concatenation(depth))
-        return "|".join(branches)
+        # RE2 compiles every branch (merging common prefixes): the heaviest is a lower bound.
+        infos = [_info(branch) for branch in branches]
+        return _Frag.of(
+            "|".join(branches),
+            max(factor for factor, _, _ in infos),
+            max(weight for _, weight, _ in infos),
+            any(consumes for _, _, consumes in infos),
+        )
 
     def concatenation(self, depth: int) -> str:
         parts: list[str] = []
@@ -207,7 +236,13 @@ class _Translator:
             self.skip_ignored()
             c = self.peek()
             if c in ("", "|", ")"):
-                return "".join(parts)
+                infos = [_info(part) for part in parts]
+                return _Frag.of(
+                    "".join(parts),
+                    max((factor for factor, _, _ in infos), default=1),
+                    sum(weight for _, weight, _ in infos),
+                    any(consumes for _, _, consumes in infos),
+                )
             if c in "*+?{":
                 if not parts or isinstance(parts[-1], _FlagMark):
                     raise self.fail("repetition operator missing expression")
@@ -218,32 +253,83 @@ class _Translator:
     def repetition(self, operand: str) -> str:
         c = self.p[self.i]
         self.i += 1
-        op = self.counted() if c == "{" else c
+        bounds = self.counted() if c == "{" else None
         self.skip_ignored()
+        lazy = ""
         if self.peek() == "?":
             self.i += 1
-            op += "?"
-        return f"(?:{operand}){op}"
+            lazy = "?"
+        if bounds is not None:
+            return self.counted_repetition(operand, *bounds, lazy)
+        # *, + and ?: RE2 compiles the operand once and counts nothing.
+        return _Frag.of(f"(?:{operand}){c}{lazy}", *_info(operand))
 
-    def counted(self) -> str:
+    def counted_repetition(self, operand: str, low: int, high: int | None, lazy: str) -> str:
+        """`operand{low,high}` (`high` None: no upper bound) within RE2's limits.
+
+        RE2 refuses a count above MAX_REPEAT, or nested counts whose product is: a larger
+        count becomes a concatenation (never a nesting) of pieces RE2 takes, which matches
+        the same strings: `{low}` as pieces of at most `most`, then `*` or, up to `high`,
+        pieces `{0,most}`. Lazy pieces stay lazy (only whether a match exists matters)."""
+        factor, weight, consumes = _info(operand)
+        if high == 0:
+            return _Frag.of("(?:)")  # X{0} matches the empty string, whatever X
+        if not consumes:
+            # It only asserts (or matches the empty string): once is as many times.
+            return _Frag.of(f"(?:{operand})" + ("?" if low == 0 else ""), factor)
+        top = low if high is None else high
+        weight *= top if high is not None else max(low, 1)  # RE2 compiles that many copies
+        if weight > MAX_INSTRUCTIONS:
+            # Too large for RE2, unless a {0} around drops it (as Rust does): `translate`
+            # refuses the pattern if it stays.
+            return _Frag.of(f"(?:{operand})", factor, weight, True)
+        most = MAX_REPEAT // factor  # RE2 keeps the product of nested counts <= MAX_REPEAT
+        if top <= most:
+            count = (
+                f"{{{low}}}"
+                if high == low
+                else f"{{{low},}}"
+                if high is None
+                else f"{{{low},{high}}}"
+            )
+            can_consume = high is None or high > 0  # not X{0}
+            return _Frag.of(
+                f"(?:{operand}){count}{lazy}", factor * max(top, 1), weight, can_consume
+            )
+        full, rest = divmod(low, most)
+        counts = [f"{{{most}}}"] * full + ([f"{{{rest}}}"] if rest else [])
+        if high is None:
+            counts.append("*")
+        else:
+            full, rest = divmod(high - low, most)
+            counts += [f"{{0,{most}}}"] * full + ([f"{{0,{rest}}}"] if rest else [])
+        self.expanded += len(counts) * (len(operand) + 16)
+        if self.expanded > MAX_EXPANDED_BYTES:
+            raise self.too_large(
+                f"its counts, cut into pieces of at most {MAX_REPEAT} for its regex engine "
+                f"(RE2), make a pattern over {MAX_EXPANDED_BYTES >> 20} MiB"
+            )
+        pieces = "".join(f"(?:{operand}){count}{lazy}" for count in counts)
+        return _Frag.of(f"(?:{pieces})", factor * most, weight, True)
+
+    def counted(self) -> tuple[int, int | None]:
+        """`{n}`, `{n,}` or `{n,m}` (after the brace): (n, m), m None for no upper bound."""
         low = self.decimal()
         if low is None:
             raise self.fail("repetition quantifier expects a valid decimal")
         self.skip_spaces()
         high: int | None = low
-        text = f"{{{low}}}"
         if self.peek() == ",":
             self.i += 1
             self.skip_spaces()
             high = self.decimal()
-            text = f"{{{low},}}" if high is None else f"{{{low},{high}}}"
         self.skip_spaces()
         if self.peek() != "}":
             raise self.fail("unclosed counted repetition")
         self.i += 1
         if high is not None and high < low:
             raise self.fail("invalid repetition count range, the start must be <= the end")
-        return text
+        return low, high
 
     def skip_spaces(self) -> None:
         while self.peek().isspace() and self.peek() != "":
@@ -256,7 +342,10 @@ class _Translator:
             self.i += 1
         if start == self.i:
             return None
-        return int(self.p[start : self.i])
+        digits = self.p[start : self.i].lstrip("0") or "0"
+        if len(digits) > len(str(MAX_COUNT)) or int(digits) > MAX_COUNT:
+            raise self.fail("decimal literal invalid")  # Rust's counts are u32
+        return int(digits)
 
     def atom(self, depth: int) -> str:
         c = self.p[self.i]
@@ -279,7 +368,7 @@ class _Translator:
         if c in "^$":
             if "m" in self.flags:
                 self.line_anchors.add("crlf" if "R" in self.flags else "lf")
-            return c
+            return _Frag.of(c)
         return self.char(_literal(c))
 
     def assertion(self) -> str:
@@ -293,7 +382,7 @@ class _Translator:
         if c in "bB":
             unicode = "u" in self.flags
             self.boundaries.add("unicode" if unicode else "ascii" if c == "b" else "ascii_not")
-        return f"\\{c}"
+        return _Frag.of(f"\\{c}")
 
     def require_unicode(self) -> None:
         if "u" not in self.flags:
@@ -328,7 +417,7 @@ class _Translator:
             raise self.fail("unclosed group")
         self.i += 1
         self.flags = saved
-        return f"{prefix}{body})"
+        return _Frag.of(f"{prefix}{body})", *_info(body))
 
     def group_name(self) -> None:
         end = self.p.find(">", self.i)
@@ -530,7 +619,31 @@ class _Translator:
         return fragment
 
 
-class _FlagMark(str):
+class _Frag(str):
+    """A translated fragment, with what RE2's limits need to know of it: `factor`, the
+    largest product of the counts of nested counted repetitions in it (RE2 refuses one
+    above MAX_REPEAT); `weight`, a lower bound of the instructions RE2 compiles it to (one
+    per character it consumes); `consumes`, whether it can match a character at all."""
+
+    factor: int = 1
+    weight: int = 0
+    consumes: bool = False
+
+    @classmethod
+    def of(cls, text: str, factor: int = 1, weight: int = 0, consumes: bool = False) -> _Frag:
+        frag = cls(text)
+        frag.factor, frag.weight, frag.consumes = factor, weight, consumes
+        return frag
+
+
+def _info(fragment: str) -> tuple[int, int, bool]:
+    """(factor, weight, consumes) of a translated fragment (see `_Frag`)."""
+    if isinstance(fragment, _Frag):
+        return fragment.factor, fragment.weight, fragment.consumes
+    return 1, 0, True  # not met: every atom is a _Frag; it may consume, RE2 counts nothing
+
+
+class _FlagMark(_Frag):
     """An emitted `(?flags)` group: not an operand for a repetition."""
 
 
@@ -605,11 +718,25 @@ def _translator(pattern: str, framed: bool = False) -> _Translator:
     return _Translator(pattern, framed)
 
 
+def _too_large(pattern: str, detail: str = "") -> InvalidArgumentError:
+    detail = detail or (
+        f"it needs more than the {MAX_REGEX_MEMORY >> 20} MiB its regex engine (RE2) may "
+        "use for one pattern"
+    )
+    return InvalidArgumentError(f"Regex pattern {pattern[:200]!r} is too large for huedb: {detail}")
+
+
 def _re2_compile(pattern: str, translated: str) -> Any:
     try:
         return re2.compile(translated, _options())
     except re2.error as exc:
-        raise InvalidArgumentError(f"Invalid regex pattern {pattern[:200]!r}: {exc}") from None
+        # RE2's message is bytes (b'missing )'): shown as text, never as a bytes repr.
+        detail = exc.args[0] if exc.args else ""
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        if "pattern too large" in str(detail) or "repetition size" in str(detail):
+            raise _too_large(pattern) from None
+        raise InvalidArgumentError(f"Invalid regex pattern {pattern[:200]!r}: {detail}") from None
 
 
 @dataclass(frozen=True)
