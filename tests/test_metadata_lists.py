@@ -111,3 +111,52 @@ def test_parquet_import_reads_mixed_numbers_as_floats(tmp_path: Path) -> None:
     finally:
         client.close()
         clear_system_cache()
+
+
+def _get_where(base: str, name: str, where: dict[str, Any]) -> tuple[int, Any]:
+    with httpx.Client(base_url=base, timeout=30) as http:
+        cid = http.post(f"{DB}/collections", json={"name": name}).json()["id"]
+        records = {
+            "ids": ["i", "f"],
+            "embeddings": [[1.0, 2.0], [2.0, 1.0]],
+            "metadatas": [{"n": 1}, {"n": 2.5}],
+        }
+        assert http.post(f"{DB}/collections/{cid}/add", json=records).status_code == 201
+        got = http.post(f"{DB}/collections/{cid}/get", json={"where": where})
+        body = got.json()
+        return got.status_code, body.get("error") or sorted(body["ids"])
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[1, 2.5], [2.5, 1], [1, 2], [2.5, 3.5]],
+    ids=["int first", "float first", "ints", "floats"],
+)
+@pytest.mark.parametrize("op", ["$in", "$nin"])
+def test_http_in_lists_of_numbers_as_chroma_run(
+    servers: dict[str, str], op: str, values: list[Any]
+) -> None:
+    """Chroma's server reads a list by its first value: `[1, 2.5]` is an integer list
+    holding a float (400 'Invalid where clause'), `[2.5, 1]` a float list."""
+    name = f"in-{op[1:]}-{'-'.join(type(v).__name__ for v in values)}-{values[0]}"
+    where = {"n": {op: values}}
+    assert _get_where(servers["huedb"], name, where) == _get_where(servers["chroma"], name, where)
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [{"#id": {"$in": []}}, {"#id": {"$nin": []}}, {"n": {"$in": [1, 2.5]}}],
+    ids=["id in empty", "id nin empty", "int then float"],
+)
+def test_search_filters_chroma_refuses(servers: dict[str, str], flt: dict[str, Any]) -> None:
+    """Refused with 422 as Chroma's server refuses them (it parses a search body, then
+    answers 501 for a valid one: its Search API runs in its cloud only)."""
+    body = {"searches": [{"filter": flt, "limit": {"limit": 5}}]}
+    for base in (servers["huedb"], servers["chroma"]):
+        with httpx.Client(base_url=base, timeout=30) as http:
+            made = http.post(f"{DB}/collections", json={"name": "search-lists"})
+            cid = made.json()["id"] if made.status_code == 200 else None
+            if cid is None:  # made by an earlier case
+                cid = http.get(f"{DB}/collections/search-lists").json()["id"]
+            got = http.post(f"{DB}/collections/{cid}/search", json=body)
+            assert got.status_code == 422, (base, got.text)

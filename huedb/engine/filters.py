@@ -227,7 +227,7 @@ class FilterChecker:
                     "the most any configuration of max_in_values allows"
                 )
             kinds = {_operand_kind(v) for v in operand}
-            if len(kinds) != 1:
+            if len(kinds) != 1 or ints_then_a_float(operand):
                 raise _invalid(f"{op} expects values of one type, got {operand!r}")
             return MetaTerm(key, op, kinds.pop(), tuple(sql_value(v) for v in operand))
         raise _invalid(f"unknown operator {op!r}")
@@ -260,6 +260,13 @@ class FilterChecker:
             regex_dialect.compile_pattern(operand)
             return DocTerm(op, operand)
         raise InvalidArgumentError(f"Invalid where document clause: unknown operator {op!r}")
+
+
+def ints_then_a_float(values: list[Any]) -> bool:
+    """Whether a list starts with an integer and holds a float: Chroma's server reads a list
+    by its first value, so `[1, 2.5]` is refused there (an integer list) while `[2.5, 1]`
+    is a float list."""
+    return type(values[0]) is int and any(type(v) is float for v in values)
 
 
 def _metadata_on_document(value: Any) -> bool:

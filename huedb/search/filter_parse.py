@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from huedb.engine import regex_dialect
+from huedb.engine.filters import ints_then_a_float
 from huedb.errors import InvalidArgumentError
 from huedb.search.plan import FilterLogic, FilterNode, FilterTerm
 from huedb.search.wire_errors import body_error
@@ -76,7 +77,9 @@ def _ids(op: str, operand: Any) -> FilterTerm:
     if op not in ID_OPS:
         raise _Invalid
     if op in ("$in", "$nin"):
-        if not isinstance(operand, list) or not all(isinstance(v, str) for v in operand):
+        if not isinstance(operand, list) or not operand:  # Chroma: an empty list is refused
+            raise _Invalid
+        if not all(isinstance(v, str) for v in operand):
             raise _Invalid
         return FilterTerm("#id", op, tuple(operand))
     if not isinstance(operand, str):
@@ -100,7 +103,7 @@ def _metadata(key: str, op: str, operand: Any) -> FilterTerm:
         if not isinstance(operand, list) or not operand:
             raise _Invalid
         kinds = {_scalar_kind(v) for v in operand}
-        if None in kinds or len(kinds) != 1:
+        if None in kinds or len(kinds) != 1 or ints_then_a_float(operand):
             raise _Invalid
         return FilterTerm(key, op, tuple(operand))
     kind = _scalar_kind(operand)
