@@ -160,3 +160,30 @@ def test_search_filters_chroma_refuses(servers: dict[str, str], flt: dict[str, A
                 cid = http.get(f"{DB}/collections/search-lists").json()["id"]
             got = http.post(f"{DB}/collections/{cid}/search", json=body)
             assert got.status_code == 422, (base, got.text)
+
+
+@pytest.mark.parametrize("op", ["add", "update", "upsert"])
+def test_empty_record_metadata_refused_as_chromadb(tmp_path: Path, op: str) -> None:
+    """An empty metadata dict (LangChain's update_document sends one) is refused with
+    chromadb's words ('got 0 metadata attributes', not 'got {}')."""
+
+    def outcome(client: Any) -> tuple[str, str]:
+        collection = client.get_or_create_collection("empty-meta")
+        collection.add(ids=["a"], embeddings=[[1.0, 2.0]])
+        call = getattr(collection, op)
+        with pytest.raises(ValueError) as refused:
+            if op == "update":
+                call(ids=["a"], metadatas=[{}])
+            else:
+                call(ids=["b"], embeddings=[[1.0, 2.0]], metadatas=[{}])
+        return type(refused.value).__name__, str(refused.value)
+
+    theirs = chromadb.PersistentClient(
+        path=str(tmp_path / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    ours = huedb.PersistentClient(path=tmp_path / "huedb")
+    try:
+        assert outcome(ours) == outcome(theirs)
+    finally:
+        ours.close()
+        clear_system_cache()

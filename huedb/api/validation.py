@@ -172,7 +172,9 @@ def validate_metadata(metadata: Any, allow_none_values: bool = False) -> None:
     if not isinstance(metadata, dict):
         raise ValueError(f"Expected metadata to be a dict or None, got {metadata!r}")
     if len(metadata) == 0:
-        raise ValueError(f"Expected metadata to be a non-empty dict, got {metadata}")
+        raise ValueError(
+            f"Expected metadata to be a non-empty dict, got {len(metadata)} metadata attributes"
+        )
     for key, value in metadata.items():
         if key in RESERVED_METADATA_KEYS:
             raise ValueError(f"Expected metadata to not contain the reserved key {key}")
