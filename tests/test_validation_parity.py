@@ -137,6 +137,24 @@ CASES: dict[str, Call] = {
     "where-document-bad-operator": _get_doc({"$eq": "apple"}),
     "where-document-and-one": _get_doc({"$and": [{"$contains": "a"}]}),
     "where-document-and-not-a-list": _get_doc({"$and": "a"}),
+    # F9 (integrations review): a write's record set is checked in chromadb's order, its
+    # fields named in chromadb's order, an empty metadata in chromadb's words.
+    "add-unequal-lengths": lambda _client, col: col.add(
+        ids=["c", "d"], embeddings=[[1.0, 2.0]], metadatas=[{"a": 1}], documents=["x", "y", "z"]
+    ),
+    "upsert-unequal-lengths": lambda _client, col: col.upsert(
+        ids=["c"], embeddings=[[1.0, 2.0]] * 2, metadatas=[{"a": 1}] * 3, uris=["u"]
+    ),
+    "update-unequal-lengths": lambda _client, col: col.update(
+        ids=["a"], metadatas=[{"a": 1}] * 2, documents=["d"] * 3
+    ),
+    "add-all-empty": lambda _client, col: col.add(ids=[], embeddings=[]),
+    "add-empty-ids": lambda _client, col: col.add(ids=[], embeddings=[[1.0, 2.0]]),
+    "upsert-empty-ids-documents": lambda _client, col: col.upsert(ids=[], documents=["x"]),
+    "add-empty-metadata": lambda _client, col: col.add(
+        ids=["c"], embeddings=[[1.0, 2.0]], metadatas=[{}]
+    ),
+    "update-empty-metadata": lambda _client, col: col.update(ids=["a"], metadatas=[{}]),
 }
 
 

@@ -495,16 +495,18 @@ class Collection:
         uris: Any,
         op: str,
     ) -> RecordBatch:
+        # chromadb's order: the fields normalized (embeddings first), their lengths (named
+        # in its order), then the ids' contents
+        matrix = v.normalize_embeddings(embeddings)
         id_list = v.normalize_ids(ids, unique=False)
         metas = metadatas if metadatas is None else v.maybe_list_of_dicts(metadatas)
         docs = v.maybe_list(documents)
         uri_list = v.maybe_list(uris)
         imgs = v.maybe_list(images)
-        matrix = v.normalize_embeddings(embeddings)
         v.check_lengths(
             ids=id_list,
-            embeddings=matrix,
             metadatas=metas,
+            embeddings=matrix,
             documents=docs,
             images=imgs,
             uris=uri_list,

@@ -48,12 +48,13 @@ def maybe_list(value: Any) -> list[Any] | None:
 
 
 def normalize_ids(ids: Any, unique: bool = True) -> list[str]:
-    """Check ids: a non-empty list of strings, unique unless the caller checks that later."""
+    """Check ids: a list of strings, non-empty and unique unless the caller checks those
+    later (`unique=False`: a write's record set, checked in chromadb's order)."""
     if isinstance(ids, str):
         ids = [ids]
     if not isinstance(ids, list | tuple):
         raise ValueError(f"Expected IDs to be a list, got {type(ids).__name__} as IDs")
-    if len(ids) == 0:
+    if len(ids) == 0 and unique:
         raise ValueError("Expected IDs to be a non-empty list, got 0 IDs")
     for item in ids:
         if not isinstance(item, str):
