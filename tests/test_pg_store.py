@@ -204,7 +204,11 @@ def _random_where(rng: random.Random, depth: int = 0) -> dict[str, Any]:
     if op in ("$in", "$nin"):
         kind = rng.choice([(int, float), (str,), (bool,)])
         pool = [v for v in scalars if type(v) in kind]
-        return {key: {op: rng.sample(pool, rng.randint(1, min(4, len(pool))))}}
+        values = rng.sample(pool, rng.randint(1, min(4, len(pool))))
+        # floats first: a list starting with an int may not hold a float (Chroma's server
+        # reads a list by its first value; engine/filters.ints_then_a_float)
+        values.sort(key=lambda v: type(v) is int)
+        return {key: {op: values}}
     value = rng.choice([v for v in scalars if v != ""] if op.endswith("contains") else scalars)
     return {key: value} if op == "plain" else {key: {op: value}}
 
