@@ -340,6 +340,18 @@ def test_a_missing_tenant_or_database_is_refused_and_nothing_is_created(
     assert not out.exists()
 
 
+def exported_keep(tmp_path: Path) -> Path:
+    """A Parquet export of a one-record collection `keep` of a default-scope store."""
+    exported = tmp_path / "x.parquet"
+    source = tmp_path / "source"
+    client = huedb.PersistentClient(path=source)
+    client.create_collection("keep").add(ids=["x"], embeddings=[[1.0, 2.0]])
+    client.close()
+    clear_system_cache()
+    check_cli("export", "--path", str(source), "--collection", "keep", "--out", str(exported))
+    return exported
+
+
 @pytest.mark.parametrize(
     ("scope", "message"),
     [
@@ -352,13 +364,7 @@ def test_import_into_a_new_directory_with_a_tenant_or_database_creates_no_store(
 ) -> None:
     """A new store holds only default_tenant/default_database: refused before the store is
     made (the directory is not created); the default scope still creates it."""
-    exported = tmp_path / "x.parquet"
-    source = tmp_path / "source"
-    client = huedb.PersistentClient(path=source)
-    client.create_collection("keep").add(ids=["x"], embeddings=[[1.0, 2.0]])
-    client.close()
-    clear_system_cache()
-    check_cli("export", "--path", str(source), "--collection", "keep", "--out", str(exported))
+    exported = exported_keep(tmp_path)
     new = tmp_path / "new"
     refused = run_cli("import", str(exported), "--path", str(new), *scope)
     assert not new.exists(), refused.stderr
@@ -375,13 +381,7 @@ def test_import_into_a_new_directory_with_a_tenant_or_database_creates_no_store(
 def test_import_into_a_new_postgres_store_with_a_tenant_creates_no_tables(
     pg_url: str, tmp_path: Path
 ) -> None:
-    exported = tmp_path / "x.parquet"
-    source = tmp_path / "source"
-    client = huedb.PersistentClient(path=source)
-    client.create_collection("keep").add(ids=["x"], embeddings=[[1.0, 2.0]])
-    client.close()
-    clear_system_cache()
-    check_cli("export", "--path", str(source), "--collection", "keep", "--out", str(exported))
+    exported = exported_keep(tmp_path)
     refused = run_cli("import", str(exported), "--store", pg_url, *SCOPE)
     with psycopg.connect(pg_url) as conn:
         tables = conn.execute(
