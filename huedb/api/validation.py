@@ -244,19 +244,20 @@ def _exact_type(value: Any) -> type:
 
 
 def widen_number_lists(metadata: Any) -> Any:
-    """A metadata dict read from JSON (a request body, an imported file) with each list of
-    ints and floats made all floats, as Chroma's server parses `[1, 2.5]` (a float list);
-    anything else is returned as given, for the checks to judge."""
-    if not isinstance(metadata, dict) or not any(_mixes_numbers(v) for v in metadata.values()):
+    """A metadata dict read from JSON (an imported file) with each list of ints and floats
+    made all floats (`widened_list`); anything else is returned as given, for the checks to
+    judge."""
+    if not isinstance(metadata, dict) or not any(isinstance(v, list) for v in metadata.values()):
         return metadata
-    return {k: [float(x) for x in v] if _mixes_numbers(v) else v for k, v in metadata.items()}
+    return {k: widened_list(v) if isinstance(v, list) else v for k, v in metadata.items()}
 
 
-def _mixes_numbers(value: Any) -> bool:
-    if not isinstance(value, list):
-        return False
-    kinds = {_exact_type(v) for v in value}
-    return kinds == {int, float}
+def widened_list(value: list[Any]) -> list[Any]:
+    """A metadata list read from JSON as Chroma's server parses it: ints and floats together
+    are a float list (`[1, 2.5]` -> `[1.0, 2.5]`); any other list as given."""
+    if {_exact_type(v) for v in value} == {int, float}:
+        return [float(v) for v in value]
+    return value
 
 
 def validate_collection_metadata(metadata: Any, allow_none: bool = False) -> None:

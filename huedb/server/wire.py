@@ -25,7 +25,7 @@ from huedb.api.requests import (
     ModifyCollectionRequest,
     QueryRequest,
 )
-from huedb.api.validation import widen_number_lists
+from huedb.api.validation import widened_list
 from huedb.engine.record_values import UINT32_MAX, check_sparse_vector
 from huedb.errors import InvalidArgumentError, InvalidBodyError, serde_unexpected
 from huedb.record_batch import RecordBatch
@@ -221,7 +221,6 @@ def record_metadatas(metadatas: list[Any] | None, enum: str = "MetadataValue") -
     (objects) decoded."""
     if metadatas is None:
         return None
-    metadatas = [widen_number_lists(m) for m in metadatas]
     return [
         {key: _metadata_value(value, i, key, enum) for key, value in m.items()}
         if isinstance(m, dict) and any(isinstance(v, dict | list) for v in m.values())
@@ -235,11 +234,12 @@ LIST_ITEM_TYPES = (bool, int, float, str)
 
 def _metadata_value(value: Any, index: int, key: str, enum: str) -> Any:
     """A metadata value; a list holds items of one JSON type (bool, integer, float or
-    string; ints and floats were widened before); an object must be a sparse vector as
-    Chroma's server parses one: `#type` absent or "sparse_vector", integer `indices` in
-    0..2**32-1, number `values`, `tokens` strings or null, other keys ignored (422
-    otherwise); then checked (400)."""
+    string), ints and floats together read as floats (`widened_list`); an object must be a
+    sparse vector as Chroma's server parses one: `#type` absent or "sparse_vector", integer
+    `indices` in 0..2**32-1, number `values`, `tokens` strings or null, other keys ignored
+    (422 otherwise); then checked (400)."""
     if isinstance(value, list):
+        value = widened_list(value)
         kinds = {type(v) for v in value}
         if len(kinds) > 1 or not kinds <= set(LIST_ITEM_TYPES):
             raise _not_a_metadata_value(index, key, enum)
