@@ -91,7 +91,7 @@ class FieldTerm:
     """A record's document or uri (`field`) compared with strings: `op` is $eq, $ne, $in or
     $nin; a record without the field matches only the negations."""
 
-    field: str
+    field: str  # "document" or "uri": the `records` column each store compares
     op: str
     values: tuple[str, ...]
 

@@ -127,7 +127,7 @@ class _Renderer:
             return f"NOT ({sql})" if negated else sql
         if isinstance(node, FieldTerm):
             # Never NULL: false for a record without the document or uri.
-            column = {"document": "r.document", "uri": "r.uri"}[node.field]
+            column = f"r.{node.field}"  # the records column of that name
             self.params.append(list(node.values))
             sql = f"coalesce({column} = ANY(%s::text[]), false)"
             return f"NOT {sql}" if negated else sql

@@ -99,7 +99,7 @@ class _Renderer:
     def _field(self, term: FieldTerm) -> str:
         """Whether the record's document or uri is one of the term's strings (false, never
         NULL, for a record without it; the column's binary collation: exact equality)."""
-        column = {"document": "r.document", "uri": "r.uri"}[term.field]
+        column = f"r.{term.field}"  # the records column of that name
         self.params.extend(term.values)
         marks = ", ".join("?" for _ in term.values)
         return f"coalesce({column} IN ({marks}), 0)"
