@@ -77,6 +77,20 @@ class RecordBatch:
         """The fields that were given (not None), by name."""
         return {name: getattr(self, name) for name in FIELDS if getattr(self, name) is not None}
 
+    def uri_changes(self) -> list[tuple[int, str | None]]:
+        """For an update: `(position, uri)` of each record whose uri it changes, None to
+        clear it. A uri given wins; else a `chroma:uri` key in the record's metadata patch
+        clears the uri, as in Chroma, which keeps the uri under that key (the checks moved
+        a string there to `uris`, so the key left is None, a delete, or not a string)."""
+        count = len(self.ids)
+        uris = self.uris if self.uris is not None else [None] * count
+        metadatas = self.metadatas if self.metadatas is not None else [None] * count
+        return [
+            (i, uri)
+            for i, (uri, metadata) in enumerate(zip(uris, metadatas, strict=True))
+            if uri is not None or (metadata is not None and URI_META_KEY in metadata)
+        ]
+
 
 def _pick(values: list[Any] | None, rows: list[int]) -> list[Any] | None:
     return None if values is None else [values[i] for i in rows]

@@ -33,7 +33,6 @@ from huedb.engine.filters import compile_filter
 from huedb.engine.postgres_store import PostgresStore
 from huedb.engine.postgres_store.connection import PoolSettings
 from huedb.engine.sqlite_store.store import SQLiteStore
-from huedb.errors import InvalidArgumentError
 from huedb.options import EngineOptions
 from huedb.record_batch import RecordBatch
 from tests import side_by_side
@@ -101,6 +100,7 @@ _WHERES = [
     {"chroma:uri": "given"},
     {"chroma:uri": "meta"},
     {"chroma:uri": 5},
+    {"chroma:uri": 7},
     {"chroma:uri": {"$ne": "s3://k"}},
     {"chroma:uri": {"$in": ["given", "mm", "newc"]}},
     {"chroma:uri": {"$nin": ["given", "mm"]}},
@@ -173,6 +173,20 @@ def _scenario(client: Any) -> list[Any]:
             )
         )
     )
+    steps.append(_reads(col))
+    # A `chroma:uri` left in an update's metadata patch without a string (None, a delete, or
+    # another type) clears the uri, as in Chroma; an upsert's new record gets none.
+    steps.append(_outcome(lambda: col.update(ids=["d"], metadatas=[{"chroma:uri": None}])))
+    steps.append(
+        _outcome(
+            lambda: col.upsert(
+                ids=["e", "k"],
+                embeddings=[[4.0, 1.0], [8.0, 1.0]],
+                metadatas=[{"chroma:uri": None}, {"chroma:uri": None, "w": 1}],
+            )
+        )
+    )
+    steps.append(_outcome(lambda: col.update(ids=["h"], metadatas=[{"chroma:uri": 7}])))
     steps.append(_reads(col))
     return steps
 
@@ -274,23 +288,11 @@ def test_chroma_document_key_over_raw_http(servers: dict[str, str]) -> None:
     assert results["chroma"][1][0] == ("a", None, "MD", None)
 
 
-def test_unclearable_values_refused(tmp_path: Path, servers: dict[str, str]) -> None:
+def test_non_string_document_refused(servers: dict[str, str]) -> None:
     """What Chroma cannot do sanely, huedb refuses (InvalidArgumentError, the record kept):
-    a None `chroma:uri` without a uri in update / upsert (Chroma clears the uri; huedb's
-    stores cannot, so the write would silently leave it) and a non-string `chroma:document`
-    (Chroma's server answers 201, then its compactor panics on the record and every later
-    write of the database fails with "Error sending message to compactor": not run here)."""
-    client = huedb.PersistentClient(path=str(tmp_path / "data"))
-    col = client.create_collection("refused", embedding_function=None)
-    col.add(ids=["a"], embeddings=_vectors(1), uris=["s3://a"], metadatas=[{"k": 1}])
-    for op in ("update", "upsert"):
-        with pytest.raises(InvalidArgumentError, match="cannot clear a uri"):
-            getattr(col, op)(ids=["a"], embeddings=_vectors(1), metadatas=[{"chroma:uri": None}])
-    # With a uri given for the record, the None only drops the key (the uri wins, as in Chroma).
-    col.update(ids=["a"], uris=["s3://b"], metadatas=[{"chroma:uri": None}])
-    assert col.get(include=list(FIELDS))["uris"] == ["s3://b"]
-    client.close()
-
+    a non-string `chroma:document` (Chroma's server answers 201, then its compactor panics on
+    the record and every later write of the database fails with "Error sending message to
+    compactor": not run here)."""
     raw = _Raw(servers["huedb"], "refused")
     assert raw.post("add", {"ids": ["a"], "embeddings": _vectors(1)})[0] == 201
     for op, value in (("add", 7), ("update", None), ("update", ["x"]), ("upsert", True)):
@@ -488,5 +490,33 @@ def test_field_terms_on_both_stores(kind: str, request: pytest.FixtureRequest) -
         for where, ids in _STORE_FILTERS:
             got = _store_answers(store, cid, compile_filter(None, where, None))
             assert got == (ids, ids, ids), where
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_uri_cleared_on_both_stores(kind: str, request: pytest.FixtureRequest) -> None:
+    """An update whose metadata patch holds `chroma:uri` without a uri given clears the uri
+    column on both stores; a uri given is written; other records keep theirs."""
+    if kind == "sqlite":
+        store = SQLiteStore(None, EngineOptions())
+    else:
+        url = request.getfixturevalue("pg_url")
+        store = PostgresStore(url, EngineOptions(), PoolSettings(timeout=3.0))
+    try:
+        cid = _store_corpus(store)
+        patch = RecordBatch(
+            ids=["a", "b", "c"],
+            metadatas=[{"chroma:uri": None}, {"chroma:uri": 9}, {"chroma:uri": None}],
+            uris=[None, None, "u3"],
+        )
+        with store.write() as db:
+            keys = db.existing_keys(cid, patch.ids)
+            db.update_records(cid, [keys[i] for i in patch.ids], patch)
+        with store.read() as db:
+            rows = db.fetch_rows(cid, compile_filter(None, None, None), None, None, False)
+            uris = {row[1]: row[3] for row in rows}
+        assert uris == {"a": None, "b": None, "c": "u3", "d": None, "e": None}
+        assert _store_answers(store, cid, compile_filter(None, {"chroma:uri": 9}, None))[0] == ["b"]
     finally:
         store.close()

@@ -85,12 +85,12 @@ def _move_reserved_keys(batch: RecordBatch, op: WriteOp) -> RecordBatch:
     session): the `documents` / `uris` value given for the record wins; in an update or
     upsert the key is also deleted (a patch), so no earlier value of it stays in metadata.
 
-    A non-string `chroma:uri` stays metadata (Chroma stores it, filters on it, returns no
-    uri for it; in an update a uri the record had stays, where Chroma's record loses it).
+    A None or non-string `chroma:uri` stays in the metadata patch: in an update it clears
+    the record's uri (`RecordBatch.uri_changes`), as in Chroma; a non-string one is then
+    stored as metadata (Chroma stores it, filters on it, returns no uri for it).
     Refused (InvalidArgumentError): a non-string or None `chroma:document`
     (Chroma's server accepts it, then its compactor panics and every later write to the
-    database fails), and a None `chroma:uri` with no uri given for the record (Chroma clears
-    the uri; huedb's stores cannot, so the record would keep it).
+    database fails).
     """
     metadatas = batch.metadatas
     if not metadatas or not any(
@@ -133,12 +133,6 @@ def _move_reserved_keys(batch: RecordBatch, op: WriteOp) -> RecordBatch:
                     m[URI_META_KEY] = None
                 else:
                     del m[URI_META_KEY]
-            elif uri is None:
-                raise InvalidArgumentError(
-                    f"Invalid metadata at index {i}: {URI_META_KEY} is None, which would "
-                    "clear the record's uri in Chroma; huedb cannot clear a uri in an "
-                    f"{op} (delete the record and add it again without one)"
-                )
         metadatas[i] = m or None
     return RecordBatch(batch.ids, batch.embeddings, metadatas, documents, uris)
 

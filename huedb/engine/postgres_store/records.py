@@ -174,9 +174,7 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
         if documents is not None:
             changed = [(k, d) for d, k in zip(documents, keys, strict=True) if d is not None]
             self._update_column("document", changed)
-        if uris is not None:
-            changed = [(k, u) for u, k in zip(uris, keys, strict=True) if u is not None]
-            self._update_column("uri", changed)
+        self._update_column("uri", [(keys[i], uri) for i, uri in batch.uri_changes()])
         if metadatas is not None:
             resparsed = self._merge_metadata(cid, keys, metadatas)
             if vectors is None:  # sparse indexes catch up from the oplog too

@@ -332,12 +332,7 @@ class RecordsSQL(SchemaKeysSQL):
         if not keys:
             return
         conn = self._conn
-        vectors, metadatas, documents, uris = (
-            batch.embeddings,
-            batch.metadatas,
-            batch.documents,
-            batch.uris,
-        )
+        vectors, metadatas, documents = batch.embeddings, batch.metadatas, batch.documents
         if vectors is not None:
             rows = [(*_blob_and_digest(vectors[n]), k) for n, k in enumerate(keys)]
             conn.executemany("UPDATE embeddings SET vector = ?, digest = ? WHERE key = ?", rows)
@@ -353,11 +348,10 @@ class RecordsSQL(SchemaKeysSQL):
                 "INSERT INTO documents_fts (rowid, document) VALUES (?, ?)",
                 [(k, d) for d, k in changed],
             )
-        if uris is not None:
-            conn.executemany(
-                "UPDATE records SET uri = ? WHERE key = ?",
-                [(u, k) for u, k in zip(uris, keys, strict=True) if u is not None],
-            )
+        conn.executemany(
+            "UPDATE records SET uri = ? WHERE key = ?",
+            [(uri, keys[i]) for i, uri in batch.uri_changes()],
+        )
         if metadatas is not None:
             resparsed = self._merge_metadata(cid, keys, metadatas)
             if vectors is None and resparsed:  # sparse indexes catch up from the oplog too
