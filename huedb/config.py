@@ -109,6 +109,7 @@ class Settings:
     huedb_store: str | None = field(default=None, repr=False)
     huedb_pg_pool_max_size: int | None = None
     huedb_pg_pool_timeout: float | None = None
+    huedb_pg_write_idle_timeout: float | None = None
     huedb_pg_row_cache: int | str | None = None  # bytes, or with a unit: "256MiB"
     huedb_sync: str | None = None
     huedb_exact_max_floats: int | None = None

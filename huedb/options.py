@@ -27,6 +27,8 @@ ENV_PREFIX = "HUEDB_"
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 MAX_POOL_SIZE = 1000
 MAX_POOL_TIMEOUT = 3600.0
+# At most a day (PostgreSQL takes idle_in_transaction_session_timeout up to 2**31 - 1 ms).
+MAX_WRITE_IDLE_TIMEOUT = 86_400.0
 # The largest value each request limit accepts. Filters beyond the first two cannot be
 # compiled at all (SQLite takes at most 250,000 parameters per statement); the others
 # keep one request's memory in bounds.
@@ -66,6 +68,11 @@ class EngineOptions:
     # request waits for a working one before it is refused with 503 (StorageUnavailable).
     pg_pool_max_size: int = 4
     pg_pool_timeout: float = 5.0
+    # PostgreSQL store: seconds a write transaction may sit idle between its statements before
+    # PostgreSQL ends it (rolled back, its locks given back): how long a node stopped inside
+    # a write (SIGSTOP, a paused VM, a network cut) holds that collection's writers on every
+    # other node (0: no limit; docs/scale-out.md).
+    pg_write_idle_timeout: float = 30.0
     # PostgreSQL store: bytes of record rows this process keeps as of each collection's
     # oplog head, so a warm query needs no round trip for its rows (0: none kept; bytes or
     # with a unit, "256MiB"; postgres_store/row_cache.py).
@@ -123,6 +130,11 @@ class EngineOptions:
             raise ConfigError(
                 f"pg_pool_timeout must be above 0 and at most {MAX_POOL_TIMEOUT:g} seconds, "
                 f"got {self.pg_pool_timeout}"
+            )
+        if not 0 <= self.pg_write_idle_timeout <= MAX_WRITE_IDLE_TIMEOUT:
+            raise ConfigError(
+                "pg_write_idle_timeout must be between 0 (no limit) and "
+                f"{MAX_WRITE_IDLE_TIMEOUT:g} seconds, got {self.pg_write_idle_timeout}"
             )
         if self.sync not in SYNC_MODES:
             raise ConfigError(f"sync must be one of {', '.join(SYNC_MODES)}, got {self.sync!r}")

@@ -38,6 +38,12 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="PostgreSQL store: seconds a request waits for a connection, then 503 (default 5)",
     )
     run.add_argument(
+        "--pg-write-idle-timeout",
+        type=float,
+        help="PostgreSQL store: seconds a write may sit idle inside its transaction before "
+        "PostgreSQL ends it and gives its locks back (default 30; 0: no limit)",
+    )
+    run.add_argument(
         "--pg-row-cache",
         help="PostgreSQL store: bytes of record rows each worker keeps for warm queries, "
         "e.g. 256MiB (default 64MiB; 0: none)",

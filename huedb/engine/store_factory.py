@@ -18,6 +18,7 @@ def pool_settings(options: EngineOptions) -> PoolSettings:
         timeout=options.pg_pool_timeout,
         connect_timeout=max(1, round(options.pg_pool_timeout)),
         tcp_user_timeout=options.pg_pool_timeout,
+        write_idle_timeout=options.pg_write_idle_timeout,
     )
 
 

@@ -65,6 +65,9 @@ class PoolSettings:
     connect_timeout: int = 5  # seconds one connection attempt may take
     reconnect_timeout: float = 5.0  # seconds the pool retries a lost connection in the background
     tcp_user_timeout: float = 5.0  # seconds sent data may stay unacknowledged (partition)
+    # seconds a write transaction may sit idle between statements before PostgreSQL ends its
+    # session (a node stopped while it holds a collection's row lock; see `transaction`)
+    write_idle_timeout: float = 30.0
 
 
 def open_pool(
@@ -146,6 +149,10 @@ def storage_error(exc: BaseException) -> Exception | None:
         return StorageFullError(f"PostgreSQL's storage is full, the write was not applied: {exc}")
     if isinstance(exc, pg_errors.IoError):
         return StorageIOError(f"PostgreSQL I/O error, the write was not applied: {exc}")
+    if isinstance(exc, pg_errors.IdleInTransactionSessionTimeout):
+        # this node stopped inside a write for longer than write_idle_timeout: PostgreSQL
+        # ended its session and rolled the transaction back
+        return unavailable(exc)
     if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.QueryCanceled):
         # Connection lost, admin/crash shutdown, cannot connect now, too many connections.
         return unavailable(exc)
@@ -171,6 +178,8 @@ def unavailable_reason(exc: BaseException) -> str:
         return "too many connections"
     if isinstance(exc, pg_errors.AdminShutdown | pg_errors.CrashShutdown):
         return "connection ended by the server"
+    if isinstance(exc, pg_errors.IdleInTransactionSessionTimeout):
+        return "transaction idle longer than the write idle timeout, rolled back"
     if isinstance(exc, pg_errors.CannotConnectNow):
         return "server starting or shutting down"
     if "authentication failed" in text or "no pg_hba.conf entry" in text:
@@ -249,15 +258,25 @@ def on_live_connection(
 
 @contextlib.contextmanager
 def transaction(
-    pool: ConnectionPool, isolation: str, read_only: bool, statement_timeout: float = 0
+    pool: ConnectionPool,
+    isolation: str,
+    read_only: bool,
+    statement_timeout: float = 0,
+    idle_timeout: float = 0,
 ) -> Iterator[psycopg.Connection]:
     """One transaction on a pooled connection: committed when the block ends without an
     exception, rolled back otherwise; storage failures raised as huedb errors. A
-    `statement_timeout` (seconds, 0: none) is set for the whole transaction with its BEGIN
-    (one simple-protocol round trip)."""
+    `statement_timeout` and an `idle_timeout` (`idle_in_transaction_session_timeout`;
+    seconds, 0: none) are set for the whole transaction with its BEGIN (one simple-protocol
+    round trip). The idle one bounds how long a stopped node holds its locks: PostgreSQL
+    ends the session, the transaction is rolled back and its commit fails."""
     begin = f"BEGIN ISOLATION LEVEL {isolation}{' READ ONLY' if read_only else ''}"
     if statement_timeout > 0:
         begin += f"; SET LOCAL statement_timeout = {math.ceil(statement_timeout * 1000)}"
+    if idle_timeout > 0:
+        begin += (
+            f"; SET LOCAL idle_in_transaction_session_timeout = {math.ceil(idle_timeout * 1000)}"
+        )
 
     def begun(conn: psycopg.Connection) -> psycopg.Connection:
         conn.execute(begin)

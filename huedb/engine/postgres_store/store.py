@@ -45,6 +45,7 @@ class PostgresStore:
         self.url = url
         self.options = options
         settings = pool or PoolSettings()
+        self._write_idle_timeout = settings.write_idle_timeout
         self._pool = open_pool(url, settings)
         self._statistics = StatisticsRefresher(self._pool)
         try:
@@ -70,10 +71,12 @@ class PostgresStore:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[PgSession]:
-        """A READ COMMITTED transaction whose reads of a collection lock its row; after
+        """A READ COMMITTED transaction whose reads of a collection lock its row (given back
+        by PostgreSQL if the node stops inside it: `PoolSettings.write_idle_timeout`); after
         it committed, the record tables' statistics are refreshed if due, in the background
         (statistics.py)."""
-        with transaction(self._pool, "READ COMMITTED", read_only=False) as conn:
+        idle = self._write_idle_timeout
+        with transaction(self._pool, "READ COMMITTED", False, idle_timeout=idle) as conn:
             session = PgSession(conn, writable=True)
             yield session
             session.settle_written()
