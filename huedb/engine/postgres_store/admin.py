@@ -69,8 +69,8 @@ class AdminSQL(SessionBase):
 
     def collection_sizes(self, cid: int) -> tuple[int, int, int, int]:
         count, doc_bytes, meta_bytes = self.run(
-            "SELECT count(*), coalesce(sum(length(document)), 0), "
-            "coalesce(sum(length(metadata)), 0) FROM records WHERE cid = %s",
+            "SELECT count(*), coalesce(sum(octet_length(document)), 0), "
+            "coalesce(sum(octet_length(metadata)), 0) FROM records WHERE cid = %s",
             (cid,),
         ).fetchone()
         oplog_rows = self.run("SELECT count(*) FROM oplog WHERE cid = %s", (cid,)).fetchone()[0]

@@ -158,8 +158,8 @@ class AdminSQL:
 
     def collection_sizes(self, cid: int) -> tuple[int, int, int, int]:
         count, doc_bytes, meta_bytes = self._conn.execute(
-            "SELECT count(*), coalesce(sum(length(document)), 0), "
-            "coalesce(sum(length(metadata)), 0) FROM records WHERE cid = ?",
+            "SELECT count(*), coalesce(sum(length(CAST(document AS BLOB))), 0), "
+            "coalesce(sum(length(CAST(metadata AS BLOB))), 0) FROM records WHERE cid = ?",
             (cid,),
         ).fetchone()
         oplog_rows = self._conn.execute(
