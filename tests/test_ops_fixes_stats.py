@@ -44,3 +44,21 @@ def test_stats_name_the_tenant_and_database(tmp_path: Path) -> None:
     with huedb_server(data, env=env) as server:
         remote = check_cli("stats", "--url", server.url, "--token", ADMIN, "--json").stdout
     assert _by_place(json.loads(remote)) == _by_place(stats)
+
+
+def test_stats_lines_escape_control_characters_in_names(tmp_path: Path) -> None:
+    """A tenant name holding a newline (Chroma allows it) is printed quoted on its own line:
+    it cannot forge a line of `huedb stats`' text output."""
+    data = tmp_path / "data"
+    tenant = "evil\nWARNING: disk on fire"
+    client = huedb.PersistentClient(path=data)
+    client.create_tenant(tenant)
+    client.create_database("dbx", tenant=tenant)
+    scoped = huedb.PersistentClient(path=data, tenant=tenant, database="dbx")
+    scoped.create_collection("docs").add(ids=["a"], embeddings=[[1.0]])
+    scoped.close()
+    client.close()
+    clear_system_cache()
+    lines = check_cli("stats", "--path", str(data)).stdout.splitlines()
+    assert not any(line.startswith("WARNING: disk on fire") for line in lines), lines
+    assert any(line.startswith(f"  {tenant!r}/dbx/docs: 1 x 1") for line in lines), lines

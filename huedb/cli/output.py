@@ -68,7 +68,7 @@ def stats_lines(stats: dict[str, Any]) -> Iterable[str]:
             f"{c['ef_search']} ({c['ef_search_source']})"
         )
     for w in stats["warnings"]:
-        yield f"WARNING: {w}"
+        yield f"WARNING: {printable(w)}"
 
 
 def collection_label(entry: dict[str, Any]) -> str:
@@ -77,8 +77,15 @@ def collection_label(entry: dict[str, Any]) -> str:
     tenant = entry.get("tenant", DEFAULT_TENANT)
     database = entry.get("database", DEFAULT_DATABASE)
     if (tenant, database) == (DEFAULT_TENANT, DEFAULT_DATABASE):
-        return entry["name"]
-    return f"{tenant}/{database}/{entry['name']}"
+        return printable(entry["name"])
+    return "/".join(map(printable, (tenant, database, entry["name"])))
+
+
+def printable(text: str) -> str:
+    """A name or message as printed on a line of text: quoted with its control characters
+    escaped when it holds any (a tenant named "x\nWARNING: ..." must not print a line of
+    its own)."""
+    return text if text.isprintable() else repr(text)
 
 
 def compact_line(report: CompactReport) -> str:
@@ -115,8 +122,9 @@ def migrate_lines(report: MigrationReport) -> list[str]:
     for c in report.collections:
         skipped = f", skipped {c.skipped}" if c.skipped else ""
         deleted = f", deleted {c.deleted} gone from the source" if c.deleted else ""
-        lines.append(f"  {c.tenant}/{c.database}/{c.name}: {c.records} records{skipped}{deleted}")
-        lines.extend(f"  WARNING: {w}" for w in c.warnings)
+        label = "/".join(map(printable, (c.tenant, c.database, c.name)))
+        lines.append(f"  {label}: {c.records} records{skipped}{deleted}")
+        lines.extend(f"  WARNING: {printable(w)}" for w in c.warnings)
     return lines
 
 
