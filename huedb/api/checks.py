@@ -26,6 +26,8 @@ from huedb.errors import (
 from huedb.record_batch import (
     DOCUMENT_META_KEY,
     FIELDS,
+    INT64_MAX,
+    INT64_MIN,
     URI_META_KEY,
     RecordBatch,
     plain_metadatas,
@@ -199,6 +201,27 @@ def check_record_metadata(metadata: Any, index: int) -> None:
                 raise InvalidArgumentError(
                     f"Invalid metadata at index {index}: unsupported value {v!r} for key {key!r}"
                 )
+
+
+def plain_collection_metadata(metadata: Any) -> Any:
+    """Collection metadata as chromadb's in-process client converts it: numpy scalars become
+    Python values, integers beyond int64 floats; a key that is not a string is its
+    TypeError. Anything else is left for `check_collection_metadata`."""
+    if not isinstance(metadata, dict):
+        return metadata
+    plain = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str):
+            raise TypeError(
+                f"argument 'metadata': '{type(key).__name__}' object cannot be converted to "
+                "'PyString'"
+            )
+        if isinstance(value, np.generic):
+            value = value.item()
+        if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+            value = float(value)
+        plain[key] = value
+    return plain
 
 
 def check_collection_metadata(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlparse, urlunparse
 
 from huedb.api import collection_config
 from huedb.api.base import ServerAPI
+from huedb.api.checks import plain_collection_metadata
 from huedb.api.collection import DEFAULT_EMBEDDING_FUNCTION, Collection
 from huedb.api.embedding_identity import check_embedding_function
 from huedb.api.local import LocalAPI
@@ -23,7 +25,7 @@ from huedb.config import (
     settings_of,
 )
 from huedb.engine.registry import acquire_engine, close_all_engines, release_engine
-from huedb.errors import ConfigError
+from huedb.errors import ConfigError, InvalidArgumentError
 
 # The path of Chroma's v2 API, which `HttpServerAPI` adds to the server's base URL.
 API_V2_PATH = "/api/v2"
@@ -278,6 +280,7 @@ class Client:
         later client with another one is refused. Space and settings are reconciled from
         `configuration`, the legacy `hnsw:*` metadata keys and `schema` by Chroma's rules.
         """
+        metadata = plain_collection_metadata(metadata)
         given = embedding_function
         if given is DEFAULT_EMBEDDING_FUNCTION:
             given = collection_config.DEFAULT_EF_IDENTITY
@@ -311,6 +314,10 @@ class Client:
         Through an alias, every later call on the returned collection follows the alias to
         its current target.
         """
+        if not isinstance(name, str):  # chromadb's in-process binding's TypeError
+            raise TypeError(
+                f"argument 'name': '{type(name).__name__}' object cannot be converted to 'PyString'"
+            )
         model = self._server.get_collection(name, self.tenant, self.database)
         alias = name if model.name != name else None
         return self._wrap(model, embedding_function, data_loader, alias)
@@ -318,7 +325,13 @@ class Client:
     def get_collection_by_id(
         self, id: Any, embedding_function: Any = DEFAULT_EMBEDDING_FUNCTION, data_loader: Any = None
     ) -> Collection:
-        model = self._server.get_collection_by_id(str(id))
+        try:
+            collection_id = str(uuid.UUID(str(id)))
+        except ValueError:
+            raise InvalidArgumentError(
+                "Validation error: collection_id: Invalid collection ID format, expected UUID"
+            ) from None
+        model = self._server.get_collection_by_id(collection_id)
         return self._wrap(model, embedding_function, data_loader)
 
     def get_or_create_collection(

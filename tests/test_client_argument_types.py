@@ -1,0 +1,58 @@
+"""Arguments of client calls as chromadb's in-process client takes them, side by side with
+chromadb 1.5.9 (PersistentClient on tmp_path): numpy scalars and integers beyond int64 in
+collection metadata, keys and names that are not strings, collection ids that are not UUIDs."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import numpy as np
+import pytest
+from chromadb.api.shared_system_client import SharedSystemClient
+from chromadb.config import Settings as ChromaSettings
+
+import huedb
+
+
+@pytest.fixture
+def clients(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    chroma = chromadb.PersistentClient(
+        path=str(tmp_path / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    ours = huedb.PersistentClient(path=str(tmp_path / "huedb"))
+    yield {"chroma": chroma, "huedb": ours}
+    ours.close()
+    SharedSystemClient.clear_system_cache()
+
+
+def _outcome(action: Callable[[], Any]) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return ("ok", action())
+        except Exception as exc:  # noqa: BLE001 - compared across clients
+            return (type(exc).__name__, str(exc))
+
+
+def _steps(client: Any) -> list[Any]:
+    numpy_values = {"i": np.int64(3), "f": np.float32(1.5), "b": np.bool_(True)}
+    return [
+        _outcome(lambda: client.create_collection("numpy-meta", metadata=numpy_values).metadata),
+        _outcome(lambda: client.get_collection("numpy-meta").metadata),
+        _outcome(lambda: client.create_collection("huge-int", metadata={"x": 2**63}).metadata),
+        _outcome(lambda: client.create_collection("int-key", metadata={1: "a"})),
+        _outcome(lambda: client.get_collection(1)),
+        _outcome(lambda: client.get_collection_by_id("not-a-uuid")),
+        _outcome(lambda: client.count_collections()),
+    ]
+
+
+def test_client_arguments_as_chromadb(clients: dict[str, Any]) -> None:
+    expected = _steps(clients["chroma"])
+    assert _steps(clients["huedb"]) == expected
+    assert expected[0] == ("ok", {"i": 3, "f": 1.5, "b": True})
+    assert expected[-1] == ("ok", 2)
