@@ -285,9 +285,17 @@ def test_backup_removes_temporaries_of_killed_backups(tmp_path: Path, store: Sto
     stale = tmp_path / ".b.tar.tmp-999999999"
     stale.mkdir()
     (stale / DB_FILENAME).write_bytes(b"partial copy")
+    # a killed backup to another (dated) name, and something else named alike, not huedb's
+    dated = tmp_path / ".huedb-2026-12-01.tar.tmp-999999998"
+    dated.mkdir()
+    (dated / DB_FILENAME).write_bytes(b"partial copy")
+    (dated / "huedb-2026-12-01.tar.tmp").write_bytes(b"partial archive")
+    foreign = tmp_path / ".notes.txt.tmp-999999997"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_bytes(b"someone else's")
     backup(data, tmp_path / "b.tar", show_progress=False, store=store.url)
-    assert not stale.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar", "data"]
+    assert not stale.exists() and not dated.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [foreign.name, "b.tar", "data"]
 
 
 # SQLite only: a small tmpfs filling up (a PostgreSQL server's full disk is its own case:

@@ -144,12 +144,27 @@ def remove_stale_admin_backups() -> list[Path]:
     return removed
 
 
+def _is_backup_work(path: Path) -> bool:
+    """Whether `path` is a backup's work directory (`.<name>.tmp-<pid>` holding the
+    database copy, and maybe the archive being written, or nothing yet), not something
+    else named alike."""
+    if not path.is_dir() or path.is_symlink():
+        return False
+    archive = path.name[1:].rsplit(".tmp-", 1)[0]
+    with contextlib.suppress(OSError):
+        names = [entry.name for entry in path.iterdir()]
+        copied = not names or any(name.startswith(DB_FILENAME) for name in names)
+        return copied and all(name.startswith((DB_FILENAME, archive)) for name in names)
+    return False
+
+
 def _backup(engine: Engine, out: Path, show_progress: bool | None) -> Manifest:
     refuse_inside_data(out, engine.path, "backup file")
     require_out_directory(out)
     out = out.resolve()
-    # left by a backup that was killed
-    remove_left_by_dead_processes(out.parent.glob(f".{out.name}.tmp-*"), _pid_after_dash)
+    # left by a backup that was killed (to any file name: backups are often dated)
+    left = [p for p in out.parent.glob(".*.tmp-*") if _is_backup_work(p)]
+    remove_left_by_dead_processes(left, _pid_after_dash)
     with contextlib.suppress(OSError):
         remove_stale_admin_backups()
     work = out.parent / f".{out.name}.tmp-{os.getpid()}"
