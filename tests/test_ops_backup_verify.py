@@ -148,6 +148,34 @@ def test_restore_checks_checksum_and_refuses_non_empty_target(tmp_path: Path) ->
     assert _count(data) == 1
 
 
+def test_restored_graphs_are_rebuilt_without_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A backup holds no index snapshots: the restored store says so, so the first query
+    rebuilds the graph quietly (it logged "missing or unusable" per collection)."""
+    data = tmp_path / "data"
+    settings = huedb.Settings(huedb_exact_max_floats=64)
+    client = huedb.PersistentClient(path=data, settings=settings)
+    vectors = np.random.default_rng(3).standard_normal((300, 8)).astype(np.float32)
+    col = client.create_collection("graph")
+    col.add(ids=[str(i) for i in range(300)], embeddings=vectors)
+    col.query(query_embeddings=vectors[:1], n_results=3)
+    client.close()
+    clear_system_cache()
+    assert list((data / "index").glob("*.hnsw")), "the collection should have a graph snapshot"
+    out = tmp_path / "b.tar"
+    backup(data, out, show_progress=False)
+    target = tmp_path / "restored"
+    restore(out, target, show_progress=False)
+    caplog.set_level("WARNING", logger="huedb")
+    client = huedb.PersistentClient(path=target, settings=settings)
+    found = client.get_collection("graph").query(query_embeddings=vectors[:1], n_results=3)
+    assert found["ids"][0][0] == "0"
+    client.close()
+    clear_system_cache()
+    assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.text
+
+
 def test_paths_with_uri_characters(tmp_path: Path, store: StoreTarget) -> None:
     """Directories whose names hold characters special in a SQLite URI ('#', '?', '%',
     a space): backup (it opens its copy read-only by URI: "no such table: collections"

@@ -294,6 +294,7 @@ def restore(
         staged = data / f".restore-{os.getpid()}.sqlite3"
         try:
             _extract_checked(archive, manifest, staged, show_progress)
+            _forget_snapshots(staged)
             _swap_in(staged, data)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -400,6 +401,16 @@ def _extract_checked(
         raise BackupError(
             f"{archive} holds a damaged database ({'; '.join(problems[:3])}); nothing was restored"
         )
+
+
+def _forget_snapshots(staged: Path) -> None:
+    """Mark the restored collections as having no index snapshot: a backup holds none (the
+    indexes are rebuilt from the store), so their first load is not taken for a missing
+    or damaged file (a WARNING per collection)."""
+    with contextlib.closing(sqlite3.connect(staged, isolation_level=None)) as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(collections)")}
+        if "snapshot_seq" in columns:
+            conn.execute("UPDATE collections SET snapshot_seq = 0")
 
 
 def _swap_in(staged: Path, data: Path) -> None:
