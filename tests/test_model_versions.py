@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
+from huedb.ops.model_versions import reembed
 from tests.cli import run_cli as huedb_cli
 from tests.cli import start_cli
 from tests.embedders import v1, v2
@@ -157,3 +161,82 @@ def test_eval_over_http_sends_more_queries_than_one_request_may_carry(tmp_path: 
     assert r.returncode == 0, r.stderr
     # q1 finds a first, q2 does not find it, q3 finds it second (as above): 800 of 1,200.
     assert json.loads(r.stdout)["scores"]["cand"]["recall_at_k"] == 800 / 1200
+
+
+def _state(collection: huedb.Collection) -> dict[str, tuple]:
+    got = collection.get(include=["documents", "metadatas", "uris", "embeddings"])
+    rows = zip(got["documents"], got["metadatas"], got["uris"], got["embeddings"], strict=True)
+    return {
+        rid: (d, m or None, u, list(e)) for rid, (d, m, u, e) in zip(got["ids"], rows, strict=True)
+    }
+
+
+def _expected(source: huedb.Collection) -> dict[str, tuple]:
+    """The reference: the source's records with a document, embedded by v2."""
+    got = source.get(include=["documents", "metadatas", "uris"])
+    rows = zip(got["ids"], got["documents"], got["metadatas"], got["uris"], strict=True)
+    return {
+        rid: (d, m or None, u, list(np.asarray(v2()([d])[0], dtype=np.float32)))
+        for rid, d, m, u in rows
+        if d is not None
+    }
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_reembed_run_again_catches_up_every_change_to_the_source(
+    tmp_path: Path, persistent: bool
+) -> None:
+    """Random adds, document changes, metadata and uri changes (keys removed, uris cleared),
+    documents dropped and deletes in the source between runs: each run leaves the target
+    equal to the source's documented records embedded by v2 (an in-memory store too)."""
+    client = (
+        huedb.PersistentClient(path=tmp_path / "data") if persistent else huedb.EphemeralClient()
+    )
+    src = client.create_collection("docs_v1", embedding_function=v1())
+    rng = random.Random(7)
+    words = ["alpha", "beta", "gamma", "delta", "eps"]
+
+    def record(i: int) -> dict[str, Any]:
+        meta = {k: rng.randint(0, 3) for k in rng.sample(["a", "b", "c"], rng.randint(0, 3))}
+        return {
+            "document": " ".join(rng.choices(words, k=3)) + f" {i}",
+            "metadata": meta or None,
+            "uri": rng.choice([None, f"s3://x/{i}"]),
+        }
+
+    ids = [f"r{i}" for i in range(60)]
+    first = [record(i) for i in range(60)]
+    src.add(
+        ids=ids,
+        embeddings=v1()([r["document"] for r in first]),
+        documents=[r["document"] for r in first],
+        metadatas=[r["metadata"] for r in first],
+        uris=[r["uri"] for r in first],
+    )
+    for round_ in range(4):
+        report = reembed(client, "docs_v1", "docs_v2", v2(), batch_size=16)
+        target = client.get_collection("docs_v2", embedding_function=v2())
+        assert _state(target) == _expected(src), (round_, str(report))
+        for rid in rng.sample(ids, 8):
+            change = rng.choice(["document", "metadata", "uri", "drop", "delete"])
+            new = record(rng.randint(0, 999))
+            if change == "document":
+                src.update(ids=[rid], documents=[new["document"]])
+            elif change == "metadata":
+                old = src.get(ids=[rid], include=["metadatas"])["metadatas"]
+                patch = {k: None for k in (old[0] or {}) if rng.random() < 0.5}
+                src.update(ids=[rid], metadatas=[{**patch, "m": round_}])
+            elif change == "uri":
+                src.update(ids=[rid], metadatas=[{"chroma:uri": new["uri"]}])
+            elif change == "drop":
+                src.delete(ids=[rid])
+                src.add(ids=[rid], embeddings=[np.ones(16)])  # no document
+            else:
+                src.delete(ids=[rid])
+        fresh = [f"n{round_}-{i}" for i in range(3)]
+        src.add(ids=fresh, documents=[record(i)["document"] for i in range(3)])
+        ids += fresh
+    assert report.embedded + report.already_present > 0
+    if persistent:
+        client.close()
+    clear_system_cache()

@@ -1,5 +1,5 @@
 """Embedding-model versions: `reembed` builds a new collection from stored documents with a
-new embedder (resumable), and `eval` compares collections on labelled or unlabelled queries.
+new embedder (resumable; a run again catches up the source's changes), and `eval` compares collections on labelled or unlabelled queries.
 """
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,12 @@ from huedb.api.collection_schema import (
     update_vector_indexes,
 )
 from huedb.engine.catalog import validate_name
+from huedb.engine.engine import Engine
 from huedb.errors import NotFoundError
 from huedb.ops.collection_definition import create_like, differences, ef_search_chosen
-from huedb.ops.pages import collection_pages
+from huedb.ops.pages import Page, collection_pages
 from huedb.ops.progress import progress
+from huedb.record_batch import URI_META_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +73,26 @@ class ReembedReport:
     embedded: int = 0
     already_present: int = 0
     without_document: int = 0
+    updated: int = 0
+    deleted: int = 0
 
     def __str__(self) -> str:
         return (
             f"{self.source} -> {self.target}: embedded {self.embedded}, already present "
-            f"{self.already_present}, skipped without document {self.without_document}"
+            f"{self.already_present}, metadata or uri updated {self.updated}, deleted "
+            f"{self.deleted}, skipped without document {self.without_document}"
         )
+
+
+@dataclass
+class _PageChanges:
+    """What one source page asks of the target."""
+
+    embed: list[int] = field(default_factory=list)  # positions to embed: new or new document
+    patch: list[int] = field(default_factory=list)  # same document, other metadata or uri
+    stale: list[str] = field(default_factory=list)  # ids the target has, without a document now
+    unchanged: int = 0
+    without_document: int = 0
 
 
 def reembed(
@@ -86,16 +103,20 @@ def reembed(
     batch_size: int = 256,
     show_progress: bool | None = None,
 ) -> ReembedReport:
-    """Fill `target` with the documents of `source` embedded by `embedder`.
+    """Bring `target` to the documents of `source` embedded by `embedder`.
 
     A missing target is created like the source (`_create_target`), and only once every
     input is checked: the batch size, the embedder (callable), the target's name, the
     source, and the embedder's vectors for the first page (one per document), so a bad
     input leaves no target behind. Batches are capped at the client's maximum batch size.
-    Safe to interrupt and run again: ids already in the target are not embedded again, and
-    ids are unique, so nothing is duplicated. Records without a document are skipped. The
-    source is read with `collection_pages`: one snapshot for a local store; over HTTP a
-    concurrent delete that would skip live records stops the run with an error.
+    A run makes the target hold the source's records as one snapshot of the source read
+    them: records missing from the target or whose document changed are embedded, records
+    whose metadata or uri alone changed are patched, and target records whose id the source
+    no longer has (or that lost their document) are deleted. So it is safe to interrupt and
+    run again, nothing is embedded twice, and a run just before switching an alias catches
+    up the writes made to the source meanwhile. Records without a document are not
+    embedded. The source is read with `collection_pages`: one snapshot for a local store;
+    over HTTP a concurrent delete that would skip live records stops the run with an error.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -111,39 +132,107 @@ def reembed(
     except NotFoundError:
         dst = None  # created once the first page is embedded
     report = ReembedReport(source, target)
-    total = src.count()
-    bar = progress(total, f"reembed {source} -> {target}", enabled=show_progress)
-    for page in collection_pages(src, batch_size):
-        ids = page.ids
-        present = set() if dst is None else set(dst.get(ids=ids, include=[])["ids"])
-        todo = [
-            n for n, rid in enumerate(ids) if rid not in present and page.documents[n] is not None
-        ]
-        report.already_present += len(present)
-        report.without_document += sum(
-            1 for n, rid in enumerate(ids) if rid not in present and page.documents[n] is None
-        )
-        docs = [page.documents[n] for n in todo]
+    bar = progress(src.count(), f"reembed {source} -> {target}", enabled=show_progress)
+    for page in _pages(src, batch_size):
+        present = _target_rows(dst, page.ids)
+        changes = _page_changes(page, present)
+        report.already_present += changes.unchanged
+        report.without_document += changes.without_document
+        docs = [page.documents[n] for n in changes.embed]
         vectors = _embed(embedder, docs) if docs else None
         if dst is None:
             dst = _create_target(client, src, target, embedder)
         if vectors is not None:
-            dst.add(
-                ids=[ids[n] for n in todo],
+            dst.upsert(
+                ids=[page.ids[n] for n in changes.embed],
                 embeddings=vectors,
                 documents=docs,
-                # A record with a uri and no metadata reads as {}, which `add` refuses.
-                metadatas=[page.metadatas[n] or None for n in todo],
-                uris=[page.uris[n] for n in todo],
+                metadatas=[_metadata_patch(page, n, present) for n in changes.embed],
+                uris=[page.uris[n] for n in changes.embed],
             )
-            report.embedded += len(todo)
-        bar.update(len(ids))
+            report.embedded += len(changes.embed)
+        if changes.patch:
+            dst.update(
+                ids=[page.ids[n] for n in changes.patch],
+                metadatas=[_metadata_patch(page, n, present) for n in changes.patch],
+                uris=[page.uris[n] for n in changes.patch],
+            )
+            report.updated += len(changes.patch)
+        if changes.stale:
+            dst.delete(ids=changes.stale)
+            report.deleted += len(changes.stale)
+        bar.update(len(page.ids))
     bar.close()
     if dst is None:  # a source without records
-        _create_target(client, src, target, embedder)
+        dst = _create_target(client, src, target, embedder)
+    report.deleted += _delete_gone(src, dst, batch_size, show_progress)
     if report.without_document:
         logger.warning("%d records of %s have no document", report.without_document, source)
     return report
+
+
+def _pages(collection: Collection, size: int) -> Iterable[Page]:
+    """`collection_pages`, read in full first for an in-memory store, whose one connection
+    cannot write the target while it holds the source's read snapshot."""
+    pages = collection_pages(collection, size)
+    engine = getattr(collection._client, "engine", None)
+    return list(pages) if isinstance(engine, Engine) and engine.path is None else pages
+
+
+def _target_rows(dst: Collection | None, ids: list[str]) -> dict[str, tuple]:
+    """The target's (document, metadata, uri) of those of `ids` it holds."""
+    if dst is None or not ids:
+        return {}
+    got = dst.get(ids=ids, include=["documents", "metadatas", "uris"])
+    rows = zip(got["documents"], got["metadatas"], got["uris"], strict=True)
+    return dict(zip(got["ids"], rows, strict=True))
+
+
+def _page_changes(page: Page, present: dict[str, tuple]) -> _PageChanges:
+    changes = _PageChanges()
+    for n, rid in enumerate(page.ids):
+        document, metadata, uri = page.documents[n], page.metadatas[n] or None, page.uris[n]
+        held = present.get(rid)
+        if document is None:
+            changes.without_document += 1
+            if held is not None:
+                changes.stale.append(rid)
+        elif held is None or held[0] != document:
+            changes.embed.append(n)
+        elif (held[1] or None, held[2]) != (metadata, uri):
+            changes.patch.append(n)
+        else:
+            changes.unchanged += 1
+    return changes
+
+
+def _metadata_patch(page: Page, n: int, dst_rows: dict[str, tuple]) -> Any:
+    """The metadata to write for record `n`: the source's, plus None for each key the
+    target's record has that the source's lost, and a cleared uri when the source has
+    none (`chroma:uri` None), so the target's record ends equal to the source's."""
+    metadata = dict(page.metadatas[n] or {})
+    old = dst_rows.get(page.ids[n])
+    if old is not None:
+        for key in old[1] or {}:
+            metadata.setdefault(key, None)
+        if page.uris[n] is None and old[2] is not None:
+            metadata[URI_META_KEY] = None
+    # A record with a uri and no metadata reads as {}, which a write refuses.
+    return metadata or None
+
+
+def _delete_gone(src: Collection, dst: Collection, size: int, show_progress: bool | None) -> int:
+    """Delete the target's records whose id the source no longer has; how many."""
+    gone: list[str] = []
+    bar = progress(dst.count(), f"reembed: records deleted from {src.name}", enabled=show_progress)
+    for page in _pages(dst, size):
+        kept = set(src.get(ids=page.ids, include=[])["ids"])
+        gone += [rid for rid in page.ids if rid not in kept]
+        bar.update(len(page.ids))
+    bar.close()
+    for start in range(0, len(gone), size):
+        dst.delete(ids=gone[start : start + size])
+    return len(gone)
 
 
 def _embed(embedder: Any, documents: list[str]) -> np.ndarray:
