@@ -1,5 +1,6 @@
 """Embedding-model versions: `reembed` builds a new collection from stored documents with a
-new embedder (resumable; a run again catches up the source's changes), and `eval` compares collections on labelled or unlabelled queries.
+new embedder (resumable; a run again catches up the source's changes), and `eval` compares
+collections on labelled or unlabelled queries.
 """
 
 from __future__ import annotations
