@@ -280,10 +280,32 @@ def body_error(errors: Iterable[dict[str, Any]]) -> tuple[int, str, str]:
             where = f" at position {at[0]}" if at else ""
             message = f"Failed to parse the request body as JSON: {reason}{where}"
             return 400, "InvalidArgumentError", message
+    query = [e for e in errors if tuple(e.get("loc", ()))[:1] == ("query",)]
+    if query:  # Chroma's server (axum) refuses a query string with 400, serde's words
+        name = ".".join(str(p) for p in query[0]["loc"][1:])
+        return (
+            400,
+            "InvalidArgumentError",
+            f"Failed to deserialize query string: {name}: " + (_query_reason(query[0])),
+        )
     detail = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors
     )
     return 422, "ChromaError", f"{DESERIALIZE_PREFIX}{detail}"
+
+
+def _query_reason(error: dict[str, Any]) -> str:
+    """Why a query-string parameter was refused, as Rust's integer parser and serde say it."""
+    if error.get("type") == "missing":
+        return f"missing field `{error['loc'][-1]}`"
+    if error.get("type") == "int_parsing":
+        text = str(error.get("input", ""))
+        if not text:
+            return "cannot parse integer from empty string"
+        if text.isdigit():
+            return "number too large to fit in target type"
+        return "invalid digit found in string"
+    return str(error.get("msg"))
 
 
 error_types: dict[str, type[ChromaError]] = {

@@ -16,7 +16,7 @@ import numpy as np
 
 from huedb.api.validation import finite_or_error
 from huedb.engine.filters import RecordFilter, compile_filter
-from huedb.engine.record_values import check_sparse_vector
+from huedb.engine.record_values import UINT32_MAX, check_sparse_vector
 from huedb.errors import (
     BatchSizeExceededError,
     DuplicateIDError,
@@ -155,9 +155,13 @@ def check_batch_size(count: int) -> None:
 
 
 def check_page(limit: int | None, offset: int | None) -> None:
-    """A list's limit and offset must not be negative."""
-    if (limit is not None and limit < 0) or (offset is not None and offset < 0):
-        raise InvalidArgumentError("limit and offset must not be negative")
+    """A list's limit and offset in a query string: unsigned 32-bit integers, refused in the
+    words of Chroma's server (its query-string parser's) otherwise."""
+    for name, value in (("limit", limit), ("offset", offset)):
+        if value is not None and not 0 <= value <= UINT32_MAX:
+            too_large = "number too large to fit in target type"
+            reason = "invalid digit found in string" if value < 0 else too_large
+            raise InvalidArgumentError(f"Failed to deserialize query string: {name}: {reason}")
 
 
 def check_ids(ids: Any, allow_duplicates: bool = False) -> None:
