@@ -288,10 +288,14 @@ def body_error(errors: Iterable[dict[str, Any]]) -> tuple[int, str, str]:
             "InvalidArgumentError",
             f"Failed to deserialize query string: {name}: " + (_query_reason(query[0])),
         )
-    detail = "; ".join(
-        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in errors
-    )
+    detail = "; ".join(f"{_body_path(e.get('loc', ()))}: {e.get('msg')}" for e in errors)
     return 422, "ChromaError", f"{DESERIALIZE_PREFIX}{detail}"
+
+
+def _body_path(loc: Iterable[Any]) -> str:
+    """A field's path as serde names it: from the body's root (`limit`, not `body.limit`)."""
+    parts = list(loc)
+    return ".".join(str(p) for p in (parts[1:] if parts[:1] == ["body"] else parts))
 
 
 def _query_reason(error: dict[str, Any]) -> str:

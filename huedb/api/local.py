@@ -32,7 +32,7 @@ from huedb.api.requests import (
     QueryRequest,
 )
 from huedb.api.types import CollectionModel, GetResult, QueryResult, UserIdentity
-from huedb.api.validation import finite_or_error
+from huedb.api.validation import finite_or_error, validate_limit_offset
 from huedb.bounded_cache import BoundedCache
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
 from huedb.engine.catalog import CollectionRow, validate_name
@@ -143,6 +143,10 @@ class LocalAPI(ServerAPI):
     def list_databases(
         self, limit: int | None, offset: int | None, tenant: str
     ) -> list[dict[str, Any]]:
+        limit, offset = (
+            validate_limit_offset(limit, "limit"),
+            validate_limit_offset(offset, "offset"),
+        )
         return self.engine.list_databases(tenant, limit, offset)
 
     # -- collections -------------------------------------------------------------------
@@ -173,6 +177,10 @@ class LocalAPI(ServerAPI):
     def list_collections(
         self, limit: int | None, offset: int | None, tenant: str, database: str
     ) -> list[CollectionModel]:
+        limit, offset = (
+            validate_limit_offset(limit, "limit"),
+            validate_limit_offset(offset, "offset"),
+        )
         rows = self.engine.list_collections(tenant, database, limit, offset)
         return [self._model(r) for r in rows]
 

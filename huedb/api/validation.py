@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from huedb.api.types import INCLUDE_ITEMS
+from huedb.engine.record_values import UINT32_MAX
 from huedb.errors import DuplicateIDError, InvalidArgumentError
 from huedb.sparse_vector import (
     SPARSE_VECTOR_TYPE_VALUE,
@@ -307,7 +308,8 @@ def validate_n_results(n_results: Any) -> int:
 
 
 def validate_limit_offset(value: Any, name: str) -> int | None:
-    """Check limit / offset: None or a non-negative int."""
+    """Check limit / offset: None or an int that fits an unsigned 32-bit integer (the
+    errors of chromadb's in-process binding)."""
     if value is None:
         return None
     if not isinstance(value, int | np.integer):
@@ -315,7 +317,7 @@ def validate_limit_offset(value: Any, name: str) -> int | None:
             f"argument '{name}': '{type(value).__name__}' object cannot be interpreted as "
             "an integer"
         )
-    if value < 0:
+    if not 0 <= value <= UINT32_MAX:
         raise OverflowError("out of range integral type conversion attempted")
     return int(value)
 
