@@ -47,6 +47,10 @@ def _steps(client: Any) -> list[Any]:
         _outcome(lambda: client.create_collection("int-key", metadata={1: "a"})),
         _outcome(lambda: client.get_collection(1)),
         _outcome(lambda: client.get_collection_by_id("not-a-uuid")),
+        _outcome(lambda: client.list_collections(limit=-1)),
+        _outcome(lambda: client.list_collections(offset=2**32)),
+        _outcome(lambda: client.list_collections(limit=1.5)),
+        _outcome(lambda: len(client.list_collections(limit=2**32 - 1))),
         _outcome(lambda: client.count_collections()),
     ]
 
