@@ -2,16 +2,21 @@
 
 Errors come in Chroma's order: first the shape of the whole body (422 `ChromaError`,
 `Failed to deserialize the JSON body into the target type: searches[i].<path>: ...`; a rank
-that is not an object is Chroma's 400 `Failed to parse the request body as JSON`), found in
-document order; then each payload's rules (400 `InvalidArgumentError`, `Validation error:
+or `read_level` serde_json cannot read as an enum, e.g. `{}` or `null`, is Chroma's 400
+`Failed to parse the request body as JSON: <path>: expected value`), found in document order;
+then each payload's rules (400 `InvalidArgumentError`, `Validation error:
 searches[i].<field>: ...`). Checks that need the collection (its id, its existence, its
 schema: `schema_rules.check_schema`) come after, at the route. Unknown fields are ignored.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
+import orjson
 
 from huedb.errors import InvalidArgumentError
 from huedb.search.filter_parse import parse_filter
@@ -52,6 +57,7 @@ RANK_OPS = ("$abs", "$div", "$exp", "$knn", "$log", "$max", "$min", "$mul", "$su
 _UNARY = ("$abs", "$exp", "$log")
 _BINARY = ("$sub", "$div")
 _NARY = ("$sum", "$mul", "$max", "$min")
+_STRUCT_VARIANTS = ("$knn", "$sub", "$div")  # the others are newtype variants
 _AGGREGATES = ("$min_k", "$max_k")
 _GROUP_KEYS_REFUSED = ("#score", "#document", "#embedding", "#metadata")
 _AGGREGATE_KEYS_REFUSED = ("#document", "#embedding", "#metadata")
@@ -74,18 +80,71 @@ def parse_search_request(body: Any) -> SearchRequest:
     return SearchRequest(plans, read_level)
 
 
+def as_json(body: Any) -> Any:
+    """An in-process request body as its JSON, which the HTTP clients send with orjson:
+    non-finite floats become null (so `Val(inf)` is the route's 422, `Knn(default=inf)` no
+    default), numpy values numbers, tuples lists. A body orjson cannot encode (an int beyond
+    64 bits) keeps its values, but non-finite floats are null there too."""
+    try:
+        return orjson.loads(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
+    except orjson.JSONEncodeError:
+        return _finite_or_null(body)
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(v) for v in value]
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return None
+    return value
+
+
+def finite_numbers(request: SearchRequest) -> bool:
+    """Whether the numbers of a request's `$knn` queries and defaults are all finite (a JSON
+    body could carry no other: `as_json`). Their sum is finite if they are, unless it
+    overflows (False then: the caller takes the body route, which is right in any case)."""
+    for plan in request.searches:
+        for knn in knn_leaves(plan.rank):
+            default = 0.0 if knn.default is None else knn.default
+            if not math.isfinite(sum(knn.query.values) + default):
+                return False
+    return True
+
+
 def parse_search_payload(payload: Any, path: str = "searches[0]") -> SearchPlan:
     """One payload's checked plan (the errors name it `path`)."""
     return _payload(payload, path).checked(path)
 
 
 def _read_level(value: Any) -> str:
+    """serde_json's reading of an enum of unit variants: a string, or an object of one
+    variant whose value is null; anything else (null included) is a 400 `expected value`."""
+    path = "read_level"
+    if isinstance(value, dict) and value:
+        level, inner = next(iter(value.items()))
+        _check_variant(level, READ_LEVELS, path)
+        if inner is not None:
+            raise wrong_type(f"{path}.{level}", inner, "unit")
+        if len(value) > 1:
+            raise _expected_value(path)
+        return level
     if not isinstance(value, str):
-        raise wrong_type("read_level", value, "enum ReadLevel")
-    if value not in READ_LEVELS:
-        expected = ", ".join(f"`{level}`" for level in READ_LEVELS)
-        raise body_error("read_level", f"unknown variant `{value}`, expected one of {expected}")
+        raise _expected_value(path)
+    _check_variant(value, READ_LEVELS, path)
     return value
+
+
+def _check_variant(name: str, variants: tuple[str, ...], path: str) -> None:
+    if name not in variants:
+        expected = ", ".join(f"`{v}`" for v in variants)
+        raise body_error(path, f"unknown variant `{name}`, expected one of {expected}")
+
+
+def _expected_value(path: str) -> InvalidArgumentError:
+    """serde_json's syntax error for a value an enum cannot start with (Chroma's 400)."""
+    return InvalidArgumentError(f"Failed to parse the request body as JSON: {path}: expected value")
 
 
 @dataclass(frozen=True)
@@ -171,15 +230,26 @@ def _payload(value: Any, path: str) -> _Payload:
 
 
 def _rank(value: Any, path: str, depth: int) -> RankNode:
-    if not isinstance(value, dict):
-        raise InvalidArgumentError(
-            f"Failed to parse the request body as JSON: {path}: expected value"
-        )
+    """A rank expression, read as serde_json reads Chroma's externally tagged enum: an
+    object whose first key names the variant (a second key, or none, is a 400 `expected
+    value` once the first one's value is read); a string is a unit variant, which no rank
+    operator is (422); anything else is a 400 `expected value`."""
+    if isinstance(value, str):
+        _check_variant(value, RANK_OPS, path)
+        kind = "struct" if value in _STRUCT_VARIANTS else "newtype"
+        raise body_error(f"{path}.{value}", f"invalid type: unit variant, expected {kind} variant")
+    if not isinstance(value, dict) or not value:
+        raise _expected_value(path)
     if depth >= MAX_RANK_DEPTH:
         raise body_error(path, "recursion limit exceeded")
-    if len(value) != 1:
-        raise body_error(path, f"invalid length {len(value)}, expected map with a single key")
     op, body = next(iter(value.items()))
+    node = _rank_variant(op, body, path, depth)
+    if len(value) > 1:
+        raise _expected_value(path)
+    return node
+
+
+def _rank_variant(op: str, body: Any, path: str, depth: int) -> RankNode:
     here = f"{path}.{op}"
     if op == "$val":
         return ValNode(f32(body, here))

@@ -28,7 +28,20 @@ _BINARY_OPS: dict[str, Op] = {
     "$max": np.fmax,
     "$min": np.fmin,
 }
-_UNARY_OPS = {"$abs": np.abs, "$exp": np.exp, "$log": np.log}
+
+
+def _exp(value: np.float32) -> np.float32:
+    """Rust's f32::exp (libm's expf, correctly rounded but in rare halfway cases): exp in
+    float64, rounded to float32 once (numpy's float32 exp is off by an ulp at 1.0)."""
+    return F32(np.exp(np.float64(value)))
+
+
+def _log(value: np.float32) -> np.float32:
+    """Rust's f32::ln (libm's logf), as `_exp`."""
+    return F32(np.log(np.float64(value)))
+
+
+_UNARY_OPS = {"$abs": np.abs, "$exp": _exp, "$log": _log}
 
 
 @dataclass(frozen=True)
