@@ -169,7 +169,7 @@ class FilterTerm:
 
 @dataclass(frozen=True)
 class FilterLogic:
-    """`$and` / `$or` of at least one child."""
+    """`$and` / `$or` of its children (none: `$and` lets every record through, `$or` none)."""
 
     op: str
     children: tuple[FilterNode, ...]
