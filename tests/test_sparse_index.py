@@ -659,3 +659,27 @@ def test_dense_catch_up_skips_sparse_only_entries(tmp_path: Path) -> None:
     found = col.query(query_embeddings=[[9.0, 9.0, 9.0]], n_results=1)
     assert found["ids"] == [["x9"]]
     client.close()
+
+
+def test_a_key_without_entries_reopens_from_its_snapshot(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sparse key no record has entries under (only an empty vector, or none) is written to
+    its snapshot in a form its loader takes: a reopen warned "unusable ... rescanning"."""
+    schema = huedb.Schema().create_index(config=huedb.SparseVectorIndexConfig(), key="sp")
+    query = Search().rank(Knn(query=huedb.SparseVector([1], [1.0]), key="sp"))
+    client = huedb.PersistentClient(path=tmp_path)
+    col = client.create_collection("emptykey", schema=schema)
+    col.add(
+        ids=["a", "b"],
+        embeddings=[[1.0, 2.0], [3.0, 4.0]],
+        metadatas=[{"sp": huedb.SparseVector([], [])}, {"g": 1}],
+    )
+    assert col.search(query)["ids"] == [[]]
+    client.close()
+    caplog.set_level(logging.WARNING, logger="huedb")
+    for _ in range(2):
+        client = huedb.PersistentClient(path=tmp_path)
+        assert client.get_collection("emptykey").search(query)["ids"] == [[]]
+        client.close()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

@@ -331,8 +331,11 @@ class PostingColumn:
         order = np.argsort(terms, kind="stable")
         terms = terms[order]
         self.main_slots, self.main_values = slots[order], values[order]
-        starts = np.flatnonzero(np.diff(terms)) + 1 if len(terms) else np.empty(0, np.int64)
-        self.term_ids = terms[np.concatenate([[0], starts])] if len(terms) else terms
+        if not len(terms):  # as a new column: no term, one start
+            self.term_ids, self.term_start = terms.astype(np.int64), np.zeros(1, np.int64)
+            return
+        starts = np.flatnonzero(np.diff(terms)) + 1
+        self.term_ids = terms[np.concatenate([[0], starts])]
         self.term_start = np.concatenate([[0], starts, [len(terms)]]).astype(np.int64)
 
     def compact(self) -> None:
