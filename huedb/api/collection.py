@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from huedb.embedding_functions import DefaultEmbeddingFunction
 from huedb.errors import NotFoundError
 from huedb.record_batch import RecordBatch, plain_metadatas
 from huedb.search.direct import direct_request
+from huedb.search.parse import as_json, finite_numbers
 from huedb.search.result import SearchResult
 from huedb.utils.embedding_functions import rebuild_embedding_function
 
@@ -36,7 +38,18 @@ if TYPE_CHECKING:
 class _DefaultEmbeddingFunction:
     """The `embedding_function` a collection gets when none is passed: chromadb's default
     (recorded as the known "default" function; huedb loads its own default model on use).
-    Passing `embedding_function=None` instead means none: documents are not embedded."""
+    Passing `embedding_function=None` instead means none of the handle's own: documents are
+    embedded only by the function the collection records or its schema implies
+    (`Collection._chosen_embedder`), as in chromadb."""
+
+    @staticmethod
+    def name() -> str:
+        """The default function's name: a collection that recorded another one is not
+        refused to a handle opened without one (`check_embedding_function`)."""
+        return DefaultEmbeddingFunction.name()
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
 
     def __repr__(self) -> str:
         return "DefaultEmbeddingFunction()"
@@ -236,13 +249,14 @@ class Collection:
         results hold one entry per search, in order."""
 
         request = direct_request(searches, read_level)  # the usual shapes, without a body
-        if request is not None:
+        if request is not None and finite_numbers(request):
             return SearchResult.from_response(self._client.run_search(self._target_id(), request))
 
         def dense(text: str) -> list[float]:
             return self._embed([text], query=True)[0].tolist()
 
-        body = request_body(searches, read_level, self._model.schema, dense)
+        # As JSON carries it (non-finite floats as null), in-process as over HTTP.
+        body = as_json(request_body(searches, read_level, self._model.schema, dense))
         return SearchResult.from_response(self._client.search(self._target_id(), body))
 
     def get_indexing_status(self) -> IndexingStatus:
@@ -422,14 +436,17 @@ class Collection:
         )
 
     def _chosen_embedder(self) -> Any:
-        """The function that embeds documents and query texts, in Chroma's order: the
-        handle's own; else the one the collection recorded (the default model for
-        "default"; another known one rebuilt from its registered class,
-        `register_embedding_function` here or in chromadb, else refused: embedding would
-        mix models); else none when the handle was given `embedding_function=None`
-        (ValueError, as chromadb); else the default model."""
+        """The function that embeds documents and query texts, in chromadb's order
+        (`CollectionCommon._embed`): the handle's own, unless it is the default one; else
+        the one the collection recorded (the default model for "default"; another known
+        one rebuilt from its registered class, `register_embedding_function` here or in
+        chromadb, else refused: embedding would mix models); else the function of the
+        schema's vector index (`#embedding`'s, else the defaults'), which is the default
+        model when the schema names none, as for a collection created with
+        `embedding_function=None` and no configuration; else none when the handle was given
+        `embedding_function=None` (ValueError, as chromadb); else the default model."""
         ef = self._embedding_function
-        if ef is not None and ef is not DEFAULT_EMBEDDING_FUNCTION:
+        if ef is not None and not _is_default(ef):
             return ef
         recorded = self._recorded_known_function()
         if recorded is not None:
@@ -441,6 +458,9 @@ class Collection:
                 f"'{recorded.get('name')}': pass it as embedding_function= to embed documents "
                 "or query texts, or pass embeddings explicitly."
             )
+        schema_function = collection_config.schema_embedding_function(self.schema)
+        if schema_function is not None:
+            return _DEFAULT_FUNCTION if _is_default(schema_function) else schema_function
         if ef is None:
             raise ValueError(NO_EMBEDDING_FUNCTION)
         return _DEFAULT_FUNCTION
@@ -526,6 +546,18 @@ class Collection:
                 matrix = self._embed_one_of(fields, {"documents", "images"})
         metas = collection_schema.sparse_embedded_metadatas(self._model.schema, metas, docs)
         return RecordBatch(id_list, matrix, metas, docs, uri_list)
+
+
+def _is_default(function: Any) -> bool:
+    """Whether a function is the default one (chromadb's `isinstance(ef,
+    DefaultEmbeddingFunction)`): the handle's default, or an instance of huedb's or (when
+    the program loaded it) chromadb's DefaultEmbeddingFunction."""
+    if function is DEFAULT_EMBEDDING_FUNCTION or isinstance(function, DefaultEmbeddingFunction):
+        return True
+    chroma_default = getattr(
+        sys.modules.get("chromadb.api.types"), "DefaultEmbeddingFunction", None
+    )
+    return isinstance(chroma_default, type) and isinstance(function, chroma_default)
 
 
 def _function_name(function: Any) -> Any:

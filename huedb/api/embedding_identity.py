@@ -24,16 +24,28 @@ def with_embedding_function(configuration: dict[str, Any] | None, ef: Any) -> di
 
 
 def check_embedding_function(model: CollectionModel, ef: Any) -> None:
-    """Refuse a client whose embedding function differs from the collection's recorded one
-    (as chromadb does, a client with the default function is never refused)."""
-    recorded = (model.configuration_json or {}).get("embedding_function") or {}
-    given = embedding_function_identity(ef)
-    if not given or given.get("type") != "known" or recorded.get("type") != "known":
+    """Refuse a client whose embedding function differs from the collection's recorded one,
+    as chromadb's `validate_embedding_function_conflict_on_get`: when the collection
+    recorded a named function, a function of another name is refused, and so is an
+    unnamed (legacy) one (its name is NotImplemented in chromadb's message); a client with
+    the default function, or with none, is never refused."""
+    recorded = (model.configuration_json or {}).get("embedding_function")
+    if ef is None or not isinstance(recorded, dict):
         return
-    if given["name"] != "default" and given["name"] != recorded.get("name"):
+    persisted = recorded.get("name")
+    given = _name(ef)
+    if given != "default" and persisted is not None and persisted != given:
         raise ValueError(
-            f"Embedding function conflict: collection {model.name} was created with "
-            f"'{recorded.get('name')}' but this client uses '{given['name']}'. Open it with "
-            "the same embedding function, or build a new collection for the new model "
-            "(see docs/model-versions.md)."
+            "An embedding function already exists in the collection configuration, and a "
+            "new one is provided. If this is intentional, please embed documents "
+            f"separately. Embedding function conflict: new: {given} vs persisted: {persisted}"
         )
+
+
+def _name(ef: Any) -> Any:
+    """The function's `name()` as chromadb reads it; NotImplemented (chromadb's legacy
+    name) when it has none: a plain callable, or a recorded identity that is not known."""
+    if isinstance(ef, dict):
+        return ef.get("name", NotImplemented) if ef.get("type") == "known" else NotImplemented
+    name = getattr(ef, "name", None)
+    return name() if callable(name) else NotImplemented

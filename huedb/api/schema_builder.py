@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from huedb.api.cmek import Cmek
+from huedb.api.collection_config import embedding_function_identity
 from huedb.api.index_configs import (
     DOCUMENT_KEY,
     EMBEDDING_KEY,
@@ -363,26 +364,52 @@ def _function_json(function: Any) -> dict[str, Any]:
 
 
 def _vector_config_json(config: VectorIndexConfig, result: dict[str, Any]) -> None:
+    """The vector index's function as chromadb's `Schema` serializes it, identified as the
+    collection configuration identifies one (`embedding_function_identity`: a named
+    function is known even when its class lacks chromadb's other methods); the space left
+    out is the function's default space. A function that cannot be described (legacy, or
+    `validate_config` / `default_space` / `supported_spaces` raising) is recorded as
+    legacy, as chromadb records it."""
     function = config.embedding_function
-    if function is None:
+    identity = embedding_function_identity(function)
+    if identity is None or identity.get("type") != "known":
         result["embedding_function"] = {"type": "legacy"}
         return
     try:
-        if function.is_legacy():
-            result["embedding_function"] = {"type": "legacy"}
-            return
-        result["embedding_function"] = _function_json(function)
+        validate = getattr(function, "validate_config", None)
+        if callable(validate):
+            validate(identity["config"])
         if config.space is None:
-            result["space"] = function.default_space()
-        elif config.space not in function.supported_spaces():
-            warnings.warn(
-                f"space {config.space} is not supported by {function.name()}. "
-                f"Supported spaces: {function.supported_spaces()}",
-                UserWarning,
-                stacklevel=4,
-            )
+            result["space"] = _function_default_space(function)
+        else:
+            supported = _function_supported_spaces(function)
+            if supported is not None and config.space not in supported:
+                warnings.warn(
+                    f"space {config.space} is not supported by {identity['name']}. "
+                    f"Supported spaces: {supported}",
+                    UserWarning,
+                    stacklevel=4,
+                )
     except Exception:  # chromadb records any function it cannot describe as legacy
         result["embedding_function"] = {"type": "legacy"}
+        return
+    result["embedding_function"] = {
+        "name": identity["name"],
+        "type": "known",
+        "config": identity["config"],
+    }
+
+
+def _function_default_space(function: Any) -> Any:
+    """The function's `default_space()`; l2 (chromadb's default) when it has none."""
+    method = getattr(function, "default_space", None)
+    return method() if callable(method) else "l2"
+
+
+def _function_supported_spaces(function: Any) -> Any:
+    """The function's `supported_spaces()`; None (nothing to check) when it has none."""
+    method = getattr(function, "supported_spaces", None)
+    return method() if callable(method) else None
 
 
 def _config_json(config: Any) -> dict[str, Any]:

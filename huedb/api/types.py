@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import uuid
+import warnings
+from abc import abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol, TypedDict, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypedDict, TypeVar, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,7 +27,7 @@ from huedb.api.index_configs import StringInvertedIndexConfig as StringInvertedI
 from huedb.api.index_configs import VectorIndexConfig as VectorIndexConfig
 from huedb.api.schema_builder import Schema as Schema
 from huedb.search.result import SearchResult as SearchResult
-from huedb.sparse_vector import SparseVector
+from huedb.sparse_vector import SparseVector, validate_sparse_vectors
 from huedb.sparse_vector import SparseVectors as SparseVectors  # as chromadb.api.types has
 
 ID = str
@@ -33,9 +36,23 @@ MetadataValue = (
     str | int | float | bool | SparseVector | list[str] | list[int] | list[float] | list[bool]
 )
 Metadata = dict[str, MetadataValue]
+Metadatas = list[Metadata]
+# chromadb's update metadata: None deletes a key.
+UpdateMetadata = Mapping[str, MetadataValue | None]
+CollectionMetadata = dict[str, Any]
+UpdateCollectionMetadata = UpdateMetadata
 Document = str
+Documents = list[Document]
+URI = str
+URIs = list[URI]
+Image = NDArray[Any]
+Images = list[Image]
 Embedding = NDArray[np.float32]
 Embeddings = list[Embedding]
+# What an embedding function embeds (chromadb's `Embeddable`), and its type parameter.
+Embeddable = Documents | Images
+D = TypeVar("D", bound=Embeddable, contravariant=True)
+Space = Literal["cosine", "l2", "ip"]
 Where = dict[str, Any]
 WhereDocument = dict[str, Any]
 IncludeItem = Literal["documents", "embeddings", "metadatas", "distances", "uris", "data"]
@@ -107,11 +124,238 @@ class UserIdentity:
     attributes: dict[str, Any] | None = None
 
 
-@runtime_checkable
-class EmbeddingFunction(Protocol):
-    """Anything callable on a list of documents that returns one vector per document."""
+_EMBEDDING_DTYPES = (np.float16, np.float32, np.float64, np.int32, np.int64)
 
-    def __call__(self, input: list[str]) -> Any: ...
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _as_embeddings(result: Any) -> Embeddings:
+    """An embedding function's output as chromadb hands it on: a list of 1-d numpy arrays
+    (Python numbers as float32), with chromadb's refusals and messages (those of
+    `normalize_embeddings` and `validate_embeddings`, as `huedb.api.validation` checks
+    embeddings given to a write, which imports this module)."""
+    rows: Any = None
+    if isinstance(result, np.ndarray) and len(result) and result.ndim in (1, 2):
+        rows = [result] if result.ndim == 1 else list(result)
+    elif isinstance(result, list) and result:
+        first = result[0]
+        if _is_number(first):
+            rows = [np.array(result, dtype=np.float32)]
+        elif isinstance(first, np.ndarray):
+            rows = result
+        elif isinstance(first, list) and _is_number(first[0]):  # [[]]: IndexError, as chromadb
+            rows = [np.array(row, dtype=np.float32) for row in result]
+    if rows is None:
+        if result is not None and len(result) == 0:
+            raise ValueError(
+                f"Expected Embeddings to be non-empty list or numpy array, got {result}"
+            )
+        raise ValueError(
+            "Expected embeddings to be a list of floats or ints, a list of lists, a numpy "
+            f"array, or a list of numpy arrays, got {result}"
+        )
+    if not all(isinstance(row, np.ndarray) for row in rows):
+        raise ValueError(
+            "Expected each embedding in the embeddings to be a numpy array, got "
+            f"{list({type(row).__name__ for row in rows})}"
+        )
+    for index, row in enumerate(rows):
+        if row.ndim == 0:
+            raise ValueError(f"Expected a 1-dimensional array, got a 0-dimensional array {row}")
+        if row.size == 0:
+            raise ValueError(
+                "Expected each embedding in the embeddings to be a 1-dimensional numpy array "
+                "with at least 1 int/float value. Got a 1-dimensional numpy array with no "
+                f"values at pos {index}"
+            )
+        if row.dtype not in _EMBEDDING_DTYPES:
+            raise ValueError(
+                "Expected each value in the embedding to be a int or float, got an embedding "
+                f"with {row.dtype} - {row}"
+            )
+    return cast(Embeddings, rows)
+
+
+def _with_retries(call: Any, input: Any, retry_kwargs: dict[str, Any]) -> Any:
+    """`call(input)` retried as chromadb's `embed_with_retries` does: by tenacity's `retry`
+    with the given options (`stop=`, `wait=`, ...); without tenacity installed, by
+    tenacity's default (try again until it succeeds), which takes no options."""
+    try:
+        from tenacity import retry
+    except ImportError:
+        if retry_kwargs:
+            raise ImportError(
+                "embed_with_retries options are tenacity's: pip install tenacity"
+            ) from None
+        while True:
+            try:
+                return call(input)
+            except Exception:  # noqa: BLE001 - tenacity's default retries on any error
+                continue
+    return retry(**retry_kwargs)(call)(input)
+
+
+class EmbeddingFunction(Protocol[D]):
+    """chromadb's embedding-function protocol: `__call__` embeds a batch (documents, or
+    images for `EmbeddingFunction[Images]`); a named function (`name`, `get_config`,
+    `build_from_config`) is recorded by its collection and, once registered with
+    `@register_embedding_function`, rebuilt when the collection is opened without it.
+
+    A subclass inherits chromadb's defaults: no name (a "legacy" function, recorded
+    without identity), the l2 space, `embed_query` = `__call__`; and its `__call__`'s
+    output is checked and handed on as a list of numpy arrays, as in chromadb::
+
+        class MyEmbeddingFunction(EmbeddingFunction[Documents]):
+            def __init__(self) -> None: ...
+            def __call__(self, input: Documents) -> Embeddings: ...
+    """
+
+    @abstractmethod
+    def __call__(self, input: D) -> Embeddings: ...
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        own_call = cls.__call__
+
+        def __call__(self: Any, input: Any) -> Embeddings:
+            result = own_call(self, input)
+            assert result is not None, f"{type(self).__name__}.__call__ returned None"
+            return _as_embeddings(result)
+
+        cls.__call__ = __call__  # type: ignore[method-assign]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """chromadb asks subclasses to define their own `__init__` (a DeprecationWarning)."""
+        warnings.warn(
+            f"The class {type(self).__name__} does not implement __init__. "
+            "This will be required in a future version.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+
+    def embed_query(self, input: D) -> Embeddings:
+        """Embed query texts (or images); the same as documents unless overridden."""
+        return self.__call__(input)
+
+    def embed_with_retries(self, input: D, **retry_kwargs: Any) -> Embeddings:
+        """`__call__`, retried with tenacity's `retry(**retry_kwargs)`."""
+        return cast(Embeddings, _with_retries(self.__call__, input, retry_kwargs))
+
+    @staticmethod
+    def name() -> str:
+        """The name a collection records; NotImplemented (with chromadb's
+        DeprecationWarning) marks a legacy function."""
+        warnings.warn(
+            "The EmbeddingFunction class does not implement name(). "
+            "This will be required in a future version.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return NotImplemented  # type: ignore[no-any-return]
+
+    def default_space(self) -> Space:
+        """The space a collection created with this function gets when none is given."""
+        return "l2"
+
+    def supported_spaces(self) -> list[Space]:
+        """The spaces this function's vectors make sense in."""
+        return ["cosine", "l2", "ip"]
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> EmbeddingFunction[D]:
+        """The function rebuilt from a recorded `get_config()`; NotImplemented (with
+        chromadb's DeprecationWarning) when the class cannot be rebuilt."""
+        warnings.warn(
+            "The EmbeddingFunction class does not implement build_from_config(). "
+            "This will be required in a future version.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return NotImplemented  # type: ignore[no-any-return]
+
+    def get_config(self) -> dict[str, Any]:
+        """The JSON-serialisable configuration a collection records; NotImplemented (with
+        chromadb's DeprecationWarning) when there is none."""
+        warnings.warn(
+            f"The class {type(self).__name__} does not implement get_config(). "
+            "This will be required in a future version.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return NotImplemented  # type: ignore[no-any-return]
+
+    def validate_config_update(
+        self, old_config: dict[str, Any], new_config: dict[str, Any]
+    ) -> None:
+        """Refuse (by raising) a configuration change made with `modify`; none refused."""
+        return
+
+    @staticmethod
+    def validate_config(config: dict[str, Any]) -> None:
+        """Refuse (by raising) a configuration; none refused."""
+        return
+
+    def is_legacy(self) -> bool:
+        """A function without a name, configuration or rebuild (recorded as legacy)."""
+        if self.name() is NotImplemented:
+            return True
+        config = self.get_config()
+        return config is NotImplemented or self.build_from_config(config) is NotImplemented
+
+
+class SparseEmbeddingFunction(Protocol[D]):
+    """chromadb's sparse embedding-function protocol: `__call__` turns a batch into
+    `SparseVector`s (checked, as in chromadb); a subclass defines `__init__`, `name`,
+    `get_config` and `build_from_config`."""
+
+    @abstractmethod
+    def __call__(self, input: D) -> SparseVectors: ...
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        own_call = cls.__call__
+
+        def __call__(self: Any, input: Any) -> SparseVectors:
+            result = own_call(self, input)
+            assert result is not None, f"{type(self).__name__}.__call__ returned None"
+            return validate_sparse_vectors(result)
+
+        cls.__call__ = __call__  # type: ignore[method-assign]
+
+    @abstractmethod
+    def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def embed_query(self, input: D) -> SparseVectors:
+        """Embed queries; the same as documents unless overridden."""
+        return self.__call__(input)
+
+    def embed_with_retries(self, input: D, **retry_kwargs: Any) -> SparseVectors:
+        """`__call__`, retried with tenacity's `retry(**retry_kwargs)`."""
+        return cast(SparseVectors, _with_retries(self.__call__, input, retry_kwargs))
+
+    @staticmethod
+    @abstractmethod
+    def name() -> str: ...
+
+    @staticmethod
+    @abstractmethod
+    def build_from_config(config: dict[str, Any]) -> SparseEmbeddingFunction[D]: ...
+
+    @abstractmethod
+    def get_config(self) -> dict[str, Any]: ...
+
+    def validate_config_update(
+        self, old_config: dict[str, Any], new_config: dict[str, Any]
+    ) -> None:
+        """Refuse (by raising) a configuration change; none refused."""
+        return
+
+    @staticmethod
+    def validate_config(config: dict[str, Any]) -> None:
+        """Refuse (by raising) a configuration; none refused."""
+        return
 
 
 @dataclass
