@@ -97,9 +97,11 @@ def test_an_unknown_function_is_still_refused(tmp_path: Path) -> None:
 
 
 def test_no_embedding_function_means_none(tmp_path: Path) -> None:
-    """`embedding_function=None` (at create or get) means documents are not embedded: as in
-    chromadb, embedding them raises ValueError; huedb embedded them with its default model,
-    replacing a record's own vector on `update(documents=...)`."""
+    """`embedding_function=None` (at create or get) on a collection created with a
+    configuration (its schema then names no function to fall back to) means documents are
+    not embedded: as in chromadb, embedding them raises ValueError; huedb embedded them with
+    its default model, replacing a record's own vector on `update(documents=...)`. (Without
+    a configuration chromadb falls back to the default model: test_embedding_function_compat.)"""
     client = huedb.PersistentClient(path=tmp_path)
     try:
         created = client.create_collection(
