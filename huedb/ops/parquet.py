@@ -45,13 +45,14 @@ is written.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -592,11 +593,15 @@ def import_collection(
             warnings.append(message)
     space = collection_space(collection.configuration_json, collection.metadata)
 
+    # A huedb file holds each record as it was stored, sparse vectors included (a record
+    # without one had none): written as they are. Other files' records get what chromadb's
+    # client computes on upsert (the schema's sparse vectors, e.g. BM25 of the documents).
+    write = _stored_upsert(collection) if kv.get(KEY_FORMAT) else _client_upsert(collection)
     rows = batches = 0
     bar = progress(parquet.metadata.num_rows, f"import {name}", enabled=show_progress)
     try:
         for records in read_batches(path, batch_size):
-            collection.upsert(**records.given(), ids=records.ids)
+            write(records)
             rows += len(records)
             batches += 1
             bar.update(len(records))
@@ -784,6 +789,25 @@ def _metadata_value(value: Any, record_id: str, path: Path) -> dict[str, Any] | 
         raise ValueError(f"{path}: metadata of {record_id!r} has unsupported value {value!r}")
     cleaned = {k: v for k, v in value.items() if v is not None}
     return cleaned or None
+
+
+def _stored_upsert(collection: Collection) -> Callable[[RecordBatch], None]:
+    """Upserts of records as they are (sparse vectors rebuilt from their wire form), checked
+    by the server, with no client-side embedding or sparse-vector filling."""
+    target = str(collection.id)
+
+    def write(records: RecordBatch) -> None:
+        if records.metadatas is not None:
+            metadatas = [None if m is None else checked_metadata(m) for m in records.metadatas]
+            records = dataclasses.replace(records, metadatas=metadatas)
+        collection._client.upsert(target, records)
+
+    return write
+
+
+def _client_upsert(collection: Collection) -> Callable[[RecordBatch], None]:
+    """Upserts through the collection, as a chromadb client would write the records."""
+    return lambda records: collection.upsert(**records.given(), ids=records.ids)
 
 
 def read_batches(path: Path, batch_size: int = 5000) -> Iterator[RecordBatch]:
