@@ -51,6 +51,13 @@ def _steps(client: Any) -> list[Any]:
         _outcome(lambda: client.list_collections(offset=2**32)),
         _outcome(lambda: client.list_collections(limit=1.5)),
         _outcome(lambda: len(client.list_collections(limit=2**32 - 1))),
+        _outcome(lambda: client.get_collection("numpy-meta").modify(name=1)),
+        _outcome(
+            lambda: client.get_collection("numpy-meta").add(ids=["u"], embeddings=[[1.0]], uris=[1])
+        ),
+        _outcome(lambda: client.get_collection("numpy-meta").get(limit=-1)),
+        _outcome(lambda: client.get_collection("numpy-meta").get(offset=2**32)),
+        _outcome(lambda: client.get_collection("numpy-meta").get(limit=np.int64(2))["ids"]),
         _outcome(lambda: client.count_collections()),
     ]
 

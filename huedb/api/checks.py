@@ -67,10 +67,14 @@ def checked_batch(batch: RecordBatch, op: WriteOp) -> RecordBatch:
     if not plain:
         for i, m in enumerate(batch.metadatas or ()):
             check_record_metadata(m, i)
-    for name in ("documents", "uris"):
-        for v in getattr(batch, name) or ():
-            if v is not None and not isinstance(v, str):
-                raise InvalidArgumentError(f"Expected {name} to be strings, got {v!r}")
+    for v in batch.documents or ():
+        if v is not None and not isinstance(v, str):
+            raise InvalidArgumentError(f"Expected documents to be strings, got {v!r}")
+    for v in batch.uris or ():
+        if v is not None and not isinstance(v, str):  # in-process only: the wire types them
+            raise TypeError(
+                f"argument 'uris': '{type(v).__name__}' object cannot be converted to 'PyString'"
+            )
     checked = RecordBatch(
         ids=list(ids),
         embeddings=embeddings,

@@ -284,8 +284,9 @@ class Collection:
                 raise ValueError(
                     "You must set a data loader on the collection if loading from URIs."
                 )
-        limit = v.validate_limit_offset(limit, "limit")
-        offset = v.validate_limit_offset(offset, "offset")
+        # numpy integers as ints (JSON carries them); their range and type are the
+        # server's to check, as chromadb's HTTP client leaves them (LocalAPI.get in-process)
+        limit, offset = (int(n) if isinstance(n, np.integer) else n for n in (limit, offset))
         include, wire_include = _with_data(include)
         request = GetRequest(id_list, where, where_document, limit, offset, wire_include)
         result = self._client.get(self._target_id(), request)

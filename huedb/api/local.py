@@ -212,6 +212,11 @@ class LocalAPI(ServerAPI):
     def modify_collection(self, collection_id: str, request: ModifyCollectionRequest) -> None:
         new_name, new_metadata = request.new_name, request.new_metadata
         if new_name is not None:
+            if not isinstance(new_name, str):  # in-process only: the wire types it
+                raise TypeError(
+                    f"argument 'new_name': '{type(new_name).__name__}' object cannot be "
+                    "converted to 'PyString'"
+                )
             validate_name(new_name, "new_name")
         if new_metadata is not None:
             if "hnsw:space" in new_metadata:
@@ -313,6 +318,8 @@ class LocalAPI(ServerAPI):
         return self.engine.indexing_status(collection_id)
 
     def get(self, collection_id: str, request: GetRequest) -> GetResult:
+        validate_limit_offset(request.limit, "limit")  # in-process: the wire types them
+        validate_limit_offset(request.offset, "offset")
         include = request.include
         flt = self._checked_filter(collection_id, request)
         rows = self.engine.get(
