@@ -276,6 +276,28 @@ def test_embedded_budget_rolls_back_and_releases_the_lock(tmp_path: Path) -> Non
     assert len(col.get(ids=["s0", "s2999"])["ids"]) == 2
 
 
+def test_budget_checked_between_slow_documents(tmp_path: Path) -> None:
+    """A `$regex` that costs ~0.5 s per document (a counted class over 100 KB documents,
+    RE2's slow path) on a few documents: SQLite's progress handler looks at the clock only
+    every 10,000 steps (many rows), so the regex function itself stops the read between
+    documents once the budget is spent; it ran to its end (~6 s here) before."""
+    settings = huedb.Settings(huedb_query_timeout=0.5)
+    client = huedb.PersistentClient(path=tmp_path / "db", settings=settings)
+    col = client.create_collection("hog")
+    rng = np.random.default_rng(4)
+    documents = ["".join(rng.choice(list("ab"), 100_000)) for _ in range(12)]
+    col.add(
+        ids=[f"h{i}" for i in range(12)],
+        embeddings=rng.random((12, DIM), dtype=np.float32),
+        documents=documents,
+    )
+    started = time.monotonic()
+    with pytest.raises(huedb.errors.QueryTimeoutError):
+        col.get(where_document={"$regex": "a[ab]{1000}c"}, include=[])
+    assert time.monotonic() - started < 3
+    assert col.count() == 12
+
+
 def test_embedded_clients_are_bounded_only_by_the_ceilings(tmp_path: Path) -> None:
     """In-process code answers to itself, as with Chroma: no server limits, no time budget."""
     client = huedb.PersistentClient(path=tmp_path / "db")

@@ -16,6 +16,7 @@ and the lock released.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterator
 
@@ -112,3 +113,30 @@ class Deadline:
             yield
         finally:
             self._paused -= 1
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Make this the deadline of the calling thread's store statements, which functions
+        called per row (`$regex`: one document can take seconds) look at with
+        `check_running_deadline`."""
+        previous = getattr(_running, "deadline", None)
+        _running.deadline = self
+        try:
+            yield
+        finally:
+            _running.deadline = previous
+
+
+_running = threading.local()
+
+
+class DeadlinePassed(Exception):
+    """Raised inside a store statement's per-row function once the thread's deadline
+    passed; the statement stops and its session turns it into QueryTimeoutError."""
+
+
+def check_running_deadline() -> None:
+    """Raise DeadlinePassed when the calling thread runs under a spent deadline."""
+    deadline = getattr(_running, "deadline", None)
+    if deadline is not None and deadline.expired():
+        raise DeadlinePassed

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from huedb.engine import regex_dialect
+from huedb.engine.budget import check_running_deadline
 from huedb.engine.filters import (
     COMPARISONS,
     DocTerm,
@@ -33,7 +34,10 @@ MIN_INDEXED_SUBSTRING, MAX_INDEXED_SUBSTRING = 3, 256
 
 
 def regexp_match(pattern: str, text: str | None) -> int:
-    """SQLite function: does the pattern occur in text (find semantics, Chroma's dialect)."""
+    """SQLite function: does the pattern occur in text (find semantics, Chroma's dialect).
+    Stops the statement once the read's deadline passed (DeadlinePassed): one document can
+    take seconds, more than SQLite's progress handler waits between its looks."""
+    check_running_deadline()
     return 1 if regex_dialect.search(pattern, text) else 0
 
 

@@ -36,9 +36,11 @@ class SQLiteSession(CatalogSQL, RecordsSQL, AdminSQL):
         conn = self._conn
         conn.set_progress_handler(lambda: 1 if deadline.expired() else 0, PROGRESS_STEPS)
         try:
-            yield deadline
+            with deadline.running():  # per-row functions (regex) look at it between rows
+                yield deadline
         except sqlite3.OperationalError as exc:
-            if "interrupted" in str(exc) and deadline.expired():
+            stopped = "interrupted" in str(exc) or "user-defined function raised" in str(exc)
+            if stopped and deadline.expired():
                 raise deadline.error() from exc
             raise
         finally:
