@@ -8,18 +8,25 @@ exit code 2 and a message naming the setting; none of them may start an open ser
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import select
 import sqlite3
+import subprocess
+import termios
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 import trustme
+from cryptography.hazmat.primitives import serialization
 
 import huedb
 from huedb.api.client import clear_system_cache
 from huedb.engine.sqlite_store.connection import DB_FILENAME
-from tests.cli import run_cli
+from tests.cli import child_env, cli_command, run_cli
 from tests.http_checks import ADMIN, DB, assert_error, auth_headers
 from tests.servers import free_port, huedb_server
 
@@ -170,6 +177,61 @@ def test_bad_tls_key_stops_the_start(tmp_path: Path) -> None:
             tmp_path, "--ssl-certfile", str(cert_file), "--ssl-keyfile", str(key), env={}
         )
         assert "cannot load TLS certificate/key" in output, output
+
+
+def test_encrypted_tls_key_stops_the_start_on_a_terminal(tmp_path: Path) -> None:
+    """A passphrase-protected key, `huedb run` started from a terminal: exit 2 at once with
+    one line; OpenSSL asked for the passphrase on the terminal and the start waited."""
+    cert = trustme.CA().issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(cert_file)
+    key = serialization.load_pem_private_key(cert.private_key_pem.bytes(), password=None)
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    argv = cli_command(
+        *("run", "--path", str(tmp_path / "data"), "--host", "127.0.0.1"),
+        *("--port", str(free_port()), "--ssl-certfile", str(cert_file)),
+        *("--ssl-keyfile", str(key_file)),
+    )
+    main, terminal = os.openpty()
+
+    def own_terminal() -> None:  # after setsid: the pty becomes the controlling terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        argv,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=child_env({}),
+        start_new_session=True,
+        preexec_fn=own_terminal,
+    )
+    os.close(terminal)
+    output = b""
+    try:
+        deadline = time.monotonic() + 15
+        while proc.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([main], [], [], 0.2)
+            if ready:
+                with contextlib.suppress(OSError):
+                    output += os.read(main, 4096)
+        with contextlib.suppress(OSError):
+            while select.select([main], [], [], 0.2)[0] and (chunk := os.read(main, 4096)):
+                output += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        os.close(main)
+    text = output.decode(errors="replace")
+    assert proc.returncode == 2, text
+    assert "cannot load TLS certificate/key" in text and "pass phrase" not in text, text
 
 
 def test_chroma_token_provider_settings_are_honoured(tmp_path: Path) -> None:

@@ -272,14 +272,21 @@ def check_data_path(path: str) -> None:
 
 
 def check_tls(certfile: str, keyfile: str) -> None:
-    """Load the certificate and key as the server will, so a bad pair stops the start."""
+    """Load the certificate and key as the server will, so a bad pair stops the start; an
+    encrypted key too (OpenSSL would otherwise ask for its passphrase on the terminal, and
+    again in every worker)."""
     try:
-        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(certfile, keyfile, password=_no_passphrase)
     except (ssl.SSLError, OSError, ValueError) as exc:
         raise ConfigError(
             f"cannot load TLS certificate/key ({certfile}, {keyfile}): {exc}; "
             "the key must be an unencrypted PEM private key matching the certificate"
         ) from None
+
+
+def _no_passphrase() -> str:
+    raise ValueError("the key is encrypted (it asks for a passphrase)")
 
 
 def is_loopback(host: str) -> bool:
