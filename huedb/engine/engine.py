@@ -427,6 +427,11 @@ class Engine:
                     collection_uuid,
                     exc,
                 )
+            except NotFoundError:
+                # Deleted by another process or worker just after the commit: nothing to
+                # catch up, and the write stands (it happened before the delete).
+                logger.info("collection %s was deleted just after a write to it", collection_uuid)
+                self._forget_collection(collection_uuid)
             except Exception:
                 logger.exception(
                     "a committed write to collection %s left this process's index behind; "
@@ -444,14 +449,17 @@ class Engine:
             try:
                 yield
             except NotFoundError:
-                self._indexes.forget_collection(collection_uuid)
-                self._sparse.forget_collection(collection_uuid)
-                if self._has_index_files(collection_uuid) and not (
-                    self._collection_exists(collection_uuid)
-                ):
-                    self._remove_orphan_files(collection_uuid)
+                self._forget_collection(collection_uuid)
                 raise
             self._forget_deleted_collections()
+
+    def _forget_collection(self, collection_uuid: str) -> None:
+        """Forget this process's indexes of a collection the store no longer has, and remove
+        its files here unless it exists again. Called under the engine lock."""
+        self._indexes.forget_collection(collection_uuid)
+        self._sparse.forget_collection(collection_uuid)
+        if self._has_index_files(collection_uuid) and not self._collection_exists(collection_uuid):
+            self._remove_orphan_files(collection_uuid)
 
     def _forget_deleted_collections(self, now: bool = False) -> None:
         """Forget the indexes (held or evicted) of collections the store no longer has, and
