@@ -26,6 +26,7 @@ from huedb.server.console import OPEN_PATHS as CONSOLE_PATHS
 from huedb.server.console import api_reference
 from huedb.server.console import reads as console_reads
 from huedb.server.console import static_files as console_files
+from huedb.server.content_type import JsonContentTypeMiddleware
 from huedb.server.error_body import error_response, exception_fields
 from huedb.server.fastpath import FastPathMiddleware
 from huedb.server.json_response import OrjsonResponse
@@ -99,12 +100,13 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     # Innermost first. Request metrics and the trace id of log lines are outermost (they see
     # refusals too); then auth (or, without tokens, the browser guard), which refuses from
-    # the headers alone, before any body is read; then the deadline on the whole body, the
-    # body limit, the fast path.
+    # the headers alone, before any body is read; then a body that is not JSON (415); then
+    # the deadline on the whole body, the body limit, the fast path.
     start_engine_metrics()
     app.add_middleware(FastPathMiddleware, api=app.state.api)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(ReceiveTimeoutMiddleware, timeout_s=config.request_timeout_s)
+    app.add_middleware(JsonContentTypeMiddleware)
     if config.tokens:
         open_paths = CONSOLE_PATHS | ({METRICS_PATH} if config.metrics_public else set())
         app.add_middleware(TokenAuthMiddleware, entries=config.tokens, open_paths=open_paths)
