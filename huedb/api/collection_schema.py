@@ -15,7 +15,8 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import logging
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 from huedb.api.cmek import Cmek
@@ -30,11 +31,9 @@ from huedb.api.config_values import (
 )
 from huedb.engine.hnsw_config import hnsw_defaults
 from huedb.engine.schema_keys import METADATA_TYPE_DEFAULTS
-from huedb.errors import InvalidArgumentError, serde_unexpected
-from huedb.sparse_vector import validate_sparse_vectors
+from huedb.errors import InvalidArgumentError, serde_unexpected, shape_error, shape_error_within
+from huedb.sparse_vector import SparseVector, validate_sparse_vectors
 from huedb.utils.embedding_functions import sparse_known_embedding_functions
-
-logger = logging.getLogger(__name__)
 
 DOCUMENT_KEY = "#document"
 EMBEDDING_KEY = "#embedding"
@@ -141,30 +140,151 @@ def schema_from_configuration(configuration: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- parsing a user schema (serde of Chroma's `Schema`) --------------------------------
+#
+# Each parser reads one serde type and refuses its value with a path relative to it;
+# `_within` puts the field that held the value in front, so a refusal names the whole path
+# from the schema (`keys.<key>.sparse_vector.sparse_vector_index.config.source_key`; over
+# HTTP `collection_config` adds `schema.`). Fields are read in the order given, so the first
+# error is the one serde reports; a missing required field is reported after the others.
 
 _VALUE_TYPE_ALIASES = {f"#{name}": name for name in VALUE_TYPES}
 _INDEX_ALIASES = {f"${name}": name for names in INDEXES_OF.values() for name in names}
 _VECTOR_FIELDS = ("space", "embedding_function", "source_key", "hnsw", "spann")
 _SPARSE_FIELDS = ("embedding_function", "source_key", "bm25", "algorithm")
 _SPANN_INDEX_FIELDS = tuple(SPANN_INDEX_DEFAULTS)
+SPARSE_ALGORITHMS = ("wand", "max_score")  # `SparseIndexAlgorithm`; wand is the default
+_SCHEMA_FIELDS = ("defaults", "keys", "cmek", "source_attached_function_id")
+_VALUE_TYPE_STRUCTS = {
+    "string": "StringValueType",
+    "float_list": "FloatListValueType",
+    "sparse_vector": "SparseVectorValueType",
+    "int": "IntValueType",
+    "float": "FloatValueType",
+    "bool": "BoolValueType",
+}
+_INDEX_STRUCTS = {  # index: (its serde type, its config's)
+    "fts_index": ("FtsIndexType", "FtsIndexConfig"),
+    "string_inverted_index": ("StringInvertedIndexType", "StringInvertedIndexConfig"),
+    "vector_index": ("VectorIndexType", "VectorIndexConfig"),
+    "sparse_vector_index": ("SparseVectorIndexType", "SparseVectorIndexConfig"),
+    "int_inverted_index": ("IntInvertedIndexType", "IntInvertedIndexConfig"),
+    "float_inverted_index": ("FloatInvertedIndexType", "FloatInvertedIndexConfig"),
+    "bool_inverted_index": ("BoolInvertedIndexType", "BoolInvertedIndexConfig"),
+}
+_MISSING = object()
 
 
-def _parse_index(value_type: str, name: str, value: Any) -> dict[str, Any]:
-    index = expect_object(value, f"struct for {name}")
-    if "enabled" not in index:
-        raise InvalidArgumentError("missing field `enabled`")
-    if not isinstance(index["enabled"], bool):
-        raise InvalidArgumentError(
-            f"invalid type: {serde_unexpected(index['enabled'])}, expected a boolean"
-        )
-    config = expect_object(index.get("config", {}), f"struct config of {name}")
+def _expected_value(path: tuple[str, ...]) -> InvalidArgumentError:
+    """serde_json's syntax error for a value an enum cannot start with (not a string, nor
+    an object of one variant): Chroma's 400 `Failed to parse the request body as JSON:
+    schema.<path>: expected value`, not a 422 (`path` is kept for `_within`)."""
+    shown = ".".join(("schema", *path))
+    error = InvalidArgumentError(
+        f"Failed to parse the request body as JSON: {shown}: expected value"
+    )
+    error.syntax_path = path  # type: ignore[attr-defined]
+    return error
+
+
+def _within(field: str, parse: Callable[[Any], Any], value: Any) -> Any:
+    """`parse(value)`, its refusal's path starting with `field` (the field holding it)."""
+    try:
+        return parse(value)
+    except InvalidArgumentError as exc:
+        inner = getattr(exc, "syntax_path", None)
+        if inner is not None:
+            raise _expected_value((field, *inner)) from None
+        raise shape_error_within(exc, field) from None
+
+
+def _typed(field: str, value: Any, kind: type, expected: str) -> Any:
+    """`value` of an optional field (a string or a bool) if it is null or of `kind`;
+    serde's `invalid type` refusal naming `field` otherwise."""
+    if value is None or isinstance(value, kind):
+        return value
+    raise shape_error(f"invalid type: {serde_unexpected(value)}, expected {expected}", (field,))
+
+
+def _unit_variant(value: Any, variants: tuple[str, ...]) -> str:
+    """An enum of unit variants as serde_json reads one: a variant's name, or an object of
+    one variant whose value is null; anything else (null included) is the 400."""
+    if isinstance(value, dict) and value:
+        name, inner = next(iter(value.items()))
+        _check_variant(name, variants)
+        if inner is not None:
+            raise shape_error(f"invalid type: {serde_unexpected(inner)}, expected unit", (name,))
+        if len(value) > 1:
+            raise _expected_value(())
+        return name
+    if not isinstance(value, str):
+        raise _expected_value(())
+    _check_variant(value, variants)
+    return value
+
+
+def _check_variant(name: str, variants: tuple[str, ...]) -> None:
+    """serde's refusal of an enum variant it does not have (its wording for one, two or
+    more variants)."""
+    if name not in variants:
+        named = [f"`{v}`" for v in variants]
+        if len(named) == 1:
+            expected = named[0]
+        elif len(named) == 2:
+            expected = f"{named[0]} or {named[1]}"
+        else:
+            expected = f"one of {', '.join(named)}"
+        raise shape_error(f"unknown variant `{name}`, expected {expected}")
+
+
+def _parse_cmek(value: Any) -> dict[str, Any]:
+    """`Cmek`, an enum whose one variant `gcp` holds a string: `{"gcp": "<resource>"}`."""
+    if isinstance(value, str):
+        _check_variant(value, ("gcp",))
+        raise shape_error("invalid type: unit variant, expected newtype variant", (value,))
+    if not isinstance(value, dict) or not value:
+        raise _expected_value(())
+    name, resource = next(iter(value.items()))
+    _check_variant(name, ("gcp",))
+    if not isinstance(resource, str):
+        raise shape_error(f"invalid type: {serde_unexpected(resource)}, expected a string", (name,))
+    if len(value) > 1:
+        raise _expected_value(())
+    return {name: resource}
+
+
+def _parse_index(name: str, value: Any) -> dict[str, Any]:
+    """An index (`FtsIndexType`, ...): `enabled` and its `config`, both required."""
+    type_struct, _ = _INDEX_STRUCTS[name]
+    index = expect_object(value, f"struct {type_struct}")
+    enabled: Any = _MISSING
+    config: Any = _MISSING
+    for field, item in index.items():  # serde ignores the fields an index type lacks
+        if field == "enabled":
+            if not isinstance(item, bool):
+                raise shape_error(
+                    f"invalid type: {serde_unexpected(item)}, expected a boolean", (field,)
+                )
+            enabled = item
+        elif field == "config":
+            config = _within(field, functools.partial(_parse_index_config, name), item)
+    if enabled is _MISSING:
+        raise shape_error("missing field `enabled`")
+    if config is _MISSING:
+        raise shape_error("missing field `config`")
+    return {"enabled": enabled, "config": config}
+
+
+def _parse_index_config(name: str, value: Any) -> dict[str, Any]:
+    """An index's config: the vector and sparse ones' fields; the others have none (and
+    refuse any, `deny_unknown_fields`)."""
+    config = expect_object(value, f"struct {_INDEX_STRUCTS[name][1]}")
     if name == "vector_index":
-        config = _parse_vector_config(config)
-    elif name == "sparse_vector_index":
-        config = _parse_sparse_config(config)
-    else:
-        config = {}  # the other indexes have no settings (serde ignores unknown fields)
-    return {"enabled": index["enabled"], "config": config}
+        return _parse_vector_config(config)
+    if name == "sparse_vector_index":
+        return _parse_sparse_config(config)
+    if config:
+        raise unknown_field(next(iter(config)), ())
+    return {}
 
 
 def _parse_vector_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -175,78 +295,132 @@ def _parse_vector_config(config: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if key == "space":
-            out[key] = parse_space(value)
+            out[key] = _within(key, parse_space, value)
         elif key == "embedding_function":
-            out[key] = parse_embedding_function(value)
+            out[key] = _within(key, parse_embedding_function, value)
         elif key == "source_key":
-            if not isinstance(value, str):
-                raise InvalidArgumentError(
-                    f"invalid type: {serde_unexpected(value)}, expected a string"
-                )
-            out[key] = value
+            out[key] = _typed(key, value, str, "a string")
         elif key == "hnsw":
-            hnsw = expect_object(value, "struct HnswIndexConfig")
-            parsed: dict[str, Any] = {}
-            for field, item in hnsw.items():
-                if field not in HNSW_INDEX_FIELDS:
-                    raise unknown_field(field, HNSW_INDEX_FIELDS)
-                if item is not None:
-                    parsed[field] = (
-                        parse_f64(item) if field == "resize_factor" else parse_usize(item)
-                    )
-            out[key] = parsed
+            out[key] = _within(key, _parse_hnsw_index, value)
         else:
-            spann = expect_object(value, "struct SpannIndexConfig")
+            spann = _within(
+                key, functools.partial(expect_object, what="struct SpannIndexConfig"), value
+            )
             for field in spann:
                 if field not in _SPANN_INDEX_FIELDS:
-                    raise unknown_field(field, _SPANN_INDEX_FIELDS)
+                    raise shape_error_within(unknown_field(field, _SPANN_INDEX_FIELDS), key)
             out[key] = {k: v for k, v in spann.items() if v is not None}
     return out
 
 
+def _parse_hnsw_index(value: Any) -> dict[str, Any]:
+    hnsw = expect_object(value, "struct HnswIndexConfig")
+    parsed: dict[str, Any] = {}
+    for field, item in hnsw.items():
+        if field not in HNSW_INDEX_FIELDS:
+            raise unknown_field(field, HNSW_INDEX_FIELDS)
+        if item is not None:
+            parse = parse_f64 if field == "resize_factor" else parse_usize
+            parsed[field] = _within(field, parse, item)
+    return parsed
+
+
 def _parse_sparse_config(config: dict[str, Any]) -> dict[str, Any]:
+    """`SparseVectorIndexConfig`: a function, a source key (string), `bm25` (bool), all
+    optional, and `algorithm` (`wand` or `max_score`; wand, the default, is left out as
+    Chroma serializes it)."""
     out: dict[str, Any] = {}
     for key, value in config.items():
         if key not in _SPARSE_FIELDS:
             raise unknown_field(key, _SPARSE_FIELDS)
+        if key == "algorithm":  # not an Option: null is refused too
+            algorithm = _within(
+                key, functools.partial(_unit_variant, variants=SPARSE_ALGORITHMS), value
+            )
+            if algorithm != SPARSE_ALGORITHMS[0]:
+                out[key] = algorithm
+            continue
         if value is None:
             continue
-        out[key] = parse_embedding_function(value) if key == "embedding_function" else value
+        if key == "embedding_function":
+            out[key] = _within(key, parse_embedding_function, value)
+        elif key == "source_key":
+            out[key] = _typed(key, value, str, "a string")
+        else:
+            out[key] = _typed(key, value, bool, "a boolean")
     return out
 
 
 def _parse_value_types(value: Any) -> dict[str, Any]:
+    """`ValueTypes`: the index types of each value type given (`#`-aliases accepted;
+    unknown value types and indexes ignored, a type named twice refused)."""
     types = expect_object(value, "struct ValueTypes")
     out: dict[str, Any] = {}
+    seen: set[str] = set()
     for raw_type, indexes in types.items():
         value_type = _VALUE_TYPE_ALIASES.get(raw_type, raw_type)
-        if value_type not in VALUE_TYPES or indexes is None:
+        if value_type not in VALUE_TYPES:
             continue  # as Chroma's serde: unknown value types are ignored
-        parsed: dict[str, Any] = {}
-        for raw_name, index in expect_object(indexes, f"struct {value_type}").items():
-            name = _INDEX_ALIASES.get(raw_name, raw_name)
-            if name in INDEXES_OF[value_type] and index is not None:
-                parsed[name] = _parse_index(value_type, name, index)
-        out[value_type] = parsed
+        if value_type in seen:
+            raise shape_error(f"duplicate field `{value_type}`")
+        seen.add(value_type)
+        if indexes is not None:
+            out[value_type] = _within(
+                raw_type, functools.partial(_parse_value_type, value_type), indexes
+            )
     return out
 
 
+def _parse_value_type(value_type: str, value: Any) -> dict[str, Any]:
+    """One value type's indexes (`StringValueType`, ...)."""
+    indexes = expect_object(value, f"struct {_VALUE_TYPE_STRUCTS[value_type]}")
+    parsed: dict[str, Any] = {}
+    seen: set[str] = set()
+    for raw_name, index in indexes.items():
+        name = _INDEX_ALIASES.get(raw_name, raw_name)
+        if name not in INDEXES_OF[value_type]:
+            continue
+        if name in seen:
+            raise shape_error(f"duplicate field `{name}`")
+        seen.add(name)
+        if index is not None:
+            parsed[name] = _within(raw_name, functools.partial(_parse_index, name), index)
+    return parsed
+
+
+def _parse_keys(value: Any) -> dict[str, Any]:
+    keys = expect_object(value, "a map")
+    return {str(k): _within(str(k), _parse_value_types, v) for k, v in keys.items()}
+
+
 def parse_schema(value: Any) -> dict[str, Any]:
-    """A user's schema JSON, checked as Chroma's serde does, in canonical names."""
+    """A user's schema JSON, checked as Chroma's serde does, in canonical names.
+
+    Its refusals are `shape_error`s (over HTTP Chroma's 422 naming the field's path), but
+    for an enum given neither as a name nor as an object of one variant (`algorithm`,
+    `cmek`): Chroma's 400 `... expected value` (`_expected_value`)."""
     schema = expect_object(value, "struct Schema")
-    if "defaults" not in schema:
-        raise InvalidArgumentError("missing field `defaults`")
-    if "keys" not in schema and "key_overrides" not in schema:
-        raise InvalidArgumentError("missing field `keys`")
-    keys = schema.get("keys", schema.get("key_overrides", {}))
-    out: dict[str, Any] = {
-        "defaults": _parse_value_types(schema.get("defaults") or {}),
-        "keys": {
-            str(k): _parse_value_types(v) for k, v in expect_object(keys or {}, "a map").items()
-        },
-    }
-    if schema.get("cmek") is not None:
-        out["cmek"] = schema["cmek"]
+    found: dict[str, Any] = {}
+    for raw, item in schema.items():
+        field = "keys" if raw == "key_overrides" else raw  # serde's alias
+        if field not in _SCHEMA_FIELDS:
+            continue  # `Schema` ignores fields it does not have
+        if field in found:
+            raise shape_error(f"duplicate field `{field}`")
+        if field == "defaults":
+            found[field] = _within(raw, _parse_value_types, item)
+        elif field == "keys":
+            found[field] = _within(raw, _parse_keys, item)
+        elif field == "cmek":
+            found[field] = None if item is None else _within(raw, _parse_cmek, item)
+        else:
+            found[field] = _typed(raw, item, str, "a string")
+    for field in ("defaults", "keys"):
+        if field not in found:
+            raise shape_error(f"missing field `{field}`")
+    out: dict[str, Any] = {"defaults": found["defaults"], "keys": found["keys"]}
+    if found.get("cmek") is not None:
+        out["cmek"] = found["cmek"]
     return out
 
 
@@ -607,14 +781,47 @@ def sparse_embedding_targets(schema: dict[str, Any] | None) -> list[tuple[str, s
     return targets
 
 
-@functools.lru_cache(maxsize=32)
-def _sparse_function(name: str, config_json: str) -> Any:
-    """The known sparse embedding function of that name and configuration (built once)."""
-    known = sparse_known_embedding_functions.get(name)
-    if known is None:
-        logger.warning("Sparse embedding function %r is not known: not embedding with it", name)
+def _sparse_function(ef: dict[str, Any]) -> Any:
+    """The sparse embedding function a schema names, rebuilt by its registered class
+    (`register_sparse_embedding_function` of huedb, else chromadb's registry when the program
+    loaded chromadb: `sparse_known_embedding_functions`). None, with chromadb's warning,
+    when no class has that name or its `build_from_config` fails: chromadb's client then
+    embeds nothing with it (the records are stored without that key)."""
+    name = ef.get("name")
+    try:
+        cls = sparse_known_embedding_functions[name]  # KeyError: chromadb's message shows it
+        return _built_sparse_function(cls, json.dumps(ef.get("config") or {}, sort_keys=True))
+    except Exception as exc:  # chromadb sets any function it cannot rebuild to None
+        warnings.warn(
+            f"Could not reconstruct sparse embedding function {name}: {exc}. Setting to None.",
+            UserWarning,
+            stacklevel=5,
+        )
         return None
-    return known.build_from_config(json.loads(config_json))
+
+
+@functools.lru_cache(maxsize=32)
+def _built_sparse_function(cls: type, config_json: str) -> Any:
+    """`cls` built from that configuration (once: built functions are reused)."""
+    return cls.build_from_config(json.loads(config_json))
+
+
+def _sparse_vectors(output: Any) -> list[SparseVector]:
+    """A sparse function's output, checked (`validate_sparse_vectors`); a vector of another
+    class with `indices` and `values` (chromadb's `SparseVector`, from a function written for
+    chromadb and registered there) is taken as huedb's, checked as it is built."""
+    if isinstance(output, list):
+        output = [
+            SparseVector(
+                list(v.indices),
+                list(v.values),
+                None if getattr(v, "labels", None) is None else list(v.labels),
+            )
+            if not isinstance(v, SparseVector) and hasattr(v, "indices") and hasattr(v, "values")
+            else v
+            for v in output
+        ]
+    return validate_sparse_vectors(output)
 
 
 def sparse_embedded_metadatas(
@@ -630,7 +837,7 @@ def sparse_embedded_metadatas(
     count = len(metadatas if metadatas is not None else documents)  # type: ignore[arg-type]
     out = [dict(m) if m else {} for m in (metadatas or [None] * count)]
     for key, source, ef in targets:
-        function = _sparse_function(ef.get("name"), json.dumps(ef.get("config") or {}))
+        function = _sparse_function(ef)
         if function is None:
             continue
         if source == DOCUMENT_KEY:
@@ -640,7 +847,7 @@ def sparse_embedded_metadatas(
         positions = [i for i, m in enumerate(out) if key not in m and isinstance(sources[i], str)]
         if not positions:
             continue
-        vectors = validate_sparse_vectors(function([sources[i] for i in positions]))
+        vectors = _sparse_vectors(function([sources[i] for i in positions]))
         if len(vectors) != len(positions):
             raise ValueError("Sparse embedding function returned unexpected number of embeddings.")
         for i, vector in zip(positions, vectors, strict=True):

@@ -13,15 +13,52 @@ __all__ = [
     "DefaultEmbeddingFunction",
     "known_embedding_functions",
     "register_embedding_function",
+    "register_sparse_embedding_function",
     "sparse_known_embedding_functions",
 ]
 
 logger = logging.getLogger(__name__)
 
-sparse_known_embedding_functions: dict[str, Any] = {
-    ChromaBm25EmbeddingFunction.name(): ChromaBm25EmbeddingFunction,
-}
-"""Sparse embedding function classes by their ``name()``, as in chromadb."""
+
+class _SparseRegistry(dict):
+    """Sparse embedding function classes by their ``name()``: huedb's own, and for a name
+    not registered here, chromadb's (``chromadb.utils.embedding_functions
+    .sparse_known_embedding_functions``) when the program loaded chromadb — code written
+    for chromadb registers its sparse functions there. Looking a name up (``[name]``,
+    ``get``, ``in``) consults both; iterating lists huedb's own."""
+
+    def __missing__(self, name: str) -> Any:
+        cls = _chroma_sparse_class(name)
+        if cls is None:
+            raise KeyError(name)
+        return cls
+
+    def get(self, name: Any, default: Any = None) -> Any:  # type: ignore[override]
+        if dict.__contains__(self, name):
+            return dict.__getitem__(self, name)
+        cls = _chroma_sparse_class(name)
+        return default if cls is None else cls
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or _chroma_sparse_class(name) is not None
+
+
+def _chroma_sparse_class(name: Any) -> Any:
+    """chromadb's sparse class of that name, only if the program loaded chromadb's registry
+    (huedb never imports chromadb: a function registered there was, since registering
+    imports it)."""
+    chroma_registry = sys.modules.get("chromadb.utils.embedding_functions")
+    if chroma_registry is None:
+        return None
+    found = getattr(chroma_registry, "sparse_known_embedding_functions", None)
+    return found.get(name) if isinstance(found, dict) else None
+
+
+sparse_known_embedding_functions: dict[str, Any] = _SparseRegistry(
+    {ChromaBm25EmbeddingFunction.name(): ChromaBm25EmbeddingFunction}
+)
+"""Sparse embedding function classes by their ``name()``, as in chromadb (then chromadb's
+own registry for a name huedb has not: `_SparseRegistry`)."""
 
 known_embedding_functions: dict[str, Any] = {
     DefaultEmbeddingFunction.name(): DefaultEmbeddingFunction,
@@ -36,6 +73,19 @@ def register_embedding_function(cls: Any) -> Any:
     if name in known_embedding_functions and known_embedding_functions[name] is not cls:
         raise ValueError(f"Embedding function {name} is already registered")
     known_embedding_functions[name] = cls
+    return cls
+
+
+def register_sparse_embedding_function(cls: Any) -> Any:
+    """Class decorator (chromadb's): know a sparse embedding function class by its
+    ``name()``, so a collection whose schema names it (a sparse-vector index with this
+    function and a ``source_key``) embeds records on add/update/upsert and string ``Knn``
+    queries with it, as chromadb's client does with its own registry."""
+    name = cls.name()
+    registered = dict.get(sparse_known_embedding_functions, name)  # huedb's own only
+    if registered is not None and registered is not cls:
+        raise ValueError(f"Sparse embedding function {name} is already registered")
+    sparse_known_embedding_functions[name] = cls
     return cls
 
 
