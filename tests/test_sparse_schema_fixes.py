@@ -410,7 +410,7 @@ def _use(lib: Any, client: Any, function: Any, vector: Any = None) -> Any:
             found = col.search(lib.Search().rank(lib.Knn(query="ab", key="sp")).select(lib.K.SCORE))
         searched: Any = (found["ids"], [[round(s, 5) for s in row] for row in found["scores"]])
     except Exception as exc:  # noqa: BLE001 - compared with chromadb's
-        searched = (type(exc).__name__, str(exc).split(": ")[0])
+        searched = (type(exc).__name__, str(exc))
     messages = sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)})
     return vectors, searched, messages
 
@@ -479,7 +479,8 @@ def test_sparse_function_not_rebuilt_warns_as_chromadb(
 ) -> None:
     """A schema naming a function no class is registered for, or whose `build_from_config`
     raises: chromadb's client warns (`Could not reconstruct sparse embedding function ...`)
-    and writes no vectors; huedb in-process too (it logged, or raised the build error)."""
+    and writes no vectors, and a string search of the key is its ValueError; huedb in-process
+    too (it logged, or raised the build error)."""
     name = f"fixes_char_{kind}"
     ours_cls = _function_class(
         name, huedb.SparseEmbeddingFunction, huedb.SparseVector, fails=kind == "build_fails"
@@ -491,10 +492,13 @@ def test_sparse_function_not_rebuilt_warns_as_chromadb(
         huedb_efs.register_sparse_embedding_function(ours_cls)
         chroma_efs.register_sparse_embedding_function(theirs_cls)
     local = huedb.PersistentClient(path=tmp_path / "data")
-    ours_vectors, _, ours_messages = _use(huedb, local, ours_cls())
+    ours = _use(huedb, local, ours_cls())
     local.close()
-    theirs_vectors, _, theirs_messages = _use(chromadb, _http_client(servers), theirs_cls())
-    assert (ours_vectors, ours_messages) == (theirs_vectors, theirs_messages)
+    theirs_vectors, theirs_search, theirs_messages = theirs = _use(
+        chromadb, _http_client(servers), theirs_cls()
+    )
+    assert ours == theirs  # the string search too: chromadb's ValueError, word for word
+    assert theirs_search[0] == "ValueError"
     reason = "cannot build this one" if kind == "build_fails" else f"'{name}'"
     assert theirs_messages == [
         f"Could not reconstruct sparse embedding function {name}: {reason}. Setting to None."

@@ -781,7 +781,7 @@ def sparse_embedding_targets(schema: dict[str, Any] | None) -> list[tuple[str, s
     return targets
 
 
-def _sparse_function(ef: dict[str, Any]) -> Any:
+def rebuilt_sparse_function(ef: dict[str, Any]) -> Any:
     """The sparse embedding function a schema names, rebuilt by its registered class
     (`register_sparse_embedding_function` of huedb, else chromadb's registry when the program
     loaded chromadb: `sparse_known_embedding_functions`). None, with chromadb's warning,
@@ -837,7 +837,7 @@ def sparse_embedded_metadatas(
     count = len(metadatas if metadatas is not None else documents)  # type: ignore[arg-type]
     out = [dict(m) if m else {} for m in (metadatas or [None] * count)]
     for key, source, ef in targets:
-        function = _sparse_function(ef)
+        function = rebuilt_sparse_function(ef)
         if function is None:
             continue
         if source == DOCUMENT_KEY:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from huedb.api.collection_schema import rebuilt_sparse_function
 from huedb.execution.expression.plan import Search
 from huedb.execution.expression.rank import query_to_wire
 from huedb.execution.read_level import ReadLevel
 from huedb.execution.string_queries import embed_search
-from huedb.utils.embedding_functions import sparse_known_embedding_functions
 
 DenseEmbed = Callable[[str], list[float]]
 
@@ -78,11 +78,16 @@ class _Embedder:
             )
         index = (types.get("sparse_vector") or {}).get("sparse_vector_index") or {}
         ef = (index.get("config") or {}).get("embedding_function") or {}
-        known = sparse_known_embedding_functions.get(ef.get("name"))
-        if not index.get("enabled") or ef.get("type") != "known" or known is None:
+        # as chromadb's client: a function it cannot rebuild is None (with its warning)
+        function = (
+            rebuilt_sparse_function(ef)
+            if index.get("enabled") and ef.get("type") == "known"
+            else None
+        )
+        if function is None:
             raise ValueError(
                 f"Cannot embed string query for key '{key}': no embedding function configured "
                 "for this key in the schema. Please provide an embedded vector or configure "
-                "an embedding function for this key in the schema."
+                "an embedding function."
             )
-        return known.build_from_config(ef.get("config") or {})
+        return function
