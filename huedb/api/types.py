@@ -16,6 +16,7 @@ from huedb.api import collection_schema
 
 # Schema, its index configurations and SearchResult live here too in chromadb.api.types.
 from huedb.api.cmek import Cmek as Cmek
+from huedb.api.embedding_arrays import check_array_rows
 from huedb.api.index_configs import BoolInvertedIndexConfig as BoolInvertedIndexConfig
 from huedb.api.index_configs import FloatInvertedIndexConfig as FloatInvertedIndexConfig
 from huedb.api.index_configs import FtsIndexConfig as FtsIndexConfig
@@ -124,9 +125,6 @@ class UserIdentity:
     attributes: dict[str, Any] | None = None
 
 
-_EMBEDDING_DTYPES = (np.float16, np.float32, np.float64, np.int32, np.int64)
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -156,26 +154,21 @@ def _as_embeddings(result: Any) -> Embeddings:
             "Expected embeddings to be a list of floats or ints, a list of lists, a numpy "
             f"array, or a list of numpy arrays, got {result}"
         )
-    if not all(isinstance(row, np.ndarray) for row in rows):
-        raise ValueError(
-            "Expected each embedding in the embeddings to be a numpy array, got "
-            f"{list({type(row).__name__ for row in rows})}"
-        )
-    for index, row in enumerate(rows):
-        if row.ndim == 0:
-            raise ValueError(f"Expected a 1-dimensional array, got a 0-dimensional array {row}")
-        if row.size == 0:
-            raise ValueError(
-                "Expected each embedding in the embeddings to be a 1-dimensional numpy array "
-                "with at least 1 int/float value. Got a 1-dimensional numpy array with no "
-                f"values at pos {index}"
-            )
-        if row.dtype not in _EMBEDDING_DTYPES:
-            raise ValueError(
-                "Expected each value in the embedding to be a int or float, got an embedding "
-                f"with {row.dtype} - {row}"
-            )
+    check_array_rows(rows)
     return cast(Embeddings, rows)
+
+
+def _check_calls(cls: type, check: Any) -> None:
+    """Make `cls.__call__` hand on its output through `check` (refusing None), as chromadb
+    wraps an embedding function subclass's `__call__`."""
+    own_call = cls.__call__
+
+    def __call__(self: Any, input: Any) -> Any:
+        result = own_call(self, input)
+        assert result is not None, f"{type(self).__name__}.__call__ returned None"
+        return check(result)
+
+    cls.__call__ = __call__  # type: ignore[method-assign]
 
 
 def _with_retries(call: Any, input: Any, retry_kwargs: dict[str, Any]) -> Any:
@@ -217,14 +210,7 @@ class EmbeddingFunction(Protocol[D]):
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
-        own_call = cls.__call__
-
-        def __call__(self: Any, input: Any) -> Embeddings:
-            result = own_call(self, input)
-            assert result is not None, f"{type(self).__name__}.__call__ returned None"
-            return _as_embeddings(result)
-
-        cls.__call__ = __call__  # type: ignore[method-assign]
+        _check_calls(cls, _as_embeddings)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """chromadb asks subclasses to define their own `__init__` (a DeprecationWarning)."""
@@ -315,14 +301,7 @@ class SparseEmbeddingFunction(Protocol[D]):
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
-        own_call = cls.__call__
-
-        def __call__(self: Any, input: Any) -> SparseVectors:
-            result = own_call(self, input)
-            assert result is not None, f"{type(self).__name__}.__call__ returned None"
-            return validate_sparse_vectors(result)
-
-        cls.__call__ = __call__  # type: ignore[method-assign]
+        _check_calls(cls, validate_sparse_vectors)
 
     @abstractmethod
     def __init__(self, *args: Any, **kwargs: Any) -> None: ...

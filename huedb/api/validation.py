@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from huedb.api.embedding_arrays import check_array_rows, check_embedding_array
 from huedb.api.types import INCLUDE_ITEMS
 from huedb.engine.record_values import UINT32_MAX
 from huedb.errors import DuplicateIDError, InvalidArgumentError
@@ -73,9 +74,6 @@ def check_unique(ids: Sequence[str]) -> None:
         raise DuplicateIDError(f"Expected IDs to be unique, found duplicates of: {shown}")
 
 
-_EMBEDDING_DTYPES = (np.float16, np.float32, np.float64, np.int32, np.int64)
-
-
 def normalize_embeddings(embeddings: Any) -> np.ndarray | None:
     """Check embeddings as chromadb's `normalize_embeddings` and `validate_embeddings` do
     (same rules, same messages), as a contiguous float32 matrix (n x d)."""
@@ -87,7 +85,7 @@ def normalize_embeddings(embeddings: Any) -> np.ndarray | None:
         )
     if isinstance(embeddings, np.ndarray) and embeddings.ndim in (1, 2):
         matrix = embeddings.reshape(1, -1) if embeddings.ndim == 1 else embeddings
-        _check_embedding_array(matrix[0], 0)  # all rows share the first row's size and dtype
+        check_embedding_array(matrix[0], 0)  # all rows share the first row's size and dtype
         return _float32_matrix(matrix)
     if isinstance(embeddings, list):
         first = embeddings[0]
@@ -117,37 +115,14 @@ def _number_rows(rows: list[Any]) -> np.ndarray:
             return matrix
     converted = [np.array(row, dtype=np.float32) for row in rows]
     for index, row in enumerate(converted):
-        _check_embedding_array(row, index)
+        check_embedding_array(row, index)
     return _stacked(converted)
 
 
 def _array_rows(rows: list[Any]) -> list[np.ndarray]:
     """A list of numpy arrays, each checked as chromadb's `validate_embeddings` does."""
-    if not all(isinstance(row, np.ndarray) for row in rows):
-        raise ValueError(
-            "Expected each embedding in the embeddings to be a numpy array, got "
-            f"{list(set([type(row).__name__ for row in rows]))}"
-        )
-    for index, row in enumerate(rows):
-        _check_embedding_array(row, index)
+    check_array_rows(rows)
     return [row.reshape(-1) if row.ndim > 1 and row.shape[0] == 1 else row for row in rows]
-
-
-def _check_embedding_array(row: np.ndarray, index: int) -> None:
-    """chromadb's `validate_embeddings` checks of one embedding array."""
-    if row.ndim == 0:
-        raise ValueError(f"Expected a 1-dimensional array, got a 0-dimensional array {row}")
-    if row.size == 0:
-        raise ValueError(
-            "Expected each embedding in the embeddings to be a 1-dimensional numpy array with "
-            "at least 1 int/float value. Got a 1-dimensional numpy array with no values at "
-            f"pos {index}"
-        )
-    if row.dtype not in _EMBEDDING_DTYPES:
-        raise ValueError(
-            "Expected each value in the embedding to be a int or float, got an embedding with "
-            f"{row.dtype} - {row}"
-        )
 
 
 def _stacked(rows: list[np.ndarray]) -> np.ndarray:
