@@ -30,14 +30,11 @@ from chromadb.config import Settings as ChromaSettings
 import huedb
 from huedb.engine.catalog import DEFAULT_DATABASE_ID
 from huedb.engine.filters import compile_filter
-from huedb.engine.postgres_store import PostgresStore
-from huedb.engine.postgres_store.connection import PoolSettings
-from huedb.engine.sqlite_store.store import SQLiteStore
-from huedb.options import EngineOptions
 from huedb.record_batch import RecordBatch
-from tests import side_by_side
+from tests import raw_stores, side_by_side
 
 servers = side_by_side.servers
+store = raw_stores.store
 
 FIELDS = ("metadatas", "documents", "uris")
 
@@ -476,47 +473,29 @@ def _store_corpus(store: Any) -> int:
     return cid
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
-def test_field_terms_on_both_stores(kind: str, request: pytest.FixtureRequest) -> None:
+def test_field_terms_on_both_stores(store: Any) -> None:
     """`chroma:uri` / `chroma:document` filters and `#document` compared with numbers, as each
     store renders them (predicate, allowed keys, key page): the same ids on both."""
-    if kind == "sqlite":
-        store = SQLiteStore(None, EngineOptions())
-    else:
-        url = request.getfixturevalue("pg_url")
-        store = PostgresStore(url, EngineOptions(), PoolSettings(timeout=3.0))
-    try:
-        cid = _store_corpus(store)
-        for where, ids in _STORE_FILTERS:
-            got = _store_answers(store, cid, compile_filter(None, where, None))
-            assert got == (ids, ids, ids), where
-    finally:
-        store.close()
+    cid = _store_corpus(store)
+    for where, ids in _STORE_FILTERS:
+        got = _store_answers(store, cid, compile_filter(None, where, None))
+        assert got == (ids, ids, ids), where
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
-def test_uri_cleared_on_both_stores(kind: str, request: pytest.FixtureRequest) -> None:
+def test_uri_cleared_on_both_stores(store: Any) -> None:
     """An update whose metadata patch holds `chroma:uri` without a uri given clears the uri
     column on both stores; a uri given is written; other records keep theirs."""
-    if kind == "sqlite":
-        store = SQLiteStore(None, EngineOptions())
-    else:
-        url = request.getfixturevalue("pg_url")
-        store = PostgresStore(url, EngineOptions(), PoolSettings(timeout=3.0))
-    try:
-        cid = _store_corpus(store)
-        patch = RecordBatch(
-            ids=["a", "b", "c"],
-            metadatas=[{"chroma:uri": None}, {"chroma:uri": 9}, {"chroma:uri": None}],
-            uris=[None, None, "u3"],
-        )
-        with store.write() as db:
-            keys = db.existing_keys(cid, patch.ids)
-            db.update_records(cid, [keys[i] for i in patch.ids], patch)
-        with store.read() as db:
-            rows = db.fetch_rows(cid, compile_filter(None, None, None), None, None, False)
-            uris = {row[1]: row[3] for row in rows}
-        assert uris == {"a": None, "b": None, "c": "u3", "d": None, "e": None}
-        assert _store_answers(store, cid, compile_filter(None, {"chroma:uri": 9}, None))[0] == ["b"]
-    finally:
-        store.close()
+    cid = _store_corpus(store)
+    patch = RecordBatch(
+        ids=["a", "b", "c"],
+        metadatas=[{"chroma:uri": None}, {"chroma:uri": 9}, {"chroma:uri": None}],
+        uris=[None, None, "u3"],
+    )
+    with store.write() as db:
+        keys = db.existing_keys(cid, patch.ids)
+        db.update_records(cid, [keys[i] for i in patch.ids], patch)
+    with store.read() as db:
+        rows = db.fetch_rows(cid, compile_filter(None, None, None), None, None, False)
+        uris = {row[1]: row[3] for row in rows}
+    assert uris == {"a": None, "b": None, "c": "u3", "d": None, "e": None}
+    assert _store_answers(store, cid, compile_filter(None, {"chroma:uri": 9}, None))[0] == ["b"]

@@ -4,32 +4,18 @@ not characters, on both stores."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
-import pytest
 
 from huedb.engine.catalog import DEFAULT_DATABASE_ID
-from huedb.engine.postgres_store import PostgresStore
-from huedb.engine.postgres_store.connection import PoolSettings
-from huedb.engine.sqlite_store.store import SQLiteStore
 from huedb.engine.store import Store
-from huedb.options import EngineOptions
 from huedb.record_batch import RecordBatch
+from tests import raw_stores
 
 DOCUMENTS = ["plain ascii", "漢字かな交じり文", "emoji 🙂🙃🙂", None]
 METADATA_VALUE = "漢" * 100  # 100 characters, 300 UTF-8 bytes
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "sqlite":
-        opened: Store = SQLiteStore(None, EngineOptions())
-    else:
-        url = request.getfixturevalue("pg_url")
-        opened = PostgresStore(url, EngineOptions(), PoolSettings(timeout=3.0))
-    yield opened
-    opened.close()
+store = raw_stores.store
 
 
 def test_sizes_are_utf8_bytes(store: Store) -> None:
