@@ -4,6 +4,7 @@ unknown CAs refused).
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from tests.http_checks import (
     chroma_client,
     token_settings,
 )
-from tests.servers import RunningServer, huedb_server
+from tests.servers import RunningServer, huedb_server, start_server
 
 # --------------------------------------------------------------------------- TLS
 
@@ -118,3 +119,20 @@ def test_tls_server_refuses_plain_http_and_unknown_ca(
     )
     assert r.status_code == 200
     assert tls_server.process.poll() is None
+
+
+def test_sigterm_does_not_wait_for_idle_tls_clients(tls_files: TlsFiles, tmp_path: Path) -> None:
+    """An idle keep-alive TLS connection (a client's pool) does not hold SIGTERM: closing it
+    waited up to 30 s for the client's close_notify (asyncio's ssl_shutdown_timeout)."""
+    args = ("--ssl-certfile", str(tls_files.cert), "--ssl-keyfile", str(tls_files.key))
+    server = start_server(tmp_path / "data", *args, tls=True)
+    try:
+        server.wait_up(30)
+        with httpx.Client(verify=tls_verification(str(tls_files.ca))) as pool:
+            assert pool.get(f"https://localhost:{server.port}/api/v2/heartbeat").status_code == 200
+            started = time.monotonic()
+            server.process.terminate()
+            server.process.wait(timeout=20)
+            assert time.monotonic() - started < 5
+    finally:
+        server.stop()

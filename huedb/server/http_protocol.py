@@ -122,6 +122,16 @@ class HeadDeadline:
         self._stop()
         super().connection_lost(exc)
 
+    def shutdown(self) -> None:
+        """The server's shutdown: as uvicorn's, and an idle TLS connection is dropped at
+        once. Closing it waits for the client's answer to TLS's close_notify, up to asyncio's
+        `ssl_shutdown_timeout` (30 s), and an idle keep-alive client in a connection pool
+        does not read: every such connection held SIGTERM's exit that long."""
+        idle = self.cycle is None or self.cycle.response_complete
+        super().shutdown()  # type: ignore[misc]
+        if idle and self.transport.get_extra_info("sslcontext") is not None:
+            self.transport.abort()
+
     def _watch(self, got_bytes: bool) -> None:
         """(Re)arm the timer when what the connection waits for has changed."""
         cycle = self.cycle
