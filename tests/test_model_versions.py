@@ -15,6 +15,7 @@ import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
+from huedb.bm25 import ChromaBm25EmbeddingFunction
 from huedb.ops.model_versions import reembed
 from tests.cli import run_cli as huedb_cli
 from tests.cli import start_cli
@@ -167,8 +168,13 @@ def _state(collection: huedb.Collection) -> dict[str, tuple]:
     got = collection.get(include=["documents", "metadatas", "uris", "embeddings"])
     rows = zip(got["documents"], got["metadatas"], got["uris"], got["embeddings"], strict=True)
     return {
-        rid: (d, m or None, u, list(e)) for rid, (d, m, u, e) in zip(got["ids"], rows, strict=True)
+        rid: (d, _typed(m), u, list(e)) for rid, (d, m, u, e) in zip(got["ids"], rows, strict=True)
     }
+
+
+def _typed(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Metadata with each value's type, so True, 1 and 1.0 differ."""
+    return {k: (type(v).__name__, v) for k, v in metadata.items()} if metadata else None
 
 
 def _expected(source: huedb.Collection) -> dict[str, tuple]:
@@ -176,7 +182,7 @@ def _expected(source: huedb.Collection) -> dict[str, tuple]:
     got = source.get(include=["documents", "metadatas", "uris"])
     rows = zip(got["ids"], got["documents"], got["metadatas"], got["uris"], strict=True)
     return {
-        rid: (d, m or None, u, list(np.asarray(v2()([d])[0], dtype=np.float32)))
+        rid: (d, _typed(m), u, list(np.asarray(v2()([d])[0], dtype=np.float32)))
         for rid, d, m, u in rows
         if d is not None
     }
@@ -225,7 +231,8 @@ def test_reembed_run_again_catches_up_every_change_to_the_source(
             elif change == "metadata":
                 old = src.get(ids=[rid], include=["metadatas"])["metadatas"]
                 patch = {k: None for k in (old[0] or {}) if rng.random() < 0.5}
-                src.update(ids=[rid], metadatas=[{**patch, "m": round_}])
+                value = rng.choice([round_, float(round_), round_ % 2 == 1])
+                src.update(ids=[rid], metadatas=[{**patch, "m": value}])
             elif change == "uri":
                 src.update(ids=[rid], metadatas=[{"chroma:uri": new["uri"]}])
             elif change == "drop":
@@ -239,4 +246,62 @@ def test_reembed_run_again_catches_up_every_change_to_the_source(
     assert report.embedded + report.already_present > 0
     if persistent:
         client.close()
+    clear_system_cache()
+
+
+def test_reembed_refuses_a_target_an_alias_serves(tmp_path: Path) -> None:
+    """After the switch, a run would undo the writes made through the alias (patch records
+    back, delete the ones v1 lacks): refused, nothing changed."""
+    client = huedb.PersistentClient(path=tmp_path / "data")
+    src = client.create_collection("docs_v1", embedding_function=v1())
+    src.add(ids=["a"], documents=["alpha beta"])
+    reembed(client, "docs_v1", "docs_v2", v2())
+    client.create_alias("docs", "docs_v2")
+    live = client.get_collection("docs", embedding_function=v2())
+    live.add(ids=["new"], documents=["written after the switch"])
+    for target in ("docs_v2", "docs"):
+        with pytest.raises(ValueError, match="served through alias 'docs'"):
+            reembed(client, "docs_v1", target, v2())
+    assert sorted(live.get()["ids"]) == ["a", "new"]
+    client.close()
+    clear_system_cache()
+
+
+def test_reembed_keeps_the_vectors_the_target_schema_fills(tmp_path: Path) -> None:
+    """A target whose schema fills a BM25 key from the documents keeps those vectors run
+    after run (the source has no such key: they were cleared as keys the source lacked)."""
+    client = huedb.PersistentClient(path=tmp_path / "data")
+    src = client.create_collection("docs_v1", embedding_function=v1())
+    src.add(ids=["a", "b"], documents=["alpha beta", "gamma"], metadatas=[{"k": 1}, None])
+    schema = (
+        huedb.Schema()
+        .create_index(config=huedb.VectorIndexConfig(embedding_function=v2()))
+        .create_index(
+            config=huedb.SparseVectorIndexConfig(
+                embedding_function=ChromaBm25EmbeddingFunction(), source_key="#document"
+            ),
+            key="bm25",
+        )
+    )
+    client.create_collection("docs_v2", schema=schema)
+    for _ in range(2):
+        report = reembed(client, "docs_v1", "docs_v2", v2())
+        got = client.get_collection("docs_v2", embedding_function=v2()).get(include=["metadatas"])
+        assert [sorted(m) for m in got["metadatas"]] == [["bm25", "k"], ["bm25"]]
+    assert (report.embedded, report.updated, report.already_present) == (0, 0, 2)
+    client.close()
+    clear_system_cache()
+
+
+def test_reembed_carries_a_change_of_value_type(tmp_path: Path) -> None:
+    """1 -> True and 0 -> 0.0 are changes (Python's == finds them equal)."""
+    client = huedb.PersistentClient(path=tmp_path / "data")
+    src = client.create_collection("docs_v1", embedding_function=v1())
+    src.add(ids=["a", "b"], documents=["alpha", "beta"], metadatas=[{"k": 1}, {"f": 0}])
+    reembed(client, "docs_v1", "docs_v2", v2())
+    src.update(ids=["a", "b"], metadatas=[{"k": True}, {"f": 0.0}])
+    assert reembed(client, "docs_v1", "docs_v2", v2()).updated == 2
+    got = client.get_collection("docs_v2", embedding_function=v2()).get(include=["metadatas"])
+    assert [_typed(m) for m in got["metadatas"]] == [{"k": ("bool", True)}, {"f": ("float", 0.0)}]
+    client.close()
     clear_system_cache()

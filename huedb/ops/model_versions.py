@@ -21,6 +21,7 @@ from huedb.api.collection_config import embedding_function_identity
 from huedb.api.collection_schema import (
     parse_schema,
     schema_from_configuration,
+    sparse_embedding_targets,
     update_vector_indexes,
 )
 from huedb.engine.catalog import validate_name
@@ -30,6 +31,7 @@ from huedb.ops.collection_definition import create_like, differences, ef_search_
 from huedb.ops.pages import Page, collection_pages
 from huedb.ops.progress import progress
 from huedb.record_batch import URI_META_KEY
+from huedb.sparse_vector import SparseVector
 
 logger = logging.getLogger(__name__)
 
@@ -126,36 +128,39 @@ def reembed(
     if source == target:
         raise ValueError(f"the target must be another collection than the source {source!r}")
     validate_name(target, "target")
+    _refuse_served_target(client, target)
     batch_size = min(batch_size, client.get_max_batch_size())
     src = client.get_collection(source)
     try:
         dst: Collection | None = client.get_collection(target, embedding_function=embedder)
     except NotFoundError:
         dst = None  # created once the first page is embedded
+    filled = _filled_keys(dst)
     report = ReembedReport(source, target)
     bar = progress(src.count(), f"reembed {source} -> {target}", enabled=show_progress)
     for page in _pages(src, batch_size):
         present = _target_rows(dst, page.ids)
-        changes = _page_changes(page, present)
+        changes = _page_changes(page, present, filled)
         report.already_present += changes.unchanged
         report.without_document += changes.without_document
         docs = [page.documents[n] for n in changes.embed]
         vectors = _embed(embedder, docs) if docs else None
         if dst is None:
             dst = _create_target(client, src, target, embedder)
+            filled = _filled_keys(dst)
         if vectors is not None:
             dst.upsert(
                 ids=[page.ids[n] for n in changes.embed],
                 embeddings=vectors,
                 documents=docs,
-                metadatas=[_metadata_patch(page, n, present) for n in changes.embed],
+                metadatas=[_metadata_patch(page, n, present, filled) for n in changes.embed],
                 uris=[page.uris[n] for n in changes.embed],
             )
             report.embedded += len(changes.embed)
         if changes.patch:
             dst.update(
                 ids=[page.ids[n] for n in changes.patch],
-                metadatas=[_metadata_patch(page, n, present) for n in changes.patch],
+                metadatas=[_metadata_patch(page, n, present, filled) for n in changes.patch],
                 uris=[page.uris[n] for n in changes.patch],
             )
             report.updated += len(changes.patch)
@@ -189,10 +194,50 @@ def _target_rows(dst: Collection | None, ids: list[str]) -> dict[str, tuple]:
     return dict(zip(got["ids"], rows, strict=True))
 
 
-def _page_changes(page: Page, present: dict[str, tuple]) -> _PageChanges:
+def _refuse_served_target(client: Client, target: str) -> None:
+    """A target an alias serves takes the applications' writes: a run would undo them
+    (patch its records back to the source's, delete those the source lacks)."""
+    aliases = client.list_aliases()
+    serving = sorted(alias for alias, name in aliases.items() if name == target)
+    if target in aliases or serving:
+        through = f"alias {target!r}" if target in aliases else f"alias {serving[0]!r}"
+        raise ValueError(
+            f"the target {target!r} is served through {through}: a run would undo the "
+            "writes made through it; switch the alias back to the source first, or reembed "
+            "into a new collection"
+        )
+
+
+def _filled_keys(dst: Collection | None) -> frozenset[str]:
+    """The metadata keys the target's schema fills itself (its sparse indexes with an
+    embedding function, e.g. BM25 of the documents): never copied nor cleared."""
+    if dst is None:
+        return frozenset()
+    targets = sparse_embedding_targets(dst.get_model().schema)
+    return frozenset(key for key, _, _ in targets)
+
+
+def _own(metadata: Any, filled: frozenset[str]) -> dict[str, Any]:
+    """A record's metadata without the keys the target's schema fills."""
+    return {k: v for k, v in (metadata or {}).items() if k not in filled}
+
+
+def _typed(value: Any) -> Any:
+    """A metadata value with its types, so `True`, `1` and `1.0` compare unequal as they
+    are stored (Python's `==` finds them equal)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _typed(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return ("list", tuple(_typed(v) for v in value))
+    if isinstance(value, SparseVector):
+        return ("sparse", tuple(value.indices), tuple(value.values), tuple(value.labels or ()))
+    return (type(value).__name__, value)
+
+
+def _page_changes(page: Page, present: dict[str, tuple], filled: frozenset[str]) -> _PageChanges:
     changes = _PageChanges()
     for n, rid in enumerate(page.ids):
-        document, metadata, uri = page.documents[n], page.metadatas[n] or None, page.uris[n]
+        document, uri = page.documents[n], page.uris[n]
         held = present.get(rid)
         if document is None:
             changes.without_document += 1
@@ -200,21 +245,24 @@ def _page_changes(page: Page, present: dict[str, tuple]) -> _PageChanges:
                 changes.stale.append(rid)
         elif held is None or held[0] != document:
             changes.embed.append(n)
-        elif (held[1] or None, held[2]) != (metadata, uri):
+        elif held[2] != uri or _typed(_own(held[1], filled)) != _typed(
+            _own(page.metadatas[n], filled)
+        ):
             changes.patch.append(n)
         else:
             changes.unchanged += 1
     return changes
 
 
-def _metadata_patch(page: Page, n: int, dst_rows: dict[str, tuple]) -> Any:
-    """The metadata to write for record `n`: the source's, plus None for each key the
-    target's record has that the source's lost, and a cleared uri when the source has
-    none (`chroma:uri` None), so the target's record ends equal to the source's."""
-    metadata = dict(page.metadatas[n] or {})
+def _metadata_patch(page: Page, n: int, dst_rows: dict[str, tuple], filled: frozenset[str]) -> Any:
+    """The metadata to write for record `n`: the source's (less the keys the target fills
+    itself), plus None for each other key the target's record has that the source's lost,
+    and a cleared uri when the source has none (`chroma:uri` None), so the target's record
+    ends equal to the source's."""
+    metadata = _own(page.metadatas[n], filled)
     old = dst_rows.get(page.ids[n])
     if old is not None:
-        for key in old[1] or {}:
+        for key in _own(old[1], filled):
             metadata.setdefault(key, None)
         if page.uris[n] is None and old[2] is not None:
             metadata[URI_META_KEY] = None
