@@ -4,6 +4,8 @@ unknown CAs refused).
 
 from __future__ import annotations
 
+import socket
+import ssl
 import time
 import warnings
 from collections.abc import Iterator
@@ -134,5 +136,56 @@ def test_sigterm_does_not_wait_for_idle_tls_clients(tls_files: TlsFiles, tmp_pat
             server.process.terminate()
             server.process.wait(timeout=20)
             assert time.monotonic() - started < 5
+    finally:
+        server.stop()
+
+
+def test_sigterm_lets_a_slow_tls_client_read_its_whole_answer(
+    tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    """A 20 MB answer handed to the connection (uvicorn then counts it complete) but not yet
+    read by the client when SIGTERM comes: the client still reads all of it (dropping idle
+    TLS connections at shutdown waits for their write buffer)."""
+    args = ("--ssl-certfile", str(tls_files.cert), "--ssl-keyfile", str(tls_files.key))
+    server = start_server(tmp_path / "data", *args, tls=True)
+    try:
+        server.wait_up(30)
+        verify = tls_verification(str(tls_files.ca))
+        base = f"https://localhost:{server.port}/api/v2/tenants/default_tenant/databases/"
+        base += "default_database/collections"
+        with httpx.Client(verify=verify, timeout=60) as http:
+            cid = http.post(base, json={"name": "big"}).json()["id"]
+            for start in range(0, 200, 50):
+                body = {
+                    "ids": [str(i) for i in range(start, start + 50)],
+                    "embeddings": [[1.0, 2.0]] * 50,
+                    "documents": ["x" * 100_000] * 50,
+                }
+                assert http.post(f"{base}/{cid}/add", json=body).status_code == 201
+        context = ssl.create_default_context(cafile=str(tls_files.ca))
+        raw = socket.create_connection(("127.0.0.1", server.port))
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            request = b'{"include": ["documents"]}'
+            tls.sendall(
+                f"POST {base.split(str(server.port), 1)[1]}/{cid}/get HTTP/1.1\r\n"
+                f"Host: localhost\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(request)}\r\n\r\n".encode()
+                + request
+            )
+            time.sleep(1.0)  # the answer is in the server's buffers, unread
+            server.process.terminate()
+            received = b""
+            while chunk := tls.recv(1 << 20):
+                received += chunk
+        head, _, body_bytes = received.partition(b"\r\n\r\n")
+        length = int(
+            next(
+                line.split(b":", 1)[1]
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
+        )
+        assert len(body_bytes) == length > 20_000_000
+        server.process.wait(timeout=20)
     finally:
         server.stop()

@@ -52,6 +52,9 @@ except ImportError:
     PARSER = "h11"
 
 HEAD, REST_OF_BODY = "head", "rest of body"
+# At shutdown, how long a response already handed to an idle TLS connection may take to
+# leave its write buffer before the connection is dropped.
+SHUTDOWN_SEND_S = 10.0
 
 
 @functools.cache
@@ -130,6 +133,14 @@ class HeadDeadline:
         idle = self.cycle is None or self.cycle.response_complete
         super().shutdown()  # type: ignore[misc]
         if idle and self.transport.get_extra_info("sslcontext") is not None:
+            self._abort_once_sent(self.loop.time() + SHUTDOWN_SEND_S)
+
+    def _abort_once_sent(self, give_up_at: float) -> None:
+        """Abort the connection once its last response left the write buffer (uvicorn
+        counts a response complete when handed to the transport), or at `give_up_at`."""
+        if self.transport.get_write_buffer_size() and self.loop.time() < give_up_at:
+            self.loop.call_later(0.05, self._abort_once_sent, give_up_at)
+        else:
             self.transport.abort()
 
     def _watch(self, got_bytes: bool) -> None:
