@@ -29,6 +29,9 @@ MAX_POOL_SIZE = 1000
 MAX_POOL_TIMEOUT = 3600.0
 # At most a day (PostgreSQL takes idle_in_transaction_session_timeout up to 2**31 - 1 ms).
 MAX_WRITE_IDLE_TIMEOUT = 86_400.0
+# At least a few of the statements a write's long Python scan sends to show it is alive
+# (postgres_store/records.py, KEEPALIVE_S).
+MIN_WRITE_IDLE_TIMEOUT = 5.0
 # The largest value each request limit accepts. Filters beyond the first two cannot be
 # compiled at all (SQLite takes at most 250,000 parameters per statement); the others
 # keep one request's memory in bounds.
@@ -131,10 +134,11 @@ class EngineOptions:
                 f"pg_pool_timeout must be above 0 and at most {MAX_POOL_TIMEOUT:g} seconds, "
                 f"got {self.pg_pool_timeout}"
             )
-        if not 0 <= self.pg_write_idle_timeout <= MAX_WRITE_IDLE_TIMEOUT:
+        idle = self.pg_write_idle_timeout
+        if idle != 0 and not MIN_WRITE_IDLE_TIMEOUT <= idle <= MAX_WRITE_IDLE_TIMEOUT:
             raise ConfigError(
-                "pg_write_idle_timeout must be between 0 (no limit) and "
-                f"{MAX_WRITE_IDLE_TIMEOUT:g} seconds, got {self.pg_write_idle_timeout}"
+                f"pg_write_idle_timeout must be 0 (no limit) or between "
+                f"{MIN_WRITE_IDLE_TIMEOUT:g} and {MAX_WRITE_IDLE_TIMEOUT:g} seconds, got {idle}"
             )
         if self.sync not in SYNC_MODES:
             raise ConfigError(f"sync must be one of {', '.join(SYNC_MODES)}, got {self.sync!r}")

@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 
 from huedb.engine.catalog import DEFAULT_DATABASE_ID
+from huedb.engine.filters import compile_filter
 from huedb.engine.postgres_store import PostgresStore
 from huedb.engine.store_factory import open_store
 from huedb.errors import StorageUnavailableError
 from huedb.options import EngineOptions
 from huedb.record_batch import RecordBatch
 
-IDLE_LIMIT_S = 1.5
+IDLE_LIMIT_S = 5.0
 
 
 @pytest.fixture
@@ -84,3 +85,34 @@ def test_a_writer_stopped_inside_its_transaction_lets_others_write(
         db.insert_records(col.cid, _batch(["c"], 4.0).filled())
     with frozen.read() as db:
         assert sorted(db.existing_keys(col.cid, ["a", "b", "c"])) == ["a", "b", "c"]
+
+
+def _slow_documents(count: int) -> list[str]:
+    """Documents a `a[ab]{1000}c` regex takes ~0.5 s each to scan (RE2's slow path)."""
+    rng = np.random.default_rng(4)
+    return ["".join(rng.choice(list("ab"), 100_000)) for _ in range(count)]
+
+
+def test_a_long_regex_delete_is_not_taken_for_a_stopped_node(
+    two_nodes: tuple[PostgresStore, PostgresStore],
+) -> None:
+    """A delete by `$regex` whose Python scan takes longer than the idle limit sends a
+    statement every few seconds: PostgreSQL keeps its transaction (it ended it: a 503 for a
+    healthy write) and the delete happens."""
+    store, _ = two_nodes
+    documents = _slow_documents(14)
+    batch = _batch([f"d{i}" for i in range(14)], 1.0)
+    batch.documents = documents
+    with store.write() as db:
+        db.ensure_defaults("default_tenant", "default_database")
+        col = db.insert_collection(DEFAULT_DATABASE_ID, "slowdel", None, {})
+        db.insert_records(col.cid, batch.filled())
+    flt = compile_filter(None, None, {"$not_regex": "a[ab]{1000}c"})
+    started = time.monotonic()
+    with store.write() as db:
+        db.collection_by_uuid(col.uuid)
+        keys = db.select_keys(col.cid, flt)
+        db.delete_keys(col.cid, keys)
+    assert time.monotonic() - started > IDLE_LIMIT_S  # the scan did outlast the limit
+    with store.read() as db:
+        assert db.existing_keys(col.cid, batch.ids) == {}

@@ -41,7 +41,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "--pg-write-idle-timeout",
         type=float,
         help="PostgreSQL store: seconds a write may sit idle inside its transaction before "
-        "PostgreSQL ends it and gives its locks back (default 30; 0: no limit)",
+        "PostgreSQL ends it and gives its locks back (default 30, at least 5; 0: no limit)",
     )
     run.add_argument(
         "--pg-row-cache",

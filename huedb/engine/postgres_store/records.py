@@ -11,6 +11,7 @@ record row (document, uri, metadata) advances the collection's oplog head by a t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -41,6 +42,9 @@ from huedb.record_batch import RecordBatch
 
 # Rows a Python loop over documents (regex) or vectors reads per round trip.
 SCAN_BATCH = 2_000
+# Seconds between the statements a write session's long Python scan sends so PostgreSQL
+# does not take it for a stopped node (`pg_write_idle_timeout`).
+KEEPALIVE_S = 2.0
 
 
 def meta_scalars(metadata: dict[str, Any] | None) -> Iterator[tuple[str, int, bool, Any]]:
@@ -289,7 +293,9 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
         Candidates are the collection's records with a document that pass the filter's ids
         and its regex-free conjuncts: a record outside them fails the filter whatever its
         regex leaves say. Read in batches through a server-side cursor, the deadline
-        checked between batches.
+        checked before each document (one can take seconds); a write session (a delete by
+        regex) also tells PostgreSQL it is alive every few seconds, or its
+        `pg_write_idle_timeout` would end the transaction during a long scan.
         """
         assert flt.tree is not None
         patterns = sorted(set(pg_filters.regex_patterns(flt.tree)))
@@ -303,11 +309,16 @@ class RecordsSQL(OplogSQL, SchemaKeysSQL):
                 f"SELECT r.key, r.document FROM records r WHERE {sql} AND r.document IS NOT NULL",
                 params,
             )
+            alive_at = time.monotonic()
             while rows := cursor.fetchmany(SCAN_BATCH):
-                self.check_deadline()
-                for pattern in patterns:
-                    keys = found[pattern]
-                    keys.extend(k for k, doc in rows if regex_dialect.search(pattern, doc))
+                for key, document in rows:
+                    self.check_deadline()
+                    for pattern in patterns:
+                        if regex_dialect.search(pattern, document):
+                            found[pattern].append(key)
+                    if self._writable and time.monotonic() - alive_at > KEEPALIVE_S:
+                        self._conn.execute("SELECT 1")
+                        alive_at = time.monotonic()
         return found
 
     def select_keys(
