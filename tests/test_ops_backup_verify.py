@@ -31,7 +31,7 @@ from huedb.engine import snapshot
 from huedb.engine.engine import Engine
 from huedb.engine.sqlite_store.connection import DB_FILENAME
 from huedb.errors import BackupError
-from huedb.ops.backup import backup, read_manifest, restore
+from huedb.ops.backup import backup, read_manifest, restore, work_tag
 from huedb.ops.stats import gather_stats
 from huedb.ops.verify import verify
 from tests import stores
@@ -314,16 +314,22 @@ def test_backup_removes_temporaries_of_killed_backups(tmp_path: Path, store: Sto
     stale.mkdir()
     (stale / DB_FILENAME).write_bytes(b"partial copy")
     # a killed backup to another (dated) name, and something else named alike, not huedb's
-    dated = tmp_path / ".huedb-2026-12-01.tar.tmp-999999998"
+    host = work_tag().rsplit("-", 1)[0]
+    dated = tmp_path / f".huedb-2026-12-01.tar.tmp-{host}-999999998"
     dated.mkdir()
     (dated / DB_FILENAME).write_bytes(b"partial copy")
     (dated / "huedb-2026-12-01.tar.tmp").write_bytes(b"partial archive")
     foreign = tmp_path / ".notes.txt.tmp-999999997"
     foreign.mkdir()
     (foreign / "notes.txt").write_bytes(b"someone else's")
+    # another host's backup in a shared directory: its process is not visible here
+    elsewhere = tmp_path / ".huedb-2026-12-02.tar.tmp-otherhost-999999996"
+    elsewhere.mkdir()
+    (elsewhere / DB_FILENAME).write_bytes(b"copy in progress")
     backup(data, tmp_path / "b.tar", show_progress=False, store=store.url)
     assert not stale.exists() and not dated.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [foreign.name, "b.tar", "data"]
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == sorted([foreign.name, elsewhere.name, "b.tar", "data"])
 
 
 # SQLite only: a small tmpfs filling up (a PostgreSQL server's full disk is its own case:

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import tarfile
 import tempfile
@@ -144,13 +145,24 @@ def remove_stale_admin_backups() -> list[Path]:
     return removed
 
 
-def _is_backup_work(path: Path) -> bool:
-    """Whether `path` is a backup's work directory (`.<name>.tmp-<pid>` holding the
-    database copy, and maybe the archive being written, or nothing yet), not something
-    else named alike."""
+def work_tag() -> str:
+    """This process's part of a work directory's name: its host (a directory shared with
+    other hosts or containers holds their backups' too, whose processes are not visible
+    here) and its process id."""
+    host = "".join(c for c in socket.gethostname() if c.isalnum() or c == ".") or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def _is_backup_work(path: Path, out: Path) -> bool:
+    """Whether `path` is a work directory this host's backups make (`.<name>.tmp-<host>-
+    <pid>`; from older versions `.<out's name>.tmp-<pid>`) holding the database copy, and
+    maybe the archive being written, or nothing yet: not something else named alike."""
     if not path.is_dir() or path.is_symlink():
         return False
-    archive = path.name[1:].rsplit(".tmp-", 1)[0]
+    archive, _, tag = path.name[1:].rpartition(".tmp-")
+    ours = tag.rsplit("-", 1)[0] == work_tag().rsplit("-", 1)[0]
+    if not ours and not (tag.isdigit() and archive == out.name):
+        return False
     with contextlib.suppress(OSError):
         names = [entry.name for entry in path.iterdir()]
         copied = not names or any(name.startswith(DB_FILENAME) for name in names)
@@ -163,11 +175,11 @@ def _backup(engine: Engine, out: Path, show_progress: bool | None) -> Manifest:
     require_out_directory(out)
     out = out.resolve()
     # left by a backup that was killed (to any file name: backups are often dated)
-    left = [p for p in out.parent.glob(".*.tmp-*") if _is_backup_work(p)]
+    left = [p for p in out.parent.glob(".*.tmp-*") if _is_backup_work(p, out)]
     remove_left_by_dead_processes(left, _pid_after_dash)
     with contextlib.suppress(OSError):
         remove_stale_admin_backups()
-    work = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    work = out.parent / f".{out.name}.tmp-{work_tag()}"
     work.mkdir(exist_ok=True)
     copy = work / DB_FILENAME
     try:
@@ -369,7 +381,7 @@ def _remove_stale_restores(data: Path) -> None:
 
 
 def _pid_after_dash(path: Path) -> str:
-    """The process id ending a temporary's name (`.<name>.tmp-<pid>`)."""
+    """The process id ending a temporary's name (`.<name>.tmp-[<host>-]<pid>`)."""
     return path.name.rsplit("-", 1)[-1]
 
 
