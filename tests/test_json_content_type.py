@@ -62,3 +62,24 @@ def test_content_types_as_chroma(servers: dict[str, str]) -> None:
     expected = _answers(servers["chroma"])
     assert _answers(servers["huedb"]) == expected
     assert ("create", "text/plain", 415, "ChromaError") in expected
+
+
+def test_the_first_of_two_content_types_decides(servers: dict[str, str]) -> None:
+    """Two Content-Type headers: the first is the one the routes read (and Chroma's)."""
+    answers = {}
+    for name, url in servers.items():
+        with httpx.Client(base_url=url, timeout=30) as http:
+            request = http.build_request(
+                "POST", f"{DB}/collections", content=json.dumps({"name": f"two-{name}"})
+            )
+            for pair in (
+                (b"text/plain", b"application/json"),
+                (b"application/json", b"text/plain"),
+            ):
+                request.headers.pop("content-type", None)
+                raw = [(k, v) for k, v in request.headers.raw if k.lower() != b"content-type"]
+                raw += [(b"content-type", pair[0]), (b"content-type", pair[1])]
+                request = httpx.Request("POST", request.url, headers=raw, content=request.content)
+                answers.setdefault(name, []).append(http.send(request).status_code)
+    assert answers["huedb"] == answers["chroma"]
+    assert answers["chroma"][0] == 415

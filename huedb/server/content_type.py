@@ -33,7 +33,8 @@ class JsonContentTypeMiddleware:
             and scope["path"].startswith("/api/")
         ):
             headers = dict(scope["headers"])
-            declared = headers.get(b"content-type")
+            # the first, as the routes behind read it (a dict keeps the last)
+            declared = next((v for k, v in scope["headers"] if k == b"content-type"), None)
             has_body = headers.get(b"content-length", b"0") != b"0" or (
                 b"transfer-encoding" in headers
             )
