@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from huedb.api.validation import finite_or_error
+from huedb.api.validation import finite_or_error, not_a_string
 from huedb.engine.filters import RecordFilter, compile_filter
 from huedb.engine.record_values import UINT32_MAX, check_sparse_vector
 from huedb.errors import (
@@ -72,9 +72,7 @@ def checked_batch(batch: RecordBatch, op: WriteOp) -> RecordBatch:
             raise InvalidArgumentError(f"Expected documents to be strings, got {v!r}")
     for v in batch.uris or ():
         if v is not None and not isinstance(v, str):  # in-process only: the wire types them
-            raise TypeError(
-                f"argument 'uris': '{type(v).__name__}' object cannot be converted to 'PyString'"
-            )
+            raise not_a_string("uris", v)
     checked = RecordBatch(
         ids=list(ids),
         embeddings=embeddings,
@@ -220,10 +218,7 @@ def plain_collection_metadata(metadata: Any) -> Any:
     plain = {}
     for key, value in metadata.items():
         if not isinstance(key, str):
-            raise TypeError(
-                f"argument 'metadata': '{type(key).__name__}' object cannot be converted to "
-                "'PyString'"
-            )
+            raise not_a_string("metadata", key)
         if isinstance(value, np.generic):
             value = value.item()
         if type(value) is int and not INT64_MIN <= value <= INT64_MAX:

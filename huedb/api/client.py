@@ -15,6 +15,7 @@ from huedb.api.embedding_identity import check_embedding_function
 from huedb.api.local import LocalAPI
 from huedb.api.requests import CreateCollectionRequest
 from huedb.api.types import CollectionModel, UserIdentity
+from huedb.api.validation import not_a_string
 from huedb.config import (
     ASYNC_HTTP_API_IMPL,
     DEFAULT_DATABASE,
@@ -314,10 +315,8 @@ class Client:
         Through an alias, every later call on the returned collection follows the alias to
         its current target.
         """
-        if not isinstance(name, str):  # chromadb's in-process binding's TypeError
-            raise TypeError(
-                f"argument 'name': '{type(name).__name__}' object cannot be converted to 'PyString'"
-            )
+        if not isinstance(name, str):
+            raise not_a_string("name", name)
         model = self._server.get_collection(name, self.tenant, self.database)
         alias = name if model.name != name else None
         return self._wrap(model, embedding_function, data_loader, alias)

@@ -32,7 +32,7 @@ from huedb.api.requests import (
     QueryRequest,
 )
 from huedb.api.types import CollectionModel, GetResult, QueryResult, UserIdentity
-from huedb.api.validation import finite_or_error, validate_limit_offset
+from huedb.api.validation import finite_or_error, not_a_string, validate_limit_offset
 from huedb.bounded_cache import BoundedCache
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
 from huedb.engine.catalog import CollectionRow, validate_name
@@ -213,10 +213,7 @@ class LocalAPI(ServerAPI):
         new_name, new_metadata = request.new_name, request.new_metadata
         if new_name is not None:
             if not isinstance(new_name, str):  # in-process only: the wire types it
-                raise TypeError(
-                    f"argument 'new_name': '{type(new_name).__name__}' object cannot be "
-                    "converted to 'PyString'"
-                )
+                raise not_a_string("new_name", new_name)
             validate_name(new_name, "new_name")
         if new_metadata is not None:
             if "hnsw:space" in new_metadata:

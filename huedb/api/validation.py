@@ -273,6 +273,13 @@ def validate_include(include: Any, allow_distances: bool) -> list[str]:
     return list(include)
 
 
+def not_a_string(argument: str, value: Any) -> TypeError:
+    """chromadb's in-process binding's TypeError for an argument that is not a string."""
+    return TypeError(
+        f"argument '{argument}': '{type(value).__name__}' object cannot be converted to 'PyString'"
+    )
+
+
 def validate_n_results(n_results: Any) -> int:
     """Check n_results: a positive int (chroma raises TypeError for <= 0)."""
     if not isinstance(n_results, int | np.integer):
