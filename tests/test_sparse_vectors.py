@@ -614,3 +614,28 @@ def test_parquet_round_trip_keeps_records_without_bm25_vectors(
     assert copy.search(search)["scores"] == col.search(search)["scores"]
     copy.add(ids=["new"], embeddings=[[9.0, 1.0]], documents=["fox"])
     assert copy.get(ids=["new"], include=["metadatas"])["metadatas"][0]["bm25"] is not None
+
+
+def test_parquet_import_into_a_bm25_collection_fills_missing_vectors(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A huedb file of a collection without sparse indexes, imported into an existing one
+    with a BM25 index: its records get their vectors, as a client's upsert would give them
+    (written as stored, they had none)."""
+    from huedb.ops.parquet import export_collection, import_collection
+
+    client = open_client("local", setup, monkeypatch)
+    plain = client.create_collection(f"pl{next(_names)}")
+    plain.add(ids=["a", "b"], embeddings=[[1.0, 0.0], [0.0, 1.0]], documents=["fox", "dog"])
+    export_collection(plain, tmp_path / "plain.parquet", show_progress=False)
+    schema = huedb.Schema().create_index(
+        config=huedb.SparseVectorIndexConfig(
+            embedding_function=ChromaBm25EmbeddingFunction(), source_key="#document"
+        ),
+        key="bm25",
+    )
+    name = f"bm{next(_names)}"
+    client.create_collection(name, schema=schema)
+    import_collection(client, tmp_path / "plain.parquet", collection_name=name, show_progress=False)
+    got = client.get_collection(name).get(include=["metadatas"])["metadatas"]
+    assert all(m and m.get("bm25") is not None for m in got), got

@@ -65,6 +65,7 @@ import pyarrow.parquet as pq
 from huedb.api.checks import checked_batch
 from huedb.api.client import Client
 from huedb.api.collection import Collection
+from huedb.api.collection_schema import sparse_embedding_targets
 from huedb.api.types import CollectionModel
 from huedb.api.validation import checked_metadata, widen_number_lists
 from huedb.engine.engine import Engine
@@ -594,9 +595,12 @@ def import_collection(
     space = collection_space(collection.configuration_json, collection.metadata)
 
     # A huedb file holds each record as it was stored, sparse vectors included (a record
-    # without one had none): written as they are. Other files' records get what chromadb's
-    # client computes on upsert (the schema's sparse vectors, e.g. BM25 of the documents).
-    write = _stored_upsert(collection) if kv.get(KEY_FORMAT) else _client_upsert(collection)
+    # without one had none): written as they are into the collection made from its
+    # definition, or one whose schema fills no key. Other files' records, and those going
+    # into a collection of another schema, get what chromadb's client computes on upsert
+    # (the schema's sparse vectors, e.g. BM25 of the documents, for records without them).
+    as_stored = kv.get(KEY_FORMAT) and (created or not _fills_keys(collection))
+    write = _stored_upsert(collection) if as_stored else _client_upsert(collection)
     rows = batches = 0
     bar = progress(parquet.metadata.num_rows, f"import {name}", enabled=show_progress)
     try:
@@ -803,6 +807,12 @@ def _stored_upsert(collection: Collection) -> Callable[[RecordBatch], None]:
         collection._client.upsert(target, records)
 
     return write
+
+
+def _fills_keys(collection: Collection) -> bool:
+    """Whether the collection's schema fills metadata keys on writes (sparse indexes with
+    an embedding function, e.g. BM25)."""
+    return bool(sparse_embedding_targets(collection.get_model().schema))
 
 
 def _client_upsert(collection: Collection) -> Callable[[RecordBatch], None]:
