@@ -40,7 +40,14 @@ from huedb.api.types import (
     Where,
     WhereDocument,
 )
-from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
+from huedb.config import (
+    DEFAULT_DATABASE,
+    DEFAULT_TENANT,
+    Settings,
+    TokenTransportHeader,
+    configure,
+    get_settings,
+)
 from huedb.execution.expression import (
     GroupBy,
     K,
@@ -101,6 +108,7 @@ __all__ = [
     "Search",
     "Select",
     "Settings",
+    "TokenTransportHeader",
     "SparseEmbeddingFunction",
     "SparseVector",
     "SparseVectors",
@@ -112,6 +120,8 @@ __all__ = [
     "Where",
     "WhereDocument",
     "__version__",
+    "configure",
     "errors",
+    "get_settings",
     "utils",
 ]

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from huedb.errors import ConfigError
@@ -189,3 +190,26 @@ def settings_of(value: Any) -> Settings:
             f"Expected huedb.Settings or chromadb.config.Settings, got {type(value).__name__}"
         )
     return Settings(**{name: getattr(value, name) for name in chosen - _NOT_FROM_ENV})
+
+
+class TokenTransportHeader(StrEnum):
+    """The headers a token may travel in (chromadb's enum, for
+    `chroma_auth_token_transport_header`)."""
+
+    AUTHORIZATION = "Authorization"
+    X_CHROMA_TOKEN = "X-Chroma-Token"
+
+
+_configured: Settings | None = None
+
+
+def configure(**fields: Any) -> None:
+    """Set the settings `get_settings` returns (chromadb's `configure`; as in chromadb,
+    clients still take theirs from their `settings` argument)."""
+    global _configured
+    _configured = Settings(**fields)
+
+
+def get_settings() -> Settings:
+    """The settings `configure` set, else the defaults (and environment)."""
+    return _configured if _configured is not None else Settings()

@@ -175,10 +175,10 @@ class MyEmbeddingFunction(EmbeddingFunction[Documents]):
 
 
 def test_chromadb_names_import_from_huedb() -> None:
-    """Every name of `chromadb.__all__` but its auth header enum is in `huedb`, and the
-    type aliases chromadb's guides import are importable from `huedb.api.types` too."""
+    """Every name of `chromadb.__all__` is in `huedb`, and the type aliases chromadb's
+    guides import are importable from `huedb.api.types` too."""
     missing = [n for n in chromadb.__all__ if not hasattr(huedb, n)]
-    assert missing == ["TokenTransportHeader"]
+    assert missing == []
     from huedb.api.types import (  # noqa: F401
         Documents,
         Embeddable,
