@@ -64,6 +64,18 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
 
 
 @pytest.fixture
+def persistent_pair(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """chromadb's and huedb's persistent clients, each on its own directory of tmp_path."""
+    chroma = chromadb.PersistentClient(
+        path=str(tmp_path / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    ours = huedb.PersistentClient(path=str(tmp_path / "huedb"))
+    yield {"chroma": chroma, "huedb": ours}
+    ours.close()
+    SharedSystemClient.clear_system_cache()
+
+
+@pytest.fixture
 def clients(chroma: Any, server: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """Each target's client, by the names of `TARGETS`."""
     local = huedb.PersistentClient(path=tmp_path / "data")

@@ -16,7 +16,7 @@ is a metadata filter on a key no record has.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ import chromadb
 import httpx
 import numpy as np
 import pytest
-from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.config import Settings as ChromaSettings
 
 import huedb
@@ -34,6 +33,7 @@ from huedb.record_batch import RecordBatch
 from tests import raw_stores, side_by_side
 
 servers = side_by_side.servers
+in_process = side_by_side.persistent_pair
 store = raw_stores.store
 
 FIELDS = ("metadatas", "documents", "uris")
@@ -52,18 +52,6 @@ def _records(result: Any) -> list[tuple]:
     """(id, metadata, document, uri) of a get result, by id."""
     rows = zip(result["ids"], *(result[f] for f in FIELDS), strict=True)
     return sorted(rows, key=lambda row: row[0])
-
-
-@pytest.fixture
-def in_process(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """chromadb's and huedb's persistent clients, each on its own directory."""
-    chroma = chromadb.PersistentClient(
-        path=str(tmp_path / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
-    )
-    ours = huedb.PersistentClient(path=str(tmp_path / "huedb"))
-    yield {"chroma": chroma, "huedb": ours}
-    ours.close()
-    SharedSystemClient.clear_system_cache()
 
 
 @pytest.fixture

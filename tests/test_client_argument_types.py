@@ -5,28 +5,14 @@ collection metadata, keys and names that are not strings, collection ids that ar
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import chromadb
 import numpy as np
-import pytest
-from chromadb.api.shared_system_client import SharedSystemClient
-from chromadb.config import Settings as ChromaSettings
 
-import huedb
+from tests import side_by_side
 
-
-@pytest.fixture
-def clients(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    chroma = chromadb.PersistentClient(
-        path=str(tmp_path / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
-    )
-    ours = huedb.PersistentClient(path=str(tmp_path / "huedb"))
-    yield {"chroma": chroma, "huedb": ours}
-    ours.close()
-    SharedSystemClient.clear_system_cache()
+clients = side_by_side.persistent_pair
 
 
 def _outcome(action: Callable[[], Any]) -> Any:
