@@ -587,3 +587,47 @@ def test_explicit_default_function_uses_the_recorded_one(
     assert results["huedb"] == results["chromadb"]
     assert results["huedb"][1][2] == [[12.0, 3.0, 0.0]]
     assert default_calls == []
+
+
+class _PreProtocolFunction:
+    """A function written before chromadb 0.4.16: `__call__(self, texts)`."""
+
+    def __call__(self, texts: list[str]) -> list[list[float]]:
+        return [[1.0, 2.0, 3.0] for _ in texts]
+
+
+@pytest.mark.parametrize(
+    "function",
+    ["not-a-function", 5, _PreProtocolFunction(), lambda input: [[1.0, 2.0, 3.0]]],
+    ids=["str", "int", "pre-protocol", "lambda"],
+)
+@pytest.mark.parametrize("call", ["create_collection", "get_collection", "get_or_create"])
+def test_function_with_the_wrong_signature_refused(
+    clients: dict[Any, Any], function: Any, call: str
+) -> None:
+    """chromadb's `validate_embedding_function`: a ValueError naming the signature it
+    expected, on every call that takes a function. huedb refuses before creating anything
+    (chromadb creates the collection, then raises). On get, chromadb calls the function's
+    `name()` first, so an object without one fails there (AttributeError); huedb gives the
+    signature's ValueError on every call."""
+    for client in clients.values():
+        client.create_collection("existing")
+
+    def run(module: Any) -> Any:
+        client = clients[module]
+        if call == "create_collection":
+            return client.create_collection("new-one", embedding_function=function).name
+        if call == "get_collection":
+            return client.get_collection("existing", embedding_function=function).name
+        return client.get_or_create_collection("existing", embedding_function=function).name
+
+    results = side_by_side(run)
+    assert results["chromadb"][0] == "err"
+    assert results["huedb"][:2] == ["err", "ValueError"]
+    first_lines = {name: result[2].splitlines()[0] for name, result in results.items()}
+    assert "to have the following signature: odict_keys(['self', 'input'])" in first_lines["huedb"]
+    if call == "create_collection" or results["chromadb"][1] == "ValueError":
+        assert first_lines["huedb"] == first_lines["chromadb"]
+    else:
+        assert results["chromadb"][1] == "AttributeError"
+    assert [c.name for c in clients[huedb].list_collections()] == ["existing"]

@@ -11,7 +11,10 @@ from huedb.api import collection_config
 from huedb.api.base import ServerAPI
 from huedb.api.checks import plain_collection_metadata
 from huedb.api.collection import DEFAULT_EMBEDDING_FUNCTION, Collection
-from huedb.api.embedding_identity import check_embedding_function
+from huedb.api.embedding_identity import (
+    check_embedding_function,
+    check_embedding_function_signature,
+)
 from huedb.api.local import LocalAPI
 from huedb.api.requests import CreateCollectionRequest
 from huedb.api.types import CollectionModel, UserIdentity
@@ -249,6 +252,8 @@ class Client:
     def _wrap(
         self, model: CollectionModel, ef: Any, data_loader: Any = None, alias: str | None = None
     ) -> Collection:
+        if ef is not None and ef is not DEFAULT_EMBEDDING_FUNCTION:
+            check_embedding_function_signature(ef)
         check_embedding_function(model, ef)
         return Collection(
             self._server, model, embedding_function=ef, data_loader=data_loader, alias=alias
@@ -283,6 +288,8 @@ class Client:
         """
         metadata = plain_collection_metadata(metadata)
         given = embedding_function
+        if given is not None and given is not DEFAULT_EMBEDDING_FUNCTION:
+            check_embedding_function_signature(given)
         if given is DEFAULT_EMBEDDING_FUNCTION:
             given = collection_config.DEFAULT_EF_IDENTITY
         config_json = collection_config.client_request(configuration, metadata, given)

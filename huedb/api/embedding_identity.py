@@ -7,12 +7,18 @@ opening a collection with a different model is refused instead of mixing vector 
 
 from __future__ import annotations
 
+from inspect import signature
 from typing import Any
 
 from huedb.api.collection_config import embedding_function_identity
-from huedb.api.types import CollectionModel
+from huedb.api.types import CollectionModel, EmbeddingFunction
 
-__all__ = ["check_embedding_function", "embedding_function_identity", "with_embedding_function"]
+__all__ = [
+    "check_embedding_function",
+    "check_embedding_function_signature",
+    "embedding_function_identity",
+    "with_embedding_function",
+]
 
 
 def with_embedding_function(configuration: dict[str, Any] | None, ef: Any) -> dict[str, Any] | None:
@@ -39,6 +45,24 @@ def check_embedding_function(model: CollectionModel, ef: Any) -> None:
             "An embedding function already exists in the collection configuration, and a "
             "new one is provided. If this is intentional, please embed documents "
             f"separately. Embedding function conflict: new: {given} vs persisted: {persisted}"
+        )
+
+
+def check_embedding_function_signature(ef: Any) -> None:
+    """Refuse an embedding function whose class's `__call__` does not take `(self, input)`,
+    as chromadb's `validate_embedding_function` (a ValueError): a string, a plain function
+    or a pre-0.4.16 `__call__(self, texts)` would only fail, or embed wrongly, at the first
+    add. Unlike chromadb, which creates the collection and then raises, nothing is created."""
+    expected = signature(EmbeddingFunction.__call__).parameters.keys()
+    try:
+        given = signature(type(ef).__call__).parameters.keys()
+    except (TypeError, ValueError):  # a class whose __call__ has no readable signature
+        given = None
+    if given != expected:
+        raise ValueError(
+            f"Expected EmbeddingFunction.__call__ to have the following signature: {expected}, "
+            f"got {given}\nPlease see https://docs.trychroma.com/guides/embeddings for details "
+            "of the EmbeddingFunction interface."
         )
 
 
