@@ -53,3 +53,23 @@ def test_client_arguments_as_chromadb(clients: dict[str, Any]) -> None:
     assert _steps(clients["huedb"]) == expected
     assert expected[0] == ("ok", {"i": 3, "f": 1.5, "b": True})
     assert expected[-1] == ("ok", 2)
+
+
+def test_nan_in_collection_metadata_is_not_stored(clients: dict[str, Any]) -> None:
+    """chromadb keeps no NaN in collection metadata (the key is gone when the collection is
+    read back, and metadata of NaN only reads back as None); infinities are kept."""
+    nan, inf = float("nan"), float("inf")
+
+    def run(client: Any) -> list[Any]:
+        read: list[Any] = []
+        for i, metadata in enumerate(({"a": nan, "k": 1}, {"a": nan}, {"a": inf, "b": -inf})):
+            name = f"nan-{i}"
+            client.create_collection(name, metadata=metadata)
+            read.append(client.get_collection(name).metadata)
+            client.get_collection(name).modify(metadata={"b": nan, "k": 2})
+            read.append(client.get_collection(name).metadata)
+        return read
+
+    results = {name: run(client) for name, client in clients.items()}
+    assert results["huedb"] == results["chroma"]
+    assert results["huedb"][:3] == [{"k": 1}, {"k": 2}, None]

@@ -197,6 +197,8 @@ class LocalAPI(ServerAPI):
             check_collection_metadata(metadata)  # raises the TypeError, before the name check
         validate_name(request.name)
         check_collection_metadata(metadata)
+        if metadata is not None:
+            metadata = _without_nan(metadata) or None
         config = config_rules.create_configuration(request.configuration, metadata, request.schema)
         row = self.engine.create_collection(
             request.name, metadata, config, request.get_or_create, request.tenant, request.database
@@ -220,7 +222,7 @@ class LocalAPI(ServerAPI):
                 self._check_space_kept(collection_id, new_metadata["hnsw:space"])
             check_collection_metadata(new_metadata, allow_none=True, what="new_metadata")
             # As in Chroma, None values drop keys; {} (all dropped) clears the metadata.
-            new_metadata = {k: v for k, v in new_metadata.items() if v is not None}
+            new_metadata = _without_nan({k: v for k, v in new_metadata.items() if v is not None})
         # Applied by the engine to the configuration it reads in its write transaction.
         update = request.new_configuration
         configure = (
@@ -459,3 +461,9 @@ def _reserved_view(row: tuple) -> tuple[str | None, str | None, dict[str, Any] |
         return document, uri, None
     metadata = {k: v for k, v in stored.items() if not k.startswith(RESERVED_PREFIX)}
     return document, uri, metadata
+
+
+def _without_nan(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Collection metadata without its NaN values: Chroma stores none (a NaN key is gone
+    when the collection is read back; infinities are kept)."""
+    return {k: v for k, v in metadata.items() if not (isinstance(v, float) and v != v)}
