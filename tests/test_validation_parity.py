@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 
 import huedb
@@ -155,6 +156,36 @@ CASES: dict[str, Call] = {
         ids=["c"], embeddings=[[1.0, 2.0]], metadatas=[{}]
     ),
     "update-empty-metadata": lambda _client, col: col.update(ids=["a"], metadatas=[{}]),
+    # F10 (differential fuzz): embeddings of two lengths are refused only after every other
+    # client-side check (chromadb's server finds them), in chromadb's words.
+    "add-ragged": lambda _client, col: col.add(ids=["c", "d"], embeddings=[[1.0, 2.0], [1.0]]),
+    "add-ragged-arrays": lambda _client, col: col.add(
+        ids=["c", "d"], embeddings=[np.ones(2), np.ones(3)]
+    ),
+    "upsert-ragged": lambda _client, col: col.upsert(ids=["c", "d"], embeddings=[[1.0], [1, 2]]),
+    "update-ragged": lambda _client, col: col.update(ids=["a", "b"], embeddings=[[1.0], [1, 2]]),
+    "query-ragged": lambda _client, col: col.query(query_embeddings=[[1.0, 2.0], [1.0]])["ids"],
+    "add-ragged-unequal-lengths": lambda _client, col: col.add(
+        ids=["c"], embeddings=[[1.0, 2.0], [1.0]]
+    ),
+    "add-ragged-duplicate-ids": lambda _client, col: col.add(
+        ids=["c", "c"], embeddings=[[1.0, 2.0], [1.0]]
+    ),
+    "add-ragged-empty-list-metadata": lambda _client, col: col.add(
+        ids=["c", "d"], embeddings=[[1.0, 2.0], [1.0]], metadatas=[{"k": []}, None]
+    ),
+    "upsert-ragged-nested-metadata": lambda _client, col: col.upsert(
+        ids=["c", "d"], embeddings=[[1.0, 2.0], [1.0]], metadatas=[{"k": {"x": 1}}, None]
+    ),
+    "query-ragged-bad-include": lambda _client, col: col.query(
+        query_embeddings=[[1.0, 2.0], [1.0]], include=["bogus"]
+    ),
+    "query-ragged-empty-where": lambda _client, col: col.query(
+        query_embeddings=[[1.0, 2.0], [1.0]], where={}
+    ),
+    "query-ragged-zero-results": lambda _client, col: col.query(
+        query_embeddings=[[1.0, 2.0], [1.0]], n_results=0
+    ),
 }
 
 

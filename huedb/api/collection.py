@@ -327,10 +327,11 @@ class Collection:
                 allow_distances=True,
             )
             n_results = v.validate_n_results(n_results)
+            matrix = v.uniform_embeddings(matrix)
             target = self._target_id()  # before embedding: the target's model embeds
             if matrix is None:
                 embedded = self._embed_one_of(fields, {"documents", "images", "uris"}, query=True)
-                matrix = v.normalize_embeddings(embedded)
+                matrix = v.uniform_embeddings(v.normalize_embeddings(embedded))
                 assert matrix is not None
         v.finite_or_error(matrix)
         include, wire_include = _with_data(include)
@@ -537,6 +538,7 @@ class Collection:
             metas = [None if m is None else v.checked_metadata(m) for m in metas]
         v.check_documents(docs, nullable=matrix is not None)
         v.check_images(imgs)
+        matrix = v.uniform_embeddings(matrix)
         if matrix is None:
             # Chroma embeds uris (through the data loader) on add only; an update without
             # documents or images keeps the stored embeddings.

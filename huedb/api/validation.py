@@ -74,9 +74,10 @@ def check_unique(ids: Sequence[str]) -> None:
         raise DuplicateIDError(f"Expected IDs to be unique, found duplicates of: {shown}")
 
 
-def normalize_embeddings(embeddings: Any) -> np.ndarray | None:
+def normalize_embeddings(embeddings: Any) -> np.ndarray | RaggedRows | None:
     """Check embeddings as chromadb's `normalize_embeddings` and `validate_embeddings` do
-    (same rules, same messages), as a contiguous float32 matrix (n x d)."""
+    (same rules, same messages), as a contiguous float32 matrix (n x d), or `RaggedRows`
+    when their lengths differ (refused later by `uniform_embeddings`)."""
     if embeddings is None:
         return None
     if len(embeddings) == 0:
@@ -125,18 +126,31 @@ def _array_rows(rows: list[Any]) -> list[np.ndarray]:
     return [row.reshape(-1) if row.ndim > 1 and row.shape[0] == 1 else row for row in rows]
 
 
-def _stacked(rows: list[np.ndarray]) -> np.ndarray:
-    """Checked embedding arrays of one length as one matrix."""
+class RaggedRows(list):  # type: ignore[type-arg]
+    """Checked embedding rows of more than one length: refused by `uniform_embeddings`
+    once the call's other checks have passed (chromadb's server finds them after its
+    client's checks, so those errors come first)."""
+
+
+def _stacked(rows: list[np.ndarray]) -> np.ndarray | RaggedRows:
+    """Checked embedding arrays of one length as one matrix, else the rows as they are."""
     dim = len(rows[0])
-    for row in rows:
-        if len(row) != dim:
-            raise InvalidArgumentError(
-                f"Inconsistent dimensions in provided embeddings: got {dim} and {len(row)}"
-            )
+    if any(len(row) != dim for row in rows):
+        return RaggedRows(rows)
     return np.asarray(rows)
 
 
-def _float32_matrix(matrix: np.ndarray) -> np.ndarray:
+def uniform_embeddings(matrix: np.ndarray | RaggedRows | None) -> np.ndarray | None:
+    """The embeddings `normalize_embeddings` gave, refused (chromadb's
+    InvalidArgumentError) when their rows differ in length."""
+    if isinstance(matrix, RaggedRows):
+        raise InvalidArgumentError("Inconsistent dimensions in provided embeddings")
+    return matrix
+
+
+def _float32_matrix(matrix: np.ndarray | RaggedRows) -> np.ndarray | RaggedRows:
+    if isinstance(matrix, RaggedRows):
+        return matrix
     if matrix.ndim != 2:
         raise ValueError(f"Expected embeddings to be a 2-D array, got {matrix.ndim}-D")
     with np.errstate(over="ignore", invalid="ignore"):
