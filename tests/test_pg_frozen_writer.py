@@ -77,6 +77,7 @@ def test_a_writer_stopped_inside_its_transaction_lets_others_write(
     # The stopped node's transaction was ended by PostgreSQL: its commit fails, nothing of it
     # is kept, and its error is the outage error the server answers 503 for.
     assert outcome and isinstance(outcome[0], StorageUnavailableError), outcome
+    assert "stalled inside it for longer than pg_write_idle_timeout" in str(outcome[0])
     with live.read() as db:
         assert sorted(db.existing_keys(col.cid, ["a", "b", "lost"])) == ["a", "b"]
     # The stopped node's pool replaces the ended connection: it writes again.

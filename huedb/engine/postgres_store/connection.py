@@ -151,8 +151,18 @@ def storage_error(exc: BaseException) -> Exception | None:
         return StorageIOError(f"PostgreSQL I/O error, the write was not applied: {exc}")
     if isinstance(exc, pg_errors.IdleInTransactionSessionTimeout):
         # this node stopped inside a write for longer than write_idle_timeout: PostgreSQL
-        # ended its session and rolled the transaction back
-        return unavailable(exc)
+        # ended its session and rolled the transaction back (PostgreSQL itself is fine)
+        logger.warning(
+            "this node stalled inside a write for longer than pg_write_idle_timeout (the "
+            "process was paused, swapped out or starved of CPU); PostgreSQL ended its session "
+            "and rolled the write back: %s",
+            scrubbed(str(exc)),
+        )
+        return StorageUnavailableError(
+            "The write was rolled back: this node stalled inside it for longer than "
+            "pg_write_idle_timeout, so PostgreSQL ended its session; nothing of the request "
+            "was applied, retry it"
+        )
     if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.QueryCanceled):
         # Connection lost, admin/crash shutdown, cannot connect now, too many connections.
         return unavailable(exc)
@@ -178,8 +188,6 @@ def unavailable_reason(exc: BaseException) -> str:
         return "too many connections"
     if isinstance(exc, pg_errors.AdminShutdown | pg_errors.CrashShutdown):
         return "connection ended by the server"
-    if isinstance(exc, pg_errors.IdleInTransactionSessionTimeout):
-        return "transaction idle longer than the write idle timeout, rolled back"
     if isinstance(exc, pg_errors.CannotConnectNow):
         return "server starting or shutting down"
     if "authentication failed" in text or "no pg_hba.conf entry" in text:
