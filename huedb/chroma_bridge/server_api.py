@@ -5,15 +5,24 @@ client classes then run on huedb's store (shared per process and path through
 `huedb.engine.registry`, safe for many processes on one directory). Every call goes to a
 `huedb.api.local.LocalAPI`, so the server-side checks are huedb's; huedb's errors come
 back as chromadb's classes.
+
+chromadb's `SharedSystemClient.clear_system_cache()` forgets its cached systems; the bridge
+then gives their engines back (`identifier.py`), and a client or collection made before the
+clear takes its directory's engine again at its next call, as chromadb's old handles keep
+working on their directory (an in-memory store is gone with its engine: an old handle of
+one raises chromadb's `InternalError` saying so). Every later clear gives those engines
+back again.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
+import chromadb.errors as chroma_errors
 from chromadb.api import ServerAPI
 from chromadb.api.collection_configuration import (
     create_collection_configuration_to_json,
@@ -64,6 +73,11 @@ _ATTACHED_FUNCTIONS = (
     "The Rust bindings (embedded mode) do not support attached function operations."
 )
 
+_CLEARED_IN_MEMORY = (
+    "This client's in-memory store was discarded by SharedSystemClient.clear_system_cache(): "
+    "create a new client (it starts with an empty store)"
+)
+
 
 def huedb_settings(settings: ChromaSettings) -> Settings:
     """huedb's settings for chromadb's: the data path, persistence and `allow_reset`."""
@@ -77,34 +91,83 @@ def huedb_settings(settings: ChromaSettings) -> Settings:
 class HuedbServerAPI(ServerAPI):
     """chromadb's server API over huedb's `LocalAPI` (an engine opened on `start`)."""
 
+    # The APIs of systems a cache clear dropped that took their engine again (given back
+    # at the next clear).
+    _reopened: ClassVar[set[HuedbServerAPI]] = set()
+    _reopened_lock: ClassVar[threading.Lock] = threading.Lock()
+
     def __init__(self, system: System) -> None:
         super().__init__(system)
         self._local: LocalAPI | None = None
+        self._lock = threading.Lock()
+        self._stopped = False  # by chromadb (the last client's close): not reopened
+        self._cleared = False  # dropped by a cache clear: reopened at the next call
 
     # -- lifecycle ---------------------------------------------------------------------
 
     @override
     def start(self) -> None:
-        settings = huedb_settings(self._system.settings)
-        path = Path(settings.persist_directory) if settings.is_persistent else None
-        with as_chroma_errors():
-            engine = acquire_engine(path, settings.engine_options(), owner=settings.allow_reset)
-        self._local = LocalAPI(engine, settings)
+        with self._lock:
+            self._stopped = False
+            if self._local is None:
+                self._local = self._open()
         super().start()
 
     @override
     def stop(self) -> None:
         super().stop()
-        if self._local is not None:
-            release_engine(self._local.engine)
-            self._local = None
+        with self._lock:
+            self._stopped = True
+            self._give_back()
+
+    def cache_cleared(self) -> None:
+        """chromadb's cache dropped this API's system (stopped first, or dropped before and
+        reopened since): give the engine back and take it again at the next call."""
+        with self._lock:
+            self._stopped = False
+            self._cleared = True
+            self._give_back()
 
     @property
     def local(self) -> LocalAPI:
-        """The huedb API every call goes to (the system must be started)."""
-        if self._local is None:
-            raise RuntimeError("The huedb bridge is not started")
-        return self._local
+        """The huedb API every call goes to; after a cache clear, the directory's engine
+        taken again."""
+        local = self._local
+        if local is not None:
+            return local
+        with self._lock:
+            if self._local is None:
+                if self._stopped:
+                    raise RuntimeError("The huedb bridge is not started")
+                if self._cleared and not self._system.settings.is_persistent:
+                    raise chroma_errors.InternalError(_CLEARED_IN_MEMORY)
+                self._local = self._open()
+                if self._cleared:
+                    with HuedbServerAPI._reopened_lock:
+                        HuedbServerAPI._reopened.add(self)
+            return self._local
+
+    def _open(self) -> LocalAPI:
+        """A `LocalAPI` on the engine of this system's settings (acquired)."""
+        settings = huedb_settings(self._system.settings)
+        path = Path(settings.persist_directory) if settings.is_persistent else None
+        with as_chroma_errors():
+            engine = acquire_engine(path, settings.engine_options(), owner=settings.allow_reset)
+        return LocalAPI(engine, settings)
+
+    def _give_back(self) -> None:
+        """Release the engine, if held (under `self._lock`)."""
+        local, self._local = self._local, None
+        if local is not None:
+            release_engine(local.engine)
+
+    @classmethod
+    def reopened_since_last_clear(cls) -> list[HuedbServerAPI]:
+        """The APIs a cache clear dropped that took their engine again (and forgets them)."""
+        with cls._reopened_lock:
+            apis = list(cls._reopened)
+            cls._reopened.clear()
+        return apis
 
     # -- system ------------------------------------------------------------------------
 

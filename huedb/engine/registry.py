@@ -18,15 +18,20 @@ stays: the child's copy of it is the only one it has.
 from __future__ import annotations
 
 import os
+import shlex
 import threading
 from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
 from huedb.engine.engine import Engine
+from huedb.engine.sqlite_store.connection import DB_FILENAME
+from huedb.errors import InternalError
 from huedb.options import EngineOptions, masked_url, resolve_options
 
 EPHEMERAL = ":ephemeral:"
+# The file of a Chroma store (what `huedb migrate-chroma` reads).
+CHROMA_FILENAME = "chroma.sqlite3"
 
 
 @dataclass
@@ -63,6 +68,8 @@ def acquire_engine(
     `allow_reset`); a second caller with other options or another owner is refused.
     Operations pass neither: they use the engine as it is open in this process, or open
     it with the environment's options (`resolve_options(env=os.environ)`, with `store`).
+    A SQLite data directory holding a Chroma store and no huedb store is refused
+    (`InternalError` naming the `huedb migrate-chroma` command), never opened as a new store.
     """
     if options is not None:
         chosen = options.store
@@ -79,11 +86,26 @@ def acquire_engine(
                 )
             entry.refs += 1
             return entry.engine
+        if not chosen and path is not None:
+            _refuse_chroma_directory(Path(key[1]))
         if options is None:
             options = _environment_options(chosen)
         engine = Engine(None if path is None else Path(key[1]), options)
         _engines[key] = _Entry(key, engine, options, owner, 1)
         return engine
+
+
+def _refuse_chroma_directory(path: Path) -> None:
+    """Refuse a directory holding a Chroma store and no huedb store: opening it would start
+    an empty huedb store beside Chroma's data (a switched import would see no collections
+    and write elsewhere). A directory holding both opens its huedb store."""
+    if (path / CHROMA_FILENAME).is_file() and not (path / DB_FILENAME).is_file():
+        raise InternalError(
+            f"{path} holds a Chroma store ({CHROMA_FILENAME}) and no huedb store ({DB_FILENAME} "
+            "is missing); huedb does not open Chroma's files. Migrate it into a huedb store "
+            f"with: huedb migrate-chroma --from {shlex.quote(str(path))} --path NEW_DIR "
+            "(then open NEW_DIR)"
+        )
 
 
 def engine_for_this_process(engine: Engine) -> Engine:
