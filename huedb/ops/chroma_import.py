@@ -1,36 +1,51 @@
 """Migrate a Chroma 1.x persistent directory into huedb.
 
-`huedb.ops.chroma_dir` reads the directory (without chromadb); this module creates the
-collections in the huedb store and upserts the records it yields, reporting progress.
+`huedb.ops.chroma_dir` reads the directory (without chromadb) as one snapshot; this module
+checks it, creates its tenants, databases and collections in the huedb store and upserts the
+records it yields, reporting progress.
+
+Everything that can be checked is checked before anything is written: the source (SQLite's
+`quick_check`, every collection's HNSW files, the names huedb accepts, the schemas), then the
+target (no collection with another space or dimension). A run that fails later (Ctrl-C, the
+source changing under it, a storage error) removes the collections, databases and tenants it
+created; what existed before is left as it is (possibly partly mirrored).
 
 A rerun into collections that already exist mirrors the source: their metadata, embedding
 function and the HNSW settings a `modify` may change become the source's (what cannot is
 warned about), each record's fields become the source's (keys, documents and uris it lost
 are removed), and records the source does not hold are deleted (also those written only to
-the target).
+the target). Collections are matched by tenant, database and name.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from huedb.api.client import Client
 from huedb.api.collection import Collection
 from huedb.api.collection_config import create_configuration
 from huedb.api.collection_schema import parse_schema, vector_index_config
+from huedb.engine.catalog import validate_name, validate_tenant_name
 from huedb.engine.hnsw_config import collection_space
 from huedb.errors import InvalidArgumentError, NotFoundError
-from huedb.ops.chroma_dir import ChromaCollection, open_collection_reader, read_chroma_directory
+from huedb.ops.chroma_dir import ChromaCollection, ChromaDirectory
+from huedb.ops.chroma_dir import describe as describe_collection
 from huedb.ops.collection_definition import apply_mutable_settings, create_like, differences
 from huedb.ops.progress import progress
 from huedb.ops.store import describe, store_client, store_url
 from huedb.record_batch import RecordBatch
 
 logger = logging.getLogger(__name__)
+
+# The id of the record added and deleted again to fix an emptied collection's dimension.
+DIMENSION_PROBE_ID = "huedb-migrate-chroma-dimension"
 
 
 @dataclass
@@ -65,6 +80,15 @@ class MigrationReport:
         return {f"{c.tenant}/{c.database}/{c.name}": c.records for c in self.collections}
 
 
+@dataclass
+class _Created:
+    """What this run created in the target, to remove should the run fail."""
+
+    tenants: list[str] = field(default_factory=list)
+    databases: list[tuple[str, str]] = field(default_factory=list)
+    collections: list[tuple[str, str, str]] = field(default_factory=list)
+
+
 def migrate_chroma(
     source: Path,
     target: Path | None,
@@ -72,33 +96,46 @@ def migrate_chroma(
     batch_size: int = 1000,
     store: str | None = None,
 ) -> MigrationReport:
-    """Copy every collection of the Chroma directory `source` into the huedb store at
-    `target` (or the PostgreSQL store of `store`, else HUEDB_STORE, with this node's
-    derived files in `target`, if given).
+    """Copy every tenant, database and collection of the Chroma directory `source` into the
+    huedb store at `target` (or the PostgreSQL store of `store`, else HUEDB_STORE, with this
+    node's derived files in `target`, if given).
 
-    Collections keep their name, tenant, database, metadata, configuration and schema (what
+    Collections keep their name, tenant, database, metadata, configuration, schema (what
     Chroma 1.5 stores in `schema_str`; for older directories the schema Chroma derives from
-    the configuration); records are upserted. A rerun mirrors the source again (see the
-    module docstring), so each collection's reported count is the target's. Raises
-    ValueError before writing anything if `source` is not a Chroma directory, huedb refuses
-    a schema, or a target collection exists with another dimension or space.
+    the configuration) and fixed dimension; records are upserted. A rerun mirrors the source
+    again (see the module docstring), so each collection's reported count is the target's.
+
+    Raises ValueError before writing anything (and before creating a store) if `source` is
+    not a readable Chroma directory (damaged SQLite pages or HNSW files included) or holds a
+    name or schema huedb refuses, and before writing anything if a target collection exists
+    with another dimension or space; SourceChangedError (a ValueError) if the source changes
+    while it is read. A run that fails after it began writing removes what it created.
     """
     source = Path(source)
     target = None if target is None else Path(target)
-    collections = read_chroma_directory(source)
-    url = store_url(store)
-    report = MigrationReport(source, describe(target, url))
-    admin = store_client(target, url, create=True)
-    try:
-        for collection in collections:
-            _check_target(admin, report.target, collection)
-        batch_size = max(1, min(batch_size, admin.get_max_batch_size()))
-        for collection in collections:
-            report.collections.append(
-                _migrate_collection(admin, source, collection, show_progress, batch_size)
-            )
-    finally:
-        admin.close()
+    with ChromaDirectory(source) as chroma:
+        chroma.check()
+        _check_source(chroma)
+        url = store_url(store)
+        report = MigrationReport(source, describe(target, url))
+        admin = store_client(target, url, create=True)
+        created = _Created()
+        try:
+            for collection in chroma.collections:
+                _check_target(admin, report.target, collection)
+            batch_size = max(1, min(batch_size, admin.get_max_batch_size()))
+            _create_scopes(admin, chroma, created)
+            for collection in chroma.collections:
+                report.collections.append(
+                    _migrate_collection(
+                        admin, chroma, collection, show_progress, batch_size, created
+                    )
+                )
+        except BaseException:
+            _remove_created(admin, created)
+            raise
+        finally:
+            admin.close()
     logger.info(
         "migrated %d records in %d collections from %s to %s",
         report.total_records,
@@ -107,6 +144,36 @@ def migrate_chroma(
         report.target,
     )
     return report
+
+
+def _check_source(chroma: ChromaDirectory) -> None:
+    """ValueError naming the source tenant, database or collection whose name or schema
+    huedb refuses."""
+    for tenant in chroma.tenants:
+        try:
+            validate_tenant_name(tenant)
+        except InvalidArgumentError as exc:
+            raise ValueError(f"source tenant {tenant!r}: huedb refuses its name: {exc}") from None
+    for tenant, database in chroma.databases:
+        try:
+            validate_name(database, what=None)
+        except InvalidArgumentError as exc:
+            raise ValueError(
+                f"source database {database!r} of tenant {tenant!r}: huedb refuses its name: {exc}"
+            ) from None
+    for collection in chroma.collections:
+        try:
+            validate_tenant_name(collection.tenant)
+            validate_name(collection.database, what=None)
+            validate_name(collection.name)
+        except InvalidArgumentError as exc:
+            raise ValueError(
+                f"{describe_collection(collection)}: huedb refuses a name: {exc}"
+            ) from None
+        try:
+            create_configuration(None, None, collection.definition())
+        except InvalidArgumentError as exc:
+            raise ValueError(f"collection {collection.name!r}: schema refused: {exc}") from None
 
 
 def _existing_collection(client: Client, collection: ChromaCollection) -> Collection | None:
@@ -119,12 +186,8 @@ def _existing_collection(client: Client, collection: ChromaCollection) -> Collec
 
 
 def _check_target(client: Client, target: str, collection: ChromaCollection) -> None:
-    """ValueError if huedb refuses the source's schema, or the target already has this
-    collection with another dimension or space."""
-    try:
-        create_configuration(None, None, collection.definition())
-    except InvalidArgumentError as exc:
-        raise ValueError(f"collection {collection.name!r}: schema refused: {exc}") from None
+    """ValueError if the target already has this collection with another dimension or
+    space."""
     existing = _existing_collection(client, collection)
     if existing is None:
         return
@@ -138,31 +201,94 @@ def _check_target(client: Client, target: str, collection: ChromaCollection) -> 
         raise ValueError(f"{where} exists with dimension {dims[0]}, source has {dims[1]}")
 
 
-def _ensure_database(client: Client, tenant: str, database: str) -> None:
+def _create_scopes(client: Client, chroma: ChromaDirectory, created: _Created) -> None:
+    """Every tenant and database of the source, also those without collections."""
+    for tenant in chroma.tenants:
+        _ensure_tenant(client, tenant, created)
+    for tenant, database in chroma.databases:
+        _ensure_database(client, tenant, database, created)
+
+
+def _ensure_tenant(client: Client, tenant: str, created: _Created) -> None:
     try:
         client.get_tenant(tenant)
     except NotFoundError:
         client.create_tenant(tenant)
+        created.tenants.append(tenant)
+
+
+def _ensure_database(client: Client, tenant: str, database: str, created: _Created) -> None:
+    _ensure_tenant(client, tenant, created)
     try:
         client.get_database(database, tenant=tenant)
     except NotFoundError:
         client.create_database(database, tenant=tenant)
+        created.databases.append((tenant, database))
+
+
+def _remove_created(client: Client, created: _Created) -> None:
+    """Remove what a failed run created (best effort: what cannot be removed is logged)."""
+    if not (created.tenants or created.databases or created.collections):
+        return
+    removed = [0, 0, 0]
+    for tenant, database, name in reversed(created.collections):
+        if (tenant, database) in created.databases:
+            continue  # removed with its database
+        try:
+            client.set_tenant(tenant, database)
+            client.delete_collection(name)
+            removed[0] += 1
+        except Exception as exc:
+            logger.warning("could not remove collection %r created by this run: %s", name, exc)
+    for tenant, database in reversed(created.databases):
+        try:
+            client.delete_database(database, tenant=tenant)
+            removed[1] += 1
+        except Exception as exc:
+            logger.warning("could not remove database %r created by this run: %s", database, exc)
+    for tenant in reversed(created.tenants):
+        try:
+            _drop_tenant(client, tenant)
+            removed[2] += 1
+        except Exception as exc:
+            logger.warning("could not remove tenant %r created by this run: %s", tenant, exc)
+    logger.info(
+        "removed what the failed run created: %d collections, %d databases, %d tenants",
+        *removed,
+    )
+
+
+def _drop_tenant(client: Client, tenant: str) -> None:
+    """Delete a tenant that holds no database.
+
+    Neither huedb's API nor Chroma's can delete a tenant, so this deletes its row in the
+    store's catalog directly, in one write transaction of the engine the client runs on
+    (the SQLite or the PostgreSQL store, which both keep tenants in a `tenants` table).
+    """
+    engine = client._server.engine  # type: ignore[attr-defined]  # a local client's engine
+    with engine._lock, engine._store.write() as db:
+        if db.list_databases(tenant, 1, 0):
+            raise InvalidArgumentError(f"tenant {tenant!r} holds databases")
+        mark = "?" if isinstance(db._conn, sqlite3.Connection) else "%s"
+        db._conn.execute(f"DELETE FROM tenants WHERE name = {mark}", (tenant,))
 
 
 def _migrate_collection(
     client: Client,
-    source: Path,
+    chroma: ChromaDirectory,
     collection: ChromaCollection,
     show_progress: bool | None,
     batch_size: int,
+    created: _Created,
 ) -> CollectionReport:
-    _ensure_database(client, collection.tenant, collection.database)
+    _ensure_database(client, collection.tenant, collection.database, created)
     existing = _existing_collection(client, collection)
     if existing is not None:
         _mirror_definition(existing, collection)
-    target = existing or create_like(
-        client, collection.name, collection.metadata, collection.definition()
-    )
+        target = existing
+    else:
+        target = create_like(client, collection.name, collection.metadata, collection.definition())
+        created.collections.append((collection.tenant, collection.database, collection.name))
     result = CollectionReport(
         collection.name,
         collection.tenant,
@@ -172,21 +298,22 @@ def _migrate_collection(
         created=existing is None,
     )
     written: set[str] = set()
-    with open_collection_reader(source, collection) as reader:
-        total = reader.count()
-        bar = progress(total, f"{collection.database}/{collection.name}", enabled=show_progress)
-        try:
-            for batch in reader.batches(batch_size):
-                _write_batch(target, batch, mirror=existing is not None)
-                if existing is not None:
-                    written.update(batch.ids)
-                result.records += len(batch)
-                bar.update(len(batch))
-        finally:
-            bar.close()
+    reader = chroma.reader(collection)
+    total = reader.count()
+    bar = progress(total, f"{collection.database}/{collection.name}", enabled=show_progress)
+    try:
+        for batch in reader.batches(batch_size):
+            _write_batch(target, batch, mirror=existing is not None)
+            if existing is not None:
+                written.update(batch.ids)
+            result.records += len(batch)
+            bar.update(len(batch))
+    finally:
+        bar.close()
     result.skipped = max(0, total - result.records)
     if existing is not None:
         result.deleted = _delete_missing(target, written, batch_size)
+    _keep_dimension(target, collection)
     result.warnings = differences(client, target, collection.definition())
     if existing is not None:
         result.warnings += _metadata_difference(target, collection)
@@ -202,6 +329,19 @@ def _migrate_collection(
         result.deleted,
     )
     return result
+
+
+def _keep_dimension(target: Collection, collection: ChromaCollection) -> None:
+    """Give a target collection left without records (and so without a dimension) the
+    dimension the source collection has fixed, as Chroma keeps it after every record is
+    deleted: huedb fixes it with the first vector written, so one is added and deleted."""
+    if collection.dimension is None or target.get_model().dimension is not None:
+        return
+    if target.count():
+        return
+    vector = np.ones((1, collection.dimension), dtype=np.float32)
+    target.add(ids=[DIMENSION_PROBE_ID], embeddings=vector)
+    target.delete(ids=[DIMENSION_PROBE_ID])
 
 
 def _mirror_definition(target: Collection, collection: ChromaCollection) -> None:

@@ -5,19 +5,29 @@ log `embeddings_queue`) and one folder per HNSW vector segment. Vectors live in 
 up to the segment's `max_seq_id` and in the log after it; record metadata lives in SQLite up
 to the metadata segment's `max_seq_id` and in the log after it. The reader replays both tails.
 
-- `sqlite_reader`: `chroma.sqlite3` opened read-only: collections (with the schema Chroma 1.5
-  stores in `schema_str`), segments, record metadata, the log.
+- `sqlite_reader`: `chroma.sqlite3` read in one read-only transaction (a file that needs
+  recovery through a recovered temporary copy): tenants, databases, collections (with the
+  schema Chroma 1.5 stores in `schema_str`), segments, record metadata, the log.
 - `configuration`: a collection's HNSW configuration from whichever form the directory stores.
 - `hnswlib_file`: vectors and labels of a persisted HNSW segment (hnswlib's binary files).
 - `log_replay`: the log tail replayed on top of the metadata and vector segments.
 - `records`: one collection's records as `huedb.record_batch.RecordBatch` batches.
+- `source`: the whole directory as one snapshot, checked before a migration writes anything.
 """
 
 from huedb.ops.chroma_dir.records import iter_chroma_records, open_collection_reader
-from huedb.ops.chroma_dir.sqlite_reader import ChromaCollection, read_chroma_directory
+from huedb.ops.chroma_dir.source import ChromaDirectory, describe
+from huedb.ops.chroma_dir.sqlite_reader import (
+    ChromaCollection,
+    SourceChangedError,
+    read_chroma_directory,
+)
 
 __all__ = [
     "ChromaCollection",
+    "ChromaDirectory",
+    "SourceChangedError",
+    "describe",
     "iter_chroma_records",
     "open_collection_reader",
     "read_chroma_directory",

@@ -17,11 +17,29 @@ from typing import Any
 
 import numpy as np
 
-from huedb.ops.chroma_dir.sqlite_reader import decode_seq_id
+from huedb.ops.chroma_dir.sqlite_reader import SourceChangedError, decode_seq_id
 
 logger = logging.getLogger(__name__)
 
 HEADER_FORMAT = "<iQQQQQQiIQQQdQ"
+# The files of a segment folder this module reads.
+SEGMENT_FILES = ("header.bin", "data_level0.bin", "length.bin", "index_metadata.pickle")
+# (file name, size, modification time in ns), or (file name, None, None) when missing.
+FileState = tuple[tuple[str, int | None, int | None], ...]
+
+
+def file_state(folder: Path) -> FileState:
+    """Size and modification time of each file of a segment folder: a writer that touched one
+    between two calls changes it."""
+    state = []
+    for name in SEGMENT_FILES:
+        try:
+            st = (folder / name).stat()
+        except FileNotFoundError:
+            state.append((name, None, None))
+        else:
+            state.append((name, st.st_size, st.st_mtime_ns))
+    return tuple(state)
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -45,13 +63,17 @@ class _SafeUnpickler(pickle.Unpickler):
 
 def _load_index_metadata(file: Path) -> dict[str, Any]:
     """The `index_metadata.pickle` dict, with `id_to_label` as str -> int."""
+    raw = file.read_bytes()
     try:
-        data = _SafeUnpickler(io.BytesIO(file.read_bytes())).load()
-    except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+        data = _SafeUnpickler(io.BytesIO(raw)).load()
+    except Exception as exc:  # damaged bytes fail in many ways (EOFError, KeyError, ...)
         raise ValueError(f"{file}: unreadable HNSW metadata ({exc})") from exc
     if not isinstance(data, dict) or not isinstance(data.get("id_to_label"), dict):
         raise ValueError(f"{file}: unexpected HNSW metadata layout")
-    data["id_to_label"] = {str(k): int(v) for k, v in data["id_to_label"].items()}
+    try:
+        data["id_to_label"] = {str(k): int(v) for k, v in data["id_to_label"].items()}
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{file}: unexpected HNSW metadata layout ({exc})") from exc
     return data
 
 
@@ -75,7 +97,15 @@ def _read_header(file: Path) -> _Header:
     if len(raw) < size:
         raise ValueError(f"{file}: truncated HNSW header")
     fields = struct.unpack(HEADER_FORMAT, raw[:size])
-    return _Header(*fields[1:7])
+    header = _Header(*fields[1:7])
+    if header.count and not (
+        header.count <= header.max_elements
+        and header.offset_level0 + 2 < header.data_offset < header.label_offset
+        and header.label_offset + 8 <= header.element_size
+        and (header.label_offset - header.data_offset) % 4 == 0
+    ):
+        raise ValueError(f"{file}: unexpected HNSW header layout")
+    return header
 
 
 class HnswSegment:
@@ -85,21 +115,42 @@ class HnswSegment:
     or without elements reads as an empty segment.
     """
 
-    def __init__(self, folder: Path, cosine: bool) -> None:
+    def __init__(self, folder: Path, cosine: bool, expected: FileState | None = None) -> None:
+        """Open the segment in `folder`; with `expected` (the `state` of an earlier opening),
+        SourceChangedError if its files changed since, as when they change while read."""
         self.folder = folder
         self.index_of: dict[str, int] = {}
         self.count = 0
         self.dimension: int | None = None
         self.max_seq_id = 0  # only set in index_metadata by Chroma before 1.0
-        pickle_file = folder / "index_metadata.pickle"
-        header_file = folder / "header.bin"
+        self.state = file_state(folder) if expected is None else expected
+        try:
+            self._load(cosine)
+        except (ValueError, OSError) as exc:
+            # A file caught half-written by a running Chroma reads as damaged: tell which.
+            self.check_unchanged()
+            if isinstance(exc, FileNotFoundError):
+                raise ValueError(f"{exc.filename}: missing from the HNSW segment") from exc
+            raise
+        self.check_unchanged()
+
+    def check_unchanged(self) -> None:
+        """SourceChangedError if a file of the folder changed since `state` was taken."""
+        if file_state(self.folder) != self.state:
+            raise SourceChangedError(
+                self.folder.parent, f"the HNSW files of segment {self.folder.name} were rewritten"
+            )
+
+    def _load(self, cosine: bool) -> None:
+        pickle_file = self.folder / "index_metadata.pickle"
+        header_file = self.folder / "header.bin"
         if not header_file.is_file():
             return
         header = _read_header(header_file)
         if header.count == 0:
             return
         if not pickle_file.is_file():
-            raise ValueError(f"{folder}: {header.count} HNSW elements but no index_metadata")
+            raise ValueError(f"{self.folder}: {header.count} HNSW elements but no index_metadata")
         meta = _load_index_metadata(pickle_file)
         self.max_seq_id = decode_seq_id(meta.get("max_seq_id"))
         self._open(header, meta, cosine)
@@ -133,6 +184,8 @@ class HnswSegment:
 
     def _lengths(self) -> np.ndarray:
         file = self.folder / "length.bin"
+        if not file.is_file():
+            raise ValueError(f"{file}: missing from the cosine HNSW segment (the vectors' norms)")
         lengths = np.memmap(file, "<f4", mode="r") if file.stat().st_size else np.zeros(0)
         if len(lengths) < self.count:
             raise ValueError(f"{file}: shorter than its {self.count} elements")

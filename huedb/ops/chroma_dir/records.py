@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from huedb.ops.chroma_dir.hnswlib_file import HnswSegment
+from huedb.ops.chroma_dir.hnswlib_file import FileState, HnswSegment
 from huedb.ops.chroma_dir.log_replay import MetadataTail, Place, VectorTail
-from huedb.ops.chroma_dir.sqlite_reader import ChromaCollection, ChromaSqlite
+from huedb.ops.chroma_dir.sqlite_reader import ChromaCollection, ChromaSqlite, SourceChangedError
 from huedb.record_batch import RecordBatch
 
 logger = logging.getLogger(__name__)
@@ -25,15 +25,32 @@ DOCUMENT_KEY = "chroma:document"
 URI_KEY = "chroma:uri"
 
 
-class CollectionReader:
-    """Streams one collection's records: metadata segment + tail, joined with vectors."""
+def vector_folder(root: Path, collection: ChromaCollection) -> Path:
+    """The folder of a collection's HNSW segment (one that does not exist when it has none)."""
+    return root / (collection.vector_segment or "__no_vector_segment__")
 
-    def __init__(self, db: ChromaSqlite, root: Path, collection: ChromaCollection) -> None:
+
+class CollectionReader:
+    """Streams one collection's records: metadata segment + tail, joined with vectors.
+
+    Everything comes from the snapshot of `db`'s read transaction and the HNSW files, which
+    must be those seen when `expected` was taken (if given) and stay so while they are read:
+    else SourceChangedError.
+    """
+
+    def __init__(
+        self,
+        db: ChromaSqlite,
+        root: Path,
+        collection: ChromaCollection,
+        expected: FileState | None = None,
+    ) -> None:
         self.db = db
+        self.root = root
         self.collection = collection
         segment = collection.vector_segment
-        folder = root / (segment or "__no_vector_segment__")
-        self.hnsw = HnswSegment(folder, collection.space == "cosine")
+        folder = vector_folder(root, collection)
+        self.hnsw = HnswSegment(folder, collection.space == "cosine", expected)
         vector_after = db.max_seq_id(segment)
         if vector_after and not (folder / "header.bin").is_file():
             logger.warning("%s: HNSW files missing; vectors come from the log only", folder)
@@ -89,6 +106,7 @@ class CollectionReader:
                 pending = []
         if pending:
             yield self._batch(pending)
+        self.hnsw.check_unchanged()
 
     def _batch(self, records: list[tuple[str, dict[str, Any]]]) -> RecordBatch:
         places = [self.vectors.find(record_id) for record_id, _ in records]
@@ -129,6 +147,8 @@ class CollectionReader:
             out[positions] = self.hnsw.vectors(indices)
         for i, (kind, n) in enumerate(places):
             if kind == "log":
+                if n not in log:  # not possible within one snapshot, unless the file changed
+                    raise SourceChangedError(self.root, f"log entry {n} vanished")
                 if len(log[n]) != dim:
                     raise ValueError(
                         f"{self.collection.name}: log entry {n} has dimension {len(log[n])}, "

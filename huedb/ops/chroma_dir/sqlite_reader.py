@@ -2,12 +2,20 @@
 
 Collections, segments, record metadata and the write-ahead log `embeddings_queue`. Tables and
 columns that older Chroma versions lack are sniffed once and read as NULL.
+
+A `ChromaSqlite` is one read transaction: everything read through it is one snapshot (a Chroma
+writer waits until it is closed). The source is never written: a file SQLite would have to
+recover first (a hot rollback journal left by a crash, or a write-ahead log) is copied to a
+temporary directory, which is recovered and read instead, and removed on close.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,11 +29,27 @@ from huedb.api.collection_schema import schema_from_configuration
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
 from huedb.ops.chroma_dir.configuration import load_json_object, parse_configuration
 
+logger = logging.getLogger(__name__)
+
 SQLITE_FILE = "chroma.sqlite3"
 # Operation codes of `embeddings_queue` rows.
 ADD, UPDATE, UPSERT, DELETE = 0, 1, 2, 3
 SQL_CHUNK = 500
 CHROMA_TABLES = {"collections", "segments", "embeddings", "embeddings_queue"}
+# The files SQLite may need besides the database to read it consistently.
+SIDE_FILES = ("-journal", "-wal", "-shm")
+MIB = 1024 * 1024
+BUSY_TIMEOUT_S = 5.0
+
+
+class SourceChangedError(ValueError):
+    """The Chroma directory changed while it was read: a Chroma process is writing to it."""
+
+    def __init__(self, path: Path, detail: str) -> None:
+        super().__init__(
+            f"{path} changed during the migration ({detail}): stop Chroma (every process "
+            "using the directory) and run migrate-chroma again"
+        )
 
 
 @dataclass(frozen=True)
@@ -101,28 +125,125 @@ def _decode_value(string: Any, integer: Any, real: Any, boolean: Any) -> Any:
     return None
 
 
+def _side_file(db_file: Path, suffix: str) -> Path:
+    return db_file.with_name(db_file.name + suffix)
+
+
+def _in_wal_mode(db_file: Path) -> bool:
+    """Whether the database is in WAL mode (its header says so, or a `-wal` file exists)."""
+    if _side_file(db_file, "-wal").is_file():
+        return True
+    with open(db_file, "rb") as f:
+        header = f.read(20)
+    return len(header) == 20 and header[:16] == b"SQLite format 3\x00" and header[18] == 2
+
+
+def _begin(database: str, uri: bool) -> tuple[sqlite3.Connection, set[str]]:
+    """A connection in a read transaction that holds its snapshot until closed, and the
+    names of the database's tables (read inside that transaction)."""
+    conn = sqlite3.connect(database, uri=uri, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except BaseException:
+        conn.close()
+        raise
+    return conn, tables
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", "")
+    return name.startswith("SQLITE_BUSY") or "database is locked" in str(exc)
+
+
+def _locked(path: Path) -> ValueError:
+    return ValueError(
+        f"{path}: {SQLITE_FILE} is locked by another process writing to it: stop Chroma "
+        "(every process using the directory) and run migrate-chroma again"
+    )
+
+
+def _unreadable(path: Path, db_file: Path, exc: sqlite3.Error) -> ValueError:
+    return ValueError(f"{path} is not a Chroma directory: {db_file} is unreadable ({exc})")
+
+
 class ChromaSqlite:
-    """A read-only connection to `<path>/chroma.sqlite3` (ValueError if it is not Chroma's)."""
+    """One read transaction on `<path>/chroma.sqlite3` (ValueError if it is not Chroma's).
+
+    The file is opened read-only. When SQLite must first recover it (a hot journal a crashed
+    writer left behind: read-only, SQLite cannot roll it back; or a database in WAL mode,
+    whose shared-memory index a reader writes), it is copied with those files to a temporary
+    directory and the copy is opened read-write, so SQLite recovers the copy; the copy is
+    removed by `close`.
+    """
 
     def __init__(self, path: Path) -> None:
-        db_file = Path(path) / SQLITE_FILE
+        self.path = Path(path)
+        db_file = self.path / SQLITE_FILE
         if not db_file.is_file():
             raise ValueError(f"{path} is not a Chroma directory: {SQLITE_FILE} not found")
+        self.copy_dir: Path | None = None
         try:
-            self.conn = sqlite3.connect(f"{db_file.resolve().as_uri()}?mode=ro", uri=True)
-            self.tables = {
-                row[0]
-                for row in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
-        except sqlite3.DatabaseError as exc:
-            raise ValueError(f"{path} is not a Chroma directory: {db_file} is unreadable") from exc
+            self.conn, self.tables = self._connect(db_file)
+        except BaseException:
+            self._remove_copy()
+            raise
         if not self.tables >= CHROMA_TABLES:
-            self.conn.close()
+            self.close()
             raise ValueError(f"{path} is not a Chroma directory: {db_file} has no Chroma tables")
 
+    def _connect(self, db_file: Path) -> tuple[sqlite3.Connection, set[str]]:
+        if _in_wal_mode(db_file):
+            return self._open_recovered_copy(db_file, "its write-ahead log")
+        try:
+            return _begin(f"{db_file.resolve().as_uri()}?mode=ro", uri=True)
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise _locked(self.path) from None
+            journal = _side_file(db_file, "-journal")
+            if not (journal.is_file() and journal.stat().st_size > 0):
+                raise _unreadable(self.path, db_file, exc) from exc
+            return self._open_recovered_copy(db_file, "a hot journal left by a crashed writer")
+        except sqlite3.DatabaseError as exc:
+            raise _unreadable(self.path, db_file, exc) from exc
+
+    def _open_recovered_copy(self, db_file: Path, why: str) -> tuple[sqlite3.Connection, set[str]]:
+        """Copy the database and its side files to a temporary directory and open the copy
+        read-write, so SQLite recovers it; the source is not written."""
+        self.copy_dir = Path(tempfile.mkdtemp(prefix="huedb-chroma-recovery-"))
+        files = [f for f in (db_file, *(_side_file(db_file, s) for s in SIDE_FILES)) if f.is_file()]
+        size = sum(f.stat().st_size for f in files)
+        logger.info(
+            "%s needs recovery (%s): reading a recovered copy in %s (%.1f MiB in the temporary "
+            "directory; set TMPDIR to use another); the source is not written",
+            db_file,
+            why,
+            self.copy_dir,
+            size / MIB,
+        )
+        for file in files:
+            shutil.copyfile(file, self.copy_dir / (SQLITE_FILE + file.name[len(db_file.name) :]))
+        copy = self.copy_dir / SQLITE_FILE
+        try:
+            return _begin(str(copy), uri=False)
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise _locked(self.path) from None
+            raise _unreadable(self.path, db_file, exc) from exc
+        except sqlite3.DatabaseError as exc:
+            raise _unreadable(self.path, db_file, exc) from exc
+
+    def _remove_copy(self) -> None:
+        if self.copy_dir is not None:
+            shutil.rmtree(self.copy_dir, ignore_errors=True)
+            self.copy_dir = None
+
     def close(self) -> None:
-        """Close the connection."""
-        self.conn.close()
+        """End the read transaction, close the connection, remove a recovered copy."""
+        try:
+            self.conn.close()
+        finally:
+            self._remove_copy()
 
     def __enter__(self) -> ChromaSqlite:
         return self
@@ -134,6 +255,19 @@ class ChromaSqlite:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def check_integrity(self) -> None:
+        """ValueError if SQLite's `quick_check` finds damaged pages."""
+        try:
+            problems = [row[0] for row in self.conn.execute("PRAGMA quick_check")]
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
+        if problems != ["ok"]:
+            more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+            raise ValueError(
+                f"{self.path} is damaged: {SQLITE_FILE} fails SQLite's quick_check "
+                f"({problems[0]}{more})"
+            )
 
     def _columns(self, table: str) -> set[str]:
         return {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
@@ -181,6 +315,20 @@ class ChromaSqlite:
             return {}
         rows = self.conn.execute("SELECT id, tenant_id, name FROM databases")
         return {db_id: (tenant, name) for db_id, tenant, name in rows}
+
+    def tenants(self) -> list[str]:
+        """Every tenant, in creation order (the default one for directories without tenants)."""
+        if "tenants" not in self.tables:
+            return [DEFAULT_TENANT]
+        return [row[0] for row in self.conn.execute("SELECT id FROM tenants ORDER BY rowid")]
+
+    def databases(self) -> list[tuple[str, str]]:
+        """(tenant, database name) of every database, in creation order (the default one for
+        directories without databases)."""
+        if "databases" not in self.tables:
+            return [(DEFAULT_TENANT, DEFAULT_DATABASE)]
+        rows = self.conn.execute("SELECT tenant_id, name FROM databases ORDER BY rowid")
+        return [(tenant, name) for tenant, name in rows]
 
     def _segments(self) -> dict[str, tuple[str | None, str | None]]:
         """collection id -> (vector segment id, metadata segment id)."""
