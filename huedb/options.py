@@ -16,6 +16,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -32,6 +33,7 @@ MAX_WRITE_IDLE_TIMEOUT = 86_400.0
 # At least a few of the statements a write's long Python scan sends to show it is alive
 # (postgres_store/records.py, KEEPALIVE_S).
 MIN_WRITE_IDLE_TIMEOUT = 5.0
+MAX_BYTES = 2**63 - 1  # the largest size a byte option (`BYTE_OPTIONS`) takes: 8 EiB
 # The largest value each request limit accepts. Filters beyond the first two cannot be
 # compiled at all (SQLite takes at most 250,000 parameters per statement); the others
 # keep one request's memory in bounds.
@@ -151,6 +153,9 @@ class EngineOptions:
             raise ConfigError("index_memory must be at least 0 bytes (0: no limit)")
         if self.pg_row_cache < 0:
             raise ConfigError("pg_row_cache must be at least 0 bytes (0: keep no rows)")
+        for name in ("index_memory", "pg_row_cache"):
+            if getattr(self, name) > MAX_BYTES:
+                raise ConfigError(f"{name} must be at most {MAX_BYTES} bytes (8 EiB)")
         for name, ceiling in LIMIT_CEILINGS.items():
             value = getattr(self, name)
             if not 1 <= value <= ceiling:
@@ -332,17 +337,27 @@ _BYTE_SIZE = re.compile(r"([0-9][0-9_]*(?:\.[0-9]+)?)\s*([a-z]*)")
 
 def parse_bytes(raw: str) -> int | None:
     """Bytes from "1073741824", "512MiB", "2GiB", "1.5G" (K/M/G/T alone are binary, KB/MB/GB/TB
-    decimal); None when `raw` is no such size."""
+    decimal), computed exactly and rounded down to whole bytes; None when `raw` is no such
+    size. ValueError, saying why, for a size above 0 but below one byte ("0.5", which
+    rounded down would mean 0) or above `MAX_BYTES`."""
     match = _BYTE_SIZE.fullmatch(raw.strip().lower())
     if match is None or match.group(2) not in _BYTE_UNITS:
         return None
-    return int(float(match.group(1).replace("_", "")) * _BYTE_UNITS[match.group(2)])
+    size = Fraction(match.group(1).replace("_", "")) * _BYTE_UNITS[match.group(2)]
+    if 0 < size < 1:
+        raise ValueError("must be 0 or at least one byte")
+    if size > MAX_BYTES:
+        raise ValueError(f"must be at most {MAX_BYTES} bytes (8 EiB)")
+    return int(size)
 
 
 def _parse(name: str, raw: Any, source: str) -> Any:
     wanted = _TYPES[name]
     if name in BYTE_OPTIONS and isinstance(raw, str):
-        size = parse_bytes(raw)
+        try:
+            size = parse_bytes(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {name} {exc}, got {raw.strip()!r}") from None
         if size is None:
             raise ConfigError(
                 f"{source}: {name} must be a number of bytes, optionally with a unit "

@@ -130,8 +130,11 @@ class Engine:
             self._index_dir = None if path is None else path / INDEX_DIRNAME
             self._node_id = "" if path is None else node_dir.node_id(path)
             store_id, exists = self._store.store_id, self._collection_exists
-            self._indexes = IndexCache(self._index_dir, self.options, store_id, exists=exists)
             self._sparse = SparseIndexes(self._index_dir, self.options, store_id, exists=exists)
+            # One memory budget over both (the index cache evicts either kind).
+            self._indexes = IndexCache(
+                self._index_dir, self.options, store_id, exists=exists, sparse=self._sparse
+            )
             self._latencies: dict[str, deque[float]] = {}
             self._next_deleted_check = time.monotonic() + DELETED_CHECK_INTERVAL_S
             with self._lock, self._store.write() as db:
@@ -196,6 +199,7 @@ class Engine:
                 db.ensure_defaults(DEFAULT_TENANT, DEFAULT_DATABASE)
             self._indexes.clear()
             self._sparse.clear()
+            self._indexes.sparse_changed()
             if self._index_dir is not None:
                 for u in uuids:
                     snapshot.remove_collection_files(self._index_dir, u)
@@ -358,6 +362,7 @@ class Engine:
     def _drop_index(self, col: CollectionRow) -> None:
         self._indexes.drop(col.cid)
         self._sparse.forget(col.cid)
+        self._indexes.sparse_changed()
         if self._index_dir is not None:
             snapshot.remove_collection_files(self._index_dir, col.uuid)
 
@@ -458,6 +463,7 @@ class Engine:
         its files here unless it exists again. Called under the engine lock."""
         self._indexes.forget_collection(collection_uuid)
         self._sparse.forget_collection(collection_uuid)
+        self._indexes.sparse_changed()
         if self._has_index_files(collection_uuid) and not self._collection_exists(collection_uuid):
             self._remove_orphan_files(collection_uuid)
 
@@ -485,6 +491,7 @@ class Engine:
             self._sparse.forget_collection(collection_uuid)
             if self._has_index_files(collection_uuid):
                 self._remove_orphan_files(collection_uuid)
+        self._indexes.sparse_changed()
 
     def _has_index_files(self, collection_uuid: str) -> bool:
         """Whether this directory holds files of the collection (an index evicted or never
@@ -606,20 +613,34 @@ class Engine:
                     self.options.query_timeout,
                 )
                 if answer is not None:
+                    self._sparse_searched_warm(collection_uuid, key)
                     return answer
             with self._store.read() as db, self._budget(db) as deadline:
                 col = db.collection_by_uuid(collection_uuid)
                 with deadline.paused():  # loading or catching up is never cut halfway
                     state, column = self._sparse.ready(db, col, key)
+                    self._indexes.sparse_used(state)
                 records = state.n_records if bm25 else None
                 ids = None if with_rows else state.ids
                 found, rows = top_matching(db, col.cid, column, weights, records, limit, flt, ids)
+                with deadline.paused():  # may take up a finished graph build
+                    self._indexes.keep_within_budget(db, sparse_using=col.cid)
             for pending in self._sparse.pending():
                 self._sparse.checkpoint(pending)
-            if self.options.index_memory:  # what the dense indexes leave of the budget
-                dense = self._indexes.memory_figures()["resident_bytes"]
-                self._sparse.keep_within(self.options.index_memory - dense, col.cid)
+            self._maintain(self._indexes.pending_maintenance())
         return [(k, m) for k, m in found if k in rows], rows
+
+    def _sparse_searched_warm(self, collection_uuid: str, key: str) -> None:
+        """After a sparse search answered by the held index: count it as a use, and evict
+        (as any call that loads an index) when the others exceed the memory budget."""
+        held = self._sparse.warm(collection_uuid, key)
+        if held is None:
+            return
+        state = held[0]
+        self._indexes.sparse_used(state)
+        if self._indexes.over_budget(state.nbytes):
+            self._indexes.keep_within_budget(None, sparse_using=state.col.cid)
+            self._maintain(self._indexes.pending_maintenance())
 
     def indexing_status(self, collection_uuid: str) -> dict[str, Any]:
         """How much of the collection this process's index serves through its graph.
@@ -953,10 +974,11 @@ class Engine:
         }
 
     def index_memory(self) -> dict[str, Any]:
-        """This process's index memory: budget, bytes held, resident (least recently used
-        first, with bytes) and evicted collections, hits, misses and evictions; and the
-        bytes its sparse indexes hold (kept within what the dense ones leave of the budget).
-        Indexes of collections deleted by another process are forgotten first."""
+        """This process's index memory: budget, bytes held by dense indexes, resident (least
+        recently used first, with bytes) and evicted collections, hits, misses and
+        evictions; and the bytes its sparse indexes hold (under the same budget: the least
+        recently used index of either kind is evicted first). Indexes of collections
+        deleted by another process are forgotten first."""
         with self._lock:
             self._forget_deleted_collections(now=True)
             return {
@@ -983,6 +1005,7 @@ class Engine:
                 except NotFoundError:  # deleted meanwhile by another process
                     continue
             self._indexes.pruned(row)
+        self._indexes.release_sparse()
 
     def _sparse_floor(self, col: CollectionRow, prunable: int) -> int:
         """How far the oplog may be pruned once this process's sparse index of `col` (if
@@ -995,6 +1018,7 @@ class Engine:
             with self._store.read() as db:
                 self._sparse.catch_up(db, db.collection_by_uuid(col.uuid))
         covered = self._sparse.checkpoint(col)
+        self._indexes.sparse_changed()
         return prunable if covered is None else min(prunable, covered)
 
     def _refresh_index(self, collection_uuid: str) -> None:
@@ -1009,6 +1033,9 @@ class Engine:
             col = db.collection_by_uuid(collection_uuid)
             self._sparse.catch_up(db, col)
             self._indexes.after_write(db, col)
+            if self._sparse.held(col.cid) is not None:  # it may have grown past the budget
+                self._indexes.keep_within_budget(db, col.cid, sparse_using=col.cid)
+        self._indexes.sparse_changed()
         self._maintain(self._indexes.pending_maintenance())
 
 

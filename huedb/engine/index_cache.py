@@ -16,13 +16,16 @@ also measures the `ef_search` that meets the collection's recall target
 (`recall_calibration`); it is kept with the graph and in its snapshot, and measured again,
 on a snapshot in another thread, once a fifth of the graph has changed.
 
-With a memory budget (`EngineOptions.index_memory`), the least recently used indexes are
-evicted once the indexes held exceed it: a graph with changes its snapshot lacks is
-snapshotted first (evicted by `checkpoint`, after the read session), any other index is
-dropped at once. Its next query reloads it synchronously (a mapped snapshot, or the store's
-vectors for an exact-only index), so it is answered correctly at once. The index a call is
-working on, and indexes a background build is reading, are never evicted; eviction only
-drops the cache's reference, so a search still holding an index finishes on it.
+With a memory budget (`EngineOptions.index_memory`), the least recently used indexes, dense
+or sparse (the engine's `SparseIndexes`, sharing this cache's clock of uses), are evicted
+once the indexes held exceed it: a graph with changes its snapshot lacks is snapshotted
+first (evicted by `checkpoint`, after the read session), a sparse index is dropped after
+the read session (`release_sparse`), any other index is dropped at once. Its next query
+reloads it synchronously (a mapped snapshot, or the store's vectors for an exact-only
+index), so it is answered correctly at once. The index a call is working on, and indexes a
+background thread is reading, are never evicted; eviction only drops the cache's
+reference, so a search still holding an index finishes on it. A query answered by the
+index held (`warm`) checks the budget too, with one comparison when it is kept.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ from huedb.engine.recall_calibration import (
     shortfall,
 )
 from huedb.engine.record_values import key_vector_rows
+from huedb.engine.sparse_index import SparseIndexes, SparseState
 from huedb.engine.store import StoreSession
 from huedb.engine.vector_index import (
     BuildStopped,
@@ -232,6 +236,7 @@ class IndexCache:
         store_id: str = "",
         *,
         exists: Callable[[str], bool],
+        sparse: SparseIndexes | None = None,
     ) -> None:
         self._store_id = store_id
         self._dir = snapshot_dir
@@ -244,6 +249,14 @@ class IndexCache:
         self._pending: dict[int, CollectionRow] = {}
         self._budget = options.index_memory
         self._resident = 0
+        # The sparse indexes sharing the budget: their bytes when last counted, the
+        # collections of those used (`sparse_used`), and those chosen for eviction (by
+        # cid, with their last use then), dropped by `release_sparse`.
+        self._sparse = sparse
+        self._sparse_bytes = 0
+        self._sparse_cids: set[int] = set()
+        self._sparse_leaving: dict[int, int] = {}
+        self._sparse_keep = -1  # the sparse index in use when they were chosen
         self._clock = itertools.count(1)
         self._evicted: dict[int, CollectionRow] = {}
         self._counts_lock = threading.Lock()
@@ -321,7 +334,7 @@ class IndexCache:
         ) or state.saved_at is not None:
             self._pending[col.cid] = col
         self._measure(state)
-        self._keep_within_budget(db, col.cid)
+        self.keep_within_budget(db, col.cid)
         return state.index
 
     def fresh_load(self, db: StoreSession, col: CollectionRow) -> VectorIndex | None:
@@ -376,7 +389,7 @@ class IndexCache:
         state.last_used = next(self._clock)
         self._start_build_if_needed(col, state, writing=False)
         self._measure(state)
-        self._keep_within_budget(db, col.cid)
+        self.keep_within_budget(db, col.cid)
         return state.index
 
     def loaded(self, cid: int) -> VectorIndex | None:
@@ -423,6 +436,8 @@ class IndexCache:
                 state.last_used = next(self._clock)
                 if self._access is not None:
                     self._access[0] = True
+                if self.over_budget(state.nbytes):
+                    self.keep_within_budget(None, state.col.cid)
                 return state.col, state.index, state.watermark
         return None
 
@@ -438,6 +453,8 @@ class IndexCache:
         self._pending.clear()
         self._evicted.clear()
         self._write_checks.clear()
+        self._sparse_cids.clear()
+        self._sparse_leaving.clear()
         self._set_resident(0)
 
     def forget(self, cid: int) -> None:
@@ -503,7 +520,30 @@ class IndexCache:
 
     def _set_resident(self, nbytes: int) -> None:
         self._resident = nbytes
-        events.index_memory_held(nbytes)
+        events.index_memory_held(nbytes + self._sparse_bytes)
+
+    def sparse_used(self, state: SparseState) -> None:
+        """A sparse index was just searched: stamp the use on this cache's clock (so dense
+        and sparse indexes are evicted least recently used first) and count its bytes."""
+        state.last_used = next(self._clock)
+        self._sparse_cids.add(state.col.cid)
+        self._sparse_leaving.pop(state.col.cid, None)  # used again: kept
+        self.sparse_changed()
+
+    def sparse_changed(self) -> None:
+        """Count the bytes of the sparse indexes again (after they may have changed)."""
+        nbytes = 0 if self._sparse is None else self._sparse.resident_bytes()
+        if nbytes != self._sparse_bytes:
+            self._sparse_bytes = nbytes
+            events.index_memory_held(self._resident + nbytes)
+
+    def over_budget(self, using_bytes: int) -> bool:
+        """Whether the indexes held, but the one in use (`using_bytes`), exceed the budget,
+        as last counted: the check of queries answered by an index already held (one
+        comparison when within the budget)."""
+        return (
+            bool(self._budget) and self._resident + self._sparse_bytes - using_bytes > self._budget
+        )
 
     def _measure(self, state: _State) -> None:
         """Account for the index's size if it may have changed."""
@@ -515,28 +555,50 @@ class IndexCache:
             self._set_resident(self._resident + nbytes - state.nbytes)
             state.nbytes = nbytes
 
-    def _keep_within_budget(self, db: StoreSession, using: int) -> None:
-        """Evict the least recently used indexes until the others fit in the budget.
+    def keep_within_budget(
+        self, db: StoreSession | None, using: int | None = None, sparse_using: int | None = None
+    ) -> None:
+        """Evict the least recently used indexes, dense or sparse, until the others fit in
+        the budget.
 
-        Never the index of collection `using` (the caller's), nor one a background build
-        still reads (a finished build is adopted first, so its graph is not lost). A graph
-        with changes its snapshot lacks is only marked: `checkpoint` evicts it once
-        snapshotted (after the read session; the engine calls it next).
+        Never the dense index of collection `using` nor the sparse index of `sparse_using`
+        (the caller's), nor one a background thread still reads. A finished snapshot
+        write or backlog pass is taken up first (its thread no longer holds the index),
+        and so is a finished build when there is a read session `db` (it catches up from
+        the oplog; so its graph is not lost). A graph with changes its snapshot lacks, or
+        whose oplog a snapshot just written lets prune, is only marked: `checkpoint` evicts
+        it once snapshotted (after the read session; the engine calls it next). Sparse
+        indexes are dropped by `release_sparse`, also after the read session.
         """
         if not self._budget:
             return
+        self.sparse_changed()
+        sparse = self._held_sparse()
         leaving = sum(s.nbytes for s in self._states.values() if s.evicting)
-        excess = self._resident - leaving - self._budget
-        by_age = sorted(self._states.items(), key=lambda item: item[1].last_used)
-        for cid, state in by_age:
+        leaving += sum(s.nbytes for s in sparse if s.col.cid in self._sparse_leaving)
+        excess = self._resident + self._sparse_bytes - leaving - self._budget
+        if excess <= 0:
+            return
+        held: list[tuple[int, _State | SparseState]] = list(self._states.items())
+        held += [(s.col.cid, s) for s in sparse]
+        for cid, state in sorted(held, key=lambda item: item[1].last_used):
             if excess <= 0:
                 break
-            if cid == using:
+            if isinstance(state, SparseState):
+                if cid != sparse_using and cid not in self._sparse_leaving:
+                    self._sparse_leaving[cid] = state.last_used
+                    self._sparse_keep = -1 if sparse_using is None else sparse_using
+                    excess -= state.nbytes
+                continue
+            if cid == using or self._states.get(cid) is not state:
                 continue
             if state.evicting:  # its snapshot is not written yet: ask for it again
                 self._pending[cid] = state.col
                 continue
+            before = state.nbytes
             if state.build is not None and not state.build.thread.is_alive():
+                if db is None:  # taken up by a call with a read session
+                    continue
                 # The collection's current row: adopting catches up from the oplog floor.
                 try:
                     current = db.collection_by_uuid(state.col.uuid)
@@ -545,17 +607,57 @@ class IndexCache:
                     continue
                 state.col = current
                 self._adopt_finished_build(db, current, state)
-                before = state.nbytes
-                self._measure(state)
-                excess += state.nbytes - before
+            self._adopt_finished_jobs(state)
+            self._measure(state)
+            excess += state.nbytes - before
             if state.build or state.backlog_pass or state.saving:  # threads still reading it
                 continue
             excess -= state.nbytes
-            if self._dir is not None and state.index.uses_graph and state.unsnapshotted > 0:
+            graph_changed = state.index.uses_graph and state.unsnapshotted > 0
+            if self._dir is not None and (graph_changed or state.saved_at is not None):
                 state.evicting = True
                 self._pending[cid] = state.col
             else:
                 self._evict(cid)
+
+    def _adopt_finished_jobs(self, state: _State) -> None:
+        """Take up a snapshot thread or backlog pass that has ended (as a use of the
+        collection would), so that the index may be evicted."""
+        saving, passing = state.saving, state.backlog_pass
+        if saving is not None and not saving.thread.is_alive():
+            self._adopt_snapshot(state.col, state)
+        if passing is not None and not passing.thread.is_alive():
+            self._adopt_backlog_pass(state.col, state)
+
+    def _held_sparse(self) -> list[SparseState]:
+        """The sparse indexes held that were used (`sparse_used`)."""
+        if self._sparse is None:
+            return []
+        held = []
+        for cid in list(self._sparse_cids):
+            state = self._sparse.held(cid)
+            if state is None:
+                self._sparse_cids.discard(cid)
+                self._sparse_leaving.pop(cid, None)
+            else:
+                held.append(state)
+        return held
+
+    def release_sparse(self) -> None:
+        """Drop the sparse indexes `keep_within_budget` chose, least recently used first
+        (`SparseIndexes.keep_within`: one with changes its snapshot lacks is snapshotted
+        first, so its next search reloads it instead of scanning); one searched since is
+        kept. Outside read sessions."""
+        if not self._sparse_leaving or self._sparse is None:
+            return
+        leaving = self._sparse_leaving
+        dropping = sum(
+            s.nbytes for s in self._held_sparse() if leaving.get(s.col.cid) == s.last_used
+        )
+        self._sparse_leaving = {}
+        if dropping:
+            self._sparse.keep_within(self._sparse.resident_bytes() - dropping, self._sparse_keep)
+        self.sparse_changed()
 
     def _evict(self, cid: int) -> None:
         state = self._states[cid]

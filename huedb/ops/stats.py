@@ -14,8 +14,9 @@ Thresholds (documented in docs/operations.md):
   reaches.
 
 Each collection's entry names its `tenant` and `database` (the same name may be used in
-several). `index_cache` gives the process's index memory (its budget, the bytes held, the resident
-collections from least to most recently used, the evicted ones, hits, misses and evictions):
+several). `index_cache` gives the process's index memory (its budget, the bytes its dense
+indexes hold, the resident collections from least to most recently used, the evicted ones,
+hits, misses and evictions, and the bytes its sparse indexes hold, under the same budget):
 the figures of the process that answers (`huedb stats --url`: one server worker).
 """
 
@@ -175,6 +176,7 @@ def index_cache_figures(cache: dict[str, Any]) -> dict[str, Any]:
         "hits": cache["hits"],
         "misses": cache["misses"],
         "evictions": cache["evictions"],
+        "sparse_resident_bytes": cache["sparse_resident_bytes"],
     }
 
 
@@ -184,9 +186,21 @@ def _budget_warnings(cache: dict[str, Any]) -> list[str]:
         return []
     return [
         f"{cache['misses']} of {queries} queries had to reload their index: index_memory "
-        f"({cache['budget_bytes'] / 2**20:.0f} MiB) is below the working set; raise it or "
+        f"({readable_bytes(cache['budget_bytes'])}) is below the working set; raise it or "
         "spread collections over more nodes"
     ]
+
+
+def readable_bytes(nbytes: int) -> str:
+    """A byte count as people read it: "512 bytes", "1 KiB", "1.5 MiB", "2 GiB"."""
+    if nbytes < 1024:
+        return "1 byte" if nbytes == 1 else f"{nbytes} bytes"
+    size = float(nbytes)
+    for unit in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        size /= 1024
+        if round(size, 1) < 1024:
+            return f"{size:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size / 1024:.1f}".removesuffix(".0") + " EiB"
 
 
 def store_stats(data: Path | None, store: str | None = None) -> dict[str, Any]:

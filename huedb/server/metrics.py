@@ -212,7 +212,7 @@ INDEX_EVICTIONS = Counter(
 # Per worker (a `pid` label in multi-process mode): each worker has its own budget.
 INDEX_RESIDENT = Gauge(
     "huedb_index_resident_bytes",
-    "Bytes of the indexes a worker holds in memory",
+    "Bytes of the indexes, dense and sparse, a worker holds in memory (under index_memory)",
     multiprocess_mode="liveall",
 )
 
