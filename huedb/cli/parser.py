@@ -101,6 +101,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         help="text (default) or json: one JSON object per line, with each request's trace id",
     )
     run.add_argument(
+        "--cors-allow-origins",
+        metavar="ORIGINS",
+        help="origins of web pages that may call the API from a browser (CORS), separated "
+        "by commas or as a JSON list: http://localhost:3000,https://app.example.com; '*' "
+        "(any page) only with tokens",
+    )
+    run.add_argument(
         "--metrics-public",
         action="store_true",
         default=None,

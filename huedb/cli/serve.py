@@ -38,6 +38,8 @@ from huedb.server.server_config import (
     check_environment_names,
     environment_boolean,
     load_config_file,
+    origins_from_environment,
+    parse_origin_list,
     parse_token_file,
     tokens_from_environment,
 )
@@ -65,6 +67,9 @@ def server_config(args: argparse.Namespace, env: dict[str, str]) -> ServerConfig
     allow_reset = environment_boolean(env, ENV_ALLOW_RESET)
     if allow_reset is not None:
         values["allow_reset"] = allow_reset
+    origins = origins_from_environment(env)
+    if origins is not None:  # the environment's list replaces the file's
+        values["cors_allow_origins"] = origins
     flags = {
         "path": args.path,
         "host": args.host,
@@ -79,6 +84,9 @@ def server_config(args: argparse.Namespace, env: dict[str, str]) -> ServerConfig
         "header_timeout_s": args.header_timeout,
         "metrics_public": args.metrics_public,
         "log_format": args.log_format,
+        "cors_allow_origins": None
+        if args.cors_allow_origins is None  # given but empty: refused, never ignored
+        else parse_origin_list(args.cors_allow_origins, "--cors-allow-origins"),
     }
     values.update({k: v for k, v in flags.items() if v is not None})
     engine_flags = {name: getattr(args, name) for name in OPTION_NAMES}
@@ -101,6 +109,13 @@ def run_server(config: ServerConfig, log_level: str) -> int:
     else:
         logger.warning(
             "auth: NONE on %s (--allow-unauthenticated): anyone can connect", config.host
+        )
+    if config.cors_allow_origins:
+        # Without tokens ("*" needs them), the listed pages can read and write everything.
+        (logger.info if config.tokens else logger.warning)(
+            "cors: web pages of %s may call the API from a browser%s",
+            ", ".join(config.cors_allow_origins),
+            " (with a token)" if config.tokens else ", without a token",
         )
     scheme = "https" if config.ssl_certfile else "http"
     if config.engine.store:

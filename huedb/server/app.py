@@ -21,7 +21,7 @@ from huedb.errors import ChromaError, body_error
 from huedb.ops.backup import remove_stale_admin_backups
 from huedb.server import admin
 from huedb.server.auth import TokenAuthMiddleware
-from huedb.server.browser_guard import BrowserGuardMiddleware
+from huedb.server.browser_guard import BrowserGuardMiddleware, CorsMiddleware
 from huedb.server.console import OPEN_PATHS as CONSOLE_PATHS
 from huedb.server.console import api_reference
 from huedb.server.console import reads as console_reads
@@ -99,9 +99,11 @@ def create_app(config: ServerConfig) -> FastAPI:
         return Response(body, media_type=content_type)
 
     # Innermost first. Request metrics and the trace id of log lines are outermost (they see
-    # refusals too); then auth (or, without tokens, the browser guard), which refuses from
-    # the headers alone, before any body is read; then a body that is not JSON (415); then
-    # the deadline on the whole body, the body limit, the fast path.
+    # refusals too); then CORS for `cors_allow_origins` (it answers their preflights, which
+    # carry no token, and marks every answer to them, refusals too); then auth (or, without
+    # tokens, the browser guard), which refuses from the headers alone, before any body is
+    # read; then a body that is not JSON (415); then the deadline on the whole body, the
+    # body limit, the fast path.
     start_engine_metrics()
     app.add_middleware(FastPathMiddleware, api=app.state.api)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
@@ -111,7 +113,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         open_paths = CONSOLE_PATHS | ({METRICS_PATH} if config.metrics_public else set())
         app.add_middleware(TokenAuthMiddleware, entries=config.tokens, open_paths=open_paths)
     elif not config.allow_unauthenticated:
-        app.add_middleware(BrowserGuardMiddleware)
+        app.add_middleware(BrowserGuardMiddleware, allowed_origins=config.cors_allow_origins)
+    if config.cors_allow_origins:
+        app.add_middleware(CorsMiddleware, allow_origins=config.cors_allow_origins)
     app.add_middleware(RequestMetricsMiddleware, routes=lambda: app.routes)
     return app
 

@@ -1,4 +1,5 @@
-"""Without tokens, answer only requests a web page cannot have made.
+"""What web pages may do. Without tokens, answer only requests a web page cannot have made;
+and let the pages of the origins `cors_allow_origins` lists call the API (CORS).
 
 A server without tokens serves anyone who reaches its port, so `huedb run` then listens on a
 loopback address only (`server_config`). A web page the local user opens can still reach
@@ -12,15 +13,27 @@ server's own, gets 403 before anything else runs. Clients that are not browsers 
 
 Not installed when tokens are set (a page cannot know them: they travel in headers, never
 in cookies) or when `--allow-unauthenticated` opens the server to a network on purpose.
+
+`cors_allow_origins` names the origins whose pages may call the API from a browser, as
+Chroma's setting of that name does: `CorsMiddleware` answers their CORS preflights before
+auth (a browser sends no token with a preflight) and marks every answer to them, errors
+included, readable by the page. The guard lets a listed origin through too; the `Host`
+check still holds. `"*"` (any page) needs tokens (`server_config`), so it never reaches the
+guard.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Collection
 from urllib.parse import urlsplit
 
-from huedb.errors import ChromaAuthError
-from huedb.server.asgi import ASGIApp, Receive, Scope, Send
-from huedb.server.error_body import send_exception
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+
+from huedb.errors import ChromaAuthError, http_error
+from huedb.server.asgi import ASGIApp, Message, Receive, Scope, Send
+from huedb.server.error_body import send_error, send_exception
 from huedb.server.server_config import is_loopback
 
 
@@ -44,10 +57,11 @@ def _origin_authority(origin: str) -> str | None:
 
 class BrowserGuardMiddleware:
     """403 for a request addressed to another name than a loopback one (DNS rebinding), or
-    sent from a page of another origin (a cross-site request)."""
+    sent from a page of another origin (a cross-site request) than `allowed_origins`."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, allowed_origins: Collection[str] = ()) -> None:
         self.app = app
+        self.allowed_origins = frozenset(o.encode("latin-1") for o in allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,13 +76,62 @@ class BrowserGuardMiddleware:
                 f"Host {host!r} is not a loopback name: a server without tokens answers only "
                 "requests addressed to localhost, 127.0.0.1 or ::1"
             )
-        elif origin is not None and _origin_authority(origin.decode("latin-1")) != host:
+        elif (
+            origin is not None
+            and origin not in self.allowed_origins
+            and _origin_authority(origin.decode("latin-1")) != host
+        ):
             refusal = (
                 "a request from a web page of another origin: a server without tokens "
-                "answers only its own pages and clients that are not browsers"
+                "answers only its own pages, those of cors_allow_origins and clients that "
+                "are not browsers"
             )
         if refusal is None:
             await self.app(scope, receive, send)
             return
         where = f"{scope['method']} {scope['path']}"
         await send_exception(send, ChromaAuthError(refusal), where)
+
+
+class CorsMiddleware(CORSMiddleware):
+    """Starlette's CORS for the origins of `cors_allow_origins` (or `"*"`), every method and
+    header: a page may send `Authorization`, `X-Chroma-Token`, `Content-Type` and any header
+    its chromadb client is given (the preflight's answer names the headers it asks for). No
+    credentials (cookies): tokens travel in headers.
+
+    A preflight from another origin is not answered here: it goes on, as any request, to the
+    guard or auth, which refuse it (403 / 401).
+
+    An unexpected error (500) is answered here too, marked: Starlette answers it in its
+    outermost middleware, outside this one, which then only logs it and raises it again."""
+
+    def __init__(self, app: ASGIApp, allow_origins: Collection[str]) -> None:
+        super().__init__(app, allow_origins=allow_origins, allow_methods=["*"], allow_headers=["*"])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if (
+            scope["method"] == "OPTIONS"
+            and origin is not None
+            and not self.is_allowed_origin(origin)
+        ):
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, watch)
+        except Exception as exc:
+            if not started:
+                marked = functools.partial(self.send, send=watch, request_headers=headers)
+                await send_error(marked, *http_error(exc))
+            raise

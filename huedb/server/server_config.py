@@ -8,6 +8,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import socket
 import ssl
 import string
@@ -67,11 +68,21 @@ MAX_TIMEOUT_S = 86400.0
 MAX_PORT = 65535
 ENV_CONFIG = "HUEDB_SERVER_CONFIG_JSON"
 ENV_ALLOW_RESET = "HUEDB_ALLOW_RESET"
+ENV_CORS = "HUEDB_CORS_ALLOW_ORIGINS"
+# Chroma's variables for its `cors_allow_origins`: its 1.x server's (the `CHROMA_` prefix of
+# its YAML keys) and its Python server's, which the chromadb JS client's connection error
+# names. All three hold a JSON list (Chroma's form) or origins separated by commas.
+CHROMA_CORS = ("CHROMA_CORS_ALLOW_ORIGINS", "CHROMA_SERVER_CORS_ALLOW_ORIGINS")
+# An origin as a browser sends it in `Origin`: scheme://host[:port], nothing else.
+_ORIGIN = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#@\s]+)")
+_HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 # The HUEDB_* variables `huedb run` reads besides the engine options' HUEDB_<OPTION>.
 SERVER_ENVIRONMENT = (
     "HUEDB_AUTH_TOKENS",
     "HUEDB_AUTH_TOKENS_FILE",
     ENV_ALLOW_RESET,
+    ENV_CORS,
     "HUEDB_FIGURES_TTL_S",  # server/metrics_cache.py
     ENV_CONFIG,  # set by `huedb run` for its workers
 )
@@ -107,6 +118,7 @@ SETTINGS: dict[str, type] = {
     "max_header_bytes": int,
     "metrics_public": bool,
     "log_format": str,
+    "cors_allow_origins": list,
 }
 UNITS = {
     "max_body_bytes": "bytes",
@@ -118,7 +130,13 @@ TLS_FILES = {
     "ssl_certfile": ("--ssl-certfile", "certificate"),
     "ssl_keyfile": ("--ssl-keyfile", "private key"),
 }
-KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+KINDS = {
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    list: "a list of origins",
+}
 # What a config file may give each engine option, and how to say it.
 ENGINE_KINDS: dict[str, tuple[tuple[type, ...], str]] = {
     f.name: ((int, str), 'a whole number of bytes or a size with a unit ("2GiB")')
@@ -167,6 +185,9 @@ class ServerConfig:
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES  # request line and headers
     metrics_public: bool = False  # GET /metrics without a token
     log_format: str = "text"  # or "json": one object per line (server/log_context.py)
+    # Origins of web pages that may call the API from a browser (CORS); "*" alone: any page,
+    # only with tokens (browser_guard.py).
+    cors_allow_origins: list[str] = field(default_factory=list)
     engine: EngineOptions = field(default_factory=EngineOptions)
     tokens: list[TokenEntry] = field(default_factory=list)
 
@@ -215,6 +236,13 @@ class ServerConfig:
                 f"log_format must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}"
             )
         check_token_conflicts(self.tokens)
+        if "*" in self.cors_allow_origins and not self.tokens:
+            raise ConfigError(
+                "cors_allow_origins '*' lets every web page its visitors open read and write "
+                "the database through their browsers, and this server has no tokens: set "
+                "tokens (HUEDB_AUTH_TOKENS, --auth-tokens-file or [auth] in --config), or "
+                "list the origins of your pages instead of '*'"
+            )
         if (
             not self.tokens
             and not self.allow_unauthenticated
@@ -240,6 +268,111 @@ def check_setting(key: str, value: Any, where: str = "") -> None:
             f"{flag} ({key}) is empty{where}: give the path of the TLS {kind}, or leave out "
             "both --ssl-certfile and --ssl-keyfile to serve plain HTTP"
         )
+    if key == "cors_allow_origins":
+        check_origins(value, key, where)
+
+
+def check_origins(origins: list, label: str, where: str = "") -> None:
+    """Origins as browsers send them in `Origin` (`scheme://host[:port]`: lower case, no
+    default port, no path, not even `/`), or `"*"` alone; anything else is refused, since it
+    could never match a page (or would match more than meant)."""
+    for n, origin in enumerate(origins, 1):
+        if not isinstance(origin, str):
+            shown = "null" if origin is None else repr(origin)
+            raise ConfigError(f"{label} item #{n} must be a string, not {shown}{where}")
+        if origin == "*":
+            if len(origins) > 1:
+                raise ConfigError(
+                    f"{label}: '*' (every origin) must be the only item{where}, not one of "
+                    f"{len(origins)}"
+                )
+            continue
+        canonical = origin_as_sent(origin)
+        if canonical is None:
+            raise ConfigError(
+                f"{label}: {origin!r} is not an origin{where}: write scheme://host[:port] "
+                "(http://localhost:3000, https://app.example.com), without a path, or '*'"
+            )
+        if canonical != origin:
+            raise ConfigError(
+                f"{label}: {origin!r} would never match{where}: browsers send this origin "
+                f"as {canonical!r}; write that"
+            )
+
+
+def origin_as_sent(origin: str) -> str | None:
+    """`origin` as a browser writes it in `Origin` (lower-case scheme and host, IPv6
+    compressed, no default port), or None when it is not `scheme://host[:port]` (a path,
+    a query, user info, white space, a host that is not ASCII or a port out of range)."""
+    match = _ORIGIN.fullmatch(origin)
+    if match is None:
+        return None
+    scheme = match["scheme"].lower()
+    host, colon, port = match["authority"].rpartition(":")
+    if host.endswith(":") or host.startswith("[") != host.endswith("]"):
+        host, port = match["authority"], ""  # an IPv6 address without a port
+    elif colon and not port:
+        return None  # `host:`
+    elif not colon:
+        host = port  # no port
+        port = ""
+    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= MAX_PORT):
+        return None
+    if host.startswith("["):
+        if not host.endswith("]") or "%" in host:  # `[::1`, a zone (`[fe80::1%eth0]`)
+            return None
+        try:
+            host = f"[{ipaddress.IPv6Address(host[1:-1])}]"
+        except ValueError:
+            return None
+    else:
+        host = host.lower()
+        if not host.isascii() or not _HOST_NAME.fullmatch(host):
+            return None
+    if port and int(port) == DEFAULT_PORTS.get(scheme):
+        port = ""
+    return f"{scheme}://{host}" + (f":{int(port)}" if port else "")
+
+
+def parse_origin_list(raw: str, source: str) -> list[str]:
+    """Origins from a variable or flag: a JSON list (`["http://localhost:3000"]`, Chroma's
+    form; `[]` for none) or origins separated by commas. Set but empty is refused, never
+    read as unset."""
+    text = raw.strip()
+    if text.startswith("["):
+        try:
+            origins = json.loads(text)
+        except ValueError as exc:
+            raise ConfigError(f"{source} is not a JSON list of origins: {exc}") from None
+    else:
+        origins = [item.strip() for item in text.split(",") if item.strip()]
+        if not origins:
+            raise ConfigError(
+                f"{source} is set but holds no origin: list them "
+                "(http://localhost:3000,https://app.example.com) or write [] for none"
+            )
+    check_type(source, origins, (list,), "a list of origins")
+    check_origins(origins, source)
+    return origins
+
+
+def origins_from_environment(env: Mapping[str, str]) -> list[str] | None:
+    """The CORS origins of HUEDB_CORS_ALLOW_ORIGINS and Chroma's CHROMA_CORS_ALLOW_ORIGINS
+    and CHROMA_SERVER_CORS_ALLOW_ORIGINS (merged), None when none is set. Chroma's names
+    spelt in lower case are refused: huedb would ignore them."""
+    for name in sorted(env):
+        upper = name.upper()
+        if name != upper and upper in CHROMA_CORS:
+            raise ConfigError(
+                f"{name} is spelt in lower case: huedb reads Chroma's settings by their "
+                f"upper-case names only, so it would be ignored; rename it {upper}"
+            )
+    given = [parse_origin_list(env[name], name) for name in (ENV_CORS, *CHROMA_CORS) if name in env]
+    if not given:
+        return None
+    merged = list(dict.fromkeys(origin for origins in given for origin in origins))
+    check_origins(merged, " + ".join(name for name in (ENV_CORS, *CHROMA_CORS) if name in env))
+    return merged
 
 
 def check_type(
