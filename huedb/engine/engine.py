@@ -215,6 +215,12 @@ class Engine:
         with self._lock, self._store.read() as db:
             return db.get_tenant(name)
 
+    def delete_empty_tenant(self, name: str) -> None:
+        """Delete a tenant that holds no database (neither Chroma's API nor huedb's deletes
+        tenants: operations use it to undo what they created)."""
+        with self._lock, self._store.write() as db:
+            db.delete_empty_tenant(name)
+
     def create_database(self, name: str, tenant: str) -> None:
         validate_name(name, what=None)
         with self._lock, self._store.write() as db:
@@ -259,6 +265,12 @@ class Engine:
                 except NotFoundError:
                     pass
             return db.insert_collection(db_id, name, metadata, configuration)
+
+    def fix_dimension(self, collection_uuid: str, dimension: int) -> None:
+        """Give a collection that has no dimension yet (no vector written) this one, as
+        the first vector written would (operations carrying over a source's dimension)."""
+        with self._lock, self._store.write() as db:
+            db.set_dimension(db.collection_by_uuid(collection_uuid).cid, dimension)
 
     def get_collection(self, name: str, tenant: str, database: str) -> CollectionRow:
         with self._lock, self._store.read() as db:

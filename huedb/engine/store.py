@@ -114,6 +114,11 @@ class StoreSession(Protocol):
         """`{"name": name}`; NotFoundError if missing."""
         ...
 
+    def delete_empty_tenant(self, name: str) -> None:
+        """Delete a tenant that holds no database (NotFoundError if missing,
+        InvalidArgumentError if it holds one)."""
+        ...
+
     def create_database(self, name: str, tenant: str) -> None:
         """NotFoundError for a missing tenant, then AlreadyExistsError."""
         ...

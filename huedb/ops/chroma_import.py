@@ -20,19 +20,17 @@ the target). Collections are matched by tenant, database and name.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from huedb.api.client import Client
 from huedb.api.collection import Collection
 from huedb.api.collection_config import create_configuration
 from huedb.api.collection_schema import parse_schema, vector_index_config
 from huedb.engine.catalog import validate_name, validate_tenant_name
+from huedb.engine.engine import Engine
 from huedb.engine.hnsw_config import collection_space
 from huedb.errors import InvalidArgumentError, NotFoundError
 from huedb.ops.chroma_dir import ChromaCollection, ChromaDirectory
@@ -43,9 +41,6 @@ from huedb.ops.store import describe, store_client, store_url
 from huedb.record_batch import RecordBatch
 
 logger = logging.getLogger(__name__)
-
-# The id of the record added and deleted again to fix an emptied collection's dimension.
-DIMENSION_PROBE_ID = "huedb-migrate-chroma-dimension"
 
 
 @dataclass
@@ -259,18 +254,13 @@ def _remove_created(client: Client, created: _Created) -> None:
 
 
 def _drop_tenant(client: Client, tenant: str) -> None:
-    """Delete a tenant that holds no database.
+    """Delete a tenant that holds no database (neither huedb's API nor Chroma's can)."""
+    _engine(client).delete_empty_tenant(tenant)
 
-    Neither huedb's API nor Chroma's can delete a tenant, so this deletes its row in the
-    store's catalog directly, in one write transaction of the engine the client runs on
-    (the SQLite or the PostgreSQL store, which both keep tenants in a `tenants` table).
-    """
-    engine = client._server.engine  # type: ignore[attr-defined]  # a local client's engine
-    with engine._lock, engine._store.write() as db:
-        if db.list_databases(tenant, 1, 0):
-            raise InvalidArgumentError(f"tenant {tenant!r} holds databases")
-        mark = "?" if isinstance(db._conn, sqlite3.Connection) else "%s"
-        db._conn.execute(f"DELETE FROM tenants WHERE name = {mark}", (tenant,))
+
+def _engine(client: Client) -> Engine:
+    """The engine a local client (`store_client`'s) runs on."""
+    return client._server.engine  # type: ignore[attr-defined, no-any-return]
 
 
 def _migrate_collection(
@@ -313,7 +303,7 @@ def _migrate_collection(
     result.skipped = max(0, total - result.records)
     if existing is not None:
         result.deleted = _delete_missing(target, written, batch_size)
-    _keep_dimension(target, collection)
+    _keep_dimension(client, target, collection)
     result.warnings = differences(client, target, collection.definition())
     if existing is not None:
         result.warnings += _metadata_difference(target, collection)
@@ -331,17 +321,13 @@ def _migrate_collection(
     return result
 
 
-def _keep_dimension(target: Collection, collection: ChromaCollection) -> None:
+def _keep_dimension(client: Client, target: Collection, collection: ChromaCollection) -> None:
     """Give a target collection left without records (and so without a dimension) the
     dimension the source collection has fixed, as Chroma keeps it after every record is
-    deleted: huedb fixes it with the first vector written, so one is added and deleted."""
+    deleted (huedb fixes it with the first vector written)."""
     if collection.dimension is None or target.get_model().dimension is not None:
         return
-    if target.count():
-        return
-    vector = np.ones((1, collection.dimension), dtype=np.float32)
-    target.add(ids=[DIMENSION_PROBE_ID], embeddings=vector)
-    target.delete(ids=[DIMENSION_PROBE_ID])
+    _engine(client).fix_dimension(str(target.id), collection.dimension)
 
 
 def _mirror_definition(target: Collection, collection: ChromaCollection) -> None:

@@ -83,6 +83,14 @@ class CatalogSQL(SessionBase):
             raise NotFoundError(f"Tenant [{name}] not found")
         return {"name": name}
 
+    def delete_empty_tenant(self, name: str) -> None:
+        # The tenant row is locked (exclusive) so no database is created in it meanwhile.
+        if not self.run("SELECT 1 FROM tenants WHERE name = %s FOR UPDATE", (name,)).fetchone():
+            raise NotFoundError(f"Tenant [{name}] not found")
+        if self.run("SELECT 1 FROM databases WHERE tenant = %s LIMIT 1", (name,)).fetchone():
+            raise InvalidArgumentError(f"Tenant [{name}] holds databases")
+        self.run("DELETE FROM tenants WHERE name = %s", (name,))
+
     def create_database(self, name: str, tenant: str) -> None:
         # The tenant row is locked (shared) so a concurrent delete cannot orphan the database.
         if not self.run(

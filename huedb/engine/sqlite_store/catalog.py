@@ -45,6 +45,12 @@ class CatalogSQL:
             raise NotFoundError(f"Tenant [{name}] not found")
         return {"name": name}
 
+    def delete_empty_tenant(self, name: str) -> None:
+        self.get_tenant(name)
+        if self._conn.execute("SELECT 1 FROM databases WHERE tenant = ?", (name,)).fetchone():
+            raise InvalidArgumentError(f"Tenant [{name}] holds databases")
+        self._conn.execute("DELETE FROM tenants WHERE name = ?", (name,))
+
     def create_database(self, name: str, tenant: str) -> None:
         self.get_tenant(tenant)
         exists = self._conn.execute(
