@@ -864,3 +864,44 @@ def test_no_collection_is_created_in_a_database_deleted_meanwhile(
             "(SELECT 1 FROM databases d WHERE d.id = c.database_id)"
         ).fetchall()
     assert orphans == []
+
+
+def test_a_node_opening_removes_snapshots_of_collections_deleted_elsewhere(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """A collection deleted through another node leaves this node's snapshot files behind
+    while it is away; opening the store again (an embedded client's open, as a server's
+    start) removes them, and keeps those of collections that still exist."""
+    from huedb.engine.engine import Engine
+
+    options = EngineOptions(store=pg_url, exact_max_floats=100)
+    vectors = np.random.default_rng(5).standard_normal((60, DIM)).astype(np.float32)
+    everything = compile_filter(None, None, None)
+    node_a, node_b = tmp_path / "a", tmp_path / "b"
+    engine = Engine(node_a, options)
+    try:
+        kept = engine.create_collection("kept", None, {}, False, TENANT, DATABASE)
+        gone = engine.create_collection("gone", None, {}, False, TENANT, DATABASE)
+        for col in (kept, gone):
+            ids = [f"r{i}" for i in range(len(vectors))]
+            engine.add(col.uuid, RecordBatch(ids=ids, embeddings=vectors))
+            engine.query(col.uuid, vectors[:1], 3, everything, False)
+    finally:
+        engine.close()  # writes the graphs' snapshots
+
+    def snapshot_owners() -> set[str]:
+        return {p.name.split(".")[0] for p in (node_a / "index").iterdir()}
+
+    assert {kept.uuid, gone.uuid} <= snapshot_owners()
+    other = Engine(node_b, options)
+    try:
+        other.delete_collection("gone", TENANT, DATABASE)
+    finally:
+        other.close()
+    assert gone.uuid in snapshot_owners()  # node A was away
+    engine = Engine(node_a, options)
+    try:
+        assert gone.uuid not in snapshot_owners()
+        assert kept.uuid in snapshot_owners()
+    finally:
+        engine.close()
