@@ -145,6 +145,17 @@ def test_any_origin_needs_tokens(tmp_path: Path) -> None:
         ("file", ["http://user@localhost:3000"], "is not an origin"),
         ("file", ["http://localhost:99999"], "is not an origin"),
         ("file", [f" {APP}"], "is not an origin"),
+        # Origins no browser sends: a scheme whose pages send `null`, an IPv4 host in a
+        # form browsers rewrite or no address at all, non-ASCII white space.
+        ("file", ["ftp://a:21"], "'ftp://a:21' is not an origin"),
+        ("file", ["file://x"], "'file://x' is not an origin"),
+        ("file", ["javascript://x"], "'javascript://x' is not an origin"),
+        ("file", ["http://127.1:3000"], "'http://127.1:3000' is not an origin"),
+        ("file", ["http://0x7f.0.0.1:3000"], "is not an origin"),
+        ("file", ["http://2130706433"], "is not an origin"),
+        ("file", ["http://256.1.1.1"], "is not an origin"),
+        ("file", ["http://1.2.3.4.5"], "is not an origin"),
+        ("HUEDB_CORS_ALLOW_ORIGINS", f"{APP}\u3000", "is not an origin"),
         (
             "file",
             ["HTTP://LocalHost:3000"],
@@ -293,6 +304,27 @@ def test_any_origin_with_tokens(tmp_path: Path) -> None:
                 headers["Authorization"] = f"Bearer {token}"
             got = httpx.get(f"{server.url}{DB}/collections", headers=headers, timeout=30)
             assert got.status_code == status and got.headers[ACAO] == "*"
+
+
+def test_public_metrics_are_never_marked(tmp_path: Path) -> None:
+    """`--metrics-public` opens /metrics to a Prometheus, not to web pages: with `"*"` (or a
+    listed origin) a page would otherwise read every tenant's collection names from it
+    through its visitors' browsers, without a token."""
+    args = ("--cors-allow-origins", "*", "--metrics-public")
+    with huedb_server(tmp_path / "data", *args, env=TOKENS_ENV) as server:
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        created = httpx.post(
+            f"{server.url}{DB}/collections", json={"name": "secret-plans"}, headers=headers
+        )
+        assert created.status_code == 200, created.text
+        page = {"Origin": "https://anywhere.example"}
+        scraped = httpx.get(f"{server.url}/metrics", headers=page, timeout=30)
+        assert scraped.status_code == 200 and "secret-plans" in scraped.text  # a scraper reads it
+        assert ACAO not in scraped.headers  # a page cannot
+        answer = preflight(server.url, "https://anywhere.example", "GET", "/metrics")
+        assert ACAO not in answer.headers
+        listed = httpx.get(f"{server.url}{DB}/collections", headers={**page, **headers})
+        assert listed.headers[ACAO] == "*"  # the API itself is still marked
 
 
 def test_without_the_setting_nothing_changes(tmp_path: Path) -> None:

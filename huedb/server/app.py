@@ -115,7 +115,9 @@ def create_app(config: ServerConfig) -> FastAPI:
     elif not config.allow_unauthenticated:
         app.add_middleware(BrowserGuardMiddleware, allowed_origins=config.cors_allow_origins)
     if config.cors_allow_origins:
-        app.add_middleware(CorsMiddleware, allow_origins=config.cors_allow_origins)
+        app.add_middleware(
+            CorsMiddleware, allow_origins=config.cors_allow_origins, unmarked_paths={METRICS_PATH}
+        )
     app.add_middleware(RequestMetricsMiddleware, routes=lambda: app.routes)
     return app
 

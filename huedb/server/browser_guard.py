@@ -100,16 +100,26 @@ class CorsMiddleware(CORSMiddleware):
     credentials (cookies): tokens travel in headers.
 
     A preflight from another origin is not answered here: it goes on, as any request, to the
-    guard or auth, which refuse it (403 / 401).
+    guard or auth, which refuse it (403 / 401), or to the router (405 on open paths).
+
+    Answers on `unmarked_paths` are never marked: `/metrics`, which a Prometheus (not a
+    browser) reads, may be open (`metrics_public`), and a page must not read every tenant's
+    collection names from it through its visitors' browsers.
 
     An unexpected error (500) is answered here too, marked: Starlette answers it in its
     outermost middleware, outside this one, which then only logs it and raises it again."""
 
-    def __init__(self, app: ASGIApp, allow_origins: Collection[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        allow_origins: Collection[str],
+        unmarked_paths: Collection[str] = (),
+    ) -> None:
         super().__init__(app, allow_origins=allow_origins, allow_methods=["*"], allow_headers=["*"])
+        self._unmarked_paths = frozenset(unmarked_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self._unmarked_paths:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)

@@ -76,7 +76,14 @@ CHROMA_CORS = ("CHROMA_CORS_ALLOW_ORIGINS", "CHROMA_SERVER_CORS_ALLOW_ORIGINS")
 # An origin as a browser sends it in `Origin`: scheme://host[:port], nothing else.
 _ORIGIN = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#@\s]+)")
 _HOST_NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
-DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# Schemes whose pages send no origin of their own (`Origin: null`, or no request at all);
+# others are web pages' (http, https), extensions' and app webviews' (tauri:, capacitor:).
+NO_ORIGIN_SCHEMES = frozenset(
+    {"file", "data", "javascript", "about", "blob", "filesystem", "ftp", "ws", "wss"}
+)
+# A last host label a browser reads as a number: the host is then an IPv4 address.
+_NUMERIC_LABEL = re.compile(r"0x[0-9a-f]*|[0-9]+")
 # The HUEDB_* variables `huedb run` reads besides the engine options' HUEDB_<OPTION>.
 SERVER_ENVIRONMENT = (
     "HUEDB_AUTH_TOKENS",
@@ -291,7 +298,8 @@ def check_origins(origins: list, label: str, where: str = "") -> None:
         if canonical is None:
             raise ConfigError(
                 f"{label}: {origin!r} is not an origin{where}: write scheme://host[:port] "
-                "(http://localhost:3000, https://app.example.com), without a path, or '*'"
+                "(http://localhost:3000, https://app.example.com), without a path, of a "
+                "scheme whose pages have an origin, with an IPv4 host in dotted form, or '*'"
             )
         if canonical != origin:
             raise ConfigError(
@@ -303,11 +311,15 @@ def check_origins(origins: list, label: str, where: str = "") -> None:
 def origin_as_sent(origin: str) -> str | None:
     """`origin` as a browser writes it in `Origin` (lower-case scheme and host, IPv6
     compressed, no default port), or None when it is not `scheme://host[:port]` (a path,
-    a query, user info, white space, a host that is not ASCII or a port out of range)."""
+    a query, user info, white space, a host that is not ASCII, a port out of range, a
+    scheme whose pages send no origin of their own, an IPv4 host not in the dotted form
+    browsers send or no address at all)."""
     match = _ORIGIN.fullmatch(origin)
     if match is None:
         return None
     scheme = match["scheme"].lower()
+    if scheme in NO_ORIGIN_SCHEMES:
+        return None
     host, colon, port = match["authority"].rpartition(":")
     if host.endswith(":") or host.startswith("[") != host.endswith("]"):
         host, port = match["authority"], ""  # an IPv6 address without a port
@@ -329,6 +341,13 @@ def origin_as_sent(origin: str) -> str | None:
         host = host.lower()
         if not host.isascii() or not _HOST_NAME.fullmatch(host):
             return None
+        if _NUMERIC_LABEL.fullmatch(host.rstrip(".").rpartition(".")[2]):
+            # `127.1`, `0x7f.0.0.1`, `2130706433` reach 127.0.0.1 as browsers parse them
+            # (and `256.1.1.1` none): only the dotted form they send can match.
+            try:
+                host = str(ipaddress.IPv4Address(host))
+            except ValueError:
+                return None
     if port and int(port) == DEFAULT_PORTS.get(scheme):
         port = ""
     return f"{scheme}://{host}" + (f":{int(port)}" if port else "")
@@ -338,14 +357,14 @@ def parse_origin_list(raw: str, source: str) -> list[str]:
     """Origins from a variable or flag: a JSON list (`["http://localhost:3000"]`, Chroma's
     form; `[]` for none) or origins separated by commas. Set but empty is refused, never
     read as unset."""
-    text = raw.strip()
+    text = raw.strip(" \t\r\n")
     if text.startswith("["):
         try:
             origins = json.loads(text)
         except ValueError as exc:
             raise ConfigError(f"{source} is not a JSON list of origins: {exc}") from None
     else:
-        origins = [item.strip() for item in text.split(",") if item.strip()]
+        origins = [item.strip(" \t\r\n") for item in text.split(",") if item.strip(" \t\r\n")]
         if not origins:
             raise ConfigError(
                 f"{source} is set but holds no origin: list them "
