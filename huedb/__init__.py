@@ -1,10 +1,13 @@
 """huedb: a vector database with Chroma's API, safe for many processes on one directory."""
 
 from huedb import errors, utils
-from huedb.api.async_client import AsyncHttpClient
+from huedb.api.async_client import AsyncClientAPI, AsyncHttpClient
 from huedb.api.client import (
+    AdminAPI,
     AdminClient,
     Client,
+    ClientAPI,
+    CloudClient,
     EphemeralClient,
     HttpClient,
     PersistentClient,
@@ -76,11 +79,15 @@ __all__ = [
     "FtsIndexConfig",
     "FloatInvertedIndexConfig",
     "BoolInvertedIndexConfig",
+    "AdminAPI",
     "AdminClient",
+    "AsyncClientAPI",
     "AsyncHttpClient",
     "DEFAULT_DATABASE",
     "DEFAULT_TENANT",
     "Client",
+    "ClientAPI",
+    "CloudClient",
     "Cmek",
     "Collection",
     "CollectionMetadata",

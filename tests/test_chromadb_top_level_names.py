@@ -39,3 +39,20 @@ def test_token_transport_header_enum(tmp_path: Path) -> None:
             assert client.list_collections() == []
             client.close()
     assert TokenTransportHeader.X_CHROMA_TOKEN == chromadb.TokenTransportHeader.X_CHROMA_TOKEN
+
+
+CLIENT_TYPES = ("ClientAPI", "AsyncClientAPI", "AdminAPI", "CloudClient")
+
+
+def test_client_types_are_top_level_names(tmp_path: Path) -> None:
+    """chromadb's top-level client types (not in its `__all__`, but in annotations such as
+    `chromadb.ClientAPI` and in `from chromadb import ClientAPI`) are huedb's too, and
+    huedb's clients are instances of them."""
+    for name in CLIENT_TYPES:
+        assert hasattr(chromadb, name), name
+        assert hasattr(huedb, name), name
+        assert name in huedb.__all__, name
+    client = huedb.PersistentClient(path=str(tmp_path / "data"))
+    assert isinstance(client, huedb.ClientAPI)
+    assert isinstance(huedb.AdminClient(client.get_settings()), huedb.AdminAPI)
+    client.close()

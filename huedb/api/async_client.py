@@ -11,9 +11,15 @@ import functools
 import inspect
 from typing import Any
 
-from huedb.api.client import Client, HttpClient
+from huedb.api.client import Client, claim_http_settings, connect_http, is_connect_error
 from huedb.api.collection import Collection
-from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, Settings
+from huedb.config import (
+    ASYNC_HTTP_API_IMPL,
+    DEFAULT_DATABASE,
+    DEFAULT_TENANT,
+    Settings,
+    settings_of,
+)
 
 _COLLECTION_RETURNING = frozenset(
     {"create_collection", "get_collection", "get_or_create_collection", "get_collection_by_id"}
@@ -80,8 +86,26 @@ async def AsyncHttpClient(  # noqa: N802 - chromadb's factory name
     tenant: str = DEFAULT_TENANT,
     database: str = DEFAULT_DATABASE,
 ) -> AsyncClient:
-    """Connect to a server; the returned client's I/O methods are awaited, as chromadb's are."""
-    client = await asyncio.to_thread(
-        HttpClient, host, port, ssl, headers, settings, tenant, database
-    )
+    """Connect to a server; the returned client's I/O methods are awaited, as chromadb's are.
+
+    The arguments and settings are checked and claimed as chromadb's `AsyncHttpClient`
+    does (`claim_http_settings`, with `chroma_api_impl` its AsyncFastAPI). Unlike
+    chromadb's async client, which sends no auth header, `chroma_client_auth_provider`
+    works here as in `HttpClient`."""
+    settings = settings_of(settings)
+    host, port, ssl = claim_http_settings(settings, ASYNC_HTTP_API_IMPL, host, port, ssl, headers)
+    try:
+        client = await asyncio.to_thread(connect_http, settings, host, port, ssl, tenant, database)
+    except ValueError as exc:
+        # chromadb's async client asks for its identity first, without the sync client's
+        # ValueError: a server it cannot reach raises httpx's ConnectError.
+        if is_connect_error(exc.__cause__):
+            raise exc.__cause__ from None
+        raise
     return AsyncClient(client)
+
+
+# chromadb's async client types (`chromadb.AsyncClientAPI`, `chromadb.api.AsyncAdminAPI`):
+# huedb's one `AsyncClient` class is both.
+AsyncClientAPI = AsyncClient
+AsyncAdminAPI = AsyncClient

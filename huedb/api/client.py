@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import os
+import string
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,10 +30,12 @@ from huedb.config import (
     HTTP_API_IMPL,
     LOCAL_API_IMPL,
     Settings,
+    TokenTransportHeader,
+    _env_value,
     settings_of,
 )
 from huedb.engine.registry import acquire_engine, close_all_engines, release_engine
-from huedb.errors import ConfigError, InvalidArgumentError
+from huedb.errors import ChromaAuthError, ChromaError, ConfigError, InvalidArgumentError
 
 # The path of Chroma's v2 API, which `HttpServerAPI` adds to the server's base URL.
 API_V2_PATH = "/api/v2"
@@ -79,11 +85,65 @@ def resolve_url(host: str, ssl_enabled: bool, default_api_path: str, port: int |
     return urlunparse((scheme, net_loc, quote(path.replace("//", "/")), "", "", ""))
 
 
+# chromadb's client auth providers (`chroma_client_auth_provider`), the only ones huedb's
+# HTTP client knows: they are chromadb classes, which huedb does not import.
+TOKEN_AUTH_CLIENT_PROVIDER = "chromadb.auth.token_authn.TokenAuthClientProvider"
+BASIC_AUTH_CLIENT_PROVIDER = "chromadb.auth.basic_authn.BasicAuthClientProvider"
+_TOKEN_HEADERS = [
+    TokenTransportHeader.AUTHORIZATION.value,
+    TokenTransportHeader.X_CHROMA_TOKEN.value,
+]
+_TOKEN_CHARS = frozenset(string.digits + string.ascii_letters + string.punctuation)
+CONNECT_ERROR_MESSAGE = "Could not connect to a Chroma server. Are you sure it is running?"
+OVERWRITE_FROM_AUTH = "chroma_overwrite_singleton_tenant_database_access_from_auth"
+
+
+def auth_headers(settings: Settings) -> dict[str, str]:
+    """The auth header of the settings' `chroma_client_auth_provider`, as chromadb's
+    providers make it (with their ValueErrors):
+
+    - `TokenAuthClientProvider`: `Authorization: Bearer <token>`, or `X-Chroma-Token:
+      <token>` when `chroma_auth_token_transport_header` says so (no other header);
+    - `BasicAuthClientProvider`: `Authorization: Basic base64(<user:password>)`.
+
+    Unlike chromadb, credentials without a provider act as the token provider's (huedb's
+    own tools and clients pass the token alone); chromadb sends nothing then.
+    """
+    provider = settings.chroma_client_auth_provider
+    credentials = settings.chroma_client_auth_credentials
+    if not provider:
+        if not credentials:
+            return {}
+        provider = TOKEN_AUTH_CLIENT_PROVIDER
+    if provider not in (TOKEN_AUTH_CLIENT_PROVIDER, BASIC_AUTH_CLIENT_PROVIDER):
+        raise ConfigError(
+            f"chroma_client_auth_provider={provider!r}: huedb's client knows chromadb's "
+            f"{TOKEN_AUTH_CLIENT_PROVIDER} and {BASIC_AUTH_CLIENT_PROVIDER}; send other "
+            "headers with HttpClient(headers=...) or chroma_server_headers"
+        )
+    if credentials is None:
+        raise ValueError("Missing required config value 'chroma_client_auth_credentials'")
+    secret = str(credentials)
+    if provider == BASIC_AUTH_CLIENT_PROVIDER:
+        return {"Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
+    if not all(c in _TOKEN_CHARS for c in secret):
+        raise ValueError("Invalid token. Must contain only ASCII letters, digits, and punctuation.")
+    transport = settings.chroma_auth_token_transport_header
+    if not transport:
+        return {"Authorization": f"Bearer {secret}"}
+    header = next((h for h in _TOKEN_HEADERS if h == transport), None)
+    if header is None:
+        raise ValueError(
+            f"Invalid token transport header: {transport}. Must be one of {_TOKEN_HEADERS}"
+        )
+    return {header: f"Bearer {secret}" if header == "Authorization" else secret}
+
+
 def _http_server_api(
     settings: Settings, host: str, port: int | None, ssl: bool, headers: dict[str, str] | None
 ) -> ServerAPI:
-    """A server's API over HTTP, with the settings' headers (then `headers`), token and TLS
-    verification."""
+    """A server's API over HTTP, with the settings' headers (then `headers`), auth header
+    and TLS verification; no timeout, as chromadb's client."""
     # Imported here, not at the top: httpx costs ~65 ms of import time that embedded
     # users never need (measured with `python -X importtime -c "import huedb"`).
     from huedb.api.http import HttpServerAPI
@@ -97,13 +157,7 @@ def _http_server_api(
     base_url = resolve_url(host, ssl, api_path, port).removesuffix(API_V2_PATH)
     all_headers = dict(settings.chroma_server_headers or {})
     all_headers.update(headers or {})
-    token = settings.chroma_client_auth_credentials
-    if token:
-        header = (settings.chroma_auth_token_transport_header or "Authorization").strip()
-        if header.lower() == "x-chroma-token":
-            all_headers["X-Chroma-Token"] = token
-        else:
-            all_headers["Authorization"] = f"Bearer {token}"
+    all_headers.update(auth_headers(settings))
     verify = settings.chroma_server_ssl_verify
     return HttpServerAPI(
         base_url,
@@ -111,6 +165,7 @@ def _http_server_api(
         verify=True if verify is None else verify,
         keepalive_s=settings.chroma_http_keepalive_secs,
         max_connections=settings.chroma_http_max_connections,
+        max_keepalive_connections=getattr(settings, "chroma_http_max_keepalive_connections", None),
     )
 
 
@@ -127,10 +182,11 @@ def _server_api(settings: Settings) -> ServerAPI:
                     f"Missing required config value {name!r}: chroma_api_impl={impl} "
                     "connects to a server"
                 )
+        port = settings.chroma_server_http_port
         return _http_server_api(
             settings,
             str(settings.chroma_server_host),
-            settings.chroma_server_http_port,
+            int(port) if isinstance(port, str) else port,  # chromadb's Settings make it an int
             settings.chroma_server_ssl_enabled,
             None,
         )
@@ -145,12 +201,69 @@ def _server_api(settings: Settings) -> ServerAPI:
     )
 
 
+def _overwrite_from_auth(settings: Settings) -> bool:
+    """chromadb's `chroma_overwrite_singleton_tenant_database_access_from_auth` (a setting
+    huedb keeps among the extras; CHROMA_OVERWRITE_... from the environment too)."""
+    value = getattr(settings, OVERWRITE_FROM_AUTH, None)
+    if value is None:
+        env = {key.lower(): raw for key, raw in os.environ.items()}
+        value = env.get(OVERWRITE_FROM_AUTH)
+    if isinstance(value, str):
+        value = _env_value(OVERWRITE_FROM_AUTH, "bool", value)
+    return bool(value)
+
+
+def tenant_database_from_auth(
+    identity: UserIdentity, tenant: str, database: str
+) -> tuple[str, str]:
+    """The tenant and database a client uses when the server's identity of its credentials
+    may choose them (chromadb's `maybe_set_tenant_and_database`): the identity's tenant
+    (unless "*") and its one database (if it lists exactly one, not "*") replace the
+    defaults; a tenant or database given explicitly (not the default) that differs from
+    them is a ChromaAuthError."""
+    scoped_tenant = identity.tenant if identity.tenant and identity.tenant != "*" else None
+    databases = set(identity.databases or [])
+    scoped_database = (
+        next(iter(databases)) if len(databases) == 1 and "*" not in databases else None
+    )
+    if tenant and tenant != DEFAULT_TENANT and scoped_tenant and scoped_tenant != tenant:
+        raise ChromaAuthError(
+            f"Tenant {tenant} does not match {scoped_tenant} from the server. "
+            "Are you sure the tenant is correct?"
+        )
+    if (
+        database
+        and database != DEFAULT_DATABASE
+        and scoped_database
+        and scoped_database != database
+    ):
+        raise ChromaAuthError(
+            f"Database {database} does not match {scoped_database} from the server. "
+            "Are you sure the database is correct?"
+        )
+    if (not tenant or tenant == DEFAULT_TENANT) and scoped_tenant:
+        tenant = scoped_tenant
+    if (not database or database == DEFAULT_DATABASE) and scoped_database:
+        database = scoped_database
+    return tenant, database
+
+
+def is_connect_error(exc: BaseException | None) -> bool:
+    """Whether `exc` is httpx's ConnectError (httpx imported only by HTTP clients)."""
+    httpx = sys.modules.get("httpx")
+    return httpx is not None and isinstance(exc, httpx.ConnectError)
+
+
 class Client:
     """Chroma's `ClientAPI`: one tenant and database at a time over a `ServerAPI`.
 
     Without `server`, the settings' `chroma_api_impl` (or CHROMA_API_IMPL) picks it, as in
     chromadb (for every factory but HttpClient): huedb's engine by default, a server with
     `chromadb.api.fastapi.FastAPI`.
+
+    As chromadb's client, with `chroma_overwrite_singleton_tenant_database_access_from_auth`
+    on it asks the server who its credentials are (`get_user_identity`) when it is built and
+    takes the tenant, and the database, they are limited to (`tenant_database_from_auth`).
     """
 
     def __init__(
@@ -169,10 +282,33 @@ class Client:
         self.tenant = tenant
         self.database = database
         try:
-            self._server.get_tenant(tenant)
-            self._server.get_database(database, tenant)
+            if _overwrite_from_auth(self._settings):
+                identity = self.get_user_identity()
+                self.tenant, self.database = tenant_database_from_auth(identity, tenant, database)
+            self._validate_tenant_database(self.tenant, self.database)
         except Exception:
             self.close()
+            raise
+
+    def _validate_tenant_database(self, tenant: str, database: str) -> None:
+        """That the tenant and database exist, as chromadb's client checks them: a refused
+        connection (httpx's ConnectError) is a ValueError, as is any error of the tenant's
+        check that is no ChromaError; other errors pass through."""
+        try:
+            self._server.get_tenant(tenant)
+        except ChromaError:
+            raise
+        except Exception as exc:
+            if is_connect_error(exc):
+                raise ValueError(CONNECT_ERROR_MESSAGE) from exc
+            raise ValueError(
+                f"Could not connect to tenant {tenant}. Are you sure it exists?"
+            ) from exc
+        try:
+            self._server.get_database(database, tenant)
+        except Exception as exc:
+            if is_connect_error(exc):
+                raise ValueError(CONNECT_ERROR_MESSAGE) from exc
             raise
 
     clear_system_cache = staticmethod(clear_system_cache)
@@ -187,8 +323,16 @@ class Client:
         return self._server.get_version()
 
     def get_user_identity(self) -> UserIdentity:
-        """Who this client is to the server: its user, tenant and databases."""
-        return self._server.get_user_identity()
+        """Who this client is to the server: its user, tenant and databases. As chromadb's
+        client: a refused connection, or an error that is no ChromaError, is a ValueError."""
+        try:
+            return self._server.get_user_identity()
+        except ChromaError:
+            raise
+        except Exception as exc:
+            if is_connect_error(exc):
+                raise ValueError(CONNECT_ERROR_MESSAGE) from exc
+            raise ValueError(str(exc)) from exc
 
     def get_settings(self) -> Settings:
         return self._settings
@@ -201,11 +345,17 @@ class Client:
         return self._server.reset()
 
     def close(self) -> None:
-        """Release this client's hold on the store (snapshots are written when the last closes)."""
+        """Release this client's hold on the store (snapshots are written when the last
+        closes). A client of a server only closes its connections: as chromadb's, it and its
+        collections keep working (with new connections) after `close()`."""
+        if not isinstance(self._server, LocalAPI):
+            self._closed = True
+            self._server.close()
+            return
         if self._closed:
             return
         self._closed = True
-        if self._owns_engine and isinstance(self._server, LocalAPI):
+        if self._owns_engine:
             release_engine(self._server.engine)
         else:
             self._server.close()
@@ -219,12 +369,11 @@ class Client:
     # -- tenants and databases ---------------------------------------------------------
 
     def set_tenant(self, tenant: str, database: str = DEFAULT_DATABASE) -> None:
-        self._server.get_tenant(tenant)
-        self._server.get_database(database, tenant)
+        self._validate_tenant_database(tenant, database)
         self.tenant, self.database = tenant, database
 
     def set_database(self, database: str) -> None:
-        self._server.get_database(database, self.tenant)
+        self._validate_tenant_database(self.tenant, database)
         self.database = database
 
     def create_tenant(self, name: str) -> None:
@@ -337,7 +486,14 @@ class Client:
             raise InvalidArgumentError(
                 "Validation error: collection_id: Invalid collection ID format, expected UUID"
             ) from None
-        model = self._server.get_collection_by_id(collection_id)
+        if isinstance(self._server, LocalAPI):
+            model = self._server.get_collection_by_id(collection_id)
+        else:
+            # Over HTTP the id is looked up in the client's tenant and database (as
+            # chromadb's client asks the server).
+            model = self._server.get_collection_by_id(  # type: ignore[call-arg]
+                collection_id, self.tenant, self.database
+            )
         return self._wrap(model, embedding_function, data_loader)
 
     def get_or_create_collection(
@@ -418,6 +574,42 @@ def PersistentClient(  # noqa: N802 - chromadb's factory name
     return Client(settings, tenant, database)
 
 
+def claim_http_settings(
+    settings: Settings,
+    impl: str,
+    host: Any,
+    port: Any,
+    ssl: Any,
+    headers: dict[str, str] | None,
+) -> tuple[str, int, bool]:
+    """chromadb's `HttpClient` / `AsyncHttpClient` steps on their settings: the arguments
+    converted (`str(host)`, `int(port)`: `"abc"` is a ValueError, `8000.0` is 8000,
+    `bool(ssl)`); a host or port the settings name that differs from them a ValueError;
+    then the settings describe the server (`chroma_api_impl` = `impl`, host, port, ssl,
+    headers), so `get_settings()` handed to `Client` / `AdminClient` reaches it again.
+    huedb keeps the settings' own headers with `headers` (chromadb drops them)."""
+    host, port, ssl = str(host), int(port), bool(ssl)
+    configured_host = settings.chroma_server_host
+    if configured_host and configured_host != host:
+        raise ValueError(
+            f"Chroma server host provided in settings[{configured_host}] is different to "
+            f"the one provided in HttpClient: [{host}]"
+        )
+    configured_port = settings.chroma_server_http_port
+    if configured_port and int(configured_port) != port:
+        raise ValueError(
+            f"Chroma server http port provided in settings[{configured_port}] is different "
+            f"to the one provided in HttpClient: [{port}]"
+        )
+    all_headers = {**(settings.chroma_server_headers or {}), **(headers or {})}
+    settings.chroma_api_impl = impl
+    settings.chroma_server_host = host
+    settings.chroma_server_http_port = port
+    settings.chroma_server_ssl_enabled = ssl
+    settings.chroma_server_headers = all_headers or headers
+    return host, port, ssl
+
+
 def HttpClient(  # noqa: N802 - chromadb's factory name
     host: str = "localhost",
     port: int = 8000,
@@ -428,7 +620,43 @@ def HttpClient(  # noqa: N802 - chromadb's factory name
     database: str = DEFAULT_DATABASE,
 ) -> Client:
     """A client of a huedb (or Chroma) server; `host` may also be a URL (its port and path
-    are then kept, `port` unused); `ssl=True` makes it https, as in chromadb."""
+    are then kept, `port` unused); `ssl=True` makes it https, as in chromadb. As chromadb's,
+    it writes the server's address into `settings` (see `claim_http_settings`)."""
     settings = settings_of(settings)
-    server = _http_server_api(settings, host, port, ssl, headers)
-    return Client(settings, tenant, database, server=server)
+    host, port, ssl = claim_http_settings(settings, HTTP_API_IMPL, host, port, ssl, headers)
+    return connect_http(settings, host, port, ssl, tenant, database)
+
+
+def connect_http(
+    settings: Settings, host: str, port: int, ssl: bool, tenant: Any, database: Any
+) -> Client:
+    """A client of the server at host:port, its settings claimed (`claim_http_settings`);
+    the tenant and database as strings, as chromadb's factories make them."""
+    server = _http_server_api(settings, host, port, ssl, None)
+    return Client(settings, str(tenant), str(database), server=server)
+
+
+# chromadb's client types (`chromadb.ClientAPI`, `chromadb.AdminAPI`, in annotations and
+# isinstance checks): huedb's one `Client` class is both.
+ClientAPI = Client
+AdminAPI = Client
+
+
+def CloudClient(  # noqa: N802 - chromadb's factory name
+    tenant: str | None = None,
+    database: str | None = None,
+    api_key: str | None = None,
+    settings: Settings | None = None,
+    *,
+    cloud_host: str = "api.trychroma.com",
+    cloud_port: int = 443,
+    enable_ssl: bool = True,
+) -> Client:
+    """chromadb's client of Chroma Cloud, which huedb does not offer: NotImplementedError
+    naming `HttpClient`, which reaches a huedb (or Chroma) server with the same token."""
+    raise NotImplementedError(
+        "huedb has no CloudClient (Chroma Cloud is Chroma's hosted service). For a huedb "
+        "server use huedb.HttpClient(host=..., port=..., ssl=True, tenant=..., database=..., "
+        "settings=huedb.Settings(chroma_client_auth_provider="
+        f"'{TOKEN_AUTH_CLIENT_PROVIDER}', chroma_client_auth_credentials=<api key>))"
+    )

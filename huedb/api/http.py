@@ -6,6 +6,7 @@ import base64
 import dataclasses
 import os
 import ssl
+import threading
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -50,34 +51,53 @@ class HttpServerAPI(ServerAPI):
         base_url: str,
         headers: dict[str, str] | None = None,
         verify: bool | str = True,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         keepalive_s: float = 40.0,
         max_connections: int | None = None,
+        max_keepalive_connections: int | None = None,
     ) -> None:
         self._base = base_url.rstrip("/") + "/api/v2"
-        self._http = httpx.Client(
-            headers={"Content-Type": "application/json", **(headers or {})},
-            verify=tls_verification(verify),
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=max_connections, keepalive_expiry=keepalive_s),
-        )
+        # As chromadb's `FastAPI`: no timeout (timeout=None), so a long request (a big
+        # write, a slow query) waits for its answer.
+        self._session_args: dict[str, Any] = {
+            "headers": {"Content-Type": "application/json", **(headers or {})},
+            "verify": tls_verification(verify),
+            "timeout": timeout,
+            "limits": httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_keepalive_connections,
+                keepalive_expiry=keepalive_s,
+            ),
+        }
+        self._http = httpx.Client(**self._session_args)
+        self._session_lock = threading.Lock()
         self._max_batch_size: int | None = None
         self._base64 = False
         self._owners: dict[str, tuple[str, str]] = {}
 
     # -- plumbing ----------------------------------------------------------------------
 
+    def _session(self) -> httpx.Client:
+        """The pooled connection; a new one after `close()` (chromadb's HTTP client, and
+        its collections, keep working after the client is closed)."""
+        http = self._http
+        if http.is_closed:
+            with self._session_lock:
+                if self._http.is_closed:
+                    self._http = httpx.Client(**self._session_args)
+                http = self._http
+        return http
+
     def _request(self, method: str, path: str, body: Any = None, params: Any = None) -> Any:
+        """The answer's JSON. As chromadb's `FastAPI`: transport errors (httpx's) pass
+        through (its client turns a refused connection into a ValueError only while it is
+        built), a non-2xx answer raises (`_error_from`), and a 2xx body that is not JSON
+        (empty included) raises orjson's JSONDecodeError (a ValueError)."""
         content = None if body is None else orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-        try:
-            resp = self._http.request(method, self._base + path, content=content, params=params)
-        except httpx.ConnectError as exc:
-            raise ValueError(
-                f"Could not connect to a huedb server at {self._base}: {exc}"
-            ) from None
-        if resp.status_code >= 400:
+        resp = self._session().request(method, self._base + path, content=content, params=params)
+        if not resp.is_success:
             raise _error_from(resp)
-        return orjson.loads(resp.content) if resp.content else None
+        return orjson.loads(resp.content)
 
     def _ensure_preflight(self) -> None:
         if self._max_batch_size is None:
@@ -203,8 +223,14 @@ class HttpServerAPI(ServerAPI):
         path = f"{self._collection_path(tenant, database)}/collections/{quote(name, safe='')}"
         return self._model(self._request("GET", path))
 
-    def get_collection_by_id(self, collection_id: str) -> CollectionModel:
-        tenant, database = self._owners.get(collection_id, (DEFAULT_TENANT, DEFAULT_DATABASE))
+    def get_collection_by_id(
+        self, collection_id: str, tenant: str | None = None, database: str | None = None
+    ) -> CollectionModel:
+        """The collection of that id in `tenant`/`database` (the client's, as chromadb's
+        client passes them); without them, where this API last saw it (else the defaults)."""
+        if tenant is None or database is None:
+            known = self._owners.get(collection_id, (DEFAULT_TENANT, DEFAULT_DATABASE))
+            tenant, database = tenant or known[0], database or known[1]
         path = f"{self._collection_path(tenant, database)}/collections/by-id/{collection_id}"
         return self._model(self._request("GET", path))
 
@@ -337,7 +363,9 @@ def _wire_metadatas(metadatas: list[Any] | None) -> list[Any] | None:
 
 
 def _matrix(rows: list[list[float]]) -> np.ndarray:
-    return np.asarray(rows, dtype=np.float32) if rows else np.array([])
+    """Embeddings as read from JSON, as chromadb's HTTP client makes them (`np.array` of
+    the lists: float64)."""
+    return np.array(rows)
 
 
 def _page(limit: int | None, offset: int | None) -> dict[str, int]:
@@ -350,12 +378,19 @@ def _page(limit: int | None, offset: int | None) -> dict[str, int]:
 
 
 def _error_from(resp: httpx.Response) -> Exception:
+    """The error of a non-2xx answer, as chromadb's `BaseHTTPClient._raise_chroma_error`
+    makes it: a body `{"error": <a Chroma error name>, "message": ...}` gives that error
+    class (with the `chroma-trace-id` header as its trace_id); anything else (another
+    body, a known name without "message", a redirect) a plain Exception of the body text,
+    naming the trace id if the answer has one."""
+    trace_id = resp.headers.get("chroma-trace-id")
     try:
         body = orjson.loads(resp.content)
-    except orjson.JSONDecodeError:
-        body = None
-    if isinstance(body, dict) and body.get("error") in error_types:
-        exc: ChromaError = error_types[body["error"]](body.get("message", ""))
-        exc.trace_id = resp.headers.get("chroma-trace-id")
-        return exc
-    return Exception(resp.text)
+        exc: ChromaError = error_types[body["error"]](body["message"])
+    except Exception:
+        if trace_id:
+            return Exception(f"{resp.text} (trace ID: {trace_id})")
+        return Exception(resp.text)
+    if trace_id:
+        exc.trace_id = trace_id
+    return exc
