@@ -400,3 +400,18 @@ def test_backup_over_url_into_a_missing_directory_is_refused_too(tmp_path: Path)
         proc = run_cli("backup", "--url", server.url, "--out", str(out))
     assert f"{out.parent} is not a directory" in assert_one_line(proc, 2)
     assert not out.parent.exists()
+
+
+@pytest.mark.parametrize("command", ["stats", "backup"])
+def test_a_server_that_does_not_answer_is_named_in_one_line(tmp_path: Path, command: str) -> None:
+    """`--url` to a port nothing listens on: one ERROR line naming the server, exit 2 (the
+    client's own error says only 'Connection refused')."""
+    from tests.servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    extra = ["--out", str(tmp_path / "x.backup")] if command == "backup" else []
+    res = run_cli(command, "--url", url, "--token", "abcdefgh", *extra)
+    assert res.returncode == 2, res.stderr
+    errors = [line for line in res.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and f"cannot reach the huedb server at {url}" in errors[0], res.stderr
+    assert "Traceback" not in res.stderr

@@ -306,6 +306,9 @@ def run_command(args: argparse.Namespace) -> int:
         return _storage_failure(args, exc)
     except STORAGE_ERRORS as exc:
         return _storage_failure(args, exc)
+    except httpx.TransportError as exc:  # connection refused, TLS, timeout, reset
+        _error(args, f"cannot reach the huedb server at {getattr(args, 'url', None)}: {exc}")
+        return EXIT_ERROR
     except (UsageError, BackupError, ConfigError, ChromaError, ValueError, httpx.HTTPError) as exc:
         if isinstance(exc, BackupError) and storage_error(exc) is not None:
             return _storage_failure(args, exc)
