@@ -402,16 +402,43 @@ def test_backup_over_url_into_a_missing_directory_is_refused_too(tmp_path: Path)
     assert not out.parent.exists()
 
 
-@pytest.mark.parametrize("command", ["stats", "backup"])
+@pytest.mark.parametrize("command", ["stats", "backup", "export"])
 def test_a_server_that_does_not_answer_is_named_in_one_line(tmp_path: Path, command: str) -> None:
     """`--url` to a port nothing listens on: one ERROR line naming the server, exit 2 (the
-    client's own error says only 'Connection refused')."""
+    client's own error says only 'Connection refused' or chromadb's 'Could not connect')."""
     from tests.servers import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
-    extra = ["--out", str(tmp_path / "x.backup")] if command == "backup" else []
+    extra = {
+        "stats": [],
+        "backup": ["--out", str(tmp_path / "x.backup")],
+        "export": ["--collection", "docs", "--out", str(tmp_path / "x.parquet")],
+    }[command]
     res = run_cli(command, "--url", url, "--token", "abcdefgh", *extra)
     assert res.returncode == 2, res.stderr
     errors = [line for line in res.stderr.splitlines() if "ERROR" in line]
     assert len(errors) == 1 and f"cannot reach the huedb server at {url}" in errors[0], res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_a_server_that_never_answers_does_not_hang_a_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """huedb's HTTP client waits for ever, as chromadb's; a command given --url waits
+    CLI_HTTP_TIMEOUT_S (60 s; 1 s here) for each answer, then stops in one line."""
+    import socket
+
+    from huedb.cli import commands
+    from huedb.cli.parser import build_parser
+
+    monkeypatch.setattr(commands, "CLI_HTTP_TIMEOUT_S", 1.0)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        out = str(tmp_path / "x.parquet")
+        args = build_parser().parse_args(
+            ["export", "--url", url, "--token", "abcdefgh", "--collection", "docs", "--out", out]
+        )
+        started = time.monotonic()
+        assert commands.run_command(args) == 2
+    assert time.monotonic() - started < 30
+    assert f"cannot reach the huedb server at {url}: timed out" in caplog.text

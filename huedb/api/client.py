@@ -140,10 +140,15 @@ def auth_headers(settings: Settings) -> dict[str, str]:
 
 
 def _http_server_api(
-    settings: Settings, host: str, port: int | None, ssl: bool, headers: dict[str, str] | None
+    settings: Settings,
+    host: str,
+    port: int | None,
+    ssl: bool,
+    headers: dict[str, str] | None,
+    timeout: float | None = None,
 ) -> ServerAPI:
     """A server's API over HTTP, with the settings' headers (then `headers`), auth header
-    and TLS verification; no timeout, as chromadb's client."""
+    and TLS verification; no timeout unless given (chromadb's client has none)."""
     # Imported here, not at the top: httpx costs ~65 ms of import time that embedded
     # users never need (measured with `python -X importtime -c "import huedb"`).
     from huedb.api.http import HttpServerAPI
@@ -163,6 +168,7 @@ def _http_server_api(
         base_url,
         headers=all_headers,
         verify=True if verify is None else verify,
+        timeout=timeout,
         keepalive_s=settings.chroma_http_keepalive_secs,
         max_connections=settings.chroma_http_max_connections,
         max_keepalive_connections=getattr(settings, "chroma_http_max_keepalive_connections", None),
@@ -628,11 +634,18 @@ def HttpClient(  # noqa: N802 - chromadb's factory name
 
 
 def connect_http(
-    settings: Settings, host: str, port: int, ssl: bool, tenant: Any, database: Any
+    settings: Settings,
+    host: str,
+    port: int,
+    ssl: bool,
+    tenant: Any,
+    database: Any,
+    timeout: float | None = None,
 ) -> Client:
     """A client of the server at host:port, its settings claimed (`claim_http_settings`);
-    the tenant and database as strings, as chromadb's factories make them."""
-    server = _http_server_api(settings, host, port, ssl, None)
+    the tenant and database as strings, as chromadb's factories make them. `timeout`:
+    seconds to wait for each answer (None: for ever, as chromadb's client)."""
+    server = _http_server_api(settings, host, port, ssl, None, timeout)
     return Client(settings, str(tenant), str(database), server=server)
 
 

@@ -16,7 +16,7 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from huedb.api.checks import MAX_BATCH_SIZE
-from huedb.api.client import Client, HttpClient
+from huedb.api.client import HTTP_API_IMPL, Client, claim_http_settings, connect_http
 from huedb.cli.output import (
     compact_line,
     emit,
@@ -62,6 +62,8 @@ EXIT_ERROR = 2  # a usage error, or refused input or state
 EXIT_STORAGE = 3  # the disk is full or failed, or a file could not be read or written
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + its signal number, as shells report it
 EXIT_OUTPUT_CLOSED = 141  # the reader of stdout went away (`| head`): 128 + SIGPIPE
+# How long a command given --url waits for each answer from the server.
+CLI_HTTP_TIMEOUT_S = 60.0
 
 
 # Storage failures: exit 3, one line (a PostgreSQL store: unreachable, or its errors).
@@ -102,7 +104,7 @@ def _client(args: argparse.Namespace, create: bool = False) -> Client:
     if getattr(args, "url", None):
         settings = Settings(chroma_client_auth_credentials=args.token)
         return scoped_client(
-            lambda: HttpClient(host=args.url, settings=settings, tenant=tenant, database=database),
+            lambda: _http_client(args.url, settings, tenant, database),
             tenant,
             database,
         )
@@ -307,13 +309,29 @@ def run_command(args: argparse.Namespace) -> int:
     except STORAGE_ERRORS as exc:
         return _storage_failure(args, exc)
     except httpx.TransportError as exc:  # connection refused, TLS, timeout, reset
-        _error(args, f"cannot reach the huedb server at {getattr(args, 'url', None)}: {exc}")
+        _error(args, _unreachable(args, exc))
         return EXIT_ERROR
     except (UsageError, BackupError, ConfigError, ChromaError, ValueError, httpx.HTTPError) as exc:
         if isinstance(exc, BackupError) and storage_error(exc) is not None:
             return _storage_failure(args, exc)
-        _error(args, str(exc))
+        if isinstance(exc.__cause__, httpx.TransportError):  # the client's "Could not connect"
+            _error(args, _unreachable(args, exc.__cause__))
+        else:
+            _error(args, str(exc))
         return EXIT_ERROR
+
+
+def _http_client(url: str, settings: Settings, tenant: str, database: str) -> Client:
+    """`HttpClient(host=url, ...)`, but waiting at most CLI_HTTP_TIMEOUT_S for each answer:
+    a server that accepts the connection and never answers must not hang a command."""
+    host, port, ssl = claim_http_settings(settings, HTTP_API_IMPL, url, 8000, False, None)
+    return connect_http(settings, host, port, ssl, tenant, database, CLI_HTTP_TIMEOUT_S)
+
+
+def _unreachable(args: argparse.Namespace, exc: httpx.TransportError) -> str:
+    """The one line for a `--url` server that cannot be reached or does not answer."""
+    url = getattr(args, "url", None)
+    return f"cannot reach the huedb server at {url}: {exc or type(exc).__name__}"
 
 
 def _storage_failure(args: argparse.Namespace, exc: BaseException) -> int:
