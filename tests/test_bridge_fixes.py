@@ -194,6 +194,23 @@ def test_handles_from_before_a_cache_clear_keep_working(system: str, tmp_path: P
     assert other.list_collections() == []
 
 
+def test_an_old_handle_of_a_relative_path_reopens_its_own_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An old handle made on `store` in one working directory takes the engine of that
+    directory again after a cache clear, whatever the working directory is by then: never
+    a new store under the new one (chromadb's old handle fails there and creates nothing)."""
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    monkeypatch.chdir(tmp_path / "one")
+    col = _client("huedb", "store").create_collection("docs", embedding_function=None)
+    col.add(ids=["a"], embeddings=[[1.0, 2.0]])
+    monkeypatch.chdir(tmp_path / "two")
+    SharedSystemClient.clear_system_cache()
+    assert col.count() == 1
+    assert not (tmp_path / "two" / "store").exists()
+
+
 def test_an_old_handle_of_a_cleared_in_memory_store_says_so() -> None:
     """chromadb's old handles keep their private in-memory store; the bridge's in-memory
     store is the process's one, closed by the clear: an old handle raises chromadb's

@@ -102,6 +102,9 @@ class HuedbServerAPI(ServerAPI):
         self._lock = threading.Lock()
         self._stopped = False  # by chromadb (the last client's close): not reopened
         self._cleared = False  # dropped by a cache clear: reopened at the next call
+        # The directory the first open resolved `persist_directory` to: a reopen after a
+        # cache clear takes that one, whatever the working directory is by then.
+        self._directory: Path | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -150,7 +153,11 @@ class HuedbServerAPI(ServerAPI):
     def _open(self) -> LocalAPI:
         """A `LocalAPI` on the engine of this system's settings (acquired)."""
         settings = huedb_settings(self._system.settings)
-        path = Path(settings.persist_directory) if settings.is_persistent else None
+        path = None
+        if settings.is_persistent:
+            if self._directory is None:
+                self._directory = Path(settings.persist_directory).absolute()
+            path = self._directory
         with as_chroma_errors():
             engine = acquire_engine(path, settings.engine_options(), owner=settings.allow_reset)
         return LocalAPI(engine, settings)
