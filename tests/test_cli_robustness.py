@@ -217,10 +217,16 @@ def wait_for_temp(directory: Path, proc: subprocess.Popen) -> Path:
     raise AssertionError("the export wrote no temporary file")
 
 
-def test_ctrl_c_during_an_export_prints_one_line_and_exits_130(
-    big_store: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("sent", "status", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_signal_during_an_export_prints_one_line_and_cleans_up(
+    big_store: Path, tmp_path: Path, sent: signal.Signals, status: int, word: str
 ) -> None:
-    """SIGINT printed a KeyboardInterrupt traceback (the cleanup itself was right)."""
+    """SIGINT printed a KeyboardInterrupt traceback (the cleanup itself was right); SIGTERM
+    (`kill`, a service stop) killed the command without its cleanup (a partial file)."""
     out = tmp_path / "out.parquet"
     proc = start_cli(
         "export", "--path", str(big_store), "--collection", "big", "--out", str(out),
@@ -231,12 +237,12 @@ def test_ctrl_c_during_an_export_prints_one_line_and_exits_130(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     wait_for_temp(tmp_path, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sent)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == status, stderr
     assert "Traceback" not in stderr
     assert error_lines(stderr) == [line for line in stderr.splitlines() if line.strip()]
-    assert len(error_lines(stderr)) == 1 and error_lines(stderr)[0].endswith("export: interrupted")
+    assert len(error_lines(stderr)) == 1 and error_lines(stderr)[0].endswith(f"export: {word}")
     assert list(tmp_path.iterdir()) == []  # no output, no temporary file
 
 

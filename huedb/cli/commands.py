@@ -6,10 +6,13 @@ import argparse
 import logging
 import os
 import select
+import signal
 import sqlite3
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -61,6 +64,7 @@ logger = logging.getLogger("huedb")
 EXIT_ERROR = 2  # a usage error, or refused input or state
 EXIT_STORAGE = 3  # the disk is full or failed, or a file could not be read or written
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + its signal number, as shells report it
+EXIT_TERMINATED = 143  # SIGTERM, likewise
 EXIT_OUTPUT_CLOSED = 141  # the reader of stdout went away (`| head`): 128 + SIGPIPE
 # How long a command given --url waits for each answer from the server.
 CLI_HTTP_TIMEOUT_S = 60.0
@@ -296,12 +300,15 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def run_command(args: argparse.Namespace) -> int:
     """Run one operations command; errors print one line: exit 3 for storage, 2 otherwise,
-    130 when interrupted (Ctrl-C, after the command's own cleanup)."""
+    130 when interrupted (Ctrl-C), 143 when terminated (SIGTERM: `kill`, a service stop),
+    both after the command's own cleanup."""
+    terminated = _SigtermAsInterrupt()
     try:
-        return COMMANDS[args.command](args)
+        with terminated:
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        _error(args, "interrupted")
-        return EXIT_INTERRUPTED
+        _error(args, "terminated" if terminated.received else "interrupted")
+        return EXIT_TERMINATED if terminated.received else EXIT_INTERRUPTED
     except BrokenPipeError as exc:
         if _stdout_closed():  # `huedb stats | head -1`: quiet, as other tools are
             return EXIT_OUTPUT_CLOSED
@@ -332,6 +339,28 @@ def _unreachable(args: argparse.Namespace, exc: httpx.TransportError) -> str:
     """The one line for a `--url` server that cannot be reached or does not answer."""
     url = getattr(args, "url", None)
     return f"cannot reach the huedb server at {url}: {exc or type(exc).__name__}"
+
+
+class _SigtermAsInterrupt:
+    """While entered (in the main thread), SIGTERM raises KeyboardInterrupt, so a command
+    killed by `kill` or a service manager cleans up as on Ctrl-C (no partial export or
+    backup, no temporary copy, nothing half-created left behind)."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+
+    def _interrupt(self, signum: int, frame: Any) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._interrupt)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 def _storage_failure(args: argparse.Namespace, exc: BaseException) -> int:
