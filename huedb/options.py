@@ -335,6 +335,11 @@ _BYTE_UNITS = {
 _BYTE_SIZE = re.compile(r"([0-9][0-9_]*(?:\.[0-9]+)?)\s*([a-z]*)")
 
 
+# Longer numbers are refused as no size: Python converts at most 4,300 digits to an int
+# (and any size up to MAX_BYTES needs 19 digits and a few decimals).
+_MAX_SIZE_CHARS = 4000
+
+
 def parse_bytes(raw: str) -> int | None:
     """Bytes from "1073741824", "512MiB", "2GiB", "1.5G" (K/M/G/T alone are binary, KB/MB/GB/TB
     decimal), computed exactly and rounded down to whole bytes; None when `raw` is no such
@@ -343,6 +348,8 @@ def parse_bytes(raw: str) -> int | None:
     match = _BYTE_SIZE.fullmatch(raw.strip().lower())
     if match is None or match.group(2) not in _BYTE_UNITS:
         return None
+    if len(match.group(1)) > _MAX_SIZE_CHARS:  # Python's own limits would answer instead
+        raise ValueError(f"is no size: {len(match.group(1))} characters of digits")
     size = Fraction(match.group(1).replace("_", "")) * _BYTE_UNITS[match.group(2)]
     if 0 < size < 1:
         raise ValueError("must be 0 or at least one byte")
@@ -357,7 +364,8 @@ def _parse(name: str, raw: Any, source: str) -> Any:
         try:
             size = parse_bytes(raw)
         except ValueError as exc:
-            raise ConfigError(f"{source}: {name} {exc}, got {raw.strip()!r}") from None
+            shown = raw.strip() if len(raw.strip()) <= 80 else raw.strip()[:80] + "..."
+            raise ConfigError(f"{source}: {name} {exc}, got {shown!r}") from None
         if size is None:
             raise ConfigError(
                 f"{source}: {name} must be a number of bytes, optionally with a unit "

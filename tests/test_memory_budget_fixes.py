@@ -381,6 +381,11 @@ def test_a_size_too_large_is_refused_naming_the_setting(
     for value in (str(MAX_BYTES + 1), "8388608 TiB", "10000000 TB"):
         with pytest.raises(ConfigError, match="index_memory"):
             huedb.Settings(huedb_index_memory=value)
+    # Past Python's int conversion limit (4,300 digits) its message would answer instead,
+    # and the whole value would be echoed.
+    with pytest.raises(ConfigError, match=r"index_memory is no size: 5000 characters") as caught:
+        huedb.Settings(huedb_index_memory="9" * 5000)
+    assert len(str(caught.value)) < 300
     with pytest.raises(ConfigError, match="index_memory must be at most"):
         huedb.Settings(huedb_index_memory=MAX_BYTES + 1)
 
