@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
+import huedb
 from huedb.engine.catalog import DEFAULT_DATABASE_ID, CollectionRow
 from huedb.engine.filters import compile_filter
 from huedb.engine.postgres_store import PostgresStore
@@ -870,8 +871,8 @@ def test_a_node_opening_removes_snapshots_of_collections_deleted_elsewhere(
     pg_url: str, tmp_path: Path
 ) -> None:
     """A collection deleted through another node leaves this node's snapshot files behind
-    while it is away; opening the store again (an embedded client's open, as a server's
-    start) removes them, and keeps those of collections that still exist."""
+    while it is away; an embedded client's open (as a server's start) removes them, and
+    keeps those of collections that still exist."""
     from huedb.engine.engine import Engine
 
     options = EngineOptions(store=pg_url, exact_max_floats=100)
@@ -899,9 +900,9 @@ def test_a_node_opening_removes_snapshots_of_collections_deleted_elsewhere(
     finally:
         other.close()
     assert gone.uuid in snapshot_owners()  # node A was away
-    engine = Engine(node_a, options)
+    client = huedb.PersistentClient(path=node_a, settings=huedb.Settings(huedb_store=pg_url))
     try:
         assert gone.uuid not in snapshot_owners()
         assert kept.uuid in snapshot_owners()
     finally:
-        engine.close()
+        client.close()

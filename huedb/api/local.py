@@ -77,6 +77,10 @@ class LocalAPI(ServerAPI):
         self._engine = engine
         self._engine_pid = os.getpid()
         self.settings = settings
+        if engine.options.store:
+            # Other nodes delete collections without this one: its snapshots of them are
+            # removed when a client opens the store (as when `huedb run` starts).
+            engine.remove_orphan_snapshots()
         # Which filters each collection's schema refuses (a schema's indexes never change,
         # and a collection id is never reused, so this is never stale).
         self._filter_policies: BoundedCache[str, FilterPolicy] = BoundedCache(COLLECTIONS_KEPT)

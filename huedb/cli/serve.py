@@ -206,11 +206,10 @@ def check_store(config: ServerConfig) -> None:
     the privileges huedb needs) stops the start with its reason instead of a worker's
     traceback. Start does not retry beyond that wait: a service manager restarts it. The
     directory's snapshots of collections the store no longer has (deleted through another
-    node meanwhile) are removed then (by the engine's open on PostgreSQL)."""
+    node meanwhile) are removed then."""
     engine = acquire_engine(Path(config.path), config.engine)
     try:
-        if not config.engine.store:
-            engine.remove_orphan_snapshots()
+        engine.remove_orphan_snapshots()
     finally:
         release_engine(engine)
 

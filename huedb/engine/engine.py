@@ -139,10 +139,6 @@ class Engine:
             self._next_deleted_check = time.monotonic() + DELETED_CHECK_INTERVAL_S
             with self._lock, self._store.write() as db:
                 db.ensure_defaults(DEFAULT_TENANT, DEFAULT_DATABASE)
-            if self.options.store:
-                # Other nodes delete collections without this node: their snapshots here
-                # are removed when it opens (a server's start, an embedded client's open).
-                self.remove_orphan_snapshots()
         except BaseException:
             self._store.close()
             node_dir.release_directory(self._dir_lock)
