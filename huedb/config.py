@@ -7,12 +7,17 @@ import difflib
 import json
 import logging
 import os
+import string
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from huedb.errors import ConfigError
 from huedb.options import OPTION_NAMES, EngineOptions, resolve_options
+
+# The characters a token may hold (chromadb's client checks them; huedb's server too):
+# printable ASCII without white space.
+TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + string.punctuation)
 
 logger = logging.getLogger(__name__)
 

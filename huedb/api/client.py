@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import string
 import sys
 import uuid
 from pathlib import Path
@@ -29,6 +28,7 @@ from huedb.config import (
     DEFAULT_TENANT,
     HTTP_API_IMPL,
     LOCAL_API_IMPL,
+    TOKEN_CHARS,
     Settings,
     TokenTransportHeader,
     _env_value,
@@ -93,7 +93,6 @@ _TOKEN_HEADERS = [
     TokenTransportHeader.AUTHORIZATION.value,
     TokenTransportHeader.X_CHROMA_TOKEN.value,
 ]
-_TOKEN_CHARS = frozenset(string.digits + string.ascii_letters + string.punctuation)
 CONNECT_ERROR_MESSAGE = "Could not connect to a Chroma server. Are you sure it is running?"
 OVERWRITE_FROM_AUTH = "chroma_overwrite_singleton_tenant_database_access_from_auth"
 
@@ -126,7 +125,7 @@ def auth_headers(settings: Settings) -> dict[str, str]:
     secret = str(credentials)
     if provider == BASIC_AUTH_CLIENT_PROVIDER:
         return {"Authorization": "Basic " + base64.b64encode(secret.encode()).decode()}
-    if not all(c in _TOKEN_CHARS for c in secret):
+    if not all(c in TOKEN_CHARS for c in secret):
         raise ValueError("Invalid token. Must contain only ASCII letters, digits, and punctuation.")
     transport = settings.chroma_auth_token_transport_header
     if not transport:

@@ -11,13 +11,13 @@ import os
 import re
 import socket
 import ssl
-import string
 import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from huedb.config import TOKEN_CHARS
 from huedb.engine.catalog import validate_name
 from huedb.errors import ConfigError, InvalidArgumentError
 from huedb.options import BYTE_OPTIONS, ENV_PREFIX, OPTION_NAMES, EngineOptions, env_name
@@ -25,7 +25,6 @@ from huedb.server.log_context import LOG_FORMATS
 
 ROLES = ("admin", "read-only")
 # Chroma's token check (chromadb.auth.token_authn): ASCII letters, digits and punctuation.
-TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + string.punctuation)
 # Chroma's server token providers (1.x name, then the pre-0.5 one); their credentials are
 # read from CHROMA_SERVER_AUTHN_CREDENTIALS / CHROMA_SERVER_AUTH_CREDENTIALS.
 TOKEN_PROVIDERS = (
