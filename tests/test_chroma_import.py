@@ -19,8 +19,9 @@ import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
-from huedb.ops.chroma_dir import ChromaCollection, iter_chroma_records, read_chroma_directory
+from huedb.ops.chroma_dir import ChromaCollection, ChromaDirectory
 from huedb.ops.chroma_import import migrate_chroma
+from huedb.record_batch import RecordBatch
 
 chromadb = pytest.importorskip(
     "chromadb", reason="chromadb (a test dependency) is needed to write Chroma directories"
@@ -265,6 +266,23 @@ def test_directory_has_hnsw_files_and_a_wal_tail(chroma_dir: tuple[Path, Any]) -
         "WHERE s.collection = ? AND s.scope = 'VECTOR'",
         small_id,
     ) == [(0,)]
+
+
+def read_chroma_directory(path: Path) -> list[ChromaCollection]:
+    """The collections of a Chroma directory, as a migration's check reads them."""
+    with ChromaDirectory(path) as source:
+        source.check()
+        return source.collections
+
+
+def iter_chroma_records(
+    path: Path, collection: ChromaCollection, batch_size: int = 1000
+) -> Iterator[RecordBatch]:
+    """A collection's records in batches, as a migration reads them."""
+    with ChromaDirectory(path) as source:
+        source.check()
+        found = next(c for c in source.collections if c.id == collection.id)
+        yield from source.reader(found).batches(batch_size)
 
 
 def test_read_chroma_directory(chroma_dir: tuple[Path, dict[str, Snapshot]]) -> None:

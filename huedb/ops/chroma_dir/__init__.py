@@ -15,20 +15,12 @@ to the metadata segment's `max_seq_id` and in the log after it. The reader repla
 - `source`: the whole directory as one snapshot, checked before a migration writes anything.
 """
 
-from huedb.ops.chroma_dir.records import iter_chroma_records, open_collection_reader
 from huedb.ops.chroma_dir.source import ChromaDirectory, describe
-from huedb.ops.chroma_dir.sqlite_reader import (
-    ChromaCollection,
-    SourceChangedError,
-    read_chroma_directory,
-)
+from huedb.ops.chroma_dir.sqlite_reader import ChromaCollection, SourceChangedError
 
 __all__ = [
     "ChromaCollection",
     "ChromaDirectory",
     "SourceChangedError",
     "describe",
-    "iter_chroma_records",
-    "open_collection_reader",
-    "read_chroma_directory",
 ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -173,20 +172,3 @@ def _clean_metadata(record_id: str, fields: dict[str, Any]) -> dict[str, Any] | 
 
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, str | int | float | bool)
-
-
-@contextmanager
-def open_collection_reader(path: Path, collection: ChromaCollection) -> Iterator[CollectionReader]:
-    """A reader of one collection of the Chroma directory `path`, on its own connection."""
-    with ChromaSqlite(Path(path)) as db:
-        yield CollectionReader(db, Path(path), collection)
-
-
-def iter_chroma_records(
-    path: Path, collection: ChromaCollection, batch_size: int = 1000
-) -> Iterator[RecordBatch]:
-    """Stream a collection's records in Chroma's storage order, `batch_size` at a time."""
-    if batch_size < 1:
-        raise ValueError("batch_size must be positive")
-    with open_collection_reader(path, collection) as reader:
-        yield from reader.batches(batch_size)

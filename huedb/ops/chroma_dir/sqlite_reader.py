@@ -91,12 +91,6 @@ class LogEntry:
     metadata: dict[str, Any] | None
 
 
-def read_chroma_directory(path: Path) -> list[ChromaCollection]:
-    """Every collection of the Chroma directory `path`, with metadata and configuration."""
-    with ChromaSqlite(Path(path)) as db:
-        return db.collections()
-
-
 def decode_seq_id(value: Any) -> int:
     """A sequence id: an integer, or a big-endian BLOB in very old directories."""
     if value is None:
