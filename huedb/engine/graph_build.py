@@ -293,7 +293,8 @@ def apply_backlog(
     shared with searches): the graph is saved to a file the child starts from, the work's
     keys are removed and those with vectors added, a frame at a time (a stop is seen
     within one frame), and the child's graph is read back. Keys whose vector the graph
-    already holds (a change of metadata only) are left as they are; None when that leaves
+    already holds (a change of metadata only) are left as they are (the nodes of those
+    taken out stay as tombstones, `vector_index.TOMBSTONE_BASE`); None when that leaves
     nothing to change. The index's own graph is only read: it is not changed while it has
     a backlog (`VectorIndex.defer`). With `read`, the result is what it makes of the file
     the child saved the new graph to (`ChildGraph.finish`)."""
@@ -309,7 +310,7 @@ def apply_backlog(
         for start in range(0, len(keys), 8 * FRAME_ROWS):
             if stop.is_set():
                 raise BuildStopped
-            child.remove(keys[start : start + 8 * FRAME_ROWS])
+            child.remove(keys[start : start + 8 * FRAME_ROWS], index.next_tombstone + start)
         for start in range(0, len(add_keys), FRAME_ROWS):
             if stop.is_set():
                 raise BuildStopped

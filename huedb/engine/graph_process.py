@@ -109,13 +109,16 @@ class ChildGraph:
         except OSError as exc:
             raise ChildFailed(f"graph process ended: {self._stderr()}") from exc
 
-    def remove(self, keys: np.ndarray) -> None:
-        """Send keys to remove from the graph (those it does not hold are ignored)."""
+    def remove(self, keys: np.ndarray, tombstones_from: int) -> None:
+        """Send keys to take out of the graph (those it does not hold are ignored): the
+        i-th one's node is kept as a tombstone, renamed to key `tombstones_from` + i (see
+        `vector_index.TOMBSTONE_BASE`; usearch's own removal lets the next add reuse the
+        node, dropping its links)."""
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
         if len(keys) == 0:
             return
         try:
-            self._send(_FRAME.pack(_REMOVE, len(keys), 0, 0), keys.data)
+            self._send(_FRAME.pack(_REMOVE, len(keys), tombstones_from, 0), keys.data)
         except OSError as exc:
             raise ChildFailed(f"graph process ended: {self._stderr()}") from exc
 
@@ -265,9 +268,10 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
             continue
         if not _read_into(stdin, memoryview(keys[:rows]).cast("B")):
             break
-        if kind == _REMOVE:
-            present = graph.contains(keys[:rows])
-            graph.remove(keys[:rows][present])
+        if kind == _REMOVE:  # the nodes are kept, renamed to tombstones' keys from `first`
+            present = np.flatnonzero(graph.contains(keys[:rows]))
+            if len(present):
+                graph.rename(keys[:rows][present], np.uint64(first) + present.astype(np.uint64))
             continue
         if not _read_into(stdin, memoryview(matrix[:rows]).cast("B")):
             break

@@ -314,6 +314,8 @@ class IndexCache:
         unsnapshotted = state.unsnapshotted
         self._adopt_backlog_pass(col, state)
         state.resized |= self._catch_up(db, col, state)
+        if state.index.wants_rebuild and state.saving is None and state.backlog_pass is None:
+            state = self._rebuild_graph(db, col, state)
         state.changed_since_calibration += max(0, state.unsnapshotted - unsnapshotted)
         self._feed_build(state, searching)
         self._adopt_finished_build(db, col, state)
@@ -1198,6 +1200,22 @@ class IndexCache:
                     col.uuid,
                 )
         return self._rebuild(db, col, params)
+
+    def _rebuild_graph(self, db: StoreSession, col: CollectionRow, state: _State) -> _State:
+        """Replace a graph that is mostly tombstones (`VectorIndex.wants_rebuild`) with the
+        store's vectors, searched exactly while a new graph is built from them; its
+        snapshot replaces the one on disk."""
+        logger.info(
+            "collection %s: its graph holds %d tombstones beside %d records; building it again",
+            col.uuid,
+            state.index.tombstones,
+            len(state.index),
+        )
+        state = self._install(col.cid, self._rebuild(db, col, state.index.params))
+        state.last_used = next(self._clock)
+        state.replaces_snapshot = True
+        state.unsnapshotted = max(state.unsnapshotted, 1)
+        return state
 
     def _rebuild(self, db: StoreSession, col: CollectionRow, params: HnswParams) -> _State:
         assert col.dimension is not None

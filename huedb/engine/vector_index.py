@@ -67,6 +67,16 @@ SAVE_BLOCK = 2**20  # bytes per write when a viewed graph's serialized bytes are
 # in a backlog for a pass (copying the 917 MB view of 1M x 384 held the GIL 4.0 s).
 VIEW_KEPT_MIN_BYTES = 256 * 2**20
 
+# A node taken out of a graph (a record deleted, or the old vector of one updated) stays in it
+# as a tombstone: renamed to a key from TOMBSTONE_BASE up (records' keys are far below),
+# searched through like any node but never returned. usearch's `remove` would free the node
+# for its next `add` to reuse, and a reused node loses its links: a record linked to only
+# by such nodes was never found again, even by a search with ef above the graph's size.
+TOMBSTONE_BASE = 2**63
+# A graph is rebuilt (`VectorIndex.wants_rebuild`) once its tombstones outnumber both its
+# records and this.
+REBUILD_MIN_TOMBSTONES = 256
+
 SearchHits = tuple[np.ndarray, np.ndarray]  # (keys uint64, distances float32), best first
 APPROXIMATE_PLANS = ("graph", "filtered_graph")  # plans that may miss a record (of QUERY_PLANS)
 VectorFetch = Callable[[np.ndarray], np.ndarray]  # keys -> float32 rows, in the order given
@@ -590,6 +600,9 @@ class VectorIndex:
         self._flat: FlatVectors | None = FlatVectors(dim)
         self.tuned_ef: int | None = None  # the ef measured to meet the recall target
         self._backlog: Backlog | None = None  # changes the graph has yet to take
+        self._tombstones = 0  # nodes of the graph that are tombstones (`TOMBSTONE_BASE`)
+        self._next_tombstone = TOMBSTONE_BASE  # the key the next tombstone is renamed to
+        self._free_slots = 0  # nodes usearch removed (older snapshots): reused by an add
 
     @classmethod
     def from_graph(
@@ -615,6 +628,7 @@ class VectorIndex:
         graph.expansion_search = index.search_ef
         index._graph = graph
         index._flat = flat
+        index._count_tombstones()
         return index
 
     @classmethod
@@ -640,6 +654,36 @@ class VectorIndex:
     def search_ef(self) -> int:
         """The ef of unfiltered graph searches (`unfiltered_search_ef`)."""
         return unfiltered_search_ef(self.params, self.tuned_ef)
+
+    @property
+    def tombstones(self) -> int:
+        """Nodes of the graph that are tombstones of records taken out (0 without a graph)."""
+        return self._tombstones if self._graph is not None else 0
+
+    @property
+    def next_tombstone(self) -> int:
+        """The key the graph's next tombstone is renamed to (a background pass's first)."""
+        return self._next_tombstone
+
+    @property
+    def wants_rebuild(self) -> bool:
+        """True when the graph is mostly tombstones (or holds nodes usearch removed, which
+        an add would reuse: a snapshot of an older huedb): a graph built afresh from the
+        vectors replaces it."""
+        if self._graph is None:
+            return False
+        dead = self._tombstones + self._free_slots
+        return self._free_slots > 0 or dead > max(len(self), REBUILD_MIN_TOMBSTONES)
+
+    def _count_tombstones(self) -> None:
+        """Count the graph's tombstones and the nodes usearch removed from it."""
+        graph = self._graph
+        assert graph is not None
+        keys = np.asarray(graph.keys, dtype=np.uint64)
+        buried = keys[keys >= np.uint64(TOMBSTONE_BASE)]
+        self._tombstones = len(buried)
+        self._next_tombstone = int(buried.max()) + 1 if len(buried) else TOMBSTONE_BASE
+        self._free_slots = max(0, int(graph.stats.nodes) - len(graph))
 
     @property
     def uses_graph(self) -> bool:
@@ -680,10 +724,10 @@ class VectorIndex:
 
     def __len__(self) -> int:
         if self._graph is not None:
-            backlog = self._backlog
+            backlog, held = self._backlog, len(self._graph) - self._tombstones
             if backlog is None:
-                return len(self._graph)
-            return len(self._graph) - backlog.stale_in_graph + len(backlog.fresh)
+                return held
+            return held - backlog.stale_in_graph + len(backlog.fresh)
         assert self._flat is not None
         return len(self._flat)
 
@@ -724,12 +768,18 @@ class VectorIndex:
             self._change_graph(keys, keys[:0], np.empty((0, self.dim), np.float32))
 
     def _change_graph(self, out: np.ndarray, keys: np.ndarray, vectors: np.ndarray) -> None:
-        """Take the keys `out` out of the graph where it holds them, then add `keys` with
-        their float32 `vectors` (a snapshot's view is copied only when something changes)."""
+        """Take the keys `out` out of the graph where it holds them (their nodes become
+        tombstones), then add `keys` with their float32 `vectors` (a snapshot's view is
+        copied only when something changes)."""
         assert self._graph is not None
         present = self._graph.contains(out)
         if np.any(present):
-            self._mutable_graph().remove(out[present])
+            gone = np.unique(out[present])
+            first = self._next_tombstone
+            buried = np.arange(first, first + len(gone), dtype=np.uint64)
+            self._mutable_graph().rename(gone, buried)
+            self._tombstones += len(gone)
+            self._next_tombstone = first + len(gone)
         if len(keys):
             rows = self.graph_rows(vectors)
             self._mutable_graph().add(keys, rows, threads=_threads(len(keys)))
@@ -772,6 +822,8 @@ class VectorIndex:
         elif graph is not None:
             graph.expansion_search = self.search_ef
             self._graph, self._mapping, self._payload = graph, None, None
+        if graph is not None:
+            self._count_tombstones()
         backlog.settle(work, self._graph.contains)
         if len(backlog) == 0:
             self._backlog = None
@@ -922,6 +974,8 @@ class VectorIndex:
         """All keys currently indexed."""
         if self._graph is not None:
             keys = np.asarray(self._graph.keys, dtype=np.uint64)
+            if self._tombstones:
+                keys = keys[keys < np.uint64(TOMBSTONE_BASE)]
             if self._backlog is None:
                 return keys
             return np.concatenate([self._backlog.current(keys), self._backlog.fresh.keys()])
@@ -986,17 +1040,25 @@ class VectorIndex:
         return np.concatenate([current[:count], nearest])
 
     def _search_graph(self, query: np.ndarray, count: int, ef: int | None) -> np.ndarray:
-        """The keys of the graph's `count` nearest entries (an exhaustive search when the
-        graph search finds fewer than the graph holds)."""
+        """The keys of the graph's `count` nearest records, tombstones left out (the graph
+        is asked for more until `count` are found or it has no more; an exhaustive search
+        when the graph search finds fewer than the graph holds)."""
         graph = self._graph
         assert graph is not None
-        graph.expansion_search = search_expansion(max(self.search_ef, ef or 0), count)
-        found = graph.search(query, count, threads=1)
-        keys = np.asarray(found.keys, dtype=np.uint64)
-        if len(keys) < min(count, len(graph)):
-            found = graph.search(query, count, threads=1, exact=True)
+        size, dead = len(graph), self._tombstones
+        asked = min(size, count + min(dead, count))
+        while True:
+            graph.expansion_search = search_expansion(max(self.search_ef, ef or 0), asked)
+            found = graph.search(query, asked, threads=1)
             keys = np.asarray(found.keys, dtype=np.uint64)
-        return keys
+            if len(keys) < min(asked, size):
+                found = graph.search(query, asked, threads=1, exact=True)
+                keys = np.asarray(found.keys, dtype=np.uint64)
+            if dead:
+                keys = keys[keys < np.uint64(TOMBSTONE_BASE)]
+            if len(keys) >= count or asked >= size:
+                return keys[:count]
+            asked = min(size, 2 * asked)
 
     def _filtered_graph_search(
         self, query: np.ndarray, k: int, allowed: np.ndarray, fetch: VectorFetch
@@ -1017,20 +1079,28 @@ def search_graph(
     graph: Index, queries: np.ndarray, count: int, ef: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keys (queries x count) and how many were found per query, of a batch searched at
-    expansion `ef` on every core: for measuring a graph that no query is using."""
-    graph.expansion_search = search_expansion(ef, count)
-    found = graph.search(queries, count, threads=0)
+    expansion `ef` on every core: for measuring a graph that no query is using. Twice
+    `count` are asked for, so that the tombstones among them can be left out."""
+    asked = 2 * count
+    graph.expansion_search = search_expansion(ef, asked)
+    found = graph.search(queries, asked, threads=0)
     keys = np.asarray(found.keys, dtype=np.uint64)
     if keys.ndim == 1:  # usearch answers a one-row batch as one query's `Matches`
-        row = np.zeros((1, count), dtype=np.uint64)
-        row[0, : len(keys)] = keys[:count]
-        return row, np.asarray([min(len(keys), count)], dtype=np.int64)
-    return keys, np.asarray(found.counts, dtype=np.int64)
+        row = np.zeros((1, asked), dtype=np.uint64)
+        row[0, : len(keys)] = keys[:asked]
+        keys, counts = row, np.asarray([min(len(keys), asked)], dtype=np.int64)
+    else:
+        counts = np.asarray(found.counts, dtype=np.int64)
+    kept = (keys < np.uint64(TOMBSTONE_BASE)) & (np.arange(asked)[None, :] < counts[:, None])
+    order = np.argsort(~kept, axis=1, kind="stable")  # the records found first, in order
+    keys = np.take_along_axis(keys, order, axis=1)[:, :count]
+    return keys, np.minimum(kept.sum(axis=1), count).astype(np.int64)
 
 
 def graph_keys(graph: Index) -> np.ndarray:
-    """Every key of a graph."""
-    return np.asarray(graph.keys, dtype=np.uint64)
+    """Every record's key of a graph (its tombstones left out)."""
+    keys = np.asarray(graph.keys, dtype=np.uint64)
+    return keys[keys < np.uint64(TOMBSTONE_BASE)]
 
 
 def graph_vectors(graph: Index, keys: np.ndarray) -> np.ndarray:
