@@ -906,3 +906,32 @@ def test_a_node_opening_removes_snapshots_of_collections_deleted_elsewhere(
         assert kept.uuid in snapshot_owners()
     finally:
         client.close()
+
+
+def test_a_node_without_a_snapshot_of_its_own_builds_without_a_warning(
+    pg_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """snapshot_seq is shared by every node: a node that never snapshotted a collection
+    another node did has nothing missing, so it builds the graph with an INFO line, not
+    the 'missing or unusable' warning (kept for a snapshot this node lost)."""
+    from huedb.engine.engine import Engine
+
+    options = EngineOptions(store=pg_url, exact_max_floats=100)
+    vectors = np.random.default_rng(6).standard_normal((60, DIM)).astype(np.float32)
+    everything = compile_filter(None, None, None)
+    first = Engine(tmp_path / "a", options)
+    try:
+        col = first.create_collection("shared", None, {}, False, TENANT, DATABASE)
+        first.add(col.uuid, RecordBatch(ids=[f"r{i}" for i in range(60)], embeddings=vectors))
+        first.query(col.uuid, vectors[:1], 3, everything, False)
+    finally:
+        first.close()  # writes its snapshot: snapshot_seq > 0
+    caplog.set_level(logging.INFO, logger="huedb.engine.index_cache")
+    second = Engine(tmp_path / "b", options)
+    try:
+        second.query(col.uuid, vectors[:1], 3, everything, False)
+    finally:
+        second.close()
+    lines = [r for r in caplog.records if r.name == "huedb.engine.index_cache"]
+    assert not [r for r in lines if r.levelno >= logging.WARNING], [r.message for r in lines]
+    assert any("no index snapshot of collection" in r.getMessage() for r in lines)

@@ -240,6 +240,9 @@ class IndexCache:
     ) -> None:
         self._store_id = store_id
         self._dir = snapshot_dir
+        # On a store other nodes share (PostgreSQL), a collection's snapshot_seq says some
+        # node snapshotted it, not this one: no local snapshot is then no loss.
+        self._shared_store = bool(options.store)
         # Whether the store still has a collection (by uuid), asked by snapshot writers in
         # any thread: a store session of its own, never the engine's lock.
         self._exists = exists
@@ -1192,6 +1195,12 @@ class IndexCache:
                     except (ValueError, RuntimeError) as exc:
                         logger.warning("cannot load index snapshot %s (%s); rebuilding", path, exc)
                         snapshot.discard(path, self._dir, col.uuid, snap)
+            elif col.snapshot_seq > 0 and self._shared_store and not path.exists():
+                logger.info(
+                    "no index snapshot of collection %s on this node yet; building it from "
+                    "the store",
+                    col.uuid,
+                )
             elif col.snapshot_seq > 0:
                 logger.warning(
                     "index snapshot %s of collection %s is missing or unusable; "
