@@ -221,7 +221,9 @@ def test_compact_removes_the_snapshot_a_rebuild_leaves_stale(
     store: StoreTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A graph whose collection shrank below the exact-search threshold is rebuilt exact:
-    the old graph's snapshot is removed once the rebuild is done."""
+    the old graph's snapshot is removed once the rebuild is done. (Its deleted records are
+    tombstones outnumbering the rest, so the load compact makes rebuilds it already, and
+    compact itself has no graph left to rebuild.)"""
     data = tmp_path / "a"
     engine = _engine(store, data)
     try:
@@ -235,7 +237,7 @@ def test_compact_removes_the_snapshot_a_rebuild_leaves_stale(
         engine.close()
     monkeypatch.setenv("HUEDB_EXACT_MAX_FLOATS", str(EXACT_MAX_FLOATS))
     report = compact(data, store.url or None)
-    assert report.rebuilt == ["shrunk"]
+    assert report.rebuilt == []
     assert not snapshot.snapshot_path(data / "index", uuid).exists()
 
 

@@ -36,7 +36,10 @@ numbers = st.one_of(
 )
 texts = st.text(alphabet='x"\\\n\x01é😀', max_size=3)
 scalars = st.one_of(
-    numbers, st.floats(allow_nan=False, allow_infinity=False), st.text(alphabet="x\x00é")
+    numbers,
+    # -0.0 is left to the cleaning (stored as 0.0), not this fast path's plain batches
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda v: v + 0.0),
+    st.text(alphabet="x\x00é"),
 )
 
 

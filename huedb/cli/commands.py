@@ -321,7 +321,9 @@ def run_command(args: argparse.Namespace) -> int:
     except (UsageError, BackupError, ConfigError, ChromaError, ValueError, httpx.HTTPError) as exc:
         if isinstance(exc, BackupError) and storage_error(exc) is not None:
             return _storage_failure(args, exc)
-        if isinstance(exc.__cause__, httpx.TransportError):  # the client's "Could not connect"
+        if str(exc).startswith("Could not connect") and isinstance(
+            exc.__cause__, httpx.TransportError
+        ):  # the client's own words for a server it cannot reach: name the server
             _error(args, _unreachable(args, exc.__cause__))
         else:
             _error(args, str(exc))

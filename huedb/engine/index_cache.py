@@ -1224,6 +1224,9 @@ class IndexCache:
         state.last_used = next(self._clock)
         state.replaces_snapshot = True
         state.unsnapshotted = max(state.unsnapshotted, 1)
+        if self._dir is not None and not (state.index.uses_graph or state.index.wants_graph):
+            # Below the exact-search threshold now: no graph will replace the stale one.
+            snapshot.remove_graph_snapshot(self._dir, col.uuid)
         return state
 
     def _rebuild(self, db: StoreSession, col: CollectionRow, params: HnswParams) -> _State:
