@@ -935,3 +935,30 @@ def test_a_node_without_a_snapshot_of_its_own_builds_without_a_warning(
     lines = [r for r in caplog.records if r.name == "huedb.engine.index_cache"]
     assert not [r for r in lines if r.levelno >= logging.WARNING], [r.message for r in lines]
     assert any("no index snapshot of collection" in r.getMessage() for r in lines)
+
+
+def test_opening_a_current_store_waits_for_no_writer(pg_url: str) -> None:
+    """Opening ran every `CREATE ... IF NOT EXISTS` of the schema, and `CREATE INDEX` takes
+    a SHARE lock on its table even when the index exists: a node or worker starting while
+    others wrote waited for them, and could deadlock with one (a 503 in a crash test). A
+    store whose schema is current is now only read at open."""
+    PostgresStore(pg_url, EngineOptions(), PoolSettings(timeout=3.0)).close()  # creates it
+    with psycopg.connect(pg_url) as writer:  # a writer's open transaction on the tables
+        for table in ("records", "embeddings", "record_meta", "collections"):
+            writer.execute(f"LOCK TABLE {table} IN ROW EXCLUSIVE MODE")
+        opened: list[BaseException | None] = []
+
+        def open_store() -> None:
+            try:
+                PostgresStore(pg_url, EngineOptions(), PoolSettings(timeout=3.0)).close()
+                opened.append(None)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                opened.append(exc)
+
+        thread = threading.Thread(target=open_store, daemon=True)
+        thread.start()
+        thread.join(10)
+        opened_meanwhile = list(opened)
+        writer.rollback()
+    thread.join(15)
+    assert opened_meanwhile == [None], "opening the store waited for the writer's transaction"

@@ -20,6 +20,7 @@ one into the other row for row; the differences, and why:
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 import psycopg
@@ -117,10 +118,49 @@ CREATE TABLE IF NOT EXISTS oplog (
 def ensure_schema(conn: psycopg.Connection) -> str:
     """Create the tables if missing and check the format; returns the store id.
 
-    Runs in its own transaction under an advisory lock, so processes opening a new
-    database at once create it once. Needs `pg_trgm` (created here if missing, which a
-    database owner may do: it is a trusted extension).
+    A store whose `huedb_meta` records this schema's digest has every table, index and
+    trigger: it is only read, so opening it takes no lock a writer could wait for
+    (`CREATE INDEX IF NOT EXISTS` takes a SHARE lock on its table even when the index
+    exists: a node or worker starting while others wrote could deadlock with them).
+    Otherwise the schema is created in its own transaction under an advisory lock, so
+    processes opening a new database at once create it once. Needs `pg_trgm` (created here
+    if missing, which a database owner may do: it is a trusted extension).
     """
+    rows = _meta_if_current(conn)
+    if rows is None:
+        rows = _create_schema(conn)
+    version = int(rows["format_version"])
+    if version > FORMAT_VERSION:
+        raise FormatVersionError(
+            f"this PostgreSQL database holds a huedb store of format {version}, written by a "
+            f"newer huedb; this huedb reads format {FORMAT_VERSION}. Upgrade huedb to open it."
+        )
+    return rows["store_id"]
+
+
+def _meta_if_current(conn: psycopg.Connection) -> dict[str, str] | None:
+    """`huedb_meta`'s rows when they record this schema's digest and the head trigger is
+    there (the one object a database owner might drop), else None."""
+    conn.execute("BEGIN")
+    try:
+        rows: dict[str, str] | None = None
+        if conn.execute("SELECT to_regclass('huedb_meta')").fetchone()[0] is not None:
+            rows = dict(conn.execute("SELECT key, value FROM huedb_meta").fetchall())
+            trigger = conn.execute(
+                "SELECT 1 FROM pg_trigger WHERE tgname = 'records_changed_move_head' "
+                "AND tgrelid = to_regclass('records')"
+            ).fetchone()
+            if rows.get("schema_digest") != SCHEMA_DIGEST or trigger is None:
+                rows = None
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return rows
+
+
+def _create_schema(conn: psycopg.Connection) -> dict[str, str]:
+    """Create what is missing of the schema (under the advisory lock); `huedb_meta`'s rows."""
     conn.execute("BEGIN")
     try:
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (ADVISORY_CLASS, SCHEMA_LOCK))
@@ -134,18 +174,17 @@ def ensure_schema(conn: psycopg.Connection) -> str:
             "('store_id', %s) ON CONFLICT (key) DO NOTHING",
             (str(FORMAT_VERSION), str(uuid.uuid4())),
         )
+        conn.execute(
+            "INSERT INTO huedb_meta (key, value) VALUES ('schema_digest', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            (SCHEMA_DIGEST,),
+        )
         rows = dict(conn.execute("SELECT key, value FROM huedb_meta").fetchall())
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    version = int(rows["format_version"])
-    if version > FORMAT_VERSION:
-        raise FormatVersionError(
-            f"this PostgreSQL database holds a huedb store of format {version}, written by a "
-            f"newer huedb; this huedb reads format {FORMAT_VERSION}. Upgrade huedb to open it."
-        )
-    return rows["store_id"]
+    return rows
 
 
 # Every change to a record moves its collection's oplog head (oplog.py): a vector change
@@ -193,3 +232,9 @@ def _ensure_trigram_extension(conn: psycopg.Connection) -> None:
             "huedb needs the pg_trgm extension in its database: run `CREATE EXTENSION "
             f"pg_trgm` as a database owner (Debian: postgresql-contrib). {exc}"
         ) from exc
+
+
+# What `_create_schema` makes, as a digest recorded in `huedb_meta` (`schema_digest`).
+SCHEMA_DIGEST = hashlib.sha256(
+    "\n".join((SCHEMA, _HEAD_FUNCTION, _HEAD_TRIGGER)).encode()
+).hexdigest()[:32]
