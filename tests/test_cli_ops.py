@@ -80,6 +80,10 @@ def test_server_backup_and_stats_need_an_admin_token(tmp_path: Path) -> None:
         assert r.returncode == 2 and "403" in r.stderr
         r = huedb_cli("backup", "--url", server.url, "--out", str(out))
         assert r.returncode == 2 and "401" in r.stderr
+        bad = ("--url", server.url, "--token", "bad\ttoken")  # chromadb's token check
+        for r in (huedb_cli("backup", *bad, "--out", str(out)), huedb_cli("stats", *bad)):
+            assert r.returncode == 2 and "Invalid token" in r.stderr, r.stderr
+        assert not out.exists()
         r = huedb_cli("backup", "--url", server.url, "--token", ADMIN, "--out", str(out))
         assert r.returncode == 0, r.stderr
         client = huedb.HttpClient(

@@ -21,6 +21,8 @@ from huedb.engine.vector_index import (
     Thresholds,
     VectorIndex,
     graph_config,
+    graph_keys,
+    search_graph,
 )
 
 DIM = 16
@@ -140,6 +142,24 @@ def test_tombstones_survive_a_snapshot_and_are_counted():
     assert (len(view), view.tombstones) == (185, 20)
     assert sorted(view.keys().tolist()) == [*range(10, 15), *range(20, 200)]
     assert not view.wants_rebuild
+
+
+def test_measuring_a_graph_with_tombstones_counts_records_only():
+    """The recall measurement of a snapshot searches its graph as it is: on a graph with
+    tombstones it gets `count` records per query, none of them a tombstone."""
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((200, DIM), dtype=np.float32)
+    index = _graph_index(vectors)
+    index.remove(np.arange(0, 200, 2, dtype=np.uint64))
+    graph = index._graph
+    assert len(graph) == 200 and len(graph_keys(graph)) == 100
+    queries = vectors[1:40:2]
+    keys, counts = search_graph(graph, queries, 10, 500, tombstones=100)
+    assert counts.tolist() == [10] * len(queries)
+    alive = np.arange(1, 200, 2)
+    for query, got in zip(queries, keys, strict=True):
+        nearest = alive[np.argsort(((vectors[alive] - query) ** 2).sum(1), kind="stable")[:10]]
+        assert sorted(got.tolist()) == sorted(nearest.tolist())
 
 
 def test_a_graph_mostly_tombstones_is_rebuilt(tmp_path):

@@ -205,7 +205,7 @@ def _measure_view(payload: Any, params: HnswParams, stop: threading.Event) -> Ca
     graph = graph_view(payload)
     source = GraphVectors(graph)
     sample = holdout_rows(len(source.keys))
-    search = functools.partial(search_graph, graph)
+    search = functools.partial(search_graph, graph, tombstones=len(graph) - len(source.keys))
     return _measure_recall(search, params, source, sample, stop, sample_in_graph=True)
 
 

@@ -1076,12 +1076,16 @@ class VectorIndex:
 
 
 def search_graph(
-    graph: Index, queries: np.ndarray, count: int, ef: int
+    graph: Index, queries: np.ndarray, count: int, ef: int, tombstones: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keys (queries x count) and how many were found per query, of a batch searched at
-    expansion `ef` on every core: for measuring a graph that no query is using. Twice
-    `count` are asked for, so that the tombstones among them can be left out."""
-    asked = 2 * count
+    expansion `ef` on every core: for measuring a graph that no query is using. On a graph
+    holding `tombstones`, twice as many as hold `count` records on average are asked for,
+    and the tombstones among them left out."""
+    size = len(graph)
+    asked = count
+    if tombstones:
+        asked = max(count, min(size, 2 * count * size // max(1, size - tombstones)))
     graph.expansion_search = search_expansion(ef, asked)
     found = graph.search(queries, asked, threads=0)
     keys = np.asarray(found.keys, dtype=np.uint64)

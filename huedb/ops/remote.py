@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from huedb.api.client import auth_headers
+from huedb.config import Settings
 from huedb.engine import fileio
 from huedb.errors import BackupError
 from huedb.ops.backup import Manifest, check_archive
@@ -25,7 +27,8 @@ def _admin_url(url: str, route: str) -> str:
 
 
 def _headers(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
+    """The token's header as huedb's clients send it (chromadb's token check included)."""
+    return auth_headers(Settings(chroma_client_auth_credentials=token or None))
 
 
 def download_backup(url: str, token: str | None, out: Path) -> Manifest:
