@@ -34,6 +34,7 @@ from huedb.config import (
     _env_value,
     settings_of,
 )
+from huedb.engine.engine import Engine
 from huedb.engine.registry import acquire_engine, close_all_engines, release_engine
 from huedb.errors import ChromaAuthError, ChromaError, ConfigError, InvalidArgumentError
 
@@ -543,6 +544,15 @@ class Client:
         """Every alias of the current database and the collection it names."""
         rows = self._server.list_aliases(self.tenant, self.database)
         return {r["name"]: r["collection"] for r in rows}
+
+
+def local_engine(client: Client) -> Engine:
+    """The engine an in-process client runs on (for huedb's own tools; TypeError for a
+    client of a server)."""
+    server = client._server
+    if not isinstance(server, LocalAPI):
+        raise TypeError("the client talks to a server: it has no engine in this process")
+    return server.engine
 
 
 def EphemeralClient(  # noqa: N802 - chromadb's factory name

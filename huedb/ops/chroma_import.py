@@ -25,12 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huedb.api.client import Client
+from huedb.api.client import Client, local_engine
 from huedb.api.collection import Collection
 from huedb.api.collection_config import create_configuration
 from huedb.api.collection_schema import parse_schema, vector_index_config
 from huedb.engine.catalog import validate_name, validate_tenant_name
-from huedb.engine.engine import Engine
 from huedb.engine.hnsw_config import collection_space
 from huedb.errors import InvalidArgumentError, NotFoundError
 from huedb.ops.chroma_dir import ChromaCollection, ChromaDirectory
@@ -255,12 +254,7 @@ def _remove_created(client: Client, created: _Created) -> None:
 
 def _drop_tenant(client: Client, tenant: str) -> None:
     """Delete a tenant that holds no database (neither huedb's API nor Chroma's can)."""
-    _engine(client).delete_empty_tenant(tenant)
-
-
-def _engine(client: Client) -> Engine:
-    """The engine a local client (`store_client`'s) runs on."""
-    return client._server.engine  # type: ignore[attr-defined, no-any-return]
+    local_engine(client).delete_empty_tenant(tenant)
 
 
 def _migrate_collection(
@@ -327,7 +321,7 @@ def _keep_dimension(client: Client, target: Collection, collection: ChromaCollec
     deleted (huedb fixes it with the first vector written)."""
     if collection.dimension is None or target.get_model().dimension is not None:
         return
-    _engine(client).fix_dimension(str(target.id), collection.dimension)
+    local_engine(client).fix_dimension(str(target.id), collection.dimension)
 
 
 def _mirror_definition(target: Collection, collection: ChromaCollection) -> None:

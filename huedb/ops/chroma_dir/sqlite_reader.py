@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -238,17 +237,6 @@ class ChromaSqlite:
             self.conn.close()
         finally:
             self._remove_copy()
-
-    def __enter__(self) -> ChromaSqlite:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def check_integrity(self) -> None:
         """ValueError if SQLite's `quick_check` finds damaged pages."""
