@@ -38,7 +38,8 @@ from tests.servers import huedb_server
 
 N = 2_000
 DIM = 32
-GRAPH = {"max_neighbors": 4, "ef_construction": 8}  # misses 0.95 at ef 100
+GRAPH = {"max_neighbors": 4, "ef_construction": 8}  # misses 0.95 at ef 100; passed as a
+# copy: chromadb adds "space" to the configuration dicts it is given
 EXACT_MAX_FLOATS = 1_000  # a graph from 32 vectors of 32 dimensions on
 VECTORS = np.random.default_rng(18).standard_normal((N, DIM)).astype(np.float32)
 IDS = [f"v{i}" for i in range(N)]
@@ -114,7 +115,7 @@ def test_an_ef_search_of_100_given_at_create_is_used(client: huedb.Client, how: 
 
 
 def test_without_ef_search_the_planner_tunes_it(client: huedb.Client) -> None:
-    col = client.create_collection("tuned", configuration={"hnsw": GRAPH})
+    col = client.create_collection("tuned", configuration={"hnsw": dict(GRAPH)})
     _fill(col)
     search_ef, reported, source = _ef_in_use(client, col)
     assert source == "recall_target" and search_ef == reported and search_ef > 100
@@ -185,7 +186,7 @@ def test_a_copied_definition_is_not_a_choice(client: huedb.Client) -> None:
     """Importers (Chroma directories, Parquet) recreate a collection from its stored
     definition, which holds every setting: that tells no choice, so a collection at
     ef_search 100 is tuned as in its source; a legacy `hnsw:search_ef` key is the user's."""
-    source = client.create_collection("source", configuration={"hnsw": GRAPH})
+    source = client.create_collection("source", configuration={"hnsw": dict(GRAPH)})
     model = source.get_model()
     assert EF_SEARCH_CHOSEN_KEY not in create_configuration(model.configuration_json, None)
     copy = create_like(client, "copy", None, model.schema)
@@ -205,7 +206,7 @@ def test_over_http(tmp_path: Path) -> None:
         chosen = theirs.create_collection(
             "chosen", configuration={"hnsw": {"ef_search": 100, **GRAPH}}
         )
-        default = theirs.create_collection("default", configuration={"hnsw": GRAPH})
+        default = theirs.create_collection("default", configuration={"hnsw": dict(GRAPH)})
         for col in (chosen, default):
             col.add(ids=IDS, embeddings=VECTORS)
         assert chosen.configuration["hnsw"] == default.configuration["hnsw"]
@@ -275,7 +276,7 @@ def test_stats_without_the_index_loaded_report_the_ef_searches_use(tmp_path: Pat
     do once the graph is loaded, not the configured 100."""
     client = _client(tmp_path)
     col = client.create_collection(
-        "unmeasured", metadata={RECALL_TARGET_KEY: 0}, configuration={"hnsw": GRAPH}
+        "unmeasured", metadata={RECALL_TARGET_KEY: 0}, configuration={"hnsw": dict(GRAPH)}
     )
     _fill(col)
     col.modify(metadata={"other": 1})  # the recall target back to its default
