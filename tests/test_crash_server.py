@@ -5,7 +5,7 @@ a SQLite data directory, or a PostgreSQL database that keeps running while the h
 is killed, with the server's derived files in the directory): two client threads drive
 add/upsert/update/delete batches over raw httpx on disjoint id ranges. An operation counts
 as acknowledged only when its response is 2xx. The whole server process group is killed
-0.2-2 s into the traffic; the server is restarted on the same directory, with no manual
+0.2-1.2 s into the traffic; the server is restarted on the same directory, with no manual
 repair, and must hold every acknowledged effect (exact vector, metadata and document;
 deletes absent; updates applied), each thread's single in-flight batch either entirely
 applied or not at all, and every record must be found by a query for its own vector
@@ -250,7 +250,7 @@ def test_server_sigkill_keeps_acknowledged_requests(
             ]
             for t in threads:
                 t.start()
-            time.sleep(rng.uniform(0.2, 2.0))
+            time.sleep(rng.uniform(0.2, 1.2))
             server.kill_group()
             stop.set()
             for t in threads:
