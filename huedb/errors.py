@@ -9,6 +9,7 @@ on the wire (`wire_name`, one of the names chromadb's client maps back to a clas
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -333,3 +334,11 @@ error_types: dict[str, type[ChromaError]] = {
         ChromaError,
     )
 }
+
+
+def errors_if_loaded(module: str, *names: str) -> tuple[type[BaseException], ...]:
+    """The exception classes `names` of `module` once this process has imported it, else
+    none: nothing can raise them before, and a process need not import psycopg or httpx
+    (~70 ms each) only to name their errors in an `except`."""
+    loaded = sys.modules.get(module)
+    return tuple(getattr(loaded, name) for name in names) if loaded is not None else ()

@@ -6,9 +6,9 @@ attributes, properties and the methods chromadb keeps synchronous are passed thr
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from huedb.api.client import Client, claim_http_settings, connect_http, is_connect_error
@@ -29,6 +29,13 @@ _SYNC_CLIENT_METHODS = frozenset({"get_settings", "clear_system_cache"})
 _SYNC_COLLECTION_METHODS = frozenset({"get_model"})
 
 
+async def _in_thread(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """`function(*args, **kwargs)` run in a worker thread."""
+    import asyncio  # here: `import huedb` need not pay for asyncio (~40 ms) unless used
+
+    return await asyncio.to_thread(function, *args, **kwargs)
+
+
 class AsyncCollection:
     """A `Collection` whose data methods are coroutines."""
 
@@ -42,13 +49,13 @@ class AsyncCollection:
 
         @functools.wraps(attr)
         async def call(*args: Any, **kwargs: Any) -> Any:
-            return await asyncio.to_thread(attr, *args, **kwargs)
+            return await _in_thread(attr, *args, **kwargs)
 
         return call
 
     async def fork(self, new_name: str) -> AsyncCollection:
         """The fork, as an `AsyncCollection` (as chromadb's async client returns it)."""
-        return AsyncCollection(await asyncio.to_thread(self._collection.fork, new_name))
+        return AsyncCollection(await _in_thread(self._collection.fork, new_name))
 
     def __repr__(self) -> str:
         return f"AsyncCollection(name={self._collection.name})"
@@ -67,7 +74,7 @@ class AsyncClient:
 
         @functools.wraps(attr)
         async def call(*args: Any, **kwargs: Any) -> Any:
-            result = await asyncio.to_thread(attr, *args, **kwargs)
+            result = await _in_thread(attr, *args, **kwargs)
             if name in _COLLECTION_RETURNING:
                 return AsyncCollection(result)
             if name == "list_collections":
@@ -95,7 +102,7 @@ async def AsyncHttpClient(  # noqa: N802 - chromadb's factory name
     settings = settings_of(settings)
     host, port, ssl = claim_http_settings(settings, ASYNC_HTTP_API_IMPL, host, port, ssl, headers)
     try:
-        client = await asyncio.to_thread(connect_http, settings, host, port, ssl, tenant, database)
+        client = await _in_thread(connect_http, settings, host, port, ssl, tenant, database)
     except ValueError as exc:
         # chromadb's async client asks for its identity first, without the sync client's
         # ValueError: a server it cannot reach raises httpx's ConnectError.

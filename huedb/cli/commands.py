@@ -14,10 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-import psycopg
-from psycopg_pool import PoolTimeout
-
 from huedb.api.checks import MAX_BATCH_SIZE
 from huedb.api.client import HTTP_API_IMPL, Client, claim_http_settings, connect_http
 from huedb.cli.output import (
@@ -41,8 +37,8 @@ from huedb.errors import (
     StorageIOError,
     StorageUnavailableError,
     UsageError,
+    errors_if_loaded,
 )
-from huedb.ops import remote
 from huedb.ops.backup import backup, restore, storage_error
 from huedb.ops.stats import store_stats
 from huedb.ops.store import (
@@ -70,16 +66,22 @@ EXIT_OUTPUT_CLOSED = 141  # the reader of stdout went away (`| head`): 128 + SIG
 CLI_HTTP_TIMEOUT_S = 60.0
 
 
-# Storage failures: exit 3, one line (a PostgreSQL store: unreachable, or its errors).
-STORAGE_ERRORS = (
-    StorageFullError,
-    StorageIOError,
-    StorageUnavailableError,
-    OSError,
-    sqlite3.Error,
-    psycopg.Error,
-    PoolTimeout,
-)
+# Storage failures: exit 3, one line (a PostgreSQL store: unreachable, or its errors,
+# `_storage_errors`).
+STORAGE_ERRORS = (StorageFullError, StorageIOError, StorageUnavailableError, OSError, sqlite3.Error)
+
+
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    return (
+        STORAGE_ERRORS
+        + errors_if_loaded("psycopg", "Error")
+        + errors_if_loaded("psycopg_pool", "PoolTimeout")
+    )
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """httpx's errors of a connection (refused, TLS, timeout, reset): a `--url` command's."""
+    return errors_if_loaded("httpx", "TransportError")
 
 
 def _path(args: argparse.Namespace) -> Path | None:
@@ -125,6 +127,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
     _check_target(args)
     if args.url:
         require_out_directory(Path(args.out))  # `backup` checks it after refuse_inside_data
+        from huedb.ops import remote  # httpx: only for --url
+
         manifest = remote.download_backup(args.url, args.token, Path(args.out))
     else:
         manifest = backup(_path(args), Path(args.out), store=args.store)
@@ -217,6 +221,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     _check_target(args)
     if args.url:
+        from huedb.ops import remote  # httpx: only for --url
+
         stats = remote.fetch_stats(args.url, args.token)
     else:
         stats = store_stats(_path(args), store=args.store)
@@ -313,16 +319,18 @@ def run_command(args: argparse.Namespace) -> int:
         if _stdout_closed():  # `huedb stats | head -1`: quiet, as other tools are
             return EXIT_OUTPUT_CLOSED
         return _storage_failure(args, exc)
-    except STORAGE_ERRORS as exc:
+    except _storage_errors() as exc:
         return _storage_failure(args, exc)
-    except httpx.TransportError as exc:  # connection refused, TLS, timeout, reset
+    except _transport_errors() as exc:
         _error(args, _unreachable(args, exc))
         return EXIT_ERROR
-    except (UsageError, BackupError, ConfigError, ChromaError, ValueError, httpx.HTTPError) as exc:
+    except (UsageError, BackupError, ConfigError, ChromaError, ValueError) + errors_if_loaded(
+        "httpx", "HTTPError"
+    ) as exc:
         if isinstance(exc, BackupError) and storage_error(exc) is not None:
             return _storage_failure(args, exc)
         if str(exc).startswith("Could not connect") and isinstance(
-            exc.__cause__, httpx.TransportError
+            exc.__cause__, _transport_errors()
         ):  # the client's own words for a server it cannot reach: name the server
             _error(args, _unreachable(args, exc.__cause__))
         else:
@@ -337,7 +345,7 @@ def _http_client(url: str, settings: Settings, tenant: str, database: str) -> Cl
     return connect_http(settings, host, port, ssl, tenant, database, CLI_HTTP_TIMEOUT_S)
 
 
-def _unreachable(args: argparse.Namespace, exc: httpx.TransportError) -> str:
+def _unreachable(args: argparse.Namespace, exc: BaseException) -> str:
     """The one line for a `--url` server that cannot be reached or does not answer."""
     url = getattr(args, "url", None)
     return f"cannot reach the huedb server at {url}: {exc or type(exc).__name__}"

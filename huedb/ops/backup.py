@@ -35,7 +35,6 @@ from typing import Any
 from huedb.engine import fileio
 from huedb.engine.engine import Engine
 from huedb.engine.node_dir import LOCK_FILENAME, NODE_ID_FILENAME
-from huedb.engine.postgres_store import PostgresStore
 from huedb.engine.sqlite_store.connection import (
     DB_FILENAME,
     MIGRATION_LOCK_FILENAME,
@@ -329,6 +328,8 @@ def _restore_into_postgres(
     `data`, if given, is this node's directory of derived files: it must not be open (the
     directory lock is taken exclusively) and its index snapshots are removed.
     """
+    from huedb.engine.postgres_store import PostgresStore  # psycopg: only for this store
+
     if force:
         raise BackupError(
             "--force does not apply to a PostgreSQL store: restore into an empty database "

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from huedb.api.client import Client, PersistentClient
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT, LOCAL_API_IMPL, Settings
 from huedb.engine.engine import Engine
@@ -54,6 +52,8 @@ def require_postgres_store(url: str) -> None:
 def _postgres_store_exists(url: str) -> bool | None:
     """Whether the PostgreSQL database at `url` holds huedb's tables; None when it cannot
     be reached (left to the store's own error when it is opened)."""
+    import psycopg  # only for a PostgreSQL store (see `engine.store_factory`)
+
     try:
         with psycopg.connect(url, connect_timeout=5) as conn:
             row = conn.execute("SELECT to_regclass('huedb_meta') IS NOT NULL").fetchone()
