@@ -247,3 +247,42 @@ def test_unavailable_message_names_no_host_port_nor_user() -> None:
     assert str(error) == (
         "PostgreSQL is unavailable (connection refused); the request was not carried out"
     )
+
+
+def test_a_deadlock_is_a_rolled_back_write_not_an_outage(pg_url: str) -> None:
+    """Two transactions that each wait for the other's row: PostgreSQL rolls one back
+    (deadlock_detected). That is a 503 to retry, saying so; PostgreSQL is not unavailable."""
+    with psycopg.connect(pg_url, autocommit=True) as setup:
+        setup.execute("CREATE TABLE pair (id int PRIMARY KEY, v int)")
+        setup.execute("INSERT INTO pair VALUES (1, 0), (2, 0)")
+    first = psycopg.connect(pg_url)
+    second = psycopg.connect(pg_url)
+    failures: list[BaseException] = []
+    try:
+        first.execute("UPDATE pair SET v = 1 WHERE id = 1")
+        second.execute("UPDATE pair SET v = 2 WHERE id = 2")
+
+        def cross(conn: psycopg.Connection, row: int) -> None:
+            try:
+                conn.execute("UPDATE pair SET v = 3 WHERE id = %s", (row,))
+                conn.commit()
+            except psycopg.Error as exc:
+                failures.append(exc)
+                conn.rollback()
+
+        threads = [
+            threading.Thread(target=cross, args=(first, 2)),
+            threading.Thread(target=cross, args=(second, 1)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        first.close()
+        second.close()
+    assert len(failures) == 1 and isinstance(failures[0], psycopg.errors.DeadlockDetected)
+    error = storage_error(failures[0])
+    assert isinstance(error, StorageUnavailableError)
+    assert "deadlocked with another transaction" in str(error) and "retry it" in str(error)
+    assert "unavailable" not in str(error)

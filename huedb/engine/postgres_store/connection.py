@@ -138,6 +138,11 @@ def _connection_failure(url: str, kwargs: dict[str, Any]) -> StorageUnavailableE
     return None
 
 
+# SQLSTATE class 40, "transaction rollback": deadlock_detected (40P01),
+# serialization_failure (40001) and the like.
+TRANSACTION_ROLLBACK = "40"
+
+
 def storage_error(exc: BaseException) -> Exception | None:
     """The huedb error for a psycopg / pool error, or None when it is not a storage one."""
     if isinstance(exc, PoolTimeout):  # psycopg_pool's text names no host nor user
@@ -162,6 +167,17 @@ def storage_error(exc: BaseException) -> Exception | None:
             "The write was rolled back: this node stalled inside it for longer than "
             "pg_write_idle_timeout, so PostgreSQL ended its session; nothing of the request "
             "was applied, retry it"
+        )
+    if (getattr(exc, "sqlstate", None) or "").startswith(TRANSACTION_ROLLBACK):
+        # A deadlock with another transaction, or a serialization failure: PostgreSQL rolled
+        # this one back and serves on (it is not unavailable).
+        logger.warning(
+            "PostgreSQL rolled a write back (SQLSTATE %s): %s", exc.sqlstate, scrubbed(str(exc))
+        )
+        return StorageUnavailableError(
+            "The write was rolled back: PostgreSQL found it deadlocked with another "
+            "transaction (or not serializable beside one); nothing of the request was "
+            "applied, retry it"
         )
     if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.QueryCanceled):
         # Connection lost, admin/crash shutdown, cannot connect now, too many connections.
