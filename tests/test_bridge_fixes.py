@@ -91,6 +91,22 @@ def test_every_spelling_of_one_directory_opens_it(
         _client(system, "./store", allow_reset=True)
 
 
+def test_chroma_client_beside_an_integrations_own_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/integrations.md: LangChain on `chroma_client("./store")` and Haystack given
+    `client_settings={"chroma_api_impl": API_IMPL}` with `persist_path="./store"` in one app.
+    `chroma_client` set `anonymized_telemetry=False`, which chromadb's settings of the other
+    lacked: "An instance of Chroma already exists ... with different settings"."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ANONYMIZED_TELEMETRY", raising=False)
+    langchain = chroma_client("./store")
+    langchain.create_collection("lcdocs").add(ids=["a"], embeddings=[[1.0, 2.0]])
+    settings = chromadb.Settings(chroma_api_impl=huedb.chroma_bridge.API_IMPL)
+    haystack = chromadb.PersistentClient(path="./store", settings=settings)
+    assert haystack.get_collection("lcdocs").count() == 1
+
+
 def test_the_same_spelling_after_chdir_is_another_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

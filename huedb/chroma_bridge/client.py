@@ -14,8 +14,13 @@ from huedb.chroma_bridge.identifier import API_IMPL
 
 
 def chroma_settings(path: str | Path | None = None, **settings: Any) -> ChromaSettings:
-    """chromadb `Settings` selecting the bridge: persistent at `path`, else in memory."""
-    chosen = ChromaSettings(chroma_api_impl=API_IMPL, anonymized_telemetry=False, **settings)
+    """chromadb `Settings` selecting the bridge: persistent at `path`, else in memory.
+
+    The rest are chromadb's defaults (`anonymized_telemetry` too: ANONYMIZED_TELEMETRY=False
+    turns it off, as for chromadb), so that the settings an integration builds itself for
+    the same directory equal these: chromadb refuses a second client of one directory
+    whose settings differ."""
+    chosen = ChromaSettings(chroma_api_impl=API_IMPL, **settings)
     if path is not None:
         chosen.is_persistent = True
         chosen.persist_directory = str(path)
