@@ -132,6 +132,22 @@ def test_import_into_a_refused_collection_name_creates_no_store(data: Path, tmp_
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_import_with_a_space_the_file_contradicts_creates_no_store(
+    data: Path, tmp_path: Path
+) -> None:
+    """`--space` is checked against the file's space before a store is created for it (the
+    refusal left an empty store at a mistyped path)."""
+    exported = tmp_path / "x.parquet"  # "keep" was created with the default space, l2
+    done = run_cli("export", "--path", str(data), "--collection", "keep", "--out", str(exported))
+    assert done.returncode == 0, done.stderr
+    new = tmp_path / "new"
+    for space, message in (("cosine", "was exported with space 'l2', not 'cosine'"),
+                           ("manhattan", "invalid choice")):  # fmt: skip
+        r = run_cli("import", str(exported), "--path", str(new), "--space", space)
+        assert r.returncode == 2 and message in r.stderr, r.stdout + r.stderr
+        assert "Traceback" not in r.stderr and not new.exists()
+
+
 def test_a_checked_file_is_not_read_again_by_the_import(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -167,7 +167,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from huedb.ops.parquet import check_file, import_collection, target_collection_name
+    from huedb.ops.parquet import (
+        check_file,
+        import_collection,
+        import_space,
+        target_collection_name,
+    )
 
     _require_at_least_one(args.batch_size, "--batch-size")
     if not Path(args.file).is_file():  # before a store is created for it
@@ -180,6 +185,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         # Parquet, corrupt, or holds a record the import would refuse leaves nothing behind
         # (import_collection checks it again, against an existing store's batch size).
         check_file(Path(args.file), min(args.batch_size, MAX_BATCH_SIZE))
+        import_space(Path(args.file), args.space)
         validate_name(target_collection_name(Path(args.file), args.collection))
     client = _client(args, create=True)
     try:

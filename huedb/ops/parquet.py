@@ -533,6 +533,18 @@ def target_collection_name(
     return collection_name or kv.get(KEY_COLLECTION) or Path(path).stem
 
 
+def import_space(path: Path, space: str | None, kv: dict[str, str] | None = None) -> str | None:
+    """The distance space of the file at `path` (its metadata `kv`), else the user's
+    `space` (None: neither names one); ValueError for a space huedb does not know or one
+    the file contradicts."""
+    if space is not None and space not in SPACES:
+        raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+    file_space = (read_file_metadata(path) if kv is None else kv).get(KEY_SPACE) or None
+    if space is not None and file_space is not None and space != file_space:
+        raise ValueError(f"{path} was exported with space {file_space!r}, not {space!r}")
+    return file_space or space
+
+
 def import_collection(
     client: Client,
     path: Path,
@@ -550,8 +562,6 @@ def import_collection(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if space is not None and space not in SPACES:
-        raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
     started = time.monotonic()
     path = Path(path)
     with contextlib.suppress(Exception):
@@ -560,10 +570,7 @@ def import_collection(
     parquet = _open(path)
     kv = read_file_metadata(path)
     name = target_collection_name(path, collection_name, kv)
-    file_space = kv.get(KEY_SPACE) or None
-    if space is not None and file_space is not None and space != file_space:
-        raise ValueError(f"{path} was exported with space {file_space!r}, not {space!r}")
-    file_space = file_space or space
+    file_space = import_space(path, space, kv)
     warnings: list[str] = []
     declared_rows, num_rows = kv.get(KEY_ROWS), parquet.metadata.num_rows
     if declared_rows and declared_rows.isdigit() and int(declared_rows) != num_rows:
