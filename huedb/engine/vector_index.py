@@ -973,9 +973,7 @@ class VectorIndex:
     def keys(self) -> np.ndarray:
         """All keys currently indexed."""
         if self._graph is not None:
-            keys = np.asarray(self._graph.keys, dtype=np.uint64)
-            if self._tombstones:
-                keys = keys[keys < np.uint64(TOMBSTONE_BASE)]
+            keys = graph_keys(self._graph)
             if self._backlog is None:
                 return keys
             return np.concatenate([self._backlog.current(keys), self._backlog.fresh.keys()])
@@ -1095,6 +1093,8 @@ def search_graph(
         keys, counts = row, np.asarray([min(len(keys), asked)], dtype=np.int64)
     else:
         counts = np.asarray(found.counts, dtype=np.int64)
+    if not tombstones:
+        return keys, counts
     kept = (keys < np.uint64(TOMBSTONE_BASE)) & (np.arange(asked)[None, :] < counts[:, None])
     order = np.argsort(~kept, axis=1, kind="stable")  # the records found first, in order
     keys = np.take_along_axis(keys, order, axis=1)[:, :count]
