@@ -29,6 +29,7 @@ from huedb.cli.output import (
 )
 from huedb.config import Settings
 from huedb.engine.catalog import validate_name
+from huedb.engine.store_factory import postgres_errors
 from huedb.errors import (
     BackupError,
     ChromaError,
@@ -72,11 +73,7 @@ STORAGE_ERRORS = (StorageFullError, StorageIOError, StorageUnavailableError, OSE
 
 
 def _storage_errors() -> tuple[type[BaseException], ...]:
-    return (
-        STORAGE_ERRORS
-        + errors_if_loaded("psycopg", "Error")
-        + errors_if_loaded("psycopg_pool", "PoolTimeout")
-    )
+    return STORAGE_ERRORS + postgres_errors()
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:

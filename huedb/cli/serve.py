@@ -16,7 +16,8 @@ from pathlib import Path
 from types import FrameType
 
 from huedb.engine.registry import acquire_engine, release_engine
-from huedb.errors import ChromaError, ConfigError, errors_if_loaded
+from huedb.engine.store_factory import postgres_errors
+from huedb.errors import ChromaError, ConfigError
 from huedb.options import (
     OPTION_NAMES,
     SERVER_DEFAULTS,
@@ -254,11 +255,7 @@ def serve(args: argparse.Namespace) -> int:
         except OSError as exc:  # the data directory cannot be created or locked
             raise ConfigError(f"cannot use --path {config.path}: {exc.strerror or exc}") from None
         check_port(config.host, config.port)
-    except (
-        (ConfigError, ChromaError)
-        + errors_if_loaded("psycopg", "Error")
-        + errors_if_loaded("psycopg_pool", "PoolTimeout")
-    ) as exc:
+    except (ConfigError, ChromaError) + postgres_errors() as exc:
         url = config.engine.store if config is not None else (args.store or "")
         logger.error("cannot start: %s", without_password(str(exc), url).replace("\n", " "))
         return 2

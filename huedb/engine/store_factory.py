@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from huedb.engine.sqlite_store.store import SQLiteStore
 from huedb.engine.store import Store
+from huedb.errors import errors_if_loaded
 from huedb.options import EngineOptions
 
 if TYPE_CHECKING:
@@ -39,3 +40,9 @@ def open_store(path: Path | None, options: EngineOptions) -> Store:
 
         return PostgresStore(options.store, options, pool_settings(options))
     return SQLiteStore(path, options)
+
+
+def postgres_errors() -> tuple[type[BaseException], ...]:
+    """psycopg's and its pool's errors once a PostgreSQL store was opened in this process
+    (none before: nothing can have raised them), for an `except` to name."""
+    return errors_if_loaded("psycopg", "Error") + errors_if_loaded("psycopg_pool", "PoolTimeout")
