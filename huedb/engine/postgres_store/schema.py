@@ -141,28 +141,20 @@ def ensure_schema(conn: psycopg.Connection) -> str:
 def _meta_if_current(conn: psycopg.Connection) -> dict[str, str] | None:
     """`huedb_meta`'s rows when they record this schema's digest and the head trigger is
     there (the one object a database owner might drop), else None."""
-    conn.execute("BEGIN")
-    try:
-        rows: dict[str, str] | None = None
-        if conn.execute("SELECT to_regclass('huedb_meta')").fetchone()[0] is not None:
-            rows = dict(conn.execute("SELECT key, value FROM huedb_meta").fetchall())
-            trigger = conn.execute(
-                "SELECT 1 FROM pg_trigger WHERE tgname = 'records_changed_move_head' "
-                "AND tgrelid = to_regclass('records')"
-            ).fetchone()
-            if rows.get("schema_digest") != SCHEMA_DIGEST or trigger is None:
-                rows = None
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return rows
+    with conn.transaction():
+        if conn.execute("SELECT to_regclass('huedb_meta')").fetchone()[0] is None:
+            return None
+        rows = dict(conn.execute("SELECT key, value FROM huedb_meta").fetchall())
+        trigger = conn.execute(
+            "SELECT 1 FROM pg_trigger WHERE tgname = 'records_changed_move_head' "
+            "AND tgrelid = to_regclass('records')"
+        ).fetchone()
+    return rows if rows.get("schema_digest") == SCHEMA_DIGEST and trigger is not None else None
 
 
 def _create_schema(conn: psycopg.Connection) -> dict[str, str]:
     """Create what is missing of the schema (under the advisory lock); `huedb_meta`'s rows."""
-    conn.execute("BEGIN")
-    try:
+    with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (ADVISORY_CLASS, SCHEMA_LOCK))
         _ensure_trigram_extension(conn)
         for statement in SCHEMA.split(";"):
@@ -179,12 +171,7 @@ def _create_schema(conn: psycopg.Connection) -> dict[str, str]:
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             (SCHEMA_DIGEST,),
         )
-        rows = dict(conn.execute("SELECT key, value FROM huedb_meta").fetchall())
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return rows
+        return dict(conn.execute("SELECT key, value FROM huedb_meta").fetchall())
 
 
 # Every change to a record moves its collection's oplog head (oplog.py): a vector change
