@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from usearch.index import Index
 
+from huedb.engine import graph_reach
 from huedb.engine.graph_backlog import Backlog, BacklogWork
 from huedb.engine.hnsw_config import (
     DEFAULT_RECALL_TARGET,
@@ -278,14 +279,31 @@ class LocalGraph:
         return search_graph(self._graph, queries, count, ef)
 
     def finish(self, read: Callable[[Path], Any] | None = None) -> Index:
-        """The graph built (in memory: there is no file for `read`)."""
-        return self._graph
+        """The graph built, with the nodes no search reached linked in (in memory: there
+        is no file for `read`)."""
+        return reconnected(self._graph)
 
     def kill(self) -> None:
         """Nothing to end: the graph is dropped with this object."""
 
     def interrupt(self) -> None:
         """Nothing to interrupt: a stop is seen between two `add` calls."""
+
+
+def reconnected(graph: Index) -> Index:
+    """`graph` with the nodes no search reaches linked in (`graph_reach`, on its serialized
+    form, read back), or `graph` itself when every node was reached."""
+    serialized = bytearray(graph.save())
+    result = graph_reach.reconnect(
+        np.frombuffer(serialized, dtype=np.uint8), graph_reach.nearest_in(graph)
+    )
+    graph_reach.report(result)
+    if result is None or not result[0]:
+        return graph
+    linked = Index.restore(serialized)
+    linked.expansion_add = graph.expansion_add
+    linked.expansion_search = graph.expansion_search
+    return linked
 
 
 def graph_input(space: str, vectors: np.ndarray, in_place: bool = False) -> np.ndarray:

@@ -1,0 +1,245 @@
+"""Nodes of a saved HNSW graph that no search can reach, found and linked in.
+
+HNSW keeps a node's neighbour list short by pruning: a neighbour is dropped when it is
+nearer to another kept neighbour than to the node. A node whose every in-link was pruned
+this way (and any node reached only through such nodes) is never visited by a search, so
+its record is never returned, however large the search's ef: usearch's own graph of the
+bench's 100k x 384 clustered vectors (M 16, ef_construction 100, two threads) left 183-193
+nodes (0.19 %) unreachable from the entry point, and a search with each node's own vector
+at ef 2,000 missed 191. Removing such a node and adding it again links ~80 % of them; the
+rest are pruned out again (a node whose one kept neighbour is a hub with a full list).
+
+So this module edits the serialized graph instead. It reads usearch's saved form (format
+of usearch 2.x: the vectors, a 64-byte head, then the graph: five u64 (size,
+connectivity, base connectivity, top level, entry slot), every node's level (i16), then
+every node: its key (u64), level (i16), its level-0 list (a u32 count, then base
+connectivity u32 slots), one list per upper level), finds the nodes a breadth-first walk
+of level 0's links from the entry node never meets, and appends each one to the level-0
+list of up to `LINKS_PER_NODE` of its nearest reachable nodes that have room. A link is
+only added, never removed, so no node becomes unreachable. A file in any other layout is
+left as it is (`read_level0` returns None).
+
+Imports numpy only: the graph process (`graph_process`, no huedb there) loads this file.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+LINKS_PER_NODE = 2  # reachable nodes that link to each node found unreachable
+NEAREST = 32  # candidates searched for those nodes, nearest first
+_HEAD_BYTES = 64  # usearch's index_dense head: magic, version, kinds, counts
+_MAGIC = b"usearch"
+_KIND_U64, _KIND_U32 = 14, 15  # usearch's scalar_kind_t of the key and the slot
+_NODE_HEAD = 10  # key (u64) and level (i16) before a node's lists
+_CHUNK = 65_536  # nodes whose level-0 lists are gathered at a time
+
+# The nearest nodes of some keys (a graph search with their own vectors): keys found
+# (rows x k) and how many of each row are real.
+Nearest = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class Level0:
+    """Level 0 of a serialized graph: what a walk of its links needs, and where each
+    node's list is (to append to it)."""
+
+    data: np.ndarray  # the serialized index (uint8), written in place by `link_in`
+    keys: np.ndarray  # slot -> key
+    list_at: np.ndarray  # slot -> byte offset of its level-0 count
+    counts: np.ndarray  # slot -> links in its level-0 list
+    links: np.ndarray  # (slots, capacity) uint32: the lists (past `counts`: unused)
+    capacity: int
+    entry: int
+
+
+def read_level0(data: np.ndarray) -> Level0 | None:
+    """Level 0 of the usearch index serialized in `data` (uint8), or None when it is not
+    an index of the layout this module knows (or empty)."""
+    if sys.byteorder != "little":
+        return None
+    offset = _graph_offset(data)
+    if offset is None or len(data) < offset + 40:
+        return None
+    size, _conn, conn0, _top, entry = (int(v) for v in _u64(data, offset, 5))
+    levels_at = offset + 40
+    if size == 0:
+        none = np.empty(0, dtype=np.int64)
+        return Level0(data, none.astype(np.uint64), none, none, none.reshape(0, 0), 0, 0)
+    if conn0 == 0 or len(data) < levels_at + 2 * size:
+        return None
+    levels = data[levels_at : levels_at + 2 * size].view("<i2").astype(np.int64)
+    base_bytes = 4 + 4 * conn0
+    upper_bytes = 4 + 4 * _conn
+    sizes = _NODE_HEAD + base_bytes + levels * upper_bytes
+    starts = np.empty(size, dtype=np.int64)
+    starts[0] = levels_at + 2 * size
+    np.cumsum(sizes[:-1], out=starts[1:])
+    starts[1:] += starts[0]
+    if starts[-1] + sizes[-1] > len(data) or not 0 <= entry < size:
+        return None
+    keys = _gather_words(data, starts, 2).view("<u8").reshape(size)
+    lists = _gather_words(data, starts + 8 + 2, 1 + conn0)
+    counts = lists[:, 0].astype(np.int64)
+    if np.any(counts > conn0):
+        return None
+    links = lists[:, 1:]
+    if np.any(links[np.arange(conn0)[None, :] < counts[:, None]] >= size):
+        return None
+    return Level0(data, keys, starts + _NODE_HEAD, counts, links, conn0, entry)
+
+
+def unreachable(level0: Level0) -> np.ndarray:
+    """Slots a walk of level 0's links from the entry node never meets (ascending)."""
+    size = len(level0.counts)
+    if size == 0:
+        return np.empty(0, dtype=np.int64)
+    used = np.arange(level0.capacity)[None, :] < level0.counts[:, None]
+    seen = np.zeros(size, dtype=bool)
+    seen[level0.entry] = True
+    frontier = np.array([level0.entry], dtype=np.int64)
+    while len(frontier):
+        reached = np.unique(level0.links[frontier][used[frontier]]).astype(np.int64)
+        frontier = reached[~seen[reached]]
+        seen[frontier] = True
+    return np.flatnonzero(~seen)
+
+
+def link_in(level0: Level0, lost: np.ndarray, nearest: Nearest) -> int:
+    """Append each of the `lost` slots to the level-0 lists of up to `LINKS_PER_NODE` of
+    its nearest nodes (by `nearest`) that are reachable and have room; the number of lost
+    slots linked. The links are written into `level0.data`."""
+    if len(lost) == 0:
+        return 0
+    reachable = np.ones(len(level0.counts), dtype=bool)
+    reachable[lost] = False
+    found, counts = nearest(level0.keys[lost])
+    order = np.argsort(level0.keys, kind="stable")
+    sorted_keys = level0.keys[order]
+    linked = 0
+    for slot, row, count in zip(lost.tolist(), found, counts.tolist(), strict=True):
+        candidates = _slots_of(row[:count], order, sorted_keys)
+        made = 0
+        for near in candidates.tolist():
+            if made == LINKS_PER_NODE:
+                break
+            if near == slot or not reachable[near] or level0.counts[near] >= level0.capacity:
+                continue
+            _append(level0, near, slot)
+            made += 1
+        linked += made > 0
+    return linked
+
+
+def reconnect(data: np.ndarray, nearest: Nearest) -> tuple[int, int] | None:
+    """Link every node of the serialized graph in `data` that no search reaches (see the
+    module); (nodes found unreachable, nodes still unreachable after), or None when the
+    layout is not one this module reads."""
+    level0 = read_level0(data)
+    if level0 is None:
+        return None
+    lost = unreachable(level0)
+    if len(lost) == 0:
+        return 0, 0
+    link_in(level0, lost, nearest)
+    return len(lost), len(unreachable(level0))
+
+
+def nearest_in(graph: Any) -> Nearest:
+    """`Nearest` by a search of a usearch `Index` with its own vectors of the keys (keys
+    it does not hold find nothing)."""
+
+    def nearest(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        found = np.zeros((len(keys), NEAREST), dtype=np.uint64)
+        counts = np.zeros(len(keys), dtype=np.int64)
+        held = np.flatnonzero(np.asarray(graph.contains(keys), dtype=bool).reshape(len(keys)))
+        if len(held):
+            vectors = np.vstack(graph.get(keys[held], dtype=np.float32))
+            hits = graph.search(vectors, NEAREST, threads=0)
+            keys_found = np.asarray(hits.keys, dtype=np.uint64)
+            if keys_found.ndim == 1:  # usearch answers a one-row batch as one `Matches`
+                found[held[0], : len(keys_found)] = keys_found
+                counts[held[0]] = len(keys_found)
+            else:  # (fewer columns than asked in a graph smaller than that)
+                found[held, : keys_found.shape[1]] = keys_found
+                counts[held] = np.asarray(hits.counts)
+        return found, counts
+
+    return nearest
+
+
+def report(result: tuple[int, int] | None) -> None:
+    """Log what `reconnect` did (nothing when every node was reached)."""
+    if result is None:
+        logger.warning("a graph's saved form was not read: unreachable nodes not linked in")
+    elif result[0]:
+        found, left = result
+        logger.info(
+            "%d graph nodes no search reached were linked in (%d still unreachable)",
+            found - left,
+            left,
+        )
+
+
+def _graph_offset(data: np.ndarray) -> int | None:
+    """Where the graph begins: after the vectors (a u32 or u64 row count and row bytes,
+    then the rows) and the head, whose magic and kinds are checked."""
+    for width in (4, 8):
+        if len(data) < 2 * width:
+            return None
+        words = data[: 2 * width].view("<u4" if width == 4 else "<u8")
+        head = 2 * width + int(words[0]) * int(words[1])
+        if len(data) < head + _HEAD_BYTES or bytes(data[head : head + 7]) != _MAGIC:
+            continue
+        key_kind, slot_kind, multi = int(data[head + 15]), int(data[head + 16]), data[head + 41]
+        if key_kind != _KIND_U64 or slot_kind != _KIND_U32 or multi:
+            return None
+        return head + _HEAD_BYTES
+    return None
+
+
+def _u64(data: np.ndarray, at: int, count: int) -> np.ndarray:
+    return data[at : at + 8 * count].view("<u8")
+
+
+def _gather_words(data: np.ndarray, starts: np.ndarray, words: int) -> np.ndarray:
+    """(len(starts), words) little-endian u32 read at each byte offset (any alignment)."""
+    out = np.empty((len(starts), words), dtype="<u4")
+    step = np.arange(words, dtype=np.int64)
+    for shift in range(4):
+        rows = np.flatnonzero(starts % 4 == shift)
+        if len(rows) == 0:
+            continue
+        usable = (len(data) - shift) // 4 * 4
+        view = data[shift : shift + usable].view("<u4")
+        for lo in range(0, len(rows), _CHUNK):
+            part = rows[lo : lo + _CHUNK]
+            out[part] = view[(starts[part] - shift)[:, None] // 4 + step[None, :]]
+    return out
+
+
+def _slots_of(keys: np.ndarray, order: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """Slots of the given keys, in their order (keys the graph does not hold left out)."""
+    at = np.searchsorted(sorted_keys, keys)
+    at = np.minimum(at, len(sorted_keys) - 1)
+    held = sorted_keys[at] == keys
+    return order[at[held]]
+
+
+def _append(level0: Level0, node: int, slot: int) -> None:
+    """Add `slot` to the end of `node`'s level-0 list, in the data and in `level0`."""
+    count = int(level0.counts[node])
+    at = int(level0.list_at[node])
+    level0.data[at : at + 4] = np.frombuffer(np.uint32(count + 1).tobytes(), dtype=np.uint8)
+    where = at + 4 + 4 * count
+    level0.data[where : where + 4] = np.frombuffer(np.uint32(slot).tobytes(), dtype=np.uint8)
+    level0.links[node, count] = slot
+    level0.counts[node] = count + 1
