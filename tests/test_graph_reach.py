@@ -25,6 +25,7 @@ from huedb.engine.graph_process import ChildGraph
 from huedb.engine.graph_reach import Level0, nearest_in, read_level0, reconnect, unreachable
 from huedb.engine.snapshot import snapshot_path
 from huedb.engine.vector_index import reconnected
+from huedb.ops.verify import verify
 
 DIM, CONNECTIVITY = 32, 4
 
@@ -232,3 +233,48 @@ def test_the_graph_a_collection_serves_has_every_node_reached(tmp_path, monkeypa
     level0 = _level0(snapshot[payload:])
     assert len(level0.counts) == len(vectors)
     assert len(unreachable(level0)) == 0
+
+
+def test_verify_reports_records_a_graph_does_not_reach_and_repair_links_them(tmp_path, monkeypatch):
+    # A snapshot written without the links (as by a huedb before them).
+    with monkeypatch.context() as older:
+        older.setattr(graph_reach, "reconnect", lambda data, nearest: (0, 0))
+        vectors = _clustered()
+        client = huedb.PersistentClient(
+            path=str(tmp_path), settings=huedb.Settings(huedb_exact_max_floats=DIM * 100)
+        )
+        col = client.create_collection(
+            "reach", configuration={"hnsw": {"space": "l2", "max_neighbors": CONNECTIVITY}}
+        )
+        col.add(ids=[f"r{i}" for i in range(len(vectors))], embeddings=vectors)
+        client.close()
+        _indexed(tmp_path, vectors[:1])
+    assert snapshot_path(tmp_path / "index", str(col.id)).exists()
+
+    report = verify(tmp_path)
+    (check,) = report.indexes
+    assert check.ok and check.unreachable is not None and check.unreachable >= 10
+    assert f"  {check.unreachable} records no graph search reaches" in "\n".join(report.lines())
+
+    report = verify(tmp_path, repair=True)
+    assert report.repaired == ["reach"]
+    (check,) = report.indexes
+    assert check.ok and check.unreachable is None  # the snapshot is gone: rebuilt when used
+    assert "no graph search reaches" not in "\n".join(report.lines())
+    _indexed(tmp_path, vectors[:1])
+    (check,) = verify(tmp_path).indexes
+    assert check.snapshot == "ok" and check.unreachable == 0
+
+
+def _indexed(path, query: np.ndarray) -> None:
+    """Open the store, query its collection until its graph serves, close it."""
+    client = huedb.PersistentClient(
+        path=str(path), settings=huedb.Settings(huedb_exact_max_floats=DIM * 100)
+    )
+    col = client.get_collection("reach")
+    col.query(query_embeddings=query, n_results=1)
+    deadline = time.monotonic() + 60
+    while col.get_indexing_status().op_indexing_progress < 1.0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    client.close()

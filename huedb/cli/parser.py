@@ -210,7 +210,11 @@ def _add_ops_commands(sub: argparse._SubParsersAction) -> None:
     stats.add_argument("--json", action="store_true", help="print JSON")
     verify = sub.add_parser("verify", help="check integrity and index/record agreement")
     _local_args(verify)
-    verify.add_argument("--repair", action="store_true", help="rebuild indexes that disagree")
+    verify.add_argument(
+        "--repair",
+        action="store_true",
+        help="rebuild indexes that disagree or whose graph leaves records unreachable",
+    )
     compact = sub.add_parser("compact", help="return space freed by deletes to the disk")
     _local_args(compact)
     reembed = sub.add_parser("reembed", help="build a collection from another's documents")

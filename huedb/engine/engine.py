@@ -47,6 +47,7 @@ from huedb.engine.vector_index import (
     VectorIndex,
     query_plan,
     unfiltered_search_ef,
+    unreachable_records,
 )
 from huedb.errors import (
     ClientClosedError,
@@ -814,12 +815,14 @@ class Engine:
         """Compare the collection's index (snapshot + catch-up) with the store."""
         with self._lock, self._store.read() as db:
             col = db.collection_by_uuid(collection_uuid)
-            snap = "none"
+            snap, unreachable = "none", None
             if self._index_dir is not None:
                 path = snapshot.snapshot_path(self._index_dir, col.uuid)
                 if path.exists():
-                    usable = snapshot.read_snapshot(path, self._indexes.owner(col)) is not None
-                    snap = "ok" if usable else "unusable"
+                    read = snapshot.read_snapshot(path, self._indexes.owner(col))
+                    snap = "ok" if read is not None else "unusable"
+                    if read is not None:
+                        unreachable = unreachable_records(read.payload)
             index = self._indexes.fresh_load(db, col)
             keys = db.collection_keys(col.cid)
             indexed = set() if index is None else set(index.keys().tolist())
@@ -838,6 +841,7 @@ class Engine:
                 extra=sorted(indexed - stored),
                 wrong_vectors=wrong,
                 snapshot=snap,
+                unreachable=unreachable,
             )
 
     def rebuild_index(self, collection_uuid: str, keep_snapshot: bool = False) -> None:
@@ -1063,6 +1067,9 @@ class IndexCheck:
     extra: list[int]
     wrong_vectors: list[int]
     snapshot: str
+    # Records of the snapshot's graph no search reaches (None: no snapshot, or its form not
+    # read); not a disagreement with the store: filtered and exact searches return them.
+    unreachable: int | None = None
 
     @property
     def ok(self) -> bool:

@@ -297,15 +297,7 @@ def _reconnect(graph: Any, path: str) -> tuple[int, int]:
     graph_reach = importlib.util.module_from_spec(spec)
     sys.modules["graph_reach"] = graph_reach  # (its dataclass looks its module up)
     spec.loader.exec_module(graph_reach)
-    try:
-        data = np.memmap(path, dtype=np.uint8, mode="r+")
-    except (ValueError, OSError):  # (an empty file cannot be mapped)
-        return -1, -1
-    try:
-        result = graph_reach.reconnect(data, graph_reach.nearest_in(graph))
-        data.flush()
-    finally:
-        del data
+    result = graph_reach.reconnect_file(path, graph_reach.nearest_in(graph))
     return (-1, -1) if result is None else result
 
 

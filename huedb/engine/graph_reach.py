@@ -25,6 +25,7 @@ Imports numpy only: the graph process (`graph_process`, no huedb there) loads th
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -151,6 +152,20 @@ def reconnect(data: np.ndarray, nearest: Nearest) -> tuple[int, int] | None:
         return 0, 0
     link_in(level0, lost, nearest)
     return len(lost), len(unreachable(level0))
+
+
+def reconnect_file(path: str | os.PathLike[str], nearest: Nearest) -> tuple[int, int] | None:
+    """`reconnect` on the index usearch saved to the file `path`, edited in place."""
+    try:
+        data = np.memmap(path, dtype=np.uint8, mode="r+")
+    except ValueError:  # an empty file cannot be mapped
+        return None
+    try:
+        result = reconnect(data, nearest)
+        data.flush()
+    finally:
+        del data
+    return result
 
 
 def nearest_in(graph: Any) -> Nearest:

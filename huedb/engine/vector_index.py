@@ -306,6 +306,17 @@ def reconnected(graph: Index) -> Index:
     return linked
 
 
+def unreachable_records(payload: Any) -> int | None:
+    """Records of the serialized graph `payload` (a buffer) that no search reaches
+    (`graph_reach`; tombstones not counted); None when its form is not one `graph_reach`
+    reads."""
+    level0 = graph_reach.read_level0(np.frombuffer(payload, dtype=np.uint8))
+    if level0 is None:
+        return None
+    keys = level0.keys[graph_reach.unreachable(level0)]
+    return int(np.count_nonzero(keys < np.uint64(TOMBSTONE_BASE)))
+
+
 def graph_input(space: str, vectors: np.ndarray, in_place: bool = False) -> np.ndarray:
     """float32 vectors (one or a matrix) as a new graph of `space` takes them: scaled to
     unit length for cosine (a zero vector stays zero), else as they are; scaled in place
@@ -972,7 +983,9 @@ class VectorIndex:
     def save_graph(self, path: Path) -> None:
         """Write the serialized HNSW graph to the file `path`, streamed (no copy of it in
         memory); OSError when it cannot be written. With a backlog, the graph is saved as
-        it is, without the changes noted (a pass's starting point, never a snapshot).
+        it is, without the changes noted (a pass's starting point, never a snapshot);
+        without, the file's nodes that no search reaches are then linked in (`graph_reach`:
+        a graph changed in place, a node at a time, leaves some too).
 
         A view's serialized bytes are copied as they are, not saved by usearch, whose save
         holds the GIL throughout (2.0 s at 1M x 384: every other thread paused); a file
@@ -987,6 +1000,10 @@ class VectorIndex:
             self._graph.save(os.fspath(path))
         except RuntimeError as exc:  # usearch reports I/O errors as RuntimeError
             raise OSError(f"cannot write the graph to {path}: {exc}") from exc
+        if self._backlog is None:  # (else a pass's starting point: the pass links its result)
+            graph_reach.report(
+                graph_reach.reconnect_file(path, graph_reach.nearest_in(self._graph))
+            )
 
     def keys(self) -> np.ndarray:
         """All keys currently indexed."""

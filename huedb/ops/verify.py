@@ -48,6 +48,11 @@ class VerifyReport:
                     f"  missing {len(c.missing)}, extra {len(c.extra)}, "
                     f"wrong vectors {len(c.wrong_vectors)} (of a sample)"
                 )
+            if c.unreachable:
+                out.append(
+                    f"  {c.unreachable} records no graph search reaches (filtered and exact "
+                    "searches still return them; --repair rebuilds the graph)"
+                )
         verb = "removed" if self.repaired_orphans else "found (harmless; --repair removes)"
         out += [f"{verb} orphan index file {name}" for name in self.orphan_files]
         out += [f"repaired: rebuilt index of {name}" for name in self.repaired]
@@ -78,7 +83,8 @@ def verify(
     store: str | None = None,
 ) -> VerifyReport:
     """Check the store in `data` (or the PostgreSQL store of `store`, with this node's
-    derived files in `data`, if given); with `repair`, rebuild every index that disagrees.
+    derived files in `data`, if given); with `repair`, rebuild every index that disagrees,
+    or whose snapshot's graph leaves records no search reaches.
 
     A SQLite database file too damaged to be read (truncated, overwritten, not a database)
     is a problem of the report, not an error: the check did its job and failed.
@@ -115,9 +121,13 @@ def _verify(
         for col in cols:
             try:
                 check = engine.check_index(col.uuid)
-                if not check.ok and repair:
+                if (not check.ok or check.unreachable) and repair:
                     logger.warning(
-                        "rebuilding the index of %s: it disagrees with the store", col.name
+                        "rebuilding the index of %s: %s",
+                        col.name,
+                        "it disagrees with the store"
+                        if not check.ok
+                        else f"its graph does not reach {check.unreachable} records",
                     )
                     engine.rebuild_index(col.uuid)
                     report.repaired.append(col.name)
