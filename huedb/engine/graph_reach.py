@@ -41,7 +41,6 @@ _HEAD_BYTES = 64  # usearch's index_dense head: magic, version, kinds, counts
 _MAGIC = b"usearch"
 _KIND_U64, _KIND_U32 = 14, 15  # usearch's scalar_kind_t of the key and the slot
 _NODE_HEAD = 10  # key (u64) and level (i16) before a node's lists
-_CHUNK = 65_536  # nodes whose level-0 lists are gathered at a time
 
 # The nearest nodes of some keys (a graph search with their own vectors): keys found
 # (rows x k) and how many of each row are real.
@@ -100,32 +99,44 @@ def read_level0(data: np.ndarray) -> Level0 | None:
 
 def unreachable(level0: Level0) -> np.ndarray:
     """Slots a walk of level 0's links from the entry node never meets (ascending)."""
-    size = len(level0.counts)
-    if size == 0:
-        return np.empty(0, dtype=np.int64)
-    used = np.arange(level0.capacity)[None, :] < level0.counts[:, None]
-    seen = np.zeros(size, dtype=bool)
-    seen[level0.entry] = True
-    frontier = np.array([level0.entry], dtype=np.int64)
-    while len(frontier):
-        reached = np.unique(level0.links[frontier][used[frontier]]).astype(np.int64)
-        frontier = reached[~seen[reached]]
-        seen[frontier] = True
+    seen = np.zeros(len(level0.counts), dtype=bool)
+    if len(seen):
+        _walk(level0, seen, np.array([level0.entry], dtype=np.int64))
     return np.flatnonzero(~seen)
 
 
-def link_in(level0: Level0, lost: np.ndarray, nearest: Nearest) -> int:
+def _walk(level0: Level0, seen: np.ndarray, start: np.ndarray) -> None:
+    """Mark in `seen` the slots `start` and every slot their level-0 links lead to,
+    breadth first (a wide frontier is deduplicated through a mask, not sorted: 1M nodes
+    walked in ~1 s rather than ~3)."""
+    seen[start] = True
+    frontier = start
+    met = np.zeros(len(seen), dtype=bool)
+    slots = np.arange(level0.capacity)[None, :]
+    while len(frontier):
+        reached = level0.links[frontier][slots < level0.counts[frontier][:, None]]
+        reached = reached[~seen[reached]]
+        if len(reached) * 16 < len(seen):
+            frontier = np.unique(reached).astype(np.int64)
+        else:
+            met[reached] = True
+            frontier = np.flatnonzero(met)
+            met[frontier] = False
+        seen[frontier] = True
+
+
+def link_in(level0: Level0, lost: np.ndarray, nearest: Nearest) -> np.ndarray:
     """Append each of the `lost` slots to the level-0 lists of up to `LINKS_PER_NODE` of
-    its nearest nodes (by `nearest`) that are reachable and have room; the number of lost
-    slots linked. The links are written into `level0.data`."""
+    its nearest nodes (by `nearest`) that are reachable and have room; the lost slots
+    linked. The links are written into `level0.data`."""
     if len(lost) == 0:
-        return 0
+        return lost
     reachable = np.ones(len(level0.counts), dtype=bool)
     reachable[lost] = False
     found, counts = nearest(level0.keys[lost])
     order = np.argsort(level0.keys, kind="stable")
     sorted_keys = level0.keys[order]
-    linked = 0
+    linked: list[int] = []
     for slot, row, count in zip(lost.tolist(), found, counts.tolist(), strict=True):
         candidates = _slots_of(row[:count], order, sorted_keys)
         made = 0
@@ -136,8 +147,9 @@ def link_in(level0: Level0, lost: np.ndarray, nearest: Nearest) -> int:
                 continue
             _append(level0, near, slot)
             made += 1
-        linked += made > 0
-    return linked
+        if made:
+            linked.append(slot)
+    return np.asarray(linked, dtype=np.int64)
 
 
 def reconnect(data: np.ndarray, nearest: Nearest) -> tuple[int, int] | None:
@@ -147,11 +159,15 @@ def reconnect(data: np.ndarray, nearest: Nearest) -> tuple[int, int] | None:
     level0 = read_level0(data)
     if level0 is None:
         return None
-    lost = unreachable(level0)
+    seen = np.zeros(len(level0.counts), dtype=bool)
+    if len(seen):
+        _walk(level0, seen, np.array([level0.entry], dtype=np.int64))
+    lost = np.flatnonzero(~seen)
     if len(lost) == 0:
         return 0, 0
-    link_in(level0, lost, nearest)
-    return len(lost), len(unreachable(level0))
+    # What the new links make reachable: the walk goes on from the nodes linked in.
+    _walk(level0, seen, link_in(level0, lost, nearest))
+    return len(lost), int(np.count_nonzero(~seen))
 
 
 def reconnect_file(path: str | os.PathLike[str], nearest: Nearest) -> tuple[int, int] | None:
@@ -226,19 +242,13 @@ def _u64(data: np.ndarray, at: int, count: int) -> np.ndarray:
 
 
 def _gather_words(data: np.ndarray, starts: np.ndarray, words: int) -> np.ndarray:
-    """(len(starts), words) little-endian u32 read at each byte offset (any alignment)."""
-    out = np.empty((len(starts), words), dtype="<u4")
-    step = np.arange(words, dtype=np.int64)
-    for shift in range(4):
-        rows = np.flatnonzero(starts % 4 == shift)
-        if len(rows) == 0:
-            continue
-        usable = (len(data) - shift) // 4 * 4
-        view = data[shift : shift + usable].view("<u4")
-        for lo in range(0, len(rows), _CHUNK):
-            part = rows[lo : lo + _CHUNK]
-            out[part] = view[(starts[part] - shift)[:, None] // 4 + step[None, :]]
-    return out
+    """(len(starts), words) little-endian u32 read at each byte offset (any alignment):
+    rows of a view of `data` as overlapping windows, one per byte offset, copied out."""
+    width = 4 * words
+    windows = np.lib.stride_tricks.as_strided(
+        data, shape=(len(data) - width + 1, width), strides=(data.strides[0],) * 2, writeable=False
+    )
+    return np.ascontiguousarray(windows[starts]).view("<u4")
 
 
 def _slots_of(keys: np.ndarray, order: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
