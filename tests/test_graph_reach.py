@@ -23,8 +23,8 @@ import huedb
 from huedb.engine import graph_build, graph_reach
 from huedb.engine.graph_process import ChildGraph
 from huedb.engine.graph_reach import Level0, nearest_in, read_level0, reconnect, unreachable
-from huedb.engine.snapshot import snapshot_path
-from huedb.engine.vector_index import reconnected
+from huedb.engine.snapshot import read_header, snapshot_path
+from huedb.engine.vector_index import TOMBSTONE_BASE, reconnected
 from huedb.ops.verify import verify
 
 DIM, CONNECTIVITY = 32, 4
@@ -164,15 +164,37 @@ def test_layouts_it_does_not_know_are_left_unchanged():
     rng = np.random.default_rng(1)
     multi = Index(**_config(), multi=True)
     multi.add(np.zeros(3, dtype=np.uint64), _clustered(3))
+    bits = Index(ndim=16, metric="hamming", dtype="b1x8")
+    bits.add(np.arange(5, dtype=np.uint64), np.packbits(rng.random((5, 16)) > 0.5, axis=1))
     for data in (
         rng.integers(0, 256, 5000, dtype=np.uint8).tobytes(),  # noise
         good[: len(good) // 2],  # truncated
         b"",
         multi.save(),  # several vectors a key: slots are not records
+        bits.save(),  # vectors usearch cannot give back as float32 (its heap broke)
     ):
         copy = bytearray(data)
         assert reconnect(np.frombuffer(copy, dtype=np.uint8), nearest_in(graph)) is None
         assert copy == data
+
+
+def test_nodes_that_are_not_records_are_walked_through_but_not_linked():
+    vectors = _clustered()
+    graph = _graph(vectors)
+    lost_keys = _level0(graph.save()).keys[unreachable(_level0(graph.save()))]
+    assert len(lost_keys) >= 20
+    buried = lost_keys[::2]  # tombstones (huedb renames a removed record's node so)
+    graph.rename(buried, np.arange(len(buried), dtype=np.uint64) + np.uint64(TOMBSTONE_BASE))
+    assert graph_reach.RECORD_KEYS_BELOW == TOMBSTONE_BASE
+    serialized = bytearray(graph.save())
+    records = len(lost_keys) - len(buried)
+    assert reconnect(np.frombuffer(serialized, dtype=np.uint8), nearest_in(graph)) == (
+        records,
+        0,
+    )
+    level0 = _level0(serialized)
+    still = level0.keys[unreachable(level0)]
+    assert len(still) and np.all(still >= np.uint64(TOMBSTONE_BASE))
 
 
 def test_an_empty_graph_has_nothing_to_link():
@@ -254,16 +276,21 @@ def test_verify_reports_records_a_graph_does_not_reach_and_repair_links_them(tmp
     report = verify(tmp_path)
     (check,) = report.indexes
     assert check.ok and check.unreachable is not None and check.unreachable >= 10
+    unreached_before = check.unreachable
     assert f"  {check.unreachable} records no graph search reaches" in "\n".join(report.lines())
 
+    path = snapshot_path(tmp_path / "index", str(col.id))
+    watermark = read_header(path)["watermark"]
+    found_before = _found_near(tmp_path, vectors)
     report = verify(tmp_path, repair=True)
-    assert report.repaired == ["reach"]
+    assert (report.repaired, report.linked) == ([], ["reach"])  # linked, not rebuilt
     (check,) = report.indexes
-    assert check.ok and check.unreachable is None  # the snapshot is gone: rebuilt when used
+    assert check.ok and check.snapshot == "ok" and check.unreachable == 0
     assert "no graph search reaches" not in "\n".join(report.lines())
-    _indexed(tmp_path, vectors[:1])
-    (check,) = verify(tmp_path).indexes
-    assert check.snapshot == "ok" and check.unreachable == 0
+    assert "repaired: linked the graph of reach's snapshot" in report.lines()
+    assert read_header(path)["watermark"] == watermark
+    # The snapshot written is whole and served, and returns the records it did not reach.
+    assert _found_near(tmp_path, vectors) >= found_before + unreached_before // 2
 
 
 def _indexed(path, query: np.ndarray) -> None:
@@ -278,3 +305,16 @@ def _indexed(path, query: np.ndarray) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     client.close()
+
+
+def _found_near(path, vectors: np.ndarray) -> int:
+    """How many records a query a hair away from their vector returns among its first 3,
+    the collection's graph serving from its snapshot as loaded."""
+    client = huedb.PersistentClient(
+        path=str(path), settings=huedb.Settings(huedb_exact_max_floats=DIM * 100)
+    )
+    col = client.get_collection("reach")
+    assert col.get_indexing_status().op_indexing_progress == 1.0
+    got = col.query(query_embeddings=vectors + np.float32(1e-3), n_results=3, include=[])
+    client.close()
+    return sum(f"r{i}" in row for i, row in enumerate(got["ids"]))

@@ -213,7 +213,7 @@ def _add_ops_commands(sub: argparse._SubParsersAction) -> None:
     verify.add_argument(
         "--repair",
         action="store_true",
-        help="rebuild indexes that disagree or whose graph leaves records unreachable",
+        help="rebuild indexes that disagree; link in records a graph leaves unreachable",
     )
     compact = sub.add_parser("compact", help="return space freed by deletes to the disk")
     _local_args(compact)

@@ -865,6 +865,16 @@ class Engine:
             if self._index_dir is not None and (index is None or not index.uses_graph):
                 snapshot.remove_graph_snapshot(self._index_dir, col.uuid)
 
+    def link_snapshot(self, collection_uuid: str) -> tuple[int, int] | None:
+        """Link in the records the graph of a collection's snapshot does not reach, in a
+        new snapshot at the same watermark (`IndexCache.link_snapshot`)."""
+        if self._index_dir is None:
+            return None
+        with self._lock:
+            with self._store.read() as db:
+                col = db.collection_by_uuid(collection_uuid)
+            return self._indexes.link_snapshot(col)
+
     def compact_index(self, collection_uuid: str) -> bool:
         """Rebuild a graph index without the tombstones of deleted vectors; True if done.
         Its snapshot is replaced once the new graph's is written (`rebuild_index`)."""

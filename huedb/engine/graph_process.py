@@ -290,14 +290,18 @@ def _reconnect(graph: Any, path: str) -> tuple[int, int]:
     """The child: link in the nodes of the graph saved at `path` that no search reaches
     (`graph_reach`, editing the file); (nodes found, nodes left unreachable), (-1, -1)
     when the file's layout is not one `graph_reach` reads."""
-    spec = importlib.util.spec_from_file_location(
-        "graph_reach", Path(__file__).with_name("graph_reach.py")
-    )
-    assert spec is not None and spec.loader is not None
-    graph_reach = importlib.util.module_from_spec(spec)
-    sys.modules["graph_reach"] = graph_reach  # (its dataclass looks its module up)
-    spec.loader.exec_module(graph_reach)
-    result = graph_reach.reconnect_file(path, graph_reach.nearest_in(graph))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "graph_reach", Path(__file__).with_name("graph_reach.py")
+        )
+        assert spec is not None and spec.loader is not None
+        graph_reach = importlib.util.module_from_spec(spec)
+        sys.modules["graph_reach"] = graph_reach  # (its dataclass looks its module up)
+        spec.loader.exec_module(graph_reach)
+        result = graph_reach.reconnect_file(path, graph_reach.nearest_in(graph))
+    except Exception as exc:  # noqa: BLE001 - the graph saved is whole (links are atomic)
+        sys.stderr.write(f"unreachable nodes not linked in: {exc!r}\n")
+        return -1, -1
     return (-1, -1) if result is None else result
 
 

@@ -40,6 +40,12 @@ NEAREST = 32  # candidates searched for those nodes, nearest first
 _HEAD_BYTES = 64  # usearch's index_dense head: magic, version, kinds, counts
 _MAGIC = b"usearch"
 _KIND_U64, _KIND_U32 = 14, 15  # usearch's scalar_kind_t of the key and the slot
+# Vector types whose vectors `nearest_in` can read back (bf16, f64, f32, f16, i8): usearch's
+# `get` of a b1 graph as float32 corrupted its heap (the process aborted).
+_VECTOR_KINDS = frozenset({4, 10, 11, 12, 23})
+# Nodes keyed at or above this are not records (huedb's tombstones, `vector_index.
+# TOMBSTONE_BASE` up, and nodes usearch removed, 2**64 - 1): never linked in nor counted.
+RECORD_KEYS_BELOW = 2**63
 _NODE_HEAD = 10  # key (u64) and level (i16) before a node's lists
 
 # The nearest nodes of some keys (a graph search with their own vectors): keys found
@@ -153,21 +159,23 @@ def link_in(level0: Level0, lost: np.ndarray, nearest: Nearest) -> np.ndarray:
 
 
 def reconnect(data: np.ndarray, nearest: Nearest) -> tuple[int, int] | None:
-    """Link every node of the serialized graph in `data` that no search reaches (see the
-    module); (nodes found unreachable, nodes still unreachable after), or None when the
-    layout is not one this module reads."""
+    """Link every record's node of the serialized graph in `data` that no search reaches
+    (see the module; other nodes are walked through, not linked); (records found
+    unreachable, records still unreachable after), or None when the layout is not one
+    this module reads."""
     level0 = read_level0(data)
     if level0 is None:
         return None
     seen = np.zeros(len(level0.counts), dtype=bool)
     if len(seen):
         _walk(level0, seen, np.array([level0.entry], dtype=np.int64))
-    lost = np.flatnonzero(~seen)
+    records = level0.keys < np.uint64(RECORD_KEYS_BELOW)
+    lost = np.flatnonzero(~seen & records)
     if len(lost) == 0:
         return 0, 0
     # What the new links make reachable: the walk goes on from the nodes linked in.
     _walk(level0, seen, link_in(level0, lost, nearest))
-    return len(lost), int(np.count_nonzero(~seen))
+    return len(lost), int(np.count_nonzero(~seen & records))
 
 
 def reconnect_file(path: str | os.PathLike[str], nearest: Nearest) -> tuple[int, int] | None:
@@ -210,7 +218,10 @@ def nearest_in(graph: Any) -> Nearest:
 def report(result: tuple[int, int] | None) -> None:
     """Log what `reconnect` did (nothing when every node was reached)."""
     if result is None:
-        logger.warning("a graph's saved form was not read: unreachable nodes not linked in")
+        logger.warning(
+            "unreachable nodes of a graph not linked in: its saved form was not read, or "
+            "linking it failed"
+        )
     elif result[0]:
         found, left = result
         logger.info(
@@ -230,8 +241,10 @@ def _graph_offset(data: np.ndarray) -> int | None:
         head = 2 * width + int(words[0]) * int(words[1])
         if len(data) < head + _HEAD_BYTES or bytes(data[head : head + 7]) != _MAGIC:
             continue
-        key_kind, slot_kind, multi = int(data[head + 15]), int(data[head + 16]), data[head + 41]
-        if key_kind != _KIND_U64 or slot_kind != _KIND_U32 or multi:
+        vector_kind, key_kind, slot_kind = (int(data[head + i]) for i in (14, 15, 16))
+        if vector_kind not in _VECTOR_KINDS or key_kind != _KIND_U64 or slot_kind != _KIND_U32:
+            return None
+        if data[head + 41]:  # several vectors a key: slots are not records
             return None
         return head + _HEAD_BYTES
     return None
@@ -260,11 +273,13 @@ def _slots_of(keys: np.ndarray, order: np.ndarray, sorted_keys: np.ndarray) -> n
 
 
 def _append(level0: Level0, node: int, slot: int) -> None:
-    """Add `slot` to the end of `node`'s level-0 list, in the data and in `level0`."""
+    """Add `slot` to the end of `node`'s level-0 list, in the data and in `level0`: the
+    slot is written before the count that takes it in, so the data holds a valid graph
+    whenever this stops."""
     count = int(level0.counts[node])
     at = int(level0.list_at[node])
-    level0.data[at : at + 4] = np.frombuffer(np.uint32(count + 1).tobytes(), dtype=np.uint8)
     where = at + 4 + 4 * count
     level0.data[where : where + 4] = np.frombuffer(np.uint32(slot).tobytes(), dtype=np.uint8)
+    level0.data[at : at + 4] = np.frombuffer(np.uint32(count + 1).tobytes(), dtype=np.uint8)
     level0.links[node, count] = slot
     level0.counts[node] = count + 1

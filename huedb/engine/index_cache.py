@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from huedb.engine import events, snapshot
+from huedb.engine import events, graph_reach, snapshot
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.graph_backlog import INLINE_MAX_CHANGES
 from huedb.engine.graph_build import Feed, apply_backlog, grow_graph
@@ -1171,6 +1171,40 @@ class IndexCache:
                 events.snapshot_written(True, length)
                 logger.debug("snapshot of %s at seq %d", col.uuid, watermark)
         return True
+
+    def link_snapshot(self, col: CollectionRow) -> tuple[int, int] | None:
+        """Link in the records the graph of the collection's snapshot does not reach
+        (`graph_reach`) and write the snapshot again at its watermark (`huedb verify
+        --repair`): the graph is not rebuilt, and the old file serves until the new one
+        replaces it. (records found, records left unreachable); None without a usable
+        snapshot, or when another process holds its lock."""
+        assert self._dir is not None
+        path = snapshot.snapshot_path(self._dir, col.uuid)
+        with snapshot.exclusive_lock(self._dir, col.uuid) as locked:
+            if not locked:
+                return None
+            if not self._exists(col.uuid):
+                raise NotFoundError(f"Collection {col.uuid} does not exist.")
+            owner = self.owner(col)
+            snap = snapshot.read_snapshot(path, owner)
+            if snap is None:
+                return None
+            snapshot.remove_stale_temporaries(path.parent, path.stem)
+            staging = snapshot.staging_path(path)
+            try:
+                with open(staging, "wb") as f:
+                    f.write(snap.payload)
+                view = map_graph_file(staging)
+                result = graph_reach.reconnect_file(staging, graph_reach.nearest_in(view.graph))
+                graph_reach.report(result)
+                if result is not None and result[0]:
+                    snapshot.write_snapshot_from_file(
+                        path, owner, snap.watermark, snap.dim, snap.space, staging, snap.calibration
+                    )
+                return result
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    staging.unlink()
 
     def _load(self, db: StoreSession, col: CollectionRow, params: HnswParams) -> _State:
         assert col.dimension is not None

@@ -259,13 +259,19 @@ def write_snapshot_streamed(
     the payload's length. (A graph serialized in memory was a transient copy of it: +87 MiB
     at 100k x 384.)"""
     remove_stale_temporaries(path.parent, path.stem)
-    staging = path.parent / f"{path.stem}.tmp{os.getpid()}.payload"
+    staging = staging_path(path)
     try:
         save(staging)
         return write_snapshot_from_file(path, owner, watermark, dim, space, staging, calibration)
     finally:
         with contextlib.suppress(FileNotFoundError):
             staging.unlink()
+
+
+def staging_path(path: Path) -> Path:
+    """Where this process stages the payload of the snapshot at `path` (a temporary that
+    `remove_stale_temporaries` removes once this process is gone)."""
+    return path.parent / f"{path.stem}.tmp{os.getpid()}.payload"
 
 
 def write_snapshot_from_file(

@@ -20,6 +20,7 @@ ranked and reported at full precision.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import mmap
 import os
@@ -58,6 +59,7 @@ def _graph_dtype() -> str:
     return "f16" if probe.hardware_acceleration == "serial" else "bf16"
 
 
+logger = logging.getLogger(__name__)
 GRAPH_DTYPE = _graph_dtype()
 RERANK_MARGIN = 16
 FILTER_OVERSAMPLE = 2
@@ -294,9 +296,13 @@ def reconnected(graph: Index) -> Index:
     """`graph` with the nodes no search reaches linked in (`graph_reach`, on its serialized
     form, read back), or `graph` itself when every node was reached."""
     serialized = bytearray(graph.save())
-    result = graph_reach.reconnect(
-        np.frombuffer(serialized, dtype=np.uint8), graph_reach.nearest_in(graph)
-    )
+    try:
+        result = graph_reach.reconnect(
+            np.frombuffer(serialized, dtype=np.uint8), graph_reach.nearest_in(graph)
+        )
+    except Exception as exc:  # noqa: BLE001 - linking only improves a graph already whole
+        logger.warning("unreachable nodes of a graph not linked in: %r", exc)
+        return graph
     graph_reach.report(result)
     if result is None or not result[0]:
         return graph
@@ -304,6 +310,16 @@ def reconnected(graph: Index) -> Index:
     linked.expansion_add = graph.expansion_add
     linked.expansion_search = graph.expansion_search
     return linked
+
+
+def link_saved_graph(path: Path, graph: Index) -> None:
+    """Link in the nodes no search reaches of the graph saved to `path` (`graph_reach`;
+    `graph` is the one saved, or a view of it). A failure is logged, not raised: the file
+    holds a valid graph either way (a link is taken in only once written whole)."""
+    try:
+        graph_reach.report(graph_reach.reconnect_file(path, graph_reach.nearest_in(graph)))
+    except Exception as exc:  # noqa: BLE001 - linking only improves a graph already whole
+        logger.warning("unreachable nodes of the graph saved to %s not linked in: %r", path, exc)
 
 
 def unreachable_records(payload: Any) -> int | None:
@@ -996,14 +1012,15 @@ class VectorIndex:
                 for start in range(0, len(self._payload), SAVE_BLOCK):
                     f.write(self._payload[start : start + SAVE_BLOCK])
             return
+        # Read before the save: a write arriving meanwhile starts a backlog (the graph
+        # itself stays as saved), and a pass's starting point is linked by the pass.
+        link = self._backlog is None
         try:
             self._graph.save(os.fspath(path))
         except RuntimeError as exc:  # usearch reports I/O errors as RuntimeError
             raise OSError(f"cannot write the graph to {path}: {exc}") from exc
-        if self._backlog is None:  # (else a pass's starting point: the pass links its result)
-            graph_reach.report(
-                graph_reach.reconnect_file(path, graph_reach.nearest_in(self._graph))
-            )
+        if link:
+            link_saved_graph(path, self._graph)
 
     def keys(self) -> np.ndarray:
         """All keys currently indexed."""

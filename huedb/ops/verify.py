@@ -24,6 +24,7 @@ class VerifyReport:
     integrity_problems: list[str] = field(default_factory=list)
     indexes: list[IndexCheck] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    linked: list[str] = field(default_factory=list)  # snapshots whose graphs were linked
     orphan_files: list[str] = field(default_factory=list)
     repaired_orphans: bool = False
 
@@ -51,11 +52,12 @@ class VerifyReport:
             if c.unreachable:
                 out.append(
                     f"  {c.unreachable} records no graph search reaches (filtered and exact "
-                    "searches still return them; --repair rebuilds the graph)"
+                    "searches still return them; --repair links them in)"
                 )
         verb = "removed" if self.repaired_orphans else "found (harmless; --repair removes)"
         out += [f"{verb} orphan index file {name}" for name in self.orphan_files]
         out += [f"repaired: rebuilt index of {name}" for name in self.repaired]
+        out += [f"repaired: linked the graph of {name}'s snapshot" for name in self.linked]
         return out
 
 
@@ -84,7 +86,7 @@ def verify(
 ) -> VerifyReport:
     """Check the store in `data` (or the PostgreSQL store of `store`, with this node's
     derived files in `data`, if given); with `repair`, rebuild every index that disagrees,
-    or whose snapshot's graph leaves records no search reaches.
+    and link in the records a snapshot's graph leaves unreachable.
 
     A SQLite database file too damaged to be read (truncated, overwritten, not a database)
     is a problem of the report, not an error: the check did its job and failed.
@@ -121,16 +123,16 @@ def _verify(
         for col in cols:
             try:
                 check = engine.check_index(col.uuid)
-                if (not check.ok or check.unreachable) and repair:
+                if not check.ok and repair:
                     logger.warning(
-                        "rebuilding the index of %s: %s",
-                        col.name,
-                        "it disagrees with the store"
-                        if not check.ok
-                        else f"its graph does not reach {check.unreachable} records",
+                        "rebuilding the index of %s: it disagrees with the store", col.name
                     )
                     engine.rebuild_index(col.uuid)
                     report.repaired.append(col.name)
+                    check = engine.check_index(col.uuid)
+                elif check.unreachable and repair:
+                    engine.link_snapshot(col.uuid)
+                    report.linked.append(col.name)
                     check = engine.check_index(col.uuid)
             except NotFoundError:
                 continue  # deleted meanwhile (by another process): nothing left to check
