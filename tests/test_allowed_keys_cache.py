@@ -1,5 +1,5 @@
-"""The PostgreSQL store's cache of the keys filters allowed (postgres_store/allowed_keys_cache.py):
-an entry answers only for the collection row and oplog head it was read at, and the cache
+"""The stores' cache of the keys filters allowed (engine/allowed_keys_cache.py):
+an entry answers only for the collection row and version it was read at, and the cache
 keeps within its entry and byte bounds, dropping the least recently used first, as a
 simple reference model does after every step."""
 
@@ -12,8 +12,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from huedb.engine.allowed_keys_cache import AllowedKeysCache
 from huedb.engine.catalog import CollectionRow
-from huedb.engine.postgres_store.allowed_keys_cache import AllowedKeysCache
 
 COLLECTION = CollectionRow(1, "u-1", "c", "db", None, {}, 4, 0, 0)
 

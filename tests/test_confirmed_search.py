@@ -345,10 +345,12 @@ def test_a_collection_change_by_another_engine_is_not_confirmed(
 def test_repeated_filters_see_every_record_change_by_another_engine(
     store: StoreTarget, engines: tuple[Engine, Engine]
 ) -> None:
-    """PostgreSQL keeps the keys a filter allowed while the collection's head stays put
-    (postgres_store/allowed_keys_cache.py); a change that logs no oplog entry (metadata or
-    document only) must still move the head, or the kept keys would hide it. Each answer
-    is compared with an exact search over what the filter allows after the change."""
+    """Both stores keep the keys a filter allowed while the store's version stays put
+    (engine/allowed_keys_cache.py: PostgreSQL's collection head, SQLite's data_version and
+    total_changes); a change that logs no oplog entry (metadata or document only), by
+    another engine or by this one, must still move it, or the kept keys would hide it.
+    Each answer is compared with an exact search over what the filter allows after the
+    change."""
     a, b = engines
     col = a.create_collection("kept", None, {}, False, TENANT, DATABASE)
     rng = np.random.default_rng(9)
@@ -389,14 +391,23 @@ def test_repeated_filters_see_every_record_change_by_another_engine(
         check()
         assert counted.confirmations == 2
         a._store._warm = warm  # type: ignore[attr-defined]
-    for step in range(6):
+    else:  # SQLite: the kept keys' queries read no keys
+        session = a._store._session  # type: ignore[attr-defined]
+        reads = []
+        read_keys = session.keys_selected
+        session.keys_selected = lambda sql, params: reads.append(sql) or read_keys(sql, params)
+        check()
+        assert reads == []
+        del session.keys_selected
+    for step in range(12):
         i = int(rng.integers(60))
+        writer = b if step < 6 else a  # another engine (process, node), then this one
         if step % 2 == 0:
             meta[i] = 0 if meta[i] else 1  # into the filter or out of it
-            b.update(col.uuid, RecordBatch(ids=[f"r{i}"], metadatas=[{"b": meta[i]}]))
+            writer.update(col.uuid, RecordBatch(ids=[f"r{i}"], metadatas=[{"b": meta[i]}]))
         else:
             docs[i] = "blue" if docs[i] == "red" else "red"
-            b.update(col.uuid, RecordBatch(ids=[f"r{i}"], documents=[f"doc {docs[i]}"]))
+            writer.update(col.uuid, RecordBatch(ids=[f"r{i}"], documents=[f"doc {docs[i]}"]))
         check()
         check()
 

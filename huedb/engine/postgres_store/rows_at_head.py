@@ -26,7 +26,7 @@ overlaps the search. A missing row or a moved head falls back to the statement a
 A filtered query needs the allowed keys before it searches, so its snapshot stays open
 across the search: BEGIN, the row and head and the allowed keys in one round trip, then the
 rows and COMMIT in another (`read_filtered`; five round trips on the usual path). The keys
-are kept (allowed_keys_cache.py); while the collection's head stays where it was, the same
+are kept (engine/allowed_keys_cache.py); while the collection's head stays where it was, the same
 filter searches with them at once and its rows are read like an unfiltered query's: one
 statement, which confirms the head.
 """
@@ -42,10 +42,10 @@ import numpy as np
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from huedb.engine.allowed_keys_cache import AllowedKeysCache
 from huedb.engine.budget import Deadline
 from huedb.engine.catalog import COLLECTION_COLUMNS, CollectionRow, collection_row
 from huedb.engine.filters import RecordFilter
-from huedb.engine.postgres_store.allowed_keys_cache import AllowedKeysCache
 from huedb.engine.postgres_store.connection import (
     PoolSettings,
     on_live_connection,

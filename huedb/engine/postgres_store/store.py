@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from huedb.engine.allowed_keys_cache import AllowedKeysCache
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.filters import RecordFilter
 from huedb.engine.postgres_store import admin, rows_at_head, sqlite_copy
-from huedb.engine.postgres_store.allowed_keys_cache import AllowedKeysCache
 from huedb.engine.postgres_store.connection import (
     PoolSettings,
     open_pool,

@@ -3,7 +3,7 @@ SQLite store's `rows_at_head` and `read_filtered`: in-process, so no round trips
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -12,12 +12,26 @@ from huedb.engine.filters import RecordFilter
 from huedb.engine.sqlite_store.session import SQLiteSession
 from huedb.errors import NotFoundError
 
+# The keys a filter allows in the open read, given the collection's row read in it.
+AllowedKeys = Callable[[SQLiteSession, CollectionRow, RecordFilter], np.ndarray]
+
+
+def read_allowed_keys(db: SQLiteSession, col: CollectionRow, flt: RecordFilter) -> np.ndarray:
+    """`AllowedKeys` read from the store every time."""
+    return db.allowed_keys(col.cid, flt)
+
 
 class SessionRead:
     """`engine.store.FilteredRead` over a read session: row, head (and allowed keys for a
-    filter) on creation, then `rows`."""
+    filter, by `allowed_keys`) on creation, then `rows`."""
 
-    def __init__(self, db: SQLiteSession, col: CollectionRow, flt: RecordFilter | None) -> None:
+    def __init__(
+        self,
+        db: SQLiteSession,
+        col: CollectionRow,
+        flt: RecordFilter | None,
+        allowed_keys: AllowedKeys = read_allowed_keys,
+    ) -> None:
         self._db = db
         self._cid = col.cid
         try:
@@ -25,8 +39,10 @@ class SessionRead:
         except NotFoundError:
             self.collection = None
         self.head = 0 if self.collection is None else db.oplog_head(col.cid)
-        gone = self.collection is None or flt is None
-        self.allowed = np.empty(0, np.uint64) if gone else db.allowed_keys(col.cid, flt)
+        if self.collection is None or flt is None:
+            self.allowed = np.empty(0, np.uint64)
+        else:
+            self.allowed = allowed_keys(db, self.collection, flt)
 
     def rows(
         self, keys: Sequence[int], probes: np.ndarray | None, with_vectors: bool

@@ -128,6 +128,18 @@ def _matching(cid: int, flt: RecordFilter) -> tuple[str, list[Any]]:
     return sql, params
 
 
+def allowed_keys_query(cid: int, flt: RecordFilter) -> tuple[str, list[Any]]:
+    """The SELECT of the keys a filter allows (`RecordsSQL.allowed_keys`): the filter's
+    key-set SELECT over the covering metadata index when it has one, else its predicate
+    over `records`."""
+    if flt.ids is None and flt.tree is not None:
+        key_set = sql_filters.key_set(flt.tree, cid)
+        if key_set is not None:
+            return key_set
+    sql, params = _matching(cid, flt)
+    return f"SELECT r.key FROM records r WHERE {sql}", params
+
+
 class RecordsSQL(SchemaKeysSQL):
     """The records half of a SQLite session."""
 
@@ -477,20 +489,13 @@ class RecordsSQL(SchemaKeysSQL):
         return [r[0] for r in self._conn.execute(sql, params)]
 
     def allowed_keys(self, cid: int, flt: RecordFilter) -> np.ndarray:
-        """Keys of the records a query may return (uint64, each once, in no particular order).
+        """Keys of the records a query may return (uint64, each once, in no particular order)."""
+        return self.keys_selected(*allowed_keys_query(cid, flt))
 
-        The filter's key-set SELECT (over the covering metadata index) is used when it has
-        one. Keys come back as one comma-separated string: a Python object per row would
-        cost more than the search itself for broad filters.
-        """
-        key_set = None
-        if flt.ids is None and flt.tree is not None:
-            key_set = sql_filters.key_set(flt.tree, cid)
-        if key_set is not None:
-            sql, params = key_set
-        else:
-            sql, params = _matching(cid, flt)
-            sql = f"SELECT r.key FROM records r WHERE {sql}"
+    def keys_selected(self, sql: str, params: list[Any]) -> np.ndarray:
+        """The keys a SELECT of one `key` column returns (uint64), as one comma-separated
+        string: a Python object per row would cost more than the search itself for broad
+        filters."""
         joined = self._conn.execute(f"SELECT group_concat(key) FROM ({sql})", params).fetchone()[0]
         if not joined:
             return np.empty(0, dtype=np.uint64)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from huedb.engine.allowed_keys_cache import AllowedKeysCache
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.filters import RecordFilter
 from huedb.engine.sqlite_store import store_admin
@@ -30,6 +31,7 @@ from huedb.engine.sqlite_store.connection import (
     store_id,
     write_transaction,
 )
+from huedb.engine.sqlite_store.records import allowed_keys_query
 from huedb.engine.sqlite_store.session import SQLiteSession
 from huedb.engine.sqlite_store.warm_read import WarmRead
 from huedb.engine.store import ReadAfterSearch, RowsAtHead
@@ -58,6 +60,7 @@ class SQLiteStore:
         self.store_id = store_id(self._conn)
         self._session = SQLiteSession(self._conn)
         self._warm = WarmRead()
+        self._allowed_keys = AllowedKeysCache()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[SQLiteSession]:
@@ -103,9 +106,31 @@ class SQLiteStore:
         self, col: CollectionRow, flt: RecordFilter, head: int, timeout: float
     ) -> Iterator[SessionRead]:
         """Row, head, allowed keys and then rows in one read transaction (see Store); the
-        keys are read every time (in-process, so `head` is not needed)."""
+        keys of a filter read while nothing has written to the database since are kept
+        (`_kept_allowed_keys`; in-process, so `head` is not needed)."""
         with self.read() as db, db.time_budget(timeout):
-            yield SessionRead(db, col, flt)
+            yield SessionRead(db, col, flt, self._kept_allowed_keys)
+
+    def _kept_allowed_keys(
+        self, db: SQLiteSession, col: CollectionRow, flt: RecordFilter
+    ) -> np.ndarray:
+        """The keys `flt` allows in the open read, from `_allowed_keys` when that filter's
+        were read at the database's present version (`allowed_keys_cache`: any commit of
+        another connection moves `PRAGMA data_version`, read inside the transaction so as
+        of its snapshot, and any write of this one moves `total_changes`)."""
+        sql, params = allowed_keys_query(col.cid, flt)
+        key = self._allowed_keys.key(col, sql, params)
+        version = (
+            self._conn.execute("PRAGMA data_version").fetchone()[0],
+            self._conn.total_changes,
+        )
+        kept = None if key is None else self._allowed_keys.get(key, col, version)
+        if kept is not None:
+            return kept
+        keys = db.keys_selected(sql, params)
+        if key is not None:
+            self._allowed_keys.put(key, col, version, keys)
+        return keys
 
     def snapshot_session(self) -> contextlib.AbstractContextManager[SQLiteSession] | None:
         """A read transaction on a connection of its own (None in memory).
