@@ -187,6 +187,8 @@ def test_nodes_that_are_not_records_are_walked_through_but_not_linked():
     graph.rename(buried, np.arange(len(buried), dtype=np.uint64) + np.uint64(TOMBSTONE_BASE))
     assert graph_reach.RECORD_KEYS_BELOW == TOMBSTONE_BASE
     serialized = bytearray(graph.save())
+    before = _level0(bytes(serialized))
+    cut_off = set(unreachable(before).tolist())
     records = len(lost_keys) - len(buried)
     assert reconnect(np.frombuffer(serialized, dtype=np.uint8), nearest_in(graph)) == (
         records,
@@ -195,6 +197,8 @@ def test_nodes_that_are_not_records_are_walked_through_but_not_linked():
     level0 = _level0(serialized)
     still = level0.keys[unreachable(level0)]
     assert len(still) and np.all(still >= np.uint64(TOMBSTONE_BASE))
+    sources = set(np.flatnonzero(level0.counts > before.counts).tolist())
+    assert sources and not sources & cut_off  # links come from nodes a search reaches
 
 
 def test_an_empty_graph_has_nothing_to_link():

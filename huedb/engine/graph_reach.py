@@ -131,28 +131,27 @@ def _walk(level0: Level0, seen: np.ndarray, start: np.ndarray) -> None:
         seen[frontier] = True
 
 
-def link_in(level0: Level0, lost: np.ndarray, nearest: Nearest) -> np.ndarray:
+def link_in(level0: Level0, lost: np.ndarray, reached: np.ndarray, nearest: Nearest) -> np.ndarray:
     """Append each of the `lost` slots to the level-0 lists of up to `LINKS_PER_NODE` of
-    its nearest nodes (by `nearest`) that are reachable and have room; the lost slots
-    linked. The links are written into `level0.data`."""
+    its nearest nodes (by `nearest`) that are `reached` (a mask of slots) and have room;
+    the lost slots linked. The links are written into `level0.data`."""
     if len(lost) == 0:
         return lost
-    reachable = np.ones(len(level0.counts), dtype=bool)
-    reachable[lost] = False
     found, counts = nearest(level0.keys[lost])
-    order = np.argsort(level0.keys, kind="stable")
-    sorted_keys = level0.keys[order]
+    candidates = _slots_of(found, counts, level0.keys)
+    usable = reached.copy()
+    usable[level0.counts >= level0.capacity] = False
     linked: list[int] = []
-    for slot, row, count in zip(lost.tolist(), found, counts.tolist(), strict=True):
-        candidates = _slots_of(row[:count], order, sorted_keys)
+    for slot, row in zip(lost.tolist(), candidates.tolist(), strict=True):
         made = 0
-        for near in candidates.tolist():
-            if made == LINKS_PER_NODE:
-                break
-            if near == slot or not reachable[near] or level0.counts[near] >= level0.capacity:
+        for near in row:
+            if near < 0 or not usable[near]:
                 continue
             _append(level0, near, slot)
+            usable[near] = level0.counts[near] < level0.capacity
             made += 1
+            if made == LINKS_PER_NODE:
+                break
         if made:
             linked.append(slot)
     return np.asarray(linked, dtype=np.int64)
@@ -174,7 +173,7 @@ def reconnect(data: np.ndarray, nearest: Nearest) -> tuple[int, int] | None:
     if len(lost) == 0:
         return 0, 0
     # What the new links make reachable: the walk goes on from the nodes linked in.
-    _walk(level0, seen, link_in(level0, lost, nearest))
+    _walk(level0, seen, link_in(level0, lost, seen, nearest))
     return len(lost), int(np.count_nonzero(~seen & records))
 
 
@@ -264,12 +263,14 @@ def _gather_words(data: np.ndarray, starts: np.ndarray, words: int) -> np.ndarra
     return np.ascontiguousarray(windows[starts]).view("<u4")
 
 
-def _slots_of(keys: np.ndarray, order: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
-    """Slots of the given keys, in their order (keys the graph does not hold left out)."""
-    at = np.searchsorted(sorted_keys, keys)
-    at = np.minimum(at, len(sorted_keys) - 1)
-    held = sorted_keys[at] == keys
-    return order[at[held]]
+def _slots_of(found: np.ndarray, counts: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Slots of the keys `found` (rows of which the first `counts` are real), -1 where a
+    row ends or the graph does not hold the key."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    at = np.minimum(np.searchsorted(sorted_keys, found), len(keys) - 1)
+    real = np.arange(found.shape[1])[None, :] < counts[:, None]
+    return np.where(real & (sorted_keys[at] == found), order[at], -1)
 
 
 def _append(level0: Level0, node: int, slot: int) -> None:
