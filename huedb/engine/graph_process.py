@@ -7,21 +7,20 @@ own. The parent (`ChildGraph`) writes frames to the child's stdin: keys and floa
 to add on the number of threads the frame names, keys to remove, or queries to search (the
 keys found go back on stdout: the recall of a build is measured on the child's graph, which
 the parent never holds); at the end the child saves the graph to a file the parent chose,
-which the parent loads, maps or copies into a snapshot, once the child linked in the nodes
-no search could reach (`graph_reach`, on the saved file). The graph starts empty, or as the
-one the parent saved to a file first (to change a graph in the background, `graph_build`).
+which the parent links (the nodes no search reaches, `graph_reach`: in the parent, once
+the child has exited, so the walk's arrays never sit beside the child's graph) and loads,
+maps or copies into a snapshot. The graph starts empty, or as the one the parent saved to a
+file first (to change a graph in the background, `graph_build`).
 
 The child runs this file as a script (`python -P graph_process.py`): it imports numpy and
 usearch only, not huedb (importing huedb costs ~1 s of CPU), so this module imports huedb
-only inside the parent's methods, and is the one user of usearch besides `vector_index`;
-the child loads `graph_reach` (numpy only) from its file.
+only inside the parent's methods, and is the one user of usearch besides `vector_index`.
 It exits when its stdin closes (the parent ended or died) or once it saved the graph.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import struct
@@ -37,7 +36,7 @@ import numpy as np
 # A frame's head: its kind, its rows, then the threads to add on, or a search's count and ef.
 _FRAME = struct.Struct("<4Q")
 _ADD, _REMOVE, _SEARCH, _SAVE = 1, 2, 3, 4
-_DONE = b"saved"  # then the nodes found unreachable and those left so (-1: not read)
+_DONE = b"saved\n"
 _PREFIX = ".graph-build-"  # then the parent's pid: its graph file until it has read it
 
 
@@ -144,8 +143,8 @@ class ChildGraph:
         """Have the child save the graph, and load it (a usearch `Index`), or return what
         `read` makes of the saved file before it is removed (a build or backlog pass copies
         it into a snapshot and maps it: no copy of the graph in this process)."""
-        from huedb.engine import graph_reach, heap  # not in the child: no huedb there
-        from huedb.engine.vector_index import load_graph
+        from huedb.engine import heap  # not in the child: no huedb there
+        from huedb.engine.vector_index import link_saved_graph, load_graph
 
         try:
             self._send(_FRAME.pack(_SAVE, 0, 0, 0))
@@ -153,13 +152,11 @@ class ChildGraph:
             reply = self._proc.stdout.readline()
         except OSError as exc:
             raise ChildFailed(f"graph process ended: {self._stderr()}") from exc
-        words = reply.split()
-        if len(words) != 3 or words[0] != _DONE:
+        if reply != _DONE:
             raise ChildFailed(f"graph process failed: {self._stderr()}")
         self._proc.wait()
-        found, left = int(words[1]), int(words[2])
-        graph_reach.report(None if found < 0 else (found, left))
         heap.release()  # before the graph is read back or mapped (the parent's peak)
+        link_saved_graph(self._path)
         try:
             return load_graph(self._path) if read is None else read(self._path)
         except ValueError as exc:
@@ -261,8 +258,7 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
         kind, rows, first, second = _FRAME.unpack(head)
         if kind == _SAVE:
             graph.save(path)
-            found, left = _reconnect(graph, path)
-            stdout.write(b"%s %d %d\n" % (_DONE, found, left))
+            stdout.write(_DONE)
             stdout.flush()
             return 0
         if rows > len(keys):
@@ -284,25 +280,6 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
             break
         graph.add(keys[:rows], matrix[:rows], threads=int(first))
     return 1  # the parent went away before asking for the graph
-
-
-def _reconnect(graph: Any, path: str) -> tuple[int, int]:
-    """The child: link in the nodes of the graph saved at `path` that no search reaches
-    (`graph_reach`, editing the file); (nodes found, nodes left unreachable), (-1, -1)
-    when the file's layout is not one `graph_reach` reads."""
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "graph_reach", Path(__file__).with_name("graph_reach.py")
-        )
-        assert spec is not None and spec.loader is not None
-        graph_reach = importlib.util.module_from_spec(spec)
-        sys.modules["graph_reach"] = graph_reach  # (its dataclass looks its module up)
-        spec.loader.exec_module(graph_reach)
-        result = graph_reach.reconnect_file(path, graph_reach.nearest_in(graph))
-    except Exception as exc:  # noqa: BLE001 - the graph saved is whole (links are atomic)
-        sys.stderr.write(f"unreachable nodes not linked in: {exc!r}\n")
-        return -1, -1
-    return (-1, -1) if result is None else result
 
 
 def _search(graph: Any, queries: np.ndarray, count: int, ef: int, stdout: BinaryIO) -> None:

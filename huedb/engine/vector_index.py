@@ -312,12 +312,15 @@ def reconnected(graph: Index) -> Index:
     return linked
 
 
-def link_saved_graph(path: Path, graph: Index) -> None:
+def link_saved_graph(path: Path, graph: Index | None = None) -> None:
     """Link in the nodes no search reaches of the graph saved to `path` (`graph_reach`;
-    `graph` is the one saved, or a view of it). A failure is logged, not raised: the file
-    holds a valid graph either way (a link is taken in only once written whole)."""
+    `graph` is the one saved, else a view of the file is searched). A failure is logged,
+    not raised: the file holds a valid graph either way (a link is taken in only once
+    written whole)."""
     try:
-        graph_reach.report(graph_reach.reconnect_file(path, graph_reach.nearest_in(graph)))
+        mapped = map_graph_file(path) if graph is None else None  # (unmapped on return)
+        searched = mapped.graph if mapped is not None else graph
+        graph_reach.report(graph_reach.reconnect_file(path, graph_reach.nearest_in(searched)))
     except Exception as exc:  # noqa: BLE001 - linking only improves a graph already whole
         logger.warning("unreachable nodes of the graph saved to %s not linked in: %r", path, exc)
 
