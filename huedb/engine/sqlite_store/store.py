@@ -61,6 +61,7 @@ class SQLiteStore:
         self._session = SQLiteSession(self._conn)
         self._warm = WarmRead()
         self._allowed_keys = AllowedKeysCache()
+        self._writes = 0  # write transactions of this store, committed or not
 
     @contextlib.contextmanager
     def read(self) -> Iterator[SQLiteSession]:
@@ -73,8 +74,11 @@ class SQLiteStore:
         """A `BEGIN IMMEDIATE` transaction (writers never deadlock on a lock upgrade); its WAL
         frames are copied into the database file later, on another thread (`checkpointer`)."""
         changes = self._conn.total_changes
-        with write_transaction(self._conn):
-            yield self._session
+        try:
+            with write_transaction(self._conn):
+                yield self._session
+        finally:
+            self._writes += 1  # (kept allowed keys: a change total_changes might not count)
         if self._checkpointer is not None:
             self._checkpointer.committed(self._conn.total_changes - changes)
 
@@ -117,12 +121,14 @@ class SQLiteStore:
         """The keys `flt` allows in the open read, from `_allowed_keys` when that filter's
         were read at the database's present version (`allowed_keys_cache`: any commit of
         another connection moves `PRAGMA data_version`, read inside the transaction so as
-        of its snapshot, and any write of this one moves `total_changes`)."""
+        of its snapshot; any write of this one moves `total_changes` (a 32-bit count) and
+        this store's count of write transactions)."""
         sql, params = allowed_keys_query(col.cid, flt)
         key = self._allowed_keys.key(col, sql, params)
         version = (
             self._conn.execute("PRAGMA data_version").fetchone()[0],
             self._conn.total_changes,
+            self._writes,
         )
         kept = None if key is None else self._allowed_keys.get(key, col, version)
         if kept is not None:
