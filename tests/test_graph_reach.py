@@ -240,18 +240,8 @@ def test_the_graph_a_collection_serves_has_every_node_reached(tmp_path, monkeypa
     reach (before: dozens of 3,000)."""
     monkeypatch.setattr(graph_build, "CHILD_MIN_FLOATS", 0)
     vectors = _clustered()
-    client = huedb.PersistentClient(
-        path=str(tmp_path), settings=huedb.Settings(huedb_exact_max_floats=DIM * 100)
-    )
-    col = client.create_collection(
-        "reach", configuration={"hnsw": {"space": "l2", "max_neighbors": CONNECTIVITY}}
-    )
-    col.add(ids=[f"r{i}" for i in range(len(vectors))], embeddings=vectors)
-    col.query(query_embeddings=vectors[:1], n_results=1)
-    deadline = time.monotonic() + 60
-    while col.get_indexing_status().op_indexing_progress < 1.0:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    client, col = _filled(tmp_path, vectors)
+    _wait_indexed(col, vectors[:1])
     snapshot = snapshot_path(tmp_path / "index", str(col.id)).read_bytes()
     payload = 0
     for _ in range(3):  # its magic, header and checksum lines, then the graph as saved
@@ -266,13 +256,7 @@ def test_verify_reports_records_a_graph_does_not_reach_and_repair_links_them(tmp
     with monkeypatch.context() as older:
         older.setattr(graph_reach, "reconnect", lambda data, nearest: (0, 0))
         vectors = _clustered()
-        client = huedb.PersistentClient(
-            path=str(tmp_path), settings=huedb.Settings(huedb_exact_max_floats=DIM * 100)
-        )
-        col = client.create_collection(
-            "reach", configuration={"hnsw": {"space": "l2", "max_neighbors": CONNECTIVITY}}
-        )
-        col.add(ids=[f"r{i}" for i in range(len(vectors))], embeddings=vectors)
+        client, col = _filled(tmp_path, vectors)
         client.close()
         _indexed(tmp_path, vectors[:1])
     assert snapshot_path(tmp_path / "index", str(col.id)).exists()
@@ -297,26 +281,43 @@ def test_verify_reports_records_a_graph_does_not_reach_and_repair_links_them(tmp
     assert _found_near(tmp_path, vectors) >= found_before + unreached_before // 2
 
 
-def _indexed(path, query: np.ndarray) -> None:
-    """Open the store, query its collection until its graph serves, close it."""
-    client = huedb.PersistentClient(
+def _client(path) -> Any:
+    """A client of the store at `path` whose collections of 100 vectors of DIM get graphs."""
+    return huedb.PersistentClient(
         path=str(path), settings=huedb.Settings(huedb_exact_max_floats=DIM * 100)
     )
-    col = client.get_collection("reach")
+
+
+def _filled(path, vectors: np.ndarray) -> tuple[Any, Any]:
+    """A client and its new collection "reach" (l2, CONNECTIVITY) holding `vectors`."""
+    client = _client(path)
+    col = client.create_collection(
+        "reach", configuration={"hnsw": {"space": "l2", "max_neighbors": CONNECTIVITY}}
+    )
+    col.add(ids=[f"r{i}" for i in range(len(vectors))], embeddings=vectors)
+    return client, col
+
+
+def _wait_indexed(col: Any, query: np.ndarray) -> None:
+    """Query the collection, then wait until its graph serves."""
     col.query(query_embeddings=query, n_results=1)
     deadline = time.monotonic() + 60
     while col.get_indexing_status().op_indexing_progress < 1.0:
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def _indexed(path, query: np.ndarray) -> None:
+    """Open the store, query its collection until its graph serves, close it."""
+    client = _client(path)
+    _wait_indexed(client.get_collection("reach"), query)
     client.close()
 
 
 def _found_near(path, vectors: np.ndarray) -> int:
     """How many records a query a hair away from their vector returns among its first 3,
     the collection's graph serving from its snapshot as loaded."""
-    client = huedb.PersistentClient(
-        path=str(path), settings=huedb.Settings(huedb_exact_max_floats=DIM * 100)
-    )
+    client = _client(path)
     col = client.get_collection("reach")
     assert col.get_indexing_status().op_indexing_progress == 1.0
     got = col.query(query_embeddings=vectors + np.float32(1e-3), n_results=3, include=[])
