@@ -131,8 +131,9 @@ def _verify(
                     report.repaired.append(col.name)
                     check = engine.check_index(col.uuid)
                 elif check.unreachable and repair:
-                    engine.link_snapshot(col.uuid)
-                    report.linked.append(col.name)
+                    linked = engine.link_snapshot(col.uuid)  # None: another process writes it
+                    if linked is not None and linked[0]:
+                        report.linked.append(col.name)
                     check = engine.check_index(col.uuid)
             except NotFoundError:
                 continue  # deleted meanwhile (by another process): nothing left to check
