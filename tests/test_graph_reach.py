@@ -22,9 +22,9 @@ from usearch.index import Index
 import huedb
 from huedb.engine import graph_build, graph_reach
 from huedb.engine.graph_process import ChildGraph
-from huedb.engine.graph_reach import Level0, nearest_in, read_level0, reconnect, unreachable
+from huedb.engine.graph_reach import Level0, read_level0, reconnect, unreachable
 from huedb.engine.snapshot import read_header, snapshot_path
-from huedb.engine.vector_index import TOMBSTONE_BASE, reconnected
+from huedb.engine.vector_index import TOMBSTONE_BASE, nearest_in, reconnected
 from huedb.ops.verify import verify
 
 DIM, CONNECTIVITY = 32, 4

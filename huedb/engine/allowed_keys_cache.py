@@ -14,8 +14,9 @@ was `v` are the keys that filter allows in every later snapshot whose version is
   of the rows (`postgres_store/rows_at_head.read_filtered`);
 - SQLite: the connection's `PRAGMA data_version` (which moves when another connection
   commits, read inside the read transaction: it stays as of its snapshot) with its own
-  `total_changes` (which moves when it writes, a rollback included), so any write to the
-  database, of any collection, makes the kept keys stale (`sqlite_store/store.py`).
+  `total_changes` and the store's count of write transactions (which move when it
+  writes, a rollback included), so any write to the database, of any collection, makes
+  the kept keys stale (`sqlite_store/store.py`).
 
 Bounded by entries and by the bytes of the key arrays; the least recently used go first,
 and an entry read at another version is replaced when that filter is next read.

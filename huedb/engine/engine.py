@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from huedb.config import DEFAULT_DATABASE, DEFAULT_TENANT
-from huedb.engine import events, node_dir, snapshot
+from huedb.engine import events, graph_reach, node_dir, snapshot
 from huedb.engine.budget import (
     Deadline,
     check_query_embeddings,
@@ -47,7 +47,6 @@ from huedb.engine.vector_index import (
     VectorIndex,
     query_plan,
     unfiltered_search_ef,
-    unreachable_records,
 )
 from huedb.errors import (
     ClientClosedError,
@@ -822,7 +821,8 @@ class Engine:
                     read = snapshot.read_snapshot(path, self._indexes.owner(col))
                     snap = "ok" if read is not None else "unusable"
                     if read is not None:
-                        unreachable = unreachable_records(read.payload)
+                        payload = np.frombuffer(read.payload, dtype=np.uint8)
+                        unreachable = graph_reach.unreachable_records(payload)
             index = self._indexes.fresh_load(db, col)
             keys = db.collection_keys(col.cid)
             indexed = set() if index is None else set(index.keys().tolist())

@@ -33,7 +33,6 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -44,8 +43,8 @@ NEAREST = 32  # candidates searched for those nodes, nearest first
 _HEAD_BYTES = 64  # usearch's index_dense head: magic, version, kinds, counts
 _MAGIC = b"usearch"
 _KIND_U64, _KIND_U32 = 14, 15  # usearch's scalar_kind_t of the key and the slot
-# Vector types whose vectors `nearest_in` can read back (bf16, f64, f32, f16, i8): usearch's
-# `get` of a b1 graph as float32 corrupted its heap (the process aborted).
+# Vector types whose vectors `vector_index.nearest_in` can read back (bf16, f64, f32, f16,
+# i8): usearch's `get` of a b1 graph as float32 corrupted its heap (the process aborted).
 _VECTOR_KINDS = frozenset({4, 10, 11, 12, 23})
 # Nodes keyed at or above this are not records (huedb's tombstones, `vector_index.
 # TOMBSTONE_BASE` up, and nodes usearch removed, 2**64 - 1): never linked in nor counted.
@@ -175,13 +174,24 @@ def reconnect(data: np.ndarray, nearest: Nearest) -> tuple[int, int] | None:
     if level0 is None:
         return None
     seen = _reached(level0)
-    records = level0.keys < np.uint64(RECORD_KEYS_BELOW)
-    lost = np.flatnonzero(~seen & records)
+    lost = _lost_records(level0, seen)
     if len(lost) == 0:
         return 0, 0
     # What the new links make reachable: the walk goes on from the nodes linked in.
     _walk(level0, seen, link_in(level0, lost, seen, nearest))
-    return len(lost), int(np.count_nonzero(~seen & records))
+    return len(lost), len(_lost_records(level0, seen))
+
+
+def unreachable_records(data: np.ndarray) -> int | None:
+    """How many records' nodes of the serialized graph in `data` no search reaches (other
+    nodes not counted), or None when the layout is not one this module reads."""
+    level0 = read_level0(data)
+    return None if level0 is None else len(_lost_records(level0, _reached(level0)))
+
+
+def _lost_records(level0: Level0, seen: np.ndarray) -> np.ndarray:
+    """Slots of records' nodes (`RECORD_KEYS_BELOW`) not `seen`."""
+    return np.flatnonzero(~seen & (level0.keys < np.uint64(RECORD_KEYS_BELOW)))
 
 
 def reconnect_file(path: str | os.PathLike[str], nearest: Nearest) -> tuple[int, int] | None:
@@ -196,29 +206,6 @@ def reconnect_file(path: str | os.PathLike[str], nearest: Nearest) -> tuple[int,
     finally:
         del data
     return result
-
-
-def nearest_in(graph: Any) -> Nearest:
-    """`Nearest` by a search of a usearch `Index` with its own vectors of the keys (keys
-    it does not hold find nothing)."""
-
-    def nearest(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        found = np.zeros((len(keys), NEAREST), dtype=np.uint64)
-        counts = np.zeros(len(keys), dtype=np.int64)
-        held = np.flatnonzero(np.asarray(graph.contains(keys), dtype=bool).reshape(len(keys)))
-        if len(held):
-            vectors = np.vstack(graph.get(keys[held], dtype=np.float32))
-            hits = graph.search(vectors, NEAREST, threads=0)
-            keys_found = np.asarray(hits.keys, dtype=np.uint64)
-            if keys_found.ndim == 1:  # usearch answers a one-row batch as one `Matches`
-                found[held[0], : len(keys_found)] = keys_found
-                counts[held[0]] = len(keys_found)
-            else:  # (fewer columns than asked in a graph smaller than that)
-                found[held, : keys_found.shape[1]] = keys_found
-                counts[held] = np.asarray(hits.counts)
-        return found, counts
-
-    return nearest
 
 
 def report(result: tuple[int, int] | None) -> None:

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from huedb.engine import events, graph_reach, snapshot
+from huedb.engine import events, snapshot
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.graph_backlog import INLINE_MAX_CHANGES
 from huedb.engine.graph_build import Feed, apply_backlog, grow_graph
@@ -80,6 +80,7 @@ from huedb.engine.vector_index import (
     Thresholds,
     VectorIndex,
     graph_view,
+    link_saved_graph,
     map_graph_file,
     search_graph,
 )
@@ -1194,9 +1195,7 @@ class IndexCache:
             try:
                 with open(staging, "wb") as f:
                     f.write(snap.payload)
-                view = map_graph_file(staging)
-                result = graph_reach.reconnect_file(staging, graph_reach.nearest_in(view.graph))
-                graph_reach.report(result)
+                result = link_saved_graph(staging)
                 if result is not None and result[0]:
                     snapshot.write_snapshot_from_file(
                         path, owner, snap.watermark, snap.dim, snap.space, staging, snap.calibration

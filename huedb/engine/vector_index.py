@@ -297,9 +297,7 @@ def reconnected(graph: Index) -> Index:
     form, read back), or `graph` itself when every node was reached."""
     serialized = bytearray(graph.save())
     try:
-        result = graph_reach.reconnect(
-            np.frombuffer(serialized, dtype=np.uint8), graph_reach.nearest_in(graph)
-        )
+        result = graph_reach.reconnect(np.frombuffer(serialized, dtype=np.uint8), nearest_in(graph))
     except Exception as exc:  # noqa: BLE001 - linking only improves a graph already whole
         logger.warning("unreachable nodes of a graph not linked in: %r", exc)
         return graph
@@ -312,28 +310,40 @@ def reconnected(graph: Index) -> Index:
     return linked
 
 
-def link_saved_graph(path: Path, graph: Index | None = None) -> None:
+def link_saved_graph(path: Path, graph: Index | None = None) -> tuple[int, int] | None:
     """Link in the nodes no search reaches of the graph saved to `path` (`graph_reach`;
-    `graph` is the one saved, else a view of the file is searched). A failure is logged,
-    not raised: the file holds a valid graph either way (a link is taken in only once
-    written whole)."""
+    `graph` is the one saved, else a view of the file is searched); what
+    `graph_reach.reconnect` returned. A failure is logged, not raised (None): the file
+    holds a valid graph either way (a link is taken in only once written whole)."""
     try:
         mapped = map_graph_file(path) if graph is None else None  # (unmapped on return)
         searched = mapped.graph if mapped is not None else graph
-        graph_reach.report(graph_reach.reconnect_file(path, graph_reach.nearest_in(searched)))
+        result = graph_reach.reconnect_file(path, nearest_in(searched))
     except Exception as exc:  # noqa: BLE001 - linking only improves a graph already whole
         logger.warning("unreachable nodes of the graph saved to %s not linked in: %r", path, exc)
-
-
-def unreachable_records(payload: Any) -> int | None:
-    """Records of the serialized graph `payload` (a buffer) that no search reaches
-    (`graph_reach`; tombstones not counted); None when its form is not one `graph_reach`
-    reads."""
-    level0 = graph_reach.read_level0(np.frombuffer(payload, dtype=np.uint8))
-    if level0 is None:
         return None
-    keys = level0.keys[graph_reach.unreachable(level0)]
-    return int(np.count_nonzero(keys < np.uint64(TOMBSTONE_BASE)))
+    graph_reach.report(result)
+    return result
+
+
+def nearest_in(graph: Index) -> graph_reach.Nearest:
+    """`graph_reach.Nearest` by a search of `graph` (`search_graph`, at its own
+    expansion) with its own vectors of the keys; keys it does not hold find nothing."""
+
+    def nearest(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        found = np.zeros((len(keys), graph_reach.NEAREST), dtype=np.uint64)
+        counts = np.zeros(len(keys), dtype=np.int64)
+        held = np.flatnonzero(np.asarray(graph.contains(keys), dtype=bool).reshape(len(keys)))
+        if len(held):
+            vectors = np.vstack(graph.get(keys[held], dtype=np.float32))
+            hits, hit_counts = search_graph(
+                graph, vectors, graph_reach.NEAREST, graph.expansion_search
+            )
+            found[held, : hits.shape[1]] = hits  # (fewer columns in a graph that small)
+            counts[held] = hit_counts
+        return found, counts
+
+    return nearest
 
 
 def graph_input(space: str, vectors: np.ndarray, in_place: bool = False) -> np.ndarray:

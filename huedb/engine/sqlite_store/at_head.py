@@ -16,11 +16,6 @@ from huedb.errors import NotFoundError
 AllowedKeys = Callable[[SQLiteSession, CollectionRow, RecordFilter], np.ndarray]
 
 
-def read_allowed_keys(db: SQLiteSession, col: CollectionRow, flt: RecordFilter) -> np.ndarray:
-    """`AllowedKeys` read from the store every time."""
-    return db.allowed_keys(col.cid, flt)
-
-
 class SessionRead:
     """`engine.store.FilteredRead` over a read session: row, head (and allowed keys for a
     filter, by `allowed_keys`) on creation, then `rows`."""
@@ -30,7 +25,7 @@ class SessionRead:
         db: SQLiteSession,
         col: CollectionRow,
         flt: RecordFilter | None,
-        allowed_keys: AllowedKeys = read_allowed_keys,
+        allowed_keys: AllowedKeys,
     ) -> None:
         self._db = db
         self._cid = col.cid
