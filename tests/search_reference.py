@@ -220,14 +220,18 @@ class BruteForce:
 
     def run(self, payload: dict[str, Any]) -> list[tuple[str, float | None, dict[str, Any]]]:
         """(id, score, record) per result row."""
-        allowed = [i for i, r in enumerate(self.records) if bf_match(r, payload.get("filter"))]
         page = payload.get("limit") or {}
         offset, limit = page.get("offset", 0), page.get("limit")
         end = None if limit is None else offset + limit
+        return self.ranked(payload)[offset:end]
+
+    def ranked(self, payload: dict[str, Any]) -> list[tuple[str, float | None, dict[str, Any]]]:
+        """(id, score, record) of every row the payload ranks, in order, before its page:
+        a row tied with one at a page's edge may be served in its place."""
+        allowed = [i for i, r in enumerate(self.records) if bf_match(r, payload.get("filter"))]
         if payload.get("rank") is None:
             return [
-                (self.records[i]["id"], float(n), self.records[i])
-                for n, i in enumerate(allowed[offset:end])
+                (self.records[i]["id"], float(n), self.records[i]) for n, i in enumerate(allowed)
             ]
         with np.errstate(all="ignore"):
             support, _ = self.rank(payload["rank"], allowed)
@@ -235,7 +239,7 @@ class BruteForce:
         group = payload.get("group_by") or {}
         if group:
             ranked = self.group(ranked, group)
-        return [(self.records[i]["id"], s, self.records[i]) for i, s in ranked[offset:end]]
+        return [(self.records[i]["id"], s, self.records[i]) for i, s in ranked]
 
     def group(self, ranked: list[tuple[int, float]], spec: dict[str, Any]) -> list:
         ((agg, conf),) = spec["aggregate"].items()
@@ -289,7 +293,7 @@ def assert_matches(rows: list[dict[str, Any]], payload: dict[str, Any], bf: Brut
     want = bf.run(payload)
     assert len(rows) == len(want), ([r["id"] for r in rows], [w[0] for w in want])
     selected = set((payload.get("select") or {}).get("keys", []))
-    scores = {w[0]: w[1] for w in want}
+    scores = {w[0]: w[1] for w in bf.ranked(payload)}
     for row, (wid, wscore, rec) in zip(rows, want, strict=True):
         if row["id"] != wid:  # only a tie at float32 precision may reorder
             assert close(scores.get(row["id"]), wscore), (row["id"], wid)

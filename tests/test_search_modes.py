@@ -473,12 +473,13 @@ def test_random_searches_equal_brute_force(
     name, payload, mode = case
     (rows,) = runners[mode](name, {"searches": [payload]})
     want = REFERENCE[name].run(payload)
-    scores = {wid: score for wid, score, _ in want}
+    scores = {wid: score for wid, score, _ in REFERENCE[name].ranked(payload)}
 
     def near(a: float | None, b: float | None) -> bool:
         return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-3)
 
     assert len(rows) == len(want), ([r["id"] for r in rows], [w[0] for w in want])
+    assert len({r["id"] for r in as_huedb_rows(rows)}) == len(rows), "a row served twice"
     for row, (wid, wscore, rec) in zip(as_huedb_rows(rows), want, strict=True):
         assert row["id"] == wid or near(scores.get(row["id"]), wscore), (row["id"], wid)
         assert near(row["score"], scores.get(row["id"], wscore))
