@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.cli_fork import FORK_SERVER
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIXES = ("HUEDB_", "CHROMA_")
 ENV_NAMES = ("ALLOW_RESET",)
@@ -41,7 +43,13 @@ def cli_command(*args: str) -> list[str]:
 def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
-    """Run `huedb *args` to completion; stdout/stderr captured as text (exit code not checked)."""
+    """Run `huedb *args` to completion; stdout/stderr captured as text (exit code not checked).
+
+    In a child forked from a process that has imported the CLI (`tests/cli_fork.py`), or
+    an ordinary `python -m huedb.cli` where that cannot be used."""
+    forked = FORK_SERVER.run(list(args), child_env(env), REPO_ROOT, timeout)
+    if forked is not None:
+        return forked
     return subprocess.run(
         cli_command(*args),
         capture_output=True,
