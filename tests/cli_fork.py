@@ -53,6 +53,7 @@ def _run_child(request: dict[str, Any]) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    tempfile.tempdir = None  # chosen again from this environment's TMPDIR on first use
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     for fd, path in ((1, request["out"]), (2, request["err"])):
