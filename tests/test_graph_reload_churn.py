@@ -9,6 +9,9 @@ a true nearest neighbour). The nodes are now kept as tombstones (`TOMBSTONE_BASE
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -47,6 +50,16 @@ def _unfound(index: VectorIndex, truth: dict[int, np.ndarray]) -> list[int]:
         for key, vector in truth.items()
         if key not in index.search(vector, 1, None, fetch)[0].tolist()
     ]
+
+
+def _through_snapshot(index: VectorIndex) -> VectorIndex:
+    """The index as a process loading its snapshot serves it: saved by `save_graph`
+    (which links in the nodes no search reaches) and read back as a view."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch, "graph")
+        index.save_graph(path)
+        payload = path.read_bytes()
+    return VectorIndex.from_serialized(DIM, PARAMS, THRESHOLDS, payload, payload)
 
 
 def _fetch(truth: dict[int, np.ndarray]):
@@ -110,7 +123,11 @@ def test_deletes_then_adds_leave_every_record_reachable():
 )
 def test_graph_search_matches_exact_search_under_churn(seed, ops):
     """Property: after any mix of adds, updates, deletes and snapshot round trips, a
-    graph search at ef above the graph's size returns the exact top 5 (numpy)."""
+    graph search at ef above the graph's size returns the exact top 5 (numpy), and the
+    graph's snapshot finds every record by its own vector. (Not the graph changed in place
+    itself: a node added in place can lose its every in-link to HNSW's pruning, seed 13557
+    with only adds; the engine's own-vector queries find it through the digest lookup,
+    and its snapshots link it in, docs/ARCHITECTURE.md "Every node reachable".)"""
     rng = np.random.default_rng(seed)
     truth = dict(enumerate(rng.standard_normal((400, DIM), dtype=np.float32)))
     index = _graph_index(np.stack(list(truth.values())))
@@ -122,7 +139,7 @@ def test_graph_search_matches_exact_search_under_churn(seed, ops):
         got = index.search(query, 5, None, _fetch(truth))[0]
         want = keys[np.argsort(((matrix - query) ** 2).sum(1), kind="stable")[:5]]
         assert set(got.tolist()) == set(want.tolist())
-    assert _unfound(index, truth) == []
+    assert _unfound(_through_snapshot(index), truth) == []
 
 
 def test_tombstones_survive_a_snapshot_and_are_counted():

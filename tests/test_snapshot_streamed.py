@@ -22,6 +22,7 @@ from huedb.engine.vector_index import (
     Thresholds,
     VectorIndex,
     build_graph,
+    reconnected,
 )
 
 OWNER = "store-1/collection-1"
@@ -34,7 +35,9 @@ def graph_index(n: int, seed: int) -> tuple[VectorIndex, np.ndarray, np.ndarray]
     keys = np.arange(1, n + 1, dtype=np.uint64)
     vectors = rng.standard_normal((n, DIM)).astype(np.float32)
     params = HnswParams(space="cosine")
-    graph = build_graph(DIM, params, keys, vectors)
+    # Every node reachable first, as the engine's builds leave it (`reconnected`): else
+    # `save_graph` links some in and the streamed file differs from `serialize`'s bytes.
+    graph = reconnected(build_graph(DIM, params, keys, vectors))
     return VectorIndex.from_graph(DIM, params, THRESHOLDS, graph), keys, vectors
 
 

@@ -75,7 +75,8 @@ VIEW_KEPT_MIN_BYTES = 256 * 2**20
 # searched through like any node but never returned. usearch's `remove` would free the node
 # for its next `add` to reuse, and a reused node loses its links: a record linked to only
 # by such nodes was never found again, even by a search with ef above the graph's size.
-TOMBSTONE_BASE = 2**63
+# The same bound as graph_reach's: nodes from here up are never linked in nor counted.
+TOMBSTONE_BASE = graph_reach.RECORD_KEYS_BELOW
 # A graph is rebuilt (`VectorIndex.wants_rebuild`) once its tombstones outnumber both its
 # records and this.
 REBUILD_MIN_TOMBSTONES = 256
