@@ -47,7 +47,7 @@ def run_cli(
 
     In a child forked from a process that has imported the CLI (`tests/cli_fork.py`), or
     an ordinary `python -m huedb.cli` where that cannot be used."""
-    forked = FORK_SERVER.run(list(args), child_env(env), REPO_ROOT, timeout)
+    forked = FORK_SERVER.run(list(args), child_env(env), REPO_ROOT, timeout, child_env())
     if forked is not None:
         return forked
     return subprocess.run(

@@ -139,15 +139,21 @@ class CliForkServer:
         return proc
 
     def run(
-        self, argv: list[str], env: dict[str, str], cwd: Path, timeout: float
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        timeout: float,
+        server_env: dict[str, str],
     ) -> subprocess.CompletedProcess | None:
-        """Run `huedb *argv` in a forked child; None where it cannot (the caller then
-        starts an ordinary process)."""
+        """Run `huedb *argv` in a forked child with environment `env`; None where it
+        cannot (the caller then starts an ordinary process). The server, started on first
+        use, imports with `server_env` (no test's own settings)."""
         if argv[:1] == ["run"] or not self._lock.acquire(blocking=False):
             return None
         try:
             if self._proc is None or self._proc.poll() is not None:
-                self._proc = self._start(env, cwd)
+                self._proc = self._start(server_env, cwd)
             if self._proc is None or _python_variables(env) != self._python_env:
                 return None
             return self._send(argv, env, cwd, timeout)
