@@ -56,6 +56,10 @@ nginx:
 # started (~0.3 s of CPU for the CLI's imports, for each of the suite's ~1,000 processes).
 BYTECODE := $(PY) -m compileall -q -j 0
 
+# pytest caches the test modules it rewrites (assertions) only where bytecode may be written:
+# collecting the suite took 16.5 s of CPU per pytest process without it, 8.8 s with.
+test: export PYTHONDONTWRITEBYTECODE :=
+
 run: $(STAMP)
 	$(BYTECODE) huedb > /dev/null
 	$(VENV)/bin/huedb run --path ./data --host 127.0.0.1 --port 8000
