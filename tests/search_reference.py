@@ -220,10 +220,7 @@ class BruteForce:
 
     def run(self, payload: dict[str, Any]) -> list[tuple[str, float | None, dict[str, Any]]]:
         """(id, score, record) per result row."""
-        page = payload.get("limit") or {}
-        offset, limit = page.get("offset", 0), page.get("limit")
-        end = None if limit is None else offset + limit
-        return self.ranked(payload)[offset:end]
+        return page_of(payload, self.ranked(payload))
 
     def ranked(self, payload: dict[str, Any]) -> list[tuple[str, float | None, dict[str, Any]]]:
         """(id, score, record) of every row the payload ranks, in order, before its page:
@@ -269,6 +266,13 @@ class BruteForce:
         return sorted(kept, key=lambda kv: (kv[1], kv[0]))
 
 
+def page_of(payload: dict[str, Any], rows: list) -> list:
+    """The rows of the payload's page (`limit`: offset and limit) of a ranking."""
+    page = payload.get("limit") or {}
+    offset, limit = page.get("offset", 0), page.get("limit")
+    return rows[offset : None if limit is None else offset + limit]
+
+
 def _combine(a: tuple[dict, Any], b: tuple[dict, Any], fn: Any) -> tuple[dict, Any]:
     (sa, da), (sb, db) = a, b
     if da is not None and db is not None:
@@ -290,10 +294,11 @@ def close(a: float | None, b: float | None) -> bool:
 
 def assert_matches(rows: list[dict[str, Any]], payload: dict[str, Any], bf: BruteForce) -> None:
     """huedb's rows for one payload equal the brute force's (near-ties may swap)."""
-    want = bf.run(payload)
+    ranked = bf.ranked(payload)
+    want = page_of(payload, ranked)
     assert len(rows) == len(want), ([r["id"] for r in rows], [w[0] for w in want])
     selected = set((payload.get("select") or {}).get("keys", []))
-    scores = {w[0]: w[1] for w in bf.ranked(payload)}
+    scores = {w[0]: w[1] for w in ranked}
     for row, (wid, wscore, rec) in zip(rows, want, strict=True):
         if row["id"] != wid:  # only a tie at float32 precision may reorder
             assert close(scores.get(row["id"]), wscore), (row["id"], wid)
