@@ -51,24 +51,21 @@ nginx:
 		  pkg=$$(apt-cache policy nginx-light | grep -q 'Candidate: [0-9]' && echo nginx-light || echo nginx) && \
 		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkg; }
 
-# huedb's bytecode, written once: with PYTHONDONTWRITEBYTECODE set (as on this project's
-# machines) no process writes it, and every one compiled huedb's sources again when it
-# started (~0.3 s of CPU for the CLI's imports, for each of the suite's ~1,000 processes).
-BYTECODE := $(PY) -m compileall -q -j 0
-
-# pytest caches the test modules it rewrites (assertions) only where bytecode may be written:
-# collecting the suite took 16.5 s of CPU per pytest process without it, 8.8 s with.
+# With PYTHONDONTWRITEBYTECODE set (as on this project's machines) no process writes
+# bytecode, and every one compiled huedb's sources again when it started (~0.3 s of CPU for
+# the CLI's imports). `make run` writes huedb's once; `make test` lets the suite's processes
+# write theirs, and pytest then caches the test modules it rewrites (collecting the suite
+# took 16.5 s of CPU per pytest process without, 8.8 s with).
 test: export PYTHONDONTWRITEBYTECODE :=
 
 run: $(STAMP)
-	$(BYTECODE) huedb > /dev/null
+	$(PY) -m compileall -q -j 0 huedb > /dev/null
 	$(VENV)/bin/huedb run --path ./data --host 127.0.0.1 --port 8000
 
 test: $(STAMP) $(JS_STAMP) pg-server chromium nginx
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
-	$(BYTECODE) huedb tests bench > /dev/null
 	status=0; \
 	$(PYTEST) -n $(TEST_WORKERS) --dist worksteal -m "not serial" || status=$$?; \
 	$(PYTEST) -m serial || status=$$?; \

@@ -8,8 +8,8 @@ huedb, numpy and pydantic again, paid by every one of the suite's ~300 command
 runs on a 2-core machine. Starting the interpreter itself is tested by every test that
 starts `huedb run` and by the commands this falls back for: `huedb run`, a PYTHON*
 variable that differs from the server's, a second thread asking while one command runs,
-or a server that is missing or dead (`run_forked` then returns None and the caller starts
-an ordinary process).
+or a server that could not start (`CliForkServer.run` then returns None and the caller
+starts an ordinary process).
 """
 
 from __future__ import annotations
