@@ -14,6 +14,7 @@ changed or is gone) the caller falls back to the usual path, which catches up fi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,10 +96,7 @@ def _read_then_ranked(
     if not _reflects(seen, warm):
         return None
 
-    def fetch(wanted: np.ndarray) -> np.ndarray:
-        stored = {int(k): seen.rows[int(k)][5] for k in wanted}
-        return vectors_in_order(stored, [int(k) for k in wanted], index.dim)
-
+    fetch = _stored_vectors(seen.rows, index.dim)
     hits = []
     for q, candidates, same in zip(queries, found, seen.same_vector, strict=True):
         ranked = index.rank(q, n_results, candidates, fetch)
@@ -120,20 +118,26 @@ def confirmed_filtered_search(
     the keys kept from an earlier snapshot at the index's head, confirmed by the rows'
     read: see `Store.read_filtered`).
 
-    Only for an index holding its float32 vectors (a filtered search gathers many; the
-    usual path gives a graph its vectors), and a filter the store reads in one statement.
+    Only for an index holding its float32 vectors, or a graph view whose snapshot's 16-bit
+    rows rank the allowed keys first (`_ranked_after_read`; the usual path gives other
+    graphs their vectors), and a filter the store reads in one statement.
     """
     index, col = warm.index, warm.collection
-    if not index.has_vectors:
+    in_place = not index.has_vectors
+    if in_place and not index.ranks_subsets_in_place:
         return None
     with store.read_filtered(col, flt, warm.watermark, options.query_timeout) as read:
         if read is None or not _reflects(read, warm):
             return None
         allowed = read.allowed
         check_query_results(options, len(queries), min(n_results, len(allowed)))
-        hits = [index.search(q, n_results, allowed, _no_fetch) for q in queries]
         plan = query_plan(index, allowed)
         approximate = plan in APPROXIMATE_PLANS
+        if in_place:
+            if approximate:
+                return None  # the usual path: candidates of the graph, read by key
+            return _ranked_after_read(read, warm, queries, n_results, with_vectors, plan)
+        hits = [index.search(q, n_results, allowed, _no_fetch) for q in queries]
         keys = _keys_found([h[0] for h in hits])
         rows, same = read.rows(keys, queries if approximate else None, with_vectors)
         if not _reflects(read, warm):
@@ -146,6 +150,38 @@ def confirmed_filtered_search(
             for q, h, matches in zip(queries, hits, same, strict=True)
         ]
     return _answer(hits, rows, with_vectors, plan)
+
+
+def _ranked_after_read(
+    read: FilteredRead,
+    warm: WarmIndex,
+    queries: np.ndarray,
+    n_results: int,
+    with_vectors: bool,
+    plan: str,
+) -> Answer | None:
+    """A filtered exact search on a graph view without float32 vectors: the allowed keys
+    are ranked with the snapshot's 16-bit rows, and only the keys that may be in an answer
+    are read (the open read's one `rows`), with their vectors, which then rank them."""
+    index = warm.index
+    found = [index.exact_candidates(q, n_results, read.allowed) for q in queries]
+    keys = _keys_found(found)
+    rows, _ = read.rows(keys, None, True)
+    if not _reflects(read, warm) or not rows.keys() >= set(keys):
+        return None
+    fetch = _stored_vectors(rows, index.dim)
+    hits = [index.rank(q, n_results, c, fetch) for q, c in zip(queries, found, strict=True)]
+    return _answer(hits, rows, with_vectors, plan)
+
+
+def _stored_vectors(rows: dict[int, tuple], dim: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A fetch of the vectors of rows read with them (a row's sixth column)."""
+
+    def fetch(wanted: np.ndarray) -> np.ndarray:
+        stored = {int(k): rows[int(k)][5] for k in wanted}
+        return vectors_in_order(stored, [int(k) for k in wanted], dim)
+
+    return fetch
 
 
 def _answer(

@@ -11,15 +11,12 @@ with a vector a hair from the node's own found 90-100 (9,230-9,329 once linked).
 such a node and adding it again links ~80 % of them; the rest are pruned out again (a
 node whose one kept neighbour is a hub with a full list).
 
-So this module edits the serialized graph instead. It reads usearch's saved form (format
-of usearch 2.x: the vectors, a 64-byte head, then the graph: five u64 (size,
-connectivity, base connectivity, top level, entry slot), every node's level (i16), then
-every node: its key (u64), level (i16), its level-0 list (a u32 count, then base
-connectivity u32 slots), one list per upper level), finds the nodes a breadth-first walk
-of level 0's links from the entry node never meets, and appends each one to the level-0
-list of up to `LINKS_PER_NODE` of its nearest reachable nodes that have room. A link is
-only added, never removed, so no node becomes unreachable. A file in any other layout is
-left as it is (`read_level0` returns None).
+So this module edits the serialized graph instead. It reads usearch's saved form (the
+layout `usearch_layout` reads: each node's key and level-0 list), finds the nodes a
+breadth-first walk of level 0's links from the entry node never meets, and appends each
+one to the level-0 list of up to `LINKS_PER_NODE` of its nearest reachable nodes that
+have room. A link is only added, never removed, so no node becomes unreachable. A file in
+any other layout is left as it is (`read_level0` returns None).
 
 Used on the file a graph process saved and on snapshots written from a graph in memory
 (`vector_index.link_saved_graph`), on a graph built in a thread (`vector_index.reconnected`)
@@ -30,26 +27,20 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from huedb.engine import usearch_layout
+
 logger = logging.getLogger(__name__)
 
 LINKS_PER_NODE = 2  # reachable nodes that link to each node found unreachable
 NEAREST = 32  # candidates searched for those nodes, nearest first
-_HEAD_BYTES = 64  # usearch's index_dense head: magic, version, kinds, counts
-_MAGIC = b"usearch"
-_KIND_U64, _KIND_U32 = 14, 15  # usearch's scalar_kind_t of the key and the slot
-# Vector types whose vectors `vector_index.nearest_in` can read back (bf16, f64, f32, f16,
-# i8): usearch's `get` of a b1 graph as float32 corrupted its heap (the process aborted).
-_VECTOR_KINDS = frozenset({4, 10, 11, 12, 23})
 # Nodes keyed at or above this are not records (huedb's tombstones, `vector_index.
 # TOMBSTONE_BASE` up, and nodes usearch removed, 2**64 - 1): never linked in nor counted.
 RECORD_KEYS_BELOW = 2**63
-_NODE_HEAD = 10  # key (u64) and level (i16) before a node's lists
 
 # The nearest nodes of some keys (a graph search with their own vectors): keys found
 # (rows x k) and how many of each row are real.
@@ -73,37 +64,25 @@ class Level0:
 def read_level0(data: np.ndarray) -> Level0 | None:
     """Level 0 of the usearch index serialized in `data` (uint8), or None when it is not
     an index of the layout this module knows."""
-    if sys.byteorder != "little":
+    found = usearch_layout.sections(data)
+    graph = None if found is None else usearch_layout.nodes(data, found.graph_at)
+    if graph is None:
         return None
-    offset = _graph_offset(data)
-    if offset is None or len(data) < offset + 40:
-        return None
-    size, conn, conn0, _top, entry = (int(v) for v in _u64(data, offset, 5))
-    levels_at = offset + 40
+    size, conn0 = len(graph.starts), graph.base_connectivity
     if size == 0:
         none = np.empty(0, dtype=np.int64)
         return Level0(data, none.astype(np.uint64), none, none, none.reshape(0, 0), 0, 0)
-    if conn0 == 0 or len(data) < levels_at + 2 * size:
-        return None
-    levels = data[levels_at : levels_at + 2 * size].view("<i2").astype(np.int64)
-    base_bytes = 4 + 4 * conn0
-    upper_bytes = 4 + 4 * conn
-    sizes = _NODE_HEAD + base_bytes + levels * upper_bytes
-    starts = np.empty(size, dtype=np.int64)
-    starts[0] = levels_at + 2 * size
-    np.cumsum(sizes[:-1], out=starts[1:])
-    starts[1:] += starts[0]
-    if starts[-1] + sizes[-1] > len(data) or not 0 <= entry < size:
-        return None
-    keys = _gather_words(data, starts, 2).view("<u8").reshape(size)
-    lists = _gather_words(data, starts + 8 + 2, 1 + conn0)
+    keys = usearch_layout.slot_keys(data, graph)
+    lists = usearch_layout.gather_words(data, graph.starts + usearch_layout.NODE_HEAD, 1 + conn0)
     counts = lists[:, 0].astype(np.int64)
     if np.any(counts > conn0):
         return None
     links = lists[:, 1:]
     if np.any(links[np.arange(conn0)[None, :] < counts[:, None]] >= size):
         return None
-    return Level0(data, keys, starts + _NODE_HEAD, counts, links, conn0, entry)
+    return Level0(
+        data, keys, graph.starts + usearch_layout.NODE_HEAD, counts, links, conn0, graph.entry
+    )
 
 
 def unreachable(level0: Level0) -> np.ndarray:
@@ -222,39 +201,6 @@ def report(result: tuple[int, int] | None) -> None:
             found - left,
             left,
         )
-
-
-def _graph_offset(data: np.ndarray) -> int | None:
-    """Where the graph begins: after the vectors (a u32 or u64 row count and row bytes,
-    then the rows) and the head, whose magic and kinds are checked."""
-    for width in (4, 8):
-        if len(data) < 2 * width:
-            return None
-        words = data[: 2 * width].view("<u4" if width == 4 else "<u8")
-        head = 2 * width + int(words[0]) * int(words[1])
-        if len(data) < head + _HEAD_BYTES or bytes(data[head : head + 7]) != _MAGIC:
-            continue
-        vector_kind, key_kind, slot_kind = (int(data[head + i]) for i in (14, 15, 16))
-        if vector_kind not in _VECTOR_KINDS or key_kind != _KIND_U64 or slot_kind != _KIND_U32:
-            return None
-        if data[head + 41]:  # several vectors a key: slots are not records
-            return None
-        return head + _HEAD_BYTES
-    return None
-
-
-def _u64(data: np.ndarray, at: int, count: int) -> np.ndarray:
-    return data[at : at + 8 * count].view("<u8")
-
-
-def _gather_words(data: np.ndarray, starts: np.ndarray, words: int) -> np.ndarray:
-    """(len(starts), words) little-endian u32 read at each byte offset (any alignment):
-    rows of a view of `data` as overlapping windows, one per byte offset, copied out."""
-    width = 4 * words
-    windows = np.lib.stride_tricks.as_strided(
-        data, shape=(len(data) - width + 1, width), strides=(data.strides[0],) * 2, writeable=False
-    )
-    return np.ascontiguousarray(windows[starts]).view("<u4")
 
 
 def _slots_of(found: np.ndarray, counts: np.ndarray, keys: np.ndarray) -> np.ndarray:

@@ -292,7 +292,9 @@ class IndexCache:
         """The collection's index, caught up to the snapshot of the read session `db`.
 
         With `need_vectors` (filtered searches gather many vectors at once), a graph index
-        is given its float32 vectors, read from the store in the same snapshot. Unless the
+        is given its float32 vectors, read from the store in the same snapshot, unless it
+        is a view of a snapshot whose 16-bit rows rank its records first (`MappedRows`:
+        only the few rows that may be in an answer are then read). Unless the
         caller only applies its own write (not `searching`), a graph being built is
         wanted: it is finished as soon as it holds the rows handed to it.
         """
@@ -327,7 +329,8 @@ class IndexCache:
         self._start_build_if_needed(col, state, writing=not searching)
         self._start_backlog_pass_if_needed(col, state)
         self._start_calibration_if_due(col, state)
-        if need_vectors and not state.index.has_vectors:
+        index = state.index
+        if need_vectors and not (index.has_vectors or index.ranks_subsets_in_place):
             state.index.attach_vectors(self._read_vectors(db, col))
             state.resized = True
         building = state.build is not None and not state.index.uses_graph

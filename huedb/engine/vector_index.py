@@ -42,6 +42,7 @@ from huedb.engine.hnsw_config import (
     UNCHOSEN_EF_MIN,
     search_expansion,
 )
+from huedb.engine.mapped_rows import MappedRows
 
 # usearch's metric of a new graph, by Chroma space. A cosine graph holds unit vectors under
 # the inner product (`graph_input`): the same order as cosine for a third of the distance
@@ -69,6 +70,14 @@ SAVE_BLOCK = 2**20  # bytes per write when a viewed graph's serialized bytes are
 # A view of at least this many bytes is never copied into private memory: its changes wait
 # in a backlog for a pass (copying the 917 MB view of 1M x 384 held the GIL 4.0 s).
 VIEW_KEPT_MIN_BYTES = 256 * 2**20
+# Exact search among at least this many keys of a graph view (a filtered query) ranks them
+# roughly with the snapshot's 16-bit rows first (`MappedRows`) and reads only the float32
+# vectors of the rows that may be in the answer; fewer are read outright.
+MAPPED_ROWS_MIN_KEYS = 64
+# How far a bfloat16 graph's values may be from the float32 ones, relative to them: a
+# truncating usearch build's bound (one rounding to nearest is within half of it), since the
+# snapshot may have been written by another build than this process's.
+BF16_ROUNDING_BOUND = 2.0**-7
 
 # A node taken out of a graph (a record deleted, or the old vector of one updated) stays in it
 # as a tombstone: renamed to a key from TOMBSTONE_BASE up (records' keys are far below),
@@ -656,6 +665,8 @@ class VectorIndex:
         self._graph: Index | None = None
         self._mapping: Any = None  # keeps the mapped snapshot alive under a viewed graph
         self._payload: Any = None  # the viewed graph's serialized bytes (inside `_mapping`)
+        self._rows: MappedRows | None = None  # the 16-bit rows of `_rows_of` (a payload)
+        self._rows_of: Any = None
         self._flat: FlatVectors | None = FlatVectors(dim)
         self.tuned_ef: int | None = None  # the ef measured to meet the recall target
         self._backlog: Backlog | None = None  # changes the graph has yet to take
@@ -758,6 +769,12 @@ class VectorIndex:
     def has_vectors(self) -> bool:
         """True when every float32 vector is held in memory (always, in exact mode)."""
         return self._flat is not None
+
+    @property
+    def ranks_subsets_in_place(self) -> bool:
+        """Whether exact searches among many keys need no float32 copy: the graph is a view
+        of a snapshot whose 16-bit rows rank them first (`MappedRows`)."""
+        return self._mapped_rows() is not None
 
     @property
     def flat(self) -> FlatVectors | None:
@@ -881,6 +898,8 @@ class VectorIndex:
         elif graph is not None:
             graph.expansion_search = self.search_ef
             self._graph, self._mapping, self._payload = graph, None, None
+        if graph is not None:  # the old view's rows must not keep its mapping alive
+            self._rows = self._rows_of = None
         if graph is not None:
             self._count_tombstones()
         backlog.settle(work, self._graph.contains)
@@ -931,11 +950,41 @@ class VectorIndex:
         self, query: np.ndarray, k: int, keys: np.ndarray, fetch: VectorFetch
     ) -> SearchHits:
         """Exact k nearest among the given (present) keys."""
-        keys = np.ascontiguousarray(keys, dtype=np.uint64)
+        keys = self.exact_candidates(query, k, np.ascontiguousarray(keys, dtype=np.uint64))
         if self._flat is not None:
             return self._flat.search_among(self.params.space, query, k, keys)
         matrix = np.ascontiguousarray(fetch(keys), dtype=np.float32)
         return top_k_exact(self.params.space, matrix, keys, query, k)
+
+    def exact_candidates(self, query: np.ndarray, k: int, keys: np.ndarray) -> np.ndarray:
+        """The keys (of present `keys`) whose float32 vectors an exact search for the k
+        nearest among `keys` must read: those that may be among them by the mapped
+        snapshot's 16-bit rows (`MappedRows`), or all of them without such rows."""
+        rows = self._mapped_rows() if len(keys) >= MAPPED_ROWS_MIN_KEYS else None
+        return keys if rows is None else self._shortlist(rows, query, k, keys)
+
+    def _shortlist(
+        self, rows: MappedRows, query: np.ndarray, k: int, keys: np.ndarray
+    ) -> np.ndarray:
+        """The keys that may be among the exact k nearest (`MappedRows.shortlist`), with
+        every key the mapped rows do not hold as it is now (the backlog's changes)."""
+        slots = rows.slots_of(keys)
+        held = slots >= 0
+        if self._backlog is not None:
+            held &= ~self._backlog.is_stale(keys)
+        picked = rows.shortlist(self.params.space, query, k, slots[held])
+        return np.concatenate([keys[held][picked], keys[~held]])
+
+    def _mapped_rows(self) -> MappedRows | None:
+        """The 16-bit rows of the mapped snapshot the graph is a view of (None when it is
+        not a view, or a graph of a layout or metric `MappedRows` does not read)."""
+        payload = self._payload
+        if payload is None or self.metric not in ("ip", "l2sq"):
+            return None
+        if self._rows_of is not payload:
+            self._rows = MappedRows.of(payload, self.dim, BF16_ROUNDING_BOUND)
+            self._rows_of = payload
+        return self._rows
 
     def with_exact_matches(
         self, query: np.ndarray, k: int, hits: SearchHits, keys: list[int], fetch: VectorFetch
@@ -1054,6 +1103,7 @@ class VectorIndex:
             self._graph = view.copy()
             self._graph.expansion_search = self.search_ef
             self._mapping, self._payload = None, None
+            self._rows = self._rows_of = None
         return self._graph
 
     def graph_rows(self, vectors: np.ndarray) -> np.ndarray:

@@ -1,0 +1,188 @@
+"""Exact search among some records of a mapped graph, without their float32 vectors.
+
+A graph snapshot holds every record's vector at 16 bits (bfloat16, or float16) in slot
+order (`usearch_layout`). A process serving the snapshot as a view can score any set of
+its records with those rows in place (numkong's kernels take bfloat16 as it is), where a
+filtered query otherwise needed the collection's float32 copy read from the store into
+memory (147 MiB at 100k x 384, 1.5 GB at 1M). Rounding to 16 bits moves a row's distance
+by at most a bound computed per row (`_bounds`); so a row whose rough distance less its
+bound is above the k-th smallest rough distance plus bound cannot be in the exact top k,
+and every other row may be. Only those rows' float32 vectors are then read and ranked
+exactly: the answer is the exact one, equal distances by key included.
+
+The bound: a stored component is within `rel` of its float32 value relative to it (half
+an ulp: 2^-8 for bfloat16 rounded to nearest, 2^-7 truncated, 2^-11 for float16, plus
+float16's smallest step for subnormals), so a row is within `rel |x|` of the vector in
+Euclidean norm; the query is rounded too (its error measured exactly); float32 arithmetic
+in the exact and the rough pass adds `ARITHMETIC_ULPS * (dim + 8) * 2^-24` relative to the
+terms summed. Rows and queries of extreme norm, and rows whose rough distance is not
+finite, are always read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numkong
+import numpy as np
+
+from huedb.engine import usearch_layout
+from huedb.engine.graph_reach import RECORD_KEYS_BELOW
+
+ARITHMETIC_ULPS = 4  # float32 rounding allowed per summed term, both passes together
+SLACK = 1.05  # the bound is widened by this factor on top
+# Keys are a store's small increasing integers: a collection's largest below this many per
+# record is looked up in a dense key -> slot array (8 bytes a key), else by binary search.
+DENSE_KEYS_PER_RECORD = 4
+SAFE_NORMS = (1e-12, 1e12)  # rows and queries outside are read (their squares are safe)
+_F16_SUBNORMAL_STEP = 2.0**-25  # float16's absolute error below its normal range
+
+
+@dataclass
+class MappedRows:
+    """The 16-bit rows of a serialized graph (a view into its buffer) and their keys."""
+
+    rows: np.ndarray  # (slots, dim): uint16 bfloat16 bits, or float16
+    kind: str  # "bf16" or "f16"
+    rel: float  # per-component relative rounding error of the stored values
+    sorted_keys: np.ndarray  # the records' keys, ascending
+    slots: np.ndarray  # the slot of each of `sorted_keys`
+    _norms: np.ndarray | None = field(default=None, repr=False)
+    _slot_by_key: np.ndarray | None = field(default=None, repr=False)  # dense keys: key -> slot
+
+    @classmethod
+    def of(cls, payload: Any, dim: int, bf16_rel: float) -> MappedRows | None:
+        """The rows of the graph serialized in `payload` (a buffer kept alive by its
+        owner), or None when its layout or vector type is not one read here. `bf16_rel`
+        is how a bfloat16 graph rounded its vectors (2^-8 to nearest, 2^-7 truncated)."""
+        data = np.frombuffer(payload, dtype=np.uint8)
+        found = usearch_layout.sections(data)
+        if found is None or found.row_bytes != 2 * dim:
+            return None
+        if found.vector_kind == usearch_layout.KIND_BF16:
+            kind, rel, dtype = "bf16", bf16_rel, np.dtype("<u2")
+        elif found.vector_kind == usearch_layout.KIND_F16:
+            kind, rel, dtype = "f16", 2.0**-11, np.dtype("<f2")
+        else:
+            return None
+        graph = usearch_layout.nodes(data, found.graph_at)
+        if graph is None or len(graph.starts) != found.rows:
+            return None
+        keys = usearch_layout.slot_keys(data, graph)
+        end = found.vectors_at + found.rows * found.row_bytes
+        rows = data[found.vectors_at : end].view(dtype).reshape(found.rows, dim)
+        records = np.flatnonzero(keys < np.uint64(RECORD_KEYS_BELOW))
+        order = np.argsort(keys[records], kind="stable")
+        found = cls(rows, kind, rel, keys[records][order], records[order])
+        largest = int(found.sorted_keys[-1]) if len(records) else -1
+        if largest < DENSE_KEYS_PER_RECORD * len(records):
+            found._slot_by_key = np.full(largest + 1, -1, dtype=np.int64)
+            found._slot_by_key[found.sorted_keys.astype(np.int64)] = found.slots
+        return found
+
+    def slots_of(self, keys: np.ndarray) -> np.ndarray:
+        """The slot of each key, -1 where the graph holds no record of it."""
+        if len(self.sorted_keys) == 0:
+            return np.full(len(keys), -1, dtype=np.int64)
+        dense = self._slot_by_key
+        if dense is not None:
+            inside = keys < np.uint64(len(dense))
+            slots = np.full(len(keys), -1, dtype=np.int64)
+            slots[inside] = dense[keys[inside].astype(np.int64)]
+            return slots
+        at = np.minimum(np.searchsorted(self.sorted_keys, keys), len(self.sorted_keys) - 1)
+        return np.where(self.sorted_keys[at] == keys, self.slots[at], -1)
+
+    def norms(self) -> np.ndarray:
+        """Each slot's Euclidean norm as stored (float64), computed at the first call."""
+        if self._norms is None:
+            zero = np.zeros((1, self.rows.shape[1]), dtype=self.rows.dtype)
+            squares = _cdist(self.kind, zero, self.rows, "sqeuclidean")
+            self._norms = np.sqrt(np.maximum(squares, 0.0))
+        return self._norms
+
+    def shortlist(self, space: str, query: np.ndarray, k: int, slots: np.ndarray) -> np.ndarray:
+        """The positions in `slots` of every row that may be among the exact k nearest to
+        `query` (float32) by `space`'s distance, for a graph of unit vectors under inner
+        product (cosine), of vectors as given (ip) or under squared L2 (l2). Everything
+        when the query's norm is extreme."""
+        every = np.arange(len(slots))
+        norm = float(np.sqrt(np.dot(query.astype(np.float64), query.astype(np.float64))))
+        if len(slots) <= k or not SAFE_NORMS[0] <= norm <= SAFE_NORMS[1]:
+            return every
+        rounded = self._rounded(query)
+        query_error = float(np.linalg.norm(query.astype(np.float64) - _as_float64(rounded)))
+        rows = self.rows[slots]
+        stored = self.norms()[slots]
+        if space == "l2":
+            rough = _cdist(self.kind, rounded, rows, "sqeuclidean")
+        else:
+            rough = _cdist(self.kind, rounded, rows, "dot")
+        errors = self._row_error(stored)
+        rough, bound = _bounds(space, rough, stored, norm, query_error, errors, len(query))
+        upper = rough + bound
+        finite = np.isfinite(upper) & (stored <= SAFE_NORMS[1])
+        finite &= (stored >= SAFE_NORMS[0]) | (stored == 0)
+        if np.count_nonzero(finite) < k:
+            return every
+        cut = np.partition(upper[finite], k - 1)[k - 1]
+        return np.flatnonzero(~finite | (rough - bound <= cut))
+
+    def _row_error(self, stored: np.ndarray) -> np.ndarray:
+        """An upper bound of |x - stored| for rows of stored norm `stored`."""
+        dim = self.rows.shape[1]
+        floor = _F16_SUBNORMAL_STEP * np.sqrt(dim) if self.kind == "f16" else 0.0
+        return self.rel * (stored + floor) / (1.0 - self.rel) + floor
+
+    def _rounded(self, query: np.ndarray) -> np.ndarray:
+        """The query as one row of the graph's 16-bit type."""
+        row = np.ascontiguousarray(query, dtype=np.float32)[None, :]
+        if self.kind == "f16":
+            return row.astype(np.float16)
+        return np.asarray(numkong.astype(row, "bf16")).view("<u2")
+
+
+def _bounds(
+    space: str,
+    raw: np.ndarray,
+    stored: np.ndarray,
+    norm: float,
+    query_error: float,
+    row_error: np.ndarray,
+    dim: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rough distances from the rough pass's `raw` scores (dot products, or squared L2)
+    and, per row, how far the exact float32 distance may be from them."""
+    if space == "l2":
+        # | |q - x|^2 - |q' - x'|^2 | <= d (2 |q' - x'| + d), d = |q - q'| + |x - x'|
+        delta = row_error + query_error
+        root = np.sqrt(np.maximum(raw, 0.0))
+        bound = delta * (2.0 * root + delta)
+        reach = (root + delta) ** 2  # the size of the terms summed
+        rough = raw
+    else:
+        # |q.x - q'.x'| <= |q| |x - x'| + |q - q'| |x'|, x the row's float32 vector
+        bound = norm * row_error + query_error * stored
+        reach = (norm + query_error) * (stored + row_error)
+        rough = 1.0 - raw
+        if space == "cosine":  # unit rows: the dot product is the cosine times |q|
+            bound, reach, rough = bound / norm, reach / norm, 1.0 - raw / norm
+    arithmetic = ARITHMETIC_ULPS * (dim + 8) * 2.0**-24
+    return rough, SLACK * (bound + arithmetic * (reach + np.abs(rough))) + 1e-7
+
+
+def _cdist(kind: str, query: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarray:
+    """One query's scores against `rows` (numkong, float64 out)."""
+    if kind == "bf16":
+        out = numkong.cdist(query, rows, metric=metric, dtype="bf16")
+    else:
+        out = numkong.cdist(query, rows, metric=metric)
+    return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+def _as_float64(rounded: np.ndarray) -> np.ndarray:
+    """A rounded query row (bfloat16 bits or float16) as float64 values."""
+    if rounded.dtype == np.float16:
+        return rounded.astype(np.float64).reshape(-1)
+    return (rounded.astype(np.uint32) << 16).view(np.float32).astype(np.float64).reshape(-1)

@@ -1,0 +1,251 @@
+"""Exact filtered search on a mapped graph without float32 vectors (`engine/mapped_rows.py`).
+
+- The certified shortlist: for random clustered data (duplicates, zero rows, three scales),
+  every space, both 16-bit types, dense and sparse keys, any subset and k, the rows
+  `MappedRows.shortlist` keeps include the exact k nearest by huedb's own float32
+  distances, equal distances by key (a brute-force reference).
+- End to end: a store reopened by a fresh client answers filtered queries exactly (ids and
+  distances equal to brute force) without reading the collection's float32 vectors into
+  memory, also while another process's large change waits in the graph's backlog.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from usearch.index import Index
+
+from huedb.engine.mapped_rows import MappedRows
+from huedb.engine.vector_index import (
+    BF16_ROUNDING_BOUND,
+    GRAPH_METRICS,
+    exact_distances,
+    graph_input,
+)
+from tests import stores
+from tests.stores import StoreTarget
+
+store = stores.store
+
+SPACES = ("cosine", "ip", "l2")
+
+
+def _vectors(
+    rng: np.random.Generator, n: int, dim: int, scale: float, spread: float = 0.05
+) -> np.ndarray:
+    """Clustered rows with exact duplicates and a zero row among them; with a small
+    `spread` most of a cluster's rows are nearly tied for a query near it, so 16-bit
+    rounding reorders them."""
+    centres = rng.standard_normal((max(1, n // 20), dim)).astype(np.float32)
+    labels = rng.integers(0, len(centres), n)
+    noise = rng.standard_normal((n, dim)).astype(np.float32) * np.float32(spread)
+    vectors = ((centres[labels] + noise) * np.float32(scale)).astype(np.float32)
+    if n > 3:
+        vectors[1] = vectors[0]  # a duplicate: equal distances, ranked by key
+        vectors[2] = 0.0
+    return vectors
+
+
+def _reference(space: str, vectors: np.ndarray, keys: np.ndarray, query: np.ndarray, k: int):
+    """Positions of the exact k nearest, by huedb's float32 distances, then by key."""
+    dists = exact_distances(space, vectors, query)
+    return np.lexsort((keys, dists))[:k]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    space=st.sampled_from(SPACES),
+    dtype=st.sampled_from(("bf16", "f16")),
+    dim=st.integers(2, 48),
+    n=st.integers(1, 300),
+    scale=st.sampled_from((1e-3, 1.0, 300.0)),
+    spread=st.sampled_from((0.05, 2e-3)),
+    sparse_keys=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+    data=st.data(),
+)
+def test_shortlist_keeps_every_exact_answer(
+    space: str,
+    dtype: str,
+    dim: int,
+    n: int,
+    scale: float,
+    spread: float,
+    sparse_keys: bool,
+    seed: int,
+    data: st.DataObject,
+) -> None:
+    rng = np.random.default_rng(seed)
+    vectors = _vectors(rng, n, dim, scale, spread)
+    if sparse_keys:
+        keys = np.sort(rng.choice(2**40, n, replace=False)).astype(np.uint64)
+    else:
+        keys = np.arange(1, n + 1, dtype=np.uint64)
+    graph = Index(ndim=dim, metric=GRAPH_METRICS[space], dtype=dtype, connectivity=8)
+    graph.add(keys, graph_input(space, vectors), threads=1)
+    rows = MappedRows.of(graph.save(), dim, BF16_ROUNDING_BOUND)
+    assert rows is not None and rows.kind == dtype
+
+    subset = np.flatnonzero(rng.random(n) < data.draw(st.sampled_from((0.1, 0.5, 1.0))))
+    if len(subset) == 0:
+        subset = np.array([0])
+    slots = rows.slots_of(keys[subset])
+    assert np.all(slots >= 0)
+    k = data.draw(st.integers(1, 20))
+    kind = data.draw(st.sampled_from(("random", "stored", "near", "zero")))
+    stored = vectors[rng.integers(0, n)]
+    query = {
+        "random": rng.standard_normal(dim).astype(np.float32) * np.float32(scale),
+        "stored": stored,
+        "near": stored + np.float32(spread * scale) * rng.standard_normal(dim, dtype=np.float32),
+        "zero": np.zeros(dim, dtype=np.float32),
+    }[kind]
+    picked = rows.shortlist(space, query, k, slots)
+    want = _reference(space, vectors[subset], keys[subset], query, k)
+    assert set(want.tolist()) <= set(picked.tolist())
+
+
+def test_keys_the_graph_does_not_hold_have_no_slot() -> None:
+    graph = Index(ndim=4, metric="ip", dtype="bf16")
+    graph.add(np.array([3, 5, 9], dtype=np.uint64), np.eye(4, dtype=np.float32)[:3])
+    rows = MappedRows.of(graph.save(), 4, BF16_ROUNDING_BOUND)
+    assert rows is not None
+    asked = np.array([5, 4, 9, 2**62, 3], dtype=np.uint64)
+    assert rows.slots_of(asked).tolist()[1::2] == [-1, -1]
+    assert sorted(rows.slots_of(asked)[[0, 2, 4]].tolist()) == [0, 1, 2]
+
+
+def test_graphs_of_other_vector_types_are_not_read() -> None:
+    graph = Index(ndim=4, metric="ip", dtype="f32")
+    graph.add(np.arange(3, dtype=np.uint64), np.eye(4, dtype=np.float32)[:3])
+    assert MappedRows.of(graph.save(), 4, BF16_ROUNDING_BOUND) is None
+    assert MappedRows.of(bytearray(b"not a graph at all"), 4, BF16_ROUNDING_BOUND) is None
+
+
+# -- end to end ------------------------------------------------------------------------
+
+DIM = 8
+GRAPH_ABOVE = 100  # vectors: collections larger than this get a graph
+BUCKETS = 10
+FILTERS = (  # (where, the buckets it allows)
+    ({"b": {"$lt": 3}}, lambda b: b < 3),
+    ({"b": 5}, lambda b: b == 5),
+    ({"b": {"$in": [1, 7]}}, lambda b: np.isin(b, [1, 7])),
+    ({"b": {"$ne": 4}}, lambda b: b != 4),
+)
+
+
+def _client(store: StoreTarget, path: Any) -> Any:
+    return store.client(path, {"huedb_exact_max_floats": DIM * GRAPH_ABOVE})
+
+
+def _wait_indexed(col: Any) -> None:
+    col.query(query_embeddings=np.zeros((1, DIM), dtype=np.float32), n_results=1)
+    deadline = time.monotonic() + 60
+    while col.get_indexing_status().op_indexing_progress < 1.0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def _filled(
+    store: StoreTarget, path: Any, space: str, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """A store with collection "mapped" of `n` vectors, its graph snapshotted in `path`."""
+    vectors = _vectors(rng, n, DIM, 1.0)
+    client = _client(store, path)
+    col = client.create_collection("mapped", configuration={"hnsw": {"space": space}})
+    for start in range(0, n, 1_000):
+        stop = min(n, start + 1_000)
+        col.add(
+            ids=[f"r{i}" for i in range(start, stop)],
+            embeddings=vectors[start:stop],
+            metadatas=[{"b": i % BUCKETS} for i in range(start, stop)],
+        )
+    _wait_indexed(col)
+    client.close()
+    return vectors
+
+
+def _check_exact(col: Any, space: str, vectors: np.ndarray, queries: np.ndarray) -> None:
+    """Every filter's answers equal brute force over `vectors` (ids, and distances)."""
+    for where, allows in FILTERS:
+        allowed = np.flatnonzero(allows(np.arange(len(vectors)) % BUCKETS))
+        for query in queries:
+            for k in (1, 10, 40):
+                got = col.query(
+                    query_embeddings=query[None, :],
+                    n_results=k,
+                    where=where,
+                    include=["distances"],
+                )
+                order = _reference(space, vectors[allowed], allowed, query, k)
+                assert got["ids"][0] == [f"r{i}" for i in allowed[order]]
+                want = exact_distances(space, vectors[allowed][order], query)
+                assert np.array_equal(np.asarray(got["distances"][0], dtype=np.float32), want)
+
+
+def _index_of(client: Any) -> Any:
+    """The index the client's engine holds for its one collection."""
+    (state,) = client._server.engine._indexes._states.values()
+    return state.index
+
+
+def _queries(rng: np.random.Generator, vectors: np.ndarray) -> np.ndarray:
+    picked = vectors[rng.integers(0, len(vectors), 3)]
+    return np.vstack([picked, picked[:1] + np.float32(1e-3), rng.standard_normal((2, DIM))])
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_a_reopened_store_filters_exactly_without_its_float32_vectors(
+    store: StoreTarget, tmp_path, space
+) -> None:
+    rng = np.random.default_rng(7)
+    vectors = _filled(store, tmp_path, space, 1_500, rng)
+    client = _client(store, tmp_path)
+    col = client.get_collection("mapped")
+    _check_exact(col, space, vectors, _queries(rng, vectors).astype(np.float32))
+    index = _index_of(client)
+    assert index.uses_graph and index.ranks_subsets_in_place and not index.has_vectors
+    # A write of this process copies the graph out of its snapshot: still exact.
+    extra = rng.standard_normal((5, DIM)).astype(np.float32)
+    col.add(
+        ids=[f"r{i}" for i in range(1_500, 1_505)],
+        embeddings=extra,
+        metadatas=[{"b": i % BUCKETS} for i in range(1_500, 1_505)],
+    )
+    both = np.vstack([vectors, extra])
+    _check_exact(col, space, both, _queries(rng, both).astype(np.float32))
+    client.close()
+
+
+def test_changes_waiting_in_the_backlog_are_ranked_exactly(store: StoreTarget, tmp_path) -> None:
+    """Another process changes more vectors than a catch-up applies at once: the reader's
+    graph stays its snapshot's view with a backlog, whose keys are read and ranked exactly."""
+    rng = np.random.default_rng(11)
+    n = 3_000
+    vectors = _filled(store, tmp_path, "l2", n, rng)
+    reader = _client(store, tmp_path)
+    col = reader.get_collection("mapped")
+    _check_exact(col, "l2", vectors, _queries(rng, vectors).astype(np.float32)[:2])
+    # Another node's data directory on PostgreSQL; the same store directory on SQLite.
+    writer = _client(store, tmp_path / "writer" if store.is_postgres else tmp_path)
+    changed = np.arange(0, 2_400)
+    vectors[changed] = rng.standard_normal((len(changed), DIM)).astype(np.float32) * 3
+    writer.get_collection("mapped").update(
+        ids=[f"r{i}" for i in changed], embeddings=vectors[changed]
+    )
+    writer.close()
+    # The first query notes the changes as the graph's backlog (a pass applies them in the
+    # background; only a later query adopts its graph): this one ranks with the backlog.
+    _check_exact(col, "l2", vectors, vectors[changed[:1]])
+    index = _index_of(reader)
+    assert index.backlog > 0 and index.ranks_subsets_in_place and not index.has_vectors
+    queries = np.vstack([vectors[changed[1:3]], _queries(rng, vectors)]).astype(np.float32)
+    _check_exact(col, "l2", vectors, queries)
+    assert not _index_of(reader).has_vectors
+    reader.close()
