@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from usearch.index import Index
 
+from huedb.engine import graph_build, vector_index
 from huedb.engine.mapped_rows import MappedRows
 from huedb.engine.vector_index import (
     BF16_ROUNDING_BOUND,
@@ -249,3 +250,47 @@ def test_changes_waiting_in_the_backlog_are_ranked_exactly(store: StoreTarget, t
     _check_exact(col, "l2", vectors, queries)
     assert not _index_of(reader).has_vectors
     reader.close()
+
+
+def test_a_writer_lets_its_float32_copy_go_once_a_kept_view_serves(
+    store: StoreTarget, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that wrote a collection and built its graph (in a child, served as a view
+    of the snapshot) holds no float32 copy once the view is kept as it is (every view
+    here: VIEW_KEPT_MIN_BYTES is 0): filtered and unfiltered answers stay exact, before
+    and after its own updates wait in the backlog and a pass applies them."""
+    monkeypatch.setattr(vector_index, "VIEW_KEPT_MIN_BYTES", 0)
+    monkeypatch.setattr(graph_build, "CHILD_MIN_FLOATS", 0)
+    rng = np.random.default_rng(5)
+    n = 1_200
+    vectors = _vectors(rng, n, DIM, 1.0)
+    client = _client(store, tmp_path)
+    col = client.create_collection("mapped", configuration={"hnsw": {"space": "cosine"}})
+    for start in range(0, n, 100):  # the graph starts during the ingest, as a writer's does
+        col.add(
+            ids=[f"r{i}" for i in range(start, start + 100)],
+            embeddings=vectors[start : start + 100],
+            metadatas=[{"b": i % BUCKETS} for i in range(start, start + 100)],
+        )
+    _wait_indexed(col)
+    index = _index_of(client)
+    assert index.keeps_view and not index.has_vectors
+    _check_exact(col, "cosine", vectors, _queries(rng, vectors).astype(np.float32))
+
+    changed = rng.choice(n, 30, replace=False)
+    vectors[changed] = rng.standard_normal((len(changed), DIM)).astype(np.float32)
+    col.update(ids=[f"r{i}" for i in changed], embeddings=vectors[changed])
+    assert _index_of(client).backlog > 0
+    queries = np.vstack([vectors[changed[:2]], _queries(rng, vectors)]).astype(np.float32)
+    _check_exact(col, "cosine", vectors, queries)
+    deadline = time.monotonic() + 60
+    while col.get_indexing_status().num_unindexed_ops:
+        assert time.monotonic() < deadline, "the pass never applied the changes"
+        time.sleep(0.05)
+    col.count()  # a call that adopts the pass's graph
+    index = _index_of(client)
+    assert index.backlog == 0 and index.keeps_view and not index.has_vectors
+    _check_exact(col, "cosine", vectors, queries)
+    got = col.query(query_embeddings=vectors[changed], n_results=1, include=[])
+    assert [row[0] for row in got["ids"]] == [f"r{i}" for i in changed]
+    client.close()

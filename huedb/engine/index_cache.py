@@ -792,6 +792,7 @@ class IndexCache:
         index.adopt_backlog_graph(graph, work)
         if index.backlog <= INLINE_MAX_CHANGES and not index.keeps_view:
             index.apply_backlog_here()
+        index.drop_vectors_if_unneeded()
 
     def _serve_as_snapshot(
         self,
@@ -901,10 +902,13 @@ class IndexCache:
         if build.watermark < col.pruned_seq:
             logger.info("graph of %s is older than the oplog floor; building again", col.uuid)
             return
-        # The exact index's vectors were kept current while the graph was built: keep them.
+        # The exact index's vectors were kept current while the graph was built: keep them,
+        # unless the graph is a view kept as it is whose rows rank filtered searches.
         state.index = VectorIndex.from_graph(
             state.index.dim, state.index.params, self._thresholds, outcome, state.index.flat
         )
+        if state.index.drop_vectors_if_unneeded():
+            logger.info("float32 vectors of %s released: its graph's snapshot serves", col.uuid)
         state.watermark = build.watermark
         state.unsnapshotted = len(state.index)
         if build.saved:  # the graph process's output was written as the snapshot
