@@ -960,7 +960,7 @@ class VectorIndex:
         self, query: np.ndarray, k: int, keys: np.ndarray, fetch: VectorFetch
     ) -> SearchHits:
         """Exact k nearest among the given (present) keys."""
-        keys = self.exact_candidates(query, k, np.ascontiguousarray(keys, dtype=np.uint64))
+        keys = self.exact_candidates(query, k, keys)
         if self._flat is not None:
             return self._flat.search_among(self.params.space, query, k, keys)
         matrix = np.ascontiguousarray(fetch(keys), dtype=np.float32)
@@ -970,6 +970,7 @@ class VectorIndex:
         """The keys (of present `keys`) whose float32 vectors an exact search for the k
         nearest among `keys` must read: those that may be among them by the mapped
         snapshot's 16-bit rows (`MappedRows`), or all of them without such rows."""
+        keys = np.ascontiguousarray(keys, dtype=np.uint64)
         rows = self._mapped_rows() if len(keys) >= MAPPED_ROWS_MIN_KEYS else None
         return keys if rows is None else self._shortlist(rows, query, k, keys)
 
