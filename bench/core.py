@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.memory import status_bytes
 from bench.peer_lancedb import LanceDbHnswSqSystem, LanceDbSystem
 from bench.peer_milvus import MilvusLiteSystem
 from bench.peer_sqlite_vec import SqliteVecSystem
@@ -357,6 +358,8 @@ FIGURES: list[Figure] = [
     Figure("reopen_s", "reopen: open + first query (median of 3)", "s", False),
     Figure("reopen_import_s", "reopen: library import (median of 3)", "s", False),
     Figure("reopen_wall_s", "reopen: whole fresh process (median of 3)", "s", False),
+    Figure("reopen_filtered_s", "reopen: then a first 10% filtered query", "s", False),
+    Figure("reopen_peak_mib", "reopen: that process's peak memory", "MiB", False),
     Figure("export_ips", "export: get() pages of 1,000", "items/s", True),
     Figure("parquet_ips", "export: huedb export to Parquet", "items/s", True, "huedb"),
     Figure("update_rps", "update 10% (batches of 1,000)", "rec/s", True),
@@ -527,9 +530,10 @@ class QueryCase:
     mask: Callable[[Dataset], np.ndarray | None]
 
 
+REOPEN_FILTER = {"bucket": {"$lt": 10}}  # ~10 %: also the reopened process's filtered query
 QUERY_CASES: list[QueryCase] = [
     QueryCase("query", None, None, lambda d: None),
-    QueryCase("filter10", {"bucket": {"$lt": 10}}, None, lambda d: d.buckets < 10),
+    QueryCase("filter10", REOPEN_FILTER, None, lambda d: d.buckets < 10),
     QueryCase("filter1", {"bucket": 7}, None, lambda d: d.buckets == 7),
     QueryCase("contains", None, {"$contains": RARE_TOKEN}, lambda d: d.rare),
 ]
@@ -586,8 +590,19 @@ def reopen_worker(argv: list[str]) -> None:
     t2 = time.perf_counter()
     ids = system.query(query, K)
     t3 = time.perf_counter()
+    filtered = system.query(query, K, where=REOPEN_FILTER)
+    t4 = time.perf_counter()
+    hwm = status_bytes("VmHWM")
     system.close()
-    line = {"import_s": t1 - t0, "open_s": t2 - t1, "first_query_s": t3 - t2, "hits": len(ids)}
+    line = {
+        "import_s": t1 - t0,
+        "open_s": t2 - t1,
+        "first_query_s": t3 - t2,
+        "hits": len(ids),
+        "first_filtered_query_s": t4 - t3,
+        "filtered_hits": len(filtered),
+        "peak_rss_bytes": hwm,
+    }
     sys.stdout.write(json.dumps(line) + "\n")
 
 

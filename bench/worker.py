@@ -289,9 +289,15 @@ def run_system(
         figs["reopen_s"] = statistics.median(r["open_s"] + r["first_query_s"] for r in runs)
         figs["reopen_import_s"] = statistics.median(r["import_s"] for r in runs)
         figs["reopen_wall_s"] = statistics.median(r["wall_s"] for r in runs)
+        figs["reopen_filtered_s"] = statistics.median(r["first_filtered_query_s"] for r in runs)
+        if all(r["peak_rss_bytes"] for r in runs):
+            figs["reopen_peak_mib"] = statistics.median(r["peak_rss_bytes"] for r in runs) / MIB
         bad = [r["hits"] for r in runs if r["hits"] != K]
         if bad:
             p.result.errors.append(f"reopen: first query returned {bad} hits, expected {K}")
+        bad = [r["filtered_hits"] for r in runs if r["filtered_hits"] != K]
+        if bad:
+            p.result.errors.append(f"reopen: filtered query returned {bad} hits, expected {K}")
 
     p.attempt("reopen", reopen)
 
