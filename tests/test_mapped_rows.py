@@ -252,13 +252,15 @@ def test_changes_waiting_in_the_backlog_are_ranked_exactly(store: StoreTarget, t
     reader.close()
 
 
-def test_a_writer_lets_its_float32_copy_go_once_a_kept_view_serves(
+def test_over_its_memory_budget_a_writer_first_releases_its_float32_copy(
     store: StoreTarget, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A process that wrote a collection and built its graph (in a child, served as a view
-    of the snapshot) holds no float32 copy once the view is kept as it is (every view
-    here: VIEW_KEPT_MIN_BYTES is 0): filtered and unfiltered answers stay exact, before
-    and after its own updates wait in the backlog and a pass applies them."""
+    of the snapshot, kept as it is: every view here, VIEW_KEPT_MIN_BYTES is 0) keeps its
+    float32 copy (re-ranking from memory) until its index memory budget is exceeded; it
+    then lets the copy go rather than evicting the index, and its filtered and unfiltered
+    answers stay exact, through its own updates in the backlog and the pass that applies
+    them."""
     monkeypatch.setattr(vector_index, "VIEW_KEPT_MIN_BYTES", 0)
     monkeypatch.setattr(graph_build, "CHILD_MIN_FLOATS", 0)
     rng = np.random.default_rng(5)
@@ -274,13 +276,17 @@ def test_a_writer_lets_its_float32_copy_go_once_a_kept_view_serves(
         )
     _wait_indexed(col)
     index = _index_of(client)
-    assert index.keeps_view and not index.has_vectors
+    assert index.keeps_view and index.ranks_subsets_in_place and index.has_vectors
     _check_exact(col, "cosine", vectors, _queries(rng, vectors).astype(np.float32))
+    assert _index_of(client).has_vectors  # no budget: kept
 
+    # A budget one byte below what the index holds now.
+    client._server.engine._indexes._budget = index.nbytes - 1
     changed = rng.choice(n, 30, replace=False)
     vectors[changed] = rng.standard_normal((len(changed), DIM)).astype(np.float32)
     col.update(ids=[f"r{i}" for i in changed], embeddings=vectors[changed])
-    assert _index_of(client).backlog > 0
+    index = _index_of(client)
+    assert index.backlog > 0 and index.keeps_view and not index.has_vectors
     queries = np.vstack([vectors[changed[:2]], _queries(rng, vectors)]).astype(np.float32)
     _check_exact(col, "cosine", vectors, queries)
     deadline = time.monotonic() + 60

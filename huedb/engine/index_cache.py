@@ -588,6 +588,9 @@ class IndexCache:
         excess = self._resident + self._sparse_bytes - leaving - self._budget
         if excess <= 0:
             return
+        excess = self._release_vectors(excess)
+        if excess <= 0:
+            return
         held: list[tuple[int, _State | SparseState]] = list(self._states.items())
         held += [(s.col.cid, s) for s in sparse]
         for cid, state in sorted(held, key=lambda item: item[1].last_used):
@@ -628,6 +631,24 @@ class IndexCache:
                 self._pending[cid] = state.col
             else:
                 self._evict(cid)
+
+    def _release_vectors(self, excess: int) -> int:
+        """Let go of float32 copies graphs do without (`VectorIndex.release_vectors`: a view
+        of a snapshot whose rows rank filtered searches), least recently used first, the
+        collection in use included, until `excess` bytes are freed: before any index is
+        evicted, since such a copy only makes re-ranking faster. The excess left."""
+        for state in sorted(self._states.values(), key=lambda s: s.last_used):
+            if excess <= 0:
+                break
+            if state.build is not None:  # a build reads the copy (a pass or a snapshot: not)
+                continue
+            before = state.nbytes
+            if state.index.release_vectors():
+                logger.info("float32 vectors of %s released (index memory budget)", state.col.uuid)
+                state.resized = True
+                self._measure(state)
+                excess -= before - state.nbytes
+        return excess
 
     def _adopt_finished_jobs(self, state: _State) -> None:
         """Take up a snapshot thread or backlog pass that has ended (as a use of the
@@ -792,7 +813,6 @@ class IndexCache:
         index.adopt_backlog_graph(graph, work)
         if index.backlog <= INLINE_MAX_CHANGES and not index.keeps_view:
             index.apply_backlog_here()
-        index.drop_vectors_if_unneeded()
 
     def _serve_as_snapshot(
         self,
@@ -902,13 +922,10 @@ class IndexCache:
         if build.watermark < col.pruned_seq:
             logger.info("graph of %s is older than the oplog floor; building again", col.uuid)
             return
-        # The exact index's vectors were kept current while the graph was built: keep them,
-        # unless the graph is a view kept as it is whose rows rank filtered searches.
+        # The exact index's vectors were kept current while the graph was built: keep them.
         state.index = VectorIndex.from_graph(
             state.index.dim, state.index.params, self._thresholds, outcome, state.index.flat
         )
-        if state.index.drop_vectors_if_unneeded():
-            logger.info("float32 vectors of %s released: its graph's snapshot serves", col.uuid)
         state.watermark = build.watermark
         state.unsnapshotted = len(state.index)
         if build.saved:  # the graph process's output was written as the snapshot

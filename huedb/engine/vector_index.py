@@ -798,12 +798,11 @@ class VectorIndex:
         """Hold these float32 vectors (read at the index's watermark) from now on."""
         self._flat = flat
 
-    def drop_vectors_if_unneeded(self) -> bool:
-        """Let the float32 copy go when nothing needs it: the graph is a view kept as it is
-        (`keeps_view`: changes wait in the backlog, which holds their vectors, rather than
-        copying the view) whose snapshot's rows rank filtered searches (`MappedRows`).
-        Whether it was dropped (1.5 GB at 1M x 384)."""
-        if self._flat is None or not (self.keeps_view and self.ranks_subsets_in_place):
+    def release_vectors(self) -> bool:
+        """Let the float32 copy go when the graph does without it: a view of a snapshot
+        whose rows rank filtered searches (`MappedRows`; graph candidates are then re-ranked
+        with vectors read from the store). Whether it was released."""
+        if self._flat is None or self._graph is None or not self.ranks_subsets_in_place:
             return False
         self._flat = None
         return True
