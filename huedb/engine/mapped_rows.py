@@ -48,8 +48,8 @@ class MappedRows:
     rel: float  # per-component relative rounding error of the stored values
     sorted_keys: np.ndarray  # the records' keys, ascending
     slots: np.ndarray  # the slot of each of `sorted_keys`
-    _norms: np.ndarray | None = field(default=None, repr=False)
     _slot_by_key: np.ndarray | None = field(default=None, repr=False)  # dense keys: key -> slot
+    _norms: np.ndarray | None = field(default=None, repr=False)  # per slot, NaN: not yet
 
     @classmethod
     def of(cls, payload: Any, dim: int, bf16_rel: float) -> MappedRows | None:
@@ -94,14 +94,6 @@ class MappedRows:
         at = np.minimum(np.searchsorted(self.sorted_keys, keys), len(self.sorted_keys) - 1)
         return np.where(self.sorted_keys[at] == keys, self.slots[at], -1)
 
-    def norms(self) -> np.ndarray:
-        """Each slot's Euclidean norm as stored (float64), computed at the first call."""
-        if self._norms is None:
-            zero = np.zeros((1, self.rows.shape[1]), dtype=self.rows.dtype)
-            squares = _cdist(self.kind, zero, self.rows, "sqeuclidean")
-            self._norms = np.sqrt(np.maximum(squares, 0.0))
-        return self._norms
-
     def shortlist(self, space: str, query: np.ndarray, k: int, slots: np.ndarray) -> np.ndarray:
         """The positions in `slots` of every row that may be among the exact k nearest to
         `query` (float32) by `space`'s distance, for a graph of unit vectors under inner
@@ -114,7 +106,7 @@ class MappedRows:
         rounded = self._rounded(query)
         query_error = float(np.linalg.norm(query.astype(np.float64) - _as_float64(rounded)))
         rows = self.rows[slots]
-        stored = self.norms()[slots]
+        stored = self._norms_of(slots, rows)
         if space == "l2":
             rough = _cdist(self.kind, rounded, rows, "sqeuclidean")
         else:
@@ -128,6 +120,21 @@ class MappedRows:
             return every
         cut = np.partition(upper[finite], k - 1)[k - 1]
         return np.flatnonzero(~finite | (rough - bound <= cut))
+
+    def _norms_of(self, slots: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The stored norms of `rows` (the rows of `slots`), kept per slot once computed:
+        only the rows asked for (every slot's at once touched the whole mapped matrix, 768
+        MB at 1M x 384, at a process's first filtered query)."""
+        if self._norms is None:
+            self._norms = np.full(len(self.rows), np.nan)
+        stored = self._norms[slots]
+        missing = np.isnan(stored)
+        if np.any(missing):
+            zero = np.zeros((1, rows.shape[1]), dtype=rows.dtype)
+            squares = _cdist(self.kind, zero, rows[missing], "sqeuclidean")
+            stored[missing] = np.sqrt(np.maximum(squares, 0.0))
+            self._norms[slots[missing]] = stored[missing]
+        return stored
 
     def _row_error(self, stored: np.ndarray) -> np.ndarray:
         """An upper bound of |x - stored| for rows of stored norm `stored`."""
