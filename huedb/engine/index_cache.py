@@ -331,7 +331,7 @@ class IndexCache:
         self._start_calibration_if_due(col, state)
         index = state.index
         if need_vectors and not (index.has_vectors or index.ranks_subsets_in_place):
-            state.index.attach_vectors(self._read_vectors(db, col))
+            index.attach_vectors(self._read_vectors(db, col))
             state.resized = True
         building = state.build is not None and not state.index.uses_graph
         # No snapshot of a graph that is behind its watermark (a backlog being applied).

@@ -100,17 +100,15 @@ class MappedRows:
         product (cosine), of vectors as given (ip) or under squared L2 (l2). Everything
         when the query's norm is extreme."""
         every = np.arange(len(slots))
-        norm = float(np.sqrt(np.dot(query.astype(np.float64), query.astype(np.float64))))
+        exact = query.astype(np.float64)
+        norm = float(np.sqrt(np.dot(exact, exact)))
         if len(slots) <= k or not SAFE_NORMS[0] <= norm <= SAFE_NORMS[1]:
             return every
         rounded = self._rounded(query)
-        query_error = float(np.linalg.norm(query.astype(np.float64) - _as_float64(rounded)))
+        query_error = float(np.linalg.norm(exact - _as_float64(rounded)))
         rows = self.rows[slots]
         stored = self._norms_of(slots, rows)
-        if space == "l2":
-            rough = _cdist(self.kind, rounded, rows, "sqeuclidean")
-        else:
-            rough = _cdist(self.kind, rounded, rows, "dot")
+        rough = _cdist(self.kind, rounded, rows, "sqeuclidean" if space == "l2" else "dot")
         errors = self._row_error(stored)
         rough, bound = _bounds(space, rough, stored, norm, query_error, errors, len(query))
         upper = rough + bound

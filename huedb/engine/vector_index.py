@@ -802,7 +802,7 @@ class VectorIndex:
         """Let the float32 copy go when the graph does without it: a view of a snapshot
         whose rows rank filtered searches (`MappedRows`; graph candidates are then re-ranked
         with vectors read from the store). Whether it was released."""
-        if self._flat is None or self._graph is None or not self.ranks_subsets_in_place:
+        if self._flat is None or not self.ranks_subsets_in_place:
             return False
         self._flat = None
         return True
@@ -907,9 +907,8 @@ class VectorIndex:
         elif graph is not None:
             graph.expansion_search = self.search_ef
             self._graph, self._mapping, self._payload = graph, None, None
-        if graph is not None:  # the old view's rows must not keep its mapping alive
-            self._rows = self._rows_of = None
         if graph is not None:
+            self._rows = self._rows_of = None  # the old view's rows keep its mapping alive
             self._count_tombstones()
         backlog.settle(work, self._graph.contains)
         if len(backlog) == 0:
