@@ -254,31 +254,81 @@ def _exact_rows(
 ) -> np.ndarray:
     """Rows holding each query's k nearest but the `excluded` rows (queries x m, m >= k,
     unordered): rough scores by matrix products shortlist 2k + 16 per query;
-    `_distances` then ranks them."""
-    keep = 2 * k + RERANK_MARGIN
+    `_distances` then ranks them. A block's rows are only looked at where they beat a
+    query's current shortlist (`_Shortlist`): after the first few blocks that is a few
+    entries in a thousand, so the pass is mostly its matrix products."""
     unit_queries = _unit(queries) if space == "cosine" else queries
-    best_rows = np.empty((len(queries), 0), dtype=np.int64)
-    best_scores = np.empty((len(queries), 0), dtype=np.float32)
+    shortlist = _Shortlist(len(queries), 2 * k + RERANK_MARGIN)
     for start, block in vectors.chunks():
         block = np.asarray(block, dtype=np.float32)
-        dots = unit_queries @ block.T
+        scores = unit_queries @ block.T  # the dot products, made scores in place
         if space == "l2":
-            scores = np.einsum("ij,ij->i", block, block)[None, :] - 2 * dots
+            scores *= -2
+            scores += np.einsum("ij,ij->i", block, block)[None, :]
         elif space == "ip":
-            scores = -dots
+            np.negative(scores, out=scores)
         else:
             norms = np.linalg.norm(block, axis=1)
-            scores = -np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+            scores *= -np.divide(1, norms, out=np.zeros_like(norms), where=norms > 0)[None, :]
         inside = excluded[(excluded >= start) & (excluded < start + len(block))]
         scores[:, inside - start] = np.inf
-        rows = np.broadcast_to(np.arange(start, start + len(block)), scores.shape)
-        best_rows = np.concatenate([best_rows, rows], axis=1)
-        best_scores = np.concatenate([best_scores, scores.astype(np.float32)], axis=1)
-        if best_scores.shape[1] > keep:
-            part = np.argpartition(best_scores, keep - 1, axis=1)[:, :keep]
-            best_rows = np.take_along_axis(best_rows, part, axis=1)
-            best_scores = np.take_along_axis(best_scores, part, axis=1)
-    return best_rows
+        shortlist.offer(start, scores.astype(np.float32, copy=False))
+    return shortlist.rows()
+
+
+class _Shortlist:
+    """Each query's `keep` lowest scores so far and their rows. Entries of a block that beat
+    a query's cut (its keep-th lowest score at the last merge) wait in a pending list,
+    merged in once it holds as many entries as the shortlist (one sort of both)."""
+
+    def __init__(self, queries: int, keep: int) -> None:
+        self._keep = keep
+        self._scores = np.empty((queries, 0), dtype=np.float32)
+        self._rows = np.empty((queries, 0), dtype=np.int64)
+        self._cut = np.full(queries, np.inf, dtype=np.float32)
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending_count = 0
+
+    def offer(self, start: int, scores: np.ndarray) -> None:
+        """The scores (queries x block) of rows start.. of the next block (changed: NaN
+        becomes infinity, as high as an excluded row's, so that no cut is NaN)."""
+        np.nan_to_num(scores, copy=False, nan=np.inf, posinf=np.inf, neginf=-np.inf)
+        if self._scores.shape[1] < self._keep:  # not full yet: the lowest of all so far
+            rows = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
+            self._scores = np.concatenate([self._scores, scores], axis=1)
+            self._rows = np.concatenate([self._rows, rows], axis=1)
+            if self._scores.shape[1] >= self._keep:
+                part = np.argpartition(self._scores, self._keep - 1, axis=1)[:, : self._keep]
+                self._scores = np.take_along_axis(self._scores, part, axis=1)
+                self._rows = np.take_along_axis(self._rows, part, axis=1)
+                self._cut = self._scores.max(axis=1)
+            return
+        query, column = np.nonzero(scores < self._cut[:, None])
+        if len(query):
+            self._pending.append((query, start + column, scores[query, column]))
+            self._pending_count += len(query)
+            if self._pending_count >= self._scores.size:
+                self._merge()
+
+    def rows(self) -> np.ndarray:
+        """The rows of each query's shortlist (queries x m, m = keep unless fewer rows
+        were offered)."""
+        self._merge()
+        return self._rows
+
+    def _merge(self) -> None:
+        if not self._pending:
+            return
+        queries, keep = self._scores.shape  # full: keep = self._keep
+        owner = np.repeat(np.arange(queries), keep)
+        parts = [(owner, self._rows.reshape(-1), self._scores.reshape(-1)), *self._pending]
+        owner, rows, scores = (np.concatenate(column) for column in zip(*parts, strict=True))
+        self._pending, self._pending_count = [], 0
+        order = np.lexsort((scores, owner))  # by query, then score
+        first = np.searchsorted(owner[order], np.arange(queries))
+        picked = order[first[:, None] + np.arange(keep)]
+        self._scores, self._rows = scores[picked], rows[picked]
+        self._cut = self._scores[:, -1]
 
 
 def _distances(space: str, vectors: Vectors, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:

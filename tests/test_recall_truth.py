@@ -1,0 +1,94 @@
+"""The recall measurement's brute-force pass (`recall_calibration._exact_rows`) against a
+reference: every query's true k nearest rows, less the excluded ones, are in the shortlist
+it returns, whatever the block size (so the pass's merges of one block's entries that beat
+a query's cut are exercised many times), the number of rows (fewer than the shortlist's
+width too), duplicates and ties, zero rows, and rows the rough scores cannot rank (huge
+components: infinite dot products, NaN scores)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from huedb.engine import recall_calibration as rc
+from huedb.engine.vector_index import RERANK_MARGIN
+
+
+def reference_distances(space: str, matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Distances in float64 (NaN where they are not defined: such rows rank last)."""
+    m, q = matrix.astype(np.float64), query.astype(np.float64)
+    with np.errstate(all="ignore"):
+        if space == "l2":
+            return ((m - q) ** 2).sum(axis=1)
+        dots = m @ q
+        if space == "ip":
+            return 1.0 - dots
+        norms = np.linalg.norm(m, axis=1) * np.linalg.norm(q)
+        return 1.0 - np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> tuple:
+    n = draw(st.integers(1, 300))
+    dim = draw(st.integers(1, 8))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    matrix = rng.standard_normal((n, dim)).astype(np.float32)
+    if draw(st.booleans()):  # duplicates: exact ties between rows
+        matrix[rng.integers(0, n, n // 3)] = matrix[rng.integers(0, n, n // 3)]
+    if draw(st.booleans()):
+        matrix[rng.integers(0, n, 1 + n // 20)] = 0.0
+    if draw(st.booleans()):  # rows the float32 rough scores cannot rank
+        with np.errstate(over="ignore"):
+            matrix[rng.integers(0, n, 1 + n // 50)] *= np.float32(3e38)
+    queries = rng.standard_normal((draw(st.integers(1, 12)), dim)).astype(np.float32)
+    excluded = np.unique(rng.integers(0, n, draw(st.integers(0, n))))
+    k = draw(st.integers(1, 10))
+    space = draw(st.sampled_from(["l2", "cosine", "ip"]))
+    block = draw(st.integers(1, 80))
+    return space, matrix, queries, excluded, k, block
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases())
+def test_the_shortlist_holds_each_querys_true_nearest(case: tuple) -> None:
+    space, matrix, queries, excluded, k, block = case
+    n = len(matrix)
+    keys = np.arange(10, 10 + n, dtype=np.uint64)
+    vectors = rc.ArrayVectors(keys, matrix, block)
+    with np.errstate(all="ignore"):
+        got = rc._exact_rows(space, vectors, queries, k, excluded)
+    keep = 2 * k + RERANK_MARGIN
+    assert got.shape == (len(queries), min(keep, n))
+    # Rows of huge components overflow the float32 scores (rows nobody stores as
+    # embeddings): they may rank anywhere, so nothing is expected of them.
+    rankable = np.setdiff1d(np.flatnonzero(np.abs(matrix).max(axis=1) < 1e18), excluded)
+    for query, rows in zip(queries, got, strict=True):
+        assert len(np.unique(rows)) == len(rows)  # no row twice
+        if len(rankable) >= keep:
+            assert not np.isin(rows, excluded).any()
+        else:
+            assert np.isin(rankable, rows).all()  # room for every one of them
+        if len(rankable) >= k:
+            # The rough scores are float32: rows within rounding of the k-th may be ranked
+            # either way (the shortlist's margin, 2k + 16 for k, absorbs that), so every row
+            # clearly nearer than the k-th must be there, and k rankable rows at least.
+            truth = reference_distances(space, matrix[rankable], query)
+            kth = np.sort(truth)[k - 1]
+            scale = max(1.0, float(np.abs(truth).max()))
+            assert np.isin(rankable[truth < kth - 1e-4 * scale], rows).all()
+            assert np.isin(rows, rankable).sum() >= k
+
+
+def test_a_cut_is_never_nan() -> None:
+    """A query whose first block scores NaN (an infinite dot product) still takes the finite
+    rows of later blocks."""
+    matrix = np.ones((40, 2), dtype=np.float32)
+    matrix[:20] = np.float32(3e38)  # first block: inf - inf = NaN scores for l2
+    matrix[20:, 0] = np.arange(20, dtype=np.float32)
+    vectors = rc.ArrayVectors(np.arange(40, dtype=np.uint64), matrix, 20)
+    query = np.zeros((1, 2), dtype=np.float32)
+    with np.errstate(all="ignore"):
+        rows = rc._exact_rows("l2", vectors, query, 1, np.empty(0, dtype=np.int64))
+    assert 20 in rows[0]  # the nearest row: (0, 1)
