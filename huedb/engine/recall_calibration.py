@@ -40,7 +40,7 @@ from huedb.engine.vector_index import (
 # with 200 queries that margin was ~0.011 at 1M x 384, and the sample's own spread moved the
 # ef four builds chose between 416 and 640 (query p50 ~3.1 to ~5.5 ms) for graphs whose
 # recall on the bench's queries crosses 0.95 near 360. 1,000 queries cost ~10 s of brute
-# force at 1M (a build there takes ~5 min), 200 ~2 s.
+# force at 1M (a build there takes ~5 min), 200 ~2 s (mostly the matrix products).
 SAMPLE_QUERIES = 200
 SAMPLE_QUERIES_MAX = 1_000
 VECTORS_PER_QUERY = 1_000
