@@ -48,8 +48,11 @@ def test_streamed_snapshot_equals_the_in_memory_one(
     and a view of it answers as the graph it came from."""
     monkeypatch.setattr(snapshot, "COPY_BLOCK", 4096)  # many blocks for a small graph
     index, keys, vectors = graph_index(500, seed=3)
-    payload = index.serialize()
-    assert payload is not None and len(payload) > 3 * snapshot.COPY_BLOCK
+    saved = tmp_path / "saved.usearch"
+    index.save_graph(saved)
+    payload = saved.read_bytes()
+    saved.unlink()
+    assert len(payload) > 3 * snapshot.COPY_BLOCK
     calibration = {"ef_search": 128}
     reference = tmp_path / "reference.hnsw"
     snapshot.write_snapshot(reference, OWNER, 42, DIM, "cosine", payload, calibration)

@@ -668,10 +668,20 @@ def test_graph_mutations_follow_reference(
 OWNER = "store-1/collection-1"
 
 
+def saved_graph(index: VectorIndex, directory: Path) -> bytes:
+    """The index's graph as `save_graph` writes it for a snapshot."""
+    path = directory / "graph.usearch"
+    index.save_graph(path)
+    try:
+        return path.read_bytes()
+    finally:
+        path.unlink()
+
+
 def write_and_read(path: Path, index: VectorIndex, dim: int, space: str, watermark: int):
-    payload = index.serialize()
-    assert isinstance(payload, bytes | bytearray) and payload
-    snapshot.write_snapshot(path, OWNER, watermark, dim, space, payload)
+    payload = saved_graph(index, path.parent)
+    assert payload
+    snapshot.write_snapshot_streamed(path, OWNER, watermark, dim, space, index.save_graph)
     snap = snapshot.read_snapshot(path, OWNER)
     assert snap is not None
     assert (snap.watermark, snap.dim, snap.space) == (watermark, dim, space)
@@ -688,7 +698,6 @@ def test_snapshot_round_trip(tmp_path: Path, space: str, attach: bool) -> None:
     ref = make_reference(rng, n, dim, clustered=True)
     thresholds = Thresholds(0, 20 * dim)
     original = graph_index(ref, dim, space, thresholds, with_flat=True)
-    assert VectorIndex(dim, HnswParams(space=space), EXACT).serialize() is None
     path = snapshot.snapshot_path(tmp_path, "collection-1")
     snap = write_and_read(path, original, dim, space, watermark=42)
     assert snapshot.read_snapshot(path, "store-1/collection-2") is None  # foreign owner
@@ -704,6 +713,8 @@ def test_snapshot_round_trip(tmp_path: Path, space: str, attach: bool) -> None:
         flat.upsert(keys, ref_vectors(ref, keys))
         view.attach_vectors(flat)
         fetch = forbidden_fetch
+    # The graph the snapshot holds (linked in where no search reached a node), in memory.
+    loaded = VectorIndex.from_serialized(dim, params, thresholds, bytes(snap.payload), None)
     queries = [q for _ in range(5) for q in make_queries(rng, ref, dim)]
     for query in queries:
         for allowed in (
@@ -711,7 +722,7 @@ def test_snapshot_round_trip(tmp_path: Path, space: str, attach: bool) -> None:
             rng.choice(keys, 10, replace=False),
             rng.choice(keys, 200, replace=False),
         ):
-            want = original.search(query, 10, allowed, forbidden_fetch)
+            want = loaded.search(query, 10, allowed, Fetch(ref, dim))
             got = view.search(query, 10, allowed, fetch)
             assert got[0].tolist() == want[0].tolist()
             assert np.allclose(got[1], want[1], rtol=RTOL, atol=1e-6)
@@ -733,23 +744,24 @@ def test_snapshot_round_trip(tmp_path: Path, space: str, attach: bool) -> None:
             hits = view.search(query, 10, allowed, fetch)
             check_hits(hits, space, ref, query, 10, among=allowed, what=f"view after {op}")
 
-    # The file on disk is untouched by the changes: a fresh view equals the original.
+    # The file on disk is untouched by the changes: a fresh view equals the graph it held.
     again = snapshot.read_snapshot(path, OWNER)
     assert again is not None
     fresh = VectorIndex.from_serialized(dim, params, thresholds, again.payload, again.mapping)
     assert len(fresh) == len(original)
     for query in queries[:8]:
-        want = original.search(query, 10, None, forbidden_fetch)
+        want = loaded.search(query, 10, None, original.flat.gather)
         got = fresh.search(query, 10, None, original.flat.gather)
         assert got[0].tolist() == want[0].tolist()
 
 
-def test_from_serialized_refuses_what_does_not_fit() -> None:
+def test_from_serialized_refuses_what_does_not_fit(tmp_path: Path) -> None:
     """Another dimension or space, or a damaged payload, raises what the loader catches."""
     rng = np.random.default_rng(2)
     ref = make_reference(rng, 80, 6, clustered=False)
-    payload = graph_index(ref, 6, "cosine", Thresholds(0, 0), with_flat=False).serialize()
-    assert payload is not None
+    payload = saved_graph(
+        graph_index(ref, 6, "cosine", Thresholds(0, 0), with_flat=False), tmp_path
+    )
     cosine = HnswParams(space="cosine")
     index = VectorIndex.from_serialized(6, cosine, EXACT, memoryview(payload), None)
     check_index_state(index, ref)

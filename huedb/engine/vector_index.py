@@ -1061,13 +1061,6 @@ class VectorIndex:
             count=len(keys),
         )
 
-    def serialize(self) -> bytearray | None:
-        """The HNSW graph serialized for a snapshot; None while the index is exact-only."""
-        if self._graph is None:
-            return None
-        assert self._backlog is None, "a graph with a backlog is behind its watermark"
-        return self._graph.save()
-
     def save_graph(self, path: Path) -> None:
         """Write the serialized HNSW graph to the file `path`, streamed (no copy of it in
         memory); OSError when it cannot be written. With a backlog, the graph is saved as
