@@ -13,6 +13,9 @@ from hypothesis import strategies as st
 
 from huedb.engine import recall_calibration as rc
 from huedb.engine.vector_index import RERANK_MARGIN
+from tests.knobs import knob
+
+EXAMPLES = 2 * int(knob("HUEDB_HYPOTHESIS_EXAMPLES", "150"))  # cheap: 300 take ~1 s
 
 
 def reference_distances(space: str, matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -50,7 +53,7 @@ def cases(draw: st.DrawFn) -> tuple:
     return space, matrix, queries, excluded, k, block
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=cases())
 def test_the_shortlist_holds_each_querys_true_nearest(case: tuple) -> None:
     space, matrix, queries, excluded, k, block = case
