@@ -14,21 +14,9 @@ from hypothesis import strategies as st
 from huedb.engine import recall_calibration as rc
 from huedb.engine.vector_index import RERANK_MARGIN
 from tests.knobs import knob
+from tests.test_vector_index import ref_distances
 
 EXAMPLES = 2 * int(knob("HUEDB_HYPOTHESIS_EXAMPLES", "150"))  # cheap: 300 take ~1 s
-
-
-def reference_distances(space: str, matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Distances in float64 (NaN where they are not defined: such rows rank last)."""
-    m, q = matrix.astype(np.float64), query.astype(np.float64)
-    with np.errstate(all="ignore"):
-        if space == "l2":
-            return ((m - q) ** 2).sum(axis=1)
-        dots = m @ q
-        if space == "ip":
-            return 1.0 - dots
-        norms = np.linalg.norm(m, axis=1) * np.linalg.norm(q)
-        return 1.0 - np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
 
 
 @st.composite
@@ -77,7 +65,7 @@ def test_the_shortlist_holds_each_querys_true_nearest(case: tuple) -> None:
             # The rough scores are float32: rows within rounding of the k-th may be ranked
             # either way (the shortlist's margin, 2k + 16 for k, absorbs that), so every row
             # clearly nearer than the k-th must be there, and k rankable rows at least.
-            truth = reference_distances(space, matrix[rankable], query)
+            truth = ref_distances(space, matrix[rankable], query)
             kth = np.sort(truth)[k - 1]
             scale = max(1.0, float(np.abs(truth).max()))
             assert np.isin(rankable[truth < kth - 1e-4 * scale], rows).all()
