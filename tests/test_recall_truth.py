@@ -2,17 +2,19 @@
 reference: every query's true k nearest rows, less the excluded ones, are in the shortlist
 it returns, whatever the block size (so the pass's merges of one block's entries that beat
 a query's cut are exercised many times), the number of rows (fewer than the shortlist's
-width too), duplicates and ties, zero rows, and rows the rough scores cannot rank (huge
-components: infinite dot products, NaN scores)."""
+width too), duplicates and ties, zero rows, rows the rough scores cannot rank (huge
+components: infinite dot products, NaN scores), and l2 data far from the origin next to
+its spread; and the measurement of a graph smaller than a shortlist."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from huedb.engine import recall_calibration as rc
-from huedb.engine.vector_index import RERANK_MARGIN
+from huedb.engine.vector_index import RERANK_MARGIN, squared_l2
 from tests.knobs import knob
 from tests.test_vector_index import ref_distances
 
@@ -25,7 +27,19 @@ def cases(draw: st.DrawFn) -> tuple:
     dim = draw(st.integers(1, 8))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
-    matrix = rng.standard_normal((n, dim)).astype(np.float32)
+    space = draw(st.sampled_from(["l2", "cosine", "ip"]))
+    # l2 far from the origin next to its spread (1,000 x 0.01): |x|^2 - 2 q.x cancels there.
+    # (Cosine and inner product distances of such rows differ below float32's resolution.)
+    offset, spread = (0.0, 1.0)
+    if space == "l2" and draw(st.booleans()):
+        offset, spread = (1e3, 1e-2)
+    matrix = (offset + spread * rng.standard_normal((n, dim))).astype(np.float32)
+    count = draw(st.integers(1, 12))
+    if draw(st.booleans()):  # near stored rows, as the measurement's held-out queries are
+        noise = 0.1 * spread * rng.standard_normal((count, dim))
+        queries = (matrix[rng.integers(0, n, count)] + noise).astype(np.float32)
+    else:
+        queries = (offset + spread * rng.standard_normal((count, dim))).astype(np.float32)
     if draw(st.booleans()):  # duplicates: exact ties between rows
         matrix[rng.integers(0, n, n // 3)] = matrix[rng.integers(0, n, n // 3)]
     if draw(st.booleans()):
@@ -33,10 +47,8 @@ def cases(draw: st.DrawFn) -> tuple:
     if draw(st.booleans()):  # rows the float32 rough scores cannot rank
         with np.errstate(over="ignore"):
             matrix[rng.integers(0, n, 1 + n // 50)] *= np.float32(3e38)
-    queries = rng.standard_normal((draw(st.integers(1, 12)), dim)).astype(np.float32)
     excluded = np.unique(rng.integers(0, n, draw(st.integers(0, n))))
     k = draw(st.integers(1, 10))
-    space = draw(st.sampled_from(["l2", "cosine", "ip"]))
     block = draw(st.integers(1, 80))
     return space, matrix, queries, excluded, k, block
 
@@ -67,7 +79,7 @@ def test_the_shortlist_holds_each_querys_true_nearest(case: tuple) -> None:
             # clearly nearer than the k-th must be there, and k rankable rows at least.
             truth = ref_distances(space, matrix[rankable], query)
             kth = np.sort(truth)[k - 1]
-            scale = max(1.0, float(np.abs(truth).max()))
+            scale = float(np.abs(truth).max())
             assert np.isin(rankable[truth < kth - 1e-4 * scale], rows).all()
             assert np.isin(rows, rankable).sum() >= k
 
@@ -83,3 +95,26 @@ def test_a_cut_is_never_nan() -> None:
     with np.errstate(all="ignore"):
         rows = rc._exact_rows("l2", vectors, query, 1, np.empty(0, dtype=np.int64))
     assert 20 in rows[0]  # the nearest row: (0, 1)
+
+
+@pytest.mark.parametrize("n", [12, 20, 30, 39, 60])
+def test_a_perfect_search_of_a_small_graph_measures_recall_one(n: int) -> None:
+    """With fewer rows outside the sample than a shortlist holds, the shortlist holds
+    sample rows too (each query's own, at distance 0): they are no answer, so a search
+    that finds the true nearest measures 1.0 (it measured 0.8 at 20 rows, and the ef went
+    to the top of the ladder)."""
+    rng = np.random.default_rng(n)
+    matrix = rng.standard_normal((n, 8)).astype(np.float32)
+    keys = np.arange(100, 100 + n, dtype=np.uint64)
+    sample = rc.holdout_rows(n)
+    in_graph = np.setdiff1d(np.arange(n), sample)
+
+    def perfect(queries: np.ndarray, count: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
+        found = np.zeros((len(queries), count), dtype=np.uint64)
+        for i, query in enumerate(queries):
+            order = np.argsort(squared_l2(matrix[in_graph], query), kind="stable")[:count]
+            found[i, : len(order)] = keys[in_graph][order]
+        return found, np.full(len(queries), min(count, len(in_graph)), dtype=np.int64)
+
+    got = rc.calibrate(perfect, "l2", rc.ArrayVectors(keys, matrix), sample, 0.95, [128, 1024])
+    assert (got.recall, got.ef_search) == (1.0, 128)

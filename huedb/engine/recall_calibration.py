@@ -216,7 +216,11 @@ def calibrate(
     queries = np.ascontiguousarray(vectors.rows(sample), dtype=np.float32)
     _check(stop)
     nearest = _exact_rows(space, vectors, queries, k, sample)
-    kth = np.sort(_distances(space, vectors, queries, nearest), axis=1)[:, k - 1]
+    truth = _distances(space, vectors, queries, nearest)
+    # With fewer other rows than a shortlist holds, it holds sample rows too (the query's
+    # own among them): they are no answer.
+    truth[np.isin(nearest, sample)] = np.inf
+    kth = np.sort(truth, axis=1)[:, k - 1]
     slack = 1e-6 * np.maximum(np.abs(kth), 1e-12)
     order = np.argsort(vectors.keys)
     left_out = vectors.keys[sample]
@@ -257,11 +261,16 @@ def _exact_rows(
     `_distances` then ranks them. A block's rows are only looked at where they beat a
     query's current shortlist (`_Shortlist`): after the first few blocks that is a few
     entries in a thousand, so the pass is mostly its matrix products."""
-    unit_queries = _unit(queries) if space == "cosine" else queries
+    # l2 scores |x - c|^2 - 2 (q - c).(x - c) about the queries' mean c: the order of the
+    # distances, without the cancellation of |x|^2 - 2 q.x for data far from the origin.
+    centre = queries.mean(axis=0, dtype=np.float64).astype(np.float32)
+    scored = {"l2": queries - centre, "cosine": _unit(queries)}.get(space, queries)
     shortlist = _Shortlist(len(queries), 2 * k + RERANK_MARGIN)
     for start, block in vectors.chunks():
         block = np.asarray(block, dtype=np.float32)
-        scores = unit_queries @ block.T  # the dot products, made scores in place
+        if space == "l2":
+            block = block - centre
+        scores = scored @ block.T  # the dot products, made scores in place
         if space == "l2":
             scores *= -2
             scores += np.einsum("ij,ij->i", block, block)[None, :]
