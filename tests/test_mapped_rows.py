@@ -128,6 +128,46 @@ def test_graphs_of_other_vector_types_are_not_read() -> None:
     assert MappedRows.of(bytearray(b"not a graph at all"), 4, BF16_ROUNDING_BOUND) is None
 
 
+@pytest.mark.parametrize("scale", [1e20, 1e-24])
+def test_cosine_rows_of_extreme_norm_rank_by_their_direction(tmp_path, scale: float) -> None:
+    """Rows whose squares leave float32's range (found by review): the float32 pass gave
+    them a norm of infinity or 0, so a cosine distance of 1.0 whatever their direction,
+    while a cosine graph holds them as unit vectors, so a reader ranking the mapped rows
+    dropped a row the writer kept. Both now give them their true cosine."""
+    rng = np.random.default_rng(1)
+    dim, n, k = 16, 200, 150
+    params = vector_index.HnswParams(space="cosine")
+    every = vector_index.Thresholds(10**12, 10**12)  # exact (filtered) search throughout
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    query = rng.standard_normal(dim).astype(np.float32)
+    unit = query / np.linalg.norm(query)
+    with np.errstate(over="ignore", under="ignore"):
+        vectors[7] = (-unit * np.float32(scale)).astype(np.float32)  # opposite: distance 2
+        vectors[9] = (unit * np.float32(scale)).astype(np.float32)  # along it: distance 0
+    keys = np.arange(1, n + 1, dtype=np.uint64)
+    wide = vectors.astype(np.float64)
+    true = 1 - wide @ query / (np.linalg.norm(wide, axis=1) * np.linalg.norm(query))
+    want = keys[np.lexsort((keys, true))[:k]]
+    assert 10 in want[:1] and 8 not in want  # the test's premise: true cosines decide
+
+    flat = vector_index.VectorIndex(dim, params, every)
+    flat.upsert(keys, vectors)
+    graph = vector_index.build_graph(dim, params, keys, vectors)
+    graph.save(str(tmp_path / "g.usearch"))
+    mapped = vector_index.VectorIndex.from_graph(
+        dim, params, every, vector_index.map_graph_file(tmp_path / "g.usearch"), flat=None
+    )
+    assert mapped.ranks_subsets_in_place
+
+    def fetch(wanted: np.ndarray) -> np.ndarray:
+        return vectors[wanted.astype(np.int64) - 1]
+
+    for index in (flat, mapped):
+        got, dists = index.search(query, k, keys, fetch)
+        assert got.tolist() == want.tolist()
+        assert dists[0] == pytest.approx(0.0, abs=1e-6)
+
+
 # -- end to end ------------------------------------------------------------------------
 
 DIM = 8

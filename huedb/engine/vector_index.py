@@ -143,14 +143,34 @@ def squared_l2(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
     return out
 
 
+# Below this float32 norm a row's squares may have lost precision to underflow.
+TINY_NORM = 1e-18
+
+
+def row_norms(matrix: np.ndarray) -> np.ndarray:
+    """The rows' L2 norms (float32), in float32 arithmetic but for rows whose squares leave
+    float32's range (components beyond ~1e19, or a norm under `TINY_NORM`): those are
+    computed in float64, as `graph_input` scales a cosine graph's rows, so such a row has
+    its true norm rather than infinity or 0 (a cosine distance of 1.0 whatever its
+    direction, where a graph of its unit vector ranks it by direction)."""
+    with np.errstate(over="ignore", under="ignore"):  # those rows are computed again
+        norms = np.linalg.norm(matrix, axis=-1)
+    bad = np.flatnonzero(~(norms >= TINY_NORM) | np.isinf(norms))
+    if len(bad):
+        wide = np.asarray(matrix[bad], dtype=np.float64)
+        norms[bad] = np.sqrt(np.einsum("ij,ij->i", wide, wide))
+    return norms
+
+
 def exact_distances(space: str, matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Chroma's distance from `query` to every row, computed directly in float32."""
+    """Chroma's distance from `query` to every row, computed directly in float32 (cosine
+    norms by `row_norms`)."""
     if space == "l2":
         return squared_l2(matrix, query)
     dots = matvec(matrix, query)
     if space == "ip":
         return (1.0 - dots).astype(np.float32)
-    norms = np.linalg.norm(matrix, axis=1) * np.float32(np.linalg.norm(query))
+    norms = row_norms(matrix) * row_norms(query[None, :])[0]
     with np.errstate(divide="ignore", invalid="ignore"):
         cos = np.where(norms > 0, dots / norms, 0.0)
     return (1.0 - cos).astype(np.float32)
@@ -221,7 +241,7 @@ def _rough_scores(
     if space == "ip":
         return -scores
     if norms is None:
-        norms = np.linalg.norm(matrix if rows is None else matrix[rows], axis=1)
+        norms = row_norms(matrix if rows is None else matrix[rows])
     with np.errstate(divide="ignore", invalid="ignore"):
         return -np.where(norms > 0, scores / norms, 0.0)
 
@@ -463,7 +483,7 @@ class FlatVectors:
         flat._reserve_keys(int(keys.min()), int(keys.max()) + 1)
         flat._matrix, flat._keys, flat._count = vectors, keys.copy(), len(keys)
         flat._loans = 1  # the caller's matrix: never given back
-        flat._norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors))
+        flat._norms = row_norms(vectors)
         flat._row_by_key[keys.astype(np.int64) - flat._key_base] = np.arange(len(keys))
         return flat
 
@@ -552,7 +572,7 @@ class FlatVectors:
             self._own_rows()
             self.rewrites += 1
             self._matrix[rows[known]] = vectors[known]
-            self._norms[rows[known]] = np.linalg.norm(vectors[known], axis=1)
+            self._norms[rows[known]] = row_norms(vectors[known])
         fresh = np.flatnonzero(~known)
         if len(fresh) == 0:
             return
@@ -562,7 +582,7 @@ class FlatVectors:
         start, end = self._count, self._count + len(fresh)
         self._reserve_rows(end)
         self._matrix[start:end] = vectors[fresh]
-        self._norms[start:end] = np.linalg.norm(vectors[fresh], axis=1)
+        self._norms[start:end] = row_norms(vectors[fresh])
         self._keys[start:end] = new_keys
         self._row_by_key[new_keys.astype(np.int64) - self._key_base] = np.arange(start, end)
         self._count = end
