@@ -168,6 +168,40 @@ def test_cosine_rows_of_extreme_norm_rank_by_their_direction(tmp_path, scale: fl
         assert dists[0] == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("space", ["ip", "cosine"])
+@pytest.mark.parametrize("k", [1, 5])
+def test_distances_that_round_equal_are_ranked_by_key(tmp_path, space: str, k: int) -> None:
+    """Rows nearly orthogonal to the query (|dot| under ~3e-8: found by review) all have
+    the float32 distance 1.0; ties go by key, so the lowest keys win, though their dots put
+    them last in the rough shortlist of 2k + 16 (the flat search, filtered and not, and the
+    mapped rows' exact pass all cut them)."""
+    dim, n = 4, 100
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    vectors[:, 0] = np.linspace(-5e-8, 2.5e-8, n).astype(np.float32)  # key 1's dot lowest
+    vectors[:, 1:] /= np.linalg.norm(vectors[:, 1:], axis=1, keepdims=True)
+    query = np.array([1, 0, 0, 0], dtype=np.float32)
+    keys = np.arange(1, n + 1, dtype=np.uint64)
+    assert np.unique(exact_distances(space, vectors, query)).tolist() == [1.0]
+    params = vector_index.HnswParams(space=space)
+    every = vector_index.Thresholds(10**12, 10**12)
+    flat = vector_index.VectorIndex(dim, params, every)
+    flat.upsert(keys, vectors)
+    graph = vector_index.build_graph(dim, params, keys, vectors)
+    graph.save(str(tmp_path / "g.usearch"))
+    mapped = vector_index.VectorIndex.from_graph(
+        dim, params, every, vector_index.map_graph_file(tmp_path / "g.usearch"), flat=None
+    )
+
+    def fetch(wanted: np.ndarray) -> np.ndarray:
+        return vectors[wanted.astype(np.int64) - 1]
+
+    want = list(range(1, k + 1))
+    assert flat.search(query, k, None, fetch)[0].tolist() == want
+    assert flat.search(query, k, keys, fetch)[0].tolist() == want
+    assert mapped.search(query, k, keys, fetch)[0].tolist() == want
+
+
 # -- end to end ------------------------------------------------------------------------
 
 DIM = 8

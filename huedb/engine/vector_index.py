@@ -217,8 +217,33 @@ def top_k_exact(
         cut = rough[picked[-1]]
         if cut == cut:  # and every row scoring the same as the last one kept (equal vectors)
             picked = np.flatnonzero(rough <= cut)
-    chosen = picked if rows is None else rows[picked]
-    return rank_exact(space, matrix[chosen], keys[picked], query, k)
+            hits = rank_exact(space, matrix[_at(rows, picked)], keys[picked], query, k)
+            reach = _rounding_reach(space, hits, k, query)
+            if reach is None or reach <= cut:
+                return hits
+            # Rows past the cut whose distance rounds to the k-th's: equal by key.
+            picked = np.flatnonzero(rough <= reach)
+    return rank_exact(space, matrix[_at(rows, picked)], keys[picked], query, k)
+
+
+def _at(rows: np.ndarray | None, picked: np.ndarray) -> np.ndarray:
+    """The matrix rows of positions `picked` among the rows searched."""
+    return picked if rows is None else rows[picked]
+
+
+def _rounding_reach(space: str, hits: SearchHits, k: int, query: np.ndarray) -> float | None:
+    """The highest rough score (`_rough_scores`) whose row's exact distance may round to
+    the k-th of `hits` or below: the inner product's distance is float32(1 - dot), so
+    distinct dots round to one distance (every |dot| under ~3e-8 to exactly 1.0), and a
+    row scored a little worse than the shortlist's last may tie the k-th and come first by
+    key. None for l2 (its rough score is its distance) or fewer than k hits."""
+    if space == "l2" or len(hits[1]) < k:
+        return None
+    limit = float(hits[1][k - 1])
+    reach = limit + 8 * float(np.finfo(np.float32).eps) * max(1.0, abs(limit)) - 1.0
+    if space == "cosine":  # the rough score is -cos times the query's norm
+        reach *= float(row_norms(query[None, :])[0])
+    return reach
 
 
 def _rough_scores(
