@@ -128,6 +128,21 @@ def test_graphs_of_other_vector_types_are_not_read() -> None:
     assert MappedRows.of(bytearray(b"not a graph at all"), 4, BF16_ROUNDING_BOUND) is None
 
 
+def _flat_and_mapped(tmp_path, space: str, keys: np.ndarray, vectors: np.ndarray):
+    """The same records as an exact index holding float32 vectors and as a view of a saved
+    graph holding none, both searching exactly (filtered or not) at any size."""
+    dim = vectors.shape[1]
+    params = vector_index.HnswParams(space=space)
+    every = vector_index.Thresholds(10**12, 10**12)
+    flat = vector_index.VectorIndex(dim, params, every)
+    flat.upsert(keys, vectors)
+    vector_index.build_graph(dim, params, keys, vectors).save(str(tmp_path / "g.usearch"))
+    view = vector_index.map_graph_file(tmp_path / "g.usearch")
+    mapped = vector_index.VectorIndex.from_graph(dim, params, every, view, flat=None)
+    assert mapped.ranks_subsets_in_place
+    return flat, mapped
+
+
 @pytest.mark.parametrize("scale", [1e20, 1e-24])
 def test_cosine_rows_of_extreme_norm_rank_by_their_direction(tmp_path, scale: float) -> None:
     """Rows whose squares leave float32's range (found by review): the float32 pass gave
@@ -136,8 +151,6 @@ def test_cosine_rows_of_extreme_norm_rank_by_their_direction(tmp_path, scale: fl
     dropped a row the writer kept. Both now give them their true cosine."""
     rng = np.random.default_rng(1)
     dim, n, k = 16, 200, 150
-    params = vector_index.HnswParams(space="cosine")
-    every = vector_index.Thresholds(10**12, 10**12)  # exact (filtered) search throughout
     vectors = rng.standard_normal((n, dim)).astype(np.float32)
     query = rng.standard_normal(dim).astype(np.float32)
     unit = query / np.linalg.norm(query)
@@ -150,14 +163,7 @@ def test_cosine_rows_of_extreme_norm_rank_by_their_direction(tmp_path, scale: fl
     want = keys[np.lexsort((keys, true))[:k]]
     assert 10 in want[:1] and 8 not in want  # the test's premise: true cosines decide
 
-    flat = vector_index.VectorIndex(dim, params, every)
-    flat.upsert(keys, vectors)
-    graph = vector_index.build_graph(dim, params, keys, vectors)
-    graph.save(str(tmp_path / "g.usearch"))
-    mapped = vector_index.VectorIndex.from_graph(
-        dim, params, every, vector_index.map_graph_file(tmp_path / "g.usearch"), flat=None
-    )
-    assert mapped.ranks_subsets_in_place
+    flat, mapped = _flat_and_mapped(tmp_path, "cosine", keys, vectors)
 
     def fetch(wanted: np.ndarray) -> np.ndarray:
         return vectors[wanted.astype(np.int64) - 1]
@@ -183,15 +189,7 @@ def test_distances_that_round_equal_are_ranked_by_key(tmp_path, space: str, k: i
     query = np.array([1, 0, 0, 0], dtype=np.float32)
     keys = np.arange(1, n + 1, dtype=np.uint64)
     assert np.unique(exact_distances(space, vectors, query)).tolist() == [1.0]
-    params = vector_index.HnswParams(space=space)
-    every = vector_index.Thresholds(10**12, 10**12)
-    flat = vector_index.VectorIndex(dim, params, every)
-    flat.upsert(keys, vectors)
-    graph = vector_index.build_graph(dim, params, keys, vectors)
-    graph.save(str(tmp_path / "g.usearch"))
-    mapped = vector_index.VectorIndex.from_graph(
-        dim, params, every, vector_index.map_graph_file(tmp_path / "g.usearch"), flat=None
-    )
+    flat, mapped = _flat_and_mapped(tmp_path, space, keys, vectors)
 
     def fetch(wanted: np.ndarray) -> np.ndarray:
         return vectors[wanted.astype(np.int64) - 1]
