@@ -33,6 +33,7 @@ from huedb.engine.vector_index import (
     BuildStopped,
     graph_keys,
     graph_vectors,
+    row_norms,
 )
 
 # Queries per measurement: one per 1,000 vectors, at least 200 and at most 1,000 (and a tenth
@@ -249,7 +250,7 @@ def _check(stop: threading.Event | None) -> None:
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+    norms = row_norms(matrix)[:, None]
     return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
 
 
@@ -263,8 +264,12 @@ def _exact_rows(
     entries in a thousand, so the pass is mostly its matrix products."""
     # l2 scores |x - c|^2 - 2 (q - c).(x - c) about the queries' mean c: the order of the
     # distances, without the cancellation of |x|^2 - 2 q.x for data far from the origin.
-    centre = queries.mean(axis=0, dtype=np.float64).astype(np.float32)
-    scored = {"l2": queries - centre, "cosine": _unit(queries)}.get(space, queries)
+    scored = queries
+    if space == "l2":
+        centre = queries.mean(axis=0, dtype=np.float64).astype(np.float32)
+        scored = queries - centre
+    elif space == "cosine":
+        scored = _unit(queries)
     shortlist = _Shortlist(len(queries), 2 * k + RERANK_MARGIN)
     for start, block in vectors.chunks():
         block = np.asarray(block, dtype=np.float32)
@@ -277,7 +282,7 @@ def _exact_rows(
         elif space == "ip":
             np.negative(scores, out=scores)
         else:
-            norms = np.linalg.norm(block, axis=1)
+            norms = row_norms(block)
             scores *= -np.divide(1, norms, out=np.zeros_like(norms), where=norms > 0)[None, :]
         inside = excluded[(excluded >= start) & (excluded < start + len(block))]
         scores[:, inside - start] = np.inf
@@ -350,6 +355,6 @@ def _distances(space: str, vectors: Vectors, queries: np.ndarray, rows: np.ndarr
     dots = np.einsum("qcd,qd->qc", gathered, queries)
     if space == "ip":
         return (1.0 - dots).astype(np.float32)
-    norms = np.linalg.norm(gathered, axis=2) * np.linalg.norm(queries, axis=1)[:, None]
+    norms = row_norms(gathered) * row_norms(queries)[:, None]
     cos = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
     return (1.0 - cos).astype(np.float32)

@@ -148,15 +148,15 @@ TINY_NORM = 1e-18
 
 
 def row_norms(matrix: np.ndarray) -> np.ndarray:
-    """The rows' L2 norms (float32), in float32 arithmetic but for rows whose squares leave
-    float32's range (components beyond ~1e19, or a norm under `TINY_NORM`): those are
-    computed in float64, as `graph_input` scales a cosine graph's rows, so such a row has
-    its true norm rather than infinity or 0 (a cosine distance of 1.0 whatever its
+    """The L2 norms (float32) along the last axis, in float32 arithmetic but for rows whose
+    squares leave float32's range (components beyond ~1e19, or a norm under `TINY_NORM`):
+    those are computed in float64, as `graph_input` scales a cosine graph's rows, so such a
+    row has its true norm rather than infinity or 0 (a cosine distance of 1.0 whatever its
     direction, where a graph of its unit vector ranks it by direction)."""
     with np.errstate(over="ignore", under="ignore"):  # those rows are computed again
         norms = np.linalg.norm(matrix, axis=-1)
-    bad = np.flatnonzero(~(norms >= TINY_NORM) | np.isinf(norms))
-    if len(bad):
+    bad = ~(norms >= TINY_NORM) | np.isinf(norms)
+    if np.any(bad):
         wide = np.asarray(matrix[bad], dtype=np.float64)
         norms[bad] = np.sqrt(np.einsum("ij,ij->i", wide, wide))
     return norms
