@@ -32,6 +32,7 @@ from huedb.engine.vector_index import (
     at_graph_precision,
     graph_config,
     graph_keys,
+    graph_rows_16,
     graph_vectors,
 )
 
@@ -214,8 +215,11 @@ def test_a_writer_builds_the_graph_while_it_writes(
         col.update(ids=["r7"], embeddings=vectors[399:400] + 1.0)
         index = engine._indexes.loaded(row.cid)
         assert index is not None and index.flat is not None and index.flat._matrix is matrix
+        # (held as the graph's 16-bit rows since the build started)
+        assert index.flat.kind == GRAPH_DTYPE
         held = index.flat._matrix[: len(index.flat)]
-        assert np.all(held == vectors[399] + 1.0, axis=1).sum() == 1
+        updated = graph_rows_16(GRAPH_DTYPE, "l2", vectors[399:400] + 1.0)
+        assert np.all(held == updated, axis=1).sum() == 1
     finally:
         client.close()
 

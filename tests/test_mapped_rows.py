@@ -324,13 +324,13 @@ def test_changes_waiting_in_the_backlog_are_ranked_exactly(store: StoreTarget, t
     reader.close()
 
 
-def test_over_its_memory_budget_a_writer_first_releases_its_float32_copy(
+def test_over_its_memory_budget_a_writer_first_releases_its_rows(
     store: StoreTarget, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A process that wrote a collection and built its graph (in a child, served as a view
     of the snapshot, kept as it is: every view here, VIEW_KEPT_MIN_BYTES is 0) keeps its
-    float32 copy (re-ranking from memory) until its index memory budget is exceeded; it
-    then lets the copy go rather than evicting the index, and its filtered and unfiltered
+    vectors as the graph's 16-bit rows until its index memory budget is exceeded; it
+    then lets them go rather than evicting the index, and its filtered and unfiltered
     answers stay exact, through its own updates in the backlog and the pass that applies
     them."""
     monkeypatch.setattr(vector_index, "VIEW_KEPT_MIN_BYTES", 0)
@@ -348,9 +348,10 @@ def test_over_its_memory_budget_a_writer_first_releases_its_float32_copy(
         )
     _wait_indexed(col)
     index = _index_of(client)
-    assert index.keeps_view and index.ranks_subsets_in_place and index.has_vectors
+    assert index.keeps_view and index.ranks_subsets_in_place and not index.has_vectors
+    assert index.flat is not None and index.flat.kind == vector_index.GRAPH_DTYPE
     _check_exact(col, "cosine", vectors, _queries(rng, vectors).astype(np.float32))
-    assert _index_of(client).has_vectors  # no budget: kept
+    assert _index_of(client).flat is not None  # no budget: kept
 
     # A budget one byte below what the index holds now.
     client._server.engine._indexes._budget = index.nbytes - 1
@@ -358,7 +359,7 @@ def test_over_its_memory_budget_a_writer_first_releases_its_float32_copy(
     vectors[changed] = rng.standard_normal((len(changed), DIM)).astype(np.float32)
     col.update(ids=[f"r{i}" for i in changed], embeddings=vectors[changed])
     index = _index_of(client)
-    assert index.backlog > 0 and index.keeps_view and not index.has_vectors
+    assert index.backlog > 0 and index.keeps_view and index.flat is None
     queries = np.vstack([vectors[changed[:2]], _queries(rng, vectors)]).astype(np.float32)
     _check_exact(col, "cosine", vectors, queries)
     deadline = time.monotonic() + 60
@@ -367,7 +368,7 @@ def test_over_its_memory_budget_a_writer_first_releases_its_float32_copy(
         time.sleep(0.05)
     col.count()  # a call that adopts the pass's graph
     index = _index_of(client)
-    assert index.backlog == 0 and index.keeps_view and not index.has_vectors
+    assert index.backlog == 0 and index.keeps_view and index.flat is None
     _check_exact(col, "cosine", vectors, queries)
     got = col.query(query_embeddings=vectors[changed], n_results=1, include=[])
     assert [row[0] for row in got["ids"]] == [f"r{i}" for i in changed]

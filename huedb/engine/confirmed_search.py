@@ -52,12 +52,12 @@ def confirmed_search(
     the plan, or None when the store's snapshot is not the one the index reflects.
 
     An index holding its float32 vectors ranks before it reads, so only the answers' rows
-    (and the records holding a query vector itself) are read; a graph without them reads
+    (and the records holding a query vector itself) are read; an index without them reads
     its candidates' vectors and ranks after."""
     index, col = warm.index, warm.collection
     assert col.dimension is not None
     graph = index.uses_graph
-    if graph and not index.has_vectors:
+    if not index.has_vectors:
         return _read_then_ranked(store, warm, queries, n_results, with_vectors, timeout)
     probes = queries if graph else None
     with store.confirm_at_head(col, warm.watermark, probes, with_vectors, timeout) as read:
@@ -87,10 +87,11 @@ def _read_then_ranked(
     with_vectors: bool,
     timeout: float,
 ) -> Answer | None:
-    """`confirmed_search` on a graph without float32 vectors: its candidates' rows are read
-    with their vectors, which then rank them."""
+    """`confirmed_search` on an index without float32 vectors: its candidates' rows (the
+    graph's, or those its 16-bit rows shortlist) are read with their vectors, which then
+    rank them."""
     index, col = warm.index, warm.collection
-    found = [index.graph_candidates(q, n_results) for q in queries]
+    found = [index.candidates(q, n_results) for q in queries]
     keys = _keys_found(found)
     seen = store.rows_at_head(col, keys, queries, True, timeout)
     if not _reflects(seen, warm):
@@ -134,8 +135,6 @@ def confirmed_filtered_search(
         plan = query_plan(index, allowed)
         approximate = plan in APPROXIMATE_PLANS
         if in_place:
-            if approximate:
-                return None  # the usual path: candidates of the graph, read by key
             return _ranked_after_read(read, warm, queries, n_results, with_vectors, plan)
         hits = [index.search(q, n_results, allowed, _no_fetch) for q in queries]
         keys = _keys_found([h[0] for h in hits])
@@ -160,26 +159,63 @@ def _ranked_after_read(
     with_vectors: bool,
     plan: str,
 ) -> Answer | None:
-    """A filtered exact search on a graph view without float32 vectors: the allowed keys
-    are ranked with the snapshot's 16-bit rows, and only the keys that may be in an answer
+    """A filtered search on an index without float32 vectors: an exact one ranks the
+    allowed keys with 16-bit rows (the snapshot's, or those the index holds), a graph
+    search takes the graph's allowed candidates; only the keys that may be in an answer
     are read (the open read's one `rows`), with their vectors, which then rank them."""
-    index = warm.index
-    found = [index.exact_candidates(q, n_results, read.allowed) for q in queries]
+    index, allowed = warm.index, read.allowed
+    approximate = plan in APPROXIMATE_PLANS
+    found = [_filtered_candidates(index, q, n_results, allowed, approximate) for q in queries]
     keys = _keys_found(found)
-    rows, _ = read.rows(keys, None, True)
+    rows, same = read.rows(keys, queries if approximate else None, True)
     if not _reflects(read, warm) or not rows.keys() >= set(keys):
         return None
     fetch = _stored_vectors(rows, index.dim)
     hits = [index.rank(q, n_results, c, fetch) for q, c in zip(queries, found, strict=True)]
+    if approximate:  # an exact search cannot miss the vector itself
+        hits = [
+            index.with_exact_matches(
+                q,
+                n_results,
+                h,
+                [k for k in matches if np.isin(k, allowed)],
+                _stored_vectors(rows, index.dim, q),
+            )
+            for q, h, matches in zip(queries, hits, same, strict=True)
+        ]
     return _answer(hits, rows, with_vectors, plan)
 
 
-def _stored_vectors(rows: dict[int, tuple], dim: int) -> Callable[[np.ndarray], np.ndarray]:
-    """A fetch of the vectors of rows read with them (a row's sixth column)."""
+def _filtered_candidates(
+    index: VectorIndex, query: np.ndarray, k: int, allowed: np.ndarray, approximate: bool
+) -> np.ndarray:
+    """The keys whose vectors rank a filtered search's answer (`_ranked_after_read`)."""
+    if approximate:
+        candidates = index.filtered_graph_candidates(query, k, allowed)
+        if candidates is not None:
+            return candidates
+    return index.exact_candidates(query, k, allowed)
+
+
+def _stored_vectors(
+    rows: dict[int, tuple], dim: int, query: np.ndarray | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A fetch of the vectors of rows read with them (a row's sixth column); with `query`,
+    of records known to hold the query vector itself too (found by its digest, their rows
+    not read)."""
 
     def fetch(wanted: np.ndarray) -> np.ndarray:
-        stored = {int(k): rows[int(k)][5] for k in wanted}
-        return vectors_in_order(stored, [int(k) for k in wanted], dim)
+        picked = [int(k) for k in wanted]
+        read = [i for i, k in enumerate(picked) if k in rows]
+        found = vectors_in_order(
+            {picked[i]: rows[picked[i]][5] for i in read}, [picked[i] for i in read], dim
+        )
+        if len(read) == len(picked):
+            return found
+        assert query is not None, "a vector neither read nor known"
+        out = np.tile(np.asarray(query, dtype=np.float32), (len(picked), 1))
+        out[read] = found
+        return out
 
     return fetch
 

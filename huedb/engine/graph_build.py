@@ -56,6 +56,7 @@ from huedb.engine.vector_index import (
     build_threads,
     graph_config,
     graph_input,
+    rows_as_float32,
 )
 
 logger = logging.getLogger(__name__)
@@ -258,20 +259,19 @@ def _grow(
             rows = holdout.admit(sent, end)  # at most the frame and the sample let go
             count = len(rows)
             np.take(keys, rows, out=frame_keys[:count])
-            np.take(matrix, rows, axis=0, out=frame[:count])
-            graph_input(space, frame[:count], in_place=True)
+            _graph_frame(space, matrix, rows, frame[:count])
             sink.add(frame_keys[:count], frame[:count], 1 if writing else build_threads())
             progress(count)
             sent = end
         keys, matrix = feed.keys, feed.matrix  # closed: every row of these was sent
         sample, extra = holdout.split(len(keys))
         threads = build_threads()
-        sink.add(keys[extra], graph_input(space, matrix[extra]), threads)
+        sink.add(keys[extra], _graph_input(space, matrix[extra]), threads)
         calibration = None
         if measure is not None and len(sample):
             calibration = measure(sink.search, ArrayVectors(keys, matrix, MEASURE_ROWS), sample)
             heap.release()  # what the measurement's score arrays left in this thread's heap
-        sink.add(keys[sample], graph_input(space, matrix[sample]), threads)
+        sink.add(keys[sample], _graph_input(space, matrix[sample]), threads)
         progress(len(sample) + len(extra))
         graph = sink.finish(None if read is None else lambda path: read(path, calibration))
     except BaseException:
@@ -280,6 +280,24 @@ def _grow(
     finally:
         feed.sink = None
     return graph, calibration
+
+
+def _graph_frame(space: str, matrix: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+    """The feed's `rows` as the graph takes them, into the float32 frame `out`: float32
+    vectors through `graph_input`; 16-bit rows (`FlatVectors.kind`) are already the
+    graph's values, converted exactly."""
+    if matrix.dtype == np.float32:
+        np.take(matrix, rows, axis=0, out=out)
+        graph_input(space, out, in_place=True)
+    else:
+        out[...] = rows_as_float32(matrix[rows])
+
+
+def _graph_input(space: str, rows: np.ndarray) -> np.ndarray:
+    """`_graph_frame` into a new array."""
+    out = np.empty(rows.shape, dtype=np.float32)
+    _graph_frame(space, rows, np.arange(len(rows)), out)
+    return out
 
 
 def apply_backlog(

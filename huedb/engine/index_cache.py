@@ -73,6 +73,7 @@ from huedb.engine.record_values import key_vector_rows
 from huedb.engine.sparse_index import SparseIndexes, SparseState
 from huedb.engine.store import StoreSession
 from huedb.engine.vector_index import (
+    GRAPH_DTYPE,
     BuildStopped,
     FlatVectors,
     HnswParams,
@@ -331,7 +332,7 @@ class IndexCache:
         self._start_calibration_if_due(col, state)
         index = state.index
         if need_vectors and not (index.has_vectors or index.ranks_subsets_in_place):
-            index.attach_vectors(self._read_vectors(db, col))
+            index.attach_vectors(self._read_vectors(db, col, index.params))
             state.resized = True
         building = state.build is not None and not state.index.uses_graph
         # No snapshot of a graph that is behind its watermark (a backlog being applied).
@@ -844,6 +845,10 @@ class IndexCache:
         if state.build is not None or state.build_failed or not state.index.wants_graph:
             return
         index = state.index
+        # From now on its vectors are held as the graph's 16-bit rows: during the build,
+        # beside the graph process's memory, and after it.
+        index.to_graph_rows()
+        state.resized = True
         assert index.flat is not None
         feed = Feed(index.flat, state.watermark, writing)
         build = _Build(
@@ -922,7 +927,8 @@ class IndexCache:
         if build.watermark < col.pruned_seq:
             logger.info("graph of %s is older than the oplog floor; building again", col.uuid)
             return
-        # The exact index's vectors were kept current while the graph was built: keep them.
+        # The exact index's rows (16-bit) were kept current while the graph was built:
+        # keep them.
         state.index = VectorIndex.from_graph(
             state.index.dim, state.index.params, self._thresholds, outcome, state.index.flat
         )
@@ -1291,14 +1297,22 @@ class IndexCache:
         # The head first: the vectors read next hold every change up to it (one snapshot).
         head = db.oplog_head(col.cid)
         index = VectorIndex(col.dimension, params, self._thresholds)
-        index.attach_vectors(self._read_vectors(db, col))
+        index.attach_vectors(self._read_vectors(db, col, params))
         return _State(col, index, head)
 
-    def _read_vectors(self, db: StoreSession, col: CollectionRow) -> FlatVectors:
-        """Every float32 vector of a collection as of the session's snapshot."""
+    def _read_vectors(
+        self, db: StoreSession, col: CollectionRow, params: HnswParams
+    ) -> FlatVectors:
+        """Every vector of a collection as of the session's snapshot: float32, or the 16-bit
+        rows of a graph (`VectorIndex.to_graph_rows`) when there are too many for exact
+        search (no float32 copy of them all is ever held)."""
         assert col.dimension is not None
-        flat = FlatVectors(col.dimension)
-        flat.reserve(db.count_records(col.cid))
+        count = db.count_records(col.cid)
+        if count * col.dimension > self._thresholds.exact_max_floats:
+            flat = FlatVectors(col.dimension, GRAPH_DTYPE, params.space)
+        else:
+            flat = FlatVectors(col.dimension)
+        flat.reserve(count)
         for keys, vectors in db.vector_chunks(col.cid, col.dimension, REBUILD_CHUNK):
             flat.upsert(keys, vectors)
         if len(flat):
@@ -1347,14 +1361,13 @@ class IndexCache:
 
 
 def _unchanged(index: VectorIndex, keys: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """Per key, whether the index already holds exactly this vector (its float32 rows when
-    it has them, and its graph's, at graph precision, when it has one)."""
+    """Per key, whether the index already holds exactly this vector (its rows when it has
+    them, float32 or at graph precision, and its graph's, at graph precision, when it has
+    one)."""
     same = np.ones(len(keys), dtype=bool)
     flat = index.flat
     if flat is not None:
-        same &= flat.rows(keys) >= 0
-        if np.any(same):
-            same[same] = np.all(flat.gather(keys[same]) == vectors[same], axis=1)
+        same = flat.same_rows(keys, vectors)
     if index.uses_graph and np.any(same):
         wrong = set(index.mismatched(keys[same], vectors[same]))
         same[same] = [int(k) not in wrong for k in keys[same]]

@@ -34,6 +34,7 @@ from huedb.engine.vector_index import (
     graph_keys,
     graph_vectors,
     row_norms,
+    rows_as_float32,
 )
 
 # Queries per measurement: one per 1,000 vectors, at least 200 and at most 1,000 (and a tenth
@@ -43,6 +44,7 @@ from huedb.engine.vector_index import (
 # recall on the bench's queries crosses 0.95 near 360. 1,000 queries cost ~10 s of brute
 # force at 1M (a build there takes ~5 min), 200 ~2 s (mostly the matrix products).
 SAMPLE_QUERIES = 200
+DISTANCE_QUERIES = 25  # queries whose candidates' vectors are gathered at once
 SAMPLE_QUERIES_MAX = 1_000
 VECTORS_PER_QUERY = 1_000
 RECALL_K = 10
@@ -130,8 +132,9 @@ class Vectors(Protocol):
 
 
 class ArrayVectors:
-    """Vectors held as a float32 matrix (the copy a graph was built from), read by the
-    brute-force pass in blocks of `block_rows`."""
+    """Vectors held as a matrix (the copy a graph was built from: float32, or the graph's
+    own 16-bit rows, `FlatVectors.kind`), read by the brute-force pass in blocks of
+    `block_rows`, as float32."""
 
     def __init__(self, keys: np.ndarray, matrix: np.ndarray, block_rows: int = CHUNK_ROWS) -> None:
         self.keys = keys
@@ -140,10 +143,10 @@ class ArrayVectors:
 
     def chunks(self) -> Iterator[tuple[int, np.ndarray]]:
         for start in range(0, len(self.keys), self._block_rows):
-            yield start, self._matrix[start : start + self._block_rows]
+            yield start, rows_as_float32(self._matrix[start : start + self._block_rows])
 
     def rows(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self._matrix[rows], dtype=np.float32)
+        return np.asarray(rows_as_float32(self._matrix[rows]), dtype=np.float32)
 
 
 class GraphVectors:
@@ -347,7 +350,19 @@ class _Shortlist:
 
 def _distances(space: str, vectors: Vectors, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Chroma's distance from each query to the vectors of its row of `rows`, in float32
-    (one function for the truth and the graph's answers, so equal rows compare equal)."""
+    (one function for the truth and the graph's answers, so equal rows compare equal), a
+    block of `DISTANCE_QUERIES` queries at a time: all 200 queries' 36 rows of 384 floats
+    gathered at once were ~22 MiB while a build's graph process is at its largest."""
+    out = np.empty(rows.shape, dtype=np.float32)
+    for start in range(0, len(queries), DISTANCE_QUERIES):
+        stop = start + DISTANCE_QUERIES
+        out[start:stop] = _block_distances(space, vectors, queries[start:stop], rows[start:stop])
+    return out
+
+
+def _block_distances(
+    space: str, vectors: Vectors, queries: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
     gathered = vectors.rows(rows.reshape(-1)).reshape(*rows.shape, queries.shape[1])
     if space == "l2":
         diff = gathered - queries[:, None, :]

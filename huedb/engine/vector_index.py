@@ -42,7 +42,7 @@ from huedb.engine.hnsw_config import (
     UNCHOSEN_EF_MIN,
     search_expansion,
 )
-from huedb.engine.mapped_rows import MappedRows
+from huedb.engine.mapped_rows import MappedRows, certified_shortlist, stored_norms
 
 # usearch's metric of a new graph, by Chroma space. A cosine graph holds unit vectors under
 # the inner product (`graph_input`): the same order as cosine for a third of the distance
@@ -78,6 +78,10 @@ MAPPED_ROWS_MIN_KEYS = 64
 # truncating usearch build's bound (one rounding to nearest is within half of it), since the
 # snapshot may have been written by another build than this process's.
 BF16_ROUNDING_BOUND = 2.0**-7
+F16_ROUNDING_BOUND = 2.0**-11  # float16 rounds to nearest: half of its 2^-10 ulp
+# The matrix types of `FlatVectors`: float32 vectors, or a graph's 16-bit rows (bfloat16
+# bits, or float16).
+ROW_DTYPES = {None: np.dtype(np.float32), "bf16": np.dtype(np.uint16), "f16": np.dtype(np.float16)}
 
 # A node taken out of a graph (a record deleted, or the old vector of one updated) stays in it
 # as a tombstone: renamed to a key from TOMBSTONE_BASE up (records' keys are far below),
@@ -424,27 +428,27 @@ RESERVED_MIN_ROWS = 65_536
 _MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform == "linux" else 0)
 
 
-def _rows_in_memory(dim: int) -> int:
-    """How many float32 rows of `dim` the machine's physical memory holds."""
+def _rows_in_memory(row_bytes: int) -> int:
+    """How many rows of `row_bytes` the machine's physical memory holds."""
     try:
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError):
         return 0
-    return memory // (4 * max(dim, 1))
+    return memory // max(row_bytes, 1)
 
 
-def _reserved_matrix(rows: int, dim: int) -> np.ndarray | None:
-    """An uninitialised float32 matrix in a private anonymous mapping: its pages are
-    allocated as rows are first written, so rows never written cost nothing. None when
-    the mapping is refused (e.g. strict overcommit accounting)."""
-    size = rows * dim * 4
+def _reserved_matrix(rows: int, dim: int, dtype: np.dtype) -> np.ndarray | None:
+    """An uninitialised matrix in a private anonymous mapping: its pages are allocated as
+    rows are first written, so rows never written cost nothing. None when the mapping is
+    refused (e.g. strict overcommit accounting)."""
+    size = rows * dim * dtype.itemsize
     if size == 0:
         return None
     try:
         room = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
     except (OSError, ValueError, OverflowError):
         return None
-    return np.frombuffer(room, dtype=np.float32).reshape(rows, dim)
+    return np.frombuffer(room, dtype=dtype).reshape(rows, dim)
 
 
 class Loan:
@@ -464,7 +468,13 @@ class Loan:
 
 
 class FlatVectors:
-    """The float32 vectors of one collection in a matrix, with their norms and a key -> row map.
+    """The vectors of one collection in a matrix, with their norms and a key -> row map.
+
+    The rows are the float32 vectors, or (`kind` "bf16" or "f16", for a collection that
+    has or is building a graph) the 16-bit rows a new graph of `space` holds
+    (`graph_rows_16`): half the memory, but no exact distance can be read from them, so
+    searches of such rows give the keys that may be in the exact answer (`shortlist`)
+    and the caller ranks those with their float32 vectors read from the store.
 
     The map is a dense array indexed by key minus the smallest key held so far (keys are
     small, increasing integers shared by every collection of the store, so the map spans
@@ -472,11 +482,14 @@ class FlatVectors:
     one numpy operation.
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, kind: str | None = None, space: str = "l2") -> None:
         self.dim = dim
+        self.kind = kind  # None: float32 vectors; else the 16-bit type of a graph of `space`
+        self.space = space
         self._count = 0
-        self._matrix = np.empty((0, dim), dtype=np.float32)
-        self._norms = np.empty(0, dtype=np.float32)
+        self._matrix = np.empty((0, dim), dtype=ROW_DTYPES[kind])
+        # Norms of the rows as held: float32 vectors', or 16-bit rows' in float64 (bounds).
+        self._norms = np.empty(0, dtype=np.float32 if kind is None else np.float64)
         self._keys = np.empty(0, dtype=np.uint64)
         self._row_by_key = np.full(0, -1, dtype=np.int64)
         self._key_base = 0  # the key of `_row_by_key[0]`
@@ -519,6 +532,17 @@ class FlatVectors:
     def keys(self) -> np.ndarray:
         """A copy of the keys held, in row order."""
         return self._keys[: self._count].copy()
+
+    def graph_rows_copy(self, space: str, kind: str) -> FlatVectors:
+        """These float32 vectors as the 16-bit rows of a graph of `space` and type `kind`
+        (converted a block at a time)."""
+        assert self.kind is None
+        rows = FlatVectors(self.dim, kind, space)
+        rows.reserve(self._count)
+        for start in range(0, self._count, BUILD_CHUNK):
+            stop = min(start + BUILD_CHUNK, self._count)
+            rows.upsert(self._keys[start:stop], self._matrix[start:stop])
+        return rows
 
     def contents(self) -> tuple[np.ndarray, np.ndarray]:
         """The keys and vectors as they are now (to build a graph from, in another thread).
@@ -568,19 +592,61 @@ class FlatVectors:
         return out
 
     def gather(self, keys: np.ndarray) -> np.ndarray:
-        """The vectors of present keys, in the order given (KeyError for an absent one)."""
+        """The float32 vectors of present keys, in the order given (KeyError for an absent
+        one)."""
+        assert self.kind is None, "16-bit rows hold no float32 vector"
         rows = self.rows(keys)
         if np.any(rows < 0):
             raise KeyError(int(np.asarray(keys)[np.argmin(rows)]))
         return self._matrix[rows]
 
+    def same_rows(self, keys: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """Per key, whether it is held with this float32 vector (as its rows hold it: at a
+        graph's precision for 16-bit rows)."""
+        rows = self.rows(keys)
+        same = rows >= 0
+        if np.any(same):
+            held = self._matrix[rows[same]]
+            same[same] = np.all(held == self._stored(vectors[same]), axis=1)
+        return same
+
+    def shortlist(self, query: np.ndarray, k: int, keys: np.ndarray | None = None) -> np.ndarray:
+        """16-bit rows: the keys (of every row, or of the present `keys`) that may be among
+        the exact k nearest to `query` by the float32 vectors (`certified_shortlist`)."""
+        assert self.kind is not None
+        if keys is None:
+            n = self._count
+            held, matrix, norms = self._keys[:n], self._matrix[:n], self._norms[:n]
+        else:
+            rows = self.rows(keys)
+            if np.any(rows < 0):
+                raise KeyError(int(np.asarray(keys)[np.argmin(rows)]))
+            held, matrix, norms = np.asarray(keys), self._matrix[rows], self._norms[rows]
+        rel = BF16_ROUNDING_BOUND if self.kind == "bf16" else F16_ROUNDING_BOUND
+        return held[certified_shortlist(self.kind, rel, matrix, norms, self.space, query, k)]
+
+    def _stored(self, vectors: np.ndarray) -> np.ndarray:
+        """float32 vectors as rows of this matrix hold them."""
+        if self.kind is None:
+            return vectors
+        return graph_rows_16(self.kind, self.space, vectors)
+
+    def _norms_of(self, rows: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        """The norms of `rows` as held (`vectors`: the float32 vectors they hold)."""
+        if self.kind is None:
+            return row_norms(vectors)
+        return stored_norms(self.kind, rows)
+
     def search(self, space: str, query: np.ndarray, k: int) -> SearchHits:
-        """Exact k nearest over every vector."""
+        """Exact k nearest over every vector (float32 rows only)."""
+        assert self.kind is None, "16-bit rows: `shortlist`, then rank float32 vectors"
         n = self._count
         return top_k_exact(space, self._matrix[:n], self._keys[:n], query, k, self._norms[:n])
 
     def search_among(self, space: str, query: np.ndarray, k: int, keys: np.ndarray) -> SearchHits:
-        """Exact k nearest among the given present keys, read straight from the matrix."""
+        """Exact k nearest among the given present keys, read straight from the matrix
+        (float32 rows only)."""
+        assert self.kind is None, "16-bit rows: `shortlist`, then rank float32 vectors"
         rows = self.rows(keys)
         if np.any(rows < 0):
             raise KeyError(int(np.asarray(keys)[np.argmin(rows)]))
@@ -596,8 +662,9 @@ class FlatVectors:
             # (Inside the branch: even an empty assignment fails on a read-only lent matrix.)
             self._own_rows()
             self.rewrites += 1
-            self._matrix[rows[known]] = vectors[known]
-            self._norms[rows[known]] = row_norms(vectors[known])
+            stored = self._stored(vectors[known])
+            self._matrix[rows[known]] = stored
+            self._norms[rows[known]] = self._norms_of(stored, vectors[known])
         fresh = np.flatnonzero(~known)
         if len(fresh) == 0:
             return
@@ -606,8 +673,9 @@ class FlatVectors:
         fresh = fresh[::-1][last]
         start, end = self._count, self._count + len(fresh)
         self._reserve_rows(end)
-        self._matrix[start:end] = vectors[fresh]
-        self._norms[start:end] = row_norms(vectors[fresh])
+        stored = self._stored(vectors[fresh])
+        self._matrix[start:end] = stored
+        self._norms[start:end] = self._norms_of(stored, vectors[fresh])
         self._keys[start:end] = new_keys
         self._row_by_key[new_keys.astype(np.int64) - self._key_base] = np.arange(start, end)
         self._count = end
@@ -642,7 +710,7 @@ class FlatVectors:
         moved = needed > len(self._norms) and needed > len(self._matrix)
         if needed > len(self._norms):  # 12 bytes a row: copies are cheap
             capacity, n = max(needed, 2 * len(self._norms), 64), self._count
-            norms = np.empty(capacity, dtype=np.float32)
+            norms = np.empty(capacity, dtype=self._norms.dtype)
             norms[:n] = self._norms[:n]
             keys = np.empty(capacity, dtype=np.uint64)
             keys[:n] = self._keys[:n]
@@ -654,7 +722,7 @@ class FlatVectors:
             # 1.4 GB at 896k inside a write call: 2-5 s).
             capacity = max(needed, 2 * len(self._matrix), 64)
             if capacity > RESERVED_MIN_ROWS:
-                capacity = max(capacity, _rows_in_memory(self.dim))
+                capacity = max(capacity, _rows_in_memory(self.dim * self._matrix.itemsize))
             self._matrix = self._matrix_with(capacity, needed)
         if moved:
             with self._loan_lock:
@@ -664,10 +732,11 @@ class FlatVectors:
         """A new matrix of `capacity` rows (reserved room when large; else at least
         `needed` rows and at most twice the rows held) holding the rows held."""
         n = self._count
-        room = _reserved_matrix(capacity, self.dim) if capacity > RESERVED_MIN_ROWS else None
+        dtype = self._matrix.dtype
+        room = _reserved_matrix(capacity, self.dim, dtype) if capacity > RESERVED_MIN_ROWS else None
         if room is None:
             rows = min(capacity, max(needed, 2 * n, 64))
-            room = np.empty((rows, self.dim), dtype=np.float32)
+            room = np.empty((rows, self.dim), dtype=dtype)
         room[:n] = self._matrix[:n]
         return room
 
@@ -812,19 +881,34 @@ class VectorIndex:
 
     @property
     def has_vectors(self) -> bool:
-        """True when every float32 vector is held in memory (always, in exact mode)."""
-        return self._flat is not None
+        """True when every float32 vector is held in memory (in exact mode until a graph is
+        wanted: then its rows are held at 16 bits, `to_graph_rows`)."""
+        return self._flat is not None and self._flat.kind is None
 
     @property
     def ranks_subsets_in_place(self) -> bool:
-        """Whether exact searches among many keys need no float32 copy: the graph is a view
-        of a snapshot whose 16-bit rows rank them first (`MappedRows`)."""
-        return self._mapped_rows() is not None
+        """Whether exact searches among many keys need no float32 copy: 16-bit rows rank
+        them first, the graph's as a view of a snapshot (`MappedRows`) or those held
+        (`to_graph_rows`)."""
+        return self._mapped_rows() is not None or self._holds_rows_16
+
+    @property
+    def _holds_rows_16(self) -> bool:
+        return self._flat is not None and self._flat.kind is not None
 
     @property
     def flat(self) -> FlatVectors | None:
-        """The in-memory float32 vectors, if held."""
+        """The in-memory vectors (float32, or a graph's 16-bit rows), if held."""
         return self._flat
+
+    def to_graph_rows(self) -> None:
+        """Hold the vectors as the 16-bit rows a new graph holds (`FlatVectors.kind`), not
+        float32, from now on: for a graph's build and after it, half the memory (147 MiB
+        at 100k x 384 sat beside the graph process's at the build's end). Searches then
+        read the float32 vectors of only the rows the 16-bit ones shortlist."""
+        flat = self._flat
+        if flat is not None and flat.kind is None:
+            self._flat = flat.graph_rows_copy(self.params.space, GRAPH_DTYPE)
 
     @property
     def nbytes(self) -> int:
@@ -844,10 +928,10 @@ class VectorIndex:
         self._flat = flat
 
     def release_vectors(self) -> bool:
-        """Let the float32 copy go when the graph does without it: a view of a snapshot
+        """Let the in-memory copy go when the graph does without it: a view of a snapshot
         whose rows rank filtered searches (`MappedRows`; graph candidates are then re-ranked
         with vectors read from the store). Whether it was released."""
-        if self._flat is None or not self.ranks_subsets_in_place:
+        if self._flat is None or self._mapped_rows() is None:
             return False
         self._flat = None
         return True
@@ -986,11 +1070,11 @@ class VectorIndex:
             return _EMPTY
         query = np.ascontiguousarray(query, dtype=np.float32)
         if allowed is None:
-            if self._graph is None:
+            if self.has_vectors and self._graph is None:
                 assert self._flat is not None
                 return self._flat.search(self.params.space, query, k)
             k = min(k, n)
-            return self.rank(query, k, self.graph_candidates(query, k), fetch)
+            return self.rank(query, k, self.candidates(query, k), fetch)
         if len(allowed) == 0:
             return _EMPTY
         allowed = np.ascontiguousarray(allowed, dtype=np.uint64)
@@ -1004,7 +1088,8 @@ class VectorIndex:
     ) -> SearchHits:
         """Exact k nearest among the given (present) keys."""
         keys = self.exact_candidates(query, k, keys)
-        if self._flat is not None:
+        if self.has_vectors:
+            assert self._flat is not None
             return self._flat.search_among(self.params.space, query, k, keys)
         matrix = np.ascontiguousarray(fetch(keys), dtype=np.float32)
         return top_k_exact(self.params.space, matrix, keys, query, k)
@@ -1012,10 +1097,18 @@ class VectorIndex:
     def exact_candidates(self, query: np.ndarray, k: int, keys: np.ndarray) -> np.ndarray:
         """The keys (of present `keys`) whose float32 vectors an exact search for the k
         nearest among `keys` must read: those that may be among them by the mapped
-        snapshot's 16-bit rows (`MappedRows`), or all of them without such rows."""
+        snapshot's 16-bit rows (`MappedRows`) or the 16-bit rows held, or all of them
+        without such rows."""
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
-        rows = self._mapped_rows() if len(keys) >= MAPPED_ROWS_MIN_KEYS else None
-        return keys if rows is None else self._shortlist(rows, query, k, keys)
+        if len(keys) < MAPPED_ROWS_MIN_KEYS:
+            return keys
+        rows = self._mapped_rows()
+        if rows is not None:
+            return self._shortlist(rows, query, k, keys)
+        if self._holds_rows_16:
+            assert self._flat is not None
+            return self._flat.shortlist(query, k, keys)
+        return keys
 
     def _shortlist(
         self, rows: MappedRows, query: np.ndarray, k: int, keys: np.ndarray
@@ -1064,12 +1157,8 @@ class VectorIndex:
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
         if self._graph is None:
             assert self._flat is not None
-            got = self._flat.gather(keys)
-            return [
-                int(k)
-                for k, a, b in zip(keys, got, stored, strict=True)
-                if not np.array_equal(a, b)
-            ]
+            same = self._flat.same_rows(keys, np.ascontiguousarray(stored, dtype=np.float32))
+            return keys[~same].tolist()
         wrong: list[int] = []
         if self._backlog is not None:  # noted keys: their current vectors are exact
             noted = self._backlog.is_stale(keys)
@@ -1161,9 +1250,19 @@ class VectorIndex:
         return graph_input(self.params.space, np.ascontiguousarray(vectors, dtype=np.float32))
 
     def _vectors(self, keys: np.ndarray, fetch: VectorFetch) -> np.ndarray:
-        if self._flat is not None:
+        if self.has_vectors:
+            assert self._flat is not None
             return self._flat.gather(keys)
         return fetch(keys)
+
+    def candidates(self, query: np.ndarray, k: int) -> np.ndarray:
+        """The keys an unfiltered search ranks exactly for the k nearest: the graph's
+        (`graph_candidates`), or the 16-bit rows' shortlist; `rank` with their vectors
+        gives the answer `search` would."""
+        if self._graph is not None:
+            return self.graph_candidates(query, k)
+        assert self._flat is not None and self._flat.kind is not None
+        return self._flat.shortlist(query, min(k, len(self)))
 
     def graph_candidates(self, query: np.ndarray, k: int) -> np.ndarray:
         """The keys an unfiltered graph search ranks exactly for the k nearest (a margin
@@ -1224,6 +1323,18 @@ class VectorIndex:
     def _filtered_graph_search(
         self, query: np.ndarray, k: int, allowed: np.ndarray, fetch: VectorFetch
     ) -> SearchHits:
+        candidates = self.filtered_graph_candidates(query, k, allowed)
+        if candidates is None:
+            return self.exact_among(query, k, allowed, fetch)
+        return self.rank(query, min(k, len(allowed)), candidates, fetch)
+
+    def filtered_graph_candidates(
+        self, query: np.ndarray, k: int, allowed: np.ndarray
+    ) -> np.ndarray | None:
+        """The keys a filtered graph search ranks exactly for the k nearest among
+        `allowed` (oversampled graph candidates that are allowed); None when fewer than
+        can answer are found (the correlated-filter case: an exact search among `allowed`
+        instead)."""
         n = len(self)
         want = min(k, len(allowed))
         count = min(n, math.ceil(FILTER_OVERSAMPLE * (k + RERANK_MARGIN) * n / len(allowed)))
@@ -1231,9 +1342,7 @@ class VectorIndex:
         candidates = candidates[np.isin(candidates, allowed)]
         if self._backlog is None:  # the graph's order: the nearest first
             candidates = candidates[: want + RERANK_MARGIN]
-        if len(candidates) < want:
-            return self.exact_among(query, k, allowed, fetch)
-        return self.rank(query, want, candidates, fetch)
+        return None if len(candidates) < want else candidates
 
 
 def search_graph(
@@ -1287,6 +1396,27 @@ def at_graph_precision(dtype: str, vectors: np.ndarray) -> np.ndarray:
     if dtype == "bf16":
         return _bf16_rounding()(vectors)
     return vectors
+
+
+def graph_rows_16(kind: str, space: str, vectors: np.ndarray) -> np.ndarray:
+    """float32 vectors as a new graph of `space` and 16-bit type `kind` holds them
+    (`graph_input`, rounded as usearch rounds): bfloat16 bits (uint16), or float16."""
+    rows = graph_input(space, np.ascontiguousarray(vectors, dtype=np.float32))
+    with np.errstate(over="ignore"):  # beyond float16's range: infinite, as in the graph
+        rounded = at_graph_precision(kind, rows)
+    if kind == "f16":
+        return rounded.astype(np.float16)
+    return (rounded.view(np.uint32) >> np.uint32(16)).astype(np.uint16)
+
+
+def rows_as_float32(rows: np.ndarray) -> np.ndarray:
+    """Rows of a `FlatVectors` matrix as float32 values (exact: 16-bit rows convert
+    without rounding, so a graph given them holds the same bits)."""
+    if rows.dtype == np.float32:
+        return rows
+    if rows.dtype == np.float16:
+        return rows.astype(np.float32)
+    return (rows.astype(np.uint32) << np.uint32(16)).view(np.float32)
 
 
 def _bf16_nearest_even(vectors: np.ndarray) -> np.ndarray:
