@@ -29,8 +29,6 @@ from usearch.index import Index
 from huedb.engine import index_cache
 from huedb.engine.mapped_rows import certified_shortlist, stored_norms
 from huedb.engine.vector_index import (
-    BF16_ROUNDING_BOUND,
-    F16_ROUNDING_BOUND,
     GRAPH_DTYPE,
     GRAPH_METRICS,
     FlatVectors,
@@ -40,6 +38,7 @@ from huedb.engine.vector_index import (
     exact_distances,
     graph_input,
     graph_rows_16,
+    rounding_bound,
     rows_as_float32,
 )
 from tests import stores
@@ -139,7 +138,7 @@ def test_a_shortlist_scored_in_blocks_is_the_same(
     rows = graph_rows_16(kind, space, vectors)
     norms = stored_norms(kind, rows)
     query = rng.standard_normal(12).astype(np.float32)
-    rel = BF16_ROUNDING_BOUND if kind == "bf16" else F16_ROUNDING_BOUND
+    rel = rounding_bound(kind)
     whole = certified_shortlist(kind, rel, rows, norms, space, query, k, block=n)
     parts = certified_shortlist(kind, rel, rows, norms, space, query, k, block=block)
     assert parts.tolist() == whole.tolist()

