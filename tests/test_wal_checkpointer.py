@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import huedb
-from huedb.engine.sqlite_store.checkpointer import WAL_BACKSTOP_PAGES
+from huedb.engine.sqlite_store.checkpointer import WAL_BACKSTOP_PAGES, WalCheckpointer
 from huedb.engine.sqlite_store.connection import DB_FILENAME
 
 THREAD_NAME = "huedb-wal-checkpoint"
@@ -89,3 +90,24 @@ def test_the_wal_stays_bounded_under_a_bulk_load(tmp_path: Path) -> None:
     # backstop checkpoints that met the thread's and were skipped (a slow disk).
     assert largest <= 3 * WAL_BACKSTOP_PAGES * FRAME_BYTES
     assert _records_in_database_file(tmp_path) == 40_000  # the last close folds in the rest
+
+
+def test_a_file_the_thread_cannot_use_ends_it_quietly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database file that went away or is not a database by the time the thread opens it
+    (a test's directory removed under a store still starting) ends the thread with a
+    warning, not an exception nobody handles (seen in the suite: `disk I/O error`)."""
+    raised: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: raised.append(args.exc_value))
+    path = tmp_path / DB_FILENAME
+    path.write_bytes(b"not a database" * 512)
+    checkpointer = WalCheckpointer(path, "full")
+    with caplog.at_level("WARNING"):
+        checkpointer.committed(5_000)
+        deadline = time.monotonic() + 10
+        while not any("stay in the writers" in r.message for r in caplog.records):
+            assert time.monotonic() < deadline, "the thread said nothing"
+            time.sleep(0.01)
+    checkpointer.close()
+    assert raised == []

@@ -119,8 +119,12 @@ class WalCheckpointer:
             logger.warning("WAL checkpoints of %s stay in the writers: %s", self._db_file, exc)
             return
         try:
-            # The checkpoint syncs the database file unless the store runs unsynced.
-            conn.execute(f"PRAGMA synchronous = {self._sync.upper()}")
+            try:
+                # The checkpoint syncs the database file unless the store runs unsynced.
+                conn.execute(f"PRAGMA synchronous = {self._sync.upper()}")
+            except sqlite3.Error as exc:  # the file went away or is not a database
+                logger.warning("WAL checkpoints of %s stay in the writers: %s", self._db_file, exc)
+                return
             while True:
                 with self._cond:
                     if not self._wait_until_due():
