@@ -225,6 +225,16 @@ class HuedbSystem(System):
         while self._collection.get_indexing_status().op_indexing_progress < 1.0:
             time.sleep(0.05)
 
+    def index_status(self) -> dict[str, Any]:
+        """The recall target's choice: the ef searches use, and the recall it measured."""
+        status = self._collection.get_indexing_status()
+        return {
+            "ef_search": status.ef_search,
+            "ef_search_source": status.ef_search_source,
+            "measured_recall": status.recall,
+            "recall_target": status.recall_target,
+        }
+
     def exact_only(self, n: int, dim: int) -> bool:
         """True when huedb serves `n` x `dim` vectors by exact search (no graph, no snapshot)."""
         return n * dim <= int(self._settings().huedb_exact_max_floats)

@@ -131,6 +131,10 @@ class System(ABC):
     def wait_until_indexed(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Return once queries are served by the ANN index (chromadb indexes during add)."""
 
+    def index_status(self) -> dict[str, Any]:
+        """What the system reports of its index once it is ready (recorded in the details)."""
+        return {}
+
     def cli_args(self) -> list[str]:
         """Arguments selecting this system's store for `huedb` commands (none: --path)."""
         return []

@@ -203,6 +203,7 @@ def run_system(
         first_query = time.perf_counter() - start
         system.wait_until_indexed()
         ready = time.perf_counter() - start
+        det["index_status_after_ingest"] = system.index_status()
         figs.update(
             add_vps=n / ingest_s,
             ingest_s=ingest_s,

@@ -57,6 +57,10 @@ def test_bench_smoke_both_systems(tmp_path: Path) -> None:
             value = result["figures"].get(figure.key)
             assert isinstance(value, int | float), f"{name}: no figure {figure.key}"
             assert math.isfinite(value), f"{name}: {figure.key} = {value}"
+    # The recall target's choice is recorded (graph at 1,000 x 384 with this threshold).
+    status = report["systems"]["huedb"]["details"]["index_status_after_ingest"]
+    assert status["ef_search"] >= 100 and status["recall_target"] == 0.95
+    assert report["systems"]["chromadb"]["details"]["index_status_after_ingest"] == {}
     ratios = report["ratios_huedb_over_chromadb"]
     for figure in FIGURES:
         if figure.only is None:

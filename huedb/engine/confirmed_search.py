@@ -179,7 +179,7 @@ def _ranked_after_read(
                 n_results,
                 h,
                 [k for k in matches if np.isin(k, allowed)],
-                _stored_vectors(rows, index.dim, q),
+                fetch,  # the records holding the query vector were read too
             )
             for q, h, matches in zip(queries, hits, same, strict=True)
         ]
@@ -197,25 +197,12 @@ def _filtered_candidates(
     return index.exact_candidates(query, k, allowed)
 
 
-def _stored_vectors(
-    rows: dict[int, tuple], dim: int, query: np.ndarray | None = None
-) -> Callable[[np.ndarray], np.ndarray]:
-    """A fetch of the vectors of rows read with them (a row's sixth column); with `query`,
-    of records known to hold the query vector itself too (found by its digest, their rows
-    not read)."""
+def _stored_vectors(rows: dict[int, tuple], dim: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A fetch of the vectors of rows read with them (a row's sixth column)."""
 
     def fetch(wanted: np.ndarray) -> np.ndarray:
-        picked = [int(k) for k in wanted]
-        read = [i for i, k in enumerate(picked) if k in rows]
-        found = vectors_in_order(
-            {picked[i]: rows[picked[i]][5] for i in read}, [picked[i] for i in read], dim
-        )
-        if len(read) == len(picked):
-            return found
-        assert query is not None, "a vector neither read nor known"
-        out = np.tile(np.asarray(query, dtype=np.float32), (len(picked), 1))
-        out[read] = found
-        return out
+        stored = {int(k): rows[int(k)][5] for k in wanted}
+        return vectors_in_order(stored, [int(k) for k in wanted], dim)
 
     return fetch
 
