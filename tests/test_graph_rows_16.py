@@ -50,17 +50,21 @@ store = stores.store
 
 SPACES = ("cosine", "ip", "l2")
 EXAMPLES = 2 * int(knob("HUEDB_HYPOTHESIS_EXAMPLES", "150"))
+# The strategies both properties draw from.
+A_SPACE = st.sampled_from(SPACES)
+A_KIND = st.sampled_from(("bf16", "f16"))
+A_SEED = st.integers(0, 2**32 - 1)
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(
-    space=st.sampled_from(SPACES),
-    kind=st.sampled_from(("bf16", "f16")),
+    space=A_SPACE,
+    kind=A_KIND,
+    seed=A_SEED,
     dim=st.integers(2, 40),
     n=st.integers(1, 250),
     scale=st.sampled_from((1e-3, 1.0, 300.0)),
     spread=st.sampled_from((0.05, 2e-3)),
-    seed=st.integers(0, 2**32 - 1),
     data=st.data(),
 )
 def test_rows_shortlist_every_exact_answer(
@@ -119,13 +123,13 @@ def test_rows_shortlist_every_exact_answer(
 
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(
-    space=st.sampled_from(SPACES),
-    kind=st.sampled_from(("bf16", "f16")),
+    space=A_SPACE,
+    kind=A_KIND,
+    seed=A_SEED,
     n=st.integers(1, 200),
     k=st.integers(1, 30),
     block=st.integers(1, 64),
     scale=st.sampled_from((1e-3, 1.0, 1e13)),
-    seed=st.integers(0, 2**32 - 1),
 )
 def test_a_shortlist_scored_in_blocks_is_the_same(
     space: str, kind: str, n: int, k: int, block: int, scale: float, seed: int
