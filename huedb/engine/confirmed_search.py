@@ -119,9 +119,9 @@ def confirmed_filtered_search(
     the keys kept from an earlier snapshot at the index's head, confirmed by the rows'
     read: see `Store.read_filtered`).
 
-    Only for an index holding its float32 vectors, or a graph view whose snapshot's 16-bit
-    rows rank the allowed keys first (`_ranked_after_read`; the usual path gives other
-    graphs their vectors), and a filter the store reads in one statement.
+    Only for an index holding its float32 vectors, or one whose 16-bit rows (its own, or
+    its snapshot's) rank the allowed keys first (`_ranked_after_read`; the usual path gives
+    other graphs their vectors), and a filter the store reads in one statement.
     """
     index, col = warm.index, warm.collection
     in_place = not index.has_vectors

@@ -293,9 +293,10 @@ class IndexCache:
         """The collection's index, caught up to the snapshot of the read session `db`.
 
         With `need_vectors` (filtered searches gather many vectors at once), a graph index
-        is given its float32 vectors, read from the store in the same snapshot, unless it
-        is a view of a snapshot whose 16-bit rows rank its records first (`MappedRows`:
-        only the few rows that may be in an answer are then read). Unless the
+        is given its vectors (16-bit rows unless few), read from the store in the same snapshot,
+        unless it holds them or is a view of a snapshot whose 16-bit rows rank its records
+        first (`MappedRows`): only the few rows that may be in an answer are then read at
+        32 bits. Unless the
         caller only applies its own write (not `searching`), a graph being built is
         wanted: it is finished as soon as it holds the rows handed to it.
         """
@@ -634,7 +635,7 @@ class IndexCache:
                 self._evict(cid)
 
     def _release_vectors(self, excess: int) -> int:
-        """Let go of float32 copies graphs do without (`VectorIndex.release_vectors`: a view
+        """Let go of the vectors graphs do without (`VectorIndex.release_vectors`: a view
         of a snapshot whose rows rank filtered searches), least recently used first, the
         collection in use included, until `excess` bytes are freed: before any index is
         evicted, since such a copy only makes re-ranking faster. The excess left."""

@@ -801,7 +801,7 @@ class VectorIndex:
         flat: FlatVectors | None = None,
     ) -> VectorIndex:
         """An index served by an existing graph, or a view of a mapped one (and optionally
-        its float32 vectors)."""
+        its vectors, float32 or 16-bit rows)."""
         if isinstance(graph, MappedGraph):
             index = cls.from_graph(dim, params, thresholds, graph.graph, flat)
             index._mapping, index._payload = graph.mapping, graph.payload
@@ -915,9 +915,10 @@ class VectorIndex:
 
     @property
     def nbytes(self) -> int:
-        """Bytes this index holds in memory: its float32 vectors if held, and its graph (the
-        whole mapped file while it is a snapshot view; else the graph's serialized size,
-        within ~5 % of its private memory at 2,000 x 384)."""
+        """Bytes this index holds in memory: its vectors if held (float32 or 16-bit rows),
+        its backlog's, and its graph (the whole mapped file while it is a snapshot view;
+        else the graph's serialized size, within ~5 % of its private memory at 2,000 x
+        384)."""
         total = 0 if self._flat is None else self._flat.nbytes
         if self._backlog is not None:
             total += self._backlog.nbytes
