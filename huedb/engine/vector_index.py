@@ -1100,9 +1100,9 @@ class VectorIndex:
 
     def exact_candidates(self, query: np.ndarray, k: int, keys: np.ndarray) -> np.ndarray:
         """The keys (of present `keys`) whose float32 vectors an exact search for the k
-        nearest among `keys` must read: those that may be among them by the mapped
-        snapshot's 16-bit rows (`MappedRows`) or the 16-bit rows held, or all of them
-        without such rows."""
+        nearest among `keys` must read: those that may be among them by the
+        16-bit rows held (first: current, and a tighter bound) or the snapshot's
+        (`MappedRows`), or all of them without such rows."""
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
         if len(keys) < MAPPED_ROWS_MIN_KEYS:
             return keys
