@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from usearch.index import Index
 
 from huedb.engine import index_cache
-from huedb.engine.mapped_rows import certified_shortlist, stored_norms
+from huedb.engine.mapped_rows import certified_shortlist, rows_as_float32, stored_norms
 from huedb.engine.vector_index import (
     GRAPH_DTYPE,
     GRAPH_METRICS,
@@ -39,7 +39,6 @@ from huedb.engine.vector_index import (
     graph_input,
     graph_rows_16,
     rounding_bound,
-    rows_as_float32,
 )
 from tests import stores
 from tests.knobs import knob

@@ -142,12 +142,7 @@ def confirmed_filtered_search(
         if not _reflects(read, warm):
             return None  # kept keys (see Store.read_filtered) the rows' snapshot disowned
     if approximate:  # an exact search cannot miss the vector itself
-        hits = [
-            index.with_exact_matches(
-                q, n_results, h, [k for k in matches if np.isin(k, allowed)], _no_fetch
-            )
-            for q, h, matches in zip(queries, hits, same, strict=True)
-        ]
+        hits = _with_allowed_matches(index, queries, n_results, hits, same, allowed, _no_fetch)
     return _answer(hits, rows, with_vectors, plan)
 
 
@@ -172,18 +167,26 @@ def _ranked_after_read(
         return None
     fetch = _stored_vectors(rows, index.dim)
     hits = [index.rank(q, n_results, c, fetch) for q, c in zip(queries, found, strict=True)]
-    if approximate:  # an exact search cannot miss the vector itself
-        hits = [
-            index.with_exact_matches(
-                q,
-                n_results,
-                h,
-                [k for k in matches if np.isin(k, allowed)],
-                fetch,  # the records holding the query vector were read too
-            )
-            for q, h, matches in zip(queries, hits, same, strict=True)
-        ]
+    if approximate:  # an exact search cannot miss the vector itself (its row was read too)
+        hits = _with_allowed_matches(index, queries, n_results, hits, same, allowed, fetch)
     return _answer(hits, rows, with_vectors, plan)
+
+
+def _with_allowed_matches(
+    index: VectorIndex,
+    queries: np.ndarray,
+    k: int,
+    hits: list[SearchHits],
+    same: list[list[int]],
+    allowed: np.ndarray,
+    fetch: Callable[[np.ndarray], np.ndarray],
+) -> list[SearchHits]:
+    """Each query's hits with the allowed records holding the query vector itself merged
+    in (`VectorIndex.with_exact_matches`)."""
+    return [
+        index.with_exact_matches(q, k, h, [key for key in matches if np.isin(key, allowed)], fetch)
+        for q, h, matches in zip(queries, hits, same, strict=True)
+    ]
 
 
 def _filtered_candidates(

@@ -39,6 +39,7 @@ import numpy as np
 from huedb.engine import heap
 from huedb.engine.graph_backlog import BacklogWork
 from huedb.engine.graph_process import ChildFailed, ChildGraph
+from huedb.engine.mapped_rows import rows_as_float32
 from huedb.engine.recall_calibration import (
     SAMPLE_QUERIES_MAX,
     ArrayVectors,
@@ -56,7 +57,6 @@ from huedb.engine.vector_index import (
     build_threads,
     graph_config,
     graph_input,
-    rows_as_float32,
 )
 
 logger = logging.getLogger(__name__)
@@ -294,10 +294,8 @@ def _graph_frame(space: str, matrix: np.ndarray, rows: np.ndarray, out: np.ndarr
 
 
 def _graph_input(space: str, rows: np.ndarray) -> np.ndarray:
-    """`_graph_frame` into a new array."""
-    out = np.empty(rows.shape, dtype=np.float32)
-    _graph_frame(space, rows, np.arange(len(rows)), out)
-    return out
+    """`_graph_frame` of rows already gathered, as a new array (or the rows themselves)."""
+    return graph_input(space, rows) if rows.dtype == np.float32 else rows_as_float32(rows)
 
 
 def apply_backlog(

@@ -38,6 +38,7 @@ DENSE_KEYS_PER_RECORD = 4
 SAFE_NORMS = (1e-12, 1e12)  # rows and queries outside are read (their squares are safe)
 _F16_SUBNORMAL_STEP = 2.0**-25  # float16's absolute error below its normal range
 SHORTLIST_BLOCK = 65_536  # rows scored at a time by `certified_shortlist`
+F16_ROUNDING_BOUND = 2.0**-11  # float16 rounds to nearest: half of its 2^-10 ulp
 
 
 @dataclass
@@ -64,7 +65,7 @@ class MappedRows:
         if found.vector_kind == usearch_layout.KIND_BF16:
             kind, rel, dtype = "bf16", bf16_rel, np.dtype("<u2")
         elif found.vector_kind == usearch_layout.KIND_F16:
-            kind, rel, dtype = "f16", 2.0**-11, np.dtype("<f2")
+            kind, rel, dtype = "f16", F16_ROUNDING_BOUND, np.dtype("<f2")
         else:
             return None
         graph = usearch_layout.nodes(data, found.graph_at)
@@ -224,8 +225,16 @@ def _cdist(kind: str, query: np.ndarray, rows: np.ndarray, metric: str) -> np.nd
     return np.asarray(out, dtype=np.float64).reshape(-1)
 
 
+def rows_as_float32(rows: np.ndarray) -> np.ndarray:
+    """16-bit rows (bfloat16 bits as uint16, or float16) as float32 values, exactly (a
+    graph given them holds the same bits); float32 rows as they are."""
+    if rows.dtype == np.float32:
+        return rows
+    if rows.dtype == np.float16:
+        return rows.astype(np.float32)
+    return (rows.astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
 def _as_float64(rounded: np.ndarray) -> np.ndarray:
     """A rounded query row (bfloat16 bits or float16) as float64 values."""
-    if rounded.dtype == np.float16:
-        return rounded.astype(np.float64).reshape(-1)
-    return (rounded.astype(np.uint32) << 16).view(np.float32).astype(np.float64).reshape(-1)
+    return rows_as_float32(rounded).astype(np.float64).reshape(-1)

@@ -28,13 +28,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from huedb.engine.hnsw_config import UNCHOSEN_EF_MIN, search_expansion
+from huedb.engine.mapped_rows import rows_as_float32
 from huedb.engine.vector_index import (
     RERANK_MARGIN,
     BuildStopped,
     graph_keys,
     graph_vectors,
     row_norms,
-    rows_as_float32,
 )
 
 # Queries per measurement: one per 1,000 vectors, at least 200 and at most 1,000 (and a tenth
@@ -146,7 +146,7 @@ class ArrayVectors:
             yield start, rows_as_float32(self._matrix[start : start + self._block_rows])
 
     def rows(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(rows_as_float32(self._matrix[rows]), dtype=np.float32)
+        return rows_as_float32(self._matrix[rows])
 
 
 class GraphVectors:
