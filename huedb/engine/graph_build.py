@@ -12,14 +12,19 @@ adoption catches the graph up from the oplog, as for any graph).
 The graph grows in a child process (`graph_process`, no shared GIL) when the build starts
 with at least `CHILD_MIN_FLOATS` floats, else in the build thread (`LocalGraph`); if the
 child fails, the thread builds the graph again itself. While writes are still arriving the
-child adds on one thread (the writer has the other core); after that on every core.
+child adds on one thread (the writer has the other core); after that on every core. A
+child's graph of a cosine or l2 collection is grown on int8 rows (one scale from the
+build's first rows, `int8_links`) and served with the 16-bit rows this process holds: each
+file the child saves is rewritten with them.
 
 The recall sample (`recall_calibration`) is drawn as the rows stream past: a reservoir of
 up to `SAMPLE_QUERIES_MAX` rows kept out of the graph, each row of the stream equally likely
 to end in it; once the graph is done `sample_size` of them are its queries (a child process
-answers them on its own graph), then they are all added to it. A graph grown in a child
-process is then what the caller's `read` makes of the file the child saves it to (the
-cache copies it into the snapshot and serves it as a view: it is never read into memory).
+on 16-bit rows answers them on its own graph; one on int8 rows saves a checkpoint, which is
+searched here as it will be served, with its 16-bit rows), then they are all added to it.
+A graph grown in a child process is then what the caller's `read` makes of the file the
+child saves it to (the cache copies it into the snapshot and serves it as a view: it is
+never read into memory).
 
 `apply_backlog` changes a copy of a served graph the same way, in a child started from
 the graph saved to a file (the changes a catch-up deferred, `graph_backlog`).
@@ -27,6 +32,7 @@ the graph saved to a file (the changes a catch-up deferred, `graph_backlog`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -36,9 +42,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from huedb.engine import heap
+from huedb.engine import heap, int8_links
 from huedb.engine.graph_backlog import BacklogWork
 from huedb.engine.graph_process import ChildFailed, ChildGraph
+from huedb.engine.int8_links import Int8Rows
 from huedb.engine.mapped_rows import rows_as_float32
 from huedb.engine.recall_calibration import (
     SAMPLE_QUERIES_MAX,
@@ -48,7 +55,9 @@ from huedb.engine.recall_calibration import (
     Vectors,
     sample_size,
 )
+from huedb.engine.usearch_layout import KIND_BF16, KIND_F16
 from huedb.engine.vector_index import (
+    GRAPH_DTYPE,
     BuildStopped,
     FlatVectors,
     HnswParams,
@@ -57,6 +66,9 @@ from huedb.engine.vector_index import (
     build_threads,
     graph_config,
     graph_input,
+    graph_rows_16,
+    has_int8_kernel,
+    search_graph,
 )
 
 logger = logging.getLogger(__name__)
@@ -67,6 +79,9 @@ QUIET_S = 0.5  # no rows handed over for this long: the writes have stopped
 # room for twice that here) they were 12.6 + 6.3 MiB of the peak at 384 dimensions.
 FRAME_ROWS = 1_024
 CHILD_MIN_FLOATS = 2_000_000  # smaller builds (under ~0.3 s of CPU) stay in the thread
+# Rows at a build's start, spread over them, that set its int8 scale (`int8_links.choose`;
+# each float32 copy of them is 6 MiB at 384 dimensions).
+SCALE_ROWS = 4_096
 # Rows per block of the recall measurement's brute-force pass over the build's rows: the
 # score arrays of a block of 4,096 rows (200 queries x rows, several of them) left ~35 MiB
 # in the heap just when the process holds its vectors and the graph read back, its peak.
@@ -216,13 +231,17 @@ def grow_graph(
     `usearch` Index read into memory without `read`); one grown in this thread is an
     Index."""
     if len(feed.keys) * dim >= CHILD_MIN_FLOATS:
+        config = graph_config(dim, params)
+        every = max(1, len(feed.keys) // SCALE_ROWS)
+        first = _graph_input(params.space, feed.matrix[: len(feed.keys) : every][:SCALE_ROWS])
+        int8 = int8_links.choose(params.space, first) if has_int8_kernel(config["metric"]) else None
         try:
-            child = ChildGraph(graph_config(dim, params), workdir)
+            child = ChildGraph(config if int8 is None else {**config, "dtype": "i8"}, workdir)
         except OSError as exc:
             logger.warning("cannot start a graph process (%s); building in a thread", exc)
         else:
             try:
-                return _grow(child, params.space, feed, stop, progress, measure, read)
+                return _grow(child, params.space, feed, stop, progress, measure, read, int8)
             except ChildFailed as exc:
                 if stop.is_set():
                     raise BuildStopped from exc
@@ -238,7 +257,10 @@ def _grow(
     progress: Callable[[int], None],
     measure: Measure | None,
     read: ReadGraph | None,
+    int8: Int8Rows | None = None,
 ) -> tuple[Any, Calibration | None]:
+    """`grow_graph` on `sink`; with `int8`, a graph process's graph on int8 rows, which is
+    measured and served with the feed's 16-bit rows (`int8_links`)."""
     holdout = Holdout(SAMPLE_QUERIES_MAX if measure is not None else 0, len(feed.keys))
     sent = 0
     feed.sink = sink
@@ -246,6 +268,12 @@ def _grow(
     # at most FRAME_ROWS rows (`Holdout.admit` lets one row go for each it takes).
     frame_keys = np.empty(FRAME_ROWS, dtype=np.uint64)
     frame = np.empty((FRAME_ROWS, feed.matrix.shape[1]), dtype=np.float32)
+    frame8 = np.empty(frame.shape if int8 is not None else (0, 0), dtype=np.int8)
+
+    def graph_rows(rows: np.ndarray) -> np.ndarray:
+        """float32 graph rows as the sink takes them."""
+        return rows if int8 is None else int8.quantize(rows, out=frame8[: len(rows)])
+
     was_writing = True
     try:
         while (got := feed.rows_after(sent, stop)) is not None:
@@ -260,26 +288,61 @@ def _grow(
             count = len(rows)
             np.take(keys, rows, out=frame_keys[:count])
             _graph_frame(space, matrix, rows, frame[:count])
-            sink.add(frame_keys[:count], frame[:count], 1 if writing else build_threads())
+            sink.add(
+                frame_keys[:count], graph_rows(frame[:count]), 1 if writing else build_threads()
+            )
             progress(count)
             sent = end
         keys, matrix = feed.keys, feed.matrix  # closed: every row of these was sent
         sample, extra = holdout.split(len(keys))
         threads = build_threads()
-        sink.add(keys[extra], _graph_input(space, matrix[extra]), threads)
+        for part in np.array_split(extra, max(1, -(-len(extra) // FRAME_ROWS))):
+            sink.add(keys[part], graph_rows(_graph_input(space, matrix[part])), threads)
+        served = None if int8 is None else _serve_rows(space, keys, matrix)
         calibration = None
         if measure is not None and len(sample):
-            calibration = measure(sink.search, ArrayVectors(keys, matrix, MEASURE_ROWS), sample)
+            source = ArrayVectors(keys, matrix, MEASURE_ROWS)
+            if served is None:
+                calibration = measure(sink.search, source, sample)
+            else:  # measured as it is served: its links with the 16-bit rows, on a view
+                assert isinstance(sink, ChildGraph)  # no graph process holds memory meanwhile
+                mapped = sink.checkpoint(served)
+                calibration = measure(functools.partial(search_graph, mapped.graph), source, sample)
+                del mapped
             heap.release()  # what the measurement's score arrays left in this thread's heap
-        sink.add(keys[sample], _graph_input(space, matrix[sample]), threads)
+        sink.add(keys[sample], graph_rows(_graph_input(space, matrix[sample])), threads)
         progress(len(sample) + len(extra))
-        graph = sink.finish(None if read is None else lambda path: read(path, calibration))
+        reader = None if read is None else functools.partial(_read_measured, read, calibration)
+        graph = sink.finish(reader) if served is None else sink.finish(reader, served)
     except BaseException:
         sink.kill()
         raise
     finally:
         feed.sink = None
     return graph, calibration
+
+
+def _read_measured(read: ReadGraph, calibration: Calibration | None, path: Path) -> Any:
+    return read(path, calibration)
+
+
+def _serve_rows(space: str, keys: np.ndarray, matrix: np.ndarray) -> Callable[..., None]:
+    """Rewrites a file of the graph process's graph on int8 rows with the 16-bit rows of
+    `matrix` (the build's; float32 rows are rounded as a graph holds them) for its keys."""
+    order = np.argsort(keys, kind="stable")
+    kind = {np.dtype(np.uint16): KIND_BF16, np.dtype(np.float16): KIND_F16}.get(
+        matrix.dtype, KIND_BF16 if GRAPH_DTYPE == "bf16" else KIND_F16
+    )
+    buffer = np.empty((int8_links.ROWS_PER_WRITE, matrix.shape[1]), dtype=matrix.dtype)
+
+    def rows_of(wanted: np.ndarray) -> np.ndarray:
+        at = order[np.searchsorted(keys, wanted, sorter=order).clip(0, len(keys) - 1)]
+        if not np.array_equal(keys[at], wanted):
+            raise ValueError("the graph holds keys the build was not given")
+        rows = np.take(matrix, at, axis=0, out=buffer[: len(at)])
+        return rows if rows.dtype != np.float32 else graph_rows_16(GRAPH_DTYPE, space, rows)
+
+    return functools.partial(int8_links.serve_with_rows, rows_of=rows_of, kind=kind)
 
 
 def _graph_frame(space: str, matrix: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:

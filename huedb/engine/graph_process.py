@@ -3,14 +3,18 @@
 usearch's Python binding takes the GIL back for every vector it adds, so a graph built by a
 thread of the serving process crawls while that process runs Python (ingest, queries): 20k
 x 384 took 2.8x as long beside a busy Python thread. A child interpreter has a GIL of its
-own. The parent (`ChildGraph`) writes frames to the child's stdin: keys and float32 vectors
-to add on the number of threads the frame names, keys to remove, or queries to search (the
-keys found go back on stdout: the recall of a build is measured on the child's graph, which
-the parent never holds); at the end the child saves the graph to a file the parent chose,
+own. The parent (`ChildGraph`) writes frames to the child's stdin: keys and vectors
+(float32, or int8 for a graph on int8 rows, `int8_links`) to add on the number of threads
+the frame names, keys to remove, or queries to search (the keys found go back on stdout:
+the recall of a build is measured on the child's graph, which the parent never holds);
+at the end the child saves the graph to a file the parent chose,
 which the parent links (the nodes no search reaches, `graph_reach`: in the parent, once
 the child has exited, so the walk's arrays never sit beside the child's graph) and loads,
 maps or copies into a snapshot. The graph starts empty, or as the one the parent saved to a
-file first (to change a graph in the background, `graph_build`).
+file first (to change a graph in the background, `graph_build`). A graph on int8 rows is
+also saved once before its last rows (`checkpoint`: that child ends, and another goes on
+from the file), to be measured with its 16-bit rows; the parent rewrites each file a
+child saves with those rows.
 
 The child runs this file as a script (`python -P graph_process.py`): it imports numpy and
 usearch only, not huedb (importing huedb costs ~1 s of CPU), so this module imports huedb
@@ -72,28 +76,44 @@ class ChildGraph:
         `dtype`, `connectivity`, `expansion_add`, `expansion_search`); the graph is saved
         to a temporary file in `workdir` (the system's temporary directory for None).
         With `start`, the graph is the one `start(path)` writes to a file (which the child
-        reads, keeping its own metric and scalar type) rather than an empty one."""
+        reads, keeping its own metric and scalar type) rather than an empty one. A graph of
+        `dtype` "i8" takes int8 rows (`add`), every other one float32 rows."""
         self.dim = int(config["ndim"])
+        self.row_type = np.dtype(np.int8 if config.get("dtype") == "i8" else np.float32)
         directory = Path(workdir or tempfile.gettempdir())
         _remove_orphans(directory)
+        self._config = config
+        self._directory = directory
         self._path = _temporary(directory)
         self._start: Path | None = None
+        self._checkpoint: Path | None = None  # (`checkpoint`) until the graph is saved
+        self._resume = False  # the child saved a checkpoint and ended: the next starts there
         try:
             if start is not None:
                 self._start = _temporary(directory)
                 start(self._start)
-            self._proc = subprocess.Popen(
-                [sys.executable, "-P", __file__],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            assert self._proc.stdin is not None
-            header = {**config, "path": str(self._path), "start": self._start and str(self._start)}
-            self._proc.stdin.write(json.dumps(header).encode() + b"\n")
+            self._spawn(self._start)
         except BaseException:
             self._unlink()
             raise
+
+    def _spawn(self, start: Path | None) -> None:
+        """Start a child process on the graph saved to `start`, or an empty one."""
+        self._proc = subprocess.Popen(
+            [sys.executable, "-P", __file__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert self._proc.stdin is not None
+        header = {**self._config, "start": start and str(start)}
+        self._proc.stdin.write(json.dumps(header).encode() + b"\n")
+
+    def _running(self) -> None:
+        """After a checkpoint, a child on the graph it saved."""
+        if self._resume:
+            self._resume = False
+            self._spawn(self._checkpoint)
 
     @property
     def pid(self) -> int:
@@ -101,11 +121,15 @@ class ChildGraph:
 
     def add(self, keys: np.ndarray, vectors: np.ndarray, threads: int) -> None:
         """Send vectors to add on `threads` threads (blocks while the child is busy and
-        the pipe is full; the GIL is released while it waits)."""
+        the pipe is full; the GIL is released while it waits). A graph on int8 rows takes
+        int8 vectors only (never a float32 row cast to int8)."""
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self.row_type == np.int8 and vectors.dtype != np.int8:
+            raise TypeError(f"a graph on int8 rows was given {vectors.dtype} rows")
+        vectors = np.ascontiguousarray(vectors, dtype=self.row_type)
         if len(keys) == 0:
             return
+        self._running()
         try:
             self._send(_FRAME.pack(_ADD, len(keys), max(1, threads), 0), keys.data, vectors.data)
         except OSError as exc:
@@ -119,6 +143,7 @@ class ChildGraph:
         keys = np.ascontiguousarray(keys, dtype=np.uint64)
         if len(keys) == 0:
             return
+        self._running()
         try:
             self._send(_FRAME.pack(_REMOVE, len(keys), tombstones_from, 0), keys.data)
         except OSError as exc:
@@ -129,6 +154,7 @@ class ChildGraph:
         at expansion `ef` on every core of the child (as `vector_index.search_graph`)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         rows = len(queries)
+        self._running()
         try:
             self._send(_FRAME.pack(_SEARCH, rows, count, ef), queries.data)
             keys = self._receive(rows * count * 8)
@@ -139,23 +165,55 @@ class ChildGraph:
             counts, dtype=np.int64
         )
 
-    def finish(self, read: Callable[[Path], Any] | None = None) -> Any:
+    def checkpoint(self, served: Callable[..., None]) -> Any:
+        """A view (`vector_index.MappedGraph`) of the graph as it is now, served with other
+        rows: the child saves it and ends (no graph process holds memory while the caller
+        searches the view; the next call starts one on the saved graph); `served(saved,
+        target=path)` writes the file viewed (`int8_links.serve_with_rows`: its 16-bit
+        rows), which is removed at once (the mapping keeps its pages)."""
+        from huedb.engine.vector_index import map_graph_file
+
+        self._running()
+        if self._checkpoint is None:
+            self._checkpoint = _temporary(self._directory)
+        view = _temporary(self._directory)
+        try:
+            self._request_save(self._checkpoint)
+            self._proc.wait()
+            self._close_streams()
+            self._resume = True
+            served(self._checkpoint, target=view)
+            return map_graph_file(view)
+        except ValueError as exc:
+            raise ChildFailed(f"the graph process saved no index: {exc}") from exc
+        finally:
+            view.unlink(missing_ok=True)
+
+    def finish(
+        self,
+        read: Callable[[Path], Any] | None = None,
+        served: Callable[[Path], None] | None = None,
+    ) -> Any:
         """Have the child save the graph, and load it (a usearch `Index`), or return what
         `read` makes of the saved file before it is removed (a build or backlog pass copies
-        it into a snapshot and maps it: no copy of the graph in this process)."""
+        it into a snapshot and maps it: no copy of the graph in this process). `served`
+        first rewrites the file (a graph on int8 rows: with its 16-bit rows)."""
         from huedb.engine import heap  # not in the child: no huedb there
         from huedb.engine.vector_index import link_saved_graph, load_graph
 
-        try:
-            self._send(_FRAME.pack(_SAVE, 0, 0, 0))
-            assert self._proc.stdout is not None
-            reply = self._proc.stdout.readline()
-        except OSError as exc:
-            raise ChildFailed(f"graph process ended: {self._stderr()}") from exc
-        if reply != _DONE:
-            raise ChildFailed(f"graph process failed: {self._stderr()}")
+        self._running()
+        self._request_save(self._path)
         self._proc.wait()
+        self._close_streams()
+        if self._checkpoint is not None:  # read back by the child: no longer needed
+            self._checkpoint.unlink(missing_ok=True)
         heap.release()  # before the graph is read back or mapped (the parent's peak)
+        try:
+            if served is not None:
+                served(self._path)
+        except ValueError as exc:
+            self._unlink()
+            raise ChildFailed(f"the graph process saved no index: {exc}") from exc
         link_saved_graph(self._path)
         try:
             return load_graph(self._path) if read is None else read(self._path)
@@ -163,6 +221,18 @@ class ChildGraph:
             raise ChildFailed(f"the graph process saved no index: {exc}") from exc
         finally:
             self._unlink()
+
+    def _request_save(self, path: Path) -> None:
+        """Have the child save its graph to `path` and end, and wait for it to have saved."""
+        name = os.fsencode(path)
+        try:
+            self._send(_FRAME.pack(_SAVE, len(name), 0, 0), name)
+            assert self._proc.stdout is not None
+            reply = self._proc.stdout.readline()
+        except OSError as exc:
+            raise ChildFailed(f"graph process ended: {self._stderr()}") from exc
+        if reply != _DONE:
+            raise ChildFailed(f"graph process failed: {self._stderr()}")
 
     def interrupt(self) -> None:
         """End the child at once (from another thread: the sending thread then fails)."""
@@ -174,16 +244,19 @@ class ChildGraph:
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()
+        self._close_streams()
+        self._unlink()
+
+    def _close_streams(self) -> None:
         for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
             if stream is not None:
                 with contextlib.suppress(OSError):  # unsent bytes to a dead child
                     stream.close()
-        self._unlink()
 
     def _unlink(self) -> None:
-        self._path.unlink(missing_ok=True)
-        if self._start is not None:
-            self._start.unlink(missing_ok=True)
+        for path in (self._path, self._start, self._checkpoint):
+            if path is not None:
+                path.unlink(missing_ok=True)
 
     def _send(self, *parts: Any) -> None:
         stdin = self._proc.stdin
@@ -238,37 +311,41 @@ def _read_into(stream: BinaryIO, view: memoryview) -> bool:
 
 def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
     """The child: build the graph from the frames on stdin, save it when told."""
-    from usearch.index import Index
+    from usearch.index import Index, ScalarKind
 
     config = json.loads(stdin.readline())
-    path, start = config.pop("path"), config.pop("start", None)
+    start = config.pop("start", None)
     dim = int(config["ndim"])
-    if start is None:
-        graph = Index(**config)
-    else:
-        graph = Index.restore(start)
-        if graph is None:
-            sys.stderr.write(f"{start} holds no graph\n")
-            return 1
-        graph.expansion_add = config["expansion_add"]
-        graph.expansion_search = config["expansion_search"]
+    graph = Index(**config) if start is None else _restored(start, config)
+    if graph is None:
+        return 1
+    # int8 rows for a graph of int8 vectors (new, or a checkpoint of one), else float32
+    row_type = (
+        np.int8 if config.get("dtype") == "i8" and graph.dtype == ScalarKind.I8 else np.float32
+    )
     keys = np.empty(0, dtype=np.uint64)
-    matrix = np.empty((0, dim), dtype=np.float32)
+    matrix = np.empty((0, dim), dtype=row_type)
+    queries = np.empty((0, dim), dtype=np.float32)
     while (head := _read(stdin, _FRAME.size)) is not None:
         kind, rows, first, second = _FRAME.unpack(head)
         if kind == _SAVE:
-            graph.save(path)
+            name = _read(stdin, rows)
+            if name is None:
+                break
+            graph.save(os.fsdecode(name))
             stdout.write(_DONE)
             stdout.flush()
             return 0
+        if kind == _SEARCH:
+            if rows > len(queries):
+                queries = np.empty((rows, dim), dtype=np.float32)
+            if not _read_into(stdin, memoryview(queries[:rows]).cast("B")):
+                break
+            _search(graph, queries[:rows], int(first), int(second), stdout)
+            continue
         if rows > len(keys):
             keys = np.empty(rows, dtype=np.uint64)
-            matrix = np.empty((rows, dim), dtype=np.float32)
-        if kind == _SEARCH:
-            if not _read_into(stdin, memoryview(matrix[:rows]).cast("B")):
-                break
-            _search(graph, matrix[:rows], int(first), int(second), stdout)
-            continue
+            matrix = np.empty((rows, dim), dtype=row_type)
         if not _read_into(stdin, memoryview(keys[:rows]).cast("B")):
             break
         if kind == _REMOVE:  # the nodes are kept, renamed to tombstones' keys from `first`
@@ -280,6 +357,20 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
             break
         graph.add(keys[:rows], matrix[:rows], threads=int(first))
     return 1  # the parent went away before asking for the graph
+
+
+def _restored(path: str, config: dict[str, Any]) -> Any:
+    """The child: the graph saved to `path` (its own metric and scalar type, this build's
+    expansions), or None (reported on stderr) when the file holds none."""
+    from usearch.index import Index
+
+    graph = Index.restore(path)
+    if graph is None:
+        sys.stderr.write(f"{path} holds no graph\n")
+        return None
+    graph.expansion_add = config["expansion_add"]
+    graph.expansion_search = config["expansion_search"]
+    return graph
 
 
 def _search(graph: Any, queries: np.ndarray, count: int, ef: int, stdout: BinaryIO) -> None:

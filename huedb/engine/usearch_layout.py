@@ -24,6 +24,7 @@ _KIND_U64, _KIND_U32 = 14, 15  # usearch's scalar_kind_t of the key and the slot
 # i8): usearch's `get` of a b1 graph as float32 corrupted its heap (the process aborted).
 VECTOR_KINDS = frozenset({4, 10, 11, 12, 23})
 KIND_BF16, KIND_F16 = 4, 12  # usearch scalar_kind_t: bf16 4, f64 10, f32 11, f16 12, i8 23
+VECTOR_KIND_AT = 14  # the head's byte holding the vectors' scalar kind (then key, slot)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def sections(data: np.ndarray) -> Sections | None:
         head = 2 * width + rows * row_bytes
         if len(data) < head + HEAD_BYTES or bytes(data[head : head + 7]) != _MAGIC:
             continue
-        vector_kind, key_kind, slot_kind = (int(data[head + i]) for i in (14, 15, 16))
+        vector_kind, key_kind, slot_kind = (int(data[head + VECTOR_KIND_AT + i]) for i in range(3))
         if vector_kind not in VECTOR_KINDS or key_kind != _KIND_U64 or slot_kind != _KIND_U32:
             return None
         if data[head + 41]:

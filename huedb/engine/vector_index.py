@@ -65,6 +65,13 @@ def _graph_dtype() -> str:
     return "f16" if probe.hardware_acceleration == "serial" else "bf16"
 
 
+@functools.cache
+def has_int8_kernel(metric: str) -> bool:
+    """Whether usearch has a SIMD kernel for int8 rows under `metric` here (a build's links
+    are then chosen on int8 rows, `int8_links`)."""
+    return Index(ndim=8, metric=metric, dtype="i8").hardware_acceleration != "serial"
+
+
 logger = logging.getLogger(__name__)
 GRAPH_DTYPE = _graph_dtype()
 RERANK_MARGIN = 16
