@@ -29,8 +29,8 @@ from hypothesis.extra import numpy as hnp
 from usearch.index import Index
 
 from huedb.api.client import clear_system_cache
-from huedb.engine import graph_build, int8_links, snapshot, usearch_layout
-from huedb.engine.graph_process import ChildGraph
+from huedb.engine import graph_build, graph_process, int8_links, snapshot, usearch_layout
+from huedb.engine.graph_process import ChildFailed, ChildGraph
 from huedb.engine.int8_links import HEADROOM, INT8_MAX, choose, serve_with_rows
 from huedb.engine.mapped_rows import rows_as_float32
 from huedb.engine.vector_index import (
@@ -227,6 +227,66 @@ def test_a_graph_process_on_int8_rows_takes_int8_rows_and_goes_on_after_a_checkp
     assert len(graph) == 600
     np.testing.assert_array_equal(graph_vectors(graph, keys), expected)
     assert list(tmp_path.iterdir()) == []  # the checkpoint's file and the graph's are gone
+
+
+def test_a_graph_process_that_cannot_start_again_after_a_checkpoint_fails_as_a_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ChildFailed, which `grow_graph` answers by building in a thread; no file is left."""
+    vectors = _clustered(9, 300)
+    rows = graph_input("cosine", vectors)
+    found = choose("cosine", rows)
+    assert found is not None
+    keys = np.arange(300, dtype=np.uint64)
+    config = {**graph_config(DIM, HnswParams(space="cosine")), "dtype": "i8"}
+    served = functools.partial(serve_with_rows, rows_of=_rows_by_key(vectors, keys), kind=KIND)
+    child = ChildGraph(config, tmp_path)
+    try:
+        child.add(keys[:200], found.quantize(rows[:200]), threads=1)
+        assert len(child.checkpoint(served).graph) == 200
+
+        def refused(*args: object, **kwargs: object) -> None:
+            raise OSError("no more processes")
+
+        monkeypatch.setattr(graph_process.subprocess, "Popen", refused)
+        with pytest.raises(ChildFailed, match="cannot start a graph process again"):
+            child.add(keys[200:], found.quantize(rows[200:]), threads=1)
+    finally:
+        child.kill()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_build_whose_graph_process_cannot_start_again_is_built_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(graph_build, "CHILD_MIN_FLOATS", 0)
+    monkeypatch.setattr(graph_build, "has_int8_kernel", lambda metric: True)
+    real_popen = graph_process.subprocess.Popen
+    started: list[int] = []
+
+    def once(*args: Any, **kwargs: Any) -> Any:
+        started.append(1)
+        if len(started) > 1:
+            raise OSError("no more processes")
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(graph_process.subprocess, "Popen", once)
+    vectors = _clustered(10, 2_000)
+    client = stores.SQLITE.client(tmp_path, {"huedb_exact_max_floats": DIM * 100})
+    try:
+        col = client.create_collection("thread", configuration={"hnsw": {"space": "cosine"}})
+        col.add(ids=[f"r{i}" for i in range(2_000)], embeddings=vectors)
+        col.query(query_embeddings=vectors[:1], n_results=5)
+        deadline = time.monotonic() + 60
+        while (status := col.get_indexing_status()).op_indexing_progress < 1.0:
+            assert time.monotonic() < deadline, "the graph was not built in 60 s"
+            time.sleep(0.02)
+        assert len(started) == 2 and status.recall is not None
+        got = col.query(query_embeddings=vectors[5:6] + np.float32(0.01), n_results=3)
+        assert got["ids"][0][0] == "r5"
+        assert not list((tmp_path / "index").glob(".graph-build-*"))
+    finally:
+        client.close()
 
 
 # -- end to end -----------------------------------------------------------------------------

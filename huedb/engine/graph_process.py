@@ -110,10 +110,14 @@ class ChildGraph:
         self._proc.stdin.write(json.dumps(header).encode() + b"\n")
 
     def _running(self) -> None:
-        """After a checkpoint, a child on the graph it saved."""
+        """After a checkpoint, a child on the graph it saved (ChildFailed if none starts:
+        the build then runs in a thread, `graph_build.grow_graph`)."""
         if self._resume:
             self._resume = False
-            self._spawn(self._checkpoint)
+            try:
+                self._spawn(self._checkpoint)
+            except OSError as exc:
+                raise ChildFailed(f"cannot start a graph process again: {exc}") from exc
 
     @property
     def pid(self) -> int:
