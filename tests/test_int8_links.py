@@ -31,7 +31,7 @@ from usearch.index import Index
 from huedb.api.client import clear_system_cache
 from huedb.engine import graph_build, graph_process, int8_links, snapshot, usearch_layout
 from huedb.engine.graph_process import ChildFailed, ChildGraph
-from huedb.engine.int8_links import HEADROOM, INT8_MAX, choose, serve_with_rows
+from huedb.engine.int8_links import HEADROOM, INT8_MAX, Int8Rows, choose, serve_with_rows
 from huedb.engine.mapped_rows import rows_as_float32
 from huedb.engine.vector_index import (
     GRAPH_DTYPE,
@@ -196,17 +196,23 @@ def test_another_file_or_rows_of_the_wrong_shape_are_refused_and_the_file_kept(
 # -- the graph process ---------------------------------------------------------------------
 
 
-def test_a_graph_process_on_int8_rows_takes_int8_rows_and_goes_on_after_a_checkpoint(
-    tmp_path: Path,
-) -> None:
-    vectors = _clustered(7, 600)
+def _int8_build(seed: int, n: int) -> tuple[np.ndarray, np.ndarray, Int8Rows, np.ndarray, Any]:
+    """Clustered vectors, their cosine graph rows, the rows' int8 form, keys 0..n-1 and
+    the rewrite of a saved file with their 16-bit rows."""
+    vectors = _clustered(seed, n)
     rows = graph_input("cosine", vectors)
     found = choose("cosine", rows)
     assert found is not None
-    keys = np.arange(600, dtype=np.uint64)
-    config = {**graph_config(DIM, HnswParams(space="cosine")), "dtype": "i8"}
+    keys = np.arange(n, dtype=np.uint64)
     served = functools.partial(serve_with_rows, rows_of=_rows_by_key(vectors, keys), kind=KIND)
-    child = ChildGraph(config, tmp_path)
+    return vectors, rows, found, keys, served
+
+
+def test_a_graph_process_on_int8_rows_takes_int8_rows_and_goes_on_after_a_checkpoint(
+    tmp_path: Path,
+) -> None:
+    vectors, rows, found, keys, served = _int8_build(7, 600)
+    child = ChildGraph({**graph_config(DIM, HnswParams(space="cosine")), "dtype": "i8"}, tmp_path)
     try:
         with pytest.raises(TypeError, match="int8"):
             child.add(keys[:10], rows[:10], threads=1)
@@ -233,14 +239,8 @@ def test_a_graph_process_that_cannot_start_again_after_a_checkpoint_fails_as_a_c
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ChildFailed, which `grow_graph` answers by building in a thread; no file is left."""
-    vectors = _clustered(9, 300)
-    rows = graph_input("cosine", vectors)
-    found = choose("cosine", rows)
-    assert found is not None
-    keys = np.arange(300, dtype=np.uint64)
-    config = {**graph_config(DIM, HnswParams(space="cosine")), "dtype": "i8"}
-    served = functools.partial(serve_with_rows, rows_of=_rows_by_key(vectors, keys), kind=KIND)
-    child = ChildGraph(config, tmp_path)
+    _, rows, found, keys, served = _int8_build(9, 300)
+    child = ChildGraph({**graph_config(DIM, HnswParams(space="cosine")), "dtype": "i8"}, tmp_path)
     try:
         child.add(keys[:200], found.quantize(rows[:200]), threads=1)
         assert len(child.checkpoint(served).graph) == 200
