@@ -94,6 +94,12 @@ REBUILD_CHUNK = 5_000  # rows per fetch when reading vectors (bounds the transie
 
 
 WRITER_HOLD_FACTOR = 4  # a writer holds an index of at most this many thresholds' rows
+# A failed graph build (a graph process and the thread both failed: no memory, no disk for
+# the graph's file) is tried again at the next use after this long, doubling with every
+# failure in a row up to BUILD_RETRY_MAX_S: a passing condition costs minutes of exact
+# search, not the process's lifetime; a lasting one a build an hour.
+BUILD_RETRY_S = 60.0
+BUILD_RETRY_MAX_S = 3_600.0
 
 
 @dataclass(eq=False)
@@ -133,7 +139,8 @@ class _State:
     watermark: int
     unsnapshotted: int = 0
     build: _Build | None = None
-    build_failed: bool = False
+    build_failures: int = 0  # builds failed in a row (none since the last graph adopted)
+    build_failed_at: float = 0.0  # (time.monotonic) when the last of them failed
     nbytes: int = 0  # what `index` held in memory when last measured
     resized: bool = True  # the index may have changed size since it was measured
     last_used: int = 0  # the cache's clock at the last use (least recent is evicted first)
@@ -149,6 +156,19 @@ class _State:
     # A rebuilt index (`rebuild`): its next snapshot replaces the one on disk even at the
     # same watermark (that one is kept until then: it serves other processes meanwhile).
     replaces_snapshot: bool = False
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds before a graph build is tried again after `failures` failed in a row:
+    `BUILD_RETRY_S`, doubling with each failure, at most `BUILD_RETRY_MAX_S`."""
+    return min(BUILD_RETRY_S * 2 ** max(0, failures - 1), BUILD_RETRY_MAX_S)
+
+
+def _waits_to_retry(state: _State) -> bool:
+    """Whether the collection's last build failed too recently to try again."""
+    if state.build_failures == 0:
+        return False
+    return time.monotonic() - state.build_failed_at < retry_delay(state.build_failures)
 
 
 def hnsw_params(col: CollectionRow) -> HnswParams:
@@ -843,7 +863,7 @@ class IndexCache:
         return map_graph_file(graph_file)
 
     def _start_build_if_needed(self, col: CollectionRow, state: _State, writing: bool) -> None:
-        if state.build is not None or state.build_failed or not state.index.wants_graph:
+        if state.build is not None or not state.index.wants_graph or _waits_to_retry(state):
             return
         index = state.index
         # From now on its vectors are held as the graph's 16-bit rows: during the build,
@@ -922,8 +942,15 @@ class IndexCache:
         state.build = None
         outcome = build.outcome[0] if build.outcome else RuntimeError("no graph was produced")
         if isinstance(outcome, Exception):
-            state.build_failed = True
-            logger.error("building the graph of %s failed: %s", col.uuid, outcome)
+            state.build_failures += 1
+            state.build_failed_at = time.monotonic()
+            logger.error(
+                "building the graph of %s failed: %s; queries use exact search, and the "
+                "build is tried again in %.0f s",
+                col.uuid,
+                outcome,
+                retry_delay(state.build_failures),
+            )
             return
         if build.watermark < col.pruned_seq:
             logger.info("graph of %s is older than the oplog floor; building again", col.uuid)
@@ -935,6 +962,7 @@ class IndexCache:
         )
         state.watermark = build.watermark
         state.unsnapshotted = len(state.index)
+        state.build_failures = 0
         if build.saved:  # the graph process's output was written as the snapshot
             build.covered = state.unsnapshotted
             self._snapshot_landed(col, state, build)
