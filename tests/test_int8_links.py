@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,19 @@ def test_every_entry_is_within_half_a_step_or_clipped(
         inside = np.abs(steps) <= INT8_MAX
         assert np.all(np.abs(ints - steps)[inside] <= 0.5 + 1e-3 * np.abs(steps[inside]) + 1e-3)
         assert np.all(ints[~inside] == np.sign(steps[~inside]) * INT8_MAX)
+
+
+def test_clipped_components_are_counted_and_a_large_share_is_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ints = np.array([[127, -127, 3], [126, 0, -127]], dtype=np.int8)
+    assert int8_links.clipped(ints) == 3
+    with caplog.at_level(logging.DEBUG, logger="huedb.engine.int8_links"):
+        int8_links.report_clipped(1, 10_000)  # 0.01 %: within the bound
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        int8_links.report_clipped(20, 10_000)  # 0.2 %
+    (warning,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "0.20 %" in warning.getMessage() and "clipped" in warning.getMessage()
 
 
 # -- the file -------------------------------------------------------------------------------
@@ -290,6 +304,38 @@ def test_a_build_whose_graph_process_cannot_start_again_is_built_in_a_thread(
 
 
 # -- end to end -----------------------------------------------------------------------------
+
+
+def test_rows_far_beyond_the_first_are_clipped_reported_and_still_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An l2 collection whose later rows lie far beyond the first (the scale's): the build
+    warns, and every record is still found by its own vector (exact re-rank)."""
+    monkeypatch.setattr(graph_build, "CHILD_MIN_FLOATS", 0)
+    monkeypatch.setattr(graph_build, "has_int8_kernel", lambda metric: True)
+    near = _clustered(11, 200)
+    far = np.float32(40) * _clustered(12, 1_800)
+    vectors = np.vstack([near, far])
+    client = stores.SQLITE.client(tmp_path, {"huedb_exact_max_floats": DIM * 100})
+    try:
+        col = client.create_collection("drift", configuration={"hnsw": {"space": "l2"}})
+        with caplog.at_level(logging.WARNING, logger="huedb.engine.int8_links"):
+            # The writer starts the build once past the threshold (100 rows, near ones),
+            # and it grows with every later write.
+            for lo in range(0, 2_000, 50):
+                ids = [f"r{i}" for i in range(lo, lo + 50)]
+                col.add(ids=ids, embeddings=vectors[lo : lo + 50])
+            col.query(query_embeddings=near[:1], n_results=1)
+            deadline = time.monotonic() + 60
+            while col.get_indexing_status().op_indexing_progress < 1.0:
+                assert time.monotonic() < deadline, "the graph was not built in 60 s"
+                time.sleep(0.02)
+        assert "int8 components were clipped" in caplog.text
+        for q in range(0, 2_000, 97):
+            got = col.query(query_embeddings=vectors[q : q + 1], n_results=1)
+            assert got["ids"][0] == [f"r{q}"]
+    finally:
+        client.close()
 
 
 def _exact_top(space: str, vectors: np.ndarray, query: np.ndarray, k: int) -> list[str]:

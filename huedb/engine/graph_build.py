@@ -270,9 +270,16 @@ def _grow(
     frame = np.empty((FRAME_ROWS, feed.matrix.shape[1]), dtype=np.float32)
     frame8 = np.empty(frame.shape if int8 is not None else (0, 0), dtype=np.int8)
 
+    tally = [0, 0]  # int8 components clipped, sent
+
     def graph_rows(rows: np.ndarray) -> np.ndarray:
         """float32 graph rows as the sink takes them."""
-        return rows if int8 is None else int8.quantize(rows, out=frame8[: len(rows)])
+        if int8 is None:
+            return rows
+        ints = int8.quantize(rows, out=frame8[: len(rows)])
+        tally[0] += int8_links.clipped(ints)
+        tally[1] += ints.size
+        return ints
 
     was_writing = True
     try:
@@ -311,6 +318,8 @@ def _grow(
                 del mapped
             heap.release()  # what the measurement's score arrays left in this thread's heap
         sink.add(keys[sample], graph_rows(_graph_input(space, matrix[sample])), threads)
+        if int8 is not None:
+            int8_links.report_clipped(*tally)
         progress(len(sample) + len(extra))
         reader = None if read is None else functools.partial(_read_measured, read, calibration)
         graph = sink.finish(reader) if served is None else sink.finish(reader, served)

@@ -22,6 +22,7 @@ error over `MAX_RELATIVE_ERROR`) and machines where usearch has no int8 kernel.
 from __future__ import annotations
 
 import contextlib
+import logging
 import mmap
 import os
 from collections.abc import Callable
@@ -32,6 +33,11 @@ import numpy as np
 
 from huedb.engine import usearch_layout
 
+logger = logging.getLogger(__name__)
+
+# A build whose int8 rows have more than this share of their components clipped (rows far
+# beyond its first ones) is reported with a warning: its links are coarser.
+CLIPPED_WARN = 0.001
 # Above this relative RMS error of a build's first rows in int8 the graph is built on its
 # 16-bit rows (unit vectors of 384 clustered dimensions: 1.1 %).
 MAX_RELATIVE_ERROR = 0.03
@@ -86,6 +92,27 @@ def choose(space: str, rows: np.ndarray) -> Int8Rows | None:
     error = np.linalg.norm((restored - shifted).astype(np.float64))
     size = np.linalg.norm(shifted.astype(np.float64))
     return found if error <= MAX_RELATIVE_ERROR * size else None
+
+
+def clipped(ints: np.ndarray) -> int:
+    """How many entries of int8 rows are at +-127 (clipped, or within half a step of it)."""
+    return int(np.count_nonzero(ints == INT8_MAX) + np.count_nonzero(ints == -INT8_MAX))
+
+
+def report_clipped(count: int, total: int) -> None:
+    """Log the share of a build's int8 components the scale clipped: a warning above
+    `CLIPPED_WARN` (the recall target measures the graph as served, and raises its ef if
+    the coarser links need it)."""
+    share = count / total if total else 0.0
+    if share > CLIPPED_WARN:
+        logger.warning(
+            "%.2f %% of the graph's int8 components were clipped (rows far beyond those the "
+            "build's scale was chosen from): its links are coarser; the recall target "
+            "measures it as served",
+            100 * share,
+        )
+    else:
+        logger.debug("%.4f %% of the graph's int8 components were clipped", 100 * share)
 
 
 def serve_with_rows(
