@@ -45,7 +45,6 @@ MAX_RELATIVE_ERROR = 0.03
 # (later ones beyond it are clipped: their node is placed a little off, never lost).
 HEADROOM = 1.05
 INT8_MAX = 127
-KIND_I8 = 23  # usearch's scalar_kind_t of int8
 # Rows gathered and written at a time (6 MiB at 384 dimensions: a buffer reused, where one
 # of 65,536 rows faulted in 50 MB of fresh pages each time, 0.17 s of a 0.37 s rewrite).
 ROWS_PER_WRITE = 8_192
@@ -144,7 +143,7 @@ def _rewrite(
     kind: int,
 ) -> None:
     found = usearch_layout.sections(data)
-    if found is None or found.vector_kind != KIND_I8:
+    if found is None or found.vector_kind != usearch_layout.KIND_I8:
         raise ValueError(f"{path} holds no graph on int8 rows")
     nodes = usearch_layout.nodes(data, found.graph_at)
     if nodes is None or len(nodes.starts) != found.rows:

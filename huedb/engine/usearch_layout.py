@@ -23,7 +23,8 @@ _KIND_U64, _KIND_U32 = 14, 15  # usearch's scalar_kind_t of the key and the slot
 # Vector types whose vectors `vector_index.nearest_in` can read back (bf16, f64, f32, f16,
 # i8): usearch's `get` of a b1 graph as float32 corrupted its heap (the process aborted).
 VECTOR_KINDS = frozenset({4, 10, 11, 12, 23})
-KIND_BF16, KIND_F16 = 4, 12  # usearch scalar_kind_t: bf16 4, f64 10, f32 11, f16 12, i8 23
+# usearch's scalar_kind_t of the vectors: bf16 4, f64 10, f32 11, f16 12, i8 23
+KIND_BF16, KIND_F16, KIND_I8 = 4, 12, 23
 VECTOR_KIND_AT = 14  # the head's byte holding the vectors' scalar kind (then key, slot)
 
 
