@@ -233,7 +233,7 @@ def grow_graph(
     if len(feed.keys) * dim >= CHILD_MIN_FLOATS:
         config = graph_config(dim, params)
         every = max(1, len(feed.keys) // SCALE_ROWS)
-        first = _graph_input(params.space, feed.matrix[: len(feed.keys) : every][:SCALE_ROWS])
+        first = _graph_input(params.space, feed.matrix[::every][:SCALE_ROWS])
         int8 = int8_links.choose(params.space, first) if has_int8_kernel(config["metric"]) else None
         try:
             child = ChildGraph(config if int8 is None else {**config, "dtype": "i8"}, workdir)
@@ -276,7 +276,7 @@ def _grow(
         """float32 graph rows as the sink takes them."""
         if int8 is None:
             return rows
-        ints = int8.quantize(rows, out=frame8[: len(rows)])
+        ints = int8.quantize(rows, out=frame8[: len(rows)] if len(rows) <= FRAME_ROWS else None)
         tally[0] += int8_links.clipped(ints)
         tally[1] += ints.size
         return ints
@@ -303,8 +303,7 @@ def _grow(
         keys, matrix = feed.keys, feed.matrix  # closed: every row of these was sent
         sample, extra = holdout.split(len(keys))
         threads = build_threads()
-        for part in np.array_split(extra, max(1, -(-len(extra) // FRAME_ROWS))):
-            sink.add(keys[part], graph_rows(_graph_input(space, matrix[part])), threads)
+        sink.add(keys[extra], graph_rows(_graph_input(space, matrix[extra])), threads)
         served = None if int8 is None else _serve_rows(space, keys, matrix)
         calibration = None
         if measure is not None and len(sample):

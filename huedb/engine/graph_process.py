@@ -315,7 +315,7 @@ def _read_into(stream: BinaryIO, view: memoryview) -> bool:
 
 def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
     """The child: build the graph from the frames on stdin, save it when told."""
-    from usearch.index import Index, ScalarKind
+    from usearch.index import Index
 
     config = json.loads(stdin.readline())
     start = config.pop("start", None)
@@ -323,10 +323,9 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
     graph = Index(**config) if start is None else _restored(start, config)
     if graph is None:
         return 1
-    # int8 rows for a graph of int8 vectors (new, or a checkpoint of one), else float32
-    row_type = (
-        np.int8 if config.get("dtype") == "i8" and graph.dtype == ScalarKind.I8 else np.float32
-    )
+    # The rows ADD frames carry, by the parent's rule (`ChildGraph.row_type`): int8 for a
+    # graph of dtype i8 (new, or a checkpoint of one), else float32.
+    row_type = np.int8 if config.get("dtype") == "i8" else np.float32
     keys = np.empty(0, dtype=np.uint64)
     matrix = np.empty((0, dim), dtype=row_type)
     queries = np.empty((0, dim), dtype=np.float32)
