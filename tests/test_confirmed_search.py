@@ -21,6 +21,7 @@ import pytest
 from huedb.engine.engine import Engine
 from huedb.engine.filters import compile_filter
 from huedb.engine.sqlite_store.connection import DB_FILENAME
+from huedb.engine.sqlite_store.schema import DIGEST_TABLES
 from huedb.errors import NotFoundError
 from huedb.record_batch import RecordBatch
 from tests import stores
@@ -247,9 +248,8 @@ def _forge_digest(store: StoreTarget, path: Path, like: str, victim: str) -> dic
     with contextlib.closing(sqlite3.connect(path / DB_FILENAME)) as conn, conn:
         keys = dict(conn.execute("SELECT id, key FROM records").fetchall())
         digest = conn.execute(
-            "SELECT digest FROM digests WHERE key = ? UNION ALL "
-            "SELECT digest FROM digests_recent WHERE key = ?",
-            (keys[like], keys[like]),
+            " UNION ALL ".join(f"SELECT digest FROM {t} WHERE key = ?" for t in DIGEST_TABLES),
+            (keys[like],) * len(DIGEST_TABLES),
         ).fetchone()[0]
         conn.execute(
             "INSERT INTO digests_recent (digest, key) VALUES (?, ?)", (digest, keys[victim])

@@ -12,7 +12,7 @@ import huedb
 from huedb.api.client import clear_system_cache
 from huedb.engine.record_values import vector_digest
 from huedb.engine.sqlite_store.connection import DB_FILENAME
-from huedb.engine.sqlite_store.schema import FORMAT_VERSION
+from huedb.engine.sqlite_store.schema import DIGEST_TABLES, FORMAT_VERSION
 from huedb.errors import FormatVersionError
 from tests.cli import run_cli
 
@@ -49,8 +49,8 @@ def test_format_1_store_is_backed_up_then_migrated(tmp_path: Path) -> None:
     data = tmp_path / "data"
     vectors = _store(data)
     conn = sqlite3.connect(data / DB_FILENAME)
-    conn.execute("DROP TABLE digests")
-    conn.execute("DROP TABLE digests_recent")
+    for table in DIGEST_TABLES:
+        conn.execute(f"DROP TABLE {table}")
     conn.execute("ALTER TABLE embeddings DROP COLUMN digest")
     conn.execute("ALTER TABLE collections DROP COLUMN snapshot_seq")
     conn.execute("DROP TABLE aliases")
@@ -117,3 +117,32 @@ def test_format_3_store_gets_the_covering_metadata_index(tmp_path: Path) -> None
     conn.close()
     assert "record_meta_keys" in names and "record_meta_lookup" not in names
     assert list((data / "backups").glob("huedb-format-3-*.sqlite3"))
+
+
+def test_format_4_store_gets_the_middle_digest_level(tmp_path: Path) -> None:
+    """Format 4 had two digest levels: the middle one is added, empty, and the digests
+    stored before still find their records; new ones go to the levels as usual."""
+    data = tmp_path / "data"
+    vectors = _store(data)
+    conn = sqlite3.connect(data / DB_FILENAME)
+    conn.execute("INSERT INTO digests SELECT digest, key FROM digests_recent")
+    conn.execute("DELETE FROM digests_recent")
+    conn.execute("DROP TABLE digests_mid")
+    conn.commit()
+    conn.close()
+    _set_version(data, 4)
+
+    client = huedb.PersistentClient(path=data)
+    col = client.get_collection("kept")
+    extra = np.random.default_rng(5).standard_normal((10, 8)).astype(np.float32)
+    col.add(ids=[f"x{i}" for i in range(10)], embeddings=extra)
+    for ids, rows in ((["k3"], vectors[3:4]), (["x7"], extra[7:8])):
+        assert col.query(query_embeddings=rows, n_results=1)["ids"] == [ids]
+    client.close()
+    clear_system_cache()
+    conn = sqlite3.connect(data / DB_FILENAME)
+    counts = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in DIGEST_TABLES]
+    version = conn.execute("SELECT value FROM huedb_meta WHERE key='format_version'").fetchone()
+    conn.close()
+    assert counts == [200, 0, 10] and int(version[0]) == FORMAT_VERSION
+    assert list((data / "backups").glob("huedb-format-4-*.sqlite3"))

@@ -30,6 +30,7 @@ from huedb.cli.serve import METRICS_DIR_PREFIX  # the server's own directory in 
 from huedb.engine import snapshot
 from huedb.engine.engine import Engine
 from huedb.engine.sqlite_store.connection import DB_FILENAME
+from huedb.engine.sqlite_store.schema import DIGEST_TABLES
 from huedb.errors import BackupError
 from huedb.ops.backup import backup, read_manifest, restore, work_tag
 from huedb.ops.stats import gather_stats
@@ -270,12 +271,12 @@ def test_stats_reports_sizes_and_compact_reclaims_space(tmp_path: Path) -> None:
         conn = sqlite3.connect(data / DB_FILENAME)
         counts = {
             t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-            for t in ("documents_fts", "digests", "digests_recent")
+            for t in ("documents_fts", *DIGEST_TABLES)
         }
         conn.close()
         # compact removed what the 2,500 deletes left: one entry of each kind per record
         assert counts["documents_fts"] == 500
-        assert counts["digests"] + counts["digests_recent"] == 500
+        assert sum(counts[t] for t in DIGEST_TABLES) == 500
     finally:
         engine.close()
 

@@ -9,7 +9,8 @@ edges, bools, floats, strings holding a NUL) are inserted on one session; `recor
 must hold, in insertion order, the rows built here in Python from the batch (integer and
 bool rows of every record, then the string and float rows) with the stored SQLite types,
 and `digests_recent` each new vector's `vector_digest`; once `digests_recent` reaches
-DIGEST_MERGE_AT its digests move to `digests`, where a duplicate's lookup finds them.
+DIGEST_MERGE_AT its digests move to `digests_mid`, and from there to `digests` once the
+middle level reaches `mid_limit`; a duplicate's lookup finds them on every level.
 """
 
 from __future__ import annotations
@@ -108,20 +109,75 @@ def test_insert_rows_match_batch(session: tuple[SQLiteSession, int], batch: list
     assert digests == [(first + i, vector_digest(v.tobytes())) for i, v in enumerate(vectors)]
 
 
-def test_recent_digests_merge(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Inserts that fill `digests_recent` to DIGEST_MERGE_AT move every digest to `digests`."""
+def _levels(conn: Any) -> list[set[tuple[int, int]]]:
+    """The (key, digest) entries of each digest level, largest level first."""
+    return [
+        set(conn.execute(f"SELECT key, digest FROM {table}").fetchall())
+        for table in records.DIGEST_TABLES
+    ]
+
+
+def test_digests_move_down_the_levels(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`digests_recent` moves to `digests_mid` at DIGEST_MERGE_AT entries, and the middle level
+    to `digests` at `mid_limit`; lookups find a vector on every level."""
     monkeypatch.setattr(records, "DIGEST_MERGE_AT", 5)
+    monkeypatch.setattr(records, "DIGEST_MID_MIN", 10)
     conn = open_connection(None, "full")
     db = SQLiteSession(conn)
-    vectors = np.arange(6 * DIM, dtype=np.float32).reshape(6, DIM)
+    vectors = np.arange(12 * DIM, dtype=np.float32).reshape(12, DIM)
+    entries = [(k + 1, vector_digest(v.tobytes())) for k, v in enumerate(vectors)]
     with write_transaction(conn):
         cid = db.insert_collection("x", "c", None, {}).cid
         db.insert_records(cid, RecordBatch(ids=["a", "b", "c"], embeddings=vectors[:3]))
-    assert conn.execute("SELECT count(*) FROM digests_recent").fetchone()[0] == 3
-    with write_transaction(conn):
-        db.insert_records(cid, RecordBatch(ids=["d", "e", "f"], embeddings=vectors[3:]))
-    assert conn.execute("SELECT count(*) FROM digests_recent").fetchone()[0] == 0
-    merged = conn.execute("SELECT key, digest FROM digests ORDER BY key").fetchall()
-    assert merged == [(k + 1, vector_digest(v.tobytes())) for k, v in enumerate(vectors)]
+    assert _levels(conn) == [set(), set(), set(entries[:3])]
+    with write_transaction(conn):  # recent reaches 6: to the middle level (limit 10)
+        db.insert_records(cid, RecordBatch(ids=list("def"), embeddings=vectors[3:6]))
+    assert _levels(conn) == [set(), set(entries[:6]), set()]
     assert db.keys_with_vector(cid, vectors[4]) == [5]
+    with write_transaction(conn):  # 6 more: the middle level holds 12, past its limit
+        db.insert_records(cid, RecordBatch(ids=list("ghijkl"), embeddings=vectors[6:]))
+    assert records.mid_limit(12) == 10
+    assert _levels(conn) == [set(entries), set(), set()]
+    assert [db.keys_with_vector(cid, v) for v in vectors] == [[k] for k, _ in entries]
     conn.close()
+
+
+def test_mid_limit() -> None:
+    """The middle level's limit: its floor below ~260k keys, then sqrt(2 x 32,768 x keys)."""
+    assert records.mid_limit(0) == records.mid_limit(100_000) == records.DIGEST_MID_MIN
+    assert records.mid_limit(1_000_000) == 256_000
+    assert records.mid_limit(10_000_000) == 809_543
+    limits = [records.mid_limit(n) for n in range(0, 20_000_000, 100_003)]
+    assert limits == sorted(limits)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.integers(1, 9), min_size=1, max_size=25), st.integers(2, 6))
+def test_digest_levels_hold_every_vector_once(sizes: list[int], merge_at: int) -> None:
+    """Any run of batches: every vector's entry is on exactly one level, `digests_recent`
+    stays under DIGEST_MERGE_AT after each commit, and every vector is found by lookup."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(records, "DIGEST_MERGE_AT", merge_at)
+        patch.setattr(records, "DIGEST_MID_MIN", 2 * merge_at)
+        conn = open_connection(None, "full")
+        db = SQLiteSession(conn)
+        rng = np.random.default_rng(len(sizes) * 31 + merge_at)
+        vectors = rng.standard_normal((sum(sizes), DIM)).astype(np.float32)
+        with write_transaction(conn):
+            cid = db.insert_collection("x", "c", None, {}).cid
+        start = 0
+        for size in sizes:
+            ids = [f"r{start + i}" for i in range(size)]
+            with write_transaction(conn):
+                db.insert_records(cid, RecordBatch(ids=ids, embeddings=vectors[start:][:size]))
+            start += size
+            levels = _levels(conn)
+            assert len(levels[2]) < merge_at
+            assert sum(map(len, levels)) == len(set.union(*levels)) == start
+        assert set.union(*_levels(conn)) == {
+            (k + 1, vector_digest(v.tobytes())) for k, v in enumerate(vectors)
+        }
+        assert [db.keys_with_vector(cid, v) for v in vectors] == [
+            [k + 1] for k in range(len(vectors))
+        ]
+        conn.close()

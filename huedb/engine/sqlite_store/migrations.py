@@ -4,7 +4,8 @@ Format 1: the first release layout. Format 2 adds `embeddings.digest` (exact-dup
 lookups), `collections.snapshot_seq` (warnings for lost snapshots) and the `aliases` table.
 Format 3 adds `documents_fts`, a trigram index of documents for `$contains`. Format 4
 replaces the metadata index by a covering one on `record_meta` and moves the digest index
-into the two-level `digests` / `digests_recent` tables.
+into the two-level `digests` / `digests_recent` tables. Format 5 adds `digests_mid`, a
+middle level between them.
 Before migrating, a copy of the database is written to `<data>/backups/`, so an upgrade can
 always be rolled back by putting that file back as `huedb.sqlite3` (with the old huedb).
 """
@@ -85,10 +86,19 @@ def _v3_to_v4(conn: sqlite3.Connection) -> None:
     conn.execute("DROP INDEX IF EXISTS embeddings_by_digest")
 
 
+def _v4_to_v5(conn: sqlite3.Connection) -> None:
+    # An empty middle level: the digests already stored stay where they are.
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS digests_mid (digest INTEGER NOT NULL, key INTEGER NOT "
+        "NULL, PRIMARY KEY (digest, key)) WITHOUT ROWID"
+    )
+
+
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
     3: _v3_to_v4,
+    4: _v4_to_v5,
 }
 
 

@@ -10,6 +10,7 @@ metadata written are added to the collection's schema in the same transaction.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, repeat
@@ -39,14 +40,35 @@ from huedb.engine.record_values import (
 )
 from huedb.engine.sparse_postings import sparse_changed
 from huedb.engine.sqlite_store import filters as sql_filters
+from huedb.engine.sqlite_store.schema import DIGEST_TABLES
 from huedb.engine.sqlite_store.schema_keys import SchemaKeysSQL
 from huedb.errors import InvalidArgumentError
 from huedb.record_batch import RecordBatch, plain_metadatas
 
-# `digests_recent` size that triggers a merge into `digests`: about sqrt(1000 n) at n = 1M,
-# which balances the random page writes in the small table against the merge passes.
+# `digests_recent` size that triggers a merge into `digests_mid`: its pages take random writes
+# from every batch, the merges rewrite the level below it; see `mid_limit`.
 DIGEST_MERGE_AT = 32_768
+DIGEST_MID_MIN = 4 * DIGEST_MERGE_AT  # `digests_mid` never moves into `digests` below this
 RELEASE_PAGES = 256  # free pages returned to the file system per oplog prune, at most
+
+
+def mid_limit(records: int) -> int:
+    """Entries at which `digests_mid` moves into `digests`, for a store that has assigned
+    `records` keys: sqrt(2 x DIGEST_MERGE_AT x records), where the merges into the middle
+    level (rewriting it every DIGEST_MERGE_AT new digests) and those out of it (rewriting
+    `digests` every `mid_limit` new digests) cost the same. Per new digest that rewrites
+    ~2 sqrt(records / 65,536) entries, 8 at 1M and 25 at 10M, where one merge level rewrote
+    records / 32,768: 31 and 305."""
+    return max(DIGEST_MID_MIN, math.isqrt(2 * DIGEST_MERGE_AT * records))
+
+
+def _move_digests(conn: sqlite3.Connection, source: str, target: str) -> None:
+    """Every entry of one digest level into the next, in one pass sorted by digest."""
+    conn.execute(
+        f"INSERT OR IGNORE INTO {target} (digest, key) "
+        f"SELECT digest, key FROM {source} ORDER BY digest, key"
+    )
+    conn.execute(f"DELETE FROM {source}")
 
 
 def json_list(values: Iterable[Any]) -> str:
@@ -318,9 +340,9 @@ class RecordsSQL(SchemaKeysSQL):
     def _add_digests(self, rows: Sequence[tuple[int, int]]) -> None:
         """Record (digest, key) pairs of newly written vectors.
 
-        They go to the small `digests_recent`; when it reaches DIGEST_MERGE_AT entries, all
-        of them move to `digests` in one pass sorted by digest, so the big table is written a
-        page at a time instead of one random page per vector.
+        They go to the small `digests_recent`, and move down the levels in sorted passes
+        (`_merge_digests`), so the big tables are written a page at a time instead of one
+        random page per vector.
         """
         self._conn.execute(
             "INSERT OR IGNORE INTO digests_recent (digest, key) "
@@ -330,15 +352,16 @@ class RecordsSQL(SchemaKeysSQL):
         self._merge_digests()
 
     def _merge_digests(self) -> None:
-        """Move `digests_recent` into `digests` once it holds DIGEST_MERGE_AT entries."""
+        """Move `digests_recent` into `digests_mid` once it holds DIGEST_MERGE_AT entries,
+        and then `digests_mid` into `digests` once it holds `mid_limit` entries."""
         conn = self._conn
-        pending = conn.execute("SELECT count(*) FROM digests_recent").fetchone()[0]
-        if pending >= DIGEST_MERGE_AT:
-            conn.execute(
-                "INSERT OR IGNORE INTO digests (digest, key) "
-                "SELECT digest, key FROM digests_recent ORDER BY digest, key"
-            )
-            conn.execute("DELETE FROM digests_recent")
+        if conn.execute("SELECT count(*) FROM digests_recent").fetchone()[0] < DIGEST_MERGE_AT:
+            return
+        _move_digests(conn, "digests_recent", "digests_mid")
+        middle = conn.execute("SELECT count(*) FROM digests_mid").fetchone()[0]
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+        if middle >= mid_limit(row[0] if row else 0):
+            _move_digests(conn, "digests_mid", "digests")
 
     def update_records(self, cid: int, keys: Sequence[int], batch: RecordBatch) -> None:
         if not keys:
@@ -457,7 +480,7 @@ class RecordsSQL(SchemaKeysSQL):
         return self.collection_by_uuid(fork.uuid)  # type: ignore[attr-defined]
 
     def delete_collection_records(self, cid: int) -> None:
-        for table in ("digests", "digests_recent", "embeddings", "documents_fts"):
+        for table in (*DIGEST_TABLES, "embeddings", "documents_fts"):
             key = "rowid" if table == "documents_fts" else "key"
             self._conn.execute(
                 f"DELETE FROM {table} WHERE {key} IN (SELECT key FROM records WHERE cid = ?)",
@@ -468,7 +491,7 @@ class RecordsSQL(SchemaKeysSQL):
 
     def prune_leftovers(self) -> int:
         removed = 0
-        for table in ("digests", "digests_recent"):
+        for table in DIGEST_TABLES:
             removed += self._conn.execute(
                 f"DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM embeddings e "
                 f"WHERE e.key = {table}.key AND e.digest = {table}.digest)"
@@ -573,12 +596,11 @@ class RecordsSQL(SchemaKeysSQL):
         blob = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
         digest = vector_digest(blob)
         rows = self._conn.execute(
-            "SELECT e.key FROM embeddings e WHERE e.key IN "
-            "(SELECT key FROM digests WHERE digest = ? "
-            "UNION ALL SELECT key FROM digests_recent WHERE digest = ?) "
-            "AND e.vector = ? AND EXISTS "
+            "SELECT e.key FROM embeddings e WHERE e.key IN ("
+            + " UNION ALL ".join(f"SELECT key FROM {t} WHERE digest = ?" for t in DIGEST_TABLES)
+            + ") AND e.vector = ? AND EXISTS "
             "(SELECT 1 FROM records r WHERE r.key = e.key AND r.cid = ?)",
-            (digest, digest, blob, cid),
+            (*[digest] * len(DIGEST_TABLES), blob, cid),
         )
         return [r[0] for r in rows]
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
+
+# The exact-duplicate lookup's levels, largest first (see the comment in SCHEMA).
+DIGEST_TABLES = ("digests", "digests_mid", "digests_recent")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS huedb_meta (
@@ -51,12 +54,20 @@ CREATE TABLE IF NOT EXISTS embeddings (
     vector BLOB NOT NULL,
     digest INTEGER NOT NULL
 );
--- Exact-duplicate lookup: digest -> key in two levels. New digests go to the small
--- `digests_recent`. Once it holds DIGEST_MERGE_AT entries they move to `digests` in one sorted
--- pass. One index over every digest took ~1 random page write per inserted vector at 1M.
+-- Exact-duplicate lookup: digest -> key in three levels, each sorted by digest. New digests
+-- go to the small `digests_recent`. At DIGEST_MERGE_AT entries they move to `digests_mid` in
+-- one sorted pass, and `digests_mid` moves to `digests` the same way once it holds
+-- `records.mid_limit` entries. One index over every digest took ~1 random page write per
+-- inserted vector at 1M, and two levels rewrote the whole of `digests` every 33 batches, a
+-- cost that grew with the store (format 4).
 -- Entries of deleted or re-vectored records are left behind (keys are never reused, and a
 -- lookup confirms the stored vector) and are removed by `huedb compact`.
 CREATE TABLE IF NOT EXISTS digests (
+    digest INTEGER NOT NULL,
+    key INTEGER NOT NULL,
+    PRIMARY KEY (digest, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS digests_mid (
     digest INTEGER NOT NULL,
     key INTEGER NOT NULL,
     PRIMARY KEY (digest, key)

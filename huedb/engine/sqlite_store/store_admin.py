@@ -14,6 +14,7 @@ from typing import Any
 
 from huedb.engine.invariants import RECORD_INVARIANTS
 from huedb.engine.sqlite_store.connection import write_transaction
+from huedb.engine.sqlite_store.schema import DIGEST_TABLES
 
 logger = logging.getLogger(__name__)
 
@@ -24,8 +25,7 @@ DATA_TABLES = (
     "embeddings",
     "record_meta",
     "documents_fts",
-    "digests",
-    "digests_recent",
+    *DIGEST_TABLES,
     "oplog",
     "collections",
     "databases",

@@ -18,6 +18,7 @@ import orjson
 
 from huedb.engine.catalog import COLLECTION_COLUMNS, CollectionRow
 from huedb.engine.record_values import vector_digest
+from huedb.engine.sqlite_store.schema import DIGEST_TABLES
 from huedb.engine.store import RowsAtHead
 from huedb.engine.warm_rows import COLLECTION_WIDTH, WarmRows, probe_blobs
 
@@ -33,10 +34,11 @@ _COLLECTION_ROW = (
 
 
 def _sql(with_vectors: bool) -> str:
-    """The statement; parameters: uuid, keys (JSON), cid, then twice (probe digests (JSON),
-    cid). A probe's matches are the records whose vector has its digest, with the vector,
-    which the caller compares (a digest is no proof). CROSS JOIN keeps the probes outer:
-    SQLite's planner otherwise scanned the whole digests table (130 ms at 100k)."""
+    """The statement; parameters: uuid, keys (JSON), cid, then for each of `DIGEST_TABLES`
+    (probe digests (JSON), cid). A probe's matches are the records whose vector has its
+    digest, with the vector, which the caller compares (a digest is no proof). CROSS JOIN
+    keeps the probes outer: SQLite's planner otherwise scanned the whole digests table
+    (130 ms at 100k)."""
     vector = "(SELECT vector FROM embeddings e WHERE e.key = r.key)" if with_vectors else "NULL"
     probe = (
         f"SELECT {_NO_COLLECTION}, p.key + 1, r.key, r.id, r.document, r.uri, r.metadata, "
@@ -50,8 +52,7 @@ def _sql(with_vectors: bool) -> str:
             # `+r.cid`: each key is looked up by the primary key, then its collection checked.
             f"SELECT {_NO_COLLECTION}, 0, r.key, r.id, r.document, r.uri, r.metadata, {vector} "
             "FROM records r WHERE r.key IN (SELECT value FROM json_each(?)) AND +r.cid = ?",
-            probe.format(table="digests"),
-            probe.format(table="digests_recent"),
+            *(probe.format(table=table) for table in DIGEST_TABLES),
         ]
     )
 
@@ -81,6 +82,6 @@ class WarmRead:
         # orjson: these are integers only (json.dumps took ~5 us of a ~40 us read)
         digests = orjson.dumps([vector_digest(blob) for blob in blobs]).decode()
         keys_json = orjson.dumps([int(k) for k in keys]).decode()
-        params = (col.uuid, keys_json, col.cid, digests, col.cid, digests, col.cid)
+        params = (col.uuid, keys_json, col.cid, *(digests, col.cid) * len(DIGEST_TABLES))
         rows = conn.execute(_SQL[with_vectors], params).fetchall()
         return self._rows.result(col.uuid, rows, blobs)
