@@ -169,9 +169,12 @@ def row_norms(matrix: np.ndarray) -> np.ndarray:
     row has its true norm rather than infinity or 0 (a cosine distance of 1.0 whatever its
     direction, where a graph of its unit vector ranks it by direction)."""
     with np.errstate(over="ignore", under="ignore"):  # those rows are computed again
-        norms = np.linalg.norm(matrix, axis=-1)
-    bad = ~(norms >= TINY_NORM) | np.isinf(norms)
-    if np.any(bad):
+        # What np.linalg.norm(matrix, axis=-1) computes, bit for bit, without its checks
+        # (10.6 -> 3.5 us for 14 x 384).
+        norms = np.sqrt(np.add.reduce(matrix * matrix, axis=-1))
+    good = (norms >= TINY_NORM) & (norms < np.inf)  # NaN is neither
+    if not good.all():
+        bad = ~good
         wide = np.asarray(matrix[bad], dtype=np.float64)
         norms[bad] = np.sqrt(np.einsum("ij,ij->i", wide, wide))
     return norms
