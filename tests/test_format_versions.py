@@ -119,15 +119,27 @@ def test_format_3_store_gets_the_covering_metadata_index(tmp_path: Path) -> None
     assert list((data / "backups").glob("huedb-format-3-*.sqlite3"))
 
 
-def test_format_4_store_gets_the_middle_digest_level(tmp_path: Path) -> None:
+def test_format_4_store_gets_digest_levels_and_document_index(tmp_path: Path) -> None:
     """Format 4 had two digest levels: the middle one is added, empty, and the digests
-    stored before still find their records; new ones go to the levels as usual."""
+    stored before still find their records; new ones go to the levels as usual. Its
+    document index stored the text: the new one is built from `records`."""
     data = tmp_path / "data"
     vectors = _store(data)
     conn = sqlite3.connect(data / DB_FILENAME)
     conn.execute("INSERT INTO digests SELECT digest, key FROM digests_recent")
     conn.execute("DELETE FROM digests_recent")
     conn.execute("DROP TABLE digests_mid")
+    # Format 4's document index: the text stored in it, with positions.
+    conn.execute("DROP TABLE documents_fts")
+    conn.execute(
+        "CREATE VIRTUAL TABLE documents_fts USING fts5 "
+        "(document, tokenize = 'trigram case_sensitive 1')"
+    )
+    conn.execute(
+        "INSERT INTO documents_fts (rowid, document) SELECT key, document FROM records "
+        "WHERE document IS NOT NULL"
+    )
+    conn.execute("UPDATE records SET document = 'doc ' || id WHERE id IN ('k5', 'k150')")
     conn.commit()
     conn.close()
     _set_version(data, 4)
@@ -138,6 +150,9 @@ def test_format_4_store_gets_the_middle_digest_level(tmp_path: Path) -> None:
     col.add(ids=[f"x{i}" for i in range(10)], embeddings=extra)
     for ids, rows in ((["k3"], vectors[3:4]), (["x7"], extra[7:8])):
         assert col.query(query_embeddings=rows, n_results=1)["ids"] == [ids]
+    # The index was built again from the records' text (the old one had "d" for both).
+    found = col.get(where_document={"$contains": "doc k"})["ids"]
+    assert sorted(found) == ["k150", "k5"]
     client.close()
     clear_system_cache()
     conn = sqlite3.connect(data / DB_FILENAME)

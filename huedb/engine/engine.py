@@ -899,7 +899,7 @@ class Engine:
             before = self._store.storage_figures()["bytes"]
             with self._store.write() as db:
                 pruned = db.prune_leftovers()
-            logger.info("removed %d digest and document-index entries of deleted records", pruned)
+            logger.info("removed the %d digests and document postings of deleted records", pruned)
             self._store.free_pages()
             after = self._store.storage_figures()["bytes"]
         if after > before:

@@ -336,7 +336,8 @@ class StoreSession(Protocol):
         ...
 
     def prune_leftovers(self) -> int:
-        """Remove what deletes left behind (digest and document-index entries); count."""
+        """Remove what deletes left behind (digest entries, counted, and on SQLite the
+        document index's postings, by building it again)."""
         ...
 
     def delete_everything(self) -> None:

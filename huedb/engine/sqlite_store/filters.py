@@ -3,10 +3,11 @@
 A predicate is a boolean SQL expression on the alias `r` (a row of `records`) plus its
 parameters. Metadata terms select keys from the typed `record_meta` side table through its
 covering (cid, name, kind, is_array, value, key) index; negations are `NOT` of their
-positive form. `$contains` on documents narrows by the FTS5 trigram index, then confirms
-with `instr`; `$regex` calls `huedb_regexp` (Chroma's dialect on RE2, registered on every
-connection). A positive metadata-only filter also has a key-set form: a compound SELECT of
-keys read from the covering index alone, which a filtered query uses.
+positive form. `$contains` on documents narrows by the FTS5 trigram index (an AND of the
+text's trigrams), then confirms with `instr`; `$regex` calls `huedb_regexp` (Chroma's
+dialect on RE2, registered on every connection). A positive metadata-only filter also has
+a key-set form: a compound SELECT of keys read from the covering index alone, which a
+filtered query uses.
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ MAX_KEY_SET_TERMS = 64
 # The trigram index serves substrings of 3 to 256 characters; a longer one would expand into
 # thousands of trigram lookups (a 1 MB operand took minutes), so it is scanned with instr.
 MIN_INDEXED_SUBSTRING, MAX_INDEXED_SUBSTRING = 3, 256
+
+
+def trigram_query(text: str) -> str:
+    """The document index's query for a text of 3 characters or more: every third of its
+    trigrams and its last one, each quoted, ANDed. The index holds no positions, so a
+    document with them all is only a candidate, which `instr` then confirms."""
+    starts = sorted({*range(0, len(text) - 2, 3), len(text) - 3})
+    grams = dict.fromkeys(text[i : i + 3] for i in starts)  # distinct, in order
+    return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
 
 
 def regexp_match(pattern: str, text: str | None) -> int:
@@ -142,7 +152,7 @@ class _Renderer:
         if not MIN_INDEXED_SUBSTRING <= len(text) <= MAX_INDEXED_SUBSTRING or "\0" in text:
             self.params.append(text)
             return exact
-        self.params.extend(('"' + text.replace('"', '""') + '"', text))
+        self.params.extend((trigram_query(text), text))
         return (
             f"(r.key IN (SELECT rowid FROM documents_fts WHERE documents_fts MATCH ?) AND {exact})"
         )

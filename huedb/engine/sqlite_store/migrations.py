@@ -5,7 +5,8 @@ lookups), `collections.snapshot_seq` (warnings for lost snapshots) and the `alia
 Format 3 adds `documents_fts`, a trigram index of documents for `$contains`. Format 4
 replaces the metadata index by a covering one on `record_meta` and moves the digest index
 into the two-level `digests` / `digests_recent` tables. Format 5 adds `digests_mid`, a
-middle level between them.
+middle level between them, and rebuilds `documents_fts` over `records.document` without
+positions (`schema.DOCUMENT_INDEX`).
 Before migrating, a copy of the database is written to `<data>/backups/`, so an upgrade can
 always be rolled back by putting that file back as `huedb.sqlite3` (with the old huedb).
 """
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from huedb.engine.record_values import vector_digest
+from huedb.engine.sqlite_store.records import reindex_documents
+from huedb.engine.sqlite_store.schema import DOCUMENT_INDEX
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +95,10 @@ def _v4_to_v5(conn: sqlite3.Connection) -> None:
         "CREATE TABLE IF NOT EXISTS digests_mid (digest INTEGER NOT NULL, key INTEGER NOT "
         "NULL, PRIMARY KEY (digest, key)) WITHOUT ROWID"
     )
+    # The document index over `records.document`, built again from it.
+    conn.execute("DROP TABLE IF EXISTS documents_fts")
+    conn.execute(DOCUMENT_INDEX)
+    reindex_documents(conn)
 
 
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {

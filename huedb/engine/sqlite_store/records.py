@@ -62,6 +62,26 @@ def mid_limit(records: int) -> int:
     return max(DIGEST_MID_MIN, math.isqrt(2 * DIGEST_MERGE_AT * records))
 
 
+# The document index holds a row for each record with a document, and for deleted records
+# until `reindex_documents`: FTS5 counts its rows, and deleting one it never held (a record
+# without a document) corrupts that count. A delete reads the record's text (external
+# content), so it comes before the text changes or goes.
+_UNINDEX_KEY = (
+    "DELETE FROM documents_fts WHERE rowid = "
+    "(SELECT key FROM records WHERE key = ? AND document IS NOT NULL)"
+)
+
+
+def reindex_documents(conn: sqlite3.Connection) -> None:
+    """Build the document index again from the records' documents (deleted records'
+    postings gone)."""
+    conn.execute("INSERT INTO documents_fts (documents_fts) VALUES ('delete-all')")
+    conn.execute(
+        "INSERT INTO documents_fts (rowid, document) "
+        "SELECT key, document FROM records WHERE document IS NOT NULL"
+    )
+
+
 def _move_digests(conn: sqlite3.Connection, source: str, target: str) -> None:
     """Every entry of one digest level into the next, in one pass sorted by digest."""
     conn.execute(
@@ -375,10 +395,9 @@ class RecordsSQL(SchemaKeysSQL):
             conn.executemany("INSERT INTO oplog (cid, key) VALUES (?, ?)", [(cid, k) for k in keys])
         if documents is not None:
             changed = [(d, k) for d, k in zip(documents, keys, strict=True) if d is not None]
+            # Before the text changes: the document index reads it to drop its postings.
+            conn.executemany(_UNINDEX_KEY, [(k,) for _, k in changed])
             conn.executemany("UPDATE records SET document = ? WHERE key = ?", changed)
-            conn.executemany(
-                "DELETE FROM documents_fts WHERE rowid = ?", [(k,) for _, k in changed]
-            )
             conn.executemany(
                 "INSERT INTO documents_fts (rowid, document) VALUES (?, ?)",
                 [(k, d) for d, k in changed],
@@ -433,9 +452,10 @@ class RecordsSQL(SchemaKeysSQL):
         if not keys:
             return
         param = json_list(keys)
-        # The document index keeps its rows (a quarter of a delete's time): keys are never
+        # The document index keeps its postings (deleting them reads and splits each text
+        # again: 36 us a record at 100k, where a whole delete takes ~63): keys are never
         # reused and every match is confirmed against `records`, so they never match again;
-        # `huedb compact` removes them (`prune_leftovers`).
+        # `huedb compact` rebuilds the index (`prune_leftovers`).
         for table in ("records", "embeddings", "record_meta"):
             self._conn.execute(
                 f"DELETE FROM {table} WHERE key IN (SELECT value FROM json_each(?))", (param,)
@@ -480,25 +500,29 @@ class RecordsSQL(SchemaKeysSQL):
         return self.collection_by_uuid(fork.uuid)  # type: ignore[attr-defined]
 
     def delete_collection_records(self, cid: int) -> None:
-        for table in (*DIGEST_TABLES, "embeddings", "documents_fts"):
-            key = "rowid" if table == "documents_fts" else "key"
+        self._conn.execute(
+            "DELETE FROM documents_fts WHERE rowid IN "
+            "(SELECT key FROM records WHERE cid = ? AND document IS NOT NULL)",
+            (cid,),
+        )
+        for table in (*DIGEST_TABLES, "embeddings"):
             self._conn.execute(
-                f"DELETE FROM {table} WHERE {key} IN (SELECT key FROM records WHERE cid = ?)",
-                (cid,),
+                f"DELETE FROM {table} WHERE key IN (SELECT key FROM records WHERE cid = ?)", (cid,)
             )
         for table in ("records", "record_meta", "oplog"):
             self._conn.execute(f"DELETE FROM {table} WHERE cid = ?", (cid,))
 
     def prune_leftovers(self) -> int:
+        """Drop the digests of deleted or re-vectored records and build the document index
+        again from `records` (its deleted records' postings cannot be deleted one by one:
+        their text is gone); returns the digests dropped."""
         removed = 0
         for table in DIGEST_TABLES:
             removed += self._conn.execute(
                 f"DELETE FROM {table} WHERE NOT EXISTS (SELECT 1 FROM embeddings e "
                 f"WHERE e.key = {table}.key AND e.digest = {table}.digest)"
             ).rowcount
-        removed += self._conn.execute(
-            "DELETE FROM documents_fts WHERE rowid NOT IN (SELECT key FROM records)"
-        ).rowcount
+        reindex_documents(self._conn)
         return removed
 
     # -- reads -------------------------------------------------------------------------
