@@ -34,6 +34,18 @@ def _set_version(path: Path, version: int) -> None:
     conn.close()
 
 
+def _reopened_as(
+    data: Path, conn: sqlite3.Connection, version: int
+) -> tuple[huedb.ClientAPI, huedb.Collection]:
+    """Commit the changes made to the store through `conn`, mark it as `version`, and open
+    its "kept" collection (the open migrates it)."""
+    conn.commit()
+    conn.close()
+    _set_version(data, version)
+    client = huedb.PersistentClient(path=data)
+    return client, client.get_collection("kept")
+
+
 def test_newer_format_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     data = tmp_path / "data"
     _store(data)
@@ -54,12 +66,7 @@ def test_format_1_store_is_backed_up_then_migrated(tmp_path: Path) -> None:
     conn.execute("ALTER TABLE embeddings DROP COLUMN digest")
     conn.execute("ALTER TABLE collections DROP COLUMN snapshot_seq")
     conn.execute("DROP TABLE aliases")
-    conn.commit()
-    conn.close()
-    _set_version(data, 1)
-
-    client = huedb.PersistentClient(path=data)
-    col = client.get_collection("kept")
+    client, col = _reopened_as(data, conn, 1)
     assert col.count() == 200
     got = col.query(query_embeddings=vectors[:20], n_results=1)
     assert got["ids"] == [[f"k{i}"] for i in range(20)]
@@ -140,12 +147,7 @@ def test_format_4_store_gets_digest_levels_and_document_index(tmp_path: Path) ->
         "WHERE document IS NOT NULL"
     )
     conn.execute("UPDATE records SET document = 'doc ' || id WHERE id IN ('k5', 'k150')")
-    conn.commit()
-    conn.close()
-    _set_version(data, 4)
-
-    client = huedb.PersistentClient(path=data)
-    col = client.get_collection("kept")
+    client, col = _reopened_as(data, conn, 4)
     extra = np.random.default_rng(5).standard_normal((10, 8)).astype(np.float32)
     col.add(ids=[f"x{i}" for i in range(10)], embeddings=extra)
     for ids, rows in ((["k3"], vectors[3:4]), (["x7"], extra[7:8])):
