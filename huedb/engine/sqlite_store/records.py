@@ -82,6 +82,12 @@ def reindex_documents(conn: sqlite3.Connection) -> None:
     )
 
 
+def _keys_assigned(conn: sqlite3.Connection) -> int:
+    """The largest record key ever assigned (`records` AUTOINCREMENT), 0 before the first."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+    return row[0] if row else 0
+
+
 def _move_digests(conn: sqlite3.Connection, source: str, target: str) -> None:
     """Every entry of one digest level into the next, in one pass sorted by digest."""
     conn.execute(
@@ -212,8 +218,7 @@ class RecordsSQL(SchemaKeysSQL):
         metadatas = list(batch.metadatas or ())
         if not plain:
             metadatas = [clean_metadata(m) for m in metadatas]
-        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
-        first = (row[0] if row else 0) + 1
+        first = _keys_assigned(conn) + 1
         keys = range(first, first + len(ids))
         metadata_texts = list(map(metadata_json, metadatas))
         self._insert_record_rows(cid, first, ids, documents, uris, metadata_texts)
@@ -379,8 +384,7 @@ class RecordsSQL(SchemaKeysSQL):
             return
         _move_digests(conn, "digests_recent", "digests_mid")
         middle = conn.execute("SELECT count(*) FROM digests_mid").fetchone()[0]
-        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
-        if middle >= mid_limit(row[0] if row else 0):
+        if middle >= mid_limit(_keys_assigned(conn)):
             _move_digests(conn, "digests_mid", "digests")
 
     def update_records(self, cid: int, keys: Sequence[int], batch: RecordBatch) -> None:
@@ -473,13 +477,13 @@ class RecordsSQL(SchemaKeysSQL):
         )
         if source.dimension is not None:
             self.set_dimension(fork.cid, source.dimension)  # type: ignore[attr-defined]
-        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+        assigned = _keys_assigned(conn)
         conn.execute("DROP TABLE IF EXISTS temp.fork_keys")
         conn.execute("CREATE TEMP TABLE fork_keys (old INTEGER PRIMARY KEY, new INTEGER)")
         conn.execute(
             "INSERT INTO temp.fork_keys (old, new) "
             "SELECT key, ? + row_number() OVER (ORDER BY key) FROM records WHERE cid = ?",
-            (row[0] if row else 0, source.cid),
+            (assigned, source.cid),
         )
         copies = {
             "records (key, cid, id, document, uri, metadata)": "f.new, ?, r.id, r.document, "
