@@ -22,7 +22,7 @@ from usearch.index import Index
 import huedb
 from huedb.engine import graph_build, graph_reach
 from huedb.engine.graph_process import ChildGraph
-from huedb.engine.graph_reach import Level0, read_level0, reconnect, unreachable
+from huedb.engine.graph_reach import Level0, cut_off, pivot, read_level0, reconnect
 from huedb.engine.snapshot import read_header, snapshot_path
 from huedb.engine.vector_index import TOMBSTONE_BASE, nearest_in, reconnected
 from huedb.ops.verify import verify
@@ -67,16 +67,28 @@ def _found_by_own_vector(graph: Index, vectors: np.ndarray, keys: np.ndarray) ->
     return np.array([int(k) in found[i].tolist() for i, k in enumerate(keys)])
 
 
-def _reference_unreachable(level0: Level0) -> set[int]:
-    """Slots a plain breadth-first walk of the level-0 lists never meets."""
-    seen, queue = {level0.entry}, [level0.entry]
-    while queue:
-        slot = queue.pop()
-        for near in level0.links[slot][: level0.counts[slot]].tolist():
+def _reference_walk(start: int, links_of) -> set[int]:
+    """Slots a plain depth-first walk from `start` meets, following `links_of(slot)`."""
+    seen, stack = {start}, [start]
+    while stack:
+        for near in links_of(stack.pop()):
             if near not in seen:
                 seen.add(near)
-                queue.append(near)
-    return set(range(len(level0.counts))) - seen
+                stack.append(near)
+    return seen
+
+
+def _reference_cut_off(level0: Level0) -> set[int]:
+    """Slots a walk of the level-0 lists from the pivot never meets, or from which no walk
+    meets the pivot (walked over the reversed lists)."""
+    out = [level0.links[s][: level0.counts[s]].tolist() for s in range(len(level0.counts))]
+    into: list[list[int]] = [[] for _ in out]
+    for slot, nears in enumerate(out):
+        for near in nears:
+            into[near].append(slot)
+    hub = pivot(level0)
+    both = _reference_walk(hub, out.__getitem__) & _reference_walk(hub, into.__getitem__)
+    return set(range(len(out))) - both
 
 
 def test_every_node_is_reached_and_found_by_its_own_vector_after_linking():
@@ -84,7 +96,7 @@ def test_every_node_is_reached_and_found_by_its_own_vector_after_linking():
     graph = _graph(vectors)
     serialized = bytearray(graph.save())
     before = _level0(bytes(serialized))
-    lost = unreachable(before)
+    lost = cut_off(before)
     assert len(lost) >= 8  # the fixture shows the defect (35-65 seen)...
     lost_keys = before.keys[lost]
     # ...most are missed even by a search that walks every node it can (a few are met on
@@ -97,8 +109,8 @@ def test_every_node_is_reached_and_found_by_its_own_vector_after_linking():
         0,
     )
     after = _level0(serialized)
-    assert len(unreachable(after)) == 0
-    assert _reference_unreachable(after) == set()
+    assert len(cut_off(after)) == 0
+    assert _reference_cut_off(after) == set()
     linked = Index.restore(serialized)
     linked.expansion_search = 64
     assert _found_by_own_vector(linked, vectors, lost_keys).mean() >= 0.75
@@ -110,7 +122,7 @@ def test_links_are_only_added_one_or_two_for_each_node_linked_in():
     graph = _graph(_clustered())
     serialized = bytearray(graph.save())
     before = _level0(bytes(serialized))
-    lost = unreachable(before)
+    lost = cut_off(before)
     reconnect(np.frombuffer(serialized, dtype=np.uint8), nearest_in(graph))
     after = _level0(serialized)
     assert np.array_equal(after.keys, before.keys)
@@ -142,7 +154,7 @@ def test_after_linking_an_exhaustive_search_finds_every_key(n, dim, connectivity
     graph = _graph(vectors, connectivity=connectivity, dtype=dtype)
     serialized = bytearray(graph.save())
     level0 = _level0(bytes(serialized))
-    assert set(unreachable(level0).tolist()) == _reference_unreachable(level0)
+    assert set(cut_off(level0).tolist()) == _reference_cut_off(level0)
     assert sorted(level0.keys.tolist()) == list(range(n))
 
     found, left = reconnect(np.frombuffer(serialized, dtype=np.uint8), nearest_in(graph))
@@ -156,6 +168,31 @@ def test_after_linking_an_exhaustive_search_finds_every_key(n, dim, connectivity
     distance_own = np.asarray(linked.pairwise_distance(np.arange(n), np.arange(n)))
     distance_hit = np.asarray(linked.pairwise_distance(own, np.arange(n)))
     assert np.all((own == np.arange(n)) | (distance_hit <= distance_own))
+
+
+def test_an_island_reached_only_from_the_entry_is_linked_to_where_searches_land():
+    """A search starts level 0 where the upper levels' descent lands, not at the entry. In
+    this graph (14 nodes, M 2) the entry and two nodes form an island nothing else links
+    to: a walk from the entry meets every node, yet a search for one of them from any
+    other start cannot reach it, however large its ef."""
+    n = 14
+    vectors = np.random.default_rng(36476).standard_normal((n, 8)).astype(np.float32)
+    graph = _graph(vectors, connectivity=2, dtype="f16")
+    serialized = bytearray(graph.save())
+    before = _level0(bytes(serialized))
+    island = cut_off(before)
+    assert 0 < len(island) < n and before.entry in island.tolist()  # the fixture's defect
+    graph.expansion_search = n
+    assert not _found_by_own_vector(graph, vectors, before.keys[island]).all()
+
+    assert reconnect(np.frombuffer(serialized, dtype=np.uint8), nearest_in(graph)) == (
+        len(island),
+        0,
+    )
+    linked = Index.restore(serialized)
+    linked.expansion_search = n
+    hits = np.asarray(linked.search(vectors, 1).keys).reshape(n)
+    assert hits.tolist() == list(range(n))
 
 
 def test_layouts_it_does_not_know_are_left_unchanged():
@@ -181,23 +218,23 @@ def test_layouts_it_does_not_know_are_left_unchanged():
 def test_nodes_that_are_not_records_are_walked_through_but_not_linked():
     vectors = _clustered()
     graph = _graph(vectors)
-    lost_keys = _level0(graph.save()).keys[unreachable(_level0(graph.save()))]
+    lost_keys = _level0(graph.save()).keys[cut_off(_level0(graph.save()))]
     assert len(lost_keys) >= 8
     buried = lost_keys[::2]  # tombstones (huedb renames a removed record's node so)
     graph.rename(buried, np.arange(len(buried), dtype=np.uint64) + np.uint64(TOMBSTONE_BASE))
     serialized = bytearray(graph.save())
     before = _level0(bytes(serialized))
-    cut_off = set(unreachable(before).tolist())
+    missed = set(cut_off(before).tolist())
     records = len(lost_keys) - len(buried)
     assert reconnect(np.frombuffer(serialized, dtype=np.uint8), nearest_in(graph)) == (
         records,
         0,
     )
     level0 = _level0(serialized)
-    still = level0.keys[unreachable(level0)]
+    still = level0.keys[cut_off(level0)]
     assert len(still) and np.all(still >= np.uint64(TOMBSTONE_BASE))
     sources = set(np.flatnonzero(level0.counts > before.counts).tolist())
-    assert sources and not sources & cut_off  # links come from nodes a search reaches
+    assert sources and not sources & missed  # links come from nodes a search reaches
 
 
 def test_an_empty_graph_has_nothing_to_link():
@@ -213,7 +250,7 @@ def test_a_graph_built_in_a_child_process_is_saved_linked(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="huedb.engine.graph_reach"):
         saved = child.finish(read=lambda path: path.read_bytes())
     level0 = _level0(saved)
-    assert len(unreachable(level0)) == 0
+    assert len(cut_off(level0)) == 0
     linked = re.search(
         r"(\d+) graph nodes no search reached were linked in \((\d+) still", caplog.text
     )
@@ -228,7 +265,7 @@ def test_a_graph_built_in_this_process_is_linked_and_keeps_its_expansions():
     linked = reconnected(graph)
     assert linked is not graph
     assert (linked.expansion_add, linked.expansion_search) == (32, 77)
-    assert len(unreachable(_level0(linked.save()))) == 0
+    assert len(cut_off(_level0(linked.save()))) == 0
     whole = _graph(_clustered(20))
     assert reconnected(whole) is whole  # nothing unreachable: the graph itself
 
@@ -247,7 +284,7 @@ def test_the_graph_a_collection_serves_has_every_node_reached(tmp_path, monkeypa
         payload = snapshot.index(b"\n", payload) + 1
     level0 = _level0(snapshot[payload:])
     assert len(level0.counts) == len(vectors)
-    assert len(unreachable(level0)) == 0
+    assert len(cut_off(level0)) == 0
 
 
 def test_verify_reports_records_a_graph_does_not_reach_and_repair_links_them(tmp_path, monkeypatch):

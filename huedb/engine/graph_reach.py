@@ -12,11 +12,16 @@ such a node and adding it again links ~80 % of them; the rest are pruned out aga
 node whose one kept neighbour is a hub with a full list).
 
 So this module edits the serialized graph instead. It reads usearch's saved form (the
-layout `usearch_layout` reads: each node's key and level-0 list), finds the nodes a
-breadth-first walk of level 0's links from the entry node never meets, and appends each
-one to the level-0 list of up to `LINKS_PER_NODE` of its nearest reachable nodes that
-have room. A link is only added, never removed, so no node becomes unreachable. A file in
-any other layout is left as it is (`read_level0` returns None).
+layout `usearch_layout` reads: each node's key and level-0 list) and makes level 0
+strongly connected around a pivot, a hub with the most in-links: a search starts level 0
+wherever the upper levels' descent lands, not at the entry node, so every node must be
+reached from the pivot and reach it. A node a walk of level 0's links from the pivot never
+meets is appended to the level-0 list of up to `LINKS_PER_NODE` of its nearest reached
+nodes that have room; a node from which no walk meets the pivot (rare: a few of a small
+graph with a low M, such as an entry node whose neighbours never link back) gets a link
+in its own list to its nearest node that does. Rounds repeat while they add links (a node
+linked in can host the next one). A link is only added, never removed, so no node becomes
+unreachable. A file in any other layout is left as it is (`read_level0` returns None).
 
 Used on the file a graph process saved and on snapshots written from a graph in memory
 (`vector_index.link_saved_graph`), on a graph built in a thread (`vector_index.reconnected`)
@@ -36,7 +41,7 @@ from huedb.engine import usearch_layout
 
 logger = logging.getLogger(__name__)
 
-LINKS_PER_NODE = 2  # reachable nodes that link to each node found unreachable
+LINKS_PER_NODE = 2  # reached nodes that link to each node found unreachable
 NEAREST = 32  # candidates searched for those nodes, nearest first
 # Nodes keyed at or above this are not records (huedb's tombstones, `vector_index.
 # TOMBSTONE_BASE` up, and nodes usearch removed, 2**64 - 1): never linked in nor counted.
@@ -85,17 +90,46 @@ def read_level0(data: np.ndarray) -> Level0 | None:
     )
 
 
-def unreachable(level0: Level0) -> np.ndarray:
-    """Slots a walk of level 0's links from the entry node never meets (ascending)."""
-    return np.flatnonzero(~_reached(level0))
+def pivot(level0: Level0) -> int:
+    """The slot the walks start from: the node with the most level-0 in-links (a hub, in
+    the part of the graph that reaches most nodes), the lowest such slot on a tie."""
+    live = np.arange(level0.capacity)[None, :] < level0.counts[:, None]
+    return int(np.argmax(np.bincount(level0.links[live], minlength=len(level0.counts))))
 
 
-def _reached(level0: Level0) -> np.ndarray:
-    """The mask of slots a walk of level 0's links from the entry node meets."""
+def cut_off(level0: Level0) -> np.ndarray:
+    """Slots a search may miss (ascending): not reached by a walk of level 0's links from
+    `pivot`, or from which no walk reaches it."""
+    if len(level0.counts) == 0:
+        return np.empty(0, dtype=np.int64)
+    hub = pivot(level0)
+    return np.flatnonzero(~(_reached(level0, hub) & _reaching(level0, hub)))
+
+
+def _reached(level0: Level0, start: int) -> np.ndarray:
+    """The mask of slots a walk of level 0's links from `start` meets."""
     seen = np.zeros(len(level0.counts), dtype=bool)
-    if len(seen):
-        _walk(level0, seen, np.array([level0.entry], dtype=np.int64))
+    _walk(level0, seen, np.array([start], dtype=np.int64))
     return seen
+
+
+def _reaching(level0: Level0, target: int, known: np.ndarray | None = None) -> np.ndarray:
+    """The mask of slots from which a walk of level 0's links meets `target` (a superset
+    of `known`, slots known to): a slot reaches it when one of its links leads to a slot
+    that does, repeated until nothing changes (each round looks only at the rest)."""
+    reaches = np.zeros(len(level0.counts), dtype=bool) if known is None else known.copy()
+    reaches[target] = True
+    rest = np.flatnonzero(~reaches)
+    columns = np.arange(level0.capacity)[None, :]
+    while len(rest):
+        links = level0.links[rest]
+        live = columns < level0.counts[rest][:, None]
+        now = (live & reaches[np.where(live, links, target)]).any(axis=1)
+        if not now.any():
+            break
+        reaches[rest[now]] = True
+        rest = rest[~now]
+    return reaches
 
 
 def _walk(level0: Level0, seen: np.ndarray, start: np.ndarray) -> None:
@@ -130,47 +164,50 @@ def link_in(level0: Level0, lost: np.ndarray, reached: np.ndarray, nearest: Near
     usable[level0.counts >= level0.capacity] = False
     linked: list[int] = []
     for slot, row in zip(lost.tolist(), candidates.tolist(), strict=True):
-        made = 0
-        for near in row:
-            if near < 0 or not usable[near]:
-                continue
+        hosts = [near for near in row if near >= 0 and usable[near]][:LINKS_PER_NODE]
+        for near in hosts or _fallback(level0, slot, usable):
             _append(level0, near, slot)
             usable[near] = level0.counts[near] < level0.capacity
-            made += 1
-            if made == LINKS_PER_NODE:
-                break
-        if made:
             linked.append(slot)
-    return np.asarray(linked, dtype=np.int64)
+    return np.unique(np.asarray(linked, dtype=np.int64))
 
 
 def reconnect(data: np.ndarray, nearest: Nearest) -> tuple[int, int] | None:
-    """Link every record's node of the serialized graph in `data` that no search reaches
-    (see the module; other nodes are walked through, not linked); (records found
-    unreachable, records still unreachable after), or None when the layout is not one
-    this module reads."""
+    """Link every record's node of the serialized graph in `data` that a search may miss
+    (see the module) in and out; (records found cut off, records still cut off after), or
+    None when the layout is not one this module reads."""
     level0 = read_level0(data)
     if level0 is None:
         return None
-    seen = _reached(level0)
-    lost = _lost_records(level0, seen)
-    if len(lost) == 0:
+    if len(level0.counts) == 0:
         return 0, 0
-    # What the new links make reachable: the walk goes on from the nodes linked in.
-    _walk(level0, seen, link_in(level0, lost, seen, nearest))
-    return len(lost), len(_lost_records(level0, seen))
+    hub = pivot(level0)
+    seen, reaches = _reached(level0, hub), _reaching(level0, hub)
+    found = len(_records(level0, ~(seen & reaches)))
+    while True:  # links are only added: what was reached or reaching stays so
+        linked_in = link_in(level0, _records(level0, ~seen), seen, nearest)
+        linked_to = link_out(level0, _records(level0, seen & ~reaches), reaches, nearest)
+        if len(linked_in) == 0 and len(linked_to) == 0:
+            break
+        _walk(level0, seen, np.concatenate([linked_in, linked_to]))
+        reaches = _reaching(level0, hub, reaches)
+    return found, len(_records(level0, ~(seen & reaches)))
 
 
 def unreachable_records(data: np.ndarray) -> int | None:
-    """How many records' nodes of the serialized graph in `data` no search reaches (other
+    """How many records' nodes of the serialized graph in `data` a search may miss (other
     nodes not counted), or None when the layout is not one this module reads."""
     level0 = read_level0(data)
-    return None if level0 is None else len(_lost_records(level0, _reached(level0)))
+    if level0 is None:
+        return None
+    missed = np.zeros(len(level0.counts), dtype=bool)
+    missed[cut_off(level0)] = True
+    return len(_records(level0, missed))
 
 
-def _lost_records(level0: Level0, seen: np.ndarray) -> np.ndarray:
-    """Slots of records' nodes (`RECORD_KEYS_BELOW`) not `seen`."""
-    return np.flatnonzero(~seen & (level0.keys < np.uint64(RECORD_KEYS_BELOW)))
+def _records(level0: Level0, mask: np.ndarray) -> np.ndarray:
+    """Slots of records' nodes (`RECORD_KEYS_BELOW`) in `mask`."""
+    return np.flatnonzero(mask & (level0.keys < np.uint64(RECORD_KEYS_BELOW)))
 
 
 def reconnect_file(path: str | os.PathLike[str], nearest: Nearest) -> tuple[int, int] | None:
@@ -201,6 +238,34 @@ def report(result: tuple[int, int] | None) -> None:
             found - left,
             left,
         )
+
+
+def _fallback(level0: Level0, slot: int, usable: np.ndarray) -> list[int]:
+    """One host for `slot` when none of its nearest nodes can take a link (all full, seen
+    in small graphs of a low M): a node its own list links to, else the first usable."""
+    own = [near for near in level0.links[slot, : level0.counts[slot]].tolist() if usable[near]]
+    return own[:1] or np.flatnonzero(usable)[:1].tolist()
+
+
+def link_out(
+    level0: Level0, stuck: np.ndarray, reaches: np.ndarray, nearest: Nearest
+) -> np.ndarray:
+    """Append to the level-0 list of each of the `stuck` slots (from which no walk meets
+    the pivot) its nearest node (by `nearest`) that `reaches` it, when the list has room;
+    the slots linked to."""
+    if len(stuck) == 0:
+        return stuck
+    found, counts = nearest(level0.keys[stuck])
+    candidates = _slots_of(found, counts, level0.keys)
+    linked: list[int] = []
+    for slot, row in zip(stuck.tolist(), candidates.tolist(), strict=True):
+        if level0.counts[slot] >= level0.capacity:
+            continue
+        near = next((n for n in row if n >= 0 and n != slot and reaches[n]), -1)
+        if near >= 0:
+            _append(level0, slot, near)
+            linked.append(near)
+    return np.asarray(linked, dtype=np.int64)
 
 
 def _slots_of(found: np.ndarray, counts: np.ndarray, keys: np.ndarray) -> np.ndarray:
