@@ -230,13 +230,29 @@ class BruteForce:
             return [
                 (self.records[i]["id"], float(n), self.records[i]) for n, i in enumerate(allowed)
             ]
-        with np.errstate(all="ignore"):
-            support, _ = self.rank(payload["rank"], allowed)
-        ranked = sorted(support.items(), key=lambda kv: (math.isnan(kv[1]), kv[1], kv[0]))
+        ranked = sorted(
+            self._support(payload, allowed).items(),
+            key=lambda kv: (math.isnan(kv[1]), kv[1], kv[0]),
+        )
         group = payload.get("group_by") or {}
         if group:
             ranked = self.group(ranked, group)
         return [(self.records[i]["id"], s, self.records[i]) for i, s in ranked]
+
+    def scores(self, payload: dict[str, Any]) -> dict[str, float]:
+        """The score of every row the payload's rank scores, before group_by keeps some:
+        a row a near-tie swapped (in a Knn's top `limit` or a group's top `k`) is known
+        by its score."""
+        if payload.get("rank") is None:
+            return {row[0]: row[1] for row in self.ranked(payload)}
+        allowed = [i for i, r in enumerate(self.records) if bf_match(r, payload.get("filter"))]
+        support = self._support(payload, allowed)
+        return {self.records[i]["id"]: s for i, s in support.items()}
+
+    def _support(self, payload: dict[str, Any], allowed: list[int]) -> dict[int, float]:
+        with np.errstate(all="ignore"):
+            support, _ = self.rank(payload["rank"], allowed)
+        return support
 
     def group(self, ranked: list[tuple[int, float]], spec: dict[str, Any]) -> list:
         ((agg, conf),) = spec["aggregate"].items()
@@ -298,7 +314,7 @@ def assert_matches(rows: list[dict[str, Any]], payload: dict[str, Any], bf: Brut
     want = page_of(payload, ranked)
     assert len(rows) == len(want), ([r["id"] for r in rows], [w[0] for w in want])
     selected = set((payload.get("select") or {}).get("keys", []))
-    scores = {w[0]: w[1] for w in ranked}
+    scores = bf.scores(payload)
     for row, (wid, wscore, rec) in zip(rows, want, strict=True):
         if row["id"] != wid:  # only a tie at float32 precision may reorder
             assert close(scores.get(row["id"]), wscore), (row["id"], wid)
