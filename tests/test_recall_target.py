@@ -38,6 +38,7 @@ import huedb
 from huedb.api.client import clear_system_cache
 from huedb.cli.output import stats_lines
 from huedb.engine import recall_calibration as rc
+from huedb.engine import snapshot
 from huedb.engine.vector_index import HnswParams, build_graph, search_graph
 from huedb.errors import InvalidArgumentError
 from huedb.ops.stats import gather_stats
@@ -244,6 +245,41 @@ def test_a_fifth_of_the_graph_changed_is_measured_again(tmp_path: Path) -> None:
         status = col.get_indexing_status()
         assert status.recall == engine._indexes.calibration(row).recall
         assert status.ef_search is not None and status.ef_search >= 100
+    finally:
+        client.close()
+
+
+def test_changes_made_before_a_restart_are_measured_again_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process changes a quarter of the graph and stops before measuring it again: its
+    snapshot keeps the count of changes with the old measurement, so the next process to
+    open the store measures again (before, it counted from zero and never did)."""
+    from huedb.engine.index_cache import IndexCache
+
+    client = _client(tmp_path)
+    try:
+        with monkeypatch.context() as no_measuring:
+            no_measuring.setattr(IndexCache, "_start_calibration_if_due", lambda *a: None)
+            col, engine, row, deadline = _graph_of_4000(client, "restarted")
+            col.add(ids=IDS[4_000:5_000], embeddings=VECTORS[4_000:5_000])
+            col.get_indexing_status()
+            client.close()
+        stored = rc.Calibration.from_json(
+            snapshot.read_header(snapshot.snapshot_path(tmp_path / "index", str(col.id)))[
+                "calibration"
+            ]
+        )
+        assert stored is not None and stored.graph_size == 4_000
+        assert stored.changed_since >= 1_000
+        clear_system_cache()
+        client = _client(tmp_path)
+        col = client.get_collection("restarted")
+        engine = client._server.engine  # type: ignore[attr-defined]
+        while engine._indexes.calibration(row).graph_size != 5_000:
+            assert time.monotonic() < deadline, "the graph was not measured again"
+            col.get_indexing_status()
+            time.sleep(0.05)
     finally:
         client.close()
 

@@ -231,6 +231,14 @@ def _measure_view(payload: Any, params: HnswParams, stop: threading.Event) -> Ca
     return _measure_recall(search, params, source, sample, stop, sample_in_graph=True)
 
 
+def _calibration_to_store(state: _State) -> Calibration | None:
+    """The state's recall measurement as a snapshot stores it: with the changes applied to
+    the graph since (a process restarted after a bulk change measures again)."""
+    if state.calibration is None:
+        return None
+    return dataclasses.replace(state.calibration, changed_since=state.changed_since_calibration)
+
+
 def _log_calibration(collection_uuid: str, found: Calibration, ef_search_set: bool) -> None:
     short = shortfall(found.recall, found.target, found.ef_search, ef_search_set)
     if short is not None:
@@ -778,7 +786,7 @@ class IndexCache:
             replaces=state.replaces_snapshot,
         )
         workdir = self._dir if self._dir is not None and self._dir.is_dir() else None
-        calibration = state.calibration
+        calibration = _calibration_to_store(state)
 
         def read(graph_file: Path) -> MappedGraph:
             """The child's graph is the collection at the watermark the work was taken at."""
@@ -985,7 +993,7 @@ class IndexCache:
     def _use_calibration(self, state: _State, calibration: Calibration | None) -> None:
         """Search the state's graph at the ef this measurement chose."""
         state.calibration = calibration
-        state.changed_since_calibration = 0
+        state.changed_since_calibration = 0 if calibration is None else calibration.changed_since
         state.index.tuned_ef = None if calibration is None else calibration.ef_search
 
     def _start_calibration_if_due(self, col: CollectionRow, state: _State) -> None:
@@ -1097,7 +1105,11 @@ class IndexCache:
             return None, False
         try:
             written = self._snapshot_or_warn(
-                col, state.watermark, state.index, state.calibration, state.replaces_snapshot
+                col,
+                state.watermark,
+                state.index,
+                _calibration_to_store(state),
+                state.replaces_snapshot,
             )
         except NotFoundError:  # deleted by another process: nothing to keep
             self.forget(col.cid)
@@ -1121,7 +1133,7 @@ class IndexCache:
         """Write the graph's snapshot in a thread. The graph is not changed until it ends:
         changes meanwhile are searched exactly beside it (`VectorIndex.defer`) and applied
         when the thread is done (`_adopt_snapshot`)."""
-        index, watermark, calibration = state.index, state.watermark, state.calibration
+        index, watermark, calibration = state.index, state.watermark, _calibration_to_store(state)
         job = _Build(
             threading.Thread(daemon=True),
             watermark,

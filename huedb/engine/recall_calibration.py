@@ -70,6 +70,9 @@ class Calibration:
     queries: int
     graph_size: int
     seconds: float
+    # Changes applied to the graph after the measurement, as of the snapshot that stores it:
+    # a process that loads the snapshot goes on counting from there (`stale`).
+    changed_since: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The calibration as stored in a snapshot header."""
@@ -89,6 +92,7 @@ class Calibration:
                 queries=int(value["queries"]),
                 graph_size=int(value["graph_size"]),
                 seconds=float(value["seconds"]),
+                changed_since=int(value.get("changed_since", 0)),
             )
         except (KeyError, TypeError, ValueError):
             return None
