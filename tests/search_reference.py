@@ -225,7 +225,7 @@ class BruteForce:
     def ranked(self, payload: dict[str, Any]) -> list[tuple[str, float | None, dict[str, Any]]]:
         """(id, score, record) of every row the payload ranks, in order, before its page:
         a row tied with one at a page's edge may be served in its place."""
-        allowed = [i for i, r in enumerate(self.records) if bf_match(r, payload.get("filter"))]
+        allowed = self._allowed(payload)
         if payload.get("rank") is None:
             return [
                 (self.records[i]["id"], float(n), self.records[i]) for n, i in enumerate(allowed)
@@ -245,9 +245,11 @@ class BruteForce:
         by its score."""
         if payload.get("rank") is None:
             return {row[0]: row[1] for row in self.ranked(payload)}
-        allowed = [i for i, r in enumerate(self.records) if bf_match(r, payload.get("filter"))]
-        support = self._support(payload, allowed)
+        support = self._support(payload, self._allowed(payload))
         return {self.records[i]["id"]: s for i, s in support.items()}
+
+    def _allowed(self, payload: dict[str, Any]) -> list[int]:
+        return [i for i, r in enumerate(self.records) if bf_match(r, payload.get("filter"))]
 
     def _support(self, payload: dict[str, Any], allowed: list[int]) -> dict[int, float]:
         with np.errstate(all="ignore"):

@@ -104,10 +104,15 @@ def pivot(level0: Level0) -> int:
 def cut_off(level0: Level0) -> np.ndarray:
     """Slots a search may miss (ascending): not reached by a walk of level 0's links from
     `pivot`, or from which no walk reaches it."""
+    return np.flatnonzero(_missed(level0))
+
+
+def _missed(level0: Level0) -> np.ndarray:
+    """The mask of `cut_off`'s slots."""
     if len(level0.counts) == 0:
-        return np.empty(0, dtype=np.int64)
+        return np.zeros(0, dtype=bool)
     hub = pivot(level0)
-    return np.flatnonzero(~(_reached(level0, hub) & _reaching(level0, hub)))
+    return ~(_reached(level0, hub) & _reaching(level0, hub))
 
 
 def _reached(level0: Level0, start: int) -> np.ndarray:
@@ -170,11 +175,13 @@ def link_in(level0: Level0, lost: np.ndarray, reached: np.ndarray, nearest: Near
     linked: list[int] = []
     for slot, row in zip(lost.tolist(), candidates.tolist(), strict=True):
         hosts = [near for near in row if near >= 0 and usable[near]][:LINKS_PER_NODE]
-        for near in hosts or _fallback(level0, slot, usable):
+        hosts = hosts or _fallback(level0, slot, usable)
+        for near in hosts:
             _append(level0, near, slot)
             usable[near] = level0.counts[near] < level0.capacity
+        if hosts:
             linked.append(slot)
-    return np.unique(np.asarray(linked, dtype=np.int64))
+    return np.asarray(linked, dtype=np.int64)
 
 
 def reconnect(data: np.ndarray, nearest: Nearest) -> tuple[int, int] | None:
@@ -203,11 +210,7 @@ def unreachable_records(data: np.ndarray) -> int | None:
     """How many records' nodes of the serialized graph in `data` a search may miss (other
     nodes not counted), or None when the layout is not one this module reads."""
     level0 = read_level0(data)
-    if level0 is None:
-        return None
-    missed = np.zeros(len(level0.counts), dtype=bool)
-    missed[cut_off(level0)] = True
-    return len(_records(level0, missed))
+    return None if level0 is None else len(_records(level0, _missed(level0)))
 
 
 def _records(level0: Level0, mask: np.ndarray) -> np.ndarray:
