@@ -359,6 +359,38 @@ def test_records_round_trip_bit_exact(pg_store: PostgresStore) -> None:
     assert [c[2] for c in changes] == [vectors[i].tobytes() for i in range(3)]
 
 
+@pytest.mark.parametrize("kind", ["pg", "sqlite"])
+def test_count_changes_counts_what_oplog_changes_returns(
+    kind: str, pg_store: PostgresStore, sqlite_store: SQLiteStore
+) -> None:
+    """After inserts, updates (one key twice) and deletes, `count_changes(cid, w)` is the
+    length of `oplog_changes(cid, w)` at every watermark, and 0 past the head."""
+    store: Store = pg_store if kind == "pg" else sqlite_store
+    vectors = np.random.default_rng(7).standard_normal((6, DIM)).astype(np.float32)
+    with store.write() as db:
+        col = db.insert_collection(DEFAULT_DATABASE_ID, "counted", None, {})
+        db.insert_records(col.cid, RecordBatch(ids=[f"c{i}" for i in range(6)], embeddings=vectors))
+    with store.read() as db:
+        keys = [
+            r[0]
+            for r in db.fetch_rows(col.cid, compile_filter(None, None, None), None, None, False)
+        ]
+    for changed in ([keys[1], keys[2]], [keys[1]]):
+        with store.write() as db:
+            batch = RecordBatch(ids=["x"] * len(changed), embeddings=vectors[: len(changed)] + 1)
+            db.update_records(col.cid, changed, batch)
+    with store.write() as db:
+        db.delete_keys(col.cid, [keys[4]])
+    with store.read() as db:
+        head = db.oplog_head(col.cid)
+        seqs = [c[0] for c in db.oplog_changes(col.cid, 0)]
+        assert len(seqs) == 10
+        for watermark in [0, *seqs]:
+            expected = len(db.oplog_changes(col.cid, watermark))
+            assert db.count_changes(col.cid, watermark) == expected, watermark
+        assert db.count_changes(col.cid, head) == 0
+
+
 def test_time_budget_stops_a_statement(pg_store: PostgresStore) -> None:
     started = time.monotonic()
     with pytest.raises(QueryTimeoutError), pg_store.read() as db, db.time_budget(0.3):

@@ -322,6 +322,11 @@ class StoreSession(Protocol):
         """The collection's changes with a sequence number above `after_seq`, in order."""
         ...
 
+    def count_changes(self, cid: int, after_seq: int) -> int:
+        """How many of the collection's changes have a sequence number above `after_seq`
+        (one per record changed by each write, as `oplog_changes` returns them)."""
+        ...
+
     def prune_oplog(self, cid: int, upto: int, snapshotted: bool, node: str) -> None:
         """Drop changes up to `upto`; raise the collection's `pruned_seq` (and its
         `snapshot_seq` when a snapshot covers them) to it. `node` names the data directory

@@ -79,6 +79,11 @@ class OplogSQL(SessionBase):
             binary=True,
         ).fetchall()
 
+    def count_changes(self, cid: int, after_seq: int) -> int:
+        return self.run(
+            "SELECT count(*) FROM oplog WHERE cid = %s AND seq > %s", (cid, after_seq)
+        ).fetchone()[0]
+
     def prune_oplog(self, cid: int, upto: int, snapshotted: bool, node: str) -> None:
         if snapshotted and node:
             self.run(

@@ -650,6 +650,11 @@ class RecordsSQL(SchemaKeysSQL):
             (cid, after_seq),
         ).fetchall()
 
+    def count_changes(self, cid: int, after_seq: int) -> int:
+        return self._conn.execute(
+            "SELECT count(*) FROM oplog WHERE cid = ? AND seq > ?", (cid, after_seq)
+        ).fetchone()[0]
+
     def prune_oplog(self, cid: int, upto: int, snapshotted: bool, node: str) -> None:
         # Every process of a SQLite store shares its directory, hence its snapshots: the
         # newest covers the others, so `node` changes nothing here.
