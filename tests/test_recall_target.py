@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -37,9 +38,9 @@ import pytest
 import huedb
 from huedb.api.client import clear_system_cache
 from huedb.cli.output import stats_lines
+from huedb.engine import index_cache, snapshot
 from huedb.engine import recall_calibration as rc
-from huedb.engine import snapshot
-from huedb.engine.vector_index import HnswParams, build_graph, search_graph
+from huedb.engine.vector_index import HnswParams, Thresholds, VectorIndex, build_graph, search_graph
 from huedb.errors import InvalidArgumentError
 from huedb.ops.stats import gather_stats
 from tests.servers import huedb_server
@@ -435,3 +436,49 @@ def test_a_graph_measured_with_one_query() -> None:
         partial(search_graph, graph), "l2", rc.ArrayVectors(keys, vectors), sample, 0.95, [64]
     )
     assert got.queries == 1 and got.recall >= 0.8
+
+
+def _graph_index(n: int, params: HnswParams, seed: int = 5) -> VectorIndex:
+    vectors = np.random.default_rng(seed).standard_normal((n, 16)).astype(np.float32)
+    keys = np.arange(n, dtype=np.uint64)
+    graph = build_graph(16, params, keys, vectors)
+    return VectorIndex.from_graph(16, params, Thresholds(0, 0), graph)
+
+
+def test_tombstones_added_since_the_measurement_widen_the_ef() -> None:
+    """A measured ef above the first rung (128) is scaled by how far the share of
+    records among the graph's nodes fell since the measurement: 2,000 nodes of which 500
+    are now tombstones search a measured 300 at 400; a measurement that already counted
+    those tombstones, one that met the target at the first rung, and an ef the user set
+    are searched as they are."""
+    index = _graph_index(2_000, HnswParams(space="l2"))
+    index.tuned_ef, index.tuned_live_share = 300, 1.0
+    assert index.search_ef == 300
+    index.remove(np.arange(500, dtype=np.uint64))
+    assert index.tombstones == 500 and len(index) == 1_500
+    assert index.search_ef == 400
+    measured = rc.Calibration(0.95, 300, 0.96, 100, 200, graph_size=1_500, seconds=1.0)
+    assert index.search_ef == 400 and measured.live_share == 1.0
+    index.tuned_live_share = dataclasses.replace(measured, tombstones=500).live_share
+    assert index.search_ef == 300
+    index.tuned_ef, index.tuned_live_share = 128, 1.0
+    assert index.search_ef == 128
+    chosen = _graph_index(2_000, HnswParams(space="l2", ef_search=300, ef_search_set=True))
+    chosen.tuned_ef = 300
+    chosen.remove(np.arange(500, dtype=np.uint64))
+    assert chosen.search_ef == 300
+
+
+def test_a_measurement_on_a_view_records_its_tombstones(tmp_path: Path) -> None:
+    """The measurement of a snapshot's graph keeps the tombstones it held (in the
+    snapshot's header with it), so a process loading it widens nothing for them."""
+    params = HnswParams(space="l2")
+    index = _graph_index(3_000, params)
+    index.remove(np.arange(0, 3_000, 4, dtype=np.uint64))
+    path = tmp_path / "graph.usearch"
+    index.save_graph(path)
+    found = index_cache._measure_view(memoryview(path.read_bytes()), params, threading.Event())
+    assert found is not None and found.tombstones == 750 and found.graph_size == 2_250
+    assert rc.Calibration.from_json(found.to_json()) == found
+    older = {k: v for k, v in found.to_json().items() if k != "tombstones"}
+    assert rc.Calibration.from_json(older) == dataclasses.replace(found, tombstones=0)

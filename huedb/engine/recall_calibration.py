@@ -73,6 +73,9 @@ class Calibration:
     # Changes applied to the graph after the measurement, as of the snapshot that stores it:
     # a process that loads the snapshot goes on counting from there (`stale`).
     changed_since: int = 0
+    # Tombstones the graph measured held beside its `graph_size` records (none in a fresh
+    # build): searches widen `ef_search` for those added since (`live_share`).
+    tombstones: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The calibration as stored in a snapshot header."""
@@ -93,9 +96,15 @@ class Calibration:
                 graph_size=int(value["graph_size"]),
                 seconds=float(value["seconds"]),
                 changed_since=int(value.get("changed_since", 0)),
+                tombstones=int(value.get("tombstones", 0)),
             )
         except (KeyError, TypeError, ValueError):
             return None
+
+    @property
+    def live_share(self) -> float:
+        """The share of the measured graph's nodes that were records, not tombstones."""
+        return self.graph_size / max(self.graph_size + self.tombstones, 1)
 
     def stale(self, target: float, floor: int, changes: int) -> bool:
         """True when it was measured for another target or ef_search, or the graph has
