@@ -31,7 +31,13 @@ from huedb.engine.engine import Engine
 from huedb.engine.filters import compile_filter
 from huedb.engine.graph_backlog import INLINE_MAX_CHANGES
 from huedb.engine.graph_build import apply_backlog
-from huedb.engine.vector_index import FlatVectors, Thresholds, VectorIndex
+from huedb.engine.vector_index import (
+    GRAPH_DTYPE,
+    FlatVectors,
+    Thresholds,
+    VectorIndex,
+    at_graph_precision,
+)
 from huedb.record_batch import RecordBatch
 from tests import stores
 from tests.stores import StoreTarget
@@ -325,3 +331,35 @@ def test_large_catch_up_is_applied_in_the_background(
         assert last._indexes.loaded(col.cid).backlog == 0
     finally:
         last.close()
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_graph_holds_across_blocks(space: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`graph_holds`, read block by block (blocks of 64 here), says of each key whether the
+    graph holds exactly that vector: keys absent, vectors changed, a NaN, a block with no
+    key of the graph and blocks of the graph's own vectors, against a row-by-row check."""
+    monkeypatch.setattr("huedb.engine.vector_index.GRAPH_GET_BLOCK", 64)
+    rng = np.random.default_rng(17)
+    ref = make_reference(rng, 300, 8, clustered=False)
+    index = graph_index(ref, 8, space, Thresholds(0, 0), with_flat=False)
+    present = np.asarray(sorted(ref), dtype=np.uint64)
+    absent = np.arange(10_000, 10_070, dtype=np.uint64)  # more than a block
+    keys = np.concatenate([present[:100], absent, present[100:]])
+    stored = np.concatenate([ref_vectors(ref, present[:100]), np.ones((70, 8), np.float32)])
+    stored = np.concatenate([stored, ref_vectors(ref, present[100:])])
+    changed = rng.choice(len(keys), 40, replace=False)
+    stored[changed] += 1.0
+    stored[5, 3] = np.nan
+    expected = np.array(
+        [
+            bool(index.graph_holds_any(keys[i : i + 1]))
+            and np.array_equal(
+                index._graph.get(keys[i], dtype=np.float32),  # type: ignore[union-attr]
+                at_graph_precision(GRAPH_DTYPE, index.graph_rows(stored[i : i + 1]))[0],
+            )
+            for i in range(len(keys))
+        ]
+    )
+    got = index.graph_holds(keys, stored)
+    assert got.tolist() == expected.tolist()
+    assert 0 < got.sum() < len(keys) - 70 and not got[100:170].any()
