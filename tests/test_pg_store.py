@@ -360,11 +360,12 @@ def test_records_round_trip_bit_exact(pg_store: PostgresStore) -> None:
 
 
 @pytest.mark.parametrize("kind", ["pg", "sqlite"])
-def test_count_changes_counts_what_oplog_changes_returns(
+def test_count_changes_and_changed_keys_agree_with_oplog_changes(
     kind: str, pg_store: PostgresStore, sqlite_store: SQLiteStore
 ) -> None:
     """After inserts, updates (one key twice) and deletes, `count_changes(cid, w)` is the
-    length of `oplog_changes(cid, w)` at every watermark, and 0 past the head."""
+    length of `oplog_changes(cid, w)` and `changed_keys(cid, w)` its distinct keys in
+    order, at every watermark; 0 past the head."""
     store: Store = pg_store if kind == "pg" else sqlite_store
     vectors = np.random.default_rng(7).standard_normal((6, DIM)).astype(np.float32)
     with store.write() as db:
@@ -386,8 +387,9 @@ def test_count_changes_counts_what_oplog_changes_returns(
         seqs = [c[0] for c in db.oplog_changes(col.cid, 0)]
         assert len(seqs) == 10
         for watermark in [0, *seqs]:
-            expected = len(db.oplog_changes(col.cid, watermark))
-            assert db.count_changes(col.cid, watermark) == expected, watermark
+            expected = db.oplog_changes(col.cid, watermark)
+            assert db.count_changes(col.cid, watermark) == len(expected), watermark
+            assert db.changed_keys(col.cid, watermark) == sorted({c[1] for c in expected})
         assert db.count_changes(col.cid, head) == 0
 
 

@@ -263,11 +263,12 @@ class SparseIndexes:
         head = db.oplog_head(col.cid)
         if head <= state.watermark:
             return
-        changes = db.oplog_changes(col.cid, state.watermark)
+        # The keys only: the sparse values are read from the rows (`oplog_changes` read
+        # every changed dense vector too, 1.5 KB a record at 384 dims, for nothing).
+        changed = db.changed_keys(col.cid, state.watermark)
         state.watermark = head
-        if not changes:
+        if not changed:
             return
-        changed = sorted({key for _, key, _ in changes})
         rows = db.fetch_by_keys(col.cid, changed, False)
         key_array = np.asarray(changed, dtype=np.int64)
         was = state.present.get(key_array) > 0

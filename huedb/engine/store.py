@@ -322,6 +322,11 @@ class StoreSession(Protocol):
         """The collection's changes with a sequence number above `after_seq`, in order."""
         ...
 
+    def changed_keys(self, cid: int, after_seq: int) -> list[int]:
+        """The distinct keys of the collection's changes with a sequence number above
+        `after_seq`, ascending (`oplog_changes` without the vectors)."""
+        ...
+
     def count_changes(self, cid: int, after_seq: int) -> int:
         """How many of the collection's changes have a sequence number above `after_seq`
         (one per record changed by each write, as `oplog_changes` returns them)."""

@@ -79,6 +79,13 @@ class OplogSQL(SessionBase):
             binary=True,
         ).fetchall()
 
+    def changed_keys(self, cid: int, after_seq: int) -> list[int]:
+        rows = self.run(
+            "SELECT DISTINCT key FROM oplog WHERE cid = %s AND seq > %s ORDER BY key",
+            (cid, after_seq),
+        )
+        return [row[0] for row in rows.fetchall()]
+
     def count_changes(self, cid: int, after_seq: int) -> int:
         return self.run(
             "SELECT count(*) FROM oplog WHERE cid = %s AND seq > %s", (cid, after_seq)

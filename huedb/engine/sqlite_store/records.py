@@ -650,6 +650,13 @@ class RecordsSQL(SchemaKeysSQL):
             (cid, after_seq),
         ).fetchall()
 
+    def changed_keys(self, cid: int, after_seq: int) -> list[int]:
+        rows = self._conn.execute(
+            "SELECT DISTINCT key FROM oplog WHERE cid = ? AND seq > ? ORDER BY key",
+            (cid, after_seq),
+        )
+        return [row[0] for row in rows]
+
     def count_changes(self, cid: int, after_seq: int) -> int:
         return self._conn.execute(
             "SELECT count(*) FROM oplog WHERE cid = ? AND seq > ?", (cid, after_seq)
