@@ -401,9 +401,10 @@ class IndexCache:
         A process that holds none starts holding it (`_writer_holds`) once the collection
         has just grown past the exact-search threshold with no graph yet, so its graph is
         built while the collection is still being written, or once the changes since its
-        graph snapshot are due another snapshot, so they reach the graph while it writes
-        (docs/ARCHITECTURE.md, "Building the graph during ingest", "A writer keeps the
-        snapshot current").
+        graph snapshot are due another snapshot, so they are noted for the graph as they
+        are written rather than read back at its first search (docs/ARCHITECTURE.md,
+        "Building the graph during ingest", "A writer of a collection with a graph
+        snapshot").
         """
         if col.cid in self._states:
             self.ready(db, col, searching=False)
