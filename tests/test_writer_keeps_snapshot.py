@@ -21,6 +21,7 @@ import huedb
 from huedb.api.client import clear_system_cache
 from huedb.engine import index_cache, snapshot
 from huedb.engine.vector_index import BuildStopped
+from tests import proc_workers
 
 DIM = 16
 ROWS = 400
@@ -231,3 +232,54 @@ def test_closing_a_writer_stops_its_pass_and_loses_nothing(
     assert _snapshot_watermark(tmp_path, uuid) == before
     monkeypatch.undo()
     assert _next_process_reads_back(tmp_path, vectors, 200, monkeypatch) >= 220
+
+
+@pytest.mark.parametrize(("updated", "hard_exit"), [(120, False), (220, False), (220, True)])
+def test_another_process_finds_every_change_a_writer_process_made(
+    tmp_path: Path, updated: int, hard_exit: bool
+) -> None:
+    """A writer in its own OS process updates 30 % or 55 % of the records (it then holds
+    the index for its writes; at 55 % a pass runs while it writes) and deletes 20 more,
+    then closes, or exits without closing; a new process finds each updated record at its
+    new vector (distance 0), no deleted one, and every other record at its own vector."""
+    settings = {"huedb_exact_max_floats": DIM * 100, "huedb_snapshot_every": SNAPSHOT_EVERY}
+    vectors = proc_workers.vectors_for(1, ROWS, DIM)
+    ids = proc_workers.ids_for("r", ROWS)
+    client = huedb.PersistentClient(path=tmp_path, settings=huedb.Settings(**settings))
+    try:
+        col = client.create_collection(proc_workers.COLLECTION)
+        col.add(ids=ids, embeddings=vectors)
+        col.query(query_embeddings=vectors[:1], n_results=3)
+        deadline = time.monotonic() + 60
+        while col.get_indexing_status().op_indexing_progress < 1.0:
+            assert time.monotonic() < deadline, "no graph in 60 s"
+            time.sleep(0.02)
+    finally:
+        client.close()
+        clear_system_cache()
+    expected = vectors.copy()
+    ops: list[dict] = []
+    for lo in range(0, updated, 10):
+        ops.append({"op": "update", "ids": ids[lo : lo + 10], "seed": 1_000 + lo})
+        expected[lo : lo + 10] = proc_workers.vectors_for(1_000 + lo, 10, DIM)
+    ops.append({"op": "delete", "ids": ids[ROWS - 20 :]})
+    args = {
+        "path": str(tmp_path),
+        "settings": settings,
+        "dim": DIM,
+        "ops": ops,
+        "hard_exit": hard_exit,
+        "out": str(tmp_path / "writer.json"),
+    }
+    proc_workers.run_worker("apply_ops", args, tmp_path, timeout=120)
+    client = huedb.PersistentClient(path=tmp_path, settings=huedb.Settings(**settings))
+    try:
+        col = client.get_collection(proc_workers.COLLECTION)
+        assert col.count() == ROWS - 20
+        got = col.query(query_embeddings=expected[: ROWS - 20], n_results=1)
+        assert got["ids"] == [[i] for i in ids[: ROWS - 20]]
+        assert got["distances"] is not None and {d for (d,) in got["distances"]} == {0.0}
+        assert col.get(ids=ids[ROWS - 20 :])["ids"] == []
+    finally:
+        client.close()
+        clear_system_cache()
