@@ -26,13 +26,12 @@ from tests import proc_workers
 DIM = 16
 ROWS = 400
 SNAPSHOT_EVERY = 20
+SETTINGS = {"huedb_exact_max_floats": DIM * 100, "huedb_snapshot_every": SNAPSHOT_EVERY}
 
 
 def _client(path: Path, threshold_rows: int = 100) -> huedb.Client:
-    settings = huedb.Settings(
-        huedb_exact_max_floats=DIM * threshold_rows, huedb_snapshot_every=SNAPSHOT_EVERY
-    )
-    return huedb.PersistentClient(path=path, settings=settings)
+    settings = {**SETTINGS, "huedb_exact_max_floats": DIM * threshold_rows}
+    return huedb.PersistentClient(path=path, settings=huedb.Settings(**settings))
 
 
 def _vectors(seed: int, n: int) -> np.ndarray:
@@ -47,6 +46,15 @@ def _engine(client: huedb.Client):  # type: ignore[no-untyped-def]
     return client._server.engine  # type: ignore[attr-defined]
 
 
+def _search_until_graphed(col: huedb.Collection, vectors: np.ndarray) -> None:
+    """A search, then the wait (60 s at most) until the graph it started serves."""
+    col.query(query_embeddings=vectors[:1], n_results=3)
+    deadline = time.monotonic() + 60
+    while col.get_indexing_status().op_indexing_progress < 1.0:
+        assert time.monotonic() < deadline, "no graph in 60 s"
+        time.sleep(0.02)
+
+
 def _graph_with_snapshot(path: Path, vectors: np.ndarray) -> tuple[str, int]:
     """A collection of `vectors` whose graph is built and snapshotted (at close); its
     uuid and the snapshot's watermark."""
@@ -55,11 +63,7 @@ def _graph_with_snapshot(path: Path, vectors: np.ndarray) -> tuple[str, int]:
         col = client.create_collection("kept", metadata={"hnsw:space": "l2"})
         for lo in range(0, ROWS, 100):
             col.add(ids=_ids(range(lo, lo + 100)), embeddings=vectors[lo : lo + 100])
-        col.query(query_embeddings=vectors[:1], n_results=3)
-        deadline = time.monotonic() + 60
-        while col.get_indexing_status().op_indexing_progress < 1.0:
-            assert time.monotonic() < deadline, "no graph in 60 s"
-            time.sleep(0.02)
+        _search_until_graphed(col, vectors)
         uuid = str(col.id)
     finally:
         client.close()
@@ -242,18 +246,13 @@ def test_another_process_finds_every_change_a_writer_process_made(
     the index for its writes; at 55 % a pass runs while it writes) and deletes 20 more,
     then closes, or exits without closing; a new process finds each updated record at its
     new vector (distance 0), no deleted one, and every other record at its own vector."""
-    settings = {"huedb_exact_max_floats": DIM * 100, "huedb_snapshot_every": SNAPSHOT_EVERY}
     vectors = proc_workers.vectors_for(1, ROWS, DIM)
     ids = proc_workers.ids_for("r", ROWS)
-    client = huedb.PersistentClient(path=tmp_path, settings=huedb.Settings(**settings))
+    client = _client(tmp_path)
     try:
         col = client.create_collection(proc_workers.COLLECTION)
         col.add(ids=ids, embeddings=vectors)
-        col.query(query_embeddings=vectors[:1], n_results=3)
-        deadline = time.monotonic() + 60
-        while col.get_indexing_status().op_indexing_progress < 1.0:
-            assert time.monotonic() < deadline, "no graph in 60 s"
-            time.sleep(0.02)
+        _search_until_graphed(col, vectors)
     finally:
         client.close()
         clear_system_cache()
@@ -265,14 +264,14 @@ def test_another_process_finds_every_change_a_writer_process_made(
     ops.append({"op": "delete", "ids": ids[ROWS - 20 :]})
     args = {
         "path": str(tmp_path),
-        "settings": settings,
+        "settings": SETTINGS,
         "dim": DIM,
         "ops": ops,
         "hard_exit": hard_exit,
         "out": str(tmp_path / "writer.json"),
     }
     proc_workers.run_worker("apply_ops", args, tmp_path, timeout=120)
-    client = huedb.PersistentClient(path=tmp_path, settings=huedb.Settings(**settings))
+    client = _client(tmp_path)
     try:
         col = client.get_collection(proc_workers.COLLECTION)
         assert col.count() == ROWS - 20

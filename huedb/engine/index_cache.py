@@ -448,9 +448,9 @@ class IndexCache:
         if self._dir is None or not snapshot.snapshot_path(self._dir, col.uuid).exists():
             return False
         changes = db.count_changes(col.cid, col.snapshot_seq)
-        if changes < self._snapshot_every:
+        if changes < self._snapshot_every:  # (no count of the records needed)
             return False
-        return changes >= db.count_records(col.cid) // 10
+        return changes >= self._snapshot_size(db.count_records(col.cid))
 
     def rebuild(self, db: StoreSession, col: CollectionRow) -> VectorIndex | None:
         """Rebuild a collection's index from the store, ignoring any snapshot (inside a read);
@@ -1183,7 +1183,12 @@ class IndexCache:
 
     def _snapshot_due(self, state: _State) -> bool:
         """Whether enough changes since the last snapshot call for another."""
-        return state.unsnapshotted >= max(self._snapshot_every, len(state.index) // 10)
+        return state.unsnapshotted >= self._snapshot_size(len(state.index))
+
+    def _snapshot_size(self, records: int) -> int:
+        """The changes that call for another snapshot of a graph of `records`:
+        `snapshot_every`, or a tenth of them."""
+        return max(self._snapshot_every, records // 10)
 
     def _start_snapshot(self, col: CollectionRow, state: _State) -> None:
         """Write the graph's snapshot in a thread. The graph is not changed until it ends:
@@ -1439,7 +1444,8 @@ class IndexCache:
         if present:
             keys, vectors = key_vector_rows(present, index.dim)
         defer = bool(index.backlog) or state.saving is not None or index.keeps_view
-        if index.uses_graph and (defer or state.writes_only or len(latest) > INLINE_MAX_CHANGES):
+        defer |= state.writes_only
+        if index.uses_graph and (defer or len(latest) > INLINE_MAX_CHANGES):
             # Too many for the graph within this call, the graph is being saved or is a
             # view too large to copy, or only this process's writes use it: a background
             # pass or the end of the save applies them (and skips those whose vector did
