@@ -38,8 +38,8 @@ import pytest
 import huedb
 from huedb.api.client import clear_system_cache
 from huedb.cli.output import stats_lines
-from huedb.engine import index_cache, snapshot
 from huedb.engine import recall_calibration as rc
+from huedb.engine import snapshot
 from huedb.engine.vector_index import HnswParams, Thresholds, VectorIndex, build_graph, search_graph
 from huedb.errors import InvalidArgumentError
 from huedb.ops.stats import gather_stats
@@ -477,7 +477,7 @@ def test_a_measurement_on_a_view_records_its_tombstones(tmp_path: Path) -> None:
     index.remove(np.arange(0, 3_000, 4, dtype=np.uint64))
     path = tmp_path / "graph.usearch"
     index.save_graph(path)
-    found = index_cache._measure_view(memoryview(path.read_bytes()), params, threading.Event())
+    found = rc.measure_view(memoryview(path.read_bytes()), params, threading.Event())
     assert found is not None and found.tombstones == 750 and found.graph_size == 2_250
     assert rc.Calibration.from_json(found.to_json()) == found
     older = {k: v for k, v in found.to_json().items() if k != "tombstones"}

@@ -33,7 +33,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
-import functools
 import itertools
 import logging
 import os
@@ -51,7 +50,6 @@ from huedb.engine import events, snapshot
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.graph_backlog import INLINE_MAX_CHANGES
 from huedb.engine.graph_build import Feed, apply_backlog, grow_graph
-from huedb.engine.graph_process import ChildFailed
 from huedb.engine.hnsw_config import (
     DEFAULT_RECALL_TARGET,
     collection_space,
@@ -61,14 +59,12 @@ from huedb.engine.hnsw_config import (
 )
 from huedb.engine.recall_calibration import (
     Calibration,
-    GraphVectors,
     Search,
     Vectors,
-    calibrate,
-    holdout_rows,
-    ladder,
+    measure_recall,
     shortfall,
 )
+from huedb.engine.recall_process import MeasurementFailed, measure_snapshot
 from huedb.engine.record_values import key_vector_rows
 from huedb.engine.sparse_index import SparseIndexes, SparseState
 from huedb.engine.store import StoreSession
@@ -83,7 +79,6 @@ from huedb.engine.vector_index import (
     graph_view,
     link_saved_graph,
     map_graph_file,
-    search_graph,
 )
 from huedb.errors import InvalidArgumentError, NotFoundError
 from huedb.options import EngineOptions
@@ -194,46 +189,6 @@ def _recall_target(col: CollectionRow) -> float:
         return recall_target(col.metadata)
     except InvalidArgumentError:
         return DEFAULT_RECALL_TARGET
-
-
-def _measure_recall(
-    search: Search,
-    params: HnswParams,
-    vectors: Vectors,
-    sample: np.ndarray,
-    stop: threading.Event,
-    sample_in_graph: bool = False,
-) -> Calibration | None:
-    """The recall calibration of the graph `search` searches, queried with the vectors of
-    rows `sample` (None when it failed: searches then use the configured ef_search); stops
-    with BuildStopped, and lets a graph process's failure through (its build then runs in
-    a thread)."""
-    if len(sample) == 0:  # under 10 vectors: nothing to measure with
-        return None
-    efs = ladder(params.ef_search, params.ef_search_set)
-    target = params.recall_target
-    try:
-        floor = params.ef_search
-        return calibrate(
-            search, params.space, vectors, sample, target, efs, stop, sample_in_graph, floor
-        )
-    except (BuildStopped, ChildFailed):
-        raise
-    except Exception:
-        logger.exception("measuring the recall of a graph failed")
-        return None
-
-
-def _measure_view(payload: Any, params: HnswParams, stop: threading.Event) -> Calibration | None:
-    """The recall calibration of a serialized graph (a snapshot's payload), read through a
-    private read-only view that is gone when this returns."""
-    graph = graph_view(payload)
-    source = GraphVectors(graph)
-    sample = holdout_rows(len(source.keys))
-    tombstones = len(graph) - len(source.keys)
-    search = functools.partial(search_graph, graph, tombstones=tombstones)
-    found = _measure_recall(search, params, source, sample, stop, sample_in_graph=True)
-    return None if found is None else dataclasses.replace(found, tombstones=tombstones)
 
 
 def _calibration_to_store(state: _State) -> Calibration | None:
@@ -957,7 +912,7 @@ class IndexCache:
             params = index.params
 
             def measure(search: Search, source: Vectors, held: np.ndarray) -> Any:
-                return _measure_recall(search, params, source, held, build.stop)
+                return measure_recall(search, params, source, held, build.stop)
 
             def read(graph_file: Path, calibration: Calibration | None) -> MappedGraph:
                 """The graph holds the rows handed over up to the feed's watermark."""
@@ -1053,9 +1008,10 @@ class IndexCache:
         state.index.tuned_live_share = 1.0 if calibration is None else calibration.live_share
 
     def _start_calibration_if_due(self, col: CollectionRow, state: _State) -> None:
-        """Measure the recall again, in another thread on the graph's snapshot (a private
-        read-only view, so searches are not slowed), when the measurement is missing, was
-        made for another target or ef_search, or a fifth of the graph changed since."""
+        """Measure the recall again, on the graph's snapshot in a child process on one core
+        (`recall_process`: searches here keep the other cores), when the measurement is
+        missing, was made for another target or ef_search, or a fifth of the graph changed
+        since."""
         params = state.index.params
         if not (state.may_calibrate and state.index.uses_graph) or params.recall_target <= 0:
             return
@@ -1073,12 +1029,9 @@ class IndexCache:
         job = _Build(threading.Thread(daemon=True), state.watermark)
 
         def work() -> None:
-            snap = snapshot.read_snapshot(path, owner)
-            if snap is None:
-                return
-            try:  # `snap` keeps the mapping open until the view is gone
-                job.calibration = _measure_view(snap.payload, params, job.stop)
-            except (BuildStopped, ValueError, RuntimeError) as exc:
+            try:
+                job.calibration = measure_snapshot(path, owner, params, job.stop)
+            except (BuildStopped, MeasurementFailed) as exc:
                 logger.info("recall of %s not measured: %r", col.uuid, exc)
                 return
             if job.calibration is not None:

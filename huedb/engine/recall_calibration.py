@@ -19,6 +19,9 @@ never lowers the ef the build measured (`IndexCache`).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,15 +30,21 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from huedb.engine.graph_process import ChildFailed
 from huedb.engine.hnsw_config import UNCHOSEN_EF_MIN, search_expansion
 from huedb.engine.mapped_rows import rows_as_float32
 from huedb.engine.vector_index import (
     RERANK_MARGIN,
     BuildStopped,
+    HnswParams,
     graph_keys,
     graph_vectors,
+    graph_view,
     row_norms,
+    search_graph,
 )
+
+logger = logging.getLogger(__name__)
 
 # Queries per measurement: one per 1,000 vectors, at least 200 and at most 1,000 (and a tenth
 # of the collection at most). The target must hold for the mean less 1.645 standard errors;
@@ -258,6 +267,49 @@ def calibrate(
             break
     seconds = time.perf_counter() - started
     return Calibration(target, ef, recall, floor, len(queries), n, seconds)
+
+
+def measure_recall(
+    search: Search,
+    params: HnswParams,
+    vectors: Vectors,
+    sample: np.ndarray,
+    stop: threading.Event,
+    sample_in_graph: bool = False,
+) -> Calibration | None:
+    """The recall calibration of the graph `search` searches, queried with the vectors of
+    rows `sample` (None when it failed: searches then use the configured ef_search); stops
+    with BuildStopped, and lets a graph process's failure through (its build then runs in
+    a thread)."""
+    if len(sample) == 0:  # under 10 vectors: nothing to measure with
+        return None
+    efs = ladder(params.ef_search, params.ef_search_set)
+    target = params.recall_target
+    try:
+        floor = params.ef_search
+        return calibrate(
+            search, params.space, vectors, sample, target, efs, stop, sample_in_graph, floor
+        )
+    except (BuildStopped, ChildFailed):
+        raise
+    except Exception:
+        logger.exception("measuring the recall of a graph failed")
+        return None
+
+
+def measure_view(
+    payload: Any, params: HnswParams, stop: threading.Event, threads: int = 0
+) -> Calibration | None:
+    """The recall calibration of a serialized graph (a snapshot's payload), read through a
+    private read-only view that is gone when this returns; its searches run on `threads`
+    (0: every core)."""
+    graph = graph_view(payload)
+    source = GraphVectors(graph)
+    sample = holdout_rows(len(source.keys))
+    tombstones = len(graph) - len(source.keys)
+    search = functools.partial(search_graph, graph, tombstones=tombstones, threads=threads)
+    found = measure_recall(search, params, source, sample, stop, sample_in_graph=True)
+    return None if found is None else dataclasses.replace(found, tombstones=tombstones)
 
 
 def _check(stop: threading.Event | None) -> None:

@@ -1393,18 +1393,23 @@ class VectorIndex:
 
 
 def search_graph(
-    graph: Index, queries: np.ndarray, count: int, ef: int, tombstones: int = 0
+    graph: Index,
+    queries: np.ndarray,
+    count: int,
+    ef: int,
+    tombstones: int = 0,
+    threads: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keys (queries x count) and how many were found per query, of a batch searched at
-    expansion `ef` on every core: for measuring a graph that no query is using. On a graph
-    holding `tombstones`, twice as many as hold `count` records on average are asked for,
-    and the tombstones among them left out."""
+    expansion `ef` on `threads` (0: every core, for measuring a graph that no query is
+    using). On a graph holding `tombstones`, twice as many as hold `count` records on
+    average are asked for, and the tombstones among them left out."""
     size = len(graph)
     asked = count
     if tombstones:
         asked = max(count, min(size, 2 * count * size // max(1, size - tombstones)))
     graph.expansion_search = search_expansion(ef, asked)
-    found = graph.search(queries, asked, threads=0)
+    found = graph.search(queries, asked, threads=threads)
     keys = np.asarray(found.keys, dtype=np.uint64)
     if keys.ndim == 1:  # usearch answers a one-row batch as one query's `Matches`
         row = np.zeros((1, asked), dtype=np.uint64)

@@ -1,0 +1,137 @@
+"""A graph snapshot's recall measured again in a child process, on one core.
+
+A graph that serves queries is measured again after large changes, or when its snapshot's
+measurement is stale (`IndexCache._start_calibration_if_due`). In a thread of the serving
+process, the measurement's matrix products ran on every core (OpenBLAS starts a thread per
+core) and its graph searches too, and queries waited for them: at 1M x 384 after 30 % of
+the records changed, query p50 was 7.3-7.6 ms for the ~12 s of products against 3.2 ms
+otherwise (the bench's "query after mutations p50" caught it). A child interpreter maps
+the snapshot itself, with one BLAS thread (set in its environment, before numpy loads),
+graph searches on one thread and a GIL of its own: in the same test, queries kept 3.2-3.3 ms
+throughout, and the measurement took 19.6 s instead of 22.6 s (the two BLAS threads had
+been waiting for the core the queries held).
+
+The parent writes one JSON line to the child's stdin (the snapshot's path and owner, the
+graph's settings) and keeps it open; the child answers with one JSON line on stdout (the
+measurement, none, or an error) and exits. A child whose stdin closes (the parent stopped
+the job, ended or died) exits at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from huedb.engine import snapshot
+from huedb.engine.recall_calibration import Calibration, measure_view
+from huedb.engine.vector_index import BuildStopped, HnswParams
+
+# One thread for each library that may run the matrix products (numpy's OpenBLAS, or an
+# MKL or OpenMP build of it).
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+STOP_POLL_SECONDS = 0.1  # how often the parent looks at the job's stop event
+
+
+class MeasurementFailed(RuntimeError):
+    """The child process could not start, or ended without an answer."""
+
+
+def measure_snapshot(
+    path: Path, owner: str, params: HnswParams, stop: threading.Event
+) -> Calibration | None:
+    """The recall calibration of the graph in the snapshot at `path`, measured by a child
+    process on one core: None when the snapshot is missing or refused (torn, foreign: see
+    `snapshot.read_snapshot`) or the graph too small to measure. Raises BuildStopped once
+    `stop` is set (the child is killed), MeasurementFailed when the child fails."""
+    request = {"path": str(path), "owner": owner, "params": dataclasses.asdict(params)}
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-P", "-m", __name__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_child_environment(),
+        )
+    except OSError as exc:
+        raise MeasurementFailed(f"cannot start a recall measurement process: {exc}") from exc
+    try:
+        assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+        child.stdin.write(json.dumps(request).encode() + b"\n")
+        child.stdin.flush()
+        while child.poll() is None:
+            if stop.wait(STOP_POLL_SECONDS):
+                raise BuildStopped
+        answer, errors = child.stdout.read(), child.stderr.read()
+    except OSError as exc:  # the child ended before it read the request
+        raise MeasurementFailed(f"the recall measurement process failed: {exc}") from exc
+    finally:
+        _end(child)
+    return _calibration(answer, errors, child.returncode)
+
+
+def _child_environment() -> dict[str, str]:
+    """This process's environment, with one thread per math library, and huedb's own
+    directory first on the import path (the child runs with -P, so the working directory
+    is not searched)."""
+    root = str(Path(__file__).resolve().parents[2])  # the directory holding huedb/
+    paths = [root, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, **ONE_THREAD, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def _end(child: subprocess.Popen[bytes]) -> None:
+    """Kill the child if it still runs, reap it, close its pipes."""
+    if child.poll() is None:
+        child.kill()
+    child.wait()
+    for stream in (child.stdin, child.stdout, child.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):  # unsent bytes to a dead child
+                stream.close()
+
+
+def _calibration(answer: bytes, errors: bytes, code: int | None) -> Calibration | None:
+    """The measurement the child answered with (MeasurementFailed for none, or an error)."""
+    try:
+        reply = json.loads(answer)
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict) or "error" in reply or "calibration" not in reply:
+        why = reply.get("error") if isinstance(reply, dict) else None
+        detail = why or errors.decode(errors="replace").strip()[-2000:] or f"exit code {code}"
+        raise MeasurementFailed(f"the recall measurement process failed: {detail}")
+    return Calibration.from_json(reply["calibration"])
+
+
+def _exit_when_orphaned(stdin: Any) -> None:
+    """The child: end the process once the parent closes stdin (or dies)."""
+    stdin.read()
+    os._exit(1)
+
+
+def _serve(stdin: Any, stdout: Any) -> int:
+    """The child: read the request, measure, write the answer."""
+    request = json.loads(stdin.readline())
+    threading.Thread(target=_exit_when_orphaned, args=(stdin,), daemon=True).start()
+    try:
+        snap = snapshot.read_snapshot(Path(request["path"]), request["owner"])
+        found = None
+        if snap is not None:
+            params = HnswParams(**request["params"])
+            found = measure_view(snap.payload, params, threading.Event(), threads=1)
+        reply: dict[str, Any] = {"calibration": None if found is None else found.to_json()}
+    except Exception as exc:  # reported to the parent, which logs it
+        reply = {"error": repr(exc)}
+    stdout.write(json.dumps(reply).encode() + b"\n")
+    stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_serve(sys.stdin.buffer, sys.stdout.buffer))
