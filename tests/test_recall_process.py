@@ -139,3 +139,31 @@ def test_the_child_runs_its_libraries_on_one_thread() -> None:
 def test_a_failed_child_is_reported(answer: bytes, errors: bytes, reason: str) -> None:
     with pytest.raises(MeasurementFailed, match=reason.replace("(", r"\(").replace(")", r"\)")):
         recall_process._calibration(answer, errors, -9)
+
+
+@pytest.mark.parametrize("failure", ["no interpreter", "child fails"])
+def test_without_a_child_the_measurement_runs_here(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    failure: str,
+) -> None:
+    """When no child can start (no interpreter at `sys.executable`) or the child fails
+    (here: its module cannot be imported), the measurement is made in the calling thread,
+    with the same result, and a warning says why."""
+    params = HnswParams(space="l2", ef_construction=16, ef_search=10, recall_target=0.999)
+    path = _snapshot(tmp_path, 2_000, params)
+    here = snapshot.read_snapshot(path, OWNER)
+    assert here is not None
+    expected = rc.measure_view(here.payload, params, threading.Event())
+    if failure == "no interpreter":
+        monkeypatch.setattr(recall_process.sys, "executable", str(tmp_path / "no-python"))
+        why = "cannot start"
+    else:
+        monkeypatch.setattr(recall_process, "__name__", "huedb.engine.no_such_module")
+        why = "No module named"
+    with caplog.at_level("WARNING", logger=recall_process.logger.name):
+        found = measure_snapshot(path, OWNER, params, threading.Event())
+    assert _without_time(found) == _without_time(expected)
+    warned = [r.getMessage() for r in caplog.records]
+    assert any(why in message and "in this process" in message for message in warned)

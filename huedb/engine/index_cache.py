@@ -64,7 +64,7 @@ from huedb.engine.recall_calibration import (
     measure_recall,
     shortfall,
 )
-from huedb.engine.recall_process import MeasurementFailed, measure_snapshot
+from huedb.engine.recall_process import measure_snapshot
 from huedb.engine.record_values import key_vector_rows
 from huedb.engine.sparse_index import SparseIndexes, SparseState
 from huedb.engine.store import StoreSession
@@ -1031,7 +1031,7 @@ class IndexCache:
         def work() -> None:
             try:
                 job.calibration = measure_snapshot(path, owner, params, job.stop)
-            except (BuildStopped, MeasurementFailed) as exc:
+            except (BuildStopped, ValueError, RuntimeError) as exc:
                 logger.info("recall of %s not measured: %r", col.uuid, exc)
                 return
             if job.calibration is not None:

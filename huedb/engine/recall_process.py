@@ -14,7 +14,8 @@ been waiting for the core the queries held).
 The parent writes one JSON line to the child's stdin (the snapshot's path and owner, the
 graph's settings) and keeps it open; the child answers with one JSON line on stdout (the
 measurement, none, or an error) and exits. A child whose stdin closes (the parent stopped
-the job, ended or died) exits at once.
+the job, ended or died) exits at once. When no child can start or it fails, the
+measurement runs in the calling thread, as before (on every core).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -38,6 +40,8 @@ from huedb.engine.vector_index import BuildStopped, HnswParams
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 STOP_POLL_SECONDS = 0.1  # how often the parent looks at the job's stop event
 
+logger = logging.getLogger(__name__)
+
 
 class MeasurementFailed(RuntimeError):
     """The child process could not start, or ended without an answer."""
@@ -47,9 +51,31 @@ def measure_snapshot(
     path: Path, owner: str, params: HnswParams, stop: threading.Event
 ) -> Calibration | None:
     """The recall calibration of the graph in the snapshot at `path`, measured by a child
-    process on one core: None when the snapshot is missing or refused (torn, foreign: see
-    `snapshot.read_snapshot`) or the graph too small to measure. Raises BuildStopped once
-    `stop` is set (the child is killed), MeasurementFailed when the child fails."""
+    process on one core (in this thread when the child cannot start or fails): None when
+    the snapshot is missing or refused (torn, foreign: see `snapshot.read_snapshot`) or the
+    graph too small to measure. Raises BuildStopped once `stop` is set (a child is killed)."""
+    try:
+        return _measured_by_child(path, owner, params, stop)
+    except MeasurementFailed as exc:
+        logger.warning("%s; measuring the recall in this process instead", exc)
+        return measure_here(path, owner, params, stop)
+
+
+def measure_here(
+    path: Path, owner: str, params: HnswParams, stop: threading.Event, threads: int = 0
+) -> Calibration | None:
+    """`measure_snapshot` in this thread, the graph searched on `threads` (0: every core)."""
+    snap = snapshot.read_snapshot(path, owner)
+    if snap is None:
+        return None
+    # `snap` keeps the file mapped until the view measured is gone
+    return measure_view(snap.payload, params, stop, threads)
+
+
+def _measured_by_child(
+    path: Path, owner: str, params: HnswParams, stop: threading.Event
+) -> Calibration | None:
+    """`measure_snapshot` by a child; MeasurementFailed when it cannot start or fails."""
     request = {"path": str(path), "owner": owner, "params": dataclasses.asdict(params)}
     try:
         child = subprocess.Popen(
@@ -120,11 +146,8 @@ def _serve(stdin: Any, stdout: Any) -> int:
     request = json.loads(stdin.readline())
     threading.Thread(target=_exit_when_orphaned, args=(stdin,), daemon=True).start()
     try:
-        snap = snapshot.read_snapshot(Path(request["path"]), request["owner"])
-        found = None
-        if snap is not None:
-            params = HnswParams(**request["params"])
-            found = measure_view(snap.payload, params, threading.Event(), threads=1)
+        path, params = Path(request["path"]), HnswParams(**request["params"])
+        found = measure_here(path, request["owner"], params, threading.Event(), threads=1)
         reply: dict[str, Any] = {"calibration": None if found is None else found.to_json()}
     except Exception as exc:  # reported to the parent, which logs it
         reply = {"error": repr(exc)}
