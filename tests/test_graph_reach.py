@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from usearch.index import Index
@@ -116,6 +117,53 @@ def test_every_node_is_reached_and_found_by_its_own_vector_after_linking():
     assert _found_by_own_vector(linked, vectors, lost_keys).mean() >= 0.75
     linked.expansion_search = len(vectors)
     assert _found_by_own_vector(linked, vectors, np.arange(len(vectors), dtype=np.uint64)).all()
+
+
+@pytest.mark.parametrize("block", [1, 5, 64])
+def test_walks_reading_the_lists_a_block_at_a_time_find_the_same_slots(
+    monkeypatch: pytest.MonkeyPatch, block: int
+) -> None:
+    """The walks read level 0's lists a block of slots at a time (`STEP_BLOCK`, so that at
+    1M their copies stay small): with blocks of 1, 5 and 64 slots (wide frontiers and
+    rounds of several blocks) they find the slots a plain walk finds."""
+    level0 = _level0(bytes(_graph(_clustered(seed=3)).save()))
+    monkeypatch.setattr(graph_reach, "STEP_BLOCK", block)
+    lost = cut_off(level0)
+    assert len(lost) > 0
+    assert set(lost.tolist()) == _reference_cut_off(level0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 60),
+    block=st.integers(1, 9),
+    seed=st.integers(0, 2**32 - 1),
+    start=st.integers(0, 59),
+)
+def test_walks_a_block_at_a_time_on_any_directed_graph(
+    n: int, block: int, seed: int, start: int
+) -> None:
+    """On random directed level-0 lists (sinks, islands, self-links included), the walks
+    reading `block` lists at a time find exactly the slots a plain walk from `start`
+    meets, and those from which a plain walk meets it."""
+    rng = np.random.default_rng(seed)
+    capacity, start = 4, start % n
+    counts = rng.integers(0, capacity + 1, n)
+    links = rng.integers(0, n, (n, capacity)).astype(np.uint32)
+    level0 = Level0(
+        np.empty(0, np.uint8), np.arange(n, dtype=np.uint64), counts, counts, links, capacity, 0
+    )
+    out = [links[s][: counts[s]].tolist() for s in range(n)]
+    into: list[list[int]] = [[] for _ in out]
+    for slot, nears in enumerate(out):
+        for near in nears:
+            into[near].append(slot)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(graph_reach, "STEP_BLOCK", block)
+        reached = set(np.flatnonzero(graph_reach._reached(level0, start)).tolist())
+        reaching = set(np.flatnonzero(graph_reach._reaching(level0, start)).tolist())
+    assert reached == _reference_walk(start, out.__getitem__)
+    assert reaching == _reference_walk(start, into.__getitem__)
 
 
 def test_links_are_only_added_one_or_two_for_each_node_linked_in():
