@@ -893,3 +893,32 @@ def test_mismatched_reports_changed_vectors(
     index.upsert(keys, stored)
     assert index.mismatched(keys, stored) == []
     assert index.mismatched(keys[:1], stored[:1]) == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(0, 40),
+    block=st.integers(1, 7),
+    seed=st.integers(0, 2**32 - 1),
+    extreme=st.sampled_from([0.0, 1e25, 1e-25]),
+)
+def test_row_norms_a_block_at_a_time_are_numpys_bit_for_bit(
+    rows: int, block: int, seed: int, extreme: float
+) -> None:
+    """`row_norms` of a matrix read a block of rows at a time (`NORM_BLOCK`, patched small
+    here) equals np.linalg.norm's float32 result bit for bit, and rows whose squares leave
+    float32's range (one scaled by `extreme`) get their true norm from float64."""
+    rng = np.random.default_rng(seed)
+    matrix = rng.standard_normal((rows, 8)).astype(np.float32)
+    if rows and extreme:
+        matrix[rows // 2] *= np.float32(extreme)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(vector_index, "NORM_BLOCK", block)
+        got = vector_index.row_norms(matrix)
+    assert got.dtype == np.float32 and got.shape == (rows,)
+    wide = np.linalg.norm(matrix.astype(np.float64), axis=-1).astype(np.float32)
+    with np.errstate(over="ignore", under="ignore"):
+        plain = np.linalg.norm(matrix, axis=-1)
+    usable = (plain >= vector_index.TINY_NORM) & (plain < np.inf)
+    assert np.array_equal(got[usable], plain[usable])
+    np.testing.assert_allclose(got[~usable], wide[~usable], rtol=1e-6)
