@@ -24,6 +24,7 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 import huedb
+from huedb.engine import oplog_read
 from huedb.engine.catalog import DEFAULT_DATABASE_ID, CollectionRow
 from huedb.engine.filters import compile_filter
 from huedb.engine.postgres_store import PostgresStore
@@ -341,7 +342,7 @@ def test_records_round_trip_bit_exact(pg_store: PostgresStore) -> None:
         rows = db.fetch_rows(col.cid, flt, None, None, True)
         chunks = list(db.vector_chunks(col.cid, DIM, 2))
         exact = db.keys_with_vector(col.cid, vectors[1])
-        changes = db.oplog_changes(col.cid, 0)
+        changes = list(db.oplog_changes(col.cid, 0))
         head = db.oplog_head(col.cid)
     assert [r[1] for r in rows] == ["r0", "r1", "r2"]
     assert [r[2] for r in rows] == ["doc ö", None, ""]
@@ -387,10 +388,61 @@ def test_count_changes_and_changed_keys_agree_with_oplog_changes(
         seqs = [c[0] for c in db.oplog_changes(col.cid, 0)]
         assert len(seqs) == 10
         for watermark in [0, *seqs]:
-            expected = db.oplog_changes(col.cid, watermark)
+            expected = list(db.oplog_changes(col.cid, watermark))
             assert db.count_changes(col.cid, watermark) == len(expected), watermark
             assert db.changed_keys(col.cid, watermark) == sorted({c[1] for c in expected})
         assert db.count_changes(col.cid, head) == 0
+
+
+@pytest.mark.parametrize("chunk", [3, 8_192])
+@pytest.mark.parametrize("kind", ["pg", "sqlite"])
+def test_changes_read_a_chunk_at_a_time_are_the_oplogs(
+    kind: str,
+    chunk: int,
+    pg_store: PostgresStore,
+    sqlite_store: SQLiteStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`oplog_read.read_changes` (the rows read `chunk` at a time into one matrix) gives,
+    at every watermark, what the oplog's rows say: each changed key once, in the order of
+    its first entry, gone or with its current vector, and the number of entries; after
+    random adds, updates (some keys several times) and deletes."""
+    monkeypatch.setattr(oplog_read, "CHUNK_ROWS", chunk)
+    store: Store = pg_store if kind == "pg" else sqlite_store
+    rng = random.Random(11)
+    vectors = np.random.default_rng(11).standard_normal((40, DIM)).astype(np.float32)
+    with store.write() as db:
+        col = db.insert_collection(DEFAULT_DATABASE_ID, "chunked", None, {})
+        db.insert_records(
+            col.cid, RecordBatch(ids=[f"k{i}" for i in range(30)], embeddings=vectors[:30])
+        )
+    with store.read() as db:
+        everything = compile_filter(None, None, None)
+        keys = [r[0] for r in db.fetch_rows(col.cid, everything, None, None, False)]
+    for step in range(12):
+        with store.write() as db:
+            picked = rng.sample(keys, 3)
+            if step % 4 == 3:
+                db.delete_keys(col.cid, picked[:1])
+                keys.remove(picked[0])
+            else:
+                batch = RecordBatch(ids=["x"] * 3, embeddings=vectors[30 + step % 7 :][:3])
+                db.update_records(col.cid, picked, batch)
+    with store.read() as db:
+        seqs = [c[0] for c in db.oplog_changes(col.cid, 0)]
+        assert len(seqs) > 3 * chunk or chunk > len(seqs)
+        for watermark in [0, *seqs[::5], seqs[-1]]:
+            rows = list(db.oplog_changes(col.cid, watermark))
+            latest: dict[int, bytes | None] = {}
+            for _, key, vector in rows:
+                latest[key] = vector
+            got = oplog_read.read_changes(db, col.cid, watermark, DIM)
+            assert got.entries == len(rows)
+            assert got.removed.tolist() == [k for k, v in latest.items() if v is None]
+            assert got.keys.tolist() == [k for k, v in latest.items() if v is not None]
+            assert got.vectors.dtype == np.float32 and got.vectors.flags.c_contiguous
+            present = [v for v in latest.values() if v is not None]
+            assert got.vectors.tobytes() == b"".join(present)
 
 
 def test_time_budget_stops_a_statement(pg_store: PostgresStore) -> None:

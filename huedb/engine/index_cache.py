@@ -57,6 +57,7 @@ from huedb.engine.hnsw_config import (
     hnsw_setting,
     recall_target,
 )
+from huedb.engine.oplog_read import read_changes
 from huedb.engine.recall_calibration import (
     Calibration,
     Search,
@@ -65,7 +66,6 @@ from huedb.engine.recall_calibration import (
     shortfall,
 )
 from huedb.engine.recall_process import measure_snapshot
-from huedb.engine.record_values import key_vector_rows
 from huedb.engine.sparse_index import SparseIndexes, SparseState
 from huedb.engine.store import StoreSession
 from huedb.engine.vector_index import (
@@ -1381,30 +1381,23 @@ class IndexCache:
         behind_since, state.current_at = state.current_at, now
         if head <= state.watermark:
             return False
-        changes = db.oplog_changes(col.cid, state.watermark)
-        state.watermark = head
-        if not changes:
-            return False
-        events.caught_up(len(changes), now - behind_since)
-        latest: dict[int, bytes | None] = {}
-        for _, key, vector in changes:
-            latest[key] = vector
         index = state.index
-        removed = np.asarray([k for k, v in latest.items() if v is None], dtype=np.uint64)
-        present = [(k, v) for k, v in latest.items() if v is not None]
-        keys = np.empty(0, dtype=np.uint64)
-        vectors = np.empty((0, index.dim), dtype=np.float32)
-        if present:
-            keys, vectors = key_vector_rows(present, index.dim)
+        changes = read_changes(db, col.cid, state.watermark, index.dim)
+        state.watermark = head
+        if not changes.entries:
+            return False
+        events.caught_up(changes.entries, now - behind_since)
+        removed, keys, vectors = changes.removed, changes.keys, changes.vectors
+        changed_keys = len(removed) + len(keys)
         defer = bool(index.backlog) or state.saving is not None or index.keeps_view
         defer |= state.writes_only
-        if index.uses_graph and (defer or len(latest) > INLINE_MAX_CHANGES):
+        if index.uses_graph and (defer or changed_keys > INLINE_MAX_CHANGES):
             # Too many for the graph within this call, the graph is being saved or is a
             # view too large to copy, or only this process's writes use it: a background
             # pass or the end of the save applies them (and skips those whose vector did
             # not change).
             index.defer(removed, keys, vectors)
-            state.unsnapshotted += len(latest)
+            state.unsnapshotted += changed_keys
             return True
         if len(keys):
             # Entries of a metadata-only change (a sparse value) leave the vector as it was.

@@ -26,7 +26,7 @@ CollectionExistsError, StorageFullError, ...), raised in the same order on every
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,8 +318,10 @@ class StoreSession(Protocol):
         change committed later (module docstring)."""
         ...
 
-    def oplog_changes(self, cid: int, after_seq: int) -> list[OplogChange]:
-        """The collection's changes with a sequence number above `after_seq`, in order."""
+    def oplog_changes(self, cid: int, after_seq: int) -> Iterable[OplogChange]:
+        """The collection's changes with a sequence number above `after_seq`, in order, as
+        rows to read once within this session (a cursor: at 1M x 384 a catch-up reads
+        hundreds of thousands of vectors, `oplog_read`)."""
         ...
 
     def changed_keys(self, cid: int, after_seq: int) -> list[int]:

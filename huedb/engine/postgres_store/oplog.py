@@ -41,6 +41,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import psycopg
+
 from huedb.engine.postgres_store.base import SessionBase
 
 HOLD_SECONDS = 3600  # how long a node's snapshot position holds back pruning
@@ -71,13 +73,13 @@ class OplogSQL(SessionBase):
         row = self.run("SELECT log_seq FROM collections WHERE cid = %s", (cid,)).fetchone()
         return 0 if row is None else row[0]
 
-    def oplog_changes(self, cid: int, after_seq: int) -> list[tuple[int, int, bytes | None]]:
+    def oplog_changes(self, cid: int, after_seq: int) -> psycopg.Cursor:
         return self.run(
             "SELECT o.seq, o.key, e.vector FROM oplog o LEFT JOIN embeddings e ON e.key = o.key "
             "WHERE o.cid = %s AND o.seq > %s ORDER BY o.seq",
             (cid, after_seq),
             binary=True,
-        ).fetchall()
+        )
 
     def changed_keys(self, cid: int, after_seq: int) -> list[int]:
         rows = self.run(

@@ -643,12 +643,12 @@ class RecordsSQL(SchemaKeysSQL):
         row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'oplog'").fetchone()
         return row[0] if row else 0
 
-    def oplog_changes(self, cid: int, after_seq: int) -> list[tuple[int, int, bytes | None]]:
+    def oplog_changes(self, cid: int, after_seq: int) -> sqlite3.Cursor:
         return self._conn.execute(
             "SELECT o.seq, o.key, e.vector FROM oplog o LEFT JOIN embeddings e ON e.key = o.key "
             "WHERE o.cid = ? AND o.seq > ? ORDER BY o.seq",
             (cid, after_seq),
-        ).fetchall()
+        )
 
     def changed_keys(self, cid: int, after_seq: int) -> list[int]:
         rows = self._conn.execute(
