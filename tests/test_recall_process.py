@@ -167,3 +167,21 @@ def test_without_a_child_the_measurement_runs_here(
     assert _without_time(found) == _without_time(expected)
     warned = [r.getMessage() for r in caplog.records]
     assert any(why in message and "in this process" in message for message in warned)
+
+
+def test_a_child_writing_much_to_stderr_is_still_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child that writes more to stderr than a pipe holds before it answers (here a
+    stand-in that writes 1.2 MB, then answers "no measurement") is read to its end: its
+    stderr goes to a file, so the parent never waits on a full pipe."""
+    params = HnswParams(space="l2")
+    monkeypatch.setattr(recall_process, "__name__", "tests.noisy_recall_child")
+    stop = threading.Event()
+    timer = threading.Timer(60.0, stop.set)
+    timer.start()
+    try:
+        assert measure_snapshot(tmp_path / "unused.hnsw", OWNER, params, stop) is None
+    finally:
+        timer.cancel()
+    assert not stop.is_set()

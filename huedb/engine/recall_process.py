@@ -27,6 +27,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -77,28 +78,33 @@ def _measured_by_child(
 ) -> Calibration | None:
     """`measure_snapshot` by a child; MeasurementFailed when it cannot start or fails."""
     request = {"path": str(path), "owner": owner, "params": dataclasses.asdict(params)}
-    try:
-        child = subprocess.Popen(
-            [sys.executable, "-P", "-m", __name__],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_child_environment(),
-        )
-    except OSError as exc:
-        raise MeasurementFailed(f"cannot start a recall measurement process: {exc}") from exc
-    try:
-        assert child.stdin is not None and child.stdout is not None and child.stderr is not None
-        child.stdin.write(json.dumps(request).encode() + b"\n")
-        child.stdin.flush()
-        while child.poll() is None:
-            if stop.wait(STOP_POLL_SECONDS):
-                raise BuildStopped
-        answer, errors = child.stdout.read(), child.stderr.read()
-    except OSError as exc:  # the child ended before it read the request
-        raise MeasurementFailed(f"the recall measurement process failed: {exc}") from exc
-    finally:
-        _end(child)
+    # stderr goes to a file: a pipe nobody reads until the child ends would stop a child
+    # that wrote more than the pipe holds (its stdout is one short line).
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-P", "-m", __name__],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=_child_environment(),
+            )
+        except OSError as exc:
+            raise MeasurementFailed(f"cannot start a recall measurement process: {exc}") from exc
+        try:
+            assert child.stdin is not None and child.stdout is not None
+            child.stdin.write(json.dumps(request).encode() + b"\n")
+            child.stdin.flush()
+            while child.poll() is None:
+                if stop.wait(STOP_POLL_SECONDS):
+                    raise BuildStopped
+            answer = child.stdout.read()
+        except OSError as exc:  # the child ended before it read the request
+            raise MeasurementFailed(f"the recall measurement process failed: {exc}") from exc
+        finally:
+            _end(child)
+        stderr.seek(0)
+        errors = stderr.read()
     return _calibration(answer, errors, child.returncode)
 
 
@@ -116,7 +122,7 @@ def _end(child: subprocess.Popen[bytes]) -> None:
     if child.poll() is None:
         child.kill()
     child.wait()
-    for stream in (child.stdin, child.stdout, child.stderr):
+    for stream in (child.stdin, child.stdout):
         if stream is not None:
             with contextlib.suppress(OSError):  # unsent bytes to a dead child
                 stream.close()
