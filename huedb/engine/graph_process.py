@@ -98,13 +98,20 @@ class ChildGraph:
             raise
 
     def _spawn(self, start: Path | None) -> None:
-        """Start a child process on the graph saved to `start`, or an empty one."""
-        self._proc = subprocess.Popen(
-            [sys.executable, "-P", __file__],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        """Start a child process on the graph saved to `start`, or an empty one. Its stderr
+        goes to a temporary file, read when it fails: a pipe read only then would stop a
+        child that wrote more than the pipe holds."""
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the child (_close_streams)
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-P", __file__],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._errors,
+            )
+        except BaseException:
+            self._errors.close()
+            raise
         assert self._proc.stdin is not None
         header = {**self._config, "start": start and str(start)}
         self._proc.stdin.write(json.dumps(header).encode() + b"\n")
@@ -252,7 +259,7 @@ class ChildGraph:
         self._unlink()
 
     def _close_streams(self) -> None:
-        for stream in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+        for stream in (self._proc.stdin, self._proc.stdout, self._errors):
             if stream is not None:
                 with contextlib.suppress(OSError):  # unsent bytes to a dead child
                     stream.close()
@@ -281,8 +288,10 @@ class ChildGraph:
         if self._proc.poll() is None:
             self._proc.kill()
         self._proc.wait()
-        assert self._proc.stderr is not None
-        return self._proc.stderr.read().decode(errors="replace").strip()[-2000:]
+        if self._errors.closed:
+            return ""
+        self._errors.seek(0)
+        return self._errors.read().decode(errors="replace").strip()[-2000:]
 
 
 def _temporary(directory: Path) -> Path:
