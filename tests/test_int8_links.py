@@ -30,7 +30,13 @@ from hypothesis.extra import numpy as hnp
 from usearch.index import Index
 
 from huedb.api.client import clear_system_cache
-from huedb.engine import graph_build, graph_process, int8_links, snapshot, usearch_layout
+from huedb.engine import (
+    child_process,
+    graph_build,
+    int8_links,
+    snapshot,
+    usearch_layout,
+)
 from huedb.engine.graph_process import ChildFailed, ChildGraph
 from huedb.engine.int8_links import HEADROOM, INT8_MAX, Int8Rows, choose, serve_with_rows
 from huedb.engine.mapped_rows import rows_as_float32
@@ -262,7 +268,7 @@ def test_a_graph_process_that_cannot_start_again_after_a_checkpoint_fails_as_a_c
         def refused(*args: object, **kwargs: object) -> None:
             raise OSError("no more processes")
 
-        monkeypatch.setattr(graph_process.subprocess, "Popen", refused)
+        monkeypatch.setattr(child_process.subprocess, "Popen", refused)
         with pytest.raises(ChildFailed, match="cannot start a graph process again"):
             child.add(keys[200:], found.quantize(rows[200:]), threads=1)
     finally:
@@ -275,7 +281,7 @@ def test_a_build_whose_graph_process_cannot_start_again_is_built_in_a_thread(
 ) -> None:
     monkeypatch.setattr(graph_build, "CHILD_MIN_FLOATS", 0)
     monkeypatch.setattr(graph_build, "has_int8_kernel", lambda metric: True)
-    real_popen = graph_process.subprocess.Popen
+    real_popen = child_process.subprocess.Popen
     started: list[int] = []
 
     def once(*args: Any, **kwargs: Any) -> Any:
@@ -284,7 +290,7 @@ def test_a_build_whose_graph_process_cannot_start_again_is_built_in_a_thread(
             raise OSError("no more processes")
         return real_popen(*args, **kwargs)
 
-    monkeypatch.setattr(graph_process.subprocess, "Popen", once)
+    monkeypatch.setattr(child_process.subprocess, "Popen", once)
     vectors = _clustered(10, 2_000)
     client = stores.SQLITE.client(tmp_path, {"huedb_exact_max_floats": DIM * 100})
     try:

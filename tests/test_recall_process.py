@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from huedb.engine import child_process, recall_process, snapshot
 from huedb.engine import recall_calibration as rc
-from huedb.engine import recall_process, snapshot
-from huedb.engine.recall_process import MeasurementFailed, measure_snapshot
+from huedb.engine.recall_process import ChildUnavailable, MeasurementFailed, measure_snapshot
 from huedb.engine.vector_index import BuildStopped, HnswParams, Thresholds, VectorIndex, build_graph
 
 OWNER = snapshot.owner_name("store-1", "collection-1")
@@ -85,7 +85,7 @@ def test_a_stopped_job_kills_its_child(tmp_path: Path, monkeypatch: pytest.Monke
         started.append(child)
         return child
 
-    monkeypatch.setattr(recall_process.subprocess, "Popen", recording_popen)
+    monkeypatch.setattr(child_process.subprocess, "Popen", recording_popen)
     stop = threading.Event()
     stop.set()
     began = time.monotonic()
@@ -129,16 +129,33 @@ def test_the_child_runs_its_libraries_on_one_thread() -> None:
 
 
 @pytest.mark.parametrize(
-    ("answer", "errors", "reason"),
+    ("answer", "errors", "failure", "reason"),
     [
-        (b'{"error": "ValueError(\'torn\')"}\n', b"", "ValueError('torn')"),
-        (b"", b"Traceback ...\nMemoryError\n", "MemoryError"),
-        (b"", b"", "exit code -9"),
+        (b'{"error": "ValueError(\'torn\')"}\n', "", MeasurementFailed, "ValueError('torn')"),
+        (b"", "Traceback ...\nMemoryError", ChildUnavailable, "MemoryError"),
+        (b"", "", ChildUnavailable, "exit code -9"),
     ],
 )
-def test_a_failed_child_is_reported(answer: bytes, errors: bytes, reason: str) -> None:
-    with pytest.raises(MeasurementFailed, match=reason.replace("(", r"\(").replace(")", r"\)")):
+def test_a_failed_child_is_reported(
+    answer: bytes, errors: str, failure: type[Exception], reason: str
+) -> None:
+    """An error the child answers with is the measurement's; no answer means the child
+    could not run (its stderr, or its exit code, says why)."""
+    with pytest.raises(failure, match=reason.replace("(", r"\(").replace(")", r"\)")):
         recall_process._calibration(answer, errors, -9)
+
+
+def test_a_measurement_that_fails_in_the_child_is_not_run_again_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child that answers with an error (here a stand-in) is not followed by the same
+    measurement in the calling thread: it would fail for the same reason, on every core."""
+    monkeypatch.setattr(recall_process, "__name__", "tests.erring_recall_child")
+    ran_here: list[Path] = []
+    monkeypatch.setattr(recall_process, "measure_here", lambda path, *_: ran_here.append(path))
+    with pytest.raises(MeasurementFailed, match="the recall measurement failed: MemoryError"):
+        measure_snapshot(tmp_path / "unused.hnsw", OWNER, HnswParams(space="l2"), threading.Event())
+    assert ran_here == []
 
 
 @pytest.mark.parametrize("failure", ["no interpreter", "child fails"])

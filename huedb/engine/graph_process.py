@@ -24,11 +24,9 @@ It exits when its stdin closes (the parent ended or died) or once it saved the g
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -98,23 +96,12 @@ class ChildGraph:
             raise
 
     def _spawn(self, start: Path | None) -> None:
-        """Start a child process on the graph saved to `start`, or an empty one. Its stderr
-        goes to a temporary file, read when it fails: a pipe read only then would stop a
-        child that wrote more than the pipe holds."""
-        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the child (_close_streams)
-        try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-P", __file__],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self._errors,
-            )
-        except BaseException:
-            self._errors.close()
-            raise
-        assert self._proc.stdin is not None
+        """Start a child process on the graph saved to `start`, or an empty one."""
+        from huedb.engine.child_process import Child  # not in the child: no huedb there
+
+        self._child = Child([sys.executable, "-P", __file__])
         header = {**self._config, "start": start and str(start)}
-        self._proc.stdin.write(json.dumps(header).encode() + b"\n")
+        self._child.stdin.write(json.dumps(header).encode() + b"\n")
 
     def _running(self) -> None:
         """After a checkpoint, a child on the graph it saved (ChildFailed if none starts:
@@ -128,7 +115,7 @@ class ChildGraph:
 
     @property
     def pid(self) -> int:
-        return self._proc.pid
+        return self._child.pid
 
     def add(self, keys: np.ndarray, vectors: np.ndarray, threads: int) -> None:
         """Send vectors to add on `threads` threads (blocks while the child is busy and
@@ -190,8 +177,8 @@ class ChildGraph:
         view = _temporary(self._directory)
         try:
             self._request_save(self._checkpoint)
-            self._proc.wait()
-            self._close_streams()
+            self._child.wait()
+            self._child.close()
             self._resume = True
             served(self._checkpoint, target=view)
             return map_graph_file(view)
@@ -214,8 +201,8 @@ class ChildGraph:
 
         self._running()
         self._request_save(self._path)
-        self._proc.wait()
-        self._close_streams()
+        self._child.wait()
+        self._child.close()
         if self._checkpoint is not None:  # read back by the child: no longer needed
             self._checkpoint.unlink(missing_ok=True)
         heap.release()  # before the graph is read back or mapped (the parent's peak)
@@ -238,8 +225,7 @@ class ChildGraph:
         name = os.fsencode(path)
         try:
             self._send(_FRAME.pack(_SAVE, len(name), 0, 0), name)
-            assert self._proc.stdout is not None
-            reply = self._proc.stdout.readline()
+            reply = self._child.stdout.readline()
         except OSError as exc:
             raise ChildFailed(f"graph process ended: {self._stderr()}") from exc
         if reply != _DONE:
@@ -247,22 +233,12 @@ class ChildGraph:
 
     def interrupt(self) -> None:
         """End the child at once (from another thread: the sending thread then fails)."""
-        if self._proc.poll() is None:
-            self._proc.kill()
+        self._child.kill()
 
     def kill(self) -> None:
         """End the child (a build stopped or failed) and remove its file."""
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-        self._close_streams()
+        self._child.close()
         self._unlink()
-
-    def _close_streams(self) -> None:
-        for stream in (self._proc.stdin, self._proc.stdout, self._errors):
-            if stream is not None:
-                with contextlib.suppress(OSError):  # unsent bytes to a dead child
-                    stream.close()
 
     def _unlink(self) -> None:
         for path in (self._path, self._start, self._checkpoint):
@@ -270,28 +246,20 @@ class ChildGraph:
                 path.unlink(missing_ok=True)
 
     def _send(self, *parts: Any) -> None:
-        stdin = self._proc.stdin
-        assert stdin is not None
+        stdin = self._child.stdin
         for part in parts:
             stdin.write(part)
         stdin.flush()
 
     def _receive(self, size: int) -> bytes:
-        stdout = self._proc.stdout
-        assert stdout is not None
-        data = stdout.read(size)
+        data = self._child.stdout.read(size)
         if len(data) != size:
             raise ChildFailed(f"graph process ended: {self._stderr()}")
         return data
 
     def _stderr(self) -> str:
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
-        if self._errors.closed:
-            return ""
-        self._errors.seek(0)
-        return self._errors.read().decode(errors="replace").strip()[-2000:]
+        """End the child; the end of what it wrote to stderr."""
+        return self._child.last_words()
 
 
 def _temporary(directory: Path) -> Path:

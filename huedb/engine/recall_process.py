@@ -14,25 +14,24 @@ been waiting for the core the queries held).
 The parent writes one JSON line to the child's stdin (the snapshot's path and owner, the
 graph's settings) and keeps it open; the child answers with one JSON line on stdout (the
 measurement, none, or an error) and exits. A child whose stdin closes (the parent stopped
-the job, ended or died) exits at once. When no child can start or it fails, the
-measurement runs in the calling thread, as before (on every core).
+the job, ended or died) exits at once. When no child can start or it ends without an
+answer, the measurement runs in the calling thread, as before (on every core); an error
+it answers with is the measurement's own, reported and not run again.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
 
 from huedb.engine import snapshot
+from huedb.engine.child_process import Child
 from huedb.engine.recall_calibration import Calibration, measure_view
 from huedb.engine.vector_index import BuildStopped, HnswParams
 
@@ -45,6 +44,10 @@ logger = logging.getLogger(__name__)
 
 
 class MeasurementFailed(RuntimeError):
+    """The measurement failed (the child answered with the error)."""
+
+
+class ChildUnavailable(RuntimeError):
     """The child process could not start, or ended without an answer."""
 
 
@@ -52,12 +55,13 @@ def measure_snapshot(
     path: Path, owner: str, params: HnswParams, stop: threading.Event
 ) -> Calibration | None:
     """The recall calibration of the graph in the snapshot at `path`, measured by a child
-    process on one core (in this thread when the child cannot start or fails): None when
+    process on one core (in this thread when the child cannot start or gives no answer): None when
     the snapshot is missing or refused (torn, foreign: see `snapshot.read_snapshot`) or the
-    graph too small to measure. Raises BuildStopped once `stop` is set (a child is killed)."""
+    graph too small to measure. Raises BuildStopped once `stop` is set (a child is killed),
+    MeasurementFailed when the measurement itself failed (it is not run again here)."""
     try:
         return _measured_by_child(path, owner, params, stop)
-    except MeasurementFailed as exc:
+    except ChildUnavailable as exc:
         logger.warning("%s; measuring the recall in this process instead", exc)
         return measure_here(path, owner, params, stop)
 
@@ -76,35 +80,25 @@ def measure_here(
 def _measured_by_child(
     path: Path, owner: str, params: HnswParams, stop: threading.Event
 ) -> Calibration | None:
-    """`measure_snapshot` by a child; MeasurementFailed when it cannot start or fails."""
+    """`measure_snapshot` by a child: ChildUnavailable when it cannot start or ends without
+    an answer, MeasurementFailed when it answers that the measurement failed."""
     request = {"path": str(path), "owner": owner, "params": dataclasses.asdict(params)}
-    # stderr goes to a file: a pipe nobody reads until the child ends would stop a child
-    # that wrote more than the pipe holds (its stdout is one short line).
-    with tempfile.TemporaryFile() as stderr:
-        try:
-            child = subprocess.Popen(
-                [sys.executable, "-P", "-m", __name__],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                env=_child_environment(),
-            )
-        except OSError as exc:
-            raise MeasurementFailed(f"cannot start a recall measurement process: {exc}") from exc
-        try:
-            assert child.stdin is not None and child.stdout is not None
-            child.stdin.write(json.dumps(request).encode() + b"\n")
-            child.stdin.flush()
-            while child.poll() is None:
-                if stop.wait(STOP_POLL_SECONDS):
-                    raise BuildStopped
-            answer = child.stdout.read()
-        except OSError as exc:  # the child ended before it read the request
-            raise MeasurementFailed(f"the recall measurement process failed: {exc}") from exc
-        finally:
-            _end(child)
-        stderr.seek(0)
-        errors = stderr.read()
+    try:
+        child = Child([sys.executable, "-P", "-m", __name__], env=_child_environment())
+    except OSError as exc:
+        raise ChildUnavailable(f"cannot start a recall measurement process: {exc}") from exc
+    try:
+        child.stdin.write(json.dumps(request).encode() + b"\n")
+        child.stdin.flush()
+        while child.running():
+            if stop.wait(STOP_POLL_SECONDS):
+                raise BuildStopped
+        answer = child.stdout.read()
+    except OSError as exc:  # the child ended before it read the request
+        raise ChildUnavailable(f"the recall measurement process failed: {exc}") from exc
+    finally:
+        errors = child.last_words()
+        child.close()
     return _calibration(answer, errors, child.returncode)
 
 
@@ -117,27 +111,19 @@ def _child_environment() -> dict[str, str]:
     return {**os.environ, **ONE_THREAD, "PYTHONPATH": os.pathsep.join(paths)}
 
 
-def _end(child: subprocess.Popen[bytes]) -> None:
-    """Kill the child if it still runs, reap it, close its pipes."""
-    if child.poll() is None:
-        child.kill()
-    child.wait()
-    for stream in (child.stdin, child.stdout):
-        if stream is not None:
-            with contextlib.suppress(OSError):  # unsent bytes to a dead child
-                stream.close()
-
-
-def _calibration(answer: bytes, errors: bytes, code: int | None) -> Calibration | None:
-    """The measurement the child answered with (MeasurementFailed for none, or an error)."""
+def _calibration(answer: bytes, errors: str, code: int | None) -> Calibration | None:
+    """The measurement the child answered with: MeasurementFailed when it answered with
+    an error (the measurement's own, which would fail here too), ChildUnavailable when it
+    gave no answer (it could not run: killed, or huedb not importable there)."""
     try:
         reply = json.loads(answer)
     except ValueError:
         reply = None
-    if not isinstance(reply, dict) or "error" in reply or "calibration" not in reply:
-        why = reply.get("error") if isinstance(reply, dict) else None
-        detail = why or errors.decode(errors="replace").strip()[-2000:] or f"exit code {code}"
-        raise MeasurementFailed(f"the recall measurement process failed: {detail}")
+    if isinstance(reply, dict) and "error" in reply:
+        raise MeasurementFailed(f"the recall measurement failed: {reply['error']}")
+    if not isinstance(reply, dict) or "calibration" not in reply:
+        detail = errors or f"exit code {code}"
+        raise ChildUnavailable(f"the recall measurement process failed: {detail}")
     return Calibration.from_json(reply["calibration"])
 
 
