@@ -4,9 +4,13 @@ it returns, whatever the block size (so the pass's merges of one block's entries
 a query's cut are exercised many times), the number of rows (fewer than the shortlist's
 width too), duplicates and ties, zero rows, rows the rough scores cannot rank (huge
 components: infinite dot products, NaN scores), and l2 data far from the origin next to
-its spread; and the measurement of a graph smaller than a shortlist."""
+its spread; the measurement of a graph smaller than a shortlist; and a stop seen between
+blocks."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from huedb.engine import recall_calibration as rc
-from huedb.engine.vector_index import RERANK_MARGIN, squared_l2
+from huedb.engine.vector_index import RERANK_MARGIN, BuildStopped, squared_l2
 from tests.knobs import knob
 from tests.test_vector_index import ref_distances
 
@@ -118,3 +122,35 @@ def test_a_perfect_search_of_a_small_graph_measures_recall_one(n: int) -> None:
 
     got = rc.calibrate(perfect, "l2", rc.ArrayVectors(keys, matrix), sample, 0.95, [128, 1024])
     assert (got.recall, got.ef_search) == (1.0, 128)
+
+
+class _SlowVectors(rc.ArrayVectors):
+    """Vectors whose brute-force pass takes 10 ms a block; counts the blocks read."""
+
+    def __init__(self, matrix: np.ndarray, block: int) -> None:
+        super().__init__(np.arange(len(matrix), dtype=np.uint64), matrix, block)
+        self.blocks = 0
+
+    def chunks(self):
+        for start, block in super().chunks():
+            time.sleep(0.01)
+            self.blocks += 1
+            yield start, block
+
+
+def test_a_stopped_build_stops_the_brute_force_pass_at_its_next_block() -> None:
+    """A build stopped (dropped collection, closing process) mid-measurement ends within a
+    block of the brute-force pass, not at its end (400 blocks here: 4 s)."""
+    matrix = np.zeros((4_000, 4), dtype=np.float32)
+    vectors = _SlowVectors(matrix, 10)
+    stop = threading.Event()
+    timer = threading.Timer(0.1, stop.set)
+    timer.start()
+    began = time.monotonic()
+    with pytest.raises(BuildStopped):
+        rc.calibrate(_unused_search, "l2", vectors, rc.holdout_rows(4_000), 0.9, [128], stop)
+    assert time.monotonic() - began < 2.0 and vectors.blocks < 100
+
+
+def _unused_search(queries: np.ndarray, count: int, ef: int) -> tuple[np.ndarray, np.ndarray]:
+    raise AssertionError("the graph is searched only after the exact answers")
