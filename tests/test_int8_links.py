@@ -255,6 +255,36 @@ def test_a_graph_process_on_int8_rows_takes_int8_rows_and_goes_on_after_a_checkp
     assert list(tmp_path.iterdir()) == []  # the checkpoint's file and the graph's are gone
 
 
+def test_a_graph_process_interrupted_after_a_checkpoint_is_not_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build told to stop while its child had ended at a checkpoint (the measurement's
+    window) starts no new child: the next call fails at once (a stopped build: BuildStopped
+    in `grow_graph`) instead of saving, linking and reading the whole graph first."""
+    _, rows, found, keys, served = _int8_build(9, 300)
+    child = ChildGraph({**graph_config(DIM, HnswParams(space="cosine")), "dtype": "i8"}, tmp_path)
+    try:
+        child.add(keys[:200], found.quantize(rows[:200]), threads=1)
+        assert len(child.checkpoint(served).graph) == 200
+        started: list[object] = []
+        real_popen = child_process.subprocess.Popen
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            started.append(args)
+            return real_popen(*args, **kwargs)
+
+        monkeypatch.setattr(child_process.subprocess, "Popen", counted)
+        child.interrupt()
+        with pytest.raises(ChildFailed, match="interrupted"):
+            child.add(keys[200:], found.quantize(rows[200:]), threads=1)
+        with pytest.raises(ChildFailed, match="interrupted"):
+            child.finish(served=served)
+        assert started == []
+    finally:
+        child.kill()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_graph_process_that_cannot_start_again_after_a_checkpoint_fails_as_a_child(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -28,6 +28,7 @@ from huedb.engine import oplog_read
 from huedb.engine.catalog import DEFAULT_DATABASE_ID, CollectionRow
 from huedb.engine.filters import compile_filter
 from huedb.engine.postgres_store import PostgresStore
+from huedb.engine.postgres_store import oplog as pg_oplog
 from huedb.engine.postgres_store.connection import PoolSettings
 from huedb.engine.postgres_store.statistics import (
     CHECK_EVERY_ROWS,
@@ -443,6 +444,37 @@ def test_changes_read_a_chunk_at_a_time_are_the_oplogs(
             assert got.vectors.dtype == np.float32 and got.vectors.flags.c_contiguous
             present = [v for v in latest.values() if v is not None]
             assert got.vectors.tobytes() == b"".join(present)
+
+
+def _oplog_cursors(db: Any) -> list[str]:
+    rows = db.run("SELECT name FROM pg_cursors WHERE name LIKE 'huedb_oplog_changes_%'")
+    return [row[0] for row in rows.fetchall()]
+
+
+def test_oplog_changes_stream_from_server_side_cursors(
+    pg_store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catch-up's rows come from a cursor on the server, a few at a time (a client-side
+    one held every changed vector in libpq at once): two can be open in one session, each
+    gives every row in order, and each is closed once read to its end or dropped."""
+    monkeypatch.setattr(pg_oplog, "CHANGES_PER_FETCH", 4)
+    vectors = np.random.default_rng(5).standard_normal((25, DIM)).astype(np.float32)
+    with pg_store.write() as db:
+        col = db.insert_collection(DEFAULT_DATABASE_ID, "streamed", None, {})
+        db.insert_records(
+            col.cid, RecordBatch(ids=[f"s{i}" for i in range(25)], embeddings=vectors)
+        )
+    with pg_store.read() as db:
+        first, second = db.oplog_changes(col.cid, 0), db.oplog_changes(col.cid, 10)
+        head, later = next(iter(first)), next(iter(second))
+        assert len(_oplog_cursors(db)) == 2
+        rows = [head, *first]
+        assert [row[0] for row in rows] == sorted(row[0] for row in rows) and len(rows) == 25
+        assert b"".join(row[2] for row in rows) == vectors.tobytes()
+        assert later[0] == rows[10][0]
+        assert len(_oplog_cursors(db)) == 1  # the one read to its end is closed
+        second.close()
+        assert _oplog_cursors(db) == []
 
 
 def test_time_budget_stops_a_statement(pg_store: PostgresStore) -> None:

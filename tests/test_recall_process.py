@@ -129,20 +129,22 @@ def test_the_child_runs_its_libraries_on_one_thread() -> None:
 
 
 @pytest.mark.parametrize(
-    ("answer", "errors", "failure", "reason"),
+    ("answer", "errors", "code", "failure", "reason"),
     [
-        (b'{"error": "ValueError(\'torn\')"}\n', "", MeasurementFailed, "ValueError('torn')"),
-        (b"", "Traceback ...\nMemoryError", ChildUnavailable, "MemoryError"),
-        (b"", "", ChildUnavailable, "exit code -9"),
+        (b'{"error": "ValueError(\'torn\')"}\n', "", 0, MeasurementFailed, "ValueError('torn')"),
+        (b"", "Traceback ...\nModuleNotFoundError", 1, ChildUnavailable, "ModuleNotFoundError"),
+        (b"", "", 1, ChildUnavailable, "exit code 1"),
+        (b"", "", -9, MeasurementFailed, "killed by signal 9: exit code -9"),
     ],
 )
 def test_a_failed_child_is_reported(
-    answer: bytes, errors: str, failure: type[Exception], reason: str
+    answer: bytes, errors: str, code: int, failure: type[Exception], reason: str
 ) -> None:
-    """An error the child answers with is the measurement's; no answer means the child
-    could not run (its stderr, or its exit code, says why)."""
+    """An error the child answers with is the measurement's, and so is a kill by a signal
+    (the out-of-memory killer, a crash): neither is run again here. An exit without an
+    answer means the child could not run (its stderr, or its exit code, says why)."""
     with pytest.raises(failure, match=reason.replace("(", r"\(").replace(")", r"\)")):
-        recall_process._calibration(answer, errors, -9)
+        recall_process._calibration(answer, errors, code)
 
 
 def test_a_measurement_that_fails_in_the_child_is_not_run_again_here(
@@ -202,3 +204,23 @@ def test_a_child_writing_much_to_stderr_is_still_read(
     finally:
         timer.cancel()
     assert not stop.is_set()
+
+
+def test_a_child_flooding_its_stdout_is_read_as_it_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A child that writes more to stdout than a pipe holds (a stand-in writing 1.2 MB,
+    then exiting) is read as it writes, so it exits; its output is no answer, so the
+    measurement runs here (on a missing snapshot: none), rather than the parent waiting
+    for the exit of a child that waits for it to read."""
+    monkeypatch.setattr(recall_process, "__name__", "tests.flooding_recall_child")
+    stop = threading.Event()
+    timer = threading.Timer(60.0, stop.set)
+    timer.start()
+    try:
+        with caplog.at_level("WARNING", logger=recall_process.logger.name):
+            found = measure_snapshot(tmp_path / "unused.hnsw", OWNER, HnswParams(space="l2"), stop)
+    finally:
+        timer.cancel()
+    assert found is None and not stop.is_set()
+    assert any("exit code 0" in r.getMessage() for r in caplog.records)

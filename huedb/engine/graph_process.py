@@ -86,6 +86,7 @@ class ChildGraph:
         self._start: Path | None = None
         self._checkpoint: Path | None = None  # (`checkpoint`) until the graph is saved
         self._resume = False  # the child saved a checkpoint and ended: the next starts there
+        self._interrupted = False  # (`interrupt`) no child is started again
         try:
             if start is not None:
                 self._start = _temporary(directory)
@@ -105,7 +106,9 @@ class ChildGraph:
 
     def _running(self) -> None:
         """After a checkpoint, a child on the graph it saved (ChildFailed if none starts:
-        the build then runs in a thread, `graph_build.grow_graph`)."""
+        the build then runs in a thread, `graph_build.grow_graph`; or once interrupted)."""
+        if self._interrupted:
+            raise ChildFailed("the graph process was interrupted")
         if self._resume:
             self._resume = False
             try:
@@ -232,7 +235,9 @@ class ChildGraph:
             raise ChildFailed(f"graph process failed: {self._stderr()}")
 
     def interrupt(self) -> None:
-        """End the child at once (from another thread: the sending thread then fails)."""
+        """End the child at once (from another thread: the sending thread then fails), and
+        start none again (one that had ended at a checkpoint would be)."""
+        self._interrupted = True
         self._child.kill()
 
     def kill(self) -> None:

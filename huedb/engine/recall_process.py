@@ -14,9 +14,10 @@ been waiting for the core the queries held).
 The parent writes one JSON line to the child's stdin (the snapshot's path and owner, the
 graph's settings) and keeps it open; the child answers with one JSON line on stdout (the
 measurement, none, or an error) and exits. A child whose stdin closes (the parent stopped
-the job, ended or died) exits at once. When no child can start or it ends without an
+the job, ended or died) exits at once. When no child can start or it exits without an
 answer, the measurement runs in the calling thread, as before (on every core); an error
-it answers with is the measurement's own, reported and not run again.
+it answers with is the measurement's own, and a child killed by a signal (out of memory,
+a crash) is not followed by the same measurement here: both are reported, not run again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import dataclasses
 import json
 import logging
 import os
+import select
 import sys
 import threading
 from pathlib import Path
@@ -90,16 +92,34 @@ def _measured_by_child(
     try:
         child.stdin.write(json.dumps(request).encode() + b"\n")
         child.stdin.flush()
-        while child.running():
-            if stop.wait(STOP_POLL_SECONDS):
-                raise BuildStopped
-        answer = child.stdout.read()
+        answer = _stdout_until_exit(child, stop)
     except OSError as exc:  # the child ended before it read the request
         raise ChildUnavailable(f"the recall measurement process failed: {exc}") from exc
     finally:
         errors = child.last_words()
         child.close()
     return _calibration(answer, errors, child.returncode)
+
+
+def _stdout_until_exit(child: Child, stop: threading.Event) -> bytes:
+    """What the child writes to stdout until it exits, read as it comes (a child that
+    wrote more than the pipe holds would wait forever for a reader that waits for it to
+    exit); BuildStopped once `stop` is set."""
+    out = child.stdout.fileno()
+    parts = []
+    while True:
+        if stop.is_set():
+            raise BuildStopped
+        readable, _, _ = select.select([out], [], [], STOP_POLL_SECONDS)
+        if readable:
+            part = os.read(out, 1 << 16)
+            if not part:  # the child closed it: it is ending
+                break
+            parts.append(part)
+    while child.running():
+        if stop.wait(STOP_POLL_SECONDS):
+            raise BuildStopped
+    return b"".join(parts)
 
 
 def _child_environment() -> dict[str, str]:
@@ -113,8 +133,10 @@ def _child_environment() -> dict[str, str]:
 
 def _calibration(answer: bytes, errors: str, code: int | None) -> Calibration | None:
     """The measurement the child answered with: MeasurementFailed when it answered with
-    an error (the measurement's own, which would fail here too), ChildUnavailable when it
-    gave no answer (it could not run: killed, or huedb not importable there)."""
+    an error (the measurement's own, which would fail here too) or was killed (out of
+    memory, a crash: running it here could take the serving process with it),
+    ChildUnavailable when it exited without an answer (it could not run: huedb not
+    importable there)."""
     try:
         reply = json.loads(answer)
     except ValueError:
@@ -123,6 +145,10 @@ def _calibration(answer: bytes, errors: str, code: int | None) -> Calibration | 
         raise MeasurementFailed(f"the recall measurement failed: {reply['error']}")
     if not isinstance(reply, dict) or "calibration" not in reply:
         detail = errors or f"exit code {code}"
+        if code is not None and code < 0:  # killed: out of memory, a crash
+            raise MeasurementFailed(
+                f"the recall measurement process was killed by signal {-code}: {detail}"
+            )
         raise ChildUnavailable(f"the recall measurement process failed: {detail}")
     return Calibration.from_json(reply["calibration"])
 

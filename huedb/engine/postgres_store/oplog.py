@@ -39,13 +39,15 @@ collection) no longer holds the log back, and rebuilds if it comes back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import psycopg
+import itertools
+from collections.abc import Iterator, Sequence
 
 from huedb.engine.postgres_store.base import SessionBase
+from huedb.engine.store import OplogChange
 
 HOLD_SECONDS = 3600  # how long a node's snapshot position holds back pruning
+CHANGES_PER_FETCH = 8_192  # oplog rows a catch-up fetches from the server at a time
+_cursor_numbers = itertools.count()  # names of server-side cursors, unique per process
 
 
 class OplogSQL(SessionBase):
@@ -73,13 +75,20 @@ class OplogSQL(SessionBase):
         row = self.run("SELECT log_seq FROM collections WHERE cid = %s", (cid,)).fetchone()
         return 0 if row is None else row[0]
 
-    def oplog_changes(self, cid: int, after_seq: int) -> psycopg.Cursor:
-        return self.run(
-            "SELECT o.seq, o.key, e.vector FROM oplog o LEFT JOIN embeddings e ON e.key = o.key "
-            "WHERE o.cid = %s AND o.seq > %s ORDER BY o.seq",
-            (cid, after_seq),
-            binary=True,
-        )
+    def oplog_changes(self, cid: int, after_seq: int) -> Iterator[OplogChange]:
+        # A cursor on the server, read a chunk at a time: a client-side one holds the whole
+        # result (every changed vector) in libpq until it is dropped.
+        self.check_deadline()
+        name = f"huedb_oplog_changes_{next(_cursor_numbers)}"
+        with self._conn.cursor(name=name, binary=True) as cursor:
+            cursor.execute(
+                "SELECT o.seq, o.key, e.vector FROM oplog o "
+                "LEFT JOIN embeddings e ON e.key = o.key "
+                "WHERE o.cid = %s AND o.seq > %s ORDER BY o.seq",
+                (cid, after_seq),
+            )
+            while chunk := cursor.fetchmany(CHANGES_PER_FETCH):
+                yield from chunk
 
     def changed_keys(self, cid: int, after_seq: int) -> list[int]:
         rows = self.run(
