@@ -446,6 +446,30 @@ def test_changes_read_a_chunk_at_a_time_are_the_oplogs(
             assert got.vectors.tobytes() == b"".join(present)
 
 
+@pytest.mark.parametrize("kind", ["pg", "sqlite"])
+def test_read_changes_takes_more_rows_than_counted(
+    kind: str,
+    pg_store: PostgresStore,
+    sqlite_store: SQLiteStore,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A count below the rows then read (a PostgreSQL write session reads rows committed
+    after it counted) grows the matrix: every vector is kept, in order."""
+    monkeypatch.setattr(oplog_read, "CHUNK_ROWS", 3)
+    store: Store = pg_store if kind == "pg" else sqlite_store
+    vectors = np.random.default_rng(7).standard_normal((50, DIM)).astype(np.float32)
+    with store.write() as db:
+        col = db.insert_collection(DEFAULT_DATABASE_ID, "undercounted", None, {})
+        db.insert_records(
+            col.cid, RecordBatch(ids=[f"u{i}" for i in range(50)], embeddings=vectors)
+        )
+    with store.read() as db:
+        monkeypatch.setattr(db, "count_changes", lambda cid, after_seq: 4)
+        got = oplog_read.read_changes(db, col.cid, 0, DIM)
+    assert got.entries == 50 and len(got.keys) == 50
+    assert got.vectors.tobytes() == vectors.tobytes()
+
+
 def _oplog_cursors(db: Any) -> list[str]:
     rows = db.run("SELECT name FROM pg_cursors WHERE name LIKE 'huedb_oplog_changes_%'")
     return [row[0] for row in rows.fetchall()]

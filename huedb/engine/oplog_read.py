@@ -59,8 +59,9 @@ def read_changes(db: StoreSession, cid: int, after_seq: int, dim: int) -> Change
         if blobs:
             # More rows than counted: not in a snapshot (a read session), but a PostgreSQL
             # write session reads committed rows, and another node may prune between.
-            if filled + len(blobs) > len(matrix):
-                matrix = np.concatenate([matrix[:filled], np.empty((len(blobs), dim), np.float32)])
+            if filled + len(blobs) > len(matrix):  # doubling: a copy per doubling at most
+                more = max(len(blobs), filled)
+                matrix = np.concatenate([matrix[:filled], np.empty((more, dim), np.float32)])
             block = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
             matrix[filled : filled + len(blobs)] = block
             filled += len(blobs)
