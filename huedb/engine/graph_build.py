@@ -27,7 +27,8 @@ child saves it to (the cache copies it into the snapshot and serves it as a view
 never read into memory).
 
 `apply_backlog` changes a copy of a served graph the same way, in a child started from
-the graph saved to a file (the changes a catch-up deferred, `graph_backlog`).
+the graph saved to a file (the changes a catch-up deferred, `graph_backlog`): on int8
+rows too when it adds many vectors (`int8_backlog`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import numpy as np
 from huedb.engine import heap, int8_links
 from huedb.engine.graph_backlog import BacklogWork
 from huedb.engine.graph_process import ChildFailed, ChildGraph
+from huedb.engine.int8_backlog import pass_start
 from huedb.engine.int8_links import Int8Rows
 from huedb.engine.mapped_rows import rows_as_float32
 from huedb.engine.recall_calibration import (
@@ -392,18 +394,24 @@ def apply_backlog(
         add_keys, add_vectors = add_keys[~held], add_vectors[~held]
     if not index.graph_holds_any(keys) and len(add_keys) == 0:
         return None
-    child = ChildGraph(graph_config(index.dim, index.params), workdir, start=index.save_graph)
-    try:
-        for start in range(0, len(keys), 8 * FRAME_ROWS):
-            if stop.is_set():
-                raise BuildStopped
-            child.remove(keys[start : start + 8 * FRAME_ROWS], index.next_tombstone + start)
-        for start in range(0, len(add_keys), FRAME_ROWS):
-            if stop.is_set():
-                raise BuildStopped
-            rows = index.graph_rows(add_vectors[start : start + FRAME_ROWS])
-            child.add(add_keys[start : start + FRAME_ROWS], rows, build_threads())
-        return child.finish(read)
-    except BaseException:
-        child.kill()
-        raise
+    config = graph_config(index.dim, index.params)
+    with pass_start(index, add_keys, add_vectors, workdir) as begin:
+        if begin.int8 is not None:
+            config = {**config, "dtype": "i8"}
+        child = ChildGraph(config, workdir, start=begin.start)
+        try:
+            for start in range(0, len(keys), 8 * FRAME_ROWS):
+                if stop.is_set():
+                    raise BuildStopped
+                child.remove(keys[start : start + 8 * FRAME_ROWS], index.next_tombstone + start)
+            for start in range(0, len(add_keys), FRAME_ROWS):
+                if stop.is_set():
+                    raise BuildStopped
+                rows = index.graph_rows(add_vectors[start : start + FRAME_ROWS])
+                if begin.int8 is not None:
+                    rows = begin.int8.quantize(rows)
+                child.add(add_keys[start : start + FRAME_ROWS], rows, build_threads())
+            return child.finish(read, begin.served)
+        except BaseException:
+            child.kill()
+            raise

@@ -82,14 +82,14 @@ class ChildGraph:
         _remove_orphans(directory)
         self._config = config
         self._directory = directory
-        self._path = _temporary(directory)
+        self._path = temporary_graph_file(directory)
         self._start: Path | None = None
         self._checkpoint: Path | None = None  # (`checkpoint`) until the graph is saved
         self._resume = False  # the child saved a checkpoint and ended: the next starts there
         self._interrupted = False  # (`interrupt`) no child is started again
         try:
             if start is not None:
-                self._start = _temporary(directory)
+                self._start = temporary_graph_file(directory)
                 start(self._start)
             self._spawn(self._start)
         except BaseException:
@@ -176,8 +176,8 @@ class ChildGraph:
 
         self._running()
         if self._checkpoint is None:
-            self._checkpoint = _temporary(self._directory)
-        view = _temporary(self._directory)
+            self._checkpoint = temporary_graph_file(self._directory)
+        view = temporary_graph_file(self._directory)
         try:
             self._request_save(self._checkpoint)
             self._child.wait()
@@ -267,7 +267,7 @@ class ChildGraph:
         return self._child.last_words()
 
 
-def _temporary(directory: Path) -> Path:
+def temporary_graph_file(directory: Path) -> Path:
     """A new empty file in `directory`, named for this process (see `_remove_orphans`)."""
     handle, name = tempfile.mkstemp(prefix=f"{_PREFIX}{os.getpid()}-", suffix=".tmp", dir=directory)
     os.close(handle)

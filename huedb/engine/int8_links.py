@@ -25,13 +25,14 @@ import contextlib
 import logging
 import mmap
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from huedb.engine import usearch_layout
+from huedb.engine.mapped_rows import rows_as_float32
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,11 @@ INT8_MAX = 127
 # of 65,536 rows faulted in 50 MB of fresh pages each time, 0.17 s of a 0.37 s rewrite).
 ROWS_PER_WRITE = 8_192
 COPY_BYTES = 2**22
+_KIND_NAMES = {
+    usearch_layout.KIND_I8: "int8",
+    usearch_layout.KIND_BF16: "bfloat16",
+    usearch_layout.KIND_F16: "float16",
+}
 # The spaces whose graphs may be built on int8 rows, and whether their rows are centred.
 CENTRED = {"cosine": False, "l2": True}
 
@@ -125,31 +131,90 @@ def serve_with_rows(
     `ROWS_PER_WRITE` keys a call, the rows written before the next): the same head, links
     and keys, in `path`, or in `target` (`path` then left as it is). Raises ValueError
     for a file in any other layout, leaving both files as they were."""
+    serve_with_slot_rows(path, lambda start, keys: rows_of(keys), kind, target)
+
+
+def serve_with_slot_rows(
+    path: Path,
+    rows_for: Callable[[int, np.ndarray], np.ndarray],
+    kind: int,
+    target: Path | None = None,
+) -> None:
+    """`serve_with_rows`, the rows given by `rows_for(first slot, keys of the slots from
+    it)` (a graph changed by a backlog pass: its slots' rows come from the graph it
+    started from or from the vectors it added)."""
+    with _mapped(path) as data:
+        found = _sections(path, data, (usearch_layout.KIND_I8,))
+        dim = found.row_bytes  # one byte a dimension
+
+        def rows(start: int, keys: np.ndarray) -> np.ndarray:
+            block = np.ascontiguousarray(rows_for(start, keys))
+            if block.itemsize != 2 or block.shape != (len(keys), dim):
+                raise ValueError(f"16-bit rows of shape {block.shape} for {dim} dimensions")
+            return block
+
+        _rewrite(path, target or path, data, found, rows, kind, 2 * dim)
+
+
+def to_int8(path: Path, int8: Int8Rows, target: Path) -> None:
+    """Write to `target` the graph usearch saved to `path` on 16-bit rows with those rows
+    as int8 (`int8.quantize` of their float32 values): the same head but its vector type,
+    links and keys, for a graph process to change on int8 rows (a backlog pass, as a build
+    grows its graph; `serve_with_slot_rows` then gives it 16-bit rows again). Raises
+    ValueError for a file in any other layout."""
+    sixteen = (usearch_layout.KIND_BF16, usearch_layout.KIND_F16)
+    with _mapped(path) as data:
+        found = _sections(path, data, sixteen)
+        dim = found.row_bytes // 2
+        end = found.vectors_at + found.rows * found.row_bytes
+        held = np.uint16 if found.vector_kind == usearch_layout.KIND_BF16 else np.float16
+        stored = data[found.vectors_at : end].view(held).reshape(found.rows, dim)
+        out = np.empty((ROWS_PER_WRITE, dim), dtype=np.int8)
+
+        def rows(start: int, keys: np.ndarray) -> np.ndarray:
+            block = rows_as_float32(stored[start : start + len(keys)])
+            return int8.quantize(block, out=out[: len(keys)])
+
+        _rewrite(path, target, data, found, rows, usearch_layout.KIND_I8, dim)
+
+
+@contextlib.contextmanager
+def _mapped(path: Path) -> Iterator[np.ndarray]:
+    """The file at `path`, mapped read-only, as uint8."""
     with open(path, "rb") as f:
         mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     try:
-        _rewrite(path, target or path, np.frombuffer(mapping, dtype=np.uint8), rows_of, kind)
+        yield np.frombuffer(mapping, dtype=np.uint8)
     finally:
         # A raised error's traceback may still hold a view of it: unmapped when that goes.
         with contextlib.suppress(BufferError):
             mapping.close()
 
 
+def _sections(path: Path, data: np.ndarray, kinds: tuple[int, ...]) -> usearch_layout.Sections:
+    """The sections of a saved graph whose vectors are of one of `kinds` (ValueError else)."""
+    found = usearch_layout.sections(data)
+    if found is None or found.vector_kind not in kinds:
+        names = " or ".join(_KIND_NAMES[kind] for kind in kinds)
+        raise ValueError(f"{path} holds no graph on {names} rows")
+    return found
+
+
 def _rewrite(
     path: Path,
     target: Path,
     data: np.ndarray,
-    rows_of: Callable[[np.ndarray], np.ndarray],
+    found: usearch_layout.Sections,
+    rows_for: Callable[[int, np.ndarray], np.ndarray],
     kind: int,
+    row_bytes: int,
 ) -> None:
-    found = usearch_layout.sections(data)
-    if found is None or found.vector_kind != usearch_layout.KIND_I8:
-        raise ValueError(f"{path} holds no graph on int8 rows")
+    """Write `data`'s graph to `target` with the rows `rows_for` gives a block of slots at
+    a time (`row_bytes` each, usearch scalar kind `kind`), through a file beside it."""
     nodes = usearch_layout.nodes(data, found.graph_at)
     if nodes is None or len(nodes.starts) != found.rows:
         raise ValueError(f"{path}: the graph's nodes do not match its rows")
     keys = usearch_layout.slot_keys(data, nodes)
-    dim = found.row_bytes  # one byte a dimension
     head_at = found.vectors_at + found.rows * found.row_bytes
     head = bytearray(data[head_at : head_at + usearch_layout.HEAD_BYTES])
     head[usearch_layout.VECTOR_KIND_AT] = kind
@@ -157,13 +222,13 @@ def _rewrite(
     partial = target.with_name(target.name + ".rows")
     try:
         with open(partial, "wb") as out:
-            out.write(np.array([found.rows, 2 * dim], dtype=counts).tobytes())
+            out.write(np.array([found.rows, row_bytes], dtype=counts).tobytes())
             for start in range(0, found.rows, ROWS_PER_WRITE):
                 wanted = keys[start : start + ROWS_PER_WRITE]
-                block = np.ascontiguousarray(rows_of(wanted))
-                if block.itemsize != 2 or block.shape != (len(wanted), dim):
-                    raise ValueError(f"16-bit rows of shape {block.shape} for {dim} dimensions")
-                out.write(block.data)
+                block = rows_for(start, wanted)
+                if block.nbytes != len(wanted) * row_bytes:
+                    raise ValueError(f"rows of {block.nbytes} bytes for {len(wanted)} slots")
+                out.write(np.ascontiguousarray(block).data)
             out.write(head)
             for start in range(found.graph_at, len(data), COPY_BYTES):
                 out.write(data[start : start + COPY_BYTES].data)
