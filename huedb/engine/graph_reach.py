@@ -129,8 +129,9 @@ def _reached(level0: Level0, start: int) -> np.ndarray:
 def _reaching(level0: Level0, target: int, known: np.ndarray | None = None) -> np.ndarray:
     """The mask of slots from which a walk of level 0's links meets `target` (a superset
     of `known`, slots known to): a slot reaches it when one of its links leads to a slot
-    that does, repeated until nothing changes (each round looks only at the rest; at 1M
-    x 384, M 16, ten rounds in 1.8-2.2 s)."""
+    that does, repeated until nothing changes (each round looks only at the rest, and a
+    block's finds count for the blocks after it in the same round: on a 1M x 384 graph,
+    M 16, 0.66 s where finds counted from the next round took 1.23 s)."""
     reaches = np.zeros(len(level0.counts), dtype=bool) if known is None else known.copy()
     reaches[target] = True
     rest = np.flatnonzero(~reaches)
@@ -141,10 +142,11 @@ def _reaching(level0: Level0, target: int, known: np.ndarray | None = None) -> n
             block = rest[start : start + STEP_BLOCK]
             live = columns < level0.counts[block][:, None]
             linked = reaches[np.where(live, level0.links[block], target)]
-            now[start : start + STEP_BLOCK] = (live & linked).any(axis=1)
+            found = (live & linked).any(axis=1)
+            now[start : start + STEP_BLOCK] = found
+            reaches[block[found]] = True  # at once: the blocks after it see them this round
         if not now.any():
             break
-        reaches[rest[now]] = True
         rest = rest[~now]
     return reaches
 
