@@ -440,3 +440,38 @@ def test_a_build_on_int8_rows_is_measured_and_served_with_its_16_bit_rows(
         assert col.get_indexing_status().recall == status.recall
     finally:
         again.close()
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "f16"])
+@pytest.mark.parametrize("space", ["cosine", "l2"])
+def test_a_graph_rewritten_to_int8_and_back_is_the_graph_it_was(
+    tmp_path: Path, dtype: str, space: str
+) -> None:
+    """`to_int8` (a backlog pass's start) keeps the keys, levels and links and writes each
+    slot's 16-bit row quantized, read back by usearch as an int8 graph; served again with
+    the rows `SavedRows` reads from the first file, by slot, the file is byte for byte the
+    one usearch saved."""
+    params = HnswParams(space=space)
+    rows = _clustered(5, 700)
+    config = {**graph_config(DIM, params), "dtype": dtype}
+    graph = Index(**config)
+    graph.add(np.arange(700, dtype=np.uint64) * 3, graph_input(space, rows), threads=1)
+    saved, as_int8, back = tmp_path / "saved", tmp_path / "int8", tmp_path / "back"
+    graph.save(str(saved))
+    int8 = choose(space, graph_input(space, rows))
+    assert int8 is not None
+    stored = int8_links.SavedRows(saved)
+    try:
+        int8_links.to_int8(saved, int8, as_int8)
+        restored = Index.restore(str(as_int8))
+        assert restored is not None and str(restored.dtype).endswith("I8")
+        assert len(restored) == 700 and restored.metric == graph.metric
+        expected = int8.quantize(rows_as_float32(stored.block(0, 700)))
+        held = np.asarray(restored.get(np.arange(700, dtype=np.uint64) * 3, dtype=np.int8))
+        np.testing.assert_array_equal(held, expected)
+        int8_links.serve_with_slot_rows(
+            as_int8, lambda start, keys: stored.block(start, len(keys)), stored.kind, back
+        )
+    finally:
+        stored.close()
+    assert back.read_bytes() == saved.read_bytes()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import mmap
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ import numpy as np
 
 from huedb.engine import int8_links, usearch_layout
 from huedb.engine.graph_process import temporary_graph_file
-from huedb.engine.int8_links import Int8Rows
+from huedb.engine.int8_links import Int8Rows, SavedRows
 from huedb.engine.mapped_rows import rows_as_float32
 from huedb.engine.vector_index import VectorIndex, graph_config, graph_rows_16, has_int8_kernel
 
@@ -71,12 +70,12 @@ def pass_start(
     ):
         yield PassStart(index.save_graph)
         return
-    with _saved_graph(index, Path(workdir or tempfile.gettempdir())) as (path, stored, kind):
+    with _saved_graph(index, Path(workdir or tempfile.gettempdir())) as (path, stored):
         as_saved = PassStart(functools.partial(os.replace, path))  # started from as saved
         if stored is None:  # a graph on other rows (float32: an older huedb's)
             yield as_saved
             return
-        held = rows_as_float32(stored[_spread(len(stored), SCALE_ROWS)])
+        held = rows_as_float32(stored.spread(SCALE_ROWS))
         added = index.graph_rows(add_vectors[_spread(len(add_vectors), SCALE_ROWS // 2)])
         int8 = int8_links.choose(index.params.space, np.concatenate([held, added]))
         if int8 is None:
@@ -85,7 +84,7 @@ def pass_start(
         yield PassStart(
             start=lambda target: int8_links.to_int8(path, int8, target),
             int8=int8,
-            served=_served(index.params.space, stored, kind, add_keys, add_vectors),
+            served=_served(index.params.space, stored, add_keys, add_vectors),
         )
 
 
@@ -95,56 +94,45 @@ def _spread(count: int, wanted: int) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _saved_graph(
-    index: VectorIndex, directory: Path
-) -> Iterator[tuple[Path, np.ndarray | None, int]]:
-    """The index's graph saved to a file in `directory` (removed when the context ends),
-    its rows (slots x dim, bfloat16 bits as uint16 or float16, a view of the file; None
-    for a graph on other rows) and their usearch scalar kind."""
+def _saved_graph(index: VectorIndex, directory: Path) -> Iterator[tuple[Path, SavedRows | None]]:
+    """The index's graph saved to a file in `directory` (removed when the context ends)
+    and a reader of its 16-bit rows (None for a graph on other rows)."""
     path = temporary_graph_file(directory)
     try:
         index.save_graph(path)
-        with open(path, "rb") as f:
-            mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
-            data = np.frombuffer(mapping, dtype=np.uint8)
-            found = usearch_layout.sections(data)
-            sixteen = (usearch_layout.KIND_BF16, usearch_layout.KIND_F16)
-            if found is None or found.vector_kind not in sixteen:
-                yield path, None, 0
-                return
-            held = np.uint16 if found.vector_kind == usearch_layout.KIND_BF16 else np.float16
-            end = found.vectors_at + found.rows * found.row_bytes
-            stored = data[found.vectors_at : end].view(held).reshape(found.rows, -1)
-            yield path, stored, found.vector_kind
+            stored = SavedRows(path)
+        except ValueError:
+            yield path, None
+            return
+        try:
+            yield path, stored
         finally:
-            del data
-            with contextlib.suppress(BufferError):  # views still held: unmapped when gone
-                mapping.close()
+            stored.close()
     finally:
         path.unlink(missing_ok=True)
 
 
 def _served(
-    space: str, stored: np.ndarray, kind: int, add_keys: np.ndarray, add_vectors: np.ndarray
+    space: str, stored: SavedRows, add_keys: np.ndarray, add_vectors: np.ndarray
 ) -> Callable[[Path], None]:
     """Rewrites the file of a pass's graph on int8 rows with 16-bit rows: a slot of the
     starting graph its row in `stored`, one holding a key added its vector's row."""
     order = np.argsort(add_keys, kind="stable")
     sorted_keys = add_keys[order]
-    name = "bf16" if kind == usearch_layout.KIND_BF16 else "f16"
+    name = "bf16" if stored.kind == usearch_layout.KIND_BF16 else "f16"
 
     def rows_for(start: int, keys: np.ndarray) -> np.ndarray:
         at = np.searchsorted(sorted_keys, keys).clip(0, max(len(sorted_keys) - 1, 0))
         added = sorted_keys[at] == keys if len(sorted_keys) else np.zeros(len(keys), bool)
-        kept = start + np.flatnonzero(~added)
-        if len(kept) and kept[-1] >= len(stored):
+        kept = np.flatnonzero(~added)
+        if len(kept) and start + kept[-1] >= stored.rows:
             raise ValueError("the graph holds slots the pass neither started from nor added")
-        rows = np.empty((len(keys), stored.shape[1]), dtype=stored.dtype)
-        rows[~added] = stored[kept]
+        rows = np.empty((len(keys), stored.dim), dtype=stored.dtype)
+        rows[kept] = stored.block(start, len(keys))[kept]
         if np.any(added):
             vectors = add_vectors[order[at[added]]]
             rows[added] = graph_rows_16(name, space, vectors)
         return rows
 
-    return lambda path: int8_links.serve_with_slot_rows(path, rows_for, kind)
+    return lambda path: int8_links.serve_with_slot_rows(path, rows_for, stored.kind)

@@ -156,26 +156,60 @@ def serve_with_slot_rows(
         _rewrite(path, target or path, data, found, rows, kind, 2 * dim)
 
 
+class SavedRows:
+    """The 16-bit rows of a graph file usearch saved, read a block of slots at a time with
+    `os.pread`: pages read that way never count in this process's memory, where a mapping
+    of the file kept them there while it lived (0.77 GB at 1M x 384)."""
+
+    def __init__(self, path: Path) -> None:
+        """Open the file (ValueError when it holds no graph on 16-bit rows)."""
+        with _mapped(path) as data:  # only its head's pages are read
+            found = _sections(path, data, (usearch_layout.KIND_BF16, usearch_layout.KIND_F16))
+        self.kind = found.vector_kind
+        self.dtype = np.dtype(np.uint16 if self.kind == usearch_layout.KIND_BF16 else np.float16)
+        self.dim = found.row_bytes // 2
+        self.rows = found.rows
+        self._at = found.vectors_at
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def block(self, start: int, count: int) -> np.ndarray:
+        """Rows start.. start + count (fewer past the end), as (rows, dim) of `dtype`."""
+        count = max(0, min(count, self.rows - start))
+        size = count * self.dim * 2
+        data = os.pread(self._fd, size, self._at + start * self.dim * 2)
+        if len(data) != size:
+            raise ValueError(f"a graph file ended {size - len(data)} bytes early")
+        return np.frombuffer(data, dtype=self.dtype).reshape(count, self.dim)
+
+    def spread(self, count: int) -> np.ndarray:
+        """Up to `count` rows spread evenly over the file."""
+        at = np.linspace(0, self.rows - 1, min(count, self.rows)).astype(np.int64)
+        rows = [self.block(int(slot), 1) for slot in at]
+        return np.concatenate(rows) if rows else np.empty((0, self.dim), dtype=self.dtype)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
 def to_int8(path: Path, int8: Int8Rows, target: Path) -> None:
     """Write to `target` the graph usearch saved to `path` on 16-bit rows with those rows
     as int8 (`int8.quantize` of their float32 values): the same head but its vector type,
     links and keys, for a graph process to change on int8 rows (a backlog pass, as a build
     grows its graph; `serve_with_slot_rows` then gives it 16-bit rows again). Raises
     ValueError for a file in any other layout."""
-    sixteen = (usearch_layout.KIND_BF16, usearch_layout.KIND_F16)
-    with _mapped(path) as data:
-        found = _sections(path, data, sixteen)
-        dim = found.row_bytes // 2
-        end = found.vectors_at + found.rows * found.row_bytes
-        held = np.uint16 if found.vector_kind == usearch_layout.KIND_BF16 else np.float16
-        stored = data[found.vectors_at : end].view(held).reshape(found.rows, dim)
-        out = np.empty((ROWS_PER_WRITE, dim), dtype=np.int8)
+    saved = SavedRows(path)
+    try:
+        with _mapped(path) as data:  # the graph's part read from it; the rows by `saved`
+            found = _sections(path, data, (saved.kind,))
+            out = np.empty((ROWS_PER_WRITE, saved.dim), dtype=np.int8)
 
-        def rows(start: int, keys: np.ndarray) -> np.ndarray:
-            block = rows_as_float32(stored[start : start + len(keys)])
-            return int8.quantize(block, out=out[: len(keys)])
+            def rows(start: int, keys: np.ndarray) -> np.ndarray:
+                block = rows_as_float32(saved.block(start, len(keys)))
+                return int8.quantize(block, out=out[: len(keys)])
 
-        _rewrite(path, target, data, found, rows, usearch_layout.KIND_I8, dim)
+            _rewrite(path, target, data, found, rows, usearch_layout.KIND_I8, saved.dim)
+    finally:
+        saved.close()
 
 
 @contextlib.contextmanager
