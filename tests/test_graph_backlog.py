@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from usearch.index import Index
 
 from huedb.engine import int8_backlog, snapshot
 from huedb.engine.engine import Engine
@@ -35,9 +36,11 @@ from huedb.engine.graph_build import apply_backlog
 from huedb.engine.vector_index import (
     GRAPH_DTYPE,
     FlatVectors,
+    HnswParams,
     Thresholds,
     VectorIndex,
     at_graph_precision,
+    graph_config,
 )
 from huedb.record_batch import RecordBatch
 from tests import stores
@@ -450,3 +453,33 @@ def test_a_large_pass_links_on_int8_rows_and_serves_16_bit_rows(tmp_path: Path, 
     on_16_bits, not_rewritten = _large_pass(tmp_path / "sixteen", space, 1.0)
     assert (rewritten, not_rewritten) == (1, 0)
     assert on_int8 >= on_16_bits - 0.02 and on_int8 >= 0.9
+
+
+def test_passes_a_rewrite_to_int8_would_not_pay_for_keep_the_graphs_rows(tmp_path: Path) -> None:
+    """No int8 rewrite for a pass that adds nothing (deletes only) or adds to an empty
+    graph (whose share of adds is infinite), and each pass still gives the right graph."""
+    rewrites: list[Path] = []
+    to_int8 = int8_backlog.int8_links.to_int8
+
+    def counted(path: Path, *args: object) -> None:
+        rewrites.append(path)
+        to_int8(path, *args)
+
+    rng = np.random.default_rng(4)
+    ref = make_reference(rng, 500, 8, clustered=False)
+    keys = np.asarray(sorted(ref), dtype=np.uint64)
+    params = HnswParams(space="cosine")
+    empty = VectorIndex.from_graph(8, params, Thresholds(0, 80), Index(**graph_config(8, params)))
+    with patch.object(int8_backlog.int8_links, "to_int8", counted):
+        for index, removed, added in [
+            (graph_index(ref, 8, "cosine", Thresholds(0, 80), True), keys, {}),
+            (empty, np.empty(0, np.uint64), ref),
+        ]:
+            new = np.asarray(sorted(added), dtype=np.uint64)
+            vectors = ref_vectors(added, new) if len(new) else np.empty((0, 8), np.float32)
+            index.defer(removed, new, vectors)
+            work = index.take_backlog()
+            index.adopt_backlog_graph(apply_backlog(index, work, threading.Event(), tmp_path), work)
+            assert index.backlog == 0 and len(index) == len(added)
+            assert sorted(index.keys().tolist()) == sorted(added)
+    assert rewrites == [] and list(tmp_path.iterdir()) == []

@@ -398,6 +398,7 @@ def apply_backlog(
     with pass_start(index, add_keys, add_vectors, workdir) as begin:
         if begin.int8 is not None:
             config = {**config, "dtype": "i8"}
+        clipped = [0, 0]  # int8 components clipped, sent
         child = ChildGraph(config, workdir, start=begin.start)
         try:
             for start in range(0, len(keys), 8 * FRAME_ROWS):
@@ -410,7 +411,11 @@ def apply_backlog(
                 rows = index.graph_rows(add_vectors[start : start + FRAME_ROWS])
                 if begin.int8 is not None:
                     rows = begin.int8.quantize(rows)
+                    clipped[0] += int8_links.clipped(rows)
+                    clipped[1] += rows.size
                 child.add(add_keys[start : start + FRAME_ROWS], rows, build_threads())
+            if begin.int8 is not None:
+                int8_links.report_clipped(*clipped)
             return child.finish(read, begin.served)
         except BaseException:
             child.kill()

@@ -34,11 +34,11 @@ from huedb.engine.mapped_rows import rows_as_float32
 from huedb.engine.vector_index import VectorIndex, graph_config, graph_rows_16, has_int8_kernel
 
 SCALE_ROWS = 4_096  # rows of the graph, and of the vectors added, the scale is chosen from
-# A pass adding fewer vectors than this share of the graph's nodes adds them on its own
-# rows. The two rewrites of the rows (to int8 and back) cost ~0.25 s at 100k x 384 and
-# ~5.5 s at 1M (the build's rewrite, measured, twice); an add on int8 rows saved ~80 us
-# (150k nodes, two threads: 7,450 adds a second against 4,600): they pay from ~3 % of
-# the nodes at 100k and ~7 % at 1M.
+# A pass adding fewer vectors than this share of the graph's nodes (tombstones included)
+# adds them on its own rows. The two rewrites of the rows (to int8 and back) cost ~0.25 s
+# at 100k x 384 and ~5.5 s at 1M (the build's rewrite, measured, twice); an add on int8
+# rows saved ~80 us (150k nodes, two threads: 7,450 adds a second against 4,600): they
+# pay from ~3 % of the nodes at 100k and ~7 % at 1M.
 MIN_ADD_SHARE = 0.08
 
 
@@ -58,12 +58,13 @@ def pass_start(
     index: VectorIndex, add_keys: np.ndarray, add_vectors: np.ndarray, workdir: Path | None
 ) -> Iterator[PassStart]:
     """How a pass over the index's graph adding `add_vectors` (float32, as stored) under
-    `add_keys` starts: on int8 rows, or on the graph's 16-bit rows (few adds, an
-    inner-product or older graph, no int8 kernel, rows int8 would blur). A graph saved to
-    decide is kept in `workdir` until the context ends."""
+    `add_keys` starts: on int8 rows, or on the graph's 16-bit rows (few adds for the
+    graph's nodes, an empty, inner-product or older graph, no int8 kernel, rows int8
+    would blur). The graph saved to decide is the start of a pass on 16-bit rows (moved
+    there), else kept in `workdir` until the context ends."""
     config = graph_config(index.dim, index.params)
     if (
-        len(add_keys) < MIN_ADD_SHARE * len(index)
+        len(add_keys) == 0
         or index.params.space not in int8_links.CENTRED
         or index.metric != config["metric"]
         or not has_int8_kernel(config["metric"])
@@ -72,7 +73,9 @@ def pass_start(
         return
     with _saved_graph(index, Path(workdir or tempfile.gettempdir())) as (path, stored):
         as_saved = PassStart(functools.partial(os.replace, path))  # started from as saved
-        if stored is None:  # a graph on other rows (float32: an older huedb's)
+        # (A graph on other rows, float32: an older huedb's; an empty one; or too few adds
+        # for its nodes, tombstones included, whose rows would be rewritten twice.)
+        if stored is None or stored.rows == 0 or len(add_keys) < MIN_ADD_SHARE * stored.rows:
             yield as_saved
             return
         held = rows_as_float32(stored.spread(SCALE_ROWS))
