@@ -475,3 +475,22 @@ def test_a_graph_rewritten_to_int8_and_back_is_the_graph_it_was(
     finally:
         stored.close()
     assert back.read_bytes() == saved.read_bytes()
+
+
+def test_a_graph_process_removes_the_file_it_started_from_once_read(tmp_path: Path) -> None:
+    """The file a graph process starts from (a pass's saved graph: 0.5-1 GB at 1M) is
+    removed as soon as the process has read it, not when the build ends."""
+    config = graph_config(DIM, HnswParams(space="cosine"))
+    rows = graph_input("cosine", _clustered(8, 400))
+    start = Index(**config)
+    start.add(np.arange(400, dtype=np.uint64), rows, threads=1)
+    child = ChildGraph(config, tmp_path, start=lambda path: start.save(str(path)))
+    try:
+        assert len(list(tmp_path.iterdir())) == 2  # the start, and the file to save to
+        keys, counts = child.search(rows[:3], 5, 32)  # answered: the start was read
+        assert len(list(tmp_path.iterdir())) == 1 and keys[:, 0].tolist() == [0, 1, 2]
+        graph = child.finish()
+    except BaseException:
+        child.kill()
+        raise
+    assert len(graph) == 400 and list(tmp_path.iterdir()) == []

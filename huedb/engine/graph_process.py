@@ -19,11 +19,14 @@ child saves with those rows.
 The child runs this file as a script (`python -P graph_process.py`): it imports numpy and
 usearch only, not huedb (importing huedb costs ~1 s of CPU), so this module imports huedb
 only inside the parent's methods, and is the one user of usearch besides `vector_index`.
-It exits when its stdin closes (the parent ended or died) or once it saved the graph.
+It removes the file it started from once it has read it (at 1M x 384 a pass's start is
+0.5-1 GB of disk), and exits when its stdin closes (the parent ended or died) or once it
+saved the graph.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
@@ -305,6 +308,9 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
     graph = Index(**config) if start is None else _restored(start, config)
     if graph is None:
         return 1
+    if start is not None:  # read: the parent's temporary file is no longer needed on disk
+        with contextlib.suppress(OSError):
+            os.unlink(start)
     # The rows ADD frames carry, by the parent's rule (`ChildGraph.row_type`): int8 for a
     # graph of dtype i8 (new, or a checkpoint of one), else float32.
     row_type = np.int8 if config.get("dtype") == "i8" else np.float32
