@@ -46,11 +46,12 @@ logger = logging.getLogger(__name__)
 
 
 class MeasurementFailed(RuntimeError):
-    """The measurement failed (the child answered with the error)."""
+    """The measurement failed: the child answered with the error, or was killed by a
+    signal (out of memory, a crash)."""
 
 
 class ChildUnavailable(RuntimeError):
-    """The child process could not start, or ended without an answer."""
+    """The child process could not start, or exited without an answer."""
 
 
 def measure_snapshot(
