@@ -494,3 +494,21 @@ def test_a_graph_process_removes_the_file_it_started_from_once_read(tmp_path: Pa
         child.kill()
         raise
     assert len(graph) == 400 and list(tmp_path.iterdir()) == []
+
+
+def test_saved_rows_refuse_a_file_to_int8_could_not_rewrite(tmp_path: Path) -> None:
+    """A graph file whose nodes do not match its rows (here its node count changed) is
+    refused when opened, so a backlog pass keeps the graph's own rows rather than failing
+    half way (its changes would then be applied in a caller's thread)."""
+    graph = Index(**{**graph_config(DIM, HnswParams(space="cosine")), "dtype": "bf16"})
+    graph.add(np.arange(50, dtype=np.uint64), graph_input("cosine", _clustered(2, 50)))
+    path = tmp_path / "saved"
+    graph.save(str(path))
+    data = bytearray(path.read_bytes())
+    found = usearch_layout.sections(np.frombuffer(bytes(data), dtype=np.uint8))
+    assert found is not None
+    int8_links.SavedRows(path).close()  # as saved: accepted
+    data[found.graph_at : found.graph_at + 8] = (49).to_bytes(8, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="nodes do not match"):
+        int8_links.SavedRows(path)

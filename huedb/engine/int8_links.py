@@ -162,9 +162,13 @@ class SavedRows:
     of the file kept them there while it lived (0.77 GB at 1M x 384)."""
 
     def __init__(self, path: Path) -> None:
-        """Open the file (ValueError when it holds no graph on 16-bit rows)."""
-        with _mapped(path) as data:  # only its head's pages are read
+        """Open the file (ValueError when it holds no graph on 16-bit rows that
+        `to_int8` can rewrite)."""
+        with _mapped(path) as data:  # only its head's and its levels' pages are read
             found = _sections(path, data, (usearch_layout.KIND_BF16, usearch_layout.KIND_F16))
+            nodes = usearch_layout.nodes(data, found.graph_at)
+            if nodes is None or len(nodes.starts) != found.rows:  # as `_rewrite` requires
+                raise ValueError(f"{path}: the graph's nodes do not match its rows")
         self.kind = found.vector_kind
         self.dtype = np.dtype(np.uint16 if self.kind == usearch_layout.KIND_BF16 else np.float16)
         self.dim = found.row_bytes // 2
