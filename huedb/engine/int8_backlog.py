@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -32,6 +33,8 @@ from huedb.engine.graph_process import temporary_graph_file
 from huedb.engine.int8_links import Int8Rows, SavedRows
 from huedb.engine.mapped_rows import rows_as_float32
 from huedb.engine.vector_index import VectorIndex, graph_config, graph_rows_16, has_int8_kernel
+
+logger = logging.getLogger(__name__)
 
 SCALE_ROWS = 4_096  # rows of the graph, and of the vectors added, the scale is chosen from
 # A pass adding fewer vectors than this share of the graph's nodes (tombstones included)
@@ -84,6 +87,7 @@ def pass_start(
         if int8 is None:
             yield as_saved
             return
+        logger.debug("a backlog pass adds %d vectors on int8 rows", len(add_keys))
         yield PassStart(
             start=lambda target: int8_links.to_int8(path, int8, target),
             int8=int8,
