@@ -462,7 +462,7 @@ def test_a_graph_rewritten_to_int8_and_back_is_the_graph_it_was(
     assert int8 is not None
     stored = int8_links.SavedRows(saved)
     try:
-        int8_links.to_int8(saved, int8, as_int8)
+        int8_links.to_int8(stored, int8, as_int8)
         restored = Index.restore(str(as_int8))
         assert restored is not None and str(restored.dtype).endswith("I8")
         assert len(restored) == 700 and restored.metric == graph.metric

@@ -82,22 +82,18 @@ def pass_start(
             yield as_saved
             return
         held = rows_as_float32(stored.spread(SCALE_ROWS))
-        added = index.graph_rows(add_vectors[_spread(len(add_vectors), SCALE_ROWS // 2)])
+        spread = int8_links.spread_rows(len(add_vectors), SCALE_ROWS // 2)
+        added = index.graph_rows(add_vectors[spread])
         int8 = int8_links.choose(index.params.space, np.concatenate([held, added]))
         if int8 is None:
             yield as_saved
             return
         logger.debug("a backlog pass adds %d vectors on int8 rows", len(add_keys))
         yield PassStart(
-            start=lambda target: int8_links.to_int8(path, int8, target),
+            start=lambda target: int8_links.to_int8(stored, int8, target),
             int8=int8,
             served=_served(index.params.space, stored, add_keys, add_vectors),
         )
-
-
-def _spread(count: int, wanted: int) -> np.ndarray:
-    """Up to `wanted` row numbers spread evenly over `count` rows."""
-    return np.linspace(0, count - 1, min(wanted, count)).astype(np.int64)
 
 
 @contextlib.contextmanager

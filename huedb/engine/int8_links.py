@@ -169,6 +169,7 @@ class SavedRows:
             nodes = usearch_layout.nodes(data, found.graph_at)
             if nodes is None or len(nodes.starts) != found.rows:  # as `_rewrite` requires
                 raise ValueError(f"{path}: the graph's nodes do not match its rows")
+        self.path = path
         self.kind = found.vector_kind
         self.dtype = np.dtype(np.uint16 if self.kind == usearch_layout.KIND_BF16 else np.float16)
         self.dim = found.row_bytes // 2
@@ -187,33 +188,32 @@ class SavedRows:
 
     def spread(self, count: int) -> np.ndarray:
         """Up to `count` rows spread evenly over the file."""
-        at = np.linspace(0, self.rows - 1, min(count, self.rows)).astype(np.int64)
-        rows = [self.block(int(slot), 1) for slot in at]
+        rows = [self.block(int(slot), 1) for slot in spread_rows(self.rows, count)]
         return np.concatenate(rows) if rows else np.empty((0, self.dim), dtype=self.dtype)
 
     def close(self) -> None:
         os.close(self._fd)
 
 
-def to_int8(path: Path, int8: Int8Rows, target: Path) -> None:
-    """Write to `target` the graph usearch saved to `path` on 16-bit rows with those rows
-    as int8 (`int8.quantize` of their float32 values): the same head but its vector type,
-    links and keys, for a graph process to change on int8 rows (a backlog pass, as a build
-    grows its graph; `serve_with_slot_rows` then gives it 16-bit rows again). Raises
-    ValueError for a file in any other layout."""
-    saved = SavedRows(path)
-    try:
-        with _mapped(path) as data:  # the graph's part read from it; the rows by `saved`
-            found = _sections(path, data, (saved.kind,))
-            out = np.empty((ROWS_PER_WRITE, saved.dim), dtype=np.int8)
+def spread_rows(count: int, wanted: int) -> np.ndarray:
+    """Up to `wanted` row numbers spread evenly over `count` rows."""
+    return np.linspace(0, count - 1, min(wanted, count)).astype(np.int64)
 
-            def rows(start: int, keys: np.ndarray) -> np.ndarray:
-                block = rows_as_float32(saved.block(start, len(keys)))
-                return int8.quantize(block, out=out[: len(keys)])
 
-            _rewrite(path, target, data, found, rows, usearch_layout.KIND_I8, saved.dim)
-    finally:
-        saved.close()
+def to_int8(saved: SavedRows, int8: Int8Rows, target: Path) -> None:
+    """Write to `target` the graph of the file `saved` reads, on 16-bit rows, with those
+    rows as int8 (`int8.quantize` of their float32 values): the same head but its vector
+    type, links and keys, for a graph process to change on int8 rows (a backlog pass, as
+    a build grows its graph; `serve_with_slot_rows` then gives it 16-bit rows again)."""
+    with _mapped(saved.path) as data:  # the graph's part read from it; the rows by `saved`
+        found = _sections(saved.path, data, (saved.kind,))
+        out = np.empty((ROWS_PER_WRITE, saved.dim), dtype=np.int8)
+
+        def rows(start: int, keys: np.ndarray) -> np.ndarray:
+            block = rows_as_float32(saved.block(start, len(keys)))
+            return int8.quantize(block, out=out[: len(keys)])
+
+        _rewrite(saved.path, target, data, found, rows, usearch_layout.KIND_I8, saved.dim)
 
 
 @contextlib.contextmanager
