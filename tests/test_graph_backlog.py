@@ -16,9 +16,11 @@ needs no catch-up.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from unittest.mock import patch
 
@@ -106,8 +108,8 @@ def _change(
     return keys
 
 
-@scaled(0.25)
-@given(
+# The cases both reference tests draw: a graph index, and the steps applied to it.
+reference_cases = given(
     space=st.sampled_from(SPACES),
     dim=st.integers(4, 12),
     n=st.integers(60, 200),
@@ -115,6 +117,10 @@ def _change(
     ops=steps,
     seed=st.integers(0, 2**32 - 1),
 )
+
+
+@scaled(0.25)
+@reference_cases
 def test_backlog_follows_reference(
     tmp_path_factory, space: str, dim: int, n: int, with_flat: bool, ops, seed: int
 ) -> None:
@@ -124,14 +130,7 @@ def test_backlog_follows_reference(
 
 
 @scaled(0.25)
-@given(
-    space=st.sampled_from(SPACES),
-    dim=st.integers(4, 12),
-    n=st.integers(60, 200),
-    with_flat=st.booleans(),
-    ops=steps,
-    seed=st.integers(0, 2**32 - 1),
-)
+@reference_cases
 def test_backlog_on_int8_rows_follows_reference(
     tmp_path_factory, space: str, dim: int, n: int, with_flat: bool, ops, seed: int
 ) -> None:
@@ -396,6 +395,20 @@ def test_graph_holds_across_blocks(space: str, monkeypatch: pytest.MonkeyPatch) 
     assert 0 < got.sum() < len(keys) - 70 and not got[100:170].any()
 
 
+@contextlib.contextmanager
+def _int8_rewrites() -> Iterator[list[object]]:
+    """The graphs passes rewrite with int8 rows meanwhile (`int8_links.to_int8` calls)."""
+    rewrites: list[object] = []
+    to_int8 = int8_backlog.int8_links.to_int8
+
+    def counted(saved: object, *args: object) -> None:
+        rewrites.append(saved)
+        to_int8(saved, *args)
+
+    with patch.object(int8_backlog.int8_links, "to_int8", counted):
+        yield rewrites
+
+
 def _large_pass(tmp_path: Path, space: str, min_share: float) -> tuple[float, int]:
     """A pass over a graph of 4,000 clustered vectors: 1,500 updated, 1,000 added, 300
     removed, all deferred; the recall@10 of the graph after it, and how many times the
@@ -417,17 +430,7 @@ def _large_pass(tmp_path: Path, space: str, min_share: float) -> tuple[float, in
     for key in removed.tolist():
         ref.pop(key)
     ref.update(zip(keys.tolist(), vectors, strict=True))
-    rewrites: list[Path] = []
-    to_int8 = int8_backlog.int8_links.to_int8
-
-    def counted(path: Path, *args: object) -> None:
-        rewrites.append(path)
-        to_int8(path, *args)
-
-    with (
-        patch.object(int8_backlog, "MIN_ADD_SHARE", min_share),
-        patch.object(int8_backlog.int8_links, "to_int8", counted),
-    ):
+    with patch.object(int8_backlog, "MIN_ADD_SHARE", min_share), _int8_rewrites() as rewrites:
         work = index.take_backlog()
         index.adopt_backlog_graph(apply_backlog(index, work, threading.Event(), tmp_path), work)
     assert index.backlog == 0 and list(tmp_path.iterdir()) == []
@@ -458,19 +461,12 @@ def test_a_large_pass_links_on_int8_rows_and_serves_16_bit_rows(tmp_path: Path, 
 def test_passes_a_rewrite_to_int8_would_not_pay_for_keep_the_graphs_rows(tmp_path: Path) -> None:
     """No int8 rewrite for a pass that adds nothing (deletes only) or adds to an empty
     graph (whose share of adds is infinite), and each pass still gives the right graph."""
-    rewrites: list[Path] = []
-    to_int8 = int8_backlog.int8_links.to_int8
-
-    def counted(path: Path, *args: object) -> None:
-        rewrites.append(path)
-        to_int8(path, *args)
-
     rng = np.random.default_rng(4)
     ref = make_reference(rng, 500, 8, clustered=False)
     keys = np.asarray(sorted(ref), dtype=np.uint64)
     params = HnswParams(space="cosine")
     empty = VectorIndex.from_graph(8, params, Thresholds(0, 80), Index(**graph_config(8, params)))
-    with patch.object(int8_backlog.int8_links, "to_int8", counted):
+    with _int8_rewrites() as rewrites:
         for index, removed, added in [
             (graph_index(ref, 8, "cosine", Thresholds(0, 80), True), keys, {}),
             (empty, np.empty(0, np.uint64), ref),

@@ -361,6 +361,15 @@ def test_records_round_trip_bit_exact(pg_store: PostgresStore) -> None:
     assert [c[2] for c in changes] == [vectors[i].tobytes() for i in range(3)]
 
 
+def _collection_of(store: Store, name: str, vectors: np.ndarray) -> CollectionRow:
+    """A new collection `name` holding one record per vector (ids "r0", "r1", ...)."""
+    with store.write() as db:
+        col = db.insert_collection(DEFAULT_DATABASE_ID, name, None, {})
+        ids = [f"r{i}" for i in range(len(vectors))]
+        db.insert_records(col.cid, RecordBatch(ids=ids, embeddings=vectors))
+    return col
+
+
 @pytest.mark.parametrize("kind", ["pg", "sqlite"])
 def test_count_changes_and_changed_keys_agree_with_oplog_changes(
     kind: str, pg_store: PostgresStore, sqlite_store: SQLiteStore
@@ -370,9 +379,7 @@ def test_count_changes_and_changed_keys_agree_with_oplog_changes(
     order, at every watermark; 0 past the head."""
     store: Store = pg_store if kind == "pg" else sqlite_store
     vectors = np.random.default_rng(7).standard_normal((6, DIM)).astype(np.float32)
-    with store.write() as db:
-        col = db.insert_collection(DEFAULT_DATABASE_ID, "counted", None, {})
-        db.insert_records(col.cid, RecordBatch(ids=[f"c{i}" for i in range(6)], embeddings=vectors))
+    col = _collection_of(store, "counted", vectors)
     with store.read() as db:
         keys = [
             r[0]
@@ -412,11 +419,7 @@ def test_changes_read_a_chunk_at_a_time_are_the_oplogs(
     store: Store = pg_store if kind == "pg" else sqlite_store
     rng = random.Random(11)
     vectors = np.random.default_rng(11).standard_normal((40, DIM)).astype(np.float32)
-    with store.write() as db:
-        col = db.insert_collection(DEFAULT_DATABASE_ID, "chunked", None, {})
-        db.insert_records(
-            col.cid, RecordBatch(ids=[f"k{i}" for i in range(30)], embeddings=vectors[:30])
-        )
+    col = _collection_of(store, "chunked", vectors[:30])
     with store.read() as db:
         everything = compile_filter(None, None, None)
         keys = [r[0] for r in db.fetch_rows(col.cid, everything, None, None, False)]
@@ -458,11 +461,7 @@ def test_read_changes_takes_more_rows_than_counted(
     monkeypatch.setattr(oplog_read, "CHUNK_ROWS", 3)
     store: Store = pg_store if kind == "pg" else sqlite_store
     vectors = np.random.default_rng(7).standard_normal((50, DIM)).astype(np.float32)
-    with store.write() as db:
-        col = db.insert_collection(DEFAULT_DATABASE_ID, "undercounted", None, {})
-        db.insert_records(
-            col.cid, RecordBatch(ids=[f"u{i}" for i in range(50)], embeddings=vectors)
-        )
+    col = _collection_of(store, "undercounted", vectors)
     with store.read() as db:
         monkeypatch.setattr(db, "count_changes", lambda cid, after_seq: 4)
         got = oplog_read.read_changes(db, col.cid, 0, DIM)
@@ -483,11 +482,7 @@ def test_oplog_changes_stream_from_server_side_cursors(
     gives every row in order, and each is closed once read to its end or dropped."""
     monkeypatch.setattr(pg_oplog, "CHANGES_PER_FETCH", 4)
     vectors = np.random.default_rng(5).standard_normal((25, DIM)).astype(np.float32)
-    with pg_store.write() as db:
-        col = db.insert_collection(DEFAULT_DATABASE_ID, "streamed", None, {})
-        db.insert_records(
-            col.cid, RecordBatch(ids=[f"s{i}" for i in range(25)], embeddings=vectors)
-        )
+    col = _collection_of(pg_store, "streamed", vectors)
     with pg_store.read() as db:
         first, second = db.oplog_changes(col.cid, 0), db.oplog_changes(col.cid, 10)
         head, later = next(iter(first)), next(iter(second))
