@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,6 @@ from usearch.index import Index
 
 from huedb.api.client import clear_system_cache
 from huedb.engine import (
-    child_process,
     graph_build,
     int8_links,
     snapshot,
@@ -239,99 +240,75 @@ def test_a_graph_process_on_int8_rows_takes_int8_rows_and_goes_on_after_a_checkp
         child.add(keys[:400], found.quantize(rows[:400]), threads=1)
         first = child.pid
         mapped = child.checkpoint(served)
-        assert not Path(f"/proc/{first}").exists()  # that child saved it and ended
+        assert list(tmp_path.iterdir()) == [child._path]  # both checkpoint files are gone
         assert len(mapped.graph) == 400
         expected = rows_as_float32(graph_rows_16(GRAPH_DTYPE, "cosine", vectors))
         np.testing.assert_array_equal(graph_vectors(mapped.graph, keys[:400]), expected[:400])
-        del mapped
         child.add(keys[400:], found.quantize(rows[400:]), threads=2)
-        assert child.pid != first  # another child went on from the checkpoint
+        child.save_ahead()
+        with pytest.raises(RuntimeError, match="told to save"):
+            child.add(keys[:1], found.quantize(rows[:1]), threads=1)
+        assert len(mapped.graph) == 400  # the view is the checkpoint's, whatever came after
+        del mapped
+        assert child.pid == first  # the same child went on from the checkpoint
         graph = child.finish(served=served)
     except BaseException:
         child.kill()
         raise
     assert len(graph) == 600
     np.testing.assert_array_equal(graph_vectors(graph, keys), expected)
-    assert list(tmp_path.iterdir()) == []  # the checkpoint's file and the graph's are gone
+    assert list(tmp_path.iterdir()) == []  # the graph's file is gone too
 
 
-def test_a_graph_process_interrupted_after_a_checkpoint_is_not_started_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_graph_process_interrupted_after_a_checkpoint_fails_as_a_child(
+    tmp_path: Path,
 ) -> None:
-    """A build told to stop while its child had ended at a checkpoint (the measurement's
-    window) starts no new child: the next call fails at once (a stopped build: BuildStopped
-    in `grow_graph`) instead of saving, linking and reading the whole graph first."""
+    """A build told to stop while the child goes on after a checkpoint (the measurement's
+    window): the child is gone, so adding to it fails (a pipe it no longer reads) or, at the
+    latest, saving it does (a stopped build: BuildStopped in `grow_graph`)."""
     _, rows, found, keys, served = _int8_build(9, 300)
     child = ChildGraph({**graph_config(DIM, HnswParams(space="cosine")), "dtype": "i8"}, tmp_path)
     try:
         child.add(keys[:200], found.quantize(rows[:200]), threads=1)
         assert len(child.checkpoint(served).graph) == 200
-        started: list[object] = []
-        real_popen = child_process.subprocess.Popen
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            started.append(args)
-            return real_popen(*args, **kwargs)
-
-        monkeypatch.setattr(child_process.subprocess, "Popen", counted)
         child.interrupt()
-        with pytest.raises(ChildFailed, match="interrupted"):
+        with pytest.raises(ChildFailed, match="graph process"):
             child.add(keys[200:], found.quantize(rows[200:]), threads=1)
-        with pytest.raises(ChildFailed, match="interrupted"):
             child.finish(served=served)
-        assert started == []
     finally:
         child.kill()
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_graph_process_that_cannot_start_again_after_a_checkpoint_fails_as_a_child(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_build_whose_graph_process_is_killed_at_the_checkpoint_is_built_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """ChildFailed, which `grow_graph` answers by building in a thread; no file is left."""
-    _, rows, found, keys, served = _int8_build(9, 300)
-    child = ChildGraph({**graph_config(DIM, HnswParams(space="cosine")), "dtype": "i8"}, tmp_path)
-    try:
-        child.add(keys[:200], found.quantize(rows[:200]), threads=1)
-        assert len(child.checkpoint(served).graph) == 200
-
-        def refused(*args: object, **kwargs: object) -> None:
-            raise OSError("no more processes")
-
-        monkeypatch.setattr(child_process.subprocess, "Popen", refused)
-        with pytest.raises(ChildFailed, match="cannot start a graph process again"):
-            child.add(keys[200:], found.quantize(rows[200:]), threads=1)
-    finally:
-        child.kill()
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_a_build_whose_graph_process_cannot_start_again_is_built_in_a_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+    """The graph process killed (as by the out-of-memory killer) when told to save the
+    checkpoint: ChildFailed, and the build runs again in a thread; no file is left."""
     monkeypatch.setattr(graph_build, "CHILD_MIN_FLOATS", 0)
     monkeypatch.setattr(graph_build, "has_int8_kernel", lambda metric: True)
-    real_popen = child_process.subprocess.Popen
-    started: list[int] = []
+    real_checkpoint = ChildGraph.checkpoint
+    killed: list[int] = []
 
-    def once(*args: Any, **kwargs: Any) -> Any:
-        started.append(1)
-        if len(started) > 1:
-            raise OSError("no more processes")
-        return real_popen(*args, **kwargs)
+    def killed_first(self: ChildGraph, served: Any) -> Any:
+        killed.append(self.pid)
+        os.kill(self.pid, signal.SIGKILL)
+        return real_checkpoint(self, served)
 
-    monkeypatch.setattr(child_process.subprocess, "Popen", once)
+    monkeypatch.setattr(ChildGraph, "checkpoint", killed_first)
     vectors = _clustered(10, 2_000)
     client = stores.SQLITE.client(tmp_path, {"huedb_exact_max_floats": DIM * 100})
     try:
         col = client.create_collection("thread", configuration={"hnsw": {"space": "cosine"}})
-        col.add(ids=[f"r{i}" for i in range(2_000)], embeddings=vectors)
-        col.query(query_embeddings=vectors[:1], n_results=5)
-        deadline = time.monotonic() + 60
-        while (status := col.get_indexing_status()).op_indexing_progress < 1.0:
-            assert time.monotonic() < deadline, "the graph was not built in 60 s"
-            time.sleep(0.02)
-        assert len(started) == 2 and status.recall is not None
+        with caplog.at_level(logging.WARNING, logger="huedb.engine.graph_build"):
+            col.add(ids=[f"r{i}" for i in range(2_000)], embeddings=vectors)
+            col.query(query_embeddings=vectors[:1], n_results=5)
+            deadline = time.monotonic() + 60
+            while (status := col.get_indexing_status()).op_indexing_progress < 1.0:
+                assert time.monotonic() < deadline, "the graph was not built in 60 s"
+                time.sleep(0.02)
+        assert len(killed) == 1 and status.recall is not None
+        assert "building the graph in a thread instead" in caplog.text
         got = col.query(query_embeddings=vectors[5:6] + np.float32(0.01), n_results=3)
         assert got["ids"][0][0] == "r5"
         assert not list((tmp_path / "index").glob(".graph-build-*"))

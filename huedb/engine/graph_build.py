@@ -21,7 +21,8 @@ The recall sample (`recall_calibration`) is drawn as the rows stream past: a res
 up to `SAMPLE_QUERIES_MAX` rows kept out of the graph, each row of the stream equally likely
 to end in it; once the graph is done `sample_size` of them are its queries (a child process
 on 16-bit rows answers them on its own graph; one on int8 rows saves a checkpoint, which is
-searched here as it will be served, with its 16-bit rows), then they are all added to it.
+searched here as it will be served, with its 16-bit rows, while the child adds the sample
+and saves the whole graph), then they are all added to it.
 A graph grown in a child process is then what the caller's `read` makes of the file the
 child saves it to (the cache copies it into the snapshot and serves it as a view: it is
 never read into memory).
@@ -308,17 +309,22 @@ def _grow(
         sink.add(keys[extra], graph_rows(_graph_input(space, matrix[extra])), threads)
         served = None if int8 is None else _serve_rows(space, keys, matrix)
         calibration = None
-        if measure is not None and len(sample):
-            source = ArrayVectors(keys, matrix, MEASURE_ROWS)
-            if served is None:
-                calibration = measure(sink.search, source, sample)
-            else:  # measured as it is served: its links with the 16-bit rows, on a view
-                assert isinstance(sink, ChildGraph)  # no graph process holds memory meanwhile
-                mapped = sink.checkpoint(served)
-                calibration = measure(functools.partial(search_graph, mapped.graph), source, sample)
-                del mapped
+        source = ArrayVectors(keys, matrix, MEASURE_ROWS)
+        if measure is not None and len(sample) and served is not None:
+            # Measured as it is served (its links with the 16-bit rows, on a view of a
+            # checkpoint) while the child adds the sample and saves the whole graph.
+            assert isinstance(sink, ChildGraph)
+            mapped = sink.checkpoint(served)
+            sink.add(keys[sample], graph_rows(_graph_input(space, matrix[sample])), threads)
+            sink.save_ahead()
+            calibration = measure(functools.partial(search_graph, mapped.graph), source, sample)
+            del mapped
             heap.release()  # what the measurement's score arrays left in this thread's heap
-        sink.add(keys[sample], graph_rows(_graph_input(space, matrix[sample])), threads)
+        else:
+            if measure is not None and len(sample):
+                calibration = measure(sink.search, source, sample)
+                heap.release()
+            sink.add(keys[sample], graph_rows(_graph_input(space, matrix[sample])), threads)
         if int8 is not None:
             int8_links.report_clipped(*tally)
         progress(len(sample) + len(extra))
