@@ -58,7 +58,7 @@ from huedb.engine.recall_calibration import (
     Vectors,
     sample_size,
 )
-from huedb.engine.usearch_layout import KIND_BF16, KIND_F16
+from huedb.engine.usearch_layout import ROWS_16_BY_DTYPE, ROWS_16_BY_NAME
 from huedb.engine.vector_index import (
     GRAPH_DTYPE,
     BuildStopped,
@@ -346,9 +346,7 @@ def _serve_rows(space: str, keys: np.ndarray, matrix: np.ndarray) -> Callable[..
     """Rewrites a file of the graph process's graph on int8 rows with the 16-bit rows of
     `matrix` (the build's; float32 rows are rounded as a graph holds them) for its keys."""
     order = np.argsort(keys, kind="stable")
-    kind = {np.dtype(np.uint16): KIND_BF16, np.dtype(np.float16): KIND_F16}.get(
-        matrix.dtype, KIND_BF16 if GRAPH_DTYPE == "bf16" else KIND_F16
-    )
+    kind = ROWS_16_BY_DTYPE.get(matrix.dtype, ROWS_16_BY_NAME[GRAPH_DTYPE]).kind
     buffer = np.empty((int8_links.ROWS_PER_WRITE, matrix.shape[1]), dtype=matrix.dtype)
 
     def rows_of(wanted: np.ndarray) -> np.ndarray:

@@ -123,7 +123,7 @@ def _served(
     starting graph its row in `stored`, one holding a key added its vector's row."""
     order = np.argsort(add_keys, kind="stable")
     sorted_keys = add_keys[order]
-    name = "bf16" if stored.kind == usearch_layout.KIND_BF16 else "f16"
+    name = usearch_layout.ROWS_16_BY_KIND[stored.kind].name
 
     def rows_for(start: int, keys: np.ndarray) -> np.ndarray:
         at = np.searchsorted(sorted_keys, keys).clip(0, max(len(sorted_keys) - 1, 0))

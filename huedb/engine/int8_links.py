@@ -165,13 +165,13 @@ class SavedRows:
         """Open the file (ValueError when it holds no graph on 16-bit rows that
         `to_int8` can rewrite)."""
         with _mapped(path) as data:  # only its head's and its levels' pages are read
-            found = _sections(path, data, (usearch_layout.KIND_BF16, usearch_layout.KIND_F16))
+            found = _sections(path, data, tuple(usearch_layout.ROWS_16_BY_KIND))
             nodes = usearch_layout.nodes(data, found.graph_at)
             if nodes is None or len(nodes.starts) != found.rows:  # as `_rewrite` requires
                 raise ValueError(f"{path}: the graph's nodes do not match its rows")
         self.path = path
         self.kind = found.vector_kind
-        self.dtype = np.dtype(np.uint16 if self.kind == usearch_layout.KIND_BF16 else np.float16)
+        self.dtype = usearch_layout.ROWS_16_BY_KIND[self.kind].dtype
         self.dim = found.row_bytes // 2
         self.rows = found.rows
         self._at = found.vectors_at

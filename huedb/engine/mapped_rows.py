@@ -62,12 +62,11 @@ class MappedRows:
         found = usearch_layout.sections(data)
         if found is None or found.row_bytes != 2 * dim:
             return None
-        if found.vector_kind == usearch_layout.KIND_BF16:
-            kind, rel, dtype = "bf16", bf16_rel, np.dtype("<u2")
-        elif found.vector_kind == usearch_layout.KIND_F16:
-            kind, rel, dtype = "f16", F16_ROUNDING_BOUND, np.dtype("<f2")
-        else:
+        served = usearch_layout.ROWS_16_BY_KIND.get(found.vector_kind)
+        if served is None:
             return None
+        kind, dtype = served.name, served.dtype
+        rel = bf16_rel if kind == "bf16" else F16_ROUNDING_BOUND
         graph = usearch_layout.nodes(data, found.graph_at)
         if graph is None or len(graph.starts) != found.rows:
             return None

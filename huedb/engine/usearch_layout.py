@@ -29,6 +29,23 @@ VECTOR_KIND_AT = 14  # the head's byte holding the vectors' scalar kind (then ke
 
 
 @dataclass(frozen=True)
+class Rows16:
+    """A 16-bit vector type a graph is served with: usearch's scalar kind, huedb's name
+    for it (`vector_index.GRAPH_DTYPE`) and the numpy type its rows are held in here
+    (bfloat16 as its bits)."""
+
+    kind: int
+    name: str
+    dtype: np.dtype
+
+
+ROWS_16 = (Rows16(KIND_BF16, "bf16", np.dtype("<u2")), Rows16(KIND_F16, "f16", np.dtype("<f2")))
+ROWS_16_BY_KIND = {rows.kind: rows for rows in ROWS_16}
+ROWS_16_BY_NAME = {rows.name: rows for rows in ROWS_16}
+ROWS_16_BY_DTYPE = {rows.dtype: rows for rows in ROWS_16}
+
+
+@dataclass(frozen=True)
 class Sections:
     """Where a serialized index's parts begin, and its vectors' shape."""
 
