@@ -108,6 +108,7 @@ class _Build:
     covered: int = 0  # a snapshot's: the changes it covers that were not snapshotted before
     saved: bool = False  # a build's or backlog pass's: its graph was written as the snapshot
     replaces: bool = False  # its snapshot replaces one at the same watermark (a rebuild's)
+    lease: snapshot.BuildLease | None = None  # a build's: held until its thread ends
 
 
 _running_builds: weakref.WeakSet[_Build] = weakref.WeakSet()
@@ -154,6 +155,12 @@ class _State:
     # A rebuilt index (`rebuild`): its next snapshot replaces the one on disk even at the
     # same watermark (that one is kept until then: it serves other processes meanwhile).
     replaces_snapshot: bool = False
+    # Another process holds the build lease (`_start_build_if_needed`,
+    # `_start_backlog_pass_if_needed`): this one builds or changes no graph and adopts the
+    # next snapshot to land (`_adopt_other_build`), the file last seen at the snapshot's
+    # path being `seen_snapshot` (`snapshot.file_identity`).
+    awaits_build: bool = False
+    seen_snapshot: tuple[int, int, int, int] | None = None
 
 
 def retry_delay(failures: int) -> float:
@@ -306,6 +313,8 @@ class IndexCache:
         if state is None or not held:
             state = self._install(col.cid, self._load(db, col, params))
             state.writes_only = writes_only
+        elif state.awaits_build:
+            state = self._adopt_other_build(col, state, params)
         state.col = col
         state.writes_only &= not searching
         state.last_used = next(self._clock)
@@ -788,12 +797,18 @@ class IndexCache:
             return
         if state.writes_only and index.backlog < max(self._snapshot_every, len(index) // 2):
             return
+        lease = None
+        if self._dir is not None:
+            lease = self._build_lease(col, state)
+            if lease is None:
+                return
         work = index.take_backlog()
         job = _Build(
             threading.Thread(daemon=True),
             state.watermark,
             covered=state.unsnapshotted,
             replaces=state.replaces_snapshot,
+            lease=lease,
         )
         workdir = self._dir if self._dir is not None and self._dir.is_dir() else None
         calibration = _calibration_to_store(state)
@@ -808,6 +823,9 @@ class IndexCache:
                 job.outcome.append((apply_backlog(index, work, job.stop, workdir, read), work))
             except Exception as exc:  # reported when adopting, in the caller's thread
                 job.outcome.append(exc)
+            finally:
+                if lease is not None:  # after the snapshot (`read`): others adopt it
+                    lease.release()
             seconds, ok = time.perf_counter() - started, not isinstance(job.outcome[0], Exception)
             events.graph_backlog_applied(seconds, ok, len(work.keys))
             if ok:
@@ -827,7 +845,12 @@ class IndexCache:
             col.uuid,
             len(work.keys),
         )
-        job.thread.start()
+        try:
+            job.thread.start()
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
 
     def _adopt_backlog_pass(self, col: CollectionRow, state: _State) -> None:
         """Serve the graph a finished background pass made; what was noted meanwhile is
@@ -883,6 +906,11 @@ class IndexCache:
     def _start_build_if_needed(self, col: CollectionRow, state: _State, writing: bool) -> None:
         if state.build is not None or not state.index.wants_graph or _waits_to_retry(state):
             return
+        lease = None
+        if self._dir is not None:
+            lease = self._build_lease(col, state)
+            if lease is None:
+                return
         index = state.index
         # From now on its vectors are held as the graph's 16-bit rows: during the build,
         # beside the graph process's memory, and after it.
@@ -895,6 +923,7 @@ class IndexCache:
             state.watermark,
             feed=feed,
             replaces=state.replaces_snapshot,
+            lease=lease,
         )
         if not writing:
             feed.want()
@@ -935,6 +964,8 @@ class IndexCache:
                 build.outcome.append(exc)
             finally:
                 feed.end()
+                if lease is not None:  # after the snapshot (`read`): others adopt it
+                    lease.release()
             ok = not isinstance(build.outcome[0], Exception)
             events.index_build_done(time.perf_counter() - started, ok, size, added[0])
             if build.calibration is not None:
@@ -951,7 +982,57 @@ class IndexCache:
             ", and those written meanwhile" if writing else "",
         )
         events.index_build_started(size)
-        build.thread.start()
+        try:
+            build.thread.start()
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+
+    def _build_lease(self, col: CollectionRow, state: _State) -> snapshot.BuildLease | None:
+        """The collection's build lease (`snapshot.BuildLease`), or None when this process
+        is to build nothing: another holds the lease (the state then awaits its snapshot),
+        or one's snapshot landed since this state last looked (adopted at the next use)."""
+        assert self._dir is not None
+        path = snapshot.snapshot_path(self._dir, col.uuid)
+        lease = snapshot.take_build_lease(self._dir, col.uuid)
+        if lease is None:
+            if not state.awaits_build:
+                state.awaits_build = True
+                state.seen_snapshot = snapshot.file_identity(path)
+                logger.info(
+                    "another process is building or changing the HNSW graph of collection "
+                    "%s; queries here search exactly what its graph lacks until its "
+                    "snapshot is written",
+                    col.uuid,
+                )
+            return None
+        if state.awaits_build and snapshot.file_identity(path) != state.seen_snapshot:
+            lease.release()  # the holder just wrote its snapshot and let go
+            return None
+        state.awaits_build = False
+        return lease
+
+    def _adopt_other_build(self, col: CollectionRow, state: _State, params: HnswParams) -> _State:
+        """A state awaiting another process's build or backlog pass, replaced by the graph
+        of a snapshot landed since it last looked (caught up from the oplog then, as any
+        snapshot loaded: what the other's graph lacks is searched exactly), or kept (no new
+        file, or one it cannot use: it may build itself once the lease is free)."""
+        assert self._dir is not None
+        if state.saving is not None:  # this process's own snapshot: `_snapshot_landed`
+            return state
+        seen = snapshot.file_identity(snapshot.snapshot_path(self._dir, col.uuid))
+        if seen is None or seen == state.seen_snapshot:
+            return state
+        state.seen_snapshot = seen
+        path = snapshot.snapshot_path(self._dir, col.uuid)
+        snap = snapshot.read_snapshot(path, self.owner(col))
+        loaded = None if snap is None else self._snapshot_state(col, params, path, snap)
+        if loaded is None:
+            return state
+        loaded.writes_only = state.writes_only
+        logger.info("collection %s: serving the graph another process built", col.uuid)
+        return self._install(col.cid, loaded)
 
     def _adopt_finished_build(self, db: StoreSession, col: CollectionRow, state: _State) -> None:
         build = state.build
@@ -1188,6 +1269,10 @@ class IndexCache:
         """Count what a thread's snapshot covers: the next checkpoint prunes the oplog up
         to it, and the recall may be measured on it."""
         state.unsnapshotted = max(0, state.unsnapshotted - job.covered)
+        if state.awaits_build and self._dir is not None:  # not another process's to adopt
+            state.seen_snapshot = snapshot.file_identity(
+                snapshot.snapshot_path(self._dir, col.uuid)
+            )
         state.saved_at = job.watermark
         state.may_calibrate = True
         state.replaces_snapshot = False
@@ -1296,23 +1381,9 @@ class IndexCache:
             path = snapshot.snapshot_path(self._dir, col.uuid)
             snap = snapshot.read_snapshot(path, self.owner(col))
             if snap is not None:
-                if snap.watermark < col.pruned_seq or snap.dim != col.dimension:
-                    logger.warning(
-                        "index snapshot %s is older than the oplog floor; rebuilding", path
-                    )
-                elif snap.space != params.space:
-                    logger.warning("index snapshot %s has another space; rebuilding", path)
-                else:
-                    try:
-                        index = VectorIndex.from_serialized(
-                            col.dimension, params, self._thresholds, snap.payload, snap.mapping
-                        )
-                        state = _State(col, index, snap.watermark, may_calibrate=True)
-                        self._use_calibration(state, Calibration.from_json(snap.calibration))
-                        return state
-                    except (ValueError, RuntimeError) as exc:
-                        logger.warning("cannot load index snapshot %s (%s); rebuilding", path, exc)
-                        snapshot.discard(path, self._dir, col.uuid, snap)
+                state = self._snapshot_state(col, params, path, snap)
+                if state is not None:
+                    return state
             elif col.snapshot_seq > 0 and self._shared_store and not path.exists():
                 logger.info(
                     "no index snapshot of collection %s on this node yet; building it from "
@@ -1327,6 +1398,31 @@ class IndexCache:
                     col.uuid,
                 )
         return self._rebuild(db, col, params)
+
+    def _snapshot_state(
+        self, col: CollectionRow, params: HnswParams, path: Path, snap: snapshot.Snapshot
+    ) -> _State | None:
+        """The collection's index as the snapshot read from `path` holds it, or None when
+        this process cannot serve it (older than the oplog floor, another dimension or
+        space, a payload that is no index: each warned about; the last one removed)."""
+        assert self._dir is not None and col.dimension is not None
+        if snap.watermark < col.pruned_seq or snap.dim != col.dimension:
+            logger.warning("index snapshot %s is older than the oplog floor; rebuilding", path)
+            return None
+        if snap.space != params.space:
+            logger.warning("index snapshot %s has another space; rebuilding", path)
+            return None
+        try:
+            index = VectorIndex.from_serialized(
+                col.dimension, params, self._thresholds, snap.payload, snap.mapping
+            )
+        except (ValueError, RuntimeError) as exc:
+            logger.warning("cannot load index snapshot %s (%s); rebuilding", path, exc)
+            snapshot.discard(path, self._dir, col.uuid, snap)
+            return None
+        state = _State(col, index, snap.watermark, may_calibrate=True)
+        self._use_calibration(state, Calibration.from_json(snap.calibration))
+        return state
 
     def _rebuild_graph(self, db: StoreSession, col: CollectionRow, state: _State) -> _State:
         """Replace a graph that is mostly tombstones (`VectorIndex.wants_rebuild`) with the

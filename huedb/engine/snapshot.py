@@ -54,6 +54,7 @@ class Snapshot:
 GRAPH_SUFFIX = ".hnsw"
 SPARSE_SUFFIX = ".sparse"  # a sparse index's snapshot (`sparse_index.sparse_snapshot_path`)
 LOCK_SUFFIX = ".lock"
+BUILD_LEASE_SUFFIX = ".build"  # held while a process builds the collection's graph
 
 
 def snapshot_path(directory: Path, collection_uuid: str) -> Path:
@@ -83,6 +84,81 @@ def exclusive_lock(directory: Path, collection_uuid: str) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+class BuildLease:
+    """A collection's graph-build lease: an exclusive `flock` on `<uuid>.build` in the
+    snapshot directory, held by the one process (or engine) building the collection's
+    graph. Another that finds it held builds none and adopts the snapshot the holder writes
+    (`IndexCache`): two server workers (or processes) on one data directory no longer
+    build the same graph at once, each on the cores the other needs. The kernel releases
+    it when its holder exits, however it ends; the holder removes the file before letting
+    go, so none is left behind."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self._path = path
+        self._fd: int | None = fd
+        _leases_held.add(fd)
+
+    def release(self) -> None:
+        """Let the lease go (again: nothing)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        _leases_held.discard(fd)
+        try:
+            self._path.unlink(missing_ok=True)  # before the lock goes: see `take_build_lease`
+        finally:
+            os.close(fd)
+
+
+_leases_held: set[int] = set()
+
+
+def _close_inherited_leases() -> None:
+    """In a forked child: the parent's leases are the parent's (a copy of the descriptor
+    would hold the lock until the child exits)."""
+    for fd in list(_leases_held):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _leases_held.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_leases)
+
+
+def take_build_lease(directory: Path, collection_uuid: str) -> BuildLease | None:
+    """The collection's build lease, or None while another process (or another engine of
+    this one) holds it. A file its holder removed while this one opened it is opened
+    again: a lock on a file no longer at the path would exclude no one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{collection_uuid}{BUILD_LEASE_SUFFIX}"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = os.fstat(fd)
+            now = os.stat(path)
+        except (BlockingIOError, FileNotFoundError) as exc:
+            os.close(fd)
+            if isinstance(exc, BlockingIOError):
+                return None
+            continue  # removed by the holder that just let go: open it again
+        except BaseException:
+            os.close(fd)
+            raise
+        if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
+            return BuildLease(path, fd)
+        os.close(fd)
+
+
+def file_identity(path: Path) -> tuple[int, int, int, int] | None:
+    """What tells the file at `path` from the next one renamed there (None: no file)."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns
 
 
 def _checked_header(header_line: bytes, checksum_line: bytes) -> dict:
@@ -381,6 +457,7 @@ def unlink_collection_files(directory: Path, collection_uuid: str) -> None:
     for suffix in (GRAPH_SUFFIX, SPARSE_SUFFIX):
         (directory / f"{collection_uuid}{suffix}").unlink(missing_ok=True)
     remove_stale_temporaries(directory, collection_uuid)
+    (directory / f"{collection_uuid}{BUILD_LEASE_SUFFIX}").unlink(missing_ok=True)
     (directory / f"{collection_uuid}{LOCK_SUFFIX}").unlink(missing_ok=True)
 
 
@@ -421,6 +498,10 @@ def remove_orphan_files(directory: Path, collection_uuid: str, owner: str) -> li
             path.unlink(missing_ok=True)
             removed.append(path.name)
         removed += remove_stale_temporaries(directory, collection_uuid)
+        lease = directory / f"{collection_uuid}{BUILD_LEASE_SUFFIX}"
+        if lease.exists():  # left by a process that died building
+            lease.unlink(missing_ok=True)
+            removed.append(lease.name)
         if not kept:
             lock.unlink(missing_ok=True)
             if had_lock:

@@ -1,0 +1,195 @@
+"""The graph-build lease: one process (or engine) on a data directory builds a collection's
+graph at a time; another waits for its snapshot and serves it (`snapshot.BuildLease`,
+`IndexCache._start_build_if_needed`, `IndexCache._adopt_other_build`)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from huedb.engine import index_cache, snapshot
+from tests import stores
+
+DIM = 16
+ROWS = 600
+BUILDING = "in the background; queries use exact search until it is ready"  # a build here
+
+
+def _vectors(seed: int, n: int = ROWS) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+
+
+def _client(path: Path):  # type: ignore[no-untyped-def]
+    """A client whose collections past 100 vectors want a graph."""
+    return stores.SQLITE.client(path, {"huedb_exact_max_floats": DIM * 100})
+
+
+def _progress(col) -> float:  # type: ignore[no-untyped-def]
+    return col.get_indexing_status().op_indexing_progress
+
+
+def _wait_for_graph(col, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while _progress(col) < 1.0:
+        assert time.monotonic() < deadline, f"no graph in {seconds} s"
+        time.sleep(0.02)
+
+
+def test_a_lease_is_held_by_one_holder_and_leaves_no_file(tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    first = snapshot.take_build_lease(index, "c")
+    assert first is not None
+    assert snapshot.take_build_lease(index, "c") is None  # another engine of this process
+    assert snapshot.take_build_lease(index, "d") is not None  # one lease per collection
+    first.release()
+    first.release()  # again: nothing
+    assert not (index / f"c{snapshot.BUILD_LEASE_SUFFIX}").exists()
+    again = snapshot.take_build_lease(index, "c")
+    assert again is not None
+    again.release()
+
+
+def test_a_lease_held_by_a_process_that_dies_is_free_again(tmp_path: Path) -> None:
+    """Another process holds it until it is killed (the kernel lets the lock go); the file
+    it left behind is taken over and removed by the next holder."""
+    index = tmp_path / "index"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from huedb.engine import snapshot; "
+            "lease = snapshot.take_build_lease(Path(sys.argv[1]), 'c'); "
+            "print('held' if lease else 'refused', flush=True); time.sleep(60)",
+            str(index),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert snapshot.take_build_lease(index, "c") is None
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (index / f"c{snapshot.BUILD_LEASE_SUFFIX}").exists()  # left by the dead holder
+    lease = snapshot.take_build_lease(index, "c")
+    assert lease is not None
+    lease.release()
+    assert not (index / f"c{snapshot.BUILD_LEASE_SUFFIX}").exists()
+
+
+def test_a_process_builds_no_graph_while_another_holds_the_lease_then_builds_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Exact answers (right ones) while the lease is held elsewhere; once it is free (the
+    holder ended without a snapshot), the next use builds the graph here."""
+    vectors = _vectors(1)
+    client = _client(tmp_path)
+    try:
+        col = client.create_collection("vecs", configuration={"hnsw": {"space": "l2"}})
+        lease = snapshot.take_build_lease(tmp_path / "index", str(col.id))
+        assert lease is not None
+        try:
+            with caplog.at_level(logging.INFO, logger="huedb.engine.index_cache"):
+                col.add(ids=[f"r{i}" for i in range(ROWS)], embeddings=vectors)
+                for _ in range(5):
+                    got = col.query(query_embeddings=vectors[7:8], n_results=1)
+                    assert got["ids"][0] == ["r7"]
+                    assert _progress(col) == 0.0
+                    time.sleep(0.05)
+            assert BUILDING not in caplog.text
+            assert "another process is building or changing the HNSW graph" in caplog.text
+            assert caplog.text.count("another process is building") == 1  # said once
+        finally:
+            lease.release()
+        _wait_for_graph(col)
+        assert col.query(query_embeddings=vectors[9:10], n_results=1)["ids"][0] == ["r9"]
+    finally:
+        client.close()
+
+
+def test_a_process_awaiting_another_build_serves_the_snapshot_it_writes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A snapshot landing while another holds the lease is adopted at the next use: the
+    graph serves here without a build, with the snapshot's recall measurement, and writes
+    made after the snapshot are in the answers."""
+    vectors = _vectors(2, ROWS + 50)
+    client = _client(tmp_path)
+    try:
+        col = client.create_collection("vecs", configuration={"hnsw": {"space": "l2"}})
+        uuid = str(col.id)
+        col.add(ids=[f"r{i}" for i in range(ROWS)], embeddings=vectors[:ROWS])
+        col.query(query_embeddings=vectors[:1], n_results=1)
+        _wait_for_graph(col)
+    finally:
+        client.close()  # writes the graph's snapshot
+    index = tmp_path / "index"
+    landed = tmp_path / "landed.hnsw"
+    shutil.move(index / f"{uuid}{snapshot.GRAPH_SUFFIX}", landed)
+    # As in a process that found no snapshot while another one builds the graph:
+    lease = snapshot.take_build_lease(index, uuid)
+    assert lease is not None
+    client = _client(tmp_path)
+    try:
+        col = client.get_collection("vecs")
+        col.add(ids=[f"r{i}" for i in range(ROWS, ROWS + 50)], embeddings=vectors[ROWS:])
+        with caplog.at_level(logging.INFO, logger="huedb.engine.index_cache"):
+            assert _progress(col) == 0.0
+            shutil.copy(landed, index / f"{uuid}.landing")  # the other's atomic rename
+            (index / f"{uuid}.landing").rename(index / f"{uuid}{snapshot.GRAPH_SUFFIX}")
+            status = col.get_indexing_status()
+        assert status.op_indexing_progress == 1.0
+        assert status.recall is not None and status.ef_search_source == "recall_target"
+        assert BUILDING not in caplog.text
+        assert "serving the graph another process built" in caplog.text
+        for row in (3, ROWS + 20):  # one in the snapshot, one written after it
+            got = col.query(query_embeddings=vectors[row : row + 1], n_results=1)
+            assert got["ids"][0] == [f"r{row}"]
+            assert got["distances"][0][0] == pytest.approx(0.0, abs=1e-6)
+    finally:
+        lease.release()
+        client.close()
+
+
+def test_a_backlog_pass_waits_while_another_holds_the_lease(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A graph with more changes than a call applies (a backlog) starts no pass while
+    another process holds the lease: the changes are searched exactly meanwhile; once the
+    lease is free the next use passes them to the graph."""
+    monkeypatch.setattr(index_cache, "INLINE_MAX_CHANGES", 10)
+    vectors = _vectors(3)
+    client = _client(tmp_path)
+    try:
+        col = client.create_collection("vecs", configuration={"hnsw": {"space": "l2"}})
+        col.add(ids=[f"r{i}" for i in range(ROWS)], embeddings=vectors)
+        col.query(query_embeddings=vectors[:1], n_results=1)
+        _wait_for_graph(col)
+        lease = snapshot.take_build_lease(tmp_path / "index", str(col.id))
+        assert lease is not None
+        try:
+            with caplog.at_level(logging.INFO, logger="huedb.engine.index_cache"):
+                col.update(ids=[f"r{i}" for i in range(100)], embeddings=vectors[:100] + 5.0)
+                for _ in range(5):
+                    got = col.query(query_embeddings=vectors[42:43] + 5.0, n_results=1)
+                    assert got["ids"][0] == ["r42"]
+                    assert _progress(col) < 1.0  # the changes wait for a pass
+                    time.sleep(0.05)
+            assert "applied in the background" not in caplog.text
+            assert "another process is building or changing the HNSW graph" in caplog.text
+        finally:
+            lease.release()
+        _wait_for_graph(col)
+        got = col.query(query_embeddings=vectors[77:78] + 5.0, n_results=1)
+        assert got["ids"][0] == ["r77"]
+    finally:
+        client.close()
