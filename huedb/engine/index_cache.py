@@ -1007,7 +1007,8 @@ class IndexCache:
                     col.uuid,
                 )
             return None
-        if state.awaits_build and snapshot.file_identity(path) != state.seen_snapshot:
+        adopts = state.awaits_build and not state.replaces_snapshot
+        if adopts and snapshot.file_identity(path) != state.seen_snapshot:
             lease.release()  # the holder just wrote its snapshot and let go
             return None
         state.awaits_build = False
@@ -1017,9 +1018,12 @@ class IndexCache:
         """A state awaiting another process's build or backlog pass, replaced by the graph
         of a snapshot landed since it last looked (caught up from the oplog then, as any
         snapshot loaded: what the other's graph lacks is searched exactly), or kept (no new
-        file, or one it cannot use: it may build itself once the lease is free)."""
+        file, or one it cannot use: it may build itself once the lease is free). A rebuilt
+        index (`replaces_snapshot`) adopts none: it waits for the lease and builds."""
         assert self._dir is not None
         if state.saving is not None:  # this process's own snapshot: `_snapshot_landed`
+            return state
+        if state.replaces_snapshot:  # a rebuild replaces the graph on disk, never adopts it
             return state
         seen = snapshot.file_identity(snapshot.snapshot_path(self._dir, col.uuid))
         if seen is None or seen == state.seen_snapshot:
