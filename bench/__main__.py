@@ -7,6 +7,7 @@ HTTP servers (huedb vs `chroma run`): python -m bench http --help
 Hybrid search (dense + BM25 vs bm25s): python -m bench search --help
 Queries after another process changed much of a collection: python -m bench backlog --help
 Writes to a large collection queried meanwhile: python -m bench writes --help
+Two processes (server workers) on one data directory: python -m bench shared --help
 """
 
 from __future__ import annotations
@@ -123,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.writes import main as writes_main
 
         return writes_main(argv[1:])
+    if argv[:1] == ["shared"]:
+        from bench.shared import main as shared_main
+
+        return shared_main(argv[1:])
     if argv[:1] == ["footprint"]:
         from bench.footprint import main as footprint_main
 

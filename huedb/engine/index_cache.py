@@ -108,7 +108,7 @@ class _Build:
     covered: int = 0  # a snapshot's: the changes it covers that were not snapshotted before
     saved: bool = False  # a build's or backlog pass's: its graph was written as the snapshot
     replaces: bool = False  # its snapshot replaces one at the same watermark (a rebuild's)
-    lease: snapshot.BuildLease | None = None  # a build's: held until its thread ends
+    lease: snapshot.BuildLease | None = None  # a build's or pass's: until its thread ends
 
 
 _running_builds: weakref.WeakSet[_Build] = weakref.WeakSet()
@@ -802,6 +802,18 @@ class IndexCache:
             lease = self._build_lease(col, state)
             if lease is None:
                 return
+        try:
+            self._start_backlog_pass(col, state, lease)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+
+    def _start_backlog_pass(
+        self, col: CollectionRow, state: _State, lease: snapshot.BuildLease | None
+    ) -> None:
+        """Start the pass in a thread (which lets `lease` go as it ends)."""
+        index = state.index
         work = index.take_backlog()
         job = _Build(
             threading.Thread(daemon=True),
@@ -845,12 +857,7 @@ class IndexCache:
             col.uuid,
             len(work.keys),
         )
-        try:
-            job.thread.start()
-        except BaseException:
-            if lease is not None:
-                lease.release()
-            raise
+        job.thread.start()
 
     def _adopt_backlog_pass(self, col: CollectionRow, state: _State) -> None:
         """Serve the graph a finished background pass made; what was noted meanwhile is
@@ -911,6 +918,17 @@ class IndexCache:
             lease = self._build_lease(col, state)
             if lease is None:
                 return
+        try:
+            self._start_build(col, state, writing, lease)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+
+    def _start_build(
+        self, col: CollectionRow, state: _State, writing: bool, lease: snapshot.BuildLease | None
+    ) -> None:
+        """Start the collection's graph build in a thread (which lets `lease` go as it ends)."""
         index = state.index
         # From now on its vectors are held as the graph's 16-bit rows: during the build,
         # beside the graph process's memory, and after it.
@@ -982,12 +1000,7 @@ class IndexCache:
             ", and those written meanwhile" if writing else "",
         )
         events.index_build_started(size)
-        try:
-            build.thread.start()
-        except BaseException:
-            if lease is not None:
-                lease.release()
-            raise
+        build.thread.start()
 
     def _build_lease(self, col: CollectionRow, state: _State) -> snapshot.BuildLease | None:
         """The collection's build lease (`snapshot.BuildLease`), or None when this process
@@ -1025,11 +1038,11 @@ class IndexCache:
             return state
         if state.replaces_snapshot:  # a rebuild replaces the graph on disk, never adopts it
             return state
-        seen = snapshot.file_identity(snapshot.snapshot_path(self._dir, col.uuid))
+        path = snapshot.snapshot_path(self._dir, col.uuid)
+        seen = snapshot.file_identity(path)
         if seen is None or seen == state.seen_snapshot:
             return state
         state.seen_snapshot = seen
-        path = snapshot.snapshot_path(self._dir, col.uuid)
         snap = snapshot.read_snapshot(path, self.owner(col))
         loaded = None if snap is None else self._snapshot_state(col, params, path, snap)
         if loaded is None:
