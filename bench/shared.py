@@ -46,13 +46,17 @@ class _Said(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.messages: list[str] = []
+        self.messages: list[tuple[float, str]] = []  # (time.perf_counter(), message)
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        self.messages.append((time.perf_counter(), record.getMessage()))
 
     def any(self, text: str) -> bool:
-        return any(text in m for m in self.messages)
+        return any(text in m for _, m in self.messages)
+
+    def timeline(self, start: float) -> list[str]:
+        """The messages from `start` on, each with its second since then."""
+        return [f"{at - start:.2f} s: {m}" for at, m in self.messages if at >= start]
 
 
 def _listening() -> _Said:
@@ -100,6 +104,7 @@ def ingest(path: str, spec: DataSpec, turn: int, start_at: float) -> dict[str, A
         "served_the_others": said.any(ADOPTED),
         "recall": status.recall,
         "ef_search": status.ef_search,
+        "index_log": said.timeline(start),
     }
 
 
@@ -143,6 +148,7 @@ def catch_up(path: str, spec: DataSpec, start_at: float) -> dict[str, Any]:
         "cpu_s": _cpu_s() - cpu,
         "passed_here": said.any(PASSED),
         "served_the_others": said.any(ADOPTED),
+        "index_log": said.timeline(start),
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -193,3 +194,32 @@ def test_a_backlog_pass_waits_while_another_holds_the_lease(
         assert got["ids"][0] == ["r77"]
     finally:
         client.close()
+
+
+def test_a_process_awaiting_another_build_keeps_the_oplog_it_catches_up_from(
+    tmp_path: Path,
+) -> None:
+    """Closing a process that held the collection exactly while another built its graph
+    prunes no oplog entry: the builder catches its graph up from its own watermark (with
+    the oplog pruned past it, it built the whole graph again: 100k x 384, 7 s more)."""
+    vectors = _vectors(4)
+    client = _client(tmp_path)
+    lease = None
+    try:
+        col = client.create_collection("vecs", configuration={"hnsw": {"space": "l2"}})
+        lease = snapshot.take_build_lease(tmp_path / "index", str(col.id))
+        assert lease is not None
+        half = ROWS // 2
+        col.add(ids=[f"r{i}" for i in range(half)], embeddings=vectors[:half])
+        assert col.query(query_embeddings=vectors[5:6], n_results=1)["ids"][0] == ["r5"]
+        # Its later writes are applied to the exact index held here (changes to checkpoint).
+        col.add(ids=[f"r{i}" for i in range(half, ROWS)], embeddings=vectors[half:])
+        assert col.query(query_embeddings=vectors[-1:], n_results=1)["ids"][0] == [f"r{ROWS - 1}"]
+    finally:
+        client.close()
+        if lease is not None:
+            lease.release()
+    with sqlite3.connect(tmp_path / "huedb.sqlite3") as conn:
+        pruned = conn.execute("SELECT pruned_seq FROM collections WHERE name = 'vecs'").fetchone()
+        entries = conn.execute("SELECT count(*) FROM oplog").fetchone()[0]
+    assert pruned == (0,) and entries == ROWS

@@ -1201,6 +1201,10 @@ class IndexCache:
             return (saved, True) if saved is not None else (None, False)
         if not state.index.uses_graph:
             state.unsnapshotted = 0
+            if state.awaits_build:
+                # Another process's build catches up from a watermark this one does not
+                # know: pruning to this exact index's would make it build again.
+                return None, False
             # A graph being built will catch up from its own watermark: keep that oplog.
             floor = state.build.watermark if state.build is not None else state.watermark
             return floor, False
