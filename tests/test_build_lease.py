@@ -147,11 +147,12 @@ def test_a_process_awaiting_another_build_serves_the_snapshot_it_writes(
             assert _progress(col) == 0.0
             shutil.copy(landed, index / f"{uuid}.landing")  # the other's atomic rename
             (index / f"{uuid}.landing").rename(index / f"{uuid}{snapshot.GRAPH_SUFFIX}")
-            status = col.get_indexing_status()
+            col.query(query_embeddings=vectors[:1], n_results=1)  # a search alone adopts it
+            assert "serving the graph another process built" in caplog.text
+        status = col.get_indexing_status()
         assert status.op_indexing_progress == 1.0
         assert status.recall is not None and status.ef_search_source == "recall_target"
         assert BUILDING not in caplog.text
-        assert "serving the graph another process built" in caplog.text
         for row in (3, ROWS + 20):  # one in the snapshot, one written after it
             got = col.query(query_embeddings=vectors[row : row + 1], n_results=1)
             assert got["ids"][0] == [f"r{row}"]
@@ -223,3 +224,63 @@ def test_a_process_awaiting_another_build_keeps_the_oplog_it_catches_up_from(
         pruned = conn.execute("SELECT pruned_seq FROM collections WHERE name = 'vecs'").fetchone()
         entries = conn.execute("SELECT count(*) FROM oplog").fetchone()[0]
     assert pruned == (0,) and entries == ROWS
+
+
+def _writer_builds(path: Path, vectors: np.ndarray) -> tuple[object, str]:
+    """A client that only writes: past the exact threshold its writes start a build (no
+    search wants it), fed by the later writes. The client and the collection's uuid."""
+    client = _client(path)
+    col = client.create_collection("vecs", configuration={"hnsw": {"space": "l2"}})
+    col.add(ids=[f"r{i}" for i in range(150)], embeddings=vectors[:150])
+    col.add(ids=[f"r{i}" for i in range(150, ROWS)], embeddings=vectors[150:])
+    return client, str(col.id)
+
+
+@pytest.mark.parametrize("wanted", [True, False])
+def test_a_writer_closing_finishes_its_build_when_a_process_awaiting_it_searched(
+    tmp_path: Path, wanted: bool
+) -> None:
+    """A pure writer's build holds the lease; closing it stops the build (close stays fast)
+    unless a process awaiting it searched the collection (`mark_wanted`): then close
+    finishes it and writes the snapshot that process serves. Either way no lease or mark
+    file is left."""
+    client, uuid = _writer_builds(tmp_path, _vectors(5))
+    index = tmp_path / "index"
+    try:
+        assert snapshot.take_build_lease(index, uuid) is None  # the writer's build holds it
+        if wanted:
+            snapshot.mark_wanted(index, uuid)
+    finally:
+        client.close()  # type: ignore[attr-defined]
+    header = snapshot.read_header(snapshot.snapshot_path(index, uuid))
+    if wanted:
+        assert header is not None and header["watermark"] >= ROWS
+    else:
+        assert header is None
+    left = {p.suffix for p in index.iterdir()}
+    assert not left & {snapshot.BUILD_LEASE_SUFFIX, snapshot.WANTED_SUFFIX}
+
+
+def test_a_search_awaiting_another_build_marks_it_wanted_and_writes_do_not(
+    tmp_path: Path,
+) -> None:
+    vectors = _vectors(6)
+    index = tmp_path / "index"
+    client = _client(tmp_path)
+    lease = None
+    try:
+        col = client.create_collection("vecs", configuration={"hnsw": {"space": "l2"}})
+        lease = snapshot.take_build_lease(index, str(col.id))
+        assert lease is not None
+        wanted = index / f"{col.id}{snapshot.WANTED_SUFFIX}"
+        col.add(ids=[f"r{i}" for i in range(150)], embeddings=vectors[:150])  # holds, awaits
+        col.add(ids=[f"r{i}" for i in range(150, ROWS)], embeddings=vectors[150:])
+        assert not wanted.exists()
+        col.query(query_embeddings=vectors[:1], n_results=1)
+        assert wanted.exists()
+        assert lease.wanted_elsewhere
+    finally:
+        client.close()
+        if lease is not None:
+            lease.release()
+    assert not list(index.glob(f"*{snapshot.WANTED_SUFFIX}"))  # gone with the lease

@@ -161,6 +161,7 @@ class _State:
     # path being `seen_snapshot` (`snapshot.file_identity`).
     awaits_build: bool = False
     seen_snapshot: tuple[int, int, int, int] | None = None
+    marked_wanted: bool = False  # a search here waits for it (`snapshot.mark_wanted`)
 
 
 def retry_delay(failures: int) -> float:
@@ -174,6 +175,11 @@ def _waits_to_retry(state: _State) -> bool:
     if state.build_failures == 0:
         return False
     return time.monotonic() - state.build_failed_at < retry_delay(state.build_failures)
+
+
+def _wanted_elsewhere(job: _Build) -> bool:
+    """Whether a process awaiting this leased build or pass searched the collection."""
+    return job.lease is not None and job.lease.wanted_elsewhere
 
 
 def hnsw_params(col: CollectionRow) -> HnswParams:
@@ -467,7 +473,8 @@ class IndexCache:
         and oplog head still equal these (then the index was current for that snapshot).
         None when the process holds no index for it, or a finished graph build, pass or
         measurement waits to be adopted (a `ready()` does that; a finished snapshot thread
-        is taken up here). A search wants a graph being built (`ready`).
+        is taken up here), or, awaiting another process's build, it has not marked that
+        wanted yet or a new snapshot landed. A search wants a graph being built (`ready`).
         """
         for state in list(self._states.values()):
             if state.col.uuid == collection_uuid:
@@ -475,6 +482,8 @@ class IndexCache:
                 jobs = (state.build, state.calibrating, state.backlog_pass)
                 if any(job is not None and not job.thread.is_alive() for job in jobs):
                     return None
+                if state.awaits_build and self._other_build_news(state):
+                    return None  # `ready()` marks the job wanted, or adopts its snapshot
                 if state.build is not None and state.build.feed is not None:
                     state.build.feed.want()
                 state.last_used = next(self._clock)
@@ -743,32 +752,37 @@ class IndexCache:
         return pending
 
     def finish_builds(self) -> list[CollectionRow]:
-        """Wait for the background graph builds and backlog passes a search wanted (their
-        collections need a `ready()` to adopt them); stop and drop the others (a writer's,
-        that no search asked for: the next process to search builds or loads the graph,
-        or catches it up)."""
+        """Wait for the background graph builds and backlog passes a search wanted, here or
+        in a process awaiting them (`snapshot.mark_wanted`; their collections need a
+        `ready()` to adopt them); stop and drop the others (a writer's, that no search
+        asked for: the next process to search builds or loads the graph, or catches it
+        up)."""
         waiting = []
         for state in self._states.values():
-            if state.backlog_pass is not None and state.writes_only:
+            passing = state.backlog_pass
+            if passing is not None and state.writes_only and not _wanted_elsewhere(passing):
                 # A pure writer's pass: stopped, its changes stay in the backlog, so no
                 # snapshot is written and the oplog keeps them for the next process.
-                state.backlog_pass.stop.set()
-                state.backlog_pass.thread.join()
+                passing.stop.set()
+                passing.thread.join()
                 state.backlog_pass = None
                 continue
-            if state.backlog_pass is not None:
-                state.backlog_pass.thread.join()
+            if passing is not None:
+                passing.thread.join()
                 waiting.append(state.col)
                 continue
             build = state.build
             if build is None:
                 continue
             if build.feed is not None and not build.feed.wanted:
-                build.stop.set()
-                build.feed.interrupt()
-                build.thread.join()
-                state.build = None
-                continue
+                if _wanted_elsewhere(build):  # finished with the rows handed over
+                    build.feed.want()
+                else:
+                    build.stop.set()
+                    build.feed.interrupt()
+                    build.thread.join()
+                    state.build = None
+                    continue
             build.thread.join()
             waiting.append(state.col)
         return waiting
@@ -799,7 +813,7 @@ class IndexCache:
             return
         lease = None
         if self._dir is not None:
-            lease = self._build_lease(col, state)
+            lease = self._build_lease(col, state, searching=not state.writes_only)
             if lease is None:
                 return
         try:
@@ -915,7 +929,7 @@ class IndexCache:
             return
         lease = None
         if self._dir is not None:
-            lease = self._build_lease(col, state)
+            lease = self._build_lease(col, state, searching=not writing)
             if lease is None:
                 return
         try:
@@ -1002,14 +1016,21 @@ class IndexCache:
         events.index_build_started(size)
         build.thread.start()
 
-    def _build_lease(self, col: CollectionRow, state: _State) -> snapshot.BuildLease | None:
+    def _build_lease(
+        self, col: CollectionRow, state: _State, searching: bool
+    ) -> snapshot.BuildLease | None:
         """The collection's build lease (`snapshot.BuildLease`), or None when this process
-        is to build nothing: another holds the lease (the state then awaits its snapshot),
-        or one's snapshot landed since this state last looked (adopted at the next use)."""
+        is to build nothing: another holds the lease (the state then awaits its snapshot;
+        `searching`, a search here marks the job wanted, so that its holder finishes it at
+        close), or one's snapshot landed since this state last looked (adopted at the next
+        use)."""
         assert self._dir is not None
         path = snapshot.snapshot_path(self._dir, col.uuid)
         lease = snapshot.take_build_lease(self._dir, col.uuid)
         if lease is None:
+            if searching and not state.marked_wanted:
+                snapshot.mark_wanted(self._dir, col.uuid)
+                state.marked_wanted = True
             if not state.awaits_build:
                 state.awaits_build = True
                 state.seen_snapshot = snapshot.file_identity(path)
@@ -1024,8 +1045,17 @@ class IndexCache:
         if adopts and snapshot.file_identity(path) != state.seen_snapshot:
             lease.release()  # the holder just wrote its snapshot and let go
             return None
-        state.awaits_build = False
+        state.awaits_build = state.marked_wanted = False
         return lease
+
+    def _other_build_news(self, state: _State) -> bool:
+        """For a search of a state awaiting another's build: whether `ready()` has
+        something to do (mark the job wanted; adopt a snapshot landed since it looked)."""
+        assert self._dir is not None
+        if not state.marked_wanted and not state.writes_only:
+            return True
+        path = snapshot.snapshot_path(self._dir, state.col.uuid)
+        return snapshot.file_identity(path) != state.seen_snapshot
 
     def _adopt_other_build(self, col: CollectionRow, state: _State, params: HnswParams) -> _State:
         """A state awaiting another process's build or backlog pass, replaced by the graph

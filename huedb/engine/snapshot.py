@@ -55,6 +55,7 @@ GRAPH_SUFFIX = ".hnsw"
 SPARSE_SUFFIX = ".sparse"  # a sparse index's snapshot (`sparse_index.sparse_snapshot_path`)
 LOCK_SUFFIX = ".lock"
 BUILD_LEASE_SUFFIX = ".build"  # held while a process builds the collection's graph
+WANTED_SUFFIX = ".wanted"  # a process awaiting that build searched the collection
 
 
 def snapshot_path(directory: Path, collection_uuid: str) -> Path:
@@ -100,13 +101,21 @@ class BuildLease:
         self._fd: int | None = fd
         _leases_held.add(fd)
 
+    @property
+    def wanted_elsewhere(self) -> bool:
+        """Whether a process awaiting this job searched the collection (`mark_wanted`):
+        its holder then finishes the job at close instead of stopping it."""
+        return self._path.with_suffix(WANTED_SUFFIX).exists()
+
     def release(self) -> None:
-        """Let the lease go (again: nothing)."""
+        """Let the lease go, and the mark of a process that wanted the job (again:
+        nothing)."""
         fd, self._fd = self._fd, None
         if fd is None:
             return
         _leases_held.discard(fd)
         try:
+            self._path.with_suffix(WANTED_SUFFIX).unlink(missing_ok=True)
             self._path.unlink(missing_ok=True)  # before the lock goes: see `take_build_lease`
         finally:
             os.close(fd)
@@ -150,6 +159,15 @@ def take_build_lease(directory: Path, collection_uuid: str) -> BuildLease | None
         if (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino):
             return BuildLease(path, fd)
         os.close(fd)
+
+
+def mark_wanted(directory: Path, collection_uuid: str) -> None:
+    """Note that a process awaiting another's build or pass of the collection searched it
+    (`BuildLease.wanted_elsewhere`; a file, removed when the lease goes). A mark left by a
+    process that died costs one close the wait for its job."""
+    path = directory / f"{collection_uuid}{WANTED_SUFFIX}"
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
 
 
 def file_identity(path: Path) -> tuple[int, int, int, int] | None:
@@ -458,6 +476,7 @@ def unlink_collection_files(directory: Path, collection_uuid: str) -> None:
         (directory / f"{collection_uuid}{suffix}").unlink(missing_ok=True)
     remove_stale_temporaries(directory, collection_uuid)
     (directory / f"{collection_uuid}{BUILD_LEASE_SUFFIX}").unlink(missing_ok=True)
+    (directory / f"{collection_uuid}{WANTED_SUFFIX}").unlink(missing_ok=True)
     (directory / f"{collection_uuid}{LOCK_SUFFIX}").unlink(missing_ok=True)
 
 
@@ -498,10 +517,11 @@ def remove_orphan_files(directory: Path, collection_uuid: str, owner: str) -> li
             path.unlink(missing_ok=True)
             removed.append(path.name)
         removed += remove_stale_temporaries(directory, collection_uuid)
-        lease = directory / f"{collection_uuid}{BUILD_LEASE_SUFFIX}"
-        if lease.exists():  # left by a process that died building
-            lease.unlink(missing_ok=True)
-            removed.append(lease.name)
+        for suffix in (BUILD_LEASE_SUFFIX, WANTED_SUFFIX):  # left by processes that died
+            left = directory / f"{collection_uuid}{suffix}"
+            if left.exists():
+                left.unlink(missing_ok=True)
+                removed.append(left.name)
         if not kept:
             lock.unlink(missing_ok=True)
             if had_lock:
