@@ -284,3 +284,30 @@ def test_a_search_awaiting_another_build_marks_it_wanted_and_writes_do_not(
         if lease is not None:
             lease.release()
     assert not list(index.glob(f"*{snapshot.WANTED_SUFFIX}"))  # gone with the lease
+
+
+def test_a_writers_build_a_process_awaiting_it_searched_ends_without_a_search_here(
+    tmp_path: Path,
+) -> None:
+    """As a search in the writer would, the mark of an awaiting process's search makes the
+    writer's build end with the rows handed over at the writer's next write, while writes
+    still stream in (unmarked, it runs until they pause), and the graph serves: its
+    snapshot is then written at close."""
+    extra = 400
+    vectors = _vectors(7, ROWS + extra)
+    client, uuid = _writer_builds(tmp_path, vectors[:ROWS])
+    index = tmp_path / "index"
+    try:
+        snapshot.mark_wanted(index, uuid)
+        col = client.get_collection("vecs")  # type: ignore[attr-defined]
+        written = ROWS
+        while (lease := snapshot.take_build_lease(index, uuid)) is None:  # the build runs
+            assert written < ROWS + extra, "the build ran on beside the writes"
+            col.add(ids=[f"r{written}"], embeddings=vectors[written : written + 1])
+            written += 1
+            time.sleep(0.01)
+        lease.release()
+    finally:
+        client.close()  # type: ignore[attr-defined]
+    header = snapshot.read_header(snapshot.snapshot_path(index, uuid))
+    assert header is not None and header["watermark"] >= written

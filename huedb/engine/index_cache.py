@@ -796,7 +796,7 @@ class IndexCache:
             return
         if build.feed.hand_over(state.index.flat, state.watermark):
             build.watermark = build.feed.watermark
-        if searching:
+        if searching or _wanted_elsewhere(build):  # a search here or in a process awaiting it
             build.feed.want()
 
     def _start_backlog_pass_if_needed(self, col: CollectionRow, state: _State) -> None:
