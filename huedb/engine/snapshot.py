@@ -90,11 +90,11 @@ def exclusive_lock(directory: Path, collection_uuid: str) -> Iterator[bool]:
 class BuildLease:
     """A collection's graph-build lease: an exclusive `flock` on `<uuid>.build` in the
     snapshot directory, held by the one process (or engine) building the collection's
-    graph. Another that finds it held builds none and adopts the snapshot the holder writes
-    (`IndexCache`): two server workers (or processes) on one data directory no longer
-    build the same graph at once, each on the cores the other needs. The kernel releases
-    it when its holder exits, however it ends; the holder removes the file before letting
-    go, so none is left behind."""
+    graph or passing a bulk change to it. Another that finds it held starts neither and
+    adopts the snapshot the holder writes (`IndexCache`): two server workers (or
+    processes) on one data directory no longer build the same graph at once, each on the
+    cores the other needs. The kernel releases it when its holder exits, however it ends;
+    the holder removes the file before letting go, so none is left behind."""
 
     def __init__(self, path: Path, fd: int) -> None:
         self._path = path
