@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -224,3 +225,29 @@ def test_a_child_flooding_its_stdout_is_read_as_it_writes(
         timer.cancel()
     assert found is None and not stop.is_set()
     assert any("exit code 0" in r.getMessage() for r in caplog.records)
+
+
+def test_a_child_that_never_answers_is_killed_and_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hung child (a stand-in that reads the request, then sleeps) is killed once it is
+    `ANSWER_TIMEOUT_S` late: the measurement fails (not run again here) instead of holding
+    its job until the process ends."""
+    monkeypatch.setattr(recall_process, "__name__", "tests.silent_recall_child")
+    monkeypatch.setattr(recall_process, "ANSWER_TIMEOUT_S", 1.0)
+    ran_here: list[Path] = []
+    monkeypatch.setattr(recall_process, "measure_here", lambda path, *_: ran_here.append(path))
+    started: list[Any] = []
+    real_popen = child_process.subprocess.Popen
+
+    def recording_popen(*args: Any, **kwargs: Any) -> Any:
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(child_process.subprocess, "Popen", recording_popen)
+    began = time.monotonic()
+    with pytest.raises(MeasurementFailed, match="no answer in 1 s"):
+        measure_snapshot(tmp_path / "unused.hnsw", OWNER, HnswParams(space="l2"), threading.Event())
+    assert time.monotonic() - began < 30
+    assert ran_here == [] and len(started) == 1
+    assert started[0].poll() is not None  # killed and reaped

@@ -29,6 +29,7 @@ import os
 import select
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,10 @@ from huedb.engine.vector_index import BuildStopped, HnswParams
 # MKL or OpenMP build of it).
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 STOP_POLL_SECONDS = 0.1  # how often the parent looks at the job's stop event
+# A child that has neither answered nor exited after this long is killed and the measurement
+# reported failed (at 1M x 384 a measurement takes ~20 s: this is for a hung child, which
+# held its job, and the measurements after it, until the process ended).
+ANSWER_TIMEOUT_S = 3_600.0
 
 logger = logging.getLogger(__name__)
 
@@ -105,12 +110,12 @@ def _measured_by_child(
 def _stdout_until_exit(child: Child, stop: threading.Event) -> bytes:
     """What the child writes to stdout until it exits, read as it comes (a child that
     wrote more than the pipe holds would wait forever for a reader that waits for it to
-    exit); BuildStopped once `stop` is set."""
+    exit); BuildStopped once `stop` is set, MeasurementFailed past `ANSWER_TIMEOUT_S`."""
     out = child.stdout.fileno()
     parts = []
+    deadline = time.monotonic() + ANSWER_TIMEOUT_S
     while True:
-        if stop.is_set():
-            raise BuildStopped
+        _check_waiting(stop, deadline)
         readable, _, _ = select.select([out], [], [], STOP_POLL_SECONDS)
         if readable:
             part = os.read(out, 1 << 16)
@@ -118,9 +123,20 @@ def _stdout_until_exit(child: Child, stop: threading.Event) -> bytes:
                 break
             parts.append(part)
     while child.running():
-        if stop.wait(STOP_POLL_SECONDS):
-            raise BuildStopped
+        _check_waiting(stop, deadline)
+        stop.wait(STOP_POLL_SECONDS)
     return b"".join(parts)
+
+
+def _check_waiting(stop: threading.Event, deadline: float) -> None:
+    """BuildStopped once the job is stopped; MeasurementFailed once the child is late."""
+    if stop.is_set():
+        raise BuildStopped
+    if time.monotonic() > deadline:
+        raise MeasurementFailed(
+            f"the recall measurement process gave no answer in {ANSWER_TIMEOUT_S:.0f} s "
+            "and was killed"
+        )
 
 
 def _child_environment() -> dict[str, str]:
