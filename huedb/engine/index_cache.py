@@ -1052,7 +1052,7 @@ class IndexCache:
         """For a search of a state awaiting another's build: whether `ready()` has
         something to do (mark the job wanted; adopt a snapshot landed since it looked)."""
         assert self._dir is not None
-        if not state.marked_wanted and not state.writes_only:
+        if not state.marked_wanted:  # (a state only writes had used, too)
             return True
         path = snapshot.snapshot_path(self._dir, state.col.uuid)
         return snapshot.file_identity(path) != state.seen_snapshot
