@@ -273,16 +273,14 @@ def _grow(
     frame = np.empty((FRAME_ROWS, feed.matrix.shape[1]), dtype=np.float32)
     frame8 = np.empty(frame.shape if int8 is not None else (0, 0), dtype=np.int8)
 
-    tally = [0, 0]  # int8 components clipped, sent
+    tally = int8_links.ClipTally()
 
     def graph_rows(rows: np.ndarray) -> np.ndarray:
         """float32 graph rows as the sink takes them."""
         if int8 is None:
             return rows
-        ints = int8.quantize(rows, out=frame8[: len(rows)] if len(rows) <= FRAME_ROWS else None)
-        tally[0] += int8_links.clipped(ints)
-        tally[1] += ints.size
-        return ints
+        out = frame8[: len(rows)] if len(rows) <= FRAME_ROWS else None
+        return tally.quantize(int8, rows, out)
 
     was_writing = True
     try:
@@ -326,7 +324,7 @@ def _grow(
                 heap.release()
             sink.add(keys[sample], graph_rows(_graph_input(space, matrix[sample])), threads)
         if int8 is not None:
-            int8_links.report_clipped(*tally)
+            tally.report()
         progress(len(sample) + len(extra))
         reader = None if read is None else functools.partial(_read_measured, read, calibration)
         graph = sink.finish(reader) if served is None else sink.finish(reader, served)
@@ -402,7 +400,7 @@ def apply_backlog(
     with pass_start(index, add_keys, add_vectors, workdir) as begin:
         if begin.int8 is not None:
             config = {**config, "dtype": "i8"}
-        clipped = [0, 0]  # int8 components clipped, sent
+        tally = int8_links.ClipTally()
         child = ChildGraph(config, workdir, start=begin.start)
         try:
             for start in range(0, len(keys), 8 * FRAME_ROWS):
@@ -414,12 +412,10 @@ def apply_backlog(
                     raise BuildStopped
                 rows = index.graph_rows(add_vectors[start : start + FRAME_ROWS])
                 if begin.int8 is not None:
-                    rows = begin.int8.quantize(rows)
-                    clipped[0] += int8_links.clipped(rows)
-                    clipped[1] += rows.size
+                    rows = tally.quantize(begin.int8, rows)
                 child.add(add_keys[start : start + FRAME_ROWS], rows, build_threads())
             if begin.int8 is not None:
-                int8_links.report_clipped(*clipped)
+                tally.report()
             return child.finish(read, begin.served)
         except BaseException:
             child.kill()

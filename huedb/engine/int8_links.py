@@ -104,6 +104,28 @@ def clipped(ints: np.ndarray) -> int:
     return int(np.count_nonzero(ints == INT8_MAX) + np.count_nonzero(ints == -INT8_MAX))
 
 
+@dataclass
+class ClipTally:
+    """The int8 components a build or pass sent, and how many of them its scale clipped
+    (`report`ed at its end)."""
+
+    clipped: int = 0
+    sent: int = 0
+
+    def quantize(
+        self, int8: Int8Rows, rows: np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """`int8.quantize(rows, out)`, counted."""
+        ints = int8.quantize(rows, out=out)
+        self.clipped += clipped(ints)
+        self.sent += ints.size
+        return ints
+
+    def report(self) -> None:
+        """`report_clipped` of what was counted."""
+        report_clipped(self.clipped, self.sent)
+
+
 def report_clipped(count: int, total: int) -> None:
     """Log the share of a build's int8 components the scale clipped: a warning above
     `CLIPPED_WARN` (the recall target measures the graph as served, and raises its ef if
