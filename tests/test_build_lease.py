@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from huedb.api.client import clear_system_cache
 from huedb.engine import index_cache, snapshot
 from tests import stores
 
@@ -311,3 +312,40 @@ def test_a_writers_build_a_process_awaiting_it_searched_ends_without_a_search_he
         client.close()  # type: ignore[attr-defined]
     header = snapshot.read_header(snapshot.snapshot_path(index, uuid))
     assert header is not None and header["watermark"] >= written
+
+
+def test_a_snapshot_removed_while_awaiting_is_no_snapshot_landed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot a waiting process last saw removed (as `verify --repair` does) while
+    another held the lease: once the lease is free the pass runs here (a missing file was
+    taken for another's new snapshot, and the lease let go at every use, forever)."""
+    monkeypatch.setattr(index_cache, "INLINE_MAX_CHANGES", 10)
+    vectors = _vectors(8)
+    client = _client(tmp_path)
+    try:
+        col = client.create_collection("vecs", configuration={"hnsw": {"space": "l2"}})
+        col.add(ids=[f"r{i}" for i in range(ROWS)], embeddings=vectors)
+        col.query(query_embeddings=vectors[:1], n_results=1)
+        _wait_for_graph(col)
+        uuid = str(col.id)
+    finally:
+        client.close()  # writes the graph's snapshot
+    clear_system_cache()
+    index = tmp_path / "index"
+    client = _client(tmp_path)
+    lease = snapshot.take_build_lease(index, uuid)
+    assert lease is not None
+    try:
+        col = client.get_collection("vecs")
+        try:
+            col.update(ids=[f"r{i}" for i in range(100)], embeddings=vectors[:100] + 5.0)
+            assert _progress(col) < 1.0  # awaiting the lease's holder
+            snapshot.snapshot_path(index, uuid).unlink()
+        finally:
+            lease.release()
+        _wait_for_graph(col)
+        got = col.query(query_embeddings=vectors[77:78] + 5.0, n_results=1)
+        assert got["ids"][0] == ["r77"]
+    finally:
+        client.close()

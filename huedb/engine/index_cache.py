@@ -811,17 +811,12 @@ class IndexCache:
             return
         if state.writes_only and index.backlog < max(self._snapshot_every, len(index) // 2):
             return
-        lease = None
-        if self._dir is not None:
-            lease = self._build_lease(col, state, searching=not state.writes_only)
-            if lease is None:
-                return
-        try:
-            self._start_backlog_pass(col, state, lease)
-        except BaseException:
-            if lease is not None:
-                lease.release()
-            raise
+        self._start_leased(
+            col,
+            state,
+            not state.writes_only,
+            lambda lease: self._start_backlog_pass(col, state, lease),
+        )
 
     def _start_backlog_pass(
         self, col: CollectionRow, state: _State, lease: snapshot.BuildLease | None
@@ -927,13 +922,27 @@ class IndexCache:
     def _start_build_if_needed(self, col: CollectionRow, state: _State, writing: bool) -> None:
         if state.build is not None or not state.index.wants_graph or _waits_to_retry(state):
             return
+        self._start_leased(
+            col, state, not writing, lambda lease: self._start_build(col, state, writing, lease)
+        )
+
+    def _start_leased(
+        self,
+        col: CollectionRow,
+        state: _State,
+        searching: bool,
+        start: Callable[[snapshot.BuildLease | None], None],
+    ) -> None:
+        """`start(lease)` a build or pass holding the collection's build lease (`_build_lease`;
+        none without a directory), unless this process is to start none; the lease is let
+        go if starting fails (once started, the job's thread lets it go as it ends)."""
         lease = None
         if self._dir is not None:
-            lease = self._build_lease(col, state, searching=not writing)
+            lease = self._build_lease(col, state, searching)
             if lease is None:
                 return
         try:
-            self._start_build(col, state, writing, lease)
+            start(lease)
         except BaseException:
             if lease is not None:
                 lease.release()
@@ -1025,7 +1034,6 @@ class IndexCache:
         close), or one's snapshot landed since this state last looked (adopted at the next
         use)."""
         assert self._dir is not None
-        path = snapshot.snapshot_path(self._dir, col.uuid)
         lease = snapshot.take_build_lease(self._dir, col.uuid)
         if lease is None:
             if searching and not state.marked_wanted:
@@ -1033,7 +1041,7 @@ class IndexCache:
                 state.marked_wanted = True
             if not state.awaits_build:
                 state.awaits_build = True
-                state.seen_snapshot = snapshot.file_identity(path)
+                state.seen_snapshot = self._snapshot_identity(col.uuid)
                 logger.info(
                     "another process is building or changing the HNSW graph of collection "
                     "%s; queries here search exactly what its graph lacks until its "
@@ -1042,7 +1050,7 @@ class IndexCache:
                 )
             return None
         adopts = state.awaits_build and not state.replaces_snapshot
-        if adopts and snapshot.file_identity(path) != state.seen_snapshot:
+        if adopts and self._landed_snapshot(state) is not None:
             lease.release()  # the holder just wrote its snapshot and let go
             return None
         state.awaits_build = state.marked_wanted = False
@@ -1054,8 +1062,19 @@ class IndexCache:
         assert self._dir is not None
         if not state.marked_wanted:  # (a state only writes had used, too)
             return True
-        path = snapshot.snapshot_path(self._dir, state.col.uuid)
-        return snapshot.file_identity(path) != state.seen_snapshot
+        return self._landed_snapshot(state) is not None
+
+    def _snapshot_identity(self, collection_uuid: str) -> tuple[int, int, int, int] | None:
+        """`snapshot.file_identity` of the collection's graph snapshot here."""
+        assert self._dir is not None
+        return snapshot.file_identity(snapshot.snapshot_path(self._dir, collection_uuid))
+
+    def _landed_snapshot(self, state: _State) -> tuple[int, int, int, int] | None:
+        """The identity of the graph snapshot at the collection's path when it is another
+        than the one the awaiting `state` last saw; None when there is none (a snapshot
+        removed is none landed) or it is the same."""
+        found = self._snapshot_identity(state.col.uuid)
+        return None if found is None or found == state.seen_snapshot else found
 
     def _adopt_other_build(self, col: CollectionRow, state: _State, params: HnswParams) -> _State:
         """A state awaiting another process's build or backlog pass, replaced by the graph
@@ -1068,11 +1087,11 @@ class IndexCache:
             return state
         if state.replaces_snapshot:  # a rebuild replaces the graph on disk, never adopts it
             return state
-        path = snapshot.snapshot_path(self._dir, col.uuid)
-        seen = snapshot.file_identity(path)
-        if seen is None or seen == state.seen_snapshot:
+        seen = self._landed_snapshot(state)
+        if seen is None:
             return state
         state.seen_snapshot = seen
+        path = snapshot.snapshot_path(self._dir, col.uuid)
         snap = snapshot.read_snapshot(path, self.owner(col))
         loaded = None if snap is None else self._snapshot_state(col, params, path, snap)
         if loaded is None:
@@ -1321,9 +1340,7 @@ class IndexCache:
         to it, and the recall may be measured on it."""
         state.unsnapshotted = max(0, state.unsnapshotted - job.covered)
         if state.awaits_build and self._dir is not None:  # not another process's to adopt
-            state.seen_snapshot = snapshot.file_identity(
-                snapshot.snapshot_path(self._dir, col.uuid)
-            )
+            state.seen_snapshot = self._snapshot_identity(col.uuid)
         state.saved_at = job.watermark
         state.may_calibrate = True
         state.replaces_snapshot = False
