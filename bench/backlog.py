@@ -88,7 +88,9 @@ def build(path: str, spec: DataSpec) -> float:
     return time.perf_counter() - start
 
 
-def change(path: str, spec: DataSpec, updated: int, deleted: int) -> float:
+def change(
+    path: str, spec: DataSpec, updated: int, deleted: int, collection: str = COLLECTION
+) -> float:
     """Phase 2: update and delete, holding no index; seconds taken."""
     import huedb
 
@@ -96,7 +98,7 @@ def change(path: str, spec: DataSpec, updated: int, deleted: int) -> float:
     ids = np.asarray([record_id(i) for i in range(spec.n)])
     start = time.perf_counter()
     client = huedb.PersistentClient(path=path)
-    col = client.get_collection(COLLECTION)
+    col = client.get_collection(collection)
     for lo in range(0, updated, BATCH):
         rows = changes["updated"][lo : lo + BATCH]
         col.update(ids=ids[rows].tolist(), embeddings=changes["vectors"][lo : lo + BATCH])

@@ -27,10 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bench.backlog import changed_vectors, log, report
-from bench.core import BATCH, DataSpec, make_dataset, record_id
+from bench.backlog import change, log, report
+from bench.core import BATCH, DataSpec, make_dataset
 
 COLLECTION = "shared"
 K = 10
@@ -108,22 +106,6 @@ def ingest(path: str, spec: DataSpec, turn: int, start_at: float) -> dict[str, A
     }
 
 
-def change(path: str, spec: DataSpec, updated: int) -> float:
-    """Phase 2: update, holding no index; seconds taken."""
-    import huedb
-
-    changes = changed_vectors(spec, updated, 0)
-    ids = np.asarray([record_id(i) for i in range(spec.n)])
-    start = time.perf_counter()
-    client = huedb.PersistentClient(path=path)
-    col = client.get_collection(COLLECTION)
-    for lo in range(0, updated, BATCH):
-        rows = changes["updated"][lo : lo + BATCH]
-        col.update(ids=ids[rows].tolist(), embeddings=changes["vectors"][lo : lo + BATCH])
-    client.close()
-    return time.perf_counter() - start
-
-
 def catch_up(path: str, spec: DataSpec, start_at: float) -> dict[str, Any]:
     """Phase 3 in one of the two processes: queries until its graph has taken the change."""
     import huedb
@@ -182,7 +164,7 @@ def main(argv: list[str]) -> int:
             ingested = _both(pool, ingest, path, spec)
         with context.Pool(1, maxtasksperchild=1) as pool:
             log(f"change: update {updated:,} from a third process")
-            change_s = pool.apply(change, (path, spec, updated))
+            change_s = pool.apply(change, (path, spec, updated, 0, COLLECTION))
         with context.Pool(2, maxtasksperchild=1) as pool:
             log("catch up: both processes query until their graph has taken the change")
             caught_up = _both(pool, catch_up, path, spec)
