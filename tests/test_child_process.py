@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 
 from huedb.engine.child_process import LAST_WORDS, Child
 
@@ -27,4 +28,32 @@ def test_a_running_child_is_killed_and_reaped() -> None:
     child.end()  # ending twice is harmless
     assert child.returncode == -signal.SIGKILL and not child.running()
     assert child.stdin.closed and child.stdout.closed
+    child.close()
+
+
+def test_a_child_late_within_its_limit_is_killed_and_the_wait_fails() -> None:
+    """A child that does not answer inside a `within` block: killed at the limit, so the
+    read waiting on it returns (end of stream) instead of holding its caller; the limit
+    overran is recorded."""
+    child = Child([sys.executable, "-c", "import time; time.sleep(60)"])
+    began = time.monotonic()
+    with child.within(0.5):
+        answer = child.stdout.readline()
+    assert answer == b"" and time.monotonic() - began < 30
+    assert child.timed_out == 0.5
+    assert child.wait() == -signal.SIGKILL
+    child.close()
+
+
+def test_a_child_answering_within_its_limit_is_left_running() -> None:
+    """A block that ends in time cancels the limit: the child goes on after it."""
+    script = "import sys, time; print('ready', flush=True); sys.stdin.readline()"
+    child = Child([sys.executable, "-c", script])
+    with child.within(0.5):
+        assert child.stdout.readline() == b"ready\n"
+    time.sleep(1.0)  # past the limit
+    assert child.running() and child.timed_out is None
+    child.stdin.write(b"bye\n")
+    child.stdin.flush()
+    assert child.wait() == 0
     child.close()

@@ -1,16 +1,21 @@
 """A graph process that fails reports why (its stderr) through ChildFailed, however much it
-wrote there (`engine/graph_process.py`: its stderr goes to a temporary file)."""
+wrote there (`engine/graph_process.py`: its stderr goes to a temporary file), and one that
+hangs is killed at a time limit."""
 
 from __future__ import annotations
 
+import logging
+import signal
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from huedb.engine import graph_process
+from huedb.engine import graph_build, graph_process
 from huedb.engine.graph_process import ChildFailed, ChildGraph
+from tests import stores
 
 CONFIG = {
     "ndim": 8,
@@ -21,6 +26,8 @@ CONFIG = {
     "expansion_search": 16,
 }
 STAND_IN = Path(__file__).with_name("noisy_graph_child.py")
+HUNG = Path(__file__).with_name("hung_graph_child.py")
+SLEEPING = Path(__file__).with_name("silent_recall_child.py")  # reads a line, sleeps
 
 
 def _adding(graph: ChildGraph, rows: int) -> BaseException | None:
@@ -70,3 +77,73 @@ def test_a_child_writing_much_to_stderr_fails_with_its_last_words(
         assert str(raised).endswith("the stand-in gave up")
     finally:
         graph.kill()
+
+
+def test_a_child_that_hangs_in_its_save_is_killed_after_the_time_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child whose save never returns (a stand-in: the real child with usearch's save
+    hanging) is killed once `ANSWER_TIMEOUT_S` late: `finish` fails with ChildFailed saying
+    so (a build then runs in a thread, `graph_build.grow_graph`), where it waited until the
+    process ended; the child is reaped and no file is left."""
+    monkeypatch.setattr(graph_process, "__file__", str(HUNG))
+    monkeypatch.setattr(graph_process, "ANSWER_TIMEOUT_S", 1.0)
+    graph = ChildGraph(CONFIG, tmp_path)
+    try:
+        graph.add(np.arange(50, dtype=np.uint64), np.ones((50, 8), dtype=np.float32), 1)
+        began = time.monotonic()
+        with pytest.raises(ChildFailed, match="no answer in 1 s, killed"):
+            graph.finish()
+        assert time.monotonic() - began < 30
+        assert graph._child.returncode == -signal.SIGKILL
+    finally:
+        graph.kill()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_child_that_stops_reading_frames_is_killed_after_the_time_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child that reads no frame (a stand-in that reads its header and sleeps): adding
+    more rows than the pipe holds waits on it, and fails with ChildFailed once the time
+    limit passes, rather than waiting until the process ends."""
+    monkeypatch.setattr(graph_process, "__file__", str(SLEEPING))
+    monkeypatch.setattr(graph_process, "ANSWER_TIMEOUT_S", 1.0)
+    graph = ChildGraph(CONFIG, tmp_path)
+    try:
+        raised = _adding(graph, 100_000)
+        assert isinstance(raised, ChildFailed)
+        assert "no answer in 1 s, killed" in str(raised)
+    finally:
+        graph.kill()
+
+
+def test_a_build_whose_graph_process_hangs_is_built_in_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """End to end: every graph process hangs at its first save (a stand-in), is killed at
+    the time limit, and the build runs again in a thread: the graph serves, measured, and
+    the killed child's files are gone."""
+    monkeypatch.setattr(graph_build, "CHILD_MIN_FLOATS", 0)
+    monkeypatch.setattr(graph_process, "__file__", str(HUNG))
+    monkeypatch.setattr(graph_process, "ANSWER_TIMEOUT_S", 1.0)
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((2_000, 8)).astype(np.float32)
+    client = stores.SQLITE.client(tmp_path, {"huedb_exact_max_floats": 8 * 100})
+    try:
+        col = client.create_collection("hung", configuration={"hnsw": {"space": "l2"}})
+        with caplog.at_level(logging.WARNING, logger="huedb.engine.graph_build"):
+            col.add(ids=[f"r{i}" for i in range(2_000)], embeddings=vectors)
+            col.query(query_embeddings=vectors[:1], n_results=5)
+            deadline = time.monotonic() + 60
+            while (status := col.get_indexing_status()).op_indexing_progress < 1.0:
+                assert time.monotonic() < deadline, "the graph was not built in 60 s"
+                time.sleep(0.02)
+        assert status.recall is not None
+        assert "no answer in 1 s, killed" in caplog.text
+        assert "building the graph in a thread instead" in caplog.text
+        got = col.query(query_embeddings=vectors[7:8] + np.float32(0.001), n_results=1)
+        assert got["ids"] == [["r7"]]
+        assert not list((tmp_path / "index").glob(".graph-build-*"))
+    finally:
+        client.close()

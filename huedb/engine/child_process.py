@@ -3,7 +3,9 @@
 The child talks to its parent over its stdin and stdout; its stderr goes to a temporary
 file, read when it fails: a pipe that nobody reads until the child ends would stop a child
 that wrote more than the pipe holds. Ending a child kills it if it still runs, reaps it
-and closes the pipes, so no zombie or file descriptor outlives it.
+and closes the pipes, so no zombie or file descriptor outlives it. An exchange that may
+wait on the child runs `within` a time limit: a child that hangs is killed, so the read or
+write waiting on it fails instead of holding its caller until the process ends.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import tempfile
+import threading
+from collections.abc import Iterator
 from typing import IO
 
 LAST_WORDS = 2_000  # characters of a failed child's stderr that are reported
@@ -29,6 +33,7 @@ class Child:
         except BaseException:
             self._errors.close()
             raise
+        self.timed_out: float | None = None  # the limit a `within` block overran (killed)
 
     @property
     def pid(self) -> int:
@@ -60,6 +65,27 @@ class Child:
         it then fails), without waiting for it."""
         if self._proc.poll() is None:
             self._proc.kill()
+
+    @contextlib.contextmanager
+    def within(self, seconds: float) -> Iterator[None]:
+        """Kill the child if the block inside has not ended after `seconds` (its read or
+        write on the child's pipes then fails); `timed_out` records that it was."""
+
+        ended = threading.Lock()  # held once the block ended: too late to kill for it
+
+        def time_out() -> None:
+            if ended.acquire(blocking=False):
+                self.timed_out = seconds
+                self.kill()
+
+        timer = threading.Timer(seconds, time_out)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            ended.acquire(blocking=False)
+            timer.cancel()
 
     def end(self) -> None:
         """Kill the child if it still runs, reap it and close its pipes."""

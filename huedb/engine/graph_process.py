@@ -43,6 +43,11 @@ import numpy as np
 _FRAME = struct.Struct("<4Q")
 _ADD, _REMOVE, _SEARCH, _SAVE = 1, 2, 3, 4
 _DONE = b"saved\n"
+# A child that has not taken a frame, answered a search or saved the graph after this long
+# is killed, and the build fails as for any other ended child (`ChildFailed`): a hung child
+# held its build, and with it the build lease every process on the directory waits for,
+# until this process ended. (At 1M x 384 a frame's rows take ~1 s, a save ~2 s.)
+ANSWER_TIMEOUT_S = 3_600.0
 _PREFIX = ".graph-build-"  # then the parent's pid: its graph file until it has read it
 
 
@@ -199,7 +204,8 @@ class ChildGraph:
 
         self.save_ahead()
         self._await_save()
-        self._child.wait()
+        with self._child.within(ANSWER_TIMEOUT_S):
+            self._child.wait()
         self._child.close()
         heap.release()  # before the graph is read back or mapped (the parent's peak)
         try:
@@ -227,7 +233,8 @@ class ChildGraph:
     def _await_save(self) -> None:
         """Wait for the child to have saved the graph it was told to save."""
         try:
-            reply = self._child.stdout.readline()
+            with self._child.within(ANSWER_TIMEOUT_S):
+                reply = self._child.stdout.readline()
         except OSError as exc:
             raise ChildFailed(f"graph process ended: {self._stderr()}") from exc
         if reply != _DONE:
@@ -249,19 +256,24 @@ class ChildGraph:
 
     def _send(self, *parts: Any) -> None:
         stdin = self._child.stdin
-        for part in parts:
-            stdin.write(part)
-        stdin.flush()
+        with self._child.within(ANSWER_TIMEOUT_S):  # a full pipe waits for the child
+            for part in parts:
+                stdin.write(part)
+            stdin.flush()
 
     def _receive(self, size: int) -> bytes:
-        data = self._child.stdout.read(size)
+        with self._child.within(ANSWER_TIMEOUT_S):
+            data = self._child.stdout.read(size)
         if len(data) != size:
             raise ChildFailed(f"graph process ended: {self._stderr()}")
         return data
 
     def _stderr(self) -> str:
-        """End the child; the end of what it wrote to stderr."""
-        return self._child.last_words()
+        """End the child; the end of what it wrote to stderr, after the time limit it
+        overran if it was killed for that."""
+        words = self._child.last_words()
+        late = self._child.timed_out
+        return words if late is None else f"no answer in {late:.0f} s, killed. {words}".strip()
 
 
 def temporary_graph_file(directory: Path) -> Path:
