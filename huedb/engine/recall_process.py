@@ -29,7 +29,6 @@ import os
 import select
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -96,26 +95,32 @@ def _measured_by_child(
     except OSError as exc:
         raise ChildUnavailable(f"cannot start a recall measurement process: {exc}") from exc
     try:
-        child.stdin.write(json.dumps(request).encode() + b"\n")
-        child.stdin.flush()
-        answer = _stdout_until_exit(child, stop)
+        with child.within(ANSWER_TIMEOUT_S):  # a hung child is killed: its stdout ends
+            child.stdin.write(json.dumps(request).encode() + b"\n")
+            child.stdin.flush()
+            answer = _stdout_until_exit(child, stop)
     except OSError as exc:  # the child ended before it read the request
         raise ChildUnavailable(f"the recall measurement process failed: {exc}") from exc
     finally:
         errors = child.last_words()
         child.close()
+    if child.timed_out is not None:
+        raise MeasurementFailed(
+            f"the recall measurement process gave no answer in {child.timed_out:.0f} s "
+            "and was killed"
+        )
     return _calibration(answer, errors, child.returncode)
 
 
 def _stdout_until_exit(child: Child, stop: threading.Event) -> bytes:
     """What the child writes to stdout until it exits, read as it comes (a child that
     wrote more than the pipe holds would wait forever for a reader that waits for it to
-    exit); BuildStopped once `stop` is set, MeasurementFailed past `ANSWER_TIMEOUT_S`."""
+    exit); BuildStopped once `stop` is set."""
     out = child.stdout.fileno()
     parts = []
-    deadline = time.monotonic() + ANSWER_TIMEOUT_S
     while True:
-        _check_waiting(stop, deadline)
+        if stop.is_set():
+            raise BuildStopped
         readable, _, _ = select.select([out], [], [], STOP_POLL_SECONDS)
         if readable:
             part = os.read(out, 1 << 16)
@@ -123,20 +128,10 @@ def _stdout_until_exit(child: Child, stop: threading.Event) -> bytes:
                 break
             parts.append(part)
     while child.running():
-        _check_waiting(stop, deadline)
+        if stop.is_set():
+            raise BuildStopped
         stop.wait(STOP_POLL_SECONDS)
     return b"".join(parts)
-
-
-def _check_waiting(stop: threading.Event, deadline: float) -> None:
-    """BuildStopped once the job is stopped; MeasurementFailed once the child is late."""
-    if stop.is_set():
-        raise BuildStopped
-    if time.monotonic() > deadline:
-        raise MeasurementFailed(
-            f"the recall measurement process gave no answer in {ANSWER_TIMEOUT_S:.0f} s "
-            "and was killed"
-        )
 
 
 def _child_environment() -> dict[str, str]:
