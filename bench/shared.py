@@ -40,7 +40,7 @@ ADOPTED = "serving the graph another process built"
 
 
 class _Said(logging.Handler):
-    """The messages huedb's index cache logged in this process."""
+    """The messages huedb's index cache (and its recall measurements) logged in this process."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
@@ -59,9 +59,10 @@ class _Said(logging.Handler):
 
 def _listening() -> _Said:
     said = _Said()
-    logger = logging.getLogger("huedb.engine.index_cache")
-    logger.setLevel(logging.INFO)
-    logger.addHandler(said)
+    for name in ("huedb.engine.index_cache", "huedb.engine.index_calibration"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.INFO)
+        logger.addHandler(said)
     return said
 
 

@@ -334,7 +334,7 @@ def test_large_catch_up_is_applied_in_the_background(
         assert (check.missing, check.extra, check.wrong_vectors) == ([], [], [])
         assert check.records == check.indexed == len(alive)
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="huedb.engine.index_cache"):
+        with caplog.at_level(logging.INFO, logger="huedb.engine.index_calibration"):
             _wait_until_indexed(reader, col.uuid)
             measured = _first_recall_measurement(caplog, reader, col.uuid)
         # Measured on the snapshot written after the pass, not the older one on disk.

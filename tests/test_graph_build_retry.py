@@ -1,4 +1,4 @@
-"""A failed graph build is tried again after a delay (`index_cache.retry_delay`): exact
+"""A failed graph build is tried again after a delay (`index_state.retry_delay`): exact
 search answers meanwhile, no build starts before the delay, and the next one serves."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import huedb
-from huedb.engine import index_cache
-from huedb.engine.index_cache import BUILD_RETRY_MAX_S, BUILD_RETRY_S, retry_delay
+from huedb.engine import index_cache, index_state
+from huedb.engine.index_state import BUILD_RETRY_MAX_S, BUILD_RETRY_S, retry_delay
 
 DIM = 16
 
@@ -28,7 +28,7 @@ def test_the_delay_doubles_with_each_failure_up_to_its_cap() -> None:
 def test_a_failed_build_is_tried_again_after_the_delay(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(index_cache, "BUILD_RETRY_S", 1.0)
+    monkeypatch.setattr(index_state, "BUILD_RETRY_S", 1.0)
     builds: list[float] = []
     real_grow = index_cache.grow_graph
 

@@ -867,7 +867,7 @@ class Engine:
 
     def link_snapshot(self, collection_uuid: str) -> tuple[int, int] | None:
         """Link in the records the graph of a collection's snapshot does not reach, in a
-        new snapshot at the same watermark (`IndexCache.link_snapshot`)."""
+        new snapshot at the same watermark (`SnapshotWriter.link`)."""
         if self._index_dir is None:
             return None
         with self._lock:

@@ -25,7 +25,7 @@ unreachable. A file in any other layout is left as it is (`read_level0` returns 
 
 Used on the file a graph process saved and on snapshots written from a graph in memory
 (`vector_index.link_saved_graph`), on a graph built in a thread (`vector_index.reconnected`)
-and on a snapshot by `huedb verify --repair` (`IndexCache.link_snapshot`).
+and on a snapshot by `huedb verify --repair` (`SnapshotWriter.link`).
 """
 
 from __future__ import annotations

@@ -30,23 +30,19 @@ index held (`warm`) checks the budget too, with one comparison when it is kept.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import dataclasses
 import itertools
 import logging
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from huedb.engine import events, snapshot
+from huedb.engine import events, index_calibration, snapshot
 from huedb.engine.catalog import CollectionRow
 from huedb.engine.graph_backlog import INLINE_MAX_CHANGES
 from huedb.engine.graph_build import Feed, apply_backlog, grow_graph
@@ -57,27 +53,32 @@ from huedb.engine.hnsw_config import (
     hnsw_setting,
     recall_target,
 )
+from huedb.engine.index_state import (
+    IndexJob,
+    IndexState,
+    retry_delay,
+    running_jobs,
+    waits_to_retry,
+    wanted_elsewhere,
+)
 from huedb.engine.oplog_read import read_changes
 from huedb.engine.recall_calibration import (
     Calibration,
     Search,
     Vectors,
     measure_recall,
-    shortfall,
 )
-from huedb.engine.recall_process import measure_snapshot
+from huedb.engine.snapshot_writer import SnapshotWriter
 from huedb.engine.sparse_index import SparseIndexes, SparseState
 from huedb.engine.store import StoreSession
 from huedb.engine.vector_index import (
     GRAPH_DTYPE,
-    BuildStopped,
     FlatVectors,
     HnswParams,
     MappedGraph,
     Thresholds,
     VectorIndex,
     graph_view,
-    link_saved_graph,
     map_graph_file,
 )
 from huedb.errors import InvalidArgumentError, NotFoundError
@@ -89,97 +90,6 @@ REBUILD_CHUNK = 5_000  # rows per fetch when reading vectors (bounds the transie
 
 
 WRITER_HOLD_FACTOR = 4  # a writer holds an index of at most this many thresholds' rows
-# A failed graph build (a graph process and the thread both failed: no memory, no disk for
-# the graph's file) is tried again at the next use after this long, doubling with every
-# failure in a row up to BUILD_RETRY_MAX_S: a passing condition costs minutes of exact
-# search, not the process's lifetime; a lasting one a build an hour.
-BUILD_RETRY_S = 60.0
-BUILD_RETRY_MAX_S = 3_600.0
-
-
-@dataclass(eq=False)
-class _Build:
-    thread: threading.Thread
-    watermark: int
-    outcome: list[Any] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-    calibration: Calibration | None = None  # measured on the graph built
-    feed: Feed | None = None  # the rows a graph build reads (None for a measurement)
-    covered: int = 0  # a snapshot's: the changes it covers that were not snapshotted before
-    saved: bool = False  # a build's or backlog pass's: its graph was written as the snapshot
-    replaces: bool = False  # its snapshot replaces one at the same watermark (a rebuild's)
-    lease: snapshot.BuildLease | None = None  # a build's or pass's: until its thread ends
-
-
-_running_builds: weakref.WeakSet[_Build] = weakref.WeakSet()
-# A forked child has none of them: their threads, events and feeds are the parent's.
-os.register_at_fork(after_in_child=_running_builds.clear)
-
-
-@atexit.register
-def _stop_running_builds() -> None:
-    """Stop background builds before the interpreter exits (native threads must not be cut)."""
-    builds = list(_running_builds)
-    for build in builds:
-        build.stop.set()
-        if build.feed is not None:
-            build.feed.interrupt()
-    for build in builds:
-        build.thread.join()
-
-
-@dataclass
-class _State:
-    col: CollectionRow
-    index: VectorIndex
-    watermark: int
-    unsnapshotted: int = 0
-    build: _Build | None = None
-    build_failures: int = 0  # builds failed in a row (none since the last graph adopted)
-    build_failed_at: float = 0.0  # (time.monotonic) when the last of them failed
-    nbytes: int = 0  # what `index` held in memory when last measured
-    resized: bool = True  # the index may have changed size since it was measured
-    last_used: int = 0  # the cache's clock at the last use (least recent is evicted first)
-    evicting: bool = False  # evicted once `checkpoint` has snapshotted it
-    current_at: float = field(default_factory=time.monotonic)  # last known equal to the store
-    calibration: Calibration | None = None  # the recall measurement the index searches by
-    changed_since_calibration: int = 0  # changes applied to the graph since it was measured
-    calibrating: _Build | None = None  # a measurement running on a snapshot of the graph
-    backlog_pass: _Build | None = None  # a thread applying the graph's backlog
-    # Held only to note this process's writes to a graph snapshot's collection (a writer,
-    # `_snapshot_behind`) until a search here uses it: see `_start_backlog_pass_if_needed`.
-    writes_only: bool = False
-    may_calibrate: bool = False  # a snapshot of the graph is on disk to be measured
-    saving: _Build | None = None  # a thread writing the graph's snapshot (graph not changed)
-    saved_at: int | None = None  # a snapshot written by `saving` covers the oplog up to here
-    # A rebuilt index (`rebuild`): its next snapshot replaces the one on disk even at the
-    # same watermark (that one is kept until then: it serves other processes meanwhile).
-    replaces_snapshot: bool = False
-    # Another process holds the build lease (`_start_build_if_needed`,
-    # `_start_backlog_pass_if_needed`): this one builds or changes no graph and adopts the
-    # next snapshot to land (`_adopt_other_build`), the file last seen at the snapshot's
-    # path being `seen_snapshot` (`snapshot.file_identity`).
-    awaits_build: bool = False
-    seen_snapshot: tuple[int, int, int, int] | None = None
-    marked_wanted: bool = False  # a search here waits for it (`snapshot.mark_wanted`)
-
-
-def retry_delay(failures: int) -> float:
-    """Seconds before a graph build is tried again after `failures` failed in a row:
-    `BUILD_RETRY_S`, doubling with each failure, at most `BUILD_RETRY_MAX_S`."""
-    return min(BUILD_RETRY_S * 2 ** max(0, failures - 1), BUILD_RETRY_MAX_S)
-
-
-def _waits_to_retry(state: _State) -> bool:
-    """Whether the collection's last build failed too recently to try again."""
-    if state.build_failures == 0:
-        return False
-    return time.monotonic() - state.build_failed_at < retry_delay(state.build_failures)
-
-
-def _wanted_elsewhere(job: _Build) -> bool:
-    """Whether a process awaiting this leased build or pass searched the collection."""
-    return job.lease is not None and job.lease.wanted_elsewhere
 
 
 def hnsw_params(col: CollectionRow) -> HnswParams:
@@ -204,31 +114,6 @@ def _recall_target(col: CollectionRow) -> float:
         return DEFAULT_RECALL_TARGET
 
 
-def _calibration_to_store(state: _State) -> Calibration | None:
-    """The state's recall measurement as a snapshot stores it: with the changes applied to
-    the graph since (a process restarted after a bulk change measures again)."""
-    if state.calibration is None:
-        return None
-    return dataclasses.replace(state.calibration, changed_since=state.changed_since_calibration)
-
-
-def _log_calibration(collection_uuid: str, found: Calibration, ef_search_set: bool) -> None:
-    short = shortfall(found.recall, found.target, found.ef_search, ef_search_set)
-    if short is not None:
-        logger.warning("collection %s: %s", collection_uuid, short)
-    logger.info(
-        "recall@10 of the graph of %s: %.3f at ef_search %d (target %.3f, %d queries, "
-        "%d vectors, %.2f s)",
-        collection_uuid,
-        found.recall,
-        found.ef_search,
-        found.target,
-        found.queries,
-        found.graph_size,
-        found.seconds,
-    )
-
-
 class IndexCache:
     """The indexes of one process, keyed by collection."""
 
@@ -246,12 +131,12 @@ class IndexCache:
         # On a store other nodes share (PostgreSQL), a collection's snapshot_seq says some
         # node snapshotted it, not this one: no local snapshot is then no loss.
         self._shared_store = bool(options.store)
-        # Whether the store still has a collection (by uuid), asked by snapshot writers in
-        # any thread: a store session of its own, never the engine's lock.
-        self._exists = exists
+        self._writer = (
+            None if snapshot_dir is None else SnapshotWriter(snapshot_dir, store_id, exists)
+        )
         self._thresholds = Thresholds(options.exact_max_floats, options.filtered_exact_max_floats)
         self._snapshot_every = options.snapshot_every
-        self._states: dict[int, _State] = {}
+        self._states: dict[int, IndexState] = {}
         self._pending: dict[int, CollectionRow] = {}
         self._budget = options.index_memory
         self._resident = 0
@@ -301,7 +186,7 @@ class IndexCache:
         32 bits. Unless the
         caller only applies its own write (not `searching`), a graph being built is
         wanted: it is finished as soon as it holds the rows handed to it. `writes_only`:
-        an index loaded here is held for a writer's changes only (`_State.writes_only`).
+        an index loaded here is held for a writer's changes only (`IndexState.writes_only`).
         """
         if col.dimension is None:
             return None
@@ -334,7 +219,7 @@ class IndexCache:
         state.changed_since_calibration += max(0, state.unsnapshotted - unsnapshotted)
         self._feed_build(state, searching)
         self._adopt_finished_build(db, col, state)
-        self._adopt_calibration(state)
+        index_calibration.adopt_finished(state)
         self._start_build_if_needed(col, state, writing=not searching)
         self._start_backlog_pass_if_needed(col, state)
         self._start_calibration_if_due(col, state)
@@ -411,7 +296,7 @@ class IndexCache:
     def _snapshot_behind(self, db: StoreSession, col: CollectionRow) -> bool:
         """Whether this directory's graph snapshot of `col` misses as many changes as
         would make a holder write the next one (`_snapshot_due`): a writer then maps it
-        and notes each write's changes (`_State.writes_only`), instead of leaving them all
+        and notes each write's changes (`IndexState.writes_only`), instead of leaving them all
         to its first search (at 1M x 384, 300,000 changed vectors read back: 4.2-5.5 s).
         A snapshot only another node has is left alone (loading would build the graph
         inside a write call)."""
@@ -443,7 +328,7 @@ class IndexCache:
 
     def confirmed(self, collection_uuid: str) -> None:
         """A search on the warm index was confirmed current (`warm`): note when. An index
-        only writes had used (`_State.writes_only`) is now a searched one: the pass over
+        only writes had used (`IndexState.writes_only`) is now a searched one: the pass over
         its backlog starts, after this first search (the pass's start holds the GIL for
         a while: at 1M x 384, started before it, the first answer took 1.24 s, not 0.05)."""
         for state in self._states.values():
@@ -565,7 +450,7 @@ class IndexCache:
         with self._counts_lock:
             self._counts[what] += 1
 
-    def _install(self, cid: int, state: _State) -> _State:
+    def _install(self, cid: int, state: IndexState) -> IndexState:
         """Hold `state` as the collection's index (replacing any other)."""
         self.forget(cid)
         self._states[cid] = state
@@ -598,7 +483,7 @@ class IndexCache:
             bool(self._budget) and self._resident + self._sparse_bytes - using_bytes > self._budget
         )
 
-    def _measure(self, state: _State) -> None:
+    def _measure(self, state: IndexState) -> None:
         """Account for the index's size if it may have changed."""
         if not state.resized:
             return
@@ -635,7 +520,7 @@ class IndexCache:
         excess = self._release_vectors(excess)
         if excess <= 0:
             return
-        held: list[tuple[int, _State | SparseState]] = list(self._states.items())
+        held: list[tuple[int, IndexState | SparseState]] = list(self._states.items())
         held += [(s.col.cid, s) for s in sparse]
         for cid, state in sorted(held, key=lambda item: item[1].last_used):
             if excess <= 0:
@@ -694,7 +579,7 @@ class IndexCache:
                 excess -= before - state.nbytes
         return excess
 
-    def _adopt_finished_jobs(self, state: _State) -> None:
+    def _adopt_finished_jobs(self, state: IndexState) -> None:
         """Take up a snapshot thread or backlog pass that has ended (as a use of the
         collection would), so that the index may be evicted."""
         saving, passing = state.saving, state.backlog_pass
@@ -760,7 +645,7 @@ class IndexCache:
         waiting = []
         for state in self._states.values():
             passing = state.backlog_pass
-            if passing is not None and state.writes_only and not _wanted_elsewhere(passing):
+            if passing is not None and state.writes_only and not wanted_elsewhere(passing):
                 # A pure writer's pass: stopped, its changes stay in the backlog, so no
                 # snapshot is written and the oplog keeps them for the next process.
                 passing.stop.set()
@@ -775,7 +660,7 @@ class IndexCache:
             if build is None:
                 continue
             if build.feed is not None and not build.feed.wanted:
-                if _wanted_elsewhere(build):  # finished with the rows handed over
+                if wanted_elsewhere(build):  # finished with the rows handed over
                     build.feed.want()
                 else:
                     build.stop.set()
@@ -787,7 +672,7 @@ class IndexCache:
             waiting.append(state.col)
         return waiting
 
-    def _feed_build(self, state: _State, searching: bool) -> None:
+    def _feed_build(self, state: IndexState, searching: bool) -> None:
         """Hand a running build the exact index's rows as caught up (see `graph_build`)."""
         build = state.build
         if build is None or build.feed is None or state.index.flat is None:
@@ -796,13 +681,13 @@ class IndexCache:
             return
         if build.feed.hand_over(state.index.flat, state.watermark):
             build.watermark = build.feed.watermark
-        if searching or _wanted_elsewhere(build):  # a search here or in a process awaiting it
+        if searching or wanted_elsewhere(build):  # a search here or in a process awaiting it
             build.feed.want()
 
-    def _start_backlog_pass_if_needed(self, col: CollectionRow, state: _State) -> None:
+    def _start_backlog_pass_if_needed(self, col: CollectionRow, state: IndexState) -> None:
         """Have a background pass apply the graph's backlog (`graph_backlog`) to a copy of
         the graph in a child process, unless one is already at it. An index held for a
-        writer's changes only (`_State.writes_only`) waits for a search, or for a backlog
+        writer's changes only (`IndexState.writes_only`) waits for a search, or for a backlog
         of half its records (its float32 vectors then weigh as much as the graph's 16-bit
         rows): a pass beside a stream of writes slowed them (at 100k x 384, deletes
         18-19k -> 12-14k records/s, upserts -20 %; with no pass, -7 %)."""
@@ -819,12 +704,12 @@ class IndexCache:
         )
 
     def _start_backlog_pass(
-        self, col: CollectionRow, state: _State, lease: snapshot.BuildLease | None
+        self, col: CollectionRow, state: IndexState, lease: snapshot.BuildLease | None
     ) -> None:
         """Start the pass in a thread (which lets `lease` go as it ends)."""
         index = state.index
         work = index.take_backlog()
-        job = _Build(
+        job = IndexJob(
             threading.Thread(daemon=True),
             state.watermark,
             covered=state.unsnapshotted,
@@ -832,7 +717,7 @@ class IndexCache:
             lease=lease,
         )
         workdir = self._dir if self._dir is not None and self._dir.is_dir() else None
-        calibration = _calibration_to_store(state)
+        calibration = index_calibration.to_store(state)
 
         def read(graph_file: Path) -> MappedGraph:
             """The child's graph is the collection at the watermark the work was taken at."""
@@ -859,7 +744,7 @@ class IndexCache:
 
         job.thread = threading.Thread(target=run, name=f"huedb-backlog-{col.uuid}", daemon=True)
         state.backlog_pass = job
-        _running_builds.add(job)
+        running_jobs.add(job)
         logger.info(
             "collection %s: %d changes for its graph are applied in the background; "
             "queries search them exactly until then",
@@ -868,7 +753,7 @@ class IndexCache:
         )
         job.thread.start()
 
-    def _adopt_backlog_pass(self, col: CollectionRow, state: _State) -> None:
+    def _adopt_backlog_pass(self, col: CollectionRow, state: IndexState) -> None:
         """Serve the graph a finished background pass made; what was noted meanwhile is
         applied at once when small (else by the next pass). A pass that failed leaves
         every change noted; they are then applied here, in the caller's thread."""
@@ -896,7 +781,7 @@ class IndexCache:
     def _serve_as_snapshot(
         self,
         col: CollectionRow,
-        job: _Build,
+        job: IndexJob,
         index: VectorIndex,
         calibration: Calibration | None,
         graph_file: Path,
@@ -906,9 +791,9 @@ class IndexCache:
         snapshot (`job.saved`) and served as a view of it, else of the child's file: the
         graph is neither saved by usearch nor read into memory here, so no usearch call
         holds the GIL for it (at 1M x 384 `Index.restore` held it 2-8 s, `save` 2 s)."""
-        if self._dir is not None and not job.stop.is_set():
+        if self._writer is not None and not job.stop.is_set():
             with contextlib.suppress(NotFoundError):  # deleted: the child's file serves
-                job.saved = self._snapshot_or_warn(
+                job.saved = self._writer.write_or_warn(
                     col, job.watermark, index, calibration, job.replaces, graph_file
                 )
         if job.saved:
@@ -919,8 +804,8 @@ class IndexCache:
                 return MappedGraph(graph_view(snap.payload), snap.mapping, snap.payload)
         return map_graph_file(graph_file)
 
-    def _start_build_if_needed(self, col: CollectionRow, state: _State, writing: bool) -> None:
-        if state.build is not None or not state.index.wants_graph or _waits_to_retry(state):
+    def _start_build_if_needed(self, col: CollectionRow, state: IndexState, writing: bool) -> None:
+        if state.build is not None or not state.index.wants_graph or waits_to_retry(state):
             return
         self._start_leased(
             col, state, not writing, lambda lease: self._start_build(col, state, writing, lease)
@@ -929,7 +814,7 @@ class IndexCache:
     def _start_leased(
         self,
         col: CollectionRow,
-        state: _State,
+        state: IndexState,
         searching: bool,
         start: Callable[[snapshot.BuildLease | None], None],
     ) -> None:
@@ -949,7 +834,11 @@ class IndexCache:
             raise
 
     def _start_build(
-        self, col: CollectionRow, state: _State, writing: bool, lease: snapshot.BuildLease | None
+        self,
+        col: CollectionRow,
+        state: IndexState,
+        writing: bool,
+        lease: snapshot.BuildLease | None,
     ) -> None:
         """Start the collection's graph build in a thread (which lets `lease` go as it ends)."""
         index = state.index
@@ -959,7 +848,7 @@ class IndexCache:
         state.resized = True
         assert index.flat is not None
         feed = Feed(index.flat, state.watermark, writing)
-        build = _Build(
+        build = IndexJob(
             threading.Thread(daemon=True),
             state.watermark,
             feed=feed,
@@ -1010,11 +899,11 @@ class IndexCache:
             ok = not isinstance(build.outcome[0], Exception)
             events.index_build_done(time.perf_counter() - started, ok, size, added[0])
             if build.calibration is not None:
-                _log_calibration(col.uuid, build.calibration, params.ef_search_set)
+                index_calibration.log(col.uuid, build.calibration, params.ef_search_set)
 
         build.thread = threading.Thread(target=work, name=f"huedb-graph-{col.uuid}", daemon=True)
         state.build = build
-        _running_builds.add(build)
+        running_jobs.add(build)
         logger.info(
             "building the HNSW graph of collection %s (%d vectors%s) in the background; "
             "queries use exact search until it is ready",
@@ -1026,7 +915,7 @@ class IndexCache:
         build.thread.start()
 
     def _build_lease(
-        self, col: CollectionRow, state: _State, searching: bool
+        self, col: CollectionRow, state: IndexState, searching: bool
     ) -> snapshot.BuildLease | None:
         """The collection's build lease (`snapshot.BuildLease`), or None when this process
         is to build nothing: another holds the lease (the state then awaits its snapshot;
@@ -1056,7 +945,7 @@ class IndexCache:
         state.awaits_build = state.marked_wanted = False
         return lease
 
-    def _other_build_news(self, state: _State) -> bool:
+    def _other_build_news(self, state: IndexState) -> bool:
         """For a search of a state awaiting another's build: whether `ready()` has
         something to do (mark the job wanted; adopt a snapshot landed since it looked)."""
         assert self._dir is not None
@@ -1069,14 +958,16 @@ class IndexCache:
         assert self._dir is not None
         return snapshot.file_identity(snapshot.snapshot_path(self._dir, collection_uuid))
 
-    def _landed_snapshot(self, state: _State) -> tuple[int, int, int, int] | None:
+    def _landed_snapshot(self, state: IndexState) -> tuple[int, int, int, int] | None:
         """The identity of the graph snapshot at the collection's path when it is another
         than the one the awaiting `state` last saw; None when there is none (a snapshot
         removed is none landed) or it is the same."""
         found = self._snapshot_identity(state.col.uuid)
         return None if found is None or found == state.seen_snapshot else found
 
-    def _adopt_other_build(self, col: CollectionRow, state: _State, params: HnswParams) -> _State:
+    def _adopt_other_build(
+        self, col: CollectionRow, state: IndexState, params: HnswParams
+    ) -> IndexState:
         """A state awaiting another process's build or backlog pass, replaced by the graph
         of a snapshot landed since it last looked (caught up from the oplog then, as any
         snapshot loaded: what the other's graph lacks is searched exactly), or kept (no new
@@ -1100,7 +991,9 @@ class IndexCache:
         logger.info("collection %s: serving the graph another process built", col.uuid)
         return self._install(col.cid, loaded)
 
-    def _adopt_finished_build(self, db: StoreSession, col: CollectionRow, state: _State) -> None:
+    def _adopt_finished_build(
+        self, db: StoreSession, col: CollectionRow, state: IndexState
+    ) -> None:
         build = state.build
         if build is None or build.thread.is_alive():
             return
@@ -1132,7 +1025,7 @@ class IndexCache:
             build.covered = state.unsnapshotted
             self._snapshot_landed(col, state, build)
         state.resized = True
-        self._use_calibration(state, build.calibration)
+        index_calibration.use(state, build.calibration)
         self._catch_up(db, col, state)
         logger.info("HNSW graph of collection %s is ready", col.uuid)
 
@@ -1147,67 +1040,10 @@ class IndexCache:
         header = snapshot.read_header(snapshot.snapshot_path(self._dir, col.uuid))
         return None if header is None else Calibration.from_json(header.get("calibration"))
 
-    def _use_calibration(self, state: _State, calibration: Calibration | None) -> None:
-        """Search the state's graph at the ef this measurement chose."""
-        state.calibration = calibration
-        state.changed_since_calibration = 0 if calibration is None else calibration.changed_since
-        state.index.tuned_ef = None if calibration is None else calibration.ef_search
-        state.index.tuned_live_share = 1.0 if calibration is None else calibration.live_share
-
-    def _start_calibration_if_due(self, col: CollectionRow, state: _State) -> None:
-        """Measure the recall again, on the graph's snapshot in a child process on one core
-        (`recall_process`: searches here keep the other cores), when the measurement is
-        missing, was made for another target or ef_search, or a fifth of the graph changed
-        since."""
-        params = state.index.params
-        if not (state.may_calibrate and state.index.uses_graph) or params.recall_target <= 0:
-            return
-        if state.index.backlog:  # measured once the graph has taken it (and is snapshotted)
-            return
-        if state.build is not None or state.calibrating is not None or self._dir is None:
-            return
-        known = state.calibration
-        changes = state.changed_since_calibration
-        if known is not None and not known.stale(params.recall_target, params.ef_search, changes):
-            return
-        state.may_calibrate = False
-        path = snapshot.snapshot_path(self._dir, col.uuid)
-        owner = self.owner(col)
-        job = _Build(threading.Thread(daemon=True), state.watermark)
-
-        def work() -> None:
-            try:
-                job.calibration = measure_snapshot(path, owner, params, job.stop)
-            except (BuildStopped, ValueError, RuntimeError) as exc:
-                logger.info("recall of %s not measured: %r", col.uuid, exc)
-                return
-            if job.calibration is not None:
-                _log_calibration(col.uuid, job.calibration, params.ef_search_set)
-
-        job.thread = threading.Thread(target=work, name=f"huedb-recall-{col.uuid}", daemon=True)
-        state.calibrating = job
-        state.changed_since_calibration = state.unsnapshotted  # changes the file lacks
-        _running_builds.add(job)
-        job.thread.start()
-
-    def _adopt_calibration(self, state: _State) -> None:
-        """Search by a finished measurement, if it is for the index's current settings."""
-        job = state.calibrating
-        if job is None or job.thread.is_alive():
-            return
-        state.calibrating = None
-        found, params = job.calibration, state.index.params
-        if found is None or not state.index.uses_graph:
-            return
-        if found.target != params.recall_target or found.floor != params.ef_search:
-            return
-        known = state.calibration
-        if known is not None and known.target == found.target and known.floor == found.floor:
-            # The view's sample is in its graph, which flatters it: never lower the ef.
-            found = dataclasses.replace(found, ef_search=max(found.ef_search, known.ef_search))
-        changes = state.changed_since_calibration
-        self._use_calibration(state, found)
-        state.changed_since_calibration = changes
+    def _start_calibration_if_due(self, col: CollectionRow, state: IndexState) -> None:
+        """`index_calibration.start_if_due` on the snapshot in this cache's directory."""
+        if self._dir is not None:
+            index_calibration.start_if_due(col, state, self._dir, self.owner(col))
 
     def dirty(self) -> list[CollectionRow]:
         """Collections with index changes not yet snapshotted (checkpointed at close)."""
@@ -1257,18 +1093,18 @@ class IndexCache:
             # A graph being built will catch up from its own watermark: keep that oplog.
             floor = state.build.watermark if state.build is not None else state.watermark
             return floor, False
-        if self._dir is None:
+        if self._writer is None:
             return None, False
         if not (final or evicting):
             if self._snapshot_due(state):
                 self._start_snapshot(col, state)
             return None, False
         try:
-            written = self._snapshot_or_warn(
+            written = self._writer.write_or_warn(
                 col,
                 state.watermark,
                 state.index,
-                _calibration_to_store(state),
+                index_calibration.to_store(state),
                 state.replaces_snapshot,
             )
         except NotFoundError:  # deleted by another process: nothing to keep
@@ -1285,7 +1121,7 @@ class IndexCache:
             self._start_calibration_if_due(col, state)
         return state.watermark, True
 
-    def _snapshot_due(self, state: _State) -> bool:
+    def _snapshot_due(self, state: IndexState) -> bool:
         """Whether enough changes since the last snapshot call for another."""
         return state.unsnapshotted >= self._snapshot_size(len(state.index))
 
@@ -1294,31 +1130,38 @@ class IndexCache:
         `snapshot_every`, or a tenth of them."""
         return max(self._snapshot_every, records // 10)
 
-    def _start_snapshot(self, col: CollectionRow, state: _State) -> None:
+    def _start_snapshot(self, col: CollectionRow, state: IndexState) -> None:
         """Write the graph's snapshot in a thread. The graph is not changed until it ends:
         changes meanwhile are searched exactly beside it (`VectorIndex.defer`) and applied
         when the thread is done (`_adopt_snapshot`)."""
-        index, watermark, calibration = state.index, state.watermark, _calibration_to_store(state)
-        job = _Build(
+        index, watermark, calibration = (
+            state.index,
+            state.watermark,
+            index_calibration.to_store(state),
+        )
+        job = IndexJob(
             threading.Thread(daemon=True),
             watermark,
             covered=state.unsnapshotted,
             replaces=state.replaces_snapshot,
         )
 
+        writer = self._writer
+        assert writer is not None
+
         def work() -> None:
             with contextlib.suppress(NotFoundError):  # deleted: the next call forgets it
-                if not job.stop.is_set() and self._snapshot_or_warn(
+                if not job.stop.is_set() and writer.write_or_warn(
                     col, watermark, index, calibration, job.replaces
                 ):
                     job.outcome.append(True)
 
         job.thread = threading.Thread(target=work, name=f"huedb-snapshot-{col.uuid}", daemon=True)
         state.saving = job
-        _running_builds.add(job)
+        running_jobs.add(job)
         job.thread.start()
 
-    def _adopt_snapshot(self, col: CollectionRow, state: _State, wait: bool = False) -> None:
+    def _adopt_snapshot(self, col: CollectionRow, state: IndexState, wait: bool = False) -> None:
         """Once the snapshot thread has ended: count what the snapshot covers (the oplog up
         to it is pruned by the next checkpoint) and apply the changes deferred meanwhile,
         here when few or when `wait`ing (closing, evicting), else by a background pass."""
@@ -1335,7 +1178,7 @@ class IndexCache:
             index.apply_backlog_here()
             state.resized = True
 
-    def _snapshot_landed(self, col: CollectionRow, state: _State, job: _Build) -> None:
+    def _snapshot_landed(self, col: CollectionRow, state: IndexState, job: IndexJob) -> None:
         """Count what a thread's snapshot covers: the next checkpoint prunes the oplog up
         to it, and the recall may be measured on it."""
         state.unsnapshotted = max(0, state.unsnapshotted - job.covered)
@@ -1346,104 +1189,12 @@ class IndexCache:
         state.replaces_snapshot = False
         self._pending[col.cid] = col
 
-    def _snapshot_or_warn(
-        self,
-        col: CollectionRow,
-        watermark: int,
-        index: VectorIndex,
-        calibration: Calibration | None,
-        replace: bool = False,
-        graph_file: Path | None = None,
-    ) -> bool:
-        """Write the graph's snapshot (`_write_snapshot`); False when another process is
-        writing it or it could not be written; NotFoundError when the store no longer has
-        the collection (its files are removed). A snapshot is a cache: failing to write one
-        (disk full, I/O error, even its lock file) must not fail the query or write that
-        triggered it; the index stays held (evicting it would lose its graph)."""
-        assert self._dir is not None
-        path = snapshot.snapshot_path(self._dir, col.uuid)
-        try:
-            return self._write_snapshot(
-                col, path, watermark, index, calibration, replace, graph_file
-            )
-        except OSError as exc:
-            logger.warning("could not write index snapshot %s: %s", path, exc)
-            events.snapshot_written(False, 0)
-            return False
-
-    def _write_snapshot(
-        self,
-        col: CollectionRow,
-        path: Path,
-        watermark: int,
-        index: VectorIndex,
-        calibration: Calibration | None,
-        replace: bool = False,
-        graph_file: Path | None = None,
-    ) -> bool:
-        """Write the index's graph (or the graph usearch saved to `graph_file`) to its
-        snapshot unless a usable one at least as recent is there (`snapshot.covers`; with
-        `replace`, a more recent one: a rebuilt graph replaces one at its watermark); False
-        when another process holds the snapshot lock. True means the file is whole: the
-        caller may map it without checking its payload again. Checked under the lock
-        first: the collection still exists, so no snapshot lands after the process that
-        deleted it removed its files (`snapshot.remove_collection_files` waits for the lock)."""
-        assert self._dir is not None
-        with snapshot.exclusive_lock(self._dir, col.uuid) as locked:
-            if not locked:
-                return False
-            if not self._exists(col.uuid):
-                snapshot.unlink_collection_files(self._dir, col.uuid)
-                raise NotFoundError(f"Collection {col.uuid} does not exist.")
-            owner, dim, space = self.owner(col), index.dim, index.params.space
-            newer_than = watermark + 1 if replace else watermark
-            if not snapshot.covers(path, owner, newer_than, dim, space):
-                measured = None if calibration is None else calibration.to_json()
-                if graph_file is None:
-                    length = snapshot.write_snapshot_streamed(
-                        path, owner, watermark, dim, space, index.save_graph, measured
-                    )
-                else:
-                    length = snapshot.write_snapshot_from_file(
-                        path, owner, watermark, dim, space, graph_file, measured
-                    )
-                events.snapshot_written(True, length)
-                logger.debug("snapshot of %s at seq %d", col.uuid, watermark)
-        return True
-
     def link_snapshot(self, col: CollectionRow) -> tuple[int, int] | None:
-        """Link in the records the graph of the collection's snapshot does not reach
-        (`graph_reach`) and write the snapshot again at its watermark (`huedb verify
-        --repair`): the graph is not rebuilt, and the old file serves until the new one
-        replaces it. (records found, records left unreachable); None without a usable
-        snapshot, or when another process holds its lock."""
-        assert self._dir is not None
-        path = snapshot.snapshot_path(self._dir, col.uuid)
-        with snapshot.exclusive_lock(self._dir, col.uuid) as locked:
-            if not locked:
-                return None
-            if not self._exists(col.uuid):
-                raise NotFoundError(f"Collection {col.uuid} does not exist.")
-            owner = self.owner(col)
-            snap = snapshot.read_snapshot(path, owner)
-            if snap is None:
-                return None
-            snapshot.remove_stale_temporaries(path.parent, path.stem)
-            staging = snapshot.staging_path(path)
-            try:
-                with open(staging, "wb") as f:
-                    f.write(snap.payload)
-                result = link_saved_graph(staging)
-                if result is not None and result[0]:
-                    snapshot.write_snapshot_from_file(
-                        path, owner, snap.watermark, snap.dim, snap.space, staging, snap.calibration
-                    )
-                return result
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    staging.unlink()
+        """`SnapshotWriter.link` on the collection's snapshot (`huedb verify --repair`);
+        None without an index directory."""
+        return None if self._writer is None else self._writer.link(col)
 
-    def _load(self, db: StoreSession, col: CollectionRow, params: HnswParams) -> _State:
+    def _load(self, db: StoreSession, col: CollectionRow, params: HnswParams) -> IndexState:
         assert col.dimension is not None
         if self._dir is not None:
             path = snapshot.snapshot_path(self._dir, col.uuid)
@@ -1469,7 +1220,7 @@ class IndexCache:
 
     def _snapshot_state(
         self, col: CollectionRow, params: HnswParams, path: Path, snap: snapshot.Snapshot
-    ) -> _State | None:
+    ) -> IndexState | None:
         """The collection's index as the snapshot read from `path` holds it, or None when
         this process cannot serve it (older than the oplog floor, another dimension or
         space, a payload that is no index: each warned about; the last one removed)."""
@@ -1488,11 +1239,11 @@ class IndexCache:
             logger.warning("cannot load index snapshot %s (%s); rebuilding", path, exc)
             snapshot.discard(path, self._dir, col.uuid, snap)
             return None
-        state = _State(col, index, snap.watermark, may_calibrate=True)
-        self._use_calibration(state, Calibration.from_json(snap.calibration))
+        state = IndexState(col, index, snap.watermark, may_calibrate=True)
+        index_calibration.use(state, Calibration.from_json(snap.calibration))
         return state
 
-    def _rebuild_graph(self, db: StoreSession, col: CollectionRow, state: _State) -> _State:
+    def _rebuild_graph(self, db: StoreSession, col: CollectionRow, state: IndexState) -> IndexState:
         """Replace a graph that is mostly tombstones (`VectorIndex.wants_rebuild`) with the
         store's vectors, searched exactly while a new graph is built from them; its
         snapshot replaces the one on disk."""
@@ -1511,13 +1262,13 @@ class IndexCache:
             snapshot.remove_graph_snapshot(self._dir, col.uuid)
         return state
 
-    def _rebuild(self, db: StoreSession, col: CollectionRow, params: HnswParams) -> _State:
+    def _rebuild(self, db: StoreSession, col: CollectionRow, params: HnswParams) -> IndexState:
         assert col.dimension is not None
         # The head first: the vectors read next hold every change up to it (one snapshot).
         head = db.oplog_head(col.cid)
         index = VectorIndex(col.dimension, params, self._thresholds)
         index.attach_vectors(self._read_vectors(db, col, params))
-        return _State(col, index, head)
+        return IndexState(col, index, head)
 
     def _read_vectors(
         self, db: StoreSession, col: CollectionRow, params: HnswParams
@@ -1538,7 +1289,7 @@ class IndexCache:
             logger.info("loaded %d vectors of collection %s from the store", len(flat), col.uuid)
         return flat
 
-    def _catch_up(self, db: StoreSession, col: CollectionRow, state: _State) -> bool:
+    def _catch_up(self, db: StoreSession, col: CollectionRow, state: IndexState) -> bool:
         """Apply the oplog entries after the index's watermark; True if any changed it."""
         head = db.oplog_head(col.cid)
         now = time.monotonic()
