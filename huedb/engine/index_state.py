@@ -87,17 +87,18 @@ class IndexState:
     calibrating: IndexJob | None = None  # a measurement running on a snapshot of the graph
     backlog_pass: IndexJob | None = None  # a thread applying the graph's backlog
     # Held only to note this process's writes to a graph snapshot's collection (a writer,
-    # `_snapshot_behind`) until a search here uses it: see `_start_backlog_pass_if_needed`.
+    # `IndexCache._snapshot_behind`) until a search here uses it: see
+    # `IndexCache._start_backlog_pass_if_needed`.
     writes_only: bool = False
     may_calibrate: bool = False  # a snapshot of the graph is on disk to be measured
     saving: IndexJob | None = None  # a thread writing the graph's snapshot (graph not changed)
     saved_at: int | None = None  # a snapshot written by `saving` covers the oplog up to here
-    # A rebuilt index (`rebuild`): its next snapshot replaces the one on disk even at the
+    # A rebuilt index (`IndexCache.rebuild`): its next snapshot replaces the one on disk even at the
     # same watermark (that one is kept until then: it serves other processes meanwhile).
     replaces_snapshot: bool = False
-    # Another process holds the build lease (`_start_build_if_needed`,
-    # `_start_backlog_pass_if_needed`): this one builds or changes no graph and adopts the
-    # next snapshot to land (`_adopt_other_build`), the file last seen at the snapshot's
+    # Another process holds the build lease (`IndexCache._start_leased`): this one builds or
+    # changes no graph and adopts the next snapshot to land
+    # (`IndexCache._adopt_other_build`), the file last seen at the snapshot's
     # path being `seen_snapshot` (`snapshot.file_identity`).
     awaits_build: bool = False
     seen_snapshot: tuple[int, int, int, int] | None = None
