@@ -144,8 +144,9 @@ def test_walks_a_block_at_a_time_on_any_directed_graph(
     n: int, block: int, seed: int, start: int
 ) -> None:
     """On random directed level-0 lists (sinks, islands, self-links included), the walks
-    reading `block` lists at a time find exactly the slots a plain walk from `start`
-    meets, and those from which a plain walk meets it."""
+    reading `block` lists at a time (`_reaching`'s rounds in blocks from `block // 2 + 1`
+    doubling up to `block`) find exactly the slots a plain walk from `start` meets, and
+    those from which a plain walk meets it."""
     rng = np.random.default_rng(seed)
     capacity, start = 4, start % n
     counts = rng.integers(0, capacity + 1, n)
@@ -160,6 +161,7 @@ def test_walks_a_block_at_a_time_on_any_directed_graph(
             into[near].append(slot)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(graph_reach, "STEP_BLOCK", block)
+        patch.setattr(graph_reach, "FIRST_BLOCK", block // 2 + 1)
         reached = set(np.flatnonzero(graph_reach._reached(level0, start)).tolist())
         reaching = set(np.flatnonzero(graph_reach._reaching(level0, start)).tolist())
     assert reached == _reference_walk(start, out.__getitem__)
