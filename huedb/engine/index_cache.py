@@ -132,7 +132,7 @@ class IndexCache:
         # node snapshotted it, not this one: no local snapshot is then no loss.
         self._shared_store = bool(options.store)
         self._writer = (
-            None if snapshot_dir is None else SnapshotWriter(snapshot_dir, store_id, exists)
+            None if snapshot_dir is None else SnapshotWriter(snapshot_dir, self.owner, exists)
         )
         self._thresholds = Thresholds(options.exact_max_floats, options.filtered_exact_max_floats)
         self._snapshot_every = options.snapshot_every
@@ -1043,7 +1043,7 @@ class IndexCache:
     def _start_calibration_if_due(self, col: CollectionRow, state: IndexState) -> None:
         """`index_calibration.start_if_due` on the snapshot in this cache's directory."""
         if self._dir is not None:
-            index_calibration.start_if_due(col, state, self._dir, self.owner(col))
+            index_calibration.start_if_due(col, state, self._dir, self.owner)
 
     def dirty(self) -> list[CollectionRow]:
         """Collections with index changes not yet snapshotted (checkpointed at close)."""

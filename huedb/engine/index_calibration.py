@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from huedb.engine import snapshot
@@ -41,11 +42,13 @@ def to_store(state: IndexState) -> Calibration | None:
     return dataclasses.replace(state.calibration, changed_since=state.changed_since_calibration)
 
 
-def start_if_due(col: CollectionRow, state: IndexState, directory: Path, owner: str) -> None:
-    """Measure the recall again, on the graph's snapshot in `directory` (carrying `owner`)
-    in a child process on one core (`recall_process`: searches here keep the other cores),
-    when the measurement is missing, was made for another target or ef_search, or a fifth
-    of the graph changed since."""
+def start_if_due(
+    col: CollectionRow, state: IndexState, directory: Path, owner: Callable[[CollectionRow], str]
+) -> None:
+    """Measure the recall again, on the graph's snapshot in `directory` (carrying
+    `owner(col)`) in a child process on one core (`recall_process`: searches here keep the
+    other cores), when the measurement is missing, was made for another target or
+    ef_search, or a fifth of the graph changed since."""
     params = state.index.params
     if not (state.may_calibrate and state.index.uses_graph) or params.recall_target <= 0:
         return
@@ -58,12 +61,12 @@ def start_if_due(col: CollectionRow, state: IndexState, directory: Path, owner: 
     if known is not None and not known.stale(params.recall_target, params.ef_search, changes):
         return
     state.may_calibrate = False
-    path = snapshot.snapshot_path(directory, col.uuid)
+    path, carried = snapshot.snapshot_path(directory, col.uuid), owner(col)
     job = IndexJob(threading.Thread(daemon=True), state.watermark)
 
     def work() -> None:
         try:
-            job.calibration = measure_snapshot(path, owner, params, job.stop)
+            job.calibration = measure_snapshot(path, carried, params, job.stop)
         except (BuildStopped, ValueError, RuntimeError) as exc:
             logger.info("recall of %s not measured: %r", col.uuid, exc)
             return

@@ -27,16 +27,18 @@ logger = logging.getLogger(__name__)
 class SnapshotWriter:
     """Writes the graph snapshots of one store's collections in `directory`."""
 
-    def __init__(self, directory: Path, store_id: str, exists: Callable[[str], bool]) -> None:
-        """`exists(uuid)`: whether the store still has a collection, asked by writers in
-        any thread (a store session of its own, never the engine's lock)."""
+    def __init__(
+        self,
+        directory: Path,
+        owner: Callable[[CollectionRow], str],
+        exists: Callable[[str], bool],
+    ) -> None:
+        """`owner(col)`: the identity a snapshot of the collection carries; `exists(uuid)`:
+        whether the store still has a collection, asked by writers in any thread (a store
+        session of its own, never the engine's lock)."""
         self._directory = directory
-        self._store_id = store_id
+        self._owner = owner
         self._exists = exists
-
-    def _owner(self, col: CollectionRow) -> str:
-        """The identity a snapshot of this collection carries."""
-        return snapshot.owner_name(self._store_id, col.uuid)
 
     def write_or_warn(
         self,
@@ -47,61 +49,44 @@ class SnapshotWriter:
         replace: bool = False,
         graph_file: Path | None = None,
     ) -> bool:
-        """Write the graph's snapshot (`_write`); False when another process is writing
-        it or it could not be written; NotFoundError when the store no longer has
-        the collection (its files are removed). A snapshot is a cache: failing to write one
-        (disk full, I/O error, even its lock file) must not fail the query or write that
-        triggered it; the index stays held (evicting it would lose its graph)."""
+        """Write the index's graph (or the graph usearch saved to `graph_file`) to its
+        snapshot unless a usable one at least as recent is there (`snapshot.covers`; with
+        `replace`, a more recent one: a rebuilt graph replaces one at its watermark). True
+        means the file is whole: the caller may map it without checking its payload again.
+        False when another process holds the snapshot lock or it could not be written: a
+        snapshot is a cache, so failing to write one (disk full, I/O error, even its lock
+        file) must not fail the query or write that triggered it; the index stays held
+        (evicting it would lose its graph). NotFoundError when the store no longer has the
+        collection, checked under the lock first (its files are then removed): no snapshot
+        lands after the process that deleted it removed its files
+        (`snapshot.remove_collection_files` waits for the lock)."""
         path = snapshot.snapshot_path(self._directory, col.uuid)
         try:
-            return self._write(col, path, watermark, index, calibration, replace, graph_file)
+            with snapshot.exclusive_lock(self._directory, col.uuid) as locked:
+                if not locked:
+                    return False
+                if not self._exists(col.uuid):
+                    snapshot.unlink_collection_files(self._directory, col.uuid)
+                    raise NotFoundError(f"Collection {col.uuid} does not exist.")
+                owner, dim, space = self._owner(col), index.dim, index.params.space
+                newer_than = watermark + 1 if replace else watermark
+                if not snapshot.covers(path, owner, newer_than, dim, space):
+                    measured = None if calibration is None else calibration.to_json()
+                    if graph_file is None:
+                        length = snapshot.write_snapshot_streamed(
+                            path, owner, watermark, dim, space, index.save_graph, measured
+                        )
+                    else:
+                        length = snapshot.write_snapshot_from_file(
+                            path, owner, watermark, dim, space, graph_file, measured
+                        )
+                    events.snapshot_written(True, length)
+                    logger.debug("snapshot of %s at seq %d", col.uuid, watermark)
+            return True
         except OSError as exc:
             logger.warning("could not write index snapshot %s: %s", path, exc)
             events.snapshot_written(False, 0)
             return False
-
-    def _write(
-        self,
-        col: CollectionRow,
-        path: Path,
-        watermark: int,
-        index: VectorIndex,
-        calibration: Calibration | None,
-        replace: bool = False,
-        graph_file: Path | None = None,
-    ) -> bool:
-        """Write the index's graph (or the graph usearch saved to `graph_file`) to its
-        snapshot unless a usable one at least as recent is there (`snapshot.covers`; with
-        `replace`, a more recent one: a rebuilt graph replaces one at its watermark); False
-        when another process holds the snapshot lock. True means the file is whole: the
-        caller may map it without checking its payload again. Checked under the lock
-        first: the collection still exists, so no snapshot lands after the process that
-        deleted it removed its files (`snapshot.remove_collection_files` waits for the lock)."""
-        with snapshot.exclusive_lock(self._directory, col.uuid) as locked:
-            if not locked:
-                return False
-            if not self._exists(col.uuid):
-                snapshot.unlink_collection_files(self._directory, col.uuid)
-                raise NotFoundError(f"Collection {col.uuid} does not exist.")
-            owner, dim, space = (
-                self._owner(col),
-                index.dim,
-                index.params.space,
-            )
-            newer_than = watermark + 1 if replace else watermark
-            if not snapshot.covers(path, owner, newer_than, dim, space):
-                measured = None if calibration is None else calibration.to_json()
-                if graph_file is None:
-                    length = snapshot.write_snapshot_streamed(
-                        path, owner, watermark, dim, space, index.save_graph, measured
-                    )
-                else:
-                    length = snapshot.write_snapshot_from_file(
-                        path, owner, watermark, dim, space, graph_file, measured
-                    )
-                events.snapshot_written(True, length)
-                logger.debug("snapshot of %s at seq %d", col.uuid, watermark)
-        return True
 
     def link(self, col: CollectionRow) -> tuple[int, int] | None:
         """Link in the records the graph of the collection's snapshot does not reach
