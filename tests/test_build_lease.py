@@ -45,6 +45,15 @@ def _wait_for_graph(col, seconds: float = 60) -> None:  # type: ignore[no-untype
         time.sleep(0.02)
 
 
+def _graph_of(client, vectors: np.ndarray):  # type: ignore[no-untyped-def]
+    """A new l2 collection "vecs" of `vectors` (ids r0, r1, ...), its graph built."""
+    col = client.create_collection("vecs", configuration={"hnsw": {"space": "l2"}})
+    col.add(ids=[f"r{i}" for i in range(len(vectors))], embeddings=vectors)
+    col.query(query_embeddings=vectors[:1], n_results=1)
+    _wait_for_graph(col)
+    return col
+
+
 def test_a_lease_is_held_by_one_holder_and_leaves_no_file(tmp_path: Path) -> None:
     index = tmp_path / "index"
     first = snapshot.take_build_lease(index, "c")
@@ -127,11 +136,7 @@ def test_a_process_awaiting_another_build_serves_the_snapshot_it_writes(
     vectors = _vectors(2, ROWS + 50)
     client = _client(tmp_path)
     try:
-        col = client.create_collection("vecs", configuration={"hnsw": {"space": "l2"}})
-        uuid = str(col.id)
-        col.add(ids=[f"r{i}" for i in range(ROWS)], embeddings=vectors[:ROWS])
-        col.query(query_embeddings=vectors[:1], n_results=1)
-        _wait_for_graph(col)
+        uuid = str(_graph_of(client, vectors[:ROWS]).id)
     finally:
         client.close()  # writes the graph's snapshot
     index = tmp_path / "index"
@@ -173,10 +178,7 @@ def test_a_backlog_pass_waits_while_another_holds_the_lease(
     vectors = _vectors(3)
     client = _client(tmp_path)
     try:
-        col = client.create_collection("vecs", configuration={"hnsw": {"space": "l2"}})
-        col.add(ids=[f"r{i}" for i in range(ROWS)], embeddings=vectors)
-        col.query(query_embeddings=vectors[:1], n_results=1)
-        _wait_for_graph(col)
+        col = _graph_of(client, vectors)
         lease = snapshot.take_build_lease(tmp_path / "index", str(col.id))
         assert lease is not None
         try:
@@ -324,11 +326,7 @@ def test_a_snapshot_removed_while_awaiting_is_no_snapshot_landed(
     vectors = _vectors(8)
     client = _client(tmp_path)
     try:
-        col = client.create_collection("vecs", configuration={"hnsw": {"space": "l2"}})
-        col.add(ids=[f"r{i}" for i in range(ROWS)], embeddings=vectors)
-        col.query(query_embeddings=vectors[:1], n_results=1)
-        _wait_for_graph(col)
-        uuid = str(col.id)
+        uuid = str(_graph_of(client, vectors).id)
     finally:
         client.close()  # writes the graph's snapshot
     clear_system_cache()
