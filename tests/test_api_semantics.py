@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 import huedb
 from huedb import errors
 from huedb.api.client import clear_system_cache
+from tests.graph_wait import wait_for_graph
 
 
 @pytest.fixture(params=["ephemeral", "persistent"])
@@ -384,10 +384,7 @@ def test_graph_is_built_in_background_and_results_stay_exact_meanwhile(tmp_path:
     col.add(ids=[f"v{i}" for i in range(4000)], embeddings=vectors)
     first = col.query(query_embeddings=vectors[:50], n_results=1)
     assert first["ids"] == [[f"v{i}"] for i in range(50)]
-    deadline = time.monotonic() + 60
-    while col.get_indexing_status().op_indexing_progress < 1.0:
-        assert time.monotonic() < deadline, "graph build did not finish"
-        time.sleep(0.05)
+    wait_for_graph(col)
     status = col.get_indexing_status()
     assert (status.num_indexed_ops, status.total_ops) == (4000, 4000)
     col.update(ids=["v0"], embeddings=[vectors[1]])

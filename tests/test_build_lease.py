@@ -19,6 +19,7 @@ import pytest
 from huedb.api.client import clear_system_cache
 from huedb.engine import index_cache, snapshot
 from tests import stores
+from tests.graph_wait import wait_for_graph
 
 DIM = 16
 ROWS = 600
@@ -38,19 +39,12 @@ def _progress(col) -> float:  # type: ignore[no-untyped-def]
     return col.get_indexing_status().op_indexing_progress
 
 
-def _wait_for_graph(col, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while _progress(col) < 1.0:
-        assert time.monotonic() < deadline, f"no graph in {seconds} s"
-        time.sleep(0.02)
-
-
 def _graph_of(client, vectors: np.ndarray):  # type: ignore[no-untyped-def]
     """A new l2 collection "vecs" of `vectors` (ids r0, r1, ...), its graph built."""
     col = client.create_collection("vecs", configuration={"hnsw": {"space": "l2"}})
     col.add(ids=[f"r{i}" for i in range(len(vectors))], embeddings=vectors)
     col.query(query_embeddings=vectors[:1], n_results=1)
-    _wait_for_graph(col)
+    wait_for_graph(col)
     return col
 
 
@@ -121,7 +115,7 @@ def test_a_process_builds_no_graph_while_another_holds_the_lease_then_builds_it(
             assert caplog.text.count("another process is building") == 1  # said once
         finally:
             lease.release()
-        _wait_for_graph(col)
+        wait_for_graph(col)
         assert col.query(query_embeddings=vectors[9:10], n_results=1)["ids"][0] == ["r9"]
     finally:
         client.close()
@@ -193,7 +187,7 @@ def test_a_backlog_pass_waits_while_another_holds_the_lease(
             assert "another process is building or changing the HNSW graph" in caplog.text
         finally:
             lease.release()
-        _wait_for_graph(col)
+        wait_for_graph(col)
         got = col.query(query_embeddings=vectors[77:78] + 5.0, n_results=1)
         assert got["ids"][0] == ["r77"]
     finally:
@@ -342,7 +336,7 @@ def test_a_snapshot_removed_while_awaiting_is_no_snapshot_landed(
             snapshot.snapshot_path(index, uuid).unlink()
         finally:
             lease.release()
-        _wait_for_graph(col)
+        wait_for_graph(col)
         got = col.query(query_embeddings=vectors[77:78] + 5.0, n_results=1)
         assert got["ids"][0] == ["r77"]
     finally:

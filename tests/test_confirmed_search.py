@@ -25,6 +25,7 @@ from huedb.engine.sqlite_store.schema import DIGEST_TABLES
 from huedb.errors import NotFoundError
 from huedb.record_batch import RecordBatch
 from tests import stores
+from tests.graph_wait import wait_for_engine_graph
 from tests.stores import StoreTarget
 
 store = stores.store
@@ -77,13 +78,6 @@ def _query(
 ) -> list[list[str]]:
     hits = engine.query(uuid, queries.astype(np.float32), k, flt, False)
     return [[hits.rows[key][1] for key in keys] for keys in hits.keys]
-
-
-def _wait_for_graph(engine: Engine, uuid: str) -> None:
-    deadline = time.monotonic() + 60
-    while engine.indexing_status(uuid)["op_indexing_progress"] < 1.0:
-        assert time.monotonic() < deadline, "the graph was not built in 60 s"
-        time.sleep(0.05)
 
 
 def _settle(engine: Engine, uuid: str, query: Any) -> None:
@@ -144,7 +138,7 @@ def test_warm_graph_query_finds_stored_vectors_exactly(store: StoreTarget, tmp_p
         rng = np.random.default_rng(2)
         vectors = rng.standard_normal((1500, DIM)).astype(np.float32)
         _add(a, col.uuid, [f"r{i}" for i in range(1500)], vectors)
-        _wait_for_graph(a, col.uuid)
+        wait_for_engine_graph(a, col.uuid)
         _query(a, col.uuid, vectors[:1], 5)  # adopts the finished graph
         counting = _counted(a)
         picks = rng.choice(1500, 40, replace=False)
@@ -191,7 +185,7 @@ def test_warm_filtered_query_reads_once_and_answers_exactly(
         rng = np.random.default_rng(4)
         vectors = rng.standard_normal((1500, DIM)).astype(np.float32)
         _add(a, col.uuid, [f"r{i}" for i in range(1500)], vectors)
-        _wait_for_graph(a, col.uuid)
+        wait_for_engine_graph(a, col.uuid)
         where = compile_filter(None, {"b": {"$in": [3, 7]}}, None)
         _settle(a, col.uuid, lambda: _query(a, col.uuid, vectors[:1], 5, where))  # adopts
         counting = _counted(a)  # the graph (with its vectors) and its snapshot
@@ -296,7 +290,7 @@ def test_warm_query_on_a_loaded_snapshot_ranks_with_stored_vectors(
     try:
         col = a.create_collection("snap", None, {}, False, TENANT, DATABASE)
         _add(a, col.uuid, [f"r{i}" for i in range(1500)], vectors)
-        _wait_for_graph(a, col.uuid)
+        wait_for_engine_graph(a, col.uuid)
         _query(a, col.uuid, vectors[:1], 5)  # adopts the graph and writes its snapshot
     finally:
         a.close()

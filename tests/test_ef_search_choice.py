@@ -12,7 +12,6 @@ set on the graph) and from `get_indexing_status()`.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from huedb.engine.hnsw_config import (
 )
 from huedb.ops.collection_definition import create_like
 from huedb.ops.stats import gather_stats
+from tests.graph_wait import wait_for_graph
 from tests.servers import huedb_server
 
 N = 2_000
@@ -62,20 +62,12 @@ def client(tmp_path: Path) -> Iterator[huedb.Client]:
 def _fill(col: huedb.Collection) -> None:
     """Add the vectors and wait for the graph."""
     col.add(ids=IDS, embeddings=VECTORS)
-    _wait_for_graph(col)
-
-
-def _wait_for_graph(col: huedb.Collection) -> None:
-    """Wait for the graph (built, and measured, in the background)."""
-    deadline = time.monotonic() + 60
-    while col.get_indexing_status().op_indexing_progress < 1.0:
-        assert time.monotonic() < deadline, "the graph was not built in 60 s"
-        time.sleep(0.02)
+    wait_for_graph(col)
 
 
 def _ef_in_use(client: huedb.Client, col: huedb.Collection) -> tuple[int, int | None, str | None]:
     """(the loaded graph's search ef, the reported ef_search and its source)."""
-    _wait_for_graph(col)  # loads the index if it is not (a new node builds its graph)
+    wait_for_graph(col)  # loads the index if it is not (a new node builds its graph)
     engine = client._server.engine  # type: ignore[attr-defined]
     index = engine._indexes.loaded(engine.get_collection_by_uuid(str(col.id)).cid)
     assert index is not None and index.uses_graph
@@ -217,11 +209,8 @@ def test_over_http(tmp_path: Path) -> None:
             echoes.append({k: v for k, v in body.items() if k not in ("id", "name")})
         assert echoes[0] == echoes[1]
         ours = huedb.HttpClient(host=srv.host, port=srv.port)
-        deadline = time.monotonic() + 60
         for name in ("chosen", "default"):
-            while ours.get_collection(name).get_indexing_status().op_indexing_progress < 1.0:
-                assert time.monotonic() < deadline, "the graph was not built in 60 s"
-                time.sleep(0.05)
+            wait_for_graph(ours.get_collection(name))
         got = ours.get_collection("chosen").get_indexing_status()
         assert (got.ef_search, got.ef_search_source) == (100, "configuration")
         got = ours.get_collection("default").get_indexing_status()

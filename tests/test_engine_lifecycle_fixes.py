@@ -31,6 +31,7 @@ from huedb.errors import ChromaError, ClientClosedError, NotFoundError
 from huedb.ops.store import compact
 from tests import stores
 from tests.cli import REPO_ROOT, child_env
+from tests.graph_wait import wait_for_graph
 from tests.proc_workers import vectors_for
 from tests.servers import huedb_server
 from tests.stores import StoreTarget
@@ -68,10 +69,7 @@ def _held_graph(client: Any, name: str, seed: int) -> Any:
     vectors = vectors_for(seed, ROWS, DIM)
     col.add(ids=[str(i) for i in range(ROWS)], embeddings=vectors)
     col.query(query_embeddings=vectors[:1], n_results=1)
-    deadline = time.monotonic() + 60
-    while col.get_indexing_status().op_indexing_progress < 1.0:
-        assert time.monotonic() < deadline, "the graph was never built"
-        time.sleep(0.05)
+    wait_for_graph(col)
     col.upsert(ids=[str(i) for i in range(50)], embeddings=vectors[1000:1050])
     col.query(query_embeddings=vectors[:1], n_results=1)
     return col

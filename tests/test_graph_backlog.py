@@ -46,6 +46,7 @@ from huedb.engine.vector_index import (
 )
 from huedb.record_batch import RecordBatch
 from tests import stores
+from tests.graph_wait import wait_for_engine_graph
 from tests.stores import StoreTarget
 from tests.test_vector_index import (
     SPACES,
@@ -273,13 +274,6 @@ def _first_recall_measurement(caplog, engine: Engine, uuid: str) -> str:
         time.sleep(0.05)
 
 
-def _wait_until_indexed(engine: Engine, uuid: str) -> None:
-    deadline = time.monotonic() + 120
-    while engine.indexing_status(uuid)["op_indexing_progress"] < 1.0:
-        assert time.monotonic() < deadline, "the graph did not take its backlog in 120 s"
-        time.sleep(0.05)
-
-
 def test_large_catch_up_is_applied_in_the_background(
     store: StoreTarget, tmp_path: Path, caplog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -293,7 +287,7 @@ def test_large_catch_up_is_applied_in_the_background(
     first = _engine(store, tmp_path)
     col = first.create_collection("backlog", None, {}, False, TENANT, DATABASE)
     first.add(col.uuid, RecordBatch(ids=ids, embeddings=vectors))
-    _wait_until_indexed(first, col.uuid)
+    wait_for_engine_graph(first, col.uuid, seconds=120)
     first.close()
     assert first._index_dir is not None
     path = snapshot.snapshot_path(first._index_dir, col.uuid)
@@ -335,7 +329,7 @@ def test_large_catch_up_is_applied_in_the_background(
         assert check.records == check.indexed == len(alive)
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="huedb.engine.index_calibration"):
-            _wait_until_indexed(reader, col.uuid)
+            wait_for_engine_graph(reader, col.uuid, seconds=120)
             measured = _first_recall_measurement(caplog, reader, col.uuid)
         # Measured on the snapshot written after the pass, not the older one on disk.
         assert f"{len(alive)} vectors" in measured, measured

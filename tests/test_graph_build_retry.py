@@ -14,6 +14,7 @@ import pytest
 import huedb
 from huedb.engine import index_cache, index_state
 from huedb.engine.index_state import BUILD_RETRY_MAX_S, BUILD_RETRY_S, retry_delay
+from tests.graph_wait import wait_for_graph
 
 DIM = 16
 
@@ -62,10 +63,7 @@ def test_a_failed_build_is_tried_again_after_the_delay(
         assert got["ids"][0] == ["r7"] and got["distances"][0][0] == pytest.approx(0.0)
         assert len(builds) == 1
         # Then the next use starts another, which serves.
-        deadline = time.monotonic() + 60
-        while col.get_indexing_status().op_indexing_progress < 1.0:
-            assert time.monotonic() < deadline, "the build was not tried again"
-            time.sleep(0.05)
+        wait_for_graph(col)
         assert len(builds) == 2 and builds[1] - builds[0] >= 1.0
         got = col.query(query_embeddings=vectors[9:10], n_results=1)
         assert got["ids"][0] == ["r9"]

@@ -16,6 +16,7 @@ import pytest
 from huedb.engine import graph_build, graph_process
 from huedb.engine.graph_process import ChildFailed, ChildGraph
 from tests import stores
+from tests.graph_wait import wait_for_graph
 
 CONFIG = {
     "ndim": 8,
@@ -135,10 +136,7 @@ def test_a_build_whose_graph_process_hangs_is_built_in_a_thread(
         with caplog.at_level(logging.WARNING, logger="huedb.engine.graph_build"):
             col.add(ids=[f"r{i}" for i in range(2_000)], embeddings=vectors)
             col.query(query_embeddings=vectors[:1], n_results=5)
-            deadline = time.monotonic() + 60
-            while (status := col.get_indexing_status()).op_indexing_progress < 1.0:
-                assert time.monotonic() < deadline, "the graph was not built in 60 s"
-                time.sleep(0.02)
+            status = wait_for_graph(col)
         assert status.recall is not None
         assert "no answer in 1 s, killed" in caplog.text
         assert "building the graph in a thread instead" in caplog.text

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ from huedb.engine.graph_reach import Level0, cut_off, pivot, read_level0, reconn
 from huedb.engine.snapshot import read_header, snapshot_path
 from huedb.engine.vector_index import TOMBSTONE_BASE, nearest_in, reconnected
 from huedb.ops.verify import verify
+from tests.graph_wait import wait_for_graph
 
 DIM, CONNECTIVITY = 32, 4
 
@@ -389,10 +389,7 @@ def _filled(path, vectors: np.ndarray) -> tuple[Any, Any]:
 def _wait_indexed(col: Any, query: np.ndarray) -> None:
     """Query the collection, then wait until its graph serves."""
     col.query(query_embeddings=query, n_results=1)
-    deadline = time.monotonic() + 60
-    while col.get_indexing_status().op_indexing_progress < 1.0:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_graph(col)
 
 
 def _indexed(path, query: np.ndarray) -> None:

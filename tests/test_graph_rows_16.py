@@ -17,7 +17,6 @@ of its graph's build on.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ from huedb.engine.vector_index import (
     rounding_bound,
 )
 from tests import stores
+from tests.graph_wait import wait_for_graph
 from tests.knobs import knob
 from tests.stores import StoreTarget
 from tests.test_mapped_rows import _reference, _vectors
@@ -282,10 +282,7 @@ def test_a_writer_answers_exactly_while_its_graph_is_built(
         queries = queries.astype(np.float32)
         _exact_answers(col, space, vectors, queries, graph=False)
         go.set()
-        deadline = time.monotonic() + 60
-        while col.get_indexing_status().op_indexing_progress < 1.0:
-            assert time.monotonic() < deadline, "the graph was not built in 60 s"
-            time.sleep(0.05)
+        wait_for_graph(col)
         col.count()  # adopts the graph
         (state,) = client._server.engine._indexes._states.values()
         assert state.index.uses_graph and state.index.flat.kind == GRAPH_DTYPE

@@ -15,7 +15,6 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -35,6 +34,7 @@ from huedb.engine.vector_index import (
     graph_rows_16,
     graph_vectors,
 )
+from tests.graph_wait import wait_for_graph
 
 DIM = 16
 THRESHOLD_ROWS = 100  # exact_max_floats = DIM * THRESHOLD_ROWS: 101 rows want a graph
@@ -54,15 +54,6 @@ def _write(col: huedb.Collection, vectors: np.ndarray, start: int, stop: int) ->
     for lo in range(start, stop, BATCH):
         hi = min(lo + BATCH, stop)
         col.add(ids=[f"r{i}" for i in range(lo, hi)], embeddings=vectors[lo:hi])
-
-
-def _wait_for_graph(col: huedb.Collection) -> Any:
-    """The indexing status once the graph serves (60 s at most)."""
-    deadline = time.monotonic() + 60
-    while (status := col.get_indexing_status()).op_indexing_progress < 1.0:
-        assert time.monotonic() < deadline, "the graph was not built in 60 s"
-        time.sleep(0.02)
-    return status
 
 
 def _exact_top(vectors: np.ndarray, query: np.ndarray, k: int) -> list[str]:
@@ -205,7 +196,7 @@ def test_a_writer_builds_the_graph_while_it_writes(
         assert build is not None and build.feed is not None
         assert build.watermark >= row.pruned_seq and len(build.feed.keys) == 400
         assert not build.feed.wanted
-        _wait_for_graph(col)
+        wait_for_graph(col)
         index = engine._indexes.loaded(row.cid)
         assert index is not None and index.uses_graph and len(index) == 400
         _graph_agrees_with_scan(col, vectors, range(5))
@@ -261,7 +252,7 @@ def test_a_writer_holds_no_index_of_a_large_collection_or_one_with_a_graph(
         assert engine._indexes.loaded(engine.get_collection_by_uuid(str(big.id)).cid) is None
         col = client.create_collection("graphed")
         col.add(ids=[f"r{i}" for i in range(200)], embeddings=vectors[:200])
-        _wait_for_graph(col)
+        wait_for_graph(col)
     finally:
         client.close()
     clear_system_cache()
@@ -321,7 +312,7 @@ def test_a_child_process_build_is_measured_there_and_served_as_its_snapshot(
         col = client.create_collection("measured", metadata={"hnsw:space": "l2"})
         _write(col, vectors, 0, 3_000)
         col.query(query_embeddings=vectors[:1], n_results=5)
-        status = _wait_for_graph(col)
+        status = wait_for_graph(col)
         assert searched and set(searched) == {200}, searched  # 3,000 rows: 200 queries
         assert status.recall is not None and status.ef_search_source in {"default", "recall_target"}
         engine = client._server.engine  # type: ignore[attr-defined]

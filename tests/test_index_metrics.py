@@ -31,6 +31,7 @@ from huedb.engine.graph_build import FRAME_ROWS
 from huedb.engine.recall_calibration import SAMPLE_QUERIES_MAX
 from huedb.record_batch import RecordBatch
 from huedb.server.metrics import EngineMetrics
+from tests.graph_wait import wait_for_graph
 from tests.servers import huedb_server
 from tests.test_fault_injection import faulty
 from tests.test_metrics import ADMIN, READER, TOKENS_ENV, scrape
@@ -88,13 +89,6 @@ def make(client: huedb.Client, name: str, n: int) -> huedb.Collection:
     col = client.create_collection(name)
     col.add(ids=[f"r{i}" for i in range(n)], embeddings=vectors(n, n))
     return col
-
-
-def wait_for_graph(col: huedb.Collection) -> None:
-    deadline = time.monotonic() + 60
-    while col.get_indexing_status().op_indexing_progress < 1.0:
-        assert time.monotonic() < deadline, "the graph was never built"
-        time.sleep(0.02)
 
 
 def wait_for_snapshots(before: dict[str, float], count: int) -> None:

@@ -20,7 +20,6 @@ import functools
 import logging
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ from huedb.engine.vector_index import (
     graph_vectors,
 )
 from tests import stores
+from tests.graph_wait import wait_for_graph
 from tests.knobs import knob
 from tests.stores import StoreTarget
 
@@ -303,10 +303,7 @@ def test_a_build_whose_graph_process_is_killed_at_the_checkpoint_is_built_in_a_t
         with caplog.at_level(logging.WARNING, logger="huedb.engine.graph_build"):
             col.add(ids=[f"r{i}" for i in range(2_000)], embeddings=vectors)
             col.query(query_embeddings=vectors[:1], n_results=5)
-            deadline = time.monotonic() + 60
-            while (status := col.get_indexing_status()).op_indexing_progress < 1.0:
-                assert time.monotonic() < deadline, "the graph was not built in 60 s"
-                time.sleep(0.02)
+            status = wait_for_graph(col)
         assert len(killed) == 1 and status.recall is not None
         assert "building the graph in a thread instead" in caplog.text
         got = col.query(query_embeddings=vectors[5:6] + np.float32(0.01), n_results=3)
@@ -339,10 +336,7 @@ def test_rows_far_beyond_the_first_are_clipped_reported_and_still_found(
                 ids = [f"r{i}" for i in range(lo, lo + 50)]
                 col.add(ids=ids, embeddings=vectors[lo : lo + 50])
             col.query(query_embeddings=near[:1], n_results=1)
-            deadline = time.monotonic() + 60
-            while col.get_indexing_status().op_indexing_progress < 1.0:
-                assert time.monotonic() < deadline, "the graph was not built in 60 s"
-                time.sleep(0.02)
+            wait_for_graph(col)
         assert "int8 components were clipped" in caplog.text
         for q in range(0, 2_000, 97):
             got = col.query(query_embeddings=vectors[q : q + 1], n_results=1)
@@ -385,10 +379,7 @@ def test_a_build_on_int8_rows_is_measured_and_served_with_its_16_bit_rows(
         for lo in range(0, 3_000, 250):
             col.add(ids=[f"r{i}" for i in range(lo, lo + 250)], embeddings=vectors[lo : lo + 250])
         col.query(query_embeddings=vectors[:1], n_results=5)
-        deadline = time.monotonic() + 60
-        while (status := col.get_indexing_status()).op_indexing_progress < 1.0:
-            assert time.monotonic() < deadline, "the graph was not built in 60 s"
-            time.sleep(0.02)
+        status = wait_for_graph(col)
         assert rewrites == [KIND, KIND]  # the checkpoint measured, then the graph served
         assert status.recall is not None and status.recall >= 0.95
         col.count()  # adopts the graph

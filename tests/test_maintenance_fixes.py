@@ -37,6 +37,7 @@ from huedb.ops.store import compact
 from huedb.record_batch import RecordBatch
 from tests import stores
 from tests.cli import REPO_ROOT, child_env
+from tests.graph_wait import wait_for_engine_graph
 from tests.stores import StoreTarget
 
 store = stores.store
@@ -71,13 +72,6 @@ def _held_collection(engine: Engine, name: str, seed: int) -> str:
     engine.add(col.uuid, RecordBatch(ids=[f"r{i}" for i in range(ROWS)], embeddings=vectors))
     engine.query(col.uuid, vectors[:1], 1, compile_filter(None, None, None), False)
     return col.uuid
-
-
-def _wait_for_graph(engine: Engine, uuid: str) -> None:
-    deadline = time.monotonic() + 60
-    while engine.indexing_status(uuid)["op_indexing_progress"] < 1.0:
-        assert time.monotonic() < deadline, "the graph was never built"
-        time.sleep(0.05)
 
 
 def _other_data(store: StoreTarget, tmp_path: Path) -> Path:
@@ -186,7 +180,7 @@ def test_compact_keeps_the_snapshot_until_the_rebuilt_one_replaces_it(
     try:
         uuid = _held_collection(engine, "saved", 1)
         engine.delete(uuid, compile_filter([f"r{i}" for i in range(500)], None, None), None)
-        _wait_for_graph(engine, uuid)
+        wait_for_engine_graph(engine, uuid)
     finally:
         engine.close()  # writes the graph's snapshot
     path = snapshot.snapshot_path(data / "index", uuid)
@@ -228,7 +222,7 @@ def test_compact_removes_the_snapshot_a_rebuild_leaves_stale(
     engine = _engine(store, data)
     try:
         uuid = _held_collection(engine, "shrunk", 1)
-        _wait_for_graph(engine, uuid)
+        wait_for_engine_graph(engine, uuid)
         engine.close()
         assert snapshot.read_header(snapshot.snapshot_path(data / "index", uuid)) is not None
         engine = _engine(store, data)

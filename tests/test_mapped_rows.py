@@ -29,6 +29,7 @@ from huedb.engine.vector_index import (
     graph_input,
 )
 from tests import stores
+from tests.graph_wait import wait_for_graph
 from tests.stores import StoreTarget
 
 store = stores.store
@@ -219,10 +220,7 @@ def _client(store: StoreTarget, path: Any) -> Any:
 
 def _wait_indexed(col: Any) -> None:
     col.query(query_embeddings=np.zeros((1, DIM), dtype=np.float32), n_results=1)
-    deadline = time.monotonic() + 60
-    while col.get_indexing_status().op_indexing_progress < 1.0:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_graph(col)
 
 
 def _filled(

@@ -19,7 +19,6 @@ budget to compare with.
 from __future__ import annotations
 
 import errno
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from huedb.errors import ConfigError
 from huedb.ops.stats import gather_stats
 from huedb.options import MAX_BYTES
 from huedb.server.metrics import EngineMetrics
+from tests.graph_wait import wait_for_graph
 
 DIM = 8
 GRAPH_AT = 800  # exact_max_floats: collections above 100 vectors of 8 dims get a graph
@@ -61,18 +61,11 @@ def vectors(n: int, seed: int, dim: int = DIM) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
 
 
-def wait_for_graph(col: Any) -> None:
-    deadline = time.monotonic() + 120
-    while col.get_indexing_status().op_indexing_progress < 1.0:
-        assert time.monotonic() < deadline, "the graph was not built"
-        time.sleep(0.02)
-
-
 def graph_collection(client: huedb.PersistentClient, name: str, n: int, seed: int) -> Any:
     """A collection of `n` vectors with its graph built and snapshotted."""
     col = client.create_collection(name, embedding_function=None)
     col.add(ids=[f"r{i}" for i in range(n)], embeddings=vectors(n, seed))
-    wait_for_graph(col)
+    wait_for_graph(col, seconds=120)
     return col
 
 

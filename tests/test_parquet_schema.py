@@ -450,8 +450,9 @@ def test_the_planner_tunes_an_imported_collection_only_without_a_choice(
 ) -> None:
     """After the graph of the copy is built: a poor graph misses the recall target at ef
     100, so the planner raises ef_search unless the user chose it (tests/test_ef_search_choice)."""
+    from tests.graph_wait import wait_for_graph
     from tests.test_ef_search_choice import GRAPH as POOR_GRAPH
-    from tests.test_ef_search_choice import IDS, VECTORS, _client, _wait_for_graph
+    from tests.test_ef_search_choice import IDS, VECTORS, _client
 
     src = huedb.PersistentClient(tmp_path / "src")
     col = src.create_collection("efs", configuration={"hnsw": {**POOR_GRAPH, **hnsw}})
@@ -462,7 +463,7 @@ def test_the_planner_tunes_an_imported_collection_only_without_a_choice(
     try:
         assert import_collection(dst, tmp_path / "efs.parquet", show_progress=False).warnings == []
         copy = dst.get_collection("efs")
-        _wait_for_graph(copy)
+        wait_for_graph(copy)
         ef, source = _ef_search(copy)
         if tuned:
             assert source == "recall_target" and (ef or 0) > 100

@@ -17,6 +17,7 @@ from huedb.engine.engine import Engine
 from huedb.engine.filters import compile_filter
 from huedb.options import EngineOptions
 from huedb.record_batch import RecordBatch
+from tests.graph_wait import wait_for_engine_graph
 
 DIM = 16
 ALL = compile_filter(None, None, None)
@@ -29,9 +30,7 @@ def _node(url: str, path: Path) -> Engine:
 
 def _graph_ready(engine: Engine, uuid: str, probe: np.ndarray) -> None:
     deadline = time.monotonic() + 60
-    while engine.indexing_status(uuid)["op_indexing_progress"] < 1.0:
-        assert time.monotonic() < deadline, "the graph was not built in 60 s"
-        time.sleep(0.05)
+    wait_for_engine_graph(engine, uuid)
     engine.query(uuid, probe, 1, ALL, False)  # adopts the graph, then snapshots it...
     states = engine._indexes._states.values()
     while any(s.saving is not None or s.saved_at is not None for s in states):

@@ -43,6 +43,7 @@ from huedb.engine import snapshot
 from huedb.engine.vector_index import HnswParams, Thresholds, VectorIndex, build_graph, search_graph
 from huedb.errors import InvalidArgumentError
 from huedb.ops.stats import gather_stats
+from tests.graph_wait import wait_for_graph
 from tests.servers import huedb_server
 
 N = 20_000
@@ -115,10 +116,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     col = client.create_collection(NAME)
     for start in range(0, N, 5_000):
         col.add(ids=IDS[start : start + 5_000], embeddings=VECTORS[start : start + 5_000])
-    deadline = time.monotonic() + 120
-    while col.get_indexing_status().op_indexing_progress < 1.0:  # loads it: a build starts
-        assert time.monotonic() < deadline, "the graph was not built in 120 s"
-        time.sleep(0.05)
+    wait_for_graph(col, seconds=120)  # loads it: a build starts
     client.close()
     yield path
     clear_system_cache()
@@ -225,9 +223,7 @@ def _graph_of_4000(client: huedb.Client, name: str) -> tuple[huedb.Collection, A
     engine = client._server.engine  # type: ignore[attr-defined]
     row = engine.get_collection_by_uuid(str(col.id))
     deadline = time.monotonic() + 120
-    while col.get_indexing_status().op_indexing_progress < 1.0:
-        assert time.monotonic() < deadline, "the graph was not built in 120 s"
-        time.sleep(0.05)
+    wait_for_graph(col, seconds=120)
     return col, engine, row, deadline
 
 
@@ -391,10 +387,7 @@ def test_a_target_the_graph_does_not_reach_is_reported(
         col = client.create_collection("sparse", configuration={"hnsw": hnsw})
         with caplog.at_level("WARNING", logger="huedb"):
             col.add(ids=IDS[:4_000], embeddings=vectors)
-            deadline = time.monotonic() + 120
-            while col.get_indexing_status().op_indexing_progress < 1.0:
-                assert time.monotonic() < deadline, "the graph was not built in 120 s"
-                time.sleep(0.05)
+            wait_for_graph(col, seconds=120)
         status = col.get_indexing_status()
         assert status.recall is not None and status.recall < TARGET - 0.02
         if "ef_search" in hnsw:

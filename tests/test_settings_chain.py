@@ -6,7 +6,6 @@ back from its connection, and the planner switching to a graph at the configured
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -16,6 +15,7 @@ import pytest
 import huedb
 from huedb.errors import ConfigError
 from huedb.options import SERVER_DEFAULTS, EngineOptions, resolve_options
+from tests.graph_wait import wait_for_graph
 from tests.servers import huedb_server
 
 DIM = 8
@@ -71,13 +71,6 @@ def _fill(client: huedb.Client, name: str, n: int) -> huedb.Collection:
     return col
 
 
-def _wait_for_graph(col: huedb.Collection, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while col.get_indexing_status().op_indexing_progress < 1.0:
-        assert time.monotonic() < deadline, "the graph was never built"
-        time.sleep(0.1)
-
-
 def test_huedb_run_uses_environment_config_file_and_flags(tmp_path: Path) -> None:
     config = tmp_path / "huedb.toml"
     config.write_text(
@@ -98,7 +91,7 @@ def test_huedb_run_uses_environment_config_file_and_flags(tmp_path: Path) -> Non
         }
         client = huedb.HttpClient(host=server.url)
         col = _fill(client, "big", 200)  # 1,600 floats: above 800, so a graph
-        _wait_for_graph(col)
+        wait_for_graph(col)
         (entry,) = _stats(server.url)["collections"]
         assert entry["index_kind"] == "hnsw"
         client.close()
@@ -110,7 +103,7 @@ def test_huedb_run_defaults_without_settings(tmp_path: Path) -> None:
         assert engine == {**SERVER.to_dict(), "sqlite_synchronous": SERVER.sync}
         client = huedb.HttpClient(host=server.url)
         col = _fill(client, "small", 200)
-        _wait_for_graph(col)
+        wait_for_graph(col)
         (entry,) = _stats(server.url)["collections"]
         assert entry["index_kind"] == "exact"  # 1,600 floats stay exact by default
         client.close()
@@ -141,7 +134,7 @@ def test_persistent_client_settings_reach_the_engine(
     }
     assert settings.huedb_filtered_exact_max_floats == 1234  # Settings shows what is in force
     col = _fill(client, "big", 200)
-    _wait_for_graph(col)
+    wait_for_graph(col)
     assert engine.collection_figures(engine.collections()[0])["index_kind"] == "hnsw"
 
 

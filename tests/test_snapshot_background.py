@@ -27,6 +27,7 @@ from huedb.engine.filters import compile_filter
 from huedb.engine.vector_index import Thresholds, VectorIndex, graph_keys, load_graph
 from huedb.record_batch import RecordBatch
 from tests import stores
+from tests.graph_wait import wait_for_engine_graph
 from tests.stores import StoreTarget
 from tests.test_graph_backlog import DATABASE, DIM, TENANT, N, _engine, _names
 from tests.test_vector_index import graph_index, make_reference, ref_vectors
@@ -232,10 +233,7 @@ def test_a_large_view_is_never_copied_its_changes_wait_for_a_pass(
     rng = np.random.default_rng(15)
     first = _engine(store, tmp_path)
     uuid, ids, vectors = _collection(first, rng)
-    deadline = time.monotonic() + 120
-    while first.indexing_status(uuid)["op_indexing_progress"] < 1.0:
-        assert time.monotonic() < deadline, "the graph was never built"
-        time.sleep(0.02)
+    wait_for_engine_graph(first, uuid, seconds=120)
     first.close()
 
     monkeypatch.setattr(vector_index, "VIEW_KEPT_MIN_BYTES", 0)

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import huedb
 from huedb.api.client import clear_system_cache
 from huedb.engine import snapshot
 from huedb.engine.graph_build import CHILD_MIN_FLOATS
+from tests.graph_wait import wait_for_graph
 from tests.proc_workers import run_worker, vectors_for
 from tests.snapshot_files import with_payload
 
@@ -412,10 +412,7 @@ def test_a_damaged_snapshot_is_replaced_by_a_graph_process_build(
         )
         col = client.get_collection("child")
         col.query(query_embeddings=vectors[:1], n_results=1)
-        deadline = time.monotonic() + 120
-        while col.get_indexing_status().op_indexing_progress < 1.0:
-            assert time.monotonic() < deadline, "the graph was not built in 120 s"
-            time.sleep(0.05)
+        wait_for_graph(col, seconds=120)
         return client, col
 
     clear_system_cache()

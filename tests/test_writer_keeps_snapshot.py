@@ -22,6 +22,7 @@ from huedb.api.client import clear_system_cache
 from huedb.engine import index_cache, snapshot
 from huedb.engine.vector_index import BuildStopped
 from tests import proc_workers
+from tests.graph_wait import wait_for_graph
 
 DIM = 16
 ROWS = 400
@@ -49,10 +50,7 @@ def _engine(client: huedb.Client):  # type: ignore[no-untyped-def]
 def _search_until_graphed(col: huedb.Collection, vectors: np.ndarray) -> None:
     """A search, then the wait (60 s at most) until the graph it started serves."""
     col.query(query_embeddings=vectors[:1], n_results=3)
-    deadline = time.monotonic() + 60
-    while col.get_indexing_status().op_indexing_progress < 1.0:
-        assert time.monotonic() < deadline, "no graph in 60 s"
-        time.sleep(0.02)
+    wait_for_graph(col)
 
 
 def _graph_with_snapshot(path: Path, vectors: np.ndarray) -> tuple[str, int]:
