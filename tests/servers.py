@@ -13,7 +13,6 @@ import os
 import random
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -124,14 +123,13 @@ class RunningServer:
 def wait_until_up(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 30) -> None:
     """Poll the heartbeat until it answers; fail with the server log if it dies or stalls."""
     deadline = time.monotonic() + timeout
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+        # Any certificate (a test's own CA); verify=False also skips loading a CA bundle,
+        # ~26 ms of CPU per client.
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/api/v2/heartbeat", verify=context, timeout=1).status_code == 200:
+            if httpx.get(f"{url}/api/v2/heartbeat", verify=False, timeout=1).status_code == 200:
                 return
         time.sleep(0.1)
     raise RuntimeError(f"server did not answer within {timeout}s:\n{log_path.read_text()}")

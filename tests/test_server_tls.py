@@ -100,6 +100,27 @@ def test_huedb_client_trusts_a_ca_file(tls_server: RunningServer, tls_files: Tls
         huedb.HttpClient(host="localhost", port=tls_server.port, ssl=True, settings=untrusting)
 
 
+def test_clients_share_the_default_context_and_honour_ssl_cert_file(
+    tls_server: RunningServer, tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`verify=True` clients share one default SSL context per process (made once: loading
+    the CA bundle is ~26 ms a client); SSL_CERT_FILE set later gets a context of its own
+    that trusts that file, as httpx's default does, and restoring it returns to the first."""
+    default = tls_verification(True)
+    assert isinstance(default, ssl.SSLContext) and tls_verification(True) is default
+    settings = huedb.Settings(chroma_client_auth_credentials=ADMIN)
+    with pytest.raises(Exception, match="(?i)certificate|connect"):
+        huedb.HttpClient(host="localhost", port=tls_server.port, ssl=True, settings=settings)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.ca))
+    trusting = tls_verification(True)
+    assert trusting is not default and tls_verification(True) is trusting
+    client = huedb.HttpClient(host="localhost", port=tls_server.port, ssl=True, settings=settings)
+    assert client.heartbeat() > 0
+    monkeypatch.undo()  # SSL_CERT_FILE as it was (this machine's bundle, or unset)
+    assert tls_verification(True) is default
+    assert tls_verification(False) is False
+
+
 def test_tls_server_refuses_plain_http_and_unknown_ca(
     tls_server: RunningServer, tls_files: TlsFiles
 ) -> None:
