@@ -104,8 +104,13 @@ def test_import_huedb_loads_no_other_huedb_module() -> None:
     assert "numpy" not in loaded
 
 
-@pytest.mark.parametrize("module", ["huedb.engine.graph_process", "huedb.engine.recall_process"])
-def test_index_children_import_no_client_api_or_web_framework(module: str) -> None:
+@pytest.mark.parametrize(
+    "module",
+    # the graph and recall children; `huedb run`'s command (with --workers N, the parent
+    # that opens the store once and starts the workers, which import the app themselves)
+    ["huedb.engine.graph_process", "huedb.engine.recall_process", "huedb.cli.serve"],
+)
+def test_processes_import_no_client_api_or_web_framework_they_do_not_use(module: str) -> None:
     loaded = _modules_after(f"import {module}")
     assert module in loaded
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 import orjson
-from fastapi.responses import Response
+from starlette.responses import Response
 
 from huedb.errors import http_error
 from huedb.server.asgi import Send
