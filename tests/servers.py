@@ -131,7 +131,7 @@ def wait_until_up(url: str, process: subprocess.Popen, log_path: Path, timeout: 
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{url}/api/v2/heartbeat", verify=False, timeout=1).status_code == 200:
                 return
-        time.sleep(0.1)
+        time.sleep(0.03)  # a start takes ~0.8 s: a tenth of a second was ~6 % more
     raise RuntimeError(f"server did not answer within {timeout}s:\n{log_path.read_text()}")
 
 
