@@ -1,7 +1,7 @@
 """huedb: a vector database with Chroma's API, safe for many processes on one directory.
 
-The public names load on first use (PEP 562): `import huedb` itself imports nothing else, so
-a process that needs one part of huedb (a graph or recall child, the CLI, the server) does
+The public names load on first use (PEP 562): `import huedb` itself imports only the version,
+so a process that needs one part of huedb (a graph or recall child, the CLI, the server) does
 not pay for the rest. `huedb.<name>` and `from huedb import <name>` work as if imported here.
 """
 
