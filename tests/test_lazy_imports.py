@@ -27,21 +27,29 @@ LAZY = ("psycopg", "psycopg_pool", "httpx", "asyncio")
 HEAVY = ("huedb.api.client", "huedb.api.types", "fastapi", "pydantic", "huedb.server.app")
 
 
-def _loaded_after(code: str) -> list[str]:
-    """The LAZY modules loaded by a fresh interpreter after running `code`."""
-    probe = (
-        f"{code}\nimport json, sys\nprint(json.dumps([m for m in {LAZY!r} if m in sys.modules]))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """`code` run by a fresh interpreter, as the suite's child processes run."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         env=child_env(),
         cwd=REPO_ROOT,
         timeout=120,
-        check=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after running `code`."""
+    res = _python(f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))")
+    assert res.returncode == 0, res.stderr
+    return set(json.loads(res.stdout.strip().splitlines()[-1]))
+
+
+def _loaded_after(code: str) -> list[str]:
+    """The LAZY modules loaded by a fresh interpreter after running `code`."""
+    loaded = _modules_after(code)
+    return [m for m in LAZY if m in loaded]
 
 
 def test_an_embedded_client_and_the_commands_load_none_of_them(tmp_path) -> None:
@@ -65,21 +73,6 @@ def test_a_postgresql_store_and_an_http_client_load_theirs(pg_url: str) -> None:
         "    pass"
     )
     assert set(_loaded_after(code)) >= {"psycopg", "psycopg_pool", "httpx"}
-
-
-def _modules_after(statement: str) -> set[str]:
-    """The modules a fresh interpreter has loaded after `statement`."""
-    code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
-    res = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=REPO_ROOT,
-        timeout=120,
-        check=True,
-    )
-    return set(json.loads(res.stdout))
 
 
 def _type_checking_imports() -> dict[str, str]:
@@ -136,14 +129,7 @@ def test_star_and_from_imports_in_a_fresh_interpreter() -> None:
         "assert PersistentClient is huedb.api.client.PersistentClient\n"
         "assert Knn is huedb.execution.expression.Knn\n"
     )
-    res = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=REPO_ROOT,
-        timeout=120,
-    )
+    res = _python(code)
     assert res.returncode == 0, res.stderr
 
 
