@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import chromadb
+import numpy as np
 from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.base_types import SparseVector as ChromaSparseVector
 from chromadb.utils.embedding_functions import ChromaBm25EmbeddingFunction as ChromaBm25
@@ -85,3 +86,45 @@ def test_chromadb_search_through_the_bridge_matches_huedb(tmp_path: Path) -> Non
     assert len(bridged["ids"][1]) == 2
     assert isinstance(bridged["metadatas"][0][0]["sparse"], ChromaSparseVector)
     assert _plain(bridged.rows()) == _plain(native.rows())
+
+
+def _numpy_searches(module) -> dict[str, object]:
+    """Searches whose values come from numpy, a tuple or an infinite default: JSON (what an
+    HTTP client sends) makes them plain numbers, a list, and no default."""
+    key, knn, search = module.K, module.Knn, module.Search
+    return {
+        "limit": search().rank(knn(query=[1.0, 0.0])).limit(np.int64(2)),
+        "knn limit": search().rank(knn(query=[1.0, 0.0], limit=np.int64(2))),
+        "float32 query": search().rank(knn(query=[np.float32(1.0), np.float32(0.0)])),
+        "int64 operand": search().where(key("n") == np.int64(1)).rank(knn(query=[1.0, 0.0])),
+        "tuple of ids": search().where(key.ID.is_in(("d0", "d2"))).rank(knn(query=[1.0, 0.0])),
+        "array operand": search().where(key("n").is_in(np.array([1, 2]))),
+        "infinite default": search()
+        .rank(
+            knn(query=[1.0, 0.0], limit=1, default=float("inf"))
+            + knn(query=[0.0, 1.0], limit=1, default=float("inf"))
+        )
+        .select(key.SCORE),
+    }
+
+
+def test_bridge_sends_search_values_as_json_like_the_other_clients(tmp_path: Path) -> None:
+    SharedSystemClient.clear_system_cache()
+    client = chroma_client(str(tmp_path / "bridge"))
+    try:
+        col = client.create_collection("numpy", embedding_function=None)
+        col.add(ids=IDS, embeddings=EMBEDDINGS, metadatas=METADATAS)
+        bridged = {name: col.search(s) for name, s in _numpy_searches(chromadb).items()}
+    finally:
+        client.close()
+        clear_system_cache()
+    native_col = huedb.Client().create_collection("numpy", embedding_function=None)
+    native_col.add(ids=IDS, embeddings=EMBEDDINGS, metadatas=METADATAS)
+    native = {name: native_col.search(s) for name, s in _numpy_searches(huedb).items()}
+
+    for name, result in bridged.items():
+        assert result["ids"] == native[name]["ids"], name
+        assert result["scores"] == native[name]["scores"], name
+    assert bridged["limit"]["ids"] == [["d0", "d1"]]
+    assert bridged["tuple of ids"]["ids"] == [["d0", "d2"]]
+    assert bridged["infinite default"]["ids"] == [[]]  # no default: in neither top 1

@@ -59,6 +59,7 @@ from huedb.chroma_bridge import convert
 from huedb.chroma_bridge.errors import as_chroma_errors
 from huedb.config import Settings
 from huedb.engine.registry import acquire_engine, release_engine
+from huedb.search.parse import as_json
 
 # chromadb's IndexingStatus fields (huedb's status adds its recall figures after them).
 CHROMA_INDEXING_FIELDS = (
@@ -376,10 +377,14 @@ class HuedbServerAPI(ServerAPI):
         database: str = DEFAULT_DATABASE,
         read_level: ReadLevel = ReadLevel.INDEX_AND_WAL,
     ) -> SearchResult:
-        payload = {
-            "searches": [search.to_dict() for search in searches],
-            "read_level": getattr(read_level, "value", read_level),
-        }
+        # As chromadb's HTTP client sends it (orjson: numpy values as numbers, tuples as
+        # lists, non-finite floats as null), so the bridge answers what a server would.
+        payload = as_json(
+            {
+                "searches": [search.to_dict() for search in searches],
+                "read_level": getattr(read_level, "value", read_level),
+            }
+        )
         with as_chroma_errors():
             return convert.search_result(self.local.search(str(collection_id), payload))
 
