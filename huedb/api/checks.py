@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from huedb.api.validation import finite_or_error, not_a_string
-from huedb.engine.filters import RecordFilter, compile_filter
+from huedb.engine.filters import MAX_FILTER_DEPTH, RecordFilter, compile_filter
 from huedb.engine.record_values import UINT32_MAX, check_sparse_vector
 from huedb.errors import (
     BatchSizeExceededError,
@@ -294,17 +294,19 @@ def _document_filter(key: Any, value: Any) -> bool:
     )
 
 
-def compares_document_key(where: Any) -> bool:
+def compares_document_key(where: Any, depth: int = 1) -> bool:
     """Whether a `where` compares `#document` with a string as a metadata key (a bare
     string, `$eq`, `$ne`, `$in`, `$nin`): Chroma refuses that, the key having no string
     index, where huedb's engine reads a `#document` condition with a string operand as a
-    document filter (and fails to compile it with these operators)."""
-    if not isinstance(where, dict):
+    document filter (and fails to compile it with these operators). Conditions nested
+    deeper than the engine compiles are not looked at (that `where` is refused as nested
+    too deeply)."""
+    if not isinstance(where, dict) or depth > MAX_FILTER_DEPTH:
         return False
     for key, value in where.items():
         if key in _LOGICAL:
             children = value if isinstance(value, list) else ()
-            if any(compares_document_key(child) for child in children):
+            if any(compares_document_key(child, depth + 1) for child in children):
                 return True
             continue
         if key != _DOCUMENT_KEY or _document_filter(key, value):
@@ -373,14 +375,15 @@ class FilterPolicy:
         if where_document and not self.fts_enabled:
             raise _fts_disabled()
 
-    def check_where(self, where: Any) -> None:
-        """Raise Chroma's error for the first refused condition of a `where`, in order."""
-        if not isinstance(where, dict):
+    def check_where(self, where: Any, depth: int = 1) -> None:
+        """Raise Chroma's error for the first refused condition of a `where`, in order
+        (down to the depth the engine compiles)."""
+        if not isinstance(where, dict) or depth > MAX_FILTER_DEPTH:
             return
         for key, value in where.items():
             if key in _LOGICAL:
                 for child in value if isinstance(value, list) else ():
-                    self.check_where(child)
+                    self.check_where(child, depth + 1)
                 continue
             if _document_filter(key, value):
                 if not self.fts_enabled:

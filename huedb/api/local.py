@@ -24,6 +24,7 @@ from huedb.api.checks import (
     checked_filter,
     compares_document_key,
 )
+from huedb.api.json_shape import check_json_depth
 from huedb.api.requests import (
     CreateCollectionRequest,
     DeleteRequest,
@@ -201,6 +202,8 @@ class LocalAPI(ServerAPI):
             check_collection_metadata(metadata)  # raises the TypeError, before the name check
         validate_name(request.name)
         check_collection_metadata(metadata)
+        check_json_depth(request.configuration, "configuration")
+        check_json_depth(request.schema, "schema")
         if metadata is not None:
             metadata = _without_nan(metadata) or None
         config = config_rules.create_configuration(request.configuration, metadata, request.schema)
@@ -229,6 +232,7 @@ class LocalAPI(ServerAPI):
             new_metadata = _without_nan({k: v for k, v in new_metadata.items() if v is not None})
         # Applied by the engine to the configuration it reads in its write transaction.
         update = request.new_configuration
+        check_json_depth(update, "new_configuration")
         configure = (
             None if update is None else lambda current: config_rules.apply_update(current, update)
         )

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 
 from huedb.api.embedding_arrays import check_array_rows, check_embedding_array
+from huedb.api.json_shape import nests_deeper_than
 from huedb.api.types import INCLUDE_ITEMS
+from huedb.engine.filters import MAX_FILTER_DEPTH
 from huedb.engine.record_values import UINT32_MAX
 from huedb.errors import DuplicateIDError, InvalidArgumentError
 from huedb.sparse_vector import (
@@ -371,7 +373,10 @@ def validate_modify_metadata(metadata: Any) -> None:
 def validate_where(where: Any) -> None:
     """Client-side structural check of a `where` filter, as chromadb's `validate_where`
     (same checks, order and ValueError messages). A `#document` key takes the metadata
-    operators; of them only $contains / $not_contains filter documents (a str operand)."""
+    operators; of them only $contains / $not_contains filter documents (a str operand).
+    A filter nested deeper than huedb compiles is refused first (its messages would show
+    the whole value)."""
+    _check_filter_depth(where, "where")
     if not isinstance(where, dict):
         raise ValueError(f"Expected where to be a dict, got {where}")
     if len(where) != 1:
@@ -438,8 +443,16 @@ def validate_where(where: Any) -> None:
         )
 
 
+def _check_filter_depth(value: Any, what: str) -> None:
+    # Two levels of objects and arrays per level of $and / $or.
+    if nests_deeper_than(value, 2 * MAX_FILTER_DEPTH + 2):
+        raise ValueError(f"Invalid {what} clause: nested too deeply")
+
+
 def validate_where_document(where_document: Any) -> None:
-    """Client-side structural check of a `where_document` filter, as chromadb's."""
+    """Client-side structural check of a `where_document` filter, as chromadb's (one
+    nested too deeply refused first)."""
+    _check_filter_depth(where_document, "where document")
     if not isinstance(where_document, dict):
         raise ValueError(f"Expected where document to be a dictionary, got {where_document}")
     if len(where_document) != 1:

@@ -38,6 +38,7 @@ from huedb.server.metrics import (
     scrape,
     start_engine_metrics,
 )
+from huedb.server.path_guard import EncodedSlashMiddleware
 from huedb.server.routes import router
 from huedb.server.server_config import ENV_CONFIG, ServerConfig
 from huedb.version import __version__
@@ -99,11 +100,12 @@ def create_app(config: ServerConfig) -> FastAPI:
         return Response(body, media_type=content_type)
 
     # Innermost first. Request metrics and the trace id of log lines are outermost (they see
-    # refusals too); then CORS for `cors_allow_origins` (it answers their preflights, which
-    # carry no token, and marks every answer to them, refusals too); then auth (or, without
-    # tokens, the browser guard), which refuses from the headers alone, before any body is
-    # read; then a body that is not JSON (415); then the deadline on the whole body, the
-    # body limit, the fast path.
+    # refusals too); then a path encoding a `/` (404, `path_guard`); then CORS for
+    # `cors_allow_origins` (it answers their preflights, which carry no token, and marks
+    # every answer to them, refusals too); then auth (or, without tokens, the browser
+    # guard), which refuses from the headers alone, before any body is read; then a body
+    # that is not JSON (415); then the deadline on the whole body, the body limit, the fast
+    # path.
     start_engine_metrics()
     app.add_middleware(FastPathMiddleware, api=app.state.api)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
@@ -118,6 +120,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         app.add_middleware(
             CorsMiddleware, allow_origins=config.cors_allow_origins, unmarked_paths={METRICS_PATH}
         )
+    app.add_middleware(EncodedSlashMiddleware)
     app.add_middleware(RequestMetricsMiddleware, routes=lambda: app.routes)
     return app
 
@@ -142,12 +145,29 @@ async def any_error(request: Request, exc: Exception) -> Response:
     """Chroma's error body for any exception a route raised."""
     if isinstance(exc, RequestValidationError):
         status, name, message = body_error(exc.errors())
+    elif isinstance(exc, HTTPException) and exc.detail == FASTAPI_BODY_ERROR:
+        status, name = 400, "InvalidArgumentError"
+        message = f"Failed to parse the request body as JSON: {_parse_failure(exc.__cause__)}"
     elif isinstance(exc, HTTPException):
         name = "NotFoundError" if exc.status_code == 404 else "ChromaError"
         status, message = exc.status_code, str(exc.detail)
     else:
         status, name, message = exception_fields(exc, f"{request.method} {request.url.path}")
     return error_response(status, name, message)
+
+
+# FastAPI's answer to a body its JSON parser failed on other than by a syntax error (bytes
+# that are not UTF-8, nesting past Python's recursion limit), the error as its cause: given
+# the words and error name the fast path's parser gives (Chroma's: InvalidArgumentError).
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
+def _parse_failure(cause: BaseException | None) -> str:
+    if isinstance(cause, RecursionError):
+        return "recursion limit exceeded"
+    if isinstance(cause, UnicodeError):
+        return "the body is not valid UTF-8"
+    return str(cause) if cause is not None else "unreadable body"
 
 
 def app_from_environment() -> FastAPI:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -18,6 +19,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from huedb.api.json_shape import non_finite_path
 from huedb.api.requests import (
     CreateCollectionRequest,
     DeleteRequest,
@@ -100,6 +102,9 @@ class CreateCollection(_Body):
 
     def to_request(self, tenant: str, database: str) -> CreateCollectionRequest:
         """This body as the request to create it in `tenant`/`database`."""
+        refuse_non_finite(self.metadata, "metadata")
+        refuse_non_finite(self.configuration, "configuration")
+        refuse_non_finite(self.collection_schema, "schema")
         return CreateCollectionRequest(
             self.name,
             self.metadata,
@@ -131,6 +136,8 @@ class UpdateCollection(_Body):
 
     def to_request(self) -> ModifyCollectionRequest:
         """This body as a `ModifyCollectionRequest`."""
+        refuse_non_finite(self.new_metadata, "new_metadata")
+        refuse_non_finite(self.new_configuration, "new_configuration")
         return ModifyCollectionRequest(self.new_name, self.new_metadata, self.new_configuration)
 
 
@@ -221,6 +228,7 @@ def record_metadatas(metadatas: list[Any] | None, enum: str = "MetadataValue") -
     (objects) decoded."""
     if metadatas is None:
         return None
+    refuse_non_finite(metadatas, "metadatas")
     return [
         {key: _metadata_value(value, i, key, enum) for key, value in m.items()}
         if isinstance(m, dict) and any(isinstance(v, dict | list) for v in m.values())
@@ -230,6 +238,28 @@ def record_metadatas(metadatas: list[Any] | None, enum: str = "MetadataValue") -
 
 
 LIST_ITEM_TYPES = (bool, int, float, str)
+
+
+def refuse_non_finite(value: Any, field: str) -> None:
+    """Refuse a body field holding a NaN or infinite number as Chroma's server refuses the
+    body (400, its JSON parser takes no `NaN` or `Infinity`, and no number beyond a
+    double's range): Python's and pydantic's parsers take them, and metadata would then be
+    stored without that key or with null. Record metadata is scanned for scalars first (the
+    common case, cheaply), the rest walked."""
+    if isinstance(value, list) and all(type(m) is dict or m is None for m in value):
+        scalars_only = all(
+            type(v) is not list and type(v) is not dict for m in value if m for v in m.values()
+        )
+        if scalars_only and not any(
+            type(v) is float and not math.isfinite(v) for m in value if m for v in m.values()
+        ):
+            return
+    path = non_finite_path(value)
+    if path is not None:
+        raise InvalidArgumentError(
+            f"Failed to parse the request body as JSON: {field}{path}: NaN and infinite "
+            "numbers are not JSON numbers"
+        )
 
 
 def _metadata_value(value: Any, index: int, key: str, enum: str) -> Any:
