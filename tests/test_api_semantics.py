@@ -419,3 +419,26 @@ def test_contains_uses_the_trigram_index_with_exact_semantics(client: huedb.Clie
     assert ids("sure_thing") == []
     col.upsert(ids=["a"], embeddings=[[2, 2]], documents=["sure_thing again"])
     assert ids("sure_thing") == ["a"]
+
+
+def test_result_keys_in_chromadbs_order(client: huedb.Client) -> None:
+    """get / peek / query results list their keys as chromadb's do (pandas columns, printouts):
+    compared with chromadb's own in-process client on the same records."""
+    import chromadb
+
+    def keys(module_client) -> list[list[str]]:
+        col = module_client.get_or_create_collection("key-order", embedding_function=None)
+        col.add(ids=["a"], embeddings=[[1.0, 2.0]], documents=["d"], metadatas=[{"k": 1}])
+        return [
+            list(col.get().keys()),
+            list(col.get(include=["embeddings", "uris"]).keys()),
+            list(col.peek().keys()),
+            list(col.query(query_embeddings=[[1.0, 2.0]], n_results=1).keys()),
+        ]
+
+    chroma = chromadb.EphemeralClient()
+    try:
+        expected = keys(chroma)
+    finally:
+        chroma.delete_collection("key-order")
+    assert keys(client) == expected

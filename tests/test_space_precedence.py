@@ -10,6 +10,7 @@ schema. Rules and messages: docs/chroma-schema.md.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 import warnings
@@ -246,3 +247,53 @@ def test_stored_schema_survives_reopen(tmp_path: Path) -> None:
     vector = col._model.schema["keys"]["#embedding"]["float_list"]["vector_index"]
     assert vector["config"]["space"] == "ip"
     again.close()
+
+
+class CosineOnlyEmbedder(CosineEmbedder):
+    """A function that supports the cosine space only."""
+
+    @staticmethod
+    def name() -> str:
+        return "huedb_test_cosine_only"
+
+    def supported_spaces(self) -> list[str]:  # type: ignore[override]
+        return ["cosine"]
+
+
+@pytest.mark.parametrize(
+    ("configuration", "metadata"),
+    [
+        ({"hnsw": {"space": "ip"}}, None),
+        ({"hnsw": {"space": "cosine"}}, None),
+        ({"spann": {"space": "l2"}}, None),
+        (None, {"hnsw:space": "l2"}),
+        ({"hnsw": {"space": "cosine"}}, {"hnsw:space": "l2"}),
+        (None, None),
+    ],
+)
+def test_unsupported_space_warns_as_chromadb(configuration: Any, metadata: Any) -> None:
+    """chromadb's UserWarning when a collection is given a space its embedding function
+    does not support (the same warnings, or none, from both clients)."""
+    should_warn = (configuration, metadata) in [
+        ({"hnsw": {"space": "ip"}}, None),
+        ({"spann": {"space": "l2"}}, None),
+        (None, {"hnsw:space": "l2"}),
+    ]
+
+    def warned(module: Any) -> list[str]:
+        SharedSystemClient.clear_system_cache()  # other tests' ephemeral settings differ
+        client = module.EphemeralClient()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            client.create_collection(
+                "spaces",
+                embedding_function=CosineOnlyEmbedder(),
+                configuration=copy.deepcopy(configuration),  # chromadb adds to it
+                metadata=copy.deepcopy(metadata),
+            )
+        client.delete_collection("spaces")
+        return sorted(str(w.message) for w in caught if w.category is UserWarning)
+
+    expected = warned(chromadb)
+    assert warned(huedb) == expected
+    assert bool(expected) == should_warn

@@ -47,6 +47,13 @@ def clear_system_cache() -> None:
     close_all_engines()
 
 
+class SharedSystemClient:
+    """chromadb's per-process shared state of clients; here only its cache reset is public
+    (`clear_system_cache`, which test suites call between tests)."""
+
+    clear_system_cache = staticmethod(clear_system_cache)
+
+
 def _local_api(settings: Settings) -> LocalAPI:
     """The engine of the settings: with `huedb_store` a PostgreSQL store (persist_directory,
     if persistent, holds this node's derived files), else SQLite in persist_directory or in

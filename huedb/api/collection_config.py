@@ -28,6 +28,7 @@ echoed), so the planner leaves a chosen 100 alone (`hnsw_config.ef_search_set`).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -267,7 +268,30 @@ def client_request(
             hnsw["space"] = space
         if isinstance(spann, dict) and spann.get("space") is None:
             spann["space"] = space
+        _warn_unsupported_spaces(ef, identity["name"], hnsw, spann, metadata)
     return {**out, "hnsw": hnsw, "spann": spann, "embedding_function": identity}
+
+
+def _warn_unsupported_spaces(
+    ef: Any, name: str, hnsw: Any, spann: Any, metadata: dict[str, Any] | None
+) -> None:
+    """chromadb's UserWarning for each space the collection is given that the function's
+    `supported_spaces()` does not list (the legacy `hnsw:space` only when no configuration
+    block gives one); a function without the method is not checked."""
+    method = getattr(ef, "supported_spaces", None)
+    if not callable(method):
+        return
+    supported = method()
+    given = [block.get("space") for block in (hnsw, spann) if isinstance(block, dict)]
+    if hnsw is None and spann is None and (metadata or {}).get("hnsw:space") is not None:
+        given = [metadata["hnsw:space"]]  # type: ignore[index]
+    for space in given:
+        if space not in supported:
+            warnings.warn(
+                f"space {space} is not supported by {name}. Supported spaces: {supported}",
+                UserWarning,
+                stacklevel=4,
+            )
 
 
 def schema_request(schema: Any) -> dict[str, Any] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 import warnings
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, TypedDict, TypeVar, cast
 
@@ -27,6 +27,8 @@ from huedb.api.index_configs import SparseVectorIndexConfig as SparseVectorIndex
 from huedb.api.index_configs import StringInvertedIndexConfig as StringInvertedIndexConfig
 from huedb.api.index_configs import VectorIndexConfig as VectorIndexConfig
 from huedb.api.schema_builder import Schema as Schema
+from huedb.embedding_functions import DefaultEmbeddingFunction as DefaultEmbeddingFunction
+from huedb.execution.read_level import ReadLevel as ReadLevel
 from huedb.search.result import SearchResult as SearchResult
 from huedb.sparse_vector import SparseVector, validate_sparse_vectors
 from huedb.sparse_vector import SparseVectors as SparseVectors  # as chromadb.api.types has
@@ -58,6 +60,19 @@ Where = dict[str, Any]
 WhereDocument = dict[str, Any]
 IncludeItem = Literal["documents", "embeddings", "metadatas", "distances", "uris", "data"]
 Include = list[IncludeItem]
+T = TypeVar("T")
+OneOrMany = T | list[T]  # chromadb's: one item, or a list of them
+# What a data loader returns for a batch of URIs (chromadb's `Loadable`), and its type.
+Loadable = list[Image | None]
+L = TypeVar("L", covariant=True, bound=Loadable)
+
+
+class DataLoader(Protocol[L]):
+    """chromadb's data-loader protocol: the items behind URIs (a collection's
+    `data_loader=`, which `add(uris=...)` and `query(query_uris=...)` use)."""
+
+    def __call__(self, uris: Sequence[URI | None]) -> L: ...
+
 
 INCLUDE_ITEMS: tuple[str, ...] = (
     "documents",

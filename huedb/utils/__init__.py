@@ -1,5 +1,5 @@
-"""chromadb's ``utils`` package paths, for code written against chromadb."""
+"""``chromadb.utils``'s module paths, for code written against chromadb."""
 
-from huedb.utils import embedding_functions
+from huedb.utils import batch_utils, data_loaders, embedding_functions
 
-__all__ = ["embedding_functions"]
+__all__ = ["batch_utils", "data_loaders", "embedding_functions"]

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from huedb.embedding_functions import ChromaBm25EmbeddingFunction, DefaultEmbeddingFunction
+from huedb.utils.chroma_names import chromadb_name
 
 __all__ = [
     "ChromaBm25EmbeddingFunction",
@@ -105,3 +106,16 @@ def rebuild_embedding_function(recorded: dict[str, Any]) -> Any | None:
         return None
     logger.debug("rebuilding embedding function %s from its recorded configuration", name)
     return cls.build_from_config(recorded.get("config") or {})
+
+
+def __getattr__(name: str) -> Any:
+    """chromadb's other embedding functions (``OpenAIEmbeddingFunction``,
+    ``SentenceTransformerEmbeddingFunction``, ...) from chromadb when it is installed
+    (`chroma_names`), so code importing them from this module runs unchanged (huedb's own
+    ``EmbeddingFunction`` protocol is ``huedb.EmbeddingFunction``)."""
+    return chromadb_name(
+        "chromadb.utils.embedding_functions",
+        name,
+        __name__,
+        "DefaultEmbeddingFunction and ChromaBm25EmbeddingFunction",
+    )
