@@ -9,6 +9,7 @@ on the wire (`wire_name`, one of the names chromadb's client maps back to a clas
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -310,6 +311,10 @@ def _query_reason(error: dict[str, Any]) -> str:
         if text.isdigit():
             return "number too large to fit in target type"
         return "invalid digit found in string"
+    if error.get("type") == "enum":  # serde's words for an unknown variant
+        expected = re.findall(r"'([^']*)'", (error.get("ctx") or {}).get("expected", ""))
+        variants = ", ".join(f"`{v}`" for v in expected)
+        return f"unknown variant `{error.get('input')}`, expected one of {variants}"
     return str(error.get("msg"))
 
 

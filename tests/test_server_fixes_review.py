@@ -222,3 +222,28 @@ def test_a_body_that_is_not_utf8_is_an_invalid_argument(http: httpx.Client) -> N
     )
     message = _error(response, 400, "InvalidArgumentError")
     assert message.startswith("Failed to parse the request body as JSON")
+
+
+def test_count_refuses_an_unknown_read_level(http: httpx.Client) -> None:
+    cid = _collection(http, "read-levels")
+    path = f"{DB}/collections/{cid}/count"
+    for level in ("index_and_wal", "index_only", "index_and_bounded_wal"):
+        assert http.get(path, params={"read_level": level}).json() == 0
+    message = _error(http.get(path, params={"read_level": "bogus"}), 400, "InvalidArgumentError")
+    assert message == (
+        "Failed to deserialize query string: read_level: unknown variant `bogus`, expected one "
+        "of `index_and_wal`, `index_only`, `index_and_bounded_wal`"
+    )
+
+
+@pytest.mark.parametrize("path", ["/api/v2/heartbeat", "/api/v2/version", f"{DB}/collections"])
+def test_head_answers_as_get_without_a_body(http: httpx.Client, path: str) -> None:
+    got, head = http.get(path), http.head(path)
+    assert head.status_code == got.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-length"] == got.headers["content-length"]
+    assert head.headers["content-type"] == got.headers["content-type"]
+    missing = http.head(f"{DB}/collections/no-such-collection")
+    assert missing.status_code == 404 and missing.content == b""
+    assert missing.headers.get("chroma-trace-id")  # an error's headers, as its GET's
+    assert http.head(f"{DB}/collections/x/add").status_code == 405  # a POST route

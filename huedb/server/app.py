@@ -29,6 +29,7 @@ from huedb.server.console import static_files as console_files
 from huedb.server.content_type import JsonContentTypeMiddleware
 from huedb.server.error_body import error_response, exception_fields
 from huedb.server.fastpath import FastPathMiddleware
+from huedb.server.head_requests import HeadAsGetMiddleware
 from huedb.server.json_response import OrjsonResponse
 from huedb.server.limits import BodySizeLimitMiddleware, ReceiveTimeoutMiddleware
 from huedb.server.metrics import (
@@ -100,7 +101,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         return Response(body, media_type=content_type)
 
     # Innermost first. Request metrics and the trace id of log lines are outermost (they see
-    # refusals too); then a path encoding a `/` (404, `path_guard`); then CORS for
+    # refusals too); then a path encoding a `/` (404, `path_guard`); HEAD served as GET
+    # without the body (`head_requests`); then CORS for
     # `cors_allow_origins` (it answers their preflights, which carry no token, and marks
     # every answer to them, refusals too); then auth (or, without tokens, the browser
     # guard), which refuses from the headers alone, before any body is read; then a body
@@ -120,6 +122,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         app.add_middleware(
             CorsMiddleware, allow_origins=config.cors_allow_origins, unmarked_paths={METRICS_PATH}
         )
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(EncodedSlashMiddleware)
     app.add_middleware(RequestMetricsMiddleware, routes=lambda: app.routes)
     return app

@@ -23,6 +23,7 @@ from huedb.errors import (
     InvalidArgumentError,
     NotFoundError,
 )
+from huedb.execution.read_level import ReadLevel
 from huedb.search.parse import parse_search_request
 from huedb.server import wire
 from huedb.server.auth import TOKEN_KEY
@@ -329,7 +330,13 @@ def delete(
 
 
 @router.get(COL + "/count")
-def count(request: Request, tenant: str, database: str, collection_id: str) -> int:
+def count(
+    request: Request,
+    tenant: str,
+    database: str,
+    collection_id: str,
+    read_level: ReadLevel | None = None,  # chromadb's client sends it; every level is current
+) -> int:
     local = api(request)
     return local.count(owned_collection(local, tenant, database, collection_id))
 
