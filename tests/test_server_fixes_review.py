@@ -247,3 +247,19 @@ def test_head_answers_as_get_without_a_body(http: httpx.Client, path: str) -> No
     assert missing.status_code == 404 and missing.content == b""
     assert missing.headers.get("chroma-trace-id")  # an error's headers, as its GET's
     assert http.head(f"{DB}/collections/x/add").status_code == 405  # a POST route
+
+
+def test_an_int_list_with_a_value_beyond_int64_is_a_float_list(http: httpx.Client) -> None:
+    """As Chroma's parser reads it (no int list holds 2**63): all floats, not a mixed list."""
+    cid = _collection(http, "wide-ints")
+    body = (
+        '{"ids": ["a", "b"], "embeddings": [[1.0, 2.0], [3.0, 4.0]], '
+        '"metadatas": [{"l": [9223372036854775808, 1]}, {"l": [9223372036854775807, 1]}]}'
+    )
+    assert _raw(http, "POST", f"{DB}/collections/{cid}/add", body).status_code == 201
+    got = http.post(f"{DB}/collections/{cid}/get", json={"include": ["metadatas"]}).json()
+    wide, fits = got["metadatas"][0]["l"], got["metadatas"][1]["l"]
+    assert wide == [9.223372036854776e18, 1.0] and all(isinstance(v, float) for v in wide)
+    assert fits == [9223372036854775807, 1] and all(isinstance(v, int) for v in fits)
+    huge = '{"ids": ["c"], "embeddings": [[1.0, 2.0]], "metadatas": [{"l": [1e400, 1]}]}'
+    assert _raw(http, "POST", f"{DB}/collections/{cid}/add", huge).status_code == 400

@@ -20,6 +20,7 @@ from huedb.api.types import INCLUDE_ITEMS
 from huedb.engine.filters import MAX_FILTER_DEPTH
 from huedb.engine.record_values import UINT32_MAX
 from huedb.errors import DuplicateIDError, InvalidArgumentError
+from huedb.record_batch import INT64_MAX, INT64_MIN
 from huedb.sparse_vector import (
     SPARSE_VECTOR_TYPE_VALUE,
     TYPE_KEY,
@@ -246,9 +247,16 @@ def widen_number_lists(metadata: Any) -> Any:
 
 def widened_list(value: list[Any]) -> list[Any]:
     """A metadata list read from JSON as Chroma's server parses it: ints and floats together
-    are a float list (`[1, 2.5]` -> `[1.0, 2.5]`); any other list as given."""
-    if {_exact_type(v) for v in value} == {int, float}:
-        return [float(v) for v in value]
+    are a float list (`[1, 2.5]` -> `[1.0, 2.5]`), and so are ints one of which is beyond
+    int64 (no int list holds it: `[2**63, 1]` -> `[9.223372036854776e18, 1.0]`); any other
+    list as given (one beyond a double too: the metadata checks refuse it)."""
+    kinds = {_exact_type(v) for v in value}
+    beyond_int64 = kinds == {int} and any(not INT64_MIN <= v <= INT64_MAX for v in value)
+    if kinds == {int, float} or beyond_int64:
+        try:
+            return [float(v) for v in value]
+        except OverflowError:
+            return value
     return value
 
 
