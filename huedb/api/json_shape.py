@@ -2,7 +2,8 @@
 metadata): how deeply it nests, and whether it holds a number JSON cannot carry.
 
 Both walk the value with a stack of their own, so a hostile value nested thousands of
-levels deep costs a loop, never Python's recursion limit.
+levels deep costs a loop, never Python's recursion limit; the depth check looks at
+containers only (a filter's `$in` of 100,000 values is one list).
 """
 
 from __future__ import annotations
@@ -20,24 +21,27 @@ from huedb.errors import InvalidArgumentError
 MAX_JSON_DEPTH = 100
 
 
-def _walk(value: Any) -> Iterator[tuple[Any, int, str]]:
-    """Every value inside `value` (itself first) with its depth and path (`.key`, `[i]`)."""
-    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
-    while stack:
-        item, depth, path = stack.pop()
-        yield item, depth, path
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1, f"{path}.{k}") for k, v in reversed(item.items()))
-        elif isinstance(item, list | tuple):
-            stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in reversed(list(enumerate(item))))
+_CONTAINERS = (dict, list, tuple)
+
+
+def _children(item: Any) -> Iterator[tuple[str, Any]]:
+    """A container's items with their path steps (`.key`, `[i]`)."""
+    if isinstance(item, dict):
+        return ((f".{k}", v) for k, v in item.items())
+    return ((f"[{i}]", v) for i, v in enumerate(item))
 
 
 def nests_deeper_than(value: Any, levels: int) -> bool:
     """Whether `value` nests objects and arrays (dicts, lists, tuples) more than `levels`
     levels deep."""
-    return any(
-        depth >= levels and isinstance(item, dict | list | tuple) for item, depth, _ in _walk(value)
-    )
+    stack = [(value, 1)] if isinstance(value, _CONTAINERS) else []
+    while stack:
+        item, level = stack.pop()
+        if level > levels:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, level + 1) for child in children if isinstance(child, _CONTAINERS))
+    return False
 
 
 def check_json_depth(value: Any, what: str) -> None:
@@ -53,7 +57,11 @@ def non_finite_path(value: Any) -> str | None:
     """The path (`.key`, `[i]`) of the first NaN or infinite float inside `value`, or None.
     A JSON body holds one only where its parser took `NaN`, `Infinity` or an overflowing
     number, which JSON has no such number for."""
-    for item, _, path in _walk(value):
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
         if isinstance(item, float) and not math.isfinite(item):
             return path
+        if isinstance(item, _CONTAINERS):
+            stack.extend((child, path + step) for step, child in reversed(list(_children(item))))
     return None
