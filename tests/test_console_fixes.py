@@ -8,6 +8,9 @@
    /docs/oauth2-redirect are now huedb's own script-free API reference.
 3. A query whose answer holds a non-finite distance (null in JSON) shows all its rows, that
    distance marked "not finite"; before, the whole result was replaced by a TypeError.
+4. (review, 2026-12-08) Pages send Cross-Origin-Opener-Policy: a page that opened the
+   console could send its signed-in tab elsewhere; an address part "." or ".." is no page
+   (it made a dot segment of the API path, and the token went to another path).
 """
 
 from __future__ import annotations
@@ -185,6 +188,8 @@ def test_no_page_loads_anything_from_another_origin(server: RunningServer, tmp_p
                 assert foreign == [], (path, foreign)
                 csp = answer.headers["content-security-policy"]
                 assert "default-src 'none'" in csp and "http" not in csp and "*" not in csp
+                # no handle on the window for a page that opened it (reverse tabnabbing)
+                assert answer.headers["cross-origin-opener-policy"] == "same-origin", path
         assert set(DOC_PAGES) | {"/console", "/console/index.html"} <= set(pages), pages
         for path in DOC_PAGES:
             found = References()
@@ -217,3 +222,21 @@ def test_docs_in_the_browser_asks_no_other_origin(
     assert requested and all(url.startswith(server.url + "/") for url in requested), requested
     assert browser.js_errors == []
     browser.screenshot(page, "docs")
+
+
+@pytest.mark.parametrize("hash_path", ["#/db/../x", "#/db/default_tenant/..", "#/col/./a/b"])
+def test_dot_segments_in_the_address_are_no_page(
+    server: RunningServer, browser: Browser, collection: str, hash_path: str
+) -> None:
+    """A part of the address that is "." or ".." would make a dot segment of the API path
+    built from it, and fetch would send the token to another path: no such page, and no
+    request with a dot segment."""
+    page = signed_in_page(server, browser, collection)
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(urlsplit(request.url).path))
+    page.goto(f"{server.url}/console{hash_path}")
+    page.wait_for_selector("body[data-ready=missing]")
+    assert "No such page" in page.inner_text("#main")
+    api_reads = [p for p in asked if p.startswith("/api/") and p != "/api/v2/auth/identity"]
+    assert api_reads == []  # no view's reads
+    page.close()

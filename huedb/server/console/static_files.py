@@ -60,6 +60,9 @@ def file_response(request: Request, name: str) -> Response:
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
         "X-Frame-Options": "DENY",
+        # a page that opened the console keeps no handle on its window (it could send the
+        # signed-in tab to a look-alike sign-in page)
+        "Cross-Origin-Opener-Policy": "same-origin",
     }
     if found.etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)

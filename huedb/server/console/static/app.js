@@ -33,13 +33,16 @@ async function route() {
     } else {
       const found = VIEWS.map(([pattern, render, label]) => [pattern.exec(location.hash), render, label])
         .find(([match]) => match);
-      if (!found) {
+      // A part decoding to "." or ".." would be a dot segment of the API path built from it
+      // (fetch resolves those), so the console's token would go to another path.
+      const parts = found ? found[0].slice(1).map(decodeURIComponent) : [];
+      if (!found || parts.some((part) => part === "." || part === "..")) {
         name = "missing";
         view.append(h("h1", {}, "No such page"), h("p", {}, h("a", { href: "#/" }, "Back to the tenants")));
       } else {
-        const [match, render, label] = found;
+        const [, render, label] = found;
         name = label;
-        await render(view, ...match.slice(1).map(decodeURIComponent));
+        await render(view, ...parts);
       }
     }
   } catch (error) {
