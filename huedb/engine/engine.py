@@ -811,18 +811,38 @@ class Engine:
             return self._store.integrity_problems()
 
     def check_index(self, collection_uuid: str, sample: int = 1000) -> IndexCheck:
-        """Compare the collection's index (snapshot + catch-up) with the store."""
-        with self._lock, self._store.read() as db:
+        """Compare the collection's index (snapshot + catch-up) with the store, and say
+        whether its snapshot is usable: "unusable" (unreadable, damaged, another store's)
+        or "ahead of the store" (it holds changes past the store's oplog head: a store
+        older than its index directory) are problems `verify --repair` rebuilds."""
+        with self._lock:
+            check, watermark = self._check_index(collection_uuid, sample)
+            if watermark is not None:
+                # Ahead of the session that read the store: ahead for good only if a read
+                # begun now still sees an older head (another process may have written the
+                # snapshot after that session began).
+                with self._store.read() as db:
+                    head = db.oplog_head(db.collection_by_uuid(collection_uuid).cid)
+                if watermark > head:
+                    check.snapshot = SNAPSHOT_AHEAD
+            return check
+
+    def _check_index(self, collection_uuid: str, sample: int) -> tuple[IndexCheck, int | None]:
+        """`check_index` and the snapshot's watermark when it is past the session's head."""
+        ahead_at = None
+        with self._store.read() as db:
             col = db.collection_by_uuid(collection_uuid)
             snap, unreachable = "none", None
             if self._index_dir is not None:
                 path = snapshot.snapshot_path(self._index_dir, col.uuid)
                 if path.exists():
                     read = snapshot.read_snapshot(path, self._indexes.owner(col))
-                    snap = "ok" if read is not None else "unusable"
+                    snap = "ok" if read is not None else SNAPSHOT_UNUSABLE
                     if read is not None:
                         payload = np.frombuffer(read.payload, dtype=np.uint8)
                         unreachable = graph_reach.unreachable_records(payload)
+                        if read.watermark > db.oplog_head(col.cid):
+                            ahead_at = read.watermark
             index = self._indexes.fresh_load(db, col)
             keys = db.collection_keys(col.cid)
             indexed = set() if index is None else set(index.keys().tolist())
@@ -832,7 +852,7 @@ class Engine:
             if index is not None and probe:
                 vectors = db.vectors_by_keys(probe, col.dimension)
                 wrong = index.mismatched(np.asarray(probe, dtype=np.uint64), vectors)
-            return IndexCheck(
+            check = IndexCheck(
                 collection=col.uuid,
                 name=col.name,
                 records=len(stored),
@@ -843,6 +863,7 @@ class Engine:
                 snapshot=snap,
                 unreachable=unreachable,
             )
+            return check, ahead_at
 
     def rebuild_index(self, collection_uuid: str, keep_snapshot: bool = False) -> None:
         """Rebuild a collection's index from the store and replace its snapshot.
@@ -1065,6 +1086,10 @@ class Engine:
         self._maintain(self._indexes.pending_maintenance())
 
 
+SNAPSHOT_UNUSABLE = "unusable"
+SNAPSHOT_AHEAD = "ahead of the store"
+
+
 @dataclass
 class IndexCheck:
     """How a collection's index agrees with the store."""
@@ -1082,5 +1107,12 @@ class IndexCheck:
     unreachable: int | None = None
 
     @property
-    def ok(self) -> bool:
+    def agrees(self) -> bool:
+        """Whether the index loaded (snapshot + catch-up) holds exactly the store's records."""
         return not (self.missing or self.extra or self.wrong_vectors)
+
+    @property
+    def ok(self) -> bool:
+        """The index agrees with the store and its snapshot, if any, is usable (a damaged
+        one is rebuilt by every process that loads the index, until one is written)."""
+        return self.agrees and self.snapshot not in (SNAPSHOT_UNUSABLE, SNAPSHOT_AHEAD)

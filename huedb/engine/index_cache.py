@@ -205,7 +205,7 @@ class IndexCache:
             state = self._install(col.cid, self._load(db, col, params))
             state.writes_only = writes_only
         elif state.awaits_build:
-            state = self._adopt_other_build(col, state, params)
+            state = self._adopt_other_build(db, col, state, params)
         state.col = col
         state.writes_only &= not searching
         state.last_used = next(self._clock)
@@ -966,7 +966,7 @@ class IndexCache:
         return None if found is None or found == state.seen_snapshot else found
 
     def _adopt_other_build(
-        self, col: CollectionRow, state: IndexState, params: HnswParams
+        self, db: StoreSession, col: CollectionRow, state: IndexState, params: HnswParams
     ) -> IndexState:
         """A state awaiting another process's build or backlog pass, replaced by the graph
         of a snapshot landed since it last looked (caught up from the oplog then, as any
@@ -984,7 +984,9 @@ class IndexCache:
         state.seen_snapshot = seen
         path = snapshot.snapshot_path(self._dir, col.uuid)
         snap = snapshot.read_snapshot(path, self.owner(col))
-        loaded = None if snap is None else self._snapshot_state(col, params, path, snap)
+        if snap is None:
+            return state
+        loaded = self._snapshot_state(col, params, path, snap, db.oplog_head(col.cid))
         if loaded is None:
             return state
         loaded.writes_only = state.writes_only
@@ -1200,7 +1202,7 @@ class IndexCache:
             path = snapshot.snapshot_path(self._dir, col.uuid)
             snap = snapshot.read_snapshot(path, self.owner(col))
             if snap is not None:
-                state = self._snapshot_state(col, params, path, snap)
+                state = self._snapshot_state(col, params, path, snap, db.oplog_head(col.cid))
                 if state is not None:
                     return state
             elif col.snapshot_seq > 0 and self._shared_store and not path.exists():
@@ -1219,14 +1221,37 @@ class IndexCache:
         return self._rebuild(db, col, params)
 
     def _snapshot_state(
-        self, col: CollectionRow, params: HnswParams, path: Path, snap: snapshot.Snapshot
+        self,
+        col: CollectionRow,
+        params: HnswParams,
+        path: Path,
+        snap: snapshot.Snapshot,
+        head: int,
     ) -> IndexState | None:
         """The collection's index as the snapshot read from `path` holds it, or None when
-        this process cannot serve it (older than the oplog floor, another dimension or
-        space, a payload that is no index: each warned about; the last one removed)."""
+        this process cannot serve it (older than the oplog floor, ahead of the oplog head
+        `head` the read session sees, another dimension or space, a payload that is no
+        index: each warned about; the last one removed).
+
+        A snapshot ahead of the head holds changes the session cannot see: another process
+        wrote it after the session began (rare: it is left for the next session), or the
+        store is an older copy than the index directory (a file-level restore of
+        huedb.sqlite3 alone): its graph would hold records the store does not, whose rows
+        no read finds. The index is then built from the store, whose snapshot replaces that
+        file once written; the file itself is left (it may be the newer one)."""
         assert self._dir is not None and col.dimension is not None
         if snap.watermark < col.pruned_seq or snap.dim != col.dimension:
             logger.warning("index snapshot %s is older than the oplog floor; rebuilding", path)
+            return None
+        if snap.watermark > head:
+            logger.warning(
+                "index snapshot %s holds changes up to %d, past the store's %d (the store "
+                "older than its index directory, or a snapshot newer than this read); "
+                "building the index from the store",
+                path,
+                snap.watermark,
+                head,
+            )
             return None
         if snap.space != params.space:
             logger.warning("index snapshot %s has another space; rebuilding", path)

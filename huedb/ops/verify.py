@@ -39,12 +39,12 @@ class VerifyReport:
         out = [f"store integrity: {'ok' if not self.integrity_problems else 'PROBLEMS'}"]
         out += [f"  {p}" for p in self.integrity_problems]
         for c in self.indexes:
-            state = "ok" if c.ok else "MISMATCH"
+            state = "ok" if c.ok else "MISMATCH" if not c.agrees else "SNAPSHOT UNUSABLE"
             out.append(
                 f"collection {c.name} ({c.collection}): {c.records} records, {c.indexed} indexed, "
                 f"snapshot {c.snapshot}: {state}"
             )
-            if not c.ok:
+            if not c.agrees:
                 out.append(
                     f"  missing {len(c.missing)}, extra {len(c.extra)}, "
                     f"wrong vectors {len(c.wrong_vectors)} (of a sample)"
@@ -124,9 +124,10 @@ def _verify(
             try:
                 check = engine.check_index(col.uuid)
                 if not check.ok and repair:
-                    logger.warning(
-                        "rebuilding the index of %s: it disagrees with the store", col.name
-                    )
+                    why = f"its snapshot is {check.snapshot}"
+                    if not check.agrees:
+                        why = "it disagrees with the store"
+                    logger.warning("rebuilding the index of %s: %s", col.name, why)
                     engine.rebuild_index(col.uuid)
                     report.repaired.append(col.name)
                     check = engine.check_index(col.uuid)
