@@ -11,7 +11,13 @@ import pytest
 
 import huedb
 from huedb.api.client import clear_system_cache
-from huedb.ops.parquet import import_collection
+from huedb.ops.parquet import (
+    KEY_FORMAT,
+    KEY_METADATA_SHA256,
+    export_collection,
+    import_collection,
+    metadata_digest,
+)
 from tests.cli import run_cli
 
 OK = [[1.0, 2.0]]
@@ -53,6 +59,11 @@ BAD_FILES = {
     "late-nan": (
         {"id": [f"r{i}" for i in range(10)], "embedding": OK * 9 + [[float("inf"), 1.0]]},
         "rows 9 to 9",
+    ),
+    # The same id in two batches (of 3): refused whatever the batch size (review, 2026-12-08).
+    "duplicate-ids-far-apart": (
+        {"id": ["d0", *[f"r{i}" for i in range(8)], "d0"], "embedding": OK * 10},
+        "id 'd0' is in 2 rows",
     ),
 }
 
@@ -180,3 +191,50 @@ def test_a_checked_file_is_not_read_again_by_the_import(
     finally:
         client.close()
         clear_system_cache()
+
+
+def test_a_file_of_a_newer_export_format_is_refused(data: Path, tmp_path: Path) -> None:
+    """As `restore` refuses a newer backup (review, 2026-12-08): the file's format is one
+    this huedb does not read; its metadata checksum is right, so it is not "corrupt"."""
+    source = huedb.PersistentClient(path=tmp_path / "source")
+    source.create_collection("col").add(ids=["a"], embeddings=OK)
+    exported = tmp_path / "col.parquet"
+    export_collection(source.get_collection("col"), exported)
+    source.close()
+    clear_system_cache()
+    table = pq.read_table(exported)
+    kv = {k.decode(): v.decode() for k, v in table.schema.metadata.items()}
+    kv[KEY_FORMAT] = "2"
+    kv[KEY_METADATA_SHA256] = metadata_digest(kv)
+    newer = tmp_path / "newer.parquet"
+    pq.write_table(table.replace_schema_metadata(kv), newer)
+    before = _snapshot(data)
+    r = run_cli("import", str(newer), "--path", str(data))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "export format '2'" in r.stderr and "upgrade huedb" in r.stderr, r.stderr
+    assert _snapshot(data) == before
+
+
+def test_an_empty_collection_keeps_its_dimension_through_export_and_import(
+    tmp_path: Path,
+) -> None:
+    """Its records all deleted, a collection still refuses another dimension; so does the
+    one an import of its export creates (before, the import left it without one, and an
+    export through a handle opened before the first record declared none)."""
+    source = huedb.PersistentClient(path=tmp_path / "source")
+    col = source.create_collection("emptied")
+    col.add(ids=["a"], embeddings=OK)
+    col.delete(ids=["a"])
+    exported = tmp_path / "emptied.parquet"
+    export_collection(col, exported)
+    source.close()
+    clear_system_cache()
+    target = huedb.PersistentClient(path=tmp_path / "target")
+    report = import_collection(target, exported)
+    assert report.rows == 0 and report.created
+    imported = target.get_collection("emptied")
+    assert imported.get_model().dimension == 2
+    with pytest.raises(huedb.errors.InvalidArgumentError, match="dimension of 2"):
+        imported.add(ids=["b"], embeddings=[[1.0, 2.0, 3.0]])
+    target.close()
+    clear_system_cache()

@@ -63,7 +63,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from huedb.api.checks import checked_batch
-from huedb.api.client import Client
+from huedb.api.client import Client, local_engine
 from huedb.api.collection import Collection
 from huedb.api.collection_schema import sparse_embedding_targets
 from huedb.api.types import CollectionModel
@@ -161,7 +161,7 @@ def export_collection(
     engine = getattr(collection._client, "engine", None)
     if isinstance(engine, Engine):
         refuse_inside_data(out, engine.path, "export file")
-    model = collection.get_model()
+    model = _current_model(collection)  # the handle's may predate its first record
     configuration = dict(model.configuration_json or {})
     space = collection_space(configuration, collection.metadata)
     dimension = model.dimension
@@ -467,6 +467,7 @@ def _check_file(path: Path, batch_size: int) -> int | None:
     digest = kv.get(KEY_METADATA_SHA256)
     if digest is not None and digest != metadata_digest(kv):
         raise _corrupt(path, "its huedb metadata does not match its checksum")
+    _check_format(kv, path)
     layout = _Layout.of(parquet.schema_arrow, path)
     dimension = _file_dimension(kv, parquet.schema_arrow.field(layout.embedding).type, path)
     batches = parquet.iter_batches(batch_size=batch_size)  # every column: all checksums
@@ -477,6 +478,7 @@ def _check_file(path: Path, batch_size: int) -> int | None:
         except (OSError, pa.ArrowException, EOFError) as exc:
             raise _corrupt(path, exc) from None
         if batch is None:
+            _check_unique_ids(path, layout.id)
             return dimension
         records = _decode_batch(batch, layout, path, start)
         if len(records):
@@ -490,6 +492,31 @@ def _check_file(path: Path, batch_size: int) -> int | None:
             dimension = batch_dim
             _check_records(records, path, start)
         start += len(records)
+
+
+def _check_format(kv: dict[str, str], path: Path) -> None:
+    """Refuse a file of a huedb export format this huedb does not read (a newer one)."""
+    found = kv.get(KEY_FORMAT)
+    if found and found != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} is in huedb's export format {found!r}; this huedb reads format "
+            f"{FORMAT_VERSION}: upgrade huedb to import it; nothing was imported"
+        )
+
+
+def _check_unique_ids(path: Path, id_column: str) -> None:
+    """Refuse a file holding one id twice, wherever the two rows are: batches upsert one
+    after the other, so the later row would replace the earlier, and whether a file was
+    refused would depend on the batch size (ids repeated within one batch are refused)."""
+    ids = pq.read_table(path, columns=[id_column]).column(0)
+    if pc.count_distinct(ids).as_py() == len(ids):
+        return
+    counts = pc.value_counts(ids)
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1))[0].as_py()
+    raise ValueError(
+        f"{path}: id {repeated['values']!r} is in {repeated['counts']} rows; ids must be "
+        "unique in a file; nothing was imported"
+    )
 
 
 def _corrupt(path: Path, reason: object) -> ValueError:
@@ -618,6 +645,8 @@ def import_collection(
             bar.update(len(records))
     finally:
         bar.close()
+    if created and rows == 0 and dimension is not None:
+        _keep_dimension(client, collection, dimension)
     schema = _file_schema(kv)
     if created and schema is not None:
         configuration = _json_or_none(kv.get(KEY_CONFIGURATION))
@@ -637,6 +666,17 @@ def import_collection(
         seconds=time.monotonic() - started,
         warnings=warnings,
     )
+
+
+def _keep_dimension(client: Client, collection: Collection, dimension: int) -> None:
+    """Give a collection created from a file without records the dimension the file declares
+    (its source had fixed it; huedb fixes it with the first vector written). Over HTTP the
+    server has no call for it: the first record written fixes it there."""
+    try:
+        engine = local_engine(client)
+    except TypeError:
+        return
+    engine.fix_dimension(str(collection.id), dimension)
 
 
 def _file_dimension(kv: dict[str, str], embedding_type: pa.DataType, path: Path) -> int | None:
