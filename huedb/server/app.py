@@ -101,18 +101,19 @@ def create_app(config: ServerConfig) -> FastAPI:
         return Response(body, media_type=content_type)
 
     # Innermost first. Request metrics and the trace id of log lines are outermost (they see
-    # refusals too); then a path encoding a `/` (404, `path_guard`); HEAD served as GET
-    # without the body (`head_requests`); then CORS for
+    # refusals too); HEAD served as GET without the body (`head_requests`); then CORS for
     # `cors_allow_origins` (it answers their preflights, which carry no token, and marks
     # every answer to them, refusals too); then auth (or, without tokens, the browser
-    # guard), which refuses from the headers alone, before any body is read; then a body
-    # that is not JSON (415); then the deadline on the whole body, the body limit, the fast
-    # path.
+    # guard), which refuses from the headers alone, before any body is read; then a path
+    # encoding a `/` (404, `path_guard`: after auth, so a token's scope is refused as
+    # such); then a body that is not JSON (415); then the deadline on the whole body, the
+    # body limit, the fast path.
     start_engine_metrics()
     app.add_middleware(FastPathMiddleware, api=app.state.api)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=config.max_body_bytes)
     app.add_middleware(ReceiveTimeoutMiddleware, timeout_s=config.request_timeout_s)
     app.add_middleware(JsonContentTypeMiddleware)
+    app.add_middleware(EncodedSlashMiddleware)
     if config.tokens:
         open_paths = CONSOLE_PATHS | ({METRICS_PATH} if config.metrics_public else set())
         app.add_middleware(TokenAuthMiddleware, entries=config.tokens, open_paths=open_paths)
@@ -123,7 +124,6 @@ def create_app(config: ServerConfig) -> FastAPI:
             CorsMiddleware, allow_origins=config.cors_allow_origins, unmarked_paths={METRICS_PATH}
         )
     app.add_middleware(HeadAsGetMiddleware)
-    app.add_middleware(EncodedSlashMiddleware)
     app.add_middleware(RequestMetricsMiddleware, routes=lambda: app.routes)
     return app
 
