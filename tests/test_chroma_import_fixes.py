@@ -519,3 +519,23 @@ def test_a_rerun_matches_collections_by_name(tmp_path: Path) -> None:
         assert huedb_client.get_collection("gamma").get()["ids"] == [
             f"alpha-{i}" for i in range(10)
         ]
+
+
+def test_a_target_inside_the_chroma_directory_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The source is only read (docs/operations.md): a --path inside it, which would put a
+    huedb store in Chroma's directory, is refused before anything is written (review,
+    2026-12-08; the directory itself was refused already)."""
+    source = tmp_path / "chroma"
+    chromadb.PersistentClient(path=str(source)).create_collection("first").add(
+        ids=["1"], embeddings=[[1.0, 2.0]]
+    )
+    _close_chroma()
+    before = sorted(p.relative_to(source) for p in source.rglob("*"))
+    with caplog.at_level(logging.INFO):
+        code = _cli("migrate-chroma", "--from", str(source), "--path", str(source / "sub"))
+    assert code == EXIT_ERROR
+    (line,) = _error_lines(caplog)
+    assert "is inside the data directory" in line
+    assert sorted(p.relative_to(source) for p in source.rglob("*")) == before

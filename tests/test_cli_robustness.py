@@ -270,6 +270,23 @@ def test_backup_into_a_missing_directory_is_refused_and_creates_nothing(tmp_path
     check_cli("backup", "--path", str(data), "--out", str(tmp_path / "b.tar"))
 
 
+def test_backup_onto_a_directory_is_a_storage_error_like_export(tmp_path: Path) -> None:
+    """An --out that cannot be written (here a directory) is exit 3 for backup as for
+    export, as documented; backup said exit 2 (review, 2026-12-08). Nothing is written."""
+    data = documents_store(tmp_path / "data")
+    out = tmp_path / "taken"
+    out.mkdir()
+    for command in (
+        ("backup", "--path", str(data), "--out", str(out)),
+        ("export", "--path", str(data), "--collection", "docs_v1", "--out", str(out)),
+    ):
+        assert "storage error" in assert_one_line(run_cli(*command), 3), command
+    assert list(out.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "data",
+        "taken",
+    ]
+
+
 def test_restore_into_a_regular_file_is_a_usage_error(tmp_path: Path) -> None:
     """It was a 'storage error' with exit 3."""
     archive = tmp_path / "b.tar"

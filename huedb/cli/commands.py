@@ -330,7 +330,11 @@ def run_command(args: argparse.Namespace) -> int:
     except (UsageError, BackupError, ConfigError, ChromaError, ValueError) + errors_if_loaded(
         "httpx", "HTTPError"
     ) as exc:
-        if isinstance(exc, BackupError) and storage_error(exc) is not None:
+        # A backup that failed on a file (one that cannot be written or read, a database
+        # too damaged to copy) is a storage failure, as in every other command.
+        if isinstance(exc, BackupError) and (
+            storage_error(exc) is not None or isinstance(exc.__cause__, STORAGE_ERRORS)
+        ):
             return _storage_failure(args, exc)
         if str(exc).startswith("Could not connect") and isinstance(
             exc.__cause__, _transport_errors()

@@ -36,7 +36,7 @@ from huedb.ops.chroma_dir import ChromaCollection, ChromaDirectory
 from huedb.ops.chroma_dir import describe as describe_collection
 from huedb.ops.collection_definition import apply_mutable_settings, create_like, differences
 from huedb.ops.progress import progress
-from huedb.ops.store import describe, store_client, store_url
+from huedb.ops.store import describe, refuse_inside_data, store_client, store_url
 from huedb.record_batch import RecordBatch
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,8 @@ def migrate_chroma(
     """
     source = Path(source)
     target = None if target is None else Path(target)
+    if target is not None:  # the source directory is only read, never written
+        refuse_inside_data(target, source, "the huedb store (--path)")
     with ChromaDirectory(source) as chroma:
         chroma.check()
         _check_source(chroma)
