@@ -863,7 +863,7 @@ class Engine:
                 snapshot=snap,
                 unreachable=unreachable,
             )
-            return check, ahead_at
+        return check, ahead_at
 
     def rebuild_index(self, collection_uuid: str, keep_snapshot: bool = False) -> None:
         """Rebuild a collection's index from the store and replace its snapshot.
