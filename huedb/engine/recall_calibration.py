@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from huedb.engine.fork_guard import blas_call
 from huedb.engine.graph_process import ChildFailed
 from huedb.engine.hnsw_config import UNCHOSEN_EF_MIN, search_expansion
 from huedb.engine.mapped_rows import rows_as_float32
@@ -350,7 +351,8 @@ def _exact_rows(
         block = np.asarray(block, dtype=np.float32)
         if space == "l2":
             block = block - centre
-        scores = scored @ block.T  # the dot products, made scores in place
+        with blas_call():  # OpenBLAS's threads and a fork: `fork_guard`
+            scores = scored @ block.T  # the dot products, made scores in place
         if space == "l2":
             scores *= -2
             scores += np.einsum("ij,ij->i", block, block)[None, :]
