@@ -61,3 +61,28 @@ def test_deep_values_cost_no_recursion() -> None:
     assert non_finite_path(deep) is None
     deep[0] = float("nan")
     assert non_finite_path(deep) == "[0]"
+
+
+metadata_values = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=3)
+    | st.lists(st.floats() | st.integers(), max_size=4)
+    | st.fixed_dictionaries(
+        {"indices": st.lists(st.integers(0, 9)), "values": st.lists(st.floats())}
+    )
+)
+metadatas = st.lists(
+    st.none() | st.dictionaries(st.text(max_size=2), metadata_values, max_size=4), max_size=6
+)
+
+
+@given(metadatas)
+def test_the_write_path_scan_finds_what_the_walk_finds(batch: list[Any]) -> None:
+    """The server's one-loop scan of a write's metadatas (`wire._record_metadata_path`)
+    names the same first non-finite number as the general walk."""
+    from huedb.server.wire import _record_metadata_path
+
+    assert _record_metadata_path(batch) == non_finite_path(batch)

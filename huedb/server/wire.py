@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -244,22 +243,39 @@ def refuse_non_finite(value: Any, field: str) -> None:
     """Refuse a body field holding a NaN or infinite number as Chroma's server refuses the
     body (400, its JSON parser takes no `NaN` or `Infinity`, and no number beyond a
     double's range): Python's and pydantic's parsers take them, and metadata would then be
-    stored without that key or with null. Record metadata is scanned for scalars first (the
-    common case, cheaply), the rest walked."""
-    if isinstance(value, list) and all(type(m) is dict or m is None for m in value):
-        scalars_only = all(
-            type(v) is not list and type(v) is not dict for m in value if m for v in m.values()
-        )
-        if scalars_only and not any(
-            type(v) is float and not math.isfinite(v) for m in value if m for v in m.values()
-        ):
-            return
-    path = non_finite_path(value)
+    stored without that key or with null."""
+    path = _record_metadata_path(value) if isinstance(value, list) else non_finite_path(value)
     if path is not None:
         raise InvalidArgumentError(
             f"Failed to parse the request body as JSON: {field}{path}: NaN and infinite "
             "numbers are not JSON numbers"
         )
+
+
+def _record_metadata_path(metadatas: list[Any]) -> str | None:
+    """`non_finite_path` of a write's metadatas, one loop over their values (a batch's
+    metadata is scanned on every write: ~0.25 ms per 1,000 one-key records); `x - x` is 0.0
+    for every finite float, NaN for NaN and the infinities."""
+    for i, metadata in enumerate(metadatas):
+        if type(metadata) is not dict:
+            inner = non_finite_path(metadata)
+            if inner is not None:
+                return f"[{i}]{inner}"
+            continue
+        for key, v in metadata.items():
+            kind = type(v)
+            if kind is float:
+                if v - v != 0.0:
+                    return f"[{i}].{key}"
+            elif kind is list:
+                for j, item in enumerate(v):
+                    if type(item) is float and item - item != 0.0:
+                        return f"[{i}].{key}[{j}]"
+            elif kind is dict:
+                inner = non_finite_path(v)
+                if inner is not None:
+                    return f"[{i}].{key}{inner}"
+    return None
 
 
 def _metadata_value(value: Any, index: int, key: str, enum: str) -> Any:
