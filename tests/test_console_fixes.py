@@ -10,7 +10,8 @@
    distance marked "not finite"; before, the whole result was replaced by a TypeError.
 4. (review, 2026-12-08) Pages send Cross-Origin-Opener-Policy: a page that opened the
    console could send its signed-in tab elsewhere; an address part "." or ".." is no page
-   (it made a dot segment of the API path, and the token went to another path).
+   (it made a dot segment of the API path, and the token went to another path); delete
+   checks that the name is still its collection's.
 """
 
 from __future__ import annotations
@@ -242,4 +243,32 @@ def test_dot_segments_in_the_address_are_no_page(
         assert "No such page" in page.inner_text("#main"), hash_path
         reads = [p for p in asked if p.startswith("/api/") and p != "/api/v2/auth/identity"]
         assert reads == [], (hash_path, reads)
+    page.close()
+
+
+def test_delete_refuses_a_name_another_collection_took(
+    server: RunningServer, browser: Browser
+) -> None:
+    """Deleting goes by name (Chroma's API): a collection renamed after its page loaded,
+    its name then taken by a new one, is not the one deleted; the page says so and both
+    collections stay (review, 2026-12-08)."""
+    with admin_client(server) as admin:
+        old_id = ok(admin.post(f"{DB}/collections", json={"name": "victim"}))["id"]
+    page = browser.new_page()
+    page.goto(f"{server.url}/console")
+    page.fill("#token", ADMIN)
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_selector("body[data-ready=tenants]")
+    page.goto(f"{server.url}/console#/col/default_tenant/default_database/{old_id}")
+    page.wait_for_selector("body[data-ready=collection]")
+    with admin_client(server) as admin:
+        ok(admin.put(f"{DB}/collections/{old_id}", json={"new_name": "victim-moved"}))
+        new_id = ok(admin.post(f"{DB}/collections", json={"name": "victim"}))["id"]
+    page.fill("#delete-confirm", "victim")
+    page.click("#delete-collection")
+    page.wait_for_selector("#delete-status [role=alert]")
+    assert "now belongs to another collection" in page.inner_text("#delete-status")
+    with admin_client(server) as admin:
+        assert ok(admin.get(f"{DB}/collections/victim"))["id"] == new_id
+        assert ok(admin.get(f"{DB}/collections/victim-moved"))["id"] == old_id
     page.close()

@@ -285,8 +285,17 @@ function deleteSection(base, tenant, database, model) {
   });
   button.addEventListener("click", async () => {
     button.disabled = true;
+    const path = `${base}/collections/${encodeURIComponent(model.name)}`;
     try {
-      await call("DELETE", `${base}/collections/${encodeURIComponent(model.name)}`);
+      // Deleting goes by name: if this collection was renamed since the page loaded and
+      // another took its name, the name is no longer this page's collection.
+      const current = await call("GET", path);
+      if (current.id !== model.id) {
+        const moved = `The name ${model.name} now belongs to another collection; nothing was deleted. Reload the page.`;
+        status.replaceChildren(errorBox(new Error(moved)));
+        return;
+      }
+      await call("DELETE", path);
     } catch (error) {
       status.replaceChildren(errorBox(error));
       button.disabled = false;
