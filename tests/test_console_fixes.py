@@ -254,13 +254,7 @@ def test_delete_refuses_a_name_another_collection_took(
     collections stay (review, 2026-12-08)."""
     with admin_client(server) as admin:
         old_id = ok(admin.post(f"{DB}/collections", json={"name": "victim"}))["id"]
-    page = browser.new_page()
-    page.goto(f"{server.url}/console")
-    page.fill("#token", ADMIN)
-    page.click("#signin-form button[type=submit]")
-    page.wait_for_selector("body[data-ready=tenants]")
-    page.goto(f"{server.url}/console#/col/default_tenant/default_database/{old_id}")
-    page.wait_for_selector("body[data-ready=collection]")
+    page = signed_in_page(server, browser, old_id)
     with admin_client(server) as admin:
         ok(admin.put(f"{DB}/collections/{old_id}", json={"new_name": "victim-moved"}))
         new_id = ok(admin.post(f"{DB}/collections", json={"name": "victim"}))["id"]

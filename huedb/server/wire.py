@@ -227,7 +227,7 @@ def record_metadatas(metadatas: list[Any] | None, enum: str = "MetadataValue") -
     (objects) decoded."""
     if metadatas is None:
         return None
-    refuse_non_finite(metadatas, "metadatas")
+    _refuse_at("metadatas", _record_metadata_path(metadatas))
     return [
         {key: _metadata_value(value, i, key, enum) for key, value in m.items()}
         if isinstance(m, dict) and any(isinstance(v, dict | list) for v in m.values())
@@ -244,7 +244,11 @@ def refuse_non_finite(value: Any, field: str) -> None:
     body (400, its JSON parser takes no `NaN` or `Infinity`, and no number beyond a
     double's range): Python's and pydantic's parsers take them, and metadata would then be
     stored without that key or with null."""
-    path = _record_metadata_path(value) if isinstance(value, list) else non_finite_path(value)
+    _refuse_at(field, non_finite_path(value))
+
+
+def _refuse_at(field: str, path: str | None) -> None:
+    """`refuse_non_finite`'s error for the non-finite number at `path` of `field`, if any."""
     if path is not None:
         raise InvalidArgumentError(
             f"Failed to parse the request body as JSON: {field}{path}: NaN and infinite "
