@@ -270,12 +270,19 @@ def http_error(exc: BaseException) -> tuple[int, str, str]:
     return 500, "InternalError", f"{type(exc).__name__}: {exc}"
 
 
+EMPTY_BODY_REASON = "EOF while parsing a value at line 1 column 0"
+
+
 def body_error(errors: Iterable[dict[str, Any]]) -> tuple[int, str, str]:
     """Status, Chroma error name and message for a request body pydantic refused (its error
     list): a 400 when the body is not JSON at all, as Chroma answers; else the 422 for a body
     that does not fit its model."""
     errors = list(errors)
     for error in errors:
+        if error.get("type") == "missing" and tuple(error.get("loc", ())) == ("body",):
+            # FastAPI's error for an empty body; serde's words, as the fast path gives them
+            message = "Failed to parse the request body as JSON: " + EMPTY_BODY_REASON
+            return 400, "InvalidArgumentError", message
         if error.get("type") == "json_invalid":
             reason = (error.get("ctx") or {}).get("error") or error.get("msg")
             at = [p for p in error.get("loc", ()) if isinstance(p, int)]

@@ -13,8 +13,11 @@ from starlette.background import BackgroundTask
 from huedb.ops.backup import admin_backup_dir, backup, storage_error
 from huedb.ops.stats import gather_stats
 from huedb.server.json_response import OrjsonResponse
+from huedb.server.strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/api/v2/admin", default_response_class=OrjsonResponse)
+router = APIRouter(
+    prefix="/api/v2/admin", default_response_class=OrjsonResponse, route_class=StrictJsonRoute
+)
 
 
 @router.post("/backup")

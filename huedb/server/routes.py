@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from huedb.api.checks import MAX_BATCH_SIZE, check_batch_size, check_page
 from huedb.api.local import LocalAPI
 from huedb.errors import (
+    EMPTY_BODY_REASON,
     CollectionExistsError,
     CollectionRenameError,
     InvalidArgumentError,
@@ -28,8 +29,11 @@ from huedb.search.parse import parse_search_request
 from huedb.server import wire
 from huedb.server.auth import TOKEN_KEY
 from huedb.server.json_response import OrjsonResponse
+from huedb.server.strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/api/v2", default_response_class=OrjsonResponse)
+router = APIRouter(
+    prefix="/api/v2", default_response_class=OrjsonResponse, route_class=StrictJsonRoute
+)
 CHROMA_API_VERSION = "1.0.0"
 DB = "/tenants/{tenant}/databases/{database}"
 COL = DB + "/collections/{collection_id}"
@@ -355,10 +359,12 @@ async def search(
     request: Request, tenant: str, database: str, collection_id: str
 ) -> OrjsonResponse:
     """POST .../search: Chroma's Search API (shared/chroma-search-api.md, 2)."""
+    raw = await request.body()
     try:
-        body = orjson.loads(await request.body())
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidArgumentError(f"Failed to parse the request body as JSON: {exc}") from None
+        reason = exc if raw else EMPTY_BODY_REASON
+        raise InvalidArgumentError(f"Failed to parse the request body as JSON: {reason}") from None
     local = api(request)
     answer = await run_in_threadpool(run_search, local, tenant, database, collection_id, body)
     return OrjsonResponse(answer)

@@ -101,9 +101,6 @@ class CreateCollection(_Body):
 
     def to_request(self, tenant: str, database: str) -> CreateCollectionRequest:
         """This body as the request to create it in `tenant`/`database`."""
-        refuse_non_finite(self.metadata, "metadata")
-        refuse_non_finite(self.configuration, "configuration")
-        refuse_non_finite(self.collection_schema, "schema")
         return CreateCollectionRequest(
             self.name,
             self.metadata,
@@ -135,8 +132,6 @@ class UpdateCollection(_Body):
 
     def to_request(self) -> ModifyCollectionRequest:
         """This body as a `ModifyCollectionRequest`."""
-        refuse_non_finite(self.new_metadata, "new_metadata")
-        refuse_non_finite(self.new_configuration, "new_configuration")
         return ModifyCollectionRequest(self.new_name, self.new_metadata, self.new_configuration)
 
 
@@ -239,16 +234,12 @@ def record_metadatas(metadatas: list[Any] | None, enum: str = "MetadataValue") -
 LIST_ITEM_TYPES = (bool, int, float, str)
 
 
-def refuse_non_finite(value: Any, field: str) -> None:
-    """Refuse a body field holding a NaN or infinite number as Chroma's server refuses the
-    body (400, its JSON parser takes no `NaN` or `Infinity`, and no number beyond a
-    double's range): Python's and pydantic's parsers take them, and metadata would then be
-    stored without that key or with null."""
-    _refuse_at(field, non_finite_path(value))
-
-
 def _refuse_at(field: str, path: str | None) -> None:
-    """`refuse_non_finite`'s error for the non-finite number at `path` of `field`, if any."""
+    """Refuse the NaN or infinite number at `path` of `field`, if any, as Chroma's server
+    refuses the body (400, its JSON parser takes no `NaN` or `Infinity`, and no number
+    beyond a double's range): pydantic's parser, the fast path's, takes them, and metadata
+    would then be stored without that key or with null. (The other routes parse bodies
+    with orjson, which refuses them: `strict_json`.)"""
     if path is not None:
         raise InvalidArgumentError(
             f"Failed to parse the request body as JSON: {field}{path}: NaN and infinite "

@@ -29,8 +29,11 @@ from huedb.server.auth import TOKEN_KEY
 from huedb.server.json_response import OrjsonResponse
 from huedb.server.metrics_cache import FIGURES
 from huedb.server.routes import COL, DB, api, owned_collection
+from huedb.server.strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/api/v2", default_response_class=OrjsonResponse)
+router = APIRouter(
+    prefix="/api/v2", default_response_class=OrjsonResponse, route_class=StrictJsonRoute
+)
 MAX_TEXT_CHARS = 4096
 
 
