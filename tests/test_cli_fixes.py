@@ -180,6 +180,16 @@ def test_eval_with_a_missing_queries_file_is_a_usage_error(tmp_path: Path) -> No
     assert "storage error" not in output, output
 
 
+def test_eval_with_a_queries_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
+    """Was Python's bare "'utf-8' codec can't decode byte 0xe9 in position 14", no file."""
+    queries = tmp_path / "latin1.jsonl"
+    queries.write_bytes('{"query": "café"}\n'.encode("latin-1"))
+    output = run_refused(
+        "eval", "--path", str(tmp_path / "data"), "--collection", "x", "--queries", str(queries)
+    )
+    assert f"{queries}: not UTF-8 text (byte 14)" in output, output
+
+
 # --------------------------------------------------------------------------- Settings typos
 
 

@@ -331,7 +331,11 @@ class Query:
 def read_queries(path: Path) -> list[Query]:
     """JSON lines of {"query": str, "relevant": [ids]} ("relevant" optional)."""
     queries = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    try:
+        text_of_file = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    for n, line in enumerate(text_of_file.splitlines(), 1):
         if not line.strip():
             continue
         try:
