@@ -303,8 +303,12 @@ def test_verify_finds_and_removes_index_files_of_deleted_collections(
     fixed = verify(data, repair=True, store=store.url)
     assert fixed.ok and fixed.repaired_orphans and not orphan.exists()
     assert foreign.exists() and orphan.name in fixed.orphan_files
-    left = verify(data, store=store.url).orphan_files  # with the lock repair looked under
-    assert left == [foreign.name, foreign.with_suffix(".lock").name]
+    assert fixed.foreign_files == [foreign.name]
+    # Listed as kept, not as an orphan --repair removes (it was, and --repair left it).
+    left = verify(data, store=store.url)
+    assert left.orphan_files == [] and left.foreign_files == [foreign.name]
+    assert any(f"kept index file {foreign.name}" in line for line in left.lines())
+    assert not any("orphan index file" in line for line in left.lines())
 
 
 def test_backup_removes_temporaries_of_killed_backups(tmp_path: Path, store: StoreTarget) -> None:

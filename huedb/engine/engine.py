@@ -934,18 +934,34 @@ class Engine:
         collections, and another store's sharing the directory, are kept. Returns the
         names removed."""
         with self._lock:
-            if self._index_dir is None:
-                return []
-            # Listed before the store is read: a collection created after has no file yet.
-            on_disk = snapshot.collection_uuids_in(self._index_dir)
-            with self._store.read() as db:
-                live = set(db.collection_uuids())
-            removed: list[str] = []
-            for u in sorted(on_disk - live):
-                removed += self._remove_orphan_files(u)
+            removed = [name for u in self._orphan_uuids() for name in self._remove_orphan_files(u)]
         if removed:
             logger.info("removed %d index files of deleted collections", len(removed))
         return removed
+
+    def orphan_files(self) -> tuple[list[str], list[str]]:
+        """The index files of collections the store no longer has, nothing removed: those
+        `remove_orphan_snapshots` removes, and another store's snapshots it keeps."""
+        removable: list[str] = []
+        kept: list[str] = []
+        with self._lock:
+            for u in self._orphan_uuids():
+                assert self._index_dir is not None
+                owner = snapshot.owner_name(self._store.store_id, u)
+                files, foreign = snapshot.orphan_files(self._index_dir, u, owner)
+                removable += files
+                kept += foreign
+        return removable, kept
+
+    def _orphan_uuids(self) -> list[str]:
+        """The collections that name files of the index directory but not the store."""
+        if self._index_dir is None:
+            return []
+        # Listed before the store is read: a collection created after has no file yet.
+        on_disk = snapshot.collection_uuids_in(self._index_dir)
+        with self._store.read() as db:
+            live = set(db.collection_uuids())
+        return sorted(on_disk - live)
 
     def copy_database_to(self, target: Path) -> None:
         """Write a consistent copy of the store to `target`, a SQLite file (the backup format).

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import json
 import logging
 import mmap
@@ -494,6 +495,26 @@ def _is_uuid(text: str) -> bool:
         return False
 
 
+def orphan_files(directory: Path, collection_uuid: str, owner: str) -> tuple[list[str], list[str]]:
+    """The files of a collection the store no longer has, as `remove_orphan_files` sorts
+    them: those it removes, and the snapshots of another store sharing the directory (their
+    header names another owner), which it keeps with their lock file."""
+    kept = [
+        path.name
+        for suffix in (GRAPH_SUFFIX, SPARSE_SUFFIX)
+        if (path := directory / f"{collection_uuid}{suffix}").exists() and _foreign(path, owner)
+    ]
+    lock = f"{collection_uuid}{LOCK_SUFFIX}"
+    names = sorted(f.name for f in directory.glob(f"{glob.escape(collection_uuid)}.*"))
+    return [n for n in names if n not in kept and not (kept and n == lock)], kept
+
+
+def _foreign(path: Path, owner: str) -> bool:
+    """Whether a snapshot's header names another owner (an unreadable one is no one's)."""
+    header = read_header(path)
+    return header is not None and header.get("owner") != owner
+
+
 def remove_orphan_files(directory: Path, collection_uuid: str, owner: str) -> list[str]:
     """Remove the files of a collection the store no longer has: the snapshots `owner`
     wrote and those whose header cannot be read (another store's sharing the directory are
@@ -510,9 +531,8 @@ def remove_orphan_files(directory: Path, collection_uuid: str, owner: str) -> li
             path = directory / f"{collection_uuid}{suffix}"
             if not path.exists():
                 continue
-            header = read_header(path)
-            if header is not None and header.get("owner") != owner:
-                kept = True  # another store's: an unreadable file is no one's snapshot
+            if _foreign(path, owner):
+                kept = True
                 continue
             path.unlink(missing_ok=True)
             removed.append(path.name)

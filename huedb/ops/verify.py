@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from huedb.engine.engine import Engine, IndexCheck
-from huedb.engine.snapshot import collection_uuids_in
 from huedb.engine.sqlite_store.connection import DB_FILENAME
 from huedb.errors import NotFoundError
 from huedb.ops.progress import progress
@@ -27,6 +26,7 @@ class VerifyReport:
     linked: list[str] = field(default_factory=list)  # snapshots whose graphs were linked
     orphan_files: list[str] = field(default_factory=list)
     repaired_orphans: bool = False
+    foreign_files: list[str] = field(default_factory=list)  # another store's: never removed
 
     @property
     def ok(self) -> bool:
@@ -56,12 +56,17 @@ class VerifyReport:
                 )
         verb = "removed" if self.repaired_orphans else "found (harmless; --repair removes)"
         out += [f"{verb} orphan index file {name}" for name in self.orphan_files]
+        out += [
+            f"kept index file {name}: another store's snapshot (its header names another "
+            "store; remove it by hand if no store shares this directory)"
+            for name in self.foreign_files
+        ]
         out += [f"repaired: rebuilt index of {name}" for name in self.repaired]
         out += [f"repaired: linked the graph of {name}'s snapshot" for name in self.linked]
         return out
 
 
-def _check_orphans(engine: Engine, data: Path, report: VerifyReport, repair: bool) -> None:
+def _check_orphans(engine: Engine, report: VerifyReport, repair: bool) -> None:
     """Index files of collections that no longer exist (left by a killed delete). Repaired
     by the engine, which removes only this store's files, under each collection's snapshot
     lock (never a running writer's, another store's sharing the directory, nor those of a
@@ -69,13 +74,9 @@ def _check_orphans(engine: Engine, data: Path, report: VerifyReport, repair: boo
     if repair:
         report.orphan_files = engine.remove_orphan_snapshots()
         report.repaired_orphans = bool(report.orphan_files)
+        report.foreign_files = engine.orphan_files()[1]
         return
-    index_dir = data / "index"
-    on_disk = collection_uuids_in(index_dir)  # listed before the live collections are read
-    live = {c.uuid for c in engine.collections()}
-    report.orphan_files = sorted(
-        f.name for f in index_dir.glob("*") if f.name.split(".", 1)[0] in on_disk - live
-    )
+    report.orphan_files, report.foreign_files = engine.orphan_files()
 
 
 def verify(
@@ -143,4 +144,4 @@ def _verify(
             report.indexes.append(check)
         bar.close()
         if data is not None:
-            _check_orphans(engine, data, report, repair)
+            _check_orphans(engine, report, repair)
