@@ -101,3 +101,54 @@ def test_embedded_and_served_store_agree(tmp_path: Path) -> None:
     with huedb_server(data) as running:
         got = httpx.get(f"{running.url}/api/v2/tenants/{quote('ab?c', safe='')}/databases")
         assert [d["name"] for d in got.json()] == ["dbx"]
+
+
+# Chroma's library takes any database name of 3 or more UTF-8 bytes (its server holds new
+# ones to the collection-name rule); huedb refuses '/' besides, as for tenants.
+LIBRARY_DATABASE_NAMES = [
+    "alice@example.com", "team alpha", "db_", "_private", "données", "1.2.3.4", "a..b",
+    "été", "x" * 600, "ab", "é", "",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", LIBRARY_DATABASE_NAMES, ids=lambda n: repr(n[:12]))
+def test_embedded_database_names_are_chromadbs(name: str) -> None:
+    """huedb's library refused every name outside [a-zA-Z0-9._-] (the server's rule), so a
+    database named after a user's e-mail address worked with chromadb and not with huedb."""
+    chromadb = pytest.importorskip("chromadb")
+    theirs = chromadb.AdminClient(chromadb.Settings(anonymized_telemetry=False))
+    ours = huedb.AdminClient()
+    outcomes = []
+    for admin in (theirs, ours):
+        try:
+            admin.create_database(name)
+            outcomes.append(("created", admin.get_database(name)["name"]))
+        except Exception as exc:  # noqa: BLE001 - the error's type is compared
+            outcomes.append(("refused", type(exc).__name__))
+    assert outcomes[1] == outcomes[0], outcomes
+    if outcomes[1][0] == "created":
+        client = huedb.EphemeralClient(database=name)
+        client.create_collection("notes").add(ids=["a"], embeddings=[[1.0, 2.0]])
+        assert huedb.EphemeralClient(database=name).get_collection("notes").count() == 1
+
+
+def test_embedded_database_names_with_a_slash_are_refused() -> None:
+    with pytest.raises(errors.InvalidArgumentError, match="URL path"):
+        huedb.AdminClient().create_database("prod/eu")
+
+
+def test_a_database_the_library_named_is_served_though_the_server_creates_no_such_name(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    client = huedb.PersistentClient(path=data, database="default_database")
+    huedb.AdminClient(client.get_settings()).create_database("alice@example.com")
+    huedb.PersistentClient(path=data, database="alice@example.com").create_collection("notes")
+    client.close()
+    clear_system_cache()
+    with huedb_server(data) as running:
+        base = f"{running.url}/api/v2/tenants/default_tenant/databases"
+        refused = httpx.post(base, json={"name": "bob@example.com"})
+        assert refused.status_code == 400 and refused.json()["error"] == "InvalidArgumentError"
+        listed = httpx.get(f"{base}/{quote('alice@example.com', safe='')}/collections")
+        assert [c["name"] for c in listed.json()] == ["notes"]

@@ -99,6 +99,21 @@ def validate_name(name: Any, what: str | None = "name") -> str:
     raise InvalidArgumentError(bad + f"Expected a name that is not a valid ip address. Got {name}")
 
 
+def validate_database_name(name: Any) -> str:
+    """Database names as Chroma's library takes them: a string of at least 3 bytes of
+    UTF-8, without '/' (as tenant names: it could not be addressed in a URL path). Chroma's
+    HTTP server applies the collection-name rule to a new database's name besides
+    (`validate_name`, in the route)."""
+    if not isinstance(name, str) or len(name.encode("utf-8", "surrogatepass")) < 3:
+        raise InvalidArgumentError("database name must be at least 3 characters")
+    if "/" in name:
+        raise InvalidArgumentError(
+            "Expected a database name without '/', which cannot be addressed in a URL path. "
+            f"Got: {name}"
+        )
+    return name
+
+
 def validate_tenant_name(name: Any) -> str:
     """Tenant names: a string of at least 3 characters, without '/'.
 

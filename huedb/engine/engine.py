@@ -29,7 +29,12 @@ from huedb.engine.budget import (
     check_query_results,
     check_read,
 )
-from huedb.engine.catalog import CollectionRow, validate_name, validate_tenant_name
+from huedb.engine.catalog import (
+    CollectionRow,
+    validate_database_name,
+    validate_name,
+    validate_tenant_name,
+)
 from huedb.engine.confirmed_search import (
     WarmIndex,
     confirmed_filtered_search,
@@ -222,7 +227,7 @@ class Engine:
             db.delete_empty_tenant(name)
 
     def create_database(self, name: str, tenant: str) -> None:
-        validate_name(name, what=None)
+        validate_database_name(name)
         with self._lock, self._store.write() as db:
             db.create_database(name, tenant)
 

@@ -29,7 +29,7 @@ from huedb.api.client import Client, local_engine
 from huedb.api.collection import Collection
 from huedb.api.collection_config import create_configuration
 from huedb.api.collection_schema import parse_schema, vector_index_config
-from huedb.engine.catalog import validate_name, validate_tenant_name
+from huedb.engine.catalog import validate_database_name, validate_name, validate_tenant_name
 from huedb.engine.hnsw_config import collection_space
 from huedb.errors import InvalidArgumentError, NotFoundError
 from huedb.ops.chroma_dir import ChromaCollection, ChromaDirectory
@@ -152,7 +152,7 @@ def _check_source(chroma: ChromaDirectory) -> None:
             raise ValueError(f"source tenant {tenant!r}: huedb refuses its name: {exc}") from None
     for tenant, database in chroma.databases:
         try:
-            validate_name(database, what=None)
+            validate_database_name(database)
         except InvalidArgumentError as exc:
             raise ValueError(
                 f"source database {database!r} of tenant {tenant!r}: huedb refuses its name: {exc}"
@@ -160,7 +160,7 @@ def _check_source(chroma: ChromaDirectory) -> None:
     for collection in chroma.collections:
         try:
             validate_tenant_name(collection.tenant)
-            validate_name(collection.database, what=None)
+            validate_database_name(collection.database)
             validate_name(collection.name)
         except InvalidArgumentError as exc:
             raise ValueError(

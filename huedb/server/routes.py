@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from huedb.api.checks import MAX_BATCH_SIZE, check_batch_size, check_page
 from huedb.api.local import LocalAPI
+from huedb.engine.catalog import validate_name
 from huedb.errors import (
     EMPTY_BODY_REASON,
     CollectionExistsError,
@@ -113,6 +114,9 @@ def get_tenant(request: Request, tenant: str) -> dict[str, Any]:
 
 @router.post("/tenants/{tenant}/databases")
 def create_database(request: Request, tenant: str, body: wire.CreateDatabase) -> dict[str, Any]:
+    """Chroma's server holds a new database's name to the rule of collection names; its
+    library (and `LocalAPI`) only to `validate_database_name`."""
+    validate_name(body.name, what=None)
     api(request).create_database(body.name, tenant)
     return {}
 
