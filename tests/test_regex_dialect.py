@@ -118,6 +118,9 @@ PATTERNS = [
     "(?U)a+", "(?U)a+?", "(?m)", "(?s)", "(?i)", "(?)", "(?i-i)cat", "(?i-)cat", "(?--i)a",
     "(?z)a", "(?x)c a t", "(?x) c a # t\n t", "(?x)[ a ]", "(?x)a\\ b", "(?x)c a t (?-x) t",
     "(?R)", "(?R)^second", "(?u)\\w", "(?-u)a", "(?-u:\\w)", "(?-u).", "(?i)*", "(?i)+a",
+    # byte mode: refused only where a byte class is left (review 2026-12-08: both ways)
+    "(?i-u)apple", "(?-u)(?i)b", "(?-u)(?i)\\x41", "(?-u)[a]", "(?-u)[a]pple", "(?-u)[^a]",
+    "(?-u)[ab]", "(?-u)(?i)[a]", "(?-u)[\\n]", "(?-u)\\s|b", "(?-u)\\x41", "(?i-u)é",
     # look-around and unsupported
     "a(?=b)", "a(?!b)", "(?<=a)b", "(?<!a)b", "(?>a)", "(?#comment)", "(?|a)",
     "a++", "a*+",

@@ -369,7 +369,18 @@ class _Translator:
             if "m" in self.flags:
                 self.line_anchors.add("crlf" if "R" in self.flags else "lf")
             return _Frag.of(c)
-        return self.char(_literal(c))
+        return self.char(self.literal(c))
+
+    def literal(self, c: str) -> str:
+        """A literal character. Under `(?i-u)` case folding is ASCII's only: an ASCII letter
+        is then a byte class ([Aa] as bytes), which Chroma refuses like any byte pattern,
+        and any other character matches itself alone (RE2 would fold `é` with `É`)."""
+        if "i" in self.flags and "u" not in self.flags:
+            if c.isascii() and c.isalpha():
+                self.require_unicode()
+            if not c.isascii():
+                return f"(?-i:{_literal(c)})"
+        return _literal(c)
 
     def assertion(self) -> str:
         """An escaped zero-width assertion (after the backslash): \\A, \\z, \\b, \\B."""
@@ -485,7 +496,8 @@ class _Translator:
         if c in _SIMPLE_ESCAPES:
             return _SIMPLE_ESCAPES[c]
         if c in _HEX_ESCAPES:
-            return _literal(chr(self.hex_escape(_HEX_ESCAPES[c])))
+            code = chr(self.hex_escape(_HEX_ESCAPES[c]))
+            return _literal(code) if in_class else self.literal(code)
         if c.isascii() and c.isdigit():
             raise self.fail("backreferences are not supported")
         if c.isascii() and not c.isalnum() and c not in "<>":
@@ -542,6 +554,7 @@ class _Translator:
             self.i += 1
         items: list[str] = []
         extra: list[str] = []  # whole RE2 atoms for the union (negated Perl classes)
+        singles: list[str] = []  # the members that were one character each
         first = True
         while True:
             if "x" in self.flags:
@@ -584,7 +597,11 @@ class _Translator:
                 items.append(f"{_literal(low)}-{_literal(high)}")
             else:
                 items.append(_literal(low) if len(low) == 1 else low)
-        self.require_unicode()
+                singles.append(low)
+        if "u" not in self.flags:
+            if len(items) == len(singles) == 1 and len(singles[0]) == 1 and not negated:
+                return self.literal(singles[0])  # a class of one character is that literal
+            self.require_unicode()
         body = "".join(items)
         if not extra:
             return f"[{'^' if negated else ''}{body}]"
