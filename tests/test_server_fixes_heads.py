@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -94,6 +95,57 @@ def test_bodies_do_not_count_toward_the_head_limit(tmp_path: Path) -> None:
             assert client.get("/api/v2/heartbeat").status_code == 200
             counted = client.get(f"{DB}/collections/{made.json()['id']}/count")
             assert counted.json() == 1000
+
+
+def _chunked_tenant_post(token: str | None) -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return (
+        "POST /api/v2/tenants HTTP/1.1\r\nHost: localhost\r\n"
+        f"{auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+
+
+def _closed_while_sending(server: RunningServer, start: bytes, endless: bytes) -> bool:
+    """Send `start`, then `endless` up to 16 MiB (more than the sockets' buffers hold):
+    whether the server closed the connection before taking it all."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        try:
+            sock.sendall(start)
+            for _ in range(16 * 16):
+                sock.sendall(endless)
+        except OSError:
+            return True
+    return False
+
+
+def test_chunk_framing_and_trailers_are_bounded_like_a_head(tmp_path: Path) -> None:
+    """A chunked body's trailer (or a chunk-size line) of megabytes, sent after the 401 to
+    a request without a token, was parsed unbounded: 96 MiB taken in 14 s, the worker at
+    242 MiB and another client's heartbeat at 15 s. The connection is now closed after
+    `max_header_bytes` of such bytes; a chunked body of many small chunks is still served."""
+    with huedb_server(tmp_path / "data", env=TOKENS_ENV) as server:
+        piece = b"a" * 65536
+        started = time.monotonic()
+        trailer = _chunked_tenant_post(None) + b"2\r\n{}\r\n0\r\nX-Trailer: "
+        assert _closed_while_sending(server, trailer, piece)
+        extension = _chunked_tenant_post(None) + b"2;x="
+        assert _closed_while_sending(server, extension, piece)
+        assert time.monotonic() - started < 10
+        beat = httpx.get(f"{server.url}/api/v2/heartbeat", timeout=10)
+        assert beat.status_code == 200
+
+        body = json.dumps({"name": "chunked-tenant"}).encode()
+        chunks = b"".join(b"1\r\n" + bytes([c]) + b"\r\n" for c in body)
+        request = _chunked_tenant_post(ADMIN) + chunks + b"0\r\nX-Small: 1\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(request)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        listed = httpx.get(
+            f"{server.url}/api/v2/tenants/chunked-tenant",
+            headers={"Authorization": f"Bearer {ADMIN}"},
+            timeout=10,
+        )
+        assert listed.status_code == 200, listed.text
 
 
 def test_the_limit_is_a_setting(tmp_path: Path) -> None:

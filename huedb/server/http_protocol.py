@@ -24,7 +24,10 @@ the event loop, so one client sending a header of megabytes stalled every other 
 The httptools protocol counts the bytes fed to its parser outside a body (from the end of
 one request's body to the end of the next head) and, past the limit, answers `431` (`414`
 while still in the request line: a URL that long) with a JSON error and closes the
-connection without parsing more. h11 (not quadratic) bounds a
+connection without parsing more. Inside a body, the bytes the parser gives back as no body
+(a chunked body's sizes and extensions, and its trailers) are bounded the same way: past
+`max_header_bytes` of them in a row the connection is closed (a trailer of megabytes, sent
+after the 401 to a request without a token, stalled the event loop). h11 (not quadratic) bounds a
 head still incomplete itself: its limit is set to the same value (uvicorn answers 400 past
 it).
 """
@@ -187,12 +190,14 @@ class HeadSizeLimit:
         self._head_bytes = 0  # fed to the parser since the last head was complete
         self._line_done = False  # a line end was among them: past the request line
         self._in_body = False  # between a head's end and its message's end
+        self._framing_bytes = 0  # fed inside a body since the parser last gave body bytes
+        self._gave_body = False
 
     def data_received(self, data: bytes) -> None:
         while data and not self.transport.is_closing():
             if self._in_body:
-                super().data_received(data)
-                return
+                data = self._feed_body(data)
+                continue
             room = self.max_header_bytes - self._head_bytes
             if room <= 0:
                 refusal = head_too_large_response(self.max_header_bytes, not self._line_done)
@@ -204,10 +209,31 @@ class HeadSizeLimit:
             self._line_done = self._line_done or b"\n" in piece
             super().data_received(piece)
 
+    def _feed_body(self, data: bytes) -> bytes:
+        """Feed body bytes, at most `max_header_bytes` of them in a row that the parser gives
+        back as no body (chunk sizes and extensions, trailers: httptools joins a trailer
+        with `bytes +=` too); past that the connection is closed. Returns what is left."""
+        room = self.max_header_bytes - self._framing_bytes
+        if room <= 0:
+            self.transport.close()
+            return b""
+        piece, rest = data[:room], data[room:]
+        self._gave_body = False
+        self._framing_bytes += len(piece)
+        super().data_received(piece)
+        if self._gave_body:
+            self._framing_bytes = 0
+        return rest
+
+    def on_body(self, body: bytes) -> None:
+        self._gave_body = True
+        super().on_body(body)
+
     def on_headers_complete(self) -> None:
         self._in_body = True
         self._head_bytes = 0
         self._line_done = False
+        self._framing_bytes = 0
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
