@@ -329,13 +329,16 @@ def validate_limit_offset(value: Any, name: str) -> int | None:
 
 
 def validate_delete_limit(limit: Any) -> None:
-    """A delete's limit, as chromadb checks it: None or a non-negative int (not a bool)."""
+    """A delete's limit, as chromadb checks it: None or a non-negative int (not a bool)
+    that fits an unsigned 32-bit integer (its binding's OverflowError past that)."""
     if limit is None:
         return
     if not isinstance(limit, int) or isinstance(limit, bool):
         raise TypeError("limit must be a non-negative integer")
     if limit < 0:
         raise ValueError("limit must be a non-negative integer")
+    if limit > UINT32_MAX:
+        raise OverflowError("out of range integral type conversion attempted")
 
 
 def validate_modify_metadata(metadata: Any) -> None:

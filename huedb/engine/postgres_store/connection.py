@@ -179,12 +179,30 @@ def storage_error(exc: BaseException) -> Exception | None:
             "transaction (or not serializable beside one); nothing of the request was "
             "applied, retry it"
         )
+    if isinstance(exc, pg_errors.ProgramLimitExceeded):
+        # A value past what PostgreSQL can index (a btree entry holds ~2,700 bytes: an id or
+        # a metadata key that long), not an outage: the caller's to change.
+        return InvalidArgumentError(
+            f"PostgreSQL cannot store this request's values: {_first_line(exc)}"
+        )
+    if isinstance(exc, pg_errors.NumericValueOutOfRange):
+        return InvalidArgumentError(f"a number is out of PostgreSQL's range: {_first_line(exc)}")
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        return StorageUnavailableError(
+            f"PostgreSQL refused huedb's role: {_first_line(exc)} (huedb's role needs to own "
+            "the database, or CREATE and USAGE on its schema and all privileges on huedb's "
+            "tables: docs/postgres.md)"
+        )
     if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, pg_errors.QueryCanceled):
         # Connection lost, admin/crash shutdown, cannot connect now, too many connections.
         return unavailable(exc)
     if isinstance(exc, psycopg.DataError) and "NUL" in str(exc):
         return InvalidArgumentError(f"PostgreSQL cannot store this text: {exc}")
     return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return scrubbed(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def unavailable(exc: BaseException) -> StorageUnavailableError:

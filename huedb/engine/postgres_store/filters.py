@@ -30,6 +30,7 @@ from huedb.engine.filters import (
     Node,
     positive,
 )
+from huedb.engine.postgres_store.schema import STRING_PREFIX
 from huedb.engine.record_values import INT64_MAX, INT64_MIN, KIND_STR
 
 _COMPARE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
@@ -155,19 +156,34 @@ class _Renderer:
         values = list(term.values) if is_str else [number(v) for v in term.values]
         if op in COMPARISONS:
             cond = f"num {_COMPARE_SQL[op]} %s::numeric"
-            self.params.extend((self.cid, term.key, term.is_array, values[0]))
+            self.params.extend((term.key, values[0]))
+        elif is_str:  # the indexed prefix first (schema.py), then the whole string
+            many = op == "$in"
+            cond = (
+                f"left(txt, {STRING_PREFIX}) = ANY(%s::text[]) AND txt = ANY(%s::text[])"
+                if many
+                else f"left(txt, {STRING_PREFIX}) = %s::text AND txt = %s::text"
+            )
+            prefixes = [v[:STRING_PREFIX] for v in values]
+            self.params.extend(
+                (term.key, prefixes, values) if many else (term.key, prefixes[0], values[0])
+            )
         elif op == "$in":
-            cond = f"{column} = ANY(%s::{cast}[])"
-            self.params.extend((self.cid, term.key, term.is_array, values))
+            cond = "num = ANY(%s::numeric[])"
+            self.params.extend((term.key, values))
         else:
-            cond = f"{column} = %s::{cast}"
-            self.params.extend((self.cid, term.key, term.is_array, values[0]))
+            cond = "num = %s::numeric"
+            self.params.extend((term.key, values[0]))
         kind = "" if is_str else f" AND kind = {int(term.kind)}"
         # An array may hold a value twice: one key per record.
         distinct = "DISTINCT " if term.is_array else ""
+        # The collection and the array flag are written into the text (an int and a bool,
+        # nothing a caller chose), so a term binds 2 or 3 parameters: the 20,000 terms a
+        # filter may have stay under libpq's 65,535 (4 a term failed past 16,383).
         return (
-            f"SELECT {distinct}key FROM record_meta WHERE cid = %s AND name = %s "
-            f"AND is_array = %s AND {column} IS NOT NULL{kind} AND {cond}"
+            f"SELECT {distinct}key FROM record_meta WHERE cid = {int(self.cid)} AND name = %s "
+            f"AND is_array = {'true' if term.is_array else 'false'} AND {column} IS NOT NULL"
+            f"{kind} AND {cond}"
         )
 
     def _document(self, term: DocTerm) -> str:

@@ -11,7 +11,11 @@ one into the other row for row; the differences, and why:
 - metadata values are typed into two columns: `num` NUMERIC for numbers and bools (exact:
   every int64 and every float's exact binary value, so `2 == 2.0` and int/float
   comparisons are exact, as SQLite compares them) and `txt` for strings (`COLLATE "C"`:
-  byte equality, as SQLite's BINARY collation).
+  byte equality, as SQLite's BINARY collation). Strings are indexed by their first 256
+  characters (`record_meta_string_prefixes`; filters compare the prefix, then the whole
+  value): a btree entry holds ~2,700 bytes, and a whole string over it (LlamaIndex keeps a
+  node's JSON in metadata) failed the write. Until 2026-12-08 the index held the whole
+  string (`record_meta_strings`, dropped when a newer huedb first opens the store).
 - documents are indexed by a `pg_trgm` GIN index (`$contains` via LIKE, confirmed
   exactly); vectors are float32 little-endian `bytea` with a 64-bit digest index for the
   exact-duplicate lookup. PostgreSQL maintains both indexes on delete, so there are no
@@ -30,7 +34,9 @@ from huedb.errors import FormatVersionError, StorageUnavailableError
 
 FORMAT_VERSION = 1
 
-SCHEMA = """
+# Strings are indexed by this many first characters (the module doc).
+STRING_PREFIX = 256
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS huedb_meta (
     key text PRIMARY KEY,
     value text NOT NULL
@@ -94,8 +100,9 @@ CREATE TABLE IF NOT EXISTS record_meta (
 );
 CREATE INDEX IF NOT EXISTS record_meta_numbers
     ON record_meta (cid, name, kind, is_array, num, key) WHERE num IS NOT NULL;
-CREATE INDEX IF NOT EXISTS record_meta_strings
-    ON record_meta (cid, name, is_array, txt, key) WHERE txt IS NOT NULL;
+DROP INDEX IF EXISTS record_meta_strings;
+CREATE INDEX IF NOT EXISTS record_meta_string_prefixes
+    ON record_meta (cid, name, is_array, left(txt, {STRING_PREFIX}), key) WHERE txt IS NOT NULL;
 CREATE INDEX IF NOT EXISTS record_meta_by_key ON record_meta (key);
 -- Per node (data directory) and collection: the oplog position its index snapshot covers,
 -- and when it said so: pruning keeps what a recent one still needs (oplog.py).
