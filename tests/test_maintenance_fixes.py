@@ -211,6 +211,38 @@ def test_compact_keeps_the_snapshot_until_the_rebuilt_one_replaces_it(
     assert path.stat().st_ino != old_inode, "the rebuilt graph did not replace the snapshot"
 
 
+def test_compact_after_another_process_deleted_writes_the_rebuilt_snapshot(
+    store: StoreTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deletes made by a process that held no graph reach the graph as a backlog; the load
+    compact made started a pass over it, whose build lease then kept the rebuild from
+    building: compact reported "rebuilt", removed the old snapshot and wrote none, so every
+    process rebuilt the graph from the store (found by review)."""
+    data = tmp_path / "a"
+    rows = 6_000  # deletes past INLINE_MAX_CHANGES (2,048) get a background pass
+    engine = _engine(store, data)
+    try:
+        col = engine.create_collection("saved", None, {}, False, DEFAULT_TENANT, DEFAULT_DATABASE)
+        ids = [f"r{i}" for i in range(rows)]
+        engine.add(col.uuid, RecordBatch(ids=ids, embeddings=_vectors(3, rows)))
+        engine.query(col.uuid, _vectors(3, 1), 1, compile_filter(None, None, None), False)
+        wait_for_engine_graph(engine, col.uuid)
+    finally:
+        engine.close()
+    path = snapshot.snapshot_path(data / "index", col.uuid)
+    old_inode = path.stat().st_ino
+    deleter = _engine(store, data)
+    try:
+        deleter.delete(col.uuid, compile_filter(ids[:2_500], None, None), None)
+    finally:
+        deleter.close()
+    monkeypatch.setenv("HUEDB_EXACT_MAX_FLOATS", str(EXACT_MAX_FLOATS))
+    report = compact(data, store.url or None)
+    assert report.rebuilt == ["saved"]
+    assert snapshot.read_header(path) is not None, "compact left no snapshot"
+    assert path.stat().st_ino != old_inode, "the rebuilt graph did not replace the snapshot"
+
+
 def test_compact_removes_the_snapshot_a_rebuild_leaves_stale(
     store: StoreTarget, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -870,16 +870,19 @@ class Engine:
             )
         return check, ahead_at
 
-    def rebuild_index(self, collection_uuid: str, keep_snapshot: bool = False) -> None:
-        """Rebuild a collection's index from the store and replace its snapshot.
+    def rebuild_index(self, collection_uuid: str, keep_snapshot: bool = False) -> bool:
+        """Rebuild a collection's index from the store and replace its snapshot; whether
+        the rebuilt index holds a graph.
 
         Without `keep_snapshot` the snapshot is removed first: it is suspect (`huedb verify
         --repair`: the index loaded from it disagrees with the store). With it, a usable
         snapshot serves other processes until the rebuilt graph's replaces it (by rename):
         removed first, every process loading the index meanwhile rebuilt it from the store.
-        It is removed afterwards when no graph replaced it (the rebuilt index is exact).
+        It is removed afterwards when the rebuilt index wants no graph (it is exact); one
+        that wants a graph but has none (another process holds the build lease) leaves it.
         """
         with self._lock:
+            self._adopt_builds()  # this process's own build or pass holds the build lease
             with self._store.read() as db:
                 col = db.collection_by_uuid(collection_uuid)
                 self._indexes.rebuild(db, col)
@@ -888,8 +891,11 @@ class Engine:
             self._adopt_builds()
             self._maintain(self._indexes.dirty(), final=True)
             index = self._indexes.loaded(col.cid)
-            if self._index_dir is not None and (index is None or not index.uses_graph):
+            if self._index_dir is not None and (
+                index is None or not (index.uses_graph or index.wants_graph)
+            ):
                 snapshot.remove_graph_snapshot(self._index_dir, col.uuid)
+            return index is not None and index.uses_graph
 
     def link_snapshot(self, collection_uuid: str) -> tuple[int, int] | None:
         """Link in the records the graph of a collection's snapshot does not reach, in a
@@ -909,8 +915,7 @@ class Engine:
                 index = self._indexes.ready(db, db.collection_by_uuid(collection_uuid))
             if index is None or not (index.uses_graph or index.wants_graph):
                 return False
-            self.rebuild_index(collection_uuid, keep_snapshot=True)
-            return True
+            return self.rebuild_index(collection_uuid, keep_snapshot=True)
 
     def reclaim_space(self) -> int:
         """Drop what deletes left behind (index files of deleted collections included),
