@@ -321,6 +321,8 @@ class Engine:
         """
         recall_target(new_metadata)
         with self._lock, self._store.write() as db:
+            if new_name is not None:
+                db.lock_database_of(collection_uuid)  # a catalog change of its database
             col = db.collection_by_uuid(collection_uuid)
             config = None if configure is None else configure(col.configuration)
             db.update_collection(col, new_name, new_metadata, config)
@@ -330,6 +332,7 @@ class Engine:
         write transaction): metadata, configuration and every record. Later writes to either
         are independent; the copy's index is loaded from the store on its first query."""
         with self._lock, self._store.write() as db:
+            db.lock_database_of(collection_uuid)  # a catalog change of its database
             source = db.collection_by_uuid(collection_uuid)
             validate_name(new_name, "new_name")
             fork = db.fork_collection(source, new_name)

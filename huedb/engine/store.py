@@ -154,6 +154,13 @@ class StoreSession(Protocol):
         """NotFoundError if missing."""
         ...
 
+    def lock_database_of(self, collection_uuid: str) -> None:
+        """In a write session, take the lock of the collection's database before the
+        collection's own (PostgreSQL: its advisory lock, as `database_id` takes it; SQLite
+        has one writer at a time). For changes of a database's catalog made through a
+        collection: a fork, a rename."""
+        ...
+
     def list_collections(
         self, db_id: str, limit: int | None, offset: int | None
     ) -> list[CollectionRow]:

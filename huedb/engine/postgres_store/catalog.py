@@ -6,8 +6,8 @@ SQLite store raises (where one writer at a time makes them impossible):
   exists (AlreadyExistsError).
 - `database_id` in a write session takes a transaction-level advisory lock on the
   database, so the catalog changes of one database (create / get-or-create / delete a
-  collection, aliases) run one at a time, as in SQLite: get_or_create never fails on a
-  concurrent create of the same name.
+  collection, aliases; a fork and a rename through `lock_database_of`) run one at a time,
+  as in SQLite: get_or_create never fails on a concurrent create of the same name.
 - a write session locks a collection's row the first time it reads it (`FOR UPDATE`), so
   the collection's writers are serialised (records, oplog, renames, deletes). Locks are
   always taken database first, then collection, never the reverse: no deadlock.
@@ -139,17 +139,21 @@ class CatalogSQL(SessionBase):
         return db_id
 
     def delete_database(self, name: str, tenant: str) -> list[CollectionRow]:
+        """The rows locked first wait for each collection's writers; the collections
+        returned are those the DELETE removed (a statement of its own under READ COMMITTED:
+        it would also remove a row committed after the lock's read)."""
         db_id = self.database_id(tenant, name)
+        self.run(
+            "SELECT cid FROM collections WHERE database_id = %s ORDER BY cid FOR UPDATE", (db_id,)
+        )
+        self.run("DELETE FROM catalog_names WHERE database_id = %s", (db_id,))
         cols = [
             collection_row(r)
             for r in self.run(
-                f"SELECT {COLLECTION_COLUMNS} FROM collections WHERE database_id = %s ORDER BY cid "
-                "FOR UPDATE",
+                f"DELETE FROM collections WHERE database_id = %s RETURNING {COLLECTION_COLUMNS}",
                 (db_id,),
             )
         ]
-        self.run("DELETE FROM catalog_names WHERE database_id = %s", (db_id,))
-        self.run("DELETE FROM collections WHERE database_id = %s", (db_id,))
         self.run("DELETE FROM databases WHERE id = %s", (db_id,))
         fork_lineage.forget(self.run, "%s", [c.uuid for c in cols])
         return cols
@@ -165,6 +169,16 @@ class CatalogSQL(SessionBase):
         if col is None:
             raise NotFoundError(f"Collection [{name}] does not exist")
         return col
+
+    def lock_database_of(self, collection_uuid: str) -> None:
+        """The database's advisory lock, before the collection's row is locked: a fork
+        that locked only the source's row raced `delete_database`, which then deleted the
+        fork's row but not its records (they read their list before the fork committed)."""
+        row = self.run(
+            "SELECT database_id FROM collections WHERE uuid = %s", (collection_uuid,)
+        ).fetchone()
+        if row is not None and self._writable:
+            self.run("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (ADVISORY_CLASS, row[0]))
 
     def collection_by_uuid(self, collection_uuid: str) -> CollectionRow:
         col = self._collection("uuid = %s", (collection_uuid,))

@@ -118,6 +118,9 @@ class CatalogSQL:
             raise NotFoundError(f"Collection [{name}] does not exist")
         return collection_row(row)
 
+    def lock_database_of(self, collection_uuid: str) -> None:
+        """Nothing to take: the write transaction holds the whole database."""
+
     def collection_by_uuid(self, collection_uuid: str) -> CollectionRow:
         row = self._conn.execute(
             f"SELECT {COLLECTION_COLUMNS} FROM collections WHERE uuid = ?", (collection_uuid,)
