@@ -96,6 +96,12 @@ def test_alias_rules_and_errors(client: huedb.Client) -> None:
     assert client.get_collection("docs_v1").count() == 50
     with pytest.raises(errors.InvalidArgumentError):
         client.create_alias("a", "docs_v1")
+    # An alias of an alias is refused as such (was "Collection [docs] does not exist").
+    with pytest.raises(errors.InvalidArgumentError, match=r"\[docs\] is an alias"):
+        client.create_alias("docs_latest", "docs")
+    with pytest.raises(errors.InvalidArgumentError, match=r"\[docs\] is an alias"):
+        client.update_alias("docs", "docs")
+    assert client.get_collection("docs").name == "docs_v1"
 
 
 READER = textwrap.dedent(

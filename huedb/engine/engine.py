@@ -369,6 +369,11 @@ class Engine:
         with self._lock, self._store.write() as db:
             db_id = db.database_id(tenant, database)
             validate_name(alias)
+            if db.alias_target(db_id, target) is not None:  # was "Collection [x] does not exist"
+                raise InvalidArgumentError(
+                    f"[{target}] is an alias; an alias must name a collection (alias "
+                    "the collection it names instead)"
+                )
             db.set_alias(db_id, alias, target, create)
 
     def delete_alias(self, alias: str, tenant: str, database: str) -> None:
