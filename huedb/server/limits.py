@@ -8,9 +8,18 @@ from huedb.errors import PayloadTooLargeError, RequestTimeoutError
 from huedb.server.asgi import ASGIApp, Receive, Scope, Send
 from huedb.server.error_body import send_exception
 
+# A body's JSON values are bounded too: parsed, each costs ~125 bytes at the peak (the
+# parser's tree, then a Python float and its list slot), so a body of `0,0,0,...` turned
+# 38 MiB into 1.5 GB. One value per this many bytes of the body limit (2.6M at 40 MiB:
+# ~330 MB; a comma-separated value needs at least two bytes); embeddings as JSON text
+# take 18-20 bytes a value as chromadb's clients write them, as base64 none.
+BYTES_PER_VALUE = 16
+
 
 class BodySizeLimitMiddleware:
-    """Read the whole body first and refuse it with 413 once it passes `max_bytes`.
+    """Read the whole body first and refuse it with 413 once it passes `max_bytes`, or
+    holds more than `max_bytes // BYTES_PER_VALUE` commas (JSON values); bodies of over a
+    quarter of those are served one at a time.
 
     Buffering (bounded by the limit) means the app never sees a partial body, and the
     refusal is a proper JSON response whether or not the client sent Content-Length.
@@ -19,6 +28,10 @@ class BodySizeLimitMiddleware:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_values = max_bytes // BYTES_PER_VALUE
+        # Bodies of over a quarter of that many values are served one at a time in a
+        # worker: each may take ~330 MB while it is parsed.
+        self._many_values = asyncio.Semaphore(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -29,7 +42,7 @@ class BodySizeLimitMiddleware:
                 await self._reject(send)
                 return
         chunks: list[bytes] = []
-        seen = 0
+        seen = values = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
@@ -39,10 +52,22 @@ class BodySizeLimitMiddleware:
             if seen > self.max_bytes:
                 await self._reject(send)
                 return
+            values += chunk.count(b",")
+            if values > self.max_values:
+                await send_exception(send, self._too_many_values(), "request body")
+                return
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        if values > self.max_values // 4:
+            async with self._many_values:
+                await self._serve(scope, receive, send, body)
+        else:
+            await self._serve(scope, receive, send, body)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
+        """The app, given `body` as the whole request body."""
         replayed = False
 
         async def replay() -> dict:
@@ -53,6 +78,13 @@ class BodySizeLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    def _too_many_values(self) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"Request body holds too many JSON values: the limit is {self.max_values} (one "
+            f"per {BYTES_PER_VALUE} bytes of the {self.max_bytes}-byte body limit); send "
+            "fewer records or query embeddings per request, or embeddings as base64"
+        )
 
     async def _reject(self, send: Send) -> None:
         too_large = PayloadTooLargeError(
