@@ -311,3 +311,56 @@ def test_embedded_clients_are_bounded_only_by_the_ceilings(tmp_path: Path) -> No
     in_force = client._server.engine.options  # the options the store was opened with
     assert in_force.query_timeout == 0
     client.close()
+
+
+def _searches(filters: list[dict]) -> dict:
+    page = {"offset": 0, "limit": 1}
+    return {"searches": [{"filter": f, "limit": page, "select": {"keys": []}} for f in filters]}
+
+
+def test_a_search_request_is_held_to_the_limits_as_a_whole(server: RunningServer) -> None:
+    """Each search of a search request was checked alone: 100 searches of 4 regexes each
+    held a worker for 32 s past its 30 s budget, 100 of 10,000 `$in` values were served.
+    Regexes, `$in` values and ids are now counted over the request; each search's own
+    filter may still be as large as one read's (review, 2026-12-08)."""
+    regex = {"#document": {"$regex": "apples"}}
+    at = _searches([regex] * LIMITS.max_regex_terms)
+    status, body, _ = _post(server, "search", at)
+    assert status == 200, body
+    status, body, took = _post(server, "search", _searches([regex] * (LIMITS.max_regex_terms + 1)))
+    assert (status, body["error"]) == (422, "QuotaError") and took < FAST, body
+    assert "max_regex_terms" in body["message"]
+
+    half = LIMITS.max_in_values // 2
+    in_filter = {"i": {"$in": list(range(half))}}
+    assert _post(server, "search", _searches([in_filter] * 2))[0] == 200
+    status, body, _ = _post(server, "search", _searches([in_filter] * 3))
+    assert (status, body["error"]) == (422, "QuotaError") and "max_in_values" in body["message"]
+
+    # conditions count per search: 100 searches of a filter at the limit are served
+    wide = {"$or": [{"s": f"none-{k}"} for k in range(LIMITS.max_filter_terms - 1)]}
+    status, body, _ = _post(server, "search", _searches([wide] * 100))
+    assert status == 200, body
+
+
+def test_a_search_request_shares_one_time_budget(tmp_path: Path) -> None:
+    """Each search's read had a budget of its own, so a request of 100 searches could hold
+    the engine 100 budgets long; a search starting after the request's budget is spent now
+    stops it with QueryTimeoutError."""
+    settings = huedb.Settings(
+        huedb_query_timeout=0.1, huedb_max_regex_terms=5000, huedb_max_filter_terms=5000
+    )
+    client = huedb.PersistentClient(path=tmp_path / "db", settings=settings)
+    col = client.create_collection("slow-searches")
+    _fill_slow(col, 3000)
+    search = huedb.Search().where(huedb.K.DOCUMENT.regex("zz0q")).limit(1)  # matches none
+    started = time.monotonic()
+    col.search([search])  # one is served
+    single = time.monotonic() - started
+    assert 0.002 < single < 0.1  # 100 take at least 0.2 s: past the request's 0.1 s
+    searches = [search] * 100
+    started = time.monotonic()
+    with pytest.raises(huedb.errors.QueryTimeoutError):
+        col.search(searches)
+    assert time.monotonic() - started < 0.1 + 2 * single + 1.0
+    client.close()

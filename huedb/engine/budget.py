@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from huedb.engine.filters import RecordFilter
+from huedb.engine.filters import FilterSize, RecordFilter
 from huedb.errors import QueryTimeoutError, RequestLimitError
 from huedb.options import EngineOptions, env_name
 
@@ -39,9 +39,28 @@ def _refuse(what: str, got: int, option: str, limit: int) -> RequestLimitError:
 
 def check_read(options: EngineOptions, flt: RecordFilter) -> None:
     """Refuse a get, query or delete whose ids or filter exceed the limits."""
-    size = flt.size
+    _check_filters(options, 0 if flt.ids is None else len(flt.ids), flt.size)
+
+
+def check_reads(options: EngineOptions, filters: list[RecordFilter]) -> None:
+    """Refuse a request of several reads (the searches of one search request) whose filters
+    together exceed the limits: ids, `$in` values and regexes are counted over the whole
+    request (100 searches of 4 regexes each held the engine 32 s), conditions and operand
+    bytes per filter (each search's own filter may be as large as one read's)."""
+    ids = sum(0 if flt.ids is None else len(flt.ids) for flt in filters)
+    sizes = [flt.size for flt in filters]
+    total = FilterSize(
+        terms=max((s.terms for s in sizes), default=0),
+        in_values=sum(s.in_values for s in sizes),
+        pattern_bytes=max((s.pattern_bytes for s in sizes), default=0),
+        regex_terms=sum(s.regex_terms for s in sizes),
+    )
+    _check_filters(options, ids, total)
+
+
+def _check_filters(options: EngineOptions, ids: int, size: FilterSize) -> None:
     checks = (
-        ("Number of ids", 0 if flt.ids is None else len(flt.ids), "max_ids"),
+        ("Number of ids", ids, "max_ids"),
         ("Number of filter operators and conditions", size.terms, "max_filter_terms"),
         ("Number of $in / $nin values", size.in_values, "max_in_values"),
         ("Bytes of a document filter operand", size.pattern_bytes, "max_pattern_bytes"),

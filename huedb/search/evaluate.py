@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from huedb.engine.budget import Deadline, check_reads
 from huedb.engine.engine import Engine
 from huedb.engine.filters import RecordFilter
 from huedb.errors import InvalidArgumentError
@@ -73,20 +74,27 @@ class SearchRun:
         self.read_collection = False  # whether an engine read of the collection ran
 
     def run(self, request: SearchRequest) -> dict[str, Any]:
-        """The response body: per search, its ids and selected columns."""
+        """The response body: per search, its ids and selected columns. The searches'
+        filters are held to the read limits together (`check_reads`), and the request to
+        one time budget: a search starting after it is spent stops the request."""
+        filters = [
+            record_filter(self.engine, self.collection_uuid, plan.filter)
+            for plan in request.searches
+        ]
+        check_reads(self.engine.options, filters)
+        deadline = Deadline(self.engine.options.query_timeout)
         out: dict[str, list[Any]] = {name: [] for name in RESPONSE_COLUMNS}
-        for plan in request.searches:
-            columns = self._one(plan)
+        for plan, flt in zip(request.searches, filters, strict=True):
+            deadline.check()
+            columns = self._one(plan, flt)
             for name in RESPONSE_COLUMNS:
                 out[name].append(columns[name])
         return out
 
     # -- one search --------------------------------------------------------------------
 
-    def _one(self, plan: SearchPlan) -> dict[str, Any]:
-        state = _Search(
-            record_filter(self.engine, self.collection_uuid, plan.filter), _needs_rows(plan)
-        )
+    def _one(self, plan: SearchPlan, flt: RecordFilter) -> dict[str, Any]:
+        state = _Search(flt, _needs_rows(plan))
         wants_vectors = EMBEDDING_KEY in plan.select.keys
         page = plan.page
         if plan.rank is None:
