@@ -620,3 +620,55 @@ def test_async_client_refused_while_built_as_chromadb(fake: FakeServer) -> None:
     for module in (huedb, chromadb):
         with pytest.raises(httpx.ConnectError):
             asyncio.run(build(module))
+
+
+def test_results_list_their_keys_as_chromadbs_http_client(server: RunningServer) -> None:
+    """chromadb's HTTP client builds get and query results in orders of their own (not its
+    in-process client's, which huedb's HTTP client used: a DataFrame's columns, printouts
+    and `list(result)` differed; review, 2026-12-08)."""
+
+    def keys(client: Any, name: str) -> list[list[str]]:
+        col = client.get_or_create_collection(name, embedding_function=None)
+        col.add(ids=["a"], embeddings=[[1.0, 2.0]], documents=["d"], metadatas=[{"k": 1}])
+        return [
+            list(col.get().keys()),
+            list(col.get(include=["embeddings", "uris"]).keys()),
+            list(col.peek().keys()),
+            list(col.query(query_embeddings=[[1.0, 2.0]], n_results=1).keys()),
+        ]
+
+    assert keys(ours(server.port), "http-keys-ours") == keys(
+        theirs(server.port), "http-keys-theirs"
+    )
+
+
+def test_header_names_are_merged_without_case(server: RunningServer) -> None:
+    """A user's `authorization` header beside a token provider's `Authorization` was sent
+    twice (the server refused two tokens); a user's Content-Type replaced the JSON one
+    every request needs. chromadb replaces both, and so does huedb now."""
+    from huedb.api.http_headers import merged_headers
+
+    assert merged_headers(
+        {"authorization": "Bearer stale", "X-Other": "1"},
+        {"Content-Type": "text/plain"},
+        {"Authorization": "Bearer fresh", "content-type": "application/json"},
+    ) == {"X-Other": "1", "Authorization": "Bearer fresh", "content-type": "application/json"}
+    client = ours(server.port, headers={"Content-Type": "text/plain"})
+    col = client.get_or_create_collection("header-case", embedding_function=None)
+    col.add(ids=["a"], embeddings=[[1.0, 2.0]])
+    assert col.count() == 1
+
+
+def test_a_lower_case_auth_header_gives_way_to_the_token_provider(
+    token_server: RunningServer,
+) -> None:
+    for make in (ours, theirs):
+        client = make(
+            token_server.port,
+            headers={"authorization": "Bearer stale-token"},
+            settings={
+                "chroma_client_auth_provider": TOKEN_PROVIDER,
+                "chroma_client_auth_credentials": ADMIN,
+            },
+        )
+        assert client.count_collections() >= 0, make

@@ -25,6 +25,14 @@ from huedb.search.plan import SearchRequest
 class ServerAPI(ABC):
     """Operations of a huedb store, addressed by tenant, database and collection id."""
 
+    # The keys of get / query results in the order chromadb's client of the same kind
+    # holds them (a DataFrame's columns, a printout): its in-process client builds both
+    # kinds in one order; its HTTP client in others (`HttpServerAPI`).
+    get_result_keys: tuple[str, ...] = (
+        "ids", "embeddings", "documents", "uris", "included", "data", "metadatas",
+    )  # fmt: skip
+    query_result_keys: tuple[str, ...] = (*get_result_keys, "distances")
+
     @abstractmethod
     def heartbeat(self) -> int: ...
 

@@ -18,6 +18,7 @@ from huedb.api.embedding_identity import (
     check_embedding_function,
     check_embedding_function_signature,
 )
+from huedb.api.http_headers import merged_headers
 from huedb.api.local import LocalAPI
 from huedb.api.requests import CreateCollectionRequest
 from huedb.api.types import CollectionModel, UserIdentity
@@ -167,9 +168,7 @@ def _http_server_api(
             f"so the path must end in {API_V2_PATH}"
         )
     base_url = resolve_url(host, ssl, api_path, port).removesuffix(API_V2_PATH)
-    all_headers = dict(settings.chroma_server_headers or {})
-    all_headers.update(headers or {})
-    all_headers.update(auth_headers(settings))
+    all_headers = merged_headers(settings.chroma_server_headers, headers, auth_headers(settings))
     verify = settings.chroma_server_ssl_verify
     return HttpServerAPI(
         base_url,
@@ -314,8 +313,9 @@ class Client:
         except Exception as exc:
             if is_connect_error(exc):
                 raise ValueError(CONNECT_ERROR_MESSAGE) from exc
+            # The server's own words too: a proxy's 502 page read as "does it exist?"
             raise ValueError(
-                f"Could not connect to tenant {tenant}. Are you sure it exists?"
+                f"Could not connect to tenant {tenant}. Are you sure it exists? ({exc})"
             ) from exc
         try:
             self._server.get_database(database, tenant)
@@ -623,7 +623,7 @@ def claim_http_settings(
             f"Chroma server http port provided in settings[{configured_port}] is different "
             f"to the one provided in HttpClient: [{port}]"
         )
-    all_headers = {**(settings.chroma_server_headers or {}), **(headers or {})}
+    all_headers = merged_headers(settings.chroma_server_headers, headers)
     settings.chroma_api_impl = impl
     settings.chroma_server_host = host
     settings.chroma_server_http_port = port

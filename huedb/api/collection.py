@@ -70,19 +70,6 @@ NO_EMBEDDING_FUNCTION = (
 )
 
 
-# The keys of get / query results in the order chromadb's results hold them.
-RESULT_KEYS = (
-    "ids",
-    "embeddings",
-    "documents",
-    "uris",
-    "included",
-    "data",
-    "metadatas",
-    "distances",
-)
-
-
 class Collection:
     """A named set of records with embeddings, documents, metadata and uris."""
 
@@ -395,7 +382,7 @@ class Collection:
 
     def _finish(self, result: Any, include: list[str], per_query: bool) -> Any:
         """Chroma's result shaping: data loaded from the uris (one list per query), the keys
-        in chromadb's order (`RESULT_KEYS`: a DataFrame's columns, a printout)."""
+        in the order chromadb's client of the same kind gives them (`ServerAPI`)."""
         result["included"] = list(include)
         result["metadatas"] = v.read_metadatas(result.get("metadatas"))
         uris = result.get("uris")
@@ -404,7 +391,8 @@ class Collection:
             result["data"] = [loader(u) for u in uris] if per_query else loader(uris)
         if "uris" not in include:
             result["uris"] = None
-        ordered = {key: result[key] for key in RESULT_KEYS if key in result}
+        keys = self._client.query_result_keys if per_query else self._client.get_result_keys
+        ordered = {key: result[key] for key in keys if key in result}
         return ordered | {key: value for key, value in result.items() if key not in ordered}
 
     def _embed(self, inputs: list[Any] | None, query: bool = False) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 
 from huedb.api.base import ServerAPI
+from huedb.api.http_headers import merged_headers
 from huedb.api.requests import (
     CreateCollectionRequest,
     DeleteRequest,
@@ -59,6 +60,12 @@ def default_tls_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLC
 class HttpServerAPI(ServerAPI):
     """Speaks to `<base_url>/api/v2`; errors come back as huedb.errors classes."""
 
+    # chromadb's HTTP client builds its results in these orders (`FastAPI._get/_query`).
+    get_result_keys = ("ids", "embeddings", "metadatas", "documents", "data", "uris", "included")
+    query_result_keys = (
+        "ids", "distances", "embeddings", "metadatas", "documents", "uris", "data", "included",
+    )  # fmt: skip
+
     def __init__(
         self,
         base_url: str,
@@ -73,7 +80,8 @@ class HttpServerAPI(ServerAPI):
         # As chromadb's `FastAPI`: no timeout (timeout=None), so a long request (a big
         # write, a slow query) waits for its answer.
         self._session_args: dict[str, Any] = {
-            "headers": {"Content-Type": "application/json", **(headers or {})},
+            # As chromadb's: the user's headers, then its Content-Type whatever they say.
+            "headers": merged_headers(headers, {"Content-Type": "application/json"}),
             "verify": tls_verification(verify),
             "timeout": timeout,
             "limits": httpx.Limits(
