@@ -57,10 +57,21 @@ def require_nginx() -> Path:
     return NGINX
 
 
-def render(backends: list[str], port: int) -> str:
+def config_value(directive: str) -> str:
+    """The value `deploy/nginx/huedb.conf` gives a server-level directive."""
+    found = re.search(rf"^    {directive} (\S+);", CONFIG.read_text(), flags=re.M)
+    assert found, f"deploy/nginx/huedb.conf sets no {directive}"
+    return found.group(1)
+
+
+def render(backends: list[str], port: int, overrides: dict[str, str] | None = None) -> str:
     """`deploy/nginx/huedb.conf` with `backends` ("host:port") as the nodes (each with the
-    documented node parameters), listening on 127.0.0.1:`port`; every other line as is."""
+    documented node parameters), listening on 127.0.0.1:`port`, and the directives of
+    `overrides` given those values; every other line as is."""
     text = CONFIG.read_text()
+    for directive, value in (overrides or {}).items():
+        config_value(directive)
+        text = re.sub(rf"^(    {directive}) \S+;", rf"\g<1> {value};", text, flags=re.M)
     nodes = re.search(r"# nodes: begin\n(.*?)\s*# nodes: end", text, flags=re.S)
     assert nodes, "deploy/nginx/huedb.conf lost its '# nodes:' markers"
     params = re.search(r"server \S+ ([^;]*);", nodes.group(1))
@@ -93,12 +104,15 @@ class RunningNginx:
 
 
 @contextlib.contextmanager
-def running_nginx(root: Path, backends: list[str]) -> Iterator[RunningNginx]:
-    """nginx with the documented configuration in front of `backends` for a `with` block."""
+def running_nginx(
+    root: Path, backends: list[str], overrides: dict[str, str] | None = None
+) -> Iterator[RunningNginx]:
+    """nginx with the documented configuration (`render`) in front of `backends` for a
+    `with` block."""
     binary = require_nginx()
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    (root / "huedb.conf").write_text(render(backends, port))
+    (root / "huedb.conf").write_text(render(backends, port, overrides))
     user = "user root root;" if os.geteuid() == 0 else ""
     (root / "nginx.conf").write_text(MAIN_CONF.format(root=root, user=user))
     base = [str(binary), "-p", str(root), "-c", str(root / "nginx.conf")]

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -25,8 +27,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from huedb.options import SERVER_DEFAULTS, EngineOptions
 from tests import test_http_compat as compat
-from tests.nginx import UPSTREAM_HEADER, RunningNginx, running_nginx
+from tests.nginx import UPSTREAM_HEADER, RunningNginx, config_value, running_nginx
 from tests.pg_cluster import PgCluster
 from tests.servers import RunningServer, start_server
 from tests.stores import StoreTarget
@@ -248,3 +251,51 @@ def test_a_body_over_the_proxy_limit_gets_chromas_json_413(cluster: Cluster) -> 
     assert resp.headers["content-type"].startswith("application/json")
     assert resp.json()["error"] == "ChromaError"
     assert "too large" in resp.json()["message"]
+
+
+def _seconds(directive: str) -> float:
+    value = config_value(directive)
+    assert value.endswith("s"), f"{directive} {value}: write it in seconds"
+    return float(value[:-1])
+
+
+def test_the_retry_window_outlasts_a_read_timeout_and_a_held_row_lock() -> None:
+    """A node that takes connections but answers nothing is left only by a read timeout;
+    with `proxy_next_upstream_timeout` shorter than `proxy_read_timeout` (20 s against 75 s)
+    nginx never retried it: every request for its collections waited 75 s for a 503
+    (review, 2026-12-08). The read timeout stays above a slow query's own answer."""
+    defaults = EngineOptions(**SERVER_DEFAULTS)
+    read = _seconds("proxy_read_timeout")
+    assert read > defaults.query_timeout + defaults.pg_pool_timeout
+    window = _seconds("proxy_next_upstream_timeout")
+    assert window >= read + defaults.pg_write_idle_timeout + defaults.pg_pool_timeout
+
+
+def test_a_node_that_stops_answering_is_left_for_the_next(tmp_path: Path, pg_url: str) -> None:
+    """SIGSTOP on the node serving a collection (its kernel still takes connections): a
+    query through nginx is answered by another node once the read timeout passes (3 s
+    here instead of the shipped 40 s, the rest of the configuration as shipped)."""
+    with running_nodes(tmp_path, 2, "--store", pg_url) as nodes:
+        backends = [f"{n.host}:{n.port}" for n in nodes]
+        overrides = {"proxy_read_timeout": "3s"}
+        with running_nginx(tmp_path / "nginx", backends, overrides) as nginx:
+            http = httpx.Client(base_url=nginx.url, timeout=60)
+            cid = create_collection(nginx.url, "stalled")
+            record = {"ids": ["a"], "embeddings": [[1.0, 2.0]]}
+            assert http.post(f"{DB}/collections/{cid}/add", json=record).status_code == 201
+            stalled = nodes[backends.index(serving_node(http, cid))]
+            os.killpg(stalled.process.pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                body = {"query_embeddings": [[1.0, 2.0]], "n_results": 1}
+                answer = http.post(f"{DB}/collections/{cid}/query", json=body)
+                took = time.monotonic() - started
+            finally:
+                os.killpg(stalled.process.pid, signal.SIGCONT)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["ids"] == [["a"]]
+            assert (
+                f"{stalled.host}:{stalled.port}"
+                not in answer.headers[UPSTREAM_HEADER].split(",")[-1]
+            )
+            assert 2.5 < took < 30, took
