@@ -28,6 +28,7 @@ import contextlib
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -333,6 +334,66 @@ def transaction(
                 with contextlib.suppress(psycopg.Error):
                     conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            if read_only:
+                conn.execute("COMMIT")
+            else:
+                _commit_write(pool, conn)
         finally:
             pool.putconn(conn)
+
+
+# How long a write whose COMMIT lost its connection waits for PostgreSQL to settle the
+# transaction (it commits what it received; a session whose client went away is rolled
+# back once the server notices), asking every OUTCOME_POLL_S.
+OUTCOME_WAIT_S = 5.0
+OUTCOME_POLL_S = 0.1
+OUTCOME_UNKNOWN = (
+    "PostgreSQL's answer to the write's commit was lost with its connection, and whether it "
+    "was applied could not be read: it may have been. Read to check, or repeat the request "
+    "(add, upsert, and delete by ids are safe to repeat)"
+)
+
+
+def _commit_write(pool: ConnectionPool, conn: psycopg.Connection) -> None:
+    """COMMIT a write transaction. When the connection breaks during the COMMIT (the answer
+    lost on the way: a network blip, a pooler or proxy restarting), the outcome is read on
+    another connection by the transaction's id: committed is a success (it was answered
+    "not carried out" before), rolled back the storage error, and unknown its own error."""
+    xid = conn.execute("SELECT pg_current_xact_id_if_assigned()::text").fetchone()[0]
+    try:
+        conn.execute("COMMIT")
+    except psycopg.OperationalError as exc:
+        if xid is None or not conn.broken:  # nothing written, or a refusal, not a lost answer
+            raise
+        outcome = _transaction_outcome(pool, xid)
+        if outcome == "committed":
+            logger.warning(
+                "the connection broke during a write's COMMIT (%s); the transaction is "
+                "committed, so the write is answered as done",
+                scrubbed(str(exc)),
+            )
+            return
+        if outcome == "aborted":
+            raise
+        logger.warning(
+            "the connection broke during a write's COMMIT (%s); its outcome is %s",
+            scrubbed(str(exc)),
+            outcome or "unknown",
+        )
+        raise StorageUnavailableError(OUTCOME_UNKNOWN) from exc
+
+
+def _transaction_outcome(pool: ConnectionPool, xid: str) -> str | None:
+    """`pg_xact_status` of a transaction once it is no longer in progress, read on a
+    pooled connection: "committed", "aborted", or None if it could not be read."""
+    deadline = Deadline(OUTCOME_WAIT_S)
+    while True:
+        try:
+            with pool.connection(timeout=OUTCOME_WAIT_S) as other:
+                row = other.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
+        except (psycopg.Error, PoolTimeout):
+            return None
+        status = row[0] if row else None
+        if status != "in progress" or deadline.expired():
+            return status if status in ("committed", "aborted") else None
+        time.sleep(OUTCOME_POLL_S)
