@@ -121,6 +121,7 @@ PATTERNS = [
     # byte mode: refused only where a byte class is left (review 2026-12-08: both ways)
     "(?i-u)apple", "(?-u)(?i)b", "(?-u)(?i)\\x41", "(?-u)[a]", "(?-u)[a]pple", "(?-u)[^a]",
     "(?-u)[ab]", "(?-u)(?i)[a]", "(?-u)[\\n]", "(?-u)\\s|b", "(?-u)\\x41", "(?i-u)é",
+    "(?-u)[é]", "(?-u)[\\xe9]", "(?i-u)[é]", "(?-u)\\xe9", "(?-u)é",
     # look-around and unsupported
     "a(?=b)", "a(?!b)", "(?<=a)b", "(?<!a)b", "(?>a)", "(?#comment)", "(?|a)",
     "a++", "a*+",

@@ -299,3 +299,12 @@ def test_a_byte_order_mark_or_an_empty_body_is_refused_on_every_route(
         assert (_names(http), http.get(f"{DB}/collections/{cid}/count").json()) == before
     response = _raw(http, method, path, text)
     assert response.status_code in (200, 201), response.text
+
+
+def test_an_integer_beyond_a_doubles_range_is_a_parse_error(http: httpx.Client) -> None:
+    """Python's parser reads any integer; serde_json (Chroma's) refuses one past a double."""
+    huge = "9" * 400
+    body = f'{{"name": "huge-int", "metadata": {{"n": {huge}}}}}'
+    message = _error(_raw(http, "POST", f"{DB}/collections", body), 400, "InvalidArgumentError")
+    assert "beyond the range of a double" in message
+    assert "huge-int" not in _names(http)

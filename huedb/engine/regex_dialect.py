@@ -497,6 +497,8 @@ class _Translator:
             return _SIMPLE_ESCAPES[c]
         if c in _HEX_ESCAPES:
             code = chr(self.hex_escape(_HEX_ESCAPES[c]))
+            if "u" not in self.flags and not code.isascii():
+                self.require_unicode()  # a byte past 0x7F: invalid UTF-8 in byte mode
             return _literal(code) if in_class else self.literal(code)
         if c.isascii() and c.isdigit():
             raise self.fail("backreferences are not supported")
@@ -599,8 +601,9 @@ class _Translator:
                 items.append(_literal(low) if len(low) == 1 else low)
                 singles.append(low)
         if "u" not in self.flags:
-            if len(items) == len(singles) == 1 and len(singles[0]) == 1 and not negated:
-                return self.literal(singles[0])  # a class of one character is that literal
+            one = len(items) == len(singles) == 1 and len(singles[0]) == 1 and not negated
+            if one and singles[0].isascii():  # a class of one ASCII character is that literal
+                return self.literal(singles[0])
             self.require_unicode()
         body = "".join(items)
         if not extra:

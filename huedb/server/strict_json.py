@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,10 +32,22 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _int_in_range(text: str) -> int:
+    """An integer, refused past a double's range as serde_json refuses it (it reads an
+    integer beyond 64 bits as a double)."""
+    value = int(text)
+    if abs(value) > sys.float_info.max:
+        raise ValueError(f"{text[:40]}... is beyond the range of a double")
+    return value
+
+
 def loads_strict(body: bytes) -> Any:
     """`body` parsed as JSON text the way Chroma's parser takes it (see the module)."""
     return json.loads(
-        body.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float
+        body.decode("utf-8"),
+        parse_constant=_refuse_constant,
+        parse_float=_finite_float,
+        parse_int=_int_in_range,
     )
 
 

@@ -238,8 +238,8 @@ def _refuse_at(field: str, path: str | None) -> None:
     """Refuse the NaN or infinite number at `path` of `field`, if any, as Chroma's server
     refuses the body (400, its JSON parser takes no `NaN` or `Infinity`, and no number
     beyond a double's range): pydantic's parser, the fast path's, takes them, and metadata
-    would then be stored without that key or with null. (The other routes parse bodies
-    with orjson, which refuses them: `strict_json`.)"""
+    would then be stored without that key or with null. (The other routes' parser refuses
+    them: `strict_json`.)"""
     if path is not None:
         raise InvalidArgumentError(
             f"Failed to parse the request body as JSON: {field}{path}: NaN and infinite "
