@@ -331,31 +331,37 @@ def test_body_limit_gives_413(plain_server: RunningServer) -> None:
     assert httpx.post(url, json=fits, timeout=60).status_code == 200
 
 
-def test_a_body_of_too_many_json_values_gives_413(plain_server: RunningServer) -> None:
-    """A body's JSON values are bounded at one per 16 bytes of the body limit: each costs
+def test_a_body_of_too_many_json_numbers_gives_413(plain_server: RunningServer) -> None:
+    """A body's JSON numbers are bounded at one per 16 bytes of the body limit: each costs
     ~125 bytes while parsed, so 38 MiB of `0,0,...` in query_embeddings (a read-only
-    token's request) took a worker from 81 to 1,536 MiB (review, 2026-12-08)."""
+    token's request) took a worker from 81 to 1,536 MiB (review, 2026-12-08). Commas of
+    text are no numbers: documents of prose pass."""
     limit = BODY_LIMIT // 16
     with httpx.Client(base_url=plain_server.url, timeout=60) as client:
         col = ok(client.post(f"{DB}/collections", json={"name": "many-values"}))
-        path = f"{DB}/collections/{col['id']}/query"
-        ok(
-            client.post(
-                f"{DB}/collections/{col['id']}/add", json={"ids": ["a"], "embeddings": [[1, 0]]}
-            ),
-            201,
-        )
+        path = f"{DB}/collections/{col['id']}"
+        record = {"ids": ["a"], "embeddings": [[1, 0]]}
+        ok(client.post(f"{path}/add", json=record), 201)
 
-        def query_of(commas: int) -> bytes:  # one after n_results, the rest in the row
-            row = b"[" + b",".join([b"0"] * commas) + b"]"
+        def query_of(numbers: int) -> bytes:  # n_results, then the rest in one row
+            row = b"[" + b",".join([b"0"] * (numbers - 1)) + b"]"
             return b'{"n_results": 1, "query_embeddings": [' + row + b"]}"
 
         headers = {"content-type": "application/json"}
-        over = client.post(path, content=query_of(limit + 1), headers=headers)
+        over = client.post(f"{path}/query", content=query_of(limit + 1), headers=headers)
         assert over.status_code == 413, over.text
-        assert "too many JSON values: the limit is" in over.json()["message"]
-        at = client.post(path, content=query_of(limit), headers=headers)
+        assert "too many JSON numbers: the limit is" in over.json()["message"]
+        at = client.post(f"{path}/query", content=query_of(limit), headers=headers)
         assert at.status_code == 400 and "dimension" in at.json()["message"], at.text
+
+        prose = "red, green, and blue, " * 60  # 180 commas a document
+        documents = {
+            "ids": [f"d{i}" for i in range(1_000)],
+            "embeddings": [[1, 0]] * 1_000,
+            "documents": [prose] * 1_000,
+        }
+        assert sum(d.count(",") for d in documents["documents"]) > limit
+        ok(client.post(f"{path}/add", json=documents), 201)
 
 
 def test_chunked_body_over_limit_gives_413(plain_server: RunningServer) -> None:

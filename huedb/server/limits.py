@@ -7,19 +7,19 @@ import asyncio
 from huedb.errors import PayloadTooLargeError, RequestTimeoutError
 from huedb.server.asgi import ASGIApp, Receive, Scope, Send
 from huedb.server.error_body import send_exception
+from huedb.server.json_numbers import NumberCounter
 
-# A body's JSON values are bounded too: parsed, each costs ~125 bytes at the peak (the
-# parser's tree, then a Python float and its list slot), so a body of `0,0,0,...` turned
-# 38 MiB into 1.5 GB. One value per this many bytes of the body limit (2.6M at 40 MiB:
-# ~330 MB; a comma-separated value needs at least two bytes); embeddings as JSON text
-# take 18-20 bytes a value as chromadb's clients write them, as base64 none.
+# A body's JSON numbers are bounded too (`json_numbers`): a body of `0,0,0,...` turned
+# 38 MiB into 1.5 GB while parsed. One number per this many bytes of the body limit (2.6M
+# at 40 MiB: ~330 MB; a number needs at least two bytes); embeddings as JSON text take
+# 18-20 bytes a number as chromadb's clients write them, as base64 none.
 BYTES_PER_VALUE = 16
 
 
 class BodySizeLimitMiddleware:
     """Read the whole body first and refuse it with 413 once it passes `max_bytes`, or
-    holds more than `max_bytes // BYTES_PER_VALUE` commas (JSON values); bodies of over a
-    quarter of those are served one at a time.
+    holds more than `max_bytes // BYTES_PER_VALUE` JSON numbers; bodies of over a quarter
+    of those are handled one at a time (until their answer starts).
 
     Buffering (bounded by the limit) means the app never sees a partial body, and the
     refusal is a proper JSON response whether or not the client sent Content-Length.
@@ -29,7 +29,7 @@ class BodySizeLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
         self.max_values = max_bytes // BYTES_PER_VALUE
-        # Bodies of over a quarter of that many values are served one at a time in a
+        # Bodies of over a quarter of that many numbers are handled one at a time in a
         # worker: each may take ~330 MB while it is parsed.
         self._many_values = asyncio.Semaphore(1)
 
@@ -42,7 +42,9 @@ class BodySizeLimitMiddleware:
                 await self._reject(send)
                 return
         chunks: list[bytes] = []
-        seen = values = 0
+        seen = 0
+        many = self.max_values // 4
+        numbers: NumberCounter | None = None
         while True:
             message = await receive()
             if message["type"] != "http.request":
@@ -52,19 +54,38 @@ class BodySizeLimitMiddleware:
             if seen > self.max_bytes:
                 await self._reject(send)
                 return
-            values += chunk.count(b",")
-            if values > self.max_values:
+            chunks.append(chunk)
+            # A number takes two bytes at least: a body under 2 x `many` bytes is not
+            # counted; past that, counted as it arrives (refused before the rest is read).
+            if numbers is not None:
+                numbers.feed(chunk)
+            elif seen > 2 * many:
+                numbers = NumberCounter()
+                numbers.feed(b"".join(chunks))
+            if numbers is not None and numbers.total > self.max_values:
                 await send_exception(send, self._too_many_values(), "request body")
                 return
-            chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if values > self.max_values // 4:
-            async with self._many_values:
-                await self._serve(scope, receive, send, body)
-        else:
+        if numbers is None or numbers.total <= many:
             await self._serve(scope, receive, send, body)
+            return
+        await self._many_values.acquire()
+        held = True
+
+        async def send_releasing(message: dict) -> None:
+            nonlocal held
+            if held and message["type"] == "http.response.start":
+                held = False  # the answer's bytes may go to a slow reader: let others in
+                self._many_values.release()
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, send_releasing, body)
+        finally:
+            if held:
+                self._many_values.release()
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, body: bytes) -> None:
         """The app, given `body` as the whole request body."""
@@ -81,7 +102,7 @@ class BodySizeLimitMiddleware:
 
     def _too_many_values(self) -> PayloadTooLargeError:
         return PayloadTooLargeError(
-            f"Request body holds too many JSON values: the limit is {self.max_values} (one "
+            f"Request body holds too many JSON numbers: the limit is {self.max_values} (one "
             f"per {BYTES_PER_VALUE} bytes of the {self.max_bytes}-byte body limit); send "
             "fewer records or query embeddings per request, or embeddings as base64"
         )
