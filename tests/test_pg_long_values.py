@@ -3,10 +3,10 @@
 marks a node down behind a proxy retrying 503s.
 
 - A metadata string of ~3 KB (LlamaIndex keeps a node's JSON in metadata) is stored and
-  filtered as on SQLite: strings are indexed by their first 256 characters.
+  filtered as on SQLite: strings of 256 characters or more are indexed by their MD5.
 - An id or a metadata key that long is an InvalidArgumentError naming PostgreSQL's limit.
-- A filter of 17,000 terms (the embedded limit is 20,000) binds 2-3 parameters a term,
-  under libpq's 65,535.
+- A filter of 17,000 terms (the embedded limit is 20,000) binds 2-4 parameters a term,
+  under libpq's 65,535 (more is a 422 naming it).
 - Older stores' whole-string index is dropped when a newer huedb opens them.
 """
 
@@ -48,11 +48,14 @@ def test_long_metadata_strings_are_stored_and_filtered_as_on_sqlite(
 ) -> None:
     long_text = _text(7, 3_000)
     same_prefix = long_text[:STRING_PREFIX] + "different tail"
-    values = [long_text, same_prefix, long_text[:STRING_PREFIX], "short", long_text + "x"]
+    edge = long_text[: STRING_PREFIX - 1]  # the longest value indexed whole
+    values = [long_text, same_prefix, long_text[:STRING_PREFIX], "short", long_text + "x", edge]
     filters = [
         {"text": long_text},
         {"text": same_prefix},
         {"text": long_text[:STRING_PREFIX]},
+        {"text": edge},
+        {"text": {"$in": [edge, long_text[:STRING_PREFIX], "absent"]}},
         {"text": {"$ne": long_text}},
         {"text": {"$in": [long_text, "short"]}},
         {"text": {"$nin": [same_prefix, long_text + "x"]}},
@@ -121,7 +124,8 @@ def test_an_older_stores_whole_string_index_is_replaced(pg_url: str, tmp_path: P
 
     node().close()
     with psycopg.connect(pg_url, autocommit=True) as conn:  # as huedb before 2026-12-08
-        conn.execute("DROP INDEX record_meta_string_prefixes")
+        conn.execute("DROP INDEX record_meta_short_strings")
+        conn.execute("DROP INDEX record_meta_long_strings")
         conn.execute(
             "CREATE INDEX record_meta_strings ON record_meta (cid, name, is_array, txt, key) "
             "WHERE txt IS NOT NULL"
@@ -135,4 +139,5 @@ def test_an_older_stores_whole_string_index_is_replaced(pg_url: str, tmp_path: P
     client.close()
     with psycopg.connect(pg_url) as conn:
         names = {row[0] for row in conn.execute("SELECT indexname FROM pg_indexes")}
-    assert "record_meta_string_prefixes" in names and "record_meta_strings" not in names
+    assert {"record_meta_short_strings", "record_meta_long_strings"} <= names
+    assert "record_meta_strings" not in names

@@ -17,6 +17,7 @@ SELECTs, never visiting `records`), which a filtered query uses.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -32,9 +33,11 @@ from huedb.engine.filters import (
 )
 from huedb.engine.postgres_store.schema import STRING_PREFIX
 from huedb.engine.record_values import INT64_MAX, INT64_MIN, KIND_STR
+from huedb.errors import RequestLimitError
 
 _COMPARE_SQL = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 MAX_KEY_SET_TERMS = 64
+MAX_PARAMETERS = 65_535  # libpq's bound on one statement's parameters
 # pg_trgm serves substrings of 3 characters and more; a very long one expands into as many
 # trigram lookups as it has characters, so beyond this it is scanned with strpos alone.
 MIN_INDEXED_SUBSTRING, MAX_INDEXED_SUBSTRING = 3, 256
@@ -88,7 +91,13 @@ def regex_free_conjuncts(node: Node) -> Node | None:
 def predicate(tree: Node, cid: int, regex_keys: RegexKeys) -> tuple[str, list[Any]]:
     """The boolean SQL on `r` of a filter tree for collection `cid`, and its parameters."""
     renderer = _Renderer(cid, regex_keys)
-    return renderer.predicate(tree), renderer.params
+    sql = renderer.predicate(tree)
+    if len(renderer.params) > MAX_PARAMETERS:
+        raise RequestLimitError(
+            f"This filter needs {len(renderer.params):,} parameters in PostgreSQL, over the "
+            f"{MAX_PARAMETERS:,} a statement takes: split it into several requests"
+        )
+    return sql, renderer.params
 
 
 def key_set(tree: Node, cid: int) -> tuple[str, list[Any]] | None:
@@ -157,17 +166,9 @@ class _Renderer:
         if op in COMPARISONS:
             cond = f"num {_COMPARE_SQL[op]} %s::numeric"
             self.params.extend((term.key, values[0]))
-        elif is_str:  # the indexed prefix first (schema.py), then the whole string
-            many = op == "$in"
-            cond = (
-                f"left(txt, {STRING_PREFIX}) = ANY(%s::text[]) AND txt = ANY(%s::text[])"
-                if many
-                else f"left(txt, {STRING_PREFIX}) = %s::text AND txt = %s::text"
-            )
-            prefixes = [v[:STRING_PREFIX] for v in values]
-            self.params.extend(
-                (term.key, prefixes, values) if many else (term.key, prefixes[0], values[0])
-            )
+        elif is_str:
+            cond, bound = _strings(values)
+            self.params.extend((term.key, *bound))
         elif op == "$in":
             cond = "num = ANY(%s::numeric[])"
             self.params.extend((term.key, values))
@@ -178,8 +179,9 @@ class _Renderer:
         # An array may hold a value twice: one key per record.
         distinct = "DISTINCT " if term.is_array else ""
         # The collection and the array flag are written into the text (an int and a bool,
-        # nothing a caller chose), so a term binds 2 or 3 parameters: the 20,000 terms a
-        # filter may have stay under libpq's 65,535 (4 a term failed past 16,383).
+        # nothing a caller chose), so a term binds 2 parameters (3 or 4 with strings of
+        # 256 characters or more): the 20,000 terms a filter may have stay under libpq's
+        # 65,535 but for such strings (4 a term failed past 16,383).
         return (
             f"SELECT {distinct}key FROM record_meta WHERE cid = {int(self.cid)} AND name = %s "
             f"AND is_array = {'true' if term.is_array else 'false'} AND {column} IS NOT NULL"
@@ -196,3 +198,23 @@ class _Renderer:
             return "(r.document LIKE %s AND strpos(r.document, %s) > 0)"
         self.params.append(text)
         return "strpos(r.document, %s) > 0"
+
+
+def _strings(values: list[str]) -> tuple[str, list[Any]]:
+    """The condition of a string equality or `$in` on `txt`, and its parameters, in the
+    partial index each value falls in (schema.py): short values whole, long ones by their
+    MD5 first, then whole."""
+    short = [v for v in values if len(v) < STRING_PREFIX]
+    long = [v for v in values if len(v) >= STRING_PREFIX]
+    conds: list[str] = []
+    params: list[Any] = []
+    if short:
+        conds.append(f"(length(txt) < {STRING_PREFIX} AND txt = ANY(%s::text[]))")
+        params.append(short)
+    if long:
+        conds.append(
+            f"(length(txt) >= {STRING_PREFIX} AND md5(txt) = ANY(%s::text[]) "
+            "AND txt = ANY(%s::text[]))"
+        )
+        params += [[hashlib.md5(v.encode()).hexdigest() for v in long], long]
+    return "(" + " OR ".join(conds) + ")", params

@@ -11,11 +11,13 @@ one into the other row for row; the differences, and why:
 - metadata values are typed into two columns: `num` NUMERIC for numbers and bools (exact:
   every int64 and every float's exact binary value, so `2 == 2.0` and int/float
   comparisons are exact, as SQLite compares them) and `txt` for strings (`COLLATE "C"`:
-  byte equality, as SQLite's BINARY collation). Strings are indexed by their first 256
-  characters (`record_meta_string_prefixes`; filters compare the prefix, then the whole
-  value): a btree entry holds ~2,700 bytes, and a whole string over it (LlamaIndex keeps a
-  node's JSON in metadata) failed the write. Until 2026-12-08 the index held the whole
-  string (`record_meta_strings`, dropped when a newer huedb first opens the store).
+  byte equality, as SQLite's BINARY collation). A btree entry holds ~2,700 bytes, and a
+  whole string over it (LlamaIndex keeps a node's JSON in metadata) failed the write: a
+  string under 256 characters is indexed whole (`record_meta_short_strings`: equality
+  filters on such values stay index-only scans), a longer one by its MD5
+  (`record_meta_long_strings`, compared again in full); each filter names the partial
+  index its values fall in. Until 2026-12-08 every string was indexed whole
+  (`record_meta_strings`, dropped when a newer huedb first opens the store).
 - documents are indexed by a `pg_trgm` GIN index (`$contains` via LIKE, confirmed
   exactly); vectors are float32 little-endian `bytea` with a 64-bit digest index for the
   exact-duplicate lookup. PostgreSQL maintains both indexes on delete, so there are no
@@ -34,7 +36,7 @@ from huedb.errors import FormatVersionError, StorageUnavailableError
 
 FORMAT_VERSION = 1
 
-# Strings are indexed by this many first characters (the module doc).
+# Strings shorter than this are indexed whole, longer ones by their MD5 (the module doc).
 STRING_PREFIX = 256
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS huedb_meta (
@@ -101,8 +103,12 @@ CREATE TABLE IF NOT EXISTS record_meta (
 CREATE INDEX IF NOT EXISTS record_meta_numbers
     ON record_meta (cid, name, kind, is_array, num, key) WHERE num IS NOT NULL;
 DROP INDEX IF EXISTS record_meta_strings;
-CREATE INDEX IF NOT EXISTS record_meta_string_prefixes
-    ON record_meta (cid, name, is_array, left(txt, {STRING_PREFIX}), key) WHERE txt IS NOT NULL;
+CREATE INDEX IF NOT EXISTS record_meta_short_strings
+    ON record_meta (cid, name, is_array, txt, key)
+    WHERE txt IS NOT NULL AND length(txt) < {STRING_PREFIX};
+CREATE INDEX IF NOT EXISTS record_meta_long_strings
+    ON record_meta (cid, name, is_array, md5(txt), key)
+    WHERE txt IS NOT NULL AND length(txt) >= {STRING_PREFIX};
 CREATE INDEX IF NOT EXISTS record_meta_by_key ON record_meta (key);
 -- Per node (data directory) and collection: the oplog position its index snapshot covers,
 -- and when it said so: pruning keeps what a recent one still needs (oplog.py).
