@@ -57,10 +57,12 @@ def require_nginx() -> Path:
     return NGINX
 
 
-def config_value(directive: str) -> str:
-    """The value `deploy/nginx/huedb.conf` gives a server-level directive."""
-    found = re.search(rf"^    {directive} (\S+);", CONFIG.read_text(), flags=re.M)
-    assert found, f"deploy/nginx/huedb.conf sets no {directive}"
+def config_value(directive: str, level: str = "server") -> str:
+    """The value `deploy/nginx/huedb.conf` gives a directive at the server level, or in
+    a location (`level="location"`: the first that sets it)."""
+    indent = " " * (4 if level == "server" else 8)
+    found = re.search(rf"^{indent}{directive} (\S+);", CONFIG.read_text(), flags=re.M)
+    assert found, f"deploy/nginx/huedb.conf sets no {directive} at the {level} level"
     return found.group(1)
 
 
@@ -69,9 +71,9 @@ def render(backends: list[str], port: int, overrides: dict[str, str] | None = No
     documented node parameters), listening on 127.0.0.1:`port`, and the directives of
     `overrides` given those values; every other line as is."""
     text = CONFIG.read_text()
-    for directive, value in (overrides or {}).items():
-        config_value(directive)
-        text = re.sub(rf"^(    {directive}) \S+;", rf"\g<1> {value};", text, flags=re.M)
+    for directive, value in (overrides or {}).items():  # at every level that sets it
+        text, n = re.subn(rf"^( +{directive}) \S+;", rf"\g<1> {value};", text, flags=re.M)
+        assert n, f"deploy/nginx/huedb.conf sets no {directive}"
     nodes = re.search(r"# nodes: begin\n(.*?)\s*# nodes: end", text, flags=re.S)
     assert nodes, "deploy/nginx/huedb.conf lost its '# nodes:' markers"
     params = re.search(r"server \S+ ([^;]*);", nodes.group(1))

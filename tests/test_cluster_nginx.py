@@ -253,8 +253,8 @@ def test_a_body_over_the_proxy_limit_gets_chromas_json_413(cluster: Cluster) -> 
     assert "too large" in resp.json()["message"]
 
 
-def _seconds(directive: str) -> float:
-    value = config_value(directive)
+def _seconds(directive: str, level: str = "server") -> float:
+    value = config_value(directive, level)
     assert value.endswith("s"), f"{directive} {value}: write it in seconds"
     return float(value[:-1])
 
@@ -265,16 +265,17 @@ def test_the_retry_window_outlasts_a_read_timeout_and_a_held_row_lock() -> None:
     nginx never retried it: every request for its collections waited 75 s for a 503
     (review, 2026-12-08). The read timeout stays above a slow query's own answer."""
     defaults = EngineOptions(**SERVER_DEFAULTS)
-    read = _seconds("proxy_read_timeout")
+    read = _seconds("proxy_read_timeout", "location")  # record operations
     assert read > defaults.query_timeout + defaults.pg_pool_timeout
     window = _seconds("proxy_next_upstream_timeout")
     assert window >= read + defaults.pg_write_idle_timeout + defaults.pg_pool_timeout
+    assert window > _seconds("proxy_read_timeout")  # catalog requests: one retry at least
 
 
 def test_a_node_that_stops_answering_is_left_for_the_next(tmp_path: Path, pg_url: str) -> None:
     """SIGSTOP on the node serving a collection (its kernel still takes connections): a
     query through nginx is answered by another node once the read timeout passes (3 s
-    here instead of the shipped 40 s, the rest of the configuration as shipped)."""
+    here instead of the shipped 40 s and 75 s, the rest of the configuration as shipped)."""
     with running_nodes(tmp_path, 2, "--store", pg_url) as nodes:
         backends = [f"{n.host}:{n.port}" for n in nodes]
         overrides = {"proxy_read_timeout": "3s"}

@@ -83,7 +83,7 @@ def test_an_id_or_key_past_the_index_limit_is_an_invalid_argument(
     long_text = _text(8, 3_000)
     record = {"ids": [long_text]} if what == "id" else {"ids": ["a"], "metadatas": [{long_text: 1}]}
     col = clients["postgresql"].create_collection("too-long")
-    with pytest.raises(InvalidArgumentError, match="PostgreSQL cannot store"):
+    with pytest.raises(InvalidArgumentError, match="past one of PostgreSQL's limits"):
         col.add(embeddings=[[1.0, 2.0]], **record)
     assert col.count() == 0
 

@@ -184,7 +184,7 @@ def storage_error(exc: BaseException) -> Exception | None:
         # A value past what PostgreSQL can index (a btree entry holds ~2,700 bytes: an id or
         # a metadata key that long), not an outage: the caller's to change.
         return InvalidArgumentError(
-            f"PostgreSQL cannot store this request's values: {_first_line(exc)}"
+            f"The request is past one of PostgreSQL's limits: {_first_line(exc)}"
         )
     if isinstance(exc, pg_errors.NumericValueOutOfRange):
         return InvalidArgumentError(f"a number is out of PostgreSQL's range: {_first_line(exc)}")
