@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -421,24 +422,27 @@ def test_contains_uses_the_trigram_index_with_exact_semantics(client: huedb.Clie
     assert ids("sure_thing") == ["a"]
 
 
+def result_key_orders(client: Any, name: str) -> list[list[str]]:
+    """The keys of get, get with embeddings and uris, peek and query results, in order, of
+    one record added to a new collection `name` through `client` (huedb's or chromadb's)."""
+    col = client.get_or_create_collection(name, embedding_function=None)
+    col.add(ids=["a"], embeddings=[[1.0, 2.0]], documents=["d"], metadatas=[{"k": 1}])
+    return [
+        list(col.get().keys()),
+        list(col.get(include=["embeddings", "uris"]).keys()),
+        list(col.peek().keys()),
+        list(col.query(query_embeddings=[[1.0, 2.0]], n_results=1).keys()),
+    ]
+
+
 def test_result_keys_in_chromadbs_order(client: huedb.Client) -> None:
     """get / peek / query results list their keys as chromadb's do (pandas columns, printouts):
     compared with chromadb's own in-process client on the same records."""
     import chromadb
 
-    def keys(module_client) -> list[list[str]]:
-        col = module_client.get_or_create_collection("key-order", embedding_function=None)
-        col.add(ids=["a"], embeddings=[[1.0, 2.0]], documents=["d"], metadatas=[{"k": 1}])
-        return [
-            list(col.get().keys()),
-            list(col.get(include=["embeddings", "uris"]).keys()),
-            list(col.peek().keys()),
-            list(col.query(query_embeddings=[[1.0, 2.0]], n_results=1).keys()),
-        ]
-
     chroma = chromadb.EphemeralClient()
     try:
-        expected = keys(chroma)
+        expected = result_key_orders(chroma, "key-order")
     finally:
         chroma.delete_collection("key-order")
-    assert keys(client) == expected
+    assert result_key_orders(client, "key-order") == expected

@@ -37,6 +37,7 @@ import huedb
 from huedb.config import Settings
 from tests.http_checks import chroma_client
 from tests.servers import RunningServer, huedb_server
+from tests.test_api_semantics import result_key_orders
 
 TOKEN_PROVIDER = "chromadb.auth.token_authn.TokenAuthClientProvider"
 BASIC_PROVIDER = "chromadb.auth.basic_authn.BasicAuthClientProvider"
@@ -626,18 +627,7 @@ def test_results_list_their_keys_as_chromadbs_http_client(server: RunningServer)
     """chromadb's HTTP client builds get and query results in orders of their own (not its
     in-process client's, which huedb's HTTP client used: a DataFrame's columns, printouts
     and `list(result)` differed; review, 2026-12-08)."""
-
-    def keys(client: Any, name: str) -> list[list[str]]:
-        col = client.get_or_create_collection(name, embedding_function=None)
-        col.add(ids=["a"], embeddings=[[1.0, 2.0]], documents=["d"], metadatas=[{"k": 1}])
-        return [
-            list(col.get().keys()),
-            list(col.get(include=["embeddings", "uris"]).keys()),
-            list(col.peek().keys()),
-            list(col.query(query_embeddings=[[1.0, 2.0]], n_results=1).keys()),
-        ]
-
-    assert keys(ours(server.port), "http-keys-ours") == keys(
+    assert result_key_orders(ours(server.port), "http-keys-ours") == result_key_orders(
         theirs(server.port), "http-keys-theirs"
     )
 

@@ -133,7 +133,7 @@ class CatalogSQL(SessionBase):
         so nothing is created in it."""
         db_id = self.get_database(database, tenant)["id"]
         if self._writable:
-            self.run("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (ADVISORY_CLASS, db_id))
+            self._lock_database(db_id)
             if self.run("SELECT 1 FROM databases WHERE id = %s", (db_id,)).fetchone() is None:
                 raise NotFoundError(f"Database [{database}] not found. Are you sure it exists?")
         return db_id
@@ -178,7 +178,12 @@ class CatalogSQL(SessionBase):
             "SELECT database_id FROM collections WHERE uuid = %s", (collection_uuid,)
         ).fetchone()
         if row is not None and self._writable:
-            self.run("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (ADVISORY_CLASS, row[0]))
+            self._lock_database(row[0])
+
+    def _lock_database(self, db_id: str) -> None:
+        """The database's transaction-level advisory lock (its catalog changes, one at a
+        time)."""
+        self.run("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (ADVISORY_CLASS, db_id))
 
     def collection_by_uuid(self, collection_uuid: str) -> CollectionRow:
         col = self._collection("uuid = %s", (collection_uuid,))

@@ -161,7 +161,7 @@ class _Renderer:
         self.selects += 1
         op = positive(term.op)
         is_str = term.kind == KIND_STR
-        column, cast = ("txt", "text") if is_str else ("num", "numeric")
+        column = "txt" if is_str else "num"
         values = list(term.values) if is_str else [number(v) for v in term.values]
         if op in COMPARISONS:
             cond = f"num {_COMPARE_SQL[op]} %s::numeric"
